@@ -1,0 +1,29 @@
+"""`nanochatgpt` console script: subcommands dispatch to the module that does the work."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module with `add_arguments(parser)` and `run(args) -> int`, help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "chat": ("pipeline.chat", "chat with the trained model (--context sets a persona)"),
+    "sources": ("pipeline.sources.table", "list the source registry: licence, commercial, enabled, rows"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nanochatgpt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_module=module)
+        # Import lazily: `nanochatgpt sources` should not pay for importing torch.
+        importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
