@@ -3,13 +3,29 @@
 Layout of a checkpoint directory (model/ckpt/):
     config.json        GPTConfig fields
     model.safetensors  weights, GPT-2 parameter names (lm_head tied to wte, stored once)
-    state.pt           training state (optimizer, step, RNG, data position); see pipeline/train.py
+    state.pt           training state (optimizer, step, RNG, data position); see pipeline/train.py.
+                       Only in run checkpoints: model/ckpt (the DVC output) holds the model alone,
+                       so the DVC cache does not store two optimizer moments per experiment.
+
+A training run also keeps its latest resumable checkpoint in a run directory (model/run/), one
+`step-NNNNNNNN/` subdirectory per checkpoint in the layout above. Each is written into a hidden
+temporary directory and renamed into place, so a run killed at any instant (kill -9, power loss)
+leaves either the previous complete checkpoint or the new complete one, never weights from one
+step next to the optimizer state of another. Older step directories are pruned afterwards.
+
+state.pt holds only tensors, numbers, strings, lists and dicts (RNG states of numpy's
+generators are JSON text), so it loads with torch.load(weights_only=True): no pickled objects.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -19,9 +35,12 @@ from pipeline.model import GPT, GPTConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
 def save_model(model: GPT, ckpt_dir: str | Path) -> None:
+    """Weights (safetensors) + config.json into `ckpt_dir`, each file written atomically."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     # Unwrap DDP / torch.compile wrappers; drop the tied lm_head copy (safetensors refuses shared storage).
@@ -37,14 +56,69 @@ def load_config(ckpt_dir: str | Path) -> GPTConfig:
     return GPTConfig(**json.loads((Path(ckpt_dir) / CONFIG_FILE).read_text()))
 
 
-def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> GPT:
+def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout: float | None = None) -> GPT:
+    """The model of a checkpoint directory, in eval mode; `dropout` overrides the saved one (training)."""
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / WEIGHTS_FILE).exists():
         raise FileNotFoundError(f"no checkpoint at {ckpt_dir}: run `dvc repro train` first")
-    model = GPT(load_config(ckpt_dir))
+    cfg = load_config(ckpt_dir)
+    if dropout is not None:
+        cfg.dropout = dropout
+    model = GPT(cfg)
     state = load_file(str(ckpt_dir / WEIGHTS_FILE), device="cpu")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "lm_head.weight"]
     if missing or unexpected:
         raise ValueError(f"{ckpt_dir / WEIGHTS_FILE}: missing {missing}, unexpected {unexpected}")
     return model.to(device).eval()
+
+
+# ---------------------------------------------------------------- training state
+
+
+def save_state(state: dict[str, Any], ckpt_dir: str | Path) -> None:
+    """Write the training state (plain tensors/numbers/strings only) atomically as state.pt."""
+    with atomic.atomic_path(Path(ckpt_dir) / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
+    """The training state of a checkpoint directory; weights_only=True refuses arbitrary pickles."""
+    path = Path(ckpt_dir) / STATE_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training state to resume from")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_run_checkpoint(model: GPT, state: dict[str, Any], run_dir: str | Path, step: int) -> Path:
+    """Add `run_dir/step-NNNNNNNN/` (atomically: temp dir + rename), then drop older steps."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".step-", suffix=".tmp", dir=run_dir))
+    try:
+        save_model(model, tmp)
+        save_state(state, tmp)
+        if target.exists():  # the same step saved again (a resumed run): set the old one aside first
+            os.replace(target, tmp.with_name(f".{target.name}.old"))
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in [*run_checkpoints(run_dir), run_dir / f".{target.name}.old"]:
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def run_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete step directories of a run, oldest first (hidden temporaries are ignored)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    steps = [p for p in run_dir.iterdir() if p.is_dir() and STEP_DIR.match(p.name)]
+    return sorted(p for p in steps if (p / STATE_FILE).exists() and (p / WEIGHTS_FILE).exists())
+
+
+def latest_run_checkpoint(run_dir: str | Path) -> Path | None:
+    found = run_checkpoints(run_dir)
+    return found[-1] if found else None

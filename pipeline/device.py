@@ -1,15 +1,136 @@
-"""Device resolution shared by training, evaluation, chat and benchmarks."""
+"""Device resolution shared by training, evaluation, chat and benchmarks.
+
+For training also: mixed precision, TF32, peak FLOP/s and DDP process groups.
+
+Everything CUDA-specific is behind a check, so the CPU path imports and runs without a GPU.
+Several processes (torchrun) are recognised by the RANK / WORLD_SIZE / LOCAL_RANK environment
+variables that torchrun sets; a plain `python -m stages.train` is one process of world size 1.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from dataclasses import dataclass
+
 import torch
+import torch.distributed as dist
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+# Dense (no sparsity) tensor-core peak in bf16/fp16, FLOP/s, by a substring of the device name.
+# Vendor datasheets; the first match wins, so the more specific names come first.
+PEAK_FLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989e12),
+    ("H100", 989e12),
+    ("H800", 989e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("A10G", 125e12),
+    ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12),
+    ("V100", 125e12),
+    ("T4", 65e12),
+)
 
 
-def resolve_device(name: str | None = "auto") -> torch.device:
-    """`auto` picks CUDA when present, else CPU; explicit names are checked, not silently changed."""
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a (possibly one-process) training job."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info_from_env() -> DistInfo:
+    """Read torchrun's environment; no variables means a single process."""
+    return DistInfo(
+        rank=int(os.environ.get("RANK", 0)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+    )
+
+
+def resolve_device(name: str | None = "auto", info: DistInfo | None = None) -> torch.device:
+    """`auto` picks CUDA when present, else CPU; explicit names are checked, not silently changed.
+
+    Under DDP on CUDA each process takes cuda:LOCAL_RANK (torchrun starts one process per GPU).
+    """
     if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available (use device: auto or cpu)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {name!r} requested but CUDA is not available (use device: auto or cpu)"
+            )
+        if info is not None and info.enabled:
+            device = torch.device("cuda", info.local_rank)
     return device
+
+
+def init_process_group(info: DistInfo, device: torch.device) -> None:
+    """NCCL between GPUs, gloo on CPU (used by the tests); a no-op for one process."""
+    if info.enabled and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+
+
+def destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype; CPU trains in float32 (bf16 autocast on CPU is slower there, not faster)."""
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}: expected one of {sorted(DTYPES)}")
+    if device.type != "cuda":
+        return torch.float32
+    if name == "bfloat16" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return DTYPES[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast on CUDA; nothing for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 matmuls and convolutions on Ampere and later (float32 parts of the model get ~8x)."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The GPU's dense bf16 peak by its name, or None (CPU, or a GPU this table does not know)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, flops in PEAK_FLOPS:
+        if key in name:
+            return flops
+    return None

@@ -49,7 +49,9 @@ def bot_token_loss(model: GPT, split_dir: str | Path, batch_size: int, max_batch
         count += int(m_t.sum())
         windows += x.shape[0]
     loss = total / count if count else float("nan")
-    return LossReport(loss=loss, perplexity=math.exp(loss) if count else float("nan"), tokens=count, windows=windows)
+    return LossReport(
+        loss=loss, perplexity=math.exp(loss) if count else float("nan"), tokens=count, windows=windows
+    )
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Follows nanoGPT's model.py: one readable file. Differences that matter here:
 - the loss is masked (only bot tokens and their closing <endOfText> count);
-- attention can read and extend a KV cache, so inference prefills once and then
-  decodes one token per step (see pipeline/engine.py);
+- attention can read and extend a static KV cache, so inference prefills once (rows of
+  different lengths left-padded) and then decodes one token per step with static shapes,
+  which a CUDA graph can capture (see pipeline/engine.py);
 - attention is always torch's scaled_dot_product_attention (flash/memory-efficient
   kernels on CUDA).
 """
@@ -44,22 +45,57 @@ GPT2_PRESETS: dict[str, dict[str, int]] = {
 
 
 class KVCache:
-    """Keys and values of every layer for a batch of sequences, preallocated to `max_len`.
+    """Keys and values of every layer for a batch of sequences, preallocated to `max_len` slots.
 
-    `pos` is how many positions are filled (the same for every row of the batch).
-    Preallocating keeps shapes static, which is what CUDA graphs and torch.compile need.
+    Rows of different lengths are left-padded: row b's first `pad[b]` slots hold padding that no
+    query attends to, and its positions count from its first real token, so each row computes
+    exactly what it would alone. All rows share the slot index, so one write per step serves the
+    whole batch. `pos` (host int) is how many slots are filled; `pos_t` is the same number on the
+    device, which is what a captured CUDA graph reads (a graph cannot see Python ints). Shapes
+    never change after construction, which is what CUDA graphs and torch.compile need.
     """
 
     def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int, device, dtype) -> None:
+        if max_len > cfg.block_size:
+            raise ValueError(f"KV cache of {max_len} slots exceeds block_size {cfg.block_size}")
         head_dim = cfg.n_embd // cfg.n_head
         shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.batch_size = batch_size
         self.max_len = max_len
         self.pos = 0
+        self.pos_t = torch.zeros(1, dtype=torch.long, device=device)
+        self.pad = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.padded = False  # host-side: any row padded? (unpadded prefill takes the causal fast path)
 
-    def reset(self) -> None:
+    def reset(self, pad: list[int] | None = None) -> None:
+        """Empty the cache (in place: captured graphs keep pointing at these tensors)."""
         self.pos = 0
+        self.pos_t.zero_()
+        if pad is None:
+            self.pad.zero_()
+            self.padded = False
+        else:
+            if len(pad) != self.batch_size:
+                raise ValueError(f"pad has {len(pad)} rows, cache has {self.batch_size}")
+            self.pad.copy_(torch.tensor(pad, dtype=torch.long))
+            self.padded = any(p > 0 for p in pad)
+
+    def advance(self, n: int = 1) -> None:
+        """Mark n more slots filled (after a decode_step, which does not advance by itself)."""
+        self.pos += n
+        self.pos_t.add_(n)
+
+
+@dataclass
+class _CacheStep:
+    """What every layer needs to read and extend the cache in one forward pass."""
+
+    cache: KVCache
+    # (B, 1, T, keys): bool (True = may attend) or additive float; None = plain causal
+    mask: torch.Tensor | None
+    start: int | None  # first slot written (prefill); None = one token at cache.pos_t (decode)
 
 
 class CausalSelfAttention(nn.Module):
@@ -74,31 +110,34 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.layer_idx = layer_idx
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, step: _CacheStep | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        if cache is None:
+        if step is None:
             y = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
             )
         else:
-            start = cache.pos
-            end = start + T
-            if end > cache.max_len:
-                raise ValueError(f"KV cache overflow: {end} > {cache.max_len}")
-            cache.k[self.layer_idx, :, :, start:end] = k
-            cache.v[self.layer_idx, :, :, start:end] = v
-            k_all = cache.k[self.layer_idx, :, :, :end]
-            v_all = cache.v[self.layer_idx, :, :, :end]
-            if T == 1:
-                y = F.scaled_dot_product_attention(q, k_all, v_all)
+            kc = step.cache.k[self.layer_idx]  # (B, H, max_len, head_dim) views into the cache
+            vc = step.cache.v[self.layer_idx]
+            if step.start is None:
+                # Decode: write the one new slot, attend over every slot (the mask hides the
+                # unfilled and padded ones) so shapes stay static for graph capture.
+                kc.index_copy_(2, step.cache.pos_t, k)
+                vc.index_copy_(2, step.cache.pos_t, v)
+                k_all, v_all = kc, vc
             else:
-                # Query i (absolute position start+i) sees keys 0..start+i.
-                mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
-                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+                end = step.start + T
+                kc[:, :, step.start : end] = k
+                vc[:, :, step.start : end] = v
+                k_all, v_all = kc[:, :, :end], vc[:, :, :end]
+            if step.mask is None:
+                y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
+            else:
+                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=step.mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -123,8 +162,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x: torch.Tensor, step: _CacheStep | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), step)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -173,25 +212,63 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) and, with `targets`, the mean cross-entropy where `loss_mask` is 1.
 
-        With a `cache`, positions continue from `cache.pos` and the cache advances by T.
+        With a `cache` (prefill), the T tokens fill slots cache.pos.. and the cache advances by T;
+        each row's positions count from its first unpadded slot (see KVCache).
         Without targets, only the last position's logits are computed (inference).
         """
         B, T = idx.shape
-        start = cache.pos if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x, cache)
+        if cache is None:
+            if idx.size(1) > self.config.block_size:
+                raise ValueError(f"sequence of {T} tokens exceeds block_size {self.config.block_size}")
+            pos = torch.arange(0, T, dtype=torch.long, device=idx.device)
+            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+            for block in self.transformer.h:
+                x = block(x)
+        else:
+            start = cache.pos
+            if start + T > cache.max_len:
+                raise ValueError(f"KV cache overflow: {start + T} slots > {cache.max_len}")
+            slots = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
+            pos = (slots.unsqueeze(0) - cache.pad.unsqueeze(1)).clamp(min=0)  # (B, T)
+            mask = None
+            if cache.padded or start > 0:
+                keys = torch.arange(start + T, device=idx.device)
+                q_slot = slots.view(1, T, 1)
+                visible = (keys.view(1, 1, -1) <= q_slot) & (keys.view(1, 1, -1) >= cache.pad.view(B, 1, 1))
+                # A padding query sees no real key; let it see itself so softmax stays finite.
+                mask = (visible | (keys.view(1, 1, -1) == q_slot)).unsqueeze(1)
+            step = _CacheStep(cache=cache, mask=mask, start=start)
+            x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+            for block in self.transformer.h:
+                x = block(x, step)
+            cache.advance(T)
         x = self.transformer.ln_f(x)
-        if cache is not None:
-            cache.pos += T
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
         loss = masked_cross_entropy(logits, targets, loss_mask)
         return logits, loss
+
+    def decode_step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits (B, vocab) for one new token per row, written at slot cache.pos_t.
+
+        Reads positions only from device tensors and never syncs with the host, so it can be
+        captured in a CUDA graph and replayed. It does not advance the cache: call
+        cache.advance() after it (outside any graph).
+        """
+        B = idx.shape[0]
+        keys = torch.arange(cache.max_len, device=idx.device)
+        visible = (keys.view(1, -1) <= cache.pos_t) & (keys.view(1, -1) >= cache.pad.view(B, 1))
+        # Additive mask in the cache's dtype, built once per step: a boolean one would be converted
+        # again in every layer (one more kernel each, and kernel count is what limits decoding).
+        mask = torch.zeros(B, 1, 1, cache.max_len, dtype=cache.k.dtype, device=idx.device)
+        mask.masked_fill_(~visible.view(B, 1, 1, -1), float("-inf"))
+        step = _CacheStep(cache=cache, mask=mask, start=None)
+        pos = (cache.pos_t - cache.pad).clamp(min=0).view(B, 1)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        for block in self.transformer.h:
+            x = block(x, step)
+        return self.lm_head(self.transformer.ln_f(x)).view(B, -1)
 
     @torch.no_grad()
     def logits_all(self, idx: torch.Tensor) -> torch.Tensor:

@@ -38,8 +38,10 @@ def main() -> None:
         print(f"  {label:34s} {path}{'' if Path(path).exists() else '  (missing)'}")
     print("\nmetrics (dvc metrics show for all)")
     print(f"  train: final val loss {_metric('model/metrics.json', 'val_loss')}")
-    print(f"  eval:  val loss on bot tokens {_metric('model/eval/metrics.json', 'val_loss_bot')}, "
-          f"stop rate {_metric('model/eval/metrics.json', 'stop_rate')}")
+    print(
+        f"  eval:  val loss on bot tokens {_metric('model/eval/metrics.json', 'val_loss_bot')}, "
+        f"stop rate {_metric('model/eval/metrics.json', 'stop_rate')}"
+    )
     print("\nsample exchange (model/eval/transcripts.md)")
     for line in sample_exchange(Path("model/eval/transcripts.md")):
         print(f"  {line}")

@@ -29,8 +29,10 @@ def main() -> None:
         **{k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
     }
     atomic.write_json(OUT / "metrics.json", metrics)
-    print(f"evaluate: val loss (bot tokens) {loss.loss:.3f}, ppl {loss.perplexity:.1f}; "
-          f"{figures['replies']} replies, stop rate {figures['stop_rate']:.2f}")
+    print(
+        f"evaluate: val loss (bot tokens) {loss.loss:.3f}, ppl {loss.perplexity:.1f}; "
+        f"{figures['replies']} replies, stop rate {figures['stop_rate']:.2f}"
+    )
 
 
 if __name__ == "__main__":

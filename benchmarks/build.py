@@ -1,0 +1,254 @@
+"""Benchmark: normalize(ish) + build of a large generated corpus vs a plain polars read.
+
+    python -m benchmarks.build                  # ~1 GB of OpenAI-messages JSONL (two sources)
+    python -m benchmarks.build --size-mb 150    # smaller, for a shared machine
+
+(Run it with -m from the repo root, like every benchmark.)
+
+Generates two sources of OpenAI `{"messages": [...]}` JSONL (with exact and trivial-variant
+duplicates inside and across them), then runs, each in its own child process so that its peak
+RSS is its own (os.wait4 rusage):
+
+  read-jsonl     pl.read_ndjson of the JSONL files (baseline: the raw format, in memory)
+  normalize      JSONL -> turn table parquet (streaming explode; a stand-in for normalize)
+  read-parquet   pl.read_parquet of the turn tables (baseline)
+  build          pipeline.build.build_variant("full"), with its own phase timings
+
+and prints seconds, MB/s of JSONL input and peak RSS for each. Target: build peak RSS <= 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("bench_a", "bench_b")
+RSS_TARGET_MB = 2048
+_WORD_TEXT = (
+    "the a of to and in is it you that he was for on are with as I his they be at one have this from "
+    "or had by hot word but what some we can out other were all there when up use your how said an "
+    "each she which do their time if will way about many then them write would like so these her long "
+    "make thing see him two has look more day could go come did number sound no most people my over"
+)
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+def _sentences(rng: np.random.Generator, n: int) -> list[str]:
+    lengths = rng.integers(4, 24, size=n)
+    words = np.array(_WORD_TEXT.split())
+    return [" ".join(words[rng.integers(0, len(words), size=k)]).capitalize() + "." for k in lengths]
+
+
+def generate(raw: Path, size_mb: int, seed: int = 0) -> dict[str, int]:
+    """Write raw/<source>.jsonl, ~size_mb MB in all; ~3% duplicates (exact and trivial variants)."""
+    rng = np.random.default_rng(seed)
+    pool = pl.Series(_sentences(rng, 20_000))
+    raw.mkdir(parents=True, exist_ok=True)
+    target = size_mb * (1 << 20) // len(SOURCES)
+    sizes = {}
+    offset = 0
+    for name in SOURCES:
+        path = raw / f"{name}.jsonl"
+        with open(path, "wb") as f:
+            while f.tell() < target:
+                chunk = _chunk(rng, pool, offset, 4_000)
+                offset += 4_000
+                chunk.write_ndjson(f)
+        sizes[name] = path.stat().st_size
+    return sizes
+
+
+def _chunk(rng: np.random.Generator, pool: pl.Series, offset: int, n: int) -> pl.DataFrame:
+    n_turns = rng.integers(2, 9, size=n)
+    conv = np.repeat(np.arange(offset, offset + n), n_turns)
+    turn = np.concatenate([np.arange(k) for k in n_turns])
+    picks = rng.integers(0, len(pool), size=(len(conv), 2))
+    turns = pl.DataFrame({"conv": conv, "turn": turn}).with_columns(
+        role=pl.when(pl.col("turn") % 2 == 0).then(pl.lit("user")).otherwise(pl.lit("assistant")),
+        content=pl.concat_str(pool.gather(picks[:, 0]), pl.lit(" "), pool.gather(picks[:, 1])),
+    )
+    # ~3% of conversations copy the one before them: half exactly, half as a trivial variant.
+    dup = rng.random(n) < 0.03
+    variant = rng.random(n) < 0.5
+    source_conv = np.where(
+        dup, np.maximum(np.arange(offset, offset + n) - 1, offset), np.arange(offset, offset + n)
+    )
+    copies = pl.DataFrame(
+        {"conv": np.arange(offset, offset + n), "src": source_conv, "variant": variant & dup}
+    )
+    turns = (
+        turns.join(copies, on="conv")
+        .join(
+            turns.select(pl.col("conv").alias("src"), "turn", pl.col("content").alias("src_content")),
+            on=["src", "turn"],
+            how="left",
+        )
+        .with_columns(
+            content=pl.when(pl.col("src") != pl.col("conv"))
+            .then(
+                pl.when(pl.col("variant"))
+                .then(pl.col("src_content").str.to_uppercase().str.replace_all(" ", "  ") + "!!")
+                .otherwise(pl.col("src_content"))
+            )
+            .otherwise(pl.col("content"))
+        )
+        .filter(pl.col("content").is_not_null())
+    )
+    return (
+        turns.sort("conv", "turn")
+        .group_by("conv", maintain_order=True)
+        .agg(messages=pl.struct("role", "content"))
+        .select(id=pl.col("conv").cast(pl.String), messages="messages")
+    )
+
+
+# ----------------------------------------------------------------------------- children
+
+
+def child_normalize(work: Path) -> dict:
+    """OpenAI messages JSONL -> turn table (streaming): the shape of normalize, not its rules."""
+    out = work / "data" / "normalized"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES:
+        # when/then, not replace_strict: replace_strict does not stream in polars 2.1 (all rows in RAM).
+        role = pl.when(pl.col("role") == "user").then(pl.lit("human")).when(pl.col("role") == "assistant")
+        role = role.then(pl.lit("bot"))
+        (
+            pl.scan_ndjson(work / "raw" / f"{name}.jsonl")
+            # Turn numbers before the explode: int_ranges is elementwise, so this streams.
+            .with_columns(turn=pl.int_ranges(pl.col("messages").list.len(), dtype=pl.Int32))
+            .explode("messages", "turn")
+            .unnest("messages")
+            .select(
+                conversation_id=pl.lit(f"{name}:") + pl.col("id"),
+                turn="turn",
+                role=role,
+                text=pl.col("content").str.normalize("NFC").str.strip_chars(),
+                source=pl.lit(name),
+                licence=pl.lit("MIT"),
+                commercial=pl.lit(True),
+                context=pl.lit(None, dtype=pl.String),
+            )
+            .sink_parquet(out / f"{name}.parquet", engine="streaming")
+        )
+        rows = pl.scan_parquet(out / f"{name}.parquet").select(pl.len()).collect().item()
+        report = {
+            "source": name,
+            "rows_read": rows,
+            "rows_kept": rows,
+            "turns_kept": rows,
+            "rows_quarantined": 0,
+            "rows_filtered": {},
+            "quarantined_by_check": {},
+        }
+        (out / f"{name}.report.json").write_text(json.dumps(report))
+    return {}
+
+
+def child_build(work: Path) -> dict:
+    from pipeline.build import BuildConfig, build_variant
+
+    registry = {name: {"kind": "url", "licence": "MIT", "commercial": True} for name in SOURCES}
+    result = build_variant(work, list(SOURCES), registry, BuildConfig(variant="full"))
+    t = result.stats["totals"]
+    return {
+        "phases": result.timings,
+        "conversations": t["conversations"],
+        "rows_read": t["rows_read"],
+        "duplicates": t["duplicates_removed"],
+    }
+
+
+def child_read_jsonl(work: Path) -> dict:
+    return {"rows": sum(pl.read_ndjson(work / "raw" / f"{n}.jsonl").height for n in SOURCES)}
+
+
+def child_read_parquet(work: Path) -> dict:
+    return {"rows": sum(pl.read_parquet(work / "data/normalized" / f"{n}.parquet").height for n in SOURCES)}
+
+
+CHILDREN = {
+    "read-jsonl": child_read_jsonl,
+    "normalize": child_normalize,
+    "read-parquet": child_read_parquet,
+    "build": child_build,
+}
+
+
+def run_child(step: str, work: Path) -> tuple[float, float, dict]:
+    """(seconds, peak RSS MB, the child's JSON result) of one step in its own process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.build", "--child", step, "--workdir", str(work)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{step} failed (exit {os.waitstatus_to_exitcode(status)})")
+    return seconds, usage.ru_maxrss / 1024, json.loads(out.decode().strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size-mb", type=int, default=1024, help="JSONL to generate, in MB (default 1024)")
+    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir, removed after)")
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(CHILDREN[args.child](args.workdir)))
+        return 0
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-build-"))
+    try:
+        t0 = time.perf_counter()
+        sizes = generate(work / "raw", args.size_mb)
+        mb = sum(sizes.values()) / (1 << 20)
+        print(
+            f"generated {mb:.0f} MB of OpenAI-messages JSONL ({len(SOURCES)} sources) in "
+            f"{time.perf_counter() - t0:.1f}s -> {work}"
+        )
+        results = {step: run_child(step, work) for step in CHILDREN}
+        parquet_mb = sum(p.stat().st_size for p in (work / "data/normalized").glob("*.parquet")) / (1 << 20)
+        print(f"turn tables: {parquet_mb:.0f} MB parquet\n")
+        print(f"{'step':<14}{'seconds':>9}{'MB/s':>9}{'peak RSS MB':>13}")
+        for step, (seconds, rss, _) in results.items():
+            print(f"{step:<14}{seconds:>9.2f}{mb / seconds:>9.1f}{rss:>13.0f}")
+        seconds, rss, info = results["build"]
+        print(f"\nbuild phases (s): {info['phases']}")
+        print(
+            f"build: {info['rows_read']} rows -> {info['conversations']} conversations; "
+            f"duplicates removed {info['duplicates']}"
+        )
+        verdict = "OK" if rss <= RSS_TARGET_MB else "OVER TARGET"
+        print(f"build peak RSS {rss:.0f} MB vs target {RSS_TARGET_MB} MB: {verdict}")
+        return 0 if rss <= RSS_TARGET_MB else 1
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Decode speed: the KV-cache engine against a naive generate that recomputes the whole context.
+
+A GPT-2-sized model with random weights (speed does not depend on the weights), a 32-token
+prompt and 128 new tokens, greedy, no stops (every row makes all 128 tokens). The naive generate
+is nanoGPT's: one full forward over the growing sequence per new token. Both run in the same
+process on the same model. Prints one table row per batch size.
+
+    python benchmarks/decode.py                                   # gpt2-medium, batch 1 and 16
+    python benchmarks/decode.py --model gpt2 --device cpu --batch-sizes 1
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, Python puts benchmarks/ first on sys.path; put the repository root there
+# instead, which is what `import pipeline` needs.
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path[0] = str(_HERE.parent)
+else:
+    sys.path.insert(0, str(_HERE.parent))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+from pipeline.device import resolve_device  # noqa: E402
+from pipeline.engine import Engine  # noqa: E402
+from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
+from pipeline.sampling import SamplingParams  # noqa: E402
+from pipeline.tokenizer import N_VOCAB  # noqa: E402
+
+
+@torch.inference_mode()
+def naive_generate(model: GPT, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    """nanoGPT's generate: the full (cropped) sequence through the model for every new token."""
+    idx = torch.tensor(prompts, dtype=torch.long, device=next(model.parameters()).device)
+    start = idx.size(1)
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -model.config.block_size :])
+        nxt = logits[:, -1, :N_VOCAB].argmax(dim=-1, keepdim=True)
+        idx = torch.cat([idx, nxt], dim=1)
+    return idx[:, start:].tolist()
+
+
+def timed(fn, device: torch.device) -> tuple[float, object]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["gpt2", "gpt2-medium"], default="gpt2-medium")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-sizes", default="1,16", help="comma-separated (default 1,16)")
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3, help="engine runs per batch size; the best counts")
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="weights of both generators (auto: bfloat16 on CUDA, float32 on CPU)",
+    )
+    p.add_argument("--no-naive", action="store_true", help="skip the naive generate")
+    p.add_argument("--no-graphs", action="store_true", help="decode eagerly on CUDA too")
+    args = p.parse_args(argv)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+
+    device = resolve_device(args.device)
+    if args.dtype == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = torch.bfloat16 if cuda_bf16 else torch.float32
+    else:
+        dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    t_init = time.perf_counter()
+    with torch.device(device):  # initialise on the device: a 350M CPU init takes seconds
+        model = GPT(GPTConfig(**GPT2_PRESETS[args.model], block_size=1024)).to(dtype).eval()
+    t_init = time.perf_counter() - t_init
+    engine = Engine(model, cuda_graphs=not args.no_graphs)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(
+        f"{args.model} ({model.num_params() / 1e6:.0f}M params, {dtype}) on {name}, "
+        f"threads={torch.get_num_threads()}, cuda_graphs={engine.cuda_graphs}, "
+        f"prompt {args.prompt_len} + {args.new_tokens} new tokens, greedy; init {t_init:.1f}s",
+        flush=True,
+    )
+    greedy = SamplingParams(temperature=0.0)
+    gen = torch.Generator().manual_seed(1)
+    header = f"{'batch':>5} | {'decode':>6} | {'engine tok/s':>12} | {'first run s':>11} | {'naive tok/s':>11} | {'speedup':>7}"
+    rows = [header, "-" * len(header)]
+    for b in batch_sizes:
+        prompts = torch.randint(0, 50256, (b, args.prompt_len), generator=gen).tolist()
+
+        def run_engine(prompts=prompts):
+            return engine.generate_ids(prompts, args.new_tokens, greedy, stop_token_ids=())
+
+        first, out = timed(run_engine, device)  # includes cache allocation and graph capture
+        assert all(len(r) == args.new_tokens for r in out)
+        best = min(timed(run_engine, device)[0] for _ in range(max(1, args.repeats)))
+        engine_tps = b * args.new_tokens / best
+        naive_col, speed_col = "-", "-"
+        if not args.no_naive:
+            naive_generate(model, prompts, 2)  # warm up kernels for this shape family
+            t_naive, _ = timed(
+                lambda prompts=prompts: naive_generate(model, prompts, args.new_tokens), device
+            )
+            naive_tps = b * args.new_tokens / t_naive
+            naive_col, speed_col = f"{naive_tps:11.1f}", f"{engine_tps / naive_tps:6.1f}x"
+        mode = "graph" if any(s.graph is not None for s in engine._slots.values()) else "eager"
+        rows.append(
+            f"{b:>5} | {mode:>6} | {engine_tps:12.1f} | {first:11.2f} | {naive_col:>11} | {speed_col:>7}"
+        )
+        print(rows[-1] if len(rows) > 3 else "\n".join(rows), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

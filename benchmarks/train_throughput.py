@@ -1,0 +1,218 @@
+"""Training throughput: tokens/s and MFU of the real training step (pipeline.train.train_step).
+
+CUDA (default when a GPU is present): GPT-2 124M and 350M at block 1024, batch 16, bf16 autocast,
+TF32, torch.compile, fused AdamW, masked loss; plus a nanoGPT-style baseline (plain loss over every
+token) for 124M, to show what the loss mask costs. CPU: a small model (the cpu-tiny profile's shape)
+with the gathered masked loss and, for comparison, the full-logits masked loss.
+
+Data are random tokens with a random ~50% loss mask: throughput does not depend on the text.
+MFU = 6N + 12·L·H·Q·T FLOPs per token (PaLM) × tokens/s ÷ the GPU's dense bf16 peak.
+
+    python -m benchmarks.train_throughput            # GPU suite if CUDA, then the CPU figure
+    python -m benchmarks.train_throughput --quick    # 124M only on GPU, fewer steps
+    python -m benchmarks.train_throughput --cpu      # CPU figure only (this machine)
+
+Budget: under 3 minutes on an H200 including compilation (about 25-60 s per compiled model); GPU
+cases that would start after --budget seconds (default 150) are skipped, the baseline first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import device  # noqa: E402
+from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
+from pipeline.optim import make_optimizer  # noqa: E402
+from pipeline.train import MaskedLM, Runtime, TrainConfig, train_flops_per_token, train_step  # noqa: E402
+
+
+class Unmasked(nn.Module):
+    """nanoGPT's objective: mean cross-entropy over every position (the mask is ignored)."""
+
+    def __init__(self, gpt: GPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.gpt(idx, targets)[1]
+
+
+@dataclass
+class Case:
+    name: str
+    shape: dict[str, int]
+    batch: int
+    block: int
+    device: str
+    dtype: str
+    compile: bool
+    objective: str  # masked (gathered on CPU / full logits when compiled) | masked-full | unmasked
+
+
+@dataclass
+class Result:
+    case: Case
+    params: int
+    tokens_per_sec: float
+    ms_per_step: float
+    mfu: float | None
+    compile_s: float
+
+
+def run_case(case: Case, steps: int, warmup: int) -> Result:
+    dev = torch.device(case.device)
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        batch_size=case.batch,
+        block_size=case.block,
+        grad_accum=1,
+        dtype=case.dtype,
+        compile=case.compile,
+        grad_clip=1.0,
+        device=case.device,
+    )
+    rt = Runtime(device=dev, dtype=device.resolve_dtype(case.dtype, dev), dist=device.DistInfo())
+    gpt = GPT(GPTConfig(block_size=case.block, **case.shape)).to(dev).train()
+    if case.objective == "unmasked":
+        module: nn.Module = Unmasked(gpt)
+    else:
+        module = MaskedLM(gpt, gather=case.objective == "masked" and not case.compile)
+    if case.compile:
+        module = torch.compile(module)
+    optimizer = make_optimizer(gpt, lr=3e-4, weight_decay=0.1, device_type=dev.type)
+    scaler = torch.amp.GradScaler(dev.type, enabled=rt.dtype == torch.float16)
+    gen = torch.Generator().manual_seed(0)
+
+    def batch() -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], float]:
+        x = torch.randint(0, 50257, (case.batch, case.block + 1), generator=gen)
+        m = (torch.rand(case.batch, case.block, generator=gen) < 0.5).long()
+        micro = [(x[:, :-1].contiguous().to(dev), x[:, 1:].contiguous().to(dev), m.to(dev))]
+        return micro, float(m.sum())
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    batches = [batch() for _ in range(4)]
+    t0 = time.perf_counter()
+    for i in range(warmup):
+        micro, n = batches[i % len(batches)]
+        train_step(module, optimizer, scaler, micro, n, 3e-4, cfg, rt)
+    sync()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(steps):
+        micro, n = batches[i % len(batches)]
+        train_step(module, optimizer, scaler, micro, n, 3e-4, cfg, rt)
+    sync()
+    dt = time.perf_counter() - t0
+    n_params = gpt.num_params()
+    tok_s = case.batch * case.block * steps / dt
+    peak = device.peak_flops(dev)
+    mfu = train_flops_per_token(gpt.config, n_params, case.block) * tok_s / peak if peak else None
+    del module, optimizer, gpt
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return Result(case, n_params, tok_s, 1000 * dt / steps, mfu, compile_s)
+
+
+def cuda_cases(quick: bool) -> list[Case]:
+    gpt2, medium = GPT2_PRESETS["gpt2"], GPT2_PRESETS["gpt2-medium"]
+    cases = [Case("gpt2 124M", gpt2, 16, 1024, "cuda", "bfloat16", True, "masked")]
+    if not quick:
+        cases.append(Case("gpt2-medium 350M", medium, 16, 1024, "cuda", "bfloat16", True, "masked"))
+    # Last: the baseline is the first case to drop when the time budget runs out.
+    cases.append(Case("gpt2 124M", gpt2, 16, 1024, "cuda", "bfloat16", True, "unmasked"))
+    return cases
+
+
+def cpu_cases() -> list[Case]:
+    tiny = dict(n_layer=4, n_head=4, n_embd=128)  # the cpu-tiny profile's shape
+    return [
+        Case("cpu-tiny 7M", tiny, 8, 128, "cpu", "float32", False, "masked"),
+        Case("cpu-tiny 7M", tiny, 8, 128, "cpu", "float32", False, "masked-full"),
+    ]
+
+
+def print_table(results: list[Result]) -> None:
+    head = (
+        f"{'model':<18}{'objective':<13}{'device':<8}{'B x T':<11}{'params':>9}{'tokens/s':>12}"
+        f"{'ms/step':>10}{'MFU':>8}{'warmup s':>10}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        c = r.case
+        mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "-"
+        print(
+            f"{c.name:<18}{c.objective:<13}{c.device:<8}{f'{c.batch}x{c.block}':<11}{r.params / 1e6:>8.1f}M"
+            f"{r.tokens_per_sec:>12,.0f}{r.ms_per_step:>10.1f}{mfu:>8}{r.compile_s:>10.1f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cpu", action="store_true", help="only the CPU figure")
+    p.add_argument("--quick", action="store_true", help="fewer steps; on GPU only GPT-2 124M")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per case")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--budget", type=float, default=150.0, help="seconds; later cases are skipped past it")
+    args = p.parse_args(argv)
+    device.set_tf32(True)
+    plan: list[tuple[Case, int, int]] = []
+    if torch.cuda.is_available() and not args.cpu:
+        gpu_steps = args.steps or (10 if args.quick else 20)
+        plan += [(c, gpu_steps, 3) for c in cuda_cases(args.quick)]
+        print(f"GPU: {torch.cuda.get_device_name()}, peak {device.peak_flops(torch.device('cuda'))} FLOP/s")
+    cpu_steps = args.steps or (3 if args.quick else 6)
+    plan += [(c, cpu_steps, 2) for c in cpu_cases()]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
+    results: list[Result] = []
+    skipped = 0
+    start = time.perf_counter()
+    for case, steps, warmup in plan:
+        if time.perf_counter() - start > args.budget and case.device == "cuda":
+            print(f"{case.name} {case.objective}: skipped (past the {args.budget:.0f} s budget)", flush=True)
+            skipped += 1
+            continue
+        try:
+            results.append(run_case(case, steps, warmup))
+        except Exception as e:  # one failing case must not hide the others' figures
+            print(
+                f"{case.name} {case.objective} on {case.device}: FAILED {type(e).__name__}: {e}", flush=True
+            )
+        else:
+            r = results[-1]
+            print(
+                f"  {case.name} {case.objective} {case.device}: {r.tokens_per_sec:,.0f} tokens/s", flush=True
+            )
+    print()
+    print_table(results)
+    if args.json:
+        rows = [
+            {
+                **vars(r.case),
+                "params": r.params,
+                "tokens_per_sec": r.tokens_per_sec,
+                "ms_per_step": r.ms_per_step,
+                "mfu": r.mfu,
+                "warmup_s": r.compile_s,
+            }
+            for r in results
+        ]
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0 if len(results) + skipped == len(plan) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,685 @@
+"""build@<variant>: the validated turn tables of every enabled source -> one leak-free dataset.
+
+The seed project's dataset leaked: val files were byte copies of train files, and the
+"commercial" subset held non-commercial conversations. Here each of those is made impossible
+by construction and then checked again before anything is written:
+
+1. plan (one streaming pass, no text kept): every row is re-validated against the turn-table
+   rules (pipeline.schema) and reduced to one row per conversation: its size, the first rule it
+   breaks, whether it may enter the commercial variant, and a 128-bit dedup key
+   (pipeline.dedup). The eager conversation table then decides each conversation's fate:
+   filtered (not commercial / over a cap), quarantined (whole conversation, with the check),
+   duplicate (of an earlier one in a fixed order), or kept in train/val by a seeded hash of its
+   dedup key (pipeline.split): duplicates share the key, so they can never straddle.
+2. write (a second streaming pass): every row the variant may hold is sunk into one of N
+   scratch parts by a hash of its conversation (no join: a streaming join held far more memory);
+   each part (~16M characters) is joined to its conversations' fate in memory, grouped into one
+   conversation per row, checked (commercial purity, counts) and appended to train/val
+   (pipeline.export). Peak memory is set by the part size, not the corpus size.
+
+Everything goes into a temporary directory that replaces data/dataset/<variant>/ only when
+every check passed, so a refused build leaves nothing behind. Rows read = rows kept + rows
+quarantined + rows filtered + duplicate rows, per source, checked against the files' own row
+counts (stats.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline import atomic, dedup, split
+from pipeline.export import SplitWriter, assemble_conversations
+from pipeline.schema import (
+    MAX_TURN_CHARS,
+    QUARANTINE_SCHEMA,
+    TURN_SCHEMA,
+    UNKNOWN_LICENCES,
+    commercial_ok,
+    frame_rules,
+    row_violations,
+)
+
+VARIANTS = ("full", "commercial")
+SPLITS = ("train", "val")
+KEPT, QUARANTINED, DUPLICATE = "kept", "quarantined", "duplicate"
+NOT_COMMERCIAL, CAPPED = "not_commercial", "cap"  # the filter reasons
+# A failing row is encoded as (turn + 1) * _CODE_BASE + check index, so that the conversation's
+# first failing turn and its check survive a streaming `min` aggregation.
+_CODE_BASE = 64
+_PART_SEED = 0x7061_7274
+# Small row groups in the scratch parts: the partitioned sink buffers one per open part.
+_SCRATCH_ROW_GROUP = 20_000
+# What the write pass reports back: per source file (rank), row source, terms and split.
+_WRITTEN_SCHEMA: dict[str, pl.DataType] = {
+    "rank": pl.Int32(),
+    "source": pl.String(),
+    "licence": pl.String(),
+    "commercial": pl.Boolean(),
+    "split": pl.String(),
+    "conversations": pl.UInt32(),
+    "turns": pl.UInt32(),
+    "characters": pl.UInt64(),
+}
+
+
+class BuildError(Exception):
+    """A problem with the build's inputs or params; the stage prints it as one line."""
+
+
+class CommercialLeakError(BuildError):
+    """The commercial variant would hold data that may not train a commercial model."""
+
+
+@dataclass(frozen=True)
+class SourceInput:
+    """One enabled source: its turn table, normalize report and registry terms."""
+
+    name: str
+    rank: int  # position in params.yaml `sources`: the dedup "first wins" order
+    path: Path
+    display: str  # path as shown in messages and quarantine origins
+    kind: str
+    licence: str
+    commercial: bool
+    commercial_reason: str | None = None
+    report: dict[str, Any] | None = None
+
+    @property
+    def contrib(self) -> bool:
+        """Contributed files carry their own licence per row (`contrib/<stem>`)."""
+        return self.kind == "contrib"
+
+    @property
+    def commercial_eligible(self) -> bool:
+        """Registry terms allow commercial use: flagged so AND under a known licence.
+
+        Strict on purpose (issue #4: zero rows from an unknown-licence source). sources.yaml
+        lets `commercial: true` stand on an `unknown` licence with a `commercial_reason`; the
+        build still keeps such a source out of the commercial variant (and says so): to ship
+        it, name its licence.
+        """
+        return self.commercial and self.licence.strip().lower() not in UNKNOWN_LICENCES
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """params.yaml `build` (plus normalize.max_turn_chars, the bound the build re-checks)."""
+
+    variant: str
+    val_fraction: float = 0.05
+    seed: int = 1337
+    caps: Mapping[str, int] = field(default_factory=dict)
+    export_text: bool = True
+    max_turn_chars: int = MAX_TURN_CHARS
+    # Characters of text per assembly part: bounds the memory of the write pass.
+    part_chars: int = 16_000_000
+
+    @classmethod
+    def from_params(cls, variant: str, params: Mapping[str, Any]) -> BuildConfig:
+        build = params.get("build") or {}
+        caps = {str(k): int(v) for k, v in (build.get("caps") or {}).items() if v is not None}
+        return cls(
+            variant=variant,
+            val_fraction=float(build.get("val_fraction", 0.05)),
+            seed=int(build.get("seed", 1337)),
+            caps=caps,
+            export_text=bool(build.get("export_text", True)),
+            max_turn_chars=int((params.get("normalize") or {}).get("max_turn_chars", MAX_TURN_CHARS)),
+        )
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    stats: dict[str, Any]
+    timings: dict[str, float]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any]) -> list[SourceInput]:
+    """Each enabled source's turn table + report, with licence terms from the registry.
+
+    `registry` maps a name to an object with kind, licence, commercial, commercial_reason
+    (pipeline.sources.registry.SourceSpec, or a dict with those keys in tests).
+    """
+    if not names:
+        raise BuildError("params.yaml: `sources` is empty; enable at least one source")
+    if len(set(names)) != len(names):
+        raise BuildError("params.yaml: `sources` lists a source twice")
+    sources = []
+    for rank, name in enumerate(names):
+        if name not in registry:
+            raise BuildError(f"{name}: enabled in params.yaml but not in sources.yaml")
+        spec = registry[name]
+
+        def get(key: str, spec: Any = spec) -> Any:
+            return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
+
+        path = root / "data" / "normalized" / f"{name}.parquet"
+        if not path.is_file():
+            raise BuildError(f"{_rel(path, root)}: missing; run `dvc repro normalize@{name}` first")
+        report_path = path.with_name(f"{name}.report.json")
+        report = _read_report(report_path) if report_path.is_file() else None
+        sources.append(
+            SourceInput(
+                name=name,
+                rank=rank,
+                path=path,
+                display=_rel(path, root),
+                kind=str(get("kind") or ""),
+                licence=str(get("licence") or "unknown"),
+                commercial=get("commercial") is True,
+                commercial_reason=get("commercial_reason"),
+                report=report,
+            )
+        )
+    return sources
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BuildError(f"{path}: unreadable normalize report ({e})") from None
+    if not isinstance(data, dict):
+        raise BuildError(f"{path}: a normalize report is a JSON object")
+    return data
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _input_columns(src: SourceInput) -> list[pl.Expr]:
+    """The turn columns of `src`, cast where lossless; a wrong file is one clear error."""
+    schema = pl.scan_parquet(src.path).collect_schema()
+    exprs = []
+    for name, dtype in TURN_SCHEMA.items():
+        if name not in schema:
+            raise BuildError(f"{src.display}: column '{name}' is missing (turn table, pipeline/schema.py)")
+        have = schema[name]
+        castable = have == dtype or have == pl.Null or (name == "turn" and have.is_integer())
+        if not castable:
+            raise BuildError(f"{src.display}: column '{name}' is {have}, expected {dtype}")
+        exprs.append(pl.col(name).cast(dtype, strict=False) if have != dtype else pl.col(name))
+    return exprs
+
+
+def row_checks(src: SourceInput, max_chars: int) -> list[tuple[str, pl.Expr, str]]:
+    """The turn table's row rules plus: the row's source belongs to this registry entry."""
+    source = pl.col("source")
+    if src.contrib:
+        belongs = source.str.starts_with(f"{src.name}/")
+        expected = f"'{src.name}/<file>'"
+    else:
+        belongs = source == src.name
+        expected = f"'{src.name}'"
+    return [
+        *row_violations(max_chars),
+        ("source_registered", ~belongs, f"source must be {expected} in {src.display}"),
+    ]
+
+
+def scan_source(src: SourceInput, cfg: BuildConfig) -> pl.LazyFrame:
+    """The source's rows with registry terms applied, row index, rank and `_code` (first failing check).
+
+    The registry is authoritative for licence/commercial (flipping a flag re-runs only build);
+    contributed files keep each row's own terms.
+    """
+    lf = pl.scan_parquet(src.path).select(_input_columns(src)).with_row_index("row")
+    if not src.contrib:
+        lf = lf.with_columns(licence=pl.lit(src.licence), commercial=pl.lit(src.commercial))
+    eligible = pl.lit(src.commercial_eligible) if not src.contrib else commercial_ok()
+    turn_code = (pl.col("turn").cast(pl.Int64).clip(lower_bound=-1).fill_null(-1) + 1) * _CODE_BASE
+    failing = [
+        pl.when(bad.fill_null(False)).then(turn_code + i)
+        for i, (_, bad, _) in enumerate(row_checks(src, cfg.max_turn_chars))
+    ]
+    return lf.with_columns(
+        rank=pl.lit(src.rank, dtype=pl.Int32),
+        _code=pl.coalesce(failing),
+        _eligible=eligible,
+    )
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def eligible_expr(variant: str, column: str = "eligible") -> pl.Expr:
+    """Which conversations (or rows) a variant may hold, before validation, dedup and caps."""
+    return pl.col(column) if variant == "commercial" else pl.lit(True)
+
+
+def plan_conversations(sources: Sequence[SourceInput], cfg: BuildConfig) -> pl.DataFrame:
+    """One row per (source, conversation_id): size, checks, dedup key, status, split, part."""
+    frames = [
+        scan_source(src, cfg)
+        .with_columns(dedup.folded_text(), chars=pl.col("text").str.len_chars().fill_null(0))
+        .with_columns(*dedup.row_key_hashes())
+        .drop("text", "_folded")
+        for src in sources
+    ]
+    rules = frame_rules()
+    per_conversation = (
+        pl.concat(frames, how="vertical")
+        .group_by("rank", "conversation_id")
+        .agg(
+            pl.len().alias("n_rows"),
+            pl.col("chars").sum(),
+            pl.col("_code").min().alias("code"),
+            pl.col("_eligible").all().alias("eligible"),
+            # Conversation-wide values (consistent in every kept conversation: a frame rule).
+            pl.col("source").min(),
+            pl.col("licence").min(),
+            pl.col("commercial").min(),
+            *[ok.fill_null(False).alias(f"ok_{name}") for name, ok, _ in rules],
+            *dedup.conversation_key_aggs(),
+        )
+        .collect(engine="streaming")
+    )
+    return decide(per_conversation, sources, cfg)
+
+
+def _quarantine_columns(sources: Sequence[SourceInput], cfg: BuildConfig) -> list[pl.Expr]:
+    """`check` and `reason` for each conversation: its first failing row, else frame rule."""
+    generic = row_violations(cfg.max_turn_chars)
+    names = [name for name, _, _ in generic] + ["source_registered"]
+    idx = (pl.col("code") % _CODE_BASE).cast(pl.Int32)
+    turn = pl.col("code") // _CODE_BASE - 1
+    # Only source_registered (the last row check) words its reason per source.
+    registered = {src.rank: row_checks(src, cfg.max_turn_chars)[-1][2] for src in sources}
+    row_reason = (
+        pl.when(idx == len(generic))
+        .then(pl.col("rank").replace_strict(registered, default=None, return_dtype=pl.String))
+        .otherwise(
+            idx.replace_strict(
+                dict(enumerate(r for _, _, r in generic)), default=None, return_dtype=pl.String
+            )
+        )
+    )
+    check = pl.when(pl.col("code").is_not_null()).then(
+        idx.replace_strict(dict(enumerate(names)), default=None, return_dtype=pl.String)
+    )
+    where = pl.when(turn >= 0).then(pl.concat_str(pl.lit("turn "), turn.cast(pl.String), pl.lit(": ")))
+    reason = pl.when(pl.col("code").is_not_null()).then(
+        pl.concat_str(where.otherwise(pl.lit("")), row_reason)
+    )
+    for name, _, why in frame_rules():
+        failed = ~pl.col(f"ok_{name}")
+        check = check.when(failed).then(pl.lit(name))
+        reason = reason.when(failed).then(pl.lit(why))
+    cross_file = pl.col("rank").n_unique().over("conversation_id") > 1
+    check = check.when(cross_file).then(pl.lit("conversation_id_unique"))
+    reason = reason.when(cross_file).then(pl.lit("conversation_id is used by more than one source"))
+    return [check.alias("check"), reason.alias("reason")]
+
+
+def decide(conv: pl.DataFrame, sources: Sequence[SourceInput], cfg: BuildConfig) -> pl.DataFrame:
+    """Give every conversation its status (and split/part/order when kept)."""
+    conv = conv.with_columns(_quarantine_columns(sources, cfg))
+    status = (
+        pl.when(~eligible_expr(cfg.variant))
+        .then(pl.lit(NOT_COMMERCIAL))
+        .when(pl.col("check").is_not_null())
+        .then(pl.lit(QUARANTINED))
+    )
+    conv = conv.with_columns(status=status)
+    settled = conv.filter(pl.col("status").is_not_null())
+    candidates = dedup.mark_duplicates(conv.filter(pl.col("status").is_null()), ["rank", "conversation_id"])
+    candidates = candidates.with_columns(
+        split_u=split.split_hash(cfg.seed), order_h=split.order_hash(cfg.seed)
+    )
+    ranks = {src.name: src.rank for src in sources}
+    unknown = sorted(set(cfg.caps) - set(ranks))
+    if unknown:
+        raise BuildError(f"params.yaml build.caps: {', '.join(unknown)} not among the enabled sources")
+    unique = split.apply_caps(
+        candidates.filter(~pl.col("duplicate")), {ranks[n]: c for n, c in cfg.caps.items()}
+    )
+    kept = split.assign_split(unique.filter(~pl.col("capped")), cfg.val_fraction)
+    kept = kept.with_columns(status=pl.lit(KEPT))
+    return pl.concat(
+        [
+            settled,
+            candidates.filter(pl.col("duplicate")).with_columns(status=pl.lit(DUPLICATE)),
+            unique.filter(pl.col("capped")).with_columns(status=pl.lit(CAPPED)),
+            kept,
+        ],
+        how="diagonal_relaxed",
+    ).with_columns(
+        cross_source_duplicate=(pl.col("status") == DUPLICATE) & (pl.col("first_rank") != pl.col("rank")),
+        part=part_expr(count_parts(conv, cfg)),
+    )
+
+
+def count_parts(conv: pl.DataFrame, cfg: BuildConfig) -> int:
+    """How many parts the write pass uses: enough that each holds ~cfg.part_chars of text."""
+    chars = int(conv.filter(eligible_expr(cfg.variant))["chars"].sum() or 0)
+    return max(1, math.ceil(chars / cfg.part_chars))
+
+
+def part_expr(n_parts: int) -> pl.Expr:
+    """The write part of a conversation's rows: a hash of (rank, conversation_id).
+
+    Computable on a row alone, so the second pass routes rows without a join (a streaming join
+    against the plan held several times the memory of the plan itself).
+    """
+    if n_parts == 1:
+        return pl.lit(0, dtype=pl.Int32)
+    key = pl.struct(pl.col("rank").cast(pl.Int32), pl.col("conversation_id").cast(pl.String))
+    return (key.hash(_PART_SEED) % n_parts).cast(pl.Int32)
+
+
+# ----------------------------------------------------------------------------- commercial guard
+
+
+def assert_commercial_pure(frame: pl.DataFrame, sources: Sequence[SourceInput]) -> None:
+    """Raise CommercialLeakError unless every row of `frame` may train a commercial model.
+
+    Independent of the filter that selects the variant: it re-derives the answer from the
+    registry (registry sources) and from each row's own licence and flag (contributed files).
+    """
+    allowed = [s.name for s in sources if not s.contrib and s.commercial_eligible]
+    contrib = [f"{s.name}/" for s in sources if s.contrib]
+    from_contrib = pl.lit(False)
+    for prefix in contrib:
+        from_contrib = from_contrib | pl.col("source").str.starts_with(prefix)
+    ok = (pl.col("source").is_in(allowed) & pl.col("commercial").fill_null(False)) | (
+        from_contrib & commercial_ok()
+    )
+    bad = frame.filter(~ok.fill_null(False))
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise CommercialLeakError(
+            f"refusing to write the commercial variant: {bad.height} conversation(s) from "
+            f"non-commercial or unknown-licence sources, e.g. {first.get('conversation_id')!r} "
+            f"(source {first.get('source')!r}, licence {first.get('licence')!r}, "
+            f"commercial {first.get('commercial')!r}); nothing was written"
+        )
+
+
+# ----------------------------------------------------------------------------- write
+
+
+def _partition_rows(sources: Sequence[SourceInput], cfg: BuildConfig, n_parts: int, scratch: Path) -> None:
+    """Second streaming pass: every row the variant may hold, sunk into its part."""
+    rows = pl.concat([scan_source(src, cfg) for src in sources], how="vertical")
+    (
+        rows.filter(eligible_expr(cfg.variant, "_eligible"))
+        .drop("_code", "_eligible")
+        .with_columns(part=part_expr(n_parts))
+        .sink_parquet(
+            pl.PartitionBy(scratch / "rows", key="part", include_key=False),
+            mkdir=True,
+            engine="streaming",
+            row_group_size=_SCRATCH_ROW_GROUP,
+        )
+    )
+
+
+def _quarantine_rows(rows: pl.DataFrame, sources: Sequence[SourceInput]) -> pl.DataFrame:
+    """Rows of quarantined conversations in QUARANTINE_SCHEMA; origin = normalized file:row."""
+    display = {src.rank: src.display for src in sources}
+    origin = pl.concat_str(
+        pl.col("rank").replace_strict(display, return_dtype=pl.String),
+        pl.lit(":row "),
+        pl.col("row").cast(pl.String),
+    )
+    return rows.with_columns(origin=origin).select(
+        "rank", "row", *[pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()]
+    )
+
+
+def _write_parts(
+    plan: pl.DataFrame,
+    sources: Sequence[SourceInput],
+    cfg: BuildConfig,
+    n_parts: int,
+    scratch: Path,
+    tmp: Path,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Assemble, check and append each part; return what was written and quarantined.
+
+    Returns (_WRITTEN_SCHEMA counts, quarantined rows per rank).
+    """
+    fate = plan.filter(pl.col("status").is_in([KEPT, QUARANTINED])).select(
+        "rank", "conversation_id", "part", "status", "split", "order_h", "check", "reason"
+    )
+    (tmp / "text").mkdir()  # DVC tracks text/ as an out: it exists (empty) even without export_text
+    counts, quarantined = [], []
+    with contextlib.ExitStack() as stack:
+        writers = {}
+        for name in SPLITS:
+            writers[name] = SplitWriter(tmp, name, cfg.export_text)
+            stack.callback(writers[name].close)
+        for part in range(n_parts):
+            files = sorted((scratch / "rows" / f"part={part}").glob("*.parquet"))
+            if not files:
+                continue
+            rows = pl.read_parquet(files).join(
+                fate.filter(pl.col("part") == part).drop("part"),
+                on=["rank", "conversation_id"],
+                how="inner",
+                nulls_equal=True,
+            )
+            bad = _quarantine_rows(rows.filter(pl.col("status") == QUARANTINED), sources)
+            if bad.height:
+                bad.write_parquet(scratch / "quarantine" / f"{part:05d}.parquet", mkdir=True)
+                quarantined.append(bad.group_by("rank").agg(rows=pl.len()))
+            convs = assemble_conversations(rows.filter(pl.col("status") == KEPT))
+            del rows
+            if cfg.variant == "commercial":
+                assert_commercial_pure(convs, sources)  # the rows actually about to be written
+            for name, writer in writers.items():
+                out = convs.filter(pl.col("split") == name)
+                if out.height:
+                    writer.append(out)
+            counts.append(
+                convs.group_by("rank", "source", "licence", "commercial", "split").agg(
+                    conversations=pl.len(),
+                    turns=pl.col("messages").list.len().sum(),
+                    characters=pl.col("chars").sum(),
+                )
+            )
+    _write_quarantine(scratch, tmp)
+    written = (
+        pl.concat([c.cast(_WRITTEN_SCHEMA) for c in counts])
+        if counts
+        else pl.DataFrame(schema=_WRITTEN_SCHEMA)
+    )
+    q_schema = {"rank": pl.Int32, "rows": pl.UInt32}
+    q_counts = (
+        pl.concat([q.cast(q_schema) for q in quarantined]) if quarantined else pl.DataFrame(schema=q_schema)
+    )
+    return written, q_counts
+
+
+def _write_quarantine(scratch: Path, tmp: Path) -> None:
+    """quarantine.parquet: every quarantined row, in input order (source rank, row)."""
+    files = sorted((scratch / "quarantine").glob("*.parquet"))
+    target = tmp / "quarantine.parquet"
+    if not files:
+        pl.DataFrame(schema=QUARANTINE_SCHEMA).write_parquet(target)
+        return
+    pl.scan_parquet(files).sort("rank", "row").drop("rank", "row").sink_parquet(target, engine="streaming")
+
+
+# ----------------------------------------------------------------------------- stats
+
+
+def _split_counts(frame: pl.DataFrame, rank: int) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {
+        k: dict.fromkeys(SPLITS, 0) for k in ("conversations", "turns", "characters")
+    }
+    for row in frame.filter(pl.col("rank") == rank).iter_rows(named=True):
+        for key, by_split in out.items():
+            by_split[row["split"]] += int(row[key])
+    return out
+
+
+def compute_stats(
+    plan: pl.DataFrame,
+    written: pl.DataFrame,
+    quarantined: pl.DataFrame,
+    file_rows: Mapping[int, int],
+    sources: Sequence[SourceInput],
+    cfg: BuildConfig,
+) -> dict[str, Any]:
+    """stats.json: per source and in total; raises BuildError if any count fails to reconcile."""
+    per_source: dict[str, Any] = {}
+    for src in sources:
+        mine = plan.filter(pl.col("rank") == src.rank)
+
+        def rows_where(cond: pl.Expr, mine: pl.DataFrame = mine) -> int:
+            return int(mine.filter(cond)["n_rows"].sum() or 0)
+
+        by_check = mine.filter(pl.col("status") == QUARANTINED).group_by("check").agg(pl.col("n_rows").sum())
+        dups = mine.filter(pl.col("status") == DUPLICATE)
+        counts = _split_counts(written, src.rank)
+        kept_rows = sum(counts["turns"].values())
+        q_rows = int(quarantined.filter(pl.col("rank") == src.rank)["rows"].sum() or 0)
+        filtered = {reason: rows_where(pl.col("status") == reason) for reason in (NOT_COMMERCIAL, CAPPED)}
+        dup_rows = int(dups["n_rows"].sum() or 0)
+        rows_read = file_rows[src.rank]
+        entry: dict[str, Any] = {
+            "kind": src.kind,
+            "licence": src.licence,
+            "commercial": src.commercial,
+            "rows_read": rows_read,
+            "rows_kept": kept_rows,
+            "rows_quarantined": q_rows,
+            "quarantined_by_check": dict(
+                sorted(zip(by_check["check"], map(int, by_check["n_rows"]), strict=True))
+            ),
+            "rows_filtered": filtered,
+            "duplicate_rows_removed": dup_rows,
+            "duplicates_removed": {
+                "conversations": dups.height,
+                "within_source": int((~dups["cross_source_duplicate"]).sum()),
+                "cross_source": int(dups["cross_source_duplicate"].sum()),
+            },
+            **counts,
+            "normalize": src.report,
+        }
+        if src.commercial_reason:
+            entry["commercial_reason"] = src.commercial_reason
+        planned = (rows_where(pl.col("status") == KEPT), rows_where(pl.col("status") == QUARANTINED))
+        accounted = kept_rows + q_rows + sum(filtered.values()) + dup_rows
+        if rows_read != accounted or planned != (kept_rows, q_rows):
+            raise BuildError(
+                f"{src.display}: counts do not reconcile: read {rows_read} rows, accounted for "
+                f"{accounted} (kept {kept_rows}, quarantined {q_rows}, filtered "
+                f"{sum(filtered.values())}, duplicates {dup_rows})"
+            )
+        entry["reconciles"] = True
+        # normalize counts upstream rows; its `turns_kept` is the number of rows it wrote.
+        reported = (src.report or {}).get("turns_kept", (src.report or {}).get("rows_kept"))
+        if reported is not None:
+            entry["matches_normalize_report"] = reported == rows_read
+            if reported != rows_read:
+                print(
+                    f"build: warning: {src.display} has {rows_read} rows but its report says "
+                    f"{reported} (stale report?)",
+                    file=sys.stderr,
+                )
+        if src.contrib:
+            entry["parts"] = _contrib_parts(written, src.rank)
+        per_source[src.name] = entry
+    return {
+        "variant": cfg.variant,
+        "params": {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "caps": dict(cfg.caps)},
+        "sources": per_source,
+        "totals": _totals(per_source.values()),
+    }
+
+
+def _contrib_parts(parts: pl.DataFrame, rank: int) -> dict[str, Any]:
+    """Per contributed file (row source): its own licence terms and what it contributed."""
+    out: dict[str, Any] = {}
+    mine = parts.filter(pl.col("rank") == rank)
+    for source in sorted(set(mine["source"].to_list())):
+        rows = mine.filter(pl.col("source") == source)
+        counts = _split_counts(rows, rank)
+        out[source] = {"licence": rows["licence"][0], "commercial": bool(rows["commercial"][0]), **counts}
+    return out
+
+
+def _totals(entries: Any) -> dict[str, Any]:
+    """Sum every number (nested one level) across sources; strings and reports are skipped."""
+    totals: dict[str, Any] = {}
+    for entry in entries:
+        for key, value in entry.items():
+            if key in ("normalize", "parts", "commercial", "reconciles", "matches_normalize_report"):
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                totals[key] = totals.get(key, 0) + value
+            elif isinstance(value, dict):
+                sub = totals.setdefault(key, {})
+                for k, v in value.items():
+                    sub[k] = sub.get(k, 0) + v
+    return totals
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def build_variant(
+    root: Path, names: Sequence[str], registry: Mapping[str, Any], cfg: BuildConfig
+) -> BuildResult:
+    """Build data/dataset/<variant>/ under `root` (atomically, as a whole directory)."""
+    if cfg.variant not in VARIANTS:
+        raise BuildError(f"unknown variant {cfg.variant!r} (expected one of {', '.join(VARIANTS)})")
+    split.val_threshold(cfg.val_fraction)  # validates the fraction before any work
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    sources = resolve_sources(root, names, registry)
+    if cfg.variant == "commercial":
+        for src in sources:
+            if src.commercial and not src.contrib and not src.commercial_eligible:
+                print(
+                    f"build: {src.name}: licence {src.licence!r} is not known, so it stays out of the "
+                    "commercial variant despite `commercial: true` (name its licence in sources.yaml)",
+                    file=sys.stderr,
+                )
+    file_rows = {src.rank: pl.scan_parquet(src.path).select(pl.len()).collect().item() for src in sources}
+    plan = plan_conversations(sources, cfg)
+    lap("plan")
+    kept = plan.filter(pl.col("status") == KEPT)
+    if cfg.variant == "commercial":
+        assert_commercial_pure(kept, sources)  # before a single byte is written
+    out_dir = root / "data" / "dataset" / cfg.variant
+    with atomic.atomic_dir(out_dir) as tmp:
+        scratch = tmp / "_scratch"
+        n_parts = count_parts(plan, cfg)
+        _partition_rows(sources, cfg, n_parts, scratch)
+        lap("partition")
+        written, quarantined = _write_parts(plan, sources, cfg, n_parts, scratch, tmp)
+        lap("assemble")
+        shutil.rmtree(scratch)
+        stats = compute_stats(plan, written, quarantined, file_rows, sources, cfg)
+        atomic.write_json(tmp / "stats.json", stats)
+        lap("finalize")
+    return BuildResult(out_dir=out_dir, stats=stats, timings=timings)

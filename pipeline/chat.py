@@ -1,0 +1,264 @@
+"""Chat with the trained model: a session that keeps the persona and recent turns, and the CLI.
+
+`nanochatgpt chat` (pipeline/cli.py) calls add_arguments/run below. The evaluate stage uses
+ChatSession directly. torch is imported only inside functions: the CLI imports this module to
+build its argument parser, and `nanochatgpt sources` should not pay for torch.
+
+The model's input is always the tokenizer's rendering (pipeline.tokenizer.render): every piece of
+user text is encoded as ordinary text, so typing `<bot>...<endOfText><human>` cannot forge a
+turn. The persona (--context) is always kept; older turns are dropped whole (a human turn with
+the bot's reply), oldest first, so that the prompt fits block_size minus the reply budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, Generation
+
+DEFAULT_CKPT = "model/ckpt"
+
+
+def default_reply_budget(block_size: int) -> int:
+    """A quarter of the context window, at most 256 tokens: leaves most of it for the conversation."""
+    return max(1, min(256, block_size // 4))
+
+
+class ChatSession:
+    """One conversation with an Engine: persona + history in, one bot reply out per user message."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        context: str | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.8,
+        top_k: int | None = 50,
+        top_p: float | None = 0.95,
+        seed: int | None = None,
+        stop: Sequence[str] | str | None = None,
+    ) -> None:
+        from pipeline.sampling import SamplingParams
+        from pipeline.tokenizer import render
+
+        self.engine = engine
+        self.context = context or None
+        if max_new_tokens is None:
+            max_new_tokens = default_reply_budget(engine.block_size)
+        self.max_new_tokens = max_new_tokens
+        self.stop = check_stop_strings(stop)
+        SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)  # validate now, not mid-chat
+        self._sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+        self.seed = seed
+        self.history: list[dict[str, str]] = []  # alternating human/bot messages
+        self._lengths: list[int] = []  # rendered tokens of each history message
+        self.last_prompt_ids: list[int] | None = None
+        self._replies = 0
+        self._budget = engine.block_size - max_new_tokens
+        if max_new_tokens < 1 or self._budget < 1:
+            raise ValueError(
+                f"max_new_tokens must be in 1..{engine.block_size - 1} (block_size {engine.block_size})"
+            )
+        persona = len(render([], self.context, enc=engine.enc, add_generation_prompt=True)[0])
+        if persona + 3 > self._budget:  # room for <human>, at least one token, <endOfText>
+            raise ValueError(
+                f"--context is {persona} tokens; with a {max_new_tokens}-token reply budget only "
+                f"{self._budget} fit the {engine.block_size}-token window: shorten it or lower --max-new-tokens"
+            )
+
+    def reset(self) -> None:
+        """Forget the conversation; the persona stays."""
+        self.history.clear()
+        self._lengths.clear()
+
+    def prompt_ids(self, user_text: str) -> list[int]:
+        """The model's input for the next reply: persona, the latest whole turns that fit, the new
+        human turn and `<bot>`. Raises ValueError if the new message alone does not fit."""
+        from pipeline.tokenizer import render
+
+        enc = self.engine.enc
+        # Rendered length is additive: <|endoftext|> context [<role> text <endOfText>]... <bot>.
+        fixed = 2 + len(enc.encode_ordinary(self.context or ""))
+        new_len = 2 + len(enc.encode_ordinary(user_text))
+        if fixed + new_len > self._budget:
+            raise ValueError(
+                f"message is {new_len - 2} tokens; with the persona only {self._budget - fixed - 2} fit "
+                "(block_size minus --max-new-tokens): send a shorter message"
+            )
+        # Keep the newest exchanges (human turn + bot reply, dropped together so the rendering
+        # still starts with a human turn) while they fit.
+        start, total = len(self.history), fixed + new_len
+        while start >= 2 and total + self._lengths[start - 2] + self._lengths[start - 1] <= self._budget:
+            start -= 2
+            total += self._lengths[start] + self._lengths[start + 1]
+        new = {"role": "human", "content": user_text}
+        while True:  # the estimate is exact for render()'s format; re-check rather than trust it
+            ids, _ = render(self.history[start:] + [new], self.context, enc=enc, add_generation_prompt=True)
+            if len(ids) <= self._budget or start >= len(self.history):
+                break
+            start += 2
+        if len(ids) > self._budget:
+            raise ValueError(f"message does not fit the {self._budget}-token prompt budget")
+        return ids
+
+    def _append(self, role: str, text: str) -> None:
+        self.history.append({"role": role, "content": text})
+        self._lengths.append(2 + len(self.engine.enc.encode_ordinary(text)))
+
+    def stream(self, user_text: str, results: list[Generation] | None = None) -> Iterator[str]:
+        """Reply to `user_text` piece by piece; the exchange joins the history when the reply ends
+        (also if the consumer stops early, with what was shown)."""
+        from pipeline.sampling import SamplingParams
+
+        ids = self.prompt_ids(user_text)
+        self.last_prompt_ids = ids
+        seed = None if self.seed is None else self.seed + self._replies
+        params = SamplingParams(seed=seed, **self._sampling)
+        self._replies += 1
+        shown: list[str] = []
+        try:
+            for piece in self.engine.stream(ids, self.max_new_tokens, params, self.stop, results):
+                shown.append(piece)
+                yield piece
+        finally:
+            self._append("human", user_text)
+            self._append("bot", "".join(shown))
+
+    def reply_result(self, user_text: str) -> Generation:
+        """Reply to `user_text`; the Generation carries text, token ids and finish_reason."""
+        results: list[Generation] = []
+        for _ in self.stream(user_text, results):
+            pass
+        return results[0]
+
+    def reply(self, user_text: str) -> str:
+        return self.reply_result(user_text).text
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=f"checkpoint directory (default {DEFAULT_CKPT})")
+    ctx = parser.add_mutually_exclusive_group()
+    ctx.add_argument("--context", help="persona / scene kept for the whole chat; @FILE reads it from FILE")
+    ctx.add_argument("--context-file", type=Path, help="read the persona from this file")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="reply budget in tokens (default: a quarter of the model's block_size, at most 256)",
+    )
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    parser.add_argument(
+        "--top-k", type=int, default=50, help="sample among the k likeliest tokens (default 50)"
+    )
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    parser.add_argument("--seed", type=int, default=None, help="same seed and input, same replies")
+    parser.add_argument(
+        "--stop",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help=f"end the reply before TEXT (repeatable, up to {MAX_STOP_STRINGS})",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+
+
+def _read_context(args: argparse.Namespace) -> str | None:
+    path: Path | None = args.context_file
+    if args.context and args.context.startswith("@"):
+        path = Path(args.context[1:])
+    if path is None:
+        return args.context
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read context file {path}: {e}") from e
+
+
+def run(args: argparse.Namespace) -> int:
+    """Interactive chat on stdin/stdout (a pipe works too). /reset clears history, /exit or EOF quits."""
+    try:
+        context = _read_context(args)
+        stop = check_stop_strings(args.stop)
+    except ValueError as e:
+        print(f"chat: {e}", file=sys.stderr)
+        return 2
+
+    import torch
+
+    from pipeline.checkpoint import load_model
+    from pipeline.device import resolve_device
+    from pipeline.engine import Engine
+
+    try:
+        device = resolve_device(args.device)
+        model = load_model(args.ckpt, device)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        print(f"chat: {e}", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        model = model.to(torch.bfloat16)  # decoding reads every weight per token: half the bytes
+    try:
+        session = ChatSession(
+            Engine(model),
+            context=context,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+            stop=stop,
+        )
+    except ValueError as e:
+        print(f"chat: {e}", file=sys.stderr)
+        return 2
+    return chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
+
+
+def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:
+    """Read messages line by line from `stdin`, stream replies to `stdout`; returns the exit code."""
+    try:
+        return _loop(session, stdin, stdout, stderr)
+    except KeyboardInterrupt:
+        print(file=stderr)
+        return 130
+
+
+def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
+    interactive = stdin.isatty()
+    if interactive:
+        print("Type a message; /reset clears the conversation, /exit quits.", file=stderr)
+    while True:
+        if interactive:
+            print("> ", end="", file=stderr, flush=True)
+        line = stdin.readline()
+        if not line:  # EOF
+            return 0
+        text = line.rstrip("\r\n")
+        command = text.strip()
+        if not command:
+            continue
+        if command == "/exit":
+            return 0
+        if command == "/reset":
+            session.reset()
+            print("(conversation cleared)", file=stderr, flush=True)
+            continue
+        try:
+            for piece in session.stream(text):
+                stdout.write(piece)
+                stdout.flush()
+        except ValueError as e:
+            print(f"chat: {e}", file=stderr, flush=True)
+            continue
+        stdout.write("\n")
+        stdout.flush()

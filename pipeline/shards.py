@@ -1,0 +1,363 @@
+"""Token shards: the on-disk format between the tokenize stage and training, its writer and reader.
+
+Format (one directory per variant and split, e.g. data/tokens/full/train/; numpy alone reads it):
+
+    tokens-00000.bin   uint16 little-endian token ids: rendered conversations back to back
+                       (nanoGPT-compatible: np.memmap(path, dtype="<u2", mode="r"))
+    mask-00000.bin     uint8, one byte per token: 1 where the loss counts (bot text and the
+                       <endOfText> closing a bot turn), else 0
+    starts-00000.npy   int64 (np.load), offset within this shard of every conversation's first
+                       token, increasing, starts[0] == 0; each conversation begins with <|endoftext|>
+    tokens-00001.bin ...
+
+Shards are numbered from 00000 without gaps. A conversation never spans two shards, and no shard
+holds more than `shard_tokens` tokens (params tokenize.shard_tokens). An empty split has no shards.
+The split directory is written in a temporary sibling, every file fsynced, and renamed into place:
+it appears whole or not at all. data/tokens/<variant>/meta.json records the encoding, special ids
+and, per split, every shard's n_tokens / n_conversations and every file's sha256 (see
+`verify_variant`). docs/shards.md says the same with a numpy-only reading recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import sha256_file
+from pipeline.tokenizer import ENDOFTEXT_ID, N_VOCAB, TOKEN_DTYPE
+
+MASK_DTYPE = np.dtype(np.uint8)
+STARTS_DTYPE = np.dtype("<i8")
+FORMAT_NAME = "nanochatgpt-token-shards"
+FORMAT_VERSION = 1
+_SHARD_RE = re.compile(r"tokens-(\d{5})\.bin")
+
+
+def shard_files(index: int) -> tuple[str, str, str]:
+    """(tokens, mask, starts) file names of shard `index`."""
+    return f"tokens-{index:05d}.bin", f"mask-{index:05d}.bin", f"starts-{index:05d}.npy"
+
+
+class ConversationTooLong(ValueError):
+    """A single conversation renders to more tokens than a shard may hold."""
+
+    def __init__(self, index: int, n_tokens: int, shard_tokens: int) -> None:
+        super().__init__(
+            f"conversation {index} of the batch has {n_tokens} tokens > shard_tokens={shard_tokens}"
+        )
+        self.index, self.n_tokens, self.shard_tokens = index, n_tokens, shard_tokens
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """What meta.json records of one written shard."""
+
+    index: int
+    n_tokens: int
+    n_conversations: int
+    n_loss_tokens: int
+    sha256: dict[str, str]  # file name -> hex digest
+
+    @property
+    def files(self) -> tuple[str, str, str]:
+        return shard_files(self.index)
+
+    def to_json(self) -> dict:
+        tokens, mask, starts = self.files
+        return {
+            "tokens": tokens,
+            "mask": mask,
+            "starts": starts,
+            "n_tokens": self.n_tokens,
+            "n_conversations": self.n_conversations,
+            "n_loss_tokens": self.n_loss_tokens,
+        }
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _OpenShard:
+    """One shard being written: two append-only files hashed as they grow, starts kept in memory."""
+
+    def __init__(self, directory: Path, index: int) -> None:
+        self.directory, self.index = directory, index
+        tokens, mask, _ = shard_files(index)
+        # the files live as long as the shard, closed by close() / abort()
+        self.files = {
+            "tokens": open(directory / tokens, "wb"),  # noqa: SIM115
+            "mask": open(directory / mask, "wb"),  # noqa: SIM115
+        }
+        self.hashes = {"tokens": hashlib.sha256(), "mask": hashlib.sha256()}
+        self.starts: list[np.ndarray] = []
+        self.n_tokens = 0
+        self.n_loss_tokens = 0
+
+    def append(self, ids: np.ndarray, mask: np.ndarray, starts: np.ndarray) -> None:
+        for key, arr in (("tokens", ids), ("mask", mask)):
+            view = memoryview(np.ascontiguousarray(arr)).cast("B")
+            self.files[key].write(view)
+            self.hashes[key].update(view)
+        self.starts.append(starts + self.n_tokens)
+        self.n_tokens += len(ids)
+        self.n_loss_tokens += int(np.count_nonzero(mask))
+
+    def close(self) -> ShardInfo:
+        tokens_name, mask_name, starts_name = shard_files(self.index)
+        for f in self.files.values():
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        starts = np.concatenate(self.starts).astype(STARTS_DTYPE)
+        buf = io.BytesIO()
+        np.save(buf, starts, allow_pickle=False)
+        data = buf.getvalue()
+        with open(self.directory / starts_name, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        sha = {
+            tokens_name: self.hashes["tokens"].hexdigest(),
+            mask_name: self.hashes["mask"].hexdigest(),
+            starts_name: hashlib.sha256(data).hexdigest(),
+        }
+        return ShardInfo(self.index, self.n_tokens, len(starts), self.n_loss_tokens, sha)
+
+    def abort(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+class ShardWriter:
+    """Append batches of rendered conversations to shards of at most `shard_tokens` tokens.
+
+    Memory is bounded by one batch plus the current shard's start offsets; token bytes go
+    straight to disk. Write into a temporary directory (see `pipeline.encode`), call `close`,
+    then rename the directory into place.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], shard_tokens: int) -> None:
+        if shard_tokens < 2:
+            raise ValueError(f"shard_tokens must be >= 2, got {shard_tokens}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.shard_tokens = int(shard_tokens)
+        self.shards: list[ShardInfo] = []
+        self._open: _OpenShard | None = None
+
+    def add(self, ids: np.ndarray, mask: np.ndarray, lengths: np.ndarray) -> None:
+        """Append conversations given back to back (`lengths[i]` tokens each), never splitting one."""
+        if len(ids) != len(mask) or int(np.sum(lengths)) != len(ids):
+            raise ValueError("ShardWriter.add: ids, mask and lengths disagree in length")
+        ids, mask = np.asarray(ids), np.asarray(mask)
+        if len(ids) and (ids.min() < 0 or ids.max() >= N_VOCAB):
+            raise ValueError(
+                f"ShardWriter.add: token ids must lie in [0, {N_VOCAB}), got {ids.min()}..{ids.max()}"
+            )
+        if len(mask) and mask.max() > 1:
+            raise ValueError("ShardWriter.add: mask values must be 0 or 1")
+        ids, mask = ids.astype(TOKEN_DTYPE, copy=False), mask.astype(MASK_DTYPE, copy=False)
+        ends = np.cumsum(lengths, dtype=np.int64)
+        i, n = 0, len(lengths)
+        while i < n:
+            base = int(ends[i - 1]) if i else 0
+            used = self._open.n_tokens if self._open else 0
+            # conversations i..k-1 fit into what is left of the current shard
+            k = int(np.searchsorted(ends, base + self.shard_tokens - used, side="right"))
+            if k == i:
+                if used == 0:
+                    raise ConversationTooLong(i, int(lengths[i]), self.shard_tokens)
+                self._roll()
+                continue
+            if self._open is None:
+                self._open = _OpenShard(self.directory, len(self.shards))
+            end = int(ends[k - 1])
+            starts = np.concatenate(([base], ends[i : k - 1])) - base
+            self._open.append(ids[base:end], mask[base:end], starts)
+            i = k
+
+    def _roll(self) -> None:
+        if self._open is not None:
+            self.shards.append(self._open.close())
+            self._open = None
+
+    def close(self) -> list[ShardInfo]:
+        """Finish the last shard, fsync the directory; returns every shard's info."""
+        self._roll()
+        fsync_dir(self.directory)
+        return self.shards
+
+    def abort(self) -> None:
+        if self._open is not None:
+            self._open.abort()
+            self._open = None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard, memory-mapped read-only."""
+
+    name: str
+    tokens: np.ndarray  # uint16 memmap
+    mask: np.ndarray  # uint8 memmap
+    starts: np.ndarray  # int64 (memmapped .npy)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_conversations(self) -> int:
+        return len(self.starts)
+
+
+def _open_shard(split_dir: Path, index: int) -> Shard:
+    tokens_name, mask_name, starts_name = shard_files(index)
+    tokens_path = split_dir / tokens_name
+    for name in (mask_name, starts_name):
+        if not (split_dir / name).is_file():
+            raise ValueError(f"{split_dir}: {tokens_name} has no {name}")
+    tokens = np.memmap(tokens_path, dtype=TOKEN_DTYPE, mode="r")
+    mask = np.memmap(split_dir / mask_name, dtype=MASK_DTYPE, mode="r")
+    starts = np.load(split_dir / starts_name, mmap_mode="r", allow_pickle=False)
+    where = f"{split_dir}/{tokens_name}"
+    if len(mask) != len(tokens):
+        raise ValueError(f"{where}: {len(tokens)} tokens but {mask_name} has {len(mask)} bytes")
+    if starts.dtype != STARTS_DTYPE or starts.ndim != 1 or len(starts) == 0:
+        raise ValueError(f"{where}: {starts_name} must be a non-empty 1-d int64 array")
+    if starts[0] != 0 or starts[-1] >= len(tokens) or np.any(np.diff(starts) <= 0):
+        raise ValueError(f"{where}: {starts_name} offsets must increase from 0 and stay inside the shard")
+    if tokens[0] != ENDOFTEXT_ID:
+        raise ValueError(f"{where}: a shard must begin with <|endoftext|> ({ENDOFTEXT_ID})")
+    return Shard(tokens_name, tokens, mask, starts)
+
+
+class TokenShards:
+    """Read one split directory: memory-maps every shard (numpy only) and yields batches."""
+
+    def __init__(self, split_dir: str | os.PathLike[str]) -> None:
+        self.split_dir = Path(split_dir)
+        if not self.split_dir.is_dir():
+            raise FileNotFoundError(f"{self.split_dir}: no token split here (run `dvc repro tokenize`)")
+        indices = sorted(
+            int(m.group(1)) for p in self.split_dir.iterdir() if (m := _SHARD_RE.fullmatch(p.name))
+        )
+        if indices != list(range(len(indices))):
+            raise ValueError(f"{self.split_dir}: shard numbers {indices} are not 0..{len(indices) - 1}")
+        self.shards: list[Shard] = [_open_shard(self.split_dir, i) for i in indices]
+        counts = [s.n_conversations for s in self.shards]
+        # conversation j lives in shard s where conv_offsets[s] <= j < conv_offsets[s + 1]
+        self._conv_offsets = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
+        self.n_conversations = int(self._conv_offsets[-1])
+        self.n_tokens = sum(s.n_tokens for s in self.shards)
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenShards({str(self.split_dir)!r}: {len(self.shards)} shards, "
+            f"{self.n_conversations} conversations, {self.n_tokens} tokens)"
+        )
+
+    def iter_conversations(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids uint16, mask uint8) of every conversation, in order (views into the memmaps)."""
+        for shard in self.shards:
+            bounds = [*(int(s) for s in shard.starts), shard.n_tokens]
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                yield shard.tokens[a:b], shard.mask[a:b]
+
+    def _window(self, shard: Shard, start: int, width: int, ids: np.ndarray, mask: np.ndarray) -> None:
+        """Copy `width` tokens from `start` into the row buffers; past the shard end, keep the padding."""
+        stop = min(start + width, shard.n_tokens)
+        ids[: stop - start] = shard.tokens[start:stop]
+        mask[: stop - start] = shard.mask[start:stop]
+
+    def _batch(
+        self, rows: list[tuple[Shard, int]], block_size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = np.full((len(rows), block_size + 1), ENDOFTEXT_ID, dtype=np.int64)
+        mask = np.zeros((len(rows), block_size + 1), dtype=np.uint8)
+        for r, (shard, start) in enumerate(rows):
+            self._window(shard, start, block_size + 1, ids[r], mask[r])
+        return (
+            np.ascontiguousarray(ids[:, :-1]),
+            np.ascontiguousarray(ids[:, 1:]),
+            np.ascontiguousarray(mask[:, 1:]),
+        )
+
+    def sample_batch(
+        self, batch_size: int, block_size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, mask), each (batch_size, block_size): int64, int64, uint8.
+
+        Every row starts at a conversation start drawn uniformly (one `rng.integers` call, so a
+        saved generator state replays the stream) and packs block_size+1 tokens, running on into
+        the following conversations of the same shard; past the shard end it pads with
+        <|endoftext|> and mask 0. x = w[:-1], y = w[1:], mask = m[1:] (the mask of each target).
+        """
+        if self.n_conversations == 0:
+            raise ValueError(f"{self.split_dir}: no conversations to sample from")
+        if batch_size < 1 or block_size < 1:
+            raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
+        picks = rng.integers(0, self.n_conversations, size=batch_size)
+        shard_of = np.searchsorted(self._conv_offsets, picks, side="right") - 1
+        rows = []
+        for j, s in zip(picks.tolist(), shard_of.tolist(), strict=True):
+            shard = self.shards[s]
+            rows.append((shard, int(shard.starts[j - self._conv_offsets[s]])))
+        return self._batch(rows, block_size)
+
+    def iter_eval_batches(
+        self, batch_size: int, block_size: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Deterministic sequential (x, y, mask) batches covering the whole split once.
+
+        Windows start at 0, block_size, 2*block_size, ... of each shard, so every token but a
+        shard's first (an unmasked <|endoftext|>) is a target exactly once; the last window of a
+        shard is padded (mask 0). The final batch may have fewer than batch_size rows.
+        """
+        if batch_size < 1 or block_size < 1:
+            raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
+        rows: list[tuple[Shard, int]] = []
+        for shard in self.shards:
+            for start in range(0, shard.n_tokens - 1, block_size):
+                rows.append((shard, start))
+                if len(rows) == batch_size:
+                    yield self._batch(rows, block_size)
+                    rows = []
+        if rows:
+            yield self._batch(rows, block_size)
+
+
+def verify_variant(variant_dir: str | os.PathLike[str]) -> dict:
+    """Check every shard file named in meta.json against its sha256 and counts; returns meta."""
+    variant_dir = Path(variant_dir)
+    meta_path = variant_dir / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    for split, info in meta["splits"].items():
+        split_dir = variant_dir / split
+        on_disk = {p.name for p in split_dir.iterdir()} if split_dir.is_dir() else set()
+        if on_disk != set(info["sha256"]):
+            raise ValueError(
+                f"{split_dir}: files {sorted(on_disk)} differ from meta.json {sorted(info['sha256'])}"
+            )
+        for name, digest in info["sha256"].items():
+            if sha256_file(split_dir / name) != digest:
+                raise ValueError(f"{split_dir / name}: sha256 differs from {meta_path}")
+        shards = TokenShards(split_dir)
+        if (shards.n_tokens, shards.n_conversations) != (info["n_tokens"], info["n_conversations"]):
+            raise ValueError(f"{split_dir}: token/conversation counts differ from {meta_path}")
+    return meta

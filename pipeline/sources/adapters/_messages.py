@@ -1,0 +1,61 @@
+"""Shared by the formats that store a conversation as a list of {role, text} messages
+(OpenAI `messages`, ShareGPT `conversations`, Chatbot Arena `conversation_a/_b`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.sources.rows import RawRows
+
+CONTEXT = "context"  # a role_map value: the message becomes the conversation's context
+
+
+def content_text(value: Any) -> str | None:
+    """A message's text: a string, or OpenAI's list of content parts ({"type": "text", "text"})."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = [p.get("text") for p in value if isinstance(p, dict) and p.get("type", "text") == "text"]
+        if parts and all(isinstance(p, str) for p in parts):
+            return "\n".join(parts)
+    return None
+
+
+def add_messages(
+    rows: RawRows,
+    key: str,
+    origin: str,
+    messages: Any,
+    *,
+    role_field: str,
+    text_field: str,
+    role_map: dict[str, str],
+    list_name: str,
+    context: str | None = None,
+) -> None:
+    """One row per message; system-like messages become the conversation context (counted as filtered)."""
+    if not isinstance(messages, list):
+        rows.bad(origin, "missing_field", f"record has no `{list_name}` list", conv_key=key)
+        return
+    system = [
+        content_text(m.get(text_field))
+        for m in messages
+        if isinstance(m, dict) and role_map.get(str(m.get(role_field)).lower()) == CONTEXT
+    ]
+    parts = [p.strip() for p in [context, *system] if isinstance(p, str) and p.strip()]
+    ctx = "\n".join(parts) or None
+    for i, m in enumerate(messages):
+        where = f"{origin}/{list_name}[{i}]"
+        if not isinstance(m, dict) or m.get(role_field) is None:
+            rows.bad(where, "missing_field", f"message has no `{role_field}`", conv_key=key)
+            continue
+        raw_role = str(m[role_field])
+        role = role_map.get(raw_role.lower(), raw_role)
+        if role == CONTEXT:
+            rows.skip(where, "system_message_as_context", conv_key=key)
+            continue
+        text = content_text(m.get(text_field))
+        if text is None:
+            rows.bad(where, "missing_field", f"message has no `{text_field}` text", conv_key=key, role=role)
+            continue
+        rows.add(key, text, where, role=role, context=ctx)

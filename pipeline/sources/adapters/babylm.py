@@ -1,0 +1,27 @@
+"""BabyLM spoken data: *.train / *.dev / *.test text files, one utterance per line.
+
+switchboard lines read "A:\\ttext" / "B:\\ttext" (labelled speakers); aochildes, bnc_spoken and
+open_subtitles lines carry no label and alternate speakers. Blank lines end a conversation and
+runs longer than `options.max_lines` lines (default 32) are split into conversations of that size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.sources.adapters._lines import read_line_dialogues
+from pipeline.sources.readers import data_files
+from pipeline.sources.registry import SourceSpec
+from pipeline.sources.rows import RawRows
+
+
+def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+    rows = RawRows(spec.name, spec.licence, spec.commercial)
+    max_lines = int(spec.options.get("max_lines", 32))
+    for path in data_files(raw_dir, (".train", ".dev", ".test", ".txt")):
+        rel = path.relative_to(raw_dir).as_posix()
+        read_line_dialogues(path, rel, rows, max_lines=max_lines, key_prefix=f"{rel}:")
+    return rows.frame()

@@ -1,0 +1,70 @@
+"""chatterbot-corpus (PyPI `chatterbot_corpus/data/<language>/*.yml`).
+
+Upstream: {"categories": [...], "conversations": [[utterance, reply, utterance, ...], ...]}.
+Positions alternate human / bot. The YAML is read as a node tree, not as Python values, so an
+answer written `Yes` or `42` keeps its exact upstream text (PyYAML would turn it into a bool or
+an int) and every row knows its line number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from pipeline.sources.readers import data_files, line_of
+from pipeline.sources.registry import SourceSpec
+from pipeline.sources.rows import RawRows
+
+
+def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+    rows = RawRows(spec.name, spec.licence, spec.commercial)
+    for path in data_files(raw_dir, (".yml", ".yaml")):
+        rel = path.relative_to(raw_dir).as_posix()
+        read_file(path, rel, rows, key_prefix=str(Path(rel).with_suffix("")))
+    return rows.frame()
+
+
+def _mapping_get(node: yaml.Node, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v
+    return None
+
+
+def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str) -> None:
+    raw = path.read_bytes()
+    try:
+        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as e:
+        rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start}")
+        return
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        rows.bad(f"{rel}:{line}", "yaml_parse", f"not valid YAML ({str(e).splitlines()[0]})")
+        return
+    convs = _mapping_get(root, "conversations") if root is not None else None
+    if not isinstance(convs, yaml.SequenceNode):
+        rows.bad(f"{rel}:1", "missing_field", "no `conversations:` list")
+        return
+    for i, conv in enumerate(convs.value):
+        key = f"{key_prefix}:{i}"
+        if not isinstance(conv, yaml.SequenceNode):
+            rows.bad(
+                f"{rel}:{conv.start_mark.line + 1}",
+                "missing_field",
+                "conversation is not a list",
+                conv_key=key,
+            )
+            continue
+        for j, node in enumerate(conv.value):
+            origin = f"{rel}:{node.start_mark.line + 1}"
+            role = "human" if j % 2 == 0 else "bot"
+            if not isinstance(node, yaml.ScalarNode):
+                rows.bad(origin, "missing_field", "utterance is not a plain string", conv_key=key, role=role)
+                continue
+            rows.add(key, node.value, origin, role=role)

@@ -1,0 +1,64 @@
+"""chitchat-dataset (PyPI `chitchat_dataset/dataset.json`).
+
+Upstream: {conversation uuid: {"messages": [turn, ...], "prompt", "ratings", "start"}} where a
+turn is a list of utterances {"text", "timestamp", "sender"} by one sender. The first sender of
+a conversation is the human; every utterance is one row (the turn's utterances merge back into
+one turn in normalize, joined with a newline).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.sources.readers import data_files, line_of
+from pipeline.sources.registry import SourceSpec
+from pipeline.sources.rows import RawRows
+
+
+def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+    rows = RawRows(spec.name, spec.licence, spec.commercial)
+    for path in data_files(raw_dir, (".json",)):
+        rel = path.relative_to(raw_dir).as_posix()
+        raw = path.read_bytes()
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start}")
+            continue
+        except json.JSONDecodeError as e:
+            rows.bad(f"{rel}:{e.lineno}", "json_parse", f"broken JSON ({e.msg} at column {e.colno})")
+            continue
+        if not isinstance(data, dict):
+            rows.bad(f"{rel}:1", "missing_field", "expected an object of conversation id -> conversation")
+            continue
+        for conv_id, conv in data.items():
+            _read_conversation(rows, rel, str(conv_id), conv)
+    return rows.frame()
+
+
+def _read_conversation(rows: RawRows, rel: str, conv_id: str, conv: Any) -> None:
+    messages = conv.get("messages") if isinstance(conv, dict) else None
+    if not isinstance(messages, list):
+        rows.bad(f"{rel}:{conv_id}", "missing_field", "conversation has no `messages` list", conv_key=conv_id)
+        return
+    for t, turn in enumerate(messages):
+        if not isinstance(turn, list):
+            rows.bad(
+                f"{rel}:{conv_id}/{t}", "missing_field", "turn is not a list of utterances", conv_key=conv_id
+            )
+            continue
+        for u, utt in enumerate(turn):
+            origin = f"{rel}:{conv_id}/{t}/{u}"
+            if not isinstance(utt, dict) or not isinstance(utt.get("text"), str) or utt.get("sender") is None:
+                rows.bad(
+                    origin,
+                    "missing_field",
+                    "utterance needs a `text` string and a `sender`",
+                    conv_key=conv_id,
+                )
+                continue
+            rows.add(conv_id, utt["text"], origin, speaker=str(utt["sender"]))

@@ -1,0 +1,31 @@
+"""data/contrib/*: each data file is its own source (`contrib/<stem>`) with its sidecar's licence.
+
+The format comes from the sidecar's `format:` or the file extension (see registry.infer_format);
+the file is then read by that format's adapter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.sources.adapters import nanochatgpt, openai_messages, sharegpt
+from pipeline.sources.registry import SourceSpec, scan_contrib
+from pipeline.sources.rows import RawRows, concat
+
+READERS = {
+    "nanochatgpt": nanochatgpt.read_file,
+    "openai": openai_messages.read_file,
+    "sharegpt": sharegpt.read_file,
+}
+
+
+def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+    frames = []
+    for cf in scan_contrib(raw_dir):
+        rows = RawRows(cf.source, cf.licence, cf.commercial)
+        READERS[cf.format](cf.path, cf.path.name, rows)
+        frames.append(rows.frame())
+    return concat(frames)

@@ -1,0 +1,134 @@
+"""Hacker News items (the Firebase API's item objects, as JSON lines, a JSON list, or parquet).
+
+Item fields: id, type (story | comment | job | poll | pollopt), by, text (HTML), parent, kids
+(reply ids in ranked display order), title, deleted, dead. Comments link into reply chains by
+parent/kids. Each top-level comment starts a conversation that follows, at every step, the first
+live reply in `kids` order (HN's ranking; by id when `kids` is absent), like oasst1's best branch.
+The story's title becomes the conversation context ("Hacker News: <title>"). Text: <p>/<br> become
+newlines, other tags are stripped, HTML entities unescaped. Filtered reasons: hn_story (stories
+are context, not turns), hn_unsupported_type, hn_deleted (deleted or dead), hn_parent_deleted,
+hn_not_on_thread.
+Authors are the speakers: the top comment's author is the human.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.sources.readers import data_files, iter_table_records
+from pipeline.sources.registry import SourceSpec
+from pipeline.sources.rows import RawRows
+
+_PARAGRAPH = re.compile(r"<\s*(p|br)\s*/?\s*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]+>")
+STORY_TYPES = ("story", "ask", "show")
+
+
+def html_to_text(value: str) -> str:
+    """HN comment HTML -> plain text (paragraphs on their own lines, links by their text)."""
+    return html.unescape(_TAG.sub("", _PARAGRAPH.sub("\n", value)))
+
+
+def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+    rows = RawRows(spec.name, spec.licence, spec.commercial)
+    items: dict[int, dict[str, Any]] = {}
+    origins: dict[int, str] = {}
+    for path in data_files(raw_dir, (".parquet", ".jsonl", ".json")):
+        rel = path.relative_to(raw_dir).as_posix()
+        for rec in iter_table_records(path):
+            origin = f"{rel}:{rec.line}"
+            if not rec.ok:
+                rows.bad(origin, rec.check, rec.reason, text=rec.raw)
+                continue
+            item = rec.value if isinstance(rec.value, dict) else {}
+            if not isinstance(item.get("id"), int) or isinstance(item.get("id"), bool):
+                rows.bad(origin, "missing_field", "item has no integer `id`")
+                continue
+            if item["id"] in items:
+                rows.bad(origin, "duplicate_id", f"item {item['id']} appears twice")
+                continue
+            items[item["id"]] = item
+            origins[item["id"]] = origin
+    _threads(rows, items, origins)
+    return rows.frame()
+
+
+def _live(item: dict[str, Any]) -> bool:
+    return not item.get("deleted") and not item.get("dead")
+
+
+def _replies(iid: int, items: dict[int, dict[str, Any]], by_parent: dict[int, list[int]]) -> list[int]:
+    kids = items[iid].get("kids")
+    if isinstance(kids, list) and kids:
+        return [k for k in kids if k in items]
+    return sorted(by_parent.get(iid, []))
+
+
+def _threads(rows: RawRows, items: dict[int, dict[str, Any]], origins: dict[int, str]) -> None:
+    by_parent: dict[int, list[int]] = {}
+    for iid, item in items.items():
+        if isinstance(item.get("parent"), int):
+            by_parent.setdefault(item["parent"], []).append(iid)
+    used: set[int] = set()
+    for iid, item in items.items():
+        kind = item.get("type", "comment")
+        if kind in STORY_TYPES:
+            rows.skip(origins[iid], "hn_story")
+            used.add(iid)
+        elif kind != "comment":
+            rows.skip(origins[iid], "hn_unsupported_type")
+            used.add(iid)
+    for iid, item in items.items():
+        if iid in used or item.get("type", "comment") != "comment":
+            continue
+        parent = items.get(item.get("parent"))  # type: ignore[arg-type]
+        if parent is not None and parent.get("type", "comment") == "comment":
+            continue  # not a top-level comment: reached from its thread's start
+        title = parent.get("title") if parent else None
+        context = f"Hacker News: {html.unescape(title)}" if isinstance(title, str) and title.strip() else None
+        _chain(rows, iid, items, origins, by_parent, used, context)
+    for iid in items:  # deleted items, replies below them, replies off the chosen chain
+        if iid not in used:
+            rows.skip(origins[iid], _unused_reason(iid, items))
+
+
+def _unused_reason(iid: int, items: dict[int, dict[str, Any]]) -> str:
+    if not _live(items[iid]):
+        return "hn_deleted"
+    seen, parent = {iid}, items[iid].get("parent")
+    while parent in items and parent not in seen:
+        if not _live(items[parent]):
+            return "hn_parent_deleted"
+        seen.add(parent)
+        parent = items[parent].get("parent")
+    return "hn_not_on_thread"
+
+
+def _chain(
+    rows: RawRows,
+    start: int,
+    items: dict[int, dict[str, Any]],
+    origins: dict[int, str],
+    by_parent: dict[int, list[int]],
+    used: set[int],
+    context: str | None,
+) -> None:
+    key = str(start)
+    cur: int | None = start
+    while cur is not None:
+        item = items[cur]
+        used.add(cur)
+        if not _live(item):
+            rows.skip(origins[cur], "hn_deleted", conv_key=key)
+            return
+        if not isinstance(item.get("text"), str) or not item.get("by"):
+            # quarantined; the replies below it still follow, as `conversation_broken`
+            rows.bad(origins[cur], "missing_field", "comment needs `by` and `text`", conv_key=key)
+        else:
+            rows.add(key, html_to_text(item["text"]), origins[cur], speaker=str(item["by"]), context=context)
+        cur = next((k for k in _replies(cur, items, by_parent) if _live(items[k]) and k not in used), None)

@@ -1,0 +1,102 @@
+"""The nanoChatGPT text format: `<human> text <endOfText>` / `<bot> text <endOfText>`.
+
+Markers are matched case-insensitively, so the seed's `<Bot>` and `<endOftext>` spellings work.
+Conversation boundaries: a blank line, a `<|endoftext|>` separator, or the end of the file.
+Within a conversation:
+  * a turn starts at `<human>`/`<bot>` and ends at `<endOfText>`, at the next marker, or at a
+    blank line; a turn may span several lines (its lines are joined with a newline), so files
+    written with one turn per line and files with one rendered conversation per line both read;
+  * consecutive turns of one role merge (normalize), a leading `<bot>` turn is quarantined;
+  * text outside any turn is quarantined (`format`), as is a line that is not valid UTF-8.
+The conversation id is the file's line number where the conversation starts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.sources.readers import data_files, iter_lines
+from pipeline.sources.registry import SourceSpec
+from pipeline.sources.rows import RawRows
+
+_MARKER = re.compile(r"<(human|bot|endoftext|\|endoftext\|)>", re.IGNORECASE)
+
+
+def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+    rows = RawRows(spec.name, spec.licence, spec.commercial)
+    for path in data_files(raw_dir, (".txt",)):
+        rel = path.relative_to(raw_dir).as_posix()
+        read_file(path, rel, rows, key_prefix=f"{Path(rel).with_suffix('')}:")
+    return rows.frame()
+
+
+class _Parser:
+    """Streams lines into rows; the state is one open conversation and one open turn."""
+
+    def __init__(self, rows: RawRows, rel: str, key_prefix: str) -> None:
+        self.rows, self.rel, self.key_prefix = rows, rel, key_prefix
+        self.conv: str | None = None
+        self.turn: tuple[str, int, list[str]] | None = None  # (role, line, text parts)
+
+    def key(self, line: int) -> str:
+        if self.conv is None:
+            self.conv = f"{self.key_prefix}{line}"
+        return self.conv
+
+    def close_turn(self) -> None:
+        if self.turn is not None:
+            role, line, parts = self.turn
+            self.rows.add(self.conv, "".join(parts), f"{self.rel}:{line}", role=role)
+            self.turn = None
+
+    def end_conversation(self) -> None:
+        self.close_turn()
+        self.conv = None
+
+    def text(self, chunk: str, line: int) -> None:
+        if self.turn is not None:
+            self.turn[2].append(chunk)
+        elif chunk.strip():
+            self.rows.bad(
+                f"{self.rel}:{line}",
+                "format",
+                "text outside a <human>/<bot> turn (each turn starts with <human> or <bot>)",
+                conv_key=self.key(line),
+                text=chunk,
+            )
+
+    def line(self, text: str, n: int) -> None:
+        if not text.strip():
+            self.end_conversation()
+            return
+        pos = 0
+        for m in _MARKER.finditer(text):
+            self.text(text[pos : m.start()], n)
+            tag = m.group(1).lower()
+            if tag in ("human", "bot"):
+                self.close_turn()
+                self.turn = (tag, n, [])
+                self.key(n)
+            elif tag == "endoftext":
+                self.close_turn()
+            else:
+                self.end_conversation()
+            pos = m.end()
+        self.text(text[pos:], n)
+        if self.turn is not None:
+            self.turn[2].append("\n")
+
+
+def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str = "") -> None:
+    parser = _Parser(rows, rel, key_prefix)
+    for rec in iter_lines(path):
+        if rec.ok:
+            parser.line(rec.value, rec.line)
+        else:
+            parser.close_turn()
+            rows.bad(f"{rel}:{rec.line}", rec.check, rec.reason, conv_key=parser.key(rec.line), text=rec.raw)
+    parser.end_conversation()

@@ -1,0 +1,167 @@
+"""OpenAssistant oasst1: message trees -> linear threads.
+
+Upstream: flat message records (the hub's data/*.parquet, or *.messages.jsonl[.gz]) with
+message_id, parent_id, message_tree_id, role (prompter | assistant), text, lang, rank, deleted,
+review_result, created_date; nested *.trees.jsonl[.gz] records ({"prompt": {..., "replies": [...]}})
+are flattened to the same records first.
+
+Each tree becomes one thread: from the root prompt, at every step the best usable reply (lowest
+`rank`; unranked replies last, then oldest). Every other message is counted as filtered with its
+reason: oasst_deleted, oasst_review_failed, oasst_lang (params.yaml normalize.oasst1_lang; null
+keeps all), oasst_parent_dropped (below a dropped message), oasst_not_selected (a lower-ranked
+branch). A message whose parent is not in the data is quarantined (`parent_missing`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.sources.readers import Record, data_files, data_name, iter_table_records
+from pipeline.sources.registry import SourceSpec
+from pipeline.sources.rows import RawRows
+
+ROLES = {"prompter": "human", "assistant": "bot"}
+REQUIRED = ("message_id", "role", "text")
+
+
+def _flatten(rec: Record) -> list[tuple[str, Any]]:
+    """(suffix, message) pairs: a tree record yields all its messages, a flat record itself."""
+    value = rec.value
+    if isinstance(value, dict) and isinstance(value.get("prompt"), dict):
+        out, stack = [], [(value["prompt"], None, "prompt")]
+        while stack:
+            msg, parent, path = stack.pop()
+            replies = msg.get("replies") or []
+            flat = {k: v for k, v in msg.items() if k != "replies"}
+            flat.setdefault("parent_id", parent)
+            flat.setdefault("message_tree_id", value.get("message_tree_id"))
+            out.append((path, flat))
+            stack.extend(
+                (r, msg.get("message_id"), f"{path}.replies[{i}]")
+                for i, r in reversed(list(enumerate(replies)))
+            )
+        return out
+    return [("", value)]
+
+
+def _drop_reason(msg: dict[str, Any], lang: str | None) -> str | None:
+    if msg.get("deleted") is True:
+        return "oasst_deleted"
+    if msg.get("review_result") is False:
+        return "oasst_review_failed"
+    if lang and msg.get("lang") not in (None, lang):
+        return "oasst_lang"
+    return None
+
+
+def _rank_key(msg: dict[str, Any]) -> tuple:
+    rank = msg.get("rank")
+    return (
+        rank is None,
+        rank if rank is not None else 0,
+        str(msg.get("created_date") or ""),
+        msg["message_id"],
+    )
+
+
+def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+    rows = RawRows(spec.name, spec.licence, spec.commercial)
+    lang = params.get("oasst1_lang") or None
+    messages: dict[str, dict[str, Any]] = {}
+    origins: dict[str, str] = {}
+    order: list[str] = []
+    for path in data_files(raw_dir, (".parquet", ".jsonl", ".json")):
+        rel = path.relative_to(raw_dir).as_posix()
+        if not data_name(path).endswith((".parquet", ".jsonl", ".json")):
+            continue
+        for rec in iter_table_records(path):
+            origin = f"{rel}:{rec.line}"
+            if not rec.ok:
+                rows.bad(origin, rec.check, rec.reason, text=rec.raw)
+                continue
+            for suffix, msg in _flatten(rec):
+                where = f"{origin}{'/' + suffix if suffix else ''}"
+                tree = msg.get("message_tree_id") if isinstance(msg, dict) else None
+                if not isinstance(msg, dict) or any(not isinstance(msg.get(k), str) for k in REQUIRED):
+                    rows.bad(where, "missing_field", f"message needs {', '.join(REQUIRED)}", conv_key=tree)
+                    continue
+                if msg["message_id"] in messages:
+                    rows.bad(
+                        where, "duplicate_id", f"message_id {msg['message_id']} appears twice", conv_key=tree
+                    )
+                    continue
+                messages[msg["message_id"]] = msg
+                origins[msg["message_id"]] = where
+                order.append(msg["message_id"])
+    _threads(rows, messages, origins, order, lang)
+    return rows.frame()
+
+
+def _threads(
+    rows: RawRows,
+    messages: dict[str, dict[str, Any]],
+    origins: dict[str, str],
+    order: list[str],
+    lang: str | None,
+) -> None:
+    children: dict[str, list[str]] = {}
+    roots, orphans = [], []
+    for mid in order:
+        parent = messages[mid].get("parent_id")
+        if parent is None:
+            roots.append(mid)
+        elif parent in messages:
+            children.setdefault(parent, []).append(mid)
+        else:
+            orphans.append(mid)
+    for mid in orphans:
+        msg = messages[mid]
+        tree = msg.get("message_tree_id")
+        rows.bad(
+            origins[mid],
+            "parent_missing",
+            f"parent message {msg['parent_id']} is not in the data",
+            conv_key=tree,
+            text=msg["text"],
+        )
+        for sub, _ in _walk(mid, children):
+            rows.skip(origins[sub], "oasst_parent_dropped", conv_key=tree)
+    for root in roots:
+        key = str(messages[root].get("message_tree_id") or root)
+        thread, cur = [], root
+        if _drop_reason(messages[root], lang) is None:
+            thread.append(root)
+            while usable := [c for c in children.get(cur, []) if _drop_reason(messages[c], lang) is None]:
+                cur = min(usable, key=lambda c: _rank_key(messages[c]))
+                thread.append(cur)
+        for mid in thread:
+            msg = messages[mid]
+            rows.add(key, msg["text"], origins[mid], role=ROLES.get(msg["role"], msg["role"]))
+        # Everything else in the tree is filtered, with the reason nearest to it.
+        status: dict[str, str | None] = {root: None if thread else _drop_reason(messages[root], lang)}
+        for mid, parent in _walk(root, children):
+            if mid in thread:
+                status[mid] = None
+                continue
+            own = _drop_reason(messages[mid], lang)
+            above = status[parent]
+            inherited = (
+                "oasst_not_selected" if above in (None, "oasst_not_selected") else "oasst_parent_dropped"
+            )
+            status[mid] = own or inherited
+            rows.skip(origins[mid], status[mid], conv_key=key)
+        if not thread:
+            rows.skip(origins[root], status[root] or "oasst_deleted", conv_key=key)
+
+
+def _walk(mid: str, children: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(descendant, its parent) pairs below `mid`, parents before children."""
+    out, stack = [], [(c, mid) for c in reversed(children.get(mid, []))]
+    while stack:
+        cur, parent = stack.pop()
+        out.append((cur, parent))
+        stack.extend((c, cur) for c in reversed(children.get(cur, [])))
+    return out

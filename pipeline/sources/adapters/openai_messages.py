@@ -1,0 +1,48 @@
+"""JSONL of OpenAI-style chat records: {"messages": [{"role", "content"}, ...], ...} per line.
+
+Roles: user -> human, assistant -> bot, system/developer -> the conversation's context. Other
+roles (tool, function) fail `role_valid`. `content` may be a string or a list of text parts.
+The conversation id is the record's `id` when it has one, else its line number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.sources.adapters._messages import CONTEXT, add_messages
+from pipeline.sources.readers import data_files, iter_json_records
+from pipeline.sources.registry import SourceSpec
+from pipeline.sources.rows import RawRows
+
+ROLE_MAP = {"user": "human", "assistant": "bot", "system": CONTEXT, "developer": CONTEXT}
+
+
+def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+    rows = RawRows(spec.name, spec.licence, spec.commercial)
+    for path in data_files(raw_dir, (".jsonl", ".json")):
+        rel = path.relative_to(raw_dir).as_posix()
+        read_file(path, rel, rows, key_prefix=f"{Path(rel).with_suffix('')}:")
+    return rows.frame()
+
+
+def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str = "") -> None:
+    for rec in iter_json_records(path):
+        origin = f"{rel}:{rec.line}"
+        if not rec.ok:
+            rows.bad(origin, rec.check, rec.reason, text=rec.raw)
+            continue
+        obj = rec.value if isinstance(rec.value, dict) else {}
+        key = f"{key_prefix}{obj.get('id', rec.line)}"
+        add_messages(
+            rows,
+            key,
+            origin,
+            obj.get("messages"),
+            role_field="role",
+            text_field="content",
+            role_map=ROLE_MAP,
+            list_name="messages",
+        )

@@ -1,0 +1,160 @@
+"""Fetch one source into data/raw/<name>/: the exact upstream bytes plus manifest.json.
+
+The folder is written through pipeline.atomic.atomic_dir, so a failed download (no network,
+missing token, missing files) leaves the previous folder, or none, never half of one. Every
+failure a user can fix is a SourceError with one line naming the source, what is missing and
+the `local_path:` override.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pipeline.atomic import atomic_dir, sha256_file, write_json
+from pipeline.params import project_root
+from pipeline.sources.errors import SourceError
+from pipeline.sources.registry import SourceSpec, scan_contrib
+
+MANIFEST = "manifest.json"
+
+
+def raw_dir(name: str, root: Path | None = None) -> Path:
+    return (root or project_root()) / "data" / "raw" / name
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)  # follows symlinks (hub cache snapshots are links to blobs)
+
+
+def _select(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """Files under `folder` matching any glob (all non-hidden files when there are none)."""
+    found: set[Path] = set()
+    for pattern in patterns or ("**/*",):
+        found.update(p for p in folder.glob(pattern) if p.is_file())
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    path = Path(spec.local_path).expanduser()
+    path = path if path.is_absolute() else root / path
+    if path.is_file():
+        _copy(path, out / path.name)
+    elif path.is_dir():
+        files = _select(path, spec.files)
+        if not files:
+            raise SourceError(
+                f"{spec.name}: local_path {path} holds no files matching {', '.join(spec.files) or '*'}; "
+                f"fix `local_path:` for {spec.name} in sources.yaml"
+            )
+        for f in files:
+            _copy(f, out / f.relative_to(path))
+    else:
+        raise SourceError(
+            f"{spec.name}: local_path {path} does not exist; fix `local_path:` for {spec.name} in sources.yaml"
+        )
+    return {"location": str(path), "revision": None, "local_path": str(path)}
+
+
+def _package_version(module: str) -> str | None:
+    for dist in importlib.metadata.packages_distributions().get(module, []):
+        try:
+            return f"{dist}=={importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _from_package(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    hint = f"or set `local_path:` for {spec.name} in sources.yaml to a folder holding {', '.join(spec.files)}"
+    try:
+        found = importlib.util.find_spec(spec.location)  # locates the package without importing it
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise SourceError(
+            f"{spec.name}: Python package {spec.location} is not installed (pip install it), {hint}"
+        )
+    package_dir = Path(next(iter(found.submodule_search_locations)))
+    for pattern in spec.files:
+        if not any(p.is_file() for p in package_dir.glob(pattern)):
+            raise SourceError(
+                f"{spec.name}: package {spec.location} ({package_dir}) has no file {pattern}, {hint}"
+            )
+    for f in _select(package_dir, spec.files):
+        _copy(f, out / f.relative_to(package_dir))
+    return {"location": spec.location, "revision": _package_version(spec.location)}
+
+
+def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    folder = root / spec.location
+    for cf in scan_contrib(folder):  # refuses a data file without a valid sidecar
+        _copy(cf.path, out / cf.path.name)
+        _copy(cf.sidecar, out / cf.sidecar.name)
+    return {"location": spec.location, "revision": None}
+
+
+def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    from pipeline.sources.hub import fetch_snapshot
+
+    snapshot, commit = fetch_snapshot(spec)
+    files = _select(snapshot, spec.files)
+    if not files:
+        raise SourceError(
+            f"{spec.name}: {spec.location}@{spec.revision} has no files matching {', '.join(spec.files)}; "
+            f"fix `files:` or set `local_path:` for {spec.name} in sources.yaml"
+        )
+    for f in files:
+        _copy(f, out / f.relative_to(snapshot))
+    return {"location": spec.location, "revision": commit}
+
+
+def _from_url(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    from pipeline.sources.http import fetch_url
+
+    if not spec.sha256:
+        raise SourceError(
+            f"{spec.name}: url source has no pinned `sha256:`; add it to sources.yaml, "
+            f"or set `local_path:` for {spec.name} to the file you already have"
+        )
+    filename = spec.files[0] if spec.files else Path(urlparse(spec.location).path).name or "download"
+    fetch_url(spec.location, spec.sha256, out / filename, name=spec.name)
+    return {"location": spec.location, "revision": spec.sha256}
+
+
+FETCHERS = {"package": _from_package, "contrib": _from_contrib, "hf_dataset": _from_hub, "url": _from_url}
+
+
+def manifest(spec: SourceSpec, folder: Path, fetched: dict[str, Any]) -> dict[str, Any]:
+    """What was fetched, from where, under which licence; sha256 + size of every file (no timestamps,
+    so that an unchanged source gives a byte-identical folder and DVC re-runs nothing)."""
+    files = [
+        {"path": p.relative_to(folder).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    ]
+    return {
+        "source": spec.name,
+        "kind": spec.kind,
+        "adapter": spec.adapter,
+        "licence": spec.licence,
+        "commercial": spec.commercial,
+        **fetched,
+        "files": files,
+    }
+
+
+def download(spec: SourceSpec, root: Path | None = None) -> Path:
+    """Fetch `spec` into data/raw/<name>/ (atomically) and return that folder."""
+    root = root or project_root()
+    target = raw_dir(spec.name, root)
+    fetch = _from_local if spec.local_path else FETCHERS[spec.kind]
+    with atomic_dir(target) as tmp:
+        fetched = fetch(spec, root, tmp)
+        write_json(tmp / MANIFEST, manifest(spec, tmp, fetched))
+    return target

@@ -1,0 +1,70 @@
+"""Resumable HTTP download of one file, checked against a pinned sha256.
+
+Bytes go to `<cache>/<sha256>.part` first; an interrupted download resumes from where it
+stopped with an HTTP Range request (a server that ignores Range restarts it from zero). The
+file is handed over only once its sha256 matches the pin, so a truncated or tampered file
+never reaches data/raw.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pipeline.atomic import sha256_file
+from pipeline.sources.errors import SourceError
+
+CHUNK = 1 << 20
+
+
+def download_cache() -> Path:
+    """Where partial downloads wait between runs (outside data/raw, which is written atomically)."""
+    env = os.environ.get("NANOCHATGPT_DOWNLOAD_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "nanochatgpt" / "downloads"
+
+
+def fetch_url(url: str, sha256: str, dest: Path, *, name: str, timeout: float = 60.0) -> None:
+    """Download `url` to `dest`, resuming a previous partial download; raise SourceError on failure."""
+    cache = download_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    part = cache / f"{sha256}.part"
+    hint = f"or set `local_path:` for {name} in sources.yaml to the file you already have"
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            resumed = have > 0 and resp.status == 206
+            total = resp.headers.get("Content-Length")
+            with (
+                open(part, "ab" if resumed else "wb") as out,
+                tqdm(
+                    total=int(total) if total else None,
+                    initial=0,
+                    unit="B",
+                    unit_scale=True,
+                    desc=name,
+                    disable=None,
+                ) as bar,
+            ):
+                while block := resp.read(CHUNK):
+                    out.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as e:
+        if not (e.code == 416 and have):  # 416: nothing left to fetch; the hash check decides
+            raise SourceError(f"{name}: cannot download {url} (HTTP {e.code}); {hint}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise SourceError(f"{name}: cannot download {url} ({reason}); rerun to resume, {hint}") from None
+    got = sha256_file(part)
+    if got != sha256:
+        part.unlink()
+        raise SourceError(
+            f"{name}: {url} has sha256 {got}, expected the pinned {sha256}; check the pin, {hint}"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(part, dest)

@@ -1,0 +1,326 @@
+"""RawRows -> turn table + quarantine + report: the rules of pipeline.schema, applied once for every source.
+
+Every upstream row ends in exactly one place, so the report reconciles:
+    rows_read == rows_kept + rows_quarantined + sum(rows_filtered.values())
+where
+    rows_filtered     rows the upstream format says to skip (adapter `filter`), by reason;
+    rows_quarantined  rows of data/quarantine/<name>.parquet, one per upstream row, with check+reason;
+    rows_kept         upstream rows whose text is in the turn table. Consecutive rows of one speaker
+                      are merged into one turn (joined with "\n"), so the table holds `turns_kept`
+                      rows and `rows_merged` = rows_kept - turns_kept counts the merges: merged rows
+                      are kept, not lost, and are therefore not counted as filtered.
+
+Order of the rules (the first that fails names the row's check):
+ 1. rows the adapter could not read (check set by the adapter: json_parse, utf8, missing_field ...);
+ 2. row rules of pipeline.schema.row_violations (conversation id, empty text, length, control chars)
+    on the cleaned text (CRLF/CR -> LF, NFC, stripped);
+ 3. roles: explicit (`role`) or by speaker (first speaker = human, flip on each change of speaker);
+    anything else fails `role_valid`;
+ 4. a conversation is cut at its first bad row: the rows after it go to quarantine as
+    `conversation_broken` (what came before still stands on its own). An empty row is the one
+    exception: it carries nothing later turns could depend on, so dropping it breaks nothing;
+ 5. bot rows before the first human row fail `first_turn_human` (the rest stands);
+ 6. consecutive rows of one role merge into one turn; a merged turn that grows past the length
+    limit fails `text_length` and cuts the conversation there, as in 4;
+ 7. a conversation with fewer than `min_turns` turns (so without a bot turn) is quarantined whole
+    (`has_bot_turn` / `min_turns`, or `conversation_broken` when step 4 or 6 cut it short).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.atomic import atomic_path, write_json
+from pipeline.params import project_root
+from pipeline.schema import MAX_TURN_CHARS, QUARANTINE_SCHEMA, TURN_SCHEMA, row_violations, validate
+from pipeline.sources.errors import SourceError
+from pipeline.sources.registry import SourceSpec
+
+_NON_BREAKING = frozenset({"text_present"})
+# Row checks that cannot run on upstream rows: roles may still be derived from speakers and
+# turn numbers only exist after merging (they are correct by construction).
+_LATER = frozenset({"role_valid", "turn_valid"})
+
+
+@dataclass(frozen=True)
+class NormalizeResult:
+    turns: pl.DataFrame
+    quarantine: pl.DataFrame
+    report: dict[str, Any]
+
+
+def clean_text(expr: pl.Expr) -> pl.Expr:
+    """CRLF/CR -> LF, Unicode NFC, surrounding whitespace stripped."""
+    return (
+        expr.str.replace_all("\r\n", "\n", literal=True)
+        .str.replace_all("\r", "\n", literal=True)
+        .str.normalize("NFC")
+        .str.strip_chars()
+    )
+
+
+def _quarantine(
+    rows: pl.DataFrame, check: str | pl.Expr, reason: str | pl.Expr, breaks: bool
+) -> pl.DataFrame:
+    lit = lambda v: pl.lit(v, pl.String) if isinstance(v, str) else v  # noqa: E731
+    return rows.with_columns(q_check=lit(check), q_reason=lit(reason), q_breaks=pl.lit(breaks))
+
+
+def _break_points(quarantined: list[pl.DataFrame]) -> pl.DataFrame:
+    """Per conversation: the first row (by upstream order) that broke it."""
+    q = pl.concat([f.select("conversation_id", "idx", "origin", "q_check", "q_breaks") for f in quarantined])
+    return (
+        q.filter(pl.col("q_breaks") & pl.col("conversation_id").is_not_null())
+        .sort("idx")
+        .group_by("conversation_id", maintain_order=True)
+        .agg(
+            b_idx=pl.col("idx").first(), b_origin=pl.col("origin").first(), b_check=pl.col("q_check").first()
+        )
+    )
+
+
+def _cut(live: pl.DataFrame, breaks: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split off the rows that come after their conversation's break point."""
+    joined = live.join(breaks, on="conversation_id", how="left").sort("idx")  # joins may reorder rows
+    after = pl.col("b_idx").is_not_null() & (pl.col("idx") > pl.col("b_idx"))
+    reason = pl.format(
+        "row {} ({}) of conversation {} was quarantined", "b_origin", "b_check", "conversation_id"
+    )
+    cut = _quarantine(joined.filter(after), "conversation_broken", reason, False).drop(
+        "b_idx", "b_origin", "b_check"
+    )
+    return joined.filter(~after).drop("b_idx", "b_origin", "b_check"), cut
+
+
+def normalize_rows(
+    raw: pl.DataFrame, *, max_turn_chars: int = MAX_TURN_CHARS, min_turns: int = 2
+) -> NormalizeResult:
+    """Apply the turn-table rules to an adapter's RawRows frame (see the module docstring)."""
+    min_turns = max(2, int(min_turns))
+    df = raw.with_row_index("idx")
+    rows_read = df.height
+    rows_filtered = dict(sorted(Counter(df.get_column("filter").drop_nulls().to_list()).items()))
+    df = df.filter(pl.col("filter").is_null()).drop("filter")
+
+    unread = pl.col("check").is_not_null()
+    key = pl.col("conv_key")
+    df = df.with_columns(
+        text=pl.when(unread).then(pl.col("text")).otherwise(clean_text(pl.col("text"))),
+        context=pl.when(clean_text(pl.col("context")) != "").then(clean_text(pl.col("context"))),
+        conversation_id=pl.when(key.is_not_null() & (key != "")).then(pl.col("source") + ":" + key),
+    )
+    quarantined: list[pl.DataFrame] = []
+
+    # 1. unreadable rows
+    quarantined.append(_quarantine(df.filter(unread), pl.col("check"), pl.col("reason"), True))
+    live = df.filter(~unread)
+
+    # 2. row rules (role comes later: it may be derived from the speaker)
+    for check, bad, reason in row_violations(max_turn_chars):
+        if check in _LATER:
+            continue
+        mask = bad.fill_null(False)
+        quarantined.append(_quarantine(live.filter(mask), check, reason, check not in _NON_BREAKING))
+        live = live.filter(~mask)
+
+    # 3. roles by speaker where the format has no explicit role
+    live = live.sort("idx")
+    spk = pl.col("speaker")
+    changed = (spk != spk.shift(1)).fill_null(True).over("conversation_id")
+    live = live.with_columns(_block=changed.cast(pl.Int32).cum_sum().over("conversation_id"))
+    by_speaker = pl.when(spk.is_not_null()).then(
+        pl.when(pl.col("_block") % 2 == 1).then(pl.lit("human")).otherwise(pl.lit("bot"))
+    )
+    live = live.with_columns(role=pl.coalesce(pl.col("role"), by_speaker)).drop("_block")
+    role_bad = next(bad for check, bad, _ in row_violations(max_turn_chars) if check == "role_valid")
+    mask = role_bad.fill_null(False)
+    detail = pl.format("role must be 'human' or 'bot' (got {})", pl.col("role").fill_null("none"))
+    quarantined.append(_quarantine(live.filter(mask), "role_valid", detail, True))
+    live = live.filter(~mask)
+
+    # 4. cut conversations at their first bad row
+    live, cut = _cut(live, _break_points(quarantined))
+    quarantined.append(cut)
+
+    # 5. bot rows before the first human row
+    seen_human = (pl.col("role") == "human").cast(pl.Int32).cum_sum().over("conversation_id")
+    live = live.with_columns(_seen=seen_human)
+    leading = pl.col("_seen") == 0
+    quarantined.append(
+        _quarantine(live.filter(leading), "first_turn_human", "conversation starts with a bot turn", False)
+    )
+    live = live.filter(~leading).drop("_seen")
+
+    # 6. merge runs of one role into turns; a merged turn may still be too long
+    role_changed = (pl.col("role") != pl.col("role").shift(1)).fill_null(True).over("conversation_id")
+    live = live.with_columns(turn=(role_changed.cast(pl.Int32).cum_sum().over("conversation_id") - 1))
+    turn_len = (pl.col("text").str.len_chars().sum() + pl.len() - 1).over("conversation_id", "turn")
+    live = live.with_columns(_turn_len=turn_len, _turn_rows=pl.len().over("conversation_id", "turn"))
+    too_long = pl.col("_turn_len") > max_turn_chars
+    first_long = pl.when(too_long).then(pl.col("turn")).min().over("conversation_id")
+    live = live.with_columns(_first_long=first_long)
+    in_long = pl.col("turn") == pl.col("_first_long")
+    reason = pl.format(
+        "{} rows merged into a turn of {} characters (limit {})",
+        "_turn_rows",
+        "_turn_len",
+        pl.lit(max_turn_chars),
+    )
+    quarantined.append(_quarantine(live.filter(in_long.fill_null(False)), "text_length", reason, True))
+    live = live.filter(~in_long.fill_null(False)).drop("_turn_len", "_turn_rows", "_first_long")
+    live, cut = _cut(live, _break_points(quarantined))
+    quarantined.append(cut)
+
+    # 7. too few turns (after any cut)
+    breaks = _break_points(quarantined)
+    live = live.with_columns(
+        _n=pl.col("turn").max().over("conversation_id") + 1,
+        _has_bot=(pl.col("role") == "bot").any().over("conversation_id"),
+    )
+    short = pl.col("_n") < min_turns
+    short_rows = live.filter(short).join(breaks, on="conversation_id", how="left").sort("idx")
+    was_cut = pl.col("b_idx").is_not_null()
+    check = (
+        pl.when(was_cut)
+        .then(pl.lit("conversation_broken"))
+        .when(~pl.col("_has_bot"))
+        .then(pl.lit("has_bot_turn"))
+        .otherwise(pl.lit("min_turns"))
+    )
+    reason = (
+        pl.when(was_cut)
+        .then(
+            pl.format(
+                "row {} ({}) of conversation {} was quarantined; {} turn(s) left",
+                "b_origin",
+                "b_check",
+                "conversation_id",
+                "_n",
+            )
+        )
+        .otherwise(
+            pl.format(
+                "conversation has {} turn(s); it needs at least {} (a human turn and a bot turn)",
+                "_n",
+                pl.lit(min_turns),
+            )
+        )
+    )
+    quarantined.append(_quarantine(short_rows, check, reason, False).drop("b_idx", "b_origin", "b_check"))
+    live = live.filter(~short).drop("_n", "_has_bot")
+
+    turns = _turns(live)
+    validate(turns)
+    quarantine = _quarantine_frame(quarantined)
+    report = _report(rows_read, live, turns, quarantine, rows_filtered)
+    return NormalizeResult(turns, quarantine, report)
+
+
+def _turns(live: pl.DataFrame) -> pl.DataFrame:
+    """One row per (conversation, turn), conversations in upstream order."""
+    context = live.group_by("conversation_id").agg(
+        _ctx=pl.col("context").drop_nulls().first(), _first=pl.col("idx").min()
+    )
+    turns = (
+        live.sort("idx")
+        .group_by("conversation_id", "turn", maintain_order=True)
+        .agg(
+            pl.col("role").first(),
+            pl.col("text").str.join("\n"),
+            pl.col("source").first(),
+            pl.col("licence").first(),
+            pl.col("commercial").first(),
+        )
+        .join(context, on="conversation_id", how="left")
+        .sort("_first", "turn")
+        .rename({"_ctx": "context"})
+    )
+    return turns.select([pl.col(c).cast(t) for c, t in TURN_SCHEMA.items()])
+
+
+def _quarantine_frame(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    q = pl.concat([p.select(*[c for c in p.columns if c != "turn"]) for p in parts], how="diagonal_relaxed")
+    q = q.sort("idx").with_columns(
+        turn=pl.lit(None, pl.Int32), check=pl.col("q_check"), reason=pl.col("q_reason")
+    )
+    return q.select([pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])
+
+
+def _report(
+    rows_read: int,
+    live: pl.DataFrame,
+    turns: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    filtered: dict[str, int],
+) -> dict[str, Any]:
+    by_check = dict(sorted(Counter(quarantine.get_column("check").to_list()).items()))
+    report: dict[str, Any] = {
+        "rows_read": rows_read,
+        "rows_kept": live.height,
+        "rows_quarantined": quarantine.height,
+        "rows_filtered": filtered,
+        "quarantined_by_check": by_check,
+        "turns_kept": turns.height,
+        "rows_merged": live.height - turns.height,
+        "conversations_kept": turns.get_column("conversation_id").n_unique(),
+    }
+    sources = sorted(
+        set(live.get_column("source").to_list()) | set(quarantine.get_column("source").to_list())
+    )
+    if len(sources) > 1 or any(s.startswith("contrib/") for s in sources):
+        per = {}
+        for s in sources:
+            t = turns.filter(pl.col("source") == s)
+            per[s] = {
+                "rows_kept": live.filter(pl.col("source") == s).height,
+                "rows_quarantined": quarantine.filter(pl.col("source") == s).height,
+                "turns_kept": t.height,
+                "conversations_kept": t.get_column("conversation_id").n_unique(),
+            }
+        report["by_source"] = per
+    if rows_read != report["rows_kept"] + report["rows_quarantined"] + sum(filtered.values()):
+        raise RuntimeError(f"normalize lost rows (a bug): {report}")
+    return report
+
+
+def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> NormalizeResult:
+    """Read data/raw/<name>/ with the source's adapter and apply the rules; `params` = params.yaml `normalize`."""
+    from pipeline.sources.adapters import get_adapter
+    from pipeline.sources.download import MANIFEST
+
+    if not (folder / MANIFEST).is_file():
+        raise SourceError(
+            f"{spec.name}: {folder} is missing; run `python -m stages.download {spec.name}` first"
+        )
+    max_chars = int(params.get("max_turn_chars", MAX_TURN_CHARS))
+    if not 0 < max_chars <= MAX_TURN_CHARS:
+        raise SourceError(
+            f"params.yaml normalize.max_turn_chars must be in 1..{MAX_TURN_CHARS} (the turn schema's bound)"
+        )
+    raw = get_adapter(spec.adapter)(folder, spec, params)
+    result = normalize_rows(raw, max_turn_chars=max_chars, min_turns=int(params.get("min_turns", 2)))
+    return NormalizeResult(result.turns, result.quarantine, {"source": spec.name, **result.report})
+
+
+def output_paths(name: str, root: Path | None = None) -> dict[str, Path]:
+    root = root or project_root()
+    return {
+        "turns": root / "data" / "normalized" / f"{name}.parquet",
+        "quarantine": root / "data" / "quarantine" / f"{name}.parquet",
+        "report": root / "data" / "normalized" / f"{name}.report.json",
+    }
+
+
+def write_outputs(result: NormalizeResult, name: str, root: Path | None = None) -> dict[str, Path]:
+    """Write the turn table, quarantine and report, each atomically."""
+    paths = output_paths(name, root)
+    for key in ("turns", "quarantine"):
+        with atomic_path(paths[key]) as tmp:
+            getattr(result, key).write_parquet(tmp)
+    write_json(paths["report"], result.report)
+    return paths

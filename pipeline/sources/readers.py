@@ -1,0 +1,160 @@
+"""Tolerant readers for upstream files: a broken line becomes an error value, never an exception.
+
+Each reader yields one item per upstream record with its location, so that adapters can turn
+an unreadable record into a quarantined row (with file:line) and keep reading the rest.
+Compressed inputs (.gz) are read transparently.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".txt", ".parquet", ".tsv", ".train", ".dev", ".test", ".yml")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One upstream record: `value` when readable, else `check`/`reason` say why not."""
+
+    line: int
+    value: Any
+    raw: str
+    check: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.check is None
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def data_name(path: Path) -> str:
+    """The file name without a trailing .gz (so `x.jsonl.gz` is handled as `.jsonl`)."""
+    return path.name[:-3] if path.name.endswith(".gz") else path.name
+
+
+def line_of(raw: bytes, offset: int) -> int:
+    """1-based line number of byte `offset`."""
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def _decode(raw: bytes) -> tuple[str, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start}"
+
+
+def iter_lines(path: Path) -> Iterator[Record]:
+    """Every line (1-based numbers), without its line ending; invalid UTF-8 gives check `utf8`."""
+    with open_binary(path) as f:
+        for n, raw in enumerate(f, start=1):
+            raw = raw.rstrip(b"\n").rstrip(b"\r")
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # byte-order mark
+            text, err = _decode(raw)
+            yield Record(n, text if err is None else None, text, "utf8" if err else None, err)
+
+
+def iter_jsonl(path: Path) -> Iterator[Record]:
+    """One JSON value per non-blank line; blank lines are not records."""
+    for rec in iter_lines(path):
+        if not rec.ok:
+            yield rec
+            continue
+        if not rec.raw.strip():
+            continue
+        try:
+            yield Record(rec.line, json.loads(rec.raw), rec.raw)
+        except json.JSONDecodeError as e:
+            yield Record(
+                rec.line, None, rec.raw, "json_parse", f"broken JSON line ({e.msg} at column {e.colno})"
+            )
+
+
+def iter_json_records(path: Path) -> Iterator[Record]:
+    """A .json file holding a list of records (or a JSONL file): record numbers stand in for lines."""
+    if data_name(path).endswith(".jsonl"):
+        yield from iter_jsonl(path)
+        return
+    with open_binary(path) as f:
+        raw = f.read()
+    text, err = _decode(raw)
+    if err:
+        yield Record(line_of(raw, int(err.rsplit(" ", 1)[1])), None, text[:200], "utf8", err)
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        # A JSON file may also be JSON lines under a .json name: fall back to that.
+        if e.msg == "Extra data":
+            yield from iter_jsonl(path)
+            return
+        yield Record(e.lineno, None, text[:200], "json_parse", f"broken JSON ({e.msg} at line {e.lineno})")
+        return
+    items = data if isinstance(data, list) else [data]
+    for i, item in enumerate(items, start=1):
+        yield Record(i, item, "")
+
+
+def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
+    """csv.DictReader rows as Records (line = the line the record ends on); bad UTF-8 -> `utf8`."""
+    csv.field_size_limit(1 << 30)  # the default (128 KiB) would abort the file on one long turn
+    with open_binary(path) as fb:
+        text = io.TextIOWrapper(fb, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        reader = csv.DictReader(text, delimiter=delimiter)
+        for row in reader:
+            line = reader.line_num
+            joined = delimiter.join(str(v) for v in row.values() if v is not None)
+            if _SURROGATE.search(joined):
+                clean = joined.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+                yield Record(line, None, clean, "utf8", "invalid UTF-8 in this CSV record")
+            else:
+                yield Record(line, row, joined)
+
+
+def iter_parquet(path: Path) -> Iterator[Record]:
+    """Parquet rows as dicts (nested lists/structs become Python lists/dicts); record = row number."""
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as e:  # a truncated or foreign file: one quarantined record, not a crash
+        yield Record(1, None, "", "parquet_read", f"unreadable parquet file ({type(e).__name__}: {e})"[:300])
+        return
+    for i, row in enumerate(frame.iter_rows(named=True), start=1):
+        yield Record(i, row, "")
+
+
+def iter_table_records(path: Path) -> Iterator[Record]:
+    """Dispatch on the extension: .parquet, .jsonl, .json, .csv."""
+    name = data_name(path)
+    if name.endswith(".parquet"):
+        return iter_parquet(path)
+    if name.endswith(".csv"):
+        return iter_csv(path)
+    return iter_json_records(path)
+
+
+def data_files(raw_dir: Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list[Path]:
+    """The data files of a raw download (manifest and hidden files excluded), in a stable order."""
+    out = []
+    for p in sorted(raw_dir.rglob("*")):
+        rel = p.relative_to(raw_dir)
+        if not p.is_file() or rel.name == "manifest.json" or any(part.startswith(".") for part in rel.parts):
+            continue
+        if data_name(p).endswith(suffixes):
+            out.append(p)
+    return out

@@ -1,0 +1,257 @@
+"""The source registry (sources.yaml) and contributed-file sidecars, validated on load.
+
+A registry entry says where a corpus comes from (kind + location + pinned revision or sha256),
+which adapter reads it, and under which licence it may be used. Licence rules are enforced
+here, at load time, so that no later stage can mix in data of unclear status by accident:
+an entry (or a sidecar) whose licence is `unknown` may only claim `commercial: true` together
+with a `commercial_reason` saying why the user believes that is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.params import load_params, project_root
+from pipeline.sources.errors import SourceError
+
+REGISTRY_FILE = "sources.yaml"
+KINDS = ("package", "contrib", "hf_dataset", "url")
+CONTRIB_FORMATS = ("nanochatgpt", "openai", "sharegpt")
+SIDECAR_SUFFIXES = (".yaml", ".yml")
+# Files in data/contrib/ that are documentation, not corpus data.
+CONTRIB_IGNORED = ("README.md", "README", ".gitkeep", "manifest.json")
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One registry entry (see the header of sources.yaml for what each field means)."""
+
+    name: str
+    kind: str
+    location: str
+    adapter: str
+    licence: str
+    commercial: bool
+    commercial_reason: str | None = None
+    description: str = ""
+    revision: str | None = None
+    sha256: str | None = None
+    files: tuple[str, ...] = ()
+    local_path: str | None = None
+    gated: bool = False
+    token_env: str = "HF_TOKEN"
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ContribFile:
+    """A contributed corpus file and what its sidecar declares about it."""
+
+    path: Path
+    sidecar: Path
+    licence: str
+    commercial: bool
+    format: str
+    description: str = ""
+    commercial_reason: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The `source` column value of its rows: `contrib/<file stem>`."""
+        return f"contrib/{self.path.stem}"
+
+
+def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> None:
+    if not isinstance(licence, str) or not licence.strip():
+        raise SourceError(f"{where}: `licence:` is missing (an SPDX id such as CC-BY-4.0, or `unknown`)")
+    if not isinstance(commercial, bool):
+        raise SourceError(f"{where}: `commercial:` must be true or false")
+    if reason is not None and not isinstance(reason, str):
+        raise SourceError(f"{where}: `commercial_reason:` must be a string")
+    if licence.strip().lower() == "unknown" and commercial and not (reason or "").strip():
+        raise SourceError(
+            f"{where}: licence is unknown but commercial is true; add `commercial_reason:` saying why "
+            "commercial use is allowed, or set `commercial: false`"
+        )
+
+
+def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
+    """Validate one registry entry; raise SourceError (one line) naming the entry and the rule."""
+    from pipeline.sources.adapters import ADAPTERS  # local: keeps `import registry` light
+
+    at = f"{where}: {name}"
+    if not _NAME_RE.match(name):
+        raise SourceError(f"{at}: source names are lower-case letters, digits, '_' and '-'")
+    if not isinstance(raw, dict):
+        raise SourceError(f"{at}: expected a mapping of fields")
+    known = set(SourceSpec.__dataclass_fields__) - {"name"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SourceError(f"{at}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for key in ("kind", "location", "adapter"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise SourceError(f"{at}: `{key}:` is missing")
+    if raw["kind"] not in KINDS:
+        raise SourceError(f"{at}: kind must be one of {', '.join(KINDS)}, not {raw['kind']!r}")
+    if raw["adapter"] not in ADAPTERS:
+        raise SourceError(f"{at}: unknown adapter {raw['adapter']!r} (known: {', '.join(sorted(ADAPTERS))})")
+    _check_licence(at, raw.get("licence"), raw.get("commercial"), raw.get("commercial_reason"))
+    files = raw.get("files") or []
+    if isinstance(files, str):
+        files = [files]
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise SourceError(f"{at}: `files:` must be a list of file names or globs")
+    sha = raw.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
+        raise SourceError(f"{at}: `sha256:` must be 64 lower-case hex digits")
+    if raw["kind"] == "package" and not files:
+        raise SourceError(f"{at}: a package source lists the data files it copies in `files:`")
+    if raw["kind"] == "hf_dataset" and not raw.get("revision"):
+        raise SourceError(f"{at}: a hf_dataset source needs a pinned `revision:` (a commit sha)")
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise SourceError(f"{at}: `options:` must be a mapping")
+    revision = raw.get("revision")
+    return SourceSpec(
+        name=name,
+        kind=raw["kind"],
+        location=raw["location"],
+        adapter=raw["adapter"],
+        licence=raw["licence"].strip(),
+        commercial=raw["commercial"],
+        commercial_reason=raw.get("commercial_reason"),
+        description=str(raw.get("description") or ""),
+        revision=None if revision is None else str(revision),
+        sha256=sha,
+        files=tuple(files),
+        local_path=raw.get("local_path"),
+        gated=bool(raw.get("gated", False)),
+        token_env=str(raw.get("token_env") or "HF_TOKEN"),
+        options=dict(options),
+    )
+
+
+def load_registry(path: str | Path | None = None) -> dict[str, SourceSpec]:
+    """All entries of sources.yaml (in file order), each validated."""
+    path = Path(path) if path else project_root() / REGISTRY_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise SourceError(f"{path}: the source registry is missing") from None
+    except yaml.YAMLError as e:
+        raise SourceError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: expected a mapping of source name -> entry")
+    return {str(name): parse_entry(str(name), entry, str(path)) for name, entry in data.items()}
+
+
+def enabled_sources(params_path: str | Path | None = None) -> list[str]:
+    """params.yaml `sources`: the names that get download/normalize stages."""
+    names = load_params(params_path).get("sources") or []
+    if not isinstance(names, list):
+        raise SourceError("params.yaml: `sources:` must be a list of registry names")
+    return [str(n) for n in names]
+
+
+def get_source(name: str, registry: dict[str, SourceSpec] | None = None) -> SourceSpec:
+    registry = load_registry() if registry is None else registry
+    if name not in registry:
+        raise SourceError(f"{name}: not in {REGISTRY_FILE} (known: {', '.join(registry)})")
+    return registry[name]
+
+
+def infer_format(path: Path) -> str | None:
+    """Contributed-file format from the extension; for JSON(L), from the first record's keys."""
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return "nanochatgpt"
+    if suffix not in (".jsonl", ".json"):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(65536).decode("utf-8", errors="replace")
+    # The first key that names a conversation decides: OpenAI `messages`, ShareGPT `conversations`.
+    m = re.search(r'"(messages|conversations)"\s*:', head)
+    if m is None:
+        return None
+    return "openai" if m.group(1) == "messages" else "sharegpt"
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _sidecar_for(data_file: Path) -> Path | None:
+    for suffix in SIDECAR_SUFFIXES:
+        candidate = data_file.with_suffix(suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def scan_contrib(folder: str | Path) -> list[ContribFile]:
+    """Every contributed data file of `folder` with its validated sidecar, sorted by name.
+
+    A data file without a sidecar (or a sidecar without licence/commercial) is refused with
+    one line saying what to add; so is a sidecar whose data file is missing.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceError(f"contrib: folder {shown(folder)} is missing")
+    entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    sidecars = {p for p in entries if p.suffix.lower() in SIDECAR_SUFFIXES}
+    data_files = [p for p in entries if p not in sidecars and p.name not in CONTRIB_IGNORED]
+    stems = [p.stem for p in data_files]
+    for stem in {s for s in stems if stems.count(s) > 1}:
+        raise SourceError(f"contrib: several data files share the stem {stem!r}; give each its own name")
+    for sidecar in sorted(sidecars):
+        if sidecar.stem not in stems:
+            raise SourceError(f"{shown(sidecar)}: sidecar without a data file named {sidecar.stem}.<ext>")
+    files = []
+    for path in data_files:
+        sidecar = _sidecar_for(path)
+        if sidecar is None:
+            raise SourceError(
+                f"{shown(path)}: no sidecar; add {shown(path.with_suffix('.yaml'))} with `licence:` (SPDX id or unknown), "
+                "`commercial:` (true/false) and `description:` (see CONTRIBUTING.md)"
+            )
+        files.append(parse_sidecar(path, sidecar))
+    return files
+
+
+def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
+    try:
+        meta = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SourceError(f"{shown(sidecar)}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise SourceError(f"{shown(sidecar)}: expected `licence:`, `commercial:` and `description:` fields")
+    if "licence" not in meta and "license" in meta:
+        meta["licence"] = meta.pop("license")  # accept the US spelling
+    _check_licence(shown(sidecar), meta.get("licence"), meta.get("commercial"), meta.get("commercial_reason"))
+    fmt = meta.get("format") or infer_format(path)
+    if fmt not in CONTRIB_FORMATS:
+        raise SourceError(
+            f"{shown(path)}: cannot tell its format; add `format:` ({' | '.join(CONTRIB_FORMATS)}) to {shown(sidecar)}"
+        )
+    return ContribFile(
+        path=path,
+        sidecar=sidecar,
+        licence=str(meta["licence"]).strip(),
+        commercial=meta["commercial"],
+        format=fmt,
+        description=str(meta.get("description") or ""),
+        commercial_reason=meta.get("commercial_reason"),
+    )

@@ -1,0 +1,107 @@
+"""`nanochatgpt sources`: the registry as a table (licence, commercial, enabled, rows kept).
+
+Rows come from data/normalized/<name>.report.json when that source has been normalized, else
+"-". Each contributed file is listed on its own line under `contrib`, with its sidecar's licence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.params import project_root
+from pipeline.sources.errors import SourceError
+from pipeline.sources.registry import REGISTRY_FILE, enabled_sources, load_registry, scan_contrib
+
+COLUMNS = ("name", "kind", "licence", "commercial", "enabled", "rows")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    parser.add_argument("--reasons", action="store_true", help="add each source's commercial_reason")
+
+
+def _report(root: Path, name: str) -> dict[str, Any] | None:
+    path = root / "data" / "normalized" / f"{name}.report.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """(table rows, problems): one row per registry entry plus one per contributed file."""
+    root = root or project_root()
+    registry = load_registry(root / REGISTRY_FILE)
+    enabled = set(enabled_sources(root / "params.yaml"))
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for name, spec in registry.items():
+        report = _report(root, name)
+        is_contrib = spec.kind == "contrib"
+        rows.append(
+            {
+                "name": name,
+                "kind": spec.kind if not spec.local_path else f"{spec.kind} (local_path)",
+                "licence": spec.licence,
+                "commercial": "per-file" if is_contrib else spec.commercial,
+                "enabled": name in enabled,
+                "rows": report["rows_kept"] if report else "-",
+                "reason": spec.commercial_reason or "",
+            }
+        )
+        if not is_contrib:
+            continue
+        try:
+            files = scan_contrib(root / spec.location)
+        except SourceError as e:
+            problems.append(str(e))
+            continue
+        per_file = (report or {}).get("by_source", {})
+        for cf in files:
+            kept = per_file.get(cf.source, {}).get("rows_kept", 0 if report else "-")
+            rows.append(
+                {
+                    "name": cf.source,
+                    "kind": f"contrib file ({cf.format})",
+                    "licence": cf.licence,
+                    "commercial": cf.commercial,
+                    "enabled": name in enabled,
+                    "rows": kept,
+                    "reason": cf.commercial_reason or cf.description,
+                }
+            )
+    return rows, problems
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def render(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+    cells = [[_cell(r[c]) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rows, problems = source_rows()
+    except SourceError as e:
+        print(f"sources: {e}", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(rows, indent=2))
+    else:
+        columns = (*COLUMNS, "reason") if getattr(args, "reasons", False) else COLUMNS
+        print(render(rows, columns))
+    for problem in problems:
+        print(f"sources: {problem}", file=sys.stderr)
+    return 1 if problems else 0

@@ -1,0 +1,793 @@
+"""The training loop: masked-loss fine-tuning of the GPT on token shards, one GPU, CPU or several GPUs.
+
+`train(cfg, paths)` is the whole run; each piece below does one job:
+    TrainConfig      the knobs (params.yaml `train` + the chosen profile), validated
+    setup_runtime    device, autocast dtype, TF32, DDP process group
+    init_model       scratch | gpt2* (Hub) | local HF dir | resume, plus automatic resume
+    GlobalBatches    the data sampler: one seeded draw per optimizer step, split across ranks
+    train_step       gradient accumulation, token-weighted masked loss, clipping, AdamW step
+    evaluate         validation loss over bot tokens
+    RunLogger        dvclive metrics (rank 0) and a tqdm bar
+    finish           model/ckpt (safetensors), model/hf (transformers layout), model/metrics.json
+
+Loss weighting. Each micro-batch's loss is the mean over its bot tokens; the step's loss is the
+sum over every bot token of the global batch divided by their count, so every bot token weighs
+the same however the batch is split into micro-batches and processes. This is what makes one
+process with grad_accum=A and A processes with grad_accum=1 follow the same trajectory.
+
+Data. Every rank draws the same global batch (B * grad_accum windows) from the same seeded
+numpy generator and keeps its own rows, so the sample stream depends on the seed alone and the
+sampler's state is one small JSON object in the checkpoint.
+
+Resume. A run writes model/run/step-N/ (weights + state.pt) every ckpt_interval steps. With
+init_from=resume it continues from the newest one (or fails clearly). Without it, an unfinished
+run whose fingerprint (config, data meta.json, this file and model.py) matches the current one is
+resumed automatically, so a killed `dvc repro` picks up where it stopped; any other leftover run
+is discarded. Resumed runs end bitwise equal to uninterrupted ones on CPU: the optimizer moments,
+step, sampler state and RNG states are restored, and dropout is reseeded from (seed, rank, step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from pipeline import atomic, checkpoint, device, hf
+from pipeline.lr import lr_at
+from pipeline.model import GPT, GPTConfig
+from pipeline.optim import make_optimizer
+from pipeline.tokenizer import PADDED_VOCAB
+
+# Knobs that change what is logged or saved, not the weights: they may differ on resume.
+NON_TRAJECTORY_KEYS = {"eval_interval", "eval_iters", "ckpt_interval", "log_interval", "device"}
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run reads; params.yaml `train` (variant aside) merged with its profile."""
+
+    # model (used from scratch; a pretrained or resumed model brings its own shape)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 256  # training window; may be shorter than a pretrained model's context
+    dropout: float = 0.0
+    # batch and schedule
+    batch_size: int = 16  # windows per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step, in total over all processes
+    max_iters: int = 600
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup_iters: int = 50
+    # optimizer
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables clipping
+    # evaluation, checkpoints, logging
+    eval_interval: int = 100
+    eval_iters: int = 10
+    ckpt_interval: int = 100
+    log_interval: int = 1
+    # speed (CUDA only; the CPU path trains in float32 without compile unless asked)
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast dtype)
+    compile: bool = False
+    tf32: bool = True
+    # run
+    init_from: str = "scratch"
+    seed: int = 1337
+    device: str = "auto"
+
+    @classmethod
+    def from_params(cls, train: dict[str, Any]) -> TrainConfig:
+        """Merge `train` (init_from, seed, device) with `train.profiles[train.profile]`; unknown keys fail."""
+        profile_name = train.get("profile")
+        profiles = train.get("profiles", {})
+        if profile_name not in profiles:
+            raise KeyError(f"params.yaml train.profile={profile_name!r} is not one of {sorted(profiles)}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        merged: dict[str, Any] = {}
+        for where, values in (("train", train), (f"train.profiles.{profile_name}", profiles[profile_name])):
+            for key, value in values.items():
+                if where == "train" and key in ("variant", "profile", "profiles"):
+                    continue
+                if key not in known:
+                    raise KeyError(f"params.yaml {where}.{key}: unknown training setting")
+                merged[key] = value
+        return cls(**merged).validated()
+
+    def validated(self) -> TrainConfig:
+        checks = [
+            (self.max_iters > 0, "max_iters must be > 0"),
+            (self.batch_size > 0 and self.grad_accum > 0, "batch_size and grad_accum must be > 0"),
+            (
+                self.eval_interval > 0 and self.ckpt_interval > 0,
+                "eval_interval and ckpt_interval must be > 0",
+            ),
+            (self.log_interval > 0, "log_interval must be > 0"),
+            (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
+            (self.dtype in device.DTYPES, f"dtype must be one of {sorted(device.DTYPES)}"),
+        ]
+        for ok, rule in checks:
+            if not ok:
+                raise ValueError(f"params.yaml train: {rule}")
+        return self
+
+    def fingerprint(self, data_dir: Path) -> str:
+        """What decides the weights: config (minus logging knobs), the data's meta.json, the code."""
+        h = hashlib.sha256()
+        trajectory = {k: v for k, v in dataclasses.asdict(self).items() if k not in NON_TRAJECTORY_KEYS}
+        h.update(json.dumps(trajectory, sort_keys=True).encode())
+        meta = data_dir / "meta.json"
+        h.update(meta.read_bytes() if meta.exists() else b"no meta.json")
+        for code in (Path(__file__), Path(__file__).with_name("model.py")):
+            h.update(code.read_bytes())
+        return h.hexdigest()
+
+
+@dataclass
+class TrainPaths:
+    data_dir: Path  # data/tokens/<variant> with train/ and val/
+    run_dir: Path = Path("model/run")  # resumable checkpoints (not a DVC output, survives a repro)
+    ckpt_dir: Path = Path("model/ckpt")
+    hf_dir: Path = Path("model/hf")
+    live_dir: Path = Path("model/live")
+    metrics_file: Path = Path("model/metrics.json")
+
+    @classmethod
+    def under(cls, root: Path, variant: str) -> TrainPaths:
+        """The project layout below `root` (the repository root for the DVC stage)."""
+        m = root / "model"
+        return cls(
+            data_dir=root / "data" / "tokens" / variant,
+            run_dir=m / "run",
+            ckpt_dir=m / "ckpt",
+            hf_dir=m / "hf",
+            live_dir=m / "live",
+            metrics_file=m / "metrics.json",
+        )
+
+
+# ---------------------------------------------------------------- runtime
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype
+    dist: device.DistInfo
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return device.autocast(self.device, self.dtype)
+
+    def log(self, msg: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(f"train: {msg}", file=sys.stderr)
+
+
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    info = device.dist_info_from_env()
+    dev = device.resolve_device(cfg.device, info)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # DDP: this process's GPU becomes the default for NCCL and allocations
+    device.init_process_group(info, dev)
+    device.set_tf32(cfg.tf32)
+    return Runtime(device=dev, dtype=device.resolve_dtype(cfg.dtype, dev), dist=info)
+
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass
+class Start:
+    """Where a run starts: its model (on CPU) and, when resuming, the saved state and its directory."""
+
+    model: GPT
+    state: dict[str, Any] | None = None
+    source: Path | None = None
+
+
+def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: str) -> Start:
+    """Build the model for `cfg.init_from`, or pick up an unfinished run with the same fingerprint."""
+    latest = checkpoint.latest_run_checkpoint(paths.run_dir)
+    if cfg.init_from == "resume":
+        if latest is None:
+            raise FileNotFoundError(f"init_from=resume: no checkpoint under {paths.run_dir} to resume from")
+        return _resume(cfg, latest, checkpoint.load_state(latest), rt, fingerprint)
+    if latest is not None:
+        state = checkpoint.load_state(latest)
+        if state["fingerprint"] == fingerprint and state["step"] < cfg.max_iters:
+            rt.log(f"resuming the unfinished run at {latest} (same config, data and code)")
+            return _resume(cfg, latest, state, rt, fingerprint)
+        del state
+    # A fresh run: leftovers of another run must not be resumed later by mistake.
+    device.barrier(rt.dist)
+    if rt.dist.is_main and paths.run_dir.exists():
+        shutil.rmtree(paths.run_dir)
+    device.barrier(rt.dist)
+    torch.manual_seed(cfg.seed)
+    if cfg.init_from == "scratch":
+        mcfg = GPTConfig(
+            block_size=cfg.block_size,
+            vocab_size=PADDED_VOCAB,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_embd=cfg.n_embd,
+            dropout=cfg.dropout,
+        )
+        return Start(GPT(mcfg))
+    rt.log(f"initialising from Hugging Face GPT-2 weights: {cfg.init_from}")
+    model = hf.load_pretrained(cfg.init_from, dropout=cfg.dropout)
+    if cfg.block_size > model.config.block_size:
+        raise ValueError(
+            f"train block_size {cfg.block_size} exceeds the context of {cfg.init_from} ({model.config.block_size})"
+        )
+    return Start(model)
+
+
+def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime, fingerprint: str) -> Start:
+    if state["fingerprint"] != fingerprint:
+        rt.log("warning: resuming with a different config, data or code than the checkpoint was made with")
+    model = checkpoint.load_model(ckpt, "cpu", dropout=cfg.dropout).train()
+    if cfg.block_size > model.config.block_size:
+        raise ValueError(
+            f"train block_size {cfg.block_size} exceeds the checkpoint's {model.config.block_size}"
+        )
+    return Start(model, state, ckpt)
+
+
+def train_flops_per_token(model_cfg: GPTConfig, n_params: int, seq_len: int) -> float:
+    """Training FLOPs per token at window `seq_len` (PaLM appendix B: 6N + 12·L·H·Q·T)."""
+    head_dim = model_cfg.n_embd // model_cfg.n_head
+    return 6 * n_params + 12 * model_cfg.n_layer * model_cfg.n_head * head_dim * seq_len
+
+
+# ---------------------------------------------------------------- data
+
+
+class GlobalBatches:
+    """One seeded draw of the global batch per optimizer step; each rank keeps its micro-batches."""
+
+    def __init__(self, split_dir: Path, cfg: TrainConfig, rt: Runtime, seed: int) -> None:
+        from pipeline.shards import TokenShards
+
+        if cfg.grad_accum % rt.dist.world_size:
+            raise ValueError(
+                f"params.yaml train: grad_accum {cfg.grad_accum} must be a multiple of the "
+                f"{rt.dist.world_size} processes (each process runs grad_accum / processes micro-batches)"
+            )
+        self.shards = TokenShards(split_dir)
+        self.cfg = cfg
+        self.rt = rt
+        self.rng = np.random.default_rng(seed)
+        self.local_accum = cfg.grad_accum // rt.dist.world_size
+
+    def next(self) -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], float]:
+        """This rank's micro-batches (x, y, mask on the device) and the global count of loss tokens."""
+        b = self.cfg.batch_size
+        x, y, m = self.shards.sample_batch(b * self.cfg.grad_accum, self.cfg.block_size, self.rng)
+        n_total = float(np.asarray(m, dtype=np.int64).sum())
+        first = self.rt.dist.rank * self.local_accum * b
+        micro = [
+            tuple(to_device(a[first + i * b : first + (i + 1) * b], self.rt.device) for a in (x, y, m))
+            for i in range(self.local_accum)
+        ]
+        return micro, max(n_total, 1.0)
+
+    def state(self) -> str:
+        return json.dumps(self.rng.bit_generator.state)
+
+    def restore(self, state: str) -> None:
+        self.rng.bit_generator.state = json.loads(state)
+
+
+def to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a).astype(np.int64, copy=False))
+    if dev.type == "cuda":
+        return t.pin_memory().to(dev, non_blocking=True)
+    return t
+
+
+# ---------------------------------------------------------------- steps
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    micro: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    n_total: float,
+    lr: float,
+    cfg: TrainConfig,
+    rt: Runtime,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One optimizer step; returns this rank's share of the step's loss and the gradient norm."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    ddp = isinstance(model, DDP)
+    # DDP averages gradients over processes; scaling by world size makes that a sum over bot tokens.
+    weight = rt.dist.world_size / n_total
+    loss_share = torch.zeros((), device=rt.device)
+    for i, (x, y, m) in enumerate(micro):
+        last = i == len(micro) - 1
+        sync = contextlib.nullcontext() if (not ddp or last) else model.no_sync()
+        with sync:
+            with rt.autocast():
+                loss = model(x, y, m)
+            n_tokens = m.sum()
+            scaler.scale(loss * n_tokens * weight).backward()
+        loss_share += loss.detach().float() * n_tokens / n_total
+    grad_norm = None
+    if cfg.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_share, grad_norm
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split_dir: Path, cfg: TrainConfig, rt: Runtime) -> float:
+    """Mean cross-entropy over the bot tokens of the first `eval_iters` validation batches.
+
+    The batches are split across processes and the sums reduced, so every rank returns the same.
+    """
+    from pipeline.shards import TokenShards
+
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(2, device=rt.device, dtype=torch.float64)  # (loss * tokens, tokens)
+    batches = TokenShards(split_dir).iter_eval_batches(cfg.batch_size, cfg.block_size)
+    for i, (x, y, m) in enumerate(batches):
+        if i >= cfg.eval_iters:
+            break
+        if i % rt.dist.world_size != rt.dist.rank:
+            continue
+        xt, yt, mt = (to_device(a, rt.device) for a in (x, y, m))
+        with rt.autocast():
+            loss = model(xt, yt, mt)
+        n = mt.sum()
+        sums += torch.stack([loss.double() * n, n.double()])
+    if rt.dist.enabled:
+        dist.all_reduce(sums)
+    model.train(was_training)
+    return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
+
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass
+class Progress:
+    """What the loop tracks and a checkpoint must carry to continue exactly."""
+
+    step: int = 0
+    best_val_loss: float = float("inf")
+    initial_val_loss: float | None = None
+    last_val_loss: float | None = None
+    recent_train_losses: list[float] = field(default_factory=list)
+    train_tokens: int = 0  # tokens of timed steps (the first step of a process compiles, so it is not)
+    train_seconds: float = 0.0
+
+
+def make_state(
+    progress: Progress,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batches: GlobalBatches,
+    fingerprint: str,
+    cfg: TrainConfig,
+) -> dict[str, Any]:
+    """The training state as plain data (loads with torch.load(weights_only=True))."""
+    return {
+        "step": progress.step,
+        "best_val_loss": progress.best_val_loss,
+        "initial_val_loss": progress.initial_val_loss,
+        "last_val_loss": progress.last_val_loss,
+        "recent_train_losses": list(progress.recent_train_losses),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "data_rng": batches.state(),
+        "fingerprint": fingerprint,
+        "config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+    }
+
+
+def restore_state(
+    state: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batches: GlobalBatches,
+) -> Progress:
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    if (
+        state["cuda_rng"]
+        and torch.cuda.is_available()
+        and len(state["cuda_rng"]) == torch.cuda.device_count()
+    ):
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    batches.restore(state["data_rng"])
+    return Progress(
+        step=int(state["step"]),
+        best_val_loss=float(state["best_val_loss"]),
+        initial_val_loss=state["initial_val_loss"],
+        last_val_loss=state["last_val_loss"],
+        recent_train_losses=list(state["recent_train_losses"]),
+    )
+
+
+# ---------------------------------------------------------------- logging
+
+
+class RunLogger:
+    """dvclive metrics (model/live/plots/metrics/*.tsv, declared as DVC plots) and a tqdm bar; rank 0 only."""
+
+    def __init__(self, live_dir: Path, rt: Runtime, total: int, initial: int, resume: bool) -> None:
+        self.live = None
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            desc="train",
+            disable=not rt.dist.is_main,
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 10.0,
+        )
+        if rt.dist.is_main:
+            if resume:
+                trim_plots(live_dir, initial)
+            # dvc.yaml declares the plots itself; this run writes no dvc.yaml and no experiment.
+            self.live = make_live(live_dir, resume)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        if self.live is None:
+            return
+        self.live.step = step
+        for name, value in metrics.items():
+            self.live.log_metric(name, value)
+        self.live.next_step()
+
+    def advance(self, postfix: dict[str, float]) -> None:
+        if postfix:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.live is not None:
+            self.live.end()
+
+
+def make_live(live_dir: Path, resume: bool) -> Any:  # a dvclive.Live (imported lazily: rank 0 only)
+    """A dvclive Live that also works in a git repository without commits (`git init; dvc repro`).
+
+    dvclive 3.49 asks git for HEAD before checking whether there is one and fails with
+    "Empty git repo"; such a repository has no experiment to link to, so log without one.
+    """
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    class _Live(Live):
+        def _init_dvc(self) -> None:
+            try:
+                super()._init_dvc()
+            except SCMError:
+                self._dvc_repo = None
+                self._save_dvc_exp = False
+
+    return _Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=False)
+
+
+def trim_plots(live_dir: Path, step: int) -> None:
+    """Drop plot rows after `step`: a resumed run redoes the steps after its checkpoint (no duplicates)."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        header, *rows = tsv.read_text().splitlines()
+        kept = [r for r in rows if int(r.split("\t", 1)[0]) <= step]
+        if len(kept) != len(rows):
+            atomic.write_text(tsv, "\n".join([header, *kept]) + "\n")
+
+
+# ---------------------------------------------------------------- the run
+
+
+class MaskedLM(nn.Module):
+    """The training objective around a GPT: mean cross-entropy over the positions where the mask is 1.
+
+    With `gather`, the vocabulary projection runs only at those positions (about half of a chat
+    window are bot tokens), which halves the dominant cost of a small model on CPU; it makes
+    shapes data-dependent, so compiled (GPU) runs use the GPT's own static-shape masked loss.
+    Both give the same loss (tested).
+    """
+
+    def __init__(self, gpt: GPT, gather: bool) -> None:
+        super().__init__()
+        self.gpt = gpt
+        self.gather = gather
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not self.gather:
+            return self.gpt(idx, targets, mask)[1]
+        t = self.gpt.transformer
+        pos = torch.arange(idx.size(1), device=idx.device)
+        x = t.drop(t.wte(idx) + t.wpe(pos))
+        for block in t.h:
+            x = block(x)
+        x = t.ln_f(x)
+        where = mask.reshape(-1).nonzero().squeeze(1)
+        if where.numel() == 0:
+            return x.sum() * 0.0  # no loss token in this micro-batch: zero loss, graph intact
+        logits = self.gpt.lm_head(x.reshape(-1, x.size(-1)).index_select(0, where))
+        return F.cross_entropy(logits.float(), targets.reshape(-1).index_select(0, where))
+
+
+def wrap_model(model: GPT, cfg: TrainConfig, rt: Runtime) -> tuple[nn.Module, nn.Module]:
+    """(loss module to train, loss module to evaluate): compiled on request, DDP-wrapped under torchrun."""
+    model = model.to(rt.device)
+    loss_model: nn.Module = MaskedLM(model, gather=not cfg.compile)
+    if cfg.compile:
+        loss_model = torch.compile(loss_model)
+    evaluator = loss_model
+    if rt.dist.enabled:
+        ids = [rt.device.index] if rt.device.type == "cuda" else None
+        loss_model = DDP(loss_model, device_ids=ids)
+    return loss_model, evaluator
+
+
+def train(
+    cfg: TrainConfig,
+    paths: TrainPaths,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train per `cfg` on `paths.data_dir`; write checkpoints, metrics and exports; return the summary.
+
+    `on_step(step)` runs after every optimizer step (after its checkpoint, if any), on every rank.
+    """
+    wall_start = time.perf_counter()
+    rt = setup_runtime(cfg)
+    try:
+        run = Run.start(cfg, paths, rt)
+        run.loop(on_step)
+        summary = run.summary(time.perf_counter() - wall_start)
+        if rt.dist.is_main:
+            finish(run.raw, paths, summary)
+        device.barrier(rt.dist)
+        return summary
+    finally:
+        device.destroy_process_group()
+
+
+@dataclass
+class Run:
+    """One training run's live objects; `loop` advances it to max_iters."""
+
+    cfg: TrainConfig
+    paths: TrainPaths
+    rt: Runtime
+    fingerprint: str
+    raw: GPT  # the plain model (weights to save)
+    model: nn.Module  # what trains: maybe compiled, maybe DDP-wrapped
+    eval_model: nn.Module  # maybe compiled, never DDP-wrapped
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    batches: GlobalBatches
+    progress: Progress
+    logger: RunLogger
+    n_params: int
+    flops_per_token: float
+    peak: float | None
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, paths: TrainPaths, rt: Runtime) -> Run:
+        fingerprint = cfg.fingerprint(paths.data_dir)
+        start = init_model(cfg, paths, rt, fingerprint)
+        raw = start.model.to(rt.device).train()
+        n_params = raw.num_params()
+        rt.log(
+            f"{n_params / 1e6:.2f}M parameters on {rt.device} ({rt.dtype}), {rt.dist.world_size} process(es)"
+        )
+        model, eval_model = wrap_model(raw, cfg, rt)
+        optimizer = make_optimizer(
+            raw,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            betas=(cfg.beta1, cfg.beta2),
+            device_type=rt.device.type,
+        )
+        scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.dtype == torch.float16)
+        batches = GlobalBatches(paths.data_dir / "train", cfg, rt, cfg.seed)
+        progress = Progress()
+        if start.state is not None:
+            progress = restore_state(start.state, optimizer, scaler, batches)
+            rt.log(f"resumed at step {progress.step} from {start.source}")
+        logger = RunLogger(paths.live_dir, rt, cfg.max_iters, progress.step, resume=start.state is not None)
+        return cls(
+            cfg=cfg,
+            paths=paths,
+            rt=rt,
+            fingerprint=fingerprint,
+            raw=raw,
+            model=model,
+            eval_model=eval_model,
+            optimizer=optimizer,
+            scaler=scaler,
+            batches=batches,
+            progress=progress,
+            logger=logger,
+            n_params=n_params,
+            flops_per_token=train_flops_per_token(raw.config, n_params, cfg.block_size),
+            peak=device.peak_flops(rt.device),
+        )
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.grad_accum * self.cfg.block_size
+
+    def loop(self, on_step: Callable[[int], None] | None = None) -> None:
+        cfg, progress = self.cfg, self.progress
+        if progress.step == 0:
+            progress.initial_val_loss = progress.last_val_loss = self.evaluate()
+            self.logger.log(0, {"val/loss": progress.initial_val_loss})
+            self.rt.log(f"step 0: val loss {progress.initial_val_loss:.4f}")
+        timer = Interval()
+        while progress.step < cfg.max_iters:
+            metrics = self.step(timer)
+            done = progress.step == cfg.max_iters
+            if progress.step % cfg.eval_interval == 0 or done:
+                metrics["val/loss"] = self.evaluate()
+                train_loss = metrics.get("train/loss", float("nan"))
+                self.rt.log(
+                    f"step {progress.step}: train loss {train_loss:.4f}, val loss {metrics['val/loss']:.4f}"
+                )
+            self.logger.log(progress.step, metrics)
+            if progress.step % cfg.ckpt_interval == 0 or done:
+                self.save_run_checkpoint()
+            if on_step is not None:
+                on_step(progress.step)
+        self.logger.close()
+
+    def step(self, timer: Interval) -> dict[str, float]:
+        """One optimizer step; the metrics to log at this step (empty between log_interval steps)."""
+        cfg, rt, progress = self.cfg, self.rt, self.progress
+        step = progress.step
+        # Dropout noise from (seed, rank, step): identical after a resume, distinct across ranks.
+        torch.manual_seed(cfg.seed + 1_000_003 * rt.dist.rank + step)
+        lr = lr_at(
+            step, lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters, decay_iters=cfg.max_iters
+        )
+        t0 = time.perf_counter()
+        micro, n_total = self.batches.next()
+        loss_share, grad_norm = train_step(
+            self.model, self.optimizer, self.scaler, micro, n_total, lr, cfg, rt
+        )
+        progress.step += 1
+        if progress.step % cfg.log_interval and progress.step != cfg.max_iters:
+            # The GPU may still be busy: the sync at the next logged step charges it to this interval.
+            timer.add(self.tokens_per_step, time.perf_counter() - t0)
+            self.logger.advance({})
+            return {}
+        if rt.dist.enabled:
+            dist.all_reduce(loss_share)
+        metrics = {"train/loss": float(loss_share), "lr": lr}  # float() waits for the GPU
+        if grad_norm is not None:
+            metrics["train/grad_norm"] = float(grad_norm)
+        timer.add(self.tokens_per_step, time.perf_counter() - t0)
+        tok_s = timer.rate()
+        if timer.warm:  # the first interval of a process includes compilation and warm-up
+            progress.train_tokens += timer.tokens
+            progress.train_seconds += timer.seconds
+        timer.reset()
+        metrics["tokens_per_sec"] = tok_s
+        if self.peak:
+            metrics["mfu"] = self.flops_per_token * tok_s / (self.peak * rt.dist.world_size)
+        progress.recent_train_losses = [*progress.recent_train_losses, metrics["train/loss"]][-10:]
+        self.logger.advance({"loss": metrics["train/loss"]})
+        return metrics
+
+    def evaluate(self) -> float:
+        val = evaluate(self.eval_model, self.paths.data_dir / "val", self.cfg, self.rt)
+        self.progress.last_val_loss = val
+        if math.isfinite(val):
+            self.progress.best_val_loss = min(self.progress.best_val_loss, val)
+        return val
+
+    def save_run_checkpoint(self) -> None:
+        if self.rt.dist.is_main:
+            state = make_state(
+                self.progress, self.optimizer, self.scaler, self.batches, self.fingerprint, self.cfg
+            )
+            checkpoint.save_run_checkpoint(self.raw, state, self.paths.run_dir, self.progress.step)
+        device.barrier(self.rt.dist)
+
+    def summary(self, wall_seconds: float) -> dict[str, Any]:
+        return summarize(
+            self.progress, self.cfg, self.rt, self.n_params, self.flops_per_token, self.peak, wall_seconds
+        )
+
+
+@dataclass
+class Interval:
+    """Tokens and seconds of training steps since the last log (evaluation and checkpoints excluded)."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    warm: bool = False  # False during the first interval (compilation, warm-up)
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+
+    def reset(self) -> None:
+        self.tokens, self.seconds, self.warm = 0, 0.0, True
+
+
+def summarize(
+    progress: Progress,
+    cfg: TrainConfig,
+    rt: Runtime,
+    n_params: int,
+    flops_per_token: float,
+    peak: float | None,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """model/metrics.json: final losses, speed, size. train_loss is the mean of the last 10 logged steps."""
+    tok_s = progress.train_tokens / progress.train_seconds if progress.train_seconds > 0 else float("nan")
+    losses = progress.recent_train_losses
+    summary: dict[str, Any] = {
+        "train_loss": _round(sum(losses) / len(losses)) if losses else None,
+        "val_loss": _round(progress.last_val_loss),
+        "best_val_loss": _round(progress.best_val_loss),
+        "initial_val_loss": _round(progress.initial_val_loss),
+        "tokens_per_sec": _round(tok_s, 1),
+        "params": n_params,
+        "iters": progress.step,
+        "tokens_per_iter": cfg.batch_size * cfg.grad_accum * cfg.block_size,
+        "wall_time_s": _round(wall_seconds, 1),
+        "device": str(rt.device.type),
+        "processes": rt.dist.world_size,
+        "init_from": cfg.init_from,
+    }
+    if peak:
+        summary["mfu"] = _round(flops_per_token * tok_s / (peak * rt.dist.world_size))
+    return summary
+
+
+def _round(x: float | None, digits: int = 4) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(float(x), digits)
+
+
+def finish(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> None:
+    """The run's outputs: model/ckpt (replaced as a whole), model/hf, model/metrics.json."""
+    with atomic.atomic_dir(paths.ckpt_dir) as tmp:
+        checkpoint.save_model(model, tmp)
+    hf.export_hf(model, paths.hf_dir)
+    atomic.write_json(paths.metrics_file, summary)

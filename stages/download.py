@@ -1,0 +1,27 @@
+"""download@<source>: fetch one registry source into data/raw/<source>/ (see pipeline/sources/download.py)."""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.sources.download import download
+from pipeline.sources.errors import SourceError
+from pipeline.sources.registry import get_source
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m stages.download <source>", file=sys.stderr)
+        return 2
+    try:
+        folder = download(get_source(argv[0]))
+    except SourceError as e:
+        print(f"download: {e}", file=sys.stderr)
+        return 1
+    print(f"download {argv[0]}: {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

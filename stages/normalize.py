@@ -1,0 +1,36 @@
+"""normalize@<source>: data/raw/<source>/ -> turn table + quarantine + report (pipeline/sources/normalize.py)."""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.params import section
+from pipeline.sources.download import raw_dir
+from pipeline.sources.errors import SourceError
+from pipeline.sources.normalize import normalize_source, write_outputs
+from pipeline.sources.registry import get_source
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m stages.normalize <source>", file=sys.stderr)
+        return 2
+    name = argv[0]
+    try:
+        result = normalize_source(get_source(name), raw_dir(name), section("normalize"))
+    except SourceError as e:
+        print(f"normalize: {e}", file=sys.stderr)
+        return 1
+    write_outputs(result, name)
+    r = result.report
+    print(
+        f"normalize {name}: {r['rows_read']} rows read, {r['rows_kept']} kept as {r['turns_kept']} turns in "
+        f"{r['conversations_kept']} conversations, {r['rows_quarantined']} quarantined, "
+        f"{sum(r['rows_filtered'].values())} filtered"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""train: token shards -> model/ckpt (safetensors), model/hf (transformers layout), model/metrics.json, model/live.
+
+Reads params.yaml `train` (variant, profile, init_from, seed, device) and the chosen profile.
+Several GPUs: `torchrun --nproc_per_node=N -m stages.train` (DDP; grad_accum is split across them).
+An unfinished run with the same config, data and code resumes automatically (see pipeline/train.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.params import load_params, project_root
+from pipeline.train import TrainConfig, TrainPaths, train
+
+
+def main() -> int:
+    params = load_params()["train"]
+    cfg = TrainConfig.from_params(params)
+    paths = TrainPaths.under(project_root(), params["variant"])
+    summary = train(cfg, paths)
+    print(
+        f"train: {summary['iters']} iters, val loss {summary['initial_val_loss']} -> {summary['val_loss']}, "
+        f"{summary['tokens_per_sec']} tokens/s, {summary['wall_time_s']} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,480 @@
+"""Every adapter on a fixture in its exact upstream schema (tests/fixtures/sources/<adapter>/).
+
+Each fixture holds good rows and the bad rows an upstream dump really has: missing fields,
+empty text, wrong role order, a broken JSON line, invalid UTF-8. The tests append a 1 MB turn
+(in that format) to a copy. Valid rows must normalize into a table that passes the pandera
+gate; bad rows must land in quarantine with their check; the counts must reconcile.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.schema import QUARANTINE_SCHEMA, TURN_SCHEMA, validate
+from pipeline.sources.adapters import ADAPTERS, get_adapter
+from pipeline.sources.normalize import normalize_rows
+from pipeline.sources.registry import SourceSpec
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sources"
+BIG = "x" * 1_000_000  # the 1 MB turn
+
+
+def _append(rel: str, data: str) -> Callable[[Path], None]:
+    def inject(folder: Path) -> None:
+        with open(folder / rel, "a", encoding="utf-8") as f:
+            f.write(data)
+
+    return inject
+
+
+def _chitchat_big(folder: Path) -> None:
+    path = folder / "dataset.json"
+    data = json.loads(path.read_text())
+    data["big"] = {
+        "messages": [[{"text": BIG, "sender": "a", "timestamp": "t"}], [{"text": "ok", "sender": "b"}]]
+    }
+    path.write_text(json.dumps(data))
+
+
+def _jsonl(obj: object) -> str:
+    return json.dumps(obj) + "\n"
+
+
+# adapter -> (options, how to append a 1 MB turn + its reply, expected quarantine checks without the
+#            big turn, expected {conversation_id: [turn texts]} subset, expected rows_filtered)
+CASES: dict[str, dict] = {
+    "chitchat": {
+        "big": _chitchat_big,
+        "checks": {"has_bot_turn": 2, "text_present": 1, "missing_field": 2, "conversation_broken": 1},
+        "turns": {
+            "chitchat:c1": [
+                "Hello\nHow are you doing today?",
+                "im doing good",
+                "Im alright, I just took a nap.",
+            ],
+            "chitchat:c3": ["hi", "hey", "what's up"],
+            "chitchat:c4": ["question", "answer"],
+        },
+        "filtered": {},
+    },
+    "chatterbot": {
+        "big": _append("data/english/fixture.yml", f"- - {BIG}\n  - ok\n"),
+        "checks": {
+            "text_present": 1,
+            "has_bot_turn": 2,
+            "missing_field": 2,
+            "conversation_broken": 2,
+            "utf8": 1,
+        },
+        "turns": {
+            "chatterbot:data/english/fixture:1": ["Are you a robot?", "Yes"],
+            "chatterbot:data/english/fixture:2": ["What is 6 times 7?", "42"],
+        },
+        "filtered": {},
+    },
+    "nanochatgpt": {
+        "big": _append("fixture.txt", f"\n<human> {BIG} <endOfText>\n<bot> ok <endOfText>\n"),
+        "checks": {
+            "first_turn_human": 1,
+            "text_present": 1,
+            "has_bot_turn": 1,
+            "format": 1,
+            "conversation_broken": 3,
+            "utf8": 1,
+        },
+        "turns": {
+            "nanochatgpt:fixture:1": [
+                "Hi there!",
+                "Hello! How can I help?",
+                "Tell me a joke.",
+                "Why did the chicken cross the road?",
+            ],
+            "nanochatgpt:fixture:6": ["Then I answer.", "And I reply."],
+            "nanochatgpt:fixture:10": ["first part\nsecond part", "merged reply\nthat spans two lines"],
+            "nanochatgpt:fixture:24": ["rendered on one line", "also fine"],
+        },
+        "filtered": {},
+    },
+    "openai": {
+        "big": _append(
+            "fixture.jsonl",
+            _jsonl({"messages": [{"role": "user", "content": BIG}, {"role": "assistant", "content": "ok"}]}),
+        ),
+        "checks": {
+            "first_turn_human": 2,
+            "missing_field": 2,
+            "conversation_broken": 4,
+            "text_present": 1,
+            "role_valid": 1,
+            "json_parse": 1,
+            "utf8": 1,
+        },
+        "turns": {
+            "openai:fixture:1": ["Hi", "Hello."],
+            "openai:fixture:conv-2": ["Part one\npart two", "ok", "more\nand more", "done"],
+            "openai:fixture:3": ["hm", "yes"],
+        },
+        "context": {"openai:fixture:1": "You are terse."},
+        "filtered": {"system_message_as_context": 1},
+    },
+    "sharegpt": {
+        "big": _append(
+            "more.jsonl",
+            _jsonl(
+                {
+                    "id": "big",
+                    "conversations": [{"from": "human", "value": BIG}, {"from": "gpt", "value": "ok"}],
+                }
+            ),
+        ),
+        "checks": {
+            "first_turn_human": 2,
+            "missing_field": 2,
+            "conversation_broken": 1,
+            "text_present": 1,
+            "json_parse": 1,
+            "utf8": 1,
+        },
+        "turns": {
+            "sharegpt:fixture:sg1": ["Hey", "Hi!"],
+            "sharegpt:fixture:sg2": ["q", "a"],
+            "sharegpt:more:sg6": ["line format", "works"],
+        },
+        "context": {"sharegpt:fixture:sg1": "Be kind."},
+        "filtered": {"system_message_as_context": 1},
+    },
+    "oasst1": {
+        "big": _append(
+            "2023-04-12_oasst_all.messages.jsonl",
+            _jsonl(
+                {
+                    "message_id": "pb",
+                    "parent_id": None,
+                    "message_tree_id": "pb",
+                    "role": "prompter",
+                    "text": BIG,
+                    "lang": "en",
+                }
+            )
+            + _jsonl(
+                {
+                    "message_id": "ab",
+                    "parent_id": "pb",
+                    "message_tree_id": "pb",
+                    "role": "assistant",
+                    "text": "ok",
+                    "lang": "en",
+                    "rank": 0,
+                }
+            ),
+        ),
+        "checks": {
+            "missing_field": 1,
+            "json_parse": 1,
+            "utf8": 1,
+            "parent_missing": 1,
+            "text_present": 1,
+            "first_turn_human": 1,
+        },
+        "turns": {
+            "oasst1:p1": [
+                "Can you explain tides?",
+                "Best answer: the moon's gravity.",
+                "And the sun?",
+                "The sun matters too, less so.",
+            ],
+            "oasst1:t6": ["Name a prime.", "Two, the only even prime.", "Thanks!"],
+        },
+        "filtered": {
+            "oasst_deleted": 1,
+            "oasst_lang": 2,
+            "oasst_not_selected": 3,
+            "oasst_parent_dropped": 1,
+            "oasst_review_failed": 1,
+        },
+    },
+    "chatbot_arena": {
+        "options": {"language": "English"},
+        "big": _append(
+            "train.jsonl",
+            _jsonl(
+                {
+                    "question_id": "big",
+                    "language": "English",
+                    "conversation_a": [
+                        {"role": "user", "content": BIG},
+                        {"role": "assistant", "content": "ok"},
+                    ],
+                    "conversation_b": [],
+                }
+            ),
+        ),
+        "checks": {"missing_field": 1, "first_turn_human": 2, "text_present": 1, "json_parse": 1, "utf8": 1},
+        "turns": {
+            "chatbot_arena:q1:a": ["What is the capital of France?", "Paris."],
+            "chatbot_arena:q1:b": ["What is the capital of France?", "The capital is Paris."],
+            "chatbot_arena:q4:a": ["Only side a", "fine"],
+            "chatbot_arena:q5:a": ["y", "z"],
+        },
+        "filtered": {"language": 4, "moderation_flagged": 4},
+    },
+    "empathetic_dialogues": {
+        "big": _append(
+            "empatheticdialogues/train.csv", f"hit:9_conv:9,1,x,p,1,{BIG},,\nhit:9_conv:9,2,x,p,0,ok,,\n"
+        ),
+        "checks": {
+            "text_present": 1,
+            "csv_fields": 2,
+            "has_bot_turn": 1,
+            "missing_field": 1,
+            "conversation_broken": 1,
+            "utf8": 1,
+        },
+        "turns": {
+            "empathetic_dialogues:hit:0_conv:1": [
+                "I remember going to see the fireworks with my best friend., It was fun.",
+                "Was this a friend you were in love with, or just a best friend?",
+                "This was a best friend. I miss her.",
+                "Where has she gone?",
+            ],
+            "empathetic_dialogues:hit:1_conv:2": ["I was scared\nof the dark", "That's normal."],
+        },
+        "filtered": {},
+    },
+    "ubuntu": {
+        "big": _append("dialogueText.csv", f"3,big.tsv,d,alice,,{BIG}\n3,big.tsv,d,bob,alice,ok\n"),
+        "checks": {"missing_field": 1, "conversation_broken": 1, "utf8": 1},
+        "turns": {
+            "ubuntu:3/126125.tsv": [
+                'Hello folks, please help me: "Order here your unique music."\nAny ideas?',
+                "try 'order your unique music here'",
+                "thanks!",
+            ],
+            "ubuntu:3/8888.tsv": ["multi\nline question", "reply"],
+            "ubuntu:train:2": [
+                "i think we could import the old comments via rsync , but from there we need "
+                "to go via email .",
+                "how ?\nany idea ?",
+                "basically each xfree86 upload will not force users to upgrade",
+            ],
+            "ubuntu:valid:2": ["how do i mount a usb drive ?", "use the mount command"],
+        },
+        "filtered": {"ubuntu_distractor": 4},
+    },
+    "hackernews": {
+        "big": _append(
+            "items.jsonl",
+            _jsonl({"id": 100, "type": "comment", "by": "big", "parent": 1, "text": BIG, "kids": [101]})
+            + _jsonl({"id": 101, "type": "comment", "by": "small", "parent": 100, "text": "ok"}),
+        ),
+        "checks": {
+            "json_parse": 1,
+            "utf8": 1,
+            "has_bot_turn": 2,
+            "missing_field": 1,
+            "conversation_broken": 1,
+            "text_present": 1,
+        },
+        "turns": {"hackernews:2": ["I think this > that.\nSecond para", "Disagree: link", "Fair 'point'"]},
+        "context": {"hackernews:2": "Hacker News: Ask HN: What & why?"},
+        "filtered": {
+            "hn_deleted": 1,
+            "hn_not_on_thread": 1,
+            "hn_parent_deleted": 1,
+            "hn_story": 1,
+            "hn_unsupported_type": 1,
+        },
+    },
+    "babylm": {
+        "options": {"max_lines": 3},
+        "big": _append("switchboard.train", f"\nA:\t{BIG}\nB:\tok\n"),
+        "checks": {"has_bot_turn": 1, "text_present": 1, "conversation_broken": 1, "utf8": 1},
+        "turns": {
+            "babylm:switchboard.train:1": ["Okay.\nSo what do you think?", "Well, I don't know."],
+            "babylm:switchboard.train:6": ["this speaker B starts", "and A answers"],
+            "babylm:aochildes.train:1": ["what's that ?", "it's a ball .", "throw it !"],
+            "babylm:aochildes.train:4": ["okay .", "where did it go ?"],
+        },
+        "filtered": {},
+    },
+    "twitter": {
+        "options": {"pairs": True},
+        "big": _append("twitter_en.txt", f"\n{BIG}\nok\n"),
+        "checks": {"conversation_broken": 1, "has_bot_turn": 1, "utf8": 1},
+        "turns": {
+            "twitter:twitter_en.txt:1": ["just had the best coffee of my life", "which cafe?"],
+            "twitter:twitter_en.txt:5": ["new phone who dis", "lol"],
+        },
+        "filtered": {},
+    },
+    "arithmetic": {
+        "big": _append("two_digit_addition.jsonl", _jsonl({"context": BIG, "completion": " ok"})),
+        "checks": {
+            "conversation_broken": 1,
+            "missing_field": 1,
+            "has_bot_turn": 1,
+            "text_present": 1,
+            "json_parse": 1,
+            "utf8": 1,
+        },
+        "turns": {"arithmetic:two_digit_addition:1": ["What is 98 plus 45?", "143"]},
+        "filtered": {},
+    },
+    "personachat": {
+        "big": _append("train_self_original.txt", f"1 your persona: big.\n2 {BIG}\tok\t\tq\n"),
+        "checks": {"first_turn_human": 1, "format": 1, "conversation_broken": 4, "utf8": 1},
+        "turns": {
+            "personachat:train_self_original:1": [
+                "hi , how are you ?",
+                "i am good , just back from skiing .",
+                "nice ! i love dogs .",
+                "me too , i have one .",
+            ],
+            "personachat:train_self_original:5": ["yes , i am here .", "great , what do you do ?"],
+        },
+        "context": {
+            "personachat:train_self_original:1": "i like to ski.\ni have a dog.",
+            "personachat:train_self_original:5": "i am a teacher.",
+        },
+        "filtered": {"partner_persona": 1, "persona_used_as_context": 5, "silence": 1},
+    },
+}
+# Adapters that read a format other adapters also read are covered through those (contrib: test_sources).
+COVERED_ELSEWHERE = {"contrib"}
+
+
+def _spec(adapter: str, options: dict | None = None) -> SourceSpec:
+    return SourceSpec(
+        name=adapter,
+        kind="hf_dataset",
+        location="x/y",
+        adapter=adapter,
+        licence="CC-BY-4.0",
+        commercial=True,
+        revision="main",
+        options=options or {},
+    )
+
+
+def _run(adapter: str, folder: Path):
+    case = CASES[adapter]
+    raw = get_adapter(adapter)(folder, _spec(adapter, case.get("options")), {"oasst1_lang": "en"})
+    return normalize_rows(raw, max_turn_chars=16_000)
+
+
+def test_every_adapter_has_a_fixture_case() -> None:
+    assert set(ADAPTERS) - COVERED_ELSEWHERE == set(CASES)
+    for adapter in CASES:
+        assert (FIXTURES / adapter).is_dir(), adapter
+
+
+def _by_conversation(turns: pl.DataFrame) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for cid, text in turns.select("conversation_id", "text").iter_rows():
+        out.setdefault(cid, []).append(text)
+    return out
+
+
+@pytest.mark.parametrize("adapter", sorted(CASES))
+def test_adapter_fixture(adapter: str, tmp_path: Path) -> None:
+    case = CASES[adapter]
+    folder = tmp_path / adapter
+    shutil.copytree(FIXTURES / adapter, folder)
+    result = _run(adapter, folder)
+    turns, quarantine, report = result.turns, result.quarantine, result.report
+
+    # valid rows normalize, and the table passes the gate
+    validate(turns)
+    assert turns.schema == pl.Schema(TURN_SCHEMA)
+    assert quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
+    got = _by_conversation(turns)
+    for cid, texts in case["turns"].items():
+        assert got.get(cid) == texts, cid
+    for cid, context in case.get("context", {}).items():
+        assert set(turns.filter(pl.col("conversation_id") == cid)["context"]) == {context}
+    assert set(turns["role"].head(1)) == {"human"}
+
+    # bad rows are quarantined, each with a check, a reason and where it came from
+    assert dict(Counter(quarantine["check"])) == case["checks"]
+    assert quarantine["reason"].null_count() == 0 and quarantine["origin"].null_count() == 0
+    assert all(":" in origin for origin in quarantine["origin"])
+    assert report["rows_filtered"] == case["filtered"]
+
+    # counts reconcile
+    assert report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] + sum(
+        report["rows_filtered"].values()
+    )
+    assert report["rows_quarantined"] == quarantine.height
+    assert report["turns_kept"] == turns.height
+    assert report["rows_merged"] == report["rows_kept"] - report["turns_kept"]
+    assert report["conversations_kept"] == len(got)
+
+    # a 1 MB turn is quarantined (text_length) and cuts its conversation; nothing else changes
+    case["big"](folder)
+    big = _run(adapter, folder)
+    checks = Counter(big.quarantine["check"])
+    assert checks["text_length"] == 1
+    assert checks - Counter(case["checks"]) == Counter({"text_length": 1, "conversation_broken": 1})
+    assert big.turns.equals(turns)
+    assert big.quarantine["text"].str.len_chars().max() >= 1_000_000  # the row is kept whole for inspection
+    r = big.report
+    assert r["rows_read"] == r["rows_kept"] + r["rows_quarantined"] + sum(r["rows_filtered"].values())
+
+
+def test_normalize_is_stable_across_runs(tmp_path: Path) -> None:
+    """Same input, same conversation ids and bytes (ids never come from run order or time)."""
+    a, b = _run("openai", FIXTURES / "openai"), _run("openai", FIXTURES / "openai")
+    assert a.turns.equals(b.turns) and a.quarantine.equals(b.quarantine) and a.report == b.report
+
+
+def test_merged_turn_too_long_is_cut(tmp_path: Path) -> None:
+    """Rows under the limit can merge into a turn over it: quarantined as text_length, the rest cut."""
+    (tmp_path / "f.txt").write_text(
+        "<human> hi <endOfText>\n<bot> hello <endOfText>\n"
+        + "".join(f"<human> {'y' * 60} <endOfText>\n" for _ in range(3))
+        + "<bot> late <endOfText>\n"
+    )
+    spec = _spec("nanochatgpt")
+    result = normalize_rows(get_adapter("nanochatgpt")(tmp_path, spec, {}), max_turn_chars=150)
+    assert _by_conversation(result.turns) == {"nanochatgpt:f:1": ["hi", "hello"]}
+    assert Counter(result.quarantine["check"]) == Counter({"text_length": 3, "conversation_broken": 1})
+    assert "3 rows merged" in result.quarantine["reason"][0]
+
+
+def test_text_is_cleaned(tmp_path: Path) -> None:
+    """NFC, stripped, CRLF folded; control characters other than \\n and \\t are quarantined."""
+    decomposed = "cafe\u0301"
+    (tmp_path / "f.jsonl").write_text(
+        _jsonl(
+            {
+                "messages": [
+                    {"role": "user", "content": f"  {decomposed}\r\nline 2 "},
+                    {"role": "assistant", "content": "ok\tfine"},
+                ]
+            }
+        )
+        + _jsonl(
+            {"messages": [{"role": "user", "content": "bell\x07"}, {"role": "assistant", "content": "x"}]}
+        )
+    )
+    result = normalize_rows(get_adapter("openai")(tmp_path, _spec("openai"), {}))
+    assert result.turns["text"].to_list() == ["caf\u00e9\nline 2", "ok\tfine"]
+    assert Counter(result.quarantine["check"]) == Counter(
+        {"text_no_control_chars": 1, "conversation_broken": 1}
+    )
+
+
+def test_min_turns_param() -> None:
+    """normalize.min_turns above 2 quarantines shorter conversations under its own check."""
+    result = normalize_rows(get_adapter("openai")(FIXTURES / "openai", _spec("openai"), {}), min_turns=3)
+    assert set(result.turns["conversation_id"]) == {"openai:fixture:conv-2"}
+    short = result.quarantine.filter(pl.col("check") == "min_turns")
+    assert sorted(set(short["conversation_id"])) == ["openai:fixture:1", "openai:fixture:3"]
+    assert "needs at least 3" in short["reason"][0]

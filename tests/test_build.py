@@ -1,0 +1,639 @@
+"""build@<variant> (pipeline/build.py): reconciliation, quarantine, commercial purity and
+refusal, dedup, a leak-free deterministic split, and the two output formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from pipeline import build as build_mod
+from pipeline.build import BuildConfig, BuildError, CommercialLeakError, assert_commercial_pure, build_variant
+from pipeline.dedup import fold_text
+from pipeline.export import CONVERSATION_SCHEMA, parse_text
+from pipeline.schema import QUARANTINE_SCHEMA, TURN_SCHEMA, licence_known
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).parent / "fixtures" / "build" / "mixed.yaml"
+# polars 2.1.0 (pinned): the dedup key and split/order hashes of one fixed conversation.
+GOLDEN_KEY = (13449874137974045542, 16199674924770248522)
+GOLDEN_HASHES = (8815015884504444651, 15608114095648594051)
+TURN_LINE = re.compile(r"^<(human|bot)> .+ <endOfText>$")
+
+
+# ----------------------------------------------------------------------------- fixture helpers
+
+
+def conversation_rows(cid, texts, source, licence, commercial, context=None, roles=None, turns=None):
+    roles = roles or ["human" if i % 2 == 0 else "bot" for i in range(len(texts))]
+    turns = list(range(len(texts))) if turns is None else turns
+    return [
+        {
+            "conversation_id": cid,
+            "turn": t,
+            "role": r,
+            "text": x,
+            "source": source,
+            "licence": licence,
+            "commercial": commercial,
+            "context": context,
+        }
+        for t, r, x in zip(turns, roles, texts, strict=True)
+    ]
+
+
+def fixture_rows(fixture: dict) -> dict[str, list[dict]]:
+    """Turn-table rows per source, as normalize would have written them."""
+    out = {}
+    for name, spec in fixture["sources"].items():
+        reg = fixture["registry"][name]
+        terms = {"licence": reg["licence"], "commercial": reg["commercial"], **(spec.get("row_terms") or {})}
+        rows = []
+        for i in range(spec.get("generate", 0)):
+            rows += conversation_rows(
+                f"{name}:g{i}", [f"{name} question {i}", f"{name} answer {i}"], name, **terms
+            )
+        for conv in spec.get("conversations", []):
+            rows += conversation_rows(
+                conv["id"],
+                conv["turns"],
+                conv.get("source", name),
+                conv.get("licence", terms["licence"]),
+                conv.get("commercial", terms["commercial"]),
+                context=conv.get("context"),
+            )
+        out[name] = rows
+    return out
+
+
+def write_corpus(root: Path, rows: dict[str, list[dict]]) -> None:
+    normalized = root / "data" / "normalized"
+    normalized.mkdir(parents=True, exist_ok=True)
+    for name, source_rows in rows.items():
+        pl.DataFrame(source_rows, schema=TURN_SCHEMA).write_parquet(normalized / f"{name}.parquet")
+        n = len(source_rows)
+        report = {
+            "source": name,
+            "rows_read": n + 3,
+            "rows_kept": n,
+            "turns_kept": n,
+            "rows_quarantined": 2,
+            "rows_filtered": {"empty_text": 1},
+            "quarantined_by_check": {"role_valid": 2},
+            "conversations_kept": len({r["conversation_id"] for r in source_rows}),
+        }
+        (normalized / f"{name}.report.json").write_text(json.dumps(report))
+
+
+@pytest.fixture
+def fixture() -> dict:
+    return yaml.safe_load(FIXTURE.read_text())
+
+
+@pytest.fixture
+def corpus(tmp_path, fixture):
+    """(root, source names, registry) of the mixed fixture written as turn tables."""
+    write_corpus(tmp_path, fixture_rows(fixture))
+    return tmp_path, list(fixture["sources"]), fixture["registry"]
+
+
+def run_build(root, names, registry, variant="full", **cfg):
+    cfg.setdefault("val_fraction", 0.2)
+    return build_variant(root, names, registry, BuildConfig(variant=variant, **cfg))
+
+
+def read_dataset(root: Path, variant: str) -> pl.DataFrame:
+    d = root / "data" / "dataset" / variant
+    return pl.concat(
+        [pl.read_parquet(d / f"{s}.parquet").with_columns(split=pl.lit(s)) for s in ("train", "val")]
+    )
+
+
+def py_fold(text: str) -> str:
+    """An independent (pure Python) statement of the dedup key's text folding."""
+
+    def is_mark(ch: str) -> bool:
+        return unicodedata.category(ch)[0] in "PS"
+
+    s = " ".join(text.lower().split())
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        if is_mark(s[i]):
+            if out and out[-1] == " ":
+                out.pop()
+            out.append(s[i])
+            i += 1
+            while i < len(s) and (s[i] == " " or is_mark(s[i])):
+                i += 1
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def conversation_key(messages) -> tuple:
+    return tuple((m["role"], py_fold(m["content"])) for m in messages)
+
+
+# ----------------------------------------------------------------------------- reconciliation
+
+
+BROKEN = [  # (check, conversation_id, rows) added to chitchat (contrib rows for their own terms)
+    ("conversation_id_present", "", dict(texts=["a", "b"])),
+    ("turn_valid", "chitchat:b_turn", dict(texts=["a", "b"], turns=[0, -1])),
+    ("role_valid", "chitchat:b_role", dict(texts=["a", "b"], roles=["human", "system"])),
+    ("text_present", "chitchat:b_empty", dict(texts=["a", "  "])),
+    ("text_length", "chitchat:b_long", dict(texts=["a", "x" * 81])),
+    ("text_no_control_chars", "chitchat:b_ctrl", dict(texts=["a", "b\x00"])),
+    ("text_stripped", "chitchat:b_strip", dict(texts=[" a", "b"])),
+    ("text_nfc", "chitchat:b_nfc", dict(texts=["cafe\u0301", "b"])),
+    ("source_present", "chitchat:b_nosrc", dict(texts=["a", "b"], source="")),
+    ("source_registered", "chitchat:b_src", dict(texts=["a", "b"], source="persona")),
+    ("turn_unique", "chitchat:b_dupturn", dict(texts=["a", "b", "c"], turns=[0, 1, 1])),
+    ("turns_contiguous", "chitchat:b_gap", dict(texts=["a", "b"], turns=[0, 2])),
+    ("first_turn_human", "chitchat:b_botfirst", dict(texts=["a", "b"], roles=["bot", "human"])),
+    ("roles_alternate", "chitchat:b_alt", dict(texts=["a", "b", "c"], roles=["human", "human", "bot"])),
+    ("has_bot_turn", "chitchat:b_nobot", dict(texts=["a"])),
+    ("conversation_consistent", "chitchat:b_ctx", dict(texts=["a", "b"], context="varies")),
+]
+BROKEN_CONTRIB = [
+    ("licence_present", "contrib/x:b_lic", dict(texts=["a", "b"], licence=None)),
+    ("commercial_present", "contrib/x:b_com", dict(texts=["a", "b"], commercial=None)),
+    ("source_registered", "contrib/x:b_src", dict(texts=["a", "b"], source="persona")),
+]
+
+
+def broken_rows() -> tuple[list[dict], list[dict]]:
+    chitchat, contrib = [], []
+    for _check, cid, spec in BROKEN:
+        spec = dict(spec)
+        source = spec.pop("source", "chitchat")
+        rows = conversation_rows(cid, spec.pop("texts"), source, "MIT", True, **spec)
+        if cid == "chitchat:b_ctx":
+            rows[0]["context"] = None  # context set on turn 1 only
+        chitchat += rows
+    for _check, cid, spec in BROKEN_CONTRIB:
+        spec = dict(spec)
+        terms = {"licence": spec.pop("licence", "CC-BY-4.0"), "commercial": spec.pop("commercial", True)}
+        contrib += conversation_rows(cid, spec.pop("texts"), spec.pop("source", "contrib/x"), **terms, **spec)
+    return chitchat, contrib
+
+
+@pytest.fixture
+def broken_corpus(tmp_path, fixture):
+    rows = fixture_rows(fixture)
+    chitchat, contrib = broken_rows()
+    rows["chitchat"] += chitchat
+    rows["contrib"] += contrib
+    write_corpus(tmp_path, rows)
+    return tmp_path, list(fixture["sources"]), fixture["registry"]
+
+
+def test_every_broken_conversation_is_quarantined_whole_with_its_check(broken_corpus):
+    root, names, registry = broken_corpus
+    run_build(root, names, registry, max_turn_chars=80)
+    q = pl.read_parquet(root / "data/dataset/full/quarantine.parquet")
+    assert dict(q.schema) == QUARANTINE_SCHEMA
+    got = dict(q.group_by("conversation_id").agg(pl.col("check").unique()).iter_rows())
+    expected = {cid: [check] for check, cid, _ in BROKEN + BROKEN_CONTRIB}
+    assert got == expected
+    assert q["reason"].str.len_chars().min() > 5
+    assert q.filter(pl.col("conversation_id") == "chitchat:b_empty")["reason"][0] == "turn 1: text is empty"
+    assert q["origin"].str.contains(r"^data/normalized/(chitchat|contrib)\.parquet:row \d+$").all()
+    out = read_dataset(root, "full")
+    assert not set(out["conversation_id"]) & set(expected)
+
+
+def test_counts_reconcile_per_source_against_the_files(broken_corpus):
+    root, names, registry = broken_corpus
+    for variant in ("full", "commercial"):
+        # Small parts: the write pass routes rows through several of them.
+        stats = run_build(root, names, registry, variant=variant, max_turn_chars=80, part_chars=300).stats
+        d = root / "data" / "dataset" / variant
+        assert json.loads((d / "stats.json").read_text()) == stats
+        out = read_dataset(root, variant)
+        q = pl.read_parquet(d / "quarantine.parquet")
+        for name in names:
+            s = stats["sources"][name]
+            in_file = pl.read_parquet(root / "data/normalized" / f"{name}.parquet").height
+            mine = out.filter((pl.col("source") == name) | pl.col("source").str.starts_with(f"{name}/"))
+            my_q = q.filter(pl.col("origin").str.starts_with(f"data/normalized/{name}.parquet:"))
+            assert s["rows_read"] == in_file
+            assert s["rows_kept"] == mine["messages"].list.len().sum() == sum(s["turns"].values())
+            assert s["conversations"] == {
+                k: mine.filter(pl.col("split") == k).height for k in ("train", "val")
+            }
+            assert s["rows_quarantined"] == my_q.height
+            assert s["quarantined_by_check"] == dict(my_q.group_by("check").len().iter_rows())
+            accounted = (
+                s["rows_kept"]
+                + s["rows_quarantined"]
+                + sum(s["rows_filtered"].values())
+                + s["duplicate_rows_removed"]
+            )
+            assert s["rows_read"] == accounted
+            assert s["reconciles"] is True
+            assert s["normalize"]["rows_read"] == in_file + 3  # the report is folded in
+            assert s["matches_normalize_report"] is True
+            assert s["licence"] == registry[name]["licence"]
+            assert s["commercial"] == registry[name]["commercial"]
+        t = stats["totals"]
+        assert t["rows_read"] == sum(s["rows_read"] for s in stats["sources"].values())
+        assert t["conversations"]["train"] + t["conversations"]["val"] == out.height
+    full = json.loads((root / "data/dataset/full/stats.json").read_text())
+    assert full["sources"]["chitchat"]["rows_quarantined"] > 0
+    assert full["totals"]["rows_filtered"]["not_commercial"] == 0
+    assert stats["totals"]["rows_filtered"]["not_commercial"] > 0  # commercial variant
+
+
+def test_input_table_with_a_missing_column_is_one_clear_error(corpus):
+    root, names, registry = corpus
+    path = root / "data/normalized/ubuntu.parquet"
+    pl.read_parquet(path).drop("role").write_parquet(path)
+    with pytest.raises(BuildError, match=r"data/normalized/ubuntu\.parquet: column 'role' is missing"):
+        run_build(root, names, registry)
+    assert not (root / "data/dataset/full").exists()
+
+
+def test_a_conversation_id_used_by_two_sources_is_quarantined(corpus):
+    root, names, registry = corpus
+    path = root / "data/normalized/ubuntu.parquet"
+    clash = pl.DataFrame(
+        conversation_rows("persona:g0", ["u1", "u2"], "ubuntu", "unknown", False), schema=TURN_SCHEMA
+    )
+    pl.concat([pl.read_parquet(path), clash]).write_parquet(path)
+    run_build(root, names, registry)
+    q = pl.read_parquet(root / "data/dataset/full/quarantine.parquet")
+    assert set(q.filter(pl.col("conversation_id") == "persona:g0")["check"]) == {"conversation_id_unique"}
+    assert q.filter(pl.col("conversation_id") == "persona:g0").height == 4  # both sources' rows
+
+
+# ----------------------------------------------------------------------------- commercial
+
+
+COMMERCIAL_OK = {"chitchat", "contrib/ok"}
+
+
+def test_commercial_variant_holds_only_commercial_known_licence_rows(corpus, capsys):
+    root, names, registry = corpus
+    run_build(root, names, registry, variant="full")
+    stats = run_build(root, names, registry, variant="commercial").stats
+    assert "arith: licence 'unknown' is not known" in capsys.readouterr().err
+    full, com = read_dataset(root, "full"), read_dataset(root, "commercial")
+    assert {"persona", "ubuntu", "contrib/nc", "contrib/unk"} <= set(full["source"])  # the mix is mixed
+    assert set(com["source"]) == COMMERCIAL_OK
+    assert com["commercial"].all()
+    assert com.select(licence_known())["licence"].all()  # not even arith's commercial_reason override
+    text = "".join((root / "data/dataset/commercial/text" / f).read_text() for f in ("train.txt", "val.txt"))
+    for banned in (
+        "persona question",
+        "ubuntu question",
+        "arith question",
+        "non-commercial",
+        "unknown licence",
+    ):
+        assert banned not in text
+    # A commercial conversation whose non-commercial twin wins dedup in `full` is kept here.
+    assert "chitchat:1" not in set(full["conversation_id"]) and "chitchat:1" in set(com["conversation_id"])
+    assert "contrib/ok:2" not in set(full["conversation_id"]) and "contrib/ok:2" in set(
+        com["conversation_id"]
+    )
+    s = stats["sources"]
+    assert s["persona"]["rows_filtered"]["not_commercial"] == s["persona"]["rows_read"]
+    assert s["contrib"]["parts"].keys() == {"contrib/ok"}
+
+
+def test_commercial_build_refuses_to_write_impure_data(corpus, monkeypatch):
+    root, names, registry = corpus
+    run_build(root, names, registry, variant="commercial")
+    out = root / "data/dataset/commercial"
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # Break the variant filter: the guard, which re-derives purity from the registry, must refuse.
+    monkeypatch.setattr(build_mod, "eligible_expr", lambda variant, column="eligible": pl.lit(True))
+    with pytest.raises(CommercialLeakError, match="refusing to write the commercial variant"):
+        run_build(root, names, registry, variant="commercial")
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dir left
+    fresh = root / "fresh"  # no earlier build: the refusal leaves no dataset at all
+    shutil.copytree(root / "data/normalized", fresh / "data/normalized")
+    with pytest.raises(CommercialLeakError):
+        run_build(fresh, names, registry, variant="commercial")
+    assert not (fresh / "data/dataset/commercial").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "licence", "commercial"),
+    [
+        ("persona", "MIT", True),
+        ("contrib/unk", "unknown", True),
+        ("contrib/nc", "CC-BY-NC-4.0", False),
+        ("chitchat", "MIT", False),
+        ("stranger", "MIT", True),
+        ("arith", "unknown", True),
+    ],
+)
+def test_commercial_guard_rejects_each_kind_of_row(corpus, source, licence, commercial):
+    root, names, registry = corpus
+    sources = build_mod.resolve_sources(root, names, registry)
+    good = pl.DataFrame(
+        {
+            "conversation_id": ["a", "b"],
+            "source": ["chitchat", "contrib/ok"],
+            "licence": ["MIT", "CC-BY-4.0"],
+            "commercial": [True, True],
+        }
+    )
+    assert_commercial_pure(good, sources)
+    bad = pl.concat(
+        [
+            good,
+            pl.DataFrame(
+                {
+                    "conversation_id": ["x"],
+                    "source": [source],
+                    "licence": [licence],
+                    "commercial": [commercial],
+                }
+            ),
+        ]
+    )
+    with pytest.raises(CommercialLeakError, match=re.escape(repr(source))):
+        assert_commercial_pure(bad, sources)
+
+
+def test_registry_is_authoritative_and_a_flip_only_rebuilds(corpus):
+    root, names, registry = corpus
+    tables = sorted((root / "data/normalized").iterdir())
+    mtimes = [p.stat().st_mtime_ns for p in tables]
+    run_build(root, names, registry, variant="commercial")
+    com = read_dataset(root, "commercial")
+    chitchat = com.filter(pl.col("source") == "chitchat")
+    assert chitchat.height > 0 and set(chitchat["licence"]) == {"MIT"}  # rows said unknown/false
+    assert "persona" not in set(com["source"])
+    flipped = {**registry, "persona": {"kind": "hf_dataset", "licence": "CC-BY-4.0", "commercial": True}}
+    run_build(root, names, flipped, variant="commercial")
+    com = read_dataset(root, "commercial")
+    assert set(com.filter(pl.col("source") == "persona")["licence"]) == {"CC-BY-4.0"}
+    assert [p.stat().st_mtime_ns for p in tables] == mtimes
+
+
+# ----------------------------------------------------------------------------- dedup
+
+
+def test_fold_text_folds_trivial_variants_only():
+    same = ["Hello!!  World", "hello! world", "HELLO ! WORLD", "  hello!world ", "hello\t!\n!world"]
+    other = ["Hello? World", "Hello World", "Hell! World"]
+    folded = pl.DataFrame({"t": same + other}).select(fold_text(pl.col("t")))["t"].to_list()
+    assert len(set(folded[: len(same)])) == 1
+    assert len(set(folded)) == 1 + len(other)
+    assert [py_fold(t) for t in same + other] == folded
+    rng = random.Random(0)
+    alphabet = "aB é\t\n!?.,;-'\"€😀  xyZ"
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20))) for _ in range(500)]
+    got = pl.DataFrame({"t": samples}).select(fold_text(pl.col("t")))["t"].to_list()
+    assert got == [py_fold(t) for t in samples]
+
+
+def test_dedup_exact_trivial_and_cross_source_counted_per_source(corpus):
+    root, names, registry = corpus
+    stats = run_build(root, names, registry).stats["sources"]
+    ids = set(read_dataset(root, "full")["conversation_id"])
+    assert {"persona:1", "ubuntu:1", "contrib/ok:1"} <= ids  # the first copy, by source order
+    assert not {"chitchat:1", "chitchat:2", "ubuntu:2", "contrib/ok:2"} & ids
+    # chitchat:2 is a trivial variant of chitchat:1, and both of persona:1, which is kept.
+    assert stats["chitchat"]["duplicates_removed"] == {
+        "conversations": 2,
+        "within_source": 0,
+        "cross_source": 2,
+    }
+    assert stats["ubuntu"]["duplicates_removed"] == {
+        "conversations": 1,
+        "within_source": 1,
+        "cross_source": 0,
+    }
+    assert stats["contrib"]["duplicates_removed"] == {
+        "conversations": 1,
+        "within_source": 0,
+        "cross_source": 1,
+    }
+    assert stats["persona"]["duplicates_removed"]["conversations"] == 0
+    assert stats["chitchat"]["duplicate_rows_removed"] == 4
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def leaky_corpus(root: Path) -> tuple[list[str], dict]:
+    """Many conversations, a third of them trivial variants of another, within and across sources."""
+    registry = {
+        "a": {"kind": "package", "licence": "MIT", "commercial": True},
+        "b": {"kind": "package", "licence": "MIT", "commercial": True},
+    }
+    rows: dict[str, list[dict]] = {"a": [], "b": []}
+    for i in range(300):
+        texts = [f"Question number {i}, please?", f"Answer {i}: sure."]
+        rows["a"] += conversation_rows(f"a:{i}", texts, "a", "MIT", True)
+        if i % 3 == 0:
+            variant = [t.upper().replace(" ", "   ").replace("?", "??") for t in texts]
+            target = "b" if i % 2 else "a"
+            rows[target] += conversation_rows(f"{target}:v{i}", variant, target, "MIT", True)
+    write_corpus(root, rows)
+    return ["a", "b"], registry
+
+
+def test_split_is_leak_free_deterministic_and_seeded(tmp_path):
+    names, registry = leaky_corpus(tmp_path)
+    run_build(tmp_path, names, registry, val_fraction=0.3, seed=7, part_chars=2_000)
+    out = read_dataset(tmp_path, "full")
+    train, val = out.filter(pl.col("split") == "train"), out.filter(pl.col("split") == "val")
+    assert 50 < val.height < 130 and train.height + val.height == 300
+    assert not set(train["conversation_id"]) & set(val["conversation_id"])
+    train_keys = {conversation_key(m) for m in train["messages"].to_list()}
+    val_keys = {conversation_key(m) for m in val["messages"].to_list()}
+    assert not train_keys & val_keys  # no duplicate of a val conversation is in train
+    assert len(train_keys) + len(val_keys) == out.height  # and none left inside a split
+    d = tmp_path / "data/dataset/full"
+    files = ["train.parquet", "val.parquet", "text/train.txt", "text/val.txt"]
+    first = {f: (d / f).read_bytes() for f in files}
+    assert first["text/train.txt"] != first["text/val.txt"]
+    run_build(tmp_path, names, registry, val_fraction=0.3, seed=7, part_chars=2_000)
+    assert {f: (d / f).read_bytes() for f in files} == first  # byte-identical rebuild
+    run_build(tmp_path, names, registry, val_fraction=0.3, seed=8)
+    assert set(pl.read_parquet(d / "val.parquet")["conversation_id"]) != set(val["conversation_id"])
+
+
+def test_split_is_keyed_on_content_so_twins_share_a_split(tmp_path):
+    from pipeline.split import assign_split, split_hash
+
+    keys = pl.DataFrame(
+        {"k1": [1, 1, 2, 3] * 50, "k2": [9, 9, 8, 7] * 50}, schema={"k1": pl.UInt64, "k2": pl.UInt64}
+    )
+    out = assign_split(keys.with_columns(split_u=split_hash(3)), 0.5)
+    assert out.group_by("k1", "k2").agg(pl.col("split").n_unique())["split"].max() == 1
+
+
+def test_dedup_key_and_split_hash_are_pinned():
+    """Golden values: a polars upgrade that changes `hash` would silently move every split."""
+    from pipeline import dedup, split
+
+    rows = pl.DataFrame(
+        {"turn": [0, 1], "role": ["human", "bot"], "text": ["Hello!", "Hi"]},
+        schema_overrides={"turn": pl.Int32},
+    )
+    rows = rows.with_columns(dedup.folded_text()).with_columns(*dedup.row_key_hashes())
+    key = rows.select(pl.col("_h1").bitwise_xor().alias("k1"), pl.col("_h2").bitwise_xor().alias("k2"))
+    hashes = key.select(split.split_hash(1337).alias("s"), split.order_hash(1337).alias("o"))
+    assert (key.row(0), hashes.row(0)) == (GOLDEN_KEY, GOLDEN_HASHES)
+
+
+def test_tiny_corpus_still_gets_a_val_conversation(tmp_path):
+    registry = {"a": {"kind": "package", "licence": "MIT", "commercial": True}}
+    write_corpus(
+        tmp_path,
+        {
+            "a": conversation_rows("a:1", ["x", "y"], "a", "MIT", True)
+            + conversation_rows("a:2", ["p", "q"], "a", "MIT", True)
+        },
+    )
+    stats = run_build(tmp_path, ["a"], registry, val_fraction=0.01).stats
+    assert stats["totals"]["conversations"] == {"train": 1, "val": 1}
+
+
+def test_caps_bound_a_source_and_are_counted(corpus):
+    root, names, registry = corpus
+    stats = run_build(root, names, registry, caps={"persona": 300}).stats["sources"]["persona"]
+    assert 0 < sum(stats["characters"].values()) <= 300
+    assert stats["rows_filtered"]["cap"] > 0
+    with pytest.raises(BuildError, match="nosuch"):
+        run_build(root, names, registry, caps={"nosuch": 10})
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def test_datasets_load_dataset_reads_the_output(corpus, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    root, names, registry = corpus
+    run_build(root, names, registry)
+    import datasets
+
+    d = root / "data/dataset/full"
+    ds = datasets.load_dataset(
+        "parquet",
+        data_files={"train": str(d / "train.parquet"), "validation": str(d / "val.parquet")},
+        cache_dir=str(tmp_path / "hf-cache"),
+    )
+    expected = pl.read_parquet(d / "train.parquet")
+    assert ds["train"].num_rows == expected.height and ds["validation"].num_rows > 0
+    row = ds["train"][0]
+    assert set(row) == set(CONVERSATION_SCHEMA)
+    assert row["messages"][0]["role"] == "human" and row["messages"][0]["content"]
+    assert row["conversation_id"] == expected["conversation_id"][0]
+
+
+def test_output_schema_and_message_order(corpus):
+    root, names, registry = corpus
+    run_build(root, names, registry)
+    out = pl.read_parquet(root / "data/dataset/full/train.parquet")
+    assert dict(out.schema) == CONVERSATION_SCHEMA
+    p2 = read_dataset(root, "full").filter(pl.col("conversation_id") == "persona:2").row(0, named=True)
+    assert [m["role"] for m in p2["messages"]] == ["human", "bot", "human", "bot"]
+    assert p2["messages"][1]["content"] == "Arr, matey!\nWhat be yer name?"
+    assert p2["context"] == "<system> pretend to be a pirate"
+
+
+def test_text_export_round_trips_and_keeps_the_format(corpus):
+    root, names, registry = corpus
+    run_build(root, names, registry)
+    d = root / "data/dataset/full"
+    for split in ("train", "val"):
+        text = (d / "text" / f"{split}.txt").read_text(encoding="utf-8")
+        table = pl.read_parquet(d / f"{split}.parquet")
+        expected = [
+            {"context": c, "messages": m}
+            for c, m in zip(table["context"], table["messages"].to_list(), strict=True)
+        ]
+        assert parse_text(text) == expected
+        blocks = text.rstrip("\n").split("\n\n")
+        assert len(blocks) == table.height
+        for block, context in zip(blocks, table["context"], strict=True):
+            lines = block.split("\n")
+            turn_lines = lines[1:] if context else lines
+            assert all(TURN_LINE.match(line) for line in turn_lines), block
+            assert turn_lines[0].startswith("<human> ")
+    full = (d / "text/train.txt").read_text() + (d / "text/val.txt").read_text()
+    assert "<bot> Arr, matey!\\nWhat be yer name? <endOfText>" in full
+    assert "\\<system> pretend to be a pirate\n<human> Ahoy? <endOfText>" in full
+
+
+def test_export_text_off_leaves_an_empty_text_dir(corpus):
+    root, names, registry = corpus
+    run_build(root, names, registry, export_text=False)
+    assert list((root / "data/dataset/full/text").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- stage
+
+
+SOURCES_YAML = """\
+chitchat:
+  kind: package
+  location: chitchat_dataset
+  files: [dataset.json]
+  adapter: chitchat
+  licence: MIT
+  commercial: true
+contrib:
+  kind: contrib
+  location: data/contrib
+  adapter: contrib
+  licence: per-file
+  commercial: false
+"""
+
+
+def test_stage_cli_builds_and_reports_errors_in_one_line(tmp_path, fixture):
+    rows = fixture_rows(fixture)
+    write_corpus(tmp_path, {"chitchat": rows["chitchat"], "contrib": rows["contrib"]})
+    (tmp_path / "sources.yaml").write_text(SOURCES_YAML)
+    params = {
+        "sources": ["chitchat", "contrib"],
+        "build": {"val_fraction": 0.1, "seed": 1, "caps": {}, "export_text": True},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "NANOCHATGPT_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def stage(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "stages.build", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    ok = stage("commercial")
+    assert ok.returncode == 0, ok.stderr
+    assert "build@commercial:" in ok.stdout
+    d = tmp_path / "data/dataset/commercial"
+    for f in ("train.parquet", "val.parquet", "stats.json", "quarantine.parquet", "text/train.txt"):
+        assert (d / f).is_file(), f
+    assert set(read_dataset(tmp_path, "commercial")["source"]) == {"chitchat", "contrib/ok"}
+    assert stage("nightly").returncode == 2
+    (tmp_path / "data/normalized/contrib.parquet").unlink()
+    err = stage("full")
+    assert err.returncode == 1
+    assert err.stderr.strip().count("\n") == 0 and "data/normalized/contrib.parquet: missing" in err.stderr

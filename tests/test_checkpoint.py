@@ -1,0 +1,93 @@
+"""Checkpoint IO: safetensors weights, a weights_only training state, atomic step directories."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import checkpoint
+from pipeline.model import GPT, GPTConfig
+from pipeline.optim import make_optimizer
+
+
+def _tiny() -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=16, n_layer=1, n_head=2, n_embd=16))
+
+
+def _state(model: GPT, step: int) -> dict:
+    opt = make_optimizer(model, lr=1e-3, weight_decay=0.1)
+    model(torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long))[1].backward()
+    opt.step()
+    rng = np.random.default_rng(7)
+    rng.integers(0, 100, size=5)
+    return {
+        "step": step,
+        "best_val_loss": 3.5,
+        "optimizer": opt.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "data_rng": json.dumps(rng.bit_generator.state),
+    }
+
+
+def test_model_round_trip_and_dropout_override(tmp_path: Path) -> None:
+    model = _tiny()
+    checkpoint.save_model(model, tmp_path)
+    again = checkpoint.load_model(tmp_path, dropout=0.25)
+    assert again.config.dropout == 0.25 and again.transformer.h[0].mlp.dropout.p == 0.25
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_state_round_trips_through_weights_only_load(tmp_path: Path) -> None:
+    model = _tiny()
+    state = _state(model, 12)
+    checkpoint.save_state(state, tmp_path)
+    loaded = checkpoint.load_state(tmp_path)
+    assert loaded["step"] == 12 and loaded["best_val_loss"] == 3.5
+    assert torch.equal(loaded["torch_rng"], state["torch_rng"])
+    exp_avg = state["optimizer"]["state"][0]["exp_avg"]
+    assert torch.equal(loaded["optimizer"]["state"][0]["exp_avg"], exp_avg)
+    # The sampler's generator continues exactly where it was.
+    a, b = np.random.default_rng(), np.random.default_rng()
+    a.bit_generator.state = json.loads(state["data_rng"])
+    b.bit_generator.state = json.loads(loaded["data_rng"])
+    assert np.array_equal(a.integers(0, 1 << 30, size=8), b.integers(0, 1 << 30, size=8))
+
+
+def test_state_with_arbitrary_pickled_object_is_refused(tmp_path: Path) -> None:
+    torch.save({"step": 1, "payload": OrderedDict(a=Path("/etc/passwd"))}, tmp_path / checkpoint.STATE_FILE)
+    with pytest.raises(pickle.UnpicklingError):
+        checkpoint.load_state(tmp_path)
+
+
+def test_run_checkpoints_are_whole_and_pruned(tmp_path: Path) -> None:
+    model = _tiny()
+    run = tmp_path / "run"
+    first = checkpoint.save_run_checkpoint(model, _state(model, 5), run, 5)
+    assert first.name == "step-00000005"
+    # A run killed while writing leaves a hidden temporary directory: never picked up.
+    half = run / ".step-abc.tmp"
+    half.mkdir()
+    (half / checkpoint.WEIGHTS_FILE).write_bytes(b"partial")
+    assert checkpoint.latest_run_checkpoint(run) == first
+    second = checkpoint.save_run_checkpoint(model, _state(model, 10), run, 10)
+    assert checkpoint.run_checkpoints(run) == [second]
+    assert not first.exists()
+    assert checkpoint.load_state(second)["step"] == 10
+    # Saving the same step again replaces it whole.
+    third = checkpoint.save_run_checkpoint(model, _state(model, 10), run, 10)
+    assert third == second and checkpoint.run_checkpoints(run) == [second]
+    assert not [p for p in run.iterdir() if p.name.endswith(".old")]
+
+
+def test_missing_state_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        checkpoint.load_state(tmp_path)
+    assert checkpoint.latest_run_checkpoint(tmp_path / "absent") is None

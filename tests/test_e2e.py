@@ -1,0 +1,149 @@
+"""End to end: `dvc repro` of the whole graph in a temporary git repository, tiny params.
+
+This is the user's first contact (Quick start), shrunk: same stages, same commands, a tiny
+model and short budgets. It asserts on what the user would look at: files, schema, counts,
+metrics, an idle second repro, and the commercial variant's purity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = [
+    "pipeline",
+    "stages",
+    "params.yaml",
+    "dvc.yaml",
+    "sources.yaml",
+    "data/contrib",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def _tiny_params(params: dict) -> dict:
+    params["sources"] = ["chatterbot", "contrib"]
+    tiny = params["train"]["profiles"]["cpu-tiny"]
+    tiny.update(
+        n_layer=1,
+        n_head=2,
+        n_embd=32,
+        block_size=64,
+        batch_size=4,
+        max_iters=12,
+        warmup_iters=2,
+        eval_interval=6,
+        eval_iters=2,
+        ckpt_interval=6,
+    )
+    params["evaluate"].update(max_new_tokens=8, eval_iters=2)
+    params["evaluate"]["prompts"] = params["evaluate"]["prompts"][:2]
+    return params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    repo = tmp_path_factory.mktemp("repo")
+    for rel in COPY:
+        src = ROOT / rel
+        if not src.exists():
+            continue
+        dst = repo / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    params = _tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    _run(["git", "init", "-q"], repo, env)
+    _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    return repo, env
+
+
+def test_every_stage_wrote_its_outputs(project: tuple[Path, dict]) -> None:
+    repo, _ = project
+    for source in ("chatterbot", "contrib"):
+        manifest = json.loads((repo / f"data/raw/{source}/manifest.json").read_text())
+        assert manifest["files"], f"{source}: empty manifest"
+        assert (repo / f"data/normalized/{source}.parquet").exists()
+        assert (repo / f"data/quarantine/{source}.parquet").exists()
+    for variant in ("full", "commercial"):
+        for split in ("train", "val"):
+            assert (repo / f"data/dataset/{variant}/{split}.parquet").exists()
+            assert list((repo / f"data/tokens/{variant}/{split}").glob("tokens-*.bin"))
+    assert (repo / "model/ckpt/model.safetensors").exists()
+    assert (repo / "model/hf/config.json").exists()
+    assert "**bot:**" in (repo / "model/eval/transcripts.md").read_text()
+
+
+def test_turn_tables_are_valid_and_counts_reconcile(project: tuple[Path, dict]) -> None:
+    from pipeline.schema import validate
+
+    repo, _ = project
+    for source in ("chatterbot", "contrib"):
+        turns = pl.read_parquet(repo / f"data/normalized/{source}.parquet")
+        validate(turns)
+        report = json.loads((repo / f"data/normalized/{source}.report.json").read_text())
+        filtered = sum(report["rows_filtered"].values())
+        assert report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] + filtered
+        assert report["rows_kept"] == turns.height > 0
+
+
+def test_commercial_variant_holds_only_commercial_sources(project: tuple[Path, dict]) -> None:
+    repo, _ = project
+    for split in ("train", "val"):
+        df = pl.read_parquet(repo / f"data/dataset/commercial/{split}.parquet")
+        assert df["commercial"].all()
+        assert "unknown" not in df["licence"].to_list()
+
+
+def test_train_and_val_share_no_conversation(project: tuple[Path, dict]) -> None:
+    repo, _ = project
+    train = pl.read_parquet(repo / "data/dataset/full/train.parquet")
+    val = pl.read_parquet(repo / "data/dataset/full/val.parquet")
+    assert val.height > 0
+    assert not set(train["conversation_id"]) & set(val["conversation_id"])
+
+
+def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None:
+    repo, env = project
+    train_metrics = json.loads((repo / "model/metrics.json").read_text())
+    eval_metrics = json.loads((repo / "model/eval/metrics.json").read_text())
+    assert eval_metrics["val_loss_bot"] > 0
+    assert train_metrics
+    shown = _run([sys.executable, "-m", "dvc", "metrics", "show"], repo, env).stdout
+    assert "val_loss_bot" in shown
+    again = _run([sys.executable, "-m", "dvc", "repro"], repo, env).stdout
+    assert "Data and pipelines are up to date" in again
+    dag = _run([sys.executable, "-m", "dvc", "dag"], repo, env).stdout
+    assert "train" in dag and "normalize@contrib" in dag

@@ -1,0 +1,220 @@
+"""KV-cache engine: equal to full recomputation, batches equal single prompts, sampling, stops, UTF-8."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_engine_support import ScriptedGPT, tiny_gpt
+
+from pipeline.engine import STOP_TOKEN_IDS, Engine
+from pipeline.model import GPT
+from pipeline.sampling import SamplingParams, sample
+from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, ENDOFTEXT_ID, HUMAN_ID, N_VOCAB, get_encoding
+
+GREEDY = SamplingParams(temperature=0.0)
+PROMPTS = [[50256, 15496, 11, 703], list(range(1000, 1040)), [42]]
+
+
+@pytest.fixture(scope="module")
+def model() -> GPT:
+    return tiny_gpt()
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return get_encoding()
+
+
+def naive_greedy(model: GPT, prompt: list[int], n: int) -> list[int]:
+    """Reference: recompute the whole sequence for every new token."""
+    ids = list(prompt)
+    for _ in range(n):
+        with torch.no_grad():
+            logits, _ = model(torch.tensor([ids]))  # full forward, no cache
+        ids.append(int(logits[0, -1, :N_VOCAB].argmax()))
+    return ids[len(prompt) :]
+
+
+def test_greedy_equals_full_recomputation(model: GPT) -> None:
+    engine = Engine(model)
+    for prompt in PROMPTS:
+        got = engine.generate_ids([prompt], 40, GREEDY, stop_token_ids=())[0]
+        assert got == naive_greedy(model, prompt, 40)
+        assert len(set(got)) > 5, "degenerate model: the comparison would prove little"
+
+
+def test_batch_of_different_lengths_equals_single_prompts(model: GPT) -> None:
+    engine = Engine(model)
+    singles = [engine.generate_ids([p], 30, GREEDY, stop_token_ids=())[0] for p in PROMPTS]
+    assert engine.generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=()) == singles
+    # Order within the batch does not matter either.
+    assert engine.generate_ids(PROMPTS[::-1], 30, GREEDY, stop_token_ids=()) == singles[::-1]
+
+
+def test_padded_prefill_logits_match_unpadded(model: GPT) -> None:
+    from pipeline.model import KVCache
+
+    short, long = PROMPTS[2], PROMPTS[1]
+    cache = KVCache(model.config, 2, 64, "cpu", torch.float32)
+    cache.reset([len(long) - len(short), 0])
+    idx = torch.tensor([[0] * (len(long) - len(short)) + short, long])
+    with torch.no_grad():
+        logits, _ = model(idx, cache=cache)
+        step = model.decode_step(torch.tensor([[7], [7]]), cache)
+    ref_short = model.logits_all(torch.tensor([short + [7]]))[0]
+    ref_long = model.logits_all(torch.tensor([long + [7]]))[0]
+    torch.testing.assert_close(logits[0, -1], ref_short[-2], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits[1, -1], ref_long[-2], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(step[0], ref_short[-1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(step[1], ref_long[-1], atol=1e-4, rtol=1e-4)
+
+
+def test_same_seed_same_text_other_seed_other_text(model: GPT) -> None:
+    engine = Engine(model)
+
+    def run(seed: int) -> list[list[int]]:
+        params = SamplingParams(temperature=1.0, top_k=200, top_p=0.95, seed=seed)
+        return engine.generate_ids(PROMPTS, 20, params, stop_token_ids=())
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy(model: GPT) -> None:
+    engine = Engine(model)
+    greedy = engine.generate_ids(PROMPTS, 15, GREEDY, stop_token_ids=())
+    for params in (
+        SamplingParams(temperature=1.5, top_k=1, seed=3),
+        SamplingParams(temperature=1.5, top_p=1e-6, seed=3),
+    ):
+        assert engine.generate_ids(PROMPTS, 15, params, stop_token_ids=()) == greedy
+
+
+def test_sample_respects_top_k_and_top_p() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
+    g = torch.Generator().manual_seed(0)
+    k2 = sample(logits, SamplingParams(temperature=1.0, top_k=2), g)
+    assert set(k2.tolist()) == {0, 1}
+    p = sample(logits, SamplingParams(temperature=1.0, top_p=0.7), g)  # 0.5 + 0.3 reach 0.7
+    assert set(p.tolist()) == {0, 1}
+    full = sample(logits, SamplingParams(temperature=1.0), g)
+    assert set(full.tolist()) == {0, 1, 2, 3}
+    assert abs((full == 0).float().mean().item() - 0.5) < 0.05
+
+
+def test_bad_sampling_params_and_overflow_are_refused(model: GPT) -> None:
+    for bad in (dict(temperature=-1.0), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)):
+        with pytest.raises(ValueError):
+            SamplingParams(**bad)
+    with pytest.raises(ValueError, match="block_size"):
+        Engine(model).generate_ids([[1] * 100], 29)
+
+
+# ---- stops and streaming text (scripted model: exact tokens) -------------------------------------
+
+
+def scripted(enc, *pieces: str | int) -> list[int]:
+    """Token script: strings encoded as ordinary text, ints taken as ids."""
+    ids: list[int] = []
+    for p in pieces:
+        ids.extend(enc.encode_ordinary(p) if isinstance(p, str) else [p])
+    return ids
+
+
+@pytest.mark.parametrize("special", sorted(STOP_TOKEN_IDS))
+def test_every_special_token_stops_and_is_never_shown(enc, special: int) -> None:
+    engine = Engine(ScriptedGPT([scripted(enc, "Hello there", special, " after")]), enc=enc)
+    (g,) = engine.generate([[1, 2]], 20)
+    assert g.text == "Hello there"
+    assert g.finish_reason == "stop"
+    assert special not in g.token_ids
+    assert {HUMAN_ID, BOT_ID, END_OF_TURN_ID, ENDOFTEXT_ID} == STOP_TOKEN_IDS
+
+
+def test_budget_end_is_length(enc) -> None:
+    engine = Engine(ScriptedGPT([scripted(enc, "one two three four five six")]), enc=enc)
+    (g,) = engine.generate([[1]], 3)
+    assert g.finish_reason == "length" and len(g.token_ids) == 3
+    assert g.text == enc.decode(g.token_ids)
+
+
+def test_stop_string_spanning_tokens_is_cut_and_never_partly_shown(enc) -> None:
+    # "<human>" typed by the model as plain text, split over several tokens.
+    script = scripted(enc, "Sure thing", " <", "hum", "an", "> what next", END_OF_TURN_ID)
+    engine = Engine(ScriptedGPT([script]), enc=enc)
+    results: list = []
+    pieces = list(engine.stream([1], 30, stop=["<human>"], results=results))
+    assert "".join(pieces) == "Sure thing "
+    shown = ""
+    for piece in pieces:
+        shown += piece
+        assert "<" not in shown, f"partial stop string shown: {shown!r}"
+    assert results[0].text == "Sure thing " and results[0].finish_reason == "stop"
+
+
+def test_held_back_prefix_is_released_when_it_is_not_a_stop(enc) -> None:
+    script = scripted(enc, "a <", "hug", " b", END_OF_TURN_ID)
+    engine = Engine(ScriptedGPT([script]), enc=enc)
+    pieces = list(engine.stream([1], 30, stop=["<human>"]))
+    assert "".join(pieces) == "a <hug b"
+    # "<" was held back until "hug" showed it could not start "<human>"; then it came out whole.
+    assert [p for p in pieces if "<" in p] == ["<hug"]
+
+
+def test_earliest_of_several_stop_strings_wins(enc) -> None:
+    script = scripted(enc, "one, two; three. four")
+    engine = Engine(ScriptedGPT([script]), enc=enc)
+    (g,) = engine.generate([[1]], 20, stop=[".", ";", "zzz", "four"])
+    assert g.text == "one, two" and g.finish_reason == "stop"
+    with pytest.raises(ValueError, match="at most 4"):
+        engine.generate([[1]], 5, stop=["a", "b", "c", "d", "e"])
+
+
+def test_stops_apply_per_row_in_a_batch(enc) -> None:
+    rows = [scripted(enc, "first row", END_OF_TURN_ID), scripted(enc, "second row is longer STOP x")]
+    engine = Engine(ScriptedGPT(rows), enc=enc)
+    texts = [g.text for g in engine.generate([[1], [2, 3]], 30, stop="STOP")]
+    assert texts == ["first row", "second row is longer "]
+
+
+def test_streamed_text_is_whole_utf8_characters(enc) -> None:
+    text = "Emoji 🙂 and 漢字 and é!"
+    ids = enc.encode_ordinary(text)
+    assert any(not _is_utf8(enc.decode_single_token_bytes(i)) for i in ids), "no character split: weak test"
+    engine = Engine(ScriptedGPT([ids + [END_OF_TURN_ID]]), enc=enc)
+    pieces = list(engine.stream([1], 40))
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in p for p in pieces)
+
+
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def test_stop_string_with_multibyte_characters(enc) -> None:
+    engine = Engine(ScriptedGPT([scripted(enc, "café ☕ done 🙂 tail")]), enc=enc)
+    (g,) = engine.generate([[1]], 40, stop="🙂")
+    assert g.text == "café ☕ done "
+
+
+# ---- CUDA --------------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_decode_equals_eager_and_cpu() -> None:
+    cpu_model = tiny_gpt()
+    expected = Engine(cpu_model).generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=())
+    cuda_model = tiny_gpt().cuda()
+    graphs = Engine(cuda_model, cuda_graphs=True)
+    eager = Engine(cuda_model, cuda_graphs=False)
+    for _ in range(2):  # the second run replays the captured graph
+        assert graphs.generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=()) == expected
+    assert any(slot.graph is not None for slot in graphs._slots.values())
+    assert eager.generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=()) == expected
+    p = SamplingParams(temperature=1.0, top_k=100, seed=5)
+    assert graphs.generate_ids(PROMPTS, 20, p) == graphs.generate_ids(PROMPTS, 20, p)

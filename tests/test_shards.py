@@ -1,0 +1,448 @@
+"""Token shards: writer bounds, reader batches, the tokenize stage end to end, bad input, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.encode import tokenize_dataset
+from pipeline.shards import ShardWriter, TokenShards, verify_variant
+from pipeline.tokenizer import ENDOFTEXT_ID, decode, encode_conversations, render
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = [
+    *["hello", "there", "how", "are", "you", "today", "I", "like", "cats", "and", "long", "walks"],
+    "<bot>",
+    "<endOfText>",
+    "café",
+    "😀",
+]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _conversations(n: int, seed: int, sources: tuple[str, ...] = ("alpha", "beta")) -> list[dict]:
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        turns = rnd.randint(2, 6)
+        messages = [
+            {
+                "role": "human" if t % 2 == 0 else "bot",
+                "content": " ".join(rnd.choices(WORDS, k=rnd.randint(1, 12))),
+            }
+            for t in range(turns)
+        ]
+        rows.append(
+            {
+                "conversation_id": f"s{seed}:{i}",
+                "messages": messages,
+                "context": rnd.choice([None, None, "a persona <human> line"]),
+                "source": sources[i % len(sources)],
+                "licence": "MIT",
+                "commercial": True,
+            }
+        )
+    return rows
+
+
+def _write_split(path: Path, rows: list[dict]) -> None:
+    schema = {
+        "conversation_id": pl.String(),
+        "messages": pl.List(pl.Struct({"role": pl.String(), "content": pl.String()})),
+        "context": pl.String(),
+        "source": pl.String(),
+        "licence": pl.String(),
+        "commercial": pl.Boolean(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(rows, schema=schema).write_parquet(path, row_group_size=64)
+
+
+def _dataset(root: Path, n_train: int = 150, n_val: int = 30) -> tuple[Path, dict[str, list[dict]]]:
+    rows = {"train": _conversations(n_train, 1), "val": _conversations(n_val, 2)}
+    for split, r in rows.items():
+        _write_split(root / f"{split}.parquet", r)
+    return root, rows
+
+
+def _rendered(rows: list[dict]) -> list[tuple[list[int], list[int]]]:
+    return [render(r["messages"], r["context"]) for r in rows]
+
+
+def _write_shards(directory: Path, convs: list[tuple[list[int], list[int]]], shard_tokens: int) -> None:
+    writer = ShardWriter(directory, shard_tokens)
+    # two batches, so a shard can be continued across `add` calls
+    half = len(convs) // 2
+    for part in (convs[:half], convs[half:]):
+        ids = np.array([i for c in part for i in c[0]], dtype=np.uint16)
+        mask = np.array([m for c in part for m in c[1]], dtype=np.uint8)
+        writer.add(ids, mask, np.array([len(c[0]) for c in part], dtype=np.int64))
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[list[int], list[int]]]]:
+    convs = _rendered(_conversations(80, 3))
+    directory = tmp_path_factory.mktemp("shards") / "train"
+    _write_shards(directory, convs, shard_tokens=400)
+    return directory, convs
+
+
+# ---------------------------------------------------------------- writer and reader
+
+
+def test_writer_bounds_shards_and_keeps_conversations_whole(shard_dir) -> None:
+    directory, convs = shard_dir
+    shards = TokenShards(directory)
+    assert len(shards.shards) > 3
+    assert shards.n_conversations == len(convs)
+    assert shards.n_tokens == sum(len(c[0]) for c in convs)
+    for shard in shards.shards:
+        assert shard.n_tokens <= 400
+        assert (shard.tokens[np.asarray(shard.starts)] == ENDOFTEXT_ID).all()
+    got = [(ids.tolist(), mask.tolist()) for ids, mask in shards.iter_conversations()]
+    assert got == convs
+
+
+def test_shards_read_with_numpy_alone(shard_dir) -> None:
+    """The recipe of docs/shards.md: np.fromfile / np.load, nothing of ours."""
+    directory, convs = shard_dir
+    conversations = []
+    k = 0
+    while (directory / f"tokens-{k:05d}.bin").exists():
+        tokens = np.fromfile(directory / f"tokens-{k:05d}.bin", dtype="<u2")
+        mask = np.fromfile(directory / f"mask-{k:05d}.bin", dtype=np.uint8)
+        starts = np.load(directory / f"starts-{k:05d}.npy")
+        bounds = [*starts.tolist(), len(tokens)]
+        conversations += [
+            (tokens[a:b].tolist(), mask[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        k += 1
+    assert conversations == convs
+
+
+def test_conversation_longer_than_a_shard_is_an_error(tmp_path: Path) -> None:
+    enc = encode_conversations([None], [2], [False, True], ["hello " * 20, "hi"])
+    with pytest.raises(ValueError, match="shard_tokens=10"):
+        ShardWriter(tmp_path / "x", 10).add(enc.ids, enc.mask, enc.lengths)
+
+
+def test_writer_rejects_bad_arrays(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path / "x", 100)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 50260\)"):
+        writer.add(np.array([50256, 70000]), np.array([0, 1]), np.array([2]))
+    with pytest.raises(ValueError, match="mask values must be 0 or 1"):
+        writer.add(np.array([50256, 1]), np.array([0, 2]), np.array([2]))
+    with pytest.raises(ValueError, match="disagree in length"):
+        writer.add(np.array([50256, 1]), np.array([0, 1]), np.array([3]))
+
+
+def test_reader_rejects_broken_split(tmp_path: Path, shard_dir) -> None:
+    directory, _ = shard_dir
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("tokens-00000.bin", "mask-00000.bin", "starts-00000.npy", "tokens-00001.bin"):
+        (broken / name).write_bytes((directory / name).read_bytes())
+    with pytest.raises(ValueError, match="has no mask-00001.bin"):
+        TokenShards(broken)
+    (broken / "tokens-00001.bin").unlink()
+    (broken / "mask-00000.bin").write_bytes(b"\x00")
+    with pytest.raises(ValueError, match="but mask-00000.bin has 1 bytes"):
+        TokenShards(broken)
+    with pytest.raises(FileNotFoundError, match="no token split"):
+        TokenShards(tmp_path / "missing")
+
+
+def _find_window(shards: TokenShards, x_row: np.ndarray) -> tuple[int, int]:
+    """(shard, offset) of the conversation start the row begins at (first tokens must match)."""
+    for s, shard in enumerate(shards.shards):
+        for start in shard.starts.tolist():
+            n = min(len(x_row), shard.n_tokens - start)
+            if np.array_equal(shard.tokens[start : start + n], x_row[:n]):
+                return s, start
+    raise AssertionError("row does not start at a conversation start")
+
+
+def test_sample_batch_windows_targets_and_padding(shard_dir) -> None:
+    directory, _ = shard_dir
+    shards = TokenShards(directory)
+    B, T = 12, 64
+    x, y, mask = shards.sample_batch(B, T, np.random.default_rng(0))
+    assert x.shape == y.shape == mask.shape == (B, T)
+    assert (x.dtype, y.dtype, mask.dtype) == (np.int64, np.int64, np.uint8)
+    assert (x[:, 0] == ENDOFTEXT_ID).all()
+    assert np.array_equal(x[:, 1:], y[:, :-1])
+    for r in range(B):
+        s, start = _find_window(shards, x[r])
+        shard = shards.shards[s]
+        n = min(T + 1, shard.n_tokens - start)  # real tokens in the window, the rest is padding
+        assert np.array_equal(y[r, : n - 1], shard.tokens[start + 1 : start + n])
+        assert np.array_equal(mask[r, : n - 1], shard.mask[start + 1 : start + n])
+        assert (y[r, n - 1 :] == ENDOFTEXT_ID).all() and not mask[r, n - 1 :].any()
+    # a window longer than any shard: every row runs off the shard end and is padded
+    _, y_long, m_long = shards.sample_batch(4, 500, np.random.default_rng(1))
+    assert (y_long[:, -100:] == ENDOFTEXT_ID).all() and not m_long[:, -100:].any()
+
+
+def test_sample_batch_uses_only_the_rng(shard_dir) -> None:
+    shards = TokenShards(shard_dir[0])
+    rng = np.random.default_rng(42)
+    state = rng.bit_generator.state
+    first = [shards.sample_batch(8, 32, rng) for _ in range(3)]
+    rng.bit_generator.state = state  # a resumed run replays the same stream
+    again = [shards.sample_batch(8, 32, rng) for _ in range(3)]
+    for a, b in zip(first, again, strict=True):
+        for u, v in zip(a, b, strict=True):
+            assert np.array_equal(u, v)
+    # the draw is uniform over conversations: rng.integers(0, n) picks the start
+    picks = np.random.default_rng(7).integers(0, shards.n_conversations, size=5)
+    x, _, _ = shards.sample_batch(5, 16, np.random.default_rng(7))
+    convs = [ids for ids, _ in shards.iter_conversations()]
+    for row, j in zip(x, picks, strict=True):
+        n = min(16, len(convs[j]))
+        assert np.array_equal(row[:n], convs[j][:n])
+    # over many draws every conversation gets picked
+    seen = {_find_window(shards, r) for r in shards.sample_batch(800, 64, np.random.default_rng(3))[0]}
+    assert len(seen) == shards.n_conversations
+
+
+def test_eval_batches_cover_every_target_once(shard_dir) -> None:
+    shards = TokenShards(shard_dir[0])
+    B, T = 5, 48
+    batches = list(shards.iter_eval_batches(B, T))
+    assert all(len(b[0]) == B for b in batches[:-1]) and 1 <= len(batches[-1][0]) <= B
+    assert sum(int(m.sum()) for _, _, m in batches) == sum(int(s.mask.sum()) for s in shards.shards)
+    # per shard, the windows' targets laid end to end are the shard minus its first token
+    ys = np.concatenate([y for _, y, _ in batches])
+    row = 0
+    for shard in shards.shards:
+        n_windows = -(-(shard.n_tokens - 1) // T)
+        targets = ys[row : row + n_windows].reshape(-1)[: shard.n_tokens - 1]
+        assert np.array_equal(targets, shard.tokens[1:])
+        row += n_windows
+    assert row == len(ys)
+    again = list(shards.iter_eval_batches(B, T))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
+
+
+# ---------------------------------------------------------------- the tokenize stage
+
+
+def _tokenize(dataset: Path, out: Path, workers: int = 0, shard_tokens: int = 2000) -> dict:
+    return tokenize_dataset(dataset, out, shard_tokens=shard_tokens, workers=workers, batch_conversations=16)
+
+
+def test_tokenize_dataset_outputs(tmp_path: Path) -> None:
+    dataset, rows = _dataset(tmp_path / "dataset")
+    out = tmp_path / "tokens"
+    meta = _tokenize(dataset, out)
+    assert verify_variant(out) == meta
+    assert meta["encoding"] == "gpt2-chat" and meta["n_vocab"] == 50260 and meta["padded_vocab"] == 50304
+    assert meta["special_ids"] == {
+        "<|endoftext|>": 50256,
+        "<human>": 50257,
+        "<bot>": 50258,
+        "<endOfText>": 50259,
+    }
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("train", "val"):
+        shards = TokenShards(out / split)
+        want = _rendered(rows[split])
+        assert [(i.tolist(), m.tolist()) for i, m in shards.iter_conversations()] == want  # parquet order
+        info = meta["splits"][split]
+        assert info["n_conversations"] == len(want) == info["input"]["rows"]
+        assert info["n_tokens"] == sum(len(i) for i, _ in want)
+        assert [s["tokens"] for s in info["shards"]] == [
+            f"tokens-{k:05d}.bin" for k in range(len(info["shards"]))
+        ]
+        assert all(s["n_tokens"] <= 2000 for s in info["shards"])
+        # metrics: per source, adding up to the split
+        m = metrics[split]
+        for source in ("alpha", "beta"):
+            idx = [k for k, r in enumerate(rows[split]) if r["source"] == source]
+            assert m["sources"][source] == {
+                "conversations": len(idx),
+                "tokens": sum(len(want[k][0]) for k in idx),
+                "loss_tokens": sum(sum(want[k][1]) for k in idx),
+            }
+        assert m["tokens"] == info["n_tokens"] and m["loss_tokens"] == info["n_loss_tokens"]
+    assert len(meta["splits"]["train"]["shards"]) > 1
+    first = rows["train"][0]
+    ids, _ = next(TokenShards(out / "train").iter_conversations())
+    assert decode(ids).startswith(
+        "<|endoftext|>" + (first["context"] or "") + "<human>" + first["messages"][0]["content"]
+    )
+
+
+def test_reading_follows_row_groups_in_order(tmp_path: Path) -> None:
+    from pipeline.encode import _batches, _row_ranges
+
+    rows = _conversations(150, 6)
+    _write_split(tmp_path / "t.parquet", rows)  # row groups of 64, 64, 22
+    assert _row_ranges(tmp_path / "t.parquet", 50) == [(0, 50), (50, 14), (64, 50), (114, 14), (128, 22)]
+    seen = []
+    for frame, origin, first in _batches(tmp_path / "t.parquet", 16, read_rows=50):
+        assert origin.endswith("t.parquet") and 1 <= frame.height <= 16
+        assert frame["conversation_id"][0] == rows[first]["conversation_id"]  # row numbers for errors
+        seen += frame["conversation_id"].to_list()
+    assert seen == [r["conversation_id"] for r in rows]
+
+
+def test_worker_processes_write_identical_bytes(tmp_path: Path) -> None:
+    dataset, _ = _dataset(tmp_path / "dataset", n_train=120, n_val=10)
+    serial = _tokenize(dataset, tmp_path / "serial", workers=0)
+    parallel = _tokenize(dataset, tmp_path / "parallel", workers=2)
+    assert serial["splits"] == parallel["splits"]  # includes every file's sha256
+    verify_variant(tmp_path / "parallel")
+
+
+def test_null_typed_context_and_empty_val(tmp_path: Path) -> None:
+    """A variant without any persona stores `context` as type Null; a split may have no rows."""
+    rows = _conversations(20, 4)
+    frame = pl.DataFrame(
+        {
+            "conversation_id": [r["conversation_id"] for r in rows],
+            "messages": [r["messages"] for r in rows],
+            "context": [None] * len(rows),
+            "source": [r["source"] for r in rows],
+        }
+    )
+    assert frame.schema["context"] == pl.Null
+    (tmp_path / "ds").mkdir()
+    frame.write_parquet(tmp_path / "ds" / "train.parquet")
+    frame.head(0).with_columns(pl.col("context").cast(pl.String)).write_parquet(
+        tmp_path / "ds" / "val.parquet"
+    )
+    meta = _tokenize(tmp_path / "ds", tmp_path / "out")
+    assert meta["splits"]["val"]["n_conversations"] == 0 and meta["splits"]["val"]["shards"] == []
+    val = TokenShards(tmp_path / "out" / "val")
+    assert val.n_tokens == 0 and list(val.iter_eval_batches(2, 8)) == []
+    with pytest.raises(ValueError, match="no conversations"):
+        val.sample_batch(2, 8, np.random.default_rng(0))
+    assert TokenShards(tmp_path / "out" / "train").n_conversations == 20
+
+
+def _leftovers(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda r: r[5]["messages"][1].update(role="system"),
+            r"row 5 \(conversation_id 's1:5'\): a message's role",
+        ),
+        (
+            lambda r: r[7].update(messages=[]),
+            r"row 7 \(conversation_id 's1:7'\): conversation has no messages",
+        ),
+        (
+            lambda r: r[3]["messages"][0].update(content=None),
+            r"row 3 \(conversation_id 's1:3'\): a message's content",
+        ),
+    ],
+)
+def test_bad_rows_fail_with_file_row_and_rule(tmp_path: Path, change, message: str) -> None:
+    dataset, rows = _dataset(tmp_path / "dataset", n_train=40, n_val=5)
+    out = tmp_path / "tokens"
+    before = _tokenize(dataset, out)
+    change(rows["train"])
+    _write_split(dataset / "train.parquet", rows["train"])
+    with pytest.raises(ValueError, match="train.parquet: " + message):
+        _tokenize(dataset, out)
+    assert verify_variant(out) == before  # the previous output is untouched
+    assert _leftovers(out) == []  # and nothing half-written stays behind
+
+
+def test_bad_columns_and_too_long_conversation(tmp_path: Path) -> None:
+    dataset, rows = _dataset(tmp_path / "dataset", n_train=20, n_val=5)
+    pl.read_parquet(dataset / "val.parquet").drop("source").write_parquet(dataset / "val.parquet")
+    with pytest.raises(ValueError, match=r"val.parquet: column 'source' is missing"):
+        _tokenize(dataset, tmp_path / "out")
+    _write_split(dataset / "val.parquet", rows["val"])
+    pl.read_parquet(dataset / "val.parquet").with_columns(messages=pl.lit("x")).write_parquet(
+        dataset / "val.parquet"
+    )
+    with pytest.raises(ValueError, match=r"column 'messages' must be list\[struct"):
+        _tokenize(dataset, tmp_path / "out")
+    _write_split(dataset / "val.parquet", rows["val"])
+    rows["train"][9]["messages"][0]["content"] = "word " * 300
+    _write_split(dataset / "train.parquet", rows["train"])
+    with pytest.raises(
+        ValueError, match=r"row 9 \(conversation_id 's1:9'\) renders to \d+ tokens, more than"
+    ):
+        _tokenize(dataset, tmp_path / "out", shard_tokens=200)
+    assert not (tmp_path / "out" / "train").exists()
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import pipeline.shards as shards
+    from pipeline.encode import tokenize_dataset
+
+    dataset, out, split = sys.argv[1:4]
+    close = shards._OpenShard.close
+
+    def close_then_die(self):
+        info = close(self)
+        if self.directory.name.startswith("." + split + ".") and self.index == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # the power goes out mid-split
+        return info
+
+    shards._OpenShard.close = close_then_die
+    tokenize_dataset(dataset, out, shard_tokens=600, workers=0, batch_conversations=16)
+    """
+)
+
+
+def _crash(dataset: Path, out: Path, split: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(dataset), str(out), split], env=env, cwd=REPO
+    )
+    assert proc.returncode == -9
+
+
+def test_killed_run_leaves_no_half_split(tmp_path: Path) -> None:
+    dataset, _ = _dataset(tmp_path / "dataset", n_train=60, n_val=30)
+    out = tmp_path / "tokens"
+    # first run killed inside train: no split directory looks whole
+    _crash(dataset, out, "train")
+    assert not (out / "train").exists() and not (out / "val").exists() and not (out / "meta.json").exists()
+    assert any(name.startswith(".train.") for name in _leftovers(out))  # the shards it had written
+    before = _tokenize(dataset, out, shard_tokens=600)
+    assert _leftovers(out) == []  # the next run clears what the killed one left
+    # a rerun killed inside val (train already complete in its temp dir): old output stays whole
+    _crash(dataset, out, "val")
+    assert verify_variant(out) == before
+    assert _leftovers(out)
+
+
+def test_stage_command(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    _dataset(root / "data" / "dataset" / "full", n_train=30, n_val=5)
+    (root / "params.yaml").write_text(
+        "tokenize:\n  shard_tokens: 100000\n  workers: 1\n  batch_conversations: 8\n", encoding="utf-8"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NANOCHATGPT_ROOT": str(root)}
+    cmd = [sys.executable, "-m", "stages.tokenize", "full"]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "tokenize full/train: 30 conversations" in proc.stdout
+    meta = verify_variant(root / "data" / "tokens" / "full")
+    assert meta["splits"]["val"]["n_conversations"] == 5
+    bad = subprocess.run([*cmd[:-1], "../x"], env=env, cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "plain name" in bad.stderr

@@ -1,0 +1,452 @@
+"""Source registry, contributed files, downloads of every kind, the stage entry points and the table.
+
+No test touches the network: hub downloads run against a local directory laid out like a
+Hugging Face cache with HF_HUB_OFFLINE=1, URL downloads against a server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from pipeline.atomic import sha256_file
+from pipeline.schema import validate
+from pipeline.sources.download import download, raw_dir
+from pipeline.sources.errors import SourceError
+from pipeline.sources.normalize import normalize_source, write_outputs
+from pipeline.sources.registry import (
+    enabled_sources,
+    infer_format,
+    load_registry,
+    parse_entry,
+    scan_contrib,
+)
+from pipeline.sources.table import source_rows
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "sources"
+OASST_REV = "fdf72ae0827c1cda404aff25b6603abec9e3399b"
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root with the real registry and params, and an empty data/contrib/."""
+    shutil.copy(REPO / "sources.yaml", tmp_path / "sources.yaml")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data" / "contrib").mkdir(parents=True)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("NANOCHATGPT_DOWNLOAD_CACHE", str(tmp_path / "dl-cache"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    return tmp_path
+
+
+def entry(**fields: object) -> dict:
+    base = {
+        "kind": "package",
+        "location": "x",
+        "files": ["a"],
+        "adapter": "chitchat",
+        "licence": "MIT",
+        "commercial": True,
+    }
+    base.update(fields)
+    return base
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def test_registry_has_every_source_with_licences() -> None:
+    reg = load_registry(REPO / "sources.yaml")
+    expected = {  # name -> (licence, commercial)
+        "chitchat": ("MIT", True),
+        "chatterbot": ("BSD-3-Clause", True),
+        "oasst1": ("Apache-2.0", True),
+        "empathetic_dialogues": ("CC-BY-NC-4.0", False),
+        "chatbot_arena": ("CC-BY-NC-4.0", False),
+        "personachat": ("unknown", False),
+        "babylm": ("unknown", False),
+        "twitter": ("unknown", False),
+        "ubuntu": ("unknown", False),
+        "hackernews": ("unknown", False),
+        "arithmetic": ("unknown", False),
+    }
+    for name, (licence, commercial) in expected.items():
+        assert (reg[name].licence, reg[name].commercial) == (licence, commercial), name
+        assert reg[name].commercial_reason, name
+    assert reg["contrib"].kind == "contrib"
+    hub = [s for s in reg.values() if s.kind == "hf_dataset"]
+    assert len(hub) == 9 and all(s.revision for s in hub)
+    assert reg["oasst1"].revision == OASST_REV and reg["oasst1"].location == "OpenAssistant/oasst1"
+    assert reg["chatbot_arena"].gated and reg["chatbot_arena"].token_env == "HF_TOKEN"
+    # hub sources are wired but disabled by default: the default pipeline needs no network
+    assert enabled_sources(REPO / "params.yaml") == ["chitchat", "chatterbot", "contrib"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"licence": "unknown", "commercial": True}, "commercial_reason"),
+        ({"licence": ""}, "licence"),
+        ({"commercial": "yes"}, "commercial"),
+        ({"kind": "ftp"}, "kind must be one of"),
+        ({"adapter": "nope"}, "unknown adapter"),
+        ({"colour": "red"}, "unknown field"),
+        ({"kind": "hf_dataset", "revision": None}, "revision"),
+        ({"kind": "url", "sha256": "abc"}, "sha256"),
+        ({"files": []}, "files"),
+    ],
+)
+def test_registry_rejects_bad_entries(fields: dict, message: str) -> None:
+    with pytest.raises(SourceError, match=message) as err:
+        parse_entry("demo", entry(**fields))
+    assert "demo" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_licence_may_be_commercial_with_a_reason() -> None:
+    spec = parse_entry(
+        "demo", entry(licence="unknown", commercial=True, commercial_reason="author's written OK")
+    )
+    assert spec.commercial and spec.commercial_reason == "author's written OK"
+
+
+# ---------------------------------------------------------------------------------------------- contrib
+
+
+def _contrib(folder: Path, name: str, body: str | bytes, sidecar: dict | None) -> None:
+    path = folder / name
+    path.write_bytes(body.encode() if isinstance(body, str) else body)
+    if sidecar is not None:
+        path.with_suffix(".yaml").write_text(yaml.safe_dump(sidecar))
+
+
+def test_contrib_file_without_sidecar_is_refused_in_one_line(tmp_path: Path) -> None:
+    _contrib(tmp_path, "chats.jsonl", '{"messages": []}\n', None)
+    with pytest.raises(SourceError) as err:
+        scan_contrib(tmp_path)
+    msg = str(err.value)
+    assert "chats.jsonl" in msg and "chats.yaml" in msg and "licence" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        ({"commercial": True}, "licence"),
+        ({"licence": "MIT"}, "commercial"),
+        ({"licence": "unknown", "commercial": True}, "commercial_reason"),
+    ],
+)
+def test_contrib_sidecar_needs_licence_and_commercial(tmp_path: Path, sidecar: dict, message: str) -> None:
+    _contrib(tmp_path, "chats.txt", "<human> a <endOfText>\n", sidecar)
+    with pytest.raises(SourceError, match=message):
+        scan_contrib(tmp_path)
+
+
+def test_contrib_format_is_inferred(tmp_path: Path) -> None:
+    for name, body in [
+        ("a.txt", "<human> hi <endOfText>"),
+        ("b.jsonl", '{"messages": []}'),
+        ("c.json", '[{"id": 1, "conversations": []}]'),
+    ]:
+        (tmp_path / name).write_text(body)
+    assert [infer_format(tmp_path / n) for n in ("a.txt", "b.jsonl", "c.json")] == [
+        "nanochatgpt",
+        "openai",
+        "sharegpt",
+    ]
+    other = tmp_path / "other"
+    other.mkdir()
+    _contrib(other, "d.csv", "x,y\n", {"licence": "MIT", "commercial": True})
+    with pytest.raises(SourceError, match="format:"):
+        scan_contrib(other)
+
+
+def test_dropped_contrib_files_become_sources(root: Path) -> None:
+    """A file + sidecar in data/contrib/ is a source on the next run, with no code change."""
+    contrib = root / "data" / "contrib"
+    shutil.copy(REPO / "data" / "contrib" / "nanochatgpt-sample.txt", contrib)
+    shutil.copy(REPO / "data" / "contrib" / "nanochatgpt-sample.yaml", contrib)
+    _contrib(
+        contrib,
+        "my-chats.jsonl",
+        (FIXTURES / "openai" / "fixture.jsonl").read_bytes(),
+        {"licence": "CC-BY-4.0", "commercial": True, "description": "mine"},
+    )
+    _contrib(
+        contrib,
+        "shared.json",
+        (FIXTURES / "sharegpt" / "fixture.json").read_bytes(),
+        {"licence": "unknown", "commercial": False, "description": "found online", "format": "sharegpt"},
+    )
+    spec = load_registry()["contrib"]
+    folder = download(spec)
+    names = sorted(f["path"] for f in json.loads((folder / "manifest.json").read_text())["files"])
+    assert names == [
+        "my-chats.jsonl",
+        "my-chats.yaml",
+        "nanochatgpt-sample.txt",
+        "nanochatgpt-sample.yaml",
+        "shared.json",
+        "shared.yaml",
+    ]
+    result = normalize_source(spec, folder, {"max_turn_chars": 16000, "min_turns": 2})
+    turns = validate(result.turns)
+    per = {
+        s: (lic, com) for s, lic, com in turns.select("source", "licence", "commercial").unique().iter_rows()
+    }
+    assert per == {
+        "contrib/nanochatgpt-sample": ("CC0-1.0", True),
+        "contrib/my-chats": ("CC-BY-4.0", True),
+        "contrib/shared": ("unknown", False),
+    }
+    assert turns.filter(pl.col("source") == "contrib/my-chats")["conversation_id"][0] == "contrib/my-chats:1"
+    by = result.report["by_source"]
+    assert by["contrib/nanochatgpt-sample"]["conversations_kept"] == 3
+    assert by["contrib/my-chats"]["rows_quarantined"] == 12  # the openai fixture's bad rows
+    write_outputs(result, "contrib")
+    rows, problems = source_rows()
+    table = {r["name"]: r for r in rows}
+    assert problems == []
+    assert table["contrib/my-chats"]["rows"] == by["contrib/my-chats"]["rows_kept"]
+    assert table["contrib/shared"]["licence"] == "unknown" and table["contrib/shared"]["commercial"] is False
+    assert table["contrib"]["rows"] == result.report["rows_kept"]
+
+
+# ---------------------------------------------------------------------------------------------- downloads
+
+
+def test_package_download_copies_exact_bytes_without_importing(root: Path) -> None:
+    spec = load_registry()["chatterbot"]
+    before = set(sys.modules)
+    folder = download(spec)
+    assert "chatterbot_corpus" not in set(sys.modules) - before
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["source"] == "chatterbot" and manifest["licence"] == "BSD-3-Clause"
+    assert manifest["revision"].startswith("chatterbot-corpus==")
+    assert len(manifest["files"]) == 21
+    for f in manifest["files"]:
+        assert (
+            sha256_file(folder / f["path"]) == f["sha256"]
+            and (folder / f["path"]).stat().st_size == f["size"]
+        )
+
+
+def test_missing_package_is_one_line(root: Path) -> None:
+    spec = parse_entry("demo", entry(location="no_such_package_xyz"))
+    with pytest.raises(SourceError) as err:
+        download(spec)
+    msg = str(err.value)
+    assert msg.startswith("demo:") and "no_such_package_xyz" in msg and "local_path" in msg
+    assert not raw_dir("demo").exists()
+
+
+def test_local_path_overrides_any_kind(root: Path) -> None:
+    spec = parse_entry(
+        "oasst1", _spec_fields("oasst1", local_path=str(FIXTURES / "oasst1"), files=["*.jsonl"])
+    )
+    assert spec.kind == "hf_dataset"
+    folder = download(spec)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["local_path"] == str(FIXTURES / "oasst1")
+    assert {f["path"] for f in manifest["files"]} == {p.name for p in (FIXTURES / "oasst1").iterdir()}
+
+
+def _spec_fields(name: str, **changes: object) -> dict:
+    spec = load_registry()[name]
+    fields = {k: v for k, v in spec.__dict__.items() if k != "name"}
+    fields["files"] = list(fields["files"])
+    fields.update(changes)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def test_failed_download_leaves_the_previous_folder(root: Path) -> None:
+    good = parse_entry("demo", _spec_fields("oasst1", local_path=str(FIXTURES / "oasst1"), files=["*.jsonl"]))
+    folder = download(good)
+    before = sorted(p.name for p in folder.iterdir())
+    bad = parse_entry("demo", _spec_fields("oasst1", local_path=str(root / "nowhere")))
+    with pytest.raises(SourceError, match="local_path"):
+        download(bad)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert [p.name for p in folder.parent.iterdir()] == ["demo"]  # no temp folder left behind
+
+
+def _fake_hub_cache(cache: Path, repo: str, revision: str, files: dict[str, bytes]) -> None:
+    """The huggingface_hub cache layout: blobs/<sha256>, snapshots/<rev>/<path> -> blob links, refs/main."""
+    base = cache / f"datasets--{repo.replace('/', '--')}"
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(revision)
+    for rel, data in files.items():
+        blob = base / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = base / "snapshots" / revision / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+
+
+def test_hub_download_resolves_an_offline_cache(root: Path, tmp_path: Path) -> None:
+    """The real hub path (huggingface_hub.snapshot_download) against a pre-populated cache."""
+    records = [
+        json.loads(line)
+        for line in (FIXTURES / "oasst1" / "2023-04-12_oasst_all.messages.jsonl")
+        .read_bytes()
+        .splitlines()[:15]
+    ]
+    parquet = tmp_path / "train.parquet"
+    pl.DataFrame(records).write_parquet(parquet)
+    data = parquet.read_bytes()
+    _fake_hub_cache(
+        root / "hf-cache",
+        "OpenAssistant/oasst1",
+        OASST_REV,
+        {"data/train-00000-of-00001.parquet": data, "README.md": b"# card\n"},
+    )
+    spec = load_registry()["oasst1"]
+    folder = download(spec)
+    assert (folder / "data" / "train-00000-of-00001.parquet").read_bytes() == data
+    assert not (folder / "README.md").exists()  # only the registry's `files:` are fetched
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["revision"] == OASST_REV and manifest["location"] == "OpenAssistant/oasst1"
+    assert manifest["files"] == [
+        {
+            "path": "data/train-00000-of-00001.parquet",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+        }
+    ]
+    result = normalize_source(spec, folder, {"max_turn_chars": 16000, "oasst1_lang": "en"})
+    assert result.turns.filter(pl.col("conversation_id") == "oasst1:p1")["text"].to_list() == [
+        "Can you explain tides?",
+        "Best answer: the moon's gravity.",
+        "And the sun?",
+        "The sun matters too, less so.",
+    ]
+
+
+def test_hub_miss_and_gated_without_token_are_one_line(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = load_registry()
+    with pytest.raises(SourceError) as err:
+        download(reg["empathetic_dialogues"])
+    msg = str(err.value)
+    assert msg.startswith("empathetic_dialogues:") and "local_path" in msg and "\n" not in msg
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(SourceError) as err:  # refused before any network call
+        download(reg["chatbot_arena"])
+    assert "HF_TOKEN" in str(err.value) and "local_path" in str(err.value)
+    assert not (root / "data" / "raw" / "chatbot_arena").exists()
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    payload = b""
+    ranges: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        rng = self.headers.get("Range")
+        type(self).ranges.append(rng)
+        start = int(re.match(r"bytes=(\d+)-", rng).group(1)) if rng else 0
+        body = self.payload[start:]
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, type[_RangeHandler]]]:
+    handler = type("Handler", (_RangeHandler,), {"payload": os.urandom(300_000), "ranges": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/corpus.txt", handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_url_download_is_pinned_and_resumes(root: Path, server: tuple[str, type[_RangeHandler]]) -> None:
+    url, handler = server
+    sha = hashlib.sha256(handler.payload).hexdigest()
+    spec = parse_entry(
+        "tweets",
+        {
+            "kind": "url",
+            "location": url,
+            "sha256": sha,
+            "adapter": "twitter",
+            "licence": "unknown",
+            "commercial": False,
+        },
+    )
+    part = root / "dl-cache" / f"{sha}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(handler.payload[:100_000])  # an interrupted earlier run
+    folder = download(spec)
+    assert handler.ranges == ["bytes=100000-"]
+    assert (folder / "corpus.txt").read_bytes() == handler.payload and not part.exists()
+    assert json.loads((folder / "manifest.json").read_text())["revision"] == sha
+
+    wrong = parse_entry(
+        "tweets2",
+        {
+            "kind": "url",
+            "location": url,
+            "sha256": "0" * 64,
+            "adapter": "twitter",
+            "licence": "unknown",
+            "commercial": False,
+        },
+    )
+    with pytest.raises(SourceError, match="expected the pinned"):
+        download(wrong)
+    assert not raw_dir("tweets2").exists() and not (root / "dl-cache" / f"{'0' * 64}.part").exists()
+
+
+def test_url_without_network_is_one_line(root: Path) -> None:
+    spec = parse_entry(
+        "tweets",
+        {
+            "kind": "url",
+            "location": "http://127.0.0.1:9/x.txt",
+            "sha256": "1" * 64,
+            "adapter": "twitter",
+            "licence": "unknown",
+            "commercial": False,
+        },
+    )
+    with pytest.raises(SourceError) as err:
+        download(spec)
+    assert err.value.args[0].startswith("tweets: cannot download") and "local_path" in str(err.value)
+
+
+def test_stage_failure_is_one_line_and_writes_nothing(root: Path) -> None:
+    """`python -m stages.download oasst1` offline, nothing cached: exit 1, one line, no traceback."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.download", "oasst1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "oasst1" in lines[0] and "local_path" in lines[0], proc.stderr
+    assert not (root / "data" / "raw").exists() or not any((root / "data" / "raw").iterdir())

@@ -1,0 +1,349 @@
+"""The training loop on CPU: config, schedule, optimizer groups, masked loss, learning, outputs,
+exact resume after `kill -9`, and DDP (gloo, 2 processes) against one process.
+
+Data are small synthetic conversations written with the real shard writer and read through
+pipeline.shards.TokenShards, the same path the stage uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipeline import checkpoint
+from pipeline.lr import lr_at
+from pipeline.model import GPT, GPTConfig
+from pipeline.optim import param_groups
+from pipeline.shards import ShardWriter
+from pipeline.tokenizer import render
+from pipeline.train import MaskedLM, TrainConfig, TrainPaths, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny model and short run: seconds on one core.
+TINY = dict(
+    n_layer=2,
+    n_head=2,
+    n_embd=32,
+    block_size=32,
+    batch_size=4,
+    grad_accum=2,
+    max_iters=16,
+    lr=1e-2,
+    min_lr=1e-3,
+    warmup_iters=2,
+    eval_interval=8,
+    eval_iters=4,
+    ckpt_interval=4,
+    dropout=0.1,
+)
+
+HUMAN_LINES = [
+    "hello there",
+    "how are you today?",
+    "what do you like to eat?",
+    "tell me a joke",
+    "where do you live?",
+    "do you have a pet?",
+    "what is your name?",
+    "good night",
+]
+BOT_LINES = [
+    "I am fine, thank you.",
+    "I like pizza and pasta.",
+    "Why did the chicken cross the road?",
+    "I live in a small town.",
+    "Yes, I have a cat.",
+    "My name is Bot.",
+    "Good night to you too!",
+]
+
+
+def write_tokens(variant_dir: Path, n_train: int = 200, n_val: int = 24, seed: int = 0) -> Path:
+    """Synthetic conversations rendered by the chat tokenizer into train/ and val/ shards."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        ids, mask, lengths = [], [], []
+        for _ in range(n):
+            turns = []
+            for _ in range(int(rng.integers(1, 4))):
+                turns.append({"role": "human", "content": str(rng.choice(HUMAN_LINES))})
+                turns.append({"role": "bot", "content": str(rng.choice(BOT_LINES))})
+            i, m = render(turns)
+            ids += i
+            mask += m
+            lengths.append(len(i))
+        writer = ShardWriter(variant_dir / split, shard_tokens=4000)  # several shards per split
+        writer.add(np.array(ids), np.array(mask), np.array(lengths))
+        writer.close()
+    return variant_dir
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tokens(tmp_path_factory.mktemp("tokens") / "full")
+
+
+def paths_in(root: Path, data_dir: Path) -> TrainPaths:
+    return TrainPaths(
+        data_dir=data_dir,
+        run_dir=root / "run",
+        ckpt_dir=root / "ckpt",
+        hf_dir=root / "hf",
+        live_dir=root / "live",
+        metrics_file=root / "metrics.json",
+    )
+
+
+def tiny_config(**over) -> TrainConfig:
+    return TrainConfig(**{**TINY, "device": "cpu", **over}).validated()
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def test_params_yaml_profiles_parse() -> None:
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    for profile in params["profiles"]:
+        cfg = TrainConfig.from_params({**params, "profile": profile})
+        assert cfg.max_iters > 0 and cfg.block_size > 0
+    gpu = TrainConfig.from_params({**params, "profile": "gpt2-medium"})
+    assert gpu.dtype == "bfloat16" and gpu.compile
+
+
+def test_unknown_profile_or_key_is_refused() -> None:
+    base = {"variant": "full", "profile": "p", "init_from": "scratch", "profiles": {"p": {"max_iters": 3}}}
+    assert TrainConfig.from_params(base).max_iters == 3
+    with pytest.raises(KeyError, match="train.profile='q'"):
+        TrainConfig.from_params({**base, "profile": "q"})
+    with pytest.raises(KeyError, match=r"train.profiles.p.max_iter\b"):
+        TrainConfig.from_params({**base, "profiles": {"p": {"max_iter": 3}}})
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainConfig(lr=1e-3, min_lr=1e-2).validated()
+
+
+def test_lr_warms_up_then_decays_to_min_lr() -> None:
+    kw = dict(lr=1.0, min_lr=0.1, warmup_iters=10, decay_iters=100)
+    lrs = [lr_at(s, **kw) for s in range(120)]
+    assert lrs[0] < lrs[5] < lrs[9] <= 1.0
+    assert all(a >= b for a, b in zip(lrs[10:100], lrs[11:101], strict=True))  # monotone decay
+    assert lrs[10] == pytest.approx(1.0, abs=1e-3) and lrs[100] == lrs[119] == 0.1
+    assert lrs[55] == pytest.approx(0.55, abs=1e-6)  # cosine midpoint
+
+
+def test_no_weight_decay_on_biases_and_layernorm() -> None:
+    model = GPT(GPTConfig(block_size=8, n_layer=1, n_head=2, n_embd=8))
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith("bias") or ".ln_" in names[id(p)] for p in no_decay["params"])
+    assert {names[id(p)] for p in decay["params"]} >= {
+        "transformer.wte.weight",
+        "transformer.h.0.attn.c_attn.weight",
+    }
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == model.num_params(False)
+
+
+def test_gathered_masked_loss_equals_full_masked_loss() -> None:
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(block_size=16, n_layer=2, n_head=2, n_embd=16)).eval()
+    x = torch.randint(0, 50000, (3, 16))
+    y = torch.randint(0, 50000, (3, 16))
+    m = (torch.rand(3, 16) < 0.4).long()
+    full = MaskedLM(gpt, gather=False)(x, y, m)
+    gathered = MaskedLM(gpt, gather=True)(x, y, m)
+    torch.testing.assert_close(gathered, full, atol=1e-5, rtol=1e-5)
+    # Unmasked positions carry no gradient at all: changing their targets changes nothing.
+    y2 = torch.where(m.bool(), y, torch.zeros_like(y))
+    assert MaskedLM(gpt, gather=True)(x, y2, m).item() == pytest.approx(gathered.item())
+    zero = MaskedLM(gpt, gather=True)(x, y, torch.zeros_like(m))
+    assert zero.item() == 0.0 and zero.requires_grad
+
+
+# ---------------------------------------------------------------- a whole run
+
+
+def test_training_learns_and_writes_every_output(tokens: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(max_iters=24, eval_interval=12, ckpt_interval=12)
+    summary = train(cfg, paths_in(tmp_path, tokens))
+    assert summary["initial_val_loss"] > 10.0  # ln(50304) = 10.8 at init
+    assert summary["val_loss"] < summary["initial_val_loss"] - 4.0, summary
+    assert summary["iters"] == 24 and summary["params"] > 0 and summary["tokens_per_sec"] > 0
+    assert json.loads((tmp_path / "metrics.json").read_text()) == summary
+    # dvclive plots: one row per step for train loss, one per eval for val loss (step 0 included).
+    rows = (tmp_path / "live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["step", "loss"] and len(rows) == 1 + 24
+    val = (tmp_path / "live/plots/metrics/val/loss.tsv").read_text().splitlines()
+    assert [r.split("\t")[0] for r in val[1:]] == ["0", "12", "24"]
+    for name in ("lr", "tokens_per_sec"):
+        assert (tmp_path / f"live/plots/metrics/{name}.tsv").exists()
+    # model/ckpt loads and reproduces the trained weights; the run keeps its final resumable state.
+    model = checkpoint.load_model(tmp_path / "ckpt")
+    assert model.config.n_embd == 32
+    final = checkpoint.latest_run_checkpoint(tmp_path / "run")
+    assert final is not None and checkpoint.load_state(final)["step"] == 24
+    assert (tmp_path / "hf/config.json").exists() and (tmp_path / "hf/vocab.json").exists()
+
+
+def test_resume_with_nothing_to_resume_fails_clearly(tokens: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing|no checkpoint"):
+        train(tiny_config(init_from="resume"), paths_in(tmp_path, tokens))
+
+
+# ---------------------------------------------------------------- kill -9 and resume
+
+# Runs one training in a fresh process; with KILL_AT it announces that step and waits to be killed.
+DRIVER = """
+import json, os, sys, time
+from pathlib import Path
+from pipeline.train import TrainConfig, TrainPaths, train
+cfg = TrainConfig(**json.loads(sys.argv[1]))
+root, data = Path(sys.argv[2]), Path(sys.argv[3])
+kill_at = int(os.environ.get("KILL_AT", "0"))
+def on_step(step):
+    if step == kill_at:
+        print("STEP", step, flush=True)
+        time.sleep(600)
+paths = TrainPaths(data_dir=data, run_dir=root / "run", ckpt_dir=root / "ckpt", hf_dir=root / "hf",
+                   live_dir=root / "live", metrics_file=root / "metrics.json")
+train(cfg, paths, on_step=on_step)
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    # One thread per process: deterministic kernels, and room for two processes on a small machine.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env.pop("KILL_AT", None)
+    return {**env, **extra}
+
+
+def _run_driver(cfg: dict, root: Path, data: Path, **env: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(cfg), str(root), str(data)],
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _weights(root: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(root / "ckpt" / checkpoint.WEIGHTS_FILE))
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_ends_with_identical_weights(tokens: Path, tmp_path: Path) -> None:
+    cfg = {**TINY, "device": "cpu", "max_iters": 12, "ckpt_interval": 4, "eval_interval": 6}
+    _run_driver(cfg, tmp_path / "straight", tokens)
+
+    killed = tmp_path / "killed"
+    log = tmp_path / "killed.log"  # a file, not a pipe: a chatty child can never block on a full pipe
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, json.dumps(cfg), str(killed), str(tokens)],
+            env=_env(KILL_AT="6"),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        try:
+            line = proc.stdout.readline()  # step 6: checkpoint of step 4 on disk, steps 5-6 not saved
+            assert line.strip() == "STEP 6", log.read_text()[-3000:]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name for p in checkpoint.run_checkpoints(killed / "run")] == ["step-00000004"]
+    assert not (killed / "ckpt").exists()
+
+    _run_driver({**cfg, "init_from": "resume"}, killed, tokens)
+    want, got = _weights(tmp_path / "straight"), _weights(killed)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+    # The logged trajectory is the same too, without the killed run's unsaved steps 5-6 twice.
+    for name in ("train/loss", "val/loss"):
+        straight = (tmp_path / f"straight/live/plots/metrics/{name}.tsv").read_text()
+        assert (killed / f"live/plots/metrics/{name}.tsv").read_text() == straight
+
+
+def test_unfinished_run_resumes_automatically(tokens: Path, tmp_path: Path) -> None:
+    """Without init_from=resume, an interrupted run with the same fingerprint continues (DVC reruns)."""
+    cfg = tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4)
+    paths = paths_in(tmp_path, tokens)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_5(step: int) -> None:
+        if step == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, paths, on_step=stop_at_5)
+    seen: list[int] = []
+    train(cfg, paths, on_step=seen.append)
+    assert seen == [5, 6, 7, 8]  # picked up after the step-4 checkpoint
+    # A different config is a different run: it starts over and discards the old state.
+    seen.clear()
+    train(tiny_config(max_iters=3, ckpt_interval=4, eval_interval=4, lr=5e-3), paths, on_step=seen.append)
+    assert seen == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- DDP
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_follow_the_single_process_trajectory(tokens: Path, tmp_path: Path) -> None:
+    cfg = {**TINY, "device": "cpu", "max_iters": 6, "ckpt_interval": 6, "eval_interval": 3, "dropout": 0.0}
+    _run_driver(cfg, tmp_path / "one", tokens)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "--no-python",
+            sys.executable,
+            "-c",
+            DRIVER,
+            json.dumps(cfg),
+            str(tmp_path / "two"),
+            str(tokens),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def losses(root: Path, name: str) -> list[float]:
+        rows = (root / f"live/plots/metrics/{name}.tsv").read_text().splitlines()[1:]
+        return [float(r.split("\t")[1]) for r in rows]
+
+    for name in ("train/loss", "val/loss"):
+        one, two = losses(tmp_path / "one", name), losses(tmp_path / "two", name)
+        assert len(one) == len(two) > 1
+        assert np.allclose(one, two, rtol=0, atol=1e-4), (name, one, two)
+    assert losses(tmp_path / "one", "train/loss")[-1] < losses(tmp_path / "one", "train/loss")[0]
+    want, got = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], atol=1e-4, rtol=1e-3)
+    assert math.isfinite(json.loads((tmp_path / "two/metrics.json").read_text())["val_loss"])
