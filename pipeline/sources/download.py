@@ -40,20 +40,29 @@ def _select(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def _copy_selected(folder: Path, patterns: tuple[str, ...], out: Path, none_found: str | None = None) -> None:
+    """Copy `_select(folder, patterns)` into `out` (same relative paths); when nothing matches,
+    `none_found` (if given) is the SourceError, since an empty raw folder would only fail later."""
+    files = _select(folder, patterns)
+    if not files and none_found is not None:
+        raise SourceError(none_found)
+    for f in files:
+        _copy(f, out / f.relative_to(folder))
+
+
 def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     path = Path(spec.local_path).expanduser()
     path = path if path.is_absolute() else root / path
     if path.is_file():
         _copy(path, out / path.name)
     elif path.is_dir():
-        files = _select(path, spec.files)
-        if not files:
-            raise SourceError(
-                f"{spec.name}: local_path {path} holds no files matching {', '.join(spec.files) or '*'}; "
-                f"fix `local_path:` for {spec.name} in sources.yaml"
-            )
-        for f in files:
-            _copy(f, out / f.relative_to(path))
+        _copy_selected(
+            path,
+            spec.files,
+            out,
+            f"{spec.name}: local_path {path} holds no files matching {', '.join(spec.files) or '*'}; "
+            f"fix `local_path:` for {spec.name} in sources.yaml",
+        )
     else:
         raise SourceError(
             f"{spec.name}: local_path {path} does not exist; fix `local_path:` for {spec.name} in sources.yaml"
@@ -86,8 +95,7 @@ def _from_package(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
             raise SourceError(
                 f"{spec.name}: package {spec.location} ({package_dir}) has no file {pattern}, {hint}"
             )
-    for f in _select(package_dir, spec.files):
-        _copy(f, out / f.relative_to(package_dir))
+    _copy_selected(package_dir, spec.files, out)
     return {"location": spec.location, "revision": _package_version(spec.location)}
 
 
@@ -103,14 +111,13 @@ def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     from pipeline.sources.hub import fetch_snapshot
 
     snapshot, commit = fetch_snapshot(spec)
-    files = _select(snapshot, spec.files)
-    if not files:
-        raise SourceError(
-            f"{spec.name}: {spec.location}@{spec.revision} has no files matching {', '.join(spec.files)}; "
-            f"fix `files:` or set `local_path:` for {spec.name} in sources.yaml"
-        )
-    for f in files:
-        _copy(f, out / f.relative_to(snapshot))
+    _copy_selected(
+        snapshot,
+        spec.files,
+        out,
+        f"{spec.name}: {spec.location}@{spec.revision} has no files matching {', '.join(spec.files)}; "
+        f"fix `files:` or set `local_path:` for {spec.name} in sources.yaml",
+    )
     return {"location": spec.location, "revision": commit}
 
 

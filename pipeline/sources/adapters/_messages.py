@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from pipeline.sources.adapters._records import objects
+from pipeline.sources.readers import iter_json_records
 from pipeline.sources.rows import RawRows
 
 CONTEXT = "context"  # a role_map value: the message becomes the conversation's context
@@ -59,3 +62,29 @@ def add_messages(
             rows.bad(where, "missing_field", f"message has no `{text_field}` text", conv_key=key, role=role)
             continue
         rows.add(key, text, where, role=role, context=ctx)
+
+
+def read_message_file(
+    path: Path,
+    rel: str,
+    rows: RawRows,
+    key_prefix: str = "",
+    *,
+    list_name: str,
+    role_field: str,
+    text_field: str,
+    role_map: dict[str, str],
+) -> None:
+    """A JSON list / JSONL file of records that each hold a message list under `list_name`; the
+    conversation id is the record's `id` when it has one, else its record/line number."""
+    for origin, line, obj in objects(iter_json_records(path), rel, rows):
+        add_messages(
+            rows,
+            f"{key_prefix}{obj.get('id', line)}",
+            origin,
+            obj.get(list_name),
+            role_field=role_field,
+            text_field=text_field,
+            role_map=role_map,
+            list_name=list_name,
+        )

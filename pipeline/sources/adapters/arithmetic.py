@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.sources.adapters._records import objects
 from pipeline.sources.readers import data_files, iter_table_records
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
@@ -29,13 +30,8 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     for path in data_files(raw_dir, (".jsonl", ".json", ".parquet")):
         rel = path.relative_to(raw_dir).as_posix()
-        for rec in iter_table_records(path):
-            origin = f"{rel}:{rec.line}"
-            if not rec.ok:
-                rows.bad(origin, rec.check, rec.reason, text=rec.raw)
-                continue
-            obj = rec.value if isinstance(rec.value, dict) else {}
-            key = f"{Path(rel).with_suffix('')}:{rec.line}"
+        for origin, line, obj in objects(iter_table_records(path), rel, rows):
+            key = f"{Path(rel).with_suffix('')}:{line}"
             for field, role in (("context", "human"), ("completion", "bot")):
                 value = obj.get(field)
                 if not isinstance(value, str):

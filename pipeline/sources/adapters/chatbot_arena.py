@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._messages import CONTEXT, add_messages
+from pipeline.sources.adapters._records import objects
 from pipeline.sources.readers import data_files, iter_table_records
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
@@ -38,13 +39,8 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     language = spec.options.get("language")
     for path in data_files(raw_dir, (".parquet", ".jsonl", ".json")):
         rel = path.relative_to(raw_dir).as_posix()
-        for rec in iter_table_records(path):
-            origin = f"{rel}:{rec.line}"
-            if not rec.ok:
-                rows.bad(origin, rec.check, rec.reason, text=rec.raw)
-                continue
-            obj = rec.value if isinstance(rec.value, dict) else {}
-            qid = obj.get("question_id") or f"{Path(rel).with_suffix('')}:{rec.line}"
+        for origin, line, obj in objects(iter_table_records(path), rel, rows):
+            qid = obj.get("question_id") or f"{Path(rel).with_suffix('')}:{line}"
             skip = _skip_reason(obj, language)
             for side in SIDES:
                 messages = obj.get(f"conversation_{side}")

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.sources.adapters._records import readable
 from pipeline.sources.readers import Record, data_files, data_name, iter_lines, iter_parquet
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
@@ -55,11 +56,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     for path in data_files(raw_dir, (".csv", ".parquet")):
         rel = path.relative_to(raw_dir).as_posix()
         is_csv = data_name(path).endswith(".csv")
-        for rec in _csv_records(path) if is_csv else iter_parquet(path):
-            origin = f"{rel}:{rec.line}"
-            if not rec.ok:
-                rows.bad(origin, rec.check, rec.reason, text=rec.raw)
-                continue
+        for origin, rec in readable(_csv_records(path) if is_csv else iter_parquet(path), rel, rows):
             r = rec.value
             conv, speaker, text = r.get("conv_id"), r.get("speaker_idx"), r.get("utterance")
             if not conv or speaker in (None, "") or text is None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.sources.adapters._records import objects
 from pipeline.sources.readers import data_files, iter_table_records
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
@@ -40,12 +41,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     origins: dict[int, str] = {}
     for path in data_files(raw_dir, (".parquet", ".jsonl", ".json")):
         rel = path.relative_to(raw_dir).as_posix()
-        for rec in iter_table_records(path):
-            origin = f"{rel}:{rec.line}"
-            if not rec.ok:
-                rows.bad(origin, rec.check, rec.reason, text=rec.raw)
-                continue
-            item = rec.value if isinstance(rec.value, dict) else {}
+        for origin, _, item in objects(iter_table_records(path), rel, rows):
             if not isinstance(item.get("id"), int) or isinstance(item.get("id"), bool):
                 rows.bad(origin, "missing_field", "item has no integer `id`")
                 continue

@@ -19,7 +19,8 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.sources.readers import data_files, iter_lines
+from pipeline.sources.adapters._records import read_each_file
+from pipeline.sources.readers import iter_lines
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -27,11 +28,7 @@ _MARKER = re.compile(r"<(human|bot|endoftext|\|endoftext\|)>", re.IGNORECASE)
 
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
-    rows = RawRows(spec.name, spec.licence, spec.commercial)
-    for path in data_files(raw_dir, (".txt",)):
-        rel = path.relative_to(raw_dir).as_posix()
-        read_file(path, rel, rows, key_prefix=f"{Path(rel).with_suffix('')}:")
-    return rows.frame()
+    return read_each_file(raw_dir, spec, (".txt",), read_file)
 
 
 class _Parser:

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.sources.adapters._records import readable
 from pipeline.sources.readers import Record, data_files, data_name, iter_table_records
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
@@ -77,11 +78,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         rel = path.relative_to(raw_dir).as_posix()
         if not data_name(path).endswith((".parquet", ".jsonl", ".json")):
             continue
-        for rec in iter_table_records(path):
-            origin = f"{rel}:{rec.line}"
-            if not rec.ok:
-                rows.bad(origin, rec.check, rec.reason, text=rec.raw)
-                continue
+        for origin, rec in readable(iter_table_records(path), rel, rows):
             for suffix, msg in _flatten(rec):
                 where = f"{origin}{'/' + suffix if suffix else ''}"
                 tree = msg.get("message_tree_id") if isinstance(msg, dict) else None

@@ -7,42 +7,24 @@ The conversation id is the record's `id` when it has one, else its line number.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from pipeline.sources.adapters._messages import CONTEXT, add_messages
-from pipeline.sources.readers import data_files, iter_json_records
+from pipeline.sources.adapters._messages import CONTEXT, read_message_file
+from pipeline.sources.adapters._records import read_each_file
 from pipeline.sources.registry import SourceSpec
-from pipeline.sources.rows import RawRows
 
 ROLE_MAP = {"user": "human", "assistant": "bot", "system": CONTEXT, "developer": CONTEXT}
 
 
+# read_file(path, rel, rows, key_prefix=""): one file (also how contrib reads this format)
+read_file = partial(
+    read_message_file, list_name="messages", role_field="role", text_field="content", role_map=ROLE_MAP
+)
+
+
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
-    rows = RawRows(spec.name, spec.licence, spec.commercial)
-    for path in data_files(raw_dir, (".jsonl", ".json")):
-        rel = path.relative_to(raw_dir).as_posix()
-        read_file(path, rel, rows, key_prefix=f"{Path(rel).with_suffix('')}:")
-    return rows.frame()
-
-
-def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str = "") -> None:
-    for rec in iter_json_records(path):
-        origin = f"{rel}:{rec.line}"
-        if not rec.ok:
-            rows.bad(origin, rec.check, rec.reason, text=rec.raw)
-            continue
-        obj = rec.value if isinstance(rec.value, dict) else {}
-        key = f"{key_prefix}{obj.get('id', rec.line)}"
-        add_messages(
-            rows,
-            key,
-            origin,
-            obj.get("messages"),
-            role_field="role",
-            text_field="content",
-            role_map=ROLE_MAP,
-            list_name="messages",
-        )
+    return read_each_file(raw_dir, spec, (".jsonl", ".json"), read_file)

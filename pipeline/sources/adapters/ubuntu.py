@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.sources.adapters._records import readable
 from pipeline.sources.readers import data_files, iter_csv
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
@@ -59,11 +60,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     for path in data_files(raw_dir, (".csv",)):
         rel = path.relative_to(raw_dir).as_posix()
-        for rec in iter_csv(path):
-            origin = f"{rel}:{rec.line}"
-            if not rec.ok:
-                rows.bad(origin, rec.check, rec.reason, text=rec.raw)
-                continue
+        for origin, rec in readable(iter_csv(path), rel, rows):
             r = rec.value
             if "Context" in r:
                 _read_v2(rows, origin, f"{Path(rel).with_suffix('')}:{rec.line}", r)

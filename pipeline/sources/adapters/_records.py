@@ -1,0 +1,49 @@
+"""The loops adapters share: over a raw folder's data files, and over one file's records.
+
+Kept here so that every adapter quarantines an unreadable record the same way (origin
+`file:line`, the reader's check and reason, the raw text) and names its conversations alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.sources.readers import Record, data_files
+from pipeline.sources.registry import SourceSpec
+from pipeline.sources.rows import RawRows
+
+# read_file(path, rel, rows, key_prefix=...): one file's rows into `rows` (also used by contrib).
+FileReader = Callable[..., None]
+
+
+def read_each_file(
+    raw_dir: Path, spec: SourceSpec, suffixes: tuple[str, ...], read_file: FileReader
+) -> pl.DataFrame:
+    """`read_file` over every data file with these suffixes; conversation keys are prefixed by
+    the file's path without its suffix (`train/chat:`), so keys of different files never collide."""
+    rows = RawRows(spec.name, spec.licence, spec.commercial)
+    for path in data_files(raw_dir, suffixes):
+        rel = path.relative_to(raw_dir).as_posix()
+        read_file(path, rel, rows, key_prefix=f"{Path(rel).with_suffix('')}:")
+    return rows.frame()
+
+
+def readable(records: Iterable[Record], rel: str, rows: RawRows) -> Iterator[tuple[str, Record]]:
+    """Each readable record with its origin `rel:line`; an unreadable one is quarantined on the way."""
+    for rec in records:
+        origin = f"{rel}:{rec.line}"
+        if not rec.ok:
+            rows.bad(origin, rec.check, rec.reason, text=rec.raw)
+            continue
+        yield origin, rec
+
+
+def objects(records: Iterable[Record], rel: str, rows: RawRows) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """`readable` for JSON/parquet records as (origin, line, object); a value that is not an object
+    reads as {} so that the adapter reports its fields as missing rather than crashing."""
+    for origin, rec in readable(records, rel, rows):
+        yield origin, rec.line, rec.value if isinstance(rec.value, dict) else {}
