@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.model import GPT
+from pipeline.model import GPT, masked_token_losses
 
 
 @dataclass
@@ -28,7 +28,11 @@ class LossReport:
 
 @torch.no_grad()
 def bot_token_loss(model: GPT, split_dir: str | Path, batch_size: int, max_batches: int) -> LossReport:
-    """Mean cross-entropy over bot tokens (loss mask 1) of up to `max_batches` validation batches."""
+    """Mean cross-entropy over bot tokens (loss mask 1) of up to `max_batches` validation batches.
+
+    Only the bot positions are projected to the vocabulary (masked_token_losses), so no full
+    (batch, block, vocab) logits tensor is ever built.
+    """
     from pipeline.shards import TokenShards
 
     shards = TokenShards(split_dir)
@@ -39,14 +43,10 @@ def bot_token_loss(model: GPT, split_dir: str | Path, batch_size: int, max_batch
     for i, (x, y, m) in enumerate(tqdm(batches, total=max_batches, desc="val loss", leave=False)):
         if i >= max_batches:
             break
-        x_t, y_t = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-        m_t = torch.from_numpy(m).to(device).float()
-        logits = model.logits_all(x_t)
-        ce = torch.nn.functional.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), y_t.view(-1), reduction="none"
-        )
-        total += float((ce * m_t.view(-1)).sum())
-        count += int(m_t.sum())
+        x_t, y_t, m_t = (torch.from_numpy(a).to(device) for a in (x, y, m))
+        losses = masked_token_losses(model, model.hidden(x_t), y_t, m_t)
+        total += float(losses.sum())
+        count += losses.numel()
         windows += x.shape[0]
     loss = total / count if count else float("nan")
     return LossReport(

@@ -203,6 +203,22 @@ class GPT(nn.Module):
             n -= self.transformer.wpe.weight.numel()
         return n
 
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (B, T, n_embd), after ln_f, for a whole sequence without a cache.
+
+        The one copy of the plain forward loop: forward, logits_all and the training loss
+        (which projects only the masked positions, see masked_token_losses) all start here.
+        Dropout follows the module's training mode.
+        """
+        n = idx.size(1)
+        if n > self.config.block_size:
+            raise ValueError(f"sequence of {n} tokens exceeds block_size {self.config.block_size}")
+        pos = torch.arange(0, n, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        return self.transformer.ln_f(x)
+
     def forward(
         self,
         idx: torch.Tensor,
@@ -218,12 +234,7 @@ class GPT(nn.Module):
         """
         B, T = idx.shape
         if cache is None:
-            if idx.size(1) > self.config.block_size:
-                raise ValueError(f"sequence of {T} tokens exceeds block_size {self.config.block_size}")
-            pos = torch.arange(0, T, dtype=torch.long, device=idx.device)
-            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-            for block in self.transformer.h:
-                x = block(x)
+            x = self.hidden(idx)
         else:
             start = cache.pos
             if start + T > cache.max_len:
@@ -242,7 +253,7 @@ class GPT(nn.Module):
             for block in self.transformer.h:
                 x = block(x, step)
             cache.advance(T)
-        x = self.transformer.ln_f(x)
+            x = self.transformer.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
@@ -273,12 +284,7 @@ class GPT(nn.Module):
     @torch.no_grad()
     def logits_all(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits at every position (for evaluation and equivalence tests)."""
-        B, T = idx.shape
-        pos = torch.arange(T, device=idx.device)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
-        for block in self.transformer.h:
-            x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))
+        return self.lm_head(self.hidden(idx))
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token (PaLM appendix B: 6N + 12·L·H·Q·T)."""
@@ -296,3 +302,18 @@ def masked_cross_entropy(
         return losses.mean()
     m = loss_mask.view(-1).to(losses.dtype)
     return (losses * m).sum() / m.sum().clamp(min=1.0)
+
+
+def masked_token_losses(
+    model: GPT, hidden: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy (float32, one per position) at the positions where loss_mask is nonzero, in order.
+
+    Only those positions go through the vocabulary projection (about half of a chat window are bot
+    tokens, and the projection dominates a small model's cost). The number of positions depends on
+    the data, so this is for eager runs; compiled ones use masked_cross_entropy on static shapes.
+    `hidden` is GPT.hidden's output; an all-zero mask gives an empty tensor.
+    """
+    where = loss_mask.reshape(-1).nonzero().squeeze(1)
+    logits = model.lm_head(hidden.reshape(-1, hidden.size(-1)).index_select(0, where))
+    return F.cross_entropy(logits.float(), targets.reshape(-1).index_select(0, where), reduction="none")

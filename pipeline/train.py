@@ -46,13 +46,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from pipeline import atomic, checkpoint, device, hf
 from pipeline.lr import lr_at
-from pipeline.model import GPT, GPTConfig
+from pipeline.model import GPT, GPTConfig, masked_token_losses
 from pipeline.optim import make_optimizer
 from pipeline.tokenizer import PADDED_VOCAB
 
@@ -532,17 +531,11 @@ class MaskedLM(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not self.gather:
             return self.gpt(idx, targets, mask)[1]
-        t = self.gpt.transformer
-        pos = torch.arange(idx.size(1), device=idx.device)
-        x = t.drop(t.wte(idx) + t.wpe(pos))
-        for block in t.h:
-            x = block(x)
-        x = t.ln_f(x)
-        where = mask.reshape(-1).nonzero().squeeze(1)
-        if where.numel() == 0:
+        x = self.gpt.hidden(idx)
+        losses = masked_token_losses(self.gpt, x, targets, mask)
+        if losses.numel() == 0:
             return x.sum() * 0.0  # no loss token in this micro-batch: zero loss, graph intact
-        logits = self.gpt.lm_head(x.reshape(-1, x.size(-1)).index_select(0, where))
-        return F.cross_entropy(logits.float(), targets.reshape(-1).index_select(0, where))
+        return losses.mean()
 
 
 def wrap_model(model: GPT, cfg: TrainConfig, rt: Runtime) -> tuple[nn.Module, nn.Module]:

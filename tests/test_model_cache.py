@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_engine_support import tiny_gpt
+from test_engine_support import TINY, tiny_gpt
 
-from pipeline.model import KVCache, masked_cross_entropy
+from pipeline.model import GPT, GPTConfig, KVCache, masked_cross_entropy, masked_token_losses
 
 
 def test_chunked_prefill_and_decode_match_full_forward() -> None:
@@ -51,3 +51,41 @@ def test_training_forward_unchanged() -> None:
     torch.testing.assert_close(loss, masked_cross_entropy(logits, y, m))
     loss.backward()  # gradients flow through the uncached path
     assert model.transformer.wte.weight.grad is not None
+
+
+def test_hidden_is_the_forward_loop_and_honours_dropout() -> None:
+    model = tiny_gpt(seed=3)
+    x = torch.randint(0, 50000, (2, 12), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        h = model.hidden(x)
+        assert h.shape == (2, 12, model.config.n_embd)
+        torch.testing.assert_close(model.lm_head(h), model.logits_all(x))
+        torch.testing.assert_close(model.lm_head(h[:, [-1]]), model(x)[0])  # inference: last position
+    with pytest.raises(ValueError, match="block_size"):
+        model.hidden(torch.zeros(1, model.config.block_size + 1, dtype=torch.long))
+    torch.manual_seed(5)
+    dropped = GPT(GPTConfig(**TINY, dropout=0.5)).train()
+    with torch.no_grad():
+        assert not torch.equal(dropped.hidden(x), dropped.hidden(x))  # training mode: dropout active
+        dropped.eval()
+        torch.testing.assert_close(dropped.hidden(x), dropped.hidden(x))  # eval mode: deterministic
+
+
+def test_masked_token_losses_match_full_masked_cross_entropy() -> None:
+    model = tiny_gpt(seed=4)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 50000, (3, 10), generator=g)
+    y = torch.randint(0, 50000, (3, 10), generator=g)
+    m = (torch.rand(3, 10, generator=g) < 0.4).to(torch.uint8)
+    with torch.no_grad():
+        h = model.hidden(x)
+        losses = masked_token_losses(model, h, y, m)
+        full = torch.nn.functional.cross_entropy(
+            model.lm_head(h).flatten(0, 1), y.flatten(), reduction="none"
+        )
+    assert losses.dtype == torch.float32 and losses.numel() == int(m.sum())
+    torch.testing.assert_close(losses, full[m.flatten().bool()], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        losses.mean(), masked_cross_entropy(model.lm_head(h), y, m), atol=1e-5, rtol=1e-5
+    )
+    assert masked_token_losses(model, h, y, torch.zeros_like(m)).numel() == 0

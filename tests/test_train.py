@@ -172,6 +172,28 @@ def test_gathered_masked_loss_equals_full_masked_loss() -> None:
     assert zero.item() == 0.0 and zero.requires_grad
 
 
+def test_eval_bot_token_loss_equals_full_logits_masked_loss(tokens: Path) -> None:
+    """pipeline.evaluate projects only bot positions; it must equal the full-logits masked mean."""
+    from pipeline.evaluate import bot_token_loss
+    from pipeline.shards import TokenShards
+
+    torch.manual_seed(1)
+    gpt = GPT(GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    report = bot_token_loss(gpt, tokens / "val", batch_size=4, max_batches=3)
+    total, count = 0.0, 0
+    batches = TokenShards(tokens / "val").iter_eval_batches(4, 32)
+    for _, (x, y, m) in zip(range(3), batches, strict=False):
+        logits = gpt.logits_all(torch.from_numpy(x))
+        ce = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), torch.from_numpy(y).long().flatten(), reduction="none"
+        )
+        total += float((ce * torch.from_numpy(m).flatten().float()).sum())
+        count += int(m.sum())
+    assert report.tokens == count > 0 and report.windows == 12
+    assert report.loss == pytest.approx(total / count, rel=1e-5)
+    assert report.perplexity == pytest.approx(math.exp(total / count), rel=1e-5)
+
+
 # ---------------------------------------------------------------- a whole run
 
 
