@@ -478,3 +478,27 @@ def test_min_turns_param() -> None:
     short = result.quarantine.filter(pl.col("check") == "min_turns")
     assert sorted(set(short["conversation_id"])) == ["openai:fixture:1", "openai:fixture:3"]
     assert "needs at least 3" in short["reason"][0]
+
+
+def test_unclosed_turn_is_quarantined_and_cuts_its_conversation(tmp_path: Path) -> None:
+    """A broken turn (no <endOfText>) never swallows the next marker into its text."""
+    (tmp_path / "f.txt").write_text(
+        "<human> hi <endOfText>\n<bot> hello <endOfText>\n<human> ok\n<bot> lost <endOfText>\n"
+        "\n<human> next <endOfText>\n<bot> fine <endOfText>\n<human> dangling"
+    )
+    result = normalize_rows(
+        get_adapter("nanochatgpt")(tmp_path, _spec("nanochatgpt"), {}), max_turn_chars=150
+    )
+    assert _by_conversation(result.turns) == {
+        "nanochatgpt:f:1": ["hi", "hello"],
+        "nanochatgpt:f:6": ["next", "fine"],
+    }
+    q = result.quarantine
+    unclosed = q.filter(pl.col("check") == "turn_unclosed")
+    assert sorted(unclosed["origin"]) == ["f.txt:3", "f.txt:8"]
+    assert all("not closed by <endOfText>" in r for r in unclosed["reason"])
+    assert "<bot>" not in "".join(result.turns["text"])
+    report = result.report
+    assert report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] + sum(
+        report["rows_filtered"].values()
+    )

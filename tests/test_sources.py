@@ -450,3 +450,11 @@ def test_stage_failure_is_one_line_and_writes_nothing(root: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "oasst1" in lines[0] and "local_path" in lines[0], proc.stderr
     assert not (root / "data" / "raw").exists() or not any((root / "data" / "raw").iterdir())
+
+
+def test_empty_contrib_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    _contrib(tmp_path, "empty.txt", "\n  \n", {"licence": "CC0-1.0", "commercial": True, "description": "x"})
+    with pytest.raises(SourceError) as err:
+        scan_contrib(tmp_path)
+    msg = str(err.value)
+    assert "empty.txt" in msg and "empty" in msg and "\n" not in msg

@@ -227,6 +227,8 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
                 f"{shown(path)}: no sidecar; add {shown(path.with_suffix('.yaml'))} with `licence:` (SPDX id or unknown), "
                 "`commercial:` (true/false) and `description:` (see CONTRIBUTING.md)"
             )
+        if not path.read_bytes().strip():
+            raise SourceError(f"{shown(path)}: the file is empty; add conversations to it or remove it")
         files.append(parse_sidecar(path, sidecar))
     return files
 

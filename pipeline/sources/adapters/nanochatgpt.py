@@ -3,9 +3,10 @@
 Markers are matched case-insensitively, so the seed's `<Bot>` and `<endOftext>` spellings work.
 Conversation boundaries: a blank line, a `<|endoftext|>` separator, or the end of the file.
 Within a conversation:
-  * a turn starts at `<human>`/`<bot>` and ends at `<endOfText>`, at the next marker, or at a
-    blank line; a turn may span several lines (its lines are joined with a newline), so files
-    written with one turn per line and files with one rendered conversation per line both read;
+  * a turn starts at `<human>`/`<bot>` and ends at `<endOfText>`; it may span several lines (its
+    lines are joined with a newline), so files written with one turn per line and files with one
+    rendered conversation per line both read. A turn cut short by the next marker, a blank line or
+    the end of the file is a broken turn: quarantined (`turn_unclosed`), which cuts its conversation;
   * consecutive turns of one role merge (normalize), a leading `<bot>` turn is quarantined;
   * text outside any turn is quarantined (`format`), as is a line that is not valid UTF-8.
 The conversation id is the file's line number where the conversation starts.
@@ -44,14 +45,21 @@ class _Parser:
             self.conv = f"{self.key_prefix}{line}"
         return self.conv
 
-    def close_turn(self) -> None:
-        if self.turn is not None:
-            role, line, parts = self.turn
-            self.rows.add(self.conv, "".join(parts), f"{self.rel}:{line}", role=role)
-            self.turn = None
+    def close_turn(self, closed: bool = True) -> None:
+        """Emit the open turn; `closed` is False when no <endOfText> ended it (a broken turn)."""
+        if self.turn is None:
+            return
+        role, line, parts = self.turn
+        self.turn = None
+        origin = f"{self.rel}:{line}"
+        if closed:
+            self.rows.add(self.conv, "".join(parts), origin, role=role)
+        else:
+            reason = f"<{role}> turn not closed by <endOfText>"
+            self.rows.bad(origin, "turn_unclosed", reason, conv_key=self.conv, text="".join(parts), role=role)
 
     def end_conversation(self) -> None:
-        self.close_turn()
+        self.close_turn(closed=False)
         self.conv = None
 
     def text(self, chunk: str, line: int) -> None:
@@ -75,7 +83,7 @@ class _Parser:
             self.text(text[pos : m.start()], n)
             tag = m.group(1).lower()
             if tag in ("human", "bot"):
-                self.close_turn()
+                self.close_turn(closed=False)
                 self.turn = (tag, n, [])
                 self.key(n)
             elif tag == "endoftext":
@@ -94,6 +102,6 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str = "") -> None
         if rec.ok:
             parser.line(rec.value, rec.line)
         else:
-            parser.close_turn()
+            parser.close_turn(closed=False)
             rows.bad(f"{rel}:{rec.line}", rec.check, rec.reason, conv_key=parser.key(rec.line), text=rec.raw)
     parser.end_conversation()
