@@ -4,8 +4,10 @@
   pipeline.model.KVCache); each row computes exactly what it would alone.
 - On CUDA the decode step is captured once per (batch size, cache length) in a CUDA graph and
   replayed, which removes the per-kernel launch cost that dominates small-batch decoding. Cache
-  lengths are rounded up to a bucket so that a chat of varying lengths reuses a few graphs. On CPU
-  (or if capture fails) the same step runs eagerly.
+  lengths are rounded up to a bucket so that a chat of varying lengths reuses a few graphs. If
+  capture fails the same static step runs eagerly. On CPU the step attends only over the filled
+  slots and multiplies by the fp32 weights through oneDNN (see GPT.decode_step), since a
+  one-token step there is bound by reading the weights.
 - The next step is launched before the host reads the sampled tokens back, so stop checks and
   detokenisation on the CPU overlap the GPU's work.
 - A row stops at any special token (<|endoftext|>, <human>, <bot>, <endOfText>: none is ever

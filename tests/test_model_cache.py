@@ -28,6 +28,33 @@ def test_chunked_prefill_and_decode_match_full_forward() -> None:
         torch.testing.assert_close(s, ref[:, 20 + i], atol=1e-4, rtol=1e-4)
 
 
+def test_decode_paths_agree_static_dynamic_and_without_onednn() -> None:
+    """The CPU path (filled slots only, oneDNN products) equals the static path a CUDA graph captures
+    (every slot, masked) and the plain-module path (grad mode), for padded and unpadded batches."""
+    model = tiny_gpt(seed=4)
+    ids = torch.randint(0, 50000, (2, 12), generator=torch.Generator().manual_seed(3))
+    for pad in ([0, 0], [5, 0]):
+        outs = {}
+        for name, static, grad in (
+            ("dynamic", False, False),
+            ("static", True, False),
+            ("module", False, True),
+        ):
+            cache = KVCache(model.config, 2, 40, "cpu", torch.float32)
+            cache.reset(pad)
+            with torch.no_grad():
+                model(ids[:, :8], cache=cache)
+            steps = []
+            for t in range(8, 12):
+                with torch.set_grad_enabled(grad):
+                    steps.append(model.decode_step(ids[:, t : t + 1], cache, static=static).detach())
+                cache.advance()
+            outs[name] = torch.stack(steps)
+        torch.testing.assert_close(outs["dynamic"], outs["static"], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(outs["dynamic"], outs["module"], atol=1e-4, rtol=1e-4)
+        assert outs["dynamic"].abs().max() > 0.1  # the comparison is of real logits
+
+
 def test_cache_limits_are_enforced() -> None:
     model = tiny_gpt()
     with pytest.raises(ValueError, match="block_size"):
