@@ -131,69 +131,39 @@ def frame_rules() -> list[tuple[str, pl.Expr, str]]:
     ]
 
 
-def _frame_ok(data: pa.PolarsData, name: str) -> pl.LazyFrame:
-    """One frame rule, broadcast to every row of each conversation (pandera wants a row mask)."""
-    expr = next(ok for check, ok, _ in frame_rules() if check == name)
-    return data.lazyframe.select(expr.over("conversation_id").alias("ok"))
+def _frame_check(name: str, ok: pl.Expr) -> pa.Check:
+    """A frame rule as a pandera check, broadcast to every row of each conversation (pandera wants a row mask)."""
+    return pa.Check(lambda data: data.lazyframe.select(ok.over("conversation_id").alias("ok")), name=name)
 
 
-def _row_ok(data: pa.PolarsData, name: str) -> pl.LazyFrame:
-    expr = next(bad for check, bad, _ in row_violations() if check == name)
-    return data.lazyframe.select((~expr).fill_null(False).alias("ok"))
+def _row_check(name: str, bad: pl.Expr) -> pa.Check:
+    return pa.Check(lambda data: data.lazyframe.select((~bad).fill_null(False).alias("ok")), name=name)
 
 
-class TurnSchema(pa.DataFrameModel):
-    """Every rule of the turn table; used as the last gate before a table is written."""
+# Row rules that the column definitions below do not already express.
+_EXTRA_ROW_CHECKS = ("text_no_control_chars", "text_stripped", "text_nfc")
 
-    conversation_id: str = pa.Field(str_length={"min_value": 1})
-    turn: pl.Int32 = pa.Field(ge=0)
-    role: str = pa.Field(isin=list(ROLES))
-    text: str = pa.Field(str_length={"min_value": 1, "max_value": MAX_TURN_CHARS})
-    source: str = pa.Field(str_length={"min_value": 1})
-    licence: str = pa.Field(str_length={"min_value": 1})
-    commercial: bool
-    context: str = pa.Field(nullable=True)
-
-    class Config:
-        strict = True
-        coerce = False
-        unique = ["conversation_id", "turn"]
-
-    @pa.dataframe_check(name="text_no_control_chars")
-    def _no_control(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _row_ok(data, "text_no_control_chars")
-
-    @pa.dataframe_check(name="text_stripped")
-    def _stripped(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _row_ok(data, "text_stripped")
-
-    @pa.dataframe_check(name="text_nfc")
-    def _nfc(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _row_ok(data, "text_nfc")
-
-    @pa.dataframe_check(name="turn_unique")
-    def _unique(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _frame_ok(data, "turn_unique")
-
-    @pa.dataframe_check(name="turns_contiguous")
-    def _contiguous(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _frame_ok(data, "turns_contiguous")
-
-    @pa.dataframe_check(name="first_turn_human")
-    def _first_human(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _frame_ok(data, "first_turn_human")
-
-    @pa.dataframe_check(name="roles_alternate")
-    def _alternate(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _frame_ok(data, "roles_alternate")
-
-    @pa.dataframe_check(name="has_bot_turn")
-    def _has_bot(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _frame_ok(data, "has_bot_turn")
-
-    @pa.dataframe_check(name="conversation_consistent")
-    def _consistent(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _frame_ok(data, "conversation_consistent")
+# Every rule of the turn table; the last gate before a table is written. Column types and simple
+# bounds live on the columns; the other row rules and every frame rule reuse the expressions of
+# `row_violations` / `frame_rules`, so the quarantine and the gate cannot drift apart.
+TurnSchema = pa.DataFrameSchema(
+    columns={
+        "conversation_id": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+        "turn": pa.Column(pl.Int32, pa.Check.ge(0)),
+        "role": pa.Column(pl.String, pa.Check.isin(list(ROLES))),
+        "text": pa.Column(pl.String, pa.Check.str_length(min_value=1, max_value=MAX_TURN_CHARS)),
+        "source": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+        "licence": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+        "commercial": pa.Column(pl.Boolean),
+        "context": pa.Column(pl.String, nullable=True),
+    },
+    checks=[_row_check(name, bad) for name, bad, _ in row_violations() if name in _EXTRA_ROW_CHECKS]
+    + [_frame_check(name, ok) for name, ok, _ in frame_rules()],
+    name="TurnSchema",
+    strict=True,
+    coerce=False,
+    unique=["conversation_id", "turn"],
+)
 
 
 def validate(df: pl.DataFrame) -> pl.DataFrame:
