@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import sha256_file
-from pipeline.tokenizer import ENDOFTEXT_ID, N_VOCAB, TOKEN_DTYPE
+from pipeline.tokenizer import ENDOFTEXT_ID, HUMAN_ID, N_VOCAB, TOKEN_DTYPE
 
 MASK_DTYPE = np.dtype(np.uint8)
 STARTS_DTYPE = np.dtype("<i8")
@@ -263,6 +263,10 @@ class TokenShards:
         self._conv_offsets = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
         self.n_conversations = int(self._conv_offsets[-1])
         self.n_tokens = sum(s.n_tokens for s in self.shards)
+        self._token_offsets = np.concatenate(
+            ([0], np.cumsum([s.n_tokens for s in self.shards], dtype=np.int64))
+        )
+        self._turn_starts: list[np.ndarray] | None = None  # built on the first turn-aligned draw
 
     def __repr__(self) -> str:
         return (
@@ -297,19 +301,29 @@ class TokenShards:
         )
 
     def sample_batch(
-        self, batch_size: int, block_size: int, rng: np.random.Generator
+        self, batch_size: int, block_size: int, rng: np.random.Generator, align: str = "conversation"
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, mask), each (batch_size, block_size): int64, int64, uint8.
 
-        Every row starts at a conversation start drawn uniformly (one `rng.integers` call, so a
-        saved generator state replays the stream) and packs block_size+1 tokens, running on into
-        the following conversations of the same shard; past the shard end it pads with
-        <|endoftext|> and mask 0. x = w[:-1], y = w[1:], mask = m[1:] (the mask of each target).
+        align="conversation": every row starts at a conversation start drawn uniformly.
+        align="turn": a token is drawn uniformly over the split and the row starts at the start of
+        the human turn (or conversation) holding it, so windows still begin on a boundary but cover
+        every part of conversations longer than block_size, weighted by length (what short
+        training windows need: aligned to conversations only, they would never see a long
+        conversation's later turns).
+        Either way one `rng.integers` call per batch, so a saved generator state replays the
+        stream; a row packs block_size+1 tokens, running on into the following conversations of the
+        same shard; past the shard end it pads with <|endoftext|> and mask 0.
+        x = w[:-1], y = w[1:], mask = m[1:] (the mask of each target).
         """
         if self.n_conversations == 0:
             raise ValueError(f"{self.split_dir}: no conversations to sample from")
         if batch_size < 1 or block_size < 1:
             raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
+        if align == "turn":
+            return self._batch(self._turn_aligned_starts(batch_size, rng), block_size)
+        if align != "conversation":
+            raise ValueError(f"align must be 'conversation' or 'turn', got {align!r}")
         picks = rng.integers(0, self.n_conversations, size=batch_size)
         shard_of = np.searchsorted(self._conv_offsets, picks, side="right") - 1
         rows = []
@@ -317,6 +331,22 @@ class TokenShards:
             shard = self.shards[s]
             rows.append((shard, int(shard.starts[j - self._conv_offsets[s]])))
         return self._batch(rows, block_size)
+
+    def _turn_aligned_starts(self, batch_size: int, rng: np.random.Generator) -> list[tuple[Shard, int]]:
+        if self._turn_starts is None:
+            # Positions of every <|endoftext|> (conversation start) and <human> (turn start) token:
+            # one pass over each shard, kept as int64 offsets (a few bytes per turn).
+            self._turn_starts = [
+                np.flatnonzero((s.tokens == ENDOFTEXT_ID) | (s.tokens == HUMAN_ID)) for s in self.shards
+            ]
+        picks = rng.integers(0, self.n_tokens, size=batch_size)
+        shard_of = np.searchsorted(self._token_offsets, picks, side="right") - 1
+        rows = []
+        for p, s in zip(picks.tolist(), shard_of.tolist(), strict=True):
+            starts = self._turn_starts[s]
+            i = int(np.searchsorted(starts, p - self._token_offsets[s], side="right")) - 1
+            rows.append((self.shards[s], int(starts[max(i, 0)])))
+        return rows
 
     def iter_eval_batches(
         self, batch_size: int, block_size: int

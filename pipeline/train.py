@@ -71,6 +71,9 @@ class TrainConfig:
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 256  # training window; may be shorter than a pretrained model's context
+    # where windows start: "turn" (token-weighted, at a human-turn or conversation boundary: covers
+    # long conversations) or "conversation" (each conversation's start, uniformly)
+    window_align: str = "turn"
     dropout: float = 0.0
     # batch and schedule
     batch_size: int = 16  # windows per micro-batch per process
@@ -127,6 +130,7 @@ class TrainConfig:
             (self.log_interval > 0, "log_interval must be > 0"),
             (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
             (self.dtype in device.DTYPES, f"dtype must be one of {sorted(device.DTYPES)}"),
+            (self.window_align in ("turn", "conversation"), "window_align must be turn or conversation"),
         ]
         for ok, rule in checks:
             if not ok:
@@ -285,7 +289,9 @@ class GlobalBatches:
     def next(self) -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], float]:
         """This rank's micro-batches (x, y, mask on the device) and the global count of loss tokens."""
         b = self.cfg.batch_size
-        x, y, m = self.shards.sample_batch(b * self.cfg.grad_accum, self.cfg.block_size, self.rng)
+        x, y, m = self.shards.sample_batch(
+            b * self.cfg.grad_accum, self.cfg.block_size, self.rng, align=self.cfg.window_align
+        )
         n_total = float(np.asarray(m, dtype=np.int64).sum())
         first = self.rt.dist.rank * self.local_accum * b
         micro = [

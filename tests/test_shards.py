@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.encode import tokenize_dataset
 from pipeline.shards import ShardWriter, TokenShards, verify_variant
-from pipeline.tokenizer import ENDOFTEXT_ID, decode, encode_conversations, render
+from pipeline.tokenizer import ENDOFTEXT_ID, HUMAN_ID, decode, encode_conversations, render
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = [
@@ -446,3 +446,16 @@ def test_stage_command(tmp_path: Path) -> None:
     assert meta["splits"]["val"]["n_conversations"] == 5
     bad = subprocess.run([*cmd[:-1], "../x"], env=env, cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "plain name" in bad.stderr
+
+
+def test_turn_aligned_windows_start_on_boundaries_and_reach_late_turns(shard_dir) -> None:
+    """align="turn": every row starts at <|endoftext|> or <human>, and starts past a conversation's
+    first window are drawn too (conversation alignment never reaches them)."""
+    shards = TokenShards(shard_dir[0])
+    x, _, _ = shards.sample_batch(400, 8, np.random.default_rng(5), align="turn")
+    assert set(x[:, 0].tolist()) <= {ENDOFTEXT_ID, HUMAN_ID}
+    assert HUMAN_ID in x[:, 0]  # some windows start mid-conversation, at a human turn
+    again, _, _ = shards.sample_batch(400, 8, np.random.default_rng(5), align="turn")
+    assert (x == again).all()
+    with pytest.raises(ValueError, match="align"):
+        shards.sample_batch(2, 8, np.random.default_rng(5), align="token")
