@@ -99,23 +99,20 @@ def run_case(case: Case, steps: int, warmup: int) -> Result:
         micro = [(x[:, :-1].contiguous().to(dev), x[:, 1:].contiguous().to(dev), m.to(dev))]
         return micro, float(m.sum())
 
-    def sync() -> None:
+    batches = [batch() for _ in range(4)]
+
+    def timed_steps(count: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> float:
+        """Seconds for `count` training steps, the device drained before the clock stops."""
+        t0 = time.perf_counter()
+        for i in range(count):
+            micro, n = batches[i % len(batches)]
+            train_step(module, optimizer, scaler, micro, n, 3e-4, cfg, rt)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
+        return time.perf_counter() - t0
 
-    batches = [batch() for _ in range(4)]
-    t0 = time.perf_counter()
-    for i in range(warmup):
-        micro, n = batches[i % len(batches)]
-        train_step(module, optimizer, scaler, micro, n, 3e-4, cfg, rt)
-    sync()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for i in range(steps):
-        micro, n = batches[i % len(batches)]
-        train_step(module, optimizer, scaler, micro, n, 3e-4, cfg, rt)
-    sync()
-    dt = time.perf_counter() - t0
+    compile_s = timed_steps(warmup, module, optimizer)  # includes torch.compile's first compilation
+    dt = timed_steps(steps, module, optimizer)
     n_params = gpt.num_params()
     tok_s = case.batch * case.block * steps / dt
     peak = device.peak_flops(dev)
