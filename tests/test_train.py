@@ -132,6 +132,14 @@ def test_unknown_profile_or_key_is_refused() -> None:
         TrainConfig.from_params({**base, "profiles": {"p": {"max_iter": 3}}})
     with pytest.raises(ValueError, match="min_lr"):
         TrainConfig(lr=1e-3, min_lr=1e-2).validated()
+    with pytest.raises(ValueError, match="loss_head"):
+        TrainConfig(loss_head="sparse").validated()
+
+
+def test_loss_head_auto_gathers_unless_compiled() -> None:
+    assert TrainConfig(compile=False).gather_loss and not TrainConfig(compile=True).gather_loss
+    assert TrainConfig(compile=True, loss_head="gathered").gather_loss
+    assert not TrainConfig(compile=False, loss_head="full").gather_loss
 
 
 def test_lr_warms_up_then_decays_to_min_lr() -> None:
@@ -170,6 +178,38 @@ def test_gathered_masked_loss_equals_full_masked_loss() -> None:
     assert MaskedLM(gpt, gather=True)(x, y2, m).item() == pytest.approx(gathered.item())
     zero = MaskedLM(gpt, gather=True)(x, y, torch.zeros_like(m))
     assert zero.item() == 0.0 and zero.requires_grad
+
+
+def test_compiled_loss_heads_match_eager_loss_and_gradients() -> None:
+    """What CUDA runs with `compile: true`, checked on CPU: the full head compiles as one graph
+    (fullgraph: no break), the gathered head compiles around its data-dependent gather, and both
+    give eager's loss and gradients, also when the number of loss positions changes."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(block_size=16, vocab_size=256, n_layer=2, n_head=2, n_embd=16))
+    x = torch.randint(0, 256, (3, 16))
+    y = torch.randint(0, 256, (3, 16))
+    masks = [(torch.rand(3, 16) < p).long() for p in (0.4, 0.7)]
+    assert masks[0].sum() != masks[1].sum()
+
+    def loss_and_grads(module: torch.nn.Module, m: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        gpt.zero_grad(set_to_none=True)
+        loss = module(x, y, m)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in gpt.parameters()]
+
+    try:
+        for gather in (False, True):
+            compiled = torch.compile(MaskedLM(gpt, gather=gather), fullgraph=not gather)
+            for m in masks:
+                want_loss, want_grads = loss_and_grads(MaskedLM(gpt, gather=False), m)
+                got_loss, got_grads = loss_and_grads(compiled, m)
+                torch.testing.assert_close(got_loss, want_loss, atol=1e-5, rtol=1e-5)
+                for got, want in zip(got_grads, want_grads, strict=True):
+                    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    finally:
+        torch._dynamo.reset()
 
 
 def test_eval_bot_token_loss_equals_full_logits_masked_loss(tokens: Path) -> None:
