@@ -3,7 +3,9 @@
 A GPT-2-sized model with random weights (speed does not depend on the weights), a 32-token
 prompt and 128 new tokens, greedy, no stops (every row makes all 128 tokens). The naive generate
 is nanoGPT's: one full forward over the growing sequence per new token. Both run in the same
-process on the same model. Prints one table row per batch size.
+process on the same model. Prints one table row per batch size and engine variant; on CUDA the
+batch sizes of --compile-batch-sizes (default 1) also run with the decode step compiled
+(Engine(compile_decode=True), its compilation counted in "first run s").
 
     python benchmarks/decode.py                                   # gpt2-medium, batch 1 and 16
     python benchmarks/decode.py --model gpt2 --device cpu --batch-sizes 1
@@ -72,10 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-naive", action="store_true", help="skip the naive generate")
     p.add_argument("--no-graphs", action="store_true", help="decode eagerly on CUDA too")
+    p.add_argument(
+        "--compile-batch-sizes",
+        default=None,
+        help="batch sizes also run with a compiled decode step (default: 1 on CUDA, none on CPU)",
+    )
     args = p.parse_args(argv)
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    batch_sizes = _ints(args.batch_sizes)
 
     device = resolve_device(args.device)
+    compile_sizes = _ints(args.compile_batch_sizes or ("1" if device.type == "cuda" else ""))
     if args.dtype == "auto":
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if cuda_bf16 else torch.float32
@@ -86,42 +94,58 @@ def main(argv: list[str] | None = None) -> int:
     with torch.device(device):  # initialise on the device: a 350M CPU init takes seconds
         model = GPT(GPTConfig(**GPT2_PRESETS[args.model], block_size=1024)).to(dtype).eval()
     t_init = time.perf_counter() - t_init
-    engine = Engine(model, cuda_graphs=not args.no_graphs)
+    engines = {False: Engine(model, cuda_graphs=not args.no_graphs)}
+    if compile_sizes:
+        engines[True] = Engine(model, cuda_graphs=not args.no_graphs, compile_decode=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"{args.model} ({model.num_params() / 1e6:.0f}M params, {dtype}) on {name}, "
-        f"threads={torch.get_num_threads()}, cuda_graphs={engine.cuda_graphs}, "
+        f"threads={torch.get_num_threads()}, cuda_graphs={engines[False].cuda_graphs}, "
         f"prompt {args.prompt_len} + {args.new_tokens} new tokens, greedy; init {t_init:.1f}s",
         flush=True,
     )
     greedy = SamplingParams(temperature=0.0)
     gen = torch.Generator().manual_seed(1)
-    header = f"{'batch':>5} | {'decode':>6} | {'engine tok/s':>12} | {'first run s':>11} | {'naive tok/s':>11} | {'speedup':>7}"
+    header = (
+        f"{'batch':>5} | {'decode':>13} | {'engine tok/s':>12} | {'first run s':>11} | "
+        f"{'naive tok/s':>11} | {'speedup':>7}"
+    )
     rows = [header, "-" * len(header)]
+    print("\n".join(rows), flush=True)
     for b in batch_sizes:
         prompts = torch.randint(0, 50256, (b, args.prompt_len), generator=gen).tolist()
-
-        def run_engine(prompts=prompts):
-            return engine.generate_ids(prompts, args.new_tokens, greedy, stop_token_ids=())
-
-        first, out = timed(run_engine, device)  # includes cache allocation and graph capture
-        assert all(len(r) == args.new_tokens for r in out)
-        best = min(timed(run_engine, device)[0] for _ in range(max(1, args.repeats)))
-        engine_tps = b * args.new_tokens / best
-        naive_col, speed_col = "-", "-"
+        naive_tps = None
         if not args.no_naive:
             naive_generate(model, prompts, 2)  # warm up kernels for this shape family
             t_naive, _ = timed(
                 lambda prompts=prompts: naive_generate(model, prompts, args.new_tokens), device
             )
             naive_tps = b * args.new_tokens / t_naive
-            naive_col, speed_col = f"{naive_tps:11.1f}", f"{engine_tps / naive_tps:6.1f}x"
-        mode = "graph" if any(s.graph is not None for s in engine._slots.values()) else "eager"
-        rows.append(
-            f"{b:>5} | {mode:>6} | {engine_tps:12.1f} | {first:11.2f} | {naive_col:>11} | {speed_col:>7}"
-        )
-        print(rows[-1] if len(rows) > 3 else "\n".join(rows), flush=True)
+        for compiled in (False, True) if b in compile_sizes else (False,):
+            engine = engines[compiled]
+
+            def run_engine(prompts=prompts, engine=engine):
+                return engine.generate_ids(prompts, args.new_tokens, greedy, stop_token_ids=())
+
+            first, out = timed(run_engine, device)  # cache allocation, graph capture, compilation
+            assert all(len(r) == args.new_tokens for r in out)
+            best = min(timed(run_engine, device)[0] for _ in range(max(1, args.repeats)))
+            engine_tps = b * args.new_tokens / best
+            mode = "graph" if any(s.graph is not None for s in engine._slots.values()) else "eager"
+            mode += "+compile" if compiled else ""
+            naive_col = f"{naive_tps:11.1f}" if naive_tps else "-"
+            speed_col = f"{engine_tps / naive_tps:6.1f}x" if naive_tps else "-"
+            rows.append(
+                f"{b:>5} | {mode:>13} | {engine_tps:12.1f} | {first:11.2f} | {naive_col:>11} | {speed_col:>7}"
+            )
+            print(rows[-1], flush=True)
+    if len(rows) > 3:  # the whole table again, last, where a log tail shows it
+        print("\n" + "\n".join(rows))
     return 0
+
+
+def _ints(text: str) -> list[int]:
+    return [int(b) for b in text.split(",") if b.strip()]
 
 
 if __name__ == "__main__":

@@ -197,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             r = results[-1]
+            mfu = f", MFU {100 * r.mfu:.1f}%" if r.mfu is not None else ""
             print(
-                f"  {case.name} {case.objective} {case.device}: {r.tokens_per_sec:,.0f} tokens/s", flush=True
+                f"  {case.name} {case.objective} {case.device}: {r.tokens_per_sec:,.0f} tokens/s{mfu} "
+                f"(warm-up {r.compile_s:.0f} s)",
+                flush=True,
             )
     print()
     print_table(results)

@@ -5,7 +5,9 @@
 - On CUDA the decode step is captured once per (batch size, cache length) in a CUDA graph and
   replayed, which removes the per-kernel launch cost that dominates small-batch decoding. Cache
   lengths are rounded up to a bucket so that a chat of varying lengths reuses a few graphs. If
-  capture fails the same static step runs eagerly. On CPU the step attends only over the filled
+  capture fails the same static step runs eagerly. `compile_decode` also runs the static step
+  through torch.compile first (fused layer norms, bias and activation kernels: fewer kernels per
+  token), at the cost of a compilation per shape. On CPU the step attends only over the filled
   slots and multiplies by the fp32 weights through oneDNN (see GPT.decode_step), since a
   one-token step there is bound by reading the weights.
 - The next step is launched before the host reads the sampled tokens back, so stop checks and
@@ -16,9 +18,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +37,9 @@ log = logging.getLogger(__name__)
 # Generation ends at any special token: the model must never show a marker.
 STOP_TOKEN_IDS: frozenset[int] = frozenset({END_OF_TURN_ID, ENDOFTEXT_ID, HUMAN_ID, BOT_ID})
 PAD_ID = ENDOFTEXT_ID  # fills left padding; masked out, so any id would do
+
+# (tokens (B, 1), cache) -> logits (B, vocab): GPT.decode_step, maybe compiled.
+DecodeStep = Callable[[torch.Tensor, KVCache], torch.Tensor]
 
 
 @dataclass
@@ -53,9 +59,9 @@ class Generation:
 
 
 class _DecodeGraph:
-    """model.decode_step on static input/output buffers, captured once and replayed."""
+    """A decode step on static input/output buffers, captured once and replayed."""
 
-    def __init__(self, model: GPT, cache: KVCache) -> None:
+    def __init__(self, step: DecodeStep, cache: KVCache) -> None:
         self.idx = torch.full((cache.batch_size, 1), PAD_ID, dtype=torch.long, device=cache.k.device)
         # Warm up on a side stream (lazy cuBLAS/attention initialisation must not be captured).
         # The writes land in slot cache.pos_t, which the prefill overwrites before any real use.
@@ -65,12 +71,12 @@ class _DecodeGraph:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), sdpa_kernel(backends):
-            for _ in range(2):
-                model.decode_step(self.idx, cache)
+            for _ in range(2):  # (a compiled step compiles here)
+                step(self.idx, cache)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with sdpa_kernel(backends), torch.cuda.graph(self.graph):
-            self.logits = model.decode_step(self.idx, cache)
+            self.logits = step(self.idx, cache)
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         self.idx.copy_(idx)
@@ -81,28 +87,31 @@ class _DecodeGraph:
 class _Slot:
     """A reusable cache (and, on CUDA, its captured decode graph) for one (batch, length) shape."""
 
-    def __init__(self, model: GPT, batch_size: int, max_len: int, use_graph: bool) -> None:
+    def __init__(self, model: GPT, step: DecodeStep, batch_size: int, max_len: int, use_graph: bool) -> None:
         param = next(model.parameters())
         self.cache = KVCache(model.config, batch_size, max_len, param.device, param.dtype)
+        self.step = step
         self.graph: _DecodeGraph | None = None
         if use_graph:
             try:
-                self.graph = _DecodeGraph(model, self.cache)
+                self.graph = _DecodeGraph(step, self.cache)
             except RuntimeError as e:  # capture is an optimisation: fall back, never fail
                 log.warning("CUDA graph capture failed (%s); decoding eagerly", e)
                 torch.cuda.synchronize()
 
-    def decode(self, model: GPT, tokens: torch.Tensor) -> torch.Tensor:
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.graph is not None:
             return self.graph(tokens)
-        return model.decode_step(tokens, self.cache)
+        return self.step(tokens, self.cache)
 
 
 class Engine:
     """Generates from a GPT with a KV cache. The model is put in eval mode; its dtype is kept.
 
-    cuda_graphs: None = on when the model is on CUDA. bucket: cache lengths are rounded up to a
-    multiple of this (capped at block_size), so few shapes (graphs) serve many prompt lengths.
+    cuda_graphs: None = on when the model is on CUDA. compile_decode: run the static-shape decode
+    step through torch.compile (one compilation per cache shape; worth it for long sessions on a
+    GPU). bucket: cache lengths are rounded up to a multiple of this (capped at block_size), so few
+    shapes (graphs, compilations) serve many prompt lengths.
     Caches are reused between calls, so an Engine runs one generation at a time (finish or close
     one stream before starting the next).
     """
@@ -113,6 +122,7 @@ class Engine:
         *,
         enc=None,
         cuda_graphs: bool | None = None,
+        compile_decode: bool = False,
         bucket: int | None = None,
         max_cached_shapes: int = 4,
     ) -> None:
@@ -121,6 +131,11 @@ class Engine:
         self.block_size = model.config.block_size
         on_cuda = self.device.type == "cuda"
         self.cuda_graphs = on_cuda if cuda_graphs is None else (cuda_graphs and on_cuda)
+        self.compile_decode = compile_decode
+        self._step: DecodeStep = model.decode_step
+        if compile_decode:
+            static_step = functools.partial(model.decode_step, static=True)
+            self._step = torch.compile(static_step, fullgraph=True, dynamic=False)
         self.bucket = bucket or (256 if on_cuda else 64)
         self.max_cached_shapes = max_cached_shapes
         self._slots: OrderedDict[tuple[int, int], _Slot] = OrderedDict()
@@ -174,7 +189,7 @@ class Engine:
                 ready.record()
             if step + 1 < max_new_tokens:
                 # Launch the next step now; reading `host` below waits only for the copy.
-                logits = slot.decode(self.model, tokens.view(-1, 1))
+                logits = slot.decode(tokens.view(-1, 1))
                 cache.advance()
             if ready is not None:
                 ready.synchronize()
@@ -289,7 +304,7 @@ class Engine:
         if slot is None:
             while len(self._slots) >= self.max_cached_shapes:
                 self._slots.popitem(last=False)
-            slot = _Slot(self.model, batch_size, max_len, self.cuda_graphs)
+            slot = _Slot(self.model, self._step, batch_size, max_len, self.cuda_graphs)
             self._slots[key] = slot
         self._slots.move_to_end(key)
         return slot

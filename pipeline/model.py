@@ -102,7 +102,10 @@ def _onednn_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 def _decode_linear(x: torch.Tensor) -> Callable[[nn.Linear, torch.Tensor], torch.Tensor]:
     """How decode_step multiplies by the weights: oneDNN for fp32 on CPU without autograd (a decode
-    step is a matrix-vector product per layer, bound by reading the weights), else the module."""
+    step is a matrix-vector product per layer, bound by reading the weights), else the module.
+    Under torch.compile always the module: the compiler picks its own kernels."""
+    if torch.compiler.is_compiling():
+        return _module_linear
     fast = (
         x.device.type == "cpu"
         and x.dtype == torch.float32

@@ -204,6 +204,21 @@ def test_stop_string_with_multibyte_characters(enc) -> None:
 # ---- CUDA --------------------------------------------------------------------------------------
 
 
+def test_compiled_decode_step_equals_eager(model: GPT) -> None:
+    """compile_decode runs the static-shape step (what a CUDA graph captures) through
+    torch.compile: same tokens as the eager engine, for a padded batch and for one prompt."""
+    import torch._dynamo
+
+    eager = Engine(model)
+    compiled = Engine(model, compile_decode=True)
+    try:
+        for prompts in (PROMPTS, PROMPTS[:1]):
+            want = eager.generate_ids(prompts, 30, GREEDY, stop_token_ids=())
+            assert compiled.generate_ids(prompts, 30, GREEDY, stop_token_ids=()) == want
+    finally:
+        torch._dynamo.reset()
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_decode_equals_eager_and_cpu() -> None:
@@ -218,3 +233,14 @@ def test_cuda_graph_decode_equals_eager_and_cpu() -> None:
     assert eager.generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=()) == expected
     p = SamplingParams(temperature=1.0, top_k=100, seed=5)
     assert graphs.generate_ids(PROMPTS, 20, p) == graphs.generate_ids(PROMPTS, 20, p)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_cuda_graph_decode_equals_eager() -> None:
+    model = tiny_gpt().cuda()
+    expected = Engine(model, cuda_graphs=False).generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=())
+    engine = Engine(model, cuda_graphs=True, compile_decode=True)
+    for _ in range(2):
+        assert engine.generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=()) == expected
+    assert any(slot.graph is not None for slot in engine._slots.values())
