@@ -70,7 +70,7 @@ class ChatSession:
         if persona + 3 > self._budget:  # room for <human>, at least one token, <endOfText>
             raise ValueError(
                 f"--context is {persona} tokens; with a {max_new_tokens}-token reply budget only "
-                f"{self._budget} fit the {engine.block_size}-token window: shorten it or lower --max-new-tokens"
+                f"{self._budget} fit the {engine.block_size}-token window: shorten it or lower the reply budget"
             )
 
     def reset(self) -> None:
@@ -90,7 +90,7 @@ class ChatSession:
         if fixed + new_len > self._budget:
             raise ValueError(
                 f"message is {new_len - 2} tokens; with the persona only {self._budget - fixed - 2} fit "
-                "(block_size minus --max-new-tokens): send a shorter message"
+                "(block_size minus the reply budget): send a shorter message"
             )
         # Keep the newest exchanges (human turn + bot reply, dropped together so the rendering
         # still starts with a human turn) while they fit.
@@ -108,7 +108,12 @@ class ChatSession:
             raise ValueError(f"message does not fit the {self._budget}-token prompt budget")
         return ids
 
-    def _append(self, role: str, text: str) -> None:
+    def add_turn(self, role: str, text: str) -> None:
+        """Put a past turn ("human" or "bot") into the history, as if it had been said here.
+
+        Turns alternate from a human turn (older ones are dropped in human+bot pairs)."""
+        if role not in ("human", "bot"):
+            raise ValueError(f"role must be human or bot, got {role!r}")
         self.history.append({"role": role, "content": text})
         self._lengths.append(2 + len(self.engine.enc.encode_ordinary(text)))
 
@@ -128,8 +133,8 @@ class ChatSession:
                 shown.append(piece)
                 yield piece
         finally:
-            self._append("human", user_text)
-            self._append("bot", "".join(shown))
+            self.add_turn("human", user_text)
+            self.add_turn("bot", "".join(shown))
 
     def reply_result(self, user_text: str) -> Generation:
         """Reply to `user_text`; the Generation carries text, token ids and finish_reason."""
@@ -198,20 +203,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"chat: {e}", file=sys.stderr)
         return 2
 
-    import torch
-
-    from pipeline.checkpoint import load_model
-    from pipeline.device import resolve_device
     from pipeline.engine import Engine
 
     try:
-        device = resolve_device(args.device)
-        model = load_model(args.ckpt, device)
+        model = load_chat_model(args.ckpt, args.device)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"chat: {e}", file=sys.stderr)
         return 2
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        model = model.to(torch.bfloat16)  # decoding reads every weight per token: half the bytes
     try:
         session = ChatSession(
             Engine(model, compile_decode=args.compile),
@@ -227,6 +225,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"chat: {e}", file=sys.stderr)
         return 2
     return chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
+
+
+def load_chat_model(ckpt: str | Path, device_name: str = "auto"):
+    """The checkpoint's GPT on the device, ready to decode (bf16 on a GPU that has it)."""
+    import torch
+
+    from pipeline.checkpoint import load_model
+    from pipeline.device import resolve_device
+
+    device = resolve_device(device_name)
+    model = load_model(ckpt, device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        model = model.to(torch.bfloat16)  # decoding reads every weight per token: half the bytes
+    return model
 
 
 def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:

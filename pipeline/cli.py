@@ -9,6 +9,7 @@ import sys
 # subcommand -> (module with `add_arguments(parser)` and `run(args) -> int`, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("pipeline.chat", "chat with the trained model (--context sets a persona)"),
+    "serve": ("pipeline.serve", "serve the model over an OpenAI-style chat completions API (localhost)"),
     "sources": ("pipeline.sources.table", "list the source registry: licence, commercial, enabled, rows"),
 }
 

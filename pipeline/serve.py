@@ -1,0 +1,407 @@
+"""`nanochatgpt serve`: the trained model behind an OpenAI-style chat completions API, on localhost.
+
+    POST /v1/chat/completions   messages, max_tokens, temperature, top_p, top_k, seed, stop, stream
+    GET  /v1/models             the one model served
+    GET  /health                {"status": "ok"}
+
+Requests map onto the chat format the model was trained on: `system` messages become the persona
+(the --context of `nanochatgpt chat`), `user` turns are <human> turns, `assistant` turns are <bot>
+turns, and the reply is generated after a final `user` message. Every message is rendered as
+ordinary text (pipeline.tokenizer.render), so a client cannot forge a turn or a marker; the oldest
+exchanges are dropped when the conversation outgrows the context window, the persona never.
+Stop strings follow OpenAI (at most four; the stop string is not returned) and streamed pieces
+are whole UTF-8 characters (server-sent events, ending with `data: [DONE]`).
+
+The engine runs one generation at a time (a lock serialises requests). The server binds to
+127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
+Built on the standard library's http.server: a small local endpoint, not a production gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from pipeline.chat import DEFAULT_CKPT, ChatSession
+from pipeline.stops import check_stop_strings
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, Generation
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused before it is read
+ROLES = {"system", "user", "assistant"}
+
+
+class RequestError(ValueError):
+    """A bad request: becomes a 400 reply naming the offending field (`param`)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class ChatRequest:
+    """A validated /v1/chat/completions body."""
+
+    context: str | None
+    history: list[tuple[str, str]]  # (human | bot, text), before the last user message
+    user_text: str
+    max_tokens: int | None = None
+    temperature: float = 1.0  # OpenAI's defaults
+    top_p: float | None = 1.0
+    top_k: int | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stream: bool = False
+
+    @classmethod
+    def parse(cls, body: Any) -> ChatRequest:
+        if not isinstance(body, dict):
+            raise RequestError("the request body must be a JSON object")
+        if body.get("n", 1) != 1:
+            raise RequestError("only n=1 is supported", "n")
+        context_parts: list[str] = []
+        turns: list[tuple[str, str]] = []
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RequestError("`messages` must be a non-empty list", "messages")
+        for i, m in enumerate(messages):
+            where = f"messages[{i}]"
+            if not isinstance(m, dict) or m.get("role") not in ROLES:
+                raise RequestError(f"{where}.role must be one of {sorted(ROLES)}", f"{where}.role")
+            text = _content_text(m.get("content"), f"{where}.content")
+            if m["role"] == "system":
+                if turns:
+                    raise RequestError(f"{where}: system messages must come first", f"{where}.role")
+                context_parts.append(text)
+                continue
+            role = "human" if m["role"] == "user" else "bot"
+            if not turns and role == "bot":
+                raise RequestError(
+                    f"{where}: the conversation must start with a user message", f"{where}.role"
+                )
+            if turns and turns[-1][0] == role:  # consecutive messages of one role read as one turn
+                turns[-1] = (role, turns[-1][1] + "\n" + text)
+            else:
+                turns.append((role, text))
+        if not turns or turns[-1][0] != "human":
+            raise RequestError("the last message must be a user message", "messages")
+        req = cls(
+            context="\n".join(context_parts) or None,
+            history=turns[:-1],
+            user_text=turns[-1][1],
+            max_tokens=_optional(body, ("max_completion_tokens", "max_tokens"), int),
+            temperature=_optional(body, ("temperature",), float, 1.0),
+            top_p=_optional(body, ("top_p",), float, 1.0),
+            top_k=_optional(body, ("top_k",), int),
+            seed=_optional(body, ("seed",), int),
+            stream=bool(body.get("stream", False)),
+        )
+        try:
+            req.stop = list(check_stop_strings(body.get("stop")))
+        except (TypeError, ValueError) as e:
+            raise RequestError(f"`stop`: {e}", "stop") from None
+        if req.max_tokens is not None and req.max_tokens < 1:
+            raise RequestError("max_tokens must be at least 1", "max_tokens")
+        from pipeline.sampling import SamplingParams  # imports torch: not at the CLI's start-up
+
+        try:
+            SamplingParams(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
+        except ValueError as e:  # the message starts with the field's name
+            raise RequestError(str(e), str(e).split()[0]) from None
+        return req
+
+
+def _content_text(content: Any, where: str) -> str:
+    """A message's text: a string, or OpenAI's list of parts of which only text parts are allowed."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                raise RequestError(f"{where}[{j}]: only text parts are supported", where)
+            texts.append(part["text"])
+        return "".join(texts)
+    raise RequestError(f"{where} must be a string or a list of text parts", where)
+
+
+def _optional(body: dict, keys: tuple[str, ...], kind: type, default: Any = None) -> Any:
+    for key in keys:
+        value = body.get(key)
+        if value is None:
+            continue
+        # bool is an int in Python; a JSON true is never a number here.
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (kind is int and value != int(value))
+        ):
+            raise RequestError(f"`{key}` must be a{'n integer' if kind is int else ' number'}", key)
+        return kind(value)
+    return default
+
+
+class ChatService:
+    """Turns ChatRequests into replies with one Engine (one generation at a time)."""
+
+    def __init__(self, engine: Engine, model_name: str = "nanochatgpt") -> None:
+        self.engine = engine
+        self.model_name = model_name
+        self.created = int(time.time())
+        self.lock = threading.Lock()  # the engine runs one generation at a time
+
+    def session(self, req: ChatRequest) -> ChatSession:
+        """A ChatSession holding the request's persona and past turns."""
+        limit = self.engine.block_size - 1
+        if req.max_tokens is not None and req.max_tokens > limit:
+            raise RequestError(
+                f"max_tokens must be at most {limit} (context window {limit + 1})", "max_tokens"
+            )
+        try:
+            session = ChatSession(
+                self.engine,
+                context=req.context,
+                max_new_tokens=req.max_tokens,
+                temperature=req.temperature,
+                top_k=req.top_k,
+                top_p=req.top_p,
+                seed=req.seed,
+                stop=req.stop,
+            )
+        except ValueError as e:  # the persona does not fit, or a sampling setting is out of range
+            raise RequestError(str(e).replace("--context", "the system message"), "messages") from e
+        for role, text in req.history:
+            session.add_turn(role, text)
+        return session
+
+    def complete(self, req: ChatRequest) -> dict[str, Any]:
+        """A chat.completion object. Call under `lock`."""
+        results: list[Generation] = []
+        session = self.session(req)
+        try:
+            text = "".join(session.stream(req.user_text, results))
+        except ValueError as e:  # the new message alone does not fit the window
+            raise RequestError(str(e), "messages") from e
+        gen = results[0]
+        return {
+            **self._envelope("chat.completion"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": gen.finish_reason,
+                }
+            ],
+            "usage": _usage(session, gen),
+        }
+
+    def stream(self, req: ChatRequest) -> Iterator[dict[str, Any]]:
+        """chat.completion.chunk objects: the role, then text pieces, then the finish reason.
+        Call under `lock`, and close the iterator if you stop early (generation stops with it).
+
+        Validation errors raise here, before the first chunk, so the caller can still answer 400.
+        """
+        session = self.session(req)
+        results: list[Generation] = []
+        pieces = session.stream(req.user_text, results)
+        try:
+            first = next(pieces, None)
+        except ValueError as e:  # the new message alone does not fit the window
+            raise RequestError(str(e), "messages") from e
+        return self._chunks(session, first, pieces, results)
+
+    def _chunks(
+        self, session: ChatSession, first: str | None, pieces: Iterator[str], results: list[Generation]
+    ):
+        head = self._envelope("chat.completion.chunk")
+
+        def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+            return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            if first is not None:
+                yield chunk({"content": first})
+            for piece in pieces:
+                yield chunk({"content": piece})
+            gen = results[0]
+            yield {**chunk({}, gen.finish_reason), "usage": _usage(session, gen)}
+        finally:
+            pieces.close()
+
+    def _envelope(self, kind: str) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": self.model_name,
+        }
+
+    def models(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "nanochatgpt"}
+            ],
+        }
+
+
+def _usage(session: ChatSession, gen: Generation) -> dict[str, int]:
+    prompt = len(session.last_prompt_ids or [])
+    return {"prompt_tokens": prompt, "completion_tokens": gen.n_tokens, "total_tokens": prompt + gen.n_tokens}
+
+
+class Handler(BaseHTTPRequestHandler):
+    """HTTP in, JSON (or server-sent events) out; the work is ChatService's."""
+
+    service: ChatService  # set on the subclass make_server builds
+    server_version = "nanochatgpt"
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/health":
+            self._json(HTTPStatus.OK, {"status": "ok"})
+        elif self.path == "/v1/models":
+            self._json(HTTPStatus.OK, self.service.models())
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no route GET {self.path}", "not_found_error")
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path != "/v1/chat/completions":
+            self._error(HTTPStatus.NOT_FOUND, f"no route POST {self.path}", "not_found_error")
+            return
+        try:
+            req = ChatRequest.parse(self._body())
+            with self.service.lock:
+                if req.stream:
+                    self._sse(self.service.stream(req))
+                else:
+                    self._json(HTTPStatus.OK, self.service.complete(req))
+        except RequestError as e:
+            self._error(HTTPStatus.BAD_REQUEST, str(e), "invalid_request_error", e.param)
+
+    def _body(self) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise RequestError("a Content-Length header is required") from None
+        if length > MAX_BODY_BYTES:
+            raise RequestError(f"request body over {MAX_BODY_BYTES} bytes")
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RequestError(f"the request body is not valid JSON: {e}") from None
+
+    def _json(self, status: HTTPStatus, obj: Any) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: HTTPStatus, message: str, kind: str, param: str | None = None) -> None:
+        self.close_connection = True  # the body may be unread: this connection cannot carry another request
+        self._json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}})
+
+    def _sse(self, chunks: Iterator[dict[str, Any]]) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")  # the stream's end is the connection's end
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for chunk in chunks:
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client left: stop generating
+            pass
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        sys.stderr.write(f"serve: {self.address_string()} {format % args}\n")
+
+
+def make_server(
+    service: ChatService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> ThreadingHTTPServer:
+    """A ready server (not yet serving); port 0 picks a free port (see server.server_address)."""
+    handler = type("BoundHandler", (Handler,), {"service": service})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=f"checkpoint directory (default {DEFAULT_CKPT})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
+    )
+    parser.add_argument(
+        "--model-name", default="nanochatgpt", help="the model id clients see (default nanochatgpt)"
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decode step (GPU)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.chat import load_chat_model
+    from pipeline.engine import Engine
+
+    try:
+        model = load_chat_model(args.ckpt, args.device)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        print(f"serve: {e}", file=sys.stderr)
+        return 2
+    service = ChatService(Engine(model, compile_decode=args.compile), model_name=args.model_name)
+    try:
+        server = make_server(service, args.host, args.port)
+    except OSError as e:
+        print(f"serve: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 2
+    host, port = server.server_address[:2]
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            f"serve: listening on {host}, not only this machine; there is no authentication", file=sys.stderr
+        )
+    print(
+        f"serve: http://{host}:{port}/v1/chat/completions (model {args.model_name!r}); Ctrl-C stops",
+        file=sys.stderr,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
