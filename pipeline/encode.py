@@ -12,6 +12,8 @@ complete; meta.json and metrics.json follow.
 
 from __future__ import annotations
 
+import csv
+import io
 import multiprocessing
 import os
 import shutil
@@ -347,4 +349,15 @@ def tokenize_dataset(
     }
     atomic.write_json(out_dir / "meta.json", meta)
     atomic.write_json(out_dir / "metrics.json", {split: _split_metrics(r) for split, r in results.items()})
+    atomic.write_text(out_dir / "sources.csv", _sources_csv(results["train"]))
     return meta
+
+
+def _sources_csv(result: SplitResult) -> str:
+    """The training split's make-up, one row per source, largest first (a DVC bar plot)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")  # quotes a contributed file name with a comma
+    writer.writerow(["source", "tokens", "loss_tokens", "conversations"])
+    for source, c in sorted(result.by_source.items(), key=lambda kv: (-kv[1][1], kv[0])):
+        writer.writerow([source, c[1], c[2], c[0]])
+    return out.getvalue()

@@ -46,6 +46,7 @@ def main() -> None:
     for line in sample_exchange(Path("model/eval/transcripts.md")):
         print(f"  {line}")
     print("\nchat with it: .venv/bin/nanochatgpt chat --context 'You are a cheerful pirate.'")
+    print("serve it:     .venv/bin/nanochatgpt serve   (OpenAI-style API on http://127.0.0.1:8000)")
 
 
 if __name__ == "__main__":

@@ -147,3 +147,6 @@ def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None
     assert "Data and pipelines are up to date" in again
     dag = _run([sys.executable, "-m", "dvc", "dag"], repo, env).stdout
     assert "train" in dag and "normalize@contrib" in dag
+    # Declared plots render (training curves, tokens per source) without touching the network.
+    plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
+    assert "data/tokens/full/sources.csv" in plots and "model/live/plots/metrics" in plots

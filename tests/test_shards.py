@@ -256,6 +256,14 @@ def test_tokenize_dataset_outputs(tmp_path: Path) -> None:
         "<endOfText>": 50259,
     }
     metrics = json.loads((out / "metrics.json").read_text())
+    # sources.csv: the training split's make-up, as the metrics count it, largest first
+    lines = (out / "sources.csv").read_text().splitlines()
+    assert lines[0] == "source,tokens,loss_tokens,conversations"
+    table = [line.split(",") for line in lines[1:]]
+    assert {r[0]: [int(v) for v in r[1:]] for r in table} == {
+        s: [c["tokens"], c["loss_tokens"], c["conversations"]] for s, c in metrics["train"]["sources"].items()
+    }
+    assert [int(r[1]) for r in table] == sorted((int(r[1]) for r in table), reverse=True)
     for split in ("train", "val"):
         shards = TokenShards(out / split)
         want = _rendered(rows[split])
