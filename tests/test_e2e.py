@@ -150,3 +150,30 @@ def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None
     # Declared plots render (training curves, tokens per source) without touching the network.
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
     assert "data/tokens/full/sources.csv" in plots and "model/live/plots/metrics" in plots
+
+
+def test_a_flipped_flag_or_a_new_contrib_file_reruns_only_what_it_changes(project: tuple[Path, dict]) -> None:
+    """DESIGN.md: flipping a commercial flag is a re-mix, never a re-download or re-normalize; a file
+    dropped into data/contrib/ re-runs only the contrib chain."""
+    repo, env = project
+    registry = repo / "sources.yaml"
+    original = registry.read_text()
+    added = repo / "data/contrib/extra.txt"
+    try:
+        entries = yaml.safe_load(original)
+        entries["chatterbot"]["commercial"] = False
+        registry.write_text(yaml.safe_dump(entries, sort_keys=False))
+        added.write_text("<human> Is this new? <endOfText>\n<bot> Brand new. <endOfText>\n")
+        added.with_suffix(".yaml").write_text("licence: CC0-1.0\ncommercial: true\ndescription: test\n")
+        out = _run(
+            [sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env
+        ).stdout
+        assert "Running stage 'registry'" in out
+        assert "Stage 'download@chatterbot' didn't change, skipping" in out
+        assert "Stage 'normalize@chatterbot' didn't change, skipping" in out
+        assert "Running stage 'download@contrib'" in out and "Running stage 'normalize@contrib'" in out
+    finally:
+        registry.write_text(original)
+        added.unlink(missing_ok=True)
+        added.with_suffix(".yaml").unlink(missing_ok=True)
+        _run([sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env)

@@ -149,8 +149,7 @@ def manifest(spec: SourceSpec, folder: Path, fetched: dict[str, Any]) -> dict[st
         "source": spec.name,
         "kind": spec.kind,
         "adapter": spec.adapter,
-        "licence": spec.licence,
-        "commercial": spec.commercial,
+        "licence": spec.licence,  # provenance; the commercial flag is the build's business (DESIGN.md)
         **fetched,
         "files": files,
     }
