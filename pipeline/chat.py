@@ -54,7 +54,9 @@ class ChatSession:
             max_new_tokens = default_reply_budget(engine.block_size)
         self.max_new_tokens = max_new_tokens
         self.stop = check_stop_strings(stop)
-        SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)  # validate now, not mid-chat
+        SamplingParams(
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed
+        )  # validate now, not mid-chat
         self._sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
         self.seed = seed
         self.history: list[dict[str, str]] = []  # alternating human/bot messages
@@ -120,11 +122,11 @@ class ChatSession:
     def stream(self, user_text: str, results: list[Generation] | None = None) -> Iterator[str]:
         """Reply to `user_text` piece by piece; the exchange joins the history when the reply ends
         (also if the consumer stops early, with what was shown)."""
-        from pipeline.sampling import SamplingParams
+        from pipeline.sampling import MAX_SEED, SamplingParams
 
         ids = self.prompt_ids(user_text)
         self.last_prompt_ids = ids
-        seed = None if self.seed is None else self.seed + self._replies
+        seed = None if self.seed is None else (self.seed + self._replies) % (MAX_SEED + 1)
         params = SamplingParams(seed=seed, **self._sampling)
         self._replies += 1
         shown: list[str] = []

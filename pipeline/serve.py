@@ -107,8 +107,11 @@ class ChatRequest:
             top_p=_optional(body, ("top_p",), float, 1.0),
             top_k=_optional(body, ("top_k",), int),
             seed=_optional(body, ("seed",), int),
-            stream=bool(body.get("stream", False)),
         )
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise RequestError("`stream` must be true or false", "stream")
+        req.stream = stream
         try:
             req.stop = list(check_stop_strings(body.get("stop")))
         except (TypeError, ValueError) as e:
@@ -118,7 +121,7 @@ class ChatRequest:
         from pipeline.sampling import SamplingParams  # imports torch: not at the CLI's start-up
 
         try:
-            SamplingParams(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
+            SamplingParams(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, seed=req.seed)
         except ValueError as e:  # the message starts with the field's name
             raise RequestError(str(e), str(e).split()[0]) from None
         return req

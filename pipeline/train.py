@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -136,6 +137,10 @@ class TrainConfig:
             (self.dtype in device.DTYPES, f"dtype must be one of {sorted(device.DTYPES)}"),
             (self.window_align in ("turn", "conversation"), "window_align must be turn or conversation"),
             (self.loss_head in ("auto", "gathered", "full"), "loss_head must be auto, gathered or full"),
+            (
+                re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+                "device must be auto, cpu, cuda or cuda:N",
+            ),
         ]
         for ok, rule in checks:
             if not ok:

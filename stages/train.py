@@ -15,7 +15,11 @@ from pipeline.train import TrainConfig, TrainPaths, train
 
 def main() -> int:
     params = load_params()["train"]
-    cfg = TrainConfig.from_params(params)
+    try:
+        cfg = TrainConfig.from_params(params)
+    except (KeyError, ValueError) as e:  # a settings mistake: one line, no traceback
+        print(f"train: {str(e).strip(chr(39))}", file=sys.stderr)
+        return 1
     paths = TrainPaths.under(project_root(), params["variant"])
     summary = train(cfg, paths)
     print(

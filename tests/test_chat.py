@@ -143,6 +143,9 @@ def test_cli_chat_over_a_pipe(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -
         (["--context", "@/nonexistent/persona.txt"], "cannot read context file"),
         (["--ckpt", "/nonexistent/ckpt"], "no checkpoint"),
         (["--temperature", "-1"], "temperature"),
+        (["--temperature", "nan"], "finite"),
+        (["--seed", "99999999999999999999999"], "seed must be in"),
+        (["--device", "tpu"], "expected auto, cpu, cuda"),
     ],
 )
 def test_cli_errors_are_one_line(ckpt: Path, monkeypatch, capsys, extra: list[str], message: str) -> None:

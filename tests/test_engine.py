@@ -103,7 +103,16 @@ def test_sample_respects_top_k_and_top_p() -> None:
 
 
 def test_bad_sampling_params_and_overflow_are_refused(model: GPT) -> None:
-    for bad in (dict(temperature=-1.0), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)):
+    for bad in (
+        dict(temperature=-1.0),
+        dict(temperature=float("nan")),
+        dict(temperature=float("inf")),
+        dict(top_k=0),
+        dict(top_p=0.0),
+        dict(top_p=1.5),
+        dict(seed=-1),
+        dict(seed=2**63),  # past what torch.Generator.manual_seed takes
+    ):
         with pytest.raises(ValueError):
             SamplingParams(**bad)
     with pytest.raises(ValueError, match="block_size"):

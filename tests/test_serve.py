@@ -211,6 +211,8 @@ def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
         ({"messages": [{"role": "user", "content": "a"}], "temperature": -1}, "temperature", ">= 0"),
         ({"messages": [{"role": "user", "content": "a"}], "temperature": "hot"}, "temperature", "number"),
         ({"messages": [{"role": "user", "content": "a"}], "top_p": 2}, "top_p", "(0, 1]"),
+        ({"messages": [{"role": "user", "content": "a"}], "seed": 10**23}, "seed", "seed must be in"),
+        ({"messages": [{"role": "user", "content": "a"}], "stream": "false"}, "stream", "true or false"),
         ({"messages": [{"role": "user", "content": "a" * 2000}]}, "messages", "shorter message"),
         (
             {"messages": [{"role": "system", "content": "b" * 2000}, {"role": "user", "content": "a"}]},

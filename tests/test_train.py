@@ -134,6 +134,9 @@ def test_unknown_profile_or_key_is_refused() -> None:
         TrainConfig(lr=1e-3, min_lr=1e-2).validated()
     with pytest.raises(ValueError, match="loss_head"):
         TrainConfig(loss_head="sparse").validated()
+    with pytest.raises(ValueError, match="device must be"):
+        TrainConfig(device="tpu").validated()
+    assert TrainConfig(device="cuda:1").validated().device == "cuda:1"
 
 
 def test_loss_head_auto_gathers_unless_compiled() -> None:
