@@ -47,6 +47,7 @@ from pipeline.schema import (
     UNKNOWN_LICENCES,
     commercial_ok,
     frame_rules,
+    licence_known,
     row_violations,
 )
 
@@ -234,6 +235,34 @@ def row_checks(src: SourceInput, max_chars: int) -> list[tuple[str, pl.Expr, str
         *row_violations(max_chars),
         ("source_registered", ~belongs, f"source must be {expected} in {src.display}"),
     ]
+
+
+def warn_unknown_licences(sources: list[SourceInput]) -> list[str]:
+    """Say which sources (or contributed files) claim commercial use under an unknown licence and so
+    stay out of the commercial variant; returns the messages (printed to stderr)."""
+    messages = []
+    for src in sources:
+        if src.contrib:
+            files = (
+                pl.scan_parquet(src.path)
+                .filter(pl.col("commercial").fill_null(False) & ~licence_known())
+                .select(pl.col("source").unique().sort())
+                .collect()["source"]
+                .to_list()
+            )
+            messages += [
+                f"build: {name}: licence unknown, so it stays out of the commercial variant despite "
+                f"`commercial: true` (name its licence in the sidecar)"
+                for name in files
+            ]
+        elif src.commercial and not src.commercial_eligible:
+            messages.append(
+                f"build: {src.name}: licence {src.licence!r} is not known, so it stays out of the "
+                "commercial variant despite `commercial: true` (name its licence in sources.yaml)"
+            )
+    for message in messages:
+        print(message, file=sys.stderr)
+    return messages
 
 
 def scan_source(src: SourceInput, cfg: BuildConfig) -> pl.LazyFrame:
@@ -657,13 +686,7 @@ def build_variant(
 
     sources = resolve_sources(root, names, registry)
     if cfg.variant == "commercial":
-        for src in sources:
-            if src.commercial and not src.contrib and not src.commercial_eligible:
-                print(
-                    f"build: {src.name}: licence {src.licence!r} is not known, so it stays out of the "
-                    "commercial variant despite `commercial: true` (name its licence in sources.yaml)",
-                    file=sys.stderr,
-                )
+        warn_unknown_licences(sources)
     file_rows = {src.rank: pl.scan_parquet(src.path).select(pl.len()).collect().item() for src in sources}
     plan = plan_conversations(sources, cfg)
     lap("plan")

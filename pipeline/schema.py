@@ -14,6 +14,8 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
+from pipeline.sources.licences import UNKNOWN_LICENCES
+
 ROLES = ("human", "bot")
 MAX_TURN_CHARS = 16_000
 
@@ -37,8 +39,6 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "origin": pl.String(),  # file:line (or file:record) the row came from
 }
 
-# Licence values that say "we do not know": such data never enters the commercial variant.
-UNKNOWN_LICENCES = ("", "unknown", "noassertion", "none", "other", "per-file")
 
 # Control characters other than \n and \t (C0, DEL, C1).
 _CONTROL_CHARS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"

@@ -289,7 +289,9 @@ def test_commercial_variant_holds_only_commercial_known_licence_rows(corpus, cap
     root, names, registry = corpus
     run_build(root, names, registry, variant="full")
     stats = run_build(root, names, registry, variant="commercial").stats
-    assert "arith: licence 'unknown' is not known" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "arith: licence 'unknown' is not known" in err
+    assert "contrib/unk: licence unknown, so it stays out" in err  # a contributed file is told too
     full, com = read_dataset(root, "full"), read_dataset(root, "commercial")
     assert {"persona", "ubuntu", "contrib/nc", "contrib/unk"} <= set(full["source"])  # the mix is mixed
     assert set(com["source"]) == COMMERCIAL_OK

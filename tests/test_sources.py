@@ -26,6 +26,7 @@ from pipeline.atomic import sha256_file
 from pipeline.schema import validate
 from pipeline.sources.download import download, raw_dir
 from pipeline.sources.errors import SourceError
+from pipeline.sources.licences import is_non_commercial
 from pipeline.sources.normalize import normalize_source, write_outputs
 from pipeline.sources.registry import (
     enabled_sources,
@@ -102,6 +103,14 @@ def test_registry_has_every_source_with_licences() -> None:
     ("fields", "message"),
     [
         ({"licence": "unknown", "commercial": True}, "commercial_reason"),
+        ({"licence": "NOASSERTION", "commercial": True}, "commercial_reason"),
+        ({"licence": "CC-BY-NC-4.0", "commercial": True}, "does not allow commercial use"),
+        (
+            {"licence": "CC-BY-NC-SA-4.0", "commercial": True, "commercial_reason": "we asked"},
+            "does not allow commercial use",
+        ),
+        ({"licence": "research-only", "commercial": True}, "does not allow commercial use"),
+        ({"licence": "my-own-licence", "commercial": True}, "not one this project knows"),
         ({"licence": ""}, "licence"),
         ({"commercial": "yes"}, "commercial"),
         ({"kind": "ftp"}, "kind must be one of"),
@@ -123,6 +132,20 @@ def test_unknown_licence_may_be_commercial_with_a_reason() -> None:
         "demo", entry(licence="unknown", commercial=True, commercial_reason="author's written OK")
     )
     assert spec.commercial and spec.commercial_reason == "author's written OK"
+
+
+def test_licence_names_and_commercial_claims() -> None:
+    # Known permissive licences need no reason (any case); an unlisted one needs one.
+    assert parse_entry("demo", entry(licence="cc-by-4.0", commercial=True)).commercial
+    reason = "the author's licence text grants commercial use"
+    assert parse_entry(
+        "demo", entry(licence="my-own-licence", commercial=True, commercial_reason=reason)
+    ).commercial
+    # A non-commercial licence is fine when the entry does not claim commercial use.
+    assert not parse_entry("demo", entry(licence="CC-BY-NC-4.0", commercial=False)).commercial
+    # "NC" must be a part of the name, not any "nc" inside a word.
+    assert not is_non_commercial("Nonce-1.0") and not is_non_commercial("CC-BY-SA-4.0")
+    assert is_non_commercial("cc-by-nc-nd-4.0") and is_non_commercial("Non-Commercial use")
 
 
 # ---------------------------------------------------------------------------------------------- contrib
@@ -149,6 +172,8 @@ def test_contrib_file_without_sidecar_is_refused_in_one_line(tmp_path: Path) -> 
         ({"commercial": True}, "licence"),
         ({"licence": "MIT"}, "commercial"),
         ({"licence": "unknown", "commercial": True}, "commercial_reason"),
+        ({"licence": "CC-BY-NC-4.0", "commercial": True}, "does not allow commercial use"),
+        ({"licence": "my-own-licence", "commercial": True}, "not one this project knows"),
     ],
 )
 def test_contrib_sidecar_needs_licence_and_commercial(tmp_path: Path, sidecar: dict, message: str) -> None:
@@ -172,8 +197,30 @@ def test_contrib_format_is_inferred(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     _contrib(other, "d.csv", "x,y\n", {"licence": "MIT", "commercial": True})
-    with pytest.raises(SourceError, match="format:"):
+    with pytest.raises(SourceError, match="cannot tell its format; add `format:`"):
         scan_contrib(other)
+    _contrib(other, "d.csv", "x,y\n", {"licence": "MIT", "commercial": True, "format": "csv"})
+    with pytest.raises(SourceError, match="format 'csv' is not supported; use one of nanochatgpt"):
+        scan_contrib(other)
+
+
+def test_sources_table_shows_what_the_build_does_with_an_unknown_licence(root: Path) -> None:
+    contrib = root / "data" / "contrib"
+    _contrib(
+        contrib,
+        "found.txt",
+        "<human> a <endOfText>\n<bot> b <endOfText>\n",
+        {
+            "licence": "unknown",
+            "commercial": True,
+            "commercial_reason": "the author said so",
+            "description": "x",
+        },
+    )
+    rows = {r["name"]: r for r in source_rows(root)[0]}
+    assert rows["contrib/found"]["commercial"] is False
+    assert "kept out of the commercial variant" in rows["contrib/found"]["reason"]
+    assert "the author said so" in rows["contrib/found"]["reason"]
 
 
 def test_dropped_contrib_files_become_sources(root: Path) -> None:

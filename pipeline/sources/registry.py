@@ -3,8 +3,10 @@
 A registry entry says where a corpus comes from (kind + location + pinned revision or sha256),
 which adapter reads it, and under which licence it may be used. Licence rules are enforced
 here, at load time, so that no later stage can mix in data of unclear status by accident:
-an entry (or a sidecar) whose licence is `unknown` may only claim `commercial: true` together
-with a `commercial_reason` saying why the user believes that is allowed.
+an entry (or a sidecar) may claim `commercial: true` only under a licence that allows it: never
+under a non-commercial one (CC-BY-NC-*), and under `unknown` or a licence not on the list of
+pipeline/sources/licences.py only with a `commercial_reason` saying why the user believes that is
+allowed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 
 from pipeline.params import load_params, project_root
 from pipeline.sources.errors import SourceError
+from pipeline.sources.licences import UNKNOWN_LICENCES, is_known_commercial, is_non_commercial
 
 REGISTRY_FILE = "sources.yaml"
 KINDS = ("package", "contrib", "hf_dataset", "url")
@@ -76,10 +79,24 @@ def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> No
         raise SourceError(f"{where}: `commercial:` must be true or false")
     if reason is not None and not isinstance(reason, str):
         raise SourceError(f"{where}: `commercial_reason:` must be a string")
-    if licence.strip().lower() == "unknown" and commercial and not (reason or "").strip():
+    if not commercial:
+        return
+    name = licence.strip()
+    if is_non_commercial(name):
         raise SourceError(
-            f"{where}: licence is unknown but commercial is true; add `commercial_reason:` saying why "
+            f"{where}: licence {name} does not allow commercial use, but commercial is true; "
+            "set `commercial: false`"
+        )
+    if name.lower() in UNKNOWN_LICENCES and not (reason or "").strip():
+        raise SourceError(
+            f"{where}: licence is {name or 'empty'} but commercial is true; add `commercial_reason:` saying why "
             "commercial use is allowed, or set `commercial: false`"
+        )
+    if not is_known_commercial(name) and not (reason or "").strip():
+        raise SourceError(
+            f"{where}: licence {name!r} is not one this project knows to allow commercial use "
+            "(pipeline/sources/licences.py); check it and add `commercial_reason:` saying why it does, "
+            "or set `commercial: false`"
         )
 
 
@@ -243,7 +260,13 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
     if "licence" not in meta and "license" in meta:
         meta["licence"] = meta.pop("license")  # accept the US spelling
     _check_licence(shown(sidecar), meta.get("licence"), meta.get("commercial"), meta.get("commercial_reason"))
-    fmt = meta.get("format") or infer_format(path)
+    declared = meta.get("format")
+    if declared is not None and declared not in CONTRIB_FORMATS:
+        raise SourceError(
+            f"{shown(sidecar)}: format {declared!r} is not supported; use one of {' | '.join(CONTRIB_FORMATS)} "
+            "(CONTRIBUTING.md shows each)"
+        )
+    fmt = declared or infer_format(path)
     if fmt not in CONTRIB_FORMATS:
         raise SourceError(
             f"{shown(path)}: cannot tell its format; add `format:` ({' | '.join(CONTRIB_FORMATS)}) to {shown(sidecar)}"

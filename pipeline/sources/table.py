@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
+from pipeline.sources.licences import UNKNOWN_LICENCES
 from pipeline.sources.registry import REGISTRY_FILE, enabled_sources, load_registry, scan_contrib
 
 COLUMNS = ("name", "kind", "licence", "commercial", "enabled", "rows")
@@ -47,10 +48,10 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
                 "name": name,
                 "kind": spec.kind if not spec.local_path else f"{spec.kind} (local_path)",
                 "licence": spec.licence,
-                "commercial": "per-file" if is_contrib else spec.commercial,
+                "commercial": "per-file" if is_contrib else _in_commercial(spec.commercial, spec.licence),
                 "enabled": name in enabled,
                 "rows": report["rows_kept"] if report else "-",
-                "reason": spec.commercial_reason or "",
+                "reason": _reason(spec.commercial, spec.licence, spec.commercial_reason or ""),
             }
         )
         if not is_contrib:
@@ -68,13 +69,24 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
                     "name": cf.source,
                     "kind": f"contrib file ({cf.format})",
                     "licence": cf.licence,
-                    "commercial": cf.commercial,
+                    "commercial": _in_commercial(cf.commercial, cf.licence),
                     "enabled": name in enabled,
                     "rows": kept,
-                    "reason": cf.commercial_reason or cf.description,
+                    "reason": _reason(cf.commercial, cf.licence, cf.commercial_reason or cf.description),
                 }
             )
     return rows, problems
+
+
+def _in_commercial(flag: bool, licence: str) -> bool:
+    """What the build does: flagged commercial under a known licence (an unknown one stays out)."""
+    return flag and licence.strip().lower() not in UNKNOWN_LICENCES
+
+
+def _reason(flag: bool, licence: str, reason: str) -> str:
+    if flag and not _in_commercial(flag, licence):
+        return f"flagged commercial, but the licence is unknown: kept out of the commercial variant. {reason}"
+    return reason
 
 
 def _cell(value: Any) -> str:

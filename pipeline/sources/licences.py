@@ -1,0 +1,58 @@
+"""What a licence says about commercial use, as far as this project can tell from its name.
+
+A registry entry or sidecar claims `commercial: true`; this module keeps that claim honest where the
+licence name speaks for itself: a non-commercial licence (CC-BY-NC-*, "research only") can never
+claim it, and a licence outside the short list below, which is known to allow commercial use, can
+claim it only with a `commercial_reason` (a person's stated reason, shown by `nanochatgpt sources
+--reasons`). Names are compared case-insensitively. The list is deliberately short: adding a
+licence here is a statement about it, so add one only after reading it.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Licence values that say "we do not know": such data never enters the commercial variant.
+UNKNOWN_LICENCES = ("", "unknown", "noassertion", "none", "other", "per-file")
+
+# Licences (SPDX ids) that allow use of the data to train a commercial model.
+COMMERCIAL_OK = frozenset(
+    s.lower()
+    for s in (
+        "MIT",
+        "MIT-0",
+        "Apache-2.0",
+        "BSD-2-Clause",
+        "BSD-3-Clause",
+        "ISC",
+        "Zlib",
+        "Unlicense",
+        "CC0-1.0",
+        "CC-BY-2.0",
+        "CC-BY-2.5",
+        "CC-BY-3.0",
+        "CC-BY-4.0",
+        "CC-BY-SA-3.0",
+        "CC-BY-SA-4.0",
+        "CDLA-Permissive-1.0",
+        "CDLA-Permissive-2.0",
+        "CDLA-Sharing-1.0",
+        "ODC-By-1.0",
+        "ODbL-1.0",
+        "PDDL-1.0",
+        "MPL-2.0",
+    )
+)
+
+# "NC" as a part of the name (CC-BY-NC-4.0, CC-BY-NC-SA-4.0), or the words themselves.
+_NON_COMMERCIAL = re.compile(r"(^|[-_ .])nc([-_ .]|$)|non[-_ ]?commercial|research[-_ ]?only", re.IGNORECASE)
+
+
+def is_non_commercial(licence: str) -> bool:
+    """True when the licence's name says it forbids commercial use."""
+    return bool(_NON_COMMERCIAL.search(licence.strip()))
+
+
+def is_known_commercial(licence: str) -> bool:
+    """True when the licence is on the list of those known to allow commercial use."""
+    return licence.strip().lower() in COMMERCIAL_OK
