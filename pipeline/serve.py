@@ -150,14 +150,16 @@ def _optional(body: dict, keys: tuple[str, ...], kind: type, default: Any = None
         value = body.get(key)
         if value is None:
             continue
+        wrong = RequestError(f"`{key}` must be a{'n integer' if kind is int else ' number'}", key)
         # bool is an int in Python; a JSON true is never a number here.
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or (kind is int and value != int(value))
-        ):
-            raise RequestError(f"`{key}` must be a{'n integer' if kind is int else ' number'}", key)
-        return kind(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        try:  # NaN and infinities (Python's json reads them) and integers past a float's range
+            if kind is int and value != int(value):
+                raise wrong
+            return kind(value)
+        except (ValueError, OverflowError):
+            raise wrong from None
     return default
 
 
@@ -290,6 +292,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/chat/completions":
             self._error(HTTPStatus.NOT_FOUND, f"no route POST {self.path}", "not_found_error")
             return
+        self._streaming = False
         try:
             req = ChatRequest.parse(self._body())
             with self.service.lock:
@@ -299,6 +302,13 @@ class Handler(BaseHTTPRequestHandler):
                     self._json(HTTPStatus.OK, self.service.complete(req))
         except RequestError as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e), "invalid_request_error", e.param)
+        except Exception as e:  # a bug must still answer the client (and leave the server up)
+            self.log_error("error in %s: %r", self.path, e)
+            if not self._streaming:  # once a stream has started, closing it is all that is left
+                self._error(
+                    HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(e).__name__}", "server_error"
+                )
+            self.close_connection = True
 
     def _body(self) -> Any:
         try:
@@ -326,6 +336,7 @@ class Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}})
 
     def _sse(self, chunks: Iterator[dict[str, Any]]) -> None:
+        self._streaming = True
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")

@@ -212,6 +212,13 @@ def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
         ({"messages": [{"role": "user", "content": "a"}], "temperature": "hot"}, "temperature", "number"),
         ({"messages": [{"role": "user", "content": "a"}], "top_p": 2}, "top_p", "(0, 1]"),
         ({"messages": [{"role": "user", "content": "a"}], "seed": 10**23}, "seed", "seed must be in"),
+        ({"messages": [{"role": "user", "content": "a"}], "temperature": 10**400}, "temperature", "number"),
+        (
+            {"messages": [{"role": "user", "content": "a"}], "max_tokens": float("nan")},
+            "max_tokens",
+            "integer",
+        ),
+        ({"messages": [{"role": "user", "content": "a"}], "top_k": float("inf")}, "top_k", "integer"),
         ({"messages": [{"role": "user", "content": "a"}], "stream": "false"}, "stream", "true or false"),
         ({"messages": [{"role": "user", "content": "a" * 2000}]}, "messages", "shorter message"),
         (
@@ -259,3 +266,30 @@ def test_a_client_that_leaves_mid_stream_does_not_block_the_next(enc) -> None:
         resp.close()  # leave after the first event
         status, reply = post(url, {"messages": [{"role": "user", "content": "again"}], "max_tokens": 3})
     assert status == 200 and reply["choices"][0]["finish_reason"] == "length"
+
+
+class BrokenGPT(ScriptedGPT):
+    """Fails on its first forward, then works: a bug in the middle of a request."""
+
+    def __init__(self, scripts: list[list[int]]) -> None:
+        super().__init__(scripts)
+        self.failures = 1
+
+    def forward(self, idx, targets=None, loss_mask=None, cache=None):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("boom")
+        return super().forward(idx, targets, loss_mask, cache)
+
+
+def test_an_internal_error_answers_500_and_the_server_stays_up(enc) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 0}
+    with serving(Engine(BrokenGPT([scripted(enc, "Fine.")]), enc=enc)) as url:
+        status, reply = post(url, body)
+        assert (
+            status == 500
+            and reply["error"]["type"] == "server_error"
+            and "RuntimeError" in reply["error"]["message"]
+        )
+        status, reply = post(url, body)
+    assert status == 200 and reply["choices"][0]["message"]["content"] == "Fine."
