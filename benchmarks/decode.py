@@ -25,6 +25,7 @@ else:
     sys.path.insert(0, str(_HERE.parent))
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         help="weights of both generators (auto: bfloat16 on CUDA, float32 on CPU)",
     )
     p.add_argument("--no-naive", action="store_true", help="skip the naive generate")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     p.add_argument("--no-graphs", action="store_true", help="decode eagerly on CUDA too")
     p.add_argument(
         "--compile-batch-sizes",
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'naive tok/s':>11} | {'speedup':>7}"
     )
     rows = [header, "-" * len(header)]
+    records: list[dict] = []
     print("\n".join(rows), flush=True)
     for b in batch_sizes:
         prompts = torch.randint(0, 50256, (b, args.prompt_len), generator=gen).tolist()
@@ -139,6 +142,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{b:>5} | {mode:>13} | {engine_tps:12.1f} | {first:11.2f} | {naive_col:>11} | {speed_col:>7}"
             )
             print(rows[-1], flush=True)
+            records.append(
+                {
+                    "model": args.model,
+                    "device": name,
+                    "dtype": str(dtype).removeprefix("torch."),
+                    "batch": b,
+                    "decode": mode,
+                    "tokens_per_sec": engine_tps,
+                    "first_run_s": first,
+                    "naive_tokens_per_sec": naive_tps,
+                }
+            )
+    if args.json:
+        args.json.write_text(json.dumps(records, indent=2) + "\n")
     if len(rows) > 3:  # the whole table again, last, where a log tail shows it
         print("\n" + "\n".join(rows))
     return 0

@@ -22,7 +22,10 @@ timeout 150 $PY -m pytest -q -p no:cacheprovider -o addopts="" \
   tests/test_engine.py tests/test_model_cache.py tests/test_train_cuda.py 2>&1 | tail -n 15 | tee "$out/tests.txt"
 
 echo "== decode (KV cache + CUDA graphs, also compiled at batch 1, vs naive generate), gpt2-medium"
-timeout 170 $PY -m benchmarks.decode --model gpt2-medium --batch-sizes 1,16 2>&1 | tee "$out/decode.txt"
+timeout 170 $PY -m benchmarks.decode --model gpt2-medium --batch-sizes 1,16 --json "$out/decode.json" 2>&1 | tee "$out/decode.txt"
 
 echo "== training throughput, 350M (full and gathered loss head) and 124M, block 1024, bf16 + compile"
 timeout 210 $PY -m benchmarks.train_throughput --budget 140 --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.txt"
+
+echo "== targets"
+$PY -m benchmarks.gpu_summary "$out/decode.json" "$out/train_throughput.json" 2>&1 | tee "$out/summary.txt"
