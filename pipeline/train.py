@@ -226,18 +226,54 @@ class Start:
     source: Path | None = None
 
 
+class TrainSetupError(ValueError):
+    """The run cannot start as asked (nothing to resume, a run of other settings); one line for the user."""
+
+
+# What `init_from: resume` may change about a run: extend it (max_iters), and say "resume".
+EXTENSION_KEYS = NON_TRAJECTORY_KEYS | {"max_iters", "init_from"}
+
+
+def resume_mismatch(cfg: TrainConfig, state: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Settings (other than max_iters and logging) in which the saved run differs from `cfg`:
+    name -> (the run's value, the asked value). Empty: `cfg` extends that run."""
+    saved = json.loads(state.get("config") or "{}")
+    current = dataclasses.asdict(cfg)
+    return {
+        k: (saved[k], v)
+        for k, v in current.items()
+        if k not in EXTENSION_KEYS and k in saved and saved[k] != v
+    }
+
+
 def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: str) -> Start:
     """Build the model for `cfg.init_from`, or pick up an unfinished run with the same fingerprint."""
     latest = checkpoint.latest_run_checkpoint(paths.run_dir)
     if cfg.init_from == "resume":
         if latest is None:
-            raise FileNotFoundError(f"init_from=resume: no checkpoint under {paths.run_dir} to resume from")
-        return _resume(cfg, latest, checkpoint.load_state(latest), rt, fingerprint)
+            raise TrainSetupError(f"init_from=resume: no checkpoint under {paths.run_dir} to resume from")
+        state = checkpoint.load_state(latest)
+        # model/run holds the newest run only: after a run of other settings (a `dvc exp run`, say)
+        # it is that run's state, and extending it would train something nobody asked for.
+        differ = resume_mismatch(cfg, state)
+        if differ:
+            shown = ", ".join(f"{k} {a!r} (asked: {b!r})" for k, (a, b) in sorted(differ.items()))
+            raise TrainSetupError(
+                f"init_from=resume: the run under {paths.run_dir} ({latest.name}) was made with other "
+                f"settings: {shown}; there is no run of these settings to extend (train it with "
+                "init_from: scratch, or ask for the run's settings)"
+            )
+        saved = json.loads(state["config"])
+        same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
+        if same.fingerprint(paths.data_dir) != state["fingerprint"]:
+            rt.log("warning: the data or the code changed since this run's checkpoint; extending it anyway")
+        rt.log(f"extending the run from step {state['step']} to {cfg.max_iters}")
+        return _resume(cfg, latest, state, rt)
     if latest is not None:
         state = checkpoint.load_state(latest)
         if state["fingerprint"] == fingerprint and state["step"] < cfg.max_iters:
             rt.log(f"resuming the unfinished run at {latest} (same config, data and code)")
-            return _resume(cfg, latest, state, rt, fingerprint)
+            return _resume(cfg, latest, state, rt)
         del state
     # A fresh run: leftovers of another run must not be resumed later by mistake.
     device.barrier(rt.dist)
@@ -264,9 +300,7 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
     return Start(model)
 
 
-def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime, fingerprint: str) -> Start:
-    if state["fingerprint"] != fingerprint:
-        rt.log("warning: resuming with a different config, data or code than the checkpoint was made with")
+def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime) -> Start:
     model = checkpoint.load_model(ckpt, "cpu", dropout=cfg.dropout).train()
     if cfg.block_size > model.config.block_size:
         raise ValueError(

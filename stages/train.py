@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.params import load_params, project_root
-from pipeline.train import TrainConfig, TrainPaths, train
+from pipeline.train import TrainConfig, TrainPaths, TrainSetupError, train
 
 
 def main() -> int:
@@ -21,7 +21,11 @@ def main() -> int:
         print(f"train: {str(e).strip(chr(39))}", file=sys.stderr)
         return 1
     paths = TrainPaths.under(project_root(), params["variant"])
-    summary = train(cfg, paths)
+    try:
+        summary = train(cfg, paths)
+    except TrainSetupError as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 1
     print(
         f"train: {summary['iters']} iters, val loss {summary['initial_val_loss']} -> {summary['val_loss']}, "
         f"{summary['tokens_per_sec']} tokens/s, {summary['wall_time_s']} s",

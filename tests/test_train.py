@@ -26,7 +26,7 @@ from pipeline.model import GPT, GPTConfig
 from pipeline.optim import param_groups
 from pipeline.shards import ShardWriter
 from pipeline.tokenizer import render
-from pipeline.train import MaskedLM, TrainConfig, TrainPaths, train
+from pipeline.train import MaskedLM, TrainConfig, TrainPaths, TrainSetupError, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -263,8 +263,22 @@ def test_training_learns_and_writes_every_output(tokens: Path, tmp_path: Path) -
 
 
 def test_resume_with_nothing_to_resume_fails_clearly(tokens: Path, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing|no checkpoint"):
+    with pytest.raises(TrainSetupError, match="nothing|no checkpoint"):
         train(tiny_config(init_from="resume"), paths_in(tmp_path, tokens))
+
+
+def test_resume_extends_only_a_run_of_the_same_settings(tokens: Path, tmp_path: Path) -> None:
+    """After a run of other settings (a `dvc exp run`) replaced model/run, extending the earlier run
+    is refused, naming what differs, instead of silently extending the other one."""
+    paths = paths_in(tmp_path, tokens)
+    short = dict(max_iters=4, ckpt_interval=4, eval_interval=4)
+    train(tiny_config(**short), paths)
+    seen: list[int] = []
+    train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths, on_step=seen.append)
+    assert seen == [5, 6]  # extended: same settings, more steps
+    train(tiny_config(**short, lr=5e-3), paths)  # another run replaces model/run
+    with pytest.raises(TrainSetupError, match=r"other settings: lr 0\.005 \(asked: 0\.01\)"):
+        train(tiny_config(**{**short, "max_iters": 8}, init_from="resume"), paths)
 
 
 # ---------------------------------------------------------------- kill -9 and resume
