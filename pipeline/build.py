@@ -269,12 +269,17 @@ def scan_source(src: SourceInput, cfg: BuildConfig) -> pl.LazyFrame:
     """The source's rows with registry terms applied, row index, rank and `_code` (first failing check).
 
     The registry is authoritative for licence/commercial (flipping a flag re-runs only build);
-    contributed files keep each row's own terms.
+    contributed files keep each row's own terms. `commercial` becomes the row's eligibility for the
+    commercial variant (flagged and under a known licence).
     """
     lf = pl.scan_parquet(src.path).select(_input_columns(src)).with_row_index("row")
     if not src.contrib:
         lf = lf.with_columns(licence=pl.lit(src.licence), commercial=pl.lit(src.commercial))
     eligible = pl.lit(src.commercial_eligible) if not src.contrib else commercial_ok()
+    # In the datasets `commercial` says what the commercial variant does with the row: a flag
+    # under an unknown licence stays out of it, so such rows say false in the full variant too.
+    # (A missing flag stays missing: the row checks quarantine it as `commercial_present`.)
+    lf = lf.with_columns(commercial=pl.when(pl.col("commercial").is_null()).then(None).otherwise(eligible))
     turn_code = (pl.col("turn").cast(pl.Int64).clip(lower_bound=-1).fill_null(-1) + 1) * _CODE_BASE
     failing = [
         pl.when(bad.fill_null(False)).then(turn_code + i)

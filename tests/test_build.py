@@ -294,6 +294,11 @@ def test_commercial_variant_holds_only_commercial_known_licence_rows(corpus, cap
     assert "contrib/unk: licence unknown, so it stays out" in err  # a contributed file is told too
     full, com = read_dataset(root, "full"), read_dataset(root, "commercial")
     assert {"persona", "ubuntu", "contrib/nc", "contrib/unk"} <= set(full["source"])  # the mix is mixed
+    # `commercial` in the datasets is what the commercial variant does with the row: flagged
+    # sources under an unknown licence say false in the full variant too.
+    flagged_unknown = full.filter(pl.col("source").is_in(["arith", "contrib/unk"]))
+    assert flagged_unknown.height > 0 and not flagged_unknown["commercial"].any()
+    assert full.filter(pl.col("source").is_in(list(COMMERCIAL_OK)))["commercial"].all()
     assert set(com["source"]) == COMMERCIAL_OK
     assert com["commercial"].all()
     assert com.select(licence_known())["licence"].all()  # not even arith's commercial_reason override
