@@ -90,8 +90,9 @@ class ChatSession:
         fixed = 2 + len(enc.encode_ordinary(self.context or ""))
         new_len = 2 + len(enc.encode_ordinary(user_text))
         if fixed + new_len > self._budget:
+            persona = "with the persona " if self.context else ""
             raise ValueError(
-                f"message is {new_len - 2} tokens; with the persona only {self._budget - fixed - 2} fit "
+                f"message is {new_len - 2} tokens; {persona}only {self._budget - fixed - 2} fit "
                 "(block_size minus the reply budget): send a shorter message"
             )
         # Keep the newest exchanges (human turn + bot reply, dropped together so the rendering

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pipeline.chat import DEFAULT_CKPT, ChatSession
 from pipeline.stops import check_stop_strings
@@ -41,6 +43,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused before it is read
 ROLES = {"system", "user", "assistant"}
+ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/chat/completions": "POST"}
 
 
 class RequestError(ValueError):
@@ -70,7 +73,7 @@ class ChatRequest:
     def parse(cls, body: Any) -> ChatRequest:
         if not isinstance(body, dict):
             raise RequestError("the request body must be a JSON object")
-        if body.get("n", 1) != 1:
+        if body.get("n") not in (None, 1):
             raise RequestError("only n=1 is supported", "n")
         context_parts: list[str] = []
         turns: list[tuple[str, str]] = []
@@ -108,16 +111,20 @@ class ChatRequest:
             top_k=_optional(body, ("top_k",), int),
             seed=_optional(body, ("seed",), int),
         )
-        stream = body.get("stream", False)
+        stream = body.get("stream") or False
         if not isinstance(stream, bool):
             raise RequestError("`stream` must be true or false", "stream")
         req.stream = stream
+        stop = body.get("stop")
+        if not (stop is None or isinstance(stop, (str, list))):
+            raise RequestError("`stop` must be a string or a list of up to 4 strings", "stop")
         try:
-            req.stop = list(check_stop_strings(body.get("stop")))
-        except (TypeError, ValueError) as e:
+            req.stop = list(check_stop_strings(stop))
+        except ValueError as e:
             raise RequestError(f"`stop`: {e}", "stop") from None
         if req.max_tokens is not None and req.max_tokens < 1:
-            raise RequestError("max_tokens must be at least 1", "max_tokens")
+            key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+            raise RequestError(f"{key} must be at least 1", key)
         from pipeline.sampling import SamplingParams  # imports torch: not at the CLI's start-up
 
         try:
@@ -190,7 +197,13 @@ class ChatService:
                 seed=req.seed,
                 stop=req.stop,
             )
-        except ValueError as e:  # the persona does not fit, or a sampling setting is out of range
+        except ValueError as e:  # the reply budget leaves no room for the persona and a message
+            if req.context is None:
+                raise RequestError(
+                    f"max_tokens {req.max_tokens} leaves no room for the conversation in the "
+                    f"{limit + 1}-token context window: ask for fewer",
+                    "max_tokens",
+                ) from e
             raise RequestError(str(e).replace("--context", "the system message"), "messages") from e
         for role, text in req.history:
             session.add_turn(role, text)
@@ -279,18 +292,39 @@ class Handler(BaseHTTPRequestHandler):
     service: ChatService  # set on the subclass make_server builds
     server_version = "nanochatgpt"
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a client may stall a read: a half-sent request cannot hold a thread forever
+
+    @property
+    def route(self) -> str:
+        return urlsplit(self.path).path  # a query string does not change the route
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path == "/health":
+        if self.route == "/health":
             self._json(HTTPStatus.OK, {"status": "ok"})
-        elif self.path == "/v1/models":
+        elif self.route == "/v1/models":
             self._json(HTTPStatus.OK, self.service.models())
         else:
-            self._error(HTTPStatus.NOT_FOUND, f"no route GET {self.path}", "not_found_error")
+            self._not_found()
+
+    def _not_found(self) -> None:
+        if self.route in ROUTES:
+            allowed = ROUTES[self.route]
+            self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.route} takes {allowed}", "invalid_request_error")
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no route {self.command} {self.route}", "not_found_error")
+
+    # Every other method answers in the same JSON error format.
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_found  # noqa: N815
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.send_response(HTTPStatus.OK if self.route in ("/health", "/v1/models") else HTTPStatus.NOT_FOUND)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_POST(self) -> None:  # noqa: N802
-        if self.path != "/v1/chat/completions":
-            self._error(HTTPStatus.NOT_FOUND, f"no route POST {self.path}", "not_found_error")
+        if self.route != "/v1/chat/completions":
+            self._not_found()
             return
         self._streaming = False
         try:
@@ -302,6 +336,9 @@ class Handler(BaseHTTPRequestHandler):
                     self._json(HTTPStatus.OK, self.service.complete(req))
         except RequestError as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e), "invalid_request_error", e.param)
+        except (BrokenPipeError, ConnectionResetError):  # the client left before the reply
+            self.log_message("client left before the reply")
+            self.close_connection = True
         except Exception as e:  # a bug must still answer the client (and leave the server up)
             self.log_error("error in %s: %r", self.path, e)
             if not self._streaming:  # once a stream has started, closing it is all that is left
@@ -315,9 +352,16 @@ class Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
             raise RequestError("a Content-Length header is required") from None
+        if length < 0:
+            raise RequestError("Content-Length must not be negative")
         if length > MAX_BODY_BYTES:
             raise RequestError(f"request body over {MAX_BODY_BYTES} bytes")
-        raw = self.rfile.read(length)
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            raise RequestError(f"the request body did not arrive within {self.timeout} s") from None
+        if len(raw) < length:
+            raise RequestError(f"the request body ended after {len(raw)} of {length} bytes (Content-Length)")
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -365,7 +409,10 @@ def make_server(
 ) -> ThreadingHTTPServer:
     """A ready server (not yet serving); port 0 picks a free port (see server.server_address)."""
     handler = type("BoundHandler", (Handler,), {"service": service})
-    server = ThreadingHTTPServer((host, port), handler)
+    server_class = ThreadingHTTPServer
+    if ":" in host:  # an IPv6 address
+        server_class = type("ThreadingHTTPServerV6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+    server = server_class((host, port), handler)
     server.daemon_threads = True
     return server
 
@@ -400,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
     service = ChatService(Engine(model, compile_decode=args.compile), model_name=args.model_name)
     try:
         server = make_server(service, args.host, args.port)
-    except OSError as e:
+    except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
         print(f"serve: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -18,7 +19,7 @@ from test_engine_support import ScriptedGPT, tiny_gpt
 
 from pipeline.chat import ChatSession
 from pipeline.engine import Engine
-from pipeline.serve import DEFAULT_HOST, ChatService, add_arguments, make_server
+from pipeline.serve import DEFAULT_HOST, ChatService, add_arguments, make_server, run
 from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, HUMAN_ID, get_encoding, render
 
 
@@ -293,3 +294,85 @@ def test_an_internal_error_answers_500_and_the_server_stays_up(enc) -> None:
         )
         status, reply = post(url, body)
     assert status == 200 and reply["choices"][0]["message"]["content"] == "Fine."
+
+
+def _raw(url: str, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes over one connection; return everything the server sends back."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(request)
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_http_edge_cases_answer_in_json(enc) -> None:
+    engine = Engine(tiny_gpt(), enc=enc)
+    server = make_server(ChatService(engine, model_name="tiny"), "127.0.0.1", 0)
+    server.RequestHandlerClass.timeout = 1  # a stalled body is given up on quickly here
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        reply = _raw(url, (head + "Content-Length: -1\r\n\r\n").encode())
+        assert reply.startswith(b"HTTP/1.1 400") and b"must not be negative" in reply
+        reply = _raw(url, (head + "Content-Length: 100\r\n\r\n{").encode())  # then the client stalls
+        assert reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply
+        req = urllib.request.Request(f"{url}/v1/chat/completions", data=b"{}", method="PUT")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 405 and json.loads(e.value.read())["error"]["message"].endswith("takes POST")
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/health", method="HEAD"), timeout=10) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(f"{url}/health?verbose=1", timeout=10) as r:  # a query string is fine
+            assert json.loads(r.read()) == {"status": "ok"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"max_tokens": 127}, "max_tokens", "leaves no room for the conversation"),
+        ({"stop": 5}, "stop", "a string or a list"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens", "at least 1"),
+    ],
+)
+def test_more_bad_fields_are_named(enc, body: dict, param: str, words: str) -> None:
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, {"messages": [{"role": "user", "content": "hi"}], **body})
+    assert status == 400 and reply["error"]["param"] == param and words in reply["error"]["message"]
+
+
+def test_null_fields_take_their_defaults(enc) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "n": None, "stream": None, "stop": None}
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, {**body, "max_tokens": 3})
+    assert status == 200 and reply["object"] == "chat.completion"
+
+
+def test_ipv6_loopback_serves_when_the_machine_has_it(enc) -> None:
+    try:
+        server = make_server(ChatService(Engine(tiny_gpt(), enc=enc)), "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{server.server_address[1]}/health", timeout=10) as r:
+            assert json.loads(r.read()) == {"status": "ok"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_bind_errors_are_one_line(monkeypatch, capsys) -> None:
+    import pipeline.chat
+
+    monkeypatch.setattr(pipeline.chat, "load_chat_model", lambda ckpt, device: tiny_gpt())
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--port", "70000"])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("serve: cannot bind 127.0.0.1:70000") and "\n" not in err
