@@ -309,7 +309,9 @@ class Handler(BaseHTTPRequestHandler):
     def _not_found(self) -> None:
         if self.route in ROUTES:
             allowed = ROUTES[self.route]
-            self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.route} takes {allowed}", "invalid_request_error")
+            self._error(
+                HTTPStatus.METHOD_NOT_ALLOWED, f"{self.route} takes {allowed}", "invalid_request_error"
+            )
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no route {self.command} {self.route}", "not_found_error")
 
@@ -411,7 +413,9 @@ def make_server(
     handler = type("BoundHandler", (Handler,), {"service": service})
     server_class = ThreadingHTTPServer
     if ":" in host:  # an IPv6 address
-        server_class = type("ThreadingHTTPServerV6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+        server_class = type(
+            "ThreadingHTTPServerV6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6}
+        )
     server = server_class((host, port), handler)
     server.daemon_threads = True
     return server

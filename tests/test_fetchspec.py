@@ -34,7 +34,10 @@ def test_contrib_spec_follows_the_files_but_not_their_docs(tmp_path: Path) -> No
     before = fetch_spec(spec, tmp_path)
     assert [c["path"] for c in before["contents"]] == ["a.txt"]
     (folder / "README.md").write_text("how to contribute\n")
-    assert fetch_spec(spec, tmp_path) == before
+    (folder / ".a.txt.swp").write_text("editor state\n")
+    (folder / "notes").mkdir()
+    (folder / "notes" / "todo.md").write_text("later\n")
+    assert fetch_spec(spec, tmp_path) == before  # what the download does not copy does not count
     (folder / "a.txt").write_text("<human> hi <endOfText>\n<bot> hello there <endOfText>\n")
     assert fetch_spec(spec, tmp_path) != before
 

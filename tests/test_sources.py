@@ -146,6 +146,10 @@ def test_licence_names_and_commercial_claims() -> None:
     # "NC" must be a part of the name, not any "nc" inside a word.
     assert not is_non_commercial("Nonce-1.0") and not is_non_commercial("CC-BY-SA-4.0")
     assert is_non_commercial("cc-by-nc-nd-4.0") and is_non_commercial("Non-Commercial use")
+    for name in ("Research use only", "academic use only", "Not for commercial use", "CC-BY-NC4.0"):
+        assert is_non_commercial(name), name
+    for name in ("MIT", "Apache-2.0", "CC0-1.0", "ODC-By-1.0", "Unlicense", "BSD-3-Clause"):
+        assert not is_non_commercial(name), name
 
 
 # ---------------------------------------------------------------------------------------------- contrib
@@ -174,6 +178,11 @@ def test_contrib_file_without_sidecar_is_refused_in_one_line(tmp_path: Path) -> 
         ({"licence": "unknown", "commercial": True}, "commercial_reason"),
         ({"licence": "CC-BY-NC-4.0", "commercial": True}, "does not allow commercial use"),
         ({"licence": "my-own-licence", "commercial": True}, "not one this project knows"),
+        ({"licence": 1.0, "commercial": False}, "must be text"),
+        (
+            {"licence": "MIT", "commercial": True, "comercial_reason": "typo"},
+            "unknown field.*comercial_reason",
+        ),
     ],
 )
 def test_contrib_sidecar_needs_licence_and_commercial(tmp_path: Path, sidecar: dict, message: str) -> None:
@@ -505,3 +514,17 @@ def test_empty_contrib_file_is_refused_in_one_line(tmp_path: Path) -> None:
         scan_contrib(tmp_path)
     msg = str(err.value)
     assert "empty.txt" in msg and "empty" in msg and "\n" not in msg
+
+
+def test_contrib_documentation_and_hidden_files_are_not_corpus_files(tmp_path: Path) -> None:
+    _contrib(
+        tmp_path,
+        "chats.txt",
+        "<human> a <endOfText>\n<bot> b <endOfText>\n",
+        {"licence": "MIT", "commercial": True},
+    )
+    for name in ("readme.md", "NOTES.md", "guide.rst", ".chats.txt.swp", "README", "LICENSE"):
+        (tmp_path / name).write_text("not a corpus\n")
+    (tmp_path / "drafts").mkdir()
+    (tmp_path / "drafts" / "todo.txt").write_text("later\n")
+    assert [cf.source for cf in scan_contrib(tmp_path)] == ["contrib/chats"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
-from pipeline.sources.registry import CONTRIB_IGNORED, SourceSpec
+from pipeline.sources.registry import SourceSpec, contrib_entries
 
 # SourceSpec fields that decide the download or the normalized table; what is left out
 # (commercial, commercial_reason, description) only matters from the build on.
@@ -43,10 +43,9 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
         out[name] = list(value) if isinstance(value, tuple) else value
     if spec.kind == "contrib":
         folder = root / spec.location
-        found = folder.rglob("*") if folder.is_dir() else []
-        files = sorted(p for p in found if p.is_file() and p.name not in CONTRIB_IGNORED)
         out["contents"] = [
-            {"path": p.relative_to(folder).as_posix(), "sha256": atomic.sha256_file(p)} for p in files
+            {"path": p.relative_to(folder).as_posix(), "sha256": atomic.sha256_file(p)}
+            for p in contrib_entries(folder)
         ]
     return out
 

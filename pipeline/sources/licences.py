@@ -44,8 +44,14 @@ COMMERCIAL_OK = frozenset(
     )
 )
 
-# "NC" as a part of the name (CC-BY-NC-4.0, CC-BY-NC-SA-4.0), or the words themselves.
-_NON_COMMERCIAL = re.compile(r"(^|[-_ .])nc([-_ .]|$)|non[-_ ]?commercial|research[-_ ]?only", re.IGNORECASE)
+# "NC" as a part of the name, not inside a word (CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-NC4.0), or
+# words that limit use to non-commercial purposes ("non-commercial", "not for commercial use",
+# "research use only", "academic use only", "personal use only").
+_NON_COMMERCIAL = re.compile(
+    r"(^|[^a-z])nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
+    r"|\b(research|academic|personal|educational|evaluation)\b.*\bonly\b",
+    re.IGNORECASE,
+)
 
 
 def is_non_commercial(licence: str) -> bool:

@@ -26,8 +26,11 @@ REGISTRY_FILE = "sources.yaml"
 KINDS = ("package", "contrib", "hf_dataset", "url")
 CONTRIB_FORMATS = ("nanochatgpt", "openai", "sharegpt")
 SIDECAR_SUFFIXES = (".yaml", ".yml")
-# Files in data/contrib/ that are documentation, not corpus data.
-CONTRIB_IGNORED = ("README.md", "README", ".gitkeep", "manifest.json")
+# Files in data/contrib/ that are documentation, not corpus data (names compared case-insensitively;
+# hidden files and Markdown/reStructuredText notes are skipped too).
+CONTRIB_IGNORED = ("readme", "readme.txt", "license", "licence", ".gitkeep", "manifest.json")
+CONTRIB_DOC_SUFFIXES = (".md", ".rst")
+SIDECAR_FIELDS = ("licence", "license", "commercial", "commercial_reason", "description", "format")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -73,8 +76,10 @@ class ContribFile:
 
 
 def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> None:
-    if not isinstance(licence, str) or not licence.strip():
+    if licence is None or (isinstance(licence, str) and not licence.strip()):
         raise SourceError(f"{where}: `licence:` is missing (an SPDX id such as CC-BY-4.0, or `unknown`)")
+    if not isinstance(licence, str):
+        raise SourceError(f"{where}: `licence:` must be text such as CC-BY-4.0 (quote it), not {licence!r}")
     if not isinstance(commercial, bool):
         raise SourceError(f"{where}: `commercial:` must be true or false")
     if reason is not None and not isinstance(reason, str):
@@ -218,6 +223,21 @@ def _sidecar_for(data_file: Path) -> Path | None:
     return None
 
 
+def contrib_entries(folder: Path) -> list[Path]:
+    """The files of data/contrib/ that are corpus data or sidecars, sorted: top level only, no
+    hidden files, no documentation. What the contrib download copies and its stage depends on."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.name.lower() not in CONTRIB_IGNORED
+        and p.suffix.lower() not in CONTRIB_DOC_SUFFIXES
+    )
+
+
 def scan_contrib(folder: str | Path) -> list[ContribFile]:
     """Every contributed data file of `folder` with its validated sidecar, sorted by name.
 
@@ -227,9 +247,9 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"contrib: folder {shown(folder)} is missing")
-    entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    entries = contrib_entries(folder)
     sidecars = {p for p in entries if p.suffix.lower() in SIDECAR_SUFFIXES}
-    data_files = [p for p in entries if p not in sidecars and p.name not in CONTRIB_IGNORED]
+    data_files = [p for p in entries if p not in sidecars]
     stems = [p.stem for p in data_files]
     for stem in {s for s in stems if stems.count(s) > 1}:
         raise SourceError(f"contrib: several data files share the stem {stem!r}; give each its own name")
@@ -257,6 +277,11 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
         raise SourceError(f"{shown(sidecar)}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(meta, dict):
         raise SourceError(f"{shown(sidecar)}: expected `licence:`, `commercial:` and `description:` fields")
+    unknown = sorted(str(k) for k in meta if k not in SIDECAR_FIELDS)
+    if unknown:
+        raise SourceError(
+            f"{shown(sidecar)}: unknown field(s) {', '.join(unknown)} (known: {', '.join(SIDECAR_FIELDS[:1] + SIDECAR_FIELDS[2:])})"
+        )
     if "licence" not in meta and "license" in meta:
         meta["licence"] = meta.pop("license")  # accept the US spelling
     _check_licence(shown(sidecar), meta.get("licence"), meta.get("commercial"), meta.get("commercial_reason"))
