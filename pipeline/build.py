@@ -44,12 +44,12 @@ from pipeline.schema import (
     MAX_TURN_CHARS,
     QUARANTINE_SCHEMA,
     TURN_SCHEMA,
-    UNKNOWN_LICENCES,
     commercial_ok,
     frame_rules,
     licence_known,
     row_violations,
 )
+from pipeline.sources import licences
 
 VARIANTS = ("full", "commercial")
 SPLITS = ("train", "val")
@@ -110,7 +110,7 @@ class SourceInput:
         build still keeps such a source out of the commercial variant (and says so): to ship
         it, name its licence.
         """
-        return self.commercial and self.licence.strip().lower() not in UNKNOWN_LICENCES
+        return licences.commercial_eligible(self.commercial, self.licence)
 
 
 @dataclass(frozen=True)

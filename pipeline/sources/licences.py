@@ -54,6 +54,17 @@ _NON_COMMERCIAL = re.compile(
 )
 
 
+def is_unknown(licence: str) -> bool:
+    """True when the licence value says "we do not know" (`unknown`, empty, NOASSERTION, ...)."""
+    return licence.strip().lower() in UNKNOWN_LICENCES
+
+
+def commercial_eligible(flag: bool, licence: str) -> bool:
+    """What the commercial variant takes: flagged commercial AND under a known licence (the row-wise
+    form is pipeline.schema.commercial_ok)."""
+    return flag and not is_unknown(licence)
+
+
 def is_non_commercial(licence: str) -> bool:
     """True when the licence's name says it forbids commercial use."""
     return bool(_NON_COMMERCIAL.search(licence.strip()))

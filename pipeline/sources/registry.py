@@ -20,7 +20,7 @@ import yaml
 
 from pipeline.params import load_params, project_root
 from pipeline.sources.errors import SourceError
-from pipeline.sources.licences import UNKNOWN_LICENCES, is_known_commercial, is_non_commercial
+from pipeline.sources.licences import is_known_commercial, is_non_commercial, is_unknown
 
 REGISTRY_FILE = "sources.yaml"
 KINDS = ("package", "contrib", "hf_dataset", "url")
@@ -92,7 +92,7 @@ def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> No
             f"{where}: licence {name} does not allow commercial use, but commercial is true; "
             "set `commercial: false`"
         )
-    if name.lower() in UNKNOWN_LICENCES and not (reason or "").strip():
+    if is_unknown(name) and not (reason or "").strip():
         raise SourceError(
             f"{where}: licence is {name or 'empty'} but commercial is true; add `commercial_reason:` saying why "
             "commercial use is allowed, or set `commercial: false`"

@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
-from pipeline.sources.licences import UNKNOWN_LICENCES
+from pipeline.sources.licences import commercial_eligible
 from pipeline.sources.registry import REGISTRY_FILE, enabled_sources, load_registry, scan_contrib
 
 COLUMNS = ("name", "kind", "licence", "commercial", "enabled", "rows")
@@ -48,7 +48,9 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
                 "name": name,
                 "kind": spec.kind if not spec.local_path else f"{spec.kind} (local_path)",
                 "licence": spec.licence,
-                "commercial": "per-file" if is_contrib else _in_commercial(spec.commercial, spec.licence),
+                "commercial": "per-file"
+                if is_contrib
+                else commercial_eligible(spec.commercial, spec.licence),
                 "enabled": name in enabled,
                 "rows": report["rows_kept"] if report else "-",
                 "reason": _reason(spec.commercial, spec.licence, spec.commercial_reason or ""),
@@ -69,7 +71,7 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
                     "name": cf.source,
                     "kind": f"contrib file ({cf.format})",
                     "licence": cf.licence,
-                    "commercial": _in_commercial(cf.commercial, cf.licence),
+                    "commercial": commercial_eligible(cf.commercial, cf.licence),
                     "enabled": name in enabled,
                     "rows": kept,
                     "reason": _reason(cf.commercial, cf.licence, cf.commercial_reason or cf.description),
@@ -78,13 +80,8 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
     return rows, problems
 
 
-def _in_commercial(flag: bool, licence: str) -> bool:
-    """What the build does: flagged commercial under a known licence (an unknown one stays out)."""
-    return flag and licence.strip().lower() not in UNKNOWN_LICENCES
-
-
 def _reason(flag: bool, licence: str, reason: str) -> str:
-    if flag and not _in_commercial(flag, licence):
+    if flag and not commercial_eligible(flag, licence):
         return f"flagged commercial, but the licence is unknown: kept out of the commercial variant. {reason}"
     return reason
 
