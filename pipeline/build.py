@@ -38,7 +38,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import atomic, dedup, split
+from pipeline import atomic, cards, dedup, split
 from pipeline.export import SplitWriter, assemble_conversations
 from pipeline.schema import (
     MAX_TURN_CHARS,
@@ -95,6 +95,8 @@ class SourceInput:
     commercial: bool
     commercial_reason: str | None = None
     report: dict[str, Any] | None = None
+    location: str = ""
+    description: str = ""
 
     @property
     def contrib(self) -> bool:
@@ -185,6 +187,8 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
                 commercial=get("commercial") is True,
                 commercial_reason=get("commercial_reason"),
                 report=report,
+                location=str(get("location") or ""),
+                description=str(get("description") or ""),
             )
         )
     return sources
@@ -670,6 +674,22 @@ def _totals(entries: Any) -> dict[str, Any]:
     return totals
 
 
+def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> str:
+    """The variant's README.md (pipeline.cards), from its stats and each source's registry terms."""
+    terms = {
+        s.name: cards.CardSource(
+            name=s.name,
+            licence=s.licence,
+            commercial=s.commercial_eligible,
+            kind=s.kind,
+            location=s.location,
+            description=s.description,
+        )
+        for s in sources
+    }
+    return cards.dataset_card(variant, stats, cards.dataset_sources(stats, terms))
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -709,5 +729,6 @@ def build_variant(
         shutil.rmtree(scratch)
         stats = compute_stats(plan, written, quarantined, file_rows, sources, cfg)
         atomic.write_json(tmp / "stats.json", stats)
+        (tmp / "README.md").write_text(dataset_card(cfg.variant, stats, sources), encoding="utf-8")
         lap("finalize")
     return BuildResult(out_dir=out_dir, stats=stats, timings=timings)

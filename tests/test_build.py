@@ -644,3 +644,41 @@ def test_stage_cli_builds_and_reports_errors_in_one_line(tmp_path, fixture):
     err = stage("full")
     assert err.returncode == 1
     assert err.stderr.strip().count("\n") == 0 and "data/normalized/contrib.parquet: missing" in err.stderr
+
+
+def card_header(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_dataset_card_names_the_terms_of_what_each_variant_holds(corpus):
+    root, names, registry = corpus
+    for variant in ("full", "commercial"):
+        run_build(root, names, registry, variant=variant)
+    full = card_header(root / "data/dataset/full/README.md")
+    com = card_header(root / "data/dataset/commercial/README.md")
+    # The full variant holds NC and unknown-licence data, and its card says so; the commercial
+    # card lists exactly the licences of the rows the commercial files hold.
+    assert {"cc-by-nc-4.0", "unknown", "mit", "cc-by-4.0"} <= set(full["license"])
+    held = read_dataset(root, "commercial")["licence"].unique().to_list()
+    assert sorted(com["license"]) == sorted(x.lower() for x in held)
+    body = (root / "data/dataset/commercial/README.md").read_text(encoding="utf-8")
+    assert "| contrib/ok | CC-BY-4.0 | yes |" in body
+    assert "persona (CC-BY-NC-4.0)" in body  # enabled but left out, said so
+    assert "| persona |" not in body
+
+
+def test_dataset_card_splits_load_with_datasets(corpus, monkeypatch):
+    """`datasets.load_dataset(<variant dir>)` reads the splits the card names, with the stats' counts."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    root, names, registry = corpus
+    stats = run_build(root, names, registry, variant="full").stats
+    ds = datasets.load_dataset(str(root / "data/dataset/full"), cache_dir=str(root / "hf-cache"))
+    assert set(ds) == {"train", "validation"}
+    conv = stats["totals"]["conversations"]
+    assert (ds["train"].num_rows, ds["validation"].num_rows) == (conv["train"], conv["val"])
+    body = (root / "data/dataset/full/README.md").read_text(encoding="utf-8")
+    assert f"| train | {conv['train']:,} |" in body and f"| validation | {conv['val']:,} |" in body

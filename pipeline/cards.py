@@ -1,0 +1,244 @@
+"""Cards: the README.md that a Hugging Face dataset or model repository shows, written beside the files.
+
+A built dataset or an exported model travels: a team copies `data/dataset/commercial/` to its own
+storage or uploads it with `hf upload`. The card goes with it and answers what a receiver asks first:
+what is in here, under which terms, how was it made, how do I load it. Its YAML header is the Hub's
+metadata, and its `configs:` list names the files of each split, so that
+`datasets.load_dataset("data/dataset/<variant>")` and the Hub's viewer read train and validation
+from the card, not from a guess based on file names.
+
+Everything in a card comes from the stage's own figures (stats.json, the token counts): a card
+never states a number the files do not back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from pipeline.sources import licences
+
+# Licence ids the Hub's `license:` field knows (lower-case SPDX); anything else is "other".
+HUB_LICENCES = frozenset(
+    {
+        "apache-2.0",
+        "mit",
+        "bsd-2-clause",
+        "bsd-3-clause",
+        "isc",
+        "unlicense",
+        "cc0-1.0",
+        "cc-by-2.0",
+        "cc-by-2.5",
+        "cc-by-3.0",
+        "cc-by-4.0",
+        "cc-by-sa-3.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-2.0",
+        "cc-by-nc-3.0",
+        "cc-by-nc-4.0",
+        "cc-by-nc-sa-3.0",
+        "cc-by-nc-sa-4.0",
+        "cc-by-nc-nd-4.0",
+        "cdla-permissive-1.0",
+        "cdla-permissive-2.0",
+        "cdla-sharing-1.0",
+        "odc-by",
+        "odbl",
+        "pddl",
+        "mpl-2.0",
+        "gpl-3.0",
+        "lgpl-3.0",
+        "agpl-3.0",
+    }
+)
+# SPDX spellings whose Hub id differs.
+_HUB_ALIASES = {"odc-by-1.0": "odc-by", "odbl-1.0": "odbl", "pddl-1.0": "pddl"}
+SPLIT_FILES = {"train": "train.parquet", "validation": "val.parquet"}
+
+
+@dataclass(frozen=True)
+class CardSource:
+    """One row of a card's source table: where the data came from and under which terms."""
+
+    name: str
+    licence: str
+    commercial: bool
+    kind: str = ""
+    location: str = ""
+    description: str = ""
+
+
+def hub_licence(licence: str) -> str:
+    """The Hub's id for an SPDX licence: `unknown` stays unknown, an id the Hub lacks is `other`."""
+    if licences.is_unknown(licence):
+        return "unknown"
+    key = licence.strip().lower()
+    key = _HUB_ALIASES.get(key, key)
+    return key if key in HUB_LICENCES else "other"
+
+
+def source_link(kind: str, location: str) -> str:
+    """Where a reader finds the upstream corpus (and its authors, for attribution)."""
+    if kind == "hf_dataset":
+        return f"https://huggingface.co/datasets/{location}"
+    if kind == "package":
+        return f"https://pypi.org/project/{location.replace('_', '-')}/"
+    if kind == "url":
+        return location
+    return f"`{location}`" if location else ""
+
+
+def size_category(n: int) -> str:
+    """The Hub's `size_categories` bucket for n rows."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+    for bound, label in bounds:
+        if n < bound:
+            return label
+    return "1M<n<10M" if n < 10_000_000 else "n>10M"
+
+
+def _front_matter(meta: Mapping[str, Any]) -> str:
+    return "---\n" + yaml.safe_dump(dict(meta), sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _cell(text: Any) -> str:
+    """Markdown table cell: pipes and newlines would break the row."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def dataset_sources(stats: Mapping[str, Any], registry: Mapping[str, CardSource]) -> list[CardSource]:
+    """The card rows: each enabled source with data in the variant; contributed files one by one
+    (each carries its own licence); registry terms from `registry` (by source name)."""
+    rows: list[CardSource] = []
+    for name, entry in stats["sources"].items():
+        spec = registry.get(name) or CardSource(name=name, licence=entry["licence"], commercial=False)
+        if "parts" in entry:  # contrib: one row per contributed file, with its sidecar's terms
+            for part, terms in entry["parts"].items():
+                rows.append(
+                    CardSource(
+                        name=part,
+                        licence=terms["licence"],
+                        commercial=bool(terms["commercial"]),
+                        kind="contrib",
+                        description=f"contributed file `{spec.location}/{part.split('/', 1)[-1]}.*` "
+                        "(terms in its sidecar)",
+                    )
+                )
+            continue
+        rows.append(spec)
+    return rows
+
+
+def _counts(stats: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    entry = stats["sources"].get(name)
+    if entry is not None:
+        return entry
+    for top in stats["sources"].values():  # a contributed file
+        if name in top.get("parts", {}):
+            return top["parts"][name]
+    return None
+
+
+def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardSource]) -> str:
+    """The README.md of data/dataset/<variant>/ (from its stats.json and the registry terms)."""
+    totals = stats["totals"]
+    conv = totals.get("conversations", {})
+    n_conv = int(conv.get("train", 0)) + int(conv.get("val", 0))
+    held = [s for s in sources if _held(stats, s.name)]
+    left_out = [s for s in sources if not _held(stats, s.name)]
+    hub_ids = sorted({hub_licence(s.licence) for s in held}) or ["unknown"]
+    meta = {
+        "pretty_name": f"nanoChatGPT dialogues ({variant})",
+        "language": ["en"],
+        "license": hub_ids if len(hub_ids) > 1 else hub_ids[0],
+        "task_categories": ["text-generation"],
+        "tags": ["conversational", "dialogue", "nanochatgpt"],
+        "size_categories": [size_category(n_conv)],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": path} for split, path in SPLIT_FILES.items()],
+            }
+        ],
+    }
+    scope = (
+        "only sources whose licence allows training a commercial model (the build refuses to write "
+        "anything else)"
+        if variant == "commercial"
+        else "every enabled source, commercial or not"
+    )
+    lines = [
+        _front_matter(meta),
+        f"# nanoChatGPT dialogues: the `{variant}` variant",
+        "",
+        f"Multi-turn `<human>`/`<bot>` conversations for chat fine-tuning, holding {scope}. Built by "
+        "`dvc repro build@" + variant + "` from each source's validated turn table: "
+        "deduplicated across sources (case, space and punctuation variants count as one), split into "
+        "train and validation by a seeded hash of the deduplicated text (a duplicate can never sit "
+        "in both), with rejected rows kept in `quarantine.parquet` beside their reason.",
+        "",
+        "| split | conversations | turns | characters |",
+        "|---|---:|---:|---:|",
+    ]
+    for split, key in (("train", "train"), ("validation", "val")):
+        lines.append(
+            f"| {split} | {conv.get(key, 0):,} | {totals.get('turns', {}).get(key, 0):,} | "
+            f"{totals.get('characters', {}).get(key, 0):,} |"
+        )
+    lines += [
+        "",
+        "## Sources and licences",
+        "",
+        "Each row's `licence` column names the terms of the source it came from, and `commercial` says "
+        "whether those terms allow training a commercial model. Passing these files on means meeting "
+        "each licence below: keep the copyright notices of MIT / BSD / Apache sources and credit "
+        "CC-BY sources.",
+        "",
+        "| source | licence | commercial | conversations (train / val) | from |",
+        "|---|---|---|---:|---|",
+    ]
+    for s in held:
+        counts = _counts(stats, s.name) or {}
+        c = counts.get("conversations", {})
+        link = source_link(s.kind, s.location)
+        what = f"{s.description} ({link})" if s.description and link else (s.description or link)
+        lines.append(
+            f"| {_cell(s.name)} | {_cell(s.licence)} | {'yes' if s.commercial else 'no'} | "
+            f"{c.get('train', 0):,} / {c.get('val', 0):,} | {_cell(what)} |"
+        )
+    if left_out:
+        names = ", ".join(f"{s.name} ({s.licence})" for s in left_out)
+        lines += ["", f"Enabled but holding nothing in this variant: {names}."]
+    lines += [
+        "",
+        "## Files and columns",
+        "",
+        "- `train.parquet`, `val.parquet`: one conversation per row. `conversation_id` (string), "
+        "`messages` (list of `{role: human|bot, content}`), `context` (persona text or null), `source`, "
+        "`licence`, `commercial`.",
+        "- `text/`: the same conversations in nanoChatGPT's text format (one `<human> ... <endOfText>` "
+        "line per turn).",
+        "- `quarantine.parquet`: rows the build rejected, with the rule they broke.",
+        "- `stats.json`: per-source counts that reconcile rows read with rows kept, filtered, "
+        "quarantined and removed as duplicates.",
+        "",
+        "```python",
+        "import datasets",
+        f'ds = datasets.load_dataset("data/dataset/{variant}")  # splits: train, validation',
+        "```",
+        "",
+        f"Build settings: seed {stats['params'].get('seed')}, validation fraction "
+        f"{stats['params'].get('val_fraction')}, caps {stats['params'].get('caps') or 'none'}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _held(stats: Mapping[str, Any], name: str) -> bool:
+    counts = _counts(stats, name) or {}
+    c = counts.get("conversations", {})
+    return int(c.get("train", 0)) + int(c.get("val", 0)) > 0

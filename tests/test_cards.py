@@ -1,0 +1,84 @@
+"""Dataset and model cards (pipeline/cards.py): Hub metadata that parses, tables that do not break."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pipeline import cards
+
+
+@pytest.mark.parametrize(
+    ("licence", "hub"),
+    [
+        ("MIT", "mit"),
+        ("BSD-3-Clause", "bsd-3-clause"),
+        (" CC-BY-NC-4.0 ", "cc-by-nc-4.0"),
+        ("ODC-By-1.0", "odc-by"),
+        ("unknown", "unknown"),
+        ("NOASSERTION", "unknown"),
+        ("Custom-Research-Terms", "other"),
+    ],
+)
+def test_hub_licence_ids(licence, hub):
+    assert cards.hub_licence(licence) == hub
+
+
+@pytest.mark.parametrize(
+    ("n", "bucket"),
+    [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (250_000, "100K<n<1M"), (10**8, "n>10M")],
+)
+def test_size_categories(n, bucket):
+    assert cards.size_category(n) == bucket
+
+
+def test_source_links():
+    assert (
+        cards.source_link("hf_dataset", "OpenAssistant/oasst1")
+        == "https://huggingface.co/datasets/OpenAssistant/oasst1"
+    )
+    assert cards.source_link("package", "chitchat_dataset") == "https://pypi.org/project/chitchat-dataset/"
+    assert cards.source_link("url", "https://example.org/a.zip") == "https://example.org/a.zip"
+
+
+def stats_of(**sources) -> dict:
+    entries = {}
+    for name, (licence, train, val, parts) in sources.items():
+        entry = {"licence": licence, "conversations": {"train": train, "val": val}}
+        if parts:
+            entry["parts"] = parts
+        entries[name] = entry
+    return {
+        "params": {"seed": 7, "val_fraction": 0.1, "caps": {}},
+        "sources": entries,
+        "totals": {"conversations": {"train": 12, "val": 2}, "turns": {"train": 30, "val": 4}},
+    }
+
+
+def test_card_header_parses_and_lists_each_held_licence_once():
+    parts = {
+        "contrib/notes": {"licence": "CC-BY-4.0", "commercial": True, "conversations": {"train": 2, "val": 0}}
+    }
+    stats = stats_of(
+        a=("MIT", 10, 2, None),
+        b=("MIT", 0, 0, None),
+        nc=("CC-BY-NC-4.0", 0, 0, None),
+        contrib=("per-file", 2, 0, parts),
+    )
+    registry = {
+        "a": cards.CardSource("a", "MIT", True, "package", "a_pkg", "A | corpus\nwith lines"),
+        "nc": cards.CardSource("nc", "CC-BY-NC-4.0", False, "hf_dataset", "org/nc"),
+        "contrib": cards.CardSource("contrib", "per-file", False, "contrib", "data/contrib"),
+    }
+    card = cards.dataset_card("commercial", stats, cards.dataset_sources(stats, registry))
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["license"] == ["cc-by-4.0", "mit"]
+    assert header["configs"][0]["data_files"] == [
+        {"split": "train", "path": "train.parquet"},
+        {"split": "validation", "path": "val.parquet"},
+    ]
+    rows = [line for line in card.splitlines() if line.startswith("| a |")]
+    assert len(rows) == 1 and rows[0].count(" | ") == 4  # the pipe in the description is escaped
+    assert "A \\| corpus with lines (https://pypi.org/project/a-pkg/)" in rows[0]
+    assert "| contrib/notes | CC-BY-4.0 | yes | 2 / 0 |" in card
+    assert "holding nothing in this variant: b (MIT), nc (CC-BY-NC-4.0)" in card
