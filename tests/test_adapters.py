@@ -216,6 +216,8 @@ CASES: dict[str, dict] = {
                 }
             ),
         ),
+        # the big record's empty side b is a record read, so it is quarantined too (not dropped)
+        "big_checks": {"text_length": 1, "conversation_broken": 1, "missing_field": 1},
         "checks": {"missing_field": 1, "first_turn_human": 2, "text_present": 1, "json_parse": 1, "utf8": 1},
         "turns": {
             "chatbot_arena:q1:a": ["What is the capital of France?", "Paris."],
@@ -421,7 +423,9 @@ def test_adapter_fixture(adapter: str, tmp_path: Path) -> None:
     big = _run(adapter, folder)
     checks = Counter(big.quarantine["check"])
     assert checks["text_length"] == 1
-    assert checks - Counter(case["checks"]) == Counter({"text_length": 1, "conversation_broken": 1})
+    assert checks - Counter(case["checks"]) == Counter(
+        case.get("big_checks", {"text_length": 1, "conversation_broken": 1})
+    )
     assert big.turns.equals(turns)
     assert big.quarantine["text"].str.len_chars().max() >= 1_000_000  # the row is kept whole for inspection
     r = big.report

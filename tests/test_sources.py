@@ -119,6 +119,9 @@ def test_registry_has_every_source_with_licences() -> None:
         ({"kind": "hf_dataset", "revision": None}, "revision"),
         ({"kind": "url", "sha256": "abc"}, "sha256"),
         ({"files": []}, "files"),
+        ({"gated": "false"}, "`gated:` must be true or false"),  # bool("false") would be True
+        ({"local_path": 5}, "`local_path:` must be a path"),
+        ({"token_env": ["HF_TOKEN"]}, "`token_env:` must be"),
     ],
 )
 def test_registry_rejects_bad_entries(fields: dict, message: str) -> None:

@@ -105,6 +105,9 @@ def normalize_rows(
     df = raw.with_row_index("idx")
     rows_read = df.height
     rows_filtered = dict(sorted(Counter(df.get_column("filter").drop_nulls().to_list()).items()))
+    # Per source (one per contributed file): rows read and filtered, so each file reconciles too.
+    read_by_source = dict(df.group_by("source").len().iter_rows())
+    filtered_by_source = df.filter(pl.col("filter").is_not_null()).group_by("source", "filter").len()
     df = df.filter(pl.col("filter").is_null()).drop("filter")
 
     unread = pl.col("check").is_not_null()
@@ -217,7 +220,7 @@ def normalize_rows(
     turns = _turns(live)
     validate(turns)
     quarantine = _quarantine_frame(quarantined)
-    report = _report(rows_read, live, turns, quarantine, rows_filtered)
+    report = _report(rows_read, live, turns, quarantine, rows_filtered, read_by_source, filtered_by_source)
     return NormalizeResult(turns, quarantine, report)
 
 
@@ -257,6 +260,8 @@ def _report(
     turns: pl.DataFrame,
     quarantine: pl.DataFrame,
     filtered: dict[str, int],
+    read_by_source: dict[str, int],
+    filtered_by_source: pl.DataFrame,
 ) -> dict[str, Any]:
     by_check = dict(sorted(Counter(quarantine.get_column("check").to_list()).items()))
     report: dict[str, Any] = {
@@ -269,22 +274,27 @@ def _report(
         "rows_merged": live.height - turns.height,
         "conversations_kept": turns.get_column("conversation_id").n_unique(),
     }
-    sources = sorted(
-        set(live.get_column("source").to_list()) | set(quarantine.get_column("source").to_list())
-    )
+    sources = sorted(read_by_source)
     if len(sources) > 1 or any(s.startswith("contrib/") for s in sources):
         per = {}
         for s in sources:
             t = turns.filter(pl.col("source") == s)
             per[s] = {
+                "rows_read": read_by_source[s],
                 "rows_kept": live.filter(pl.col("source") == s).height,
+                "rows_filtered": dict(
+                    sorted(filtered_by_source.filter(pl.col("source") == s).drop("source").iter_rows())
+                ),
                 "rows_quarantined": quarantine.filter(pl.col("source") == s).height,
                 "turns_kept": t.height,
                 "conversations_kept": t.get_column("conversation_id").n_unique(),
             }
         report["by_source"] = per
-    if rows_read != report["rows_kept"] + report["rows_quarantined"] + sum(filtered.values()):
-        raise RuntimeError(f"normalize lost rows (a bug): {report}")
+    for counts in [report, *report.get("by_source", {}).values()]:
+        if counts["rows_read"] != counts["rows_kept"] + counts["rows_quarantined"] + sum(
+            counts["rows_filtered"].values()
+        ):
+            raise RuntimeError(f"normalize lost rows (a bug): {report}")
     return report
 
 

@@ -20,6 +20,7 @@ from typing import IO, Any
 import polars as pl
 
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark, which Windows editors write at the start of a file
 DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".txt", ".parquet", ".tsv", ".train", ".dev", ".test", ".yml")
 
 
@@ -59,15 +60,24 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
         return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start}"
 
 
-def iter_lines(path: Path) -> Iterator[Record]:
-    """Every line (1-based numbers), without its line ending; invalid UTF-8 gives check `utf8`."""
+def iter_lines(path: Path, *, lone_cr: bool = False) -> Iterator[Record]:
+    """Every line (1-based numbers), without its line ending; invalid UTF-8 gives check `utf8`.
+
+    With `lone_cr`, a CR not followed by LF ends a line too (old Mac files), as in a text editor:
+    text formats whose blank lines end conversations would otherwise read such a file as one line.
+    JSON lines leave it off, since a CR between JSON tokens is whitespace there.
+    """
+    n = 0
     with open_binary(path) as f:
-        for n, raw in enumerate(f, start=1):
-            raw = raw.rstrip(b"\n").rstrip(b"\r")
-            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]  # byte-order mark
-            text, err = _decode(raw)
-            yield Record(n, text if err is None else None, text, "utf8" if err else None, err)
+        for chunk in f:
+            # CR LF, and CR CR LF (a file converted twice), end one line as before
+            chunk = chunk.rstrip(b"\n").rstrip(b"\r")
+            if n == 0 and chunk.startswith(BOM):
+                chunk = chunk[len(BOM) :]
+            for raw in chunk.split(b"\r") if lone_cr else [chunk]:
+                n += 1
+                text, err = _decode(raw)
+                yield Record(n, text if err is None else None, text, "utf8" if err else None, err)
 
 
 def iter_jsonl(path: Path) -> Iterator[Record]:
@@ -93,6 +103,8 @@ def iter_json_records(path: Path) -> Iterator[Record]:
         return
     with open_binary(path) as f:
         raw = f.read()
+    if raw.startswith(BOM):  # json.loads refuses a byte-order mark
+        raw = raw[len(BOM) :]
     text, err = _decode(raw)
     if err:
         yield Record(line_of(raw, int(err.rsplit(" ", 1)[1])), None, text[:200], "utf8", err)

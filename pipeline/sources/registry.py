@@ -28,7 +28,16 @@ CONTRIB_FORMATS = ("nanochatgpt", "openai", "sharegpt")
 SIDECAR_SUFFIXES = (".yaml", ".yml")
 # Files in data/contrib/ that are documentation, not corpus data (names compared case-insensitively;
 # hidden files and Markdown/reStructuredText notes are skipped too).
-CONTRIB_IGNORED = ("readme", "readme.txt", "license", "licence", ".gitkeep", "manifest.json")
+CONTRIB_IGNORED = (
+    "readme",
+    "readme.txt",
+    "license",
+    "licence",
+    "license.txt",
+    "licence.txt",
+    ".gitkeep",
+    "manifest.json",
+)
 CONTRIB_DOC_SUFFIXES = (".md", ".rst")
 SIDECAR_FIELDS = ("licence", "license", "commercial", "commercial_reason", "description", "format")
 
@@ -80,8 +89,12 @@ def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> No
         raise SourceError(f"{where}: `licence:` is missing (an SPDX id such as CC-BY-4.0, or `unknown`)")
     if not isinstance(licence, str):
         raise SourceError(f"{where}: `licence:` must be text such as CC-BY-4.0 (quote it), not {licence!r}")
+    if commercial is None:
+        raise SourceError(
+            f"{where}: `commercial:` is missing (true or false: may a commercial model train on it?)"
+        )
     if not isinstance(commercial, bool):
-        raise SourceError(f"{where}: `commercial:` must be true or false")
+        raise SourceError(f"{where}: `commercial:` must be true or false, not {commercial!r}")
     if reason is not None and not isinstance(reason, str):
         raise SourceError(f"{where}: `commercial_reason:` must be a string")
     if not commercial:
@@ -141,6 +154,17 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
     options = raw.get("options") or {}
     if not isinstance(options, dict):
         raise SourceError(f"{at}: `options:` must be a mapping")
+    gated = False if raw.get("gated") is None else raw["gated"]
+    if not isinstance(gated, bool):  # bool("false") is True: never coerce
+        raise SourceError(f"{at}: `gated:` must be true or false, not {gated!r}")
+    local_path = raw.get("local_path")
+    if local_path is not None and (not isinstance(local_path, str) or not local_path.strip()):
+        raise SourceError(f"{at}: `local_path:` must be a path to a file or folder, not {local_path!r}")
+    token_env = raw.get("token_env")
+    if token_env is not None and (not isinstance(token_env, str) or not token_env.strip()):
+        raise SourceError(
+            f"{at}: `token_env:` must be the name of an environment variable, not {token_env!r}"
+        )
     revision = raw.get("revision")
     return SourceSpec(
         name=name,
@@ -154,9 +178,9 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         revision=None if revision is None else str(revision),
         sha256=sha,
         files=tuple(files),
-        local_path=raw.get("local_path"),
-        gated=bool(raw.get("gated", False)),
-        token_env=str(raw.get("token_env") or "HF_TOKEN"),
+        local_path=local_path,
+        gated=gated,
+        token_env=token_env or "HF_TOKEN",
         options=dict(options),
     )
 
@@ -215,12 +239,29 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def _sidecar_for(data_file: Path) -> Path | None:
-    for suffix in SIDECAR_SUFFIXES:
-        candidate = data_file.with_suffix(suffix)
-        if candidate.exists():
-            return candidate
-    return None
+def _sidecar_for(data_file: Path, sidecars: set[Path]) -> Path | None:
+    """The sidecar of `data_file` among `sidecars` (same stem; `.yaml`/`.yml` in any case), or None;
+    two of them (a.yaml and a.yml) could disagree, so that is refused rather than one picked."""
+    found = sorted(p for p in sidecars if p.stem == data_file.stem)
+    if len(found) > 1:
+        raise SourceError(
+            f"{shown(data_file)}: two sidecars ({', '.join(p.name for p in found)}); keep one of them"
+        )
+    return found[0] if found else None
+
+
+def _is_empty(path: Path) -> bool:
+    """True when the file holds nothing but whitespace (and perhaps a byte-order mark)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+        if head.startswith(b"\xef\xbb\xbf"):
+            head = head[3:]
+        while not head.strip():
+            more = f.read(1 << 20)
+            if not more:
+                return True
+            head = more
+    return False
 
 
 def contrib_entries(folder: Path) -> list[Path]:
@@ -258,13 +299,13 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
             raise SourceError(f"{shown(sidecar)}: sidecar without a data file named {sidecar.stem}.<ext>")
     files = []
     for path in data_files:
-        sidecar = _sidecar_for(path)
+        sidecar = _sidecar_for(path, sidecars)
         if sidecar is None:
             raise SourceError(
                 f"{shown(path)}: no sidecar; add {shown(path.with_suffix('.yaml'))} with `licence:` (SPDX id or unknown), "
                 "`commercial:` (true/false) and `description:` (see CONTRIBUTING.md)"
             )
-        if not path.read_bytes().strip():
+        if _is_empty(path):
             raise SourceError(f"{shown(path)}: the file is empty; add conversations to it or remove it")
         files.append(parse_sidecar(path, sidecar))
     return files
@@ -273,8 +314,13 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
 def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
     try:
         meta = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SourceError(f"{shown(sidecar)}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{shown(sidecar)}:{mark.line + 1}" if mark is not None else shown(sidecar)
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SourceError(f"{where}: not valid YAML ({what})") from None
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{shown(sidecar)}: not valid UTF-8 (byte {e.start}); save it as UTF-8") from None
     if not isinstance(meta, dict):
         raise SourceError(f"{shown(sidecar)}: expected `licence:`, `commercial:` and `description:` fields")
     unknown = sorted(str(k) for k in meta if k not in SIDECAR_FIELDS)
@@ -282,7 +328,9 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
         raise SourceError(
             f"{shown(sidecar)}: unknown field(s) {', '.join(unknown)} (known: {', '.join(SIDECAR_FIELDS[:1] + SIDECAR_FIELDS[2:])})"
         )
-    if "licence" not in meta and "license" in meta:
+    if "licence" in meta and "license" in meta:  # they could disagree (MIT vs CC-BY-NC-4.0)
+        raise SourceError(f"{shown(sidecar)}: both `licence:` and `license:` are set; keep one of them")
+    if "license" in meta:
         meta["licence"] = meta.pop("license")  # accept the US spelling
     _check_licence(shown(sidecar), meta.get("licence"), meta.get("commercial"), meta.get("commercial_reason"))
     declared = meta.get("format")

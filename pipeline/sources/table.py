@@ -65,7 +65,9 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
             continue
         per_file = (report or {}).get("by_source", {})
         for cf in files:
-            kept = per_file.get(cf.source, {}).get("rows_kept", 0 if report else "-")
+            # Every file that was read has an entry (rows_read per file); none means the file came
+            # after the last normalize, so its count is not known yet.
+            kept = per_file.get(cf.source, {}).get("rows_kept", "-")
             rows.append(
                 {
                     "name": cf.source,

@@ -31,7 +31,7 @@ def read_line_dialogues(
         count += 1
         return key
 
-    for rec in iter_lines(path):
+    for rec in iter_lines(path, lone_cr=True):
         origin = f"{rel}:{rec.line}"
         if not rec.ok:
             rows.bad(origin, rec.check, rec.reason, conv_key=start(rec.line), text=rec.raw)

@@ -40,6 +40,9 @@ def add_messages(
     if not isinstance(messages, list):
         rows.bad(origin, "missing_field", f"record has no `{list_name}` list", conv_key=key)
         return
+    if not messages:  # a record that holds nothing is still a record read: count it, never drop it
+        rows.bad(origin, "missing_field", f"record's `{list_name}` list is empty", conv_key=key)
+        return
     system = [
         content_text(m.get(text_field))
         for m in messages
@@ -64,6 +67,25 @@ def add_messages(
         rows.add(key, text, where, role=role, context=ctx)
 
 
+def record_key(record_id: Any, line: int, used: set[str]) -> str:
+    """A record's conversation key within its file: its `id` when that is a non-empty string or an
+    integer, else its record/line number; a key already used in the file gets `@<line>` appended.
+
+    Rows are grouped into conversations by key, so two records under one key (exports often write
+    `"id": null` or `""`, or repeat an id) would silently become one conversation.
+    """
+    if isinstance(record_id, str) and record_id.strip():
+        key = record_id
+    elif isinstance(record_id, int) and not isinstance(record_id, bool):
+        key = str(record_id)
+    else:
+        key = str(line)
+    if key in used:
+        key = f"{key}@{line}"
+    used.add(key)
+    return key
+
+
 def read_message_file(
     path: Path,
     rel: str,
@@ -76,11 +98,12 @@ def read_message_file(
     role_map: dict[str, str],
 ) -> None:
     """A JSON list / JSONL file of records that each hold a message list under `list_name`; the
-    conversation id is the record's `id` when it has one, else its record/line number."""
+    conversation id is the record's `id` when it has one (see `record_key`), else its record/line number."""
+    used: set[str] = set()
     for origin, line, obj in objects(iter_json_records(path), rel, rows):
         add_messages(
             rows,
-            f"{key_prefix}{obj.get('id', line)}",
+            f"{key_prefix}{record_key(obj.get('id'), line, used)}",
             origin,
             obj.get(list_name),
             role_field=role_field,

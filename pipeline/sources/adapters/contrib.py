@@ -1,7 +1,8 @@
 """data/contrib/*: each data file is its own source (`contrib/<stem>`) with its sidecar's licence.
 
 The format comes from the sidecar's `format:` or the file extension (see registry.infer_format);
-the file is then read by that format's adapter.
+the file is then read by that format's adapter. A file from which nothing at all is read (a JSON
+list `[]`) stops the stage, as an empty file stops the download.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters import nanochatgpt, openai_messages, sharegpt
-from pipeline.sources.registry import SourceSpec, scan_contrib
+from pipeline.sources.errors import SourceError
+from pipeline.sources.registry import SourceSpec, scan_contrib, shown
 from pipeline.sources.rows import RawRows, concat
 
 READERS = {
@@ -27,5 +29,10 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     for cf in scan_contrib(raw_dir):
         rows = RawRows(cf.source, cf.licence, cf.commercial)
         READERS[cf.format](cf.path, cf.path.name, rows)
+        if not len(rows):  # e.g. a JSON file holding `[]`: as empty as an empty file, which is refused
+            raise SourceError(
+                f"{shown(cf.path)}: no conversation read from it (format {cf.format}); "
+                "add conversations to it or remove it"
+            )
         frames.append(rows.frame())
     return concat(frames)

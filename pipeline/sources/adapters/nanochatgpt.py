@@ -1,7 +1,8 @@
 """The nanoChatGPT text format: `<human> text <endOfText>` / `<bot> text <endOfText>`.
 
 Markers are matched case-insensitively, so the seed's `<Bot>` and `<endOftext>` spellings work.
-Conversation boundaries: a blank line, a `<|endoftext|>` separator, or the end of the file.
+Conversation boundaries: a blank line, a `<|endoftext|>` separator, or the end of the file. Lines
+end at LF, CRLF or a lone CR (old Mac files), so a blank line is one whatever the editor wrote.
 Within a conversation:
   * a turn starts at `<human>`/`<bot>` and ends at `<endOfText>`; it may span several lines (its
     lines are joined with a newline), so files written with one turn per line and files with one
@@ -98,7 +99,7 @@ class _Parser:
 
 def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str = "") -> None:
     parser = _Parser(rows, rel, key_prefix)
-    for rec in iter_lines(path):
+    for rec in iter_lines(path, lone_cr=True):
         if rec.ok:
             parser.line(rec.value, rec.line)
         else:

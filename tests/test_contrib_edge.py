@@ -1,0 +1,242 @@
+"""Contributed files with odd but valid input, and sidecars with odd YAML.
+
+Each case is one a contributor can plausibly produce (an editor's byte-order mark, old Mac line
+endings, ids exported as null, a sidecar saved as `.YAML`); each must either read correctly or stop
+with one line naming the file and the rule, and every row read must be accounted for per file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from pipeline.sources.adapters import contrib
+from pipeline.sources.errors import SourceError
+from pipeline.sources.normalize import NormalizeResult, normalize_rows, write_outputs
+from pipeline.sources.registry import SourceSpec, scan_contrib
+from pipeline.sources.table import source_rows
+
+SPEC = SourceSpec("contrib", "contrib", "data/contrib", "contrib", "per-file", False)
+MIT = {"licence": "MIT", "commercial": True, "description": "test"}
+
+
+def _put(folder: Path, name: str, body: str | bytes, sidecar: dict | str | None = MIT) -> Path:
+    path = folder / name
+    path.write_bytes(body.encode() if isinstance(body, str) else body)
+    if sidecar is not None:
+        text = sidecar if isinstance(sidecar, str) else yaml.safe_dump(sidecar)
+        path.with_suffix(".yaml").write_text(text)
+    return path
+
+
+def _normalize(folder: Path) -> NormalizeResult:
+    return normalize_rows(contrib.read(folder, SPEC, {}))
+
+
+def _conversations(result: NormalizeResult) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for cid, text in result.turns.select("conversation_id", "text").iter_rows():
+        out.setdefault(cid, []).append(text)
+    return out
+
+
+def _pair(q: str, a: str, **extra: object) -> str:
+    messages = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return json.dumps({**extra, "messages": messages}) + "\n"
+
+
+def _reconciles(report: dict) -> bool:
+    return report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] + sum(
+        report["rows_filtered"].values()
+    )
+
+
+# ------------------------------------------------------------------------------------------- data files
+
+
+def test_record_ids_that_are_empty_null_or_repeated_never_merge_conversations(tmp_path: Path) -> None:
+    """An `id` is used only when it names one record: "" / null / a repeat fall back to the line."""
+    _put(
+        tmp_path,
+        "a.jsonl",
+        _pair("q1", "a1", id="")
+        + _pair("q2", "a2", id=None)
+        + _pair("q3", "a3", id=None)
+        + _pair("q4", "a4", id="dup")
+        + _pair("q5", "a5", id="dup")
+        + _pair("q6", "a6")
+        + _pair("q7", "a7", id=6),
+    )
+    result = _normalize(tmp_path)
+    assert result.quarantine.height == 0, result.quarantine
+    assert _conversations(result) == {
+        "contrib/a:1": ["q1", "a1"],
+        "contrib/a:2": ["q2", "a2"],
+        "contrib/a:3": ["q3", "a3"],
+        "contrib/a:dup": ["q4", "a4"],
+        "contrib/a:dup@5": ["q5", "a5"],
+        "contrib/a:6": ["q6", "a6"],
+        "contrib/a:6@7": ["q7", "a7"],
+    }
+
+
+def test_sharegpt_repeated_ids_stay_separate(tmp_path: Path) -> None:
+    records = [
+        {"id": "x", "conversations": [{"from": "human", "value": f"h{i}"}, {"from": "gpt", "value": f"g{i}"}]}
+        for i in range(2)
+    ]
+    _put(tmp_path, "s.json", json.dumps(records))
+    assert _conversations(_normalize(tmp_path)) == {
+        "contrib/s:x": ["h0", "g0"],
+        "contrib/s:x@2": ["h1", "g1"],
+    }
+
+
+def test_record_with_an_empty_message_list_is_quarantined_not_dropped(tmp_path: Path) -> None:
+    _put(tmp_path, "a.jsonl", _pair("q", "a") + '{"messages": []}\n')
+    result = _normalize(tmp_path)
+    q = result.quarantine
+    assert q.select("check", "origin").rows() == [("missing_field", "a.jsonl:2")]
+    assert "empty" in q["reason"][0]
+    assert result.report["rows_read"] == 3 and _reconciles(result.report)
+
+
+def test_json_list_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    body = json.dumps([{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}])
+    _put(tmp_path, "bom.json", b"\xef\xbb\xbf" + body.encode() + b"\r\n")
+    result = _normalize(tmp_path)
+    assert result.quarantine.height == 0, result.quarantine
+    assert _conversations(result) == {"contrib/bom:1": ["hi", "yo"]}
+
+
+def test_old_mac_line_endings_keep_conversations_apart(tmp_path: Path) -> None:
+    """A file with lone CR line endings: blank lines still end conversations, lines are counted."""
+    body = "<human> hi <endOfText>\r<bot> yo <endOfText>\r\r<human> next <endOfText>\r<bot> one <endOfText>\r"
+    expected = {"contrib/mac:1": ["hi", "yo"], "contrib/mac:4": ["next", "one"]}
+    _put(tmp_path, "mac.txt", body)
+    assert _conversations(_normalize(tmp_path)) == expected
+    # ... while CR CR LF (a CRLF file converted once more) still ends one line, not two
+    _put(tmp_path, "mac.txt", body.replace("\r", "\r\r\n"))
+    assert _conversations(_normalize(tmp_path)) == expected
+
+
+def test_crlf_bom_and_windows_1252_bytes(tmp_path: Path) -> None:
+    """CRLF + BOM read as usual; a Windows-1252 line is quarantined by file:line and cuts its conversation."""
+    body = (
+        b"\xef\xbb\xbf<human> Hi <endOfText>\r\n<bot> Hello <endOfText>\r\n\r\n"
+        b"<human> caf\xe9 <endOfText>\r\n<bot> x <endOfText>\r\n"
+    )
+    _put(tmp_path, "win.txt", body)
+    result = _normalize(tmp_path)
+    assert _conversations(result) == {"contrib/win:1": ["Hi", "Hello"]}
+    q = result.quarantine
+    assert q.select("check", "origin").rows() == [("utf8", "win.txt:4"), ("conversation_broken", "win.txt:5")]
+    assert _reconciles(result.report)
+
+
+def test_a_file_of_only_a_byte_order_mark_is_empty(tmp_path: Path) -> None:
+    _put(tmp_path, "e.txt", b"\xef\xbb\xbf\r\n\r\n")
+    with pytest.raises(SourceError, match=r"e\.txt: the file is empty"):
+        scan_contrib(tmp_path)
+
+
+def test_a_file_with_no_records_stops_in_one_line(tmp_path: Path) -> None:
+    _put(tmp_path, "e.json", "[]\n", {**MIT, "format": "sharegpt"})
+    with pytest.raises(SourceError) as err:
+        contrib.read(tmp_path, SPEC, {})
+    assert "e.json" in str(err.value) and "no conversation" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_each_file_reconciles_on_its_own(tmp_path: Path) -> None:
+    """by_source counts rows read and filtered per file, so each file's counts add up."""
+    _put(tmp_path, "good.jsonl", _pair("q", "a"))
+    system_only = json.dumps({"messages": [{"role": "system", "content": "persona only"}]}) + "\n"
+    _put(tmp_path, "sys.jsonl", system_only)
+    _put(tmp_path, "bad.txt", b"<human> \xe9 <endOfText>\n")
+    by = _normalize(tmp_path).report["by_source"]
+    assert set(by) == {"contrib/good", "contrib/sys", "contrib/bad"}
+    assert by["contrib/sys"]["rows_filtered"] == {"system_message_as_context": 1}
+    assert by["contrib/bad"]["rows_quarantined"] == 1 and by["contrib/bad"]["rows_kept"] == 0
+    for name, counts in by.items():
+        assert _reconciles(counts), name
+
+
+def test_sources_table_shows_a_file_not_yet_normalized_as_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "sources.yaml").write_text((repo / "sources.yaml").read_text())
+    (tmp_path / "params.yaml").write_text((repo / "params.yaml").read_text())
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    folder = tmp_path / "data" / "contrib"
+    folder.mkdir(parents=True)
+    _put(folder, "old.jsonl", _pair("q", "a"))
+    write_outputs(_normalize(folder), "contrib", tmp_path)
+    _put(folder, "new.jsonl", _pair("q", "a"))
+    rows = {r["name"]: r["rows"] for r in source_rows(tmp_path)[0]}
+    assert rows["contrib/old"] == 2
+    assert rows["contrib/new"] == "-"
+
+
+# ------------------------------------------------------------------------------------------- sidecars
+
+
+def test_licence_and_license_together_are_refused(tmp_path: Path) -> None:
+    """Two spellings of one field could disagree (MIT vs CC-BY-NC-4.0): never pick one silently."""
+    _put(tmp_path, "a.txt", "<human> a <endOfText>\n", {**MIT, "license": "CC-BY-NC-4.0"})
+    with pytest.raises(SourceError, match=r"a\.yaml: .*both `licence:` and `license:`"):
+        scan_contrib(tmp_path)
+
+
+def test_sidecar_suffix_case_is_ignored(tmp_path: Path) -> None:
+    _put(tmp_path, "a.txt", "<human> a <endOfText>\n", None)
+    (tmp_path / "a.YAML").write_text(yaml.safe_dump(MIT))
+    [cf] = scan_contrib(tmp_path)
+    assert cf.sidecar.name == "a.YAML" and cf.licence == "MIT"
+
+
+def test_two_sidecars_for_one_file_are_refused(tmp_path: Path) -> None:
+    _put(tmp_path, "a.txt", "<human> a <endOfText>\n")
+    (tmp_path / "a.yml").write_text(yaml.safe_dump({"licence": "CC-BY-NC-4.0", "commercial": False}))
+    with pytest.raises(SourceError, match=r"a\.txt: two sidecars \(a\.yaml, a\.yml\)"):
+        scan_contrib(tmp_path)
+
+
+def test_sidecar_yaml_error_names_its_line(tmp_path: Path) -> None:
+    _put(tmp_path, "a.txt", "<human> a <endOfText>\n", "licence: MIT\ncommercial: true\n\tdescription: x\n")
+    with pytest.raises(SourceError, match=r"a\.yaml:3: not valid YAML") as err:
+        scan_contrib(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        ("licence: MIT\n", "`commercial:` is missing"),
+        ('licence: MIT\ncommercial: "yes"\n', r"`commercial:` must be true or false, not 'yes'"),
+    ],
+)
+def test_commercial_flag_errors_say_what_was_found(tmp_path: Path, sidecar: str, message: str) -> None:
+    _put(tmp_path, "a.txt", "<human> a <endOfText>\n", sidecar)
+    with pytest.raises(SourceError, match=message):
+        scan_contrib(tmp_path)
+
+
+def test_licence_text_files_are_notes_not_corpus_files(tmp_path: Path) -> None:
+    _put(tmp_path, "a.txt", "<human> a <endOfText>\n<bot> b <endOfText>\n")
+    for name in ("LICENSE.txt", "licence.txt", "README.txt"):
+        (tmp_path / name).write_text("terms\n")
+    assert [cf.source for cf in scan_contrib(tmp_path)] == ["contrib/a"]
+
+
+def test_odd_file_names_are_sources(tmp_path: Path) -> None:
+    _put(tmp_path, "my chats é.jsonl", _pair("q", "a"))
+    result = _normalize(tmp_path)
+    assert _conversations(result) == {"contrib/my chats é:1": ["q", "a"]}
+    assert Counter(result.turns["source"]) == Counter({"contrib/my chats é": 2})
+    assert result.turns.schema["source"] == pl.String
