@@ -674,6 +674,19 @@ def _totals(entries: Any) -> dict[str, Any]:
     return totals
 
 
+def summary_metrics(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.json, the variant's DVC metric: its totals only, so that `dvc metrics show` and
+    `dvc exp show` stay readable (stats.json, per source and nested, has over a hundred figures)."""
+    t = stats["totals"]
+    keep = ("conversations", "turns", "characters", "rows_read", "rows_kept", "rows_quarantined")
+    return {
+        **{k: t[k] for k in keep if k in t},
+        "rows_filtered": sum(t.get("rows_filtered", {}).values()),
+        "duplicate_rows_removed": t.get("duplicate_rows_removed", 0),
+        "sources": sum(1 for e in stats["sources"].values() if sum(e["conversations"].values()) > 0),
+    }
+
+
 def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> str:
     """The variant's README.md (pipeline.cards), from its stats and each source's registry terms."""
     terms = {
@@ -729,6 +742,7 @@ def build_variant(
         shutil.rmtree(scratch)
         stats = compute_stats(plan, written, quarantined, file_rows, sources, cfg)
         atomic.write_json(tmp / "stats.json", stats)
+        atomic.write_json(tmp / "metrics.json", summary_metrics(stats))
         (tmp / "README.md").write_text(dataset_card(cfg.variant, stats, sources), encoding="utf-8")
         lap("finalize")
     return BuildResult(out_dir=out_dir, stats=stats, timings=timings)

@@ -251,6 +251,12 @@ def test_counts_reconcile_per_source_against_the_files(broken_corpus):
         t = stats["totals"]
         assert t["rows_read"] == sum(s["rows_read"] for s in stats["sources"].values())
         assert t["conversations"]["train"] + t["conversations"]["val"] == out.height
+        # metrics.json (the DVC metric) is the totals, flat enough to read, and they reconcile too.
+        m = json.loads((d / "metrics.json").read_text())
+        assert m["conversations"] == t["conversations"] and m["rows_read"] == t["rows_read"]
+        filtered, dups = m["rows_filtered"], m["duplicate_rows_removed"]
+        assert m["rows_read"] == m["rows_kept"] + m["rows_quarantined"] + filtered + dups
+        assert m["sources"] == out["source"].str.split("/").list.first().n_unique()
     full = json.loads((root / "data/dataset/full/stats.json").read_text())
     assert full["sources"]["chitchat"]["rows_quarantined"] > 0
     assert full["totals"]["rows_filtered"]["not_commercial"] == 0
