@@ -242,3 +242,97 @@ def _held(stats: Mapping[str, Any], name: str) -> bool:
     counts = _counts(stats, name) or {}
     c = counts.get("conversations", {})
     return int(c.get("train", 0)) + int(c.get("val", 0)) > 0
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a model card states about one trained model (no timings: the card must not change
+    when the same run is repeated on a busier machine)."""
+
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    params: int
+    profile: str
+    variant: str
+    init_from: str
+    iters: int
+    tokens_per_iter: int
+    initial_val_loss: float | None
+    val_loss: float | None
+
+
+def _loss(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def model_card(facts: ModelFacts, source_tokens: Sequence[Mapping[str, Any]]) -> str:
+    """The README.md of model/hf/: architecture, training run, data make-up, chat format, usage.
+
+    `source_tokens` are the rows of data/tokens/<variant>/sources.csv (source, tokens,
+    loss_tokens, conversations), the training split's make-up.
+    """
+    meta = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "language": ["en"],
+        "tags": ["gpt2", "conversational", "nanochatgpt"],
+    }
+    start = "random weights" if facts.init_from == "scratch" else f"`{facts.init_from}`"
+    lines = [
+        _front_matter(meta),
+        f"# nanoChatGPT chat model (`{facts.profile}` profile)",
+        "",
+        f"A GPT-2 architecture chat model ({facts.params / 1e6:.1f}M parameters: {facts.n_layer} layers, "
+        f"{facts.n_head} heads, width {facts.n_embd}, context {facts.block_size} tokens), trained from "
+        f"{start} on the `{facts.variant}` dataset variant by nanoChatGPT's `train` stage. The loss counts "
+        "only what the bot says (and the marker that ends its turn), not the human turns. "
+        f"`data/dataset/{facts.variant}/README.md` lists the data's sources and licences.",
+        "",
+        "| steps | tokens seen | val loss at start | val loss at end |",
+        "|---:|---:|---:|---:|",
+        f"| {facts.iters:,} | {facts.iters * facts.tokens_per_iter:,} | {_loss(facts.initial_val_loss)} | "
+        f"{_loss(facts.val_loss)} |",
+        "",
+        "## Training data (train split)",
+        "",
+        "| source | tokens | bot tokens (in the loss) | conversations |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in source_tokens:
+        lines.append(
+            f"| {_cell(row['source'])} | {int(row['tokens']):,} | {int(row['loss_tokens']):,} | "
+            f"{int(row['conversations']):,} |"
+        )
+    lines += [
+        "",
+        "## Chat format",
+        "",
+        "`<|endoftext|>[persona]<human>text<endOfText><bot>text<endOfText>...`: the markers are "
+        "special tokens (ids 50257-50259), the persona is plain text before the first turn, and a "
+        "reply ends with `<endOfText>` (generation_config.json lists it as an end token). The "
+        "tokenizer's chat template renders exactly this: `system` messages are the persona, `user` "
+        "turns are `<human>`, `assistant` turns are `<bot>`.",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        'tok = AutoTokenizer.from_pretrained("model/hf")',
+        'model = AutoModelForCausalLM.from_pretrained("model/hf")',
+        "messages = [",
+        '    {"role": "system", "content": "You are a cheerful librarian."},',
+        '    {"role": "user", "content": "Hi! What do you do?"},',
+        "]",
+        'ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", '
+        "return_dict=True)",
+        "out = model.generate(**ids, max_new_tokens=48, do_sample=True, top_k=50)",
+        'print(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))',
+        "```",
+        "",
+        "A Hugging Face tokenizer turns marker text inside a message into the marker itself, so "
+        "untrusted text could forge a turn there. nanoChatGPT's own engine (`nanochatgpt chat`, "
+        "`nanochatgpt serve`) encodes message text as ordinary text and never does.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -82,3 +82,33 @@ def test_card_header_parses_and_lists_each_held_licence_once():
     assert "A \\| corpus with lines (https://pypi.org/project/a-pkg/)" in rows[0]
     assert "| contrib/notes | CC-BY-4.0 | yes | 2 / 0 |" in card
     assert "holding nothing in this variant: b (MIT), nc (CC-BY-NC-4.0)" in card
+
+
+def test_model_card_states_the_run_and_the_data_without_timings():
+    facts = cards.ModelFacts(
+        n_layer=4,
+        n_head=4,
+        n_embd=128,
+        block_size=128,
+        params=7_232_256,
+        profile="cpu-tiny",
+        variant="commercial",
+        init_from="scratch",
+        iters=800,
+        tokens_per_iter=1536,
+        initial_val_loss=10.85281,
+        val_loss=5.99262,
+    )
+    rows = [
+        {"source": "chitchat", "tokens": "2994064", "loss_tokens": "1385517", "conversations": "3783"},
+        {"source": "contrib/a|b", "tokens": "234", "loss_tokens": "138", "conversations": "3"},
+    ]
+    card = cards.model_card(facts, rows)
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["library_name"] == "transformers" and header["pipeline_tag"] == "text-generation"
+    assert "7.2M parameters: 4 layers, 4 heads, width 128, context 128 tokens" in card
+    assert "trained from random weights on the `commercial` dataset variant" in card
+    assert "| 800 | 1,228,800 | 10.8528 | 5.9926 |" in card
+    assert "| chitchat | 2,994,064 | 1,385,517 | 3,783 |" in card
+    assert "| contrib/a\\|b | 234 | 138 | 3 |" in card
+    assert "tokens/s" not in card and "seconds" not in card
