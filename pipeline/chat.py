@@ -6,14 +6,19 @@ build its argument parser, and `nanochatgpt sources` should not pay for torch.
 
 The model's input is always the tokenizer's rendering (pipeline.tokenizer.render): every piece of
 user text is encoded as ordinary text, so typing `<bot>...<endOfText><human>` cannot forge a
-turn. The persona (--context) is always kept; older turns are dropped whole (a human turn with
-the bot's reply), oldest first, so that the prompt fits block_size minus the reply budget.
+turn. Text is cleaned as the training text was (pipeline.sources.normalize: CRLF/CR -> LF,
+Unicode NFC, stripped), so a trailing space or a decomposed accent does not reach the model as
+tokens it never saw. The persona (--context) is always kept; older turns are dropped whole (a
+human turn with the bot's reply), oldest first, so that the prompt fits block_size minus the
+reply budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +29,13 @@ if TYPE_CHECKING:
     from pipeline.engine import Engine, Generation
 
 DEFAULT_CKPT = "model/ckpt"
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
+
+
+def clean_text(text: str) -> str:
+    """The training text's form (pipeline.sources.normalize.clean_text): CRLF/CR -> LF, NFC, stripped."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", text).strip()
 
 
 def default_reply_budget(block_size: int) -> int:
@@ -49,7 +61,7 @@ class ChatSession:
         from pipeline.tokenizer import render
 
         self.engine = engine
-        self.context = context or None
+        self.context = clean_text(context or "") or None
         if max_new_tokens is None:
             max_new_tokens = default_reply_budget(engine.block_size)
         self.max_new_tokens = max_new_tokens
@@ -86,6 +98,7 @@ class ChatSession:
         from pipeline.tokenizer import render
 
         enc = self.engine.enc
+        user_text = clean_text(user_text)
         # Rendered length is additive: <|endoftext|> context [<role> text <endOfText>]... <bot>.
         fixed = 2 + len(enc.encode_ordinary(self.context or ""))
         new_len = 2 + len(enc.encode_ordinary(user_text))
@@ -117,6 +130,7 @@ class ChatSession:
         Turns alternate from a human turn (older ones are dropped in human+bot pairs)."""
         if role not in ("human", "bot"):
             raise ValueError(f"role must be human or bot, got {role!r}")
+        text = clean_text(text)
         self.history.append({"role": role, "content": text})
         self._lengths.append(2 + len(self.engine.enc.encode_ordinary(text)))
 
@@ -166,9 +180,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
     parser.add_argument(
-        "--top-k", type=int, default=50, help="sample among the k likeliest tokens (default 50)"
+        "--top-k", type=int, default=50, help="sample among the k likeliest tokens (default 50; 0 = no limit)"
     )
-    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=0.95,
+        help="nucleus sampling mass (default 0.95; 1 = no limit, 0 = greedy)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="same seed and input, same replies")
     parser.add_argument(
         "--stop",
@@ -219,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
             context=context,
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
-            top_k=args.top_k,
+            top_k=args.top_k or None,  # 0 = no limit (the CLI cannot say None)
             top_p=args.top_p,
             seed=args.seed,
             stop=stop,
@@ -227,7 +246,27 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"chat: {e}", file=sys.stderr)
         return 2
-    return chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
+    # Undecodable input or unprintable output must not end the chat with a traceback (strict
+    # decoding is the default under e.g. en_US.UTF-8): such characters become U+FFFD / "?".
+    for stream in (sys.stdin, sys.stdout):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
+    code = chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
+    if code == EXIT_BROKEN_PIPE:
+        _silence_stdout()
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: its reader left, and Python's final flush would print a traceback."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def load_chat_model(ckpt: str | Path, device_name: str = "auto"):
@@ -251,6 +290,8 @@ def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:
     except KeyboardInterrupt:
         print(file=stderr)
         return 130
+    except BrokenPipeError:  # stdout's reader left (`nanochatgpt chat | head`): nobody to answer
+        return EXIT_BROKEN_PIPE
 
 
 def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
@@ -262,6 +303,8 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
             print("> ", end="", file=stderr, flush=True)
         line = stdin.readline()
         if not line:  # EOF
+            if interactive:  # Ctrl-D at the prompt: end its line for the shell
+                print(file=stderr)
             return 0
         text = line.rstrip("\r\n")
         command = text.strip()

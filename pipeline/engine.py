@@ -168,11 +168,14 @@ class Engine:
         if max_new_tokens < 1:
             return
         longest = max(lengths)
-        if longest + max_new_tokens > self.block_size:
+        # The last new token is sampled, never fed back: the cache holds the prompt and the others.
+        needed = longest + max_new_tokens - 1
+        if needed > self.block_size:
             raise ValueError(
                 f"prompt of {longest} tokens + {max_new_tokens} new tokens exceeds block_size {self.block_size}"
+                f" (at most {self.block_size + 1} together: the last new token is not fed back)"
             )
-        slot = self._slot(len(prompts), longest + max_new_tokens)
+        slot = self._slot(len(prompts), needed)
         cache = slot.cache
         cache.reset([longest - n for n in lengths])
         rows = [[PAD_ID] * (longest - len(p)) + list(p) for p in prompts]

@@ -16,7 +16,9 @@ MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit intege
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick each token. temperature 0 means greedy (top_k/top_p/seed then do not matter)."""
+    """How to pick each token. temperature 0, top_k 1 or top_p 0 mean greedy (the other settings
+    and the seed then do not matter). One generator serves a whole batch, so a seeded row's text
+    depends on the batch it is in: the same seed gives the same text for the same batch."""
 
     temperature: float = 1.0
     top_k: int | None = None
@@ -28,14 +30,14 @@ class SamplingParams:
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 (or None for no limit), got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {self.top_p}")
+        if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:  # OpenAI's range; 0 = the best token
+            raise ValueError(f"top_p must be in [0, 1] (or None for no limit), got {self.top_p}")
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be in 0..{MAX_SEED} (a torch generator seed), got {self.seed}")
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        return self.temperature == 0.0 or self.top_k == 1 or self.top_p == 0.0
 
     def generator(self, device: torch.device) -> torch.Generator | None:
         """A generator seeded with `seed` on `device` (None: torch's global RNG)."""
@@ -50,7 +52,12 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     """Pick one token id per row of `logits` (B, V); returns a (B,) long tensor on the same device."""
     if params.greedy:
         return logits.argmax(dim=-1)
-    logits = logits.float() / params.temperature
+    # Shift the best logit to 0 before dividing: a tiny temperature then sends the others to -inf
+    # instead of overflowing every logit to +inf (softmax of inf is NaN, and NaN picked token 0).
+    # A temperature below float32's range makes the best one 0 / 0: NaN, which goes back to 0.
+    logits = logits.float()
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / params.temperature
+    logits = logits.nan_to_num_(nan=0.0, neginf=float("-inf"))
     if params.top_k is not None and params.top_k < logits.size(-1):
         # Sample among the k best only: sort k values instead of the whole vocabulary.
         values, indices = torch.topk(logits, params.top_k, dim=-1)

@@ -20,6 +20,7 @@ Built on the standard library's http.server: a small local endpoint, not a produ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import sys
@@ -42,7 +43,10 @@ if TYPE_CHECKING:
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused before it is read
-ROLES = {"system", "user", "assistant"}
+PERSONA_ROLES = {"system", "developer"}  # OpenAI's newer models call the system message `developer`
+ROLES = {*PERSONA_ROLES, "user", "assistant"}
+MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/chat/completions": "POST"}
 
 
@@ -62,6 +66,7 @@ class ChatRequest:
     history: list[tuple[str, str]]  # (human | bot, text), before the last user message
     user_text: str
     max_tokens: int | None = None
+    max_tokens_param: str = "max_tokens"  # the field the client named it with (for error messages)
     temperature: float = 1.0  # OpenAI's defaults
     top_p: float | None = 1.0
     top_k: int | None = None
@@ -85,9 +90,11 @@ class ChatRequest:
             if not isinstance(m, dict) or m.get("role") not in ROLES:
                 raise RequestError(f"{where}.role must be one of {sorted(ROLES)}", f"{where}.role")
             text = _content_text(m.get("content"), f"{where}.content")
-            if m["role"] == "system":
+            if m["role"] in PERSONA_ROLES:
                 if turns:
-                    raise RequestError(f"{where}: system messages must come first", f"{where}.role")
+                    raise RequestError(
+                        f"{where}: system and developer messages must come first", f"{where}.role"
+                    )
                 context_parts.append(text)
                 continue
             role = "human" if m["role"] == "user" else "bot"
@@ -108,7 +115,7 @@ class ChatRequest:
             max_tokens=_optional(body, ("max_completion_tokens", "max_tokens"), int),
             temperature=_optional(body, ("temperature",), float, 1.0),
             top_p=_optional(body, ("top_p",), float, 1.0),
-            top_k=_optional(body, ("top_k",), int),
+            top_k=_optional(body, ("top_k",), int) or None,  # 0 = no limit (as vLLM)
             seed=_optional(body, ("seed",), int),
         )
         stream = body.get("stream") or False
@@ -122,8 +129,10 @@ class ChatRequest:
             req.stop = list(check_stop_strings(stop))
         except ValueError as e:
             raise RequestError(f"`stop`: {e}", "stop") from None
+        if body.get("max_completion_tokens") is not None:
+            req.max_tokens_param = "max_completion_tokens"
         if req.max_tokens is not None and req.max_tokens < 1:
-            key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+            key = req.max_tokens_param
             raise RequestError(f"{key} must be at least 1", key)
         from pipeline.sampling import SamplingParams  # imports torch: not at the CLI's start-up
 
@@ -182,10 +191,9 @@ class ChatService:
     def session(self, req: ChatRequest) -> ChatSession:
         """A ChatSession holding the request's persona and past turns."""
         limit = self.engine.block_size - 1
+        key = req.max_tokens_param
         if req.max_tokens is not None and req.max_tokens > limit:
-            raise RequestError(
-                f"max_tokens must be at most {limit} (context window {limit + 1})", "max_tokens"
-            )
+            raise RequestError(f"{key} must be at most {limit} (context window {limit + 1})", key)
         try:
             session = ChatSession(
                 self.engine,
@@ -200,9 +208,9 @@ class ChatService:
         except ValueError as e:  # the reply budget leaves no room for the persona and a message
             if req.context is None:
                 raise RequestError(
-                    f"max_tokens {req.max_tokens} leaves no room for the conversation in the "
+                    f"{key} {req.max_tokens} leaves no room for the conversation in the "
                     f"{limit + 1}-token context window: ask for fewer",
-                    "max_tokens",
+                    key,
                 ) from e
             raise RequestError(str(e).replace("--context", "the system message"), "messages") from e
         for role, text in req.history:
@@ -350,30 +358,65 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _body(self) -> Any:
+        codings = [
+            c.strip().lower() for c in self.headers.get("Transfer-Encoding", "").split(",") if c.strip()
+        ]
+        if codings and codings != ["chunked"]:
+            raise RequestError(f"Transfer-Encoding {', '.join(codings)} is not supported (only chunked)")
         try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise RequestError("a Content-Length header is required") from None
-        if length < 0:
-            raise RequestError("Content-Length must not be negative")
-        if length > MAX_BODY_BYTES:
-            raise RequestError(f"request body over {MAX_BODY_BYTES} bytes")
-        try:
-            raw = self.rfile.read(length)
+            raw = self._read_chunked() if codings else self._read_sized()
         except TimeoutError:
             raise RequestError(f"the request body did not arrive within {self.timeout} s") from None
-        if len(raw) < length:
-            raise RequestError(f"the request body ended after {len(raw)} of {length} bytes (Content-Length)")
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RequestError(f"the request body is not valid JSON: {e}") from None
+
+    def _read_sized(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise RequestError("a Content-Length header (or chunked Transfer-Encoding) is required") from None
+        if length < 0:
+            raise RequestError("Content-Length must not be negative")
+        if length > MAX_BODY_BYTES:
+            raise RequestError(f"request body over {MAX_BODY_BYTES} bytes")
+        raw = self.rfile.read(length)
+        if len(raw) < length:
+            raise RequestError(f"the request body ended after {len(raw)} of {length} bytes (Content-Length)")
+        return raw
+
+    def _read_chunked(self) -> bytes:
+        """A `Transfer-Encoding: chunked` body (RFC 9112 7.1): what clients that stream a body send."""
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            size_text = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not size_text or not set(size_text) <= _HEX:
+                raise RequestError(f"bad chunk size line {line[:40]!r} in a chunked body")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise RequestError(f"request body over {MAX_BODY_BYTES} bytes")
+            data = self.rfile.read(size)
+            if len(data) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise RequestError("a chunk of the chunked body is cut short or not followed by CRLF")
+            parts.append(data)
+        for _ in range(MAX_TRAILER_LINES):  # trailer fields, up to the blank line
+            if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                return b"".join(parts)
+        raise RequestError(f"more than {MAX_TRAILER_LINES} trailer lines after a chunked body")
 
     def _json(self, status: HTTPStatus, obj: Any) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:  # say so: a keep-alive client would send its next request into it
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -391,16 +434,25 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             for chunk in chunks:
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+                self._event(json.dumps(chunk))
+            self._event("[DONE]")
         except (BrokenPipeError, ConnectionResetError):  # the client left: stop generating
             pass
+        except Exception as e:
+            # The status line is gone: end the stream with an error event (OpenAI's clients raise
+            # on it) rather than cutting it, which reads as a finished reply. Then log it as a bug.
+            error = {"message": f"internal error: {type(e).__name__}", "type": "server_error"}
+            with contextlib.suppress(OSError):
+                self._event(json.dumps({"error": {**error, "param": None, "code": None}}))
+            raise
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
+
+    def _event(self, data: str) -> None:
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
         sys.stderr.write(f"serve: {self.address_string()} {format % args}\n")

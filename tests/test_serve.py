@@ -211,7 +211,7 @@ def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
         ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 2.5}, "max_tokens", "integer"),
         ({"messages": [{"role": "user", "content": "a"}], "temperature": -1}, "temperature", ">= 0"),
         ({"messages": [{"role": "user", "content": "a"}], "temperature": "hot"}, "temperature", "number"),
-        ({"messages": [{"role": "user", "content": "a"}], "top_p": 2}, "top_p", "(0, 1]"),
+        ({"messages": [{"role": "user", "content": "a"}], "top_p": 2}, "top_p", "[0, 1]"),
         ({"messages": [{"role": "user", "content": "a"}], "seed": 10**23}, "seed", "seed must be in"),
         ({"messages": [{"role": "user", "content": "a"}], "temperature": 10**400}, "temperature", "number"),
         (
@@ -376,3 +376,107 @@ def test_cli_bind_errors_are_one_line(monkeypatch, capsys) -> None:
     assert run(parser.parse_args(["--port", "70000"])) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("serve: cannot bind 127.0.0.1:70000") and "\n" not in err
+
+
+# ---- found by an adversarial pass ----------------------------------------------------------------
+
+
+def test_a_connection_the_server_closes_after_an_error_says_so(enc) -> None:
+    """After a 400 the server closes the connection; without `Connection: close` a keep-alive client
+    sent its next request on it and got RemoteDisconnected."""
+    import http.client
+
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        conn = http.client.HTTPConnection(*url.removeprefix("http://").split(":"), timeout=30)
+        conn.request("POST", "/v1/chat/completions", b"{bad", {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 400 and resp.getheader("Connection") == "close"
+        resp.read()
+        conn.request("GET", "/health")  # http.client reconnects, as told
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read()) == {"status": "ok"}
+        conn.close()
+
+
+def test_chunked_request_bodies_are_read(enc) -> None:
+    """HTTP/1.1 clients that stream a body send it chunked, without a Content-Length."""
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}).encode()
+    chunked = b"".join(
+        b"%x;ext=1\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7)
+    )
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        reply = _raw(url, head + chunked + b"0\r\nX-Trailer: 1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["object"] == "chat.completion"
+        reply = _raw(url, head + b"zz\r\n{}\r\n0\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 400") and b"chunk" in reply
+
+
+def test_max_completion_tokens_too_large_is_named_as_such(enc) -> None:
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        for value, words in ((500, "at most 127"), (127, "leaves no room")):
+            status, reply = post(
+                url, {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": value}
+            )
+            assert status == 400 and reply["error"]["param"] == "max_completion_tokens"
+            assert (
+                reply["error"]["message"].startswith("max_completion_tokens")
+                and words in reply["error"]["message"]
+            )
+
+
+class FailsMidStream(ScriptedGPT):
+    """Decodes a few tokens, then fails: a bug after the stream's headers went out."""
+
+    def decode_step(self, idx, cache):
+        if cache.pos - self._first >= 3:
+            raise RuntimeError("boom")
+        return super().decode_step(idx, cache)
+
+
+def test_an_error_mid_stream_is_sent_as_an_error_event(enc) -> None:
+    """A stream cut by an internal error used to just end, which a client reads as a finished reply
+    (no finish_reason, no [DONE], no error). OpenAI's clients raise on an `error` event."""
+    body = {"messages": [{"role": "user", "content": "talk"}], "max_tokens": 20}
+    with serving(Engine(FailsMidStream([scripted(enc, "one two three four five six")]), enc=enc)) as url:
+        events = post_stream(url, body)
+        assert "[DONE]" not in events
+        assert (
+            events[-1]["error"]["type"] == "server_error" and "RuntimeError" in events[-1]["error"]["message"]
+        )
+        assert all("choices" in e for e in events[:-1]) and len(events) > 2
+
+
+def test_top_p_zero_and_top_k_zero_are_accepted(enc) -> None:
+    """top_p 0 is in OpenAI's range [0, 1] (the likeliest token); top_k 0 means no limit (as vLLM)."""
+    model = RecordingGPT([scripted(enc, "Fine.")])
+    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "hi"}]
+    with serving(Engine(model, enc=enc)) as url:
+        status, reply = post(
+            url, {"messages": messages, "top_p": 0, "top_k": 0, "temperature": 1, "max_tokens": 4}
+        )
+    assert status == 200 and reply["choices"][0]["message"]["content"] == "Fine."
+    want = render(
+        [{"role": "human", "content": "hi"}], "You are terse.", enc=enc, add_generation_prompt=True
+    )[0]
+    assert model.prompts[-1] == want
+
+
+def test_developer_messages_are_the_persona_like_system_ones() -> None:
+    """OpenAI's newer models call the system message `developer`; both set the persona."""
+    from pipeline.serve import ChatRequest, RequestError
+
+    req = ChatRequest.parse(
+        {
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "system", "content": "Speak like a pirate."},
+                {"role": "user", "content": "hi"},
+            ]
+        }
+    )
+    assert req.context == "Be brief.\nSpeak like a pirate." and req.user_text == "hi"
+    late = [{"role": "user", "content": "hi"}, {"role": "developer", "content": "x"}]
+    with pytest.raises(RequestError, match="must come first"):
+        ChatRequest.parse({"messages": late})
