@@ -53,7 +53,16 @@ def save_model(model: GPT, ckpt_dir: str | Path) -> None:
 
 
 def load_config(ckpt_dir: str | Path) -> GPTConfig:
-    return GPTConfig(**json.loads((Path(ckpt_dir) / CONFIG_FILE).read_text()))
+    """config.json of a checkpoint; ValueError naming the file when it is not a GPTConfig."""
+    path = Path(ckpt_dir) / CONFIG_FILE
+    try:
+        cfg = GPTConfig(**json.loads(path.read_text(encoding="utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as e:  # TypeError: unknown/missing field
+        raise ValueError(f"{path}: not a model config ({e})") from None
+    sizes = (cfg.block_size, cfg.vocab_size, cfg.n_layer, cfg.n_head, cfg.n_embd)
+    if not all(isinstance(v, int) and v >= 1 for v in sizes) or cfg.n_embd % cfg.n_head:
+        raise ValueError(f"{path}: sizes must be positive integers with n_embd a multiple of n_head")
+    return cfg
 
 
 def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout: float | None = None) -> GPT:
@@ -65,12 +74,33 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
     if dropout is not None:
         cfg.dropout = dropout
     model = GPT(cfg)
-    state = load_file(str(ckpt_dir / WEIGHTS_FILE), device="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "lm_head.weight"]
-    if missing or unexpected:
-        raise ValueError(f"{ckpt_dir / WEIGHTS_FILE}: missing {missing}, unexpected {unexpected}")
+    try:
+        state = load_file(str(ckpt_dir / WEIGHTS_FILE), device="cpu")
+    except Exception as e:  # safetensors' own error type: truncated or not safetensors
+        raise ValueError(f"{ckpt_dir / WEIGHTS_FILE}: not a readable safetensors file ({e})") from None
+    state.setdefault("lm_head.weight", state.get("transformer.wte.weight"))  # tied, stored once
+    check_state(model, {k: v for k, v in state.items() if v is not None}, where=str(ckpt_dir / WEIGHTS_FILE))
+    model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """One line naming the first few missing, unexpected or wrongly shaped tensors, if any."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+        for k in sorted(set(own) & set(state))
+        if state[k].shape != own[k].shape
+    ]
+    problems = [
+        f"{what} {len(items)}: {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
+        if items
+    ]
+    if problems:
+        raise ValueError(f"{where}: weights do not fit the config: {'; '.join(problems)}")
 
 
 # ---------------------------------------------------------------- training state

@@ -28,6 +28,7 @@ from huggingface_hub import hf_hub_download
 from safetensors.torch import load_file, save_file
 
 from pipeline import atomic
+from pipeline.checkpoint import check_state
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
     BOT,
@@ -74,7 +75,7 @@ def resolve_files(source: str, cache_dir: str | Path | None = None) -> tuple[Pat
     path = Path(source)
     if not path.is_dir():
         raise ValueError(
-            f"init_from={source!r}: not one of {sorted(HUB_REPOS)} and not a local Hugging Face directory"
+            f"{source!r} is not one of {sorted(HUB_REPOS)} and not a local Hugging Face directory"
         )
     config = path / "config.json"
     if not config.exists():
@@ -83,15 +84,31 @@ def resolve_files(source: str, cache_dir: str | Path | None = None) -> tuple[Pat
     if single.exists():
         return config, [single]
     if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return config, [path / s for s in shards]
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{index}: no weight_map (file name of every tensor)")
+        shards = [path / s for s in sorted(set(weight_map.values()))]
+        for shard in shards:
+            if not shard.is_file():
+                raise FileNotFoundError(f"{shard}: missing (named in {index.name})")
+        return config, shards
     raise FileNotFoundError(f"{path}: no model.safetensors (only safetensors weights are read, never pickle)")
 
 
 def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json") -> GPTConfig:
     """Our GPTConfig from a Hugging Face GPT-2 config.json; refuses what our model cannot represent."""
     if hf.get("model_type") != "gpt2":
-        raise ValueError(f"{where}: model_type {hf.get('model_type')!r} is not gpt2")
+        ours = "model_type" not in hf and "block_size" in hf  # this project's model/ckpt layout
+        hint = (
+            ": a nanoChatGPT checkpoint (model/ckpt); use its Hugging Face export (model/hf)" if ours else ""
+        )
+        raise ValueError(f"{where}: model_type {hf.get('model_type')!r} is not gpt2{hint}")
+    for key in ("n_embd", "n_layer", "n_head", "n_positions", "vocab_size"):
+        value = hf.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
+    if hf["n_embd"] % hf["n_head"]:
+        raise ValueError(f"{where}: n_embd {hf['n_embd']} is not a multiple of n_head {hf['n_head']}")
     act = hf.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
         raise ValueError(f"{where}: activation_function {act!r} unsupported (the model uses tanh GELU)")
@@ -102,8 +119,12 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
         raise ValueError(f"{where}: layer_norm_epsilon {hf['layer_norm_epsilon']} unsupported (1e-5 only)")
     if hf.get("scale_attn_by_inverse_layer_idx") or hf.get("reorder_and_upcast_attn"):
         raise ValueError(f"{where}: scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn unsupported")
-    if hf["vocab_size"] > PADDED_VOCAB:
-        raise ValueError(f"{where}: vocab_size {hf['vocab_size']} exceeds {PADDED_VOCAB}")
+    if not GPT2_VOCAB <= hf["vocab_size"] <= PADDED_VOCAB:
+        # Fewer rows than GPT-2's BPE: not a GPT-2-tokenizer model; its ids would mean other words.
+        raise ValueError(
+            f"{where}: vocab_size {hf['vocab_size']} is not a GPT-2 vocabulary "
+            f"({GPT2_VOCAB} tokens, up to {PADDED_VOCAB} with padding)"
+        )
     return GPTConfig(
         block_size=hf["n_positions"],
         vocab_size=PADDED_VOCAB,
@@ -148,16 +169,29 @@ def pad_vocab(wte: torch.Tensor, vocab_size: int) -> torch.Tensor:
 def load_pretrained(source: str, *, dropout: float = 0.0, cache_dir: str | Path | None = None) -> GPT:
     """A GPT initialised from Hugging Face GPT-2 weights (Hub name or local directory), on CPU."""
     config_path, weight_paths = resolve_files(source, cache_dir)
-    cfg = config_from_hf(json.loads(config_path.read_text()), dropout=dropout, where=str(config_path))
+    cfg = config_from_hf(read_json(config_path), dropout=dropout, where=str(config_path))
     tensors: dict[str, torch.Tensor] = {}
     for p in weight_paths:
-        tensors.update(load_file(str(p), device="cpu"))
+        try:
+            tensors.update(load_file(str(p), device="cpu"))
+        except Exception as e:  # safetensors' own error type: truncated, not safetensors at all
+            raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
     state = state_from_hf(tensors, cfg.vocab_size)
     model = GPT(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{weight_paths[0]}: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    check_state(model, state, where=f"{weight_paths[0].parent} (against {config_path.name})")
+    model.load_state_dict(state)
     return model
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`, or one line naming the file and what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
 
 
 # ---------------------------------------------------------------- export

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import sha256_file
-from pipeline.tokenizer import ENDOFTEXT_ID, HUMAN_ID, N_VOCAB, TOKEN_DTYPE
+from pipeline.tokenizer import ENDOFTEXT_ID, HUMAN_ID, N_VOCAB, SPECIAL_TOKENS, TOKEN_DTYPE
 
 MASK_DTYPE = np.dtype(np.uint8)
 STARTS_DTYPE = np.dtype("<i8")
@@ -377,6 +377,8 @@ def verify_variant(variant_dir: str | os.PathLike[str]) -> dict:
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT_NAME:
         raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    if meta.get("special_ids") != SPECIAL_TOKENS:  # another tokenizer: the ids would mean other things
+        raise ValueError(f"{meta_path}: special_ids {meta.get('special_ids')} differ from {SPECIAL_TOKENS}")
     for split, info in meta["splits"].items():
         split_dir = variant_dir / split
         on_disk = {p.name for p in split_dir.iterdir()} if split_dir.is_dir() else set()

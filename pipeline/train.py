@@ -108,44 +108,97 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, train: dict[str, Any]) -> TrainConfig:
-        """Merge `train` (init_from, seed, device) with `train.profiles[train.profile]`; unknown keys fail."""
+        """Merge `train` (init_from, seed, device) with `train.profiles[train.profile]`; unknown keys fail.
+
+        A profile may leave settings out (they take the defaults above). Every value is checked for
+        its type and range, and an error names the key where it was written (`train.profiles.X.lr`).
+        """
         profile_name = train.get("profile")
-        profiles = train.get("profiles", {})
-        if profile_name not in profiles:
+        profiles = train.get("profiles") or {}
+        if not isinstance(profiles, dict):
+            raise ValueError("params.yaml train.profiles: expected a mapping of profile name -> settings")
+        if not isinstance(profile_name, str) or profile_name not in profiles:
             raise KeyError(f"params.yaml train.profile={profile_name!r} is not one of {sorted(profiles)}")
-        known = {f.name for f in dataclasses.fields(cls)}
+        profile = profiles[profile_name]
+        if not isinstance(profile, dict):
+            raise ValueError(f"params.yaml train.profiles.{profile_name}: expected a mapping of settings")
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
         merged: dict[str, Any] = {}
-        for where, values in (("train", train), (f"train.profiles.{profile_name}", profiles[profile_name])):
+        origin: dict[str, str] = {}
+        for where, values in (("train", train), (f"train.profiles.{profile_name}", profile)):
             for key, value in values.items():
                 if where == "train" and key in ("variant", "profile", "profiles"):
                     continue
-                if key not in known:
+                if key not in kinds:
                     raise KeyError(f"params.yaml {where}.{key}: unknown training setting")
-                merged[key] = value
-        return cls(**merged).validated()
+                merged[key] = _coerce(value, kinds[key])
+                origin[key] = f"{where}.{key}"
+        return cls(**merged).validated(origin)
 
-    def validated(self) -> TrainConfig:
+    def validated(self, origin: dict[str, str] | None = None) -> TrainConfig:
+        """Check every setting's type and range; `origin` maps a setting to where params.yaml sets it."""
+
+        def name(key: str) -> str:
+            return f"params.yaml {(origin or {}).get(key, f'train.{key}')}"
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _is_kind(value, f.type):
+                raise ValueError(f"{name(f.name)}: expected {_KIND_WORDS[f.type]}, got {value!r}")
         checks = [
-            (self.max_iters > 0, "max_iters must be > 0"),
-            (self.batch_size > 0 and self.grad_accum > 0, "batch_size and grad_accum must be > 0"),
+            ("n_layer", self.n_layer >= 1, "must be >= 1"),
+            ("n_head", self.n_head >= 1, "must be >= 1"),
+            ("n_embd", self.n_embd >= 1, "must be >= 1"),
             (
-                self.eval_interval > 0 and self.ckpt_interval > 0,
-                "eval_interval and ckpt_interval must be > 0",
+                "n_embd",
+                self.n_head < 1 or self.n_embd % self.n_head == 0,
+                f"must be a multiple of n_head ({self.n_head})",
             ),
-            (self.log_interval > 0, "log_interval must be > 0"),
-            (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
-            (self.dtype in device.DTYPES, f"dtype must be one of {sorted(device.DTYPES)}"),
-            (self.window_align in ("turn", "conversation"), "window_align must be turn or conversation"),
-            (self.loss_head in ("auto", "gathered", "full"), "loss_head must be auto, gathered or full"),
+            ("block_size", self.block_size >= 1, "must be >= 1"),
+            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("grad_accum", self.grad_accum >= 1, "must be >= 1"),
+            ("max_iters", self.max_iters >= 1, "must be >= 1"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("min_lr", 0 <= self.min_lr <= self.lr, f"need 0 <= min_lr <= lr ({self.lr})"),
+            ("warmup_iters", self.warmup_iters >= 0, "must be >= 0"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("beta1", 0 <= self.beta1 < 1, "must be in [0, 1)"),
+            ("beta2", 0 <= self.beta2 < 1, "must be in [0, 1)"),
+            ("grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)"),
+            ("eval_interval", self.eval_interval >= 1, "must be >= 1"),
+            ("eval_iters", self.eval_iters >= 1, "must be >= 1"),
+            ("ckpt_interval", self.ckpt_interval >= 1, "must be >= 1"),
+            ("log_interval", self.log_interval >= 1, "must be >= 1"),
+            ("dtype", self.dtype in device.DTYPES, f"must be one of {sorted(device.DTYPES)}"),
+            ("window_align", self.window_align in ("turn", "conversation"), "must be turn or conversation"),
+            ("loss_head", self.loss_head in ("auto", "gathered", "full"), "must be auto, gathered or full"),
             (
+                "init_from",
+                self.init_from.strip() != "",
+                "must name scratch, resume, a gpt2* model or a directory",
+            ),
+            ("seed", self.seed >= 0, "must be >= 0"),
+            (
+                "device",
                 re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
-                "device must be auto, cpu, cuda or cuda:N",
+                "must be auto, cpu, cuda or cuda:N",
             ),
         ]
-        for ok, rule in checks:
+        for key, ok, rule in checks:
             if not ok:
-                raise ValueError(f"params.yaml train: {rule}")
+                raise ValueError(f"{name(key)}: {rule}, got {getattr(self, key)!r}")
         return self
+
+    def warnings(self) -> list[str]:
+        """Legal settings that are probably not what was meant (logged when the run starts)."""
+        out = []
+        if self.warmup_iters > self.max_iters:
+            out.append(
+                f"warmup_iters {self.warmup_iters} > max_iters {self.max_iters}: the learning rate never "
+                f"reaches lr and never decays"
+            )
+        return out
 
     @property
     def gather_loss(self) -> bool:
@@ -162,6 +215,34 @@ class TrainConfig:
         for code in (Path(__file__), Path(__file__).with_name("model.py")):
             h.update(code.read_bytes())
         return h.hexdigest()
+
+
+# Field type (as written in the dataclass) -> what params.yaml must hold for it.
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # YAML `true` is not a number
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, str)
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    """YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string: take it as the number it spells."""
+    if kind == "float" and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # refused by validated(), naming the key
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 @dataclass
@@ -206,7 +287,10 @@ class Runtime:
 
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     info = device.dist_info_from_env()
-    dev = device.resolve_device(cfg.device, info)
+    try:
+        dev = device.resolve_device(cfg.device, info)
+    except (ValueError, RuntimeError) as e:  # e.g. cuda asked for on a machine without it
+        raise TrainSetupError(f"params.yaml train.device: {e}") from None
     if dev.type == "cuda" and dev.index is not None:
         torch.cuda.set_device(dev)  # DDP: this process's GPU becomes the default for NCCL and allocations
     device.init_process_group(info, dev)
@@ -252,7 +336,7 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
     if cfg.init_from == "resume":
         if latest is None:
             raise TrainSetupError(f"init_from=resume: no checkpoint under {paths.run_dir} to resume from")
-        state = checkpoint.load_state(latest)
+        state = _load_state(latest)
         # model/run holds the newest run only: after a run of other settings (a `dvc exp run`, say)
         # it is that run's state, and extending it would train something nobody asked for.
         differ = resume_mismatch(cfg, state)
@@ -263,6 +347,11 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
                 f"settings: {shown}; there is no run of these settings to extend (train it with "
                 "init_from: scratch, or ask for the run's settings)"
             )
+        if state["step"] >= cfg.max_iters:
+            raise TrainSetupError(
+                f"init_from=resume: the run under {paths.run_dir} is at step {state['step']} already; "
+                f"set max_iters above {state['step']} to extend it"
+            )
         saved = json.loads(state["config"])
         same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
         if same.fingerprint(paths.data_dir) != state["fingerprint"]:
@@ -270,16 +359,27 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
         rt.log(f"extending the run from step {state['step']} to {cfg.max_iters}")
         return _resume(cfg, latest, state, rt)
     if latest is not None:
-        state = checkpoint.load_state(latest)
+        try:
+            state = _load_state(latest)
+        except UnreadableState as e:  # nothing could resume it: start afresh (it is discarded below)
+            rt.log(f"warning: {e.problem}; starting a fresh run instead")
+            state = {"fingerprint": None}
         if state["fingerprint"] == fingerprint and state["step"] < cfg.max_iters:
             rt.log(f"resuming the unfinished run at {latest} (same config, data and code)")
             return _resume(cfg, latest, state, rt)
         del state
-    # A fresh run: leftovers of another run must not be resumed later by mistake.
+    model = fresh_model(cfg, rt)
+    # A fresh run: leftovers of another run must not be resumed later by mistake. Removed only once
+    # the new model exists, so a typo in init_from (or no network) does not cost the old run.
     device.barrier(rt.dist)
     if rt.dist.is_main and paths.run_dir.exists():
         shutil.rmtree(paths.run_dir)
     device.barrier(rt.dist)
+    return Start(model)
+
+
+def fresh_model(cfg: TrainConfig, rt: Runtime) -> GPT:
+    """The model a new run starts from: seeded random weights, or GPT-2 weights (Hub or local dir)."""
     torch.manual_seed(cfg.seed)
     if cfg.init_from == "scratch":
         mcfg = GPTConfig(
@@ -290,21 +390,58 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
             n_embd=cfg.n_embd,
             dropout=cfg.dropout,
         )
-        return Start(GPT(mcfg))
+        return GPT(mcfg)
     rt.log(f"initialising from Hugging Face GPT-2 weights: {cfg.init_from}")
-    model = hf.load_pretrained(cfg.init_from, dropout=cfg.dropout)
+    try:
+        model = hf.load_pretrained(cfg.init_from, dropout=cfg.dropout)
+    except (OSError, ValueError, RuntimeError) as e:  # missing files, not GPT-2, unreadable weights
+        raise TrainSetupError(f"params.yaml train.init_from: {e}") from None
     if cfg.block_size > model.config.block_size:
-        raise ValueError(
-            f"train block_size {cfg.block_size} exceeds the context of {cfg.init_from} ({model.config.block_size})"
+        raise TrainSetupError(
+            f"params.yaml train block_size {cfg.block_size} exceeds the context of {cfg.init_from} "
+            f"({model.config.block_size} tokens)"
         )
-    return Start(model)
+    return model
+
+
+def _load_state(ckpt: Path) -> dict[str, Any]:
+    """A run checkpoint's state.pt, or one line saying why it cannot be read."""
+    try:
+        state = checkpoint.load_state(ckpt)
+    except Exception as e:  # truncated, not a torch file, a pickle weights_only refuses
+        raise UnreadableState(
+            ckpt, f"cannot read this run's training state ({type(e).__name__}: {_first_sentence(e)})"
+        ) from None
+    missing = sorted(STATE_KEYS - set(state)) if isinstance(state, dict) else ["(not a mapping)"]
+    if missing:
+        raise UnreadableState(ckpt, f"not a training state of this code (missing {missing})")
+    return state
+
+
+class UnreadableState(TrainSetupError):
+    """A run checkpoint whose state.pt cannot be read: nothing can resume it."""
+
+    def __init__(self, ckpt: Path, problem: str) -> None:
+        self.problem = f"{ckpt / checkpoint.STATE_FILE}: {problem}"
+        super().__init__(f"{self.problem}; delete {ckpt.parent} to start afresh")
+
+
+def _first_sentence(e: BaseException) -> str:
+    """The gist of a library's error message (torch's run to several sentences and lines)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return text.split(". ")[0]
 
 
 def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime) -> Start:
-    model = checkpoint.load_model(ckpt, "cpu", dropout=cfg.dropout).train()
+    try:
+        model = checkpoint.load_model(ckpt, "cpu", dropout=cfg.dropout).train()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise TrainSetupError(
+            f"{ckpt}: cannot load the run's weights ({_first_sentence(e)}); delete {ckpt.parent} to start afresh"
+        ) from None
     if cfg.block_size > model.config.block_size:
-        raise ValueError(
-            f"train block_size {cfg.block_size} exceeds the checkpoint's {model.config.block_size}"
+        raise TrainSetupError(
+            f"params.yaml train block_size {cfg.block_size} exceeds the checkpoint's {model.config.block_size}"
         )
     return Start(model, state, ckpt)
 
@@ -318,6 +455,34 @@ def train_flops_per_token(model_cfg: GPTConfig, n_params: int, seq_len: int) -> 
 # ---------------------------------------------------------------- data
 
 
+def check_data(data_dir: Path, rt: Runtime) -> None:
+    """Refuse, before any work, token shards that cannot train a run; warn when validation is empty.
+
+    The shards must match their meta.json (sha256 of every file, counts, special ids), the train
+    split must hold at least one loss (bot) token, and an empty val split means no val loss.
+    """
+    from pipeline.shards import TokenShards, verify_variant
+
+    for split in ("train", "val"):
+        if not (data_dir / split).is_dir():
+            raise TrainSetupError(
+                f"{data_dir / split}: no token shards (is params.yaml train.variant a variant "
+                "`dvc repro tokenize` has written?)"
+            )
+    try:
+        if (data_dir / "meta.json").exists():
+            verify_variant(data_dir)
+        train_split, val_split = TokenShards(data_dir / "train"), TokenShards(data_dir / "val")
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise TrainSetupError(f"{data_dir}: broken token shards: {e} (re-run `dvc repro tokenize`)") from None
+    if train_split.n_conversations == 0:
+        raise TrainSetupError(f"{data_dir / 'train'}: the train split holds no conversation")
+    if not any(np.any(shard.mask) for shard in train_split.shards):
+        raise TrainSetupError(f"{data_dir / 'train'}: no loss token (bot turn) in the train split")
+    if val_split.n_conversations == 0:
+        rt.log(f"warning: {data_dir / 'val'} is empty: no validation loss (val_loss is null)")
+
+
 class GlobalBatches:
     """One seeded draw of the global batch per optimizer step; each rank keeps its micro-batches."""
 
@@ -325,7 +490,7 @@ class GlobalBatches:
         from pipeline.shards import TokenShards
 
         if cfg.grad_accum % rt.dist.world_size:
-            raise ValueError(
+            raise TrainSetupError(
                 f"params.yaml train: grad_accum {cfg.grad_accum} must be a multiple of the "
                 f"{rt.dist.world_size} processes (each process runs grad_accum / processes micro-batches)"
             )
@@ -347,7 +512,7 @@ class GlobalBatches:
             tuple(to_device(a[first + i * b : first + (i + 1) * b], self.rt.device) for a in (x, y, m))
             for i in range(self.local_accum)
         ]
-        return micro, max(n_total, 1.0)
+        return micro, n_total
 
     def state(self) -> str:
         return json.dumps(self.rng.bit_generator.state)
@@ -381,6 +546,9 @@ def train_step(
         group["lr"] = lr
     ddp = isinstance(model, DDP)
     # DDP averages gradients over processes; scaling by world size makes that a sum over bot tokens.
+    # A global batch without a single bot token has no loss: its gradient is zero (weight decay and
+    # the schedule still advance, so the step count and RNG streams stay those of any other step).
+    n_total = max(n_total, 1.0)
     weight = rt.dist.world_size / n_total
     loss_share = torch.zeros((), device=rt.device)
     for i, (x, y, m) in enumerate(micro):
@@ -444,6 +612,25 @@ class Progress:
     recent_train_losses: list[float] = field(default_factory=list)
     train_tokens: int = 0  # tokens of timed steps (the first step of a process compiles, so it is not)
     train_seconds: float = 0.0
+
+
+# What a state.pt must hold (make_state's keys) for restore_state to continue the run.
+STATE_KEYS = frozenset(
+    {
+        "step",
+        "best_val_loss",
+        "initial_val_loss",
+        "last_val_loss",
+        "recent_train_losses",
+        "optimizer",
+        "scaler",
+        "torch_rng",
+        "cuda_rng",
+        "data_rng",
+        "fingerprint",
+        "config",
+    }
+)
 
 
 def make_state(
@@ -652,6 +839,9 @@ class Run:
 
     @classmethod
     def start(cls, cfg: TrainConfig, paths: TrainPaths, rt: Runtime) -> Run:
+        check_data(paths.data_dir, rt)
+        for warning in cfg.warnings():
+            rt.log(f"warning: {warning}")
         fingerprint = cfg.fingerprint(paths.data_dir)
         start = init_model(cfg, paths, rt, fingerprint)
         raw = start.model.to(rt.device).train()
@@ -741,7 +931,9 @@ class Run:
             return {}
         if rt.dist.enabled:
             dist.all_reduce(loss_share)
-        metrics = {"train/loss": float(loss_share), "lr": lr}  # float() waits for the GPU
+        metrics = {"lr": lr}
+        if n_total > 0:  # no bot token in this step's batch: no loss to log (0 would be a lie)
+            metrics["train/loss"] = float(loss_share)  # float() waits for the GPU
         if grad_norm is not None:
             metrics["train/grad_norm"] = float(grad_norm)
         timer.add(self.tokens_per_step, time.perf_counter() - t0)
@@ -753,8 +945,9 @@ class Run:
         metrics["tokens_per_sec"] = tok_s
         if self.peak:
             metrics["mfu"] = self.flops_per_token * tok_s / (self.peak * rt.dist.world_size)
-        progress.recent_train_losses = [*progress.recent_train_losses, metrics["train/loss"]][-10:]
-        self.logger.advance({"loss": metrics["train/loss"]})
+        if "train/loss" in metrics:
+            progress.recent_train_losses = [*progress.recent_train_losses, metrics["train/loss"]][-10:]
+        self.logger.advance({"loss": metrics["train/loss"]} if "train/loss" in metrics else {})
         return metrics
 
     def evaluate(self) -> float:

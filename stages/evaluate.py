@@ -2,38 +2,56 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pipeline import atomic
 from pipeline.checkpoint import load_model
 from pipeline.device import resolve_device
-from pipeline.evaluate import bot_token_loss, run_transcripts, transcripts_markdown
+from pipeline.evaluate import (
+    EvalSetupError,
+    bot_token_loss,
+    check_eval_params,
+    finite_or_none,
+    run_transcripts,
+    transcripts_markdown,
+)
 from pipeline.params import load_params
 
 OUT = Path("model/eval")
 
 
-def main() -> None:
+def main() -> int:
     params = load_params()
-    cfg = params["evaluate"]
-    device = resolve_device(params["train"].get("device", "auto"))
-    model = load_model("model/ckpt", device)
-    val_dir = Path("data/tokens") / params["train"]["variant"] / "val"
-    loss = bot_token_loss(model, val_dir, batch_size=8, max_batches=cfg["eval_iters"])
-    transcripts, figures = run_transcripts(model, cfg["prompts"], cfg)
+    cfg = params.get("evaluate")
+    train = params.get("train") or {}
+    try:
+        try:
+            model = load_model("model/ckpt", resolve_device(train.get("device", "auto")))
+        except (ValueError, RuntimeError) as e:  # unreadable checkpoint, CUDA asked for but absent
+            raise EvalSetupError(str(e)) from None
+        check_eval_params(cfg, model.config.block_size)
+        val_dir = Path("data/tokens") / str(train.get("variant")) / "val"
+        loss = bot_token_loss(model, val_dir, batch_size=8, max_batches=cfg["eval_iters"])
+        transcripts, figures = run_transcripts(model, cfg["prompts"], cfg)
+    except (EvalSetupError, FileNotFoundError) as e:  # settings or missing inputs: one line
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 1
     atomic.write_text(OUT / "transcripts.md", transcripts_markdown(transcripts))
-    metrics = {
+    measured = {
         "val_loss_bot": round(loss.loss, 4),
         "val_ppl_bot": round(loss.perplexity, 2),
         "val_bot_tokens": loss.tokens,
         **{k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
     }
+    metrics = {k: finite_or_none(v) if isinstance(v, float) else v for k, v in measured.items()}
     atomic.write_json(OUT / "metrics.json", metrics)
     print(
         f"evaluate: val loss (bot tokens) {loss.loss:.3f}, ppl {loss.perplexity:.1f}; "
         f"{figures['replies']} replies, stop rate {figures['stop_rate']:.2f}"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

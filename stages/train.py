@@ -14,13 +14,20 @@ from pipeline.train import TrainConfig, TrainPaths, TrainSetupError, train
 
 
 def main() -> int:
-    params = load_params()["train"]
+    params = load_params().get("train")
     try:
+        if not isinstance(params, dict):
+            raise ValueError("params.yaml: no `train:` section (a mapping of training settings)")
         cfg = TrainConfig.from_params(params)
+        variant = params.get("variant")
+        if not isinstance(variant, str) or not variant.isidentifier():
+            raise ValueError(
+                f"params.yaml train.variant: expected a dataset variant name like full, got {variant!r}"
+            )
     except (KeyError, ValueError) as e:  # a settings mistake: one line, no traceback
-        print(f"train: {str(e).strip(chr(39))}", file=sys.stderr)
+        print(f"train: {e.args[0]}", file=sys.stderr)  # args[0]: a KeyError's str() adds quotes
         return 1
-    paths = TrainPaths.under(project_root(), params["variant"])
+    paths = TrainPaths.under(project_root(), variant)
     try:
         summary = train(cfg, paths)
     except TrainSetupError as e:

@@ -91,3 +91,27 @@ def test_missing_state_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no training state"):
         checkpoint.load_state(tmp_path)
     assert checkpoint.latest_run_checkpoint(tmp_path / "absent") is None
+
+
+def test_broken_checkpoint_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """evaluate, chat and a resume load model/ckpt: a damaged one used to raise safetensors' or
+    torch's own multi-line errors without the file name."""
+    checkpoint.save_model(_tiny(), tmp_path)
+    weights = tmp_path / checkpoint.WEIGHTS_FILE
+    good = weights.read_bytes()
+    weights.write_bytes(good[:100])
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file") as info:
+        checkpoint.load_model(tmp_path)
+    assert "\n" not in str(info.value)
+    weights.write_bytes(good)
+    config = tmp_path / checkpoint.CONFIG_FILE
+    config.write_text(json.dumps({**json.loads(config.read_text()), "n_embd": 32}))
+    with pytest.raises(ValueError, match=r"weights do not fit the config: wrong shape") as info:
+        checkpoint.load_model(tmp_path)
+    assert "\n" not in str(info.value)
+    config.write_text('{"block_size": 16, "n_layers": 2}')
+    with pytest.raises(ValueError, match=r"config\.json: not a model config"):
+        checkpoint.load_model(tmp_path)
+    config.write_text('{"block_size": 16, "n_layer": 1, "n_head": 3, "n_embd": 16}')
+    with pytest.raises(ValueError, match=r"config\.json: sizes must be positive integers"):
+        checkpoint.load_model(tmp_path)

@@ -131,3 +131,71 @@ def test_export_tokenizer_knows_the_chat_tokens(tmp_path: Path) -> None:
     assert tok.decode([BOT_ID]) == "<bot>"
     gen = json.loads((out / "generation_config.json").read_text())
     assert END_OF_TURN_ID in gen["eos_token_id"]
+
+
+def _exported(tmp: Path) -> Path:
+    """A valid Hugging Face GPT-2 directory (our export of a tiny model) to break in tests."""
+    hf.export_hf(_our_tiny(), tmp / "hf")
+    return tmp / "hf"
+
+
+def _edit_config(path: Path, **changes) -> None:
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(changes)
+    (path / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}))
+
+
+def _shard_without_second(path: Path) -> None:
+    """A sharded checkpoint whose index names a file that is not there."""
+    (path / "model.safetensors").rename(path / "model-00001-of-00002.safetensors")
+    shards = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": shards}))
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        # Fewer rows than GPT-2's BPE used to load, the missing rows set to the mean: a silently wrong model.
+        (
+            lambda p: _edit_config(p, vocab_size=1000),
+            r"config\.json: vocab_size 1000 is not a GPT-2 vocabulary",
+        ),
+        (lambda p: _edit_config(p, vocab_size=60000), r"vocab_size 60000 is not a GPT-2 vocabulary"),
+        (
+            lambda p: _edit_config(p, n_embd=None),
+            r"config\.json: n_embd must be a positive integer, got None",
+        ),
+        (lambda p: _edit_config(p, n_head=3), r"config\.json: n_embd 32 is not a multiple of n_head 3"),
+        (lambda p: _edit_config(p, n_embd=64), r"weights do not fit the config: wrong shape \d+: "),
+        (
+            lambda p: _edit_config(p, n_layer=3),
+            r"weights do not fit the config: missing \d+: transformer\.h\.2\.",
+        ),
+        (lambda p: (p / "config.json").write_text("{"), r"config\.json: not valid JSON"),
+        (
+            lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:1000]),
+            r"model\.safetensors: not a readable safetensors file",
+        ),
+        (
+            _shard_without_second,
+            r"model-00002-of-00002\.safetensors: missing \(named in model\.safetensors\.index",
+        ),
+    ],
+)
+def test_broken_local_dir_is_one_line_naming_the_file(tmp_path: Path, breakage, message: str) -> None:
+    path = _exported(tmp_path)
+    hf.load_pretrained(str(path))  # loads before the breakage
+    breakage(path)
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as info:
+        hf.load_pretrained(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_our_own_checkpoint_layout_is_pointed_at_the_export(tmp_path: Path) -> None:
+    from pipeline import checkpoint
+
+    checkpoint.save_model(_our_tiny(), tmp_path / "ckpt")
+    with pytest.raises(
+        ValueError, match=r"a nanoChatGPT checkpoint \(model/ckpt\); use its Hugging Face export"
+    ):
+        hf.load_pretrained(str(tmp_path / "ckpt"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from pipeline.encode import tokenize_dataset
 from pipeline.shards import ShardWriter, TokenShards, verify_variant
@@ -467,3 +468,29 @@ def test_turn_aligned_windows_start_on_boundaries_and_reach_late_turns(shard_dir
     assert (x == again).all()
     with pytest.raises(ValueError, match="align"):
         shards.sample_batch(2, 8, np.random.default_rng(5), align="token")
+
+
+def test_training_refuses_shards_that_differ_from_meta(tmp_path: Path) -> None:
+    """The trainer verifies the shards against meta.json (sha256, counts, special ids) before
+    training: a damaged or foreign shard used to train silently."""
+    from pipeline.device import DistInfo
+    from pipeline.train import Runtime, TrainSetupError, check_data
+
+    dataset, _ = _dataset(tmp_path / "dataset", n_train=20, n_val=4)
+    out = tmp_path / "tokens"
+    _tokenize(dataset, out)
+    rt = Runtime(device=torch.device("cpu"), dtype=torch.float32, dist=DistInfo())
+    check_data(out, rt)  # as written: fine
+    tokens = out / "train" / "tokens-00000.bin"
+    data = bytearray(tokens.read_bytes())
+    data[10] ^= 1
+    tokens.write_bytes(bytes(data))
+    with pytest.raises(TrainSetupError, match=r"tokens-00000\.bin: sha256 differs from .*meta\.json"):
+        check_data(out, rt)
+    data[10] ^= 1
+    tokens.write_bytes(bytes(data))
+    meta = json.loads((out / "meta.json").read_text())
+    meta["special_ids"]["<bot>"] = 50300
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"meta\.json: special_ids .* differ"):
+        verify_variant(out)

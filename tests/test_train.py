@@ -134,7 +134,7 @@ def test_unknown_profile_or_key_is_refused() -> None:
         TrainConfig(lr=1e-3, min_lr=1e-2).validated()
     with pytest.raises(ValueError, match="loss_head"):
         TrainConfig(loss_head="sparse").validated()
-    with pytest.raises(ValueError, match="device must be"):
+    with pytest.raises(ValueError, match="train.device: must be"):
         TrainConfig(device="tpu").validated()
     assert TrainConfig(device="cuda:1").validated().device == "cuda:1"
 
@@ -382,6 +382,101 @@ def test_unfinished_run_resumes_automatically(tokens: Path, tmp_path: Path) -> N
     seen.clear()
     train(tiny_config(max_iters=3, ckpt_interval=4, eval_interval=4, lr=5e-3), paths, on_step=seen.append)
     assert seen == [1, 2, 3]
+
+
+def _write_convs(split_dir: Path, convs: list[list[dict]]) -> None:
+    ids, mask, lengths = [], [], []
+    for turns in convs:
+        i, m = render(turns)
+        ids, mask, lengths = ids + i, mask + m, [*lengths, len(i)]
+    writer = ShardWriter(split_dir, shard_tokens=100_000)
+    if convs:
+        writer.add(np.array(ids), np.array(mask), np.array(lengths))
+    writer.close()
+
+
+SHORT = [{"role": "human", "content": "hi"}, {"role": "bot", "content": "hello there"}]
+# A human turn longer than the window: a window starting at such a conversation holds no bot token.
+LONG_HUMAN = [{"role": "human", "content": "tell me " * 30}, {"role": "bot", "content": "ok"}]
+
+
+def test_steps_without_bot_tokens_log_no_train_loss(tmp_path: Path) -> None:
+    """A global batch with no loss token used to log train loss 0.0 and pull train_loss down."""
+    data = tmp_path / "data"
+    _write_convs(data / "train", [SHORT, LONG_HUMAN] * 10)
+    _write_convs(data / "val", [SHORT] * 3)
+    cfg = tiny_config(
+        batch_size=1, grad_accum=1, block_size=8, window_align="conversation", max_iters=12, warmup_iters=1
+    )
+    summary = train(cfg, paths_in(tmp_path, data))
+    rows = (tmp_path / "live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]
+    losses = [float(r.split("\t")[1]) for r in rows]
+    assert 0 < len(losses) < 12  # some steps had no bot token and logged no loss
+    assert min(losses) > 1.0, losses
+    assert summary["train_loss"] > 5.0  # the mean of real losses only (was ~ half of it)
+    assert len((tmp_path / "live/plots/metrics/lr.tsv").read_text().splitlines()) == 1 + 12
+
+
+def test_unusable_data_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny_config(max_iters=2, eval_interval=2, ckpt_interval=2)
+    with pytest.raises(TrainSetupError, match=r"nope/train: no token shards .*train\.variant"):
+        train(cfg, paths_in(tmp_path, tmp_path / "nope"))
+    empty = tmp_path / "empty"
+    _write_convs(empty / "train", [])
+    _write_convs(empty / "val", [SHORT])
+    with pytest.raises(TrainSetupError, match="the train split holds no conversation"):
+        train(cfg, paths_in(tmp_path, empty))
+    no_bot = tmp_path / "no_bot"
+    _write_convs(no_bot / "train", [[{"role": "human", "content": "hi"}]] * 4)
+    _write_convs(no_bot / "val", [SHORT])
+    with pytest.raises(TrainSetupError, match=r"no loss token \(bot turn\) in the train split"):
+        train(cfg, paths_in(tmp_path, no_bot))
+    # An empty val split trains, but says that there is no validation loss.
+    no_val = tmp_path / "no_val"
+    _write_convs(no_val / "train", [SHORT] * 8)
+    _write_convs(no_val / "val", [])
+    capsys.readouterr()
+    summary = train(cfg, paths_in(tmp_path, no_val))
+    assert summary["val_loss"] is None and "is empty: no validation loss" in capsys.readouterr().err
+
+
+def test_bad_init_from_keeps_the_run_and_resume_must_extend(tokens: Path, tmp_path: Path) -> None:
+    """A typo in init_from (or the Hub out of reach) used to delete model/run before failing."""
+    paths = paths_in(tmp_path, tokens)
+    short = dict(max_iters=4, ckpt_interval=4, eval_interval=4)
+    train(tiny_config(**short), paths)
+    with pytest.raises(
+        TrainSetupError, match=r"^params\.yaml train\.init_from: '/nonexistent' is not one of"
+    ):
+        train(tiny_config(**short, init_from="/nonexistent"), paths)
+    assert [p.name for p in checkpoint.run_checkpoints(tmp_path / "run")] == ["step-00000004"]
+    # init_from=resume with max_iters not above the run's step used to re-export the run silently.
+    for max_iters in (4, 2):
+        with pytest.raises(TrainSetupError, match="is at step 4 already; set max_iters above 4"):
+            train(tiny_config(**{**short, "max_iters": max_iters}, init_from="resume"), paths)
+
+
+def test_unreadable_run_state(tokens: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated state.pt: init_from=resume says which file; an automatic resume starts afresh."""
+    paths = paths_in(tmp_path, tokens)
+    short = dict(max_iters=4, ckpt_interval=2, eval_interval=4)
+    train(tiny_config(**short), paths)
+    state = checkpoint.latest_run_checkpoint(tmp_path / "run") / checkpoint.STATE_FILE
+    state.write_bytes(state.read_bytes()[:200])
+    with pytest.raises(
+        TrainSetupError, match=r"step-00000004/state\.pt: cannot read this run's training state"
+    ):
+        train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths)
+    capsys.readouterr()
+    seen: list[int] = []
+    train(tiny_config(**{**short, "max_iters": 6}), paths, on_step=seen.append)
+    assert seen[0] == 1 and "starting a fresh run instead" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_cuda_is_a_setup_error(tokens: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainSetupError, match=r"params\.yaml train\.device: .*CUDA is not available"):
+        train(tiny_config(device="cuda"), paths_in(tmp_path, tokens))
 
 
 # ---------------------------------------------------------------- DDP

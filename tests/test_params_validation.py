@@ -1,0 +1,236 @@
+"""Settings a user might write in params.yaml: each mistake is one line naming the key and the rule,
+never a traceback deep in torch and never a silently different run. Covers `train` (TrainConfig and
+the stage) and `evaluate` (check_eval_params, the transcripts and the stage)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline import checkpoint
+from pipeline.evaluate import EvalSetupError, check_eval_params, finite_or_none, run_transcripts
+from pipeline.model import GPT, GPTConfig
+from pipeline.shards import ShardWriter
+from pipeline.tokenizer import render
+from pipeline.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = dict(
+    n_layer=1,
+    n_head=2,
+    n_embd=16,
+    block_size=32,
+    batch_size=2,
+    max_iters=3,
+    warmup_iters=1,
+    lr=0.01,
+    min_lr=0.001,
+)
+
+
+def _train_params(**profile) -> dict:
+    return {
+        "variant": "full",
+        "profile": "p",
+        "init_from": "scratch",
+        "seed": 1,
+        "device": "cpu",
+        "profiles": {"p": {**PROFILE, **profile}},
+    }
+
+
+# ---------------------------------------------------------------- train settings
+
+
+def test_yaml_exponent_without_dot_is_a_number() -> None:
+    """PyYAML (YAML 1.1) reads `lr: 1e-3` as the string '1e-3'; it used to fail with a TypeError."""
+    params = yaml.safe_load("lr: 1e-3\nmin_lr: 1e-4\n")
+    assert params["lr"] == "1e-3"  # the YAML quirk this guards against
+    cfg = TrainConfig.from_params(_train_params(**params))
+    assert cfg.lr == pytest.approx(1e-3) and isinstance(cfg.lr, float) and cfg.min_lr == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        ({"lr": "abc"}, r"train\.profiles\.p\.lr: expected a number, got 'abc'"),
+        ({"batch_size": 2.5}, r"train\.profiles\.p\.batch_size: expected an integer, got 2\.5"),
+        ({"max_iters": None}, r"train\.profiles\.p\.max_iters: expected an integer, got None"),
+        ({"max_iters": True}, r"train\.profiles\.p\.max_iters: expected an integer"),
+        ({"compile": "false"}, r"train\.profiles\.p\.compile: expected true or false, got 'false'"),
+        ({"n_embd": 18, "n_head": 4}, r"train\.profiles\.p\.n_embd: must be a multiple of n_head \(4\)"),
+        ({"n_head": 0}, r"train\.profiles\.p\.n_head: must be >= 1"),
+        ({"n_layer": 0}, r"train\.profiles\.p\.n_layer: must be >= 1"),
+        ({"block_size": 0}, r"train\.profiles\.p\.block_size: must be >= 1"),
+        ({"lr": 0, "min_lr": 0}, r"train\.profiles\.p\.lr: must be > 0"),
+        ({"lr": float("nan")}, r"train\.profiles\.p\.lr: expected a number"),
+        ({"min_lr": 0.1}, r"train\.profiles\.p\.min_lr: need 0 <= min_lr <= lr"),
+        ({"warmup_iters": -5}, r"train\.profiles\.p\.warmup_iters: must be >= 0"),
+        ({"eval_iters": 0}, r"train\.profiles\.p\.eval_iters: must be >= 1"),
+        ({"eval_interval": 0}, r"train\.profiles\.p\.eval_interval: must be >= 1"),
+        ({"grad_accum": 0}, r"train\.profiles\.p\.grad_accum: must be >= 1"),
+        ({"dropout": 1.5}, r"train\.profiles\.p\.dropout: must be in \[0, 1\)"),
+        ({"beta2": 1.5}, r"train\.profiles\.p\.beta2: must be in \[0, 1\)"),
+        ({"weight_decay": -1}, r"train\.profiles\.p\.weight_decay: must be >= 0"),
+        (
+            {"dtype": "bf16"},
+            r"train\.profiles\.p\.dtype: must be one of \['bfloat16', 'float16', 'float32'\]",
+        ),
+        ({"seed": -1}, r"train\.profiles\.p\.seed: must be >= 0"),
+    ],
+)
+def test_bad_profile_value_names_key_and_rule(profile: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^params\.yaml {message}"):
+        TrainConfig.from_params(_train_params(**profile))
+
+
+def test_bad_top_level_train_value_names_train_key() -> None:
+    with pytest.raises(ValueError, match=r"^params\.yaml train\.seed: must be >= 0, got -1$"):
+        TrainConfig.from_params({**_train_params(), "seed": -1})
+    with pytest.raises(ValueError, match=r"^params\.yaml train\.profiles\.p: expected a mapping"):
+        TrainConfig.from_params({**_train_params(), "profiles": {"p": None}})
+
+
+def test_warmup_longer_than_the_run_is_a_warning() -> None:
+    assert TrainConfig.from_params(_train_params()).warnings() == []
+    cfg = TrainConfig.from_params(_train_params(warmup_iters=10))
+    assert any("warmup_iters 10 > max_iters 3" in w for w in cfg.warnings())
+
+
+def test_params_yaml_as_shipped_has_no_warning() -> None:
+    train = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    for name in train["profiles"]:
+        assert TrainConfig.from_params({**train, "profile": name}).warnings() == []
+
+
+def _project(root: Path, train: dict) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump({"train": train}))
+
+
+def test_train_stage_prints_one_line_for_settings_mistakes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stages import train as stage
+
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    cases = [
+        ({**_train_params(), "profile": "q"}, "train: params.yaml train.profile='q' is not one of ['p']"),
+        ({k: v for k, v in _train_params().items() if k != "variant"}, "train: params.yaml train.variant:"),
+        ({**_train_params(), "variant": "../x"}, "train: params.yaml train.variant:"),
+        ({**_train_params(), "variant": "nope"}, "no token shards"),
+        ({**_train_params(), "device": "gpu"}, "train: params.yaml train.device: must be"),
+    ]
+    for train, expected in cases:
+        _project(tmp_path, train)
+        assert stage.main() == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert expected in err[-1], err
+        assert not any("Traceback" in line for line in err)
+        assert not err[-1].startswith('train: "')  # the KeyError's quotes are not shown
+
+
+# ---------------------------------------------------------------- evaluate settings
+
+EVAL = {
+    "max_new_tokens": 8,
+    "temperature": 0.8,
+    "top_k": 50,
+    "top_p": 0.95,
+    "seed": 1,
+    "eval_iters": 2,
+    "prompts": [{"context": None, "turns": ["hi"]}],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"max_new_tokens": 0},
+            r"evaluate\.max_new_tokens: must be an integer in 1\.\.31 \(the model's block_size is 32\)",
+        ),
+        ({"max_new_tokens": 48}, r"evaluate\.max_new_tokens: .* got 48"),
+        ({"eval_iters": 0}, r"evaluate\.eval_iters: must be an integer >= 1"),
+        ({"top_k": 0}, r"evaluate\.top_k: must be an integer >= 1, or null"),
+        ({"top_p": 2}, r"evaluate\.top_p: must be a number in \[0, 1\]"),
+        ({"temperature": "hot"}, r"evaluate\.temperature: must be a number >= 0"),
+        ({"seed": -1}, r"evaluate\.seed: must be an integer >= 0"),
+        ({"prompts": None}, r"evaluate\.prompts: must be a list"),
+        ({"prompts": ["hello"]}, r"evaluate\.prompts\[0\]: must be a mapping"),
+        ({"prompts": [{"turns": []}]}, r"evaluate\.prompts\[0\]\.turns: must be a non-empty list of strings"),
+        ({"prompts": [{"context": "x"}]}, r"evaluate\.prompts\[0\]\.turns: must be a non-empty list"),
+        ({"prompts": [{"turns": "hello"}]}, r"evaluate\.prompts\[0\]\.turns: .* got 'hello'"),
+        (
+            {"prompts": [{"turns": ["hi", 5]}]},
+            r"evaluate\.prompts\[0\]\.turns: must be a non-empty list of strings",
+        ),
+        ({"prompts": [{"contxt": "x", "turns": ["hi"]}]}, r"evaluate\.prompts\[0\]\.contxt: unknown key"),
+        (
+            {"prompts": [{"context": 3, "turns": ["hi"]}]},
+            r"evaluate\.prompts\[0\]\.context: must be a string or null",
+        ),
+        ({"max_new_token": 8}, r"evaluate\.max_new_token: unknown setting"),
+    ],
+)
+def test_bad_evaluate_setting_names_key_and_rule(change: dict, message: str) -> None:
+    with pytest.raises(EvalSetupError, match=rf"^params\.yaml {message}"):
+        check_eval_params({**EVAL, **change}, block_size=32)
+
+
+def test_evaluate_settings_that_are_fine() -> None:
+    check_eval_params(EVAL, block_size=32)
+    check_eval_params({**EVAL, "prompts": [], "top_k": None, "top_p": None, "temperature": 0}, block_size=32)
+    missing = {k: v for k, v in EVAL.items() if k != "seed"}
+    with pytest.raises(EvalSetupError, match=r"evaluate\.seed: missing"):
+        check_eval_params(missing, block_size=32)
+    assert finite_or_none(float("nan")) is None and finite_or_none(1.5) == 1.5
+
+
+def _tiny_model(block_size: int = 32) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=block_size, n_layer=1, n_head=2, n_embd=16)).eval()
+
+
+def test_prompt_too_long_for_the_window_names_the_prompt() -> None:
+    prompts = [{"context": None, "turns": ["hi"]}, {"context": None, "turns": ["ok", "word " * 40]}]
+    with pytest.raises(
+        EvalSetupError, match=r"^params\.yaml evaluate\.prompts\[1\]\.turns\[1\]: .*max_new_tokens 8"
+    ):
+        run_transcripts(_tiny_model(), prompts, EVAL)
+
+
+def _evaluate_project(root: Path, evaluate: dict) -> None:
+    checkpoint.save_model(_tiny_model(), root / "model" / "ckpt")
+    ids, mask = render([{"role": "human", "content": "hi"}, {"role": "bot", "content": "hello there"}])
+    writer = ShardWriter(root / "data" / "tokens" / "full" / "val", shard_tokens=1000)
+    writer.add(np.array(ids * 3), np.array(mask * 3), np.array([len(ids)] * 3))
+    writer.close()
+    (root / "params.yaml").write_text(
+        yaml.safe_dump({"train": {"variant": "full", "device": "cpu"}, "evaluate": evaluate})
+    )
+
+
+def test_evaluate_stage_one_line_errors_and_json_without_nan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stages import evaluate as stage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    # The shipped reply budget (48) does not fit a 32-token model: one line, not a traceback.
+    _evaluate_project(tmp_path, {**EVAL, "max_new_tokens": 48})
+    assert stage.main() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("evaluate: params.yaml evaluate.max_new_tokens:") and len(err) == 1
+    # No prompts: no replies, so the reply figures are null (JSON has no NaN), not NaN.
+    _evaluate_project(tmp_path, {**EVAL, "prompts": []})
+    assert stage.main() == 0
+    text = (tmp_path / "model" / "eval" / "metrics.json").read_text()
+    assert "NaN" not in text
+    metrics = json.loads(text)
+    assert metrics["replies"] == 0 and metrics["stop_rate"] is None and metrics["val_bot_tokens"] > 0
