@@ -254,7 +254,6 @@ class ModelFacts:
     n_embd: int
     block_size: int
     params: int
-    profile: str
     variant: str
     init_from: str
     iters: int
@@ -282,7 +281,7 @@ def model_card(facts: ModelFacts, source_tokens: Sequence[Mapping[str, Any]]) ->
     start = "random weights" if facts.init_from == "scratch" else f"`{facts.init_from}`"
     lines = [
         _front_matter(meta),
-        f"# nanoChatGPT chat model (`{facts.profile}` profile)",
+        "# nanoChatGPT chat model",
         "",
         f"A GPT-2 architecture chat model ({facts.params / 1e6:.1f}M parameters: {facts.n_layer} layers, "
         f"{facts.n_head} heads, width {facts.n_embd}, context {facts.block_size} tokens), trained from "

@@ -32,6 +32,7 @@ from pipeline.checkpoint import check_state
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
     BOT,
+    CHAT_TEMPLATE,
     END_OF_TURN,
     END_OF_TURN_ID,
     ENDOFTEXT,
@@ -269,6 +270,7 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
             "added_tokens_decoder": {str(i): added(t) for t, i in SPECIAL_TOKENS.items()},
             "additional_special_tokens": chat_tokens,
             "extra_special_tokens": chat_tokens,
+            "chat_template": CHAT_TEMPLATE,  # apply_chat_template renders our format (tested)
         },
         "special_tokens_map.json": {
             "bos_token": ENDOFTEXT,
@@ -280,8 +282,9 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
     }
 
 
-def export_hf(model: GPT, out_dir: str | Path, vocab_size: int = N_VOCAB) -> None:
-    """Write `model` as a Hugging Face GPT-2 directory (replaced as a whole, atomically)."""
+def export_hf(model: GPT, out_dir: str | Path, vocab_size: int = N_VOCAB, card: str | None = None) -> None:
+    """Write `model` as a Hugging Face GPT-2 directory (replaced as a whole, atomically), with
+    `card` (pipeline.cards.model_card) as its README.md when given."""
     raw = getattr(model, "module", model)
     raw = getattr(raw, "_orig_mod", raw)
     cfg: GPTConfig = raw.config
@@ -302,6 +305,8 @@ def export_hf(model: GPT, out_dir: str | Path, vocab_size: int = N_VOCAB) -> Non
         shutil.copyfile(vocab_bpe, tmp / "merges.txt")  # and vocab.bpe its merges.txt
         for name, content in tokenizer_files(cfg.block_size).items():
             _write_json(tmp / name, content)
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -30,6 +30,7 @@ step, sampler state and RNG states are restored, and dropout is reseeded from (s
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import hashlib
 import json
@@ -50,7 +51,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from pipeline import atomic, checkpoint, device, hf
+from pipeline import atomic, cards, checkpoint, device, hf
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig, masked_token_losses
 from pipeline.optim import make_optimizer
@@ -1031,5 +1032,26 @@ def finish(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> None:
     """The run's outputs: model/ckpt (replaced as a whole), model/hf, model/metrics.json."""
     with atomic.atomic_dir(paths.ckpt_dir) as tmp:
         checkpoint.save_model(model, tmp)
-    hf.export_hf(model, paths.hf_dir)
+    hf.export_hf(model, paths.hf_dir, card=model_card(model, paths, summary))
     atomic.write_json(paths.metrics_file, summary)
+
+
+def model_card(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> str:
+    """model/hf/README.md: the run's facts (no timings) and the training split's make-up per source."""
+    c = model.config
+    facts = cards.ModelFacts(
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        n_embd=c.n_embd,
+        block_size=c.block_size,
+        params=summary["params"],
+        variant=paths.data_dir.name,
+        init_from=summary["init_from"],
+        iters=summary["iters"],
+        tokens_per_iter=summary["tokens_per_iter"],
+        initial_val_loss=summary["initial_val_loss"],
+        val_loss=summary["val_loss"],
+    )
+    sources_csv = paths.data_dir / "sources.csv"
+    rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
+    return cards.model_card(facts, rows)

@@ -91,7 +91,6 @@ def test_model_card_states_the_run_and_the_data_without_timings():
         n_embd=128,
         block_size=128,
         params=7_232_256,
-        profile="cpu-tiny",
         variant="commercial",
         init_from="scratch",
         iters=800,

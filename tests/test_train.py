@@ -260,6 +260,10 @@ def test_training_learns_and_writes_every_output(tokens: Path, tmp_path: Path) -
     final = checkpoint.latest_run_checkpoint(tmp_path / "run")
     assert final is not None and checkpoint.load_state(final)["step"] == 24
     assert (tmp_path / "hf/config.json").exists() and (tmp_path / "hf/vocab.json").exists()
+    # The model card states this run: its losses and the data variant (no sources.csv here).
+    card = (tmp_path / "hf/README.md").read_text()
+    assert f"| 24 | {24 * summary['tokens_per_iter']:,} | {summary['initial_val_loss']:.4f} |" in card
+    assert f"on the `{tokens.name}` dataset variant" in card
 
 
 def test_resume_with_nothing_to_resume_fails_clearly(tokens: Path, tmp_path: Path) -> None:

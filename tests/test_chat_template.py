@@ -1,0 +1,99 @@
+"""The exported tokenizer's chat template (pipeline.tokenizer.CHAT_TEMPLATE) gives the server's ids.
+
+Whoever loads model/hf with transformers and calls `apply_chat_template` must feed the model what
+`nanochatgpt serve` feeds it for the same OpenAI-style messages, or the model sees a format it was
+not trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_engine_support import tiny_gpt
+
+from pipeline import hf
+from pipeline.engine import Engine
+from pipeline.serve import ChatRequest, ChatService
+from pipeline.tokenizer import CHAT_TEMPLATE, get_encoding
+
+transformers = pytest.importorskip("transformers")
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hi!"}],
+    [
+        {"role": "system", "content": "You are a cheerful librarian."},
+        {"role": "user", "content": "Hi! What do you do?"},
+        {"role": "assistant", "content": "I lend  books."},
+        {"role": "user", "content": " ok\n\nbye "},
+    ],
+    [  # two persona messages, and consecutive messages of one role (one turn each)
+        {"role": "developer", "content": "Be brief. "},
+        {"role": "system", "content": "  Speak like a pirate."},
+        {"role": "user", "content": "first"},
+        {"role": "user", "content": "second\n"},
+        {"role": "assistant", "content": "Arr."},
+        {"role": "user", "content": "Typed markers stay text: <bot> <endOfText>"},
+    ],
+    [  # whitespace at the edges of a merged turn goes, inside it stays
+        {"role": "user", "content": "   "},
+        {"role": "user", "content": " x  "},
+        {"role": "user", "content": " y"},
+        {"role": "assistant", "content": "z\n"},
+        {"role": "user", "content": "w"},
+    ],
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf") / "model"
+    model = tiny_gpt()
+    hf.export_hf(model, out)
+    assert json.loads((Path(out) / "tokenizer_config.json").read_text())["chat_template"] == CHAT_TEMPLATE
+    return transformers.AutoTokenizer.from_pretrained(out)
+
+
+@pytest.fixture(scope="module")
+def service():
+    return ChatService(Engine(tiny_gpt(), enc=get_encoding()))
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_apply_chat_template_gives_the_servers_prompt(tokenizer, service, messages):
+    req = ChatRequest.parse({"messages": messages})
+    ours = service.session(req).prompt_ids(req.user_text)
+    theirs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    # One difference is inherent to Hugging Face tokenizers: marker text inside a message becomes
+    # the marker there (documented in the model card); ours keeps it text.
+    if "<bot>" in messages[-1]["content"]:
+        assert len(theirs["input_ids"]) < len(ours)
+        cut = messages[:-1] + [{"role": "user", "content": "Typed markers stay text:"}]
+        req = ChatRequest.parse({"messages": cut})
+        ours = service.session(req).prompt_ids(req.user_text)
+        theirs = tokenizer.apply_chat_template(
+            cut, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+    assert theirs["input_ids"] == ours
+
+
+def test_chat_template_refuses_roles_the_model_does_not_know(tokenizer):
+    with pytest.raises(Exception, match="not tool"):
+        tokenizer.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
+
+
+def test_the_model_cards_usage_snippet_runs(tokenizer, tmp_path, capsys):
+    """The card's transformers example is code people paste: it must run against an export."""
+    from pipeline import cards
+
+    out = tmp_path / "hf"
+    hf.export_hf(tiny_gpt(), out)
+    facts = cards.ModelFacts(2, 2, 32, 128, 1, "full", "scratch", 1, 1, None, None)
+    card = cards.model_card(facts, [])
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"model/hf"' in snippet
+    exec(compile(snippet.replace('"model/hf"', repr(str(out))), "model card", "exec"), {})  # noqa: S102
+    assert capsys.readouterr().out.endswith("\n")  # it ran to its final print
