@@ -294,10 +294,14 @@ def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:
         return EXIT_BROKEN_PIPE
 
 
+EXIT_COMMANDS = ("/exit", "/quit")
+HELP = "Type a message; /reset clears the conversation, /exit quits, Ctrl-C stops a reply."
+
+
 def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
     interactive = stdin.isatty()
     if interactive:
-        print("Type a message; /reset clears the conversation, /exit quits.", file=stderr)
+        print(HELP, file=stderr)
     while True:
         if interactive:
             print("> ", end="", file=stderr, flush=True)
@@ -307,21 +311,33 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
                 print(file=stderr)
             return 0
         text = line.rstrip("\r\n")
-        command = text.strip()
+        command = text.strip().lower()
         if not command:
             continue
-        if command == "/exit":
+        if command in EXIT_COMMANDS:
             return 0
         if command == "/reset":
             session.reset()
             print("(conversation cleared)", file=stderr, flush=True)
             continue
+        if command == "/help":
+            print(HELP, file=stderr, flush=True)
+            continue
+        pieces = session.stream(text)
         try:
-            for piece in session.stream(text):
+            for piece in pieces:
                 stdout.write(piece)
                 stdout.flush()
         except ValueError as e:
             print(f"chat: {e}", file=stderr, flush=True)
+            continue
+        except KeyboardInterrupt:
+            if not interactive:  # a script's Ctrl-C ends the chat (exit 130)
+                raise
+            # At a terminal, Ctrl-C stops this reply only; what was shown joins the history.
+            pieces.close()
+            stdout.write("\n")
+            print("(reply stopped)", file=stderr, flush=True)
             continue
         stdout.write("\n")
         stdout.flush()

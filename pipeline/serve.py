@@ -78,7 +78,7 @@ class ChatRequest:
     def parse(cls, body: Any) -> ChatRequest:
         if not isinstance(body, dict):
             raise RequestError("the request body must be a JSON object")
-        if body.get("n") not in (None, 1):
+        if _optional(body, ("n",), int) not in (None, 1):
             raise RequestError("only n=1 is supported", "n")
         context_parts: list[str] = []
         turns: list[tuple[str, str]] = []
@@ -118,7 +118,8 @@ class ChatRequest:
             top_k=_optional(body, ("top_k",), int) or None,  # 0 = no limit (as vLLM)
             seed=_optional(body, ("seed",), int),
         )
-        stream = body.get("stream") or False
+        stream = body.get("stream")
+        stream = False if stream is None else stream
         if not isinstance(stream, bool):
             raise RequestError("`stream` must be true or false", "stream")
         req.stream = stream
@@ -327,7 +328,12 @@ class Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_found  # noqa: N815
 
     def do_HEAD(self) -> None:  # noqa: N802
-        self.send_response(HTTPStatus.OK if self.route in ("/health", "/v1/models") else HTTPStatus.NOT_FOUND)
+        # GET's status without a body: 200 for the GET routes, 405 for the POST one, else 404.
+        if self.route in ROUTES:
+            status = HTTPStatus.OK if ROUTES[self.route] == "GET" else HTTPStatus.METHOD_NOT_ALLOWED
+        else:
+            status = HTTPStatus.NOT_FOUND
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", "0")
         self.end_headers()

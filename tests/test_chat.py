@@ -244,3 +244,40 @@ def test_chat_cleaning_equals_the_training_cleaning(text: str) -> None:
     from pipeline.sources.normalize import clean_text as clean_expr
 
     assert clean_text(text) == pl.select(clean_expr(pl.lit(text))).item()
+
+
+def test_commands_ignore_case_and_quit_is_exit(enc) -> None:
+    for line in ("/EXIT", " /Quit ", "/quit"):
+        session = ChatSession(scripted_engine(enc), temperature=0.0)
+        out = io.StringIO()
+        assert chat_loop(session, io.StringIO(f"{line}\nnever read\n"), out, io.StringIO()) == 0
+        assert out.getvalue() == "" and session.history == []
+    err = io.StringIO()
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    assert chat_loop(session, io.StringIO("/help\n/RESET\n"), io.StringIO(), err) == 0
+    assert "/exit quits" in err.getvalue() and "cleared" in err.getvalue()
+
+
+class InterruptingEngine(Engine):
+    """Streams the first piece of its reply, then the user presses Ctrl-C."""
+
+    def stream(self, *args, **kwargs):
+        pieces = super().stream(*args, **kwargs)
+        yield next(pieces)
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_at_a_terminal_stops_the_reply_not_the_chat(enc) -> None:
+    engine = InterruptingEngine(ScriptedGPT([enc.encode_ordinary("Sure thing") + [END_OF_TURN_ID]]), enc=enc)
+    session = ChatSession(engine, temperature=0.0)
+    out, err = io.StringIO(), io.StringIO()
+    assert chat_loop(session, Terminal("hello\nagain\n"), out, err) == 0
+    assert err.getvalue().count("(reply stopped)") == 2
+    # What was shown before the interrupt joined the history, and the chat went on.
+    assert [m["role"] for m in session.history] == ["human", "bot", "human", "bot"]
+    assert session.history[1]["content"] == out.getvalue().split("\n")[0] != ""
+    # Not at a terminal (a script), Ctrl-C still ends the chat with 130.
+    assert (
+        chat_loop(ChatSession(engine, temperature=0.0), io.StringIO("hi\n"), io.StringIO(), io.StringIO())
+        == 130
+    )

@@ -200,6 +200,8 @@ def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
             "come first",
         ),
         ({"messages": [{"role": "user", "content": "a"}], "n": 2}, "n", "n=1"),
+        ({"messages": [{"role": "user", "content": "a"}], "n": True}, "n", "integer"),
+        ({"messages": [{"role": "user", "content": "a"}], "stream": 0}, "stream", "true or false"),
         (
             {"messages": [{"role": "user", "content": "a"}], "stop": ["a", "b", "c", "d", "e"]},
             "stop",
@@ -325,6 +327,10 @@ def test_http_edge_cases_answer_in_json(enc) -> None:
         assert e.value.code == 405 and json.loads(e.value.read())["error"]["message"].endswith("takes POST")
         with urllib.request.urlopen(urllib.request.Request(f"{url}/health", method="HEAD"), timeout=10) as r:
             assert r.status == 200
+        for route, code in (("/v1/chat/completions", 405), ("/nope", 404)):  # as GET answers them
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(urllib.request.Request(f"{url}{route}", method="HEAD"), timeout=10)
+            assert e.value.code == code
         with urllib.request.urlopen(f"{url}/health?verbose=1", timeout=10) as r:  # a query string is fine
             assert json.loads(r.read()) == {"status": "ok"}
     finally:
