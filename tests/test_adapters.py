@@ -506,3 +506,20 @@ def test_unclosed_turn_is_quarantined_and_cuts_its_conversation(tmp_path: Path) 
     assert report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] + sum(
         report["rows_filtered"].values()
     )
+
+
+def test_chatbot_arena_repeated_question_ids_never_merge(tmp_path: Path) -> None:
+    """question_id is unique upstream, but two files (or an export) repeating one must not join records."""
+
+    def record(qid, answer: str) -> str:
+        conv = lambda reply: [{"role": "user", "content": "q?"}, {"role": "assistant", "content": reply}]  # noqa: E731
+        return _jsonl(
+            {"question_id": qid, "conversation_a": conv(answer), "conversation_b": conv(answer + "!")}
+        )
+
+    (tmp_path / "one.jsonl").write_text(record("q1", "a1") + record("q1", "a2"))
+    (tmp_path / "two.jsonl").write_text(record("q1", "a3") + record(None, "a4"))
+    raw = get_adapter("chatbot_arena")(tmp_path, _spec("chatbot_arena"), {})
+    convs = _by_conversation(normalize_rows(raw, max_turn_chars=16_000).turns)
+    answers = sorted(texts[1] for cid, texts in convs.items() if cid.endswith(":a"))
+    assert answers == ["a1", "a2", "a3", "a4"]  # four records, four conversations per side

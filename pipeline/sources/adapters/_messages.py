@@ -67,9 +67,10 @@ def add_messages(
         rows.add(key, text, where, role=role, context=ctx)
 
 
-def record_key(record_id: Any, line: int, used: set[str]) -> str:
-    """A record's conversation key within its file: its `id` when that is a non-empty string or an
-    integer, else its record/line number; a key already used in the file gets `@<line>` appended.
+def record_key(record_id: Any, line: int | str, used: set[str]) -> str:
+    """A record's conversation key: its `id` when that is a non-empty string or an integer, else
+    `line` (its record/line number, or any label unique to the record); a key already in `used`
+    gets `@<line>` appended.
 
     Rows are grouped into conversations by key, so two records under one key (exports often write
     `"id": null` or `""`, or repeat an id) would silently become one conversation.

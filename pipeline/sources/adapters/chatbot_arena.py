@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.sources.adapters._messages import CONTEXT, add_messages
+from pipeline.sources.adapters._messages import CONTEXT, add_messages, record_key
 from pipeline.sources.adapters._records import objects
 from pipeline.sources.readers import data_files, iter_table_records
 from pipeline.sources.registry import SourceSpec
@@ -37,10 +37,12 @@ def _skip_reason(rec: dict[str, Any], language: str | None) -> str | None:
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     language = spec.options.get("language")
+    used: set[str] = set()  # across files: a repeated question_id must not merge two records
     for path in data_files(raw_dir, (".parquet", ".jsonl", ".json")):
         rel = path.relative_to(raw_dir).as_posix()
         for origin, line, obj in objects(iter_table_records(path), rel, rows):
-            qid = obj.get("question_id") or f"{Path(rel).with_suffix('')}:{line}"
+            fallback = f"{Path(rel).with_suffix('')}:{line}"
+            qid = record_key(obj.get("question_id"), fallback, used)
             skip = _skip_reason(obj, language)
             for side in SIDES:
                 messages = obj.get(f"conversation_{side}")
