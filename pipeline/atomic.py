@@ -17,6 +17,28 @@ from pathlib import Path
 from typing import Any
 
 
+def give_default_mode(path: Path) -> None:
+    """The mode the umask gives a new file (0666 & ~umask) or directory (0777 & ~umask).
+
+    mkstemp makes 0600 files and mkdtemp 0700 directories, right for a temporary but wrong for
+    what is published: a dataset meant to be handed over would be unreadable to anyone else.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def remove_stale(target: str | os.PathLike[str]) -> None:
+    """Delete what a killed atomic_dir / atomic_path for `target` left beside it (`.<name>.*.tmp`,
+    `.<name>.old`): nothing else reads or removes them, and a dataset copy is large."""
+    target = Path(target)
+    for stale in [*target.parent.glob(f".{target.name}.*.tmp"), target.with_name(f".{target.name}.old")]:
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success rename it over `target`."""
@@ -27,6 +49,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # the caller may have written it by a replace of its own
+            give_default_mode(tmp_path)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -39,6 +63,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    give_default_mode(tmp)  # what is created inside gets the umask's modes by itself
     try:
         yield tmp
         if target.exists():

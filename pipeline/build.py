@@ -38,7 +38,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import atomic, cards, dedup, split
+from pipeline import atomic, cards, dedup, paramcheck, split
 from pipeline.export import SplitWriter, assemble_conversations
 from pipeline.schema import (
     MAX_TURN_CHARS,
@@ -130,16 +130,39 @@ class BuildConfig:
 
     @classmethod
     def from_params(cls, variant: str, params: Mapping[str, Any]) -> BuildConfig:
+        """Read and check params.yaml `build`: a mistake is a BuildError naming the key.
+
+        Checked here, not left to int()/float(): a negative or 2**64 seed was a polars
+        OverflowError traceback, `caps: [x]` an AttributeError, a negative cap silently dropped
+        the whole source and `export_text: "false"` meant true.
+        """
         build = params.get("build") or {}
-        caps = {str(k): int(v) for k, v in (build.get("caps") or {}).items() if v is not None}
-        return cls(
-            variant=variant,
-            val_fraction=float(build.get("val_fraction", 0.05)),
-            seed=int(build.get("seed", 1337)),
-            caps=caps,
-            export_text=bool(build.get("export_text", True)),
-            max_turn_chars=int((params.get("normalize") or {}).get("max_turn_chars", MAX_TURN_CHARS)),
-        )
+        normalize = params.get("normalize") or {}
+        if not isinstance(build, Mapping) or not isinstance(normalize, Mapping):
+            raise BuildError("params.yaml build / normalize: expected a mapping of settings")
+        try:
+            raw_caps = build.get("caps") or {}
+            if not isinstance(raw_caps, Mapping):
+                raise ValueError(
+                    f"params.yaml build.caps: expected a mapping of source name -> characters, got {raw_caps!r}"
+                )
+            caps = {
+                str(k): paramcheck.integer(f"build.caps.{k}", v, what="a number of characters")
+                for k, v in raw_caps.items()
+                if v is not None  # null = no cap
+            }
+            return cls(
+                variant=variant,
+                val_fraction=paramcheck.fraction("build.val_fraction", build.get("val_fraction", 0.05)),
+                seed=paramcheck.integer("build.seed", build.get("seed", 1337), maximum=1 << 64),
+                caps=caps,
+                export_text=paramcheck.boolean("build.export_text", build.get("export_text", True)),
+                max_turn_chars=paramcheck.integer(
+                    "normalize.max_turn_chars", normalize.get("max_turn_chars", MAX_TURN_CHARS), minimum=1
+                ),
+            )
+        except ValueError as e:
+            raise BuildError(str(e)) from None
 
 
 @dataclass
@@ -158,6 +181,8 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
     `registry` maps a name to an object with kind, licence, commercial, commercial_reason
     (pipeline.sources.registry.SourceSpec, or a dict with those keys in tests).
     """
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise BuildError(f"params.yaml: `sources` must be a list of source names, got {names!r}")
     if not names:
         raise BuildError("params.yaml: `sources` is empty; enable at least one source")
     if len(set(names)) != len(names):
@@ -174,6 +199,7 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
         path = root / "data" / "normalized" / f"{name}.parquet"
         if not path.is_file():
             raise BuildError(f"{_rel(path, root)}: missing; run `dvc repro normalize@{name}` first")
+        _check_readable(path, _rel(path, root))
         report_path = path.with_name(f"{name}.report.json")
         report = _read_report(report_path) if report_path.is_file() else None
         sources.append(
@@ -192,6 +218,15 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
             )
         )
     return sources
+
+
+def _check_readable(path: Path, display: str) -> None:
+    """A truncated or foreign file is one error naming it (polars' own message names no file)."""
+    try:
+        pl.scan_parquet(path).collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BuildError(f"{display}: not a readable parquet file ({first})") from None
 
 
 def _read_report(path: Path) -> dict[str, Any]:
@@ -637,7 +672,7 @@ def compute_stats(
                     file=sys.stderr,
                 )
         if src.contrib:
-            entry["parts"] = _contrib_parts(written, src.rank)
+            entry["parts"] = _contrib_parts(written, mine, src)
         per_source[src.name] = entry
     return {
         "variant": cfg.variant,
@@ -647,14 +682,29 @@ def compute_stats(
     }
 
 
-def _contrib_parts(parts: pl.DataFrame, rank: int) -> dict[str, Any]:
-    """Per contributed file (row source): its own licence terms and what it contributed."""
+def _contrib_parts(parts: pl.DataFrame, plan: pl.DataFrame, src: SourceInput) -> dict[str, Any]:
+    """Per contributed file (row source): its own licence terms and what it contributed.
+
+    Every file of the table is listed, also one with nothing in this variant (non-commercial terms
+    in the commercial variant, every conversation quarantined): the dataset card names it among
+    what was left out. `plan` is this source's conversations; a file's terms come from what was
+    written, else from its planned conversations.
+    """
     out: dict[str, Any] = {}
-    mine = parts.filter(pl.col("rank") == rank)
-    for source in sorted(set(mine["source"].to_list())):
-        rows = mine.filter(pl.col("source") == source)
-        counts = _split_counts(rows, rank)
-        out[source] = {"licence": rows["licence"][0], "commercial": bool(rows["commercial"][0]), **counts}
+    mine = parts.filter(pl.col("rank") == src.rank)
+    planned = (
+        plan.filter(pl.col("source").str.starts_with(f"{src.name}/"))
+        .group_by("source")
+        .agg(
+            pl.col("licence").drop_nulls().mode().sort().first(), pl.col("commercial").fill_null(False).all()
+        )
+    )
+    terms = {r[0]: (r[1], r[2]) for r in planned.iter_rows()}
+    terms |= {r[0]: (r[1], r[2]) for r in mine.select("source", "licence", "commercial").unique().iter_rows()}
+    for source in sorted(terms):
+        licence, commercial = terms[source]
+        counts = _split_counts(mine.filter(pl.col("source") == source), src.rank)
+        out[source] = {"licence": licence or "unknown", "commercial": bool(commercial), **counts}
     return out
 
 
@@ -732,6 +782,7 @@ def build_variant(
     if cfg.variant == "commercial":
         assert_commercial_pure(kept, sources)  # before a single byte is written
     out_dir = root / "data" / "dataset" / cfg.variant
+    atomic.remove_stale(out_dir)  # a killed build's whole dataset copy
     with atomic.atomic_dir(out_dir) as tmp:
         scratch = tmp / "_scratch"
         n_parts = count_parts(plan, cfg)
@@ -739,8 +790,16 @@ def build_variant(
         lap("partition")
         written, quarantined = _write_parts(plan, sources, cfg, n_parts, scratch, tmp)
         lap("assemble")
-        shutil.rmtree(scratch)
+        # No row at all may enter the variant (a commercial variant of NC sources only, an empty
+        # table): then the partitioned sink wrote nothing, not even the scratch directory.
+        shutil.rmtree(scratch, ignore_errors=True)
         stats = compute_stats(plan, written, quarantined, file_rows, sources, cfg)
+        if not sum(stats["totals"]["conversations"].values()):
+            print(
+                f"build: warning: the {cfg.variant} variant holds no conversations "
+                f"(see data/dataset/{cfg.variant}/stats.json for where every row went)",
+                file=sys.stderr,
+            )
         atomic.write_json(tmp / "stats.json", stats)
         atomic.write_json(tmp / "metrics.json", summary_metrics(stats))
         (tmp / "README.md").write_text(dataset_card(cfg.variant, stats, sources), encoding="utf-8")

@@ -58,6 +58,7 @@ HUB_LICENCES = frozenset(
 # SPDX spellings whose Hub id differs.
 _HUB_ALIASES = {"odc-by-1.0": "odc-by", "odbl-1.0": "odbl", "pddl-1.0": "pddl"}
 SPLIT_FILES = {"train": "train.parquet", "validation": "val.parquet"}
+_SPLIT_KEYS = (("train", "train"), ("validation", "val"))  # Hub split name, stats.json key
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,10 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
     held = [s for s in sources if _held(stats, s.name)]
     left_out = [s for s in sources if not _held(stats, s.name)]
     hub_ids = sorted({hub_licence(s.licence) for s in held}) or ["unknown"]
+    # Only splits that hold rows: `datasets.load_dataset(<dir>)` refuses the whole dataset when a
+    # listed split is empty ('Instruction "validation" corresponds to no data'), which
+    # `val_fraction: 0` or an empty commercial variant would otherwise cause.
+    splits = [split for split, key in _SPLIT_KEYS if int(conv.get(key, 0)) > 0] or ["train"]
     meta = {
         "pretty_name": f"nanoChatGPT dialogues ({variant})",
         "language": ["en"],
@@ -161,7 +166,7 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "configs": [
             {
                 "config_name": "default",
-                "data_files": [{"split": split, "path": path} for split, path in SPLIT_FILES.items()],
+                "data_files": [{"split": split, "path": SPLIT_FILES[split]} for split in splits],
             }
         ],
     }
@@ -181,10 +186,18 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "train and validation by a seeded hash of the deduplicated text (a duplicate can never sit "
         "in both), with rejected rows kept in `quarantine.parquet` beside their reason.",
         "",
+    ]
+    if not n_conv:
+        lines += [
+            "**This variant holds no conversations**: no enabled source has rows it may hold (see "
+            "below and `stats.json`), so `datasets.load_dataset` finds no data here.",
+            "",
+        ]
+    lines += [
         "| split | conversations | turns | characters |",
         "|---|---:|---:|---:|",
     ]
-    for split, key in (("train", "train"), ("validation", "val")):
+    for split, key in _SPLIT_KEYS:
         lines.append(
             f"| {split} | {conv.get(key, 0):,} | {totals.get('turns', {}).get(key, 0):,} | "
             f"{totals.get('characters', {}).get(key, 0):,} |"
@@ -228,7 +241,7 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "",
         "```python",
         "import datasets",
-        f'ds = datasets.load_dataset("data/dataset/{variant}")  # splits: train, validation',
+        f'ds = datasets.load_dataset("data/dataset/{variant}")  # splits: {", ".join(splits)}',
         "```",
         "",
         f"Build settings: seed {stats['params'].get('seed')}, validation fraction "

@@ -15,21 +15,20 @@ from __future__ import annotations
 import csv
 import io
 import multiprocessing
-import os
-import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq  # parquet metadata only (row groups); installed with datasets
 from tqdm import tqdm
 
-from pipeline import atomic
+from pipeline import atomic, paramcheck
 from pipeline.shards import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -52,6 +51,23 @@ from pipeline.tokenizer import (
 SPLITS = ("train", "val")
 INPUT_COLUMNS = ("conversation_id", "messages", "context", "source")
 READ_ROWS = 65_536  # rows decoded at a time (memory bound; a larger row group is read in slices)
+
+
+def tokenize_settings(params: Any) -> dict[str, int]:
+    """params.yaml `tokenize` checked: {shard_tokens, workers, batch_conversations} as ints.
+
+    A mistake is a ValueError naming the key (`params.yaml tokenize.workers: expected an integer
+    >= 0, got -1`), which the stage prints as one line.
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"params.yaml tokenize: expected a mapping of settings, got {params!r}")
+    minimum = {"shard_tokens": 2, "workers": 0, "batch_conversations": 1}
+    out = {}
+    for key, low in minimum.items():
+        if key not in params:
+            raise ValueError(f"params.yaml tokenize.{key}: missing")
+        out[key] = paramcheck.integer(f"tokenize.{key}", params[key], minimum=low)
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,11 @@ def check_input(path: Path) -> int:
     """Fail early, with the file and rule, on a missing file or column of the wrong type; returns rows."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dataset split not found (run `dvc repro build` first)")
-    schema = pl.scan_parquet(path).collect_schema()
+    try:
+        schema = pl.scan_parquet(path).collect_schema()
+        rows = int(pq.read_metadata(path).num_rows)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as e:  # pyarrow's ArrowInvalid: ValueError
+        raise ValueError(f"{path}: not a readable parquet file ({_first_line(e)})") from None
     for name in INPUT_COLUMNS:
         if name not in schema:
             raise ValueError(f"{path}: column '{name}' is missing (columns: {list(schema)})")
@@ -133,7 +153,11 @@ def check_input(path: Path) -> int:
     ):
         if schema[name] not in allowed:
             raise ValueError(f"{path}: column '{name}' must be a string column, found {schema[name]}")
-    return int(pq.read_metadata(path).num_rows)
+    return rows
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _is_list_of_struct(dtype: pl.DataType) -> bool:
@@ -275,23 +299,6 @@ def _split_metrics(result: SplitResult) -> dict:
     return {**entry(total), "sources": {s: entry(c) for s, c in sorted(result.by_source.items())}}
 
 
-def _readable_dir(path: Path) -> None:
-    """mkdtemp makes a 0700 directory; give the published split the usual mode (0777 minus umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o777 & ~umask)
-
-
-def remove_stale_temporaries(out_dir: Path) -> None:
-    """Delete what a killed run left: atomic_dir's `.<split>.*.tmp` and `.<split>.old` siblings."""
-    if not out_dir.is_dir():
-        return
-    for split in SPLITS:
-        for stale in [*out_dir.glob(f".{split}.*.tmp"), out_dir / f".{split}.old"]:
-            if stale.is_dir():
-                shutil.rmtree(stale)
-
-
 def tokenize_dataset(
     dataset_dir: str | Path,
     out_dir: str | Path,
@@ -307,7 +314,8 @@ def tokenize_dataset(
         raise ValueError(
             f"tokenize: need batch_conversations >= 1 and workers >= 0, got {batch_conversations}, {workers}"
         )
-    remove_stale_temporaries(out_dir)
+    for split in SPLITS:  # what a killed run left
+        atomic.remove_stale(out_dir / split)
     for split in SPLITS:
         check_input(dataset_dir / f"{split}.parquet")
     results: dict[str, SplitResult] = {}
@@ -322,8 +330,6 @@ def tokenize_dataset(
         # Each split is built in a temporary directory renamed into place when the stack unwinds
         # without error (atomic_dir); a failure or a kill leaves the previous output untouched.
         tmp_dirs = {split: stack.enter_context(atomic.atomic_dir(out_dir / split)) for split in SPLITS}
-        for tmp in tmp_dirs.values():
-            _readable_dir(tmp)
         for split in SPLITS:
             results[split] = tokenize_split(
                 dataset_dir / f"{split}.parquet",

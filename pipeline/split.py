@@ -36,17 +36,19 @@ def assign_split(kept: pl.DataFrame, val_fraction: float) -> pl.DataFrame:
     """Add `split` ("train" | "val") from the `split_u` column.
 
     On a tiny corpus the hash share can leave val empty; then the conversation with the
-    smallest split hash moves to val (deterministic, and still keyed on the dedup key).
+    smallest split hash moves to val (deterministic, and still keyed on the dedup key). It can
+    as well leave train empty (a large val_fraction), and training needs a conversation: then the
+    one with the largest split hash moves to train.
     """
     threshold = val_threshold(val_fraction)
     is_val = pl.col("split_u") < pl.lit(threshold, dtype=pl.UInt64)
     out = kept.with_columns(split=pl.when(is_val).then(pl.lit("val")).otherwise(pl.lit("train")))
-    if val_fraction > 0 and kept.height >= 2 and not (out["split"] == "val").any():
-        out = out.with_columns(
-            split=pl.when(pl.col("split_u") == pl.col("split_u").min())
-            .then(pl.lit("val"))
-            .otherwise(pl.col("split"))
-        )
+    if val_fraction > 0 and kept.height >= 2:
+        for split, extreme in (("val", pl.col("split_u").min()), ("train", pl.col("split_u").max())):
+            if not (out["split"] == split).any():
+                out = out.with_columns(
+                    split=pl.when(pl.col("split_u") == extreme).then(pl.lit(split)).otherwise(pl.col("split"))
+                )
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.params import project_root, section
+from pipeline.params import load_params, project_root
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,18 +21,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"variant must be a plain name like 'full', got {args.variant!r}")
     # Imported here, not at the top: the encoding workers are spawned and re-import this module,
     # and they need only numpy + tiktoken, not polars/pyarrow (faster start-up, less memory).
-    from pipeline.encode import tokenize_dataset
+    import polars as pl
 
-    params = section("tokenize")
+    from pipeline.encode import tokenize_dataset, tokenize_settings
+
     root = project_root()
-    meta = tokenize_dataset(
-        root / "data" / "dataset" / args.variant,
-        root / "data" / "tokens" / args.variant,
-        shard_tokens=int(params["shard_tokens"]),
-        workers=int(params["workers"]),
-        batch_conversations=int(params["batch_conversations"]),
-        progress=True,
-    )
+    try:
+        settings = tokenize_settings(load_params(root / "params.yaml").get("tokenize"))
+        meta = tokenize_dataset(
+            root / "data" / "dataset" / args.variant,
+            root / "data" / "tokens" / args.variant,
+            **settings,
+            progress=True,
+        )
+    except (ValueError, OSError, pl.exceptions.PolarsError) as e:
+        # A user's mistake (params, a bad or missing dataset row, a too-long conversation) is one
+        # line naming the file, row or key; the message already says where.
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        print(f"tokenize@{args.variant}: {lines[0]}", file=sys.stderr)
+        return 1
     for split, info in meta["splits"].items():
         print(
             f"tokenize {args.variant}/{split}: {info['n_conversations']} conversations, "

@@ -324,7 +324,11 @@ def test_commercial_variant_holds_only_commercial_known_licence_rows(corpus, cap
     )
     s = stats["sources"]
     assert s["persona"]["rows_filtered"]["not_commercial"] == s["persona"]["rows_read"]
-    assert s["contrib"]["parts"].keys() == {"contrib/ok"}
+    # Every contributed file is listed (the card names those left out); only contrib/ok holds rows.
+    parts = s["contrib"]["parts"]
+    assert parts.keys() == {"contrib/ok", "contrib/nc", "contrib/unk"}
+    assert {k for k, p in parts.items() if sum(p["conversations"].values())} == {"contrib/ok"}
+    assert not parts["contrib/nc"]["commercial"] and not parts["contrib/unk"]["commercial"]
 
 
 def test_commercial_build_refuses_to_write_impure_data(corpus, monkeypatch):
