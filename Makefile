@@ -14,12 +14,20 @@ export PATH := $(BIN):$(PATH)
 
 install: $(STAMP)
 
-# torch is pinned (pyproject.toml) to the CPU build that lies on this kind of machine's disk,
-# so pip never pulls a multi-GB CUDA wheel here. On a GPU box, pip takes the CUDA build of that version.
+# The interpreter that creates .venv (>= 3.11): `make PYTHON=python3.12 test` where `python3` is older.
+PYTHON ?= python3
+# Extra `pip install` arguments. pyproject.toml pins torch==2.13.0; this project's machines find its
+# CPU build in their local wheel folder, but from plain PyPI on Linux that version is the multi-GB
+# CUDA build. On a CPU-only machine elsewhere, take PyTorch's CPU wheels:
+#   make PIP_ARGS='--extra-index-url https://download.pytorch.org/whl/cpu' test
+PIP_ARGS ?=
+
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: '$(PYTHON)' is not Python >= 3.11; run make PYTHON=python3.11 (or newer)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q $(PIP_ARGS) -e '.[test]'
 	touch $(STAMP)
 
 repro: $(STAMP)

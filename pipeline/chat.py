@@ -16,20 +16,19 @@ reply budget.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
 from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
 
 if TYPE_CHECKING:
     from pipeline.engine import Engine, Generation
 
 DEFAULT_CKPT = "model/ckpt"
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
 
 
 def clean_text(text: str) -> str:
@@ -254,19 +253,8 @@ def run(args: argparse.Namespace) -> int:
             reconfigure(errors="replace")
     code = chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
     if code == EXIT_BROKEN_PIPE:
-        _silence_stdout()
+        silence_stdout()
     return code
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null: its reader left, and Python's final flush would print a traceback."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing to flush
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
 
 
 def load_chat_model(ckpt: str | Path, device_name: str = "auto"):

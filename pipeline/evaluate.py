@@ -7,12 +7,16 @@ across runs and variants. Transcripts run the real chat path (KV-cache engine + 
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -124,6 +128,107 @@ def bot_token_loss(model: GPT, split_dir: str | Path, batch_size: int, max_batch
     return LossReport(
         loss=loss, perplexity=math.exp(loss) if count else float("nan"), tokens=count, windows=windows
     )
+
+
+@dataclass
+class SourceLoss:
+    source: str
+    loss: float  # mean cross-entropy per bot token
+    tokens: int  # bot tokens scored
+    conversations: int
+
+
+def conversation_windows(ids: np.ndarray, mask: np.ndarray, block: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """One conversation as consecutive, non-overlapping windows of `block` predictions each (a
+    window past the first sees only itself as context, as in training on block-sized windows):
+    (x, y, m) rows padded with <|endoftext|> / mask 0, so every bot token is scored exactly once."""
+    from pipeline.tokenizer import ENDOFTEXT_ID
+
+    n = len(ids) - 1  # predictions: ids[t] -> ids[t + 1]
+    for start in range(0, max(n, 0), block):
+        width = min(block, n - start)
+        x = np.full(block, ENDOFTEXT_ID, dtype=np.int64)
+        y = np.full(block, ENDOFTEXT_ID, dtype=np.int64)
+        m = np.zeros(block, dtype=np.uint8)
+        x[:width] = ids[start : start + width]
+        y[:width] = ids[start + 1 : start + 1 + width]
+        m[:width] = mask[start + 1 : start + 1 + width]
+        yield x, y, m
+
+
+@torch.no_grad()
+def loss_by_source(
+    model: GPT, split_dir: str | Path, sources: list[str], token_budget: int, batch_size: int = 8
+) -> list[SourceLoss]:
+    """Bot-token loss of each source's validation conversations: which part of the mix the model
+    handles worst (a data decision the single val loss hides).
+
+    `sources[i]` is conversation i's source (the dataset's val.parquet, in the shards' order).
+    Whole conversations are scored, in order (the split is a seeded shuffle), until a source has
+    `token_budget` bot tokens, so a small source is measured as well as the large ones and the
+    cost stays bounded. Returns one row per source with scored tokens, worst loss first.
+    """
+    from pipeline.shards import TokenShards
+
+    shards = TokenShards(split_dir)
+    if shards.n_conversations != len(sources):
+        raise ValueError(
+            f"{split_dir}: {shards.n_conversations} conversations but {len(sources)} sources given "
+            "(the token shards and the dataset split differ: re-run `dvc repro`)"
+        )
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    totals: dict[str, list[float]] = {}  # source -> [loss sum, bot tokens, conversations]
+    pending: list[tuple[str, tuple[np.ndarray, ...]]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        x, y, m = (
+            torch.from_numpy(np.stack(col)).to(device) for col in zip(*(w for _, w in pending), strict=True)
+        )
+        losses = masked_token_losses(model, model.hidden(x), y, m).cpu()
+        per_row = torch.split(losses, m.sum(dim=1).tolist())  # gathered in row-major order
+        for (source, _), row in zip(pending, per_row, strict=True):
+            totals[source][0] += float(row.sum())
+        pending.clear()
+
+    for source, (ids, mask) in zip(sources, shards.iter_conversations(), strict=True):
+        entry = totals.setdefault(source, [0.0, 0, 0])
+        if entry[1] >= token_budget or not mask.any():
+            continue
+        entry[1] += int(mask[1:].sum())
+        entry[2] += 1
+        for window in conversation_windows(np.asarray(ids, dtype=np.int64), mask, block):
+            pending.append((source, window))
+            if len(pending) == batch_size:
+                flush()
+    flush()
+    rows = [
+        SourceLoss(source, total / tokens, int(tokens), int(n))
+        for source, (total, tokens, n) in totals.items()
+        if tokens > 0
+    ]
+    return sorted(rows, key=lambda r: (-r.loss, r.source))
+
+
+def val_sources(parquet: Path) -> list[str]:
+    """Each validation conversation's source, in file order (= the shards' order, see encode)."""
+    import pyarrow.parquet as pq
+
+    if not parquet.is_file():
+        raise FileNotFoundError(f"{parquet}: missing; run `dvc repro build`")
+    return [str(s) for s in pq.read_table(parquet, columns=["source"]).column("source").to_pylist()]
+
+
+def source_loss_csv(rows: list[SourceLoss]) -> str:
+    """model/eval/sources.csv: a DVC bar plot of bot-token loss per source."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["source", "val_loss_bot", "bot_tokens", "conversations"])
+    for r in rows:
+        writer.writerow([r.source, f"{r.loss:.4f}", r.tokens, r.conversations])
+    return out.getvalue()
 
 
 @dataclass

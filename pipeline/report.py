@@ -25,11 +25,44 @@ def _metric(path: str, key: str) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def sample_exchange(transcripts: Path, max_lines: int = 8) -> list[str]:
+TURN_PREFIXES = ("**human:**", "**bot:**")
+
+
+def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
+    """Whole conversations of the evaluation transcripts as plain lines, a blank line between them.
+
+    As many conversations as fit in `max_lines` (the first one always, cut at `max_lines`), so a
+    turn is never shown beside a turn of another conversation. A persona is shown when there is
+    one, and a reply the model broke over lines keeps its later lines (indented under its text).
+    """
     if not transcripts.exists():
         return ["(no transcripts: run `dvc repro evaluate`)"]
-    lines = [ln for ln in transcripts.read_text().splitlines() if ln.startswith(("**human:**", "**bot:**"))]
-    return [ln.replace("**", "").rstrip() for ln in lines[:max_lines]]
+    conversations: list[list[str]] = []
+    indent = ""
+    for raw in transcripts.read_text().splitlines():
+        line = raw.rstrip()
+        if line.startswith("## "):  # "## Conversation N" starts the next one
+            conversations.append([])
+        elif not conversations or not line:  # the title, blank lines between exchanges
+            continue
+        elif line.startswith("*persona:*"):
+            persona = line.removeprefix("*persona:*").strip()
+            if persona != "(none)":
+                conversations[-1].append(f"persona: {persona}")
+        elif line.startswith(TURN_PREFIXES):
+            speaker, text = line.split(":**", 1)
+            head = f"{speaker.removeprefix('**')}:"
+            conversations[-1].append(f"{head} {text.strip()}")
+            indent = " " * (len(head) + 1)
+        else:  # a later line of the turn above
+            conversations[-1].append(indent + line.strip())
+    shown: list[str] = []
+    for conversation in conversations:
+        block = ([""] if shown else []) + conversation
+        if shown and len(shown) + len(block) > max_lines:
+            break
+        shown.extend(block)
+    return shown[:max_lines] or ["(no conversations in the transcripts)"]
 
 
 def main() -> None:
@@ -44,7 +77,7 @@ def main() -> None:
     )
     print("\nsample exchange (model/eval/transcripts.md)")
     for line in sample_exchange(Path("model/eval/transcripts.md")):
-        print(f"  {line}")
+        print(f"  {line}" if line else "")
     print("\nchat with it: .venv/bin/nanochatgpt chat --context 'You are a cheerful pirate.'")
     print("serve it:     .venv/bin/nanochatgpt serve   (OpenAI-style API on http://127.0.0.1:8000)")
 

@@ -66,7 +66,7 @@ NON_TRAJECTORY_KEYS = {"eval_interval", "eval_iters", "ckpt_interval", "log_inte
 
 @dataclass
 class TrainConfig:
-    """Everything a run reads; params.yaml `train` (variant aside) merged with its profile."""
+    """Everything a run reads; params.yaml `train` merged with its profile."""
 
     # model (used from scratch; a pretrained or resumed model brings its own shape)
     n_layer: int = 4
@@ -103,6 +103,7 @@ class TrainConfig:
     # like nanoGPT) or "auto" (gathered, unless compiled)
     loss_head: str = "auto"
     # run
+    variant: str = "full"  # the dataset variant (data/tokens/<variant>): part of what a resume must match
     init_from: str = "scratch"
     seed: int = 1337
     device: str = "auto"
@@ -128,7 +129,7 @@ class TrainConfig:
         origin: dict[str, str] = {}
         for where, values in (("train", train), (f"train.profiles.{profile_name}", profile)):
             for key, value in values.items():
-                if where == "train" and key in ("variant", "profile", "profiles"):
+                if where == "train" and key in ("profile", "profiles"):
                     continue
                 if key not in kinds:
                     raise KeyError(f"params.yaml {where}.{key}: unknown training setting")

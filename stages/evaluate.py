@@ -1,4 +1,5 @@
-"""evaluate: bot-token validation loss + chat transcripts -> model/eval/{metrics.json,transcripts.md}."""
+"""evaluate: bot-token validation loss (overall and per source) + chat transcripts -> model/eval/
+{metrics.json, sources.csv, transcripts.md}."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from pipeline.evaluate import (
     bot_token_loss,
     check_eval_params,
     finite_or_none,
+    loss_by_source,
     run_transcripts,
+    source_loss_csv,
     transcripts_markdown,
+    val_sources,
 )
 from pipeline.params import load_params
 
@@ -33,11 +37,19 @@ def main() -> int:
         check_eval_params(cfg, model.config.block_size)
         val_dir = Path("data/tokens") / str(train.get("variant")) / "val"
         loss = bot_token_loss(model, val_dir, batch_size=8, max_batches=cfg["eval_iters"])
+        # Per source, the same bot-token budget the overall loss gets (eval_iters batches of 8 windows).
+        by_source = loss_by_source(
+            model,
+            val_dir,
+            val_sources(Path("data/dataset") / str(train.get("variant")) / "val.parquet"),
+            token_budget=cfg["eval_iters"] * 8 * model.config.block_size,
+        )
         transcripts, figures = run_transcripts(model, cfg["prompts"], cfg)
     except (EvalSetupError, FileNotFoundError) as e:  # settings or missing inputs: one line
         print(f"evaluate: {e}", file=sys.stderr)
         return 1
     atomic.write_text(OUT / "transcripts.md", transcripts_markdown(transcripts))
+    atomic.write_text(OUT / "sources.csv", source_loss_csv(by_source))
     measured = {
         "val_loss_bot": round(loss.loss, 4),
         "val_ppl_bot": round(loss.perplexity, 2),

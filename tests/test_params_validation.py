@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -210,6 +212,8 @@ def _evaluate_project(root: Path, evaluate: dict) -> None:
     writer = ShardWriter(root / "data" / "tokens" / "full" / "val", shard_tokens=1000)
     writer.add(np.array(ids * 3), np.array(mask * 3), np.array([len(ids)] * 3))
     writer.close()
+    (root / "data/dataset/full").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"source": ["a", "b", "a"]}), root / "data/dataset/full/val.parquet")
     (root / "params.yaml").write_text(
         yaml.safe_dump({"train": {"variant": "full", "device": "cpu"}, "evaluate": evaluate})
     )
@@ -234,3 +238,5 @@ def test_evaluate_stage_one_line_errors_and_json_without_nan(
     assert "NaN" not in text
     metrics = json.loads(text)
     assert metrics["replies"] == 0 and metrics["stop_rate"] is None and metrics["val_bot_tokens"] > 0
+    rows = (tmp_path / "model" / "eval" / "sources.csv").read_text().splitlines()
+    assert len(rows) == 3 and {r.split(",")[0] for r in rows[1:]} == {"a", "b"}

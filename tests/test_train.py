@@ -525,3 +525,18 @@ def test_ddp_two_processes_follow_the_single_process_trajectory(tokens: Path, tm
     for name in want:
         torch.testing.assert_close(got[name], want[name], atol=1e-4, rtol=1e-3)
     assert math.isfinite(json.loads((tmp_path / "two/metrics.json").read_text())["val_loss"])
+
+
+def test_resume_compares_the_dataset_variant() -> None:
+    """A run on the commercial variant must not be extended on the full one (or back)."""
+    import dataclasses
+
+    from pipeline.train import resume_mismatch
+
+    base = {"profile": "p", "init_from": "resume", "profiles": {"p": {"max_iters": 3}}}
+    commercial = TrainConfig.from_params({**base, "variant": "commercial"})
+    full = TrainConfig.from_params({**base, "variant": "full"})
+    state = {"config": json.dumps(dataclasses.asdict(commercial))}
+    assert resume_mismatch(full, state) == {"variant": ("commercial", "full")}
+    assert resume_mismatch(commercial, state) == {}
+    assert commercial.fingerprint(ROOT) != full.fingerprint(ROOT)

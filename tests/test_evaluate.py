@@ -1,0 +1,79 @@
+"""Per-source validation loss (pipeline.evaluate.loss_by_source): every bot token scored once, in
+batches that mix sources and pad rows, with the same figure a plain per-conversation forward gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_train import write_tokens
+
+from pipeline.evaluate import conversation_windows, loss_by_source, source_loss_csv
+from pipeline.model import GPT, GPTConfig
+from pipeline.shards import TokenShards
+
+
+@pytest.fixture(scope="module")
+def val_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tokens(tmp_path_factory.mktemp("tokens") / "full", n_train=4, n_val=30, seed=3) / "val"
+
+
+def tiny(block_size: int) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=block_size, n_layer=2, n_head=2, n_embd=16)).eval()
+
+
+def test_windows_score_every_bot_token_exactly_once() -> None:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50000, size=71)
+    mask = (rng.random(71) < 0.5).astype(np.uint8)
+    windows = list(conversation_windows(ids, mask, block=32))
+    assert len(windows) == 3  # 70 predictions in windows of 32
+    scored = np.concatenate([y[m == 1] for _, y, m in windows])
+    assert scored.tolist() == ids[1:][mask[1:] == 1].tolist()
+    x, y, _ = windows[0]  # a full window predicts each next token
+    assert x[1:].tolist() == y[:-1].tolist() and x[0] == ids[0] and y[-1] == ids[32]
+    x, y, m = windows[-1]  # the last is padded, and nothing is scored in the padding
+    assert x[:6].tolist() == ids[64:70].tolist() and y[:6].tolist() == ids[65:71].tolist() and not m[6:].any()
+
+
+def test_loss_by_source_equals_a_plain_forward_per_conversation(val_dir: Path) -> None:
+    model = tiny(block_size=128)  # every synthetic conversation fits one window
+    shards = TokenShards(val_dir)
+    sources = [f"s{i % 3}" for i in range(shards.n_conversations)]
+    got = {r.source: r for r in loss_by_source(model, val_dir, sources, token_budget=10**9, batch_size=4)}
+    want: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for source, (ids, mask) in zip(sources, shards.iter_conversations(), strict=True):
+            x = torch.from_numpy(np.asarray(ids[:-1], dtype=np.int64))[None]
+            y = torch.from_numpy(np.asarray(ids[1:], dtype=np.int64))
+            ce = torch.nn.functional.cross_entropy(model.logits_all(x)[0], y, reduction="none")
+            m = torch.from_numpy(np.asarray(mask[1:], dtype=np.float32))
+            entry = want.setdefault(source, [0.0, 0, 0])
+            entry[0] += float((ce * m).sum())
+            entry[1] += int(m.sum())
+            entry[2] += 1
+    assert set(got) == set(want) == {"s0", "s1", "s2"}
+    for source, (total, tokens, n) in want.items():
+        assert got[source].tokens == tokens and got[source].conversations == n
+        assert got[source].loss == pytest.approx(total / tokens, rel=1e-4)
+    losses = [r.loss for r in loss_by_source(model, val_dir, sources, token_budget=10**9)]
+    assert losses == sorted(losses, reverse=True)  # worst first
+
+
+def test_token_budget_bounds_each_source_but_measures_every_one(val_dir: Path) -> None:
+    n = TokenShards(val_dir).n_conversations
+    sources = ["big"] * (n - 2) + ["small"] * 2
+    rows = {r.source: r for r in loss_by_source(tiny(32), val_dir, sources, token_budget=20)}
+    assert rows["small"].conversations >= 1 and rows["big"].conversations < n - 2
+    assert all(r.tokens >= 20 or r.source == "small" for r in rows.values())
+    assert (
+        source_loss_csv(list(rows.values())).splitlines()[0] == "source,val_loss_bot,bot_tokens,conversations"
+    )
+
+
+def test_sources_that_do_not_match_the_shards_are_refused(val_dir: Path) -> None:
+    with pytest.raises(ValueError, match="re-run `dvc repro`"):
+        loss_by_source(tiny(32), val_dir, ["a", "b"], token_budget=100)

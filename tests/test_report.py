@@ -1,0 +1,60 @@
+"""pipeline.report: what `make repro` prints at the end, read from the evaluate stage's real output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.evaluate import Transcript, transcripts_markdown
+from pipeline.report import sample_exchange
+
+TRANSCRIPTS = [
+    Transcript(
+        None,
+        [("Hello, how are you today?", "haha... I think that\nso I've heard"), ("And you?", "Fine.")],
+        [True, True],
+    ),
+    Transcript("I am a friendly librarian.", [("What do you do?", "I read.\nA lot.")], [True]),
+    Transcript(None, [("What is your favorite food?", "Yeah")], [False]),
+]
+
+
+def _write(tmp_path: Path) -> Path:
+    path = tmp_path / "transcripts.md"
+    path.write_text(transcripts_markdown(TRANSCRIPTS))
+    return path
+
+
+def test_conversations_stay_apart_and_replies_keep_their_lines(tmp_path: Path) -> None:
+    """It used to glue the turns of every conversation into one and cut replies at their first line."""
+    assert sample_exchange(_write(tmp_path), max_lines=20) == [
+        "human: Hello, how are you today?",
+        "bot: haha... I think that",
+        "     so I've heard",
+        "human: And you?",
+        "bot: Fine.",
+        "",
+        "persona: I am a friendly librarian.",
+        "human: What do you do?",
+        "bot: I read.",
+        "     A lot.",
+        "",
+        "human: What is your favorite food?",
+        "bot: Yeah *(reply budget reached)*",
+    ]
+
+
+def test_only_whole_conversations_fit_the_budget(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    assert sample_exchange(path, max_lines=12)[-1] == "     A lot."  # the third would not fit whole
+    assert sample_exchange(path, max_lines=3) == [  # the first is shown even when cut
+        "human: Hello, how are you today?",
+        "bot: haha... I think that",
+        "     so I've heard",
+    ]
+
+
+def test_missing_or_empty_transcripts_say_so(tmp_path: Path) -> None:
+    assert "dvc repro evaluate" in sample_exchange(tmp_path / "none.md")[0]
+    empty = tmp_path / "empty.md"
+    empty.write_text(transcripts_markdown([]))
+    assert sample_exchange(empty) == ["(no conversations in the transcripts)"]
