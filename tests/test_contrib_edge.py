@@ -149,7 +149,9 @@ def test_a_file_with_no_records_stops_in_one_line(tmp_path: Path) -> None:
     _put(tmp_path, "e.json", "[]\n", {**MIT, "format": "sharegpt"})
     with pytest.raises(SourceError) as err:
         contrib.read(tmp_path, SPEC, {})
-    assert "e.json" in str(err.value) and "no conversation" in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{SPEC.location}/e.json: no conversation") and "\n" not in str(
+        err.value
+    )
 
 
 def test_each_file_reconciles_on_its_own(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
             spec.files,
             out,
             f"{spec.name}: local_path {path} holds no files matching {', '.join(spec.files) or '*'}; "
-            f"fix `local_path:` for {spec.name} in sources.yaml",
+            f"fix `local_path:` or `files:` for {spec.name} in sources.yaml",
         )
     else:
         raise SourceError(

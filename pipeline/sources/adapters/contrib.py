@@ -14,7 +14,7 @@ import polars as pl
 
 from pipeline.sources.adapters import nanochatgpt, openai_messages, sharegpt
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, scan_contrib, shown
+from pipeline.sources.registry import SourceSpec, scan_contrib
 from pipeline.sources.rows import RawRows, concat
 
 READERS = {
@@ -31,7 +31,9 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         READERS[cf.format](cf.path, cf.path.name, rows)
         if not len(rows):  # e.g. a JSON file holding `[]`: as empty as an empty file, which is refused
             raise SourceError(
-                f"{shown(cf.path)}: no conversation read from it (format {cf.format}); "
+                # named where the contributor edits it (data/contrib/), not its raw copy
+                f"{spec.location}/{cf.path.relative_to(raw_dir).as_posix()}: no conversation read from "
+                f"it (format {cf.format}); "
                 "add conversations to it or remove it"
             )
         frames.append(rows.frame())
