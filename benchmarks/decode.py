@@ -30,6 +30,7 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
+from pipeline import atomic  # noqa: E402
 from pipeline.device import resolve_device  # noqa: E402
 from pipeline.engine import Engine  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = [header, "-" * len(header)]
     records: list[dict] = []
+    failed = 0
     print("\n".join(rows), flush=True)
     for b in batch_sizes:
         prompts = torch.randint(0, 50256, (b, args.prompt_len), generator=gen).tolist()
@@ -130,12 +132,23 @@ def main(argv: list[str] | None = None) -> int:
             def run_engine(prompts=prompts, engine=engine):
                 return engine.generate_ids(prompts, args.new_tokens, greedy, stop_token_ids=())
 
-            first, out = timed(run_engine, device)  # cache allocation, graph capture, compilation
-            assert all(len(r) == args.new_tokens for r in out)
-            best = min(timed(run_engine, device)[0] for _ in range(max(1, args.repeats)))
+            try:
+                first, out = timed(run_engine, device)  # cache allocation, graph capture, compilation
+                if not all(len(r) == args.new_tokens for r in out):
+                    raise RuntimeError(
+                        f"rows of {sorted({len(r) for r in out})} tokens, not {args.new_tokens}"
+                    )
+                best = min(timed(run_engine, device)[0] for _ in range(max(1, args.repeats)))
+            except Exception as e:  # one failing variant (a compilation, say) must not hide the others
+                label = "compiled" if compiled else "engine"
+                print(f"{b:>5} | {label} FAILED {type(e).__name__}: {e}", flush=True)
+                failed += 1
+                continue
             engine_tps = b * args.new_tokens / best
-            mode = "graph" if any(s.graph is not None for s in engine._slots.values()) else "eager"
-            mode += "+compile" if compiled else ""
+            slot = next(reversed(engine._slots.values()))  # this shape's: the engine keeps it last
+            mode = "graph" if slot.graph is not None else "eager"
+            if compiled:  # a step that failed to compile or capture falls back to the plain step
+                mode += "+compile" if slot.step is engine._step else "+compile-failed"
             naive_col = f"{naive_tps:11.1f}" if naive_tps else "-"
             speed_col = f"{engine_tps / naive_tps:6.1f}x" if naive_tps else "-"
             rows.append(
@@ -154,11 +167,13 @@ def main(argv: list[str] | None = None) -> int:
                     "naive_tokens_per_sec": naive_tps,
                 }
             )
-    if args.json:
-        args.json.write_text(json.dumps(records, indent=2) + "\n")
+            if args.json:  # after every row: a run stopped by its time limit keeps the rows it made
+                atomic.write_text(args.json, json.dumps(records, indent=2) + "\n")
+    if args.json and not records:
+        atomic.write_text(args.json, "[]\n")
     if len(rows) > 3:  # the whole table again, last, where a log tail shows it
         print("\n" + "\n".join(rows))
-    return 0
+    return 1 if failed else 0
 
 
 def _ints(text: str) -> list[int]:

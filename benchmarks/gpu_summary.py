@@ -27,17 +27,27 @@ def _load(path: Path) -> list[dict]:
 def verdict(decode: list[dict], train: list[dict]) -> list[str]:
     lines = []
     medium = [r for r in train if r.get("name", "").startswith("gpt2-medium") and r.get("mfu") is not None]
-    if medium:
-        best = max(medium, key=lambda r: r["mfu"])
+    # MFU counts nanoGPT's FLOPs per token (the vocabulary projection at every position). Only the
+    # full head does that work; the gathered head skips about half of the projection, so its "MFU"
+    # would count FLOPs never run. The target is judged on the full head; the gathered head's
+    # speed is shown beside it, as tokens/s (what a user gets) against the full head's.
+    full = [r for r in medium if r.get("objective") == "full"]
+    if full:
+        best = max(full, key=lambda r: r["mfu"])
         ok = "met" if best["mfu"] >= MFU_TARGET else "NOT met"
         lines.append(
-            f"#6 train 350M: best MFU {100 * best['mfu']:.1f}% ({best['objective']} head, "
-            f"{best['tokens_per_sec']:,.0f} tokens/s) vs target {100 * MFU_TARGET:.0f}%: {ok}"
+            f"#6 train 350M: MFU {100 * best['mfu']:.1f}% (full head, {best['tokens_per_sec']:,.0f} "
+            f"tokens/s) vs target {100 * MFU_TARGET:.0f}%: {ok}"
         )
-        lines += [
-            f"   {r['objective']:<9} {100 * r['mfu']:.1f}% MFU, {r['tokens_per_sec']:,.0f} tokens/s"
-            for r in medium
-        ]
+        for r in medium:
+            if r is not best:
+                ratio = r["tokens_per_sec"] / best["tokens_per_sec"]
+                lines.append(
+                    f"   {r['objective']:<9} {r['tokens_per_sec']:,.0f} tokens/s ({ratio:.2f}x the full head; "
+                    f"{100 * r['mfu']:.1f}% counted at full-head FLOPs)"
+                )
+    elif medium:
+        lines.append("#6 train 350M: no full-head figure to judge MFU on (see train_throughput.txt)")
     else:
         lines.append("#6 train 350M: no CUDA figure (see train_throughput.txt)")
     single = [r for r in decode if r.get("model") == "gpt2-medium" and r.get("batch") == 1]

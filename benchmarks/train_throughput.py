@@ -33,7 +33,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import device  # noqa: E402
+from pipeline import atomic, device  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
 from pipeline.optim import make_optimizer  # noqa: E402
 from pipeline.train import MaskedLM, Runtime, TrainConfig, train_flops_per_token, train_step  # noqa: E402
@@ -85,7 +85,8 @@ def run_case(case: Case, steps: int, warmup: int) -> Result:
         device=case.device,
     )
     rt = Runtime(device=dev, dtype=device.resolve_dtype(case.dtype, dev), dist=device.DistInfo())
-    gpt = GPT(GPTConfig(block_size=case.block, **case.shape)).to(dev).train()
+    with torch.device(dev):  # initialise on the device: a 350M CPU init takes seconds
+        gpt = GPT(GPTConfig(block_size=case.block, **case.shape)).train()
     if case.objective == "unmasked":
         module: nn.Module = Unmasked(gpt)
     else:
@@ -121,6 +122,8 @@ def run_case(case: Case, steps: int, warmup: int) -> Result:
     peak = device.peak_flops(dev)
     mfu = train_flops_per_token(gpt.config, n_params, case.block) * tok_s / peak if peak else None
     del module, optimizer, gpt
+    if case.compile:  # the next case compiles afresh, as a run of its own would
+        torch._dynamo.reset()
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return Result(case, n_params, tok_s, 1000 * dt / steps, mfu, compile_s)
@@ -167,6 +170,7 @@ def print_table(results: list[Result]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu", action="store_true", help="only the CPU figure")
+    p.add_argument("--no-cpu", action="store_true", help="skip the CPU figure (the GPU check)")
     p.add_argument("--quick", action="store_true", help="fewer steps; on GPU only GPT-2 124M")
     p.add_argument("--steps", type=int, default=None, help="timed steps per case")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -179,11 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         plan += [(c, gpu_steps, 3) for c in cuda_cases(args.quick)]
         print(f"GPU: {torch.cuda.get_device_name()}, peak {device.peak_flops(torch.device('cuda'))} FLOP/s")
     cpu_steps = args.steps or (3 if args.quick else 6)
-    plan += [(c, cpu_steps, 2) for c in cpu_cases()]
+    if not args.no_cpu:
+        plan += [(c, cpu_steps, 2) for c in cpu_cases()]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
     results: list[Result] = []
     skipped = 0
     start = time.perf_counter()
+    if args.json:
+        write_json(args.json, results)  # an empty list until the first case is done
     for case, steps, warmup in plan:
         if time.perf_counter() - start > args.budget and case.device == "cuda":
             print(f"{case.name} {case.objective}: skipped (past the {args.budget:.0f} s budget)", flush=True)
@@ -195,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{case.name} {case.objective} on {case.device}: FAILED {type(e).__name__}: {e}", flush=True
             )
+            del e  # its traceback holds the failed case's model and optimizer
+            torch._dynamo.reset()
+            if case.device == "cuda":
+                torch.cuda.empty_cache()
         else:
             r = results[-1]
             mfu = f", MFU {100 * r.mfu:.1f}%" if r.mfu is not None else ""
@@ -203,22 +214,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"(warm-up {r.compile_s:.0f} s)",
                 flush=True,
             )
+            if args.json:
+                write_json(args.json, results)
     print()
     print_table(results)
-    if args.json:
-        rows = [
-            {
-                **vars(r.case),
-                "params": r.params,
-                "tokens_per_sec": r.tokens_per_sec,
-                "ms_per_step": r.ms_per_step,
-                "mfu": r.mfu,
-                "warmup_s": r.compile_s,
-            }
-            for r in results
-        ]
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0 if len(results) + skipped == len(plan) else 1
+
+
+def write_json(path: Path, results: list[Result]) -> None:
+    """The results so far (rewritten after every case: a run stopped by its time limit keeps them)."""
+    rows = [
+        {
+            **vars(r.case),
+            "params": r.params,
+            "tokens_per_sec": r.tokens_per_sec,
+            "ms_per_step": r.ms_per_step,
+            "mfu": r.mfu,
+            "warmup_s": r.compile_s,
+        }
+        for r in results
+    ]
+    atomic.write_text(path, json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,13 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 # Dense (no sparsity) tensor-core peak in bf16/fp16, FLOP/s, by a substring of the device name.
-# Vendor datasheets; the first match wins, so the more specific names come first.
+# Vendor datasheets; the first match wins, so the more specific names come first (the PCIe and
+# NVL cards run lower clocks than the SXM parts that torch names plainly "NVIDIA H100 80GB HBM3",
+# "NVIDIA H200").
 PEAK_FLOPS: tuple[tuple[str, float], ...] = (
+    ("H200 NVL", 835e12),
+    ("H100 NVL", 835e12),
+    ("H100 PCIe", 756e12),
     ("H200", 989e12),
     ("H100", 989e12),
     ("H800", 989e12),
@@ -134,7 +139,11 @@ def peak_flops(device: torch.device) -> float | None:
     """The GPU's dense bf16 peak by its name, or None (CPU, or a GPU this table does not know)."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
+    return peak_flops_for_name(torch.cuda.get_device_name(device))
+
+
+def peak_flops_for_name(name: str) -> float | None:
+    """PEAK_FLOPS's first entry whose key is part of `name` (torch.cuda.get_device_name), or None."""
     for key, flops in PEAK_FLOPS:
         if key in name:
             return flops

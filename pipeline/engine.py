@@ -95,9 +95,12 @@ class _Slot:
         if use_graph:
             try:
                 self.graph = _DecodeGraph(step, self.cache)
-            except RuntimeError as e:  # capture is an optimisation: fall back, never fail
+            except RuntimeError as e:  # capture (and compilation) are optimisations: fall back, never fail
                 log.warning("CUDA graph capture failed (%s); decoding eagerly", e)
                 torch.cuda.synchronize()
+                # The failure may be the compiled step's (torch.compile errors are RuntimeErrors, and
+                # a compiled function retries and fails again on every call): use the plain step.
+                self.step = model.decode_step
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.graph is not None:

@@ -15,6 +15,16 @@ GREEDY = SamplingParams(temperature=0.0)
 PROMPTS = [[50256, 15496, 11, 703], list(range(1000, 1040)), [42]]
 
 
+@pytest.fixture(autouse=True)
+def exact_cuda_matmuls():
+    """The CUDA comparisons with full recomputation need full-precision matmuls; a training test
+    that ran earlier in the process may have left TF32 on (train.tf32). Restored afterwards."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @pytest.fixture(scope="module")
 def model() -> GPT:
     return tiny_gpt()
@@ -226,6 +236,35 @@ def test_compiled_decode_step_equals_eager(model: GPT) -> None:
             assert compiled.generate_ids(prompts, 30, GREEDY, stop_token_ids=()) == want
     finally:
         torch._dynamo.reset()
+
+
+def test_failed_compilation_or_capture_falls_back_to_the_plain_step(
+    model: GPT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA a slot warms up (compiling, with compile_decode) and captures its step; if that raises,
+    the slot decodes with the plain step. It used to keep the compiled step, which a torch.compile
+    failure makes fail again on every call: the first token crashed the generation."""
+    import pipeline.engine as engine_module
+
+    calls = []
+
+    def broken_step(idx: torch.Tensor, cache) -> torch.Tensor:
+        calls.append(idx.shape)
+        raise RuntimeError("compilation failed (simulated)")
+
+    class FailingCapture:
+        def __init__(self, step, cache) -> None:
+            step(torch.zeros(cache.batch_size, 1, dtype=torch.long), cache)  # the warm-up runs the step
+
+    monkeypatch.setattr(engine_module, "_DecodeGraph", FailingCapture)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)  # no GPU here
+    want = Engine(model).generate_ids(PROMPTS, 12, GREEDY, stop_token_ids=())
+    engine = Engine(model)
+    engine._step, engine.cuda_graphs = broken_step, True  # what compile_decode on CUDA sets up
+    assert engine.generate_ids(PROMPTS, 12, GREEDY, stop_token_ids=()) == want
+    assert len(calls) == 1  # tried once, at the capture; never again
+    (slot,) = engine._slots.values()
+    assert slot.graph is None and slot.step == model.decode_step
 
 
 @pytest.mark.cuda

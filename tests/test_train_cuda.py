@@ -1,9 +1,11 @@
-"""The CUDA path of training: bf16 autocast, TF32, torch.compile, fused AdamW, MFU. Skipped without a GPU."""
+"""The CUDA path of training: bf16 autocast, TF32, torch.compile, fused AdamW, MFU (skipped without a GPU),
+and, on CPU, that the GPU check runs on the device image, which lacks dvc, dvclive, scmrepo, polars,
+pandera and datasets."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -12,14 +14,12 @@ import pytest
 import torch
 from test_train import paths_in, tiny_config, write_tokens
 
-from pipeline import checkpoint
+from pipeline import checkpoint, device
 from pipeline.model import GPT, GPTConfig
 from pipeline.train import MaskedLM, train
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-]
+ROOT = Path(__file__).resolve().parents[1]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 class _LiveStandIn:
@@ -39,12 +39,38 @@ class _LiveStandIn:
         pass
 
 
+class _SCMError(Exception):
+    pass
+
+
+def logging_stand_ins(force: bool = False) -> dict[str, types.ModuleType]:
+    """Modules to put in sys.modules for what train's logger imports (pipeline.train.make_live:
+    dvclive.Live and scmrepo.exceptions.SCMError) where they are missing (always with `force`)."""
+    out: dict[str, types.ModuleType] = {}
+    try:
+        if force:
+            raise ImportError
+        import dvclive  # noqa: F401
+    except ImportError:
+        out["dvclive"] = types.SimpleNamespace(Live=_LiveStandIn)
+    try:
+        if force:
+            raise ImportError
+        import scmrepo.exceptions  # noqa: F401
+    except ImportError:
+        out["scmrepo"] = types.SimpleNamespace()
+        out["scmrepo.exceptions"] = types.SimpleNamespace(SCMError=_SCMError)
+    return out
+
+
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    if importlib.util.find_spec("dvclive") is None:
-        monkeypatch.setitem(sys.modules, "dvclive", types.SimpleNamespace(Live=_LiveStandIn))
+    for name, module in logging_stand_ins().items():
+        monkeypatch.setitem(sys.modules, name, module)
 
 
+@pytest.mark.cuda
+@needs_cuda
 @pytest.mark.usefixtures("live")
 def test_bf16_compiled_training_learns_and_reports_mfu(tmp_path: Path) -> None:
     data = write_tokens(tmp_path / "tokens" / "full")
@@ -69,6 +95,8 @@ def test_bf16_compiled_training_learns_and_reports_mfu(tmp_path: Path) -> None:
     assert checkpoint.load_model(tmp_path / "out" / "ckpt").config.n_embd == 64
 
 
+@pytest.mark.cuda
+@needs_cuda
 def test_gathered_and_full_masked_loss_agree_in_bf16() -> None:
     torch.manual_seed(0)
     gpt = GPT(GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64)).cuda().eval()
@@ -79,3 +107,60 @@ def test_gathered_and_full_masked_loss_agree_in_bf16() -> None:
         full = MaskedLM(gpt, gather=False)(x, y, m)
         gathered = MaskedLM(gpt, gather=True)(x, y, m)
     torch.testing.assert_close(gathered.float(), full.float(), atol=2e-2, rtol=2e-3)
+
+
+# ---- on CPU: what the GPU check needs of the device image ----------------------------------------
+
+# The device image's python lacks these (benchmarks/gpu_check.sh); the stand-ins above cover the two
+# that training imports, and nothing else on the check's paths may import any of them.
+DEVICE_IMAGE_LACKS = ("polars", "pandera", "dvc", "dvclive", "scmrepo", "datasets")
+
+_WITHOUT_MISSING_PACKAGES = """
+import importlib.abc, sys, tempfile
+from pathlib import Path
+
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {lacks!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not on the device image)", name=name)
+        return None
+
+sys.meta_path.insert(0, Missing())
+sys.path[:0] = [{root!r}, {tests!r}]
+import benchmarks.decode, benchmarks.gpu_summary, benchmarks.train_throughput, pipeline.engine  # noqa
+import test_train_cuda as t
+from test_train import paths_in, tiny_config, write_tokens
+from pipeline.train import train
+
+sys.modules.update(t.logging_stand_ins())
+tmp = Path(tempfile.mkdtemp(dir={tmp!r}))
+cfg = tiny_config(max_iters=2, eval_interval=2, ckpt_interval=2, dropout=0.0)
+summary = train(cfg, paths_in(tmp / "out", write_tokens(tmp / "tokens" / "full", n_train=40, n_val=8)))
+print("TRAINED", summary["iters"])
+"""
+
+
+def test_train_and_the_benchmarks_run_without_the_packages_the_device_lacks(tmp_path: Path) -> None:
+    """The CUDA training test's stand-ins are enough: train() on CPU, in a process where dvc, dvclive,
+    scmrepo, polars, pandera and datasets cannot be imported (dvclive's scmrepo import once failed
+    the GPU test), and the benchmarks gpu_check.sh runs import."""
+    script = _WITHOUT_MISSING_PACKAGES.format(
+        lacks=DEVICE_IMAGE_LACKS, root=str(ROOT), tests=str(ROOT / "tests"), tmp=str(tmp_path)
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "TRAINED 2" in done.stdout
+
+
+def test_peak_flops_by_device_name() -> None:
+    """PCIe and NVL parts have lower clocks than the SXM H100/H200 whose name they contain."""
+    assert device.peak_flops_for_name("NVIDIA H200") == 989e12
+    assert device.peak_flops_for_name("NVIDIA H100 80GB HBM3") == 989e12
+    assert device.peak_flops_for_name("NVIDIA H200 NVL") == 835e12
+    assert device.peak_flops_for_name("NVIDIA H100 NVL") == 835e12
+    assert device.peak_flops_for_name("NVIDIA H100 PCIe") == 756e12
+    assert device.peak_flops_for_name("NVIDIA A100-SXM4-80GB") == 312e12
+    assert device.peak_flops_for_name("Some Future GPU") is None
+    assert device.peak_flops(torch.device("cpu")) is None
