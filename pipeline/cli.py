@@ -14,6 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("pipeline.chat", "chat with the trained model (--context sets a persona)"),
     "serve": ("pipeline.serve", "serve the model over an OpenAI-style chat completions API (localhost)"),
     "sources": ("pipeline.sources.table", "list the source registry: licence, commercial, enabled, rows"),
+    "check": (
+        "pipeline.sources.check",
+        "check contributed files (data/contrib/) now: rows kept, quarantined and why, commercial or not",
+    ),
 }
 
 

@@ -1,0 +1,132 @@
+"""`nanochatgpt check`: run contributed files through the real download and normalize code, now.
+
+A contributor's question is "will my file go in, and what will be thrown out?". Without this, the
+answer comes from `dvc repro` (every stage after it too) and then reading a quarantine parquet.
+Here the named files (default: all of data/contrib/) are copied with their sidecars into a scratch
+folder and passed through exactly what download@contrib and normalize@contrib run (same sidecar
+checks, format detection, adapters and turn-table rules, params.yaml `normalize`), and each file
+gets a short account: rows read, kept, filtered, quarantined by rule with the first examples
+(file:line and reason), and whether the commercial variant will take it. Nothing in the project
+changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.params import load_params, project_root
+from pipeline.sources.errors import SourceError
+from pipeline.sources.licences import commercial_eligible
+from pipeline.sources.registry import SIDECAR_SUFFIXES, contrib_entries, get_source, load_registry, shown
+
+EXAMPLES = 5  # quarantined rows shown per file
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "files", nargs="*", type=Path, help="corpus files (default: every file in data/contrib/)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 if any row is quarantined (for a contributor's CI)"
+    )
+
+
+def _with_sidecars(files: list[Path]) -> list[Path]:
+    """The data files and each one's sidecar(s) beside it (any suffix case), for the scratch copy."""
+    out: list[Path] = []
+    for f in files:
+        if not f.is_file():
+            raise SourceError(f"{f}: no such file")
+        out.append(f)
+        out += [
+            p
+            for p in sorted(f.parent.iterdir())
+            if p != f and p.stem == f.stem and p.suffix.lower() in SIDECAR_SUFFIXES
+        ]
+    return out
+
+
+def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], Any]:
+    """(one summary per contributed file, the quarantine frame) for `files` (empty: data/contrib/)."""
+    from pipeline.sources.download import download
+    from pipeline.sources.normalize import normalize_source
+    from pipeline.sources.registry import scan_contrib
+
+    spec = get_source("contrib", load_registry(root / "sources.yaml"))
+    folder = root / spec.location
+    chosen = _with_sidecars(files) if files else contrib_entries(folder)
+    # Messages name the contributor's folder (as typed, relative to here), not the scratch copy.
+    shown_folder = shown(files[0].parent if files else folder)
+    with tempfile.TemporaryDirectory(prefix="nanochatgpt-check-") as scratch:
+        inbox = Path(scratch) / "contrib"
+        inbox.mkdir()
+        for p in chosen:
+            shutil.copyfile(p, inbox / p.name)
+        here = dataclasses.replace(spec, location=str(inbox), local_path=None)
+        try:
+            terms = {cf.source: cf for cf in scan_contrib(inbox)}
+            raw = download(here, root=Path(scratch))
+            result = normalize_source(here, raw, load_params(root / "params.yaml").get("normalize") or {})
+        except SourceError as e:  # name the contributor's files, not the scratch copies
+            raise SourceError(str(e).replace(str(inbox), shown_folder)) from None
+    by_source = result.report.get("by_source", {})
+    q = result.quarantine
+    summaries = []
+    for source, cf in sorted(terms.items()):
+        counts = by_source.get(source, {})
+        mine = q.filter(q["origin"].str.starts_with(f"{cf.path.name}:")) if q.height else q
+        summaries.append(
+            {
+                "file": f"{shown_folder}/{cf.path.name}",
+                "format": cf.format,
+                "licence": cf.licence,
+                "commercial": commercial_eligible(cf.commercial, cf.licence),
+                "rows_read": counts.get("rows_read", 0),
+                "rows_kept": counts.get("rows_kept", 0),
+                "conversations": counts.get("conversations_kept", 0),
+                "rows_filtered": sum((counts.get("rows_filtered") or {}).values()),
+                "rows_quarantined": counts.get("rows_quarantined", 0),
+                "by_check": dict(mine.group_by("check").len().sort("check").iter_rows())
+                if mine.height
+                else {},
+                "examples": mine.select("origin", "check", "reason").head(EXAMPLES).rows(),
+            }
+        )
+    return summaries, q
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        f"{s['file']} ({s['format']}, {s['licence']}; commercial variant: {'yes' if s['commercial'] else 'no'})",
+        f"  rows read {s['rows_read']}: {s['rows_kept']} kept ({_count(s['conversations'], 'conversation')}), "
+        f"{s['rows_filtered']} filtered, {s['rows_quarantined']} quarantined",
+    ]
+    if s["by_check"]:
+        lines.append("  quarantined by rule: " + ", ".join(f"{k} {v}" for k, v in s["by_check"].items()))
+        lines += [f"    {origin}  {check}: {reason}" for origin, check, reason in s["examples"]]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = project_root()
+    try:
+        summaries, _ = check_files(list(args.files), root)
+    except SourceError as e:
+        print(f"check: {e}", file=sys.stderr)
+        return 1
+    if not summaries:
+        print("check: no contributed files (add one to data/contrib/ with a sidecar, see CONTRIBUTING.md)")
+        return 0
+    print("\n".join(format_summary(s) for s in summaries))
+    quarantined = sum(s["rows_quarantined"] for s in summaries)
+    return 1 if args.strict and quarantined else 0

@@ -1,0 +1,71 @@
+"""`nanochatgpt check`: contributed files through the real download + normalize code, reported per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = "<human> hi there <endOfText>\n<bot> hello! <endOfText>\n\n"
+BROKEN = "<human> never closed\n<bot> ok <endOfText>\n\n<human> <endOfText>\n<bot> x <endOfText>\n"
+
+
+@pytest.fixture(autouse=True)
+def project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(ROOT))  # its sources.yaml and params.yaml
+
+
+def put(folder: Path, name: str, text: str, licence: str = "CC-BY-4.0", commercial: bool = True) -> Path:
+    (folder / name).write_text(text)
+    (folder / f"{Path(name).stem}.yaml").write_text(
+        f"licence: {licence}\ncommercial: {str(commercial).lower()}\ndescription: test\n"
+    )
+    return folder / name
+
+
+def test_each_file_is_accounted_for_row_by_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.sources.check import check_files
+
+    good = put(tmp_path, "good.txt", GOOD * 3)
+    mixed = put(tmp_path, "mixed.txt", GOOD + BROKEN, licence="CC-BY-NC-4.0", commercial=False)
+    summaries, quarantine = check_files([good, mixed], ROOT)
+    by_file = {Path(s["file"]).name: s for s in summaries}
+    assert by_file["good.txt"]["rows_kept"] == 6 and by_file["good.txt"]["rows_quarantined"] == 0
+    m = by_file["mixed.txt"]
+    assert m["rows_read"] == m["rows_kept"] + m["rows_filtered"] + m["rows_quarantined"] == 6
+    assert m["by_check"] == {
+        "conversation_broken": 1,
+        "first_turn_human": 1,
+        "text_present": 1,
+        "turn_unclosed": 1,
+    }
+    assert m["examples"][0] == ("mixed.txt:4", "turn_unclosed", "<human> turn not closed by <endOfText>")
+    assert by_file["good.txt"]["commercial"] is True and m["commercial"] is False
+    assert quarantine.height == 4
+    assert cli.main(["check", str(good), str(mixed)]) == 0
+    out = capsys.readouterr().out
+    assert "mixed.txt (nanochatgpt, CC-BY-NC-4.0; commercial variant: no)" in out
+    assert "mixed.txt:4  turn_unclosed" in out
+    assert cli.main(["check", "--strict", str(mixed)]) == 1  # a contributor's CI can insist on zero
+    assert cli.main(["check", "--strict", str(good)]) == 0
+
+
+def test_a_file_the_pipeline_would_refuse_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lonely = tmp_path / "lonely.txt"
+    lonely.write_text(GOOD)
+    assert cli.main(["check", str(lonely)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("check: ") and "lonely.txt: no sidecar" in err and "\n" not in err
+    assert "nanochatgpt-check-" not in err  # the contributor's path, not the scratch copy
+    assert cli.main(["check", str(tmp_path / "missing.txt")]) == 1
+    assert "missing.txt: no such file" in capsys.readouterr().err
+
+
+def test_the_shipped_contrib_folder_checks_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", "--strict"]) == 0
+    assert "nanochatgpt-sample.txt (nanochatgpt, CC0-1.0; commercial variant: yes)" in capsys.readouterr().out
