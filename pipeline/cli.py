@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("pipeline.serve", "serve the model over an OpenAI-style chat completions API (localhost)"),
     "sources": ("pipeline.sources.table", "list the source registry: licence, commercial, enabled, rows"),
     "check": (
-        "pipeline.sources.check",
+        "pipeline.check",
         "check contributed files (data/contrib/) now: rows kept, quarantined and why, commercial or not",
     ),
 }

@@ -27,7 +27,7 @@ def put(folder: Path, name: str, text: str, licence: str = "CC-BY-4.0", commerci
 
 
 def test_each_file_is_accounted_for_row_by_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.sources.check import check_files
+    from pipeline.check import check_files
 
     good = put(tmp_path, "good.txt", GOOD * 3)
     mixed = put(tmp_path, "mixed.txt", GOOD + BROKEN, licence="CC-BY-NC-4.0", commercial=False)

@@ -7,7 +7,8 @@ folder and passed through exactly what download@contrib and normalize@contrib ru
 checks, format detection, adapters and turn-table rules, params.yaml `normalize`), and each file
 gets a short account: rows read, kept, filtered, quarantined by rule with the first examples
 (file:line and reason), and whether the commercial variant will take it. Nothing in the project
-changes.
+changes. (It lives outside pipeline/sources, which the download and normalize stages depend on:
+editing this command must not re-run them.)
 """
 
 from __future__ import annotations
