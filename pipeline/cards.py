@@ -13,6 +13,7 @@ never states a number the files do not back.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,12 +95,14 @@ def source_link(kind: str, location: str) -> str:
 
 
 def size_category(n: int) -> str:
-    """The Hub's `size_categories` bucket for n rows."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
-    for bound, label in bounds:
-        if n < bound:
-            return label
-    return "1M<n<10M" if n < 10_000_000 else "n>10M"
+    """The Hub's `size_categories` bucket for n rows (its whole ladder: a value off it is invalid)."""
+    bounds = ["1K", "10K", "100K", "1M", "10M", "100M", "1B", "10B", "100B", "1T"]
+    value = 1_000
+    for i, label in enumerate(bounds):
+        if n < value:
+            return "n<1K" if i == 0 else f"{bounds[i - 1]}<n<{label}"
+        value *= 10
+    return "n>1T"
 
 
 def _front_matter(meta: Mapping[str, Any]) -> str:
@@ -107,8 +110,15 @@ def _front_matter(meta: Mapping[str, Any]) -> str:
 
 
 def _cell(text: Any) -> str:
-    """Markdown table cell: pipes and newlines would break the row."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Markdown table cell: pipes and line ends (LF, CR, CRLF) would break the row."""
+    return " ".join(str(text).replace("|", "\\|").splitlines())
+
+
+def _code(text: str) -> str:
+    """Markdown code span of any text: the fence is longer than any run of backticks inside it."""
+    run = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{'`' * (run + 1)}{pad}{text}{pad}{'`' * (run + 1)}"
 
 
 def dataset_sources(stats: Mapping[str, Any], registry: Mapping[str, CardSource]) -> list[CardSource]:
@@ -119,14 +129,14 @@ def dataset_sources(stats: Mapping[str, Any], registry: Mapping[str, CardSource]
         spec = registry.get(name) or CardSource(name=name, licence=entry["licence"], commercial=False)
         if "parts" in entry:  # contrib: one row per contributed file, with its sidecar's terms
             for part, terms in entry["parts"].items():
+                files = f"{spec.location}/{part.split('/', 1)[-1]}.*"
                 rows.append(
                     CardSource(
                         name=part,
                         licence=terms["licence"],
                         commercial=bool(terms["commercial"]),
                         kind="contrib",
-                        description=f"contributed file `{spec.location}/{part.split('/', 1)[-1]}.*` "
-                        "(terms in its sidecar)",
+                        description=f"contributed file {_code(files)} (terms in its sidecar)",
                     )
                 )
             continue

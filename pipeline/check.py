@@ -38,32 +38,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _with_sidecars(files: list[Path]) -> list[Path]:
-    """The data files and each one's sidecar(s) beside it (any suffix case), for the scratch copy."""
-    out: list[Path] = []
+def _by_folder(files: list[Path]) -> dict[Path, list[Path]]:
+    """The data files and each one's sidecar(s) beside it (any suffix case), grouped by folder (a
+    directory argument stands for its contrib files, as data/contrib/ does). Each folder is checked
+    in its own scratch copy: same-named files from two folders would overwrite each other in one,
+    and the messages name the folder a file is in."""
+    groups: dict[Path, list[Path]] = {}
     for f in files:
+        if f.is_dir():
+            groups.setdefault(f.resolve(), []).extend(contrib_entries(f))
+            continue
         if not f.is_file():
             raise SourceError(f"{f}: no such file")
-        out.append(f)
-        out += [
+        group = groups.setdefault(f.parent.resolve(), [])
+        group.append(f)
+        group += [
             p
             for p in sorted(f.parent.iterdir())
             if p != f and p.stem == f.stem and p.suffix.lower() in SIDECAR_SUFFIXES
         ]
-    return out
+    # One copy of each path (a file named twice, a sidecar of two data files), in a stable order.
+    return {folder: sorted({p.resolve(): p for p in paths}.values()) for folder, paths in groups.items()}
 
 
 def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], Any]:
-    """(one summary per contributed file, the quarantine frame) for `files` (empty: data/contrib/)."""
+    """(one summary per contributed file, the quarantine frame) for `files` (files or folders;
+    empty: data/contrib/)."""
+    import polars as pl
+
+    spec = get_source("contrib", load_registry(root / "sources.yaml"))
+    folder = root / spec.location
+    groups = _by_folder(files) if files else {folder: contrib_entries(folder)}
+    summaries: list[dict[str, Any]] = []
+    quarantines = []
+    for where, chosen in groups.items():
+        mine, q = _check_folder(spec, where, chosen, root)
+        summaries += mine
+        quarantines.append(q)
+    nonempty = [q for q in quarantines if q.height]
+    quarantine = pl.concat(nonempty, how="diagonal_relaxed") if nonempty else quarantines[0]
+    return summaries, quarantine
+
+
+def _check_folder(
+    spec: Any, folder: Path, chosen: list[Path], root: Path
+) -> tuple[list[dict[str, Any]], Any]:
+    """Copy `chosen` (files of `folder`) to a scratch contrib folder and run download + normalize."""
     from pipeline.sources.download import download
     from pipeline.sources.normalize import normalize_source
     from pipeline.sources.registry import scan_contrib
 
-    spec = get_source("contrib", load_registry(root / "sources.yaml"))
-    folder = root / spec.location
-    chosen = _with_sidecars(files) if files else contrib_entries(folder)
     # Messages name the contributor's folder (as typed, relative to here), not the scratch copy.
-    shown_folder = shown(files[0].parent if files else folder)
+    shown_folder = shown(folder)
     with tempfile.TemporaryDirectory(prefix="nanochatgpt-check-") as scratch:
         inbox = Path(scratch) / "contrib"
         inbox.mkdir()
@@ -84,7 +110,7 @@ def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], An
         mine = q.filter(q["origin"].str.starts_with(f"{cf.path.name}:")) if q.height else q
         summaries.append(
             {
-                "file": f"{shown_folder}/{cf.path.name}",
+                "file": str(Path(shown_folder) / cf.path.name),
                 "format": cf.format,
                 "licence": cf.licence,
                 "commercial": commercial_eligible(cf.commercial, cf.licence),

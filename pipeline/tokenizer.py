@@ -59,29 +59,62 @@ ROLE_TOKEN = {"human": HUMAN_ID, "bot": BOT_ID}
 # `render` as a Hugging Face chat template (Jinja), shipped in the exported tokenizer_config.json
 # so that `tokenizer.apply_chat_template` gives the ids the server gives (pipeline.serve): `system`
 # and `developer` messages (joined by newlines) are the persona, `user` -> <human>, `assistant` ->
-# <bot>, consecutive messages of one role join (by newlines) into one turn, and each turn and the
-# persona are stripped as pipeline.chat.clean_text does (Jinja has no Unicode normalization: text
-# is assumed NFC, with LF line ends, already).
+# <bot>, consecutive messages of one role join (by newlines) into one turn, content is a string or
+# OpenAI's list of text parts, and each turn and the persona are cleaned as pipeline.chat.clean_text
+# does (CR/CRLF -> LF, stripped; Jinja has no Unicode normalization: text is assumed NFC). What the
+# server refuses, the template refuses too (raise_exception), rather than render a format the model
+# never saw: other roles or content, a persona after a turn, a first turn by the assistant, and a
+# generation prompt after anything but a user message. Without a generation prompt a conversation
+# may end with the assistant: that is the training text (render()).
 CHAT_TEMPLATE = (
-    "{%- macro turn(role, text) -%}"
-    "{{- ('<human>' if role == 'user' else '<bot>') + (text | trim) + '<endOfText>' -}}"
-    "{%- endmacro -%}"
-    "{{- '<|endoftext|>' -}}"
-    "{{- messages | selectattr('role', 'in', ['system', 'developer']) | map(attribute='content')"
-    " | join('\n') | trim -}}"
-    "{%- set ns = namespace(role=none, text='') -%}"
-    "{%- for m in messages if m['role'] not in ['system', 'developer'] -%}"
-    "{%- if m['role'] not in ['user', 'assistant'] -%}"
-    "{{- raise_exception('chat roles are system, developer, user and assistant, not ' + m['role']) -}}"
+    "{%- macro text_of(content) -%}"
+    "{%- if content is string -%}{{- content -}}"
+    # A missing or null content (transformers drops null fields) is an Undefined, which is a sequence.
+    "{%- elif content is defined and content is sequence and content is not mapping -%}"
+    "{%- for part in content -%}"
+    "{%- if part is not mapping or part['type'] != 'text' or part['text'] is not string -%}"
+    "{{- raise_exception('only text parts are supported in a message content list') -}}"
     "{%- endif -%}"
-    "{%- if ns.role == m['role'] -%}{%- set ns.text = ns.text + '\n' + m['content'] -%}"
+    "{{- part['text'] -}}"
+    "{%- endfor -%}"
+    "{%- else -%}{{- raise_exception('a message content must be a string or a list of text parts') -}}"
+    "{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- macro clean(text) -%}"
+    "{{- text | replace('\\r\\n', '\\n') | replace('\\r', '\\n') | trim -}}"
+    "{%- endmacro -%}"
+    "{%- macro turn(role, text) -%}"
+    "{{- ('<human>' if role == 'user' else '<bot>') + clean(text) + '<endOfText>' -}}"
+    "{%- endmacro -%}"
+    "{%- set persona = namespace(text='', any=false) -%}"
+    "{%- for m in messages if m['role'] in ['system', 'developer'] -%}"
+    "{%- set persona.text = persona.text + ('\\n' if persona.any else '') + text_of(m['content']) -%}"
+    "{%- set persona.any = true -%}"
+    "{%- endfor -%}"
+    "{{- '<|endoftext|>' + clean(persona.text) -}}"
+    "{%- set ns = namespace(role=none, text='') -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] in ['system', 'developer'] -%}"
+    "{%- if ns.role is not none -%}"
+    "{{- raise_exception('system and developer messages must come first') -}}"
+    "{%- endif -%}"
+    "{%- elif m['role'] not in ['user', 'assistant'] -%}"
+    "{{- raise_exception('chat roles are system, developer, user and assistant, not ' + m['role'] | string) -}}"
+    "{%- elif ns.role is none and m['role'] == 'assistant' -%}"
+    "{{- raise_exception('the conversation must start with a user message') -}}"
+    "{%- elif ns.role == m['role'] -%}{%- set ns.text = ns.text + '\\n' + text_of(m['content']) -%}"
     "{%- else -%}"
     "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"
-    "{%- set ns.role = m['role'] -%}{%- set ns.text = m['content'] -%}"
+    "{%- set ns.role = m['role'] -%}{%- set ns.text = text_of(m['content']) -%}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"
-    "{%- if add_generation_prompt -%}{{- '<bot>' -}}{%- endif -%}"
+    "{%- if add_generation_prompt -%}"
+    "{%- if ns.role != 'user' -%}"
+    "{{- raise_exception('the last message must be a user message to add a generation prompt') -}}"
+    "{%- endif -%}"
+    "{{- '<bot>' -}}"
+    "{%- endif -%}"
 )
 
 

@@ -26,7 +26,15 @@ def test_hub_licence_ids(licence, hub):
 
 @pytest.mark.parametrize(
     ("n", "bucket"),
-    [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (250_000, "100K<n<1M"), (10**8, "n>10M")],
+    [
+        (0, "n<1K"),
+        (999, "n<1K"),
+        (1_000, "1K<n<10K"),
+        (250_000, "100K<n<1M"),
+        (10**7, "10M<n<100M"),  # the Hub has no "n>10M": its ladder goes on to n>1T
+        (10**8, "100M<n<1B"),
+        (10**12, "n>1T"),
+    ],
 )
 def test_size_categories(n, bucket):
     assert cards.size_category(n) == bucket
@@ -39,6 +47,23 @@ def test_source_links():
     )
     assert cards.source_link("package", "chitchat_dataset") == "https://pypi.org/project/chitchat-dataset/"
     assert cards.source_link("url", "https://example.org/a.zip") == "https://example.org/a.zip"
+
+
+def test_table_cells_survive_any_text():
+    """A sidecar's licence or a registry description is free text: CR line ends (Markdown ends a
+    line at a lone CR too, and CRLF left a CR) must not split the row, nor may a pipe."""
+    for text in ("a\r\nb", "a\rb", "a\r", "a|b", "a\\|b"):
+        cell = cards._cell(text)
+        assert "\r" not in cell and "\n" not in cell, (text, cell)
+        assert all(cell[i - 1] == "\\" for i, ch in enumerate(cell) if ch == "|"), (text, cell)
+
+
+def test_a_contributed_file_name_with_backticks_keeps_its_code_span():
+    parts = {"contrib/a`b": {"licence": "MIT", "commercial": True, "conversations": {"train": 1, "val": 0}}}
+    stats = stats_of(contrib=("per-file", 1, 0, parts))
+    registry = {"contrib": cards.CardSource("contrib", "per-file", False, "contrib", "data/contrib")}
+    card = cards.dataset_card("full", stats, cards.dataset_sources(stats, registry))
+    assert "``data/contrib/a`b.*``" in card
 
 
 def stats_of(**sources) -> dict:

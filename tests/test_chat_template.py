@@ -43,6 +43,16 @@ CONVERSATIONS = [
         {"role": "assistant", "content": "z\n"},
         {"role": "user", "content": "w"},
     ],
+    [  # OpenAI's list of text parts, in a persona and a turn (joined with nothing between them)
+        {"role": "system", "content": [{"type": "text", "text": "Be "}, {"type": "text", "text": "kind."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+    ],
+    [  # Windows and old-Mac line ends read as LF (as clean_text does), empty messages, unicode
+        {"role": "system", "content": "x\r\ny"},
+        {"role": "user", "content": ""},
+        {"role": "assistant", "content": "caf\u00e9 \u2615\r\u65e5\u672c"},
+        {"role": "user", "content": "a\r\n\r\nb\rc"},
+    ],
 ]
 
 
@@ -97,3 +107,54 @@ def test_the_model_cards_usage_snippet_runs(tokenizer, tmp_path, capsys):
     assert '"model/hf"' in snippet
     exec(compile(snippet.replace('"model/hf"', repr(str(out))), "model card", "exec"), {})  # noqa: S102
     assert capsys.readouterr().out.endswith("\n")  # it ran to its final print
+
+
+@pytest.mark.parametrize(
+    ("messages", "rule"),
+    [
+        ([{"role": "user", "content": None}], "string or a list of text parts"),
+        ([{"role": "user"}], "string or a list of text parts"),
+        (
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+            "only text parts",
+        ),
+        ([{"role": "system", "content": 3}, {"role": "user", "content": "a"}], "string or a list"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "system", "content": "S"}],
+            "system and developer messages must come first",
+        ),
+        ([{"role": "assistant", "content": "b"}, {"role": "user", "content": "a"}], "start with a user"),
+        ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message must be"),
+        ([{"role": "system", "content": "S"}], "last message must be"),
+        ([], "empty conversation|last message must be"),  # transformers refuses it before the template
+    ],
+)
+def test_the_template_refuses_what_the_server_refuses(tokenizer, service, messages, rule):
+    """A prompt the server would answer 400 to is no prompt: rendering it anyway (a list's repr, the
+    text "None", a persona moved to the front, a <bot> turn after <bot>) feeds the model a format it
+    never saw."""
+    from pipeline.serve import RequestError
+
+    with pytest.raises(RequestError):
+        service.session(ChatRequest.parse({"messages": messages}))
+    with pytest.raises(Exception, match=rule):
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def test_a_whole_conversation_renders_as_training_text(tokenizer):
+    """Without a generation prompt, a conversation that ends with the bot is the training format
+    (pipeline.tokenizer.render): what fine-tuning with transformers would feed the model."""
+    from pipeline.tokenizer import render
+
+    messages = [
+        {"role": "system", "content": " Be brief."},
+        {"role": "user", "content": "hi\r\n"},
+        {"role": "assistant", "content": "hello"},
+    ]
+    theirs = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    ids, _ = render(
+        [{"role": "human", "content": "hi"}, {"role": "bot", "content": "hello"}],
+        "Be brief.",
+        enc=get_encoding(),
+    )
+    assert theirs == ids

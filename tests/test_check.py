@@ -69,3 +69,30 @@ def test_a_file_the_pipeline_would_refuse_is_one_line_naming_it(
 def test_the_shipped_contrib_folder_checks_clean(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check", "--strict"]) == 0
     assert "nanochatgpt-sample.txt (nanochatgpt, CC0-1.0; commercial variant: yes)" in capsys.readouterr().out
+
+
+def test_files_from_several_folders_are_each_checked_and_named_where_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same-named files in two folders each get their own account (one scratch copy would keep only
+    the last, reported under the first's name), and a directory checks its files."""
+    from pipeline.check import check_files
+
+    monkeypatch.chdir(tmp_path)
+    for sub in ("a", "b", "sp ace"):
+        (tmp_path / sub).mkdir()
+    a = put(tmp_path / "a", "x.txt", GOOD)
+    b = put(tmp_path / "b", "x.txt", GOOD * 2 + BROKEN, licence="CC-BY-NC-4.0", commercial=False)
+    spaced = put(tmp_path / "sp ace", "my file.txt", GOOD)
+    summaries, quarantine = check_files([a, b, Path("sp ace") / "my file.txt"], ROOT)
+    got = {s["file"]: (s["licence"], s["rows_kept"], s["rows_quarantined"]) for s in summaries}
+    assert got == {
+        "a/x.txt": ("CC-BY-4.0", 2, 0),
+        "b/x.txt": ("CC-BY-NC-4.0", 4, 4),
+        "sp ace/my file.txt": ("CC-BY-4.0", 2, 0),
+    }
+    assert quarantine.height == 4
+    summaries, _ = check_files([Path("b"), spaced.resolve()], ROOT)  # a folder: every file in it
+    assert [s["file"] for s in summaries] == ["b/x.txt", "sp ace/my file.txt"]
+    assert cli.main(["check", "--strict", "a", "b"]) == 1
+    assert "b/x.txt (nanochatgpt, CC-BY-NC-4.0; commercial variant: no)" in capsys.readouterr().out
