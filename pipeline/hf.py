@@ -19,6 +19,7 @@ the model the same size, so `generate` can never sample an id the tokenizer cann
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -311,3 +312,33 @@ def export_hf(model: GPT, out_dir: str | Path, vocab_size: int = N_VOCAB, card: 
 
 def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export_run(
+    ckpt_dir: str | Path, out_dir: str | Path, metrics_file: str | Path, data_dir: str | Path
+) -> None:
+    """The export stage: a trained checkpoint (model/ckpt) -> model/hf, with its model card made
+    from the run's metrics (model/metrics.json) and the training split's tokens per source
+    (data/tokens/<variant>/sources.csv)."""
+    from pipeline import cards
+    from pipeline.checkpoint import load_model
+
+    model = load_model(ckpt_dir)
+    summary = read_json(Path(metrics_file))
+    c = model.config
+    facts = cards.ModelFacts(
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        n_embd=c.n_embd,
+        block_size=c.block_size,
+        params=summary["params"],
+        variant=Path(data_dir).name,
+        init_from=summary["init_from"],
+        iters=summary["iters"],
+        tokens_per_iter=summary["tokens_per_iter"],
+        initial_val_loss=summary["initial_val_loss"],
+        val_loss=summary["val_loss"],
+    )
+    sources_csv = Path(data_dir) / "sources.csv"
+    rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
+    export_hf(model, out_dir, card=cards.model_card(facts, rows))

@@ -8,7 +8,7 @@
     train_step       gradient accumulation, token-weighted masked loss, clipping, AdamW step
     evaluate         validation loss over bot tokens
     RunLogger        dvclive metrics (rank 0) and a tqdm bar
-    finish           model/ckpt (safetensors), model/hf (transformers layout), model/metrics.json
+    finish           model/ckpt (safetensors) and model/metrics.json (the export stage makes model/hf)
 
 Loss weighting. Each micro-batch's loss is the mean over its bot tokens; the step's loss is the
 sum over every bot token of the global batch divided by their count, so every bot token weighs
@@ -30,7 +30,6 @@ step, sampler state and RNG states are restored, and dropout is reseeded from (s
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import hashlib
 import json
@@ -51,7 +50,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from pipeline import atomic, cards, checkpoint, device, hf
+from pipeline import atomic, checkpoint, device, hf
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig, masked_token_losses
 from pipeline.optim import make_optimizer
@@ -252,7 +251,6 @@ class TrainPaths:
     data_dir: Path  # data/tokens/<variant> with train/ and val/
     run_dir: Path = Path("model/run")  # resumable checkpoints (not a DVC output, survives a repro)
     ckpt_dir: Path = Path("model/ckpt")
-    hf_dir: Path = Path("model/hf")
     live_dir: Path = Path("model/live")
     metrics_file: Path = Path("model/metrics.json")
 
@@ -264,7 +262,6 @@ class TrainPaths:
             data_dir=root / "data" / "tokens" / variant,
             run_dir=m / "run",
             ckpt_dir=m / "ckpt",
-            hf_dir=m / "hf",
             live_dir=m / "live",
             metrics_file=m / "metrics.json",
         )
@@ -1030,29 +1027,9 @@ def _round(x: float | None, digits: int = 4) -> float | None:
 
 
 def finish(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> None:
-    """The run's outputs: model/ckpt (replaced as a whole), model/hf, model/metrics.json."""
+    """The run's outputs: model/ckpt (replaced as a whole) and model/metrics.json. The transformers
+    export (model/hf, pipeline.hf.export_run) is a stage of its own, so that a new model card or
+    chat template is a re-export of seconds, never a re-training."""
     with atomic.atomic_dir(paths.ckpt_dir) as tmp:
         checkpoint.save_model(model, tmp)
-    hf.export_hf(model, paths.hf_dir, card=model_card(model, paths, summary))
     atomic.write_json(paths.metrics_file, summary)
-
-
-def model_card(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> str:
-    """model/hf/README.md: the run's facts (no timings) and the training split's make-up per source."""
-    c = model.config
-    facts = cards.ModelFacts(
-        n_layer=c.n_layer,
-        n_head=c.n_head,
-        n_embd=c.n_embd,
-        block_size=c.block_size,
-        params=summary["params"],
-        variant=paths.data_dir.name,
-        init_from=summary["init_from"],
-        iters=summary["iters"],
-        tokens_per_iter=summary["tokens_per_iter"],
-        initial_val_loss=summary["initial_val_loss"],
-        val_loss=summary["val_loss"],
-    )
-    sources_csv = paths.data_dir / "sources.csv"
-    rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
-    return cards.model_card(facts, rows)

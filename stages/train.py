@@ -1,4 +1,4 @@
-"""train: token shards -> model/ckpt (safetensors), model/hf (transformers layout), model/metrics.json, model/live.
+"""train: token shards -> model/ckpt (safetensors), model/metrics.json, model/live (the export stage makes model/hf).
 
 Reads params.yaml `train` (variant, profile, init_from, seed, device) and the chosen profile.
 Several GPUs: `torchrun --nproc_per_node=N -m stages.train` (DDP; grad_accum is split across them).

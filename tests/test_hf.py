@@ -199,3 +199,16 @@ def test_our_own_checkpoint_layout_is_pointed_at_the_export(tmp_path: Path) -> N
         ValueError, match=r"a nanoChatGPT checkpoint \(model/ckpt\); use its Hugging Face export"
     ):
         hf.load_pretrained(str(tmp_path / "ckpt"))
+
+
+def test_export_stage_without_a_trained_model_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stages import export
+
+    (tmp_path / "params.yaml").write_text("train: {variant: full}\n")
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert export.main() == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("export: ") and "model/ckpt" in err and "\n" not in err

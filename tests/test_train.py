@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline import checkpoint
+from pipeline import checkpoint, hf
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.optim import param_groups
@@ -99,7 +99,6 @@ def paths_in(root: Path, data_dir: Path) -> TrainPaths:
         data_dir=data_dir,
         run_dir=root / "run",
         ckpt_dir=root / "ckpt",
-        hf_dir=root / "hf",
         live_dir=root / "live",
         metrics_file=root / "metrics.json",
     )
@@ -259,8 +258,10 @@ def test_training_learns_and_writes_every_output(tokens: Path, tmp_path: Path) -
     assert model.config.n_embd == 32
     final = checkpoint.latest_run_checkpoint(tmp_path / "run")
     assert final is not None and checkpoint.load_state(final)["step"] == 24
+    # The export stage turns the run into model/hf, whose model card states this run: its losses
+    # and the data variant (no sources.csv here).
+    hf.export_run(tmp_path / "ckpt", tmp_path / "hf", tmp_path / "metrics.json", tokens)
     assert (tmp_path / "hf/config.json").exists() and (tmp_path / "hf/vocab.json").exists()
-    # The model card states this run: its losses and the data variant (no sources.csv here).
     card = (tmp_path / "hf/README.md").read_text()
     assert f"| 24 | {24 * summary['tokens_per_iter']:,} | {summary['initial_val_loss']:.4f} |" in card
     assert f"on the `{tokens.name}` dataset variant" in card
@@ -299,7 +300,7 @@ def on_step(step):
     if step == kill_at:
         print("STEP", step, flush=True)
         time.sleep(600)
-paths = TrainPaths(data_dir=data, run_dir=root / "run", ckpt_dir=root / "ckpt", hf_dir=root / "hf",
+paths = TrainPaths(data_dir=data, run_dir=root / "run", ckpt_dir=root / "ckpt",
                    live_dir=root / "live", metrics_file=root / "metrics.json")
 train(cfg, paths, on_step=on_step)
 """

@@ -1,0 +1,34 @@
+"""export: model/ckpt -> model/hf, the transformers GPT-2 layout with a model card and chat template.
+
+A stage of its own (pipeline/hf.py `export_run`): a new card or chat template re-exports in seconds
+and never re-runs training.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipeline.hf import export_run
+from pipeline.params import load_params, project_root
+
+
+def main() -> int:
+    root = project_root()
+    variant = (load_params().get("train") or {}).get("variant")
+    try:
+        export_run(
+            root / "model" / "ckpt",
+            root / "model" / "hf",
+            root / "model" / "metrics.json",
+            root / "data" / "tokens" / str(variant),
+        )
+    except (OSError, ValueError, KeyError) as e:  # no trained model yet, or unreadable files
+        print(f"export: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 1
+    print(f"export: model/hf ({Path('model/hf/README.md')} is its model card)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
