@@ -38,12 +38,15 @@ def main() -> int:
         val_dir = Path("data/tokens") / str(train.get("variant")) / "val"
         loss = bot_token_loss(model, val_dir, batch_size=8, max_batches=cfg["eval_iters"])
         # Per source, the same bot-token budget the overall loss gets (eval_iters batches of 8 windows).
+        sources = val_sources(Path("data/dataset") / str(train.get("variant")) / "val.parquet")
         by_source = loss_by_source(
-            model,
-            val_dir,
-            val_sources(Path("data/dataset") / str(train.get("variant")) / "val.parquet"),
-            token_budget=cfg["eval_iters"] * 8 * model.config.block_size,
+            model, val_dir, sources, token_budget=cfg["eval_iters"] * 8 * model.config.block_size
         )
+        for unscored in sorted(set(sources) - {r.source for r in by_source}):
+            print(
+                f"evaluate: warning: {unscored} has no bot token in the val split; no loss row",
+                file=sys.stderr,
+            )
         transcripts, figures = run_transcripts(model, cfg["prompts"], cfg)
     except (EvalSetupError, FileNotFoundError) as e:  # settings or missing inputs: one line
         print(f"evaluate: {e}", file=sys.stderr)

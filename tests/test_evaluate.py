@@ -3,16 +3,20 @@ batches that mix sources and pad rows, with the same figure a plain per-conversa
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from test_train import write_tokens
 
 from pipeline.evaluate import conversation_windows, loss_by_source, source_loss_csv
 from pipeline.model import GPT, GPTConfig
-from pipeline.shards import TokenShards
+from pipeline.shards import ShardWriter, TokenShards
+from pipeline.tokenizer import render
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +81,28 @@ def test_token_budget_bounds_each_source_but_measures_every_one(val_dir: Path) -
 def test_sources_that_do_not_match_the_shards_are_refused(val_dir: Path) -> None:
     with pytest.raises(ValueError, match="re-run `dvc repro`"):
         loss_by_source(tiny(32), val_dir, ["a", "b"], token_budget=100)
+
+
+def test_the_stage_says_which_source_got_no_loss_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A source whose val conversations hold no bot token cannot have a loss: said, not silently dropped."""
+    from test_params_validation import EVAL, _evaluate_project
+
+    from stages import evaluate as stage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    _evaluate_project(tmp_path, {**EVAL, "prompts": []})
+    bot, bot_mask = render([{"role": "human", "content": "hi"}, {"role": "bot", "content": "hello"}])
+    human, human_mask = render([{"role": "human", "content": "only a question?"}])
+    writer = ShardWriter(tmp_path / "data/tokens/full/val.new", shard_tokens=1000)
+    writer.add(np.array(bot + human), np.array(bot_mask + human_mask), np.array([len(bot), len(human)]))
+    writer.close()
+    shutil.rmtree(tmp_path / "data/tokens/full/val")
+    (tmp_path / "data/tokens/full/val.new").rename(tmp_path / "data/tokens/full/val")
+    pq.write_table(pa.table({"source": ["talk", "asks"]}), tmp_path / "data/dataset/full/val.parquet")
+    assert stage.main() == 0
+    assert "evaluate: warning: asks has no bot token in the val split" in capsys.readouterr().err
+    rows = (tmp_path / "model/eval/sources.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["talk"]
