@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from pipeline.params import load_params, project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
@@ -64,15 +66,14 @@ def _by_folder(files: list[Path]) -> dict[Path, list[Path]]:
 def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], Any]:
     """(one summary per contributed file, the quarantine frame) for `files` (files or folders;
     empty: data/contrib/)."""
-    import polars as pl
-
     spec = get_source("contrib", load_registry(root / "sources.yaml"))
     folder = root / spec.location
     groups = _by_folder(files) if files else {folder: contrib_entries(folder)}
+    params = load_params(root / "params.yaml").get("normalize") or {}
     summaries: list[dict[str, Any]] = []
     quarantines = []
     for where, chosen in groups.items():
-        mine, q = _check_folder(spec, where, chosen, root)
+        mine, q = _check_folder(spec, where, chosen, params)
         summaries += mine
         quarantines.append(q)
     nonempty = [q for q in quarantines if q.height]
@@ -81,9 +82,10 @@ def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], An
 
 
 def _check_folder(
-    spec: Any, folder: Path, chosen: list[Path], root: Path
+    spec: Any, folder: Path, chosen: list[Path], params: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], Any]:
-    """Copy `chosen` (files of `folder`) to a scratch contrib folder and run download + normalize."""
+    """Copy `chosen` (files of `folder`) to a scratch contrib folder and run download + normalize
+    (`params`: params.yaml `normalize`)."""
     from pipeline.sources.download import download
     from pipeline.sources.normalize import normalize_source
     from pipeline.sources.registry import scan_contrib
@@ -99,7 +101,7 @@ def _check_folder(
         try:
             terms = {cf.source: cf for cf in scan_contrib(inbox)}
             raw = download(here, root=Path(scratch))
-            result = normalize_source(here, raw, load_params(root / "params.yaml").get("normalize") or {})
+            result = normalize_source(here, raw, params)
         except SourceError as e:  # name the contributor's files, not the scratch copies
             raise SourceError(str(e).replace(str(inbox), shown_folder)) from None
     by_source = result.report.get("by_source", {})
@@ -107,7 +109,7 @@ def _check_folder(
     summaries = []
     for source, cf in sorted(terms.items()):
         counts = by_source.get(source, {})
-        mine = q.filter(q["origin"].str.starts_with(f"{cf.path.name}:")) if q.height else q
+        mine = q.filter(pl.col("source") == source)
         summaries.append(
             {
                 "file": str(Path(shown_folder) / cf.path.name),

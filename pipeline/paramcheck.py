@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 
-def _number(value: Any) -> int | float | None:
+def number(value: Any) -> int | float | None:
     """The number `value` spells (int, float or a numeric string), else None; bools are not numbers."""
     if isinstance(value, bool) or value is None:
         return None
@@ -40,7 +40,7 @@ def integer(
 
     `what` names the expected thing in the message ("a number of characters")."""
     bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {_bound(maximum)})"
-    n = _number(value)
+    n = number(value)
     if isinstance(n, float):
         n = int(n) if math.isfinite(n) and n.is_integer() else None
     if n is None or n < minimum or (maximum is not None and n >= maximum):
@@ -50,7 +50,7 @@ def integer(
 
 def fraction(key: str, value: Any) -> float:
     """`value` as a float in [0, 1)."""
-    x = _number(value)
+    x = number(value)
     if x is None or not (0.0 <= float(x) < 1.0):
         raise ValueError(f"params.yaml {key}: expected a number in [0, 1), got {value!r}")
     return float(x)

@@ -50,7 +50,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from pipeline import atomic, checkpoint, device, hf
+from pipeline import atomic, checkpoint, device, hf, paramcheck
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig, masked_token_losses
 from pipeline.optim import make_optimizer
@@ -235,15 +235,12 @@ def _is_kind(value: Any, kind: str) -> bool:
 
 
 def _coerce(value: Any, kind: str) -> Any:
-    """YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string: take it as the number it spells."""
-    if kind == "float" and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value  # refused by validated(), naming the key
-    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+    """YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string: take it as the number it spells
+    (paramcheck's rule, shared with build and tokenize); anything else is left for validated()."""
+    if kind != "float":
+        return value
+    n = paramcheck.number(value)
+    return value if n is None else float(n)
 
 
 @dataclass
@@ -469,14 +466,18 @@ def check_data(data_dir: Path, rt: Runtime) -> None:
                 "`dvc repro tokenize` has written?)"
             )
     try:
-        if (data_dir / "meta.json").exists():
-            verify_variant(data_dir)
+        meta = verify_variant(data_dir) if (data_dir / "meta.json").exists() else None
         train_split, val_split = TokenShards(data_dir / "train"), TokenShards(data_dir / "val")
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise TrainSetupError(f"{data_dir}: broken token shards: {e} (re-run `dvc repro tokenize`)") from None
     if train_split.n_conversations == 0:
         raise TrainSetupError(f"{data_dir / 'train'}: the train split holds no conversation")
-    if not any(np.any(shard.mask) for shard in train_split.shards):
+    # Verified shards are the bytes meta.json counted: its loss-token count stands for a scan.
+    if meta is not None:
+        has_loss = meta["splits"]["train"]["n_loss_tokens"] > 0
+    else:
+        has_loss = any(np.any(shard.mask) for shard in train_split.shards)
+    if not has_loss:
         raise TrainSetupError(f"{data_dir / 'train'}: no loss token (bot turn) in the train split")
     if val_split.n_conversations == 0:
         rt.log(f"warning: {data_dir / 'val'} is empty: no validation loss (val_loss is null)")

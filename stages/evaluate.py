@@ -23,6 +23,7 @@ from pipeline.evaluate import (
 from pipeline.params import load_params
 
 OUT = Path("model/eval")
+EVAL_BATCH = 8  # windows per validation batch; eval_iters batches are the per-source budget too
 
 
 def main() -> int:
@@ -36,11 +37,11 @@ def main() -> int:
             raise EvalSetupError(str(e)) from None
         check_eval_params(cfg, model.config.block_size)
         val_dir = Path("data/tokens") / str(train.get("variant")) / "val"
-        loss = bot_token_loss(model, val_dir, batch_size=8, max_batches=cfg["eval_iters"])
+        loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
         # Per source, the same bot-token budget the overall loss gets (eval_iters batches of 8 windows).
         sources = val_sources(Path("data/dataset") / str(train.get("variant")) / "val.parquet")
         by_source = loss_by_source(
-            model, val_dir, sources, token_budget=cfg["eval_iters"] * 8 * model.config.block_size
+            model, val_dir, sources, token_budget=cfg["eval_iters"] * EVAL_BATCH * model.config.block_size
         )
         for unscored in sorted(set(sources) - {r.source for r in by_source}):
             print(
