@@ -737,8 +737,8 @@ def summary_metrics(stats: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> str:
-    """The variant's README.md (pipeline.cards), from its stats and each source's registry terms."""
+def card_sources(stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> list[cards.CardSource]:
+    """The rows of the variant's card (pipeline.cards), from its stats and each source's registry terms."""
     terms = {
         s.name: cards.CardSource(
             name=s.name,
@@ -750,7 +750,16 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[Sourc
         )
         for s in sources
     }
-    return cards.dataset_card(variant, stats, cards.dataset_sources(stats, terms))
+    return cards.dataset_sources(stats, terms)
+
+
+def write_cards(out: Path, variant: str, stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> None:
+    """README.md (the dataset card) and, when a licence needs it, LICENSE.md into `out`."""
+    rows = card_sources(stats, sources)
+    (out / "README.md").write_text(cards.dataset_card(variant, stats, rows), encoding="utf-8")
+    licence_file = cards.dataset_licence_file(stats, rows)
+    if licence_file is not None:
+        (out / cards.LICENCE_FILE).write_text(licence_file, encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -802,6 +811,6 @@ def build_variant(
             )
         atomic.write_json(tmp / "stats.json", stats)
         atomic.write_json(tmp / "metrics.json", summary_metrics(stats))
-        (tmp / "README.md").write_text(dataset_card(cfg.variant, stats, sources), encoding="utf-8")
+        write_cards(tmp, cfg.variant, stats, sources)
         lap("finalize")
     return BuildResult(out_dir=out_dir, stats=stats, timings=timings)

@@ -59,6 +59,9 @@ HUB_LICENCES = frozenset(
 # SPDX spellings whose Hub id differs.
 _HUB_ALIASES = {"odc-by-1.0": "odc-by", "odbl-1.0": "odbl", "pddl-1.0": "pddl"}
 SPLIT_FILES = {"train": "train.parquet", "validation": "val.parquet"}
+# Where `license_link` points when a licence is `other` for the Hub (one of the two file names the
+# Hub's card spec accepts for a file inside the repository).
+LICENCE_FILE = "LICENSE.md"
 _SPLIT_KEYS = (("train", "train"), ("validation", "val"))  # Hub split name, stats.json key
 
 
@@ -81,6 +84,13 @@ def hub_licence(licence: str) -> str:
     key = licence.strip().lower()
     key = _HUB_ALIASES.get(key, key)
     return key if key in HUB_LICENCES else "other"
+
+
+def licence_name(licences_: Sequence[str]) -> str:
+    """The Hub's `license_name` for licences it does not know: an id like `my-license-1.0` (lower
+    case, letters, digits, dots and dashes), one per licence, joined by `-and-`."""
+    slugs = {re.sub(r"[^a-z0-9.]+", "-", name.strip().lower()).strip("-.") for name in licences_}
+    return "-and-".join(sorted(s for s in slugs if s)) or "other"
 
 
 def source_link(kind: str, location: str) -> str:
@@ -170,6 +180,13 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "pretty_name": f"nanoChatGPT dialogues ({variant})",
         "language": ["en"],
         "license": hub_ids if len(hub_ids) > 1 else hub_ids[0],
+        # A licence the Hub does not know needs a name and a link (else the Hub flags the card):
+        # the link is LICENSE.md, written beside the card (see dataset_licence_file).
+        **(
+            {"license_name": licence_name([s.licence for s in _other(held)]), "license_link": LICENCE_FILE}
+            if "other" in hub_ids
+            else {}
+        ),
         "task_categories": ["text-generation"],
         "tags": ["conversational", "dialogue", "nanochatgpt"],
         "size_categories": [size_category(n_conv)],
@@ -259,6 +276,34 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "",
     ]
     return "\n".join(lines)
+
+
+def _other(sources: Sequence[CardSource]) -> list[CardSource]:
+    return [s for s in sources if hub_licence(s.licence) == "other"]
+
+
+def dataset_licence_file(stats: Mapping[str, Any], sources: Sequence[CardSource]) -> str | None:
+    """LICENSE.md for a variant holding data under a licence the Hub does not know (the card's
+    `license_link` points here), else None: each such source with its licence and where to read it."""
+    other = _other([s for s in sources if _held(stats, s.name)])
+    if not other:
+        return None
+    lines = [
+        "# Licences of this dataset",
+        "",
+        "The conversations here come from several sources, each under its own terms; the `licence` "
+        "column of every row names the terms of the source it came from. README.md lists every "
+        "source. These sources are under licences that the Hugging Face Hub has no id for:",
+        "",
+        "| source | licence | commercial | where to read the terms |",
+        "|---|---|---|---|",
+    ]
+    for s in other:
+        where = source_link(s.kind, s.location) or s.description or "ask the contributor"
+        lines.append(
+            f"| {_cell(s.name)} | {_cell(s.licence)} | {'yes' if s.commercial else 'no'} | {_cell(where)} |"
+        )
+    return "\n".join([*lines, ""])
 
 
 def _held(stats: Mapping[str, Any], name: str) -> bool:

@@ -143,6 +143,25 @@ def test_card_names_contributed_files_left_out_of_a_variant(tmp_path):
     assert card_header(tmp_path / "data/dataset/commercial/README.md")["license"] == ["cc-by-4.0", "mit"]
 
 
+def test_a_licence_the_hub_lacks_gets_a_licence_file_beside_the_card(tmp_path):
+    """A contributed file under terms the Hub has no id for: the card says `license: other` with a
+    name and LICENSE.md as the link, and LICENSE.md is written; a variant without it has none."""
+    contrib = many("contrib/forum", 3, licence="LGPL-2.1", commercial=False)
+    for r in contrib:
+        r["source"] = "contrib/forum"
+    write_tables(tmp_path, {"good": many("good", 4), "contrib": contrib})
+    build(tmp_path, ["good", "contrib"], variant="full")
+    build(tmp_path, ["good", "contrib"], variant="commercial")
+    full = tmp_path / "data/dataset/full"
+    header = card_header(full / "README.md")
+    assert header["license"] == ["mit", "other"]
+    assert (header["license_name"], header["license_link"]) == ("lgpl-2.1", "LICENSE.md")
+    assert "| contrib/forum | LGPL-2.1 | no |" in (full / "LICENSE.md").read_text(encoding="utf-8")
+    commercial = tmp_path / "data/dataset/commercial"
+    assert "license_link" not in card_header(commercial / "README.md")
+    assert not (commercial / "LICENSE.md").exists()
+
+
 # ----------------------------------------------------------------------------- params
 
 

@@ -136,3 +136,44 @@ def test_model_card_states_the_run_and_the_data_without_timings():
     assert "| chitchat | 2,994,064 | 1,385,517 | 3,783 |" in card
     assert "| contrib/a\\|b | 234 | 138 | 3 |" in card
     assert "tokens/s" not in card and "seconds" not in card
+
+
+def test_a_licence_the_hub_lacks_gets_a_name_and_a_licence_file():
+    """The Hub wants `license_name` and `license_link` beside `license: other`; the link names the
+    LICENSE.md written beside the card, which says where each such source's terms are."""
+    parts = {
+        "contrib/forum": {
+            "licence": "LGPL-2.1",
+            "commercial": False,
+            "conversations": {"train": 3, "val": 1},
+        },
+        "contrib/mine": {"licence": "MIT", "commercial": True, "conversations": {"train": 2, "val": 0}},
+    }
+    stats = stats_of(
+        a=("Custom Research Terms v2", 5, 1, None),
+        gone=("Other-Terms", 0, 0, None),  # enabled but holding nothing: not in the header or the file
+        contrib=("per-file", 5, 1, parts),
+    )
+    registry = {
+        "a": cards.CardSource("a", "Custom Research Terms v2", False, "url", "https://example.org/a.zip"),
+        "gone": cards.CardSource("gone", "Other-Terms", False, "url", "https://example.org/gone.zip"),
+        "contrib": cards.CardSource("contrib", "per-file", False, "contrib", "data/contrib"),
+    }
+    rows = cards.dataset_sources(stats, registry)
+    header = yaml.safe_load(cards.dataset_card("full", stats, rows).split("---\n")[1])
+    assert header["license"] == ["mit", "other"]
+    assert header["license_name"] == "custom-research-terms-v2-and-lgpl-2.1"
+    assert header["license_link"] == cards.LICENCE_FILE == "LICENSE.md"
+    text = cards.dataset_licence_file(stats, rows)
+    assert "| a | Custom Research Terms v2 | no | https://example.org/a.zip |" in text
+    assert "| contrib/forum | LGPL-2.1 | no | contributed file `data/contrib/forum.*`" in text
+    assert "mine" not in text and "gone" not in text
+
+
+def test_known_licences_need_no_licence_file():
+    stats = stats_of(a=("MIT", 5, 1, None), b=("CC-BY-4.0", 2, 0, None))
+    registry = {"a": cards.CardSource("a", "MIT", True), "b": cards.CardSource("b", "CC-BY-4.0", True)}
+    rows = cards.dataset_sources(stats, registry)
+    header = yaml.safe_load(cards.dataset_card("full", stats, rows).split("---\n")[1])
+    assert "license_name" not in header and "license_link" not in header
+    assert cards.dataset_licence_file(stats, rows) is None
