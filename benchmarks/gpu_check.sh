@@ -50,7 +50,7 @@ echo "== decode (KV cache + CUDA graphs, also compiled at batch 1, vs naive gene
 timeout -k 10 "$(limit 150)" $PY -m benchmarks.decode --model gpt2-medium --batch-sizes 1,16 \
   --json "$out/decode.json" 2>&1 | tee "$out/decode.txt"
 
-echo "== training throughput, 350M (full and gathered loss head) and 124M, block 1024, bf16 + compile"
+echo "== attention backends; training throughput, 350M (full and gathered loss head) and 124M, block 1024, bf16 + compile, grad_accum 1 and 4"
 t=$(limit 210) # cases that would start in the last 70 s (a 350M compile takes about a minute) are skipped
 timeout -k 10 "$t" $PY -m benchmarks.train_throughput --no-cpu --budget $((t - 70)) \
   --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.txt"

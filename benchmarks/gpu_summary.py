@@ -24,6 +24,10 @@ def _load(path: Path) -> list[dict]:
         return []
 
 
+def _accum(row: dict) -> str:
+    return f"grad_accum {row.get('grad_accum', 1)}"
+
+
 def verdict(decode: list[dict], train: list[dict]) -> list[str]:
     lines = []
     medium = [r for r in train if r.get("name", "").startswith("gpt2-medium") and r.get("mfu") is not None]
@@ -36,15 +40,15 @@ def verdict(decode: list[dict], train: list[dict]) -> list[str]:
         best = max(full, key=lambda r: r["mfu"])
         ok = "met" if best["mfu"] >= MFU_TARGET else "NOT met"
         lines.append(
-            f"#6 train 350M: MFU {100 * best['mfu']:.1f}% (full head, {best['tokens_per_sec']:,.0f} "
-            f"tokens/s) vs target {100 * MFU_TARGET:.0f}%: {ok}"
+            f"#6 train 350M: MFU {100 * best['mfu']:.1f}% (full head, {_accum(best)}, "
+            f"{best['tokens_per_sec']:,.0f} tokens/s) vs target {100 * MFU_TARGET:.0f}%: {ok}"
         )
         for r in medium:
             if r is not best:
                 ratio = r["tokens_per_sec"] / best["tokens_per_sec"]
                 lines.append(
-                    f"   {r['objective']:<9} {r['tokens_per_sec']:,.0f} tokens/s ({ratio:.2f}x the full head; "
-                    f"{100 * r['mfu']:.1f}% counted at full-head FLOPs)"
+                    f"   {r['objective']:<9} {_accum(r):<13} {r['tokens_per_sec']:,.0f} tokens/s ({ratio:.2f}x "
+                    f"the best full head; {100 * r['mfu']:.1f}% counted at full-head FLOPs)"
                 )
     elif medium:
         lines.append("#6 train 350M: no full-head figure to judge MFU on (see train_throughput.txt)")

@@ -15,6 +15,12 @@ counts the vocabulary projection at every position, so a gathered head scores th
     python -m benchmarks.train_throughput --quick    # 124M only on GPU, fewer steps
     python -m benchmarks.train_throughput --cpu      # CPU figure only (this machine)
 
+Each CUDA case is also timed with 4 micro-batches per optimizer step (the gpt2-medium profile's
+grad_accum) on the same compiled model, so no second compilation: the optimizer step and gradient
+clipping then weigh a quarter as much. And before the cases, a few seconds compare the attention
+kernels torch offers (flash, memory-efficient, cuDNN) at the 350M model's shape, fwd+bwd, so that
+the next choice of backend rests on a figure.
+
 Budget: under 3 minutes on an H200 including compilation (about 25-60 s per compiled model); GPU
 cases that would start after --budget seconds (default 150) are skipped, the baseline first.
 """
@@ -25,7 +31,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -60,6 +66,7 @@ class Case:
     dtype: str
     compile: bool
     objective: str  # gathered | full (masked loss, see train.loss_head) | unmasked (nanoGPT's)
+    grad_accum: int = 1  # micro-batches per optimizer step
 
 
 @dataclass
@@ -72,7 +79,13 @@ class Result:
     compile_s: float
 
 
-def run_case(case: Case, steps: int, warmup: int) -> Result:
+# Micro-batches per optimizer step of the extra CUDA row: the gpt2-medium profile's grad_accum.
+PROFILE_GRAD_ACCUM = 4
+
+
+def run_case(case: Case, steps: int, warmup: int, accums: tuple[int, ...] = (1,)) -> list[Result]:
+    """One result per entry of `accums` (micro-batches per optimizer step), all from one model and
+    one compilation: accumulation only repeats the compiled forward and backward."""
     dev = torch.device(case.device)
     torch.manual_seed(0)
     cfg = TrainConfig(
@@ -103,30 +116,37 @@ def run_case(case: Case, steps: int, warmup: int) -> Result:
         micro = [(x[:, :-1].contiguous().to(dev), x[:, 1:].contiguous().to(dev), m.to(dev))]
         return micro, float(m.sum())
 
-    batches = [batch() for _ in range(4)]
+    batches = [batch() for _ in range(max(4, *accums))]
 
-    def timed_steps(count: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> float:
-        """Seconds for `count` training steps, the device drained before the clock stops."""
+    def timed_steps(count: int, accum: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> float:
+        """Seconds for `count` training steps of `accum` micro-batches, the device drained at the end."""
         t0 = time.perf_counter()
         for i in range(count):
-            micro, n = batches[i % len(batches)]
-            train_step(module, optimizer, scaler, micro, n, 3e-4, cfg, rt)
+            chosen = [batches[(i * accum + j) % len(batches)] for j in range(accum)]
+            micro = [m for b in chosen for m in b[0]]
+            train_step(module, optimizer, scaler, micro, sum(b[1] for b in chosen), 3e-4, cfg, rt)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return time.perf_counter() - t0
 
-    compile_s = timed_steps(warmup, module, optimizer)  # includes torch.compile's first compilation
-    dt = timed_steps(steps, module, optimizer)
+    compile_s = timed_steps(warmup, 1, module, optimizer)  # includes torch.compile's first compilation
     n_params = gpt.num_params()
-    tok_s = case.batch * case.block * steps / dt
     peak = device.peak_flops(dev)
-    mfu = train_flops_per_token(gpt.config, n_params, case.block) * tok_s / peak if peak else None
+    results = []
+    for accum in accums:
+        count = max(2, steps // accum)  # about the same number of forward passes per row
+        dt = timed_steps(count, accum, module, optimizer)
+        tok_s = case.batch * case.block * accum * count / dt
+        mfu = train_flops_per_token(gpt.config, n_params, case.block) * tok_s / peak if peak else None
+        results.append(
+            Result(replace(case, grad_accum=accum), n_params, tok_s, 1000 * dt / count, mfu, compile_s)
+        )
     del module, optimizer, gpt
     if case.compile:  # the next case compiles afresh, as a run of its own would
         torch._dynamo.reset()
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    return Result(case, n_params, tok_s, 1000 * dt / steps, mfu, compile_s)
+    return results
 
 
 def cuda_cases(quick: bool) -> list[Case]:
@@ -151,9 +171,73 @@ def cpu_cases() -> list[Case]:
     ]
 
 
+@dataclass
+class AttentionTiming:
+    backend: str
+    ms: float | None  # forward + backward; None: the backend refused this shape or is missing
+    tflops: float | None
+    error: str = ""
+
+
+def attention_backends(
+    dev: torch.device, batch: int = 16, heads: int = 16, block: int = 1024, head_dim: int = 64, reps: int = 10
+) -> list[AttentionTiming]:
+    """Causal attention fwd+bwd per SDPA backend at a model's shape (default: GPT-2 350M, batch 16),
+    bf16. FLOPs counted as computed: causal halves 4·B·H·T²·D forward, and backward is 2.5x forward."""
+    from torch.nn import functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    g = torch.Generator(device=dev).manual_seed(0)
+    q, k, v = (
+        torch.randn(
+            batch, heads, block, head_dim, device=dev, dtype=torch.bfloat16, generator=g
+        ).requires_grad_()
+        for _ in range(3)
+    )
+    flops = 3.5 * 4 * batch * heads * block * block * head_dim / 2
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    out = []
+    for name in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):
+        backend = getattr(SDPBackend, name, None)
+        if backend is None:
+            out.append(AttentionTiming(name, None, None, "not in this torch"))
+            continue
+        try:
+            with sdpa_kernel([backend]):
+                for i in range(reps + 2):
+                    if i == 2:  # two warm-up passes (lazy initialisation, cuDNN plans)
+                        sync()
+                        t0 = time.perf_counter()
+                    F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+                sync()
+            ms = 1000 * (time.perf_counter() - t0) / reps
+            out.append(AttentionTiming(name, ms, flops / (ms / 1000) / 1e12))
+        except RuntimeError as e:  # a backend that cannot run this shape on this GPU
+            out.append(AttentionTiming(name, None, None, str(e).splitlines()[0][:80]))
+        q.grad = k.grad = v.grad = None
+    return out
+
+
+def print_attention_backends(rows: list[AttentionTiming]) -> None:
+    """The table for attention_backends' default shape."""
+    print(
+        "attention fwd+bwd per SDPA backend, causal, bf16, B x H x T x D = 16x16x1024x64 (350M, per layer):"
+    )
+    for r in rows:
+        if r.ms is None:
+            print(f"  {r.backend:<20} -  ({r.error})")
+        else:
+            print(f"  {r.backend:<20} {r.ms:8.2f} ms {r.tflops:8.1f} TFLOP/s")
+    print(flush=True)
+
+
 def print_table(results: list[Result]) -> None:
     head = (
-        f"{'model':<18}{'objective':<13}{'device':<8}{'B x T':<11}{'params':>9}{'tokens/s':>12}"
+        f"{'model':<18}{'objective':<13}{'device':<8}{'B x T x acc':<15}{'params':>9}{'tokens/s':>12}"
         f"{'ms/step':>10}{'MFU':>8}{'warmup s':>10}"
     )
     print(head)
@@ -162,7 +246,7 @@ def print_table(results: list[Result]) -> None:
         c = r.case
         mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "-"
         print(
-            f"{c.name:<18}{c.objective:<13}{c.device:<8}{f'{c.batch}x{c.block}':<11}{r.params / 1e6:>8.1f}M"
+            f"{c.name:<18}{c.objective:<13}{c.device:<8}{f'{c.batch}x{c.block}x{c.grad_accum}':<15}{r.params / 1e6:>8.1f}M"
             f"{r.tokens_per_sec:>12,.0f}{r.ms_per_step:>10.1f}{mfu:>8}{r.compile_s:>10.1f}"
         )
 
@@ -186,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_cpu:
         plan += [(c, cpu_steps, 2) for c in cpu_cases()]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
+    if torch.cuda.is_available() and not args.cpu:
+        print_attention_backends(attention_backends(torch.device("cuda")))
     results: list[Result] = []
-    skipped = 0
+    done = skipped = 0
     start = time.perf_counter()
     if args.json:
         write_json(args.json, results)  # an empty list until the first case is done
@@ -197,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             skipped += 1
             continue
         try:
-            results.append(run_case(case, steps, warmup))
+            accums = (1, PROFILE_GRAD_ACCUM) if case.device == "cuda" else (1,)
+            rows = run_case(case, steps, warmup, accums)
         except Exception as e:  # one failing case must not hide the others' figures
             print(
                 f"{case.name} {case.objective} on {case.device}: FAILED {type(e).__name__}: {e}", flush=True
@@ -207,18 +294,20 @@ def main(argv: list[str] | None = None) -> int:
             if case.device == "cuda":
                 torch.cuda.empty_cache()
         else:
-            r = results[-1]
-            mfu = f", MFU {100 * r.mfu:.1f}%" if r.mfu is not None else ""
-            print(
-                f"  {case.name} {case.objective} {case.device}: {r.tokens_per_sec:,.0f} tokens/s{mfu} "
-                f"(warm-up {r.compile_s:.0f} s)",
-                flush=True,
-            )
+            done += 1
+            results += rows
+            for r in rows:
+                mfu = f", MFU {100 * r.mfu:.1f}%" if r.mfu is not None else ""
+                print(
+                    f"  {case.name} {case.objective} {case.device} grad_accum {r.case.grad_accum}: "
+                    f"{r.tokens_per_sec:,.0f} tokens/s{mfu} (warm-up {r.compile_s:.0f} s)",
+                    flush=True,
+                )
             if args.json:
                 write_json(args.json, results)
     print()
     print_table(results)
-    return 0 if len(results) + skipped == len(plan) else 1
+    return 0 if done + skipped == len(plan) else 1
 
 
 def write_json(path: Path, results: list[Result]) -> None:
