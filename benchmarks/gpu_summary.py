@@ -25,7 +25,9 @@ def _load(path: Path) -> list[dict]:
 
 
 def _accum(row: dict) -> str:
-    return f"grad_accum {row.get('grad_accum', 1)}"
+    """The row's set-up beside its model and head: accumulation, and a kernel when one was forced."""
+    kernel = row.get("attention", "torch")
+    return f"grad_accum {row.get('grad_accum', 1)}" + ("" if kernel == "torch" else f", {kernel} attention")
 
 
 def verdict(decode: list[dict], train: list[dict]) -> list[str]:

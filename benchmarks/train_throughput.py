@@ -39,7 +39,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import atomic, device  # noqa: E402
+from pipeline import atomic, attention, device  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
 from pipeline.optim import make_optimizer  # noqa: E402
 from pipeline.train import MaskedLM, Runtime, TrainConfig, train_flops_per_token, train_step  # noqa: E402
@@ -67,6 +67,7 @@ class Case:
     compile: bool
     objective: str  # gathered | full (masked loss, see train.loss_head) | unmasked (nanoGPT's)
     grad_accum: int = 1  # micro-batches per optimizer step
+    attention: str = "torch"  # train.attention: torch's kernel priority, or a kernel named
 
 
 @dataclass
@@ -100,6 +101,16 @@ def run_case(case: Case, steps: int, warmup: int, accums: tuple[int, ...] = (1,)
     rt = Runtime(device=dev, dtype=device.resolve_dtype(case.dtype, dev), dist=device.DistInfo())
     with torch.device(dev):  # initialise on the device: a 350M CPU init takes seconds
         gpt = GPT(GPTConfig(block_size=case.block, **case.shape)).train()
+    shape = gpt.config  # the kernel is set before compiling, as train does (the caller restores it)
+    attention.configure(
+        case.attention,
+        dev,
+        batch=case.batch,
+        heads=shape.n_head,
+        block=case.block,
+        head_dim=shape.n_embd // shape.n_head,
+        dtype=rt.dtype,
+    )
     if case.objective == "unmasked":
         module: nn.Module = Unmasked(gpt)
     else:
@@ -163,6 +174,24 @@ def cuda_cases(quick: bool) -> list[Case]:
     return cases
 
 
+def with_fastest_attention(cases: list[Case]) -> list[Case]:
+    """Print the attention kernels' table at the first case's shape; when the fastest kernel that
+    agrees with the reference is not the one torch picks, add that case again with it, second."""
+    if not cases:
+        return cases
+    first = cases[0]
+    dev = torch.device(first.device)
+    heads, head_dim = first.shape["n_head"], first.shape["n_embd"] // first.shape["n_head"]
+    dims = (first.batch, heads, first.block, head_dim)
+    probes = attention.probe(dev, *dims, torch.bfloat16)
+    default = attention.torch_default(dev, *dims, torch.bfloat16)
+    print_attention_probes(probes, default, "x".join(map(str, dims)))
+    pick = attention.fastest(probes)
+    if pick is None or pick == default:
+        return cases
+    return [first, replace(first, attention=pick), *cases[1:]]
+
+
 def cpu_cases() -> list[Case]:
     tiny = dict(n_layer=4, n_head=4, n_embd=128)  # the cpu-tiny profile's shape
     return [
@@ -171,73 +200,21 @@ def cpu_cases() -> list[Case]:
     ]
 
 
-@dataclass
-class AttentionTiming:
-    backend: str
-    ms: float | None  # forward + backward; None: the backend refused this shape or is missing
-    tflops: float | None
-    error: str = ""
-
-
-def attention_backends(
-    dev: torch.device, batch: int = 16, heads: int = 16, block: int = 1024, head_dim: int = 64, reps: int = 10
-) -> list[AttentionTiming]:
-    """Causal attention fwd+bwd per SDPA backend at a model's shape (default: GPT-2 350M, batch 16),
-    bf16. FLOPs counted as computed: causal halves 4·B·H·T²·D forward, and backward is 2.5x forward."""
-    from torch.nn import functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    g = torch.Generator(device=dev).manual_seed(0)
-    q, k, v = (
-        torch.randn(
-            batch, heads, block, head_dim, device=dev, dtype=torch.bfloat16, generator=g
-        ).requires_grad_()
-        for _ in range(3)
-    )
-    flops = 3.5 * 4 * batch * heads * block * block * head_dim / 2
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    out = []
-    for name in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):
-        backend = getattr(SDPBackend, name, None)
-        if backend is None:
-            out.append(AttentionTiming(name, None, None, "not in this torch"))
-            continue
-        try:
-            with sdpa_kernel([backend]):
-                for i in range(reps + 2):
-                    if i == 2:  # two warm-up passes (lazy initialisation, cuDNN plans)
-                        sync()
-                        t0 = time.perf_counter()
-                    F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
-                sync()
-            ms = 1000 * (time.perf_counter() - t0) / reps
-            out.append(AttentionTiming(name, ms, flops / (ms / 1000) / 1e12))
-        except RuntimeError as e:  # a backend that cannot run this shape on this GPU
-            out.append(AttentionTiming(name, None, None, str(e).splitlines()[0][:80]))
-        q.grad = k.grad = v.grad = None
-    return out
-
-
-def print_attention_backends(rows: list[AttentionTiming]) -> None:
-    """The table for attention_backends' default shape."""
+def print_attention_probes(probes: list[attention.Probe], default: str | None, shape: str) -> None:
     print(
-        "attention fwd+bwd per SDPA backend, causal, bf16, B x H x T x D = 16x16x1024x64 (350M, per layer):"
+        f"attention fwd+bwd per kernel, causal, bf16, B x H x T x D = {shape} (torch picks: {default or '?'}):"
     )
-    for r in rows:
-        if r.ms is None:
-            print(f"  {r.backend:<20} -  ({r.error})")
+    for p in probes:
+        if p.ms is None:
+            print(f"  {p.kernel:<10} -  ({p.why})")
         else:
-            print(f"  {r.backend:<20} {r.ms:8.2f} ms {r.tflops:8.1f} TFLOP/s")
+            print(f"  {p.kernel:<10} {p.ms:8.2f} ms  error {p.error:.1e}{'  ' + p.why if p.why else ''}")
     print(flush=True)
 
 
 def print_table(results: list[Result]) -> None:
     head = (
-        f"{'model':<18}{'objective':<13}{'device':<8}{'B x T x acc':<15}{'params':>9}{'tokens/s':>12}"
+        f"{'model':<18}{'objective':<13}{'attention':<11}{'device':<8}{'B x T x acc':<15}{'params':>9}{'tokens/s':>12}"
         f"{'ms/step':>10}{'MFU':>8}{'warmup s':>10}"
     )
     print(head)
@@ -246,7 +223,7 @@ def print_table(results: list[Result]) -> None:
         c = r.case
         mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "-"
         print(
-            f"{c.name:<18}{c.objective:<13}{c.device:<8}{f'{c.batch}x{c.block}x{c.grad_accum}':<15}{r.params / 1e6:>8.1f}M"
+            f"{c.name:<18}{c.objective:<13}{c.attention:<11}{c.device:<8}{f'{c.batch}x{c.block}x{c.grad_accum}':<15}{r.params / 1e6:>8.1f}M"
             f"{r.tokens_per_sec:>12,.0f}{r.ms_per_step:>10.1f}{mfu:>8}{r.compile_s:>10.1f}"
         )
 
@@ -263,15 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     device.set_tf32(True)
     plan: list[tuple[Case, int, int]] = []
     if torch.cuda.is_available() and not args.cpu:
-        gpu_steps = args.steps or (10 if args.quick else 20)
-        plan += [(c, gpu_steps, 3) for c in cuda_cases(args.quick)]
         print(f"GPU: {torch.cuda.get_device_name()}, peak {device.peak_flops(torch.device('cuda'))} FLOP/s")
+        gpu_steps = args.steps or (10 if args.quick else 20)
+        plan += [(c, gpu_steps, 3) for c in with_fastest_attention(cuda_cases(args.quick))]
     cpu_steps = args.steps or (3 if args.quick else 6)
     if not args.no_cpu:
         plan += [(c, cpu_steps, 2) for c in cpu_cases()]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
-    if torch.cuda.is_available() and not args.cpu:
-        print_attention_backends(attention_backends(torch.device("cuda")))
     results: list[Result] = []
     done = skipped = 0
     start = time.perf_counter()
@@ -282,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case.name} {case.objective}: skipped (past the {args.budget:.0f} s budget)", flush=True)
             skipped += 1
             continue
+        switches = attention.snapshot()
         try:
             accums = (1, PROFILE_GRAD_ACCUM) if case.device == "cuda" else (1,)
             rows = run_case(case, steps, warmup, accums)
@@ -299,12 +275,15 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 mfu = f", MFU {100 * r.mfu:.1f}%" if r.mfu is not None else ""
                 print(
-                    f"  {case.name} {case.objective} {case.device} grad_accum {r.case.grad_accum}: "
-                    f"{r.tokens_per_sec:,.0f} tokens/s{mfu} (warm-up {r.compile_s:.0f} s)",
+                    f"  {case.name} {case.objective} {case.device} grad_accum {r.case.grad_accum}, "
+                    f"attention {case.attention}: {r.tokens_per_sec:,.0f} tokens/s{mfu} "
+                    f"(warm-up {r.compile_s:.0f} s)",
                     flush=True,
                 )
             if args.json:
                 write_json(args.json, results)
+        finally:
+            attention.restore(switches)
     print()
     print_table(results)
     return 0 if done + skipped == len(plan) else 1

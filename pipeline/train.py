@@ -50,14 +50,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from pipeline import atomic, checkpoint, device, hf, paramcheck
+from pipeline import atomic, attention, checkpoint, device, hf, paramcheck
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig, masked_token_losses
 from pipeline.optim import make_optimizer
 from pipeline.tokenizer import PADDED_VOCAB
 
 # Knobs that change what is logged or saved, not the weights: they may differ on resume.
-NON_TRAJECTORY_KEYS = {"eval_interval", "eval_iters", "ckpt_interval", "log_interval", "device"}
+# (The attention kernel too: kernels agree to rounding, and `auto` may pick another on another GPU.)
+NON_TRAJECTORY_KEYS = {"eval_interval", "eval_iters", "ckpt_interval", "log_interval", "device", "attention"}
 
 
 # ---------------------------------------------------------------- configuration
@@ -101,6 +102,9 @@ class TrainConfig:
     # shapes, so a compiled model breaks its graph there), "full" (every position, static shapes,
     # like nanoGPT) or "auto" (gathered, unless compiled)
     loss_head: str = "auto"
+    # attention kernel on CUDA (pipeline.attention): "auto" (the fastest that agrees with a float32
+    # reference, timed at start), "torch" (torch's priority) or one of flash | efficient | cudnn | math
+    attention: str = "auto"
     # run
     variant: str = "full"  # the dataset variant (data/tokens/<variant>): part of what a resume must match
     init_from: str = "scratch"
@@ -174,6 +178,11 @@ class TrainConfig:
             ("dtype", self.dtype in device.DTYPES, f"must be one of {sorted(device.DTYPES)}"),
             ("window_align", self.window_align in ("turn", "conversation"), "must be turn or conversation"),
             ("loss_head", self.loss_head in ("auto", "gathered", "full"), "must be auto, gathered or full"),
+            (
+                "attention",
+                self.attention in attention.CHOICES,
+                f"must be one of {', '.join(attention.CHOICES)}",
+            ),
             (
                 "init_from",
                 self.init_from.strip() != "",
@@ -849,6 +858,18 @@ class Run:
         rt.log(
             f"{n_params / 1e6:.2f}M parameters on {rt.device} ({rt.dtype}), {rt.dist.world_size} process(es)"
         )
+        if rt.device.type == "cuda":  # before compiling: torch.compile bakes the kernel in when it traces
+            shape = raw.config
+            choice = attention.configure(
+                cfg.attention,
+                rt.device,
+                batch=cfg.batch_size,
+                heads=shape.n_head,
+                block=cfg.block_size,
+                head_dim=shape.n_embd // shape.n_head,
+                dtype=rt.dtype,
+            )
+            rt.log(choice.describe())
         model, eval_model = wrap_model(raw, cfg, rt)
         optimizer = make_optimizer(
             raw,

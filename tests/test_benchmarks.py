@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import replace
 
 from benchmarks import train_throughput as tt
+from pipeline import attention
 
 
 def test_one_compilation_serves_each_accumulation_row():
@@ -16,10 +17,25 @@ def test_one_compilation_serves_each_accumulation_row():
     assert case.grad_accum == 1  # the case itself is left as it was
 
 
-def test_attention_backends_report_a_figure_or_why_not():
-    rows = tt.attention_backends(torch.device("cpu"), batch=1, heads=2, block=32, head_dim=8, reps=1)
-    names = [r.backend for r in rows]
-    assert names == ["FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"]
-    math_row = rows[-1]
-    assert math_row.ms is not None and math_row.tflops > 0  # the math kernel runs everywhere
-    assert all((r.ms is None) == bool(r.error) for r in rows)
+def test_the_fastest_agreeing_kernel_gets_a_case_of_its_own(monkeypatch, capsys):
+    """When the attention probe finds a kernel faster than torch's pick, the 350M full case runs
+    again with it, second (so the time budget reaches it); a kernel that disagrees is never chosen."""
+    probes = [
+        attention.Probe("flash", 10.0, 1e-3),
+        attention.Probe("efficient", 12.0, 1e-3),
+        attention.Probe("cudnn", 7.0, 2e-3),
+        attention.Probe("math", 3.0, 0.9, "disagrees"),  # fastest, but wrong
+    ]
+    monkeypatch.setattr(attention, "probe", lambda *a, **k: probes)
+    monkeypatch.setattr(attention, "torch_default", lambda *a, **k: "flash")
+    cases = tt.cuda_cases(quick=False)
+    planned = tt.with_fastest_attention([replace(c, device="cpu") for c in cases])
+    assert [(c.objective, c.attention) for c in planned[:3]] == [
+        ("full", "torch"),
+        ("full", "cudnn"),
+        ("gathered", "torch"),
+    ]
+    assert len(planned) == len(cases) + 1
+    assert "cudnn" in capsys.readouterr().out
+    monkeypatch.setattr(attention, "torch_default", lambda *a, **k: "cudnn")
+    assert len(tt.with_fastest_attention(cases)) == len(cases)  # torch already picks it

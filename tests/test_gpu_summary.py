@@ -46,3 +46,10 @@ def test_a_miss_and_a_missing_figure_are_said() -> None:
     assert verdict([], [])[0] == "#6 train 350M: no CUDA figure (see train_throughput.txt)"
     gathered_only = [r for r in TRAIN if r["objective"] == "gathered"]
     assert "no full-head figure" in verdict([], gathered_only)[0]
+
+
+def test_the_verdict_names_a_forced_attention_kernel() -> None:
+    cudnn = {"name": "gpt2-medium 350M", "objective": "full", "attention": "cudnn", "grad_accum": 4}
+    lines = verdict(DECODE, [*TRAIN, {**cudnn, "mfu": 0.551, "tokens_per_sec": 222_000.0}])
+    assert lines[0].startswith("#6 train 350M: MFU 55.1% (full head, grad_accum 4, cudnn attention,")
+    assert lines[0].endswith(": met")

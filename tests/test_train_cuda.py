@@ -109,6 +109,31 @@ def test_gathered_and_full_masked_loss_agree_in_bf16() -> None:
     torch.testing.assert_close(gathered.float(), full.float(), atol=2e-2, rtol=2e-3)
 
 
+@pytest.mark.cuda
+@needs_cuda
+def test_auto_attention_picks_an_agreeing_kernel_that_compiled_code_follows() -> None:
+    from pipeline import attention
+
+    saved = attention.snapshot()
+    try:
+        choice = attention.configure(
+            "auto", torch.device("cuda"), batch=4, heads=4, block=128, head_dim=64, dtype=torch.bfloat16
+        )
+        assert choice.kernel in attention.KERNELS and any(p.usable for p in choice.probes)
+        assert attention.snapshot()[choice.kernel] and attention.snapshot()["math"]
+        q, k, v = (torch.randn(4, 4, 128, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+
+        def attend(q, k, v):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+        torch._dynamo.reset()
+        compiled = torch.compile(attend, fullgraph=True)(q, k, v)
+        torch.testing.assert_close(compiled, attend(q, k, v), atol=2e-2, rtol=2e-2)
+    finally:
+        attention.restore(saved)
+        torch._dynamo.reset()
+
+
 # ---- on CPU: what the GPU check needs of the device image ----------------------------------------
 
 # The device image's python lacks these (benchmarks/gpu_check.sh); the stand-ins above cover the two
