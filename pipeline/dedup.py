@@ -7,6 +7,21 @@ the spaces around them ("Hello!!!  World" == "hello ! world" == "hello!world"; b
 key, so the same dialogue under two personas counts once: the split is keyed on this too, and
 a dialogue must never sit in train and val at once.
 
+Before that, invisible and compatibility variants are folded, since copy-paste and scrapers
+add them without changing what a reader sees: format characters (Unicode category Cf: zero
+width space/joiners, word joiner, BOM, soft hyphen, bidi marks) are dropped, then NFKC maps
+compatibility forms to their plain letters ("ｈｅｌｌｏ" -> "hello", "ﬁ" -> "fi", "x²" -> "x2",
+"！" -> "!", NBSP -> space, "…" -> "..."). Both come before the case, space and punctuation
+rules, so that what NFKC produces is folded like typed text ("wait…" == "wait..." == "wait.").
+NFKC keeps accents ("café" != "cafe"). Dropping Cf also merges the rare texts where one is
+meant (a Persian ZWNJ, a ZWJ emoji sequence vs its parts); for a dedup key that is the right
+side to err on. Only the key is folded: the stored text keeps every character (normalize made
+it NFC). Typographic quotes are not compatibility forms: "I’m" and "I'm" stay distinct.
+
+Case is folded with `to_lowercase`, not full Unicode case folding: polars has no casefold
+(a Python UDF would cost far more than the rest of the key), and what lowercase misses ("ß" vs
+"SS", which are also spelling variants, not just case) is rare in chat data.
+
 The key is built without holding any text per conversation: each row hashes
 (turn, role, normalized text) and a conversation XORs its rows' hashes (turn numbers make the
 XOR order-sensitive; the build only keys conversations whose turns are unique). Two
@@ -23,6 +38,9 @@ import polars as pl
 KEY_SEEDS = (0x6E61_6E6F, 0x6368_6174)
 KEY_COLUMNS = ("k1", "k2")
 
+# Invisible format characters (zero width space/joiners, word joiner, BOM, soft hyphen, bidi
+# marks, ...): dropped from the key.
+_FORMAT_CHARS = r"\p{Cf}"
 # Whitespace runs (and any whitespace but a plain space) -> one space. Matching only what
 # changes keeps the regex cheap: most text has single spaces only.
 _SPACE_RUN = r"\s\s+|[^\S ]"
@@ -32,9 +50,14 @@ _PUNCT_RUN = r" ?([\p{P}\p{S}])[ \p{P}\p{S}]*"
 
 
 def fold_text(text: pl.Expr) -> pl.Expr:
-    """The text as the dedup key sees it: lower case, whitespace and punctuation runs folded."""
+    """The text as the dedup key sees it: format characters dropped, NFKC, lower case,
+    whitespace and punctuation runs folded."""
+    # Every Cf character and every NFKC change is non-ASCII, and NFKC costs more than the rest
+    # of the key: ASCII rows (len_bytes == len_chars, the cheap test) skip both.
+    compat = text.str.replace_all(_FORMAT_CHARS, "").str.normalize("NFKC")
+    plain = pl.when(text.str.len_bytes() != text.str.len_chars()).then(compat).otherwise(text)
     return (
-        text.str.to_lowercase()
+        plain.str.to_lowercase()
         .str.replace_all(_SPACE_RUN, " ")
         .str.replace_all(_PUNCT_RUN, "$1")
         .str.strip_chars()

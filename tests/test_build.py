@@ -448,6 +448,35 @@ def test_dedup_exact_trivial_and_cross_source_counted_per_source(corpus):
     assert stats["chitchat"]["duplicate_rows_removed"] == 4
 
 
+def test_dedup_folds_invisible_and_compatibility_forms_but_keeps_the_text(tmp_path):
+    """Twins differing only by a zero-width space, BOM, soft hyphen, NBSP or fullwidth/ligature
+    forms are one conversation (pipeline.dedup); the kept copy's text is stored untouched."""
+    registry = {
+        "a": {"kind": "package", "licence": "MIT", "commercial": True},
+        "b": {"kind": "package", "licence": "MIT", "commercial": True},
+    }
+    first = ["Hel\u200blo there, ｆｒｉｅｎｄ!", "I'm \ufb01ne\u00a0thanks."]
+    rows = {
+        "a": conversation_rows("a:1", first, "a", "MIT", True)
+        + conversation_rows("a:2", ["Hello there, friend!", "I'm fine thanks."], "a", "MIT", True)
+        + conversation_rows("a:3", ["Un café?", "Oui."], "a", "MIT", True)
+        + conversation_rows("a:4", ["Un cafe?", "Oui."], "a", "MIT", True),  # accents still count
+        "b": conversation_rows(
+            "b:1", ["\ufeffHELLO THERE, FRI\u00adEND！", "I'm fine thanks\u2060."], "b", "MIT", True
+        )
+        + conversation_rows("b:2", ["Hello there, friend?", "I'm fine thanks."], "b", "MIT", True),
+    }
+    write_corpus(tmp_path, rows)
+    stats = run_build(tmp_path, ["a", "b"], registry).stats["sources"]
+    out = read_dataset(tmp_path, "full")
+    assert set(out["conversation_id"]) == {"a:1", "a:3", "a:4", "b:2"}
+    kept = out.filter(pl.col("conversation_id") == "a:1")["messages"].item()
+    assert [m["content"] for m in kept] == first
+    assert stats["a"]["duplicates_removed"] == {"conversations": 1, "within_source": 1, "cross_source": 0}
+    assert stats["b"]["duplicates_removed"] == {"conversations": 1, "within_source": 0, "cross_source": 1}
+    assert stats["a"]["duplicate_rows_removed"] == stats["b"]["duplicate_rows_removed"] == 2
+
+
 # ----------------------------------------------------------------------------- split
 
 

@@ -1,0 +1,108 @@
+"""The dedup key's text folding (pipeline/dedup.py): invisible format characters and Unicode
+compatibility forms fold away, while every difference a reader would see still counts.
+
+The build-level check (twins differing only by such characters are one conversation, counted
+as a duplicate) is tests/test_build.py::test_dedup_folds_invisible_and_compatibility_forms_but_keeps_the_text.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+
+import polars as pl
+import pytest
+from test_build import py_fold as py_fold_plain
+
+from pipeline import dedup
+from pipeline.dedup import fold_text
+
+
+def fold(texts: list[str | None]) -> list[str | None]:
+    return pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(fold_text(pl.col("t")))["t"].to_list()
+
+
+def row_keys(texts: list[str]) -> list[tuple[int, int]]:
+    """(`_h1`, `_h2`) of each text as a turn-0 human row: what the conversation key XORs."""
+    rows = pl.DataFrame(
+        {"turn": [0] * len(texts), "role": ["human"] * len(texts), "text": texts},
+        schema_overrides={"turn": pl.Int32},
+    )
+    hashed = rows.with_columns(dedup.folded_text()).with_columns(*dedup.row_key_hashes())
+    return list(hashed.select("_h1", "_h2").iter_rows())
+
+
+def py_fold(text: str) -> str:
+    """An independent (pure Python) statement of the key's folding: drop Cf, NFKC, then the case,
+    whitespace and punctuation folding that tests/test_build.py states for plain text."""
+    visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return py_fold_plain(unicodedata.normalize("NFKC", visible))
+
+
+VARIANTS = {
+    "plain": "Hello fine world!",
+    "fullwidth": "ｈｅｌｌｏ ｆｉｎｅ ｗｏｒｌｄ！",
+    "ligature": "Hello \ufb01ne world!",
+    "nbsp": "Hello\u00a0fine\u00a0world!",
+    "ideographic space": "Hello\u3000fine world !",
+    "zero-width space": "Hel\u200blo fine\u200b world!",
+    "zwnj / zwj": "Hel\u200clo fi\u200dne world!",
+    "word joiner": "Hello\u2060 fine world\u2060!",
+    "soft hyphen": "Hel\u00adlo fine world!",
+    "bom": "\ufeffHello fine world!",
+    "bidi marks": "\u200eHello \u202bfine\u202c world!\u200f",
+    "all at once": "\ufeffＨＥＬ\u00adＬＯ\u00a0\ufb01ne\u200b ｗｏｒｌｄ\u2060！！",
+}
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n != "plain"])
+def test_invisible_and_compatibility_variants_share_the_key(name):
+    text = VARIANTS[name]
+    assert fold([text]) == fold([VARIANTS["plain"]]) == ["hello fine world!"]
+    key, plain_key = row_keys([text, VARIANTS["plain"]])
+    assert key == plain_key
+
+
+def test_superscripts_and_compatibility_punctuation_fold():
+    assert fold(["x\u00b2 \u2026 \u2460", "\u212aelvin"]) == ["x2.1", "kelvin"]
+    # NFKC runs before the punctuation rule, so its "..." folds like a typed one.
+    assert fold(["Wait\u2026", "wait...", "wait ."]) == ["wait."] * 3
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("Hello? World", "Hello! World"),  # which mark it is still counts
+        ("café", "cafe"),  # NFKC keeps accents
+        ("naïve", "naive"),
+        ("Straße", "Strasse"),  # lowercase, not full case folding (see the module docstring)
+        ("Hello World", "Hello Worl"),
+    ],
+)
+def test_visible_differences_stay_distinct(a, b):
+    fa, fb = fold([a, b])
+    assert fa != fb
+    key_a, key_b = row_keys([a, b])
+    assert key_a != key_b
+
+
+def test_accents_survive_in_either_normal_form():
+    # Stored text is NFC (normalize), but the key must not depend on it: NFKC composes.
+    assert fold(["Un cafe\u0301", "Un caf\u00e9", "Un cafe"]) == ["un café", "un café", "un cafe"]
+
+
+def test_null_stays_null_and_ascii_rows_mix_with_non_ascii_rows():
+    # The ASCII fast path (when/then) must not shift or mix rows of a mixed column.
+    texts = [None, "A  B", "a\u200bb", "ＡＢ!", "plain text", None, "\ufeffx"]
+    assert fold(texts) == [None, "a b", "ab", "ab!", "plain text", None, "x"]
+
+
+def test_fold_matches_a_pure_python_reference():
+    rng = random.Random(0)
+    alphabet = (
+        "aB é\t\n!?.,;-'\"€😀  xyZ"  # what the old key folded already
+        "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u202a\u202c"  # format characters (Cf)
+        "ＡｂＣ！？\u3000\u00a0\ufb01\u00b2\u2026\u0301"  # compatibility forms, a combining accent
+    )
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))) for _ in range(1000)]
+    assert fold(samples) == [py_fold(t) for t in samples]
