@@ -62,7 +62,7 @@ class _DecodeGraph:
     """A decode step on static input/output buffers, captured once and replayed."""
 
     def __init__(self, step: DecodeStep, cache: KVCache) -> None:
-        self.idx = torch.full((cache.batch_size, 1), PAD_ID, dtype=torch.long, device=cache.k.device)
+        self.idx = torch.full((cache.batch_size, 1), PAD_ID, dtype=torch.long, device=cache.device)
         # Warm up on a side stream (lazy cuBLAS/attention initialisation must not be captured).
         # The writes land in slot cache.pos_t, which the prefill overwrites before any real use.
         # Attention kernels that are known to capture well (memory-efficient, math fallback); the

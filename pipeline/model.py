@@ -54,15 +54,26 @@ class KVCache:
     whole batch. `pos` (host int) is how many slots are filled; `pos_t` is the same number on the
     device, which is what a captured CUDA graph reads (a graph cannot see Python ints). Shapes
     never change after construction, which is what CUDA graphs and torch.compile need.
+
+    `k[layer]` and `v[layer]` are one (B, n_head, max_len, head_dim) tensor per layer, each its own
+    allocation, never replaced (a captured graph holds their addresses). Separate tensors, not views
+    of one (n_layer, ...) tensor, because a compiled decode step sees them as graph inputs: it then
+    writes the new slot into each in place. Views of a shared base are aliased inputs, which
+    torch.compile handles by rebuilding the whole cache and copying it back on every step (measured
+    on CPU for a 24-layer model: memory traffic of about 40 times the cache's size per token).
     """
 
-    def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int, device, dtype) -> None:
+    def __init__(
+        self, cfg: GPTConfig, batch_size: int, max_len: int, device: torch.device | str, dtype: torch.dtype
+    ) -> None:
         if max_len > cfg.block_size:
             raise ValueError(f"KV cache of {max_len} slots exceeds block_size {cfg.block_size}")
         head_dim = cfg.n_embd // cfg.n_head
-        shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (batch_size, cfg.n_head, max_len, head_dim)
+        self.k = tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer))
+        self.v = tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer))
+        self.device = torch.device(device)
+        self.dtype = dtype
         self.batch_size = batch_size
         self.max_len = max_len
         self.pos = 0
@@ -153,12 +164,13 @@ class CausalSelfAttention(nn.Module):
                 q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
             )
         else:
-            kc = step.cache.k[self.layer_idx]  # (B, H, max_len, head_dim) views into the cache
+            kc = step.cache.k[self.layer_idx]  # (B, H, max_len, head_dim): this layer's own tensors
             vc = step.cache.v[self.layer_idx]
             if step.start is None:
                 # Decode: write the one new slot, attend over the first step.keys slots (the mask,
                 # if any, hides the unfilled and padded ones). On the static-shape path that is
-                # every slot, so a CUDA graph can capture it.
+                # every slot, so a CUDA graph can capture it. index_copy_ on the whole tensor (not on
+                # a view of it) is what torch.compile keeps as an in-place one-slot write.
                 kc.index_copy_(2, step.cache.pos_t, k)
                 vc.index_copy_(2, step.cache.pos_t, v)
                 y = F.scaled_dot_product_attention(
@@ -316,7 +328,7 @@ class GPT(nn.Module):
             visible = (keys.view(1, -1) <= cache.pos_t) & (keys.view(1, -1) >= cache.pad.view(B, 1))
             # Additive mask in the cache's dtype, built once per step: a boolean one would be
             # converted again in every layer (one more kernel each, which is what limits decoding).
-            mask = torch.zeros(B, 1, 1, n_keys, dtype=cache.k.dtype, device=idx.device)
+            mask = torch.zeros(B, 1, 1, n_keys, dtype=cache.dtype, device=idx.device)
             mask.masked_fill_(~visible.view(B, 1, 1, -1), float("-inf"))
         x = self.transformer.wte(idx)
         linear = _decode_linear(x)

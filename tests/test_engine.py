@@ -223,17 +223,34 @@ def test_stop_string_with_multibyte_characters(enc) -> None:
 # ---- CUDA --------------------------------------------------------------------------------------
 
 
-def test_compiled_decode_step_equals_eager(model: GPT) -> None:
+def test_compiled_decode_step_equals_eager_and_writes_only_the_new_slot(model: GPT) -> None:
     """compile_decode runs the static-shape step (what a CUDA graph captures) through
-    torch.compile: same tokens as the eager engine, for a padded batch and for one prompt."""
+    torch.compile: same tokens as the eager engine, for a padded batch and for one prompt.
+
+    Its generated code allocates no buffer shaped like a layer's cache: the step writes the new slot
+    into the cache tensors in place. With the cache kept as views of one tensor, torch.compile rebuilt
+    every layer's slice and copied the whole cache back on every step."""
+    import re
+
     import torch._dynamo
+    from torch._inductor.utils import run_and_get_code
 
     eager = Engine(model)
     compiled = Engine(model, compile_decode=True)
     try:
         for prompts in (PROMPTS, PROMPTS[:1]):
             want = eager.generate_ids(prompts, 30, GREEDY, stop_token_ids=())
-            assert compiled.generate_ids(prompts, 30, GREEDY, stop_token_ids=()) == want
+            got, codes = run_and_get_code(compiled.generate_ids, prompts, 30, GREEDY, stop_token_ids=())
+            assert got == want
+            assert codes, "nothing was compiled: the check below would pass vacuously"
+            cache = next(reversed(compiled._slots.values())).cache
+            slots_and_dim = tuple(cache.k[0].shape[-2:])  # (max_len, head_dim)
+            allocated = [
+                tuple(int(d) for d in shape.split(",") if d.strip())
+                for shape in re.findall(r"empty_strided_\w+\(\(([\d, ]*)\)", "\n".join(codes))
+            ]
+            assert allocated, "no allocation found: the generated code's format changed"
+            assert not [s for s in allocated if s[-2:] == slots_and_dim], "the step copies the cache"
     finally:
         torch._dynamo.reset()
 
