@@ -77,7 +77,8 @@ class Choice:
 
     def describe(self) -> str:
         if self.kernel is None:
-            return f"attention: torch's kernel priority (train.attention: {self.setting})"
+            why = "; ".join(p.why for p in self.probes if p.why and p.ms is None and "reference" in p.why)
+            return f"attention: torch's kernel priority (train.attention: {self.setting}{'; ' + why if why else ''})"
         timed = ", ".join(f"{p.kernel} {p.ms:.2f} ms" for p in self.probes if p.usable)
         return f"attention: {self.kernel} (train.attention: {self.setting}{'; ' + timed if timed else ''})"
 
@@ -180,7 +181,12 @@ def configure(
     if setting != "auto":
         allow_only(setting)
         return Choice(setting, setting)
-    probes = probe(dev, min(batch, PROBE_BATCH), heads, block, head_dim, dtype)
+    try:
+        probes = probe(dev, min(batch, PROBE_BATCH), heads, block, head_dim, dtype)
+    except RuntimeError as e:  # the float32 reference itself failed (out of memory at a huge shape)
+        probes = [Probe("math", None, None, f"reference failed: {str(e).strip().splitlines()[0][:100]}")]
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     kernel = fastest(probes)
     if dist.is_available() and dist.is_initialized():  # every rank runs rank 0's choice
         shared = [kernel]

@@ -68,3 +68,18 @@ def test_the_training_setting_is_checked():
     assert TrainConfig().attention == "auto"
     with pytest.raises(ValueError, match=r"params.yaml train.attention: must be one of auto, torch, flash"):
         TrainConfig(attention="fast").validated()
+
+
+def test_auto_falls_back_to_torchs_priority_when_the_probe_cannot_run(monkeypatch, switches):
+    """A probe that fails as a whole (out of memory for the float32 reference, say) must not stop
+    the run: torch's own priority stays, and the log says why."""
+
+    def failing_probe(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    monkeypatch.setattr(attention, "probe", failing_probe)
+    choice = attention.configure(
+        "auto", torch.device("cuda"), batch=8, heads=16, block=4096, head_dim=64, dtype=torch.bfloat16
+    )
+    assert choice.kernel is None and attention.snapshot() == switches
+    assert "reference failed: CUDA out of memory" in choice.describe()
