@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
+
 from benchmarks import train_throughput as tt
 from pipeline import attention
 
@@ -39,3 +41,35 @@ def test_the_fastest_agreeing_kernel_gets_a_case_of_its_own(monkeypatch, capsys)
     assert "cudnn" in capsys.readouterr().out
     monkeypatch.setattr(attention, "torch_default", lambda *a, **k: "cudnn")
     assert len(tt.with_fastest_attention(cases)) == len(cases)  # torch already picks it
+
+
+def test_a_failed_attention_probe_leaves_the_cases_to_run(monkeypatch, capsys):
+    """The probe runs before any case; its failure (the float32 reference out of memory) stopped
+    the whole benchmark, and the GPU check lost every training figure."""
+
+    def failing(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+
+    monkeypatch.setattr(attention, "probe", failing)
+    cases = [replace(c, device="cpu") for c in tt.cuda_cases(quick=False)]
+    assert tt.with_fastest_attention(cases) == cases
+    assert "attention probe failed: OutOfMemoryError" in capsys.readouterr().out
+
+
+def test_a_failed_naive_baseline_keeps_the_engine_rows(monkeypatch, tmp_path, capsys):
+    """The naive generate ran outside the per-variant guard: its failure (on the GPU, a kernel the
+    full-context forward meets and the engine does not) ended the decode benchmark with no row."""
+    import json
+
+    from benchmarks import decode
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no kernel for this shape (simulated)")
+
+    monkeypatch.setattr(decode, "naive_generate", failing)
+    out = tmp_path / "decode.json"
+    argv = ["--model", "gpt2", "--device", "cpu", "--batch-sizes", "1", "--prompt-len", "4"]
+    status = decode.main([*argv, "--new-tokens", "3", "--repeats", "1", "--json", str(out)])
+    assert status == 1 and "naive FAILED RuntimeError" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())
+    assert row["batch"] == 1 and row["tokens_per_sec"] > 0 and row["naive_tokens_per_sec"] is None

@@ -109,9 +109,22 @@ def test_gathered_and_full_masked_loss_agree_in_bf16() -> None:
     torch.testing.assert_close(gathered.float(), full.float(), atol=2e-2, rtol=2e-3)
 
 
+# The aten op each kernel is, as compiled code calls it.
+KERNEL_OPS = {
+    "flash": "_scaled_dot_product_flash_attention",
+    "efficient": "_scaled_dot_product_efficient_attention",
+    "cudnn": "_scaled_dot_product_cudnn_attention",
+}
+
+
 @pytest.mark.cuda
 @needs_cuda
 def test_auto_attention_picks_an_agreeing_kernel_that_compiled_code_follows() -> None:
+    """The choice must reach compiled code: each kernel that agrees, once allowed, is the op the
+    compiled forward calls (math comes before cuDNN in torch's default priority, and compiled graphs
+    are cached by a key that holds no switch: both once hid the choice)."""
+    from torch._inductor.utils import run_and_get_code
+
     from pipeline import attention
 
     saved = attention.snapshot()
@@ -120,15 +133,22 @@ def test_auto_attention_picks_an_agreeing_kernel_that_compiled_code_follows() ->
             "auto", torch.device("cuda"), batch=4, heads=4, block=128, head_dim=64, dtype=torch.bfloat16
         )
         assert choice.kernel in attention.KERNELS and any(p.usable for p in choice.probes)
-        assert attention.snapshot()[choice.kernel] and attention.snapshot()["math"]
-        q, k, v = (torch.randn(4, 4, 128, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        assert attention.snapshot().enabled[choice.kernel] and attention.snapshot().enabled["math"]
+        qkv = torch.randn(4, 128, 3, 4, 64, device="cuda", dtype=torch.bfloat16)
+        q, k, v = (qkv[:, :, i].transpose(1, 2).requires_grad_() for i in range(3))  # the model's layout
 
         def attend(q, k, v):
             return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
 
-        torch._dynamo.reset()
-        compiled = torch.compile(attend, fullgraph=True)(q, k, v)
-        torch.testing.assert_close(compiled, attend(q, k, v), atol=2e-2, rtol=2e-2)
+        usable = [p.kernel for p in choice.probes if p.usable and p.kernel in KERNEL_OPS]
+        for kernel in dict.fromkeys([choice.kernel, *usable]):
+            if kernel not in KERNEL_OPS:
+                continue
+            attention.allow_only(kernel)
+            compiled, codes = run_and_get_code(torch.compile(attend, fullgraph=True), q, k, v)
+            assert codes and KERNEL_OPS[kernel] in "\n".join(codes), kernel
+            compiled.float().sum().backward()
+            torch.testing.assert_close(compiled, attend(q, k, v), atol=2e-2, rtol=2e-2)
     finally:
         attention.restore(saved)
         torch._dynamo.reset()
