@@ -55,12 +55,14 @@ class KVCache:
     device, which is what a captured CUDA graph reads (a graph cannot see Python ints). Shapes
     never change after construction, which is what CUDA graphs and torch.compile need.
 
-    `k[layer]` and `v[layer]` are one (B, n_head, max_len, head_dim) tensor per layer, each its own
-    allocation, never replaced (a captured graph holds their addresses). Separate tensors, not views
-    of one (n_layer, ...) tensor, because a compiled decode step sees them as graph inputs: it then
-    writes the new slot into each in place. Views of a shared base are aliased inputs, which
-    torch.compile handles by rebuilding the whole cache and copying it back on every step (measured
-    on CPU for a 24-layer model: memory traffic of about 40 times the cache's size per token).
+    `kv[layer]` is one (2, B, n_head, max_len, head_dim) tensor per layer (keys, then values), each
+    its own allocation, never replaced (a captured graph holds their addresses); `k[layer]` and
+    `v[layer]` are its two halves. One tensor per layer, not views of one (n_layer, ...) tensor,
+    because a compiled decode step sees them as graph inputs: it then writes the new slot into each
+    in place. Views of a shared base are aliased inputs, which torch.compile handles by rebuilding
+    the whole cache and copying it back on every step (measured on CPU for a 24-layer model: memory
+    traffic of about 40 times the cache's size per token). Keys and values share a tensor so that a
+    step writes both with one kernel (a batch-1 decode step is bound by its number of kernels).
     """
 
     def __init__(
@@ -69,9 +71,8 @@ class KVCache:
         if max_len > cfg.block_size:
             raise ValueError(f"KV cache of {max_len} slots exceeds block_size {cfg.block_size}")
         head_dim = cfg.n_embd // cfg.n_head
-        shape = (batch_size, cfg.n_head, max_len, head_dim)
-        self.k = tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer))
-        self.v = tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer))
+        shape = (2, batch_size, cfg.n_head, max_len, head_dim)
+        self.kv = tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer))
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = batch_size
@@ -98,6 +99,16 @@ class KVCache:
         """Mark n more slots filled (after a decode_step, which does not advance by itself)."""
         self.pos += n
         self.pos_t.add_(n)
+
+    @property
+    def k(self) -> tuple[torch.Tensor, ...]:
+        """Each layer's keys, (B, n_head, max_len, head_dim) views into kv."""
+        return tuple(kv[0] for kv in self.kv)
+
+    @property
+    def v(self) -> tuple[torch.Tensor, ...]:
+        """Each layer's values, (B, n_head, max_len, head_dim) views into kv."""
+        return tuple(kv[1] for kv in self.kv)
 
 
 def _module_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -154,32 +165,33 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, step: _CacheStep | None = None) -> torch.Tensor:
         B, T, C = x.shape
+        H, D = self.n_head, C // self.n_head
         linear = _module_linear if step is None else step.linear
-        q, k, v = linear(self.c_attn, x).split(self.n_embd, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        qkv = linear(self.c_attn, x)
+        q = qkv[..., :C].view(B, T, H, D).transpose(1, 2)
         if step is None:
+            k = qkv[..., C : 2 * C].view(B, T, H, D).transpose(1, 2)
+            v = qkv[..., 2 * C :].view(B, T, H, D).transpose(1, 2)
             y = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
             )
         else:
-            kc = step.cache.k[self.layer_idx]  # (B, H, max_len, head_dim): this layer's own tensors
-            vc = step.cache.v[self.layer_idx]
+            kv = step.cache.kv[self.layer_idx]  # (2, B, H, max_len, D): this layer's own tensor
+            new = qkv[..., C:].view(B, T, 2, H, D).permute(2, 0, 3, 1, 4)  # (2, B, H, T, D), no copy
+            kc, vc = kv[0], kv[1]
             if step.start is None:
-                # Decode: write the one new slot, attend over the first step.keys slots (the mask,
-                # if any, hides the unfilled and padded ones). On the static-shape path that is
-                # every slot, so a CUDA graph can capture it. index_copy_ on the whole tensor (not on
-                # a view of it) is what torch.compile keeps as an in-place one-slot write.
-                kc.index_copy_(2, step.cache.pos_t, k)
-                vc.index_copy_(2, step.cache.pos_t, v)
+                # Decode: write the one new slot (keys and values, one kernel), attend over the first
+                # step.keys slots (the mask, if any, hides the unfilled and padded ones). On the
+                # static-shape path that is every slot, so a CUDA graph can capture it. index_copy_
+                # on the whole tensor (not on a view of it) is what torch.compile keeps as an
+                # in-place one-slot write.
+                kv.index_copy_(3, step.cache.pos_t, new)
                 y = F.scaled_dot_product_attention(
                     q, kc[:, :, : step.keys], vc[:, :, : step.keys], attn_mask=step.mask
                 )
             else:
                 end = step.start + T
-                kc[:, :, step.start : end] = k
-                vc[:, :, step.start : end] = v
+                kv[:, :, :, step.start : end] = new
                 k_all, v_all = kc[:, :, :end], vc[:, :, :end]
                 if step.mask is None:
                     y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
