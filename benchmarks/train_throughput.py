@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import atomic, attention, device  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
 from pipeline.optim import make_optimizer  # noqa: E402
-from pipeline.train import MaskedLM, Runtime, TrainConfig, train_flops_per_token, train_step  # noqa: E402
+from pipeline.train import MaskedLM, Runtime, train_flops_per_token, train_step  # noqa: E402
+from pipeline.trainconfig import TrainConfig  # noqa: E402
 
 
 class Unmasked(nn.Module):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 
 from pipeline.params import load_params, project_root
-from pipeline.train import TrainConfig, TrainPaths, TrainSetupError, train
+from pipeline.train import TrainSetupError, train
+from pipeline.trainconfig import TrainConfig, TrainPaths
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline import attention
-from pipeline.train import TrainConfig
+from pipeline.trainconfig import TrainConfig
 
 
 @pytest.fixture

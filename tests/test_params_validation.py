@@ -19,7 +19,7 @@ from pipeline.evaluate import EvalSetupError, check_eval_params, finite_or_none,
 from pipeline.model import GPT, GPTConfig
 from pipeline.shards import ShardWriter
 from pipeline.tokenizer import render
-from pipeline.train import TrainConfig
+from pipeline.trainconfig import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = dict(

@@ -26,7 +26,8 @@ from pipeline.model import GPT, GPTConfig
 from pipeline.optim import param_groups
 from pipeline.shards import ShardWriter
 from pipeline.tokenizer import render
-from pipeline.train import MaskedLM, TrainConfig, TrainPaths, TrainSetupError, train
+from pipeline.train import MaskedLM, TrainSetupError, train
+from pipeline.trainconfig import TrainConfig, TrainPaths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -292,7 +293,8 @@ def test_resume_extends_only_a_run_of_the_same_settings(tokens: Path, tmp_path: 
 DRIVER = """
 import json, os, sys, time
 from pathlib import Path
-from pipeline.train import TrainConfig, TrainPaths, train
+from pipeline.train import train
+from pipeline.trainconfig import TrainConfig, TrainPaths
 cfg = TrainConfig(**json.loads(sys.argv[1]))
 root, data = Path(sys.argv[2]), Path(sys.argv[3])
 kill_at = int(os.environ.get("KILL_AT", "0"))
@@ -541,3 +543,19 @@ def test_resume_compares_the_dataset_variant() -> None:
     assert resume_mismatch(full, state) == {"variant": ("commercial", "full")}
     assert resume_mismatch(commercial, state) == {}
     assert commercial.fingerprint(ROOT) != full.fingerprint(ROOT)
+
+
+def test_fingerprint_hashes_the_code_that_decides_the_weights() -> None:
+    """An unfinished run must not resume once the settings' defaults, the sampler, the training step or
+    the model changed: the fingerprint hashes the files that define them (a module split must keep them)."""
+    from pipeline.shards import TokenShards
+    from pipeline.train import GlobalBatches, train_step
+    from pipeline.trainconfig import FINGERPRINT_CODE
+
+    defining = {
+        Path(sys.modules[obj.__module__].__file__)
+        for obj in (TrainConfig, GlobalBatches, TokenShards, train_step, GPT)
+    }
+    hashed = {Path(sys.modules[TrainConfig.__module__].__file__).with_name(name) for name in FINGERPRINT_CODE}
+    assert defining <= hashed
+    assert all(path.is_file() for path in hashed)

@@ -44,7 +44,7 @@ class _SCMError(Exception):
 
 
 def logging_stand_ins(force: bool = False) -> dict[str, types.ModuleType]:
-    """Modules to put in sys.modules for what train's logger imports (pipeline.train.make_live:
+    """Modules to put in sys.modules for what train's logger imports (pipeline.runlog.make_live:
     dvclive.Live and scmrepo.exceptions.SCMError) where they are missing (always with `force`)."""
     out: dict[str, types.ModuleType] = {}
     try:

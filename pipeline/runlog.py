@@ -1,0 +1,82 @@
+"""A training run's logging: dvclive metrics and plots (rank 0 only) and a tqdm progress bar.
+
+dvclive (and the scmrepo it brings) are imported lazily, on rank 0 when the logger starts: GPU images
+that lack them can still import the trainer (tests/test_train_cuda.py stands in for them there).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline import atomic
+
+
+class RunLogger:
+    """dvclive metrics (model/live/plots/metrics/*.tsv, declared as DVC plots) and a tqdm bar; rank 0 only."""
+
+    def __init__(self, live_dir: Path, is_main: bool, total: int, initial: int, resume: bool) -> None:
+        self.live = None
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            desc="train",
+            disable=not is_main,
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 10.0,
+        )
+        if is_main:
+            if resume:
+                trim_plots(live_dir, initial)
+            # dvc.yaml declares the plots itself; this run writes no dvc.yaml and no experiment.
+            self.live = make_live(live_dir, resume)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        if self.live is None:
+            return
+        self.live.step = step
+        for name, value in metrics.items():
+            self.live.log_metric(name, value)
+        self.live.next_step()
+
+    def advance(self, postfix: dict[str, float]) -> None:
+        if postfix:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.live is not None:
+            self.live.end()
+
+
+def make_live(live_dir: Path, resume: bool) -> Any:  # a dvclive.Live (imported lazily: rank 0 only)
+    """A dvclive Live that also works in a git repository without commits (`git init; dvc repro`).
+
+    dvclive 3.49 asks git for HEAD before checking whether there is one and fails with
+    "Empty git repo"; such a repository has no experiment to link to, so log without one.
+    """
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    class _Live(Live):
+        def _init_dvc(self) -> None:
+            try:
+                super()._init_dvc()
+            except SCMError:
+                self._dvc_repo = None
+                self._save_dvc_exp = False
+
+    return _Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=False)
+
+
+def trim_plots(live_dir: Path, step: int) -> None:
+    """Drop plot rows after `step`: a resumed run redoes the steps after its checkpoint (no duplicates)."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        header, *rows = tsv.read_text().splitlines()
+        kept = [r for r in rows if int(r.split("\t", 1)[0]) <= step]
+        if len(kept) != len(rows):
+            atomic.write_text(tsv, "\n".join([header, *kept]) + "\n")

@@ -1,0 +1,239 @@
+"""What a training run reads: its settings (TrainConfig) and where it reads and writes (TrainPaths).
+
+TrainConfig is params.yaml `train` merged with the chosen profile, every value checked for type and
+range with an error naming where it was written. Its `fingerprint` (settings, data meta.json and the
+code that decides the weights) is what an unfinished run must match to be resumed automatically.
+The training loop itself is pipeline/train.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import attention, device, paramcheck
+
+# Knobs that change what is logged or saved, not the weights: they may differ on resume.
+# (The attention kernel too: kernels agree to rounding, and `auto` may pick another on another GPU.)
+NON_TRAJECTORY_KEYS = {"eval_interval", "eval_iters", "ckpt_interval", "log_interval", "device", "attention"}
+
+# The code hashed into the fingerprint, beside this file (the settings and their defaults): the training
+# loop (step, model start), the window sampler (shards.py) and the model. Logging (runlog.py) changes
+# no weight and is left out.
+FINGERPRINT_CODE = ("trainconfig.py", "train.py", "shards.py", "model.py")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run reads; params.yaml `train` merged with its profile."""
+
+    # model (used from scratch; a pretrained or resumed model brings its own shape)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 256  # training window; may be shorter than a pretrained model's context
+    # where windows start: "turn" (token-weighted, at a human-turn or conversation boundary: covers
+    # long conversations) or "conversation" (each conversation's start, uniformly)
+    window_align: str = "turn"
+    dropout: float = 0.0
+    # batch and schedule
+    batch_size: int = 16  # windows per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step, in total over all processes
+    max_iters: int = 600
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup_iters: int = 50
+    # optimizer
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables clipping
+    # evaluation, checkpoints, logging
+    eval_interval: int = 100
+    eval_iters: int = 10
+    ckpt_interval: int = 100
+    log_interval: int = 1
+    # speed (CUDA only; the CPU path trains in float32 without compile unless asked)
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast dtype)
+    compile: bool = False
+    tf32: bool = True
+    # where the vocabulary projection runs: "gathered" (only at loss positions: data-dependent
+    # shapes, so a compiled model breaks its graph there), "full" (every position, static shapes,
+    # like nanoGPT) or "auto" (gathered, unless compiled)
+    loss_head: str = "auto"
+    # attention kernel on CUDA (pipeline.attention): "auto" (the fastest that agrees with a float32
+    # reference, timed at start), "torch" (torch's priority) or one of flash | efficient | cudnn | math
+    attention: str = "auto"
+    # run
+    variant: str = "full"  # the dataset variant (data/tokens/<variant>): part of what a resume must match
+    init_from: str = "scratch"
+    seed: int = 1337
+    device: str = "auto"
+
+    @classmethod
+    def from_params(cls, train: dict[str, Any]) -> TrainConfig:
+        """Merge `train` (init_from, seed, device) with `train.profiles[train.profile]`; unknown keys fail.
+
+        A profile may leave settings out (they take the defaults above). Every value is checked for
+        its type and range, and an error names the key where it was written (`train.profiles.X.lr`).
+        """
+        profile_name = train.get("profile")
+        profiles = train.get("profiles") or {}
+        if not isinstance(profiles, dict):
+            raise ValueError("params.yaml train.profiles: expected a mapping of profile name -> settings")
+        if not isinstance(profile_name, str) or profile_name not in profiles:
+            raise KeyError(f"params.yaml train.profile={profile_name!r} is not one of {sorted(profiles)}")
+        profile = profiles[profile_name]
+        if not isinstance(profile, dict):
+            raise ValueError(f"params.yaml train.profiles.{profile_name}: expected a mapping of settings")
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+        merged: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        for where, values in (("train", train), (f"train.profiles.{profile_name}", profile)):
+            for key, value in values.items():
+                if where == "train" and key in ("profile", "profiles"):
+                    continue
+                if key not in kinds:
+                    raise KeyError(f"params.yaml {where}.{key}: unknown training setting")
+                merged[key] = _coerce(value, kinds[key])
+                origin[key] = f"{where}.{key}"
+        return cls(**merged).validated(origin)
+
+    def validated(self, origin: dict[str, str] | None = None) -> TrainConfig:
+        """Check every setting's type and range; `origin` maps a setting to where params.yaml sets it."""
+
+        def name(key: str) -> str:
+            return f"params.yaml {(origin or {}).get(key, f'train.{key}')}"
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _is_kind(value, f.type):
+                raise ValueError(f"{name(f.name)}: expected {_KIND_WORDS[f.type]}, got {value!r}")
+        checks = [
+            ("n_layer", self.n_layer >= 1, "must be >= 1"),
+            ("n_head", self.n_head >= 1, "must be >= 1"),
+            ("n_embd", self.n_embd >= 1, "must be >= 1"),
+            (
+                "n_embd",
+                self.n_head < 1 or self.n_embd % self.n_head == 0,
+                f"must be a multiple of n_head ({self.n_head})",
+            ),
+            ("block_size", self.block_size >= 1, "must be >= 1"),
+            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("grad_accum", self.grad_accum >= 1, "must be >= 1"),
+            ("max_iters", self.max_iters >= 1, "must be >= 1"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("min_lr", 0 <= self.min_lr <= self.lr, f"need 0 <= min_lr <= lr ({self.lr})"),
+            ("warmup_iters", self.warmup_iters >= 0, "must be >= 0"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("beta1", 0 <= self.beta1 < 1, "must be in [0, 1)"),
+            ("beta2", 0 <= self.beta2 < 1, "must be in [0, 1)"),
+            ("grad_clip", self.grad_clip >= 0, "must be >= 0 (0 disables clipping)"),
+            ("eval_interval", self.eval_interval >= 1, "must be >= 1"),
+            ("eval_iters", self.eval_iters >= 1, "must be >= 1"),
+            ("ckpt_interval", self.ckpt_interval >= 1, "must be >= 1"),
+            ("log_interval", self.log_interval >= 1, "must be >= 1"),
+            ("dtype", self.dtype in device.DTYPES, f"must be one of {sorted(device.DTYPES)}"),
+            ("window_align", self.window_align in ("turn", "conversation"), "must be turn or conversation"),
+            ("loss_head", self.loss_head in ("auto", "gathered", "full"), "must be auto, gathered or full"),
+            (
+                "attention",
+                self.attention in attention.CHOICES,
+                f"must be one of {', '.join(attention.CHOICES)}",
+            ),
+            (
+                "init_from",
+                self.init_from.strip() != "",
+                "must name scratch, resume, a gpt2* model or a directory",
+            ),
+            ("seed", self.seed >= 0, "must be >= 0"),
+            (
+                "device",
+                re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+                "must be auto, cpu, cuda or cuda:N",
+            ),
+        ]
+        for key, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name(key)}: {rule}, got {getattr(self, key)!r}")
+        return self
+
+    def warnings(self) -> list[str]:
+        """Legal settings that are probably not what was meant (logged when the run starts)."""
+        out = []
+        if self.warmup_iters > self.max_iters:
+            out.append(
+                f"warmup_iters {self.warmup_iters} > max_iters {self.max_iters}: the learning rate never "
+                f"reaches lr and never decays"
+            )
+        return out
+
+    @property
+    def gather_loss(self) -> bool:
+        """Whether the vocabulary projection runs only at the loss positions (see loss_head)."""
+        return self.loss_head == "gathered" or (self.loss_head == "auto" and not self.compile)
+
+    def fingerprint(self, data_dir: Path) -> str:
+        """What decides the weights: config (minus logging knobs), the data's meta.json, the code
+        (FINGERPRINT_CODE)."""
+        h = hashlib.sha256()
+        trajectory = {k: v for k, v in dataclasses.asdict(self).items() if k not in NON_TRAJECTORY_KEYS}
+        h.update(json.dumps(trajectory, sort_keys=True).encode())
+        meta = data_dir / "meta.json"
+        h.update(meta.read_bytes() if meta.exists() else b"no meta.json")
+        for name in FINGERPRINT_CODE:
+            h.update(Path(__file__).with_name(name).read_bytes())
+        return h.hexdigest()
+
+
+# Field type (as written in the dataclass) -> what params.yaml must hold for it.
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # YAML `true` is not a number
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, str)
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    """YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string: take it as the number it spells
+    (paramcheck's rule, shared with build and tokenize); anything else is left for validated()."""
+    if kind != "float":
+        return value
+    n = paramcheck.number(value)
+    return value if n is None else float(n)
+
+
+@dataclass
+class TrainPaths:
+    data_dir: Path  # data/tokens/<variant> with train/ and val/
+    run_dir: Path = Path("model/run")  # resumable checkpoints (not a DVC output, survives a repro)
+    ckpt_dir: Path = Path("model/ckpt")
+    live_dir: Path = Path("model/live")
+    metrics_file: Path = Path("model/metrics.json")
+
+    @classmethod
+    def under(cls, root: Path, variant: str) -> TrainPaths:
+        """The project layout below `root` (the repository root for the DVC stage)."""
+        m = root / "model"
+        return cls(
+            data_dir=root / "data" / "tokens" / variant,
+            run_dir=m / "run",
+            ckpt_dir=m / "ckpt",
+            live_dir=m / "live",
+            metrics_file=m / "metrics.json",
+        )
