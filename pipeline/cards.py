@@ -14,6 +14,7 @@ never states a number the files do not back.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,8 +89,10 @@ def hub_licence(licence: str) -> str:
 
 def licence_name(licences_: Sequence[str]) -> str:
     """The Hub's `license_name` for licences it does not know: an id like `my-license-1.0` (lower
-    case, letters, digits, dots and dashes), one per licence, joined by `-and-`."""
-    slugs = {re.sub(r"[^a-z0-9.]+", "-", name.strip().lower()).strip("-.") for name in licences_}
+    case, letters, digits, dots and dashes), one per licence, joined by `-and-`. Accented letters
+    keep their base letter ("Études" -> "etudes", not "tudes"); other non-ASCII text is dropped."""
+    ascii_ = (unicodedata.normalize("NFKD", n).encode("ascii", "ignore").decode() for n in licences_)
+    slugs = {re.sub(r"[^a-z0-9.]+", "-", name.strip().lower()).strip("-.") for name in ascii_}
     return "-and-".join(sorted(s for s in slugs if s)) or "other"
 
 

@@ -21,9 +21,9 @@ sampler's state is one small JSON object in the checkpoint.
 
 Resume. A run writes model/run/step-N/ (weights + state.pt) every ckpt_interval steps. With
 init_from=resume it continues from the newest one (or fails clearly). Without it, an unfinished
-run whose fingerprint (config, data meta.json, and the code: this file, trainconfig.py and model.py)
-matches the current one is resumed automatically, so a killed `dvc repro` picks up where it stopped;
-any other leftover run is discarded. Resumed runs end bitwise equal to uninterrupted ones on CPU: the
+run whose fingerprint (config, data meta.json, and the code that decides the weights: see
+trainconfig.FINGERPRINT_CODE) matches the current one is resumed automatically, so a killed
+`dvc repro` picks up where it stopped; any other leftover run is discarded. Resumed runs end bitwise equal to uninterrupted ones on CPU: the
 optimizer moments, step, sampler state and RNG states are restored, and dropout is reseeded from
 (seed, rank, step).
 """

@@ -24,9 +24,10 @@ from pipeline import attention, device, paramcheck
 NON_TRAJECTORY_KEYS = {"eval_interval", "eval_iters", "ckpt_interval", "log_interval", "device", "attention"}
 
 # The code hashed into the fingerprint, beside this file (the settings and their defaults): the training
-# loop (step, model start), the window sampler (shards.py) and the model. Logging (runlog.py) changes
-# no weight and is left out.
-FINGERPRINT_CODE = ("trainconfig.py", "train.py", "shards.py", "model.py")
+# loop (step, model start), the window sampler (shards.py), the learning-rate schedule (lr.py), the
+# optimizer and its weight-decay groups (optim.py) and the model. Logging (runlog.py) changes no weight
+# and is left out.
+FINGERPRINT_CODE = ("trainconfig.py", "train.py", "shards.py", "lr.py", "optim.py", "model.py")
 
 
 @dataclass

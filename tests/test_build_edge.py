@@ -162,6 +162,32 @@ def test_a_licence_the_hub_lacks_gets_a_licence_file_beside_the_card(tmp_path):
     assert not (commercial / "LICENSE.md").exists()
 
 
+def test_every_file_the_build_writes_is_kept_by_dvc_or_by_git(tmp_path):
+    """What the build writes beside the splits must reach a fresh clone: a DVC output (cached, or
+    `cache: false` and then in git) or a file git tracks. LICENSE.md, written only when a licence
+    needs it (so it cannot be a DVC output), was once ignored by git and so lost: the card's
+    `license_link` pointed at nothing after a clone."""
+    contrib = many("contrib/forum", 3, licence="LGPL-2.1", commercial=False)
+    for r in contrib:
+        r["source"] = "contrib/forum"
+    write_tables(tmp_path, {"good": many("good", 4), "contrib": contrib})
+    out = build(tmp_path, ["good", "contrib"], variant="full").out_dir
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["build"]["do"]
+    declared = {
+        (next(iter(o)) if isinstance(o, dict) else o).replace("${item}", "full")
+        for kind in ("outs", "metrics", "plots")
+        for o in stage.get(kind, [])
+    }
+    written = sorted(f"data/dataset/full/{p.name}" for p in out.iterdir())
+    assert "data/dataset/full/LICENSE.md" in written
+    undeclared = [name for name in written if name not in declared]
+    assert undeclared == ["data/dataset/full/LICENSE.md"]
+    ignored = subprocess.run(
+        ["git", "-C", str(ROOT), "check-ignore", "--no-index", *undeclared], capture_output=True, text=True
+    )
+    assert ignored.returncode == 1, f"git ignores what no DVC output keeps: {ignored.stdout.split()}"
+
+
 # ----------------------------------------------------------------------------- params
 
 

@@ -177,3 +177,11 @@ def test_known_licences_need_no_licence_file():
     header = yaml.safe_load(cards.dataset_card("full", stats, rows).split("---\n")[1])
     assert "license_name" not in header and "license_link" not in header
     assert cards.dataset_licence_file(stats, rows) is None
+
+
+def test_licence_names_keep_the_letters_of_accented_names():
+    """`license_name` is an ASCII id: an accented letter keeps its base letter instead of vanishing
+    ("Études" once became "tudes"); names with nothing ASCII left fall back to `other`."""
+    assert cards.licence_name(["Licence d'Études (ÉTALAB 2.0)"]) == "licence-d-etudes-etalab-2.0"
+    assert cards.licence_name(["Ünïcode Lizenz", "LGPL-2.1"]) == "lgpl-2.1-and-unicode-lizenz"
+    assert cards.licence_name(["利用規約"]) == cards.licence_name(["???"]) == "other"

@@ -546,15 +546,27 @@ def test_resume_compares_the_dataset_variant() -> None:
 
 
 def test_fingerprint_hashes_the_code_that_decides_the_weights() -> None:
-    """An unfinished run must not resume once the settings' defaults, the sampler, the training step or
-    the model changed: the fingerprint hashes the files that define them (a module split must keep them)."""
+    """An unfinished run must not resume once the settings' defaults, the sampler, the training step,
+    the learning-rate schedule, the optimizer's parameter groups or the model changed: the fingerprint
+    hashes the files that define them (a module split must keep them)."""
+    from pipeline.lr import lr_at
+    from pipeline.optim import make_optimizer
     from pipeline.shards import TokenShards
     from pipeline.train import GlobalBatches, train_step
     from pipeline.trainconfig import FINGERPRINT_CODE
 
     defining = {
         Path(sys.modules[obj.__module__].__file__)
-        for obj in (TrainConfig, GlobalBatches, TokenShards, train_step, GPT)
+        for obj in (
+            TrainConfig,
+            GlobalBatches,
+            TokenShards,
+            train_step,
+            lr_at,
+            param_groups,
+            make_optimizer,
+            GPT,
+        )
     }
     hashed = {Path(sys.modules[TrainConfig.__module__].__file__).with_name(name) for name in FINGERPRINT_CODE}
     assert defining <= hashed
