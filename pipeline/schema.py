@@ -83,7 +83,18 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
             pl.col("role").is_null() | ~pl.col("role").is_in(ROLES),
             "role must be 'human' or 'bot'",
         ),
-        ("text_present", text.is_null() | (text.str.strip_chars() == ""), "text is empty"),
+        (
+            "text_present",
+            # Invisible format characters alone (a zero-width space, say: not whitespace, so strip
+            # keeps it) are no text either: a bot turn of them would teach an invisible reply.
+            # Only non-ASCII text can hold one, so ASCII rows skip the regex.
+            text.is_null()
+            | (text.str.strip_chars() == "")
+            | pl.when(text.str.len_bytes() != text.str.len_chars())
+            .then(text.str.replace_all(r"\p{Cf}", "").str.strip_chars() == "")
+            .otherwise(False),
+            "text is empty (or only invisible characters)",
+        ),
         ("text_length", text.str.len_chars() > max_chars, f"text longer than {max_chars} characters"),
         ("text_no_control_chars", text.str.contains(_CONTROL_CHARS), "text holds control characters"),
         ("text_stripped", text != text.str.strip_chars(), "text has leading or trailing whitespace"),

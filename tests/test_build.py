@@ -209,7 +209,10 @@ def test_every_broken_conversation_is_quarantined_whole_with_its_check(broken_co
     expected = {cid: [check] for check, cid, _ in BROKEN + BROKEN_CONTRIB}
     assert got == expected
     assert q["reason"].str.len_chars().min() > 5
-    assert q.filter(pl.col("conversation_id") == "chitchat:b_empty")["reason"][0] == "turn 1: text is empty"
+    assert (
+        q.filter(pl.col("conversation_id") == "chitchat:b_empty")["reason"][0]
+        == "turn 1: text is empty (or only invisible characters)"
+    )
     assert q["origin"].str.contains(r"^data/normalized/(chitchat|contrib)\.parquet:row \d+$").all()
     out = read_dataset(root, "full")
     assert not set(out["conversation_id"]) & set(expected)

@@ -99,6 +99,15 @@ def test_each_row_rule_catches_its_violation(check, column, value, pandera_check
         assert any(pandera_check in name for name in failed_checks(df)), failed_checks(df)
 
 
+@pytest.mark.parametrize("text", ["\u200b", " \u200b\u2060 ", "\ufeff\u00ad", "\u200d\n\u200c"])
+def test_text_of_invisible_characters_only_is_empty(text):
+    """Zero-width and other format characters are not whitespace (strip keeps them), yet a turn of
+    only them is no text; one visible character beside them is."""
+    df = set_cell(good(), 1, "text", text)
+    assert first_row_violation(df)[1] == "text_present"
+    assert first_row_violation(set_cell(good(), 1, "text", "ok\u200b"))[1] is None
+
+
 def test_every_row_rule_has_a_case():
     assert {name for name, _, _ in row_violations()} == {c[0] for c in ROW_CASES}
 
