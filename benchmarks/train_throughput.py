@@ -109,7 +109,7 @@ def run_case(case: Case, steps: int, warmup: int, accums: tuple[int, ...] = (1,)
         batch=case.batch,
         heads=shape.n_head,
         block=case.block,
-        head_dim=shape.n_embd // shape.n_head,
+        head_dim=shape.head_dim,
         dtype=rt.dtype,
     )
     if case.objective == "unmasked":

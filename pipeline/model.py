@@ -32,6 +32,10 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # GPT-2 has biases in Linear and LayerNorm
 
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -56,8 +60,7 @@ class KVCache:
     never change after construction, which is what CUDA graphs and torch.compile need.
 
     `kv[layer]` is one (2, B, n_head, max_len, head_dim) tensor per layer (keys, then values), each
-    its own allocation, never replaced (a captured graph holds their addresses); `k[layer]` and
-    `v[layer]` are its two halves. One tensor per layer, not views of one (n_layer, ...) tensor,
+    its own allocation, never replaced (a captured graph holds their addresses). One tensor per layer, not views of one (n_layer, ...) tensor,
     because a compiled decode step sees them as graph inputs: it then writes the new slot into each
     in place. Views of a shared base are aliased inputs, which torch.compile handles by rebuilding
     the whole cache and copying it back on every step (measured on CPU for a 24-layer model: memory
@@ -70,8 +73,7 @@ class KVCache:
     ) -> None:
         if max_len > cfg.block_size:
             raise ValueError(f"KV cache of {max_len} slots exceeds block_size {cfg.block_size}")
-        head_dim = cfg.n_embd // cfg.n_head
-        shape = (2, batch_size, cfg.n_head, max_len, head_dim)
+        shape = (2, batch_size, cfg.n_head, max_len, cfg.head_dim)
         self.kv = tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer))
         self.device = torch.device(device)
         self.dtype = dtype
@@ -99,16 +101,6 @@ class KVCache:
         """Mark n more slots filled (after a decode_step, which does not advance by itself)."""
         self.pos += n
         self.pos_t.add_(n)
-
-    @property
-    def k(self) -> tuple[torch.Tensor, ...]:
-        """Each layer's keys, (B, n_head, max_len, head_dim) views into kv."""
-        return tuple(kv[0] for kv in self.kv)
-
-    @property
-    def v(self) -> tuple[torch.Tensor, ...]:
-        """Each layer's values, (B, n_head, max_len, head_dim) views into kv."""
-        return tuple(kv[1] for kv in self.kv)
 
 
 def _module_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -355,12 +347,6 @@ class GPT(nn.Module):
     def logits_all(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits at every position (for evaluation and equivalence tests)."""
         return self.lm_head(self.hidden(idx))
-
-    def flops_per_token(self) -> float:
-        """Training FLOPs per token (PaLM appendix B: 6N + 12·L·H·Q·T)."""
-        cfg = self.config
-        n = self.num_params()
-        return 6 * n + 12 * cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * cfg.block_size
 
 
 def masked_cross_entropy(

@@ -71,6 +71,9 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
     earlier ones hold (e.g. `text_length` runs only on present text).
     """
     text = pl.col("text")
+    # Only non-ASCII text can hold a format character or change under NFC: ASCII rows skip the regex
+    # and the normalisation below (the byte/char comparison is the cheap test).
+    non_ascii = text.str.len_bytes() != text.str.len_chars()
     return [
         (
             "conversation_id_present",
@@ -87,10 +90,9 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
             "text_present",
             # Invisible format characters alone (a zero-width space, say: not whitespace, so strip
             # keeps it) are no text either: a bot turn of them would teach an invisible reply.
-            # Only non-ASCII text can hold one, so ASCII rows skip the regex.
             text.is_null()
             | (text.str.strip_chars() == "")
-            | pl.when(text.str.len_bytes() != text.str.len_chars())
+            | pl.when(non_ascii)
             .then(text.str.replace_all(r"\p{Cf}", "").str.strip_chars() == "")
             .otherwise(False),
             "text is empty (or only invisible characters)",
@@ -98,12 +100,9 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
         ("text_length", text.str.len_chars() > max_chars, f"text longer than {max_chars} characters"),
         ("text_no_control_chars", text.str.contains(_CONTROL_CHARS), "text holds control characters"),
         ("text_stripped", text != text.str.strip_chars(), "text has leading or trailing whitespace"),
-        # NFC can only change non-ASCII text; skipping ASCII rows makes this check ~5x cheaper.
         (
             "text_nfc",
-            pl.when(text.str.len_bytes() != text.str.len_chars())
-            .then(text != text.str.normalize("NFC"))
-            .otherwise(False),
+            pl.when(non_ascii).then(text != text.str.normalize("NFC")).otherwise(False),
             "text is not in Unicode NFC form",
         ),
         ("source_present", pl.col("source").is_null() | (pl.col("source") == ""), "source is missing"),

@@ -237,8 +237,7 @@ def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime) ->
 
 def train_flops_per_token(model_cfg: GPTConfig, n_params: int, seq_len: int) -> float:
     """Training FLOPs per token at window `seq_len` (PaLM appendix B: 6N + 12·L·H·Q·T)."""
-    head_dim = model_cfg.n_embd // model_cfg.n_head
-    return 6 * n_params + 12 * model_cfg.n_layer * model_cfg.n_head * head_dim * seq_len
+    return 6 * n_params + 12 * model_cfg.n_layer * model_cfg.n_head * model_cfg.head_dim * seq_len
 
 
 # ---------------------------------------------------------------- data
@@ -580,7 +579,7 @@ class Run:
                 batch=cfg.batch_size,
                 heads=shape.n_head,
                 block=cfg.block_size,
-                head_dim=shape.n_embd // shape.n_head,
+                head_dim=shape.head_dim,
                 dtype=rt.dtype,
             )
             rt.log(choice.describe())

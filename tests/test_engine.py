@@ -244,7 +244,7 @@ def test_compiled_decode_step_equals_eager_and_writes_only_the_new_slot(model: G
             assert got == want
             assert codes, "nothing was compiled: the check below would pass vacuously"
             cache = next(reversed(compiled._slots.values())).cache
-            slots_and_dim = tuple(cache.k[0].shape[-2:])  # (max_len, head_dim)
+            slots_and_dim = tuple(cache.kv[0].shape[-2:])  # (max_len, head_dim)
             allocated = [
                 tuple(int(d) for d in shape.split(",") if d.strip())
                 for shape in re.findall(r"empty_strided_\w+\(\(([\d, ]*)\)", "\n".join(codes))
