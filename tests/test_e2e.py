@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -144,7 +145,9 @@ def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None
     shown = _run([sys.executable, "-m", "dvc", "metrics", "show"], repo, env).stdout
     assert "val_loss_bot" in shown
     again = _run([sys.executable, "-m", "dvc", "repro"], repo, env).stdout
-    assert "Data and pipelines are up to date" in again
+    # only the registry runs (always_changed: it hashes files no dep can name), and it changes nothing
+    assert re.findall(r"Running stage '([^']+)'", again) == ["registry"]
+    assert "Stage 'evaluate' didn't change, skipping" in again
     dag = _run([sys.executable, "-m", "dvc", "dag"], repo, env).stdout
     assert "train" in dag and "normalize@contrib" in dag
     # Declared plots render (training curves, tokens per source) without touching the network.
@@ -177,3 +180,34 @@ def test_a_flipped_flag_or_a_new_contrib_file_reruns_only_what_it_changes(projec
         added.unlink(missing_ok=True)
         added.with_suffix(".yaml").unlink(missing_ok=True)
         _run([sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env)
+
+
+def test_an_edited_file_under_local_path_reruns_its_download(project: tuple[Path, dict]) -> None:
+    """DVC cannot name files under a `local_path:` as deps; the registry stage hashes them instead."""
+    import chatterbot_corpus
+
+    repo, env = project
+    registry = repo / "sources.yaml"
+    original = registry.read_text()
+    mine = repo / "mine"
+    shutil.copytree(Path(chatterbot_corpus.__file__).parent / "data", mine / "data")
+    stages = ["normalize@chatterbot"]
+    try:
+        entries = yaml.safe_load(original)
+        entries["chatterbot"]["local_path"] = "mine"
+        registry.write_text(yaml.safe_dump(entries, sort_keys=False))
+        out = _run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+        assert "Running stage 'download@chatterbot'" in out
+        (mine / "README.md").write_text("not one of `files:`\n")
+        out = _run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+        assert "Stage 'download@chatterbot' didn't change, skipping" in out
+        greetings = mine / "data/english/greetings.yml"
+        greetings.write_text(greetings.read_text() + "- - Is this file watched?\n  - It is now.\n")
+        out = _run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+        assert "Running stage 'download@chatterbot'" in out and "Running stage 'normalize@chatterbot'" in out
+        turns = pl.read_parquet(repo / "data/normalized/chatterbot.parquet")
+        assert "It is now." in turns["text"].to_list()
+    finally:
+        registry.write_text(original)
+        shutil.rmtree(mine, ignore_errors=True)
+        _run([sys.executable, "-m", "dvc", "repro", *stages], repo, env)

@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from pipeline import atomic
+from pipeline.sources.download import download
 from pipeline.sources.fetchspec import fetch_spec, write_fetch_specs
 from pipeline.sources.registry import load_registry
 
@@ -57,3 +59,51 @@ def test_written_specs_change_only_for_the_source_that_changed(tmp_path: Path) -
     second = {p.name: p.read_bytes() for p in out.iterdir()}
     changed = sorted(name for name in first if first[name] != second[name])
     assert changed == ["contrib.json"]
+
+
+def test_local_path_spec_follows_the_files_it_copies(tmp_path: Path) -> None:
+    spec = dataclasses.replace(_specs()["oasst1"], local_path="mine")
+    before = fetch_spec(spec, tmp_path)
+    assert before["contents"] == []  # nothing there yet: the download fails, and says why
+    data = tmp_path / "mine" / "data"
+    data.mkdir(parents=True)
+    (data / "train.parquet").write_bytes(b"one")
+    (tmp_path / "mine" / "README.md").write_text("the card\n")  # not matched by files: data/*.parquet
+    first = fetch_spec(spec, tmp_path)
+    assert [c["path"] for c in first["contents"]] == ["data/train.parquet"]
+    assert first != before
+    (tmp_path / "mine" / "README.md").write_text("an edited card\n")
+    assert fetch_spec(spec, tmp_path) == first
+    (data / "train.parquet").write_bytes(b"two")
+    assert fetch_spec(spec, tmp_path) != first
+    single = dataclasses.replace(spec, local_path=str(data / "train.parquet"))  # absolute, one file
+    assert [c["path"] for c in fetch_spec(single, tmp_path)["contents"]] == ["train.parquet"]
+
+
+def test_package_spec_hashes_the_installed_files(tmp_path: Path) -> None:
+    import chitchat_dataset
+
+    spec = _specs()["chitchat"]
+    (content,) = fetch_spec(spec, tmp_path)["contents"]
+    shipped = Path(chitchat_dataset.__file__).parent / "dataset.json"
+    assert content == {"path": "dataset.json", "sha256": atomic.sha256_file(shipped)}
+    gone = dataclasses.replace(spec, location="no_such_package_here")
+    assert fetch_spec(gone, tmp_path)["contents"] == []
+
+
+def test_local_path_download_copies_what_the_spec_hashed(tmp_path: Path) -> None:
+    spec = dataclasses.replace(_specs()["oasst1"], local_path="mine")
+    (tmp_path / "mine" / "data").mkdir(parents=True)
+    (tmp_path / "mine" / "data" / "a.parquet").write_bytes(b"x")
+    (tmp_path / "mine" / "data" / "b.parquet").write_bytes(b"y")
+    raw = download(spec, tmp_path)
+    manifest = json.loads((raw / "manifest.json").read_text())
+    spec_files = {(c["path"], c["sha256"]) for c in fetch_spec(spec, tmp_path)["contents"]}
+    assert {(f["path"], f["sha256"]) for f in manifest["files"]} == spec_files
+
+
+def test_registry_stage_runs_on_every_repro() -> None:
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["registry"]["always_changed"] is True  # local files cannot be dvc.yaml deps

@@ -50,23 +50,34 @@ def _copy_selected(folder: Path, patterns: tuple[str, ...], out: Path, none_foun
         _copy(f, out / f.relative_to(folder))
 
 
-def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
-    path = Path(spec.local_path).expanduser()
-    path = path if path.is_absolute() else root / path
+def _local_target(spec: SourceSpec, root: Path) -> Path:
+    path = Path(spec.local_path or "").expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _local_files(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]]:
+    """(base, files) that a `local_path:` download copies, each to its path relative to base."""
+    path = _local_target(spec, root)
     if path.is_file():
-        _copy(path, out / path.name)
-    elif path.is_dir():
-        _copy_selected(
-            path,
-            spec.files,
-            out,
-            f"{spec.name}: local_path {path} holds no files matching {', '.join(spec.files) or '*'}; "
-            f"fix `local_path:` or `files:` for {spec.name} in sources.yaml",
-        )
-    else:
-        raise SourceError(
-            f"{spec.name}: local_path {path} does not exist; fix `local_path:` for {spec.name} in sources.yaml"
-        )
+        return path.parent, [path]
+    if path.is_dir():
+        files = _select(path, spec.files)
+        if not files:
+            raise SourceError(
+                f"{spec.name}: local_path {path} holds no files matching {', '.join(spec.files) or '*'}; "
+                f"fix `local_path:` or `files:` for {spec.name} in sources.yaml"
+            )
+        return path, files
+    raise SourceError(
+        f"{spec.name}: local_path {path} does not exist; fix `local_path:` for {spec.name} in sources.yaml"
+    )
+
+
+def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    base, files = _local_files(spec, root)
+    for f in files:
+        _copy(f, out / f.relative_to(base))
+    path = _local_target(spec, root)
     return {"location": str(path), "revision": None, "local_path": str(path)}
 
 
@@ -79,7 +90,8 @@ def _package_version(module: str) -> str | None:
     return None
 
 
-def _from_package(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+def _package_files(spec: SourceSpec) -> tuple[Path, list[Path]]:
+    """(package folder, files) that a `kind: package` download copies."""
     hint = f"or set `local_path:` for {spec.name} in sources.yaml to a folder holding {', '.join(spec.files)}"
     try:
         found = importlib.util.find_spec(spec.location)  # locates the package without importing it
@@ -95,7 +107,24 @@ def _from_package(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
             raise SourceError(
                 f"{spec.name}: package {spec.location} ({package_dir}) has no file {pattern}, {hint}"
             )
-    _copy_selected(package_dir, spec.files, out)
+    return package_dir, _select(package_dir, spec.files)
+
+
+def files_on_disk(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]] | None:
+    """(base, files) the download of `spec` copies from a `local_path:` or an installed package;
+    None for the other kinds (a hub commit or a URL's sha256 pins their bytes, and the registry
+    hashes data/contrib/ itself). Raises SourceError when the files are missing."""
+    if spec.local_path:
+        return _local_files(spec, root)
+    if spec.kind == "package":
+        return _package_files(spec)
+    return None
+
+
+def _from_package(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    package_dir, files = _package_files(spec)
+    for f in files:
+        _copy(f, out / f.relative_to(package_dir))
     return {"location": spec.location, "revision": _package_version(spec.location)}
 
 

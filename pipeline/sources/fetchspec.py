@@ -8,6 +8,12 @@ location, pin, files, adapter and options, licence, and for contributed files th
 file in data/contrib/. download@<source> depends on its own JSON alone, so a commercial flag is a
 re-mix (build onwards: the build reads flags from sources.yaml), never a re-download or a
 re-normalize (DESIGN.md), and a contributed file re-runs only download@contrib.
+
+Files read from this machine are part of the spec too: the sha256 of each file a `local_path:`
+or a `kind: package` download copies. DVC cannot list those paths in dvc.yaml (they differ per
+source and per machine), so the registry stage is `always_changed`: it runs on every
+`dvc repro`, and a download re-runs exactly when its JSON's bytes change, that is when an edited
+local file, or an upgraded package, changes what it would copy.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
+from pipeline.sources.download import files_on_disk
+from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import SourceSpec, contrib_entries
 
 # SourceSpec fields that decide the download or the normalized table; what is left out
@@ -47,6 +55,18 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
             {"path": p.relative_to(folder).as_posix(), "sha256": atomic.sha256_file(p)}
             for p in contrib_entries(folder)
         ]
+    else:
+        try:
+            on_disk = files_on_disk(spec, root)
+        except SourceError:
+            # missing files: the download fails on its own, with the one-line fix; until they
+            # appear this JSON stays the same, and once they do it changes and the download runs
+            on_disk = (root, [])
+        if on_disk is not None:
+            base, files = on_disk
+            out["contents"] = [
+                {"path": p.relative_to(base).as_posix(), "sha256": atomic.sha256_file(p)} for p in files
+            ]
     return out
 
 
