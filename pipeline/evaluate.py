@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipeline import paramcheck
 from pipeline.model import GPT, masked_token_losses
 
 
@@ -29,14 +30,17 @@ class EvalSetupError(ValueError):
 
 EVAL_KEYS = {"max_new_tokens", "temperature", "top_k", "top_p", "seed", "eval_iters", "prompts"}
 PROMPT_KEYS = {"context", "turns"}
+INTEGER_KEYS = {"max_new_tokens", "eval_iters", "seed", "top_k"}
 
 
-def check_eval_params(cfg: Any, block_size: int) -> None:
-    """Refuse `evaluate` settings the stage cannot honour, naming the key and the rule.
+def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
+    """The `evaluate` settings, numbers as numbers; refuses what the stage cannot honour, naming the
+    key and the rule.
 
-    `prompts` may be empty (no transcripts); each prompt needs a non-empty list of `turns` (strings)
-    and may have a `context` (a string or null). The reply budget must leave room in the model's
-    window (`block_size`) for the prompt.
+    Numbers follow paramcheck's rule (PyYAML reads `1e-3` as a string; an integral float is an
+    integer). `prompts` may be empty (no transcripts); each prompt needs a non-empty list of `turns`
+    (strings) and may have a `context` (a string or null). The reply budget must leave room in the
+    model's window (`block_size`) for the prompt.
     """
 
     def fail(key: str, rule: str, value: Any) -> EvalSetupError:
@@ -48,6 +52,14 @@ def check_eval_params(cfg: Any, block_size: int) -> None:
         raise fail(key, f"unknown setting (known: {', '.join(sorted(EVAL_KEYS))})", cfg[key])
     for key in sorted(EVAL_KEYS - set(cfg)):
         raise EvalSetupError(f"params.yaml evaluate.{key}: missing")
+
+    cfg = dict(cfg)
+    for key in ("max_new_tokens", "eval_iters", "seed", "top_k", "temperature", "top_p"):
+        n = paramcheck.number(cfg[key])  # None for null (no limit) and for what no number spells
+        if isinstance(n, float) and key in INTEGER_KEYS and n.is_integer():
+            n = int(n)
+        if n is not None:
+            cfg[key] = n
 
     def integer(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -87,6 +99,7 @@ def check_eval_params(cfg: Any, block_size: int) -> None:
             )
         if prompt.get("context") is not None and not isinstance(prompt["context"], str):
             raise fail(f"prompts[{i}].context", "must be a string or null", prompt["context"])
+    return cfg
 
 
 def finite_or_none(x: float) -> float | None:

@@ -35,7 +35,7 @@ def main() -> int:
             model = load_model("model/ckpt", resolve_device(train.get("device", "auto")))
         except (ValueError, RuntimeError) as e:  # unreadable checkpoint, CUDA asked for but absent
             raise EvalSetupError(str(e)) from None
-        check_eval_params(cfg, model.config.block_size)
+        cfg = check_eval_params(cfg, model.config.block_size)
         val_dir = Path("data/tokens") / str(train.get("variant")) / "val"
         loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
         # Per source, the same bot-token budget the overall loss gets (eval_iters batches of 8 windows).

@@ -193,6 +193,18 @@ def test_evaluate_settings_that_are_fine() -> None:
     assert finite_or_none(float("nan")) is None and finite_or_none(1.5) == 1.5
 
 
+def test_evaluate_numbers_as_yaml_spells_them() -> None:
+    """PyYAML reads `1e-1` as a string and a user may write `8.0`: take the number, as train does."""
+    spelled = {**EVAL, "temperature": "8e-1", "top_p": "0.95", "max_new_tokens": 8.0, "top_k": "50"}
+    assert check_eval_params(spelled, block_size=32) == EVAL
+    assert isinstance(check_eval_params(spelled, block_size=32)["max_new_tokens"], int)
+    with pytest.raises(EvalSetupError, match=r"evaluate\.max_new_tokens: must be an integer .* got 8\.5"):
+        check_eval_params({**EVAL, "max_new_tokens": 8.5}, block_size=32)
+    with pytest.raises(EvalSetupError, match=r"evaluate\.temperature: must be a number >= 0.* got nan"):
+        check_eval_params({**EVAL, "temperature": float("nan")}, block_size=32)
+    assert EVAL["temperature"] == 0.8  # the caller's mapping is not changed
+
+
 def _tiny_model(block_size: int = 32) -> GPT:
     torch.manual_seed(0)
     return GPT(GPTConfig(block_size=block_size, n_layer=1, n_head=2, n_embd=16)).eval()

@@ -286,6 +286,29 @@ def test_dropped_contrib_files_become_sources(root: Path) -> None:
     assert table["contrib"]["rows"] == result.report["rows_kept"]
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"max_turn_chars": 16001},
+            r"normalize\.max_turn_chars: expected an integer in \[1, 16001\), got 16001",
+        ),
+        ({"max_turn_chars": 0}, r"normalize\.max_turn_chars: .* got 0"),
+        ({"max_turn_chars": 1.5}, r"normalize\.max_turn_chars: .* got 1\.5"),  # int() would say 1
+        ({"max_turn_chars": "lots"}, r"normalize\.max_turn_chars: .* got 'lots'"),
+        ({"min_turns": "two"}, r"normalize\.min_turns: expected an integer >= 0, got 'two'"),
+        ({"min_turns": -1}, r"normalize\.min_turns: .* got -1"),
+    ],
+)
+def test_bad_normalize_setting_names_key_and_rule(root: Path, params: dict, message: str) -> None:
+    spec = load_registry()["contrib"]
+    folder = download(spec)
+    with pytest.raises(SourceError, match=rf"^params\.yaml {message}$"):
+        normalize_source(spec, folder, params)
+    spelled = normalize_source(spec, folder, {"max_turn_chars": "16_000", "min_turns": 2.0})
+    assert spelled.report == normalize_source(spec, folder, {}).report  # the defaults, spelled out
+
+
 # ---------------------------------------------------------------------------------------------- downloads
 
 

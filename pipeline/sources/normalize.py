@@ -35,6 +35,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline import paramcheck
 from pipeline.atomic import atomic_path, write_json
 from pipeline.params import project_root
 from pipeline.schema import MAX_TURN_CHARS, QUARANTINE_SCHEMA, TURN_SCHEMA, row_violations, validate
@@ -307,13 +308,15 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
         raise SourceError(
             f"{spec.name}: {folder} is missing; run `python -m stages.download {spec.name}` first"
         )
-    max_chars = int(params.get("max_turn_chars", MAX_TURN_CHARS))
-    if not 0 < max_chars <= MAX_TURN_CHARS:
-        raise SourceError(
-            f"params.yaml normalize.max_turn_chars must be in 1..{MAX_TURN_CHARS} (the turn schema's bound)"
+    try:  # the turn schema's bound caps max_turn_chars; min_turns below 2 counts as 2
+        max_chars = paramcheck.integer(
+            "normalize.max_turn_chars", params.get("max_turn_chars", MAX_TURN_CHARS), 1, MAX_TURN_CHARS + 1
         )
+        min_turns = paramcheck.integer("normalize.min_turns", params.get("min_turns", 2))
+    except ValueError as e:
+        raise SourceError(str(e)) from None
     raw = get_adapter(spec.adapter)(folder, spec, params)
-    result = normalize_rows(raw, max_turn_chars=max_chars, min_turns=int(params.get("min_turns", 2)))
+    result = normalize_rows(raw, max_turn_chars=max_chars, min_turns=min_turns)
     return NormalizeResult(result.turns, result.quarantine, {"source": spec.name, **result.report})
 
 
