@@ -6,10 +6,13 @@ import dataclasses
 import json
 from pathlib import Path
 
+import yaml
+
 from pipeline import atomic
 from pipeline.sources.download import download
 from pipeline.sources.fetchspec import fetch_spec, write_fetch_specs
 from pipeline.sources.registry import load_registry
+from pipeline.sources.table import source_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +106,41 @@ def test_local_path_download_copies_what_the_spec_hashed(tmp_path: Path) -> None
 
 
 def test_registry_stage_runs_on_every_repro() -> None:
-    import yaml
-
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert stages["registry"]["always_changed"] is True  # local files cannot be dvc.yaml deps
+
+
+def test_contrib_local_path_is_watched_and_read_like_data_contrib(tmp_path: Path) -> None:
+    """A contrib folder elsewhere keeps contrib's rules: sidecars decide the terms, docs are skipped,
+    and a flipped sidecar changes the spec (else stale commercial flags would reach the build)."""
+    spec = dataclasses.replace(_specs()["contrib"], local_path="elsewhere")
+    mine = tmp_path / "elsewhere"
+    mine.mkdir()
+    (tmp_path / "data" / "contrib").mkdir(parents=True)
+    (tmp_path / "data" / "contrib" / "ignored.txt").write_text("not this folder\n")
+    (mine / "chat.txt").write_text("<human> hi <endOfText>\n<bot> hello <endOfText>\n")
+    (mine / "chat.yaml").write_text("licence: MIT\ncommercial: true\ndescription: x\n")
+    (mine / "README.md").write_text("how to contribute\n")
+    before = fetch_spec(spec, tmp_path)
+    assert [c["path"] for c in before["contents"]] == ["chat.txt", "chat.yaml"]
+    (mine / "chat.yaml").write_text("licence: CC-BY-NC-4.0\ncommercial: false\ndescription: x\n")
+    assert fetch_spec(spec, tmp_path) != before
+    raw = download(spec, tmp_path)
+    assert sorted(p.name for p in raw.iterdir()) == ["chat.txt", "chat.yaml", "manifest.json"]
+    assert json.loads((raw / "manifest.json").read_text())["local_path"] == str(mine)
+
+
+def test_sources_table_lists_the_contrib_files_under_local_path(tmp_path: Path) -> None:
+    registry = yaml.safe_load((ROOT / "sources.yaml").read_text())
+    registry["contrib"]["local_path"] = "elsewhere"
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(registry))
+    (tmp_path / "params.yaml").write_text("sources: [contrib]\n")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "chat.txt").write_text("<human> hi <endOfText>\n<bot> yo <endOfText>\n")
+    (tmp_path / "elsewhere" / "chat.yaml").write_text(
+        "licence: CC-BY-NC-4.0\ncommercial: false\ndescription: x\n"
+    )
+    rows, problems = source_rows(tmp_path)
+    assert problems == []
+    (row,) = [r for r in rows if r["name"] == "contrib/chat"]
+    assert row["licence"] == "CC-BY-NC-4.0" and row["commercial"] is False

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from pipeline.atomic import atomic_dir, sha256_file, write_json
 from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, scan_contrib
+from pipeline.sources.registry import SourceSpec, contrib_folder, local_target, scan_contrib
 
 MANIFEST = "manifest.json"
 
@@ -50,14 +50,9 @@ def _copy_selected(folder: Path, patterns: tuple[str, ...], out: Path, none_foun
         _copy(f, out / f.relative_to(folder))
 
 
-def _local_target(spec: SourceSpec, root: Path) -> Path:
-    path = Path(spec.local_path or "").expanduser()
-    return path if path.is_absolute() else root / path
-
-
 def _local_files(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]]:
     """(base, files) that a `local_path:` download copies, each to its path relative to base."""
-    path = _local_target(spec, root)
+    path = local_target(spec, root) or root
     if path.is_file():
         return path.parent, [path]
     if path.is_dir():
@@ -77,7 +72,7 @@ def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     base, files = _local_files(spec, root)
     for f in files:
         _copy(f, out / f.relative_to(base))
-    path = _local_target(spec, root)
+    path = local_target(spec, root) or root
     return {"location": str(path), "revision": None, "local_path": str(path)}
 
 
@@ -114,6 +109,8 @@ def files_on_disk(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]] | Non
     """(base, files) the download of `spec` copies from a `local_path:` or an installed package;
     None for the other kinds (a hub commit or a URL's sha256 pins their bytes, and the registry
     hashes data/contrib/ itself). Raises SourceError when the files are missing."""
+    if spec.kind == "contrib":  # the registry hashes its entries itself (contrib_entries)
+        return None
     if spec.local_path:
         return _local_files(spec, root)
     if spec.kind == "package":
@@ -129,11 +126,17 @@ def _from_package(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
 
 
 def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
-    folder = root / spec.location
+    """Contributed files and their sidecars, from data/contrib/ or the folder `local_path:` names."""
+    folder = contrib_folder(spec, root)
+    if spec.local_path and not folder.is_dir():
+        raise SourceError(
+            f"{spec.name}: local_path {folder} is not a folder; fix `local_path:` for {spec.name} in sources.yaml"
+        )
     for cf in scan_contrib(folder):  # refuses a data file without a valid sidecar
         _copy(cf.path, out / cf.path.name)
         _copy(cf.sidecar, out / cf.sidecar.name)
-    return {"location": spec.location, "revision": None}
+    fetched: dict[str, Any] = {"location": spec.location, "revision": None}
+    return fetched if not spec.local_path else {**fetched, "location": str(folder), "local_path": str(folder)}
 
 
 def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
@@ -188,7 +191,8 @@ def download(spec: SourceSpec, root: Path | None = None) -> Path:
     """Fetch `spec` into data/raw/<name>/ (atomically) and return that folder."""
     root = root or project_root()
     target = raw_dir(spec.name, root)
-    fetch = _from_local if spec.local_path else FETCHERS[spec.kind]
+    # a contrib folder keeps its own rules (sidecars, no documentation) wherever it is
+    fetch = _from_local if spec.local_path and spec.kind != "contrib" else FETCHERS[spec.kind]
     with atomic_dir(target) as tmp:
         fetched = fetch(spec, root, tmp)
         write_json(tmp / MANIFEST, manifest(spec, tmp, fetched))

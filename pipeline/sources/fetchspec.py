@@ -24,7 +24,7 @@ from typing import Any
 from pipeline import atomic
 from pipeline.sources.download import files_on_disk
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, contrib_entries
+from pipeline.sources.registry import SourceSpec, contrib_entries, contrib_folder
 
 # SourceSpec fields that decide the download or the normalized table; what is left out
 # (commercial, commercial_reason, description) only matters from the build on.
@@ -50,7 +50,7 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
         value = getattr(spec, name)
         out[name] = list(value) if isinstance(value, tuple) else value
     if spec.kind == "contrib":
-        folder = root / spec.location
+        folder = contrib_folder(spec, root)
         out["contents"] = [
             {"path": p.relative_to(folder).as_posix(), "sha256": atomic.sha256_file(p)}
             for p in contrib_entries(folder)

@@ -264,6 +264,19 @@ def _is_empty(path: Path) -> bool:
     return False
 
 
+def local_target(spec: SourceSpec, root: Path) -> Path | None:
+    """The file or folder `local_path:` names (relative to the repository root), or None."""
+    if not spec.local_path:
+        return None
+    path = Path(spec.local_path).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def contrib_folder(spec: SourceSpec, root: Path) -> Path:
+    """Where a `kind: contrib` source's files and sidecars live: its `local_path:` or `location`."""
+    return local_target(spec, root) or root / spec.location
+
+
 def contrib_entries(folder: Path) -> list[Path]:
     """The files of data/contrib/ that are corpus data or sidecars, sorted: top level only, no
     hidden files, no documentation. What the contrib download copies and its stage depends on."""

@@ -15,7 +15,13 @@ from typing import Any
 from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
-from pipeline.sources.registry import REGISTRY_FILE, enabled_sources, load_registry, scan_contrib
+from pipeline.sources.registry import (
+    REGISTRY_FILE,
+    contrib_folder,
+    enabled_sources,
+    load_registry,
+    scan_contrib,
+)
 
 COLUMNS = ("name", "kind", "licence", "commercial", "enabled", "rows")
 
@@ -59,7 +65,7 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
         if not is_contrib:
             continue
         try:
-            files = scan_contrib(root / spec.location)
+            files = scan_contrib(contrib_folder(spec, root))
         except SourceError as e:
             problems.append(str(e))
             continue
