@@ -1,0 +1,97 @@
+"""dvc.yaml lists, for every stage, the code it runs: else editing a module leaves stale outputs
+that `dvc repro` calls up to date. The code a stage runs is found by reading imports (including
+those inside functions) from its `python -m stages.<name>` module onwards."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+# Plumbing: how files are written, where params.yaml is, how a message reads. A change there
+# cannot change a stage's outputs, and listing it would re-run the whole graph (training too).
+PLUMBING = {
+    "pipeline/__init__.py",
+    "pipeline/atomic.py",
+    "pipeline/params.py",
+    "pipeline/cli.py",
+    "pipeline/sources/errors.py",
+    "pipeline/sources/__init__.py",  # re-exports SourceError
+    "stages/__init__.py",
+}
+# Imported, but by code the stage does not run; each with the reason.
+NOT_RUN = {
+    # hf.py's export half imports the model card lazily; train only loads checkpoints through it
+    "train": {"pipeline/cards.py", "pipeline/sources/licences.py"},
+    # registry.py checks adapter names against it; the build reads no upstream file
+    "build": {"pipeline/sources/adapters/__init__.py"},
+}
+
+
+def _module_file(module: str) -> Path | None:
+    for path in (ROOT / f"{module.replace('.', '/')}.py", ROOT / module.replace(".", "/") / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module (and `from m import name` as m.name: it may be a submodule) `path` imports."""
+    package = path.relative_to(ROOT).parent.as_posix().replace("/", ".")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.split(".")[0] in ("pipeline", "stages")}
+
+
+def code_run_by(module: str) -> set[str]:
+    """Repository-relative paths of `module` and every project module it imports, transitively,
+    with the packages (__init__.py) on the way."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # importing a.b runs a
+        path = _module_file(name)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        todo.extend(_imports(path))
+    return {p.relative_to(ROOT).as_posix() for p in seen}
+
+
+def _covered(path: str, deps: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_depends_on_the_code_it_runs(stage: str) -> None:
+    body = STAGES[stage].get("do", STAGES[stage])
+    module = re.fullmatch(r"python -m (\S+)(?: \S+)?", body["cmd"])
+    assert module, f"{stage}: cmd {body['cmd']!r} is not `python -m stages.<name> [item]`"
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in body.get("deps", [])]
+    expected = code_run_by(module.group(1)) - PLUMBING - NOT_RUN.get(stage, set())
+    missing = sorted(p for p in expected if not _covered(p, deps))
+    assert not missing, f"dvc.yaml stage {stage}: add to deps {missing}"
+
+
+def test_the_import_reader_sees_lazy_imports() -> None:
+    """evaluate runs chat sessions through an import inside a function: it must be found."""
+    assert "pipeline/chat.py" in code_run_by("pipeline.evaluate")
+    assert "pipeline/sources/registry.py" in code_run_by("stages.registry")
+    assert "pipeline/model.py" not in code_run_by("pipeline.sources.registry")
