@@ -16,9 +16,14 @@ Columns of the frame:
     origin        "file:line" (or "file:record") the row came from
     check, reason set by the adapter when the row is unreadable -> quarantined
     filter        set by the adapter when the format says to skip the row -> counted, not kept
+
+No string in the frame holds a lone UTF-16 surrogate (see `RawRows._append`): polars stores UTF-8
+only and would refuse the whole source for one such character.
 """
 
 from __future__ import annotations
+
+import re
 
 import polars as pl
 
@@ -40,6 +45,17 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
 # Shown in quarantine when an unreadable row's text is long: enough to find it, not a 1 MB blob.
 _BAD_TEXT_PREVIEW = 2000
 
+# A lone UTF-16 surrogate: JSON and YAML escapes ("\ud83d") decode to one when an exporter cut a
+# surrogate pair (a truncated emoji), and a file name with undecodable bytes holds one too.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Only a label: a surrogate there is escaped, but does not make the row's data unreadable.
+_LABELS = frozenset({"origin"})
+
+
+def _escape_surrogates(value: str) -> str:
+    """`value` with each lone surrogate written as its escape (`\\ud83d`): valid UTF-8, still findable."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 class RawRows:
     """Column-wise builder (append is cheap; the frame is built once)."""
@@ -52,9 +68,25 @@ class RawRows:
         return len(self._cols["origin"])
 
     def _append(self, **values: object) -> None:
+        """The one door into the frame: every row (add, bad, skip) of every adapter passes here, so a
+        lone surrogate in any field is caught once for all formats. A readable row holding one is
+        quarantined (`utf8`), an already bad or skipped row keeps its check or filter; either way
+        every string is escaped, so polars (and the quarantine parquet) can hold the row."""
         values.setdefault("source", self.source)
         values.setdefault("licence", self.licence)
         values.setdefault("commercial", self.commercial)
+        broken: str | None = None  # the first data field holding a surrogate, for the reason
+        for name, value in values.items():
+            # isascii is the cheap test: only non-ASCII strings can hold a surrogate
+            if isinstance(value, str) and not value.isascii() and (m := _SURROGATE.search(value)):
+                if broken is None and name not in _LABELS:
+                    broken = f"`{name}` holds a lone UTF-16 surrogate U+{ord(m.group()):04X} (a cut emoji?)"
+                values[name] = _escape_surrogates(value)
+        if broken is not None and values.get("check") is None and values.get("filter") is None:
+            values["check"], values["reason"] = "utf8", broken
+        text = values.get("text")
+        if values.get("check") is not None and isinstance(text, str) and len(text) > _BAD_TEXT_PREVIEW:
+            values["text"] = text[:_BAD_TEXT_PREVIEW] + "…"
         for name, col in self._cols.items():
             col.append(values.get(name))
 
@@ -81,9 +113,8 @@ class RawRows:
         text: str | None = None,
         role: str | None = None,
     ) -> None:
-        """An unreadable row: quarantined with `check` and `reason`; breaks its conversation."""
-        if text is not None and len(text) > _BAD_TEXT_PREVIEW:
-            text = text[:_BAD_TEXT_PREVIEW] + "…"
+        """An unreadable row: quarantined with `check` and `reason`; breaks its conversation.
+        A long `text` is cut to a preview (in `_append`)."""
         self._append(conv_key=conv_key, text=text, origin=origin, check=check, reason=reason, role=role)
 
     def skip(self, origin: str, reason: str, *, conv_key: str | None = None, text: str | None = None) -> None:

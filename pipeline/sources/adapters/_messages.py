@@ -70,7 +70,8 @@ def add_messages(
 def record_key(record_id: Any, line: int | str, used: set[str]) -> str:
     """A record's conversation key: its `id` when that is a non-empty string or an integer, else
     `line` (its record/line number, or any label unique to the record); a key already in `used`
-    gets `@<line>` appended.
+    gets `@<line>` appended, until it is unused (the suffixed key may itself be a record's id:
+    ids "3" and "3@3", then a record on line 3 without an id, gets "3@3@3").
 
     Rows are grouped into conversations by key, so two records under one key (exports often write
     `"id": null` or `""`, or repeat an id) would silently become one conversation.
@@ -81,7 +82,7 @@ def record_key(record_id: Any, line: int | str, used: set[str]) -> str:
         key = str(record_id)
     else:
         key = str(line)
-    if key in used:
+    while key in used:
         key = f"{key}@{line}"
     used.add(key)
     return key

@@ -1,9 +1,9 @@
 """chatterbot-corpus (PyPI `chatterbot_corpus/data/<language>/*.yml`).
 
 Upstream: {"categories": [...], "conversations": [[utterance, reply, utterance, ...], ...]}.
-Positions alternate human / bot. The YAML is read as a node tree, not as Python values, so an
-answer written `Yes` or `42` keeps its exact upstream text (PyYAML would turn it into a bool or
-an int) and every row knows its line number.
+Positions alternate human / bot; an empty conversation (`- []`) is quarantined as one row. The
+YAML is read as a node tree, not as Python values, so an answer written `Yes` or `42` keeps its
+exact upstream text (PyYAML would turn it into a bool or an int) and every row knows its line number.
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str) -> None:
                 "missing_field",
                 "conversation is not a list",
                 conv_key=key,
+            )
+            continue
+        if not conv.value:  # a conversation that holds nothing is still one read: count it, never drop it
+            rows.bad(
+                f"{rel}:{conv.start_mark.line + 1}", "missing_field", "conversation is empty", conv_key=key
             )
             continue
         for j, node in enumerate(conv.value):

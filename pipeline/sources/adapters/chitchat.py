@@ -3,7 +3,8 @@
 Upstream: {conversation uuid: {"messages": [turn, ...], "prompt", "ratings", "start"}} where a
 turn is a list of utterances {"text", "timestamp", "sender"} by one sender. The first sender of
 a conversation is the human; every utterance is one row (the turn's utterances merge back into
-one turn in normalize, joined with a newline).
+one turn in normalize, joined with a newline). A conversation with no utterance at all
+(`"messages": []`, or only empty turns) is quarantined as one row: read, so counted.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def _read_conversation(rows: RawRows, rel: str, conv_id: str, conv: Any) -> None
     if not isinstance(messages, list):
         rows.bad(f"{rel}:{conv_id}", "missing_field", "conversation has no `messages` list", conv_key=conv_id)
         return
+    before = len(rows)
     for t, turn in enumerate(messages):
         if not isinstance(turn, list):
             rows.bad(
@@ -62,3 +64,7 @@ def _read_conversation(rows: RawRows, rel: str, conv_id: str, conv: Any) -> None
                 )
                 continue
             rows.add(conv_id, utt["text"], origin, speaker=str(utt["sender"]))
+    if len(rows) == before:  # a conversation that holds nothing is still one read: count it, never drop it
+        rows.bad(
+            f"{rel}:{conv_id}", "missing_field", "conversation is empty (no utterance)", conv_key=conv_id
+        )

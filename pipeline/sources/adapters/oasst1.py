@@ -9,7 +9,9 @@ Each tree becomes one thread: from the root prompt, at every step the best usabl
 `rank`; unranked replies last, then oldest). Every other message is counted as filtered with its
 reason: oasst_deleted, oasst_review_failed, oasst_lang (params.yaml normalize.oasst1_lang; null
 keeps all), oasst_parent_dropped (below a dropped message), oasst_not_selected (a lower-ranked
-branch). A message whose parent is not in the data is quarantined (`parent_missing`).
+branch). A message whose parent is not in the data is quarantined (`parent_missing`), and so is
+one whose parent chain loops and never reaches a root prompt (`parent_cycle`: a message that is its
+own parent, two that are each other's, and every message below them).
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def _threads(
             children.setdefault(parent, []).append(mid)
         else:
             orphans.append(mid)
+    seen: set[str] = set()  # every message given a row; what is left after the roots is in a cycle
     for mid in orphans:
         msg = messages[mid]
         tree = msg.get("message_tree_id")
@@ -124,9 +127,12 @@ def _threads(
             conv_key=tree,
             text=msg["text"],
         )
+        seen.add(mid)
         for sub, _ in _walk(mid, children):
             rows.skip(origins[sub], "oasst_parent_dropped", conv_key=tree)
+            seen.add(sub)
     for root in roots:
+        seen.add(root)
         key = str(messages[root].get("message_tree_id") or root)
         thread, cur = [], root
         if _drop_reason(messages[root], lang) is None:
@@ -140,6 +146,7 @@ def _threads(
         # Everything else in the tree is filtered, with the reason nearest to it.
         status: dict[str, str | None] = {root: None if thread else _drop_reason(messages[root], lang)}
         for mid, parent in _walk(root, children):
+            seen.add(mid)
             if mid in thread:
                 status[mid] = None
                 continue
@@ -152,6 +159,19 @@ def _threads(
             rows.skip(origins[mid], status[mid], conv_key=key)
         if not thread:
             rows.skip(origins[root], status[root] or "oasst_deleted", conv_key=key)
+    # Neither a root nor below one, nor below an orphan: its parent chain loops (a message that is
+    # its own parent, or two that are each other's), so no thread can reach it. Counted, not lost.
+    for mid in order:
+        if mid not in seen:
+            msg = messages[mid]
+            rows.bad(
+                origins[mid],
+                "parent_cycle",
+                f"message {mid}: its parent chain (parent {msg['parent_id']}) loops and never reaches "
+                "a root prompt",
+                conv_key=msg.get("message_tree_id"),
+                text=msg["text"],
+            )
 
 
 def _walk(mid: str, children: dict[str, list[str]]) -> list[tuple[str, str]]:
