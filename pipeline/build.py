@@ -8,9 +8,11 @@ by construction and then checked again before anything is written:
    rules (pipeline.schema) and reduced to one row per conversation: its size, the first rule it
    breaks, whether it may enter the commercial variant, and a 128-bit dedup key
    (pipeline.dedup). The eager conversation table then decides each conversation's fate:
-   filtered (not commercial / over a cap), quarantined (whole conversation, with the check),
-   duplicate (of an earlier one in a fixed order), or kept in train/val by a seeded hash of its
-   dedup key (pipeline.split): duplicates share the key, so they can never straddle.
+   filtered (not commercial), quarantined (whole conversation, with the check), then source by
+   source in order: duplicate (of a copy kept earlier in a fixed order) or filtered (over the
+   source's cap; caps count only what a source adds, see `dedup_and_cap`), else kept in
+   train/val by a seeded hash of its dedup key (pipeline.split): duplicates share the key, so
+   they can never straddle.
 2. write (a second streaming pass): every row the variant may hold is sunk into one of N
    scratch parts by a hash of its conversation (no join: a streaming join held far more memory);
    each part (~16M characters) is joined to its conversations' fate in memory, grouped into one
@@ -404,7 +406,12 @@ def _quarantine_columns(sources: Sequence[SourceInput], cfg: BuildConfig) -> lis
 
 
 def decide(conv: pl.DataFrame, sources: Sequence[SourceInput], cfg: BuildConfig) -> pl.DataFrame:
-    """Give every conversation its status (and split/part/order when kept)."""
+    """Give every conversation its status (and split/part/order when kept).
+
+    In this order: not in the variant (not_commercial), quarantined, then per source the cap and
+    dedup together (`dedup_and_cap`), then the split of what is kept. Filtered and quarantined
+    conversations never count against a cap nor make another copy a duplicate.
+    """
     conv = conv.with_columns(_quarantine_columns(sources, cfg))
     status = (
         pl.when(~eligible_expr(cfg.variant))
@@ -413,32 +420,73 @@ def decide(conv: pl.DataFrame, sources: Sequence[SourceInput], cfg: BuildConfig)
         .then(pl.lit(QUARANTINED))
     )
     conv = conv.with_columns(status=status)
-    settled = conv.filter(pl.col("status").is_not_null())
-    candidates = dedup.mark_duplicates(conv.filter(pl.col("status").is_null()), ["rank", "conversation_id"])
-    candidates = candidates.with_columns(
-        split_u=split.split_hash(cfg.seed), order_h=split.order_hash(cfg.seed)
-    )
     ranks = {src.name: src.rank for src in sources}
     unknown = sorted(set(cfg.caps) - set(ranks))
     if unknown:
         raise BuildError(f"params.yaml build.caps: {', '.join(unknown)} not among the enabled sources")
-    unique = split.apply_caps(
-        candidates.filter(~pl.col("duplicate")), {ranks[n]: c for n, c in cfg.caps.items()}
+    settled = conv.filter(pl.col("status").is_not_null())
+    candidates = conv.filter(pl.col("status").is_null()).with_columns(
+        split_u=split.split_hash(cfg.seed), order_h=split.order_hash(cfg.seed)
     )
-    kept = split.assign_split(unique.filter(~pl.col("capped")), cfg.val_fraction)
-    kept = kept.with_columns(status=pl.lit(KEPT))
+    fated = dedup_and_cap(candidates, {ranks[n]: c for n, c in cfg.caps.items()})
+    kept = split.assign_split(fated.filter(pl.col("status") == KEPT), cfg.val_fraction)
     return pl.concat(
-        [
-            settled,
-            candidates.filter(pl.col("duplicate")).with_columns(status=pl.lit(DUPLICATE)),
-            unique.filter(pl.col("capped")).with_columns(status=pl.lit(CAPPED)),
-            kept,
-        ],
-        how="diagonal_relaxed",
+        [settled, fated.filter(pl.col("status") != KEPT), kept], how="diagonal_relaxed"
     ).with_columns(
         cross_source_duplicate=(pl.col("status") == DUPLICATE) & (pl.col("first_rank") != pl.col("rank")),
         part=part_expr(count_parts(conv, cfg)),
     )
+
+
+def dedup_and_cap(candidates: pl.DataFrame, caps: Mapping[int, int]) -> pl.DataFrame:
+    """Status KEPT, DUPLICATE or CAPPED (and `first_rank`, the rank of the kept copy) for each candidate.
+
+    Sources are walked in rank order (the dedup "first wins" order); each one, in turn:
+
+    1. its copies of a dialogue an earlier source kept are duplicates (cross-source);
+    2. of the dialogues left, the first copy by conversation_id stands for the dialogue and
+       every later copy in the source is a duplicate of it (within-source);
+    3. the cap, if any, walks those first copies in `order_h` order (split.apply_caps) and
+       filters the ones past it, together with their within-source copies: the dialogue is
+       what the cap dropped, so its copies are counted as capped, not as duplicates.
+
+    So a cap bounds the characters a source adds to the dataset: only its distinct dialogues
+    that no earlier source kept count against it, and none of its duplicates do. A source is
+    capped before a later source is deduplicated against it: a dialogue an earlier source
+    dropped by its cap is still kept from a later source that holds it (within that source's
+    own cap). The invariant: every duplicate has its kept copy in the dataset, so no dialogue
+    is lost by being both capped in one source and a duplicate in another. Without caps this is
+    one dedup over all sources in (rank, conversation_id) order.
+    """
+    keys = list(dedup.KEY_COLUMNS)
+    kept_keys = pl.DataFrame(
+        schema={**candidates.select(keys).schema, "first_rank": candidates.schema["rank"]}
+    )
+    out = []
+    for rank in sorted(candidates["rank"].unique().to_list()):
+        # kept_keys holds each key once (new keys only below), so the join adds no rows.
+        mine = candidates.filter(pl.col("rank") == rank).join(kept_keys, on=keys, how="left")
+        earlier = mine.filter(pl.col("first_rank").is_not_null())
+        new = dedup.mark_duplicates(
+            mine.filter(pl.col("first_rank").is_null()).drop("first_rank"), ["rank", "conversation_id"]
+        )
+        firsts = split.apply_caps(
+            new.filter(~pl.col("duplicate")), {rank: caps[rank]} if rank in caps else {}
+        )
+        new = new.join(firsts.select(*keys, "capped"), on=keys, how="left", maintain_order="left")
+        status = (
+            pl.when(pl.col("capped"))
+            .then(pl.lit(CAPPED))
+            .when(pl.col("duplicate"))
+            .then(pl.lit(DUPLICATE))
+            .otherwise(pl.lit(KEPT))
+        )
+        new = new.with_columns(status=status).drop("duplicate", "capped")
+        out += [earlier.sort("conversation_id").with_columns(status=pl.lit(DUPLICATE)), new]
+        kept_keys = pl.concat([kept_keys, new.filter(pl.col("status") == KEPT).select(*keys, "first_rank")])
+    if not out:  # no candidate at all: an empty frame with the columns the plan expects
+        return candidates.with_columns(first_rank=pl.col("rank"), status=pl.lit(KEPT))
+    return pl.concat(out, how="vertical")
 
 
 def count_parts(conv: pl.DataFrame, cfg: BuildConfig) -> int:

@@ -363,3 +363,81 @@ def test_a_tiny_corpus_keeps_a_training_conversation(tmp_path, val_fraction):
     write_tables(tmp_path, {"good": many("good", 3)})
     conv = build(tmp_path, ["good"], val_fraction=val_fraction, seed=7).stats["totals"]["conversations"]
     assert conv["train"] >= 1 and conv["val"] >= 1 and conv["train"] + conv["val"] == 3
+
+
+# ----------------------------------------------------------------------------- caps vs dedup
+
+CAP_REGISTRY = {
+    "a": {"kind": "url", "licence": "MIT", "commercial": True},
+    "b": {"kind": "url", "licence": "MIT", "commercial": True},
+    "nc": {"kind": "url", "licence": "CC-BY-NC-4.0", "commercial": False},
+}
+
+
+def dialogues(source: str, n: int, copy: str = "", **terms) -> list[dict]:
+    """The same n dialogues in any source ("question i" / "answer i", 18-20 characters each)."""
+    return [
+        r
+        for i in range(n)
+        for r in rows(f"{source}:{copy}{i}", [f"question {i}", f"answer {i}"], source, **terms)
+    ]
+
+
+def capped_build(root: Path, names: list[str], caps: dict[str, int], variant: str = "full"):
+    """Build, check that every source's rows reconcile, return (per-source stats, source -> dialogues)."""
+    cfg = BuildConfig(variant=variant, val_fraction=0.2, caps=caps)
+    stats = build_variant(root, names, CAP_REGISTRY, cfg).stats["sources"]
+    for s in stats.values():
+        accounted = s["rows_kept"] + s["rows_quarantined"] + sum(s["rows_filtered"].values())
+        assert s["reconciles"] and s["rows_read"] == accounted + s["duplicate_rows_removed"]
+    d = root / "data" / "dataset" / variant
+    out = pl.concat([pl.read_parquet(d / f"{split}.parquet") for split in ("train", "val")])
+    texts = [tuple(m["content"] for m in ms) for ms in out["messages"].to_list()]
+    assert len(set(texts)) == len(texts)  # no dialogue twice
+    by_source: dict[str, set] = {}
+    for source, text in zip(out["source"].to_list(), texts, strict=True):
+        by_source.setdefault(source, set()).add(text)
+    return stats, by_source
+
+
+def test_a_cap_drops_a_dialogue_only_from_its_source_not_from_the_dataset(tmp_path):
+    """The review's repro: a (capped) and b hold the same 20 dialogues. Dedup used to run before the
+    cap, so b's copies were duplicates of a's, then the cap dropped 15 of a's: 5 dialogues left
+    and b's 'duplicates' counted rows that existed nowhere. Now a keeps what its cap allows and b
+    the other 15; b's duplicates are exactly the dialogues a kept."""
+    write_tables(tmp_path, {"a": dialogues("a", 20), "b": dialogues("b", 20)})
+    stats, kept = capped_build(tmp_path, ["a", "b"], {"a": 100})
+    assert len(kept["a"]) == 5 and sum(stats["a"]["characters"].values()) <= 100  # 5 x 18-20 chars
+    assert len(kept["a"] | kept["b"]) == 20 and not kept["a"] & kept["b"]
+    assert stats["a"]["rows_filtered"]["cap"] == 2 * 15 and stats["a"]["duplicate_rows_removed"] == 0
+    assert stats["b"]["rows_filtered"]["cap"] == 0 and stats["b"]["duplicate_rows_removed"] == 2 * 5
+    assert stats["b"]["duplicates_removed"] == {"conversations": 5, "within_source": 0, "cross_source": 5}
+    # Both capped: b's cap is spent on dialogues a did not keep, not on copies of a's.
+    stats, kept = capped_build(tmp_path, ["a", "b"], {"a": 100, "b": 100})
+    assert len(kept["a"]) == len(kept["b"]) == 5 and not kept["a"] & kept["b"]
+    assert stats["b"]["rows_filtered"]["cap"] == 2 * 10 and stats["b"]["duplicate_rows_removed"] == 2 * 5
+
+
+def test_a_cap_counts_distinct_dialogues_and_drops_their_copies_with_them(tmp_path):
+    """Within one source: a dialogue's copies do not spend the cap, and the copies of a dialogue the
+    cap dropped are counted as capped (not as duplicates of a conversation that is nowhere)."""
+    write_tables(tmp_path, {"a": dialogues("a", 20) + dialogues("a", 20, copy="c")})
+    stats, kept = capped_build(tmp_path, ["a"], {"a": 100})
+    assert len(kept["a"]) == 5
+    assert stats["a"]["duplicates_removed"] == {"conversations": 5, "within_source": 5, "cross_source": 0}
+    assert stats["a"]["rows_filtered"]["cap"] == 2 * 30  # 15 dialogues, twice each
+
+
+def test_non_commercial_copies_neither_spend_a_cap_nor_shadow_a_commercial_copy(tmp_path):
+    """An NC source ranked first: filtered out of the commercial variant before dedup and caps, so
+    the commercial source keeps what its cap allows; the full variant keeps the NC copies instead."""
+    write_tables(
+        tmp_path,
+        {"nc": dialogues("nc", 20, licence="CC-BY-NC-4.0", commercial=False), "a": dialogues("a", 20)},
+    )
+    stats, kept = capped_build(tmp_path, ["nc", "a"], {"a": 100}, variant="commercial")
+    assert set(kept) == {"a"} and len(kept["a"]) == 5
+    assert stats["nc"]["rows_filtered"]["not_commercial"] == 40 and stats["a"]["duplicate_rows_removed"] == 0
+    stats, kept = capped_build(tmp_path, ["nc", "a"], {"a": 100}, variant="full")
+    assert set(kept) == {"nc"} and len(kept["nc"]) == 20
+    assert stats["a"]["rows_filtered"]["cap"] == 0 and stats["a"]["duplicate_rows_removed"] == 40
