@@ -201,6 +201,20 @@ def test_oasst1_parent_cycle_is_quarantined(tmp_path: Path) -> None:
     assert result.report["rows_read"] == 6 and _reconciles(result.report)
 
 
+def test_oasst1_orphan_does_not_cut_its_trees_good_thread(tmp_path: Path) -> None:
+    msgs = [
+        {"message_id": "r", "parent_id": None, "message_tree_id": "t", "role": "prompter", "text": "hi"},
+        {"message_id": "a", "parent_id": "r", "message_tree_id": "t", "role": "assistant", "text": "hello"},
+        {"message_id": "o", "parent_id": "gone", "message_tree_id": "t", "role": "prompter", "text": "?"},
+        {"message_id": "b", "parent_id": "o", "message_tree_id": "t", "role": "assistant", "text": "below"},
+    ]
+    (tmp_path / "m.messages.jsonl").write_text("".join(json.dumps(m) + "\n" for m in msgs))
+    result = _run("oasst1", tmp_path, {"oasst1_lang": "en"})
+    assert result.turns["text"].to_list() == ["hi", "hello"]  # was cut away as conversation_broken
+    assert result.quarantine["check"].to_list() == ["parent_missing"]
+    assert result.report["rows_filtered"] == {"oasst_parent_dropped": 1} and _reconciles(result.report)
+
+
 # --- 3. record keys ----------------------------------------------------------------------------------
 
 

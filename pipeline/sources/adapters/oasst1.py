@@ -116,21 +116,7 @@ def _threads(
             children.setdefault(parent, []).append(mid)
         else:
             orphans.append(mid)
-    seen: set[str] = set()  # every message given a row; what is left after the roots is in a cycle
-    for mid in orphans:
-        msg = messages[mid]
-        tree = msg.get("message_tree_id")
-        rows.bad(
-            origins[mid],
-            "parent_missing",
-            f"parent message {msg['parent_id']} is not in the data",
-            conv_key=tree,
-            text=msg["text"],
-        )
-        seen.add(mid)
-        for sub, _ in _walk(mid, children):
-            rows.skip(origins[sub], "oasst_parent_dropped", conv_key=tree)
-            seen.add(sub)
+    seen: set[str] = set()  # every message given a row; what is left at the end is in a cycle
     for root in roots:
         seen.add(root)
         key = str(messages[root].get("message_tree_id") or root)
@@ -159,6 +145,22 @@ def _threads(
             rows.skip(origins[mid], status[mid], conv_key=key)
         if not thread:
             rows.skip(origins[root], status[root] or "oasst_deleted", conv_key=key)
+    # After the threads: a bad row cuts its conversation short from where it stands, and an orphan
+    # shares its tree's key, so written first it would cut that tree's good thread away.
+    for mid in orphans:
+        msg = messages[mid]
+        tree = msg.get("message_tree_id")
+        rows.bad(
+            origins[mid],
+            "parent_missing",
+            f"parent message {msg['parent_id']} is not in the data",
+            conv_key=tree,
+            text=msg["text"],
+        )
+        seen.add(mid)
+        for sub, _ in _walk(mid, children):
+            rows.skip(origins[sub], "oasst_parent_dropped", conv_key=tree)
+            seen.add(sub)
     # Neither a root nor below one, nor below an orphan: its parent chain loops (a message that is
     # its own parent, or two that are each other's), so no thread can reach it. Counted, not lost.
     for mid in order:
