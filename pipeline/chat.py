@@ -42,6 +42,38 @@ def default_reply_budget(block_size: int) -> int:
     return max(1, min(256, block_size // 4))
 
 
+class NoRoomError(ValueError):
+    """The reply budget leaves no room in the context window for the persona and a message.
+
+    Carries the figures so that each caller names the settings as its users type them (the CLI's
+    --context and --max-new-tokens, the API's system message and max_tokens): see describe().
+    """
+
+    def __init__(self, persona_tokens: int | None, room: int, max_new_tokens: int, block_size: int) -> None:
+        self.persona_tokens = persona_tokens  # the persona's own text tokens; None without a persona
+        self.room = room  # persona text tokens that would fit beside a one-token message
+        self.max_new_tokens = max_new_tokens
+        self.block_size = block_size
+        super().__init__(self.describe("the persona", "max_new_tokens"))
+
+    @property
+    def persona_at_fault(self) -> bool:
+        """A shorter persona would fit (else only a smaller reply budget helps)."""
+        return self.persona_tokens is not None and self.room >= 1
+
+    def describe(self, persona: str, budget: str) -> str:
+        """The one-line error, with the persona and the reply budget called `persona` and `budget`."""
+        if not self.persona_at_fault:
+            return (
+                f"{budget} {self.max_new_tokens} leaves no room for the conversation in the "
+                f"{self.block_size}-token context window: lower it"
+            )
+        return (
+            f"{persona} is {self.persona_tokens} tokens; with {budget} {self.max_new_tokens} at most "
+            f"{self.room} fit the {self.block_size}-token context window: shorten it or lower {budget}"
+        )
+
+
 class ChatSession:
     """One conversation with an Engine: persona + history in, one bot reply out per user message."""
 
@@ -79,17 +111,22 @@ class ChatSession:
             raise ValueError(
                 f"max_new_tokens must be in 1..{engine.block_size - 1} (block_size {engine.block_size})"
             )
-        persona = len(render([], self.context, enc=engine.enc, add_generation_prompt=True)[0])
-        if persona + 3 > self._budget:  # room for <human>, at least one token, <endOfText>
-            raise ValueError(
-                f"--context is {persona} tokens; with a {max_new_tokens}-token reply budget only "
-                f"{self._budget} fit the {engine.block_size}-token window: shorten it or lower the reply budget"
+        # <|endoftext|> persona <bot>, plus <human>, at least one token and <endOfText> for a message.
+        fixed = len(render([], self.context, enc=engine.enc, add_generation_prompt=True)[0])
+        if fixed + 3 > self._budget:
+            raise NoRoomError(
+                persona_tokens=fixed - 2 if self.context else None,
+                room=self._budget - 5,
+                max_new_tokens=max_new_tokens,
+                block_size=engine.block_size,
             )
 
     def reset(self) -> None:
-        """Forget the conversation; the persona stays."""
+        """Forget the conversation; the persona stays. The seeded replies start over too, so a
+        reset chat answers as a fresh one with the same seed would."""
         self.history.clear()
         self._lengths.clear()
+        self._replies = 0
 
     def prompt_ids(self, user_text: str) -> list[int]:
         """The model's input for the next reply: persona, the latest whole turns that fit, the new
@@ -220,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         context = _read_context(args)
         stop = check_stop_strings(args.stop)
+        if args.top_k < 0:  # SamplingParams would say "unset": here 0 is how to say it
+            raise ValueError(f"--top-k must be >= 1, or 0 for no limit, got {args.top_k}")
     except ValueError as e:
         print(f"chat: {e}", file=sys.stderr)
         return 2
@@ -242,6 +281,9 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             stop=stop,
         )
+    except NoRoomError as e:
+        print(f"chat: {e.describe('--context', '--max-new-tokens')}", file=sys.stderr)
+        return 2
     except ValueError as e:
         print(f"chat: {e}", file=sys.stderr)
         return 2

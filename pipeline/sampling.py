@@ -29,9 +29,9 @@ class SamplingParams:
         if not (math.isfinite(self.temperature) and self.temperature >= 0.0):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1 (or None for no limit), got {self.top_k}")
+            raise ValueError(f"top_k must be >= 1, or unset for no limit, got {self.top_k}")
         if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:  # OpenAI's range; 0 = the best token
-            raise ValueError(f"top_p must be in [0, 1] (or None for no limit), got {self.top_p}")
+            raise ValueError(f"top_p must be in [0, 1] (1 = no limit), got {self.top_p}")
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be in 0..{MAX_SEED} (a torch generator seed), got {self.seed}")
 

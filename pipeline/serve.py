@@ -15,13 +15,22 @@ are whole UTF-8 characters (server-sent events, ending with `data: [DONE]`).
 The engine runs one generation at a time (a lock serialises requests). The server binds to
 127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
 Built on the standard library's http.server: a small local endpoint, not a production gateway.
+
+Web pages the user visits must not reach it (cf. Ollama's CVE-2024-28224): bound to a loopback
+address, the server answers 403 to any request whose Host header is not localhost, 127.0.0.1,
+[::1] or the bound address (any port), which defeats DNS rebinding; bound to another address with
+--host, it was exposed on purpose and takes any Host. POST /v1/chat/completions also requires
+`Content-Type: application/json` (else 415): a page cannot send that cross-origin without a CORS
+preflight, which this server never grants, so a form or a simple fetch cannot make it generate.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
+import re
 import socket
 import sys
 import threading
@@ -34,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pipeline.chat import DEFAULT_CKPT, ChatSession
+from pipeline.chat import DEFAULT_CKPT, ChatSession, NoRoomError
 from pipeline.stops import check_stop_strings
 
 if TYPE_CHECKING:
@@ -48,6 +57,9 @@ ROLES = {*PERSONA_ROLES, "user", "assistant"}
 MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/chat/completions": "POST"}
+JSON_TYPE = "application/json"
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_HOST_HEADER = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::\d*)?")  # name or [IPv6], then an optional :port
 
 
 class RequestError(ValueError):
@@ -115,9 +127,12 @@ class ChatRequest:
             max_tokens=_optional(body, ("max_completion_tokens", "max_tokens"), int),
             temperature=_optional(body, ("temperature",), float, 1.0),
             top_p=_optional(body, ("top_p",), float, 1.0),
-            top_k=_optional(body, ("top_k",), int) or None,  # 0 = no limit (as vLLM)
+            top_k=_optional(body, ("top_k",), int),
             seed=_optional(body, ("seed",), int),
         )
+        if req.top_k is not None and req.top_k < 0:  # SamplingParams would say "unset"
+            raise RequestError(f"top_k must be >= 1, or 0 or null for no limit, got {req.top_k}", "top_k")
+        req.top_k = req.top_k or None  # 0 = no limit (as vLLM)
         stream = body.get("stream")
         stream = False if stream is None else stream
         if not isinstance(stream, bool):
@@ -206,14 +221,9 @@ class ChatService:
                 seed=req.seed,
                 stop=req.stop,
             )
-        except ValueError as e:  # the reply budget leaves no room for the persona and a message
-            if req.context is None:
-                raise RequestError(
-                    f"{key} {req.max_tokens} leaves no room for the conversation in the "
-                    f"{limit + 1}-token context window: ask for fewer",
-                    key,
-                ) from e
-            raise RequestError(str(e).replace("--context", "the system message"), "messages") from e
+        except NoRoomError as e:  # the reply budget leaves no room for the persona and a message
+            param = "messages" if e.persona_at_fault else key
+            raise RequestError(e.describe("the system message", key), param) from e
         for role, text in req.history:
             session.add_turn(role, text)
         return session
@@ -299,6 +309,7 @@ class Handler(BaseHTTPRequestHandler):
     """HTTP in, JSON (or server-sent events) out; the work is ChatService's."""
 
     service: ChatService  # set on the subclass make_server builds
+    allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES  # Host names answered (no port); None: any
     server_version = "nanochatgpt"
     protocol_version = "HTTP/1.1"
     timeout = 60  # seconds a client may stall a read: a half-sent request cannot hold a thread forever
@@ -306,6 +317,47 @@ class Handler(BaseHTTPRequestHandler):
     @property
     def route(self) -> str:
         return urlsplit(self.path).path  # a query string does not change the route
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, then the checks every request passes before its method runs."""
+        if not super().parse_request():
+            return False
+        refusal = self._host_refusal()
+        if refusal:
+            self._error(HTTPStatus.FORBIDDEN, refusal, "permission_error")
+            return False
+        if self.command != "POST" and self._has_body():
+            # Only POST reads a body: an unread one would be parsed as the next request line on
+            # this keep-alive connection. Answer this request, then close (_json says so).
+            self.close_connection = True
+        return True
+
+    def _host_refusal(self) -> str | None:
+        """Why this request's Host is refused (DNS rebinding: a page whose name now resolves to
+        127.0.0.1 still sends its own name), or None. A request without Host is no browser's."""
+        if self.allowed_hosts is None:
+            return None
+        values = self.headers.get_all("Host") or []
+        if not values:
+            return None
+        match = _HOST_HEADER.fullmatch(values[0].strip().lower()) if len(values) == 1 else None
+        if match and match.group(1).strip("[]") in self.allowed_hosts:
+            return None
+        shown = ", ".join(repr(v) for v in values)[:200]
+        names = " / ".join(f"[{h}]" if ":" in h else h for h in sorted(self.allowed_hosts))
+        return (
+            f"Host {shown} refused: this server listens on this machine only and answers "
+            f"requests to {names} (any port)"
+        )
+
+    def _has_body(self) -> bool:
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") is not None:
+            return True
+        try:
+            return length is not None and int(length) != 0
+        except ValueError:
+            return True
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.route == "/health":
@@ -327,20 +379,21 @@ class Handler(BaseHTTPRequestHandler):
     # Every other method answers in the same JSON error format.
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_found  # noqa: N815
 
-    def do_HEAD(self) -> None:  # noqa: N802
-        # GET's status without a body: 200 for the GET routes, 405 for the POST one, else 404.
-        if self.route in ROUTES:
-            status = HTTPStatus.OK if ROUTES[self.route] == "GET" else HTTPStatus.METHOD_NOT_ALLOWED
-        else:
-            status = HTTPStatus.NOT_FOUND
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+    # GET's status and headers without the body (_json leaves it out for HEAD).
+    do_HEAD = do_GET  # noqa: N815
 
     def do_POST(self) -> None:  # noqa: N802
         if self.route != "/v1/chat/completions":
             self._not_found()
+            return
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.split(";", 1)[0].strip().lower() != JSON_TYPE:
+            got = f"got {content_type[:100]!r}" if content_type else "none was given"
+            self._error(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Type must be {JSON_TYPE}; {got}",
+                "invalid_request_error",
+            )
             return
         self._streaming = False
         try:
@@ -424,7 +477,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:  # say so: a keep-alive client would send its next request into it
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _error(self, status: HTTPStatus, message: str, kind: str, param: str | None = None) -> None:
         self.close_connection = True  # the body may be unread: this connection cannot carry another request
@@ -476,7 +530,22 @@ def make_server(
         )
     server = server_class((host, port), handler)
     server.daemon_threads = True
+    handler.allowed_hosts = _allowed_hosts(host, server.server_address[0])
     return server
+
+
+def _allowed_hosts(host: str, bound: str) -> frozenset[str] | None:
+    """The Host names a server bound to `bound` (asked for as `host`) answers; None: any.
+
+    Bound to loopback, only this machine's names: a page that rebinds its own name to 127.0.0.1
+    still sends that name. Bound elsewhere on purpose (--host), clients may use any name."""
+    try:
+        loopback = ipaddress.ip_address(bound).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return None
+    return LOOPBACK_NAMES | {host.lower().strip("[]"), bound.lower()}
 
 
 # ---- CLI ---------------------------------------------------------------------------------------
@@ -485,7 +554,11 @@ def make_server(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=f"checkpoint directory (default {DEFAULT_CKPT})")
     parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to bind (default {DEFAULT_HOST}: this machine only, and only requests whose Host "
+        "is localhost, 127.0.0.1, [::1] or the bound address, against DNS rebinding; another address "
+        "exposes the server on purpose and takes any Host, with no authentication)",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
@@ -513,9 +586,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"serve: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]
-    if host not in ("127.0.0.1", "::1", "localhost"):
+    if server.RequestHandlerClass.allowed_hosts is None:  # not a loopback address
         print(
-            f"serve: listening on {host}, not only this machine; there is no authentication", file=sys.stderr
+            f"serve: listening on {host}, not only this machine, for any Host; there is no authentication",
+            file=sys.stderr,
         )
     print(
         f"serve: http://{host}:{port}/v1/chat/completions (model {args.model_name!r}); Ctrl-C stops",

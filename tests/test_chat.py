@@ -84,7 +84,7 @@ def test_reset_keeps_persona(enc) -> None:
 
 def test_too_long_persona_or_message_is_a_clear_error(enc) -> None:
     engine = scripted_engine(enc)
-    with pytest.raises(ValueError, match="context"):
+    with pytest.raises(ValueError, match="the persona is 200 tokens"):
         ChatSession(engine, context="word " * 200, max_new_tokens=16)
     with pytest.raises(ValueError, match="max_new_tokens"):
         ChatSession(engine, max_new_tokens=500)
@@ -281,3 +281,71 @@ def test_ctrl_c_at_a_terminal_stops_the_reply_not_the_chat(enc) -> None:
         chat_loop(ChatSession(engine, temperature=0.0), io.StringIO("hi\n"), io.StringIO(), io.StringIO())
         == 130
     )
+
+
+# ---- found by a review ----------------------------------------------------------------------------
+
+
+def test_no_room_errors_name_what_the_user_gave(enc, ckpt: Path, monkeypatch, capsys) -> None:
+    """`chat --max-new-tokens 127` blamed a --context nobody gave ("--context is 2 tokens"), and a
+    persona's size counted its two control tokens."""
+    from pipeline.chat import NoRoomError
+
+    engine = scripted_engine(enc)
+    with pytest.raises(NoRoomError) as e:
+        ChatSession(engine, max_new_tokens=127)
+    assert str(e.value) == (
+        "max_new_tokens 127 leaves no room for the conversation in the 128-token context window: lower it"
+    )
+    # 128 - 16 = 112 prompt tokens; <|endoftext|>, <bot> and a one-token <human> turn take 5.
+    with pytest.raises(
+        NoRoomError, match="the persona is 200 tokens; with max_new_tokens 16 at most 107 fit"
+    ):
+        ChatSession(engine, context="word " * 200, max_new_tokens=16)
+    ChatSession(engine, context=" ".join(["word"] * 107), max_new_tokens=16).reply("a")  # "at most" holds
+    with pytest.raises(NoRoomError, match="the persona is 108 tokens"):
+        ChatSession(engine, context=" ".join(["word"] * 108), max_new_tokens=16)
+    with pytest.raises(NoRoomError, match="max_new_tokens 124 leaves no room"):  # no persona could fit
+        ChatSession(engine, context="word", max_new_tokens=124)
+
+    argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    assert cli.main([*argv, "--max-new-tokens", "127"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("chat: --max-new-tokens 127 leaves no room") and "--context" not in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    assert cli.main([*argv, "--max-new-tokens", "16", "--context", "word " * 200]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("chat: --context is 200 tokens; with --max-new-tokens 16 at most 107 fit"), err
+
+
+def test_reset_restarts_the_seeded_replies() -> None:
+    """Each reply is seeded with seed + replies so far; /reset kept the count, so after it the same
+    message got another reply than in a fresh chat with the same --seed."""
+    engine = Engine(tiny_gpt())
+
+    def session() -> ChatSession:
+        return ChatSession(engine, context=PERSONA, max_new_tokens=12, temperature=1.0, seed=3)
+
+    messages = ("Hello!", "How are you?")
+    fresh = session()
+    want = [fresh.reply(m) for m in messages]
+    chat = session()
+    for m in ("Hi", "What is your name?", "Bye"):
+        chat.reply(m)
+    chat.reset()
+    assert [chat.reply(m) for m in messages] == want
+
+
+def test_top_k_errors_say_what_can_be_typed(ckpt: Path, monkeypatch, capsys) -> None:
+    """Range errors said "(or None for no limit)", which no CLI or HTTP user can type."""
+    from pipeline.sampling import SamplingParams
+
+    for bad in (dict(top_k=0), dict(top_k=-3), dict(top_p=1.5), dict(top_p=-0.1)):
+        with pytest.raises(ValueError) as e:
+            SamplingParams(**bad)
+        assert "None" not in str(e.value) and "no limit" in str(e.value)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["chat", "--ckpt", str(ckpt), "--device", "cpu", "--top-k", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "chat: --top-k must be >= 1, or 0 for no limit, got -1"

@@ -66,7 +66,10 @@ def post(url: str, body: object) -> tuple[int, dict]:
 def post_stream(url: str, body: dict) -> list[dict | str]:
     """The server-sent events' data: parsed chunks, then the closing "[DONE]"."""
     req = urllib.request.Request(
-        f"{url}/v1/chat/completions", data=json.dumps({**body, "stream": True}).encode(), method="POST"
+        f"{url}/v1/chat/completions",
+        data=json.dumps({**body, "stream": True}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     events: list[dict | str] = []
     with urllib.request.urlopen(req, timeout=60) as resp:
@@ -262,7 +265,10 @@ def test_a_client_that_leaves_mid_stream_does_not_block_the_next(enc) -> None:
     body = {"messages": [{"role": "user", "content": "talk"}], "max_tokens": 120, "stream": True}
     with serving(Engine(model, enc=enc)) as url:
         req = urllib.request.Request(
-            f"{url}/v1/chat/completions", data=json.dumps(body).encode(), method="POST"
+            f"{url}/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         resp = urllib.request.urlopen(req, timeout=30)
         assert resp.readline().startswith(b"data: ")
@@ -316,7 +322,7 @@ def test_http_edge_cases_answer_in_json(enc) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         reply = _raw(url, (head + "Content-Length: -1\r\n\r\n").encode())
         assert reply.startswith(b"HTTP/1.1 400") and b"must not be negative" in reply
         reply = _raw(url, (head + "Content-Length: 100\r\n\r\n{").encode())  # then the client stalls
@@ -410,7 +416,10 @@ def test_chunked_request_bodies_are_read(enc) -> None:
     chunked = b"".join(
         b"%x;ext=1\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7)
     )
-    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
     with serving(Engine(tiny_gpt(), enc=enc)) as url:
         reply = _raw(url, head + chunked + b"0\r\nX-Trailer: 1\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
@@ -486,3 +495,150 @@ def test_developer_messages_are_the_persona_like_system_ones() -> None:
     late = [{"role": "user", "content": "hi"}, {"role": "developer", "content": "x"}]
     with pytest.raises(RequestError, match="must come first"):
         ChatRequest.parse({"messages": late})
+
+
+# ---- found by a review ----------------------------------------------------------------------------
+
+
+def _request(method: str, path: str, host: str | None, extra: str = "", body: bytes = b"") -> bytes:
+    """A raw HTTP/1.1 request (urllib and http.client always send their own Host)."""
+    head = f"{method} {path} HTTP/1.1\r\n" + (f"Host: {host}\r\n" if host is not None else "") + extra
+    return (head + "\r\n").encode() + body
+
+
+CHAT_BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}).encode()
+
+
+def _chat(host: str | None, content_type: str = "application/json", close: bool = True) -> bytes:
+    extra = f"Content-Type: {content_type}\r\nContent-Length: {len(CHAT_BODY)}\r\n"
+    return _request(
+        "POST", "/v1/chat/completions", host, extra + ("Connection: close\r\n" * close), CHAT_BODY
+    )
+
+
+def test_a_foreign_host_is_refused_on_loopback(enc) -> None:
+    """DNS rebinding (cf. Ollama CVE-2024-28224): a page whose name now resolves to 127.0.0.1 sends
+    its own name as Host. The server answered it, so any website could drive the model."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        for host in ("attacker.example:8000", "attacker.example", "127.0.0.1.nip.io", "localhost.evil", ""):
+            reply = _raw(url, _chat(host))
+            assert reply.startswith(b"HTTP/1.1 403"), (host, reply[:100])
+            error = json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
+            assert error["type"] == "permission_error" and "Host" in error["message"]
+            assert b"chat.completion" not in reply
+        reply = _raw(url, _request("GET", "/health", "evil.example", "Connection: close\r\n"))
+        assert reply.startswith(b"HTTP/1.1 403")
+        two = _request("GET", "/health", "localhost", "Host: evil.example\r\nConnection: close\r\n")
+        assert _raw(url, two).startswith(b"HTTP/1.1 403")
+        port = url.rsplit(":", 1)[1]
+        for host in (f"localhost:{port}", "127.0.0.1", f"[::1]:{port}", "LocalHost", "localhost:"):
+            reply = _raw(url, _request("GET", "/health", host, "Connection: close\r\n"))
+            assert reply.startswith(b"HTTP/1.1 200"), (host, reply[:100])
+            assert _raw(url, _chat(host)).startswith(b"HTTP/1.1 200")
+        # No Host at all is no browser (an HTTP/1.0 client): answered.
+        reply = _raw(url, b"GET /health HTTP/1.0\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200")
+
+
+def test_any_host_is_answered_when_bound_elsewhere_on_purpose(enc) -> None:
+    """--host 0.0.0.0 exposes the server on purpose: clients reach it by whatever name it has."""
+    server = make_server(ChatService(Engine(tiny_gpt(), enc=enc)), "0.0.0.0", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        reply = _raw(url, _request("GET", "/health", "gpu-box.lan:8000", "Connection: close\r\n"))
+        assert reply.startswith(b"HTTP/1.1 200")
+    finally:
+        server.shutdown()
+        server.server_close()
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert "any Host" in parser.format_help().replace("\n", " ").replace("  ", " ")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "json"])
+def test_chat_completions_requires_a_json_content_type(enc, content_type: str | None) -> None:
+    """A page may POST text/plain or a form cross-origin without a CORS preflight; application/json
+    needs one (which this server never grants). The server used to read any body as JSON."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        extra = f"Content-Length: {len(CHAT_BODY)}\r\nConnection: close\r\n"
+        if content_type is not None:
+            extra += f"Content-Type: {content_type}\r\n"
+        reply = _raw(url, _request("POST", "/v1/chat/completions", "localhost", extra, CHAT_BODY))
+        assert reply.startswith(b"HTTP/1.1 415"), reply[:100]
+        error = json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
+        assert error["type"] == "invalid_request_error" and "application/json" in error["message"]
+        # Parameters and any letter case are fine (OpenAI's client sends plain application/json).
+        reply = _raw(url, _chat("localhost", "Application/JSON; charset=utf-8"))
+        assert reply.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello",
+        "HEAD /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello",
+        "GET /v1/models HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ],
+)
+def test_a_body_on_a_get_does_not_become_the_next_request(enc, head: str) -> None:
+    """The unread body of a GET was parsed as the next request line on the keep-alive connection:
+    the request after it got http.server's HTML 501. Now the connection closes after the reply."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        reply = _raw(url, head.encode() + _chat("localhost", close=False))
+    assert reply.startswith(b"HTTP/1.1 200") and b"Connection: close" in reply.split(b"\r\n\r\n")[0]
+    assert reply.count(b"HTTP/1.1 ") == 1 and b"501" not in reply and b"<html" not in reply.lower()
+
+
+def test_a_get_without_a_body_keeps_the_connection_and_head_matches_get(enc) -> None:
+    import http.client
+
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        conn = http.client.HTTPConnection(*url.removeprefix("http://").split(":"), timeout=30)
+        conn.request("GET", "/v1/models", headers={"Content-Length": "0"})
+        get = conn.getresponse()
+        body = get.read()
+        assert get.status == 200 and get.getheader("Connection") is None
+        conn.request("HEAD", "/v1/models")  # the same connection
+        head = conn.getresponse()
+        assert head.status == 200 and head.read() == b""
+        assert head.getheader("Content-Length") == str(len(body))
+        conn.close()
+
+
+def test_the_system_message_is_counted_without_the_control_tokens(enc) -> None:
+    """A 40-token system message was reported as 42 tokens (its <|endoftext|> and <bot> counted)."""
+    system = "word " * 40
+    n = len(enc.encode_ordinary(system.strip()))
+    assert n == 40
+    user = {"role": "user", "content": "hi"}
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(
+            url, {"messages": [{"role": "system", "content": system}, user], "max_tokens": 100}
+        )
+        assert status == 400 and reply["error"]["param"] == "messages"
+        message = reply["error"]["message"]
+        # 128 - 100 = 28 prompt tokens: <|endoftext|> <bot> and a one-token <human> turn take 5.
+        assert "the system message is 40 tokens" in message and "at most 23 fit" in message, message
+        assert "max_tokens 100" in message and "--" not in message
+        fits = " ".join(["word"] * 23)
+        status, _ = post(url, {"messages": [{"role": "system", "content": fits}, user], "max_tokens": 100})
+        assert status == 200  # "at most 23" is true
+        # When no system message could fit, the reply budget is what to change.
+        status, reply = post(url, {"messages": [{"role": "system", "content": "x"}, user], "max_tokens": 124})
+        assert status == 400 and reply["error"]["param"] == "max_tokens"
+        assert "max_tokens 124 leaves no room" in reply["error"]["message"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("top_k", -1), ("top_p", 1.5)])
+def test_sampling_range_errors_say_what_a_client_can_send(enc, field: str, value: float) -> None:
+    """They said "(or None for no limit)": JSON has null, and top_k 0 works too."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, {"messages": [{"role": "user", "content": "hi"}], field: value})
+        assert status == 400 and reply["error"]["param"] == field
+        assert "None" not in reply["error"]["message"]
+        if field == "top_k":
+            assert "0 or null for no limit" in reply["error"]["message"]
+        for unlimited in (0, None) if field == "top_k" else (1, None):
+            body = {"messages": [{"role": "user", "content": "hi"}], field: unlimited, "max_tokens": 2}
+            assert post(url, body)[0] == 200
