@@ -33,12 +33,14 @@ from pipeline.checkpoint import check_state
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
     BOT,
+    BOT_ID,
     CHAT_TEMPLATE,
     END_OF_TURN,
     END_OF_TURN_ID,
     ENDOFTEXT,
     ENDOFTEXT_ID,
     HUMAN,
+    HUMAN_ID,
     N_VOCAB,
     PADDED_VOCAB,
     SPECIAL_TOKENS,
@@ -54,6 +56,20 @@ HUB_REPOS: dict[str, str] = {
 GPT2_VOCAB = 50257  # GPT-2's own tokens (ids 0..50256)
 # Hugging Face's GPT-2 Conv1D layers: weight is (in_features, out_features).
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# config.json flags of transformers' GPT2Config that change what the model computes:
+# (key, transformers' default, the only value our model implements).
+MATHS_FLAGS = (
+    ("tie_word_embeddings", True, True),
+    ("scale_attn_weights", True, True),
+    ("scale_attn_by_inverse_layer_idx", False, False),
+    ("add_cross_attention", False, False),
+)
+MATHS_FLAG_WHY = {
+    "tie_word_embeddings": "the model's lm_head is its wte; an own lm_head.weight would be dropped",
+    "scale_attn_weights": "the model scales attention scores by 1/sqrt(head_dim)",
+    "scale_attn_by_inverse_layer_idx": "the model does not scale attention by layer",
+    "add_cross_attention": "the model is a decoder only, without cross-attention weights",
+}
 # Buffers some GPT-2 checkpoints carry (the causal mask): not weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -119,8 +135,12 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
         raise ValueError(f"{where}: n_inner {hf['n_inner']} unsupported (must be 4 * n_embd)")
     if abs(hf.get("layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12:
         raise ValueError(f"{where}: layer_norm_epsilon {hf['layer_norm_epsilon']} unsupported (1e-5 only)")
-    if hf.get("scale_attn_by_inverse_layer_idx") or hf.get("reorder_and_upcast_attn"):
-        raise ValueError(f"{where}: scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn unsupported")
+    # Flags that change the maths of transformers' GPT-2 away from ours: loading such a model would
+    # give other logits without a word. (reorder_and_upcast_attn only computes attention in float32,
+    # which ours does anyway in a float32 load: accepted.)
+    for key, default, ours in MATHS_FLAGS:
+        if hf.get(key, default) != ours:
+            raise ValueError(f"{where}: {key} {json.dumps(hf[key])} unsupported ({MATHS_FLAG_WHY[key]})")
     if not GPT2_VOCAB <= hf["vocab_size"] <= PADDED_VOCAB:
         # Fewer rows than GPT-2's BPE: not a GPT-2-tokenizer model; its ids would mean other words.
         raise ValueError(
@@ -139,13 +159,23 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
 
 
 def state_from_hf(
-    tensors: dict[str, torch.Tensor], vocab_size: int = PADDED_VOCAB
+    tensors: dict[str, torch.Tensor], vocab_size: int = PADDED_VOCAB, where: str = "model.safetensors"
 ) -> dict[str, torch.Tensor]:
-    """Hugging Face GPT-2 tensors -> our state dict (names, Conv1D transposed, vocab padded)."""
+    """Hugging Face GPT-2 tensors -> our state dict (names, Conv1D transposed, vocab padded).
+
+    An lm_head.weight is accepted only as a copy of wte (our lm_head is wte): an untied head would
+    be dropped and the model would compute other logits."""
     out: dict[str, torch.Tensor] = {}
+    head = tensors.get("lm_head.weight")
+    wte_in = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
+    if head is not None and (wte_in is None or not torch.equal(head, wte_in)):
+        raise ValueError(
+            f"{where}: lm_head.weight differs from wte.weight (an untied output head); "
+            "the model ties them and would drop it"
+        )
     for name, t in tensors.items():
         if name.endswith(IGNORED_SUFFIXES) or name == "lm_head.weight":
-            continue  # causal-mask buffers; lm_head is tied to wte
+            continue  # causal-mask buffers; lm_head is tied to wte (checked above)
         key = name.removeprefix("transformer.")
         t = t.float()
         if key.endswith(CONV1D_SUFFIXES):
@@ -178,7 +208,7 @@ def load_pretrained(source: str, *, dropout: float = 0.0, cache_dir: str | Path 
             tensors.update(load_file(str(p), device="cpu"))
         except Exception as e:  # safetensors' own error type: truncated, not safetensors at all
             raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
-    state = state_from_hf(tensors, cfg.vocab_size)
+    state = state_from_hf(tensors, cfg.vocab_size, where=str(weight_paths[0].parent))
     model = GPT(cfg)
     check_state(model, state, where=f"{weight_paths[0].parent} (against {config_path.name})")
     model.load_state_dict(state)
@@ -293,12 +323,14 @@ def export_hf(model: GPT, out_dir: str | Path, vocab_size: int = N_VOCAB, card: 
     with atomic.atomic_dir(out_dir) as tmp:
         save_file(state_to_hf(raw, vocab_size), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _write_json(tmp / "config.json", hf_config(cfg, vocab_size))
-        # Chat replies end at <endOfText>; a conversation ends at <|endoftext|>.
+        # Chat replies end at <endOfText>; a conversation ends at <|endoftext|>. <human> and <bot>
+        # end a reply too (our engine's STOP_TOKEN_IDS): a model that skips <endOfText> would
+        # otherwise go on to invent the human's next turn.
         _write_json(
             tmp / "generation_config.json",
             {
                 "bos_token_id": ENDOFTEXT_ID,
-                "eos_token_id": [END_OF_TURN_ID, ENDOFTEXT_ID],
+                "eos_token_id": [END_OF_TURN_ID, ENDOFTEXT_ID, HUMAN_ID, BOT_ID],
                 "pad_token_id": ENDOFTEXT_ID,
             },
         )

@@ -23,9 +23,15 @@ Resume. A run writes model/run/step-N/ (weights + state.pt) every ckpt_interval 
 init_from=resume it continues from the newest one (or fails clearly). Without it, an unfinished
 run whose fingerprint (config, data meta.json, and the code that decides the weights: see
 trainconfig.FINGERPRINT_CODE) matches the current one is resumed automatically, so a killed
-`dvc repro` picks up where it stopped; any other leftover run is discarded. Resumed runs end bitwise equal to uninterrupted ones on CPU: the
-optimizer moments, step, sampler state and RNG states are restored, and dropout is reseeded from
-(seed, rank, step).
+`dvc repro` picks up where it stopped (a run that reached max_iters but died before writing
+model/ckpt is only finalised: no step runs again); any other leftover run is discarded, with a
+warning naming what changed when it was unfinished. Resumed runs end bitwise equal to uninterrupted
+ones on CPU: the optimizer moments, step, sampler state and RNG states are restored, and dropout is
+reseeded from (seed, rank, step).
+
+Extending a run (init_from=resume, a larger max_iters) stretches its cosine schedule to the new
+max_iters: the learning rate continues from lr_at(step) of the longer schedule (for a finished run, a
+jump from min_lr back up; no new warmup), which the run logs when it starts.
 """
 
 from __future__ import annotations
@@ -107,16 +113,34 @@ class TrainSetupError(ValueError):
 EXTENSION_KEYS = NON_TRAJECTORY_KEYS | {"max_iters", "init_from"}
 
 
-def resume_mismatch(cfg: TrainConfig, state: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Settings (other than max_iters and logging) in which the saved run differs from `cfg`:
-    name -> (the run's value, the asked value). Empty: `cfg` extends that run."""
+def resume_mismatch(
+    cfg: TrainConfig, state: dict[str, Any], ignore: frozenset[str] | set[str] = EXTENSION_KEYS
+) -> dict[str, tuple[Any, Any]]:
+    """Settings (other than `ignore`: max_iters and logging) in which the saved run differs from
+    `cfg`: name -> (the run's value, the asked value). Empty: `cfg` extends that run."""
     saved = json.loads(state.get("config") or "{}")
     current = dataclasses.asdict(cfg)
-    return {
-        k: (saved[k], v)
-        for k, v in current.items()
-        if k not in EXTENSION_KEYS and k in saved and saved[k] != v
-    }
+    return {k: (saved[k], v) for k, v in current.items() if k not in ignore and k in saved and saved[k] != v}
+
+
+def discard_notice(cfg: TrainConfig, state: dict[str, Any], ckpt: Path) -> str:
+    """The line logged before a leftover run of another fingerprint is deleted: its step, why it
+    cannot be resumed automatically, and (when it was unfinished) how to continue it instead."""
+    differ = resume_mismatch(cfg, state, ignore=NON_TRAJECTORY_KEYS)
+    why = (
+        ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in sorted(differ.items()))
+        if differ
+        else "the code or the data changed"
+    )
+    step = int(state["step"])
+    planned = json.loads(state.get("config") or "{}").get("max_iters")
+    if isinstance(planned, int) and step >= planned:  # finished: its model is the previous model/ckpt
+        return f"replacing the finished run at {ckpt} (step {step}): {why}"
+    if set(differ) <= {"max_iters", "init_from"}:
+        how = "`init_from: resume` continues it instead"
+    else:
+        how = "to continue it instead, set those back and `init_from: resume`"
+    return f"warning: discarding the unfinished run at {ckpt} (step {step} of {planned}): {why}; {how}"
 
 
 def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: str) -> Start:
@@ -145,17 +169,24 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
         same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
         if same.fingerprint(paths.data_dir) != state["fingerprint"]:
             rt.log("warning: the data or the code changed since this run's checkpoint; extending it anyway")
-        rt.log(f"extending the run from step {state['step']} to {cfg.max_iters}")
+        rt.log(extension_notice(cfg, int(state["step"]), saved["max_iters"]))
         return _resume(cfg, latest, state, rt)
     if latest is not None:
         try:
             state = _load_state(latest)
         except UnreadableState as e:  # nothing could resume it: start afresh (it is discarded below)
             rt.log(f"warning: {e.problem}; starting a fresh run instead")
-            state = {"fingerprint": None}
-        if state["fingerprint"] == fingerprint and state["step"] < cfg.max_iters:
-            rt.log(f"resuming the unfinished run at {latest} (same config, data and code)")
+            state = None
+        # Same fingerprint, so the same max_iters: step == max_iters is a run that died between its
+        # final checkpoint and finish(); resuming it runs no step and writes its outputs.
+        if state is not None and state["fingerprint"] == fingerprint and state["step"] <= cfg.max_iters:
+            if state["step"] < cfg.max_iters:
+                rt.log(f"resuming the unfinished run at {latest} (same config, data and code)")
+            else:
+                rt.log(f"the run at {latest} reached max_iters but has no model/ckpt yet: finalising it")
             return _resume(cfg, latest, state, rt)
+        if state is not None:
+            rt.log(discard_notice(cfg, state, latest))
         del state
     model = fresh_model(cfg, rt)
     # A fresh run: leftovers of another run must not be resumed later by mistake. Removed only once
@@ -165,6 +196,19 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
         shutil.rmtree(paths.run_dir)
     device.barrier(rt.dist)
     return Start(model)
+
+
+def extension_notice(cfg: TrainConfig, step: int, planned: int) -> str:
+    """What extending a run at `step` (planned to `planned` steps) to cfg.max_iters does to its schedule."""
+    if cfg.max_iters == planned:  # an unfinished run continued: its schedule is unchanged
+        return f"continuing the run from step {step} to {cfg.max_iters}"
+    kw = dict(lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters)
+    before = lr_at(step - 1, **kw, decay_iters=planned)
+    after = lr_at(step, **kw, decay_iters=cfg.max_iters)
+    return (
+        f"extending the run from step {step} to {cfg.max_iters}: its cosine schedule is stretched to "
+        f"{cfg.max_iters} steps, lr {before:.3g} -> {after:.3g} (no new warmup)"
+    )
 
 
 def fresh_model(cfg: TrainConfig, rt: Runtime) -> GPT:
@@ -404,9 +448,13 @@ class Progress:
     recent_train_losses: list[float] = field(default_factory=list)
     train_tokens: int = 0  # tokens of timed steps (the first step of a process compiles, so it is not)
     train_seconds: float = 0.0
+    # Where the run's weights first came from (scratch, gpt2*, a directory): an extension
+    # (init_from=resume) keeps it, so metrics.json and the model card name the real start.
+    origin: str | None = None
 
 
-# What a state.pt must hold (make_state's keys) for restore_state to continue the run.
+# What a state.pt must hold for restore_state to continue the run. make_state also writes
+# train_tokens, train_seconds and origin; a state without them (older code) still resumes.
 STATE_KEYS = frozenset(
     {
         "step",
@@ -447,6 +495,9 @@ def make_state(
         "data_rng": batches.state(),
         "fingerprint": fingerprint,
         "config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+        "train_tokens": progress.train_tokens,
+        "train_seconds": progress.train_seconds,
+        "origin": progress.origin or cfg.init_from,
     }
 
 
@@ -457,7 +508,11 @@ def restore_state(
     batches: GlobalBatches,
 ) -> Progress:
     optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
+    # The loss scaler exists only under float16 autocast, and `dtype` may resolve differently on
+    # another machine (bfloat16 -> float16 on a GPU without bf16; float16 -> float32 on CPU): a
+    # disabled scaler saved {}, which an enabled one refuses. Without a saved scale, start afresh.
+    if state["scaler"] and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"])
     if (
         state["cuda_rng"]
@@ -472,6 +527,9 @@ def restore_state(
         initial_val_loss=state["initial_val_loss"],
         last_val_loss=state["last_val_loss"],
         recent_train_losses=list(state["recent_train_losses"]),
+        train_tokens=int(state.get("train_tokens", 0)),
+        train_seconds=float(state.get("train_seconds", 0.0)),
+        origin=state.get("origin") or json.loads(state["config"]).get("init_from"),
     )
 
 
@@ -593,7 +651,7 @@ class Run:
         )
         scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.dtype == torch.float16)
         batches = GlobalBatches(paths.data_dir / "train", cfg, rt, cfg.seed)
-        progress = Progress()
+        progress = Progress(origin=cfg.init_from)
         if start.state is not None:
             progress = restore_state(start.state, optimizer, scaler, batches)
             rt.log(f"resumed at step {progress.step} from {start.source}")
@@ -750,7 +808,7 @@ def summarize(
         "wall_time_s": _round(wall_seconds, 1),
         "device": str(rt.device.type),
         "processes": rt.dist.world_size,
-        "init_from": cfg.init_from,
+        "init_from": progress.origin or cfg.init_from,
     }
     if peak:
         summary["mfu"] = _round(flops_per_token * tok_s / (peak * rt.dist.world_size))

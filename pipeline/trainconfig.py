@@ -23,6 +23,10 @@ from pipeline import attention, device, paramcheck
 # (The attention kernel too: kernels agree to rounding, and `auto` may pick another on another GPU.)
 NON_TRAJECTORY_KEYS = {"eval_interval", "eval_iters", "ckpt_interval", "log_interval", "device", "attention"}
 
+# Settings of the run, not of a model recipe: read from `train` itself (the stage takes the data path
+# from train.variant, dvc.yaml its deps), so a profile that set one would record a run it is not.
+RUN_LEVEL_KEYS = ("variant", "init_from", "seed", "device", "profile", "profiles")
+
 # The code hashed into the fingerprint, beside this file (the settings and their defaults): the training
 # loop (step, model start), the window sampler (shards.py), the learning-rate schedule (lr.py), the
 # optimizer and its weight-decay groups (optim.py) and the model. Logging (runlog.py) changes no weight
@@ -81,6 +85,7 @@ class TrainConfig:
     def from_params(cls, train: dict[str, Any]) -> TrainConfig:
         """Merge `train` (init_from, seed, device) with `train.profiles[train.profile]`; unknown keys fail.
 
+        A profile may not set the run-level keys (RUN_LEVEL_KEYS: variant, init_from, seed, device).
         A profile may leave settings out (they take the defaults above). Every value is checked for
         its type and range, and an error names the key where it was written (`train.profiles.X.lr`).
         """
@@ -100,6 +105,8 @@ class TrainConfig:
             for key, value in values.items():
                 if where == "train" and key in ("profile", "profiles"):
                     continue
+                if where != "train" and key in RUN_LEVEL_KEYS:
+                    raise ValueError(f"params.yaml {where}.{key}: set it at train.{key}")
                 if key not in kinds:
                     raise KeyError(f"params.yaml {where}.{key}: unknown training setting")
                 merged[key] = _coerce(value, kinds[key])

@@ -37,12 +37,15 @@ def main() -> int:
             raise EvalSetupError(str(e)) from None
         cfg = check_eval_params(cfg, model.config.block_size)
         val_dir = Path("data/tokens") / str(train.get("variant")) / "val"
-        loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
-        # Per source, the same bot-token budget the overall loss gets (eval_iters batches of 8 windows).
-        sources = val_sources(Path("data/dataset") / str(train.get("variant")) / "val.parquet")
-        by_source = loss_by_source(
-            model, val_dir, sources, token_budget=cfg["eval_iters"] * EVAL_BATCH * model.config.block_size
-        )
+        try:  # data that disagree (shards vs val.parquet, broken shards or parquet) raise ValueError
+            loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
+            # Per source, the same bot-token budget the overall loss gets (eval_iters batches of 8 windows).
+            sources = val_sources(Path("data/dataset") / str(train.get("variant")) / "val.parquet")
+            by_source = loss_by_source(
+                model, val_dir, sources, token_budget=cfg["eval_iters"] * EVAL_BATCH * model.config.block_size
+            )
+        except ValueError as e:
+            raise EvalSetupError(str(e)) from None
         for unscored in sorted(set(sources) - {r.source for r in by_source}):
             print(
                 f"evaluate: warning: {unscored} has no bot token in the val split; no loss row",

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pipeline import hf
+from pipeline.engine import STOP_TOKEN_IDS
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, HUMAN_ID, N_VOCAB, PADDED_VOCAB, get_encoding
 
@@ -129,8 +130,10 @@ def test_export_tokenizer_knows_the_chat_tokens(tmp_path: Path) -> None:
     ids = tok("<human>hello<endOfText><bot>")["input_ids"]
     assert ids[0] == HUMAN_ID and ids[-2:] == [END_OF_TURN_ID, BOT_ID]
     assert tok.decode([BOT_ID]) == "<bot>"
-    gen = json.loads((out / "generation_config.json").read_text())
-    assert END_OF_TURN_ID in gen["eos_token_id"]
+    # generate() stops where our engine does: <endOfText>, <|endoftext|>, and <human> / <bot> (a
+    # reply that skips <endOfText> must not run on into an invented next human turn).
+    gen = transformers.GenerationConfig.from_pretrained(out)
+    assert set(gen.eos_token_id) == STOP_TOKEN_IDS and gen.eos_token_id[0] == END_OF_TURN_ID
 
 
 def _exported(tmp: Path) -> Path:
@@ -143,6 +146,29 @@ def _edit_config(path: Path, **changes) -> None:
     cfg = json.loads((path / "config.json").read_text())
     cfg.update(changes)
     (path / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}))
+
+
+def _add_tensor(path: Path, name: str, tensor: torch.Tensor) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path / "model.safetensors"))
+    save_file({**tensors, name: tensor}, str(path / "model.safetensors"), metadata={"format": "pt"})
+
+
+def test_tied_copy_of_lm_head_and_upcast_attention_are_accepted(tmp_path: Path) -> None:
+    """An lm_head.weight equal to wte (older exports store both) loads; reorder_and_upcast_attn only
+    computes attention in float32, so transformers' logits with it are ours."""
+    from safetensors.torch import load_file
+
+    path = _exported(tmp_path)
+    _add_tensor(path, "lm_head.weight", load_file(str(path / "model.safetensors"))["transformer.wte.weight"])
+    _edit_config(path, reorder_and_upcast_attn=True)
+    ours = hf.load_pretrained(str(path)).eval()
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager").eval()
+    assert theirs.config.reorder_and_upcast_attn
+    idx = _ordinary_ids()
+    with torch.no_grad():
+        torch.testing.assert_close(ours.logits_all(idx)[..., :N_VOCAB], theirs(idx).logits, atol=1e-4, rtol=0)
 
 
 def _shard_without_second(path: Path) -> None:
@@ -170,6 +196,32 @@ def _shard_without_second(path: Path) -> None:
         (
             lambda p: _edit_config(p, n_layer=3),
             r"weights do not fit the config: missing \d+: transformer\.h\.2\.",
+        ),
+        # Flags that change transformers' maths used to load silently into other logits (an untied
+        # lm_head: max |logit diff| 26.9; unscaled attention scores: 0.17).
+        (
+            lambda p: _edit_config(p, tie_word_embeddings=False),
+            r"config\.json: tie_word_embeddings false unsupported",
+        ),
+        (
+            lambda p: _edit_config(p, scale_attn_weights=False),
+            r"config\.json: scale_attn_weights false unsupported",
+        ),
+        (
+            lambda p: _edit_config(p, scale_attn_by_inverse_layer_idx=True),
+            r"config\.json: scale_attn_by_inverse_layer_idx true unsupported",
+        ),
+        (
+            lambda p: _edit_config(p, add_cross_attention=True),
+            r"config\.json: add_cross_attention true unsupported",
+        ),
+        (
+            lambda p: _edit_config(p, activation_function="gelu"),
+            r"config\.json: activation_function 'gelu' unsupported",
+        ),
+        (
+            lambda p: _add_tensor(p, "lm_head.weight", torch.randn(N_VOCAB, 32)),
+            r"lm_head\.weight differs from wte\.weight",
         ),
         (lambda p: (p / "config.json").write_text("{"), r"config\.json: not valid JSON"),
         (

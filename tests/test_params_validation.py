@@ -83,12 +83,24 @@ def test_yaml_exponent_without_dot_is_a_number() -> None:
             {"dtype": "bf16"},
             r"train\.profiles\.p\.dtype: must be one of \['bfloat16', 'float16', 'float32'\]",
         ),
-        ({"seed": -1}, r"train\.profiles\.p\.seed: must be >= 0"),
     ],
 )
 def test_bad_profile_value_names_key_and_rule(profile: dict, message: str) -> None:
     with pytest.raises(ValueError, match=rf"^params\.yaml {message}"):
         TrainConfig.from_params(_train_params(**profile))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("variant", "commercial"), ("init_from", "gpt2"), ("seed", 7), ("device", "cpu"), ("profile", "q")],
+)
+def test_run_level_key_inside_a_profile_is_refused(key: str, value: object) -> None:
+    """train.profiles.p.variant used to be accepted: the run recorded `commercial` (config, fingerprint,
+    model card) while the stage read train.variant's data (full: a licensing risk)."""
+    with pytest.raises(
+        ValueError, match=rf"^params\.yaml train\.profiles\.p\.{key}: set it at train\.{key}$"
+    ):
+        TrainConfig.from_params(_train_params(**{key: value}))
 
 
 def test_bad_top_level_train_value_names_train_key() -> None:
@@ -126,6 +138,10 @@ def test_train_stage_prints_one_line_for_settings_mistakes(
         ({**_train_params(), "variant": "../x"}, "train: params.yaml train.variant:"),
         ({**_train_params(), "variant": "nope"}, "no token shards"),
         ({**_train_params(), "device": "gpu"}, "train: params.yaml train.device: must be"),
+        (
+            _train_params(variant="commercial"),
+            "train: params.yaml train.profiles.p.variant: set it at train.variant",
+        ),
     ]
     for train, expected in cases:
         _project(tmp_path, train)
@@ -252,3 +268,8 @@ def test_evaluate_stage_one_line_errors_and_json_without_nan(
     assert metrics["replies"] == 0 and metrics["stop_rate"] is None and metrics["val_bot_tokens"] > 0
     rows = (tmp_path / "model" / "eval" / "sources.csv").read_text().splitlines()
     assert len(rows) == 3 and {r.split(",")[0] for r in rows[1:]} == {"a", "b"}
+    # val.parquet and the val shards disagree (a stale build): one line, it used to be a traceback.
+    pq.write_table(pa.table({"source": ["a", "b"]}), tmp_path / "data/dataset/full/val.parquet")
+    assert stage.main() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("evaluate: data/tokens/full/val: 3 conversations but 2 sources given"), err

@@ -273,15 +273,27 @@ def test_resume_with_nothing_to_resume_fails_clearly(tokens: Path, tmp_path: Pat
         train(tiny_config(init_from="resume"), paths_in(tmp_path, tokens))
 
 
-def test_resume_extends_only_a_run_of_the_same_settings(tokens: Path, tmp_path: Path) -> None:
+def test_resume_extends_only_a_run_of_the_same_settings(
+    tokens: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """After a run of other settings (a `dvc exp run`) replaced model/run, extending the earlier run
     is refused, naming what differs, instead of silently extending the other one."""
     paths = paths_in(tmp_path, tokens)
     short = dict(max_iters=4, ckpt_interval=4, eval_interval=4)
     train(tiny_config(**short), paths)
     seen: list[int] = []
+    capsys.readouterr()
     train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths, on_step=seen.append)
     assert seen == [5, 6]  # extended: same settings, more steps
+    # The schedule is stretched to the new max_iters, and the log says what that does to lr.
+    assert (
+        "cosine schedule is stretched to 6 steps, lr 0.0055 -> 0.0055 (no new warmup)"
+        in capsys.readouterr().err
+    )
+    # The summary (and so the model card) names where the weights came from, not `resume`; so does
+    # a second extension, whose saved config says init_from=resume.
+    train(tiny_config(**{**short, "max_iters": 7}, init_from="resume"), paths)
+    assert json.loads(paths.metrics_file.read_text())["init_from"] == "scratch"
     train(tiny_config(**short, lr=5e-3), paths)  # another run replaces model/run
     with pytest.raises(TrainSetupError, match=r"other settings: lr 0\.005 \(asked: 0\.01\)"):
         train(tiny_config(**{**short, "max_iters": 8}, init_from="resume"), paths)
@@ -389,6 +401,95 @@ def test_unfinished_run_resumes_automatically(tokens: Path, tmp_path: Path) -> N
     seen.clear()
     train(tiny_config(max_iters=3, ckpt_interval=4, eval_interval=4, lr=5e-3), paths, on_step=seen.append)
     assert seen == [1, 2, 3]
+
+
+def test_discarding_an_unfinished_run_says_why(
+    tokens: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unfinished run of another fingerprint used to be deleted without a word: the log now names
+    it, its step, what changed, and how to continue it instead (the decision itself is unchanged)."""
+    paths = paths_in(tmp_path, tokens)
+    short = dict(max_iters=4, ckpt_interval=2, eval_interval=4)
+
+    class Stop(Exception):
+        pass
+
+    def run(**over) -> tuple[str | None, list[int]]:
+        """Train until step 3; the discard line it logged (if any) and the steps it ran."""
+        seen: list[int] = []
+
+        def on_step(step: int) -> None:
+            seen.append(step)
+            if step == 3:
+                raise Stop
+
+        capsys.readouterr()
+        with pytest.raises(Stop):
+            train(tiny_config(**{**short, **over}), paths, on_step=on_step)
+        lines = [line for line in capsys.readouterr().err.splitlines() if "discarding" in line]
+        assert len(lines) <= 1
+        return (lines[0] if lines else None), seen
+
+    assert run() == (None, [1, 2, 3])  # nothing to discard
+    line, seen = run(lr=5e-3)
+    assert seen[0] == 1  # started afresh, as before
+    assert line.startswith("train: warning: discarding the unfinished run at ")
+    assert "step-00000002 (step 2 of 4): lr 0.01 (now 0.005); to continue it instead, set those back" in line
+    # Same settings, other code (any edit of a FINGERPRINT_CODE file): init_from=resume continues it.
+    monkeypatch.setattr(TrainConfig, "fingerprint", lambda self, data_dir: "edited")
+    line, seen = run(lr=5e-3)
+    assert seen[0] == 1
+    assert line.endswith(
+        "(step 2 of 4): the code or the data changed; `init_from: resume` continues it instead"
+    )
+
+
+def test_run_killed_after_its_final_checkpoint_is_only_finalised(tokens: Path, tmp_path: Path) -> None:
+    """A run that saved its step-max_iters checkpoint but died before writing model/ckpt used to be
+    retrained from step 0; now it runs no step and writes the uninterrupted run's weights and summary."""
+    cfg = tiny_config(max_iters=6, ckpt_interval=3, eval_interval=3)
+    want = train(cfg, paths_in(tmp_path / "straight", tokens))
+
+    class Killed(Exception):
+        pass
+
+    def die_at_6(step: int) -> None:
+        if step == 6:
+            raise Killed
+
+    paths = paths_in(tmp_path / "killed", tokens)
+    with pytest.raises(Killed):
+        train(cfg, paths, on_step=die_at_6)
+    assert not paths.ckpt_dir.exists()
+    seen: list[int] = []
+    got = train(cfg, paths, on_step=seen.append)
+    assert seen == []
+    want_w, got_w = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
+    assert want_w.keys() == got_w.keys() and all(torch.equal(want_w[k], got_w[k]) for k in want_w)
+    timing = {"wall_time_s", "tokens_per_sec"}
+    assert {k: v for k, v in got.items() if k not in timing} == {
+        k: v for k, v in want.items() if k not in timing
+    }
+    assert got["tokens_per_sec"] > 0  # measured by the killed run, carried in its state
+
+
+def test_resume_where_dtype_resolves_to_float16(
+    tokens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run saved with a disabled loss scaler (float32/bfloat16 autocast) resumed where `dtype`
+    resolves to float16 (scaler enabled) used to die with torch's RuntimeError; and back."""
+    from pipeline import device
+
+    paths = paths_in(tmp_path, tokens)
+    short = dict(ckpt_interval=2, eval_interval=2, dtype="float16", dropout=0.0)
+    train(tiny_config(**short, max_iters=2), paths)  # CPU: float16 resolves to float32
+    assert checkpoint.load_state(checkpoint.latest_run_checkpoint(paths.run_dir))["scaler"] == {}
+    real = device.resolve_dtype
+    monkeypatch.setattr(device, "resolve_dtype", lambda name, dev: torch.float16)
+    train(tiny_config(**short, max_iters=3, init_from="resume"), paths)
+    assert "scale" in checkpoint.load_state(checkpoint.latest_run_checkpoint(paths.run_dir))["scaler"]
+    monkeypatch.setattr(device, "resolve_dtype", real)  # a saved scale, a disabled scaler: ignored
+    assert train(tiny_config(**short, max_iters=4, init_from="resume"), paths)["iters"] == 4
 
 
 def _write_convs(split_dir: Path, convs: list[list[dict]]) -> None:
