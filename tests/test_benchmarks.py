@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from benchmarks import train_throughput as tt
 from pipeline import attention
+from pipeline.params import section
+from pipeline.trainconfig import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_compilation_serves_each_accumulation_row():
@@ -17,6 +22,27 @@ def test_one_compilation_serves_each_accumulation_row():
     assert all(r.tokens_per_sec > 0 and r.mfu is None for r in rows)  # no peak FLOP/s on a CPU
     assert rows[0].compile_s == rows[1].compile_s  # one warm-up for both rows
     assert case.grad_accum == 1  # the case itself is left as it was
+
+
+def test_the_350m_cases_train_what_the_gpt2_medium_profile_trains():
+    """The GPU check's 350M figures stand for `train.profile: gpt2-medium`: same shape, micro-batch,
+    window, dtype and compilation, and its grad_accum is the second row's. A profile edit in
+    params.yaml must not leave the check measuring another set-up."""
+    train = section("train", ROOT / "params.yaml")
+    profile = TrainConfig.from_params({**train, "profile": "gpt2-medium"})
+    medium = [c for c in tt.cuda_cases(quick=False) if c.name.startswith("gpt2-medium")]
+    assert {c.objective for c in medium} == {"full", "gathered"}
+    for c in medium:
+        assert c.shape == {k: getattr(profile, k) for k in ("n_layer", "n_head", "n_embd")}
+        assert (c.batch, c.block, c.dtype, c.compile) == (
+            profile.batch_size,
+            profile.block_size,
+            profile.dtype,
+            profile.compile,
+        )
+    assert profile.grad_accum == tt.PROFILE_GRAD_ACCUM
+    # the profile's loss head is the one the verdict judges (compiled: full, unless set otherwise)
+    assert not profile.gather_loss
 
 
 def test_the_fastest_agreeing_kernel_gets_a_case_of_its_own(monkeypatch, capsys):
