@@ -117,6 +117,9 @@ class SourceInput:
         return licences.commercial_eligible(self.commercial, self.licence)
 
 
+BUILD_KEYS = ("val_fraction", "seed", "caps", "export_text")  # params.yaml `build`
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """params.yaml `build` (plus normalize.max_turn_chars, the bound the build re-checks)."""
@@ -143,6 +146,7 @@ class BuildConfig:
         if not isinstance(build, Mapping) or not isinstance(normalize, Mapping):
             raise BuildError("params.yaml build / normalize: expected a mapping of settings")
         try:
+            paramcheck.known_keys("build", build, BUILD_KEYS)
             raw_caps = build.get("caps") or {}
             if not isinstance(raw_caps, Mapping):
                 raise ValueError(

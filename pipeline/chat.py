@@ -325,7 +325,7 @@ def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:
 
 
 EXIT_COMMANDS = ("/exit", "/quit")
-HELP = "Type a message; /reset clears the conversation, /exit quits, Ctrl-C stops a reply."
+HELP = "Type a message; /reset clears the conversation, /exit or /quit quits, /help shows this, Ctrl-C stops a reply."
 
 
 def _loop(session: ChatSession, stdin, stdout, stderr) -> int:

@@ -28,7 +28,6 @@ from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
 from pipeline.sources.registry import SIDECAR_SUFFIXES, contrib_entries, get_source, load_registry, shown
 
-EXAMPLES = 5  # quarantined rows shown per file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +123,14 @@ def _check_folder(
                 "by_check": dict(mine.group_by("check").len().sort("check").iter_rows())
                 if mine.height
                 else {},
-                "examples": mine.select("origin", "check", "reason").head(EXAMPLES).rows(),
+                # the first row each rule caught, in file order: every rule gets an example
+                "examples": mine.select("origin", "check", "reason")
+                .with_row_index("_at")
+                .group_by("check")
+                .first()
+                .sort("_at")
+                .select("origin", "check", "reason")
+                .rows(),
             }
         )
     return summaries, q

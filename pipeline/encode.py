@@ -62,6 +62,7 @@ def tokenize_settings(params: Any) -> dict[str, int]:
     if not isinstance(params, dict):
         raise ValueError(f"params.yaml tokenize: expected a mapping of settings, got {params!r}")
     minimum = {"shard_tokens": 2, "workers": 0, "batch_conversations": 1}
+    paramcheck.known_keys("tokenize", params, tuple(minimum))
     out = {}
     for key, low in minimum.items():
         if key not in params:

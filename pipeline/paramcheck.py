@@ -63,6 +63,14 @@ def boolean(key: str, value: Any) -> bool:
     return value
 
 
+def known_keys(section: str, values: Any, known: tuple[str, ...]) -> None:
+    """Refuse a key of `section` no stage reads: a typo (`val_fracton`) would otherwise leave the
+    default in force without a word."""
+    for key in values if isinstance(values, dict) else ():
+        if key not in known:
+            raise ValueError(f"params.yaml {section}.{key}: unknown setting (known: {', '.join(known)})")
+
+
 def _bound(n: int) -> str:
     """2**64 reads better than 18446744073709551616."""
     if n > 1 << 16 and n & (n - 1) == 0:

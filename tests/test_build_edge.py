@@ -212,6 +212,7 @@ def test_every_file_the_build_writes_is_kept_by_dvc_or_by_git(tmp_path):
         ({"caps": {"good": True}}, r"build\.caps\.good: expected a number of characters"),
         ({"export_text": "false"}, r"build\.export_text: expected true or false, got 'false'"),
         ({"export_text": None}, r"build\.export_text: expected true or false"),
+        ({"val_fracton": 0.5}, r"build\.val_fracton: unknown setting \(known: val_fraction, seed, caps"),
     ],
 )
 def test_build_params_mistakes_name_the_key(build_params, message):
@@ -250,6 +251,10 @@ def test_sources_that_are_not_a_list_of_names_are_one_error(tmp_path, names, mes
         ({"shard_tokens": 100, "workers": 0, "batch_conversations": 0}, r"tokenize\.batch_conversations: "),
         ({"shard_tokens": 100, "workers": True, "batch_conversations": 1}, r"tokenize\.workers: expected"),
         (["shard_tokens"], r"tokenize: expected a mapping"),
+        (
+            {"shard_tokens": 100, "workers": 0, "batch_conversations": 1, "worker": 2},
+            r"tokenize\.worker: unknown setting",
+        ),
     ],
 )
 def test_tokenize_params_mistakes_name_the_key(params, message):

@@ -43,6 +43,7 @@ def test_each_file_is_accounted_for_row_by_row(tmp_path: Path, capsys: pytest.Ca
         "turn_unclosed": 1,
     }
     assert m["examples"][0] == ("mixed.txt:4", "turn_unclosed", "<human> turn not closed by <endOfText>")
+    assert sorted(check for _, check, _ in m["examples"]) == sorted(m["by_check"])  # one per rule
     assert by_file["good.txt"]["commercial"] is True and m["commercial"] is False
     assert quarantine.height == 4
     assert cli.main(["check", str(good), str(mixed)]) == 0
@@ -96,3 +97,14 @@ def test_files_from_several_folders_are_each_checked_and_named_where_they_are(
     assert [s["file"] for s in summaries] == ["b/x.txt", "sp ace/my file.txt"]
     assert cli.main(["check", "--strict", "a", "b"]) == 1
     assert "b/x.txt (nanochatgpt, CC-BY-NC-4.0; commercial variant: no)" in capsys.readouterr().out
+
+
+def test_every_rule_gets_an_example_however_many_rows_one_rule_caught(tmp_path: Path) -> None:
+    from pipeline.check import check_files
+
+    unclosed = "<human> hi\n<bot> ok <endOfText>\n\n" * 7  # seven rows of one rule first
+    empty = "<human> <endOfText>\n<bot> ok <endOfText>\n\n"  # then another rule
+    (s,), _ = check_files([put(tmp_path, "many.txt", unclosed + empty)], ROOT)
+    rules = [check for _, check, _ in s["examples"]]
+    assert sorted(rules) == sorted(s["by_check"]) and "text_present" in rules
+    assert len(rules) == len(set(rules))  # the first row of each, not seven of the first

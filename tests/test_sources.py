@@ -298,6 +298,7 @@ def test_dropped_contrib_files_become_sources(root: Path) -> None:
         ({"max_turn_chars": "lots"}, r"normalize\.max_turn_chars: .* got 'lots'"),
         ({"min_turns": "two"}, r"normalize\.min_turns: expected an integer >= 0, got 'two'"),
         ({"min_turns": -1}, r"normalize\.min_turns: .* got -1"),
+        ({"max_turn_char": 100}, r"normalize\.max_turn_char: unknown setting \(known: max_turn_chars, .*\)"),
     ],
 )
 def test_bad_normalize_setting_names_key_and_rule(root: Path, params: dict, message: str) -> None:

@@ -42,6 +42,8 @@ from pipeline.schema import MAX_TURN_CHARS, QUARANTINE_SCHEMA, TURN_SCHEMA, row_
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import SourceSpec
 
+# params.yaml `normalize`: the rules' two bounds, and the one adapter setting (oasst1's language)
+NORMALIZE_KEYS = ("max_turn_chars", "min_turns", "oasst1_lang")
 _NON_BREAKING = frozenset({"text_present"})
 # Row checks that cannot run on upstream rows: roles may still be derived from speakers and
 # turn numbers only exist after merging (they are correct by construction).
@@ -309,6 +311,7 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
             f"{spec.name}: {folder} is missing; run `python -m stages.download {spec.name}` first"
         )
     try:  # the turn schema's bound caps max_turn_chars; min_turns below 2 counts as 2
+        paramcheck.known_keys("normalize", params, NORMALIZE_KEYS)
         max_chars = paramcheck.integer(
             "normalize.max_turn_chars", params.get("max_turn_chars", MAX_TURN_CHARS), 1, MAX_TURN_CHARS + 1
         )
