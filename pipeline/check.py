@@ -29,7 +29,6 @@ from pipeline.sources.licences import commercial_eligible
 from pipeline.sources.registry import SIDECAR_SUFFIXES, contrib_entries, get_source, load_registry, shown
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files", nargs="*", type=Path, help="corpus files (default: every file in data/contrib/)"
