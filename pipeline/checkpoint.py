@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,16 @@ def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def save_run_checkpoint(model: GPT, state: dict[str, Any], run_dir: str | Path, step: int) -> Path:
-    """Add `run_dir/step-NNNNNNNN/` (atomically: temp dir + rename), then drop older steps."""
+def save_run_checkpoint(
+    model: GPT,
+    state: dict[str, Any],
+    run_dir: str | Path,
+    step: int,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Add `run_dir/step-NNNNNNNN/` (atomically: temp dir + rename), then drop older steps.
+
+    `extra(folder)` may add files of its own before the rename (the run's plot history)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / f"step-{step:08d}"
@@ -129,6 +138,8 @@ def save_run_checkpoint(model: GPT, state: dict[str, Any], run_dir: str | Path, 
     try:
         save_model(model, tmp)
         save_state(state, tmp)
+        if extra is not None:
+            extra(tmp)
         if target.exists():  # the same step saved again (a resumed run): set the old one aside first
             os.replace(target, tmp.with_name(f".{target.name}.old"))
         os.replace(tmp, target)

@@ -6,6 +6,7 @@ that lack them can still import the trainer (tests/test_train_cuda.py stands in 
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,17 @@ from pipeline import atomic
 class RunLogger:
     """dvclive metrics (model/live/plots/metrics/*.tsv, declared as DVC plots) and a tqdm bar; rank 0 only."""
 
-    def __init__(self, live_dir: Path, is_main: bool, total: int, initial: int, resume: bool) -> None:
+    def __init__(
+        self,
+        live_dir: Path,
+        is_main: bool,
+        total: int,
+        initial: int,
+        resume: bool,
+        history: Path | None = None,
+    ) -> None:
+        """`history`: the checkpoint folder a resumed run starts from; its plot snapshot replaces what
+        `live_dir` holds (DVC deletes a stage's plots before running it again)."""
         self.live = None
         self.bar = tqdm(
             total=total,
@@ -29,6 +40,8 @@ class RunLogger:
             mininterval=1.0 if sys.stderr.isatty() else 10.0,
         )
         if is_main:
+            if history is not None:
+                restore_plots(history, live_dir)
             if resume:
                 trim_plots(live_dir, initial)
             # dvc.yaml declares the plots itself; this run writes no dvc.yaml and no experiment.
@@ -73,9 +86,32 @@ def make_live(live_dir: Path, resume: bool) -> Any:  # a dvclive.Live (imported 
     return _Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=False)
 
 
+PLOTS_SNAPSHOT = "plots"  # inside a run checkpoint folder: model/live/plots/metrics up to its step
+
+
+def _plots(live_dir: Path) -> Path:
+    return live_dir / "plots" / "metrics"
+
+
+def snapshot_plots(live_dir: Path, checkpoint: Path) -> None:
+    """Copy the run's plot history into a checkpoint folder being written: a run resumed from it,
+    or only finalised, writes its whole curves, not just the steps after the checkpoint."""
+    if _plots(live_dir).is_dir():
+        shutil.copytree(_plots(live_dir), checkpoint / PLOTS_SNAPSHOT)
+
+
+def restore_plots(checkpoint: Path, live_dir: Path) -> None:
+    """Put a checkpoint's plot snapshot back in `live_dir` (a checkpoint without one changes nothing)."""
+    snapshot = checkpoint / PLOTS_SNAPSHOT
+    if not snapshot.is_dir():
+        return
+    shutil.rmtree(_plots(live_dir), ignore_errors=True)
+    shutil.copytree(snapshot, _plots(live_dir))
+
+
 def trim_plots(live_dir: Path, step: int) -> None:
     """Drop plot rows after `step`: a resumed run redoes the steps after its checkpoint (no duplicates)."""
-    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+    for tsv in _plots(live_dir).rglob("*.tsv"):
         header, *rows = tsv.read_text().splitlines()
         kept = [r for r in rows if int(r.split("\t", 1)[0]) <= step]
         if len(kept) != len(rows):

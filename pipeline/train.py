@@ -59,7 +59,7 @@ from pipeline import atomic, attention, checkpoint, device, hf
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig, masked_token_losses
 from pipeline.optim import make_optimizer
-from pipeline.runlog import RunLogger
+from pipeline.runlog import RunLogger, snapshot_plots
 from pipeline.tokenizer import PADDED_VOCAB
 from pipeline.trainconfig import NON_TRAJECTORY_KEYS, TrainConfig, TrainPaths
 
@@ -656,7 +656,12 @@ class Run:
             progress = restore_state(start.state, optimizer, scaler, batches)
             rt.log(f"resumed at step {progress.step} from {start.source}")
         logger = RunLogger(
-            paths.live_dir, rt.dist.is_main, cfg.max_iters, progress.step, resume=start.state is not None
+            paths.live_dir,
+            rt.dist.is_main,
+            cfg.max_iters,
+            progress.step,
+            resume=start.state is not None,
+            history=start.source if start.state is not None else None,
         )
         return cls(
             cfg=cfg,
@@ -756,7 +761,13 @@ class Run:
             state = make_state(
                 self.progress, self.optimizer, self.scaler, self.batches, self.fingerprint, self.cfg
             )
-            checkpoint.save_run_checkpoint(self.raw, state, self.paths.run_dir, self.progress.step)
+            checkpoint.save_run_checkpoint(
+                self.raw,
+                state,
+                self.paths.run_dir,
+                self.progress.step,
+                extra=lambda folder: snapshot_plots(self.paths.live_dir, folder),
+            )
         device.barrier(self.rt.dist)
 
     def summary(self, wall_seconds: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -461,9 +462,13 @@ def test_run_killed_after_its_final_checkpoint_is_only_finalised(tokens: Path, t
     with pytest.raises(Killed):
         train(cfg, paths, on_step=die_at_6)
     assert not paths.ckpt_dir.exists()
+    shutil.rmtree(paths.live_dir)  # as DVC does: a stage's plots are deleted before it runs again
     seen: list[int] = []
     got = train(cfg, paths, on_step=seen.append)
     assert seen == []
+    for curve in ("train/loss.tsv", "val/loss.tsv", "lr.tsv"):  # the whole history, from the checkpoint
+        want_rows = (tmp_path / "straight/live/plots/metrics" / curve).read_text()
+        assert (paths.live_dir / "plots/metrics" / curve).read_text() == want_rows
     want_w, got_w = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert want_w.keys() == got_w.keys() and all(torch.equal(want_w[k], got_w[k]) for k in want_w)
     timing = {"wall_time_s", "tokens_per_sec"}
