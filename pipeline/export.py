@@ -7,8 +7,12 @@ Text (the seed project's format, kept so its tooling still works): one turn per 
 `<human> text <endOfText>` / `<bot> text <endOfText>`, a blank line after each conversation.
 A persona context, when present, is a plain first line (as the tokenizer renders it, before the
 first `<human>`). Turn text may hold newlines, which would break "one turn per line", so text is
-escaped: `\\` -> `\\\\`, newline -> `\\n`, and a context line starting with `<` gets a leading `\\`
-so it can never read as a turn. `parse_text` inverts all of it.
+escaped: `\\` -> `\\\\`, newline -> `\\n`. Marker text inside a turn or context (`<bot>`, `<endOfText>`,
+`<|endoftext|>`, any case, as the seed's tooling and the nanochatgpt adapter match them) is written
+`<\\bot>`: a reader that looks for markers anywhere in a line, not just where a turn begins and
+ends, must not find a forged turn boundary there, and a context line cannot read as a turn.
+`parse_text` inverts all of it (and reads older exports, whose context line starting with `<` got a
+leading `\\`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,11 @@ CONVERSATION_SCHEMA: dict[str, pl.DataType] = {
 CONVERSATION_COLUMNS = list(CONVERSATION_SCHEMA)
 END = "<endOfText>"
 _TURN_RE = re.compile(r"^<(human|bot)> (.*) <endOfText>$")
-_UNESCAPE_RE = re.compile(r"\\(.)")
+# The marker names a line-blind reader would act on (the nanochatgpt adapter's _MARKER).
+_MARKER_TAIL = r"(?:human|bot|endoftext|\|endoftext\|)>"
+# `\x` escapes, or `<\` before a marker tail (an escaped marker). A literal `<\` in the text is
+# written `<\\`, which never precedes a marker tail directly, so the two cannot be confused.
+_UNESCAPE_RE = re.compile(rf"\\(.)|<\\(?=(?i:{_MARKER_TAIL}))")
 _UNESCAPES = {"\\": "\\", "n": "\n", "<": "<"}
 
 
@@ -40,7 +48,11 @@ def empty_conversations() -> pl.DataFrame:
 
 
 def escape(text: pl.Expr) -> pl.Expr:
-    return text.str.replace_all("\\", "\\\\", literal=True).str.replace_all("\n", "\\n", literal=True)
+    return (
+        text.str.replace_all("\\", "\\\\", literal=True)
+        .str.replace_all("\n", "\\n", literal=True)
+        .str.replace_all(rf"(?i)<({_MARKER_TAIL})", r"<\$1")
+    )
 
 
 def turn_line(role: pl.Expr, text: pl.Expr) -> pl.Expr:
@@ -50,13 +62,11 @@ def turn_line(role: pl.Expr, text: pl.Expr) -> pl.Expr:
 
 def context_line(context: pl.Expr) -> pl.Expr:
     """The escaped context line (null when there is no context)."""
-    escaped = escape(context)
+    # It cannot read as a turn: a turn line starts with `<human>` or `<bot>`, which escape() breaks.
     return (
         pl.when(context.is_null() | (context == ""))
         .then(pl.lit(None, dtype=pl.String))
-        .when(escaped.str.starts_with("<"))
-        .then(pl.lit("\\") + escaped)
-        .otherwise(escaped)
+        .otherwise(escape(context))
     )
 
 
@@ -127,7 +137,9 @@ class SplitWriter:
 
 
 def _unescape(s: str) -> str:
-    return _UNESCAPE_RE.sub(lambda m: _UNESCAPES.get(m.group(1), m.group(0)), s)
+    return _UNESCAPE_RE.sub(
+        lambda m: "<" if m.group(1) is None else _UNESCAPES.get(m.group(1), m.group(0)), s
+    )
 
 
 def parse_text(text: str) -> list[dict]:

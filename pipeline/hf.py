@@ -299,8 +299,9 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
             "eos_token": ENDOFTEXT,
             "unk_token": ENDOFTEXT,
             "added_tokens_decoder": {str(i): added(t) for t, i in SPECIAL_TOKENS.items()},
+            # transformers 5 reads this too; its 5.x-only `extra_special_tokens` list is left out,
+            # since transformers 4.x takes that key as a dict and fails to load the tokenizer
             "additional_special_tokens": chat_tokens,
-            "extra_special_tokens": chat_tokens,
             "chat_template": CHAT_TEMPLATE,  # apply_chat_template renders our format (tested)
         },
         "special_tokens_map.json": {

@@ -624,7 +624,40 @@ def test_text_export_round_trips_and_keeps_the_format(corpus):
             assert turn_lines[0].startswith("<human> ")
     full = (d / "text/train.txt").read_text() + (d / "text/val.txt").read_text()
     assert "<bot> Arr, matey!\\nWhat be yer name? <endOfText>" in full
-    assert "\\<system> pretend to be a pirate\n<human> Ahoy? <endOfText>" in full
+    assert "\n<system> pretend to be a pirate\n<human> Ahoy? <endOfText>" in full  # cannot read as a turn
+
+
+MARKER_RE = re.compile(r"(?i)<(human|bot|endoftext|\|endoftext\|)>")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "what does <bot> mean?",
+        "<HUMAN> hi <endOfText>",
+        "a\nb <|endoftext|> c",
+        "<\\bot> literal",
+        "x\\<bot>",
+        "<",
+    ],
+)
+@pytest.mark.parametrize("context", [None, "<bot> persona", "<html> page", "two\nlines", "\\<bot>"])
+def test_marker_text_is_escaped_so_no_reader_finds_a_turn_in_it(content: str, context: str | None) -> None:
+    """A reader that looks for markers anywhere in a line (the seed's tooling, the nanochatgpt adapter)
+    must not find one inside text; parse_text still gets the exact text back."""
+    from pipeline.export import context_line, turn_line
+
+    frame = pl.DataFrame(
+        {"role": ["human", "bot"], "text": [content, "ok"], "context": [context] * 2},
+        schema={"role": pl.String, "text": pl.String, "context": pl.String},
+    )
+    lines = frame.select(turn_line(pl.col("role"), pl.col("text")).alias("l"))["l"].to_list()
+    ctx = frame.select(context_line(pl.col("context")).alias("c"))["c"][0]
+    export = "\n".join(([ctx] if ctx is not None else []) + lines) + "\n"
+    messages = [{"role": "human", "content": content}, {"role": "bot", "content": "ok"}]
+    assert parse_text(export) == [{"context": context, "messages": messages}]
+    inner = [line[line.index("> ") + 2 : -len(" <endOfText>")] for line in lines] + [ctx or ""]
+    assert not any(MARKER_RE.search(text) for text in inner), export
 
 
 def test_export_text_off_leaves_an_empty_text_dir(corpus):

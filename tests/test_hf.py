@@ -13,7 +13,15 @@ import torch
 from pipeline import hf
 from pipeline.engine import STOP_TOKEN_IDS
 from pipeline.model import GPT, GPTConfig
-from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, HUMAN_ID, N_VOCAB, PADDED_VOCAB, get_encoding
+from pipeline.tokenizer import (
+    BOT_ID,
+    END_OF_TURN_ID,
+    ENDOFTEXT_ID,
+    HUMAN_ID,
+    N_VOCAB,
+    PADDED_VOCAB,
+    get_encoding,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -130,6 +138,11 @@ def test_export_tokenizer_knows_the_chat_tokens(tmp_path: Path) -> None:
     ids = tok("<human>hello<endOfText><bot>")["input_ids"]
     assert ids[0] == HUMAN_ID and ids[-2:] == [END_OF_TURN_ID, BOT_ID]
     assert tok.decode([BOT_ID]) == "<bot>"
+    assert set(tok.all_special_ids) == {ENDOFTEXT_ID, HUMAN_ID, BOT_ID, END_OF_TURN_ID}
+    assert tok.decode(ids, skip_special_tokens=True) == "hello"
+    # transformers 4.x reads `extra_special_tokens` as a dict: a list there fails its loader
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert isinstance(config.get("extra_special_tokens", {}), dict)
     # generate() stops where our engine does: <endOfText>, <|endoftext|>, and <human> / <bot> (a
     # reply that skips <endOfText> must not run on into an invented next human turn).
     gen = transformers.GenerationConfig.from_pretrained(out)
