@@ -23,15 +23,26 @@ import yaml
 
 from pipeline.sources import licences
 
-# Licence ids the Hub's `license:` field knows (lower-case SPDX); anything else is "other".
+# The Hub's `license:` ids (https://huggingface.co/docs/hub/repositories-licenses), less `unknown`
+# and `other`, which hub_licence chooses itself. Mostly lower-case SPDX ids; a few are the Hub's own.
 HUB_LICENCES = frozenset(
     {
         "apache-2.0",
         "mit",
+        "openrail",
+        "bigscience-openrail-m",
+        "creativeml-openrail-m",
+        "bigscience-bloom-rail-1.0",
+        "bigcode-openrail-m",
+        "afl-3.0",
+        "artistic-2.0",
+        "bsl-1.0",
+        "bsd",
         "bsd-2-clause",
         "bsd-3-clause",
-        "isc",
-        "unlicense",
+        "bsd-3-clause-clear",
+        "c-uda",
+        "cc",
         "cc0-1.0",
         "cc-by-2.0",
         "cc-by-2.5",
@@ -42,23 +53,68 @@ HUB_LICENCES = frozenset(
         "cc-by-nc-2.0",
         "cc-by-nc-3.0",
         "cc-by-nc-4.0",
+        "cc-by-nd-4.0",
+        "cc-by-nc-nd-3.0",
+        "cc-by-nc-nd-4.0",
+        "cc-by-nc-sa-2.0",
         "cc-by-nc-sa-3.0",
         "cc-by-nc-sa-4.0",
-        "cc-by-nc-nd-4.0",
+        "cdla-sharing-1.0",
         "cdla-permissive-1.0",
         "cdla-permissive-2.0",
-        "cdla-sharing-1.0",
+        "wtfpl",
+        "ecl-2.0",
+        "epl-1.0",
+        "epl-2.0",
+        "etalab-2.0",
+        "eupl-1.1",
+        "eupl-1.2",
+        "agpl-3.0",
+        "gfdl",
+        "gpl",
+        "gpl-2.0",
+        "gpl-3.0",
+        "lgpl",
+        "lgpl-2.1",
+        "lgpl-3.0",
+        "isc",
+        "h-research",
+        "intel-research",
+        "lppl-1.3c",
+        "ms-pl",
+        "apple-ascl",
+        "apple-amlr",
+        "mpl-2.0",
         "odc-by",
         "odbl",
+        "openmdw-1.0",
+        "openrail++",
+        "osl-3.0",
+        "postgresql",
+        "ofl-1.1",
+        "ncsa",
+        "unlicense",
+        "zlib",
         "pddl",
-        "mpl-2.0",
-        "gpl-3.0",
-        "lgpl-3.0",
-        "agpl-3.0",
+        "lgpl-lr",
+        "deepfloyd-if-license",
+        "fair-noncommercial-research-license",
+        "llama2",
+        "llama3",
+        "llama3.1",
+        "llama3.2",
+        "llama3.3",
+        "llama4",
+        "gemma",
     }
 )
 # SPDX spellings whose Hub id differs.
 _HUB_ALIASES = {"odc-by-1.0": "odc-by", "odbl-1.0": "odbl", "pddl-1.0": "pddl"}
+# SPDX's GNU suffixes (GPL-3.0-only, LGPL-2.1-or-later, the deprecated GPL-2.0+): the Hub's id is the
+# version alone. A GNU version the Hub has no id for (GPL-1.0, LGPL-2.0, GFDL-1.3) takes the family's
+# id (`gpl`, `lgpl`, `gfdl`; GFDL's invariant-sections variants too).
+_SPDX_SUFFIX = re.compile(r"(-only|-or-later|\+)$")
+_GNU_FAMILY = re.compile(r"(gpl|lgpl|gfdl)-\d+(\.\d+)*(-no-invariants|-invariants)?")
 SPLIT_FILES = {"train": "train.parquet", "validation": "val.parquet"}
 # Where `license_link` points when a licence is `other` for the Hub (one of the two file names the
 # Hub's card spec accepts for a file inside the repository).
@@ -84,7 +140,13 @@ def hub_licence(licence: str) -> str:
         return "unknown"
     key = licence.strip().lower()
     key = _HUB_ALIASES.get(key, key)
-    return key if key in HUB_LICENCES else "other"
+    if key in HUB_LICENCES:
+        return key
+    base = _SPDX_SUFFIX.sub("", key)
+    if base in HUB_LICENCES:
+        return base
+    family = _GNU_FAMILY.fullmatch(base)
+    return family[1] if family else "other"
 
 
 def licence_name(licences_: Sequence[str]) -> str:
@@ -315,6 +377,28 @@ def _held(stats: Mapping[str, Any], name: str) -> bool:
     return int(c.get("train", 0)) + int(c.get("val", 0)) > 0
 
 
+def stats_terms(stats: Mapping[str, Any]) -> dict[str, CardSource]:
+    """Each source's terms as a variant's stats.json records them (the build's own figures, so a
+    model card needs no registry): contributed files one by one, as in the dataset card. A source
+    counts as commercial only as the build counts it: flagged so, under a known licence, and not
+    under a licence whose name forbids commercial use."""
+
+    def commercial(flag: Any, licence: str) -> bool:
+        return licences.commercial_eligible(flag is True, licence) and not licences.is_non_commercial(licence)
+
+    registry = {
+        name: CardSource(
+            name=name,
+            licence=str(entry.get("licence") or "unknown"),
+            commercial=commercial(entry.get("commercial"), str(entry.get("licence") or "unknown")),
+            kind=str(entry.get("kind") or ""),
+        )
+        for name, entry in stats["sources"].items()
+    }
+    rows = dataset_sources(stats, registry)
+    return {s.name: CardSource(s.name, s.licence, commercial(s.commercial, s.licence), s.kind) for s in rows}
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What a model card states about one trained model (no timings: the card must not change
@@ -331,25 +415,105 @@ class ModelFacts:
     tokens_per_iter: int
     initial_val_loss: float | None
     val_loss: float | None
+    base_model: str | None = None  # the Hub repository init_from named (openai-community/gpt2, ...)
 
 
 def _loss(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
-def model_card(facts: ModelFacts, source_tokens: Sequence[Mapping[str, Any]]) -> str:
-    """The README.md of model/hf/: architecture, training run, data make-up, chat format, usage.
+def _trained_terms(
+    source_tokens: Sequence[Mapping[str, Any]], terms: Mapping[str, CardSource]
+) -> list[CardSource]:
+    """The terms of each source the model was trained on; a source with no recorded terms is
+    `unknown` and not commercial (a card never claims more than the build's figures back)."""
+    return [
+        terms.get(str(row["source"])) or CardSource(str(row["source"]), "unknown", False)
+        for row in source_tokens
+    ]
+
+
+def model_licence(trained: Sequence[CardSource]) -> dict[str, Any]:
+    """The card's licence fields: the Hub id all training sources share, else `other` with a name
+    for the mix and a link to LICENSE.md (model_licence_file), which lists each source's terms."""
+    ids = {hub_licence(s.licence) for s in trained}
+    if not trained:
+        return {"license": "unknown"}
+    if len(ids) == 1 and "other" not in ids:
+        return {"license": ids.pop()}
+    return {
+        "license": "other",
+        "license_name": licence_name(sorted({s.licence for s in trained})),
+        "license_link": LICENCE_FILE,
+    }
+
+
+def commercial_statement(trained: Sequence[CardSource]) -> str:
+    """One plain sentence: may the weights be used commercially (only if every source allows it)."""
+    if not trained:
+        return (
+            "**Commercial use: unknown.** No record of the training data's sources came with this "
+            "model: do not use it commercially until you know them."
+        )
+    barred = [s for s in trained if not s.commercial]
+    if not barred:
+        return (
+            "**Commercial use: allowed.** Every source of the training data allows training a commercial "
+            "model, so these weights may be used commercially, under the terms of each source's licence "
+            "(keep the copyright notices of MIT / BSD / Apache sources and credit CC-BY sources)."
+        )
+    names = ", ".join(f"{s.name} ({s.licence})" for s in barred)
+    return (
+        "**Commercial use: not allowed.** Part of the training data is under terms that do not allow "
+        f"commercial use, or under unknown terms: {names}. Do not use these weights commercially."
+    )
+
+
+# How to encode untrusted message text for this model with a transformers tokenizer, shown in the
+# model card and run by the tests (tests/test_hf.py), which check its ids against render()'s.
+SAFE_ENCODING = """\
+import unicodedata
+
+def encode(text):  # cleaned as nanoChatGPT does (LF line ends, NFC, stripped); markers stay text
+    text = unicodedata.normalize("NFC", text.replace("\\r\\n", "\\n").replace("\\r", "\\n")).strip()
+    return tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+def chat_ids(persona, turns):  # turns: [("user" or "assistant", text), ...], the user's last
+    ids = [50256] + encode(persona or "")  # <|endoftext|>, then the persona as plain text
+    for role, text in turns:  # <human> or <bot>, the text, <endOfText>
+        ids += [50257 if role == "user" else 50258] + encode(text) + [50259]
+    return ids + [50258]  # <bot>: the model's reply comes next
+"""
+
+
+def model_card(
+    facts: ModelFacts,
+    source_tokens: Sequence[Mapping[str, Any]],
+    terms: Mapping[str, CardSource] | None = None,
+) -> str:
+    """The README.md of model/hf/: architecture, training run, data make-up and licences, chat
+    format, usage.
 
     `source_tokens` are the rows of data/tokens/<variant>/sources.csv (source, tokens,
-    loss_tokens, conversations), the training split's make-up.
+    loss_tokens, conversations), the training split's make-up; `terms` each source's licence and
+    commercial flag (stats_terms of data/dataset/<variant>/stats.json). The card travels alone
+    (`hf upload` of model/hf), so it states the licences itself rather than point at the dataset.
     """
-    meta = {
+    trained = _trained_terms(source_tokens, terms or {})
+    meta: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "language": ["en"],
+        **model_licence(trained),
+        **({"base_model": facts.base_model} if facts.base_model else {}),
         "tags": ["gpt2", "conversational", "nanochatgpt"],
     }
-    start = "random weights" if facts.init_from == "scratch" else f"`{facts.init_from}`"
+    if facts.init_from == "scratch":
+        start = "random weights"
+    elif facts.base_model:
+        start = f"`{facts.init_from}` ([{facts.base_model}](https://huggingface.co/{facts.base_model}))"
+    else:
+        start = f"`{facts.init_from}`"
     lines = [
         _front_matter(meta),
         "# nanoChatGPT chat model",
@@ -357,23 +521,32 @@ def model_card(facts: ModelFacts, source_tokens: Sequence[Mapping[str, Any]]) ->
         f"A GPT-2 architecture chat model ({facts.params / 1e6:.1f}M parameters: {facts.n_layer} layers, "
         f"{facts.n_head} heads, width {facts.n_embd}, context {facts.block_size} tokens), trained from "
         f"{start} on the `{facts.variant}` dataset variant by nanoChatGPT's `train` stage. The loss counts "
-        "only what the bot says (and the marker that ends its turn), not the human turns. "
-        f"`data/dataset/{facts.variant}/README.md` lists the data's sources and licences.",
+        "only what the bot says (and the marker that ends its turn), not the human turns.",
         "",
         "| steps | tokens seen | val loss at start | val loss at end |",
         "|---:|---:|---:|---:|",
         f"| {facts.iters:,} | {facts.iters * facts.tokens_per_iter:,} | {_loss(facts.initial_val_loss)} | "
         f"{_loss(facts.val_loss)} |",
         "",
-        "## Training data (train split)",
+        "## Training data and licences (train split)",
         "",
-        "| source | tokens | bot tokens (in the loss) | conversations |",
-        "|---|---:|---:|---:|",
+        commercial_statement(trained),
+        "",
+        *(
+            [f"The weights start from `{facts.init_from}`: its own licence applies to them too.", ""]
+            if facts.init_from != "scratch"
+            else []
+        ),
+        "Each row's `licence` names the terms of that source's data, and `commercial` says whether "
+        "those terms allow training a commercial model.",
+        "",
+        "| source | licence | commercial | tokens | bot tokens (in the loss) | conversations |",
+        "|---|---|---|---:|---:|---:|",
     ]
-    for row in source_tokens:
+    for row, t in zip(source_tokens, trained, strict=True):
         lines.append(
-            f"| {_cell(row['source'])} | {int(row['tokens']):,} | {int(row['loss_tokens']):,} | "
-            f"{int(row['conversations']):,} |"
+            f"| {_cell(row['source'])} | {_cell(t.licence)} | {'yes' if t.commercial else 'no'} | "
+            f"{int(row['tokens']):,} | {int(row['loss_tokens']):,} | {int(row['conversations']):,} |"
         )
     lines += [
         "",
@@ -382,10 +555,14 @@ def model_card(facts: ModelFacts, source_tokens: Sequence[Mapping[str, Any]]) ->
         "`<|endoftext|>[persona]<human>text<endOfText><bot>text<endOfText>...`: the markers are "
         "special tokens (ids 50257-50259), the persona is plain text before the first turn, and a "
         "reply ends with `<endOfText>` (generation_config.json lists it as an end token). The "
-        "tokenizer's chat template renders exactly this: `system` messages are the persona, `user` "
-        "turns are `<human>`, `assistant` turns are `<bot>`.",
+        "tokenizer's chat template renders exactly this for NFC text: `system` messages are the "
+        "persona, `user` turns are `<human>`, `assistant` turns are `<bot>`. `nanochatgpt serve` "
+        "normalises each message to Unicode NFC first and the template cannot, so normalise the "
+        'contents (`unicodedata.normalize("NFC", ...)`) to get the ids serve uses.',
         "",
         "```python",
+        "import unicodedata",
+        "",
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
         "",
         'tok = AutoTokenizer.from_pretrained("model/hf")',
@@ -394,15 +571,53 @@ def model_card(facts: ModelFacts, source_tokens: Sequence[Mapping[str, Any]]) ->
         '    {"role": "system", "content": "You are a cheerful librarian."},',
         '    {"role": "user", "content": "Hi! What do you do?"},',
         "]",
+        'messages = [{**m, "content": unicodedata.normalize("NFC", m["content"])} for m in messages]',
         'ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", '
         "return_dict=True)",
         "out = model.generate(**ids, max_new_tokens=48, do_sample=True, top_k=50)",
         'print(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))',
         "```",
         "",
-        "A Hugging Face tokenizer turns marker text inside a message into the marker itself, so "
-        "untrusted text could forge a turn there. nanoChatGPT's own engine (`nanochatgpt chat`, "
-        "`nanochatgpt serve`) encodes message text as ordinary text and never does.",
+        "### Untrusted text",
+        "",
+        "A Hugging Face tokenizer turns marker text inside a message into the marker itself (a typed "
+        "`<bot>` becomes id 50258), in `apply_chat_template` as in `tok(text)`, so untrusted text "
+        "could forge a turn there. nanoChatGPT's own engine (`nanochatgpt chat`, `nanochatgpt serve`) "
+        "encodes message text as ordinary text and never does. To do the same with transformers, "
+        "encode each message on its own with `split_special_tokens=True` and put the markers in as "
+        "ids (this gives the ids nanoChatGPT's engine renders):",
+        "",
+        "```python",
+        "import torch",
+        SAFE_ENCODING.rstrip("\n"),
+        "",
+        'ids = torch.tensor([chat_ids("You are a cheerful librarian.", [("user", "What does <bot> do?")])])',
+        "out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=48, do_sample=True)",
+        "print(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def model_licence_file(
+    source_tokens: Sequence[Mapping[str, Any]], terms: Mapping[str, CardSource]
+) -> str | None:
+    """LICENSE.md for a model whose training sources share no single licence the Hub knows (the
+    card's `license_link` points here), else None: each source's terms and the commercial verdict."""
+    trained = _trained_terms(source_tokens, terms)
+    if not trained or model_licence(trained)["license"] != "other":
+        return None
+    lines = [
+        "# Licences of this model's training data",
+        "",
+        "The model was trained on conversations from several sources, each under its own terms:",
+        "",
+        "| source | licence | commercial |",
+        "|---|---|---|",
+        *(f"| {_cell(s.name)} | {_cell(s.licence)} | {'yes' if s.commercial else 'no'} |" for s in trained),
+        "",
+        commercial_statement(trained),
         "",
     ]
     return "\n".join(lines)

@@ -298,14 +298,33 @@ def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Tr
     return transcripts, figures
 
 
+# Every line of a transcript's text after its first is written indented by this much: a line the
+# model wrote ("## Step 1", "**human:** ok") can then never read as the file's own structure, neither
+# to pipeline.report (structure lines start at the margin) nor to a Markdown viewer (a heading or
+# list item may be indented by 3 spaces at most, so 4 keep it plain text of the paragraph above).
+TRANSCRIPT_INDENT = "    "
+
+
+def _text_lines(head: str, text: str, end: str = "") -> list[str]:
+    """`head` and `text` as Markdown lines: later lines indented, each line but the last ending in a
+    hard line break (two spaces), `end` after the last. Split as str.splitlines splits (which
+    pipeline.report reads with), so no line break inside the text escapes the indent."""
+    first, *rest = text.splitlines() or [""]
+    lines = [f"{head} {first}".rstrip(), *(TRANSCRIPT_INDENT + line for line in rest)]
+    return [line + "  " for line in lines[:-1]] + [lines[-1] + end]
+
+
 def transcripts_markdown(transcripts: list[Transcript]) -> str:
+    """model/eval/transcripts.md: a `## Conversation N` section per transcript with its persona and
+    turns. Structure lines (headings, `*persona:*`, `**human:**`, `**bot:**`) start at the margin;
+    a text's later lines are indented (TRANSCRIPT_INDENT), so the file reads back unambiguously."""
     lines = ["# Evaluation transcripts", ""]
     for i, t in enumerate(transcripts, 1):
         lines.append(f"## Conversation {i}")
-        lines.append(f"*persona:* {t.context}" if t.context else "*persona:* (none)")
+        lines += _text_lines("*persona:*", t.context) if t.context else ["*persona:* (none)"]
         lines.append("")
         for (human, bot), stopped in zip(t.exchanges, t.stopped, strict=True):
-            lines.append(f"**human:** {human}  ")
-            lines.append(f"**bot:** {bot}" + ("" if stopped else " *(reply budget reached)*"))
+            lines += _text_lines("**human:**", human, end="  ")  # a hard break before the bot's line
+            lines += _text_lines("**bot:**", bot, end="" if stopped else " *(reply budget reached)*")
             lines.append("")
     return "\n".join(lines)

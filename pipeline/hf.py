@@ -314,9 +314,16 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
     }
 
 
-def export_hf(model: GPT, out_dir: str | Path, vocab_size: int = N_VOCAB, card: str | None = None) -> None:
+def export_hf(
+    model: GPT,
+    out_dir: str | Path,
+    vocab_size: int = N_VOCAB,
+    card: str | None = None,
+    licence: str | None = None,
+) -> None:
     """Write `model` as a Hugging Face GPT-2 directory (replaced as a whole, atomically), with
-    `card` (pipeline.cards.model_card) as its README.md when given."""
+    `card` (pipeline.cards.model_card) as its README.md and `licence` (pipeline.cards.
+    model_licence_file, which the card's `license_link` names) as its LICENSE.md when given."""
     raw = getattr(model, "module", model)
     raw = getattr(raw, "_orig_mod", raw)
     cfg: GPTConfig = raw.config
@@ -341,6 +348,8 @@ def export_hf(model: GPT, out_dir: str | Path, vocab_size: int = N_VOCAB, card: 
             _write_json(tmp / name, content)
         if card is not None:
             (tmp / "README.md").write_text(card, encoding="utf-8")
+        if licence is not None:
+            (tmp / "LICENSE.md").write_text(licence, encoding="utf-8")
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -348,16 +357,24 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def export_run(
-    ckpt_dir: str | Path, out_dir: str | Path, metrics_file: str | Path, data_dir: str | Path
+    ckpt_dir: str | Path,
+    out_dir: str | Path,
+    metrics_file: str | Path,
+    data_dir: str | Path,
+    stats_file: str | Path | None = None,
 ) -> None:
     """The export stage: a trained checkpoint (model/ckpt) -> model/hf, with its model card made
-    from the run's metrics (model/metrics.json) and the training split's tokens per source
-    (data/tokens/<variant>/sources.csv)."""
+    from the run's metrics (model/metrics.json), the training split's tokens per source
+    (data/tokens/<variant>/sources.csv) and each source's licence and commercial flag
+    (data/dataset/<variant>/stats.json): the card travels without the dataset, so it carries them.
+    Without `stats_file` every source's terms are `unknown` and the card says the weights are not
+    for commercial use (the stage always passes it)."""
     from pipeline import cards
     from pipeline.checkpoint import load_model
 
     model = load_model(ckpt_dir)
     summary = read_json(Path(metrics_file))
+    terms = cards.stats_terms(read_json(Path(stats_file))) if stats_file is not None else {}
     c = model.config
     facts = cards.ModelFacts(
         n_layer=c.n_layer,
@@ -371,7 +388,9 @@ def export_run(
         tokens_per_iter=summary["tokens_per_iter"],
         initial_val_loss=summary["initial_val_loss"],
         val_loss=summary["val_loss"],
+        base_model=HUB_REPOS.get(summary["init_from"]),
     )
     sources_csv = Path(data_dir) / "sources.csv"
     rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
-    export_hf(model, out_dir, card=cards.model_card(facts, rows))
+    card = cards.model_card(facts, rows, terms)
+    export_hf(model, out_dir, card=card, licence=cards.model_licence_file(rows, terms))

@@ -26,6 +26,7 @@ def _metric(path: str, key: str) -> str:
 
 
 TURN_PREFIXES = ("**human:**", "**bot:**")
+PERSONA_PREFIX = "*persona:*"
 
 
 def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
@@ -33,28 +34,36 @@ def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
 
     As many conversations as fit in `max_lines` (the first one always, cut at `max_lines`), so a
     turn is never shown beside a turn of another conversation. A persona is shown when there is
-    one, and a reply the model broke over lines keeps its later lines (indented under its text).
+    one, and a text the model broke over lines keeps its later lines (indented under its text).
+
+    The file's structure (`## Conversation N`, `*persona:*`, `**human:**`, `**bot:**`) starts at
+    the margin, and pipeline.evaluate.transcripts_markdown indents every later line of a text: an
+    indented line always continues the text above, whatever it says ("## Step 1" in a reply is text).
     """
     if not transcripts.exists():
         return ["(no transcripts: run `dvc repro evaluate`)"]
     conversations: list[list[str]] = []
     indent = ""
-    for raw in transcripts.read_text().splitlines():
+    for raw in transcripts.read_text(encoding="utf-8").splitlines():
         line = raw.rstrip()
-        if line.startswith("## "):  # "## Conversation N" starts the next one
+        if raw[:1].isspace():  # a later line of the text above (a blank one is left out here)
+            if conversations and conversations[-1] and line.strip():
+                conversations[-1].append(indent + line.strip())
+        elif line.startswith("## "):  # "## Conversation N" starts the next one
             conversations.append([])
         elif not conversations or not line:  # the title, blank lines between exchanges
             continue
-        elif line.startswith("*persona:*"):
-            persona = line.removeprefix("*persona:*").strip()
+        elif line.startswith(PERSONA_PREFIX):
+            persona = line.removeprefix(PERSONA_PREFIX).strip()
             if persona != "(none)":
                 conversations[-1].append(f"persona: {persona}")
+                indent = " " * len("persona: ")
         elif line.startswith(TURN_PREFIXES):
             speaker, text = line.split(":**", 1)
             head = f"{speaker.removeprefix('**')}:"
             conversations[-1].append(f"{head} {text.strip()}")
             indent = " " * (len(head) + 1)
-        else:  # a later line of the turn above
+        else:  # a file written before later lines were indented: the old reading
             conversations[-1].append(indent + line.strip())
     shown: list[str] = []
     for conversation in conversations:

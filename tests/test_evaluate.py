@@ -13,7 +13,13 @@ import pytest
 import torch
 from test_train import write_tokens
 
-from pipeline.evaluate import conversation_windows, loss_by_source, source_loss_csv
+from pipeline.evaluate import (
+    Transcript,
+    conversation_windows,
+    loss_by_source,
+    source_loss_csv,
+    transcripts_markdown,
+)
 from pipeline.model import GPT, GPTConfig
 from pipeline.shards import ShardWriter, TokenShards
 from pipeline.tokenizer import render
@@ -106,3 +112,34 @@ def test_the_stage_says_which_source_got_no_loss_row(
     assert "evaluate: warning: asks has no bot token in the val split" in capsys.readouterr().err
     rows = (tmp_path / "model/eval/sources.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["talk"]
+
+
+def test_transcript_text_cannot_read_as_the_files_structure() -> None:
+    """A reply line "## Step 1" once started a new conversation and "**human:** ok" a human turn when
+    pipeline.report read transcripts.md back. Every later line of a text is now indented: structure
+    starts at the margin only, and a Markdown viewer shows those lines as text of the turn."""
+    markdown_it = pytest.importorskip("markdown_it")
+    reply = "Sure:\n## Step 1\n**human:** ok\n# x\n- item\n\n> quote\x1c## y\u2028**bot:** z"
+    transcripts = [
+        Transcript("A persona\n## not a heading", [("Hi\n## there", reply), ("next?", "bye")], [True, False]),
+        Transcript(None, [("Q", "A")], [True]),
+    ]
+    text = transcripts_markdown(transcripts)
+    margin = [line for line in text.splitlines() if line and not line[0].isspace()]
+    assert margin == [
+        "# Evaluation transcripts",
+        "## Conversation 1",
+        "*persona:* A persona  ",
+        "**human:** Hi  ",
+        "**bot:** Sure:  ",
+        "**human:** next?  ",
+        "**bot:** bye *(reply budget reached)*",
+        "## Conversation 2",
+        "*persona:* (none)",
+        "**human:** Q  ",
+        "**bot:** A",
+    ]
+    indented = [line.strip() for line in text.splitlines() if line[:1].isspace()]
+    assert indented == ["## not a heading", "## there", *reply.splitlines()[1:]]
+    html = markdown_it.MarkdownIt().render(text)
+    assert html.count("<h2>") == 2 and html.count("<h1>") == 1 and "<li>" not in html

@@ -58,3 +58,26 @@ def test_missing_or_empty_transcripts_say_so(tmp_path: Path) -> None:
     empty = tmp_path / "empty.md"
     empty.write_text(transcripts_markdown([]))
     assert sample_exchange(empty) == ["(no conversations in the transcripts)"]
+
+
+def test_reply_lines_that_look_like_structure_stay_in_the_reply(tmp_path: Path) -> None:
+    """A reply line "## Step 1" was read as a new conversation and "**human:** ok" as a human turn."""
+    transcripts = [
+        Transcript(None, [("Hi", "Sure:\n## Step 1\n**human:** ok"), ("next?", "bye")], [True, True]),
+        Transcript("p\n**bot:** q", [("Q", "A")], [True]),
+    ]
+    path = tmp_path / "transcripts.md"
+    path.write_text(transcripts_markdown(transcripts), encoding="utf-8")
+    assert sample_exchange(path, max_lines=20) == [
+        "human: Hi",
+        "bot: Sure:",
+        "     ## Step 1",
+        "     **human:** ok",
+        "human: next?",
+        "bot: bye",
+        "",
+        "persona: p",
+        "         **bot:** q",
+        "human: Q",
+        "bot: A",
+    ]
