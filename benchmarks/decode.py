@@ -7,6 +7,14 @@ process on the same model. Prints one table row per batch size and engine varian
 batch sizes of --compile-batch-sizes (default 1) also run with the decode step compiled
 (Engine(compile_decode=True), its compilation counted in "first run s").
 
+tokens/s counts new tokens only: new tokens x batch / the wall time of one whole generate call.
+The prompt's prefill is inside that time, and so, for the engine, is a host read-back of every new
+token (it yields each token to Python; the naive generate reads back once at the end): the engine's
+figure is conservative. Both generators are scored alike, by the median of --repeats timed runs
+(the engine's after its first run, shown as "first run s"; the naive one's after a 2-token
+warm-up). On CUDA the naive repeats stop once they have taken --naive-seconds (default 15; the GPU
+check's decode step has 150 s, compilation included); the "runs" column says how many counted.
+
     python benchmarks/decode.py                                   # gpt2-medium, batch 1 and 16
     python benchmarks/decode.py --model gpt2 --device cpu --batch-sizes 1
 """
@@ -26,6 +34,7 @@ else:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
@@ -60,6 +69,15 @@ def timed(fn, device: torch.device) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
+def repeat_timed(fn, device: torch.device, repeats: int, seconds: float = float("inf")) -> list[float]:
+    """Seconds of each of up to `repeats` calls of `fn`, at least one; no further call once another
+    as long as the last would take the calls past `seconds`."""
+    runs: list[float] = []
+    while len(runs) < repeats and (not runs or sum(runs) + runs[-1] <= seconds):
+        runs.append(timed(fn, device)[0])
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["gpt2", "gpt2-medium"], default="gpt2-medium")
@@ -67,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="1,16", help="comma-separated (default 1,16)")
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=3, help="engine runs per batch size; the best counts")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed runs per generator and batch size; the median counts"
+    )
+    p.add_argument(
+        "--naive-seconds",
+        type=float,
+        default=None,
+        help="no further naive run once they took this long (default: 15 on CUDA, no limit on CPU)",
+    )
     p.add_argument(
         "--dtype",
         choices=["auto", "float32", "bfloat16"],
@@ -87,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     compile_sizes = _ints(args.compile_batch_sizes or ("1" if device.type == "cuda" else ""))
+    repeats = max(1, args.repeats)
+    naive_seconds = args.naive_seconds
+    if naive_seconds is None:
+        naive_seconds = 15.0 if device.type == "cuda" else float("inf")
     if args.dtype == "auto":
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if cuda_bf16 else torch.float32
@@ -104,14 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.model} ({model.num_params() / 1e6:.0f}M params, {dtype}) on {name}, "
         f"threads={torch.get_num_threads()}, cuda_graphs={engines[False].cuda_graphs}, "
-        f"prompt {args.prompt_len} + {args.new_tokens} new tokens, greedy; init {t_init:.1f}s",
+        f"prompt {args.prompt_len} + {args.new_tokens} new tokens, greedy; init {t_init:.1f}s\n"
+        f"tok/s = new tokens x batch / a whole generate call (prefill included; the engine also reads "
+        f"each token back to the host), median of {repeats} timed runs each (runs: engine/naive"
+        + (f"; naive repeats stop after {naive_seconds:g} s" if naive_seconds < float("inf") else "")
+        + ")",
         flush=True,
     )
     greedy = SamplingParams(temperature=0.0)
     gen = torch.Generator().manual_seed(1)
     header = (
         f"{'batch':>5} | {'decode':>13} | {'engine tok/s':>12} | {'first run s':>11} | "
-        f"{'naive tok/s':>11} | {'speedup':>7}"
+        f"{'naive tok/s':>11} | {'speedup':>7} | {'runs':>5}"
     )
     rows = [header, "-" * len(header)]
     records: list[dict] = []
@@ -120,13 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     for b in batch_sizes:
         prompts = torch.randint(0, 50256, (b, args.prompt_len), generator=gen).tolist()
         naive_tps = None
+        naive_runs: list[float] = []
         if not args.no_naive:
             try:  # the baseline only: its failure must not cost the engine's rows
                 naive_generate(model, prompts, 2)  # warm up kernels for this shape family
-                t_naive, _ = timed(
-                    lambda prompts=prompts: naive_generate(model, prompts, args.new_tokens), device
+                naive_runs = repeat_timed(
+                    lambda prompts=prompts: naive_generate(model, prompts, args.new_tokens),
+                    device,
+                    repeats,
+                    naive_seconds,
                 )
-                naive_tps = b * args.new_tokens / t_naive
+                naive_tps = b * args.new_tokens / statistics.median(naive_runs)
             except Exception as e:
                 print(f"{b:>5} | naive FAILED {type(e).__name__}: {e}", flush=True)
                 failed += 1
@@ -142,21 +180,23 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(
                         f"rows of {sorted({len(r) for r in out})} tokens, not {args.new_tokens}"
                     )
-                best = min(timed(run_engine, device)[0] for _ in range(max(1, args.repeats)))
+                runs = repeat_timed(run_engine, device, repeats)
             except Exception as e:  # one failing variant (a compilation, say) must not hide the others
                 label = "compiled" if compiled else "engine"
                 print(f"{b:>5} | {label} FAILED {type(e).__name__}: {e}", flush=True)
                 failed += 1
                 continue
-            engine_tps = b * args.new_tokens / best
+            engine_tps = b * args.new_tokens / statistics.median(runs)
             slot = next(reversed(engine._slots.values()))  # this shape's: the engine keeps it last
             mode = "graph" if slot.graph is not None else "eager"
             if compiled:  # a step that failed to compile or capture falls back to the plain step
                 mode += "+compile" if slot.step is engine._step else "+compile-failed"
             naive_col = f"{naive_tps:11.1f}" if naive_tps else "-"
             speed_col = f"{engine_tps / naive_tps:6.1f}x" if naive_tps else "-"
+            runs_col = f"{len(runs)}/{len(naive_runs) if naive_tps else '-'}"
             rows.append(
                 f"{b:>5} | {mode:>13} | {engine_tps:12.1f} | {first:11.2f} | {naive_col:>11} | {speed_col:>7}"
+                f" | {runs_col:>5}"
             )
             print(rows[-1], flush=True)
             records.append(
@@ -169,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                     "tokens_per_sec": engine_tps,
                     "first_run_s": first,
                     "naive_tokens_per_sec": naive_tps,
+                    "statistic": "median",
+                    "runs": len(runs),
+                    "naive_runs": len(naive_runs) if naive_tps else 0,
                 }
             )
             if args.json:  # after every row: a run stopped by its time limit keeps the rows it made

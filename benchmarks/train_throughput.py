@@ -8,8 +8,11 @@ token) for 124M, to show what the mask costs. CPU: a small model (the cpu-tiny p
 with the gathered and the full head.
 
 Data are random tokens with a random ~50% loss mask: throughput does not depend on the text.
-MFU = 6N + 12·L·H·Q·T FLOPs per token (PaLM) × tokens/s ÷ the GPU's dense bf16 peak. The formula
-counts the vocabulary projection at every position, so a gathered head scores the FLOPs it skips.
+MFU = 6N + 12·L·H·Q·T FLOPs per token (PaLM) × tokens/s ÷ the GPU's dense bf16 peak, as the
+training run logs it (pipeline.train.train_flops_per_token): 6N counts the vocabulary projection at
+every position, the full head's work; for the gathered head it counts only the share of positions
+projected (`head_share` in the JSON), so that MFU is work done. Each CUDA row names its GPU and the
+peak it was divided by (`gpu`, `peak_flops`).
 
     python -m benchmarks.train_throughput            # GPU suite if CUDA, then the CPU figure
     python -m benchmarks.train_throughput --quick    # 124M only on GPU, fewer steps
@@ -79,6 +82,9 @@ class Result:
     ms_per_step: float
     mfu: float | None
     compile_s: float
+    head_share: float = 1.0  # share of positions projected onto the vocabulary (gathered: the mask's)
+    gpu: str | None = None  # torch.cuda.get_device_name; None on the CPU
+    peak_flops: float | None = None  # what MFU divides by (pipeline.device.peak_flops)
 
 
 # Micro-batches per optimizer step of the extra CUDA row: the gpt2-medium profile's grad_accum.
@@ -130,28 +136,48 @@ def run_case(case: Case, steps: int, warmup: int, accums: tuple[int, ...] = (1,)
 
     batches = [batch() for _ in range(max(4, *accums))]
 
-    def timed_steps(count: int, accum: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> float:
-        """Seconds for `count` training steps of `accum` micro-batches, the device drained at the end."""
+    def timed_steps(
+        count: int, accum: int, module: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> tuple[float, float]:
+        """Seconds for `count` training steps of `accum` micro-batches, the device drained at the end,
+        and the loss positions those steps held."""
         t0 = time.perf_counter()
+        loss_tokens = 0.0
         for i in range(count):
             chosen = [batches[(i * accum + j) % len(batches)] for j in range(accum)]
             micro = [m for b in chosen for m in b[0]]
-            train_step(module, optimizer, scaler, micro, sum(b[1] for b in chosen), 3e-4, cfg, rt)
+            n_loss = sum(b[1] for b in chosen)
+            train_step(module, optimizer, scaler, micro, n_loss, 3e-4, cfg, rt)
+            loss_tokens += n_loss
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, loss_tokens
 
-    compile_s = timed_steps(warmup, 1, module, optimizer)  # includes torch.compile's first compilation
+    compile_s, _ = timed_steps(warmup, 1, module, optimizer)  # includes torch.compile's first compilation
     n_params = gpt.num_params()
     peak = device.peak_flops(dev)
+    gpu = gpu_name(dev)
     results = []
     for accum in accums:
         count = max(2, steps // accum)  # about the same number of forward passes per row
-        dt = timed_steps(count, accum, module, optimizer)
-        tok_s = case.batch * case.block * accum * count / dt
-        mfu = train_flops_per_token(gpt.config, n_params, case.block) * tok_s / peak if peak else None
+        dt, loss_tokens = timed_steps(count, accum, module, optimizer)
+        tokens = case.batch * case.block * accum * count
+        tok_s = tokens / dt
+        share = loss_tokens / tokens if case.objective == "gathered" else 1.0
+        flops = train_flops_per_token(gpt.config, n_params, case.block, head_share=share)
+        mfu = flops * tok_s / peak if peak else None
         results.append(
-            Result(replace(case, grad_accum=accum), n_params, tok_s, 1000 * dt / count, mfu, compile_s)
+            Result(
+                replace(case, grad_accum=accum),
+                n_params,
+                tok_s,
+                1000 * dt / count,
+                mfu,
+                compile_s,
+                head_share=share,
+                gpu=gpu,
+                peak_flops=peak,
+            )
         )
     del module, optimizer, gpt
     if case.compile:  # the next case compiles afresh, as a run of its own would
@@ -159,6 +185,11 @@ def run_case(case: Case, steps: int, warmup: int, accums: tuple[int, ...] = (1,)
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return results
+
+
+def gpu_name(dev: torch.device) -> str | None:
+    """The GPU a row was measured on, as the verdict names it; None on the CPU."""
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
 
 
 def cuda_cases(quick: bool) -> list[Case]:
@@ -281,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             results += rows
             for r in rows:
                 mfu = f", MFU {100 * r.mfu:.1f}%" if r.mfu is not None else ""
+                if r.mfu is not None and r.head_share != 1.0:
+                    mfu += f" (vocabulary projection at {100 * r.head_share:.0f}% of positions)"
                 print(
                     f"  {case.name} {case.objective} {case.device} grad_accum {r.case.grad_accum}, "
                     f"attention {case.attention}: {r.tokens_per_sec:,.0f} tokens/s{mfu} "
@@ -305,6 +338,9 @@ def write_json(path: Path, results: list[Result]) -> None:
             "tokens_per_sec": r.tokens_per_sec,
             "ms_per_step": r.ms_per_step,
             "mfu": r.mfu,
+            "head_share": r.head_share,
+            "gpu": r.gpu,
+            "peak_flops": r.peak_flops,
             "warmup_s": r.compile_s,
         }
         for r in results

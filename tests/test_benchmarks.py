@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks import train_throughput as tt
 from pipeline import attention
+from pipeline.model import GPTConfig
 from pipeline.params import section
 from pipeline.trainconfig import TrainConfig
 
@@ -20,8 +22,39 @@ def test_one_compilation_serves_each_accumulation_row():
     rows = tt.run_case(case, steps=4, warmup=1, accums=(1, 2))
     assert [r.case.grad_accum for r in rows] == [1, 2]
     assert all(r.tokens_per_sec > 0 and r.mfu is None for r in rows)  # no peak FLOP/s on a CPU
+    assert all(r.gpu is None and r.peak_flops is None for r in rows)
     assert rows[0].compile_s == rows[1].compile_s  # one warm-up for both rows
     assert case.grad_accum == 1  # the case itself is left as it was
+
+
+def test_rows_name_their_gpu_and_peak_and_the_gathered_mfu_counts_work_done(monkeypatch, tmp_path):
+    """Neither the JSON rows nor the verdict said which GPU and peak an MFU came from; and the
+    gathered head's MFU counted the vocabulary projection at every position, which it skips at the
+    unmasked ones. A fake GPU (name and peak) stands in for CUDA."""
+    import json
+
+    peak = 1e9
+    monkeypatch.setattr(tt.device, "peak_flops", lambda dev: peak)
+    monkeypatch.setattr(tt, "gpu_name", lambda dev: "NVIDIA H200")
+    shape = dict(n_layer=1, n_head=2, n_embd=32)
+    results = []
+    for objective in ("gathered", "full"):
+        case = tt.Case("tiny", shape, 2, 16, "cpu", "float32", False, objective)
+        results += tt.run_case(case, steps=2, warmup=1)
+    tt.write_json(tmp_path / "train.json", results)
+    gathered, full = json.loads((tmp_path / "train.json").read_text())
+    for row in (gathered, full):
+        assert (row["gpu"], row["peak_flops"]) == ("NVIDIA H200", peak)
+    assert 0.3 < gathered["head_share"] < 0.7 and full["head_share"] == 1.0
+    n, d, block, vocab = full["params"], shape["n_embd"], 16, GPTConfig().vocab_size
+    full_formula = 6 * n + 12 * shape["n_layer"] * d * block  # 6N + 12·L·H·Q·T per token
+    head = 6 * vocab * d  # the vocabulary projection's part of 6N
+    assert full["mfu"] == pytest.approx(full_formula * full["tokens_per_sec"] / peak, rel=1e-9)
+    factor = 1 - (1 - gathered["head_share"]) * head / full_formula  # about 0.5 at this size
+    assert factor < 0.8
+    assert gathered["mfu"] == pytest.approx(
+        factor * full_formula * gathered["tokens_per_sec"] / peak, rel=1e-9
+    )
 
 
 def test_the_350m_cases_train_what_the_gpt2_medium_profile_trains():
@@ -99,3 +132,49 @@ def test_a_failed_naive_baseline_keeps_the_engine_rows(monkeypatch, tmp_path, ca
     assert status == 1 and "naive FAILED RuntimeError" in capsys.readouterr().out
     (row,) = json.loads(out.read_text())
     assert row["batch"] == 1 and row["tokens_per_sec"] > 0 and row["naive_tokens_per_sec"] is None
+
+
+def test_decode_scores_the_engine_and_the_naive_generate_by_the_same_statistic(monkeypatch, tmp_path, capsys):
+    """The engine was scored as the best of 3 runs and the naive generate by one run, which
+    flattered the speedup. Both are now the median of --repeats runs; the naive repeats stop at
+    --naive-seconds (the GPU check's time limit), and the rows and header say what was counted."""
+    import json
+
+    from benchmarks import decode
+
+    calls: list[int] = []
+
+    def fake_naive(model, prompts, max_new_tokens):
+        calls.append(max_new_tokens)
+        return [[0] * max_new_tokens for _ in prompts]
+
+    def fake_timed(fn, device):
+        before = len(calls)
+        out = fn()
+        kind = "naive" if len(calls) > before else "engine"
+        return next(seconds[kind]), out
+
+    monkeypatch.setattr(decode, "naive_generate", fake_naive)
+    monkeypatch.setattr(decode, "timed", fake_timed)
+    out = tmp_path / "decode.json"
+    argv = ["--model", "gpt2", "--device", "cpu", "--batch-sizes", "1", "--prompt-len", "4"]
+    argv += ["--new-tokens", "3", "--repeats", "3", "--json", str(out)]
+    # naive runs of 4, 1, 2 s (median 2, best 1); the engine's first run, then 1, 0.5, 0.75 s
+    seconds = {"naive": iter([4.0, 1.0, 2.0]), "engine": iter([9.0, 1.0, 0.5, 0.75])}
+    assert decode.main(argv) == 0
+    assert calls == [2, 3, 3, 3]  # the warm-up, then three timed naive runs
+    (row,) = json.loads(out.read_text())
+    assert row["naive_tokens_per_sec"] == pytest.approx(3 / 2.0)  # the median, not the first run
+    assert row["tokens_per_sec"] == pytest.approx(3 / 0.75)  # the median, not the best
+    assert (row["statistic"], row["runs"], row["naive_runs"]) == ("median", 3, 3)
+    printed = capsys.readouterr().out
+    assert "new tokens x batch / a whole generate call (prefill included" in printed
+    assert "median of 3 timed runs each" in printed and "|   3/3" in printed
+    # a slow naive generate stops repeating where another run would pass --naive-seconds
+    calls.clear()
+    seconds = {"naive": iter([4.0, 3.0]), "engine": iter([9.0, 1.0, 0.5, 0.75])}
+    assert decode.main([*argv, "--naive-seconds", "9"]) == 0
+    assert calls == [2, 3, 3]
+    (row,) = json.loads(out.read_text())
+    assert (row["naive_runs"], row["naive_tokens_per_sec"]) == (2, pytest.approx(3 / 3.5))
+    assert "naive repeats stop after 9 s" in capsys.readouterr().out

@@ -677,3 +677,57 @@ def test_fingerprint_hashes_the_code_that_decides_the_weights() -> None:
     hashed = {Path(sys.modules[TrainConfig.__module__].__file__).with_name(name) for name in FINGERPRINT_CODE}
     assert defining <= hashed
     assert all(path.is_file() for path in hashed)
+
+
+# ---------------------------------------------------------------- MFU
+
+
+def _tsv(path: Path) -> dict[int, float]:
+    """A dvclive plot file as {step: value}."""
+    rows = [r.split("\t") for r in path.read_text().splitlines()[1:]]
+    return {int(step): float(value) for step, value in rows}
+
+
+@pytest.mark.parametrize("loss_head", ["gathered", "full"])
+def test_mfu_counts_the_vocabulary_projection_where_the_loss_head_runs_it(
+    loss_head: str, tokens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logged and summarised MFU counted the vocabulary projection at every position even when
+    the gathered head projects only the loss positions: FLOPs never run, reported as utilisation.
+    Per step, the projection counts at that step's share of loss positions (gathered) or at all of
+    them (full, the formula unchanged); the summary uses the share of its timed steps."""
+    from pipeline import device
+    from pipeline import train as train_module
+
+    peak = 1e9  # a fake GPU peak, so that a CPU run logs an MFU (of the order of 10 for this model)
+    monkeypatch.setattr(device, "peak_flops", lambda dev: peak)
+    shares: list[float] = []  # each step's share of loss positions in its global batch
+    draw = train_module.GlobalBatches.next
+
+    def recording_next(self):
+        micro, n_total = draw(self)
+        shares.append(n_total / (self.cfg.batch_size * self.cfg.grad_accum * self.cfg.block_size))
+        return micro, n_total
+
+    monkeypatch.setattr(train_module.GlobalBatches, "next", recording_next)
+    cfg = tiny_config(max_iters=6, eval_interval=6, ckpt_interval=6, loss_head=loss_head)
+    summary = train(cfg, paths_in(tmp_path, tokens))
+
+    n, d, vocab = summary["params"], TINY["n_embd"], GPTConfig().vocab_size
+    full = 6 * n + 12 * TINY["n_layer"] * d * TINY["block_size"]  # 6N + 12·L·H·Q·T, H·Q = n_embd
+    head = 6 * vocab * d  # the projection's part of 6N (wte, tied to lm_head)
+    assert len(shares) == 6 and all(0.1 < s < 0.9 for s in shares), shares  # a real ~half mask
+    mfu = _tsv(tmp_path / "live/plots/metrics/mfu.tsv")
+    tok_s = _tsv(tmp_path / "live/plots/metrics/tokens_per_sec.tsv")
+    assert sorted(mfu) == list(range(1, 7))
+    for step, share in enumerate(shares, start=1):
+        counted_share = share if loss_head == "gathered" else 1.0
+        # the factor below the full formula: 1 - (1 - share)·head / full, about 0.5 at this size
+        factor = 1 - (1 - counted_share) * head / full
+        assert mfu[step] == pytest.approx(factor * full * tok_s[step] / peak, rel=1e-6)
+        assert (factor < 0.8) == (loss_head == "gathered")
+    timed = shares[1:]  # the first interval (compilation, warm-up) is not in the summary's speed
+    counted_share = sum(timed) / len(timed) if loss_head == "gathered" else 1.0
+    expected = (full - (1 - counted_share) * head) * summary["tokens_per_sec"] / peak
+    # metrics.json rounds tokens/s to 0.1 (a slow, loaded machine logs a few hundred) and MFU to 1e-4
+    assert summary["mfu"] == pytest.approx(expected, rel=0.06 / summary["tokens_per_sec"] + 1e-5, abs=6e-5)
