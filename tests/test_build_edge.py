@@ -146,7 +146,7 @@ def test_card_names_contributed_files_left_out_of_a_variant(tmp_path):
 def test_a_licence_the_hub_lacks_gets_a_licence_file_beside_the_card(tmp_path):
     """A contributed file under terms the Hub has no id for: the card says `license: other` with a
     name and LICENSE.md as the link, and LICENSE.md is written; a variant without it has none."""
-    contrib = many("contrib/forum", 3, licence="LGPL-2.1", commercial=False)
+    contrib = many("contrib/forum", 3, licence="Forum-Terms-1.0", commercial=False)
     for r in contrib:
         r["source"] = "contrib/forum"
     write_tables(tmp_path, {"good": many("good", 4), "contrib": contrib})
@@ -155,8 +155,8 @@ def test_a_licence_the_hub_lacks_gets_a_licence_file_beside_the_card(tmp_path):
     full = tmp_path / "data/dataset/full"
     header = card_header(full / "README.md")
     assert header["license"] == ["mit", "other"]
-    assert (header["license_name"], header["license_link"]) == ("lgpl-2.1", "LICENSE.md")
-    assert "| contrib/forum | LGPL-2.1 | no |" in (full / "LICENSE.md").read_text(encoding="utf-8")
+    assert (header["license_name"], header["license_link"]) == ("forum-terms-1.0", "LICENSE.md")
+    assert "| contrib/forum | Forum-Terms-1.0 | no |" in (full / "LICENSE.md").read_text(encoding="utf-8")
     commercial = tmp_path / "data/dataset/commercial"
     assert "license_link" not in card_header(commercial / "README.md")
     assert not (commercial / "LICENSE.md").exists()
@@ -167,7 +167,7 @@ def test_every_file_the_build_writes_is_kept_by_dvc_or_by_git(tmp_path):
     `cache: false` and then in git) or a file git tracks. LICENSE.md, written only when a licence
     needs it (so it cannot be a DVC output), was once ignored by git and so lost: the card's
     `license_link` pointed at nothing after a clone."""
-    contrib = many("contrib/forum", 3, licence="LGPL-2.1", commercial=False)
+    contrib = many("contrib/forum", 3, licence="Forum-Terms-1.0", commercial=False)
     for r in contrib:
         r["source"] = "contrib/forum"
     write_tables(tmp_path, {"good": many("good", 4), "contrib": contrib})
