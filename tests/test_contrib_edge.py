@@ -125,6 +125,17 @@ def test_old_mac_line_endings_keep_conversations_apart(tmp_path: Path) -> None:
     assert _conversations(_normalize(tmp_path)) == expected
 
 
+def test_old_mac_line_endings_in_json_lines(tmp_path: Path) -> None:
+    """A JSON Lines file with lone CR line endings: one record per line, numbered as lines."""
+    _put(tmp_path, "mac.jsonl", (_pair("q1", "a1") + _pair("q2", "a2")).replace("\n", "\r"))
+    result = _normalize(tmp_path)
+    assert result.quarantine.height == 0, result.quarantine
+    assert _conversations(result) == {"contrib/mac:1": ["q1", "a1"], "contrib/mac:2": ["q2", "a2"]}
+    # a CR inside an LF file is JSON whitespace, as before
+    _put(tmp_path, "mac.jsonl", _pair("q1", "a1").replace(", ", ",\r") + _pair("q2", "a2"))
+    assert len(_conversations(_normalize(tmp_path))) == 2
+
+
 def test_crlf_bom_and_windows_1252_bytes(tmp_path: Path) -> None:
     """CRLF + BOM read as usual; a Windows-1252 line is quarantined by file:line and cuts its conversation."""
     body = (

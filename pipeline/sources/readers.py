@@ -80,9 +80,19 @@ def iter_lines(path: Path, *, lone_cr: bool = False) -> Iterator[Record]:
                 yield Record(n, text if err is None else None, text, "utf8" if err else None, err)
 
 
+def _cr_only(path: Path, probe: int = 1 << 16) -> bool:
+    """Whether the file's lines end with a lone CR (an old Mac export): CRs and no LF in its head."""
+    with open_binary(path) as f:
+        head = f.read(probe)
+    return b"\r" in head and b"\n" not in head
+
+
 def iter_jsonl(path: Path) -> Iterator[Record]:
-    """One JSON value per non-blank line; blank lines are not records."""
-    for rec in iter_lines(path):
+    """One JSON value per non-blank line; blank lines are not records.
+
+    Lines end at LF (CRLF too); a file whose lines end with a lone CR is read by CR instead. Only
+    such a file: elsewhere a CR between JSON tokens is whitespace (iter_lines' `lone_cr`)."""
+    for rec in iter_lines(path, lone_cr=_cr_only(path)):
         if not rec.ok:
             yield rec
             continue
