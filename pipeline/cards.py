@@ -386,11 +386,11 @@ def stats_terms(stats: Mapping[str, Any]) -> dict[str, CardSource]:
     def commercial(flag: Any, licence: str) -> bool:
         return licences.commercial_eligible(flag is True, licence) and not licences.is_non_commercial(licence)
 
-    registry = {
+    registry = {  # the flags as recorded; the rule is applied once, below, to every row
         name: CardSource(
             name=name,
             licence=str(entry.get("licence") or "unknown"),
-            commercial=commercial(entry.get("commercial"), str(entry.get("licence") or "unknown")),
+            commercial=entry.get("commercial") is True,
             kind=str(entry.get("kind") or ""),
         )
         for name, entry in stats["sources"].items()

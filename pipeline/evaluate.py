@@ -31,6 +31,7 @@ class EvalSetupError(ValueError):
 EVAL_KEYS = {"max_new_tokens", "temperature", "top_k", "top_p", "seed", "eval_iters", "prompts"}
 PROMPT_KEYS = {"context", "turns"}
 INTEGER_KEYS = {"max_new_tokens", "eval_iters", "seed", "top_k"}
+NUMBER_KEYS = INTEGER_KEYS | {"temperature", "top_p"}
 
 
 def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
         raise EvalSetupError(f"params.yaml evaluate.{key}: missing")
 
     cfg = dict(cfg)
-    for key in ("max_new_tokens", "eval_iters", "seed", "top_k", "temperature", "top_p"):
+    for key in NUMBER_KEYS:
         n = paramcheck.number(cfg[key])  # None for null (no limit) and for what no number spells
         if isinstance(n, float) and key in INTEGER_KEYS and n.is_integer():
             n = int(n)

@@ -57,18 +57,12 @@ GPT2_VOCAB = 50257  # GPT-2's own tokens (ids 0..50256)
 # Hugging Face's GPT-2 Conv1D layers: weight is (in_features, out_features).
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # config.json flags of transformers' GPT2Config that change what the model computes:
-# (key, transformers' default, the only value our model implements).
-MATHS_FLAGS = (
-    ("tie_word_embeddings", True, True),
-    ("scale_attn_weights", True, True),
-    ("scale_attn_by_inverse_layer_idx", False, False),
-    ("add_cross_attention", False, False),
-)
-MATHS_FLAG_WHY = {
-    "tie_word_embeddings": "the model's lm_head is its wte; an own lm_head.weight would be dropped",
-    "scale_attn_weights": "the model scales attention scores by 1/sqrt(head_dim)",
-    "scale_attn_by_inverse_layer_idx": "the model does not scale attention by layer",
-    "add_cross_attention": "the model is a decoder only, without cross-attention weights",
+# key -> (the only value our model implements, which is also transformers' default; why).
+MATHS_FLAGS = {
+    "tie_word_embeddings": (True, "the model's lm_head is its wte; an own lm_head.weight would be dropped"),
+    "scale_attn_weights": (True, "the model scales attention scores by 1/sqrt(head_dim)"),
+    "scale_attn_by_inverse_layer_idx": (False, "the model does not scale attention by layer"),
+    "add_cross_attention": (False, "the model is a decoder only, without cross-attention weights"),
 }
 # Buffers some GPT-2 checkpoints carry (the causal mask): not weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
@@ -138,9 +132,9 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
     # Flags that change the maths of transformers' GPT-2 away from ours: loading such a model would
     # give other logits without a word. (reorder_and_upcast_attn only computes attention in float32,
     # which ours does anyway in a float32 load: accepted.)
-    for key, default, ours in MATHS_FLAGS:
-        if hf.get(key, default) != ours:
-            raise ValueError(f"{where}: {key} {json.dumps(hf[key])} unsupported ({MATHS_FLAG_WHY[key]})")
+    for key, (ours, why) in MATHS_FLAGS.items():
+        if hf.get(key, ours) != ours:
+            raise ValueError(f"{where}: {key} {json.dumps(hf[key])} unsupported ({why})")
     if not GPT2_VOCAB <= hf["vocab_size"] <= PADDED_VOCAB:
         # Fewer rows than GPT-2's BPE: not a GPT-2-tokenizer model; its ids would mean other words.
         raise ValueError(

@@ -351,9 +351,10 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def _has_body(self) -> bool:
-        length = self.headers.get("Content-Length")
+        """Whether the request declares a body (an unreadable Content-Length counts as one)."""
         if self.headers.get("Transfer-Encoding") is not None:
             return True
+        length = self.headers.get("Content-Length")
         try:
             return length is not None and int(length) != 0
         except ValueError:

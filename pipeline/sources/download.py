@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from pipeline.atomic import atomic_dir, sha256_file, write_json
 from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, contrib_folder, local_target, scan_contrib
+from pipeline.sources.registry import SourceSpec, contrib_entries, contrib_folder, local_target, scan_contrib
 
 MANIFEST = "manifest.json"
 
@@ -52,7 +52,7 @@ def _copy_selected(folder: Path, patterns: tuple[str, ...], out: Path, none_foun
 
 def _local_files(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]]:
     """(base, files) that a `local_path:` download copies, each to its path relative to base."""
-    path = local_target(spec, root) or root
+    path = _local_path(spec, root)
     if path.is_file():
         return path.parent, [path]
     if path.is_dir():
@@ -72,8 +72,14 @@ def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     base, files = _local_files(spec, root)
     for f in files:
         _copy(f, out / f.relative_to(base))
-    path = local_target(spec, root) or root
-    return {"location": str(path), "revision": None, "local_path": str(path)}
+    path = str(_local_path(spec, root))
+    return {"location": path, "revision": None, "local_path": path}
+
+
+def _local_path(spec: SourceSpec, root: Path) -> Path:
+    path = local_target(spec, root)
+    assert path is not None, "called for a spec with local_path only"
+    return path
 
 
 def _package_version(module: str) -> str | None:
@@ -106,11 +112,13 @@ def _package_files(spec: SourceSpec) -> tuple[Path, list[Path]]:
 
 
 def files_on_disk(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]] | None:
-    """(base, files) the download of `spec` copies from a `local_path:` or an installed package;
-    None for the other kinds (a hub commit or a URL's sha256 pins their bytes, and the registry
-    hashes data/contrib/ itself). Raises SourceError when the files are missing."""
-    if spec.kind == "contrib":  # the registry hashes its entries itself (contrib_entries)
-        return None
+    """(base, files) the download of `spec` reads from this machine: a contrib folder's entries
+    (every corpus file and sidecar, a broken one too, so that mending it re-runs the download), a
+    `local_path:`, an installed package; None for the other kinds (a hub commit or a URL's sha256
+    pins their bytes). Raises SourceError when the files are missing."""
+    if spec.kind == "contrib":
+        folder = contrib_folder(spec, root)
+        return folder, contrib_entries(folder)
     if spec.local_path:
         return _local_files(spec, root)
     if spec.kind == "package":

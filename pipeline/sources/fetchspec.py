@@ -24,7 +24,7 @@ from typing import Any
 from pipeline import atomic
 from pipeline.sources.download import files_on_disk
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, contrib_entries, contrib_folder
+from pipeline.sources.registry import SourceSpec
 
 # SourceSpec fields that decide the download or the normalized table; what is left out
 # (commercial, commercial_reason, description) only matters from the build on.
@@ -49,24 +49,17 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
     for name in FETCH_FIELDS:
         value = getattr(spec, name)
         out[name] = list(value) if isinstance(value, tuple) else value
-    if spec.kind == "contrib":
-        folder = contrib_folder(spec, root)
+    try:
+        on_disk = files_on_disk(spec, root)
+    except SourceError:
+        # missing files: the download fails on its own, with the one-line fix; until they
+        # appear this JSON stays the same, and once they do it changes and the download runs
+        on_disk = (root, [])
+    if on_disk is not None:
+        base, files = on_disk
         out["contents"] = [
-            {"path": p.relative_to(folder).as_posix(), "sha256": atomic.sha256_file(p)}
-            for p in contrib_entries(folder)
+            {"path": p.relative_to(base).as_posix(), "sha256": atomic.sha256_file(p)} for p in files
         ]
-    else:
-        try:
-            on_disk = files_on_disk(spec, root)
-        except SourceError:
-            # missing files: the download fails on its own, with the one-line fix; until they
-            # appear this JSON stays the same, and once they do it changes and the download runs
-            on_disk = (root, [])
-        if on_disk is not None:
-            base, files = on_disk
-            out["contents"] = [
-                {"path": p.relative_to(base).as_posix(), "sha256": atomic.sha256_file(p)} for p in files
-            ]
     return out
 
 
