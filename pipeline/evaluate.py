@@ -28,8 +28,8 @@ class EvalSetupError(ValueError):
     """params.yaml `evaluate` cannot run against this model; one line naming the setting."""
 
 
-EVAL_KEYS = {"max_new_tokens", "temperature", "top_k", "top_p", "seed", "eval_iters", "prompts"}
-PROMPT_KEYS = {"context", "turns"}
+EVAL_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "eval_iters", "prompts")
+PROMPT_KEYS = ("context", "turns")
 INTEGER_KEYS = {"max_new_tokens", "eval_iters", "seed", "top_k"}
 NUMBER_KEYS = INTEGER_KEYS | {"temperature", "top_p"}
 
@@ -49,9 +49,8 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
 
     if not isinstance(cfg, dict):
         raise EvalSetupError(f"params.yaml evaluate: expected a mapping of settings, got {cfg!r}")
-    for key in sorted(set(cfg) - EVAL_KEYS):
-        raise fail(key, f"unknown setting (known: {', '.join(sorted(EVAL_KEYS))})", cfg[key])
-    for key in sorted(EVAL_KEYS - set(cfg)):
+    paramcheck.known_keys("evaluate", cfg, EVAL_KEYS, EvalSetupError)
+    for key in sorted(set(EVAL_KEYS) - set(cfg)):
         raise EvalSetupError(f"params.yaml evaluate.{key}: missing")
 
     cfg = dict(cfg)
@@ -91,8 +90,7 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, dict):
             raise fail(f"prompts[{i}]", "must be a mapping with turns (and optionally context)", prompt)
-        for key in sorted(set(prompt) - PROMPT_KEYS):
-            raise fail(f"prompts[{i}].{key}", "unknown key (known: context, turns)", prompt[key])
+        paramcheck.known_keys(f"evaluate.prompts[{i}]", prompt, PROMPT_KEYS, EvalSetupError)
         turns = prompt.get("turns")
         if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
             raise fail(

@@ -63,12 +63,14 @@ def boolean(key: str, value: Any) -> bool:
     return value
 
 
-def known_keys(section: str, values: Any, known: tuple[str, ...]) -> None:
+def known_keys(
+    section: str, values: Any, known: tuple[str, ...], error: type[ValueError] = ValueError
+) -> None:
     """Refuse a key of `section` no stage reads: a typo (`val_fracton`) would otherwise leave the
-    default in force without a word."""
+    default in force without a word. `error`: the stage's own ValueError subclass."""
     for key in values if isinstance(values, dict) else ():
         if key not in known:
-            raise ValueError(f"params.yaml {section}.{key}: unknown setting (known: {', '.join(known)})")
+            raise error(f"params.yaml {section}.{key}: unknown setting (known: {', '.join(known)})")
 
 
 def _bound(n: int) -> str:

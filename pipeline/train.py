@@ -464,13 +464,16 @@ class Progress:
     recent_train_losses: list[float] = field(default_factory=list)
     train_tokens: int = 0  # tokens of timed steps (the first step of a process compiles, so it is not)
     train_seconds: float = 0.0
+    # Wall time of the earlier processes of this run, each up to its last checkpoint (work lost to
+    # a crash after it is not counted): a resumed or only-finalised run reports the whole run's time.
+    earlier_wall_seconds: float = 0.0
     # Where the run's weights first came from (scratch, gpt2*, a directory): an extension
     # (init_from=resume) keeps it, so metrics.json and the model card name the real start.
     origin: str | None = None
 
 
 # What a state.pt must hold for restore_state to continue the run. make_state also writes
-# train_tokens, train_seconds and origin; a state without them (older code) still resumes.
+# train_tokens, train_seconds, wall_seconds and origin; a state without them (older code) still resumes.
 STATE_KEYS = frozenset(
     {
         "step",
@@ -496,8 +499,10 @@ def make_state(
     batches: GlobalBatches,
     fingerprint: str,
     cfg: TrainConfig,
+    wall_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """The training state as plain data (loads with torch.load(weights_only=True))."""
+    """The training state as plain data (loads with torch.load(weights_only=True)). `wall_seconds`:
+    the run's wall time so far, all its processes."""
     return {
         "step": progress.step,
         "best_val_loss": progress.best_val_loss,
@@ -513,6 +518,7 @@ def make_state(
         "config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
         "train_tokens": progress.train_tokens,
         "train_seconds": progress.train_seconds,
+        "wall_seconds": wall_seconds,
         "origin": progress.origin or cfg.init_from,
     }
 
@@ -545,6 +551,7 @@ def restore_state(
         recent_train_losses=list(state["recent_train_losses"]),
         train_tokens=int(state.get("train_tokens", 0)),
         train_seconds=float(state.get("train_seconds", 0.0)),
+        earlier_wall_seconds=float(state.get("wall_seconds", 0.0)),
         origin=state.get("origin") or json.loads(state["config"]).get("init_from"),
     )
 
@@ -602,9 +609,9 @@ def train(
     wall_start = time.perf_counter()
     rt = setup_runtime(cfg)
     try:
-        run = Run.start(cfg, paths, rt)
+        run = Run.start(cfg, paths, rt, wall_start)
         run.loop(on_step)
-        summary = run.summary(time.perf_counter() - wall_start)
+        summary = run.summary()
         if rt.dist.is_main:
             finish(run.raw, paths, summary)
         device.barrier(rt.dist)
@@ -631,6 +638,7 @@ class Run:
     logger: RunLogger
     n_params: int
     peak: float | None
+    wall_start: float  # time.perf_counter() when this process began the run
     # Tokens and loss positions of this process's timed steps (those in progress.train_tokens): the
     # share of positions the gathered head projects, for the summary's MFU. Not saved: a resumed
     # run measures its share afresh (a property of the data, not of the step).
@@ -638,7 +646,7 @@ class Run:
     timed_loss_tokens: float = 0.0
 
     @classmethod
-    def start(cls, cfg: TrainConfig, paths: TrainPaths, rt: Runtime) -> Run:
+    def start(cls, cfg: TrainConfig, paths: TrainPaths, rt: Runtime, wall_start: float) -> Run:
         check_data(paths.data_dir, rt)
         for warning in cfg.warnings():
             rt.log(f"warning: {warning}")
@@ -698,6 +706,7 @@ class Run:
             logger=logger,
             n_params=n_params,
             peak=device.peak_flops(rt.device),
+            wall_start=wall_start,
         )
 
     @property
@@ -786,7 +795,13 @@ class Run:
     def save_run_checkpoint(self) -> None:
         if self.rt.dist.is_main:
             state = make_state(
-                self.progress, self.optimizer, self.scaler, self.batches, self.fingerprint, self.cfg
+                self.progress,
+                self.optimizer,
+                self.scaler,
+                self.batches,
+                self.fingerprint,
+                self.cfg,
+                self.wall_seconds(),
             )
             checkpoint.save_run_checkpoint(
                 self.raw,
@@ -797,11 +812,17 @@ class Run:
             )
         device.barrier(self.rt.dist)
 
-    def summary(self, wall_seconds: float) -> dict[str, Any]:
+    def wall_seconds(self) -> float:
+        """The run's wall time: earlier processes (to their last checkpoint) and this one so far."""
+        return self.progress.earlier_wall_seconds + time.perf_counter() - self.wall_start
+
+    def summary(self) -> dict[str, Any]:
         flops = None  # a gathered head with no timed step in this process: no share measured, no MFU
         if self.timed_tokens or not self.cfg.gather_loss:
             flops = self.flops_per_token(self.timed_loss_tokens / max(self.timed_tokens, 1))
-        return summarize(self.progress, self.cfg, self.rt, self.n_params, flops, self.peak, wall_seconds)
+        return summarize(
+            self.progress, self.cfg, self.rt, self.n_params, flops, self.peak, self.wall_seconds()
+        )
 
 
 @dataclass

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -462,10 +463,16 @@ def test_run_killed_after_its_final_checkpoint_is_only_finalised(tokens: Path, t
     with pytest.raises(Killed):
         train(cfg, paths, on_step=die_at_6)
     assert not paths.ckpt_dir.exists()
+    killed_wall = checkpoint.load_state(checkpoint.latest_run_checkpoint(paths.run_dir))["wall_seconds"]
     shutil.rmtree(paths.live_dir)  # as DVC does: a stage's plots are deleted before it runs again
     seen: list[int] = []
+    t0 = time.perf_counter()
     got = train(cfg, paths, on_step=seen.append)
+    finalise_wall = time.perf_counter() - t0
     assert seen == []
+    # The run's wall time: the killed process's (to its checkpoint) plus this one's, not only this one's.
+    assert killed_wall > 0
+    assert killed_wall - 0.05 <= got["wall_time_s"] <= killed_wall + finalise_wall + 0.05
     for curve in ("train/loss.tsv", "val/loss.tsv", "lr.tsv"):  # the whole history, from the checkpoint
         want_rows = (tmp_path / "straight/live/plots/metrics" / curve).read_text()
         assert (paths.live_dir / "plots/metrics" / curve).read_text() == want_rows
