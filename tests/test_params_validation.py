@@ -187,7 +187,10 @@ EVAL = {
             {"prompts": [{"turns": ["hi", 5]}]},
             r"evaluate\.prompts\[0\]\.turns: must be a non-empty list of strings",
         ),
-        ({"prompts": [{"contxt": "x", "turns": ["hi"]}]}, r"evaluate\.prompts\[0\]\.contxt: unknown setting \(known: context, turns\)"),
+        (
+            {"prompts": [{"contxt": "x", "turns": ["hi"]}]},
+            r"evaluate\.prompts\[0\]\.contxt: unknown setting \(known: context, turns\)",
+        ),
         (
             {"prompts": [{"context": 3, "turns": ["hi"]}]},
             r"evaluate\.prompts\[0\]\.context: must be a string or null",
