@@ -66,6 +66,11 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     give_default_mode(tmp)  # what is created inside gets the umask's modes by itself
     try:
         yield tmp
+        # Some writers make private files whatever the umask (safetensors' save_file: 0600), which
+        # another user or a container under another uid then cannot load.
+        for path in tmp.rglob("*"):
+            if not path.is_symlink():
+                give_default_mode(path)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

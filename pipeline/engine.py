@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections import OrderedDict
@@ -40,6 +41,18 @@ PAD_ID = ENDOFTEXT_ID  # fills left padding; masked out, so any id would do
 
 # (tokens (B, 1), cache) -> logits (B, vocab): GPT.decode_step, maybe compiled.
 DecodeStep = Callable[[torch.Tensor, KVCache], torch.Tensor]
+
+# Compilations of the decode step a process may make: one per cache shape (batch size x bucketed
+# length) it meets. torch's recompile_limit (8 per function) would otherwise fail the 9th shape of
+# a fullgraph compilation, e.g. a long chat on the CPU (64-token buckets up to block 1024).
+MAX_COMPILED_SHAPES = 256
+
+
+def on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """Makes `device` the current CUDA device (a no-op elsewhere). Streams, events and CUDA graph
+    capture and replay act on the current device: for a model on cuda:1 while cuda:0 is current, an
+    event would fence nothing and a graph would capture nothing."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 @dataclass
@@ -92,15 +105,27 @@ class _Slot:
         self.cache = KVCache(model.config, batch_size, max_len, param.device, param.dtype)
         self.step = step
         self.graph: _DecodeGraph | None = None
-        if use_graph:
-            try:
-                self.graph = _DecodeGraph(step, self.cache)
-            except RuntimeError as e:  # capture (and compilation) are optimisations: fall back, never fail
-                log.warning("CUDA graph capture failed (%s); decoding eagerly", e)
-                torch.cuda.synchronize()
-                # The failure may be the compiled step's (torch.compile errors are RuntimeErrors, and
-                # a compiled function retries and fails again on every call): use the plain step.
-                self.step = model.decode_step
+        compiled = step is not model.decode_step
+        if not (use_graph or compiled):
+            return
+        try:
+            with torch._dynamo.config.patch(recompile_limit=MAX_COMPILED_SHAPES):
+                if use_graph:
+                    self.graph = _DecodeGraph(step, self.cache)
+                else:  # compile now, not at the reply's first token; the prefill overwrites the slot
+                    step(
+                        torch.full((batch_size, 1), PAD_ID, dtype=torch.long, device=param.device), self.cache
+                    )
+        # Capture and compilation are optimisations: fall back, never fail. Not only RuntimeError:
+        # dynamo's own errors (e.g. FailOnRecompileLimitHit) derive from Exception.
+        except Exception as e:
+            log.warning(
+                "%s failed (%s); decoding eagerly", "CUDA graph capture" if use_graph else "compiling", e
+            )
+            if param.device.type == "cuda":
+                torch.cuda.synchronize(param.device)
+            # A compiled function retries and fails again on every call: use the plain step.
+            self.step = model.decode_step
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.graph is not None:
@@ -178,28 +203,33 @@ class Engine:
                 f"prompt of {longest} tokens + {max_new_tokens} new tokens exceeds block_size {self.block_size}"
                 f" (at most {self.block_size + 1} together: the last new token is not fed back)"
             )
-        slot = self._slot(len(prompts), needed)
-        cache = slot.cache
-        cache.reset([longest - n for n in lengths])
-        rows = [[PAD_ID] * (longest - len(p)) + list(p) for p in prompts]
-        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
-        generator = params.generator(self.device)
-        logits, _ = self.model(idx, cache=cache)
-        logits = logits[:, -1]
-        host = torch.empty(len(prompts), dtype=torch.long, pin_memory=self.device.type == "cuda")
-        ready = torch.cuda.Event() if self.device.type == "cuda" else None
+        # The model's device is made current around the CUDA work, never across a yield: the
+        # consumer's code between tokens runs with its own current device.
+        with on_device(self.device):
+            slot = self._slot(len(prompts), needed)
+            cache = slot.cache
+            cache.reset([longest - n for n in lengths])
+            rows = [[PAD_ID] * (longest - len(p)) + list(p) for p in prompts]
+            idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+            generator = params.generator(self.device)
+            logits, _ = self.model(idx, cache=cache)
+            logits = logits[:, -1]
+            host = torch.empty(len(prompts), dtype=torch.long, pin_memory=self.device.type == "cuda")
+            ready = torch.cuda.Event() if self.device.type == "cuda" else None
         for step in range(max_new_tokens):
-            tokens = sample(logits[:, :N_VOCAB], params, generator)
-            host.copy_(tokens, non_blocking=ready is not None)
-            if ready is not None:
-                ready.record()
-            if step + 1 < max_new_tokens:
-                # Launch the next step now; reading `host` below waits only for the copy.
-                logits = slot.decode(tokens.view(-1, 1))
-                cache.advance()
-            if ready is not None:
-                ready.synchronize()
-            yield host.tolist()
+            with on_device(self.device):
+                tokens = sample(logits[:, :N_VOCAB], params, generator)
+                host.copy_(tokens, non_blocking=ready is not None)
+                if ready is not None:
+                    ready.record()
+                if step + 1 < max_new_tokens:
+                    # Launch the next step now; reading `host` below waits only for the copy.
+                    logits = slot.decode(tokens.view(-1, 1))
+                    cache.advance()
+                if ready is not None:
+                    ready.synchronize()
+                new = host.tolist()
+            yield new
 
     def generate_ids(
         self,

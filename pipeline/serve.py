@@ -431,6 +431,8 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RequestError(f"the request body is not valid JSON: {e}") from None
+        except RecursionError:  # Python's json gives up past ~1,000 levels of [ or {
+            raise RequestError("the request body is JSON nested too deeply") from None
 
     def _read_sized(self) -> bytes:
         try:
@@ -516,7 +518,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        sys.stderr.write(f"serve: {self.address_string()} {format % args}\n")
+        # Escaped as http.server's own logger does: a request line with terminal escapes must not
+        # retitle or clear the operator's terminal, nor forge log lines.
+        message = (format % args).translate(_CONTROL_CHARS_ESCAPED)
+        sys.stderr.write(f"serve: {self.address_string()} {message}\n")
+
+
+# C0 and C1 control characters -> \xNN, as http.server's own logger writes them (Python >= 3.11.4).
+_CONTROL_CHARS_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def make_server(

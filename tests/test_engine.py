@@ -180,6 +180,19 @@ def test_held_back_prefix_is_released_when_it_is_not_a_stop(enc) -> None:
     assert [p for p in pieces if "<" in p] == ["<hug"]
 
 
+def test_held_back_tail_is_released_when_the_reply_ends(enc) -> None:
+    """A reply that ends (at a special token, or at the budget) while its tail could still begin a
+    stop string shows that tail: it is text, not a stop."""
+    script = scripted(enc, "ok", " <", END_OF_TURN_ID)
+    for budget, reason in ((30, "stop"), (len(script) - 1, "length")):
+        engine = Engine(ScriptedGPT([script]), enc=enc)
+        results: list = []
+        pieces = list(engine.stream([1], budget, stop=["<human>"], results=results))
+        assert "".join(pieces) == "ok <"
+        assert pieces[-1] == "<"  # held back until the end (it might begin "<human>"), then shown
+        assert results[0].text == "ok <" and results[0].finish_reason == reason
+
+
 def test_earliest_of_several_stop_strings_wins(enc) -> None:
     script = scripted(enc, "one, two; three. four")
     engine = Engine(ScriptedGPT([script]), enc=enc)
@@ -282,6 +295,60 @@ def test_failed_compilation_or_capture_falls_back_to_the_plain_step(
     assert len(calls) == 1  # tried once, at the capture; never again
     (slot,) = engine._slots.values()
     assert slot.graph is None and slot.step == model.decode_step
+
+
+def test_compiled_decode_outlives_torchs_recompile_limit(model: GPT, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cache shape compiles the decode step once more. torch's recompile_limit (8) used to
+    fail the 9th shape of a long `chat --compile` with FailOnRecompileLimitHit (not a RuntimeError,
+    so not even the fallback caught it). Here the limit is 1, so the second shape would fail."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    eager = Engine(model, bucket=8)
+    compiled = Engine(model, compile_decode=True, bucket=8)
+    try:
+        for n in (3, 12, 20):  # three cache lengths: 8, 16 and 24 slots
+            prompt = [[(7 * i) % 500 + 1 for i in range(n)]]
+            assert compiled.generate_ids(prompt, 4, GREEDY, stop_token_ids=()) == eager.generate_ids(
+                prompt, 4, GREEDY, stop_token_ids=()
+            )
+        assert [key[1] for key in compiled._slots] == [8, 16, 24]
+        assert all(slot.step is compiled._step for slot in compiled._slots.values()), "fell back"
+    finally:
+        torch._dynamo.reset()
+
+
+def test_a_compiled_step_that_fails_falls_back_on_the_cpu_too(
+    model: GPT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without CUDA graphs a compiled step compiles when its slot is made; any failure there (dynamo's
+    errors are not all RuntimeErrors) leaves the slot on the plain step instead of ending the reply."""
+
+    class DynamoTrouble(Exception):
+        pass
+
+    def broken_step(idx: torch.Tensor, cache) -> torch.Tensor:
+        raise DynamoTrouble("simulated")
+
+    want = Engine(model).generate_ids(PROMPTS, 12, GREEDY, stop_token_ids=())
+    engine = Engine(model)
+    engine._step = broken_step  # what compile_decode sets up
+    assert engine.generate_ids(PROMPTS, 12, GREEDY, stop_token_ids=()) == want
+    (slot,) = engine._slots.values()
+    assert slot.step == model.decode_step
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_engine_on_a_second_gpu_equals_the_first() -> None:
+    """A model on cuda:1 while cuda:0 is current: events, streams and graphs must act on cuda:1 (they
+    default to the current device, where they fenced nothing and captured an empty graph)."""
+    want = Engine(tiny_gpt().to("cuda:0")).generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=())
+    with torch.cuda.device(0):
+        engine = Engine(tiny_gpt().to("cuda:1"), cuda_graphs=True)
+        for _ in range(2):  # the second run replays the captured graph
+            assert engine.generate_ids(PROMPTS, 30, GREEDY, stop_token_ids=()) == want
+        assert any(slot.graph is not None for slot in engine._slots.values())
 
 
 @pytest.mark.cuda

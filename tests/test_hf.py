@@ -128,6 +128,21 @@ def test_export_loads_in_transformers_with_same_logits(tmp_path: Path) -> None:
         torch.testing.assert_close(again.logits_all(idx)[..., :N_VOCAB], ours.logits_all(idx)[..., :N_VOCAB])
 
 
+def test_every_exported_file_gets_the_umasks_mode(tmp_path: Path) -> None:
+    """safetensors' save_file makes 0600 files: the export's weights were unreadable to another
+    user or to a container running under another uid."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        hf.export_hf(_our_tiny(), tmp_path / "hf")
+    finally:
+        os.umask(umask)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "hf").iterdir()}
+    assert "model.safetensors" in modes
+    assert set(modes.values()) == {"0o644"}, modes
+
+
 def test_export_tokenizer_knows_the_chat_tokens(tmp_path: Path) -> None:
     out = tmp_path / "hf"
     hf.export_hf(_our_tiny(), out)

@@ -642,3 +642,28 @@ def test_sampling_range_errors_say_what_a_client_can_send(enc, field: str, value
         for unlimited in (0, None) if field == "top_k" else (1, None):
             body = {"messages": [{"role": "user", "content": "hi"}], field: unlimited, "max_tokens": 2}
             assert post(url, body)[0] == 200
+
+
+def test_deeply_nested_json_is_a_400_and_log_lines_escape_control_characters(enc, capfd) -> None:
+    """json.loads raises RecursionError past ~1,000 levels: that was a 500 "internal error". And the
+    request line went to the log raw, so a client could send terminal escapes to the operator."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, json.loads("[" * 900 + "]" * 900))  # deep but fine: a 400 on shape
+        assert status == 400
+        req = urllib.request.Request(
+            f"{url}/v1/chat/completions",
+            data=b"[" * 100_000,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 400 and "nested too deeply" in json.loads(e.value.read())["error"]["message"]
+        capfd.readouterr()
+        reply = _raw(
+            url, b"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        assert reply.startswith(b"HTTP/1.1 404")
+    log = capfd.readouterr().err
+    assert "\x1b" not in log and "\x07" not in log
+    assert r"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.1" in log
