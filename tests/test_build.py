@@ -532,6 +532,37 @@ def test_split_is_keyed_on_content_so_twins_share_a_split(tmp_path):
     assert out.group_by("k1", "k2").agg(pl.col("split").n_unique())["split"].max() == 1
 
 
+def test_build_splits_every_conversation_by_the_hash_of_its_dedup_key(tmp_path):
+    """The split column the build writes is assign_split of split_hash over each kept conversation's
+    dedup key (computed here from the input turn tables), not a hash of anything else: a hash of
+    the conversation id would split twins under different ids apart when dedup is off or misses."""
+    from pipeline import dedup
+    from pipeline.split import assign_split, split_hash
+
+    names, registry = leaky_corpus(tmp_path)
+    seed, val_fraction = 11, 0.4
+    run_build(tmp_path, names, registry, val_fraction=val_fraction, seed=seed)
+    out = read_dataset(tmp_path, "full").select("conversation_id", "split")
+    assert out.height == 300 and out["conversation_id"].is_unique().all()
+
+    turns = pl.concat(
+        [pl.read_parquet(tmp_path / "data" / "normalized" / f"{n}.parquet") for n in names], how="vertical"
+    )
+    keys = (
+        turns.with_columns(dedup.folded_text())
+        .with_columns(*dedup.row_key_hashes())
+        .group_by("conversation_id")
+        .agg(*dedup.conversation_key_aggs())
+    )
+    kept = keys.join(out.select("conversation_id"), on="conversation_id", how="semi")
+    want = assign_split(kept.with_columns(split_u=split_hash(seed)), val_fraction)
+    got = out.join(want.select("conversation_id", want_split="split"), on="conversation_id", how="left")
+    assert got["want_split"].null_count() == 0
+    wrong = got.filter(pl.col("split") != pl.col("want_split"))
+    assert wrong.is_empty(), wrong.head(5)
+    assert 60 < got.filter(pl.col("split") == "val").height < 180  # both splits really drawn by hash
+
+
 def test_dedup_key_and_split_hash_are_pinned():
     """Golden values: a polars upgrade that changes `hash` would silently move every split."""
     from pipeline import dedup, split

@@ -127,13 +127,41 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_chat_over_a_pipe(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The persona file, stop strings, seed and reply budget reach the session: a piped chat prints
+    one line per reply, the persona changes the replies, each stop ends a reply right before it,
+    and the replies are those of a ChatSession with the same settings."""
     persona = tmp_path / "persona.txt"
     persona.write_text(PERSONA + "\n")
-    monkeypatch.setattr(sys, "stdin", io.StringIO("Hello\n/reset\nHi again\n"))
-    argv = ["chat", "--ckpt", str(ckpt), "--context", f"@{persona}", "--max-new-tokens", "8"]
-    assert cli.main([*argv, "--seed", "1", "--device", "cpu", "--stop", "zz", "--stop", "."]) == 0
-    out = capsys.readouterr().out
-    assert out.count("\n") == 2
+
+    def chat(*extra: str) -> list[str]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("Hello\n/reset\nHi again\n"))
+        argv = ["chat", "--ckpt", str(ckpt), "--max-new-tokens", "8", "--seed", "1", "--device", "cpu"]
+        assert cli.main([*argv, *extra]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\n") == 2 and out.endswith("\n")
+        return out.split("\n")[:-1]
+
+    plain = chat("--context", f"@{persona}")
+    assert all(plain) and chat() != plain  # the persona is in the prompt
+    # A stop that surely occurs: three characters from the middle of the first reply.
+    middle = len(plain[0]) // 2
+    stops = ["zz", ".", plain[0][middle : middle + 3]]
+
+    def cut(text: str) -> str:
+        return text[: min((i for s in stops if (i := text.find(s)) >= 0), default=len(text))]
+
+    stopped = chat("--context", f"@{persona}", *[arg for s in stops for arg in ("--stop", s)])
+    assert stopped == [cut(reply) for reply in plain]
+    assert len(stopped[0]) <= middle < len(plain[0])
+
+    from pipeline.chat import load_chat_model
+
+    session = ChatSession(
+        Engine(load_chat_model(ckpt, "cpu")), context=PERSONA, max_new_tokens=8, seed=1, stop=stops
+    )
+    first = session.reply("Hello")
+    session.reset()
+    assert stopped == [first, session.reply("Hi again")]
 
 
 @pytest.mark.parametrize(

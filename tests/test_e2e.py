@@ -20,6 +20,12 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Contributed files added to the project's own data/contrib: a non-commercial one (CC-BY-NC-4.0,
+# `commercial: false`) whose rows the full variant holds and the commercial variant must drop.
+E2E_CONTRIB = Path(__file__).parent / "fixtures" / "e2e" / "contrib"
+NC_LICENCE = "CC-BY-NC-4.0"
+NC_CONVERSATIONS = 3  # in fixtures/e2e/contrib/nc-sample.txt
+NC_TURNS = 8
 COPY = [
     "pipeline",
     "stages",
@@ -74,6 +80,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
+    for src in E2E_CONTRIB.iterdir():
+        shutil.copy2(src, repo / "data" / "contrib" / src.name)
     params = _tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
@@ -120,20 +128,61 @@ def test_turn_tables_are_valid_and_counts_reconcile(project: tuple[Path, dict]) 
         assert report["rows_kept"] == turns.height > 0
 
 
+def _dataset(repo: Path, variant: str) -> pl.DataFrame:
+    return pl.concat(
+        [
+            pl.read_parquet(repo / f"data/dataset/{variant}/{split}.parquet").with_columns(
+                split=pl.lit(split)
+            )
+            for split in ("train", "val")
+        ]
+    )
+
+
+def _content_keys(df: pl.DataFrame) -> pl.Series:
+    """Each conversation's turns as the dedup key sees them (roles and folded text), one string each."""
+    from pipeline.dedup import fold_text
+
+    turns = (
+        df.select("conversation_id", "messages")
+        .explode("messages")
+        .unnest("messages")
+        .with_columns(line=pl.concat_str("role", pl.lit(": "), fold_text(pl.col("content"))))
+    )
+    return turns.group_by("conversation_id", maintain_order=True).agg(pl.col("line").str.join("\n"))["line"]
+
+
 def test_commercial_variant_holds_only_commercial_sources(project: tuple[Path, dict]) -> None:
+    """The non-commercial contributed file is in the full variant and nowhere in the commercial one
+    (by id and by content), which holds every other conversation of the full variant."""
     repo, _ = project
-    for split in ("train", "val"):
-        df = pl.read_parquet(repo / f"data/dataset/commercial/{split}.parquet")
-        assert df["commercial"].all()
-        assert "unknown" not in df["licence"].to_list()
+    full, commercial = _dataset(repo, "full"), _dataset(repo, "commercial")
+    nc = full.filter(pl.col("licence") == NC_LICENCE)
+    assert nc.height == NC_CONVERSATIONS and not nc["commercial"].any()
+    assert commercial["commercial"].all()
+    assert not {"unknown", NC_LICENCE} & set(commercial["licence"].to_list())
+    assert not set(nc["conversation_id"]) & set(commercial["conversation_id"])
+    assert not set(_content_keys(nc)) & set(_content_keys(commercial))
+    assert sorted(commercial["conversation_id"]) == sorted(
+        set(full["conversation_id"]) - set(nc["conversation_id"])
+    )
+    stats = json.loads((repo / "data/dataset/commercial/stats.json").read_text())
+    assert stats["sources"]["contrib"]["rows_filtered"]["not_commercial"] == NC_TURNS
 
 
 def test_train_and_val_share_no_conversation(project: tuple[Path, dict]) -> None:
+    """No dialogue sits in both splits, nor twice in one: compared by content (the folded turns the
+    dedup key hashes), on a corpus where duplicates abound (chatterbot repeats many dialogues)."""
     repo, _ = project
-    train = pl.read_parquet(repo / "data/dataset/full/train.parquet")
-    val = pl.read_parquet(repo / "data/dataset/full/val.parquet")
-    assert val.height > 0
+    full = _dataset(repo, "full")
+    train, val = full.filter(pl.col("split") == "train"), full.filter(pl.col("split") == "val")
+    assert val.height > 0 and train.height > 0
     assert not set(train["conversation_id"]) & set(val["conversation_id"])
+    train_keys, val_keys = _content_keys(train), _content_keys(val)
+    assert not set(train_keys) & set(val_keys)
+    assert train_keys.n_unique() + val_keys.n_unique() == full.height
+    stats = json.loads((repo / "data/dataset/full/stats.json").read_text())
+    assert stats["totals"]["duplicates_removed"]["conversations"] > 0  # the input did hold duplicates
 
 
 def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None:

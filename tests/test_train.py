@@ -217,6 +217,59 @@ def test_compiled_loss_heads_match_eager_loss_and_gradients() -> None:
         torch._dynamo.reset()
 
 
+class _GradRecorder(torch.optim.Optimizer):
+    """An optimizer whose step only copies the gradients it is handed (train_step zeroes them after)."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params, {"lr": 0.0})
+        self.grads: list[torch.Tensor] = []
+
+    def step(self, closure=None) -> None:
+        self.grads = [p.grad.clone() for g in self.param_groups for p in g["params"]]
+
+
+@pytest.mark.parametrize("gather", [True, False])
+def test_train_step_gradient_is_the_global_batch_mean_over_bot_tokens(gather: bool) -> None:
+    """Micro-batches with 3 and 40 bot tokens: the step's gradient and loss are those of one masked
+    cross-entropy over the concatenated global batch, not a mean of the two micro-batch means (which
+    would give each of the 3 tokens 13x the weight of one of the 40) nor a weighting by window size."""
+    from pipeline.device import DistInfo
+    from pipeline.model import masked_cross_entropy
+    from pipeline.train import Runtime, train_step
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=2, n_embd=16))
+    b, t = 2, 32
+    x = torch.randint(0, 256, (2 * b, t))
+    y = torch.randint(0, 256, (2 * b, t))
+    m = torch.zeros(2 * b, t, dtype=torch.long)
+    m[0, [3, 17, 30]] = 1  # micro-batch 0: 3 bot tokens
+    m[2, 4:24] = 1  # micro-batch 1: 40 bot tokens
+    m[3, 10:30] = 1
+    micro = [(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b], m[i * b : (i + 1) * b]) for i in range(2)]
+    assert [int(mb[2].sum()) for mb in micro] == [3, 40]
+
+    gpt.zero_grad(set_to_none=True)
+    want_loss = masked_cross_entropy(gpt.lm_head(gpt.hidden(x)), y, m)  # logits_all is no_grad
+    want_loss.backward()
+    want_grads = [p.grad.clone() for p in gpt.parameters()]
+    want_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in want_grads]))
+    gpt.zero_grad(set_to_none=True)
+
+    optimizer = _GradRecorder(gpt.parameters())
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    rt = Runtime(device=torch.device("cpu"), dtype=torch.float32, dist=DistInfo())
+    cfg = TrainConfig(grad_clip=1e9, grad_accum=2, batch_size=b, block_size=t)  # norm reported, no clip
+    loss, grad_norm = train_step(MaskedLM(gpt, gather=gather), optimizer, scaler, micro, 43.0, 0.0, cfg, rt)
+
+    assert loss.item() == pytest.approx(want_loss.item(), rel=1e-5)
+    assert grad_norm is not None and grad_norm.item() == pytest.approx(want_norm.item(), rel=1e-4)
+    names = [n for n, _ in gpt.named_parameters()]
+    assert len(optimizer.grads) == len(want_grads)
+    for name, got, want in zip(names, optimizer.grads, want_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-4, msg=lambda s, n=name: f"{n}: {s}")
+
+
 def test_eval_bot_token_loss_equals_full_logits_masked_loss(tokens: Path) -> None:
     """pipeline.evaluate projects only bot positions; it must equal the full-logits masked mean."""
     from pipeline.evaluate import bot_token_loss
