@@ -26,7 +26,14 @@ import polars as pl
 from pipeline.params import load_params, project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
-from pipeline.sources.registry import SIDECAR_SUFFIXES, contrib_entries, get_source, load_registry, shown
+from pipeline.sources.registry import (
+    SIDECAR_SUFFIXES,
+    contrib_entries,
+    get_source,
+    load_registry,
+    refuse_link,
+    shown,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,13 +57,14 @@ def _by_folder(files: list[Path]) -> dict[Path, list[Path]]:
             continue
         if not f.is_file():
             raise SourceError(f"{f}: no such file")
-        group = groups.setdefault(f.parent.resolve(), [])
-        group.append(f)
-        group += [
+        sidecars = [
             p
             for p in sorted(f.parent.iterdir())
             if p != f and p.stem == f.stem and p.suffix.lower() in SIDECAR_SUFFIXES
         ]
+        for p in (f, *sidecars):  # named one by one, as in a folder: no link is followed
+            refuse_link(p)
+        groups.setdefault(f.parent.resolve(), []).extend([f, *sidecars])
     # One copy of each path (a file named twice, a sidecar of two data files), in a stable order.
     return {folder: sorted({p.resolve(): p for p in paths}.values()) for folder, paths in groups.items()}
 

@@ -523,3 +523,43 @@ def test_chatbot_arena_repeated_question_ids_never_merge(tmp_path: Path) -> None
     convs = _by_conversation(normalize_rows(raw, max_turn_chars=16_000).turns)
     answers = sorted(texts[1] for cid, texts in convs.items() if cid.endswith(":a"))
     assert answers == ["a1", "a2", "a3", "a4"]  # four records, four conversations per side
+
+
+@pytest.mark.parametrize(
+    ("adapter", "name", "body", "check"),
+    [
+        ("chitchat", "dataset.json", "[" * 100_000 + "]" * 100_000, "json_parse"),
+        ("chitchat", "dataset.json", '{"c": {"messages": [], "n": ' + "9" * 5000 + "}}", "json_parse"),
+        ("chatterbot", "deep.yml", "conversations: " + "[" * 20_000 + "]" * 20_000 + "\n", "yaml_parse"),
+    ],
+)
+def test_whole_file_readers_quarantine_what_python_cannot_hold(
+    adapter: str, name: str, body: str, check: str, tmp_path: Path
+) -> None:
+    """json.loads / yaml.compose raise RecursionError on deep nesting and ValueError on a number of
+    more than 4300 digits: the file is one quarantined row, not a traceback."""
+    (tmp_path / name).write_text(body)
+    result = normalize_rows(get_adapter(adapter)(tmp_path, _spec(adapter), {}), max_turn_chars=16_000)
+    [(origin, got, reason)] = result.quarantine.select("origin", "check", "reason").rows()
+    assert (origin, got) == (f"{name}:1", check)
+    assert "nested too deeply" in reason or "4300 digits" in reason
+    report = result.report
+    assert report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] == 1
+
+
+def test_line_reader_limit_is_exact_and_reading_goes_on(tmp_path: Path) -> None:
+    """A line of `max_bytes` bytes (before its LF) reads; one byte more is `line_length` with its
+    full size and a short preview, and the next lines keep their numbers."""
+    from pipeline.sources.readers import iter_lines
+
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"a" * 16 + b"\n" + b"b" * 17 + b"\n" + b"c" * 40 + b"\r\nlast")
+    records = list(iter_lines(path, max_bytes=16))
+    assert [(r.line, r.value, r.check) for r in records] == [
+        (1, "a" * 16, None),
+        (2, None, "line_length"),
+        (3, None, "line_length"),
+        (4, "last", None),
+    ]
+    assert records[1].reason == "line of 17 bytes, over the limit of 16 bytes a line may hold; not read"
+    assert records[2].reason.startswith("line of 41 bytes") and records[2].raw == "c" * 17 + "…"

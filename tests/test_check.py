@@ -67,6 +67,27 @@ def test_a_file_the_pipeline_would_refuse_is_one_line_naming_it(
     assert "missing.txt: no such file" in capsys.readouterr().err
 
 
+def test_a_link_named_on_the_command_line_is_refused_like_one_in_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check chat.txt` with chat.txt a link (to a secret, say) copied the target into the check;
+    a link in data/contrib/ was already refused. Its sidecar as a link too."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text(GOOD)
+    folder = tmp_path / "pr"
+    folder.mkdir()
+    (folder / "chat.txt").symlink_to(secret)
+    (folder / "chat.yaml").write_text("licence: CC0-1.0\ncommercial: true\ndescription: test\n")
+    assert cli.main(["check", str(folder / "chat.txt")]) == 1
+    err = capsys.readouterr().err
+    assert "chat.txt: a symbolic link" in err and "commit the file itself" in err
+    good = put(folder, "good.txt", GOOD)
+    (folder / "good.yaml").rename(tmp_path / "good.yaml")
+    (folder / "good.yaml").symlink_to(tmp_path / "good.yaml")
+    assert cli.main(["check", str(good)]) == 1
+    assert "good.yaml: a symbolic link" in capsys.readouterr().err
+
+
 def test_the_shipped_contrib_folder_checks_clean(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check", "--strict"]) == 0
     assert "nanochatgpt-sample.txt (nanochatgpt, CC0-1.0; commercial variant: yes)" in capsys.readouterr().out

@@ -7,7 +7,9 @@ with one line naming the file and the rule, and every row read must be accounted
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -253,3 +255,154 @@ def test_odd_file_names_are_sources(tmp_path: Path) -> None:
     assert _conversations(result) == {"contrib/my chats é:1": ["q", "a"]}
     assert Counter(result.turns["source"]) == Counter({"contrib/my chats é": 2})
     assert result.turns.schema["source"] == pl.String
+
+
+# ------------------------------------------------------------------------------- hostile contributions
+
+
+def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root (real registry and params) with an empty data/contrib/; returns that folder."""
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "sources.yaml").write_text((repo / "sources.yaml").read_text())
+    (tmp_path / "params.yaml").write_text((repo / "params.yaml").read_text())
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "data" / "contrib"
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.parametrize("linked", ["chat.txt", "chat.yaml"])
+def test_a_symlink_in_contrib_is_refused_by_every_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linked: str
+) -> None:
+    """A pull request committing `data/contrib/chat.txt -> /proc/self/environ` must not copy the
+    maintainer's environment into data/raw: download, the registry stage's hashes, `check` and
+    `sources` all refuse the link, in one line naming it, before reading a byte of its target."""
+    from pipeline.check import check_files
+    from pipeline.sources.download import download
+    from pipeline.sources.fetchspec import fetch_spec
+    from pipeline.sources.registry import load_registry
+
+    folder = _project(tmp_path, monkeypatch)
+    secret = tmp_path / "environ"
+    secret.write_text(
+        "<human> HF_TOKEN=hf_FAKE_SECRET <endOfText>\n" if linked == "chat.txt" else yaml.safe_dump(MIT)
+    )
+    _put(folder, "chat.txt", "<human> hi <endOfText>\n<bot> yo <endOfText>\n")
+    (folder / linked).unlink()
+    (folder / linked).symlink_to(Path("..", "..", "environ"))  # as git checks such a link out
+    (folder / "README.md").symlink_to(secret.resolve())  # a note is never read: a link there is harmless
+    spec = load_registry(tmp_path / "sources.yaml")["contrib"]
+    message = (
+        f"data/contrib/{linked}: a symbolic link (to '../../environ'); commit the file itself, not a link"
+    )
+
+    with pytest.raises(SourceError) as err:
+        download(spec, tmp_path)
+    assert str(err.value) == message
+    assert not (tmp_path / "data" / "raw" / "contrib").exists()
+    assert fetch_spec(spec, tmp_path)["contents"] == []  # the registry stage hashes nothing of it
+    with pytest.raises(SourceError, match=re.escape(message)):
+        scan_contrib(folder)
+    with pytest.raises(SourceError, match=re.escape(message)):
+        check_files([], tmp_path)  # `nanochatgpt check`, all of data/contrib/
+    with pytest.raises(SourceError, match=re.escape(message)):
+        check_files([folder], tmp_path)
+    assert message in source_rows(tmp_path)[1]  # `nanochatgpt sources` lists the problem
+
+
+def test_sidecar_yaml_aliases_are_refused_in_one_short_line(tmp_path: Path) -> None:
+    """A 322-byte "billion laughs" sidecar expands into 10^8 strings: it must not become a 58 MB
+    error line (nor a 58 MB description)."""
+    levels = ['&a ["x","x","x","x","x","x","x","x","x","x"]']
+    levels += [f"&{c} [{','.join(['*' + p] * 10)}]" for p, c in zip("abcdef", "bcdefg", strict=True)]
+    _put(tmp_path, "a.txt", "<human> hi <endOfText>\n", f"licence: [{', '.join(levels)}]\ncommercial: true\n")
+    with pytest.raises(SourceError) as err:
+        scan_contrib(tmp_path)
+    assert str(err.value).endswith(
+        "a.yaml:1: YAML aliases (*a) are not allowed in a sidecar; write the value out"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        (
+            "licence: " + "[" * 50_000 + "]" * 50_000 + "\ncommercial: true\n",
+            "a.yaml:1: nested more than 8 levels deep; a sidecar holds plain fields",
+        ),
+        (
+            "licence: MIT\ncommercial: true\ndescription: [" + ", ".join(["long text"] * 10_000) + "]\n",
+            "`description:` must be text, not ['long text', 'long text', 'long text', 'long text', ...]",
+        ),
+        (
+            "licence: MIT\ncommercial: true\nformat: [" + ", ".join(["x" * 100] * 1000) + "]\n",
+            "format ['xxxxxxx",
+        ),
+        ("licence: " + "y" * 100_000 + "\ncommercial: true\n", "licence 'yyyyyyyyyyyyyyyyyyyyyyyyy"),
+    ],
+)
+def test_odd_sidecar_values_give_one_short_line(tmp_path: Path, sidecar: str, message: str) -> None:
+    _put(tmp_path, "a.txt", "<human> hi <endOfText>\n", sidecar)
+    with pytest.raises(SourceError) as err:
+        scan_contrib(tmp_path)
+    assert message in str(err.value) and len(str(err.value)) < 400 and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "broken JSON line (nested too deeply)"),
+        ('{"messages": [], "id": ' + "7" * 5000 + "}", "broken JSON line (Exceeds the limit (4300 digits)"),
+    ],
+)
+def test_json_that_python_cannot_hold_is_quarantined(tmp_path: Path, bad: str, reason: str) -> None:
+    """One line nested 100k deep (json.loads raises RecursionError) or holding a 5000-digit number
+    (ValueError) is one quarantined row; the records around it still read, and the counts add up."""
+    _put(tmp_path, "a.jsonl", _pair("q1", "a1") + bad + "\n" + _pair("q3", "a3"))
+    result = _normalize(tmp_path)
+    assert _conversations(result) == {"contrib/a:1": ["q1", "a1"], "contrib/a:3": ["q3", "a3"]}
+    [(origin, check, why)] = result.quarantine.select("origin", "check", "reason").rows()
+    assert (origin, check) == ("a.jsonl:2", "json_parse") and why.startswith(reason)
+    assert _reconciles(result.report) and result.report["rows_read"] == 5
+
+
+def test_a_deeply_nested_json_list_file_is_one_quarantined_record(tmp_path: Path) -> None:
+    _put(tmp_path, "a.json", "[" * 100_000 + "]" * 100_000, {**MIT, "format": "openai"})
+    _put(tmp_path, "b.jsonl", _pair("q", "a"))
+    result = _normalize(tmp_path)
+    assert result.quarantine.select("origin", "check", "reason").rows() == [
+        ("a.json:1", "json_parse", "broken JSON (nested too deeply)")
+    ]
+    assert _conversations(result) == {"contrib/b:1": ["q", "a"]} and _reconciles(result.report)
+
+
+@pytest.mark.parametrize("name", ["a.jsonl.gz", "a.txt"])
+def test_an_over_long_line_is_quarantined_without_being_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A 300 KB .jsonl.gz can hold one 300 MB line: a line over readers.MAX_LINE_BYTES (lowered here)
+    is quarantined as `line_length` and counted, and the lines after it still read."""
+    from pipeline.sources import readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 4096)
+    if name.endswith(".gz"):
+        # line 2: one record padded to 100 KB, line 3 blank; the sidecar is a.jsonl.yaml
+        body = _pair("q1", "a1") + " " * 100_000 + _pair("q2", "a2") + "\n" + _pair("q3", "a3")
+        _put(tmp_path, name, gzip.compress(body.encode()), {**MIT, "format": "openai"})
+        kept = {"contrib/a.jsonl:1": ["q1", "a1"], "contrib/a.jsonl:4": ["q3", "a3"]}
+        origin = f"{name}:2"
+    else:
+        body = "<human> q1 <endOfText>\n<bot> a1 <endOfText>\n\n<human> " + "x" * 100_000 + " <endOfText>\n"
+        body += "<bot> lost with its question <endOfText>\n\n<human> q3 <endOfText>\n<bot> a3 <endOfText>\n"
+        _put(tmp_path, name, body)
+        kept = {"contrib/a:1": ["q1", "a1"], "contrib/a:7": ["q3", "a3"]}
+        origin = f"{name}:4"
+    result = _normalize(tmp_path)
+    assert _conversations(result) == kept
+    bad = result.quarantine.filter(pl.col("check") == "line_length")
+    assert bad.select("origin").to_series().to_list() == [origin]
+    assert bad["reason"][0].startswith("line of 10") and "over the limit of 4,096 bytes" in bad["reason"][0]
+    assert len(bad["text"][0]) < 300  # a preview, not the line
+    assert _reconciles(result.report)

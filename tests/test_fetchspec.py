@@ -6,10 +6,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipeline import atomic
 from pipeline.sources.download import download
+from pipeline.sources.errors import SourceError
 from pipeline.sources.fetchspec import fetch_spec, write_fetch_specs
 from pipeline.sources.registry import load_registry
 from pipeline.sources.table import source_rows
@@ -144,3 +146,70 @@ def test_sources_table_lists_the_contrib_files_under_local_path(tmp_path: Path) 
     assert problems == []
     (row,) = [r for r in rows if r["name"] == "contrib/chat"]
     assert row["licence"] == "CC-BY-NC-4.0" and row["commercial"] is False
+
+
+def test_local_path_links_outside_the_folder_are_refused(tmp_path: Path) -> None:
+    """A link planted in a local_path folder could copy any file of this machine into data/raw: the
+    download and the registry stage's hashes refuse it alike (links inside the folder are fine)."""
+    secret = tmp_path / "secret.env"
+    secret.write_text("HF_TOKEN=hf_FAKE\n")
+    spec = dataclasses.replace(_specs()["oasst1"], local_path="mine")
+    data = tmp_path / "mine" / "data"
+    data.mkdir(parents=True)
+    (data / "train.parquet").write_bytes(b"mine")
+    (data / "alias.parquet").symlink_to("train.parquet")  # a link inside the folder is fine
+    (data / "evil.parquet").symlink_to(secret)
+    with pytest.raises(SourceError) as err:
+        download(spec, tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path}/mine/data/evil.parquet: links to '{secret}', outside {tmp_path}/mine; "
+        "commit the file itself, not a link"
+    )
+    assert not (tmp_path / "data" / "raw" / "oasst1").exists()
+    assert fetch_spec(spec, tmp_path)["contents"] == []  # nothing of the secret hashed either
+    (tmp_path / "mine" / "data" / "evil.parquet").unlink()
+    raw = download(spec, tmp_path)
+    assert (raw / "data" / "alias.parquet").read_bytes() == b"mine"
+
+
+def test_local_path_folder_linked_from_inside_is_refused(tmp_path: Path) -> None:
+    """`data/` itself a link to a folder elsewhere: each file found through it lies outside."""
+    spec = dataclasses.replace(_specs()["oasst1"], local_path="mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.parquet").write_bytes(b"x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data").symlink_to(elsewhere)
+    with pytest.raises(SourceError, match=r"mine/data/x\.parquet: links to .*elsewhere/x\.parquet'"):
+        download(spec, tmp_path)
+
+
+def test_local_path_into_a_hub_cache_snapshot_still_reads(tmp_path: Path) -> None:
+    """A hub cache snapshot's files are links to ../../blobs/<sha>: pointing local_path at one
+    (files you already have) is no planted link."""
+    blob = tmp_path / "hub" / "datasets--a--b" / "blobs" / "0123abcd"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"parquet bytes")
+    snapshot = tmp_path / "hub" / "datasets--a--b" / "snapshots" / "rev"
+    (snapshot / "data").mkdir(parents=True)
+    (snapshot / "data" / "train.parquet").symlink_to("../../../blobs/0123abcd")
+    spec = dataclasses.replace(_specs()["oasst1"], local_path=str(snapshot))
+    raw = download(spec, tmp_path)
+    assert (raw / "data" / "train.parquet").read_bytes() == b"parquet bytes"
+
+
+def test_package_data_linked_outside_the_package_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `kind: package` source copies its files through the same selection, under the same rule."""
+    package = tmp_path / "site" / "linkedpkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    secret = tmp_path / "secret.env"
+    secret.write_text("HF_TOKEN=hf_FAKE\n")
+    (package / "dataset.json").symlink_to(secret)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    spec = dataclasses.replace(_specs()["chitchat"], location="linkedpkg")
+    with pytest.raises(SourceError, match=r"linkedpkg/dataset\.json: links to .*secret\.env', outside"):
+        download(spec, tmp_path)
+    assert fetch_spec(spec, tmp_path)["contents"] == []

@@ -555,3 +555,69 @@ def test_contrib_documentation_and_hidden_files_are_not_corpus_files(tmp_path: P
     (tmp_path / "drafts").mkdir()
     (tmp_path / "drafts" / "todo.txt").write_text("later\n")
     assert [cf.source for cf in scan_contrib(tmp_path)] == ["contrib/chats"]
+
+
+# ------------------------------------------------------------------------------------ paths and values
+
+
+@pytest.mark.parametrize("kind", ["package", "url", "hf_dataset"])
+@pytest.mark.parametrize("bad", ["../../escaped.txt", "/etc/passwd", "data/../../x.parquet", "a/.."])
+def test_files_entries_may_not_leave_the_source(kind: str, bad: str) -> None:
+    """A url source's `files:` names the file it writes into data/raw/<name>/, and a folder source's
+    globs are matched under its folder: an absolute path or a '..' part would reach outside it."""
+    fields = entry(kind=kind, files=["ok.txt", bad], sha256="0" * 64, revision="main")
+    with pytest.raises(SourceError) as err:
+        parse_entry("demo", fields)
+    assert str(err.value) == (
+        f"sources.yaml: demo: `files:` entry {bad!r} must be a path inside the source "
+        "(no leading '/', no '..' parts)"
+    )
+    assert parse_entry("demo", entry(kind=kind, files=["data/*.parquet", "./a..b.txt"], revision="r"))
+
+
+def test_url_download_never_writes_outside_its_folder(root: Path, tmp_path: Path) -> None:
+    """Even a spec built around parse_entry's check cannot make the download write outside data/raw."""
+    from pipeline.sources.registry import SourceSpec
+
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"payload\n")
+    spec = SourceSpec(
+        name="evil",
+        kind="url",
+        location=payload.as_uri(),
+        adapter="twitter",
+        licence="MIT",
+        commercial=False,
+        sha256=sha256_file(payload),
+        files=("../../../escaped.txt",),
+    )
+    with pytest.raises(
+        SourceError, match=r"^evil: file name '\.\./\.\./\.\./escaped\.txt' would be written outside"
+    ):
+        download(spec)
+    assert sorted(p.name for p in root.rglob("escaped.txt")) == []
+    assert not raw_dir("evil").exists()
+
+
+def test_registry_values_in_messages_are_cut(tmp_path: Path) -> None:
+    """YAML aliases in sources.yaml expand a few hundred bytes into millions of values: a message
+    shows a cut repr of them, and a free-text field must be text, not a list."""
+    levels = ['&a ["x","x","x","x","x","x","x","x","x","x"]']
+    levels += [f"&{c} [{','.join(['*' + p] * 10)}]" for p, c in zip("abcdef", "bcdefg", strict=True)]
+    bomb = f"[{', '.join(levels)}]"
+    head = "demo:\n  kind: package\n  location: x\n  files: [a]\n  adapter: chitchat\n  commercial: true\n"
+    path = tmp_path / "sources.yaml"
+    for fields, rule in (
+        (
+            f"  licence: {bomb}\n",
+            "`licence:` must be text such as CC-BY-4.0 (quote it), not [['x', 'x', 'x', 'x', ...], ",
+        ),
+        (
+            f"  licence: MIT\n  description: {bomb}\n",
+            "`description:` must be text, not [['x', 'x', 'x', 'x', ...], ",
+        ),
+    ):
+        path.write_text(head + fields)
+        with pytest.raises(SourceError) as err:
+            load_registry(path)
+        assert rule in str(err.value) and len(str(err.value)) < 400, str(err.value)[:500]

@@ -18,7 +18,17 @@ from urllib.parse import urlparse
 from pipeline.atomic import atomic_dir, sha256_file, write_json
 from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, contrib_entries, contrib_folder, local_target, scan_contrib
+from pipeline.sources.registry import (
+    LINK_RULE,
+    SourceSpec,
+    brief,
+    contrib_entries,
+    contrib_folder,
+    local_target,
+    scan_contrib,
+    shown,
+    shown_link,
+)
 
 MANIFEST = "manifest.json"
 
@@ -32,12 +42,39 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)  # follows symlinks (hub cache snapshots are links to blobs)
 
 
+def _homes(folder: Path) -> list[Path]:
+    """Where the files under `folder` may really be: the folder itself and, when it is (inside) a
+    huggingface_hub cache snapshot (<repo>/snapshots/<commit>/), whose files are links to
+    <repo>/blobs/<hash>, that repo's blobs folder."""
+    real = folder.resolve()
+    for up in (real, *real.parents):
+        if up.parent.name == "snapshots" and (up.parent.parent / "blobs").is_dir():
+            return [real, up.parent.parent / "blobs"]
+    return [real]
+
+
+def _refuse_outside_links(folder: Path, files: list[Path]) -> None:
+    """Refuse a file under `folder` that is, or lies below, a symbolic link resolving outside it:
+    a link planted in a dataset folder could otherwise copy any file of this machine
+    (/proc/self/environ, ~/.ssh/...) into data/raw and on into the quarantine. Links that stay
+    inside the folder are fine."""
+    homes = _homes(folder)
+    for f in files:
+        if not any(f.resolve().is_relative_to(home) for home in homes):
+            raise SourceError(
+                f"{shown_link(f)}: links to {brief(str(f.resolve()), 150)}, outside {shown(folder)}; {LINK_RULE}"
+            )
+
+
 def _select(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    """Files under `folder` matching any glob (all non-hidden files when there are none)."""
+    """Files under `folder` matching any glob (all non-hidden files when there are none); one that
+    is a link to a file outside the folder is refused (`_refuse_outside_links`)."""
     found: set[Path] = set()
     for pattern in patterns or ("**/*",):
         found.update(p for p in folder.glob(pattern) if p.is_file())
-    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    _refuse_outside_links(folder, files)
+    return files
 
 
 def _copy_selected(folder: Path, patterns: tuple[str, ...], out: Path, none_found: str | None = None) -> None:
@@ -115,7 +152,9 @@ def files_on_disk(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]] | Non
     """(base, files) the download of `spec` reads from this machine: a contrib folder's entries
     (every corpus file and sidecar, a broken one too, so that mending it re-runs the download), a
     `local_path:`, an installed package; None for the other kinds (a hub commit or a URL's sha256
-    pins their bytes). Raises SourceError when the files are missing."""
+    pins their bytes). Raises SourceError when the files are missing, or one is a link the download
+    would refuse (registry.refuse_link, `_refuse_outside_links`): the registry stage hashes nothing
+    that the download would not copy."""
     if spec.kind == "contrib":
         folder = contrib_folder(spec, root)
         return folder, contrib_entries(folder)
@@ -170,7 +209,14 @@ def _from_url(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
             f"or set `local_path:` for {spec.name} to the file you already have"
         )
     filename = spec.files[0] if spec.files else Path(urlparse(spec.location).path).name or "download"
-    fetch_url(spec.location, spec.sha256, out / filename, name=spec.name)
+    dest = out / filename
+    # parse_entry refuses '/' and '..' in `files:`; this holds whatever built the spec
+    if not dest.resolve().is_relative_to(out.resolve()) or dest.resolve() == out.resolve():
+        raise SourceError(
+            f"{spec.name}: file name {brief(filename)} would be written outside data/raw/{spec.name}; "
+            f"name a file inside it in `files:` for {spec.name} in sources.yaml"
+        )
+    fetch_url(spec.location, spec.sha256, dest, name=spec.name)
     return {"location": spec.location, "revision": spec.sha256}
 
 

@@ -22,6 +22,13 @@ import polars as pl
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark, which Windows editors write at the start of a file
 DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".txt", ".parquet", ".tsv", ".train", ".dev", ".test", ".yml")
+# The longest line a line reader holds (bytes before its LF). A record line holds one whole
+# conversation, and turns over normalize.max_turn_chars (at most 16,000 characters) are quarantined
+# anyway, so 64 MiB is far above any real line; a longer one is quarantined (`line_length`) without
+# ever being held: one 300 MB line packs into a 300 KB .gz file.
+MAX_LINE_BYTES = 64 << 20
+_SKIP_CHUNK = 1 << 20  # what the rest of an over-long line is skipped in
+_PREVIEW = 200  # bytes of an over-long line kept to show in quarantine
 
 
 @dataclass(frozen=True)
@@ -60,20 +67,48 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
         return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start}"
 
 
-def iter_lines(path: Path, *, lone_cr: bool = False) -> Iterator[Record]:
-    """Every line (1-based numbers), without its line ending; invalid UTF-8 gives check `utf8`.
+def _bounded_lines(f: IO[bytes], cap: int) -> Iterator[tuple[bytes, int | None]]:
+    """(line with its ending, None) for each line of `f`; for a line of more than `cap` bytes before
+    its LF, (its first bytes, that length), the rest read in 1 MiB pieces and dropped, never held."""
+    while chunk := f.readline(cap + 1):
+        if len(chunk) <= cap or chunk.endswith(b"\n"):
+            yield chunk, None
+            continue
+        size, head = len(chunk), chunk[:_PREVIEW]
+        del chunk  # before reading on: at most one cap-sized buffer is ever alive
+        while more := f.readline(_SKIP_CHUNK):
+            size += len(more)
+            if more.endswith(b"\n"):
+                size -= 1
+                break
+        yield head, size
+
+
+def iter_lines(path: Path, *, lone_cr: bool = False, max_bytes: int | None = None) -> Iterator[Record]:
+    """Every line (1-based numbers), without its line ending; invalid UTF-8 gives check `utf8`, a
+    line longer than `max_bytes` (default MAX_LINE_BYTES) check `line_length`, and reading goes on
+    with the next line.
 
     With `lone_cr`, a CR not followed by LF ends a line too (old Mac files), as in a text editor:
     text formats whose blank lines end conversations would otherwise read such a file as one line.
-    JSON lines leave it off, since a CR between JSON tokens is whitespace there.
+    JSON lines leave it off, since a CR between JSON tokens is whitespace there. (The length limit
+    applies to LF lines: an old Mac file over 64 MiB is one over-long line.)
     """
+    cap = MAX_LINE_BYTES if max_bytes is None else max_bytes
     n = 0
     with open_binary(path) as f:
-        for chunk in f:
-            # CR LF, and CR CR LF (a file converted twice), end one line as before
-            chunk = chunk.rstrip(b"\n").rstrip(b"\r")
+        for chunk, too_long in _bounded_lines(f, cap):
             if n == 0 and chunk.startswith(BOM):
                 chunk = chunk[len(BOM) :]
+            if too_long is not None:
+                n += 1
+                reason = (
+                    f"line of {too_long:,} bytes, over the limit of {cap:,} bytes a line may hold; not read"
+                )
+                yield Record(n, None, _decode(chunk)[0] + "…", "line_length", reason)
+                continue
+            # CR LF, and CR CR LF (a file converted twice), end one line as before
+            chunk = chunk.rstrip(b"\n").rstrip(b"\r")
             for raw in chunk.split(b"\r") if lone_cr else [chunk]:
                 n += 1
                 text, err = _decode(raw)
@@ -99,11 +134,23 @@ def iter_jsonl(path: Path) -> Iterator[Record]:
         if not rec.raw.strip():
             continue
         try:
-            yield Record(rec.line, json.loads(rec.raw), rec.raw)
+            value = json.loads(rec.raw)
         except json.JSONDecodeError as e:
             yield Record(
                 rec.line, None, rec.raw, "json_parse", f"broken JSON line ({e.msg} at column {e.colno})"
             )
+        except (RecursionError, ValueError) as e:
+            yield Record(rec.line, None, rec.raw, "json_parse", f"broken JSON line ({unreadable_json(e)})")
+        else:
+            yield Record(rec.line, value, rec.raw)
+
+
+def unreadable_json(e: Exception) -> str:
+    """Why json.loads refused valid-looking JSON: nesting deeper than Python's recursion limit
+    (RecursionError), or an integer of more than 4300 digits (ValueError)."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e).split(";")[0][:200]
 
 
 def iter_json_records(path: Path) -> Iterator[Record]:
@@ -127,6 +174,9 @@ def iter_json_records(path: Path) -> Iterator[Record]:
             yield from iter_jsonl(path)
             return
         yield Record(e.lineno, None, text[:200], "json_parse", f"broken JSON ({e.msg} at line {e.lineno})")
+        return
+    except (RecursionError, ValueError) as e:
+        yield Record(1, None, text[:200], "json_parse", f"broken JSON ({unreadable_json(e)})")
         return
     items = data if isinstance(data, list) else [data]
     for i, item in enumerate(items, start=1):

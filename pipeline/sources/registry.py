@@ -11,9 +11,11 @@ allowed.
 
 from __future__ import annotations
 
+import os
 import re
+import reprlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -40,9 +42,12 @@ CONTRIB_IGNORED = (
 )
 CONTRIB_DOC_SUFFIXES = (".md", ".rst")
 SIDECAR_FIELDS = ("licence", "license", "commercial", "commercial_reason", "description", "format")
+SIDECAR_MAX_DEPTH = 8  # YAML nesting a sidecar may have (its fields are text and true/false)
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# What a symbolic link among the files a source copies is refused with (see refuse_link).
+LINK_RULE = "commit the file itself, not a link"
 
 
 @dataclass(frozen=True)
@@ -84,17 +89,50 @@ class ContribFile:
         return f"contrib/{self.path.stem}"
 
 
+def brief(value: Any, limit: int = 60) -> str:
+    """`value` for an error message: its repr, cut to about `limit` characters and a few items.
+    A YAML value can be huge (aliases expand a 322-byte sidecar into a 58 MB list), and a message
+    stays one short line whatever the file holds."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    short.maxlevel, short.maxlist, short.maxdict = 2, 4, 4
+    text = short.repr(value)
+    return text if len(text) <= 2 * limit else text[: 2 * limit] + "..."
+
+
+def _plain(text: str, limit: int = 40) -> str:
+    """A name for an error message as it is, or (when long or holding a line break) cut by `brief`."""
+    return text if len(text) <= limit and text.isprintable() else brief(text, limit)
+
+
+def _field_names(keys: Any) -> list[str]:
+    """Mapping keys for an error message, sorted, each cut by `_plain`."""
+    return sorted(_plain(k) for k in map(str, keys))
+
+
+def _text_field(where: str, key: str, value: Any) -> str | None:
+    """A free-text field (description, revision): a YAML scalar read as text, None when absent;
+    a list or mapping is refused rather than turned into (possibly enormous) text."""
+    if value is None:
+        return None
+    if isinstance(value, (list, dict)):
+        raise SourceError(f"{where}: `{key}:` must be text, not {brief(value)}")
+    return str(value)
+
+
 def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> None:
     if licence is None or (isinstance(licence, str) and not licence.strip()):
         raise SourceError(f"{where}: `licence:` is missing (an SPDX id such as CC-BY-4.0, or `unknown`)")
     if not isinstance(licence, str):
-        raise SourceError(f"{where}: `licence:` must be text such as CC-BY-4.0 (quote it), not {licence!r}")
+        raise SourceError(
+            f"{where}: `licence:` must be text such as CC-BY-4.0 (quote it), not {brief(licence)}"
+        )
     if commercial is None:
         raise SourceError(
             f"{where}: `commercial:` is missing (true or false: may a commercial model train on it?)"
         )
     if not isinstance(commercial, bool):
-        raise SourceError(f"{where}: `commercial:` must be true or false, not {commercial!r}")
+        raise SourceError(f"{where}: `commercial:` must be true or false, not {brief(commercial)}")
     if reason is not None and not isinstance(reason, str):
         raise SourceError(f"{where}: `commercial_reason:` must be a string")
     if not commercial:
@@ -102,7 +140,7 @@ def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> No
     name = licence.strip()
     if is_non_commercial(name):
         raise SourceError(
-            f"{where}: licence {name} does not allow commercial use, but commercial is true; "
+            f"{where}: licence {_plain(name)} does not allow commercial use, but commercial is true; "
             "set `commercial: false`"
         )
     if is_unknown(name) and not (reason or "").strip():
@@ -112,7 +150,7 @@ def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> No
         )
     if not is_known_commercial(name) and not (reason or "").strip():
         raise SourceError(
-            f"{where}: licence {name!r} is not one this project knows to allow commercial use "
+            f"{where}: licence {brief(name)} is not one this project knows to allow commercial use "
             "(pipeline/sources/licences.py); check it and add `commercial_reason:` saying why it does, "
             "or set `commercial: false`"
         )
@@ -122,28 +160,38 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
     """Validate one registry entry; raise SourceError (one line) naming the entry and the rule."""
     from pipeline.sources.adapters import ADAPTERS  # local: keeps `import registry` light
 
-    at = f"{where}: {name}"
+    at = f"{where}: {_plain(name)}"
     if not _NAME_RE.match(name):
         raise SourceError(f"{at}: source names are lower-case letters, digits, '_' and '-'")
     if not isinstance(raw, dict):
         raise SourceError(f"{at}: expected a mapping of fields")
     known = set(SourceSpec.__dataclass_fields__) - {"name"}
-    unknown = sorted(set(raw) - known)
+    unknown = _field_names(k for k in raw if k not in known)
     if unknown:
         raise SourceError(f"{at}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     for key in ("kind", "location", "adapter"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise SourceError(f"{at}: `{key}:` is missing")
     if raw["kind"] not in KINDS:
-        raise SourceError(f"{at}: kind must be one of {', '.join(KINDS)}, not {raw['kind']!r}")
+        raise SourceError(f"{at}: kind must be one of {', '.join(KINDS)}, not {brief(raw['kind'])}")
     if raw["adapter"] not in ADAPTERS:
-        raise SourceError(f"{at}: unknown adapter {raw['adapter']!r} (known: {', '.join(sorted(ADAPTERS))})")
+        raise SourceError(
+            f"{at}: unknown adapter {brief(raw['adapter'])} (known: {', '.join(sorted(ADAPTERS))})"
+        )
     _check_licence(at, raw.get("licence"), raw.get("commercial"), raw.get("commercial_reason"))
     files = raw.get("files") or []
     if isinstance(files, str):
         files = [files]
     if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
         raise SourceError(f"{at}: `files:` must be a list of file names or globs")
+    for f in files:
+        # a url source's file name is where it is written (data/raw/<name>/<file>); a glob of a
+        # folder source is matched under that folder: neither may reach outside it
+        if PurePosixPath(f).is_absolute() or ".." in PurePosixPath(f).parts:
+            raise SourceError(
+                f"{at}: `files:` entry {brief(f)} must be a path inside the source "
+                "(no leading '/', no '..' parts)"
+            )
     sha = raw.get("sha256")
     if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
         raise SourceError(f"{at}: `sha256:` must be 64 lower-case hex digits")
@@ -156,16 +204,17 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         raise SourceError(f"{at}: `options:` must be a mapping")
     gated = False if raw.get("gated") is None else raw["gated"]
     if not isinstance(gated, bool):  # bool("false") is True: never coerce
-        raise SourceError(f"{at}: `gated:` must be true or false, not {gated!r}")
+        raise SourceError(f"{at}: `gated:` must be true or false, not {brief(gated)}")
     local_path = raw.get("local_path")
     if local_path is not None and (not isinstance(local_path, str) or not local_path.strip()):
-        raise SourceError(f"{at}: `local_path:` must be a path to a file or folder, not {local_path!r}")
+        raise SourceError(f"{at}: `local_path:` must be a path to a file or folder, not {brief(local_path)}")
     token_env = raw.get("token_env")
     if token_env is not None and (not isinstance(token_env, str) or not token_env.strip()):
         raise SourceError(
-            f"{at}: `token_env:` must be the name of an environment variable, not {token_env!r}"
+            f"{at}: `token_env:` must be the name of an environment variable, not {brief(token_env)}"
         )
-    revision = raw.get("revision")
+    revision = _text_field(at, "revision", raw.get("revision"))
+    description = _text_field(at, "description", raw.get("description"))
     return SourceSpec(
         name=name,
         kind=raw["kind"],
@@ -174,8 +223,8 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         licence=raw["licence"].strip(),
         commercial=raw["commercial"],
         commercial_reason=raw.get("commercial_reason"),
-        description=str(raw.get("description") or ""),
-        revision=None if revision is None else str(revision),
+        description=description or "",
+        revision=revision,
         sha256=sha,
         files=tuple(files),
         local_path=local_path,
@@ -195,6 +244,8 @@ def load_registry(path: str | Path | None = None) -> dict[str, SourceSpec]:
         raise SourceError(f"{path}: the source registry is missing") from None
     except yaml.YAMLError as e:
         raise SourceError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise SourceError(f"{path}: not valid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected a mapping of source name -> entry")
     return {str(name): parse_entry(str(name), entry, str(path)) for name, entry in data.items()}
@@ -239,6 +290,15 @@ def shown(path: Path) -> str:
         return str(path)
 
 
+def shown_link(path: Path) -> str:
+    """`shown` for a symbolic link: the link's own path (shown() resolves it to its target)."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
 def _sidecar_for(data_file: Path, sidecars: set[Path]) -> Path | None:
     """The sidecar of `data_file` among `sidecars` (same stem; `.yaml`/`.yml` in any case), or None;
     two of them (a.yaml and a.yml) could disagree, so that is refused rather than one picked."""
@@ -277,19 +337,39 @@ def contrib_folder(spec: SourceSpec, root: Path) -> Path:
     return local_target(spec, root) or root / spec.location
 
 
+def refuse_link(path: Path) -> None:
+    """Refuse a contributed file that is a symbolic link, with one line naming it and its target.
+
+    A link committed to data/contrib/ (in a pull request, say) can point at any file of the machine
+    that runs the pipeline: `chat.txt -> /proc/self/environ` would copy the maintainer's environment,
+    tokens included, into data/raw/contrib (pushed with DVC) and the quarantine. Every reader of a
+    contrib folder (download, the registry stage's hashes, `nanochatgpt check` and `sources`) lists
+    it through contrib_entries, which calls this before any byte is read."""
+    if not path.is_symlink():
+        return
+    try:
+        target = brief(os.readlink(path), 150)
+    except OSError:
+        target = "?"
+    raise SourceError(f"{shown_link(path)}: a symbolic link (to {target}); {LINK_RULE}")
+
+
 def contrib_entries(folder: Path) -> list[Path]:
     """The files of data/contrib/ that are corpus data or sidecars, sorted: top level only, no
-    hidden files, no documentation. What the contrib download copies and its stage depends on."""
+    hidden files, no documentation. What the contrib download copies and its stage depends on.
+    A symbolic link among them is refused (refuse_link); one among the skipped notes is never read."""
     if not folder.is_dir():
         return []
-    return sorted(
+    entries = sorted(
         p
         for p in folder.iterdir()
-        if p.is_file()
-        and not p.name.startswith(".")
+        if not p.name.startswith(".")
         and p.name.lower() not in CONTRIB_IGNORED
         and p.suffix.lower() not in CONTRIB_DOC_SUFFIXES
     )
+    for p in entries:
+        refuse_link(p)
+    return [p for p in entries if p.is_file()]
 
 
 def scan_contrib(folder: str | Path) -> list[ContribFile]:
@@ -324,9 +404,36 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
     return files
 
 
+def _check_sidecar_yaml(text: str, sidecar: Path) -> None:
+    """A sidecar is a few plain fields. YAML aliases (`*name`) have no use there, and a handful of
+    them nest into millions of values (a "billion laughs" file), so they are refused outright; so
+    is nesting deeper than SIDECAR_MAX_DEPTH, which PyYAML would take a minute to build from
+    100 KB of `[` before failing on Python's recursion limit. Reads the event stream only as far
+    as the first offence."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = f"{shown(sidecar)}:{event.start_mark.line + 1}"
+        if isinstance(event, yaml.AliasEvent):
+            raise SourceError(
+                f"{line}: YAML aliases (*{str(event.anchor)[:30]}) are not allowed in a sidecar; "
+                "write the value out"
+            )
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > SIDECAR_MAX_DEPTH:
+                raise SourceError(
+                    f"{line}: nested more than {SIDECAR_MAX_DEPTH} levels deep; a sidecar holds plain "
+                    "fields (licence, commercial, description, ...)"
+                )
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
 def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
     try:
-        meta = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+        text = sidecar.read_text(encoding="utf-8")
+        _check_sidecar_yaml(text, sidecar)
+        meta = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{shown(sidecar)}:{mark.line + 1}" if mark is not None else shown(sidecar)
@@ -334,9 +441,11 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
         raise SourceError(f"{where}: not valid YAML ({what})") from None
     except UnicodeDecodeError as e:
         raise SourceError(f"{shown(sidecar)}: not valid UTF-8 (byte {e.start}); save it as UTF-8") from None
+    except RecursionError:
+        raise SourceError(f"{shown(sidecar)}: not valid YAML (nested too deeply)") from None
     if not isinstance(meta, dict):
         raise SourceError(f"{shown(sidecar)}: expected `licence:`, `commercial:` and `description:` fields")
-    unknown = sorted(str(k) for k in meta if k not in SIDECAR_FIELDS)
+    unknown = _field_names(k for k in meta if k not in SIDECAR_FIELDS)
     if unknown:
         raise SourceError(
             f"{shown(sidecar)}: unknown field(s) {', '.join(unknown)} (known: {', '.join(SIDECAR_FIELDS[:1] + SIDECAR_FIELDS[2:])})"
@@ -347,11 +456,12 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
         meta["licence"] = meta.pop("license")  # accept the US spelling
     _check_licence(shown(sidecar), meta.get("licence"), meta.get("commercial"), meta.get("commercial_reason"))
     declared = meta.get("format")
-    if declared is not None and declared not in CONTRIB_FORMATS:
+    if declared is not None and (not isinstance(declared, str) or declared not in CONTRIB_FORMATS):
         raise SourceError(
-            f"{shown(sidecar)}: format {declared!r} is not supported; use one of {' | '.join(CONTRIB_FORMATS)} "
+            f"{shown(sidecar)}: format {brief(declared)} is not supported; use one of {' | '.join(CONTRIB_FORMATS)} "
             "(CONTRIBUTING.md shows each)"
         )
+    description = _text_field(shown(sidecar), "description", meta.get("description"))
     fmt = declared or infer_format(path)
     if fmt not in CONTRIB_FORMATS:
         raise SourceError(
@@ -363,6 +473,6 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
         licence=str(meta["licence"]).strip(),
         commercial=meta["commercial"],
         format=fmt,
-        description=str(meta.get("description") or ""),
+        description=description or "",
         commercial_reason=meta.get("commercial_reason"),
     )

@@ -47,6 +47,9 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str) -> None:
         line = mark.line + 1 if mark is not None else 1
         rows.bad(f"{rel}:{line}", "yaml_parse", f"not valid YAML ({str(e).splitlines()[0]})")
         return
+    except RecursionError:  # the composer recurses once per nesting level
+        rows.bad(f"{rel}:1", "yaml_parse", "not valid YAML (nested too deeply)")
+        return
     convs = _mapping_get(root, "conversations") if root is not None else None
     if not isinstance(convs, yaml.SequenceNode):
         rows.bad(f"{rel}:1", "missing_field", "no `conversations:` list")

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.sources.readers import data_files, line_of
+from pipeline.sources.readers import data_files, line_of, unreadable_json
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -32,6 +32,9 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
             continue
         except json.JSONDecodeError as e:
             rows.bad(f"{rel}:{e.lineno}", "json_parse", f"broken JSON ({e.msg} at column {e.colno})")
+            continue
+        except (RecursionError, ValueError) as e:  # nested too deeply, a number of 4300+ digits
+            rows.bad(f"{rel}:1", "json_parse", f"broken JSON ({unreadable_json(e)})")
             continue
         if not isinstance(data, dict):
             rows.bad(f"{rel}:1", "missing_field", "expected an object of conversation id -> conversation")
