@@ -297,23 +297,25 @@ def test_failed_compilation_or_capture_falls_back_to_the_plain_step(
     assert slot.graph is None and slot.step == model.decode_step
 
 
-def test_compiled_decode_outlives_torchs_recompile_limit(model: GPT, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compiled_decode_outlives_torchs_recompile_limit(model: GPT) -> None:
     """Each cache shape compiles the decode step once more. torch's recompile_limit (8) used to
     fail the 9th shape of a long `chat --compile` with FailOnRecompileLimitHit (not a RuntimeError,
     so not even the fallback caught it). Here the limit is 1, so the second shape would fail."""
     import torch._dynamo
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     eager = Engine(model, bucket=8)
     compiled = Engine(model, compile_decode=True, bucket=8)
+    before = torch._dynamo.config.recompile_limit
     try:
-        for n in (3, 12, 20):  # three cache lengths: 8, 16 and 24 slots
-            prompt = [[(7 * i) % 500 + 1 for i in range(n)]]
-            assert compiled.generate_ids(prompt, 4, GREEDY, stop_token_ids=()) == eager.generate_ids(
-                prompt, 4, GREEDY, stop_token_ids=()
-            )
-        assert [key[1] for key in compiled._slots] == [8, 16, 24]
-        assert all(slot.step is compiled._step for slot in compiled._slots.values()), "fell back"
+        # (config.patch, not monkeypatch: pytest's undo deletes the setting from torch's config module)
+        with torch._dynamo.config.patch(recompile_limit=1):
+            for n in (3, 12, 20):  # three cache lengths: 8, 16 and 24 slots
+                prompt = [[(7 * i) % 500 + 1 for i in range(n)]]
+                want = eager.generate_ids(prompt, 4, GREEDY, stop_token_ids=())
+                assert compiled.generate_ids(prompt, 4, GREEDY, stop_token_ids=()) == want
+            assert [key[1] for key in compiled._slots] == [8, 16, 24]
+            assert all(slot.step is compiled._step for slot in compiled._slots.values()), "fell back"
+        assert torch._dynamo.config.recompile_limit == before  # the engine's own raise is undone
     finally:
         torch._dynamo.reset()
 
