@@ -5,7 +5,8 @@ storage or uploads it with `hf upload`. The card goes with it and answers what a
 what is in here, under which terms, how was it made, how do I load it. Its YAML header is the Hub's
 metadata, and its `configs:` list names the files of each split, so that
 `datasets.load_dataset("data/dataset/<variant>")` and the Hub's viewer read train and validation
-from the card, not from a guess based on file names.
+from the card, not from a guess based on file names. (Locally, that form is cached by folder name,
+not content, so the card's own recipe names the parquet files instead.)
 
 Everything in a card comes from the stage's own figures (stats.json, the token counts): a card
 never states a number the files do not back.
@@ -333,8 +334,17 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "",
         "```python",
         "import datasets",
-        f'ds = datasets.load_dataset("data/dataset/{variant}")  # splits: {", ".join(splits)}',
+        "ds = datasets.load_dataset(",
+        '    "parquet",',
+        "    data_files={"
+        + ", ".join(f'"{split}": "data/dataset/{variant}/{SPLIT_FILES[split]}"' for split in splits)
+        + "},",
+        ")",
         "```",
+        "",
+        f'`datasets.load_dataset("data/dataset/{variant}")` reads the same splits through this card\'s '
+        "`configs`, but `datasets` caches that form by folder name, not by content: after a rebuild it "
+        "can return the old rows (the `parquet` form above is cached by the files' dates).",
         "",
         f"Build settings: seed {stats['params'].get('seed')}, validation fraction "
         f"{stats['params'].get('val_fraction')}, caps {stats['params'].get('caps') or 'none'}.",

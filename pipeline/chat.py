@@ -206,7 +206,10 @@ class ChatSession:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=f"checkpoint directory (default {DEFAULT_CKPT})")
     ctx = parser.add_mutually_exclusive_group()
-    ctx.add_argument("--context", help="persona / scene kept for the whole chat; @FILE reads it from FILE")
+    ctx.add_argument(
+        "--context",
+        help="persona / scene kept for the whole chat; @FILE reads it from FILE, @@ starts a text with @",
+    )
     ctx.add_argument("--context-file", type=Path, help="read the persona from this file")
     parser.add_argument(
         "--max-new-tokens",
@@ -242,6 +245,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read_context(args: argparse.Namespace) -> str | None:
     path: Path | None = args.context_file
+    if args.context and args.context.startswith("@@"):  # a persona that begins with @, as text
+        return args.context[1:]
     if args.context and args.context.startswith("@"):
         path = Path(args.context[1:])
     if path is None:

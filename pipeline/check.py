@@ -122,6 +122,7 @@ def _check_folder(
                 "format": cf.format,
                 "licence": cf.licence,
                 "commercial": commercial_eligible(cf.commercial, cf.licence),
+                "commercial_why_not": _why_not_commercial(cf.commercial, cf.licence),
                 "rows_read": counts.get("rows_read", 0),
                 "rows_kept": counts.get("rows_kept", 0),
                 "conversations": counts.get("conversations_kept", 0),
@@ -143,13 +144,23 @@ def _check_folder(
     return summaries, q
 
 
+def _why_not_commercial(flag: bool, licence: str) -> str | None:
+    """Why the commercial variant leaves a file out (None when it takes it)."""
+    if not flag:
+        return "its sidecar says commercial: false"
+    if not commercial_eligible(flag, licence):
+        return "licence unknown: name its SPDX id in the sidecar"
+    return None
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def format_summary(s: dict[str, Any]) -> str:
     lines = [
-        f"{s['file']} ({s['format']}, {s['licence']}; commercial variant: {'yes' if s['commercial'] else 'no'})",
+        f"{s['file']} ({s['format']}, {s['licence']}; commercial variant: "
+        f"{'yes' if s['commercial'] else 'no, ' + (s.get('commercial_why_not') or 'not eligible')})",
         f"  rows read {s['rows_read']}: {s['rows_kept']} kept ({_count(s['conversations'], 'conversation')}), "
         f"{s['rows_filtered']} filtered, {s['rows_quarantined']} quarantined",
     ]

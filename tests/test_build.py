@@ -775,6 +775,31 @@ def test_dataset_card_names_the_terms_of_what_each_variant_holds(corpus):
     assert "| persona |" not in body
 
 
+def test_the_cards_loading_recipe_reads_a_rebuild_not_a_stale_cache(corpus, monkeypatch, tmp_path):
+    """`datasets` caches `load_dataset(<folder>)` by folder name, not content: after a rebuild it
+    returned the old rows. The card's recipe (run as written, from the project root) must not."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    pytest.importorskip("datasets")
+    root, names, registry = corpus
+    monkeypatch.chdir(root)
+
+    def build_and_load(val_fraction: float) -> tuple[dict, tuple[int, int]]:
+        conv = run_build(root, names, registry, val_fraction=val_fraction).stats["totals"]["conversations"]
+        card = (root / "data/dataset/full/README.md").read_text(encoding="utf-8")
+        recipe = card.split("```python\n", 1)[1].split("```", 1)[0]
+        scope: dict = {}
+        exec(recipe, scope)  # the card's own words, as a reader would paste them
+        ds = scope["ds"]
+        return conv, (ds["train"].num_rows, ds["validation"].num_rows)
+
+    for val_fraction in (0.2, 0.5):
+        conv, rows = build_and_load(val_fraction)
+        assert rows == (conv["train"], conv["val"])
+    assert conv["val"] > 0.3 * (conv["train"] + conv["val"])  # the second build really differs
+
+
 def test_dataset_card_splits_load_with_datasets(corpus, monkeypatch):
     """`datasets.load_dataset(<variant dir>)` reads the splits the card names, with the stats' counts."""
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

@@ -379,3 +379,21 @@ def test_top_k_errors_say_what_can_be_typed(ckpt: Path, monkeypatch, capsys) -> 
     assert cli.main(["chat", "--ckpt", str(ckpt), "--device", "cpu", "--top-k", "-1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "chat: --top-k must be >= 1, or 0 for no limit, got -1"
+
+
+def test_context_at_file_reads_a_file_and_double_at_is_literal_text(tmp_path: Path) -> None:
+    """`--context @FILE` reads FILE; a persona that itself begins with @ is written `@@...`."""
+    import argparse
+
+    from pipeline.chat import _read_context
+
+    persona = tmp_path / "persona.txt"
+    persona.write_text("  You are Ada.  \n", encoding="utf-8")
+
+    def read(context: str | None, context_file: Path | None = None) -> str | None:
+        return _read_context(argparse.Namespace(context=context, context_file=context_file))
+
+    assert read(f"@{persona}") == "You are Ada."
+    assert read("@@bob is your name") == "@bob is your name"
+    assert read("plain persona") == "plain persona"
+    assert read(None, persona) == "You are Ada."

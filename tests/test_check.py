@@ -48,10 +48,20 @@ def test_each_file_is_accounted_for_row_by_row(tmp_path: Path, capsys: pytest.Ca
     assert quarantine.height == 4
     assert cli.main(["check", str(good), str(mixed)]) == 0
     out = capsys.readouterr().out
-    assert "mixed.txt (nanochatgpt, CC-BY-NC-4.0; commercial variant: no)" in out
+    assert (
+        "mixed.txt (nanochatgpt, CC-BY-NC-4.0; commercial variant: no, its sidecar says commercial: false)"
+        in out
+    )
     assert "mixed.txt:4  turn_unclosed" in out
     assert cli.main(["check", "--strict", str(mixed)]) == 1  # a contributor's CI can insist on zero
     assert cli.main(["check", "--strict", str(good)]) == 0
+    capsys.readouterr()
+    unknown = put(tmp_path, "unknown.txt", GOOD, licence="unknown", commercial=True)
+    (tmp_path / "unknown.yaml").write_text(
+        "licence: unknown\ncommercial: true\ncommercial_reason: I wrote it\ndescription: test\n"
+    )
+    assert cli.main(["check", str(unknown)]) == 0
+    assert "commercial variant: no, licence unknown: name its SPDX id" in capsys.readouterr().out
 
 
 def test_a_file_the_pipeline_would_refuse_is_one_line_naming_it(
@@ -117,7 +127,10 @@ def test_files_from_several_folders_are_each_checked_and_named_where_they_are(
     summaries, _ = check_files([Path("b"), spaced.resolve()], ROOT)  # a folder: every file in it
     assert [s["file"] for s in summaries] == ["b/x.txt", "sp ace/my file.txt"]
     assert cli.main(["check", "--strict", "a", "b"]) == 1
-    assert "b/x.txt (nanochatgpt, CC-BY-NC-4.0; commercial variant: no)" in capsys.readouterr().out
+    assert (
+        "b/x.txt (nanochatgpt, CC-BY-NC-4.0; commercial variant: no, its sidecar says"
+        in capsys.readouterr().out
+    )
 
 
 def test_every_rule_gets_an_example_however_many_rows_one_rule_caught(tmp_path: Path) -> None:
