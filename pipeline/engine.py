@@ -105,7 +105,7 @@ class _Slot:
         self.cache = KVCache(model.config, batch_size, max_len, param.device, param.dtype)
         self.step = step
         self.graph: _DecodeGraph | None = None
-        compiled = step is not model.decode_step
+        compiled = step != model.decode_step  # (==: each attribute access makes a new bound method)
         if not (use_graph or compiled):
             return
         try:
