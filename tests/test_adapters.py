@@ -8,6 +8,7 @@ gate; bad rows must land in quarantine with their check; the counts must reconci
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from collections import Counter
@@ -247,6 +248,12 @@ CASES: dict[str, dict] = {
                 "Where has she gone?",
             ],
             "empathetic_dialogues:hit:1_conv:2": ["I was scared\nof the dark", "That's normal."],
+            # valid.csv: 9 fields (inline label candidates), read as 8
+            "empathetic_dialogues:hit:6_conv:12": [
+                "A car nearly hit me this morning, on my way to work.",
+                "Oh no! Are you fine now?",
+                "Yes, just shaken.",
+            ],
         },
         "filtered": {},
     },
@@ -563,3 +570,83 @@ def test_line_reader_limit_is_exact_and_reading_goes_on(tmp_path: Path) -> None:
     ]
     assert records[1].reason == "line of 17 bytes, over the limit of 16 bytes a line may hold; not read"
     assert records[2].reason.startswith("line of 41 bytes") and records[2].raw == "c" * 17 + "…"
+
+
+def test_empathetic_dialogues_ninth_field_is_not_text(tmp_path: Path) -> None:
+    """ParlAI's reader takes 8 or 9 fields (the 9th: `|`-separated label candidates of valid/test
+    rows); a 9-field row is read, and its candidates never become turn text; 10 fields stay bad."""
+    folder = tmp_path / "empatheticdialogues"
+    folder.mkdir()
+    (folder / "test.csv").write_text(
+        "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
+        "hit:1_conv:2,1,afraid,p,1,I heard a noise,,,\n"
+        "hit:1_conv:2,2,afraid,p,0,What was it?,,,It was a cat|What was it?\n"
+        "hit:1_conv:2,3,afraid,p,1,Just the cat,,,a|b,extra\n"
+    )
+    result = normalize_rows(get_adapter("empathetic_dialogues")(tmp_path, _spec("empathetic_dialogues"), {}))
+    assert _by_conversation(result.turns) == {
+        "empathetic_dialogues:hit:1_conv:2": ["I heard a noise", "What was it?"]
+    }
+    [(origin, check, reason)] = result.quarantine.select("origin", "check", "reason").rows()
+    assert (origin, check) == ("empatheticdialogues/test.csv:4", "csv_fields")
+    assert reason == "10 comma-separated fields, expected 6 to 9"
+
+
+def test_twitter_reads_the_gzipped_dump(tmp_path: Path) -> None:
+    """chat_corpus serves twitter_en.txt.gz: read through gzip, same turns as the plain file."""
+    plain = _run("twitter", FIXTURES / "twitter")
+    (tmp_path / "twitter_en.txt.gz").write_bytes(
+        gzip.compress((FIXTURES / "twitter" / "twitter_en.txt").read_bytes())
+    )
+    packed = _run("twitter", tmp_path)
+    assert packed.turns["text"].to_list() == plain.turns["text"].to_list() != []
+    assert set(packed.turns["conversation_id"]) == {
+        cid.replace("twitter_en.txt:", "twitter_en.txt.gz:") for cid in plain.turns["conversation_id"]
+    }
+    assert Counter(packed.quarantine["check"]) == Counter(plain.quarantine["check"])
+
+
+def test_arithmetic_reads_the_hub_parquet(tmp_path: Path) -> None:
+    """EleutherAI/arithmetic is parquet now (arithmetic_<task>/validation-*.parquet, columns context
+    and completion): the question and answer become a conversation; a null completion is quarantined."""
+    result = _run("arithmetic", FIXTURES / "arithmetic_parquet")
+    assert _by_conversation(result.turns) == {
+        "arithmetic:arithmetic_2da/validation-00000-of-00001:1": ["What is 98 plus 45?", "143"]
+    }
+    by_origin = dict(result.quarantine.select("origin", "check").rows())
+    assert by_origin["arithmetic_2da/validation-00000-of-00001.parquet:2/completion"] == "missing_field"
+    assert by_origin["arithmetic_2da/validation-00000-of-00001.parquet:3/completion"] == "text_present"
+
+
+def test_babylm_reads_the_hub_text_files(tmp_path: Path) -> None:
+    """cambridge-climb/BabyLM holds <variant>/<split>/<domain>.txt files (not *.train)."""
+    target = tmp_path / "original" / "100M"
+    target.mkdir(parents=True)
+    shutil.copy(FIXTURES / "babylm" / "switchboard.train", target / "switchboard.txt")
+    result = _run("babylm", tmp_path)
+    assert _by_conversation(result.turns)["babylm:original/100M/switchboard.txt:1"] == [
+        "Okay.\nSo what do you think?",
+        "Well, I don't know.",
+    ]
+
+
+def test_hackernews_parquet_with_float_parents_keeps_its_threads(tmp_path: Path) -> None:
+    """OpenPipe/hacker-news parquet stores `parent` as float64 and carries more columns (time, url,
+    score, ...): the threads read as from the API's JSON (extra fields are dropped as items are read)."""
+    records = [
+        json.loads(line) for line in (FIXTURES / "hackernews" / "items.jsonl").read_bytes().splitlines()[:13]
+    ]
+    for r in records:
+        r.pop("kids", None)  # replies found through `parent` alone
+        r["url"], r["score"] = "https://example.com", 1.0
+    frame = pl.DataFrame(records, schema_overrides={"parent": pl.Float64}, infer_schema_length=None)
+    frame.write_parquet(tmp_path / "train-00000-of-00034-abc.parquet")
+    result = _run("hackernews", tmp_path)
+    assert _by_conversation(result.turns)["hackernews:2"] == [
+        "I think this > that.\nSecond para",
+        "Disagree: link",
+        "Fair 'point'",
+    ]
+    assert set(result.turns.filter(pl.col("conversation_id") == "hackernews:2")["context"]) == {
+        "Hacker News: Ask HN: What & why?"
+    }

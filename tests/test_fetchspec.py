@@ -33,6 +33,17 @@ def test_commercial_terms_are_not_part_of_a_download(tmp_path: Path) -> None:
         assert fetch_spec(dataclasses.replace(spec, **{field: value}), tmp_path) != fetch_spec(spec, tmp_path)
 
 
+def test_archive_flag_is_part_of_a_url_download_only_when_set(tmp_path: Path) -> None:
+    """`archive: true` changes what lands in data/raw (members, not the file), so it is in the spec;
+    unset, the key is absent, so the JSON of every other source (and DVC's hash of it) is unchanged."""
+    specs = _specs()
+    for name in ("chitchat", "chatterbot", "contrib", "twitter", "oasst1"):
+        assert "archive" not in fetch_spec(specs[name], tmp_path), name
+    ed = fetch_spec(specs["empathetic_dialogues"], tmp_path)
+    assert ed["archive"] is True and ed["files"] == ["empatheticdialogues/*.csv"]
+    assert fetch_spec(dataclasses.replace(specs["empathetic_dialogues"], archive=False), tmp_path) != ed
+
+
 def test_contrib_spec_follows_the_files_but_not_their_docs(tmp_path: Path) -> None:
     spec = _specs()["contrib"]
     folder = tmp_path / spec.location

@@ -92,7 +92,15 @@ def test_registry_has_every_source_with_licences() -> None:
         assert reg[name].commercial_reason, name
     assert reg["contrib"].kind == "contrib"
     hub = [s for s in reg.values() if s.kind == "hf_dataset"]
-    assert len(hub) == 9 and all(s.revision for s in hub)
+    assert len(hub) == 6 and all(s.revision for s in hub)
+    # ParlAI's archives, pinned to the sha256 ParlAI's build.py (and HF's dataset_infos.json) declare;
+    # the twitter file has no published hash, so it has no pin (its download asks for one)
+    urls = {s.name: s for s in reg.values() if s.kind == "url"}
+    assert {n: (s.archive, s.sha256 is not None) for n, s in urls.items()} == {
+        "empathetic_dialogues": (True, True),
+        "personachat": (True, True),
+        "twitter": (False, False),
+    }
     assert reg["oasst1"].revision == OASST_REV and reg["oasst1"].location == "OpenAssistant/oasst1"
     assert reg["chatbot_arena"].gated and reg["chatbot_arena"].token_env == "HF_TOKEN"
     # hub sources are wired but disabled by default: the default pipeline needs no network
@@ -122,6 +130,9 @@ def test_registry_has_every_source_with_licences() -> None:
         ({"gated": "false"}, "`gated:` must be true or false"),  # bool("false") would be True
         ({"local_path": 5}, "`local_path:` must be a path"),
         ({"token_env": ["HF_TOKEN"]}, "`token_env:` must be"),
+        ({"kind": "url", "archive": "yes"}, "`archive:` must be true or false"),
+        ({"archive": True}, "`archive: true` is for url sources"),
+        ({"files": ["data/**.parquet"]}, "'\\*\\*' can only be a whole path part"),
     ],
 )
 def test_registry_rejects_bad_entries(fields: dict, message: str) -> None:
@@ -424,9 +435,9 @@ def test_hub_download_resolves_an_offline_cache(root: Path, tmp_path: Path) -> N
 def test_hub_miss_and_gated_without_token_are_one_line(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reg = load_registry()
     with pytest.raises(SourceError) as err:
-        download(reg["empathetic_dialogues"])
+        download(reg["babylm"])
     msg = str(err.value)
-    assert msg.startswith("empathetic_dialogues:") and "local_path" in msg and "\n" not in msg
+    assert msg.startswith("babylm:") and "local_path" in msg and "\n" not in msg
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(SourceError) as err:  # refused before any network call
         download(reg["chatbot_arena"])
@@ -621,3 +632,435 @@ def test_registry_values_in_messages_are_cut(tmp_path: Path) -> None:
         with pytest.raises(SourceError) as err:
             load_registry(path)
         assert rule in str(err.value) and len(str(err.value)) < 400, str(err.value)[:500]
+
+
+# ------------------------------------------------------------------------- upstream layouts and globs
+
+# File lists as the Hub's tree pages show them (sources.yaml comments cite them), with the copies a
+# `files:` glob must leave out; what each source's download must copy.
+HUB_TREES = {
+    "ubuntu": (
+        [".gitattributes", "README.md", "train.csv", "validation.csv", "test.csv"],
+        ["test.csv", "train.csv", "validation.csv"],
+    ),
+    "babylm": (
+        [
+            "BabyLM.py",
+            "README.md",
+            "clean/10M/switchboard.txt",
+            "clean/100M/switchboard.txt",
+            "original/10M/switchboard.txt",
+            "original/100M/bnc_spoken.txt",
+            "original/100M/switchboard.txt",
+            "original/test/bnc_spoken.txt",
+            "original_tagged/100M/switchboard.txt",
+        ],
+        ["original/100M/bnc_spoken.txt", "original/100M/switchboard.txt"],
+    ),
+    "arithmetic": (
+        [
+            "README.md",
+            "arithmetic_1dc/validation-00000-of-00001.parquet",
+            "arithmetic_2da/validation-00000-of-00001.parquet",
+        ],
+        [
+            "arithmetic_1dc/validation-00000-of-00001.parquet",
+            "arithmetic_2da/validation-00000-of-00001.parquet",
+        ],
+    ),
+    "hackernews": (
+        [
+            "README.md",
+            "data/train-00000-of-00001-8f0f31fedff49db2.parquet",
+            "data/train-00000-of-00034-abcbcf9672457085.parquet",
+            "data/train-00001-of-00034-84b7d3d9305b2eac.parquet",
+            "data/train-00033-of-00034-0b256612d90a56f0.parquet",
+        ],
+        ["data/train-00000-of-00034-abcbcf9672457085.parquet"],
+    ),
+    "oasst1": (
+        [
+            "2023-04-12_oasst_ready.trees.jsonl.gz",
+            "README.md",
+            "data/train-00000-of-00001-b42a775f407cee45.parquet",
+            "data/validation-00000-of-00001-134b8fd0c89408b6.parquet",
+        ],
+        [
+            "data/train-00000-of-00001-b42a775f407cee45.parquet",
+            "data/validation-00000-of-00001-134b8fd0c89408b6.parquet",
+        ],
+    ),
+}
+
+
+def _fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: dict[str, bytes]) -> dict:
+    """huggingface_hub.snapshot_download as the Hub answers it: only the repo files its own matcher
+    (utils.filter_repo_objects, fnmatch) takes from `allow_patterns` arrive in the snapshot."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    seen: dict = {}
+
+    def snapshot_download(repo_id: str, **kwargs: object) -> str:
+        seen.update(kwargs, repo_id=repo_id)
+        folder = tmp_path / "snapshot" / ("c" * 40)
+        for rel in filter_repo_objects(list(tree), allow_patterns=kwargs["allow_patterns"]):
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(tree[rel])
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
+    return seen
+
+
+def _copied(folder: Path) -> list[str]:
+    return sorted(f["path"] for f in json.loads((folder / "manifest.json").read_text())["files"])
+
+
+@pytest.mark.parametrize("name", sorted(HUB_TREES))
+def test_hub_sends_what_the_registry_selects(
+    name: str, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each hub source's `files:` against its real repo layout, through huggingface_hub's own matcher:
+    the download holds exactly the intended files (no tagged or duplicate copies, no whole dump)."""
+    listing, expected = HUB_TREES[name]
+    seen = _fake_hub(monkeypatch, tmp_path, {rel: rel.encode() for rel in listing})
+    folder = download(load_registry()[name])
+    assert seen["repo_id"] == load_registry()[name].location
+    assert _copied(folder) == expected
+
+
+def test_arithmetic_parquet_from_the_hub_normalizes(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rel = "arithmetic_2da/validation-00000-of-00001.parquet"
+    _fake_hub(
+        monkeypatch, tmp_path, {rel: (FIXTURES / "arithmetic_parquet" / rel).read_bytes(), "README.md": b"#"}
+    )
+    spec = load_registry()["arithmetic"]
+    turns = normalize_source(spec, download(spec), {"max_turn_chars": 16000}).turns
+    assert turns["text"].to_list() == ["What is 98 plus 45?", "143"]
+
+
+def test_hub_sends_top_level_files_for_recursive_globs(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`**/*.csv` takes a top-level train.csv on disk (pathlib); huggingface_hub's fnmatch needs a '/'
+    for it, so the registry's globs are rewritten for the Hub, or the file never arrives."""
+    tree = {"train.csv": b"a\n", "valid/valid.csv": b"b\n", "deep/er/test.csv": b"c\n", "README.md": b"#\n"}
+    seen = _fake_hub(monkeypatch, tmp_path, tree)
+    spec = parse_entry("demo", _spec_fields("ubuntu", files=["**/*.csv"]))
+    folder = download(spec)
+    assert _copied(folder) == ["deep/er/test.csv", "train.csv", "valid/valid.csv"]
+    assert "*.csv" in seen["allow_patterns"]
+
+
+GLOB_TREE = [
+    "train.csv",
+    "README.md",
+    ".hidden.csv",
+    "a/valid.csv",
+    "a/b/test.csv",
+    "a/.git/x.csv",
+    "data/train-00000-of-00034-x.parquet",
+    "data/sub/train-00001.parquet",
+    "original/100M/switchboard.txt",
+    "original_tagged/100M/switchboard.txt",
+    "weird[1].txt",
+]
+GLOB_PATTERNS = [
+    "**/*.csv",
+    "*.csv",
+    "a/**/*.csv",
+    "a/**",
+    "**",
+    "a/",
+    "**/*",
+    "data/*.parquet",
+    "data/**/*.parquet",
+    "data/train-0000[0-9]-of-*.parquet",
+    "original*/**/switchboard.txt",
+    "./README.md",
+    "weird[[]1].txt",
+    "?rain.csv",
+    "**/b/**/*.csv",
+]
+
+
+@pytest.mark.parametrize("pattern", GLOB_PATTERNS)
+def test_name_globs_match_like_files_on_disk(pattern: str, tmp_path: Path) -> None:
+    """globs.select (names: an archive's members, a repo listing) picks exactly what download._select
+    (pathlib on a folder) picks; globs.hub_patterns never gives huggingface_hub fewer files."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from pipeline.sources.download import _select
+    from pipeline.sources.globs import hub_patterns, select
+
+    for rel in GLOB_TREE:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    on_disk = [p.relative_to(tmp_path).as_posix() for p in _select(tmp_path, (pattern,))]
+    assert select(GLOB_TREE, [pattern]) == on_disk
+    assert set(on_disk) <= set(filter_repo_objects(GLOB_TREE, allow_patterns=hub_patterns([pattern])))
+
+
+# ---------------------------------------------------------------------------------------------- archives
+
+
+def _archive(entries: list[tuple[str, str, bytes | str]], fmt: str = "tar.gz") -> bytes:
+    """A tar.gz (or zip) of (name, kind, data or link target) entries, names stored as given."""
+    import io
+    import tarfile
+    import zipfile
+
+    buffer = io.BytesIO()
+    if fmt == "zip":
+        with zipfile.ZipFile(buffer, "w") as zf:
+            for name, kind, data in entries:
+                info = zipfile.ZipInfo(name)
+                info.external_attr = (0o120777 if kind == "symlink" else 0o100644) << 16
+                zf.writestr(info, data)
+        return buffer.getvalue()
+    types = {
+        "file": tarfile.REGTYPE,
+        "dir": tarfile.DIRTYPE,
+        "symlink": tarfile.SYMTYPE,
+        "hardlink": tarfile.LNKTYPE,
+        "device": tarfile.CHRTYPE,
+    }
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, kind, data in entries:
+            info = tarfile.TarInfo(name)
+            info.type = types[kind]
+            if kind == "file":
+                body = data if isinstance(data, bytes) else data.encode()
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+            else:
+                info.linkname = data if isinstance(data, str) else ""
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """serve(payload, name) -> (url, handler class): payload over HTTP on 127.0.0.1 (Range aware)."""
+    servers = []
+
+    def start(payload: bytes, name: str) -> tuple[str, type[_RangeHandler]]:
+        handler = type("Handler", (_RangeHandler,), {"payload": payload, "ranges": []})
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}/{name}", handler
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+ED = FIXTURES / "empathetic_dialogues" / "empatheticdialogues"
+
+
+def test_url_archive_extracts_the_selected_members(root: Path, serve) -> None:
+    """The real empathetic_dialogues entry against ParlAI's layout: its CSVs are extracted with their
+    paths, the archive stays in the download cache, links are skipped and counted, and the valid rows
+    (9 fields) normalize."""
+    payload = _archive(
+        [
+            ("empatheticdialogues", "dir", ""),
+            ("empatheticdialogues/train.csv", "file", (ED / "train.csv").read_bytes()),
+            ("empatheticdialogues/valid.csv", "file", (ED / "valid.csv").read_bytes()),
+            ("empatheticdialogues/notes.txt", "file", "not data"),
+            ("empatheticdialogues/passwd.csv", "symlink", "/etc/passwd"),
+        ]
+    )
+    url, handler = serve(payload, "empatheticdialogues.tar.gz")
+    sha = hashlib.sha256(payload).hexdigest()
+    spec = parse_entry("empathetic_dialogues", _spec_fields("empathetic_dialogues", location=url, sha256=sha))
+    folder = download(spec)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["files"] == [
+        {"path": f"empatheticdialogues/{n}", "sha256": sha256_file(ED / n), "size": (ED / n).stat().st_size}
+        for n in ("train.csv", "valid.csv")
+    ]
+    assert manifest["archive"] == {"members_extracted": 2, "members_skipped": {"symlink": 1}}
+    assert (manifest["location"], manifest["revision"]) == (url, sha)
+    assert not any(p.is_symlink() for p in folder.rglob("*"))
+    assert (root / "dl-cache" / sha).read_bytes() == payload  # kept for the next extraction
+    result = normalize_source(spec, folder, {"max_turn_chars": 16000})
+    assert result.turns.filter(pl.col("conversation_id") == "empathetic_dialogues:hit:6_conv:12").height == 3
+
+    # another selection re-extracts from the cache: no request
+    fewer = parse_entry(
+        "empathetic_dialogues",
+        {
+            **_spec_fields("empathetic_dialogues", location=url, sha256=sha),
+            "files": ["empatheticdialogues/valid.csv"],
+        },
+    )
+    requests = len(handler.ranges)
+    assert _copied(download(fewer)) == ["empatheticdialogues/valid.csv"]
+    assert len(handler.ranges) == requests
+
+
+def test_personachat_archive_takes_self_original_only(root: Path, serve) -> None:
+    body = (FIXTURES / "personachat" / "train_self_original.txt").read_bytes()
+    payload = _archive(
+        [
+            ("personachat/train_self_original.txt", "file", body),
+            ("personachat/train_self_original_no_cands.txt", "file", body),
+            ("personachat/train_both_original.txt", "file", body),
+            ("personachat/valid_self_revised.txt", "file", body),
+        ]
+    )
+    url, _ = serve(payload, "personachat.tgz")
+    spec = parse_entry(
+        "personachat", _spec_fields("personachat", location=url, sha256=hashlib.sha256(payload).hexdigest())
+    )
+    folder = download(spec)
+    assert _copied(folder) == ["personachat/train_self_original.txt"]
+    turns = normalize_source(spec, folder, {"max_turn_chars": 16000}).turns
+    assert "personachat:personachat/train_self_original:1" in set(turns["conversation_id"])
+
+
+def test_zip_archive_and_a_local_archive_file(root: Path, tmp_path: Path, serve) -> None:
+    payload = _archive(
+        [("d/a.csv", "file", "x\n"), ("d/b.txt", "file", "y\n"), ("d/link.csv", "symlink", "/etc/passwd")],
+        "zip",
+    )
+    url, _ = serve(payload, "data.zip")
+    fields = {
+        "kind": "url",
+        "location": url,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "archive": True,
+        "files": ["**/*.csv"],
+        "adapter": "ubuntu",
+        "licence": "unknown",
+        "commercial": False,
+    }
+    folder = download(parse_entry("demo", fields))
+    assert _copied(folder) == ["d/a.csv"] and (folder / "d" / "a.csv").read_text() == "x\n"
+    assert json.loads((folder / "manifest.json").read_text())["archive"]["members_skipped"] == {"symlink": 1}
+    # `local_path:` naming the archive itself extracts it the same way
+    local = tmp_path / "mine.zip"
+    local.write_bytes(payload)
+    folder = download(parse_entry("demo2", {**fields, "local_path": str(local)}))
+    assert _copied(folder) == ["d/a.csv"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "fmt"),
+    [
+        ([("ok/a.csv", "file", "x"), ("../evil.csv", "file", "pwned")], "tar.gz"),
+        ([("ok/a.csv", "file", "x"), ("ok/../../evil.csv", "file", "pwned")], "tar.gz"),
+        ([("ok/a.csv", "file", "x"), ("/tmp/nanochatgpt-test-evil.csv", "file", "pwned")], "tar.gz"),
+        ([("ok/a.csv", "file", "x"), ("..\\evil.csv", "file", "pwned")], "zip"),
+        ([("ok/a.csv", "file", "x"), ("../evil.csv", "file", "pwned")], "zip"),
+    ],
+)
+def test_archive_members_outside_the_folder_refuse_it(
+    entries: list, fmt: str, root: Path, tmp_path: Path, serve
+) -> None:
+    payload = _archive(entries, fmt)
+    url, _ = serve(payload, f"evil.{fmt}")
+    spec = parse_entry(
+        "demo",
+        {
+            "kind": "url",
+            "location": url,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "archive": True,
+            "adapter": "ubuntu",
+            "licence": "unknown",
+            "commercial": False,
+        },
+    )
+    with pytest.raises(
+        SourceError,
+        match=r"^demo: archive .* would be written outside data/raw/demo; the archive is refused$",
+    ):
+        download(spec)
+    assert not raw_dir("demo").exists()
+    assert [p for p in tmp_path.parent.rglob("*evil.csv")] == [] and not Path(
+        "/tmp/nanochatgpt-test-evil.csv"
+    ).exists()
+
+
+def test_archive_links_and_devices_are_never_created(root: Path, serve) -> None:
+    """A link or device member, even named like a selected file, is skipped and counted; with
+    nothing else selected the download says so."""
+    payload = _archive(
+        [
+            ("d/train.csv", "symlink", "/etc/passwd"),
+            ("d/valid.csv", "hardlink", "/etc/passwd"),
+            ("d/tty.csv", "device", ""),
+            ("d/test.csv", "file", "ok\n"),
+        ]
+    )
+    url, _ = serve(payload, "links.tar.gz")
+    fields = {
+        "kind": "url",
+        "location": url,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "archive": True,
+        "files": ["d/*.csv"],
+        "adapter": "ubuntu",
+        "licence": "unknown",
+        "commercial": False,
+    }
+    folder = download(parse_entry("demo", fields))
+    assert _copied(folder) == ["d/test.csv"]
+    assert json.loads((folder / "manifest.json").read_text())["archive"]["members_skipped"] == {
+        "device": 1,
+        "hardlink": 1,
+        "symlink": 1,
+    }
+    assert sorted(p.name for p in (folder / "d").iterdir()) == ["test.csv"]
+    with pytest.raises(
+        SourceError, match=r"^demo2: archive .* has no file matching d/train\.csv; fix `files:`"
+    ):
+        download(parse_entry("demo2", {**fields, "files": ["d/train.csv"]}))
+
+
+def test_url_archive_that_is_not_one_is_one_line(root: Path, serve) -> None:
+    url, _ = serve(b"just text\n", "notes.tar.gz")
+    spec = parse_entry(
+        "demo",
+        {
+            "kind": "url",
+            "location": url,
+            "sha256": hashlib.sha256(b"just text\n").hexdigest(),
+            "archive": True,
+            "adapter": "ubuntu",
+            "licence": "unknown",
+            "commercial": False,
+        },
+    )
+    with pytest.raises(SourceError, match="is not a tar or zip archive; drop `archive: true`"):
+        download(spec)
+
+
+def test_twitter_is_the_gzipped_github_file(root: Path, serve) -> None:
+    """The real twitter entry: a url source saved as twitter_en.txt.gz (no sha256 published, so none
+    pinned: the download asks for one), read through gzip by the adapter."""
+    import gzip
+
+    spec = load_registry()["twitter"]
+    assert spec.location == "https://raw.githubusercontent.com/Marsan-Ma/chat_corpus/master/twitter_en.txt.gz"
+    with pytest.raises(SourceError, match=r"^twitter: url source has no pinned `sha256:`"):
+        download(spec)
+    payload = gzip.compress((FIXTURES / "twitter" / "twitter_en.txt").read_bytes())
+    url, _ = serve(payload, "twitter_en.txt.gz")
+    pinned = parse_entry(
+        "twitter", _spec_fields("twitter", location=url, sha256=hashlib.sha256(payload).hexdigest())
+    )
+    folder = download(pinned)
+    assert _copied(folder) == ["twitter_en.txt.gz"]
+    turns = normalize_source(pinned, folder, {"max_turn_chars": 16000}).turns
+    assert turns.filter(pl.col("conversation_id") == "twitter:twitter_en.txt.gz:1")["text"].to_list() == [
+        "just had the best coffee of my life",
+        "which cafe?",
+    ]

@@ -122,3 +122,4 @@ def test_sources_table(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["contrib/nanochatgpt-sample"][-4:] == ["CC0-1.0", "yes", "yes", "18"]
     assert rows["oasst1"][1:] == ["hf_dataset", "Apache-2.0", "yes", "no", "-"]
     assert rows["ubuntu"][1:] == ["hf_dataset", "unknown", "no", "no", "-"]
+    assert rows["empathetic_dialogues"][1:] == ["url", "CC-BY-NC-4.0", "no", "no", "-"]

@@ -4,6 +4,8 @@ registry.py   SourceSpec + load/validate sources.yaml and contributed-file sidec
 download.py   fetch one source into data/raw/<name>/ (exact bytes + manifest.json)
 hub.py        Hugging Face dataset snapshots (huggingface_hub), offline-cache aware
 http.py       resumable HTTP download checked against a pinned sha256
+archive.py    safe extraction of the members `files:` selects from a downloaded .tar/.zip
+globs.py      `files:` globs on names (repo listings, archive members), as pathlib matches them
 rows.py       RawRows: what every adapter emits (one row per upstream turn/utterance)
 readers.py    line / JSONL / CSV readers that turn broken input into quarantined rows
 adapters/     upstream format -> RawRows

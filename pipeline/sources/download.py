@@ -106,11 +106,16 @@ def _local_files(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]]:
 
 
 def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    path = str(_local_path(spec, root))
+    fetched: dict[str, Any] = {"location": path, "revision": None, "local_path": path}
     base, files = _local_files(spec, root)
+    if spec.archive and files == [_local_path(spec, root)]:  # the archive itself, not its unpacked folder
+        from pipeline.sources.archive import extract
+
+        return {**fetched, "archive": extract(files[0], spec.files, out, name=spec.name, origin=path)}
     for f in files:
         _copy(f, out / f.relative_to(base))
-    path = str(_local_path(spec, root))
-    return {"location": path, "revision": None, "local_path": path}
+    return fetched
 
 
 def _local_path(spec: SourceSpec, root: Path) -> Path:
@@ -201,13 +206,19 @@ def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
 
 
 def _from_url(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
-    from pipeline.sources.http import fetch_url
+    from pipeline.sources.http import cached_url, fetch_url
 
     if not spec.sha256:
         raise SourceError(
             f"{spec.name}: url source has no pinned `sha256:`; add it to sources.yaml, "
             f"or set `local_path:` for {spec.name} to the file you already have"
         )
+    if spec.archive:
+        from pipeline.sources.archive import extract
+
+        kept = cached_url(spec.location, spec.sha256, name=spec.name)
+        members = extract(kept, spec.files, out, name=spec.name, origin=spec.location)
+        return {"location": spec.location, "revision": spec.sha256, "archive": members}
     filename = spec.files[0] if spec.files else Path(urlparse(spec.location).path).name or "download"
     dest = out / filename
     # parse_entry refuses '/' and '..' in `files:`; this holds whatever built the spec

@@ -3,7 +3,8 @@
 Bytes go to `<cache>/<sha256>.part` first; an interrupted download resumes from where it
 stopped with an HTTP Range request (a server that ignores Range restarts it from zero). The
 file is handed over only once its sha256 matches the pin, so a truncated or tampered file
-never reaches data/raw.
+never reaches data/raw. A plain file is then moved into data/raw; an archive stays in the cache
+as `<cache>/<sha256>` (cached_url) and only its selected members are extracted (archive.py).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ def download_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "nanochatgpt" / "downloads"
 
 
-def fetch_url(url: str, sha256: str, dest: Path, *, name: str, timeout: float = 60.0) -> None:
-    """Download `url` to `dest`, resuming a previous partial download; raise SourceError on failure."""
+def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) -> Path:
+    """`<cache>/<sha256>.part`, complete and matching the pin: resumed from a partial earlier run,
+    deleted (and SourceError raised) when its hash differs."""
     cache = download_cache()
     cache.mkdir(parents=True, exist_ok=True)
     part = cache / f"{sha256}.part"
-    hint = f"or set `local_path:` for {name} in sources.yaml to the file you already have"
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
@@ -66,5 +67,26 @@ def fetch_url(url: str, sha256: str, dest: Path, *, name: str, timeout: float = 
         raise SourceError(
             f"{name}: {url} has sha256 {got}, expected the pinned {sha256}; check the pin, {hint}"
         )
+    return part
+
+
+def fetch_url(url: str, sha256: str, dest: Path, *, name: str, timeout: float = 60.0) -> None:
+    """Download `url` to `dest`, resuming a previous partial download; raise SourceError on failure."""
+    hint = f"or set `local_path:` for {name} in sources.yaml to the file you already have"
+    part = _download(url, sha256, name=name, hint=hint, timeout=timeout)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(part, dest)
+
+
+def cached_url(url: str, sha256: str, *, name: str, timeout: float = 60.0) -> Path:
+    """`<cache>/<sha256>`: the file at `url`, downloaded once and kept (an archive is read from here
+    and only its selected members go to data/raw, so a changed `files:` re-extracts without a
+    download). A kept file is hashed again before use; one that no longer matches is fetched anew."""
+    hint = f"or set `local_path:` for {name} in sources.yaml to the archive you already have"
+    kept = download_cache() / sha256
+    if kept.is_file() and sha256_file(kept) == sha256:
+        return kept
+    kept.unlink(missing_ok=True)
+    part = _download(url, sha256, name=name, hint=hint, timeout=timeout)
+    part.replace(kept)
+    return kept

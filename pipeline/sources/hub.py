@@ -1,7 +1,9 @@
 """Hugging Face dataset snapshots through huggingface_hub, pinned to a revision.
 
 Files land in the hub cache (HF_HUB_CACHE, or huggingface_hub's default) exactly as the hub
-serves them; download.py then copies the selected files into data/raw/<name>/. With
+serves them; download.py then copies the selected files into data/raw/<name>/. The hub selects
+with fnmatch, where `**/*.csv` misses a top-level file that pathlib's glob takes: the registry's
+globs are rewritten for it (globs.hub_patterns) so that it sends every file the copy selects. With
 HF_HUB_OFFLINE=1 (or no network) a snapshot already in the cache still resolves, which is also
 how the tests exercise this path without a network.
 """
@@ -12,6 +14,7 @@ import os
 from pathlib import Path
 
 from pipeline.sources.errors import SourceError
+from pipeline.sources.globs import hub_patterns
 from pipeline.sources.registry import SourceSpec
 
 
@@ -42,7 +45,8 @@ def fetch_snapshot(spec: SourceSpec) -> tuple[Path, str]:
             spec.location,
             repo_type="dataset",
             revision=spec.revision,
-            allow_patterns=list(spec.files) or None,
+            # fnmatch patterns taking at least what download._select takes (globs.hub_patterns)
+            allow_patterns=hub_patterns(spec.files) if spec.files else None,
             token=token,
             cache_dir=os.environ.get("HF_HUB_CACHE") or None,
             local_files_only=_offline(),

@@ -68,6 +68,7 @@ class SourceSpec:
     local_path: str | None = None
     gated: bool = False
     token_env: str = "HF_TOKEN"
+    archive: bool = False
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
@@ -192,6 +193,8 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
                 f"{at}: `files:` entry {brief(f)} must be a path inside the source "
                 "(no leading '/', no '..' parts)"
             )
+        if any("**" in part and part != "**" for part in PurePosixPath(f).parts):
+            raise SourceError(f"{at}: `files:` entry {brief(f)}: '**' can only be a whole path part (a/**/b)")
     sha = raw.get("sha256")
     if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
         raise SourceError(f"{at}: `sha256:` must be 64 lower-case hex digits")
@@ -205,6 +208,14 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
     gated = False if raw.get("gated") is None else raw["gated"]
     if not isinstance(gated, bool):  # bool("false") is True: never coerce
         raise SourceError(f"{at}: `gated:` must be true or false, not {brief(gated)}")
+    archive = False if raw.get("archive") is None else raw["archive"]
+    if not isinstance(archive, bool):
+        raise SourceError(f"{at}: `archive:` must be true or false, not {brief(archive)}")
+    if archive and raw["kind"] != "url":
+        raise SourceError(
+            f"{at}: `archive: true` is for url sources (a .tar/.tar.gz/.tgz/.zip download whose members "
+            "`files:` selects); remove it"
+        )
     local_path = raw.get("local_path")
     if local_path is not None and (not isinstance(local_path, str) or not local_path.strip()):
         raise SourceError(f"{at}: `local_path:` must be a path to a file or folder, not {brief(local_path)}")
@@ -230,6 +241,7 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         local_path=local_path,
         gated=gated,
         token_env=token_env or "HF_TOKEN",
+        archive=archive,
         options=dict(options),
     )
 

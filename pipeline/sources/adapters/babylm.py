@@ -1,4 +1,8 @@
-"""BabyLM spoken data: *.train / *.dev / *.test text files, one utterance per line.
+"""BabyLM spoken data: text files, one utterance per line.
+
+cambridge-climb/BabyLM (the sources.yaml entry) holds them as `<variant>/<split>/<domain>.txt`
+(original/100M/switchboard.txt, clean/10M/..., and *_tagged copies with POS tags that are not
+plain text); the 2023 BabyLM zip named them *.train / *.dev / *.test. All four suffixes are read.
 
 switchboard lines read "A:\\ttext" / "B:\\ttext" (labelled speakers); aochildes, bnc_spoken and
 open_subtitles lines carry no label and alternate speakers. Blank lines end a conversation and

@@ -4,8 +4,11 @@ Upstream header: conv_id,utterance_idx,context,prompt,speaker_idx,utterance,self
 every comma inside a field written `_comma_` (so lines split on plain commas; the upstream
 loader does the same). The speaker who describes the situation speaks first: human; the listener
 is the bot. `context` (the emotion label) and `prompt` (the speaker's situation) are not a persona
-of the bot, so they are not used as the conversation context. A line with the wrong number of
-fields is quarantined (`csv_fields`). Parquet exports with the same columns are read as well.
+of the bot, so they are not used as the conversation context. Rows of valid.csv and test.csv may
+carry a 9th, unnamed field: `|`-separated inline label candidates (ParlAI's reader,
+parlai/tasks/empathetic_dialogues/agents.py: `if len(sparts) == 9: ... elif len(sparts) == 8`);
+they are not turns and are ignored. A line with another number of fields is quarantined
+(`csv_fields`). Parquet exports with the same columns are read as well.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pipeline.sources.rows import RawRows
 
 COLUMNS = ("conv_id", "utterance_idx", "context", "prompt", "speaker_idx", "utterance", "selfeval", "tags")
 MIN_FIELDS = 6  # up to `utterance`; selfeval and tags are often empty or missing
+MAX_FIELDS = len(COLUMNS) + 1  # the 9th: inline label candidates (valid/test), not a turn
 
 
 def _unescape(value: str) -> str:
@@ -39,16 +43,16 @@ def _csv_records(path: Path) -> Iterator[Record]:
                 yield rec
             continue
         parts = rec.value.split(",")
-        if not MIN_FIELDS <= len(parts) <= len(COLUMNS):
+        if not MIN_FIELDS <= len(parts) <= MAX_FIELDS:
             yield Record(
                 rec.line,
                 None,
                 rec.raw,
                 "csv_fields",
-                f"{len(parts)} comma-separated fields, expected {MIN_FIELDS} to {len(COLUMNS)}",
+                f"{len(parts)} comma-separated fields, expected {MIN_FIELDS} to {MAX_FIELDS}",
             )
             continue
-        yield Record(rec.line, dict(zip(COLUMNS, parts, strict=False)), rec.raw)
+        yield Record(rec.line, dict(zip(COLUMNS, parts[: len(COLUMNS)], strict=False)), rec.raw)
 
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:

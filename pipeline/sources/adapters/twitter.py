@@ -1,4 +1,5 @@
-"""Twitter dialog dumps: text, one tweet per line.
+"""Twitter dialog dumps: text, one tweet per line (`.txt`, or gzipped `.txt.gz` as chat_corpus
+serves twitter_en.txt.gz; readers.iter_lines decompresses it).
 
 With `options.pairs: true` (the chat_corpus twitter_en layout) every two lines are a tweet and its
 reply; otherwise blank lines separate conversations and lines alternate speakers (a "LABEL:\\t"

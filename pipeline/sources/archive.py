@@ -1,0 +1,161 @@
+"""Safe extraction of the members a source's `files:` globs select from a .tar(.gz/.bz2/.xz) or .zip.
+
+An archive is data from the network: a member may be named `../../.bashrc` or `/etc/cron.d/x`, or
+be a link or a device. Nothing is handed to tarfile's or zipfile's own extraction. The whole member
+list is checked before a byte is written: a name that is absolute, has a '..' part, a backslash or a
+drive letter refuses the archive (SourceError, nothing written); links, devices and FIFOs are never
+created, only counted as skipped. Each selected regular file is copied out by this module, to
+`out/<its path in the archive>`, opened with 'xb' (a second member of the same name is refused, not
+silently laid over the first).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import tarfile
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from pipeline.sources import globs
+from pipeline.sources.errors import SourceError
+from pipeline.sources.registry import brief
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One archive entry: its name as stored, its kind, and how to read it (regular files only)."""
+
+    name: str
+    kind: str  # file | dir | symlink | hardlink | device | fifo | other
+    opener: Callable[[], IO[bytes]] | None = None
+
+
+def _unsafe(name: str) -> bool:
+    """A member name that could land outside the folder it is extracted into."""
+    if not name or "\0" in name or "\\" in name or _DRIVE.match(name):
+        return True
+    path = PurePosixPath(name)
+    return path.is_absolute() or ".." in path.parts
+
+
+def _relative(name: str) -> str:
+    """`./a//b/` -> `a/b`: the member's path below the extraction folder."""
+    return "/".join(p for p in PurePosixPath(name).parts if p not in ("", "."))
+
+
+def _tar_kind(info: tarfile.TarInfo) -> str:
+    if info.isreg():
+        return "file"
+    if info.isdir():
+        return "dir"
+    if info.issym():
+        return "symlink"
+    if info.islnk():
+        return "hardlink"
+    if info.ischr() or info.isblk():
+        return "device"
+    if info.isfifo():
+        return "fifo"
+    return "other"
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str:
+    if info.is_dir():
+        return "dir"
+    mode = info.external_attr >> 16  # unix mode, when the zip was made on unix
+    if not mode or stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    return "other"
+
+
+def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
+    kind = _zip_kind(info)
+    return Member(info.filename, kind, partial(zf.open, info) if kind == "file" else None)
+
+
+@contextmanager
+def _listing(path: Path) -> Iterator[tuple[list[Member], Callable[[], Iterator[Member]]]]:
+    """(every member, a pass over the members in archive order that can open each regular file).
+
+    A compressed tar is read as a stream twice (once to list, once to copy) rather than by seeking,
+    which in a .tar.gz means decompressing from the start again for each member."""
+    if tarfile.is_tarfile(path):
+
+        def tar_pass() -> Iterator[Member]:
+            with tarfile.open(path, mode="r|*") as tar:
+                for info in tar:
+                    kind = _tar_kind(info)
+                    # a stream reads the member it stands on only: opened before the next one
+                    yield Member(info.name, kind, partial(tar.extractfile, info) if kind == "file" else None)
+
+        yield [Member(m.name, m.kind) for m in tar_pass()], tar_pass
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            members = [_zip_member(zf, info) for info in zf.infolist()]
+            yield members, lambda: iter(members)
+    else:
+        raise ValueError("not a tar or zip archive")
+
+
+def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, origin: str) -> dict[str, Any]:
+    """Copy the regular-file members of archive `path` that `patterns` select (the same rules as for
+    files on disk, globs.select) into `out`, keeping their paths; return what was done for the
+    manifest: {"members_extracted": n, "members_skipped": {kind: count}}. `origin` names the archive in
+    messages (its URL or local path)."""
+    where = f"data/raw/{name}"
+    hint = f"fix `files:` for {name} in sources.yaml"
+    if not (tarfile.is_tarfile(path) or zipfile.is_zipfile(path)):
+        raise SourceError(
+            f"{name}: {origin} is not a tar or zip archive; drop `archive: true` for {name} in sources.yaml "
+            "to keep the file as it is"
+        )
+    try:
+        with _listing(path) as (members, second_pass):
+            for m in members:
+                if _unsafe(m.name):
+                    raise SourceError(
+                        f"{name}: archive {origin} has a member named {brief(m.name, 100)}, which would be "
+                        f"written outside {where}; the archive is refused"
+                    )
+            files = [m for m in members if m.kind == "file"]
+            counts = Counter(_relative(m.name) for m in files)
+            wanted = set(globs.select(counts, patterns))
+            twice = sorted(rel for rel in wanted if counts[rel] > 1)
+            if twice:
+                raise SourceError(f"{name}: archive {origin} holds {brief(twice[0], 100)} twice; refused")
+            if not wanted:
+                raise SourceError(
+                    f"{name}: archive {origin} has no file matching {', '.join(patterns) or '*'}; {hint}"
+                )
+            skipped = Counter(m.kind for m in members if m.kind not in ("file", "dir"))
+            for m in second_pass():
+                rel = _relative(m.name)
+                if m.opener is None or rel not in wanted:
+                    continue
+                dest = out / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if not dest.parent.resolve().is_relative_to(out.resolve()):  # cannot happen: _unsafe
+                    raise SourceError(f"{name}: archive member {brief(m.name, 100)} leaves {where}")
+                with m.opener() as src, open(dest, "xb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, RuntimeError, ValueError) as e:
+        raise SourceError(
+            f"{name}: cannot extract archive {origin} ({type(e).__name__}: {brief(str(e), 150)})"
+        ) from None
+    return {"members_extracted": len(wanted), "members_skipped": dict(sorted(skipped.items()))}
