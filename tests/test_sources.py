@@ -29,6 +29,7 @@ from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import is_non_commercial
 from pipeline.sources.normalize import normalize_source, write_outputs
 from pipeline.sources.registry import (
+    SourceSpec,
     enabled_sources,
     infer_format,
     load_registry,
@@ -980,7 +981,8 @@ def test_archive_members_outside_the_folder_refuse_it(
     )
     with pytest.raises(
         SourceError,
-        match=r"^demo: archive .* would be written outside data/raw/demo; the archive is refused$",
+        match=r"^demo: archive .* (would be written outside data/raw/demo; the archive is refused"
+        r"|with '\\' as its folder separator \(a Windows zip\); unpack it .*)$",
     ):
         download(spec)
     assert not raw_dir("demo").exists()
@@ -1023,6 +1025,78 @@ def test_archive_links_and_devices_are_never_created(root: Path, serve) -> None:
         SourceError, match=r"^demo2: archive .* has no file matching d/train\.csv; fix `files:`"
     ):
         download(parse_entry("demo2", {**fields, "files": ["d/train.csv"]}))
+
+
+def _archive_spec(serve, payload: bytes, filename: str, **fields: object) -> SourceSpec:
+    url, _ = serve(payload, filename)
+    base = {
+        "kind": "url",
+        "location": url,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "archive": True,
+        "adapter": "ubuntu",
+        "licence": "unknown",
+        "commercial": False,
+    }
+    return parse_entry("demo", {**base, **fields})
+
+
+def test_zips_without_a_unix_file_type_are_plain_files(root: Path, serve) -> None:
+    """Python's writestr(name, data) stores mode 0o600 with no file-type bits, and DOS/Windows zips
+    leave stray high bits: every member of both was skipped as `other`, and the error blamed `files:`."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("d/train.csv", "a,b\n")  # a name, not a ZipInfo: external_attr 0o600 << 16
+        dos = zipfile.ZipInfo("d/valid.csv")
+        dos.create_system, dos.external_attr = 0, 0o120777 << 16  # DOS: the high bits mean nothing
+        zf.writestr(dos, "c,d\n")
+    folder = download(_archive_spec(serve, buffer.getvalue(), "py.zip", files=["d/*.csv"]))
+    assert _copied(folder) == ["d/train.csv", "d/valid.csv"]
+
+
+def test_a_selected_tar_hard_link_gets_its_targets_bytes(root: Path, serve) -> None:
+    """GNU tar stores a second name of one file as a hard link: that split was silently missing."""
+    payload = _archive(
+        [("d/test.csv", "file", "same\n"), ("d/valid.csv", "hardlink", "d/test.csv"), ("x.txt", "file", "x")]
+    )
+    folder = download(_archive_spec(serve, payload, "links.tar.gz", files=["d/*.csv"]))
+    assert _copied(folder) == ["d/test.csv", "d/valid.csv"]
+    assert (folder / "d/valid.csv").read_text() == "same\n" and not (folder / "d/valid.csv").is_symlink()
+    archive = json.loads((folder / "manifest.json").read_text())["archive"]
+    assert archive == {"members_extracted": 2, "members_skipped": {}}
+    # only the link selected: its target's bytes still come along, under the link's name
+    folder = download(_archive_spec(serve, payload, "links.tar.gz", files=["d/valid.csv"]))
+    assert _copied(folder) == ["d/valid.csv"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "files", "words"),
+    [
+        ([("caf\udce9.csv", "file", "x")], ["*.csv"], "that is not UTF-8"),
+        ([("a", "file", "x"), ("a/b.csv", "file", "y")], [], "both as a file and as the folder of"),
+        ([("manifest.json", "file", "{}"), ("t.csv", "file", "y")], [], "holds a top-level manifest.json"),
+    ],
+)
+def test_archive_selections_that_cannot_be_laid_out_are_one_line(
+    entries: list, files: list, words: str, root: Path, serve
+) -> None:
+    """A latin-1 tar name crashed the manifest with a UnicodeEncodeError traceback; a file and a folder
+    of one name failed on a temporary path; an upstream manifest.json was silently replaced."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", encoding="latin-1", errors="surrogateescape") as tar:
+        for name, _, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data.encode())
+            tar.addfile(info, io.BytesIO(data.encode()))
+    with pytest.raises(SourceError, match=words):
+        download(_archive_spec(serve, buffer.getvalue(), "odd.tar.gz", files=files))
+    assert not raw_dir("demo").exists()
 
 
 def test_url_archive_that_is_not_one_is_one_line(root: Path, serve) -> None:

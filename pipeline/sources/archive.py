@@ -3,10 +3,11 @@
 An archive is data from the network: a member may be named `../../.bashrc` or `/etc/cron.d/x`, or
 be a link or a device. Nothing is handed to tarfile's or zipfile's own extraction. The whole member
 list is checked before a byte is written: a name that is absolute, has a '..' part, a backslash or a
-drive letter refuses the archive (SourceError, nothing written); links, devices and FIFOs are never
-created, only counted as skipped. Each selected regular file is copied out by this module, to
-`out/<its path in the archive>`, opened with 'xb' (a second member of the same name is refused, not
-silently laid over the first).
+drive letter refuses the archive (SourceError, nothing written); symbolic links, devices and FIFOs are
+never created, only counted as skipped, and a selected hard link (tar's way of storing a second name
+of one file) gets a copy of its target's bytes. Each selected regular file is copied out by this
+module, to `out/<its path in the archive>`, opened with 'xb' (a second member of the same name is
+refused, not silently laid over the first).
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ class Member:
     name: str
     kind: str  # file | dir | symlink | hardlink | device | fifo | other
     opener: Callable[[], IO[bytes]] | None = None
+    link: str | None = None  # a tar hard link's target (an earlier member's name)
 
 
 def _unsafe(name: str) -> bool:
     """A member name that could land outside the folder it is extracted into."""
-    if not name or "\0" in name or "\\" in name or _DRIVE.match(name):
+    if not name or "\0" in name or _DRIVE.match(name):
         return True
     path = PurePosixPath(name)
     return path.is_absolute() or ".." in path.parts
@@ -72,8 +74,11 @@ def _tar_kind(info: tarfile.TarInfo) -> str:
 def _zip_kind(info: zipfile.ZipInfo) -> str:
     if info.is_dir():
         return "dir"
-    mode = info.external_attr >> 16  # unix mode, when the zip was made on unix
-    if not mode or stat.S_ISREG(mode):
+    # The high bits are a unix mode only from a unix zipper (create_system 3; DOS/Windows leave
+    # stray bits), and may hold permissions without a file type (Python's writestr(name, data)
+    # stores 0o600): both are plain files.
+    mode = info.external_attr >> 16
+    if info.create_system != 3 or stat.S_IFMT(mode) in (0, stat.S_IFREG):
         return "file"
     if stat.S_ISLNK(mode):
         return "symlink"
@@ -102,9 +107,10 @@ def _listing(path: Path) -> Iterator[tuple[list[Member], Callable[[], Iterator[M
                 for info in tar:
                     kind = _tar_kind(info)
                     # a stream reads the member it stands on only: opened before the next one
-                    yield Member(info.name, kind, partial(tar.extractfile, info) if kind == "file" else None)
+                    opener = partial(tar.extractfile, info) if kind == "file" else None
+                    yield Member(info.name, kind, opener, info.linkname if kind == "hardlink" else None)
 
-        yield [Member(m.name, m.kind) for m in tar_pass()], tar_pass
+        yield [Member(m.name, m.kind, link=m.link) for m in tar_pass()], tar_pass
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             members = [_zip_member(zf, info) for info in zf.infolist()]
@@ -128,6 +134,12 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
     try:
         with _listing(path) as (members, second_pass):
             for m in members:
+                if "\\" in m.name:
+                    raise SourceError(
+                        f"{name}: archive {origin} names a member {brief(m.name, 100)} with '\\' as its "
+                        f"folder separator (a Windows zip); unpack it and point `local_path:` for {name} at "
+                        "the folder"
+                    )
                 if _unsafe(m.name):
                     raise SourceError(
                         f"{name}: archive {origin} has a member named {brief(m.name, 100)}, which would be "
@@ -135,27 +147,67 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
                     )
             files = [m for m in members if m.kind == "file"]
             counts = Counter(_relative(m.name) for m in files)
+            # A tar stores the second name of a hard-linked file as a link to the first: a selected
+            # link gets its target's bytes (the target comes earlier in the stream).
+            links = {
+                _relative(m.name): _relative(m.link)
+                for m in members
+                if m.kind == "hardlink" and m.link and not _unsafe(m.link)  # else skipped, counted
+            }
+            linked = {rel for rel in globs.select(links, patterns) if links[rel] in counts}
+            counts.update(linked)
             wanted = set(globs.select(counts, patterns))
-            twice = sorted(rel for rel in wanted if counts[rel] > 1)
-            if twice:
-                raise SourceError(f"{name}: archive {origin} holds {brief(twice[0], 100)} twice; refused")
+            _check_wanted(wanted, counts, name, origin)
             if not wanted:
                 raise SourceError(
                     f"{name}: archive {origin} has no file matching {', '.join(patterns) or '*'}; {hint}"
                 )
+            copies: dict[str, list[str]] = {}
+            for rel in sorted(linked):
+                copies.setdefault(links[rel], []).append(rel)
             skipped = Counter(m.kind for m in members if m.kind not in ("file", "dir"))
+            skipped["hardlink"] -= len(linked)
             for m in second_pass():
                 rel = _relative(m.name)
-                if m.opener is None or rel not in wanted:
+                dests = ([rel] if rel in wanted else []) + copies.get(rel, [])
+                if m.opener is None or not dests:
                     continue
-                dest = out / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                if not dest.parent.resolve().is_relative_to(out.resolve()):  # cannot happen: _unsafe
-                    raise SourceError(f"{name}: archive member {brief(m.name, 100)} leaves {where}")
-                with m.opener() as src, open(dest, "xb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                for i, dest_rel in enumerate(dests):
+                    dest = out / dest_rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    if not dest.parent.resolve().is_relative_to(out.resolve()):  # cannot happen: _unsafe
+                        raise SourceError(f"{name}: archive member {brief(m.name, 100)} leaves {where}")
+                    if i:  # a hard link's copy of the member just written
+                        with open(out / dests[0], "rb") as src, open(dest, "xb") as dst:
+                            shutil.copyfileobj(src, dst, 1 << 20)
+                        continue
+                    with m.opener() as src, open(dest, "xb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, RuntimeError, ValueError) as e:
         raise SourceError(
             f"{name}: cannot extract archive {origin} ({type(e).__name__}: {brief(str(e), 150)})"
         ) from None
-    return {"members_extracted": len(wanted), "members_skipped": dict(sorted(skipped.items()))}
+    return {"members_extracted": len(wanted), "members_skipped": dict(sorted((+skipped).items()))}
+
+
+def _check_wanted(wanted: set[str], counts: Counter[str], name: str, origin: str) -> None:
+    """Refuse, before a byte is written, a selection that cannot be laid out as files: one name
+    twice, a name that is also another's folder, a name that is not UTF-8 (the manifest could not
+    say it)."""
+    for rel in sorted(wanted):
+        if counts[rel] > 1:
+            raise SourceError(f"{name}: archive {origin} holds {brief(rel, 100)} twice; refused")
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SourceError(
+                f"{name}: archive {origin} has a member named {brief(rel, 100)} that is not UTF-8; "
+                "unpack it, rename the file and point `local_path:` at the folder"
+            ) from None
+        parents = {str(p) for p in PurePosixPath(rel).parents if str(p) != "."}
+        clash = sorted(parents & wanted)
+        if clash:
+            raise SourceError(
+                f"{name}: archive {origin} holds {brief(clash[0], 100)} both as a file and as the folder "
+                f"of {brief(rel, 100)}; narrow `files:`"
+            )

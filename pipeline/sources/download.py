@@ -240,7 +240,7 @@ def manifest(spec: SourceSpec, folder: Path, fetched: dict[str, Any]) -> dict[st
     files = [
         {"path": p.relative_to(folder).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p != folder / MANIFEST
     ]
     return {
         "source": spec.name,
@@ -260,5 +260,10 @@ def download(spec: SourceSpec, root: Path | None = None) -> Path:
     fetch = _from_local if spec.local_path and spec.kind != "contrib" else FETCHERS[spec.kind]
     with atomic_dir(target) as tmp:
         fetched = fetch(spec, root, tmp)
+        if (tmp / MANIFEST).exists():  # an upstream file of that name would be silently replaced
+            raise SourceError(
+                f"{spec.name}: the download holds a top-level {MANIFEST}, the name of the pipeline's own "
+                f"record of it; narrow `files:` for {spec.name} in sources.yaml to leave it out"
+            )
         write_json(tmp / MANIFEST, manifest(spec, tmp, fetched))
     return target
