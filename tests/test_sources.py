@@ -965,20 +965,7 @@ def test_zip_archive_and_a_local_archive_file(root: Path, tmp_path: Path, serve)
 def test_archive_members_outside_the_folder_refuse_it(
     entries: list, fmt: str, root: Path, tmp_path: Path, serve
 ) -> None:
-    payload = _archive(entries, fmt)
-    url, _ = serve(payload, f"evil.{fmt}")
-    spec = parse_entry(
-        "demo",
-        {
-            "kind": "url",
-            "location": url,
-            "sha256": hashlib.sha256(payload).hexdigest(),
-            "archive": True,
-            "adapter": "ubuntu",
-            "licence": "unknown",
-            "commercial": False,
-        },
-    )
+    spec = _archive_spec(serve, _archive(entries, fmt), f"evil.{fmt}")
     with pytest.raises(
         SourceError,
         match=r"^demo: archive .* (would be written outside data/raw/demo; the archive is refused"
@@ -1100,19 +1087,7 @@ def test_archive_selections_that_cannot_be_laid_out_are_one_line(
 
 
 def test_url_archive_that_is_not_one_is_one_line(root: Path, serve) -> None:
-    url, _ = serve(b"just text\n", "notes.tar.gz")
-    spec = parse_entry(
-        "demo",
-        {
-            "kind": "url",
-            "location": url,
-            "sha256": hashlib.sha256(b"just text\n").hexdigest(),
-            "archive": True,
-            "adapter": "ubuntu",
-            "licence": "unknown",
-            "commercial": False,
-        },
-    )
+    spec = _archive_spec(serve, b"just text\n", "notes.tar.gz")
     with pytest.raises(SourceError, match="is not a tar or zip archive; drop `archive: true`"):
         download(spec)
 
