@@ -950,6 +950,12 @@ def test_zip_archive_and_a_local_archive_file(root: Path, tmp_path: Path, serve)
     local.write_bytes(payload)
     folder = download(parse_entry("demo2", {**fields, "local_path": str(local)}))
     assert _copied(folder) == ["d/a.csv"]
+    # ... if it is the file the pin names
+    local.write_bytes(payload + b"\0")
+    with pytest.raises(
+        SourceError, match=r"^demo2: local_path .*mine\.zip has sha256 [0-9a-f]{64}, not the pinned"
+    ):
+        download(parse_entry("demo2", {**fields, "local_path": str(local)}))
 
 
 @pytest.mark.parametrize(

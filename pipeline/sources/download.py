@@ -109,6 +109,14 @@ def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     path = str(_local_path(spec, root))
     fetched: dict[str, Any] = {"location": path, "revision": None, "local_path": path}
     base, files = _local_files(spec, root)
+    if spec.kind == "url" and spec.sha256 and files == [_local_path(spec, root)]:
+        # your copy of the pinned file (an archive, say): it must be that file, as a download would be
+        got = sha256_file(files[0])
+        if got != spec.sha256:
+            raise SourceError(
+                f"{spec.name}: local_path {path} has sha256 {got}, not the pinned {spec.sha256}; point "
+                f"`local_path:` at that file, or change `sha256:` for {spec.name} in sources.yaml"
+            )
     if spec.archive and files == [_local_path(spec, root)]:  # the archive itself, not its unpacked folder
         from pipeline.sources.archive import extract
 
