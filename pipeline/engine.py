@@ -109,7 +109,9 @@ class _Slot:
         if not (use_graph or compiled):
             return
         try:
-            with torch._dynamo.config.patch(recompile_limit=MAX_COMPILED_SHAPES):
+            # (only a compiled step touches torch._dynamo: importing it costs about a second)
+            room = torch._dynamo.config.patch(recompile_limit=MAX_COMPILED_SHAPES) if compiled else None
+            with room or contextlib.nullcontext():
                 if use_graph:
                     self.graph = _DecodeGraph(step, self.cache)
                 else:  # compile now, not at the reply's first token; the prefill overwrites the slot

@@ -433,6 +433,8 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(f"the request body is not valid JSON: {e}") from None
         except RecursionError:  # Python's json gives up past ~1,000 levels of [ or {
             raise RequestError("the request body is JSON nested too deeply") from None
+        except ValueError as e:  # an integer of over 4,300 digits (Python's int conversion limit)
+            raise RequestError(f"the request body is not valid JSON: {str(e).split(';')[0][:200]}") from None
 
     def _read_sized(self) -> bytes:
         try:

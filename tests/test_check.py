@@ -142,3 +142,15 @@ def test_every_rule_gets_an_example_however_many_rows_one_rule_caught(tmp_path: 
     rules = [check for _, check, _ in s["examples"]]
     assert sorted(rules) == sorted(s["by_check"]) and "text_present" in rules
     assert len(rules) == len(set(rules))  # the first row of each, not seven of the first
+
+
+def test_an_unknown_role_is_named_as_the_file_spelled_it(tmp_path: Path) -> None:
+    from pipeline.check import check_files
+
+    record = '{"messages": [{"role": "user", "content": "hi"}, {"role": "wizard", "content": "poof"}]}\n'
+    good = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+    f = put(tmp_path, "roles.jsonl", good + record)
+    (summary,), quarantine = check_files([f], ROOT)
+    assert summary["by_check"]["role_valid"] == 1
+    reasons = quarantine.filter(quarantine["check"] == "role_valid")["reason"].to_list()
+    assert reasons == ["role 'wizard' is not one this format maps to human or bot"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from test_engine_support import ScriptedGPT, tiny_gpt
@@ -337,6 +342,34 @@ def test_a_plain_engine_runs_no_warm_up_step(model: GPT, monkeypatch: pytest.Mon
     assert calls == []
     engine.generate_ids(PROMPTS, 3, GREEDY, stop_token_ids=())
     assert calls == [False, False]  # the two fed-back tokens, nothing else
+
+
+def test_a_cuda_graph_slot_without_compile_does_not_import_torchs_compiler() -> None:
+    """The recompile-limit room is for compiled steps only: touching torch._dynamo imports it, about
+    a second on the first reply of every plain `chat`/`serve` on a GPU. (A capture stand-in on CPU.)"""
+    code = """
+import sys
+import torch
+import pipeline.engine as engine_module
+from test_engine_support import tiny_gpt
+
+class Capture:
+    def __init__(self, step, cache):
+        self.step, self.cache = step, cache
+    def __call__(self, idx):
+        return self.step(idx, self.cache)
+
+engine_module._DecodeGraph = Capture
+engine = engine_module.Engine(tiny_gpt())
+engine.cuda_graphs = True
+engine.generate_ids([[1, 2, 3]], 4)
+assert all(slot.graph is not None for slot in engine._slots.values())
+print("torch._dynamo" in sys.modules)
+"""
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_a_compiled_step_that_fails_falls_back_on_the_cpu_too(

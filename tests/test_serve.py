@@ -659,6 +659,16 @@ def test_deeply_nested_json_is_a_400_and_log_lines_escape_control_characters(enc
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
         assert e.value.code == 400 and "nested too deeply" in json.loads(e.value.read())["error"]["message"]
+        huge = b'{"messages": [], "max_tokens": 1' + b"0" * 5000 + b"}"  # over Python's 4,300-digit limit
+        req = urllib.request.Request(
+            f"{url}/v1/chat/completions",
+            data=huge,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 400 and "not valid JSON" in json.loads(e.value.read())["error"]["message"]
         capfd.readouterr()
         reply = _raw(
             url, b"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"

@@ -229,7 +229,7 @@ def _from_url(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
         return {"location": spec.location, "revision": spec.sha256, "archive": members}
     filename = spec.files[0] if spec.files else Path(urlparse(spec.location).path).name or "download"
     dest = out / filename
-    # parse_entry refuses '/' and '..' in `files:`; this holds whatever built the spec
+    # parse_entry refuses absolute paths and '..' parts in `files:`; this holds whatever built the spec
     if not dest.resolve().is_relative_to(out.resolve()) or dest.resolve() == out.resolve():
         raise SourceError(
             f"{spec.name}: file name {brief(filename)} would be written outside data/raw/{spec.name}; "

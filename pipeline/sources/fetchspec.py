@@ -49,9 +49,8 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
     for name in FETCH_FIELDS:
         value = getattr(spec, name)
         out[name] = list(value) if isinstance(value, tuple) else value
-    if (
-        spec.archive
-    ):  # written only when set: every other source's JSON (and DVC's hash of it) stays as it was
+    # written only when set: every other source's JSON (and DVC's hash of it) stays as it was
+    if spec.archive:
         out["archive"] = True
     try:
         on_disk = files_on_disk(spec, root)

@@ -145,11 +145,9 @@ def normalize_rows(
     live = live.with_columns(role=pl.coalesce(pl.col("role"), by_speaker)).drop("_block")
     role_bad = next(bad for check, bad, _ in row_violations(max_turn_chars) if check == "role_valid")
     mask = role_bad.fill_null(False)
-    # The role as the file spelled it, when the format's map did not know it: name the format's roles.
-    detail = pl.format(
-        "role {} is not one this format knows (CONTRIBUTING.md lists each format's roles)",
-        pl.col("role").fill_null("none"),
-    )
+    # The role as the file spelled it, when the format's map did not know it (CONTRIBUTING.md lists
+    # each contributed format's roles).
+    detail = pl.format("role '{}' is not one this format maps to human or bot", pl.col("role").fill_null(""))
     quarantined.append(_quarantine(live.filter(mask), "role_valid", detail, True))
     live = live.filter(~mask)
 

@@ -303,10 +303,12 @@ def shown(path: Path) -> str:
 
 
 def shown_link(path: Path) -> str:
-    """`shown` for a symbolic link: the link's own path (shown() resolves it to its target)."""
+    """`shown` for a symbolic link: the link's own path (shown() resolves it to its target). Its
+    folder is resolved as shown() resolves, so both agree under a linked working directory."""
     absolute = Path(os.path.abspath(path))
+    canonical = absolute.parent.resolve() / absolute.name
     try:
-        return str(absolute.relative_to(Path.cwd()))
+        return str(canonical.relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(absolute)
 
