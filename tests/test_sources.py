@@ -906,6 +906,12 @@ def test_url_archive_extracts_the_selected_members(root: Path, serve) -> None:
     assert len(handler.ranges) == requests
 
 
+def _served_entry(serve, name: str, payload: bytes, filename: str) -> SourceSpec:
+    """sources.yaml's entry `name` with its URL swapped for `payload` served here, pinned to it."""
+    url, _ = serve(payload, filename)
+    return parse_entry(name, _spec_fields(name, location=url, sha256=hashlib.sha256(payload).hexdigest()))
+
+
 def test_personachat_archive_takes_self_original_only(root: Path, serve) -> None:
     body = (FIXTURES / "personachat" / "train_self_original.txt").read_bytes()
     payload = _archive(
@@ -916,10 +922,7 @@ def test_personachat_archive_takes_self_original_only(root: Path, serve) -> None
             ("personachat/valid_self_revised.txt", "file", body),
         ]
     )
-    url, _ = serve(payload, "personachat.tgz")
-    spec = parse_entry(
-        "personachat", _spec_fields("personachat", location=url, sha256=hashlib.sha256(payload).hexdigest())
-    )
+    spec = _served_entry(serve, "personachat", payload, "personachat.tgz")
     folder = download(spec)
     assert _copied(folder) == ["personachat/train_self_original.txt"]
     turns = normalize_source(spec, folder, {"max_turn_chars": 16000}).turns
@@ -1108,10 +1111,7 @@ def test_twitter_is_the_gzipped_github_file(root: Path, serve) -> None:
     with pytest.raises(SourceError, match=r"^twitter: url source has no pinned `sha256:`"):
         download(spec)
     payload = gzip.compress((FIXTURES / "twitter" / "twitter_en.txt").read_bytes())
-    url, _ = serve(payload, "twitter_en.txt.gz")
-    pinned = parse_entry(
-        "twitter", _spec_fields("twitter", location=url, sha256=hashlib.sha256(payload).hexdigest())
-    )
+    pinned = _served_entry(serve, "twitter", payload, "twitter_en.txt.gz")
     folder = download(pinned)
     assert _copied(folder) == ["twitter_en.txt.gz"]
     turns = normalize_source(pinned, folder, {"max_turn_chars": 16000}).turns

@@ -94,13 +94,20 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
     return Member(info.filename, kind, partial(zf.open, info) if kind == "file" else None)
 
 
+def _format(path: Path) -> str | None:
+    """The archive's format: tar (any compression tarfile reads), zip, or None for neither."""
+    if tarfile.is_tarfile(path):
+        return "tar"
+    return "zip" if zipfile.is_zipfile(path) else None
+
+
 @contextmanager
-def _listing(path: Path) -> Iterator[tuple[list[Member], Callable[[], Iterator[Member]]]]:
+def _listing(path: Path, fmt: str) -> Iterator[tuple[list[Member], Callable[[], Iterator[Member]]]]:
     """(every member, a pass over the members in archive order that can open each regular file).
 
     A compressed tar is read as a stream twice (once to list, once to copy) rather than by seeking,
     which in a .tar.gz means decompressing from the start again for each member."""
-    if tarfile.is_tarfile(path):
+    if fmt == "tar":
 
         def tar_pass() -> Iterator[Member]:
             with tarfile.open(path, mode="r|*") as tar:
@@ -111,12 +118,10 @@ def _listing(path: Path) -> Iterator[tuple[list[Member], Callable[[], Iterator[M
                     yield Member(info.name, kind, opener, info.linkname if kind == "hardlink" else None)
 
         yield [Member(m.name, m.kind, link=m.link) for m in tar_pass()], tar_pass
-    elif zipfile.is_zipfile(path):
+    else:
         with zipfile.ZipFile(path) as zf:
             members = [_zip_member(zf, info) for info in zf.infolist()]
             yield members, lambda: iter(members)
-    else:
-        raise ValueError("not a tar or zip archive")
 
 
 def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, origin: str) -> dict[str, Any]:
@@ -126,13 +131,14 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
     messages (its URL or local path)."""
     where = f"data/raw/{name}"
     hint = f"fix `files:` for {name} in sources.yaml"
-    if not (tarfile.is_tarfile(path) or zipfile.is_zipfile(path)):
+    fmt = _format(path)
+    if fmt is None:
         raise SourceError(
             f"{name}: {origin} is not a tar or zip archive; drop `archive: true` for {name} in sources.yaml "
             "to keep the file as it is"
         )
     try:
-        with _listing(path) as (members, second_pass):
+        with _listing(path, fmt) as (members, second_pass):
             for m in members:
                 if "\\" in m.name:
                     raise SourceError(

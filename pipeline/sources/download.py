@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from pipeline.atomic import atomic_dir, sha256_file, write_json
 from pipeline.params import project_root
+from pipeline.sources import globs
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import (
     LINK_RULE,
@@ -70,9 +71,9 @@ def _select(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
     """Files under `folder` matching any glob (all non-hidden files when there are none); one that
     is a link to a file outside the folder is refused (`_refuse_outside_links`)."""
     found: set[Path] = set()
-    for pattern in patterns or ("**/*",):
+    for pattern in patterns or globs.EVERYTHING:
         found.update(p for p in folder.glob(pattern) if p.is_file())
-    files = sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = sorted(p for p in found if not globs.hidden(p.relative_to(folder).as_posix()))
     _refuse_outside_links(folder, files)
     return files
 
@@ -106,10 +107,12 @@ def _local_files(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]]:
 
 
 def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
-    path = str(_local_path(spec, root))
+    local = _local_path(spec, root)
+    path = str(local)
     fetched: dict[str, Any] = {"location": path, "revision": None, "local_path": path}
     base, files = _local_files(spec, root)
-    if spec.kind == "url" and spec.sha256 and files == [_local_path(spec, root)]:
+    one_file = files == [local]  # `local_path:` names the file itself, not a folder
+    if spec.kind == "url" and spec.sha256 and one_file:
         # your copy of the pinned file (an archive, say): it must be that file, as a download would be
         got = sha256_file(files[0])
         if got != spec.sha256:
@@ -117,7 +120,7 @@ def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
                 f"{spec.name}: local_path {path} has sha256 {got}, not the pinned {spec.sha256}; point "
                 f"`local_path:` at that file, or change `sha256:` for {spec.name} in sources.yaml"
             )
-    if spec.archive and files == [_local_path(spec, root)]:  # the archive itself, not its unpacked folder
+    if spec.archive and one_file:  # the archive itself, not its unpacked folder
         from pipeline.sources.archive import extract
 
         return {**fetched, "archive": extract(files[0], spec.files, out, name=spec.name, origin=path)}
