@@ -16,11 +16,14 @@ rules, so that what NFKC produces is folded like typed text ("wait…" == "wait.
 NFKC keeps accents ("café" != "cafe"). Dropping Cf also merges the rare texts where one is
 meant (a Persian ZWNJ, a ZWJ emoji sequence vs its parts); for a dedup key that is the right
 side to err on. Only the key is folded: the stored text keeps every character (normalize made
-it NFC). Typographic quotes are not compatibility forms: "I’m" and "I'm" stay distinct.
+it NFC). Typographic quotes are not compatibility forms, yet phones and word processors put
+them in for the typed ones: "I’m" and "I'm", “hi” and "hi" would be two keys, and the same line
+could sit in train and val. The key maps them (U+2018-U+201F, and the prime) to ' and ".
 
-Case is folded with `to_lowercase`, not full Unicode case folding: polars has no casefold
-(a Python UDF would cost far more than the rest of the key), and what lowercase misses ("ß" vs
-"SS", which are also spelling variants, not just case) is rare in chat data.
+Case is folded with `to_lowercase`, which is not full Unicode case folding (polars has no
+casefold, and a Python UDF would cost far more than the rest of the key). The one difference
+that matters in Latin text, "ß"/"ẞ" (casefold: "ss", so "Straße" == "STRASSE"), is mapped
+before lowering; what is left (e.g. Cherokee, some Greek final forms) is rare in chat data.
 
 The key is built without holding any text per conversation: each row hashes
 (turn, role, normalized text) and a conversation XORs its rows' hashes (turn numbers make the
@@ -47,14 +50,26 @@ _SPACE_RUN = r"\s\s+|[^\S ]"
 # A punctuation/symbol mark with the marks and spaces after it and one space before it -> the
 # first mark ("hi , there!! !" -> "hi,there!").
 _PUNCT_RUN = r" ?([\p{P}\p{S}])[ \p{P}\p{S}]*"
+# Typed variants that NFKC keeps: typographic quotes and primes -> ASCII quotes; sharp s -> "ss"
+# (what casefold gives). All are non-ASCII, so they fold in the non-ASCII branch only.
+TYPED_VARIANTS = {
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f", '"'),  # (NFKC has made a double prime two primes)
+    "\u00df": "ss",
+    "\u1e9e": "ss",
+}
 
 
 def fold_text(text: pl.Expr) -> pl.Expr:
-    """The text as the dedup key sees it: format characters dropped, NFKC, lower case,
-    whitespace and punctuation runs folded."""
-    # Every Cf character and every NFKC change is non-ASCII, and NFKC costs more than the rest
-    # of the key: ASCII rows (len_bytes == len_chars, the cheap test) skip both.
-    compat = text.str.replace_all(_FORMAT_CHARS, "").str.normalize("NFKC")
+    """The text as the dedup key sees it: format characters dropped, NFKC, typographic quotes and
+    sharp s mapped, lower case, whitespace and punctuation runs folded."""
+    # Every Cf character, NFKC change and typed variant is non-ASCII, and NFKC costs more than
+    # the rest of the key: ASCII rows (len_bytes == len_chars, the cheap test) skip them.
+    compat = (
+        text.str.replace_all(_FORMAT_CHARS, "")
+        .str.normalize("NFKC")
+        .str.replace_many(list(TYPED_VARIANTS), list(TYPED_VARIANTS.values()))
+    )
     plain = pl.when(text.str.len_bytes() != text.str.len_chars()).then(compat).otherwise(text)
     return (
         plain.str.to_lowercase()

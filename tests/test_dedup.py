@@ -36,7 +36,25 @@ def py_fold(text: str) -> str:
     """An independent (pure Python) statement of the key's folding: drop Cf, NFKC, then the case,
     whitespace and punctuation folding that tests/test_build.py states for plain text."""
     visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return py_fold_plain(unicodedata.normalize("NFKC", visible))
+    return py_fold_plain(unicodedata.normalize("NFKC", visible).translate(TYPED))
+
+
+# The typed variants the key maps, written out here rather than read from dedup.TYPED_VARIANTS.
+TYPED = str.maketrans(
+    {
+        "‘": "'",
+        "’": "'",
+        "‚": "'",
+        "‛": "'",
+        "′": "'",
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "‟": '"',
+        "ß": "ss",
+        "ẞ": "ss",
+    }
+)
 
 
 VARIANTS = {
@@ -75,7 +93,6 @@ def test_superscripts_and_compatibility_punctuation_fold():
         ("Hello? World", "Hello! World"),  # which mark it is still counts
         ("café", "cafe"),  # NFKC keeps accents
         ("naïve", "naive"),
-        ("Straße", "Strasse"),  # lowercase, not full case folding (see the module docstring)
         ("Hello World", "Hello Worl"),
     ],
 )
@@ -84,6 +101,22 @@ def test_visible_differences_stay_distinct(a, b):
     assert fa != fb
     key_a, key_b = row_keys([a, b])
     assert key_a != key_b
+
+
+@pytest.mark.parametrize(
+    "typed, plain",
+    [
+        ("I’m fine, it’s ‘ok’", "I'm fine, it's 'ok'"),
+        ("She said “hi” and „bye‟", 'She said "hi" and "bye"'),
+        ("5′ tall", "5' tall"),  # a prime
+        ("Straße", "Strasse"),  # casefold's ss, as for "STRASSE"
+        ("GROẞ", "gross"),
+    ],
+)
+def test_typographic_quotes_and_sharp_s_share_the_key(typed, plain):
+    assert fold([typed]) == fold([plain]) == fold([plain.upper()])
+    key, plain_key = row_keys([typed, plain])
+    assert key == plain_key
 
 
 def test_accents_survive_in_either_normal_form():
@@ -103,6 +136,7 @@ def test_fold_matches_a_pure_python_reference():
         "aB é\t\n!?.,;-'\"€😀  xyZ"  # what the old key folded already
         "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u202a\u202c"  # format characters (Cf)
         "ＡｂＣ！？\u3000\u00a0\ufb01\u00b2\u2026\u0301"  # compatibility forms, a combining accent
+        "’“”ßẞ"  # typed variants
     )
     samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))) for _ in range(1000)]
     assert fold(samples) == [py_fold(t) for t in samples]
