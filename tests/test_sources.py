@@ -819,6 +819,7 @@ def _archive(entries: list[tuple[str, str, bytes | str]], fmt: str = "tar.gz") -
         with zipfile.ZipFile(buffer, "w") as zf:
             for name, kind, data in entries:
                 info = zipfile.ZipInfo(name)
+                info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = (0o120777 if kind == "symlink" else 0o100644) << 16
                 zf.writestr(info, data)
         return buffer.getvalue()
@@ -1093,6 +1094,39 @@ def test_archive_selections_that_cannot_be_laid_out_are_one_line(
     with pytest.raises(SourceError, match=words):
         download(_archive_spec(serve, buffer.getvalue(), "odd.tar.gz", files=files))
     assert not raw_dir("demo").exists()
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "zip"])
+def test_archive_larger_than_the_free_disk_is_refused_before_writing(
+    fmt: str, root: Path, serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bomb (16 MiB of zeros packs into ~16 KB) with 4 MiB free: refused with its figures from the
+    sizes the archive declares, nothing written; the members `files:` leaves out do not count."""
+    from types import SimpleNamespace
+
+    from pipeline.sources import archive
+
+    zeros = bytes(16 << 20)
+    payload = _archive([("d/big.csv", "file", zeros), ("d/other.bin", "file", zeros + zeros)], fmt)
+    assert len(payload) < 200_000
+    asked: list[Path] = []
+
+    def disk_usage(path: Path) -> SimpleNamespace:
+        asked.append(Path(path))
+        return SimpleNamespace(free=4 << 20)
+
+    monkeypatch.setattr(archive.shutil, "disk_usage", disk_usage)
+    spec = _archive_spec(serve, payload, f"bomb.{fmt}", files=["d/*.csv"])
+    with pytest.raises(
+        SourceError,
+        match=r"^demo: the members of archive http://\S+ that `files:` selects hold 16\.0 MiB unpacked, but "
+        r"data/raw/demo has 4\.0 MiB free; free disk space or narrow `files:` for demo$",
+    ):
+        download(spec)
+    assert not raw_dir("demo").exists()
+    assert asked and all(p.is_relative_to(root) for p in asked)
+    monkeypatch.setattr(archive.shutil, "disk_usage", lambda path: SimpleNamespace(free=17 << 20))
+    assert _copied(download(spec)) == ["d/big.csv"]  # 16 MiB selected, 17 MiB free
 
 
 def test_url_archive_that_is_not_one_is_one_line(root: Path, serve) -> None:

@@ -7,7 +7,10 @@ drive letter refuses the archive (SourceError, nothing written); symbolic links,
 never created, only counted as skipped, and a selected hard link (tar's way of storing a second name
 of one file) gets a copy of its target's bytes. Each selected regular file is copied out by this
 module, to `out/<its path in the archive>`, opened with 'xb' (a second member of the same name is
-refused, not silently laid over the first).
+refused, not silently laid over the first). Before that, the selection's sizes as the archive
+declares them (exact for tar; zipfile reads no more than a zip entry declares) are checked against
+the free disk space, so an archive that would fill the disk (a "zip bomb" among them) is refused
+with its figures, not half written.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Member:
     kind: str  # file | dir | symlink | hardlink | device | fifo | other
     opener: Callable[[], IO[bytes]] | None = None
     link: str | None = None  # a tar hard link's target (an earlier member's name)
+    size: int = 0  # bytes the archive declares for a regular file
 
 
 def _unsafe(name: str) -> bool:
@@ -91,7 +95,8 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
 
 def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
     kind = _zip_kind(info)
-    return Member(info.filename, kind, partial(zf.open, info) if kind == "file" else None)
+    opener = partial(zf.open, info) if kind == "file" else None
+    return Member(info.filename, kind, opener, size=info.file_size)
 
 
 def _format(path: Path) -> str | None:
@@ -115,9 +120,10 @@ def _listing(path: Path, fmt: str) -> Iterator[tuple[list[Member], Callable[[], 
                     kind = _tar_kind(info)
                     # a stream reads the member it stands on only: opened before the next one
                     opener = partial(tar.extractfile, info) if kind == "file" else None
-                    yield Member(info.name, kind, opener, info.linkname if kind == "hardlink" else None)
+                    link = info.linkname if kind == "hardlink" else None
+                    yield Member(info.name, kind, opener, link, info.size)
 
-        yield [Member(m.name, m.kind, link=m.link) for m in tar_pass()], tar_pass
+        yield [Member(m.name, m.kind, link=m.link, size=m.size) for m in tar_pass()], tar_pass
     else:
         with zipfile.ZipFile(path) as zf:
             members = [_zip_member(zf, info) for info in zf.infolist()]
@@ -171,6 +177,10 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
             copies: dict[str, list[str]] = {}
             for rel in sorted(linked):
                 copies.setdefault(links[rel], []).append(rel)
+            sizes = {_relative(m.name): m.size for m in files}
+            _check_space(
+                sum(sizes[r] for r in wanted) + sum(sizes[links[r]] for r in linked), out, name, origin
+            )
             skipped = Counter(m.kind for m in members if m.kind not in ("file", "dir"))
             skipped["hardlink"] -= len(linked)
             for m in second_pass():
@@ -194,6 +204,21 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
             f"{name}: cannot extract archive {origin} ({type(e).__name__}: {brief(str(e), 150)})"
         ) from None
     return {"members_extracted": len(wanted), "members_skipped": dict(sorted((+skipped).items()))}
+
+
+def _check_space(need: int, out: Path, name: str, origin: str) -> None:
+    """Refuse, before a byte is written, a selection larger than the disk space free at `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out).free
+    if need > free:
+        raise SourceError(
+            f"{name}: the members of archive {origin} that `files:` selects hold {_size(need)} unpacked, "
+            f"but data/raw/{name} has {_size(free)} free; free disk space or narrow `files:` for {name}"
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
 def _check_wanted(wanted: set[str], counts: Counter[str], name: str, origin: str) -> None:
