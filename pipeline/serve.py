@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pipeline.chat import DEFAULT_CKPT, ChatSession, NoRoomError
+from pipeline.chat import DEFAULT_CKPT, ChatSession, NoRoomError, clean_text
 from pipeline.stops import check_stop_strings
 
 if TYPE_CHECKING:
@@ -101,13 +101,16 @@ class ChatRequest:
             where = f"messages[{i}]"
             if not isinstance(m, dict) or m.get("role") not in ROLES:
                 raise RequestError(f"{where}.role must be one of {sorted(ROLES)}", f"{where}.role")
-            text = _content_text(m.get("content"), f"{where}.content")
+            # Each message is cleaned before it joins, an empty one adding nothing: how normalize
+            # built the training text from such messages (adapters/_messages.py, normalize._turns).
+            text = clean_text(_content_text(m.get("content"), f"{where}.content"))
             if m["role"] in PERSONA_ROLES:
                 if turns:
                     raise RequestError(
                         f"{where}: system and developer messages must come first", f"{where}.role"
                     )
-                context_parts.append(text)
+                if text:
+                    context_parts.append(text)
                 continue
             role = "human" if m["role"] == "user" else "bot"
             if not turns and role == "bot":
@@ -115,7 +118,8 @@ class ChatRequest:
                     f"{where}: the conversation must start with a user message", f"{where}.role"
                 )
             if turns and turns[-1][0] == role:  # consecutive messages of one role read as one turn
-                turns[-1] = (role, turns[-1][1] + "\n" + text)
+                if text:
+                    turns[-1] = (role, f"{turns[-1][1]}\n{text}" if turns[-1][1] else text)
             else:
                 turns.append((role, text))
         if not turns or turns[-1][0] != "human":
@@ -173,7 +177,7 @@ def _content_text(content: Any, where: str) -> str:
             ):
                 raise RequestError(f"{where}[{j}]: only text parts are supported", where)
             texts.append(part["text"])
-        return "".join(texts)
+        return "\n".join(texts)  # as the training adapters join parts (adapters/_messages.py)
     raise RequestError(f"{where} must be a string or a list of text parts", where)
 
 

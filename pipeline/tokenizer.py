@@ -60,8 +60,10 @@ ROLE_TOKEN = {"human": HUMAN_ID, "bot": BOT_ID}
 # so that `tokenizer.apply_chat_template` gives the ids the server gives (pipeline.serve): `system`
 # and `developer` messages (joined by newlines) are the persona, `user` -> <human>, `assistant` ->
 # <bot>, consecutive messages of one role join (by newlines) into one turn, content is a string or
-# OpenAI's list of text parts, and each turn and the persona are cleaned as pipeline.chat.clean_text
-# does (CR/CRLF -> LF, stripped; Jinja has no Unicode normalization: text is assumed NFC). What the
+# OpenAI's list of text parts (joined by newlines), and each message is cleaned as
+# pipeline.chat.clean_text does (CR/CRLF -> LF, stripped; Jinja has no Unicode normalization: text
+# is assumed NFC) before it joins, an empty one adding nothing: the way normalize built the training
+# text from such messages (pipeline/sources/adapters/_messages.py, normalize._turns). What the
 # server refuses, the template refuses too (raise_exception), rather than render a format the model
 # never saw: other roles or content, a persona after a turn, a first turn by the assistant, and a
 # generation prompt after anything but a user message. Without a generation prompt a conversation
@@ -75,7 +77,7 @@ CHAT_TEMPLATE = (
     "{%- if part is not mapping or part['type'] != 'text' or part['text'] is not string -%}"
     "{{- raise_exception('only text parts are supported in a message content list') -}}"
     "{%- endif -%}"
-    "{{- part['text'] -}}"
+    "{{- ('' if loop.first else '\\n') + part['text'] -}}"
     "{%- endfor -%}"
     "{%- else -%}{{- raise_exception('a message content must be a string or a list of text parts') -}}"
     "{%- endif -%}"
@@ -88,8 +90,11 @@ CHAT_TEMPLATE = (
     "{%- endmacro -%}"
     "{%- set persona = namespace(text='', any=false) -%}"
     "{%- for m in messages if m['role'] in ['system', 'developer'] -%}"
-    "{%- set persona.text = persona.text + ('\\n' if persona.any else '') + text_of(m['content']) -%}"
+    "{%- set text = clean(text_of(m['content'])) -%}"
+    "{%- if text -%}"
+    "{%- set persona.text = persona.text + ('\\n' if persona.any else '') + text -%}"
     "{%- set persona.any = true -%}"
+    "{%- endif -%}"
     "{%- endfor -%}"
     "{{- '<|endoftext|>' + clean(persona.text) -}}"
     "{%- set ns = namespace(role=none, text='') -%}"
@@ -102,10 +107,12 @@ CHAT_TEMPLATE = (
     "{{- raise_exception('chat roles are system, developer, user and assistant, not ' + m['role'] | string) -}}"
     "{%- elif ns.role is none and m['role'] == 'assistant' -%}"
     "{{- raise_exception('the conversation must start with a user message') -}}"
-    "{%- elif ns.role == m['role'] -%}{%- set ns.text = ns.text + '\\n' + text_of(m['content']) -%}"
+    "{%- elif ns.role == m['role'] -%}"
+    "{%- set text = clean(text_of(m['content'])) -%}"
+    "{%- if text -%}{%- set ns.text = (ns.text + '\\n' + text) if ns.text else text -%}{%- endif -%}"
     "{%- else -%}"
     "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"
-    "{%- set ns.role = m['role'] -%}{%- set ns.text = text_of(m['content']) -%}"
+    "{%- set ns.role = m['role'] -%}{%- set ns.text = clean(text_of(m['content'])) -%}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"

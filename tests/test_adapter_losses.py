@@ -187,7 +187,7 @@ def test_oasst1_parent_cycle_is_quarantined(tmp_path: Path) -> None:
         msg("w", "z", "t3", "assistant", "below the loop"),
     ]
     (tmp_path / "m.messages.jsonl").write_text("".join(json.dumps(m) + "\n" for m in msgs))
-    result = _run("oasst1", tmp_path, {"oasst1_lang": "en"})
+    result = _run("oasst1", tmp_path)
     assert result.turns["text"].to_list() == ["hi", "hello"]
     q = result.quarantine
     assert Counter(q["check"]) == Counter({"parent_cycle": 4})
@@ -209,7 +209,7 @@ def test_oasst1_orphan_does_not_cut_its_trees_good_thread(tmp_path: Path) -> Non
         {"message_id": "b", "parent_id": "o", "message_tree_id": "t", "role": "assistant", "text": "below"},
     ]
     (tmp_path / "m.messages.jsonl").write_text("".join(json.dumps(m) + "\n" for m in msgs))
-    result = _run("oasst1", tmp_path, {"oasst1_lang": "en"})
+    result = _run("oasst1", tmp_path)
     assert result.turns["text"].to_list() == ["hi", "hello"]  # was cut away as conversation_broken
     assert result.quarantine["check"].to_list() == ["parent_missing"]
     assert result.report["rows_filtered"] == {"oasst_parent_dropped": 1} and _reconciles(result.report)

@@ -152,6 +152,7 @@ CASES: dict[str, dict] = {
         "filtered": {"system_message_as_context": 1},
     },
     "oasst1": {
+        "options": {"lang": "en"},
         "big": _append(
             "2023-04-12_oasst_all.messages.jsonl",
             _jsonl(
@@ -374,7 +375,7 @@ def _spec(adapter: str, options: dict | None = None) -> SourceSpec:
 
 def _run(adapter: str, folder: Path):
     case = CASES[adapter]
-    raw = get_adapter(adapter)(folder, _spec(adapter, case.get("options")), {"oasst1_lang": "en"})
+    raw = get_adapter(adapter)(folder, _spec(adapter, case.get("options")), {})
     return normalize_rows(raw, max_turn_chars=16_000)
 
 

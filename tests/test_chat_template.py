@@ -43,7 +43,7 @@ CONVERSATIONS = [
         {"role": "assistant", "content": "z\n"},
         {"role": "user", "content": "w"},
     ],
-    [  # OpenAI's list of text parts, in a persona and a turn (joined with nothing between them)
+    [  # OpenAI's list of text parts, in a persona and a turn (joined by newlines)
         {"role": "system", "content": [{"type": "text", "text": "Be "}, {"type": "text", "text": "kind."}]},
         {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
     ],
@@ -158,3 +158,66 @@ def test_a_whole_conversation_renders_as_training_text(tokenizer):
         enc=get_encoding(),
     )
     assert theirs == ids
+
+
+# OpenAI-style records as a training source stores them (one each): the conversation so far,
+# then the assistant's reply that training learns.
+TRAINING_RECORDS = [
+    [  # a list of text parts (the training adapters join parts by newlines)
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "how are you?"}],
+        },
+        {"role": "assistant", "content": "Fine."},
+    ],
+    [  # consecutive messages of one role, each with edge whitespace, one of them empty
+        {"role": "user", "content": "Hi there. "},
+        {"role": "user", "content": "  "},
+        {"role": "user", "content": " How are you?\r\n"},
+        {"role": "assistant", "content": "Fine."},
+        {"role": "user", "content": " and you?"},
+        {"role": "assistant", "content": "Same."},
+    ],
+    [  # several persona messages, one of them empty
+        {"role": "system", "content": "You are Ann. "},
+        {"role": "developer", "content": ""},
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": " Be brief."}, {"type": "text", "text": "Be kind."}],
+        },
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+    ],
+]
+
+
+@pytest.mark.parametrize("record", TRAINING_RECORDS)
+def test_served_and_templated_prompts_are_the_training_text_up_to_the_reply(
+    tokenizer, service, record, tmp_path: Path
+):
+    """What the model is asked is what it was trained on: the record through the real adapter and
+    normalize gives the training ids; the server's and the template's prompt for the messages before
+    the last reply are exactly those ids up to that reply's text."""
+    from pipeline.sources.adapters.openai_messages import read_file
+    from pipeline.sources.normalize import normalize_rows
+    from pipeline.sources.rows import RawRows
+    from pipeline.tokenizer import render
+
+    (tmp_path / "x.jsonl").write_text(json.dumps({"id": "c1", "messages": record}) + "\n")
+    rows = RawRows("demo", "CC0-1.0", True)
+    read_file(tmp_path / "x.jsonl", "x.jsonl", rows)
+    turns = normalize_rows(rows.frame()).turns.sort("turn")
+    trained, _ = render(
+        [{"role": r, "content": t} for r, t in zip(turns["role"], turns["text"], strict=True)],
+        turns["context"][0],
+    )
+    asked = record[:-1]
+    req = ChatRequest.parse({"messages": asked})
+    served = service.session(req).prompt_ids(req.user_text)
+    templated = tokenizer.apply_chat_template(
+        asked, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    reply = get_encoding().encode_ordinary(turns["text"][-1])
+    assert trained[: len(served)] == served
+    assert trained[len(served) : len(served) + len(reply)] == reply  # what follows is the reply itself
+    assert templated["input_ids"] == served

@@ -95,3 +95,29 @@ def test_the_import_reader_sees_lazy_imports() -> None:
     assert "pipeline/chat.py" in code_run_by("pipeline.evaluate")
     assert "pipeline/sources/registry.py" in code_run_by("stages.registry")
     assert "pipeline/model.py" not in code_run_by("pipeline.sources.registry")
+
+
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        ("pipeline/sources/__pycache__/download.cpython-311.pyc", True),  # written by any import
+        ("pipeline/__pycache__/model.cpython-312.pyc", True),
+        ("data/tokens/full/.train.c1z_rlud.tmp/mask-00000.bin", True),  # a killed tokenize's shards
+        ("data/normalized/.chitchat.parquet.odp4wu7f.tmp", True),  # a killed normalize's table
+        ("data/dataset/.full.old/train.parquet", True),  # atomic_dir's previous copy
+        ("pipeline/sources/download.py", False),
+        ("data/tokens/full/train/tokens-00000.bin", False),
+        ("data/contrib/nanochatgpt-sample.txt", False),
+    ],
+)
+def test_dvc_hashes_neither_bytecode_nor_a_killed_writes_leftovers(path: str, ignored: bool) -> None:
+    """A folder dep's hash must not move when Python writes bytecode beside the code (every
+    download and normalize re-ran) or when a stage restored from the run-cache keeps a killed run's
+    temporary copy (train re-ran on unchanged shards)."""
+    import os
+
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        assert repo.dvcignore.is_ignored(repo.fs, str(ROOT / path)) is ignored

@@ -27,7 +27,7 @@ from pipeline.schema import validate
 from pipeline.sources.download import download, raw_dir
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import is_non_commercial
-from pipeline.sources.normalize import normalize_source, write_outputs
+from pipeline.sources.normalize import normalize_source, output_paths, write_outputs
 from pipeline.sources.registry import (
     SourceSpec,
     enabled_sources,
@@ -311,6 +311,10 @@ def test_dropped_contrib_files_become_sources(root: Path) -> None:
         ({"min_turns": "two"}, r"normalize\.min_turns: expected an integer >= 0, got 'two'"),
         ({"min_turns": -1}, r"normalize\.min_turns: .* got -1"),
         ({"max_turn_char": 100}, r"normalize\.max_turn_char: unknown setting \(known: max_turn_chars, .*\)"),
+        (
+            {"oasst1_lang": "en"},
+            r"normalize\.oasst1_lang: moved to sources\.yaml, as oasst1's `options: \{lang: \.\.\.\}`",
+        ),
     ],
 )
 def test_bad_normalize_setting_names_key_and_rule(root: Path, params: dict, message: str) -> None:
@@ -359,6 +363,38 @@ def test_local_path_overrides_any_kind(root: Path) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["local_path"] == str(FIXTURES / "oasst1")
     assert {f["path"] for f in manifest["files"]} == {p.name for p in (FIXTURES / "oasst1").iterdir()}
+
+
+def test_an_edited_option_changes_the_raw_folder_and_what_normalize_keeps(root: Path) -> None:
+    """normalize's only link to sources.yaml is data/raw/<name>: the manifest holds the options, so
+    `dvc repro` re-runs normalize when one changes (it kept the old table: the bytes were the same)."""
+    fields = _spec_fields("oasst1", local_path=str(FIXTURES / "oasst1"), files=["*.jsonl"])
+    kept = {}
+    for lang in ("en", None):
+        spec = parse_entry("oasst1", {**fields, "options": {"lang": lang}})
+        folder = download(spec)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["options"] == {"lang": lang}
+        kept[lang] = normalize_source(spec, folder, {}).report["rows_filtered"].get("oasst_lang", 0)
+    assert kept["en"] > 0 and kept[None] == 0
+
+
+def test_a_killed_runs_leftovers_go_at_the_next_run(root: Path) -> None:
+    """What a killed download or normalize left beside its output (the temporary copy) is removed
+    when the stage runs again, not left in a folder a later stage depends on."""
+    spec = load_registry()["contrib"]
+    raw = raw_dir("contrib", root)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    partial_copy = raw.parent / ".contrib.k1ll3d.tmp"
+    partial_copy.mkdir()
+    (partial_copy / "half.txt").write_text("half")
+    folder = download(spec)
+    paths = output_paths("contrib", root)
+    paths["turns"].parent.mkdir(parents=True, exist_ok=True)
+    partial_table = paths["turns"].with_name(".contrib.parquet.k1ll3d.tmp")
+    partial_table.write_bytes(b"PAR1")
+    write_outputs(normalize_source(spec, folder, {}), "contrib", root)
+    assert not partial_copy.exists() and not partial_table.exists()
 
 
 def _spec_fields(name: str, **changes: object) -> dict:
@@ -424,7 +460,7 @@ def test_hub_download_resolves_an_offline_cache(root: Path, tmp_path: Path) -> N
             "size": len(data),
         }
     ]
-    result = normalize_source(spec, folder, {"max_turn_chars": 16000, "oasst1_lang": "en"})
+    result = normalize_source(spec, folder, {"max_turn_chars": 16000})
     assert result.turns.filter(pl.col("conversation_id") == "oasst1:p1")["text"].to_list() == [
         "Can you explain tides?",
         "Best answer: the moon's gravity.",

@@ -178,9 +178,9 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
             for rel in sorted(linked):
                 copies.setdefault(links[rel], []).append(rel)
             sizes = {_relative(m.name): m.size for m in files}
-            _check_space(
-                sum(sizes[r] for r in wanted) + sum(sizes[links[r]] for r in linked), out, name, origin
-            )
+            # (a selected hard link is in `wanted` under its own name, with its target's size)
+            need = sum(sizes[r] if r in sizes else sizes[links[r]] for r in wanted)
+            _check_space(need, out, name, origin)
             skipped = Counter(m.kind for m in members if m.kind not in ("file", "dir"))
             skipped["hardlink"] -= len(linked)
             for m in second_pass():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline.atomic import atomic_dir, sha256_file, write_json
+from pipeline.atomic import atomic_dir, remove_stale, sha256_file, write_json
 from pipeline.params import project_root
 from pipeline.sources import globs
 from pipeline.sources.errors import SourceError
@@ -258,6 +258,9 @@ def manifest(spec: SourceSpec, folder: Path, fetched: dict[str, Any]) -> dict[st
         "kind": spec.kind,
         "adapter": spec.adapter,
         "licence": spec.licence,  # provenance; the commercial flag is the build's business (DESIGN.md)
+        # how the adapter reads the files: normalize's only dep on sources.yaml is this folder, so an
+        # edited option must change it (else `dvc repro` keeps the table the old options made)
+        "options": spec.options,
         **fetched,
         "files": files,
     }
@@ -269,6 +272,7 @@ def download(spec: SourceSpec, root: Path | None = None) -> Path:
     target = raw_dir(spec.name, root)
     # a contrib folder keeps its own rules (sidecars, no documentation) wherever it is
     fetch = _from_local if spec.local_path and spec.kind != "contrib" else FETCHERS[spec.kind]
+    remove_stale(target)  # a killed download's partial copy (a hub snapshot can be gigabytes)
     with atomic_dir(target) as tmp:
         fetched = fetch(spec, root, tmp)
         if (tmp / MANIFEST).exists():  # an upstream file of that name would be silently replaced

@@ -36,14 +36,15 @@ from typing import Any
 import polars as pl
 
 from pipeline import paramcheck
-from pipeline.atomic import atomic_path, write_json
+from pipeline.atomic import atomic_path, remove_stale, write_json
 from pipeline.params import project_root
 from pipeline.schema import MAX_TURN_CHARS, QUARANTINE_SCHEMA, TURN_SCHEMA, row_violations, validate
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import SourceSpec
 
-# params.yaml `normalize`: the rules' two bounds, and the one adapter setting (oasst1's language)
-NORMALIZE_KEYS = ("max_turn_chars", "min_turns", "oasst1_lang")
+# params.yaml `normalize`: the rules' two bounds (an adapter's own settings are its `options:` in
+# sources.yaml, so that editing one re-runs only that source)
+NORMALIZE_KEYS = ("max_turn_chars", "min_turns")
 _NON_BREAKING = frozenset({"text_present"})
 # Row checks that cannot run on upstream rows: roles may still be derived from speakers and
 # turn numbers only exist after merging (they are correct by construction).
@@ -313,6 +314,10 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
             f"{spec.name}: {folder} is missing; run `python -m stages.download {spec.name}` first"
         )
     try:  # the turn schema's bound caps max_turn_chars; min_turns below 2 counts as 2
+        if "oasst1_lang" in params:
+            raise ValueError(
+                "params.yaml normalize.oasst1_lang: moved to sources.yaml, as oasst1's `options: {lang: ...}`"
+            )
         paramcheck.known_keys("normalize", params, NORMALIZE_KEYS)
         max_chars = paramcheck.integer(
             "normalize.max_turn_chars", params.get("max_turn_chars", MAX_TURN_CHARS), 1, MAX_TURN_CHARS + 1
@@ -338,6 +343,7 @@ def write_outputs(result: NormalizeResult, name: str, root: Path | None = None) 
     """Write the turn table, quarantine and report, each atomically."""
     paths = output_paths(name, root)
     for key in ("turns", "quarantine"):
+        remove_stale(paths[key])  # a killed run's partial table: it would sit in build's dep folder
         with atomic_path(paths[key]) as tmp:
             getattr(result, key).write_parquet(tmp)
     write_json(paths["report"], result.report)
