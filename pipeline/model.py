@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -249,6 +249,17 @@ class GPT(nn.Module):
                 torch.nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def crop_block_size(self, block_size: int) -> None:
+        """Keep the first `block_size` position embeddings (nanoGPT's model surgery). A GPT-2 start
+        fine-tuned on shorter windows then carries that window in its config, so chat, evaluate and
+        the export use the context it was tuned on rather than the pretrained 1024."""
+        if not 0 < block_size <= self.config.block_size:
+            raise ValueError(f"cannot crop a {self.config.block_size}-token model to {block_size}")
+        wpe = self.transformer.wpe
+        wpe.weight = nn.Parameter(wpe.weight.detach()[:block_size].clone())
+        wpe.num_embeddings = block_size
+        self.config = replace(self.config, block_size=block_size)
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

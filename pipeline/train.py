@@ -234,6 +234,9 @@ def fresh_model(cfg: TrainConfig, rt: Runtime) -> GPT:
             f"params.yaml train block_size {cfg.block_size} exceeds the context of {cfg.init_from} "
             f"({model.config.block_size} tokens)"
         )
+    if cfg.block_size < model.config.block_size:
+        rt.log(f"cropping the context from {model.config.block_size} to block_size {cfg.block_size} tokens")
+        model.crop_block_size(cfg.block_size)
     return model
 
 

@@ -58,6 +58,30 @@ def test_local_hf_dir_matches_transformers_logits(tmp_path: Path) -> None:
     torch.testing.assert_close(got[..., :50257], want, atol=1e-4, rtol=0)
 
 
+def test_a_shorter_block_size_crops_a_gpt2_start(tmp_path: Path) -> None:
+    """train.block_size below the checkpoint's context keeps its first position rows (nanoGPT's
+    crop): the trained model then says it was tuned on that window, and chat, evaluate and the export
+    fill no more than that; the logits on what fits are the checkpoint's."""
+    from pipeline import device
+    from pipeline.train import Runtime, fresh_model
+    from pipeline.trainconfig import TrainConfig
+
+    path, ref = _hf_tiny(tmp_path / "tiny")
+    cfg = TrainConfig(init_from=str(path), block_size=32, n_layer=2, n_head=2, n_embd=32, device="cpu")
+    rt = Runtime(torch.device("cpu"), torch.float32, device.DistInfo())
+    ours = fresh_model(cfg.validated(), rt).eval()
+    assert ours.config.block_size == 32 and ours.transformer.wpe.weight.shape == (32, TINY["n_embd"])
+    torch.testing.assert_close(ours.transformer.wpe.weight, ref.transformer.wpe.weight[:32], atol=0, rtol=0)
+    idx = _ordinary_ids()
+    with torch.no_grad():
+        torch.testing.assert_close(ours.logits_all(idx)[..., :50257], ref(idx).logits, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="exceeds block_size 32"):
+        ours.logits_all(torch.zeros(1, 33, dtype=torch.long))
+    hf.export_hf(ours, tmp_path / "out")
+    exported = hf.load_pretrained(str(tmp_path / "out"))
+    assert exported.config.block_size == 32
+
+
 def test_new_token_rows_start_at_mean_embedding(tmp_path: Path) -> None:
     path, ref = _hf_tiny(tmp_path / "tiny")
     ours = hf.load_pretrained(str(path))
