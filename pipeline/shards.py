@@ -288,12 +288,18 @@ class TokenShards:
         mask[: stop - start] = shard.mask[start:stop]
 
     def _batch(
-        self, rows: list[tuple[Shard, int]], block_size: int
+        self, rows: list[tuple[Shard, int, slice | None]], block_size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows are (shard, start, header): the row holds the shard's tokens from `start`, after
+        `header` (a slice of the shard: a conversation's <|endoftext|> and persona) when not None."""
         ids = np.full((len(rows), block_size + 1), ENDOFTEXT_ID, dtype=np.int64)
         mask = np.zeros((len(rows), block_size + 1), dtype=np.uint8)
-        for r, (shard, start) in enumerate(rows):
-            self._window(shard, start, block_size + 1, ids[r], mask[r])
+        for r, (shard, start, header) in enumerate(rows):
+            n = 0
+            if header is not None:
+                n = header.stop - header.start
+                self._window(shard, header.start, n, ids[r], mask[r])
+            self._window(shard, start, block_size + 1 - n, ids[r, n:], mask[r, n:])
         return (
             np.ascontiguousarray(ids[:, :-1]),
             np.ascontiguousarray(ids[:, 1:]),
@@ -310,7 +316,10 @@ class TokenShards:
         the human turn (or conversation) holding it, so windows still begin on a boundary but cover
         every part of conversations longer than block_size, weighted by length (what short
         training windows need: aligned to conversations only, they would never see a long
-        conversation's later turns).
+        conversation's later turns). A row that starts at a later turn begins with its
+        conversation's header first (<|endoftext|> and the persona, mask 0), as chat's prompt does
+        once it has cut the oldest turns, so the model learns to answer in the persona deep into a
+        conversation; a header longer than half the window is left out.
         Either way one `rng.integers` call per batch, so a saved generator state replays the
         stream; a row packs block_size+1 tokens, running on into the following conversations of the
         same shard; past the shard end it pads with <|endoftext|> and mask 0.
@@ -321,7 +330,7 @@ class TokenShards:
         if batch_size < 1 or block_size < 1:
             raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
         if align == "turn":
-            return self._batch(self._turn_aligned_starts(batch_size, rng), block_size)
+            return self._batch(self._turn_aligned_starts(batch_size, block_size, rng), block_size)
         if align != "conversation":
             raise ValueError(f"align must be 'conversation' or 'turn', got {align!r}")
         picks = rng.integers(0, self.n_conversations, size=batch_size)
@@ -329,10 +338,12 @@ class TokenShards:
         rows = []
         for j, s in zip(picks.tolist(), shard_of.tolist(), strict=True):
             shard = self.shards[s]
-            rows.append((shard, int(shard.starts[j - self._conv_offsets[s]])))
+            rows.append((shard, int(shard.starts[j - self._conv_offsets[s]]), None))
         return self._batch(rows, block_size)
 
-    def _turn_aligned_starts(self, batch_size: int, rng: np.random.Generator) -> list[tuple[Shard, int]]:
+    def _turn_aligned_starts(
+        self, batch_size: int, block_size: int, rng: np.random.Generator
+    ) -> list[tuple[Shard, int, slice | None]]:
         if self._turn_starts is None:
             # Positions of every <|endoftext|> (conversation start) and <human> (turn start) token:
             # one pass over each shard, kept as int64 offsets (a few bytes per turn).
@@ -341,11 +352,18 @@ class TokenShards:
             ]
         picks = rng.integers(0, self.n_tokens, size=batch_size)
         shard_of = np.searchsorted(self._token_offsets, picks, side="right") - 1
-        rows = []
+        rows: list[tuple[Shard, int, slice | None]] = []
         for p, s in zip(picks.tolist(), shard_of.tolist(), strict=True):
-            starts = self._turn_starts[s]
-            i = int(np.searchsorted(starts, p - self._token_offsets[s], side="right")) - 1
-            rows.append((self.shards[s], int(starts[max(i, 0)])))
+            shard, starts = self.shards[s], self._turn_starts[s]
+            i = max(int(np.searchsorted(starts, p - self._token_offsets[s], side="right")) - 1, 0)
+            start = int(starts[i])
+            header = None
+            if shard.tokens[start] == HUMAN_ID:  # a turn, not a conversation start
+                conv = int(shard.starts[np.searchsorted(shard.starts, start, side="right") - 1])
+                first_turn = int(starts[np.searchsorted(starts, conv) + 1])  # the boundary after conv
+                if first_turn - conv <= (block_size + 1) // 2:
+                    header = slice(conv, first_turn)
+            rows.append((shard, start, header))
         return rows
 
     def iter_eval_batches(
@@ -359,10 +377,10 @@ class TokenShards:
         """
         if batch_size < 1 or block_size < 1:
             raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
-        rows: list[tuple[Shard, int]] = []
+        rows: list[tuple[Shard, int, slice | None]] = []
         for shard in self.shards:
             for start in range(0, shard.n_tokens - 1, block_size):
-                rows.append((shard, start))
+                rows.append((shard, start, None))
                 if len(rows) == batch_size:
                     yield self._batch(rows, block_size)
                     rows = []

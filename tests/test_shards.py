@@ -458,8 +458,8 @@ def test_stage_command(tmp_path: Path) -> None:
 
 
 def test_turn_aligned_windows_start_on_boundaries_and_reach_late_turns(shard_dir) -> None:
-    """align="turn": every row starts at <|endoftext|> or <human>, and starts past a conversation's
-    first window are drawn too (conversation alignment never reaches them)."""
+    """align="turn": every row starts at <|endoftext|> (a header fits) or <human>, and starts past a
+    conversation's first window are drawn too (conversation alignment never reaches them)."""
     shards = TokenShards(shard_dir[0])
     x, _, _ = shards.sample_batch(400, 8, np.random.default_rng(5), align="turn")
     assert set(x[:, 0].tolist()) <= {ENDOFTEXT_ID, HUMAN_ID}
@@ -468,6 +468,47 @@ def test_turn_aligned_windows_start_on_boundaries_and_reach_late_turns(shard_dir
     assert (x == again).all()
     with pytest.raises(ValueError, match="align"):
         shards.sample_batch(2, 8, np.random.default_rng(5), align="token")
+
+
+def test_a_window_at_a_later_turn_begins_with_its_conversations_header(shard_dir) -> None:
+    """Chat's prompt, once the oldest turns are cut, is <|endoftext|> + persona + the latest turns:
+    a turn-aligned training window starting at a later turn is laid out the same way (header mask 0),
+    so the persona is there in training too; a header over half the window is left out."""
+    directory, convs = shard_dir
+    shards = TokenShards(directory)
+    T = 48
+    x, y, mask = shards.sample_batch(300, T, np.random.default_rng(7), align="turn")
+    windows = np.concatenate([x[:, :1], y], axis=1)  # the T+1 tokens of each row
+    targets_mask = np.concatenate([np.zeros((len(x), 1), np.uint8), mask], axis=1)  # mask of windows[:, i]
+    found = {"later turn with persona": 0, "later turn": 0}
+    for r, w in enumerate(windows):
+        match = None
+        for ids, m in convs:
+            ids, m = np.asarray(ids), np.asarray(m)
+            turns = np.flatnonzero(ids == HUMAN_ID)
+            head = int(turns[0])  # <|endoftext|> + persona
+            for t in turns.tolist():
+                n = min(T + 1 - head, len(ids) - t)
+                if (
+                    head <= (T + 1) // 2
+                    and np.array_equal(w[:head], ids[:head])
+                    and np.array_equal(w[head : head + n], ids[t : t + n])
+                ):
+                    assert not targets_mask[r, :head].any()
+                    assert np.array_equal(targets_mask[r, head : head + n], m[t : t + n])
+                    match = (t, head)
+                    break
+            if match:
+                break
+        assert match is not None, f"row {r} is not header + a turn onwards of one conversation"
+        t, head = match
+        if t > head:
+            found["later turn"] += 1
+            found["later turn with persona"] += head > 1
+    assert found["later turn"] > 50 and found["later turn with persona"] > 10
+    # a window too short for the persona headers: those rows start at the turn itself
+    x, _, _ = shards.sample_batch(300, 8, np.random.default_rng(7), align="turn")
+    assert HUMAN_ID in x[:, 0] and ENDOFTEXT_ID in x[:, 0]
 
 
 def test_training_refuses_shards_that_differ_from_meta(tmp_path: Path) -> None:
