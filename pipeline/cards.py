@@ -275,7 +275,8 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "",
         f"Multi-turn `<human>`/`<bot>` conversations for chat fine-tuning, holding {scope}. Built by "
         "`dvc repro build@" + variant + "` from each source's validated turn table: "
-        "deduplicated across sources (case, space, punctuation, invisible-character and Unicode compatibility variants count as one), split into "
+        "deduplicated across sources (case, space, punctuation, typographic-quote, invisible-character and Unicode "
+        "compatibility variants count as one), split into "
         "train and validation by a seeded hash of the deduplicated text (a duplicate can never sit "
         "in both), with rejected rows kept in `quarantine.parquet` beside their reason.",
         "",

@@ -101,8 +101,9 @@ class ChatRequest:
             where = f"messages[{i}]"
             if not isinstance(m, dict) or m.get("role") not in ROLES:
                 raise RequestError(f"{where}.role must be one of {sorted(ROLES)}", f"{where}.role")
-            # Each message is cleaned before it joins, an empty one adding nothing: how normalize
-            # built the training text from such messages (adapters/_messages.py, normalize._turns).
+            # Each message is cleaned before it joins, and an empty one is left out (it neither
+            # joins nor opens a turn): how normalize built the training text from such messages
+            # (adapters/_messages.py; normalize drops empty rows, then merges same-role runs).
             text = clean_text(_content_text(m.get("content"), f"{where}.content"))
             if m["role"] in PERSONA_ROLES:
                 if turns:
@@ -112,18 +113,23 @@ class ChatRequest:
                 if text:
                     context_parts.append(text)
                 continue
+            if not text:
+                continue
             role = "human" if m["role"] == "user" else "bot"
             if not turns and role == "bot":
                 raise RequestError(
                     f"{where}: the conversation must start with a user message", f"{where}.role"
                 )
             if turns and turns[-1][0] == role:  # consecutive messages of one role read as one turn
-                if text:
-                    turns[-1] = (role, f"{turns[-1][1]}\n{text}" if turns[-1][1] else text)
+                turns[-1] = (role, f"{turns[-1][1]}\n{text}")
             else:
                 turns.append((role, text))
         if not turns or turns[-1][0] != "human":
-            raise RequestError("the last message must be a user message", "messages")
+            raise RequestError(
+                "the last message must be a user message with text (empty messages are left out, as in "
+                "training)",
+                "messages",
+            )
         req = cls(
             context="\n".join(context_parts) or None,
             history=turns[:-1],

@@ -62,8 +62,9 @@ ROLE_TOKEN = {"human": HUMAN_ID, "bot": BOT_ID}
 # <bot>, consecutive messages of one role join (by newlines) into one turn, content is a string or
 # OpenAI's list of text parts (joined by newlines), and each message is cleaned as
 # pipeline.chat.clean_text does (CR/CRLF -> LF, stripped; Jinja has no Unicode normalization: text
-# is assumed NFC) before it joins, an empty one adding nothing: the way normalize built the training
-# text from such messages (pipeline/sources/adapters/_messages.py, normalize._turns). What the
+# is assumed NFC) before it joins, an empty one left out (it neither joins nor opens a turn): the
+# way normalize built the training text from such messages (pipeline/sources/adapters/_messages.py;
+# normalize drops empty rows, then merges same-role runs). What the
 # server refuses, the template refuses too (raise_exception), rather than render a format the model
 # never saw: other roles or content, a persona after a turn, a first turn by the assistant, and a
 # generation prompt after anything but a user message. Without a generation prompt a conversation
@@ -105,20 +106,22 @@ CHAT_TEMPLATE = (
     "{%- endif -%}"
     "{%- elif m['role'] not in ['user', 'assistant'] -%}"
     "{{- raise_exception('chat roles are system, developer, user and assistant, not ' + m['role'] | string) -}}"
+    "{%- else -%}"
+    "{%- set text = clean(text_of(m['content'])) -%}"
+    "{%- if not text -%}"
     "{%- elif ns.role is none and m['role'] == 'assistant' -%}"
     "{{- raise_exception('the conversation must start with a user message') -}}"
-    "{%- elif ns.role == m['role'] -%}"
-    "{%- set text = clean(text_of(m['content'])) -%}"
-    "{%- if text -%}{%- set ns.text = (ns.text + '\\n' + text) if ns.text else text -%}{%- endif -%}"
+    "{%- elif ns.role == m['role'] -%}{%- set ns.text = ns.text + '\\n' + text -%}"
     "{%- else -%}"
     "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"
-    "{%- set ns.role = m['role'] -%}{%- set ns.text = clean(text_of(m['content'])) -%}"
+    "{%- set ns.role = m['role'] -%}{%- set ns.text = text -%}"
+    "{%- endif -%}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"
     "{%- if add_generation_prompt -%}"
     "{%- if ns.role != 'user' -%}"
-    "{{- raise_exception('the last message must be a user message to add a generation prompt') -}}"
+    "{{- raise_exception('the last message must be a user message with text to add a generation prompt') -}}"
     "{%- endif -%}"
     "{{- '<bot>' -}}"
     "{%- endif -%}"

@@ -152,7 +152,7 @@ CASES: dict[str, dict] = {
         "filtered": {"system_message_as_context": 1},
     },
     "oasst1": {
-        "options": {"lang": "en"},
+        "options": {"language": "en"},
         "big": _append(
             "2023-04-12_oasst_all.messages.jsonl",
             _jsonl(

@@ -50,6 +50,7 @@ CONVERSATIONS = [
     [  # Windows and old-Mac line ends read as LF (as clean_text does), empty messages, unicode
         {"role": "system", "content": "x\r\ny"},
         {"role": "user", "content": ""},
+        {"role": "user", "content": "q"},
         {"role": "assistant", "content": "caf\u00e9 \u2615\r\u65e5\u672c"},
         {"role": "user", "content": "a\r\n\r\nb\rc"},
     ],
@@ -177,6 +178,17 @@ TRAINING_RECORDS = [
         {"role": "assistant", "content": "Fine."},
         {"role": "user", "content": " and you?"},
         {"role": "assistant", "content": "Same."},
+    ],
+    [  # an empty message of the other role (a reply that was only <endOfText>, sent back) opens no turn
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "there"},
+        {"role": "assistant", "content": "Yo"},
+    ],
+    [  # an empty first message: the conversation starts at the first one with text
+        {"role": "assistant", "content": " "},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Yo"},
     ],
     [  # several persona messages, one of them empty
         {"role": "system", "content": "You are Ann. "},

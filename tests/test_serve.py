@@ -202,6 +202,17 @@ def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
             "messages[1].role",
             "come first",
         ),
+        (  # training has no empty turns: an empty last message is left out, and nothing is left
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                    {"role": "user", "content": " \n"},
+                ]
+            },
+            "messages",
+            "last message must be a user message with text (empty messages are left out",
+        ),
         ({"messages": [{"role": "user", "content": "a"}], "n": 2}, "n", "n=1"),
         ({"messages": [{"role": "user", "content": "a"}], "n": True}, "n", "integer"),
         ({"messages": [{"role": "user", "content": "a"}], "stream": 0}, "stream", "true or false"),

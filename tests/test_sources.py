@@ -134,12 +134,34 @@ def test_registry_has_every_source_with_licences() -> None:
         ({"kind": "url", "archive": "yes"}, "`archive:` must be true or false"),
         ({"archive": True}, "`archive: true` is for url sources"),
         ({"files": ["data/**.parquet"]}, "'\\*\\*' can only be a whole path part"),
+        (
+            {"options": {"pairs": True}},
+            r"`options:` 'pairs' is not an option of adapter chitchat \(it takes no options\)",
+        ),
+        (  # chatbot_arena's spelling on oasst1: it kept every language without a word
+            {"adapter": "oasst1", "options": {"lang": "en"}},
+            r"`options:` 'lang' is not an option of adapter oasst1 \(its options are language\)",
+        ),
     ],
 )
 def test_registry_rejects_bad_entries(fields: dict, message: str) -> None:
     with pytest.raises(SourceError, match=message) as err:
         parse_entry("demo", entry(**fields))
     assert "demo" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_option_table_names_what_each_adapter_reads() -> None:
+    """adapters.OPTIONS (what the registry accepts) lists exactly the `spec.options` keys each
+    adapter module reads, so a new option cannot be refused nor an old one pass unchecked."""
+    from pipeline.sources.adapters import ADAPTERS, OPTIONS
+
+    adapters = REPO / "pipeline" / "sources" / "adapters"
+    read = {}
+    for name, module in ADAPTERS.items():
+        keys = re.findall(r"spec\.options\.get\(\"(\w+)\"", (adapters / f"{module}.py").read_text())
+        if keys:
+            read[name] = tuple(sorted(keys))
+    assert read == {name: tuple(sorted(keys)) for name, keys in OPTIONS.items()}
 
 
 def test_unknown_licence_may_be_commercial_with_a_reason() -> None:
@@ -313,7 +335,7 @@ def test_dropped_contrib_files_become_sources(root: Path) -> None:
         ({"max_turn_char": 100}, r"normalize\.max_turn_char: unknown setting \(known: max_turn_chars, .*\)"),
         (
             {"oasst1_lang": "en"},
-            r"normalize\.oasst1_lang: moved to sources\.yaml, as oasst1's `options: \{lang: \.\.\.\}`",
+            r"normalize\.oasst1_lang: moved to sources\.yaml, as oasst1's `options: \{language: \.\.\.\}`",
         ),
     ],
 )
@@ -371,10 +393,10 @@ def test_an_edited_option_changes_the_raw_folder_and_what_normalize_keeps(root: 
     fields = _spec_fields("oasst1", local_path=str(FIXTURES / "oasst1"), files=["*.jsonl"])
     kept = {}
     for lang in ("en", None):
-        spec = parse_entry("oasst1", {**fields, "options": {"lang": lang}})
+        spec = parse_entry("oasst1", {**fields, "options": {"language": lang}})
         folder = download(spec)
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert manifest["options"] == {"lang": lang}
+        assert manifest["options"] == {"language": lang}
         kept[lang] = normalize_source(spec, folder, {}).report["rows_filtered"].get("oasst_lang", 0)
     assert kept["en"] > 0 and kept[None] == 0
 

@@ -316,7 +316,7 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
     try:  # the turn schema's bound caps max_turn_chars; min_turns below 2 counts as 2
         if "oasst1_lang" in params:
             raise ValueError(
-                "params.yaml normalize.oasst1_lang: moved to sources.yaml, as oasst1's `options: {lang: ...}`"
+                "params.yaml normalize.oasst1_lang: moved to sources.yaml, as oasst1's `options: {language: ...}`"
             )
         paramcheck.known_keys("normalize", params, NORMALIZE_KEYS)
         max_chars = paramcheck.integer(

@@ -37,6 +37,15 @@ ADAPTERS: dict[str, str] = {
     "personachat": "personachat",
 }
 
+# adapter name -> the `options:` keys it reads (sources.yaml): any other key is refused on load, so
+# a misspelt option cannot leave its default silently in force
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "babylm": ("max_lines",),
+    "chatbot_arena": ("language",),
+    "oasst1": ("language",),
+    "twitter": ("pairs",),
+}
+
 Reader = Callable[[Path, "SourceSpec", dict[str, Any]], pl.DataFrame]
 
 

@@ -7,8 +7,8 @@ are flattened to the same records first.
 
 Each tree becomes one thread: from the root prompt, at every step the best usable reply (lowest
 `rank`; unranked replies last, then oldest). Every other message is counted as filtered with its
-reason: oasst_deleted, oasst_review_failed, oasst_lang (sources.yaml `options: {lang: en}`; no
-`lang`, or null, keeps every language), oasst_parent_dropped (below a dropped message), oasst_not_selected (a lower-ranked
+reason: oasst_deleted, oasst_review_failed, oasst_lang (sources.yaml `options: {language: en}`; no
+`language`, or null, keeps every language), oasst_parent_dropped (below a dropped message), oasst_not_selected (a lower-ranked
 branch). A message whose parent is not in the data is quarantined (`parent_missing`), and so is
 one whose parent chain loops and never reaches a root prompt (`parent_cycle`: a message that is its
 own parent, two that are each other's, and every message below them).
@@ -72,7 +72,7 @@ def _rank_key(msg: dict[str, Any]) -> tuple:
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
-    lang = spec.options.get("lang") or None
+    lang = spec.options.get("language") or None
     messages: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
     order: list[str] = []
