@@ -281,6 +281,15 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "in both), with rejected rows kept in `quarantine.parquet` beside their reason.",
         "",
     ]
+    barred = [s for s in held if not s.commercial]
+    if barred:  # the one restriction a reader must not miss (the table's `no` cells are easy to skim)
+        names = ", ".join(f"{s.name} ({s.licence})" for s in barred)
+        lines += [
+            f"**Not for commercial use as a whole.** Part of it is under terms that do not allow training "
+            f"a commercial model, or under unknown terms: {names}. The `commercial` variant leaves "
+            "those sources out.",
+            "",
+        ]
     if not n_conv:
         lines += [
             "**This variant holds no conversations**: no enabled source has rows it may hold (see "
@@ -459,14 +468,27 @@ def model_licence(trained: Sequence[CardSource]) -> dict[str, Any]:
     }
 
 
-def commercial_statement(trained: Sequence[CardSource]) -> str:
-    """One plain sentence: may the weights be used commercially (only if every source allows it)."""
+def unrecorded_base(facts: ModelFacts) -> str | None:
+    """The local checkpoint the weights started from (not scratch, not a Hub GPT-2), whose terms
+    nothing recorded; None otherwise."""
+    return facts.init_from if facts.init_from != "scratch" and not facts.base_model else None
+
+
+def commercial_statement(trained: Sequence[CardSource], unknown_base: str | None = None) -> str:
+    """One plain sentence: may the weights be used commercially (only if every source allows it,
+    and the weights did not start from `unknown_base`, a local checkpoint of unrecorded terms)."""
     if not trained:
         return (
             "**Commercial use: unknown.** No record of the training data's sources came with this "
             "model: do not use it commercially until you know them."
         )
     barred = [s for s in trained if not s.commercial]
+    if not barred and unknown_base:
+        return (
+            "**Commercial use: depends on the base model.** Every source of the training data allows "
+            f"training a commercial model, but the weights start from `{unknown_base}`, a local "
+            "checkpoint whose terms nanoChatGPT has no record of: its licence decides."
+        )
     if not barred:
         return (
             "**Commercial use: allowed.** Every source of the training data allows training a commercial "
@@ -511,11 +533,12 @@ def model_card(
     (`hf upload` of model/hf), so it states the licences itself rather than point at the dataset.
     """
     trained = _trained_terms(source_tokens, terms or {})
+    unknown_base = unrecorded_base(facts)
     meta: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "language": ["en"],
-        **model_licence(trained),
+        **(model_licence(trained) if not unknown_base else {"license": "unknown"}),
         **({"base_model": facts.base_model} if facts.base_model else {}),
         "tags": ["gpt2", "conversational", "nanochatgpt"],
     }
@@ -541,7 +564,7 @@ def model_card(
         "",
         "## Training data and licences (train split)",
         "",
-        commercial_statement(trained),
+        commercial_statement(trained, unknown_base),
         "",
         *(
             [f"The weights start from `{facts.init_from}`: its own licence applies to them too.", ""]
@@ -612,7 +635,9 @@ def model_card(
 
 
 def model_licence_file(
-    source_tokens: Sequence[Mapping[str, Any]], terms: Mapping[str, CardSource]
+    source_tokens: Sequence[Mapping[str, Any]],
+    terms: Mapping[str, CardSource],
+    unknown_base: str | None = None,
 ) -> str | None:
     """LICENSE.md for a model whose training sources share no single licence the Hub knows (the
     card's `license_link` points here), else None: each source's terms and the commercial verdict."""
@@ -628,7 +653,7 @@ def model_licence_file(
         "|---|---|---|",
         *(f"| {_cell(s.name)} | {_cell(s.licence)} | {'yes' if s.commercial else 'no'} |" for s in trained),
         "",
-        commercial_statement(trained),
+        commercial_statement(trained, unknown_base),
         "",
     ]
     return "\n".join(lines)

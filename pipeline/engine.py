@@ -60,11 +60,14 @@ class Generation:
     """One finished row. `token_ids` excludes the special token that ended it (if any).
 
     finish_reason: "stop" (a special token or a stop string ended it) or "length" (budget spent).
+    stop_token: the special token that ended it (a turn should end at <endOfText>; another one means
+    the model did not close its turn), None for a stop string or the budget.
     """
 
     text: str
     token_ids: list[int]
     finish_reason: str
+    stop_token: int | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -278,12 +281,13 @@ class Engine:
         texts: list[list[str]] = [[] for _ in prompts]
         ids: list[list[int]] = [[] for _ in prompts]
         reasons: list[str | None] = [None] * len(prompts)
+        stop_tokens: list[int | None] = [None] * len(prompts)
         for tokens in self.decode_tokens(prompts, max_new_tokens, params):
             for i, t in enumerate(tokens):
                 if reasons[i] is not None:
                     continue
                 if t in STOP_TOKEN_IDS:
-                    reasons[i] = "stop"
+                    reasons[i], stop_tokens[i] = "stop", t
                     piece = decoders[i].flush()
                 else:
                     ids[i].append(t)
@@ -304,8 +308,8 @@ class Engine:
                     yield i, piece
         if results is not None:
             results[:] = [
-                Generation(text="".join(t), token_ids=n, finish_reason=r)
-                for t, n, r in zip(texts, ids, reasons, strict=True)
+                Generation(text="".join(t), token_ids=n, finish_reason=r, stop_token=s)
+                for t, n, r, s in zip(texts, ids, reasons, stop_tokens, strict=True)
             ]
 
     def generate(

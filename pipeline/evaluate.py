@@ -12,7 +12,8 @@ import io
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,10 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
             f"must be an integer in 1..{block_size - 1} (the model's block_size is {block_size})",
             n,
         )
-    if not integer(cfg["eval_iters"]) or cfg["eval_iters"] < 1:
-        raise fail("eval_iters", "must be an integer >= 1", cfg["eval_iters"])
+    if cfg["eval_iters"] is not None and (not integer(cfg["eval_iters"]) or cfg["eval_iters"] < 1):
+        raise fail(
+            "eval_iters", "must be an integer >= 1, or null for the whole val split", cfg["eval_iters"]
+        )
     if not integer(cfg["seed"]) or cfg["seed"] < 0:
         raise fail("seed", "must be an integer >= 0", cfg["seed"])
     if not number(cfg["temperature"]) or cfg["temperature"] < 0:
@@ -112,11 +115,20 @@ class LossReport:
     perplexity: float
     tokens: int
     windows: int
+    split_tokens: int = 0  # bot tokens in the whole split: `tokens` of them were scored
+
+    @property
+    def share(self) -> float:
+        """The share of the split's bot tokens scored (1.0: the whole split)."""
+        return self.tokens / self.split_tokens if self.split_tokens else float("nan")
 
 
 @torch.no_grad()
-def bot_token_loss(model: GPT, split_dir: str | Path, batch_size: int, max_batches: int) -> LossReport:
-    """Mean cross-entropy over bot tokens (loss mask 1) of up to `max_batches` validation batches.
+def bot_token_loss(
+    model: GPT, split_dir: str | Path, batch_size: int, max_batches: int | None = None
+) -> LossReport:
+    """Mean cross-entropy over bot tokens (loss mask 1) of the validation split: every window, or
+    `max_batches` batches of windows spread evenly over it (TokenShards.iter_eval_batches).
 
     Only the bot positions are projected to the vocabulary (masked_token_losses), so no full
     (batch, block, vocab) logits tensor is ever built.
@@ -127,10 +139,8 @@ def bot_token_loss(model: GPT, split_dir: str | Path, batch_size: int, max_batch
     device = next(model.parameters()).device
     block = model.config.block_size
     total, count, windows = 0.0, 0, 0
-    batches = shards.iter_eval_batches(batch_size, block)
-    for i, (x, y, m) in enumerate(tqdm(batches, total=max_batches, desc="val loss", leave=False)):
-        if i >= max_batches:
-            break
+    batches = shards.iter_eval_batches(batch_size, block, max_batches)
+    for x, y, m in tqdm(batches, total=max_batches, desc="val loss", leave=False):
         x_t, y_t, m_t = (torch.from_numpy(a).to(device) for a in (x, y, m))
         losses = masked_token_losses(model, model.hidden(x_t), y_t, m_t)
         total += float(losses.sum())
@@ -138,7 +148,11 @@ def bot_token_loss(model: GPT, split_dir: str | Path, batch_size: int, max_batch
         windows += x.shape[0]
     loss = total / count if count else float("nan")
     return LossReport(
-        loss=loss, perplexity=math.exp(loss) if count else float("nan"), tokens=count, windows=windows
+        loss=loss,
+        perplexity=math.exp(loss) if count else float("nan"),
+        tokens=count,
+        windows=windows,
+        split_tokens=shards.loss_tokens(),
     )
 
 
@@ -170,15 +184,15 @@ def conversation_windows(ids: np.ndarray, mask: np.ndarray, block: int) -> Itera
 
 @torch.no_grad()
 def loss_by_source(
-    model: GPT, split_dir: str | Path, sources: list[str], token_budget: int, batch_size: int = 8
+    model: GPT, split_dir: str | Path, sources: list[str], token_budget: int | None, batch_size: int = 8
 ) -> list[SourceLoss]:
     """Bot-token loss of each source's validation conversations: which part of the mix the model
     handles worst (a data decision the single val loss hides).
 
     `sources[i]` is conversation i's source (the dataset's val.parquet, in the shards' order).
     Whole conversations are scored, in order (the split is a seeded shuffle), until a source has
-    `token_budget` bot tokens, so a small source is measured as well as the large ones and the
-    cost stays bounded. Returns one row per source with scored tokens, worst loss first.
+    `token_budget` bot tokens (None: every conversation), so a small source is measured as well as the
+    large ones and the cost stays bounded. Returns one row per source with scored tokens, worst loss first.
     """
     from pipeline.shards import TokenShards
 
@@ -207,7 +221,7 @@ def loss_by_source(
 
     for source, (ids, mask) in zip(sources, shards.iter_conversations(), strict=True):
         entry = totals.setdefault(source, [0.0, 0, 0])
-        if entry[1] >= token_budget or not mask.any():
+        if (token_budget is not None and entry[1] >= token_budget) or not mask.any():
             continue
         entry[1] += int(mask[1:].sum())
         entry[2] += 1
@@ -247,51 +261,72 @@ def source_loss_csv(rows: list[SourceLoss]) -> str:
 class Transcript:
     context: str | None
     exchanges: list[tuple[str, str]]
-    stopped: list[bool]  # per reply: ended at <endOfText> / a stop string (True) or ran out of budget
+    stopped: list[bool]  # per reply: ended at <endOfText> / a stop string (True), else False
+    # per reply: ended at another special token (<human>, <bot>, <|endoftext|>): a turn left unclosed
+    stray: list[bool] = field(default_factory=list)
 
 
 def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Transcript], dict]:
-    """Play each scripted prompt through a chat session; returns transcripts and decode figures."""
+    """Play each scripted prompt through a chat session; returns transcripts and decode figures.
+
+    stop_rate: the share of replies that ended as a bot turn should, at <endOfText> (or a stop
+    string); stray_stop_rate: the share ended by another special token (the engine stops on those
+    too, but a model that writes <human> has not learnt to close its turn). decode_tokens_per_s:
+    decode steps (reply tokens and the token that ended each) per second of reply_result, prefill
+    included, after one untimed warm-up reply.
+    """
     from pipeline.chat import ChatSession
     from pipeline.engine import Engine
+    from pipeline.sampling import MAX_SEED
+    from pipeline.tokenizer import END_OF_TURN_ID
 
     engine = Engine(model)
     transcripts: list[Transcript] = []
-    new_tokens, seconds = 0, 0.0
+    steps, new_tokens, seconds = 0, 0, 0.0
+    warm = True  # the first reply of a process pays one-off costs: not a decode figure
     for i, prompt in enumerate(prompts):
+        session = partial(
+            ChatSession,
+            engine,
+            context=prompt.get("context"),
+            max_new_tokens=cfg["max_new_tokens"],
+            temperature=cfg["temperature"],
+            top_k=cfg["top_k"],
+            top_p=cfg["top_p"],
+            seed=(cfg["seed"] + i) % (MAX_SEED + 1),
+        )
         try:
-            session = ChatSession(
-                engine,
-                context=prompt.get("context"),
-                max_new_tokens=cfg["max_new_tokens"],
-                temperature=cfg["temperature"],
-                top_k=cfg["top_k"],
-                top_p=cfg["top_p"],
-                seed=cfg["seed"] + i,
-            )
+            chat = session()
         except ValueError as e:  # persona too long for the window, a sampling setting out of range
             raise EvalSetupError(f"params.yaml evaluate.prompts[{i}]: {e}") from None
         t = Transcript(context=prompt.get("context"), exchanges=[], stopped=[])
         for j, user_text in enumerate(prompt["turns"]):
-            t0 = time.perf_counter()
             try:
-                session.prompt_ids(user_text)  # fits the window? (the reply then cannot fail on it)
+                chat.prompt_ids(user_text)  # fits the window? (the reply then cannot fail on it)
             except ValueError as e:
                 raise EvalSetupError(
                     f"params.yaml evaluate.prompts[{i}].turns[{j}]: {e} (or lower evaluate.max_new_tokens "
                     f"{cfg['max_new_tokens']}, or train a longer block_size than {model.config.block_size})"
                 ) from None
-            result = session.reply_result(user_text)
+            if warm:  # on a session of its own: the transcript's replies are not changed by it
+                session().reply_result(user_text)
+                warm = False
+            t0 = time.perf_counter()
+            result = chat.reply_result(user_text)
             seconds += time.perf_counter() - t0
             new_tokens += result.n_tokens
+            steps += result.n_tokens + (result.stop_token is not None)
             t.exchanges.append((user_text, result.text))
-            t.stopped.append(result.finish_reason == "stop")
+            t.stopped.append(result.finish_reason == "stop" and result.stop_token in (None, END_OF_TURN_ID))
+            t.stray.append(result.stop_token not in (None, END_OF_TURN_ID))
         transcripts.append(t)
     replies = [s for t in transcripts for s in t.stopped]
+    stray = [s for t in transcripts for s in t.stray]
     figures = {
         "replies": len(replies),
         "stop_rate": sum(replies) / len(replies) if replies else float("nan"),
-        "decode_tokens_per_s": new_tokens / seconds if seconds else float("nan"),
+        "stray_stop_rate": sum(stray) / len(stray) if stray else float("nan"),
+        "decode_tokens_per_s": steps / seconds if seconds else float("nan"),
         "mean_reply_tokens": new_tokens / len(replies) if replies else float("nan"),
     }
     return transcripts, figures

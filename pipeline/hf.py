@@ -387,4 +387,5 @@ def export_run(
     sources_csv = Path(data_dir) / "sources.csv"
     rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
     card = cards.model_card(facts, rows, terms)
-    export_hf(model, out_dir, card=card, licence=cards.model_licence_file(rows, terms))
+    licence = cards.model_licence_file(rows, terms, cards.unrecorded_base(facts))
+    export_hf(model, out_dir, card=card, licence=licence)

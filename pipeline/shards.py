@@ -367,25 +367,35 @@ class TokenShards:
         return rows
 
     def iter_eval_batches(
-        self, batch_size: int, block_size: int
+        self, batch_size: int, block_size: int, max_batches: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Deterministic sequential (x, y, mask) batches covering the whole split once.
+        """Deterministic (x, y, mask) batches over the split's windows, in order.
 
-        Windows start at 0, block_size, 2*block_size, ... of each shard, so every token but a
-        shard's first (an unmasked <|endoftext|>) is a target exactly once; the last window of a
-        shard is padded (mask 0). The final batch may have fewer than batch_size rows.
+        Windows start at 0, block_size, 2*block_size, ... of each shard, so with every window every
+        token but a shard's first (an unmasked <|endoftext|>) is a target exactly once; the last
+        window of a shard is padded (mask 0). The final batch may have fewer than batch_size rows.
+        With `max_batches`, at most that many batches of windows spread evenly over the whole split
+        (not its first windows: those would score only the first few conversations, and one long
+        one could make most of the figure).
         """
         if batch_size < 1 or block_size < 1:
             raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
-        rows: list[tuple[Shard, int, slice | None]] = []
-        for shard in self.shards:
-            for start in range(0, shard.n_tokens - 1, block_size):
-                rows.append((shard, start, None))
-                if len(rows) == batch_size:
-                    yield self._batch(rows, block_size)
-                    rows = []
-        if rows:
-            yield self._batch(rows, block_size)
+        windows = [
+            (shard, start, None)
+            for shard in self.shards
+            for start in range(0, shard.n_tokens - 1, block_size)
+        ]
+        if max_batches is not None and len(windows) > max_batches * batch_size:
+            picks = (
+                np.linspace(0, len(windows) - 1, max(max_batches, 0) * batch_size).round().astype(np.int64)
+            )
+            windows = [windows[i] for i in picks.tolist()]
+        for i in range(0, len(windows), batch_size):
+            yield self._batch(windows[i : i + batch_size], block_size)
+
+    def loss_tokens(self) -> int:
+        """Tokens of the split in the loss (mask 1): what a full evaluation scores."""
+        return sum(int(np.count_nonzero(s.mask)) for s in self.shards)
 
 
 def verify_variant(variant_dir: str | os.PathLike[str]) -> dict:

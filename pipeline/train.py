@@ -427,7 +427,8 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split_dir: Path, cfg: TrainConfig, rt: Runtime) -> float:
-    """Mean cross-entropy over the bot tokens of the first `eval_iters` validation batches.
+    """Mean cross-entropy over the bot tokens of `eval_iters` validation batches, their windows
+    spread evenly over the split (TokenShards.iter_eval_batches).
 
     The batches are split across processes and the sums reduced, so every rank returns the same.
     """
@@ -436,10 +437,8 @@ def evaluate(model: nn.Module, split_dir: Path, cfg: TrainConfig, rt: Runtime) -
     was_training = model.training
     model.eval()
     sums = torch.zeros(2, device=rt.device, dtype=torch.float64)  # (loss * tokens, tokens)
-    batches = TokenShards(split_dir).iter_eval_batches(cfg.batch_size, cfg.block_size)
+    batches = TokenShards(split_dir).iter_eval_batches(cfg.batch_size, cfg.block_size, cfg.eval_iters)
     for i, (x, y, m) in enumerate(batches):
-        if i >= cfg.eval_iters:
-            break
         if i % rt.dist.world_size != rt.dist.rank:
             continue
         xt, yt, mt = (to_device(a, rt.device) for a in (x, y, m))

@@ -23,7 +23,7 @@ from pipeline.evaluate import (
 from pipeline.params import load_params
 
 OUT = Path("model/eval")
-EVAL_BATCH = 8  # windows per validation batch; eval_iters batches are the per-source budget too
+EVAL_BATCH = 8  # windows per validation batch; eval_iters batches (if set) are the per-source budget too
 
 
 def main() -> int:
@@ -39,11 +39,15 @@ def main() -> int:
         val_dir = Path("data/tokens") / str(train.get("variant")) / "val"
         try:  # data that disagree (shards vs val.parquet, broken shards or parquet) raise ValueError
             loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
-            # Per source, the same bot-token budget the overall loss gets (eval_iters batches of 8 windows).
+            # Per source, the same bot-token budget the overall loss gets (eval_iters batches of 8
+            # windows), or every conversation when the whole split is scored.
             sources = val_sources(Path("data/dataset") / str(train.get("variant")) / "val.parquet")
-            by_source = loss_by_source(
-                model, val_dir, sources, token_budget=cfg["eval_iters"] * EVAL_BATCH * model.config.block_size
+            budget = (
+                None
+                if cfg["eval_iters"] is None
+                else cfg["eval_iters"] * EVAL_BATCH * model.config.block_size
             )
+            by_source = loss_by_source(model, val_dir, sources, token_budget=budget)
         except ValueError as e:
             raise EvalSetupError(str(e)) from None
         for unscored in sorted(set(sources) - {r.source for r in by_source}):
@@ -61,6 +65,7 @@ def main() -> int:
         "val_loss_bot": round(loss.loss, 4),
         "val_ppl_bot": round(loss.perplexity, 2),
         "val_bot_tokens": loss.tokens,
+        "val_bot_tokens_share": round(loss.share, 4),
         **{k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()},
     }
     metrics = {k: finite_or_none(v) if isinstance(v, float) else v for k, v in measured.items()}

@@ -131,6 +131,22 @@ def test_card_header_parses_and_lists_each_held_licence_once():
     assert "holding nothing in this variant: b (MIT), nc (CC-BY-NC-4.0)" in card
 
 
+def test_a_full_card_holding_non_commercial_data_says_so_up_front():
+    """The model card says "not allowed" in bold; the dataset card only had a `no` in a table cell."""
+    stats = stats_of(a=("MIT", 10, 2, None), nc=("CC-BY-NC-4.0", 5, 1, None))
+    registry = {
+        "a": cards.CardSource("a", "MIT", True, "package", "a_pkg"),
+        "nc": cards.CardSource("nc", "CC-BY-NC-4.0", False, "hf_dataset", "org/nc"),
+    }
+    card = cards.dataset_card("full", stats, cards.dataset_sources(stats, registry))
+    intro = card.split("| split |")[0]  # before the first table
+    assert "**Not for commercial use as a whole.**" in intro and "nc (CC-BY-NC-4.0)" in intro
+    assert "a (MIT)" not in intro
+    commercial = stats_of(a=("MIT", 10, 2, None))
+    clean = cards.dataset_card("commercial", commercial, cards.dataset_sources(commercial, registry))
+    assert "Not for commercial use" not in clean
+
+
 def facts_of(**changes) -> cards.ModelFacts:
     base = dict(
         n_layer=4,
@@ -259,6 +275,30 @@ def test_base_model_names_the_hub_model_the_run_started_from():
     assert "its own licence applies to them too" in card
     scratch = cards.model_card(facts_of(), [token_row("a")], terms)
     assert "base_model" not in header_of(scratch) and "its own licence" not in scratch
+
+
+def test_a_model_started_from_a_local_checkpoint_does_not_claim_commercial_use():
+    """Its terms were never recorded: commercial data alone cannot make the weights commercial."""
+    terms = {"a": cards.CardSource("a", "MIT", True)}
+    facts = facts_of(init_from="/models/someones-gpt2")
+    card = cards.model_card(facts, [token_row("a")], terms)
+    assert header_of(card)["license"] == "unknown"
+    assert "**Commercial use: depends on the base model.**" in card and "`/models/someones-gpt2`" in card
+    assert "may be used commercially" not in card
+    text = cards.model_licence_file(
+        [token_row("a"), token_row("b")],
+        {**terms, "b": cards.CardSource("b", "CC0-1.0", True)},
+        cards.unrecorded_base(facts),
+    )
+    assert "depends on the base model" in text
+    # non-commercial data still says "not allowed", whatever the base
+    barred = cards.model_card(facts, [token_row("nc")], {"nc": cards.CardSource("nc", "CC-BY-NC-4.0", False)})
+    assert "**Commercial use: not allowed.**" in barred
+    # a Hub GPT-2 (MIT) is a recorded base: the data decide
+    hub = cards.model_card(
+        facts_of(init_from="gpt2", base_model="openai-community/gpt2"), [token_row("a")], terms
+    )
+    assert "**Commercial use: allowed.**" in hub and header_of(hub)["license"] == "mit"
 
 
 def test_model_card_chat_template_is_for_nfc_text_and_shows_the_safe_recipe():

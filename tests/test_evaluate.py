@@ -143,3 +143,38 @@ def test_transcript_text_cannot_read_as_the_files_structure() -> None:
     assert indented == ["## not a heading", "## there", *reply.splitlines()[1:]]
     html = markdown_it.MarkdownIt().render(text)
     assert html.count("<h2>") == 2 and html.count("<h1>") == 1 and "<li>" not in html
+
+
+@pytest.mark.parametrize(("ending", "stop_rate", "stray_rate"), [("eot", 1.0, 0.0), ("human", 0.0, 1.0)])
+def test_only_a_closed_turn_counts_as_a_clean_stop(ending: str, stop_rate: float, stray_rate: float) -> None:
+    """The engine stops on every special token, but a reply ended by <human> means the model never
+    learnt to close its turn: it was counted as a clean stop, and its decode steps as none."""
+    from test_engine_support import ScriptedGPT
+
+    from pipeline.evaluate import run_transcripts
+    from pipeline.sampling import MAX_SEED
+    from pipeline.tokenizer import END_OF_TURN_ID, HUMAN_ID, get_encoding
+
+    words = get_encoding().encode_ordinary("fine thanks")
+    model = ScriptedGPT([[*words, END_OF_TURN_ID if ending == "eot" else HUMAN_ID]])
+    cfg = {"max_new_tokens": 8, "temperature": 0.0, "top_k": None, "top_p": None, "seed": MAX_SEED}
+    prompts = [{"context": None, "turns": ["hi", "and you?"]}, {"context": "A persona.", "turns": ["yo"]}]
+    transcripts, figures = run_transcripts(model, prompts, cfg)  # seed MAX_SEED + 1 wraps to 0
+    assert [text for t in transcripts for _, text in t.exchanges] == ["fine thanks"] * 3
+    assert figures["replies"] == 3 and figures["mean_reply_tokens"] == len(words)
+    assert figures["stop_rate"] == stop_rate and figures["stray_stop_rate"] == stray_rate
+    assert figures["decode_tokens_per_s"] > 0
+
+
+def test_a_spread_evaluation_reaches_the_end_of_the_split(val_dir: Path) -> None:
+    """With a batch limit the windows are spread over the whole split, not its first ones (where one
+    long conversation could make most of the figure)."""
+    shards = TokenShards(val_dir)
+    every = [x for x, _, _ in shards.iter_eval_batches(4, 16)]
+    rows = np.concatenate(every)
+    spread = np.concatenate([x for x, _, _ in shards.iter_eval_batches(4, 16, max_batches=2)])
+    assert len(rows) > 8 and len(spread) == 8
+    assert np.array_equal(spread[0], rows[0]) and np.array_equal(spread[-1], rows[-1])
+    picked = [next(i for i, r in enumerate(rows) if np.array_equal(r, s)) for s in spread]
+    assert picked == sorted(picked) and picked[-1] == len(rows) - 1
+    assert len([x for x, _, _ in shards.iter_eval_batches(4, 16, max_batches=10**6)]) == len(every)

@@ -27,7 +27,7 @@ from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.optim import param_groups
 from pipeline.shards import ShardWriter
-from pipeline.tokenizer import render
+from pipeline.tokenizer import ENDOFTEXT_ID, render
 from pipeline.train import MaskedLM, TrainSetupError, train
 from pipeline.trainconfig import TrainConfig, TrainPaths
 
@@ -277,19 +277,26 @@ def test_eval_bot_token_loss_equals_full_logits_masked_loss(tokens: Path) -> Non
 
     torch.manual_seed(1)
     gpt = GPT(GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
-    report = bot_token_loss(gpt, tokens / "val", batch_size=4, max_batches=3)
-    total, count = 0.0, 0
-    batches = TokenShards(tokens / "val").iter_eval_batches(4, 32)
-    for _, (x, y, m) in zip(range(3), batches, strict=False):
-        logits = gpt.logits_all(torch.from_numpy(x))
-        ce = torch.nn.functional.cross_entropy(
-            logits.flatten(0, 1), torch.from_numpy(y).long().flatten(), reduction="none"
-        )
-        total += float((ce * torch.from_numpy(m).flatten().float()).sum())
-        count += int(m.sum())
-    assert report.tokens == count > 0 and report.windows == 12
+    report = bot_token_loss(gpt, tokens / "val", batch_size=4)  # the whole split
+    shards = TokenShards(tokens / "val")
+    total, count, windows = 0.0, 0, 0
+    for start in range(0, shards.n_tokens - 1, 32):  # every window, by hand (one shard here)
+        ids = np.full(33, ENDOFTEXT_ID, dtype=np.int64)
+        mask = np.zeros(33, dtype=np.int64)
+        piece = np.asarray(shards.shards[0].tokens[start : start + 33], dtype=np.int64)
+        ids[: len(piece)] = piece
+        mask[: len(piece)] = shards.shards[0].mask[start : start + 33]
+        logits = gpt.logits_all(torch.from_numpy(ids[None, :-1]))
+        ce = torch.nn.functional.cross_entropy(logits[0], torch.from_numpy(ids[1:]), reduction="none")
+        total += float((ce * torch.from_numpy(mask[1:]).float()).sum())
+        count += int(mask[1:].sum())
+        windows += 1
+    assert len(shards.shards) == 1 and report.tokens == count > 0 and report.windows == windows
+    assert report.split_tokens == count and report.share == 1.0
     assert report.loss == pytest.approx(total / count, rel=1e-5)
     assert report.perplexity == pytest.approx(math.exp(total / count), rel=1e-5)
+    part = bot_token_loss(gpt, tokens / "val", batch_size=4, max_batches=3)
+    assert part.windows == 12 < windows and 0 < part.share < 1 and part.split_tokens == count
 
 
 # ---------------------------------------------------------------- a whole run
