@@ -140,7 +140,10 @@ def bot_token_loss(
     block = model.config.block_size
     total, count, windows = 0.0, 0, 0
     batches = shards.iter_eval_batches(batch_size, block, max_batches)
-    for x, y, m in tqdm(batches, total=max_batches, desc="val loss", leave=False):
+    n_windows = sum(math.ceil((s.n_tokens - 1) / block) for s in shards.shards)
+    if max_batches is not None:
+        n_windows = min(n_windows, max_batches * batch_size)
+    for x, y, m in tqdm(batches, total=math.ceil(n_windows / batch_size), desc="val loss", leave=False):
         x_t, y_t, m_t = (torch.from_numpy(a).to(device) for a in (x, y, m))
         losses = masked_token_losses(model, model.hidden(x_t), y_t, m_t)
         total += float(losses.sum())
