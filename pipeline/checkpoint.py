@@ -145,7 +145,9 @@ def save_run_checkpoint(
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for old in [*run_checkpoints(run_dir), run_dir / f".{target.name}.old"]:
+    # Older steps, and what a save killed half-way left (a full-size `.step-*.tmp` copy, or the
+    # `.step-*.old` a re-save set aside): nothing else would ever remove those hidden folders.
+    for old in [*run_checkpoints(run_dir), *run_dir.glob(".step-*.tmp"), *run_dir.glob(".step-*.old")]:
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
     return target

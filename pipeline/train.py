@@ -160,12 +160,15 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
                 f"settings: {shown}; there is no run of these settings to extend (train it with "
                 "init_from: scratch, or ask for the run's settings)"
             )
+        saved = json.loads(state["config"])
+        if state["step"] == cfg.max_iters == saved["max_iters"]:  # an extension that died finishing
+            rt.log(f"the run at {latest} reached max_iters but has no model/ckpt yet: finalising it")
+            return _resume(cfg, latest, state, rt)
         if state["step"] >= cfg.max_iters:
             raise TrainSetupError(
                 f"init_from=resume: the run under {paths.run_dir} is at step {state['step']} already; "
                 f"set max_iters above {state['step']} to extend it"
             )
-        saved = json.loads(state["config"])
         same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
         if same.fingerprint(paths.data_dir) != state["fingerprint"]:
             rt.log("warning: the data or the code changed since this run's checkpoint; extending it anyway")
@@ -646,6 +649,9 @@ class Run:
     # run measures its share afresh (a property of the data, not of the step).
     timed_tokens: int = 0
     timed_loss_tokens: float = 0.0
+    # A finished run finalised under other eval settings (not in the fingerprint): its last val loss
+    # was measured by those, so it is measured again before the summary reports it.
+    remeasure_val: bool = False
 
     @classmethod
     def start(cls, cfg: TrainConfig, paths: TrainPaths, rt: Runtime, wall_start: float) -> Run:
@@ -709,6 +715,9 @@ class Run:
             n_params=n_params,
             peak=device.peak_flops(rt.device),
             wall_start=wall_start,
+            remeasure_val=start.state is not None
+            and progress.step >= cfg.max_iters
+            and json.loads(start.state.get("config") or "{}").get("eval_iters") != cfg.eval_iters,
         )
 
     @property
@@ -717,6 +726,12 @@ class Run:
 
     def loop(self, on_step: Callable[[int], None] | None = None) -> None:
         cfg, progress = self.cfg, self.progress
+        if self.remeasure_val:
+            progress.last_val_loss = evaluate(self.eval_model, self.paths.data_dir / "val", cfg, self.rt)
+            self.rt.log(
+                f"val loss measured again with eval_iters {cfg.eval_iters}: {progress.last_val_loss:.4f} "
+                "(the run's logged history keeps the values of its own eval_iters)"
+            )
         if progress.step == 0:
             progress.initial_val_loss = progress.last_val_loss = self.evaluate()
             self.logger.log(0, {"val/loss": progress.initial_val_loss})

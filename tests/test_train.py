@@ -7,6 +7,7 @@ pipeline.shards.TokenShards, the same path the stage uses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -366,6 +368,7 @@ def test_resume_extends_only_a_run_of_the_same_settings(
 # Runs one training in a fresh process; with KILL_AT it announces that step and waits to be killed.
 DRIVER = """
 import json, os, sys, time
+from collections.abc import Callable
 from pathlib import Path
 from pipeline.train import train
 from pipeline.trainconfig import TrainConfig, TrainPaths
@@ -504,6 +507,69 @@ def test_discarding_an_unfinished_run_says_why(
     assert line.endswith(
         "(step 2 of 4): the code or the data changed; `init_from: resume` continues it instead"
     )
+
+
+def test_an_extension_killed_after_its_final_checkpoint_is_finalised_too(
+    tokens: Path, tmp_path: Path
+) -> None:
+    """With init_from: resume the same settings raised "is at step N already", and going back to
+    scratch discarded the extension; now the extension is finalised like any finished run."""
+
+    class Killed(Exception):
+        pass
+
+    def die_at(last: int) -> Callable[[int], None]:
+        def hook(step: int) -> None:
+            if step == last:
+                raise Killed
+
+        return hook
+
+    short = dict(max_iters=4, ckpt_interval=2, eval_interval=2)
+    straight = paths_in(tmp_path / "straight", tokens)
+    train(tiny_config(**short), straight)
+    want = train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), straight)
+    paths = paths_in(tmp_path / "killed", tokens)
+    train(tiny_config(**short), paths)
+    shutil.rmtree(paths.ckpt_dir)  # as DVC does before the stage runs again
+    with pytest.raises(Killed):
+        train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths, on_step=die_at(6))
+    seen: list[int] = []
+    got = train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths, on_step=seen.append)
+    assert seen == [] and got["iters"] == 6 and got["val_loss"] == want["val_loss"]
+    want_w, got_w = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
+    assert all(torch.equal(want_w[k], got_w[k]) for k in want_w)
+    with pytest.raises(TrainSetupError, match="is at step 6 already; set max_iters above 6"):
+        train(tiny_config(**{**short, "max_iters": 5}, init_from="resume"), paths)
+
+
+def test_finalising_under_other_eval_settings_measures_the_val_loss_again(
+    tokens: Path, tmp_path: Path
+) -> None:
+    """eval_iters is not in the run's fingerprint: a finished run finalised after it changed kept
+    the old setting's val loss while dvc.lock recorded the new one."""
+    cfg = tiny_config(max_iters=4, ckpt_interval=2, eval_interval=2, eval_iters=1)
+    paths = paths_in(tmp_path / "run", tokens)
+    first = train(cfg, paths)
+    shutil.rmtree(paths.ckpt_dir)
+    seen: list[int] = []
+    again = train(dataclasses.replace(cfg, eval_iters=3), paths, on_step=seen.append)
+    fresh = train(dataclasses.replace(cfg, eval_iters=3), paths_in(tmp_path / "fresh", tokens))
+    assert seen == [] and again["val_loss"] == fresh["val_loss"] != first["val_loss"]
+
+
+def test_a_checkpoint_save_killed_half_way_leaves_no_copy_behind(tmp_path: Path) -> None:
+    """A kill during a save left a hidden full-size `.step-*.tmp` (weights and optimizer moments)
+    that no later save removed."""
+    model = GPT(GPTConfig(block_size=8, n_layer=1, n_head=1, n_embd=8))
+    run_dir = tmp_path / "run"
+    checkpoint.save_run_checkpoint(model, {"step": 1}, run_dir, 1)
+    debris = [run_dir / ".step-k1ll3d.tmp", run_dir / ".step-00000001.old"]
+    for folder in debris:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+    checkpoint.save_run_checkpoint(model, {"step": 2}, run_dir, 2)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["step-00000002"]
 
 
 def test_run_killed_after_its_final_checkpoint_is_only_finalised(tokens: Path, tmp_path: Path) -> None:
