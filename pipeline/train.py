@@ -161,7 +161,10 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
                 "init_from: scratch, or ask for the run's settings)"
             )
         saved = json.loads(state["config"])
-        if state["step"] == cfg.max_iters == saved["max_iters"]:  # an extension that died finishing
+        # An extension that died between its final checkpoint and finish(): finalise it. (With its
+        # model/ckpt written, the run is done: asking to extend it without more steps is refused.)
+        died_finishing = not (paths.ckpt_dir / checkpoint.WEIGHTS_FILE).exists()
+        if state["step"] == cfg.max_iters == saved["max_iters"] and died_finishing:
             rt.log(f"the run at {latest} reached max_iters but has no model/ckpt yet: finalising it")
             return _resume(cfg, latest, state, rt)
         if state["step"] >= cfg.max_iters:
