@@ -358,3 +358,49 @@ def test_licence_names_keep_the_letters_of_accented_names():
     assert cards.licence_name(["Licence d'Études (ÉTALAB 2.0)"]) == "licence-d-etudes-etalab-2.0"
     assert cards.licence_name(["Ünïcode Lizenz", "LGPL-2.1"]) == "lgpl-2.1-and-unicode-lizenz"
     assert cards.licence_name(["利用規約"]) == cards.licence_name(["???"]) == "other"
+
+
+def test_one_licence_the_hub_lacks_still_gets_a_name_and_link() -> None:
+    got = cards.model_licence([cards.CardSource("forum", "Forum Terms 1.0", False)])
+    assert got == {"license": "other", "license_name": "forum-terms-1.0", "license_link": "LICENSE.md"}
+
+
+def _stats(sources, train, val):
+    return {
+        "params": {"seed": 7, "val_fraction": 0.0, "caps": {}},
+        "sources": sources,
+        "totals": {"conversations": {"train": train, "val": val}},
+    }
+
+
+def test_an_empty_validation_split_is_not_a_config_split() -> None:
+    import yaml
+
+    stats = _stats({"a": {"licence": "MIT", "conversations": {"train": 5, "val": 0}}}, 5, 0)
+    card = cards.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)])
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["configs"][0]["data_files"] == [{"split": "train", "path": "train.parquet"}]
+
+
+def test_a_non_commercial_source_that_holds_nothing_adds_no_warning() -> None:
+    stats = _stats(
+        {
+            "a": {"licence": "MIT", "conversations": {"train": 5, "val": 1}},
+            "nc": {"licence": "CC-BY-NC-4.0", "conversations": {"train": 0, "val": 0}},
+        },
+        5,
+        1,
+    )
+    rows = [cards.CardSource("a", "MIT", True), cards.CardSource("nc", "CC-BY-NC-4.0", False)]
+    card = cards.dataset_card("commercial", stats, rows)
+    assert "Not for commercial use" not in card
+
+
+def test_size_category_counts_both_splits() -> None:
+    import yaml
+
+    stats = _stats({"a": {"licence": "MIT", "conversations": {"train": 900, "val": 200}}}, 900, 200)
+    header = yaml.safe_load(
+        cards.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)]).split("---\n")[1]
+    )
+    assert header["size_categories"] == ["1K<n<10K"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from test_params_validation import EVAL
 from test_train import write_tokens
 
 from pipeline.evaluate import (
@@ -178,3 +180,79 @@ def test_a_spread_evaluation_reaches_the_end_of_the_split(val_dir: Path) -> None
     picked = [next(i for i, r in enumerate(rows) if np.array_equal(r, s)) for s in spread]
     assert picked == sorted(picked) and picked[-1] == len(rows) - 1
     assert len([x for x, _, _ in shards.iter_eval_batches(4, 16, max_batches=10**6)]) == len(every)
+
+
+@pytest.mark.parametrize("key", ["top_k", "seed", "max_new_tokens", "eval_iters"])
+def test_a_yaml_boolean_is_not_an_integer(key: str) -> None:
+    from pipeline.evaluate import EvalSetupError, check_eval_params
+
+    with pytest.raises(EvalSetupError, match=rf"evaluate\.{key}"):
+        check_eval_params({**EVAL, key: True}, block_size=32)
+
+
+def test_reply_budget_must_leave_room_for_the_prompt() -> None:
+    from pipeline.evaluate import EvalSetupError, check_eval_params
+
+    with pytest.raises(EvalSetupError, match=r"evaluate\.max_new_tokens"):
+        check_eval_params({**EVAL, "max_new_tokens": 32}, block_size=32)
+    assert check_eval_params({**EVAL, "top_p": 0}, block_size=32)["top_p"] == 0
+
+
+def _scripted_run(script: list[int]) -> tuple:
+    from test_engine_support import ScriptedGPT
+
+    from pipeline.evaluate import run_transcripts
+
+    model = ScriptedGPT([script])
+    cfg = {"max_new_tokens": 8, "temperature": 0.0, "top_k": None, "top_p": None, "seed": 0}
+    prompts = [{"context": None, "turns": ["hi", "and you?"]}, {"context": "A persona.", "turns": ["yo"]}]
+    return run_transcripts(model, prompts, cfg)
+
+
+def test_a_reply_cut_by_the_budget_is_neither_a_stop_nor_stray() -> None:
+    from pipeline.tokenizer import get_encoding
+
+    words = get_encoding().encode_ordinary("one two three four five six seven eight nine ten eleven")
+    transcripts, figures = _scripted_run(words)
+    assert figures["stop_rate"] == 0.0 and figures["stray_stop_rate"] == 0.0
+    assert transcripts[0].stopped == [False, False]
+
+
+def test_decode_steps_count_the_token_that_ended_each_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import evaluate
+    from pipeline.tokenizer import END_OF_TURN_ID, get_encoding
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(evaluate, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    words = get_encoding().encode_ordinary("fine thanks")
+    _, figures = _scripted_run([*words, END_OF_TURN_ID])
+    assert figures["decode_tokens_per_s"] == len(words) + 1  # 1 s per reply on this clock
+
+
+def _bot_split(tmp_path: Path, convs) -> Path:
+    ids = [i for c in convs for i in c[0]]
+    mask = [m for c in convs for m in c[1]]
+    w = ShardWriter(tmp_path / "val", 10_000)
+    w.add(np.array(ids), np.array(mask), np.array([len(c[0]) for c in convs]))
+    w.close()
+    return tmp_path / "val"
+
+
+def _tiny():
+    from pipeline.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
+
+
+def test_loss_by_source_counts_only_scored_conversations_and_stops_at_the_budget(tmp_path: Path) -> None:
+    from pipeline.evaluate import loss_by_source
+
+    bot = render([{"role": "human", "content": "hi"}, {"role": "bot", "content": "hello there"}])
+    ask = render([{"role": "human", "content": "only a question?"}])
+    d = _bot_split(tmp_path, [bot, ask, bot])
+    (row,) = loss_by_source(_tiny(), d, ["a", "a", "a"], token_budget=None)
+    assert row.conversations == 2  # the conversation without a bot token is not scored
+    budget = int(np.sum(bot[1][1:]))
+    (row,) = loss_by_source(_tiny(), d, ["a", "a", "a"], token_budget=budget)
+    assert row.conversations == 1 and row.tokens == budget  # budget reached: the rest is skipped

@@ -688,3 +688,14 @@ def test_deeply_nested_json_is_a_400_and_log_lines_escape_control_characters(enc
     log = capfd.readouterr().err
     assert "\x1b" not in log and "\x07" not in log
     assert r"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.1" in log
+
+
+def test_max_completion_tokens_wins_and_only_text_parts_pass() -> None:
+    """OpenAI's newer `max_completion_tokens` is the one honoured when a client sends both, and a
+    part of another type (`input_text`) is refused, not read as text."""
+    from pipeline.serve import ChatRequest, RequestError
+
+    user = [{"role": "user", "content": "hi"}]
+    assert ChatRequest.parse({"messages": user, "max_tokens": 5, "max_completion_tokens": 9}).max_tokens == 9
+    with pytest.raises(RequestError, match=r"messages\[0\]\.content\[0\]: only text parts"):
+        ChatRequest.parse({"messages": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]})

@@ -535,3 +535,64 @@ def test_training_refuses_shards_that_differ_from_meta(tmp_path: Path) -> None:
     (out / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"meta\.json: special_ids .* differ"):
         verify_variant(out)
+
+
+# ---------------------------------------------------------------- pinned by mutation testing
+
+
+def _ref_turn_rows(shards: TokenShards, picks, T: int) -> np.ndarray:
+    offs = np.cumsum([0] + [s.n_tokens for s in shards.shards])
+    out = []
+    for p in picks.tolist():
+        s = int(np.searchsorted(offs, p, side="right") - 1)
+        shard = shards.shards[s]
+        tok = np.asarray(shard.tokens, dtype=np.int64)
+        local = p - int(offs[s])
+        b = max(i for i in range(local + 1) if tok[i] in (ENDOFTEXT_ID, HUMAN_ID))
+        row: list[int] = []
+        if tok[b] == HUMAN_ID:
+            conv = max(int(st) for st in shard.starts if st <= b)
+            first = next(i for i in range(conv + 1, len(tok)) if tok[i] in (ENDOFTEXT_ID, HUMAN_ID))
+            if first - conv <= (T + 1) // 2:
+                row = tok[conv:first].tolist()
+        row += tok[b : b + T + 1 - len(row)].tolist()
+        row += [ENDOFTEXT_ID] * (T + 1 - len(row))
+        out.append(row[:-1])
+    return np.array(out)
+
+
+def test_turn_rows_follow_the_drawn_token_in_every_shard(tmp_path: Path) -> None:
+    d = tmp_path / "train"
+    _write_shards(d, _rendered(_conversations(80, 3)), shard_tokens=400)
+    shards = TokenShards(d)
+    assert len(shards.shards) > 3
+    T, B = 24, 600
+    picks = np.random.default_rng(11).integers(0, shards.n_tokens, size=B)
+    # every shard's first token is drawn too (boundary of the shard offsets)
+    x, _, _ = shards.sample_batch(B, T, np.random.default_rng(11), align="turn")
+    assert np.array_equal(x, _ref_turn_rows(shards, picks, T))
+
+
+def _header_split(tmp_path: Path) -> tuple[TokenShards, int]:
+    msgs = [{"role": "human" if i % 2 == 0 else "bot", "content": f"turn {i} words"} for i in range(8)]
+    ids, mask = render(msgs, "a persona of several words here")
+    h = ids.index(HUMAN_ID)  # <|endoftext|> + persona
+    w = ShardWriter(tmp_path / "s", 10_000)
+    w.add(np.array(ids), np.array(mask), np.array([len(ids)]))
+    w.close()
+    return TokenShards(tmp_path / "s"), h
+
+
+def test_header_threshold_is_half_the_window(tmp_path: Path) -> None:
+    shards, h = _header_split(tmp_path)
+    x, _, _ = shards.sample_batch(300, 2 * h - 1, np.random.default_rng(0), align="turn")  # (T+1)//2 == h
+    assert (x[:, 0] == ENDOFTEXT_ID).all()  # a header of exactly half the window is kept
+    x, _, _ = shards.sample_batch(300, 2 * h - 2, np.random.default_rng(0), align="turn")  # half is h-1
+    assert HUMAN_ID in x[:, 0]  # one token over half: left out
+
+
+def test_eval_windows_when_the_shard_divides_evenly(tmp_path: Path) -> None:
+    shards, _ = _header_split(tmp_path)
+    n = shards.shards[0].n_tokens
+    rows = sum(len(x) for x, _, _ in shards.iter_eval_batches(4, n - 1))
+    assert rows == 1  # n-1 targets in one window of n-1: no all-padding window after it
