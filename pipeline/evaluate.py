@@ -140,10 +140,8 @@ def bot_token_loss(
     block = model.config.block_size
     total, count, windows = 0.0, 0, 0
     batches = shards.iter_eval_batches(batch_size, block, max_batches)
-    n_windows = sum(math.ceil((s.n_tokens - 1) / block) for s in shards.shards)
-    if max_batches is not None:
-        n_windows = min(n_windows, max_batches * batch_size)
-    for x, y, m in tqdm(batches, total=math.ceil(n_windows / batch_size), desc="val loss", leave=False):
+    total_batches = shards.n_eval_batches(batch_size, block, max_batches)
+    for x, y, m in tqdm(batches, total=total_batches, desc="val loss", leave=False):
         x_t, y_t, m_t = (torch.from_numpy(a).to(device) for a in (x, y, m))
         losses = masked_token_losses(model, model.hidden(x_t), y_t, m_t)
         total += float(losses.sum())
@@ -319,9 +317,10 @@ def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Tr
             seconds += time.perf_counter() - t0
             new_tokens += result.n_tokens
             steps += result.n_tokens + (result.stop_token is not None)
+            closed = result.stop_token in (None, END_OF_TURN_ID)  # no special token, or the turn's end
             t.exchanges.append((user_text, result.text))
-            t.stopped.append(result.finish_reason == "stop" and result.stop_token in (None, END_OF_TURN_ID))
-            t.stray.append(result.stop_token not in (None, END_OF_TURN_ID))
+            t.stopped.append(result.finish_reason == "stop" and closed)
+            t.stray.append(not closed)
         transcripts.append(t)
     replies = [s for t in transcripts for s in t.stopped]
     stray = [s for t in transcripts for s in t.stray]

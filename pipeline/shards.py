@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -378,9 +379,20 @@ class TokenShards:
         (not its first windows: those would score only the first few conversations, and one long
         one could make most of the figure).
         """
+        windows = self._eval_windows(batch_size, block_size, max_batches)
+        for i in range(0, len(windows), batch_size):
+            yield self._batch(windows[i : i + batch_size], block_size)
+
+    def n_eval_batches(self, batch_size: int, block_size: int, max_batches: int | None = None) -> int:
+        """How many batches iter_eval_batches yields with the same arguments (for a progress bar)."""
+        return math.ceil(len(self._eval_windows(batch_size, block_size, max_batches)) / batch_size)
+
+    def _eval_windows(
+        self, batch_size: int, block_size: int, max_batches: int | None
+    ) -> list[tuple[Shard, int, slice | None]]:
         if batch_size < 1 or block_size < 1:
             raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
-        windows = [
+        windows: list[tuple[Shard, int, slice | None]] = [
             (shard, start, None)
             for shard in self.shards
             for start in range(0, shard.n_tokens - 1, block_size)
@@ -390,8 +402,7 @@ class TokenShards:
                 np.linspace(0, len(windows) - 1, max(max_batches, 0) * batch_size).round().astype(np.int64)
             )
             windows = [windows[i] for i in picks.tolist()]
-        for i in range(0, len(windows), batch_size):
-            yield self._batch(windows[i : i + batch_size], block_size)
+        return windows
 
     def loss_tokens(self) -> int:
         """Tokens of the split in the loss (mask 1): what a full evaluation scores."""

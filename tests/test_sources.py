@@ -993,17 +993,7 @@ def test_zip_archive_and_a_local_archive_file(root: Path, tmp_path: Path, serve)
         [("d/a.csv", "file", "x\n"), ("d/b.txt", "file", "y\n"), ("d/link.csv", "symlink", "/etc/passwd")],
         "zip",
     )
-    url, _ = serve(payload, "data.zip")
-    fields = {
-        "kind": "url",
-        "location": url,
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "archive": True,
-        "files": ["**/*.csv"],
-        "adapter": "ubuntu",
-        "licence": "unknown",
-        "commercial": False,
-    }
+    fields = _archive_fields(serve, payload, "data.zip", files=["**/*.csv"])
     folder = download(parse_entry("demo", fields))
     assert _copied(folder) == ["d/a.csv"] and (folder / "d" / "a.csv").read_text() == "x\n"
     assert json.loads((folder / "manifest.json").read_text())["archive"]["members_skipped"] == {"symlink": 1}
@@ -1057,17 +1047,7 @@ def test_archive_links_and_devices_are_never_created(root: Path, serve) -> None:
             ("d/test.csv", "file", "ok\n"),
         ]
     )
-    url, _ = serve(payload, "links.tar.gz")
-    fields = {
-        "kind": "url",
-        "location": url,
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "archive": True,
-        "files": ["d/*.csv"],
-        "adapter": "ubuntu",
-        "licence": "unknown",
-        "commercial": False,
-    }
+    fields = _archive_fields(serve, payload, "links.tar.gz", files=["d/*.csv"])
     folder = download(parse_entry("demo", fields))
     assert _copied(folder) == ["d/test.csv"]
     assert json.loads((folder / "manifest.json").read_text())["archive"]["members_skipped"] == {
@@ -1082,7 +1062,8 @@ def test_archive_links_and_devices_are_never_created(root: Path, serve) -> None:
         download(parse_entry("demo2", {**fields, "files": ["d/train.csv"]}))
 
 
-def _archive_spec(serve, payload: bytes, filename: str, **fields: object) -> SourceSpec:
+def _archive_fields(serve, payload: bytes, filename: str, **fields: object) -> dict:
+    """A `url` + `archive: true` entry for `payload`, served here and pinned to it."""
     url, _ = serve(payload, filename)
     base = {
         "kind": "url",
@@ -1093,7 +1074,11 @@ def _archive_spec(serve, payload: bytes, filename: str, **fields: object) -> Sou
         "licence": "unknown",
         "commercial": False,
     }
-    return parse_entry("demo", {**base, **fields})
+    return {**base, **fields}
+
+
+def _archive_spec(serve, payload: bytes, filename: str, **fields: object) -> SourceSpec:
+    return parse_entry("demo", _archive_fields(serve, payload, filename, **fields))
 
 
 def test_zips_without_a_unix_file_type_are_plain_files(root: Path, serve) -> None:
