@@ -18,7 +18,7 @@ meant (a Persian ZWNJ, a ZWJ emoji sequence vs its parts); for a dedup key that 
 side to err on. Only the key is folded: the stored text keeps every character (normalize made
 it NFC). Typographic quotes are not compatibility forms, yet phones and word processors put
 them in for the typed ones: "I’m" and "I'm", “hi” and "hi" would be two keys, and the same line
-could sit in train and val. The key maps them (U+2018-U+201F, and the prime) to ' and ".
+could sit in train and val. The key maps them (U+2018-U+201F, the primes and the modifier apostrophe) to ' and ".
 
 Case is folded with `to_lowercase`, which is not full Unicode case folding (polars has no
 casefold, and a Python UDF would cost far more than the rest of the key). The one difference
@@ -53,8 +53,12 @@ _PUNCT_RUN = r" ?([\p{P}\p{S}])[ \p{P}\p{S}]*"
 # Typed variants that NFKC keeps: typographic quotes and primes -> ASCII quotes; sharp s -> "ss"
 # (what casefold gives). All are non-ASCII, so they fold in the non-ASCII branch only.
 TYPED_VARIANTS = {
-    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'"),
-    **dict.fromkeys("\u201c\u201d\u201e\u201f", '"'),  # (NFKC has made a double prime two primes)
+    # NFKC has made a double prime (U+2033, typed for inches) two primes: it reads as ", and it comes
+    # first because the replacement takes the leftmost match, the first listed among those.
+    "\u2032\u2032": '"',
+    # U+02BC, the modifier letter apostrophe, is what some keyboards type for "it's"
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u02bc", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f", '"'),
     "\u00df": "ss",
     "\u1e9e": "ss",
 }
@@ -68,7 +72,7 @@ def fold_text(text: pl.Expr) -> pl.Expr:
     compat = (
         text.str.replace_all(_FORMAT_CHARS, "")
         .str.normalize("NFKC")
-        .str.replace_many(list(TYPED_VARIANTS), list(TYPED_VARIANTS.values()))
+        .str.replace_many(list(TYPED_VARIANTS), list(TYPED_VARIANTS.values()), leftmost=True)
     )
     plain = pl.when(text.str.len_bytes() != text.str.len_chars()).then(compat).otherwise(text)
     return (

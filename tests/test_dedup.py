@@ -109,6 +109,8 @@ def test_visible_differences_stay_distinct(a, b):
         ("I’m fine, it’s ‘ok’", "I'm fine, it's 'ok'"),
         ("She said “hi” and „bye‟", 'She said "hi" and "bye"'),
         ("5′ tall", "5' tall"),  # a prime
+        ("5′ 11″ tall", "5' 11\" tall"),  # a double prime: NFKC's two primes, read as one "
+        ("itʼs", "it's"),  # the modifier letter apostrophe
         ("Straße", "Strasse"),  # casefold's ss, as for "STRASSE"
         ("GROẞ", "gross"),
     ],
