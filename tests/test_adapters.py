@@ -218,16 +218,14 @@ CASES: dict[str, dict] = {
                 }
             ),
         ),
-        # the big record's empty side b is a record read, so it is quarantined too (not dropped)
-        "big_checks": {"text_length": 1, "conversation_broken": 1, "missing_field": 1},
+        # one side per battle (the preferred one); the big record's empty side b is not kept and has no rows
         "checks": {"missing_field": 1, "first_turn_human": 2, "text_present": 1, "json_parse": 1, "utf8": 1},
         "turns": {
-            "chatbot_arena:q1:a": ["What is the capital of France?", "Paris."],
             "chatbot_arena:q1:b": ["What is the capital of France?", "The capital is Paris."],
             "chatbot_arena:q4:a": ["Only side a", "fine"],
             "chatbot_arena:q5:a": ["y", "z"],
         },
-        "filtered": {"language": 4, "moderation_flagged": 4},
+        "filtered": {"language": 4, "moderation_flagged": 4, "arena_not_preferred": 8, "arena_both_bad": 4},
     },
     "empathetic_dialogues": {
         "big": _append(

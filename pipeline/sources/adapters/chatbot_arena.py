@@ -2,9 +2,12 @@
 
 Upstream record (data/*.parquet, or JSON lines): question_id, model_a, model_b, winner, judge,
 conversation_a / conversation_b (lists of {"role": user|assistant, "content"}), turn, language,
-openai_moderation {"flagged", ...}, ... Each side is its own conversation
-(`<question_id>:a`, `<question_id>:b`): both share the user's turns but carry different replies.
-Records flagged by the OpenAI moderation are filtered (`moderation_flagged`); with
+openai_moderation {"flagged", ...}, ... Only the side the judge preferred is kept, as its own
+conversation (`<question_id>:a` or `:b`): both sides share the user's turns, so keeping both would
+put one prompt in the data twice and, split independently, in train and val with different
+replies. `winner` picks the side: model_a -> a, model_b -> b, tie (or none given) -> a; the other
+side's rows are filtered (`arena_not_preferred`), and a "tie (bothbad)" battle keeps neither
+(`arena_both_bad`). Records flagged by the OpenAI moderation are filtered (`moderation_flagged`); with
 `options: {language: English}` in sources.yaml other languages are filtered (`language`).
 """
 
@@ -34,6 +37,14 @@ def _skip_reason(rec: dict[str, Any], language: str | None) -> str | None:
     return None
 
 
+def _kept_side(rec: dict[str, Any]) -> str | None:
+    """The side to keep: the judge's preferred one, "a" on a tie; None when both were judged bad."""
+    winner = rec.get("winner")
+    if winner == "tie (bothbad)":
+        return None
+    return "b" if winner == "model_b" else "a"
+
+
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     language = spec.options.get("language")
@@ -43,10 +54,15 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         for origin, line, obj in objects(iter_table_records(path), rel, rows):
             fallback = f"{Path(rel).with_suffix('')}:{line}"
             qid = record_key(obj.get("question_id"), fallback, used)
-            skip = _skip_reason(obj, language)
+            moderated = _skip_reason(obj, language)
+            kept = _kept_side(obj)
             for side in SIDES:
                 messages = obj.get(f"conversation_{side}")
                 key = f"{qid}:{side}"
+                skip = moderated
+                if side != kept:
+                    skip = skip or ("arena_both_bad" if kept is None else "arena_not_preferred")
+                    messages = messages if isinstance(messages, list) else []  # no list: no rows
                 if skip and isinstance(messages, list):
                     for i in range(len(messages)):
                         rows.skip(f"{origin}/conversation_{side}[{i}]", skip, conv_key=key)
