@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import polars as pl
 import pytest
 
 from pipeline.schema import QUARANTINE_SCHEMA, TURN_SCHEMA, validate
+from pipeline.sources import readers
 from pipeline.sources.adapters import ADAPTERS, get_adapter
 from pipeline.sources.normalize import normalize_rows
 from pipeline.sources.registry import SourceSpec
@@ -649,3 +651,50 @@ def test_hackernews_parquet_with_float_parents_keeps_its_threads(tmp_path: Path)
     assert set(result.turns.filter(pl.col("conversation_id") == "hackernews:2")["context"]) == {
         "Hacker News: Ask HN: What & why?"
     }
+
+
+def _incompressible_lines(n: int, fmt: str) -> bytes:
+    rng = random.Random(0)
+    return "".join(fmt.format(i=i, w=rng.getrandbits(128)) for i in range(n)).encode()
+
+
+@pytest.mark.parametrize(
+    ("reader", "name", "head", "line"),
+    [
+        (readers.iter_lines, "t.txt.gz", "", "line {i} {w:x}\n"),
+        (readers.iter_jsonl, "t.jsonl.gz", "", '{{"i": {i}, "w": "{w:x}"}}\n'),
+        (readers.iter_csv, "t.csv.gz", "i,w\n", "{i},{w:x}\n"),
+        (readers.iter_json_records, "t.json.gz", "[", '{{"w": "{w:x}"}},'),
+    ],
+)
+def test_damaged_gzip_keeps_what_came_before_and_quarantines_the_rest(
+    tmp_path: Path, reader, name: str, head: str, line: str
+) -> None:
+    """A download cut short, or an error page saved as .gz: records up to the damage, then one
+    `gzip` record naming where reading stopped, never a traceback."""
+    data = gzip.compress(head.encode() + _incompressible_lines(4000, line))
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 2])
+    recs = list(reader(path))
+    *before, last = recs
+    assert last.check == "gzip" and "EOFError" in last.reason
+    assert all(r.ok for r in before)
+    if name != "t.json.gz":  # a whole-file JSON list is one value: nothing of it is readable
+        assert len(before) > 1000 and last.line == before[-1].line + 1
+        assert f"after record {before[-1].line:,}" in last.reason
+    path.write_bytes(b"<html>404 Not Found</html>\n")
+    (only,) = list(reader(path))
+    assert only.check == "gzip" and "BadGzipFile" in only.reason and "before its first record" in only.reason
+
+
+def test_twitter_damaged_gzip_is_quarantined_and_counts_reconcile(tmp_path: Path) -> None:
+    lines = _incompressible_lines(3000, "hello {i} {w:x}\n").decode().splitlines()
+    text = "".join(f"{q}\n{a}\n" for q, a in zip(lines[::2], lines[1::2], strict=True))
+    data = gzip.compress(text.encode())
+    (tmp_path / "twitter_en.txt.gz").write_bytes(data[: len(data) // 2])
+    result = normalize_rows(get_adapter("twitter")(tmp_path, _spec("twitter"), {}), max_turn_chars=16_000)
+    damaged = result.quarantine.filter(pl.col("check") == "gzip")
+    assert damaged.height == 1 and damaged["origin"][0].startswith("twitter_en.txt.gz:")
+    assert result.turns.height > 500  # what was read before the damage is kept
+    r = result.report
+    assert r["rows_read"] == r["rows_kept"] + r["rows_quarantined"] + sum(r["rows_filtered"].values())

@@ -8,11 +8,13 @@ Compressed inputs (.gz) are read transparently.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import json
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -50,6 +52,31 @@ def open_binary(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
+# What reading a damaged .gz raises, at whatever point the damage is reached: a download cut short
+# (EOFError), a file that is not gzip at all (an HTML error page saved as .gz: BadGzipFile), or
+# corrupt bytes inside (zlib.error).
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _tolerate_damaged_gzip(reader: Callable[..., Iterator[Record]]) -> Callable[..., Iterator[Record]]:
+    """The reader's records up to the damage in a .gz file, then one record (check `gzip`) saying
+    where reading stopped: what came before it is kept, and the file is named, not a traceback."""
+
+    @functools.wraps(reader)
+    def read(path: Path, *args: Any, **kwargs: Any) -> Iterator[Record]:
+        last = 0
+        try:
+            for rec in reader(path, *args, **kwargs):
+                last = rec.line
+                yield rec
+        except _GZIP_ERRORS as e:
+            after = f"after record {last:,}" if last else "before its first record"
+            reason = f"damaged gzip file, read up to there ({after}): {type(e).__name__}: {e}"
+            yield Record(last + 1, None, "", "gzip", reason[:300])
+
+    return read
+
+
 def data_name(path: Path) -> str:
     """The file name without a trailing .gz (so `x.jsonl.gz` is handled as `.jsonl`)."""
     return path.name[:-3] if path.name.endswith(".gz") else path.name
@@ -84,6 +111,7 @@ def _bounded_lines(f: IO[bytes], cap: int) -> Iterator[tuple[bytes, int | None]]
         yield head, size
 
 
+@_tolerate_damaged_gzip
 def iter_lines(path: Path, *, lone_cr: bool = False, max_bytes: int | None = None) -> Iterator[Record]:
     """Every line (1-based numbers), without its line ending; invalid UTF-8 gives check `utf8`, a
     line longer than `max_bytes` (default MAX_LINE_BYTES) check `line_length`, and reading goes on
@@ -117,11 +145,15 @@ def iter_lines(path: Path, *, lone_cr: bool = False, max_bytes: int | None = Non
 
 def _cr_only(path: Path, probe: int = 1 << 16) -> bool:
     """Whether the file's lines end with a lone CR (an old Mac export): CRs and no LF in its head."""
-    with open_binary(path) as f:
-        head = f.read(probe)
+    try:
+        with open_binary(path) as f:
+            head = f.read(probe)
+    except _GZIP_ERRORS:
+        return False  # the line reader meets the damage too, and quarantines it with the file's lines
     return b"\r" in head and b"\n" not in head
 
 
+@_tolerate_damaged_gzip
 def iter_jsonl(path: Path) -> Iterator[Record]:
     """One JSON value per non-blank line; blank lines are not records.
 
@@ -153,6 +185,7 @@ def unreadable_json(e: Exception) -> str:
     return str(e).split(";")[0][:200]
 
 
+@_tolerate_damaged_gzip
 def iter_json_records(path: Path) -> Iterator[Record]:
     """A .json file holding a list of records (or a JSONL file): record numbers stand in for lines."""
     if data_name(path).endswith(".jsonl"):
@@ -183,6 +216,7 @@ def iter_json_records(path: Path) -> Iterator[Record]:
         yield Record(i, item, "")
 
 
+@_tolerate_damaged_gzip
 def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
     """csv.DictReader rows as Records (line = the line the record ends on); bad UTF-8 -> `utf8`."""
     csv.field_size_limit(1 << 30)  # the default (128 KiB) would abort the file on one long turn
