@@ -1006,8 +1006,13 @@ def test_zip_archive_and_a_local_archive_file(root: Path, tmp_path: Path, serve)
     local.write_bytes(payload + b"\0")
     with pytest.raises(
         SourceError, match=r"^demo2: local_path .*mine\.zip has sha256 [0-9a-f]{64}, not the pinned"
-    ):
+    ) as refused:
         download(parse_entry("demo2", {**fields, "local_path": str(local)}))
+    # the message names the pinned file, and for an archive the unpacked folder that serves as well
+    assert "of data.zip; point `local_path:` at data.zip or at the folder it was unpacked in" in str(
+        refused.value
+    )
+    assert "(where **/*.csv match)" in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -116,9 +116,13 @@ def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
         # your copy of the pinned file (an archive, say): it must be that file, as a download would be
         got = sha256_file(files[0])
         if got != spec.sha256:
+            pinned = PurePosixPath(urlparse(spec.location).path).name or spec.location
+            where = f"`local_path:` at {pinned}"
+            if spec.archive:  # a file unpacked from the archive is not it, but its folder serves
+                where += f" or at the folder it was unpacked in (where {', '.join(spec.files) or '*'} match)"
             raise SourceError(
-                f"{spec.name}: local_path {path} has sha256 {got}, not the pinned {spec.sha256}; point "
-                f"`local_path:` at that file, or change `sha256:` for {spec.name} in sources.yaml"
+                f"{spec.name}: local_path {path} has sha256 {got}, not the pinned {spec.sha256} of "
+                f"{pinned}; point {where}, or change `sha256:` for {spec.name} in sources.yaml"
             )
     if spec.archive and one_file:  # the archive itself, not its unpacked folder
         from pipeline.sources.archive import extract
