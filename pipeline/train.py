@@ -27,7 +27,10 @@ trainconfig.FINGERPRINT_CODE) matches the current one is resumed automatically, 
 model/ckpt is only finalised: no step runs again); any other leftover run is discarded, with a
 warning naming what changed when it was unfinished. Resumed runs end bitwise equal to uninterrupted
 ones on CPU: the optimizer moments, step, sampler state and RNG states are restored, and dropout is
-reseeded from (seed, rank, step).
+reseeded from (seed, step, micro-batch place in the global batch), so the process count does not
+change the trajectory either.
+
+One run at a time: the main process holds `<run_dir>.lock` (pipeline/runlock.py) while it trains.
 
 Extending a run (init_from=resume, a larger max_iters) stretches its cosine schedule to the new
 max_iters: the learning rate continues from lr_at(step) of the longer schedule (for a finished run, a
@@ -43,7 +46,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,7 @@ from pipeline import atomic, attention, checkpoint, device, hf
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig, masked_token_losses
 from pipeline.optim import make_optimizer
+from pipeline.runlock import RunLocked, exclusive_run
 from pipeline.runlog import RunLogger, snapshot_plots
 from pipeline.tokenizer import PADDED_VOCAB
 from pipeline.trainconfig import NON_TRAJECTORY_KEYS, TrainConfig, TrainPaths
@@ -82,6 +86,11 @@ class Runtime:
 
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     info = device.dist_info_from_env()
+    if cfg.grad_accum % info.world_size:  # before anything is loaded or discarded
+        raise TrainSetupError(
+            f"params.yaml train: grad_accum {cfg.grad_accum} must be a multiple of the "
+            f"{info.world_size} processes (each process runs grad_accum / processes micro-batches)"
+        )
     try:
         dev = device.resolve_device(cfg.device, info)
     except (ValueError, RuntimeError) as e:  # e.g. cuda asked for on a machine without it
@@ -350,11 +359,6 @@ class GlobalBatches:
     def __init__(self, split_dir: Path, cfg: TrainConfig, rt: Runtime, seed: int) -> None:
         from pipeline.shards import TokenShards
 
-        if cfg.grad_accum % rt.dist.world_size:
-            raise TrainSetupError(
-                f"params.yaml train: grad_accum {cfg.grad_accum} must be a multiple of the "
-                f"{rt.dist.world_size} processes (each process runs grad_accum / processes micro-batches)"
-            )
         self.shards = TokenShards(split_dir)
         self.cfg = cfg
         self.rt = rt
@@ -374,6 +378,13 @@ class GlobalBatches:
             for i in range(self.local_accum)
         ]
         return micro, n_total
+
+    def dropout_seeds(self, step: int) -> list[int]:
+        """A seed per micro-batch of this rank, from its place in the step's global batch: the
+        noise a micro-batch gets depends on (seed, step, place) only, so any number of processes
+        follows the one-process run, a resume too, with another process count as well."""
+        first = self.cfg.seed + step * self.cfg.grad_accum + self.rt.dist.rank * self.local_accum
+        return [first + i for i in range(self.local_accum)]
 
     def state(self) -> str:
         return json.dumps(self.rng.bit_generator.state)
@@ -401,8 +412,11 @@ def train_step(
     lr: float,
     cfg: TrainConfig,
     rt: Runtime,
+    seeds: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One optimizer step; returns this rank's share of the step's loss and the gradient norm."""
+    """One optimizer step; returns this rank's share of the step's loss and the gradient norm.
+
+    `seeds[i]` seeds the dropout noise of micro-batch i (GlobalBatches.dropout_seeds)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     ddp = isinstance(model, DDP)
@@ -415,6 +429,8 @@ def train_step(
     for i, (x, y, m) in enumerate(micro):
         last = i == len(micro) - 1
         sync = contextlib.nullcontext() if (not ddp or last) else model.no_sync()
+        if seeds is not None:
+            torch.manual_seed(seeds[i])
         with sync:
             with rt.autocast():
                 loss = model(x, y, m)
@@ -617,13 +633,19 @@ def train(
     wall_start = time.perf_counter()
     rt = setup_runtime(cfg)
     try:
-        run = Run.start(cfg, paths, rt, wall_start)
-        run.loop(on_step)
-        summary = run.summary()
-        if rt.dist.is_main:
-            finish(run.raw, paths, summary)
-        device.barrier(rt.dist)
-        return summary
+        with contextlib.ExitStack() as held:
+            if rt.dist.is_main:  # the only writer of the run folder holds its lock for the whole run
+                try:
+                    held.enter_context(exclusive_run(paths.run_dir.with_name(paths.run_dir.name + ".lock")))
+                except RunLocked as e:
+                    raise TrainSetupError(str(e)) from None
+            run = Run.start(cfg, paths, rt, wall_start)
+            run.loop(on_step)
+            summary = run.summary()
+            if rt.dist.is_main:
+                finish(run.raw, paths, summary)
+            device.barrier(rt.dist)
+            return summary
     finally:
         device.destroy_process_group()
 
@@ -760,15 +782,21 @@ class Run:
         """One optimizer step; the metrics to log at this step (empty between log_interval steps)."""
         cfg, rt, progress = self.cfg, self.rt, self.progress
         step = progress.step
-        # Dropout noise from (seed, rank, step): identical after a resume, distinct across ranks.
-        torch.manual_seed(cfg.seed + 1_000_003 * rt.dist.rank + step)
         lr = lr_at(
             step, lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters, decay_iters=cfg.max_iters
         )
         t0 = time.perf_counter()
         micro, n_total = self.batches.next()
         loss_share, grad_norm = train_step(
-            self.model, self.optimizer, self.scaler, micro, n_total, lr, cfg, rt
+            self.model,
+            self.optimizer,
+            self.scaler,
+            micro,
+            n_total,
+            lr,
+            cfg,
+            rt,
+            self.batches.dropout_seeds(step),
         )
         progress.step += 1
         if progress.step % cfg.log_interval and progress.step != cfg.max_iters:

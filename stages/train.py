@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from pipeline.device import dist_info_from_env
 from pipeline.params import load_params, project_root
 from pipeline.train import TrainSetupError, train
 from pipeline.trainconfig import TrainConfig, TrainPaths
@@ -32,14 +33,20 @@ def main() -> int:
     try:
         summary = train(cfg, paths)
     except TrainSetupError as e:
-        print(f"train: {e}", file=sys.stderr)
+        say(str(e))
         return 1
-    print(
-        f"train: {summary['iters']} iters, val loss {summary['initial_val_loss']} -> {summary['val_loss']}, "
-        f"{summary['tokens_per_sec']} tokens/s, {summary['wall_time_s']} s",
-        file=sys.stderr,
+    say(
+        f"{summary['iters']} iters, val loss {summary['initial_val_loss']} -> {summary['val_loss']}, "
+        f"{summary['tokens_per_sec']} tokens/s, {summary['wall_time_s']} s"
     )
     return 0
+
+
+def say(msg: str) -> None:
+    """One line from the main process only: under torchrun every rank reaches the same end (a setup
+    error is the same on each), and N copies of it, with N different timings, would only confuse."""
+    if dist_info_from_env().is_main:
+        sys.stderr.write(f"train: {msg}\n")
 
 
 if __name__ == "__main__":

@@ -468,6 +468,63 @@ def test_unfinished_run_resumes_automatically(tokens: Path, tmp_path: Path) -> N
     assert seen == [1, 2, 3]
 
 
+def test_a_second_run_on_the_same_run_folder_is_refused_while_the_first_lives(
+    tokens: Path, tmp_path: Path
+) -> None:
+    """Two jobs on one model/run would prune each other's checkpoints (a torchrun killed with -9
+    leaves its workers training): the second is refused, naming the first's pid."""
+    paths = paths_in(tmp_path, tokens)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "run.lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TrainSetupError, match=rf"another training run \(pid {holder.pid}\) is using"):
+            train(tiny_config(max_iters=2), paths)
+        assert not paths.ckpt_dir.exists() and not paths.run_dir.exists()
+    finally:
+        holder.kill()  # -9: the kernel drops the lock with its holder, no stale lock remains
+        holder.wait()
+    seen: list[int] = []
+    train(tiny_config(max_iters=2), paths, on_step=seen.append)
+    assert seen == [1, 2] and (paths.ckpt_dir / "model.safetensors").exists()
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from pipeline.runlock import exclusive_run
+with exclusive_run(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_process_count_that_does_not_divide_grad_accum_is_refused_before_the_old_run_goes(
+    tokens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4)
+    paths = paths_in(tmp_path, tokens)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_5(step: int) -> None:
+        if step == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, paths, on_step=stop_at_5)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc_per_node=2 sets it, seen from rank 0
+    with pytest.raises(TrainSetupError, match="grad_accum 3 must be a multiple of the 2 processes"):
+        train(tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4, grad_accum=3), paths)
+    assert (paths.run_dir / "step-00000004").is_dir()  # the unfinished run is still there to resume
+    monkeypatch.delenv("WORLD_SIZE")
+    seen: list[int] = []
+    train(cfg, paths, on_step=seen.append)
+    assert seen == [5, 6, 7, 8]
+
+
 def test_discarding_an_unfinished_run_says_why(
     tokens: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -730,7 +787,8 @@ def test_cuda_device_without_cuda_is_a_setup_error(tokens: Path, tmp_path: Path)
 
 @pytest.mark.slow
 def test_ddp_two_processes_follow_the_single_process_trajectory(tokens: Path, tmp_path: Path) -> None:
-    cfg = {**TINY, "device": "cpu", "max_iters": 6, "ckpt_interval": 6, "eval_interval": 3, "dropout": 0.0}
+    # dropout on: its noise comes from each micro-batch's place in the global batch, not the process
+    cfg = {**TINY, "device": "cpu", "max_iters": 6, "ckpt_interval": 6, "eval_interval": 3, "dropout": 0.1}
     _run_driver(cfg, tmp_path / "one", tokens)
     proc = subprocess.run(
         [

@@ -1,0 +1,48 @@
+"""One training run at a time per run folder: an exclusive lock that the kernel drops with its holder.
+
+Two jobs training into the same `model/run` would prune each other's checkpoints and race for
+`model/ckpt`. DVC's own lock covers `dvc repro`, but not `torchrun ... -m stages.train` started by
+hand, nor the workers a killed torchrun leaves behind (`kill -9` of the agent does not reach them;
+they train on to max_iters). An flock is released by the kernel when its process dies, however it
+dies, so a stale lock can never block the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (the project runs on Linux; nothing else depends on it)
+    fcntl = None  # type: ignore[assignment]
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run folder's lock."""
+
+
+@contextlib.contextmanager
+def exclusive_run(lock_file: Path) -> Iterator[None]:
+    """Hold `lock_file` exclusively for the block, or raise RunLocked naming the holder's pid."""
+    if fcntl is None:
+        yield
+        return
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunLocked(
+                f"another training run (pid {holder}) is using {lock_file.parent}; wait for it to end or "
+                f"stop it (`kill {holder}`; a torchrun killed with -9 leaves its workers running)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # drops the lock; the file stays (deleting it would let two runs lock two files)
