@@ -16,6 +16,7 @@ reply budget.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -252,7 +253,9 @@ def _read_context(args: argparse.Namespace) -> str | None:
     if path is None:
         return args.context
     try:
-        return path.read_text(encoding="utf-8").strip()
+        # utf-8-sig: Windows Notepad's "UTF-8" starts the file with a BOM, which would reach the
+        # model as three tokens it never saw in training
+        return path.read_text(encoding="utf-8-sig").strip()
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read context file {path}: {e}") from e
 
@@ -298,6 +301,10 @@ def run(args: argparse.Namespace) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="replace")
+    # Python's own Ctrl-C handler, which interrupts a read: importing polars (the CLI builds every
+    # subcommand's parser, `check` imports it) installs one with SA_RESTART, under which Ctrl-C at
+    # the prompt did nothing until Enter, and then quit with the message typed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     code = chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
     if code == EXIT_BROKEN_PIPE:
         silence_stdout()

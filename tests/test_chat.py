@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -397,3 +402,54 @@ def test_context_at_file_reads_a_file_and_double_at_is_literal_text(tmp_path: Pa
     assert read("@@bob is your name") == "@bob is your name"
     assert read("plain persona") == "plain persona"
     assert read(None, persona) == "You are Ada."
+
+
+def test_ctrl_c_at_the_prompt_quits_at_once(ckpt: Path) -> None:
+    """The CLI imports polars (for `check`), whose SIGINT handler restarts a waiting read: Ctrl-C at
+    the prompt did nothing until Enter, then quit with the typed message. It must quit at once."""
+    primary, secondary = pty.openpty()  # a terminal on stdin: the interactive prompt
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "chat", "--ckpt", str(ckpt), "--device", "cpu"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=secondary,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    os.close(secondary)
+    try:
+        seen = b""
+        while not seen.endswith(b"> "):  # the prompt: the chat now waits in its read
+            ready, _, _ = select.select([proc.stderr], [], [], 120)
+            assert ready, f"no prompt: {seen!r}"
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            assert chunk, f"chat ended before its prompt: {seen!r}"
+            seen += chunk
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(primary)
+
+
+def test_a_persona_file_with_a_byte_order_mark_reads_as_its_text(
+    ckpt: Path, tmp_path: Path, monkeypatch
+) -> None:
+    persona = tmp_path / "persona.txt"
+    persona.write_bytes(b"\xef\xbb\xbfYou are a pirate.\r\n")  # Notepad's "UTF-8"
+    seen: list[str | None] = []
+    monkeypatch.setattr("pipeline.chat.ChatSession.__init__", _record_context(seen))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    cli.main(["chat", "--ckpt", str(ckpt), "--device", "cpu", "--context", f"@{persona}"])
+    assert seen == ["You are a pirate."]
+
+
+def _record_context(seen: list[str | None]):
+    original = ChatSession.__init__
+
+    def init(self, engine, *, context=None, **kw) -> None:
+        seen.append(context)
+        original(self, engine, context=context, **kw)
+
+    return init
