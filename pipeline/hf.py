@@ -8,6 +8,10 @@ model.safetensors.index.json). Hugging Face's GPT-2 stores its projections as Co
 50304 rows; the chat tokens (50257-50259) and the padding start at the mean of GPT-2's
 embeddings, so they begin as an "average token" rather than random noise that would dominate
 the softmax.
+Rows 50257+ that a local checkpoint already has are kept only where its tokenizer files name our
+marker at that id (our own export); rows they name as another token (a `[PAD]` added with
+resize_token_embeddings, say) start at the mean too, and rows nothing names are kept as markers
+with a word in the log (`check_added_rows`).
 
 Export (`export_hf`): the layout `GPT2LMHeadModel.from_pretrained` / `AutoTokenizer` read:
 config.json, generation_config.json, model.safetensors (HF names, Conv1D orientation), and the
@@ -20,8 +24,11 @@ the model the same size, so `generate` can never sample an id the tokenizer cann
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -66,6 +73,9 @@ MATHS_FLAGS = {
 }
 # Buffers some GPT-2 checkpoints carry (the causal mask): not weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+# Where a Hugging Face directory says which token each id past GPT-2's vocabulary is (the files
+# transformers writes for added tokens, old and new).
+TOKENIZER_FILES = ("added_tokens.json", "tokenizer_config.json", "tokenizer.json")
 
 
 # ---------------------------------------------------------------- import
@@ -127,8 +137,11 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
     n_embd = hf["n_embd"]
     if hf.get("n_inner") not in (None, 4 * n_embd):
         raise ValueError(f"{where}: n_inner {hf['n_inner']} unsupported (must be 4 * n_embd)")
-    if abs(hf.get("layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12:
-        raise ValueError(f"{where}: layer_norm_epsilon {hf['layer_norm_epsilon']} unsupported (1e-5 only)")
+    eps = hf.get("layer_norm_epsilon", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, int | float):  # "1e-5" or null: no number to compare
+        raise ValueError(f"{where}: layer_norm_epsilon must be a number, got {json.dumps(eps)}")
+    if not abs(eps - 1e-5) <= 1e-12:  # written so that NaN is refused too
+        raise ValueError(f"{where}: layer_norm_epsilon {eps} unsupported (1e-5 only)")
     # Flags that change the maths of transformers' GPT-2 away from ours: loading such a model would
     # give other logits without a word. (reorder_and_upcast_attn only computes attention in float32,
     # which ours does anyway in a float32 load: accepted.)
@@ -192,8 +205,17 @@ def pad_vocab(wte: torch.Tensor, vocab_size: int) -> torch.Tensor:
     return torch.cat([wte, mean.expand(vocab_size - n, -1)], dim=0).contiguous()
 
 
-def load_pretrained(source: str, *, dropout: float = 0.0, cache_dir: str | Path | None = None) -> GPT:
-    """A GPT initialised from Hugging Face GPT-2 weights (Hub name or local directory), on CPU."""
+def load_pretrained(
+    source: str,
+    *,
+    dropout: float = 0.0,
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> GPT:
+    """A GPT initialised from Hugging Face GPT-2 weights (Hub name or local directory), on CPU.
+
+    `log` receives what the caller should hear about the import (embedding rows past GPT-2's
+    vocabulary reset or taken as the chat markers); without it, that goes to stderr."""
     config_path, weight_paths = resolve_files(source, cache_dir)
     cfg = config_from_hf(read_json(config_path), dropout=dropout, where=str(config_path))
     tensors: dict[str, torch.Tensor] = {}
@@ -203,10 +225,114 @@ def load_pretrained(source: str, *, dropout: float = 0.0, cache_dir: str | Path 
         except Exception as e:  # safetensors' own error type: truncated, not safetensors at all
             raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
     state = state_from_hf(tensors, cfg.vocab_size, where=str(weight_paths[0].parent))
+    own_rows = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
+    if own_rows is not None and own_rows.shape[0] > GPT2_VOCAB:
+        for line in check_added_rows(state["transformer.wte.weight"], own_rows.shape[0], config_path.parent):
+            (log or _stderr)(line)
     model = GPT(cfg)
     check_state(model, state, where=f"{weight_paths[0].parent} (against {config_path.name})")
     model.load_state_dict(state)
     return model
+
+
+def declared_tokens(folder: Path) -> dict[int, list[tuple[str, str]]]:
+    """id -> [(file, token)] for every id past GPT-2's vocabulary that `folder`'s tokenizer files
+    (TOKENIZER_FILES) name: added_tokens.json {token: id}, tokenizer_config.json
+    "added_tokens_decoder" {"id": {"content": token}}, tokenizer.json "added_tokens" [{"id", "content"}].
+    All three are read: a row counts as named by each file that names it."""
+    out: dict[int, list[tuple[str, str]]] = {}
+
+    def add(name: str, i: object, token: object) -> None:
+        if isinstance(i, str) and i.isdigit():
+            i = int(i)
+        if isinstance(i, bool) or not isinstance(i, int) or not isinstance(token, str):
+            raise ValueError(
+                f"{folder / name}: added token {token!r} at id {i!r}: expected a string at an integer id"
+            )
+        if i >= GPT2_VOCAB:
+            out.setdefault(i, []).append((name, token))
+
+    for name in TOKENIZER_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        data = read_json(path)
+        if name == "added_tokens.json":
+            for token, i in data.items():
+                add(name, i, token)
+        elif name == "tokenizer_config.json":
+            decoder = data.get("added_tokens_decoder") or {}
+            if not isinstance(decoder, dict):
+                raise ValueError(f"{path}: added_tokens_decoder must map an id to a token")
+            for i, entry in decoder.items():
+                add(name, i, entry.get("content") if isinstance(entry, dict) else entry)
+        else:
+            entries = data.get("added_tokens") or []
+            if not isinstance(entries, list):
+                raise ValueError(f"{path}: added_tokens must be a list of {{id, content}}")
+            for entry in entries:
+                entry = entry if isinstance(entry, dict) else {}
+                add(name, entry.get("id"), entry.get("content"))
+    return out
+
+
+def check_added_rows(wte: torch.Tensor, n_rows: int, folder: Path) -> list[str]:
+    """Make the checkpoint's own rows past GPT-2's vocabulary (ids GPT2_VOCAB..n_rows-1 of `wte`,
+    already padded by pad_vocab; changed in place) safe to read as our chat markers; the lines to log.
+
+    A row its tokenizer files name as our marker at that id is kept (our own export). A row they name
+    as anything else is another tokenizer's token (a `[PAD]`, say) and would pass for a marker: it
+    starts at the mean embedding, as pad_vocab starts new rows. A marker row nothing names is kept
+    (it may well be one) but said."""
+    markers = {i: t for t, i in SPECIAL_TOKENS.items() if i >= GPT2_VOCAB}
+    declared = declared_tokens(folder)
+    mean = wte[:GPT2_VOCAB].mean(dim=0)
+    reset: list[str] = []
+    unnamed: list[str] = []
+    for i in range(GPT2_VOCAB, min(n_rows, wte.shape[0])):
+        others = [(name, token) for name, token in declared.get(i, []) if token != markers.get(i)]
+        if others:
+            wte[i] = mean
+            named = ", ".join(f"{token!r} in {name}" for name, token in others)
+            reset.append(f"{i} is {named}, not {markers.get(i, 'a chat marker')}")
+        elif i in markers and i not in declared:
+            unnamed.append(i)
+    lines = []
+    if reset:
+        lines.append(
+            f"{folder}: embedding rows named as other tokens start at the mean embedding, as new rows "
+            f"do: row {'; row '.join(reset)}"
+        )
+    if unnamed:
+        lines.append(
+            f"{folder}: nothing in {', '.join(TOKENIZER_FILES)} names the checkpoint's embedding "
+            f"row(s) {', '.join(map(str, unnamed))}: they are taken as the chat markers "
+            f"({', '.join(f'{markers[i]} {i}' for i in unnamed)}) as they are"
+        )
+    return lines
+
+
+def source_digest(source: str) -> str:
+    """sha256 over the files of a local Hugging Face directory that decide the weights it starts a
+    run with: config.json, the weight files resolve_files picks, and the tokenizer files that name
+    rows past GPT-2's vocabulary (check_added_rows). A directory that cannot be read gets a marker
+    (loading it reports the real error). Not for a Hub name: that would download it."""
+    if source in HUB_REPOS:
+        raise ValueError(f"{source!r} is a Hub model name, not a local directory")
+    h = hashlib.sha256()
+    try:
+        config, weights = resolve_files(source)
+        folder = config.parent
+        for path in (config, *weights, *(folder / n for n in TOKENIZER_FILES)):
+            digest = atomic.sha256_file(path) if path.is_file() else "absent"
+            h.update(f"{path.name}:{digest}\n".encode())
+    except (OSError, ValueError, RuntimeError) as e:
+        return f"unreadable ({type(e).__name__}: {e})"
+    return h.hexdigest()
+
+
+def _stderr(line: str) -> None:
+    print(f"hf: {line}", file=sys.stderr)
 
 
 def read_json(path: Path) -> dict:
@@ -292,6 +418,13 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
             "bos_token": ENDOFTEXT,
             "eos_token": ENDOFTEXT,
             "unk_token": ENDOFTEXT,
+            # generation_config.json pads with <|endoftext|>: the tokenizer must too, or a batched
+            # apply_chat_template(..., padding=True) fails for want of a pad token. Left padding:
+            # a batch of prompts for generate() must end where each reply begins.
+            "pad_token": ENDOFTEXT,
+            "padding_side": "left",
+            # decode() gives the text as the BPE spells it (transformers' default has changed)
+            "clean_up_tokenization_spaces": False,
             "added_tokens_decoder": {str(i): added(t) for t, i in SPECIAL_TOKENS.items()},
             # transformers 5 reads this too; its 5.x-only `extra_special_tokens` list is left out,
             # since transformers 4.x takes that key as a dict and fails to load the tokenizer
@@ -302,6 +435,7 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
             "bos_token": ENDOFTEXT,
             "eos_token": ENDOFTEXT,
             "unk_token": ENDOFTEXT,
+            "pad_token": ENDOFTEXT,
             "additional_special_tokens": chat_tokens,
         },
         "added_tokens.json": {t: i for t, i in SPECIAL_TOKENS.items() if i >= GPT2_VOCAB},
@@ -350,6 +484,17 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+# What the model card reads from model/metrics.json (train's summary) -> the types train writes there.
+METRICS_KEYS: dict[str, tuple[type, ...]] = {
+    "params": (int,),
+    "init_from": (str,),
+    "iters": (int,),
+    "tokens_per_iter": (int,),
+    "initial_val_loss": (int, float, type(None)),
+    "val_loss": (int, float, type(None)),
+}
+
+
 def export_run(
     ckpt_dir: str | Path,
     out_dir: str | Path,
@@ -368,6 +513,14 @@ def export_run(
 
     model = load_model(ckpt_dir)
     summary = read_json(Path(metrics_file))
+    for key, kinds in METRICS_KEYS.items():
+        if key not in summary:
+            raise ValueError(f"{metrics_file}: missing {key!r} (re-run train)")
+        value = summary[key]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ValueError(
+                f"{metrics_file}: {key} {json.dumps(value)} is not what train writes (re-run train)"
+            )
     terms = cards.stats_terms(read_json(Path(stats_file))) if stats_file is not None else {}
     c = model.config
     facts = cards.ModelFacts(

@@ -139,6 +139,8 @@ def discard_notice(cfg: TrainConfig, state: dict[str, Any], ckpt: Path) -> str:
     why = (
         ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in sorted(differ.items()))
         if differ
+        else "the code, the data or the files in init_from changed"
+        if cfg.init_from not in ("scratch", "resume", *hf.HUB_REPOS)  # a local folder: its files count
         else "the code or the data changed"
     )
     step = int(state["step"])
@@ -241,9 +243,15 @@ def fresh_model(cfg: TrainConfig, rt: Runtime) -> GPT:
         return GPT(mcfg)
     rt.log(f"initialising from Hugging Face GPT-2 weights: {cfg.init_from}")
     try:
-        model = hf.load_pretrained(cfg.init_from, dropout=cfg.dropout)
+        model = hf.load_pretrained(cfg.init_from, dropout=cfg.dropout, log=rt.log)
     except (OSError, ValueError, RuntimeError) as e:  # missing files, not GPT-2, unreadable weights
         raise TrainSetupError(f"params.yaml train.init_from: {e}") from None
+    shape = model.config
+    if (shape.n_layer, shape.n_head, shape.n_embd) != (cfg.n_layer, cfg.n_head, cfg.n_embd):
+        rt.log(  # a pretrained model brings its own shape: say so where the profile asks for another
+            f"model shape from {cfg.init_from}: n_layer {shape.n_layer}, n_head {shape.n_head}, "
+            f"n_embd {shape.n_embd} (the profile's n_layer/n_head/n_embd are not used)"
+        )
     if cfg.block_size > model.config.block_size:
         raise TrainSetupError(
             f"params.yaml train block_size {cfg.block_size} exceeds the context of {cfg.init_from} "

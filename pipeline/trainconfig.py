@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import attention, device, paramcheck
+from pipeline import attention, device, hf, paramcheck
 
 # Knobs that change what is logged or saved, not the weights: they may differ on resume.
 # (The attention kernel too: kernels agree to rounding, and `auto` may pick another on another GPU.)
@@ -190,7 +190,12 @@ class TrainConfig:
 
     def fingerprint(self, data_dir: Path) -> str:
         """What decides the weights: config (minus logging knobs), the data's meta.json, the code
-        (FINGERPRINT_CODE)."""
+        (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face directory the files
+        there that decide its first weights (hf.source_digest) and the code that imports them (hf.py).
+
+        The directory's contents count because init_from is only a path: after its weights change,
+        an unfinished run of the same settings must not resume as if nothing had. (A Hub name is a
+        fixed published model, read through huggingface_hub's cache: its name stands for it.)"""
         h = hashlib.sha256()
         trajectory = {k: v for k, v in dataclasses.asdict(self).items() if k not in NON_TRAJECTORY_KEYS}
         h.update(json.dumps(trajectory, sort_keys=True).encode())
@@ -198,6 +203,10 @@ class TrainConfig:
         h.update(meta.read_bytes() if meta.exists() else b"no meta.json")
         for name in FINGERPRINT_CODE:
             h.update(Path(__file__).with_name(name).read_bytes())
+        if self.init_from not in ("scratch", "resume"):
+            h.update(Path(hf.__file__).read_bytes())
+            if self.init_from not in hf.HUB_REPOS:
+                h.update(f"init_from files: {hf.source_digest(self.init_from)}".encode())
         return h.hexdigest()
 
 

@@ -12,6 +12,7 @@ import torch
 
 from pipeline import hf
 from pipeline.engine import STOP_TOKEN_IDS
+from pipeline.hf import GPT2_VOCAB
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
     BOT_ID,
@@ -403,3 +404,168 @@ def test_export_run_writes_the_licences_into_the_card(tmp_path: Path) -> None:
     assert header["base_model"] == "openai-community/gpt2"
     assert "| nc | CC-BY-NC-4.0 | no | 50 |" in card and "**Commercial use: not allowed.**" in card
     assert "| nc | CC-BY-NC-4.0 | no |" in (out / "LICENSE.md").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- rows past GPT-2's vocabulary
+
+
+def _added_tokens(path: Path, form: str, tokens: dict[str, int]) -> None:
+    """Name added tokens the way one of the tokenizer files transformers writes does."""
+    if form == "added_tokens.json":
+        (path / form).write_text(json.dumps(tokens))
+    elif form == "tokenizer_config.json":
+        decoder = {str(i): {"content": t, "special": True} for t, i in tokens.items()}
+        decoder["50256"] = {"content": "<|endoftext|>", "special": True}  # GPT-2's own, below 50257
+        (path / form).write_text(json.dumps({"added_tokens_decoder": decoder}))
+    else:
+        added = [{"id": i, "content": t, "special": True} for t, i in tokens.items()]
+        (path / form).write_text(json.dumps({"version": "1.0", "added_tokens": added, "model": {}}))
+
+
+@pytest.mark.parametrize("form", hf.TOKENIZER_FILES)
+def test_a_row_named_as_another_token_is_not_taken_as_a_chat_marker(tmp_path: Path, form: str) -> None:
+    """A GPT-2 that added a [PAD] (resize_token_embeddings: vocab_size 50258) used to load with
+    [PAD]'s trained row as our <human>: that row now starts at the mean embedding, as a new row does,
+    and the log says so."""
+    path, ref = _hf_tiny(tmp_path / "tiny", vocab_size=GPT2_VOCAB + 1)
+    _added_tokens(path, form, {"[PAD]": GPT2_VOCAB})
+    said: list[str] = []
+    wte = hf.load_pretrained(str(path), log=said.append).transformer.wte.weight.detach()
+    theirs = ref.transformer.wte.weight.detach()
+    assert not torch.equal(theirs[HUMAN_ID], theirs[:GPT2_VOCAB].mean(0))
+    torch.testing.assert_close(wte[HUMAN_ID], theirs[:GPT2_VOCAB].mean(0))
+    torch.testing.assert_close(wte[:GPT2_VOCAB], theirs[:GPT2_VOCAB], atol=0, rtol=0)
+    assert len(said) == 1 and said[0] == (
+        f"{path}: embedding rows named as other tokens start at the mean embedding, as new rows do: "
+        f"row {HUMAN_ID} is '[PAD]' in {form}, not <human>"
+    )
+
+
+def test_rows_nothing_names_are_kept_as_chat_markers_with_a_word(tmp_path: Path) -> None:
+    path, ref = _hf_tiny(tmp_path / "tiny", vocab_size=N_VOCAB)
+    said: list[str] = []
+    wte = hf.load_pretrained(str(path), log=said.append).transformer.wte.weight.detach()
+    theirs = ref.transformer.wte.weight.detach()
+    torch.testing.assert_close(wte[:N_VOCAB], theirs, atol=0, rtol=0)
+    assert len(said) == 1 and said[0].startswith(f"{path}: nothing in added_tokens.json, ")
+    assert said[0].endswith(
+        f"row(s) {HUMAN_ID}, {BOT_ID}, {END_OF_TURN_ID}: they are taken as the chat markers "
+        f"(<human> {HUMAN_ID}, <bot> {BOT_ID}, <endOfText> {END_OF_TURN_ID}) as they are"
+    )
+
+
+def test_our_export_round_trip_keeps_the_marker_rows_bit_exact(tmp_path: Path) -> None:
+    """Our own export names exactly our markers at their ids: a fine-tuned model seeds another run
+    with its trained marker rows, without a word."""
+    ours = _our_tiny()
+    hf.export_hf(ours, tmp_path / "hf")
+    said: list[str] = []
+    again = hf.load_pretrained(str(tmp_path / "hf"), log=said.append)
+    assert said == []
+    want = ours.transformer.wte.weight.detach()[:N_VOCAB]
+    torch.testing.assert_close(again.transformer.wte.weight.detach()[:N_VOCAB], want, atol=0, rtol=0)
+    # A marker named at another id is another token there: <bot> at <human>'s id is reset.
+    (tmp_path / "hf" / "added_tokens.json").write_text(json.dumps({"<bot>": HUMAN_ID}))
+    moved = hf.load_pretrained(str(tmp_path / "hf"), log=said.append).transformer.wte.weight.detach()
+    torch.testing.assert_close(moved[HUMAN_ID], want[:GPT2_VOCAB].mean(0))
+    torch.testing.assert_close(moved[BOT_ID], want[BOT_ID], atol=0, rtol=0)
+    assert len(said) == 1 and said[0].endswith(f"row {HUMAN_ID} is '<bot>' in added_tokens.json, not <human>")
+
+
+def test_a_malformed_tokenizer_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = _exported(tmp_path)
+    (path / "added_tokens.json").write_text(json.dumps({"<human>": "x"}))
+    with pytest.raises(
+        ValueError,
+        match=r"added_tokens\.json: added token '<human>' at id 'x': expected a string at an integer id$",
+    ):
+        hf.load_pretrained(str(path))
+
+
+@pytest.mark.parametrize(("eps", "shown"), [('"1e-5"', '"1e-5"'), ("null", "null"), ("true", "true")])
+def test_a_layer_norm_epsilon_that_is_not_a_number_is_one_line(tmp_path: Path, eps: str, shown: str) -> None:
+    """A string or null epsilon used to raise TypeError: a traceback train does not catch."""
+    path = _exported(tmp_path)
+    text = (
+        (path / "config.json")
+        .read_text()
+        .replace('"layer_norm_epsilon": 1e-05', f'"layer_norm_epsilon": {eps}')
+    )
+    (path / "config.json").write_text(text)
+    with pytest.raises(ValueError, match=rf"config\.json: layer_norm_epsilon must be a number, got {shown}$"):
+        hf.load_pretrained(str(path))
+
+
+def test_a_nan_layer_norm_epsilon_is_refused(tmp_path: Path) -> None:
+    path = _exported(tmp_path)
+    _edit_config(path, layer_norm_epsilon=float("nan"))
+    with pytest.raises(ValueError, match=r"config\.json: layer_norm_epsilon nan unsupported"):
+        hf.load_pretrained(str(path))
+
+
+def test_source_digest_follows_the_files_that_decide_the_start(tmp_path: Path) -> None:
+    path = _exported(tmp_path)
+    first = hf.source_digest(str(path))
+    assert hf.source_digest(str(path)) == first
+    (path / "README.md").write_text("a card changes no weight")
+    assert hf.source_digest(str(path)) == first
+    (path / "added_tokens.json").write_text(json.dumps({"[PAD]": GPT2_VOCAB}))
+    second = hf.source_digest(str(path))
+    assert second != first
+    _edit_config(path, n_ctx=32)
+    assert hf.source_digest(str(path)) not in (first, second)
+    assert hf.source_digest(str(tmp_path / "gone")).startswith("unreadable (ValueError: ")
+
+
+# ---------------------------------------------------------------- export
+
+
+def test_export_run_with_a_metric_missing_names_the_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A metrics.json without initial_val_loss used to print just `export: initial_val_loss`."""
+    from pipeline import checkpoint
+    from stages import export
+
+    model = tmp_path / "model"
+    checkpoint.save_model(_our_tiny(), model / "ckpt")
+    metrics = {"params": 1, "init_from": "scratch", "iters": 2, "tokens_per_iter": 8, "val_loss": 8.0}
+    (model / "metrics.json").write_text(json.dumps(metrics))
+    tokens = tmp_path / "data" / "tokens" / "full"
+    tokens.mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"metrics\.json: missing 'initial_val_loss' \(re-run train\)$"):
+        hf.export_run(model / "ckpt", model / "hf", model / "metrics.json", tokens)
+    (model / "metrics.json").write_text(json.dumps({**metrics, "initial_val_loss": "9", "val_loss": None}))
+    with pytest.raises(ValueError, match=r"metrics\.json: initial_val_loss \"9\" is not what train writes"):
+        hf.export_run(model / "ckpt", model / "hf", model / "metrics.json", tokens)
+    (model / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "params.yaml").write_text("train: {variant: full}\n")
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert export.main() == 1
+    err = capsys.readouterr().err
+    assert err == f"export: {model / 'metrics.json'}: missing 'initial_val_loss' (re-run train)\n"
+
+
+def test_the_exported_tokenizer_pads_batches_on_the_left_with_endoftext(tmp_path: Path) -> None:
+    """generation_config.json pads with <|endoftext|>, but the tokenizer had no pad token: a batched
+    apply_chat_template(..., padding=True) failed."""
+    out = tmp_path / "hf"
+    hf.export_hf(_our_tiny(), out)
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert tok.pad_token_id == ENDOFTEXT_ID == transformers.GenerationConfig.from_pretrained(out).pad_token_id
+    chats = [[{"role": "user", "content": "Hi!"}], [{"role": "user", "content": "How are you doing today?"}]]
+    batch = tok.apply_chat_template(
+        chats, add_generation_prompt=True, tokenize=True, padding=True, return_dict=True, return_tensors="pt"
+    )
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    singles = [
+        tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        for c in chats
+    ]
+    assert len(singles[0]) < len(singles[1]) == ids.shape[1]
+    pad = ids.shape[1] - len(singles[0])
+    assert ids[0].tolist() == [ENDOFTEXT_ID] * pad + singles[0]  # on the left: each prompt ends at <bot>
+    assert mask[0].tolist() == [0] * pad + [1] * len(singles[0])
+    assert ids[1].tolist() == singles[1] and ids[:, -1].tolist() == [BOT_ID, BOT_ID]
+    assert tok.decode(tok("a  b .")["input_ids"]) == "a  b ."  # no clean-up of the spaces

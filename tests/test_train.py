@@ -922,3 +922,77 @@ def test_mfu_counts_the_vocabulary_projection_where_the_loss_head_runs_it(
     expected = (full - (1 - counted_share) * head) * summary["tokens_per_sec"] / peak
     # metrics.json rounds tokens/s to 0.1 (a slow, loaded machine logs a few hundred) and MFU to 1e-4
     assert summary["mfu"] == pytest.approx(expected, rel=0.06 / summary["tokens_per_sec"] + 1e-5, abs=6e-5)
+
+
+# ---------------------------------------------------------------- a local init_from folder
+
+
+def _local_start(path: Path, seed: int = 3, n_layer: int = TINY["n_layer"]) -> Path:
+    """A Hugging Face GPT-2 folder (our export) of the tiny shape, to start a run from."""
+    torch.manual_seed(seed)
+    shape = dict(n_layer=n_layer, n_head=TINY["n_head"], n_embd=TINY["n_embd"])
+    hf.export_hf(GPT(GPTConfig(block_size=TINY["block_size"], **shape)), path)
+    return path
+
+
+def test_fingerprint_follows_the_files_of_a_local_init_from(tmp_path: Path) -> None:
+    """init_from is only a path: the fingerprint hashed the string, so after the weights in that
+    folder changed an unfinished run still resumed as "same config, data and code"."""
+    start = _local_start(tmp_path / "start")
+    cfg = tiny_config(init_from=str(start))
+    first = cfg.fingerprint(tmp_path)
+    assert cfg.fingerprint(tmp_path) == first  # nothing changed
+    _local_start(start, seed=4)  # other weights, same path and shape
+    assert cfg.fingerprint(tmp_path) != first
+    # A folder that is gone or not a model does not break the fingerprint (loading it says why).
+    assert tiny_config(init_from=str(tmp_path / "gone")).fingerprint(tmp_path) != first
+
+
+def test_an_unfinished_run_from_a_local_folder_is_not_resumed_after_its_weights_change(
+    tokens: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = paths_in(tmp_path, tokens)
+    start = _local_start(tmp_path / "start")
+    cfg = tiny_config(init_from=str(start), max_iters=4, ckpt_interval=2, eval_interval=4)
+
+    class Stop(Exception):
+        pass
+
+    def run() -> list[int]:
+        seen: list[int] = []
+
+        def on_step(step: int) -> None:
+            seen.append(step)
+            if step == 3:
+                raise Stop
+
+        with pytest.raises(Stop):
+            train(cfg, paths, on_step=on_step)
+        return seen
+
+    assert run() == [1, 2, 3]
+    assert run() == [3]  # same folder: resumed after the step-2 checkpoint
+    _local_start(start, seed=4)
+    capsys.readouterr()
+    assert run() == [1, 2, 3]  # other weights there: a fresh run
+    assert "the code, the data or the files in init_from changed" in capsys.readouterr().err
+
+
+def test_a_pretrained_start_says_the_profiles_shape_is_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline import device
+    from pipeline.train import Runtime, fresh_model
+
+    start = _local_start(tmp_path / "start", n_layer=1)
+    rt = Runtime(torch.device("cpu"), torch.float32, device.DistInfo())
+    capsys.readouterr()
+    model = fresh_model(tiny_config(init_from=str(start)), rt)
+    assert model.config.n_layer == 1
+    err = capsys.readouterr().err
+    assert (
+        f"train: model shape from {start}: n_layer 1, n_head {TINY['n_head']}, n_embd {TINY['n_embd']} "
+        "(the profile's n_layer/n_head/n_embd are not used)\n"
+    ) in err
+    fresh_model(tiny_config(init_from=str(start), n_layer=1), rt)
+    assert "model shape from" not in capsys.readouterr().err
