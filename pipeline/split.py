@@ -38,10 +38,12 @@ def assign_split(kept: pl.DataFrame, val_fraction: float) -> pl.DataFrame:
     On a tiny corpus the hash share can leave val empty; then the conversation with the
     smallest split hash moves to val (deterministic, and still keyed on the dedup key). It can
     as well leave train empty (a large val_fraction), and training needs a conversation: then the
-    one with the largest split hash moves to train.
+    one with the largest split hash moves to train. A corpus of one conversation keeps it in train.
     """
     threshold = val_threshold(val_fraction)
     is_val = pl.col("split_u") < pl.lit(threshold, dtype=pl.UInt64)
+    if kept.height == 1:  # nothing to validate against, and training needs it
+        is_val = pl.lit(False)
     out = kept.with_columns(split=pl.when(is_val).then(pl.lit("val")).otherwise(pl.lit("train")))
     if val_fraction > 0 and kept.height >= 2:
         for split, extreme in (("val", pl.col("split_u").min()), ("train", pl.col("split_u").max())):

@@ -532,6 +532,17 @@ def test_split_is_keyed_on_content_so_twins_share_a_split(tmp_path):
     assert out.group_by("k1", "k2").agg(pl.col("split").n_unique())["split"].max() == 1
 
 
+@pytest.mark.parametrize("val_fraction", [0.0, 0.5, 0.999999])
+def test_a_single_conversation_goes_to_train(val_fraction: float) -> None:
+    from pipeline.split import assign_split, split_hash
+
+    for k in range(20):  # hashes on either side of every threshold
+        one = pl.DataFrame({"k1": [k], "k2": [k]}, schema={"k1": pl.UInt64, "k2": pl.UInt64})
+        assert assign_split(one.with_columns(split_u=split_hash(3)), val_fraction)["split"].to_list() == [
+            "train"
+        ]
+
+
 def test_build_splits_every_conversation_by_the_hash_of_its_dedup_key(tmp_path):
     """The split column the build writes is assign_split of split_hash over each kept conversation's
     dedup key (computed here from the input turn tables), not a hash of anything else: a hash of
