@@ -1,4 +1,4 @@
-"""The turn table contract (DESIGN.md): one row per turn, validated by pandera.
+"""The turn table contract (docs/contracts.md): one row per turn, validated by pandera.
 
 Every rule is written once, as polars expressions, and used twice:
 

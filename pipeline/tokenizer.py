@@ -169,7 +169,7 @@ def render(
     enc: tiktoken.Encoding | None = None,
     add_generation_prompt: bool = False,
 ) -> tuple[list[int], list[int]]:
-    """Render one conversation to (ids, loss mask) per DESIGN.md.
+    """Render one conversation to (ids, loss mask) per docs/contracts.md.
 
     With `add_generation_prompt`, append `<bot>` so the model continues as the bot.
     """

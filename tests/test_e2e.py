@@ -205,7 +205,7 @@ def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None
 
 
 def test_a_flipped_flag_or_a_new_contrib_file_reruns_only_what_it_changes(project: tuple[Path, dict]) -> None:
-    """DESIGN.md: flipping a commercial flag is a re-mix, never a re-download or re-normalize; a file
+    """docs/contracts.md: flipping a commercial flag is a re-mix, never a re-download or re-normalize; a file
     dropped into data/contrib/ re-runs only the contrib chain."""
     repo, env = project
     registry = repo / "sources.yaml"

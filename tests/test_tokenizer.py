@@ -78,7 +78,7 @@ def test_special_tokens_and_vocab() -> None:
 
 
 def test_golden_rendering() -> None:
-    """Ids built independently (Hugging Face tokenizers + the DESIGN.md layout) for a tricky conversation."""
+    """Ids built independently (Hugging Face tokenizers + the docs/contracts.md layout) for a tricky conversation."""
     g = json.loads((FIXTURES / "golden_render.json").read_text(encoding="utf-8"))
     ids, mask = render(g["messages"], g["context"])
     assert ids == g["ids"]

@@ -261,7 +261,7 @@ def manifest(spec: SourceSpec, folder: Path, fetched: dict[str, Any]) -> dict[st
         "source": spec.name,
         "kind": spec.kind,
         "adapter": spec.adapter,
-        "licence": spec.licence,  # provenance; the commercial flag is the build's business (DESIGN.md)
+        "licence": spec.licence,  # provenance; the commercial flag is the build's business (docs/contracts.md)
         # how the adapter reads the files: normalize's only dep on sources.yaml is this folder, so an
         # edited option must change it (else `dvc repro` keeps the table the old options made)
         "options": spec.options,

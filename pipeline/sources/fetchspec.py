@@ -7,7 +7,7 @@ registry stage writes, per source, only what decides its raw bytes and its turn 
 location, pin, files, adapter and options, licence, and for contributed files the sha256 of each
 file in data/contrib/. download@<source> depends on its own JSON alone, so a commercial flag is a
 re-mix (build onwards: the build reads flags from sources.yaml), never a re-download or a
-re-normalize (DESIGN.md), and a contributed file re-runs only download@contrib.
+re-normalize (docs/contracts.md), and a contributed file re-runs only download@contrib.
 
 Files read from this machine are part of the spec too: the sha256 of each file a `local_path:`
 or a `kind: package` download copies. DVC cannot list those paths in dvc.yaml (they differ per

@@ -28,7 +28,11 @@ COLUMNS = ("name", "kind", "licence", "commercial", "enabled", "rows")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    parser.add_argument("--reasons", action="store_true", help="add each source's commercial_reason")
+    parser.add_argument(
+        "--reasons",
+        action="store_true",
+        help="add why each source is or is not commercial (its commercial_reason; a contributed file without one: its description)",
+    )
 
 
 def _report(root: Path, name: str) -> dict[str, Any] | None:
