@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,43 @@ def test_an_unknown_role_is_named_as_the_file_spelled_it(tmp_path: Path) -> None
     assert summary["by_check"]["role_valid"] == 1
     reasons = quarantine.filter(quarantine["check"] == "role_valid")["reason"].to_list()
     assert reasons == ["role 'wizard' is not one this format maps to human or bot"]
+
+
+def test_files_in_data_contrib_that_dvc_repro_skips_are_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check` on a file in a subfolder of data/contrib/ (or a hidden one) used to say it goes in,
+    while download@contrib copies the top level only: now it says `dvc repro` will not read it."""
+    for name in ("sources.yaml", "params.yaml"):
+        shutil.copyfile(ROOT / name, tmp_path / name)
+    contrib = tmp_path / "data" / "contrib"
+    (contrib / "more").mkdir(parents=True)
+    top = put(contrib, "top.txt", GOOD)
+    put(contrib / "more", "extra.txt", GOOD)
+    put(contrib, ".hidden.txt", GOOD)
+    draft = put(tmp_path, "draft.txt", GOOD)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["check", str(top)]) == 0
+    assert cli.main(["check", str(draft)]) == 0  # checked before it is copied in: nothing to say
+    assert "will not read" not in capsys.readouterr().err
+    for named in ("data/contrib/more/extra.txt", "data/contrib/more"):
+        assert cli.main(["check", named]) == 1
+        out = capsys.readouterr()
+        assert "check: data/contrib/more/extra.txt: `dvc repro` will not read it" in out.err
+        assert "extra.txt (nanochatgpt, CC-BY-4.0" in out.out  # what it holds is still checked
+    assert cli.main(["check", "data/contrib/.hidden.txt"]) == 1
+    out = capsys.readouterr()
+    assert "data/contrib/.hidden.txt: `dvc repro` will not read it" in out.err
+    assert "no contributed files" not in out.out
+
+
+def test_a_sidecar_beside_a_note_says_the_note_is_skipped(tmp_path: Path) -> None:
+    from pipeline.sources.errors import SourceError
+    from pipeline.sources.registry import scan_contrib
+
+    put(tmp_path, "notes.md", GOOD)
+    with pytest.raises(SourceError, match=r"notes\.yaml: sidecar without a data file named notes\.<ext> "):
+        scan_contrib(tmp_path)
+    with pytest.raises(SourceError, match=r"notes\.md is read as a note and skipped"):
+        scan_contrib(tmp_path)

@@ -410,7 +410,19 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
         raise SourceError(f"contrib: several data files share the stem {stem!r}; give each its own name")
     for sidecar in sorted(sidecars):
         if sidecar.stem not in stems:
-            raise SourceError(f"{shown(sidecar)}: sidecar without a data file named {sidecar.stem}.<ext>")
+            notes = sorted(
+                p.name
+                for p in folder.iterdir()
+                if p.stem == sidecar.stem and p.suffix.lower() in CONTRIB_DOC_SUFFIXES
+            )
+            hint = (
+                f" ({notes[0]} is read as a note and skipped: give the data a data suffix, .txt or .jsonl say)"
+                if notes
+                else ""
+            )
+            raise SourceError(
+                f"{shown(sidecar)}: sidecar without a data file named {sidecar.stem}.<ext>{hint}"
+            )
     files = []
     for path in data_files:
         sidecar = _sidecar_for(path, sidecars)
