@@ -612,6 +612,10 @@ def model_card(
         'print(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))',
         "```",
         "",
+        'For a batch of conversations, pad on the left (`tok.padding_side = "left"`, then '
+        "`padding=True`): each prompt must end where its reply begins. The tokenizer pads on the right "
+        "by default, which a plain forward pass (training, scoring) needs.",
+        "",
         "### Untrusted text",
         "",
         "A Hugging Face tokenizer turns marker text inside a message into the marker itself (a typed "

@@ -172,13 +172,15 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def not_read_by_the_pipeline(files: list[Path], contrib: Path) -> list[str]:
-    """Named files inside data/contrib/ that download@contrib does not copy (in a subfolder, hidden,
-    a note): checking them alone would say they go in. One line for each."""
+    """Files inside data/contrib/ that download@contrib does not copy and that `check` would check:
+    a file named on the command line (in a subfolder, hidden, a note), or the corpus files of a
+    subfolder named; checking them alone would say they go in. One line for each. (data/contrib/
+    itself named: its README, .gitkeep and notes are skipped by both, nothing to say.)"""
     taken = {p.resolve() for p in contrib_entries(contrib)}
     home = contrib.resolve()
     lines = []
     for f in files:
-        named = sorted(f.iterdir()) if f.is_dir() else [f]
+        named = contrib_entries(f) if f.is_dir() else [f]
         for p in named:
             if p.is_file() and p.resolve().is_relative_to(home) and p.resolve() not in taken:
                 lines.append(

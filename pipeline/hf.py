@@ -419,10 +419,11 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
             "eos_token": ENDOFTEXT,
             "unk_token": ENDOFTEXT,
             # generation_config.json pads with <|endoftext|>: the tokenizer must too, or a batched
-            # apply_chat_template(..., padding=True) fails for want of a pad token. Left padding:
-            # a batch of prompts for generate() must end where each reply begins.
+            # apply_chat_template(..., padding=True) fails for want of a pad token. Padding stays on
+            # the right (transformers' default): a plain forward pass over a left-padded batch
+            # shifts the positions of the shorter rows; the model card says to set "left" for a
+            # batched generate(), which builds positions from the attention mask.
             "pad_token": ENDOFTEXT,
-            "padding_side": "left",
             # decode() gives the text as the BPE spells it (transformers' default has changed)
             "clean_up_tokenization_spaces": False,
             "added_tokens_decoder": {str(i): added(t) for t, i in SPECIAL_TOKENS.items()},

@@ -10,8 +10,9 @@ dies, so a stale lock can never block the next run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 try:
@@ -20,13 +21,19 @@ except ImportError:  # not POSIX: no lock (the project runs on Linux; nothing el
     fcntl = None  # type: ignore[assignment]
 
 
+# What flock raises on a file system that has no locks (Lustre mounted noflock, some FUSE mounts):
+# training there ran before the lock existed, and must still run.
+NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
 class RunLocked(RuntimeError):
     """Another live process holds the run folder's lock."""
 
 
 @contextlib.contextmanager
-def exclusive_run(lock_file: Path) -> Iterator[None]:
-    """Hold `lock_file` exclusively for the block, or raise RunLocked naming the holder's pid."""
+def exclusive_run(lock_file: Path, warn: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold `lock_file` exclusively for the block, or raise RunLocked naming the holder's pid. On a
+    file system without locks, `warn` hears so and the block runs unlocked."""
     if fcntl is None:
         yield
         return
@@ -41,8 +48,16 @@ def exclusive_run(lock_file: Path) -> Iterator[None]:
                 f"another training run (pid {holder}) is using {lock_file.parent}; wait for it to end or "
                 f"stop it (`kill {holder}`; a torchrun killed with -9 leaves its workers running)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            if e.errno not in NO_LOCKS:
+                raise
+            if warn is not None:
+                warn(
+                    f"{lock_file.parent} has no file locks ({e.strerror}): a second run there is not refused"
+                )
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # drops the lock; the file stays (deleting it would let two runs lock two files)

@@ -644,7 +644,8 @@ def train(
         with contextlib.ExitStack() as held:
             if rt.dist.is_main:  # the only writer of the run folder holds its lock for the whole run
                 try:
-                    held.enter_context(exclusive_run(paths.run_dir.with_name(paths.run_dir.name + ".lock")))
+                    lock = paths.run_dir.with_name(paths.run_dir.name + ".lock")
+                    held.enter_context(exclusive_run(lock, warn=lambda m: rt.log(f"warning: {m}")))
                 except RunLocked as e:
                     raise TrainSetupError(str(e)) from None
             run = Run.start(cfg, paths, rt, wall_start)

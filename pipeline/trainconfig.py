@@ -191,7 +191,8 @@ class TrainConfig:
     def fingerprint(self, data_dir: Path) -> str:
         """What decides the weights: config (minus logging knobs), the data's meta.json, the code
         (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face directory the files
-        there that decide its first weights (hf.source_digest) and the code that imports them (hf.py).
+        there that decide its first weights (hf.source_digest). (Not hf.py: it holds the export too,
+        and an edit there must not retrain a finished fine-tune.)
 
         The directory's contents count because init_from is only a path: after its weights change,
         an unfinished run of the same settings must not resume as if nothing had. (A Hub name is a
@@ -203,10 +204,8 @@ class TrainConfig:
         h.update(meta.read_bytes() if meta.exists() else b"no meta.json")
         for name in FINGERPRINT_CODE:
             h.update(Path(__file__).with_name(name).read_bytes())
-        if self.init_from not in ("scratch", "resume"):
-            h.update(Path(hf.__file__).read_bytes())
-            if self.init_from not in hf.HUB_REPOS:
-                h.update(f"init_from files: {hf.source_digest(self.init_from)}".encode())
+        if self.init_from not in ("scratch", "resume", *hf.HUB_REPOS):
+            h.update(f"init_from files: {hf.source_digest(self.init_from)}".encode())
         return h.hexdigest()
 
 

@@ -172,7 +172,11 @@ def test_files_in_data_contrib_that_dvc_repro_skips_are_said(
     draft = put(tmp_path, "draft.txt", GOOD)
     monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path)
+    (contrib / "README.md").write_text("How to contribute\n")
+    (contrib / ".gitkeep").write_text("")
     assert cli.main(["check", str(top)]) == 0
+    # the folder itself: what both skip there (README, .gitkeep, a subfolder) is no slip of the user's
+    assert cli.main(["check", "data/contrib/"]) == 0
     assert cli.main(["check", str(draft)]) == 0  # checked before it is copied in: nothing to say
     assert "will not read" not in capsys.readouterr().err
     for named in ("data/contrib/more/extra.txt", "data/contrib/more"):

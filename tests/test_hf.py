@@ -547,12 +547,22 @@ def test_export_run_with_a_metric_missing_names_the_file_and_key(
     assert err == f"export: {model / 'metrics.json'}: missing 'initial_val_loss' (re-run train)\n"
 
 
-def test_the_exported_tokenizer_pads_batches_on_the_left_with_endoftext(tmp_path: Path) -> None:
+def test_the_exported_tokenizer_pads_batches_with_endoftext(tmp_path: Path) -> None:
     """generation_config.json pads with <|endoftext|>, but the tokenizer had no pad token: a batched
-    apply_chat_template(..., padding=True) failed."""
+    apply_chat_template(..., padding=True) failed. On the right by default (a plain forward pass
+    needs it); on the left, as the model card says for a batched generate()."""
     out = tmp_path / "hf"
-    hf.export_hf(_our_tiny(), out)
+    model = _our_tiny()
+    hf.export_hf(model, out)
     tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert tok.padding_side == "right"
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    right = tok(["Hi!", "How are you doing today?"], padding=True, return_tensors="pt")
+    short = tok("Hi!", return_tensors="pt")["input_ids"]
+    with torch.no_grad():  # right padding: the short row's logits are those of the row alone
+        got = hf_model(**right).logits[0, : short.shape[1]]
+        torch.testing.assert_close(got, hf_model(short).logits[0], atol=1e-5, rtol=1e-5)
+    tok.padding_side = "left"
     assert tok.pad_token_id == ENDOFTEXT_ID == transformers.GenerationConfig.from_pretrained(out).pad_token_id
     chats = [[{"role": "user", "content": "Hi!"}], [{"role": "user", "content": "How are you doing today?"}]]
     batch = tok.apply_chat_template(

@@ -996,3 +996,32 @@ def test_a_pretrained_start_says_the_profiles_shape_is_not_used(
     ) in err
     fresh_model(tiny_config(init_from=str(start), n_layer=1), rt)
     assert "model shape from" not in capsys.readouterr().err
+
+
+def test_a_file_system_without_locks_trains_unlocked_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flock fails with ENOSYS/ENOLCK on some mounts (Lustre noflock, FUSE): training ran there
+    before the run lock existed and must still run; other errors are not swallowed."""
+    import errno
+
+    from pipeline import runlock
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(runlock.fcntl, "flock", no_locks)
+    said: list[str] = []
+    ran = False
+    with runlock.exclusive_run(tmp_path / "run.lock", warn=said.append):
+        ran = True
+    assert ran and said == [
+        f"{tmp_path} has no file locks (Function not implemented): a second run there is not refused"
+    ]
+
+    def broken(fd: int, op: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(runlock.fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Input/output error"), runlock.exclusive_run(tmp_path / "run.lock"):
+        pass
