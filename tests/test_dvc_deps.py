@@ -121,3 +121,19 @@ def test_dvc_hashes_neither_bytecode_nor_a_killed_writes_leftovers(path: str, ig
 
     with Repo(str(ROOT)) as repo:
         assert repo.dvcignore.is_ignored(repo.fs, str(ROOT / path)) is ignored
+
+
+def test_train_is_never_restored_from_the_run_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `train.init_from: resume` extension's weights depend on model/run (the run it extends),
+    which is no dep: DVC's run-cache, keyed on deps and params, handed one extension's weights to
+    another (same max_iters, other run) without training. A persisted output keeps DVC from
+    saving or restoring the stage there (dvc.stage.cache._can_hash); the stages around it keep it."""
+    from dvc.repo import Repo
+    from dvc.stage.cache import _can_hash
+
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    with Repo(str(ROOT)) as repo:
+        stages = {s.addressing: s for s in repo.index.stages}
+        assert not _can_hash(stages["train"])
+        assert [o.def_path for o in stages["train"].outs if o.persist] == ["model/ckpt"]
+        assert _can_hash(stages["tokenize@full"])  # data stages still come back from the cache
