@@ -12,9 +12,12 @@ exchanges are dropped when the conversation outgrows the context window, the per
 Stop strings follow OpenAI (at most four; the stop string is not returned) and streamed pieces
 are whole UTF-8 characters (server-sent events, ending with `data: [DONE]`).
 
-The engine runs one generation at a time (a lock serialises requests). The server binds to
-127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
+The engine runs one generation at a time (a lock serialises requests); a request whose client has
+closed its connection is not generated, and a reply stops once its client is gone. The server binds
+to 127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
 Built on the standard library's http.server: a small local endpoint, not a production gateway.
+A request must arrive whole within request_deadline (60 s) of its first byte; a body over 1 MiB is
+refused with 413 (before "100 Continue", and read off the socket, bounded, so the client sees it).
 
 Web pages the user visits must not reach it (cf. Ollama's CVE-2024-28224): bound to a loopback
 address, the server answers 403 to any request whose Host header is not localhost, 127.0.0.1,
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import ipaddress
 import json
 import re
@@ -36,7 +40,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,7 +55,8 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused before it is read
+MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused (413) before it is read
+CLIENT_CHECK_EVERY = 16  # reply pieces (about a token each) between checks that the client is still there
 PERSONA_ROLES = {"system", "developer"}  # OpenAI's newer models call the system message `developer`
 ROLES = {*PERSONA_ROLES, "user", "assistant"}
 MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
@@ -63,11 +68,18 @@ _HOST_HEADER = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::\d*)?")  # name or [IPv6],
 
 
 class RequestError(ValueError):
-    """A bad request: becomes a 400 reply naming the offending field (`param`)."""
+    """A bad request: becomes a 400 reply (or `status`) naming the offending field (`param`)."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(
+        self, message: str, param: str | None = None, status: HTTPStatus = HTTPStatus.BAD_REQUEST
+    ) -> None:
         super().__init__(message)
         self.param = param
+        self.status = status
+
+
+class ClientLeft(Exception):
+    """The client closed its connection before its reply was generated: nobody to generate it for."""
 
 
 @dataclass
@@ -99,12 +111,17 @@ class ChatRequest:
             raise RequestError("`messages` must be a non-empty list", "messages")
         for i, m in enumerate(messages):
             where = f"messages[{i}]"
-            if not isinstance(m, dict) or m.get("role") not in ROLES:
+            role = m.get("role") if isinstance(m, dict) else None
+            if not isinstance(role, str) or role not in ROLES:  # a list or object is no role (nor hashable)
                 raise RequestError(f"{where}.role must be one of {sorted(ROLES)}", f"{where}.role")
             # Each message is cleaned before it joins, and an empty one is left out (it neither
             # joins nor opens a turn): how normalize built the training text from such messages
             # (adapters/_messages.py; normalize drops empty rows, then merges same-role runs).
-            text = clean_text(_content_text(m.get("content"), f"{where}.content"))
+            content = _content_text(m.get("content"), f"{where}.content")
+            try:
+                text = clean_text(content)
+            except ValueError as e:  # a run of combining marks too long to normalize safely
+                raise RequestError(f"{where}.content: {e}", f"{where}.content") from None
             if m["role"] in PERSONA_ROLES:
                 if turns:
                     raise RequestError(
@@ -238,21 +255,31 @@ class ChatService:
             session.add_turn(role, text)
         return session
 
-    def complete(self, req: ChatRequest) -> dict[str, Any]:
-        """A chat.completion object. Call under `lock`."""
+    def complete(self, req: ChatRequest, client_left: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """A chat.completion object. Call under `lock`.
+
+        `client_left` is asked every CLIENT_CHECK_EVERY pieces of the reply; once it says yes, the
+        generation stops and ClientLeft is raised (a reply nobody reads must not hold the lock)."""
         results: list[Generation] = []
         session = self.session(req)
+        pieces = session.stream(req.user_text, results)
+        text: list[str] = []
         try:
-            text = "".join(session.stream(req.user_text, results))
+            for n, piece in enumerate(pieces, 1):
+                text.append(piece)
+                if client_left is not None and n % CLIENT_CHECK_EVERY == 0 and client_left():
+                    raise ClientLeft(f"during its reply: stopped after {n} pieces")
         except ValueError as e:  # the new message alone does not fit the window
             raise RequestError(str(e), "messages") from e
+        finally:
+            pieces.close()
         gen = results[0]
         return {
             **self._envelope("chat.completion"),
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
+                    "message": {"role": "assistant", "content": "".join(text)},
                     "finish_reason": gen.finish_reason,
                 }
             ],
@@ -322,14 +349,37 @@ class Handler(BaseHTTPRequestHandler):
     allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES  # Host names answered (no port); None: any
     server_version = "nanochatgpt"
     protocol_version = "HTTP/1.1"
-    timeout = 60  # seconds a client may stall a read: a half-sent request cannot hold a thread forever
+    timeout = 60  # seconds a read may wait (also an idle keep-alive connection's life)
+    # Seconds from a request's first byte to the end of its body, however the client paces it: one
+    # byte every 59 s would pass `timeout` forever and hold a thread. Class attributes: tests shrink them.
+    request_deadline = 60.0
+    max_body_bytes = MAX_BODY_BYTES
+    # After a reply to a request whose body was not read (413, 415, ...), up to this much of the
+    # body is read and dropped before closing, as nginx's lingering close does: a client that writes
+    # its whole body before reading (http.client, the SDKs) gets the reply, not a reset.
+    linger_bytes = 16 << 20
+    linger_seconds = 1.0
 
     @property
     def route(self) -> str:
         return urlsplit(self.path).path  # a query string does not change the route
 
+    def setup(self) -> None:
+        super().setup()
+        # rfile reads through a clock that enforces request_deadline (see _DeadlineReader).
+        self.rfile.close()
+        self._reader = _DeadlineReader(self.connection, self.timeout, self.request_deadline)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = None  # the next request's clock starts with its first byte
+        super().handle_one_request()
+
     def parse_request(self) -> bool:
         """http.server's parsing, then the checks every request passes before its method runs."""
+        self._expects_continue = False  # the client waits for "100 Continue" before its body
+        self._continue_sent = False
+        self._body_done = False  # the body was read, or given up on
         if not super().parse_request():
             return False
         refusal = self._host_refusal()
@@ -359,6 +409,40 @@ class Handler(BaseHTTPRequestHandler):
             f"Host {shown} refused: this server listens on this machine only and answers "
             f"requests to {names} (any port)"
         )
+
+    def handle_expect_100(self) -> bool:
+        """Put "100 Continue" off until the body is about to be read (_body): a request refused
+        before that (403 Host, 415, 413 over the size limit) is answered instead, so its client
+        never sends the body."""
+        self._expects_continue = True
+        return True
+
+    def _continue(self) -> None:
+        if self._expects_continue and not self._continue_sent:
+            self._continue_sent = True
+            super().handle_expect_100()  # sends "100 Continue"
+
+    def _body_unread(self) -> bool:
+        """Whether the client is sending a body this request has not read (one it was never told
+        to send after `Expect: 100-continue` does not count)."""
+        if self._body_done or not self._has_body():
+            return False
+        return self._continue_sent or not self._expects_continue
+
+    def _client_left(self) -> bool:
+        """Whether the client has closed its connection, looked at without waiting: end of stream
+        (or a reset) on a peek. Data waiting is a pipelined request, not a close."""
+        sock = self.connection
+        timeout = sock.gettimeout()
+        sock.settimeout(0)  # a peek on a socket with a timeout would wait up to it for data
+        try:
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:  # nothing to read, connection open
+            return False
+        except OSError:  # reset
+            return True
+        finally:
+            sock.settimeout(timeout)
 
     def _has_body(self) -> bool:
         """Whether the request declares a body (an unreadable Content-Length counts as one)."""
@@ -410,14 +494,17 @@ class Handler(BaseHTTPRequestHandler):
         try:
             req = ChatRequest.parse(self._body())
             with self.service.lock:
-                if req.stream:
+                # Requests queue on the lock; one whose client gave up meanwhile is not generated.
+                if self._client_left():
+                    raise ClientLeft("while its request waited: not generated")
+                if req.stream:  # a stream stops at the first write that fails
                     self._sse(self.service.stream(req))
                 else:
-                    self._json(HTTPStatus.OK, self.service.complete(req))
+                    self._json(HTTPStatus.OK, self.service.complete(req, self._client_left))
         except RequestError as e:
-            self._error(HTTPStatus.BAD_REQUEST, str(e), "invalid_request_error", e.param)
-        except (BrokenPipeError, ConnectionResetError):  # the client left before the reply
-            self.log_message("client left before the reply")
+            self._error(e.status, str(e), "invalid_request_error", e.param)
+        except ClientLeft as e:
+            self.log_message("client left %s", e)
             self.close_connection = True
         except Exception as e:  # a bug must still answer the client (and leave the server up)
             self.log_error("error in %s: %r", self.path, e)
@@ -436,7 +523,13 @@ class Handler(BaseHTTPRequestHandler):
         try:
             raw = self._read_chunked() if codings else self._read_sized()
         except TimeoutError:
-            raise RequestError(f"the request body did not arrive within {self.timeout} s") from None
+            self._body_done = True  # given up on: a client this slow is not waited for again (_linger)
+            raise RequestError(
+                f"the request did not arrive in time (a read waits {self.timeout} s, a whole request "
+                f"{self.request_deadline:g} s)",
+                status=HTTPStatus.REQUEST_TIMEOUT,
+            ) from None
+        self._body_done = True
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -447,14 +540,22 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(f"the request body is not valid JSON: {str(e).split(';')[0][:200]}") from None
 
     def _read_sized(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise RequestError("a Content-Length header (or chunked Transfer-Encoding) is required") from None
-        if length < 0:
-            raise RequestError("Content-Length must not be negative")
-        if length > MAX_BODY_BYTES:
-            raise RequestError(f"request body over {MAX_BODY_BYTES} bytes")
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not values:
+            raise RequestError("a Content-Length header (or chunked Transfer-Encoding) is required")
+        if len(values) > 1:  # which one frames the body? (request smuggling's classic)
+            shown = ", ".join(repr(v) for v in sorted(values))[:200]
+            raise RequestError(f"conflicting Content-Length headers: {shown}")
+        (value,) = values
+        if not (value.isascii() and value.isdigit()):  # int() also takes "+5", "5_0", " 5", "٥"
+            raise RequestError(f"Content-Length must be a number of bytes (digits only), got {value[:40]!r}")
+        length = int(value)
+        if length > self.max_body_bytes:
+            raise RequestError(
+                f"request body of {length} bytes is over the limit of {self.max_body_bytes} bytes",
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        self._continue()
         raw = self.rfile.read(length)
         if len(raw) < length:
             raise RequestError(f"the request body ended after {len(raw)} of {length} bytes (Content-Length)")
@@ -464,6 +565,7 @@ class Handler(BaseHTTPRequestHandler):
         """A `Transfer-Encoding: chunked` body (RFC 9112 7.1): what clients that stream a body send."""
         parts: list[bytes] = []
         total = 0
+        self._continue()
         while True:
             line = self.rfile.readline(1024)
             size_text = line.split(b";", 1)[0].strip()
@@ -473,8 +575,11 @@ class Handler(BaseHTTPRequestHandler):
             if size == 0:
                 break
             total += size
-            if total > MAX_BODY_BYTES:
-                raise RequestError(f"request body over {MAX_BODY_BYTES} bytes")
+            if total > self.max_body_bytes:
+                raise RequestError(
+                    f"request body over the limit of {self.max_body_bytes} bytes",
+                    status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                )
             data = self.rfile.read(size)
             if len(data) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 raise RequestError("a chunk of the chunked body is cut short or not followed by CRLF")
@@ -486,18 +591,40 @@ class Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: HTTPStatus, obj: Any) -> None:
         data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if self.close_connection:  # say so: a keep-alive client would send its next request into it
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:  # say so: a keep-alive client would send its next request into it
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # nobody to answer: a log line, not a traceback
+            self.log_message("client left before the %d reply", status)
+            self.close_connection = True
+            return
+        if self.close_connection and self._body_unread():
+            self._linger()
 
     def _error(self, status: HTTPStatus, message: str, kind: str, param: str | None = None) -> None:
         self.close_connection = True  # the body may be unread: this connection cannot carry another request
         self._json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}})
+
+    def _linger(self) -> None:
+        """Read and drop the rest of an unread body (up to linger_bytes / linger_seconds) after the
+        reply, before the connection closes: closing on unread data resets the connection, and a
+        client still writing its body then sees BrokenPipeError instead of the reply."""
+        self._body_done = True
+        self._reader.deadline = time.monotonic() + self.linger_seconds
+        left = self.linger_bytes
+        length = self.headers.get("Content-Length", "").strip()
+        if self.headers.get("Transfer-Encoding") is None and length.isascii() and length.isdigit():
+            left = min(left, int(length))  # all of it is unread: no need to wait for the client's close
+        with contextlib.suppress(OSError, ValueError):
+            self.connection.shutdown(socket.SHUT_WR)  # the reply is whole: the client may read it now
+            while left > 0 and (data := self.rfile.read1(min(left, 1 << 16))):
+                left -= len(data)
 
     def _sse(self, chunks: Iterator[dict[str, Any]]) -> None:
         self._streaming = True
@@ -534,6 +661,41 @@ class Handler(BaseHTTPRequestHandler):
         # retitle or clear the operator's terminal, nor forge log lines.
         message = (format % args).translate(_CONTROL_CHARS_ESCAPED)
         sys.stderr.write(f"serve: {self.address_string()} {message}\n")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A handler's socket as its rfile's raw stream, with a total deadline per request.
+
+    Each read waits at most `idle` seconds (http.server's per-read timeout) and, once a request's
+    first byte has arrived, no later than `deadline` (set then, `budget` seconds on; the handler
+    clears it between requests). Past it a read raises TimeoutError: http.server closes the
+    connection on one in the request line or headers, _body answers 408.
+    """
+
+    def __init__(self, sock: socket.socket, idle: float | None, budget: float) -> None:
+        self.sock = sock
+        self.idle = idle
+        self.budget = budget
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wait = self.idle
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request did not arrive whole in time")
+            wait = left if wait is None else min(wait, left)
+        self.sock.settimeout(wait)
+        try:
+            n = self.sock.recv_into(buffer)
+        finally:
+            self.sock.settimeout(self.idle)  # writes keep the plain timeout
+        if n and self.deadline is None:
+            self.deadline = time.monotonic() + self.budget
+        return n
 
 
 # C0 and C1 control characters -> \xNN, as http.server's own logger writes them (Python >= 3.11.4).

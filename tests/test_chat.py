@@ -453,3 +453,55 @@ def _record_context(seen: list[str | None]):
         original(self, engine, context=context, **kw)
 
     return init
+
+
+# ---- found by a review of `serve`: Python's NFC is quadratic in a run of combining marks ---------
+
+
+def test_a_run_of_more_than_30_combining_marks_is_refused_before_normalizing() -> None:
+    """unicodedata.normalize("NFC") sorts a run of combining marks by insertion: 300 KB of them
+    (the reviewer's 'a' + 75,000 U+0301 + 75,000 U+0316) froze `serve` for 23 s."""
+    import unicodedata
+
+    from pipeline.chat import MAX_COMBINING_RUN, clean_text
+
+    assert MAX_COMBINING_RUN == 30  # Unicode's stream-safe limit (UAX #15)
+    assert clean_text(" a" + "\u0301" * 30 + "b ") == unicodedata.normalize("NFC", "a" + "\u0301" * 30 + "b")
+    with pytest.raises(ValueError, match="31 combining characters in a row at character 2;"):
+        clean_text("a" + "\u0301" * 31)
+    with pytest.raises(ValueError, match="400 combining characters in a row .* at most 30"):
+        clean_text("a" + "\u0301" * 200 + "\u0316" * 200)  # the reviewer's shape, smaller
+    # Runs are counted apart: 30 marks, a letter, 30 more is fine.
+    assert clean_text(("a" + "\u0301" * 30) * 3) == unicodedata.normalize("NFC", ("a" + "\u0301" * 30) * 3)
+    # U+0F73 is a starter that decomposes into two combining marks (and NFC keeps them apart).
+    assert clean_text("\u0f40" + "\u0f73" * 15).count("\u0f71") == 15
+    with pytest.raises(ValueError, match="32 combining characters in a row .* once normalized"):
+        clean_text("\u0f40" + "\u0f73" * 16)
+    with pytest.raises(ValueError, match="31 combining characters"):
+        clean_text("\u0f40" + "\u0f73" * 31)
+    assert clean_text(" plain ASCII\r\n") == "plain ASCII"  # the fast path cleans the same
+
+
+def test_a_message_with_too_many_combining_marks_is_one_error_line_and_the_chat_goes_on(enc) -> None:
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    out, err = io.StringIO(), io.StringIO()
+    stdin = io.StringIO("a" + "\u0301" * 31 + "\nhello\n")
+    assert chat_loop(session, stdin, out, err) == 0
+    assert out.getvalue() == "Sure thing\n"
+    assert (
+        err.getvalue().startswith("chat: text has 31 combining characters")
+        and err.getvalue().count("\n") == 1
+    )
+    assert [m["content"] for m in session.history] == ["hello", "Sure thing"]
+
+
+def test_a_persona_with_too_many_combining_marks_is_a_one_line_exit_2(
+    ckpt: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n"))
+    argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu", "--context", "a" + "\u0301" * 31]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("chat: text has 31 combining characters") and "\n" not in err
+    assert captured.out == ""

@@ -6,7 +6,9 @@ The server runs in a thread on a free port; requests go through urllib, as any c
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import select
 import socket
 import threading
 import urllib.error
@@ -19,7 +21,7 @@ from test_engine_support import ScriptedGPT, tiny_gpt
 
 from pipeline.chat import ChatSession
 from pipeline.engine import Engine
-from pipeline.serve import DEFAULT_HOST, ChatService, add_arguments, make_server, run
+from pipeline.serve import DEFAULT_HOST, ChatService, Handler, add_arguments, make_server, run
 from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, HUMAN_ID, get_encoding, render
 
 
@@ -185,6 +187,8 @@ def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
         (b"{not json", None, "not valid JSON"),
         ({}, "messages", "non-empty list"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "one of"),
+        ({"messages": [{"role": ["user"], "content": "x"}]}, "messages[0].role", "one of"),  # was a 500
+        ({"messages": [{"role": {"a": 1}, "content": "x"}]}, "messages[0].role", "one of"),
         ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content", "string"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
@@ -335,9 +339,9 @@ def test_http_edge_cases_answer_in_json(enc) -> None:
     try:
         head = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         reply = _raw(url, (head + "Content-Length: -1\r\n\r\n").encode())
-        assert reply.startswith(b"HTTP/1.1 400") and b"must not be negative" in reply
+        assert reply.startswith(b"HTTP/1.1 400") and b"digits only" in reply
         reply = _raw(url, (head + "Content-Length: 100\r\n\r\n{").encode())  # then the client stalls
-        assert reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply
+        assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive in time" in reply
         req = urllib.request.Request(f"{url}/v1/chat/completions", data=b"{}", method="PUT")
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
@@ -699,3 +703,259 @@ def test_max_completion_tokens_wins_and_only_text_parts_pass() -> None:
     assert ChatRequest.parse({"messages": user, "max_tokens": 5, "max_completion_tokens": 9}).max_tokens == 9
     with pytest.raises(RequestError, match=r"messages\[0\]\.content\[0\]: only text parts"):
         ChatRequest.parse({"messages": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]})
+
+
+# ---- found by a review of abuse and abandoned clients ----------------------------------------------
+
+
+@contextmanager
+def serving_service(service: ChatService, **handler_settings) -> Iterator[tuple[str, type]]:
+    """Serve `service` with Handler class attributes overridden (short deadlines, small limits)."""
+    server = make_server(service, "127.0.0.1", 0)
+    for name, value in handler_settings.items():
+        setattr(server.RequestHandlerClass, name, value)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _connect(url: str, timeout: float = 30) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+@pytest.mark.parametrize("runs", [("a" + "\u0301" * 31,), ("a" + "\u0301" * 200 + "\u0316" * 200,)])
+def test_a_long_run_of_combining_marks_is_a_400_before_it_is_normalized(enc, runs: tuple[str]) -> None:
+    """Python's NFC is quadratic in a run of combining marks: a 300 KB one held the whole server
+    (/health too) for 23 s. Runs over Unicode's stream-safe limit of 30 are refused first."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+        status, reply = post(url, {"messages": [*messages, {"role": "user", "content": runs[0]}]})
+        assert status == 400 and reply["error"]["param"] == "messages[2].content"
+        assert "combining characters in a row" in reply["error"]["message"]
+        assert reply["error"]["message"].startswith("messages[2].content: ")
+        ok = {"messages": [{"role": "user", "content": "a" + "\u0301" * 30}], "max_tokens": 2}
+        assert post(url, ok)[0] == 200
+
+
+class GateLock:
+    """The service's lock, held by the test until a request waits for it; says when it was let go."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting = threading.Event()
+        self.released = threading.Event()
+
+    def __enter__(self) -> None:
+        self.waiting.set()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+        self.released.set()
+
+
+class LogWatch:
+    """Records the handler's log lines (written after the lock is let go, so waited for here)."""
+
+    def __init__(self, handler_class: type) -> None:
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        original = handler_class.log_message
+
+        def log_message(handler, format: str, *args) -> None:  # noqa: A002
+            original(handler, format, *args)
+            with self.changed:
+                self.lines.append(format % args)
+                self.changed.notify_all()
+
+        handler_class.log_message = log_message
+
+    def wait_for(self, text: str) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: any(text in line for line in self.lines), timeout=30)
+
+
+def test_a_request_whose_client_left_while_it_waited_is_not_generated(enc) -> None:
+    """Requests queue on the generation lock; the reviewer's 40 fire-and-forget requests were each
+    generated in full (and answered to nobody) before the next live client's turn."""
+    model = RecordingGPT([scripted(enc, "Fine.")])
+    service = ChatService(Engine(model, enc=enc))
+    service.lock = gate = GateLock()
+    with serving_service(service) as (url, server):
+        log = LogWatch(server.RequestHandlerClass)
+        gate.lock.acquire()  # a generation is running: the next request waits
+        client = _connect(url)
+        client.sendall(_chat("localhost", close=False))
+        client.close()  # ... and its client gives up
+        assert gate.waiting.wait(30)
+        gate.lock.release()
+        assert gate.released.wait(30)
+        assert log.wait_for("client left while its request waited: not generated")
+        assert model.prompts == []
+        reply = _raw(url, _chat("localhost"))  # a client that stays is answered
+        assert reply.startswith(b"HTTP/1.1 200") and len(model.prompts) == 1
+
+
+class HangsUp(ScriptedGPT):
+    """Counts decode steps; at step 3 the test's client closes its connection (hang_up)."""
+
+    def __init__(self, scripts: list[list[int]]) -> None:
+        super().__init__(scripts)
+        self.steps = 0
+        self.hang_up = lambda: None
+
+    def decode_step(self, idx, cache):
+        self.steps += 1
+        if self.steps == 3:
+            self.hang_up()
+        return super().decode_step(idx, cache)
+
+
+def test_a_non_streamed_reply_stops_when_its_client_leaves(enc) -> None:
+    """A streamed reply stopped at the first failed write; a non-streamed one ran to its end."""
+    model = HangsUp([scripted(enc, "word " * 100)])
+    service = ChatService(Engine(model, enc=enc))
+    body = json.dumps({"messages": [{"role": "user", "content": "talk"}], "max_tokens": 120}).encode()
+    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    with serving_service(service) as (url, server):
+        log = LogWatch(server.RequestHandlerClass)
+        client = _connect(url)
+        model.hang_up = lambda: client.shutdown(socket.SHUT_RDWR)
+        client.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert log.wait_for("client left during its reply: stopped after 16 pieces")
+        client.close()
+    assert 3 <= model.steps <= 3 + 16 + 2  # stopped at the first check after the client left (16 pieces)
+
+
+def _small_buffers(server, conn) -> None:
+    """Socket buffers too small to hold the test's body: the server must read it for it to arrive."""
+    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted sockets inherit it
+    conn.connect()
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+
+@pytest.mark.parametrize(("content_type", "status"), [("application/json", 413), ("text/plain", 415)])
+def test_a_client_writing_a_refused_body_gets_the_reply_not_a_broken_pipe(
+    enc, content_type: str, status: int
+) -> None:
+    """An oversized body got a 400 and the connection closed unread: http.client (and the SDKs)
+    write the whole body before reading, so they saw BrokenPipeError, never the error."""
+    import http.client
+
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 300_000}]}).encode()
+    with serving_service(ChatService(Engine(tiny_gpt(), enc=enc)), max_body_bytes=1000) as (url, server):
+        conn = http.client.HTTPConnection(*url.removeprefix("http://").split(":"), timeout=30)
+        _small_buffers(server, conn)
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": content_type})
+        resp = conn.getresponse()
+        error = json.loads(resp.read())["error"]
+        conn.close()
+    assert resp.status == status and error["type"] == "invalid_request_error"
+    if status == 413:
+        assert error["message"] == f"request body of {len(body)} bytes is over the limit of 1000 bytes"
+
+
+def test_100_continue_is_sent_only_for_a_body_that_will_be_read(enc) -> None:
+    """ "100 Continue" went out before the size check, inviting the body it then refused."""
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Expect: 100-continue\r\nConnection: close\r\n"
+    )
+    with serving_service(ChatService(Engine(tiny_gpt(), enc=enc)), max_body_bytes=1000) as (url, _):
+        reply = _raw(url, f"{head}Content-Length: 5000\r\n\r\n".encode())  # the client waits: no body
+        assert reply.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in reply
+        with _connect(url) as client:
+            client.sendall(f"{head}Content-Length: {len(CHAT_BODY)}\r\n\r\n".encode())
+            assert client.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            client.sendall(CHAT_BODY)
+            reply = b"".join(iter(lambda: client.recv(65536), b""))
+        assert reply.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(
+    ("lengths", "words"),
+    [
+        (["5", "7"], b"conflicting Content-Length headers"),
+        (["+5"], b"digits only"),
+        (["5_0"], b"digits only"),
+        (["0x10"], b"digits only"),
+    ],
+)
+def test_content_length_must_be_one_plain_number(enc, lengths: list[str], words: bytes) -> None:
+    """int() read "+5" and "5_0" (as 50), and of two Content-Lengths the first won: framing that
+    another server on the path may read differently."""
+    extra = "Content-Type: application/json\r\nConnection: close\r\n"
+    bad = extra + "".join(f"Content-Length: {n}\r\n" for n in lengths)
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        reply = _raw(url, _request("POST", "/v1/chat/completions", "localhost", bad, b'{"x": 1}'))
+        assert reply.startswith(b"HTTP/1.1 400 ") and words in reply, reply[:300]
+        same = f"Content-Length: {len(CHAT_BODY)}\r\n" * 2  # the same value twice is one length
+        request = _request("POST", "/v1/chat/completions", "localhost", extra + same, CHAT_BODY)
+        assert _raw(url, request).startswith(b"HTTP/1.1 200 ")
+
+
+def _trickle_until_closed(client: socket.socket, byte: bytes, tries: int = 200) -> bytes | None:
+    """Send a byte every 0.1 s until the server answers or closes; what it sent, or None if it
+    was still waiting after `tries` bytes."""
+    for _ in range(tries):
+        if select.select([client], [], [], 0.1)[0]:
+            try:
+                return b"".join(iter(lambda: client.recv(65536), b""))
+            except ConnectionResetError:
+                return b""
+        client.sendall(byte)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("start", "answer"),
+    [
+        ("GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ", b""),  # headers that never end: closed
+        (
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100000\r\n\r\n",
+            b"HTTP/1.1 408 ",
+        ),
+    ],
+)
+def test_a_request_trickled_in_is_given_up_on_at_a_deadline(enc, start: str, answer: bytes) -> None:
+    """`timeout` bounds each read only: a byte every 45 s held a thread forever. A whole request
+    must now arrive within request_deadline of its first byte."""
+    service = ChatService(Engine(tiny_gpt(), enc=enc))
+    with serving_service(service, timeout=30, request_deadline=0.5) as (url, _), _connect(url) as client:
+        client.sendall(start.encode())
+        reply = _trickle_until_closed(client, b"x")
+    assert reply is not None and reply.startswith(answer), reply
+    if answer:
+        assert b"did not arrive in time" in reply
+
+
+def test_a_reply_to_a_client_that_left_is_a_log_line_not_a_traceback(enc, capfd) -> None:
+    """Writing an error reply to a client that had gone raised BrokenPipeError out of the handler:
+    a traceback in the operator's log for every such client."""
+    with serving_service(ChatService(Engine(tiny_gpt(), enc=enc))) as (url, server):
+
+        class Gone(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, data) -> int:
+                raise BrokenPipeError(32, "Broken pipe")
+
+        def setup(handler) -> None:
+            Handler.setup(handler)
+            handler.wfile = Gone()
+
+        server.RequestHandlerClass.setup = setup
+        capfd.readouterr()
+        _raw(url, _request("GET", "/nope", "localhost", "Connection: close\r\n"))
+        _raw(url, _request("GET", "/health", "localhost", "Connection: close\r\n"))
+        _raw(url, _chat("localhost", content_type="text/plain"))
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception" not in err
+    for status in (404, 200, 415):
+        assert f"client left before the {status} reply" in err
