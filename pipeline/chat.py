@@ -40,17 +40,21 @@ DEFAULT_CKPT = "model/ckpt"
 MAX_COMBINING_RUN = 30
 
 
-def clean_text(text: str) -> str:
+def clean_text(text: str, *, check_runs: bool = True) -> str:
     """The training text's form (pipeline.sources.normalize.clean_text): CRLF/CR -> LF, NFC, stripped.
 
     Raises ValueError for text with a run of more than MAX_COMBINING_RUN combining characters,
-    before it is normalized (and after: a few characters decompose into two)."""
+    before it is normalized (and after: a few characters decompose into two). `check_runs=False`
+    is for the model's own replies: bounded by max_new_tokens, they cannot stall NFC, and a reply
+    must join the history whatever the model wrote."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.isascii():  # already NFC, no combining marks: most messages, at no cost
         return text.strip()
-    _check_combining_runs(text, "")
+    if check_runs:
+        _check_combining_runs(text, "")
     text = unicodedata.normalize("NFC", text)
-    _check_combining_runs(text, " once normalized (NFC)")
+    if check_runs:
+        _check_combining_runs(text, " once normalized (NFC)")
     return text.strip()
 
 
@@ -211,13 +215,14 @@ class ChatSession:
             raise ValueError(f"message does not fit the {self._budget}-token prompt budget")
         return ids
 
-    def add_turn(self, role: str, text: str) -> None:
-        """Put a past turn ("human" or "bot") into the history, as if it had been said here.
+    def add_turn(self, role: str, text: str, *, generated: bool = False) -> None:
+        """Put a past turn ("human" or "bot") into the history, as if it had been said here
+        (`generated`: the model's own reply, taken whatever it holds).
 
         Turns alternate from a human turn (older ones are dropped in human+bot pairs)."""
         if role not in ("human", "bot"):
             raise ValueError(f"role must be human or bot, got {role!r}")
-        text = clean_text(text)
+        text = clean_text(text, check_runs=not generated)
         self.history.append({"role": role, "content": text})
         self._lengths.append(2 + len(self.engine.enc.encode_ordinary(text)))
 
@@ -238,7 +243,7 @@ class ChatSession:
                 yield piece
         finally:
             self.add_turn("human", user_text)
-            self.add_turn("bot", "".join(shown))
+            self.add_turn("bot", "".join(shown), generated=True)
 
     def reply_result(self, user_text: str) -> Generation:
         """Reply to `user_text`; the Generation carries text, token ids and finish_reason."""

@@ -87,6 +87,8 @@ def make_live(live_dir: Path, resume: bool) -> Any:  # a dvclive.Live (imported 
 
 
 PLOTS_SNAPSHOT = "plots"  # inside a run checkpoint folder: model/live/plots/metrics up to its step
+SUMMARY = "metrics.json"  # dvclive's summary in the live folder (a DVC output of train, uncached)
+SUMMARY_SNAPSHOT = "live-summary.json"  # inside a run checkpoint folder: that summary at its step
 
 
 def _plots(live_dir: Path) -> Path:
@@ -94,19 +96,25 @@ def _plots(live_dir: Path) -> Path:
 
 
 def snapshot_plots(live_dir: Path, checkpoint: Path) -> None:
-    """Copy the run's plot history into a checkpoint folder being written: a run resumed from it,
-    or only finalised, writes its whole curves, not just the steps after the checkpoint."""
+    """Copy the run's plot history and dvclive summary into a checkpoint folder being written: a run
+    resumed from it, or only finalised, writes its whole curves and its last values, not just the
+    steps after the checkpoint (DVC deletes both before the stage runs again)."""
     if _plots(live_dir).is_dir():
         shutil.copytree(_plots(live_dir), checkpoint / PLOTS_SNAPSHOT)
+    if (live_dir / SUMMARY).is_file():
+        shutil.copyfile(live_dir / SUMMARY, checkpoint / SUMMARY_SNAPSHOT)
 
 
 def restore_plots(checkpoint: Path, live_dir: Path) -> None:
-    """Put a checkpoint's plot snapshot back in `live_dir` (a checkpoint without one changes nothing)."""
+    """Put a checkpoint's plot and summary snapshots back in `live_dir` (what a checkpoint lacks is
+    left as it is)."""
     snapshot = checkpoint / PLOTS_SNAPSHOT
-    if not snapshot.is_dir():
-        return
-    shutil.rmtree(_plots(live_dir), ignore_errors=True)
-    shutil.copytree(snapshot, _plots(live_dir))
+    if snapshot.is_dir():
+        shutil.rmtree(_plots(live_dir), ignore_errors=True)
+        shutil.copytree(snapshot, _plots(live_dir))
+    if (checkpoint / SUMMARY_SNAPSHOT).is_file():
+        live_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(checkpoint / SUMMARY_SNAPSHOT, live_dir / SUMMARY)
 
 
 def trim_plots(live_dir: Path, step: int) -> None:

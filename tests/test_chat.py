@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -505,3 +506,13 @@ def test_a_persona_with_too_many_combining_marks_is_a_one_line_exit_2(
     err = captured.err.strip()
     assert err.startswith("chat: text has 31 combining characters") and "\n" not in err
     assert captured.out == ""
+
+
+def test_a_reply_with_a_long_run_of_combining_marks_joins_the_history(enc) -> None:
+    """The check guards NFC against what clients send; the model's own reply (bounded by
+    max_new_tokens) must join the history whatever it holds, or the reply was lost with an error."""
+    reply = "he" + "\u0301" * 31 + "llo"
+    session = ChatSession(scripted_engine(enc, reply), temperature=0.0, max_new_tokens=64)
+    assert session.reply("hi") == reply
+    assert [t["role"] for t in session.history] == ["human", "bot"]
+    assert session.history[1]["content"] == unicodedata.normalize("NFC", reply)

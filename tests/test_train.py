@@ -659,6 +659,10 @@ def test_run_killed_after_its_final_checkpoint_is_only_finalised(tokens: Path, t
     for curve in ("train/loss.tsv", "val/loss.tsv", "lr.tsv"):  # the whole history, from the checkpoint
         want_rows = (tmp_path / "straight/live/plots/metrics" / curve).read_text()
         assert (paths.live_dir / "plots/metrics" / curve).read_text() == want_rows
+    # dvclive's summary (a DVC output of train) is the run's last values too, not an empty {"step": 0}
+    summary = json.loads((paths.live_dir / "metrics.json").read_text())
+    want_summary = json.loads((tmp_path / "straight/live/metrics.json").read_text())
+    assert summary["step"] == 6 and summary["val"] == want_summary["val"]
     want_w, got_w = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert want_w.keys() == got_w.keys() and all(torch.equal(want_w[k], got_w[k]) for k in want_w)
     timing = {"wall_time_s", "tokens_per_sec"}
