@@ -539,7 +539,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as e:  # an integer of over 4,300 digits (Python's int conversion limit)
             raise RequestError(f"the request body is not valid JSON: {str(e).split(';')[0][:200]}") from None
 
-    def _read_sized(self) -> bytes:
+    def _content_length(self) -> int:
+        """The request's Content-Length: one value (repeats agreeing), digits only; else RequestError."""
         values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
         if not values:
             raise RequestError("a Content-Length header (or chunked Transfer-Encoding) is required")
@@ -549,7 +550,10 @@ class Handler(BaseHTTPRequestHandler):
         (value,) = values
         if not (value.isascii() and value.isdigit()):  # int() also takes "+5", "5_0", " 5", "٥"
             raise RequestError(f"Content-Length must be a number of bytes (digits only), got {value[:40]!r}")
-        length = int(value)
+        return int(value)
+
+    def _read_sized(self) -> bytes:
+        length = self._content_length()
         if length > self.max_body_bytes:
             raise RequestError(
                 f"request body of {length} bytes is over the limit of {self.max_body_bytes} bytes",
@@ -618,9 +622,9 @@ class Handler(BaseHTTPRequestHandler):
         self._body_done = True
         self._reader.deadline = time.monotonic() + self.linger_seconds
         left = self.linger_bytes
-        length = self.headers.get("Content-Length", "").strip()
-        if self.headers.get("Transfer-Encoding") is None and length.isascii() and length.isdigit():
-            left = min(left, int(length))  # all of it is unread: no need to wait for the client's close
+        if self.headers.get("Transfer-Encoding") is None:
+            with contextlib.suppress(RequestError):  # all of it is unread: no need to wait for the close
+                left = min(left, self._content_length())
         with contextlib.suppress(OSError, ValueError):
             self.connection.shutdown(socket.SHUT_WR)  # the reply is whole: the client may read it now
             while left > 0 and (data := self.rfile.read1(min(left, 1 << 16))):

@@ -140,7 +140,7 @@ def discard_notice(cfg: TrainConfig, state: dict[str, Any], ckpt: Path) -> str:
         ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in sorted(differ.items()))
         if differ
         else "the code, the data or the files in init_from changed"
-        if cfg.init_from not in ("scratch", "resume", *hf.HUB_REPOS)  # a local folder: its files count
+        if cfg.init_from_folder  # its files are in the fingerprint too
         else "the code or the data changed"
     )
     step = int(state["step"])

@@ -188,6 +188,11 @@ class TrainConfig:
         """Whether the vocabulary projection runs only at the loss positions (see loss_head)."""
         return self.loss_head == "gathered" or (self.loss_head == "auto" and not self.compile)
 
+    @property
+    def init_from_folder(self) -> bool:
+        """Whether the run starts from a local Hugging Face directory (not scratch, resume or a Hub name)."""
+        return self.init_from not in ("scratch", "resume", *hf.HUB_REPOS)
+
     def fingerprint(self, data_dir: Path) -> str:
         """What decides the weights: config (minus logging knobs), the data's meta.json, the code
         (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face directory the files
@@ -204,7 +209,7 @@ class TrainConfig:
         h.update(meta.read_bytes() if meta.exists() else b"no meta.json")
         for name in FINGERPRINT_CODE:
             h.update(Path(__file__).with_name(name).read_bytes())
-        if self.init_from not in ("scratch", "resume", *hf.HUB_REPOS):
+        if self.init_from_folder:
             h.update(f"init_from files: {hf.source_digest(self.init_from)}".encode())
         return h.hexdigest()
 

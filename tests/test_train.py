@@ -445,20 +445,27 @@ def test_kill_9_then_resume_ends_with_identical_weights(tokens: Path, tmp_path: 
         assert (killed / f"live/plots/metrics/{name}.tsv").read_text() == straight
 
 
+class Stopped(Exception):
+    """Raised by stop_at's callback: a run interrupted after a given step, in process."""
+
+
+def stop_at(last: int) -> Callable[[int], None]:
+    """An on_step that stops the run once step `last` is done (after its checkpoint, if any)."""
+
+    def on_step(step: int) -> None:
+        if step == last:
+            raise Stopped
+
+    return on_step
+
+
 def test_unfinished_run_resumes_automatically(tokens: Path, tmp_path: Path) -> None:
     """Without init_from=resume, an interrupted run with the same fingerprint continues (DVC reruns)."""
     cfg = tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4)
     paths = paths_in(tmp_path, tokens)
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_5(step: int) -> None:
-        if step == 5:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(cfg, paths, on_step=stop_at_5)
+    with pytest.raises(Stopped):
+        train(cfg, paths, on_step=stop_at(5))
     seen: list[int] = []
     train(cfg, paths, on_step=seen.append)
     assert seen == [5, 6, 7, 8]  # picked up after the step-4 checkpoint
@@ -506,15 +513,8 @@ def test_a_process_count_that_does_not_divide_grad_accum_is_refused_before_the_o
     cfg = tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4)
     paths = paths_in(tmp_path, tokens)
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_5(step: int) -> None:
-        if step == 5:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(cfg, paths, on_step=stop_at_5)
+    with pytest.raises(Stopped):
+        train(cfg, paths, on_step=stop_at(5))
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc_per_node=2 sets it, seen from rank 0
     with pytest.raises(TrainSetupError, match="grad_accum 3 must be a multiple of the 2 processes"):
         train(tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4, grad_accum=3), paths)
