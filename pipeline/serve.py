@@ -12,8 +12,9 @@ exchanges are dropped when the conversation outgrows the context window, the per
 Stop strings follow OpenAI (at most four; the stop string is not returned) and streamed pieces
 are whole UTF-8 characters (server-sent events, ending with `data: [DONE]`).
 
-The engine runs one generation at a time (a lock serialises requests); a request whose client has
-closed its connection is not generated, and a reply stops once its client is gone. The server binds
+The engine runs one generation at a time (a lock serialises requests), and at most --max-waiting
+requests (default 8) wait for it: more are answered 503 with Retry-After at once, which OpenAI's
+clients retry. A request whose client has closed its connection is not generated, and a reply stops once its client is gone. The server binds
 to 127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
 Built on the standard library's http.server: a small local endpoint, not a production gateway.
 A request must arrive whole within request_deadline (60 s) of its first byte; a body over 1 MiB is
@@ -34,6 +35,7 @@ import contextlib
 import io
 import ipaddress
 import json
+import math
 import re
 import socket
 import sys
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused (413) before it is read
+MAX_WAITING = 8  # requests that may wait for the engine while one generates; more get 503 (--max-waiting)
 CLIENT_CHECK_EVERY = 16  # reply pieces (about a token each) between checks that the client is still there
 PERSONA_ROLES = {"system", "developer"}  # OpenAI's newer models call the system message `developer`
 ROLES = {*PERSONA_ROLES, "user", "assistant"}
@@ -76,6 +79,14 @@ class RequestError(ValueError):
         super().__init__(message)
         self.param = param
         self.status = status
+
+
+class ServerBusy(Exception):
+    """max_waiting requests already wait for the engine: this one is refused (503) at once."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ClientLeft(Exception):
@@ -225,11 +236,44 @@ def _optional(body: dict, keys: tuple[str, ...], kind: type, default: Any = None
 class ChatService:
     """Turns ChatRequests into replies with one Engine (one generation at a time)."""
 
-    def __init__(self, engine: Engine, model_name: str = "nanochatgpt") -> None:
+    def __init__(
+        self, engine: Engine, model_name: str = "nanochatgpt", max_waiting: int = MAX_WAITING
+    ) -> None:
+        if max_waiting < 0:
+            raise ValueError(f"max_waiting must be 0 or more, got {max_waiting}")
         self.engine = engine
         self.model_name = model_name
         self.created = int(time.time())
         self.lock = threading.Lock()  # the engine runs one generation at a time
+        # Without a bound every client that asks waits: each holds a thread and its request, and
+        # the last in line waits for all the others' replies (long past its own client's timeout).
+        self.max_waiting = max_waiting
+        self._admitted = 0  # requests generating or waiting for `lock`
+        self._admitted_lock = threading.Lock()
+        self._turn_seconds = 1.0  # a running mean of how long one request holds the engine
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the engine for one request, after those already waiting; raise ServerBusy at once
+        when max_waiting requests wait already (OpenAI's clients retry a 503 after Retry-After)."""
+        with self._admitted_lock:
+            if self._admitted > self.max_waiting:  # one generating, max_waiting waiting
+                raise ServerBusy(
+                    f"the server is busy: one request is generating and {self.max_waiting} wait "
+                    "(serve --max-waiting); try again shortly",
+                    retry_after=max(1, min(60, math.ceil(self._turn_seconds))),
+                )
+            self._admitted += 1
+        try:
+            with self.lock:
+                start = time.monotonic()
+                try:
+                    yield
+                finally:
+                    self._turn_seconds = 0.8 * self._turn_seconds + 0.2 * (time.monotonic() - start)
+        finally:
+            with self._admitted_lock:
+                self._admitted -= 1
 
     def session(self, req: ChatRequest) -> ChatSession:
         """A ChatSession holding the request's persona and past turns."""
@@ -493,8 +537,8 @@ class Handler(BaseHTTPRequestHandler):
         self._streaming = False
         try:
             req = ChatRequest.parse(self._body())
-            with self.service.lock:
-                # Requests queue on the lock; one whose client gave up meanwhile is not generated.
+            with self.service.turn():
+                # Requests queue for the engine; one whose client gave up meanwhile is not generated.
                 if self._client_left():
                     raise ClientLeft("while its request waited: not generated")
                 if req.stream:  # a stream stops at the first write that fails
@@ -503,6 +547,9 @@ class Handler(BaseHTTPRequestHandler):
                     self._json(HTTPStatus.OK, self.service.complete(req, self._client_left))
         except RequestError as e:
             self._error(e.status, str(e), "invalid_request_error", e.param)
+        except ServerBusy as e:
+            headers = {"Retry-After": str(e.retry_after)}
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(e), "server_error", headers=headers)
         except ClientLeft as e:
             self.log_message("client left %s", e)
             self.close_connection = True
@@ -593,10 +640,12 @@ class Handler(BaseHTTPRequestHandler):
                 return b"".join(parts)
         raise RequestError(f"more than {MAX_TRAILER_LINES} trailer lines after a chunked body")
 
-    def _json(self, status: HTTPStatus, obj: Any) -> None:
+    def _json(self, status: HTTPStatus, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
         try:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             if self.close_connection:  # say so: a keep-alive client would send its next request into it
@@ -611,9 +660,17 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection and self._body_unread():
             self._linger()
 
-    def _error(self, status: HTTPStatus, message: str, kind: str, param: str | None = None) -> None:
+    def _error(
+        self,
+        status: HTTPStatus,
+        message: str,
+        kind: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.close_connection = True  # the body may be unread: this connection cannot carry another request
-        self._json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}})
+        error = {"message": message, "type": kind, "param": param, "code": None}
+        self._json(status, {"error": error}, headers)
 
     def _linger(self) -> None:
         """Read and drop the rest of an unread body (up to linger_bytes / linger_seconds) after the
@@ -756,6 +813,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the decode step (GPU)")
+    parser.add_argument(
+        "--max-waiting",
+        type=_non_negative,
+        default=MAX_WAITING,
+        help=f"requests that may wait while one generates (default {MAX_WAITING}); more are answered "
+        "503 with Retry-After at once",
+    )
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -767,7 +841,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"serve: {e}", file=sys.stderr)
         return 2
-    service = ChatService(Engine(model, compile_decode=args.compile), model_name=args.model_name)
+    engine = Engine(model, compile_decode=args.compile)
+    service = ChatService(engine, model_name=args.model_name, max_waiting=args.max_waiting)
     try:
         server = make_server(service, args.host, args.port)
     except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535

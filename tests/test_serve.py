@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import select
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -959,3 +961,52 @@ def test_a_reply_to_a_client_that_left_is_a_log_line_not_a_traceback(enc, capfd)
     assert "Traceback" not in err and "Exception" not in err
     for status in (404, 200, 415):
         assert f"client left before the {status} reply" in err
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_requests_past_max_waiting_get_503_with_retry_after_at_once(enc) -> None:
+    """Every request used to wait for the engine, however many: each held a thread and its body,
+    and the last waited for all the others' replies. Past max_waiting, a 503 says when to retry."""
+    model = RecordingGPT([scripted(enc, "One."), scripted(enc, "Two."), scripted(enc, "Three.")])
+    service = ChatService(Engine(model, enc=enc), max_waiting=1)
+    service.lock = gate = GateLock()
+    with serving_service(service) as (url, _):
+        gate.lock.acquire()  # the engine is busy: the first request waits, then the second
+        results: list[bytes] = []
+        waiting = [
+            threading.Thread(target=lambda: results.append(_raw(url, _chat("localhost")))) for _ in "ab"
+        ]
+        for thread in waiting:
+            thread.start()
+        assert _wait_until(lambda: service._admitted == 2)
+        refused = _raw(url, _chat("localhost"))
+        head, _, body = refused.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503")
+        assert re.search(rb"\r\nRetry-After: [1-9][0-9]*\r\n", head)
+        error = json.loads(body)["error"]
+        assert error["type"] == "server_error" and "--max-waiting" in error["message"]
+        assert model.prompts == []  # the refused request was not generated, nor queued
+        gate.lock.release()
+        for thread in waiting:
+            thread.join(30)
+        assert sorted(r[:12] for r in results) == [b"HTTP/1.1 200"] * 2 and len(model.prompts) == 2
+        assert service._admitted == 0
+        assert _raw(url, _chat("localhost")).startswith(b"HTTP/1.1 200")  # room again
+
+
+def test_max_waiting_must_not_be_negative(enc, capsys) -> None:
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--max-waiting", "-1"])
+    assert "--max-waiting: must be 0 or more, got -1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_waiting must be 0 or more"):
+        ChatService(Engine(tiny_gpt(), enc=enc), max_waiting=-1)
