@@ -944,7 +944,7 @@ def _round(x: float | None, digits: int = 4) -> float | None:
 
 def finish(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> None:
     """The run's outputs: model/ckpt (replaced as a whole) and model/metrics.json. The transformers
-    export (model/hf, pipeline.hf.export_run) is a stage of its own, so that a new model card or
+    export (model/hf, pipeline.hfexport.export_run) is a stage of its own, so that a new model card or
     chat template is a re-export of seconds, never a re-training."""
     with atomic.atomic_dir(paths.ckpt_dir) as tmp:
         checkpoint.save_model(model, tmp)

@@ -31,7 +31,7 @@ RUN_LEVEL_KEYS = ("variant", "init_from", "seed", "device", "profile", "profiles
 # loop (step, model start), the window sampler (shards.py), the learning-rate schedule (lr.py), the
 # optimizer and its weight-decay groups (optim.py) and the model. Logging (runlog.py) changes no weight
 # and is left out.
-FINGERPRINT_CODE = ("trainconfig.py", "train.py", "shards.py", "lr.py", "optim.py", "model.py")
+FINGERPRINT_CODE = ("trainconfig.py", "train.py", "shards.py", "lr.py", "optim.py", "model.py", "hf.py")
 
 
 @dataclass
@@ -196,8 +196,8 @@ class TrainConfig:
     def fingerprint(self, data_dir: Path) -> str:
         """What decides the weights: config (minus logging knobs), the data's meta.json, the code
         (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face directory the files
-        there that decide its first weights (hf.source_digest). (Not hf.py: it holds the export too,
-        and an edit there must not retrain a finished fine-tune.)
+        there that decide its first weights (hf.source_digest). (hf.py, which loads pretrained weights,
+        is code of the run; the export, hfexport.py, is not: a new model card never retrains.)
 
         The directory's contents count because init_from is only a path: after its weights change,
         an unfinished run of the same settings must not resume as if nothing had. (A Hub name is a

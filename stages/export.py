@@ -1,6 +1,6 @@
 """export: model/ckpt -> model/hf, the transformers GPT-2 layout with a model card and chat template.
 
-A stage of its own (pipeline/hf.py `export_run`): a new card or chat template re-exports in seconds
+A stage of its own (pipeline/hfexport.py `export_run`): a new card or chat template re-exports in seconds
 and never re-runs training.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline.hf import export_run
+from pipeline.hfexport import export_run
 from pipeline.params import load_params, project_root
 
 

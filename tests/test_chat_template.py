@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_engine_support import tiny_gpt
 
-from pipeline import hf
+from pipeline import hfexport
 from pipeline.engine import Engine
 from pipeline.serve import ChatRequest, ChatService
 from pipeline.tokenizer import CHAT_TEMPLATE, get_encoding
@@ -61,7 +61,7 @@ CONVERSATIONS = [
 def tokenizer(tmp_path_factory):
     out = tmp_path_factory.mktemp("hf") / "model"
     model = tiny_gpt()
-    hf.export_hf(model, out)
+    hfexport.export_hf(model, out)
     assert json.loads((Path(out) / "tokenizer_config.json").read_text())["chat_template"] == CHAT_TEMPLATE
     return transformers.AutoTokenizer.from_pretrained(out)
 
@@ -101,7 +101,7 @@ def test_the_model_cards_usage_snippet_runs(tokenizer, tmp_path, capsys):
     from pipeline import cards
 
     out = tmp_path / "hf"
-    hf.export_hf(tiny_gpt(), out)
+    hfexport.export_hf(tiny_gpt(), out)
     facts = cards.ModelFacts(2, 2, 32, 128, 1, "full", "scratch", 1, 1, None, None)
     card = cards.model_card(facts, [])
     snippet = card.split("```python\n", 1)[1].split("```", 1)[0]

@@ -27,8 +27,6 @@ PLUMBING = {
 }
 # Imported, but by code the stage does not run; each with the reason.
 NOT_RUN = {
-    # hf.py's export half imports the model card lazily; train only loads checkpoints through it
-    "train": {"pipeline/cards.py", "pipeline/sources/licences.py"},
     # registry.py checks adapter names against it; the build reads no upstream file
     "build": {"pipeline/sources/adapters/__init__.py"},
 }

@@ -10,7 +10,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from pipeline import hf
+from pipeline import hf, hfexport
 from pipeline.engine import STOP_TOKEN_IDS
 from pipeline.hf import GPT2_VOCAB
 from pipeline.model import GPT, GPTConfig
@@ -78,7 +78,7 @@ def test_a_shorter_block_size_crops_a_gpt2_start(tmp_path: Path) -> None:
         torch.testing.assert_close(ours.logits_all(idx)[..., :50257], ref(idx).logits, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="exceeds block_size 32"):
         ours.logits_all(torch.zeros(1, 33, dtype=torch.long))
-    hf.export_hf(ours, tmp_path / "out")
+    hfexport.export_hf(ours, tmp_path / "out")
     exported = hf.load_pretrained(str(tmp_path / "out"))
     assert exported.config.block_size == 32
 
@@ -141,7 +141,7 @@ def _our_tiny() -> GPT:
 def test_export_loads_in_transformers_with_same_logits(tmp_path: Path) -> None:
     ours = _our_tiny()
     out = tmp_path / "hf"
-    hf.export_hf(ours, out)
+    hfexport.export_hf(ours, out)
     theirs = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
     assert theirs.config.vocab_size == N_VOCAB
     idx = torch.tensor([[50256, HUMAN_ID, 15496, 11, 703, 389, 345, 30, END_OF_TURN_ID, BOT_ID, 40, 1101]])
@@ -160,7 +160,7 @@ def test_every_exported_file_gets_the_umasks_mode(tmp_path: Path) -> None:
 
     umask = os.umask(0o022)
     try:
-        hf.export_hf(_our_tiny(), tmp_path / "hf")
+        hfexport.export_hf(_our_tiny(), tmp_path / "hf")
     finally:
         os.umask(umask)
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "hf").iterdir()}
@@ -170,7 +170,7 @@ def test_every_exported_file_gets_the_umasks_mode(tmp_path: Path) -> None:
 
 def test_export_tokenizer_knows_the_chat_tokens(tmp_path: Path) -> None:
     out = tmp_path / "hf"
-    hf.export_hf(_our_tiny(), out)
+    hfexport.export_hf(_our_tiny(), out)
     tok = transformers.AutoTokenizer.from_pretrained(out)
     assert len(tok) == N_VOCAB
     text = "Hi there, how's it going?"
@@ -191,7 +191,7 @@ def test_export_tokenizer_knows_the_chat_tokens(tmp_path: Path) -> None:
 
 def _exported(tmp: Path) -> Path:
     """A valid Hugging Face GPT-2 directory (our export of a tiny model) to break in tests."""
-    hf.export_hf(_our_tiny(), tmp / "hf")
+    hfexport.export_hf(_our_tiny(), tmp / "hf")
     return tmp / "hf"
 
 
@@ -328,7 +328,7 @@ def test_the_model_cards_safe_recipe_gives_renders_ids_for_marker_text(tmp_path:
     from pipeline.tokenizer import render
 
     out = tmp_path / "hf"
-    hf.export_hf(_our_tiny(), out)
+    hfexport.export_hf(_our_tiny(), out)
     tok = transformers.AutoTokenizer.from_pretrained(out)
     assert BOT_ID in tok("say <bot> hi", add_special_tokens=False)["input_ids"]  # the hazard
     recipe: dict = {"tok": tok}
@@ -355,7 +355,7 @@ def test_the_chat_template_gives_serves_ids_for_nfc_text(tmp_path: Path) -> None
     from pipeline.tokenizer import render
 
     out = tmp_path / "hf"
-    hf.export_hf(_our_tiny(), out)
+    hfexport.export_hf(_our_tiny(), out)
     tok = transformers.AutoTokenizer.from_pretrained(out)
     messages = [{"role": "system", "content": "Cafe\u0301 owner"}, {"role": "user", "content": "Cafe\u0301?"}]
     ours = render(
@@ -397,7 +397,7 @@ def test_export_run_writes_the_licences_into_the_card(tmp_path: Path) -> None:
     }
     (tmp_path / "stats.json").write_text(json.dumps(stats))
     out = tmp_path / "hf"
-    hf.export_run(tmp_path / "ckpt", out, tmp_path / "metrics.json", tokens, tmp_path / "stats.json")
+    hfexport.export_run(tmp_path / "ckpt", out, tmp_path / "metrics.json", tokens, tmp_path / "stats.json")
     card = (out / "README.md").read_text(encoding="utf-8")
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["license"] == "other" and header["license_link"] == "LICENSE.md"
@@ -458,7 +458,7 @@ def test_our_export_round_trip_keeps_the_marker_rows_bit_exact(tmp_path: Path) -
     """Our own export names exactly our markers at their ids: a fine-tuned model seeds another run
     with its trained marker rows, without a word."""
     ours = _our_tiny()
-    hf.export_hf(ours, tmp_path / "hf")
+    hfexport.export_hf(ours, tmp_path / "hf")
     said: list[str] = []
     again = hf.load_pretrained(str(tmp_path / "hf"), log=said.append)
     assert said == []
@@ -534,10 +534,10 @@ def test_export_run_with_a_metric_missing_names_the_file_and_key(
     tokens = tmp_path / "data" / "tokens" / "full"
     tokens.mkdir(parents=True)
     with pytest.raises(ValueError, match=r"metrics\.json: missing 'initial_val_loss' \(re-run train\)$"):
-        hf.export_run(model / "ckpt", model / "hf", model / "metrics.json", tokens)
+        hfexport.export_run(model / "ckpt", model / "hf", model / "metrics.json", tokens)
     (model / "metrics.json").write_text(json.dumps({**metrics, "initial_val_loss": "9", "val_loss": None}))
     with pytest.raises(ValueError, match=r"metrics\.json: initial_val_loss \"9\" is not what train writes"):
-        hf.export_run(model / "ckpt", model / "hf", model / "metrics.json", tokens)
+        hfexport.export_run(model / "ckpt", model / "hf", model / "metrics.json", tokens)
     (model / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "params.yaml").write_text("train: {variant: full}\n")
     monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
@@ -553,7 +553,7 @@ def test_the_exported_tokenizer_pads_batches_with_endoftext(tmp_path: Path) -> N
     needs it); on the left, as the model card says for a batched generate()."""
     out = tmp_path / "hf"
     model = _our_tiny()
-    hf.export_hf(model, out)
+    hfexport.export_hf(model, out)
     tok = transformers.AutoTokenizer.from_pretrained(out)
     assert tok.padding_side == "right"
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()

@@ -24,7 +24,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline import checkpoint, hf
+from pipeline import checkpoint, hfexport
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.optim import param_groups
@@ -325,7 +325,7 @@ def test_training_learns_and_writes_every_output(tokens: Path, tmp_path: Path) -
     assert final is not None and checkpoint.load_state(final)["step"] == 24
     # The export stage turns the run into model/hf, whose model card states this run: its losses
     # and the data variant (no sources.csv here).
-    hf.export_run(tmp_path / "ckpt", tmp_path / "hf", tmp_path / "metrics.json", tokens)
+    hfexport.export_run(tmp_path / "ckpt", tmp_path / "hf", tmp_path / "metrics.json", tokens)
     assert (tmp_path / "hf/config.json").exists() and (tmp_path / "hf/vocab.json").exists()
     card = (tmp_path / "hf/README.md").read_text()
     assert f"| 24 | {24 * summary['tokens_per_iter']:,} | {summary['initial_val_loss']:.4f} |" in card
@@ -848,8 +848,10 @@ def test_resume_compares_the_dataset_variant() -> None:
 
 def test_fingerprint_hashes_the_code_that_decides_the_weights() -> None:
     """An unfinished run must not resume once the settings' defaults, the sampler, the training step,
-    the learning-rate schedule, the optimizer's parameter groups or the model changed: the fingerprint
+    the learning-rate schedule, the optimizer's parameter groups, the model or the loading of pretrained
+    weights changed: the fingerprint
     hashes the files that define them (a module split must keep them)."""
+    from pipeline.hf import load_pretrained
     from pipeline.lr import lr_at
     from pipeline.optim import make_optimizer
     from pipeline.shards import TokenShards
@@ -867,6 +869,7 @@ def test_fingerprint_hashes_the_code_that_decides_the_weights() -> None:
             param_groups,
             make_optimizer,
             GPT,
+            load_pretrained,
         )
     }
     hashed = {Path(sys.modules[TrainConfig.__module__].__file__).with_name(name) for name in FINGERPRINT_CODE}
@@ -935,7 +938,7 @@ def _local_start(path: Path, seed: int = 3, n_layer: int = TINY["n_layer"]) -> P
     """A Hugging Face GPT-2 folder (our export) of the tiny shape, to start a run from."""
     torch.manual_seed(seed)
     shape = dict(n_layer=n_layer, n_head=TINY["n_head"], n_embd=TINY["n_embd"])
-    hf.export_hf(GPT(GPTConfig(block_size=TINY["block_size"], **shape)), path)
+    hfexport.export_hf(GPT(GPTConfig(block_size=TINY["block_size"], **shape)), path)
     return path
 
 
