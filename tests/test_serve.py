@@ -22,8 +22,9 @@ import pytest
 from test_engine_support import ScriptedGPT, tiny_gpt
 
 from pipeline.chat import ChatSession
+from pipeline.chatapi import ChatService
 from pipeline.engine import Engine
-from pipeline.serve import DEFAULT_HOST, ChatService, Handler, add_arguments, make_server, run
+from pipeline.serve import DEFAULT_HOST, Handler, add_arguments, make_server, run
 from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, HUMAN_ID, get_encoding, render
 
 
@@ -497,7 +498,7 @@ def test_top_p_zero_and_top_k_zero_are_accepted(enc) -> None:
 
 def test_developer_messages_are_the_persona_like_system_ones() -> None:
     """OpenAI's newer models call the system message `developer`; both set the persona."""
-    from pipeline.serve import ChatRequest, RequestError
+    from pipeline.chatapi import ChatRequest, RequestError
 
     req = ChatRequest.parse(
         {
@@ -699,7 +700,7 @@ def test_deeply_nested_json_is_a_400_and_log_lines_escape_control_characters(enc
 def test_max_completion_tokens_wins_and_only_text_parts_pass() -> None:
     """OpenAI's newer `max_completion_tokens` is the one honoured when a client sends both, and a
     part of another type (`input_text`) is refused, not read as text."""
-    from pipeline.serve import ChatRequest, RequestError
+    from pipeline.chatapi import ChatRequest, RequestError
 
     user = [{"role": "user", "content": "hi"}]
     assert ChatRequest.parse({"messages": user, "max_tokens": 5, "max_completion_tokens": 9}).max_tokens == 9
