@@ -159,7 +159,8 @@ def child_normalize(work: Path) -> dict:
 
 
 def child_build(work: Path) -> dict:
-    from pipeline.build import BuildConfig, build_variant
+    from pipeline.build import build_variant
+    from pipeline.buildinputs import BuildConfig
 
     registry = {name: {"kind": "url", "licence": "MIT", "commercial": True} for name in SOURCES}
     result = build_variant(work, list(SOURCES), registry, BuildConfig(variant="full"))

@@ -17,33 +17,50 @@ by construction and then checked again before anything is written:
    scratch parts by a hash of its conversation (no join: a streaming join held far more memory);
    each part (~16M characters) is joined to its conversations' fate in memory, grouped into one
    conversation per row, checked (commercial purity, counts) and appended to train/val
-   (pipeline.export). Peak memory is set by the part size, not the corpus size.
+   (pipeline.datasetformat). Peak memory is set by the part size, not the corpus size.
 
 Everything goes into a temporary directory that replaces data/dataset/<variant>/ only when
 every check passed, so a refused build leaves nothing behind. Rows read = rows kept + rows
 quarantined + rows filtered + duplicate rows, per source, checked against the files' own row
 counts (stats.json).
+
+What a build reads (params, the enabled sources) and the names its parts share are in
+pipeline/buildinputs.py; what it reports (stats.json, metrics.json, the dataset card) is
+pipeline/buildstats.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from pipeline import atomic, cards, dedup, paramcheck, split
-from pipeline.export import SplitWriter, assemble_conversations
+from pipeline import atomic, dedup, split
+from pipeline.buildinputs import (
+    CAPPED,
+    DUPLICATE,
+    KEPT,
+    NOT_COMMERCIAL,
+    QUARANTINED,
+    SPLITS,
+    VARIANTS,
+    BuildConfig,
+    BuildError,
+    CommercialLeakError,
+    SourceInput,
+    resolve_sources,
+)
+from pipeline.buildstats import compute_stats, summary_metrics, write_cards
+from pipeline.datasetformat import SplitWriter, assemble_conversations
 from pipeline.schema import (
-    MAX_TURN_CHARS,
     QUARANTINE_SCHEMA,
     TURN_SCHEMA,
     commercial_ok,
@@ -51,12 +68,7 @@ from pipeline.schema import (
     licence_known,
     row_violations,
 )
-from pipeline.sources import licences
 
-VARIANTS = ("full", "commercial")
-SPLITS = ("train", "val")
-KEPT, QUARANTINED, DUPLICATE = "kept", "quarantined", "duplicate"
-NOT_COMMERCIAL, CAPPED = "not_commercial", "cap"  # the filter reasons
 # A failing row is encoded as (turn + 1) * _CODE_BASE + check index, so that the conversation's
 # first failing turn and its check survive a streaming `min` aggregation.
 _CODE_BASE = 64
@@ -76,101 +88,6 @@ _WRITTEN_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-class BuildError(Exception):
-    """A problem with the build's inputs or params; the stage prints it as one line."""
-
-
-class CommercialLeakError(BuildError):
-    """The commercial variant would hold data that may not train a commercial model."""
-
-
-@dataclass(frozen=True)
-class SourceInput:
-    """One enabled source: its turn table, normalize report and registry terms."""
-
-    name: str
-    rank: int  # position in params.yaml `sources`: the dedup "first wins" order
-    path: Path
-    display: str  # path as shown in messages and quarantine origins
-    kind: str
-    licence: str
-    commercial: bool
-    commercial_reason: str | None = None
-    report: dict[str, Any] | None = None
-    location: str = ""
-    description: str = ""
-
-    @property
-    def contrib(self) -> bool:
-        """Contributed files carry their own licence per row (`contrib/<stem>`)."""
-        return self.kind == "contrib"
-
-    @property
-    def commercial_eligible(self) -> bool:
-        """Registry terms allow commercial use: flagged so AND under a known licence.
-
-        Strict on purpose (issue #4: zero rows from an unknown-licence source). sources.yaml
-        lets `commercial: true` stand on an `unknown` licence with a `commercial_reason`; the
-        build still keeps such a source out of the commercial variant (and says so): to ship
-        it, name its licence.
-        """
-        return licences.commercial_eligible(self.commercial, self.licence)
-
-
-BUILD_KEYS = ("val_fraction", "seed", "caps", "export_text")  # params.yaml `build`
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """params.yaml `build` (plus normalize.max_turn_chars, the bound the build re-checks)."""
-
-    variant: str
-    val_fraction: float = 0.05
-    seed: int = 1337
-    caps: Mapping[str, int] = field(default_factory=dict)
-    export_text: bool = True
-    max_turn_chars: int = MAX_TURN_CHARS
-    # Characters of text per assembly part: bounds the memory of the write pass.
-    part_chars: int = 16_000_000
-
-    @classmethod
-    def from_params(cls, variant: str, params: Mapping[str, Any]) -> BuildConfig:
-        """Read and check params.yaml `build`: a mistake is a BuildError naming the key.
-
-        Checked here, not left to int()/float(): a negative or 2**64 seed was a polars
-        OverflowError traceback, `caps: [x]` an AttributeError, a negative cap silently dropped
-        the whole source and `export_text: "false"` meant true.
-        """
-        build = params.get("build") or {}
-        normalize = params.get("normalize") or {}
-        if not isinstance(build, Mapping) or not isinstance(normalize, Mapping):
-            raise BuildError("params.yaml build / normalize: expected a mapping of settings")
-        try:
-            paramcheck.known_keys("build", build, BUILD_KEYS)
-            raw_caps = build.get("caps") or {}
-            if not isinstance(raw_caps, Mapping):
-                raise ValueError(
-                    f"params.yaml build.caps: expected a mapping of source name -> characters, got {raw_caps!r}"
-                )
-            caps = {
-                str(k): paramcheck.integer(f"build.caps.{k}", v, what="a number of characters")
-                for k, v in raw_caps.items()
-                if v is not None  # null = no cap
-            }
-            return cls(
-                variant=variant,
-                val_fraction=paramcheck.fraction("build.val_fraction", build.get("val_fraction", 0.05)),
-                seed=paramcheck.integer("build.seed", build.get("seed", 1337), maximum=1 << 64),
-                caps=caps,
-                export_text=paramcheck.boolean("build.export_text", build.get("export_text", True)),
-                max_turn_chars=paramcheck.integer(
-                    "normalize.max_turn_chars", normalize.get("max_turn_chars", MAX_TURN_CHARS), minimum=1
-                ),
-            )
-        except ValueError as e:
-            raise BuildError(str(e)) from None
-
-
 @dataclass
 class BuildResult:
     out_dir: Path
@@ -179,77 +96,6 @@ class BuildResult:
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any]) -> list[SourceInput]:
-    """Each enabled source's turn table + report, with licence terms from the registry.
-
-    `registry` maps a name to an object with kind, licence, commercial, commercial_reason
-    (pipeline.sources.registry.SourceSpec, or a dict with those keys in tests).
-    """
-    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
-        raise BuildError(f"params.yaml: `sources` must be a list of source names, got {names!r}")
-    if not names:
-        raise BuildError("params.yaml: `sources` is empty; enable at least one source")
-    if len(set(names)) != len(names):
-        raise BuildError("params.yaml: `sources` lists a source twice")
-    sources = []
-    for rank, name in enumerate(names):
-        if name not in registry:
-            raise BuildError(f"{name}: enabled in params.yaml but not in sources.yaml")
-        spec = registry[name]
-
-        def get(key: str, spec: Any = spec) -> Any:
-            return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
-
-        path = root / "data" / "normalized" / f"{name}.parquet"
-        if not path.is_file():
-            raise BuildError(f"{_rel(path, root)}: missing; run `dvc repro normalize@{name}` first")
-        _check_readable(path, _rel(path, root))
-        report_path = path.with_name(f"{name}.report.json")
-        report = _read_report(report_path) if report_path.is_file() else None
-        sources.append(
-            SourceInput(
-                name=name,
-                rank=rank,
-                path=path,
-                display=_rel(path, root),
-                kind=str(get("kind") or ""),
-                licence=str(get("licence") or "unknown"),
-                commercial=get("commercial") is True,
-                commercial_reason=get("commercial_reason"),
-                report=report,
-                location=str(get("location") or ""),
-                description=str(get("description") or ""),
-            )
-        )
-    return sources
-
-
-def _check_readable(path: Path, display: str) -> None:
-    """A truncated or foreign file is one error naming it (polars' own message names no file)."""
-    try:
-        pl.scan_parquet(path).collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BuildError(f"{display}: not a readable parquet file ({first})") from None
-
-
-def _read_report(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BuildError(f"{path}: unreadable normalize report ({e})") from None
-    if not isinstance(data, dict):
-        raise BuildError(f"{path}: a normalize report is a JSON object")
-    return data
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _input_columns(src: SourceInput) -> list[pl.Expr]:
@@ -643,175 +489,6 @@ def _write_quarantine(scratch: Path, tmp: Path) -> None:
         pl.DataFrame(schema=QUARANTINE_SCHEMA).write_parquet(target)
         return
     pl.scan_parquet(files).sort("rank", "row").drop("rank", "row").sink_parquet(target, engine="streaming")
-
-
-# ----------------------------------------------------------------------------- stats
-
-
-def _split_counts(frame: pl.DataFrame, rank: int) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {
-        k: dict.fromkeys(SPLITS, 0) for k in ("conversations", "turns", "characters")
-    }
-    for row in frame.filter(pl.col("rank") == rank).iter_rows(named=True):
-        for key, by_split in out.items():
-            by_split[row["split"]] += int(row[key])
-    return out
-
-
-def compute_stats(
-    plan: pl.DataFrame,
-    written: pl.DataFrame,
-    quarantined: pl.DataFrame,
-    file_rows: Mapping[int, int],
-    sources: Sequence[SourceInput],
-    cfg: BuildConfig,
-) -> dict[str, Any]:
-    """stats.json: per source and in total; raises BuildError if any count fails to reconcile."""
-    per_source: dict[str, Any] = {}
-    for src in sources:
-        mine = plan.filter(pl.col("rank") == src.rank)
-
-        def rows_where(cond: pl.Expr, mine: pl.DataFrame = mine) -> int:
-            return int(mine.filter(cond)["n_rows"].sum() or 0)
-
-        by_check = mine.filter(pl.col("status") == QUARANTINED).group_by("check").agg(pl.col("n_rows").sum())
-        dups = mine.filter(pl.col("status") == DUPLICATE)
-        counts = _split_counts(written, src.rank)
-        kept_rows = sum(counts["turns"].values())
-        q_rows = int(quarantined.filter(pl.col("rank") == src.rank)["rows"].sum() or 0)
-        filtered = {reason: rows_where(pl.col("status") == reason) for reason in (NOT_COMMERCIAL, CAPPED)}
-        dup_rows = int(dups["n_rows"].sum() or 0)
-        rows_read = file_rows[src.rank]
-        entry: dict[str, Any] = {
-            "kind": src.kind,
-            "licence": src.licence,
-            "commercial": src.commercial,
-            "rows_read": rows_read,
-            "rows_kept": kept_rows,
-            "rows_quarantined": q_rows,
-            "quarantined_by_check": dict(
-                sorted(zip(by_check["check"], map(int, by_check["n_rows"]), strict=True))
-            ),
-            "rows_filtered": filtered,
-            "duplicate_rows_removed": dup_rows,
-            "duplicates_removed": {
-                "conversations": dups.height,
-                "within_source": int((~dups["cross_source_duplicate"]).sum()),
-                "cross_source": int(dups["cross_source_duplicate"].sum()),
-            },
-            **counts,
-            "normalize": src.report,
-        }
-        if src.commercial_reason:
-            entry["commercial_reason"] = src.commercial_reason
-        planned = (rows_where(pl.col("status") == KEPT), rows_where(pl.col("status") == QUARANTINED))
-        accounted = kept_rows + q_rows + sum(filtered.values()) + dup_rows
-        if rows_read != accounted or planned != (kept_rows, q_rows):
-            raise BuildError(
-                f"{src.display}: counts do not reconcile: read {rows_read} rows, accounted for "
-                f"{accounted} (kept {kept_rows}, quarantined {q_rows}, filtered "
-                f"{sum(filtered.values())}, duplicates {dup_rows})"
-            )
-        entry["reconciles"] = True
-        # normalize counts upstream rows; its `turns_kept` is the number of rows it wrote.
-        reported = (src.report or {}).get("turns_kept", (src.report or {}).get("rows_kept"))
-        if reported is not None:
-            entry["matches_normalize_report"] = reported == rows_read
-            if reported != rows_read:
-                print(
-                    f"build: warning: {src.display} has {rows_read} rows but its report says "
-                    f"{reported} (stale report?)",
-                    file=sys.stderr,
-                )
-        if src.contrib:
-            entry["parts"] = _contrib_parts(written, mine, src)
-        per_source[src.name] = entry
-    return {
-        "variant": cfg.variant,
-        "params": {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "caps": dict(cfg.caps)},
-        "sources": per_source,
-        "totals": _totals(per_source.values()),
-    }
-
-
-def _contrib_parts(parts: pl.DataFrame, plan: pl.DataFrame, src: SourceInput) -> dict[str, Any]:
-    """Per contributed file (row source): its own licence terms and what it contributed.
-
-    Every file of the table is listed, also one with nothing in this variant (non-commercial terms
-    in the commercial variant, every conversation quarantined): the dataset card names it among
-    what was left out. `plan` is this source's conversations; a file's terms come from what was
-    written, else from its planned conversations.
-    """
-    out: dict[str, Any] = {}
-    mine = parts.filter(pl.col("rank") == src.rank)
-    planned = (
-        plan.filter(pl.col("source").str.starts_with(f"{src.name}/"))
-        .group_by("source")
-        .agg(
-            pl.col("licence").drop_nulls().mode().sort().first(), pl.col("commercial").fill_null(False).all()
-        )
-    )
-    terms = {r[0]: (r[1], r[2]) for r in planned.iter_rows()}
-    terms |= {r[0]: (r[1], r[2]) for r in mine.select("source", "licence", "commercial").unique().iter_rows()}
-    for source in sorted(terms):
-        licence, commercial = terms[source]
-        counts = _split_counts(mine.filter(pl.col("source") == source), src.rank)
-        out[source] = {"licence": licence or "unknown", "commercial": bool(commercial), **counts}
-    return out
-
-
-def _totals(entries: Any) -> dict[str, Any]:
-    """Sum every number (nested one level) across sources; strings and reports are skipped."""
-    totals: dict[str, Any] = {}
-    for entry in entries:
-        for key, value in entry.items():
-            if key in ("normalize", "parts", "commercial", "reconciles", "matches_normalize_report"):
-                continue
-            if isinstance(value, int) and not isinstance(value, bool):
-                totals[key] = totals.get(key, 0) + value
-            elif isinstance(value, dict):
-                sub = totals.setdefault(key, {})
-                for k, v in value.items():
-                    sub[k] = sub.get(k, 0) + v
-    return totals
-
-
-def summary_metrics(stats: Mapping[str, Any]) -> dict[str, Any]:
-    """metrics.json, the variant's DVC metric: its totals only, so that `dvc metrics show` and
-    `dvc exp show` stay readable (stats.json, per source and nested, has over a hundred figures)."""
-    t = stats["totals"]
-    keep = ("conversations", "turns", "characters", "rows_read", "rows_kept", "rows_quarantined")
-    return {
-        **{k: t[k] for k in keep if k in t},
-        "rows_filtered": sum(t.get("rows_filtered", {}).values()),
-        "duplicate_rows_removed": t.get("duplicate_rows_removed", 0),
-        "sources": sum(1 for e in stats["sources"].values() if sum(e["conversations"].values()) > 0),
-    }
-
-
-def card_sources(stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> list[cards.CardSource]:
-    """The rows of the variant's card (pipeline.cards), from its stats and each source's registry terms."""
-    terms = {
-        s.name: cards.CardSource(
-            name=s.name,
-            licence=s.licence,
-            commercial=s.commercial_eligible,
-            kind=s.kind,
-            location=s.location,
-            description=s.description,
-        )
-        for s in sources
-    }
-    return cards.dataset_sources(stats, terms)
-
-
-def write_cards(out: Path, variant: str, stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> None:
-    """README.md (the dataset card) and, when a licence needs it, LICENSE.md into `out`."""
-    rows = card_sources(stats, sources)
-    (out / "README.md").write_text(cards.dataset_card(variant, stats, rows), encoding="utf-8")
-    licence_file = cards.dataset_licence_file(stats, rows)
-    if licence_file is not None:
-        (out / cards.LICENCE_FILE).write_text(licence_file, encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- entry point

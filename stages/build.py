@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.build import VARIANTS, BuildConfig, BuildError, build_variant
+from pipeline.build import build_variant
+from pipeline.buildinputs import VARIANTS, BuildConfig, BuildError
 from pipeline.params import load_params, project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import load_registry

@@ -18,9 +18,10 @@ import pytest
 import yaml
 
 from pipeline import build as build_mod
-from pipeline.build import BuildConfig, BuildError, CommercialLeakError, assert_commercial_pure, build_variant
+from pipeline.build import assert_commercial_pure, build_variant
+from pipeline.buildinputs import BuildConfig, BuildError, CommercialLeakError, resolve_sources
+from pipeline.datasetformat import CONVERSATION_SCHEMA, parse_text
 from pipeline.dedup import fold_text
-from pipeline.export import CONVERSATION_SCHEMA, parse_text
 from pipeline.schema import QUARANTINE_SCHEMA, TURN_SCHEMA, licence_known
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -365,7 +366,7 @@ def test_commercial_build_refuses_to_write_impure_data(corpus, monkeypatch):
 )
 def test_commercial_guard_rejects_each_kind_of_row(corpus, source, licence, commercial):
     root, names, registry = corpus
-    sources = build_mod.resolve_sources(root, names, registry)
+    sources = resolve_sources(root, names, registry)
     good = pl.DataFrame(
         {
             "conversation_id": ["a", "b"],
@@ -687,7 +688,7 @@ MARKER_RE = re.compile(r"(?i)<(human|bot|endoftext|\|endoftext\|)>")
 def test_marker_text_is_escaped_so_no_reader_finds_a_turn_in_it(content: str, context: str | None) -> None:
     """A reader that looks for markers anywhere in a line (the seed's tooling, the nanochatgpt adapter)
     must not find one inside text; parse_text still gets the exact text back."""
-    from pipeline.export import context_line, turn_line
+    from pipeline.datasetformat import context_line, turn_line
 
     frame = pl.DataFrame(
         {"role": ["human", "bot"], "text": [content, "ok"], "context": [context] * 2},

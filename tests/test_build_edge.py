@@ -15,9 +15,10 @@ import polars as pl
 import pytest
 import yaml
 
-from pipeline.build import BuildConfig, BuildError, build_variant
+from pipeline.build import build_variant
+from pipeline.buildinputs import BuildConfig, BuildError
+from pipeline.datasetformat import CONVERSATION_SCHEMA
 from pipeline.encode import tokenize_dataset, tokenize_settings
-from pipeline.export import CONVERSATION_SCHEMA
 from pipeline.schema import TURN_SCHEMA
 from pipeline.shards import TokenShards, verify_variant
 

@@ -1,0 +1,189 @@
+"""What a build reads, and the names its parts share: params.yaml `build` (BuildConfig), the
+enabled sources with their registry terms (SourceInput, resolve_sources), the variants and
+splits, and the fates a row can meet (kept, quarantined, duplicate, filtered).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline import paramcheck
+from pipeline.schema import MAX_TURN_CHARS
+from pipeline.sources import licences
+
+VARIANTS = ("full", "commercial")
+SPLITS = ("train", "val")
+KEPT, QUARANTINED, DUPLICATE = "kept", "quarantined", "duplicate"
+NOT_COMMERCIAL, CAPPED = "not_commercial", "cap"  # the filter reasons
+
+
+class BuildError(Exception):
+    """A problem with the build's inputs or params; the stage prints it as one line."""
+
+
+class CommercialLeakError(BuildError):
+    """The commercial variant would hold data that may not train a commercial model."""
+
+
+@dataclass(frozen=True)
+class SourceInput:
+    """One enabled source: its turn table, normalize report and registry terms."""
+
+    name: str
+    rank: int  # position in params.yaml `sources`: the dedup "first wins" order
+    path: Path
+    display: str  # path as shown in messages and quarantine origins
+    kind: str
+    licence: str
+    commercial: bool
+    commercial_reason: str | None = None
+    report: dict[str, Any] | None = None
+    location: str = ""
+    description: str = ""
+
+    @property
+    def contrib(self) -> bool:
+        """Contributed files carry their own licence per row (`contrib/<stem>`)."""
+        return self.kind == "contrib"
+
+    @property
+    def commercial_eligible(self) -> bool:
+        """Registry terms allow commercial use: flagged so AND under a known licence.
+
+        Strict on purpose (issue #4: zero rows from an unknown-licence source). sources.yaml
+        lets `commercial: true` stand on an `unknown` licence with a `commercial_reason`; the
+        build still keeps such a source out of the commercial variant (and says so): to ship
+        it, name its licence.
+        """
+        return licences.commercial_eligible(self.commercial, self.licence)
+
+
+BUILD_KEYS = ("val_fraction", "seed", "caps", "export_text")  # params.yaml `build`
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """params.yaml `build` (plus normalize.max_turn_chars, the bound the build re-checks)."""
+
+    variant: str
+    val_fraction: float = 0.05
+    seed: int = 1337
+    caps: Mapping[str, int] = field(default_factory=dict)
+    export_text: bool = True
+    max_turn_chars: int = MAX_TURN_CHARS
+    # Characters of text per assembly part: bounds the memory of the write pass.
+    part_chars: int = 16_000_000
+
+    @classmethod
+    def from_params(cls, variant: str, params: Mapping[str, Any]) -> BuildConfig:
+        """Read and check params.yaml `build`: a mistake is a BuildError naming the key.
+
+        Checked here, not left to int()/float(): a negative or 2**64 seed was a polars
+        OverflowError traceback, `caps: [x]` an AttributeError, a negative cap silently dropped
+        the whole source and `export_text: "false"` meant true.
+        """
+        build = params.get("build") or {}
+        normalize = params.get("normalize") or {}
+        if not isinstance(build, Mapping) or not isinstance(normalize, Mapping):
+            raise BuildError("params.yaml build / normalize: expected a mapping of settings")
+        try:
+            paramcheck.known_keys("build", build, BUILD_KEYS)
+            raw_caps = build.get("caps") or {}
+            if not isinstance(raw_caps, Mapping):
+                raise ValueError(
+                    f"params.yaml build.caps: expected a mapping of source name -> characters, got {raw_caps!r}"
+                )
+            caps = {
+                str(k): paramcheck.integer(f"build.caps.{k}", v, what="a number of characters")
+                for k, v in raw_caps.items()
+                if v is not None  # null = no cap
+            }
+            return cls(
+                variant=variant,
+                val_fraction=paramcheck.fraction("build.val_fraction", build.get("val_fraction", 0.05)),
+                seed=paramcheck.integer("build.seed", build.get("seed", 1337), maximum=1 << 64),
+                caps=caps,
+                export_text=paramcheck.boolean("build.export_text", build.get("export_text", True)),
+                max_turn_chars=paramcheck.integer(
+                    "normalize.max_turn_chars", normalize.get("max_turn_chars", MAX_TURN_CHARS), minimum=1
+                ),
+            )
+        except ValueError as e:
+            raise BuildError(str(e)) from None
+
+
+def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any]) -> list[SourceInput]:
+    """Each enabled source's turn table + report, with licence terms from the registry.
+
+    `registry` maps a name to an object with kind, licence, commercial, commercial_reason
+    (pipeline.sources.registry.SourceSpec, or a dict with those keys in tests).
+    """
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise BuildError(f"params.yaml: `sources` must be a list of source names, got {names!r}")
+    if not names:
+        raise BuildError("params.yaml: `sources` is empty; enable at least one source")
+    if len(set(names)) != len(names):
+        raise BuildError("params.yaml: `sources` lists a source twice")
+    sources = []
+    for rank, name in enumerate(names):
+        if name not in registry:
+            raise BuildError(f"{name}: enabled in params.yaml but not in sources.yaml")
+        spec = registry[name]
+
+        def get(key: str, spec: Any = spec) -> Any:
+            return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
+
+        path = root / "data" / "normalized" / f"{name}.parquet"
+        if not path.is_file():
+            raise BuildError(f"{_rel(path, root)}: missing; run `dvc repro normalize@{name}` first")
+        _check_readable(path, _rel(path, root))
+        report_path = path.with_name(f"{name}.report.json")
+        report = _read_report(report_path) if report_path.is_file() else None
+        sources.append(
+            SourceInput(
+                name=name,
+                rank=rank,
+                path=path,
+                display=_rel(path, root),
+                kind=str(get("kind") or ""),
+                licence=str(get("licence") or "unknown"),
+                commercial=get("commercial") is True,
+                commercial_reason=get("commercial_reason"),
+                report=report,
+                location=str(get("location") or ""),
+                description=str(get("description") or ""),
+            )
+        )
+    return sources
+
+
+def _check_readable(path: Path, display: str) -> None:
+    """A truncated or foreign file is one error naming it (polars' own message names no file)."""
+    try:
+        pl.scan_parquet(path).collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BuildError(f"{display}: not a readable parquet file ({first})") from None
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BuildError(f"{path}: unreadable normalize report ({e})") from None
+    if not isinstance(data, dict):
+        raise BuildError(f"{path}: a normalize report is a JSON object")
+    return data
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
