@@ -16,9 +16,54 @@ def project_root() -> Path:
     return Path(os.environ.get("NANOCHATGPT_ROOT", ".")).resolve()
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing a key given twice in one mapping. PyYAML keeps the last one
+    silently: a second `licence: MIT` / `commercial: true` further down a sidecar that says
+    CC-BY-NC-4.0 would put non-commercial data in the commercial variant, unseen. (DVC's own
+    YAML reader, ruamel, refuses them in params.yaml too.)"""
+
+
+def _unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may repeat what it merges
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            seen = key in first_line
+        except TypeError:  # an unhashable key: construct_mapping says so
+            continue
+        if seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r} (first given on line {first_line[key] + 1})",
+                key_node.start_mark,
+            )
+        first_line[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def safe_load(stream: Any) -> Any:
+    """yaml.safe_load, refusing duplicate keys (UniqueKeyLoader)."""
+    return yaml.load(stream, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_error(e: yaml.YAMLError, where: str) -> str:
+    """One line for a YAML error: `where:line: not valid YAML (what)`."""
+    mark = getattr(e, "problem_mark", None)
+    if mark is not None:
+        where = f"{where}:{mark.line + 1}"
+    what = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+    return f"{where}: not valid YAML ({what})"
+
+
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+        data = safe_load(f) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data

@@ -229,6 +229,36 @@ def test_sidecar_yaml_error_names_its_line(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_a_key_given_twice_in_a_sidecar_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys: a template's `licence: MIT` / `commercial: true`
+    left below the real CC-BY-NC-4.0 terms put the file in the commercial variant, unseen."""
+    sidecar = "licence: CC-BY-NC-4.0\ncommercial: false\n# template\nlicence: MIT\ncommercial: true\n"
+    _put(tmp_path, "a.txt", "<human> a <endOfText>\n", sidecar)
+    with pytest.raises(
+        SourceError,
+        match=r"a\.yaml:4: not valid YAML \(found duplicate key 'licence' "
+        r"\(first given on line 1\)\)",
+    ):
+        scan_contrib(tmp_path)
+
+
+def test_a_key_given_twice_in_sources_yaml_or_params_yaml_is_refused(tmp_path: Path) -> None:
+    from pipeline.params import load_yaml
+    from pipeline.sources.registry import load_registry
+
+    entry = (
+        "kind: url\nlocation: https://x/y.txt\nadapter: twitter\nlicence: CC-BY-NC-4.0\ncommercial: false\n"
+    )
+    registry = tmp_path / "sources.yaml"
+    registry.write_text("s:\n" + "".join(f"  {line}\n" for line in (entry + "licence: MIT\n").splitlines()))
+    with pytest.raises(SourceError, match=r"sources\.yaml:7: not valid YAML \(found duplicate key 'licence'"):
+        load_registry(registry)
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  lr: 1\n  lr: 2\n")
+    with pytest.raises(yaml.YAMLError, match="found duplicate key 'lr'"):
+        load_yaml(params)
+
+
 @pytest.mark.parametrize(
     ("sidecar", "message"),
     [

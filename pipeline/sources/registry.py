@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.params import load_params, project_root
+from pipeline.params import load_params, project_root, safe_load, yaml_error
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import is_known_commercial, is_non_commercial, is_unknown
 
@@ -258,11 +258,11 @@ def load_registry(path: str | Path | None = None) -> dict[str, SourceSpec]:
     path = Path(path) if path else project_root() / REGISTRY_FILE
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            data = safe_load(f) or {}
     except FileNotFoundError:
         raise SourceError(f"{path}: the source registry is missing") from None
     except yaml.YAMLError as e:
-        raise SourceError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise SourceError(yaml_error(e, str(path))) from None
     except RecursionError:
         raise SourceError(f"{path}: not valid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
@@ -466,12 +466,9 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
     try:
         text = sidecar.read_text(encoding="utf-8")
         _check_sidecar_yaml(text, sidecar)
-        meta = yaml.safe_load(text) or {}
+        meta = safe_load(text) or {}
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{shown(sidecar)}:{mark.line + 1}" if mark is not None else shown(sidecar)
-        what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SourceError(f"{where}: not valid YAML ({what})") from None
+        raise SourceError(yaml_error(e, shown(sidecar))) from None
     except UnicodeDecodeError as e:
         raise SourceError(f"{shown(sidecar)}: not valid UTF-8 (byte {e.start}); save it as UTF-8") from None
     except RecursionError:
