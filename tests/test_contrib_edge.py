@@ -127,6 +127,26 @@ def test_old_mac_line_endings_keep_conversations_apart(tmp_path: Path) -> None:
     assert _conversations(_normalize(tmp_path)) == expected
 
 
+def test_conversations_joined_on_one_line_stay_apart(tmp_path: Path) -> None:
+    """A decoded token shard puts rendered conversations on one line, joined by <|endoftext|>.
+    They shared the line's id, so normalize merged them (an unanswered human turn even joined the
+    next conversation's first one) while every count still reconciled."""
+    body = (
+        "<|endoftext|><human>Hi A<endOfText><bot>Reply A<endOfText>"
+        "<|endoftext|><human>Q1 never answered<endOfText>"
+        "<|endoftext|><human>Hi B<endOfText><bot>Reply B<endOfText>\n"
+        "<human>next line<endOfText><bot>ok<endOfText>\n"
+    )
+    _put(tmp_path, "joined.txt", body)
+    result = _normalize(tmp_path)
+    assert _conversations(result) == {
+        "contrib/joined:1": ["Hi A", "Reply A"],
+        # (1.2, a human turn alone, has no reply to learn: filtered, counted)
+        "contrib/joined:1.3": ["Hi B", "Reply B", "next line", "ok"],  # a line end is no boundary
+    }
+    assert _reconciles(result.report)
+
+
 def test_old_mac_line_endings_in_json_lines(tmp_path: Path) -> None:
     """A JSON Lines file with lone CR line endings: one record per line, numbered as lines."""
     _put(tmp_path, "mac.jsonl", (_pair("q1", "a1") + _pair("q2", "a2")).replace("\n", "\r"))

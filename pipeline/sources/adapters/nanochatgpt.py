@@ -10,7 +10,9 @@ Within a conversation:
     the end of the file is a broken turn: quarantined (`turn_unclosed`), which cuts its conversation;
   * consecutive turns of one role merge (normalize), a leading `<bot>` turn is quarantined;
   * text outside any turn is quarantined (`format`), as is a line that is not valid UTF-8.
-The conversation id is the file's line number where the conversation starts.
+The conversation id is the file's line number where the conversation starts, with `.2`, `.3`, ...
+for the second, third, ... conversation starting on one line (rendered conversations joined by
+`<|endoftext|>` on one line, as a decoded token shard reads).
 """
 
 from __future__ import annotations
@@ -40,10 +42,15 @@ class _Parser:
         self.rows, self.rel, self.key_prefix = rows, rel, key_prefix
         self.conv: str | None = None
         self.turn: tuple[str, int, list[str]] | None = None  # (role, line, text parts)
+        self.started = (0, 0)  # (line, conversations started on it so far)
 
     def key(self, line: int) -> str:
         if self.conv is None:
-            self.conv = f"{self.key_prefix}{line}"
+            # A line can start several conversations: each needs its own id, or normalize would
+            # join them into one (and merge the first's last human turn with the next's first).
+            n = self.started[1] + 1 if self.started[0] == line else 1
+            self.started = (line, n)
+            self.conv = f"{self.key_prefix}{line}" + (f".{n}" if n > 1 else "")
         return self.conv
 
     def close_turn(self, closed: bool = True) -> None:
