@@ -105,6 +105,17 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
             pl.when(non_ascii).then(text != text.str.normalize("NFC")).otherwise(False),
             "text is not in Unicode NFC form",
         ),
+        # The context (a persona, a system message) is text the model reads too: the same bounds.
+        (
+            "context_length",
+            pl.col("context").str.len_chars().fill_null(0) > max_chars,
+            f"context longer than {max_chars} characters",
+        ),
+        (
+            "context_no_control_chars",
+            pl.col("context").str.contains(_CONTROL_CHARS).fill_null(False),
+            "context holds control characters",
+        ),
         ("source_present", pl.col("source").is_null() | (pl.col("source") == ""), "source is missing"),
         ("licence_present", pl.col("licence").is_null() | (pl.col("licence") == ""), "licence is missing"),
         ("commercial_present", pl.col("commercial").is_null(), "commercial flag is missing"),
@@ -151,7 +162,13 @@ def _row_check(name: str, bad: pl.Expr) -> pa.Check:
 
 
 # Row rules that the column definitions below do not already express.
-_EXTRA_ROW_CHECKS = ("text_no_control_chars", "text_stripped", "text_nfc")
+_EXTRA_ROW_CHECKS = (
+    "text_no_control_chars",
+    "text_stripped",
+    "text_nfc",
+    "context_length",
+    "context_no_control_chars",
+)
 
 # Every rule of the turn table; the last gate before a table is written. Column types and simple
 # bounds live on the columns; the other row rules and every frame rule reuse the expressions of

@@ -147,6 +147,32 @@ def test_conversations_joined_on_one_line_stay_apart(tmp_path: Path) -> None:
     assert _reconciles(result.report)
 
 
+def test_a_system_message_meets_the_text_rules_as_context(tmp_path: Path) -> None:
+    """A system message became the context with only NFC/line-end cleaning: NUL and ESC bytes and a
+    200,000-character persona reached the turn table (the same bytes in a user turn were
+    quarantined), and a persona of zero-width spaces alone was kept as one."""
+
+    def record(system: str, q: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": q}]
+        return json.dumps({"messages": [*messages, {"role": "assistant", "content": "ok"}]}) + "\n"
+
+    body = (
+        record("You are \x00\x1b[31mred\x7f", "control")
+        + record("p" * 20_000, "long")
+        + record("\u200b\u200b", "invisible")
+        + record("You are kind.", "fine")
+    )
+    _put(tmp_path, "sys.jsonl", body)
+    result = _normalize(tmp_path)
+    kept = {cid: ctx for cid, ctx in result.turns.select("conversation_id", "context").unique().iter_rows()}
+    assert sorted(kept.values(), key=str) == [None, "You are kind."]
+    checks = Counter(result.quarantine["check"].to_list())
+    assert checks == {"context_no_control_chars": 2, "context_length": 2}  # each conversation's two turns
+    reasons = set(result.quarantine["reason"].to_list())
+    assert {"context holds control characters", "context longer than 16000 characters"} <= reasons
+    assert _reconciles(result.report)
+
+
 def test_old_mac_line_endings_in_json_lines(tmp_path: Path) -> None:
     """A JSON Lines file with lone CR line endings: one record per line, numbered as lines."""
     _put(tmp_path, "mac.jsonl", (_pair("q1", "a1") + _pair("q2", "a2")).replace("\n", "\r"))

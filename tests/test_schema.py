@@ -81,6 +81,8 @@ ROW_CASES = [
     ("text_no_control_chars", "text", "bell\x07", "text_no_control_chars"),
     ("text_stripped", "text", " padded ", "text_stripped"),
     ("text_nfc", "text", "cafe\u0301", "text_nfc"),
+    ("context_length", "context", "p" * 16_001, "context_length"),
+    ("context_no_control_chars", "context", "You are \x1b[31mred", "context_no_control_chars"),
     ("source_present", "source", "", "str_length"),
     ("licence_present", "licence", "", "str_length"),
     ("commercial_present", "commercial", None, "not_nullable"),

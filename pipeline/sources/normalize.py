@@ -12,8 +12,9 @@ where
 
 Order of the rules (the first that fails names the row's check):
  1. rows the adapter could not read (check set by the adapter: json_parse, utf8, missing_field ...);
- 2. row rules of pipeline.schema.row_violations (conversation id, empty text, length, control chars)
-    on the cleaned text (CRLF/CR -> LF, NFC, stripped);
+ 2. row rules of pipeline.schema.row_violations (conversation id, empty text, length, control chars;
+    the context's length and control chars) on the cleaned text (CRLF/CR -> LF, NFC, stripped;
+    a context of nothing visible becomes none);
  3. roles: explicit (`role`) or by speaker (first speaker = human, flip on each change of speaker);
     anything else fails `role_valid`;
  4. a conversation is cut at its first bad row: the rows after it go to quarantine as
@@ -118,7 +119,10 @@ def normalize_rows(
     key = pl.col("conv_key")
     df = df.with_columns(
         text=pl.when(unread).then(pl.col("text")).otherwise(clean_text(pl.col("text"))),
-        context=pl.when(clean_text(pl.col("context")) != "").then(clean_text(pl.col("context"))),
+        # A context of nothing visible (empty, or zero-width characters alone) is no context.
+        context=pl.when(
+            clean_text(pl.col("context")).str.replace_all(r"\p{Cf}", "").str.strip_chars() != ""
+        ).then(clean_text(pl.col("context"))),
         conversation_id=pl.when(key.is_not_null() & (key != "")).then(pl.col("source") + ":" + key),
     )
     quarantined: list[pl.DataFrame] = []
