@@ -116,6 +116,66 @@ def test_json_list_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
     assert _conversations(result) == {"contrib/bom:1": ["hi", "yo"]}
 
 
+def test_one_bad_byte_quarantines_one_record_in_json_and_upper_case_jsonl(tmp_path: Path) -> None:
+    """CONTRIBUTING promises invalid UTF-8 is quarantined record by record. A .json list with one
+    Latin-1 byte was one quarantined record for the whole file, and a `.JSONL` name (the format
+    guess ignores case, the reader did not) read a JSON-lines file as one JSON document."""
+    records = [_pair(f"q{i}", f"a{i}", id=f"c{i}") for i in range(3)]
+    bad = records[1].replace("q1", "caf\u00e9").encode().replace("caf\u00e9".encode(), b"caf\xe9")
+    jsonl = records[0].encode() + bad + records[2].encode()
+    as_list = b"[" + b",".join(line.strip() for line in jsonl.splitlines()) + b"]"
+    for name, body in (("upper.JSONL", jsonl), ("list.json", as_list)):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        _put(folder, name, body)
+        result = _normalize(folder)
+        stem = name.split(".")[0]
+        assert sorted(_conversations(result)) == [f"contrib/{stem}:c0", f"contrib/{stem}:c2"], name
+        assert result.quarantine["check"].to_list() == ["utf8"], name
+        assert _reconciles(result.report)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "words"),
+    [
+        ("utf-16", "UTF-16 (it starts with a UTF-16 byte-order mark)"),
+        ("utf-16-be", "UTF-16 or UTF-32 (every other byte is a NUL"),
+        ("utf-32", "UTF-32 (it starts with a UTF-32 byte-order mark)"),
+    ],
+)
+def test_a_utf16_file_is_refused_as_such(tmp_path: Path, encoding: str, words: str) -> None:
+    """Notepad's "Unicode" is UTF-16: read as UTF-8 it gave format errors with wrong line numbers
+    (or, for .jsonl, advice to add `format:`), never the one problem it has."""
+    _put(tmp_path, "notepad.txt", "<human> hi <endOfText>\n<bot> yo <endOfText>\n".encode(encoding))
+    with pytest.raises(SourceError, match=re.escape(f"notepad.txt: the file is {words}")) as err:
+        scan_contrib(tmp_path)
+    assert "save it as UTF-8" in str(err.value)
+
+
+def test_files_joined_by_cat_read_past_the_second_byte_order_mark(tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    one = bom + b"<human> hi <endOfText>\r\n<bot> yo <endOfText>\r\n\r\n"
+    two = bom + b"<human> next <endOfText>\r\n<bot> fine <endOfText>\r\n"
+    _put(tmp_path, "joined.txt", one + two)
+    result = _normalize(tmp_path)
+    assert result.quarantine.height == 0, result.quarantine
+    assert list(_conversations(result).values()) == [["hi", "yo"], ["next", "fine"]]
+
+
+def test_a_message_without_a_role_keeps_its_text_in_quarantine(tmp_path: Path) -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "yo"},
+        {"content": "an important question, role forgotten"},
+    ]
+    body = json.dumps({"messages": messages}) + "\n"
+    body += json.dumps({"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "x"}]})
+    _put(tmp_path, "roles.jsonl", body + "\n")
+    q = _normalize(tmp_path).quarantine.filter(pl.col("check") == "missing_field")
+    assert q["text"].to_list() == ["an important question, role forgotten", "42"]
+    assert q["reason"].to_list()[1] == "`content` must be a string or a list of text parts, not 42"
+
+
 def test_old_mac_line_endings_keep_conversations_apart(tmp_path: Path) -> None:
     """A file with lone CR line endings: blank lines still end conversations, lines are counted."""
     body = "<human> hi <endOfText>\r<bot> yo <endOfText>\r\r<human> next <endOfText>\r<bot> one <endOfText>\r"

@@ -126,7 +126,7 @@ def iter_lines(path: Path, *, lone_cr: bool = False, max_bytes: int | None = Non
     n = 0
     with open_binary(path) as f:
         for chunk, too_long in _bounded_lines(f, cap):
-            if n == 0 and chunk.startswith(BOM):
+            if chunk.startswith(BOM):  # the file's start, or one of several files joined by `cat`
                 chunk = chunk[len(BOM) :]
             if too_long is not None:
                 n += 1
@@ -188,17 +188,16 @@ def unreadable_json(e: Exception) -> str:
 @_tolerate_damaged_gzip
 def iter_json_records(path: Path) -> Iterator[Record]:
     """A .json file holding a list of records (or a JSONL file): record numbers stand in for lines."""
-    if data_name(path).endswith(".jsonl"):
+    if data_name(path).lower().endswith(".jsonl"):
         yield from iter_jsonl(path)
         return
     with open_binary(path) as f:
         raw = f.read()
     if raw.startswith(BOM):  # json.loads refuses a byte-order mark
         raw = raw[len(BOM) :]
-    text, err = _decode(raw)
-    if err:
-        yield Record(line_of(raw, int(err.rsplit(" ", 1)[1])), None, text[:200], "utf8", err)
-        return
+    # Invalid UTF-8 inside a string is held as surrogates (surrogateescape) and quarantines only
+    # the record holding it (below); anywhere else it breaks the JSON, as any stray byte would.
+    text = raw.decode("utf-8", errors="surrogateescape")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -212,8 +211,14 @@ def iter_json_records(path: Path) -> Iterator[Record]:
         yield Record(1, None, text[:200], "json_parse", f"broken JSON ({unreadable_json(e)})")
         return
     items = data if isinstance(data, list) else [data]
+    damaged = not text.isascii() and _SURROGATE.search(text) is not None
     for i, item in enumerate(items, start=1):
-        yield Record(i, item, "")
+        shown = json.dumps(item, ensure_ascii=False) if damaged else ""
+        if _SURROGATE.search(shown):
+            clean = shown.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+            yield Record(i, None, clean[:200], "utf8", "invalid UTF-8 in this record")
+        else:
+            yield Record(i, item, "")
 
 
 @_tolerate_damaged_gzip

@@ -345,6 +345,34 @@ def _is_empty(path: Path) -> bool:
     return False
 
 
+# Byte-order marks of the encodings a text editor may save in ("Unicode" in Windows Notepad is
+# UTF-16 LE). UTF-32's come first: UTF-32 LE's mark starts with UTF-16 LE's.
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _wide_encoding(path: Path) -> str | None:
+    """ "UTF-16" / "UTF-32" (and how it shows) for a text file in one of them, else None. Read as
+    UTF-8, such a file is mostly valid (ASCII with a NUL beside each letter), so it would come out
+    as a row of format errors with wrong line numbers, not as the one problem it has."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return f"{name} (it starts with a {name} byte-order mark)"
+    # Without a mark: NUL bytes, which UTF-8 text never holds, on every other byte of the head.
+    # (Binary formats hold NULs too; only the text ones are asked, and gzip is compressed.)
+    if path.name.lower().endswith((".gz", ".parquet")) or len(head) < 4:
+        return None
+    if head[1::2].count(0) > len(head) // 4 or head[0::2].count(0) > len(head) // 4:
+        return "UTF-16 or UTF-32 (every other byte is a NUL, with no byte-order mark)"
+    return None
+
+
 def local_target(spec: SourceSpec, root: Path) -> Path | None:
     """The file or folder `local_path:` names (relative to the repository root), or None."""
     if not spec.local_path:
@@ -433,6 +461,9 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
             )
         if _is_empty(path):
             raise SourceError(f"{shown(path)}: the file is empty; add conversations to it or remove it")
+        wide = _wide_encoding(path)
+        if wide:
+            raise SourceError(f"{shown(path)}: the file is {wide}; save it as UTF-8 (the only encoding read)")
         files.append(parse_sidecar(path, sidecar))
     return files
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +54,34 @@ def add_messages(
     for i, m in enumerate(messages):
         where = f"{origin}/{list_name}[{i}]"
         if not isinstance(m, dict) or m.get(role_field) is None:
-            rows.bad(where, "missing_field", f"message has no `{role_field}`", conv_key=key)
+            text = content_text(m.get(text_field)) if isinstance(m, dict) else None
+            shown = text if text is not None else _preview(m)  # the quarantine keeps what was there
+            rows.bad(where, "missing_field", f"message has no `{role_field}`", conv_key=key, text=shown)
             continue
         raw_role = str(m[role_field])
         role = role_map.get(raw_role.lower(), raw_role)
         if role == CONTEXT:
             rows.skip(where, "system_message_as_context", conv_key=key)
             continue
-        text = content_text(m.get(text_field))
+        value = m.get(text_field)
+        text = content_text(value)
         if text is None:
-            rows.bad(where, "missing_field", f"message has no `{text_field}` text", conv_key=key, role=role)
+            reason = (
+                f"message has no `{text_field}` text"
+                if value is None
+                else f"`{text_field}` must be a string or a list of text parts, not {_preview(value)}"
+            )
+            rows.bad(where, "missing_field", reason, conv_key=key, role=role, text=_preview(value))
             continue
         rows.add(key, text, where, role=role, context=ctx)
+
+
+def _preview(value: Any) -> str | None:
+    """What a bad message held, short, for the quarantine and its reason."""
+    if value is None:
+        return None
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return shown if len(shown) <= 80 else shown[:80] + "…"
 
 
 def record_key(record_id: Any, line: int | str, used: set[str]) -> str:
