@@ -9,7 +9,7 @@ with the gathered and the full head.
 
 Data are random tokens with a random ~50% loss mask: throughput does not depend on the text.
 MFU = 6N + 12·L·H·Q·T FLOPs per token (PaLM) × tokens/s ÷ the GPU's dense bf16 peak, as the
-training run logs it (pipeline.train.train_flops_per_token): 6N counts the vocabulary projection at
+training run logs it (pipeline.trainmetrics.train_flops_per_token): 6N counts the vocabulary projection at
 every position, the full head's work; for the gathered head it counts only the share of positions
 projected (`head_share` in the JSON), so that MFU is work done. Each CUDA row names its GPU and the
 peak it was divided by (`gpu`, `peak_flops`).
@@ -45,8 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import atomic, attention, device  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
 from pipeline.optim import make_optimizer  # noqa: E402
-from pipeline.train import MaskedLM, Runtime, train_flops_per_token, train_step  # noqa: E402
+from pipeline.train import MaskedLM, train_step  # noqa: E402
 from pipeline.trainconfig import TrainConfig  # noqa: E402
+from pipeline.trainmetrics import train_flops_per_token  # noqa: E402
+from pipeline.trainsetup import Runtime  # noqa: E402
 
 
 class Unmasked(nn.Module):

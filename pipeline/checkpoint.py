@@ -3,7 +3,7 @@
 Layout of a checkpoint directory (model/ckpt/):
     config.json        GPTConfig fields
     model.safetensors  weights, GPT-2 parameter names (lm_head tied to wte, stored once)
-    state.pt           training state (optimizer, step, RNG, data position); see pipeline/train.py.
+    state.pt           training state (optimizer, step, RNG, data position); see pipeline/runstate.py.
                        Only in run checkpoints: model/ckpt (the DVC output) holds the model alone,
                        so the DVC cache does not store two optimizer moments per experiment.
 

@@ -21,17 +21,32 @@ from pipeline import attention, device, hf, paramcheck
 
 # Knobs that change what is logged or saved, not the weights: they may differ on resume.
 # (The attention kernel too: kernels agree to rounding, and `auto` may pick another on another GPU.)
-NON_TRAJECTORY_KEYS = {"eval_interval", "eval_iters", "ckpt_interval", "log_interval", "device", "attention"}
+NON_TRAJECTORY_KEYS = frozenset(
+    {"eval_interval", "eval_iters", "ckpt_interval", "log_interval", "device", "attention"}
+)
 
 # Settings of the run, not of a model recipe: read from `train` itself (the stage takes the data path
 # from train.variant, dvc.yaml its deps), so a profile that set one would record a run it is not.
 RUN_LEVEL_KEYS = ("variant", "init_from", "seed", "device", "profile", "profiles")
 
 # The code hashed into the fingerprint, beside this file (the settings and their defaults): the training
-# loop (step, model start), the window sampler (shards.py), the learning-rate schedule (lr.py), the
-# optimizer and its weight-decay groups (optim.py) and the model. Logging (runlog.py) changes no weight
-# and is left out.
-FINGERPRINT_CODE = ("trainconfig.py", "train.py", "shards.py", "lr.py", "optim.py", "model.py", "hf.py")
+# loop (sampler draw, step, dropout seeds: train.py), the run's start (device, dtype and first weights,
+# scratch or pretrained: trainsetup.py), what a resume restores (optimizer, scaler, RNG states, sampler
+# position: runstate.py), the window sampler (shards.py), the learning-rate schedule (lr.py), the optimizer
+# and its weight-decay groups (optim.py), the model and the loading of pretrained weights (hf.py). Logging
+# (runlog.py) and the speed figures (trainmetrics.py: FLOPs, timing, the summary) change no weight and are
+# left out.
+FINGERPRINT_CODE = (
+    "trainconfig.py",
+    "train.py",
+    "trainsetup.py",
+    "runstate.py",
+    "shards.py",
+    "lr.py",
+    "optim.py",
+    "model.py",
+    "hf.py",
+)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Reads params.yaml `train` (variant, profile, init_from, seed, device) and the chosen profile.
 Several GPUs: `torchrun --nproc_per_node=N -m stages.train` (DDP; grad_accum is split across them).
-An unfinished run with the same config, data and code resumes automatically (see pipeline/train.py).
+An unfinished run with the same config, data and code resumes automatically (see pipeline/trainsetup.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import sys
 
 from pipeline.device import dist_info_from_env
 from pipeline.params import load_params, project_root
-from pipeline.train import TrainSetupError, train
+from pipeline.train import train
 from pipeline.trainconfig import TrainConfig, TrainPaths
+from pipeline.trainsetup import TrainSetupError
 
 
 def main() -> int:

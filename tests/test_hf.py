@@ -64,8 +64,8 @@ def test_a_shorter_block_size_crops_a_gpt2_start(tmp_path: Path) -> None:
     crop): the trained model then says it was tuned on that window, and chat, evaluate and the export
     fill no more than that; the logits on what fits are the checkpoint's."""
     from pipeline import device
-    from pipeline.train import Runtime, fresh_model
     from pipeline.trainconfig import TrainConfig
+    from pipeline.trainsetup import Runtime, fresh_model
 
     path, ref = _hf_tiny(tmp_path / "tiny")
     cfg = TrainConfig(init_from=str(path), block_size=32, n_layer=2, n_head=2, n_embd=32, device="cpu")

@@ -515,7 +515,7 @@ def test_training_refuses_shards_that_differ_from_meta(tmp_path: Path) -> None:
     """The trainer verifies the shards against meta.json (sha256, counts, special ids) before
     training: a damaged or foreign shard used to train silently."""
     from pipeline.device import DistInfo
-    from pipeline.train import Runtime, TrainSetupError, check_data
+    from pipeline.trainsetup import Runtime, TrainSetupError, check_data
 
     dataset, _ = _dataset(tmp_path / "dataset", n_train=20, n_val=4)
     out = tmp_path / "tokens"

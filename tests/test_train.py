@@ -30,8 +30,9 @@ from pipeline.model import GPT, GPTConfig
 from pipeline.optim import param_groups
 from pipeline.shards import ShardWriter
 from pipeline.tokenizer import ENDOFTEXT_ID, render
-from pipeline.train import MaskedLM, TrainSetupError, train
+from pipeline.train import MaskedLM, train
 from pipeline.trainconfig import TrainConfig, TrainPaths
+from pipeline.trainsetup import TrainSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,7 +238,8 @@ def test_train_step_gradient_is_the_global_batch_mean_over_bot_tokens(gather: bo
     would give each of the 3 tokens 13x the weight of one of the 40) nor a weighting by window size."""
     from pipeline.device import DistInfo
     from pipeline.model import masked_cross_entropy
-    from pipeline.train import Runtime, train_step
+    from pipeline.train import train_step
+    from pipeline.trainsetup import Runtime
 
     torch.manual_seed(0)
     gpt = GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=2, n_embd=16))
@@ -835,7 +837,7 @@ def test_resume_compares_the_dataset_variant() -> None:
     """A run on the commercial variant must not be extended on the full one (or back)."""
     import dataclasses
 
-    from pipeline.train import resume_mismatch
+    from pipeline.trainsetup import resume_mismatch
 
     base = {"profile": "p", "init_from": "resume", "profiles": {"p": {"max_iters": 3}}}
     commercial = TrainConfig.from_params({**base, "variant": "commercial"})
@@ -848,15 +850,17 @@ def test_resume_compares_the_dataset_variant() -> None:
 
 def test_fingerprint_hashes_the_code_that_decides_the_weights() -> None:
     """An unfinished run must not resume once the settings' defaults, the sampler, the training step,
-    the learning-rate schedule, the optimizer's parameter groups, the model or the loading of pretrained
-    weights changed: the fingerprint
-    hashes the files that define them (a module split must keep them)."""
+    the first weights, what a resume restores, the learning-rate schedule, the optimizer's parameter
+    groups, the model or the loading of pretrained weights changed: the fingerprint hashes the files
+    that define them (a module split must keep them)."""
     from pipeline.hf import load_pretrained
     from pipeline.lr import lr_at
     from pipeline.optim import make_optimizer
+    from pipeline.runstate import restore_state
     from pipeline.shards import TokenShards
     from pipeline.train import GlobalBatches, train_step
     from pipeline.trainconfig import FINGERPRINT_CODE
+    from pipeline.trainsetup import fresh_model
 
     defining = {
         Path(sys.modules[obj.__module__].__file__)
@@ -870,6 +874,8 @@ def test_fingerprint_hashes_the_code_that_decides_the_weights() -> None:
             make_optimizer,
             GPT,
             load_pretrained,
+            fresh_model,
+            restore_state,
         )
     }
     hashed = {Path(sys.modules[TrainConfig.__module__].__file__).with_name(name) for name in FINGERPRINT_CODE}
@@ -989,7 +995,7 @@ def test_a_pretrained_start_says_the_profiles_shape_is_not_used(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pipeline import device
-    from pipeline.train import Runtime, fresh_model
+    from pipeline.trainsetup import Runtime, fresh_model
 
     start = _local_start(tmp_path / "start", n_layer=1)
     rt = Runtime(torch.device("cpu"), torch.float32, device.DistInfo())

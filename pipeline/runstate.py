@@ -1,0 +1,126 @@
+"""What a run checkpoint's state.pt carries so that a resumed run continues exactly: the loop's
+progress, the optimizer moments, the loss scaler, the RNG states and the sampler's position.
+
+With these restored (and dropout reseeded from (seed, step, micro-batch place): train.GlobalBatches),
+a resumed run ends bitwise equal to an uninterrupted one on CPU, whatever the process count. The
+state is plain data, so it loads with torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pipeline.trainconfig import TrainConfig
+
+if TYPE_CHECKING:  # train.py imports this module: a runtime import back would be a cycle
+    from pipeline.train import GlobalBatches
+
+
+@dataclass
+class Progress:
+    """What the loop tracks and a checkpoint must carry to continue exactly."""
+
+    step: int = 0
+    best_val_loss: float = float("inf")
+    initial_val_loss: float | None = None
+    last_val_loss: float | None = None
+    recent_train_losses: list[float] = field(default_factory=list)
+    # Tokens and seconds of the timed steps: each process leaves out its first log interval
+    # (compilation, warm-up: trainmetrics.Interval.warm), a resumed process too.
+    train_tokens: int = 0
+    train_seconds: float = 0.0
+    # Wall time of the earlier processes of this run, each up to its last checkpoint (work lost to
+    # a crash after it is not counted): a resumed or only-finalised run reports the whole run's time.
+    earlier_wall_seconds: float = 0.0
+    # Where the run's weights first came from (scratch, gpt2*, a directory): an extension
+    # (init_from=resume) keeps it, so metrics.json and the model card name the real start.
+    origin: str | None = None
+
+
+# What a state.pt must hold for restore_state to continue the run. make_state also writes
+# train_tokens, train_seconds, wall_seconds and origin; a state without them (older code) still resumes.
+STATE_KEYS = frozenset(
+    {
+        "step",
+        "best_val_loss",
+        "initial_val_loss",
+        "last_val_loss",
+        "recent_train_losses",
+        "optimizer",
+        "scaler",
+        "torch_rng",
+        "cuda_rng",
+        "data_rng",
+        "fingerprint",
+        "config",
+    }
+)
+
+
+def make_state(
+    progress: Progress,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batches: GlobalBatches,
+    fingerprint: str,
+    cfg: TrainConfig,
+    wall_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """The training state as plain data (loads with torch.load(weights_only=True)). `wall_seconds`:
+    the run's wall time so far, all its processes."""
+    return {
+        "step": progress.step,
+        "best_val_loss": progress.best_val_loss,
+        "initial_val_loss": progress.initial_val_loss,
+        "last_val_loss": progress.last_val_loss,
+        "recent_train_losses": list(progress.recent_train_losses),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "data_rng": batches.state(),
+        "fingerprint": fingerprint,
+        "config": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+        "train_tokens": progress.train_tokens,
+        "train_seconds": progress.train_seconds,
+        "wall_seconds": wall_seconds,
+        "origin": progress.origin or cfg.init_from,
+    }
+
+
+def restore_state(
+    state: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batches: GlobalBatches,
+) -> Progress:
+    optimizer.load_state_dict(state["optimizer"])
+    # The loss scaler exists only under float16 autocast, and `dtype` may resolve differently on
+    # another machine (bfloat16 -> float16 on a GPU without bf16; float16 -> float32 on CPU): a
+    # disabled scaler saved {}, which an enabled one refuses. Without a saved scale, start afresh.
+    if state["scaler"] and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    if (
+        state["cuda_rng"]
+        and torch.cuda.is_available()
+        and len(state["cuda_rng"]) == torch.cuda.device_count()
+    ):
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    batches.restore(state["data_rng"])
+    return Progress(
+        step=int(state["step"]),
+        best_val_loss=float(state["best_val_loss"]),
+        initial_val_loss=state["initial_val_loss"],
+        last_val_loss=state["last_val_loss"],
+        recent_train_losses=list(state["recent_train_losses"]),
+        train_tokens=int(state.get("train_tokens", 0)),
+        train_seconds=float(state.get("train_seconds", 0.0)),
+        earlier_wall_seconds=float(state.get("wall_seconds", 0.0)),
+        origin=state.get("origin") or json.loads(state["config"]).get("init_from"),
+    )
