@@ -29,6 +29,9 @@ class EvalSetupError(ValueError):
     """params.yaml `evaluate` cannot run against this model; one line naming the setting."""
 
 
+EVAL_BATCH = 8  # windows per validation batch; eval_iters batches (if set) are the per-source budget too
+
+
 EVAL_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "eval_iters", "prompts")
 PROMPT_KEYS = ("context", "turns")
 INTEGER_KEYS = {"max_new_tokens", "eval_iters", "seed", "top_k"}
@@ -265,6 +268,61 @@ class Transcript:
     stopped: list[bool]  # per reply: ended at <endOfText> / a stop string (True), else False
     # per reply: ended at another special token (<human>, <bot>, <|endoftext|>): a turn left unclosed
     stray: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What the evaluate stage writes: model/eval/metrics.json (`metrics`), sources.csv (`sources`),
+    transcripts.md (`transcripts`), and what it says: `warnings` (one line each, for stderr) and the
+    unrounded `loss` and decode `figures` its summary line prints."""
+
+    loss: LossReport
+    sources: list[SourceLoss]  # per-source bot-token loss, worst first
+    transcripts: list[Transcript]
+    figures: dict[str, Any]  # run_transcripts' decode figures, unrounded (NaN: not measured)
+    warnings: list[str]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The DVC metrics: rounded for a readable diff, and a figure that could not be measured is
+        null (JSON has no NaN)."""
+        measured = {
+            "val_loss_bot": round(self.loss.loss, 4),
+            "val_ppl_bot": round(self.loss.perplexity, 2),
+            "val_bot_tokens": self.loss.tokens,
+            "val_bot_tokens_share": round(self.loss.share, 4),
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in self.figures.items()},
+        }
+        return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in measured.items()}
+
+
+def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> EvalResult:
+    """The whole evaluation of a loaded model: bot-token loss over the val split (`val_dir`, token
+    shards), the same per source (`val_parquet` names each val conversation's source), and the
+    transcripts of params.yaml `evaluate` (`cfg`, as read: checked here against the model's window).
+
+    Raises EvalSetupError (one line) for settings the model cannot honour and for data that disagree
+    (shards vs val.parquet, a broken shard or parquet); FileNotFoundError for a missing input.
+    """
+    cfg = check_eval_params(cfg, model.config.block_size)
+    try:  # data that disagree (shards vs val.parquet, broken shards or parquet) raise ValueError
+        loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
+        # Per source, the same bot-token budget the overall loss gets (eval_iters batches of
+        # EVAL_BATCH windows), or every conversation when the whole split is scored.
+        sources = val_sources(val_parquet)
+        budget = (
+            None if cfg["eval_iters"] is None else cfg["eval_iters"] * EVAL_BATCH * model.config.block_size
+        )
+        by_source = loss_by_source(model, val_dir, sources, token_budget=budget)
+    except ValueError as e:
+        raise EvalSetupError(str(e)) from None
+    # A source whose val conversations hold no bot token has no loss: said, not silently dropped.
+    warnings = [
+        f"{unscored} has no bot token in the val split; no loss row"
+        for unscored in sorted(set(sources) - {r.source for r in by_source})
+    ]
+    transcripts, figures = run_transcripts(model, cfg["prompts"], cfg)
+    return EvalResult(loss, by_source, transcripts, figures, warnings)
 
 
 def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Transcript], dict]:

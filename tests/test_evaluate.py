@@ -91,6 +91,29 @@ def test_sources_that_do_not_match_the_shards_are_refused(val_dir: Path) -> None
         loss_by_source(tiny(32), val_dir, ["a", "b"], token_budget=100)
 
 
+def test_evaluate_model_gives_each_source_the_overall_budget(val_dir: Path, tmp_path: Path) -> None:
+    """eval_iters batches of EVAL_BATCH windows bound the overall loss and, counted in bot tokens,
+    each source's; the metrics are rounded and a figure not measured (no replies) is null."""
+    from pipeline.evaluate import EVAL_BATCH, EvalSetupError, evaluate_model
+
+    n = TokenShards(val_dir).n_conversations
+    sources = ["big"] * (n - 2) + ["small"] * 2
+    pq.write_table(pa.table({"source": sources}), tmp_path / "val.parquet")
+    model = tiny(32)
+    cfg = {**EVAL, "eval_iters": 1, "prompts": []}
+    result = evaluate_model(model, val_dir, tmp_path / "val.parquet", cfg)
+    assert 0 < result.loss.windows <= EVAL_BATCH and result.loss.share < 1
+    assert result.sources == loss_by_source(model, val_dir, sources, token_budget=EVAL_BATCH * 32)
+    assert {r.source: r.conversations for r in result.sources}["big"] < n - 2  # the budget bit
+    assert result.warnings == [] and result.transcripts == []
+    metrics = result.metrics
+    assert metrics["val_loss_bot"] == round(result.loss.loss, 4) and metrics["val_bot_tokens"] > 0
+    assert metrics["replies"] == 0 and metrics["stop_rate"] is None and metrics["mean_reply_tokens"] is None
+    pq.write_table(pa.table({"source": sources[:-1]}), tmp_path / "val.parquet")  # a stale build
+    with pytest.raises(EvalSetupError, match=r"conversations but \d+ sources given"):
+        evaluate_model(model, val_dir, tmp_path / "val.parquet", EVAL)
+
+
 def test_the_stage_says_which_source_got_no_loss_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
