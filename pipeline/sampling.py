@@ -59,8 +59,13 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     logits = (logits - logits.amax(dim=-1, keepdim=True)) / params.temperature
     logits = logits.nan_to_num_(nan=0.0, neginf=float("-inf"))
     if params.top_k is not None and params.top_k < logits.size(-1):
-        # Sample among the k best only: sort k values instead of the whole vocabulary.
-        values, indices = torch.topk(logits, params.top_k, dim=-1)
+        # Sample among the k best only: sort k values instead of the whole vocabulary. Tokens tied
+        # with the k-th keep their chance, as in transformers and vLLM (ties are common in bf16):
+        # take twice k, then drop what is below the k-th value (a tie of over k tokens at the
+        # boundary, never seen in practice, would lose its tail).
+        values, indices = torch.topk(logits, min(2 * params.top_k, logits.size(-1)), dim=-1)
+        kth = values[..., params.top_k - 1 : params.top_k]
+        values = values.masked_fill(values < kth, float("-inf"))
     elif params.top_p is not None and params.top_p < 1.0:
         values, indices = torch.sort(logits, dim=-1, descending=True)
     else:  # plain temperature sampling: no ordering needed

@@ -66,10 +66,13 @@ class StopStringDecoder:
         if not self.stop:
             out, self._pending = self._pending, ""
             return out
-        hits = [i for i in (self._pending.find(s) for s in self.stop) if i >= 0]
+        # The stop that completes first ends the reply (then the one that starts first): what the
+        # token-by-token check does across tokens, so that where tokens split the text cannot
+        # change the reply ("bc" inside "abcd" ends "abcd" at "a" however it was tokenized).
+        hits = [(i + len(s), i) for s in self.stop if (i := self._pending.find(s)) >= 0]
         if hits:
             self.stopped = True
-            out = self._pending[: min(hits)]
+            out = self._pending[: min(hits)[1]]
             self._pending = ""
             return out
         hold = self._held_tail(self._pending)
