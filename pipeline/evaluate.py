@@ -11,11 +11,11 @@ import csv
 import io
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,10 @@ from tqdm import tqdm
 
 from pipeline import paramcheck
 from pipeline.model import GPT, masked_token_losses
+
+if TYPE_CHECKING:
+    from pipeline.chat import ChatSession
+    from pipeline.engine import Engine
 
 
 class EvalSetupError(ValueError):
@@ -305,6 +309,9 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     (shards vs val.parquet, a broken shard or parquet); FileNotFoundError for a missing input.
     """
     cfg = check_eval_params(cfg, model.config.block_size)
+    from pipeline.engine import Engine
+
+    check_prompts_fit(Engine(model), cfg["prompts"], cfg)  # before minutes of scoring
     try:  # data that disagree (shards vs val.parquet, broken shards or parquet) raise ValueError
         loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
         # Per source, the same bot-token budget the overall loss gets (eval_iters batches of
@@ -325,24 +332,15 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     return EvalResult(loss, by_source, transcripts, figures, warnings)
 
 
-def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Transcript], dict]:
-    """Play each scripted prompt through a chat session; returns transcripts and decode figures.
-
-    stop_rate: the share of replies that ended as a bot turn should, at <endOfText> (or a stop
-    string); stray_stop_rate: the share ended by another special token (the engine stops on those
-    too, but a model that writes <human> has not learnt to close its turn). decode_tokens_per_s:
-    decode steps (reply tokens and the token that ended each) per second of reply_result, prefill
-    included, after one untimed warm-up reply.
-    """
+def check_prompts_fit(engine: Engine, prompts: list[dict], cfg: dict) -> list[Callable[[], ChatSession]]:
+    """A ChatSession maker per prompt, once each prompt's persona and every message alone fit the
+    window with the reply budget (history is cut oldest-first, so a later turn cannot fail where it
+    fits alone), else EvalSetupError naming the prompt: checked before the loss pass, so a prompt
+    too long for the model is said at once, not after minutes of scoring."""
     from pipeline.chat import ChatSession
-    from pipeline.engine import Engine
     from pipeline.sampling import MAX_SEED
-    from pipeline.tokenizer import END_OF_TURN_ID
 
-    engine = Engine(model)
-    transcripts: list[Transcript] = []
-    steps, new_tokens, seconds = 0, 0, 0.0
-    warm = True  # the first reply of a process pays one-off costs: not a decode figure
+    sessions = []
     for i, prompt in enumerate(prompts):
         session = partial(
             ChatSession,
@@ -358,15 +356,39 @@ def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Tr
             chat = session()
         except ValueError as e:  # persona too long for the window, a sampling setting out of range
             raise EvalSetupError(f"params.yaml evaluate.prompts[{i}]: {e}") from None
-        t = Transcript(context=prompt.get("context"), exchanges=[], stopped=[])
         for j, user_text in enumerate(prompt["turns"]):
             try:
                 chat.prompt_ids(user_text)  # fits the window? (the reply then cannot fail on it)
             except ValueError as e:
                 raise EvalSetupError(
                     f"params.yaml evaluate.prompts[{i}].turns[{j}]: {e} (or lower evaluate.max_new_tokens "
-                    f"{cfg['max_new_tokens']}, or train a longer block_size than {model.config.block_size})"
+                    f"{cfg['max_new_tokens']}, or train a longer block_size than {engine.block_size})"
                 ) from None
+        sessions.append(session)
+    return sessions
+
+
+def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Transcript], dict]:
+    """Play each scripted prompt through a chat session; returns transcripts and decode figures.
+
+    stop_rate: the share of replies that ended as a bot turn should, at <endOfText> (or a stop
+    string); stray_stop_rate: the share ended by another special token (the engine stops on those
+    too, but a model that writes <human> has not learnt to close its turn). decode_tokens_per_s:
+    decode steps (reply tokens and the token that ended each) per second of reply_result, prefill
+    included, after one untimed warm-up reply.
+    """
+    from pipeline.engine import Engine
+    from pipeline.tokenizer import END_OF_TURN_ID
+
+    engine = Engine(model)
+    sessions = check_prompts_fit(engine, prompts, cfg)
+    transcripts: list[Transcript] = []
+    steps, new_tokens, seconds = 0, 0, 0.0
+    warm = True  # the first reply of a process pays one-off costs: not a decode figure
+    for prompt, session in zip(prompts, sessions, strict=True):
+        chat = session()
+        t = Transcript(context=prompt.get("context"), exchanges=[], stopped=[])
+        for user_text in prompt["turns"]:
             if warm:  # on a session of its own: the transcript's replies are not changed by it
                 session().reply_result(user_text)
                 warm = False

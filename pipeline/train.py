@@ -284,7 +284,7 @@ class Run:
 
     @classmethod
     def start(cls, cfg: TrainConfig, paths: TrainPaths, rt: Runtime, wall_start: float) -> Run:
-        check_data(paths.data_dir, rt)
+        check_data(paths.data_dir, rt, cfg)
         for warning in cfg.warnings():
             rt.log(f"warning: {warning}")
         fingerprint = cfg.fingerprint(paths.data_dir)
@@ -420,7 +420,9 @@ class Run:
         if self.peak:
             flops = self.flops_per_token(timer.loss_tokens / timer.tokens)
             metrics["mfu"] = flops * tok_s / (self.peak * rt.dist.world_size)
-        if timer.warm:  # the first interval of a process includes compilation and warm-up
+        # The first interval of a process includes compilation and warm-up: left out, unless the
+        # run ends with nothing else timed (log_interval >= max_iters), where it is all there is.
+        if timer.warm or (progress.step == cfg.max_iters and progress.train_seconds == 0):
             progress.train_tokens += timer.tokens
             progress.train_seconds += timer.seconds
             self.timed_tokens += timer.tokens

@@ -122,6 +122,13 @@ class TrainConfig:
                     continue
                 if where != "train" and key in RUN_LEVEL_KEYS:
                     raise ValueError(f"params.yaml {where}.{key}: set it at train.{key}")
+                if where != "train" and key in merged:
+                    # The profile's value would win, and `dvc exp show` would list one the run
+                    # never used (`-S +train.max_iters=100` beside the profile's max_iters).
+                    raise ValueError(
+                        f"params.yaml train.{key} and {where}.{key} both set {key}: set it in one "
+                        f"place (dvc exp run -S {where}.{key}=...)"
+                    )
                 if key not in kinds:
                     raise KeyError(f"params.yaml {where}.{key}: unknown training setting")
                 merged[key] = _coerce(value, kinds[key])
@@ -176,7 +183,8 @@ class TrainConfig:
                 self.init_from.strip() != "",
                 "must name scratch, resume, a gpt2* model or a directory",
             ),
-            ("seed", self.seed >= 0, "must be >= 0"),
+            # torch.manual_seed takes up to 2**64 - 1; dropout seeds add step offsets to this one
+            ("seed", 0 <= self.seed < 2**63, "must be in [0, 2**63)"),
             (
                 "device",
                 re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
@@ -246,12 +254,20 @@ def _is_kind(value: Any, kind: str) -> bool:
 
 
 def _coerce(value: Any, kind: str) -> Any:
-    """YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string: take it as the number it spells
-    (paramcheck's rule, shared with build and tokenize); anything else is left for validated()."""
-    if kind != "float":
+    """YAML 1.1 (PyYAML) reads `1e-3` (no dot) as a string, and `dvc exp run -S max_iters=1e3`
+    writes 1000.0: take a value as the number it spells, an integral one where an integer is
+    expected (paramcheck's rule, shared with build and tokenize); anything else is left for
+    validated()."""
+    if kind not in ("int", "float"):
         return value
     n = paramcheck.number(value)
-    return value if n is None else float(n)
+    if n is None:
+        return value
+    if kind == "float":
+        return float(n)
+    if isinstance(n, float):
+        return int(n) if math.isfinite(n) and n.is_integer() else value
+    return n
 
 
 @dataclass

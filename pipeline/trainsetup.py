@@ -83,11 +83,19 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
 # ---------------------------------------------------------------- data
 
 
-def check_data(data_dir: Path, rt: Runtime) -> None:
+# Windows drawn to see whether the run's windows reach bot tokens (check_data), from a generator of
+# their own: the run's sample stream is untouched.
+PROBE_WINDOWS = 256
+
+
+def check_data(data_dir: Path, rt: Runtime, cfg: TrainConfig | None = None) -> None:
     """Refuse, before any work, token shards that cannot train a run; warn when validation is empty.
 
     The shards must match their meta.json (sha256 of every file, counts, special ids), the train
-    split must hold at least one loss (bot) token, and an empty val split means no val loss.
+    split must hold at least one loss (bot) token, and an empty val split means no val loss. With
+    `cfg`, windows of its block_size must reach bot tokens: a window starts at a human turn, so a
+    block_size of a few tokens sees only human text and every step's gradient is zero (a run that
+    "trained" and changed nothing); under half of them reaching one is worth a warning.
     """
     from pipeline.shards import TokenShards, verify_variant
 
@@ -111,6 +119,20 @@ def check_data(data_dir: Path, rt: Runtime) -> None:
         has_loss = any(np.any(shard.mask) for shard in train_split.shards)
     if not has_loss:
         raise TrainSetupError(f"{data_dir / 'train'}: no loss token (bot turn) in the train split")
+    if cfg is not None:
+        probe = np.random.default_rng(0)
+        _, _, mask = train_split.sample_batch(PROBE_WINDOWS, cfg.block_size, probe, cfg.window_align)
+        reaching = float(mask.any(axis=1).mean())
+        if reaching == 0:
+            raise TrainSetupError(
+                f"{data_dir / 'train'}: none of {PROBE_WINDOWS} windows of block_size {cfg.block_size} "
+                "reaches a bot token (a window starts at a human turn): raise block_size"
+            )
+        if reaching < 0.5:
+            rt.log(
+                f"warning: only {reaching:.0%} of windows of block_size {cfg.block_size} reach a bot "
+                "token; the other steps' windows teach nothing (raise block_size)"
+            )
     if val_split.n_conversations == 0:
         rt.log(f"warning: {data_dir / 'val'} is empty: no validation loss (val_loss is null)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.params import section
+from pipeline.params import load_params
 from pipeline.sources.download import raw_dir
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import normalize_source, write_outputs
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = argv[0]
     try:
-        result = normalize_source(get_source(name), raw_dir(name), section("normalize"))
+        result = normalize_source(get_source(name), raw_dir(name), load_params().get("normalize") or {})
     except SourceError as e:
         print(f"normalize: {e}", file=sys.stderr)
         return 1

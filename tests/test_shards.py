@@ -537,6 +537,40 @@ def test_training_refuses_shards_that_differ_from_meta(tmp_path: Path) -> None:
         verify_variant(out)
 
 
+def test_training_refuses_windows_too_short_to_reach_a_bot_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A window starts at a human turn: with block_size 4 every window held human text only, every
+    step's gradient was zero, and the run exited 0 with val loss unchanged (an untrained model)."""
+    from pipeline.device import DistInfo
+    from pipeline.trainconfig import TrainConfig
+    from pipeline.trainsetup import Runtime, TrainSetupError, check_data
+
+    dataset, _ = _dataset(tmp_path / "dataset", n_train=20, n_val=4)
+    out = tmp_path / "tokens"
+    _tokenize(dataset, out)
+    rt = Runtime(device=torch.device("cpu"), dtype=torch.float32, dist=DistInfo())
+
+    def cfg(block_size: int) -> TrainConfig:
+        return TrainConfig(n_layer=1, n_head=1, n_embd=8, block_size=block_size, device="cpu").validated()
+
+    with pytest.raises(TrainSetupError, match=r"none of 256 windows of block_size 2 reaches a bot token"):
+        check_data(out, rt, cfg(2))
+    check_data(out, rt, cfg(256))
+    assert "warning" not in capsys.readouterr().err
+    verdicts = []  # per block_size from 2: refused, warned, or fine
+    for block in range(2, 64):
+        try:
+            check_data(out, rt, cfg(block))
+        except TrainSetupError:
+            verdicts.append("refused")
+            continue
+        verdicts.append("warned" if "of windows of block_size" in capsys.readouterr().err else "fine")
+    # the shortest are refused, the next warned, the rest fine, each kind in one run
+    assert verdicts == sorted(verdicts, key=["refused", "warned", "fine"].index)
+    assert {"refused", "warned", "fine"} <= set(verdicts)
+
+
 # ---------------------------------------------------------------- pinned by mutation testing
 
 

@@ -337,6 +337,8 @@ def test_dropped_contrib_files_become_sources(root: Path) -> None:
             {"oasst1_lang": "en"},
             r"normalize\.oasst1_lang: moved to sources\.yaml, as oasst1's `options: \{language: \.\.\.\}`",
         ),
+        # a list (or `normalize: [...]`) was a TypeError traceback; `normalize: null` is the defaults
+        (["max_turn_chars"], r"normalize: expected a mapping of settings, got \['max_turn_chars'\]"),
     ],
 )
 def test_bad_normalize_setting_names_key_and_rule(root: Path, params: dict, message: str) -> None:

@@ -306,6 +306,13 @@ def test_eval_bot_token_loss_equals_full_logits_masked_loss(tokens: Path) -> Non
 # ---------------------------------------------------------------- a whole run
 
 
+def test_a_run_logged_once_still_reports_its_speed(tokens: Path, tmp_path: Path) -> None:
+    """The first logged interval (compilation, warm-up) is left out of the speed: with
+    log_interval >= max_iters it was the only one, and the run said `None tokens/s`."""
+    summary = train(tiny_config(max_iters=3, log_interval=5, eval_interval=3), paths_in(tmp_path, tokens))
+    assert summary["tokens_per_sec"] is not None and summary["tokens_per_sec"] > 0
+
+
 def test_training_learns_and_writes_every_output(tokens: Path, tmp_path: Path) -> None:
     cfg = tiny_config(max_iters=24, eval_interval=12, ckpt_interval=12)
     summary = train(cfg, paths_in(tmp_path, tokens))

@@ -317,6 +317,8 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
         raise SourceError(
             f"{spec.name}: {folder} is missing; run `python -m stages.download {spec.name}` first"
         )
+    if not isinstance(params, dict):
+        raise SourceError(f"params.yaml normalize: expected a mapping of settings, got {params!r}"[:200])
     try:  # the turn schema's bound caps max_turn_chars; min_turns below 2 counts as 2
         if "oasst1_lang" in params:
             raise ValueError(
