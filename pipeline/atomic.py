@@ -1,15 +1,24 @@
 """Atomic file writes: a reader (or a killed run) never sees a half-written file.
 
-Everything goes to a temporary sibling first and is renamed into place with
-os.replace, which is atomic on POSIX when source and target share a filesystem.
+Everything goes to a temporary sibling first and is renamed into place with os.replace, which is
+atomic on POSIX when source and target share a filesystem. The data is fsynced before the rename
+and the folder after it, so a machine that loses power keeps the old version or the new one, never
+an empty file under the new name. A whole folder is swapped in with one exchange of names where
+the kernel offers it (Linux renameat2), so there is no instant without the folder. What a killed
+write left beside its target (`.<name>.*.tmp`, `.<name>.old`) is removed by the next write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -32,11 +41,68 @@ def remove_stale(target: str | os.PathLike[str]) -> None:
     """Delete what a killed atomic_dir / atomic_path for `target` left beside it (`.<name>.*.tmp`,
     `.<name>.old`): nothing else reads or removes them, and a dataset copy is large."""
     target = Path(target)
-    for stale in [*target.parent.glob(f".{target.name}.*.tmp"), target.with_name(f".{target.name}.old")]:
+    # mkstemp / mkdtemp names: the prefix, 8 random characters, the suffix. Exactly that, so that
+    # the temporary of `val.parquet` being written is not taken for a leftover of `val`.
+    temp_name = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp")
+    leftovers = [
+        p for p in target.parent.glob(f".{glob.escape(target.name)}.*.tmp") if temp_name.fullmatch(p.name)
+    ]
+    for stale in [*leftovers, target.with_name(f".{target.name}.old")]:
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a folder's entries (a rename into it, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and folder below `root` (and `root`): what a rename then publishes."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder, name)
+            if not path.is_symlink():
+                fsync_file(path)
+        fsync_dir(folder)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """glibc's renameat2, or None (another libc, another OS)."""
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except OSError:
+        return None
+
+
+def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap the names `a` and `b` in one step (both must exist); False where the kernel, the
+    filesystem or the C library cannot (the caller then renames twice)."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
 @contextlib.contextmanager
@@ -44,6 +110,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success rename it over `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target)  # a killed write's temporary
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -51,7 +118,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         if tmp_path.exists():  # the caller may have written it by a replace of its own
             give_default_mode(tmp_path)
+            fsync_file(tmp_path)
         os.replace(tmp_path, target)
+        fsync_dir(target.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -62,6 +131,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces `target` as a whole."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target)  # a killed write's copy (a whole dataset or model) and its set-aside old one
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     give_default_mode(tmp)  # what is created inside gets the umask's modes by itself
     try:
@@ -71,7 +141,10 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         for path in tmp.rglob("*"):
             if not path.is_symlink():
                 give_default_mode(path)
-        if target.exists():
+        fsync_tree(tmp)
+        if target.exists() and exchange(tmp, target):
+            pass  # the old folder now sits at `tmp`, removed below
+        elif target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
@@ -79,6 +152,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+        fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

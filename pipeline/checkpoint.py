@@ -140,16 +140,25 @@ def save_run_checkpoint(
         save_state(state, tmp)
         if extra is not None:
             extra(tmp)
+        atomic.fsync_tree(tmp)  # on disk before the name says it is there (power loss, not only kill -9)
         if target.exists():  # the same step saved again (a resumed run): set the old one aside first
             os.replace(target, tmp.with_name(f".{target.name}.old"))
         os.replace(tmp, target)
+        atomic.fsync_dir(run_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     # Older steps, and what a save killed half-way left (a full-size `.step-*.tmp` copy, or the
-    # `.step-*.old` a re-save set aside): nothing else would ever remove those hidden folders.
-    for old in [*run_checkpoints(run_dir), *run_dir.glob(".step-*.tmp"), *run_dir.glob(".step-*.old")]:
-        if old != target:
-            shutil.rmtree(old, ignore_errors=True)
+    # `.step-*.old` a re-save set aside): nothing else would ever remove those hidden folders. An
+    # old step is first renamed to a hidden `.step-*.old` (one atomic step): a kill while its files
+    # are deleted one by one must not leave a `step-N/` without weights, which no later prune sees
+    # (it lists complete steps), holding the optimizer state (gigabytes at GPT-2 sizes).
+    for leftover in [*run_dir.glob(".step-*.tmp"), *run_dir.glob(".step-*.old")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    for step_dir in [p for p in run_dir.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and p != target]:
+        aside = step_dir.with_name(f".{step_dir.name}.old")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(step_dir, aside)
+        shutil.rmtree(aside, ignore_errors=True)
     return target
 
 

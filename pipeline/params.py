@@ -63,7 +63,10 @@ def yaml_error(e: yaml.YAMLError, where: str) -> str:
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
-        data = safe_load(f) or {}
+        try:
+            data = safe_load(f) or {}
+        except yaml.YAMLError as e:  # a repeated key, a tab: one line naming the file and line
+            raise ValueError(yaml_error(e, str(path))) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data

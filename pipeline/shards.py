@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import sha256_file
+from pipeline.atomic import fsync_dir, sha256_file
 from pipeline.tokenizer import ENDOFTEXT_ID, HUMAN_ID, N_VOCAB, SPECIAL_TOKENS, TOKEN_DTYPE
 
 MASK_DTYPE = np.dtype(np.uint8)
@@ -81,14 +81,6 @@ class ShardInfo:
             "n_conversations": self.n_conversations,
             "n_loss_tokens": self.n_loss_tokens,
         }
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _OpenShard:

@@ -99,3 +99,43 @@ def test_failing_atomic_dir_body_leaves_the_existing_directory(tmp_path: Path) -
         (tmp / "b.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_what_a_killed_write_left_is_removed_by_the_next_one_and_nothing_else(tmp_path: Path) -> None:
+    """A kill inside atomic_dir left `.<name>.*.tmp` (a whole model copy) and, between its two
+    renames, `.<name>.old`; nothing removed them, so each kill of export or train's finish kept a
+    model's worth of disk. The temporary of a neighbour named like it is not a leftover."""
+    target = tmp_path / "hf"
+    (tmp_path / ".hf.k1ll3d_1.tmp").mkdir()  # mkdtemp's shape: 8 characters
+    (tmp_path / ".hf.k1ll3d_1.tmp" / "model.safetensors").write_bytes(b"x" * 100)
+    (tmp_path / ".hf.old").mkdir()
+    (tmp_path / ".hf.json.abcdefgh.tmp").write_text("another file's write in progress")
+    (tmp_path / ".metrics.json.q1w2e3r4.tmp").write_text("a killed single-file write")
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / "config.json").write_text("{}")
+    atomic.write_text(tmp_path / "metrics.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hf.json.abcdefgh.tmp", "hf", "metrics.json"]
+
+
+def test_a_folder_is_replaced_with_no_instant_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two renames (target -> .old, temporary -> target) left a window where the folder was missing;
+    a kill there left a rerun without it. Where the kernel can exchange two names, one step does."""
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    replaced: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def watched(src, dst):  # noqa: ANN001 - os.replace's own
+        replaced.append((Path(src).name, Path(dst).name))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", watched)
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    if atomic._renameat2() is not None:  # glibc: the exchange did it, target never left its name
+        assert replaced == []

@@ -339,11 +339,11 @@ def test_a_build_removes_what_a_killed_build_of_its_variant_left(tmp_path):
     perhaps `.full.old`; the next build of that variant deletes them, the other variant's stay."""
     write_tables(tmp_path, {"good": many("good", 4)})
     data = tmp_path / "data/dataset"
-    for stale in (".full.k1ll3d.tmp", ".full.old", ".commercial.run.tmp"):
+    for stale in (".full.k1ll3d_x.tmp", ".full.old", ".commercial.run_tidy.tmp"):  # mkdtemp: 8 characters
         (data / stale / "_scratch").mkdir(parents=True)
         (data / stale / "train.parquet").write_bytes(b"x" * 10)
     build(tmp_path, ["good"])
-    assert sorted(p.name for p in data.iterdir()) == [".commercial.run.tmp", "full"]
+    assert sorted(p.name for p in data.iterdir()) == [".commercial.run_tidy.tmp", "full"]
     assert json.loads((data / "full/stats.json").read_text())["totals"]["rows_read"] == 8
 
 

@@ -87,6 +87,20 @@ def test_run_checkpoints_are_whole_and_pruned(tmp_path: Path) -> None:
     assert not [p for p in run.iterdir() if p.name.endswith(".old")]
 
 
+def test_a_step_killed_while_it_was_pruned_is_pruned_later(tmp_path: Path) -> None:
+    """rmtree deletes a step's files one by one: a kill after its weights went left `step-N/` with
+    the optimizer state (gigabytes at GPT-2 sizes), which no later prune saw (it listed complete
+    steps only) for the rest of the run."""
+    model = _tiny()
+    run = tmp_path / "run"
+    checkpoint.save_run_checkpoint(model, _state(model, 5), run, 5)
+    half_pruned = checkpoint.save_run_checkpoint(model, _state(model, 10), run, 10)
+    (half_pruned / checkpoint.WEIGHTS_FILE).unlink()  # where the kill struck
+    assert checkpoint.run_checkpoints(run) == []
+    latest = checkpoint.save_run_checkpoint(model, _state(model, 15), run, 15)
+    assert sorted(p.name for p in run.iterdir()) == [latest.name]
+
+
 def test_missing_state_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no training state"):
         checkpoint.load_state(tmp_path)

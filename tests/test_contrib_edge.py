@@ -361,7 +361,7 @@ def test_a_key_given_twice_in_sources_yaml_or_params_yaml_is_refused(tmp_path: P
         load_registry(registry)
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  lr: 1\n  lr: 2\n")
-    with pytest.raises(yaml.YAMLError, match="found duplicate key 'lr'"):
+    with pytest.raises(ValueError, match=r"params\.yaml:3: not valid YAML \(found duplicate key 'lr'"):
         load_yaml(params)
 
 

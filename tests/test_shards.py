@@ -571,6 +571,52 @@ def test_training_refuses_windows_too_short_to_reach_a_bot_token(
     assert {"refused", "warned", "fine"} <= set(verdicts)
 
 
+def test_a_tokenize_worker_dies_with_its_stage() -> None:
+    """A kill -9 of the tokenize stage left its spawned workers running for ever (re-parented to
+    pid 1), holding the stage's output pipe open: a `| tee` or CI log hung on them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    worker = (
+        "import time; from pipeline.encode import die_with_parent; die_with_parent(); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    stage = (
+        "import subprocess, sys, time; "
+        f"w = subprocess.Popen([sys.executable, '-c', {worker!r}], stdout=subprocess.PIPE, text=True); "
+        "assert w.stdout.readline() == 'ready\\n'; print(w.pid, flush=True); time.sleep(120)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", stage],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        pid = int(parent.stdout.readline())
+        assert psutil.pid_exists(pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
+
+        def gone() -> bool:
+            try:
+                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        deadline = time.monotonic() + 30
+        while not gone() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(), "the worker outlived its killed parent"
+    finally:
+        parent.kill()
+        parent.wait(30)
+
+
 # ---------------------------------------------------------------- pinned by mutation testing
 
 

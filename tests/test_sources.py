@@ -409,13 +409,13 @@ def test_a_killed_runs_leftovers_go_at_the_next_run(root: Path) -> None:
     spec = load_registry()["contrib"]
     raw = raw_dir("contrib", root)
     raw.parent.mkdir(parents=True, exist_ok=True)
-    partial_copy = raw.parent / ".contrib.k1ll3d.tmp"
+    partial_copy = raw.parent / ".contrib.k1ll3d_x.tmp"  # mkdtemp's shape: 8 random characters
     partial_copy.mkdir()
     (partial_copy / "half.txt").write_text("half")
     folder = download(spec)
     paths = output_paths("contrib", root)
     paths["turns"].parent.mkdir(parents=True, exist_ok=True)
-    partial_table = paths["turns"].with_name(".contrib.parquet.k1ll3d.tmp")
+    partial_table = paths["turns"].with_name(".contrib.parquet.k1ll3d_x.tmp")
     partial_table.write_bytes(b"PAR1")
     write_outputs(normalize_source(spec, folder, {}), "contrib", root)
     assert not partial_copy.exists() and not partial_table.exists()
