@@ -319,6 +319,8 @@ def test_evaluate_stage_one_line_errors_and_json_without_nan(
     assert stage.main() == 1
     err = capsys.readouterr().err.strip().splitlines()
     # (after the val-loss bar's clearing, which a bar left open by an earlier test in this process nests)
-    assert err[-1].split("\x1b[A")[-1].startswith(
-        "evaluate: data/tokens/full/val: 3 conversations but 2 sources given"
+    assert (
+        err[-1]
+        .split("\x1b[A")[-1]
+        .startswith("evaluate: data/tokens/full/val: 3 conversations but 2 sources given")
     ), err
