@@ -233,6 +233,19 @@ def test_a_system_message_meets_the_text_rules_as_context(tmp_path: Path) -> Non
     assert _reconciles(result.report)
 
 
+def test_a_turn_cut_by_an_unreadable_line_says_so(tmp_path: Path) -> None:
+    """Invalid UTF-8 in the middle of a turn was reported as the turn "not closed by <endOfText>"
+    and its closing line as "text outside a turn": two wrong reasons beside the real one."""
+    body = b"<human> first line\nsecond caf\xe9 line\nthird line <endOfText>\n<bot> ok <endOfText>\n"
+    _put(tmp_path, "cut.txt", body)
+    q = _normalize(tmp_path).quarantine.sort("origin")
+    reasons = dict(zip(q["origin"].to_list(), q["reason"].to_list(), strict=True))
+    assert reasons["cut.txt:1"] == "<human> turn cut by line 2, which is unreadable (utf8)"
+    assert reasons["cut.txt:2"].startswith("invalid UTF-8")
+    assert reasons["cut.txt:3"] == "the rest of the turn of line 1, which an unreadable line cut"
+    assert "outside" not in " ".join(reasons.values())
+
+
 def test_old_mac_line_endings_in_json_lines(tmp_path: Path) -> None:
     """A JSON Lines file with lone CR line endings: one record per line, numbered as lines."""
     _put(tmp_path, "mac.jsonl", (_pair("q1", "a1") + _pair("q2", "a2")).replace("\n", "\r"))

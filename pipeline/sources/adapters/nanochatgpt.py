@@ -43,6 +43,7 @@ class _Parser:
         self.conv: str | None = None
         self.turn: tuple[str, int, list[str]] | None = None  # (role, line, text parts)
         self.started = (0, 0)  # (line, conversations started on it so far)
+        self.cut_turn: int | None = None  # the line of a turn an unreadable line cut, until its end
 
     def key(self, line: int) -> str:
         if self.conv is None:
@@ -53,8 +54,9 @@ class _Parser:
             self.conv = f"{self.key_prefix}{line}" + (f".{n}" if n > 1 else "")
         return self.conv
 
-    def close_turn(self, closed: bool = True) -> None:
-        """Emit the open turn; `closed` is False when no <endOfText> ended it (a broken turn)."""
+    def close_turn(self, closed: bool = True, cut_by: str | None = None) -> None:
+        """Emit the open turn; `closed` is False when no <endOfText> ended it (a broken turn), and
+        `cut_by` then says what cut it (an unreadable line) instead of a missing <endOfText>."""
         if self.turn is None:
             return
         role, line, parts = self.turn
@@ -63,24 +65,26 @@ class _Parser:
         if closed:
             self.rows.add(self.conv, "".join(parts), origin, role=role)
         else:
-            reason = f"<{role}> turn not closed by <endOfText>"
+            reason = f"<{role}> turn " + (cut_by or "not closed by <endOfText>")
             self.rows.bad(origin, "turn_unclosed", reason, conv_key=self.conv, text="".join(parts), role=role)
+            if cut_by is not None:
+                self.cut_turn = line  # its remaining lines, up to its <endOfText>, are no turn's text
 
     def end_conversation(self) -> None:
         self.close_turn(closed=False)
         self.conv = None
+        self.cut_turn = None
 
     def text(self, chunk: str, line: int) -> None:
         if self.turn is not None:
             self.turn[2].append(chunk)
         elif chunk.strip():
-            self.rows.bad(
-                f"{self.rel}:{line}",
-                "format",
-                "text outside a <human>/<bot> turn (each turn starts with <human> or <bot>)",
-                conv_key=self.key(line),
-                text=chunk,
+            reason = (
+                f"the rest of the turn of line {self.cut_turn}, which an unreadable line cut"
+                if self.cut_turn is not None
+                else "text outside a <human>/<bot> turn (each turn starts with <human> or <bot>)"
             )
+            self.rows.bad(f"{self.rel}:{line}", "format", reason, conv_key=self.key(line), text=chunk)
 
     def line(self, text: str, n: int) -> None:
         if not text.strip():
@@ -89,6 +93,7 @@ class _Parser:
         pos = 0
         for m in _MARKER.finditer(text):
             self.text(text[pos : m.start()], n)
+            self.cut_turn = None  # a marker ends what was left of a cut turn
             tag = m.group(1).lower()
             if tag in ("human", "bot"):
                 self.close_turn(closed=False)
@@ -110,6 +115,8 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str = "") -> None
         if rec.ok:
             parser.line(rec.value, rec.line)
         else:
-            parser.close_turn(closed=False)
+            parser.close_turn(
+                closed=False, cut_by=f"cut by line {rec.line}, which is unreadable ({rec.check})"
+            )
             rows.bad(f"{rel}:{rec.line}", rec.check, rec.reason, conv_key=parser.key(rec.line), text=rec.raw)
     parser.end_conversation()
