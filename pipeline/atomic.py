@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import glob
 import hashlib
@@ -39,7 +40,9 @@ def give_default_mode(path: Path) -> None:
 
 def remove_stale(target: str | os.PathLike[str]) -> None:
     """Delete what a killed atomic_dir / atomic_path for `target` left beside it (`.<name>.*.tmp`,
-    `.<name>.old`): nothing else reads or removes them, and a dataset copy is large."""
+    `.<name>.old`): nothing else reads or removes them, and a dataset copy is large. A temporary
+    that a live write holds (its flock) is left alone: two writes of one file at once still end
+    with the last one's, as they did before."""
     target = Path(target)
     # mkstemp / mkdtemp names: the prefix, 8 random characters, the suffix. Exactly that, so that
     # the temporary of `val.parquet` being written is not taken for a leftover of `val`.
@@ -48,10 +51,41 @@ def remove_stale(target: str | os.PathLike[str]) -> None:
         p for p in target.parent.glob(f".{glob.escape(target.name)}.*.tmp") if temp_name.fullmatch(p.name)
     ]
     for stale in [*leftovers, target.with_name(f".{target.name}.old")]:
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
+        if not _in_use(stale):
+            _remove(stale)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a folder or a link (a link is not followed: its target is not ours)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a live write holds `path` (an flock, which the kernel drops when its holder dies)."""
+    if path.is_symlink():
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:  # a filesystem without flock: nothing tells a live write from a killed one
+        return False
+    finally:
+        os.close(fd)
+
+
+def _hold(fd: int) -> None:
+    """flock a temporary for the length of its write (see remove_stale)."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -112,7 +146,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)  # a killed write's temporary
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    _hold(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -122,6 +156,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp_path, target)
         fsync_dir(target.parent)
     finally:
+        os.close(fd)
         if tmp_path.exists():
             tmp_path.unlink()
 
@@ -134,6 +169,8 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     remove_stale(target)  # a killed write's copy (a whole dataset or model) and its set-aside old one
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     give_default_mode(tmp)  # what is created inside gets the umask's modes by itself
+    fd = os.open(tmp, os.O_RDONLY)
+    _hold(fd)
     try:
         yield tmp
         # Some writers make private files whatever the umask (safetensors' save_file: 0600), which
@@ -142,19 +179,21 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
             if not path.is_symlink():
                 give_default_mode(path)
         fsync_tree(tmp)
-        if target.exists() and exchange(tmp, target):
+        present = target.exists() or target.is_symlink()
+        if present and exchange(tmp, target):
             pass  # the old folder now sits at `tmp`, removed below
-        elif target.exists():
+        elif present:
             old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
             os.replace(target, old)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
             os.replace(tmp, target)
         fsync_dir(target.parent)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
+        _remove(tmp)
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

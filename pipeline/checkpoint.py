@@ -141,9 +141,13 @@ def save_run_checkpoint(
         if extra is not None:
             extra(tmp)
         atomic.fsync_tree(tmp)  # on disk before the name says it is there (power loss, not only kill -9)
-        if target.exists():  # the same step saved again (a resumed run): set the old one aside first
+        if target.exists() and atomic.exchange(tmp, target):
+            pass  # the same step saved again (a resumed run): the old copy is now at tmp, removed below
+        elif target.exists():  # no exchange here: set the old one aside first
             os.replace(target, tmp.with_name(f".{target.name}.old"))
-        os.replace(tmp, target)
+            os.replace(tmp, target)
+        else:
+            os.replace(tmp, target)
         atomic.fsync_dir(run_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

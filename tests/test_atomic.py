@@ -139,3 +139,46 @@ def test_a_folder_is_replaced_with_no_instant_without_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     if atomic._renameat2() is not None:  # glibc: the exchange did it, target never left its name
         assert replaced == []
+
+
+def test_two_writes_of_one_file_at_once_both_finish(tmp_path: Path) -> None:
+    """Each write removes what a killed one left: the first version of that deleted a live write's
+    temporary too, and its rename then failed (two copies of a benchmark writing one --json)."""
+    import threading
+
+    target = tmp_path / "metrics.json"
+    inside, go_on = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def slow_writer() -> None:
+        try:
+            with atomic.atomic_path(target) as tmp:
+                tmp.write_text("writer 1")
+                inside.set()
+                go_on.wait(30)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert inside.wait(30)
+    atomic.write_text(target, "writer 2")
+    go_on.set()
+    thread.join(30)
+    assert errors == [] and target.read_text() == "writer 1"  # the last to finish wins, as a plain write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_an_output_that_is_a_link_is_replaced_and_later_writes_still_work(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "bigdisk" / "hf"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "kept.txt").write_text("not ours to delete")
+    target = tmp_path / "model" / "hf"
+    target.parent.mkdir()
+    target.symlink_to(elsewhere)
+    for n in range(3):
+        with atomic.atomic_dir(target) as tmp:
+            (tmp / "config.json").write_text(str(n))
+    assert (target / "config.json").read_text() == "2" and not target.is_symlink()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["hf"]
+    assert (elsewhere / "kept.txt").read_text() == "not ours to delete"  # a link is not followed
