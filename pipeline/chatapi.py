@@ -27,6 +27,7 @@ from pipeline.stops import check_stop_strings
 if TYPE_CHECKING:
     from pipeline.engine import Engine, Generation
 
+WAIT_POLL_SECONDS = 0.25  # how often a waiting request asks whether its client is still there
 MAX_WAITING = 8  # requests that may wait for the engine while one generates; more get 503 (--max-waiting)
 CLIENT_CHECK_EVERY = 16  # reply pieces (about a token each) between checks that the client is still there
 PERSONA_ROLES = frozenset(
@@ -215,30 +216,53 @@ class ChatService:
         self.max_waiting = max_waiting
         self._admitted = 0  # requests generating or waiting for `lock`
         self._admitted_lock = threading.Lock()
-        self._turn_seconds = 1.0  # a running mean of how long one request holds the engine
+        # A running mean of how long a generation holds the engine (None until the first): what a
+        # refused client is told to wait (Retry-After), since each finished turn frees a place.
+        self._turn_seconds: float | None = None
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self, client_left: Callable[[], bool] | None = None) -> Iterator[None]:
         """Hold the engine for one request, after those already waiting; raise ServerBusy at once
-        when max_waiting requests wait already (OpenAI's clients retry a 503 after Retry-After)."""
+        when max_waiting requests wait already (OpenAI's clients retry a 503 after Retry-After).
+
+        While it waits, `client_left` is asked every WAIT_POLL_SECONDS: a request whose client has
+        gone leaves the line (ClientLeft) rather than keep a place that live clients are refused."""
         with self._admitted_lock:
             if self._admitted > self.max_waiting:  # one generating, max_waiting waiting
                 raise ServerBusy(
                     f"the server is busy: one request is generating and {self.max_waiting} wait "
                     "(serve --max-waiting); try again shortly",
-                    retry_after=max(1, min(60, math.ceil(self._turn_seconds))),
+                    retry_after=max(1, min(60, math.ceil(self._turn_seconds or 1.0))),
                 )
             self._admitted += 1
         try:
-            with self.lock:
+            while not self.lock.acquire(timeout=WAIT_POLL_SECONDS):
+                if client_left is not None and client_left():
+                    raise ClientLeft("while its request waited: not generated")
+            try:
                 start = time.monotonic()
-                try:
-                    yield
-                finally:
-                    self._turn_seconds = 0.8 * self._turn_seconds + 0.2 * (time.monotonic() - start)
+                yield
+                # Only a turn that generated teaches the mean: one that ended at once (a client
+                # gone, a refusal) says nothing of how long the next one will hold the engine.
+                took = time.monotonic() - start
+                last = self._turn_seconds
+                self._turn_seconds = took if last is None else 0.7 * last + 0.3 * took
+            finally:
+                self.lock.release()
         finally:
             with self._admitted_lock:
                 self._admitted -= 1
+
+    def prepare(self, req: ChatRequest) -> ChatSession:
+        """The request's ChatSession, once everything that can only be a 400 is checked (the reply
+        budget, the persona, the new message against the window): done before the request joins
+        the line, so that it is answered 400 at once, never 503 or after the others' replies."""
+        session = self.session(req)
+        try:
+            session.prompt_ids(req.user_text)
+        except ValueError as e:  # the new message alone does not fit the window
+            raise RequestError(str(e), "messages") from e
+        return session
 
     def session(self, req: ChatRequest) -> ChatSession:
         """A ChatSession holding the request's persona and past turns."""
@@ -264,13 +288,18 @@ class ChatService:
             session.add_turn(role, text)
         return session
 
-    def complete(self, req: ChatRequest, client_left: Callable[[], bool] | None = None) -> dict[str, Any]:
-        """A chat.completion object. Call under `lock`.
+    def complete(
+        self,
+        req: ChatRequest,
+        client_left: Callable[[], bool] | None = None,
+        session: ChatSession | None = None,
+    ) -> dict[str, Any]:
+        """A chat.completion object. Call within `turn()`; `session`: prepare(req)'s, if made already.
 
         `client_left` is asked every CLIENT_CHECK_EVERY pieces of the reply; once it says yes, the
         generation stops and ClientLeft is raised (a reply nobody reads must not hold the lock)."""
         results: list[Generation] = []
-        session = self.session(req)
+        session = session or self.session(req)
         pieces = session.stream(req.user_text, results)
         text: list[str] = []
         try:
@@ -295,13 +324,14 @@ class ChatService:
             "usage": _usage(session, gen),
         }
 
-    def stream(self, req: ChatRequest) -> Iterator[dict[str, Any]]:
+    def stream(self, req: ChatRequest, session: ChatSession | None = None) -> Iterator[dict[str, Any]]:
         """chat.completion.chunk objects: the role, then text pieces, then the finish reason.
-        Call under `lock`, and close the iterator if you stop early (generation stops with it).
+        Call within `turn()`, and close the iterator if you stop early (generation stops with it);
+        `session`: prepare(req)'s, if made already.
 
         Validation errors raise here, before the first chunk, so the caller can still answer 400.
         """
-        session = self.session(req)
+        session = session or self.session(req)
         results: list[Generation] = []
         pieces = session.stream(req.user_text, results)
         try:

@@ -52,6 +52,7 @@ from pipeline.chatapi import MAX_WAITING, ChatRequest, ChatService, ClientLeft, 
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+LISTEN_BACKLOG = 128  # connections the kernel holds for accept() (socketserver's default: 5)
 MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused (413) before it is read
 MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -212,14 +213,15 @@ class Handler(BaseHTTPRequestHandler):
         self._streaming = False
         try:
             req = ChatRequest.parse(self._body())
-            with self.service.turn():
+            session = self.service.prepare(req)  # a 400 is said at once, never after the line
+            with self.service.turn(self._client_left):
                 # Requests queue for the engine; one whose client gave up meanwhile is not generated.
                 if self._client_left():
                     raise ClientLeft("while its request waited: not generated")
                 if req.stream:  # a stream stops at the first write that fails
-                    self._sse(self.service.stream(req))
+                    self._sse(self.service.stream(req, session))
                 else:
-                    self._json(HTTPStatus.OK, self.service.complete(req, self._client_left))
+                    self._json(HTTPStatus.OK, self.service.complete(req, self._client_left, session))
         except RequestError as e:
             self._error(e.status, str(e), "invalid_request_error", e.param)
         except ServerBusy as e:
@@ -443,12 +445,12 @@ def make_server(
 ) -> ThreadingHTTPServer:
     """A ready server (not yet serving); port 0 picks a free port (see server.server_address)."""
     handler = type("BoundHandler", (Handler,), {"service": service})
-    server_class = ThreadingHTTPServer
+    # socketserver listens with a backlog of 5: a burst of clients while a generation keeps the
+    # CPUs busy was reset by the kernel before the server could answer them 503.
+    settings: dict[str, Any] = {"request_queue_size": LISTEN_BACKLOG}
     if ":" in host:  # an IPv6 address
-        server_class = type(
-            "ThreadingHTTPServerV6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6}
-        )
-    server = server_class((host, port), handler)
+        settings["address_family"] = socket.AF_INET6
+    server = type("ChatHTTPServer", (ThreadingHTTPServer,), settings)((host, port), handler)
     server.daemon_threads = True
     handler.allowed_hosts = _allowed_hosts(host, server.server_address[0])
     return server

@@ -752,11 +752,11 @@ class GateLock:
         self.waiting = threading.Event()
         self.released = threading.Event()
 
-    def __enter__(self) -> None:
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         self.waiting.set()
-        self.lock.acquire()
+        return self.lock.acquire(blocking, timeout)
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         self.lock.release()
         self.released.set()
 
@@ -795,12 +795,46 @@ def test_a_request_whose_client_left_while_it_waited_is_not_generated(enc) -> No
         client.sendall(_chat("localhost", close=False))
         client.close()  # ... and its client gives up
         assert gate.waiting.wait(30)
-        gate.lock.release()
-        assert gate.released.wait(30)
+        # It leaves the line while the generation still runs (a place a live client could take).
         assert log.wait_for("client left while its request waited: not generated")
-        assert model.prompts == []
+        assert service._admitted == 0 and model.prompts == []
+        gate.lock.release()
         reply = _raw(url, _chat("localhost"))  # a client that stays is answered
         assert reply.startswith(b"HTTP/1.1 200") and len(model.prompts) == 1
+
+
+def test_a_request_that_can_only_be_a_400_is_answered_at_once_even_when_busy(enc) -> None:
+    """The max_tokens check ran in the line: a request that could only ever be a 400 got a 503
+    (which OpenAI's clients retry, then report as a server error) or waited for every reply
+    before it."""
+    service = ChatService(Engine(RecordingGPT([]), enc=enc), max_waiting=0)
+    service.lock = gate = GateLock()
+    with serving_service(service) as (url, _):
+        gate.lock.acquire()  # busy, with no room to wait
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5000}
+        assert post(url, body)[0] == 400
+        assert post(url, {"messages": [{"role": "user", "content": "word " * 500}]})[0] == 400
+        gate.lock.release()
+
+
+def test_retry_after_follows_generations_not_refusals(enc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mean started at 1 s and counted every turn, refusals and clients gone too: during 5 s
+    generations a refused client was told to retry after 1-2 s, and OpenAI's client, which waits
+    Retry-After as given (twice by default), gave up before a place came free."""
+    from pipeline import chatapi
+    from pipeline.chatapi import RequestError, ServerBusy
+
+    service = ChatService(Engine(RecordingGPT([]), enc=enc), max_waiting=0)
+    clock = [0.0]
+    monkeypatch.setattr(chatapi.time, "monotonic", lambda: clock[0])
+    with service.turn():  # a generation of 5 s
+        clock[0] += 5.0
+    for _ in range(5):  # requests refused in their turn take no time: they do not count
+        with pytest.raises(RequestError), service.turn():
+            raise RequestError("bad")
+    with service.turn(), pytest.raises(ServerBusy) as busy, service.turn():
+        pass
+    assert busy.value.retry_after == 5
 
 
 class HangsUp(ScriptedGPT):
@@ -1011,3 +1045,18 @@ def test_max_waiting_must_not_be_negative(enc, capsys) -> None:
     assert "--max-waiting: must be 0 or more, got -1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="max_waiting must be 0 or more"):
         ChatService(Engine(tiny_gpt(), enc=enc), max_waiting=-1)
+
+
+def test_a_burst_of_connections_waits_for_accept_instead_of_being_dropped(enc) -> None:
+    """socketserver's listen backlog is 5: while a generation kept the CPUs busy, a burst of 30
+    clients lost some to kernel resets instead of getting the 503 the limit promises."""
+    server = make_server(ChatService(Engine(tiny_gpt(), enc=enc)), "127.0.0.1", 0)
+    clients: list[socket.socket] = []
+    try:  # the server accepts nothing yet: connections can only wait in the kernel's queue
+        for _ in range(40):
+            clients.append(socket.create_connection(server.server_address[:2], timeout=2))
+        assert len(clients) == 40
+    finally:
+        for client in clients:
+            client.close()
+        server.server_close()
