@@ -10,7 +10,9 @@ variables that torchrun sets; a plain `python -m stages.train` is one process of
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -148,3 +150,27 @@ def peak_flops_for_name(name: str) -> float | None:
         if key in name:
             return flops
     return None
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
+    """Have glibc serve large tensors from its heap and keep freed memory for reuse (Linux only).
+
+    By default glibc gives every block over 32 MB its own mmap and unmaps it on free, so each CPU
+    training step's vocabulary-sized tensors (logits, log-softmax and their gradients: ~150 MB each
+    for cpu-tiny) come back as fresh pages that the kernel must fault in and zero: measured at 40%
+    of the run's time as system time. Process-wide and numerics-neutral (the same weights bit for
+    bit); call it once at a process's entry point, not from library code. Returns whether it applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl): leave the allocator alone
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))

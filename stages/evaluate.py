@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline import atomic
 from pipeline.checkpoint import load_model
-from pipeline.device import resolve_device
+from pipeline.device import keep_freed_memory, resolve_device
 from pipeline.evaluate import EvalSetupError, evaluate_model, source_loss_csv, transcripts_markdown
 from pipeline.params import load_params, project_root
 
@@ -20,6 +20,7 @@ def main() -> int:
     cwd = Path.cwd().resolve()
     base = root.relative_to(cwd) if root.is_relative_to(cwd) else root
     params = load_params(root / "params.yaml")
+    keep_freed_memory()  # the val loss projects onto the vocabulary too: no page faults per batch
     train = params.get("train") or {}
     variant = str(train.get("variant"))
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.device import dist_info_from_env
+from pipeline.device import dist_info_from_env, keep_freed_memory
 from pipeline.params import load_params, project_root
 from pipeline.train import train
 from pipeline.trainconfig import TrainConfig, TrainPaths
@@ -31,6 +31,7 @@ def main() -> int:
         print(f"train: {e.args[0]}", file=sys.stderr)  # args[0]: a KeyError's str() adds quotes
         return 1
     paths = TrainPaths.under(project_root(), variant)
+    keep_freed_memory()  # ~1.6x on CPU: no page faults for every step's vocabulary-sized tensors
     try:
         summary = train(cfg, paths)
     except TrainSetupError as e:
