@@ -216,6 +216,13 @@ class ChatService:
         self.max_waiting = max_waiting
         self._admitted = 0  # requests generating or waiting for `lock`
         self._admitted_lock = threading.Lock()
+        # The line: tickets in arrival order, served first come first served. (Waiters that poll
+        # a lock with a timeout rejoin its queue at the back each time: under load one was
+        # overtaken by 40 later requests.) `_line` guards the counters and wakes the waiters.
+        self._line = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0  # the ticket whose turn it is
+        self._gone: set[int] = set()  # tickets that left the line before their turn
         # A running mean of how long a generation holds the engine (None until the first): what a
         # refused client is told to wait (Retry-After), since each finished turn frees a place.
         self._turn_seconds: float | None = None
@@ -235,7 +242,12 @@ class ChatService:
                     retry_after=max(1, min(60, math.ceil(self._turn_seconds or 1.0))),
                 )
             self._admitted += 1
+        with self._line:
+            ticket = self._next_ticket
+            self._next_ticket += 1
         try:
+            self._wait_for_turn(ticket, client_left)
+            # The head of the line alone waits for the engine itself (only it can contend for it).
             while not self.lock.acquire(timeout=WAIT_POLL_SECONDS):
                 if client_left is not None and client_left():
                     raise ClientLeft("while its request waited: not generated")
@@ -250,8 +262,28 @@ class ChatService:
             finally:
                 self.lock.release()
         finally:
+            self._leave_line(ticket)
             with self._admitted_lock:
                 self._admitted -= 1
+
+    def _wait_for_turn(self, ticket: int, client_left: Callable[[], bool] | None) -> None:
+        with self._line:
+            while self._serving != ticket:
+                self._line.wait(WAIT_POLL_SECONDS)
+                if self._serving != ticket and client_left is not None and client_left():
+                    raise ClientLeft("while its request waited: not generated")
+
+    def _leave_line(self, ticket: int) -> None:
+        """`ticket` is done (served, refused or gone): the next ticket still waiting is served."""
+        with self._line:
+            if ticket != self._serving:
+                self._gone.add(ticket)
+                return
+            self._serving += 1
+            while self._serving in self._gone:
+                self._gone.discard(self._serving)
+                self._serving += 1
+            self._line.notify_all()
 
     def prepare(self, req: ChatRequest) -> ChatSession:
         """The request's ChatSession, once everything that can only be a 400 is checked (the reply

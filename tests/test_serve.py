@@ -1060,3 +1060,26 @@ def test_a_burst_of_connections_waits_for_accept_instead_of_being_dropped(enc) -
         for client in clients:
             client.close()
         server.server_close()
+
+
+def test_waiting_requests_are_served_in_arrival_order(enc) -> None:
+    """Waiters that polled the lock with a timeout rejoined its queue at the back each time: under
+    load one request was overtaken by 40 later ones (minutes with real generations)."""
+    n = 6
+    model = RecordingGPT([scripted(enc, f"r{i}") for i in range(n)])
+    service = ChatService(Engine(model, enc=enc))
+    service.lock = gate = GateLock()
+    with serving_service(service) as (url, _):
+        gate.lock.acquire()  # a generation is running
+        threads = []
+        for i in range(n):
+            body = {"messages": [{"role": "user", "content": f"request {i}"}], "max_tokens": 4}
+            threads.append(threading.Thread(target=post, args=(url, body)))
+            threads[-1].start()
+            assert _wait_until(lambda i=i: service._admitted == i + 1)  # each in line before the next
+            time.sleep(0.3)  # past a poll: the old waiters had all timed out and rejoined by now
+        gate.lock.release()
+        for thread in threads:
+            thread.join(30)
+    served = [enc.decode(p) for p in model.prompts]
+    assert [int(text.rsplit("request ", 1)[1].split("<")[0]) for text in served] == list(range(n))

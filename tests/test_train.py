@@ -1072,8 +1072,9 @@ def test_freed_tensors_are_reused_not_faulted_in_again() -> None:
         assert run.returncode == 0, run.stderr
         return int(run.stdout)
 
-    # page faults of 30 more steps: without it every step faults its 16,384 pages in again
+    # Page faults of 30 more steps: without it every step faults its pages in again (16,384 of
+    # 4 KiB, or a few dozen where transparent huge pages back the tensor); with it, next to none.
     off = faults("off", 40) - faults("off", 10)
     on = faults("on", 40) - faults("on", 10)
-    assert off > 30 * (64 << 20) // 4096 // 2, off
+    assert off >= 30, off
     assert on < off / 10, (on, off)
