@@ -40,6 +40,7 @@ import json
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -53,6 +54,7 @@ from pipeline.chatapi import MAX_WAITING, ChatRequest, ChatService, ClientLeft, 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 LISTEN_BACKLOG = 128  # connections the kernel holds for accept() (socketserver's default: 5)
+MAX_CONNECTIONS = 64  # connections served at once (each has a thread); more get 503 at once
 MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused (413) before it is read
 MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -440,18 +442,72 @@ class _DeadlineReader(io.RawIOBase):
 _CONTROL_CHARS_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
-def make_server(
-    service: ChatService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
-) -> ThreadingHTTPServer:
-    """A ready server (not yet serving); port 0 picks a free port (see server.server_address)."""
-    handler = type("BoundHandler", (Handler,), {"service": service})
+class ChatHTTPServer(ThreadingHTTPServer):
+    """http.server's threading server, with room in the kernel's queue and a cap on connections.
+
+    Each connection has a thread for as long as it lives (an idle keep-alive or a request trickling
+    in, up to Handler.timeout / request_deadline): without a cap, 300 half-sent requests held 300
+    threads. Past max_connections a new connection is answered 503 at once and closed."""
+
     # socketserver listens with a backlog of 5: a burst of clients while a generation keeps the
     # CPUs busy was reset by the kernel before the server could answer them 503.
-    settings: dict[str, Any] = {"request_queue_size": LISTEN_BACKLOG}
-    if ":" in host:  # an IPv6 address
-        settings["address_family"] = socket.AF_INET6
-    server = type("ChatHTTPServer", (ThreadingHTTPServer,), settings)((host, port), handler)
-    server.daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open = 0  # connections with a thread
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            full = self._open >= self.max_connections
+            if not full:
+                self._open += 1
+        if full:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: it will not count itself out
+            with self._open_lock:
+                self._open -= 1
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open -= 1
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 on the accept thread, without reading the request: a small write to a new socket
+        does not block, and nothing here may wait on the client."""
+        message = f"too many connections (at most {self.max_connections} at once); try again shortly"
+        body = json.dumps(
+            {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+        )
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send((head + body).encode())
+        self.shutdown_request(request)
+
+
+class ChatHTTPServerV6(ChatHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def make_server(service: ChatService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> ChatHTTPServer:
+    """A ready server (not yet serving); port 0 picks a free port (see server.server_address)."""
+    handler = type("BoundHandler", (Handler,), {"service": service})
+    server_class = ChatHTTPServerV6 if ":" in host else ChatHTTPServer  # an IPv6 address
+    server = server_class((host, port), handler)
     handler.allowed_hosts = _allowed_hosts(host, server.server_address[0])
     return server
 

@@ -1083,3 +1083,23 @@ def test_waiting_requests_are_served_in_arrival_order(enc) -> None:
             thread.join(30)
     served = [enc.decode(p) for p in model.prompts]
     assert [int(text.rsplit("request ", 1)[1].split("<")[0]) for text in served] == list(range(n))
+
+
+def test_connections_past_the_cap_get_503_at_once(enc) -> None:
+    """Each connection holds a thread while it lives (idle keep-alive, a trickled request): 300
+    half-sent requests held 300 threads. Past max_connections a connection is answered 503."""
+    with serving_service(ChatService(Engine(tiny_gpt(), enc=enc))) as (url, server):
+        server.max_connections = 2
+        idle = [_connect(url) for _ in range(2)]  # each has a thread waiting for its request line
+        assert _wait_until(lambda: server._open == 2)
+        extra = _connect(url)
+        extra.sendall(_request("GET", "/health", "localhost"))
+        reply = extra.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in reply
+        assert b"at most 2 at once" in reply
+        idle[0].close()
+        assert _wait_until(lambda: server._open == 1)
+        health = _request("GET", "/health", "localhost", "Connection: close\r\n")
+        assert _raw(url, health).startswith(b"HTTP/1.1 200")
+        idle[1].close()
+        assert _wait_until(lambda: server._open == 0)
