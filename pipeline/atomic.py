@@ -102,13 +102,19 @@ def fsync_file(path: str | os.PathLike[str]) -> None:
         os.fsync(f.fileno())
 
 
-def fsync_tree(root: Path) -> None:
-    """fsync every file and folder below `root` (and `root`): what a rename then publishes."""
+def fsync_tree(root: Path, *, default_modes: bool = False) -> None:
+    """fsync every file and folder below `root` (and `root`): what a rename then publishes. With
+    `default_modes`, each also gets the mode the umask gives (give_default_mode), in the same walk."""
     for folder, _, files in os.walk(root):
         for name in files:
             path = Path(folder, name)
-            if not path.is_symlink():
-                fsync_file(path)
+            if path.is_symlink():
+                continue
+            if default_modes:
+                give_default_mode(path)
+            fsync_file(path)
+        if default_modes:
+            give_default_mode(Path(folder))
         fsync_dir(folder)
 
 
@@ -175,10 +181,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         # Some writers make private files whatever the umask (safetensors' save_file: 0600), which
         # another user or a container under another uid then cannot load.
-        for path in tmp.rglob("*"):
-            if not path.is_symlink():
-                give_default_mode(path)
-        fsync_tree(tmp)
+        fsync_tree(tmp, default_modes=True)
         present = target.exists() or target.is_symlink()
         if present and exchange(tmp, target):
             pass  # the old folder now sits at `tmp`, removed below

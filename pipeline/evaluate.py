@@ -308,10 +308,10 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     Raises EvalSetupError (one line) for settings the model cannot honour and for data that disagree
     (shards vs val.parquet, a broken shard or parquet); FileNotFoundError for a missing input.
     """
-    cfg = check_eval_params(cfg, model.config.block_size)
     from pipeline.engine import Engine
 
-    check_prompts_fit(Engine(model), cfg["prompts"], cfg)  # before minutes of scoring
+    cfg = check_eval_params(cfg, model.config.block_size)
+    sessions = check_prompts_fit(Engine(model), cfg["prompts"], cfg)  # before minutes of scoring
     try:  # data that disagree (shards vs val.parquet, broken shards or parquet) raise ValueError
         loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
         # Per source, the same bot-token budget the overall loss gets (eval_iters batches of
@@ -328,7 +328,7 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
         f"{unscored} has no bot token in the val split; no loss row"
         for unscored in sorted(set(sources) - {r.source for r in by_source})
     ]
-    transcripts, figures = run_transcripts(model, cfg["prompts"], cfg)
+    transcripts, figures = run_transcripts(model, cfg["prompts"], cfg, sessions)
     return EvalResult(loss, by_source, transcripts, figures, warnings)
 
 
@@ -368,8 +368,14 @@ def check_prompts_fit(engine: Engine, prompts: list[dict], cfg: dict) -> list[Ca
     return sessions
 
 
-def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Transcript], dict]:
+def run_transcripts(
+    model: GPT,
+    prompts: list[dict],
+    cfg: dict,
+    sessions: list[Callable[[], ChatSession]] | None = None,
+) -> tuple[list[Transcript], dict]:
     """Play each scripted prompt through a chat session; returns transcripts and decode figures.
+    `sessions`: check_prompts_fit's session makers, when the caller has checked the prompts already.
 
     stop_rate: the share of replies that ended as a bot turn should, at <endOfText> (or a stop
     string); stray_stop_rate: the share ended by another special token (the engine stops on those
@@ -380,8 +386,8 @@ def run_transcripts(model: GPT, prompts: list[dict], cfg: dict) -> tuple[list[Tr
     from pipeline.engine import Engine
     from pipeline.tokenizer import END_OF_TURN_ID
 
-    engine = Engine(model)
-    sessions = check_prompts_fit(engine, prompts, cfg)
+    if sessions is None:
+        sessions = check_prompts_fit(Engine(model), prompts, cfg)
     transcripts: list[Transcript] = []
     steps, new_tokens, seconds = 0, 0, 0.0
     warm = True  # the first reply of a process pays one-off costs: not a decode figure

@@ -64,6 +64,11 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _HOST_HEADER = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::\d*)?")  # name or [IPv6], then an optional :port
 
 
+def error_body(message: str, kind: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object: what every error reply, and a stream's error event, carries."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
 class Handler(BaseHTTPRequestHandler):
     """HTTP in, JSON (or server-sent events) out; the work is ChatService's."""
 
@@ -348,8 +353,7 @@ class Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         self.close_connection = True  # the body may be unread: this connection cannot carry another request
-        error = {"message": message, "type": kind, "param": param, "code": None}
-        self._json(status, {"error": error}, headers)
+        self._json(status, error_body(message, kind, param), headers)
 
     def _linger(self) -> None:
         """Read and drop the rest of an unread body (up to linger_bytes / linger_seconds) after the
@@ -383,9 +387,9 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:
             # The status line is gone: end the stream with an error event (OpenAI's clients raise
             # on it) rather than cutting it, which reads as a finished reply. Then log it as a bug.
-            error = {"message": f"internal error: {type(e).__name__}", "type": "server_error"}
+            error = error_body(f"internal error: {type(e).__name__}", "server_error")
             with contextlib.suppress(OSError):
-                self._event(json.dumps({"error": {**error, "param": None, "code": None}}))
+                self._event(json.dumps(error))
             raise
         finally:
             close = getattr(chunks, "close", None)
@@ -486,9 +490,7 @@ class ChatHTTPServer(ThreadingHTTPServer):
         """503 on the accept thread, without reading the request: a small write to a new socket
         does not block, and nothing here may wait on the client."""
         message = f"too many connections (at most {self.max_connections} at once); try again shortly"
-        body = json.dumps(
-            {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-        )
+        body = json.dumps(error_body(message, "server_error"))
         head = (
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
