@@ -178,3 +178,12 @@ def test_decode_scores_the_engine_and_the_naive_generate_by_the_same_statistic(m
     (row,) = json.loads(out.read_text())
     assert (row["naive_runs"], row["naive_tokens_per_sec"]) == (2, pytest.approx(3 / 3.5))
     assert "naive repeats stop after 9 s" in capsys.readouterr().out
+
+
+def test_the_first_case_runs_whatever_budget_is_left() -> None:
+    """gpu_check.sh hands train_throughput what is left of its time, less 70 s: a check given a short
+    GPU_CHECK_SECONDS passed zero or less, and every case was skipped, the decisive 350M one too."""
+    assert not tt.past_budget(0, elapsed=500.0, budget=-5.0)
+    assert tt.past_budget(1, elapsed=0.1, budget=-5.0)
+    assert not tt.past_budget(3, elapsed=100.0, budget=140.0)
+    assert tt.past_budget(3, elapsed=141.0, budget=140.0)
