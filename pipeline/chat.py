@@ -260,7 +260,11 @@ class ChatSession:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=f"checkpoint directory (default {DEFAULT_CKPT})")
+    parser.add_argument(
+        "--ckpt",
+        default=DEFAULT_CKPT,
+        help=f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf",
+    )
     ctx = parser.add_mutually_exclusive_group()
     ctx.add_argument(
         "--context",
@@ -333,6 +337,15 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"chat: {e}", file=sys.stderr)
         return 2
+    block = model.config.block_size
+    if (
+        args.max_new_tokens is not None and not 1 <= args.max_new_tokens < block
+    ):  # ChatSession: by its own name
+        print(
+            f"chat: --max-new-tokens must be in 1..{block - 1} (the model's block_size is {block})",
+            file=sys.stderr,
+        )
+        return 2
     try:
         session = ChatSession(
             Engine(model, compile_decode=args.compile),
@@ -366,15 +379,34 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def is_hf_folder(path: str | Path) -> bool:
+    """Whether `path` is a Hugging Face model folder: its config.json names a `model_type`, which
+    transformers always writes and this project's model/ckpt config never has. (Here, not in hf.py:
+    that file is code of the training run, and a change there would start every run afresh.)"""
+    import json
+
+    try:
+        return "model_type" in json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):  # absent or unreadable: the loader names the problem
+        return False
+
+
 def load_chat_model(ckpt: str | Path, device_name: str = "auto"):
-    """The checkpoint's GPT on the device, ready to decode (bf16 on a GPU that has it)."""
+    """The GPT of `ckpt` on the device, ready to decode (bf16 on a GPU that has it). `ckpt` is this
+    project's checkpoint (model/ckpt) or a Hugging Face GPT-2 folder, such as its export model/hf:
+    the folder a user is handed is what they should be able to chat with."""
     import torch
 
+    from pipeline import hf
     from pipeline.checkpoint import load_model
     from pipeline.device import resolve_device
 
     device = resolve_device(device_name)
-    model = load_model(ckpt, device)
+    if is_hf_folder(ckpt):
+        # Resolved, so that a folder named like a Hub model (`gpt2`) is read as the folder it is.
+        model = hf.load_pretrained(str(Path(ckpt).resolve())).to(device).eval()
+    else:
+        model = load_model(ckpt, device)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         model = model.to(torch.bfloat16)  # decoding reads every weight per token: half the bytes
     return model

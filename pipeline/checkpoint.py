@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from pipeline import atomic
 from pipeline.model import GPT, GPTConfig
+from pipeline.params import outside_root_hint
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -70,7 +71,8 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
     """The model of a checkpoint directory, in eval mode; `dropout` overrides the saved one (training)."""
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / WEIGHTS_FILE).exists():
-        raise FileNotFoundError(f"no checkpoint at {ckpt_dir}: run `dvc repro train` first")
+        hint = outside_root_hint() if not ckpt_dir.is_absolute() else ""
+        raise FileNotFoundError(f"no checkpoint at {ckpt_dir}: run `dvc repro train` first{hint}")
     cfg = load_config(ckpt_dir)
     if dropout is not None:
         cfg.dropout = dropout

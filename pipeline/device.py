@@ -88,7 +88,7 @@ def resolve_device(name: str | None = "auto", info: DistInfo | None = None) -> t
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(
-                f"device {name!r} requested but CUDA is not available (use device: auto or cpu)"
+                f"device {name!r} requested but CUDA is not available here (ask for auto or cpu instead)"
             )
         if info is not None and info.enabled:
             device = torch.device("cuda", info.local_rank)

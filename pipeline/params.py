@@ -16,6 +16,20 @@ def project_root() -> Path:
     return Path(os.environ.get("NANOCHATGPT_ROOT", ".")).resolve()
 
 
+def outside_root_hint() -> str:
+    """For an error about a project path that is missing: where the project's root is when the
+    command ran from elsewhere (`nanochatgpt check` from data/contrib/ said the registry was
+    missing; `chat` from /tmp said to train a model that exists), or "" when it ran from the root."""
+    root = project_root()
+    if (root / DEFAULT_PARAMS).is_file():
+        return ""
+    above = next(
+        (d for d in root.parents if (d / DEFAULT_PARAMS).is_file() and (d / "dvc.yaml").is_file()), None
+    )
+    where = f"the project's root, {above}" if above else "the project's root (where params.yaml is)"
+    return f" (paths are read from {root}: run the command from {where})"
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader, refusing a key given twice in one mapping. PyYAML keeps the last one
     silently: a second `licence: MIT` / `commercial: true` further down a sidecar that says

@@ -532,7 +532,11 @@ def _allowed_hosts(host: str, bound: str) -> frozenset[str] | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=f"checkpoint directory (default {DEFAULT_CKPT})")
+    parser.add_argument(
+        "--ckpt",
+        default=DEFAULT_CKPT,
+        help=f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf",
+    )
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,

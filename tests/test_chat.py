@@ -170,6 +170,28 @@ def test_cli_chat_over_a_pipe(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -
     assert stopped == [first, session.reply("Hi again")]
 
 
+def test_cli_chats_with_the_hugging_face_export_as_with_the_checkpoint(
+    ckpt: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """model/hf is what a user is handed: `chat --ckpt model/hf` replied "not a model config" (its
+    config.json is transformers'). It now loads, and its replies are the checkpoint's."""
+    from pipeline import hfexport
+    from pipeline.checkpoint import load_model
+
+    hfexport.export_hf(load_model(ckpt), tmp_path / "gpt2")  # named like a Hub model: read as a folder
+
+    def chat(folder: Path) -> str:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("Hello\nHow are you?\n"))
+        argv = ["chat", "--ckpt", str(folder), "--max-new-tokens", "8", "--seed", "1", "--device", "cpu"]
+        assert cli.main([*argv, "--context", PERSONA]) == 0
+        captured = capsys.readouterr()
+        assert "not a model config" not in captured.err
+        return captured.out
+
+    replies = chat(ckpt)
+    assert replies.count("\n") == 2 and replies == chat(tmp_path / "gpt2")
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -180,6 +202,8 @@ def test_cli_chat_over_a_pipe(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -
         (["--temperature", "nan"], "finite"),
         (["--seed", "99999999999999999999999"], "seed must be in"),
         (["--device", "tpu"], "expected auto, cpu, cuda"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be in 1..127 (the model's block_size is 128)"),
+        (["--max-new-tokens", "128"], "--max-new-tokens must be in 1..127"),
     ],
 )
 def test_cli_errors_are_one_line(ckpt: Path, monkeypatch, capsys, extra: list[str], message: str) -> None:

@@ -46,3 +46,39 @@ def test_sources_still_prints_to_a_reader() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0].split()[:3] == ["name", "kind", "licence"]
+
+
+def test_a_command_run_outside_the_root_says_where_the_root_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From data/contrib/, `check` said the registry was missing; from elsewhere, `chat` said to train
+    a model that exists. Both now say where paths were read from and where the root is."""
+    from pipeline import cli
+
+    monkeypatch.delenv("NANOCHATGPT_ROOT", raising=False)
+    (tmp_path / "params.yaml").write_text("train: {}\n")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    contrib = tmp_path / "data" / "contrib"
+    contrib.mkdir(parents=True)
+    (contrib / "mine.txt").write_text("<human> Hi <endOfText>\n<bot> Hello <endOfText>\n")
+    monkeypatch.chdir(contrib)
+    assert cli.main(["check", "mine.txt"]) == 1
+    err = capsys.readouterr().err
+    assert "the source registry is missing" in err
+    assert (
+        f"paths are read from {contrib.resolve()}: run the command from the project's root, {tmp_path.resolve()})"
+        in err
+    )
+
+    monkeypatch.chdir(tmp_path)  # at the root: the same error has no hint (the registry is missing there)
+    assert cli.main(["check", "data/contrib/mine.txt"]) == 1
+    err = capsys.readouterr().err
+    assert "the source registry is missing" in err and "paths are read from" not in err
+
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("hi\n"))
+    assert cli.main(["chat", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint at model/ckpt" in err and f"paths are read from {elsewhere.resolve()}" in err

@@ -555,3 +555,58 @@ def test_an_over_long_line_is_quarantined_without_being_held(
     assert bad["reason"][0].startswith("line of 10") and "over the limit of 4,096 bytes" in bad["reason"][0]
     assert len(bad["text"][0]) < 300  # a preview, not the line
     assert _reconciles(result.report)
+
+
+OPENAI_LINE = '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+SHAREGPT_LINE = '{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}\n'
+
+
+@pytest.mark.parametrize(
+    "name, body, declared, why",
+    [
+        (
+            "chats.txt",
+            "<human> Hi <endOfText>\n<bot> Hello <endOfText>\n",
+            "openai",
+            "does not start with JSON",
+        ),
+        ("chats.jsonl", OPENAI_LINE, "nanochatgpt", "it holds JSON"),
+        ("chats.jsonl", OPENAI_LINE, "sharegpt", "first record has `messages`, which is openai"),
+        (
+            "chats.json",
+            "[\n" + SHAREGPT_LINE.strip() + "\n]\n",
+            "openai",
+            "`conversations`, which is sharegpt",
+        ),
+        ("chats.jsonl.gz", gzip.compress(OPENAI_LINE.encode()), "sharegpt", "`messages`, which is openai"),
+    ],
+)
+def test_a_format_the_file_contradicts_is_refused_naming_the_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, body: str | bytes, declared: str, why: str
+) -> None:
+    """CONTRIBUTING's template carried `format: openai`; copied beside a .txt file, every line went
+    to quarantine as broken JSON ("rows read 1" of 20), `check` exited 0 and the file was lost."""
+    monkeypatch.chdir(tmp_path)
+    _put(tmp_path, name, body, sidecar={**MIT, "format": declared})
+    with pytest.raises(SourceError) as err:
+        scan_contrib(tmp_path)
+    message = str(err.value)
+    sidecar = Path(name).with_suffix(".yaml")
+    assert message.startswith(f"{sidecar}: `format: {declared}` does not fit chats.") and why in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "name, body, declared",
+    [
+        ("chats.txt", "\ufeff<human> Hi <endOfText>\n<bot> Hello <endOfText>\n", "nanochatgpt"),
+        ("chats.jsonl", "\ufeff" + OPENAI_LINE, "openai"),
+        ("chats.jsonl", SHAREGPT_LINE, "sharegpt"),
+        ("chats.jsonl", '{"id": 1}\n' + OPENAI_LINE, "openai"),  # the first record has neither key
+        ("chats.txt", OPENAI_LINE, "openai"),  # JSON lines under another suffix: the declaration says
+    ],
+)
+def test_a_format_that_fits_the_file_is_taken(tmp_path: Path, name: str, body: str, declared: str) -> None:
+    _put(tmp_path, name, body, sidecar={**MIT, "format": declared})
+    [cf] = scan_contrib(tmp_path)
+    assert cf.format == declared

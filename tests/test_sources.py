@@ -243,7 +243,16 @@ def test_contrib_format_is_inferred(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     _contrib(other, "d.csv", "x,y\n", {"licence": "MIT", "commercial": True})
-    with pytest.raises(SourceError, match="cannot tell its format; add `format:`"):
+    with pytest.raises(
+        SourceError,
+        match=r"cannot tell its format; if it holds one of .* anything else \(CSV, say\) must be converted",
+    ):
+        scan_contrib(other)
+    # The advice it gives would not work for this file: declared openai, it is refused, not quarantined line by line.
+    _contrib(other, "d.csv", "x,y\n", {"licence": "MIT", "commercial": True, "format": "openai"})
+    with pytest.raises(
+        SourceError, match="`format: openai` does not fit .*d.csv: it does not start with JSON"
+    ):
         scan_contrib(other)
     _contrib(other, "d.csv", "x,y\n", {"licence": "MIT", "commercial": True, "format": "csv"})
     with pytest.raises(SourceError, match="format 'csv' is not supported; use one of nanochatgpt"):

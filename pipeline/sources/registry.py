@@ -14,15 +14,17 @@ from __future__ import annotations
 import os
 import re
 import reprlib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
-from pipeline.params import load_params, project_root, safe_load, yaml_error
+from pipeline.params import load_params, outside_root_hint, project_root, safe_load, yaml_error
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import is_known_commercial, is_non_commercial, is_unknown
+from pipeline.sources.readers import open_binary
 
 REGISTRY_FILE = "sources.yaml"
 KINDS = ("package", "contrib", "hf_dataset", "url")
@@ -260,7 +262,7 @@ def load_registry(path: str | Path | None = None) -> dict[str, SourceSpec]:
         with open(path, encoding="utf-8") as f:
             data = safe_load(f) or {}
     except FileNotFoundError:
-        raise SourceError(f"{path}: the source registry is missing") from None
+        raise SourceError(f"{path}: the source registry is missing{outside_root_hint()}") from None
     except yaml.YAMLError as e:
         raise SourceError(yaml_error(e, str(path))) from None
     except RecursionError:
@@ -292,13 +294,46 @@ def infer_format(path: Path) -> str | None:
         return "nanochatgpt"
     if suffix not in (".jsonl", ".json"):
         return None
-    with open(path, "rb") as f:
-        head = f.read(65536).decode("utf-8", errors="replace")
-    # The first key that names a conversation decides: OpenAI `messages`, ShareGPT `conversations`.
+    return _json_format(_head(path))
+
+
+def _head(path: Path) -> str:
+    """The first 64 KiB of a file (of its content, for a .gz) as text, bad bytes replaced: enough
+    to tell its format."""
+    with open_binary(path) as f:
+        return f.read(65536).decode("utf-8", errors="replace")
+
+
+def _json_format(head: str) -> str | None:
+    """openai or sharegpt by the first key that names a conversation (`messages`, `conversations`)."""
     m = re.search(r'"(messages|conversations)"\s*:', head)
     if m is None:
         return None
     return "openai" if m.group(1) == "messages" else "sharegpt"
+
+
+def format_clash(path: Path, declared: str) -> str | None:
+    """Why a sidecar's `format:` cannot be what `path` holds, or None. A wrong declaration sent every
+    line to quarantine as broken JSON (or every record as missing a field) and the file was lost to
+    the dataset with nothing failing: a copied template's `format: openai` beside a .txt file did."""
+    if path.name.lower().endswith(".parquet"):
+        return None
+    try:
+        text = _head(path).lstrip("\ufeff \t\r\n")
+    except (OSError, EOFError, zlib.error):  # unreadable or a damaged .gz: the reader names that
+        return None
+    if not text:  # an empty file: nothing to contradict (the download refuses it on its own)
+        return None
+    is_json = text[0] in "{["
+    if declared == "nanochatgpt":
+        return "it holds JSON (nanochatgpt is text: `<human> ... <endOfText>` lines)" if is_json else None
+    if not is_json:
+        return f"it does not start with JSON ({declared} is one JSON record per line, or a .json list)"
+    found = _json_format(text)
+    if found is not None and found != declared:
+        key = "messages" if found == "openai" else "conversations"
+        return f"its first record has `{key}`, which is {found}"
+    return None
 
 
 def shown(path: Path) -> str:
@@ -523,10 +558,18 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
             "(CONTRIBUTING.md shows each)"
         )
     description = _text_field(shown(sidecar), "description", meta.get("description"))
+    clash = format_clash(path, declared) if declared is not None and path.is_file() else None
+    if clash:
+        raise SourceError(
+            f"{shown(sidecar)}: `format: {declared}` does not fit {shown(path)}: {clash}; "
+            "correct it, or remove the line to have the format guessed"
+        )
     fmt = declared or infer_format(path)
     if fmt not in CONTRIB_FORMATS:
         raise SourceError(
-            f"{shown(path)}: cannot tell its format; add `format:` ({' | '.join(CONTRIB_FORMATS)}) to {shown(sidecar)}"
+            f"{shown(path)}: cannot tell its format; if it holds one of {' | '.join(CONTRIB_FORMATS)}, "
+            f"say which with `format:` in {shown(sidecar)}; anything else (CSV, say) must be converted "
+            "to one of them first (CONTRIBUTING.md shows each)"
         )
     return ContribFile(
         path=path,
