@@ -793,7 +793,15 @@ def test_the_cards_loading_recipe_reads_a_rebuild_not_a_stale_cache(corpus, monk
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
-    pytest.importorskip("datasets")
+    datasets = pytest.importorskip("datasets")
+    # datasets reads HF_DATASETS_CACHE once, when first imported: after an earlier test's import the
+    # variable above did nothing, and the recipe (no cache_dir) cached under ~/.cache/huggingface,
+    # which fails where HOME is not writable. Its module-level paths are set here too.
+    config = datasets.config
+    downloads = tmp_path / "hf-cache" / config.DOWNLOADED_DATASETS_DIR
+    monkeypatch.setattr(config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    monkeypatch.setattr(config, "DOWNLOADED_DATASETS_PATH", downloads)
+    monkeypatch.setattr(config, "EXTRACTED_DATASETS_PATH", downloads / config.EXTRACTED_DATASETS_DIR)
     root, names, registry = corpus
     monkeypatch.chdir(root)
 

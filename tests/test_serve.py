@@ -1076,7 +1076,9 @@ def test_waiting_requests_are_served_in_arrival_order(enc) -> None:
             body = {"messages": [{"role": "user", "content": f"request {i}"}], "max_tokens": 4}
             threads.append(threading.Thread(target=post, args=(url, body)))
             threads[-1].start()
-            assert _wait_until(lambda i=i: service._admitted == i + 1)  # each in line before the next
+            # Each holds its ticket (its place in line) before the next arrives; admission alone
+            # comes a moment earlier, so waiting for it left the order to the scheduler.
+            assert _wait_until(lambda i=i: service._next_ticket == i + 1)
             time.sleep(0.3)  # past a poll: the old waiters had all timed out and rejoined by now
         gate.lock.release()
         for thread in threads:
