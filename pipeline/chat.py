@@ -21,7 +21,7 @@ import re
 import signal
 import sys
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -333,7 +333,9 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.engine import Engine
 
     try:
-        model = load_chat_model(args.ckpt, args.device)
+        model = load_chat_model(
+            args.ckpt, args.device, log=lambda line: print(f"chat: {line}", file=sys.stderr)
+        )
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"chat: {e}", file=sys.stderr)
         return 2
@@ -391,25 +393,51 @@ def is_hf_folder(path: str | Path) -> bool:
         return False
 
 
-def load_chat_model(ckpt: str | Path, device_name: str = "auto"):
+def load_chat_model(ckpt: str | Path, device_name: str = "auto", log: Callable[[str], None] | None = None):
     """The GPT of `ckpt` on the device, ready to decode (bf16 on a GPU that has it). `ckpt` is this
     project's checkpoint (model/ckpt) or a Hugging Face GPT-2 folder, such as its export model/hf:
-    the folder a user is handed is what they should be able to chat with."""
+    the folder a user is handed is what they should be able to chat with. `log` hears what the user
+    should know about a folder (by default stderr)."""
     import torch
 
     from pipeline import hf
     from pipeline.checkpoint import load_model
     from pipeline.device import resolve_device
 
+    log = log or (lambda line: print(line, file=sys.stderr))
     device = resolve_device(device_name)
     if is_hf_folder(ckpt):
-        # Resolved, so that a folder named like a Hub model (`gpt2`) is read as the folder it is.
-        model = hf.load_pretrained(str(Path(ckpt).resolve())).to(device).eval()
+        folder = Path(ckpt).resolve()  # resolved: a folder named like a Hub model (`gpt2`) is a folder
+        model = hf.load_pretrained(str(folder), log=log).to(device).eval()
+        untrained = untrained_markers(folder)
+        if untrained:
+            log(
+                f"{ckpt} is not a nanoChatGPT model: its tokenizer files do not name {', '.join(untrained)}, "
+                "so those rows start untrained (the mean embedding) and replies will rarely end before "
+                "the reply budget"
+            )
+    elif Path(ckpt).name == "hf" and not Path(ckpt).exists():  # the export, not made yet
+        raise FileNotFoundError(f"no model at {ckpt}: `dvc repro export` makes it")
     else:
         model = load_model(ckpt, device)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         model = model.to(torch.bfloat16)  # decoding reads every weight per token: half the bytes
     return model
+
+
+def untrained_markers(folder: Path) -> list[str]:
+    """The chat markers (ids past GPT-2's vocabulary) that `folder`'s tokenizer files do not name at
+    their ids: a plain GPT-2 or someone else's fine-tune has no trained rows for them, and its
+    replies would run to the budget without a word (the end-of-turn logit is the mean logit)."""
+    from pipeline import hf
+    from pipeline.tokenizer import SPECIAL_TOKENS
+
+    named = hf.declared_tokens(folder)
+    return [
+        f"{token} ({i})"
+        for token, i in SPECIAL_TOKENS.items()
+        if i >= hf.GPT2_VOCAB and token not in {t for _, t in named.get(i, [])}
+    ]
 
 
 def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:

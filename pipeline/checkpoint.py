@@ -71,7 +71,7 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
     """The model of a checkpoint directory, in eval mode; `dropout` overrides the saved one (training)."""
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / WEIGHTS_FILE).exists():
-        hint = outside_root_hint() if not ckpt_dir.is_absolute() else ""
+        hint = outside_root_hint(Path.cwd()) if not ckpt_dir.is_absolute() else ""  # read from the cwd
         raise FileNotFoundError(f"no checkpoint at {ckpt_dir}: run `dvc repro train` first{hint}")
     cfg = load_config(ckpt_dir)
     if dropout is not None:

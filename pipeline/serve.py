@@ -576,7 +576,9 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.engine import Engine
 
     try:
-        model = load_chat_model(args.ckpt, args.device)
+        model = load_chat_model(
+            args.ckpt, args.device, log=lambda line: print(f"serve: {line}", file=sys.stderr)
+        )
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"serve: {e}", file=sys.stderr)
         return 2

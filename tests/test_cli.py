@@ -82,3 +82,28 @@ def test_a_command_run_outside_the_root_says_where_the_root_is(
     assert cli.main(["chat", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "no checkpoint at model/ckpt" in err and f"paths are read from {elsewhere.resolve()}" in err
+
+
+def test_the_root_hint_follows_where_the_missing_path_was_read_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: a typed --ckpt is read from the current directory, so NANOCHATGPT_ROOT pointing at
+    the project kept the hint silent while the path was looked for elsewhere; and a wrong
+    NANOCHATGPT_ROOT told a user at the root to run from the root."""
+    from pipeline import cli
+    from pipeline.params import outside_root_hint
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text("train: {}\n")
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(project))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO(""))
+    assert cli.main(["chat", "--device", "cpu"]) == 2
+    assert f"paths are read from {tmp_path.resolve()}" in capsys.readouterr().err
+
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(project)
+    assert "paths are read from NANOCHATGPT_ROOT" in outside_root_hint()
+    assert outside_root_hint(Path.cwd()) == ""

@@ -568,17 +568,27 @@ SHAREGPT_LINE = '{"conversations": [{"from": "human", "value": "Hi"}, {"from": "
             "chats.txt",
             "<human> Hi <endOfText>\n<bot> Hello <endOfText>\n",
             "openai",
-            "does not start with JSON",
+            "holds `<human>`/`<bot>` turns and no JSON records, which is nanochatgpt",
         ),
-        ("chats.jsonl", OPENAI_LINE, "nanochatgpt", "it holds JSON"),
-        ("chats.jsonl", OPENAI_LINE, "sharegpt", "first record has `messages`, which is openai"),
+        ("chats.jsonl", OPENAI_LINE, "nanochatgpt", "it holds JSON records with `messages`, which is openai"),
+        (
+            "chats.jsonl",
+            OPENAI_LINE,
+            "sharegpt",
+            "first record has `messages` and no `conversations`, which is openai",
+        ),
         (
             "chats.json",
             "[\n" + SHAREGPT_LINE.strip() + "\n]\n",
             "openai",
-            "`conversations`, which is sharegpt",
+            "`conversations` and no `messages`, which is sharegpt",
         ),
-        ("chats.jsonl.gz", gzip.compress(OPENAI_LINE.encode()), "sharegpt", "`messages`, which is openai"),
+        (
+            "chats.jsonl.gz",
+            gzip.compress(OPENAI_LINE.encode()),
+            "sharegpt",
+            "`messages` and no `conversations`, which is openai",
+        ),
     ],
 )
 def test_a_format_the_file_contradicts_is_refused_naming_the_sidecar(
@@ -604,6 +614,12 @@ def test_a_format_the_file_contradicts_is_refused_naming_the_sidecar(
         ("chats.jsonl", SHAREGPT_LINE, "sharegpt"),
         ("chats.jsonl", '{"id": 1}\n' + OPENAI_LINE, "openai"),  # the first record has neither key
         ("chats.txt", OPENAI_LINE, "openai"),  # JSON lines under another suffix: the declaration says
+        # A review's cases: the declaration overrides a guess, so only plain evidence refuses it.
+        ("chats.jsonl", '{"meta": {"conversations": 2}, ' + OPENAI_LINE[1:], "openai"),  # nested key
+        ("chats.jsonl", '{"conversations": 1, ' + OPENAI_LINE[1:], "openai"),  # both keys: it reads
+        ("chats.jsonl", "# exported 2026-11-01\n" + OPENAI_LINE, "openai"),  # a header line: quarantined
+        ("chats.txt", "{intro}\n\n<human> Hi <endOfText>\n<bot> Hello <endOfText>\n", "nanochatgpt"),
+        ("chats.txt", "[2026-11-01] <human> Hi <endOfText>\n<bot> Hello <endOfText>\n", "nanochatgpt"),
     ],
 )
 def test_a_format_that_fits_the_file_is_taken(tmp_path: Path, name: str, body: str, declared: str) -> None:

@@ -579,3 +579,29 @@ def test_the_exported_tokenizer_pads_batches_with_endoftext(tmp_path: Path) -> N
     assert mask[0].tolist() == [0] * pad + [1] * len(singles[0])
     assert ids[1].tolist() == singles[1] and ids[:, -1].tolist() == [BOT_ID, BOT_ID]
     assert tok.decode(tok("a  b .")["input_ids"]) == "a  b ."  # no clean-up of the spaces
+
+
+def test_chat_says_when_a_folder_is_not_a_nanochatgpt_model(tmp_path: Path) -> None:
+    """`chat`/`serve --ckpt` take any GPT-2 folder since they take model/hf. A plain GPT-2 has no
+    trained rows for the chat markers: every reply ran to the budget and nothing said why."""
+    from pipeline.chat import load_chat_model
+
+    foreign, _ = _hf_tiny(tmp_path / "foreign")
+    heard: list[str] = []
+    load_chat_model(foreign, "cpu", log=heard.append)
+    assert len(heard) == 1 and "is not a nanoChatGPT model" in heard[0]
+    assert all(
+        f"{m} ({i})" in heard[0] for m, i in [("<human>", 50257), ("<bot>", 50258), ("<endOfText>", 50259)]
+    )
+
+    ours: list[str] = []
+    hfexport.export_hf(_our_tiny(), tmp_path / "hf")
+    load_chat_model(tmp_path / "hf", "cpu", log=ours.append)
+    assert ours == []
+
+
+def test_chat_on_a_missing_export_says_which_stage_makes_it(tmp_path: Path) -> None:
+    from pipeline.chat import load_chat_model
+
+    with pytest.raises(FileNotFoundError, match=r"no model at .*hf: `dvc repro export` makes it"):
+        load_chat_model(tmp_path / "model" / "hf", "cpu")

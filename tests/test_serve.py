@@ -400,7 +400,7 @@ def test_ipv6_loopback_serves_when_the_machine_has_it(enc) -> None:
 def test_cli_bind_errors_are_one_line(monkeypatch, capsys) -> None:
     import pipeline.chat
 
-    monkeypatch.setattr(pipeline.chat, "load_chat_model", lambda ckpt, device: tiny_gpt())
+    monkeypatch.setattr(pipeline.chat, "load_chat_model", lambda ckpt, device, log=None: tiny_gpt())
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert run(parser.parse_args(["--port", "70000"])) == 2

@@ -251,7 +251,7 @@ def test_contrib_format_is_inferred(tmp_path: Path) -> None:
     # The advice it gives would not work for this file: declared openai, it is refused, not quarantined line by line.
     _contrib(other, "d.csv", "x,y\n", {"licence": "MIT", "commercial": True, "format": "openai"})
     with pytest.raises(
-        SourceError, match="`format: openai` does not fit .*d.csv: it does not start with JSON"
+        SourceError, match="`format: openai` does not fit .*d.csv: no line of its start is a JSON record"
     ):
         scan_contrib(other)
     _contrib(other, "d.csv", "x,y\n", {"licence": "MIT", "commercial": True, "format": "csv"})

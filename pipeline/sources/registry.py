@@ -11,6 +11,7 @@ allowed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import reprlib
@@ -312,28 +313,56 @@ def _json_format(head: str) -> str | None:
     return "openai" if m.group(1) == "messages" else "sharegpt"
 
 
+_MARKER = re.compile(r"<(human|bot)>", re.IGNORECASE)
+_CONVERSATION_KEYS = {"openai": "messages", "sharegpt": "conversations"}
+_JSON_LINE = re.compile(r"^[ \t]*[\[{]", re.MULTILINE)
+
+
 def format_clash(path: Path, declared: str) -> str | None:
     """Why a sidecar's `format:` cannot be what `path` holds, or None. A wrong declaration sent every
     line to quarantine as broken JSON (or every record as missing a field) and the file was lost to
-    the dataset with nothing failing: a copied template's `format: openai` beside a .txt file did."""
+    the dataset with nothing failing: a copied template's `format: openai` beside a .txt file did.
+
+    Only plain evidence counts, since `format:` is how a user overrides a guess: turn markers and no
+    JSON conversation key (a nanochatgpt file), or the other format's key and not the declared one
+    among the first record's own top-level keys. A header line, a bad byte or a record too big to
+    read here is left to the reader, which quarantines just that line."""
     if path.name.lower().endswith(".parquet"):
         return None
     try:
         text = _head(path).lstrip("\ufeff \t\r\n")
     except (OSError, EOFError, zlib.error):  # unreadable or a damaged .gz: the reader names that
         return None
-    if not text:  # an empty file: nothing to contradict (the download refuses it on its own)
-        return None
-    is_json = text[0] in "{["
+    keys = _first_record_keys(text)
     if declared == "nanochatgpt":
-        return "it holds JSON (nanochatgpt is text: `<human> ... <endOfText>` lines)" if is_json else None
-    if not is_json:
-        return f"it does not start with JSON ({declared} is one JSON record per line, or a .json list)"
-    found = _json_format(text)
-    if found is not None and found != declared:
-        key = "messages" if found == "openai" else "conversations"
-        return f"its first record has `{key}`, which is {found}"
+        if keys is not None and keys & set(_CONVERSATION_KEYS.values()) and not _MARKER.search(text):
+            found = "openai" if "messages" in keys else "sharegpt"
+            return f"it holds JSON records with `{_CONVERSATION_KEYS[found]}`, which is {found}"
+        return None
+    if keys is None:
+        if _json_format(text) is not None:
+            return None
+        if _MARKER.search(text):
+            return "it holds `<human>`/`<bot>` turns and no JSON records, which is nanochatgpt"
+        if not _JSON_LINE.search(text):  # a CSV, say: every line would be quarantined as broken JSON
+            return f"no line of its start is a JSON record ({declared} is one JSON record per line, or a .json list)"
+        return None
+    other = "sharegpt" if declared == "openai" else "openai"
+    if _CONVERSATION_KEYS[declared] not in keys and _CONVERSATION_KEYS[other] in keys:
+        return f"its first record has `{_CONVERSATION_KEYS[other]}` and no `{_CONVERSATION_KEYS[declared]}`, which is {other}"
     return None
+
+
+def _first_record_keys(text: str) -> set[str] | None:
+    """The top-level keys of the first JSON object in `text` (a JSONL line, or a .json list's first
+    item), or None where `text` does not start with one that can be read whole."""
+    at = 1 if text.startswith("[") else 0
+    at = len(text) - len(text[at:].lstrip(" \t\r\n"))
+    try:
+        record, _ = json.JSONDecoder().raw_decode(text, at)
+    except (ValueError, RecursionError):  # not JSON, or cut off at the 64 KiB head: no evidence
+        return None
+    return set(record) if isinstance(record, dict) else None
 
 
 def shown(path: Path) -> str:
