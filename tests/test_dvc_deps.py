@@ -27,8 +27,12 @@ PLUMBING = {
 }
 # Imported, but by code the stage does not run; each with the reason.
 NOT_RUN = {
-    # registry.py checks adapter names against it; the build reads no upstream file
-    "build": {"pipeline/sources/adapters/__init__.py"},
+    # registry.py checks adapter names against it, and reads a contributed file's first bytes (readers)
+    # only when scanning data/contrib (download, `check`); the build reads no upstream file
+    "build": {"pipeline/sources/adapters/__init__.py", "pipeline/sources/readers.py"},
+    # chat.load_chat_model reads a Hugging Face folder through hf.py for `chat`/`serve`; evaluate
+    # takes ChatSession from chat.py and loads model/ckpt with checkpoint.load_model
+    "evaluate": {"pipeline/hf.py"},
 }
 
 
