@@ -101,7 +101,12 @@ def compute_stats(
                     file=sys.stderr,
                 )
         if src.contrib:
-            entry["parts"] = _contrib_parts(written, mine, src)
+            entry["parts"] = parts = _contrib_parts(written, mine, src)
+            # The registry's flag for data/contrib is a placeholder (each file has its own terms):
+            # recorded as it stood, the commercial variant listed a non-commercial source holding
+            # rows. What its rows here are: commercial when every file that gave some is.
+            giving = [part for part in parts.values() if sum(part["conversations"].values())]
+            entry["commercial"] = bool(giving) and all(part["commercial"] for part in giving)
         per_source[src.name] = entry
     return {
         "variant": cfg.variant,

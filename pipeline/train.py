@@ -356,7 +356,7 @@ class Run:
     def loop(self, on_step: Callable[[int], None] | None = None) -> None:
         cfg, progress = self.cfg, self.progress
         if self.remeasure_val:
-            progress.last_val_loss = evaluate(self.eval_model, self.paths.data_dir / "val", cfg, self.rt)
+            self.evaluate()  # best_val_loss too: left as it was, it came out worse than val_loss
             self.rt.log(
                 f"val loss measured again with eval_iters {cfg.eval_iters}: {progress.last_val_loss:.4f} "
                 "(the run's logged history keeps the values of its own eval_iters)"

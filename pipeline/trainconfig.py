@@ -30,8 +30,9 @@ NON_TRAJECTORY_KEYS = frozenset(
 RUN_LEVEL_KEYS = ("variant", "init_from", "seed", "device", "profile", "profiles")
 
 # The code hashed into the fingerprint, beside this file (the settings and their defaults): the training
-# loop (sampler draw, step, dropout seeds: train.py), the run's start (device, dtype and first weights,
-# scratch or pretrained: trainsetup.py), what a resume restores (optimizer, scaler, RNG states, sampler
+# loop (sampler draw, step, dropout seeds: train.py), the run's start (first weights, scratch or
+# pretrained: trainsetup.py), the precision rules it trains under (dtype, autocast, TF32: device.py;
+# left out, an edit there re-ran the stage, which finalised the old run's weights as the new ones), what a resume restores (optimizer, scaler, RNG states, sampler
 # position: runstate.py), the window sampler (shards.py), the learning-rate schedule (lr.py), the optimizer
 # and its weight-decay groups (optim.py), the model and the loading of pretrained weights (hf.py). Logging
 # (runlog.py) and the speed figures (trainmetrics.py: FLOPs, timing, the summary) change no weight and are
@@ -46,6 +47,7 @@ FINGERPRINT_CODE = (
     "optim.py",
     "model.py",
     "hf.py",
+    "device.py",
 )
 
 
@@ -199,9 +201,9 @@ class TrainConfig:
     def warnings(self) -> list[str]:
         """Legal settings that are probably not what was meant (logged when the run starts)."""
         out = []
-        if self.warmup_iters > self.max_iters:
+        if self.warmup_iters >= self.max_iters:  # equal too: warmup's last step is max_iters itself
             out.append(
-                f"warmup_iters {self.warmup_iters} > max_iters {self.max_iters}: the learning rate never "
+                f"warmup_iters {self.warmup_iters} >= max_iters {self.max_iters}: the learning rate never "
                 f"reaches lr and never decays"
             )
         return out

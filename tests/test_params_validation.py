@@ -138,7 +138,7 @@ def test_integral_numbers_as_dvc_writes_them_are_integers() -> None:
 def test_warmup_longer_than_the_run_is_a_warning() -> None:
     assert TrainConfig.from_params(_train_params()).warnings() == []
     cfg = TrainConfig.from_params(_train_params(warmup_iters=10))
-    assert any("warmup_iters 10 > max_iters 3" in w for w in cfg.warnings())
+    assert any("warmup_iters 10 >= max_iters 3" in w for w in cfg.warnings())
 
 
 def test_params_yaml_as_shipped_has_no_warning() -> None:
