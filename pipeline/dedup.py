@@ -1,18 +1,21 @@
 """Duplicate detection for conversations: a 128-bit key over the normalized text of every turn.
 
 Two conversations are duplicates when their turns match after folding the trivial variants
-found in scraped chat data: letter case, runs of whitespace, runs of punctuation/symbols and
-the spaces around them ("Hello!!!  World" == "hello ! world" == "hello!world"; but
-"Hello? World" differs: which mark it is still counts). Context (persona) is not part of the
-key, so the same dialogue under two personas counts once: the split is keyed on this too, and
-a dialogue must never sit in train and val at once.
+found in scraped chat data: letter case, runs of whitespace, punctuation (each mark counts as a
+space: "Hello, world." == "hello world" == "HELLO!!! World?"; "it's" stays "it s", apart from
+"its"), and runs of symbols with the spaces around them ("a + b" == "a+b"; which symbol it is
+still counts, so emoji-only turns stay apart). Punctuation went from "a run folds to its first
+mark" to "gone" when a review put "What is X?" and "What is X" in different splits: a mark one
+copy has and the other lacks is the commonest variant of all. Context (persona) is not part of
+the key, so the same dialogue under two personas counts once: the split is keyed on this too,
+and a dialogue must never sit in train and val at once.
 
 Before that, invisible and compatibility variants are folded, since copy-paste and scrapers
 add them without changing what a reader sees: format characters (Unicode category Cf: zero
 width space/joiners, word joiner, BOM, soft hyphen, bidi marks) are dropped, then NFKC maps
 compatibility forms to their plain letters ("ｈｅｌｌｏ" -> "hello", "ﬁ" -> "fi", "x²" -> "x2",
 "！" -> "!", NBSP -> space, "…" -> "..."). Both come before the case, space and punctuation
-rules, so that what NFKC produces is folded like typed text ("wait…" == "wait..." == "wait.").
+rules, so that what NFKC produces is folded like typed text ("wait…" == "wait..." == "wait").
 NFKC keeps accents ("café" != "cafe"). Dropping Cf also merges the rare texts where one is
 meant (a Persian ZWNJ, a ZWJ emoji sequence vs its parts); for a dedup key that is the right
 side to err on. Only the key is folded: the stored text keeps every character (normalize made
@@ -47,9 +50,11 @@ _FORMAT_CHARS = r"\p{Cf}"
 # Whitespace runs (and any whitespace but a plain space) -> one space. Matching only what
 # changes keeps the regex cheap: most text has single spaces only.
 _SPACE_RUN = r"\s\s+|[^\S ]"
-# A punctuation/symbol mark with the marks and spaces after it and one space before it -> the
-# first mark ("hi , there!! !" -> "hi,there!").
-_PUNCT_RUN = r" ?([\p{P}\p{S}])[ \p{P}\p{S}]*"
+# Punctuation (Unicode P*) -> a space, folded with the spaces around it by _SPACE_RUN after.
+_PUNCT = r"\p{P}+"
+# A symbol (Unicode S*: math, currency, emoji) with the symbols and spaces after it and one space
+# before it -> the first symbol ("a + b" -> "a+b", "ok 👍👍" -> "ok👍").
+_SYMBOL_RUN = r" ?(\p{S})[ \p{S}]*"
 # Typed variants that NFKC keeps: typographic quotes and primes -> ASCII quotes; sharp s -> "ss"
 # (what casefold gives). All are non-ASCII, so they fold in the non-ASCII branch only.
 TYPED_VARIANTS = {
@@ -66,7 +71,7 @@ TYPED_VARIANTS = {
 
 def fold_text(text: pl.Expr) -> pl.Expr:
     """The text as the dedup key sees it: format characters dropped, NFKC, typographic quotes and
-    sharp s mapped, lower case, whitespace and punctuation runs folded."""
+    sharp s mapped, lower case, punctuation dropped, whitespace and symbol runs folded."""
     # Every Cf character, NFKC change and typed variant is non-ASCII, and NFKC costs more than
     # the rest of the key: ASCII rows (len_bytes == len_chars, the cheap test) skip them.
     compat = (
@@ -77,8 +82,9 @@ def fold_text(text: pl.Expr) -> pl.Expr:
     plain = pl.when(text.str.len_bytes() != text.str.len_chars()).then(compat).otherwise(text)
     return (
         plain.str.to_lowercase()
+        .str.replace_all(_PUNCT, " ")
         .str.replace_all(_SPACE_RUN, " ")
-        .str.replace_all(_PUNCT_RUN, "$1")
+        .str.replace_all(_SYMBOL_RUN, "$1")
         .str.strip_chars()
     )
 

@@ -26,9 +26,10 @@ from pipeline.schema import QUARANTINE_SCHEMA, TURN_SCHEMA, licence_known
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "build" / "mixed.yaml"
-# polars 2.1.0 (pinned): the dedup key and split/order hashes of one fixed conversation.
-GOLDEN_KEY = (13449874137974045542, 16199674924770248522)
-GOLDEN_HASHES = (8815015884504444651, 15608114095648594051)
+# polars 2.1.0 (pinned): the dedup key and split/order hashes of one fixed conversation (since the
+# key drops punctuation: "Hello!" is keyed as "hello").
+GOLDEN_KEY = (315385603720216532, 4056788547700140566)
+GOLDEN_HASHES = (17514991853000571860, 13934879213652581675)
 TURN_LINE = re.compile(r"^<(human|bot)> .+ <endOfText>$")
 
 
@@ -123,10 +124,11 @@ def read_dataset(root: Path, variant: str) -> pl.DataFrame:
 def py_fold(text: str) -> str:
     """An independent (pure Python) statement of the dedup key's text folding."""
 
-    def is_mark(ch: str) -> bool:
-        return unicodedata.category(ch)[0] in "PS"
+    def is_mark(ch: str) -> bool:  # a symbol: punctuation is a space by now
+        return unicodedata.category(ch)[0] == "S"
 
-    s = " ".join(text.lower().split())
+    unpunctuated = "".join(" " if unicodedata.category(ch)[0] == "P" else ch for ch in text.lower())
+    s = " ".join(unpunctuated.split())
     out: list[str] = []
     i = 0
     while i < len(s):
@@ -417,8 +419,17 @@ def test_registry_is_authoritative_and_a_flip_only_rebuilds(corpus):
 
 
 def test_fold_text_folds_trivial_variants_only():
-    same = ["Hello!!  World", "hello! world", "HELLO ! WORLD", "  hello!world ", "hello\t!\n!world"]
-    other = ["Hello? World", "Hello World", "Hell! World"]
+    same = [
+        "Hello!!  World",
+        "hello! world",
+        "HELLO ! WORLD",
+        "  hello!world ",
+        "hello\t!\n!world",
+        "Hello? World",
+        "Hello World",  # a mark one copy lacks: the commonest variant (a review)
+        "hello, world.",
+    ]
+    other = ["Hell! World", "Hello + World", "Hello 😀 World", "HelloWorld"]
     folded = pl.DataFrame({"t": same + other}).select(fold_text(pl.col("t")))["t"].to_list()
     assert len(set(folded[: len(same)])) == 1
     assert len(set(folded)) == 1 + len(other)
@@ -472,7 +483,7 @@ def test_dedup_folds_invisible_and_compatibility_forms_but_keeps_the_text(tmp_pa
         "b": conversation_rows(
             "b:1", ["\ufeffHELLO THERE, FRI\u00adEND！", "I'm fine thanks\u2060."], "b", "MIT", True
         )
-        + conversation_rows("b:2", ["Hello there, friend?", "I'm fine thanks."], "b", "MIT", True),
+        + conversation_rows("b:2", ["Hello there, friends?", "I'm fine thanks."], "b", "MIT", True),
     }
     write_corpus(tmp_path, rows)
     stats = run_build(tmp_path, ["a", "b"], registry).stats["sources"]

@@ -76,21 +76,22 @@ VARIANTS = {
 @pytest.mark.parametrize("name", [n for n in VARIANTS if n != "plain"])
 def test_invisible_and_compatibility_variants_share_the_key(name):
     text = VARIANTS[name]
-    assert fold([text]) == fold([VARIANTS["plain"]]) == ["hello fine world!"]
+    assert fold([text]) == fold([VARIANTS["plain"]]) == ["hello fine world"]
     key, plain_key = row_keys([text, VARIANTS["plain"]])
     assert key == plain_key
 
 
 def test_superscripts_and_compatibility_punctuation_fold():
-    assert fold(["x\u00b2 \u2026 \u2460", "\u212aelvin"]) == ["x2.1", "kelvin"]
+    assert fold(["x\u00b2 \u2026 \u2460", "\u212aelvin"]) == ["x2 1", "kelvin"]
     # NFKC runs before the punctuation rule, so its "..." folds like a typed one.
-    assert fold(["Wait\u2026", "wait...", "wait ."]) == ["wait."] * 3
+    assert fold(["Wait\u2026", "wait...", "wait .", "wait"]) == ["wait"] * 4
 
 
 @pytest.mark.parametrize(
     "a, b",
     [
-        ("Hello? World", "Hello! World"),  # which mark it is still counts
+        ("Hello + World", "Hello = World"),  # which symbol it is still counts
+        ("ok \U0001f600", "ok \U0001f622"),  # emoji are symbols: an emoji-only turn keeps its emoji
         ("café", "cafe"),  # NFKC keeps accents
         ("naïve", "naive"),
         ("Hello World", "Hello Worl"),
@@ -129,7 +130,7 @@ def test_accents_survive_in_either_normal_form():
 def test_null_stays_null_and_ascii_rows_mix_with_non_ascii_rows():
     # The ASCII fast path (when/then) must not shift or mix rows of a mixed column.
     texts = [None, "A  B", "a\u200bb", "ＡＢ!", "plain text", None, "\ufeffx"]
-    assert fold(texts) == [None, "a b", "ab", "ab!", "plain text", None, "x"]
+    assert fold(texts) == [None, "a b", "ab", "ab", "plain text", None, "x"]
 
 
 def test_fold_matches_a_pure_python_reference():
@@ -142,3 +143,24 @@ def test_fold_matches_a_pure_python_reference():
     )
     samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))) for _ in range(1000)]
     assert fold(samples) == [py_fold(t) for t in samples]
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (
+            "What is your favourite thing about city number 0?",
+            "What is your favourite thing about city number 0",
+        ),
+        ("I love the parks in city 0.", "I love the parks in city 0"),
+        ("Hello, world!", "hello world"),
+        ("Hello?", "hello!"),
+        ("Hi :)", "hi :-)"),
+    ],
+)
+def test_a_mark_one_copy_lacks_does_not_split_the_key(a, b):
+    """A review built 200 pairs that differ by a final "?" or ".": 22 pairs straddled train and val,
+    since a run of marks folded to its first mark but a mark's absence did not fold at all."""
+    assert fold([a]) == fold([b])
+    key_a, key_b = row_keys([a, b])
+    assert key_a == key_b
