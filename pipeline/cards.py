@@ -275,9 +275,10 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "",
         f"Multi-turn `<human>`/`<bot>` conversations for chat fine-tuning, holding {scope}. Built by "
         "`dvc repro build@" + variant + "` from each source's validated turn table: "
-        "deduplicated across sources (copies that differ only in letter case, spacing, punctuation, "
-        "runs of symbols, typographic quotes, invisible characters or Unicode compatibility forms "
-        "count as one; a conversation that continues another still counts as different), split into "
+        "deduplicated across sources (copies that differ only in letter case, spacing, runs of "
+        "punctuation, a turn's final punctuation mark, typographic quotes, invisible characters or "
+        "Unicode compatibility forms count as one; a conversation that continues another still counts "
+        "as different), split into "
         "train and validation by a seeded hash of the "
         "deduplicated text (copies found this way never sit in both), with rejected rows kept in "
         "`quarantine.parquet` beside their reason.",

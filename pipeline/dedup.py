@@ -1,12 +1,15 @@
 """Duplicate detection for conversations: a 128-bit key over the normalized text of every turn.
 
 Two conversations are duplicates when their turns match after folding the trivial variants
-found in scraped chat data: letter case, runs of whitespace, punctuation (each mark counts as a
-space: "Hello, world." == "hello world" == "HELLO!!! World?"; "it's" stays "it s", apart from
-"its"), and runs of symbols with the spaces around them ("a + b" == "a+b"; which symbol it is
-still counts, so emoji-only turns stay apart). Punctuation went from "a run folds to its first
-mark" to "gone" when a review put "What is X?" and "What is X" in different splits: a mark one
-copy has and the other lacks is the commonest variant of all. Context (persona) is not part of
+found in scraped chat data: letter case, runs of whitespace, runs of punctuation/symbols and
+the spaces around them ("Hello!!!  World" == "hello ! world" == "hello!world"; but
+"Hello? World" differs: which mark it is still counts, as in "x != 0" / "x == 0", "7*8" /
+"7/8", "-5" / "5"), and a turn's final punctuation mark ("What is X?" == "what is x" ==
+"What is X." and "Hi :)" == "hi", but "ok 👍" keeps its emoji, a symbol). A review found copies
+that differ only in how a turn ends, the commonest variant of all, on both sides of the split:
+dropping every punctuation mark fixed that but merged "-5" with "5", so only the last one goes.
+Consequences: a turn of punctuation alone ("?", "...") keys as empty; a mark inside a turn that
+one copy lacks ("Hello, world" / "Hello world") still counts. Context (persona) is not part of
 the key, so the same dialogue under two personas counts once: the split is keyed on this too,
 and a dialogue must never sit in train and val at once.
 
@@ -50,11 +53,11 @@ _FORMAT_CHARS = r"\p{Cf}"
 # Whitespace runs (and any whitespace but a plain space) -> one space. Matching only what
 # changes keeps the regex cheap: most text has single spaces only.
 _SPACE_RUN = r"\s\s+|[^\S ]"
-# Punctuation (Unicode P*) -> a space, folded with the spaces around it by _SPACE_RUN after.
-_PUNCT = r"\p{P}+"
-# A symbol (Unicode S*: math, currency, emoji) with the symbols and spaces after it and one space
-# before it -> the first symbol ("a + b" -> "a+b", "ok 👍👍" -> "ok👍").
-_SYMBOL_RUN = r" ?(\p{S})[ \p{S}]*"
+# A punctuation/symbol mark with the marks and spaces after it and one space before it -> the
+# first mark ("hi , there!! !" -> "hi,there!").
+_PUNCT_RUN = r" ?([\p{P}\p{S}])[ \p{P}\p{S}]*"
+# A punctuation mark that ends the turn, once _PUNCT_RUN has made its run one mark.
+_FINAL_PUNCT = r"\p{P}$"
 # Typed variants that NFKC keeps: typographic quotes and primes -> ASCII quotes; sharp s -> "ss"
 # (what casefold gives). All are non-ASCII, so they fold in the non-ASCII branch only.
 TYPED_VARIANTS = {
@@ -71,7 +74,8 @@ TYPED_VARIANTS = {
 
 def fold_text(text: pl.Expr) -> pl.Expr:
     """The text as the dedup key sees it: format characters dropped, NFKC, typographic quotes and
-    sharp s mapped, lower case, punctuation dropped, whitespace and symbol runs folded."""
+    sharp s mapped, lower case, whitespace and punctuation runs folded, a final punctuation mark
+    dropped."""
     # Every Cf character, NFKC change and typed variant is non-ASCII, and NFKC costs more than
     # the rest of the key: ASCII rows (len_bytes == len_chars, the cheap test) skip them.
     compat = (
@@ -82,10 +86,10 @@ def fold_text(text: pl.Expr) -> pl.Expr:
     plain = pl.when(text.str.len_bytes() != text.str.len_chars()).then(compat).otherwise(text)
     return (
         plain.str.to_lowercase()
-        .str.replace_all(_PUNCT, " ")
         .str.replace_all(_SPACE_RUN, " ")
-        .str.replace_all(_SYMBOL_RUN, "$1")
+        .str.replace_all(_PUNCT_RUN, "$1")
         .str.strip_chars()
+        .str.replace(_FINAL_PUNCT, "")
     )
 
 

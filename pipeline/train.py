@@ -356,7 +356,9 @@ class Run:
     def loop(self, on_step: Callable[[int], None] | None = None) -> None:
         cfg, progress = self.cfg, self.progress
         if self.remeasure_val:
-            self.evaluate()  # best_val_loss too: left as it was, it came out worse than val_loss
+            # The only val loss of the current setting: best_val_loss too (left as it was, it came
+            # out worse than val_loss; a min with the old history would mix two settings).
+            progress.last_val_loss = progress.best_val_loss = self.evaluate()
             self.rt.log(
                 f"val loss measured again with eval_iters {cfg.eval_iters}: {progress.last_val_loss:.4f} "
                 "(the run's logged history keeps the values of its own eval_iters)"

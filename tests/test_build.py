@@ -27,7 +27,7 @@ from pipeline.schema import QUARANTINE_SCHEMA, TURN_SCHEMA, licence_known
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "build" / "mixed.yaml"
 # polars 2.1.0 (pinned): the dedup key and split/order hashes of one fixed conversation (since the
-# key drops punctuation: "Hello!" is keyed as "hello").
+# key drops a turn's final punctuation mark, "Hello!" is keyed as "hello").
 GOLDEN_KEY = (315385603720216532, 4056788547700140566)
 GOLDEN_HASHES = (17514991853000571860, 13934879213652581675)
 TURN_LINE = re.compile(r"^<(human|bot)> .+ <endOfText>$")
@@ -122,13 +122,14 @@ def read_dataset(root: Path, variant: str) -> pl.DataFrame:
 
 
 def py_fold(text: str) -> str:
-    """An independent (pure Python) statement of the dedup key's text folding."""
+    """An independent (pure Python) statement of the dedup key's text folding. (Python's Unicode
+    tables can be older than polars' regex ones: a code point newer than Python's, an emoji of
+    Unicode 15 say, is a mark to polars and unassigned here, so the samples leave those out.)"""
 
-    def is_mark(ch: str) -> bool:  # a symbol: punctuation is a space by now
-        return unicodedata.category(ch)[0] == "S"
+    def is_mark(ch: str) -> bool:
+        return unicodedata.category(ch)[0] in "PS"
 
-    unpunctuated = "".join(" " if unicodedata.category(ch)[0] == "P" else ch for ch in text.lower())
-    s = " ".join(unpunctuated.split())
+    s = " ".join(text.lower().split())
     out: list[str] = []
     i = 0
     while i < len(s):
@@ -142,6 +143,8 @@ def py_fold(text: str) -> str:
         else:
             out.append(s[i])
             i += 1
+    if out and unicodedata.category(out[-1])[0] == "P":  # a turn's final punctuation mark
+        out.pop()
     return "".join(out)
 
 
@@ -425,11 +428,10 @@ def test_fold_text_folds_trivial_variants_only():
         "HELLO ! WORLD",
         "  hello!world ",
         "hello\t!\n!world",
-        "Hello? World",
-        "Hello World",  # a mark one copy lacks: the commonest variant (a review)
-        "hello, world.",
+        "Hello! World?",  # a final mark is dropped (a review: "What is X?" / "What is X" straddled)
+        "hello!world.",
     ]
-    other = ["Hell! World", "Hello + World", "Hello 😀 World", "HelloWorld"]
+    other = ["Hello? World", "Hello World", "Hell! World", "Hello! World 😀"]
     folded = pl.DataFrame({"t": same + other}).select(fold_text(pl.col("t")))["t"].to_list()
     assert len(set(folded[: len(same)])) == 1
     assert len(set(folded)) == 1 + len(other)
@@ -483,7 +485,9 @@ def test_dedup_folds_invisible_and_compatibility_forms_but_keeps_the_text(tmp_pa
         "b": conversation_rows(
             "b:1", ["\ufeffHELLO THERE, FRI\u00adEND！", "I'm fine thanks\u2060."], "b", "MIT", True
         )
-        + conversation_rows("b:2", ["Hello there, friends?", "I'm fine thanks."], "b", "MIT", True),
+        + conversation_rows(
+            "b:2", ["Hello there? friend!", "I'm fine thanks."], "b", "MIT", True
+        ),  # which mark
     }
     write_corpus(tmp_path, rows)
     stats = run_build(tmp_path, ["a", "b"], registry).stats["sources"]

@@ -82,7 +82,7 @@ def test_invisible_and_compatibility_variants_share_the_key(name):
 
 
 def test_superscripts_and_compatibility_punctuation_fold():
-    assert fold(["x\u00b2 \u2026 \u2460", "\u212aelvin"]) == ["x2 1", "kelvin"]
+    assert fold(["x\u00b2 \u2026 \u2460", "\u212aelvin"]) == ["x2.1", "kelvin"]
     # NFKC runs before the punctuation rule, so its "..." folds like a typed one.
     assert fold(["Wait\u2026", "wait...", "wait .", "wait"]) == ["wait"] * 4
 
@@ -90,8 +90,12 @@ def test_superscripts_and_compatibility_punctuation_fold():
 @pytest.mark.parametrize(
     "a, b",
     [
-        ("Hello + World", "Hello = World"),  # which symbol it is still counts
-        ("ok \U0001f600", "ok \U0001f622"),  # emoji are symbols: an emoji-only turn keeps its emoji
+        ("Hello? World", "Hello! World"),  # which mark it is still counts
+        # Marks that carry meaning inside a turn (a review of a key that dropped every mark):
+        ("if x != 0: return", "if x == 0: return"),
+        ("The answer is -5.", "The answer is 5."),
+        ("7*8", "7/8"),
+        ("ok \U0001f600", "ok \U0001f622"),  # a final symbol (an emoji) is kept
         ("café", "cafe"),  # NFKC keeps accents
         ("naïve", "naive"),
         ("Hello World", "Hello Worl"),
@@ -153,12 +157,12 @@ def test_fold_matches_a_pure_python_reference():
             "What is your favourite thing about city number 0",
         ),
         ("I love the parks in city 0.", "I love the parks in city 0"),
-        ("Hello, world!", "hello world"),
         ("Hello?", "hello!"),
-        ("Hi :)", "hi :-)"),
+        ("Hi :)", "hi"),
+        ("Wait...", "wait"),
     ],
 )
-def test_a_mark_one_copy_lacks_does_not_split_the_key(a, b):
+def test_a_final_mark_one_copy_lacks_does_not_split_the_key(a, b):
     """A review built 200 pairs that differ by a final "?" or ".": 22 pairs straddled train and val,
     since a run of marks folded to its first mark but a mark's absence did not fold at all."""
     assert fold([a]) == fold([b])
