@@ -210,4 +210,9 @@ def run(args: argparse.Namespace) -> int:
         return 1 if skipped else 0
     print("\n".join(format_summary(s) for s in summaries))
     quarantined = sum(s["rows_quarantined"] for s in summaries)
-    return 1 if skipped or (args.strict and quarantined) else 0
+    # A file that keeps nothing is lost to the dataset whatever --strict says: a contributor (or
+    # their CI) must not read exit 0 as "it goes in".
+    empty = [s["file"] for s in summaries if s["rows_kept"] == 0]
+    for name in empty:
+        print(f"check: {name}: no row kept, so nothing from it reaches the dataset", file=sys.stderr)
+    return 1 if skipped or empty or (args.strict and quarantined) else 0

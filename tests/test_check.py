@@ -199,3 +199,15 @@ def test_a_sidecar_beside_a_note_says_the_note_is_skipped(tmp_path: Path) -> Non
         scan_contrib(tmp_path)
     with pytest.raises(SourceError, match=r"notes\.md is read as a note and skipped"):
         scan_contrib(tmp_path)
+
+
+def test_a_file_that_keeps_no_row_fails_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A new-user walkthrough: a file whose every row was quarantined was lost to the dataset, and
+    `check` (without --strict) exited 0, which a contributor's CI reads as "it goes in"."""
+    lost = put(tmp_path, "lost.txt", "<bot> a bot turn first <endOfText>\nnot a turn at all\n")
+    good = put(tmp_path, "good.txt", GOOD)
+    assert cli.main(["check", str(good)]) == 0
+    assert cli.main(["check", str(good), str(lost)]) == 1
+    captured = capsys.readouterr()
+    assert "rows read 2: 0 kept" in captured.out
+    assert captured.err.strip().endswith("lost.txt: no row kept, so nothing from it reaches the dataset")
