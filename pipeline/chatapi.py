@@ -40,11 +40,43 @@ class RequestError(ValueError):
     """A bad request: becomes a 400 reply (or `status`) naming the offending field (`param`)."""
 
     def __init__(
-        self, message: str, param: str | None = None, status: HTTPStatus = HTTPStatus.BAD_REQUEST
+        self,
+        message: str,
+        param: str | None = None,
+        status: HTTPStatus = HTTPStatus.BAD_REQUEST,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.param = param
         self.status = status
+        self.code = code  # OpenAI's machine-readable reason, where it has one (context_length_exceeded)
+
+
+# OpenAI's code for a request that does not fit the context window: clients that shorten the
+# history on it (rather than parse the message) need it spelled so.
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
+
+def refuse_unsupported(body: dict[str, Any]) -> None:
+    """A 400 for what the client asked of the reply that this server cannot give. Ignored, these
+    came back 200 with plain text: an agent read "the model chose no tool", a JSON-mode client
+    crashed in json.loads, a logprobs reader found no logprobs. (Sampling knobs it does not have,
+    presence/frequency penalties and logit_bias, only shade the text: those are ignored, as the
+    README says.)"""
+    for key in ("tools", "functions"):
+        if body.get(key):
+            raise RequestError(f"`{key}` is not supported: this model cannot call tools", key)
+    for key in ("tool_choice", "function_call"):
+        if body.get(key) not in (None, "none", "auto"):  # "required" or a named tool demands a call
+            raise RequestError(f"`{key}` is not supported: this model cannot call tools", key)
+    fmt = body.get("response_format")
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        raise RequestError(
+            'only `response_format` {"type": "text"} is supported (no JSON mode)', "response_format"
+        )
+    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
+        key = "logprobs" if body.get("logprobs") not in (None, False) else "top_logprobs"
+        raise RequestError("log-probabilities are not supported", key)
 
 
 class ServerBusy(Exception):
@@ -81,6 +113,7 @@ class ChatRequest:
             raise RequestError("the request body must be a JSON object")
         if _optional(body, ("n",), int) not in (None, 1):
             raise RequestError("only n=1 is supported", "n")
+        refuse_unsupported(body)
         context_parts: list[str] = []
         turns: list[tuple[str, str]] = []
         messages = body.get("messages")
@@ -293,7 +326,7 @@ class ChatService:
         try:
             session.prompt_ids(req.user_text)
         except ValueError as e:  # the new message alone does not fit the window
-            raise RequestError(str(e), "messages") from e
+            raise RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED) from e
         return session
 
     def session(self, req: ChatRequest) -> ChatSession:
@@ -301,7 +334,11 @@ class ChatService:
         limit = self.engine.block_size - 1
         key = req.max_tokens_param
         if req.max_tokens is not None and req.max_tokens > limit:
-            raise RequestError(f"{key} must be at most {limit} (context window {limit + 1})", key)
+            raise RequestError(
+                f"{key} must be at most {limit} (context window {limit + 1})",
+                key,
+                code=CONTEXT_LENGTH_EXCEEDED,
+            )
         try:
             session = ChatSession(
                 self.engine,
@@ -315,7 +352,9 @@ class ChatService:
             )
         except NoRoomError as e:  # the reply budget leaves no room for the persona and a message
             param = "messages" if e.persona_at_fault else key
-            raise RequestError(e.describe("the system message", key), param) from e
+            raise RequestError(
+                e.describe("the system message", key), param, code=CONTEXT_LENGTH_EXCEEDED
+            ) from e
         for role, text in req.history:
             session.add_turn(role, text)
         return session
@@ -340,7 +379,7 @@ class ChatService:
                 if client_left is not None and n % CLIENT_CHECK_EVERY == 0 and client_left():
                     raise ClientLeft(f"during its reply: stopped after {n} pieces")
         except ValueError as e:  # the new message alone does not fit the window
-            raise RequestError(str(e), "messages") from e
+            raise RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED) from e
         finally:
             pieces.close()
         gen = results[0]
@@ -369,7 +408,7 @@ class ChatService:
         try:
             first = next(pieces, None)
         except ValueError as e:  # the new message alone does not fit the window
-            raise RequestError(str(e), "messages") from e
+            raise RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED) from e
         return self._chunks(session, first, pieces, results)
 
     def _chunks(
@@ -400,12 +439,11 @@ class ChatService:
         }
 
     def models(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [
-                {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "nanochatgpt"}
-            ],
-        }
+        return {"object": "list", "data": [self.model()]}
+
+    def model(self) -> dict[str, Any]:
+        """The one model object (GET /v1/models/<id>, which clients call to check a model exists)."""
+        return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "nanochatgpt"}
 
 
 def _usage(session: ChatSession, gen: Generation) -> dict[str, int]:

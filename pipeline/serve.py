@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pipeline.chat import DEFAULT_CKPT
 from pipeline.chatapi import MAX_WAITING, ChatRequest, ChatService, ClientLeft, RequestError, ServerBusy
@@ -64,9 +64,9 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _HOST_HEADER = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::\d*)?")  # name or [IPv6], then an optional :port
 
 
-def error_body(message: str, kind: str, param: str | None = None) -> dict[str, Any]:
+def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """OpenAI's error object: what every error reply, and a stream's error event, carries."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -186,6 +186,18 @@ class Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK, {"status": "ok"})
         elif self.route == "/v1/models":
             self._json(HTTPStatus.OK, self.service.models())
+        elif self.route.startswith("/v1/models/"):
+            model = self.service.model()
+            if unquote(self.route.removeprefix("/v1/models/")) == model["id"]:
+                self._json(HTTPStatus.OK, model)
+            else:
+                self._error(
+                    HTTPStatus.NOT_FOUND,
+                    f"no model {self.route.removeprefix('/v1/models/')!r}: this server has {model['id']!r}",
+                    "invalid_request_error",
+                    "model",
+                    code="model_not_found",
+                )
         else:
             self._not_found()
 
@@ -230,7 +242,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     self._json(HTTPStatus.OK, self.service.complete(req, self._client_left, session))
         except RequestError as e:
-            self._error(e.status, str(e), "invalid_request_error", e.param)
+            self._error(e.status, str(e), "invalid_request_error", e.param, code=e.code)
         except ServerBusy as e:
             headers = {"Retry-After": str(e.retry_after)}
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(e), "server_error", headers=headers)
@@ -351,9 +363,10 @@ class Handler(BaseHTTPRequestHandler):
         kind: str,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
         self.close_connection = True  # the body may be unread: this connection cannot carry another request
-        self._json(status, error_body(message, kind, param), headers)
+        self._json(status, error_body(message, kind, param, code), headers)
 
     def _linger(self) -> None:
         """Read and drop the rest of an unread body (up to linger_bytes / linger_seconds) after the

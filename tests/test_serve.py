@@ -1105,3 +1105,79 @@ def test_connections_past_the_cap_get_503_at_once(enc) -> None:
         assert _raw(url, health).startswith(b"HTTP/1.1 200")
         idle[1].close()
         assert _wait_until(lambda: server._open == 0)
+
+
+# ---- OpenAI-client compatibility (a review with the openai package and raw HTTP) ------------------
+
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "words"),
+    [
+        ({"tools": [TOOL], "tool_choice": "required"}, "tools", "cannot call tools"),
+        ({"tools": [TOOL]}, "tools", "cannot call tools"),
+        ({"functions": [TOOL["function"]]}, "functions", "cannot call tools"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "f"}}},
+            "tool_choice",
+            "cannot call tools",
+        ),
+        ({"response_format": {"type": "json_object"}}, "response_format", "no JSON mode"),
+        ({"response_format": {"type": "json_schema", "json_schema": {}}}, "response_format", "no JSON mode"),
+        ({"logprobs": True, "top_logprobs": 3}, "logprobs", "log-probabilities"),
+        ({"top_logprobs": 2}, "top_logprobs", "log-probabilities"),
+    ],
+)
+def test_what_the_server_cannot_give_is_a_400_not_plain_text(
+    enc, extra: dict, param: str, words: str
+) -> None:
+    """Ignored, these came back 200 with plain text: an agent read "no tool chosen", a JSON-mode
+    client crashed in json.loads, a logprobs reader found none."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, {"messages": [{"role": "user", "content": "a"}], "max_tokens": 2, **extra})
+    assert status == 400 and reply["error"]["param"] == param and words in reply["error"]["message"]
+
+
+def test_what_clients_send_by_default_is_accepted(enc) -> None:
+    defaults = {
+        "tools": [],
+        "tool_choice": "none",
+        "response_format": {"type": "text"},
+        "logprobs": False,
+        "top_logprobs": 0,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "logit_bias": {},
+        "user": "u-1",
+        "n": 1,
+    }
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, _ = post(url, {"messages": [{"role": "user", "content": "a"}], "max_tokens": 2, **defaults})
+    assert status == 200
+
+
+def test_a_model_is_retrieved_by_its_id_and_an_unknown_one_is_model_not_found(enc) -> None:
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        with urllib.request.urlopen(f"{url}/v1/models/tiny", timeout=10) as r:
+            model = json.loads(r.read())
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{url}/v1/models/gpt-4o", timeout=10)
+        error = json.loads(e.value.read())["error"]
+    assert model["id"] == "tiny" and model["object"] == "model"
+    assert e.value.code == 404 and (error["param"], error["code"]) == ("model", "model_not_found")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "word " * 300}], "max_tokens": 16}, "messages"),
+        ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 5000}, "max_tokens"),
+    ],
+)
+def test_requests_over_the_window_say_context_length_exceeded(enc, body: dict, param: str) -> None:
+    """Clients shorten the history on OpenAI's code, not on the message: it was always null."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, body)
+    assert status == 400 and reply["error"]["param"] == param
+    assert reply["error"]["code"] == "context_length_exceeded"
