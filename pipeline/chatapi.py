@@ -132,21 +132,15 @@ class ChatRequest:
                 text = clean_text(content)
             except ValueError as e:  # a run of combining marks too long to normalize safely
                 raise RequestError(f"{where}.content: {e}", f"{where}.content") from None
-            if m["role"] in PERSONA_ROLES:
-                if turns:
-                    raise RequestError(
-                        f"{where}: system and developer messages must come first", f"{where}.role"
-                    )
+            if m["role"] in PERSONA_ROLES:  # anywhere, as OpenAI takes them: the persona, as in training
                 if text:
                     context_parts.append(text)
                 continue
             if not text:
                 continue
             role = "human" if m["role"] == "user" else "bot"
-            if not turns and role == "bot":
-                raise RequestError(
-                    f"{where}: the conversation must start with a user message", f"{where}.role"
-                )
+            if not turns and role == "bot":  # a greeting before the first user message: left out, as
+                continue  # normalize leaves out bot rows before a conversation's first human turn
             if turns and turns[-1][0] == role:  # consecutive messages of one role read as one turn
                 turns[-1] = (role, f"{turns[-1][1]}\n{text}")
             else:

@@ -102,17 +102,16 @@ CHAT_TEMPLATE = (
     "{{- '<|endoftext|>' + clean(persona.text) -}}"
     "{%- set ns = namespace(role=none, text='') -%}"
     "{%- for m in messages -%}"
+    # System messages anywhere are the persona (gathered above), as training read them.
     "{%- if m['role'] in ['system', 'developer'] -%}"
-    "{%- if ns.role is not none -%}"
-    "{{- raise_exception('system and developer messages must come first') -}}"
-    "{%- endif -%}"
     "{%- elif m['role'] not in ['user', 'assistant'] -%}"
     "{{- raise_exception('chat roles are system, developer, user and assistant, not ' + m['role'] | string) -}}"
     "{%- else -%}"
     "{%- set text = clean(text_of(m['content'])) -%}"
     "{%- if not text -%}"
+    # An assistant greeting before the first user message is left out, as normalize leaves out bot
+    # rows before a conversation's first human turn: the model never saw a conversation open so.
     "{%- elif ns.role is none and m['role'] == 'assistant' -%}"
-    "{{- raise_exception('the conversation must start with a user message') -}}"
     "{%- elif ns.role == m['role'] -%}{%- set ns.text = ns.text + '\\n' + text -%}"
     "{%- else -%}"
     "{%- if ns.role is not none -%}{{- turn(ns.role, ns.text) -}}{%- endif -%}"

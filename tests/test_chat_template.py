@@ -47,6 +47,14 @@ CONVERSATIONS = [
         {"role": "system", "content": [{"type": "text", "text": "Be "}, {"type": "text", "text": "kind."}]},
         {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
     ],
+    [  # as OpenAI takes them (a review): an assistant greeting first (left out, as training left out
+        # bot rows before the first human turn) and a system message mid-way (the persona, as training)
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What do you do?"},
+    ],
     [  # Windows and old-Mac line ends read as LF (as clean_text does), empty messages, unicode
         {"role": "system", "content": "x\r\ny"},
         {"role": "user", "content": ""},
@@ -120,11 +128,6 @@ def test_the_model_cards_usage_snippet_runs(tokenizer, tmp_path, capsys):
             "only text parts",
         ),
         ([{"role": "system", "content": 3}, {"role": "user", "content": "a"}], "string or a list"),
-        (
-            [{"role": "user", "content": "a"}, {"role": "system", "content": "S"}],
-            "system and developer messages must come first",
-        ),
-        ([{"role": "assistant", "content": "b"}, {"role": "user", "content": "a"}], "start with a user"),
         ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message must be"),
         ([{"role": "system", "content": "S"}], "last message must be"),
         ([], "empty conversation|last message must be"),  # transformers refuses it before the template
