@@ -106,6 +106,7 @@ class ChatRequest:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with usage, as OpenAI's
 
     @classmethod
     def parse(cls, body: Any) -> ChatRequest:
@@ -169,6 +170,13 @@ class ChatRequest:
         if not isinstance(stream, bool):
             raise RequestError("`stream` must be true or false", "stream")
         req.stream = stream
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise RequestError("`stream_options` must be an object", "stream_options")
+        include = (options or {}).get("include_usage")
+        if include is not None and not isinstance(include, bool):
+            raise RequestError("`stream_options.include_usage` must be true or false", "stream_options")
+        req.include_usage = bool(include)
         stop = body.get("stop")
         if not (stop is None or isinstance(stop, (str, list))):
             raise RequestError("`stop` must be a string or a list of up to 4 strings", "stop")
@@ -403,10 +411,15 @@ class ChatService:
             first = next(pieces, None)
         except ValueError as e:  # the new message alone does not fit the window
             raise RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED) from e
-        return self._chunks(session, first, pieces, results)
+        return self._chunks(session, first, pieces, results, req.include_usage)
 
     def _chunks(
-        self, session: ChatSession, first: str | None, pieces: Iterator[str], results: list[Generation]
+        self,
+        session: ChatSession,
+        first: str | None,
+        pieces: Iterator[str],
+        results: list[Generation],
+        include_usage: bool,
     ):
         head = self._envelope("chat.completion.chunk")
 
@@ -420,7 +433,11 @@ class ChatService:
             for piece in pieces:
                 yield chunk({"content": piece})
             gen = results[0]
-            yield {**chunk({}, gen.finish_reason), "usage": _usage(session, gen)}
+            yield chunk({}, gen.finish_reason)
+            # As OpenAI streams it: usage only when asked, in a chunk of its own with no choices
+            # (clients that wait for that chunk never saw usage riding on the last one).
+            if include_usage:
+                yield {**head, "choices": [], "usage": _usage(session, gen)}
         finally:
             pieces.close()
 

@@ -160,8 +160,28 @@ def test_stream_pieces_join_to_the_non_streamed_reply(enc) -> None:
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text == whole["choices"][0]["message"]["content"]
     assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
-    assert chunks[-1]["usage"] == whole["usage"]
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    assert not any("usage" in c for c in chunks)  # as OpenAI: usage only when asked for
+
+
+def test_stream_usage_comes_as_openai_sends_it_when_asked(enc) -> None:
+    """A review: usage rode on the finish chunk whatever stream_options said; OpenAI sends it only
+    with include_usage, in a last chunk of its own whose choices are empty."""
+    body = {
+        "messages": [{"role": "user", "content": "Tell me something."}],
+        "temperature": 0,
+        "max_tokens": 20,
+        "stream_options": {"include_usage": True},
+    }
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        _, whole = post(url, body)
+        events = post_stream(url, {**body, "stream": True})
+        status, bad = post(url, {**body, "stream": True, "stream_options": {"include_usage": "yes"}})
+    *chunks, usage, done = events
+    assert done == "[DONE]" and usage["choices"] == [] and usage["usage"] == whole["usage"]
+    assert usage["id"] == chunks[0]["id"] and usage["object"] == "chat.completion.chunk"
+    assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
+    assert status == 400 and bad["error"]["param"] == "stream_options"
 
 
 def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
