@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pipeline.engine import Engine, Generation
 
 DEFAULT_CKPT = "model/ckpt"
+CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf"
 
 
 # Unicode's stream-safe limit (UAX #15, section 13): at most 30 non-starters (combining marks) in
@@ -129,6 +130,18 @@ class NoRoomError(ValueError):
         )
 
 
+class ReplyBudgetError(ValueError):
+    """A reply budget outside 1..block_size-1. Like NoRoomError, it carries the figure so that each
+    caller names the setting as its users type it (the CLI's --max-new-tokens): see describe()."""
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        super().__init__(f"max_new_tokens must be in 1..{block_size - 1} (block_size {block_size})")
+
+    def describe(self, budget: str) -> str:
+        return f"{budget} must be in 1..{self.block_size - 1} (the model's block_size is {self.block_size})"
+
+
 class ChatSession:
     """One conversation with an Engine: persona + history in, one bot reply out per user message."""
 
@@ -163,9 +176,7 @@ class ChatSession:
         self._replies = 0
         self._budget = engine.block_size - max_new_tokens
         if max_new_tokens < 1 or self._budget < 1:
-            raise ValueError(
-                f"max_new_tokens must be in 1..{engine.block_size - 1} (block_size {engine.block_size})"
-            )
+            raise ReplyBudgetError(engine.block_size)
         # <|endoftext|> persona <bot>, plus <human>, at least one token and <endOfText> for a message.
         fixed = len(render([], self.context, enc=engine.enc, add_generation_prompt=True)[0])
         if fixed + 3 > self._budget:
@@ -260,11 +271,7 @@ class ChatSession:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--ckpt",
-        default=DEFAULT_CKPT,
-        help=f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf",
-    )
+    parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=CKPT_HELP)
     ctx = parser.add_mutually_exclusive_group()
     ctx.add_argument(
         "--context",
@@ -339,15 +346,6 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"chat: {e}", file=sys.stderr)
         return 2
-    block = model.config.block_size
-    if (
-        args.max_new_tokens is not None and not 1 <= args.max_new_tokens < block
-    ):  # ChatSession: by its own name
-        print(
-            f"chat: --max-new-tokens must be in 1..{block - 1} (the model's block_size is {block})",
-            file=sys.stderr,
-        )
-        return 2
     try:
         session = ChatSession(
             Engine(model, compile_decode=args.compile),
@@ -361,6 +359,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except NoRoomError as e:
         print(f"chat: {e.describe('--context', '--max-new-tokens')}", file=sys.stderr)
+        return 2
+    except ReplyBudgetError as e:
+        print(f"chat: {e.describe('--max-new-tokens')}", file=sys.stderr)
         return 2
     except ValueError as e:
         print(f"chat: {e}", file=sys.stderr)
@@ -385,11 +386,11 @@ def is_hf_folder(path: str | Path) -> bool:
     """Whether `path` is a Hugging Face model folder: its config.json names a `model_type`, which
     transformers always writes and this project's model/ckpt config never has. (Here, not in hf.py:
     that file is code of the training run, and a change there would start every run afresh.)"""
-    import json
+    from pipeline.hf import read_json
 
     try:
-        return "model_type" in json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):  # absent or unreadable: the loader names the problem
+        return "model_type" in read_json(Path(path) / "config.json")
+    except (OSError, ValueError):  # absent or unreadable: the loader names the problem
         return False
 
 

@@ -74,9 +74,9 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
         raise RequestError(
             'only `response_format` {"type": "text"} is supported (no JSON mode)', "response_format"
         )
-    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
-        key = "logprobs" if body.get("logprobs") not in (None, False) else "top_logprobs"
-        raise RequestError("log-probabilities are not supported", key)
+    for key, off in (("logprobs", (None, False)), ("top_logprobs", (None, 0))):
+        if body.get(key) not in off:
+            raise RequestError("log-probabilities are not supported", key)
 
 
 class ServerBusy(Exception):

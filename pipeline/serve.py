@@ -48,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pipeline.chat import DEFAULT_CKPT
+from pipeline.chat import CKPT_HELP, DEFAULT_CKPT
 from pipeline.chatapi import MAX_WAITING, ChatRequest, ChatService, ClientLeft, RequestError, ServerBusy
 
 DEFAULT_HOST = "127.0.0.1"
@@ -187,13 +187,13 @@ class Handler(BaseHTTPRequestHandler):
         elif self.route == "/v1/models":
             self._json(HTTPStatus.OK, self.service.models())
         elif self.route.startswith("/v1/models/"):
-            model = self.service.model()
-            if unquote(self.route.removeprefix("/v1/models/")) == model["id"]:
+            model, asked = self.service.model(), unquote(self.route.removeprefix("/v1/models/"))
+            if asked == model["id"]:
                 self._json(HTTPStatus.OK, model)
             else:
                 self._error(
                     HTTPStatus.NOT_FOUND,
-                    f"no model {self.route.removeprefix('/v1/models/')!r}: this server has {model['id']!r}",
+                    f"no model {asked!r}: this server has {model['id']!r}",
                     "invalid_request_error",
                     "model",
                     code="model_not_found",
@@ -545,11 +545,7 @@ def _allowed_hosts(host: str, bound: str) -> frozenset[str] | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--ckpt",
-        default=DEFAULT_CKPT,
-        help=f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf",
-    )
+    parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=CKPT_HELP)
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,

@@ -334,10 +334,11 @@ def format_clash(path: Path, declared: str) -> str | None:
     except (OSError, EOFError, zlib.error):  # unreadable or a damaged .gz: the reader names that
         return None
     keys = _first_record_keys(text)
+    # The JSON formats whose conversation key the first record has (openai first, as the guess).
+    found = [fmt for fmt, key in _CONVERSATION_KEYS.items() if keys is not None and key in keys]
     if declared == "nanochatgpt":
-        if keys is not None and keys & set(_CONVERSATION_KEYS.values()) and not _MARKER.search(text):
-            found = "openai" if "messages" in keys else "sharegpt"
-            return f"it holds JSON records with `{_CONVERSATION_KEYS[found]}`, which is {found}"
+        if found and not _MARKER.search(text):
+            return f"it holds JSON records with `{_CONVERSATION_KEYS[found[0]]}`, which is {found[0]}"
         return None
     if keys is None:
         if _json_format(text) is not None:
@@ -347,8 +348,8 @@ def format_clash(path: Path, declared: str) -> str | None:
         if not _JSON_LINE.search(text):  # a CSV, say: every line would be quarantined as broken JSON
             return f"no line of its start is a JSON record ({declared} is one JSON record per line, or a .json list)"
         return None
-    other = "sharegpt" if declared == "openai" else "openai"
-    if _CONVERSATION_KEYS[declared] not in keys and _CONVERSATION_KEYS[other] in keys:
+    if found and declared not in found:
+        other = found[0]
         return f"its first record has `{_CONVERSATION_KEYS[other]}` and no `{_CONVERSATION_KEYS[declared]}`, which is {other}"
     return None
 
