@@ -316,7 +316,9 @@ CASES: dict[str, dict] = {
     },
     "twitter": {
         "options": {"pairs": True},
+        # pairs go by position: the blank line 8 is the (empty) reply to line 7, not a boundary
         "big": _append("twitter_en.txt", f"\n{BIG}\nok\n"),
+        "big_checks": {"text_present": 1, "text_length": 1, "conversation_broken": 1},
         "checks": {"conversation_broken": 1, "has_bot_turn": 1, "utf8": 1},
         "turns": {
             "twitter:twitter_en.txt:1": ["just had the best coffee of my life", "which cafe?"],
@@ -698,3 +700,137 @@ def test_twitter_damaged_gzip_is_quarantined_and_counts_reconcile(tmp_path: Path
     assert result.turns.height > 500  # what was read before the damage is kept
     r = result.report
     assert r["rows_read"] == r["rows_kept"] + r["rows_quarantined"] + sum(r["rows_filtered"].values())
+
+
+def _reconciles(report: dict) -> bool:
+    return report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] + sum(
+        report["rows_filtered"].values()
+    )
+
+
+def _read(adapter: str, folder: Path, options: dict | None = None):
+    return normalize_rows(get_adapter(adapter)(folder, _spec(adapter, options), {}), max_turn_chars=16_000)
+
+
+def test_twitter_pairs_go_by_line_position(tmp_path: Path) -> None:
+    """chat_corpus: odd lines are tweets, even lines their replies. A blank line is an empty tweet
+    (quarantined, counted), not a boundary that shifted every later pair by one; a CR inside an LF
+    line is part of its tweet, not a line end that would shift them too."""
+    lines = [
+        "tweet one",
+        "reply one",
+        "",
+        "reply to an emptied tweet",
+        "tweet three",
+        "reply\rthree",
+        "t4",
+        "r4",
+    ]
+    (tmp_path / "twitter_en.txt").write_bytes(("\n".join(lines) + "\n").encode())
+    result = _read("twitter", tmp_path, {"pairs": True})
+    assert _by_conversation(result.turns) == {
+        "twitter:twitter_en.txt:1": ["tweet one", "reply one"],
+        "twitter:twitter_en.txt:5": ["tweet three", "reply\nthree"],
+        "twitter:twitter_en.txt:7": ["t4", "r4"],
+    }
+    assert result.quarantine.select("origin", "check").rows() == [
+        ("twitter_en.txt:3", "text_present"),
+        ("twitter_en.txt:4", "has_bot_turn"),
+    ]
+    assert result.report["rows_read"] == len(lines) and _reconciles(result.report)
+    # an old Mac file (lone CRs only) is read by CR, and pairs the same way
+    (tmp_path / "twitter_en.txt").write_bytes(
+        ("\r".join(lines).replace("reply\rthree", "r3") + "\r").encode()
+    )
+    mac = _read("twitter", tmp_path, {"pairs": True})
+    assert _by_conversation(mac.turns)["twitter:twitter_en.txt:5"] == ["tweet three", "r3"]
+    assert _by_conversation(mac.turns)["twitter:twitter_en.txt:7"] == ["t4", "r4"]
+
+
+def test_ubuntu_record_without_an_utterance_is_counted(tmp_path: Path) -> None:
+    """A v2 record whose Context and response hold nothing (empty, or separators alone) gave no row
+    at all: now one quarantined row, so every record is accounted for."""
+    (tmp_path / "train.csv").write_text(
+        "Context,Utterance,Label\nhi there __eou__ __eot__,hello __eou__,1\n,,1\n__eou__ __eot__,__eou__,1\n"
+    )
+    result = _read("ubuntu", tmp_path)
+    assert _by_conversation(result.turns) == {"ubuntu:train:2": ["hi there", "hello"]}
+    assert result.quarantine.select("origin", "check").rows() == [
+        ("train.csv:3", "missing_field"),
+        ("train.csv:4", "missing_field"),
+    ]
+    assert "record holds no utterance" in result.quarantine["reason"][0]
+    assert result.report["rows_read"] == 4 and _reconciles(result.report)
+
+
+def test_oasst1_malformed_replies_are_quarantined_not_a_traceback(tmp_path: Path) -> None:
+    """A `replies` entry that is not an object, or a `replies` that is not a list, was an
+    AttributeError; now one quarantined row naming it, and the tree's good thread still stands."""
+
+    def msg(mid: str, role: str, text: str, **kw: object) -> dict:
+        return {"message_id": mid, "role": role, "text": text, "lang": "en", **kw}
+
+    trees = [
+        {
+            "message_tree_id": "t1",
+            "prompt": msg("a", "prompter", "hi", replies=["oops", msg("b", "assistant", "yo")]),
+        },
+        {"message_tree_id": "t2", "prompt": msg("c", "prompter", "hey", replies={"d": 1})},
+    ]
+    (tmp_path / "x.trees.jsonl").write_text("".join(_jsonl(t) for t in trees))
+    result = _read("oasst1", tmp_path)
+    assert _by_conversation(result.turns) == {"oasst1:t1": ["hi", "yo"]}
+    bad = result.quarantine.filter(pl.col("check") == "missing_field")
+    assert bad.select("origin", "reason").rows() == [
+        ("x.trees.jsonl:1/prompt.replies[0]", "prompt.replies[0] is a str, not a message object"),
+        ("x.trees.jsonl:2/prompt.replies", "prompt.replies is a dict, not a list"),
+    ]
+    assert _reconciles(result.report)
+
+
+def test_hackernews_parent_and_kids_must_be_item_ids(tmp_path: Path) -> None:
+    """A list as `parent` or inside `kids` was a TypeError (unhashable): the item is quarantined,
+    naming it; a null inside `kids` (a gap in a parquet list) names nothing and is left out."""
+    items = [
+        {"id": 1, "type": "story", "title": "t", "kids": [2]},
+        {"id": 2, "parent": 1, "by": "u", "text": "q", "kids": [3, None]},
+        {"id": 3, "parent": 2, "by": "v", "text": "a"},
+        {"id": 4, "parent": [1], "by": "w", "text": "x"},
+        {"id": 5, "parent": 1, "by": "w", "text": "y", "kids": [[6]]},
+    ]
+    (tmp_path / "h.jsonl").write_text("".join(_jsonl(i) for i in items))
+    result = _read("hackernews", tmp_path)
+    assert _by_conversation(result.turns) == {"hackernews:2": ["q", "a"]}
+    assert result.quarantine.select("origin", "check", "reason").rows() == [
+        ("h.jsonl:4", "missing_field", "item 4: `parent` must be an item id, not [1]"),
+        ("h.jsonl:5", "missing_field", "item 5: `kids` must be a list of item ids, not [[6]]"),
+    ]
+    assert _reconciles(result.report)
+
+
+@pytest.mark.parametrize("packing", ["bom", "gzip"])
+def test_whole_file_adapters_read_gzip_and_a_byte_order_mark(tmp_path: Path, packing: str) -> None:
+    """chitchat and chatterbot read a file in one piece: a .gz (which data_files selects) or a UTF-8
+    byte-order mark made the whole file one quarantined row."""
+    chit = json.dumps(
+        {"c1": {"messages": [[{"text": "hi", "sender": "a"}], [{"text": "hello", "sender": "b"}]]}}
+    )
+    yml = "categories: [x]\nconversations:\n- - hi\n  - hello\n"
+    for adapter, name, text in (("chitchat", "dataset.json", chit), ("chatterbot", "a.yml", yml)):
+        folder = tmp_path / adapter
+        folder.mkdir()
+        data = text.encode()
+        if packing == "gzip":
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(readers.BOM + data)
+        result = _read(adapter, folder)
+        assert result.turns["text"].to_list() == ["hi", "hello"], adapter
+        assert result.quarantine.height == 0, adapter
+
+
+def test_whole_file_adapters_quarantine_a_damaged_gzip(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json.gz").write_bytes(b"<html>404</html>")
+    result = _read("chitchat", tmp_path)
+    [(origin, check, reason)] = result.quarantine.select("origin", "check", "reason").rows()
+    assert (origin, check) == ("dataset.json.gz:1", "gzip") and "BadGzipFile" in reason

@@ -5,7 +5,9 @@ download-level archive tests (a served URL, the sources.yaml entries) are in tes
 from __future__ import annotations
 
 import io
+import random
 import tarfile
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -62,3 +64,27 @@ def test_one_name_twice_is_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"holds 'd/a\.csv' twice; refused"):
         _extract(tmp_path, [("d/a.csv", "file", b"1"), ("./d/a.csv", "file", b"2")], ["d/*.csv"])
     assert not (tmp_path / "out" / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("compression", "head", "raised"),
+    [(zipfile.ZIP_DEFLATED, 3000, "zlib.error"), (zipfile.ZIP_LZMA, 0, "LZMAError")],
+)
+def test_a_corrupt_zip_member_is_one_line(tmp_path: Path, compression: int, head: int, raised: str) -> None:
+    """Damage inside a member's compressed bytes surfaces from the decompressor (zlib.error,
+    lzma.LZMAError), not as BadZipFile: still the one-line "cannot extract archive", not a traceback."""
+    from pipeline.sources.archive import extract
+    from pipeline.sources.errors import SourceError
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as z:
+        # (incompressible bytes first give deflate a block whose code tables the damage breaks)
+        z.writestr("d/a.csv", random.Random(0).randbytes(head) + b"x,y\n" * 50_000)
+    data = bytearray(buf.getvalue())
+    data[60:120] = b"\xff" * 60  # inside the member's compressed stream (its local header is 37 bytes)
+    p = tmp_path / "a.zip"
+    p.write_bytes(bytes(data))
+    with pytest.raises(SourceError) as err:
+        extract(p, ("d/*.csv",), tmp_path / "out", name="demo", origin="a.zip")
+    assert str(err.value).startswith(f"demo: cannot extract archive a.zip ({raised}: ")
+    assert "\n" not in str(err.value)

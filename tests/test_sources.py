@@ -12,10 +12,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -142,6 +144,15 @@ def test_registry_has_every_source_with_licences() -> None:
             {"adapter": "oasst1", "options": {"lang": "en"}},
             r"`options:` 'lang' is not an option of adapter oasst1 \(its options are language\)",
         ),
+        # option values are type-checked, never coerced: bool("false") is True, int(None) a traceback
+        ({"adapter": "twitter", "options": {"pairs": "false"}}, r"`options:` pairs must be true or false"),
+        (
+            {"adapter": "babylm", "options": {"max_lines": 3.5}},
+            r"`options:` max_lines must be a whole number",
+        ),
+        ({"adapter": "babylm", "options": {"max_lines": -1}}, r"`options:` max_lines must be a whole number"),
+        ({"adapter": "babylm", "options": {"max_lines": True}}, r"`options:` max_lines must be a whole"),
+        ({"adapter": "oasst1", "options": {"language": ["en"]}}, r"`options:` language must be a language"),
     ],
 )
 def test_registry_rejects_bad_entries(fields: dict, message: str) -> None:
@@ -151,17 +162,34 @@ def test_registry_rejects_bad_entries(fields: dict, message: str) -> None:
 
 
 def test_the_option_table_names_what_each_adapter_reads() -> None:
-    """adapters.OPTIONS (what the registry accepts) lists exactly the `spec.options` keys each
-    adapter module reads, so a new option cannot be refused nor an old one pass unchecked."""
+    """adapters.OPTIONS (what the registry accepts) lists exactly the options each adapter module
+    reads, so a new option cannot be refused nor an old one pass unchecked; every read goes through
+    adapters.option (type-checked), none through `spec.options` directly."""
     from pipeline.sources.adapters import ADAPTERS, OPTIONS
 
     adapters = REPO / "pipeline" / "sources" / "adapters"
     read = {}
     for name, module in ADAPTERS.items():
-        keys = re.findall(r"spec\.options\.get\(\"(\w+)\"", (adapters / f"{module}.py").read_text())
+        code = (adapters / f"{module}.py").read_text()
+        assert "spec.options" not in code, module
+        keys = re.findall(r"\boption\(spec, \"(\w+)\"\)", code)
         if keys:
             read[name] = tuple(sorted(keys))
     assert read == {name: tuple(sorted(keys)) for name, keys in OPTIONS.items()}
+
+
+def test_null_options_are_their_defaults_and_adapters_check_types_too(tmp_path: Path) -> None:
+    """`max_lines:` left empty in YAML is null: the default (it was int(None), a traceback). A
+    SourceSpec built in code skips the registry, so the adapter's read checks the type as well."""
+    from pipeline.sources.adapters import get_adapter
+
+    spec = parse_entry("demo", entry(adapter="babylm", options={"max_lines": None}))
+    (tmp_path / "a.txt").write_text("".join(f"line {i}\n" for i in range(40)))
+    rows = get_adapter("babylm")(tmp_path, spec, {})
+    assert rows["conv_key"].unique(maintain_order=True).to_list() == ["a.txt:1", "a.txt:33"]  # default 32
+    coerced = replace(parse_entry("demo", entry(adapter="twitter")), options={"pairs": "false"})
+    with pytest.raises(SourceError, match=r"^demo: `options:` pairs must be true or false, not 'false'"):
+        get_adapter("twitter")(tmp_path, coerced, {})
 
 
 def test_unknown_licence_may_be_commercial_with_a_reason() -> None:
@@ -597,6 +625,125 @@ def test_url_without_network_is_one_line(root: Path) -> None:
     with pytest.raises(SourceError) as err:
         download(spec)
     assert err.value.args[0].startswith("tweets: cannot download") and "local_path" in str(err.value)
+
+
+class _CutHandler(http.server.BaseHTTPRequestHandler):
+    """Declares the whole payload (or, asked for a Range, the rest of it with Content-Range's total)
+    but sends `send` bytes of the body and closes the connection cleanly; `mode` "chunked" cuts a
+    chunked reply inside its chunk, and "whole" serves the Range honestly."""
+
+    protocol_version = "HTTP/1.1"
+    payload = b""
+    send = 0
+    mode = "length"
+
+    def do_GET(self) -> None:  # noqa: N802
+        rng = self.headers.get("Range")
+        start = int(re.match(r"bytes=(\d+)-", rng).group(1)) if rng else 0
+        body = self.payload[start:]
+        self.send_response(206 if rng else 200)
+        if rng:
+            self.send_header("Content-Range", f"bytes {start}-{len(self.payload) - 1}/{len(self.payload)}")
+        if self.mode == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(body) + body[: self.send])
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body if self.mode == "whole" else body[: self.send])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def cut_server() -> Iterator[tuple[str, type[_CutHandler]]]:
+    handler = type("Handler", (_CutHandler,), {"payload": os.urandom(200_000)})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/f.bin", handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_download_cut_short_keeps_its_part_and_resumes(
+    root: Path, cut_server: tuple[str, type[_CutHandler]]
+) -> None:
+    """A connection that closes cleanly part-way reads like the end of the file: the bytes are
+    counted against the declared size, the partial file is kept for the resume and the message says
+    so (it was deleted as a wrong pin before)."""
+    from pipeline.sources.http import fetch_url
+
+    url, handler = cut_server
+    sha = hashlib.sha256(handler.payload).hexdigest()
+    part = root / "dl-cache" / f"{sha}.part"
+    dest = root / "out" / "f.bin"
+    handler.send = 100_000
+    with pytest.raises(SourceError) as err:
+        fetch_url(url, sha, dest, name="demo")
+    msg = str(err.value)
+    assert msg.startswith(f"demo: download of {url} interrupted at 100,000 of 200,000 bytes")
+    assert "rerun to resume" in msg and "check the pin" not in msg and "\n" not in msg
+    assert part.read_bytes() == handler.payload[:100_000] and not dest.exists()
+    # a resumed reply cut short too: its size is Content-Range's total, not this reply's length
+    handler.send = 50_000
+    with pytest.raises(SourceError, match=r"interrupted at 150,000 of 200,000 bytes"):
+        fetch_url(url, sha, dest, name="demo")
+    assert part.read_bytes() == handler.payload[:150_000]
+    handler.mode = "whole"
+    fetch_url(url, sha, dest, name="demo")
+    assert dest.read_bytes() == handler.payload and not part.exists()
+
+
+def test_a_chunked_download_cut_short_is_one_line(
+    root: Path, cut_server: tuple[str, type[_CutHandler]]
+) -> None:
+    """http.client raises IncompleteRead (an HTTPException, not an OSError) for a chunked reply cut
+    inside a chunk: a one-line SourceError, the partial file kept."""
+    from pipeline.sources.http import fetch_url
+
+    url, handler = cut_server
+    handler.mode, handler.send = "chunked", 100_000
+    sha = hashlib.sha256(handler.payload).hexdigest()
+    with pytest.raises(SourceError) as err:
+        fetch_url(url, sha, root / "out" / "f.bin", name="demo")
+    assert re.match(
+        rf"^demo: download of {re.escape(url)} interrupted at [\d,]+ bytes \(IncompleteRead\); rerun to resume",
+        str(err.value),
+    )
+    assert (root / "dl-cache" / f"{sha}.part").exists()
+
+
+def test_a_gated_repo_not_marked_gated_without_a_token_says_what_to_do(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token was sent, so "the token has no access" would be wrong: the entry needs `gated: true`
+    and a token."""
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    from pipeline.sources.hub import fetch_snapshot
+
+    def gated(*args: object, **kwargs: object) -> str:
+        err = GatedRepoError.__new__(GatedRepoError)  # its __init__ wants an HTTP response
+        err.args = ("401 gated",)
+        raise err
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    spec = replace(load_registry()["oasst1"], gated=False)
+    with pytest.raises(SourceError) as err:
+        fetch_snapshot(spec)
+    msg = str(err.value)
+    assert "has no access" not in msg and "\n" not in msg
+    assert "HF_TOKEN is not set; set `gated: true` for oasst1 in sources.yaml" in msg
+    assert "export HF_TOKEN=<your token>" in msg
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    with pytest.raises(SourceError, match="the token in HF_TOKEN has no access"):
+        fetch_snapshot(spec)
 
 
 def test_stage_failure_is_one_line_and_writes_nothing(root: Path) -> None:

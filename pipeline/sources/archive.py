@@ -15,11 +15,13 @@ with its figures, not half written.
 
 from __future__ import annotations
 
+import lzma
 import re
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -199,10 +201,19 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
                         continue
                     with m.opener() as src, open(dest, "xb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, RuntimeError, ValueError) as e:
-        raise SourceError(
-            f"{name}: cannot extract archive {origin} ({type(e).__name__}: {brief(str(e), 150)})"
-        ) from None
+    # zlib.error / lzma.LZMAError: a corrupt deflate or LZMA member of a zip (bzip2 raises OSError)
+    except (
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        zlib.error,
+        lzma.LZMAError,
+        EOFError,
+        OSError,
+        RuntimeError,
+        ValueError,
+    ) as e:
+        kind = "zlib.error" if isinstance(e, zlib.error) else type(e).__name__  # not a bare "error"
+        raise SourceError(f"{name}: cannot extract archive {origin} ({kind}: {brief(str(e), 150)})") from None
     return {"members_extracted": len(wanted), "members_skipped": dict(sorted((+skipped).items()))}
 
 

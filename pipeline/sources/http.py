@@ -1,7 +1,9 @@
 """Resumable HTTP download of one file, checked against a pinned sha256.
 
 Bytes go to `<cache>/<sha256>.part` first; an interrupted download resumes from where it
-stopped with an HTTP Range request (a server that ignores Range restarts it from zero). The
+stopped with an HTTP Range request (a server that ignores Range restarts it from zero). A connection
+that closes before the size the server declared (Content-Length, or Content-Range's total) keeps
+the partial file for that resume: it is not hashed, nor taken for a wrong pin. The
 file is handed over only once its sha256 matches the pin, so a truncated or tampered file
 never reaches data/raw. A plain file is then moved into data/raw; an archive stays in the cache
 as `<cache>/<sha256>` (cached_url) and only its selected members are extracted (archive.py).
@@ -9,7 +11,9 @@ as `<cache>/<sha256>` (cached_url) and only its selected members are extracted (
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -21,6 +25,7 @@ from pipeline.atomic import sha256_file
 from pipeline.sources.errors import SourceError
 
 CHUNK = 1 << 20
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+\d+-\d+/(\d+)\s*$")
 
 
 def download_cache() -> Path:
@@ -29,43 +34,70 @@ def download_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "nanochatgpt" / "downloads"
 
 
+def _declared_size(resp: http.client.HTTPResponse, start: int) -> int | None:
+    """The whole file's size as the response declares it: Content-Range's total (a 206 reply),
+    else `start` + Content-Length; None when neither says (a chunked reply)."""
+    total = _CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
+    if total:
+        return int(total.group(1))
+    length = (resp.headers.get("Content-Length") or "").strip()
+    return start + int(length) if length.isdigit() else None
+
+
+def _interrupted(name: str, url: str, have: int, total: int | None, why: str, hint: str) -> SourceError:
+    of = f" of {total:,}" if total is not None else ""
+    return SourceError(
+        f"{name}: download of {url} interrupted at {have:,}{of} bytes ({why}); rerun to resume, {hint}"
+    )
+
+
 def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) -> Path:
     """`<cache>/<sha256>.part`, complete and matching the pin: resumed from a partial earlier run,
-    deleted (and SourceError raised) when its hash differs."""
+    kept (and SourceError raised) when the connection ends short of the declared size, deleted (and
+    SourceError raised) when the whole file's hash differs."""
     cache = download_cache()
     cache.mkdir(parents=True, exist_ok=True)
     part = cache / f"{sha256}.part"
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    got, total = have, None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             resumed = have > 0 and resp.status == 206
-            total = resp.headers.get("Content-Length")
+            got = have if resumed else 0
+            total = _declared_size(resp, got)
             with (
                 open(part, "ab" if resumed else "wb") as out,
                 tqdm(
-                    total=int(total) if total else None,
-                    initial=0,
+                    total=total,
+                    initial=got,
                     unit="B",
                     unit_scale=True,
                     desc=name,
                     disable=None,
                 ) as bar,
             ):
+                # A clean close part-way ends read() with b"" like the end of the file does: only
+                # the byte count against the declared size tells the two apart (checked below).
                 while block := resp.read(CHUNK):
                     out.write(block)
+                    got += len(block)
                     bar.update(len(block))
     except urllib.error.HTTPError as e:
         if not (e.code == 416 and have):  # 416: nothing left to fetch; the hash check decides
             raise SourceError(f"{name}: cannot download {url} (HTTP {e.code}); {hint}") from None
+    except http.client.HTTPException as e:  # a chunked reply cut short (IncompleteRead), a garbled one
+        raise _interrupted(name, url, got, total, type(e).__name__, hint) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise SourceError(f"{name}: cannot download {url} ({reason}); rerun to resume, {hint}") from None
-    got = sha256_file(part)
-    if got != sha256:
+    if total is not None and got < total:
+        raise _interrupted(name, url, got, total, "the connection closed early", hint)
+    got_sha = sha256_file(part)
+    if got_sha != sha256:
         part.unlink()
         raise SourceError(
-            f"{name}: {url} has sha256 {got}, expected the pinned {sha256}; check the pin, {hint}"
+            f"{name}: {url} has sha256 {got_sha}, expected the pinned {sha256}; check the pin, {hint}"
         )
     return part
 

@@ -52,6 +52,12 @@ def fetch_snapshot(spec: SourceSpec) -> tuple[Path, str]:
             local_files_only=_offline(),
         )
     except GatedRepoError:
+        if token is None:  # not marked `gated: true`, so nothing asked for a token before the call
+            raise SourceError(
+                f"{spec.name}: {where} is gated and {spec.token_env} is not set; set `gated: true` for "
+                f"{spec.name} in sources.yaml, accept its terms on the Hub and export "
+                f"{spec.token_env}=<your token>, {hint}"
+            ) from None
         raise SourceError(
             f"{spec.name}: {where} is gated and the token in {spec.token_env} has no access; accept its terms "
             f"on the Hub, {hint}"

@@ -143,7 +143,7 @@ def iter_lines(path: Path, *, lone_cr: bool = False, max_bytes: int | None = Non
                 yield Record(n, text if err is None else None, text, "utf8" if err else None, err)
 
 
-def _cr_only(path: Path, probe: int = 1 << 16) -> bool:
+def cr_only(path: Path, probe: int = 1 << 16) -> bool:
     """Whether the file's lines end with a lone CR (an old Mac export): CRs and no LF in its head."""
     try:
         with open_binary(path) as f:
@@ -159,7 +159,7 @@ def iter_jsonl(path: Path) -> Iterator[Record]:
 
     Lines end at LF (CRLF too); a file whose lines end with a lone CR is read by CR instead. Only
     such a file: elsewhere a CR between JSON tokens is whitespace (iter_lines' `lone_cr`)."""
-    for rec in iter_lines(path, lone_cr=_cr_only(path)):
+    for rec in iter_lines(path, lone_cr=cr_only(path)):
         if not rec.ok:
             yield rec
             continue
@@ -183,6 +183,18 @@ def unreadable_json(e: Exception) -> str:
     if isinstance(e, RecursionError):
         return "nested too deeply"
     return str(e).split(";")[0][:200]
+
+
+def read_whole(path: Path) -> Record:
+    """A whole data file for a format parsed in one piece (a JSON object, a YAML document):
+    Record(1, its bytes) with a .gz decompressed and a leading byte-order mark dropped (json.loads
+    refuses one), or, for a damaged .gz, Record(1, None, "", "gzip", why), since no part of such a file is usable."""
+    try:
+        with open_binary(path) as f:
+            raw = f.read()
+    except _GZIP_ERRORS as e:
+        return Record(1, None, "", "gzip", f"damaged gzip file, not read: {type(e).__name__}: {e}"[:300])
+    return Record(1, raw[len(BOM) :] if raw.startswith(BOM) else raw, "")
 
 
 @_tolerate_damaged_gzip
@@ -241,7 +253,7 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
 def iter_parquet(path: Path) -> Iterator[Record]:
     """Parquet rows as dicts (nested lists/structs become Python lists/dicts); record = row number."""
     try:
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path, glob=False)
     except Exception as e:  # a truncated or foreign file: one quarantined record, not a crash
         yield Record(1, None, "", "parquet_read", f"unreadable parquet file ({type(e).__name__}: {e})"[:300])
         return

@@ -162,7 +162,7 @@ def _check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> No
 
 def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
     """Validate one registry entry; raise SourceError (one line) naming the entry and the rule."""
-    from pipeline.sources.adapters import ADAPTERS, OPTIONS  # local: keeps `import registry` light
+    from pipeline.sources.adapters import ADAPTERS, option_error  # local: keeps `import registry` light
 
     at = f"{where}: {_plain(name)}"
     if not _NAME_RE.match(name):
@@ -208,13 +208,10 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
     options = raw.get("options") or {}
     if not isinstance(options, dict):
         raise SourceError(f"{at}: `options:` must be a mapping")
-    known = OPTIONS.get(raw["adapter"], ())
-    for key in options:
-        if key not in known:
-            takes = f"its options are {', '.join(known)}" if known else "it takes no options"
-            raise SourceError(
-                f"{at}: `options:` {brief(key)} is not an option of adapter {raw['adapter']} ({takes})"
-            )
+    for key, value in options.items():
+        error = option_error(raw["adapter"], key, value)
+        if error is not None:
+            raise SourceError(f"{at}: {error}")
     gated = False if raw.get("gated") is None else raw["gated"]
     if not isinstance(gated, bool):  # bool("false") is True: never coerce
         raise SourceError(f"{at}: `gated:` must be true or false, not {brief(gated)}")

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.sources.adapters import option
 from pipeline.sources.adapters._lines import read_line_dialogues
 from pipeline.sources.readers import data_files
 from pipeline.sources.registry import SourceSpec
@@ -24,7 +25,7 @@ from pipeline.sources.rows import RawRows
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
-    max_lines = int(spec.options.get("max_lines", 32))
+    max_lines = option(spec, "max_lines")
     for path in data_files(raw_dir, (".train", ".dev", ".test", ".txt")):
         rel = path.relative_to(raw_dir).as_posix()
         read_line_dialogues(path, rel, rows, max_lines=max_lines, key_prefix=f"{rel}:")

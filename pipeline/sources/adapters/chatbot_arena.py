@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.sources.adapters import option
 from pipeline.sources.adapters._messages import CONTEXT, add_messages, record_key
 from pipeline.sources.adapters._records import objects
 from pipeline.sources.readers import data_files, iter_table_records
@@ -47,7 +48,7 @@ def _kept_side(rec: dict[str, Any]) -> str | None:
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
-    language = spec.options.get("language")
+    language = option(spec, "language")
     used: set[str] = set()  # across files: a repeated question_id must not merge two records
     for path in data_files(raw_dir, (".parquet", ".jsonl", ".json")):
         rel = path.relative_to(raw_dir).as_posix()

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from pipeline.sources.readers import data_files, line_of
+from pipeline.sources.readers import data_files, line_of, read_whole
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -36,7 +36,11 @@ def _mapping_get(node: yaml.Node, key: str) -> yaml.Node | None:
 
 
 def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str) -> None:
-    raw = path.read_bytes()
+    whole = read_whole(path)  # a .gz decompressed (data_files selects x.yml.gz), a byte-order mark dropped
+    if not whole.ok:
+        rows.bad(f"{rel}:{whole.line}", whole.check, whole.reason)
+        return
+    raw = whole.value
     try:
         root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
     except UnicodeDecodeError as e:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.sources.readers import data_files, line_of, unreadable_json
+from pipeline.sources.readers import data_files, line_of, read_whole, unreadable_json
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -24,7 +24,11 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     for path in data_files(raw_dir, (".json",)):
         rel = path.relative_to(raw_dir).as_posix()
-        raw = path.read_bytes()
+        whole = read_whole(path)  # a .gz decompressed, a byte-order mark dropped
+        if not whole.ok:
+            rows.bad(f"{rel}:{whole.line}", whole.check, whole.reason)
+            continue
+        raw = whole.value
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:

@@ -20,6 +20,7 @@ shards in `files:` only on a machine with that much memory per shard.
 from __future__ import annotations
 
 import html
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import polars as pl
 
 from pipeline.sources.adapters._records import objects
 from pipeline.sources.readers import data_files, iter_table_records
-from pipeline.sources.registry import SourceSpec
+from pipeline.sources.registry import SourceSpec, brief
 from pipeline.sources.rows import RawRows
 
 _PARAGRAPH = re.compile(r"<\s*(p|br)\s*/?\s*>", re.IGNORECASE)
@@ -44,14 +45,38 @@ def html_to_text(value: str) -> str:
     return html.unescape(_TAG.sub("", _PARAGRAPH.sub("\n", value)))
 
 
-def _slim(item: dict[str, Any]) -> dict[str, Any]:
-    """The fields of FIELDS the item has (an absent one stays absent: `type` defaults to comment);
-    a whole-number float `parent` (parquet exports store it as float64) becomes the int it names."""
+def _item_id(value: Any) -> int | None:
+    """An item id as an int: an int, or a whole-number float (parquet exports store `parent` as
+    float64); None for anything else (a bool, a list, text...)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _slim(item: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the fields of FIELDS the item has, None), or (None, why) when `parent` or `kids` cannot name
+    items. An absent field stays absent (`type` defaults to comment); `parent` and `kids` hold ints
+    only, since both are looked up as item ids (a list there is unhashable)."""
     out = {k: item[k] for k in FIELDS if k in item}
-    parent = out.get("parent")
-    if isinstance(parent, float) and parent.is_integer():
-        out["parent"] = int(parent)
-    return out
+    if isinstance(out.get("parent"), float) and math.isnan(out["parent"]):  # a pandas-written null
+        del out["parent"]
+    if out.get("parent") is not None:
+        parent = _item_id(out["parent"])
+        if parent is None:
+            return None, f"item {item['id']}: `parent` must be an item id, not {brief(out['parent'])}"
+        out["parent"] = parent
+    if out.get("kids") is not None:
+        kids = out["kids"]
+        # a null entry is a gap in a parquet list column: it names nothing, so it is left out
+        ids = [_item_id(k) for k in kids if k is not None] if isinstance(kids, list) else [None]
+        if None in ids:
+            return None, f"item {item['id']}: `kids` must be a list of item ids, not {brief(kids)}"
+        out["kids"] = ids
+    return out, None
 
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
@@ -67,10 +92,20 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
             if item["id"] in items:
                 rows.bad(origin, "duplicate_id", f"item {item['id']} appears twice")
                 continue
-            items[item["id"]] = _slim(item)
+            slim, problem = _slim(item)
+            if slim is None:
+                rows.bad(origin, "missing_field", problem or "", text=_text_of(item))
+                continue
+            items[item["id"]] = slim
             origins[item["id"]] = origin
     _threads(rows, items, origins)
     return rows.frame()
+
+
+def _text_of(item: dict[str, Any]) -> str | None:
+    """The item's own text, shown in quarantine (so the comment can be found and fixed)."""
+    text = item.get("text")
+    return text if isinstance(text, str) else None
 
 
 def _live(item: dict[str, Any]) -> bool:

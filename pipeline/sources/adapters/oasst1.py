@@ -3,7 +3,8 @@
 Upstream: flat message records (the hub's data/*.parquet, or *.messages.jsonl[.gz]) with
 message_id, parent_id, message_tree_id, role (prompter | assistant), text, lang, rank, deleted,
 review_result, created_date; nested *.trees.jsonl[.gz] records ({"prompt": {..., "replies": [...]}})
-are flattened to the same records first.
+are flattened to the same records first (a `replies` that is not a list, or an entry of it that
+is not an object, is quarantined as `missing_field`, named by its path in the tree).
 
 Each tree becomes one thread: from the root prompt, at every step the best usable reply (lowest
 `rank`; unranked replies last, then oldest). Every other message is counted as filtered with its
@@ -21,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.sources.adapters import option
 from pipeline.sources.adapters._records import readable
 from pipeline.sources.readers import Record, data_files, data_name, iter_table_records
 from pipeline.sources.registry import SourceSpec
@@ -30,24 +32,37 @@ ROLES = {"prompter": "human", "assistant": "bot"}
 REQUIRED = ("message_id", "role", "text")
 
 
-def _flatten(rec: Record) -> list[tuple[str, Any]]:
-    """(suffix, message) pairs: a tree record yields all its messages, a flat record itself."""
+def _flatten(rec: Record) -> list[tuple[str, Any, str | None]]:
+    """(suffix, message, why it is unreadable or None): a tree record yields all its messages, a
+    flat record itself. A `replies` that is not a list, or an entry of it that is not an object, is
+    named by its path in the tree (`prompt.replies[0].replies`) rather than followed."""
     value = rec.value
     if isinstance(value, dict) and isinstance(value.get("prompt"), dict):
-        out, stack = [], [(value["prompt"], None, "prompt")]
+        out: list[tuple[str, Any, str | None]] = []
+        stack: list[tuple[Any, Any, str]] = [(value["prompt"], None, "prompt")]
         while stack:
             msg, parent, path = stack.pop()
-            replies = msg.get("replies") or []
+            if not isinstance(msg, dict):
+                out.append((path, msg, f"{path} is {_type_name(msg)}, not a message object"))
+                continue
+            replies = msg.get("replies")
             flat = {k: v for k, v in msg.items() if k != "replies"}
             flat.setdefault("parent_id", parent)
             flat.setdefault("message_tree_id", value.get("message_tree_id"))
-            out.append((path, flat))
+            out.append((path, flat, None))
+            if replies is not None and not isinstance(replies, list):
+                out.append((f"{path}.replies", None, f"{path}.replies is {_type_name(replies)}, not a list"))
+                continue
             stack.extend(
                 (r, msg.get("message_id"), f"{path}.replies[{i}]")
-                for i, r in reversed(list(enumerate(replies)))
+                for i, r in reversed(list(enumerate(replies or [])))
             )
         return out
-    return [("", value)]
+    return [("", value, None)]
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def _drop_reason(msg: dict[str, Any], lang: str | None) -> str | None:
@@ -72,7 +87,7 @@ def _rank_key(msg: dict[str, Any]) -> tuple:
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
-    lang = spec.options.get("language") or None
+    lang = option(spec, "language") or None
     messages: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
     order: list[str] = []
@@ -81,8 +96,13 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         if not data_name(path).endswith((".parquet", ".jsonl", ".json")):
             continue
         for origin, rec in readable(iter_table_records(path), rel, rows):
-            for suffix, msg in _flatten(rec):
+            for suffix, msg, problem in _flatten(rec):
                 where = f"{origin}{'/' + suffix if suffix else ''}"
+                if problem is not None:
+                    # no conv_key: written before the threads, a row of the tree's conversation would
+                    # cut its good thread away (see the orphans in _threads)
+                    rows.bad(where, "missing_field", problem)
+                    continue
                 tree = msg.get("message_tree_id") if isinstance(msg, dict) else None
                 if not isinstance(msg, dict) or any(not isinstance(msg.get(k), str) for k in REQUIRED):
                     rows.bad(where, "missing_field", f"message needs {', '.join(REQUIRED)}", conv_key=tree)

@@ -7,7 +7,9 @@
   `Ground Truth Utterance` (valid/test) is the next turn. A train row with Label 0 pairs the
   context with a random wrong response: all its utterances are filtered (`ubuntu_distractor`),
   as are the Distractor_N columns of valid/test. Every `__eou__` utterance is one row; turns
-  alternate speakers; the conversation id is file:line.
+  alternate speakers; the conversation id is file:line. A record whose Context and response hold
+  no utterance (empty, or separators alone) is quarantined as one row (`missing_field`), so that
+  every record is counted.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ def _read_v2(rows: RawRows, origin: str, key: str, rec: dict[str, str]) -> None:
         )
         return
     turns = _turns(rec["Context"]) + _turns(response)
+    if not turns:  # empty fields, or separators alone: still one upstream record, so counted
+        rows.bad(
+            origin,
+            "missing_field",
+            "record holds no utterance (Context and response empty, or separators alone)",
+            conv_key=key,
+        )
     distractor = str(rec.get("Label", "1")).strip() in ("0", "0.0")
     for t, utts in enumerate(turns):
         for u, text in enumerate(utts):
