@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from tqdm import tqdm
 
 from pipeline import paramcheck
 from pipeline.model import GPT, masked_token_losses
+
+# The largest x with a finite math.exp(x) (about 709.78).
+MAX_EXP_ARG = math.log(sys.float_info.max)
 
 if TYPE_CHECKING:
     from pipeline.chat import ChatSession
@@ -94,6 +98,8 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
         raise fail("top_k", "must be an integer >= 1, or null for no limit", cfg["top_k"])
     if cfg["top_p"] is not None and (not number(cfg["top_p"]) or not 0 <= cfg["top_p"] <= 1):
         raise fail("top_p", "must be a number in [0, 1], or null for no limit", cfg["top_p"])
+    from pipeline.chat import clean_text
+
     prompts = cfg["prompts"]
     if not isinstance(prompts, list):
         raise fail("prompts", "must be a list of {context, turns} (may be empty)", prompts)
@@ -105,6 +111,15 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
         if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
             raise fail(
                 f"prompts[{i}].turns", "must be a non-empty list of strings (the human messages)", turns
+            )
+        # An empty message renders as a turn no training text has (normalize drops empty turns;
+        # serve and the chat template refuse one), so its reply would measure nothing the model knows.
+        blank = [j for j, t in enumerate(turns) if not clean_text(t, check_runs=False)]
+        if blank:
+            raise fail(
+                f"prompts[{i}].turns[{blank[0]}]",
+                "must hold text (a blank message is not a turn)",
+                turns[blank[0]],
             )
         if prompt.get("context") is not None and not isinstance(prompt["context"], str):
             raise fail(f"prompts[{i}].context", "must be a string or null", prompt["context"])
@@ -157,7 +172,9 @@ def bot_token_loss(
     loss = total / count if count else float("nan")
     return LossReport(
         loss=loss,
-        perplexity=math.exp(loss) if count else float("nan"),
+        # exp overflows a float past a loss of ~709.8 (a diverged run, when the figure matters most):
+        # infinite, which metrics.json writes as null
+        perplexity=(math.exp(loss) if loss < MAX_EXP_ARG else math.inf) if count else float("nan"),
         tokens=count,
         windows=windows,
         split_tokens=shards.loss_tokens(),
@@ -313,10 +330,10 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     cfg = check_eval_params(cfg, model.config.block_size)
     sessions = check_prompts_fit(Engine(model), cfg["prompts"], cfg)  # before minutes of scoring
     try:  # data that disagree (shards vs val.parquet, broken shards or parquet) raise ValueError
+        sources = val_sources(val_parquet)  # read first: a bad file is said before minutes of scoring
         loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
         # Per source, the same bot-token budget the overall loss gets (eval_iters batches of
         # EVAL_BATCH windows), or every conversation when the whole split is scored.
-        sources = val_sources(val_parquet)
         budget = (
             None if cfg["eval_iters"] is None else cfg["eval_iters"] * EVAL_BATCH * model.config.block_size
         )
@@ -445,8 +462,18 @@ def transcripts_markdown(transcripts: list[Transcript]) -> str:
         lines.append(f"## Conversation {i}")
         lines += _text_lines("*persona:*", t.context) if t.context else ["*persona:* (none)"]
         lines.append("")
-        for (human, bot), stopped in zip(t.exchanges, t.stopped, strict=True):
+        stray = t.stray or [False] * len(t.stopped)
+        for (human, bot), stopped, strayed in zip(t.exchanges, t.stopped, stray, strict=True):
             lines += _text_lines("**human:**", human, end="  ")  # a hard break before the bot's line
-            lines += _text_lines("**bot:**", bot, end="" if stopped else " *(reply budget reached)*")
+            # Why an unclosed reply ended: a stray special token says the model has not learnt to
+            # close its turn (stray_stop_rate); the budget, that max_new_tokens cut it.
+            why = (
+                ""
+                if stopped
+                else " *(ended by a stray special token)*"
+                if strayed
+                else " *(reply budget reached)*"
+            )
+            lines += _text_lines("**bot:**", bot, end=why)
             lines.append("")
     return "\n".join(lines)

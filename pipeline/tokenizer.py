@@ -66,8 +66,9 @@ ROLE_TOKEN = {"human": HUMAN_ID, "bot": BOT_ID}
 # way normalize built the training text from such messages (pipeline/sources/adapters/_messages.py;
 # normalize drops empty rows, then merges same-role runs). What the
 # server refuses, the template refuses too (raise_exception), rather than render a format the model
-# never saw: other roles or content, a persona after a turn, a first turn by the assistant, and a
-# generation prompt after anything but a user message. Without a generation prompt a conversation
+# never saw: other roles or content, and a generation prompt after anything but a user message.
+# What the server takes, the template takes the same way: a system message after a turn joins the
+# persona, and a leading assistant message (a greeting before any user turn) is dropped. Without a generation prompt a conversation
 # may end with the assistant: that is the training text (render()). (The server also refuses a run
 # of over 30 combining marks, to keep Python's NFC from stalling; the template normalizes nothing,
 # so it has no such run to fear and renders it.)

@@ -189,6 +189,12 @@ def test_only_a_closed_turn_counts_as_a_clean_stop(ending: str, stop_rate: float
     assert figures["replies"] == 3 and figures["mean_reply_tokens"] == len(words)
     assert figures["stop_rate"] == stop_rate and figures["stray_stop_rate"] == stray_rate
     assert figures["decode_tokens_per_s"] > 0
+    # transcripts.md says why an unclosed reply ended: a stray token, not the budget (8 unspent)
+    bot_lines = [
+        line for line in transcripts_markdown(transcripts).splitlines() if line.startswith("**bot:**")
+    ]
+    note = "" if ending == "eot" else " *(ended by a stray special token)*"
+    assert bot_lines == ["**bot:** fine thanks" + note] * 3
 
 
 def test_a_spread_evaluation_reaches_the_end_of_the_split(val_dir: Path) -> None:
@@ -211,6 +217,30 @@ def test_a_yaml_boolean_is_not_an_integer(key: str) -> None:
 
     with pytest.raises(EvalSetupError, match=rf"evaluate\.{key}"):
         check_eval_params({**EVAL, key: True}, block_size=32)
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\r\n\t"])
+def test_a_blank_prompt_turn_is_refused(blank: str) -> None:
+    """A blank message renders <human><endOfText>, a turn no training text has (and that serve and the
+    chat template refuse): its reply would measure nothing. It passed as "a list of strings"."""
+    from pipeline.evaluate import EvalSetupError, check_eval_params
+
+    prompts = [{"context": None, "turns": ["hi"]}, {"context": None, "turns": ["hello", blank]}]
+    with pytest.raises(EvalSetupError, match=r"evaluate\.prompts\[1\]\.turns\[1\]: must hold text"):
+        check_eval_params({**EVAL, "prompts": prompts}, block_size=32)
+
+
+def test_a_diverged_model_still_gets_its_metrics(val_dir: Path) -> None:
+    """A mean loss past ~709.8 overflowed math.exp: the stage died with a traceback and wrote no
+    metrics for the run that most needed them. The perplexity is now infinite (null in JSON)."""
+    from pipeline.evaluate import bot_token_loss, finite_or_none
+
+    model = tiny(16)
+    with torch.no_grad():
+        model.transformer.ln_f.weight.mul_(1e4)  # logits in the tens of thousands
+    report = bot_token_loss(model, val_dir, batch_size=4, max_batches=2)
+    assert report.loss > 1000 and report.perplexity == float("inf")
+    assert finite_or_none(report.perplexity) is None
 
 
 def test_reply_budget_must_leave_room_for_the_prompt() -> None:
