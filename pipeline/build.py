@@ -100,7 +100,7 @@ class BuildResult:
 
 def _input_columns(src: SourceInput) -> list[pl.Expr]:
     """The turn columns of `src`, cast where lossless; a wrong file is one clear error."""
-    schema = pl.scan_parquet(src.path).collect_schema()
+    schema = pl.scan_parquet(src.path, glob=False).collect_schema()
     exprs = []
     for name, dtype in TURN_SCHEMA.items():
         if name not in schema:
@@ -135,7 +135,7 @@ def warn_unknown_licences(sources: list[SourceInput]) -> list[str]:
     for src in sources:
         if src.contrib:
             files = (
-                pl.scan_parquet(src.path)
+                pl.scan_parquet(src.path, glob=False)
                 .filter(pl.col("commercial").fill_null(False) & ~licence_known())
                 .select(pl.col("source").unique().sort())
                 .collect()["source"]
@@ -163,7 +163,7 @@ def scan_source(src: SourceInput, cfg: BuildConfig) -> pl.LazyFrame:
     contributed files keep each row's own terms. `commercial` becomes the row's eligibility for the
     commercial variant (flagged and under a known licence).
     """
-    lf = pl.scan_parquet(src.path).select(_input_columns(src)).with_row_index("row")
+    lf = pl.scan_parquet(src.path, glob=False).select(_input_columns(src)).with_row_index("row")
     if not src.contrib:
         lf = lf.with_columns(licence=pl.lit(src.licence), commercial=pl.lit(src.commercial))
     eligible = pl.lit(src.commercial_eligible) if not src.contrib else commercial_ok()
@@ -192,11 +192,11 @@ def eligible_expr(variant: str, column: str = "eligible") -> pl.Expr:
 
 
 def plan_conversations(sources: Sequence[SourceInput], cfg: BuildConfig) -> pl.DataFrame:
-    """One row per (source, conversation_id): size, checks, dedup key, status, split, part."""
+    """One row per (source, conversation_id): size, checks, dedup and opening keys, status, split, part."""
     frames = [
         scan_source(src, cfg)
         .with_columns(dedup.folded_text(), chars=pl.col("text").str.len_chars().fill_null(0))
-        .with_columns(*dedup.row_key_hashes())
+        .with_columns(*dedup.row_key_hashes(), _fchars=pl.col("_folded").str.len_chars())
         .drop("text", "_folded")
         for src in sources
     ]
@@ -215,6 +215,7 @@ def plan_conversations(sources: Sequence[SourceInput], cfg: BuildConfig) -> pl.D
             pl.col("commercial").min(),
             *[ok.fill_null(False).alias(f"ok_{name}") for name, ok, _ in rules],
             *dedup.conversation_key_aggs(),
+            split.opening_key_agg(cfg.split_opening_chars),
         )
         .collect(engine="streaming")
     )
@@ -443,7 +444,7 @@ def _write_parts(
             files = sorted((scratch / "rows" / f"part={part}").glob("*.parquet"))
             if not files:
                 continue
-            rows = pl.read_parquet(files).join(
+            rows = pl.read_parquet(files, glob=False).join(
                 fate.filter(pl.col("part") == part).drop("part"),
                 on=["rank", "conversation_id"],
                 how="inner",
@@ -488,7 +489,9 @@ def _write_quarantine(scratch: Path, tmp: Path) -> None:
     if not files:
         pl.DataFrame(schema=QUARANTINE_SCHEMA).write_parquet(target)
         return
-    pl.scan_parquet(files).sort("rank", "row").drop("rank", "row").sink_parquet(target, engine="streaming")
+    pl.scan_parquet(files, glob=False).sort("rank", "row").drop("rank", "row").sink_parquet(
+        target, engine="streaming"
+    )
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -513,7 +516,9 @@ def build_variant(
     sources = resolve_sources(root, names, registry)
     if cfg.variant == "commercial":
         warn_unknown_licences(sources)
-    file_rows = {src.rank: pl.scan_parquet(src.path).select(pl.len()).collect().item() for src in sources}
+    file_rows = {
+        src.rank: pl.scan_parquet(src.path, glob=False).select(pl.len()).collect().item() for src in sources
+    }
     plan = plan_conversations(sources, cfg)
     lap("plan")
     kept = plan.filter(pl.col("status") == KEPT)

@@ -64,7 +64,7 @@ class SourceInput:
         return licences.commercial_eligible(self.commercial, self.licence)
 
 
-BUILD_KEYS = ("val_fraction", "seed", "caps", "export_text")  # params.yaml `build`
+BUILD_KEYS = ("val_fraction", "seed", "split_opening_chars", "caps", "export_text")  # params.yaml `build`
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ class BuildConfig:
     variant: str
     val_fraction: float = 0.05
     seed: int = 1337
+    # Conversations with the same first turn, or first exchange, of at least this many folded
+    # characters share a split (pipeline.split); 0 keeps only whole-conversation duplicates together.
+    split_opening_chars: int = 100
     caps: Mapping[str, int] = field(default_factory=dict)
     export_text: bool = True
     max_turn_chars: int = MAX_TURN_CHARS
@@ -108,6 +111,11 @@ class BuildConfig:
                 variant=variant,
                 val_fraction=paramcheck.fraction("build.val_fraction", build.get("val_fraction", 0.05)),
                 seed=paramcheck.integer("build.seed", build.get("seed", 1337), maximum=1 << 64),
+                split_opening_chars=paramcheck.integer(
+                    "build.split_opening_chars",
+                    build.get("split_opening_chars", 100),
+                    what="a number of characters",
+                ),
                 caps=caps,
                 export_text=paramcheck.boolean("build.export_text", build.get("export_text", True)),
                 max_turn_chars=paramcheck.integer(
@@ -166,7 +174,7 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
 def _check_readable(path: Path, display: str) -> None:
     """A truncated or foreign file is one error naming it (polars' own message names no file)."""
     try:
-        pl.scan_parquet(path).collect_schema()
+        pl.scan_parquet(path, glob=False).collect_schema()
     except (pl.exceptions.PolarsError, OSError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BuildError(f"{display}: not a readable parquet file ({first})") from None

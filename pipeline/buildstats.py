@@ -110,7 +110,12 @@ def compute_stats(
         per_source[src.name] = entry
     return {
         "variant": cfg.variant,
-        "params": {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "caps": dict(cfg.caps)},
+        "params": {
+            "val_fraction": cfg.val_fraction,
+            "seed": cfg.seed,
+            "split_opening_chars": cfg.split_opening_chars,
+            "caps": dict(cfg.caps),
+        },
         "sources": per_source,
         "totals": _totals(per_source.values()),
     }

@@ -230,6 +230,17 @@ def _counts(stats: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return None
 
 
+def _split_key(stats: Mapping[str, Any]) -> str:
+    """What the split hashes (pipeline.split), in the card's words, for the floor the build used."""
+    floor = int((stats.get("params") or {}).get("split_opening_chars") or 0)
+    if floor <= 0:
+        return "the deduplicated text (copies found this way never sit in both)"
+    return (
+        f"each conversation's opening (its first turn, or first exchange, once that holds {floor:,} "
+        "characters, else all of it: copies, and conversations that open alike, never sit in both)"
+    )
+
+
 def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardSource]) -> str:
     """The README.md of data/dataset/<variant>/ (from its stats.json and the registry terms)."""
     totals = stats["totals"]
@@ -279,8 +290,7 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "punctuation, a turn's final punctuation mark, typographic quotes, invisible characters or "
         "Unicode compatibility forms count as one; a conversation that continues another still counts "
         "as different), split into "
-        "train and validation by a seeded hash of the "
-        "deduplicated text (copies found this way never sit in both), with rejected rows kept in "
+        f"train and validation by a seeded hash of {_split_key(stats)}, with rejected rows kept in "
         "`quarantine.parquet` beside their reason.",
         "",
     ]

@@ -139,7 +139,7 @@ def check_input(path: Path) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dataset split not found (run `dvc repro build` first)")
     try:
-        schema = pl.scan_parquet(path).collect_schema()
+        schema = pl.scan_parquet(path, glob=False).collect_schema()
         rows = int(pq.read_metadata(path).num_rows)
     except (pl.exceptions.PolarsError, OSError, ValueError) as e:  # pyarrow's ArrowInvalid: ValueError
         raise ValueError(f"{path}: not a readable parquet file ({_first_line(e)})") from None
@@ -195,7 +195,7 @@ def _batches(
     `collect_batches`: it reads ahead without bound (measured: RSS grew with the file).
     """
     # an all-null context column may be stored as type Null
-    lazy = pl.scan_parquet(path).select(
+    lazy = pl.scan_parquet(path, glob=False).select(
         "conversation_id", "messages", pl.col("context").cast(pl.String), "source"
     )
     ranges = _row_ranges(path, read_rows)
@@ -264,7 +264,13 @@ def tokenize_split(
                     writer.add(enc.ids, enc.mask, enc.lengths)
                 except ConversationTooLong as e:
                     row = batch.row_offset + e.index
-                    cid = pl.scan_parquet(parquet).select("conversation_id").slice(row, 1).collect().item()
+                    cid = (
+                        pl.scan_parquet(parquet, glob=False)
+                        .select("conversation_id")
+                        .slice(row, 1)
+                        .collect()
+                        .item()
+                    )
                     raise ValueError(
                         f"{parquet}: row {row} (conversation_id {cid!r}) renders to {e.n_tokens} tokens, "
                         f"more than tokenize.shard_tokens={e.shard_tokens}"
@@ -350,8 +356,6 @@ def tokenize_dataset(
         raise ValueError(
             f"tokenize: need batch_conversations >= 1 and workers >= 0, got {batch_conversations}, {workers}"
         )
-    for split in SPLITS:  # what a killed run left
-        atomic.remove_stale(out_dir / split)
     for split in SPLITS:
         check_input(dataset_dir / f"{split}.parquet")
     results: dict[str, SplitResult] = {}
@@ -363,13 +367,15 @@ def tokenize_dataset(
             # the initializer loads (and hash-checks) the BPE files once per worker, up front
             executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker)
             stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        # Each split is built in a temporary directory renamed into place when the stack unwinds
-        # without error (atomic_dir); a failure or a kill leaves the previous output untouched.
-        tmp_dirs = {split: stack.enter_context(atomic.atomic_dir(out_dir / split)) for split in SPLITS}
+        # The whole variant (both splits, meta.json that hashes their files, metrics, sources.csv)
+        # is built in one temporary directory that replaces out_dir in one rename when the stack
+        # unwinds without error (atomic_dir): a failure or a kill at any point leaves the previous
+        # output as it was, never new shards beside an old meta.json.
+        tmp = stack.enter_context(atomic.atomic_dir(out_dir))
         for split in SPLITS:
             results[split] = tokenize_split(
                 dataset_dir / f"{split}.parquet",
-                tmp_dirs[split],
+                tmp / split,
                 shard_tokens=shard_tokens,
                 batch_conversations=batch_conversations,
                 executor=executor,
@@ -377,21 +383,22 @@ def tokenize_dataset(
                 desc=f"tokenize {out_dir.name}/{split}",
                 progress=progress,
             )
-    atomic.fsync_dir(out_dir)
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "encoding": ENCODING_NAME,
-        "n_vocab": N_VOCAB,
-        "padded_vocab": PADDED_VOCAB,
-        "special_ids": dict(SPECIAL_TOKENS),
-        "dtypes": {"tokens": "<u2", "mask": "u1", "starts": "<i8"},
-        "shard_tokens": shard_tokens,
-        "splits": {split: _split_meta(dataset_dir / f"{split}.parquet", r) for split, r in results.items()},
-    }
-    atomic.write_json(out_dir / "meta.json", meta)
-    atomic.write_json(out_dir / "metrics.json", {split: _split_metrics(r) for split, r in results.items()})
-    atomic.write_text(out_dir / "sources.csv", _sources_csv(results["train"]))
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "encoding": ENCODING_NAME,
+            "n_vocab": N_VOCAB,
+            "padded_vocab": PADDED_VOCAB,
+            "special_ids": dict(SPECIAL_TOKENS),
+            "dtypes": {"tokens": "<u2", "mask": "u1", "starts": "<i8"},
+            "shard_tokens": shard_tokens,
+            "splits": {
+                split: _split_meta(dataset_dir / f"{split}.parquet", r) for split, r in results.items()
+            },
+        }
+        atomic.write_json(tmp / "meta.json", meta)
+        atomic.write_json(tmp / "metrics.json", {split: _split_metrics(r) for split, r in results.items()})
+        atomic.write_text(tmp / "sources.csv", _sources_csv(results["train"]))
     return meta
 
 

@@ -29,7 +29,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "build" / "mixed.yaml"
 # polars 2.1.0 (pinned): the dedup key and split/order hashes of one fixed conversation (since the
 # key drops a turn's final punctuation mark, "Hello!" is keyed as "hello").
 GOLDEN_KEY = (315385603720216532, 4056788547700140566)
-GOLDEN_HASHES = (17514991853000571860, 13934879213652581675)
+GOLDEN_HASHES = (229670755605081607, 13934879213652581675)
 TURN_LINE = re.compile(r"^<(human|bot)> .+ <endOfText>$")
 
 
@@ -117,7 +117,10 @@ def run_build(root, names, registry, variant="full", **cfg):
 def read_dataset(root: Path, variant: str) -> pl.DataFrame:
     d = root / "data" / "dataset" / variant
     return pl.concat(
-        [pl.read_parquet(d / f"{s}.parquet").with_columns(split=pl.lit(s)) for s in ("train", "val")]
+        [
+            pl.read_parquet(d / f"{s}.parquet", glob=False).with_columns(split=pl.lit(s))
+            for s in ("train", "val")
+        ]
     )
 
 
@@ -545,11 +548,63 @@ def test_split_is_leak_free_deterministic_and_seeded(tmp_path):
 def test_split_is_keyed_on_content_so_twins_share_a_split(tmp_path):
     from pipeline.split import assign_split, split_hash
 
-    keys = pl.DataFrame(
-        {"k1": [1, 1, 2, 3] * 50, "k2": [9, 9, 8, 7] * 50}, schema={"k1": pl.UInt64, "k2": pl.UInt64}
-    )
+    keys = pl.DataFrame({"opening": [1, 1, 2, 3] * 50}, schema={"opening": pl.UInt64})
     out = assign_split(keys.with_columns(split_u=split_hash(3)), 0.5)
-    assert out.group_by("k1", "k2").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert out.group_by("opening").agg(pl.col("split").n_unique())["split"].max() == 1
+
+
+def prefix_corpus(root: Path) -> tuple[list[str], dict]:
+    """200 threads, each also kept cut short (its first four turns: a copy scraped before the
+    replies came; the first turn is under the opening floor, the first exchange over it); 200 long
+    prompts, each answered twice (arena battles); 200 chats that open with the same two-turn
+    greeting and then differ."""
+    registry = {"a": {"kind": "package", "licence": "MIT", "commercial": True}}
+    rows: list[dict] = []
+    for i in range(200):
+        turns = [f"Thread {i}: here is my question about topic {i}" + ", with details" * 2]
+        turns += [" ".join([f"Reply {j} in thread {i}, answering at some length."] * 3) for j in range(5)]
+        rows += conversation_rows(f"a:long{i}", turns, "a", "MIT", True)
+        rows += conversation_rows(f"a:short{i}", turns[:4], "a", "MIT", True)
+        prompt = f"Prompt {i}: write a story about a lighthouse keeper who finds a map, in three parts."
+        rows += conversation_rows(f"a:armA{i}", [prompt * 2, f"Model A's story {i}."], "a", "MIT", True)
+        rows += conversation_rows(f"a:armB{i}", [prompt * 2, f"Model B's story {i}."], "a", "MIT", True)
+        greeting = ["hello", "hi", f"tell me about {i}", f"{i} is a number"]
+        rows += conversation_rows(f"a:hi{i}", greeting, "a", "MIT", True)
+    write_corpus(root, {"a": rows})
+    return ["a"], registry
+
+
+@pytest.mark.parametrize("opening", [100, 0])
+def test_conversations_that_open_alike_share_a_split(tmp_path, opening):
+    """Dedup keeps a thread and its cut-short copy (they differ), and two answers to one prompt, but
+    their shared turns must not sit in train and val at once; a short shared greeting must not pull
+    unrelated chats into one split. With split_opening_chars 0 (whole conversations only), the pairs
+    do straddle: the test can fail."""
+    names, registry = prefix_corpus(tmp_path)
+    run_build(tmp_path, names, registry, val_fraction=0.5, split_opening_chars=opening)
+    split_of = dict(read_dataset(tmp_path, "full").select("conversation_id", "split").iter_rows())
+    assert len(split_of) == 1000  # nothing deduplicated away
+    threads = sum(split_of[f"a:long{i}"] != split_of[f"a:short{i}"] for i in range(200))
+    battles = sum(split_of[f"a:armA{i}"] != split_of[f"a:armB{i}"] for i in range(200))
+    greeting_val = sum(split_of[f"a:hi{i}"] == "val" for i in range(200))
+    assert 60 < greeting_val < 140  # the greeting chats are still drawn one by one
+    if opening:
+        assert threads == battles == 0
+    else:
+        assert threads > 50 and battles > 50
+
+
+def test_a_checkout_path_with_glob_characters_reads_its_own_files(tmp_path):
+    """polars globs a path by default: under "run[1]/" the build read "run1/"'s turn tables (or none)."""
+    registry = {"a": {"kind": "package", "licence": "MIT", "commercial": True}}
+    for name, word in (("run[1]", "mine"), ("run1", "other")):
+        rows = [
+            r for i in range(5) for r in conversation_rows(f"a:{i}", [f"{word} {i}", "ok"], "a", "MIT", True)
+        ]
+        write_corpus(tmp_path / name, {"a": rows})
+    run_build(tmp_path / "run[1]", ["a"], registry, part_chars=10)
+    first_turns = {m[0]["content"] for m in read_dataset(tmp_path / "run[1]", "full")["messages"].to_list()}
+    assert first_turns == {f"mine {i}" for i in range(5)}
 
 
 @pytest.mark.parametrize("val_fraction", [0.0, 0.5, 0.999999])
@@ -557,18 +612,18 @@ def test_a_single_conversation_goes_to_train(val_fraction: float) -> None:
     from pipeline.split import assign_split, split_hash
 
     for k in range(20):  # hashes on either side of every threshold
-        one = pl.DataFrame({"k1": [k], "k2": [k]}, schema={"k1": pl.UInt64, "k2": pl.UInt64})
+        one = pl.DataFrame({"opening": [k]}, schema={"opening": pl.UInt64})
         assert assign_split(one.with_columns(split_u=split_hash(3)), val_fraction)["split"].to_list() == [
             "train"
         ]
 
 
-def test_build_splits_every_conversation_by_the_hash_of_its_dedup_key(tmp_path):
+def test_build_splits_every_conversation_by_the_hash_of_its_opening(tmp_path):
     """The split column the build writes is assign_split of split_hash over each kept conversation's
-    dedup key (computed here from the input turn tables), not a hash of anything else: a hash of
+    opening key (computed here from the input turn tables), not a hash of anything else: a hash of
     the conversation id would split twins under different ids apart when dedup is off or misses."""
     from pipeline import dedup
-    from pipeline.split import assign_split, split_hash
+    from pipeline.split import assign_split, opening_key_agg, split_hash
 
     names, registry = leaky_corpus(tmp_path)
     seed, val_fraction = 11, 0.4
@@ -581,9 +636,9 @@ def test_build_splits_every_conversation_by_the_hash_of_its_dedup_key(tmp_path):
     )
     keys = (
         turns.with_columns(dedup.folded_text())
-        .with_columns(*dedup.row_key_hashes())
+        .with_columns(*dedup.row_key_hashes(), _fchars=pl.col("_folded").str.len_chars())
         .group_by("conversation_id")
-        .agg(*dedup.conversation_key_aggs())
+        .agg(opening_key_agg(100))
     )
     kept = keys.join(out.select("conversation_id"), on="conversation_id", how="semi")
     want = assign_split(kept.with_columns(split_u=split_hash(seed)), val_fraction)
@@ -602,10 +657,13 @@ def test_dedup_key_and_split_hash_are_pinned():
         {"turn": [0, 1], "role": ["human", "bot"], "text": ["Hello!", "Hi"]},
         schema_overrides={"turn": pl.Int32},
     )
-    rows = rows.with_columns(dedup.folded_text()).with_columns(*dedup.row_key_hashes())
-    key = rows.select(pl.col("_h1").bitwise_xor().alias("k1"), pl.col("_h2").bitwise_xor().alias("k2"))
+    rows = rows.with_columns(dedup.folded_text()).with_columns(
+        *dedup.row_key_hashes(), _fchars=pl.col("_folded").str.len_chars()
+    )
+    key = rows.select(*dedup.conversation_key_aggs(), split.opening_key_agg(100))
     hashes = key.select(split.split_hash(1337).alias("s"), split.order_hash(1337).alias("o"))
-    assert (key.row(0), hashes.row(0)) == (GOLDEN_KEY, GOLDEN_HASHES)
+    assert key["opening"].item() == key["k1"].item()  # a short conversation's opening is all of it
+    assert (key.select("k1", "k2").row(0), hashes.row(0)) == (GOLDEN_KEY, GOLDEN_HASHES)
 
 
 def test_tiny_corpus_still_gets_a_val_conversation(tmp_path):

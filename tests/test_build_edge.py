@@ -215,9 +215,14 @@ def test_every_file_the_build_writes_is_kept_by_dvc_or_by_git(tmp_path):
         ({"caps": {"good": -5}}, r"build\.caps\.good: expected a number of characters >= 0"),
         ({"caps": {"good": "big"}}, r"build\.caps\.good: expected a number of characters"),
         ({"caps": {"good": True}}, r"build\.caps\.good: expected a number of characters"),
+        ({"split_opening_chars": -1}, r"build\.split_opening_chars: expected a number of characters >= 0"),
+        ({"split_opening_chars": 1.5}, r"build\.split_opening_chars: expected a number of characters"),
         ({"export_text": "false"}, r"build\.export_text: expected true or false, got 'false'"),
         ({"export_text": None}, r"build\.export_text: expected true or false"),
-        ({"val_fracton": 0.5}, r"build\.val_fracton: unknown setting \(known: val_fraction, seed, caps"),
+        (
+            {"val_fracton": 0.5},
+            r"build\.val_fracton: unknown setting \(known: val_fraction, seed, split_opening_chars, caps",
+        ),
     ],
 )
 def test_build_params_mistakes_name_the_key(build_params, message):

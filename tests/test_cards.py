@@ -404,3 +404,12 @@ def test_size_category_counts_both_splits() -> None:
         cards.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)]).split("---\n")[1]
     )
     assert header["size_categories"] == ["1K<n<10K"]
+
+
+@pytest.mark.parametrize(
+    ("floor", "says"), [(100, "once that holds 100 characters"), (0, "the deduplicated text")]
+)
+def test_the_card_says_what_the_split_is_keyed_on(floor: int, says: str) -> None:
+    stats = _stats({"a": {"licence": "MIT", "conversations": {"train": 5, "val": 1}}}, 5, 1)
+    stats["params"]["split_opening_chars"] = floor
+    assert says in cards.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)])

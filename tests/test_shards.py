@@ -343,7 +343,10 @@ def test_null_typed_context_and_empty_val(tmp_path: Path) -> None:
 
 
 def _leftovers(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    """Hidden temporaries a write left: the variant's own (beside it) and any inside it."""
+    inside = sorted(p.name for p in out.iterdir() if p.name.startswith(".")) if out.is_dir() else []
+    beside = sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+    return beside + inside
 
 
 @pytest.mark.parametrize(
@@ -407,7 +410,8 @@ CRASH_SCRIPT = textwrap.dedent(
 
     def close_then_die(self):
         info = close(self)
-        if self.directory.name.startswith("." + split + ".") and self.index == 1:
+        building = self.directory.parent.name.startswith(".")  # inside the variant's temporary copy
+        if building and self.directory.name == split and self.index == 1:
             os.kill(os.getpid(), signal.SIGKILL)  # the power goes out mid-split
         return info
 
@@ -430,14 +434,53 @@ def test_killed_run_leaves_no_half_split(tmp_path: Path) -> None:
     out = tmp_path / "tokens"
     # first run killed inside train: no split directory looks whole
     _crash(dataset, out, "train")
-    assert not (out / "train").exists() and not (out / "val").exists() and not (out / "meta.json").exists()
-    assert any(name.startswith(".train.") for name in _leftovers(out))  # the shards it had written
+    assert not out.exists()
+    assert any(name.startswith(".tokens.") for name in _leftovers(out))  # the shards it had written
     before = _tokenize(dataset, out, shard_tokens=600)
     assert _leftovers(out) == []  # the next run clears what the killed one left
     # a rerun killed inside val (train already complete in its temp dir): old output stays whole
     _crash(dataset, out, "val")
     assert verify_variant(out) == before
     assert _leftovers(out)
+
+
+def test_a_failure_after_the_splits_leaves_the_old_output_whole(tmp_path: Path, monkeypatch) -> None:
+    """Shards, meta.json (which hashes them) and metrics go into place together or not at all: a
+    failure writing meta.json once both splits are done used to leave new shards beside the old
+    meta.json, which then failed verification."""
+    from pipeline import atomic
+
+    dataset, rows = _dataset(tmp_path / "dataset", n_train=40, n_val=5)
+    out = tmp_path / "tokens"
+    before = _tokenize(dataset, out)
+    rows["train"][0]["messages"][0]["content"] = "a different first turn"
+    _write_split(dataset / "train.parquet", rows["train"])
+    write_json = atomic.write_json
+
+    def full_disk(target, obj):
+        if Path(target).name == "meta.json":
+            raise OSError(28, "No space left on device", str(target))
+        write_json(target, obj)
+
+    monkeypatch.setattr(atomic, "write_json", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _tokenize(dataset, out)
+    assert verify_variant(out) == before
+    assert _leftovers(out) == []
+    monkeypatch.setattr(atomic, "write_json", write_json)
+    assert verify_variant(out) != _tokenize(dataset, out) == verify_variant(out)
+
+
+def test_a_path_with_glob_characters_is_read_as_it_is(tmp_path: Path) -> None:
+    """polars globs a path by default: under "run[1]/" tokenize read "run1/"'s dataset when one
+    existed (silently, with the same row count), else failed on a path it said did not exist."""
+    mine, _ = _dataset(tmp_path / "run[1]" / "dataset", n_train=20, n_val=5)
+    other = tmp_path / "run1" / "dataset"  # the same row counts, other conversations
+    _write_split(other / "train.parquet", _conversations(20, 7))
+    _write_split(other / "val.parquet", _conversations(5, 8))
+    got = _tokenize(mine, tmp_path / "run[1]" / "tokens")
+    assert got["splits"] == _tokenize(mine, tmp_path / "plain")["splits"]
+    assert got["splits"] != _tokenize(other, tmp_path / "plain2")["splits"]
 
 
 def test_stage_command(tmp_path: Path) -> None:
