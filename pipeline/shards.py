@@ -306,10 +306,11 @@ class TokenShards:
 
         align="conversation": every row starts at a conversation start drawn uniformly.
         align="turn": a token is drawn uniformly over the split and the row starts at the start of
-        the human turn (or conversation) holding it, so windows still begin on a boundary but cover
-        every part of conversations longer than block_size, weighted by length (what short
+        the human turn (or conversation) holding it, so windows still begin on a boundary but reach
+        every turn of conversations longer than block_size, weighted by length (what short
         training windows need: aligned to conversations only, they would never see a long
-        conversation's later turns). A row that starts at a later turn begins with its
+        conversation's later turns). A reply running more than a window past its <human> is cut
+        there, as chat must cut it (docs/shards.md). A row that starts at a later turn begins with its
         conversation's header first (<|endoftext|> and the persona, mask 0), as chat's prompt does
         once it has cut the oldest turns, so the model learns to answer in the persona deep into a
         conversation; a header longer than half the window is left out.
