@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         help="batch sizes also run with a compiled decode step (default: 1 on CUDA, none on CPU)",
     )
     args = p.parse_args(argv)
+    if args.json:  # at once: a run that dies before its first row leaves [] here, not an older run's rows
+        atomic.write_text(args.json, "[]\n")
     batch_sizes = _ints(args.batch_sizes)
 
     device = resolve_device(args.device)
@@ -205,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                     "device": name,
                     "dtype": str(dtype).removeprefix("torch."),
                     "batch": b,
+                    "prompt_len": args.prompt_len,
+                    "new_tokens": args.new_tokens,
                     "decode": mode,
                     "tokens_per_sec": engine_tps,
                     "first_run_s": first,
@@ -216,8 +220,6 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.json:  # after every row: a run stopped by its time limit keeps the rows it made
                 atomic.write_text(args.json, json.dumps(records, indent=2) + "\n")
-    if args.json and not records:
-        atomic.write_text(args.json, "[]\n")
     if len(rows) > 3:  # the whole table again, last, where a log tail shows it
         print("\n" + "\n".join(rows))
     return 1 if failed else 0

@@ -19,6 +19,9 @@ PY=${PYTHON:-python3}
 deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-540}))
 out=${OUT:-/tmp/gpu_check}
 mkdir -p "$out"
+# An earlier run's JSON must never be judged as this run's: a benchmark that dies before its first
+# write would leave it in place, and the verdict would read its figures.
+rm -f "$out/decode.json" "$out/train_throughput.json"
 
 # Seconds for the next step: its own cap, or less when the whole budget runs short (20 s kept for
 # the verdict).

@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--budget", type=float, default=150.0, help="seconds; later cases are skipped past it")
     args = p.parse_args(argv)
+    if args.json:  # at once: a run that dies before its first case (the attention probe, say)
+        write_json(args.json, [])  # leaves [] here, not an older run's figures
     device.set_tf32(True)
     device.keep_freed_memory()  # as the train stage does: its speed is what is measured
     plan: list[tuple[Case, int, int]] = []
@@ -299,8 +301,6 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     done = skipped = 0
     start = time.perf_counter()
-    if args.json:
-        write_json(args.json, results)  # an empty list until the first case is done
     for i, (case, steps, warmup) in enumerate(plan):
         if case.device == "cuda" and past_budget(i, time.perf_counter() - start, args.budget):
             print(f"{case.name} {case.objective}: skipped (past the {args.budget:.0f} s budget)", flush=True)

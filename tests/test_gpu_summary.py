@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from benchmarks.gpu_summary import verdict
 
@@ -65,8 +70,8 @@ def test_a_miss_and_a_missing_figure_are_said() -> None:
     slow = [{**r, "mfu": 0.40} for r in TRAIN if r["mfu"] is not None]
     lines = verdict([], slow)
     assert lines[0].endswith("NOT met")
-    assert lines[-1] == "#7 decode 350M batch 1: no figure (see decode.txt)"
-    assert verdict([], [])[0] == "#6 train 350M: no CUDA figure (see train_throughput.txt)"
+    assert lines[-1] == "#7 decode 350M batch 1: no figure at 32 + 128 tokens (see decode.txt)"
+    assert verdict([], [])[0] == "#6 train 350M: no CUDA figure at block 1024 (see train_throughput.txt)"
     gathered_only = [r for r in TRAIN if r["objective"] == "gathered"]
     assert "no full-head figure" in verdict([], gathered_only)[0]
 
@@ -121,6 +126,54 @@ def test_each_target_line_names_its_gpu_and_says_when_it_is_not_an_h200() -> Non
     )
     assert "measured on NVIDIA A100-SXM4-80GB, not an H200, peak 312 TFLOP/s vs target" in lines[0]
     assert "measured on NVIDIA H100 80GB HBM3, not an H200 vs target 1,000" in lines[-3]
+    gh200 = verdict([{**r, "device": "NVIDIA GH200 480GB"} for r in DECODE], TRAIN)
+    assert "measured on NVIDIA GH200 480GB, not an H200" in gh200[-3]
     unnamed = [{k: v for k, v in r.items() if k not in ("gpu", "device")} for r in (*TRAIN, *DECODE)]
     lines = verdict(unnamed[len(TRAIN) :], unnamed[: len(TRAIN)])
     assert "on an unrecorded device" in lines[0] and "on an unrecorded device" in lines[-3]
+
+
+def test_a_figure_made_at_other_settings_is_not_judged() -> None:
+    """A decode of 8 new tokens or a training window of 256 is not the figure either target asks for,
+    however fast: such rows are left out of the verdict (here they would have passed)."""
+    short = [{**r, "new_tokens": 8, "tokens_per_sec": 5_000.0} for r in DECODE]
+    small = [{**r, "block": 256, "mfu": 0.9} for r in TRAIN]
+    lines = verdict(short, small)
+    assert lines[0] == "#6 train 350M: no CUDA figure at block 1024 (see train_throughput.txt)"
+    assert lines[-1] == "#7 decode 350M batch 1: no figure at 32 + 128 tokens (see decode.txt)"
+    as_asked = verdict(
+        [{**r, "prompt_len": 32, "new_tokens": 128} for r in DECODE], [{**r, "block": 1024} for r in TRAIN]
+    )
+    assert as_asked == verdict(DECODE, TRAIN)
+
+
+def test_gpu_check_never_judges_an_earlier_runs_figures(tmp_path) -> None:
+    """A benchmark that died before its first row left the previous run's JSON, and the verdict read it
+    as this run's ("met" from figures nobody measured this time)."""
+    repo = Path(__file__).resolve().parents[1]
+    stale = [
+        {
+            "model": "gpt2-medium",
+            "device": "NVIDIA H200",
+            "batch": 1,
+            "decode": "graph",
+            "tokens_per_sec": 1500.0,
+        }
+    ]
+    (tmp_path / "decode.json").write_text(json.dumps(stale))
+    (tmp_path / "train_throughput.json").write_text("[]")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # Every step's command fails at once (no GPU, no benchmark run): only the verdict is left to print.
+    failing = fake / "python"
+    failing.write_text(f'#!/bin/sh\ncase "$*" in *gpu_summary*) exec {sys.executable} "$@";; esac\nexit 1\n')
+    failing.chmod(0o755)
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PYTHON": str(failing), "OUT": str(tmp_path)}
+    env["PYTHONPATH"] = str(repo)
+    proc = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "#7 decode 350M batch 1: no figure" in proc.stdout, proc.stdout + proc.stderr
+    assert "1,500" not in proc.stdout
