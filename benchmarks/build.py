@@ -6,8 +6,8 @@
 (Run it with -m from the repo root, like every benchmark.)
 
 Generates two sources of OpenAI `{"messages": [...]}` JSONL (with exact and trivial-variant
-duplicates inside and across them), then runs, each in its own child process so that its peak
-RSS is its own (os.wait4 rusage):
+duplicates inside each, and exact copies across them), then runs, each in its own child process
+so that its peak RSS is its own (os.wait4 rusage):
 
   read-jsonl     pl.read_ndjson of the JSONL files (baseline: the raw format, in memory)
   normalize      JSONL -> turn table parquet (streaming explode; a stand-in for normalize)
@@ -53,19 +53,30 @@ def _sentences(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def generate(raw: Path, size_mb: int, seed: int = 0) -> dict[str, int]:
-    """Write raw/<source>.jsonl, ~size_mb MB in all; ~3% duplicates (exact and trivial variants)."""
+    """Write raw/<source>.jsonl, ~size_mb MB in all; ~3% duplicates within a source (exact and
+    trivial variants), and 1% of each later source's conversations copy one of the first source's
+    first chunk (cross-source duplicates, which dedup walks a different path for)."""
     rng = np.random.default_rng(seed)
     pool = pl.Series(_sentences(rng, 20_000))
     raw.mkdir(parents=True, exist_ok=True)
     target = size_mb * (1 << 20) // len(SOURCES)
     sizes = {}
     offset = 0
+    shared: pl.Series | None = None  # the first source's first chunk of conversations
     for name in SOURCES:
         path = raw / f"{name}.jsonl"
         with open(path, "wb") as f:
             while f.tell() < target:
                 chunk = _chunk(rng, pool, offset, 4_000)
                 offset += 4_000
+                if shared is None:
+                    shared = chunk["messages"]
+                elif name != SOURCES[0]:
+                    k = len(chunk) // 100
+                    copied = shared.gather(rng.integers(0, len(shared), size=k))
+                    chunk = pl.concat(
+                        [chunk.head(len(chunk) - k), chunk.tail(k).with_columns(messages=copied)]
+                    )
                 chunk.write_ndjson(f)
         sizes[name] = path.stat().st_size
     return sizes

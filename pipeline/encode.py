@@ -12,15 +12,9 @@ complete; meta.json and metrics.json follow.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import ctypes
 import io
 import multiprocessing
-import os
-import signal
-import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -50,8 +44,8 @@ from pipeline.tokenizer import (
     SPECIAL_TOKENS,
     EncodedConversations,
     encode_conversations,
-    get_encoding,
 )
+from pipeline.workers import start_worker
 
 SPLITS = ("train", "val")
 INPUT_COLUMNS = ("conversation_id", "messages", "context", "source")
@@ -311,36 +305,6 @@ def _split_metrics(result: SplitResult) -> dict:
     return {**entry(total), "sources": {s: entry(c) for s, c in sorted(result.by_source.items())}}
 
 
-def _start_worker() -> None:
-    """A pool worker's start: it dies with the stage (a kill -9, the OOM killer, a CI timeout that
-    kills one pid would leave it running for ever, holding the stage's output pipe open), then
-    loads the encoding."""
-    die_with_parent()
-    get_encoding()
-
-
-def die_with_parent() -> None:
-    """Have the kernel kill this process when its parent dies (Linux prctl PR_SET_PDEATHSIG);
-    elsewhere, a daemon thread that exits it once the parent is gone."""
-    parent = os.getppid()
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent:  # the parent died before the call
-                os._exit(1)
-            return
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
-
-
-_PR_SET_PDEATHSIG = 1
-
-
 def tokenize_dataset(
     dataset_dir: str | Path,
     out_dir: str | Path,
@@ -365,7 +329,7 @@ def tokenize_dataset(
             # spawn, not fork: polars' thread pool does not survive a fork
             ctx = multiprocessing.get_context("spawn")
             # the initializer loads (and hash-checks) the BPE files once per worker, up front
-            executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker)
+            executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=start_worker)
             stack.callback(executor.shutdown, wait=True, cancel_futures=True)
         # The whole variant (both splits, meta.json that hashes their files, metrics, sources.csv)
         # is built in one temporary directory that replaces out_dir in one rename when the stack

@@ -483,6 +483,20 @@ def test_a_path_with_glob_characters_is_read_as_it_is(tmp_path: Path) -> None:
     assert got["splits"] != _tokenize(other, tmp_path / "plain2")["splits"]
 
 
+def test_encoding_workers_do_not_import_polars() -> None:
+    """A spawned worker imports its initializer's module: with it in pipeline.encode, every worker
+    loaded polars and pyarrow (+32 MB each) to run numpy + tiktoken code."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pipeline import encode
+
+    ctx = multiprocessing.get_context("spawn")  # what tokenize_dataset's pool uses, with its initializer
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=encode.start_worker) as pool:
+        loaded = pool.submit(eval, "[m for m in ('polars', 'pyarrow') if m in __import__('sys').modules]")
+        assert loaded.result(timeout=60) == []
+
+
 def test_stage_command(tmp_path: Path) -> None:
     root = tmp_path / "project"
     _dataset(root / "data" / "dataset" / "full", n_train=30, n_val=5)
@@ -625,7 +639,7 @@ def test_a_tokenize_worker_dies_with_its_stage() -> None:
     import psutil
 
     worker = (
-        "import time; from pipeline.encode import die_with_parent; die_with_parent(); "
+        "import time; from pipeline.workers import die_with_parent; die_with_parent(); "
         "print('ready', flush=True); time.sleep(120)"
     )
     stage = (
