@@ -2,8 +2,9 @@
 
 Kept apart from pipeline.encode, which imports polars and pyarrow: a spawned worker imports the
 module of its initializer, and with the initializer in encode.py every worker loaded both (+32 MB
-of RSS each, +35% CPU for the stage, measured with benchmarks.tokenize_throughput) to run code
-that needs only numpy and tiktoken (pipeline.tokenizer.encode_conversations).
+of RSS each and +28% of the stage's CPU seconds, as a review measured; the tokenize benchmark's
+peak RSS went from 323 to 440 MB) to run code that needs only numpy and tiktoken
+(pipeline.tokenizer.encode_conversations).
 """
 
 from __future__ import annotations
