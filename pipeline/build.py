@@ -6,13 +6,13 @@ by construction and then checked again before anything is written:
 
 1. plan (one streaming pass, no text kept): every row is re-validated against the turn-table
    rules (pipeline.schema) and reduced to one row per conversation: its size, the first rule it
-   breaks, whether it may enter the commercial variant, and a 128-bit dedup key
-   (pipeline.dedup). The eager conversation table then decides each conversation's fate:
+   breaks, whether it may enter the commercial variant, a 128-bit dedup key (pipeline.dedup)
+   and the key of its opening (pipeline.split). The eager conversation table then decides each conversation's fate:
    filtered (not commercial), quarantined (whole conversation, with the check), then source by
    source in order: duplicate (of a copy kept earlier in a fixed order) or filtered (over the
    source's cap; caps count only what a source adds, see `dedup_and_cap`), else kept in
-   train/val by a seeded hash of its dedup key (pipeline.split): duplicates share the key, so
-   they can never straddle.
+   train/val by a seeded hash of its opening (pipeline.split): duplicates, and conversations
+   that open alike, share it, so they can never straddle.
 2. write (a second streaming pass): every row the variant may hold is sunk into one of N
    scratch parts by a hash of its conversation (no join: a streaming join held far more memory);
    each part (~16M characters) is joined to its conversations' fate in memory, grouped into one
