@@ -40,23 +40,36 @@ CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face G
 # froze `serve` for 23 s, /health included. No real text comes near 30.
 MAX_COMBINING_RUN = 30
 
+# tiktoken's GPT-2 regex (`\s+(?!\S)`) counts a backtrack per character of a whitespace run, and
+# past ~1,000,000 it panics (tiktoken 0.14: a run of 999,998 between two letters encodes, 999,999
+# raises pyo3's PanicException, a BaseException that killed `serve`'s request thread unanswered).
+# 10,000 is 100x below that and far above real text (a pasted page has runs of tens); encoding a
+# 10,000 run takes ~0.2 ms. Leading and trailing runs are stripped before anything is encoded, so
+# only inner runs count.
+MAX_WHITESPACE_RUN = 10_000
+_WHITESPACE = re.compile(r"\s*")  # Python's \s (str.isspace) has every character tiktoken's \s has
+
 
 def clean_text(text: str, *, check_runs: bool = True) -> str:
     """The training text's form (pipeline.sources.normalize.clean_text): CRLF/CR -> LF, NFC, stripped.
 
     Raises ValueError for text with a run of more than MAX_COMBINING_RUN combining characters,
-    before it is normalized (and after: a few characters decompose into two). `check_runs=False`
-    is for the model's own replies: bounded by max_new_tokens, they cannot stall NFC, and a reply
-    must join the history whatever the model wrote."""
+    before it is normalized (and after: a few characters decompose into two), or an inner run of
+    more than MAX_WHITESPACE_RUN whitespace characters (the tokenizer panics near a million).
+    `check_runs=False` is for the model's own replies: bounded by max_new_tokens, they cannot
+    stall NFC nor reach the tokenizer's limit, and a reply must join the history whatever the
+    model wrote."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.isascii():  # already NFC, no combining marks: most messages, at no cost
-        return text.strip()
+    if not text.isascii():  # else already NFC, no combining marks: most messages, at no cost
+        if check_runs:
+            _check_combining_runs(text, "")
+        text = unicodedata.normalize("NFC", text)
+        if check_runs:
+            _check_combining_runs(text, " once normalized (NFC)")
+    stripped = text.strip()
     if check_runs:
-        _check_combining_runs(text, "")
-    text = unicodedata.normalize("NFC", text)
-    if check_runs:
-        _check_combining_runs(text, " once normalized (NFC)")
-    return text.strip()
+        _check_whitespace_runs(stripped, offset=len(text) - len(text.lstrip()))
+    return stripped
 
 
 def _check_combining_runs(text: str, when: str) -> None:
@@ -67,6 +80,28 @@ def _check_combining_runs(text: str, when: str) -> None:
             f"{run.start() + 1}{when}; at most {MAX_COMBINING_RUN} are allowed (Unicode's stream-safe "
             "limit, UAX #15)"
         )
+
+
+def _check_whitespace_runs(text: str, offset: int) -> None:
+    """ValueError for a run of over MAX_WHITESPACE_RUN whitespace characters in `text` (stripped
+    text, which started `offset` characters into the message).
+
+    Such a run covers a multiple of MAX_WHITESPACE_RUN, so only those characters are looked at,
+    and the run through a whitespace one is measured by str.rstrip/lstrip of the slices either
+    side: 0.03-0.3 ms per MB of text, where a regex scan of every character took ~10 ms (holding
+    the GIL, which tiktoken's encoding releases)."""
+    limit = MAX_WHITESPACE_RUN
+    for i in range(0, len(text), limit):
+        if not text[i].isspace():
+            continue
+        before, after = text[max(0, i - limit) : i], text[i : i + limit + 1]
+        start = i - (len(before) - len(before.rstrip()))
+        if i + len(after) - len(after.lstrip()) - start > limit:
+            end = _WHITESPACE.match(text, start).end()  # the whole run, for the message
+            raise ValueError(
+                f"text has {end - start} whitespace characters in a row at character "
+                f"{offset + start + 1}; at most {limit} are allowed"
+            )
 
 
 @functools.cache

@@ -128,10 +128,19 @@ class ChatRequest:
             # Each message is cleaned before it joins, and an empty one is left out (it neither
             # joins nor opens a turn): how normalize built the training text from such messages
             # (adapters/_messages.py; normalize drops empty rows, then merges same-role runs).
-            content = _content_text(m.get("content"), f"{where}.content")
+            content = m.get("content")
+            if role == "assistant":
+                # OpenAI's assistant message may have a null (or no) content: the one that made
+                # tool calls has none. Empty, then, like "" (left out); its tool calls are refused
+                # rather than dropped unseen, as a request's `tools` are (refuse_unsupported).
+                for key in ("tool_calls", "function_call"):
+                    if m.get(key):
+                        raise RequestError(f"{where}.{key}: this model cannot call tools", f"{where}.{key}")
+                content = "" if content is None else content
+            content = _content_text(content, f"{where}.content")
             try:
                 text = clean_text(content)
-            except ValueError as e:  # a run of combining marks too long to normalize safely
+            except ValueError as e:  # a run of combining marks or whitespace too long to take safely
                 raise RequestError(f"{where}.content: {e}", f"{where}.content") from None
             if m["role"] in PERSONA_ROLES:  # anywhere, as OpenAI takes them: the persona, as in training
                 if text:

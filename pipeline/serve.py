@@ -38,6 +38,7 @@ import io
 import ipaddress
 import json
 import re
+import selectors
 import socket
 import sys
 import threading
@@ -55,6 +56,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 LISTEN_BACKLOG = 128  # connections the kernel holds for accept() (socketserver's default: 5)
 MAX_CONNECTIONS = 64  # connections served at once (each has a thread); more get 503 at once
+MAX_REFUSED_LINGERING = 64  # refused connections drained at once (one thread for all); more close at once
+REFUSED_LINGER_SECONDS = 1.0  # how long a refused connection's request is read and dropped
 MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused (413) before it is read
 MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -100,15 +103,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self._reader.deadline = None  # the next request's clock starts with its first byte
+        # The body was read, or given up on. Until this request's headers are parsed there is no
+        # body to know of (a 414 comes before them; the last request's headers are stale).
+        self._body_done = True
         super().handle_one_request()
 
     def parse_request(self) -> bool:
         """http.server's parsing, then the checks every request passes before its method runs."""
         self._expects_continue = False  # the client waits for "100 Continue" before its body
         self._continue_sent = False
-        self._body_done = False  # the body was read, or given up on
+        self._body_done = True  # its errors (400, 431, 505) come before the headers are known
         if not super().parse_request():
             return False
+        self._body_done = False
         refusal = self._host_refusal()
         if refusal:
             self._error(HTTPStatus.FORBIDDEN, refusal, "permission_error")
@@ -205,13 +212,17 @@ class Handler(BaseHTTPRequestHandler):
         if self.route in ROUTES:
             allowed = ROUTES[self.route]
             self._error(
-                HTTPStatus.METHOD_NOT_ALLOWED, f"{self.route} takes {allowed}", "invalid_request_error"
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"{self.route} takes {allowed}",
+                "invalid_request_error",
+                headers={"Allow": f"{allowed}, HEAD" if allowed == "GET" else allowed},  # RFC 9110 15.5.6
             )
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no route {self.command} {self.route}", "not_found_error")
 
-    # Every other method answers in the same JSON error format.
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_found  # noqa: N815
+    # HTTP's other methods answer in the same JSON error format; one HTTP does not define is
+    # answered 501 (RFC 9110 9.1: an unrecognized method), also in JSON (send_error).
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_found  # noqa: N815
 
     # GET's status and headers without the body (_json leaves it out for HEAD).
     do_HEAD = do_GET  # noqa: N815
@@ -249,7 +260,10 @@ class Handler(BaseHTTPRequestHandler):
         except ClientLeft as e:
             self.log_message("client left %s", e)
             self.close_connection = True
-        except Exception as e:  # a bug must still answer the client (and leave the server up)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # a bug must still answer the client (and leave the server up):
+            # a Rust extension's panic (pyo3's PanicException, tiktoken's) is a BaseException
             self.log_error("error in %s: %r", self.path, e)
             if not self._streaming:  # once a stream has started, closing it is all that is left
                 self._error(
@@ -368,6 +382,27 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True  # the body may be unread: this connection cannot carry another request
         self._json(status, error_body(message, kind, param, code), headers)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (a malformed request line, HTTP/2.0, a URI or headers over its
+        limits, an unknown method) in the JSON format of every other reply, not its HTML page.
+
+        A request line it could not read leaves the request at HTTP/0.9, for which http.server
+        writes a bare body: the reply gets its status line and headers all the same (a client of
+        this server speaks HTTP/1.x, and the status is the message)."""
+        status = HTTPStatus(code)
+        text = message or status.phrase
+        if explain:
+            text = f"{text}: {explain}"
+        text = text[:300]  # a request line or header of up to 64 KiB may be quoted in it
+        if code == HTTPStatus.NOT_IMPLEMENTED and self.route in ROUTES:  # a method HTTP does not define
+            text = f"{text}; {self.route} takes {ROUTES[self.route]}"
+        self.log_error("code %d, message %s", code, text)
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = self.protocol_version
+        # What the client sent wrong (501: a method HTTP does not define; 505: HTTP/2 as text).
+        client = code < 500 or code in (HTTPStatus.NOT_IMPLEMENTED, HTTPStatus.HTTP_VERSION_NOT_SUPPORTED)
+        self._error(status, text, "invalid_request_error" if client else "server_error")
+
     def _linger(self) -> None:
         """Read and drop the rest of an unread body (up to linger_bytes / linger_seconds) after the
         reply, before the connection closes: closing on unread data resets the connection, and a
@@ -397,7 +432,9 @@ class Handler(BaseHTTPRequestHandler):
             self._event("[DONE]")
         except (BrokenPipeError, ConnectionResetError):  # the client left: stop generating
             pass
-        except Exception as e:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # a panic in an extension too (see do_POST)
             # The status line is gone: end the stream with an error event (OpenAI's clients raise
             # on it) rather than cutting it, which reads as a finished reply. Then log it as a bug.
             error = error_body(f"internal error: {type(e).__name__}", "server_error")
@@ -459,12 +496,127 @@ class _DeadlineReader(io.RawIOBase):
 _CONTROL_CHARS_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
+class _Reaper:
+    """Lingering close for refused connections: one daemon thread reads and drops what each client
+    still sends, for up to `seconds` (and `max_bytes`: a request the server would take, 1 MiB of
+    body and its headers, fits), then closes it.
+
+    Closing a socket with unread data resets the connection: a client that writes its whole
+    request before reading (http.client, urllib, the OpenAI SDK) then got BrokenPipeError or a
+    reset instead of the 503 waiting for it. The refusing thread (the accept loop) must never wait
+    on a client, so it only hands the socket over; with `capacity` sockets held, add() says no
+    and the caller closes at once (the reset, but nothing grows without bound)."""
+
+    def __init__(self, capacity: int, seconds: float, max_bytes: int = 2 * MAX_BODY_BYTES) -> None:
+        self.capacity = capacity
+        self.seconds = seconds
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()  # guards the fields below (the thread and add/close share them)
+        self._incoming: list[socket.socket] = []  # handed over, not yet watched by the thread
+        self._held = 0  # sockets handed over and not yet closed
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._wake_r: socket.socket | None = None  # a byte on this pair wakes the thread
+        self._wake_w: socket.socket | None = None
+
+    def add(self, sock: socket.socket) -> bool:
+        """Take `sock` (its reply sent, its write side shut) to drain and close; False when full
+        or closed (the caller closes it). Never waits."""
+        with self._lock:
+            if self._closed or self._held >= self.capacity:
+                return False
+            if self._thread is None:  # started on the first refusal: most servers never refuse
+                self._wake_r, self._wake_w = socket.socketpair()
+                self._wake_r.setblocking(False)
+                self._wake_w.setblocking(False)
+                self._thread = threading.Thread(target=self._run, name="refused-connections", daemon=True)
+                self._thread.start()
+            self._held += 1
+            self._incoming.append(sock)
+            self._wake()
+        return True
+
+    def close(self) -> None:
+        """Close every held socket (the thread does, and ends)."""
+        with self._lock:
+            self._closed = True
+            if self._thread is not None:
+                self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is pending already
+            self._wake_w.send(b"x")
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        draining: dict[socket.socket, list[float]] = {}  # socket -> [deadline, bytes left]
+        try:
+            while True:
+                now = time.monotonic()
+                wait = min((d for d, _ in draining.values()), default=now + 3600) - now
+                for key, _ in selector.select(max(0.0, wait)):
+                    if key.fileobj is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)
+                        continue
+                    sock = key.fileobj
+                    try:
+                        data = sock.recv(1 << 16)
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # reset by the client: nothing left to wait for
+                        data = b""
+                    draining[sock][1] -= len(data)
+                    if not data or draining[sock][1] <= 0:  # the client closed, or sent enough
+                        self._drop(selector, draining, sock)
+                with self._lock:
+                    incoming, self._incoming = self._incoming, []
+                    closed = self._closed
+                deadline = time.monotonic() + self.seconds
+                for sock in incoming:
+                    try:
+                        sock.setblocking(False)
+                        selector.register(sock, selectors.EVENT_READ)
+                    except (OSError, ValueError):  # closed meanwhile
+                        self._release(sock)
+                        continue
+                    draining[sock] = [deadline, self.max_bytes]
+                now = time.monotonic()
+                for sock in [s for s, (d, _) in draining.items() if closed or d <= now]:
+                    self._drop(selector, draining, sock)
+                if closed:
+                    return
+        finally:  # closed, or a bug: either way nothing is taken or held any more
+            with self._lock:
+                self._closed = True
+                left = [*draining, *self._incoming]
+                self._incoming.clear()
+                self._held -= len(left)
+                self._wake_r.close()
+                self._wake_w.close()
+            for sock in left:
+                sock.close()
+            selector.close()
+
+    def _drop(self, selector: selectors.BaseSelector, draining: dict, sock: socket.socket) -> None:
+        selector.unregister(sock)
+        del draining[sock]
+        self._release(sock)
+
+    def _release(self, sock: socket.socket) -> None:
+        sock.close()
+        with self._lock:
+            self._held -= 1
+
+
 class ChatHTTPServer(ThreadingHTTPServer):
     """http.server's threading server, with room in the kernel's queue and a cap on connections.
 
     Each connection has a thread for as long as it lives (an idle keep-alive or a request trickling
     in, up to Handler.timeout / request_deadline): without a cap, 300 half-sent requests held 300
-    threads. Past max_connections a new connection is answered 503 at once and closed."""
+    threads. Past max_connections a new connection is answered 503 at once, and its request is read
+    and dropped by one thread for all such connections (_Reaper) before it closes."""
 
     # socketserver listens with a backlog of 5: a burst of clients while a generation keeps the
     # CPUs busy was reset by the kernel before the server could answer them 503.
@@ -475,7 +627,12 @@ class ChatHTTPServer(ThreadingHTTPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._open = 0  # connections with a thread
         self._open_lock = threading.Lock()
+        self._reaper = _Reaper(MAX_REFUSED_LINGERING, REFUSED_LINGER_SECONDS)
         super().__init__(*args, **kwargs)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._reaper.close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
@@ -501,17 +658,23 @@ class ChatHTTPServer(ThreadingHTTPServer):
 
     def _refuse(self, request: socket.socket) -> None:
         """503 on the accept thread, without reading the request: a small write to a new socket
-        does not block, and nothing here may wait on the client."""
+        does not block, and nothing here may wait on the client. The request is then read and
+        dropped by the reaper (see _Reaper), or, with it full, the socket closes at once."""
         message = f"too many connections (at most {self.max_connections} at once); try again shortly"
         body = json.dumps(error_body(message, "server_error"))
         head = (
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
         )
-        with contextlib.suppress(OSError):
+        try:
             request.setblocking(False)
             request.send((head + body).encode())
-        self.shutdown_request(request)
+            request.shutdown(socket.SHUT_WR)  # the reply is whole: the client may read it now
+        except OSError:  # the client is gone already
+            self.shutdown_request(request)
+            return
+        if not self._reaper.add(request):
+            self.shutdown_request(request)
 
 
 class ChatHTTPServerV6(ChatHTTPServer):

@@ -540,3 +540,89 @@ def test_a_reply_with_a_long_run_of_combining_marks_joins_the_history(enc) -> No
     assert session.reply("hi") == reply
     assert [t["role"] for t in session.history] == ["human", "bot"]
     assert session.history[1]["content"] == unicodedata.normalize("NFC", reply)
+
+
+# ---- found by a review of `serve`: tiktoken's regex panics on a whitespace run near a million ------
+
+
+def test_a_whitespace_run_over_the_bound_is_refused_before_it_reaches_the_tokenizer(enc) -> None:
+    """tiktoken's GPT-2 regex panics (pyo3's PanicException, a BaseException) on a whitespace run
+    of ~1,000,000 characters between two others: `serve`'s thread died unanswered. Inner runs of
+    more than MAX_WHITESPACE_RUN are a ValueError; leading and trailing ones are stripped."""
+    from pipeline.chat import MAX_WHITESPACE_RUN, clean_text
+
+    assert MAX_WHITESPACE_RUN == 10_000
+    ok = "b" + " " * MAX_WHITESPACE_RUN + "a"
+    assert clean_text(ok) == ok and clean_text(" " * 50_000 + "hi\n" + "\t" * 50_000) == "hi"
+    with pytest.raises(ValueError, match=r"^text has 10001 whitespace characters in a row at character 4; "):
+        clean_text("\r\nab" + " " * 10_001 + "c")  # counted once CRLF reads as LF, edges included
+    with pytest.raises(ValueError, match="20000 whitespace characters .* at most 10000 are allowed$"):
+        clean_text("caf\u00e9" + " \n\t\u3000" * 5000 + "x")  # any whitespace; the non-ASCII path too
+    # A reply is the model's own (bounded by max_new_tokens): not checked, as for combining marks.
+    assert clean_text("b" + " " * 20_000 + "a", check_runs=False) == "b" + " " * 20_000 + "a"
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    with pytest.raises(ValueError, match="999999 whitespace characters"):  # was the panic
+        session.prompt_ids("b" + " " * 999_999 + "a")
+
+
+def test_the_whitespace_check_finds_exactly_the_long_runs(monkeypatch) -> None:
+    """The check looks only at every MAX_WHITESPACE_RUN-th character and measures the run through
+    it: against a plain regex on random text, with the bound shrunk to make runs common."""
+    import random
+    import re
+
+    from pipeline import chat
+
+    monkeypatch.setattr(chat, "MAX_WHITESPACE_RUN", 3)
+    rng = random.Random(0)
+    for _ in range(3000):
+        text = "".join(rng.choice("ab \n\u3000") for _ in range(rng.randrange(1, 30)))
+        stripped = text.strip()
+        run = re.search(r"\s{4,}", stripped)
+        if run is None:
+            assert chat.clean_text(text) == stripped, repr(text)
+            continue
+        lead = len(text) - len(text.lstrip())
+        want = f"text has {len(run.group())} whitespace characters in a row at character {lead + run.start() + 1};"
+        with pytest.raises(ValueError, match=re.escape(want)):
+            chat.clean_text(text)
+
+
+def test_a_message_with_a_long_whitespace_run_is_one_error_line_and_the_chat_goes_on(enc) -> None:
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    out, err = io.StringIO(), io.StringIO()
+    assert chat_loop(session, io.StringIO("b" + "\t" * 999_999 + "a\nhello\n"), out, err) == 0
+    assert out.getvalue() == "Sure thing\n"
+    assert (
+        err.getvalue().startswith("chat: text has 999999 whitespace characters")
+        and err.getvalue().count("\n") == 1
+    )
+    assert [m["content"] for m in session.history] == ["hello", "Sure thing"]
+
+
+def test_a_persona_with_a_long_whitespace_run_is_a_one_line_exit_2(ckpt: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n"))
+    argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu", "--context", "a" + " " * 10_001 + "b"]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("chat: text has 10001 whitespace characters") and "\n" not in err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("prompt", "where"),
+    [
+        ({"turns": ["hi", "b" + " " * 999_999 + "a"]}, "prompts[0].turns[1]: "),
+        ({"context": "a" + "\n" * 10_001 + "b", "turns": ["hi"]}, "prompts[0]: "),
+    ],
+)
+def test_evaluate_names_the_prompt_with_a_long_whitespace_run(enc, prompt: dict, where: str) -> None:
+    """evaluate's prompts (params.yaml) go through the same ChatSession: one line naming the prompt."""
+    from pipeline.evaluate import EvalSetupError, check_prompts_fit
+
+    cfg = {"max_new_tokens": 16, "temperature": 0.0, "top_k": None, "top_p": None, "seed": 0}
+    with pytest.raises(EvalSetupError) as e:
+        check_prompts_fit(scripted_engine(enc), [prompt], cfg)
+    assert str(e.value).startswith(f"params.yaml evaluate.{where}text has ") and "\n" not in str(e.value)
+    assert "whitespace characters in a row" in str(e.value)

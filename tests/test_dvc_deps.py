@@ -144,3 +144,15 @@ def test_train_is_never_saved_to_the_run_cache(monkeypatch: pytest.MonkeyPatch) 
         assert uncached_plain_outs("train") == ["model/live/metrics.json"]
         assert not any(o.persist for o in stages["train"].outs)
         assert uncached_plain_outs("tokenize@full") == []  # data stages still come back from the cache
+
+
+def test_an_adapter_edit_does_not_re_download() -> None:
+    """download@* depended on all of pipeline/sources: editing one adapter re-ran every download, and
+    a url source (its file moved out of the download cache) needed the network again."""
+    deps = STAGES["download"]["do"]["deps"]
+    adapters = sorted((ROOT / "pipeline/sources/adapters").glob("[!_]*.py"))
+    assert adapters
+    for adapter in adapters:
+        assert not _covered(adapter.relative_to(ROOT).as_posix(), deps), adapter.name
+    normalize = STAGES["normalize"]["do"]["deps"]
+    assert all(_covered(a.relative_to(ROOT).as_posix(), normalize) for a in adapters)

@@ -1213,3 +1213,179 @@ def test_requests_over_the_window_say_context_length_exceeded(enc, body: dict, p
         status, reply = post(url, body)
     assert status == 400 and reply["error"]["param"] == param
     assert reply["error"]["code"] == "context_length_exceeded"
+
+
+# ---- found by a review of errors that escaped the JSON format -------------------------------------
+
+
+def test_a_whitespace_run_that_made_the_tokenizer_panic_is_a_400(enc) -> None:
+    """A message with a ~1M-character whitespace run (body under 1 MiB) made tiktoken's regex panic:
+    a BaseException that skipped `except Exception`, killed the request's thread, left the client
+    without a reply. The run is refused first, naming the message; the server goes on."""
+    from pipeline.chat import MAX_WHITESPACE_RUN
+
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, {"messages": [{"role": "user", "content": "b" + " " * 999_999 + "a"}]})
+        assert status == 400 and reply["error"]["param"] == "messages[0].content"
+        assert reply["error"]["message"] == (
+            "messages[0].content: text has 999999 whitespace characters in a row at character 2; "
+            f"at most {MAX_WHITESPACE_RUN} are allowed"
+        )
+        run = "b" + "\n\t " * 4000 + "a"  # in a past message too, of any whitespace
+        status, reply = post(
+            url, {"messages": [*history[:1], {"role": "assistant", "content": run}, *history]}
+        )
+        assert status == 400 and reply["error"]["param"] == "messages[1].content"
+        assert post(url, {"messages": history[:1], "max_tokens": 2})[0] == 200
+
+
+class Panic(BaseException):
+    """What pyo3 raises when a Rust extension panics: not an Exception."""
+
+
+class PanicsMidStream(ScriptedGPT):
+    """Decodes a few tokens, then panics (a BaseException) after the stream's headers went out."""
+
+    def decode_step(self, idx, cache):
+        if cache.pos - self._first >= 3:
+            raise Panic("boom")
+        return super().decode_step(idx, cache)
+
+
+def test_a_panic_in_a_request_still_gets_a_500_or_an_error_event(enc, monkeypatch) -> None:
+    service = ChatService(Engine(PanicsMidStream([scripted(enc, "one two three four five six")]), enc=enc))
+    body = {"messages": [{"role": "user", "content": "talk"}], "max_tokens": 20}
+    with serving_service(service) as (url, _):
+        events = post_stream(url, body)
+        assert "[DONE]" not in events and "Panic" in events[-1]["error"]["message"]
+        with monkeypatch.context() as patch:
+            patch.setattr(service, "prepare", lambda req: (_ for _ in ()).throw(Panic("boom")))
+            status, reply = post(url, body)
+        assert status == 500 and reply["error"] == {
+            "message": "internal error: Panic",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as r:  # the server is still up
+            assert r.status == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "words"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "Bad request syntax ('GARBAGE')"),
+        (b"GET /health HTTP/2.0\r\nHost: localhost\r\n\r\n", 505, "Invalid HTTP version (2.0)"),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414, "Request-URI Too Long"),
+        (
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
+            + b"".join(b"X-%d: 1\r\n" % i for i in range(150))
+            + b"\r\n",
+            431,
+            "Too many headers",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nX: " + b"a" * 70_000 + b"\r\n\r\n",
+            431,
+            "Line too long",
+        ),
+        (b"FOO /health HTTP/1.1\r\nHost: localhost\r\n\r\n", 501, "('FOO'); /health takes GET"),
+        (b"FOO /nope HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi", 501, "('FOO')"),
+    ],
+)
+def test_errors_http_server_raises_itself_are_json_too(
+    enc, request_bytes: bytes, status: int, words: str
+) -> None:
+    """A malformed request line, HTTP/2.0, a URI or headers over http.server's limits and an unknown
+    method came back as its HTML page (with no status line at all for the first two)."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        reply = _raw(url, request_bytes)
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert b"\r\nContent-Type: application/json\r\n" in head and b"\r\nConnection: close" in head
+    error = json.loads(body)["error"]
+    assert error["type"] == "invalid_request_error" and words in error["message"]
+
+
+def test_a_405_says_which_methods_the_route_allows(enc) -> None:
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        for method, path, allow in (
+            ("PUT", "/health", b"GET, HEAD"),
+            ("TRACE", "/v1/chat/completions", b"POST"),
+        ):
+            reply = _raw(url, _request(method, path, "localhost"))
+            assert reply.startswith(b"HTTP/1.1 405") and b"\r\nAllow: " + allow + b"\r\n" in reply
+
+
+def test_connections_past_the_cap_answer_http_client_with_the_503(enc) -> None:
+    """The 503 went out and the socket closed at once, unread: http.client and urllib, which write
+    the whole request before reading, got BrokenPipeError or a reset instead (curl happened to see
+    it). The request is now read and dropped (one reaper thread) before the close."""
+    import http.client
+
+    body = json.dumps({"messages": [{"role": "user", "content": "hi " * 60_000}], "max_tokens": 2}).encode()
+    with serving_service(ChatService(Engine(tiny_gpt(), enc=enc))) as (url, server):
+        server.max_connections = 1
+        idle = _connect(url)  # holds the one place
+        assert _wait_until(lambda: server._open == 1)
+        for _ in range(3):
+            conn = http.client.HTTPConnection(*url.removeprefix("http://").split(":"), timeout=30)
+            _small_buffers(server, conn)  # the body cannot sit in buffers: it must be read
+            conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            error = json.loads(resp.read())["error"]
+            conn.close()
+            assert resp.status == 503 and resp.getheader("Retry-After") == "1"
+            assert error["type"] == "server_error" and "at most 1 at once" in error["message"]
+        assert _wait_until(lambda: server._reaper._held == 0)  # each closed once its client did
+        idle.close()
+
+
+def test_the_reaper_is_bounded_and_lets_go_after_its_deadline(enc) -> None:
+    """Refused clients are held at most `capacity` at once (past it a refused connection closes at
+    once: a reset if it sends, as before, but nothing grows) and at most `seconds` each."""
+    with serving_service(ChatService(Engine(tiny_gpt(), enc=enc))) as (url, server):
+        server.max_connections = 0
+        server._reaper.capacity, server._reaper.seconds = 1, 60
+        held = _connect(url)  # sends nothing, never closes: held (for up to 60 s)
+        assert held.recv(4096).startswith(b"HTTP/1.1 503")
+        assert _wait_until(lambda: server._reaper._held == 1)
+        full = _connect(url)  # the reaper is full: closed at once, after its 503
+        reply = b"".join(iter(lambda: full.recv(4096), b""))
+        assert reply.startswith(b"HTTP/1.1 503") and server._reaper._held == 1
+        held.close()  # its client closed: let go
+        assert _wait_until(lambda: server._reaper._held == 0)
+        server._reaper.seconds = 0.2
+        late = _connect(url)
+        assert late.recv(4096).startswith(b"HTTP/1.1 503")
+        late.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n")  # and never finishes
+        assert late.recv(4096) == b""  # read and dropped, then closed at the deadline: no reset
+        assert _wait_until(lambda: server._reaper._held == 0)
+        for sock in (full, late):
+            sock.close()
+
+
+def test_an_assistant_message_with_null_content_is_left_out_like_an_empty_one() -> None:
+    """OpenAI allows `"content": null` (or none) on an assistant message; it was a 400. Its tool
+    calls, if any, are refused rather than dropped unseen; a null user or system content is still
+    a 400, as OpenAI's."""
+    from pipeline.chatapi import ChatRequest, RequestError
+
+    def parse(*messages: dict) -> ChatRequest:
+        return ChatRequest.parse({"messages": [{"role": "user", "content": "hi"}, *messages]})
+
+    empty = parse({"role": "assistant", "content": ""}, {"role": "user", "content": "there"})
+    for message in ({"role": "assistant", "content": None}, {"role": "assistant"}):
+        req = parse(message, {"role": "user", "content": "there"})
+        assert (req.history, req.user_text) == (empty.history, empty.user_text) == ([], "hi\nthere")
+    req = parse({"role": "assistant", "content": None, "tool_calls": []}, {"role": "user", "content": "x"})
+    assert req.user_text == "hi\nx"
+    calls = [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    for key, value in (("tool_calls", calls), ("function_call", {"name": "f", "arguments": "{}"})):
+        with pytest.raises(RequestError, match="cannot call tools") as e:
+            parse({"role": "assistant", "content": None, key: value}, {"role": "user", "content": "x"})
+        assert e.value.param == f"messages[1].{key}"
+    for role in ("user", "system"):
+        with pytest.raises(RequestError, match="must be a string or a list of text parts"):
+            parse({"role": role, "content": None}, {"role": "user", "content": "x"})
