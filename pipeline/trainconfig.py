@@ -27,7 +27,7 @@ NON_TRAJECTORY_KEYS = frozenset(
 
 # Settings of the run, not of a model recipe: read from `train` itself (the stage takes the data path
 # from train.variant, dvc.yaml its deps), so a profile that set one would record a run it is not.
-RUN_LEVEL_KEYS = ("variant", "init_from", "seed", "device", "profile", "profiles")
+RUN_LEVEL_KEYS = ("variant", "init_from", "seed", "device", "profile")
 
 # The code hashed into the fingerprint, beside this file (the settings and their defaults): the training
 # loop (sampler draw, step, dropout seeds: train.py), the run's start (first weights, scratch or
@@ -99,28 +99,35 @@ class TrainConfig:
     device: str = "auto"
 
     @classmethod
-    def from_params(cls, train: dict[str, Any]) -> TrainConfig:
-        """Merge `train` (init_from, seed, device) with `train.profiles[train.profile]`; unknown keys fail.
+    def from_params(cls, train: dict[str, Any], profiles: Any) -> TrainConfig:
+        """Merge `train` (init_from, seed, device) with `train_profiles[train.profile]` (`profiles`,
+        params.yaml's top-level train_profiles: dvc.yaml tracks only the profile in use, so editing
+        another re-runs nothing); unknown keys fail.
 
         A profile may not set the run-level keys (RUN_LEVEL_KEYS: variant, init_from, seed, device).
         A profile may leave settings out (they take the defaults above). Every value is checked for
-        its type and range, and an error names the key where it was written (`train.profiles.X.lr`).
+        its type and range, and an error names the key where it was written (`train_profiles.X.lr`).
         """
+        if "profiles" in train:  # where profiles lived before: a mapping there would be ignored
+            raise ValueError(
+                "params.yaml train.profiles: profiles are the top-level `train_profiles:` section now "
+                "(the train stage tracks only the one train.profile names)"
+            )
         profile_name = train.get("profile")
-        profiles = train.get("profiles") or {}
+        profiles = profiles or {}
         if not isinstance(profiles, dict):
-            raise ValueError("params.yaml train.profiles: expected a mapping of profile name -> settings")
+            raise ValueError("params.yaml train_profiles: expected a mapping of profile name -> settings")
         if not isinstance(profile_name, str) or profile_name not in profiles:
             raise KeyError(f"params.yaml train.profile={profile_name!r} is not one of {sorted(profiles)}")
         profile = profiles[profile_name]
         if not isinstance(profile, dict):
-            raise ValueError(f"params.yaml train.profiles.{profile_name}: expected a mapping of settings")
+            raise ValueError(f"params.yaml train_profiles.{profile_name}: expected a mapping of settings")
         kinds = {f.name: f.type for f in dataclasses.fields(cls)}
         merged: dict[str, Any] = {}
         origin: dict[str, str] = {}
-        for where, values in (("train", train), (f"train.profiles.{profile_name}", profile)):
+        for where, values in (("train", train), (f"train_profiles.{profile_name}", profile)):
             for key, value in values.items():
-                if where == "train" and key in ("profile", "profiles"):
+                if where == "train" and key == "profile":
                     continue
                 if where != "train" and key in RUN_LEVEL_KEYS:
                     raise ValueError(f"params.yaml {where}.{key}: set it at train.{key}")

@@ -1,6 +1,7 @@
 """train: token shards -> model/ckpt (safetensors), model/metrics.json, model/live (the export stage makes model/hf).
 
-Reads params.yaml `train` (variant, profile, init_from, seed, device) and the chosen profile.
+Reads params.yaml `train` (variant, profile, init_from, seed, device) and the chosen profile of
+`train_profiles`.
 Several GPUs: `torchrun --nproc_per_node=N -m stages.train` (DDP; grad_accum is split across them).
 An unfinished run with the same config, data and code resumes automatically (see pipeline/trainsetup.py).
 """
@@ -17,11 +18,12 @@ from pipeline.trainsetup import TrainSetupError
 
 
 def main() -> int:
-    params = load_params().get("train")
+    everything = load_params()
+    params = everything.get("train")
     try:
         if not isinstance(params, dict):
             raise ValueError("params.yaml: no `train:` section (a mapping of training settings)")
-        cfg = TrainConfig.from_params(params)
+        cfg = TrainConfig.from_params(params, everything.get("train_profiles"))
         variant = params.get("variant")
         if not isinstance(variant, str) or not variant.isidentifier():
             raise ValueError(

@@ -62,7 +62,9 @@ def test_the_350m_cases_train_what_the_gpt2_medium_profile_trains():
     window, dtype and compilation, and its grad_accum is the second row's. A profile edit in
     params.yaml must not leave the check measuring another set-up."""
     train = section("train", ROOT / "params.yaml")
-    profile = TrainConfig.from_params({**train, "profile": "gpt2-medium"})
+    profile = TrainConfig.from_params(
+        {**train, "profile": "gpt2-medium"}, section("train_profiles", ROOT / "params.yaml")
+    )
     medium = [c for c in tt.cuda_cases(quick=False) if c.name.startswith("gpt2-medium")]
     assert {c.objective for c in medium} == {"full", "gathered"}
     for c in medium:

@@ -49,7 +49,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 def _tiny_params(params: dict) -> dict:
     params["sources"] = ["chatterbot", "contrib"]
-    tiny = params["train"]["profiles"]["cpu-tiny"]
+    tiny = params["train_profiles"]["cpu-tiny"]
     tiny.update(
         n_layer=1,
         n_head=2,

@@ -36,6 +36,8 @@ PROFILE = dict(
 
 
 def _train_params(**profile) -> dict:
+    """params.yaml's `train` with a `profiles` key standing for the top-level train_profiles (split
+    apart by from_params below and _project)."""
     return {
         "variant": "full",
         "profile": "p",
@@ -46,6 +48,11 @@ def _train_params(**profile) -> dict:
     }
 
 
+def from_params(train: dict) -> TrainConfig:
+    """TrainConfig.from_params of params.yaml's `train` and `train_profiles`, given as one mapping."""
+    return TrainConfig.from_params({k: v for k, v in train.items() if k != "profiles"}, train.get("profiles"))
+
+
 # ---------------------------------------------------------------- train settings
 
 
@@ -53,41 +60,41 @@ def test_yaml_exponent_without_dot_is_a_number() -> None:
     """PyYAML (YAML 1.1) reads `lr: 1e-3` as the string '1e-3'; it used to fail with a TypeError."""
     params = yaml.safe_load("lr: 1e-3\nmin_lr: 1e-4\n")
     assert params["lr"] == "1e-3"  # the YAML quirk this guards against
-    cfg = TrainConfig.from_params(_train_params(**params))
+    cfg = from_params(_train_params(**params))
     assert cfg.lr == pytest.approx(1e-3) and isinstance(cfg.lr, float) and cfg.min_lr == pytest.approx(1e-4)
 
 
 @pytest.mark.parametrize(
     ("profile", "message"),
     [
-        ({"lr": "abc"}, r"train\.profiles\.p\.lr: expected a number, got 'abc'"),
-        ({"batch_size": 2.5}, r"train\.profiles\.p\.batch_size: expected an integer, got 2\.5"),
-        ({"max_iters": None}, r"train\.profiles\.p\.max_iters: expected an integer, got None"),
-        ({"max_iters": True}, r"train\.profiles\.p\.max_iters: expected an integer"),
-        ({"compile": "false"}, r"train\.profiles\.p\.compile: expected true or false, got 'false'"),
-        ({"n_embd": 18, "n_head": 4}, r"train\.profiles\.p\.n_embd: must be a multiple of n_head \(4\)"),
-        ({"n_head": 0}, r"train\.profiles\.p\.n_head: must be >= 1"),
-        ({"n_layer": 0}, r"train\.profiles\.p\.n_layer: must be >= 1"),
-        ({"block_size": 0}, r"train\.profiles\.p\.block_size: must be >= 1"),
-        ({"lr": 0, "min_lr": 0}, r"train\.profiles\.p\.lr: must be > 0"),
-        ({"lr": float("nan")}, r"train\.profiles\.p\.lr: expected a number"),
-        ({"min_lr": 0.1}, r"train\.profiles\.p\.min_lr: need 0 <= min_lr <= lr"),
-        ({"warmup_iters": -5}, r"train\.profiles\.p\.warmup_iters: must be >= 0"),
-        ({"eval_iters": 0}, r"train\.profiles\.p\.eval_iters: must be >= 1"),
-        ({"eval_interval": 0}, r"train\.profiles\.p\.eval_interval: must be >= 1"),
-        ({"grad_accum": 0}, r"train\.profiles\.p\.grad_accum: must be >= 1"),
-        ({"dropout": 1.5}, r"train\.profiles\.p\.dropout: must be in \[0, 1\)"),
-        ({"beta2": 1.5}, r"train\.profiles\.p\.beta2: must be in \[0, 1\)"),
-        ({"weight_decay": -1}, r"train\.profiles\.p\.weight_decay: must be >= 0"),
+        ({"lr": "abc"}, r"train_profiles\.p\.lr: expected a number, got 'abc'"),
+        ({"batch_size": 2.5}, r"train_profiles\.p\.batch_size: expected an integer, got 2\.5"),
+        ({"max_iters": None}, r"train_profiles\.p\.max_iters: expected an integer, got None"),
+        ({"max_iters": True}, r"train_profiles\.p\.max_iters: expected an integer"),
+        ({"compile": "false"}, r"train_profiles\.p\.compile: expected true or false, got 'false'"),
+        ({"n_embd": 18, "n_head": 4}, r"train_profiles\.p\.n_embd: must be a multiple of n_head \(4\)"),
+        ({"n_head": 0}, r"train_profiles\.p\.n_head: must be >= 1"),
+        ({"n_layer": 0}, r"train_profiles\.p\.n_layer: must be >= 1"),
+        ({"block_size": 0}, r"train_profiles\.p\.block_size: must be >= 1"),
+        ({"lr": 0, "min_lr": 0}, r"train_profiles\.p\.lr: must be > 0"),
+        ({"lr": float("nan")}, r"train_profiles\.p\.lr: expected a number"),
+        ({"min_lr": 0.1}, r"train_profiles\.p\.min_lr: need 0 <= min_lr <= lr"),
+        ({"warmup_iters": -5}, r"train_profiles\.p\.warmup_iters: must be >= 0"),
+        ({"eval_iters": 0}, r"train_profiles\.p\.eval_iters: must be >= 1"),
+        ({"eval_interval": 0}, r"train_profiles\.p\.eval_interval: must be >= 1"),
+        ({"grad_accum": 0}, r"train_profiles\.p\.grad_accum: must be >= 1"),
+        ({"dropout": 1.5}, r"train_profiles\.p\.dropout: must be in \[0, 1\)"),
+        ({"beta2": 1.5}, r"train_profiles\.p\.beta2: must be in \[0, 1\)"),
+        ({"weight_decay": -1}, r"train_profiles\.p\.weight_decay: must be >= 0"),
         (
             {"dtype": "bf16"},
-            r"train\.profiles\.p\.dtype: must be one of \['bfloat16', 'float16', 'float32'\]",
+            r"train_profiles\.p\.dtype: must be one of \['bfloat16', 'float16', 'float32'\]",
         ),
     ],
 )
 def test_bad_profile_value_names_key_and_rule(profile: dict, message: str) -> None:
     with pytest.raises(ValueError, match=rf"^params\.yaml {message}"):
-        TrainConfig.from_params(_train_params(**profile))
+        from_params(_train_params(**profile))
 
 
 @pytest.mark.parametrize(
@@ -95,23 +102,21 @@ def test_bad_profile_value_names_key_and_rule(profile: dict, message: str) -> No
     [("variant", "commercial"), ("init_from", "gpt2"), ("seed", 7), ("device", "cpu"), ("profile", "q")],
 )
 def test_run_level_key_inside_a_profile_is_refused(key: str, value: object) -> None:
-    """train.profiles.p.variant used to be accepted: the run recorded `commercial` (config, fingerprint,
+    """A profile's variant used to be accepted: the run recorded `commercial` (config, fingerprint,
     model card) while the stage read train.variant's data (full: a licensing risk)."""
-    with pytest.raises(
-        ValueError, match=rf"^params\.yaml train\.profiles\.p\.{key}: set it at train\.{key}$"
-    ):
-        TrainConfig.from_params(_train_params(**{key: value}))
+    with pytest.raises(ValueError, match=rf"^params\.yaml train_profiles\.p\.{key}: set it at train\.{key}$"):
+        from_params(_train_params(**{key: value}))
 
 
 def test_bad_top_level_train_value_names_train_key() -> None:
     with pytest.raises(ValueError, match=r"^params\.yaml train\.seed: must be in \[0, 2\*\*63\), got -1$"):
-        TrainConfig.from_params({**_train_params(), "seed": -1})
+        from_params({**_train_params(), "seed": -1})
     # torch.manual_seed overflows past 2**64 - 1: a seed near it failed with a traceback mid-run,
     # when a dropout seed (seed + an offset per step) went past it
     with pytest.raises(ValueError, match=r"train\.seed: must be in \[0, 2\*\*63\), got 18446744073709551615"):
-        TrainConfig.from_params({**_train_params(), "seed": 2**64 - 1})
-    with pytest.raises(ValueError, match=r"^params\.yaml train\.profiles\.p: expected a mapping"):
-        TrainConfig.from_params({**_train_params(), "profiles": {"p": None}})
+        from_params({**_train_params(), "seed": 2**64 - 1})
+    with pytest.raises(ValueError, match=r"^params\.yaml train_profiles\.p: expected a mapping"):
+        from_params({**_train_params(), "profiles": {"p": None}})
 
 
 def test_a_setting_in_train_and_in_the_profile_is_refused() -> None:
@@ -119,36 +124,38 @@ def test_a_setting_in_train_and_in_the_profile_is_refused() -> None:
     in silence, while `dvc exp show` listed 100."""
     with pytest.raises(
         ValueError,
-        match=r"^params\.yaml train\.max_iters and train\.profiles\.p\.max_iters both set max_iters: set it "
-        r"in one place \(dvc exp run -S train\.profiles\.p\.max_iters=\.\.\.\)$",
+        match=r"^params\.yaml train\.max_iters and train_profiles\.p\.max_iters both set max_iters: set it "
+        r"in one place \(dvc exp run -S train_profiles\.p\.max_iters=\.\.\.\)$",
     ):
-        TrainConfig.from_params({**_train_params(), "max_iters": 100})
+        from_params({**_train_params(), "max_iters": 100})
     # a setting the profile leaves out may be given at train: level (README: +train.attention=flash)
-    assert TrainConfig.from_params({**_train_params(), "attention": "flash"}).attention == "flash"
+    assert from_params({**_train_params(), "attention": "flash"}).attention == "flash"
 
 
 def test_integral_numbers_as_dvc_writes_them_are_integers() -> None:
-    """`dvc exp run -S train.profiles.p.max_iters=1e3` writes 1000.0: build and tokenize took it,
+    """`dvc exp run -S train_profiles.p.max_iters=1e3` writes 1000.0: build and tokenize took it,
     train refused it."""
-    cfg = TrainConfig.from_params(_train_params(max_iters=1000.0, batch_size="4", grad_accum="2e0"))
+    cfg = from_params(_train_params(max_iters=1000.0, batch_size="4", grad_accum="2e0"))
     assert (cfg.max_iters, cfg.batch_size, cfg.grad_accum) == (1000, 4, 2)
     assert all(isinstance(v, int) for v in (cfg.max_iters, cfg.batch_size, cfg.grad_accum))
 
 
 def test_warmup_longer_than_the_run_is_a_warning() -> None:
-    assert TrainConfig.from_params(_train_params()).warnings() == []
-    cfg = TrainConfig.from_params(_train_params(warmup_iters=10))
+    assert from_params(_train_params()).warnings() == []
+    cfg = from_params(_train_params(warmup_iters=10))
     assert any("warmup_iters 10 >= max_iters 3" in w for w in cfg.warnings())
 
 
 def test_params_yaml_as_shipped_has_no_warning() -> None:
-    train = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
-    for name in train["profiles"]:
-        assert TrainConfig.from_params({**train, "profile": name}).warnings() == []
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name in params["train_profiles"]:
+        cfg = TrainConfig.from_params({**params["train"], "profile": name}, params["train_profiles"])
+        assert cfg.warnings() == []
 
 
 def _project(root: Path, train: dict) -> None:
-    (root / "params.yaml").write_text(yaml.safe_dump({"train": train}))
+    run = {k: v for k, v in train.items() if k != "profiles"}
+    (root / "params.yaml").write_text(yaml.safe_dump({"train": run, "train_profiles": train["profiles"]}))
 
 
 def test_train_stage_prints_one_line_for_settings_mistakes(
@@ -165,7 +172,7 @@ def test_train_stage_prints_one_line_for_settings_mistakes(
         ({**_train_params(), "device": "gpu"}, "train: params.yaml train.device: must be"),
         (
             _train_params(variant="commercial"),
-            "train: params.yaml train.profiles.p.variant: set it at train.variant",
+            "train: params.yaml train_profiles.p.variant: set it at train.variant",
         ),
     ]
     for train, expected in cases:

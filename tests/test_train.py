@@ -120,21 +120,25 @@ def tiny_config(**over) -> TrainConfig:
 def test_params_yaml_profiles_parse() -> None:
     import yaml
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
-    for profile in params["profiles"]:
-        cfg = TrainConfig.from_params({**params, "profile": profile})
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    train, profiles = params["train"], params["train_profiles"]
+    for profile in profiles:
+        cfg = TrainConfig.from_params({**train, "profile": profile}, profiles)
         assert cfg.max_iters > 0 and cfg.block_size > 0
-    gpu = TrainConfig.from_params({**params, "profile": "gpt2-medium"})
+    gpu = TrainConfig.from_params({**train, "profile": "gpt2-medium"}, profiles)
     assert gpu.dtype == "bfloat16" and gpu.compile
 
 
 def test_unknown_profile_or_key_is_refused() -> None:
-    base = {"variant": "full", "profile": "p", "init_from": "scratch", "profiles": {"p": {"max_iters": 3}}}
-    assert TrainConfig.from_params(base).max_iters == 3
+    base, profiles = {"variant": "full", "profile": "p", "init_from": "scratch"}, {"p": {"max_iters": 3}}
+    assert TrainConfig.from_params(base, profiles).max_iters == 3
     with pytest.raises(KeyError, match="train.profile='q'"):
-        TrainConfig.from_params({**base, "profile": "q"})
-    with pytest.raises(KeyError, match=r"train.profiles.p.max_iter\b"):
-        TrainConfig.from_params({**base, "profiles": {"p": {"max_iter": 3}}})
+        TrainConfig.from_params({**base, "profile": "q"}, profiles)
+    with pytest.raises(KeyError, match=r"train_profiles.p.max_iter\b"):
+        TrainConfig.from_params(base, {"p": {"max_iter": 3}})
+    # where profiles lived before: a mapping there is refused, not ignored
+    with pytest.raises(ValueError, match=r"train\.profiles: profiles are the top-level `train_profiles:`"):
+        TrainConfig.from_params({**base, "profiles": profiles}, profiles)
     with pytest.raises(ValueError, match="min_lr"):
         TrainConfig(lr=1e-3, min_lr=1e-2).validated()
     with pytest.raises(ValueError, match="loss_head"):
@@ -849,9 +853,9 @@ def test_resume_compares_the_dataset_variant() -> None:
 
     from pipeline.trainsetup import resume_mismatch
 
-    base = {"profile": "p", "init_from": "resume", "profiles": {"p": {"max_iters": 3}}}
-    commercial = TrainConfig.from_params({**base, "variant": "commercial"})
-    full = TrainConfig.from_params({**base, "variant": "full"})
+    base, profiles = {"profile": "p", "init_from": "resume"}, {"p": {"max_iters": 3}}
+    commercial = TrainConfig.from_params({**base, "variant": "commercial"}, profiles)
+    full = TrainConfig.from_params({**base, "variant": "full"}, profiles)
     state = {"config": json.dumps(dataclasses.asdict(commercial))}
     assert resume_mismatch(full, state) == {"variant": ("commercial", "full")}
     assert resume_mismatch(commercial, state) == {}
