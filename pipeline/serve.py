@@ -17,6 +17,9 @@ with `data: [DONE]`).
 The engine runs one generation at a time, and at most --max-waiting requests (default 8) wait for
 it: more are answered 503 with Retry-After at once, which OpenAI's clients retry. A request whose
 client has closed its connection is not generated, and a reply stops once its client is gone.
+Every error is OpenAI's JSON error object, http.server's own included (a malformed request line,
+HTTP/2, a URI or headers over its limits, a method HTTP does not define: 501), and a bug, even a
+panic in a Rust extension (a BaseException), is a 500 rather than a connection closed unanswered.
 The server binds to 127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
 Built on the standard library's http.server: a small local endpoint, not a production gateway.
 A request must arrive whole within request_deadline (60 s) of its first byte; a body over 1 MiB is
