@@ -114,13 +114,15 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
             )
         # An empty message renders as a turn no training text has (normalize drops empty turns;
         # serve and the chat template refuse one), so its reply would measure nothing the model knows.
-        blank = [j for j, t in enumerate(turns) if not clean_text(t, check_runs=False)]
-        if blank:
-            raise fail(
-                f"prompts[{i}].turns[{blank[0]}]",
-                "must hold text (a blank message is not a turn)",
-                turns[blank[0]],
-            )
+        # A message chat refuses (a run of combining marks or whitespace) is said here, by its key.
+        for j, text in enumerate(turns):
+            try:
+                if not clean_text(text):
+                    raise ValueError("must hold text (a blank message is not a turn)")
+            except ValueError as e:
+                raise fail(
+                    f"prompts[{i}].turns[{j}]", str(e), text[:40] + ("..." if len(text) > 40 else "")
+                ) from None
         if prompt.get("context") is not None and not isinstance(prompt["context"], str):
             raise fail(f"prompts[{i}].context", "must be a string or null", prompt["context"])
     return cfg

@@ -108,7 +108,14 @@ CHAT_TEMPLATE = (
     "{%- elif m['role'] not in ['user', 'assistant'] -%}"
     "{{- raise_exception('chat roles are system, developer, user and assistant, not ' + m['role'] | string) -}}"
     "{%- else -%}"
-    "{%- set text = clean(text_of(m['content'])) -%}"
+    # As the server: an assistant message's tool calls are refused (this model makes none), and its
+    # null or missing content (OpenAI allows it) is empty, left out like "".
+    "{%- if m['role'] == 'assistant' and (m['tool_calls'] or m['function_call']) -%}"
+    "{{- raise_exception('this model cannot call tools') -}}"
+    "{%- endif -%}"
+    "{%- if m['role'] == 'assistant' and (m['content'] is not defined or m['content'] is none) -%}"
+    "{%- set text = '' -%}"
+    "{%- else -%}{%- set text = clean(text_of(m['content'])) -%}{%- endif -%}"
     "{%- if not text -%}"
     # An assistant greeting before the first user message is left out, as normalize leaves out bot
     # rows before a conversation's first human turn: the model never saw a conversation open so.

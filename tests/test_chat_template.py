@@ -14,7 +14,7 @@ import pytest
 from test_engine_support import tiny_gpt
 
 from pipeline import hfexport
-from pipeline.chatapi import ChatRequest, ChatService
+from pipeline.chatapi import ChatRequest, ChatService, RequestError
 from pipeline.engine import Engine
 from pipeline.tokenizer import CHAT_TEMPLATE, get_encoding
 
@@ -238,11 +238,6 @@ def test_served_and_templated_prompts_are_the_training_text_up_to_the_reply(
     assert templated["input_ids"] == served
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/tokenizer.py's CHAT_TEMPLATE still refuses an assistant message with null or no "
-    "content, which the server now takes as empty (OpenAI allows it): the template needs the change",
-)
 @pytest.mark.parametrize("assistant", [{"role": "assistant", "content": None}, {"role": "assistant"}])
 def test_an_assistant_message_without_content_is_left_out_by_both(tokenizer, service, assistant):
     """OpenAI allows `"content": null` (or none) on an assistant message: the server leaves it out
@@ -257,3 +252,17 @@ def test_an_assistant_message_without_content_is_left_out_by_both(tokenizer, ser
         messages, add_generation_prompt=True, tokenize=True, return_dict=True
     )
     assert theirs["input_ids"] == ours
+
+
+def test_an_assistant_tool_call_is_refused_by_the_template_as_by_the_server(tokenizer):
+    from jinja2.exceptions import TemplateError
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+    ]
+    with pytest.raises(TemplateError, match="cannot call tools"):
+        tokenizer.apply_chat_template(messages, tokenize=False)
+    with pytest.raises(RequestError, match="tool"):
+        ChatRequest.parse({"messages": messages})

@@ -228,6 +228,12 @@ def test_a_blank_prompt_turn_is_refused(blank: str) -> None:
     prompts = [{"context": None, "turns": ["hi"]}, {"context": None, "turns": ["hello", blank]}]
     with pytest.raises(EvalSetupError, match=r"evaluate\.prompts\[1\]\.turns\[1\]: must hold text"):
         check_eval_params({**EVAL, "prompts": prompts}, block_size=32)
+    # what chat refuses is named by its key too, not said after the hint about max_new_tokens
+    prompts[1]["turns"][1] = "a" + " " * 20_000 + "b"
+    with pytest.raises(
+        EvalSetupError, match=r"prompts\[1\]\.turns\[1\]: text has 20000 whitespace characters in a row"
+    ):
+        check_eval_params({**EVAL, "prompts": prompts}, block_size=32)
 
 
 def test_a_diverged_model_still_gets_its_metrics(val_dir: Path) -> None:
