@@ -57,6 +57,11 @@ class RequestError(ValueError):
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
 
+def _no_room(e: ValueError) -> RequestError:
+    """The 400 for a new message that alone does not fit the context window."""
+    return RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED)
+
+
 def refuse_unsupported(body: dict[str, Any]) -> None:
     """A 400 for what the client asked of the reply that this server cannot give. Ignored, these
     came back 200 with plain text: an agent read "the model chose no tool", a JSON-mode client
@@ -337,7 +342,7 @@ class ChatService:
         try:
             session.prompt_ids(req.user_text)
         except ValueError as e:  # the new message alone does not fit the window
-            raise RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED) from e
+            raise _no_room(e) from e
         return session
 
     def session(self, req: ChatRequest) -> ChatSession:
@@ -390,7 +395,7 @@ class ChatService:
                 if client_left is not None and n % CLIENT_CHECK_EVERY == 0 and client_left():
                     raise ClientLeft(f"during its reply: stopped after {n} pieces")
         except ValueError as e:  # the new message alone does not fit the window
-            raise RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED) from e
+            raise _no_room(e) from e
         finally:
             pieces.close()
         gen = results[0]
@@ -419,7 +424,7 @@ class ChatService:
         try:
             first = next(pieces, None)
         except ValueError as e:  # the new message alone does not fit the window
-            raise RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED) from e
+            raise _no_room(e) from e
         return self._chunks(session, first, pieces, results, req.include_usage)
 
     def _chunks(

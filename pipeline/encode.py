@@ -6,8 +6,8 @@ batch and flattens it to plain columns (`to_batch`); a worker process renders th
 (`pipeline.tokenizer.encode_conversations`: one encode pass over all its text pieces, then
 numpy assembly). Results come back in submission order with at most `2 * workers` batches in
 flight, so the written shards are byte-identical for any number of workers (0 = encode here).
-Both split directories are built in temporary siblings and renamed into place only when
-complete; meta.json and metrics.json follow.
+The whole variant (both splits, meta.json, metrics.json, sources.csv) is built in one temporary
+sibling of its folder and renamed into place only when complete.
 """
 
 from __future__ import annotations

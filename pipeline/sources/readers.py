@@ -185,16 +185,22 @@ def unreadable_json(e: Exception) -> str:
     return str(e).split(";")[0][:200]
 
 
+def _whole_bytes(path: Path) -> bytes:
+    """A file's bytes, a .gz decompressed and a leading byte-order mark dropped (json.loads refuses
+    one). A damaged .gz raises one of _GZIP_ERRORS."""
+    with open_binary(path) as f:
+        raw = f.read()
+    return raw[len(BOM) :] if raw.startswith(BOM) else raw
+
+
 def read_whole(path: Path) -> Record:
     """A whole data file for a format parsed in one piece (a JSON object, a YAML document):
-    Record(1, its bytes) with a .gz decompressed and a leading byte-order mark dropped (json.loads
-    refuses one), or, for a damaged .gz, Record(1, None, "", "gzip", why), since no part of such a file is usable."""
+    Record(1, its bytes) as _whole_bytes reads them, or, for a damaged .gz, Record(1, None, "",
+    "gzip", why), since no part of such a file is usable."""
     try:
-        with open_binary(path) as f:
-            raw = f.read()
+        return Record(1, _whole_bytes(path), "")
     except _GZIP_ERRORS as e:
         return Record(1, None, "", "gzip", f"damaged gzip file, not read: {type(e).__name__}: {e}"[:300])
-    return Record(1, raw[len(BOM) :] if raw.startswith(BOM) else raw, "")
 
 
 @_tolerate_damaged_gzip
@@ -203,10 +209,7 @@ def iter_json_records(path: Path) -> Iterator[Record]:
     if data_name(path).lower().endswith(".jsonl"):
         yield from iter_jsonl(path)
         return
-    with open_binary(path) as f:
-        raw = f.read()
-    if raw.startswith(BOM):  # json.loads refuses a byte-order mark
-        raw = raw[len(BOM) :]
+    raw = _whole_bytes(path)
     # Invalid UTF-8 inside a string is held as surrogates (surrogateescape) and quarantines only
     # the record holding it (below); anywhere else it breaks the JSON, as any stray byte would.
     text = raw.decode("utf-8", errors="surrogateescape")
