@@ -28,9 +28,9 @@ from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
 from pipeline.sources.registry import (
     CONTRIB_DOC_SUFFIXES,
-    SIDECAR_SUFFIXES,
     contrib_entries,
     get_source,
+    is_contrib_entry,
     load_registry,
     refuse_link,
     shown,
@@ -58,14 +58,16 @@ def _by_folder(files: list[Path]) -> dict[Path, list[Path]]:
             continue
         if not f.is_file():
             raise SourceError(f"{f}: no such file")
-        sidecars = [
-            p
-            for p in sorted(f.parent.iterdir())
-            if p != f and p.stem == f.stem and p.suffix.lower() in SIDECAR_SUFFIXES
+        # Every file the pipeline pairs with this one by its stem: the sidecar(s) of a data file,
+        # the data file of a named sidecar (else the check said "sidecar without a data file" beside
+        # it), and another data file of the same stem (the pipeline refuses the pair; the check of
+        # one of them alone said it goes in).
+        siblings = [
+            p for p in sorted(f.parent.iterdir()) if p != f and p.stem == f.stem and is_contrib_entry(p)
         ]
-        for p in (f, *sidecars):  # named one by one, as in a folder: no link is followed
+        for p in (f, *siblings):  # named one by one, as in a folder: no link is followed
             refuse_link(p)
-        groups.setdefault(f.parent.resolve(), []).extend([f, *sidecars])
+        groups.setdefault(f.parent.resolve(), []).extend([f, *(p for p in siblings if p.is_file())])
     # One copy of each path (a file named twice, a sidecar of two data files), in a stable order.
     return {folder: sorted({p.resolve(): p for p in paths}.values()) for folder, paths in groups.items()}
 

@@ -465,19 +465,22 @@ def refuse_link(path: Path) -> None:
     raise SourceError(f"{shown_link(path)}: a symbolic link (to {target}); {LINK_RULE}")
 
 
+def is_contrib_entry(path: Path) -> bool:
+    """Whether download@contrib takes `path` from its folder by name: not hidden, not a note."""
+    return (
+        not path.name.startswith(".")
+        and path.name.lower() not in CONTRIB_IGNORED
+        and path.suffix.lower() not in CONTRIB_DOC_SUFFIXES
+    )
+
+
 def contrib_entries(folder: Path) -> list[Path]:
     """The files of data/contrib/ that are corpus data or sidecars, sorted: top level only, no
     hidden files, no documentation. What the contrib download copies and its stage depends on.
     A symbolic link among them is refused (refuse_link); one among the skipped notes is never read."""
     if not folder.is_dir():
         return []
-    entries = sorted(
-        p
-        for p in folder.iterdir()
-        if not p.name.startswith(".")
-        and p.name.lower() not in CONTRIB_IGNORED
-        and p.suffix.lower() not in CONTRIB_DOC_SUFFIXES
-    )
+    entries = sorted(p for p in folder.iterdir() if is_contrib_entry(p))
     for p in entries:
         refuse_link(p)
     return [p for p in entries if p.is_file()]
@@ -496,8 +499,12 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
     sidecars = {p for p in entries if p.suffix.lower() in SIDECAR_SUFFIXES}
     data_files = [p for p in entries if p not in sidecars]
     stems = [p.stem for p in data_files]
-    for stem in {s for s in stems if stems.count(s) > 1}:
-        raise SourceError(f"contrib: several data files share the stem {stem!r}; give each its own name")
+    for stem in sorted({s for s in stems if stems.count(s) > 1}):
+        clash = ", ".join(p.name for p in data_files if p.stem == stem)
+        raise SourceError(
+            f"contrib: {shown(folder)}: {clash} share the stem {stem!r} (one sidecar names one data"
+            " file); give each its own name"
+        )
     for sidecar in sorted(sidecars):
         if sidecar.stem not in stems:
             notes = sorted(
