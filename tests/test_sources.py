@@ -1359,3 +1359,20 @@ def test_twitter_is_the_gzipped_github_file(root: Path, serve) -> None:
         "just had the best coffee of my life",
         "which cafe?",
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "hint"),
+    [
+        # a Python repr written as if it were JSON: single quotes
+        ("{'messages': [{'role': 'user', 'content': 'hi'}]}\n", r"its first line is not JSON: Expecting"),
+        ('{"prompt": "hi", "completion": "hello"}\n', r"its first record's keys: 'prompt', 'completion'"),
+        ('["hi", "hello"]\n', r"its first line is a JSON list, not an object"),
+    ],
+)
+def test_an_unguessable_jsonl_says_what_its_first_line_holds(tmp_path: Path, body: str, hint: str) -> None:
+    """A .jsonl whose every line is broken JSON read only "cannot tell its format": the user looked
+    for a missing key, not for the export that broke each line."""
+    _contrib(tmp_path, "chats.jsonl", "\n" + body, {"licence": "MIT", "commercial": True})
+    with pytest.raises(SourceError, match=r"chats.jsonl: cannot tell its format \(" + hint):
+        scan_contrib(tmp_path)

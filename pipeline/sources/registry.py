@@ -302,6 +302,24 @@ def _head(path: Path) -> str:
         return f.read(65536).decode("utf-8", errors="replace")
 
 
+def _first_record_hint(path: Path) -> str:
+    """Why a .jsonl file's format could not be guessed, from its first non-blank line: that it is
+    no JSON (a broken export reads the same from every line), or the keys it holds instead."""
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return ""
+    line = next((ln for ln in _head(path).splitlines() if ln.strip()), None)
+    if line is None:
+        return ""
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        return f" (its first line is not JSON: {exc})"
+    if isinstance(record, dict):
+        keys = ", ".join(map(brief, list(record)[:8])) or "none"
+        return f" (its first record's keys: {keys}; no `messages` or `conversations`)"
+    return f" (its first line is a JSON {type(record).__name__}, not an object)"
+
+
 def _json_format(head: str) -> str | None:
     """openai or sharegpt by the first key that names a conversation (`messages`, `conversations`)."""
     m = re.search(r'"(messages|conversations)"\s*:', head)
@@ -601,7 +619,7 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
     fmt = declared or infer_format(path)
     if fmt not in CONTRIB_FORMATS:
         raise SourceError(
-            f"{shown(path)}: cannot tell its format; if it holds one of {' | '.join(CONTRIB_FORMATS)}, "
+            f"{shown(path)}: cannot tell its format{_first_record_hint(path)}; if it holds one of {' | '.join(CONTRIB_FORMATS)}, "
             f"say which with `format:` in {shown(sidecar)}; anything else (CSV, say) must be converted "
             "to one of them first (CONTRIBUTING.md shows each)"
         )
