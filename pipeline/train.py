@@ -120,8 +120,9 @@ def train_step(
     cfg: TrainConfig,
     rt: Runtime,
     seeds: Sequence[int] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One optimizer step; returns this rank's share of the step's loss and the gradient norm.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step; returns this rank's share of the step's loss and the global gradient
+    norm (before clipping; measured whether or not grad_clip clips).
 
     `seeds[i]` seeds the dropout noise of micro-batch i (GlobalBatches.dropout_seeds)."""
     for group in optimizer.param_groups:
@@ -144,10 +145,13 @@ def train_step(
             n_tokens = m.sum()
             scaler.scale(loss * n_tokens * weight).backward()
         loss_share += loss.detach().float() * n_tokens / n_total
-    grad_norm = None
+    # The norm is of the true gradient, so the loss scale (float16) comes off first: what step()
+    # would do itself (the same multiplications), so the weights are those of a step without it.
+    scaler.unscale_(optimizer)
     if cfg.grad_clip > 0:
-        scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    else:  # no clipping, but the norm is still the first sign of a diverging run: measured, grads untouched
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
@@ -415,8 +419,7 @@ class Run:
         metrics = {"lr": lr}
         if n_total > 0:  # no bot token in this step's batch: no loss to log (0 would be a lie)
             metrics["train/loss"] = float(loss_share)  # float() waits for the GPU
-        if grad_norm is not None:
-            metrics["train/grad_norm"] = float(grad_norm)
+        metrics["train/grad_norm"] = float(grad_norm)
         timer.add(self.tokens_per_step, time.perf_counter() - t0, n_total)
         tok_s = timer.rate()
         if self.peak:

@@ -247,12 +247,18 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
 
 
 def extension_notice(cfg: TrainConfig, step: int, planned: int) -> str:
-    """What extending a run at `step` (planned to `planned` steps) to cfg.max_iters does to its schedule."""
+    """What extending a run at `step` (planned to `planned` steps) to cfg.max_iters does to its schedule
+    (or shortening it: an unfinished run may be resumed with a max_iters between its step and its plan)."""
     if cfg.max_iters == planned:  # an unfinished run continued: its schedule is unchanged
         return f"continuing the run from step {step} to {cfg.max_iters}"
     kw = dict(lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters)
     before = lr_at(step - 1, **kw, decay_iters=planned)
     after = lr_at(step, **kw, decay_iters=cfg.max_iters)
+    if cfg.max_iters < planned:  # an unfinished run told to end sooner: its lr drops, it is no extension
+        return (
+            f"shortening the run at step {step} from {planned} to {cfg.max_iters} steps: its cosine "
+            f"schedule is compressed to {cfg.max_iters} steps, lr {before:.3g} -> {after:.3g}"
+        )
     return (
         f"extending the run from step {step} to {cfg.max_iters}: its cosine schedule is stretched to "
         f"{cfg.max_iters} steps, lr {before:.3g} -> {after:.3g} (no new warmup)"

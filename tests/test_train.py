@@ -236,10 +236,21 @@ class _GradRecorder(torch.optim.Optimizer):
 
 
 @pytest.mark.parametrize("gather", [True, False])
-def test_train_step_gradient_is_the_global_batch_mean_over_bot_tokens(gather: bool) -> None:
+@pytest.mark.parametrize(
+    ("grad_clip", "loss_scale"),
+    [(1e9, False), (0.0, False), (0.0, True)],
+    ids=["clip-not-reached", "no-clip", "no-clip-float16-scaler"],
+)
+def test_train_step_gradient_is_the_global_batch_mean_over_bot_tokens(
+    gather: bool, grad_clip: float, loss_scale: bool
+) -> None:
     """Micro-batches with 3 and 40 bot tokens: the step's gradient and loss are those of one masked
     cross-entropy over the concatenated global batch, not a mean of the two micro-batch means (which
-    would give each of the 3 tokens 13x the weight of one of the 40) nor a weighting by window size."""
+    would give each of the 3 tokens 13x the weight of one of the 40) nor a weighting by window size.
+
+    The gradient norm is reported with clipping off too (it was None, so no run with grad_clip 0
+    logged one), without touching the gradients, and under a float16 loss scaler it is the norm
+    of the unscaled gradient (not 65536x it)."""
     from pipeline.device import DistInfo
     from pipeline.model import masked_cross_entropy
     from pipeline.train import train_step
@@ -265,12 +276,13 @@ def test_train_step_gradient_is_the_global_batch_mean_over_bot_tokens(gather: bo
     gpt.zero_grad(set_to_none=True)
 
     optimizer = _GradRecorder(gpt.parameters())
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    scaler = torch.amp.GradScaler("cpu", enabled=loss_scale)
     rt = Runtime(device=torch.device("cpu"), dtype=torch.float32, dist=DistInfo())
-    cfg = TrainConfig(grad_clip=1e9, grad_accum=2, batch_size=b, block_size=t)  # norm reported, no clip
+    cfg = TrainConfig(grad_clip=grad_clip, grad_accum=2, batch_size=b, block_size=t)  # never clips
     loss, grad_norm = train_step(MaskedLM(gpt, gather=gather), optimizer, scaler, micro, 43.0, 0.0, cfg, rt)
 
     assert loss.item() == pytest.approx(want_loss.item(), rel=1e-5)
+    assert scaler.get_scale() == (65536.0 if loss_scale else 1.0)  # the gradients were scaled by it
     assert grad_norm is not None and grad_norm.item() == pytest.approx(want_norm.item(), rel=1e-4)
     names = [n for n, _ in gpt.named_parameters()]
     assert len(optimizer.grads) == len(want_grads)
@@ -305,6 +317,25 @@ def test_eval_bot_token_loss_equals_full_logits_masked_loss(tokens: Path) -> Non
     assert report.perplexity == pytest.approx(math.exp(total / count), rel=1e-5)
     part = bot_token_loss(gpt, tokens / "val", batch_size=4, max_batches=3)
     assert part.windows == 12 < windows and 0 < part.share < 1 and part.split_tokens == count
+
+
+@pytest.mark.parametrize("gather", [True, False])
+def test_run_val_loss_equals_evaluate_bot_token_loss(tokens: Path, gather: bool) -> None:
+    """The val loss a run logs and the evaluate stage's bot-token loss are one definition (a mean
+    over every bot token of the windows, not a mean of per-batch means): on the same windows
+    (eval_iters batches spread over the split) they agree, whichever loss head trains."""
+    from pipeline.device import DistInfo
+    from pipeline.evaluate import bot_token_loss
+    from pipeline.train import evaluate
+    from pipeline.trainsetup import Runtime
+
+    torch.manual_seed(2)
+    gpt = GPT(GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=16))
+    rt = Runtime(device=torch.device("cpu"), dtype=torch.float32, dist=DistInfo())
+    cfg = tiny_config(batch_size=3, eval_iters=5, loss_head="gathered" if gather else "full")
+    run_val = evaluate(MaskedLM(gpt, gather=gather), tokens / "val", cfg, rt)
+    stage = bot_token_loss(gpt.eval(), tokens / "val", batch_size=3, max_batches=5)
+    assert stage.windows == 15 and stage.loss == pytest.approx(run_val, rel=1e-6)
 
 
 # ---------------------------------------------------------------- a whole run
@@ -738,6 +769,22 @@ def test_steps_without_bot_tokens_log_no_train_loss(tmp_path: Path) -> None:
     assert min(losses) > 1.0, losses
     assert summary["train_loss"] > 5.0  # the mean of real losses only (was ~ half of it)
     assert len((tmp_path / "live/plots/metrics/lr.tsv").read_text().splitlines()) == 1 + 12
+
+
+def test_a_run_without_clipping_logs_its_gradient_norm(tokens: Path, tmp_path: Path) -> None:
+    """train/grad_norm was logged only where grad_clip > 0 (clipping computed it): with clipping
+    off a run had no gradient-norm curve, the first sign of a diverging run. Measuring it moves no
+    weight: the run ends as one whose clip threshold is never reached, with the same norms."""
+    short = dict(max_iters=3, eval_interval=3, ckpt_interval=3)
+    train(tiny_config(**short, grad_clip=0.0), paths_in(tmp_path / "off", tokens))
+    train(tiny_config(**short, grad_clip=1e30), paths_in(tmp_path / "unreached", tokens))
+    off, unreached = (
+        _tsv(tmp_path / name / "live/plots/metrics/train/grad_norm.tsv") for name in ("off", "unreached")
+    )
+    assert sorted(off) == [1, 2, 3] and off == unreached
+    assert all(0 < norm < 1e3 for norm in off.values())
+    want, got = _weights(tmp_path / "unreached"), _weights(tmp_path / "off")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
 
 def test_unusable_data_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
