@@ -72,7 +72,15 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / WEIGHTS_FILE).exists():
         hint = outside_root_hint(Path.cwd()) if not ckpt_dir.is_absolute() else ""  # read from the cwd
-        raise FileNotFoundError(f"no checkpoint at {ckpt_dir}: run `dvc repro train` first{hint}")
+        # `dvc repro train` is the cure only for the project's own checkpoint; a typed path that
+        # does not exist is a typo far more often than a model not yet trained.
+        if ckpt_dir.parts[-2:] == ("model", "ckpt"):
+            why = "run `dvc repro train` first"
+        elif ckpt_dir.is_dir():
+            why = f"the folder holds no {WEIGHTS_FILE}"
+        else:
+            why = "no such folder"
+        raise FileNotFoundError(f"no checkpoint at {ckpt_dir}: {why}{hint}")
     cfg = load_config(ckpt_dir)
     if dropout is not None:
         cfg.dropout = dropout

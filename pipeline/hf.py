@@ -199,15 +199,23 @@ def load_pretrained(
     `log` receives what the caller should hear about the import (embedding rows past GPT-2's
     vocabulary reset or taken as the chat markers); without it, that goes to stderr."""
     config_path, weight_paths = resolve_files(source, cache_dir)
-    cfg = config_from_hf(read_json(config_path), dropout=dropout, where=str(config_path))
+    hf_config = read_json(config_path)
+    cfg = config_from_hf(hf_config, dropout=dropout, where=str(config_path))
     tensors: dict[str, torch.Tensor] = {}
     for p in weight_paths:
         try:
             tensors.update(load_file(str(p), device="cpu"))
         except Exception as e:  # safetensors' own error type: truncated, not safetensors at all
             raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
-    state = state_from_hf(tensors, cfg.vocab_size, where=str(weight_paths[0].parent))
     own_rows = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
+    if own_rows is not None and own_rows.shape[0] != hf_config["vocab_size"]:
+        # Padding would hide it: an embedding of 1,000 rows under a config of 50,257 trained on,
+        # every id past 999 a copy of the mean row. Weights and config are from different models.
+        raise ValueError(
+            f"{weight_paths[0].parent}: wte.weight has {own_rows.shape[0]} rows but {config_path.name}'s "
+            f"vocab_size is {hf_config['vocab_size']}: the weights and the config are of different models"
+        )
+    state = state_from_hf(tensors, cfg.vocab_size, where=str(weight_paths[0].parent))
     if own_rows is not None and own_rows.shape[0] > GPT2_VOCAB:
         for line in check_added_rows(state["transformer.wte.weight"], own_rows.shape[0], config_path.parent):
             (log or _stderr)(line)

@@ -39,10 +39,12 @@ def main() -> int:
     except TrainSetupError as e:
         say(str(e))
         return 1
-    say(
-        f"{summary['iters']} iters, val loss {summary['initial_val_loss']} -> {summary['val_loss']}, "
-        f"{summary['tokens_per_sec']} tokens/s, {summary['wall_time_s']} s"
+    val = (  # an empty val split measures nothing ("val loss None -> None" read like a failure)
+        f"val loss {summary['initial_val_loss']} -> {summary['val_loss']}"
+        if summary["val_loss"] is not None
+        else "no val loss (the val split is empty)"
     )
+    say(f"{summary['iters']} iters, {val}, {summary['tokens_per_sec']} tokens/s, {summary['wall_time_s']} s")
     return 0
 
 

@@ -107,3 +107,17 @@ def test_the_root_hint_follows_where_the_missing_path_was_read_from(
     monkeypatch.chdir(project)
     assert "paths are read from NANOCHATGPT_ROOT" in outside_root_hint()
     assert outside_root_hint(Path.cwd()) == ""
+
+
+def test_a_mistyped_checkpoint_path_is_not_told_to_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--ckpt model/nope` said "run `dvc repro train` first": a typo sent the user to retrain."""
+    from pipeline import cli
+
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("hi\n"))
+    assert cli.main(["chat", "--device", "cpu", "--ckpt", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert f"no checkpoint at {tmp_path / 'nope'}: no such folder" in err and "dvc repro" not in err
+    assert cli.main(["chat", "--device", "cpu", "--ckpt", str(tmp_path)]) == 2
+    assert f"no checkpoint at {tmp_path}: the folder holds no model.safetensors" in capsys.readouterr().err

@@ -240,6 +240,11 @@ def _shard_without_second(path: Path) -> None:
             r"config\.json: vocab_size 1000 is not a GPT-2 vocabulary",
         ),
         (lambda p: _edit_config(p, vocab_size=60000), r"vocab_size 60000 is not a GPT-2 vocabulary"),
+        # Weights and config of different models: padding hid it (1,000 rows trained as 50,260).
+        (
+            lambda p: _edit_config(p, vocab_size=GPT2_VOCAB),
+            rf"wte\.weight has {N_VOCAB} rows but config\.json's vocab_size is {GPT2_VOCAB}: the weights",
+        ),
         (
             lambda p: _edit_config(p, n_embd=None),
             r"config\.json: n_embd must be a positive integer, got None",
