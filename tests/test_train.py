@@ -447,6 +447,28 @@ def _run_driver(cfg: dict, root: Path, data: Path, **env: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def kill_after_lines(driver: str, cfg: dict, root: Path, data: Path, lines: list[str], **env: str) -> None:
+    """Run `driver` (DRIVER's arguments) until it has printed `lines`, then kill -9 it."""
+    log = root.with_name(root.name + ".log")  # a file, not a pipe: a chatty child never blocks on it
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", driver, json.dumps(cfg), str(root), str(data)],
+            env=_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        try:
+            seen = [proc.stdout.readline().strip() for _ in lines]
+            assert seen == lines, log.read_text()[-3000:]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def _weights(root: Path) -> dict[str, torch.Tensor]:
     return load_file(str(root / "ckpt" / checkpoint.WEIGHTS_FILE))
 
@@ -457,24 +479,8 @@ def test_kill_9_then_resume_ends_with_identical_weights(tokens: Path, tmp_path: 
     _run_driver(cfg, tmp_path / "straight", tokens)
 
     killed = tmp_path / "killed"
-    log = tmp_path / "killed.log"  # a file, not a pipe: a chatty child can never block on a full pipe
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", DRIVER, json.dumps(cfg), str(killed), str(tokens)],
-            env=_env(KILL_AT="6"),
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-        try:
-            line = proc.stdout.readline()  # step 6: checkpoint of step 4 on disk, steps 5-6 not saved
-            assert line.strip() == "STEP 6", log.read_text()[-3000:]
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-        finally:
-            proc.kill()
-            proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    # step 6: checkpoint of step 4 on disk, steps 5-6 not saved
+    kill_after_lines(DRIVER, cfg, killed, tokens, ["STEP 6"], KILL_AT="6")
     assert [p.name for p in checkpoint.run_checkpoints(killed / "run")] == ["step-00000004"]
     assert not (killed / "ckpt").exists()
 

@@ -4,14 +4,13 @@ checkpoints is tests/test_train.py's test_kill_9_then_resume_ends_with_identical
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_train import TINY, _env, _run_driver, _weights, write_tokens
+from test_train import TINY, _env, _run_driver, _weights, kill_after_lines, write_tokens
 
 from pipeline import checkpoint
 
@@ -52,24 +51,8 @@ def test_a_kill_during_a_checkpoint_write_resumes_to_the_uninterrupted_weights(
     _run_driver(cfg, tmp_path / "straight", tokens)
 
     killed = tmp_path / "killed"
-    log = tmp_path / "killed.log"  # a file, not a pipe: a chatty child can never block on a full pipe
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SAVE_DRIVER, json.dumps(cfg), str(killed), str(tokens)],
-            env=_env(KILL_IN_SAVE="8"),
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-        try:
-            lines = [proc.stdout.readline().strip() for _ in range(8)]  # steps 1-7, then the save
-            assert lines == [f"STEP {i}" for i in range(1, 8)] + ["SAVING"], log.read_text()[-3000:]
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-        finally:
-            proc.kill()
-            proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    steps = [f"STEP {i}" for i in range(1, 8)] + ["SAVING"]  # steps 1-7, then the save
+    kill_after_lines(SAVE_DRIVER, cfg, killed, tokens, steps, KILL_IN_SAVE="8")
     torn = list((killed / "run").glob(".step-*.tmp"))
     assert len(torn) == 1 and (torn[0] / checkpoint.WEIGHTS_FILE).exists()  # the write it died in
     assert [p.name for p in checkpoint.run_checkpoints(killed / "run")] == ["step-00000004"]
