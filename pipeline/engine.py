@@ -301,8 +301,9 @@ class Engine:
                 break
         for i, d in enumerate(decoders):
             if reasons[i] is None:
-                reasons[i] = "length"
                 piece = d.flush()
+                # the budget ran out, unless the end completed a stop string (see StopStringDecoder.flush)
+                reasons[i] = "stop" if d.stopped else "length"
                 if piece:
                     texts[i].append(piece)
                     yield i, piece

@@ -54,12 +54,16 @@ class StopStringDecoder:
         return self._release()
 
     def flush(self) -> str:
-        """End of generation: show what was held back (it never became a stop string)."""
+        """End of generation: show what was held back, unless the end makes it a stop string
+        (then `stopped` is True, as after `feed`)."""
         if self.stopped:
             return ""
+        # The end can still complete a stop string: a character cut short decodes to U+FFFD now.
         self._pending += self._utf8.decode(b"", final=True)
-        out = self._pending
-        self._pending = ""
+        out = self._release()
+        if not self.stopped:
+            out += self._pending
+            self._pending = ""
         return out
 
     def _release(self) -> str:
