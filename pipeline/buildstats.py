@@ -124,10 +124,10 @@ def compute_stats(
 def _contrib_parts(parts: pl.DataFrame, plan: pl.DataFrame, src: SourceInput) -> dict[str, Any]:
     """Per contributed file (row source): its own licence terms and what it contributed.
 
-    Every file of the table is listed, also one with nothing in this variant (non-commercial terms
-    in the commercial variant, every conversation quarantined): the dataset card names it among
-    what was left out. `plan` is this source's conversations; a file's terms come from what was
-    written, else from its planned conversations.
+    Every file is listed, also one with nothing in this variant (non-commercial terms in the
+    commercial variant, every conversation quarantined here or every row at normalize): the dataset
+    card names it among what was left out. `plan` is this source's conversations; a file's terms
+    come from what was written, else from its planned conversations, else from the normalize report.
     """
     out: dict[str, Any] = {}
     mine = parts.filter(pl.col("rank") == src.rank)
@@ -138,7 +138,14 @@ def _contrib_parts(parts: pl.DataFrame, plan: pl.DataFrame, src: SourceInput) ->
             pl.col("licence").drop_nulls().mode().sort().first(), pl.col("commercial").fill_null(False).all()
         )
     )
-    terms = {r[0]: (r[1], r[2]) for r in planned.iter_rows()}
+    # A file whose every row normalize quarantined or filtered is in no table, only in its report.
+    reported = (src.report or {}).get("by_source", {})
+    terms = {
+        name: (part.get("licence"), part.get("commercial", False))
+        for name, part in reported.items()
+        if name.startswith(f"{src.name}/") and isinstance(part, dict)
+    }
+    terms |= {r[0]: (r[1], r[2]) for r in planned.iter_rows()}
     terms |= {r[0]: (r[1], r[2]) for r in mine.select("source", "licence", "commercial").unique().iter_rows()}
     for source in sorted(terms):
         licence, commercial = terms[source]

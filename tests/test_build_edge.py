@@ -144,6 +144,40 @@ def test_card_names_contributed_files_left_out_of_a_variant(tmp_path):
     assert card_header(tmp_path / "data/dataset/commercial/README.md")["license"] == ["cc-by-4.0", "mit"]
 
 
+def test_a_contributed_file_that_normalize_emptied_is_still_listed(tmp_path):
+    """A contributed file none of whose rows survived normalize had no row to carry its terms, so
+    stats.json's `parts` and the card's 'left out' line (docs/contracts.md: every contributed file)
+    left it out; its terms now travel in the normalize report."""
+    from pipeline.sources.adapters import contrib as contrib_adapter
+    from pipeline.sources.normalize import normalize_rows
+    from pipeline.sources.registry import SourceSpec
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    blank = [{"role": "user", "content": "  "}, {"role": "assistant", "content": ""}]
+    good = [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "hi!"}]
+    for stem, messages, licence in (("blank", blank, "CC-BY-SA-4.0"), ("good", good, "MIT")):
+        (folder / f"{stem}.jsonl").write_text(json.dumps({"messages": messages}) + "\n")
+        (folder / f"{stem}.yaml").write_text(f"licence: {licence}\ncommercial: true\ndescription: t\n")
+    spec = SourceSpec("contrib", "contrib", "data/contrib", "contrib", "per-file", False)
+    result = normalize_rows(contrib_adapter.read(folder, spec, {}))
+    assert result.report["by_source"]["contrib/blank"]["rows_kept"] == 0
+    write_tables(tmp_path, {"good": many("good", 4), "contrib": result.turns.to_dicts()})
+    report = tmp_path / "data/normalized/contrib.report.json"
+    report.write_text(json.dumps(result.report))
+    stats = build(tmp_path, ["good", "contrib"]).stats
+    parts = stats["sources"]["contrib"]["parts"]
+    assert parts["contrib/blank"] == {
+        "licence": "CC-BY-SA-4.0",
+        "commercial": True,
+        **{k: {"train": 0, "val": 0} for k in parts["contrib/good"] if k not in ("licence", "commercial")},
+    }
+    assert sum(parts["contrib/good"]["conversations"].values()) == 1
+    assert "contrib/blank (CC-BY-SA-4.0)" in (tmp_path / "data/dataset/full/README.md").read_text(
+        encoding="utf-8"
+    )
+
+
 def test_a_licence_the_hub_lacks_gets_a_licence_file_beside_the_card(tmp_path):
     """A contributed file under terms the Hub has no id for: the card says `license: other` with a
     name and LICENSE.md as the link, and LICENSE.md is written; a variant without it has none."""

@@ -115,6 +115,14 @@ def normalize_rows(
     rows_filtered = dict(sorted(Counter(df.get_column("filter").drop_nulls().to_list()).items()))
     # Per source (one per contributed file): rows read and filtered, so each file reconciles too.
     read_by_source = dict(df.group_by("source").len().iter_rows())
+    # Each contributed file's terms, also for a file none of whose rows is kept: the build lists every
+    # file in stats.json and the dataset card, and a file with no row in the table has no other record.
+    terms_by_source = {
+        s: (licence, commercial)
+        for s, licence, commercial in df.group_by("source")
+        .agg(pl.col("licence").first(), pl.col("commercial").first())
+        .iter_rows()
+    }
     filtered_by_source = df.filter(pl.col("filter").is_not_null()).group_by("source", "filter").len()
     df = df.filter(pl.col("filter").is_null()).drop("filter")
 
@@ -233,7 +241,9 @@ def normalize_rows(
     turns = _turns(live)
     validate(turns)
     quarantine = _quarantine_frame(quarantined)
-    report = _report(rows_read, live, turns, quarantine, rows_filtered, read_by_source, filtered_by_source)
+    report = _report(
+        rows_read, live, turns, quarantine, rows_filtered, read_by_source, filtered_by_source, terms_by_source
+    )
     return NormalizeResult(turns, quarantine, report)
 
 
@@ -275,6 +285,7 @@ def _report(
     filtered: dict[str, int],
     read_by_source: dict[str, int],
     filtered_by_source: pl.DataFrame,
+    terms_by_source: dict[str, tuple[str, bool]],
 ) -> dict[str, Any]:
     by_check = dict(sorted(Counter(quarantine.get_column("check").to_list()).items()))
     report: dict[str, Any] = {
@@ -302,6 +313,9 @@ def _report(
                 "turns_kept": t.height,
                 "conversations_kept": t.get_column("conversation_id").n_unique(),
             }
+            if s.startswith("contrib/"):
+                licence, commercial = terms_by_source[s]
+                per[s] |= {"licence": licence, "commercial": bool(commercial)}
         report["by_source"] = per
     for counts in [report, *report.get("by_source", {}).values()]:
         if counts["rows_read"] != counts["rows_kept"] + counts["rows_quarantined"] + sum(
