@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.build import build_variant
@@ -60,13 +60,7 @@ from pipeline.tokenizer import (
 # Small bounds keep every example fast and make over-long turns and merged turns common.
 NORM_MAX = 100  # normalize.max_turn_chars
 SPECIAL_IDS = frozenset(SPECIAL_TOKENS.values())
-PROPERTY = settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+PROPERTY = settings(max_examples=30)  # the rest: tests/conftest.py's profile
 
 # ----------------------------------------------------------------------------- text strategies
 

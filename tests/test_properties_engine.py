@@ -18,7 +18,7 @@ import itertools
 
 import pytest
 import torch
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_engine_support import TINY, ScriptedGPT, tiny_gpt
 
@@ -38,13 +38,7 @@ from pipeline.tokenizer import (
     render,
 )
 
-PROPERTY = settings(
-    max_examples=50,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+PROPERTY = settings(max_examples=50)  # the rest: tests/conftest.py's profile
 GREEDY = SamplingParams(temperature=0.0)
 ENC = get_encoding()
 FILLER = 13  # what ScriptedGPT emits once a row's script has run out ("." in GPT-2's vocabulary)

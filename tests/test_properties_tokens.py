@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.encode import tokenize_dataset
@@ -40,13 +40,7 @@ from pipeline.tokenizer import (
     render,
 )
 
-PROPERTY = settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+PROPERTY = settings(max_examples=30)  # the rest: tests/conftest.py's profile
 SPECIAL_IDS = frozenset(SPECIAL_TOKENS.values())
 
 # ----------------------------------------------------------------------------- strategies
