@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import threading
 import time
 import uuid
@@ -143,6 +144,7 @@ class ChatRequest:
                         raise RequestError(f"{where}.{key}: this model cannot call tools", f"{where}.{key}")
                 content = "" if content is None else content
             content = _content_text(content, f"{where}.content")
+            _refuse_lone_surrogates(content, f"{where}.content")
             try:
                 text = clean_text(content)
             except ValueError as e:  # a run of combining marks or whitespace too long to take safely
@@ -198,6 +200,8 @@ class ChatRequest:
             req.stop = list(check_stop_strings(stop))
         except ValueError as e:
             raise RequestError(f"`stop`: {e}", "stop") from None
+        for s in req.stop:  # the reply is UTF-8 text: a stop with a lone surrogate would never match
+            _refuse_lone_surrogates(s, "stop")
         if body.get("max_completion_tokens") is not None:
             req.max_tokens_param = "max_completion_tokens"
         if req.max_tokens is not None and req.max_tokens < 1:
@@ -228,6 +232,23 @@ def _content_text(content: Any, where: str) -> str:
             texts.append(part["text"])
         return "\n".join(texts)  # as the training adapters join parts (adapters/_messages.py)
     raise RequestError(f"{where} must be a string or a list of text parts", where)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins a valid pair into one character
+
+
+def _refuse_lone_surrogates(text: str, where: str) -> None:
+    """A 400 for a lone surrogate (JSON's "\\ud800" without its pair): no Unicode character, so no
+    UTF-8 text; tiktoken silently turned it into U+FFFD, and the model read other text than sent."""
+    if text.isascii():
+        return
+    found = _LONE_SURROGATE.search(text)
+    if found is not None:
+        raise RequestError(
+            f"{where} has a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}: "
+            "text must be valid Unicode (a surrogate pair's halves come together)",
+            where,
+        )
 
 
 def _optional(body: dict, keys: tuple[str, ...], kind: type, default: Any = None) -> Any:
