@@ -122,7 +122,9 @@ class ChatRequest:
             raise RequestError("only n=1 is supported", "n")
         refuse_unsupported(body)
         context_parts: list[str] = []
-        turns: list[tuple[str, str]] = []
+        # (role, its messages' texts): a run of one role's messages joins once at the end, since
+        # joining at each message costs the square of the run (35,000 of them fit in 1 MiB).
+        turns: list[tuple[str, list[str]]] = []
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise RequestError("`messages` must be a non-empty list", "messages")
@@ -159,9 +161,9 @@ class ChatRequest:
             if not turns and role == "bot":  # a greeting before the first user message: left out, as
                 continue  # normalize leaves out bot rows before a conversation's first human turn
             if turns and turns[-1][0] == role:  # consecutive messages of one role read as one turn
-                turns[-1] = (role, f"{turns[-1][1]}\n{text}")
+                turns[-1][1].append(text)
             else:
-                turns.append((role, text))
+                turns.append((role, [text]))
         if not turns or turns[-1][0] != "human":
             raise RequestError(
                 "the last message must be a user message with text (empty messages are left out, as in "
@@ -170,8 +172,8 @@ class ChatRequest:
             )
         req = cls(
             context="\n".join(context_parts) or None,
-            history=turns[:-1],
-            user_text=turns[-1][1],
+            history=[(role, "\n".join(texts)) for role, texts in turns[:-1]],
+            user_text="\n".join(turns[-1][1]),
             max_tokens=_optional(body, ("max_completion_tokens", "max_tokens"), int),
             temperature=_optional(body, ("temperature",), float, 1.0),
             top_p=_optional(body, ("top_p",), float, 1.0),
