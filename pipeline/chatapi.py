@@ -391,8 +391,13 @@ class ChatService:
             )
         except NoRoomError as e:  # the reply budget leaves no room for the persona and a message
             param = "messages" if e.persona_at_fault else key
+            unset = (
+                ""
+                if req.max_tokens is not None
+                else f" ({e.max_new_tokens} is the default: the request set no {key})"
+            )
             raise RequestError(
-                e.describe("the system message", key), param, code=CONTEXT_LENGTH_EXCEEDED
+                e.describe("the system message", key) + unset, param, code=CONTEXT_LENGTH_EXCEEDED
             ) from e
         for role, text in req.history:
             session.add_turn(role, text)

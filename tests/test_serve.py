@@ -678,6 +678,12 @@ def test_the_system_message_is_counted_without_the_control_tokens(enc) -> None:
         status, reply = post(url, {"messages": [{"role": "system", "content": "x"}, user], "max_tokens": 124})
         assert status == 400 and reply["error"]["param"] == "max_tokens"
         assert "max_tokens 124 leaves no room" in reply["error"]["message"]
+        assert "the default" not in reply["error"]["message"]
+        # Without max_tokens the budget is the server's default: the message says so (it read as
+        # if the client had sent max_tokens 32).
+        status, reply = post(url, {"messages": [{"role": "system", "content": "word " * 120}, user]})
+        assert status == 400 and reply["error"]["param"] == "messages"
+        assert "is the default: the request set no max_tokens" in reply["error"]["message"], reply
 
 
 @pytest.mark.parametrize(("field", "value"), [("top_k", -1), ("top_p", 1.5)])
