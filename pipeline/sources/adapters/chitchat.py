@@ -4,7 +4,9 @@ Upstream: {conversation uuid: {"messages": [turn, ...], "prompt", "ratings", "st
 turn is a list of utterances {"text", "timestamp", "sender"} by one sender. The first sender of
 a conversation is the human; every utterance is one row (the turn's utterances merge back into
 one turn in normalize, joined with a newline). A conversation with no utterance at all
-(`"messages": []`, or only empty turns) is quarantined as one row: read, so counted.
+(`"messages": []`, or only empty turns) is quarantined as one row: read, so counted. A conversation
+id that appears twice in the file (JSON keeps only the last) keeps its first conversation; each later
+one is quarantined as one row (`duplicate_id`), so it is counted rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
             continue
         raw = whole.value
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_object)
         except UnicodeDecodeError as e:
             rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start}")
             continue
@@ -43,25 +45,64 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         if not isinstance(data, dict):
             rows.bad(f"{rel}:1", "missing_field", "expected an object of conversation id -> conversation")
             continue
-        for conv_id, conv in data.items():
-            _read_conversation(rows, rel, str(conv_id), conv)
+        seen: set[str] = set()
+        for conv_id, conv in data.pairs if isinstance(data, _Object) else data.items():
+            if conv_id in seen:
+                rows.bad(
+                    f"{rel}:{_label(conv_id)}",
+                    "duplicate_id",
+                    f"conversation id {conv_id} appears twice in the file; the first is read",
+                )  # no conv_key: under the first one's key it would cut that conversation short
+                continue
+            seen.add(conv_id)
+            _read_conversation(rows, rel, conv_id, conv)
     return rows.frame()
+
+
+def _label(conv_id: str) -> str:
+    """The conversation id as an origin shows it: an empty id as `""`, so the origin still names it."""
+    return conv_id or '""'
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as json.loads makes it, or an _Object when a key repeats (rare: no cost else)."""
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _Object(pairs)
+
+
+class _Object(dict):
+    """A JSON object that also keeps its (key, value) pairs in file order, repeated keys included
+    (a plain dict keeps only a repeated key's last value, silently)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__()
+        self.pairs = pairs
+        for key, value in pairs:
+            self.setdefault(key, value)  # the first value of a repeated key, as the loop reads it
 
 
 def _read_conversation(rows: RawRows, rel: str, conv_id: str, conv: Any) -> None:
     messages = conv.get("messages") if isinstance(conv, dict) else None
     if not isinstance(messages, list):
-        rows.bad(f"{rel}:{conv_id}", "missing_field", "conversation has no `messages` list", conv_key=conv_id)
+        rows.bad(
+            f"{rel}:{_label(conv_id)}",
+            "missing_field",
+            "conversation has no `messages` list",
+            conv_key=conv_id,
+        )
         return
     before = len(rows)
     for t, turn in enumerate(messages):
         if not isinstance(turn, list):
             rows.bad(
-                f"{rel}:{conv_id}/{t}", "missing_field", "turn is not a list of utterances", conv_key=conv_id
+                f"{rel}:{_label(conv_id)}/{t}",
+                "missing_field",
+                "turn is not a list of utterances",
+                conv_key=conv_id,
             )
             continue
         for u, utt in enumerate(turn):
-            origin = f"{rel}:{conv_id}/{t}/{u}"
+            origin = f"{rel}:{_label(conv_id)}/{t}/{u}"
             if not isinstance(utt, dict) or not isinstance(utt.get("text"), str) or utt.get("sender") is None:
                 rows.bad(
                     origin,
@@ -73,5 +114,8 @@ def _read_conversation(rows: RawRows, rel: str, conv_id: str, conv: Any) -> None
             rows.add(conv_id, utt["text"], origin, speaker=str(utt["sender"]))
     if len(rows) == before:  # a conversation that holds nothing is still one read: count it, never drop it
         rows.bad(
-            f"{rel}:{conv_id}", "missing_field", "conversation is empty (no utterance)", conv_key=conv_id
+            f"{rel}:{_label(conv_id)}",
+            "missing_field",
+            "conversation is empty (no utterance)",
+            conv_key=conv_id,
         )

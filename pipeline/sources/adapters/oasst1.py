@@ -61,6 +61,13 @@ def _flatten(rec: Record) -> list[tuple[str, Any, str | None]]:
     return [("", value, None)]
 
 
+def _tree_id(msg: Any) -> str | None:
+    """The message's tree id as a conversation key: text, or None when absent or not text (a
+    number or list there would not fit the conv_key column)."""
+    tree = msg.get("message_tree_id") if isinstance(msg, dict) else None
+    return tree if isinstance(tree, str) else None
+
+
 def _type_name(value: Any) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
 
@@ -77,6 +84,8 @@ def _drop_reason(msg: dict[str, Any], lang: str | None) -> str | None:
 
 def _rank_key(msg: dict[str, Any]) -> tuple:
     rank = msg.get("rank")
+    if not isinstance(rank, (int, float)):  # text or a list would not compare with a number
+        rank = None
     return (
         rank is None,
         rank if rank is not None else 0,
@@ -103,9 +112,13 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
                     # cut its good thread away (see the orphans in _threads)
                     rows.bad(where, "missing_field", problem)
                     continue
-                tree = msg.get("message_tree_id") if isinstance(msg, dict) else None
+                tree = _tree_id(msg)
                 if not isinstance(msg, dict) or any(not isinstance(msg.get(k), str) for k in REQUIRED):
                     rows.bad(where, "missing_field", f"message needs {', '.join(REQUIRED)}", conv_key=tree)
+                    continue
+                if not isinstance(msg.get("parent_id"), (str, type(None))):
+                    # a list or object cannot be looked up as a message id (it is unhashable)
+                    rows.bad(where, "missing_field", "parent_id must be a message id or null", conv_key=tree)
                     continue
                 if msg["message_id"] in messages:
                     rows.bad(
@@ -169,7 +182,7 @@ def _threads(
     # shares its tree's key, so written first it would cut that tree's good thread away.
     for mid in orphans:
         msg = messages[mid]
-        tree = msg.get("message_tree_id")
+        tree = _tree_id(msg)
         rows.bad(
             origins[mid],
             "parent_missing",
@@ -191,7 +204,7 @@ def _threads(
                 "parent_cycle",
                 f"message {mid}: its parent chain (parent {msg['parent_id']}) loops and never reaches "
                 "a root prompt",
-                conv_key=msg.get("message_tree_id"),
+                conv_key=_tree_id(msg),
                 text=msg["text"],
             )
 
