@@ -184,7 +184,8 @@ def test_auto_attention_picks_an_agreeing_kernel_that_compiled_code_follows() ->
 # that training imports, and nothing else on the check's paths may import any of them.
 DEVICE_IMAGE_LACKS = ("polars", "pandera", "dvc", "dvclive", "scmrepo", "datasets")
 
-_WITHOUT_MISSING_PACKAGES = """
+# A process in which the packages `lacks` names cannot be imported, with the repo and tests/ on its path.
+_WITHOUT = """
 import importlib.abc, sys, tempfile
 from pathlib import Path
 
@@ -196,6 +197,11 @@ class Missing(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Missing())
 sys.path[:0] = [{root!r}, {tests!r}]
+"""
+
+_WITHOUT_MISSING_PACKAGES = (
+    _WITHOUT
+    + """
 import benchmarks.decode, benchmarks.gpu_summary, benchmarks.train_throughput, pipeline.engine  # noqa
 import test_train_cuda as t
 from test_train import paths_in, tiny_config, write_tokens
@@ -207,6 +213,7 @@ cfg = tiny_config(max_iters=2, eval_interval=2, ckpt_interval=2, dropout=0.0)
 summary = train(cfg, paths_in(tmp / "out", write_tokens(tmp / "tokens" / "full", n_train=40, n_val=8)))
 print("TRAINED", summary["iters"])
 """
+)
 
 
 def test_train_and_the_benchmarks_run_without_the_packages_the_device_lacks(tmp_path: Path) -> None:
@@ -221,6 +228,16 @@ def test_train_and_the_benchmarks_run_without_the_packages_the_device_lacks(tmp_
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "TRAINED 2" in done.stdout
+
+
+def test_the_shared_conftest_loads_without_hypothesis() -> None:
+    """gpu_check.sh runs pytest on the CUDA tests, so tests/conftest.py loads there too; only the
+    property tests need hypothesis, and an image without it must still run the CUDA tests."""
+    script = _WITHOUT.format(lacks=("hypothesis",), root=str(ROOT), tests=str(ROOT / "tests"))
+    script += "import conftest\nprint('LOADED', conftest.settings)\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "LOADED None" in done.stdout
 
 
 def test_peak_flops_by_device_name() -> None:
