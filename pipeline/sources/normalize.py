@@ -113,16 +113,12 @@ def normalize_rows(
     df = raw.rechunk().with_row_index("idx")
     rows_read = df.height
     rows_filtered = dict(sorted(Counter(df.get_column("filter").drop_nulls().to_list()).items()))
-    # Per source (one per contributed file): rows read and filtered, so each file reconciles too.
-    read_by_source = dict(df.group_by("source").len().iter_rows())
-    # Each contributed file's terms, also for a file none of whose rows is kept: the build lists every
-    # file in stats.json and the dataset card, and a file with no row in the table has no other record.
-    terms_by_source = {
-        s: (licence, commercial)
-        for s, licence, commercial in df.group_by("source")
-        .agg(pl.col("licence").first(), pl.col("commercial").first())
-        .iter_rows()
-    }
+    # Per source (one per contributed file), in one pass: rows read, so each file reconciles too, and
+    # its terms, also for a file none of whose rows is kept: the build lists every file in stats.json
+    # and the dataset card, and a file with no row in the table has no other record.
+    per_source = df.group_by("source").agg(pl.len(), pl.col("licence").first(), pl.col("commercial").first())
+    read_by_source = {s: n for s, n, _, _ in per_source.iter_rows()}
+    terms_by_source = {s: (licence, commercial) for s, _, licence, commercial in per_source.iter_rows()}
     filtered_by_source = df.filter(pl.col("filter").is_not_null()).group_by("source", "filter").len()
     df = df.filter(pl.col("filter").is_null()).drop("filter")
 
