@@ -66,9 +66,9 @@ def _no_room(e: ValueError) -> RequestError:
 def refuse_unsupported(body: dict[str, Any]) -> None:
     """A 400 for what the client asked of the reply that this server cannot give. Ignored, these
     came back 200 with plain text: an agent read "the model chose no tool", a JSON-mode client
-    crashed in json.loads, a logprobs reader found no logprobs. (Sampling knobs it does not have,
-    presence/frequency penalties and logit_bias, only shade the text: those are ignored, as the
-    README says.)"""
+    crashed in json.loads, a logprobs reader found no logprobs, an audio client found no audio.
+    (Sampling knobs it does not have, presence/frequency penalties and logit_bias, only shade the
+    text: those are ignored, as the README says.)"""
     for key in ("tools", "functions"):
         if body.get(key):
             raise RequestError(f"`{key}` is not supported: this model cannot call tools", key)
@@ -83,6 +83,12 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
     for key, off in (("logprobs", (None, False)), ("top_logprobs", (None, 0))):
         if body.get(key) not in off:
             raise RequestError("log-probabilities are not supported", key)
+    # Audio out: the reply's message.audio would be null, and the client reading it crashed.
+    modalities = body.get("modalities")
+    if modalities is not None and (not isinstance(modalities, list) or any(m != "text" for m in modalities)):
+        raise RequestError('only `modalities` ["text"] is supported (no audio output)', "modalities")
+    if body.get("audio"):
+        raise RequestError("`audio` output is not supported: this model writes text only", "audio")
 
 
 class ServerBusy(Exception):

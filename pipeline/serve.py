@@ -221,7 +221,12 @@ class Handler(BaseHTTPRequestHandler):
                 headers={"Allow": f"{allowed}, HEAD" if allowed == "GET" else allowed},  # RFC 9110 15.5.6
             )
         else:
-            self._error(HTTPStatus.NOT_FOUND, f"no route {self.command} {self.route}", "not_found_error")
+            message = f"no route {self.command} {self.route}"
+            if f"/v1{self.route}" in ROUTES or self.route.startswith("/models/"):
+                # An OpenAI client whose base_url lacks /v1 (many local servers take both): say so,
+                # or "no route POST /chat/completions" leaves the user looking for a bug.
+                message += f"; the API is under /v1 (/v1{self.route}): a client's base_url ends in /v1"
+            self._error(HTTPStatus.NOT_FOUND, message, "not_found_error")
 
     # HTTP's other methods answer in the same JSON error format; one HTTP does not define is
     # answered 501 (RFC 9110 9.1: an unrecognized method), also in JSON (send_error).
@@ -269,8 +274,13 @@ class Handler(BaseHTTPRequestHandler):
             # a Rust extension's panic (pyo3's PanicException, tiktoken's) is a BaseException
             self.log_error("error in %s: %r", self.path, e)
             if not self._streaming:  # once a stream has started, closing it is all that is left
+                # OpenAI's SDKs retry every 5xx twice unless told not to: a bug here is
+                # deterministic, and a retry would only run the failing generation again.
                 self._error(
-                    HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(e).__name__}", "server_error"
+                    HTTPStatus.INTERNAL_SERVER_ERROR,
+                    f"internal error: {type(e).__name__}",
+                    "server_error",
+                    headers={"x-should-retry": "false"},
                 )
             self.close_connection = True
 
