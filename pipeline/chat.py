@@ -491,14 +491,56 @@ EXIT_COMMANDS = ("/exit", "/quit")
 HELP = "Type a message; /reset clears the conversation, /exit or /quit quits, /help shows this, Ctrl-C stops a reply."
 
 
+PROMPT = "> "
+
+
+def line_reader(stdin, stdout, stderr) -> Callable[[], str]:
+    """A function returning the next line typed, with its newline ("" at end of input).
+
+    At a terminal (the process's own stdin and stdout both on it), lines are read through
+    input() with readline loaded: arrow keys move in the line and Up recalls earlier messages
+    (this session's, kept in memory only), where a bare read showed them as "^[[D" and sent the
+    escape codes to the model as text. Otherwise (a pipe, a file, stdout redirected so that it
+    holds only the replies) the prompt goes to stderr and lines are read as they come.
+    """
+    if stdin is sys.stdin and stdout is sys.stdout and stdin.isatty() and stdout.isatty():
+        readline = _load_readline()
+        if readline is not None:
+
+            def read_edited() -> str:
+                try:
+                    return input(PROMPT) + "\n"
+                except EOFError:
+                    return ""
+
+            return read_edited
+
+    def read_plain() -> str:
+        if stdin.isatty():
+            print(PROMPT, end="", file=stderr, flush=True)
+        return stdin.readline()
+
+    return read_plain
+
+
+def _load_readline():  # -> the readline module, or None where Python was built without it
+    try:
+        import readline
+    except ImportError:
+        return None
+    # Tab types a tab, as it did before: readline's default would complete file names.
+    libedit = "libedit" in (readline.__doc__ or "")  # macOS's Python
+    readline.parse_and_bind("bind ^I ed-insert" if libedit else "tab: tab-insert")
+    return readline
+
+
 def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
     interactive = stdin.isatty()
     if interactive:
         print(HELP, file=stderr)
+    read_line = line_reader(stdin, stdout, stderr)
     while True:
-        if interactive:
-            print("> ", end="", file=stderr, flush=True)
-        line = stdin.readline()
+        line = read_line()
         if not line:  # EOF
             if interactive:  # Ctrl-D at the prompt: end its line for the shell
                 print(file=stderr)

@@ -429,29 +429,75 @@ def test_context_at_file_reads_a_file_and_double_at_is_literal_text(tmp_path: Pa
     assert read(None, persona) == "You are Ada."
 
 
-def test_ctrl_c_at_the_prompt_quits_at_once(ckpt: Path) -> None:
+@pytest.mark.parametrize("stdout_is_terminal", [False, True], ids=["plain-read", "readline"])
+def test_ctrl_c_at_the_prompt_quits_at_once(ckpt: Path, stdout_is_terminal: bool) -> None:
     """The CLI imports polars (for `check`), whose SIGINT handler restarts a waiting read: Ctrl-C at
-    the prompt did nothing until Enter, then quit with the typed message. It must quit at once."""
+    the prompt did nothing until Enter, then quit with the typed message. It must quit at once,
+    in a plain read (stdout elsewhere) and in readline's (stdin and stdout on the terminal)."""
     primary, secondary = pty.openpty()  # a terminal on stdin: the interactive prompt
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "chat", "--ckpt", str(ckpt), "--device", "cpu"],
         cwd=Path(__file__).resolve().parents[1],
         stdin=secondary,
-        stdout=subprocess.DEVNULL,
+        stdout=secondary if stdout_is_terminal else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, "TERM": "xterm"},
     )
     os.close(secondary)
+    output = primary if stdout_is_terminal else proc.stderr.fileno()  # where "> " is written
     try:
         seen = b""
         while not seen.endswith(b"> "):  # the prompt: the chat now waits in its read
-            ready, _, _ = select.select([proc.stderr], [], [], 120)
+            ready, _, _ = select.select([output], [], [], 120)
             assert ready, f"no prompt: {seen!r}"
-            chunk = os.read(proc.stderr.fileno(), 4096)
+            chunk = os.read(output, 4096)
             assert chunk, f"chat ended before its prompt: {seen!r}"
             seen += chunk
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(primary)
+
+
+def _read_until(fd: int, seen: bytearray, want: bytes, count: int) -> None:
+    """Read the terminal's output into `seen` until `want` appears `count` times (or 60 s pass)."""
+    deadline = time.monotonic() + 60
+    while seen.count(want) < count:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"waited 60 s for {count} x {want!r}: {bytes(seen)!r}"
+        try:
+            seen += os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's other side closed (the chat exited)
+            break
+
+
+def test_at_a_terminal_lines_can_be_edited_and_recalled(ckpt: Path) -> None:
+    """At a terminal, arrow keys were sent to the model as escape codes ("^[[D" on screen): lines
+    are read through readline now. Up recalls the last line (/help twice), Left moves in the line
+    ("/ext", Left, "i" is "/exit"). Both stdin and stdout are the terminal, as in a user's shell."""
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "chat", "--ckpt", str(ckpt), "--device", "cpu"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env={**os.environ, "TERM": "xterm"},
+    )
+    os.close(secondary)
+    seen = bytearray()
+    help_line = b"/help shows this"
+    try:
+        _read_until(primary, seen, help_line, 1)  # the banner
+        os.write(primary, b"/help\r")
+        _read_until(primary, seen, help_line, 2)
+        os.write(primary, b"\x1b[A\r")  # Up, Enter: /help again
+        _read_until(primary, seen, help_line, 3)
+        os.write(primary, b"/ext\x1b[Di\r")  # Left before "t", then "i": /exit
+        assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
         proc.wait()
