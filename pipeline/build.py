@@ -18,6 +18,8 @@ by construction and then checked again before anything is written:
    each part (~16M characters) is joined to its conversations' fate in memory, grouped into one
    conversation per row, checked (commercial purity, counts) and appended to train/val
    (pipeline.datasetformat). Peak memory is set by the part size, not the corpus size.
+   Each part's kept turns also feed the leak audit (pipeline.split.LeakAudit): 64-bit hashes of
+   their folded text, no text, so that stats.json can say how much val text is also a train turn.
 
 Everything goes into a temporary directory that replaces data/dataset/<variant>/ only when
 every check passed, so a refused build leaves nothing behind. Rows read = rows kept + rows
@@ -425,16 +427,17 @@ def _write_parts(
     n_parts: int,
     scratch: Path,
     tmp: Path,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
     """Assemble, check and append each part; return what was written and quarantined.
 
-    Returns (_WRITTEN_SCHEMA counts, quarantined rows per rank).
+    Returns (_WRITTEN_SCHEMA counts, quarantined rows per rank, the leak audit: split.LeakAudit).
     """
     fate = plan.filter(pl.col("status").is_in([KEPT, QUARANTINED])).select(
         "rank", "conversation_id", "part", "status", "split", "order_h", "check", "reason"
     )
     (tmp / "text").mkdir()  # DVC tracks text/ as an out: it exists (empty) even without export_text
     counts, quarantined = [], []
+    audit = split.LeakAudit(cfg.split_opening_chars)
     with contextlib.ExitStack() as stack:
         writers = {}
         for name in SPLITS:
@@ -454,8 +457,11 @@ def _write_parts(
             if bad.height:
                 bad.write_parquet(scratch / "quarantine" / f"{part:05d}.parquet", mkdir=True)
                 quarantined.append(bad.group_by("rank").agg(rows=pl.len()))
-            convs = assemble_conversations(rows.filter(pl.col("status") == KEPT))
+            kept = rows.filter(pl.col("status") == KEPT)
             del rows
+            audit.add(kept)  # its text hashes only: the rows are already in memory for the part
+            convs = assemble_conversations(kept)
+            del kept
             if cfg.variant == "commercial":
                 assert_commercial_pure(convs, sources)  # the rows actually about to be written
             for name, writer in writers.items():
@@ -479,7 +485,7 @@ def _write_parts(
     q_counts = (
         pl.concat([q.cast(q_schema) for q in quarantined]) if quarantined else pl.DataFrame(schema=q_schema)
     )
-    return written, q_counts
+    return written, q_counts, audit.result()
 
 
 def _write_quarantine(scratch: Path, tmp: Path) -> None:
@@ -531,12 +537,12 @@ def build_variant(
         n_parts = count_parts(plan, cfg)
         _partition_rows(sources, cfg, n_parts, scratch)
         lap("partition")
-        written, quarantined = _write_parts(plan, sources, cfg, n_parts, scratch, tmp)
+        written, quarantined, leak_audit = _write_parts(plan, sources, cfg, n_parts, scratch, tmp)
         lap("assemble")
         # No row at all may enter the variant (a commercial variant of NC sources only, an empty
         # table): then the partitioned sink wrote nothing, not even the scratch directory.
         shutil.rmtree(scratch, ignore_errors=True)
-        stats = compute_stats(plan, written, quarantined, file_rows, sources, cfg)
+        stats = compute_stats(plan, written, quarantined, file_rows, sources, cfg, leak_audit)
         if not sum(stats["totals"]["conversations"].values()):
             print(
                 f"build: warning: the {cfg.variant} variant holds no conversations "

@@ -42,8 +42,13 @@ def compute_stats(
     file_rows: Mapping[int, int],
     sources: Sequence[SourceInput],
     cfg: BuildConfig,
+    leak_audit: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """stats.json: per source and in total; raises BuildError if any count fails to reconcile."""
+    """stats.json: per source and in total; raises BuildError if any count fails to reconcile.
+
+    `leak_audit` (pipeline.split.LeakAudit.result) is a figure of the whole variant, not a sum
+    over sources: it goes into the totals as it is.
+    """
     per_source: dict[str, Any] = {}
     for src in sources:
         mine = plan.filter(pl.col("rank") == src.rank)
@@ -117,7 +122,7 @@ def compute_stats(
             "caps": dict(cfg.caps),
         },
         "sources": per_source,
-        "totals": _totals(per_source.values()),
+        "totals": {**_totals(per_source.values()), "leak_audit": dict(leak_audit)},
     }
 
 
@@ -180,6 +185,8 @@ def summary_metrics(stats: Mapping[str, Any]) -> dict[str, Any]:
         "rows_filtered": sum(t.get("rows_filtered", {}).values()),
         "duplicate_rows_removed": t.get("duplicate_rows_removed", 0),
         "sources": sum(1 for e in stats["sources"].values() if sum(e["conversations"].values()) > 0),
+        # How much val text is also a train turn (pipeline/split.py): `dvc metrics diff` shows it move.
+        **({"leak_audit": dict(t["leak_audit"])} if "leak_audit" in t else {}),
     }
 
 

@@ -241,6 +241,32 @@ def _split_key(stats: Mapping[str, Any]) -> str:
     )
 
 
+def _percent(share: float) -> str:
+    # A share that rounds to 0.00% is still a leak the reader must not read as none.
+    if share <= 0:
+        return "0%"
+    return "under 0.01%" if share < 0.0001 else f"{share:.2%}"
+
+
+def _leak_audit(stats: Mapping[str, Any]) -> list[str]:
+    """The card's statement of the build's leak audit (pipeline.split.LeakAudit), when the stats have
+    one and the variant has a validation split."""
+    audit = (stats.get("totals") or {}).get("leak_audit")
+    if not audit or not int((stats["totals"].get("conversations") or {}).get("val", 0)):
+        return []
+    floor = int(audit["min_chars"])
+    which = "with any text" if floor <= 1 else f"of at least {floor:,} characters"
+    return [
+        f"Leak check: {int(audit['val_turns_in_train']):,} of {int(audit['val_turns_checked']):,} "
+        f"validation turns {which} (as deduplication folds text) also occur as a turn in train "
+        f"({_percent(float(audit['val_turns_in_train_share']))} of those turns, "
+        f"{_percent(float(audit['val_characters_in_train_share']))} of their characters; "
+        "`stats.json` `totals.leak_audit`). Shorter turns are not counted: greetings and one-word "
+        "replies recur in any corpus.",
+        "",
+    ]
+
+
 def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardSource]) -> str:
     """The README.md of data/dataset/<variant>/ (from its stats.json and the registry terms)."""
     totals = stats["totals"]
@@ -293,6 +319,7 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         f"train and validation by a seeded hash of {_split_key(stats)}, with rejected rows kept in "
         "`quarantine.parquet` beside their reason.",
         "",
+        *_leak_audit(stats),
     ]
     barred = [s for s in held if not s.commercial]
     if barred:  # the one restriction a reader must not miss (the table's `no` cells are easy to skim)

@@ -104,6 +104,12 @@ def row_key_hashes() -> list[pl.Expr]:
     return [row.hash(seed).alias(f"_h{i + 1}") for i, seed in enumerate(KEY_SEEDS)]
 
 
+def text_hash() -> pl.Expr:
+    """Column `_th`: a 64-bit hash of `_folded` alone, with no turn number or role, so that one text
+    hashes alike wherever it sits in any conversation (the split's leak audit, pipeline.split)."""
+    return pl.col("_folded").hash(KEY_SEEDS[0]).alias("_th")
+
+
 def conversation_key_aggs() -> list[pl.Expr]:
     """Aggregations (inside a group_by on the conversation) giving the key columns k1, k2."""
     return [pl.col(f"_h{i + 1}").bitwise_xor().alias(name) for i, name in enumerate(KEY_COLUMNS)]

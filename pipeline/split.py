@@ -15,10 +15,15 @@ every chat that starts "hello" / "hi" would share a split (in the default data, 
 start with a two-turn greeting that is also a conversation of its own; at a floor of 80 or more
 no two default conversations share an opening). Known gaps: a shared start shorter than the
 floor, or one whose first exchange is short but whose later turns match (many short IRC lines),
-can still sit on both sides. The opening stops at the first exchange for memory: on the 1 GB
-benchmark (`python -m benchmarks.build`) it raised the build's peak RSS from 1.50 to 1.77 GB, an
-opening of up to four turns (two 64-bit keys) to 2.23 GB, and a sort inside the group_by (the way
-to look at any number of turns) made the plan an in-memory one: 2.54 GB.
+can still sit on both sides. The build measures what they leave (`LeakAudit` below): each
+variant's stats.json `totals.leak_audit`, its metrics.json and its dataset card give how many val
+turns of at least the same floor of folded characters are also a turn in train (text alone, at
+any turn and role), and their share: in the default data 0 of 1,781 val turns at the floor of 100
+(on the same split, 3 of 3,579 at 50 and 56 of 5,220 at 20: small talk such as "What kind of
+music do you like?"). The opening stops at the first exchange for memory: on the 1 GB benchmark
+(`python -m benchmarks.build`) it raised the build's peak RSS from 1.50 to 1.77 GB, an opening of
+up to four turns (two 64-bit keys) to 2.23 GB, and a sort inside the group_by (the way to look at
+any number of turns) made the plan an in-memory one: 2.54 GB.
 
 Two hashes with different seeds are used: one decides the split (over the opening), the other
 orders conversations (a seeded shuffle, over the whole dedup key) and picks which ones a
@@ -27,8 +32,11 @@ per-source cap keeps, so a cap never favours either split.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
+from pipeline import dedup
 from pipeline.dedup import KEY_COLUMNS
 
 OPENING_COLUMN = "opening"
@@ -109,3 +117,86 @@ def apply_caps(kept: pl.DataFrame, caps: dict[int, int]) -> pl.DataFrame:
     cap = pl.col("rank").replace_strict(caps, default=None, return_dtype=pl.Int64)
     running = pl.col("chars").cum_sum().over("rank", order_by=["order_h", "conversation_id"])
     return kept.with_columns(capped=(cap.is_not_null() & (running > cap)).fill_null(False))
+
+
+# ----------------------------------------------------------------------------- leak audit
+
+_AUDIT_SCHEMA = {"_th": pl.UInt64(), "chars": pl.UInt64()}
+
+
+def audit_floor(min_chars: int) -> int:
+    """The leak audit's floor of folded characters: the split's own (`split_opening_chars`), and at
+    least 1, so a floor of 0 audits every turn with any folded text. A turn that folds to nothing
+    (punctuation alone, "?", "...") is left out at any floor: every such turn would match every
+    other, and it carries no text to leak."""
+    return max(int(min_chars), 1)
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+class LeakAudit:
+    """How much val text also occurs as a turn in train: the split's known gaps, measured.
+
+    A val turn counts when it holds at least `audit_floor` folded characters (text folded as the
+    dedup key folds it, pipeline.dedup) and its folded text is also the text of a train turn,
+    whatever turn number, role or conversation holds it there. Shorter turns are left out because
+    greetings and one-word replies recur in any corpus, and below the split's own floor a shared
+    text is what the split allows by design.
+
+    The write pass hands it each part's kept rows (`add`); it keeps no text: per part, the 64-bit
+    hashes (dedup.text_hash) of the train turns that reach the floor, each once, and those of the
+    val turns with their characters. `result` semi-joins val against train. A hash collision can
+    only add a false match, at odds around n_val * n_train / 2**64 for the whole corpus.
+
+    Cost, on the 1 GB benchmark (`python -m benchmarks.build`, 6.9M turns, 2 shared cores): the
+    fold is done again on the kept turns (the plan pass keeps no row), 3.4 s of a 29-31 s build
+    (26-29 s without it); the hashes held (8 bytes a long train turn, 16 a long val turn) stay
+    well under the plan's peak, which sets the build's (1.6-1.75 GB either way).
+    """
+
+    def __init__(self, min_chars: int) -> None:
+        self.floor = audit_floor(min_chars)
+        self._train: list[pl.DataFrame] = []
+        self._val: list[pl.DataFrame] = []
+
+    def add(self, rows: pl.DataFrame) -> None:
+        """Take the kept turn rows (columns `text`, `split`) of one part of the write pass."""
+        text = pl.col("text")
+        long = (
+            rows.lazy()
+            .select("split", "text")
+            # Folding ASCII text never lengthens it, so short ASCII turns are dropped before the fold
+            # (the costly part); other text can grow under NFKC ("ﬁ" -> "fi") and is folded to see.
+            .filter((text.str.len_chars() >= self.floor) | (text.str.len_bytes() != text.str.len_chars()))
+            .with_columns(dedup.folded_text())
+            .filter(pl.col("_folded").str.len_chars() >= self.floor)
+            .select("split", dedup.text_hash(), chars=text.str.len_chars().cast(pl.UInt64))
+            .collect()
+        )
+        self._train.append(long.filter(pl.col("split") == "train").select(pl.col("_th").unique()))
+        self._val.append(long.filter(pl.col("split") == "val").select("_th", "chars"))
+
+    def result(self) -> dict[str, Any]:
+        """stats.json `totals.leak_audit`: the floor, val turns and characters checked, and how many
+        of them (and what share) also occur as a train turn."""
+        val = pl.concat(self._val) if self._val else pl.DataFrame(schema=_AUDIT_SCHEMA)
+        # The semi-join, built on the small side: each part's train hashes are probed against the
+        # val hashes (a twentieth of them at the default val_fraction) and only the matches kept,
+        # so the train hashes are never concatenated nor put in a hash table.
+        wanted = val["_th"].unique()
+        matched = [t.filter(pl.col("_th").is_in(wanted.implode())) for t in self._train]
+        in_train = pl.concat(matched)["_th"] if matched else wanted.clear()
+        hit = val.filter(pl.col("_th").is_in(in_train.implode()))
+        turns, chars = val.height, int(val["chars"].sum() or 0)
+        hit_turns, hit_chars = hit.height, int(hit["chars"].sum() or 0)
+        return {
+            "min_chars": self.floor,
+            "val_turns_checked": turns,
+            "val_turns_in_train": hit_turns,
+            "val_turns_in_train_share": _share(hit_turns, turns),
+            "val_characters_checked": chars,
+            "val_characters_in_train": hit_chars,
+            "val_characters_in_train_share": _share(hit_chars, chars),
+        }

@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['rows_quarantined']} quarantined, {sum(t['rows_filtered'].values())} filtered, "
         f"{t['duplicate_rows_removed']} in duplicates -> {result.out_dir}"
     )
+    leak = t["leak_audit"]
+    print(
+        f"build@{cfg.variant}: leak audit: {leak['val_turns_in_train']} of {leak['val_turns_checked']} val "
+        f"turns of >= {leak['min_chars']} folded characters also occur as a train turn (stats.json totals.leak_audit)"
+    )
     print(f"build@{cfg.variant}: seconds " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
     return 0
 
