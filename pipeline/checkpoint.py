@@ -39,6 +39,15 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 STEP_DIR = re.compile(r"^step-(\d{8})$")
+_LAYER = re.compile(r"^transformer\.h\.(\d+)\.")
+
+
+def refuse_special(path: Path) -> None:
+    """ValueError for a path that exists but is no regular file (after links): a model folder from
+    someone else with `config.json -> /dev/zero` would be read until memory runs out, and one that
+    is a FIFO would block forever. A link to a regular file (the Hugging Face cache's layout) is fine."""
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a folder, device, FIFO or a link to one)")
 
 
 def save_model(model: GPT, ckpt_dir: str | Path) -> None:
@@ -57,14 +66,45 @@ def save_model(model: GPT, ckpt_dir: str | Path) -> None:
 def load_config(ckpt_dir: str | Path) -> GPTConfig:
     """config.json of a checkpoint; ValueError naming the file when it is not a GPTConfig."""
     path = Path(ckpt_dir) / CONFIG_FILE
+    refuse_special(path)
     try:
-        cfg = GPTConfig(**json.loads(path.read_text(encoding="utf-8")))
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as e:  # TypeError: unknown/missing field
-        raise ValueError(f"{path}: not a model config ({e})") from None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        cfg = GPTConfig(**raw) if isinstance(raw, dict) else None
+    # TypeError: unknown/missing field; RecursionError: nested too deeply; ValueError: an integer of
+    # more than 4300 digits (JSONDecodeError is one too)
+    except (UnicodeDecodeError, TypeError, RecursionError, ValueError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise ValueError(f"{path}: not a model config ({why})") from None
+    if cfg is None:
+        raise ValueError(f"{path}: not a model config (expected a JSON object)")
     sizes = (cfg.block_size, cfg.vocab_size, cfg.n_layer, cfg.n_head, cfg.n_embd)
-    if not all(isinstance(v, int) and v >= 1 for v in sizes) or cfg.n_embd % cfg.n_head:
+    # bool is an int to Python: `"n_layer": true` is no size
+    if not all(type(v) is int and v >= 1 for v in sizes) or cfg.n_embd % cfg.n_head:
         raise ValueError(f"{path}: sizes must be positive integers with n_embd a multiple of n_head")
+    dropout_ok = type(cfg.dropout) in (int, float) and 0 <= cfg.dropout < 1
+    if not dropout_ok or type(cfg.bias) is not bool:
+        raise ValueError(
+            f"{path}: dropout must be a number in [0, 1) and bias true or false, "
+            f"got {str(cfg.dropout)[:40]} and {str(cfg.bias)[:40]}"
+        )
     return cfg
+
+
+def check_fits(cfg: GPTConfig, state: dict[str, torch.Tensor], where: str) -> None:
+    """check_state against a model of `cfg` that holds no memory (on the meta device), so that a
+    config.json claiming `n_embd: 100000` beside a small weights file is refused before the real
+    model allocates (and randomly initialises) hundreds of gigabytes: once this passes, the model
+    is no bigger than the weights file on disk. Layers are Python objects even on the meta device,
+    so an `n_layer` far past the layers the weights hold is refused without building them."""
+    layers = {int(m.group(1)) for k in state if (m := _LAYER.match(k))}
+    if cfg.n_layer > len(layers) + 1:
+        raise ValueError(
+            f"{where}: weights do not fit the config: n_layer is {cfg.n_layer} but the weights hold "
+            f"{len(layers)} layer(s)"
+        )
+    with torch.device("meta"):
+        reference = GPT(cfg)
+    check_state(reference, state, where)
 
 
 def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout: float | None = None) -> GPT:
@@ -81,16 +121,18 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
         else:
             why = "no such folder"
         raise FileNotFoundError(f"no checkpoint at {ckpt_dir}: {why}{hint}")
+    refuse_special(ckpt_dir / WEIGHTS_FILE)
     cfg = load_config(ckpt_dir)
     if dropout is not None:
         cfg.dropout = dropout
-    model = GPT(cfg)
     try:
         state = load_file(str(ckpt_dir / WEIGHTS_FILE), device="cpu")
     except Exception as e:  # safetensors' own error type: truncated or not safetensors
         raise ValueError(f"{ckpt_dir / WEIGHTS_FILE}: not a readable safetensors file ({e})") from None
     state.setdefault("lm_head.weight", state.get("transformer.wte.weight"))  # tied, stored once
-    check_state(model, {k: v for k, v in state.items() if v is not None}, where=str(ckpt_dir / WEIGHTS_FILE))
+    state = {k: v for k, v in state.items() if v is not None}
+    check_fits(cfg, state, where=str(ckpt_dir / WEIGHTS_FILE))  # before GPT(cfg) allocates anything
+    model = GPT(cfg)
     model.load_state_dict(state)
     return model.to(device).eval()
 
@@ -128,6 +170,7 @@ def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
     path = Path(ckpt_dir) / STATE_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no training state to resume from")
+    refuse_special(path)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

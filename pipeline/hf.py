@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from huggingface_hub import hf_hub_download
 from safetensors.torch import load_file
 
 from pipeline import atomic
-from pipeline.checkpoint import check_state
+from pipeline.checkpoint import check_fits, refuse_special
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
     PADDED_VOCAB,
@@ -58,6 +59,8 @@ IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 # Where a Hugging Face directory says which token each id past GPT-2's vocabulary is (the files
 # transformers writes for added tokens, old and new).
 TOKENIZER_FILES = ("added_tokens.json", "tokenizer_config.json", "tokenizer.json")
+# A shard named in model.safetensors.index.json: a plain file name in the model's folder.
+_SHARD_NAME = re.compile(r"^[^/\\\x00]+\.safetensors$")
 
 
 # ---------------------------------------------------------------- import
@@ -86,13 +89,23 @@ def resolve_files(source: str, cache_dir: str | Path | None = None) -> tuple[Pat
         raise FileNotFoundError(f"{config}: missing (a Hugging Face GPT-2 directory needs config.json)")
     single, index = path / "model.safetensors", path / "model.safetensors.index.json"
     if single.exists():
+        refuse_special(single)
         return config, [single]
     if index.exists():
         weight_map = read_json(index).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise ValueError(f"{index}: no weight_map (file name of every tensor)")
+        for name in weight_map.values():
+            # a shard is a file beside the index: a name like `../../other/x.safetensors` or
+            # `/home/u/x.safetensors` would read (and hash into the run fingerprint) a file elsewhere
+            if not isinstance(name, str) or not _SHARD_NAME.match(name):
+                raise ValueError(
+                    f"{index}: weight_map names the shard {json.dumps(name)[:100]}; shards are "
+                    ".safetensors files in the same folder (no '/', no '..')"
+                )
         shards = [path / s for s in sorted(set(weight_map.values()))]
         for shard in shards:
+            refuse_special(shard)
             if not shard.is_file():
                 raise FileNotFoundError(f"{shard}: missing (named in {index.name})")
         return config, shards
@@ -219,8 +232,9 @@ def load_pretrained(
     if own_rows is not None and own_rows.shape[0] > GPT2_VOCAB:
         for line in check_added_rows(state["transformer.wte.weight"], own_rows.shape[0], config_path.parent):
             (log or _stderr)(line)
+    # before GPT(cfg) allocates whatever config.json claims
+    check_fits(cfg, state, where=f"{weight_paths[0].parent} (against {config_path.name})")
     model = GPT(cfg)
-    check_state(model, state, where=f"{weight_paths[0].parent} (against {config_path.name})")
     model.load_state_dict(state)
     return model
 
@@ -233,7 +247,9 @@ def declared_tokens(folder: Path) -> dict[int, list[tuple[str, str]]]:
     out: dict[int, list[tuple[str, str]]] = {}
 
     def add(name: str, i: object, token: object) -> None:
-        if isinstance(i, str) and i.isdigit():
+        # isdecimal, not isdigit: int() refuses "²", which isdigit takes; and an id of thousands of
+        # digits is no row (int() refuses those too), so both reach the one-line error below
+        if isinstance(i, str) and i.isdecimal() and len(i) <= 18:
             i = int(i)
         if isinstance(i, bool) or not isinstance(i, int) or not isinstance(token, str):
             raise ValueError(
@@ -327,10 +343,14 @@ def _stderr(line: str) -> None:
 
 def read_json(path: Path) -> dict:
     """A JSON object from `path`, or one line naming the file and what is wrong."""
+    refuse_special(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except (RecursionError, ValueError) as e:  # nested too deeply; an integer of over 4300 digits
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise ValueError(f"{path}: not valid JSON ({why})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return data

@@ -17,7 +17,10 @@ import re
 import shutil
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
@@ -26,6 +29,41 @@ from pipeline.sources.errors import SourceError
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+\d+-\d+/(\d+)\s*$")
+SCHEMES = ("http", "https")  # what a download is; urllib also opens file://, ftp:// and data:
+
+
+def _web_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() in SCHEMES and bool(parts.hostname)
+    except ValueError:  # `http://[::1` (an unclosed IPv6 address), a port that is not a number
+        return False
+
+
+class _RefusedRedirect(urllib.error.HTTPError):
+    """A redirect to a URL that is not http(s): its message says where it pointed."""
+
+
+class _WebRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, to http(s) only: its own rule also follows one to ftp://."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if not _web_url(newurl):
+            raise _RefusedRedirect(
+                newurl, code, f"redirect to a non-http(s) URL: {newurl[:150]}", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_WebRedirects)
 
 
 def download_cache() -> Path:
@@ -51,10 +89,29 @@ def _interrupted(name: str, url: str, have: int, total: int | None, why: str, hi
     )
 
 
+def _check_space(total: int | None, got: int, cache: Path, name: str, url: str, hint: str) -> None:
+    """Refuse, before a byte is written, a download whose declared size is more than the disk
+    holding the cache has free: a server (or a wrong URL) declaring terabytes would otherwise fill
+    the disk before the sha256 pin could say it is the wrong file."""
+    free = shutil.disk_usage(cache).free
+    if total is not None and total - got > free:
+        raise SourceError(
+            f"{name}: {url} is {total:,} bytes, {total - got:,} more than the download cache {cache} has "
+            f"free ({free:,}); free disk space or set NANOCHATGPT_DOWNLOAD_CACHE to a larger disk, {hint}"
+        )
+
+
 def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) -> Path:
     """`<cache>/<sha256>.part`, complete and matching the pin: resumed from a partial earlier run,
     kept (and SourceError raised) when the connection ends short of the declared size, deleted (and
     SourceError raised) when the whole file's hash differs."""
+    if not _web_url(url):
+        # `location: file:///home/you/.ssh/id_rsa` would read a file of this machine (and print its
+        # sha256); a file already here is what `local_path:` is for
+        raise SourceError(
+            f"{name}: cannot download {url[:150]}: a url source's `location:` must be an https:// (or "
+            f"http://) URL; {hint}"
+        )
     cache = download_cache()
     cache.mkdir(parents=True, exist_ok=True)
     part = cache / f"{sha256}.part"
@@ -62,10 +119,11 @@ def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) ->
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     got, total = have, None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with _OPENER.open(request, timeout=timeout) as resp:
             resumed = have > 0 and resp.status == 206
             got = have if resumed else 0
             total = _declared_size(resp, got)
+            _check_space(total, got, cache, name, url, hint)
             with (
                 open(part, "ab" if resumed else "wb") as out,
                 tqdm(
@@ -85,7 +143,8 @@ def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) ->
                     bar.update(len(block))
     except urllib.error.HTTPError as e:
         if not (e.code == 416 and have):  # 416: nothing left to fetch; the hash check decides
-            raise SourceError(f"{name}: cannot download {url} (HTTP {e.code}); {hint}") from None
+            why = f"HTTP {e.code}: {e.msg}" if isinstance(e, _RefusedRedirect) else f"HTTP {e.code}"
+            raise SourceError(f"{name}: cannot download {url} ({why}); {hint}") from None
     except http.client.HTTPException as e:  # a chunked reply cut short (IncompleteRead), a garbled one
         raise _interrupted(name, url, got, total, type(e).__name__, hint) from None
     except (urllib.error.URLError, OSError) as e:

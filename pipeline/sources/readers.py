@@ -52,6 +52,17 @@ def open_binary(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
+# A .gz read whole (a JSON list, a YAML document) may unpack to at most this many times its own size
+# once past MAX_LINE_BYTES: chat text compresses 3 to 10 times, while 10 MB of gzip can hold 10 GB of
+# spaces inside one JSON list, which reading whole would hold two or three times over.
+MAX_GZIP_RATIO = 100
+
+
+class GzipBombError(EOFError):
+    """A .gz that unpacks to far more than text does (MAX_GZIP_RATIO): not read whole. An EOFError so
+    that each reader's handling of an unusable .gz (one quarantined record naming it) applies."""
+
+
 # What reading a damaged .gz raises, at whatever point the damage is reached: a download cut short
 # (EOFError), a file that is not gzip at all (an HTML error page saved as .gz: BadGzipFile), or
 # corrupt bytes inside (zlib.error).
@@ -72,6 +83,8 @@ def _tolerate_damaged_gzip(reader: Callable[..., Iterator[Record]]) -> Callable[
         except _GZIP_ERRORS as e:
             after = f"after record {last:,}" if last else "before its first record"
             reason = f"damaged gzip file, read up to there ({after}): {type(e).__name__}: {e}"
+            if isinstance(e, GzipBombError):
+                reason = f"gzip file not read: {e}"
             yield Record(last + 1, None, "", "gzip", reason[:300])
 
     return read
@@ -189,7 +202,20 @@ def _whole_bytes(path: Path) -> bytes:
     """A file's bytes, a .gz decompressed and a leading byte-order mark dropped (json.loads refuses
     one). A damaged .gz raises one of _GZIP_ERRORS."""
     with open_binary(path) as f:
-        raw = f.read()
+        if path.suffix != ".gz":
+            raw = f.read()
+        else:  # in pieces, stopping at the ratio limit: never holds what a bomb unpacks to
+            limit = max(MAX_LINE_BYTES, MAX_GZIP_RATIO * path.stat().st_size)
+            pieces, size = [], 0
+            while piece := f.read(1 << 20):
+                size += len(piece)
+                if size > limit:
+                    raise GzipBombError(
+                        f"it unpacks to over {limit:,} bytes, more than {MAX_GZIP_RATIO} times its size, "
+                        "which no text file does"
+                    )
+                pieces.append(piece)
+            raw = b"".join(pieces)
     return raw[len(BOM) :] if raw.startswith(BOM) else raw
 
 
@@ -199,6 +225,8 @@ def read_whole(path: Path) -> Record:
     "gzip", why), since no part of such a file is usable."""
     try:
         return Record(1, _whole_bytes(path), "")
+    except GzipBombError as e:
+        return Record(1, None, "", "gzip", f"gzip file not read: {e}"[:300])
     except _GZIP_ERRORS as e:
         return Record(1, None, "", "gzip", f"damaged gzip file, not read: {type(e).__name__}: {e}"[:300])
 
@@ -238,12 +266,30 @@ def iter_json_records(path: Path) -> Iterator[Record]:
 
 @_tolerate_damaged_gzip
 def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
-    """csv.DictReader rows as Records (line = the line the record ends on); bad UTF-8 -> `utf8`."""
-    csv.field_size_limit(1 << 30)  # the default (128 KiB) would abort the file on one long turn
+    """csv.DictReader rows as Records (line = the line the record ends on); bad UTF-8 -> `utf8`; a
+    field longer than MAX_LINE_BYTES characters -> `csv_parse` at the line where the limit is passed.
+
+    The csv module's default field limit (128 KiB) would abort the file on one long turn; no limit
+    at all would hold a field of any size (a quoted field of 1 GB of lines packs into a 1 MB .gz,
+    and takes several GB to parse), where the line readers stop at MAX_LINE_BYTES."""
+    cap = MAX_LINE_BYTES
+    csv.field_size_limit(cap)
     with open_binary(path) as fb:
         text = io.TextIOWrapper(fb, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.DictReader(text, delimiter=delimiter)
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                # Over the field limit: the record is dropped and reading goes on with the next line,
+                # each later line of an over-long quoted field read as a row of its own (an unbalanced
+                # quote, the usual cause, would otherwise swallow the rest of the file). The line is
+                # the inner reader's: DictReader.line_num moves on successful rows only.
+                reason = f"unreadable CSV record ({e}; the limit is {cap:,} characters a field); not read"
+                yield Record(reader.reader.line_num, None, "", "csv_parse", reason[:300])
+                continue
             line = reader.line_num
             joined = delimiter.join(str(v) for v in row.values() if v is not None)
             if _SURROGATE.search(joined):

@@ -49,6 +49,7 @@ SIDECAR_MAX_DEPTH = 8  # YAML nesting a sidecar may have (its fields are text an
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_REVISION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*(?<!/)$")
 # What a symbolic link among the files a source copies is refused with (see refuse_link).
 LINK_RULE = "commit the file itself, not a link"
 
@@ -232,6 +233,12 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
             f"{at}: `token_env:` must be the name of an environment variable, not {brief(token_env)}"
         )
     revision = _text_field(at, "revision", raw.get("revision"))
+    if revision is not None and not _safe_revision(revision):
+        # huggingface_hub joins a branch or tag name into its cache paths (refs/<revision>) as it is
+        raise SourceError(
+            f"{at}: `revision:` {brief(revision)} is not a commit sha, branch or tag name (letters, "
+            "digits, '.', '_', '-' and '/', no '..')"
+        )
     description = _text_field(at, "description", raw.get("description"))
     return SourceSpec(
         name=name,
@@ -251,6 +258,12 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         archive=archive,
         options=dict(options),
     )
+
+
+def _safe_revision(revision: str) -> bool:
+    """A commit sha, branch or tag name (`main`, `v1.0`, `refs/convert/parquet`) that stays one
+    path below huggingface_hub's refs/ folder."""
+    return bool(_REVISION_RE.match(revision)) and ".." not in revision and "//" not in revision
 
 
 def load_registry(path: str | Path | None = None) -> dict[str, SourceSpec]:

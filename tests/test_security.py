@@ -1,0 +1,532 @@
+"""Hostile inputs: archives, upstream files, registry values, URLs, checkpoints and Hugging Face
+folders made by someone else. Each test writes the hostile input itself and checks that it is
+refused with one line naming the file (or read safely), before anything is written or allocated."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import http.server
+import io
+import json
+import os
+import pickle
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline import checkpoint, hf
+from pipeline.model import GPT, GPTConfig
+from pipeline.sources.errors import SourceError
+
+# ------------------------------------------------------------------------------------------ archives
+
+
+def _tar(path: Path, entries: list[tuple[str, bytes, str]]) -> Path:
+    """A .tar.gz of (name, tar type, data or link target) entries, written as given."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, kind, data in entries:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.REGTYPE:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                info.linkname = data.decode()
+                tar.addfile(info)
+    return path
+
+
+def _extract(archive: Path, out: Path, patterns: tuple[str, ...] = ()) -> dict:
+    from pipeline.sources.archive import extract
+
+    return extract(archive, patterns, out, name="demo", origin=str(archive))
+
+
+def _written(out: Path) -> list[str]:
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) if out.exists() else []
+
+
+F, SYM, LNK, CHR, FIFO = tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [("../evil.txt", F, b"x")],
+        [("/tmp/evil.txt", F, b"x")],
+        [("ok.txt", F, b"x"), ("a/../../evil.txt", F, b"x")],
+        [("C:/evil.txt", F, b"x")],
+        [("..\\evil.txt", F, b"x")],
+    ],
+)
+def test_tar_member_leaving_the_folder_refuses_the_archive(tmp_path: Path, entries) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(
+        SourceError, match=r"^demo: archive .* (the archive is refused|as its folder separator)"
+    ):
+        _extract(_tar(tmp_path / "a.tar.gz", entries), out)
+    assert _written(out) == [] and not (tmp_path / "evil.txt").exists()
+
+
+def test_tar_links_and_devices_are_never_created(tmp_path: Path) -> None:
+    """A symlink to /etc followed by a file "through" it, a hard link to /etc/passwd, a device and
+    a FIFO: only plain files are written, each inside the folder."""
+    entries = [
+        ("etc", SYM, b"/etc"),
+        ("etc/passwd.txt", F, b"mine"),  # lands in a real folder out/etc/, not through the link
+        ("shadow.txt", LNK, b"/etc/passwd"),
+        ("up.txt", LNK, b"../../../etc/passwd"),
+        ("dev.txt", CHR, b""),
+        ("fifo.txt", FIFO, b""),
+        ("ok.txt", F, b"ok"),
+    ]
+    out = tmp_path / "out"
+    result = _extract(_tar(tmp_path / "a.tar.gz", entries), out)
+    assert result["members_skipped"] == {"device": 1, "fifo": 1, "hardlink": 2, "symlink": 1}
+    assert _written(out) == ["etc", "etc/passwd.txt", "ok.txt"]
+    assert not any(p.is_symlink() for p in out.rglob("*"))
+    assert (out / "etc" / "passwd.txt").read_bytes() == b"mine"
+
+
+def test_zip_symlink_entry_and_bad_names_are_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        link = zipfile.ZipInfo("link.txt")
+        link.create_system, link.external_attr = 3, 0o120777 << 16  # a unix symlink to /etc/passwd
+        zf.writestr(link, "/etc/passwd")
+        zf.writestr("ok.txt", "ok")
+    out = tmp_path / "out"
+    assert _extract(path, out)["members_skipped"] == {"symlink": 1}
+    assert _written(out) == ["ok.txt"]
+    for bad in ("../evil.txt", "/evil.txt", "C:/evil.txt"):
+        with zipfile.ZipFile(tmp_path / "b.zip", "w") as zf:
+            zf.writestr(bad, "x")
+        with pytest.raises(SourceError, match="outside data/raw/demo; the archive is refused"):
+            _extract(tmp_path / "b.zip", tmp_path / "out2")
+        assert _written(tmp_path / "out2") == []
+
+
+def test_archive_of_too_many_members_is_refused_before_listing_it_all(tmp_path: Path, monkeypatch) -> None:
+    """Millions of empty members pack into a few MB of .tar.gz and take gigabytes to list (tarfile
+    keeps every header): past MAX_MEMBERS the archive is refused, nothing written."""
+    from pipeline.sources import archive
+
+    monkeypatch.setattr(archive, "MAX_MEMBERS", 5)
+    path = _tar(tmp_path / "a.tar.gz", [(f"{i}.txt", F, b"x") for i in range(7)])
+    out = tmp_path / "out"
+    with pytest.raises(SourceError, match=r"^demo: archive .* holds more than 5 members .* `local_path:`"):
+        _extract(path, out)
+    assert _written(out) == []
+    assert _extract(_tar(tmp_path / "b.tar.gz", [(f"{i}.txt", F, b"x") for i in range(5)]), out) == {
+        "members_extracted": 5,
+        "members_skipped": {},
+    }
+
+
+# ---------------------------------------------------------------------------------------- CSV fields
+
+
+@pytest.fixture
+def csv_limit() -> Iterator[None]:
+    before = csv.field_size_limit()
+    yield
+    csv.field_size_limit(before)
+
+
+def test_csv_field_over_the_line_limit_is_quarantined_and_reading_goes_on(
+    tmp_path: Path, monkeypatch, csv_limit
+) -> None:
+    """A quoted field of a billion characters over many lines packs into a tiny .gz; it was held
+    whole (the limit was 1 GiB). Past MAX_LINE_BYTES it is one quarantined record, and the rows
+    after it are still read."""
+    from pipeline.sources import readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "t.csv"
+    huge = "\n".join(["y" * 100] * 50)  # 5,000 characters in one field, no line over the limit
+    path.write_text(f'a,b\n1,2\n3,"{huge}"\n5,6\n', encoding="utf-8")
+    records = list(readers.iter_csv(path))
+    assert records[0].line == 2 and records[0].value == {"a": "1", "b": "2"}
+    # the field passes 1,000 characters on line 12 (100 on line 3, 101 more on each line after it)
+    assert [(r.line, r.check) for r in records if not r.ok] == [(12, "csv_parse")]
+    assert "field larger than field limit" in records[1].reason
+    assert (records[-1].line, records[-1].value) == (53, {"a": "5", "b": "6"})
+    assert all(len(r.raw) <= 1000 for r in records)
+
+
+# ------------------------------------------------------------------------------ decompression bombs
+
+
+def test_gzip_bomb_read_whole_is_one_quarantined_record(tmp_path: Path, monkeypatch) -> None:
+    """A contributed `chat.json.gz` (with `format: openai`) of one record and then gigabytes of
+    spaces inside the JSON list: 400 KB of gzip took 850 MB to read, 10 MB would take ~20 GB. Past
+    MAX_GZIP_RATIO times its size (and MAX_LINE_BYTES) it is one `gzip` record, never held."""
+    import gzip
+
+    from pipeline.sources import readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    record = b'[{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]}'
+    bomb = tmp_path / "chat.json.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write(record + b" " * (2 << 20) + b"]")
+    assert bomb.stat().st_size < 10_000
+    for rec in (*readers.iter_json_records(bomb), readers.read_whole(bomb)):
+        assert (rec.line, rec.check) == (1, "gzip")
+        assert (
+            rec.reason.startswith("gzip file not read: it unpacks to over ")
+            and "100 times its size" in rec.reason
+        )
+    fine = tmp_path / "fine.json.gz"
+    fine.write_bytes(gzip.compress(record + b"]"))  # small: under MAX_LINE_BYTES whatever its ratio
+    assert [r.check for r in readers.iter_json_records(fine)] == [None]
+
+
+# ---------------------------------------------------------------------------------- registry values
+
+
+@pytest.mark.parametrize("revision", ["../../../../etc", "main/../../x", "/abs", "a\\b", "ok\nx", "refs//x"])
+def test_hub_revision_that_is_no_ref_name_is_refused(revision: str) -> None:
+    """huggingface_hub joins a revision into its cache path as `refs/<revision>` (read offline,
+    written after a lookup): `../` there reaches any file of the machine."""
+    from pipeline.sources.registry import parse_entry
+
+    fields = {
+        "kind": "hf_dataset",
+        "location": "someone/corpus",
+        "revision": revision,
+        "adapter": "oasst1",
+        "licence": "MIT",
+        "commercial": False,
+    }
+    with pytest.raises(SourceError, match=r"^sources.yaml: demo: `revision:` .* is not a commit sha"):
+        parse_entry("demo", fields)
+    for fine in ("main", "fdf72ae0827c1cda404aff25b6603abec9e3399b", "refs/convert/parquet", "v1.0"):
+        assert parse_entry("demo", {**fields, "revision": fine}).revision == fine
+
+
+# -------------------------------------------------------------------------------------------- HTTP
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("NANOCHATGPT_DOWNLOAD_CACHE", str(tmp_path / "dl-cache"))
+    return tmp_path / "dl-cache"
+
+
+@pytest.mark.parametrize("scheme", ["file", "data", "ftp"])
+def test_url_source_downloads_over_http_only(tmp_path: Path, cache: Path, scheme: str) -> None:
+    """urllib opens file:// too: `location: file:///home/you/.ssh/id_rsa` copied a file of this
+    machine into data/raw (or printed its sha256 when the pin was wrong)."""
+    from pipeline.sources.http import cached_url, fetch_url
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"token=hunter2\n")
+    sha = hashlib.sha256(secret.read_bytes()).hexdigest()
+    url = {"file": secret.as_uri(), "data": "data:,token=hunter2%0A", "ftp": "ftp://127.0.0.1:9/x"}[scheme]
+    dest = tmp_path / "raw" / "x.txt"
+    with pytest.raises(SourceError, match=r"^demo: cannot download .*must be an https:// \(or http://\) URL"):
+        fetch_url(url, sha, dest, name="demo")
+    with pytest.raises(SourceError, match="must be an https://"):
+        cached_url(url, sha, name="demo")
+    assert not dest.exists() and not any(cache.glob("*"))
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    target = ""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(302)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def redirecting() -> Iterator[tuple[str, type[_Redirect]]]:
+    handler = type("Handler", (_Redirect,), {})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/corpus.txt", handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_redirect_away_from_http_is_refused(tmp_path: Path, cache: Path, redirecting) -> None:
+    """urllib's own rule follows a redirect to ftp:// (it refuses file://): a download server
+    could send it to any FTP host. A download follows http(s) redirects only."""
+    from pipeline.sources.http import fetch_url
+
+    url, handler = redirecting
+    handler.target = "ftp://127.0.0.1:9/elsewhere.txt"
+    with pytest.raises(
+        SourceError, match=r"^demo: cannot download .*\(HTTP 302: redirect to a non-http\(s\) URL"
+    ):
+        fetch_url(url, "0" * 64, tmp_path / "x.txt", name="demo")
+    assert not (tmp_path / "x.txt").exists()
+
+
+class _Huge(http.server.BaseHTTPRequestHandler):
+    """Declares an exabyte, sends a few bytes (a client that trusted it would write until the disk
+    is full)."""
+
+    sent = 0
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", str(10**18))
+        self.end_headers()
+        self.wfile.write(b"x" * 1000)
+        type(self).sent += 1000
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_download_larger_than_the_free_disk_is_refused_before_writing(tmp_path: Path, cache: Path) -> None:
+    from pipeline.sources.http import fetch_url
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Huge)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/big.bin"
+        with pytest.raises(
+            SourceError,
+            match=r"^demo: .* is 1,000,000,000,000,000,000 bytes, .* more than the download cache",
+        ):
+            fetch_url(url, "0" * 64, tmp_path / "x.bin", name="demo")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert not any(cache.glob("*.part")) and not (tmp_path / "x.bin").exists()
+
+
+# -------------------------------------------------------------------------------------- checkpoints
+
+
+def _tiny_checkpoint(folder: Path) -> Path:
+    torch.manual_seed(0)
+    checkpoint.save_model(GPT(GPTConfig(block_size=16, n_layer=1, n_head=2, n_embd=16)), folder)
+    return folder
+
+
+def _edit(path: Path, **changes: object) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.fixture
+def no_real_big_model(monkeypatch) -> None:
+    """GPT(cfg) for anything bigger than the test weights, off the meta device, fails the test
+    at once (rather than allocating what a hostile config.json claims)."""
+    real = GPT
+
+    def guarded(cfg: GPTConfig) -> GPT:
+        if cfg.n_layer > 4:
+            raise AssertionError(f"built {cfg.n_layer} layers before checking them against the weights")
+        if torch.empty(0).device.type != "meta" and cfg.n_embd > 32:
+            raise AssertionError(f"allocated n_embd {cfg.n_embd} before checking it against the weights")
+        return real(cfg)
+
+    monkeypatch.setattr(checkpoint, "GPT", guarded)
+    monkeypatch.setattr(hf, "GPT", guarded)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"n_embd": 1 << 20, "n_head": 1},
+            r"wrong shape 17: lm_head\.weight \(50304, 16\) \(expected \(50304, 1048576\)\)",
+        ),
+        ({"n_layer": 10**9}, r"n_layer is 1000000000 but the weights hold 1 layer\(s\)"),
+        ({"block_size": 1 << 30}, r"wrong shape 1: transformer\.wpe\.weight"),
+    ],
+)
+def test_checkpoint_config_is_checked_against_the_weights_before_allocating(
+    tmp_path: Path, no_real_big_model, changes: dict, message: str
+) -> None:
+    """A config.json claiming a huge model beside small weights: the model was built (hundreds of
+    GB, randomly initialised) before a single tensor was compared."""
+    folder = _tiny_checkpoint(tmp_path)
+    _edit(folder / checkpoint.CONFIG_FILE, **changes)
+    with pytest.raises(ValueError, match=rf"model\.safetensors: weights do not fit the config: .*{message}"):
+        checkpoint.load_model(folder)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (lambda good: {**good, "n_layer": True}, "sizes must be positive integers"),
+        (
+            lambda good: {**good, "dropout": "x"},
+            r"dropout must be a number in \[0, 1\) and bias true or false",
+        ),
+        (lambda good: {**good, "bias": "no"}, "bias true or false"),
+        (lambda good: "[" * 100_000 + "]" * 100_000, r"not a model config \(nested too deeply\)"),
+        (lambda good: '{"n_layer": 1' + "0" * 5000 + "}", r"not a model config \(Exceeds the limit"),
+        (lambda good: [1, 2], r"not a model config \(expected a JSON object\)"),
+    ],
+)
+def test_malformed_checkpoint_config_is_one_line_naming_it(tmp_path: Path, text, message: str) -> None:
+    folder = _tiny_checkpoint(tmp_path)
+    config = folder / checkpoint.CONFIG_FILE
+    value = text(json.loads(config.read_text()))
+    config.write_text(value if isinstance(value, str) else json.dumps(value))
+    with pytest.raises(ValueError, match=rf"config\.json: .*{message}") as info:
+        checkpoint.load_model(folder)
+    assert "\n" not in str(info.value)
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_pickles_are_never_run(tmp_path: Path, monkeypatch) -> None:
+    """A pickle saved as model.safetensors, or as state.pt: refused, not executed."""
+    monkeypatch.chdir(tmp_path)
+    folder = _tiny_checkpoint(tmp_path / "ckpt")
+    (folder / checkpoint.WEIGHTS_FILE).write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        checkpoint.load_model(folder)
+    (folder / checkpoint.STATE_FILE).write_bytes(pickle.dumps({"x": _Boom()}))
+    with pytest.raises(pickle.UnpicklingError):
+        checkpoint.load_state(folder)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_safetensors_header_claiming_more_than_the_file_is_refused(tmp_path: Path) -> None:
+    folder = _tiny_checkpoint(tmp_path)
+    header = json.dumps(
+        {"transformer.wte.weight": {"dtype": "F32", "shape": [10**6, 10**6], "data_offsets": [0, 4 * 10**12]}}
+    ).encode()
+    (folder / checkpoint.WEIGHTS_FILE).write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        checkpoint.load_model(folder)
+
+
+# ------------------------------------------------------------------------- Hugging Face directories
+
+
+def _hf_dir(tmp_path: Path) -> Path:
+    from pipeline import hfexport
+
+    torch.manual_seed(1)
+    hfexport.export_hf(GPT(GPTConfig(block_size=16, n_layer=1, n_head=2, n_embd=16)), tmp_path / "hf")
+    return tmp_path / "hf"
+
+
+def test_hf_config_is_checked_against_the_weights_before_allocating(
+    tmp_path: Path, no_real_big_model
+) -> None:
+    path = _hf_dir(tmp_path)
+    for changes, message in (
+        ({"n_layer": 10**9}, r"n_layer is 1000000000 but the weights hold 1 layer"),
+        ({"n_embd": 1 << 20, "n_head": 1}, r"wrong shape"),
+    ):
+        good = (path / "config.json").read_text()
+        _edit(path / "config.json", **changes)
+        with pytest.raises(
+            ValueError, match=rf"\(against config\.json\): weights do not fit the config: .*{message}"
+        ):
+            hf.load_pretrained(str(path))
+        (path / "config.json").write_text(good)
+    assert hf.load_pretrained(str(path)).config.n_layer == 1
+
+
+@pytest.mark.parametrize(
+    "shard", ["../outside/model.safetensors", "/abs/model.safetensors", "sub/x.safetensors", "w.bin"]
+)
+def test_hf_shard_names_stay_in_the_folder(tmp_path: Path, shard: str) -> None:
+    """model.safetensors.index.json names the shards: `../outside/model.safetensors` read (and
+    hashed into the run's fingerprint) a file outside the folder the user named."""
+    path = _hf_dir(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (path / "model.safetensors").rename(outside / "model.safetensors")
+    (path / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"transformer.wte.weight": shard}})
+    )
+    with pytest.raises(
+        ValueError, match=r"model\.safetensors\.index\.json: weight_map names the shard .* same folder"
+    ):
+        hf.resolve_files(str(path))
+    assert hf.source_digest(str(path)).startswith("unreadable (ValueError")
+
+
+def test_hf_json_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    path = _hf_dir(tmp_path)
+    (path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"config\.json: not valid JSON \(nested too deeply\)"):
+        hf.load_pretrained(str(path))
+
+
+@pytest.fixture
+def no_special_reads(monkeypatch) -> None:
+    """Path.read_text of a device or FIFO fails the test at once: without the check, reading
+    /dev/zero would take all memory and a FIFO would block forever."""
+    real = Path.read_text
+
+    def guarded(self: Path, *args: object, **kwargs: object) -> str:
+        if self.exists() and not self.is_file():
+            raise AssertionError(f"read {self}, which is no regular file")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", guarded)
+
+
+@pytest.mark.parametrize(
+    "name, target",
+    [("config.json", "/dev/zero"), ("config.json", "fifo"), ("model.safetensors", "/dev/zero")],
+)
+def test_hf_folder_file_linked_to_a_device_or_fifo_is_refused(
+    tmp_path: Path, no_special_reads, name: str, target: str
+) -> None:
+    """A model folder from someone else with `config.json -> /dev/zero` was read until memory ran
+    out; a FIFO blocked forever. A link to a regular file (the Hub cache's layout) still loads."""
+    path = _hf_dir(tmp_path)
+    moved = tmp_path / name
+    (path / name).rename(moved)
+    (path / name).symlink_to(moved)  # a link to a regular file elsewhere: fine
+    assert hf.load_pretrained(str(path)).config.n_layer == 1
+    (path / name).unlink()
+    if target == "fifo":
+        os.mkfifo(path / name)
+    else:
+        (path / name).symlink_to(target)
+    with pytest.raises(ValueError, match=rf"{name}: not a regular file"):
+        hf.load_pretrained(str(path))
+
+
+@pytest.mark.parametrize("name", [checkpoint.CONFIG_FILE, checkpoint.WEIGHTS_FILE, checkpoint.STATE_FILE])
+def test_checkpoint_file_linked_to_a_device_is_refused(tmp_path: Path, no_special_reads, name: str) -> None:
+    folder = _tiny_checkpoint(tmp_path / "ckpt")
+    (folder / name).unlink(missing_ok=True)
+    (folder / name).symlink_to("/dev/zero")
+    load = checkpoint.load_state if name == checkpoint.STATE_FILE else checkpoint.load_model
+    with pytest.raises(ValueError, match=rf"{name}: not a regular file"):
+        load(folder)
+
+
+@pytest.mark.parametrize("token_id", ["²", "1" * 5000])
+def test_hf_added_token_id_that_is_no_number_names_the_file(tmp_path: Path, token_id: str) -> None:
+    """`"²".isdigit()` is true but int() refuses it: a ValueError without the file's name."""
+    path = _hf_dir(tmp_path)
+    config = path / "tokenizer_config.json"
+    data = json.loads(config.read_text()) if config.is_file() else {}
+    data["added_tokens_decoder"] = {token_id: {"content": "[PAD]"}}
+    config.write_text(json.dumps(data))
+    with pytest.raises(
+        ValueError,
+        match=r"tokenizer_config\.json: added token '\[PAD\]' at id .*expected a string at an integer id",
+    ):
+        hf.declared_tokens(path)
