@@ -557,6 +557,22 @@ def test_whole_file_readers_quarantine_what_python_cannot_hold(
     assert report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] == 1
 
 
+def test_chatterbot_refuses_yaml_aliases(tmp_path: Path) -> None:
+    """Each alias re-reads its anchor's node: 300 aliases of a 300-line list made 90,000 rows of a
+    few KB (square in the file's size). A file with an alias is one quarantined row naming its line."""
+    lines = "".join(f"    - line {i}\n" for i in range(300))
+    body = "x: &a\n" + lines + "conversations:\n" + "  - *a\n" * 300
+    (tmp_path / "bomb.yml").write_text(body)
+    (tmp_path / "fine.yml").write_text("conversations:\n  - [Hi, Hello]\n")
+    result = normalize_rows(
+        get_adapter("chatterbot")(tmp_path, _spec("chatterbot"), {}), max_turn_chars=16_000
+    )
+    [(origin, check, reason)] = result.quarantine.select("origin", "check", "reason").rows()
+    assert (origin, check) == ("bomb.yml:303", "yaml_parse") and "aliases" in reason
+    assert result.turns.height == 2  # the other file is read as ever
+    assert result.report["rows_read"] == result.report["rows_kept"] + result.report["rows_quarantined"] == 3
+
+
 def test_line_reader_limit_is_exact_and_reading_goes_on(tmp_path: Path) -> None:
     """A line of `max_bytes` bytes (before its LF) reads; one byte more is `line_length` with its
     full size and a short preview, and the next lines keep their numbers."""
