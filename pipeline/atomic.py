@@ -5,7 +5,8 @@ atomic on POSIX when source and target share a filesystem. The data is fsynced b
 and the folder after it, so a machine that loses power keeps the old version or the new one, never
 an empty file under the new name. A whole folder is swapped in with one exchange of names where
 the kernel offers it (Linux renameat2), so there is no instant without the folder. What a killed
-write left beside its target (`.<name>.*.tmp`, `.<name>.old`) is removed by the next write.
+write left beside its target (`.<name>.*.tmp`, `.<name>.old`) is removed by the next write. Sibling
+files that have to agree are written with atomic_paths: every one before the first is renamed.
 """
 
 from __future__ import annotations
@@ -146,9 +147,9 @@ def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; on success rename it over `target`."""
-    target = Path(target)
+def _temporary(target: Path) -> Iterator[Path]:
+    """A held temporary file next to `target` (a killed write's leftovers removed first); it is
+    deleted on the way out unless the caller renamed it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)  # a killed write's temporary
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -156,15 +157,53 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        if tmp_path.exists():  # the caller may have written it by a replace of its own
-            give_default_mode(tmp_path)
-            fsync_file(tmp_path)
-        os.replace(tmp_path, target)
-        fsync_dir(target.parent)
     finally:
         os.close(fd)
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _seal(tmp: Path) -> None:
+    """Give a written temporary its published mode and make its bytes durable."""
+    if tmp.exists():  # the caller may have written it by a replace of its own
+        give_default_mode(tmp)
+        fsync_file(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; on success rename it over `target`."""
+    target = Path(target)
+    with _temporary(target) as tmp:
+        yield tmp
+        _seal(tmp)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_paths(*targets: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]:
+    """Yield one temporary path per target; only once the body has written every one are they
+    renamed into place, back to back, in the order given.
+
+    For a stage's sibling outputs that have to agree (a turn table, its quarantine, their report):
+    a failure or a kill while any of them is being written leaves every target as it was, where one
+    atomic_path after the other left the first ones new beside old ones for as long as the later
+    ones took to write. Only a kill between two of the final renames (no writing left, only
+    renames) can still leave a mix, which DVC reports as changed outputs: dvc.lock is written after
+    the stage succeeds. Put the file that vouches for the others (a report, the metrics) last."""
+    paths = [Path(t) for t in targets]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"atomic_paths: a target is named twice in {[str(p) for p in paths]}")
+    with contextlib.ExitStack() as stack:
+        temps = tuple(stack.enter_context(_temporary(p)) for p in paths)
+        yield temps
+        for tmp in temps:
+            _seal(tmp)
+        for tmp, target in zip(temps, paths, strict=True):
+            os.replace(tmp, target)
+        for folder in dict.fromkeys(p.parent for p in paths):
+            fsync_dir(folder)
 
 
 @contextlib.contextmanager
@@ -208,8 +247,13 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any) -> bytes:
+    """What write_json writes: sorted keys, indented, UTF-8, a final newline."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def write_json(target: str | os.PathLike[str], obj: Any) -> None:
-    write_text(target, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    write_bytes(target, json_bytes(obj))
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -9,7 +9,13 @@ from pathlib import Path
 from pipeline import atomic
 from pipeline.checkpoint import load_model
 from pipeline.device import keep_freed_memory, resolve_device
-from pipeline.evaluate import EvalSetupError, evaluate_model, source_loss_csv, transcripts_markdown
+from pipeline.evaluate import (
+    EvalResult,
+    EvalSetupError,
+    evaluate_model,
+    source_loss_csv,
+    transcripts_markdown,
+)
 from pipeline.params import load_params, project_root
 
 
@@ -39,15 +45,23 @@ def main() -> int:
         return 1
     for warning in result.warnings:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
-    out = base / "model" / "eval"
-    atomic.write_text(out / "transcripts.md", transcripts_markdown(result.transcripts))
-    atomic.write_text(out / "sources.csv", source_loss_csv(result.sources))
-    atomic.write_json(out / "metrics.json", result.metrics)
+    write_outputs(base / "model" / "eval", result)
     print(
         f"evaluate: val loss (bot tokens) {result.loss.loss:.3f}, ppl {result.loss.perplexity:.1f}; "
         f"{result.figures['replies']} replies, stop rate {result.figures['stop_rate']:.2f}"
     )
     return 0
+
+
+def write_outputs(out: Path, result: EvalResult) -> None:
+    """model/eval/{transcripts.md, sources.csv, metrics.json}, replaced together (atomic.atomic_paths):
+    a failure or a kill while one is rendered or written leaves the previous three, never new
+    transcripts beside the metrics of another run. metrics.json, the DVC metric, is renamed last."""
+    names = ("transcripts.md", "sources.csv", "metrics.json")
+    with atomic.atomic_paths(*(out / name for name in names)) as (transcripts, sources, metrics):
+        transcripts.write_bytes(transcripts_markdown(result.transcripts).encode("utf-8"))
+        sources.write_bytes(source_loss_csv(result.sources).encode("utf-8"))
+        metrics.write_bytes(atomic.json_bytes(result.metrics))
 
 
 if __name__ == "__main__":

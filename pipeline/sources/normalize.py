@@ -37,7 +37,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import paramcheck
-from pipeline.atomic import atomic_path, remove_stale, write_json
+from pipeline.atomic import atomic_paths, json_bytes
 from pipeline.params import project_root
 from pipeline.schema import MAX_TURN_CHARS, QUARANTINE_SCHEMA, TURN_SCHEMA, row_violations, validate
 from pipeline.sources.errors import SourceError
@@ -359,11 +359,16 @@ def output_paths(name: str, root: Path | None = None) -> dict[str, Path]:
 
 
 def write_outputs(result: NormalizeResult, name: str, root: Path | None = None) -> dict[str, Path]:
-    """Write the turn table, quarantine and report, each atomically."""
+    """Write the turn table, quarantine and report, replaced together (atomic_paths).
+
+    All three are written before any is renamed into place: a failure or a kill while the
+    quarantine or the report is written leaves the old three, not a new turn table beside the old
+    quarantine and a report that counts neither (the build reads the table and the report). The
+    report is renamed last.
+    """
     paths = output_paths(name, root)
-    for key in ("turns", "quarantine"):
-        remove_stale(paths[key])  # a killed run's partial table: it would sit in build's dep folder
-        with atomic_path(paths[key]) as tmp:
-            getattr(result, key).write_parquet(tmp)
-    write_json(paths["report"], result.report)
+    with atomic_paths(paths["turns"], paths["quarantine"], paths["report"]) as (turns, quarantine, rep):
+        result.turns.write_parquet(turns)
+        result.quarantine.write_parquet(quarantine)
+        rep.write_bytes(json_bytes(result.report))
     return paths
