@@ -11,7 +11,6 @@ every stage after it would re-run there.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -19,23 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from toy_project import ROOT, make_project, run
 
-ROOT = Path(__file__).resolve().parents[1]
-# What a commit of the project holds that the pipeline needs (.dvc/.gitignore keeps the cache and
-# config.local out of the commit, as in a real checkout).
-COPY = [
-    "pipeline",
-    "stages",
-    "params.yaml",
-    "dvc.yaml",
-    "sources.yaml",
-    "data/contrib",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvcignore",
-    ".gitignore",
-]
 # What a pull does not give: the training run's resume state and its lock (pipeline/runlock.py) are
 # no DVC outputs (README, "Training and resuming"), so they stay where the model was trained.
 NOT_SHARED = re.compile(r"model/run(/|\.lock$)")
@@ -90,31 +74,7 @@ def test_an_uncached_output_git_ignores_is_reported(tmp_path: Path, monkeypatch:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (
-        f"{' '.join(cmd)} in {cwd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    )
-    return proc.stdout
-
-
-def _tiny_params(params: dict) -> dict:
-    """The real graph at toy scale: two offline sources and a few steps of a one-layer model."""
-    params["sources"] = ["chatterbot", "contrib"]
-    params["train_profiles"]["cpu-tiny"].update(
-        n_layer=1,
-        n_head=2,
-        n_embd=32,
-        block_size=64,
-        batch_size=4,
-        max_iters=4,
-        warmup_iters=1,
-        eval_interval=2,
-        eval_iters=1,
-        ckpt_interval=2,
-    )
-    params["evaluate"].update(max_new_tokens=4, eval_iters=1)
-    params["evaluate"]["prompts"] = params["evaluate"]["prompts"][:1]
-    return params
+    return run(cmd, cwd, env).stdout
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -133,28 +93,14 @@ def test_push_then_clone_and_pull_gives_every_output_and_re_runs_nothing(tmp_pat
     and `dvc repro` runs nothing else there and leaves git clean; `dvc pull export` alone gives
     model/hf without the data."""
     a, b, c, store = (tmp_path / name for name in ("a", "b", "c", "store"))
-    for rel in COPY:
-        src, dst = ROOT / rel, a / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    params = _tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {
-        **os.environ,
-        "DVC_NO_ANALYTICS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
+    # the real graph at toy scale, a few steps of training
+    env = make_project(
+        a,
+        profile={"max_iters": 4, "warmup_iters": 1, "eval_interval": 2, "eval_iters": 1, "ckpt_interval": 2},
+        prompts=1,
+        max_new_tokens=4,
+    )
     dvc = [sys.executable, "-m", "dvc"]
-    _run(["git", "init", "-q"], a, env)
-    _run([*dvc, "repro"], a, env)
     # the remote in .dvc/config.local (`--local`), as for a personal path: nothing committed names it
     _run([*dvc, "remote", "add", "-d", "--local", "shared", str(store)], a, env)
     _run(["git", "add", "-A"], a, env)

@@ -8,94 +8,29 @@ metrics, an idle second repro, and the commercial variant's purity.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+from toy_project import make_project, run
 
-ROOT = Path(__file__).resolve().parents[1]
 # Contributed files added to the project's own data/contrib: a non-commercial one (CC-BY-NC-4.0,
 # `commercial: false`) whose rows the full variant holds and the commercial variant must drop.
 E2E_CONTRIB = Path(__file__).parent / "fixtures" / "e2e" / "contrib"
 NC_LICENCE = "CC-BY-NC-4.0"
 NC_CONVERSATIONS = 3  # in fixtures/e2e/contrib/nc-sample.txt
 NC_TURNS = 8
-COPY = [
-    "pipeline",
-    "stages",
-    "params.yaml",
-    "dvc.yaml",
-    "sources.yaml",
-    "data/contrib",
-    ".dvc/config",
-    ".dvcignore",
-    ".gitignore",
-]
-
 pytestmark = pytest.mark.slow
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc
-
-
-def _tiny_params(params: dict) -> dict:
-    params["sources"] = ["chatterbot", "contrib"]
-    tiny = params["train_profiles"]["cpu-tiny"]
-    tiny.update(
-        n_layer=1,
-        n_head=2,
-        n_embd=32,
-        block_size=64,
-        batch_size=4,
-        max_iters=12,
-        warmup_iters=2,
-        eval_interval=6,
-        eval_iters=2,
-        ckpt_interval=6,
-    )
-    params["evaluate"].update(max_new_tokens=8, eval_iters=2)
-    params["evaluate"]["prompts"] = params["evaluate"]["prompts"][:2]
-    return params
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     repo = tmp_path_factory.mktemp("repo")
-    for rel in COPY:
-        src = ROOT / rel
-        if not src.exists():
-            continue
-        dst = repo / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    for src in E2E_CONTRIB.iterdir():
-        shutil.copy2(src, repo / "data" / "contrib" / src.name)
-    params = _tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {
-        **os.environ,
-        "DVC_NO_ANALYTICS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    _run(["git", "init", "-q"], repo, env)
-    _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    env = make_project(repo, extra_contrib=E2E_CONTRIB)
     return repo, env
 
 
@@ -191,16 +126,16 @@ def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None
     eval_metrics = json.loads((repo / "model/eval/metrics.json").read_text())
     assert eval_metrics["val_loss_bot"] > 0
     assert train_metrics
-    shown = _run([sys.executable, "-m", "dvc", "metrics", "show"], repo, env).stdout
+    shown = run([sys.executable, "-m", "dvc", "metrics", "show"], repo, env).stdout
     assert "val_loss_bot" in shown
-    again = _run([sys.executable, "-m", "dvc", "repro"], repo, env).stdout
+    again = run([sys.executable, "-m", "dvc", "repro"], repo, env).stdout
     # only the registry runs (always_changed: it hashes files no dep can name), and it changes nothing
     assert re.findall(r"Running stage '([^']+)'", again) == ["registry"]
     assert "Stage 'evaluate' didn't change, skipping" in again
-    dag = _run([sys.executable, "-m", "dvc", "dag"], repo, env).stdout
+    dag = run([sys.executable, "-m", "dvc", "dag"], repo, env).stdout
     assert "train" in dag and "normalize@contrib" in dag
     # Declared plots render (training curves, tokens per source) without touching the network.
-    plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
+    plots = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
     assert "data/tokens/full/sources.csv" in plots and "model/live/plots/metrics" in plots
 
 
@@ -217,7 +152,7 @@ def test_a_flipped_flag_or_a_new_contrib_file_reruns_only_what_it_changes(projec
         registry.write_text(yaml.safe_dump(entries, sort_keys=False))
         added.write_text("<human> Is this new? <endOfText>\n<bot> Brand new. <endOfText>\n")
         added.with_suffix(".yaml").write_text("licence: CC0-1.0\ncommercial: true\ndescription: test\n")
-        out = _run(
+        out = run(
             [sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env
         ).stdout
         assert "Running stage 'registry'" in out
@@ -228,7 +163,7 @@ def test_a_flipped_flag_or_a_new_contrib_file_reruns_only_what_it_changes(projec
         registry.write_text(original)
         added.unlink(missing_ok=True)
         added.with_suffix(".yaml").unlink(missing_ok=True)
-        _run([sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env)
+        run([sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env)
 
 
 def test_an_edited_file_under_local_path_reruns_its_download(project: tuple[Path, dict]) -> None:
@@ -245,18 +180,18 @@ def test_an_edited_file_under_local_path_reruns_its_download(project: tuple[Path
         entries = yaml.safe_load(original)
         entries["chatterbot"]["local_path"] = "mine"
         registry.write_text(yaml.safe_dump(entries, sort_keys=False))
-        out = _run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+        out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
         assert "Running stage 'download@chatterbot'" in out
         (mine / "README.md").write_text("not one of `files:`\n")
-        out = _run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+        out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
         assert "Stage 'download@chatterbot' didn't change, skipping" in out
         greetings = mine / "data/english/greetings.yml"
         greetings.write_text(greetings.read_text() + "- - Is this file watched?\n  - It is now.\n")
-        out = _run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+        out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
         assert "Running stage 'download@chatterbot'" in out and "Running stage 'normalize@chatterbot'" in out
         turns = pl.read_parquet(repo / "data/normalized/chatterbot.parquet")
         assert "It is now." in turns["text"].to_list()
     finally:
         registry.write_text(original)
         shutil.rmtree(mine, ignore_errors=True)
-        _run([sys.executable, "-m", "dvc", "repro", *stages], repo, env)
+        run([sys.executable, "-m", "dvc", "repro", *stages], repo, env)

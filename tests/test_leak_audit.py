@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_build_edge import rows as edge_rows
 
 from pipeline.build import build_variant
 from pipeline.buildinputs import BuildConfig
@@ -33,20 +34,7 @@ SHARED_VARIANT = SHARED.upper().replace(" ", "  ") + "!"
 
 
 def rows(cid: str, texts: list[str], source: str) -> list[dict]:
-    licence, commercial = TERMS[source]
-    return [
-        {
-            "conversation_id": cid,
-            "turn": t,
-            "role": "human" if t % 2 == 0 else "bot",
-            "text": x,
-            "source": source,
-            "licence": licence,
-            "commercial": commercial,
-            "context": None,
-        }
-        for t, x in enumerate(texts)
-    ]
+    return edge_rows(cid, texts, source, *TERMS[source])
 
 
 def long_turn(tag: str) -> str:
