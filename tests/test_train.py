@@ -878,12 +878,15 @@ def test_ddp_two_processes_follow_the_single_process_trajectory(tokens: Path, tm
             str(tmp_path / "two"),
             str(tokens),
         ],
-        env=_env(),
+        # torchrun makes a torchelastic_* log folder under TMPDIR and leaves it: one per run piled
+        # up in /tmp; the test's own folder is removed with it
+        env={**_env(), "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(tmp_path.glob("torchelastic_*")), "torchrun's log folder was made outside the test's folder"
 
     def losses(root: Path, name: str) -> list[float]:
         rows = (root / f"live/plots/metrics/{name}.tsv").read_text().splitlines()[1:]
