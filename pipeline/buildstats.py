@@ -186,7 +186,7 @@ def summary_metrics(stats: Mapping[str, Any]) -> dict[str, Any]:
         "duplicate_rows_removed": t.get("duplicate_rows_removed", 0),
         "sources": sum(1 for e in stats["sources"].values() if sum(e["conversations"].values()) > 0),
         # How much val text is also a train turn (pipeline/split.py): `dvc metrics diff` shows it move.
-        **({"leak_audit": dict(t["leak_audit"])} if "leak_audit" in t else {}),
+        "leak_audit": dict(t["leak_audit"]),
     }
 
 

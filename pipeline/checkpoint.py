@@ -63,20 +63,28 @@ def save_model(model: GPT, ckpt_dir: str | Path) -> None:
     atomic.write_json(ckpt_dir / CONFIG_FILE, raw.config.to_dict())
 
 
+def load_json(path: Path, bad: str) -> Any:
+    """The JSON value in `path`, a regular file (refuse_special), or ValueError `<path>: <bad> (why)`
+    when it cannot be read: not UTF-8, not JSON, nested too deeply (RecursionError), or an integer
+    of more than 4300 digits (a ValueError, as JSONDecodeError is)."""
+    refuse_special(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, RecursionError, ValueError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise ValueError(f"{path}: {bad} ({why})") from None
+
+
 def load_config(ckpt_dir: str | Path) -> GPTConfig:
     """config.json of a checkpoint; ValueError naming the file when it is not a GPTConfig."""
     path = Path(ckpt_dir) / CONFIG_FILE
-    refuse_special(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        cfg = GPTConfig(**raw) if isinstance(raw, dict) else None
-    # TypeError: unknown/missing field; RecursionError: nested too deeply; ValueError: an integer of
-    # more than 4300 digits (JSONDecodeError is one too)
-    except (UnicodeDecodeError, TypeError, RecursionError, ValueError) as e:
-        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
-        raise ValueError(f"{path}: not a model config ({why})") from None
-    if cfg is None:
+    raw = load_json(path, "not a model config")
+    if not isinstance(raw, dict):
         raise ValueError(f"{path}: not a model config (expected a JSON object)")
+    try:
+        cfg = GPTConfig(**raw)
+    except TypeError as e:  # an unknown or missing field
+        raise ValueError(f"{path}: not a model config ({str(e)[:200]})") from None
     sizes = (cfg.block_size, cfg.vocab_size, cfg.n_layer, cfg.n_head, cfg.n_embd)
     # bool is an int to Python: `"n_layer": true` is no size
     if not all(type(v) is int and v >= 1 for v in sizes) or cfg.n_embd % cfg.n_head:

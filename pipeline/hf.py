@@ -30,7 +30,7 @@ from huggingface_hub import hf_hub_download
 from safetensors.torch import load_file
 
 from pipeline import atomic
-from pipeline.checkpoint import check_fits, refuse_special
+from pipeline.checkpoint import check_fits, load_json, refuse_special
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
     PADDED_VOCAB,
@@ -343,14 +343,7 @@ def _stderr(line: str) -> None:
 
 def read_json(path: Path) -> dict:
     """A JSON object from `path`, or one line naming the file and what is wrong."""
-    refuse_special(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    except (RecursionError, ValueError) as e:  # nested too deeply; an integer of over 4300 digits
-        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
-        raise ValueError(f"{path}: not valid JSON ({why})") from None
+    data = load_json(path, "not valid JSON")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return data
