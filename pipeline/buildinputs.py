@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import paramcheck
-from pipeline.schema import MAX_TURN_CHARS
+from pipeline.schema import MAX_TURN_CHARS, max_turn_chars_setting
 from pipeline.sources import licences
 
 VARIANTS = ("full", "commercial")
@@ -118,9 +118,7 @@ class BuildConfig:
                 ),
                 caps=caps,
                 export_text=paramcheck.boolean("build.export_text", build.get("export_text", True)),
-                max_turn_chars=paramcheck.integer(
-                    "normalize.max_turn_chars", normalize.get("max_turn_chars", MAX_TURN_CHARS), minimum=1
-                ),
+                max_turn_chars=max_turn_chars_setting(normalize),
             )
         except ValueError as e:
             raise BuildError(str(e)) from None

@@ -110,6 +110,12 @@ def to_batch(frame: pl.DataFrame, origin: str = "<frame>", row_offset: int = 0) 
         if bad.any():
             i = int(np.searchsorted(np.cumsum(n_np), int(bad.arg_true()[0]), side="right"))
             raise _fail(origin, row_offset + i, frame, i, rule)
+    # A conversation opens with the human (docs/contracts.md): a bot-first one would train the
+    # model to speak unprompted. The build's schema refuses such rows; this guards other callers.
+    bot_first = messages.list.first().struct.field("role") != "human"
+    if bot_first.any():
+        i = int(bot_first.arg_true()[0])
+        raise _fail(origin, row_offset + i, frame, i, "its first message is a bot turn; turn 0 must be human")
     columns = (frame["context"].to_list(), n_np, (roles == "bot").to_numpy(), contents.to_list())
     return Batch(row_offset, frame["source"], columns)
 

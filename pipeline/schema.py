@@ -11,13 +11,27 @@ Every rule is written once, as polars expressions, and used twice:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandera.polars as pa
 import polars as pl
 
+from pipeline import paramcheck
 from pipeline.sources.licences import UNKNOWN_LICENCES
 
 ROLES = ("human", "bot")
 MAX_TURN_CHARS = 16_000
+
+
+def max_turn_chars_setting(normalize: Mapping[str, Any]) -> int:
+    """params.yaml `normalize.max_turn_chars` (default: the limit), an integer in [1, MAX_TURN_CHARS]:
+    the one check of it, for both stages that read it (normalize, and the build, which re-checks
+    turns against it). TurnSchema refuses a longer turn, so a larger value cannot be honoured; the
+    build took one that normalize refused."""
+    value = normalize.get("max_turn_chars", MAX_TURN_CHARS)
+    return paramcheck.integer("normalize.max_turn_chars", value, 1, MAX_TURN_CHARS + 1)
+
 
 TURN_SCHEMA: dict[str, pl.DataType] = {
     "conversation_id": pl.String(),

@@ -39,7 +39,14 @@ import polars as pl
 from pipeline import paramcheck
 from pipeline.atomic import atomic_paths, json_bytes
 from pipeline.params import project_root
-from pipeline.schema import MAX_TURN_CHARS, QUARANTINE_SCHEMA, TURN_SCHEMA, row_violations, validate
+from pipeline.schema import (
+    MAX_TURN_CHARS,
+    QUARANTINE_SCHEMA,
+    TURN_SCHEMA,
+    max_turn_chars_setting,
+    row_violations,
+    validate,
+)
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import SourceSpec
 
@@ -338,9 +345,7 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
                 "params.yaml normalize.oasst1_lang: moved to sources.yaml, as oasst1's `options: {language: ...}`"
             )
         paramcheck.known_keys("normalize", params, NORMALIZE_KEYS)
-        max_chars = paramcheck.integer(
-            "normalize.max_turn_chars", params.get("max_turn_chars", MAX_TURN_CHARS), 1, MAX_TURN_CHARS + 1
-        )
+        max_chars = max_turn_chars_setting(params)
         min_turns = paramcheck.integer("normalize.min_turns", params.get("min_turns", 2))
     except ValueError as e:
         raise SourceError(str(e)) from None

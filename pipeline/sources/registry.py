@@ -50,6 +50,13 @@ SIDECAR_MAX_DEPTH = 8  # YAML nesting a sidecar may have (its fields are text an
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REVISION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*(?<!/)$")
+# `token_env:` names: upper-case words joined by '_', one of them naming the Hub (HF, HUB,
+# HUGGINGFACE, HUGGING) and one TOKEN (TOKEN2 too). GITHUB_TOKEN and AWS_SESSION_TOKEN do not match.
+_TOKEN_ENV_RE = re.compile(
+    r"^(?=(?:[A-Z0-9]+_)*(?:HF|HUB|HUGGING|HUGGINGFACE)(?:_|$))"
+    r"(?=(?:[A-Z0-9]+_)*TOKEN[0-9]*(?:_|$))"
+    r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$"
+)
 # What a symbolic link among the files a source copies is refused with (see refuse_link).
 LINK_RULE = "commit the file itself, not a link"
 
@@ -231,6 +238,14 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
     if token_env is not None and (not isinstance(token_env, str) or not token_env.strip()):
         raise SourceError(
             f"{at}: `token_env:` must be the name of an environment variable, not {brief(token_env)}"
+        )
+    if token_env is not None and not _TOKEN_ENV_RE.match(token_env):
+        # its value is sent to the Hub as the bearer token: `token_env: AWS_SECRET_ACCESS_KEY` in an
+        # edited sources.yaml would hand that secret to huggingface.co (or whatever HF_ENDPOINT says)
+        raise SourceError(
+            f"{at}: `token_env:` {brief(token_env)} must name a Hugging Face token variable: upper-case "
+            "letters, digits and '_', with an HF, HUB or HUGGINGFACE part and a TOKEN part (HF_TOKEN, "
+            "HUGGING_FACE_HUB_TOKEN); any other variable's value would be sent to the Hub"
         )
     revision = _text_field(at, "revision", raw.get("revision"))
     if revision is not None and not _safe_revision(revision):
@@ -479,8 +494,9 @@ def contrib_folder(spec: SourceSpec, root: Path) -> Path:
     return local_target(spec, root) or root / spec.location
 
 
-def refuse_link(path: Path) -> None:
-    """Refuse a contributed file that is a symbolic link, with one line naming it and its target.
+def refuse_link(path: Path, what: str = "file") -> None:
+    """Refuse a contributed file (or folder: `what`) that is a symbolic link, with one line naming
+    it and its target.
 
     A link committed to data/contrib/ (in a pull request, say) can point at any file of the machine
     that runs the pipeline: `chat.txt -> /proc/self/environ` would copy the maintainer's environment,
@@ -493,7 +509,8 @@ def refuse_link(path: Path) -> None:
         target = brief(os.readlink(path), 150)
     except OSError:
         target = "?"
-    raise SourceError(f"{shown_link(path)}: a symbolic link (to {target}); {LINK_RULE}")
+    rule = LINK_RULE if what == "file" else f"commit the {what} itself, not a link"
+    raise SourceError(f"{shown_link(path)}: a symbolic link (to {target}); {rule}")
 
 
 def is_contrib_entry(path: Path) -> bool:
@@ -508,7 +525,10 @@ def is_contrib_entry(path: Path) -> bool:
 def contrib_entries(folder: Path) -> list[Path]:
     """The files of data/contrib/ that are corpus data or sidecars, sorted: top level only, no
     hidden files, no documentation. What the contrib download copies and its stage depends on.
-    A symbolic link among them is refused (refuse_link); one among the skipped notes is never read."""
+    A symbolic link among them is refused (refuse_link); one among the skipped notes is never read.
+    So is the folder itself when it is a link: `data/contrib -> /home/me/.config/tool` committed in a
+    pull request reads another folder of this machine just as a linked file reads another file."""
+    refuse_link(folder, "folder")
     if not folder.is_dir():
         return []
     entries = sorted(p for p in folder.iterdir() if is_contrib_entry(p))
@@ -524,6 +544,7 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
     one line saying what to add; so is a sidecar whose data file is missing.
     """
     folder = Path(folder)
+    refuse_link(folder, "folder")  # before is_dir(): a link to nowhere is a link, not a missing folder
     if not folder.is_dir():
         raise SourceError(f"contrib: folder {shown(folder)} is missing")
     entries = contrib_entries(folder)

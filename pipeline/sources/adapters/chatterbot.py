@@ -1,7 +1,8 @@
 """chatterbot-corpus (PyPI `chatterbot_corpus/data/<language>/*.yml`).
 
 Upstream: {"categories": [...], "conversations": [[utterance, reply, utterance, ...], ...]}.
-Positions alternate human / bot; an empty conversation (`- []`) is quarantined as one row. The
+Positions alternate human / bot; an empty conversation (`- []`) is quarantined as one row, and so is
+a second `conversations:` list in one file (`duplicate_key`; the first is read). The
 YAML is read as a node tree, not as Python values, so an answer written `Yes` or `42` keeps its
 exact upstream text (PyYAML would turn it into a bool or an int) and every row knows its line number.
 """
@@ -49,6 +50,14 @@ def _mapping_get(node: yaml.Node, key: str) -> yaml.Node | None:
     return None
 
 
+def _repeated_keys(node: yaml.Node | None, key: str) -> list[yaml.Node]:
+    """The key nodes of `key` in mapping `node` after its first (a repeated key)."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    found = [k for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value == key]
+    return found[1:]
+
+
 def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str) -> None:
     whole = read_whole(path)  # a .gz decompressed (data_files selects x.yml.gz), a byte-order mark dropped
     if not whole.ok:
@@ -69,6 +78,13 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str) -> None:
         rows.bad(f"{rel}:1", "yaml_parse", "not valid YAML (nested too deeply)")
         return
     convs = _mapping_get(root, "conversations") if root is not None else None
+    for again in _repeated_keys(root, "conversations"):  # else silently left out: count each one
+        rows.bad(
+            f"{rel}:{again.start_mark.line + 1}",
+            "duplicate_key",
+            "key 'conversations' is given twice in the file (a YAML reader keeps only one list); the "
+            "first is read: join the lists into one",
+        )
     if not isinstance(convs, yaml.SequenceNode):
         rows.bad(f"{rel}:1", "missing_field", "no `conversations:` list")
         return

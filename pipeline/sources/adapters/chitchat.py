@@ -6,7 +6,9 @@ a conversation is the human; every utterance is one row (the turn's utterances m
 one turn in normalize, joined with a newline). A conversation with no utterance at all
 (`"messages": []`, or only empty turns) is quarantined as one row: read, so counted. A conversation
 id that appears twice in the file (JSON keeps only the last) keeps its first conversation; each later
-one is quarantined as one row (`duplicate_id`), so it is counted rather than silently dropped.
+one is quarantined as one row (`duplicate_id`), so it is counted rather than silently dropped. A
+conversation holding a key given twice in one object (`"messages"` twice, an utterance with two
+`"text"`s) is quarantined as one row (`duplicate_key`): JSON would keep one value, unseen.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.sources.readers import data_files, line_of, read_whole, unreadable_json
+from pipeline.sources.readers import (
+    JsonDecoder,
+    RepeatedKeys,
+    data_files,
+    first_repeat,
+    line_of,
+    read_whole,
+    repeated_key_reason,
+    unreadable_json,
+)
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -31,8 +42,9 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
             rows.bad(f"{rel}:{whole.line}", whole.check, whole.reason)
             continue
         raw = whole.value
+        decoder = JsonDecoder()
         try:
-            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_object)
+            data = decoder.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
             rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start}")
             continue
@@ -46,7 +58,8 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
             rows.bad(f"{rel}:1", "missing_field", "expected an object of conversation id -> conversation")
             continue
         seen: set[str] = set()
-        for conv_id, conv in data.pairs if isinstance(data, _Object) else data.items():
+        repeats = bool(decoder.repeated)  # else no conversation holds a repeated key: no walk
+        for conv_id, conv in data.pairs if isinstance(data, RepeatedKeys) else data.items():
             if conv_id in seen:
                 rows.bad(
                     f"{rel}:{_label(conv_id)}",
@@ -55,6 +68,12 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
                 )  # no conv_key: under the first one's key it would cut that conversation short
                 continue
             seen.add(conv_id)
+            key = first_repeat(conv) if repeats else None
+            if key is not None:  # e.g. `"messages"` twice: one of the lists would be dropped unseen
+                rows.bad(
+                    f"{rel}:{_label(conv_id)}", "duplicate_key", repeated_key_reason(key), conv_key=conv_id
+                )
+                continue
             _read_conversation(rows, rel, conv_id, conv)
     return rows.frame()
 
@@ -62,23 +81,6 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
 def _label(conv_id: str) -> str:
     """The conversation id as an origin shows it: an empty id as `""`, so the origin still names it."""
     return conv_id or '""'
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object as json.loads makes it, or an _Object when a key repeats (rare: no cost else)."""
-    obj = dict(pairs)
-    return obj if len(obj) == len(pairs) else _Object(pairs)
-
-
-class _Object(dict):
-    """A JSON object that also keeps its (key, value) pairs in file order, repeated keys included
-    (a plain dict keeps only a repeated key's last value, silently)."""
-
-    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
-        super().__init__()
-        self.pairs = pairs
-        for key, value in pairs:
-            self.setdefault(key, value)  # the first value of a repeated key, as the loop reads it
 
 
 def _read_conversation(rows: RawRows, rel: str, conv_id: str, conv: Any) -> None:
