@@ -7,6 +7,10 @@ trained on: `system` (or `developer`) messages become the persona, `user` turns 
 RequestError naming it. ChatService runs requests through one Engine: `turn()` admits one request
 to the engine and at most max_waiting more to wait (ServerBusy past that), and `complete`/`stream`
 build the reply, stopping early once `client_left` says nobody reads it (ClientLeft).
+
+The Responses API (pipeline/responsesapi.py) maps its body onto a ChatRequest too (Conversation,
+ChatRequest.build, FieldNames for the names its errors use) and builds its reply from the same
+generate()/reply().
 """
 
 from __future__ import annotations
@@ -58,9 +62,9 @@ class RequestError(ValueError):
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
 
-def _no_room(e: ValueError) -> RequestError:
+def _no_room(e: ValueError, req: ChatRequest) -> RequestError:
     """The 400 for a new message that alone does not fit the context window."""
-    return RequestError(str(e), "messages", code=CONTEXT_LENGTH_EXCEEDED)
+    return RequestError(str(e), req.names.conversation, code=CONTEXT_LENGTH_EXCEEDED)
 
 
 def refuse_unsupported(body: dict[str, Any]) -> None:
@@ -91,6 +95,59 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
         raise RequestError("`audio` output is not supported: this model writes text only", "audio")
 
 
+def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object: what every error reply, and a chat stream's error event, carries."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+# A server-sent event: its `event:` name (None: none, as chat completions send them) and its data,
+# a JSON object (a string goes as it is: "[DONE]").
+Event = tuple[str | None, "dict[str, Any] | str"]
+
+
+def ended_on_failure(
+    events: Iterator[Event], failure: Callable[[BaseException], list[Event]]
+) -> Iterator[Event]:
+    """`events`, ended by failure(e)'s events when making them fails (a bug, even a panic in a Rust
+    extension, a BaseException): cut short, a stream reads as a finished reply, while OpenAI's
+    clients raise on (or report) an error event. The failure is raised again after them, for the
+    server to log. Closing this closes `events` (generation stops with it)."""
+    try:
+        yield from events
+    except (GeneratorExit, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        yield from failure(e)
+        raise
+
+
+@dataclass
+class Reply:
+    """A reply being generated (ChatService.generate): its text pieces, then, once they are all
+    read, its Generation (finish reason, token count). Close it if you stop early."""
+
+    session: ChatSession
+    first: str | None  # read ahead, so that a message that does not fit is a 400 before any event
+    pieces: Iterator[str]
+    results: list[Generation]
+
+    def __iter__(self) -> Iterator[str]:
+        if self.first is not None:
+            yield self.first
+        yield from self.pieces
+
+    def close(self) -> None:
+        self.pieces.close()
+
+    @property
+    def generation(self) -> Generation:
+        return self.results[0]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.session.last_prompt_ids or [])
+
+
 class ServerBusy(Exception):
     """max_waiting requests already wait for the engine: this one is refused (503) at once."""
 
@@ -103,15 +160,78 @@ class ClientLeft(Exception):
     """The client closed its connection before its reply was generated: nobody to generate it for."""
 
 
+@dataclass(frozen=True)
+class FieldNames:
+    """What an API calls the parts of a request that its errors are about (the `param` they name)."""
+
+    conversation: str = "messages"  # the turns (/v1/responses: input)
+    persona: str = "messages"  # the field to shorten when the persona leaves no room
+    persona_text: str = "the system message"  # the persona, as an error message calls it
+    budget: str = "max_tokens"  # the reply budget, as the client named it
+
+
+CHAT_FIELDS = FieldNames()
+
+
+class Conversation:
+    """Messages in, one role and text at a time; the chat format out (see ChatRequest).
+
+    Each message is cleaned before it joins, and an empty one is left out (it neither joins nor
+    opens a turn): how normalize built the training text from such messages (adapters/_messages.py;
+    normalize drops empty rows, then merges same-role runs)."""
+
+    def __init__(self) -> None:
+        self.persona: list[str] = []
+        # (role, its messages' texts): a run of one role's messages joins once at the end, since
+        # joining at each message costs the square of the run (35,000 of them fit in 1 MiB).
+        self.turns: list[tuple[str, list[str]]] = []
+
+    def add(self, role: str, content: str, where: str) -> None:
+        """One message: `role` one of ROLES, `content` its text, `where` the field it came in."""
+        _refuse_lone_surrogates(content, where)
+        try:
+            text = clean_text(content)
+        except ValueError as e:  # a run of combining marks or whitespace too long to take safely
+            raise RequestError(f"{where}: {e}", where) from None
+        if role in PERSONA_ROLES:  # anywhere, as OpenAI takes them: the persona, as in training
+            if text:
+                self.persona.append(text)
+            return
+        if not text:
+            return
+        turn = "human" if role == "user" else "bot"
+        if not self.turns and turn == "bot":  # a greeting before the first user message: left out, as
+            return  # normalize leaves out bot rows before a conversation's first human turn
+        if self.turns and self.turns[-1][0] == turn:  # consecutive messages of one role read as one turn
+            self.turns[-1][1].append(text)
+        else:
+            self.turns.append((turn, [text]))
+
+    def fields(self, param: str) -> dict[str, Any]:
+        """ChatRequest's context, history and user_text; a 400 on `param` unless a user turn is last."""
+        if not self.turns or self.turns[-1][0] != "human":
+            raise RequestError(
+                "the last message must be a user message with text (empty messages are left out, as in "
+                "training)",
+                param,
+            )
+        return {
+            "context": "\n".join(self.persona) or None,
+            "history": [(role, "\n".join(texts)) for role, texts in self.turns[:-1]],
+            "user_text": "\n".join(self.turns[-1][1]),
+        }
+
+
 @dataclass
 class ChatRequest:
-    """A validated /v1/chat/completions body."""
+    """A validated request: a /v1/chat/completions body, or the part of a /v1/responses one that
+    generates (pipeline/responsesapi.py)."""
 
     context: str | None
     history: list[tuple[str, str]]  # (human | bot, text), before the last user message
     user_text: str
     max_tokens: int | None = None
-    max_tokens_param: str = "max_tokens"  # the field the client named it with (for error messages)
+    names: FieldNames = CHAT_FIELDS  # how the client's API names the fields (for error messages)
     temperature: float = 1.0  # OpenAI's defaults
     top_p: float | None = 1.0
     top_k: int | None = None
@@ -119,18 +239,15 @@ class ChatRequest:
     stop: list[str] = field(default_factory=list)
     stream: bool = False
     include_usage: bool = False  # stream_options.include_usage: a last chunk with usage, as OpenAI's
+    keep_all_turns: bool = False  # a 400 rather than drop the oldest turns (Responses' truncation "disabled")
 
     @classmethod
     def parse(cls, body: Any) -> ChatRequest:
-        if not isinstance(body, dict):
-            raise RequestError("the request body must be a JSON object")
+        body = request_object(body)
         if _optional(body, ("n",), int) not in (None, 1):
             raise RequestError("only n=1 is supported", "n")
         refuse_unsupported(body)
-        context_parts: list[str] = []
-        # (role, its messages' texts): a run of one role's messages joins once at the end, since
-        # joining at each message costs the square of the run (35,000 of them fit in 1 MiB).
-        turns: list[tuple[str, list[str]]] = []
+        conversation = Conversation()
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise RequestError("`messages` must be a non-empty list", "messages")
@@ -139,9 +256,6 @@ class ChatRequest:
             role = m.get("role") if isinstance(m, dict) else None
             if not isinstance(role, str) or role not in ROLES:  # a list or object is no role (nor hashable)
                 raise RequestError(f"{where}.role must be one of {sorted(ROLES)}", f"{where}.role")
-            # Each message is cleaned before it joins, and an empty one is left out (it neither
-            # joins nor opens a turn): how normalize built the training text from such messages
-            # (adapters/_messages.py; normalize drops empty rows, then merges same-role runs).
             content = m.get("content")
             if role == "assistant":
                 # OpenAI's assistant message may have a null (or no) content: the one that made
@@ -151,53 +265,13 @@ class ChatRequest:
                     if m.get(key):
                         raise RequestError(f"{where}.{key}: this model cannot call tools", f"{where}.{key}")
                 content = "" if content is None else content
-            content = _content_text(content, f"{where}.content")
-            _refuse_lone_surrogates(content, f"{where}.content")
-            try:
-                text = clean_text(content)
-            except ValueError as e:  # a run of combining marks or whitespace too long to take safely
-                raise RequestError(f"{where}.content: {e}", f"{where}.content") from None
-            if m["role"] in PERSONA_ROLES:  # anywhere, as OpenAI takes them: the persona, as in training
-                if text:
-                    context_parts.append(text)
-                continue
-            if not text:
-                continue
-            role = "human" if m["role"] == "user" else "bot"
-            if not turns and role == "bot":  # a greeting before the first user message: left out, as
-                continue  # normalize leaves out bot rows before a conversation's first human turn
-            if turns and turns[-1][0] == role:  # consecutive messages of one role read as one turn
-                turns[-1][1].append(text)
-            else:
-                turns.append((role, [text]))
-        if not turns or turns[-1][0] != "human":
-            raise RequestError(
-                "the last message must be a user message with text (empty messages are left out, as in "
-                "training)",
-                "messages",
+            conversation.add(
+                role, content_text(content, f"{where}.content", CHAT_TEXT_PARTS), f"{where}.content"
             )
-        req = cls(
-            context="\n".join(context_parts) or None,
-            history=[(role, "\n".join(texts)) for role, texts in turns[:-1]],
-            user_text="\n".join(turns[-1][1]),
-            max_tokens=_optional(body, ("max_completion_tokens", "max_tokens"), int),
-            temperature=_optional(body, ("temperature",), float, 1.0),
-            top_p=_optional(body, ("top_p",), float, 1.0),
-            top_k=_optional(body, ("top_k",), int),
-            seed=_optional(body, ("seed",), int),
-        )
-        if req.top_k is not None and req.top_k < 0:  # SamplingParams would say "unset"
-            raise RequestError(f"top_k must be >= 1, or 0 or null for no limit, got {req.top_k}", "top_k")
-        req.top_k = req.top_k or None  # 0 = no limit (as vLLM)
-        stream = body.get("stream")
-        stream = False if stream is None else stream
-        if not isinstance(stream, bool):
-            raise RequestError("`stream` must be true or false", "stream")
-        req.stream = stream
-        options = body.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            raise RequestError("`stream_options` must be an object", "stream_options")
-        include = (options or {}).get("include_usage")
+        budget = ("max_completion_tokens", "max_tokens")  # the newer name first, as OpenAI reads them
+        given = next((key for key in budget if body.get(key) is not None), "max_tokens")
+        req = cls.build(body, conversation.fields("messages"), budget, FieldNames(budget=given))
+        include = (body.get("stream_options") or {}).get("include_usage")
         if include is not None and not isinstance(include, bool):
             raise RequestError("`stream_options.include_usage` must be true or false", "stream_options")
         req.include_usage = bool(include)
@@ -210,11 +284,31 @@ class ChatRequest:
             raise RequestError(f"`stop`: {e}", "stop") from None
         for s in req.stop:  # the reply is UTF-8 text: a stop with a lone surrogate would never match
             _refuse_lone_surrogates(s, "stop")
-        if body.get("max_completion_tokens") is not None:
-            req.max_tokens_param = "max_completion_tokens"
+        return req
+
+    @classmethod
+    def build(
+        cls, body: dict[str, Any], turns: dict[str, Any], budget_keys: tuple[str, ...], names: FieldNames
+    ) -> ChatRequest:
+        """The request from its `turns` (Conversation.fields) and what every API's body sets alike:
+        the reply budget (the first of `budget_keys` given), sampling and `stream`."""
+        req = cls(
+            **turns,
+            max_tokens=_optional(body, budget_keys, int),
+            names=names,
+            temperature=_optional(body, ("temperature",), float, 1.0),
+            top_p=_optional(body, ("top_p",), float, 1.0),
+            top_k=_optional(body, ("top_k",), int),
+            seed=_seed(body),
+        )
+        if req.top_k is not None and req.top_k < 0:  # SamplingParams would say "unset"
+            raise RequestError(f"top_k must be >= 1, or 0 or null for no limit, got {req.top_k}", "top_k")
+        req.top_k = req.top_k or None  # 0 = no limit (as vLLM)
+        req.stream = flag(body, "stream", False)
+        if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+            raise RequestError("`stream_options` must be an object", "stream_options")
         if req.max_tokens is not None and req.max_tokens < 1:
-            key = req.max_tokens_param
-            raise RequestError(f"{key} must be at least 1", key)
+            raise RequestError(f"{names.budget} must be at least 1", names.budget)
         from pipeline.sampling import SamplingParams  # imports torch: not at the CLI's start-up
 
         try:
@@ -224,8 +318,46 @@ class ChatRequest:
         return req
 
 
-def _content_text(content: Any, where: str) -> str:
-    """A message's text: a string, or OpenAI's list of parts of which only text parts are allowed."""
+def flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """A true/false field (null or absent: `default`)."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise RequestError(f"`{key}` must be true or false", key)
+    return value
+
+
+def request_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    return body
+
+
+INT64 = (-(2**63), 2**63 - 1)  # OpenAI's seed: any signed 64-bit integer
+
+
+def _seed(body: dict[str, Any]) -> int | None:
+    """`seed` in OpenAI's range (int64), as the sampler takes it (0..MAX_SEED): a negative seed
+    wraps to its two's complement's low 63 bits, as torch remaps a negative seed to an unsigned one.
+    Each seed is one generator seed, so the same seed gives the same text (a negative seed shares
+    its generator with one positive seed, as OpenAI promises only that the same seed repeats)."""
+    seed = _optional(body, ("seed",), int)
+    if seed is None:
+        return None
+    if not INT64[0] <= seed <= INT64[1]:
+        raise RequestError(f"seed must be in {INT64[0]}..{INT64[1]} (a 64-bit integer), got {seed}", "seed")
+    from pipeline.sampling import MAX_SEED
+
+    return seed % (MAX_SEED + 1)
+
+
+CHAT_TEXT_PARTS = frozenset({"text"})
+
+
+def content_text(content: Any, where: str, kinds: frozenset[str]) -> str:
+    """A message's text: a string, or a list of parts of which only text parts (of a type in
+    `kinds`, each with its `text`) are allowed."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -233,7 +365,8 @@ def _content_text(content: Any, where: str) -> str:
         for j, part in enumerate(content):
             if (
                 not isinstance(part, dict)
-                or part.get("type") != "text"
+                or not isinstance(part.get("type"), str)  # a list is no type (nor hashable)
+                or part["type"] not in kinds
                 or not isinstance(part.get("text"), str)
             ):
                 raise RequestError(f"{where}[{j}]: only text parts are supported", where)
@@ -369,15 +502,23 @@ class ChatService:
         the line, so that it is answered 400 at once, never 503 or after the others' replies."""
         session = self.session(req)
         try:
-            session.prompt_ids(req.user_text)
+            ids = session.prompt_ids(req.user_text)
         except ValueError as e:  # the new message alone does not fit the window
-            raise _no_room(e) from e
+            raise _no_room(e, req) from e
+        if req.keep_all_turns and len(ids) < _whole_length(session, req.user_text):
+            raise RequestError(
+                f"the conversation does not fit the {self.engine.block_size}-token context window "
+                f"with {req.names.budget} {session.max_new_tokens}, and the oldest turns may not be "
+                'dropped (truncation "disabled"): shorten it, or send truncation "auto"',
+                req.names.conversation,
+                code=CONTEXT_LENGTH_EXCEEDED,
+            )
         return session
 
     def session(self, req: ChatRequest) -> ChatSession:
         """A ChatSession holding the request's persona and past turns."""
         limit = self.engine.block_size - 1
-        key = req.max_tokens_param
+        key = req.names.budget
         if req.max_tokens is not None and req.max_tokens > limit:
             raise RequestError(
                 f"{key} must be at most {limit} (context window {limit + 1})",
@@ -396,18 +537,49 @@ class ChatService:
                 stop=req.stop,
             )
         except NoRoomError as e:  # the reply budget leaves no room for the persona and a message
-            param = "messages" if e.persona_at_fault else key
+            param = req.names.persona if e.persona_at_fault else key
             unset = (
                 ""
                 if req.max_tokens is not None
                 else f" ({e.max_new_tokens} is the default: the request set no {key})"
             )
             raise RequestError(
-                e.describe("the system message", key) + unset, param, code=CONTEXT_LENGTH_EXCEEDED
+                e.describe(req.names.persona_text, key) + unset, param, code=CONTEXT_LENGTH_EXCEEDED
             ) from e
         for role, text in req.history:
             session.add_turn(role, text)
         return session
+
+    def generate(self, req: ChatRequest, session: ChatSession | None = None) -> Reply:
+        """Start the reply. Call within `turn()`, and close the Reply (generation stops with it);
+        `session`: prepare(req)'s, if made already. A message that does not fit raises its 400
+        here, before the first piece, so that the caller can still answer it."""
+        session = session or self.session(req)
+        results: list[Generation] = []
+        pieces = session.stream(req.user_text, results)
+        try:
+            first = next(pieces, None)
+        except ValueError as e:  # the new message alone does not fit the window
+            raise _no_room(e, req) from e
+        return Reply(session, first, pieces, results)
+
+    def reply(
+        self,
+        req: ChatRequest,
+        client_left: Callable[[], bool] | None = None,
+        session: ChatSession | None = None,
+    ) -> tuple[str, Reply]:
+        """The whole reply's text, and its Reply (done). Call within `turn()`.
+
+        `client_left` is asked every CLIENT_CHECK_EVERY pieces of the reply; once it says yes, the
+        generation stops and ClientLeft is raised (a reply nobody reads must not hold the lock)."""
+        text: list[str] = []
+        with contextlib.closing(self.generate(req, session)) as reply:
+            for n, piece in enumerate(reply, 1):
+                text.append(piece)
+                if client_left is not None and n % CLIENT_CHECK_EVERY == 0 and client_left():
+                    raise ClientLeft(f"during its reply: stopped after {n} pieces")
+        return "".join(text), reply
 
     def complete(
         self,
@@ -415,79 +587,49 @@ class ChatService:
         client_left: Callable[[], bool] | None = None,
         session: ChatSession | None = None,
     ) -> dict[str, Any]:
-        """A chat.completion object. Call within `turn()`; `session`: prepare(req)'s, if made already.
-
-        `client_left` is asked every CLIENT_CHECK_EVERY pieces of the reply; once it says yes, the
-        generation stops and ClientLeft is raised (a reply nobody reads must not hold the lock)."""
-        results: list[Generation] = []
-        session = session or self.session(req)
-        pieces = session.stream(req.user_text, results)
-        text: list[str] = []
-        try:
-            for n, piece in enumerate(pieces, 1):
-                text.append(piece)
-                if client_left is not None and n % CLIENT_CHECK_EVERY == 0 and client_left():
-                    raise ClientLeft(f"during its reply: stopped after {n} pieces")
-        except ValueError as e:  # the new message alone does not fit the window
-            raise _no_room(e) from e
-        finally:
-            pieces.close()
-        gen = results[0]
+        """A chat.completion object (see reply())."""
+        text, reply = self.reply(req, client_left, session)
         return {
             **self._envelope("chat.completion"),
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(text)},
-                    "finish_reason": gen.finish_reason,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": reply.generation.finish_reason,
                 }
             ],
-            "usage": _usage(session, gen),
+            "usage": _usage(reply),
         }
 
     def stream(self, req: ChatRequest, session: ChatSession | None = None) -> Iterator[dict[str, Any]]:
-        """chat.completion.chunk objects: the role, then text pieces, then the finish reason.
-        Call within `turn()`, and close the iterator if you stop early (generation stops with it);
-        `session`: prepare(req)'s, if made already.
+        """chat.completion.chunk objects: the role, then text pieces, then the finish reason (and
+        usage, when asked). Call within `turn()`, and close the iterator if you stop early
+        (generation stops with it); `session`: prepare(req)'s, if made already.
 
         Validation errors raise here, before the first chunk, so the caller can still answer 400.
         """
-        session = session or self.session(req)
-        results: list[Generation] = []
-        pieces = session.stream(req.user_text, results)
-        try:
-            first = next(pieces, None)
-        except ValueError as e:  # the new message alone does not fit the window
-            raise _no_room(e) from e
-        return self._chunks(session, first, pieces, results, req.include_usage)
+        return self._chunks(self.generate(req, session), req.include_usage)
 
-    def _chunks(
-        self,
-        session: ChatSession,
-        first: str | None,
-        pieces: Iterator[str],
-        results: list[Generation],
-        include_usage: bool,
-    ):
+    def _chunks(self, reply: Reply, include_usage: bool) -> Iterator[dict[str, Any]]:
         head = self._envelope("chat.completion.chunk")
 
         def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
             return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
-        try:
+        with contextlib.closing(reply):
             yield chunk({"role": "assistant", "content": ""})
-            if first is not None:
-                yield chunk({"content": first})
-            for piece in pieces:
+            for piece in reply:
                 yield chunk({"content": piece})
-            gen = results[0]
-            yield chunk({}, gen.finish_reason)
+            yield chunk({}, reply.generation.finish_reason)
             # As OpenAI streams it: usage only when asked, in a chunk of its own with no choices
             # (clients that wait for that chunk never saw usage riding on the last one).
             if include_usage:
-                yield {**head, "choices": [], "usage": _usage(session, gen)}
-        finally:
-            pieces.close()
+                yield {**head, "choices": [], "usage": _usage(reply)}
+
+    def events(self, req: ChatRequest, session: ChatSession | None = None) -> Iterator[Event]:
+        """stream()'s chunks as server-sent events, then `data: [DONE]`; a failure midway ends
+        them with an error event, which OpenAI's clients raise. Raises as stream() does."""
+        return ended_on_failure(_with_done(self.stream(req, session)), _error_event)
 
     def _envelope(self, kind: str) -> dict[str, Any]:
         return {
@@ -505,6 +647,29 @@ class ChatService:
         return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "nanochatgpt"}
 
 
-def _usage(session: ChatSession, gen: Generation) -> dict[str, int]:
-    prompt = len(session.last_prompt_ids or [])
-    return {"prompt_tokens": prompt, "completion_tokens": gen.n_tokens, "total_tokens": prompt + gen.n_tokens}
+def _usage(reply: Reply) -> dict[str, int]:
+    prompt, completion = reply.prompt_tokens, reply.generation.n_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _whole_length(session: ChatSession, user_text: str) -> int:
+    """The prompt's tokens with every past turn kept (what prompt_ids trims to the window)."""
+    from pipeline.tokenizer import render
+
+    new = {"role": "human", "content": clean_text(user_text)}
+    ids, _ = render(
+        [*session.history, new], session.context, enc=session.engine.enc, add_generation_prompt=True
+    )
+    return len(ids)
+
+
+def _with_done(chunks: Iterator[dict[str, Any]]) -> Iterator[Event]:
+    with contextlib.closing(chunks):  # type: ignore[type-var] - a generator, which closes
+        for chunk in chunks:
+            yield None, chunk
+    yield None, "[DONE]"
+
+
+def _error_event(e: BaseException) -> list[Event]:
+    """How a chat completions stream ends when generation fails: OpenAI's clients raise on it."""
+    return [(None, error_body(f"internal error: {type(e).__name__}", "server_error"))]

@@ -1,18 +1,23 @@
-"""`nanochatgpt serve`: the trained model behind an OpenAI-style chat completions API, on localhost.
+"""`nanochatgpt serve`: the trained model behind OpenAI-style chat completions and Responses APIs,
+on localhost.
 
     POST /v1/chat/completions   messages, max_tokens, temperature, top_p, top_k, seed, stop, stream
+    POST /v1/responses          input, instructions, max_output_tokens, temperature, top_p, stream
+                                (stateless: nothing is stored, so GET /v1/responses/<id> is a 404)
     GET  /v1/models             the one model served
     GET  /health                {"status": "ok"}
 
-This module is the HTTP side; the API itself (validation, the mapping onto the chat format, one
-generation at a time) is pipeline/chatapi.py. Requests map onto the chat format the model was
+This module is the HTTP side; the APIs themselves (validation, the mapping onto the chat format, one
+generation at a time) are pipeline/chatapi.py and, mapped onto it, pipeline/responsesapi.py (whose
+docstring says what of the Responses API is taken and what is a 400). Requests map onto the chat format the model was
 trained on: `system` messages become the persona (the --context of `nanochatgpt chat`), `user`
 turns are <human> turns, `assistant` turns are <bot> turns, and the reply is generated after a
 final `user` message. Every message is rendered as ordinary text (pipeline.tokenizer.render), so a
 client cannot forge a turn or a marker; the oldest exchanges are dropped when the conversation
 outgrows the context window, the persona never. Stop strings follow OpenAI (at most four; the stop
 string is not returned) and streamed pieces are whole UTF-8 characters (server-sent events, ending
-with `data: [DONE]`).
+with `data: [DONE]`; a Responses stream is OpenAI's named events, response.created to
+response.completed).
 
 The engine runs one generation at a time, and at most --max-waiting requests (default 8) wait for
 it: more are answered 503 with Retry-After at once, which OpenAI's clients retry. A request whose
@@ -28,7 +33,7 @@ refused with 413 (before "100 Continue", and read off the socket, bounded, so th
 Web pages the user visits must not reach it (cf. Ollama's CVE-2024-28224): bound to a loopback
 address, the server answers 403 to any request whose Host header is not localhost, 127.0.0.1,
 [::1] or the bound address (any port), which defeats DNS rebinding; bound to another address with
---host, it was exposed on purpose and takes any Host. POST /v1/chat/completions also requires
+--host, it was exposed on purpose and takes any Host. Each POST route also requires
 `Content-Type: application/json` (else 415): a page cannot send that cross-origin without a CORS
 preflight, which this server never grants, so a form or a simple fetch cannot make it generate.
 """
@@ -46,14 +51,25 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pipeline import responsesapi
 from pipeline.chat import CKPT_HELP, DEFAULT_CKPT
-from pipeline.chatapi import MAX_WAITING, ChatRequest, ChatService, ClientLeft, RequestError, ServerBusy
+from pipeline.chatapi import (
+    MAX_WAITING,
+    ChatRequest,
+    ChatService,
+    ClientLeft,
+    Event,
+    RequestError,
+    ServerBusy,
+    error_body,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -64,15 +80,25 @@ REFUSED_LINGER_SECONDS = 1.0  # how long a refused connection's request is read 
 MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused (413) before it is read
 MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/chat/completions": "POST"}
+ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/responses": "POST"}
 JSON_TYPE = "application/json"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _HOST_HEADER = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::\d*)?")  # name or [IPv6], then an optional :port
 
 
-def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """OpenAI's error object: what every error reply, and a stream's error event, carries."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+@dataclass(frozen=True)
+class Api:
+    """A generating endpoint: its body parsed into a request, answered whole or as events."""
+
+    parse: Callable[[Any], ChatRequest]
+    complete: Callable[..., dict[str, Any]]  # (service, request, client_left, session)
+    stream: Callable[..., Iterator[Event]]  # (service, request, session)
+
+
+APIS = {
+    "/v1/chat/completions": Api(ChatRequest.parse, ChatService.complete, ChatService.events),
+    "/v1/responses": Api(responsesapi.ResponsesRequest.parse, responsesapi.create, responsesapi.stream),
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -222,6 +248,11 @@ class Handler(BaseHTTPRequestHandler):
             )
         else:
             message = f"no route {self.command} {self.route}"
+            if self.route.startswith("/v1/responses/"):  # retrieve, cancel, delete, input_items...
+                message += (
+                    ": this server keeps no responses (each POST /v1/responses is answered, then "
+                    "forgotten, whatever `store` says), so none can be retrieved, listed or changed"
+                )
             if f"/v1{self.route}" in ROUTES or self.route.startswith("/models/"):
                 # An OpenAI client whose base_url lacks /v1 (many local servers take both): say so,
                 # or "no route POST /chat/completions" leaves the user looking for a bug.
@@ -236,7 +267,8 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET  # noqa: N815
 
     def do_POST(self) -> None:  # noqa: N802
-        if self.route != "/v1/chat/completions":
+        api = APIS.get(self.route)
+        if api is None:
             self._not_found()
             return
         content_type = self.headers.get("Content-Type", "")
@@ -250,16 +282,16 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._streaming = False
         try:
-            req = ChatRequest.parse(self._body())
+            req = api.parse(self._body())
             session = self.service.prepare(req)  # a 400 is said at once, never after the line
             with self.service.turn(self._client_left):
                 # Requests queue for the engine; one whose client gave up meanwhile is not generated.
                 if self._client_left():
                     raise ClientLeft("while its request waited: not generated")
                 if req.stream:  # a stream stops at the first write that fails
-                    self._sse(self.service.stream(req, session))
+                    self._sse(api.stream(self.service, req, session))
                 else:
-                    self._json(HTTPStatus.OK, self.service.complete(req, self._client_left, session))
+                    self._json(HTTPStatus.OK, api.complete(self.service, req, self._client_left, session))
         except RequestError as e:
             self._error(e.status, str(e), "invalid_request_error", e.param, code=e.code)
         except ServerBusy as e:
@@ -431,7 +463,9 @@ class Handler(BaseHTTPRequestHandler):
             while left > 0 and (data := self.rfile.read1(min(left, 1 << 16))):
                 left -= len(data)
 
-    def _sse(self, chunks: Iterator[dict[str, Any]]) -> None:
+    def _sse(self, events: Iterator[Event]) -> None:
+        """Server-sent events until `events` ends, the client leaves, or a failure (whose error
+        events `events` sends first: see chatapi.ended_on_failure) is raised for do_POST to log."""
         self._streaming = True
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
@@ -440,28 +474,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         try:
-            for chunk in chunks:
-                self._event(json.dumps(chunk))
-            self._event("[DONE]")
+            for name, data in events:
+                event = "" if name is None else f"event: {name}\n"
+                payload = data if isinstance(data, str) else json.dumps(data)
+                self.wfile.write(f"{event}data: {payload}\n\n".encode())
+                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):  # the client left: stop generating
             pass
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:  # a panic in an extension too (see do_POST)
-            # The status line is gone: end the stream with an error event (OpenAI's clients raise
-            # on it) rather than cutting it, which reads as a finished reply. Then log it as a bug.
-            error = error_body(f"internal error: {type(e).__name__}", "server_error")
-            with contextlib.suppress(OSError):
-                self._event(json.dumps(error))
-            raise
         finally:
-            close = getattr(chunks, "close", None)
+            close = getattr(events, "close", None)
             if close is not None:
                 close()
-
-    def _event(self, data: str) -> None:
-        self.wfile.write(f"data: {data}\n\n".encode())
-        self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
         # Escaped as http.server's own logger does: a request line with terminal escapes must not
@@ -781,7 +804,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"serve: http://{host}:{port}/v1/chat/completions (model {args.model_name!r}); Ctrl-C stops",
+        f"serve: http://{host}:{port}/v1/chat/completions and /v1/responses (model {args.model_name!r}); "
+        "Ctrl-C stops",
         file=sys.stderr,
     )
     try:

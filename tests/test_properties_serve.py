@@ -131,7 +131,7 @@ PARAMS: dict[str, st.SearchStrategy] = {
     "temperature": numbers(st.floats(0, 2)),
     "top_p": numbers(st.floats(0, 1)),
     "top_k": numbers(st.integers(0, 60)),
-    "seed": numbers(st.integers(0, MAX_SEED)),
+    "seed": numbers(st.integers(-(2**63), MAX_SEED)),
     "n": st.one_of(st.just(1), st.just(1), st.none(), junk),
     "stop": stop,
     "stream": st.one_of(st.booleans(), st.booleans(), st.none(), st.sampled_from(["yes", "true", 1, 0])),
@@ -155,7 +155,9 @@ VALID_PARAMS: dict[str, st.SearchStrategy] = {
     "temperature": st.one_of(st.floats(0, 2), st.sampled_from([0, 0.0, 1e-300, 1e308]), st.none()),
     "top_p": st.one_of(st.floats(0, 1), st.sampled_from([0, 1, 1e-9]), st.none()),
     "top_k": st.one_of(st.integers(0, 60), st.sampled_from([1, 10**30, 5.0]), st.none()),
-    "seed": st.one_of(st.integers(0, MAX_SEED), st.sampled_from([0, MAX_SEED, 3.0]), st.none()),
+    "seed": st.one_of(
+        st.integers(-(2**63), MAX_SEED), st.sampled_from([0, -1, -(2**63), MAX_SEED, 3.0]), st.none()
+    ),
     "n": st.sampled_from([1, 1.0, None]),
     "stop": st.one_of(st.none(), stop_text, st.lists(stop_text, max_size=4)),
     "stream": st.sampled_from([True, False, None]),
@@ -181,7 +183,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "temperature": [-0.1, "hot", True, math.nan, math.inf, 10**400, [1]],
     "top_p": [-0.1, 1.01, "1", math.nan, False],
     "top_k": [-1, 1.5, "3", True, math.inf],
-    "seed": [-1, MAX_SEED + 1, 10**30, 0.5, True, "7"],
+    "seed": [-(2**63) - 1, MAX_SEED + 1, 10**30, 0.5, True, "7"],
     "n": [2, 0, "1", True, 1.5],
     "stop": ["", [""], ["a", 1], ["a", "b", "c", "d", "e"], 5, {"s": "x"}, [None]],
     "stream": ["yes", 1, "true", [True]],

@@ -160,7 +160,7 @@ def test_the_sdks_stream_and_parse_helpers_read_the_replies(hello) -> None:
             "fit",
         ),
         ({"n": 2}, "n", None, "n=1"),
-        ({"seed": -1}, "seed", None, "seed"),
+        ({"seed": 2**63}, "seed", None, "64-bit"),  # OpenAI's seed is an int64 (a negative one is taken)
         ({"stop": list("abcde")}, "stop", None, "at most 4"),
         ({"response_format": {"type": "json_object"}}, "response_format", None, "JSON"),
     ],
@@ -274,3 +274,16 @@ def test_a_500_is_not_retried_by_the_sdk() -> None:
             sdk.chat.completions.create(model="m", messages=HELLO, max_tokens=4, temperature=0)
         reply = sdk.chat.completions.create(model="m", messages=HELLO, max_tokens=4, temperature=0)
     assert reply.choices[0].message.content == "Fine."
+
+
+def test_any_int64_seed_is_taken_and_repeats(tiny) -> None:
+    """OpenAI takes any int64 seed; a negative one was a 400 ("seed must be in 0..2**63-1"), the
+    sampler's range, though torch itself takes negative seeds. The same seed repeats its text."""
+    kwargs = dict(model="tiny", messages=HELLO, max_tokens=8, temperature=1.0)
+    for seed in (-1, -(2**63), -123456789):
+        first = tiny.chat.completions.create(**kwargs, seed=seed).choices[0].message.content
+        assert tiny.chat.completions.create(**kwargs, seed=seed).choices[0].message.content == first
+    for seed in (-(2**63) - 1, 2**63):
+        with pytest.raises(openai.BadRequestError) as e:
+            tiny.chat.completions.create(**kwargs, seed=seed)
+        assert e.value.param == "seed" and "64-bit" in e.value.message
