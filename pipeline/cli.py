@@ -12,7 +12,10 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose
 # subcommand -> (module with `add_arguments(parser)` and `run(args) -> int`, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("pipeline.chat", "chat with the trained model (--context sets a persona)"),
-    "serve": ("pipeline.serve", "serve the model over an OpenAI-style chat completions API (localhost)"),
+    "serve": (
+        "pipeline.serve",
+        "serve the model over OpenAI-style chat completions and Responses APIs (localhost)",
+    ),
     "sources": ("pipeline.sources.table", "list the source registry: licence, commercial, enabled, rows"),
     "check": (
         "pipeline.check",
