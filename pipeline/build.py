@@ -28,7 +28,7 @@ counts (stats.json).
 
 What a build reads (params, the enabled sources) and the names its parts share are in
 pipeline/buildinputs.py; what it reports (stats.json, metrics.json, the dataset card) is
-pipeline/buildstats.py.
+pipeline/buildstats.py, and the licence notices beside the card (NOTICE.md) pipeline/notices.py.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ from pipeline.buildinputs import (
     SourceInput,
     resolve_sources,
 )
-from pipeline.buildstats import compute_stats, summary_metrics, write_cards
+from pipeline.buildstats import card_sources, compute_stats, summary_metrics, write_cards
 from pipeline.datasetformat import SplitWriter, assemble_conversations
+from pipeline.notices import write_notice
 from pipeline.schema import (
     QUARANTINE_SCHEMA,
     TURN_SCHEMA,
@@ -552,5 +553,6 @@ def build_variant(
         atomic.write_json(tmp / "stats.json", stats)
         atomic.write_json(tmp / "metrics.json", summary_metrics(stats))
         write_cards(tmp, cfg.variant, stats, sources)
+        write_notice(tmp, root, cfg.variant, stats, card_sources(stats, sources))  # from data/raw's records
         lap("finalize")
     return BuildResult(out_dir=out_dir, stats=stats, timings=timings)

@@ -120,6 +120,8 @@ SPLIT_FILES = {"train": "train.parquet", "validation": "val.parquet"}
 # Where `license_link` points when a licence is `other` for the Hub (one of the two file names the
 # Hub's card spec accepts for a file inside the repository).
 LICENCE_FILE = "LICENSE.md"
+# The notices passing a variant on requires, written beside its card (pipeline/notices.py).
+NOTICE_FILE = "NOTICE.md"
 _SPLIT_KEYS = (("train", "train"), ("validation", "val"))  # Hub split name, stats.json key
 
 
@@ -272,8 +274,8 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
     totals = stats["totals"]
     conv = totals.get("conversations", {})
     n_conv = int(conv.get("train", 0)) + int(conv.get("val", 0))
-    held = [s for s in sources if _held(stats, s.name)]
-    left_out = [s for s in sources if not _held(stats, s.name)]
+    held = [s for s in sources if is_held(stats, s.name)]
+    left_out = [s for s in sources if not is_held(stats, s.name)]
     hub_ids = sorted({hub_licence(s.licence) for s in held}) or ["unknown"]
     # Only splits that hold rows: `datasets.load_dataset(<dir>)` refuses the whole dataset when a
     # listed split is empty ('Instruction "validation" corresponds to no data'), which
@@ -351,8 +353,9 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "",
         "Each row's `licence` column names the terms of the source it came from, and `commercial` says "
         "whether those terms allow training a commercial model. Passing these files on means meeting "
-        "each licence below: keep the copyright notices of MIT / BSD / Apache sources and credit "
-        "CC-BY sources.",
+        f"each licence below: keep `{NOTICE_FILE}`, beside this card, with them (it holds each source's "
+        "licence and copyright text as the source shipped it, or says that it shipped none) and credit "
+        "the authors as each licence asks.",
         "",
         "| source | licence | commercial | conversations (train / val) | from |",
         "|---|---|---|---:|---|",
@@ -379,6 +382,7 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "- `text/`: the same conversations in nanoChatGPT's text format (one `<human> ... <endOfText>` "
         "line per turn).",
         "- `quarantine.parquet`: rows the build rejected, with the rule they broke.",
+        f"- `{NOTICE_FILE}`: the licence and copyright notices of every source above.",
         "- `stats.json`: per-source counts that reconcile rows read with rows kept, filtered, "
         "quarantined and removed as duplicates.",
         "",
@@ -410,7 +414,7 @@ def _other(sources: Sequence[CardSource]) -> list[CardSource]:
 def dataset_licence_file(stats: Mapping[str, Any], sources: Sequence[CardSource]) -> str | None:
     """LICENSE.md for a variant holding data under a licence the Hub does not know (the card's
     `license_link` points here), else None: each such source with its licence and where to read it."""
-    other = _other([s for s in sources if _held(stats, s.name)])
+    other = _other([s for s in sources if is_held(stats, s.name)])
     if not other:
         return None
     lines = [
@@ -431,7 +435,9 @@ def dataset_licence_file(stats: Mapping[str, Any], sources: Sequence[CardSource]
     return "\n".join([*lines, ""])
 
 
-def _held(stats: Mapping[str, Any], name: str) -> bool:
+def is_held(stats: Mapping[str, Any], name: str) -> bool:
+    """Whether source (or contributed file) `name` has conversations in the variant: what its card
+    lists as held and its NOTICE.md (pipeline/notices.py) includes."""
     counts = _counts(stats, name) or {}
     c = counts.get("conversations", {})
     return int(c.get("train", 0)) + int(c.get("val", 0)) > 0

@@ -32,6 +32,12 @@ from pipeline.sources.registry import (
 )
 
 MANIFEST = "manifest.json"
+# Where a download keeps the licence and notice files its upstream ships (a package's .dist-info
+# LICENSE, say), listed in the manifest's `licence_files`. Hidden on purpose: adapters read every
+# non-hidden file of the folder with their suffixes (readers.data_files; contrib reads only
+# non-hidden top-level files), so a LICENSE.txt here can never become a conversation.
+LICENCE_DIR = ".licence"
+LICENCE_NAMES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
 
 
 def raw_dir(name: str, root: Path | None = None) -> Path:
@@ -139,13 +145,59 @@ def _local_path(spec: SourceSpec, root: Path) -> Path:
     return path
 
 
-def _package_version(module: str) -> str | None:
-    for dist in importlib.metadata.packages_distributions().get(module, []):
+def _distribution(module: str) -> tuple[str, importlib.metadata.Distribution] | None:
+    """(name, distribution) of the installed distribution that provides the import package
+    `module` (chitchat_dataset is the distribution chitchat-dataset), or None."""
+    for name in importlib.metadata.packages_distributions().get(module, []):
         try:
-            return f"{dist}=={importlib.metadata.version(dist)}"
+            return name, importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
             continue
     return None
+
+
+def _package_version(module: str) -> str | None:
+    found = _distribution(module)
+    return None if found is None else f"{found[0]}=={found[1].version}"
+
+
+def _is_licence_file(rel: PurePosixPath) -> bool:
+    """A licence or notice file of a .dist-info folder (rel is relative to it): LICENSE*, LICENCE*,
+    COPYING*, NOTICE*, AUTHORS*, or anything under licenses/ (where PEP 639 puts them)."""
+    return rel.parts[0] == "licenses" or rel.name.upper().startswith(LICENCE_NAMES)
+
+
+def _package_licence(spec: SourceSpec, out: Path) -> dict[str, Any]:
+    """Copy the licence files the package's distribution ships (in its .dist-info) into
+    out/.licence/ and return what its metadata says about authorship and terms: the build writes
+    the variant's NOTICE.md from these recorded bytes, never from site-packages."""
+    found = _distribution(spec.location)
+    if found is None:
+        return {"upstream": None, "licence_files": []}
+    dist = found[1]
+    meta = dist.metadata
+    kept: list[str] = []
+    for f in sorted(dist.files or [], key=str):
+        parts = PurePosixPath(str(f)).parts
+        if len(parts) < 2 or not parts[0].endswith(".dist-info"):
+            continue
+        rel = PurePosixPath(*parts[1:])
+        path = Path(dist.locate_file(f))
+        if _is_licence_file(rel) and path.is_file():
+            _copy(path, out / LICENCE_DIR / rel)
+            kept.append((PurePosixPath(LICENCE_DIR) / rel).as_posix())
+    upstream = {
+        "distribution": meta["Name"],
+        "version": dist.version,
+        "author": meta.get("Author"),
+        "author_email": meta.get("Author-email"),
+        "home_page": meta.get("Home-page"),
+        "project_urls": meta.get_all("Project-URL") or [],
+        "license": meta.get("License"),  # free text in older metadata
+        "license_expression": meta.get("License-Expression"),
+        "license_classifiers": [c for c in meta.get_all("Classifier") or [] if c.startswith("License ::")],
+    }
+    return {"upstream": upstream, "licence_files": kept}
 
 
 def _package_files(spec: SourceSpec) -> tuple[Path, list[Path]]:
@@ -189,7 +241,11 @@ def _from_package(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     package_dir, files = _package_files(spec)
     for f in files:
         _copy(f, out / f.relative_to(package_dir))
-    return {"location": spec.location, "revision": _package_version(spec.location)}
+    return {
+        "location": spec.location,
+        "revision": _package_version(spec.location),
+        **_package_licence(spec, out),
+    }
 
 
 def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:

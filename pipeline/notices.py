@@ -1,0 +1,260 @@
+"""NOTICE.md: the licence and copyright notices that passing a dataset variant on requires.
+
+The dataset card says which licence each source is under; a receiver who ships the data must also
+keep each source's copyright and licence text (MIT, BSD and Apache all ask for it) and credit its
+authors. NOTICE.md, written beside the card, holds for every source the variant includes (a
+contributed file on its own) the source's name, licence id, origin, and the licence text the
+source itself shipped, or an honest line where it shipped none.
+
+The text comes from the bytes the download recorded (data/raw/<source>/, each file with its sha256
+in manifest.json, pipeline/sources/download.py), never from this machine's site-packages or the
+network: the build stays reproducible from DVC-tracked inputs, and a recorded file whose bytes no
+longer match its manifest stops the build. What each kind records:
+
+- package: the licence files of its .dist-info (`.licence/...`) and its metadata (author, project
+  URLs, licence fields and classifiers) in the manifest's `upstream`;
+- contrib: the contributor's sidecar, reproduced as written (it is the only terms record a
+  contributed file has);
+- hf_dataset, url, and any source read from a `local_path:`: nothing, and the notice says where
+  the terms are to be read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pipeline.buildinputs import BuildError
+from pipeline.cards import NOTICE_FILE, CardSource, is_held, source_link
+from pipeline.sources.registry import SIDECAR_SUFFIXES
+
+MANIFEST = (
+    "manifest.json"  # pipeline.sources.download.MANIFEST (not imported: the build runs no download code)
+)
+
+
+@dataclass(frozen=True)
+class Text:
+    """One verbatim text: what it is (a Markdown line), the fence's language, the text itself."""
+
+    caption: str
+    language: str
+    body: str
+
+
+@dataclass(frozen=True)
+class SourceNotice:
+    """What NOTICE.md says about one source (or contributed file) of a variant."""
+
+    source: CardSource
+    facts: list[str] = field(default_factory=list)  # Markdown list items: origin, author, pin
+    texts: list[Text] = field(default_factory=list)
+    missing: str = ""  # the honest line when no licence text was recorded
+
+
+def _code(text: str) -> str:
+    """A Markdown code span of any one-line text (a fence longer than any backtick run in it)."""
+    text = " ".join(str(text).split())
+    run = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{'`' * (run + 1)}{pad}{text}{pad}{'`' * (run + 1)}"
+
+
+def _link(url: str) -> str:
+    """A plain http(s) URL as it is (Markdown viewers link it), anything else as a code span."""
+    return url if re.fullmatch(r"https?://[^\s<>`()\[\]]+", url) else _code(url)
+
+
+def _fence(text: Text) -> list[str]:
+    """A fenced block holding `text.body` unchanged: its fence is longer than any backtick run in it."""
+    run = max((len(r) for r in re.findall(r"`+", text.body)), default=0)
+    fence = "`" * max(3, run + 1)
+    return [f"{fence}{text.language}", text.body.rstrip("\n"), fence]
+
+
+def _manifest(raw: Path) -> dict[str, Any] | None:
+    path = raw / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BuildError(f"{path}: unreadable download manifest ({e})") from None
+    if not isinstance(data, dict):
+        raise BuildError(f"{path}: a download manifest is a JSON object")
+    return data
+
+
+def _recorded(raw: Path, manifest: Mapping[str, Any], rel: str, name: str) -> str:
+    """The text of data/raw/<name>/<rel>, checked against the sha256 the manifest recorded for it."""
+    listed = {f.get("path"): f.get("sha256") for f in manifest.get("files") or [] if isinstance(f, dict)}
+    path = raw / rel
+    fix = f"re-run `dvc repro download@{name}`"
+    if rel not in listed or not path.is_file():
+        raise BuildError(
+            f"{path}: named by {raw / MANIFEST} but {'missing' if rel in listed else 'not listed'}; {fix}"
+        )
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != listed[rel]:
+        raise BuildError(f"{path}: its bytes are not the ones {raw / MANIFEST} recorded (sha256); {fix}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # older licence files are often Latin-1 (a © sign): every byte is one
+        return data.decode("latin-1")
+
+
+def _package(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+    up = manifest.get("upstream")
+    if not isinstance(up, dict):
+        return SourceNotice(
+            source,
+            missing=f"No licence text was recorded with this download; re-run `dvc repro download@{source.name}`.",
+        )
+    name, version = up.get("distribution"), up.get("version")
+    facts = [f"distribution: {_code(f'{name}=={version}')} (as installed when downloaded)"]
+    author = str(up.get("author") or "")
+    if up.get("author_email"):
+        author = f"{author} <{up['author_email']}>" if author else str(up["author_email"])
+    if author:
+        facts.append(f"author: {_code(author)}")
+    urls = [f"Home-page, {up['home_page']}"] if up.get("home_page") else []
+    for entry in urls + [str(u) for u in up.get("project_urls") or []]:
+        label, _, url = entry.rpartition(", ")  # a Project-URL is `label, url`
+        facts.append(f"{(label or 'project').lower()}: {_link(url)}")
+    declared = [up.get("license_expression"), up.get("license"), *(up.get("license_classifiers") or [])]
+    declared = [str(d) for d in declared if d]
+    if declared:
+        facts.append("licence in the package metadata: " + "; ".join(_code(d) for d in declared))
+    texts = [
+        Text(
+            f"{_code(PurePosixPath(rel).name)}, as the {name} {version} distribution ships it "
+            f"(recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
+            "text",
+            _recorded(raw, manifest, rel, source.name),
+        )
+        for rel in manifest.get("licence_files") or []
+    ]
+    missing = ""
+    if not texts:
+        missing = (
+            f"**No licence text:** the {name} {version} distribution shipped no licence file (its .dist-info holds "
+            f"none). The licence id above is the one sources.yaml records; the author and project named "
+            "above are the package metadata's. No copyright line is given here because the package gives "
+            "none: take the licence text from the project before passing the data on."
+        )
+    return SourceNotice(source, facts, texts, missing)
+
+
+def _contrib(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+    stem = source.name.split("/", 1)[-1]
+    sidecars = [
+        str(f.get("path"))
+        for f in manifest.get("files") or []
+        if isinstance(f, dict)
+        and "/" not in str(f.get("path"))
+        and PurePosixPath(str(f.get("path"))).stem == stem
+        and PurePosixPath(str(f.get("path"))).suffix.lower() in SIDECAR_SUFFIXES
+    ]
+    texts = [
+        Text(
+            f"The sidecar {_code(rel)}, as contributed (recorded as {_code(f'data/raw/{raw.name}/{rel}')}):",
+            "yaml",
+            _recorded(raw, manifest, rel, raw.name),
+        )
+        for rel in sidecars
+    ]
+    return SourceNotice(
+        source,
+        [],
+        texts,
+        "The contributor's sidecar, below, is this file's only record of its terms: a contributed file "
+        "carries no licence text of its own, so credit and notices are as the sidecar's licence asks.",
+    )
+
+
+def source_notice(root: Path, source: CardSource) -> SourceNotice:
+    """What NOTICE.md says about `source` (a registry source, or a contributed file `contrib/<stem>`),
+    from data/raw/<source>/ under `root`."""
+    top = source.name.split("/", 1)[0] if source.kind == "contrib" else source.name
+    raw = root / "data" / "raw" / top
+    manifest = _manifest(raw)
+    if manifest is None:
+        print(
+            f"build: {source.name}: no {raw / MANIFEST}, so NOTICE.md holds no licence text for it",
+            file=sys.stderr,
+        )
+        return SourceNotice(
+            source,
+            missing=f"No download record (`data/raw/{top}/{MANIFEST}`) was there when this variant was built, "
+            "so no licence text could be included; read the terms where the source came from.",
+        )
+    if source.kind == "contrib":
+        return _contrib(source, raw, manifest)
+    facts = []
+    pin = manifest.get("revision")
+    if manifest.get("local_path"):
+        return SourceNotice(
+            source,
+            missing=f"Read from a local copy (`local_path:` {_code(manifest['local_path'])}): no licence text "
+            "was recorded; read the terms where the source came from.",
+        )
+    if source.kind == "package":
+        return _package(source, raw, manifest)
+    if pin:
+        facts.append(f"pinned at {_code(pin)}")
+    return SourceNotice(
+        source,
+        facts,
+        missing="No licence text was recorded with the download (the pipeline fetches only the data files "
+        "of a Hub dataset or URL): read the terms at the link above, and keep any notice they ask for.",
+    )
+
+
+def notice(variant: str, notices: Sequence[SourceNotice]) -> str:
+    """The NOTICE.md of data/dataset/<variant>/."""
+    lines = [
+        f"# Notices: the `{variant}` dataset variant",
+        "",
+        "The conversations in this folder come from the sources below, each under its own licence. For "
+        "each one this file gives its licence, where it came from, and the licence and copyright text it "
+        "shipped, reproduced as recorded when it was downloaded (`data/raw/<source>/`, each file's "
+        "sha256 in `manifest.json`), or says plainly that it shipped none. Keep this file with the data "
+        "when you pass it on, and credit the authors as each licence asks.",
+        "",
+    ]
+    if not notices:
+        lines += ["This variant holds no conversations, so no source's terms apply.", ""]
+    for n in notices:
+        s = n.source
+        link = source_link(s.kind, s.location) if s.kind != "contrib" else ""
+        lines += [
+            f"## {s.name}",
+            "",
+            f"- licence: {_code(s.licence)} ({'its sidecar' if s.kind == 'contrib' else 'sources.yaml'})",
+            f"- commercial use: {'yes' if s.commercial else 'no'}",
+            *([f"- from: {link}"] if link else []),
+            *([f"- description: {' '.join(s.description.split())}"] if s.description else []),
+            *(f"- {fact}" for fact in n.facts),
+            "",
+        ]
+        if n.missing:
+            lines += [n.missing, ""]
+        for t in n.texts:
+            lines += [t.caption, "", *_fence(t), ""]
+    return "\n".join(lines)
+
+
+def write_notice(
+    out: Path, root: Path, variant: str, stats: Mapping[str, Any], rows: Sequence[CardSource]
+) -> None:
+    """NOTICE.md into `out`: every source (and contributed file) that holds data in the variant."""
+    included = [s for s in rows if is_held(stats, s.name)]
+    (out / NOTICE_FILE).write_text(
+        notice(variant, [source_notice(root, s) for s in included]), encoding="utf-8"
+    )

@@ -1,0 +1,179 @@
+"""NOTICE.md (pipeline/notices.py): each dataset variant carries the licence and copyright text of
+exactly the sources it includes, taken from the bytes the download recorded in data/raw/."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from pipeline.atomic import sha256_file
+from pipeline.build import build_variant
+from pipeline.buildinputs import BuildConfig, BuildError
+from pipeline.cards import CardSource
+from pipeline.notices import notice, source_notice
+from pipeline.schema import TURN_SCHEMA
+from pipeline.sources.download import download
+from pipeline.sources.readers import data_files
+from pipeline.sources.registry import load_registry, parse_entry
+
+REPO = Path(__file__).resolve().parents[1]
+CHITCHAT_LICENCE = Path(
+    importlib.metadata.distribution("chitchat_dataset").locate_file(
+        "chitchat_dataset-0.9.0.dist-info/LICENSE"
+    )
+)
+REGISTRY = {
+    "chitchat": {"kind": "package", "licence": "MIT", "commercial": True, "location": "chitchat_dataset"},
+    "chatterbot": {
+        "kind": "package",
+        "licence": "BSD-3-Clause",
+        "commercial": True,
+        "location": "chatterbot_corpus",
+    },
+    "persona": {"kind": "url", "licence": "CC-BY-NC-4.0", "commercial": False, "location": "https://x.org/p"},
+    "contrib": {"kind": "contrib", "licence": "per-file", "commercial": False, "location": "data/contrib"},
+}
+SIDECARS = {
+    "ok": {"licence": "CC-BY-4.0", "commercial": True, "description": "Chats by Ada Example, CC-BY"},
+    "nc": {"licence": "CC-BY-NC-4.0", "commercial": False, "description": "Chats by Nils Example, NC only"},
+}
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copy(REPO / "sources.yaml", tmp_path / "sources.yaml")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data" / "contrib").mkdir(parents=True)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _rows(source: str, n: int, licence: str, commercial: bool) -> list[dict]:
+    return [
+        {
+            "conversation_id": f"{source}:{i}",
+            "turn": t,
+            "role": "human" if t == 0 else "bot",
+            "text": f"{source} says hi {i}" if t == 0 else f"reply {i}",
+            "source": source,
+            "licence": licence,
+            "commercial": commercial,
+            "context": None,
+        }
+        for i in range(n)
+        for t in range(2)
+    ]
+
+
+def _project(root: Path) -> None:
+    """Downloads of chitchat, chatterbot and two contributed files (one non-commercial) as the
+    pipeline makes them, and turn tables for those plus `persona`, which has no download record."""
+    for stem, sidecar in SIDECARS.items():
+        (root / "data/contrib" / f"{stem}.txt").write_text(
+            f"<human> hi {stem} <endOfText>\n<bot> yo <endOfText>\n"
+        )
+        (root / "data/contrib" / f"{stem}.yaml").write_text(yaml.safe_dump(sidecar, sort_keys=False))
+    registry = load_registry(root / "sources.yaml")
+    for name in ("chitchat", "chatterbot", "contrib"):
+        download(registry[name], root)
+    tables = {
+        "chitchat": _rows("chitchat", 4, "MIT", True),
+        "chatterbot": _rows("chatterbot", 4, "BSD-3-Clause", True),
+        "persona": _rows("persona", 4, "CC-BY-NC-4.0", False),
+        "contrib": _rows("contrib/ok", 3, "CC-BY-4.0", True) + _rows("contrib/nc", 3, "CC-BY-NC-4.0", False),
+    }
+    out = root / "data" / "normalized"
+    out.mkdir(parents=True)
+    for name, rows in tables.items():
+        pl.DataFrame(rows, schema=TURN_SCHEMA).write_parquet(out / f"{name}.parquet")
+
+
+def _build(root: Path, variant: str) -> str:
+    build_variant(root, list(REGISTRY), REGISTRY, BuildConfig(variant=variant, val_fraction=0.2))
+    return (root / "data/dataset" / variant / "NOTICE.md").read_text(encoding="utf-8")
+
+
+def _sections(text: str) -> dict[str, str]:
+    parts = re.split(r"^## (.+)$", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_a_package_download_records_its_licence_files_where_no_adapter_reads_them(root: Path) -> None:
+    registry = load_registry(root / "sources.yaml")
+    chitchat = download(registry["chitchat"], root)
+    manifest = json.loads((chitchat / "manifest.json").read_text())
+    assert manifest["licence_files"] == [".licence/LICENSE"]
+    assert (chitchat / ".licence/LICENSE").read_bytes() == CHITCHAT_LICENCE.read_bytes()
+    listed = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert listed[".licence/LICENSE"] == sha256_file(CHITCHAT_LICENCE)
+    assert manifest["upstream"]["distribution"] == "chitchat-dataset"
+    # every adapter reads data files through data_files (or contrib's scan), which skip hidden paths
+    assert [p.name for p in data_files(chitchat, ("",))] == ["dataset.json"]
+    chatterbot = download(registry["chatterbot"], root)
+    manifest = json.loads((chatterbot / "manifest.json").read_text())
+    assert manifest["licence_files"] == []  # the wheel ships none
+    assert manifest["upstream"]["author"] == "Gunther Cox"
+    assert "License :: OSI Approved :: BSD License" in manifest["upstream"]["license_classifiers"]
+    assert not (chatterbot / ".licence").exists()
+
+
+def test_each_variants_notice_lists_exactly_its_sources_with_their_recorded_texts(root: Path) -> None:
+    _project(root)
+    full, commercial = _build(root, "full"), _build(root, "commercial")
+    assert set(_sections(full)) == {"chitchat", "chatterbot", "persona", "contrib/ok", "contrib/nc"}
+    assert set(_sections(commercial)) == {"chitchat", "chatterbot", "contrib/ok"}
+    for text in (full, commercial):
+        sections = _sections(text)
+        # chitchat: the MIT text, whole, as recorded (the copyright line with it)
+        assert CHITCHAT_LICENCE.read_text(encoding="utf-8").rstrip("\n") in sections["chitchat"]
+        assert "Copyright (c) 2019 Perception, Control and Cognition Lab" in sections["chitchat"]
+        # chatterbot: says it shipped no licence text, names what the metadata says, invents nothing
+        bot = sections["chatterbot"]
+        assert "shipped no licence file" in bot and "`BSD-3-Clause`" in bot
+        assert "Gunther Cox" in bot and "https://github.com/gunthercox/chatterbot-corpus" in bot
+        assert "copyright (c)" not in bot.lower() and "```" not in bot
+        # a contributed file: its sidecar as contributed
+        assert "Chats by Ada Example, CC-BY" in sections["contrib/ok"]
+    assert "Chats by Nils Example" in full and "Chats by Nils Example" not in commercial
+    assert "CC-BY-NC-4.0" not in commercial
+    # a source without a download record says so rather than pass in silence
+    assert "No download record" in _sections(full)["persona"]
+    card = (root / "data/dataset/commercial/README.md").read_text(encoding="utf-8")
+    assert "`NOTICE.md`" in card
+
+
+def test_the_notice_is_taken_from_the_recorded_bytes_not_the_installed_package(root: Path) -> None:
+    """The build reads data/raw (a DVC output), never site-packages: a recorded text is what
+    appears, and one whose bytes no longer match the manifest stops the build."""
+    _project(root)
+    raw = root / "data/raw/chitchat"
+    recorded = raw / ".licence/LICENSE"
+    recorded.write_text("MIT License\n\nCopyright (c) 2024 Someone Recorded\n")
+    with pytest.raises(BuildError, match=r"\.licence/LICENSE: its bytes are not the ones .*manifest\.json"):
+        _build(root, "commercial")
+    manifest = json.loads((raw / "manifest.json").read_text())
+    for f in manifest["files"]:
+        if f["path"] == ".licence/LICENSE":
+            f["sha256"] = sha256_file(recorded)
+    (raw / "manifest.json").write_text(json.dumps(manifest))
+    text = _sections(_build(root, "commercial"))["chitchat"]
+    assert "Someone Recorded" in text and "Perception, Control" not in text
+
+
+def test_a_text_with_backtick_fences_stays_inside_its_block(root: Path) -> None:
+    """A sidecar (or licence text) holding ``` cannot close the block it is shown in."""
+    (root / "data/contrib/odd.txt").write_text("<human> hi <endOfText>\n<bot> yo <endOfText>\n")
+    (root / "data/contrib/odd.yaml").write_text(
+        'licence: MIT\ncommercial: true\ndescription: "```\\n# Fake"\n'
+    )
+    download(parse_entry("contrib", yaml.safe_load((REPO / "sources.yaml").read_text())["contrib"]), root)
+    text = notice("full", [source_notice(root, CardSource("contrib/odd", "MIT", True, "contrib"))])
+    assert "\n````yaml\n" in text and text.rstrip().endswith("````")
+    assert not re.search(r"^## Fake", text, flags=re.MULTILINE)
