@@ -569,9 +569,10 @@ def model_card(
     facts: ModelFacts,
     source_tokens: Sequence[Mapping[str, Any]],
     terms: Mapping[str, CardSource] | None = None,
+    notice: bool = False,
 ) -> str:
     """The README.md of model/hf/: architecture, training run, data make-up and licences, chat
-    format, usage.
+    format, usage. `notice`: NOTICE.md (the training data's licence texts) sits beside it.
 
     `source_tokens` are the rows of data/tokens/<variant>/sources.csv (source, tokens,
     loss_tokens, conversations), the training split's make-up; `terms` each source's licence and
@@ -612,6 +613,15 @@ def model_card(
         "",
         commercial_statement(trained, unknown_base),
         "",
+        *(
+            [
+                f"`{NOTICE_FILE}`, beside this card, holds the licence and copyright text each source of "
+                "the training variant shipped (or says that it shipped none): keep it with the weights.",
+                "",
+            ]
+            if notice
+            else []
+        ),
         *(
             [f"The weights start from `{facts.init_from}`: its own licence applies to them too.", ""]
             if facts.init_from != "scratch"

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from pipeline import atomic
+from pipeline.cards import NOTICE_FILE
 from pipeline.hf import CONV1D_SUFFIXES, GPT2_VOCAB, HUB_REPOS, read_json
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
@@ -138,10 +139,12 @@ def export_hf(
     vocab_size: int = N_VOCAB,
     card: str | None = None,
     licence: str | None = None,
+    notice: str | None = None,
 ) -> None:
     """Write `model` as a Hugging Face GPT-2 directory (replaced as a whole, atomically), with
-    `card` (pipeline.cards.model_card) as its README.md and `licence` (pipeline.cards.
-    model_licence_file, which the card's `license_link` names) as its LICENSE.md when given."""
+    `card` (pipeline.cards.model_card) as its README.md, `licence` (pipeline.cards.
+    model_licence_file, which the card's `license_link` names) as its LICENSE.md and `notice` (the
+    training variant's NOTICE.md, pipeline/notices.py) as its NOTICE.md, each when given."""
     raw = getattr(model, "module", model)
     raw = getattr(raw, "_orig_mod", raw)
     cfg: GPTConfig = raw.config
@@ -168,6 +171,8 @@ def export_hf(
             (tmp / "README.md").write_text(card, encoding="utf-8")
         if licence is not None:
             (tmp / "LICENSE.md").write_text(licence, encoding="utf-8")
+        if notice is not None:
+            (tmp / NOTICE_FILE).write_text(notice, encoding="utf-8")
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -191,13 +196,16 @@ def export_run(
     metrics_file: str | Path,
     data_dir: str | Path,
     stats_file: str | Path | None = None,
+    notice_file: str | Path | None = None,
 ) -> None:
     """The export stage: a trained checkpoint (model/ckpt) -> model/hf, with its model card made
     from the run's metrics (model/metrics.json), the training split's tokens per source
     (data/tokens/<variant>/sources.csv) and each source's licence and commercial flag
     (data/dataset/<variant>/stats.json): the card travels without the dataset, so it carries them.
     Without `stats_file` every source's terms are `unknown` and the card says the weights are not
-    for commercial use (the stage always passes it)."""
+    for commercial use (the stage always passes it). `notice_file`, the variant's NOTICE.md (the
+    licence and copyright texts of its sources), is copied beside the card: weights passed on
+    under MIT, BSD or Apache terms owe those notices too, and model/hf is what gets uploaded."""
     from pipeline import cards
     from pipeline.checkpoint import load_model
 
@@ -229,6 +237,7 @@ def export_run(
     )
     sources_csv = Path(data_dir) / "sources.csv"
     rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
-    card = cards.model_card(facts, rows, terms)
+    notice = Path(notice_file).read_text(encoding="utf-8") if notice_file is not None else None
+    card = cards.model_card(facts, rows, terms, notice=notice is not None)
     licence = cards.model_licence_file(rows, terms, cards.unrecorded_base(facts))
-    export_hf(model, out_dir, card=card, licence=licence)
+    export_hf(model, out_dir, card=card, licence=licence, notice=notice)

@@ -409,6 +409,40 @@ def test_export_run_writes_the_licences_into_the_card(tmp_path: Path) -> None:
     assert header["base_model"] == "openai-community/gpt2"
     assert "| nc | CC-BY-NC-4.0 | no | 50 |" in card and "**Commercial use: not allowed.**" in card
     assert "| nc | CC-BY-NC-4.0 | no |" in (out / "LICENSE.md").read_text(encoding="utf-8")
+    assert not (out / "NOTICE.md").exists() and "NOTICE.md" not in card  # no notice given: none claimed
+
+
+def test_export_run_ships_the_variants_notice_beside_the_card(tmp_path: Path) -> None:
+    """The variant's NOTICE.md (its sources' licence texts) travels with the uploaded weights, byte
+    for byte, and the card tells the receiver to keep it."""
+    from pipeline import checkpoint
+
+    checkpoint.save_model(_our_tiny(), tmp_path / "ckpt")
+    metrics = {"params": 1, "init_from": "scratch", "iters": 2, "tokens_per_iter": 8}
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "initial_val_loss": 9.0, "val_loss": 8.0}))
+    tokens = tmp_path / "tokens" / "full"
+    tokens.mkdir(parents=True)
+    (tokens / "sources.csv").write_text(
+        "source,tokens,loss_tokens,conversations\nmit,100,40,3\n", encoding="utf-8"
+    )
+    (tmp_path / "stats.json").write_text(
+        json.dumps({"sources": {"mit": {"licence": "MIT", "commercial": True, "kind": "package"}}})
+    )
+    notice = "# Notices\n\nMIT License\n\nCopyright (c) 2019 Somebody \u00e9\n"
+    (tmp_path / "NOTICE.md").write_text(notice, encoding="utf-8")
+    out = tmp_path / "hf"
+    hfexport.export_run(
+        tmp_path / "ckpt",
+        out,
+        tmp_path / "metrics.json",
+        tokens,
+        tmp_path / "stats.json",
+        tmp_path / "NOTICE.md",
+    )
+    assert (out / "NOTICE.md").read_bytes() == notice.encode("utf-8")
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "**Commercial use: allowed.**" in card
+    assert "`NOTICE.md`, beside this card, holds the licence and copyright text" in card
 
 
 # ---------------------------------------------------------------- rows past GPT-2's vocabulary
