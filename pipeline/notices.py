@@ -15,8 +15,22 @@ longer match its manifest stops the build. What each kind records:
   URLs, licence fields and classifiers) in the manifest's `upstream`;
 - contrib: the contributor's sidecar, reproduced as written (it is the only terms record a
   contributed file has);
-- hf_dataset, url, and any source read from a `local_path:`: nothing, and the notice says where
-  the terms are to be read.
+- hf_dataset: the LICENSE*/LICENCE*/COPYING*/NOTICE*/AUTHORS* files at the repo's root and its
+  dataset card (README.md), at the pinned commit (`.licence/...`). The licence and notice files are
+  reproduced whole; of the card only its terms: the front matter's `license*` keys (and a gated
+  repo's `extra_gated_prompt`), verbatim, and its sections whose heading names a licence, citation,
+  copyright or terms, verbatim and cut at CARD_MAX characters. Extracting just these is reliable:
+  the front matter is YAML between `---` lines at the top (the Hub's own format) and a section is
+  the Markdown from its heading to the next heading of its level (fenced code skipped, so a `#` in
+  a BibTeX or shell block starts none); the rest of a card (often 10-100 KB of description and
+  schema) states no terms, and the whole card stays recorded beside the data;
+- url: with `archive: true`, the members its `licence_files:` selects; a single file, nothing;
+- a `local_path:` folder: the licence and notice files at its top (a hub copy's card too, and in an
+  unpacked archive the files `licence_files:` selects); a single file, nothing.
+
+Where nothing was recorded the notice says where the terms are to be read. A recorded text is cut
+at TEXT_MAX characters (with a line saying so): a licence is far shorter, anything longer is not
+one a reader needs inline.
 """
 
 from __future__ import annotations
@@ -37,6 +51,16 @@ from pipeline.sources.registry import SIDECAR_SUFFIXES
 MANIFEST = (
     "manifest.json"  # pipeline.sources.download.MANIFEST (not imported: the build runs no download code)
 )
+# The longest common licence texts (GPL-3.0, AGPL-3.0) are about 35,000 characters: each is whole.
+TEXT_MAX = 65_536
+# What is reproduced of a dataset card's licence and citation sections, all together.
+CARD_MAX = 12_000
+_CARD_KEY = re.compile(r"^(license\w*|extra_gated_prompt)\s*:")  # front matter keys stating terms
+_TOP_KEY = re.compile(r"^[^\s#-][^:]*:")  # a top-level front matter key (not indented, not a list item)
+_TERMS_HEADING = re.compile(r"licen[cs]|citation|\bcite\b|copyright|\bterms\b", re.IGNORECASE)
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+NO_LICENCE_FILE = "LICENSE, LICENCE, COPYING or NOTICE file"
 
 
 @dataclass(frozen=True)
@@ -109,6 +133,185 @@ def _recorded(raw: Path, manifest: Mapping[str, Any], rel: str, name: str) -> st
         return data.decode("latin-1")
 
 
+def _cut(body: str, limit: int, recorded: str) -> tuple[str, str]:
+    """(`body` cut at `limit` characters, a caption note saying so, or "" when it is whole)."""
+    if len(body) <= limit:
+        return body, ""
+    note = f" (its first {limit:,} of {len(body):,} characters; the rest is in {_code(recorded)})"
+    return body[:limit], note
+
+
+def _recorded_text(caption: str, raw: Path, manifest: Mapping[str, Any], rel: str, name: str) -> Text:
+    """The recorded file `rel` as a Text: `caption` names it, and ends in ':' (a cut one says so)."""
+    recorded = f"data/raw/{name}/{rel}"
+    body, note = _cut(_recorded(raw, manifest, rel, name), TEXT_MAX, recorded)
+    return Text(f"{caption.removesuffix(':')}{note}:", "text", body)
+
+
+def _front_matter_terms(card: str) -> str:
+    """The lines of the card's YAML front matter (between `---` lines at its top) that state terms:
+    the `license*` keys and `extra_gated_prompt`, each with its indented or list lines, verbatim."""
+    lines = card.splitlines()
+    if not lines or lines[0].rstrip() != "---":
+        return ""
+    kept: list[str] = []
+    keep = False
+    for line in lines[1:]:
+        if line.rstrip() in ("---", "..."):
+            break
+        if _TOP_KEY.match(line):
+            keep = bool(_CARD_KEY.match(line))
+        if keep:
+            kept.append(line)
+    return "\n".join(kept).strip("\n")
+
+
+def _terms_sections(card: str) -> list[str]:
+    """The card's Markdown sections whose heading names a licence, citation, copyright or terms,
+    each from its heading to the next heading of its level or above (headings inside fenced code,
+    a BibTeX `#` say, are not headings); a section inside one already taken is not repeated."""
+    lines = card.splitlines()
+    headings: list[tuple[int, int, str]] = []  # (line, level, title)
+    fence = ""
+    for i, line in enumerate(lines):
+        opened = _FENCE.match(line)
+        if fence:
+            closing = opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence)
+            if closing and not line.strip().strip(fence[0]):
+                fence = ""
+            continue
+        if opened:
+            fence = opened.group(1)
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            headings.append((i, len(heading.group(1)), (heading.group(2) or "").rstrip("#").strip()))
+    sections: list[str] = []
+    taken = -1
+    for n, (i, level, title) in enumerate(headings):
+        if i < taken or not _TERMS_HEADING.search(title):
+            continue
+        taken = next((j for j, lv, _ in headings[n + 1 :] if lv <= level), len(lines))
+        sections.append("\n".join(lines[i:taken]).strip("\n"))
+    return sections
+
+
+def _card(raw: Path, manifest: Mapping[str, Any], name: str) -> tuple[list[str], list[Text]]:
+    """(facts, texts) of the recorded dataset card: what it states of the terms, verbatim."""
+    rel = manifest.get("card")
+    if not rel:
+        return [], []
+    recorded = f"data/raw/{name}/{rel}"
+    card = _recorded(raw, manifest, str(rel), name)
+    texts = []
+    front = _front_matter_terms(card)
+    if front:
+        body, note = _cut(front, TEXT_MAX, recorded)
+        texts.append(Text(f"The dataset card's front matter states{note}:", "yaml", body))
+    sections = _terms_sections(card)
+    if sections:
+        body, note = _cut("\n\n".join(sections), CARD_MAX, recorded)
+        texts.append(Text(f"The dataset card's licence and citation sections{note}:", "markdown", body))
+    none = "; it states no licence (no `license:` in its front matter, no licence or citation section)"
+    said = "" if texts else none
+    return [f"dataset card: recorded as {_code(recorded)}{said}"], texts
+
+
+def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+    pin = manifest.get("revision")
+    facts = [f"pinned at {_code(pin)}"] if pin else []
+    if "licence_files" not in manifest:  # downloaded before the repo's licence files were recorded
+        return SourceNotice(
+            source,
+            facts,
+            missing="No licence text was recorded with this download; re-run "
+            f"`dvc repro download@{source.name}` to record the repository's licence files and card.",
+        )
+    texts = [
+        _recorded_text(
+            f"{_code(PurePosixPath(rel).name)}, as the repository holds it at that commit "
+            f"(recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
+            raw,
+            manifest,
+            rel,
+            source.name,
+        )
+        for rel in manifest.get("licence_files") or []
+    ]
+    card_facts, card_texts = _card(raw, manifest, source.name)
+    missing = ""
+    if not texts:
+        missing = (
+            f"**No licence text:** the repository holds no {NO_LICENCE_FILE} at its root at that commit, so "
+            f"none is reproduced here: the licence id above is the one sources.yaml records"
+            f"{', and what the dataset card states of its terms is below' if card_texts else ''}. Include the "
+            "text of that licence when you pass the data on, and keep any notice or citation its authors ask for."
+        )
+    return SourceNotice(source, facts + card_facts, texts + card_texts, missing)
+
+
+def _url(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+    pin = manifest.get("revision")
+    facts = [f"sha256 of the download: {_code(pin)}"] if pin else []
+    texts = [
+        _recorded_text(
+            f"The archive member {_code(PurePosixPath(rel).relative_to('.licence').as_posix())}, as the "
+            f"pinned download holds it (recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
+            raw,
+            manifest,
+            rel,
+            source.name,
+        )
+        for rel in manifest.get("licence_files") or []
+    ]
+    why = (
+        "the archive's members holding its licence are chosen by `licence_files:` in sources.yaml, and none "
+        "is set for this source"
+        if manifest.get("archive")
+        else "the download is one data file, which carries none"
+    )
+    missing = (
+        ""
+        if texts
+        else f"No licence text was recorded with the download ({why}): read the terms at the link above, "
+        "and keep any notice they ask for."
+    )
+    return SourceNotice(source, facts, texts, missing)
+
+
+def _local(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+    where = f"`local_path:` {_code(manifest['local_path'])}"
+    texts = [
+        _recorded_text(
+            f"{_code(PurePosixPath(rel).relative_to('.licence').as_posix())}, as the local copy holds it "
+            f"(recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
+            raw,
+            manifest,
+            rel,
+            source.name,
+        )
+        for rel in manifest.get("licence_files") or []
+    ]
+    card_facts, card_texts = _card(raw, manifest, source.name)
+    facts = [f"read from a local copy ({where})", *card_facts]
+    missing = ""
+    if not texts:
+        if "licence_files" not in manifest:
+            held = "no licence file was recorded"
+        elif manifest.get("archive"):  # the archive itself: its licence members are chosen by name
+            held = "no `licence_files:` in sources.yaml selects the archive's licence members"
+        else:
+            held = (
+                f"the local copy holds no {NO_LICENCE_FILE} at the top of its folder (a `local_path:` "
+                "naming one file has none)"
+            )
+        missing = (
+            f"No licence text: {held}, so none is reproduced here; read the terms where the source came "
+            "from, and keep any notice they ask for."
+        )
+    return SourceNotice(source, facts, texts + card_texts, missing)
+
+
 def _package(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
     up = manifest.get("upstream")
     if not isinstance(up, dict):
@@ -132,11 +335,13 @@ def _package(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> Sour
     if declared:
         facts.append("licence in the package metadata: " + "; ".join(_code(d) for d in declared))
     texts = [
-        Text(
+        _recorded_text(
             f"{_code(PurePosixPath(rel).name)}, as the {name} {version} distribution ships it "
             f"(recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
-            "text",
-            _recorded(raw, manifest, rel, source.name),
+            raw,
+            manifest,
+            rel,
+            source.name,
         )
         for rel in manifest.get("licence_files") or []
     ]
@@ -196,24 +401,13 @@ def source_notice(root: Path, source: CardSource) -> SourceNotice:
         )
     if source.kind == "contrib":
         return _contrib(source, raw, manifest)
-    facts = []
-    pin = manifest.get("revision")
     if manifest.get("local_path"):
-        return SourceNotice(
-            source,
-            missing=f"Read from a local copy (`local_path:` {_code(manifest['local_path'])}): no licence text "
-            "was recorded; read the terms where the source came from.",
-        )
+        return _local(source, raw, manifest)
     if source.kind == "package":
         return _package(source, raw, manifest)
-    if pin:
-        facts.append(f"pinned at {_code(pin)}")
-    return SourceNotice(
-        source,
-        facts,
-        missing="No licence text was recorded with the download (the pipeline fetches only the data files "
-        "of a Hub dataset or URL): read the terms at the link above, and keep any notice they ask for.",
-    )
+    if source.kind == "url":
+        return _url(source, raw, manifest)
+    return _hub(source, raw, manifest)
 
 
 def notice(variant: str, notices: Sequence[SourceNotice]) -> str:

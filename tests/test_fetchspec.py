@@ -84,11 +84,19 @@ def test_local_path_spec_follows_the_files_it_copies(tmp_path: Path) -> None:
     data = tmp_path / "mine" / "data"
     data.mkdir(parents=True)
     (data / "train.parquet").write_bytes(b"one")
-    (tmp_path / "mine" / "README.md").write_text("the card\n")  # not matched by files: data/*.parquet
+    (tmp_path / "mine" / "notes.txt").write_text("mine\n")  # not matched by files: data/*.parquet
     first = fetch_spec(spec, tmp_path)
     assert [c["path"] for c in first["contents"]] == ["data/train.parquet"]
     assert first != before
-    (tmp_path / "mine" / "README.md").write_text("an edited card\n")
+    (tmp_path / "mine" / "notes.txt").write_text("edited\n")
+    assert fetch_spec(spec, tmp_path) == first
+    # the card (and a LICENSE) at the top of a hub copy are recorded for NOTICE.md: they count
+    (tmp_path / "mine" / "README.md").write_text("---\nlicense: mit\n---\n")
+    carded = fetch_spec(spec, tmp_path)
+    assert [c["path"] for c in carded["contents"]] == ["data/train.parquet", "README.md"]
+    (tmp_path / "mine" / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n")
+    assert fetch_spec(spec, tmp_path) != carded
+    (tmp_path / "mine" / "README.md").unlink()
     assert fetch_spec(spec, tmp_path) == first
     (data / "train.parquet").write_bytes(b"two")
     assert fetch_spec(spec, tmp_path) != first

@@ -511,15 +511,18 @@ def test_hub_download_resolves_an_offline_cache(root: Path, tmp_path: Path) -> N
     spec = load_registry()["oasst1"]
     folder = download(spec)
     assert (folder / "data" / "train-00000-of-00001.parquet").read_bytes() == data
-    assert not (folder / "README.md").exists()  # only the registry's `files:` are fetched
+    # only the registry's `files:` are data; the card is recorded apart, for NOTICE.md
+    assert not (folder / "README.md").exists()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["revision"] == OASST_REV and manifest["location"] == "OpenAssistant/oasst1"
+    assert manifest["card"] == ".licence/README.md" and manifest["licence_files"] == []
     assert manifest["files"] == [
+        {"path": ".licence/README.md", "sha256": hashlib.sha256(b"# card\n").hexdigest(), "size": 7},
         {
             "path": "data/train-00000-of-00001.parquet",
             "sha256": hashlib.sha256(data).hexdigest(),
             "size": len(data),
-        }
+        },
     ]
     result = normalize_source(spec, folder, {"max_turn_chars": 16000})
     assert result.turns.filter(pl.col("conversation_id") == "oasst1:p1")["text"].to_list() == [
@@ -931,7 +934,9 @@ def _fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: dict[str, b
 
 
 def _copied(folder: Path) -> list[str]:
-    return sorted(f["path"] for f in json.loads((folder / "manifest.json").read_text())["files"])
+    """The data files a download copied (the repo's card and licence files go to .licence/)."""
+    listed = json.loads((folder / "manifest.json").read_text())["files"]
+    return sorted(f["path"] for f in listed if not f["path"].startswith(".licence/"))
 
 
 @pytest.mark.parametrize("name", sorted(HUB_TREES))

@@ -1,4 +1,5 @@
-"""Safe extraction of the members a source's `files:` globs select from a .tar(.gz/.bz2/.xz) or .zip.
+"""Safe extraction of the members a source's `files:` (or `licence_files:`) globs select from a
+.tar(.gz/.bz2/.xz) or .zip.
 
 An archive is data from the network: a member may be named `../../.bashrc` or `/etc/cron.d/x`, or
 be a link or a device. Nothing is handed to tarfile's or zipfile's own extraction. The whole member
@@ -141,13 +142,16 @@ def _listing(path: Path, fmt: str) -> Iterator[tuple[list[Member], Callable[[], 
             yield members, lambda: iter(members)
 
 
-def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, origin: str) -> dict[str, Any]:
+def extract(
+    path: Path, patterns: tuple[str, ...], out: Path, *, name: str, origin: str, key: str = "files"
+) -> dict[str, Any]:
     """Copy the regular-file members of archive `path` that `patterns` select (the same rules as for
     files on disk, globs.select) into `out`, keeping their paths; return what was done for the
     manifest: {"members_extracted": n, "members_skipped": {kind: count}}. `origin` names the archive in
-    messages (its URL or local path)."""
+    messages (its URL or local path), `key` the sources.yaml field the patterns come from (`files:`,
+    or `licence_files:` for the members holding its licence, extracted into data/raw/<name>/.licence/)."""
     where = f"data/raw/{name}"
-    hint = f"fix `files:` for {name} in sources.yaml"
+    hint = f"fix `{key}:` for {name} in sources.yaml"
     fmt = _format(path)
     if fmt is None:
         raise SourceError(
@@ -186,7 +190,7 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
             linked = {rel for rel in globs.select(links, patterns) if links[rel] in counts}
             counts.update(linked)
             wanted = set(globs.select(counts, patterns))
-            _check_wanted(wanted, counts, name, origin)
+            _check_wanted(wanted, counts, name, origin, key)
             if not wanted:
                 raise SourceError(
                     f"{name}: archive {origin} has no file matching {', '.join(patterns) or '*'}; {hint}"
@@ -197,7 +201,7 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
             sizes = {_relative(m.name): m.size for m in files}
             # (a selected hard link is in `wanted` under its own name, with its target's size)
             need = sum(sizes[r] if r in sizes else sizes[links[r]] for r in wanted)
-            _check_space(need, out, name, origin)
+            _check_space(need, out, name, origin, key)
             skipped = Counter(m.kind for m in members if m.kind not in ("file", "dir"))
             skipped["hardlink"] -= len(linked)
             for m in second_pass():
@@ -232,14 +236,14 @@ def extract(path: Path, patterns: tuple[str, ...], out: Path, *, name: str, orig
     return {"members_extracted": len(wanted), "members_skipped": dict(sorted((+skipped).items()))}
 
 
-def _check_space(need: int, out: Path, name: str, origin: str) -> None:
+def _check_space(need: int, out: Path, name: str, origin: str, key: str = "files") -> None:
     """Refuse, before a byte is written, a selection larger than the disk space free at `out`."""
     out.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out).free
     if need > free:
         raise SourceError(
-            f"{name}: the members of archive {origin} that `files:` selects hold {_size(need)} unpacked, "
-            f"but data/raw/{name} has {_size(free)} free; free disk space or narrow `files:` for {name}"
+            f"{name}: the members of archive {origin} that `{key}:` selects hold {_size(need)} unpacked, "
+            f"but data/raw/{name} has {_size(free)} free; free disk space or narrow `{key}:` for {name}"
         )
 
 
@@ -247,7 +251,7 @@ def _size(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
-def _check_wanted(wanted: set[str], counts: Counter[str], name: str, origin: str) -> None:
+def _check_wanted(wanted: set[str], counts: Counter[str], name: str, origin: str, key: str = "files") -> None:
     """Refuse, before a byte is written, a selection that cannot be laid out as files: one name
     twice, a name that is also another's folder, a name that is not UTF-8 (the manifest could not
     say it)."""
@@ -266,5 +270,5 @@ def _check_wanted(wanted: set[str], counts: Counter[str], name: str, origin: str
         if clash:
             raise SourceError(
                 f"{name}: archive {origin} holds {brief(clash[0], 100)} both as a file and as the folder "
-                f"of {brief(rel, 100)}; narrow `files:`"
+                f"of {brief(rel, 100)}; narrow `{key}:`"
             )

@@ -38,6 +38,20 @@ MANIFEST = "manifest.json"
 # non-hidden top-level files), so a LICENSE.txt here can never become a conversation.
 LICENCE_DIR = ".licence"
 LICENCE_NAMES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+# A Hub dataset's card: where its licence (front matter `license:`) and citation are stated. The
+# download records it whole (pipeline/notices.py reproduces only those parts).
+CARD = "README.md"
+
+
+def _any_case(text: str) -> str:
+    """An fnmatch pattern for `text` in any letter case (huggingface_hub matches case-sensitively)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in text)
+
+
+# What a hub download also asks huggingface_hub for (allow_patterns, in the same call as the data):
+# the repo's licence and notice files and its card. fnmatch's `*` crosses '/', so a LICENSES/ folder
+# may arrive in the snapshot too; only files at the repo's root are recorded (`_record_licence`).
+HUB_LICENCE_PATTERNS = (*(f"{_any_case(n)}*" for n in LICENCE_NAMES), CARD)
 
 
 def raw_dir(name: str, root: Path | None = None) -> Path:
@@ -94,6 +108,72 @@ def _copy_selected(folder: Path, patterns: tuple[str, ...], out: Path, none_foun
         _copy(f, out / f.relative_to(folder))
 
 
+def _is_licence_name(name: str) -> bool:
+    """LICENSE*, LICENCE*, COPYING*, NOTICE*, AUTHORS*, in any letter case (LICENSE.md, notice.txt)."""
+    return name.upper().startswith(LICENCE_NAMES)
+
+
+def _top_licence_files(folder: Path, card: bool) -> list[Path]:
+    """The licence and notice files at the top of `folder` (a hub snapshot, a `local_path:` folder),
+    and its dataset card when `card` and there is one, sorted; a link leading outside is refused."""
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and (_is_licence_name(p.name) or (card and p.name == CARD))
+    )
+    _refuse_outside_links(folder, files)
+    return files
+
+
+def _record_licence(base: Path, files: list[Path], out: Path) -> dict[str, Any]:
+    """Copy `files` (under `base`) into out/.licence/ with their paths below `base`; what the manifest
+    says of them: `licence_files` (texts the notice reproduces whole) and `card` (a top-level
+    README.md, or None: the notice reproduces only its terms)."""
+    kept, card = [], None
+    for f in files:
+        rel = (PurePosixPath(LICENCE_DIR) / f.relative_to(base).as_posix()).as_posix()
+        _copy(f, out / rel)
+        if f == base / CARD:
+            card = rel
+        else:
+            kept.append(rel)
+    return {"licence_files": kept, "card": card}
+
+
+def _archive_licence(spec: SourceSpec, archive: Path, out: Path, origin: str) -> dict[str, Any]:
+    """Extract the members `licence_files:` selects into out/.licence/ (the same safe extraction
+    as the data, archive.extract); what the manifest lists of them."""
+    if not spec.licence_files:
+        return {"licence_files": []}
+    from pipeline.sources.archive import extract
+
+    dest = out / LICENCE_DIR
+    extract(archive, spec.licence_files, dest, name=spec.name, origin=origin, key="licence_files")
+    found = sorted(p.relative_to(out).as_posix() for p in dest.rglob("*") if p.is_file())
+    return {"licence_files": found}
+
+
+def _local_licence_files(spec: SourceSpec, root: Path) -> list[Path]:
+    """What a `local_path:` folder holds of its terms, recorded like a download's: the licence and
+    notice files at its top, a hub copy's card (README.md), and in an unpacked archive the files
+    `licence_files:` selects. A `local_path:` naming one file has no such neighbours: none."""
+    path = _local_path(spec, root)
+    if not path.is_dir():
+        return []
+    found = set(_top_licence_files(path, card=spec.kind == "hf_dataset"))
+    if spec.licence_files:
+        chosen = _select(path, spec.licence_files)
+        if not chosen:
+            raise SourceError(
+                f"{spec.name}: local_path {path} holds no files matching {', '.join(spec.licence_files)}; "
+                f"fix `licence_files:` for {spec.name} in sources.yaml"
+            )
+        found.update(chosen)
+    return sorted(found)
+
+
 def _local_files(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]]:
     """(base, files) that a `local_path:` download copies, each to its path relative to base."""
     path = _local_path(spec, root)
@@ -133,10 +213,11 @@ def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     if spec.archive and one_file:  # the archive itself, not its unpacked folder
         from pipeline.sources.archive import extract
 
-        return {**fetched, "archive": extract(files[0], spec.files, out, name=spec.name, origin=path)}
+        members = extract(files[0], spec.files, out, name=spec.name, origin=path)
+        return {**fetched, "archive": members, **_archive_licence(spec, files[0], out, path)}
     for f in files:
         _copy(f, out / f.relative_to(base))
-    return fetched
+    return {**fetched, **_record_licence(local, _local_licence_files(spec, root), out)}
 
 
 def _local_path(spec: SourceSpec, root: Path) -> Path:
@@ -231,7 +312,9 @@ def files_on_disk(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]] | Non
         folder = contrib_folder(spec, root)
         return folder, contrib_entries(folder)
     if spec.local_path:
-        return _local_files(spec, root)
+        base, files = _local_files(spec, root)
+        # the licence files it records too: an edited LICENSE must re-run the download
+        return base, files + [f for f in _local_licence_files(spec, root) if f not in files]
     if spec.kind == "package":
         return _package_files(spec)
     return None
@@ -265,7 +348,7 @@ def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
 def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     from pipeline.sources.hub import fetch_snapshot
 
-    snapshot, commit = fetch_snapshot(spec)
+    snapshot, commit = fetch_snapshot(spec, HUB_LICENCE_PATTERNS)
     _copy_selected(
         snapshot,
         spec.files,
@@ -273,7 +356,8 @@ def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
         f"{spec.name}: {spec.location}@{spec.revision} has no files matching {', '.join(spec.files)}; "
         f"fix `files:` or set `local_path:` for {spec.name} in sources.yaml",
     )
-    return {"location": spec.location, "revision": commit}
+    recorded = _record_licence(snapshot, _top_licence_files(snapshot, card=True), out)
+    return {"location": spec.location, "revision": commit, **recorded}
 
 
 def _from_url(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
@@ -289,7 +373,8 @@ def _from_url(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
 
         kept = cached_url(spec.location, spec.sha256, name=spec.name)
         members = extract(kept, spec.files, out, name=spec.name, origin=spec.location)
-        return {"location": spec.location, "revision": spec.sha256, "archive": members}
+        licence = _archive_licence(spec, kept, out, spec.location)
+        return {"location": spec.location, "revision": spec.sha256, "archive": members, **licence}
     filename = spec.files[0] if spec.files else Path(urlparse(spec.location).path).name or "download"
     dest = out / filename
     # parse_entry refuses absolute paths and '..' parts in `files:`; this holds whatever built the spec

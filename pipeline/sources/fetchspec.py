@@ -10,7 +10,8 @@ re-mix (build onwards: the build reads flags from sources.yaml), never a re-down
 re-normalize (docs/contracts.md), and a contributed file re-runs only download@contrib.
 
 Files read from this machine are part of the spec too: the sha256 of each file a `local_path:`
-or a `kind: package` download copies. DVC cannot list those paths in dvc.yaml (they differ per
+or a `kind: package` download copies (a `local_path:` folder's LICENSE/NOTICE files and card, which
+it records for NOTICE.md, among them). DVC cannot list those paths in dvc.yaml (they differ per
 source and per machine), so the registry stage is `always_changed`: it runs on every
 `dvc repro`, and a download re-runs exactly when its JSON's bytes change, that is when an edited
 local file, or an upgraded package, changes what it would copy.
@@ -52,6 +53,9 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
     # written only when set: every other source's JSON (and DVC's hash of it) stays as it was
     if spec.archive:
         out["archive"] = True
+    # which members go to .licence/ (the archive's sha256 pins their bytes); absent when unset
+    if spec.licence_files:
+        out["licence_files"] = list(spec.licence_files)
     try:
         on_disk = files_on_disk(spec, root)
     except SourceError:

@@ -5,7 +5,8 @@ serves them; download.py then copies the selected files into data/raw/<name>/. T
 with fnmatch, where `**/*.csv` misses a top-level file that pathlib's glob takes: the registry's
 globs are rewritten for it (globs.hub_patterns) so that it sends every file the copy selects. With
 HF_HUB_OFFLINE=1 (or no network) a snapshot already in the cache still resolves, which is also
-how the tests exercise this path without a network.
+how the tests exercise this path without a network. The repo's root licence and notice files and
+its dataset card come in the same snapshot (download.py records them in data/raw/<name>/.licence/).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def fetch_snapshot(spec: SourceSpec) -> tuple[Path, str]:
-    """(local snapshot folder, resolved commit) of `spec.location` at `spec.revision`."""
+def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> tuple[Path, str]:
+    """(local snapshot folder, resolved commit) of `spec.location` at `spec.revision`, holding the
+    files `spec.files` selects and those the fnmatch patterns `also` name (the repo's licence files
+    and card, download.HUB_LICENCE_PATTERNS): one listing of the repo, by the same call, at the same
+    commit, with the same token and offline rules as the data."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -46,7 +50,7 @@ def fetch_snapshot(spec: SourceSpec) -> tuple[Path, str]:
             repo_type="dataset",
             revision=spec.revision,
             # fnmatch patterns taking at least what download._select takes (globs.hub_patterns)
-            allow_patterns=hub_patterns(spec.files) if spec.files else None,
+            allow_patterns=[*hub_patterns(spec.files), *also] if spec.files else None,
             token=token,
             cache_dir=os.environ.get("HF_HUB_CACHE") or None,
             local_files_only=_offline(),

@@ -80,6 +80,7 @@ class SourceSpec:
     gated: bool = False
     token_env: str = "HF_TOKEN"
     archive: bool = False
+    licence_files: tuple[str, ...] = ()  # url + archive: members holding its licence/notice texts
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
@@ -191,21 +192,7 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
             f"{at}: unknown adapter {brief(raw['adapter'])} (known: {', '.join(sorted(ADAPTERS))})"
         )
     _check_licence(at, raw.get("licence"), raw.get("commercial"), raw.get("commercial_reason"))
-    files = raw.get("files") or []
-    if isinstance(files, str):
-        files = [files]
-    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
-        raise SourceError(f"{at}: `files:` must be a list of file names or globs")
-    for f in files:
-        # a url source's file name is where it is written (data/raw/<name>/<file>); a glob of a
-        # folder source is matched under that folder: neither may reach outside it
-        if PurePosixPath(f).is_absolute() or ".." in PurePosixPath(f).parts:
-            raise SourceError(
-                f"{at}: `files:` entry {brief(f)} must be a path inside the source "
-                "(no leading '/', no '..' parts)"
-            )
-        if any("**" in part and part != "**" for part in PurePosixPath(f).parts):
-            raise SourceError(f"{at}: `files:` entry {brief(f)}: '**' can only be a whole path part (a/**/b)")
+    files = _globs_field(at, "files", raw.get("files"))
     sha = raw.get("sha256")
     if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
         raise SourceError(f"{at}: `sha256:` must be 64 lower-case hex digits")
@@ -230,6 +217,14 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         raise SourceError(
             f"{at}: `archive: true` is for url sources (a .tar/.tar.gz/.tgz/.zip download whose members "
             "`files:` selects); remove it"
+        )
+    licence_files = _globs_field(at, "licence_files", raw.get("licence_files"))
+    if licence_files and not (raw["kind"] == "url" and archive):
+        # a hub download records the repo's root LICENSE/NOTICE files and card by itself; a plain
+        # url file or a package has no members to choose from
+        raise SourceError(
+            f"{at}: `licence_files:` selects the members of a downloaded archive that hold its licence "
+            "and notices, so it is for url sources with `archive: true`; remove it"
         )
     local_path = raw.get("local_path")
     if local_path is not None and (not isinstance(local_path, str) or not local_path.strip()):
@@ -271,8 +266,29 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         gated=gated,
         token_env=token_env or "HF_TOKEN",
         archive=archive,
+        licence_files=tuple(licence_files),
         options=dict(options),
     )
+
+
+def _globs_field(at: str, key: str, value: Any) -> list[str]:
+    """`files:` or `licence_files:`: a glob or a list of them, each a path inside the source."""
+    globs = value or []
+    if isinstance(globs, str):
+        globs = [globs]
+    if not isinstance(globs, list) or not all(isinstance(g, str) and g for g in globs):
+        raise SourceError(f"{at}: `{key}:` must be a list of file names or globs, not {brief(value)}")
+    for g in globs:
+        # a url source's file name is where it is written (data/raw/<name>/<file>); a glob of a
+        # folder source or an archive is matched under that folder: neither may reach outside it
+        if PurePosixPath(g).is_absolute() or ".." in PurePosixPath(g).parts:
+            raise SourceError(
+                f"{at}: `{key}:` entry {brief(g)} must be a path inside the source "
+                "(no leading '/', no '..' parts)"
+            )
+        if any("**" in part and part != "**" for part in PurePosixPath(g).parts):
+            raise SourceError(f"{at}: `{key}:` entry {brief(g)}: '**' can only be a whole path part (a/**/b)")
+    return globs
 
 
 def _safe_revision(revision: str) -> bool:
