@@ -78,7 +78,10 @@ def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], An
     spec = get_source("contrib", load_registry(root / "sources.yaml"))
     folder = root / spec.location
     groups = _by_folder(files) if files else {folder: contrib_entries(folder)}
-    params = load_params(root / "params.yaml").get("normalize") or {}
+    try:
+        params = load_params(root / "params.yaml").get("normalize") or {}
+    except ValueError as e:  # params.yaml that is not YAML (the message names file and line): one line
+        raise SourceError(str(e)) from None
     summaries: list[dict[str, Any]] = []
     quarantines = []
     for where, chosen in groups.items():

@@ -47,9 +47,20 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
     """(table rows, problems): one row per registry entry plus one per contributed file."""
     root = root or project_root()
     registry = load_registry(root / REGISTRY_FILE)
-    enabled = set(enabled_sources(root / "params.yaml"))
+    try:
+        enabled_names = enabled_sources(root / "params.yaml")
+    except ValueError as e:  # params.yaml that is not YAML (the message names file and line): one line
+        raise SourceError(str(e)) from None
+    enabled = set(enabled_names)
     rows: list[dict[str, Any]] = []
-    problems: list[str] = []
+    # A name the registry lacks (a typo such as `oasst`) has no row to show it: without this line
+    # the table said only that the entry meant was not enabled, and exited 0.
+    problems = [
+        f"params.yaml `sources:` lists {name}, which is not in {REGISTRY_FILE} "
+        f"(known: {', '.join(registry)}); `dvc repro` stops at the registry stage"
+        for name in enabled_names
+        if name not in registry
+    ]
     for name, spec in registry.items():
         report = _report(root, name)
         is_contrib = spec.kind == "contrib"

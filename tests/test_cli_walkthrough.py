@@ -1,0 +1,75 @@
+"""`nanochatgpt sources` and `nanochatgpt check` as a new user meets them: a slip in params.yaml is
+one line on stderr and exit 1, never a traceback or a table that hides it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from pipeline import check
+from pipeline.sources import table
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "contrib" / "nanochatgpt-sample"
+
+
+def _project(tmp_path: Path, params: str) -> Path:
+    """The repository's registry and sample contributed file, with `params` as params.yaml."""
+    (tmp_path / "sources.yaml").write_text((ROOT / "sources.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(params)
+    contrib = tmp_path / "data" / "contrib"
+    contrib.mkdir(parents=True)
+    for suffix in (".txt", ".yaml"):
+        (contrib / f"nanochatgpt-sample{suffix}").write_bytes(SAMPLE.with_suffix(suffix).read_bytes())
+    return tmp_path
+
+
+def _sources(enabled: list[str]) -> str:
+    return "sources:\n" + "".join(f"  - {n}\n" for n in enabled)
+
+
+def test_sources_names_an_enabled_name_missing_from_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in params.yaml (`oasst` for `oasst1`) has no row of its own: the table showed oasst1
+    as not enabled and exited 0, while `dvc repro` stopped at the registry stage."""
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(_project(tmp_path, _sources(["chitchat", "oasst"]))))
+
+    rows, problems = table.source_rows(tmp_path)
+
+    assert {r["name"]: r["enabled"] for r in rows}["oasst1"] is False
+    assert len(problems) == 1
+    assert problems[0].startswith("params.yaml `sources:` lists oasst, which is not in sources.yaml (known: ")
+    assert table.run(argparse.Namespace(json=False, reasons=False)) == 1
+    assert "sources: params.yaml `sources:` lists oasst" in capsys.readouterr().err
+
+
+def test_sources_with_registry_names_only_has_no_problem(tmp_path: Path) -> None:
+    _project(tmp_path, _sources(["chitchat", "chatterbot", "contrib"]))
+    assert table.source_rows(tmp_path)[1] == []
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        (table, argparse.Namespace(json=False, reasons=False)),
+        (check, argparse.Namespace(files=[], strict=False)),
+    ],
+)
+def test_params_that_are_not_yaml_are_one_line_not_a_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: object,
+    args: argparse.Namespace,
+) -> None:
+    """An unclosed list in params.yaml made both commands end in a ValueError traceback."""
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(_project(tmp_path, "sources: [chitchat,\n")))
+
+    assert command.run(args) == 1  # type: ignore[attr-defined]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"{tmp_path / 'params.yaml'}:2: not valid YAML" in err
+    assert len(err.strip().splitlines()) == 1
