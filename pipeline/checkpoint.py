@@ -120,10 +120,15 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / WEIGHTS_FILE).exists():
         hint = outside_root_hint(Path.cwd()) if not ckpt_dir.is_absolute() else ""  # read from the cwd
-        # `dvc repro train` is the cure only for the project's own checkpoint; a typed path that
-        # does not exist is a typo far more often than a model not yet trained.
+        # Training is the cure only for the project's own checkpoint; a typed path that does not
+        # exist is a typo far more often than a model not yet trained. And a trained one is usually
+        # in DVC's cache (cleared by a failed `dvc exp run`, say): restoring it takes a second, while
+        # `dvc repro train` would train again, with whatever params.yaml holds now.
         if ckpt_dir.parts[-2:] == ("model", "ckpt"):
-            why = "run `dvc repro train` first"
+            why = (
+                "`dvc checkout model/ckpt` restores the last trained one (`dvc pull train` fetches it "
+                "from a remote); `dvc repro train` trains one"
+            )
         elif ckpt_dir.is_dir():
             why = f"the folder holds no {WEIGHTS_FILE}"
         else:

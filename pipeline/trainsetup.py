@@ -75,9 +75,45 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         raise TrainSetupError(f"params.yaml train.device: {e}") from None
     if dev.type == "cuda" and dev.index is not None:
         torch.cuda.set_device(dev)  # DDP: this process's GPU becomes the default for NCCL and allocations
+    if cfg.device == "auto" and dev.type == "cpu":  # before a Hub download or model/run is replaced
+        refuse_endless_cpu_run(cfg)
     device.init_process_group(info, dev)
     device.set_tf32(cfg.tf32)
     return Runtime(device=dev, dtype=device.resolve_dtype(cfg.dtype, dev), dist=info)
+
+
+# `device: auto` on a machine without a GPU falls back to the CPU. For a GPU profile that run never
+# ends: gpt2-medium sat at step 0 of 5000 with no word of why (about 8 days of work at 1 TFLOP/s),
+# after its start had already replaced model/run/. Such a run is refused; `train.device: cpu` still
+# runs it. The estimate is rough on purpose: 6 FLOPs per parameter per token (forward and backward)
+# at a generous CPU_FLOPS (the 2-core machine this project is developed on reaches about 0.2e12).
+CPU_FLOPS = 1e12
+CPU_HOURS_LIMIT = 24.0
+# (n_layer, n_embd) of the Hub's GPT-2 sizes: an init_from of these keeps its own, not the profile's.
+HUB_SHAPES = {"gpt2": (12, 768), "gpt2-medium": (24, 1024), "gpt2-large": (36, 1280), "gpt2-xl": (48, 1600)}
+
+
+def training_flops(cfg: TrainConfig) -> tuple[float, float]:
+    """(parameters, FLOPs) of the whole run, roughly: 6 per parameter per token seen."""
+    n_layer, n_embd = HUB_SHAPES.get(cfg.init_from, (cfg.n_layer, cfg.n_embd))
+    params = 12 * n_layer * n_embd**2 + (PADDED_VOCAB + cfg.block_size) * n_embd
+    tokens = cfg.batch_size * cfg.block_size * cfg.grad_accum * cfg.max_iters
+    return params, 6 * params * tokens
+
+
+def refuse_endless_cpu_run(cfg: TrainConfig) -> None:
+    """TrainSetupError when `device: auto` fell back to the CPU for a run no CPU finishes in a day."""
+    params, flops = training_flops(cfg)
+    hours = flops / CPU_FLOPS / 3600
+    if hours > CPU_HOURS_LIMIT:
+        tokens = cfg.batch_size * cfg.block_size * cfg.grad_accum
+        raise TrainSetupError(
+            f"train.device auto found no GPU, and this run ({params / 1e6:,.0f}M parameters, "
+            f"{cfg.max_iters:,} iters of {tokens:,} tokens) needs about {flops:.1e} FLOPs: over "
+            f"{hours:,.0f} hours even on a fast CPU ({CPU_FLOPS / 1e12:g} TFLOP/s). Train it on a GPU, "
+            "use the CPU profile (`dvc exp run -S train.profile=cpu-tiny`), or set train.device: cpu "
+            "to run it here anyway"
+        )
 
 
 # ---------------------------------------------------------------- data

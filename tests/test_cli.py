@@ -109,6 +109,22 @@ def test_the_root_hint_follows_where_the_missing_path_was_read_from(
     assert outside_root_hint(Path.cwd()) == ""
 
 
+def test_a_missing_project_checkpoint_is_told_to_restore_before_retraining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a failed `dvc exp run` cleared model/ckpt, chat said only "run `dvc repro train`
+    first", which trains again (minutes, or hours, with the experiment's params) when `dvc checkout`
+    restores the model from the cache in a second."""
+    from pipeline import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("hi\n"))
+    assert cli.main(["chat", "--device", "cpu", "--ckpt", "model/ckpt"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint at model/ckpt: `dvc checkout model/ckpt` restores the last trained one" in err
+    assert "`dvc pull train`" in err
+
+
 def test_a_mistyped_checkpoint_path_is_not_told_to_train(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -32,7 +32,7 @@ from pipeline.shards import ShardWriter
 from pipeline.tokenizer import ENDOFTEXT_ID, render
 from pipeline.train import MaskedLM, train
 from pipeline.trainconfig import TrainConfig, TrainPaths
-from pipeline.trainsetup import TrainSetupError
+from pipeline.trainsetup import TrainSetupError, setup_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -573,6 +573,36 @@ def test_a_process_count_that_does_not_divide_grad_accum_is_refused_before_the_o
     seen: list[int] = []
     train(cfg, paths, on_step=seen.append)
     assert seen == [5, 6, 7, 8]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="device auto picks the GPU there")
+def test_a_gpu_sized_run_on_device_auto_without_a_gpu_is_refused_before_the_old_run_goes(
+    tokens: Path, tmp_path: Path
+) -> None:
+    """`dvc exp run -S train.profile=gpt2-medium` on a CPU-only machine sat at step 0 of 5000 (days of
+    work) after replacing model/run; now it is refused at once, unless train.device says cpu."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    medium = TrainConfig.from_params(
+        {**params["train"], "profile": "gpt2-medium", "device": "auto"}, params["train_profiles"]
+    )
+    paths = paths_in(tmp_path, tokens)
+    with pytest.raises(Stopped):
+        train(tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4), paths, on_step=stop_at(5))
+    with pytest.raises(TrainSetupError, match=r"355M parameters.*train.device: cpu") as refused:
+        train(medium, paths)
+    assert "hours" in str(refused.value) and "cpu-tiny" in str(refused.value)
+    assert (paths.run_dir / "step-00000004").is_dir()  # the unfinished run is still there
+    # What the profile trains on the CPU is let through, as is any run with device: cpu said outright.
+    setup_runtime(dataclasses.replace(tiny_config(), device="auto"))
+    assert setup_runtime(dataclasses.replace(medium, device="cpu")).device.type == "cpu"
+    # An init_from of a Hub size is judged by that size, not the profile's.
+    small = dataclasses.replace(
+        tiny_config(), device="auto", init_from="gpt2-xl", max_iters=20_000, batch_size=64, block_size=1024
+    )
+    with pytest.raises(TrainSetupError, match="1,5[0-9]{2}M parameters"):
+        setup_runtime(small)
 
 
 def test_discarding_an_unfinished_run_says_why(
