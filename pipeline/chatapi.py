@@ -271,6 +271,8 @@ class ChatRequest:
         budget = ("max_completion_tokens", "max_tokens")  # the newer name first, as OpenAI reads them
         given = next((key for key in budget if body.get(key) is not None), "max_tokens")
         req = cls.build(body, conversation.fields("messages"), budget, FieldNames(budget=given))
+        # stream_options and stop are checked before the values' ranges (check_values), as they
+        # always were: a body with several mistakes is still answered with the same one.
         include = (body.get("stream_options") or {}).get("include_usage")
         if include is not None and not isinstance(include, bool):
             raise RequestError("`stream_options.include_usage` must be true or false", "stream_options")
@@ -284,6 +286,7 @@ class ChatRequest:
             raise RequestError(f"`stop`: {e}", "stop") from None
         for s in req.stop:  # the reply is UTF-8 text: a stop with a lone surrogate would never match
             _refuse_lone_surrogates(s, "stop")
+        req.check_values()
         return req
 
     @classmethod
@@ -291,7 +294,8 @@ class ChatRequest:
         cls, body: dict[str, Any], turns: dict[str, Any], budget_keys: tuple[str, ...], names: FieldNames
     ) -> ChatRequest:
         """The request from its `turns` (Conversation.fields) and what every API's body sets alike:
-        the reply budget (the first of `budget_keys` given), sampling and `stream`."""
+        the reply budget (the first of `budget_keys` given), sampling and `stream`, each of the
+        right type. Their ranges are check_values()'s, which the caller runs after its own fields'."""
         req = cls(
             **turns,
             max_tokens=_optional(body, budget_keys, int),
@@ -299,7 +303,7 @@ class ChatRequest:
             temperature=_optional(body, ("temperature",), float, 1.0),
             top_p=_optional(body, ("top_p",), float, 1.0),
             top_k=_optional(body, ("top_k",), int),
-            seed=_seed(body),
+            seed=_optional(body, ("seed",), int),
         )
         if req.top_k is not None and req.top_k < 0:  # SamplingParams would say "unset"
             raise RequestError(f"top_k must be >= 1, or 0 or null for no limit, got {req.top_k}", "top_k")
@@ -307,15 +311,26 @@ class ChatRequest:
         req.stream = flag(body, "stream", False)
         if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
             raise RequestError("`stream_options` must be an object", "stream_options")
-        if req.max_tokens is not None and req.max_tokens < 1:
-            raise RequestError(f"{names.budget} must be at least 1", names.budget)
+        return req
+
+    def check_values(self) -> None:
+        """A 400 for a reply budget under 1 or a sampling value out of range; `seed` becomes the
+        sampler's (see _sampler_seed)."""
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise RequestError(f"{self.names.budget} must be at least 1", self.names.budget)
         from pipeline.sampling import SamplingParams  # imports torch: not at the CLI's start-up
 
+        seed = _sampler_seed(self.seed)
         try:
-            SamplingParams(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, seed=req.seed)
+            SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=seed)
         except ValueError as e:  # the message starts with the field's name
             raise RequestError(str(e), str(e).split()[0]) from None
-        return req
+        # after SamplingParams, which checks the seed last: the first mistake named stays the same
+        if self.seed is not None and not INT64[0] <= self.seed <= INT64[1]:
+            raise RequestError(
+                f"seed must be in {INT64[0]}..{INT64[1]} (a 64-bit integer), got {self.seed}", "seed"
+            )
+        self.seed = seed
 
 
 def flag(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -337,16 +352,13 @@ def request_object(body: Any) -> dict[str, Any]:
 INT64 = (-(2**63), 2**63 - 1)  # OpenAI's seed: any signed 64-bit integer
 
 
-def _seed(body: dict[str, Any]) -> int | None:
-    """`seed` in OpenAI's range (int64), as the sampler takes it (0..MAX_SEED): a negative seed
-    wraps to its two's complement's low 63 bits, as torch remaps a negative seed to an unsigned one.
-    Each seed is one generator seed, so the same seed gives the same text (a negative seed shares
-    its generator with one positive seed, as OpenAI promises only that the same seed repeats)."""
-    seed = _optional(body, ("seed",), int)
+def _sampler_seed(seed: int | None) -> int | None:
+    """OpenAI's `seed` (int64) as the sampler takes it (0..MAX_SEED): a negative seed wraps to its
+    two's complement's low 63 bits, as torch remaps a negative seed to an unsigned one. Each seed is
+    one generator seed, so the same seed gives the same text (a negative seed shares its generator
+    with one positive seed, as OpenAI promises only that the same seed repeats)."""
     if seed is None:
         return None
-    if not INT64[0] <= seed <= INT64[1]:
-        raise RequestError(f"seed must be in {INT64[0]}..{INT64[1]} (a 64-bit integer), got {seed}", "seed")
     from pipeline.sampling import MAX_SEED
 
     return seed % (MAX_SEED + 1)

@@ -77,6 +77,8 @@ def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], An
     empty: data/contrib/)."""
     spec = get_source("contrib", load_registry(root / "sources.yaml"))
     folder = root / spec.location
+    if not files:  # data/contrib/ as committed: a link is refused (registry.contrib_folder says why);
+        refuse_link(folder, "folder")  # a folder named on the command line is the user's, link or not
     groups = _by_folder(files) if files else {folder: contrib_entries(folder)}
     try:
         params = load_params(root / "params.yaml").get("normalize") or {}

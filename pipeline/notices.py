@@ -39,7 +39,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -148,6 +148,24 @@ def _recorded_text(caption: str, raw: Path, manifest: Mapping[str, Any], rel: st
     return Text(f"{caption.removesuffix(':')}{note}:", "text", body)
 
 
+def _licence_texts(
+    name: str, raw: Path, manifest: Mapping[str, Any], describe: Callable[[str], str]
+) -> list[Text]:
+    """The licence files the download recorded (the manifest's `licence_files`) as Texts, each
+    captioned `describe(rel)` and where it is recorded."""
+    return [
+        _recorded_text(
+            f"{describe(rel)} (recorded as {_code(f'data/raw/{name}/{rel}')}):", raw, manifest, rel, name
+        )
+        for rel in manifest.get("licence_files") or []
+    ]
+
+
+def _member(rel: str) -> str:
+    """A recorded licence file's path as it was in the archive or folder (below `.licence/`)."""
+    return _code(PurePosixPath(rel).relative_to(".licence").as_posix())
+
+
 def _front_matter_terms(card: str) -> str:
     """The lines of the card's YAML front matter (between `---` lines at its top) that state terms:
     the `license*` keys and `extra_gated_prompt`, each with its indented or list lines, verbatim."""
@@ -227,17 +245,12 @@ def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
             missing="No licence text was recorded with this download; re-run "
             f"`dvc repro download@{source.name}` to record the repository's licence files and card.",
         )
-    texts = [
-        _recorded_text(
-            f"{_code(PurePosixPath(rel).name)}, as the repository holds it at that commit "
-            f"(recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
-            raw,
-            manifest,
-            rel,
-            source.name,
-        )
-        for rel in manifest.get("licence_files") or []
-    ]
+    texts = _licence_texts(
+        source.name,
+        raw,
+        manifest,
+        lambda rel: f"{_code(PurePosixPath(rel).name)}, as the repository holds it at that commit",
+    )
     card_facts, card_texts = _card(raw, manifest, source.name)
     missing = ""
     if not texts:
@@ -253,17 +266,12 @@ def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
 def _url(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
     pin = manifest.get("revision")
     facts = [f"sha256 of the download: {_code(pin)}"] if pin else []
-    texts = [
-        _recorded_text(
-            f"The archive member {_code(PurePosixPath(rel).relative_to('.licence').as_posix())}, as the "
-            f"pinned download holds it (recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
-            raw,
-            manifest,
-            rel,
-            source.name,
-        )
-        for rel in manifest.get("licence_files") or []
-    ]
+    texts = _licence_texts(
+        source.name,
+        raw,
+        manifest,
+        lambda rel: f"The archive member {_member(rel)}, as the pinned download holds it",
+    )
     why = (
         "the archive's members holding its licence are chosen by `licence_files:` in sources.yaml, and none "
         "is set for this source"
@@ -281,17 +289,9 @@ def _url(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
 
 def _local(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
     where = f"`local_path:` {_code(manifest['local_path'])}"
-    texts = [
-        _recorded_text(
-            f"{_code(PurePosixPath(rel).relative_to('.licence').as_posix())}, as the local copy holds it "
-            f"(recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
-            raw,
-            manifest,
-            rel,
-            source.name,
-        )
-        for rel in manifest.get("licence_files") or []
-    ]
+    texts = _licence_texts(
+        source.name, raw, manifest, lambda rel: f"{_member(rel)}, as the local copy holds it"
+    )
     card_facts, card_texts = _card(raw, manifest, source.name)
     facts = [f"read from a local copy ({where})", *card_facts]
     missing = ""
@@ -334,17 +334,12 @@ def _package(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> Sour
     declared = [str(d) for d in declared if d]
     if declared:
         facts.append("licence in the package metadata: " + "; ".join(_code(d) for d in declared))
-    texts = [
-        _recorded_text(
-            f"{_code(PurePosixPath(rel).name)}, as the {name} {version} distribution ships it "
-            f"(recorded as {_code(f'data/raw/{source.name}/{rel}')}):",
-            raw,
-            manifest,
-            rel,
-            source.name,
-        )
-        for rel in manifest.get("licence_files") or []
-    ]
+    texts = _licence_texts(
+        source.name,
+        raw,
+        manifest,
+        lambda rel: f"{_code(PurePosixPath(rel).name)}, as the {name} {version} distribution ships it",
+    )
     missing = ""
     if not texts:
         missing = (

@@ -87,6 +87,7 @@ class ResponsesRequest(ChatRequest):
             budget="max_output_tokens",
         )
         req = cls.build(body, conversation.fields("input"), ("max_output_tokens",), names)
+        req.check_values()
         truncation = body.get("truncation")
         if truncation is not None and truncation not in TRUNCATION:
             raise RequestError(f'`truncation` must be "auto" or "disabled", got {truncation!r}', "truncation")

@@ -20,7 +20,7 @@ from pipeline.sources.adapters import chitchat, contrib
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import NormalizeResult, normalize_rows
 from pipeline.sources.readers import iter_json_records, iter_jsonl
-from pipeline.sources.registry import SourceSpec, load_registry, parse_entry, scan_contrib
+from pipeline.sources.registry import SourceSpec, contrib_folder, load_registry, parse_entry, scan_contrib
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRIB = SourceSpec("contrib", "contrib", "data/contrib", "contrib", "per-file", False)
@@ -147,6 +147,11 @@ def test_chitchat_repeated_id_is_still_a_duplicate_id_not_a_duplicate_key(tmp_pa
 # -------------------------------------------------------------------- a symlinked data/contrib
 
 
+def _registry_entry(name: str) -> dict:
+    """The shipped sources.yaml entry of `name`."""
+    return dict(yaml.safe_load((REPO / "sources.yaml").read_text())[name])
+
+
 def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project root (real registry and params) without data/contrib/; returns where it goes."""
     (tmp_path / "sources.yaml").write_text((REPO / "sources.yaml").read_text())
@@ -180,14 +185,41 @@ def test_a_symlinked_contrib_folder_is_refused_by_every_reader(
     assert str(err.value) == message
     assert not (tmp_path / "data" / "raw" / "contrib").exists()
     assert fetch_spec(spec, tmp_path)["contents"] == []  # the registry stage hashes nothing of it
-    for read in (lambda: scan_contrib(folder), lambda: check_files([], tmp_path)):
+    for read in (lambda: scan_contrib(contrib_folder(spec, tmp_path)), lambda: check_files([], tmp_path)):
         with pytest.raises(SourceError, match=re.escape(message)):
             read()
     assert message in source_rows(tmp_path)[1]  # `nanochatgpt sources` lists the problem
     folder.unlink()
     folder.symlink_to(tmp_path / "nowhere")  # a dangling link is a link, not a missing folder
     with pytest.raises(SourceError, match=r"^data/contrib: a symbolic link \(to '/.*nowhere'\)"):
-        scan_contrib(folder)
+        scan_contrib(contrib_folder(spec, tmp_path))
+
+
+def test_a_contrib_folder_the_user_names_may_be_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the committed data/contrib is refused as a link. A `local_path:` folder and a folder named
+    to `nanochatgpt check` are the user's own choice (a link is how a folder on another disk is
+    kept): both were refused ("commit the folder itself, not a link") once data/contrib was."""
+    from pipeline.check import check_files
+    from pipeline.sources.download import download
+
+    _project(tmp_path, monkeypatch).mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _put(elsewhere, "chat.txt", "<human> hi <endOfText>\n<bot> yo <endOfText>\n")
+    inbox = tmp_path / "inbox"
+    inbox.symlink_to(elsewhere)
+    summaries, _ = check_files([inbox], tmp_path)
+    assert [(s["file"], s["rows_kept"]) for s in summaries] == [
+        ("elsewhere/chat.txt", 2)
+    ]  # the link resolved
+    spec = load_registry(tmp_path / "sources.yaml")["contrib"]
+    mine = parse_entry("contrib", {**_registry_entry("contrib"), "local_path": str(inbox)})
+    assert contrib_folder(mine, tmp_path) == inbox
+    raw = download(mine, tmp_path)
+    assert (raw / "chat.txt").read_bytes() == (elsewhere / "chat.txt").read_bytes()
+    assert contrib_folder(spec, tmp_path) == tmp_path / "data" / "contrib"  # not a link: taken
 
 
 def test_a_symlinked_folder_inside_contrib_is_refused(
@@ -262,7 +294,17 @@ def _hub_entry(**extra: object) -> dict:
 
 
 @pytest.mark.parametrize(
-    "name", ["AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "AWS_SESSION_TOKEN", "hf_token", "HOME", "HF_TOKEN "]
+    "name",
+    [
+        "AWS_SECRET_ACCESS_KEY",
+        "GITHUB_TOKEN",
+        "AWS_SESSION_TOKEN",
+        "hf_token",
+        "HOME",
+        "HF_TOKEN ",
+        "DOCKER_HUB_TOKEN",  # HUB alone names other hubs: this one's secret went to huggingface.co
+        "HUB_TOKEN",
+    ],
 )
 def test_token_env_must_name_a_hub_token_variable(name: str) -> None:
     """Its value is sent to the Hub as the bearer token: any variable was accepted."""

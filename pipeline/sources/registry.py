@@ -50,10 +50,11 @@ SIDECAR_MAX_DEPTH = 8  # YAML nesting a sidecar may have (its fields are text an
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REVISION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*(?<!/)$")
-# `token_env:` names: upper-case words joined by '_', one of them naming the Hub (HF, HUB,
-# HUGGINGFACE, HUGGING) and one TOKEN (TOKEN2 too). GITHUB_TOKEN and AWS_SESSION_TOKEN do not match.
+# `token_env:` names: upper-case words joined by '_', one of them naming Hugging Face (HF,
+# HUGGINGFACE, HUGGING) and one TOKEN (TOKEN2 too). GITHUB_TOKEN, AWS_SESSION_TOKEN and
+# DOCKER_HUB_TOKEN do not match: HUB alone names other hubs too (HUGGING_FACE_HUB_TOKEN has HUGGING).
 _TOKEN_ENV_RE = re.compile(
-    r"^(?=(?:[A-Z0-9]+_)*(?:HF|HUB|HUGGING|HUGGINGFACE)(?:_|$))"
+    r"^(?=(?:[A-Z0-9]+_)*(?:HF|HUGGING|HUGGINGFACE)(?:_|$))"
     r"(?=(?:[A-Z0-9]+_)*TOKEN[0-9]*(?:_|$))"
     r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$"
 )
@@ -239,7 +240,7 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         # edited sources.yaml would hand that secret to huggingface.co (or whatever HF_ENDPOINT says)
         raise SourceError(
             f"{at}: `token_env:` {brief(token_env)} must name a Hugging Face token variable: upper-case "
-            "letters, digits and '_', with an HF, HUB or HUGGINGFACE part and a TOKEN part (HF_TOKEN, "
+            "letters, digits and '_', with an HF, HUGGING or HUGGINGFACE part and a TOKEN part (HF_TOKEN, "
             "HUGGING_FACE_HUB_TOKEN); any other variable's value would be sent to the Hub"
         )
     revision = _text_field(at, "revision", raw.get("revision"))
@@ -506,8 +507,18 @@ def local_target(spec: SourceSpec, root: Path) -> Path | None:
 
 
 def contrib_folder(spec: SourceSpec, root: Path) -> Path:
-    """Where a `kind: contrib` source's files and sidecars live: its `local_path:` or `location`."""
-    return local_target(spec, root) or root / spec.location
+    """Where a `kind: contrib` source's files and sidecars live: its `local_path:` or `location`.
+
+    The committed folder (`location`, data/contrib) is refused when it is a symbolic link:
+    `data/contrib -> /home/me/.config/tool` committed in a pull request reads another folder of this
+    machine just as a linked file reads another file. A `local_path:` may be a link: whoever sets
+    it names a folder of this machine anyway (and a link is how a folder on another disk is kept)."""
+    local = local_target(spec, root)
+    if local is not None:
+        return local
+    folder = root / spec.location
+    refuse_link(folder, "folder")  # a link to nowhere is a link too, not a missing folder
+    return folder
 
 
 def refuse_link(path: Path, what: str = "file") -> None:
@@ -542,9 +553,7 @@ def contrib_entries(folder: Path) -> list[Path]:
     """The files of data/contrib/ that are corpus data or sidecars, sorted: top level only, no
     hidden files, no documentation. What the contrib download copies and its stage depends on.
     A symbolic link among them is refused (refuse_link); one among the skipped notes is never read.
-    So is the folder itself when it is a link: `data/contrib -> /home/me/.config/tool` committed in a
-    pull request reads another folder of this machine just as a linked file reads another file."""
-    refuse_link(folder, "folder")
+    (The folder itself, when it is the committed one, is refused as a link by contrib_folder.)"""
     if not folder.is_dir():
         return []
     entries = sorted(p for p in folder.iterdir() if is_contrib_entry(p))
@@ -560,7 +569,6 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
     one line saying what to add; so is a sidecar whose data file is missing.
     """
     folder = Path(folder)
-    refuse_link(folder, "folder")  # before is_dir(): a link to nowhere is a link, not a missing folder
     if not folder.is_dir():
         raise SourceError(f"contrib: folder {shown(folder)} is missing")
     entries = contrib_entries(folder)
