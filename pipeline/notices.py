@@ -410,11 +410,13 @@ def notice(variant: str, notices: Sequence[SourceNotice]) -> str:
     lines = [
         f"# Notices: the `{variant}` dataset variant",
         "",
-        "The conversations in this folder come from the sources below, each under its own licence. For "
-        "each one this file gives its licence, where it came from, and the licence and copyright text it "
-        "shipped, reproduced as recorded when it was downloaded (`data/raw/<source>/`, each file's "
-        "sha256 in `manifest.json`), or says plainly that it shipped none. Keep this file with the data "
-        "when you pass it on, and credit the authors as each licence asks.",
+        # true in the dataset folder and in model/hf, where the export copies this file
+        "The conversations of this dataset variant come from the sources below, each under its own "
+        "licence. For each one this file gives its licence, where it came from, and the licence and "
+        "copyright text it shipped, reproduced as recorded when it was downloaded (`data/raw/<source>/`, "
+        "each file's sha256 in `manifest.json`), or says plainly that it shipped none. Keep this file "
+        "with the data, and with a model trained on it, when you pass either on, and credit the authors "
+        "as each licence asks.",
         "",
     ]
     if not notices:

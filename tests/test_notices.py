@@ -147,6 +147,9 @@ def test_each_variants_notice_lists_exactly_its_sources_with_their_recorded_text
     assert "No download record" in _sections(full)["persona"]
     card = (root / "data/dataset/commercial/README.md").read_text(encoding="utf-8")
     assert "`NOTICE.md`" in card
+    # The export copies this file beside the weights (model/hf): it must not speak of "this folder".
+    intro = full.split("\n## ")[0]
+    assert "this folder" not in intro and "with a model trained on it" in intro
 
 
 def test_the_notice_is_taken_from_the_recorded_bytes_not_the_installed_package(root: Path) -> None:

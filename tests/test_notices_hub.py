@@ -425,3 +425,25 @@ def test_a_local_path_folder_records_its_top_licence_files(root: Path) -> None:
     download(one, root)
     n = source_notice(root, source)
     assert not n.texts and "No licence text" in n.missing
+
+
+def test_a_licence_file_is_its_name_alone_or_with_a_tail_and_never_a_data_file() -> None:
+    """A bare prefix took a root `authorship.csv` or `NOTICE_2020.jsonl` as licence text: the Hub
+    call fetched it and NOTICE.md reproduced it (up to 64 KB of data)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from pipeline.sources.download import HUB_LICENCE_PATTERNS, _is_licence_name
+
+    licences = ["LICENSE", "license.md", "LICENSE-MIT", "Licence.txt", "COPYING", "NOTICE", "notice_2020.txt"]
+    others = ["authorship.csv", "NOTICE_2020.jsonl", "LICENSES", "licensed.txt", "copying_data.parquet"]
+    others += ["license.json", "AUTHORS.csv", "data/LICENSE", "README.txt"]
+    assert [n for n in licences + ["AUTHORS"] if not _is_licence_name(n)] == []
+    assert [n for n in others if "/" not in n and _is_licence_name(n)] == []
+    # What the Hub call asks for holds every licence name and none of the look-alikes' prefixes.
+    fetched = set(
+        filter_repo_objects(
+            [*licences, "authorship.csv", "LICENSES", "licensed.txt"],
+            allow_patterns=list(HUB_LICENCE_PATTERNS),
+        )
+    )
+    assert fetched == set(licences)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -38,6 +39,24 @@ MANIFEST = "manifest.json"
 # non-hidden top-level files), so a LICENSE.txt here can never become a conversation.
 LICENCE_DIR = ".licence"
 LICENCE_NAMES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+# A licence or notice file is one of those names alone or followed by '.', '-' or '_' (LICENSE.md,
+# LICENSE-MIT, notice_2020.txt), in any letter case, and not a data file: a bare prefix took
+# authorship.csv, and NOTICE_2020.jsonl is data, which a notice would reproduce as licence text.
+_LICENCE_NAME_RE = re.compile(rf"^(?:{'|'.join(LICENCE_NAMES)})(?:[._-].*)?$", re.IGNORECASE)
+_DATA_SUFFIXES = (
+    ".csv",
+    ".tsv",
+    ".json",
+    ".jsonl",
+    ".parquet",
+    ".arrow",
+    ".gz",
+    ".bz2",
+    ".xz",
+    ".zst",
+    ".zip",
+    ".tar",
+)
 # A Hub dataset's card: where its licence (front matter `license:`) and citation are stated. The
 # download records it whole (pipeline/notices.py reproduces only those parts).
 CARD = "README.md"
@@ -51,7 +70,10 @@ def _any_case(text: str) -> str:
 # What a hub download also asks huggingface_hub for (allow_patterns, in the same call as the data):
 # the repo's licence and notice files and its card. fnmatch's `*` crosses '/', so a LICENSES/ folder
 # may arrive in the snapshot too; only files at the repo's root are recorded (`_record_licence`).
-HUB_LICENCE_PATTERNS = (*(f"{_any_case(n)}*" for n in LICENCE_NAMES), CARD)
+HUB_LICENCE_PATTERNS = (
+    *(f"{_any_case(n)}{tail}" for n in LICENCE_NAMES for tail in ("", ".*", "-*", "_*")),
+    CARD,
+)
 
 
 def raw_dir(name: str, root: Path | None = None) -> Path:
@@ -109,8 +131,9 @@ def _copy_selected(folder: Path, patterns: tuple[str, ...], out: Path, none_foun
 
 
 def _is_licence_name(name: str) -> bool:
-    """LICENSE*, LICENCE*, COPYING*, NOTICE*, AUTHORS*, in any letter case (LICENSE.md, notice.txt)."""
-    return name.upper().startswith(LICENCE_NAMES)
+    """LICENSE, LICENCE, COPYING, NOTICE, AUTHORS, alone or with a '.', '-' or '_' tail, in any
+    letter case (LICENSE.md, notice.txt, LICENSE-MIT), and not a data file (_LICENCE_NAME_RE)."""
+    return bool(_LICENCE_NAME_RE.match(name)) and not name.lower().endswith(_DATA_SUFFIXES)
 
 
 def _top_licence_files(folder: Path, card: bool) -> list[Path]:
@@ -244,8 +267,9 @@ def _package_version(module: str) -> str | None:
 
 def _is_licence_file(rel: PurePosixPath) -> bool:
     """A licence or notice file of a .dist-info folder (rel is relative to it): LICENSE*, LICENCE*,
-    COPYING*, NOTICE*, AUTHORS*, or anything under licenses/ (where PEP 639 puts them)."""
-    return rel.parts[0] == "licenses" or rel.name.upper().startswith(LICENCE_NAMES)
+    COPYING, NOTICE, AUTHORS (as _is_licence_name takes them), or anything under licenses/ (where
+    PEP 639 puts them)."""
+    return rel.parts[0] == "licenses" or _is_licence_name(rel.name)
 
 
 def _package_licence(spec: SourceSpec, out: Path) -> dict[str, Any]:
