@@ -379,28 +379,37 @@ def test_the_chat_template_gives_serves_ids_for_nfc_text(tmp_path: Path) -> None
     assert template(nfc) == ours
 
 
+def _export_inputs(tmp_path: Path, init_from: str, sources: dict[str, tuple[dict, str]]) -> Path:
+    """What the export stage reads, in tmp_path: a tiny checkpoint (ckpt/), the run's metrics.json,
+    stats.json with each source's terms, and tokens/full/sources.csv ("tokens,loss_tokens,
+    conversations" per source); returns the tokens folder."""
+    from pipeline import checkpoint
+
+    checkpoint.save_model(_our_tiny(), tmp_path / "ckpt")
+    metrics = {"params": 1, "init_from": init_from, "iters": 2, "tokens_per_iter": 8}
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "initial_val_loss": 9.0, "val_loss": 8.0}))
+    tokens = tmp_path / "tokens" / "full"
+    tokens.mkdir(parents=True)
+    rows = "".join(f"{name},{counts}\n" for name, (_, counts) in sources.items())
+    (tokens / "sources.csv").write_text(f"source,tokens,loss_tokens,conversations\n{rows}", encoding="utf-8")
+    stats = {"sources": {name: terms for name, (terms, _) in sources.items()}}
+    (tmp_path / "stats.json").write_text(json.dumps(stats))
+    return tokens
+
+
 def test_export_run_writes_the_licences_into_the_card(tmp_path: Path) -> None:
     """The export stage reads each source's terms from the variant's stats.json: the uploaded
     model/hf carries `license:`, `base_model:`, a licence table and LICENSE.md on its own."""
     import yaml
 
-    from pipeline import checkpoint
-
-    checkpoint.save_model(_our_tiny(), tmp_path / "ckpt")
-    metrics = {"params": 1, "init_from": "gpt2", "iters": 2, "tokens_per_iter": 8}
-    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "initial_val_loss": 9.0, "val_loss": 8.0}))
-    tokens = tmp_path / "tokens" / "full"
-    tokens.mkdir(parents=True)
-    (tokens / "sources.csv").write_text(
-        "source,tokens,loss_tokens,conversations\nchitchat,100,40,3\nnc,50,20,2\n", encoding="utf-8"
+    tokens = _export_inputs(
+        tmp_path,
+        "gpt2",
+        {
+            "chitchat": ({"licence": "MIT", "commercial": True, "kind": "package"}, "100,40,3"),
+            "nc": ({"licence": "CC-BY-NC-4.0", "commercial": False, "kind": "hf_dataset"}, "50,20,2"),
+        },
     )
-    stats = {
-        "sources": {
-            "chitchat": {"licence": "MIT", "commercial": True, "kind": "package"},
-            "nc": {"licence": "CC-BY-NC-4.0", "commercial": False, "kind": "hf_dataset"},
-        }
-    }
-    (tmp_path / "stats.json").write_text(json.dumps(stats))
     out = tmp_path / "hf"
     hfexport.export_run(tmp_path / "ckpt", out, tmp_path / "metrics.json", tokens, tmp_path / "stats.json")
     card = (out / "README.md").read_text(encoding="utf-8")
@@ -415,18 +424,8 @@ def test_export_run_writes_the_licences_into_the_card(tmp_path: Path) -> None:
 def test_export_run_ships_the_variants_notice_beside_the_card(tmp_path: Path) -> None:
     """The variant's NOTICE.md (its sources' licence texts) travels with the uploaded weights, byte
     for byte, and the card tells the receiver to keep it."""
-    from pipeline import checkpoint
-
-    checkpoint.save_model(_our_tiny(), tmp_path / "ckpt")
-    metrics = {"params": 1, "init_from": "scratch", "iters": 2, "tokens_per_iter": 8}
-    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "initial_val_loss": 9.0, "val_loss": 8.0}))
-    tokens = tmp_path / "tokens" / "full"
-    tokens.mkdir(parents=True)
-    (tokens / "sources.csv").write_text(
-        "source,tokens,loss_tokens,conversations\nmit,100,40,3\n", encoding="utf-8"
-    )
-    (tmp_path / "stats.json").write_text(
-        json.dumps({"sources": {"mit": {"licence": "MIT", "commercial": True, "kind": "package"}}})
+    tokens = _export_inputs(
+        tmp_path, "scratch", {"mit": ({"licence": "MIT", "commercial": True, "kind": "package"}, "100,40,3")}
     )
     notice = "# Notices\n\nMIT License\n\nCopyright (c) 2019 Somebody \u00e9\n"
     (tmp_path / "NOTICE.md").write_text(notice, encoding="utf-8")

@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from test_notices import _rows
 
 from pipeline.build import build_variant
 from pipeline.buildinputs import BuildConfig, BuildError
@@ -129,20 +130,7 @@ def _manifest(folder: Path) -> dict:
 
 
 def _table(root: Path, source: str, licence: str, commercial: bool) -> None:
-    rows = [
-        {
-            "conversation_id": f"{source}:{i}",
-            "turn": t,
-            "role": "human" if t == 0 else "bot",
-            "text": f"{source} asks {i}" if t == 0 else f"answer {i}",
-            "source": source,
-            "licence": licence,
-            "commercial": commercial,
-            "context": None,
-        }
-        for i in range(4)
-        for t in range(2)
-    ]
+    rows = _rows(source, 4, licence, commercial)
     out = root / "data" / "normalized"
     out.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(rows, schema=TURN_SCHEMA).write_parquet(out / f"{source}.parquet")
