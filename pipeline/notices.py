@@ -253,7 +253,16 @@ def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
     )
     card_facts, card_texts = _card(raw, manifest, source.name)
     missing = ""
-    if not texts:
+    if not texts and manifest.get("read_offline"):
+        missing = (
+            f"**No licence text recorded:** the download read the local Hub cache offline (HF_HUB_OFFLINE), "
+            f"and the cached copy of that commit holds no {NO_LICENCE_FILE} at its root. The repository may "
+            "still hold one that was never fetched into the cache: re-run "
+            f"`dvc repro download@{source.name}` with network access to record it. Until then the licence "
+            "id above is the one sources.yaml records; include the text of that licence when you pass the "
+            "data on."
+        )
+    elif not texts:
         missing = (
             f"**No licence text:** the repository holds no {NO_LICENCE_FILE} at its root at that commit, so "
             f"none is reproduced here: the licence id above is the one sources.yaml records"

@@ -201,12 +201,28 @@ def test_a_hub_download_asks_for_the_root_licence_files_and_card_in_the_same_cal
 def test_a_hub_repo_without_licence_files_records_none_and_the_notice_says_so(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the listed Hub answers as the Hub itself would
     _listed_hub(monkeypatch, tmp_path, {"data/a.parquet": b"p"})
     raw = download(load_registry()["oasst1"], root)
     assert _manifest(raw)["licence_files"] == [] and _manifest(raw)["card"] is None
+    assert "read_offline" not in _manifest(raw)
     assert not (raw / ".licence").exists()
     n = source_notice(root, CardSource("oasst1", "Apache-2.0", True, "hf_dataset", "OpenAssistant/oasst1"))
-    assert not n.texts and "holds no LICENSE, LICENCE, COPYING or NOTICE file at its root" in n.missing
+    assert (
+        not n.texts
+        and "the repository holds no LICENSE, LICENCE, COPYING or NOTICE file at its root" in n.missing
+    )
+
+
+def test_an_offline_cache_without_licence_files_does_not_speak_for_the_repository(root: Path) -> None:
+    """Read offline, the Hub cache holds what some earlier download fetched, perhaps one that asked
+    for no licence files: the notice said "the repository holds no LICENSE", which may be false."""
+    _hub_cache(root / "hf-cache", "OpenAssistant/oasst1", OASST_REV, {"data/a.parquet": b"p"})
+    raw = download(load_registry()["oasst1"], root)
+    assert _manifest(raw)["read_offline"] is True and _manifest(raw)["licence_files"] == []
+    n = source_notice(root, CardSource("oasst1", "Apache-2.0", True, "hf_dataset", "OpenAssistant/oasst1"))
+    assert "the repository holds no" not in n.missing
+    assert "read the local Hub cache offline" in n.missing and "dvc repro download@oasst1" in n.missing
 
 
 def test_a_hub_sources_licence_notice_and_card_terms_reach_the_full_notice(root: Path) -> None:

@@ -370,7 +370,7 @@ def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
 
 
 def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
-    from pipeline.sources.hub import fetch_snapshot
+    from pipeline.sources.hub import fetch_snapshot, offline
 
     snapshot, commit = fetch_snapshot(spec, HUB_LICENCE_PATTERNS)
     _copy_selected(
@@ -381,7 +381,10 @@ def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
         f"fix `files:` or set `local_path:` for {spec.name} in sources.yaml",
     )
     recorded = _record_licence(snapshot, _top_licence_files(snapshot, card=True), out)
-    return {"location": spec.location, "revision": commit, **recorded}
+    # Read offline, the snapshot holds only what was fetched into the cache before, perhaps by a
+    # download that asked for no licence files: their absence there says nothing of the repository.
+    read = {"read_offline": True} if offline() else {}
+    return {"location": spec.location, "revision": commit, **recorded, **read}
 
 
 def _from_url(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from pipeline.sources.globs import hub_patterns
 from pipeline.sources.registry import SourceSpec
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """HF_HUB_OFFLINE is set: the Hub is read from its local cache only."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -34,7 +35,7 @@ def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> tuple[Path, 
     token = os.environ.get(spec.token_env) or None
     where = f"dataset {spec.location}@{spec.revision} on the Hugging Face Hub"
     hint = f"or set `local_path:` for {spec.name} in sources.yaml to a folder holding {', '.join(spec.files) or 'its files'}"
-    if spec.gated and token is None and not _offline():
+    if spec.gated and token is None and not offline():
         raise SourceError(
             f"{spec.name}: {where} is gated and {spec.token_env} is not set; accept its terms on the Hub and "
             f"export {spec.token_env}=<your token>, {hint}"
@@ -53,7 +54,7 @@ def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> tuple[Path, 
             allow_patterns=[*hub_patterns(spec.files), *also] if spec.files else None,
             token=token,
             cache_dir=os.environ.get("HF_HUB_CACHE") or None,
-            local_files_only=_offline(),
+            local_files_only=offline(),
         )
     except GatedRepoError:
         if token is None:  # not marked `gated: true`, so nothing asked for a token before the call
