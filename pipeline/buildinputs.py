@@ -150,7 +150,7 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
             raise BuildError(f"{_rel(path, root)}: missing; run `dvc repro normalize@{name}` first")
         _check_readable(path, _rel(path, root))
         report_path = path.with_name(f"{name}.report.json")
-        report = _read_report(report_path) if report_path.is_file() else None
+        report = read_json_object(report_path, "normalize report") if report_path.is_file() else None
         sources.append(
             SourceInput(
                 name=name,
@@ -178,13 +178,15 @@ def _check_readable(path: Path, display: str) -> None:
         raise BuildError(f"{display}: not a readable parquet file ({first})") from None
 
 
-def _read_report(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object an earlier stage wrote (`what`: "normalize report", "download manifest"), or a
+    BuildError naming the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise BuildError(f"{path}: unreadable normalize report ({e})") from None
+        raise BuildError(f"{path}: unreadable {what} ({e})") from None
     if not isinstance(data, dict):
-        raise BuildError(f"{path}: a normalize report is a JSON object")
+        raise BuildError(f"{path}: a {what} is a JSON object")
     return data
 
 

@@ -36,7 +36,6 @@ one a reader needs inline.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -44,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.buildinputs import BuildError
+from pipeline.buildinputs import BuildError, read_json_object
 from pipeline.cards import NOTICE_FILE, CardSource, is_held, source_link
 from pipeline.sources.registry import SIDECAR_SUFFIXES
 
@@ -104,15 +103,7 @@ def _fence(text: Text) -> list[str]:
 
 def _manifest(raw: Path) -> dict[str, Any] | None:
     path = raw / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BuildError(f"{path}: unreadable download manifest ({e})") from None
-    if not isinstance(data, dict):
-        raise BuildError(f"{path}: a download manifest is a JSON object")
-    return data
+    return read_json_object(path, "download manifest") if path.is_file() else None
 
 
 def _recorded(raw: Path, manifest: Mapping[str, Any], rel: str, name: str) -> str:

@@ -1,4 +1,11 @@
-"""Shared test settings."""
+"""Shared test settings, and the `root` fixture of the tests that download and build sources."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 try:
     from hypothesis import HealthCheck, settings
@@ -17,3 +24,18 @@ if settings is not None:
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     settings.load_profile("reproducible")
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root with the real registry and params, and an empty data/contrib/; the Hub offline
+    (read from tmp_path/hf-cache) and no token (tests/test_sources.py, test_notices*.py)."""
+    shutil.copy(REPO / "sources.yaml", tmp_path / "sources.yaml")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data" / "contrib").mkdir(parents=True)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("NANOCHATGPT_DOWNLOAD_CACHE", str(tmp_path / "dl-cache"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    return tmp_path

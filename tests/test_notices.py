@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -44,15 +43,6 @@ SIDECARS = {
     "ok": {"licence": "CC-BY-4.0", "commercial": True, "description": "Chats by Ada Example, CC-BY"},
     "nc": {"licence": "CC-BY-NC-4.0", "commercial": False, "description": "Chats by Nils Example, NC only"},
 }
-
-
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copy(REPO / "sources.yaml", tmp_path / "sources.yaml")
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    (tmp_path / "data" / "contrib").mkdir(parents=True)
-    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
-    return tmp_path
 
 
 def _rows(source: str, n: int, licence: str, commercial: bool) -> list[dict]:

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import polars as pl
 import pytest
 import yaml
 from test_notices import _rows
+from test_sources import _fake_hub, _fake_hub_cache
 
 from pipeline.build import build_variant
 from pipeline.buildinputs import BuildConfig, BuildError
@@ -78,53 +78,6 @@ UNRELATED contact details.
 """
 
 
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copy(REPO / "sources.yaml", tmp_path / "sources.yaml")
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    (tmp_path / "data" / "contrib").mkdir(parents=True)
-    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("NANOCHATGPT_DOWNLOAD_CACHE", str(tmp_path / "dl-cache"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    return tmp_path
-
-
-def _hub_cache(cache: Path, repo: str, revision: str, files: dict[str, bytes]) -> None:
-    """The huggingface_hub cache layout: blobs/<sha256>, snapshots/<rev>/<path> -> blob links."""
-    base = cache / f"datasets--{repo.replace('/', '--')}"
-    (base / "refs").mkdir(parents=True)
-    (base / "refs" / "main").write_text(revision)
-    for rel, data in files.items():
-        blob = base / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(data)
-        link = base / "snapshots" / revision / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-
-
-def _listed_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: dict[str, bytes]) -> list[dict]:
-    """huggingface_hub.snapshot_download as the Hub answers it: the files of `tree` its own matcher
-    (filter_repo_objects, fnmatch) takes from `allow_patterns`. Returns the calls made."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    calls: list[dict] = []
-
-    def snapshot_download(repo_id: str, **kwargs: object) -> str:
-        calls.append(dict(kwargs, repo_id=repo_id))
-        folder = tmp_path / "snapshot" / ("c" * 40)
-        for rel in filter_repo_objects(list(tree), allow_patterns=kwargs["allow_patterns"]):
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(tree[rel])
-        folder.mkdir(parents=True, exist_ok=True)
-        return str(folder)
-
-    monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
-    return calls
-
-
 def _manifest(folder: Path) -> dict:
     return json.loads((folder / "manifest.json").read_text())
 
@@ -147,7 +100,7 @@ OASST = {
 def _oasst_project(root: Path) -> Path:
     """oasst1 downloaded through the real huggingface_hub path (offline cache) with a LICENSE, a
     NOTICE and a card at the repo root, and its turn table."""
-    _hub_cache(
+    _fake_hub_cache(
         root / "hf-cache",
         "OpenAssistant/oasst1",
         OASST_REV,
@@ -182,7 +135,7 @@ def test_a_hub_download_asks_for_the_root_licence_files_and_card_in_the_same_cal
         "LICENSE_dir_x/y": b"",
         "2023_oasst_ready.trees.jsonl.gz": b"big",
     }
-    calls = _listed_hub(monkeypatch, tmp_path, tree)
+    calls = _fake_hub(monkeypatch, tmp_path, tree)
     raw = download(load_registry()["oasst1"], root)
     assert len(calls) == 1  # one listing of the repo: the data and the licence files together
     assert "data/*.parquet" in calls[0]["allow_patterns"]
@@ -201,8 +154,8 @@ def test_a_hub_download_asks_for_the_root_licence_files_and_card_in_the_same_cal
 def test_a_hub_repo_without_licence_files_records_none_and_the_notice_says_so(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("HF_HUB_OFFLINE")  # the listed Hub answers as the Hub itself would
-    _listed_hub(monkeypatch, tmp_path, {"data/a.parquet": b"p"})
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the fake Hub answers as the Hub itself would
+    _fake_hub(monkeypatch, tmp_path, {"data/a.parquet": b"p"})
     raw = download(load_registry()["oasst1"], root)
     assert _manifest(raw)["licence_files"] == [] and _manifest(raw)["card"] is None
     assert "read_offline" not in _manifest(raw)
@@ -217,7 +170,7 @@ def test_a_hub_repo_without_licence_files_records_none_and_the_notice_says_so(
 def test_an_offline_cache_without_licence_files_does_not_speak_for_the_repository(root: Path) -> None:
     """Read offline, the Hub cache holds what some earlier download fetched, perhaps one that asked
     for no licence files: the notice said "the repository holds no LICENSE", which may be false."""
-    _hub_cache(root / "hf-cache", "OpenAssistant/oasst1", OASST_REV, {"data/a.parquet": b"p"})
+    _fake_hub_cache(root / "hf-cache", "OpenAssistant/oasst1", OASST_REV, {"data/a.parquet": b"p"})
     raw = download(load_registry()["oasst1"], root)
     assert _manifest(raw)["read_offline"] is True and _manifest(raw)["licence_files"] == []
     n = source_notice(root, CardSource("oasst1", "Apache-2.0", True, "hf_dataset", "OpenAssistant/oasst1"))
@@ -255,7 +208,7 @@ def test_a_tampered_recorded_hub_file_stops_the_build(root: Path, rel: str) -> N
 
 def test_a_long_card_is_cut_and_a_card_without_terms_says_so(root: Path) -> None:
     long_card = "# Card\n\n## License\n\n" + "terms line\n" * 5000 + "\n## Other\n\nx\n"
-    _hub_cache(
+    _fake_hub_cache(
         root / "hf-cache",
         "OpenAssistant/oasst1",
         OASST_REV,
@@ -268,7 +221,7 @@ def test_a_long_card_is_cut_and_a_card_without_terms_says_so(root: Path) -> None
     assert len(card.body) == CARD_MAX and f"its first {CARD_MAX:,} of" in card.caption
     assert "holds no LICENSE" in n.missing  # the card is no licence text
     shutil.rmtree(root / "hf-cache")
-    _hub_cache(
+    _fake_hub_cache(
         root / "hf-cache",
         "OpenAssistant/oasst1",
         OASST_REV,

@@ -45,20 +45,6 @@ FIXTURES = REPO / "tests" / "fixtures" / "sources"
 OASST_REV = "fdf72ae0827c1cda404aff25b6603abec9e3399b"
 
 
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project root with the real registry and params, and an empty data/contrib/."""
-    shutil.copy(REPO / "sources.yaml", tmp_path / "sources.yaml")
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    (tmp_path / "data" / "contrib").mkdir(parents=True)
-    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("NANOCHATGPT_DOWNLOAD_CACHE", str(tmp_path / "dl-cache"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    return tmp_path
-
-
 def entry(**fields: object) -> dict:
     base = {
         "kind": "package",
@@ -913,15 +899,16 @@ HUB_TREES = {
 }
 
 
-def _fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: dict[str, bytes]) -> dict:
+def _fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: dict[str, bytes]) -> list[dict]:
     """huggingface_hub.snapshot_download as the Hub answers it: only the repo files its own matcher
-    (utils.filter_repo_objects, fnmatch) takes from `allow_patterns` arrive in the snapshot."""
+    (utils.filter_repo_objects, fnmatch) takes from `allow_patterns` arrive in the snapshot.
+    Returns the calls made (each one's keyword arguments and repo_id), filled as they come."""
     from huggingface_hub.utils import filter_repo_objects
 
-    seen: dict = {}
+    calls: list[dict] = []
 
     def snapshot_download(repo_id: str, **kwargs: object) -> str:
-        seen.update(kwargs, repo_id=repo_id)
+        calls.append(dict(kwargs, repo_id=repo_id))
         folder = tmp_path / "snapshot" / ("c" * 40)
         for rel in filter_repo_objects(list(tree), allow_patterns=kwargs["allow_patterns"]):
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -930,7 +917,7 @@ def _fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: dict[str, b
         return str(folder)
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
-    return seen
+    return calls
 
 
 def _copied(folder: Path) -> list[str]:
@@ -946,9 +933,9 @@ def test_hub_sends_what_the_registry_selects(
     """Each hub source's `files:` against its real repo layout, through huggingface_hub's own matcher:
     the download holds exactly the intended files (no tagged or duplicate copies, no whole dump)."""
     listing, expected = HUB_TREES[name]
-    seen = _fake_hub(monkeypatch, tmp_path, {rel: rel.encode() for rel in listing})
+    calls = _fake_hub(monkeypatch, tmp_path, {rel: rel.encode() for rel in listing})
     folder = download(load_registry()[name])
-    assert seen["repo_id"] == load_registry()[name].location
+    assert calls[-1]["repo_id"] == load_registry()[name].location
     assert _copied(folder) == expected
 
 
@@ -970,11 +957,11 @@ def test_hub_sends_top_level_files_for_recursive_globs(
     """`**/*.csv` takes a top-level train.csv on disk (pathlib); huggingface_hub's fnmatch needs a '/'
     for it, so the registry's globs are rewritten for the Hub, or the file never arrives."""
     tree = {"train.csv": b"a\n", "valid/valid.csv": b"b\n", "deep/er/test.csv": b"c\n", "README.md": b"#\n"}
-    seen = _fake_hub(monkeypatch, tmp_path, tree)
+    calls = _fake_hub(monkeypatch, tmp_path, tree)
     spec = parse_entry("demo", _spec_fields("ubuntu", files=["**/*.csv"]))
     folder = download(spec)
     assert _copied(folder) == ["deep/er/test.csv", "train.csv", "valid/valid.csv"]
-    assert "*.csv" in seen["allow_patterns"]
+    assert "*.csv" in calls[-1]["allow_patterns"]
 
 
 GLOB_TREE = [

@@ -50,14 +50,24 @@ SIDECAR_MAX_DEPTH = 8  # YAML nesting a sidecar may have (its fields are text an
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REVISION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*(?<!/)$")
-# `token_env:` names: upper-case words joined by '_', one of them naming Hugging Face (HF,
-# HUGGINGFACE, HUGGING) and one TOKEN (TOKEN2 too). GITHUB_TOKEN, AWS_SESSION_TOKEN and
-# DOCKER_HUB_TOKEN do not match: HUB alone names other hubs too (HUGGING_FACE_HUB_TOKEN has HUGGING).
-_TOKEN_ENV_RE = re.compile(
-    r"^(?=(?:[A-Z0-9]+_)*(?:HF|HUGGING|HUGGINGFACE)(?:_|$))"
-    r"(?=(?:[A-Z0-9]+_)*TOKEN[0-9]*(?:_|$))"
-    r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$"
-)
+# `token_env:` names: upper-case words joined by '_', one of them naming Hugging Face and one TOKEN
+# (TOKEN2 too). GITHUB_TOKEN, AWS_SESSION_TOKEN and DOCKER_HUB_TOKEN are not taken: HUB alone names
+# other hubs too (HUGGING_FACE_HUB_TOKEN has HUGGING).
+_ENV_NAME_RE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
+_HF_WORDS = frozenset({"HF", "HUGGING", "HUGGINGFACE"})
+_TOKEN_WORD_RE = re.compile(r"TOKEN[0-9]*")
+
+
+def _hf_token_name(name: str) -> bool:
+    """`name` is an upper-case variable name with a Hugging Face word and a TOKEN word."""
+    words = name.split("_")
+    return (
+        _ENV_NAME_RE.fullmatch(name) is not None
+        and not _HF_WORDS.isdisjoint(words)
+        and any(_TOKEN_WORD_RE.fullmatch(w) for w in words)
+    )
+
+
 # What a symbolic link among the files a source copies is refused with (see refuse_link).
 LINK_RULE = "commit the file itself, not a link"
 
@@ -235,7 +245,7 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         raise SourceError(
             f"{at}: `token_env:` must be the name of an environment variable, not {brief(token_env)}"
         )
-    if token_env is not None and not _TOKEN_ENV_RE.match(token_env):
+    if token_env is not None and not _hf_token_name(token_env):
         # its value is sent to the Hub as the bearer token: `token_env: AWS_SECRET_ACCESS_KEY` in an
         # edited sources.yaml would hand that secret to huggingface.co (or whatever HF_ENDPOINT says)
         raise SourceError(
