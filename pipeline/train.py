@@ -353,10 +353,6 @@ class Run:
             and json.loads(start.state.get("config") or "{}").get("eval_iters") != cfg.eval_iters,
         )
 
-    @property
-    def tokens_per_step(self) -> int:
-        return self.cfg.batch_size * self.cfg.grad_accum * self.cfg.block_size
-
     def loop(self, on_step: Callable[[int], None] | None = None) -> None:
         cfg, progress = self.cfg, self.progress
         if self.remeasure_val:
@@ -411,7 +407,7 @@ class Run:
         progress.step += 1
         if progress.step % cfg.log_interval and progress.step != cfg.max_iters:
             # The GPU may still be busy: the sync at the next logged step charges it to this interval.
-            timer.add(self.tokens_per_step, time.perf_counter() - t0, n_total)
+            timer.add(self.cfg.tokens_per_iter, time.perf_counter() - t0, n_total)
             self.logger.advance({})
             return {}
         if rt.dist.enabled:
@@ -420,7 +416,7 @@ class Run:
         if n_total > 0:  # no bot token in this step's batch: no loss to log (0 would be a lie)
             metrics["train/loss"] = float(loss_share)  # float() waits for the GPU
         metrics["train/grad_norm"] = float(grad_norm)
-        timer.add(self.tokens_per_step, time.perf_counter() - t0, n_total)
+        timer.add(self.cfg.tokens_per_iter, time.perf_counter() - t0, n_total)
         tok_s = timer.rate()
         if self.peak:
             flops = self.flops_per_token(timer.loss_tokens / timer.tokens)

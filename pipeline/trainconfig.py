@@ -216,6 +216,11 @@ class TrainConfig:
         return out
 
     @property
+    def tokens_per_iter(self) -> int:
+        """Tokens one optimizer step trains on, all processes together."""
+        return self.batch_size * self.grad_accum * self.block_size
+
+    @property
     def gather_loss(self) -> bool:
         """Whether the vocabulary projection runs only at the loss positions (see loss_head)."""
         return self.loss_head == "gathered" or (self.loss_head == "auto" and not self.compile)

@@ -81,7 +81,7 @@ def summarize(
         "tokens_per_sec": _round(tok_s, 1),
         "params": n_params,
         "iters": progress.step,
-        "tokens_per_iter": cfg.batch_size * cfg.grad_accum * cfg.block_size,
+        "tokens_per_iter": cfg.tokens_per_iter,
         "wall_time_s": _round(wall_seconds, 1),
         "device": str(rt.device.type),
         "processes": rt.dist.world_size,

@@ -75,8 +75,6 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         raise TrainSetupError(f"params.yaml train.device: {e}") from None
     if dev.type == "cuda" and dev.index is not None:
         torch.cuda.set_device(dev)  # DDP: this process's GPU becomes the default for NCCL and allocations
-    if cfg.device == "auto" and dev.type == "cpu":  # before a Hub download or model/run is replaced
-        refuse_endless_cpu_run(cfg)
     device.init_process_group(info, dev)
     device.set_tf32(cfg.tf32)
     return Runtime(device=dev, dtype=device.resolve_dtype(cfg.dtype, dev), dist=info)
@@ -87,29 +85,32 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
 # after its start had already replaced model/run/. Such a run is refused; `train.device: cpu` still
 # runs it. The estimate is rough on purpose: 6 FLOPs per parameter per token (forward and backward)
 # at a generous CPU_FLOPS (the 2-core machine this project is developed on reaches about 0.2e12).
+# Only the steps still to run count: a GPU run resumed (or finalised) near its end is let through.
 CPU_FLOPS = 1e12
 CPU_HOURS_LIMIT = 24.0
 # (n_layer, n_embd) of the Hub's GPT-2 sizes: an init_from of these keeps its own, not the profile's.
 HUB_SHAPES = {"gpt2": (12, 768), "gpt2-medium": (24, 1024), "gpt2-large": (36, 1280), "gpt2-xl": (48, 1600)}
 
 
-def training_flops(cfg: TrainConfig) -> tuple[float, float]:
-    """(parameters, FLOPs) of the whole run, roughly: 6 per parameter per token seen."""
+def training_flops(cfg: TrainConfig, done: int = 0) -> tuple[float, float]:
+    """(parameters, FLOPs) of the steps from `done` to max_iters, roughly: 6 per parameter per token."""
     n_layer, n_embd = HUB_SHAPES.get(cfg.init_from, (cfg.n_layer, cfg.n_embd))
     params = 12 * n_layer * n_embd**2 + (PADDED_VOCAB + cfg.block_size) * n_embd
-    tokens = cfg.batch_size * cfg.block_size * cfg.grad_accum * cfg.max_iters
-    return params, 6 * params * tokens
+    return params, 6 * params * cfg.tokens_per_iter * max(cfg.max_iters - done, 0)
 
 
-def refuse_endless_cpu_run(cfg: TrainConfig) -> None:
-    """TrainSetupError when `device: auto` fell back to the CPU for a run no CPU finishes in a day."""
-    params, flops = training_flops(cfg)
+def refuse_endless_cpu_run(cfg: TrainConfig, rt: Runtime, done: int = 0) -> None:
+    """TrainSetupError when `device: auto` fell back to the CPU for steps (`done` of max_iters run
+    already) that no CPU finishes in a day."""
+    if cfg.device != "auto" or rt.device.type != "cpu":
+        return
+    params, flops = training_flops(cfg, done)
     hours = flops / CPU_FLOPS / 3600
     if hours > CPU_HOURS_LIMIT:
-        tokens = cfg.batch_size * cfg.block_size * cfg.grad_accum
+        left = f"{cfg.max_iters - done:,} of {cfg.max_iters:,}" if done else f"{cfg.max_iters:,}"
         raise TrainSetupError(
             f"train.device auto found no GPU, and this run ({params / 1e6:,.0f}M parameters, "
-            f"{cfg.max_iters:,} iters of {tokens:,} tokens) needs about {flops:.1e} FLOPs: over "
+            f"{left} iters of {cfg.tokens_per_iter:,} tokens to go) needs about {flops:.1e} FLOPs: over "
             f"{hours:,.0f} hours even on a fast CPU ({CPU_FLOPS / 1e12:g} TFLOP/s). Train it on a GPU, "
             "use the CPU profile (`dvc exp run -S train.profile=cpu-tiny`), or set train.device: cpu "
             "to run it here anyway"
@@ -250,28 +251,33 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
                 f"init_from=resume: the run under {paths.run_dir} is at step {state['step']} already; "
                 f"set max_iters above {state['step']} to extend it"
             )
+        refuse_endless_cpu_run(cfg, rt, done=int(state["step"]))
         same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
         if same.fingerprint(paths.data_dir) != state["fingerprint"]:
             rt.log("warning: the data or the code changed since this run's checkpoint; extending it anyway")
         rt.log(extension_notice(cfg, int(state["step"]), saved["max_iters"]))
         return _resume(cfg, latest, state, rt)
+    leftover: dict[str, Any] | None = None  # the state of the run in model/run, if it can be read
     if latest is not None:
         try:
-            state = _load_state(latest)
+            leftover = _load_state(latest)
         except UnreadableState as e:  # nothing could resume it: start afresh (it is discarded below)
             rt.log(f"warning: {e.problem}; starting a fresh run instead")
-            state = None
         # Same fingerprint, so the same max_iters: step == max_iters is a run that died between its
         # final checkpoint and finish(); resuming it runs no step and writes its outputs.
-        if state is not None and state["fingerprint"] == fingerprint and state["step"] <= cfg.max_iters:
-            if state["step"] < cfg.max_iters:
+        if leftover is not None and leftover["fingerprint"] == fingerprint and leftover["step"] <= cfg.max_iters:
+            refuse_endless_cpu_run(cfg, rt, done=int(leftover["step"]))
+            if leftover["step"] < cfg.max_iters:
                 rt.log(f"resuming the unfinished run at {latest} (same config, data and code)")
             else:
                 rt.log(f"the run at {latest} reached max_iters but has no model/ckpt yet: finalising it")
-            return _resume(cfg, latest, state, rt)
-        if state is not None:
-            rt.log(discard_notice(cfg, state, latest))
-        del state
+            return _resume(cfg, latest, leftover, rt)
+    # A fresh run: refused here, if at all, before a Hub download, before model/run is replaced, and
+    # before a leftover run is logged as discarded.
+    refuse_endless_cpu_run(cfg, rt)
+    if latest is not None and leftover is not None:
+        rt.log(discard_notice(cfg, leftover, latest))
+    leftover = None  # a large run's optimizer state: freed before the new model is built
     model = fresh_model(cfg, rt)
     # A fresh run: leftovers of another run must not be resumed later by mistake. Removed only once
     # the new model exists, so a typo in init_from (or no network) does not cost the old run.

@@ -32,7 +32,7 @@ from pipeline.shards import ShardWriter
 from pipeline.tokenizer import ENDOFTEXT_ID, render
 from pipeline.train import MaskedLM, train
 from pipeline.trainconfig import TrainConfig, TrainPaths
-from pipeline.trainsetup import TrainSetupError, setup_runtime
+from pipeline.trainsetup import TrainSetupError, refuse_endless_cpu_run, setup_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -595,14 +595,45 @@ def test_a_gpu_sized_run_on_device_auto_without_a_gpu_is_refused_before_the_old_
     assert "hours" in str(refused.value) and "cpu-tiny" in str(refused.value)
     assert (paths.run_dir / "step-00000004").is_dir()  # the unfinished run is still there
     # What the profile trains on the CPU is let through, as is any run with device: cpu said outright.
-    setup_runtime(dataclasses.replace(tiny_config(), device="auto"))
-    assert setup_runtime(dataclasses.replace(medium, device="cpu")).device.type == "cpu"
+    cpu = setup_runtime(tiny_config())
+    refuse_endless_cpu_run(dataclasses.replace(tiny_config(), device="auto"), cpu)
+    refuse_endless_cpu_run(dataclasses.replace(medium, device="cpu"), cpu)
     # An init_from of a Hub size is judged by that size, not the profile's.
     small = dataclasses.replace(
         tiny_config(), device="auto", init_from="gpt2-xl", max_iters=20_000, batch_size=64, block_size=1024
     )
     with pytest.raises(TrainSetupError, match="1,5[0-9]{2}M parameters"):
-        setup_runtime(small)
+        refuse_endless_cpu_run(small, cpu)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="device auto picks the GPU there")
+def test_the_cpu_refusal_counts_only_the_steps_a_resumed_run_has_left(
+    tokens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal judged a run by its whole max_iters, so a GPU run resumed (or extended a little) on
+    a CPU machine near its end was refused too. Here the CPU is made slow enough that the tiny run's 8
+    steps take 30 "hours" and 4 take 15: a fresh start is refused, resuming at step 4 is not."""
+    from pipeline import trainsetup
+
+    cfg = tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4)
+    paths = paths_in(tmp_path, tokens)
+    with pytest.raises(Stopped):
+        train(cfg, paths, on_step=stop_at(5))  # device: cpu, as a GPU run would have been elsewhere
+    monkeypatch.setattr(trainsetup, "CPU_FLOPS", trainsetup.training_flops(cfg)[1] / (30 * 3600))
+    auto = dataclasses.replace(cfg, device="auto")  # device is not in the fingerprint: it resumes
+    capsys.readouterr()
+    with pytest.raises(TrainSetupError, match="30 hours"):  # another seed: a fresh run of 8 steps
+        train(dataclasses.replace(auto, seed=7), paths)
+    assert (paths.run_dir / "step-00000004").is_dir()  # still there, and not called discarded
+    assert "discarding" not in capsys.readouterr().err
+    seen: list[int] = []
+    train(auto, paths, on_step=seen.append)  # 4 steps left: 15 hours
+    assert seen == [5, 6, 7, 8]
+    # Extending the finished run: 8 more steps are refused (counted as left, of 16), 4 more are not.
+    with pytest.raises(TrainSetupError, match="8 of 16 iters"):
+        train(dataclasses.replace(auto, init_from="resume", max_iters=16), paths)
+    train(dataclasses.replace(auto, init_from="resume", max_iters=12), paths, on_step=seen.append)
+    assert seen[4:] == [9, 10, 11, 12]
 
 
 def test_discarding_an_unfinished_run_says_why(
