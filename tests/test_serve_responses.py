@@ -12,9 +12,9 @@ import asyncio
 import json
 import threading
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
+import test_serve_openai_sdk
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_engine_support import tiny_gpt
@@ -38,18 +38,9 @@ from pipeline.tokenizer import get_encoding
 
 openai = pytest.importorskip("openai")
 Response = openai.types.responses.Response
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Iterator[openai.OpenAI]:
-    with serving(Engine(tiny_gpt(), enc=get_encoding())) as url, client(url) as sdk:
-        yield sdk
-
-
-@pytest.fixture(scope="module")
-def hello() -> Iterator[openai.OpenAI]:
-    with serving(Engine(hello_gpt(), enc=get_encoding())) as url, client(url) as sdk:
-        yield sdk
+# The chat completions tests' servers, one per module as there: a tiny random model, and hello_gpt.
+tiny = test_serve_openai_sdk.tiny
+hello = test_serve_openai_sdk.hello
 
 
 def strict(raw: dict) -> Response:
