@@ -901,11 +901,17 @@ HUB_TREES = {
 
 def _fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: dict[str, bytes]) -> list[dict]:
     """huggingface_hub.snapshot_download as the Hub answers it: only the repo files its own matcher
-    (utils.filter_repo_objects, fnmatch) takes from `allow_patterns` arrive in the snapshot.
-    Returns the calls made (each one's keyword arguments and repo_id), filled as they come."""
+    (utils.filter_repo_objects, fnmatch) takes from `allow_patterns` arrive in the snapshot, and the
+    repo's listing at that commit is cached (get_cached_repo_tree finds it), as after any call that
+    reached the Hub. Returns the calls made (each one's keyword arguments and repo_id), filled as
+    they come."""
+    from huggingface_hub import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
     calls: list[dict] = []
+
+    def get_cached_repo_tree(repo_id: str, **kwargs: object) -> list:
+        return [RepoFile(path=rel, size=len(data), oid="0" * 40) for rel, data in tree.items()]
 
     def snapshot_download(repo_id: str, **kwargs: object) -> str:
         calls.append(dict(kwargs, repo_id=repo_id))
@@ -917,6 +923,7 @@ def _fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tree: dict[str, b
         return str(folder)
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
+    monkeypatch.setattr("huggingface_hub.get_cached_repo_tree", get_cached_repo_tree)
     return calls
 
 

@@ -272,6 +272,38 @@ def _is_licence_file(rel: PurePosixPath) -> bool:
     return rel.parts[0] == "licenses" or _is_licence_name(rel.name)
 
 
+def _dist_info_files(dist: importlib.metadata.Distribution) -> list[tuple[PurePosixPath, Path]]:
+    """(path relative to the .dist-info folder, installed file) of each file of `dist`'s .dist-info
+    that is there, sorted by its path in the distribution's RECORD."""
+    found = []
+    for f in sorted(dist.files or [], key=str):
+        parts = PurePosixPath(str(f)).parts
+        if len(parts) < 2 or not parts[0].endswith(".dist-info"):
+            continue
+        path = Path(dist.locate_file(f))
+        if path.is_file():
+            found.append((PurePosixPath(*parts[1:]), path))
+    return found
+
+
+def package_records(spec: SourceSpec) -> list[tuple[str, Path]]:
+    """What a `kind: package` download records besides the package's data: (recorded path, installed
+    file) of each .dist-info licence file it copies into .licence/ (`_package_licence`), and of the
+    METADATA its `upstream` and `revision` are read from (recorded as "METADATA": not copied). []
+    when the package has no installed distribution. The registry stage hashes these, so that an
+    upgrade or an edit that changes only them still re-runs the download (NOTICE.md reads them)."""
+    found = _distribution(spec.location)
+    if found is None:
+        return []
+    records = []
+    for rel, path in _dist_info_files(found[1]):
+        if _is_licence_file(rel):
+            records.append(((PurePosixPath(LICENCE_DIR) / rel).as_posix(), path))
+        elif rel == PurePosixPath("METADATA"):
+            records.append(("METADATA", path))
+    return records
+
+
 def _package_licence(spec: SourceSpec, out: Path) -> dict[str, Any]:
     """Copy the licence files the package's distribution ships (in its .dist-info) into
     out/.licence/ and return what its metadata says about authorship and terms: the build writes
@@ -282,15 +314,10 @@ def _package_licence(spec: SourceSpec, out: Path) -> dict[str, Any]:
     dist = found[1]
     meta = dist.metadata
     kept: list[str] = []
-    for f in sorted(dist.files or [], key=str):
-        parts = PurePosixPath(str(f)).parts
-        if len(parts) < 2 or not parts[0].endswith(".dist-info"):
-            continue
-        rel = PurePosixPath(*parts[1:])
-        path = Path(dist.locate_file(f))
-        if _is_licence_file(rel) and path.is_file():
-            _copy(path, out / LICENCE_DIR / rel)
-            kept.append((PurePosixPath(LICENCE_DIR) / rel).as_posix())
+    for recorded, path in package_records(spec):
+        if recorded != "METADATA":  # read below, not copied
+            _copy(path, out / recorded)
+            kept.append(recorded)
     upstream = {
         "distribution": meta["Name"],
         "version": dist.version,
@@ -370,9 +397,9 @@ def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
 
 
 def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
-    from pipeline.sources.hub import fetch_snapshot, offline
+    from pipeline.sources.hub import fetch_snapshot
 
-    snapshot, commit = fetch_snapshot(spec, HUB_LICENCE_PATTERNS)
+    snapshot, commit, complete = fetch_snapshot(spec, HUB_LICENCE_PATTERNS)
     _copy_selected(
         snapshot,
         spec.files,
@@ -381,9 +408,10 @@ def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
         f"fix `files:` or set `local_path:` for {spec.name} in sources.yaml",
     )
     recorded = _record_licence(snapshot, _top_licence_files(snapshot, card=True), out)
-    # Read offline, the snapshot holds only what was fetched into the cache before, perhaps by a
-    # download that asked for no licence files: their absence there says nothing of the repository.
-    read = {"read_offline": True} if offline() else {}
+    # Read from the cache alone (offline, or the Hub out of reach), the snapshot holds only what was
+    # fetched into it before, perhaps by a download that asked for no licence files: those it holds
+    # are recorded, and the absence of the others says nothing of the repository.
+    read = {} if complete else {"read_offline": True}
     return {"location": spec.location, "revision": commit, **recorded, **read}
 
 

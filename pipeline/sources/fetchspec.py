@@ -11,7 +11,8 @@ re-normalize (docs/contracts.md), and a contributed file re-runs only download@c
 
 Files read from this machine are part of the spec too: the sha256 of each file a `local_path:`
 or a `kind: package` download copies (a `local_path:` folder's LICENSE/NOTICE files and card, which
-it records for NOTICE.md, among them). DVC cannot list those paths in dvc.yaml (they differ per
+it records for NOTICE.md, among them), and for a package, under `recorded`, of its .dist-info licence
+files and METADATA, which the download records for NOTICE.md. DVC cannot list those paths in dvc.yaml (they differ per
 source and per machine), so the registry stage is `always_changed`: it runs on every
 `dvc repro`, and a download re-runs exactly when its JSON's bytes change, that is when an edited
 local file, or an upgraded package, changes what it would copy.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
-from pipeline.sources.download import files_on_disk
+from pipeline.sources.download import files_on_disk, package_records
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import SourceSpec
 
@@ -66,6 +67,13 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
         base, files = on_disk
         out["contents"] = [
             {"path": p.relative_to(base).as_posix(), "sha256": atomic.sha256_file(p)} for p in files
+        ]
+    if spec.kind == "package" and not spec.local_path:
+        # what the download records from the .dist-info beside the data: licence texts and the
+        # metadata (version, authors, licence fields) NOTICE.md reproduces. Written for package
+        # sources only, so that a hub, url or contrib source's JSON stays as it was.
+        out["recorded"] = [
+            {"path": recorded, "sha256": atomic.sha256_file(path)} for recorded, path in package_records(spec)
         ]
     return out
 

@@ -6,13 +6,15 @@ with fnmatch, where `**/*.csv` misses a top-level file that pathlib's glob takes
 globs are rewritten for it (globs.hub_patterns) so that it sends every file the copy selects. With
 HF_HUB_OFFLINE=1 (or no network) a snapshot already in the cache still resolves, which is also
 how the tests exercise this path without a network. The repo's root licence and notice files and
-its dataset card come in the same snapshot (download.py records them in data/raw/<name>/.licence/).
+its dataset card come in the same snapshot (download.py records them in data/raw/<name>/.licence/);
+a cache filled before they were asked for still serves the data (`fetch_snapshot`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from pipeline.sources.errors import SourceError
 from pipeline.sources.globs import hub_patterns
@@ -24,13 +26,34 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> tuple[Path, str]:
-    """(local snapshot folder, resolved commit) of `spec.location` at `spec.revision`, holding the
-    files `spec.files` selects and those the fnmatch patterns `also` name (the repo's licence files
-    and card, download.HUB_LICENCE_PATTERNS): one listing of the repo, by the same call, at the same
-    commit, with the same token and offline rules as the data."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+class Snapshot(NamedTuple):
+    """A local snapshot of a Hub repo at one commit (`fetch_snapshot`)."""
+
+    folder: Path
+    commit: str
+    # the folder holds every file the fetch's `also` patterns name that the repo holds at that commit:
+    # the Hub answered, or its cached listing of that commit vouched for the cache (see `_listed`)
+    complete: bool
+
+
+def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> Snapshot:
+    """The local snapshot of `spec.location` at `spec.revision`, holding the files `spec.files`
+    selects and those the fnmatch patterns `also` name (the repo's licence files and card,
+    download.HUB_LICENCE_PATTERNS): one listing of the repo, by the same call, at the same commit,
+    with the same token and offline rules as the data.
+
+    The `also` files never stop a download the data alone would allow: read from a cache filled
+    before they were asked for (offline, or with the Hub out of reach), the snapshot holds those the
+    cache has and `complete` is False. huggingface_hub refuses such a snapshot when its cached
+    listing of the commit names files the cache lacks (IncompleteSnapshotError, or a
+    LocalEntryNotFoundError from the file it could not fetch); the data is then read from the cache
+    alone, and only a failure of that is the user's."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     token = os.environ.get(spec.token_env) or None
     where = f"dataset {spec.location}@{spec.revision} on the Hugging Face Hub"
@@ -42,20 +65,24 @@ def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> tuple[Path, 
         )
     from huggingface_hub.utils import logging as hf_logging
 
+    # fnmatch patterns taking at least what download._select takes (globs.hub_patterns)
+    data = hub_patterns(spec.files) if spec.files else None
     # The hub logs each network retry as a warning; the user gets our one line instead.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        path = snapshot_download(
-            spec.location,
-            repo_type="dataset",
-            revision=spec.revision,
-            # fnmatch patterns taking at least what download._select takes (globs.hub_patterns)
-            allow_patterns=[*hub_patterns(spec.files), *also] if spec.files else None,
-            token=token,
-            cache_dir=os.environ.get("HF_HUB_CACHE") or None,
-            local_files_only=offline(),
-        )
+        try:
+            path = _snapshot_download(spec, token, None if data is None else [*data, *also], offline())
+            # offline, the cache is all there is, even where its listing vouches for it (read_offline)
+            complete = not offline()
+        except LocalEntryNotFoundError as missing:
+            if data is None or not also:  # only the data was asked for (or the whole repo)
+                raise
+            try:
+                path = _snapshot_download(spec, token, data, local_files_only=True)
+            except Exception:
+                raise missing from None  # the first answer says why (no network, say), not this one
+            complete = False
     except GatedRepoError:
         if token is None:  # not marked `gated: true`, so nothing asked for a token before the call
             raise SourceError(
@@ -79,4 +106,40 @@ def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> tuple[Path, 
     finally:
         hf_logging.set_verbosity(verbosity)
     snapshot = Path(path)
-    return snapshot, snapshot.name
+    return Snapshot(snapshot, snapshot.name, complete and _listed(spec, snapshot.name))
+
+
+def _snapshot_download(
+    spec: SourceSpec, token: str | None, patterns: list[str] | None, local_files_only: bool
+) -> str:
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(
+        spec.location,
+        repo_type="dataset",
+        revision=spec.revision,
+        allow_patterns=patterns,
+        token=token,
+        cache_dir=_cache_dir(),
+        local_files_only=local_files_only,
+    )
+
+
+def _cache_dir() -> str | None:
+    return os.environ.get("HF_HUB_CACHE") or None
+
+
+def _listed(spec: SourceSpec, commit: str) -> bool:
+    """The hub cache holds huggingface_hub's listing of the repo at `commit` (trees/<commit>.json):
+    written by every snapshot_download that reached the Hub, read by those that did not to refuse a
+    snapshot lacking requested files. Without it, a snapshot the call returned may be whatever an
+    earlier download left in the cache, the Hub being out of reach without a word (no network and
+    HF_HUB_OFFLINE unset): what it lacks says nothing of the repository."""
+    from huggingface_hub import get_cached_repo_tree
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
+
+    try:
+        get_cached_repo_tree(spec.location, repo_type="dataset", revision=commit, cache_dir=_cache_dir())
+    except CachedRepoTreeNotFoundError:
+        return False
+    return True
