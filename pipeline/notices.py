@@ -244,14 +244,22 @@ def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
     )
     card_facts, card_texts = _card(raw, manifest, source.name)
     missing = ""
-    if not texts and manifest.get("read_offline"):
+    # Read from the cache alone, the snapshot holds what earlier downloads fetched into it: what it
+    # lacks says nothing of the repository, whether it held some licence files or none.
+    cache_only = (
+        "the download read only the local Hub cache (HF_HUB_OFFLINE, or the Hub out of reach), and "
+        f"the cached copy of that commit holds {'no other' if texts else 'no'} {NO_LICENCE_FILE} at its "
+        f"root{'' if manifest.get('card') else ' and no dataset card'}. The repository may still hold "
+        f"{'more' if texts else 'one'} that was never fetched into the cache: re-run "
+        f"`dvc repro download@{source.name}` with network access to record "
+        f"{'them' if texts else 'it'}."
+    )
+    if texts and manifest.get("read_offline"):
+        missing = f"**Perhaps not every licence file:** {cache_only}"
+    elif manifest.get("read_offline"):
         missing = (
-            f"**No licence text recorded:** the download read the local Hub cache offline (HF_HUB_OFFLINE), "
-            f"and the cached copy of that commit holds no {NO_LICENCE_FILE} at its root. The repository may "
-            "still hold one that was never fetched into the cache: re-run "
-            f"`dvc repro download@{source.name}` with network access to record it. Until then the licence "
-            "id above is the one sources.yaml records; include the text of that licence when you pass the "
-            "data on."
+            f"**No licence text recorded:** {cache_only} Until then the licence id above is the one "
+            "sources.yaml records; include the text of that licence when you pass the data on."
         )
     elif not texts:
         missing = (

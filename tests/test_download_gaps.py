@@ -71,7 +71,7 @@ def test_offline_a_cache_with_the_data_only_still_downloads(root: Path, listing:
     assert manifest["licence_files"] == [] and manifest["card"] is None
     assert manifest["read_offline"] is True  # not read, rather than "the repository holds none"
     missing = _notice_missing(root)
-    assert "read the local Hub cache offline" in missing and "the repository holds no" not in missing
+    assert "read only the local Hub cache" in missing and "the repository holds no" not in missing
 
 
 @pytest.mark.parametrize("listing", [True, False], ids=["listed", "unlisted"])
@@ -82,6 +82,11 @@ def test_offline_the_licence_files_the_cache_holds_are_recorded(root: Path, list
     assert manifest["licence_files"] == [".licence/LICENSE"] and manifest["card"] is None
     assert (raw / ".licence/LICENSE").read_bytes() == REPO_FILES["LICENSE"]
     assert manifest["read_offline"] is True  # NOTICE and the card were not read
+    # The LICENSE is reproduced, and the notice says the cache may lack others (it said nothing).
+    missing = _notice_missing(root)
+    assert missing.startswith("**Perhaps not every licence file:**")
+    assert "holds no other LICENSE" in missing and "no dataset card" in missing
+    assert "dvc repro download@oasst1" in missing
 
 
 def test_offline_a_cache_without_the_data_still_fails_with_huggingface_hubs_reason(root: Path) -> None:

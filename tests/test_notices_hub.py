@@ -175,7 +175,7 @@ def test_an_offline_cache_without_licence_files_does_not_speak_for_the_repositor
     assert _manifest(raw)["read_offline"] is True and _manifest(raw)["licence_files"] == []
     n = source_notice(root, CardSource("oasst1", "Apache-2.0", True, "hf_dataset", "OpenAssistant/oasst1"))
     assert "the repository holds no" not in n.missing
-    assert "read the local Hub cache offline" in n.missing and "dvc repro download@oasst1" in n.missing
+    assert "read only the local Hub cache" in n.missing and "dvc repro download@oasst1" in n.missing
 
 
 def test_a_hub_sources_licence_notice_and_card_terms_reach_the_full_notice(root: Path) -> None:
