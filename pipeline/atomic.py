@@ -262,3 +262,22 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`{"bytes", "sha256"}` of a file: what a file written last records of the siblings it goes
+    with (atomic_paths), so that a reader can tell a set a kill between the renames mixed."""
+    return {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+
+
+def fingerprint_mismatch(path: str | os.PathLike[str], recorded: Any) -> str | None:
+    """None when `path` is the file `recorded` (a fingerprint) describes, else why not:
+    "unrecorded" (`recorded` is no fingerprint), "missing" or "different". The size is compared
+    first; the sha256 then reads the file once (~1.4 GB/s with SHA extensions)."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+        return "unrecorded"
+    if not os.path.isfile(path):
+        return "missing"
+    if os.path.getsize(path) != recorded.get("bytes") or sha256_file(path) != recorded["sha256"]:
+        return "different"
+    return None

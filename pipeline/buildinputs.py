@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import paramcheck
+from pipeline import atomic, paramcheck
 from pipeline.schema import MAX_TURN_CHARS, max_turn_chars_setting
 from pipeline.sources import licences
 
@@ -149,8 +149,7 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
         if not path.is_file():
             raise BuildError(f"{_rel(path, root)}: missing; run `dvc repro normalize@{name}` first")
         _check_readable(path, _rel(path, root))
-        report_path = path.with_name(f"{name}.report.json")
-        report = read_json_object(report_path, "normalize report") if report_path.is_file() else None
+        report = _normalize_report(root, name, path)
         sources.append(
             SourceInput(
                 name=name,
@@ -167,6 +166,44 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
             )
         )
     return sources
+
+
+# What normalize's report records of the tables it was written with (pipeline.sources.normalize
+# OUTPUTS_KEY; not imported, which would make the whole of pipeline.sources build code).
+_OUTPUTS = "outputs"
+
+
+def _normalize_report(root: Path, name: str, table: Path) -> dict[str, Any] | None:
+    """The source's normalize report, once it is known to describe `table` and the quarantine on
+    disk: a normalize killed between its renames (report last) leaves a new table beside the
+    previous run's report, whose counts stats.json and the card would print as this table's. A
+    report without the record (written before it was kept, or by hand) is read as it stands. The
+    record itself is left out of what the build carries on."""
+    report_path = table.with_name(f"{name}.report.json")
+    if not report_path.is_file():
+        return None
+    report = read_json_object(report_path, "normalize report")
+    recorded = report.get(_OUTPUTS)
+    if recorded is None:
+        return report
+    quarantine = root / "data" / "quarantine" / f"{name}.parquet"
+    shown = _rel(report_path, root)
+    for key, path in (("turns", table), ("quarantine", quarantine)):
+        entry = recorded.get(key) if isinstance(recorded, dict) else None
+        problem = atomic.fingerprint_mismatch(path, entry)
+        if problem is None:
+            continue
+        if problem == "unrecorded":
+            why = f"{shown}: `{_OUTPUTS}.{key}` records no size and sha256 of {_rel(path, root)}"
+        elif problem == "missing":
+            why = f"{_rel(path, root)}: missing, but {shown} was written with it"
+        else:
+            why = (
+                f"{_rel(path, root)} is not the file {shown} was written with (a normalize killed between "
+                "its renames, or a file replaced by hand): they come from different runs"
+            )
+        raise BuildError(f"{why}; run `dvc repro normalize@{name}`")
+    return {k: v for k, v in report.items() if k != _OUTPUTS}
 
 
 def _check_readable(path: Path, display: str) -> None:

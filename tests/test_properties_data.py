@@ -43,7 +43,7 @@ from pipeline.schema import ROLES
 from pipeline.shards import TokenShards
 from pipeline.sources.adapters import contrib
 from pipeline.sources.licences import commercial_eligible
-from pipeline.sources.normalize import normalize_rows, write_outputs
+from pipeline.sources.normalize import NormalizeResult, normalize_rows, output_paths, write_outputs
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows, concat
 from pipeline.tokenizer import (
@@ -767,9 +767,14 @@ def test_build_is_deterministic_and_blind_to_input_order(corpus: Corpus, rnd: ra
                 }
             normalize_all(root, corpus, order)
             for name in corpus.names if shuffle else []:
-                path = root / "data" / "normalized" / f"{name}.parquet"
-                table = pl.read_parquet(path)
-                table[rnd.sample(range(table.height), table.height)].write_parquet(path)
+                # Through write_outputs, as a normalize that wrote its rows in another order would:
+                # the report records the tables it goes with, and the build refuses any other.
+                paths = output_paths(name, root)
+                table = pl.read_parquet(paths["turns"])
+                shuffled = table[rnd.sample(range(table.height), table.height)]
+                report = json.loads(paths["report"].read_text(encoding="utf-8"))
+                quarantine = pl.read_parquet(paths["quarantine"])
+                write_outputs(NormalizeResult(shuffled, quarantine, report), name, root)
             build(root, corpus, "full", **cfg)
             first = dataset_files(root, "full")
             build(root, corpus, "full", **cfg)

@@ -37,7 +37,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import paramcheck
-from pipeline.atomic import atomic_paths, json_bytes
+from pipeline.atomic import atomic_paths, fingerprint, json_bytes
 from pipeline.params import project_root
 from pipeline.schema import (
     MAX_TURN_CHARS,
@@ -363,17 +363,26 @@ def output_paths(name: str, root: Path | None = None) -> dict[str, Path]:
     }
 
 
+# The report's record of the two tables it was written with (atomic.fingerprint of each), so that
+# a reader can tell a whole set from a mix: pipeline.buildinputs checks it (under the same name).
+OUTPUTS_KEY = "outputs"
+
+
 def write_outputs(result: NormalizeResult, name: str, root: Path | None = None) -> dict[str, Path]:
     """Write the turn table, quarantine and report, replaced together (atomic_paths).
 
     All three are written before any is renamed into place: a failure or a kill while the
     quarantine or the report is written leaves the old three, not a new turn table beside the old
     quarantine and a report that counts neither (the build reads the table and the report). The
-    report is renamed last.
+    report is renamed last and records the size and sha256 of the two tables (`outputs`): a kill
+    between the renames leaves a new table beside the previous run's report, which the build
+    (pipeline.buildinputs) then refuses, so a user running the stages by hand is not handed a mix.
     """
     paths = output_paths(name, root)
     with atomic_paths(paths["turns"], paths["quarantine"], paths["report"]) as (turns, quarantine, rep):
         result.turns.write_parquet(turns)
         result.quarantine.write_parquet(quarantine)
-        rep.write_bytes(json_bytes(result.report))
+        # The temporaries are renamed, not rewritten: their bytes are the published ones.
+        outputs = {"turns": fingerprint(turns), "quarantine": fingerprint(quarantine)}
+        rep.write_bytes(json_bytes({**result.report, OUTPUTS_KEY: outputs}))
     return paths
