@@ -265,7 +265,11 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
             rt.log(f"warning: {e.problem}; starting a fresh run instead")
         # Same fingerprint, so the same max_iters: step == max_iters is a run that died between its
         # final checkpoint and finish(); resuming it runs no step and writes its outputs.
-        if leftover is not None and leftover["fingerprint"] == fingerprint and leftover["step"] <= cfg.max_iters:
+        if (
+            leftover is not None
+            and leftover["fingerprint"] == fingerprint
+            and leftover["step"] <= cfg.max_iters
+        ):
             refuse_endless_cpu_run(cfg, rt, done=int(leftover["step"]))
             if leftover["step"] < cfg.max_iters:
                 rt.log(f"resuming the unfinished run at {latest} (same config, data and code)")
