@@ -4,6 +4,7 @@ one line on stderr and exit 1, never a traceback or a table that hides it."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,27 @@ def test_sources_names_an_enabled_name_missing_from_the_registry(
     assert problems[0].startswith("params.yaml `sources:` lists oasst, which is not in sources.yaml (known: ")
     assert table.run(argparse.Namespace(json=False, reasons=False)) == 1
     assert "sources: params.yaml `sources:` lists oasst" in capsys.readouterr().err
+
+
+def test_sources_shows_no_row_count_for_a_table_its_report_was_not_written_with(tmp_path: Path) -> None:
+    """A normalize killed between its renames leaves a new table beside the old report: the table
+    printed the old report's count as this table's (the build refuses such a set)."""
+    _project(tmp_path, _sources(["chitchat"]))
+    normalized = tmp_path / "data" / "normalized"
+    normalized.mkdir(parents=True)
+    (normalized / "chitchat.parquet").write_bytes(b"a table of 23 bytes....")
+    report = {"rows_kept": 5, "outputs": {"turns": {"bytes": 23, "sha256": "0" * 64}}}
+    (normalized / "chitchat.report.json").write_text(json.dumps(report))
+    rows, problems = table.source_rows(tmp_path)
+    assert {r["name"]: r["rows"] for r in rows}["chitchat"] == 5 and problems == []
+
+    (normalized / "chitchat.parquet").write_bytes(b"another run's table")
+    rows, problems = table.source_rows(tmp_path)
+    assert {r["name"]: r["rows"] for r in rows}["chitchat"] == "-"
+    assert problems == [
+        "data/normalized/chitchat.parquet is not the table its report was written with (a normalize "
+        "killed between its renames?): its rows are not shown; run `dvc repro normalize@chitchat`"
+    ]
 
 
 def test_sources_with_registry_names_only_has_no_problem(tmp_path: Path) -> None:
