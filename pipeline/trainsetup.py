@@ -251,7 +251,10 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
                 f"init_from=resume: the run under {paths.run_dir} is at step {state['step']} already; "
                 f"set max_iters above {state['step']} to extend it"
             )
-        refuse_endless_cpu_run(cfg, rt, done=int(state["step"]))
+        # Judged by the shape it trains: a run started from a Hub GPT-2 keeps that model's shape, and
+        # `origin` (not the config, which an extension saves with init_from: resume) names its start.
+        origin = str(state.get("origin") or saved.get("init_from") or cfg.init_from)
+        refuse_endless_cpu_run(dataclasses.replace(cfg, init_from=origin), rt, done=int(state["step"]))
         same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
         if same.fingerprint(paths.data_dir) != state["fingerprint"]:
             rt.log("warning: the data or the code changed since this run's checkpoint; extending it anyway")

@@ -68,6 +68,19 @@ def test_sources_shows_no_row_count_for_a_table_its_report_was_not_written_with(
     ]
 
 
+def test_sources_shows_the_committed_reports_count_before_its_table_is_pulled(tmp_path: Path) -> None:
+    """The reports are in git, the tables in DVC's cache: a fresh clone (or `dvc pull export`) has
+    the report and no table. That is no mix: `nanochatgpt sources` exited 1 there, saying of every
+    normalized source "is not the table its report was written with (a normalize killed ...)"."""
+    _project(tmp_path, _sources(["chitchat"]))
+    normalized = tmp_path / "data" / "normalized"
+    normalized.mkdir(parents=True)
+    report = {"rows_kept": 5, "outputs": {"turns": {"bytes": 23, "sha256": "0" * 64}}}
+    (normalized / "chitchat.report.json").write_text(json.dumps(report))
+    rows, problems = table.source_rows(tmp_path)
+    assert {r["name"]: r["rows"] for r in rows}["chitchat"] == 5 and problems == []
+
+
 def test_sources_with_registry_names_only_has_no_problem(tmp_path: Path) -> None:
     _project(tmp_path, _sources(["chitchat", "chatterbot", "contrib"]))
     assert table.source_rows(tmp_path)[1] == []

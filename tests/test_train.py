@@ -636,6 +636,25 @@ def test_the_cpu_refusal_counts_only_the_steps_a_resumed_run_has_left(
     assert seen[4:] == [9, 10, 11, 12]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="device auto picks the GPU there")
+def test_the_cpu_refusal_judges_an_extended_hub_start_by_its_hub_shape(tokens: Path, tmp_path: Path) -> None:
+    """An extension (init_from: resume) was judged by the profile's n_layer/n_embd, not the shape of
+    the GPT-2 it started from: 100,000 more steps of a gpt2-xl start (1.5B parameters, days on a
+    CPU) were let through as a tiny model's. The run's state names its start (`origin`)."""
+    from pipeline import checkpoint
+
+    cfg = tiny_config(max_iters=4, ckpt_interval=4, eval_interval=4)
+    paths = paths_in(tmp_path, tokens)
+    train(cfg, paths)  # stands for a gpt2-xl start trained on a GPU (its weights are not fetched here)
+    latest = checkpoint.latest_run_checkpoint(paths.run_dir)
+    state = checkpoint.load_state(latest)
+    checkpoint.save_state({**state, "origin": "gpt2-xl"}, latest)
+    longer = dataclasses.replace(cfg, device="auto", init_from="resume", max_iters=100_004)
+    with pytest.raises(TrainSetupError, match=r"1,5[0-9]{2}M parameters, 100,000 of 100,004 iters"):
+        train(longer, paths, on_step=stop_at(5))  # let through, it stops after one step
+    assert checkpoint.load_state(latest)["step"] == 4  # untouched
+
+
 def test_discarding_an_unfinished_run_says_why(
     tokens: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

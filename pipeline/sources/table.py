@@ -45,14 +45,17 @@ def _report(root: Path, name: str) -> dict[str, Any] | None:
 
 def _describes_table(report: dict[str, Any], root: Path, name: str) -> bool:
     """Whether the turn table on disk has the size the report records of it (the build checks the
-    sha256 too: pipeline.buildinputs). A report without the record (older, or by hand) is trusted."""
+    sha256 too: pipeline.buildinputs). A report without the record (older, or by hand) is trusted,
+    and so is one whose table is not there: the reports are kept in git and the tables in DVC's
+    cache, so a fresh clone (or one that pulled only `export`) has the report of the committed run
+    and no table yet, which is no mix."""
     outputs = report.get("outputs")
     turns = outputs.get("turns") if isinstance(outputs, dict) else None
     recorded = turns.get("bytes") if isinstance(turns, dict) else None
-    if not isinstance(recorded, int):
-        return True
     table = root / "data" / "normalized" / f"{name}.parquet"
-    return table.is_file() and table.stat().st_size == recorded
+    if not isinstance(recorded, int) or not table.is_file():
+        return True
+    return table.stat().st_size == recorded
 
 
 def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
