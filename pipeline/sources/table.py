@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
+from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
 from pipeline.sources.registry import (
     REGISTRY_FILE,
     contrib_folder,
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(root: Path, name: str) -> dict[str, Any] | None:
-    path = root / "data" / "normalized" / f"{name}.report.json"
+    path = output_paths(name, root)["report"]
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
@@ -49,10 +50,10 @@ def _describes_table(report: dict[str, Any], root: Path, name: str) -> bool:
     and so is one whose table is not there: the reports are kept in git and the tables in DVC's
     cache, so a fresh clone (or one that pulled only `export`) has the report of the committed run
     and no table yet, which is no mix."""
-    outputs = report.get("outputs")
+    outputs = report.get(OUTPUTS_KEY)
     turns = outputs.get("turns") if isinstance(outputs, dict) else None
     recorded = turns.get("bytes") if isinstance(turns, dict) else None
-    table = root / "data" / "normalized" / f"{name}.parquet"
+    table = output_paths(name, root)["turns"]
     if not isinstance(recorded, int) or not table.is_file():
         return True
     return table.stat().st_size == recorded
