@@ -1,5 +1,5 @@
 """What a build reports: stats.json (every row of every source accounted for, checked to
-reconcile), metrics.json (its totals, DVC's metric) and the dataset card (pipeline.cards).
+reconcile), metrics.json (its totals, DVC's metric) and the dataset card (pipeline.datasetcard).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import cards
+from pipeline import cards, datasetcard
 from pipeline.buildinputs import (
     CAPPED,
     DUPLICATE,
@@ -191,7 +191,7 @@ def summary_metrics(stats: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def card_sources(stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> list[cards.CardSource]:
-    """The rows of the variant's card (pipeline.cards), from its stats and each source's registry terms."""
+    """The rows of the variant's card (pipeline.datasetcard), from its stats and each source's registry terms."""
     terms = {
         s.name: cards.CardSource(
             name=s.name,
@@ -203,13 +203,13 @@ def card_sources(stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> li
         )
         for s in sources
     }
-    return cards.dataset_sources(stats, terms)
+    return datasetcard.dataset_sources(stats, terms)
 
 
 def write_cards(out: Path, variant: str, stats: Mapping[str, Any], sources: Sequence[SourceInput]) -> None:
     """README.md (the dataset card) and, when a licence needs it, LICENSE.md into `out`."""
     rows = card_sources(stats, sources)
-    (out / "README.md").write_text(cards.dataset_card(variant, stats, rows), encoding="utf-8")
-    licence_file = cards.dataset_licence_file(stats, rows)
+    (out / "README.md").write_text(datasetcard.dataset_card(variant, stats, rows), encoding="utf-8")
+    licence_file = datasetcard.dataset_licence_file(stats, rows)
     if licence_file is not None:
         (out / cards.LICENCE_FILE).write_text(licence_file, encoding="utf-8")

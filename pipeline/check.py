@@ -24,17 +24,16 @@ from typing import Any
 import polars as pl
 
 from pipeline.params import load_params, project_root
-from pipeline.sources.errors import SourceError
-from pipeline.sources.licences import commercial_eligible
-from pipeline.sources.registry import (
+from pipeline.sources.contrib import (
     CONTRIB_DOC_SUFFIXES,
     contrib_entries,
-    get_source,
     is_contrib_entry,
-    load_registry,
     refuse_link,
     shown,
 )
+from pipeline.sources.errors import SourceError
+from pipeline.sources.licences import commercial_eligible
+from pipeline.sources.registry import get_source, load_registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +76,7 @@ def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], An
     empty: data/contrib/)."""
     spec = get_source("contrib", load_registry(root / "sources.yaml"))
     folder = root / spec.location
-    if not files:  # data/contrib/ as committed: a link is refused (registry.contrib_folder says why);
+    if not files:  # data/contrib/ as committed: a link is refused (contrib.contrib_folder says why);
         refuse_link(folder, "folder")  # a folder named on the command line is the user's, link or not
     groups = _by_folder(files) if files else {folder: contrib_entries(folder)}
     try:
@@ -100,9 +99,9 @@ def _check_folder(
 ) -> tuple[list[dict[str, Any]], Any]:
     """Copy `chosen` (files of `folder`) to a scratch contrib folder and run download + normalize
     (`params`: params.yaml `normalize`)."""
+    from pipeline.sources.contrib import scan_contrib
     from pipeline.sources.download import download
     from pipeline.sources.normalize import normalize_source
-    from pipeline.sources.registry import scan_contrib
 
     # Messages name the contributor's folder (as typed, relative to here), not the scratch copy.
     shown_folder = shown(folder)

@@ -142,7 +142,7 @@ def export_hf(
     notice: str | None = None,
 ) -> None:
     """Write `model` as a Hugging Face GPT-2 directory (replaced as a whole, atomically), with
-    `card` (pipeline.cards.model_card) as its README.md, `licence` (pipeline.cards.
+    `card` (pipeline.modelcard.model_card) as its README.md, `licence` (pipeline.modelcard.
     model_licence_file, which the card's `license_link` names) as its LICENSE.md and `notice` (the
     training variant's NOTICE.md, pipeline/notices.py) as its NOTICE.md, each when given."""
     raw = getattr(model, "module", model)
@@ -206,7 +206,7 @@ def export_run(
     for commercial use (the stage always passes it). `notice_file`, the variant's NOTICE.md (the
     licence and copyright texts of its sources), is copied beside the card: weights passed on
     under MIT, BSD or Apache terms owe those notices too, and model/hf is what gets uploaded."""
-    from pipeline import cards
+    from pipeline import datasetcard, modelcard
     from pipeline.checkpoint import load_model
 
     model = load_model(ckpt_dir)
@@ -219,9 +219,9 @@ def export_run(
             raise ValueError(
                 f"{metrics_file}: {key} {json.dumps(value)} is not what train writes (re-run train)"
             )
-    terms = cards.stats_terms(read_json(Path(stats_file))) if stats_file is not None else {}
+    terms = datasetcard.stats_terms(read_json(Path(stats_file))) if stats_file is not None else {}
     c = model.config
-    facts = cards.ModelFacts(
+    facts = modelcard.ModelFacts(
         n_layer=c.n_layer,
         n_head=c.n_head,
         n_embd=c.n_embd,
@@ -238,6 +238,6 @@ def export_run(
     sources_csv = Path(data_dir) / "sources.csv"
     rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
     notice = Path(notice_file).read_text(encoding="utf-8") if notice_file is not None else None
-    card = cards.model_card(facts, rows, terms, notice=notice is not None)
-    licence = cards.model_licence_file(rows, terms, cards.unrecorded_base(facts))
+    card = modelcard.model_card(facts, rows, terms, notice=notice is not None)
+    licence = modelcard.model_licence_file(rows, terms, modelcard.unrecorded_base(facts))
     export_hf(model, out_dir, card=card, licence=licence, notice=notice)

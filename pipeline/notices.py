@@ -44,7 +44,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.buildinputs import BuildError, read_json_object
-from pipeline.cards import NOTICE_FILE, CardSource, is_held, source_link
+from pipeline.cards import NOTICE_FILE, CardSource, source_link
+from pipeline.datasetcard import is_held
 from pipeline.sources.registry import SIDECAR_SUFFIXES
 
 MANIFEST = (

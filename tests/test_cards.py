@@ -1,11 +1,12 @@
-"""Dataset and model cards (pipeline/cards.py): Hub metadata that parses, tables that do not break."""
+"""Dataset and model cards (pipeline/cards.py, datasetcard.py, modelcard.py): Hub metadata that parses,
+tables that do not break."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from pipeline import cards
+from pipeline import cards, datasetcard, modelcard
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,7 @@ def test_hub_licence_ids(licence, hub):
     ],
 )
 def test_size_categories(n, bucket):
-    assert cards.size_category(n) == bucket
+    assert datasetcard.size_category(n) == bucket
 
 
 def test_source_links():
@@ -75,7 +76,7 @@ def test_table_cells_survive_any_text():
     """A sidecar's licence or a registry description is free text: CR line ends (Markdown ends a
     line at a lone CR too, and CRLF left a CR) must not split the row, nor may a pipe."""
     for text in ("a\r\nb", "a\rb", "a\r", "a|b", "a\\|b"):
-        cell = cards._cell(text)
+        cell = cards.cell(text)
         assert "\r" not in cell and "\n" not in cell, (text, cell)
         assert all(cell[i - 1] == "\\" for i, ch in enumerate(cell) if ch == "|"), (text, cell)
 
@@ -84,7 +85,7 @@ def test_a_contributed_file_name_with_backticks_keeps_its_code_span():
     parts = {"contrib/a`b": {"licence": "MIT", "commercial": True, "conversations": {"train": 1, "val": 0}}}
     stats = stats_of(contrib=("per-file", 1, 0, parts))
     registry = {"contrib": cards.CardSource("contrib", "per-file", False, "contrib", "data/contrib")}
-    card = cards.dataset_card("full", stats, cards.dataset_sources(stats, registry))
+    card = datasetcard.dataset_card("full", stats, datasetcard.dataset_sources(stats, registry))
     assert "``data/contrib/a`b.*``" in card
 
 
@@ -117,7 +118,7 @@ def test_card_header_parses_and_lists_each_held_licence_once():
         "nc": cards.CardSource("nc", "CC-BY-NC-4.0", False, "hf_dataset", "org/nc"),
         "contrib": cards.CardSource("contrib", "per-file", False, "contrib", "data/contrib"),
     }
-    card = cards.dataset_card("commercial", stats, cards.dataset_sources(stats, registry))
+    card = datasetcard.dataset_card("commercial", stats, datasetcard.dataset_sources(stats, registry))
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["license"] == ["cc-by-4.0", "mit"]
     assert header["configs"][0]["data_files"] == [
@@ -138,16 +139,18 @@ def test_a_full_card_holding_non_commercial_data_says_so_up_front():
         "a": cards.CardSource("a", "MIT", True, "package", "a_pkg"),
         "nc": cards.CardSource("nc", "CC-BY-NC-4.0", False, "hf_dataset", "org/nc"),
     }
-    card = cards.dataset_card("full", stats, cards.dataset_sources(stats, registry))
+    card = datasetcard.dataset_card("full", stats, datasetcard.dataset_sources(stats, registry))
     intro = card.split("| split |")[0]  # before the first table
     assert "**Not for commercial use as a whole.**" in intro and "nc (CC-BY-NC-4.0)" in intro
     assert "a (MIT)" not in intro
     commercial = stats_of(a=("MIT", 10, 2, None))
-    clean = cards.dataset_card("commercial", commercial, cards.dataset_sources(commercial, registry))
+    clean = datasetcard.dataset_card(
+        "commercial", commercial, datasetcard.dataset_sources(commercial, registry)
+    )
     assert "Not for commercial use" not in clean
 
 
-def facts_of(**changes) -> cards.ModelFacts:
+def facts_of(**changes) -> modelcard.ModelFacts:
     base = dict(
         n_layer=4,
         n_head=4,
@@ -161,7 +164,7 @@ def facts_of(**changes) -> cards.ModelFacts:
         initial_val_loss=10.85281,
         val_loss=5.99262,
     )
-    return cards.ModelFacts(**{**base, **changes})
+    return modelcard.ModelFacts(**{**base, **changes})
 
 
 def token_row(source: str, tokens: int = 100, loss_tokens: int = 40, conversations: int = 3) -> dict:
@@ -184,7 +187,7 @@ def test_model_card_states_the_run_and_the_data_without_timings():
         "chitchat": cards.CardSource("chitchat", "MIT", True),
         "contrib/a|b": cards.CardSource("contrib/a|b", "MIT", True),
     }
-    card = cards.model_card(facts_of(), rows, terms)
+    card = modelcard.model_card(facts_of(), rows, terms)
     header = header_of(card)
     assert header["library_name"] == "transformers" and header["pipeline_tag"] == "text-generation"
     assert "7.2M parameters: 4 layers, 4 heads, width 128, context 128 tokens" in card
@@ -214,9 +217,9 @@ def test_a_model_trained_on_non_commercial_data_says_so():
     """The card travels alone (`hf upload` of model/hf): it must carry the training data's licences
     and say plainly that a model trained on CC-BY-NC data is not for commercial use. It once had no
     `license:`, no licence column, and pointed at a dataset card that does not travel with it."""
-    terms = cards.stats_terms(full_stats())
+    terms = datasetcard.stats_terms(full_stats())
     rows = [token_row("chitchat"), token_row("nc"), token_row("contrib/mine"), token_row("contrib/lab")]
-    card = cards.model_card(facts_of(variant="full"), rows, terms)
+    card = modelcard.model_card(facts_of(variant="full"), rows, terms)
     header = header_of(card)
     assert header["license"] == "other"
     assert header["license_name"] == "cc-by-nc-4.0-and-cc0-1.0-and-lab-terms-and-mit"
@@ -229,7 +232,7 @@ def test_a_model_trained_on_non_commercial_data_says_so():
     assert "**Commercial use: not allowed.**" in card and "Do not use these weights commercially" in card
     assert "nc (CC-BY-NC-4.0), contrib/lab (Lab Terms)" in card
     assert "may be used commercially" not in card
-    text = cards.model_licence_file(rows, terms)
+    text = modelcard.model_licence_file(rows, terms)
     assert "| nc | CC-BY-NC-4.0 | no |" in text and "**Commercial use: not allowed.**" in text
 
 
@@ -237,13 +240,13 @@ def test_a_model_of_commercial_sources_under_one_licence_names_it():
     stats = stats_of(a=("MIT", 10, 1, None), b=("MIT", 4, 0, None))
     for entry in stats["sources"].values():
         entry["commercial"] = True
-    terms = cards.stats_terms(stats)
+    terms = datasetcard.stats_terms(stats)
     rows = [token_row("a"), token_row("b")]
-    card = cards.model_card(facts_of(), rows, terms)
+    card = modelcard.model_card(facts_of(), rows, terms)
     header = header_of(card)
     assert header["license"] == "mit" and "license_name" not in header
     assert "**Commercial use: allowed.**" in card and "may be used commercially" in card
-    assert cards.model_licence_file(rows, terms) is None  # the Hub id says it all
+    assert modelcard.model_licence_file(rows, terms) is None  # the Hub id says it all
 
 
 def test_commercial_in_the_model_card_is_what_the_build_counts():
@@ -252,20 +255,20 @@ def test_commercial_in_the_model_card_is_what_the_build_counts():
     stats = stats_of(flag=("unknown", 3, 0, None), nc=("CC-BY-NC-SA-4.0", 3, 0, None), ok=("MIT", 3, 0, None))
     for entry in stats["sources"].values():
         entry["commercial"] = True
-    terms = cards.stats_terms(stats)
+    terms = datasetcard.stats_terms(stats)
     assert {n: t.commercial for n, t in terms.items()} == {"flag": False, "nc": False, "ok": True}
-    card = cards.model_card(facts_of(), [token_row("ok"), token_row("ghost")], terms)
+    card = modelcard.model_card(facts_of(), [token_row("ok"), token_row("ghost")], terms)
     assert "| ghost | unknown | no | 100 |" in card
     assert header_of(card)["license"] == "other" and "**Commercial use: not allowed.**" in card
-    only_unknown = cards.model_card(facts_of(), [token_row("ghost")], {})
+    only_unknown = modelcard.model_card(facts_of(), [token_row("ghost")], {})
     assert header_of(only_unknown)["license"] == "unknown"
-    none = cards.model_card(facts_of(), [], terms)
+    none = modelcard.model_card(facts_of(), [], terms)
     assert header_of(none)["license"] == "unknown" and "**Commercial use: unknown.**" in none
 
 
 def test_base_model_names_the_hub_model_the_run_started_from():
     terms = {"a": cards.CardSource("a", "MIT", True)}
-    card = cards.model_card(
+    card = modelcard.model_card(
         facts_of(init_from="gpt2", base_model="openai-community/gpt2"), [token_row("a")], terms
     )
     assert header_of(card)["base_model"] == "openai-community/gpt2"
@@ -273,7 +276,7 @@ def test_base_model_names_the_hub_model_the_run_started_from():
         "trained from `gpt2` ([openai-community/gpt2](https://huggingface.co/openai-community/gpt2))" in card
     )
     assert "its own licence applies to them too" in card
-    scratch = cards.model_card(facts_of(), [token_row("a")], terms)
+    scratch = modelcard.model_card(facts_of(), [token_row("a")], terms)
     assert "base_model" not in header_of(scratch) and "its own licence" not in scratch
 
 
@@ -281,21 +284,23 @@ def test_a_model_started_from_a_local_checkpoint_does_not_claim_commercial_use()
     """Its terms were never recorded: commercial data alone cannot make the weights commercial."""
     terms = {"a": cards.CardSource("a", "MIT", True)}
     facts = facts_of(init_from="/models/someones-gpt2")
-    card = cards.model_card(facts, [token_row("a")], terms)
+    card = modelcard.model_card(facts, [token_row("a")], terms)
     assert header_of(card)["license"] == "unknown"
     assert "**Commercial use: depends on the base model.**" in card and "`/models/someones-gpt2`" in card
     assert "may be used commercially" not in card
-    text = cards.model_licence_file(
+    text = modelcard.model_licence_file(
         [token_row("a"), token_row("b")],
         {**terms, "b": cards.CardSource("b", "CC0-1.0", True)},
-        cards.unrecorded_base(facts),
+        modelcard.unrecorded_base(facts),
     )
     assert "depends on the base model" in text
     # non-commercial data still says "not allowed", whatever the base
-    barred = cards.model_card(facts, [token_row("nc")], {"nc": cards.CardSource("nc", "CC-BY-NC-4.0", False)})
+    barred = modelcard.model_card(
+        facts, [token_row("nc")], {"nc": cards.CardSource("nc", "CC-BY-NC-4.0", False)}
+    )
     assert "**Commercial use: not allowed.**" in barred
     # a Hub GPT-2 (MIT) is a recorded base: the data decide
-    hub = cards.model_card(
+    hub = modelcard.model_card(
         facts_of(init_from="gpt2", base_model="openai-community/gpt2"), [token_row("a")], terms
     )
     assert "**Commercial use: allowed.**" in hub and header_of(hub)["license"] == "mit"
@@ -304,11 +309,11 @@ def test_a_model_started_from_a_local_checkpoint_does_not_claim_commercial_use()
 def test_model_card_chat_template_is_for_nfc_text_and_shows_the_safe_recipe():
     """serve normalises messages to NFC and the template cannot: the card must not promise serve's
     ids for any text. The safe recipe shown is the one tests/test_hf.py checks against render()."""
-    card = cards.model_card(facts_of(), [], {})
+    card = modelcard.model_card(facts_of(), [], {})
     assert "renders exactly this for NFC text" in card
     assert 'unicodedata.normalize("NFC", m["content"])' in card
-    assert cards.SAFE_ENCODING in card
-    assert "split_special_tokens=True" in cards.SAFE_ENCODING
+    assert modelcard.SAFE_ENCODING in card
+    assert "split_special_tokens=True" in modelcard.SAFE_ENCODING
 
 
 def test_a_licence_the_hub_lacks_gets_a_name_and_a_licence_file():
@@ -332,12 +337,12 @@ def test_a_licence_the_hub_lacks_gets_a_name_and_a_licence_file():
         "gone": cards.CardSource("gone", "Other-Terms", False, "url", "https://example.org/gone.zip"),
         "contrib": cards.CardSource("contrib", "per-file", False, "contrib", "data/contrib"),
     }
-    rows = cards.dataset_sources(stats, registry)
-    header = yaml.safe_load(cards.dataset_card("full", stats, rows).split("---\n")[1])
+    rows = datasetcard.dataset_sources(stats, registry)
+    header = yaml.safe_load(datasetcard.dataset_card("full", stats, rows).split("---\n")[1])
     assert header["license"] == ["mit", "other"]
     assert header["license_name"] == "custom-research-terms-v2-and-forum-terms-1.0"
     assert header["license_link"] == cards.LICENCE_FILE == "LICENSE.md"
-    text = cards.dataset_licence_file(stats, rows)
+    text = datasetcard.dataset_licence_file(stats, rows)
     assert "| a | Custom Research Terms v2 | no | https://example.org/a.zip |" in text
     assert "| contrib/forum | Forum Terms 1.0 | no | contributed file `data/contrib/forum.*`" in text
     assert "mine" not in text and "gone" not in text
@@ -346,10 +351,10 @@ def test_a_licence_the_hub_lacks_gets_a_name_and_a_licence_file():
 def test_known_licences_need_no_licence_file():
     stats = stats_of(a=("MIT", 5, 1, None), b=("CC-BY-4.0", 2, 0, None))
     registry = {"a": cards.CardSource("a", "MIT", True), "b": cards.CardSource("b", "CC-BY-4.0", True)}
-    rows = cards.dataset_sources(stats, registry)
-    header = yaml.safe_load(cards.dataset_card("full", stats, rows).split("---\n")[1])
+    rows = datasetcard.dataset_sources(stats, registry)
+    header = yaml.safe_load(datasetcard.dataset_card("full", stats, rows).split("---\n")[1])
     assert "license_name" not in header and "license_link" not in header
-    assert cards.dataset_licence_file(stats, rows) is None
+    assert datasetcard.dataset_licence_file(stats, rows) is None
 
 
 def test_licence_names_keep_the_letters_of_accented_names():
@@ -361,7 +366,7 @@ def test_licence_names_keep_the_letters_of_accented_names():
 
 
 def test_one_licence_the_hub_lacks_still_gets_a_name_and_link() -> None:
-    got = cards.model_licence([cards.CardSource("forum", "Forum Terms 1.0", False)])
+    got = modelcard.model_licence([cards.CardSource("forum", "Forum Terms 1.0", False)])
     assert got == {"license": "other", "license_name": "forum-terms-1.0", "license_link": "LICENSE.md"}
 
 
@@ -377,7 +382,7 @@ def test_an_empty_validation_split_is_not_a_config_split() -> None:
     import yaml
 
     stats = _stats({"a": {"licence": "MIT", "conversations": {"train": 5, "val": 0}}}, 5, 0)
-    card = cards.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)])
+    card = datasetcard.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)])
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["configs"][0]["data_files"] == [{"split": "train", "path": "train.parquet"}]
 
@@ -392,7 +397,7 @@ def test_a_non_commercial_source_that_holds_nothing_adds_no_warning() -> None:
         1,
     )
     rows = [cards.CardSource("a", "MIT", True), cards.CardSource("nc", "CC-BY-NC-4.0", False)]
-    card = cards.dataset_card("commercial", stats, rows)
+    card = datasetcard.dataset_card("commercial", stats, rows)
     assert "Not for commercial use" not in card
 
 
@@ -401,7 +406,7 @@ def test_size_category_counts_both_splits() -> None:
 
     stats = _stats({"a": {"licence": "MIT", "conversations": {"train": 900, "val": 200}}}, 900, 200)
     header = yaml.safe_load(
-        cards.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)]).split("---\n")[1]
+        datasetcard.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)]).split("---\n")[1]
     )
     assert header["size_categories"] == ["1K<n<10K"]
 
@@ -412,4 +417,4 @@ def test_size_category_counts_both_splits() -> None:
 def test_the_card_says_what_the_split_is_keyed_on(floor: int, says: str) -> None:
     stats = _stats({"a": {"licence": "MIT", "conversations": {"train": 5, "val": 1}}}, 5, 1)
     stats["params"]["split_opening_chars"] = floor
-    assert says in cards.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)])
+    assert says in datasetcard.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)])

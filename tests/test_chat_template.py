@@ -106,12 +106,12 @@ def test_chat_template_refuses_roles_the_model_does_not_know(tokenizer):
 
 def test_the_model_cards_usage_snippet_runs(tokenizer, tmp_path, capsys):
     """The card's transformers example is code people paste: it must run against an export."""
-    from pipeline import cards
+    from pipeline import modelcard
 
     out = tmp_path / "hf"
     hfexport.export_hf(tiny_gpt(), out)
-    facts = cards.ModelFacts(2, 2, 32, 128, 1, "full", "scratch", 1, 1, None, None)
-    card = cards.model_card(facts, [])
+    facts = modelcard.ModelFacts(2, 2, 32, 128, 1, "full", "scratch", 1, 1, None, None)
+    card = modelcard.model_card(facts, [])
     snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
     assert '"model/hf"' in snippet
     exec(compile(snippet.replace('"model/hf"', repr(str(out))), "model card", "exec"), {})  # noqa: S102

@@ -191,8 +191,8 @@ def test_files_in_data_contrib_that_dvc_repro_skips_are_said(
 
 
 def test_a_sidecar_beside_a_note_says_the_note_is_skipped(tmp_path: Path) -> None:
+    from pipeline.sources.contrib import scan_contrib
     from pipeline.sources.errors import SourceError
-    from pipeline.sources.registry import scan_contrib
 
     put(tmp_path, "notes.md", GOOD)
     with pytest.raises(SourceError, match=r"notes\.yaml: sidecar without a data file named notes\.<ext> "):

@@ -18,9 +18,10 @@ import pytest
 import yaml
 
 from pipeline.sources.adapters import contrib
+from pipeline.sources.contrib import scan_contrib
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import NormalizeResult, normalize_rows, write_outputs
-from pipeline.sources.registry import SourceSpec, scan_contrib
+from pipeline.sources.registry import SourceSpec
 from pipeline.sources.table import source_rows
 
 SPEC = SourceSpec("contrib", "contrib", "data/contrib", "contrib", "per-file", False)

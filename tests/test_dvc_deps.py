@@ -27,9 +27,9 @@ PLUMBING = {
 }
 # Imported, but by code the stage does not run; each with the reason.
 NOT_RUN = {
-    # registry.py checks adapter names against it, and reads a contributed file's first bytes (readers)
-    # only when scanning data/contrib (download, `check`); the build reads no upstream file
-    "build": {"pipeline/sources/adapters/__init__.py", "pipeline/sources/readers.py"},
+    # registry.py runs it only to check each sources.yaml entry's adapter name and options (the entry
+    # loads or is refused): nothing the build writes comes from it
+    "build": {"pipeline/sources/adapters/__init__.py"},
     # chat.load_chat_model reads a Hugging Face folder through hf.py for `chat`/`serve`; evaluate
     # takes ChatSession from chat.py and loads model/ckpt with checkpoint.load_model
     "evaluate": {"pipeline/hf.py"},

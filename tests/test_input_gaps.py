@@ -17,10 +17,11 @@ import yaml
 from pipeline.buildinputs import BuildConfig, BuildError
 from pipeline.encode import to_batch
 from pipeline.sources.adapters import chitchat, contrib
+from pipeline.sources.contrib import contrib_folder, scan_contrib
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import NormalizeResult, normalize_rows
 from pipeline.sources.readers import iter_json_records, iter_jsonl
-from pipeline.sources.registry import SourceSpec, contrib_folder, load_registry, parse_entry, scan_contrib
+from pipeline.sources.registry import SourceSpec, load_registry, parse_entry
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRIB = SourceSpec("contrib", "contrib", "data/contrib", "contrib", "per-file", False)

@@ -26,18 +26,12 @@ import yaml
 
 from pipeline.atomic import sha256_file
 from pipeline.schema import validate
+from pipeline.sources.contrib import infer_format, scan_contrib
 from pipeline.sources.download import download, raw_dir
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import is_non_commercial
 from pipeline.sources.normalize import normalize_source, output_paths, write_outputs
-from pipeline.sources.registry import (
-    SourceSpec,
-    enabled_sources,
-    infer_format,
-    load_registry,
-    parse_entry,
-    scan_contrib,
-)
+from pipeline.sources.registry import SourceSpec, enabled_sources, load_registry, parse_entry
 from pipeline.sources.table import source_rows
 
 REPO = Path(__file__).resolve().parents[1]

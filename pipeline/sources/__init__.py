@@ -1,6 +1,7 @@
 """Source corpora: the registry (sources.yaml), pinned downloads, and one adapter per upstream format.
 
-registry.py   SourceSpec + load/validate sources.yaml and contributed-file sidecars
+registry.py   SourceSpec + load/validate sources.yaml
+contrib.py    data/contrib/: its files (links refused) and their validated sidecars
 download.py   fetch one source into data/raw/<name>/ (exact bytes + manifest.json)
 hub.py        Hugging Face dataset snapshots (huggingface_hub), offline-cache aware
 http.py       resumable HTTP download checked against a pinned sha256

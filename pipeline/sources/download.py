@@ -19,18 +19,16 @@ from urllib.parse import urlparse
 from pipeline.atomic import atomic_dir, remove_stale, sha256_file, write_json
 from pipeline.params import project_root
 from pipeline.sources import globs
-from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import (
+from pipeline.sources.contrib import (
     LINK_RULE,
-    SourceSpec,
-    brief,
     contrib_entries,
     contrib_folder,
-    local_target,
     scan_contrib,
     shown,
     shown_link,
 )
+from pipeline.sources.errors import SourceError
+from pipeline.sources.registry import SourceSpec, brief, local_target
 
 MANIFEST = "manifest.json"
 # Where a download keeps the licence and notice files its upstream ships (a package's .dist-info
@@ -357,7 +355,7 @@ def files_on_disk(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]] | Non
     (every corpus file and sidecar, a broken one too, so that mending it re-runs the download), a
     `local_path:`, an installed package; None for the other kinds (a hub commit or a URL's sha256
     pins their bytes). Raises SourceError when the files are missing, or one is a link the download
-    would refuse (registry.refuse_link, `_refuse_outside_links`): the registry stage hashes nothing
+    would refuse (contrib.refuse_link, `_refuse_outside_links`): the registry stage hashes nothing
     that the download would not copy."""
     if spec.kind == "contrib":
         folder = contrib_folder(spec, root)

@@ -13,16 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.params import project_root
+from pipeline.sources.contrib import contrib_folder, scan_contrib
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
 from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
-from pipeline.sources.registry import (
-    REGISTRY_FILE,
-    contrib_folder,
-    enabled_sources,
-    load_registry,
-    scan_contrib,
-)
+from pipeline.sources.registry import REGISTRY_FILE, enabled_sources, load_registry
 
 COLUMNS = ("name", "kind", "licence", "commercial", "enabled", "rows")
 

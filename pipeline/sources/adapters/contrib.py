@@ -1,8 +1,8 @@
 """data/contrib/*: each data file is its own source (`contrib/<stem>`) with its sidecar's licence.
 
-The format comes from the sidecar's `format:` or the file extension (see registry.infer_format);
-the file is then read by that format's adapter. A file from which nothing at all is read (a JSON
-list `[]`) stops the stage, as an empty file stops the download.
+The format comes from the sidecar's `format:` or the file extension (see infer_format in
+pipeline/sources/contrib.py); the file is then read by that format's adapter. A file from which
+nothing at all is read (a JSON list `[]`) stops the stage, as an empty file stops the download.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters import nanochatgpt, openai_messages, sharegpt
+from pipeline.sources.contrib import scan_contrib
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, scan_contrib
+from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows, concat
 
 READERS = {

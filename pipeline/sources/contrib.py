@@ -1,0 +1,420 @@
+"""Contributed corpus files (data/contrib/, or a contrib source's `local_path:`): which files a
+contrib folder holds (symbolic links refused before any byte is read), each data file's sidecar
+validated (licence and commercial flag under the registry's rules, format declared or guessed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.params import safe_load, yaml_error
+from pipeline.sources.errors import SourceError
+from pipeline.sources.readers import open_binary
+from pipeline.sources.registry import (
+    SIDECAR_SUFFIXES,
+    SourceSpec,
+    brief,
+    check_licence,
+    field_names,
+    local_target,
+    text_field,
+)
+
+CONTRIB_FORMATS = ("nanochatgpt", "openai", "sharegpt")
+# Files in data/contrib/ that are documentation, not corpus data (names compared case-insensitively;
+# hidden files and Markdown/reStructuredText notes are skipped too).
+CONTRIB_IGNORED = (
+    "readme",
+    "readme.txt",
+    "license",
+    "licence",
+    "license.txt",
+    "licence.txt",
+    ".gitkeep",
+    "manifest.json",
+)
+CONTRIB_DOC_SUFFIXES = (".md", ".rst")
+SIDECAR_FIELDS = ("licence", "license", "commercial", "commercial_reason", "description", "format")
+SIDECAR_MAX_DEPTH = 8  # YAML nesting a sidecar may have (its fields are text and true/false)
+
+# What a symbolic link among the files a source copies is refused with (see refuse_link).
+LINK_RULE = "commit the file itself, not a link"
+
+
+@dataclass(frozen=True)
+class ContribFile:
+    """A contributed corpus file and what its sidecar declares about it."""
+
+    path: Path
+    sidecar: Path
+    licence: str
+    commercial: bool
+    format: str
+    description: str = ""
+    commercial_reason: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The `source` column value of its rows: `contrib/<file stem>`."""
+        return f"contrib/{self.path.stem}"
+
+
+def infer_format(path: Path) -> str | None:
+    """Contributed-file format from the extension; for JSON(L), from the first record's keys."""
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return "nanochatgpt"
+    if suffix not in (".jsonl", ".json"):
+        return None
+    return _json_format(_head(path))
+
+
+def _head(path: Path) -> str:
+    """The first 64 KiB of a file (of its content, for a .gz) as text, bad bytes replaced: enough
+    to tell its format."""
+    with open_binary(path) as f:
+        return f.read(65536).decode("utf-8", errors="replace")
+
+
+def _first_record_hint(path: Path) -> str:
+    """Why a .jsonl file's format could not be guessed, from its first non-blank line: that it is
+    no JSON (a broken export reads the same from every line), or the keys it holds instead."""
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return ""
+    line = next((ln for ln in _head(path).splitlines() if ln.strip()), None)
+    if line is None:
+        return ""
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        return f" (its first line is not JSON: {exc})"
+    if isinstance(record, dict):
+        keys = ", ".join(map(brief, list(record)[:8])) or "none"
+        return f" (its first record's keys: {keys}; no `messages` or `conversations`)"
+    return f" (its first line is a JSON {type(record).__name__}, not an object)"
+
+
+def _json_format(head: str) -> str | None:
+    """openai or sharegpt by the first key that names a conversation (`messages`, `conversations`)."""
+    m = re.search(r'"(messages|conversations)"\s*:', head)
+    if m is None:
+        return None
+    return "openai" if m.group(1) == "messages" else "sharegpt"
+
+
+_MARKER = re.compile(r"<(human|bot)>", re.IGNORECASE)
+_CONVERSATION_KEYS = {"openai": "messages", "sharegpt": "conversations"}
+_JSON_LINE = re.compile(r"^[ \t]*[\[{]", re.MULTILINE)
+
+
+def format_clash(path: Path, declared: str) -> str | None:
+    """Why a sidecar's `format:` cannot be what `path` holds, or None. A wrong declaration sent every
+    line to quarantine as broken JSON (or every record as missing a field) and the file was lost to
+    the dataset with nothing failing: a copied template's `format: openai` beside a .txt file did.
+
+    Only plain evidence counts, since `format:` is how a user overrides a guess: turn markers and no
+    JSON conversation key (a nanochatgpt file), or the other format's key and not the declared one
+    among the first record's own top-level keys. A header line, a bad byte or a record too big to
+    read here is left to the reader, which quarantines just that line."""
+    if path.name.lower().endswith(".parquet"):
+        return None
+    try:
+        text = _head(path).lstrip("\ufeff \t\r\n")
+    except (OSError, EOFError, zlib.error):  # unreadable or a damaged .gz: the reader names that
+        return None
+    keys = _first_record_keys(text)
+    # The JSON formats whose conversation key the first record has (openai first, as the guess).
+    found = [fmt for fmt, key in _CONVERSATION_KEYS.items() if keys is not None and key in keys]
+    if declared == "nanochatgpt":
+        if found and not _MARKER.search(text):
+            return f"it holds JSON records with `{_CONVERSATION_KEYS[found[0]]}`, which is {found[0]}"
+        return None
+    if keys is None:
+        if _json_format(text) is not None:
+            return None
+        if _MARKER.search(text):
+            return "it holds `<human>`/`<bot>` turns and no JSON records, which is nanochatgpt"
+        if not _JSON_LINE.search(text):  # a CSV, say: every line would be quarantined as broken JSON
+            return f"no line of its start is a JSON record ({declared} is one JSON record per line, or a .json list)"
+        return None
+    if found and declared not in found:
+        other = found[0]
+        return f"its first record has `{_CONVERSATION_KEYS[other]}` and no `{_CONVERSATION_KEYS[declared]}`, which is {other}"
+    return None
+
+
+def _first_record_keys(text: str) -> set[str] | None:
+    """The top-level keys of the first JSON object in `text` (a JSONL line, or a .json list's first
+    item), or None where `text` does not start with one that can be read whole."""
+    at = 1 if text.startswith("[") else 0
+    at = len(text) - len(text[at:].lstrip(" \t\r\n"))
+    try:
+        record, _ = json.JSONDecoder().raw_decode(text, at)
+    except (ValueError, RecursionError):  # not JSON, or cut off at the 64 KiB head: no evidence
+        return None
+    return set(record) if isinstance(record, dict) else None
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def shown_link(path: Path) -> str:
+    """`shown` for a symbolic link: the link's own path (shown() resolves it to its target). Its
+    folder is resolved as shown() resolves, so both agree under a linked working directory."""
+    absolute = Path(os.path.abspath(path))
+    canonical = absolute.parent.resolve() / absolute.name
+    try:
+        return str(canonical.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(absolute)
+
+
+def _sidecar_for(data_file: Path, sidecars: set[Path]) -> Path | None:
+    """The sidecar of `data_file` among `sidecars` (same stem; `.yaml`/`.yml` in any case), or None;
+    two of them (a.yaml and a.yml) could disagree, so that is refused rather than one picked."""
+    found = sorted(p for p in sidecars if p.stem == data_file.stem)
+    if len(found) > 1:
+        raise SourceError(
+            f"{shown(data_file)}: two sidecars ({', '.join(p.name for p in found)}); keep one of them"
+        )
+    return found[0] if found else None
+
+
+def _is_empty(path: Path) -> bool:
+    """True when the file holds nothing but whitespace (and perhaps a byte-order mark)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+        if head.startswith(b"\xef\xbb\xbf"):
+            head = head[3:]
+        while not head.strip():
+            more = f.read(1 << 20)
+            if not more:
+                return True
+            head = more
+    return False
+
+
+# Byte-order marks of the encodings a text editor may save in ("Unicode" in Windows Notepad is
+# UTF-16 LE). UTF-32's come first: UTF-32 LE's mark starts with UTF-16 LE's.
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _wide_encoding(path: Path) -> str | None:
+    """ "UTF-16" / "UTF-32" (and how it shows) for a text file in one of them, else None. Read as
+    UTF-8, such a file is mostly valid (ASCII with a NUL beside each letter), so it would come out
+    as a row of format errors with wrong line numbers, not as the one problem it has."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return f"{name} (it starts with a {name} byte-order mark)"
+    # Without a mark: NUL bytes, which UTF-8 text never holds, on every other byte of the head.
+    # (Binary formats hold NULs too; only the text ones are asked, and gzip is compressed.)
+    if path.name.lower().endswith((".gz", ".parquet")) or len(head) < 4:
+        return None
+    if head[1::2].count(0) > len(head) // 4 or head[0::2].count(0) > len(head) // 4:
+        return "UTF-16 or UTF-32 (every other byte is a NUL, with no byte-order mark)"
+    return None
+
+
+def contrib_folder(spec: SourceSpec, root: Path) -> Path:
+    """Where a `kind: contrib` source's files and sidecars live: its `local_path:` or `location`.
+
+    The committed folder (`location`, data/contrib) is refused when it is a symbolic link:
+    `data/contrib -> /home/me/.config/tool` committed in a pull request reads another folder of this
+    machine just as a linked file reads another file. A `local_path:` may be a link: whoever sets
+    it names a folder of this machine anyway (and a link is how a folder on another disk is kept)."""
+    local = local_target(spec, root)
+    if local is not None:
+        return local
+    folder = root / spec.location
+    refuse_link(folder, "folder")  # a link to nowhere is a link too, not a missing folder
+    return folder
+
+
+def refuse_link(path: Path, what: str = "file") -> None:
+    """Refuse a contributed file (or folder: `what`) that is a symbolic link, with one line naming
+    it and its target.
+
+    A link committed to data/contrib/ (in a pull request, say) can point at any file of the machine
+    that runs the pipeline: `chat.txt -> /proc/self/environ` would copy the maintainer's environment,
+    tokens included, into data/raw/contrib (pushed with DVC) and the quarantine. Every reader of a
+    contrib folder (download, the registry stage's hashes, `nanochatgpt check` and `sources`) lists
+    it through contrib_entries, which calls this before any byte is read."""
+    if not path.is_symlink():
+        return
+    try:
+        target = brief(os.readlink(path), 150)
+    except OSError:
+        target = "?"
+    rule = LINK_RULE if what == "file" else f"commit the {what} itself, not a link"
+    raise SourceError(f"{shown_link(path)}: a symbolic link (to {target}); {rule}")
+
+
+def is_contrib_entry(path: Path) -> bool:
+    """Whether download@contrib takes `path` from its folder by name: not hidden, not a note."""
+    return (
+        not path.name.startswith(".")
+        and path.name.lower() not in CONTRIB_IGNORED
+        and path.suffix.lower() not in CONTRIB_DOC_SUFFIXES
+    )
+
+
+def contrib_entries(folder: Path) -> list[Path]:
+    """The files of data/contrib/ that are corpus data or sidecars, sorted: top level only, no
+    hidden files, no documentation. What the contrib download copies and its stage depends on.
+    A symbolic link among them is refused (refuse_link); one among the skipped notes is never read.
+    (The folder itself, when it is the committed one, is refused as a link by contrib_folder.)"""
+    if not folder.is_dir():
+        return []
+    entries = sorted(p for p in folder.iterdir() if is_contrib_entry(p))
+    for p in entries:
+        refuse_link(p)
+    return [p for p in entries if p.is_file()]
+
+
+def scan_contrib(folder: str | Path) -> list[ContribFile]:
+    """Every contributed data file of `folder` with its validated sidecar, sorted by name.
+
+    A data file without a sidecar (or a sidecar without licence/commercial) is refused with
+    one line saying what to add; so is a sidecar whose data file is missing.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceError(f"contrib: folder {shown(folder)} is missing")
+    entries = contrib_entries(folder)
+    sidecars = {p for p in entries if p.suffix.lower() in SIDECAR_SUFFIXES}
+    data_files = [p for p in entries if p not in sidecars]
+    stems = [p.stem for p in data_files]
+    for stem in sorted({s for s in stems if stems.count(s) > 1}):
+        clash = ", ".join(p.name for p in data_files if p.stem == stem)
+        raise SourceError(
+            f"contrib: {shown(folder)}: {clash} share the stem {stem!r} (one sidecar names one data"
+            " file); give each its own name"
+        )
+    for sidecar in sorted(sidecars):
+        if sidecar.stem not in stems:
+            notes = sorted(
+                p.name
+                for p in folder.iterdir()
+                if p.stem == sidecar.stem and p.suffix.lower() in CONTRIB_DOC_SUFFIXES
+            )
+            hint = (
+                f" ({notes[0]} is read as a note and skipped: give the data a data suffix, .txt or .jsonl say)"
+                if notes
+                else ""
+            )
+            raise SourceError(
+                f"{shown(sidecar)}: sidecar without a data file named {sidecar.stem}.<ext>{hint}"
+            )
+    files = []
+    for path in data_files:
+        sidecar = _sidecar_for(path, sidecars)
+        if sidecar is None:
+            raise SourceError(
+                f"{shown(path)}: no sidecar; add {shown(path.with_suffix('.yaml'))} with `licence:` (SPDX id or unknown), "
+                "`commercial:` (true/false) and `description:` (see CONTRIBUTING.md)"
+            )
+        if _is_empty(path):
+            raise SourceError(f"{shown(path)}: the file is empty; add conversations to it or remove it")
+        wide = _wide_encoding(path)
+        if wide:
+            raise SourceError(f"{shown(path)}: the file is {wide}; save it as UTF-8 (the only encoding read)")
+        files.append(parse_sidecar(path, sidecar))
+    return files
+
+
+def _check_sidecar_yaml(text: str, sidecar: Path) -> None:
+    """A sidecar is a few plain fields. YAML aliases (`*name`) have no use there, and a handful of
+    them nest into millions of values (a "billion laughs" file), so they are refused outright; so
+    is nesting deeper than SIDECAR_MAX_DEPTH, which PyYAML would take a minute to build from
+    100 KB of `[` before failing on Python's recursion limit. Reads the event stream only as far
+    as the first offence."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = f"{shown(sidecar)}:{event.start_mark.line + 1}"
+        if isinstance(event, yaml.AliasEvent):
+            raise SourceError(
+                f"{line}: YAML aliases (*{str(event.anchor)[:30]}) are not allowed in a sidecar; "
+                "write the value out"
+            )
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > SIDECAR_MAX_DEPTH:
+                raise SourceError(
+                    f"{line}: nested more than {SIDECAR_MAX_DEPTH} levels deep; a sidecar holds plain "
+                    "fields (licence, commercial, description, ...)"
+                )
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
+def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
+    try:
+        text = sidecar.read_text(encoding="utf-8")
+        _check_sidecar_yaml(text, sidecar)
+        meta = safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise SourceError(yaml_error(e, shown(sidecar))) from None
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{shown(sidecar)}: not valid UTF-8 (byte {e.start}); save it as UTF-8") from None
+    except RecursionError:
+        raise SourceError(f"{shown(sidecar)}: not valid YAML (nested too deeply)") from None
+    if not isinstance(meta, dict):
+        raise SourceError(f"{shown(sidecar)}: expected `licence:`, `commercial:` and `description:` fields")
+    unknown = field_names(k for k in meta if k not in SIDECAR_FIELDS)
+    if unknown:
+        raise SourceError(
+            f"{shown(sidecar)}: unknown field(s) {', '.join(unknown)} (known: {', '.join(SIDECAR_FIELDS[:1] + SIDECAR_FIELDS[2:])})"
+        )
+    if "licence" in meta and "license" in meta:  # they could disagree (MIT vs CC-BY-NC-4.0)
+        raise SourceError(f"{shown(sidecar)}: both `licence:` and `license:` are set; keep one of them")
+    if "license" in meta:
+        meta["licence"] = meta.pop("license")  # accept the US spelling
+    check_licence(shown(sidecar), meta.get("licence"), meta.get("commercial"), meta.get("commercial_reason"))
+    declared = meta.get("format")
+    if declared is not None and (not isinstance(declared, str) or declared not in CONTRIB_FORMATS):
+        raise SourceError(
+            f"{shown(sidecar)}: format {brief(declared)} is not supported; use one of {' | '.join(CONTRIB_FORMATS)} "
+            "(CONTRIBUTING.md shows each)"
+        )
+    description = text_field(shown(sidecar), "description", meta.get("description"))
+    clash = format_clash(path, declared) if declared is not None and path.is_file() else None
+    if clash:
+        raise SourceError(
+            f"{shown(sidecar)}: `format: {declared}` does not fit {shown(path)}: {clash}; "
+            "correct it, or remove the line to have the format guessed"
+        )
+    fmt = declared or infer_format(path)
+    if fmt not in CONTRIB_FORMATS:
+        raise SourceError(
+            f"{shown(path)}: cannot tell its format{_first_record_hint(path)}; if it holds one of {' | '.join(CONTRIB_FORMATS)}, "
+            f"say which with `format:` in {shown(sidecar)}; anything else (CSV, say) must be converted "
+            "to one of them first (CONTRIBUTING.md shows each)"
+        )
+    return ContribFile(
+        path=path,
+        sidecar=sidecar,
+        licence=str(meta["licence"]).strip(),
+        commercial=meta["commercial"],
+        format=fmt,
+        description=description or "",
+        commercial_reason=meta.get("commercial_reason"),
+    )
