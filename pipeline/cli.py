@@ -21,6 +21,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.check",
         "check contributed files (data/contrib/) now: rows kept, quarantined and why, commercial or not",
     ),
+    "tokens": (
+        "pipeline.tokenview",
+        "tokenized conversations as the model trains on them, the tokens the loss counts marked",
+    ),
+    "quarantine": (
+        "pipeline.quarantine",
+        "what normalize quarantined from each source, by rule, with examples (--rows: the rows)",
+    ),
 }
 
 

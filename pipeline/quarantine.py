@@ -1,0 +1,164 @@
+"""`nanochatgpt quarantine`: what normalize threw out of each source, and why, without a polars session.
+
+Every rejected upstream row is kept in data/quarantine/<source>.parquet with the rule that caught
+it (`check`), a `reason` and its `origin` (file:line or record id). Reading that file took a polars
+session; this prints, per source, the rows quarantined by rule with the first row each rule caught,
+or (`--check`, `--rows`) the rows themselves with their text. The counts are the report's
+(data/normalized/<source>.report.json), and a quarantine that is not the file the report was
+written with (a normalize killed between its renames, a file copied in by hand) is named, not read
+as the report's. Nothing is written. (It lives outside pipeline/sources, which the download and
+normalize stages depend on: editing this command must not re-run them.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline import atomic
+from pipeline.buildinputs import BuildError, read_json_object
+from pipeline.params import project_root
+from pipeline.sources.errors import SourceError
+from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
+from pipeline.sources.registry import REGISTRY_FILE, brief, enabled_sources, load_registry
+
+TEXT_LIMIT = 160  # characters of a quarantined row's text shown with --rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "sources", nargs="*", help="registry names (default: every source params.yaml enables)"
+    )
+    parser.add_argument("--check", help="only the rows this rule caught (e.g. text_length)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        metavar="N",
+        help="list the first N quarantined rows with their text (default with --check: 10; 0: none)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the account as JSON")
+
+
+@dataclass
+class SourceQuarantine:
+    """One source's quarantine: the report's counts, and per rule its rows and first example."""
+
+    source: str
+    path: str
+    rows_read: int | None
+    rows_quarantined: int
+    by_check: dict[str, int]
+    first: dict[str, dict[str, str]]  # rule -> the first row it caught: origin, reason
+    rows: list[dict[str, Any]] = field(default_factory=list)  # --rows: origin, check, reason, text
+
+
+def read_source(name: str, root: Path, check: str | None = None, rows: int = 0) -> SourceQuarantine:
+    """`name`'s quarantine as its report counts it, with the first `rows` rows (of rule `check`)."""
+    paths = output_paths(name, root)
+    shown = {k: str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for k, p in paths.items()}
+    if not paths["report"].is_file():
+        raise SourceError(
+            f"{name}: not normalized yet (no {shown['report']}): run `dvc repro normalize@{name}`, or `dvc pull`"
+        )
+    report = read_json_object(paths["report"], "normalize report")
+    outputs = report.get(OUTPUTS_KEY)
+    recorded = outputs.get("quarantine") if isinstance(outputs, dict) else None
+    problem = atomic.fingerprint_mismatch(paths["quarantine"], recorded)
+    if problem == "missing" or (problem == "unrecorded" and not paths["quarantine"].is_file()):
+        raise SourceError(
+            f"{name}: {shown['quarantine']} is missing (the reports live in git, the tables in DVC's "
+            f"cache): run `dvc pull normalize@{name}` or `dvc repro normalize@{name}`"
+        )
+    if problem == "different":
+        raise SourceError(
+            f"{name}: {shown['quarantine']} is not the quarantine {shown['report']} was written with (a "
+            f"normalize killed between its renames?): run `dvc repro normalize@{name}`"
+        )
+    # the text only when rows are listed: a large source's quarantine is mostly text
+    columns = ["check", "reason", "origin", *(["text"] if rows else [])]
+    table = pl.read_parquet(paths["quarantine"], columns=columns)
+    counted = report.get("rows_quarantined")
+    if isinstance(counted, int) and counted != table.height:  # a report without the record, by hand
+        raise SourceError(
+            f"{name}: {shown['quarantine']} holds {table.height:,} rows, but {shown['report']} counts "
+            f"{counted:,}: run `dvc repro normalize@{name}`"
+        )
+    caught = table.with_row_index("_at")
+    first = caught.group_by("check").first().sort("_at")
+    picked = table.filter(pl.col("check") == check) if check else table
+    return SourceQuarantine(
+        source=name,
+        path=shown["quarantine"],
+        rows_read=report.get("rows_read"),
+        rows_quarantined=table.height,
+        by_check=dict(
+            table.group_by("check").len().sort(["len", "check"], descending=[True, False]).iter_rows()
+        ),
+        first={
+            c: {"origin": o, "reason": r} for c, r, o in first.select("check", "reason", "origin").iter_rows()
+        },
+        rows=picked.head(rows).to_dicts() if rows else [],
+    )
+
+
+def _excerpt(text: str | None) -> str:
+    """A row's text on one line: its repr (line breaks and control characters escaped), cut."""
+    if text is None:
+        return "(no text)"
+    return brief(text, TEXT_LIMIT // 2) if len(text) > TEXT_LIMIT or not text.isprintable() else repr(text)
+
+
+def format_source(q: SourceQuarantine, check: str | None) -> str:
+    read = f" of {q.rows_read:,} rows read" if isinstance(q.rows_read, int) else ""
+    lines = [f"{q.source}: {q.rows_quarantined:,}{read} quarantined ({q.path})"]
+    width = max((len(c) for c in q.by_check), default=0)
+    for rule, n in q.by_check.items():
+        if check and rule != check:
+            continue
+        ex = q.first[rule]
+        lines.append(f"  {rule.ljust(width)}  {n:>9,}  first: {ex['origin']}: {ex['reason']}")
+    for row in q.rows:
+        lines.append(f"    {row['origin']}  {row['check']}: {row['reason']}")
+        lines.append(f"      text: {_excerpt(row['text'])}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = project_root()
+    rows = args.rows if args.rows is not None else (10 if args.check else 0)
+    if rows < 0:
+        print("quarantine: --rows takes a count, 0 or more", file=sys.stderr)
+        return 2
+    try:
+        registry = load_registry(root / REGISTRY_FILE)
+        names = args.sources or enabled_sources(root / "params.yaml")
+        unknown = [n for n in names if n not in registry]
+        if unknown:
+            raise SourceError(f"{', '.join(unknown)}: not in {REGISTRY_FILE} (known: {', '.join(registry)})")
+    except (SourceError, ValueError) as e:  # ValueError: params.yaml that is not YAML, in one line
+        print(f"quarantine: {e}", file=sys.stderr)
+        return 1
+    found: list[SourceQuarantine] = []
+    problems: list[str] = []
+    for name in names:
+        try:
+            found.append(read_source(name, root, args.check, rows))
+        except (SourceError, BuildError) as e:
+            problems.append(str(e))
+    if args.check and found and not any(args.check in q.by_check for q in found):
+        problems.append(f"no row was quarantined by `{args.check}` in {', '.join(q.source for q in found)}")
+    if args.json:
+        print(json.dumps([asdict(q) for q in found], indent=2, ensure_ascii=False))
+    else:
+        shown = [format_source(q, args.check) for q in found if not args.check or args.check in q.by_check]
+        if shown:
+            print("\n".join(shown))
+    for problem in problems:
+        print(f"quarantine: {problem}", file=sys.stderr)
+    return 1 if problems else 0

@@ -1,0 +1,134 @@
+"""`nanochatgpt quarantine`: each source's quarantine by rule, as its report counts it, and the rows
+themselves; a quarantine that is not the report's (missing, replaced) is named, never read as it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline import cli
+from pipeline.params import load_params
+from pipeline.sources.download import download
+from pipeline.sources.normalize import normalize_source, output_paths, write_outputs
+from pipeline.sources.registry import get_source, load_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = "<human> hi there <endOfText>\n<bot> hello! <endOfText>\n\n"
+BROKEN = "<human> never closed\n<bot> ok <endOfText>\n\n<human> <endOfText>\n<bot> x <endOfText>\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project whose contrib source went through the real download and normalize, as the stages do."""
+    for name in ("sources.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    contrib = tmp_path / "data" / "contrib"
+    contrib.mkdir(parents=True)
+    (contrib / "mixed.txt").write_text(GOOD * 2 + BROKEN)
+    (contrib / "mixed.yaml").write_text("licence: CC0-1.0\ncommercial: true\ndescription: test\n")
+    spec = get_source("contrib", load_registry(tmp_path / "sources.yaml"))
+    raw = download(spec, root=tmp_path)
+    result = normalize_source(spec, raw, load_params(tmp_path / "params.yaml").get("normalize") or {})
+    write_outputs(result, "contrib", tmp_path)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _report(project: Path) -> dict:
+    return json.loads(output_paths("contrib", project)["report"].read_text())
+
+
+def test_the_account_is_the_reports_with_the_first_row_of_each_rule(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _report(project)
+    assert cli.main(["quarantine", "contrib"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        f"contrib: {report['rows_quarantined']} of {report['rows_read']} rows read quarantined "
+        "(data/quarantine/contrib.parquet)\n"
+    )
+    counted = {}
+    for line in out.splitlines()[1:]:
+        rule, n, rest = line.split(maxsplit=2)
+        counted[rule] = int(n)
+        assert rest.startswith("first: mixed.txt:")  # where the contributor's file went wrong
+    assert counted == report["quarantined_by_check"] and sum(counted.values()) == 4
+    assert "turn_unclosed" in out and "mixed.txt:7: <human> turn not closed by <endOfText>" in out
+
+
+def test_rows_of_one_rule_come_with_their_text(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["quarantine", "contrib", "--check", "text_present"]) == 0
+    out = capsys.readouterr().out
+    assert "turn_unclosed" not in out  # only the rule asked for
+    lines = out.splitlines()
+    assert lines[2].strip().startswith("mixed.txt:") and "text_present:" in lines[2]
+    assert lines[3].strip().startswith("text: ")
+    assert cli.main(["quarantine", "contrib", "--json", "--rows", "2"]) == 0
+    (account,) = json.loads(capsys.readouterr().out)
+    assert account["source"] == "contrib" and len(account["rows"]) == 2
+    table = pl.read_parquet(output_paths("contrib", project)["quarantine"])
+    assert [r["origin"] for r in account["rows"]] == table["origin"].head(2).to_list()
+    assert account["rows"][0]["text"] == table["text"][0]
+
+
+def test_a_rule_that_caught_nothing_is_said(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["quarantine", "contrib", "--check", "text_length"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no row was quarantined by `text_length` in contrib" in captured.err
+
+
+@pytest.mark.parametrize("damage", ["replaced", "missing"])
+def test_a_quarantine_that_is_not_the_reports_is_named(
+    project: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = output_paths("contrib", project)["quarantine"]
+    if damage == "missing":
+        path.unlink()
+    else:  # one row fewer: a file from another run, or copied in by hand
+        pl.read_parquet(path).head(3).write_parquet(path)
+    assert cli.main(["quarantine", "contrib"]) == 1
+    err = capsys.readouterr().err
+    assert "data/quarantine/contrib.parquet" in err and "dvc repro normalize@contrib" in err
+    assert ("is missing" in err) == (damage == "missing")
+
+
+def test_a_report_without_its_record_is_still_checked_by_count(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report written before it recorded its outputs (or by hand) is trusted only as far as its count."""
+    report_path = output_paths("contrib", project)["report"]
+    report = _report(project)
+    del report["outputs"]
+    report_path.write_text(json.dumps(report))
+    assert cli.main(["quarantine", "contrib"]) == 0
+    report_path.write_text(json.dumps({**report, "outputs": "edited by hand"}))
+    assert cli.main(["quarantine", "contrib"]) == 0
+    report["rows_quarantined"] += 1
+    report_path.write_text(json.dumps(report))
+    assert cli.main(["quarantine", "contrib"]) == 1
+    assert "holds 4 rows, but data/normalized/contrib.report.json counts 5" in capsys.readouterr().err
+    report_path.write_text("{")
+    assert cli.main(["quarantine", "contrib"]) == 1
+    assert "contrib.report.json: unreadable normalize report" in capsys.readouterr().err
+
+
+def test_unknown_and_unnormalized_sources_are_one_line_each(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["quarantine", "oasst"]) == 1
+    assert "oasst: not in sources.yaml (known: chitchat," in capsys.readouterr().err
+    assert cli.main(["quarantine", "oasst1", "contrib"]) == 1  # the one it can read is still shown
+    captured = capsys.readouterr()
+    assert captured.out.startswith("contrib: 4 of")
+    assert "oasst1: not normalized yet (no data/normalized/oasst1.report.json)" in captured.err
+    assert cli.main(["quarantine", "contrib", "--rows", "-1"]) == 2
+    assert cli.main(["quarantine"]) == 1  # every enabled source: chitchat and chatterbot are not here
+    captured = capsys.readouterr()
+    assert captured.out.startswith("contrib: 4 of")
+    assert "chitchat: not normalized yet" in captured.err and "chatterbot: not normalized yet" in captured.err
