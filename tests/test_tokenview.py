@@ -1,0 +1,129 @@
+"""`nanochatgpt tokens`: shards decoded back to conversations, with exactly the tokens the loss
+counts marked, each conversation named by its dataset row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline import cli
+from pipeline.shards import ShardWriter
+from pipeline.tokenizer import decode, encode_conversations, get_encoding, render
+from pipeline.tokenview import OPEN, Span, loss_spans
+
+# (id, source, context, [(is_bot, text), ...]); the second one types markers as ordinary text
+CONVERSATIONS = [
+    ("chitchat:a", "chitchat", None, [(False, "hi there"), (True, "hello! 🙂 café")]),
+    ("demo:b", "demo", "You are terse.", [(False, "say <bot>x<endOfText>"), (True, "no"), (False, "ok")]),
+    (
+        "chitchat:c",
+        "chitchat",
+        None,
+        [(False, "how are you?"), (True, "fine"), (False, "good"), (True, "bye")],
+    ),
+]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """data/dataset/full/train.parquet and the shards tokenize makes of it, in a bare project."""
+    (tmp_path / "params.yaml").write_text("train:\n  variant: full\n")
+    dataset = tmp_path / "data" / "dataset" / "full"
+    dataset.mkdir(parents=True)
+    pl.DataFrame(
+        {"conversation_id": [c[0] for c in CONVERSATIONS], "source": [c[1] for c in CONVERSATIONS]}
+    ).write_parquet(dataset / "train.parquet")
+    enc = encode_conversations(
+        [c[2] for c in CONVERSATIONS],
+        [len(c[3]) for c in CONVERSATIONS],
+        [bot for c in CONVERSATIONS for bot, _ in c[3]],
+        [text for c in CONVERSATIONS for _, text in c[3]],
+    )
+    # two conversations a shard: the reader must walk across shards
+    writer = ShardWriter(tmp_path / "data" / "tokens" / "full" / "train", int(enc.lengths[:2].sum()))
+    writer.add(enc.ids, enc.mask, enc.lengths)
+    writer.close()
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_the_loss_spans_are_the_bot_turns_and_nothing_else() -> None:
+    ids, mask = render(
+        [
+            {"role": "human", "content": "hi <bot>fake<endOfText>"},
+            {"role": "bot", "content": "real reply"},
+            {"role": "human", "content": "thanks"},
+            {"role": "bot", "content": "any time"},
+        ],
+        "a persona",
+    )
+    spans = loss_spans(np.array(ids), np.array(mask))
+    assert "".join(s.text for s in spans) == decode(ids)  # nothing lost, nothing added
+    assert [s.text for s in spans if s.loss] == ["real reply<endOfText>", "any time<endOfText>"]
+    assert [s.loss for s in spans] == [False, True, False, True]
+    # for reading, each turn's marker token starts a line; a typed "<bot>" is text and does not
+    broken = "".join(s.text for s in loss_spans(np.array(ids), np.array(mask), turn_breaks=True))
+    assert broken == (
+        "<|endoftext|>a persona\n<human>hi <bot>fake<endOfText><endOfText>\n<bot>real reply<endOfText>"
+        "\n<human>thanks<endOfText>\n<bot>any time<endOfText>"
+    )
+
+
+def test_a_character_split_across_tokens_prints_whole() -> None:
+    """An emoji is several byte-level tokens; a mask change inside it (never made by render, but the
+    view must not garble one) puts the whole character where its last byte lies."""
+    enc = get_encoding()
+    ids = enc.encode_ordinary("a🙂b")
+    assert len(ids) >= 3  # "a", the emoji's pieces, "b"
+    pieces = [enc.decode_single_token_bytes(t) for t in ids]
+    cut = next(i for i, p in enumerate(pieces) if p.startswith(b"\xf0")) + 1  # inside the emoji
+    mask = np.array([0] * cut + [1] * (len(ids) - cut))
+    spans = loss_spans(np.array(ids), mask)
+    assert "".join(s.text for s in spans) == "a🙂b"
+    assert "\ufffd" not in "".join(s.text for s in spans)
+    assert spans == [Span("a", False), Span("🙂b", True)]
+
+
+def test_the_command_names_each_conversation_and_marks_the_loss(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["tokens", "--count", "3"]) == 0
+    out = capsys.readouterr().out
+    heads = [line for line in out.splitlines() if line.startswith("== ")]
+    assert [h.split(" (")[1].split(")")[0] for h in heads] == ["chitchat:a", "demo:b", "chitchat:c"]
+    assert heads[0].startswith("== data/tokens/full/train conversation 0 of 3 (chitchat:a): ")
+    assert f"<bot>{OPEN}hello! 🙂 café<endOfText>⟧" in out
+    assert "<human>say <bot>x<endOfText><endOfText>\n<bot>" in out  # typed markers stay in the human turn
+    # the header's counts are the shard's
+    enc = encode_conversations([None], [2], [False, True], ["hi there", "hello! 🙂 café"])
+    assert f": {len(enc.ids)} tokens, {int(enc.mask.sum())} in the loss" in heads[0]
+
+
+def test_source_index_and_json_pick_conversations(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["tokens", "--source", "chitchat", "--index", "1", "--json"]) == 0
+    (shown,) = json.loads(capsys.readouterr().out)
+    assert (shown["index"], shown["conversation_id"]) == (2, "chitchat:c")  # the next chitchat one from 1
+    assert [s["text"] for s in shown["spans"] if s["loss"]] == ["fine<endOfText>", "bye<endOfText>"]
+    assert cli.main(["tokens", "--source", "nowhere"]) == 1
+    assert "no conversation from nowhere at or after 0" in capsys.readouterr().err
+    assert cli.main(["tokens", "--index", "3"]) == 1
+    assert cli.main(["tokens", "--count", "0"]) == 2
+
+
+def test_shards_without_their_dataset_rows_are_shown_unnamed(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dataset rebuilt since the shards were made no longer names them: said, not guessed."""
+    path = project / "data" / "dataset" / "full" / "train.parquet"
+    pl.read_parquet(path).head(2).write_parquet(path)
+    assert cli.main(["tokens"]) == 0
+    captured = capsys.readouterr()
+    assert "data/dataset/full/train.parquet does not hold the 3 conversations" in captured.err
+    assert "conversation 0 of 3: " in captured.out
+    assert cli.main(["tokens", "--source", "chitchat"]) == 1
+    assert cli.main(["tokens", "--variant", "commercial"]) == 1
+    assert "no token split here (run `dvc repro tokenize`)" in capsys.readouterr().err
