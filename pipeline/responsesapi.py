@@ -1,6 +1,6 @@
 """OpenAI's Responses API (POST /v1/responses), stateless, on the chat completions machinery.
 
-A request maps onto a ChatRequest (pipeline/chatapi.py), so it is rendered, bounded, queued and
+A request maps onto a ChatRequest (pipeline/chatrequest.py), so it is rendered, bounded, queued and
 generated as a chat completion is: `input` is a string (one user message) or a list of message
 items (role user, assistant, system or developer; content a string or input_text/output_text
 parts); `instructions` and system/developer messages become the persona; the reply is generated
@@ -29,17 +29,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeline.chatapi import (
+from pipeline.chatapi import ChatService, Event, Reply, ended_on_failure
+from pipeline.chatrequest import (
     ROLES,
     ChatRequest,
-    ChatService,
     Conversation,
-    Event,
     FieldNames,
-    Reply,
     RequestError,
     content_text,
-    ended_on_failure,
     flag,
     refuse_unsupported,
     request_object,

@@ -7,8 +7,8 @@ on localhost.
     GET  /v1/models             the one model served
     GET  /health                {"status": "ok"}
 
-This module is the HTTP side; the APIs themselves (validation, the mapping onto the chat format, one
-generation at a time) are pipeline/chatapi.py and, mapped onto it, pipeline/responsesapi.py (whose
+This module is the HTTP side; the APIs themselves are pipeline/chatrequest.py (validation, the mapping
+onto the chat format), pipeline/chatapi.py (one generation at a time) and, mapped onto them, pipeline/responsesapi.py (whose
 docstring says what of the Responses API is taken and what is a 400). Requests map onto the chat format the model was
 trained on: `system` messages become the persona (the --context of `nanochatgpt chat`), `user`
 turns are <human> turns, `assistant` turns are <bot> turns, and the reply is generated after a
@@ -60,16 +60,8 @@ from urllib.parse import unquote, urlsplit
 
 from pipeline import responsesapi
 from pipeline.chat import CKPT_HELP, DEFAULT_CKPT
-from pipeline.chatapi import (
-    MAX_WAITING,
-    ChatRequest,
-    ChatService,
-    ClientLeft,
-    Event,
-    RequestError,
-    ServerBusy,
-    error_body,
-)
+from pipeline.chatapi import MAX_WAITING, ChatService, ClientLeft, Event, ServerBusy, error_body
+from pipeline.chatrequest import ChatRequest, RequestError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

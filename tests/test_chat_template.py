@@ -14,7 +14,8 @@ import pytest
 from test_engine_support import tiny_gpt
 
 from pipeline import hfexport
-from pipeline.chatapi import ChatRequest, ChatService, RequestError
+from pipeline.chatapi import ChatService
+from pipeline.chatrequest import ChatRequest, RequestError
 from pipeline.engine import Engine
 from pipeline.tokenizer import CHAT_TEMPLATE, get_encoding
 
@@ -137,7 +138,7 @@ def test_the_template_refuses_what_the_server_refuses(tokenizer, service, messag
     """A prompt the server would answer 400 to is no prompt: rendering it anyway (a list's repr, the
     text "None", a persona moved to the front, a <bot> turn after <bot>) feeds the model a format it
     never saw."""
-    from pipeline.chatapi import RequestError
+    from pipeline.chatrequest import RequestError
 
     with pytest.raises(RequestError):
         service.session(ChatRequest.parse({"messages": messages}))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.chatapi import ChatRequest, RequestError
+from pipeline.chatrequest import ChatRequest, RequestError
 
 HELLO = [{"role": "user", "content": "hi"}]
 

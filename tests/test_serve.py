@@ -513,7 +513,7 @@ def test_top_p_zero_and_top_k_zero_are_accepted(enc) -> None:
 
 def test_developer_messages_are_the_persona_like_system_ones() -> None:
     """OpenAI's newer models call the system message `developer`; both set the persona."""
-    from pipeline.chatapi import ChatRequest
+    from pipeline.chatrequest import ChatRequest
 
     req = ChatRequest.parse(
         {
@@ -738,7 +738,7 @@ def test_deeply_nested_json_is_a_400_and_log_lines_escape_control_characters(enc
 def test_max_completion_tokens_wins_and_only_text_parts_pass() -> None:
     """OpenAI's newer `max_completion_tokens` is the one honoured when a client sends both, and a
     part of another type (`input_text`) is refused, not read as text."""
-    from pipeline.chatapi import ChatRequest, RequestError
+    from pipeline.chatrequest import ChatRequest, RequestError
 
     user = [{"role": "user", "content": "hi"}]
     assert ChatRequest.parse({"messages": user, "max_tokens": 5, "max_completion_tokens": 9}).max_tokens == 9
@@ -860,7 +860,8 @@ def test_retry_after_follows_generations_not_refusals(enc, monkeypatch: pytest.M
     generations a refused client was told to retry after 1-2 s, and OpenAI's client, which waits
     Retry-After as given (twice by default), gave up before a place came free."""
     from pipeline import chatapi
-    from pipeline.chatapi import RequestError, ServerBusy
+    from pipeline.chatapi import ServerBusy
+    from pipeline.chatrequest import RequestError
 
     service = ChatService(Engine(RecordingGPT([]), enc=enc), max_waiting=0)
     clock = [0.0]
@@ -1387,7 +1388,7 @@ def test_an_assistant_message_with_null_content_is_left_out_like_an_empty_one() 
     """OpenAI allows `"content": null` (or none) on an assistant message; it was a 400. Its tool
     calls, if any, are refused rather than dropped unseen; a null user or system content is still
     a 400, as OpenAI's."""
-    from pipeline.chatapi import ChatRequest, RequestError
+    from pipeline.chatrequest import ChatRequest, RequestError
 
     def parse(*messages: dict) -> ChatRequest:
         return ChatRequest.parse({"messages": [{"role": "user", "content": "hi"}, *messages]})

@@ -31,7 +31,8 @@ from test_serve import (
 )
 from test_serve_openai_sdk import client, hello_gpt, no_extras
 
-from pipeline.chatapi import ChatService, RequestError
+from pipeline.chatapi import ChatService
+from pipeline.chatrequest import RequestError
 from pipeline.engine import Engine
 from pipeline.responsesapi import ResponsesRequest, create
 from pipeline.tokenizer import get_encoding

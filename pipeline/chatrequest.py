@@ -1,0 +1,338 @@
+"""An OpenAI-style chat request, checked and mapped onto the chat format the model was trained on.
+
+ChatRequest.parse validates a chat completions body: `system` (or `developer`) messages become the
+persona, `user` turns <human> turns, `assistant` turns <bot> turns, each message cleaned as training
+text was (Conversation), with the sampling knobs and stop strings range-checked; a bad field raises
+RequestError naming it, and what the server cannot give (tools, JSON mode, logprobs, audio) is
+refused by refuse_unsupported rather than answered with plain text. The Responses API
+(pipeline/responsesapi.py) builds a ChatRequest from its own body (ChatRequest.build, FieldNames for
+the names its errors use). Serving it is pipeline/chatapi.py's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from pipeline.chat import clean_text
+from pipeline.stops import check_stop_strings
+
+PERSONA_ROLES = frozenset(
+    {"system", "developer"}
+)  # OpenAI's newer models call the system message `developer`
+
+
+ROLES = PERSONA_ROLES | {"user", "assistant"}
+
+
+class RequestError(ValueError):
+    """A bad request: becomes a 400 reply (or `status`) naming the offending field (`param`)."""
+
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        status: HTTPStatus = HTTPStatus.BAD_REQUEST,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.param = param
+        self.status = status
+        self.code = code  # OpenAI's machine-readable reason, where it has one (context_length_exceeded)
+
+
+# OpenAI's code for a request that does not fit the context window: clients that shorten the
+# history on it (rather than parse the message) need it spelled so.
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
+
+def refuse_unsupported(body: dict[str, Any]) -> None:
+    """A 400 for what the client asked of the reply that this server cannot give. Ignored, these
+    came back 200 with plain text: an agent read "the model chose no tool", a JSON-mode client
+    crashed in json.loads, a logprobs reader found no logprobs, an audio client found no audio.
+    (Sampling knobs it does not have, presence/frequency penalties and logit_bias, only shade the
+    text: those are ignored, as the README says.)"""
+    for key in ("tools", "functions"):
+        if body.get(key):
+            raise RequestError(f"`{key}` is not supported: this model cannot call tools", key)
+    for key in ("tool_choice", "function_call"):
+        if body.get(key) not in (None, "none", "auto"):  # "required" or a named tool demands a call
+            raise RequestError(f"`{key}` is not supported: this model cannot call tools", key)
+    fmt = body.get("response_format")
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        raise RequestError(
+            'only `response_format` {"type": "text"} is supported (no JSON mode)', "response_format"
+        )
+    for key, off in (("logprobs", (None, False)), ("top_logprobs", (None, 0))):
+        if body.get(key) not in off:
+            raise RequestError("log-probabilities are not supported", key)
+    # Audio out: the reply's message.audio would be null, and the client reading it crashed.
+    modalities = body.get("modalities")
+    if modalities is not None and (not isinstance(modalities, list) or any(m != "text" for m in modalities)):
+        raise RequestError('only `modalities` ["text"] is supported (no audio output)', "modalities")
+    if body.get("audio"):
+        raise RequestError("`audio` output is not supported: this model writes text only", "audio")
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """What an API calls the parts of a request that its errors are about (the `param` they name)."""
+
+    conversation: str = "messages"  # the turns (/v1/responses: input)
+    persona: str = "messages"  # the field to shorten when the persona leaves no room
+    persona_text: str = "the system message"  # the persona, as an error message calls it
+    budget: str = "max_tokens"  # the reply budget, as the client named it
+
+
+CHAT_FIELDS = FieldNames()
+
+
+class Conversation:
+    """Messages in, one role and text at a time; the chat format out (see ChatRequest).
+
+    Each message is cleaned before it joins, and an empty one is left out (it neither joins nor
+    opens a turn): how normalize built the training text from such messages (adapters/_messages.py;
+    normalize drops empty rows, then merges same-role runs)."""
+
+    def __init__(self) -> None:
+        self.persona: list[str] = []
+        # (role, its messages' texts): a run of one role's messages joins once at the end, since
+        # joining at each message costs the square of the run (35,000 of them fit in 1 MiB).
+        self.turns: list[tuple[str, list[str]]] = []
+
+    def add(self, role: str, content: str, where: str) -> None:
+        """One message: `role` one of ROLES, `content` its text, `where` the field it came in."""
+        _refuse_lone_surrogates(content, where)
+        try:
+            text = clean_text(content)
+        except ValueError as e:  # a run of combining marks or whitespace too long to take safely
+            raise RequestError(f"{where}: {e}", where) from None
+        if role in PERSONA_ROLES:  # anywhere, as OpenAI takes them: the persona, as in training
+            if text:
+                self.persona.append(text)
+            return
+        if not text:
+            return
+        turn = "human" if role == "user" else "bot"
+        if not self.turns and turn == "bot":  # a greeting before the first user message: left out, as
+            return  # normalize leaves out bot rows before a conversation's first human turn
+        if self.turns and self.turns[-1][0] == turn:  # consecutive messages of one role read as one turn
+            self.turns[-1][1].append(text)
+        else:
+            self.turns.append((turn, [text]))
+
+    def fields(self, param: str) -> dict[str, Any]:
+        """ChatRequest's context, history and user_text; a 400 on `param` unless a user turn is last."""
+        if not self.turns or self.turns[-1][0] != "human":
+            raise RequestError(
+                "the last message must be a user message with text (empty messages are left out, as in "
+                "training)",
+                param,
+            )
+        return {
+            "context": "\n".join(self.persona) or None,
+            "history": [(role, "\n".join(texts)) for role, texts in self.turns[:-1]],
+            "user_text": "\n".join(self.turns[-1][1]),
+        }
+
+
+@dataclass
+class ChatRequest:
+    """A validated request: a /v1/chat/completions body, or the part of a /v1/responses one that
+    generates (pipeline/responsesapi.py)."""
+
+    context: str | None
+    history: list[tuple[str, str]]  # (human | bot, text), before the last user message
+    user_text: str
+    max_tokens: int | None = None
+    names: FieldNames = CHAT_FIELDS  # how the client's API names the fields (for error messages)
+    temperature: float = 1.0  # OpenAI's defaults
+    top_p: float | None = 1.0
+    top_k: int | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with usage, as OpenAI's
+    keep_all_turns: bool = False  # a 400 rather than drop the oldest turns (Responses' truncation "disabled")
+
+    @classmethod
+    def parse(cls, body: Any) -> ChatRequest:
+        body = request_object(body)
+        if _optional(body, ("n",), int) not in (None, 1):
+            raise RequestError("only n=1 is supported", "n")
+        refuse_unsupported(body)
+        conversation = Conversation()
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RequestError("`messages` must be a non-empty list", "messages")
+        for i, m in enumerate(messages):
+            where = f"messages[{i}]"
+            role = m.get("role") if isinstance(m, dict) else None
+            if not isinstance(role, str) or role not in ROLES:  # a list or object is no role (nor hashable)
+                raise RequestError(f"{where}.role must be one of {sorted(ROLES)}", f"{where}.role")
+            content = m.get("content")
+            if role == "assistant":
+                # OpenAI's assistant message may have a null (or no) content: the one that made
+                # tool calls has none. Empty, then, like "" (left out); its tool calls are refused
+                # rather than dropped unseen, as a request's `tools` are (refuse_unsupported).
+                for key in ("tool_calls", "function_call"):
+                    if m.get(key):
+                        raise RequestError(f"{where}.{key}: this model cannot call tools", f"{where}.{key}")
+                content = "" if content is None else content
+            conversation.add(
+                role, content_text(content, f"{where}.content", CHAT_TEXT_PARTS), f"{where}.content"
+            )
+        budget = ("max_completion_tokens", "max_tokens")  # the newer name first, as OpenAI reads them
+        given = next((key for key in budget if body.get(key) is not None), "max_tokens")
+        req = cls.build(body, conversation.fields("messages"), budget, FieldNames(budget=given))
+        # stream_options and stop are checked before the values' ranges (check_values), as they
+        # always were: a body with several mistakes is still answered with the same one.
+        include = (body.get("stream_options") or {}).get("include_usage")
+        if include is not None and not isinstance(include, bool):
+            raise RequestError("`stream_options.include_usage` must be true or false", "stream_options")
+        req.include_usage = bool(include)
+        stop = body.get("stop")
+        if not (stop is None or isinstance(stop, (str, list))):
+            raise RequestError("`stop` must be a string or a list of up to 4 strings", "stop")
+        try:
+            req.stop = list(check_stop_strings(stop))
+        except ValueError as e:
+            raise RequestError(f"`stop`: {e}", "stop") from None
+        for s in req.stop:  # the reply is UTF-8 text: a stop with a lone surrogate would never match
+            _refuse_lone_surrogates(s, "stop")
+        req.check_values()
+        return req
+
+    @classmethod
+    def build(
+        cls, body: dict[str, Any], turns: dict[str, Any], budget_keys: tuple[str, ...], names: FieldNames
+    ) -> ChatRequest:
+        """The request from its `turns` (Conversation.fields) and what every API's body sets alike:
+        the reply budget (the first of `budget_keys` given), sampling and `stream`, each of the
+        right type. Their ranges are check_values()'s, which the caller runs after its own fields'."""
+        req = cls(
+            **turns,
+            max_tokens=_optional(body, budget_keys, int),
+            names=names,
+            temperature=_optional(body, ("temperature",), float, 1.0),
+            top_p=_optional(body, ("top_p",), float, 1.0),
+            top_k=_optional(body, ("top_k",), int),
+            seed=_optional(body, ("seed",), int),
+        )
+        if req.top_k is not None and req.top_k < 0:  # SamplingParams would say "unset"
+            raise RequestError(f"top_k must be >= 1, or 0 or null for no limit, got {req.top_k}", "top_k")
+        req.top_k = req.top_k or None  # 0 = no limit (as vLLM)
+        req.stream = flag(body, "stream", False)
+        if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+            raise RequestError("`stream_options` must be an object", "stream_options")
+        return req
+
+    def check_values(self) -> None:
+        """A 400 for a reply budget under 1 or a sampling value out of range; `seed` becomes the
+        sampler's (see _sampler_seed)."""
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise RequestError(f"{self.names.budget} must be at least 1", self.names.budget)
+        from pipeline.sampling import SamplingParams  # imports torch: not at the CLI's start-up
+
+        seed = _sampler_seed(self.seed)
+        try:
+            SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=seed)
+        except ValueError as e:  # the message starts with the field's name
+            raise RequestError(str(e), str(e).split()[0]) from None
+        # after SamplingParams, which checks the seed last: the first mistake named stays the same
+        if self.seed is not None and not INT64[0] <= self.seed <= INT64[1]:
+            raise RequestError(
+                f"seed must be in {INT64[0]}..{INT64[1]} (a 64-bit integer), got {self.seed}", "seed"
+            )
+        self.seed = seed
+
+
+def flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """A true/false field (null or absent: `default`)."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise RequestError(f"`{key}` must be true or false", key)
+    return value
+
+
+def request_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    return body
+
+
+INT64 = (-(2**63), 2**63 - 1)  # OpenAI's seed: any signed 64-bit integer
+
+
+def _sampler_seed(seed: int | None) -> int | None:
+    """OpenAI's `seed` (int64) as the sampler takes it (0..MAX_SEED): a negative seed wraps to its
+    two's complement's low 63 bits, as torch remaps a negative seed to an unsigned one. Each seed is
+    one generator seed, so the same seed gives the same text (a negative seed shares its generator
+    with one positive seed, as OpenAI promises only that the same seed repeats)."""
+    if seed is None:
+        return None
+    from pipeline.sampling import MAX_SEED
+
+    return seed % (MAX_SEED + 1)
+
+
+CHAT_TEXT_PARTS = frozenset({"text"})
+
+
+def content_text(content: Any, where: str, kinds: frozenset[str]) -> str:
+    """A message's text: a string, or a list of parts of which only text parts (of a type in
+    `kinds`, each with its `text`) are allowed."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if (
+                not isinstance(part, dict)
+                or not isinstance(part.get("type"), str)  # a list is no type (nor hashable)
+                or part["type"] not in kinds
+                or not isinstance(part.get("text"), str)
+            ):
+                raise RequestError(f"{where}[{j}]: only text parts are supported", where)
+            texts.append(part["text"])
+        return "\n".join(texts)  # as the training adapters join parts (adapters/_messages.py)
+    raise RequestError(f"{where} must be a string or a list of text parts", where)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins a valid pair into one character
+
+
+def _refuse_lone_surrogates(text: str, where: str) -> None:
+    """A 400 for a lone surrogate (JSON's "\\ud800" without its pair): no Unicode character, so no
+    UTF-8 text; tiktoken silently turned it into U+FFFD, and the model read other text than sent."""
+    if text.isascii():
+        return
+    found = _LONE_SURROGATE.search(text)
+    if found is not None:
+        raise RequestError(
+            f"{where} has a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}: "
+            "text must be valid Unicode (a surrogate pair's halves come together)",
+            where,
+        )
+
+
+def _optional(body: dict, keys: tuple[str, ...], kind: type, default: Any = None) -> Any:
+    for key in keys:
+        value = body.get(key)
+        if value is None:
+            continue
+        wrong = RequestError(f"`{key}` must be a{'n integer' if kind is int else ' number'}", key)
+        # bool is an int in Python; a JSON true is never a number here.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        try:  # NaN and infinities (Python's json reads them) and integers past a float's range
+            if kind is int and value != int(value):
+                raise wrong
+            return kind(value)
+        except (ValueError, OverflowError):
+            raise wrong from None
+    return default
