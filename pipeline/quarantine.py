@@ -27,6 +27,7 @@ from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
 from pipeline.sources.registry import REGISTRY_FILE, brief, enabled_sources, load_registry
+from pipeline.tokenview import printable
 
 TEXT_LIMIT = 160  # characters of a quarantined row's text shown with --rows
 
@@ -122,9 +123,12 @@ def format_source(q: SourceQuarantine, check: str | None) -> str:
         if check and rule != check:
             continue
         ex = q.first[rule]
-        lines.append(f"  {rule.ljust(width)}  {n:>9,}  first: {ex['origin']}: {ex['reason']}")
+        # origins and reasons quote the upstream file (a record id, a file name): ESC there stays inert
+        lines.append(
+            f"  {rule.ljust(width)}  {n:>9,}  first: {printable(ex['origin'])}: {printable(ex['reason'])}"
+        )
     for row in q.rows:
-        lines.append(f"    {row['origin']}  {row['check']}: {row['reason']}")
+        lines.append(f"    {printable(row['origin'])}  {row['check']}: {printable(row['reason'])}")
         lines.append(f"      text: {_excerpt(row['text'])}")
     return "\n".join(lines)
 
@@ -152,7 +156,11 @@ def run(args: argparse.Namespace) -> int:
         except (SourceError, BuildError) as e:
             problems.append(str(e))
     if args.check and found and not any(args.check in q.by_check for q in found):
-        problems.append(f"no row was quarantined by `{args.check}` in {', '.join(q.source for q in found)}")
+        caught = sorted({rule for q in found for rule in q.by_check})  # a misspelt rule: the right name
+        problems.append(
+            f"no row was quarantined by `{args.check}` in {', '.join(q.source for q in found)} "
+            f"(rules that caught rows there: {', '.join(caught) or 'none'})"
+        )
     if args.json:
         print(json.dumps([asdict(q) for q in found], indent=2, ensure_ascii=False))
     else:

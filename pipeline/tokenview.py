@@ -6,8 +6,9 @@ the human's turns, the persona or the markers, is the project's central promise,
 a look with one's own eyes: this decodes conversations from data/tokens/<variant>/<split>/ and
 prints them with every token the loss counts shown in green (at a terminal) or between ⟦ and ⟧.
 Each conversation is named by its row of data/dataset/<variant>/<split>.parquet (one row per
-conversation, in shard order), so `--source` can pick one source's conversations. Nothing is
-written.
+conversation, in shard order), so `--source` can pick one source's conversations; the rows shown
+are rendered again and compared with the shards' tokens, so a dataset rebuilt since (as many rows,
+another order) is said rather than read as theirs. Nothing is written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.buildinputs import VARIANTS
 from pipeline.params import load_params, project_root
 from pipeline.shards import TokenShards
 
@@ -30,7 +32,9 @@ GREEN, RESET = "\x1b[32m", "\x1b[0m"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", help="dataset variant (default: params.yaml train.variant)")
+    parser.add_argument(
+        "--variant", choices=VARIANTS, help="dataset variant (default: params.yaml train.variant)"
+    )
     parser.add_argument("--split", choices=("train", "val"), default="train")
     parser.add_argument(
         "--index", type=int, default=0, metavar="N", help="first conversation shown (0-based, in shard order)"
@@ -95,18 +99,55 @@ def loss_spans(ids: np.ndarray, mask: np.ndarray, turn_breaks: bool = False) -> 
     return spans
 
 
-def _dataset_rows(root: Path, variant: str, split: str, n: int) -> tuple[list[str] | None, list[str] | None]:
+def _dataset_path(root: Path, variant: str, split: str) -> Path:
+    return root / "data" / "dataset" / variant / f"{'val' if split == 'val' else 'train'}.parquet"
+
+
+def _dataset_rows(path: Path, n: int) -> tuple[list[str] | None, list[str] | None]:
     """(conversation ids, sources) of the dataset rows the split was tokenized from, or (None, None)
-    when that parquet is missing or no longer has one row per tokenized conversation (rebuilt since)."""
+    when that parquet is missing, unreadable or no longer has one row per tokenized conversation."""
     import polars as pl
 
-    path = root / "data" / "dataset" / variant / f"{'val' if split == 'val' else 'train'}.parquet"
     if not path.is_file():
         return None, None
-    rows = pl.read_parquet(path, columns=["conversation_id", "source"])
+    try:
+        rows = pl.read_parquet(path, columns=["conversation_id", "source"])
+    except pl.exceptions.PolarsError:  # cut short, or not the dataset's columns: the shards still show
+        return None, None
     if rows.height != n:
         return None, None
     return rows["conversation_id"].to_list(), rows["source"].to_list()
+
+
+def _first_unlike(path: Path, picked: list[tuple[int, np.ndarray, np.ndarray]]) -> int | None:
+    """The first picked conversation whose dataset row does not render to the shard's tokens, or None.
+    A dataset rebuilt since the shards were made can hold as many rows in another order (a new
+    `build.seed`, a source edited): the count alone would name every conversation wrongly."""
+    import polars as pl
+
+    from pipeline.tokenizer import render
+
+    wanted = [i for i, _, _ in picked]
+    try:
+        rows = (
+            pl.scan_parquet(path)
+            .with_row_index("_at")
+            .filter(pl.col("_at").is_in(wanted))
+            .select("_at", "messages", pl.col("context").cast(pl.String))
+            .collect()
+        )
+    except pl.exceptions.PolarsError:  # no `messages` column: these rows were not tokenized
+        return wanted[0]
+    by_row = {r["_at"]: r for r in rows.iter_rows(named=True)}
+    for i, ids, _ in picked:
+        row = by_row.get(i)
+        try:
+            rendered = render(row["messages"], row["context"])[0] if row else None
+        except (KeyError, TypeError, ValueError):  # a row that is no conversation: not these tokens
+            rendered = None
+        if rendered is None or not np.array_equal(np.asarray(rendered), ids):
+            return i
+    return None
 
 
 def conversations(
@@ -121,32 +162,47 @@ def conversations(
     """(the split, up to `count` conversations from `index` on (of `source` only, when given), a
     note when they cannot be named). `turn_breaks`: as loss_spans."""
     shards = TokenShards(root / "data" / "tokens" / variant / split)
-    ids_of, sources = _dataset_rows(root, variant, split, shards.n_conversations)
-    note = None
+    path = _dataset_path(root, variant, split)
+    shown_path = path.relative_to(root) if path.is_relative_to(root) else path
+    ids_of, sources = _dataset_rows(path, shards.n_conversations)
+    unnamed = None  # why the dataset rows cannot name these conversations
     if ids_of is None:
-        note = (
-            f"data/dataset/{variant}/{split}.parquet does not hold the {shards.n_conversations:,} "
-            f"conversations these shards were made from (missing or rebuilt since): they are shown unnamed"
+        unnamed = (
+            f"{shown_path} does not hold the {shards.n_conversations:,} "
+            f"conversations these shards were made from (missing, unreadable or rebuilt since)"
         )
         if source:
-            raise ValueError(f"--source needs the dataset rows: {note}")
-    shown: list[ShownConversation] = []
+            raise ValueError(f"--source needs the dataset rows: {unnamed}")
+    if source and sources is not None and source not in set(sources):  # a typo, or `contrib` for a file
+        held = ", ".join(sorted(set(sources))) or "none"
+        raise ValueError(f"no conversation from {source} in {shown_path} (its sources: {held})")
+    picked: list[tuple[int, np.ndarray, np.ndarray]] = []
     for i, (ids, mask) in _from(shards, index):
-        if len(shown) == count:
+        if len(picked) == count:
             break
         if source and sources is not None and sources[i] != source:
             continue
-        shown.append(
-            ShownConversation(
-                index=i,
-                conversation_id=ids_of[i] if ids_of else None,
-                source=sources[i] if sources else None,
-                tokens=len(ids),
-                loss_tokens=int(np.count_nonzero(mask)),
-                spans=loss_spans(ids, mask, turn_breaks),
-            )
+        picked.append((i, ids, mask))
+    if ids_of is not None and picked and (unlike := _first_unlike(path, picked)) is not None:
+        unnamed = (
+            f"row {unlike} of {shown_path} is not the conversation the shards hold there: the dataset "
+            f"was rebuilt since they were made (`dvc repro tokenize@{variant}` remakes them)"
         )
-    return shards, shown, note
+        if source:
+            raise ValueError(f"--source needs the dataset rows: {unnamed}")
+        ids_of = sources = None
+    shown = [
+        ShownConversation(
+            index=i,
+            conversation_id=ids_of[i] if ids_of else None,
+            source=sources[i] if sources else None,
+            tokens=len(ids),
+            loss_tokens=int(np.count_nonzero(mask)),
+            spans=loss_spans(ids, mask, turn_breaks),
+        )
+        for i, ids, mask in picked
+    ]
+    return shards, shown, unnamed and f"{unnamed}: they are shown unnamed"
 
 
 def _from(shards: TokenShards, index: int) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
@@ -155,8 +211,16 @@ def _from(shards: TokenShards, index: int) -> Iterator[tuple[int, tuple[np.ndarr
             yield i, conversation
 
 
+def printable(label: str) -> str:
+    """`label` on one line, inert at a terminal: each character that is not printable (ESC, a line
+    break, a C1 control, a bidi override) written as its Python escape. The training text itself needs
+    none of this: normalize quarantines control characters in it (docs/contracts.md)."""
+    return label if label.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in label)
+
+
 def format_conversation(c: ShownConversation, shards: TokenShards, root: Path, color: bool) -> str:
-    name = f" ({c.conversation_id})" if c.conversation_id else ""  # the id starts with its source
+    # the id starts with its source; it comes from the upstream record, which may hold ESC or a line break
+    name = f" ({printable(c.conversation_id)})" if c.conversation_id else ""
     share = 100 * c.loss_tokens / c.tokens if c.tokens else 0.0
     head = (
         f"== {shards.split_dir.relative_to(root)} conversation {c.index} of {shards.n_conversations:,}{name}: "
@@ -184,12 +248,17 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:  # no shards (FileNotFoundError says to run tokenize), bad ones
         print(f"tokens: {e}", file=sys.stderr)
         return 1
+    where = shards.split_dir.relative_to(root) if shards.split_dir.is_relative_to(root) else shards.split_dir
+    if shards.n_conversations == 0:
+        why = " (params.yaml build.val_fraction is 0?)" if args.split == "val" else ""
+        print(f"tokens: {where} holds no conversation{why}", file=sys.stderr)
+        return 1
     if note:
         print(f"tokens: {note}", file=sys.stderr)
     if not shown:
         which = f" from {args.source}" if args.source else ""
         print(
-            f"tokens: no conversation{which} at or after {args.index} in {shards.split_dir} "
+            f"tokens: no conversation{which} at or after {args.index} in {where} "
             f"({shards.n_conversations:,} conversations)",
             file=sys.stderr,
         )

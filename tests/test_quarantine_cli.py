@@ -30,12 +30,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     contrib.mkdir(parents=True)
     (contrib / "mixed.txt").write_text(GOOD * 2 + BROKEN)
     (contrib / "mixed.yaml").write_text("licence: CC0-1.0\ncommercial: true\ndescription: test\n")
-    spec = get_source("contrib", load_registry(tmp_path / "sources.yaml"))
-    raw = download(spec, root=tmp_path)
-    result = normalize_source(spec, raw, load_params(tmp_path / "params.yaml").get("normalize") or {})
-    write_outputs(result, "contrib", tmp_path)
+    _normalize(tmp_path)
     monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
     return tmp_path
+
+
+def _normalize(root: Path) -> None:
+    """download@contrib and normalize@contrib, as the stages run them."""
+    spec = get_source("contrib", load_registry(root / "sources.yaml"))
+    raw = download(spec, root=root)
+    result = normalize_source(spec, raw, load_params(root / "params.yaml").get("normalize") or {})
+    write_outputs(result, "contrib", root)
 
 
 def _report(project: Path) -> dict:
@@ -77,10 +82,41 @@ def test_rows_of_one_rule_come_with_their_text(project: Path, capsys: pytest.Cap
 
 
 def test_a_rule_that_caught_nothing_is_said(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["quarantine", "contrib", "--check", "text_length"]) == 1
+    assert cli.main(["quarantine", "contrib", "--check", "text-present"]) == 1  # misspelt: the names shown
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "no row was quarantined by `text_length` in contrib" in captured.err
+    assert (
+        "no row was quarantined by `text-present` in contrib (rules that caught rows there: "
+        "conversation_broken, first_turn_human, text_present, turn_unclosed)"
+    ) in captured.err
+
+
+def test_an_upstream_id_holding_terminal_escapes_is_shown_inert(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Origins and reasons quote the contributed file (a record's id, a bad value): printed raw, an ESC
+    there would act on the terminal (here move the cursor up over the rows above); --json keeps them."""
+    record = {
+        "id": "x\x1b[1A\x1b]0;title\x07\u202e",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"content": "no role"},
+            {"role": "assistant", "content": "b"},
+        ],
+    }
+    (project / "data" / "contrib" / "evil.jsonl").write_text(json.dumps(record) + "\n")
+    (project / "data" / "contrib" / "evil.yaml").write_text(
+        "licence: CC0-1.0\ncommercial: true\nformat: openai\n"
+    )
+    _normalize(project)
+    assert cli.main(["quarantine", "contrib", "--check", "conversation_broken"]) == 0
+    out = capsys.readouterr().out
+    assert not any(c in out for c in "\x1b\x07\u202e")
+    assert "of conversation contrib/evil:x\\x1b[1A\\x1b]0;title\\x07\\u202e was quarantined" in out
+    assert len(out.splitlines()) == 2 + 2 * 3  # the header, the rule, and two lines for each of its rows
+    assert cli.main(["quarantine", "contrib", "--json", "--check", "conversation_broken"]) == 0
+    (account,) = json.loads(capsys.readouterr().out)
+    assert any(record["id"] in row["reason"] for row in account["rows"])
 
 
 @pytest.mark.parametrize("damage", ["replaced", "missing"])

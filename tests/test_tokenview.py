@@ -28,15 +28,28 @@ CONVERSATIONS = [
 ]
 
 
+def _dataset(conversations: list) -> pl.DataFrame:
+    """The dataset parquet's columns as the build writes them (one row per conversation)."""
+    return pl.DataFrame(
+        {
+            "conversation_id": [c[0] for c in conversations],
+            "messages": [
+                [{"role": "bot" if bot else "human", "content": text} for bot, text in c[3]]
+                for c in conversations
+            ],
+            "context": [c[2] for c in conversations],
+            "source": [c[1] for c in conversations],
+        }
+    )
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """data/dataset/full/train.parquet and the shards tokenize makes of it, in a bare project."""
     (tmp_path / "params.yaml").write_text("train:\n  variant: full\n")
     dataset = tmp_path / "data" / "dataset" / "full"
     dataset.mkdir(parents=True)
-    pl.DataFrame(
-        {"conversation_id": [c[0] for c in CONVERSATIONS], "source": [c[1] for c in CONVERSATIONS]}
-    ).write_parquet(dataset / "train.parquet")
+    _dataset(CONVERSATIONS).write_parquet(dataset / "train.parquet")
     enc = encode_conversations(
         [c[2] for c in CONVERSATIONS],
         [len(c[3]) for c in CONVERSATIONS],
@@ -108,8 +121,8 @@ def test_source_index_and_json_pick_conversations(project: Path, capsys: pytest.
     (shown,) = json.loads(capsys.readouterr().out)
     assert (shown["index"], shown["conversation_id"]) == (2, "chitchat:c")  # the next chitchat one from 1
     assert [s["text"] for s in shown["spans"] if s["loss"]] == ["fine<endOfText>", "bye<endOfText>"]
-    assert cli.main(["tokens", "--source", "nowhere"]) == 1
-    assert "no conversation from nowhere at or after 0" in capsys.readouterr().err
+    assert cli.main(["tokens", "--source", "demo", "--index", "2"]) == 1
+    assert "no conversation from demo at or after 2 in data/tokens/full/train" in capsys.readouterr().err
     assert cli.main(["tokens", "--index", "3"]) == 1
     assert cli.main(["tokens", "--count", "0"]) == 2
 
@@ -125,5 +138,71 @@ def test_shards_without_their_dataset_rows_are_shown_unnamed(
     assert "data/dataset/full/train.parquet does not hold the 3 conversations" in captured.err
     assert "conversation 0 of 3: " in captured.out
     assert cli.main(["tokens", "--source", "chitchat"]) == 1
+    path.write_bytes(path.read_bytes()[:100])  # cut short: unreadable, the shards still show
+    assert cli.main(["tokens"]) == 0
+    assert "train.parquet does not hold the 3 conversations" in capsys.readouterr().err
     assert cli.main(["tokens", "--variant", "commercial"]) == 1
     assert "no token split here (run `dvc repro tokenize`)" in capsys.readouterr().err
+
+
+def test_a_source_the_split_does_not_hold_names_those_it_does(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--source contrib` (the registry's name; the rows say contrib/<file stem>) must not read as
+    "contrib has no conversation": the split's sources are listed."""
+    assert cli.main(["tokens", "--source", "contrib"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "no conversation from contrib in data/dataset/full/train.parquet (its sources: chitchat, demo)" in err
+    )
+    with pytest.raises(SystemExit):  # a misspelt variant is refused, not sent to `dvc repro tokenize`
+        cli.main(["tokens", "--variant", "comercial"])
+
+
+def test_an_empty_split_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """build.val_fraction: 0 leaves data/tokens/<variant>/val without a shard."""
+    ShardWriter(project / "data" / "tokens" / "full" / "val", 1000).close()
+    assert cli.main(["tokens", "--split", "val"]) == 1
+    err = capsys.readouterr().err
+    assert "data/tokens/full/val holds no conversation (params.yaml build.val_fraction is 0?)" in err
+
+
+def test_a_dataset_rebuilt_with_as_many_rows_does_not_name_the_shards(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rebuild can keep the row count and change the order (another build.seed): the rows shown are
+    checked against the shards' tokens, not only counted."""
+    path = project / "data" / "dataset" / "full" / "train.parquet"
+    pl.read_parquet(path).reverse().write_parquet(path)
+    assert cli.main(["tokens"]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "row 0 of data/dataset/full/train.parquet is not the conversation the shards hold there"
+        in captured.err
+    )
+    assert "dvc repro tokenize@full" in captured.err
+    assert "conversation 0 of 3: " in captured.out and "chitchat:c" not in captured.out
+    assert cli.main(["tokens", "--source", "chitchat", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--source needs the dataset rows: row 0 of" in captured.err
+
+
+def test_an_id_holding_terminal_escapes_is_shown_inert(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A conversation id is the upstream record's id: ESC there must not reach the terminal (here it
+    would erase the header line), while --json keeps the id exact."""
+    evil = "demo:x\x1b[2K\x1b]0;title\x07\u202e\n"
+    path = project / "data" / "dataset" / "full" / "train.parquet"
+    pl.read_parquet(path).with_columns(
+        pl.when(pl.col("source") == "demo")
+        .then(pl.lit(evil))
+        .otherwise(pl.col("conversation_id"))
+        .alias("conversation_id")
+    ).write_parquet(path)
+    assert cli.main(["tokens", "--index", "1", "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "(demo:x\\x1b[2K\\x1b]0;title\\x07\\u202e\\n): " in out.splitlines()[1]
+    assert cli.main(["tokens", "--index", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["conversation_id"] == evil
