@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -347,6 +348,9 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
         f"{unscored} has no bot token in the val split; no loss row"
         for unscored in sorted(set(sources) - {r.source for r in by_source})
     ]
+    if not loss.tokens:  # an empty val split (build.val_fraction 0), or windows missing every bot token
+        where = "the val split holds" if not loss.split_tokens else "the evaluate.eval_iters windows hold"
+        warnings.insert(0, f"{val_dir}: {where} no bot token; val_loss_bot and val_ppl_bot are null")
     transcripts, figures = run_transcripts(model, cfg["prompts"], cfg, sessions)
     return EvalResult(loss, by_source, transcripts, figures, warnings)
 
@@ -360,6 +364,7 @@ def check_prompts_fit(engine: Engine, prompts: list[dict], cfg: dict) -> list[Ca
     from pipeline.sampling import MAX_SEED
 
     sessions = []
+    replies_before = 0  # replies of the earlier prompts
     for i, prompt in enumerate(prompts):
         session = partial(
             ChatSession,
@@ -369,8 +374,13 @@ def check_prompts_fit(engine: Engine, prompts: list[dict], cfg: dict) -> list[Ca
             temperature=cfg["temperature"],
             top_k=cfg["top_k"],
             top_p=cfg["top_p"],
-            seed=(cfg["seed"] + i) % (MAX_SEED + 1),
+            # A session seeds its reply j with seed + j, so every reply of the run gets a seed of its
+            # own: seed + its index among all the replies. (With seed + i per prompt, a prompt's
+            # second reply drew the same random numbers as the next prompt's first, and a weak
+            # model, whose replies start alike whatever the prompt, often opened both alike.)
+            seed=(cfg["seed"] + replies_before) % (MAX_SEED + 1),
         )
+        replies_before += len(prompt["turns"])
         try:
             chat = session()
         except ValueError as e:  # persona too long for the window, a sampling setting out of range
@@ -402,6 +412,7 @@ def run_transcripts(
     decode steps (reply tokens and the token that ended each) per second of reply_result, prefill
     included, after one untimed warm-up reply.
     """
+    from pipeline.chat import clean_text
     from pipeline.engine import Engine
     from pipeline.tokenizer import END_OF_TURN_ID
 
@@ -412,7 +423,9 @@ def run_transcripts(
     warm = True  # the first reply of a process pays one-off costs: not a decode figure
     for prompt, session in zip(prompts, sessions, strict=True):
         chat = session()
-        t = Transcript(context=prompt.get("context"), exchanges=[], stopped=[])
+        # The persona and messages as the model got them (clean_text: stripped, NFC, LF), so a
+        # blank persona reads "(none)", as the model had none, not an empty persona.
+        t = Transcript(context=chat.context, exchanges=[], stopped=[])
         for user_text in prompt["turns"]:
             if warm:  # on a session of its own: the transcript's replies are not changed by it
                 session().reply_result(user_text)
@@ -423,7 +436,7 @@ def run_transcripts(
             new_tokens += result.n_tokens
             steps += result.n_tokens + (result.stop_token is not None)
             closed = result.stop_token in (None, END_OF_TURN_ID)  # no special token, or the turn's end
-            t.exchanges.append((user_text, result.text))
+            t.exchanges.append((clean_text(user_text), result.text))
             t.stopped.append(result.finish_reason == "stop" and closed)
             t.stray.append(not closed)
         transcripts.append(t)
@@ -445,13 +458,37 @@ def run_transcripts(
 # list item may be indented by 3 spaces at most, so 4 keep it plain text of the paragraph above).
 TRANSCRIPT_INDENT = "    "
 
+# What Markdown reads as markup even inside a paragraph line, and the model (or a prompt) may write:
+# a backtick (a code span runs on over the line break, so "`" in the human text and another in the
+# reply turned "**bot:**" into code), a "<" that starts a tag, comment or autolink (raw HTML goes
+# through to the page; "<!--" hid the "**bot:**" after it), and a backslash before punctuation (it
+# would cancel the escape that follows it). Each gets a backslash, which Markdown shows as the
+# character itself; "<3", "a\b" and everything else stay as written. Emphasis (`*`, `_`) is left
+# alone: it styles text but cannot hide or swallow a turn's marker. To read the text back, drop
+# the backslash before each of these characters: re.sub(r"\\([\\`<])", r"\1", line).
+_MARKUP = re.compile(r"`|<(?=[A-Za-z/!?])|\\(?=[!-/:-@\[-`{-~])")
+
+# A blank line would end the paragraph, and the text's later lines (indented) would then render as
+# a code block; a line holding only a no-break space is not blank to Markdown, looks empty, and
+# pipeline.report (which strips it) still leaves it out.
+BLANK_TEXT_LINE = "\u00a0"
+
+
+def markdown_text(line: str) -> str:
+    """One line of a transcript's text as Markdown that shows it as written (see _MARKUP)."""
+    return _MARKUP.sub(lambda m: "\\" + m.group(), line) if line.strip(" \t") else BLANK_TEXT_LINE
+
 
 def _text_lines(head: str, text: str, end: str = "") -> list[str]:
     """`head` and `text` as Markdown lines: later lines indented, each line but the last ending in a
     hard line break (two spaces), `end` after the last. Split as str.splitlines splits (which
-    pipeline.report reads with), so no line break inside the text escapes the indent."""
+    pipeline.report reads with), so no line break inside the text escapes the indent; the text is
+    escaped (markdown_text), so nothing in it starts a code span, HTML or a code block."""
     first, *rest = text.splitlines() or [""]
-    lines = [f"{head} {first}".rstrip(), *(TRANSCRIPT_INDENT + line for line in rest)]
+    lines = [
+        f"{head} {markdown_text(first)}".rstrip(),
+        *(TRANSCRIPT_INDENT + markdown_text(line) for line in rest),
+    ]
     return [line + "  " for line in lines[:-1]] + [lines[-1] + end]
 
 

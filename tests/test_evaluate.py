@@ -315,3 +315,130 @@ def test_loss_by_source_counts_only_scored_conversations_and_stops_at_the_budget
     budget = int(np.sum(bot[1][1:]))
     (row,) = loss_by_source(_tiny(), d, ["a", "a", "a"], token_budget=budget)
     assert row.conversations == 1 and row.tokens == budget  # budget reached: the rest is skipped
+
+
+def test_no_text_becomes_markup_in_transcripts() -> None:
+    """A backtick in the human text and another in the reply made one code span of "**bot:**"; an
+    "<!--" hid it; a tag the model wrote went to the page as HTML; a blank line in a reply turned
+    the rest of it into a code block. Now each text shows as written, under its own marker."""
+    import html as html_lib
+    import re
+
+    exchanges = [
+        ("what is `ls", "it lists` files"),
+        ("hi <!--", "x --> y"),
+        ("show me", "<textarea> oops </b> <http://a.b> <3 a\\b \\` \\<i>"),
+        ("and then?", "first\n\n```\ncode\n   \nend"),
+    ]
+    transcripts = [Transcript(None, exchanges, [True] * len(exchanges))]
+    text = transcripts_markdown(transcripts)
+    # In the file: no blank line inside an exchange, and the texts read back as the comment above
+    # _MARKUP says (drop the backslash before a backslash, backtick or "<")
+    exchange_lines = text.split("\n\n")[2:]  # after the title and the persona
+    assert len(exchange_lines) == 4 and all(
+        line.strip(" \t") for e in exchange_lines for line in e.splitlines()
+    )
+    body = [line.strip().replace("\u00a0", "") for line in text.splitlines() if line[:1].isspace()]
+    assert [re.sub(r"\\([\\`<])", r"\1", line) for line in body] == ["", "```", "code", "", "end"]
+    (tags,) = [line for line in text.splitlines() if "oops" in line]
+    assert tags == "**bot:** \\<textarea> oops \\</b> \\<http://a.b> <3 a\\b \\\\\\` \\\\\\<i>"
+    assert re.sub(r"\\([\\`<])", r"\1", tags) == "**bot:** " + exchanges[2][1]
+    # Rendered: every marker in place, no code, HTML or link, and each text as written
+    markdown_it = pytest.importorskip("markdown_it")
+    rendered = markdown_it.MarkdownIt().render(text)
+    assert rendered.count("<strong>human:</strong>") == rendered.count("<strong>bot:</strong>") == 4
+    for tag in ("<code>", "<pre>", "<textarea>", "</b>", "<!--", "<a ", "<i>"):
+        assert tag not in rendered
+    paragraphs = re.findall(r"<p>(.*?)</p>", rendered, flags=re.S)[1:]  # after the persona's
+    for (human, bot), paragraph in zip(exchanges, paragraphs, strict=True):
+        shown = html_lib.unescape(re.sub(r"<[^>]+>", "", paragraph)).replace("\u00a0", "")
+        lines = [line.strip() for line in shown.splitlines()]
+        assert lines == [
+            f"human: {human}",
+            *(f"bot: {bot}".splitlines()[:1]),
+            *map(str.strip, bot.splitlines()[1:]),
+        ]
+
+
+def test_a_blank_persona_reads_as_none_and_texts_as_the_model_got_them() -> None:
+    """The transcript said `*persona:*` with nothing after it for a blank persona the model never
+    got (chat drops it); texts are shown as chat cleaned them for the model (stripped, LF)."""
+    from test_engine_support import ScriptedGPT
+
+    from pipeline.evaluate import run_transcripts
+    from pipeline.tokenizer import END_OF_TURN_ID, get_encoding
+
+    model = ScriptedGPT([[*get_encoding().encode_ordinary("ok"), END_OF_TURN_ID]])
+    cfg = {"max_new_tokens": 8, "temperature": 0.0, "top_k": None, "top_p": None, "seed": 0}
+    prompts = [
+        {"context": " \n ", "turns": ["  hi\r\nthere  "]},
+        {"context": " A persona. ", "turns": ["yo"]},
+    ]
+    transcripts, _ = run_transcripts(model, prompts, cfg)
+    assert [t.context for t in transcripts] == [None, "A persona."]
+    assert transcripts[0].exchanges == [("hi\nthere", "ok")]
+    personas = [line for line in transcripts_markdown(transcripts).splitlines() if "persona:" in line]
+    assert personas == ["*persona:* (none)", "*persona:* A persona."]
+
+
+def test_per_source_rows_add_up_to_the_whole_split_with_long_conversations(val_dir: Path) -> None:
+    """With windows shorter than most conversations, every bot token of the split is scored once in
+    the overall figure and once in its source's row: the rows' tokens add up to the whole split's."""
+    from pipeline.evaluate import bot_token_loss
+
+    shards = TokenShards(val_dir)
+    lengths = [len(ids) for ids, _ in shards.iter_conversations()]
+    block = 8
+    assert sum(n > block + 1 for n in lengths) > len(lengths) // 2  # most take several windows
+    model = tiny(block)
+    sources = [f"s{i % 3}" for i in range(shards.n_conversations)]
+    rows = loss_by_source(model, val_dir, sources, token_budget=None)
+    whole = bot_token_loss(model, val_dir, batch_size=4)
+    assert sum(r.tokens for r in rows) == whole.tokens == whole.split_tokens == shards.loss_tokens()
+    assert whole.share == 1.0
+    assert sum(r.conversations for r in rows) == sum(bool(m.any()) for _, m in shards.iter_conversations())
+
+
+def test_every_reply_draws_with_a_seed_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prompt i was seeded seed + i and its reply j seed + i + j, so a prompt's second reply drew the
+    same random numbers as the next prompt's first (the committed transcripts' conversations 1 and 2
+    both opened "Haha"): 13 replies were fewer independent draws than stop_rate counts."""
+    from test_engine_support import ScriptedGPT
+
+    from pipeline.engine import Engine
+    from pipeline.evaluate import run_transcripts
+    from pipeline.sampling import MAX_SEED
+    from pipeline.tokenizer import END_OF_TURN_ID, get_encoding
+
+    seeds: list[int | None] = []
+    stream_batch = Engine.stream_batch
+
+    def spy(self, prompts, max_new_tokens, params=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seeds.append(params.seed)
+        return stream_batch(self, prompts, max_new_tokens, params, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "stream_batch", spy)
+    model = ScriptedGPT([[*get_encoding().encode_ordinary("ok"), END_OF_TURN_ID]])
+    cfg = {"max_new_tokens": 8, "temperature": 0.8, "top_k": None, "top_p": None, "seed": MAX_SEED - 2}
+    prompts = [{"context": None, "turns": ["a", "b"]}, {"context": None, "turns": ["c"]}]
+    prompts += [{"context": "P.", "turns": ["d", "e", "f"]}, {"context": None, "turns": ["g"]}]
+    run_transcripts(model, prompts, cfg)
+    assert seeds[0] == MAX_SEED - 2  # the untimed warm-up reply: prompt 0's first seed
+    assert seeds[1:] == [MAX_SEED - 2, MAX_SEED - 1, MAX_SEED, 0, 1, 2, 3]  # one each, wrapping
+
+
+def test_an_empty_val_split_is_said_and_its_loss_is_null(tmp_path: Path) -> None:
+    """build.val_fraction 0 gives an empty val split: the loss figures are null (no NaN in JSON),
+    the replies still measured, and the stage says why instead of printing "val loss nan" alone."""
+    from pipeline.evaluate import evaluate_model
+
+    (tmp_path / "val").mkdir()
+    pq.write_table(pa.table({"source": pa.array([], pa.string())}), tmp_path / "val.parquet")
+    result = evaluate_model(tiny(32), tmp_path / "val", tmp_path / "val.parquet", EVAL)
+    assert result.warnings == [
+        f"{tmp_path / 'val'}: the val split holds no bot token; val_loss_bot and val_ppl_bot are null"
+    ]
+    metrics = result.metrics
+    assert metrics["val_loss_bot"] is None and metrics["val_ppl_bot"] is None
+    assert metrics["val_bot_tokens"] == 0 and metrics["val_bot_tokens_share"] is None
+    assert metrics["replies"] == 1 and result.sources == []
