@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.chat import ChatSession, NoRoomError, clean_text
 from pipeline.chatrequest import CONTEXT_LENGTH_EXCEEDED, ChatRequest, RequestError
+from pipeline.chatsession import ChatSession, NoRoomError, clean_text
 
 if TYPE_CHECKING:
     from pipeline.engine import Engine, Generation

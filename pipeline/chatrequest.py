@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from pipeline.chat import clean_text
+from pipeline.chatsession import clean_text
 from pipeline.stops import check_stop_strings
 
 PERSONA_ROLES = frozenset(

@@ -10,11 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,12 +24,13 @@ from tqdm import tqdm
 
 from pipeline import paramcheck
 from pipeline.model import GPT, masked_token_losses
+from pipeline.transcripts import Transcript
 
 # The largest x with a finite math.exp(x) (about 709.78).
 MAX_EXP_ARG = math.log(sys.float_info.max)
 
 if TYPE_CHECKING:
-    from pipeline.chat import ChatSession
+    from pipeline.chatsession import ChatSession
     from pipeline.engine import Engine
 
 
@@ -99,7 +99,7 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
         raise fail("top_k", "must be an integer >= 1, or null for no limit", cfg["top_k"])
     if cfg["top_p"] is not None and (not number(cfg["top_p"]) or not 0 <= cfg["top_p"] <= 1):
         raise fail("top_p", "must be a number in [0, 1], or null for no limit", cfg["top_p"])
-    from pipeline.chat import clean_text
+    from pipeline.chatsession import clean_text
 
     prompts = cfg["prompts"]
     if not isinstance(prompts, list):
@@ -285,15 +285,6 @@ def source_loss_csv(rows: list[SourceLoss]) -> str:
     return out.getvalue()
 
 
-@dataclass
-class Transcript:
-    context: str | None
-    exchanges: list[tuple[str, str]]
-    stopped: list[bool]  # per reply: ended at <endOfText> / a stop string (True), else False
-    # per reply: ended at another special token (<human>, <bot>, <|endoftext|>): a turn left unclosed
-    stray: list[bool] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class EvalResult:
     """What the evaluate stage writes: model/eval/metrics.json (`metrics`), sources.csv (`sources`),
@@ -360,7 +351,7 @@ def check_prompts_fit(engine: Engine, prompts: list[dict], cfg: dict) -> list[Ca
     window with the reply budget (history is cut oldest-first, so a later turn cannot fail where it
     fits alone), else EvalSetupError naming the prompt: checked before the loss pass, so a prompt
     too long for the model is said at once, not after minutes of scoring."""
-    from pipeline.chat import ChatSession
+    from pipeline.chatsession import ChatSession
     from pipeline.sampling import MAX_SEED
 
     sessions = []
@@ -412,7 +403,7 @@ def run_transcripts(
     decode steps (reply tokens and the token that ended each) per second of reply_result, prefill
     included, after one untimed warm-up reply.
     """
-    from pipeline.chat import clean_text
+    from pipeline.chatsession import clean_text
     from pipeline.engine import Engine
     from pipeline.tokenizer import END_OF_TURN_ID
 
@@ -450,69 +441,3 @@ def run_transcripts(
         "mean_reply_tokens": new_tokens / len(replies) if replies else float("nan"),
     }
     return transcripts, figures
-
-
-# Every line of a transcript's text after its first is written indented by this much: a line the
-# model wrote ("## Step 1", "**human:** ok") can then never read as the file's own structure, neither
-# to pipeline.report (structure lines start at the margin) nor to a Markdown viewer (a heading or
-# list item may be indented by 3 spaces at most, so 4 keep it plain text of the paragraph above).
-TRANSCRIPT_INDENT = "    "
-
-# What Markdown reads as markup even inside a paragraph line, and the model (or a prompt) may write:
-# a backtick (a code span runs on over the line break, so "`" in the human text and another in the
-# reply turned "**bot:**" into code), a "<" that starts a tag, comment or autolink (raw HTML goes
-# through to the page; "<!--" hid the "**bot:**" after it), and a backslash before punctuation (it
-# would cancel the escape that follows it). Each gets a backslash, which Markdown shows as the
-# character itself; "<3", "a\b" and everything else stay as written. Emphasis (`*`, `_`) is left
-# alone: it styles text but cannot hide or swallow a turn's marker. To read the text back, drop
-# the backslash before each of these characters: re.sub(r"\\([\\`<])", r"\1", line).
-_MARKUP = re.compile(r"`|<(?=[A-Za-z/!?])|\\(?=[!-/:-@\[-`{-~])")
-
-# A blank line would end the paragraph, and the text's later lines (indented) would then render as
-# a code block; a line holding only a no-break space is not blank to Markdown, looks empty, and
-# pipeline.report (which strips it) still leaves it out.
-BLANK_TEXT_LINE = "\u00a0"
-
-
-def markdown_text(line: str) -> str:
-    """One line of a transcript's text as Markdown that shows it as written (see _MARKUP)."""
-    return _MARKUP.sub(lambda m: "\\" + m.group(), line) if line.strip(" \t") else BLANK_TEXT_LINE
-
-
-def _text_lines(head: str, text: str, end: str = "") -> list[str]:
-    """`head` and `text` as Markdown lines: later lines indented, each line but the last ending in a
-    hard line break (two spaces), `end` after the last. Split as str.splitlines splits (which
-    pipeline.report reads with), so no line break inside the text escapes the indent; the text is
-    escaped (markdown_text), so nothing in it starts a code span, HTML or a code block."""
-    first, *rest = text.splitlines() or [""]
-    lines = [
-        f"{head} {markdown_text(first)}".rstrip(),
-        *(TRANSCRIPT_INDENT + markdown_text(line) for line in rest),
-    ]
-    return [line + "  " for line in lines[:-1]] + [lines[-1] + end]
-
-
-def transcripts_markdown(transcripts: list[Transcript]) -> str:
-    """model/eval/transcripts.md: a `## Conversation N` section per transcript with its persona and
-    turns. Structure lines (headings, `*persona:*`, `**human:**`, `**bot:**`) start at the margin;
-    a text's later lines are indented (TRANSCRIPT_INDENT), so the file reads back unambiguously."""
-    lines = ["# Evaluation transcripts", ""]
-    for i, t in enumerate(transcripts, 1):
-        lines.append(f"## Conversation {i}")
-        lines += _text_lines("*persona:*", t.context) if t.context else ["*persona:* (none)"]
-        lines.append("")
-        stray = t.stray or [False] * len(t.stopped)
-        for (human, bot), stopped, strayed in zip(t.exchanges, t.stopped, stray, strict=True):
-            lines += _text_lines("**human:**", human, end="  ")  # a hard break before the bot's line
-            # Why an unclosed reply ended: a stray special token says the model has not learnt to
-            # close its turn (stray_stop_rate); the budget, that max_new_tokens cut it.
-            why = (
-                ""
-                if stopped
-                else " *(ended by a stray special token)*"
-                if strayed
-                else " *(reply budget reached)*"
-            )
-            lines += _text_lines("**bot:**", bot, end=why)
-            lines.append("")
-    return "\n".join(lines)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.transcripts import plain_text
+
 ARTIFACTS = [
     ("raw downloads + manifests", "data/raw/"),
     ("normalized turn tables", "data/normalized/"),
@@ -37,8 +39,9 @@ def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
     one, and a text the model broke over lines keeps its later lines (indented under its text).
 
     The file's structure (`## Conversation N`, `*persona:*`, `**human:**`, `**bot:**`) starts at
-    the margin, and pipeline.evaluate.transcripts_markdown indents every later line of a text: an
+    the margin, and pipeline.transcripts.transcripts_markdown indents every later line of a text: an
     indented line always continues the text above, whatever it says ("## Step 1" in a reply is text).
+    Texts are shown as written: the Markdown escapes the file adds are dropped (plain_text).
     """
     if not transcripts.exists():
         return ["(no transcripts: run `dvc repro evaluate`)"]
@@ -48,7 +51,7 @@ def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
         line = raw.rstrip()
         if raw[:1].isspace():  # a later line of the text above (a blank one is left out here)
             if conversations and conversations[-1] and line.strip():
-                conversations[-1].append(indent + line.strip())
+                conversations[-1].append(indent + plain_text(line.strip()))
         elif line.startswith("## "):  # "## Conversation N" starts the next one
             conversations.append([])
         elif not conversations or not line:  # the title, blank lines between exchanges
@@ -56,15 +59,15 @@ def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
         elif line.startswith(PERSONA_PREFIX):
             persona = line.removeprefix(PERSONA_PREFIX).strip()
             if persona != "(none)":
-                conversations[-1].append(f"persona: {persona}")
+                conversations[-1].append(f"persona: {plain_text(persona)}")
                 indent = " " * len("persona: ")
         elif line.startswith(TURN_PREFIXES):
             speaker, text = line.split(":**", 1)
             head = f"{speaker.removeprefix('**')}:"
-            conversations[-1].append(f"{head} {text.strip()}")
+            conversations[-1].append(f"{head} {plain_text(text.strip())}")
             indent = " " * (len(head) + 1)
         else:  # a file written before later lines were indented: the old reading
-            conversations[-1].append(indent + line.strip())
+            conversations[-1].append(indent + plain_text(line.strip()))
     shown: list[str] = []
     for conversation in conversations:
         block = ([""] if shown else []) + conversation

@@ -43,7 +43,7 @@ from pipeline.chatrequest import (
 )
 
 if TYPE_CHECKING:
-    from pipeline.chat import ChatSession
+    from pipeline.chatsession import ChatSession
 
 TEXT_PARTS = frozenset({"input_text", "output_text"})  # a message's text, said or replied
 INCLUDABLE = frozenset({"reasoning.encrypted_content"})  # asked for by stateless clients; none exists here

@@ -61,7 +61,7 @@ ROLE_TOKEN = {"human": HUMAN_ID, "bot": BOT_ID}
 # and `developer` messages (joined by newlines) are the persona, `user` -> <human>, `assistant` ->
 # <bot>, consecutive messages of one role join (by newlines) into one turn, content is a string or
 # OpenAI's list of text parts (joined by newlines), and each message is cleaned as
-# pipeline.chat.clean_text does (CR/CRLF -> LF, stripped; Jinja has no Unicode normalization: text
+# pipeline.chatsession.clean_text does (CR/CRLF -> LF, stripped; Jinja has no Unicode normalization: text
 # is assumed NFC) before it joins, an empty one left out (it neither joins nor opens a turn): the
 # way normalize built the training text from such messages (pipeline/sources/adapters/_messages.py;
 # normalize drops empty rows, then merges same-role runs). What the

@@ -9,14 +9,9 @@ from pathlib import Path
 from pipeline import atomic
 from pipeline.checkpoint import load_model
 from pipeline.device import keep_freed_memory, resolve_device
-from pipeline.evaluate import (
-    EvalResult,
-    EvalSetupError,
-    evaluate_model,
-    source_loss_csv,
-    transcripts_markdown,
-)
+from pipeline.evaluate import EvalResult, EvalSetupError, evaluate_model, source_loss_csv
 from pipeline.params import load_params, project_root
+from pipeline.transcripts import transcripts_markdown
 
 
 def main() -> int:

@@ -17,7 +17,8 @@ import pytest
 from test_engine_support import ScriptedGPT, tiny_gpt
 
 from pipeline import cli
-from pipeline.chat import ChatSession, chat_loop
+from pipeline.chat import chat_loop
+from pipeline.chatsession import ChatSession
 from pipeline.checkpoint import save_model
 from pipeline.engine import Engine
 from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, ENDOFTEXT_ID, HUMAN_ID, get_encoding
@@ -275,16 +276,16 @@ def test_cli_reads_a_stdin_that_is_not_utf8(ckpt: Path, monkeypatch, capsys) -> 
 
 def test_cli_top_k_zero_means_no_limit(ckpt: Path, monkeypatch) -> None:
     """The CLI cannot pass None: --top-k 0 turns the limit off (as in Hugging Face's generate)."""
-    import pipeline.chat
+    import pipeline.chatsession
 
     seen: dict = {}
-    real = pipeline.chat.ChatSession.__init__
+    real = pipeline.chatsession.ChatSession.__init__
 
     def spy(self, engine, **kwargs):
         seen.update(kwargs)
         real(self, engine, **kwargs)
 
-    monkeypatch.setattr(pipeline.chat.ChatSession, "__init__", spy)
+    monkeypatch.setattr(pipeline.chatsession.ChatSession, "__init__", spy)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli.main(["chat", "--ckpt", str(ckpt), "--device", "cpu", "--top-k", "0", "--top-p", "0"]) == 0
     assert seen["top_k"] is None and seen["top_p"] == 0.0
@@ -298,7 +299,7 @@ def test_chat_cleaning_equals_the_training_cleaning(text: str) -> None:
     """Two forms of one rule: polars' (normalize, for training text) and Python's (chat input)."""
     import polars as pl
 
-    from pipeline.chat import clean_text
+    from pipeline.chatsession import clean_text
     from pipeline.sources.normalize import clean_text as clean_expr
 
     assert clean_text(text) == pl.select(clean_expr(pl.lit(text))).item()
@@ -349,7 +350,7 @@ def test_ctrl_c_at_a_terminal_stops_the_reply_not_the_chat(enc) -> None:
 def test_no_room_errors_name_what_the_user_gave(enc, ckpt: Path, monkeypatch, capsys) -> None:
     """`chat --max-new-tokens 127` blamed a --context nobody gave ("--context is 2 tokens"), and a
     persona's size counted its two control tokens."""
-    from pipeline.chat import NoRoomError
+    from pipeline.chatsession import NoRoomError
 
     engine = scripted_engine(enc)
     with pytest.raises(NoRoomError) as e:
@@ -510,7 +511,7 @@ def test_a_persona_file_with_a_byte_order_mark_reads_as_its_text(
     persona = tmp_path / "persona.txt"
     persona.write_bytes(b"\xef\xbb\xbfYou are a pirate.\r\n")  # Notepad's "UTF-8"
     seen: list[str | None] = []
-    monkeypatch.setattr("pipeline.chat.ChatSession.__init__", _record_context(seen))
+    monkeypatch.setattr("pipeline.chatsession.ChatSession.__init__", _record_context(seen))
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     cli.main(["chat", "--ckpt", str(ckpt), "--device", "cpu", "--context", f"@{persona}"])
     assert seen == ["You are a pirate."]
@@ -534,7 +535,7 @@ def test_a_run_of_more_than_30_combining_marks_is_refused_before_normalizing() -
     (the reviewer's 'a' + 75,000 U+0301 + 75,000 U+0316) froze `serve` for 23 s."""
     import unicodedata
 
-    from pipeline.chat import MAX_COMBINING_RUN, clean_text
+    from pipeline.chatsession import MAX_COMBINING_RUN, clean_text
 
     assert MAX_COMBINING_RUN == 30  # Unicode's stream-safe limit (UAX #15)
     assert clean_text(" a" + "\u0301" * 30 + "b ") == unicodedata.normalize("NFC", "a" + "\u0301" * 30 + "b")
@@ -595,7 +596,7 @@ def test_a_whitespace_run_over_the_bound_is_refused_before_it_reaches_the_tokeni
     """tiktoken's GPT-2 regex panics (pyo3's PanicException, a BaseException) on a whitespace run
     of ~1,000,000 characters between two others: `serve`'s thread died unanswered. Inner runs of
     more than MAX_WHITESPACE_RUN are a ValueError; leading and trailing ones are stripped."""
-    from pipeline.chat import MAX_WHITESPACE_RUN, clean_text
+    from pipeline.chatsession import MAX_WHITESPACE_RUN, clean_text
 
     assert MAX_WHITESPACE_RUN == 10_000
     ok = "b" + " " * MAX_WHITESPACE_RUN + "a"
@@ -617,21 +618,21 @@ def test_the_whitespace_check_finds_exactly_the_long_runs(monkeypatch) -> None:
     import random
     import re
 
-    from pipeline import chat
+    from pipeline import chatsession
 
-    monkeypatch.setattr(chat, "MAX_WHITESPACE_RUN", 3)
+    monkeypatch.setattr(chatsession, "MAX_WHITESPACE_RUN", 3)
     rng = random.Random(0)
     for _ in range(3000):
         text = "".join(rng.choice("ab \n\u3000") for _ in range(rng.randrange(1, 30)))
         stripped = text.strip()
         run = re.search(r"\s{4,}", stripped)
         if run is None:
-            assert chat.clean_text(text) == stripped, repr(text)
+            assert chatsession.clean_text(text) == stripped, repr(text)
             continue
         lead = len(text) - len(text.lstrip())
         want = f"text has {len(run.group())} whitespace characters in a row at character {lead + run.start() + 1};"
         with pytest.raises(ValueError, match=re.escape(want)):
-            chat.clean_text(text)
+            chatsession.clean_text(text)
 
 
 def test_a_message_with_a_long_whitespace_run_is_one_error_line_and_the_chat_goes_on(enc) -> None:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from safetensors import safe_open
 
-from pipeline import chat, chatapi, serve, stops
+from pipeline import chatapi, chatsession, serve, stops
 from pipeline.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_model
 from pipeline.datasetformat import CONVERSATION_SCHEMA, SplitWriter, assemble_conversations, parse_text
 from pipeline.encode import tokenize_dataset
@@ -536,8 +536,8 @@ def test_serving_limits_are_the_documented_ones() -> None:
     assert "when 64\nconnections are open" in serving and serve.MAX_CONNECTIONS == 64
     assert "(at most 1 MiB)" in serving and serve.MAX_BODY_BYTES == 2**20
     assert "up to four" in serving and stops.MAX_STOP_STRINGS == 4
-    assert "more than 10,000 whitespace characters" in serving and chat.MAX_WHITESPACE_RUN == 10_000
-    assert "more than 30 combining marks" in serving and chat.MAX_COMBINING_RUN == 30
+    assert "more than 10,000 whitespace characters" in serving and chatsession.MAX_WHITESPACE_RUN == 10_000
+    assert "more than 30 combining marks" in serving and chatsession.MAX_COMBINING_RUN == 30
 
 
 @pytest.mark.parametrize("source", ["chitchat", "chatterbot", "contrib"])

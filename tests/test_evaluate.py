@@ -15,16 +15,11 @@ import torch
 from test_params_validation import EVAL
 from test_train import write_tokens
 
-from pipeline.evaluate import (
-    Transcript,
-    conversation_windows,
-    loss_by_source,
-    source_loss_csv,
-    transcripts_markdown,
-)
+from pipeline.evaluate import conversation_windows, loss_by_source, source_loss_csv
 from pipeline.model import GPT, GPTConfig
 from pipeline.shards import ShardWriter, TokenShards
 from pipeline.tokenizer import render
+from pipeline.transcripts import Transcript, transcripts_markdown
 
 
 @pytest.fixture(scope="module")

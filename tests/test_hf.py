@@ -329,7 +329,7 @@ def test_the_model_cards_safe_recipe_gives_renders_ids_for_marker_text(tmp_path:
     keeps a typed `<bot>` as characters and gives exactly render()'s ids, where the tokenizer's
     plain call turns it into the marker."""
     from pipeline import modelcard
-    from pipeline.chat import clean_text
+    from pipeline.chatsession import clean_text
     from pipeline.tokenizer import render
 
     out = tmp_path / "hf"
@@ -356,7 +356,7 @@ def test_the_chat_template_gives_serves_ids_for_nfc_text(tmp_path: Path) -> None
     normalisation the card's example adds is what makes decomposed text match."""
     import unicodedata
 
-    from pipeline.chat import clean_text
+    from pipeline.chatsession import clean_text
     from pipeline.tokenizer import render
 
     out = tmp_path / "hf"

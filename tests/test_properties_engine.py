@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) of inference at the token level: stop strings and streamed text
 (pipeline/stops.py, Engine.stream_batch), the KV-cache engine against full recomputation, and the
-chat prompt's cut of old turns (pipeline/chat.py).
+chat prompt's cut of old turns (pipeline/chatsession.py).
 
 Stops are driven with scripted token streams: text drawn from an alphabet of words, multi-byte
 characters (accents, CJK, emoji, a ZWJ family), combining marks, whitespace runs and the literal
@@ -22,7 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_engine_support import TINY, ScriptedGPT, tiny_gpt
 
-from pipeline.chat import ChatSession, NoRoomError, clean_text
+from pipeline.chatsession import ChatSession, NoRoomError, clean_text
 from pipeline.engine import STOP_TOKEN_IDS, Engine, Generation
 from pipeline.model import GPT
 from pipeline.sampling import SamplingParams, sample

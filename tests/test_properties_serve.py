@@ -31,9 +31,9 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from test_engine_support import TINY, tiny_gpt
 
-from pipeline.chat import default_reply_budget
 from pipeline.chatapi import ChatService
 from pipeline.chatrequest import ChatRequest, RequestError
+from pipeline.chatsession import default_reply_budget
 from pipeline.engine import Engine
 from pipeline.sampling import MAX_SEED
 from pipeline.serve import make_server

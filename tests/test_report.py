@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.evaluate import Transcript, transcripts_markdown
+from hypothesis import given
+from hypothesis import strategies as st
+
 from pipeline.report import sample_exchange
+from pipeline.transcripts import Transcript, markdown_text, plain_text, transcripts_markdown
 
 TRANSCRIPTS = [
     Transcript(
@@ -81,3 +84,23 @@ def test_reply_lines_that_look_like_structure_stay_in_the_reply(tmp_path: Path) 
         "human: Q",
         "bot: A",
     ]
+
+
+def test_texts_are_printed_as_written_not_as_their_markdown_escapes(tmp_path: Path) -> None:
+    """transcripts.md escapes backticks, tags and backslashes so Markdown shows them; the printed
+    sample must show what the model wrote, not the escapes."""
+    reply = "use `ls` <b>now</b> \\o/\nline two has \\` and <3"
+    path = tmp_path / "transcripts.md"
+    path.write_text(transcripts_markdown([Transcript("be `terse`", [("a <i>tag", reply)], [True])]))
+    assert "\\`" in path.read_text()  # escaped in the file
+    assert sample_exchange(path, max_lines=20) == [
+        "persona: be `terse`",
+        "human: a <i>tag",
+        "bot: use `ls` <b>now</b> \\o/",
+        "     line two has \\` and <3",
+    ]
+
+
+@given(st.text(alphabet=st.sampled_from("ab \\`<>!/3\t"), min_size=1).filter(lambda s: s.strip(" \t")))
+def test_plain_text_undoes_markdown_text(line: str) -> None:
+    assert plain_text(markdown_text(line)) == line

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 import pytest
 from test_engine_support import ScriptedGPT, tiny_gpt
 
-from pipeline.chat import ChatSession
 from pipeline.chatapi import ChatService
+from pipeline.chatsession import ChatSession
 from pipeline.engine import Engine
 from pipeline.serve import DEFAULT_HOST, Handler, add_arguments, make_server, run
 from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, HUMAN_ID, get_encoding, render

@@ -1,0 +1,294 @@
+"""A chat session: the persona and recent turns in, one bot reply out per user message.
+
+Used by `nanochatgpt chat` (pipeline/chat.py), `serve` (pipeline/chatapi.py) and the evaluate
+stage. The model's input is always the tokenizer's rendering (pipeline.tokenizer.render): every
+piece of user text is encoded as ordinary text, so typing `<bot>...<endOfText><human>` cannot forge
+a turn. Text is cleaned as the training text was (clean_text, as pipeline.sources.normalize does:
+CRLF/CR -> LF, Unicode NFC, stripped), so a trailing space or a decomposed accent does not reach
+the model as tokens it never saw. The persona (--context) is always kept; older turns are dropped
+whole (a human turn with the bot's reply), oldest first, so that the prompt fits block_size minus
+the reply budget. torch is imported only inside functions: the CLI imports this module to build its
+argument parser, and `nanochatgpt sources` should not pay for torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import unicodedata
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from pipeline.stops import check_stop_strings
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, Generation
+
+# Unicode's stream-safe limit (UAX #15, section 13): at most 30 non-starters (combining marks) in
+# a row. Python's NFC sorts a run of them by insertion (quadratic on CPython 3.11): a 300 KB run
+# froze `serve` for 23 s, /health included. No real text comes near 30.
+MAX_COMBINING_RUN = 30
+
+
+# tiktoken's GPT-2 regex (`\s+(?!\S)`) counts a backtrack per character of a whitespace run, and
+# past ~1,000,000 it panics (tiktoken 0.14: a run of 999,998 between two letters encodes, 999,999
+# raises pyo3's PanicException, a BaseException that killed `serve`'s request thread unanswered).
+# 10,000 is 100x below that and far above real text (a pasted page has runs of tens); encoding a
+# 10,000 run takes ~0.2 ms. Leading and trailing runs are stripped before anything is encoded, so
+# only inner runs count.
+MAX_WHITESPACE_RUN = 10_000
+
+_WHITESPACE = re.compile(r"\s*")  # Python's \s (str.isspace) has every character tiktoken's \s has
+
+
+def clean_text(text: str, *, check_runs: bool = True) -> str:
+    """The training text's form (pipeline.sources.normalize.clean_text): CRLF/CR -> LF, NFC, stripped.
+
+    Raises ValueError for text with a run of more than MAX_COMBINING_RUN combining characters,
+    before it is normalized (and after: a few characters decompose into two), or an inner run of
+    more than MAX_WHITESPACE_RUN whitespace characters (the tokenizer panics near a million).
+    `check_runs=False` is for the model's own replies: bounded by max_new_tokens, they cannot
+    stall NFC nor reach the tokenizer's limit, and a reply must join the history whatever the
+    model wrote."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii():  # else already NFC, no combining marks: most messages, at no cost
+        if check_runs:
+            _check_combining_runs(text, "")
+        text = unicodedata.normalize("NFC", text)
+        if check_runs:
+            _check_combining_runs(text, " once normalized (NFC)")
+    stripped = text.strip()
+    if check_runs:
+        _check_whitespace_runs(stripped, offset=len(text) - len(text.lstrip()))
+    return stripped
+
+
+def _check_combining_runs(text: str, when: str) -> None:
+    run = _long_combining_run().search(text)
+    if run is not None:
+        raise ValueError(
+            f"text has {run.end() - run.start()} combining characters in a row at character "
+            f"{run.start() + 1}{when}; at most {MAX_COMBINING_RUN} are allowed (Unicode's stream-safe "
+            "limit, UAX #15)"
+        )
+
+
+def _check_whitespace_runs(text: str, offset: int) -> None:
+    """ValueError for a run of over MAX_WHITESPACE_RUN whitespace characters in `text` (stripped
+    text, which started `offset` characters into the message).
+
+    Such a run covers a multiple of MAX_WHITESPACE_RUN, so only those characters are looked at,
+    and the run through a whitespace one is measured by str.rstrip/lstrip of the slices either
+    side: 0.03-0.3 ms per MB of text, where a regex scan of every character took ~10 ms (holding
+    the GIL, which tiktoken's encoding releases)."""
+    limit = MAX_WHITESPACE_RUN
+    for i in range(0, len(text), limit):
+        if not text[i].isspace():
+            continue
+        before, after = text[max(0, i - limit) : i], text[i : i + limit + 1]
+        start = i - (len(before) - len(before.rstrip()))
+        if i + len(after) - len(after.lstrip()) - start > limit:
+            end = _WHITESPACE.match(text, start).end()  # the whole run, for the message
+            raise ValueError(
+                f"text has {end - start} whitespace characters in a row at character "
+                f"{offset + start + 1}; at most {limit} are allowed"
+            )
+
+
+@functools.cache
+def _long_combining_run() -> re.Pattern[str]:
+    """A regex for a run of more than MAX_COMBINING_RUN non-starters: characters of a nonzero
+    combining class, and the few (Tibetan U+0F73, U+0F75, U+0F81) of class 0 that decompose into
+    them. Built on first use (~0.1 s: every code point is looked at once); a character class
+    makes the scan C-speed."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        decomposition = unicodedata.decomposition(char)
+        starts_combining = (
+            decomposition[:1] not in ("", "<")
+            and unicodedata.combining(chr(int(decomposition.split()[0], 16))) != 0
+        )
+        if unicodedata.combining(char) == 0 and not starts_combining:
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    members = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+    return re.compile(f"[{members}]{{{MAX_COMBINING_RUN + 1},}}")
+
+
+def default_reply_budget(block_size: int) -> int:
+    """A quarter of the context window, at most 256 tokens: leaves most of it for the conversation."""
+    return max(1, min(256, block_size // 4))
+
+
+class NoRoomError(ValueError):
+    """The reply budget leaves no room in the context window for the persona and a message.
+
+    Carries the figures so that each caller names the settings as its users type them (the CLI's
+    --context and --max-new-tokens, the API's system message and max_tokens): see describe().
+    """
+
+    def __init__(self, persona_tokens: int | None, room: int, max_new_tokens: int, block_size: int) -> None:
+        self.persona_tokens = persona_tokens  # the persona's own text tokens; None without a persona
+        self.room = room  # persona text tokens that would fit beside a one-token message
+        self.max_new_tokens = max_new_tokens
+        self.block_size = block_size
+        super().__init__(self.describe("the persona", "max_new_tokens"))
+
+    @property
+    def persona_at_fault(self) -> bool:
+        """A shorter persona would fit (else only a smaller reply budget helps)."""
+        return self.persona_tokens is not None and self.room >= 1
+
+    def describe(self, persona: str, budget: str) -> str:
+        """The one-line error, with the persona and the reply budget called `persona` and `budget`."""
+        if not self.persona_at_fault:
+            return (
+                f"{budget} {self.max_new_tokens} leaves no room for the conversation in the "
+                f"{self.block_size}-token context window: lower it"
+            )
+        return (
+            f"{persona} is {self.persona_tokens} tokens; with {budget} {self.max_new_tokens} at most "
+            f"{self.room} fit the {self.block_size}-token context window: shorten it or lower {budget}"
+        )
+
+
+class ReplyBudgetError(ValueError):
+    """A reply budget outside 1..block_size-1. Like NoRoomError, it carries the figure so that each
+    caller names the setting as its users type it (the CLI's --max-new-tokens): see describe()."""
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        super().__init__(f"max_new_tokens must be in 1..{block_size - 1} (block_size {block_size})")
+
+    def describe(self, budget: str) -> str:
+        return f"{budget} must be in 1..{self.block_size - 1} (the model's block_size is {self.block_size})"
+
+
+class ChatSession:
+    """One conversation with an Engine: persona + history in, one bot reply out per user message."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        context: str | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.8,
+        top_k: int | None = 50,
+        top_p: float | None = 0.95,
+        seed: int | None = None,
+        stop: Sequence[str] | str | None = None,
+    ) -> None:
+        from pipeline.sampling import SamplingParams
+        from pipeline.tokenizer import render
+
+        self.engine = engine
+        self.context = clean_text(context or "") or None
+        if max_new_tokens is None:
+            max_new_tokens = default_reply_budget(engine.block_size)
+        self.max_new_tokens = max_new_tokens
+        self.stop = check_stop_strings(stop)
+        SamplingParams(
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed
+        )  # validate now, not mid-chat
+        self._sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+        self.seed = seed
+        self.history: list[dict[str, str]] = []  # alternating human/bot messages
+        self._lengths: list[int] = []  # rendered tokens of each history message
+        self.last_prompt_ids: list[int] | None = None
+        self._replies = 0
+        self._budget = engine.block_size - max_new_tokens
+        if max_new_tokens < 1 or self._budget < 1:
+            raise ReplyBudgetError(engine.block_size)
+        # <|endoftext|> persona <bot>, plus <human>, at least one token and <endOfText> for a message.
+        fixed = len(render([], self.context, enc=engine.enc, add_generation_prompt=True)[0])
+        if fixed + 3 > self._budget:
+            raise NoRoomError(
+                persona_tokens=fixed - 2 if self.context else None,
+                room=self._budget - 5,
+                max_new_tokens=max_new_tokens,
+                block_size=engine.block_size,
+            )
+
+    def reset(self) -> None:
+        """Forget the conversation; the persona stays. The seeded replies start over too, so a
+        reset chat answers as a fresh one with the same seed would."""
+        self.history.clear()
+        self._lengths.clear()
+        self._replies = 0
+
+    def prompt_ids(self, user_text: str) -> list[int]:
+        """The model's input for the next reply: persona, the latest whole turns that fit, the new
+        human turn and `<bot>`. Raises ValueError if the new message alone does not fit."""
+        from pipeline.tokenizer import render
+
+        enc = self.engine.enc
+        user_text = clean_text(user_text)
+        # Rendered length is additive: <|endoftext|> context [<role> text <endOfText>]... <bot>.
+        fixed = 2 + len(enc.encode_ordinary(self.context or ""))
+        new_len = 2 + len(enc.encode_ordinary(user_text))
+        if fixed + new_len > self._budget:
+            persona = "with the persona " if self.context else ""
+            raise ValueError(
+                f"message is {new_len - 2} tokens; {persona}only {self._budget - fixed - 2} fit "
+                "(block_size minus the reply budget): send a shorter message"
+            )
+        # Keep the newest exchanges (human turn + bot reply, dropped together so the rendering
+        # still starts with a human turn) while they fit.
+        start, total = len(self.history), fixed + new_len
+        while start >= 2 and total + self._lengths[start - 2] + self._lengths[start - 1] <= self._budget:
+            start -= 2
+            total += self._lengths[start] + self._lengths[start + 1]
+        new = {"role": "human", "content": user_text}
+        while True:  # the estimate is exact for render()'s format; re-check rather than trust it
+            ids, _ = render(self.history[start:] + [new], self.context, enc=enc, add_generation_prompt=True)
+            if len(ids) <= self._budget or start >= len(self.history):
+                break
+            start += 2
+        if len(ids) > self._budget:
+            raise ValueError(f"message does not fit the {self._budget}-token prompt budget")
+        return ids
+
+    def add_turn(self, role: str, text: str, *, generated: bool = False) -> None:
+        """Put a past turn ("human" or "bot") into the history, as if it had been said here
+        (`generated`: the model's own reply, taken whatever it holds).
+
+        Turns alternate from a human turn (older ones are dropped in human+bot pairs)."""
+        if role not in ("human", "bot"):
+            raise ValueError(f"role must be human or bot, got {role!r}")
+        text = clean_text(text, check_runs=not generated)
+        self.history.append({"role": role, "content": text})
+        self._lengths.append(2 + len(self.engine.enc.encode_ordinary(text)))
+
+    def stream(self, user_text: str, results: list[Generation] | None = None) -> Iterator[str]:
+        """Reply to `user_text` piece by piece; the exchange joins the history when the reply ends
+        (also if the consumer stops early, with what was shown)."""
+        from pipeline.sampling import MAX_SEED, SamplingParams
+
+        ids = self.prompt_ids(user_text)
+        self.last_prompt_ids = ids
+        seed = None if self.seed is None else (self.seed + self._replies) % (MAX_SEED + 1)
+        params = SamplingParams(seed=seed, **self._sampling)
+        self._replies += 1
+        shown: list[str] = []
+        try:
+            for piece in self.engine.stream(ids, self.max_new_tokens, params, self.stop, results):
+                shown.append(piece)
+                yield piece
+        finally:
+            self.add_turn("human", user_text)
+            self.add_turn("bot", "".join(shown), generated=True)
+
+    def reply_result(self, user_text: str) -> Generation:
+        """Reply to `user_text`; the Generation carries text, token ids and finish_reason."""
+        results: list[Generation] = []
+        for _ in self.stream(user_text, results):
+            pass
+        return results[0]
+
+    def reply(self, user_text: str) -> str:
+        return self.reply_result(user_text).text
