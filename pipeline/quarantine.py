@@ -83,7 +83,13 @@ def read_source(name: str, root: Path, check: str | None = None, rows: int = 0) 
         )
     # the text only when rows are listed: a large source's quarantine is mostly text
     columns = ["check", "reason", "origin", *(["text"] if rows else [])]
-    table = pl.read_parquet(paths["quarantine"], columns=columns)
+    try:
+        table = pl.read_parquet(paths["quarantine"], columns=columns)
+    except (pl.exceptions.PolarsError, OSError) as e:  # a report without the record: nothing vouched
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SourceError(
+            f"{name}: {shown['quarantine']} is unreadable ({first_line}): run `dvc repro normalize@{name}`"
+        ) from None
     counted = report.get("rows_quarantined")
     if isinstance(counted, int) and counted != table.height:  # a report without the record, by hand
         raise SourceError(

@@ -168,3 +168,24 @@ def test_unknown_and_unnormalized_sources_are_one_line_each(
     captured = capsys.readouterr()
     assert captured.out.startswith("contrib: 4 of")
     assert "chitchat: not normalized yet" in captured.err and "chatterbot: not normalized yet" in captured.err
+
+
+@pytest.mark.parametrize("damage", ["cut", "no_origin"])
+def test_an_unreadable_quarantine_beside_a_report_without_its_record_is_one_line(
+    project: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no `outputs` record nothing vouches for the file: a cut one (or one without the columns
+    shown) ended in polars' traceback, and the other sources named went unlisted."""
+    report_path = output_paths("contrib", project)["report"]
+    report = _report(project)
+    del report["outputs"]
+    report_path.write_text(json.dumps(report))
+    path = output_paths("contrib", project)["quarantine"]
+    if damage == "cut":
+        path.write_bytes(path.read_bytes()[:40])
+    else:
+        pl.read_parquet(path).drop("origin").write_parquet(path)
+    assert cli.main(["quarantine", "contrib"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("quarantine: contrib: data/quarantine/contrib.parquet is unreadable (")
+    assert err.rstrip().endswith("run `dvc repro normalize@contrib`") and err.count("\n") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -101,6 +102,20 @@ def test_texts_are_printed_as_written_not_as_their_markdown_escapes(tmp_path: Pa
     ]
 
 
-@given(st.text(alphabet=st.sampled_from("ab \\`<>!/3\t"), min_size=1).filter(lambda s: s.strip(" \t")))
+@given(st.text(alphabet=st.sampled_from("ab \\`<>!/3\t&#;"), min_size=1).filter(lambda s: s.strip(" \t")))
 def test_plain_text_undoes_markdown_text(line: str) -> None:
     assert plain_text(markdown_text(line)) == line
+
+
+def test_an_entity_reference_the_model_wrote_shows_as_written(tmp_path: Path) -> None:
+    """Markdown reads "&amp;" as "&" and "&#42;" as "*": transcripts.md showed not the reply the model
+    wrote (web text's escapes included) but what those decode to; a lone "&" is left as it is."""
+    markdown_it = pytest.importorskip("markdown_it")
+    reply = "fish &amp; chips &#42; &copy; \\&amp; and a & b"
+    text = transcripts_markdown([Transcript(None, [("say &lt;b&gt;", reply)], [True])])
+    html = markdown_it.MarkdownIt().render(text)
+    assert "say &amp;lt;b&amp;gt;" in html and "fish &amp;amp; chips &amp;#42; &amp;copy;" in html
+    assert "\\&amp;amp; and a &amp; b" in html  # a backslash before it and a lone "&" stay too
+    path = tmp_path / "transcripts.md"
+    path.write_text(text)
+    assert sample_exchange(path) == ["human: say &lt;b&gt;", f"bot: {reply}"]
