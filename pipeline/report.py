@@ -92,6 +92,7 @@ def main() -> None:
         print(f"  {line}" if line else "")
     print("\nchat with it: .venv/bin/nanochatgpt chat --context 'You are a cheerful pirate.'")
     print("serve it:     .venv/bin/nanochatgpt serve   (OpenAI-style API on http://127.0.0.1:8000)")
+    print("see its data: .venv/bin/nanochatgpt tokens  (what the loss counts)  |  nanochatgpt quarantine")
 
 
 if __name__ == "__main__":

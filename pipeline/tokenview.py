@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--color",
         choices=("auto", "always", "never"),
         default="auto",
-        help="green for the loss's tokens (auto: at a terminal); otherwise ⟦ ⟧ around them",
+        help="green for the loss's tokens (auto: at a terminal, unless NO_COLOR is set); otherwise ⟦ ⟧ around them",
     )
     parser.add_argument(
         "--json", action="store_true", help="print spans of text with their loss flag as JSON"
@@ -266,7 +267,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(c) for c in shown], indent=2, ensure_ascii=False))
         return 0
-    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    # auto: colour at a terminal, unless NO_COLOR (https://no-color.org) asks for none
+    color = args.color == "always" or (
+        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
     if not color:
         print(f"(the loss counts the tokens between {OPEN} and {CLOSE})")
     print("\n\n".join(format_conversation(c, shards, root, color) for c in shown))

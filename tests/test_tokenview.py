@@ -3,7 +3,9 @@ counts marked, each conversation named by its dataset row."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +208,22 @@ def test_an_id_holding_terminal_escapes_is_shown_inert(
     assert "(demo:x\\x1b[2K\\x1b]0;title\\x07\\u202e\\n): " in out.splitlines()[1]
     assert cli.main(["tokens", "--index", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["conversation_id"] == evil
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("no_color", "flag", "green"), [("", [], True), ("1", [], False), ("1", ["--color", "always"], True)]
+)
+def test_colour_at_a_terminal_unless_no_color_says_otherwise(
+    project: Path, monkeypatch: pytest.MonkeyPatch, no_color: str, flag: list[str], green: bool
+) -> None:
+    out = _Terminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setenv("NO_COLOR", no_color)
+    assert cli.main(["tokens", *flag]) == 0
+    assert ("\x1b[32m" in out.getvalue()) is green
+    assert (OPEN in out.getvalue()) is not green
