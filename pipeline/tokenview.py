@@ -18,9 +18,10 @@ import codecs
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="green for the loss's tokens (auto: at a terminal, unless NO_COLOR is set); otherwise ⟦ ⟧ around them",
     )
     parser.add_argument(
+        "--windows",
+        type=int,
+        metavar="N",
+        help="show N training windows instead, drawn as the trainer draws them (train split)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="with --windows: the sampler's seed (default train.seed: step 1's first rows)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print spans of text with their loss flag as JSON"
     )
 
@@ -68,6 +80,18 @@ class ShownConversation:
     source: str | None
     tokens: int
     loss_tokens: int
+    spans: list[Span]
+
+
+@dataclass(frozen=True)
+class ShownWindow:
+    row: int  # row of the sampled batch
+    seed: int
+    first_step: bool  # the seed is train.seed and the row is in step 1's batch: the run trained on it
+    block_size: int
+    window_align: str
+    tokens: int  # block_size + 1: the inputs and, one on, the targets
+    loss_tokens: int  # targets the loss counts
     spans: list[Span]
 
 
@@ -227,15 +251,103 @@ def format_conversation(c: ShownConversation, shards: TokenShards, root: Path, c
         f"== {shards.split_dir.relative_to(root)} conversation {c.index} of {shards.n_conversations:,}{name}: "
         f"{c.tokens:,} tokens, {c.loss_tokens:,} in the loss ({share:.0f}%)"
     )
-    body = "".join(
+    return f"{head}\n{_body(c.spans, color)}"
+
+
+def _body(spans: list[Span], color: bool) -> str:
+    return "".join(
         (f"{GREEN}{s.text}{RESET}" if color else f"{OPEN}{s.text}{CLOSE}") if s.loss else s.text
-        for s in c.spans
+        for s in spans
     )
-    return f"{head}\n{body}"
+
+
+def training_windows(
+    root: Path, variant: str | None, count: int, seed: int | None, turn_breaks: bool = False
+) -> tuple[TokenShards, list[ShownWindow]]:
+    """`count` windows of data/tokens/<variant>/train drawn as the trainer draws them: the same
+    sampler (TokenShards.sample_batch) with the profile's block_size and window_align, from a
+    generator seeded with `seed` (default train.seed, the seed of the run's own sampler, whose first
+    draw is step 1's batch: its first rows are these). Each is the window's block_size + 1 tokens,
+    with the loss flag of each token as a target (the first token is only an input)."""
+    from pipeline.trainconfig import TrainConfig  # imports torch: only for --windows
+
+    params = load_params(root / "params.yaml")
+    cfg = TrainConfig.from_params(params.get("train") or {}, params.get("train_profiles"))
+    shards = TokenShards(root / "data" / "tokens" / (variant or cfg.variant) / "train")
+    if shards.n_conversations == 0:
+        raise ValueError(f"{shards.split_dir}: holds no conversation")
+    drawn_with = cfg.seed if seed is None else seed
+    x, y, mask = shards.sample_batch(
+        count, cfg.block_size, np.random.default_rng(drawn_with), align=cfg.window_align
+    )
+    in_step_one = seed is None and (variant or cfg.variant) == cfg.variant
+    shown = []
+    for r in range(count):
+        ids = np.concatenate([x[r, :1], y[r]])
+        flags = np.concatenate([[0], mask[r]]).astype(np.uint8)
+        shown.append(
+            ShownWindow(
+                row=r,
+                seed=drawn_with,
+                first_step=in_step_one and r < cfg.batch_size * cfg.grad_accum,
+                block_size=cfg.block_size,
+                window_align=cfg.window_align,
+                tokens=len(ids),
+                loss_tokens=int(flags.sum()),
+                spans=loss_spans(ids, flags, turn_breaks),
+            )
+        )
+    return shards, shown
+
+
+def format_window(w: ShownWindow, shards: TokenShards, root: Path, color: bool) -> str:
+    drawn = f"row {w.row} of step 1's batch" if w.first_step else f"seed {w.seed}, row {w.row}"
+    share = 100 * w.loss_tokens / (w.tokens - 1)
+    head = (
+        f"== {shards.split_dir.relative_to(root)} training window ({drawn}; block_size {w.block_size}, "
+        f"window_align {w.window_align}): {w.loss_tokens:,} of {w.tokens - 1:,} targets in the loss ({share:.0f}%)"
+    )
+    return f"{head}\n{_body(w.spans, color)}"
+
+
+def _show(shown: list[Any], text: Callable[[Any, bool], str], args: argparse.Namespace) -> None:
+    """Print `shown` as JSON (--json) or as text, coloured as --color says."""
+    if args.json:
+        print(json.dumps([asdict(c) for c in shown], indent=2, ensure_ascii=False))
+        return
+    # auto: colour at a terminal, unless NO_COLOR (https://no-color.org) asks for none
+    color = args.color == "always" or (
+        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+    if not color:
+        print(f"(the loss counts the tokens between {OPEN} and {CLOSE})")
+    print("\n\n".join(text(c, color) for c in shown))
+
+
+def _run_windows(args: argparse.Namespace, root: Path) -> int:
+    if args.windows < 1 or args.split != "train" or args.source or args.index or args.count != 1:
+        print(
+            "tokens: --windows takes 1 or more, and draws from the train split: not with --split val, "
+            "--source, --index or --count",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        shards, shown = training_windows(root, args.variant, args.windows, args.seed, not args.json)
+    except (OSError, ValueError, KeyError) as e:  # no shards, params.yaml's train settings refused
+        print(f"tokens: {e}", file=sys.stderr)
+        return 1
+    _show(shown, lambda w, color: format_window(w, shards, root, color), args)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     root = project_root()
+    if args.windows is not None:
+        return _run_windows(args, root)
+    if args.seed is not None:
+        print("tokens: --seed goes with --windows", file=sys.stderr)
+        return 2
     if args.index < 0 or args.count < 1:
         print("tokens: --index takes 0 or more, --count 1 or more", file=sys.stderr)
         return 2
@@ -264,14 +376,5 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.json:
-        print(json.dumps([asdict(c) for c in shown], indent=2, ensure_ascii=False))
-        return 0
-    # auto: colour at a terminal, unless NO_COLOR (https://no-color.org) asks for none
-    color = args.color == "always" or (
-        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    )
-    if not color:
-        print(f"(the loss counts the tokens between {OPEN} and {CLOSE})")
-    print("\n\n".join(format_conversation(c, shards, root, color) for c in shown))
+    _show(shown, lambda c, color: format_conversation(c, shards, root, color), args)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,9 +14,12 @@ import polars as pl
 import pytest
 
 from pipeline import cli
+from pipeline.params import load_params
 from pipeline.shards import ShardWriter
 from pipeline.tokenizer import decode, encode_conversations, get_encoding, render
 from pipeline.tokenview import OPEN, Span, loss_spans
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # (id, source, context, [(is_bot, text), ...]); the second one types markers as ordinary text
 CONVERSATIONS = [
@@ -227,3 +231,47 @@ def test_colour_at_a_terminal_unless_no_color_says_otherwise(
     assert cli.main(["tokens", *flag]) == 0
     assert ("\x1b[32m" in out.getvalue()) is green
     assert (OPEN in out.getvalue()) is not green
+
+
+def test_windows_are_the_rows_the_run_trains_on_first(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--windows` with no --seed draws as the trainer's own sampler does at step 1 (same seed,
+    sampler, block_size and window_align): its rows are the first rows the run trained on."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from pipeline.train import GlobalBatches
+    from pipeline.trainconfig import TrainConfig
+
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")  # the real profile and seed
+    params = load_params(project / "params.yaml")
+    cfg = TrainConfig.from_params(params["train"], params["train_profiles"])
+    runtime = SimpleNamespace(dist=SimpleNamespace(world_size=1, rank=0), device=torch.device("cpu"))
+    micro, _ = GlobalBatches(project / "data" / "tokens" / "full" / "train", cfg, runtime, cfg.seed).next()
+    x, y, m = (a.numpy() for a in micro[0])
+    assert cli.main(["tokens", "--windows", "2", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown) == 2
+    for r, window in enumerate(shown):
+        assert window["first_step"] and window["block_size"] == cfg.block_size
+        assert [Span(**s) for s in window["spans"]] == loss_spans(
+            np.concatenate([x[r, :1], y[r]]), np.concatenate([[0], m[r]])
+        )
+        assert window["loss_tokens"] == int(m[r].sum()) > 0
+    assert cli.main(["tokens", "--windows", "1", "--seed", "5"]) == 0
+    assert "training window (seed 5, row 0; block_size " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--windows", "0"],
+        ["--windows", "1", "--split", "val"],
+        ["--windows", "1", "--source", "x"],
+        ["--seed", "1"],
+    ],
+)
+def test_window_options_that_cannot_go_together_are_refused(project: Path, argv: list[str]) -> None:
+    assert cli.main(["tokens", *argv]) == 2
