@@ -167,10 +167,12 @@ def run(args: argparse.Namespace) -> int:
             f"no row was quarantined by `{args.check}` in {', '.join(q.source for q in found)} "
             f"(rules that caught rows there: {', '.join(caught) or 'none'})"
         )
+    # with --check, the sources whose quarantine holds that rule only, in both forms
+    found = [q for q in found if not args.check or args.check in q.by_check]
     if args.json:
         print(json.dumps([asdict(q) for q in found], indent=2, ensure_ascii=False))
     else:
-        shown = [format_source(q, args.check) for q in found if not args.check or args.check in q.by_check]
+        shown = [format_source(q, args.check) for q in found]
         if shown:
             print("\n".join(shown))
     for problem in problems:

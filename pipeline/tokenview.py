@@ -335,10 +335,15 @@ def _run_windows(args: argparse.Namespace, root: Path) -> int:
     try:
         shards, shown = training_windows(root, args.variant, args.windows, args.seed, not args.json)
     except (OSError, ValueError, KeyError) as e:  # no shards, params.yaml's train settings refused
-        print(f"tokens: {e}", file=sys.stderr)
+        print(f"tokens: {_relative(e, root)}", file=sys.stderr)
         return 1
     _show(shown, lambda w, color: format_window(w, shards, root, color), args)
     return 0
+
+
+def _relative(error: Exception, root: Path) -> str:
+    """An error message with the project's paths as they are typed (data/tokens/...), not absolute."""
+    return str(error).replace(f"{root}/", "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -359,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
             root, variant, args.split, args.index, args.count, args.source, turn_breaks=not args.json
         )
     except (OSError, ValueError) as e:  # no shards (FileNotFoundError says to run tokenize), bad ones
-        print(f"tokens: {e}", file=sys.stderr)
+        print(f"tokens: {_relative(e, root)}", file=sys.stderr)
         return 1
     where = shards.split_dir.relative_to(root) if shards.split_dir.is_relative_to(root) else shards.split_dir
     if shards.n_conversations == 0:

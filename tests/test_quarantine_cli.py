@@ -89,6 +89,9 @@ def test_a_rule_that_caught_nothing_is_said(project: Path, capsys: pytest.Captur
         "no row was quarantined by `text-present` in contrib (rules that caught rows there: "
         "conversation_broken, first_turn_human, text_present, turn_unclosed)"
     ) in captured.err
+    # --json leaves out a source whose quarantine lacks the rule, as the text does
+    assert cli.main(["quarantine", "contrib", "--check", "text-present", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == []
 
 
 def test_an_upstream_id_holding_terminal_escapes_is_shown_inert(
