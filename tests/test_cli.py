@@ -137,3 +137,15 @@ def test_a_mistyped_checkpoint_path_is_not_told_to_train(
     assert f"no checkpoint at {tmp_path / 'nope'}: no such folder" in err and "dvc repro" not in err
     assert cli.main(["chat", "--device", "cpu", "--ckpt", str(tmp_path)]) == 2
     assert f"no checkpoint at {tmp_path}: the folder holds no model.safetensors" in capsys.readouterr().err
+
+
+def test_the_whole_parser_imports_no_torch() -> None:
+    """`nanochatgpt --help` builds every subcommand's parser (chat, serve, tokens... import their
+    modules for it): none may pay for importing torch, which only running chat, serve or
+    `tokens --windows` needs."""
+    code = (
+        "import sys\nfrom pipeline import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "False"
