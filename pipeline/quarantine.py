@@ -34,7 +34,10 @@ TEXT_LIMIT = 160  # characters of a quarantined row's text shown with --rows
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "sources", nargs="*", help="registry names (default: every source params.yaml enables)"
+        "sources",
+        nargs="*",
+        help="registry names, or one contributed file's source (contrib/<file stem>) "
+        "(default: every source params.yaml enables)",
     )
     parser.add_argument("--check", help="only the rows this rule caught (e.g. text_length)")
     parser.add_argument(
@@ -59,8 +62,12 @@ class SourceQuarantine:
     rows: list[dict[str, Any]] = field(default_factory=list)  # --rows: origin, check, reason, text
 
 
-def read_source(name: str, root: Path, check: str | None = None, rows: int = 0) -> SourceQuarantine:
-    """`name`'s quarantine as its report counts it, with the first `rows` rows (of rule `check`)."""
+def read_source(
+    name: str, root: Path, check: str | None = None, rows: int = 0, only: str | None = None
+) -> SourceQuarantine:
+    """`name`'s quarantine as its report counts it, with the first `rows` rows (of rule `check`);
+    `only`: the rows of that one source of it (a contributed file, contrib/<file stem>), counted as
+    the report's `by_source` counts it."""
     paths = output_paths(name, root)
     shown = {k: str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for k, p in paths.items()}
     if not paths["report"].is_file():
@@ -82,7 +89,7 @@ def read_source(name: str, root: Path, check: str | None = None, rows: int = 0) 
             f"normalize killed between its renames?): run `dvc repro normalize@{name}`"
         )
     # the text only when rows are listed: a large source's quarantine is mostly text
-    columns = ["check", "reason", "origin", *(["text"] if rows else [])]
+    columns = ["check", "reason", "origin", *(["source"] if only else []), *(["text"] if rows else [])]
     try:
         table = pl.read_parquet(paths["quarantine"], columns=columns)
     except (pl.exceptions.PolarsError, OSError) as e:  # a report without the record: nothing vouched
@@ -96,13 +103,22 @@ def read_source(name: str, root: Path, check: str | None = None, rows: int = 0) 
             f"{name}: {shown['quarantine']} holds {table.height:,} rows, but {shown['report']} counts "
             f"{counted:,}: run `dvc repro normalize@{name}`"
         )
+    rows_read = report.get("rows_read")
+    if only:
+        by_source = report.get("by_source") or {}
+        if only not in by_source:
+            held = ", ".join(sorted(by_source)) or "none"
+            raise SourceError(f"{only}: not a source of {shown['report']} (its sources: {held})")
+        table = table.filter(pl.col("source") == only)
+        rows_read = (by_source[only] or {}).get("rows_read")
+        table = table.drop("source")
     caught = table.with_row_index("_at")
     first = caught.group_by("check").first().sort("_at")
     picked = table.filter(pl.col("check") == check) if check else table
     return SourceQuarantine(
-        source=name,
+        source=only or name,
         path=shown["quarantine"],
-        rows_read=report.get("rows_read"),
+        rows_read=rows_read,
         rows_quarantined=table.height,
         by_check=dict(
             table.group_by("check").len().sort(["len", "check"], descending=[True, False]).iter_rows()
@@ -139,6 +155,11 @@ def format_source(q: SourceQuarantine, check: str | None) -> str:
     return "\n".join(lines)
 
 
+def _registry_name(name: str) -> str:
+    """The registry source a name belongs to: `contrib` for `contrib/<file stem>`."""
+    return name.split("/", 1)[0]
+
+
 def run(args: argparse.Namespace) -> int:
     root = project_root()
     rows = args.rows if args.rows is not None else (10 if args.check else 0)
@@ -148,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         registry = load_registry(root / REGISTRY_FILE)
         names = args.sources or enabled_sources(root / "params.yaml")
-        unknown = [n for n in names if n not in registry]
+        # contrib/<file stem> (as `nanochatgpt sources` and the dataset's rows name a contributed
+        # file) is that file's part of its registry source's quarantine
+        unknown = [n for n in names if _registry_name(n) not in registry]
         if unknown:
             raise SourceError(f"{', '.join(unknown)}: not in {REGISTRY_FILE} (known: {', '.join(registry)})")
     except (SourceError, ValueError) as e:  # ValueError: params.yaml that is not YAML, in one line
@@ -158,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     problems: list[str] = []
     for name in names:
         try:
-            found.append(read_source(name, root, args.check, rows))
+            base = _registry_name(name)
+            found.append(read_source(base, root, args.check, rows, only=name if name != base else None))
         except (SourceError, BuildError) as e:
             problems.append(str(e))
     if args.check and found and not any(args.check in q.by_check for q in found):

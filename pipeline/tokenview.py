@@ -200,7 +200,10 @@ def conversations(
             raise ValueError(f"--source needs the dataset rows: {unnamed}")
     if source and sources is not None and source not in set(sources):  # a typo, or `contrib` for a file
         held = ", ".join(sorted(set(sources))) or "none"
-        raise ValueError(f"no conversation from {source} in {shown_path} (its sources: {held})")
+        raise ValueError(
+            f"no conversation from {source} in {shown_path} (its sources: {held})"
+            f"{_held_elsewhere(root, variant, split, source)}"
+        )
     picked: list[tuple[int, np.ndarray, np.ndarray]] = []
     for i, (ids, mask) in _from(shards, index):
         if len(picked) == count:
@@ -228,6 +231,28 @@ def conversations(
         for i, ids, mask in picked
     ]
     return shards, shown, unnamed and f"{unnamed}: they are shown unnamed"
+
+
+def _held_elsewhere(root: Path, variant: str, split: str, source: str) -> str:
+    """Where else `source` has conversations, as a hint ("" when nowhere): a small contributed file
+    can land wholly in the val split (the split hashes each conversation's opening), and a
+    non-commercial one only in the full variant; "no conversation" alone reads as "not in the dataset"."""
+    import polars as pl
+
+    places = [(variant, "val" if split == "train" else "train")]
+    if variant != "full":
+        places += [("full", "train"), ("full", "val")]
+    found = []
+    for v, s in places:
+        path = _dataset_path(root, v, s)
+        try:
+            n = pl.scan_parquet(path).filter(pl.col("source") == source).select(pl.len()).collect().item()
+        except (pl.exceptions.PolarsError, OSError):  # missing or unreadable: no hint from it
+            continue
+        if n:
+            option = f"--split {s}" if v == variant else f"--variant {v} --split {s}"
+            found.append(f"{n:,} in {v}'s {s} split ({option})")
+    return f"; it has {', '.join(found)}" if found else ""
 
 
 def _from(shards: TokenShards, index: int) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:

@@ -157,6 +157,31 @@ def test_a_report_without_its_record_is_still_checked_by_count(
     assert "contrib.report.json: unreadable normalize report" in capsys.readouterr().err
 
 
+def test_one_contributed_file_is_named_as_sources_names_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nanochatgpt sources` and `tokens --source` name a contributed file contrib/<file stem>; the
+    quarantine takes that name too, and shows that file's rows only, counted as its report counts it."""
+    (project / "data" / "contrib" / "clean.txt").write_text(GOOD)
+    (project / "data" / "contrib" / "clean.yaml").write_text("licence: MIT\ncommercial: true\n")
+    _normalize(project)
+    per_file = _report(project)["by_source"]
+    assert cli.main(["quarantine", "contrib/mixed", "--rows", "50", "--json"]) == 0
+    [mixed] = json.loads(capsys.readouterr().out)
+    assert mixed["source"] == "contrib/mixed"
+    assert mixed["rows_read"] == per_file["contrib/mixed"]["rows_read"]
+    assert mixed["rows_quarantined"] == per_file["contrib/mixed"]["rows_quarantined"] == len(mixed["rows"])
+    assert cli.main(["quarantine", "contrib/clean"]) == 0
+    assert capsys.readouterr().out == (
+        f"contrib/clean: 0 of {per_file['contrib/clean']['rows_read']} rows read quarantined "
+        "(data/quarantine/contrib.parquet)\n"
+    )
+    assert cli.main(["quarantine", "contrib/typo"]) == 1
+    err = capsys.readouterr().err
+    assert "contrib/typo: not a source of data/normalized/contrib.report.json" in err
+    assert "(its sources: contrib/clean, contrib/mixed)" in err
+
+
 def test_unknown_and_unnormalized_sources_are_one_line_each(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

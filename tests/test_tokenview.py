@@ -167,6 +167,27 @@ def test_a_source_the_split_does_not_hold_names_those_it_does(
         cli.main(["tokens", "--variant", "comercial"])
 
 
+def test_a_source_held_only_by_the_other_split_or_variant_says_where(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A contributed file of one or two conversations can land wholly in the val split (and a
+    non-commercial one only in the full variant): "no conversation from contrib/tiny" alone reads as
+    "your file is not in the dataset", so the split and variant that hold it are named."""
+    tiny = [("contrib/tiny:1", "contrib/tiny", None, [(False, "hi"), (True, "yo")])]
+    _dataset(tiny).write_parquet(project / "data" / "dataset" / "full" / "val.parquet")
+    assert cli.main(["tokens", "--source", "contrib/tiny"]) == 1
+    err = capsys.readouterr().err
+    assert "no conversation from contrib/tiny in data/dataset/full/train.parquet" in err
+    assert "it has 1 in full's val split (--split val)" in err
+    shutil.copytree(project / "data" / "tokens" / "full", project / "data" / "tokens" / "commercial")
+    shutil.copytree(project / "data" / "dataset" / "full", project / "data" / "dataset" / "commercial")
+    (project / "data" / "dataset" / "commercial" / "val.parquet").unlink()
+    assert cli.main(["tokens", "--variant", "commercial", "--source", "contrib/tiny"]) == 1
+    assert "it has 1 in full's val split (--variant full --split val)" in capsys.readouterr().err
+    assert cli.main(["tokens", "--source", "contrib/none"]) == 1
+    assert "; it has" not in capsys.readouterr().err  # held nowhere: no hint
+
+
 def test_an_empty_split_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """build.val_fraction: 0 leaves data/tokens/<variant>/val without a shard."""
     ShardWriter(project / "data" / "tokens" / "full" / "val", 1000).close()
