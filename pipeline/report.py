@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.transcripts import plain_text
+from pipeline.transcripts import NO_PERSONA, plain_text
 
 ARTIFACTS = [
     ("raw downloads + manifests", "data/raw/"),
@@ -58,7 +58,7 @@ def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
             continue
         elif line.startswith(PERSONA_PREFIX):
             persona = line.removeprefix(PERSONA_PREFIX).strip()
-            if persona != "(none)":
+            if persona != NO_PERSONA:
                 conversations[-1].append(f"persona: {plain_text(persona)}")
                 indent = " " * len("persona: ")
         elif line.startswith(TURN_PREFIXES):

@@ -52,7 +52,12 @@ def markdown_text(line: str) -> str:
     return _MARKUP.sub(lambda m: "\\" + m.group(), line) if line.strip(" \t") else BLANK_TEXT_LINE
 
 
-_ESCAPED = re.compile(r"\\([\\`<&])")
+# "(none)" marks a transcript without a persona; a persona that says just that is written "\(none)"
+# (Markdown shows it as "(none)"), so neither reads back as the other.
+NO_PERSONA = "(none)"
+
+
+_ESCAPED = re.compile(r"\\([\\`<&(])")
 
 
 def plain_text(line: str) -> str:
@@ -80,7 +85,10 @@ def transcripts_markdown(transcripts: list[Transcript]) -> str:
     lines = ["# Evaluation transcripts", ""]
     for i, t in enumerate(transcripts, 1):
         lines.append(f"## Conversation {i}")
-        lines += _text_lines("*persona:*", t.context) if t.context else ["*persona:* (none)"]
+        if t.context == NO_PERSONA:  # a persona saying just that: escaped, or it would read as none
+            lines.append(f"*persona:* \\{NO_PERSONA}")
+        else:
+            lines += _text_lines("*persona:*", t.context) if t.context else [f"*persona:* {NO_PERSONA}"]
         lines.append("")
         stray = t.stray or [False] * len(t.stopped)
         for (human, bot), stopped, strayed in zip(t.exchanges, t.stopped, stray, strict=True):

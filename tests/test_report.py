@@ -102,7 +102,7 @@ def test_texts_are_printed_as_written_not_as_their_markdown_escapes(tmp_path: Pa
     ]
 
 
-@given(st.text(alphabet=st.sampled_from("ab \\`<>!/3\t&#;"), min_size=1).filter(lambda s: s.strip(" \t")))
+@given(st.text(alphabet=st.sampled_from("ab \\`<>!/3\t&#;("), min_size=1).filter(lambda s: s.strip(" \t")))
 def test_plain_text_undoes_markdown_text(line: str) -> None:
     assert plain_text(markdown_text(line)) == line
 
@@ -119,3 +119,20 @@ def test_an_entity_reference_the_model_wrote_shows_as_written(tmp_path: Path) ->
     path = tmp_path / "transcripts.md"
     path.write_text(text)
     assert sample_exchange(path) == ["human: say &lt;b&gt;", f"bot: {reply}"]
+
+
+def test_a_persona_that_says_none_is_not_read_as_no_persona(tmp_path: Path) -> None:
+    path = tmp_path / "transcripts.md"
+    path.write_text(
+        transcripts_markdown(
+            [Transcript("(none)", [("Q", "A")], [True]), Transcript(None, [("Q", "A")], [True])]
+        )
+    )
+    assert sample_exchange(path, max_lines=20) == [
+        "persona: (none)",
+        "human: Q",
+        "bot: A",
+        "",
+        "human: Q",
+        "bot: A",
+    ]
