@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import atomic, paramcheck
+from pipeline.params import shown_path
 from pipeline.schema import MAX_TURN_CHARS, max_turn_chars_setting
 from pipeline.sources import licences
 
@@ -147,15 +148,15 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
 
         path = root / "data" / "normalized" / f"{name}.parquet"
         if not path.is_file():
-            raise BuildError(f"{_rel(path, root)}: missing; run `dvc repro normalize@{name}` first")
-        _check_readable(path, _rel(path, root))
+            raise BuildError(f"{shown_path(path, root)}: missing; run `dvc repro normalize@{name}` first")
+        _check_readable(path, shown_path(path, root))
         report = _normalize_report(root, name, path)
         sources.append(
             SourceInput(
                 name=name,
                 rank=rank,
                 path=path,
-                display=_rel(path, root),
+                display=shown_path(path, root),
                 kind=str(get("kind") or ""),
                 licence=str(get("licence") or "unknown"),
                 commercial=get("commercial") is True,
@@ -187,19 +188,19 @@ def _normalize_report(root: Path, name: str, table: Path) -> dict[str, Any] | No
     if recorded is None:
         return report
     quarantine = root / "data" / "quarantine" / f"{name}.parquet"
-    shown = _rel(report_path, root)
+    shown = shown_path(report_path, root)
     for key, path in (("turns", table), ("quarantine", quarantine)):
         entry = recorded.get(key) if isinstance(recorded, dict) else None
         problem = atomic.fingerprint_mismatch(path, entry)
         if problem is None:
             continue
         if problem == "unrecorded":
-            why = f"{shown}: `{_OUTPUTS}.{key}` records no size and sha256 of {_rel(path, root)}"
+            why = f"{shown}: `{_OUTPUTS}.{key}` records no size and sha256 of {shown_path(path, root)}"
         elif problem == "missing":
-            why = f"{_rel(path, root)}: missing, but {shown} was written with it"
+            why = f"{shown_path(path, root)}: missing, but {shown} was written with it"
         else:
             why = (
-                f"{_rel(path, root)} is not the file {shown} was written with (a normalize killed between "
+                f"{shown_path(path, root)} is not the file {shown} was written with (a normalize killed between "
                 "its renames, or a file replaced by hand): they come from different runs"
             )
         raise BuildError(f"{why}; run `dvc repro normalize@{name}`")
@@ -225,10 +226,3 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BuildError(f"{path}: a {what} is a JSON object")
     return data
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

@@ -16,6 +16,12 @@ def project_root() -> Path:
     return Path(os.environ.get("NANOCHATGPT_ROOT", ".")).resolve()
 
 
+def shown_path(path: Path, root: Path) -> str:
+    """`path` as messages name it: relative to the project's root (data/tokens/full/train) when it
+    lies under it, else as it is."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def outside_root_hint(base: Path | None = None) -> str:
     """For an error about a project path that is missing: where the project's root is when the
     command ran from elsewhere (`nanochatgpt check` from data/contrib/ said the registry was

@@ -23,7 +23,7 @@ import polars as pl
 
 from pipeline import atomic
 from pipeline.buildinputs import BuildError, read_json_object
-from pipeline.params import project_root
+from pipeline.params import project_root, shown_path
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
 from pipeline.sources.registry import REGISTRY_FILE, brief, enabled_sources, load_registry
@@ -69,7 +69,7 @@ def read_source(
     `only`: the rows of that one source of it (a contributed file, contrib/<file stem>), counted as
     the report's `by_source` counts it."""
     paths = output_paths(name, root)
-    shown = {k: str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for k, p in paths.items()}
+    shown = {k: shown_path(p, root) for k, p in paths.items()}
     if not paths["report"].is_file():
         raise SourceError(
             f"{name}: not normalized yet (no {shown['report']}): run `dvc repro normalize@{name}`, or `dvc pull`"

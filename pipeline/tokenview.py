@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import itertools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.buildinputs import VARIANTS
-from pipeline.params import load_params, project_root
+from pipeline.params import load_params, project_root, shown_path
 from pipeline.shards import TokenShards
 
 OPEN, CLOSE = "⟦", "⟧"  # around the loss's text, where there is no colour
@@ -125,7 +126,7 @@ def loss_spans(ids: np.ndarray, mask: np.ndarray, turn_breaks: bool = False) -> 
 
 
 def _dataset_path(root: Path, variant: str, split: str) -> Path:
-    return root / "data" / "dataset" / variant / f"{'val' if split == 'val' else 'train'}.parquet"
+    return root / "data" / "dataset" / variant / f"{split}.parquet"
 
 
 def _dataset_rows(path: Path, n: int) -> tuple[list[str] | None, list[str] | None]:
@@ -188,12 +189,12 @@ def conversations(
     note when they cannot be named). `turn_breaks`: as loss_spans."""
     shards = TokenShards(root / "data" / "tokens" / variant / split)
     path = _dataset_path(root, variant, split)
-    shown_path = path.relative_to(root) if path.is_relative_to(root) else path
+    shown = shown_path(path, root)
     ids_of, sources = _dataset_rows(path, shards.n_conversations)
     unnamed = None  # why the dataset rows cannot name these conversations
     if ids_of is None:
         unnamed = (
-            f"{shown_path} does not hold the {shards.n_conversations:,} "
+            f"{shown} does not hold the {shards.n_conversations:,} "
             f"conversations these shards were made from (missing, unreadable or rebuilt since)"
         )
         if source:
@@ -201,11 +202,11 @@ def conversations(
     if source and sources is not None and source not in set(sources):  # a typo, or `contrib` for a file
         held = ", ".join(sorted(set(sources))) or "none"
         raise ValueError(
-            f"no conversation from {source} in {shown_path} (its sources: {held})"
+            f"no conversation from {source} in {shown} (its sources: {held})"
             f"{_held_elsewhere(root, variant, split, source)}"
         )
     picked: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for i, (ids, mask) in _from(shards, index):
+    for i, (ids, mask) in itertools.islice(enumerate(shards.iter_conversations()), index, None):
         if len(picked) == count:
             break
         if source and sources is not None and sources[i] != source:
@@ -213,7 +214,7 @@ def conversations(
         picked.append((i, ids, mask))
     if ids_of is not None and picked and (unlike := _first_unlike(path, picked)) is not None:
         unnamed = (
-            f"row {unlike} of {shown_path} is not the conversation the shards hold there: the dataset "
+            f"row {unlike} of {shown} is not the conversation the shards hold there: the dataset "
             f"was rebuilt since they were made (`dvc repro tokenize@{variant}` remakes them)"
         )
         if source:
@@ -255,12 +256,6 @@ def _held_elsewhere(root: Path, variant: str, split: str, source: str) -> str:
     return f"; it has {', '.join(found)}" if found else ""
 
 
-def _from(shards: TokenShards, index: int) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
-    for i, conversation in enumerate(shards.iter_conversations()):
-        if i >= index:
-            yield i, conversation
-
-
 def printable(label: str) -> str:
     """`label` on one line, inert at a terminal: each character that is not printable (ESC, a line
     break, a C1 control, a bidi override) written as its Python escape. The training text itself needs
@@ -273,7 +268,7 @@ def format_conversation(c: ShownConversation, shards: TokenShards, root: Path, c
     name = f" ({printable(c.conversation_id)})" if c.conversation_id else ""
     share = 100 * c.loss_tokens / c.tokens if c.tokens else 0.0
     head = (
-        f"== {shards.split_dir.relative_to(root)} conversation {c.index} of {shards.n_conversations:,}{name}: "
+        f"== {shown_path(shards.split_dir, root)} conversation {c.index} of {shards.n_conversations:,}{name}: "
         f"{c.tokens:,} tokens, {c.loss_tokens:,} in the loss ({share:.0f}%)"
     )
     return f"{head}\n{_body(c.spans, color)}"
@@ -329,7 +324,7 @@ def format_window(w: ShownWindow, shards: TokenShards, root: Path, color: bool) 
     drawn = f"row {w.row} of step 1's batch" if w.first_step else f"seed {w.seed}, row {w.row}"
     share = 100 * w.loss_tokens / (w.tokens - 1)
     head = (
-        f"== {shards.split_dir.relative_to(root)} training window ({drawn}; block_size {w.block_size}, "
+        f"== {shown_path(shards.split_dir, root)} training window ({drawn}; block_size {w.block_size}, "
         f"window_align {w.window_align}): {w.loss_tokens:,} of {w.tokens - 1:,} targets in the loss ({share:.0f}%)"
     )
     return f"{head}\n{_body(w.spans, color)}"
@@ -391,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:  # no shards (FileNotFoundError says to run tokenize), bad ones
         print(f"tokens: {_relative(e, root)}", file=sys.stderr)
         return 1
-    where = shards.split_dir.relative_to(root) if shards.split_dir.is_relative_to(root) else shards.split_dir
+    where = shown_path(shards.split_dir, root)
     if shards.n_conversations == 0:
         why = " (params.yaml build.val_fraction is 0?)" if args.split == "val" else ""
         print(f"tokens: {where} holds no conversation{why}", file=sys.stderr)
