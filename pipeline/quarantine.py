@@ -27,7 +27,7 @@ from pipeline.params import project_root, shown_path
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
 from pipeline.sources.registry import REGISTRY_FILE, brief, enabled_sources, load_registry
-from pipeline.tokenview import printable
+from pipeline.terminal import printable
 
 TEXT_LIMIT = 160  # characters of a quarantined row's text shown with --rows
 
@@ -88,10 +88,10 @@ def read_source(
             f"{name}: {shown['quarantine']} is not the quarantine {shown['report']} was written with (a "
             f"normalize killed between its renames?): run `dvc repro normalize@{name}`"
         )
-    # the text only when rows are listed: a large source's quarantine is mostly text
-    columns = ["check", "reason", "origin", *(["source"] if only else []), *(["text"] if rows else [])]
-    try:
+    columns = ["check", "reason", "origin", *(["source"] if only else [])]
+    try:  # no text here: a large source's quarantine is mostly text, and --rows lists only a few
         table = pl.read_parquet(paths["quarantine"], columns=columns)
+        listed = _listed_rows(paths["quarantine"], rows, check, only) if rows else []
     except (pl.exceptions.PolarsError, OSError) as e:  # a report without the record: nothing vouched
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SourceError(
@@ -112,9 +112,7 @@ def read_source(
         table = table.filter(pl.col("source") == only)
         rows_read = (by_source[only] or {}).get("rows_read")
         table = table.drop("source")
-    caught = table.with_row_index("_at")
-    first = caught.group_by("check").first().sort("_at")
-    picked = table.filter(pl.col("check") == check) if check else table
+    first = table.with_row_index("_at").group_by("check").first().sort("_at")
     return SourceQuarantine(
         source=only or name,
         path=shown["quarantine"],
@@ -126,8 +124,20 @@ def read_source(
         first={
             c: {"origin": o, "reason": r} for c, r, o in first.select("check", "reason", "origin").iter_rows()
         },
-        rows=picked.head(rows).to_dicts() if rows else [],
+        rows=listed,
     )
+
+
+def _listed_rows(path: Path, rows: int, check: str | None, only: str | None) -> list[dict[str, Any]]:
+    """The first `rows` quarantined rows (of rule `check`, of source `only`) with their text. A lazy
+    scan with the filter before the head: polars reads the text of the rows it keeps, not the whole
+    column (on a 420 MB quarantine, 0.08 s and 130 MB against 0.57 s and 880 MB)."""
+    scan = pl.scan_parquet(path)
+    if only:
+        scan = scan.filter(pl.col("source") == only)
+    if check:
+        scan = scan.filter(pl.col("check") == check)
+    return scan.head(rows).select("check", "reason", "origin", "text").collect().to_dicts()
 
 
 def _excerpt(text: str | None) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 from pipeline.buildinputs import VARIANTS
 from pipeline.params import load_params, project_root, shown_path
 from pipeline.shards import TokenShards
+from pipeline.terminal import printable
 
 OPEN, CLOSE = "⟦", "⟧"  # around the loss's text, where there is no colour
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
@@ -254,13 +255,6 @@ def _held_elsewhere(root: Path, variant: str, split: str, source: str) -> str:
             option = f"--split {s}" if v == variant else f"--variant {v} --split {s}"
             found.append(f"{n:,} in {v}'s {s} split ({option})")
     return f"; it has {', '.join(found)}" if found else ""
-
-
-def printable(label: str) -> str:
-    """`label` on one line, inert at a terminal: each character that is not printable (ESC, a line
-    break, a C1 control, a bidi override) written as its Python escape. The training text itself needs
-    none of this: normalize quarantines control characters in it (docs/contracts.md)."""
-    return label if label.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in label)
 
 
 def format_conversation(c: ShownConversation, shards: TokenShards, root: Path, color: bool) -> str:

@@ -182,6 +182,22 @@ def test_one_contributed_file_is_named_as_sources_names_it(
     assert "(its sources: contrib/clean, contrib/mixed)" in err
 
 
+def test_listed_rows_are_the_first_of_that_file_and_rule_in_file_order(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rows reads the text of the rows it lists only (a lazy scan): still the first N of the file and
+    rule asked for, in the quarantine's order, with their text."""
+    (project / "data" / "contrib" / "other.txt").write_text(BROKEN * 3)
+    (project / "data" / "contrib" / "other.yaml").write_text("licence: MIT\ncommercial: true\n")
+    _normalize(project)
+    table = pl.read_parquet(output_paths("contrib", project)["quarantine"])
+    want = table.filter((pl.col("source") == "contrib/other") & (pl.col("check") == "text_present"))
+    assert want.height >= 3 and table.filter(pl.col("check") == "text_present").height > want.height
+    assert cli.main(["quarantine", "contrib/other", "--check", "text_present", "--rows", "2", "--json"]) == 0
+    [account] = json.loads(capsys.readouterr().out)
+    assert account["rows"] == want.head(2).select("check", "reason", "origin", "text").to_dicts()
+
+
 def test_unknown_and_unnormalized_sources_are_one_line_each(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
