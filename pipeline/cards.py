@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from pipeline.sources import licences
+from pipeline.terminal import printable
 
 # The Hub's `license:` ids (https://huggingface.co/docs/hub/repositories-licenses), less `unknown`
 # and `other`, which hub_licence chooses itself. Mostly lower-case SPDX ids; a few are the Hub's own.
@@ -120,6 +121,13 @@ _GNU_FAMILY = re.compile(r"(gpl|lgpl|gfdl)-\d+(\.\d+)*(-no-invariants|-invariant
 LICENCE_FILE = "LICENSE.md"
 # The notices passing a variant on requires, written beside its card (pipeline/notices.py).
 NOTICE_FILE = "NOTICE.md"
+# How much of a contributor's description a card shows: enough to say what the file is (NOTICE.md
+# reproduces the whole sidecar), not a table cell of a thousand words.
+DESCRIPTION_MAX = 200
+# The ASCII punctuation that opens Markdown or HTML inline syntax: escapes and code, emphasis,
+# links and images, tags and autolinks, entities, strikethrough. A backslash before any ASCII
+# punctuation is Markdown's escape; `|` is `cell`'s, as it matters in a table only.
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]<&~])")
 
 
 @dataclass(frozen=True)
@@ -176,3 +184,16 @@ def front_matter(meta: Mapping[str, Any]) -> str:
 def cell(text: Any) -> str:
     """Markdown table cell: pipes and line ends (LF, CR, CRLF) would break the row."""
     return " ".join(str(text).replace("|", "\\|").splitlines())
+
+
+def markdown_text(text: Any, limit: int = DESCRIPTION_MAX) -> str:
+    """Free text someone else wrote (a contributor's sidecar `description:`) as inert Markdown on
+    one line: each run of whitespace (line breaks, tabs, U+2028) one space; cut at `limit`
+    characters, with an ellipsis; every other character that is not printable (ESC and the other
+    C0 and C1 controls, a bidi override, a zero-width character) written as its escape (`\\x1b`,
+    `\\u202e`), so a reader sees it instead of it acting on a terminal or the text around it; and
+    Markdown's syntax characters escaped, so `<b>`, `**` or `[x](y)` read as typed."""
+    one = " ".join(str(text).split())
+    if len(one) > limit:
+        one = one[: limit - 1].rstrip() + "…"
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", printable(one))

@@ -34,6 +34,7 @@ from pipeline.sources.contrib import (
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
 from pipeline.sources.registry import get_source, load_registry
+from pipeline.terminal import printable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +131,8 @@ def _check_folder(
                 "licence": cf.licence,
                 "commercial": commercial_eligible(cf.commercial, cf.licence),
                 "commercial_why_not": _why_not_commercial(cf.commercial, cf.licence),
+                # as the report records it, whence the dataset card and NOTICE.md describe the file
+                "description": counts.get("description"),
                 "rows_read": counts.get("rows_read", 0),
                 "rows_kept": counts.get("rows_kept", 0),
                 "conversations": counts.get("conversations_kept", 0),
@@ -165,9 +168,14 @@ def _count(n: int, word: str) -> str:
 
 
 def format_summary(s: dict[str, Any]) -> str:
+    said = s.get("description")
     lines = [
         f"{s['file']} ({s['format']}, {s['licence']}; commercial variant: "
         f"{'yes' if s['commercial'] else 'no, ' + (s.get('commercial_why_not') or 'not eligible')})",
+        # what the dataset card and NOTICE.md will describe the file by, on one line, inert here
+        f"  described as: {printable(' '.join(said.split()))}"
+        if said
+        else "  no description: the dataset card will name the file only (add `description:` to its sidecar)",
         f"  rows read {s['rows_read']}: {s['rows_kept']} kept ({_count(s['conversations'], 'conversation')}), "
         f"{s['rows_filtered']} filtered, {s['rows_quarantined']} quarantined",
     ]

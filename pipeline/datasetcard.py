@@ -22,6 +22,7 @@ from pipeline.cards import (
     front_matter,
     hub_licence,
     licence_name,
+    markdown_text,
     source_link,
 )
 from pipeline.sources import licences
@@ -48,22 +49,34 @@ def _code(text: str) -> str:
     return f"{'`' * (run + 1)}{pad}{text}{pad}{'`' * (run + 1)}"
 
 
+def contributed_file(location: str, part: str, terms: Mapping[str, Any]) -> str:
+    """How the card, its LICENSE.md and NOTICE.md describe contributed file `part` (`contrib/<stem>`):
+    its sidecar's description (stats.json `parts`, escaped as Markdown on one line) and where the
+    file is; a part without one (no `description:`, or stats from before it was recorded) by its
+    place alone."""
+    files = f"{location}/{part.split('/', 1)[-1]}.*"
+    where = f"contributed file {_code(files)}"
+    said = terms.get("description")
+    if isinstance(said, str) and said.strip():
+        return f"{markdown_text(said)} — {where}"
+    return f"{where} (terms in its sidecar)"
+
+
 def dataset_sources(stats: Mapping[str, Any], registry: Mapping[str, CardSource]) -> list[CardSource]:
     """The card rows: each enabled source with data in the variant; contributed files one by one
-    (each carries its own licence); registry terms from `registry` (by source name)."""
+    (each carries its own licence and description); registry terms from `registry` (by source name)."""
     rows: list[CardSource] = []
     for name, entry in stats["sources"].items():
         spec = registry.get(name) or CardSource(name=name, licence=entry["licence"], commercial=False)
         if "parts" in entry:  # contrib: one row per contributed file, with its sidecar's terms
             for part, terms in entry["parts"].items():
-                files = f"{spec.location}/{part.split('/', 1)[-1]}.*"
                 rows.append(
                     CardSource(
                         name=part,
                         licence=terms["licence"],
                         commercial=bool(terms["commercial"]),
                         kind="contrib",
-                        description=f"contributed file {_code(files)} (terms in its sidecar)",
+                        description=contributed_file(spec.location, part, terms),
                     )
                 )
             continue

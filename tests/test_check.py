@@ -251,3 +251,20 @@ def test_a_data_file_sharing_its_stem_fails_the_check_as_it_fails_the_pipeline(
     # a hidden file or a note of that stem is not a data file, for the check as for the pipeline
     (tmp_path / "chats.jsonl").rename(tmp_path / ".chats.jsonl")
     assert cli.main(["check", str(tmp_path / "chats.txt")]) == 0
+
+
+def test_the_description_is_shown_as_the_card_will_describe_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sidecar's description, on one line and inert at the terminal, or a hint when there is none:
+    it is what the dataset card and NOTICE.md describe the file by."""
+    said = put(tmp_path, "said.txt", GOOD)
+    (tmp_path / "said.yaml").write_text(
+        'licence: MIT\ncommercial: true\ndescription: "Chats \\e[31mI wrote\\nmyself"\n'
+    )
+    bare = put(tmp_path, "bare.txt", GOOD)
+    (tmp_path / "bare.yaml").write_text("licence: MIT\ncommercial: true\n")
+    assert cli.main(["check", str(said), str(bare)]) == 0
+    out = capsys.readouterr().out
+    assert "  described as: Chats \\x1b[31mI wrote myself\n" in out and "\x1b" not in out
+    assert "  no description: the dataset card will name the file only" in out

@@ -351,7 +351,22 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
         raise SourceError(str(e)) from None
     raw = get_adapter(spec.adapter)(folder, spec, params)
     result = normalize_rows(raw, max_turn_chars=max_chars, min_turns=min_turns)
-    return NormalizeResult(result.turns, result.quarantine, {"source": spec.name, **result.report})
+    report = {"source": spec.name, **result.report}
+    if spec.adapter == "contrib":
+        _describe_files(report, folder)
+    return NormalizeResult(result.turns, result.quarantine, report)
+
+
+def _describe_files(report: dict[str, Any], folder: Path) -> None:
+    """Add each contributed file's sidecar `description:` to its `by_source` entry: the rows carry
+    a file's licence and flag, but not its description, which the build's dataset card and
+    NOTICE.md show for the file (stats.json `parts`)."""
+    from pipeline.sources.adapters.contrib import descriptions
+
+    per_file = report.get("by_source", {})
+    for source, text in descriptions(folder).items():
+        if source in per_file:
+            per_file[source]["description"] = text
 
 
 def output_paths(name: str, root: Path | None = None) -> dict[str, Path]:

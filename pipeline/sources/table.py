@@ -18,6 +18,7 @@ from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
 from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
 from pipeline.sources.registry import REGISTRY_FILE, enabled_sources, load_registry
+from pipeline.terminal import printable
 
 COLUMNS = ("name", "kind", "licence", "commercial", "enabled", "rows")
 
@@ -127,9 +128,11 @@ def _reason(flag: bool, licence: str, reason: str) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A table cell on one line, inert at a terminal: a sidecar's description (or licence) is the
+    contributor's text, and a line break in it split the row, an ESC in it reached the terminal."""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    return printable(" ".join(str(value).split()))
 
 
 def render(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:

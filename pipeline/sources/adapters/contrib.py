@@ -3,6 +3,8 @@
 The format comes from the sidecar's `format:` or the file extension (see infer_format in
 pipeline/sources/contrib.py); the file is then read by that format's adapter. A file from which
 nothing at all is read (a JSON list `[]`) stops the stage, as an empty file stops the download.
+Each file's sidecar `description:` goes into the normalize report (`descriptions`), whence the
+dataset card and NOTICE.md describe the file with it.
 """
 
 from __future__ import annotations
@@ -39,3 +41,17 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
             )
         frames.append(rows.frame())
     return concat(frames)
+
+
+def descriptions(raw_dir: Path) -> dict[str, str]:
+    """Each contributed file's sidecar `description:` by source (`contrib/<stem>`), as written but
+    stripped; a file whose sidecar has none (or only spaces) is left out. The text is the
+    contributor's: whoever shows it escapes it for where it goes (pipeline.cards.markdown_text)."""
+    out: dict[str, str] = {}
+    for cf in scan_contrib(raw_dir):
+        # A YAML escape ("\\ud83d") can give a lone surrogate, which the report (UTF-8 JSON) cannot
+        # hold: written as its escape, as RawRows writes one in the rows.
+        text = cf.description.strip().encode("utf-8", "backslashreplace").decode("utf-8")
+        if text:
+            out[cf.source] = text
+    return out
