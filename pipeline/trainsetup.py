@@ -88,6 +88,10 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
 # Only the steps still to run count: a GPU run resumed (or finalised) near its end is let through.
 CPU_FLOPS = 1e12
 CPU_HOURS_LIMIT = 24.0
+# The refusal's way to a run this CPU finishes. init_from is named too: `dvc exp run -S` leaves the
+# GPU run's `init_from: gpt2-medium` in params.yaml, and the CPU profile alone would then download
+# and fine-tune that 355M model (or, offline, fail on the Hub), not train the 7M one from scratch.
+CPU_RUN = "`dvc exp run -S train.profile=cpu-tiny -S train.init_from=scratch`"
 # (n_layer, n_embd) of the Hub's GPT-2 sizes: an init_from of these keeps its own, not the profile's.
 HUB_SHAPES = {"gpt2": (12, 768), "gpt2-medium": (24, 1024), "gpt2-large": (36, 1280), "gpt2-xl": (48, 1600)}
 
@@ -112,8 +116,7 @@ def refuse_endless_cpu_run(cfg: TrainConfig, rt: Runtime, done: int = 0) -> None
             f"train.device auto found no GPU, and this run ({params / 1e6:,.0f}M parameters, "
             f"{left} iters of {cfg.tokens_per_iter:,} tokens to go) needs about {flops:.1e} FLOPs: over "
             f"{hours:,.0f} hours even on a fast CPU ({CPU_FLOPS / 1e12:g} TFLOP/s). Train it on a GPU, "
-            "use the CPU profile (`dvc exp run -S train.profile=cpu-tiny`), or set train.device: cpu "
-            "to run it here anyway"
+            f"use the CPU profile ({CPU_RUN}), or set train.device: cpu to run it here anyway"
         )
 
 

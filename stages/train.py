@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+from pipeline.checkpoint import latest_run_checkpoint
 from pipeline.device import dist_info_from_env, keep_freed_memory
 from pipeline.params import load_params, project_root
 from pipeline.train import train
@@ -39,6 +40,9 @@ def main() -> int:
     except TrainSetupError as e:
         say(str(e))
         return 1
+    except KeyboardInterrupt:  # Ctrl-C is how a run is stopped: where it stands, not a traceback
+        say(interrupted_notice(paths), after_bar=True)
+        return 130
     val = (  # an empty val split measures nothing ("val loss None -> None" read like a failure)
         f"val loss {summary['initial_val_loss']} -> {summary['val_loss']}"
         if summary["val_loss"] is not None
@@ -48,11 +52,27 @@ def main() -> int:
     return 0
 
 
-def say(msg: str) -> None:
+def interrupted_notice(paths: TrainPaths) -> str:
+    """What a Ctrl-C leaves: the newest run checkpoint, from which the next run of the same settings,
+    data and code resumes (another run discards it), or none (the next run starts afresh)."""
+    latest = latest_run_checkpoint(paths.run_dir)
+    if latest is None:
+        return (
+            f"interrupted before the run's first checkpoint ({paths.run_dir} holds none): "
+            "the next run starts afresh"
+        )
+    return (
+        f"interrupted; the newest run checkpoint is {latest}: the next `dvc repro` resumes from it "
+        "if the settings, data and code are unchanged (the steps after it run again)"
+    )
+
+
+def say(msg: str, after_bar: bool = False) -> None:
     """One line from the main process only: under torchrun every rank reaches the same end (a setup
-    error is the same on each), and N copies of it, with N different timings, would only confuse."""
+    error is the same on each), and N copies of it, with N different timings, would only confuse.
+    `after_bar`: the run's progress bar may still hold the line (an interrupt leaves it unclosed)."""
     if dist_info_from_env().is_main:
-        sys.stderr.write(f"train: {msg}\n")
+        sys.stderr.write(("\n" if after_bar else "") + f"train: {msg}\n")
 
 
 if __name__ == "__main__":

@@ -57,8 +57,18 @@ def test_each_way_back_to_the_committed_run_restores_what_dvc_checkout_cannot() 
     named params.yaml and dvc.lock only, so model/metrics.json and model/live stayed the
     experiment's, `dvc status` listed train as changed and the next `dvc repro` retrained."""
     readme = (ROOT / "README.md").read_text()
-    recipes = re.findall(r"`git checkout HEAD -- ([^`\n]*?) && dvc checkout`", readme)
-    assert len(recipes) >= 2, "README lost its ways back to the committed run"
+    found = re.findall(
+        r"`(?:git add --renormalize -- ([^`\n]*?) && )?git checkout HEAD -- ([^`\n]*?) && dvc checkout`",
+        readme,
+    )
+    assert len(found) >= 2, "README lost its ways back to the committed run"
+    # a re-index first (after a failed experiment git's index can hold the committed blob with the
+    # experiment's stat) must cover what the checkout restores, or those files stay the experiment's
+    assert all(renormalized in ("", recipe) for renormalized, recipe in found), found
+    assert any(renormalized for renormalized, _ in found), (
+        "the way back after `dvc exp run` lost its re-index"
+    )
+    recipes = [recipe for _, recipe in found]
     uncached = _uncached_outputs()
     assert any(p.startswith("model/") for p in uncached)  # the case that was missed
     for recipe in recipes:
