@@ -148,7 +148,8 @@ def test_contrib_local_path_is_watched_and_read_like_data_contrib(tmp_path: Path
     assert fetch_spec(spec, tmp_path) != before
     raw = download(spec, tmp_path)
     assert sorted(p.name for p in raw.iterdir()) == ["chat.txt", "chat.yaml", "manifest.json"]
-    assert json.loads((raw / "manifest.json").read_text())["local_path"] == str(mine)
+    # as sources.yaml writes it: the checkout's folder stays out of the manifest and NOTICE.md
+    assert json.loads((raw / "manifest.json").read_text())["local_path"] == "elsewhere"
 
 
 def test_sources_table_lists_the_contrib_files_under_local_path(tmp_path: Path) -> None:

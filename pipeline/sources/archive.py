@@ -191,10 +191,13 @@ def extract(
             counts.update(linked)
             wanted = set(globs.select(counts, patterns))
             _check_wanted(wanted, counts, name, origin, key)
-            if not wanted:
-                raise SourceError(
-                    f"{name}: archive {origin} has no file matching {', '.join(patterns) or '*'}; {hint}"
-                )
+            # every `files:` glob must select a member (as in a folder, download._select_each): a
+            # misspelt one among several would drop its files without a word. `licence_files:` globs
+            # may be listed in hope (LICENSE*, NOTICE*): one of them matching is enough.
+            unmatched = [p for p in patterns if not any(globs.matches(r, p) for r in wanted)]
+            if not wanted or (key == "files" and unmatched):
+                shown = ", ".join(unmatched if wanted else patterns) or "*"
+                raise SourceError(f"{name}: archive {origin} has no file matching {shown}; {hint}")
             copies: dict[str, list[str]] = {}
             for rel in sorted(linked):
                 copies.setdefault(links[rel], []).append(rel)

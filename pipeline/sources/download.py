@@ -118,14 +118,18 @@ def _select(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
     return files
 
 
-def _copy_selected(folder: Path, patterns: tuple[str, ...], out: Path, none_found: str | None = None) -> None:
-    """Copy `_select(folder, patterns)` into `out` (same relative paths); when nothing matches,
-    `none_found` (if given) is the SourceError, since an empty raw folder would only fail later."""
+def _select_each(folder: Path, patterns: tuple[str, ...], where: str, fix: str) -> list[Path]:
+    """`_select(folder, patterns)`, refused (SourceError: `where` holds no files matching ..., `fix`)
+    when it is empty or when one of the globs selects nothing: a misspelt glob among several
+    (`data/valdiation-*.parquet` beside `data/train-*.parquet`) would drop its files without a
+    word, and a glob matching nothing is never what `files:` means (a package source's are checked
+    the same way, `_package_files`)."""
     files = _select(folder, patterns)
-    if not files and none_found is not None:
-        raise SourceError(none_found)
-    for f in files:
-        _copy(f, out / f.relative_to(folder))
+    rels = [f.relative_to(folder).as_posix() for f in files]
+    unmatched = [p for p in patterns if not any(globs.matches(r, p) for r in rels)]
+    if not files or unmatched:
+        raise SourceError(f"{where} holds no files matching {', '.join(unmatched or patterns) or '*'}; {fix}")
+    return files
 
 
 def _is_licence_name(name: str) -> bool:
@@ -201,13 +205,8 @@ def _local_files(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]]:
     if path.is_file():
         return path.parent, [path]
     if path.is_dir():
-        files = _select(path, spec.files)
-        if not files:
-            raise SourceError(
-                f"{spec.name}: local_path {path} holds no files matching {', '.join(spec.files) or '*'}; "
-                f"fix `local_path:` or `files:` for {spec.name} in sources.yaml"
-            )
-        return path, files
+        fix = f"fix `local_path:` or `files:` for {spec.name} in sources.yaml"
+        return path, _select_each(path, spec.files, f"{spec.name}: local_path {path}", fix)
     raise SourceError(
         f"{spec.name}: local_path {path} does not exist; fix `local_path:` for {spec.name} in sources.yaml"
     )
@@ -216,7 +215,7 @@ def _local_files(spec: SourceSpec, root: Path) -> tuple[Path, list[Path]]:
 def _from_local(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     local = _local_path(spec, root)
     path = str(local)
-    fetched: dict[str, Any] = {"location": path, "revision": None, "local_path": path}
+    fetched: dict[str, Any] = {"location": spec.local_path, "revision": None, "local_path": spec.local_path}
     base, files = _local_files(spec, root)
     one_file = files == [local]  # `local_path:` names the file itself, not a folder
     if spec.kind == "url" and spec.sha256 and one_file:
@@ -391,20 +390,18 @@ def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
         _copy(cf.path, out / cf.path.name)
         _copy(cf.sidecar, out / cf.sidecar.name)
     fetched: dict[str, Any] = {"location": spec.location, "revision": None}
-    return fetched if not spec.local_path else {**fetched, "location": str(folder), "local_path": str(folder)}
+    as_written = {"location": spec.local_path, "local_path": spec.local_path}
+    return fetched if not spec.local_path else {**fetched, **as_written}
 
 
 def _from_hub(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     from pipeline.sources.hub import fetch_snapshot
 
     snapshot, commit, complete = fetch_snapshot(spec, HUB_LICENCE_PATTERNS)
-    _copy_selected(
-        snapshot,
-        spec.files,
-        out,
-        f"{spec.name}: {spec.location}@{spec.revision} has no files matching {', '.join(spec.files)}; "
-        f"fix `files:` or set `local_path:` for {spec.name} in sources.yaml",
-    )
+    where = f"{spec.name}: {spec.location}@{spec.revision}"
+    fix = f"fix `files:` or set `local_path:` for {spec.name} in sources.yaml"
+    for f in _select_each(snapshot, spec.files, where, fix):
+        _copy(f, out / f.relative_to(snapshot))
     recorded = _record_licence(snapshot, _top_licence_files(snapshot, card=True), out)
     # Read from the cache alone (offline, or the Hub out of reach), the snapshot holds only what was
     # fetched into it before, perhaps by a download that asked for no licence files: those it holds
@@ -445,7 +442,10 @@ FETCHERS = {"package": _from_package, "contrib": _from_contrib, "hf_dataset": _f
 
 def manifest(spec: SourceSpec, folder: Path, fetched: dict[str, Any]) -> dict[str, Any]:
     """What was fetched, from where, under which licence; sha256 + size of every file (no timestamps,
-    so that an unchanged source gives a byte-identical folder and DVC re-runs nothing)."""
+    so that an unchanged source gives a byte-identical folder and DVC re-runs nothing). A
+    `local_path:` is recorded as sources.yaml writes it, not resolved: a relative one resolved would
+    put the checkout's own folder (/home/<user>/...) into the manifest, and from it into every
+    NOTICE.md, and make two checkouts of one commit build different bytes."""
     files = [
         {"path": p.relative_to(folder).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
         for p in sorted(folder.rglob("*"))
