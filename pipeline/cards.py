@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import regex
 import yaml
 
 from pipeline.sources import licences
@@ -128,6 +129,12 @@ DESCRIPTION_MAX = 200
 # links and images, tags and autolinks, entities, strikethrough. A backslash before any ASCII
 # punctuation is Markdown's escape; `|` is `cell`'s, as it matters in a table only.
 _MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]<&~])")
+# Zero-width non-joiner and joiner: Python counts them unprintable (format characters), but they
+# are part of writing (Persian, Hindi and other scripts; emoji sequences such as 👨‍👩‍👧), so a card
+# shows them as they are. The other format characters (bidi overrides, U+200B) are still escaped.
+_JOINERS = frozenset("\u200c\u200d")
+# One character as a reader sees it (Unicode extended grapheme clusters, which `re` cannot match).
+_GRAPHEME = regex.compile(r"\X")
 
 
 @dataclass(frozen=True)
@@ -189,11 +196,24 @@ def cell(text: Any) -> str:
 def markdown_text(text: Any, limit: int = DESCRIPTION_MAX) -> str:
     """Free text someone else wrote (a contributor's sidecar `description:`) as inert Markdown on
     one line: each run of whitespace (line breaks, tabs, U+2028) one space; cut at `limit`
-    characters, with an ellipsis; every other character that is not printable (ESC and the other
-    C0 and C1 controls, a bidi override, a zero-width character) written as its escape (`\\x1b`,
-    `\\u202e`), so a reader sees it instead of it acting on a terminal or the text around it; and
-    Markdown's syntax characters escaped, so `<b>`, `**` or `[x](y)` read as typed."""
+    characters (never inside a letter with its accents, an emoji sequence or a flag), with an
+    ellipsis; every other character that is not printable (ESC and the other C0 and C1 controls, a
+    bidi override, a zero-width space) written as its escape (`\\x1b`, `\\u202e`), so a reader sees
+    it instead of it acting on a terminal or the text around it, but for the zero-width joiner and
+    non-joiner, which are part of writing; and Markdown's syntax characters escaped, so `<b>`, `**`
+    or `[x](y)` read as typed."""
     one = " ".join(str(text).split())
     if len(one) > limit:
-        one = one[: limit - 1].rstrip() + "…"
-    return _MARKDOWN_SYNTAX.sub(r"\\\1", printable(one))
+        one = one[: _cut_at(one, limit - 1)].rstrip() + "…"
+    inert = "".join(c if c in _JOINERS else printable(c) for c in one)
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", inert)
+
+
+def _cut_at(text: str, at: int) -> int:
+    """`at`, moved back to the start of the character (what a reader sees as one: a Unicode extended
+    grapheme cluster, `regex`'s `\\X`) it falls in: a cut inside a letter with its accents, an emoji
+    sequence or a flag would leave half of it (`e` for `é`, a lone `🇫`, a dangling joiner)."""
+    for grapheme in _GRAPHEME.finditer(text):
+        if grapheme.end() > at:
+            return grapheme.start()
+    return at

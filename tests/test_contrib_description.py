@@ -145,3 +145,23 @@ def test_a_description_cut_inside_an_emoji_is_written_escaped(root: Path) -> Non
     assert _normalize(root)["by_source"]["contrib/cut"]["description"] == "Chats \\ud83d"
     card = (_build(root) / "README.md").read_text(encoding="utf-8")
     assert "| Chats \\\\ud83d — contributed file `data/contrib/cut.*` |" in card
+
+
+def test_markdown_text_keeps_the_joiners_of_a_script_or_an_emoji() -> None:
+    """The zero-width (non-)joiner is part of writing: a Persian or Hindi description, or an emoji
+    family, read `می\\u200cخواهم` and `👨\\u200d👩\\u200d👧` in the card, where other format
+    characters (a bidi override, U+200B) are still escaped."""
+    persian, family = "می\u200cخواهم", "👨\u200d👩\u200d👧"
+    assert cards.markdown_text(f"{persian} {family}") == f"{persian} {family}"
+    assert cards.markdown_text("a\u200bb\u202ec") == "a\\\\u200bb\\\\u202ec"
+
+
+def test_markdown_text_cuts_before_a_character_it_would_split() -> None:
+    """The cut at DESCRIPTION_MAX fell inside what a reader sees as one character: `é` written as
+    `e` + a combining accent lost its accent, an emoji family left `👨` and a dangling joiner, a
+    flag a lone regional indicator, a thumbs-up its skin tone."""
+    keep = cards.DESCRIPTION_MAX - 2  # characters before the one the cut falls in
+    for whole in ("e\u0301", "👨\u200d👩\u200d👧", "🇫🇷", "👍🏽"):
+        assert cards.markdown_text("x" * keep + whole + "tail") == "x" * keep + "…", whole
+    # two flags: the cut between them keeps the first whole
+    assert cards.markdown_text("x" * (keep - 2) + "🇫🇷🇩🇪" + "tail") == "x" * (keep - 2) + "🇫🇷…"
