@@ -228,7 +228,7 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         link = source_link(s.kind, s.location)
         what = f"{s.description} ({link})" if s.description and link else (s.description or link)
         lines.append(
-            f"| {cell(s.name)} | {cell(s.licence)} | {'yes' if s.commercial else 'no'} | "
+            f"| {cell(markdown_text(s.name))} | {cell(markdown_text(s.licence))} | {'yes' if s.commercial else 'no'} | "
             f"{c.get('train', 0):,} / {c.get('val', 0):,} | {cell(what)} |"
         )
     if left_out:
@@ -292,7 +292,7 @@ def dataset_licence_file(stats: Mapping[str, Any], sources: Sequence[CardSource]
     for s in other:
         where = source_link(s.kind, s.location) or s.description or "ask the contributor"
         lines.append(
-            f"| {cell(s.name)} | {cell(s.licence)} | {'yes' if s.commercial else 'no'} | {cell(where)} |"
+            f"| {cell(markdown_text(s.name))} | {cell(markdown_text(s.licence))} | {'yes' if s.commercial else 'no'} | {cell(where)} |"
         )
     return "\n".join([*lines, ""])
 

@@ -21,6 +21,7 @@ from pipeline.cards import (
     front_matter,
     hub_licence,
     licence_name,
+    markdown_text,
 )
 
 
@@ -270,7 +271,10 @@ def model_licence_file(
         "",
         "| source | licence | commercial |",
         "|---|---|---|",
-        *(f"| {cell(s.name)} | {cell(s.licence)} | {'yes' if s.commercial else 'no'} |" for s in trained),
+        *(
+            f"| {cell(markdown_text(s.name))} | {cell(markdown_text(s.licence))} | {'yes' if s.commercial else 'no'} |"
+            for s in trained
+        ),
         "",
         commercial_statement(trained, unknown_base),
         "",

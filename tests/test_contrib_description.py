@@ -165,3 +165,12 @@ def test_markdown_text_cuts_before_a_character_it_would_split() -> None:
         assert cards.markdown_text("x" * keep + whole + "tail") == "x" * keep + "…", whole
     # two flags: the cut between them keeps the first whole
     assert cards.markdown_text("x" * (keep - 2) + "🇫🇷🇩🇪" + "tail") == "x" * (keep - 2) + "🇫🇷…"
+
+
+def test_a_contributed_file_whose_name_is_markdown_is_named_as_it_is(root: Path) -> None:
+    """A file stem is the contributor's too: `a*b*c` was written into the card's name column as
+    is, where it renders as `a`, an italic `b` and `c`."""
+    _contribute(root, "my*chat*log", "licence: MIT\ncommercial: true\ndescription: chats\n")
+    _normalize(root)
+    card = (_build(root) / "README.md").read_text(encoding="utf-8")
+    assert "| contrib/my\\*chat\\*log | MIT | yes | 1 / 0 | chats — contributed file " in card
