@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     # the prompt did nothing until Enter, and then quit with the message typed.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     code = chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
-    if code == EXIT_BROKEN_PIPE:
+    if code in (EXIT_BROKEN_PIPE, EXIT_IO_ERROR):  # Python's final flush of stdout would fail again
         silence_stdout()
     return code
 
@@ -204,8 +204,12 @@ def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:
         return 130
     except BrokenPipeError:  # stdout's reader left (`nanochatgpt chat | head`): nobody to answer
         return EXIT_BROKEN_PIPE
+    except OSError as e:  # stdout cannot take the reply (a full disk) or stdin cannot be read (EIO)
+        print(f"chat: {e}", file=stderr)
+        return EXIT_IO_ERROR
 
 
+EXIT_IO_ERROR = 1  # stdin or stdout failed (`chat > file` on a full disk): a one-line error, not a traceback
 EXIT_COMMANDS = ("/exit", "/quit")
 HELP = "Type a message; /reset clears the conversation, /exit or /quit quits, /help shows this, Ctrl-C stops a reply."
 

@@ -795,8 +795,10 @@ def run(args: argparse.Namespace) -> int:
             f"serve: listening on {host}, not only this machine, for any Host; there is no authentication",
             file=sys.stderr,
         )
+    # An IPv6 address goes in brackets (RFC 3986): http://::1:8000/ is no URL (curl exits 3, malformed).
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     print(
-        f"serve: http://{host}:{port}/v1/chat/completions and /v1/responses (model {args.model_name!r}); "
+        f"serve: http://{authority}/v1/chat/completions and /v1/responses (model {args.model_name!r}); "
         "Ctrl-C stops",
         file=sys.stderr,
     )

@@ -238,6 +238,20 @@ def test_a_closed_stdout_ends_the_chat_quietly(enc) -> None:
     assert err.getvalue() == ""
 
 
+class FullDisk(io.StringIO):
+    """stdout of `nanochatgpt chat > answers.txt` on a full disk (or `> /dev/full`)."""
+
+    def write(self, s: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_stdout_that_cannot_be_written_is_a_one_line_error_not_a_traceback(enc) -> None:
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    err = io.StringIO()
+    assert chat_loop(session, io.StringIO("hello\nmore\n"), FullDisk(), err) == 1
+    assert err.getvalue() == "chat: [Errno 28] No space left on device\n"
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

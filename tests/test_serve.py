@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -421,6 +422,31 @@ def test_cli_bind_errors_are_one_line(monkeypatch, capsys) -> None:
     assert run(parser.parse_args(["--port", "70000"])) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("serve: cannot bind 127.0.0.1:70000") and "\n" not in err
+
+
+def test_the_url_printed_at_start_is_one_a_client_can_use_on_ipv6(monkeypatch, capsys) -> None:
+    """`serve --host ::1` printed http://::1:PORT/v1/..., which curl rejects (an IPv6 address goes
+    in brackets): the URL printed must name the host and port it serves."""
+    import pipeline.chat
+    from pipeline.serve import ChatHTTPServer
+
+    monkeypatch.setattr(pipeline.chat, "load_chat_model", lambda ckpt, device, log=None: tiny_gpt())
+
+    def stop_at_once(self, poll_interval: float = 0.5) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C would: run() returns after printing its URL
+
+    monkeypatch.setattr(ChatHTTPServer, "serve_forever", stop_at_once)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert run(parser.parse_args(["--host", "::1", "--port", "0"])) == 0
+    url = re.search(r"http://\S+/v1/chat/completions", capsys.readouterr().err)
+    assert url is not None
+    parts = urllib.parse.urlsplit(url.group())
+    assert parts.hostname == "::1" and parts.port is not None and parts.port > 0
 
 
 # ---- found by an adversarial pass ----------------------------------------------------------------
