@@ -39,6 +39,7 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
+from benchmarks.args import positive_int, positive_ints  # noqa: E402
 from pipeline import atomic  # noqa: E402
 from pipeline.device import resolve_device  # noqa: E402
 from pipeline.engine import Engine  # noqa: E402
@@ -80,13 +81,23 @@ def repeat_timed(fn, device: torch.device, repeats: int, seconds: float = float(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["gpt2", "gpt2-medium"], default="gpt2-medium")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-sizes", default="1,16", help="comma-separated (default 1,16)")
-    p.add_argument("--prompt-len", type=int, default=32)
-    p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument(
-        "--repeats", type=int, default=3, help="timed runs per generator and batch size; the median counts"
+        "--model",
+        choices=["gpt2", "gpt2-medium"],
+        default="gpt2-medium",
+        help="the GPT-2 shape, random weights (default gpt2-medium)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--batch-sizes", type=positive_ints, default="1,16", help="comma-separated (default 1,16)")
+    p.add_argument("--prompt-len", type=positive_int, default=32, help="prompt tokens per row (default 32)")
+    p.add_argument(
+        "--new-tokens", type=positive_int, default=128, help="tokens each row generates (default 128)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=3,
+        help="timed runs per generator and batch size; the median counts (default 3)",
     )
     p.add_argument(
         "--naive-seconds",
@@ -111,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.json:  # at once: a run that dies before its first row leaves [] here, not an older run's rows
         atomic.write_text(args.json, "[]\n")
-    batch_sizes = _ints(args.batch_sizes)
+    batch_sizes: list[int] = args.batch_sizes
 
     device = resolve_device(args.device)
     compile_sizes = _ints(args.compile_batch_sizes or ("1" if device.type == "cuda" else ""))
-    repeats = max(1, args.repeats)
+    repeats = args.repeats
     naive_seconds = args.naive_seconds
     if naive_seconds is None:
         naive_seconds = 15.0 if device.type == "cuda" else float("inf")

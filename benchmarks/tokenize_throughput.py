@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.args import positive_int  # noqa: E402
 from pipeline.tokenizer import get_encoding  # noqa: E402
 
 CHILD = """
@@ -141,16 +142,24 @@ def run_stage(dataset: Path, out: Path, workers: int, batch: int) -> tuple[tuple
     return (result["wall"], result["cpu"]), result["tokens"], peak / 1e6
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--sizes", type=int, nargs=2, default=[1, 4], help="corpus sizes, in copies of chitchat"
+        "--sizes",
+        type=positive_int,
+        nargs=2,
+        default=[1, 4],
+        help="the two corpus sizes, in copies of chitchat's conversations (default 1 4)",
     )
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=512, help="tokenize.batch_conversations")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--workers", type=positive_int, default=2, help="the stage's tokenize.workers (default 2)"
+    )
+    parser.add_argument(
+        "--batch", type=positive_int, default=512, help="tokenize.batch_conversations (default 512)"
+    )
+    args = parser.parse_args(argv)
 
     enc = get_encoding()
     base = base_conversations()

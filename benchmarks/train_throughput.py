@@ -43,6 +43,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.args import positive_int  # noqa: E402
 from pipeline import atomic, attention, device  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
 from pipeline.optim import make_optimizer  # noqa: E402
@@ -281,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu", action="store_true", help="only the CPU figure")
     p.add_argument("--no-cpu", action="store_true", help="skip the CPU figure (the GPU check)")
     p.add_argument("--quick", action="store_true", help="fewer steps; on GPU only GPT-2 124M")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per case")
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="timed steps per case (default 20 on GPU, 6 on CPU; --quick 10 and 3)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--budget", type=float, default=150.0, help="seconds; later cases are skipped past it")
     args = p.parse_args(argv)

@@ -27,6 +27,10 @@ def _metric(path: str, key: str) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+# `make repro` puts .venv/bin on its own PATH only: a bare `nanochatgpt` or `dvc` suggested here
+# is "command not found" in the user's shell until the environment is activated.
+VENV_BIN = ".venv/bin/"
+
 TURN_PREFIXES = ("**human:**", "**bot:**")
 PERSONA_PREFIX = "*persona:*"
 
@@ -44,7 +48,7 @@ def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
     Texts are shown as written: the Markdown escapes the file adds are dropped (plain_text).
     """
     if not transcripts.exists():
-        return ["(no transcripts: run `dvc repro evaluate`)"]
+        return [f"(no transcripts: run `{VENV_BIN}dvc repro evaluate`)"]
     conversations: list[list[str]] = []
     indent = ""
     for raw in transcripts.read_text(encoding="utf-8").splitlines():
@@ -81,7 +85,7 @@ def main() -> None:
     print("\nnanoChatGPT artifacts")
     for label, path in ARTIFACTS:
         print(f"  {label:34s} {path}{'' if Path(path).exists() else '  (missing)'}")
-    print("\nmetrics (dvc metrics show for all)")
+    print(f"\nmetrics ({VENV_BIN}dvc metrics show for all)")
     print(f"  train: final val loss {_metric('model/metrics.json', 'val_loss')}")
     print(
         f"  eval:  val loss on bot tokens {_metric('model/eval/metrics.json', 'val_loss_bot')}, "
@@ -90,9 +94,12 @@ def main() -> None:
     print("\nsample exchange (model/eval/transcripts.md)")
     for line in sample_exchange(Path("model/eval/transcripts.md")):
         print(f"  {line}" if line else "")
-    print("\nchat with it: .venv/bin/nanochatgpt chat --context 'You are a cheerful pirate.'")
-    print("serve it:     .venv/bin/nanochatgpt serve   (OpenAI-style API on http://127.0.0.1:8000)")
-    print("see its data: .venv/bin/nanochatgpt tokens  (what the loss counts)  |  nanochatgpt quarantine")
+    print(f"\nchat with it: {VENV_BIN}nanochatgpt chat --context 'You are a cheerful pirate.'")
+    print(f"serve it:     {VENV_BIN}nanochatgpt serve   (OpenAI-style API on http://127.0.0.1:8000)")
+    print(
+        f"see its data: {VENV_BIN}nanochatgpt tokens  (what the loss counts)  |  {VENV_BIN}nanochatgpt quarantine"
+    )
+    print("(or `source .venv/bin/activate` once per shell, then the bare commands)")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variant", choices=VARIANTS, help="dataset variant (default: params.yaml train.variant)"
     )
-    parser.add_argument("--split", choices=("train", "val"), default="train")
+    parser.add_argument(
+        "--split", choices=("train", "val"), default="train", help="split shown (default train)"
+    )
     parser.add_argument(
         "--index", type=int, default=0, metavar="N", help="first conversation shown (0-based, in shard order)"
     )
