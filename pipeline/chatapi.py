@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.chatrequest import CONTEXT_LENGTH_EXCEEDED, ChatRequest, RequestError
-from pipeline.chatsession import ChatSession, NoRoomError, clean_text
+from pipeline.chatsession import MIN_PROMPT_TOKENS, ChatSession, NoRoomError, clean_text, max_reply_budget
 
 if TYPE_CHECKING:
     from pipeline.engine import Engine, Generation
@@ -208,11 +208,12 @@ class ChatService:
 
     def session(self, req: ChatRequest) -> ChatSession:
         """A ChatSession holding the request's persona and past turns."""
-        limit = self.engine.block_size - 1
+        limit = max_reply_budget(self.engine.block_size)
         key = req.names.budget
         if req.max_tokens is not None and req.max_tokens > limit:
             raise RequestError(
-                f"{key} must be at most {limit} (context window {limit + 1})",
+                f"{key} must be at most {limit} (context window {self.engine.block_size}, and the "
+                f"shortest conversation takes {MIN_PROMPT_TOKENS} tokens)",
                 key,
                 code=CONTEXT_LENGTH_EXCEEDED,
             )

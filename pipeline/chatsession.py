@@ -120,6 +120,16 @@ def _long_combining_run() -> re.Pattern[str]:
     return re.compile(f"[{members}]{{{MAX_COMBINING_RUN + 1},}}")
 
 
+# The shortest prompt a reply can follow: <|endoftext|>, <human>, a one-token message, <endOfText>,
+# <bot>. A reply budget over block_size minus this leaves no room for any conversation.
+MIN_PROMPT_TOKENS = 5
+
+
+def max_reply_budget(block_size: int) -> int:
+    """The largest reply budget a `block_size`-token model can chat with (a persona needs less)."""
+    return block_size - MIN_PROMPT_TOKENS
+
+
 def default_reply_budget(block_size: int) -> int:
     """A quarter of the context window, at most 256 tokens: leaves most of it for the conversation."""
     return max(1, min(256, block_size // 4))
@@ -158,15 +168,20 @@ class NoRoomError(ValueError):
 
 
 class ReplyBudgetError(ValueError):
-    """A reply budget outside 1..block_size-1. Like NoRoomError, it carries the figure so that each
-    caller names the setting as its users type it (the CLI's --max-new-tokens): see describe()."""
+    """A reply budget outside 1..max_reply_budget(block_size). Like NoRoomError, it carries the
+    figure so that each caller names the setting as its users type it (the CLI's --max-new-tokens):
+    see describe(). (The bound was block_size - 1, and every budget above block_size - 5 that it let
+    through then failed as leaving no room: the stated limit was one no value near it could meet.)"""
 
     def __init__(self, block_size: int) -> None:
         self.block_size = block_size
-        super().__init__(f"max_new_tokens must be in 1..{block_size - 1} (block_size {block_size})")
+        super().__init__(self.describe("max_new_tokens"))
 
     def describe(self, budget: str) -> str:
-        return f"{budget} must be in 1..{self.block_size - 1} (the model's block_size is {self.block_size})"
+        return (
+            f"{budget} must be in 1..{max_reply_budget(self.block_size)} (the model's block_size is "
+            f"{self.block_size}, and the shortest conversation takes {MIN_PROMPT_TOKENS} tokens)"
+        )
 
 
 class ChatSession:
@@ -202,7 +217,7 @@ class ChatSession:
         self.last_prompt_ids: list[int] | None = None
         self._replies = 0
         self._budget = engine.block_size - max_new_tokens
-        if max_new_tokens < 1 or self._budget < 1:
+        if not 1 <= max_new_tokens <= max_reply_budget(engine.block_size):
             raise ReplyBudgetError(engine.block_size)
         # <|endoftext|> persona <bot>, plus <human>, at least one token and <endOfText> for a message.
         fixed = len(render([], self.context, enc=engine.enc, add_generation_prompt=True)[0])

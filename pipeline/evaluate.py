@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import paramcheck
+from pipeline.chatsession import MIN_PROMPT_TOKENS, max_reply_budget
 from pipeline.model import GPT, masked_token_losses
 from pipeline.transcripts import Transcript
 
@@ -81,10 +82,11 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
         return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
     n = cfg["max_new_tokens"]
-    if not integer(n) or not 1 <= n < block_size:
+    if not integer(n) or not 1 <= n <= max_reply_budget(block_size):
         raise fail(
             "max_new_tokens",
-            f"must be an integer in 1..{block_size - 1} (the model's block_size is {block_size})",
+            f"must be an integer in 1..{max_reply_budget(block_size)} (the model's block_size is "
+            f"{block_size}, and the shortest conversation takes {MIN_PROMPT_TOKENS} tokens)",
             n,
         )
     if cfg["eval_iters"] is not None and (not integer(cfg["eval_iters"]) or cfg["eval_iters"] < 1):

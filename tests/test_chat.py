@@ -203,8 +203,8 @@ def test_cli_chats_with_the_hugging_face_export_as_with_the_checkpoint(
         (["--temperature", "nan"], "finite"),
         (["--seed", "99999999999999999999999"], "seed must be in"),
         (["--device", "tpu"], "expected auto, cpu, cuda"),
-        (["--max-new-tokens", "0"], "--max-new-tokens must be in 1..127 (the model's block_size is 128)"),
-        (["--max-new-tokens", "128"], "--max-new-tokens must be in 1..127"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be in 1..123 (the model's block_size is 128"),
+        (["--max-new-tokens", "124"], "--max-new-tokens must be in 1..123"),
     ],
 )
 def test_cli_errors_are_one_line(ckpt: Path, monkeypatch, capsys, extra: list[str], message: str) -> None:
@@ -364,13 +364,18 @@ def test_ctrl_c_at_a_terminal_stops_the_reply_not_the_chat(enc) -> None:
 def test_no_room_errors_name_what_the_user_gave(enc, ckpt: Path, monkeypatch, capsys) -> None:
     """`chat --max-new-tokens 127` blamed a --context nobody gave ("--context is 2 tokens"), and a
     persona's size counted its two control tokens."""
-    from pipeline.chatsession import NoRoomError
+    from pipeline.chatsession import NoRoomError, ReplyBudgetError
 
     engine = scripted_engine(enc)
-    with pytest.raises(NoRoomError) as e:
-        ChatSession(engine, max_new_tokens=127)
+    # the largest budget the refusal states is one a conversation fits beside: the limit said 127,
+    # and 124..127 were then refused as leaving no room
+    ChatSession(engine, max_new_tokens=123).reply("a")
+    with pytest.raises(ReplyBudgetError, match=r"must be in 1\.\.123 \(the model's block_size is 128"):
+        ChatSession(engine, max_new_tokens=124)
+    with pytest.raises(NoRoomError) as e:  # a persona of any size leaves no room beside 123
+        ChatSession(engine, context="word", max_new_tokens=123)
     assert str(e.value) == (
-        "max_new_tokens 127 leaves no room for the conversation in the 128-token context window: lower it"
+        "max_new_tokens 123 leaves no room for the conversation in the 128-token context window: lower it"
     )
     # 128 - 16 = 112 prompt tokens; <|endoftext|>, <bot> and a one-token <human> turn take 5.
     with pytest.raises(
@@ -380,14 +385,12 @@ def test_no_room_errors_name_what_the_user_gave(enc, ckpt: Path, monkeypatch, ca
     ChatSession(engine, context=" ".join(["word"] * 107), max_new_tokens=16).reply("a")  # "at most" holds
     with pytest.raises(NoRoomError, match="the persona is 108 tokens"):
         ChatSession(engine, context=" ".join(["word"] * 108), max_new_tokens=16)
-    with pytest.raises(NoRoomError, match="max_new_tokens 124 leaves no room"):  # no persona could fit
-        ChatSession(engine, context="word", max_new_tokens=124)
 
     argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu"]
     monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
-    assert cli.main([*argv, "--max-new-tokens", "127"]) == 2
+    assert cli.main([*argv, "--max-new-tokens", "123", "--context", "word"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("chat: --max-new-tokens 127 leaves no room") and "--context" not in err
+    assert err.startswith("chat: --max-new-tokens 123 leaves no room") and "--context" not in err
     monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
     assert cli.main([*argv, "--max-new-tokens", "16", "--context", "word " * 200]) == 2
     err = capsys.readouterr().err.strip()

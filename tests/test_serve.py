@@ -246,7 +246,7 @@ def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
         ),
         ({"messages": [{"role": "user", "content": "a"}], "stop": [""]}, "stop", "non-empty"),
         ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 0}, "max_tokens", "at least 1"),
-        ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 5000}, "max_tokens", "at most 127"),
+        ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 5000}, "max_tokens", "at most 123"),
         ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 2.5}, "max_tokens", "integer"),
         ({"messages": [{"role": "user", "content": "a"}], "temperature": -1}, "temperature", ">= 0"),
         ({"messages": [{"role": "user", "content": "a"}], "temperature": "hot"}, "temperature", "number"),
@@ -381,7 +381,7 @@ def test_http_edge_cases_answer_in_json(enc) -> None:
 @pytest.mark.parametrize(
     ("body", "param", "words"),
     [
-        ({"max_tokens": 127}, "max_tokens", "leaves no room for the conversation"),
+        ({"max_tokens": 124}, "max_tokens", "at most 123 (context window 128"),
         ({"stop": 5}, "stop", "a string or a list"),
         ({"max_completion_tokens": 0}, "max_completion_tokens", "at least 1"),
     ],
@@ -489,7 +489,7 @@ def test_chunked_request_bodies_are_read(enc) -> None:
 
 def test_max_completion_tokens_too_large_is_named_as_such(enc) -> None:
     with serving(Engine(tiny_gpt(), enc=enc)) as url:
-        for value, words in ((500, "at most 127"), (127, "leaves no room")):
+        for value, words in ((500, "at most 123"), (124, "at most 123")):
             status, reply = post(
                 url, {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": value}
             )
@@ -498,6 +498,9 @@ def test_max_completion_tokens_too_large_is_named_as_such(enc) -> None:
                 reply["error"]["message"].startswith("max_completion_tokens")
                 and words in reply["error"]["message"]
             )
+        # the limit it states is one a conversation fits beside (it said 127, and 127 had no room)
+        status, _ = post(url, {"messages": [{"role": "user", "content": "a"}], "max_completion_tokens": 123})
+        assert status == 200
 
 
 class FailsMidStream(ScriptedGPT):
@@ -701,9 +704,9 @@ def test_the_system_message_is_counted_without_the_control_tokens(enc) -> None:
         status, _ = post(url, {"messages": [{"role": "system", "content": fits}, user], "max_tokens": 100})
         assert status == 200  # "at most 23" is true
         # When no system message could fit, the reply budget is what to change.
-        status, reply = post(url, {"messages": [{"role": "system", "content": "x"}, user], "max_tokens": 124})
+        status, reply = post(url, {"messages": [{"role": "system", "content": "x"}, user], "max_tokens": 123})
         assert status == 400 and reply["error"]["param"] == "max_tokens"
-        assert "max_tokens 124 leaves no room" in reply["error"]["message"]
+        assert "max_tokens 123 leaves no room" in reply["error"]["message"]
         assert "the default" not in reply["error"]["message"]
         # Without max_tokens the budget is the server's default: the message says so (it read as
         # if the client had sent max_tokens 32).
