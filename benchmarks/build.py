@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.args import positive_int
+from benchmarks.child import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("bench_a", "bench_b")
@@ -208,24 +207,6 @@ CHILDREN = {
 }
 
 
-def run_child(step: str, work: Path) -> tuple[float, float, dict]:
-    """(seconds, peak RSS MB, the child's JSON result) of one step in its own process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.build", "--child", step, "--workdir", str(work)],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-        env=env,
-    )
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{step} failed (exit {os.waitstatus_to_exitcode(status)})")
-    return seconds, usage.ru_maxrss / 1024, json.loads(out.decode().strip().splitlines()[-1])
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -252,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             f"generated {mb:.0f} MB of OpenAI-messages JSONL ({len(SOURCES)} sources) in "
             f"{time.perf_counter() - t0:.1f}s -> {work}"
         )
-        results = {step: run_child(step, work) for step in CHILDREN}
+        results = {step: run_child("benchmarks.build", step, work) for step in CHILDREN}
         parquet_mb = sum(p.stat().st_size for p in (work / "data/normalized").glob("*.parquet")) / (1 << 20)
         print(f"turn tables: {parquet_mb:.0f} MB parquet\n")
         print(f"{'step':<14}{'seconds':>9}{'MB/s':>9}{'peak RSS MB':>13}")

@@ -131,7 +131,8 @@ def read_source(
 def _listed_rows(path: Path, rows: int, check: str | None, only: str | None) -> list[dict[str, Any]]:
     """The first `rows` quarantined rows (of rule `check`, of source `only`) with their text. A lazy
     scan with the filter before the head: polars reads the text of the rows it keeps, not the whole
-    column (on a 420 MB quarantine, 0.08 s and 130 MB against 0.57 s and 880 MB)."""
+    column (`python -m benchmarks.quarantine`: 3.8x faster and 2.6x less peak memory than reading
+    the column, on a 211 MB quarantine of 400,000 rows)."""
     scan = pl.scan_parquet(path)
     if only:
         scan = scan.filter(pl.col("source") == only)

@@ -189,3 +189,12 @@ def test_the_first_case_runs_whatever_budget_is_left() -> None:
     assert tt.past_budget(1, elapsed=0.1, budget=-5.0)
     assert not tt.past_budget(3, elapsed=100.0, budget=140.0)
     assert tt.past_budget(3, elapsed=141.0, budget=140.0)
+
+
+def test_the_quarantine_benchmark_lists_the_same_rows_both_ways(capsys) -> None:
+    """benchmarks.quarantine at a small size: the command's lazy read and the eager baseline agree."""
+    from benchmarks import quarantine
+
+    assert quarantine.main(["--rows-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "same rows and count: yes" in out and "2,000 rows" in out

@@ -1,0 +1,31 @@
+"""One benchmark step in its own process, so that its peak RSS is its own (os.wait4's rusage)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_child(module: str, step: str, work: Path) -> tuple[float, float, dict]:
+    """(seconds, peak RSS MB, the child's JSON result: its last stdout line) of `python -m module
+    --child step --workdir work`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--child", step, "--workdir", str(work)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{step} failed (exit {os.waitstatus_to_exitcode(status)})")
+    return seconds, usage.ru_maxrss / 1024, json.loads(out.decode().strip().splitlines()[-1])
