@@ -19,7 +19,6 @@ and prints seconds, MB/s of JSONL input and peak RSS for each. Target: build pea
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -31,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.args import positive_int
-from benchmarks.child import run_child
+from benchmarks.child import parser_with_children, ran_as_child, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("bench_a", "bench_b")
@@ -211,17 +210,12 @@ CHILDREN = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = parser_with_children(__doc__, CHILDREN)
     parser.add_argument(
         "--size-mb", type=positive_int, default=1024, help="JSONL to generate, in MB (default 1024)"
     )
-    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir, removed after)")
-    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(CHILDREN[args.child](args.workdir)))
+    if ran_as_child(args, CHILDREN):
         return 0
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-build-"))

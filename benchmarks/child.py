@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,3 +31,22 @@ def run_child(module: str, step: str, work: Path) -> tuple[float, float, dict]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{step} failed (exit {os.waitstatus_to_exitcode(status)})")
     return seconds, usage.ru_maxrss / 1024, json.loads(out.decode().strip().splitlines()[-1])
+
+
+Children = Mapping[str, Callable[[Path], dict]]
+
+
+def parser_with_children(doc: str | None, children: Children) -> argparse.ArgumentParser:
+    """The benchmark's parser, with `--workdir` and the hidden `--child STEP` its steps run under."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir, removed after)")
+    parser.add_argument("--child", choices=sorted(children), help=argparse.SUPPRESS)
+    return parser
+
+
+def ran_as_child(args: argparse.Namespace, children: Children) -> bool:
+    """Run the `--child` step asked for, printing its JSON result for run_child; False if none was."""
+    if not args.child:
+        return False
+    print(json.dumps(children[args.child](args.workdir)))
+    return True

@@ -16,7 +16,6 @@ and prints the read's seconds (in the process), the process's seconds and peak R
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -28,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.args import positive_int
-from benchmarks.child import run_child
+from benchmarks.child import parser_with_children, ran_as_child, run_child
 
 SOURCE = "bench"
 RULES = ("text_length", "has_bot_turn", "text_present")
@@ -96,17 +95,12 @@ MEASURED = ("eager", "command")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = parser_with_children(__doc__, CHILDREN)
     parser.add_argument(
         "--rows-k", type=positive_int, default=400, help="quarantined rows, in thousands (default 400)"
     )
-    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir, removed after)")
-    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(CHILDREN[args.child](args.workdir)))
+    if ran_as_child(args, CHILDREN):
         return 0
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-quarantine-"))
