@@ -19,6 +19,7 @@ from pathlib import Path
 from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
 from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
+from pipeline.terminal import inert
 
 DEFAULT_CKPT = "model/ckpt"
 CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf"
@@ -284,7 +285,7 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
         pieces = session.stream(text)
         try:
             for piece in pieces:
-                stdout.write(piece)
+                stdout.write(inert(piece))  # the reply's escape codes shown, never run (inert)
                 stdout.flush()
         except ValueError as e:
             print(f"chat: {e}", file=stderr, flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.terminal import inert
 from pipeline.transcripts import NO_PERSONA, plain_text
 
 ARTIFACTS = [
@@ -78,7 +79,8 @@ def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
         if shown and len(shown) + len(block) > max_lines:
             break
         shown.extend(block)
-    return shown[:max_lines] or ["(no conversations in the transcripts)"]
+    # The model's text, shown at a terminal: its escape codes written out, never run (terminal.inert).
+    return [inert(line) for line in shown[:max_lines]] or ["(no conversations in the transcripts)"]
 
 
 def main() -> None:

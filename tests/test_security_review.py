@@ -1,0 +1,54 @@
+"""Security review: gaps tests/test_security.py left open. Each test plays the attacker (a checkpoint
+or Hugging Face folder from someone else) and checks what reaches the user's terminal."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from test_engine_support import ScriptedGPT
+
+from pipeline.chat import chat_loop
+from pipeline.chatsession import ChatSession
+from pipeline.engine import Engine
+from pipeline.report import sample_exchange
+from pipeline.terminal import inert
+from pipeline.tokenizer import END_OF_TURN_ID, get_encoding
+from pipeline.transcripts import Transcript, transcripts_markdown
+
+# OSC 52 (writes the clipboard: here `rm -rf ~` in base64), OSC 0 (the window title), CSI 2J (clears
+# the screen), a CR that writes over the line, BEL, and the 8-bit CSI (U+009B) some terminals obey.
+HOSTILE = "\x1b]52;c;cm0gLXJmIH4K\x07\x1b]0;pwned\x07\x1b[2Jsafe\rtext\x9b31m\tend\nnext"
+# What a terminal would act on: C0 controls but LF and TAB, DEL, C1 controls.
+_ACTIVE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def test_inert_escapes_controls_and_keeps_line_breaks_and_tabs() -> None:
+    assert inert(HOSTILE) == (
+        r"\x1b]52;c;cm0gLXJmIH4K\x07\x1b]0;pwned\x07\x1b[2Jsafe\rtext\x9b31m" + "\tend\nnext"
+    )
+    assert inert("plain text, ünïcödé, 表 <bot>\n") == "plain text, ünïcödé, 表 <bot>\n"
+
+
+def test_chat_reply_escape_codes_are_shown_not_run() -> None:
+    """A model emits any bytes it is made to (GPT-2's BPE has a token for each): a checkpoint from
+    someone else that replied with OSC 52 set the user's clipboard through `nanochatgpt chat`,
+    which wrote each reply piece to the terminal as it came."""
+    enc = get_encoding()
+    engine = Engine(ScriptedGPT([enc.encode_ordinary(HOSTILE) + [END_OF_TURN_ID]]), enc=enc)
+    session = ChatSession(engine, temperature=0.0, max_new_tokens=100)
+    out = io.StringIO()
+    assert chat_loop(session, io.StringIO("hello\n"), out, io.StringIO()) == 0
+    shown = out.getvalue()
+    assert not _ACTIVE.search(shown), repr(shown)
+    assert shown == inert(HOSTILE) + "\n"
+
+
+def test_sample_exchange_escape_codes_are_shown_not_run(tmp_path: Path) -> None:
+    """`make repro` prints a sample of model/eval/transcripts.md: the model's replies, raw."""
+    path = tmp_path / "transcripts.md"
+    path.write_text(transcripts_markdown([Transcript(None, [("hi", HOSTILE)], [True])]), encoding="utf-8")
+    lines = sample_exchange(path, max_lines=20)
+    assert not any(_ACTIVE.search(line) for line in lines), lines
+    assert lines[1].startswith(r"bot: \x1b]52;c;cm0gLXJmIH4K\x07")
