@@ -202,9 +202,11 @@ EVAL = {
     [
         (
             {"max_new_tokens": 0},
-            r"evaluate\.max_new_tokens: must be an integer in 1\.\.31 \(the model's block_size is 32\)",
+            r"evaluate\.max_new_tokens: must be an integer in 1\.\.27 \(the model's block_size is 32, and "
+            r"the shortest conversation takes 5 tokens\)",
         ),
         ({"max_new_tokens": 48}, r"evaluate\.max_new_tokens: .* got 48"),
+        ({"max_new_tokens": 28}, r"evaluate\.max_new_tokens: .* got 28"),  # 28..31 leave no room
         ({"eval_iters": 0}, r"evaluate\.eval_iters: must be an integer >= 1"),
         ({"top_k": 0}, r"evaluate\.top_k: must be an integer >= 1, or null"),
         ({"top_p": 2}, r"evaluate\.top_p: must be a number in \[0, 1\]"),
