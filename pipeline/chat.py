@@ -205,12 +205,42 @@ def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:
         return 130
     except BrokenPipeError:  # stdout's reader left (`nanochatgpt chat | head`): nobody to answer
         return EXIT_BROKEN_PIPE
-    except OSError as e:  # stdout cannot take the reply (a full disk) or stdin cannot be read (EIO)
+    except StreamError as e:  # stdout cannot take the reply (a full disk) or stdin cannot be read (EIO)
         print(f"chat: {e}", file=stderr)
         return EXIT_IO_ERROR
 
 
 EXIT_IO_ERROR = 1  # stdin or stdout failed (`chat > file` on a full disk): a one-line error, not a traceback
+
+
+class StreamError(Exception):
+    """stdin or stdout failed. Only the chat's own reads and writes raise it: an OSError from the
+    model or the engine (a compile cache it cannot write) is a bug to see whole, not an I/O error to
+    report in one line as if stdout had failed."""
+
+    def __init__(self, doing: str, error: OSError) -> None:
+        super().__init__(f"cannot {doing}: {error}")
+
+
+def _write(stdout, text: str) -> None:
+    """`text` to stdout, now. Its reader leaving (BrokenPipeError) is no failure: chat_loop ends quietly."""
+    try:
+        stdout.write(text)
+        stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise StreamError("write the reply to stdout", e) from e
+
+
+def _read(read_line: Callable[[], str]) -> str:
+    """The next line typed (line_reader), an unreadable stdin (EIO: its terminal hung up) a StreamError."""
+    try:
+        return read_line()
+    except OSError as e:
+        raise StreamError("read stdin", e) from e
+
+
 EXIT_COMMANDS = ("/exit", "/quit")
 HELP = "Type a message; /reset clears the conversation, /exit or /quit quits, /help shows this, Ctrl-C stops a reply."
 
@@ -264,7 +294,7 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
         print(HELP, file=stderr)
     read_line = line_reader(stdin, stdout, stderr)
     while True:
-        line = read_line()
+        line = _read(read_line)
         if not line:  # EOF
             if interactive:  # Ctrl-D at the prompt: end its line for the shell
                 print(file=stderr)
@@ -285,8 +315,7 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
         pieces = session.stream(text)
         try:
             for piece in pieces:
-                stdout.write(inert(piece))  # the reply's escape codes shown, never run (inert)
-                stdout.flush()
+                _write(stdout, inert(piece))  # the reply's escape codes shown, never run (inert)
         except ValueError as e:
             print(f"chat: {e}", file=stderr, flush=True)
             continue
@@ -295,8 +324,7 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
                 raise
             # At a terminal, Ctrl-C stops this reply only; what was shown joins the history.
             pieces.close()
-            stdout.write("\n")
+            _write(stdout, "\n")
             print("(reply stopped)", file=stderr, flush=True)
             continue
-        stdout.write("\n")
-        stdout.flush()
+        _write(stdout, "\n")

@@ -249,7 +249,40 @@ def test_a_stdout_that_cannot_be_written_is_a_one_line_error_not_a_traceback(enc
     session = ChatSession(scripted_engine(enc), temperature=0.0)
     err = io.StringIO()
     assert chat_loop(session, io.StringIO("hello\nmore\n"), FullDisk(), err) == 1
-    assert err.getvalue() == "chat: [Errno 28] No space left on device\n"
+    assert err.getvalue() == "chat: cannot write the reply to stdout: [Errno 28] No space left on device\n"
+
+
+class HungUp(io.StringIO):
+    """stdin on a terminal that went away: read() fails with EIO."""
+
+    def readline(self, size: int | None = -1) -> str:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_stdin_that_cannot_be_read_is_a_one_line_error_naming_it(enc) -> None:
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    err = io.StringIO()
+    assert chat_loop(session, HungUp(), io.StringIO(), err) == 1
+    assert err.getvalue() == "chat: cannot read stdin: [Errno 5] Input/output error\n"
+
+
+class CacheUnwritable(ScriptedGPT):
+    """A model whose decoding raises an OSError of its own (as a compile cache it cannot write would)."""
+
+    def decode_step(self, idx, cache):
+        raise PermissionError(13, "Permission denied", "/tmp/torchinductor_cache")
+
+
+def test_an_oserror_from_the_model_is_not_reported_as_a_stdout_failure(enc) -> None:
+    """chat_loop caught every OSError as stdin's or stdout's: a model's or engine's own (a bug, or
+    a cache it cannot write) became `chat: [Errno 13] ...`, exit 1, no traceback, and stdout was
+    sent to /dev/null as if it had failed."""
+    model = CacheUnwritable([enc.encode_ordinary("Sure thing") + [END_OF_TURN_ID]])
+    session = ChatSession(Engine(model, enc=enc), temperature=0.0)
+    err = io.StringIO()
+    with pytest.raises(PermissionError, match="torchinductor_cache"):
+        chat_loop(session, io.StringIO("hello\n"), io.StringIO(), err)
+    assert err.getvalue() == ""
 
 
 class Terminal(io.StringIO):

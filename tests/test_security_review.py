@@ -52,3 +52,11 @@ def test_sample_exchange_escape_codes_are_shown_not_run(tmp_path: Path) -> None:
     lines = sample_exchange(path, max_lines=20)
     assert not any(_ACTIVE.search(line) for line in lines), lines
     assert lines[1].startswith(r"bot: \x1b]52;c;cm0gLXJmIH4K\x07")
+
+
+def test_the_terminal_escapes_exactly_what_normalize_quarantines() -> None:
+    """terminal.inert's control set is schema's, written again (importing schema would pull polars into
+    make repro's report): a character one of them adds must be added to the other."""
+    from pipeline import schema, terminal
+
+    assert terminal._CONTROL.pattern == schema._CONTROL_CHARS
