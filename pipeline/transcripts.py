@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pipeline.terminal import inert
+
 
 @dataclass
 class Transcript:
@@ -48,8 +50,10 @@ BLANK_TEXT_LINE = "\u00a0"
 
 
 def markdown_text(line: str) -> str:
-    """One line of a transcript's text as Markdown that shows it as written (see _MARKUP)."""
-    return _MARKUP.sub(lambda m: "\\" + m.group(), line) if line.strip(" \t") else BLANK_TEXT_LINE
+    """One line of a transcript's text as Markdown that shows it as written (see _MARKUP), its
+    control characters as escapes (terminal.inert): a reply from a checkpoint made to write ESC
+    sequences must not drive the terminal of whoever runs `cat model/eval/transcripts.md`."""
+    return _MARKUP.sub(lambda m: "\\" + m.group(), inert(line)) if line.strip(" \t") else BLANK_TEXT_LINE
 
 
 # "(none)" marks a transcript without a persona; a persona that says just that is written "\(none)"

@@ -60,3 +60,12 @@ def test_the_terminal_escapes_exactly_what_normalize_quarantines() -> None:
     from pipeline import schema, terminal
 
     assert terminal._CONTROL.pattern == schema._CONTROL_CHARS
+
+
+def test_transcripts_md_holds_no_control_character_a_reply_wrote(tmp_path: Path) -> None:
+    """model/eval/transcripts.md wrote the reply's ESC sequences raw: `cat` of the file ran them."""
+    path = tmp_path / "transcripts.md"
+    path.write_text(transcripts_markdown([Transcript(None, [("hi", HOSTILE)], [True])]))
+    written = path.read_text()
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", written)
+    assert "\\x1b]52" in written.replace("\\\\", "\\")  # shown as its escape (Markdown-escaped backslash)
