@@ -35,7 +35,7 @@ limit() {
 status() {
   case $2 in
     0) echo "$1: exit status 0" ;;
-    124 | 137) echo "$1: STOPPED at its time limit (exit $2): its JSON holds the cases that finished" ;;
+    124 | 137) echo "$1: STOPPED at its time limit (exit $2): ${3:-its JSON holds the cases that finished}" ;;
     *) echo "$1: FAILED with exit status $2 (see its .txt)" ;;
   esac
 }
@@ -53,6 +53,14 @@ if ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('gpt3_tokeniz
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+# Without a GPU that torch can use, every step below would run on the CPU until its time limit (the
+# 350M decode alone takes its whole step there) and the verdict would have nothing to judge: stop
+# at once, with the reason, so a session's device time is not spent on it.
+if ! $PY -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  echo "NO CUDA: torch sees no CUDA device here (a CPU build of torch, no driver, or CUDA_VISIBLE_DEVICES" \
+    "hiding the GPUs): nothing to measure, stopping before the benchmarks" | tee "$out/summary.txt"
+  exit 2
+fi
 
 echo "== decode (KV cache + CUDA graphs, also compiled at batch 1, vs naive generate), gpt2-medium"
 timeout -k 10 "$(limit 150)" $PY -m benchmarks.decode --model gpt2-medium --batch-sizes 1,16 \
@@ -68,7 +76,7 @@ status "train_throughput" "${PIPESTATUS[0]}"
 echo "== CUDA tests (full log: tests.txt)"
 timeout -k 10 "$(limit 170)" $PY -m pytest -q -ra --tb=short -p no:cacheprovider -o addopts="" \
   tests/test_engine.py tests/test_model_cache.py tests/test_train_cuda.py >"$out/tests.txt" 2>&1
-status "CUDA tests" $?
+status "CUDA tests" $? "tests.txt holds the tests that finished"
 tail -n 25 "$out/tests.txt"
 
 echo "== targets"

@@ -293,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.json:  # at once: a run that dies before its first case (the attention probe, say)
         write_json(args.json, [])  # leaves [] here, not an older run's figures
+    if args.no_cpu and not torch.cuda.is_available():  # else an empty table and exit status 0
+        print(
+            "train_throughput: --no-cpu, and torch sees no CUDA device here: nothing to measure",
+            file=sys.stderr,
+        )
+        return 2
     device.set_tf32(True)
     device.keep_freed_memory()  # as the train stage does: its speed is what is measured
     plan: list[tuple[Case, int, int]] = []

@@ -164,9 +164,13 @@ def test_gpu_check_never_judges_an_earlier_runs_figures(tmp_path) -> None:
     (tmp_path / "train_throughput.json").write_text("[]")
     fake = tmp_path / "bin"
     fake.mkdir()
-    # Every step's command fails at once (no GPU, no benchmark run): only the verdict is left to print.
+    # Every step's command fails at once (no benchmark run): only the verdict is left to print. The
+    # CUDA probe answers yes, or the check would stop before the steps (tests/test_gpu_readiness.py).
     failing = fake / "python"
-    failing.write_text(f'#!/bin/sh\ncase "$*" in *gpu_summary*) exec {sys.executable} "$@";; esac\nexit 1\n')
+    failing.write_text(
+        f'#!/bin/sh\ncase "$*" in *gpu_summary*) exec {sys.executable} "$@";; *cuda.is_available*) exit 0;; esac\n'
+        "exit 1\n"
+    )
     failing.chmod(0o755)
     (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
     (fake / "nvidia-smi").chmod(0o755)
