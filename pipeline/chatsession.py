@@ -130,6 +130,14 @@ def max_reply_budget(block_size: int) -> int:
     return block_size - MIN_PROMPT_TOKENS
 
 
+def reply_budget_range(block_size: int) -> str:
+    """The reply budgets a `block_size`-token model takes, and why, for the errors that refuse one."""
+    return (
+        f"1..{max_reply_budget(block_size)} (the model's block_size is {block_size}, and the shortest "
+        f"conversation takes {MIN_PROMPT_TOKENS} tokens)"
+    )
+
+
 def default_reply_budget(block_size: int) -> int:
     """A quarter of the context window, at most 256 tokens: leaves most of it for the conversation."""
     return max(1, min(256, block_size // 4))
@@ -178,10 +186,7 @@ class ReplyBudgetError(ValueError):
         super().__init__(self.describe("max_new_tokens"))
 
     def describe(self, budget: str) -> str:
-        return (
-            f"{budget} must be in 1..{max_reply_budget(self.block_size)} (the model's block_size is "
-            f"{self.block_size}, and the shortest conversation takes {MIN_PROMPT_TOKENS} tokens)"
-        )
+        return f"{budget} must be in {reply_budget_range(self.block_size)}"
 
 
 class ChatSession:

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import paramcheck
-from pipeline.chatsession import MIN_PROMPT_TOKENS, max_reply_budget
+from pipeline.chatsession import max_reply_budget, reply_budget_range
 from pipeline.model import GPT, masked_token_losses
 from pipeline.transcripts import Transcript
 
@@ -85,8 +85,7 @@ def check_eval_params(cfg: Any, block_size: int) -> dict[str, Any]:
     if not integer(n) or not 1 <= n <= max_reply_budget(block_size):
         raise fail(
             "max_new_tokens",
-            f"must be an integer in 1..{max_reply_budget(block_size)} (the model's block_size is "
-            f"{block_size}, and the shortest conversation takes {MIN_PROMPT_TOKENS} tokens)",
+            f"must be an integer in {reply_budget_range(block_size)}",
             n,
         )
     if cfg["eval_iters"] is not None and (not integer(cfg["eval_iters"]) or cfg["eval_iters"] < 1):

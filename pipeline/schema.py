@@ -19,6 +19,7 @@ import polars as pl
 
 from pipeline import paramcheck
 from pipeline.sources.licences import UNKNOWN_LICENCES
+from pipeline.terminal import CONTROL_CHARS
 
 ROLES = ("human", "bot")
 MAX_TURN_CHARS = 16_000
@@ -54,8 +55,8 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-# Control characters other than \n and \t (C0, DEL, C1).
-_CONTROL_CHARS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+# Control characters other than \n and \t (C0, DEL, C1): the ones a terminal would act on.
+_CONTROL_CHARS = CONTROL_CHARS
 
 
 def empty_turns() -> pl.DataFrame:

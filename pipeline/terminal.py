@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 
-# Control characters other than \n and \t (C0, DEL, C1): the set pipeline.schema quarantines in
-# training text. ESC and the C1 CSI (U+009B) start terminal escape sequences, BEL ends OSC ones.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters other than \n and \t (C0, DEL, C1): ESC and the C1 CSI (U+009B) start
+# terminal escape sequences, BEL ends OSC ones. pipeline.schema quarantines them in training text.
+CONTROL_CHARS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+_CONTROL = re.compile(CONTROL_CHARS)
 
 
 def printable(label: str) -> str:

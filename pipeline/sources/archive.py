@@ -194,7 +194,7 @@ def extract(
             # every `files:` glob must select a member (as in a folder, download._select_each): a
             # misspelt one among several would drop its files without a word. `licence_files:` globs
             # may be listed in hope (LICENSE*, NOTICE*): one of them matching is enough.
-            unmatched = [p for p in patterns if not any(globs.matches(r, p) for r in wanted)]
+            unmatched = globs.unmatched(wanted, patterns)
             if not wanted or (key == "files" and unmatched):
                 shown = ", ".join(unmatched if wanted else patterns) or "*"
                 raise SourceError(f"{name}: archive {origin} has no file matching {shown}; {hint}")

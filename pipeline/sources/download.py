@@ -125,8 +125,7 @@ def _select_each(folder: Path, patterns: tuple[str, ...], where: str, fix: str) 
     word, and a glob matching nothing is never what `files:` means (a package source's are checked
     the same way, `_package_files`)."""
     files = _select(folder, patterns)
-    rels = [f.relative_to(folder).as_posix() for f in files]
-    unmatched = [p for p in patterns if not any(globs.matches(r, p) for r in rels)]
+    unmatched = globs.unmatched((f.relative_to(folder).as_posix() for f in files), patterns)
     if not files or unmatched:
         raise SourceError(f"{where} holds no files matching {', '.join(unmatched or patterns) or '*'}; {fix}")
     return files

@@ -77,6 +77,13 @@ def select(paths: Iterable[str], patterns: Iterable[str]) -> list[str]:
     return sorted({p for p in paths if not hidden(p) and any(matches(p, pat) for pat in pats)})
 
 
+def unmatched(paths: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    """The patterns that match none of `paths` (relative, POSIX): a `files:` glob selecting nothing,
+    misspelt beside one that matches, would drop its files without a word."""
+    chosen = list(paths)
+    return [pat for pat in patterns if not any(matches(p, pat) for p in chosen)]
+
+
 def hub_patterns(patterns: Iterable[str]) -> list[str]:
     """fnmatch patterns (huggingface_hub `allow_patterns`) covering every file `select` takes.
 
