@@ -7,16 +7,9 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.argtypes import whole_number
 
-def positive_int(text: str) -> int:
-    """An int of at least 1 (argparse `type=`)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1")
-    return value
+positive_int = whole_number(1)  # a size, count or step number (argparse `type=`)
 
 
 def positive_ints(text: str) -> list[int]:

@@ -59,6 +59,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline import responsesapi
+from pipeline.argtypes import whole_number
 from pipeline.chat import CKPT_HELP, DEFAULT_CKPT
 from pipeline.chatapi import MAX_WAITING, ChatService, ClientLeft, Event, ServerBusy, error_body
 from pipeline.chatrequest import ChatRequest, RequestError
@@ -754,21 +755,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the decode step (GPU)")
     parser.add_argument(
         "--max-waiting",
-        type=_non_negative,
+        type=whole_number(0),
         default=MAX_WAITING,
         help=f"requests that may wait while one generates (default {MAX_WAITING}); more are answered "
         "503 with Retry-After at once",
     )
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def base_url(host: str, port: int) -> str:
+    """The URL clients use for a server bound to (host, port). An IPv6 address goes in brackets
+    (RFC 3986: http://::1:8000 is no URL, curl exits 3) and its zone's % is written %25 (RFC 6874:
+    a bare % starts a percent-escape, so curl refuses http://[fe80::1%eth0]:8000)."""
+    if ":" in host:
+        host = "[" + host.replace("%", "%25") + "]"
+    return f"http://{host}:{port}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -795,10 +795,8 @@ def run(args: argparse.Namespace) -> int:
             f"serve: listening on {host}, not only this machine, for any Host; there is no authentication",
             file=sys.stderr,
         )
-    # An IPv6 address goes in brackets (RFC 3986): http://::1:8000/ is no URL (curl exits 3, malformed).
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     print(
-        f"serve: http://{authority}/v1/chat/completions and /v1/responses (model {args.model_name!r}); "
+        f"serve: {base_url(host, port)}/v1/chat/completions and /v1/responses (model {args.model_name!r}); "
         "Ctrl-C stops",
         file=sys.stderr,
     )

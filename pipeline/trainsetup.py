@@ -66,8 +66,9 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     info = device.dist_info_from_env()
     if cfg.grad_accum % info.world_size:  # before anything is loaded or discarded
         raise TrainSetupError(
-            f"params.yaml train: grad_accum {cfg.grad_accum} must be a multiple of the "
-            f"{info.world_size} processes (each process runs grad_accum / processes micro-batches)"
+            f"grad_accum {cfg.grad_accum} must be a multiple of the {info.world_size} processes (each "
+            "process runs grad_accum / processes micro-batches); params.yaml sets it in the train "
+            "profile (train_profiles.<profile>.grad_accum) or at train.grad_accum"
         )
     try:
         dev = device.resolve_device(cfg.device, info)

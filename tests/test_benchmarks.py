@@ -198,3 +198,12 @@ def test_the_quarantine_benchmark_lists_the_same_rows_both_ways(capsys) -> None:
     assert quarantine.main(["--rows-k", "2"]) == 0
     out = capsys.readouterr().out
     assert "same rows and count: yes" in out and "2,000 rows" in out
+
+
+def test_the_parquet_read_benchmark_sees_the_same_rows_both_ways(capsys) -> None:
+    """benchmarks.parquet_read at a small size: the batched reader and the whole-file baseline agree."""
+    from benchmarks import parquet_read
+
+    assert parquet_read.main(["--rows-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "same rows and text: yes" in out and "3,000 rows" in out

@@ -188,6 +188,52 @@ def test_gzip_bomb_read_whole_is_one_quarantined_record(tmp_path: Path, monkeypa
     assert [r.check for r in readers.iter_json_records(fine)] == [None]
 
 
+def test_parquet_bomb_is_one_quarantined_record_not_read(tmp_path: Path, monkeypatch) -> None:
+    """A parquet file of text repeated beyond any real corpus (zstd packs 2 MB of it into a few KB):
+    it was read whole, so 10 MB of such a file would take 10 GB. Past MAX_GZIP_RATIO times its
+    size (and MAX_LINE_BYTES) its footer's figure refuses it as one `parquet_read` record."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.sources import readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    rows = [{"conv_id": f"c{i}", "utterance": "ha" * 50} for i in range(20_000)]
+    bomb = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), bomb, compression="zstd", use_dictionary=False)
+    assert bomb.stat().st_size * readers.MAX_GZIP_RATIO < 2_000_000
+    records = list(readers.iter_parquet(bomb))
+    assert [(r.line, r.check) for r in records] == [(1, "parquet_read")]
+    assert records[0].reason.startswith("parquet file not read: it unpacks to ")
+    fine = tmp_path / "fine.parquet"
+    pq.write_table(pa.Table.from_pylist(rows[:5]), fine, compression="zstd", use_dictionary=False)
+    assert [r.value for r in readers.iter_parquet(fine)] == rows[:5]  # small: under MAX_LINE_BYTES
+
+
+def test_a_parquet_file_damaged_part_way_keeps_the_rows_before_the_damage(tmp_path: Path) -> None:
+    """A parquet file damaged in its second row group (a bad disk, a hand-edited copy) lost every
+    row: it was read whole, so the error came before any row. Rows are read in batches now, and the
+    damage is one `parquet_read` record after the rows read before it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.sources import readers
+
+    rows = [{"conv_id": f"c{i}", "utterance": f"text number {i} " * 5} for i in range(3000)]
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=1000, compression="zstd")
+    column = pq.ParquetFile(path).metadata.row_group(1).column(1)
+    data = bytearray(path.read_bytes())
+    middle = column.data_page_offset + column.total_compressed_size // 2
+    data[middle : middle + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    records = list(readers.iter_parquet(path))
+    assert [r.value for r in records[:1000]] == rows[:1000]  # the undamaged row group, whole
+    last = records[-1]
+    assert (last.line, last.check) == (len(records), "parquet_read") and all(r.ok for r in records[:-1])
+    assert last.reason.startswith(f"unreadable parquet file (after row {len(records) - 1:,}: ")
+
+
 # ---------------------------------------------------------------------------------- registry values
 
 

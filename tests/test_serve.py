@@ -449,6 +449,18 @@ def test_the_url_printed_at_start_is_one_a_client_can_use_on_ipv6(monkeypatch, c
     assert parts.hostname == "::1" and parts.port is not None and parts.port > 0
 
 
+def test_a_zoned_ipv6_url_escapes_its_zone() -> None:
+    """`serve --host fe80::1%eth0` printed http://[fe80::1%eth0]:PORT/, which curl and urllib refuse
+    (a bare % starts a percent-escape); RFC 6874 writes the zone's % as %25."""
+    from pipeline.serve import base_url
+
+    parts = urllib.parse.urlsplit(base_url("fe80::1%eth0", 8000) + "/v1/chat/completions")
+    assert parts.netloc == "[fe80::1%25eth0]:8000" and parts.port == 8000
+    assert urllib.parse.unquote(parts.hostname or "") == "fe80::1%eth0"
+    assert base_url("127.0.0.1", 8000) == "http://127.0.0.1:8000"
+    assert base_url("::1", 0) == "http://[::1]:0"
+
+
 # ---- found by an adversarial pass ----------------------------------------------------------------
 
 

@@ -566,8 +566,10 @@ def test_a_process_count_that_does_not_divide_grad_accum_is_refused_before_the_o
     with pytest.raises(Stopped):
         train(cfg, paths, on_step=stop_at(5))
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc_per_node=2 sets it, seen from rank 0
-    with pytest.raises(TrainSetupError, match="grad_accum 3 must be a multiple of the 2 processes"):
+    with pytest.raises(TrainSetupError, match="grad_accum 3 must be a multiple of the 2 processes") as e:
         train(tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4, grad_accum=3), paths)
+    # a profile sets grad_accum (it said "params.yaml train:", where the shipped profiles never set it)
+    assert "train_profiles.<profile>.grad_accum" in str(e.value)
     assert (paths.run_dir / "step-00000004").is_dir()  # the unfinished run is still there to resume
     monkeypatch.delenv("WORLD_SIZE")
     seen: list[int] = []
