@@ -1,8 +1,13 @@
 """Evaluation: validation loss on bot tokens, and chat transcripts from fixed prompts.
 
-The loss is the same masked cross-entropy the trainer optimises, averaged over every bot
-token of the evaluated windows (weighted by token, not by batch), so it is comparable
-across runs and variants. Transcripts run the real chat path (KV-cache engine + session).
+The loss is the masked cross-entropy the trainer optimises, averaged over every bot token of the
+evaluated windows (weighted by token, not by batch), so it is comparable across runs and variants.
+Its windows are the trainer's val-loss windows (TokenShards.iter_eval_batches: fixed offsets
+0, T, 2T, ... of each shard), so with the same windows it is train's val loss; training's own
+windows start at a turn (train.window_align), where no window begins mid-reply with little
+context, and score lower: the same model on the cpu-tiny val split, 5.377 at fixed offsets and
+5.354 over turn-aligned windows (docs/contracts.md). Transcripts run the real chat path
+(KV-cache engine + session).
 """
 
 from __future__ import annotations
@@ -327,8 +332,9 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     try:  # data that disagree (shards vs val.parquet, broken shards or parquet) raise ValueError
         sources = val_sources(val_parquet)  # read first: a bad file is said before minutes of scoring
         loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
-        # Per source, the same bot-token budget the overall loss gets (eval_iters batches of
-        # EVAL_BATCH windows), or every conversation when the whole split is scored.
+        # Per source, as many bot tokens as the overall loss's eval_iters batches of EVAL_BATCH
+        # windows hold positions (about twice the bot tokens those windows score: half a window
+        # is not the bot's), or every conversation when the whole split is scored.
         budget = (
             None if cfg["eval_iters"] is None else cfg["eval_iters"] * EVAL_BATCH * model.config.block_size
         )
@@ -398,9 +404,14 @@ def run_transcripts(
     """Play each scripted prompt through a chat session; returns transcripts and decode figures.
     `sessions`: check_prompts_fit's session makers, when the caller has checked the prompts already.
 
-    stop_rate: the share of replies that ended as a bot turn should, at <endOfText> (or a stop
-    string); stray_stop_rate: the share ended by another special token (the engine stops on those
-    too, but a model that writes <human> has not learnt to close its turn). decode_tokens_per_s:
+    stop_rate: the share of replies that ended as a bot turn should: some text, then <endOfText>
+    (or a stop string); empty_reply_rate: the share that closed their turn having said nothing
+    (whitespace at most), a bot turn no training text holds (normalize drops empty turns), so not
+    a clean stop, or a model answering every message with nothing would have the best stop_rate;
+    stray_stop_rate: the share ended by another special token (the engine stops on those too, but
+    a model that writes <human> has not learnt to close its turn); the rest ran out of reply
+    budget. A transcript's `stopped` says how a reply ended (at <endOfText>: True, empty or not),
+    for transcripts.md's note on why it ended. decode_tokens_per_s:
     decode steps (reply tokens and the token that ended each) per second of reply_result, prefill
     included, after one untimed warm-up reply.
     """
@@ -412,6 +423,8 @@ def run_transcripts(
         sessions = check_prompts_fit(Engine(model), prompts, cfg)
     transcripts: list[Transcript] = []
     steps, new_tokens, seconds = 0, 0, 0.0
+    clean: list[bool] = []  # per reply: said something and closed its turn
+    empty: list[bool] = []  # per reply: closed its turn having said nothing
     warm = True  # the first reply of a process pays one-off costs: not a decode figure
     for prompt, session in zip(prompts, sessions, strict=True):
         chat = session()
@@ -431,14 +444,22 @@ def run_transcripts(
             t.exchanges.append((clean_text(user_text), result.text))
             t.stopped.append(result.finish_reason == "stop" and closed)
             t.stray.append(not closed)
+            said = bool(result.text.strip())
+            clean.append(t.stopped[-1] and said)
+            empty.append(t.stopped[-1] and not said)
         transcripts.append(t)
-    replies = [s for t in transcripts for s in t.stopped]
     stray = [s for t in transcripts for s in t.stray]
+    n = len(clean)
+
+    def share(flags: list[bool]) -> float:
+        return sum(flags) / n if n else float("nan")
+
     figures = {
-        "replies": len(replies),
-        "stop_rate": sum(replies) / len(replies) if replies else float("nan"),
-        "stray_stop_rate": sum(stray) / len(stray) if stray else float("nan"),
+        "replies": n,
+        "stop_rate": share(clean),
+        "empty_reply_rate": share(empty),
+        "stray_stop_rate": share(stray),
         "decode_tokens_per_s": steps / seconds if seconds else float("nan"),
-        "mean_reply_tokens": new_tokens / len(replies) if replies else float("nan"),
+        "mean_reply_tokens": new_tokens / n if n else float("nan"),
     }
     return transcripts, figures

@@ -169,6 +169,12 @@ def model_card(
         f"| {facts.iters:,} | {facts.iters * facts.tokens_per_iter:,} | {_loss(facts.initial_val_loss)} | "
         f"{_loss(facts.val_loss)} |",
         "",
+        # Which val loss: the trainer's sample, which the evaluate stage's whole-split figure (read
+        # beside it by someone comparing runs) differs from by its sampling noise (about 0.05 nats).
+        "The val loss is the training run's: bot tokens of the `eval_iters` batches of windows it "
+        "samples evenly from the val split. The evaluate stage scores the whole split "
+        "(`model/eval/metrics.json`).",
+        "",
         "## Training data and licences (train split)",
         "",
         commercial_statement(trained, unknown_base),

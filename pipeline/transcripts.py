@@ -98,9 +98,10 @@ def transcripts_markdown(transcripts: list[Transcript]) -> str:
         for (human, bot), stopped, strayed in zip(t.exchanges, t.stopped, stray, strict=True):
             lines += _text_lines("**human:**", human, end="  ")  # a hard break before the bot's line
             # Why an unclosed reply ended: a stray special token says the model has not learnt to
-            # close its turn (stray_stop_rate); the budget, that max_new_tokens cut it.
+            # close its turn (stray_stop_rate); the budget, that max_new_tokens cut it. A turn closed
+            # having said nothing is said too (empty_reply_rate): a blank line reads as lost text.
             why = (
-                ""
+                (" *(empty reply)*" if not bot.strip() else "")
                 if stopped
                 else " *(ended by a stray special token)*"
                 if strayed

@@ -193,6 +193,9 @@ def test_model_card_states_the_run_and_the_data_without_timings():
     assert "7.2M parameters: 4 layers, 4 heads, width 128, context 128 tokens" in card
     assert "trained from random weights on the `commercial` dataset variant" in card
     assert "| 800 | 1,228,800 | 10.8528 | 5.9926 |" in card
+    # whose val loss: the trainer's sample of the split, not evaluate's whole-split figure (they
+    # differ by the sample's noise, and the card travels without model/eval beside it)
+    assert "samples evenly from the val split" in card and "`model/eval/metrics.json`" in card
     assert "| chitchat | MIT | yes | 2,994,064 | 1,385,517 | 3,783 |" in card
     assert "| contrib/a\\|b | MIT | yes | 234 | 138 | 3 |" in card
     assert "tokens/s" not in card and "seconds" not in card
