@@ -171,7 +171,7 @@ def test_gzip_bomb_read_whole_is_one_quarantined_record(tmp_path: Path, monkeypa
 
     from pipeline.sources import readers
 
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(readers, "UNPACKED_FLOOR", 1000)
     record = b'[{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]}'
     bomb = tmp_path / "chat.json.gz"
     with gzip.open(bomb, "wb") as f:
@@ -184,8 +184,36 @@ def test_gzip_bomb_read_whole_is_one_quarantined_record(tmp_path: Path, monkeypa
             and "100 times its size" in rec.reason
         )
     fine = tmp_path / "fine.json.gz"
-    fine.write_bytes(gzip.compress(record + b"]"))  # small: under MAX_LINE_BYTES whatever its ratio
+    fine.write_bytes(gzip.compress(record + b"]"))  # small: under UNPACKED_FLOOR whatever its ratio
     assert [r.check for r in readers.iter_json_records(fine)] == [None]
+
+
+@pytest.mark.parametrize("name", ["chat.jsonl.gz", "chat.csv.gz"])
+def test_gzip_bomb_read_line_by_line_stops_at_its_limit(tmp_path: Path, monkeypatch, name: str) -> None:
+    """One short record repeated: 10 MB of gzip is 10 GB of valid lines, each under the line limit,
+    and reading held every one (only a .gz read whole was limited). Past MAX_GZIP_RATIO times its
+    size the rows read so far are kept and one `gzip` record says where reading stopped."""
+    import gzip
+
+    from pipeline.sources import readers
+
+    monkeypatch.setattr(readers, "UNPACKED_FLOOR", 1000)
+    line = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]}\n'
+    if name.endswith(".csv.gz"):
+        line, head = "hi,hey\n", "q,a\n"
+    else:
+        head = ""
+    bomb = tmp_path / name
+    bomb.write_bytes(gzip.compress((head + line * 200_000).encode()))
+    limit = readers.unpacked_limit(bomb)
+    reader = readers.iter_csv if name.endswith(".csv.gz") else readers.iter_jsonl
+    *rows, last = reader(bomb)
+    assert rows and all(r.ok for r in rows) and len(rows) * len(line) <= limit
+    assert (last.line, last.check) == (rows[-1].line + 1, "gzip")
+    assert last.reason.startswith(f"gzip file read up to record {rows[-1].line:,}: it unpacks to over ")
+    fine = tmp_path / f"fine{bomb.suffixes[0]}.gz"
+    fine.write_bytes(gzip.compress((head + line * 5).encode()))
+    assert [r.ok for r in reader(fine)] == [True] * 5
 
 
 def test_parquet_bomb_is_one_quarantined_record_not_read(tmp_path: Path, monkeypatch) -> None:
@@ -197,7 +225,7 @@ def test_parquet_bomb_is_one_quarantined_record_not_read(tmp_path: Path, monkeyp
 
     from pipeline.sources import readers
 
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(readers, "UNPACKED_FLOOR", 1000)
     rows = [{"conv_id": f"c{i}", "utterance": "ha" * 50} for i in range(20_000)]
     bomb = tmp_path / "train.parquet"
     pq.write_table(pa.Table.from_pylist(rows), bomb, compression="zstd", use_dictionary=False)
@@ -207,7 +235,43 @@ def test_parquet_bomb_is_one_quarantined_record_not_read(tmp_path: Path, monkeyp
     assert records[0].reason.startswith("parquet file not read: it unpacks to ")
     fine = tmp_path / "fine.parquet"
     pq.write_table(pa.Table.from_pylist(rows[:5]), fine, compression="zstd", use_dictionary=False)
-    assert [r.value for r in readers.iter_parquet(fine)] == rows[:5]  # small: under MAX_LINE_BYTES
+    assert [r.value for r in readers.iter_parquet(fine)] == rows[:5]  # small: under UNPACKED_FLOOR
+
+
+def test_parquet_dictionary_bomb_stops_where_its_rows_pass_the_limit(tmp_path: Path, monkeypatch) -> None:
+    """A dictionary holds a long value once and the rows repeat it by reference: 212 KB of parquet
+    stood for 2 GB of text, its footer declaring almost none of it, and normalize built all of it.
+    The rows read before the text passes MAX_GZIP_RATIO times the file's size are kept; then one
+    `parquet_read` record. Also when the dictionary is Arrow's own type, nested in a list of
+    structs (the schema pyarrow keeps in the file gives it back as such)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.sources import readers
+
+    monkeypatch.setattr(readers, "UNPACKED_FLOOR", 1000)
+    fine = [f"ordinary turn number {i}" for i in range(3000)]
+    texts = fine + ["ab" * 1000] * 20_000
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"utterance": texts}), path, row_group_size=1000)
+    declared = readers._declared_uncompressed_bytes(pq.ParquetFile(path).metadata)
+    assert declared < readers.unpacked_limit(path) < 2000 * 20_000  # the footer does not tell
+    *rows, last = readers.iter_parquet(path)
+    assert [r.value["utterance"] for r in rows[:3000]] == fine and len(rows) < len(texts)
+    assert sum(len(r.value["utterance"]) for r in rows) <= readers.unpacked_limit(path)
+    assert (last.line, last.check) == (len(rows) + 1, "parquet_read")
+    assert last.reason.startswith(f"parquet file read up to row {len(rows):,}: it unpacks to over ")
+
+    content = pa.array(["ab" * 1000] * 4000).dictionary_encode()
+    roles = pa.array(["user", "assistant"] * 2000).dictionary_encode()
+    messages = pa.StructArray.from_arrays([roles, content], ["role", "content"])
+    offsets = pa.array(range(0, 4001, 2), pa.int32())
+    nested = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"messages": pa.ListArray.from_arrays(offsets, messages)}), nested)
+    assert [(r.line, r.check) for r in readers.iter_parquet(nested)] == [(1, "parquet_read")]
+    monkeypatch.setattr(readers, "UNPACKED_FLOOR", 64 << 20)  # a floor it stays under: read whole
+    rows = list(readers.iter_parquet(nested))
+    assert len(rows) == 2000 and rows[0].value["messages"][1] == {"role": "assistant", "content": "ab" * 1000}
 
 
 def test_a_parquet_file_damaged_part_way_keeps_the_rows_before_the_damage(tmp_path: Path) -> None:

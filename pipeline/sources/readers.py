@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import pyarrow.parquet as pq  # installed with datasets
+import pyarrow as pa  # installed with datasets
+import pyarrow.parquet as pq
 
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark, which Windows editors write at the start of a file
@@ -48,19 +49,57 @@ class Record:
         return self.check is None
 
 
-def open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
-# A .gz read whole (a JSON list, a YAML document) may unpack to at most this many times its own size
-# once past MAX_LINE_BYTES: chat text compresses 3 to 10 times, while 10 MB of gzip can hold 10 GB of
-# spaces inside one JSON list, which reading whole would hold two or three times over.
+# A .gz (or a parquet file) may unpack to at most this many times its own size once past
+# UNPACKED_FLOOR: chat text compresses 3 to 10 times, while 10 MB of gzip can hold 10 GB of spaces
+# inside one JSON list, or of one line repeated, which reading would hold in memory.
 MAX_GZIP_RATIO = 100
+UNPACKED_FLOOR = 64 << 20  # a small file may unpack to this much whatever its ratio
+
+
+def unpacked_limit(path: Path) -> int:
+    """The most bytes a compressed file may unpack to (MAX_GZIP_RATIO, UNPACKED_FLOOR)."""
+    return max(UNPACKED_FLOOR, MAX_GZIP_RATIO * path.stat().st_size)
 
 
 class GzipBombError(EOFError):
-    """A .gz that unpacks to far more than text does (MAX_GZIP_RATIO): not read whole. An EOFError so
-    that each reader's handling of an unusable .gz (one quarantined record naming it) applies."""
+    """A .gz that unpacks to far more than text does (MAX_GZIP_RATIO): read no further. An EOFError
+    so that each reader's handling of an unusable .gz (one quarantined record naming it) applies."""
+
+
+class _CappedGzip(io.RawIOBase):
+    """A .gz's content that raises GzipBombError once past `limit` bytes, before they are held."""
+
+    def __init__(self, path: Path) -> None:
+        self._inner = gzip.open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._limit, self._read = unpacked_limit(path), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        # read1: what one decompression step gives. readinto would fill the whole buffer first, and
+        # a file cut short would lose what it had decompressed of that buffer with the EOFError.
+        data = self._inner.read1(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self._read += n
+        if self._read > self._limit:
+            raise GzipBombError(
+                f"it unpacks to over {self._limit:,} bytes, more than {MAX_GZIP_RATIO} times its size, "
+                "which no text file does"
+            )
+        return n
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """A data file's bytes; a .gz decompressed as it is read, and no further than unpacked_limit."""
+    if path.suffix != ".gz":
+        return open(path, "rb")
+    return io.BufferedReader(_CappedGzip(path), buffer_size=1 << 20)
 
 
 # What reading a damaged .gz raises, at whatever point the damage is reached: a download cut short
@@ -84,7 +123,7 @@ def _tolerate_damaged_gzip(reader: Callable[..., Iterator[Record]]) -> Callable[
             after = f"after record {last:,}" if last else "before its first record"
             reason = f"damaged gzip file, read up to there ({after}): {type(e).__name__}: {e}"
             if isinstance(e, GzipBombError):
-                reason = f"gzip file not read: {e}"
+                reason = f"gzip file {f'read up to record {last:,}' if last else 'not read'}: {e}"
             yield Record(last + 1, None, "", "gzip", reason[:300])
 
     return read
@@ -274,21 +313,8 @@ def unreadable_json(e: Exception) -> str:
 def _whole_bytes(path: Path) -> bytes:
     """A file's bytes, a .gz decompressed and a leading byte-order mark dropped (json.loads refuses
     one). A damaged .gz raises one of _GZIP_ERRORS."""
-    with open_binary(path) as f:
-        if path.suffix != ".gz":
-            raw = f.read()
-        else:  # in pieces, stopping at the ratio limit: never holds what a bomb unpacks to
-            limit = max(MAX_LINE_BYTES, MAX_GZIP_RATIO * path.stat().st_size)
-            pieces, size = [], 0
-            while piece := f.read(1 << 20):
-                size += len(piece)
-                if size > limit:
-                    raise GzipBombError(
-                        f"it unpacks to over {limit:,} bytes, more than {MAX_GZIP_RATIO} times its size, "
-                        "which no text file does"
-                    )
-                pieces.append(piece)
-            raw = b"".join(pieces)
+    with open_binary(path) as f:  # a .gz stops at its unpacked limit: never holds what a bomb unpacks to
+        raw = f.read()
     return raw[len(BOM) :] if raw.startswith(BOM) else raw
 
 
@@ -393,27 +419,57 @@ def _declared_uncompressed_bytes(metadata: pq.FileMetaData) -> int:
     )
 
 
+def _dense(kind: pa.DataType) -> pa.DataType:
+    """`kind` with every dictionary (at any depth) replaced by its value type: what the rows hold."""
+    if pa.types.is_dictionary(kind):
+        return _dense(kind.value_type)
+    if pa.types.is_struct(kind):
+        return pa.struct([field.with_type(_dense(field.type)) for field in kind])
+    if pa.types.is_large_list(kind):
+        return pa.large_list(kind.value_field.with_type(_dense(kind.value_type)))
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_dense(kind.value_type)))
+    return kind
+
+
+def _parquet_bomb(rows_read: int, size: int) -> Record:
+    """The record that ends a parquet file unpacking to far more than text does."""
+    done = f"read up to row {rows_read:,}" if rows_read else "not read"
+    reason = (
+        f"parquet file {done}: it unpacks to over {size:,} bytes, more than {MAX_GZIP_RATIO} times "
+        "its size, which no text file does"
+    )
+    return Record(rows_read + 1, None, "", "parquet_read", reason)
+
+
 def iter_parquet(path: Path) -> Iterator[Record]:
     """Parquet rows as dicts (nested lists/structs become Python lists/dicts); record = row number.
 
     Read PARQUET_BATCH_ROWS rows at a time. Damage part-way (a download cut short) keeps the rows
     before it and ends in one `parquet_read` record saying where reading stopped, as a damaged .gz
-    does. A file whose footer declares more than MAX_GZIP_RATIO times its size once decompressed
-    (and more than MAX_LINE_BYTES) is one `parquet_read` record, not read: 10 MB of zstd can hold
-    10 GB of repeated text, which reading would hold in memory."""
+    does. Text that unpacks to more than MAX_GZIP_RATIO times the file's size (and more than
+    UNPACKED_FLOOR) is refused as a .gz is: 10 MB of zstd, or a dictionary of a few long values
+    repeated by reference, can hold 10 GB of text. A footer that declares that much is refused
+    unread; rows decoding to it (a dictionary expands only as it is read) stop being read there, and
+    one `parquet_read` record says so, after the rows read before it."""
     row = 0
     try:
         parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every row group read
+        limit = unpacked_limit(path)
         declared = _declared_uncompressed_bytes(parquet.metadata)
-        limit = max(MAX_LINE_BYTES, MAX_GZIP_RATIO * path.stat().st_size)
         if declared > limit:
-            reason = (
-                f"parquet file not read: it unpacks to {declared:,} bytes, more than {MAX_GZIP_RATIO} "
-                "times its size, which no text file does"
-            )
-            yield Record(1, None, "", "parquet_read", reason)
+            yield _parquet_bomb(0, declared)
             return
+        schema = parquet.schema_arrow
+        dense = pa.schema([field.with_type(_dense(field.type)) for field in schema])
+        decoded = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            if dense != schema:  # dictionaries expanded here, so that their size is counted
+                batch = batch.cast(dense)
+            decoded += batch.nbytes
+            if decoded > limit:
+                yield _parquet_bomb(row, decoded)
+                return
             for value in batch.to_pylist():
                 row += 1
                 yield Record(row, value, "")
