@@ -515,6 +515,7 @@ def test_committed_eval_outputs_hold_the_documented_fields() -> None:
         "val_bot_tokens",
         "val_bot_tokens_share",
         "stop_rate",
+        "empty_reply_rate",
         "stray_stop_rate",
         "decode_tokens_per_s",
         "mean_reply_tokens",
