@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +53,25 @@ def ran_as_child(args: argparse.Namespace, children: Children) -> bool:
         return False
     print(json.dumps(children[args.child](args.workdir)))
     return True
+
+
+@contextlib.contextmanager
+def work_folder(workdir: Path | None, prefix: str) -> Iterator[Path]:
+    """`--workdir` if given (kept), else a temp folder removed afterwards, even on failure."""
+    work = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+    finally:
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_steps(module: str, steps: tuple[str, ...], work: Path) -> dict[str, tuple[float, float, dict]]:
+    """Run each step in its own process and print a table of its timed part (the child's `seconds`),
+    the whole process's seconds and its peak RSS; returns run_child's figures per step."""
+    results = {step: run_child(module, step, work) for step in steps}
+    print(f"{'read':<10}{'read s':>8}{'process s':>11}{'peak RSS MB':>13}")
+    for step, (seconds, rss, info) in results.items():
+        print(f"{step:<10}{info['seconds']:>8.2f}{seconds:>11.2f}{rss:>13.0f}")
+    return results

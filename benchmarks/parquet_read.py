@@ -19,9 +19,7 @@ the same rows (count and a checksum of the text, checked).
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.args import positive_int
-from benchmarks.child import parser_with_children, ran_as_child, run_child
+from benchmarks.child import measure_steps, parser_with_children, ran_as_child, run_child, work_folder
 from pipeline.sources.readers import Record, iter_parquet
 
 FILE = "train.parquet"
@@ -125,16 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if ran_as_child(args, CHILDREN):
         return 0
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-parquet-"))
-    try:
-        work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.workdir, "bench-parquet-") as work:
         work.joinpath("rows").write_text(str(args.rows_k * 1000))
         size = run_child("benchmarks.parquet_read", "generate", work)[2]["bytes"]
         print(f"parquet: {args.rows_k * 1000:,} rows, {size / 1e6:.0f} MB -> {work}")
-        results = {step: run_child("benchmarks.parquet_read", step, work) for step in MEASURED}
-        print(f"{'read':<10}{'read s':>8}{'process s':>11}{'peak RSS MB':>13}")
-        for step, (seconds, rss, info) in results.items():
-            print(f"{step:<10}{info['seconds']:>8.2f}{seconds:>11.2f}{rss:>13.0f}")
+        results = measure_steps("benchmarks.parquet_read", MEASURED, work)
         (_, rss_whole, whole), (_, rss_batched, batched) = results["whole"], results["batched"]
         same = (whole["rows"], whole["sha256"]) == (batched["rows"], batched["sha256"])
         print(
@@ -143,9 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             f"imports); same rows and text: {'yes' if same else 'NO'}"
         )
         return 0 if same else 1
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ and prints the read's seconds (in the process), the process's seconds and peak R
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.args import positive_int
-from benchmarks.child import parser_with_children, ran_as_child, run_child
+from benchmarks.child import measure_steps, parser_with_children, ran_as_child, run_child, work_folder
 
 SOURCE = "bench"
 RULES = ("text_length", "has_bot_turn", "text_present")
@@ -103,17 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     if ran_as_child(args, CHILDREN):
         return 0
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-quarantine-"))
-    try:
-        work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.workdir, "bench-quarantine-") as work:
         work.joinpath("rows").write_text(str(args.rows_k * 1000))
         size = run_child("benchmarks.quarantine", "generate", work)[2]["bytes"]
         print(f"quarantine: {args.rows_k * 1000:,} rows, {size / 1e6:.0f} MB parquet -> {work}")
-        results = {step: run_child("benchmarks.quarantine", step, work) for step in MEASURED}
         print(f"\n--check {CHECK} --rows {LISTED}")
-        print(f"{'read':<10}{'read s':>8}{'process s':>11}{'peak RSS MB':>13}")
-        for step, (seconds, rss, info) in results.items():
-            print(f"{step:<10}{info['seconds']:>8.2f}{seconds:>11.2f}{rss:>13.0f}")
+        results = measure_steps("benchmarks.quarantine", MEASURED, work)
         (_, rss_eager, eager), (_, rss_cmd, cmd) = results["eager"], results["command"]
         same = {k: v for k, v in eager.items() if k != "seconds"} == {
             k: v for k, v in cmd.items() if k != "seconds"
@@ -124,9 +117,6 @@ def main(argv: list[str] | None = None) -> int:
             f"same rows and count: {'yes' if same else 'NO'}"
         )
         return 0 if same else 1
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
