@@ -30,7 +30,7 @@ from tqdm import tqdm
 from pipeline import paramcheck
 from pipeline.chatsession import max_reply_budget, reply_budget_range
 from pipeline.model import GPT, masked_token_losses
-from pipeline.transcripts import Transcript
+from pipeline.transcripts import Transcript, said_nothing
 
 # The largest x with a finite math.exp(x) (about 709.78).
 MAX_EXP_ARG = math.log(sys.float_info.max)
@@ -423,8 +423,6 @@ def run_transcripts(
         sessions = check_prompts_fit(Engine(model), prompts, cfg)
     transcripts: list[Transcript] = []
     steps, new_tokens, seconds = 0, 0, 0.0
-    clean: list[bool] = []  # per reply: said something and closed its turn
-    empty: list[bool] = []  # per reply: closed its turn having said nothing
     warm = True  # the first reply of a process pays one-off costs: not a decode figure
     for prompt, session in zip(prompts, sessions, strict=True):
         chat = session()
@@ -444,21 +442,23 @@ def run_transcripts(
             t.exchanges.append((clean_text(user_text), result.text))
             t.stopped.append(result.finish_reason == "stop" and closed)
             t.stray.append(not closed)
-            said = bool(result.text.strip())
-            clean.append(t.stopped[-1] and said)
-            empty.append(t.stopped[-1] and not said)
         transcripts.append(t)
-    stray = [s for t in transcripts for s in t.stray]
-    n = len(clean)
+    # per reply: (closed its turn, said nothing, ended by a stray special token)
+    ends = [
+        (stopped, said_nothing(bot), stray)
+        for t in transcripts
+        for (_, bot), stopped, stray in zip(t.exchanges, t.stopped, t.stray, strict=True)
+    ]
+    n = len(ends)
 
     def share(flags: list[bool]) -> float:
         return sum(flags) / n if n else float("nan")
 
     figures = {
         "replies": n,
-        "stop_rate": share(clean),
-        "empty_reply_rate": share(empty),
-        "stray_stop_rate": share(stray),
+        "stop_rate": share([stopped and not empty for stopped, empty, _ in ends]),
+        "empty_reply_rate": share([stopped and empty for stopped, empty, _ in ends]),
+        "stray_stop_rate": share([stray for _, _, stray in ends]),
         "decode_tokens_per_s": steps / seconds if seconds else float("nan"),
         "mean_reply_tokens": new_tokens / n if n else float("nan"),
     }

@@ -69,6 +69,12 @@ def plain_text(line: str) -> str:
     return _ESCAPED.sub(r"\1", line)
 
 
+def said_nothing(reply: str) -> bool:
+    """A reply of whitespace at most: a bot turn no training text holds (normalize drops empty
+    turns), so a turn closed so is no clean stop (evaluate's empty_reply_rate)."""
+    return not reply.strip()
+
+
 def _text_lines(head: str, text: str, end: str = "") -> list[str]:
     """`head` and `text` as Markdown lines: later lines indented, each line but the last ending in a
     hard line break (two spaces), `end` after the last. Split as str.splitlines splits (which
@@ -101,7 +107,7 @@ def transcripts_markdown(transcripts: list[Transcript]) -> str:
             # close its turn (stray_stop_rate); the budget, that max_new_tokens cut it. A turn closed
             # having said nothing is said too (empty_reply_rate): a blank line reads as lost text.
             why = (
-                (" *(empty reply)*" if not bot.strip() else "")
+                (" *(empty reply)*" if said_nothing(bot) else "")
                 if stopped
                 else " *(ended by a stray special token)*"
                 if strayed

@@ -61,6 +61,11 @@ def unpacked_limit(path: Path) -> int:
     return max(UNPACKED_FLOOR, MAX_GZIP_RATIO * path.stat().st_size)
 
 
+def past_unpacked_limit(limit: int) -> str:
+    """Why reading a compressed file stopped at unpacked_limit (the quarantined record's reason)."""
+    return f"it unpacks to over {limit:,} bytes, more than {MAX_GZIP_RATIO} times its size, which no text file does"
+
+
 class GzipBombError(EOFError):
     """A .gz that unpacks to far more than text does (MAX_GZIP_RATIO): read no further. An EOFError
     so that each reader's handling of an unusable .gz (one quarantined record naming it) applies."""
@@ -84,10 +89,7 @@ class _CappedGzip(io.RawIOBase):
         buffer[:n] = data
         self._read += n
         if self._read > self._limit:
-            raise GzipBombError(
-                f"it unpacks to over {self._limit:,} bytes, more than {MAX_GZIP_RATIO} times its size, "
-                "which no text file does"
-            )
+            raise GzipBombError(past_unpacked_limit(self._limit))
         return n
 
     def close(self) -> None:
@@ -432,14 +434,12 @@ def _dense(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
-def _parquet_bomb(rows_read: int, size: int) -> Record:
+def _parquet_bomb(rows_read: int, limit: int) -> Record:
     """The record that ends a parquet file unpacking to far more than text does."""
     done = f"read up to row {rows_read:,}" if rows_read else "not read"
-    reason = (
-        f"parquet file {done}: it unpacks to over {size:,} bytes, more than {MAX_GZIP_RATIO} times "
-        "its size, which no text file does"
+    return Record(
+        rows_read + 1, None, "", "parquet_read", f"parquet file {done}: {past_unpacked_limit(limit)}"
     )
-    return Record(rows_read + 1, None, "", "parquet_read", reason)
 
 
 def iter_parquet(path: Path) -> Iterator[Record]:
@@ -458,7 +458,7 @@ def iter_parquet(path: Path) -> Iterator[Record]:
         limit = unpacked_limit(path)
         declared = _declared_uncompressed_bytes(parquet.metadata)
         if declared > limit:
-            yield _parquet_bomb(0, declared)
+            yield _parquet_bomb(0, limit)
             return
         schema = parquet.schema_arrow
         dense = pa.schema([field.with_type(_dense(field.type)) for field in schema])
@@ -468,7 +468,7 @@ def iter_parquet(path: Path) -> Iterator[Record]:
                 batch = batch.cast(dense)
             decoded += batch.nbytes
             if decoded > limit:
-                yield _parquet_bomb(row, decoded)
+                yield _parquet_bomb(row, limit)
                 return
             for value in batch.to_pylist():
                 row += 1
