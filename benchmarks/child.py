@@ -67,11 +67,13 @@ def work_folder(workdir: Path | None, prefix: str) -> Iterator[Path]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_steps(module: str, steps: tuple[str, ...], work: Path) -> dict[str, tuple[float, float, dict]]:
-    """Run each step in its own process and print a table of its timed part (the child's `seconds`),
-    the whole process's seconds and its peak RSS; returns run_child's figures per step."""
+def measure_steps(
+    module: str, steps: tuple[str, ...], work: Path, timed: str = "read"
+) -> dict[str, tuple[float, float, dict]]:
+    """Run each step in its own process and print a table of its `timed` part (the child's
+    `seconds`), the whole process's seconds and its peak RSS; returns run_child's figures per step."""
     results = {step: run_child(module, step, work) for step in steps}
-    print(f"{'read':<10}{'read s':>8}{'process s':>11}{'peak RSS MB':>13}")
+    print(f"{timed:<10}{timed + ' s':>8}{'process s':>11}{'peak RSS MB':>13}")
     for step, (seconds, rss, info) in results.items():
         print(f"{step:<10}{info['seconds']:>8.2f}{seconds:>11.2f}{rss:>13.0f}")
     return results

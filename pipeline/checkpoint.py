@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.overrides import TorchFunctionMode
 
 from pipeline import atomic
 from pipeline.model import GPT, GPTConfig
@@ -110,9 +111,34 @@ def check_fits(cfg: GPTConfig, state: dict[str, torch.Tensor], where: str) -> No
             f"{where}: weights do not fit the config: n_layer is {cfg.n_layer} but the weights hold "
             f"{len(layers)} layer(s)"
         )
-    with torch.device("meta"):
+    with torch.device("meta"), SkipWeightInit():
         reference = GPT(cfg)
     check_state(reference, state, where)
+
+
+class SkipWeightInit(TorchFunctionMode):
+    """Inside it, torch.nn.init's random initialisers (normal_, uniform_, kaiming_uniform_: those
+    that dispatch to torch-function modes; zeros_ and ones_ do not, and are cheap) return their
+    tensor untouched. For a model whose every parameter a weights file is about to overwrite, the
+    random initialisation is wasted work: on the CPU, seconds for a 350M model; and on the meta
+    device, `normal_` goes through torch's Python reference kernels, whose first use imports
+    torch._dynamo (about a second of every chat's and evaluate's start-up). It also leaves torch's
+    global random state as it was."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else (kwargs or {})["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
+def model_from_state(cfg: GPTConfig, state: dict[str, torch.Tensor], where: str) -> GPT:
+    """A GPT of `cfg` holding `state` (every parameter, checked by check_fits before anything is
+    allocated), its random initialisation skipped since all of it is overwritten."""
+    check_fits(cfg, state, where)
+    with SkipWeightInit():
+        model = GPT(cfg)
+    model.load_state_dict(state)  # strict: no parameter keeps uninitialised memory
+    return model
 
 
 def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout: float | None = None) -> GPT:
@@ -144,9 +170,7 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
         raise ValueError(f"{ckpt_dir / WEIGHTS_FILE}: not a readable safetensors file ({e})") from None
     state.setdefault("lm_head.weight", state.get("transformer.wte.weight"))  # tied, stored once
     state = {k: v for k, v in state.items() if v is not None}
-    check_fits(cfg, state, where=str(ckpt_dir / WEIGHTS_FILE))  # before GPT(cfg) allocates anything
-    model = GPT(cfg)
-    model.load_state_dict(state)
+    model = model_from_state(cfg, state, where=str(ckpt_dir / WEIGHTS_FILE))
     return model.to(device).eval()
 
 

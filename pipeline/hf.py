@@ -30,7 +30,7 @@ from huggingface_hub import hf_hub_download
 from safetensors.torch import load_file
 
 from pipeline import atomic
-from pipeline.checkpoint import check_fits, load_json, refuse_special
+from pipeline.checkpoint import load_json, model_from_state, refuse_special
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
     PADDED_VOCAB,
@@ -232,11 +232,7 @@ def load_pretrained(
     if own_rows is not None and own_rows.shape[0] > GPT2_VOCAB:
         for line in check_added_rows(state["transformer.wte.weight"], own_rows.shape[0], config_path.parent):
             (log or _stderr)(line)
-    # before GPT(cfg) allocates whatever config.json claims
-    check_fits(cfg, state, where=f"{weight_paths[0].parent} (against {config_path.name})")
-    model = GPT(cfg)
-    model.load_state_dict(state)
-    return model
+    return model_from_state(cfg, state, where=f"{weight_paths[0].parent} (against {config_path.name})")
 
 
 def declared_tokens(folder: Path) -> dict[int, list[tuple[str, str]]]:

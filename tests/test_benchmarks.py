@@ -207,3 +207,11 @@ def test_the_parquet_read_benchmark_sees_the_same_rows_both_ways(capsys) -> None
     assert parquet_read.main(["--rows-k", "3"]) == 0
     out = capsys.readouterr().out
     assert "same rows and text: yes" in out and "3,000 rows" in out
+
+
+def test_the_model_load_benchmark_loads_the_same_weights_both_ways(capsys) -> None:
+    """benchmarks.model_load at a tiny size: load_model and the initialise-then-load baseline agree."""
+    from benchmarks import model_load
+
+    assert model_load.main(["--model", "tiny"]) == 0
+    assert "same weights: yes" in capsys.readouterr().out

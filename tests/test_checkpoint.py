@@ -129,3 +129,51 @@ def test_broken_checkpoint_is_one_line_naming_the_file(tmp_path: Path) -> None:
     config.write_text('{"block_size": 16, "n_layer": 1, "n_head": 3, "n_embd": 16}')
     with pytest.raises(ValueError, match=r"config\.json: sizes must be positive integers"):
         checkpoint.load_model(tmp_path)
+
+
+def test_loading_skips_the_random_initialisation(tmp_path: Path) -> None:
+    """Every parameter comes from the weights file, so load_model does not draw random initial
+    weights first: torch's global random state is as it was (a chat's `--seed` or a resumed run's
+    RNG is not moved by loading), and the weights are the file's, not a mix."""
+    model = _tiny()
+    checkpoint.save_model(model, tmp_path)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    again = checkpoint.load_model(tmp_path)
+    assert torch.equal(torch.get_rng_state(), before)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_loading_does_not_start_torchs_compiler(tmp_path: Path) -> None:
+    """Randomly initialising the meta-device model that check_fits sizes goes through torch's
+    Python reference kernels, whose first use imports torch._dynamo: about a second added to every
+    chat's, serve's and evaluate's start (benchmarks/model_load.py). A fresh process loads a
+    checkpoint without it."""
+    import subprocess
+    import sys
+
+    checkpoint.save_model(_tiny(), tmp_path)
+    code = (
+        "import sys; from pipeline.checkpoint import load_model; "
+        f"load_model({str(tmp_path)!r}); print('torch._dynamo' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_skipping_the_initialisation_leaves_other_work_alone() -> None:
+    """SkipWeightInit passes over torch.nn.init's random initialisers only: the tensor keeps its
+    values, no random number is drawn, and tensors made inside it are made."""
+    t = torch.ones(3)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    with checkpoint.SkipWeightInit():
+        torch.nn.init.normal_(t)
+        torch.nn.init.kaiming_uniform_(t.view(3, 1))
+        made = torch.arange(3.0) * 2
+    assert torch.equal(t, torch.ones(3)) and torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(made, torch.tensor([0.0, 2.0, 4.0]))
+    torch.nn.init.normal_(t)  # and outside it, initialisation works again
+    assert not torch.equal(t, torch.ones(3))

@@ -59,6 +59,16 @@ def test_local_hf_dir_matches_transformers_logits(tmp_path: Path) -> None:
     torch.testing.assert_close(got[..., :50257], want, atol=1e-4, rtol=0)
 
 
+def test_loading_a_hf_dir_leaves_torchs_random_state_alone(tmp_path: Path) -> None:
+    """Every parameter (the chat tokens' rows too) comes from the files: no random initial weights
+    are drawn first, so torch's global random state is as it was."""
+    path, _ = _hf_tiny(tmp_path / "tiny")
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    hf.load_pretrained(str(path))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_a_shorter_block_size_crops_a_gpt2_start(tmp_path: Path) -> None:
     """train.block_size below the checkpoint's context keeps its first position rows (nanoGPT's
     crop): the trained model then says it was tuned on that window, and chat, evaluate and the export
