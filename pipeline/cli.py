@@ -35,12 +35,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nanochatgpt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    args_list = sys.argv[1:] if argv is None else argv
+    # The command is the first argument (the top level has no option but --help). Only its module
+    # is imported to add its arguments: `nanochatgpt chat` should not pay for polars and pandera
+    # (about a second), which `check` imports, nor `sources` for torch. The others are named with
+    # their help, which is all `nanochatgpt --help` and a misspelt command's error show.
+    chosen = args_list[0] if args_list and args_list[0] in COMMANDS else None
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(_module=module)
-        # Import lazily: `nanochatgpt sources` should not pay for importing torch.
-        importlib.import_module(module).add_arguments(p)
-    args = parser.parse_args(argv)
+        if name == chosen:
+            importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(args_list)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except BrokenPipeError:  # stdout's reader left (`nanochatgpt sources | head -3`): nobody to tell

@@ -139,13 +139,48 @@ def test_a_mistyped_checkpoint_path_is_not_told_to_train(
     assert f"no checkpoint at {tmp_path}: the folder holds no model.safetensors" in capsys.readouterr().err
 
 
-def test_the_whole_parser_imports_no_torch() -> None:
-    """`nanochatgpt --help` builds every subcommand's parser (chat, serve, tokens... import their
-    modules for it): none may pay for importing torch, which only running chat, serve or
-    `tokens --windows` needs."""
+def _modules_after(argv: list[str], names: tuple[str, ...]) -> dict[str, bool]:
+    """Which of `names` a fresh process has imported after `nanochatgpt <argv>` parsed its
+    arguments (argv ends in --help, so no command runs)."""
     code = (
-        "import sys\nfrom pipeline import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print('torch' in sys.modules)"
+        f"import sys\nfrom pipeline import cli\ntry:\n    cli.main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print(*[m in sys.modules for m in {names!r}])"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert proc.stdout.strip().splitlines()[-1] == "False"
+    return dict(zip(names, (v == "True" for v in proc.stdout.strip().splitlines()[-1].split()), strict=True))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"]]
+    + [[name, "--help"] for name in ("sources", "check", "quarantine", "tokens", "chat", "serve")],
+)
+def test_no_parser_imports_torch(argv: list[str]) -> None:
+    """Building a command's parser (chat, serve, tokens... import their modules for it) never pays
+    for importing torch, which only running chat, serve or `tokens --windows` needs."""
+    assert _modules_after(argv, ("torch",)) == {"torch": False}
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    """`nanochatgpt chat` does not import `check`'s module for its parser, and so not polars and
+    pandera either (about a second of every chat's start)."""
+    from pipeline.cli import COMMANDS
+
+    others = tuple(module for name, (module, _) in COMMANDS.items() if name != "chat")
+    seen = _modules_after(["chat", "--help"], ("pipeline.chat", "polars", "pandera", *others))
+    assert seen == {name: name == "pipeline.chat" for name in seen}
+
+
+def test_every_command_is_listed_and_a_misspelt_one_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """The top-level help names every command with its help, though no command's module is
+    imported for it; a misspelt command is refused with the list of those there are."""
+    from pipeline import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help texts
+    for name, (_, help_text) in cli.COMMANDS.items():
+        assert f"{name} {help_text}" in out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["chta"])
+    assert exc.value.code == 2 and "invalid choice: 'chta'" in capsys.readouterr().err
