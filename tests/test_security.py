@@ -274,6 +274,54 @@ def test_parquet_dictionary_bomb_stops_where_its_rows_pass_the_limit(tmp_path: P
     assert len(rows) == 2000 and rows[0].value["messages"][1] == {"role": "assistant", "content": "ab" * 1000}
 
 
+def test_parquet_dictionary_bomb_is_counted_before_the_reader_expands_it(tmp_path: Path) -> None:
+    """A 500-byte file whose dictionary holds one 900 kB value that 8,192 rows refer to, with no
+    Arrow schema in it: the reader expanded its first 1,024 rows to 900 MB before any count could
+    stop it (tens of GB with a longer value). Such a column is now read as a dictionary and counted
+    first: a fresh process reading it allocates little (Arrow's own peak, pool.max_memory())."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    value = "a" * (900 << 10)
+    column = pa.DictionaryArray.from_arrays(pa.array([0] * 8192, pa.int32()), pa.array([value]))
+    bomb = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"utterance": column}), bomb, compression="zstd", store_schema=False)
+    assert bomb.stat().st_size < 2000
+    code = (
+        "import sys, pyarrow as pa\nfrom pathlib import Path\nfrom pipeline.sources import readers\n"
+        "records = list(readers.iter_parquet(Path(sys.argv[1])))\n"
+        "print(len(records), records[0].check, pa.default_memory_pool().max_memory())"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(bomb)], cwd=root, capture_output=True, text=True, check=True
+    )
+    count, check, peak = out.stdout.split()
+    assert (count, check) == ("1", "parquet_read")
+    assert int(peak) < 50 << 20, f"Arrow allocated {int(peak):,} bytes for a {bomb.stat().st_size}-byte file"
+
+
+def test_a_long_dictionary_value_read_as_a_dictionary_gives_the_same_rows(tmp_path: Path) -> None:
+    """A column read as a dictionary because its longest value times its rows could pass the limit
+    gives the rows the plain read gives, when they are in fact short."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.sources import readers
+
+    texts = ["x" * 400_000] + [f"turn {i}" for i in range(299)]
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"utterance": texts, "n": list(range(300))}), path, compression="zstd")
+    parquet = pq.ParquetFile(path)
+    assert readers._expanding_columns(path, parquet, readers.unpacked_limit(path)) == ["utterance"]
+    assert [r.value for r in readers.iter_parquet(path)] == [
+        {"utterance": t, "n": i} for i, t in enumerate(texts)
+    ]
+
+
 def test_a_parquet_file_damaged_part_way_keeps_the_rows_before_the_damage(tmp_path: Path) -> None:
     """A parquet file damaged in its second row group (a bad disk, a hand-edited copy) lost every
     row: it was read whole, so the error came before any row. Rows are read in batches now, and the

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa  # installed with datasets
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
@@ -434,6 +435,91 @@ def _dense(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or (pa.types.is_large_binary(kind))
+    )
+
+
+def _dictionary_columns(parquet: pq.ParquetFile) -> list[str]:
+    """The paths of the text (BYTE_ARRAY) columns with a dictionary page in some row group."""
+    metadata, schema = parquet.metadata, parquet.schema
+    return [
+        schema.column(c).path
+        for c in range(metadata.num_columns)
+        if schema.column(c).physical_type == "BYTE_ARRAY"
+        and any(metadata.row_group(g).column(c).has_dictionary_page for g in range(metadata.num_row_groups))
+    ]
+
+
+def _dictionaries(array: pa.Array) -> Iterator[pa.Array]:
+    """The dictionaries (their values) in `array`, at any depth."""
+    if isinstance(array, pa.DictionaryArray):
+        yield array.dictionary
+    elif isinstance(array, pa.ListArray | pa.LargeListArray):
+        yield from _dictionaries(array.flatten())
+    elif isinstance(array, pa.StructArray):
+        for child in array.flatten():
+            yield from _dictionaries(child)
+
+
+def _expanding_columns(path: Path, parquet: pq.ParquetFile, limit: int) -> list[str]:
+    """The text columns to read as Arrow dictionaries rather than expanded by the reader: those whose
+    every value, were it the longest value of any dictionary page in the file, would pass `limit`.
+
+    A dictionary page holds each value once, however many rows refer to it: a 500-byte file whose
+    dictionary held one 900 kB value for 8,192 rows expanded to 900 MB inside the reader's first
+    batch, before any count could stop it (to tens of GB with a longer value). Read as
+    dictionaries, such columns are counted before they are expanded (_dense_nbytes). Not every
+    column is read that way: a writer keeps a dictionary page only for a text column's first values
+    and then falls back to plain pages, which Arrow would hash into a dictionary value by value,
+    doubling the read time of ordinary text (benchmarks.parquet_read). The longest value is found by
+    reading one row of each row group with the dictionaries kept (the whole page comes with it)."""
+    columns = _dictionary_columns(parquet)
+    if not columns:
+        return []
+    metadata = parquet.metadata
+    probe = pq.ParquetFile(path, pre_buffer=False, read_dictionary=columns)
+    longest = 0
+    for group in range(metadata.num_row_groups):
+        for batch in probe.iter_batches(batch_size=1, row_groups=[group]):
+            lengths = [
+                pc.max(pc.binary_length(values)).as_py() or 0
+                for column in batch.columns
+                for values in _dictionaries(column)
+                if _is_text(values.type)
+            ]
+            longest = max([longest, *lengths])
+            break
+    index = {parquet.schema.column(c).path: c for c in range(metadata.num_columns)}
+    return [
+        name
+        for name in columns
+        if longest
+        * sum(metadata.row_group(g).column(index[name]).num_values for g in range(metadata.num_row_groups))
+        > limit
+    ]
+
+
+def _dense_nbytes(array: pa.Array) -> int:
+    """About what `array` takes once its dictionaries are expanded, counted without expanding them:
+    a dictionary's text value counts once for each row that refers to it (its length and an offset)."""
+    if isinstance(array, pa.DictionaryArray):
+        values = array.dictionary
+        if _is_text(values.type):
+            referenced = pc.sum(pc.binary_length(values).take(array.indices)).as_py() or 0
+            return int(referenced) + 8 * len(array)
+        return _dense_nbytes(values.take(array.indices))  # numbers: no bigger than their indices
+    if isinstance(array, pa.ListArray | pa.LargeListArray):
+        return 8 * len(array) + _dense_nbytes(array.flatten())
+    if isinstance(array, pa.StructArray):
+        return sum(_dense_nbytes(child) for child in array.flatten())
+    return array.nbytes
+
+
 def _parquet_bomb(rows_read: int, limit: int) -> Record:
     """The record that ends a parquet file unpacking to far more than text does."""
     done = f"read up to row {rows_read:,}" if rows_read else "not read"
@@ -451,7 +537,10 @@ def iter_parquet(path: Path) -> Iterator[Record]:
     UNPACKED_FLOOR) is refused as a .gz is: 10 MB of zstd, or a dictionary of a few long values
     repeated by reference, can hold 10 GB of text. A footer that declares that much is refused
     unread; rows decoding to it (a dictionary expands only as it is read) stop being read there, and
-    one `parquet_read` record says so, after the rows read before it."""
+    one `parquet_read` record says so, after the rows read before it. A batch is counted before its
+    dictionaries are expanded, where they could expand past the limit (_expanding_columns); what
+    remains is the kinds of expansion no footer or dictionary shows (a list of millions of nulls
+    packed by run-length levels, DELTA_BYTE_ARRAY's shared prefixes), up to one batch of them."""
     row = 0
     try:
         parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every row group read
@@ -460,16 +549,18 @@ def iter_parquet(path: Path) -> Iterator[Record]:
         if declared > limit:
             yield _parquet_bomb(0, limit)
             return
+        if expanding := _expanding_columns(path, parquet, limit):
+            parquet = pq.ParquetFile(path, pre_buffer=False, read_dictionary=expanding)
         schema = parquet.schema_arrow
         dense = pa.schema([field.with_type(_dense(field.type)) for field in schema])
         decoded = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            if dense != schema:  # dictionaries expanded here, so that their size is counted
-                batch = batch.cast(dense)
-            decoded += batch.nbytes
-            if decoded > limit:
+            decoded += sum(_dense_nbytes(column) for column in batch.columns)
+            if decoded > limit:  # counted before the dictionaries are expanded
                 yield _parquet_bomb(row, limit)
                 return
+            if dense != schema:
+                batch = batch.cast(dense)
             for value in batch.to_pylist():
                 row += 1
                 yield Record(row, value, "")
