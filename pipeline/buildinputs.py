@@ -135,8 +135,9 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
         raise BuildError(f"params.yaml: `sources` must be a list of source names, got {names!r}")
     if not names:
         raise BuildError("params.yaml: `sources` is empty; enable at least one source")
-    if len(set(names)) != len(names):
-        raise BuildError("params.yaml: `sources` lists a source twice")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BuildError(f"params.yaml: `sources` lists {', '.join(twice)} more than once")
     sources = []
     for rank, name in enumerate(names):
         if name not in registry:

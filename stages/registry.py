@@ -1,6 +1,8 @@
 """registry: sources.yaml + data/contrib/ -> data/registry/<source>.json, what each download depends on.
 
 See pipeline/sources/fetchspec.py for why the downloads depend on these files instead of sources.yaml.
+It also removes what a source taken out of params.yaml `sources:` left under data/
+(pipeline/sources/leftovers.py): the builds hash those folders whole.
 """
 
 from __future__ import annotations
@@ -10,19 +12,26 @@ import sys
 from pipeline.params import project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.fetchspec import write_fetch_specs
-from pipeline.sources.registry import enabled_sources, get_source, load_registry
+from pipeline.sources.leftovers import find_leftovers, remove_leftovers
+from pipeline.sources.registry import enabled_specs
 
 
 def main() -> int:
     root = project_root()
     try:
-        registry = load_registry(root / "sources.yaml")
-        specs = [get_source(name, registry) for name in enabled_sources(root / "params.yaml")]
-    except SourceError as e:
+        specs, registry = enabled_specs(root)
+    except (SourceError, ValueError) as e:
         print(f"registry: {e}", file=sys.stderr)
         return 1
     written = write_fetch_specs(specs, root, root / "data" / "registry")
     print(f"registry: {len(written)} sources -> data/registry/")
+    for name, paths in find_leftovers(root, {s.name for s in specs}, registry.values()).items():
+        remove_leftovers(paths)
+        shown = ", ".join(p.relative_to(root).as_posix() for p in paths)
+        print(
+            f"registry: {name} is no longer in params.yaml `sources:`: removed {shown} (the builds hash "
+            "data/raw and data/normalized whole; enabled again, DVC restores or remakes them)"
+        )
     return 0
 
 

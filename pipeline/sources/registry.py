@@ -301,6 +301,26 @@ def get_source(name: str, registry: dict[str, SourceSpec] | None = None) -> Sour
     return registry[name]
 
 
+def enabled_specs(root: Path) -> tuple[list[SourceSpec], dict[str, SourceSpec]]:
+    """params.yaml `sources:`, each name looked up in sources.yaml (and the whole registry)."""
+    registry = load_registry(root / REGISTRY_FILE)
+    names = enabled_sources(root / "params.yaml")
+    if not names:
+        # checked before anything is removed: an emptied list would take every source's files
+        raise SourceError("params.yaml: `sources:` is empty; enable at least one source")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # DVC makes one stage of both; the build would refuse the list later
+        raise SourceError(f"params.yaml `sources:` lists {', '.join(twice)} more than once")
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise SourceError(
+            f"params.yaml `sources:` lists {', '.join(unknown)}, which is not in {REGISTRY_FILE} "
+            f"(known: {', '.join(registry)}); add its entry there, or fix the name (a source is renamed "
+            "in both files)"
+        )
+    return [registry[n] for n in names], registry
+
+
 def local_target(spec: SourceSpec, root: Path) -> Path | None:
     """The file or folder `local_path:` names (relative to the repository root), or None."""
     if not spec.local_path:
