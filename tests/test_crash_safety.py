@@ -31,7 +31,9 @@ class Boom(OSError):
 def _result(tag: str, rows: int) -> NormalizeResult:
     turns = pl.DataFrame({"conversation_id": [f"{tag}:{i}" for i in range(rows)], "text": [tag] * rows})
     quarantine = pl.DataFrame({"reason": [f"{tag} bad"] * rows})
-    return NormalizeResult(turns, quarantine, {"rows_kept": rows, "run": tag})
+    counts = {"rows_read": rows, "rows_kept": rows, "rows_quarantined": 0, "rows_filtered": {}}
+    counts |= {"rows_merged": 0, "turns_kept": rows, "conversations_kept": rows}  # metrics.json's
+    return NormalizeResult(turns, quarantine, {**counts, "run": tag})
 
 
 def _contents(paths: dict[str, Path]) -> dict[str, bytes]:

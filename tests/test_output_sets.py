@@ -216,7 +216,7 @@ def test_the_file_that_vouches_for_the_others_is_renamed_last(
 
     monkeypatch.setattr(os, "replace", replace)
     write_outputs(_result("a", 2), "demo", tmp_path)
-    assert renamed == ["demo.parquet", "demo.parquet", "demo.report.json"]
+    assert renamed == ["demo.parquet", "demo.parquet", "demo.metrics.json", "demo.report.json"]
     renamed.clear()
     evaluate_stage.write_outputs(tmp_path / "eval", SimpleNamespace(transcripts=[], sources=[], metrics={}))
     assert renamed == ["transcripts.md", "sources.csv", "metrics.json"]

@@ -375,6 +375,30 @@ def output_paths(name: str, root: Path | None = None) -> dict[str, Path]:
         "turns": root / "data" / "normalized" / f"{name}.parquet",
         "quarantine": root / "data" / "quarantine" / f"{name}.parquet",
         "report": root / "data" / "normalized" / f"{name}.report.json",
+        "metrics": root / "data" / "normalized" / f"{name}.metrics.json",
+    }
+
+
+# The report's counts that metrics.json (the stage's DVC metric) carries, under the report's names.
+# The report itself is no metric: DVC makes a column of every key of every metrics file, and its
+# per-file descriptions, licences and sha256s made `dvc metrics show` 2,400 characters wide.
+METRICS_COUNTS = (
+    "rows_read",
+    "rows_kept",
+    "rows_quarantined",
+    "rows_merged",
+    "turns_kept",
+    "conversations_kept",
+)
+
+
+def summary_metrics(report: dict[str, Any]) -> dict[str, int]:
+    """metrics.json, the normalize stage's DVC metric: the report's totals, numbers only, with
+    `rows_filtered` summed over its reasons (as the build's metrics.json sums it), so the two
+    stages' counts share columns in `dvc metrics show`."""
+    return {
+        **{key: report[key] for key in METRICS_COUNTS},
+        "rows_filtered": sum(report["rows_filtered"].values()),
     }
 
 
@@ -384,19 +408,21 @@ OUTPUTS_KEY = "outputs"
 
 
 def write_outputs(result: NormalizeResult, name: str, root: Path | None = None) -> dict[str, Path]:
-    """Write the turn table, quarantine and report, replaced together (atomic_paths).
+    """Write the turn table, quarantine, metrics and report, replaced together (atomic_paths).
 
-    All three are written before any is renamed into place: a failure or a kill while the
-    quarantine or the report is written leaves the old three, not a new turn table beside the old
+    All four are written before any is renamed into place: a failure or a kill while the
+    quarantine or the report is written leaves the old four, not a new turn table beside the old
     quarantine and a report that counts neither (the build reads the table and the report). The
     report is renamed last and records the size and sha256 of the two tables (`outputs`): a kill
     between the renames leaves a new table beside the previous run's report, which the build
     (pipeline.buildinputs) then refuses, so a user running the stages by hand is not handed a mix.
     """
     paths = output_paths(name, root)
-    with atomic_paths(paths["turns"], paths["quarantine"], paths["report"]) as (turns, quarantine, rep):
+    targets = (paths["turns"], paths["quarantine"], paths["metrics"], paths["report"])
+    with atomic_paths(*targets) as (turns, quarantine, metrics, rep):
         result.turns.write_parquet(turns)
         result.quarantine.write_parquet(quarantine)
+        metrics.write_bytes(json_bytes(summary_metrics(result.report)))
         # The temporaries are renamed, not rewritten: their bytes are the published ones.
         outputs = {"turns": fingerprint(turns), "quarantine": fingerprint(quarantine)}
         rep.write_bytes(json_bytes({**result.report, OUTPUTS_KEY: outputs}))
