@@ -274,13 +274,31 @@ def test_parquet_dictionary_bomb_stops_where_its_rows_pass_the_limit(tmp_path: P
     assert len(rows) == 2000 and rows[0].value["messages"][1] == {"role": "assistant", "content": "ab" * 1000}
 
 
+def _arrow_peak_refusing(path: Path) -> int:
+    """Arrow's peak allocation (pool.max_memory()) in a fresh process whose iter_parquet of `path`
+    gives one `parquet_read` record and nothing else."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pyarrow as pa\nfrom pathlib import Path\nfrom pipeline.sources import readers\n"
+        "records = list(readers.iter_parquet(Path(sys.argv[1])))\n"
+        "print(len(records), records[0].check, pa.default_memory_pool().max_memory())"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=root, capture_output=True, text=True, check=True
+    )
+    count, check, peak = out.stdout.split()
+    assert (count, check) == ("1", "parquet_read")
+    return int(peak)
+
+
 def test_parquet_dictionary_bomb_is_counted_before_the_reader_expands_it(tmp_path: Path) -> None:
     """A 500-byte file whose dictionary holds one 900 kB value that 8,192 rows refer to, with no
     Arrow schema in it: the reader expanded its first 1,024 rows to 900 MB before any count could
     stop it (tens of GB with a longer value). Such a column is now read as a dictionary and counted
     first: a fresh process reading it allocates little (Arrow's own peak, pool.max_memory())."""
-    import subprocess
-    import sys
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -290,18 +308,34 @@ def test_parquet_dictionary_bomb_is_counted_before_the_reader_expands_it(tmp_pat
     bomb = tmp_path / "train.parquet"
     pq.write_table(pa.table({"utterance": column}), bomb, compression="zstd", store_schema=False)
     assert bomb.stat().st_size < 2000
-    code = (
-        "import sys, pyarrow as pa\nfrom pathlib import Path\nfrom pipeline.sources import readers\n"
-        "records = list(readers.iter_parquet(Path(sys.argv[1])))\n"
-        "print(len(records), records[0].check, pa.default_memory_pool().max_memory())"
+    assert _arrow_peak_refusing(bomb) < 50 << 20
+
+
+def test_parquet_lists_of_packed_nulls_are_refused_unread(tmp_path: Path) -> None:
+    """Run-length levels pack a list of millions of nulls into a few bytes: a 300-byte file held
+    128 million, over half a gigabyte once read, all in the reader's first batch. Its footer
+    declares the values, and each takes at least MIN_VALUE_BYTES once read: refused unread."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.sources import readers
+
+    rows, per_row = 64, 2_000_000
+    offsets = pa.array(np.arange(0, (rows + 1) * per_row, per_row, dtype=np.int64))
+    column = pa.LargeListArray.from_arrays(offsets, pa.nulls(rows * per_row, pa.string()))
+    bomb = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"turns": column}), bomb, compression="zstd", store_schema=False)
+    assert bomb.stat().st_size < 2000
+    records = list(readers.iter_parquet(bomb))
+    assert records[0].reason.startswith("parquet file not read: it unpacks to over ")
+    assert _arrow_peak_refusing(bomb) < 50 << 20  # unread: not decoded and then refused
+    fine = tmp_path / "fine.parquet"  # the same shape, ordinary sizes: read
+    offsets = pa.array([0, 2, 3], pa.int64())
+    pq.write_table(
+        pa.table({"turns": pa.LargeListArray.from_arrays(offsets, pa.array(["a", None, "b"]))}), fine
     )
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(bomb)], cwd=root, capture_output=True, text=True, check=True
-    )
-    count, check, peak = out.stdout.split()
-    assert (count, check) == ("1", "parquet_read")
-    assert int(peak) < 50 << 20, f"Arrow allocated {int(peak):,} bytes for a {bomb.stat().st_size}-byte file"
+    assert [r.value for r in readers.iter_parquet(fine)] == [{"turns": ["a", None]}, {"turns": ["b"]}]
 
 
 def test_a_long_dictionary_value_read_as_a_dictionary_gives_the_same_rows(tmp_path: Path) -> None:

@@ -412,14 +412,21 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
 PARQUET_BATCH_ROWS = 1024
 
 
+# The least a value takes once read: an offset or a slot (a null in a list too).
+MIN_VALUE_BYTES = 4
+
+
 def _declared_uncompressed_bytes(metadata: pq.FileMetaData) -> int:
     """What a parquet file's footer says its column chunks take once decompressed (before
-    dictionary decoding, so a value repeated by a dictionary counts once)."""
-    return sum(
-        metadata.row_group(g).column(c).total_uncompressed_size
+    dictionary decoding, so a value repeated by a dictionary counts once), and at least
+    MIN_VALUE_BYTES for each value it declares: run-length levels pack a list of millions of nulls
+    into a few bytes (a 327-byte file held 1.28 billion of them, gigabytes once read)."""
+    chunks = (
+        metadata.row_group(g).column(c)
         for g in range(metadata.num_row_groups)
         for c in range(metadata.num_columns)
     )
+    return sum(max(chunk.total_uncompressed_size, MIN_VALUE_BYTES * chunk.num_values) for chunk in chunks)
 
 
 def _dense(kind: pa.DataType) -> pa.DataType:
@@ -539,8 +546,8 @@ def iter_parquet(path: Path) -> Iterator[Record]:
     unread; rows decoding to it (a dictionary expands only as it is read) stop being read there, and
     one `parquet_read` record says so, after the rows read before it. A batch is counted before its
     dictionaries are expanded, where they could expand past the limit (_expanding_columns); what
-    remains is the kinds of expansion no footer or dictionary shows (a list of millions of nulls
-    packed by run-length levels, DELTA_BYTE_ARRAY's shared prefixes), up to one batch of them."""
+    remains is the expansion no footer or dictionary shows (a footer that understates its values,
+    DELTA_BYTE_ARRAY's shared prefixes), up to one batch of it."""
     row = 0
     try:
         parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every row group read
