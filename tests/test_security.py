@@ -274,23 +274,23 @@ def test_parquet_dictionary_bomb_stops_where_its_rows_pass_the_limit(tmp_path: P
     assert len(rows) == 2000 and rows[0].value["messages"][1] == {"role": "assistant", "content": "ab" * 1000}
 
 
-def _arrow_peak_refusing(path: Path) -> int:
+def _arrow_peak_refusing(path: Path, rows_kept: int = 0) -> int:
     """Arrow's peak allocation (pool.max_memory()) in a fresh process whose iter_parquet of `path`
-    gives one `parquet_read` record and nothing else."""
+    gives `rows_kept` rows and then one `parquet_read` record."""
     import subprocess
     import sys
 
     code = (
         "import sys, pyarrow as pa\nfrom pathlib import Path\nfrom pipeline.sources import readers\n"
         "records = list(readers.iter_parquet(Path(sys.argv[1])))\n"
-        "print(len(records), records[0].check, pa.default_memory_pool().max_memory())"
+        "print(len(records), records[-1].check, pa.default_memory_pool().max_memory())"
     )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)], cwd=root, capture_output=True, text=True, check=True
     )
     count, check, peak = out.stdout.split()
-    assert (count, check) == ("1", "parquet_read")
+    assert (int(count), check) == (rows_kept + 1, "parquet_read")
     return int(peak)
 
 
@@ -336,6 +336,39 @@ def test_parquet_lists_of_packed_nulls_are_refused_unread(tmp_path: Path) -> Non
         pa.table({"turns": pa.LargeListArray.from_arrays(offsets, pa.array(["a", None, "b"]))}), fine
     )
     assert [r.value for r in readers.iter_parquet(fine)] == [{"turns": ["a", None]}, {"turns": ["b"]}]
+
+
+def test_parquet_delta_prefix_bomb_is_read_in_batches_it_cannot_overfill(tmp_path: Path) -> None:
+    """DELTA_BYTE_ARRAY builds each value from the one before's prefix: 1,024 rows repeating one
+    512 kB value fit in a few hundred bytes, and the reader's first batch built 512 MB of them.
+    Batches are cut to what the limit allows for values as long as the chunk's declared size
+    (_batch_rows): the rows before the limit are kept, and Arrow's peak stays near the limit."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.sources import readers
+
+    value = "a" * (512 << 10)
+    bomb = tmp_path / "train.parquet"
+    options = {"use_dictionary": False, "column_encoding": {"utterance": "DELTA_BYTE_ARRAY"}}
+    pq.write_table(
+        pa.table({"utterance": [value] * 1024}),
+        bomb,
+        compression="zstd",
+        store_schema=False,
+        data_page_size=1 << 30,  # one page: every value a prefix of the first
+        write_batch_size=4096,
+        **options,
+    )
+    assert bomb.stat().st_size < 2000
+    limit = readers.unpacked_limit(bomb)
+    rows = readers._batch_rows(pq.ParquetFile(bomb).metadata, limit)
+    assert 1 < rows < 1024 and rows * len(value) <= limit
+    assert _arrow_peak_refusing(bomb, rows_kept=rows) < 3 * limit  # a batch kept, one refused: not 8
+    fine = tmp_path / "fine.parquet"  # ordinary text in the same encoding: every row, in order
+    texts = [f"turn {i} of a conversation" for i in range(3000)]
+    pq.write_table(pa.table({"utterance": texts}), fine, **options)
+    assert [r.value["utterance"] for r in readers.iter_parquet(fine)] == texts
 
 
 def test_a_long_dictionary_value_read_as_a_dictionary_gives_the_same_rows(tmp_path: Path) -> None:
