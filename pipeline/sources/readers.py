@@ -580,7 +580,16 @@ def iter_parquet(path: Path) -> Iterator[Record]:
         schema = parquet.schema_arrow
         dense = pa.schema([field.with_type(_dense(field.type)) for field in schema])
         decoded = 0
-        for batch in parquet.iter_batches(batch_size=_batch_rows(parquet.metadata, limit)):
+        batch_rows = _batch_rows(parquet.metadata, limit)
+        # A batch per row group at most: each group has its own dictionaries, and a nested column's
+        # batch that spanned two (read as dictionaries) failed in Arrow ("Nested data conversions
+        # not implemented for chunked array outputs").
+        batches = (
+            batch
+            for group in range(parquet.metadata.num_row_groups)
+            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group])
+        )
+        for batch in batches:
             decoded += sum(_dense_nbytes(column) for column in batch.columns)
             if decoded > limit:  # counted before the dictionaries are expanded
                 yield _parquet_bomb(row, limit)
