@@ -17,6 +17,7 @@ from pipeline import atomic, paramcheck
 from pipeline.params import shown_path
 from pipeline.schema import MAX_TURN_CHARS, max_turn_chars_setting
 from pipeline.sources import licences
+from pipeline.sources.registry import listed_twice
 
 VARIANTS = ("full", "commercial")
 SPLITS = ("train", "val")
@@ -135,8 +136,7 @@ def resolve_sources(root: Path, names: Sequence[str], registry: Mapping[str, Any
         raise BuildError(f"params.yaml: `sources` must be a list of source names, got {names!r}")
     if not names:
         raise BuildError("params.yaml: `sources` is empty; enable at least one source")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
+    if twice := listed_twice(list(names)):
         raise BuildError(f"params.yaml: `sources` lists {', '.join(twice)} more than once")
     sources = []
     for rank, name in enumerate(names):

@@ -125,7 +125,9 @@ class SkipWeightInit(TorchFunctionMode):
     torch._dynamo (about a second of every chat's and evaluate's start-up). It also leaves torch's
     global random state as it was."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         if getattr(func, "__module__", None) == "torch.nn.init":
             return args[0] if args else (kwargs or {})["tensor"]
         return func(*args, **(kwargs or {}))

@@ -461,12 +461,9 @@ def _dense(kind: pa.DataType) -> pa.DataType:
 
 
 def _is_text(kind: pa.DataType) -> bool:
-    return (
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_binary(kind)
-        or (pa.types.is_large_binary(kind))
-    )
+    """A type whose values have a length in bytes (what a dictionary can repeat at length)."""
+    checks = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    return any(check(kind) for check in checks)
 
 
 def _dictionary_columns(parquet: pq.ParquetFile) -> list[str]:

@@ -301,6 +301,11 @@ def get_source(name: str, registry: dict[str, SourceSpec] | None = None) -> Sour
     return registry[name]
 
 
+def listed_twice(names: list[str]) -> list[str]:
+    """The names a `sources:` list holds more than once (DVC would make one stage of both)."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 def enabled_specs(root: Path) -> tuple[list[SourceSpec], dict[str, SourceSpec]]:
     """params.yaml `sources:`, each name looked up in sources.yaml (and the whole registry)."""
     registry = load_registry(root / REGISTRY_FILE)
@@ -308,8 +313,7 @@ def enabled_specs(root: Path) -> tuple[list[SourceSpec], dict[str, SourceSpec]]:
     if not names:
         # checked before anything is removed: an emptied list would take every source's files
         raise SourceError("params.yaml: `sources:` is empty; enable at least one source")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:  # DVC makes one stage of both; the build would refuse the list later
+    if twice := listed_twice(names):  # the build would refuse the list later
         raise SourceError(f"params.yaml `sources:` lists {', '.join(twice)} more than once")
     unknown = [n for n in names if n not in registry]
     if unknown:
