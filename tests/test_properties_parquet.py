@@ -4,9 +4,10 @@ the encodings and shape, on each of its read paths.
 iter_parquet reads in batches (fewer rows where DELTA_BYTE_ARRAY could repeat long values), reads
 text columns whose dictionary could expand past the unpacked limit as Arrow dictionaries and expands
 them itself, and counts what it decodes. None of that may change a row: random tables (text with
-nulls and non-ASCII, numbers, lists of structs, all-null columns), written with dictionary pages or
-plain, DELTA_BYTE_ARRAY or not, in row groups of any size, and with or without Arrow's schema in the
-file, must read back as `pq.read_table(...).to_pylist()`, row for row, numbered from 1.
+nulls and non-ASCII, numbers, lists of structs, maps, fixed-size lists, all-null columns), written
+with dictionary pages or plain, DELTA_BYTE_ARRAY or not, in row groups of any size, and with or
+without Arrow's schema in the file, must read back as `pq.read_table(...).to_pylist()`, row for
+row, numbered from 1.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ ROW = st.fixed_dictionaries(
         "text": TEXT,
         "n": st.one_of(st.none(), st.integers(-(2**40), 2**40)),
         "messages": st.one_of(st.none(), st.lists(MESSAGE, max_size=4)),
+        "meta": st.one_of(st.none(), st.lists(st.tuples(st.sampled_from(["lang", "id"]), TEXT), max_size=2)),
+        "pair": st.one_of(st.none(), st.lists(TEXT, min_size=2, max_size=2)),
     }
 )
 SCHEMA = pa.schema(
@@ -36,9 +39,18 @@ SCHEMA = pa.schema(
         "text": pa.string(),
         "n": pa.int64(),
         "messages": pa.list_(pa.struct({"role": pa.string(), "content": pa.string()})),
+        "meta": pa.map_(pa.string(), pa.string()),  # a MapArray: a ListArray that Arrow cannot flatten
+        "pair": pa.list_(pa.string(), 2),
     }
 )
-TEXT_COLUMNS = ("text", "messages.list.element.role", "messages.list.element.content")
+TEXT_COLUMNS = (
+    "text",
+    "messages.list.element.role",
+    "messages.list.element.content",
+    "meta.key_value.key",
+    "meta.key_value.value",
+    "pair.list.element",
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

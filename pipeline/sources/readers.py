@@ -453,6 +453,12 @@ def _dense(kind: pa.DataType) -> pa.DataType:
         return _dense(kind.value_type)
     if pa.types.is_struct(kind):
         return pa.struct([field.with_type(_dense(field.type)) for field in kind])
+    if pa.types.is_map(kind):
+        return pa.map_(
+            kind.key_field.with_type(_dense(kind.key_type)), kind.item_field.with_type(_dense(kind.item_type))
+        )
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(kind.value_field.with_type(_dense(kind.value_type)), kind.list_size)
     if pa.types.is_large_list(kind):
         return pa.large_list(kind.value_field.with_type(_dense(kind.value_type)))
     if pa.types.is_list(kind):
@@ -477,12 +483,26 @@ def _dictionary_columns(parquet: pq.ParquetFile) -> list[str]:
     ]
 
 
+_LIST_ARRAYS = (pa.ListArray, pa.LargeListArray, pa.FixedSizeListArray)  # a MapArray is a ListArray too
+
+
+def _list_entries(array: pa.ListArray | pa.LargeListArray | pa.FixedSizeListArray) -> list[pa.Array]:
+    """The values a list array's rows hold (its slice only), as arrays: a map's keys and items.
+    A MapArray is a ListArray to isinstance, but Arrow has no `flatten` for it (a map column made
+    every parquet file holding one unreadable)."""
+    if isinstance(array, pa.MapArray):
+        start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()
+        return [array.keys.slice(start, end - start), array.items.slice(start, end - start)]
+    return [array.flatten()]
+
+
 def _dictionaries(array: pa.Array) -> Iterator[pa.Array]:
     """The dictionaries (their values) in `array`, at any depth."""
     if isinstance(array, pa.DictionaryArray):
         yield array.dictionary
-    elif isinstance(array, pa.ListArray | pa.LargeListArray):
-        yield from _dictionaries(array.flatten())
+    elif isinstance(array, _LIST_ARRAYS):
+        for entries in _list_entries(array):
+            yield from _dictionaries(entries)
     elif isinstance(array, pa.StructArray):
         for child in array.flatten():
             yield from _dictionaries(child)
@@ -499,14 +519,25 @@ def _expanding_columns(path: Path, parquet: pq.ParquetFile, limit: int) -> list[
     column is read that way: a writer keeps a dictionary page only for a text column's first values
     and then falls back to plain pages, which Arrow would hash into a dictionary value by value,
     doubling the read time of ordinary text (benchmarks.parquet_read). The longest value is found by
-    reading one row of each row group with the dictionaries kept (the whole page comes with it)."""
-    columns = _dictionary_columns(parquet)
+    reading one row of each row group with the dictionaries kept (the whole page comes with it),
+    and only where the footer leaves it possible: no value is longer than its chunk's declared size
+    (probing a file of 20,000 small row groups took longer than reading it)."""
+    metadata = parquet.metadata
+    index = {parquet.schema.column(c).path: c for c in range(metadata.num_columns)}
+    groups = range(metadata.num_row_groups)
+
+    def values(name: str) -> int:
+        return sum(metadata.row_group(g).column(index[name]).num_values for g in groups)
+
+    def largest_chunk(name: str) -> int:
+        return max(metadata.row_group(g).column(index[name]).total_uncompressed_size for g in groups)
+
+    columns = [name for name in _dictionary_columns(parquet) if largest_chunk(name) * values(name) > limit]
     if not columns:
         return []
-    metadata = parquet.metadata
     probe = pq.ParquetFile(path, pre_buffer=False, read_dictionary=columns)
     longest = 0
-    for group in range(metadata.num_row_groups):
+    for group in groups:
         for batch in probe.iter_batches(batch_size=1, row_groups=[group]):
             lengths = [
                 pc.max(pc.binary_length(values)).as_py() or 0
@@ -516,14 +547,7 @@ def _expanding_columns(path: Path, parquet: pq.ParquetFile, limit: int) -> list[
             ]
             longest = max([longest, *lengths])
             break
-    index = {parquet.schema.column(c).path: c for c in range(metadata.num_columns)}
-    return [
-        name
-        for name in columns
-        if longest
-        * sum(metadata.row_group(g).column(index[name]).num_values for g in range(metadata.num_row_groups))
-        > limit
-    ]
+    return [name for name in columns if longest * values(name) > limit]
 
 
 def _dense_nbytes(array: pa.Array) -> int:
@@ -535,8 +559,8 @@ def _dense_nbytes(array: pa.Array) -> int:
             referenced = pc.sum(pc.binary_length(values).take(array.indices)).as_py() or 0
             return int(referenced) + 8 * len(array)
         return _dense_nbytes(values.take(array.indices))  # numbers: no bigger than their indices
-    if isinstance(array, pa.ListArray | pa.LargeListArray):
-        return 8 * len(array) + _dense_nbytes(array.flatten())
+    if isinstance(array, _LIST_ARRAYS):
+        return 8 * len(array) + sum(_dense_nbytes(entries) for entries in _list_entries(array))
     if isinstance(array, pa.StructArray):
         return sum(_dense_nbytes(child) for child in array.flatten())
     return array.nbytes
@@ -578,13 +602,18 @@ def iter_parquet(path: Path) -> Iterator[Record]:
         dense = pa.schema([field.with_type(_dense(field.type)) for field in schema])
         decoded = 0
         batch_rows = _batch_rows(parquet.metadata, limit)
-        # A batch per row group at most: each group has its own dictionaries, and a nested column's
-        # batch that spanned two (read as dictionaries) failed in Arrow ("Nested data conversions
-        # not implemented for chunked array outputs").
+        # Where columns come as dictionaries, a batch per row group at most: each group has its own
+        # dictionaries, and a nested column's batch that spanned two failed in Arrow ("Nested data
+        # conversions not implemented for chunked array outputs"). Elsewhere batches may span
+        # groups: a reader per group made a file of 20,000 small groups read 1.5 s slower.
         batches = (
-            batch
-            for group in range(parquet.metadata.num_row_groups)
-            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group])
+            (
+                batch
+                for group in range(parquet.metadata.num_row_groups)
+                for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group])
+            )
+            if expanding or dense != schema
+            else parquet.iter_batches(batch_size=batch_rows)
         )
         for batch in batches:
             decoded += sum(_dense_nbytes(column) for column in batch.columns)
