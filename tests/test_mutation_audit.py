@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 import torch
+from test_build_edge import rows, write_tables
 from test_engine_support import ScriptedGPT
+from test_train import paths_in, tiny_config, write_tokens
 
 from pipeline import build as build_mod
 from pipeline import checkpoint, dedup, device, split
@@ -25,11 +26,10 @@ from pipeline.buildinputs import BuildConfig, CommercialLeakError
 from pipeline.chatsession import ChatSession
 from pipeline.engine import Engine
 from pipeline.sampling import SamplingParams, sample
-from pipeline.schema import TURN_SCHEMA, row_violations
-from pipeline.shards import ShardWriter
-from pipeline.tokenizer import N_VOCAB, render
+from pipeline.schema import row_violations
+from pipeline.tokenizer import N_VOCAB
 from pipeline.train import GlobalBatches, train
-from pipeline.trainconfig import TrainConfig, TrainPaths
+from pipeline.trainconfig import TrainPaths
 from pipeline.trainsetup import Runtime
 
 # ---------------------------------------------------------------- sampling and the engine
@@ -172,27 +172,8 @@ REGISTRY = {
 
 
 def _rows(cid: str, texts: list[str], source: str) -> list[dict]:
-    terms = REGISTRY[source]
-    return [
-        {
-            "conversation_id": cid,
-            "turn": t,
-            "role": "human" if t % 2 == 0 else "bot",
-            "text": text,
-            "source": source,
-            "licence": terms["licence"],
-            "commercial": terms["commercial"],
-            "context": None,
-        }
-        for t, text in enumerate(texts)
-    ]
-
-
-def _write_tables(root: Path, tables: dict[str, list[dict]]) -> None:
-    normalized = root / "data" / "normalized"
-    normalized.mkdir(parents=True, exist_ok=True)
-    for name, rows in tables.items():
-        pl.DataFrame(rows, schema=TURN_SCHEMA).write_parquet(normalized / f"{name}.parquet")
+    """test_build_edge's turn rows, under `source`'s licence terms in REGISTRY."""
+    return rows(cid, texts, source, REGISTRY[source]["licence"], REGISTRY[source]["commercial"])
 
 
 def _build(root: Path, names: list[str], variant: str = "full", **cfg) -> None:
@@ -204,7 +185,7 @@ def test_a_conversation_is_quarantined_under_its_first_failing_row(tmp_path: Pat
     turn 3's length. Kills aggregating the failing-row codes with max instead of min."""
     bad = _rows("a:bad", ["hello", "ring \x07 ring", "and then?", "x" * 100], "a")
     good = [r for i in range(4) for r in _rows(f"a:ok{i}", [f"question {i}", f"answer {i}"], "a")]
-    _write_tables(tmp_path, {"a": good + bad})
+    write_tables(tmp_path, {"a": good + bad})
     _build(tmp_path, ["a"], max_turn_chars=80)
     q = pl.read_parquet(tmp_path / "data/dataset/full/quarantine.parquet")
     assert q["conversation_id"].to_list() == ["a:bad"] * 4  # the whole conversation
@@ -220,7 +201,7 @@ def test_quarantine_rows_are_in_input_order_across_write_parts(tmp_path: Path) -
         for i in range(12):
             tables[name] += _rows(f"{name}:ok{i}", [f"{name} question {i}", f"{name} answer {i}"], name)
             tables[name] += _rows(f"{name}:bad{i}", [f"{name} asks {i}", " padded "], name)  # not stripped
-    _write_tables(tmp_path, tables)
+    write_tables(tmp_path, tables)
     _build(tmp_path, ["a", "b"], part_chars=40)
     q = pl.read_parquet(tmp_path / "data/dataset/full/quarantine.parquet")
     assert q.height == 48 and set(q["check"]) == {"text_stripped"}
@@ -239,7 +220,7 @@ def test_the_write_pass_refuses_non_commercial_rows_the_plan_did_not_see(
         "a": [r for i in range(6) for r in _rows(f"a:{i}", [f"question {i}", f"answer {i}"], "a")],
         "b": [r for i in range(6) for r in _rows(f"b:{i}", [f"nc question {i}", f"nc answer {i}"], "b")],
     }
-    _write_tables(tmp_path, tables)
+    write_tables(tmp_path, tables)
     _build(tmp_path, ["a", "b"], variant="commercial")  # the plan filters b out: a clean build
     out = tmp_path / "data/dataset/commercial"
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -281,7 +262,7 @@ def test_a_conversation_with_one_non_commercial_row_is_outside_the_commercial_va
             row(f"contrib/x:{i}", 0, f"question {i}", "MIT", True),
             row(f"contrib/x:{i}", 1, f"a {i}", "MIT", True),
         ]
-    _write_tables(tmp_path, {"contrib": rows})
+    write_tables(tmp_path, {"contrib": rows})
     for variant in ("commercial", "full"):
         build_variant(tmp_path, ["contrib"], registry, BuildConfig(variant=variant, val_fraction=0.3))
     stats = json.loads((tmp_path / "data/dataset/commercial/stats.json").read_text())["sources"]["contrib"]
@@ -302,45 +283,13 @@ def test_a_turn_of_exactly_the_length_limit_is_allowed() -> None:
 
 # ---------------------------------------------------------------- training: dropout seeds, resume
 
-TINY = dict(
-    n_layer=2,
-    n_head=2,
-    n_embd=32,
-    block_size=32,
-    batch_size=2,
-    grad_accum=2,
-    lr=1e-2,
-    min_lr=1e-3,
-    warmup_iters=1,
-    eval_iters=1,
-    device="cpu",
-)
-
-
-def _write_tokens(variant_dir: Path) -> Path:
-    """A few rendered conversations as train/ and val/ shards."""
-    rng = np.random.default_rng(0)
-    for split_name, n in (("train", 40), ("val", 8)):
-        ids, mask, lengths = [], [], []
-        for i in range(n):
-            turns = [
-                {"role": "human", "content": f"question number {int(rng.integers(100))}"},
-                {"role": "bot", "content": f"answer {i} is {int(rng.integers(1000))}"},
-            ]
-            a, m = render(turns)
-            ids, mask, lengths = ids + a, mask + m, [*lengths, len(a)]
-        writer = ShardWriter(variant_dir / split_name, shard_tokens=100_000)
-        writer.add(np.array(ids), np.array(mask), np.array(lengths))
-        writer.close()
-    return variant_dir
-
 
 def test_dropout_seeds_differ_at_every_step_and_place_and_follow_the_place(tmp_path: Path) -> None:
     """Dropout noise depends on (seed, step, place in the global batch): no two micro-batches of a
     run share a seed, and two processes give each place the seed one process gives it. Kills
     leaving the step out of the seed (every step would drop the same units)."""
-    data = _write_tokens(tmp_path / "full")
-    cfg = TrainConfig(**{**TINY, "grad_accum": 4}).validated()
+    data = write_tokens(tmp_path / "full")
+    cfg = tiny_config(grad_accum=4)
     cpu = torch.device("cpu")
     one = GlobalBatches(data / "train", cfg, Runtime(cpu, torch.float32, device.DistInfo()), cfg.seed)
     seeds = [s for step in range(50) for s in one.dropout_seeds(step)]
@@ -394,12 +343,11 @@ def test_a_resumed_float16_run_carries_its_loss_scaler_on(
     backed off. An interrupted run ends with the scaler state and weights of a straight one. Kills not
     restoring the saved scaler."""
     monkeypatch.setattr(device, "resolve_dtype", lambda name, dev: torch.float16)  # CPU: would be float32
-    data = _write_tokens(tmp_path / "full")
-    cfg = TrainConfig(**TINY, dtype="float16", max_iters=4, ckpt_interval=2, eval_interval=4).validated()
+    data = write_tokens(tmp_path / "full")
+    cfg = tiny_config(dtype="float16", max_iters=4, ckpt_interval=2, eval_interval=4)
 
     def paths(name: str) -> TrainPaths:
-        root = tmp_path / name
-        return TrainPaths(data, root / "run", root / "ckpt", root / "live", root / "metrics.json")
+        return paths_in(tmp_path / name, data)
 
     train(cfg, paths("straight"))
     with pytest.raises(_Stop):
