@@ -3,7 +3,7 @@
 Every rejected upstream row is kept in data/quarantine/<source>.parquet with the rule that caught
 it (`check`), a `reason` and its `origin` (file:line or record id). Reading that file took a polars
 session; this prints, per source, the rows quarantined by rule with the first row each rule caught,
-or (`--check`, `--rows`) the rows themselves with their text. The counts are the report's
+and (`--check`, `--rows`) the first rows of each rule themselves, with their text. The counts are the report's
 (data/normalized/<source>.report.json), and a quarantine that is not the file the report was
 written with (a normalize killed between its renames, a file copied in by hand) is named, not read
 as the report's. Nothing is written. (It lives outside pipeline/sources, which the download and
@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rows",
         type=int,
         metavar="N",
-        help="list the first N quarantined rows with their text (default with --check: 10; 0: none)",
+        help="list the first N quarantined rows of each rule with their text, under the rule "
+        "(default with --check: 10; 0: none)",
     )
     parser.add_argument("--json", action="store_true", help="print the account as JSON")
 
@@ -62,23 +63,44 @@ class SourceQuarantine:
     rows: list[dict[str, Any]] = field(default_factory=list)  # --rows: origin, check, reason, text
 
 
+def _remake(name: str, enabled: bool) -> str:
+    """How to remake `name`'s normalize outputs. DVC makes normalize@<name> only for the names
+    params.yaml `sources:` lists: for any other, `dvc repro normalize@<name>` (or a pull of it) fails
+    with "Stage 'normalize@<name>' not found"."""
+    if enabled:
+        return f"run `dvc repro normalize@{name}`"
+    return (
+        "it is not enabled: add it to params.yaml `sources:`, then `dvc repro` "
+        f"(that creates normalize@{name} and runs it)"
+    )
+
+
 def read_source(
-    name: str, root: Path, check: str | None = None, rows: int = 0, only: str | None = None
+    name: str,
+    root: Path,
+    check: str | None = None,
+    rows: int = 0,
+    only: str | None = None,
+    enabled: bool = True,
 ) -> SourceQuarantine:
-    """`name`'s quarantine as its report counts it, with the first `rows` rows (of rule `check`);
-    `only`: the rows of that one source of it (a contributed file, contrib/<file stem>), counted as
-    the report's `by_source` counts it."""
+    """`name`'s quarantine as its report counts it, with the first `rows` rows of each rule (of rule
+    `check` only, when given); `only`: the rows of that one source of it (a contributed file,
+    contrib/<file stem>), counted as the report's `by_source` counts it. `enabled`: whether
+    params.yaml `sources:` lists `name` (so its normalize stage exists), for the advice."""
     paths = output_paths(name, root)
     shown = {k: shown_path(p, root) for k, p in paths.items()}
+    remake = _remake(name, enabled)
     if not paths["report"].is_file():
-        raise SourceError(
-            f"{name}: not normalized yet (no {shown['report']}): run `dvc repro normalize@{name}`, or `dvc pull`"
-        )
+        if not enabled:
+            raise SourceError(f"{name}: not normalized (no {shown['report']}): {remake}")
+        raise SourceError(f"{name}: not normalized yet (no {shown['report']}): {remake}, or `dvc pull`")
     report = read_json_object(paths["report"], "normalize report")
     outputs = report.get(OUTPUTS_KEY)
     recorded = outputs.get("quarantine") if isinstance(outputs, dict) else None
     problem = atomic.fingerprint_mismatch(paths["quarantine"], recorded)
     if problem == "missing" or (problem == "unrecorded" and not paths["quarantine"].is_file()):
+        if not enabled:  # a report left in git from when it was enabled: no stage to pull it with
+            raise SourceError(f"{name}: {shown['quarantine']} is missing: {remake}")
         raise SourceError(
             f"{name}: {shown['quarantine']} is missing (the reports live in git, the tables in DVC's "
             f"cache): run `dvc pull normalize@{name}` or `dvc repro normalize@{name}`"
@@ -86,22 +108,18 @@ def read_source(
     if problem == "different":
         raise SourceError(
             f"{name}: {shown['quarantine']} is not the quarantine {shown['report']} was written with (a "
-            f"normalize killed between its renames?): run `dvc repro normalize@{name}`"
+            f"normalize killed between its renames?): {remake}"
         )
     columns = ["check", "reason", "origin", *(["source"] if only else [])]
     try:  # no text here: a large source's quarantine is mostly text, and --rows lists only a few
         table = pl.read_parquet(paths["quarantine"], columns=columns)
-        listed = _listed_rows(paths["quarantine"], rows, check, only) if rows else []
     except (pl.exceptions.PolarsError, OSError) as e:  # a report without the record: nothing vouched
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SourceError(
-            f"{name}: {shown['quarantine']} is unreadable ({first_line}): run `dvc repro normalize@{name}`"
-        ) from None
+        raise _unreadable(name, shown["quarantine"], e, remake) from None
     counted = report.get("rows_quarantined")
     if isinstance(counted, int) and counted != table.height:  # a report without the record, by hand
         raise SourceError(
             f"{name}: {shown['quarantine']} holds {table.height:,} rows, but {shown['report']} counts "
-            f"{counted:,}: run `dvc repro normalize@{name}`"
+            f"{counted:,}: {remake}"
         )
     rows_read = report.get("rows_read")
     if only:
@@ -113,19 +131,36 @@ def read_source(
         rows_read = (by_source[only] or {}).get("rows_read")
         table = table.drop("source")
     first = table.with_row_index("_at").group_by("check").first().sort("_at")
+    by_check = dict(
+        table.group_by("check").len().sort(["len", "check"], descending=[True, False]).iter_rows()
+    )
+    try:  # up to `rows` of each rule (or of `check`), in the order the rules' lines are printed: the
+        # file's first N were often all one rule (chitchat's first 5: has_bot_turn)
+        listed = [
+            row
+            for rule in by_check
+            if rows and check in (None, rule)
+            for row in _listed_rows(paths["quarantine"], rows, rule, only)
+        ]
+    except (pl.exceptions.PolarsError, OSError) as e:  # no text column: nothing vouched for this file
+        raise _unreadable(name, shown["quarantine"], e, remake) from None
     return SourceQuarantine(
         source=only or name,
         path=shown["quarantine"],
         rows_read=rows_read,
         rows_quarantined=table.height,
-        by_check=dict(
-            table.group_by("check").len().sort(["len", "check"], descending=[True, False]).iter_rows()
-        ),
+        by_check=by_check,
         first={
             c: {"origin": o, "reason": r} for c, r, o in first.select("check", "reason", "origin").iter_rows()
         },
         rows=listed,
     )
+
+
+def _unreadable(name: str, shown: str, error: Exception, remake: str) -> SourceError:
+    """polars' (or the OS's) refusal of a quarantine, in one line."""
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return SourceError(f"{name}: {shown} is unreadable ({first_line}): {remake}")
 
 
 def _listed_rows(path: Path, rows: int, check: str | None, only: str | None) -> list[dict[str, Any]]:
@@ -160,15 +195,24 @@ def format_source(q: SourceQuarantine, check: str | None) -> str:
         lines.append(
             f"  {rule.ljust(width)}  {n:>9,}  first: {printable(ex['origin'])}: {printable(ex['reason'])}"
         )
-    for row in q.rows:
-        lines.append(f"    {printable(row['origin'])}  {row['check']}: {printable(row['reason'])}")
-        lines.append(f"      text: {_excerpt(row['text'])}")
+        for row in q.rows:  # the rule's own rows, under its line
+            if row["check"] == rule:
+                lines.append(f"    {printable(row['origin'])}  {row['check']}: {printable(row['reason'])}")
+                lines.append(f"      text: {_excerpt(row['text'])}")
     return "\n".join(lines)
 
 
 def _registry_name(name: str) -> str:
     """The registry source a name belongs to: `contrib` for `contrib/<file stem>`."""
     return name.split("/", 1)[0]
+
+
+def _enabled_or_none(root: Path) -> list[str] | None:
+    """params.yaml `sources:`, or None when it cannot be read: naming sources does not need it."""
+    try:
+        return enabled_sources(root / "params.yaml")
+    except (SourceError, ValueError, OSError):
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         registry = load_registry(root / REGISTRY_FILE)
         names = args.sources or enabled_sources(root / "params.yaml")
+        enabled = names if not args.sources else _enabled_or_none(root)
         # contrib/<file stem> (as `nanochatgpt sources` and the dataset's rows name a contributed
         # file) is that file's part of its registry source's quarantine
         unknown = [n for n in names if _registry_name(n) not in registry]
@@ -193,7 +238,9 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         try:
             base = _registry_name(name)
-            found.append(read_source(base, root, args.check, rows, only=name if name != base else None))
+            only = name if name != base else None
+            on = enabled is None or base in enabled  # params.yaml unreadable: the enabled source's advice
+            found.append(read_source(base, root, args.check, rows, only=only, enabled=on))
         except (SourceError, BuildError) as e:
             problems.append(str(e))
     if args.check and found and not any(args.check in q.by_check for q in found):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.buildinputs import VARIANTS
-from pipeline.params import load_params, project_root, shown_path
+from pipeline.params import load_params, load_yaml, outside_root_hint, project_root, shown_path
 from pipeline.shards import TokenShards
 from pipeline.terminal import printable
 
@@ -128,6 +128,34 @@ def loss_spans(ids: np.ndarray, mask: np.ndarray, turn_breaks: bool = False) -> 
     return spans
 
 
+def open_split(root: Path, variant: str, split: str) -> TokenShards:
+    """data/tokens/<variant>/<split>, or FileNotFoundError saying how to get it. Checked here, not
+    left to TokenShards: its "run `dvc repro tokenize`" names no stage of the foreach (tokenize@full,
+    tokenize@commercial), and a split dvc.lock records is a `dvc pull` away, not a re-tokenization."""
+    split_dir = root / "data" / "tokens" / variant / split
+    if not split_dir.is_dir():
+        stage = f"tokenize@{variant}"
+        if _locked_outputs(root, stage):
+            advice = (
+                f" (dvc.lock records its shards, kept in DVC's cache): run `dvc pull {stage}` "
+                f"or `dvc repro {stage}`"
+            )
+        else:
+            advice = f": run `dvc repro {stage}`"
+        raise FileNotFoundError(f"{shown_path(split_dir, root)}: no token split here{advice}")
+    return TokenShards(split_dir)
+
+
+def _locked_outputs(root: Path, stage: str) -> bool:
+    """Whether dvc.lock records outputs of `stage`: DVC's cache (or a remote) may hold them."""
+    try:
+        stages = load_yaml(root / "dvc.lock").get("stages")
+    except (OSError, ValueError):  # no dvc.lock (never run, or outside the root): nothing to pull
+        return False
+    entry = stages.get(stage) if isinstance(stages, dict) else None
+    return isinstance(entry, dict) and bool(entry.get("outs"))
+
+
 def _dataset_path(root: Path, variant: str, split: str) -> Path:
     return root / "data" / "dataset" / variant / f"{split}.parquet"
 
@@ -190,7 +218,7 @@ def conversations(
 ) -> tuple[TokenShards, list[ShownConversation], str | None]:
     """(the split, up to `count` conversations from `index` on (of `source` only, when given), a
     note when they cannot be named). `turn_breaks`: as loss_spans."""
-    shards = TokenShards(root / "data" / "tokens" / variant / split)
+    shards = open_split(root, variant, split)
     path = _dataset_path(root, variant, split)
     shown = shown_path(path, root)
     ids_of, sources = _dataset_rows(path, shards.n_conversations)
@@ -289,7 +317,7 @@ def training_windows(
 
     params = load_params(root / "params.yaml")
     cfg = TrainConfig.from_params(params.get("train") or {}, params.get("train_profiles"))
-    shards = TokenShards(root / "data" / "tokens" / (variant or cfg.variant) / "train")
+    shards = open_split(root, variant or cfg.variant, "train")
     if shards.n_conversations == 0:
         raise ValueError(f"{shards.split_dir}: holds no conversation")
     drawn_with = cfg.seed if seed is None else seed
@@ -351,7 +379,7 @@ def _run_windows(args: argparse.Namespace, root: Path) -> int:
     try:
         shards, shown = training_windows(root, args.variant, args.windows, args.seed, not args.json)
     except (OSError, ValueError, KeyError) as e:  # no shards, params.yaml's train settings refused
-        print(f"tokens: {_relative(e, root)}", file=sys.stderr)
+        print(f"tokens: {_failure(e, root)}", file=sys.stderr)
         return 1
     _show(shown, lambda w, color: format_window(w, shards, root, color), args)
     return 0
@@ -360,6 +388,19 @@ def _run_windows(args: argparse.Namespace, root: Path) -> int:
 def _relative(error: Exception, root: Path) -> str:
     """An error message with the project's paths as they are typed (data/tokens/...), not absolute."""
     return str(error).replace(f"{root}/", "")
+
+
+def _failure(error: Exception, root: Path) -> str:
+    """An error as `tokens:` prints it: paths as typed and, for a missing file or split, where the
+    paths were read from when that is not the project's root (run from data/, params.yaml was
+    "[Errno 2] No such file or directory" and the split's advice was to run tokenize)."""
+    if not isinstance(error, FileNotFoundError):
+        return _relative(error, root)
+    if error.filename:  # open()'s own: params.yaml
+        message = f"{shown_path(Path(error.filename), root)}: no such file"
+    else:
+        message = _relative(error, root)
+    return f"{message}{outside_root_hint()}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -380,7 +421,7 @@ def run(args: argparse.Namespace) -> int:
             root, variant, args.split, args.index, args.count, args.source, turn_breaks=not args.json
         )
     except (OSError, ValueError) as e:  # no shards (FileNotFoundError says to run tokenize), bad ones
-        print(f"tokens: {_relative(e, root)}", file=sys.stderr)
+        print(f"tokens: {_failure(e, root)}", file=sys.stderr)
         return 1
     where = shown_path(shards.split_dir, root)
     if shards.n_conversations == 0:

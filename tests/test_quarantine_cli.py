@@ -73,12 +73,31 @@ def test_rows_of_one_rule_come_with_their_text(project: Path, capsys: pytest.Cap
     lines = out.splitlines()
     assert lines[2].strip().startswith("mixed.txt:") and "text_present:" in lines[2]
     assert lines[3].strip().startswith("text: ")
-    assert cli.main(["quarantine", "contrib", "--json", "--rows", "2"]) == 0
-    (account,) = json.loads(capsys.readouterr().out)
-    assert account["source"] == "contrib" and len(account["rows"]) == 2
+
+
+def test_rows_without_a_rule_are_the_first_of_each_rule_under_its_line(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: README promised `--rows N` without `--check` for every rule, but it listed the
+    file's first N rows, for chitchat all five one rule. Now up to N of each rule, grouped by rule."""
     table = pl.read_parquet(output_paths("contrib", project)["quarantine"])
-    assert [r["origin"] for r in account["rows"]] == table["origin"].head(2).to_list()
-    assert account["rows"][0]["text"] == table["text"][0]
+    assert table["check"].n_unique() > 1  # the file's first row is of one rule only
+    assert cli.main(["quarantine", "contrib", "--json", "--rows", "1"]) == 0
+    (account,) = json.loads(capsys.readouterr().out)
+    assert [r["check"] for r in account["rows"]] == list(account["by_check"])  # one of each, in order
+    columns = ["check", "reason", "origin", "text"]
+    for row in account["rows"]:  # the rule's first row, in file order
+        assert row == table.filter(pl.col("check") == row["check"]).select(columns).row(0, named=True)
+    assert cli.main(["quarantine", "contrib", "--rows", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    rule = None
+    for line in lines:  # each row sits under its rule's line
+        if not line.startswith("    "):
+            rule = line.split()[0]
+        elif not line.strip().startswith("text: "):
+            assert f"  {rule}: " in line
+    listed = sum(1 for line in lines if line.strip().startswith("text: "))
+    assert listed == sum(min(2, n) for n in table["check"].value_counts()["count"])
 
 
 def test_a_rule_that_caught_nothing_is_said(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -206,7 +225,7 @@ def test_unknown_and_unnormalized_sources_are_one_line_each(
     assert cli.main(["quarantine", "oasst1", "contrib"]) == 1  # the one it can read is still shown
     captured = capsys.readouterr()
     assert captured.out.startswith("contrib: 4 of")
-    assert "oasst1: not normalized yet (no data/normalized/oasst1.report.json)" in captured.err
+    assert "oasst1: not normalized (no data/normalized/oasst1.report.json): it is not enabled" in captured.err
     assert cli.main(["quarantine", "contrib", "--rows", "-1"]) == 2
     assert cli.main(["quarantine"]) == 1  # every enabled source: chitchat and chatterbot are not here
     captured = capsys.readouterr()
@@ -233,3 +252,27 @@ def test_an_unreadable_quarantine_beside_a_report_without_its_record_is_one_line
     err = capsys.readouterr().err
     assert err.startswith("quarantine: contrib: data/quarantine/contrib.parquet is unreadable (")
     assert err.rstrip().endswith("run `dvc repro normalize@contrib`") and err.count("\n") == 1
+
+
+def test_a_source_params_yaml_does_not_enable_is_told_to_enable_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: `quarantine oasst1` (in sources.yaml, not in params.yaml `sources:`) said to run
+    `dvc repro normalize@oasst1`, which DVC refuses: the stage exists only for the enabled sources."""
+    assert cli.main(["quarantine", "oasst1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("quarantine: oasst1: not normalized (no data/normalized/oasst1.report.json): ")
+    assert "add it to params.yaml `sources:`, then `dvc repro` (that creates normalize@oasst1" in err
+    assert "`dvc repro normalize@oasst1`" not in err and "dvc pull" not in err
+    assert cli.main(["quarantine", "chitchat"]) == 1  # enabled, not yet run: its stage is there
+    assert "run `dvc repro normalize@chitchat`, or `dvc pull`" in capsys.readouterr().err
+    # contrib's report left in git after it was taken out of `sources:`, its table gone
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("  - contrib\n", ""))
+    output_paths("contrib", project)["quarantine"].unlink()
+    assert cli.main(["quarantine", "contrib"]) == 1
+    err = capsys.readouterr().err
+    assert "contrib: data/quarantine/contrib.parquet is missing: it is not enabled: add it" in err
+    params.write_text("sources: [\n")  # unreadable: naming a source does not need it; the stage's advice
+    assert cli.main(["quarantine", "oasst1"]) == 1
+    assert "run `dvc repro normalize@oasst1`, or `dvc pull`" in capsys.readouterr().err

@@ -149,7 +149,10 @@ def test_shards_without_their_dataset_rows_are_shown_unnamed(
     assert "train.parquet does not hold the 3 conversations" in capsys.readouterr().err
     assert cli.main(["tokens", "--variant", "commercial"]) == 1
     err = capsys.readouterr().err
-    assert "tokens: data/tokens/commercial/train: no token split here (run `dvc repro tokenize`)" in err
+    assert (
+        "tokens: data/tokens/commercial/train: no token split here: run `dvc repro tokenize@commercial`"
+        in err
+    )
     assert str(project) not in err  # paths as the user types them
 
 
@@ -298,3 +301,50 @@ def test_windows_are_the_rows_the_run_trains_on_first(
 )
 def test_window_options_that_cannot_go_together_are_refused(project: Path, argv: list[str]) -> None:
     assert cli.main(["tokens", *argv]) == 2
+
+
+def test_run_outside_the_root_says_where_paths_are_read_from(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: from data/, `tokens` said "[Errno 2] No such file or directory: 'params.yaml'" and
+    `tokens --variant full` said to run tokenize, for shards that were there; the other commands
+    name the folder the paths were read from and the project's root."""
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.delenv("NANOCHATGPT_ROOT")
+    monkeypatch.chdir(project / "data")
+    here = f"(paths are read from {project / 'data'}: run the command from the project's root, {project})"
+    for argv, said in [
+        (["tokens"], "params.yaml: no such file "),
+        (["tokens", "--windows", "1"], "params.yaml: no such file "),
+        (["tokens", "--variant", "full"], "data/tokens/full/train: no token split here"),
+    ]:
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"tokens: {said}") and err.rstrip().endswith(here), err
+        assert "Errno" not in err
+
+
+def test_a_missing_split_names_its_stage_and_a_pull_when_dvc_lock_records_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TokenShards' "run `dvc repro tokenize`" names no stage of the foreach, and shards dvc.lock
+    records are in DVC's cache: a pull, not a re-tokenization (as quarantine's advice says)."""
+    assert cli.main(["tokens", "--variant", "commercial"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "tokens: data/tokens/commercial/train: no token split here: run `dvc repro tokenize@commercial`\n"
+    )
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")  # --windows reads the train profile
+    (project / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  tokenize@commercial:\n    cmd: python -m stages.tokenize commercial\n"
+        "    outs:\n    - path: data/tokens/commercial/train\n      md5: 0123.dir\n"
+    )
+    for argv in (
+        ["tokens", "--variant", "commercial"],
+        ["tokens", "--variant", "commercial", "--windows", "1"],
+    ):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("tokens: data/tokens/commercial/train: no token split here (dvc.lock records")
+        assert err.rstrip().endswith("run `dvc pull tokenize@commercial` or `dvc repro tokenize@commercial`")
