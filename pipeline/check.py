@@ -6,7 +6,9 @@ Here the named files (default: all of data/contrib/) are copied with their sidec
 folder and passed through exactly what download@contrib and normalize@contrib run (same sidecar
 checks, format detection, adapters and turn-table rules, params.yaml `normalize`), and each file
 gets a short account: rows read, kept, filtered, quarantined by rule with the first examples
-(file:line and reason), and whether the commercial variant will take it. Nothing in the project
+(file:line and reason), and whether the commercial variant will take it. A file the pipeline
+would refuse (no sidecar, a bad sidecar, ...) gets its one-line error, and every other file is
+still checked: a contributor sees all the problems of a folder in one run. Nothing in the project
 changes. (It lives outside pipeline/sources, which the download and normalize stages depend on:
 editing this command must not re-run them.)
 """
@@ -24,6 +26,8 @@ from typing import Any
 import polars as pl
 
 from pipeline.params import load_params, project_root
+from pipeline.schema import empty_quarantine
+from pipeline.sources.adapters.nanochatgpt import colon_turns
 from pipeline.sources.contrib import (
     CONTRIB_DOC_SUFFIXES,
     contrib_entries,
@@ -33,7 +37,7 @@ from pipeline.sources.contrib import (
 )
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import commercial_eligible
-from pipeline.sources.registry import get_source, load_registry
+from pipeline.sources.registry import SIDECAR_SUFFIXES, get_source, load_registry
 from pipeline.terminal import printable
 
 
@@ -46,18 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _by_folder(files: list[Path]) -> dict[Path, list[Path]]:
-    """The data files and each one's sidecar(s) beside it (any suffix case), grouped by folder (a
-    directory argument stands for its contrib files, as data/contrib/ does). Each folder is checked
-    in its own scratch copy: same-named files from two folders would overwrite each other in one,
-    and the messages name the folder a file is in."""
+def _by_folder(files: list[Path]) -> tuple[dict[Path, list[Path]], list[Path]]:
+    """(the data files and each one's sidecar(s) beside it (any suffix case), grouped by folder,
+    the arguments that name no file). A directory argument stands for its contrib files, as
+    data/contrib/ does. Each folder is checked in its own scratch copy: same-named files from two
+    folders would overwrite each other in one, and the messages name the folder a file is in."""
     groups: dict[Path, list[Path]] = {}
+    missing: list[Path] = []
     for f in files:
         if f.is_dir():
             groups.setdefault(f.resolve(), []).extend(contrib_entries(f))
             continue
         if not f.is_file():
-            raise SourceError(f"{f}: no such file")
+            missing.append(f)
+            continue
         # Every file the pipeline pairs with this one by its stem: the sidecar(s) of a data file,
         # the data file of a named sidecar (else the check said "sidecar without a data file" beside
         # it), and another data file of the same stem (the pipeline refuses the pair; the check of
@@ -69,33 +75,80 @@ def _by_folder(files: list[Path]) -> dict[Path, list[Path]]:
             refuse_link(p)
         groups.setdefault(f.parent.resolve(), []).extend([f, *(p for p in siblings if p.is_file())])
     # One copy of each path (a file named twice, a sidecar of two data files), in a stable order.
-    return {folder: sorted({p.resolve(): p for p in paths}.values()) for folder, paths in groups.items()}
+    unique = {folder: sorted({p.resolve(): p for p in paths}.values()) for folder, paths in groups.items()}
+    return unique, missing
 
 
 def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], Any]:
     """(one summary per contributed file, the quarantine frame) for `files` (files or folders;
-    empty: data/contrib/)."""
+    empty: data/contrib/). A summary with an `error` (the one line the pipeline would stop with)
+    stands for a file it would refuse, or a name that is no file; the other files are checked all
+    the same. A symbolic link is still refused outright (contrib.refuse_link), before any file is
+    read, and so is a params.yaml that cannot be read."""
     spec = get_source("contrib", load_registry(root / "sources.yaml"))
     folder = root / spec.location
     if not files:  # data/contrib/ as committed: a link is refused (contrib.contrib_folder says why);
         refuse_link(folder, "folder")  # a folder named on the command line is the user's, link or not
-    groups = _by_folder(files) if files else {folder: contrib_entries(folder)}
+    groups, missing = _by_folder(files) if files else ({folder: contrib_entries(folder)}, [])
     try:
         params = load_params(root / "params.yaml").get("normalize") or {}
     except ValueError as e:  # params.yaml that is not YAML (the message names file and line): one line
         raise SourceError(str(e)) from None
-    summaries: list[dict[str, Any]] = []
-    quarantines = []
+    summaries: list[dict[str, Any]] = [{"file": str(f), "error": f"{f}: no such file"} for f in missing]
+    quarantines = [empty_quarantine()]
     for where, chosen in groups.items():
         mine, q = _check_folder(spec, where, chosen, params)
         summaries += mine
-        quarantines.append(q)
+        quarantines += q
     nonempty = [q for q in quarantines if q.height]
     quarantine = pl.concat(nonempty, how="diagonal_relaxed") if nonempty else quarantines[0]
     return summaries, quarantine
 
 
+def _by_stem(chosen: list[Path]) -> list[list[Path]]:
+    """`chosen` in groups of one stem (a data file with its sidecars, or files the pipeline would
+    refuse together: two data files of one stem, a sidecar without its data file), by stem."""
+    groups: dict[str, list[Path]] = {}
+    for p in chosen:
+        groups.setdefault(p.stem, []).append(p)
+    return [groups[stem] for stem in sorted(groups)]
+
+
 def _check_folder(
+    spec: Any, folder: Path, chosen: list[Path], params: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """(summaries, quarantine frames) of `chosen` (files of `folder`); `params`: params.yaml
+    `normalize`. The folder goes through in one scratch copy, as download@contrib takes it. Where
+    the pipeline would stop at a file, each file (with its sidecars) goes through alone, so every
+    other file still gets its account and each refused one its error: a file's rows depend on no
+    other file's (each is its own source), so alone it reads as it does among the others."""
+    try:
+        summaries, q = _check_scratch(spec, folder, chosen, params)
+        return summaries, [q]
+    except SourceError as e:
+        whole = e
+    units = _by_stem(chosen)
+    summaries, quarantines = [], []
+    for unit in units if len(units) > 1 else []:
+        try:
+            mine, q = _check_scratch(spec, folder, unit, params)
+        except SourceError as e:
+            summaries.append(_refused(folder, unit, e))
+            continue
+        summaries += mine
+        quarantines.append(q)
+    if not any("error" in s for s in summaries):  # no file alone is refused: the folder's error then
+        summaries.append(_refused(folder, chosen, whole))
+    return summaries, quarantines
+
+
+def _refused(folder: Path, unit: list[Path], e: SourceError) -> dict[str, Any]:
+    """The summary of files the pipeline refuses: named by the data file (else the sidecar)."""
+    named = ([p for p in unit if p.suffix.lower() not in SIDECAR_SUFFIXES] or unit)[:1]
+    return {"file": str(Path(shown(folder), *(p.name for p in named))), "error": str(e)}
+
+
+def _check_scratch(
     spec: Any, folder: Path, chosen: list[Path], params: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], Any]:
     """Copy `chosen` (files of `folder`) to a scratch contrib folder and run download + normalize
@@ -118,6 +171,7 @@ def _check_folder(
             result = normalize_source(here, raw, params)
         except SourceError as e:  # name the contributor's files, not the scratch copies
             raise SourceError(str(e).replace(str(inbox), shown_folder)) from None
+        warnings = {source: _style_warnings(cf) for source, cf in terms.items()}
     by_source = result.report.get("by_source", {})
     q = result.quarantine
     summaries = []
@@ -138,6 +192,7 @@ def _check_folder(
                 "conversations": counts.get("conversations_kept", 0),
                 "rows_filtered": sum((counts.get("rows_filtered") or {}).values()),
                 "rows_quarantined": counts.get("rows_quarantined", 0),
+                "warnings": warnings[source],
                 "by_check": dict(mine.group_by("check").len().sort("check").iter_rows())
                 if mine.height
                 else {},
@@ -154,6 +209,22 @@ def _check_folder(
     return summaries, q
 
 
+def _style_warnings(cf: Any) -> list[str]:
+    """What in a file reads, but not as its writer meant (the rows are kept as they are): turns
+    of a nanochatgpt file that start with a colon (`<bot>: reply`), which the model would learn."""
+    if cf.format != "nanochatgpt":
+        return []
+    colons = colon_turns(cf.path, cf.path.name)
+    if not colons:
+        return []
+    return [
+        f"{_count(len(colons), 'turn')} {'starts' if len(colons) == 1 else 'start'} with ':' right after "
+        f"the marker (first: {colons[0]}); "
+        "the colon is read as the turn's text, so the model learns to begin its replies with it: "
+        "remove it (`<bot> reply`, not `<bot>: reply`)"
+    ]
+
+
 def _why_not_commercial(flag: bool, licence: str) -> str | None:
     """Why the commercial variant leaves a file out (None when it takes it)."""
     if not flag:
@@ -168,6 +239,8 @@ def _count(n: int, word: str) -> str:
 
 
 def format_summary(s: dict[str, Any]) -> str:
+    if "error" in s:  # a file the pipeline would refuse: its one line
+        return f"check: {s['error']}"
     said = s.get("description")
     lines = [
         f"{s['file']} ({s['format']}, {s['licence']}; commercial variant: "
@@ -182,6 +255,7 @@ def format_summary(s: dict[str, Any]) -> str:
     if s["by_check"]:
         lines.append("  quarantined by rule: " + ", ".join(f"{k} {v}" for k, v in s["by_check"].items()))
         lines += [f"    {origin}  {check}: {reason}" for origin, check, reason in s["examples"]]
+    lines += [f"  warning: {w}" for w in s.get("warnings", [])]
     return "\n".join(lines)
 
 
@@ -222,11 +296,20 @@ def run(args: argparse.Namespace) -> int:
                 "check: no contributed files (add one to data/contrib/ with a sidecar, see CONTRIBUTING.md)"
             )
         return 1 if skipped else 0
-    print("\n".join(format_summary(s) for s in summaries))
-    quarantined = sum(s["rows_quarantined"] for s in summaries)
+    for s in summaries:  # in file order; a refused file's line goes to stderr, as before
+        print(format_summary(s), file=sys.stderr if "error" in s else sys.stdout)
+    refused = [s for s in summaries if "error" in s]
+    checked = [s for s in summaries if "error" not in s]
+    quarantined = sum(s["rows_quarantined"] for s in checked)
     # A file that keeps nothing is lost to the dataset whatever --strict says: a contributor (or
     # their CI) must not read exit 0 as "it goes in".
-    empty = [s["file"] for s in summaries if s["rows_kept"] == 0]
+    empty = [s["file"] for s in checked if s["rows_kept"] == 0]
     for name in empty:
         print(f"check: {name}: no row kept, so nothing from it reaches the dataset", file=sys.stderr)
-    return 1 if skipped or empty or (args.strict and quarantined) else 0
+    if refused and len(summaries) > 1:  # the lines above may have scrolled by
+        print(
+            f"check: {len(refused)} of {_count(len(summaries), 'file')} refused: "
+            + ", ".join(s["file"] for s in refused),
+            file=sys.stderr,
+        )
+    return 1 if skipped or refused or empty or (args.strict and quarantined) else 0

@@ -43,7 +43,11 @@ def test_each_file_is_accounted_for_row_by_row(tmp_path: Path, capsys: pytest.Ca
         "text_present": 1,
         "turn_unclosed": 1,
     }
-    assert m["examples"][0] == ("mixed.txt:4", "turn_unclosed", "<human> turn not closed by <endOfText>")
+    assert m["examples"][0] == (
+        "mixed.txt:4",
+        "turn_unclosed",
+        "<human> turn not closed by <endOfText> before the <bot> marker on line 5",
+    )
     assert sorted(check for _, check, _ in m["examples"]) == sorted(m["by_check"])  # one per rule
     assert by_file["good.txt"]["commercial"] is True and m["commercial"] is False
     assert quarantine.height == 4

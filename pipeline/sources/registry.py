@@ -105,6 +105,19 @@ def text_field(where: str, key: str, value: Any) -> str | None:
     return str(value)
 
 
+# Words YAML 1.1 (PyYAML) reads as true / false when they are not quoted.
+_YAML_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _quoted_bool(value: Any) -> str:
+    """The hint for text that spells a boolean (`commercial: "true"`): "must be true or false, not
+    'true'" alone reads as a contradiction; the quotes are what made it text."""
+    if not isinstance(value, str) or value.strip().lower() not in _YAML_BOOLS:
+        return ""
+    word = str(_YAML_BOOLS[value.strip().lower()]).lower()
+    return f" (text: YAML reads a value in quotes as text; write {word} without quotes)"
+
+
 def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> None:
     if licence is None or (isinstance(licence, str) and not licence.strip()):
         raise SourceError(f"{where}: `licence:` is missing (an SPDX id such as CC-BY-4.0, or `unknown`)")
@@ -117,7 +130,9 @@ def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> Non
             f"{where}: `commercial:` is missing (true or false: may a commercial model train on it?)"
         )
     if not isinstance(commercial, bool):
-        raise SourceError(f"{where}: `commercial:` must be true or false, not {brief(commercial)}")
+        raise SourceError(
+            f"{where}: `commercial:` must be true or false, not {brief(commercial)}{_quoted_bool(commercial)}"
+        )
     if reason is not None and not isinstance(reason, str):
         raise SourceError(f"{where}: `commercial_reason:` must be a string")
     if not commercial:

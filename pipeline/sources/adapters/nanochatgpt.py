@@ -54,9 +54,10 @@ class _Parser:
             self.conv = f"{self.key_prefix}{line}" + (f".{n}" if n > 1 else "")
         return self.conv
 
-    def close_turn(self, closed: bool = True, cut_by: str | None = None) -> None:
-        """Emit the open turn; `closed` is False when no <endOfText> ended it (a broken turn), and
-        `cut_by` then says what cut it (an unreadable line) instead of a missing <endOfText>."""
+    def close_turn(self, closed: bool = True, cut_by: str | None = None, before: str = "") -> None:
+        """Emit the open turn; `closed` is False when no <endOfText> ended it (a broken turn): `before`
+        then says what came first (the next marker, a blank line, the end of the file), or `cut_by`
+        what cut it (an unreadable line) instead of a missing <endOfText>."""
         if self.turn is None:
             return
         role, line, parts = self.turn
@@ -65,13 +66,16 @@ class _Parser:
         if closed:
             self.rows.add(self.conv, "".join(parts), origin, role=role)
         else:
-            reason = f"<{role}> turn " + (cut_by or "not closed by <endOfText>")
+            # What ended the turn, not only that it was not closed: a blank line between two
+            # paragraphs of a reply reads as a missing marker otherwise.
+            reason = f"<{role}> turn " + (cut_by or f"not closed by <endOfText> {before}".rstrip())
             self.rows.bad(origin, "turn_unclosed", reason, conv_key=self.conv, text="".join(parts), role=role)
             if cut_by is not None:
                 self.cut_turn = line  # its remaining lines, up to its <endOfText>, are no turn's text
 
-    def end_conversation(self) -> None:
-        self.close_turn(closed=False)
+    def end_conversation(self, before: str) -> None:
+        """End the open conversation; `before` names what ends it, for a turn it leaves unclosed."""
+        self.close_turn(closed=False, before=before)
         self.conv = None
         self.cut_turn = None
 
@@ -88,7 +92,10 @@ class _Parser:
 
     def line(self, text: str, n: int) -> None:
         if not text.strip():
-            self.end_conversation()
+            self.end_conversation(
+                f"before the blank line at line {n} (a blank line ends a conversation, so a turn "
+                "cannot hold one: use the openai format for text with blank lines)"
+            )
             return
         pos = 0
         for m in _MARKER.finditer(text):
@@ -96,13 +103,13 @@ class _Parser:
             self.cut_turn = None  # a marker ends what was left of a cut turn
             tag = m.group(1).lower()
             if tag in ("human", "bot"):
-                self.close_turn(closed=False)
+                self.close_turn(closed=False, before=f"before the <{tag}> marker on line {n}")
                 self.turn = (tag, n, [])
                 self.key(n)
             elif tag == "endoftext":
                 self.close_turn()
             else:
-                self.end_conversation()
+                self.end_conversation(f"before the <|endoftext|> separator on line {n}")
             pos = m.end()
         self.text(text[pos:], n)
         if self.turn is not None:
@@ -119,4 +126,19 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str = "") -> None
                 closed=False, cut_by=f"cut by line {rec.line}, which is unreadable ({rec.check})"
             )
             rows.bad(f"{rel}:{rec.line}", rec.check, rec.reason, conv_key=parser.key(rec.line), text=rec.raw)
-    parser.end_conversation()
+    parser.end_conversation("at the end of the file")
+
+
+# A turn's text starting with a colon right after its marker: `<human>: hi` (or `<human>:hi`,
+# `<human> : hi`), as converting "Human: hi" transcripts leaves it. It is read as text, so the
+# model learns to begin replies with ": ". A smiley (`<human> :) thanks`) is not one.
+_COLON_START = r"^(?::|\s*:(?:\s|$))"
+
+
+def colon_turns(path: Path, rel: str) -> list[str]:
+    """The origins (file:line) of the turns of `path` whose text starts with such a colon, in file
+    order. For `nanochatgpt check` to warn about: the rows themselves are kept as they are."""
+    rows = RawRows("", "", False)
+    read_file(path, rel, rows)
+    turns = rows.frame().filter(pl.col("check").is_null() & pl.col("role").is_not_null())
+    return turns.filter(pl.col("text").str.contains(_COLON_START)).get_column("origin").to_list()
