@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.sources.download import download
+from pipeline.sources.download import download, unpinned_notice
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import get_source
 
@@ -15,11 +15,14 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m stages.download <source>", file=sys.stderr)
         return 2
     try:
-        folder = download(get_source(argv[0]))
+        spec = get_source(argv[0])
+        folder = download(spec)
     except SourceError as e:
         print(f"download: {e}", file=sys.stderr)
         return 1
     print(f"download {argv[0]}: {folder}")
+    if notice := unpinned_notice(spec, folder):
+        print(f"download: warning: {notice}", file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import re
 import shutil
 from pathlib import Path, PurePosixPath
@@ -461,6 +462,28 @@ def manifest(spec: SourceSpec, folder: Path, fetched: dict[str, Any]) -> dict[st
         **fetched,
         "files": files,
     }
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")  # a Hub (git) commit sha
+
+
+def unpinned_notice(spec: SourceSpec, folder: Path) -> str | None:
+    """For a Hub download whose `revision:` names a branch or tag (`main`: it moves, so the next
+    clone's `dvc repro` may download other files), the line naming the commit this one is and how
+    to pin it; None for a pinned or any other source. Read from the download's manifest.json."""
+    if spec.kind != "hf_dataset" or spec.local_path:  # a local folder's manifest names no commit
+        return None
+    try:
+        commit = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("revision")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(commit, str) or not _COMMIT.fullmatch(commit) or commit == spec.revision:
+        return None
+    return (
+        f"{spec.name}: `revision: {spec.revision}` is a branch or tag, which moves: this download is "
+        f"commit {commit}; for the same files in every clone, pin it in sources.yaml "
+        f"(`revision: {commit}` for {spec.name})"
+    )
 
 
 def download(spec: SourceSpec, root: Path | None = None) -> Path:
