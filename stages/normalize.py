@@ -7,7 +7,7 @@ import sys
 from pipeline.params import load_params
 from pipeline.sources.download import raw_dir
 from pipeline.sources.errors import SourceError
-from pipeline.sources.normalize import normalize_source, write_outputs
+from pipeline.sources.normalize import normalize_source, nothing_kept_warning, write_outputs
 from pipeline.sources.registry import get_source
 
 
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{r['conversations_kept']} conversations, {r['rows_quarantined']} quarantined, "
         f"{sum(r['rows_filtered'].values())} filtered"
     )
+    # Exit 0 all the same: every row filtered out (a language option) is a legitimate outcome.
+    if (warning := nothing_kept_warning(r)) is not None:
+        print(warning, file=sys.stderr)
     return 0
 
 

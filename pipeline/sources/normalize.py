@@ -402,6 +402,27 @@ def summary_metrics(report: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def nothing_kept_warning(report: dict[str, Any]) -> str | None:
+    """A warning for a source that read rows but kept none (None otherwise): the stage still
+    succeeds, since a source whose rows are all filtered (a language option) is legitimate, but the
+    report's one line and the card's "holding nothing" did not say why. Names the rule that caught
+    the most rows (by count, then name), or the filter that skipped the most when none was
+    quarantined, and where to look."""
+    if not report["rows_read"] or report["rows_kept"]:
+        return None
+    name = report.get("source", "?")
+    by_check = report.get("quarantined_by_check") or {}
+    filtered = report.get("rows_filtered") or {}
+    counts, verb = (by_check, "quarantined by") if by_check else (filtered, "filtered as")
+    top = min(counts.items(), key=lambda kv: (-kv[1], kv[0])) if counts else None
+    because = f"; most were {verb} `{top[0]}` ({top[1]:,} rows)" if top else ""
+    return (
+        f"WARNING: normalize {name}: {report['rows_read']:,} rows read and none kept "
+        f"({report['rows_quarantined']:,} quarantined, {sum(filtered.values()):,} filtered){because}; "
+        f"nothing from {name} reaches the dataset. See `nanochatgpt quarantine {name}`."
+    )
+
+
 # The report's record of the two tables it was written with (atomic.fingerprint of each), so that
 # a reader can tell a whole set from a mix: pipeline.buildinputs checks it (under the same name).
 OUTPUTS_KEY = "outputs"

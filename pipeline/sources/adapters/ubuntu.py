@@ -10,10 +10,20 @@
   alternate speakers; the conversation id is file:line. A record whose Context and response hold
   no utterance (empty, or separators alone) is quarantined as one row (`missing_field`), so that
   every record is counted.
+
+The header is checked once per file, before its first record is read: a file whose header lacks a
+column its layout needs (dialogueText: dialogueID, from, text; v2: Context and a response column;
+a v2 train file, i.e. `Utterance` and no Distractor_N columns: Label) is refused as one quarantined
+row (`csv_header`, at `file:1`) that names the missing column(s), the header found and how many
+records were not read, as a file that cannot be read at all is elsewhere (yaml_parse, gzip,
+parquet_read). Read row by row, such a file was a million identical `missing_field` rows that never
+named the header; and a train file without Label read its wrong answers (Label 0, half of v2
+train) as real replies, since only valid/test may go without one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,19 +75,78 @@ def _read_v2(rows: RawRows, origin: str, key: str, rec: dict[str, str]) -> None:
         rows.skip(f"{origin}/{name}", "ubuntu_distractor", conv_key=key)
 
 
+# The dialogueText layout's columns a row cannot do without (`folder` only qualifies the id).
+DIALOGUE_TEXT_COLUMNS = ("dialogueID", "from", "text")
+V2_RESPONSES = ("Utterance", "Ground Truth Utterance")
+
+
+def header_problem(header: list[str]) -> str | None:
+    """What the file's header lacks for its layout (None: nothing), in words for the quarantine.
+
+    A header with `Context` is v2, any other the dialogueText dump. A v2 file answering with
+    `Utterance` and holding no Distractor_N columns is the train layout, whose rows are half wrong
+    answers marked by Label 0: without Label they cannot be told apart, so Label is required there.
+    valid/test (`Ground Truth Utterance` and Distractor_N) carry no Label: their response is the
+    right one and the distractors are skipped."""
+    columns = set(header)
+    if "Context" in columns:
+        if not columns & set(V2_RESPONSES):
+            return "a v2 file (it has Context) needs `Utterance` (train) or `Ground Truth Utterance` (valid/test)"
+        distractors = any(c.startswith("Distractor") for c in columns)
+        if "Utterance" in columns and not distractors and "Label" not in columns:
+            return (
+                "a v2 train file (Context, Utterance and no Distractor_N columns) needs `Label`: "
+                "its Label 0 rows pair the context with a wrong answer, which would be read as real replies"
+            )
+        return None
+    missing = [c for c in DIALOGUE_TEXT_COLUMNS if c not in columns]
+    if missing:
+        return (
+            f"no column {', '.join(f'`{c}`' for c in missing)}: a dialogueText file needs "
+            f"{', '.join(DIALOGUE_TEXT_COLUMNS)} (and a v2 file Context and Utterance)"
+        )
+    return None
+
+
+def _refuse(rows: RawRows, rel: str, header: list[str], problem: str, records: Iterator[object]) -> None:
+    """The whole file as one quarantined row at its header line; its records are counted, not read."""
+    unread = 1 + sum(1 for _ in records)  # the record that showed the header, and every later one
+    shown = ",".join(header)
+    shown = shown if len(shown) <= 300 else shown[:300] + "…"
+    rows.bad(
+        f"{rel}:1",
+        "csv_header",
+        f"header lacks what its layout needs ({problem}); header found: {shown}; "
+        f"file not read ({unread:,} record(s) under it)",
+        text=",".join(header),
+    )
+
+
+def _read_file(path: Path, rel: str, rows: RawRows) -> None:
+    records = iter_csv(path)
+    checked = False
+    for origin, rec in readable(records, rel, rows):
+        r = rec.value
+        if not checked:  # the first readable record's keys are the header (DictReader's fieldnames)
+            header = [k for k in r if k is not None]
+            problem = header_problem(header)
+            if problem is not None:
+                _refuse(rows, rel, header, problem, records)
+                return
+            checked = True
+        if "Context" in r:
+            _read_v2(rows, origin, f"{Path(rel).with_suffix('')}:{rec.line}", r)
+            continue
+        dialogue = r.get("dialogueID")
+        key = f"{r['folder']}/{dialogue}" if r.get("folder") and dialogue else dialogue
+        if not key or not r.get("from") or r.get("text") is None:
+            rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
+            continue
+        rows.add(key, r["text"], origin, speaker=r["from"])
+
+
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     for path in data_files(raw_dir, (".csv",)):
-        rel = path.relative_to(raw_dir).as_posix()
-        for origin, rec in readable(iter_csv(path), rel, rows):
-            r = rec.value
-            if "Context" in r:
-                _read_v2(rows, origin, f"{Path(rel).with_suffix('')}:{rec.line}", r)
-                continue
-            dialogue = r.get("dialogueID")
-            key = f"{r['folder']}/{dialogue}" if r.get("folder") and dialogue else dialogue
-            if not key or not r.get("from") or r.get("text") is None:
-                rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
-                continue
-            rows.add(key, r["text"], origin, speaker=r["from"])
+        _read_file(path, path.relative_to(raw_dir).as_posix(), rows)
     return rows.frame()
