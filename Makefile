@@ -43,7 +43,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LOCK_VENV)/bin/python -m pip install -q $(PIP_ARGS) -e '.[test]'
-	{ echo "# What \`make install\` installs (pip -c: the versions, not the choice of packages), written by"; \
+	set -o pipefail; { echo "# What \`make install\` installs (pip -c: the versions, not the choice of packages), written by"; \
 	  echo "# \`make lock\` from pyproject.toml's dependencies: edit those, then run it (Makefile)."; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable \
 	    | grep -v -i -E '^(setuptools|wheel)==' | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > $(LOCK).tmp
