@@ -105,17 +105,15 @@ def text_field(where: str, key: str, value: Any) -> str | None:
     return str(value)
 
 
-# Words YAML 1.1 (PyYAML) reads as true / false when they are not quoted.
-_YAML_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+# Words YAML 1.1 (PyYAML) reads as true / false when they are not quoted, and the one to write.
+_YAML_BOOLS = {"true": "true", "yes": "true", "on": "true", "false": "false", "no": "false", "off": "false"}
 
 
 def _quoted_bool(value: Any) -> str:
     """The hint for text that spells a boolean (`commercial: "true"`): "must be true or false, not
     'true'" alone reads as a contradiction; the quotes are what made it text."""
-    if not isinstance(value, str) or value.strip().lower() not in _YAML_BOOLS:
-        return ""
-    word = str(_YAML_BOOLS[value.strip().lower()]).lower()
-    return f" (text: YAML reads a value in quotes as text; write {word} without quotes)"
+    word = _YAML_BOOLS.get(value.strip().lower()) if isinstance(value, str) else None
+    return f" (text: YAML reads a value in quotes as text; write {word} without quotes)" if word else ""
 
 
 def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> None:
