@@ -6,8 +6,8 @@ batch and flattens it to plain columns (`to_batch`); a worker process renders th
 (`pipeline.tokenizer.encode_conversations`: one encode pass over all its text pieces, then
 numpy assembly). Results come back in submission order with at most `2 * workers` batches in
 flight, so the written shards are byte-identical for any number of workers (0 = encode here).
-The whole variant (both splits, meta.json, metrics.json, sources.csv) is built in one temporary
-sibling of its folder and renamed into place only when complete.
+The whole variant (both splits, meta.json, metrics.json, sources.csv, lengths.csv) is built in one
+temporary sibling of its folder and renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ from pipeline.workers import start_worker
 SPLITS = ("train", "val")
 INPUT_COLUMNS = ("conversation_id", "messages", "context", "source")
 READ_ROWS = 65_536  # rows decoded at a time (memory bound; a larger row group is read in slices)
+# Upper bounds (tokens) of lengths.csv's bins: powers of two, among them the profiles' block sizes
+# (cpu-tiny 128, gpt2-medium 1024), so the plot shows how many conversations one window holds whole.
+LENGTH_BOUNDS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
 def tokenize_settings(params: Any) -> dict[str, int]:
@@ -238,6 +241,22 @@ class SplitResult:
     rows: int
     shards: list[ShardInfo]
     by_source: dict[str, list[int]]
+    by_length: np.ndarray  # (len(LENGTH_BOUNDS) + 1, 2): conversations and tokens per length bin
+
+
+def count_by_length(lengths: np.ndarray) -> np.ndarray:
+    """Conversations and tokens per LENGTH_BOUNDS bin (a length equal to a bound is in its bin; the
+    last row is every conversation longer than the last bound), as an int64 (bins, 2) array."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    bins = np.searchsorted(LENGTH_BOUNDS, lengths, side="left")
+    size = len(LENGTH_BOUNDS) + 1
+    return np.stack(
+        [
+            np.bincount(bins, minlength=size),
+            np.bincount(bins, weights=lengths, minlength=size).astype(np.int64),
+        ],
+        axis=1,
+    )
 
 
 def tokenize_split(
@@ -255,6 +274,7 @@ def tokenize_split(
     rows = check_input(parquet)
     writer = ShardWriter(split_dir, shard_tokens)
     by_source: dict[str, list[int]] = {}
+    by_length = count_by_length(np.zeros(0, dtype=np.int64))
     done = tokens = 0
     try:
         with tqdm(total=rows, desc=desc, unit="conv", disable=not progress, dynamic_ncols=True) as bar:
@@ -279,6 +299,7 @@ def tokenize_split(
                     acc = by_source.setdefault(source, [0, 0, 0])
                     for k, v in enumerate(counts):
                         acc[k] += v
+                by_length += count_by_length(enc.lengths)
                 done += len(enc.lengths)
                 tokens += len(enc.ids)
                 bar.update(len(enc.lengths))
@@ -289,7 +310,7 @@ def tokenize_split(
         raise
     if done != rows:
         raise RuntimeError(f"{parquet}: read {done} conversations but the file has {rows}")
-    return SplitResult(rows, shards, by_source)
+    return SplitResult(rows, shards, by_source, by_length)
 
 
 def _split_meta(parquet: Path, result: SplitResult) -> dict:
@@ -337,8 +358,8 @@ def tokenize_dataset(
             # the initializer loads (and hash-checks) the BPE files once per worker, up front
             executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=start_worker)
             stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        # The whole variant (both splits, meta.json that hashes their files, metrics, sources.csv)
-        # is built in one temporary directory that replaces out_dir in one rename when the stack
+        # The whole variant (both splits, meta.json that hashes their files, metrics and plots) is
+        # built in one temporary directory that replaces out_dir in one rename when the stack
         # unwinds without error (atomic_dir): a failure or a kill at any point leaves the previous
         # output as it was, never new shards beside an old meta.json.
         tmp = stack.enter_context(atomic.atomic_dir(out_dir))
@@ -369,6 +390,7 @@ def tokenize_dataset(
         atomic.write_json(tmp / "meta.json", meta)
         atomic.write_json(tmp / "metrics.json", {split: _split_metrics(r) for split, r in results.items()})
         atomic.write_text(tmp / "sources.csv", _sources_csv(results["train"]))
+        atomic.write_text(tmp / "lengths.csv", _lengths_csv(results["train"]))
     return meta
 
 
@@ -380,3 +402,18 @@ def _sources_csv(result: SplitResult) -> str:
     for source, c in sorted(result.by_source.items(), key=lambda kv: (-kv[1][1], kv[0])):
         writer.writerow([source, c[1], c[2], c[0]])
     return out.getvalue()
+
+
+def length_label(index: int) -> str:
+    """lengths.csv's name of bin `index`, in tokens: `1-32`, `33-64`, ..., `8193+`."""
+    if index == len(LENGTH_BOUNDS):
+        return f"{LENGTH_BOUNDS[-1] + 1}+"
+    low = LENGTH_BOUNDS[index - 1] + 1 if index else 1
+    return f"{low}-{LENGTH_BOUNDS[index]}"
+
+
+def _lengths_csv(result: SplitResult) -> str:
+    """The training split's conversations by length in tokens, shortest bin first, every bin
+    listed (a DVC bar plot beside the profiles' block sizes)."""
+    rows = [f"{length_label(i)},{c},{t}" for i, (c, t) in enumerate(result.by_length.tolist())]
+    return "\n".join(["length,conversations,tokens", *rows]) + "\n"

@@ -134,9 +134,18 @@ def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None
     assert "Stage 'evaluate' didn't change, skipping" in again
     dag = run([sys.executable, "-m", "dvc", "dag"], repo, env).stdout
     assert "train" in dag and "normalize@contrib" in dag
-    # Declared plots render (training curves, tokens per source) without touching the network.
+    # Declared plots render (training curves, tokens per source, conversation lengths with the
+    # project's own template: its bins in file order) without touching the network.
     plots = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
     assert "data/tokens/full/sources.csv" in plots and "model/live/plots/metrics" in plots
+    (lengths,) = json.loads(plots)["data"]["data/tokens/full/lengths.csv"]
+    assert lengths["content"]["encoding"]["y"] == {
+        "field": "length",
+        "type": "nominal",
+        "title": "length",
+        "sort": None,
+    }
+    assert [d["length"] for d in lengths["content"]["data"]["values"]][:2] == ["1-32", "33-64"]
 
 
 def test_a_flipped_flag_or_a_new_contrib_file_reruns_only_what_it_changes(project: tuple[Path, dict]) -> None:

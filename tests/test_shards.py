@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.encode import tokenize_dataset
+from pipeline.encode import LENGTH_BOUNDS, count_by_length, length_label, tokenize_dataset
 from pipeline.shards import ShardWriter, TokenShards, verify_variant
 from pipeline.tokenizer import ENDOFTEXT_ID, HUMAN_ID, decode, encode_conversations, render
 
@@ -265,6 +265,19 @@ def test_tokenize_dataset_outputs(tmp_path: Path) -> None:
         s: [c["tokens"], c["loss_tokens"], c["conversations"]] for s, c in metrics["train"]["sources"].items()
     }
     assert [int(r[1]) for r in table] == sorted((int(r[1]) for r in table), reverse=True)
+    # lengths.csv: the training conversations by rendered length, every bin in order, as counted
+    want_lengths = [len(i) for i, _ in _rendered(rows["train"])]
+    lines = (out / "lengths.csv").read_text().splitlines()
+    assert lines[0] == "length,conversations,tokens"
+    bins = [line.split(",") for line in lines[1:]]
+    assert [b[0] for b in bins] == [length_label(i) for i in range(len(LENGTH_BOUNDS) + 1)]
+    assert [b[0] for b in bins][:3] == ["1-32", "33-64", "65-128"] and bins[-1][0] == "8193+"
+    for label, n, total in bins:
+        low, _, high = label.rstrip("+").partition("-")
+        inside = [n for n in want_lengths if int(low) <= n <= (int(high) if high else sys.maxsize)]
+        assert (int(n), int(total)) == (len(inside), sum(inside)), label
+    assert sum(int(b[1]) for b in bins) == metrics["train"]["conversations"]
+    assert sum(int(b[2]) for b in bins) == metrics["train"]["tokens"]
     for split in ("train", "val"):
         shards = TokenShards(out / split)
         want = _rendered(rows[split])
@@ -403,7 +416,7 @@ CRASH_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     import pipeline.shards as shards
-    from pipeline.encode import tokenize_dataset
+    from pipeline.encode import LENGTH_BOUNDS, count_by_length, length_label, tokenize_dataset
 
     dataset, out, split = sys.argv[1:4]
     close = shards._OpenShard.close
@@ -733,3 +746,20 @@ def test_eval_windows_when_the_shard_divides_evenly(tmp_path: Path) -> None:
     n = shards.shards[0].n_tokens
     rows = sum(len(x) for x, _, _ in shards.iter_eval_batches(4, n - 1))
     assert rows == 1  # n-1 targets in one window of n-1: no all-padding window after it
+
+
+def test_lengths_bins_hold_their_bounds_and_count_what_is_past_the_last() -> None:
+    """A length equal to a bound counts in that bound's bin; the last bin takes everything longer."""
+    lengths = np.array([1, 32, 33, 128, 129, 8192, 8193, 100_000])
+    got = count_by_length(lengths)
+    assert got.dtype == np.int64 and got.shape == (len(LENGTH_BOUNDS) + 1, 2)
+    by_label = {length_label(i): tuple(row) for i, row in enumerate(got.tolist()) if row[0]}
+    assert by_label == {
+        "1-32": (2, 33),
+        "33-64": (1, 33),
+        "65-128": (1, 128),
+        "129-256": (1, 129),
+        "4097-8192": (1, 8192),
+        "8193+": (2, 108_193),
+    }
+    assert count_by_length(np.zeros(0, dtype=np.int64)).sum() == 0

@@ -25,6 +25,7 @@ COPY = [
     "data/contrib",
     ".dvc/config",
     ".dvc/.gitignore",
+    ".dvc/plots",  # the project's plot templates
     ".dvcignore",
     ".gitignore",
 ]
