@@ -83,6 +83,8 @@ def _tar_kind(info: tarfile.TarInfo) -> str:
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:
+    if not info.filename:  # ZipInfo.is_dir() raises IndexError on it; _unsafe refuses the name
+        return "other"
     if info.is_dir():
         return "dir"
     # The high bits are a unix mode only from a unix zipper (create_system 3; DOS/Windows leave

@@ -95,6 +95,8 @@ def _first_record_hint(path: Path) -> str:
         record = json.loads(line)
     except ValueError as exc:
         return f" (its first line is not JSON: {exc})"
+    except RecursionError:  # `[[[[...` a few thousand deep: json.loads recurses once per level
+        return " (its first line is not JSON: nested too deeply)"
     if isinstance(record, dict):
         keys = ", ".join(map(brief, list(record)[:8])) or "none"
         return f" (its first record's keys: {keys}; no `messages` or `conversations`)"

@@ -164,9 +164,10 @@ def _threads(
             rows.add(key, msg["text"], origins[mid], role=ROLES.get(msg["role"], msg["role"]))
         # Everything else in the tree is filtered, with the reason nearest to it.
         status: dict[str, str | None] = {root: None if thread else _drop_reason(messages[root], lang)}
+        on_thread = set(thread)  # `in thread` (a list) made a thread of n messages take n² steps
         for mid, parent in _walk(root, children):
             seen.add(mid)
-            if mid in thread:
+            if mid in on_thread:
                 status[mid] = None
                 continue
             own = _drop_reason(messages[mid], lang)
