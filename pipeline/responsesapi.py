@@ -123,7 +123,7 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     for item in include or []:
         if not isinstance(item, str) or item not in INCLUDABLE:
             raise RequestError(
-                f"`include` {item!r} is not supported (this server has no tools, log-probabilities or "
+                f"`include` {repr(item)[:60]} is not supported (this server has no tools, log-probabilities or "
                 "image inputs)",
                 "include",
             )

@@ -472,3 +472,13 @@ def test_any_body_is_a_400_or_a_response_the_sdk_reads(body: dict) -> None:
 
 
 PROPERTY_SERVICE = ChatService(Engine(tiny_gpt(), enc=get_encoding()), model_name="tiny")
+
+
+def test_an_unsupported_include_item_is_quoted_short_as_an_input_type_is() -> None:
+    """A 1 MB `include` item came back whole in the 400 (found fuzzing the request parser)."""
+    from pipeline.chatrequest import RequestError
+    from pipeline.responsesapi import _refuse_unsupported
+
+    with pytest.raises(RequestError, match="is not supported") as caught:
+        _refuse_unsupported({"include": ["x" * 1_000_000]})
+    assert caught.value.param == "include" and len(str(caught.value)) < 200
