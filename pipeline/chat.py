@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.argtypes import whole_number
 from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
 from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
@@ -23,6 +24,10 @@ from pipeline.terminal import inert
 
 DEFAULT_CKPT = "model/ckpt"
 CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf"
+THREADS_HELP = (
+    "CPU threads the model runs on (default: torch's, one per core); on a CPU another program keeps "
+    "busy (a training run), 1 can reply many times faster (benchmarks.decode_threads)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the decode step: faster tokens on a GPU after a compilation per shape",
     )
+    parser.add_argument("--threads", type=whole_number(1), default=None, help=THREADS_HELP)
 
 
 def _read_context(args: argparse.Namespace) -> str | None:
@@ -96,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         model = load_chat_model(
-            args.ckpt, args.device, log=lambda line: print(f"chat: {line}", file=sys.stderr)
+            args.ckpt,
+            args.device,
+            log=lambda line: print(f"chat: {line}", file=sys.stderr),
+            threads=args.threads,
         )
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"chat: {e}", file=sys.stderr)
@@ -149,12 +158,25 @@ def is_hf_folder(path: str | Path) -> bool:
         return False
 
 
-def load_chat_model(ckpt: str | Path, device_name: str = "auto", log: Callable[[str], None] | None = None):
+def load_chat_model(
+    ckpt: str | Path,
+    device_name: str = "auto",
+    log: Callable[[str], None] | None = None,
+    threads: int | None = None,
+):
     """The GPT of `ckpt` on the device, ready to decode (bf16 on a GPU that has it). `ckpt` is this
     project's checkpoint (model/ckpt) or a Hugging Face GPT-2 folder, such as its export model/hf:
     the folder a user is handed is what they should be able to chat with. `log` hears what the user
-    should know about a folder (by default stderr)."""
+    should know about a folder (by default stderr). `threads` sets this process's CPU threads."""
     import torch
+
+    if threads is not None:
+        # torch runs CPU kernels on an OpenMP team (a thread per core by default) that waits at each
+        # kernel's end, spinning, for its slowest thread. Beside another busy process one of them is
+        # often descheduled, and a decode step, hundreds of short kernels, crawls. GPT-2 124M at
+        # batch 1 on 2 cores beside a process of torch matmuls: 1 thread decoded 1.7-1.9x as fast
+        # as 2 (benchmarks/decode_threads.py), once 10x; idle, 2 threads are ~1.5x as fast as 1.
+        torch.set_num_threads(threads)
 
     from pipeline import hf
     from pipeline.checkpoint import load_model

@@ -60,7 +60,7 @@ from urllib.parse import unquote, urlsplit
 
 from pipeline import responsesapi
 from pipeline.argtypes import whole_number
-from pipeline.chat import CKPT_HELP, DEFAULT_CKPT
+from pipeline.chat import CKPT_HELP, DEFAULT_CKPT, THREADS_HELP
 from pipeline.chatapi import MAX_WAITING, ChatService, ClientLeft, Event, ServerBusy, error_body
 from pipeline.chatrequest import ChatRequest, RequestError
 
@@ -753,6 +753,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the decode step (GPU)")
+    parser.add_argument("--threads", type=whole_number(1), default=None, help=THREADS_HELP)
     parser.add_argument(
         "--max-waiting",
         type=whole_number(0),
@@ -777,7 +778,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         model = load_chat_model(
-            args.ckpt, args.device, log=lambda line: print(f"serve: {line}", file=sys.stderr)
+            args.ckpt,
+            args.device,
+            log=lambda line: print(f"serve: {line}", file=sys.stderr),
+            threads=args.threads,
         )
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"serve: {e}", file=sys.stderr)

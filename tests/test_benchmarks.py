@@ -215,3 +215,29 @@ def test_the_model_load_benchmark_loads_the_same_weights_both_ways(capsys) -> No
 
     assert model_load.main(["--model", "tiny"]) == 0
     assert "same weights: yes" in capsys.readouterr().out
+
+
+def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_neighbour(monkeypatch, capsys):
+    """benchmarks.decode_threads (chat/serve --threads): a row per neighbour and thread count, the
+    same tokens at every count (it raises otherwise), and its busy child process gone at the end."""
+    from benchmarks import decode_threads as dt
+
+    started = []
+    real_popen = dt.subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(dt.subprocess, "Popen", popen)
+    default = torch.get_num_threads()
+    assert dt.main(["--model", "cpu-tiny", "--new-tokens", "4", "--repeats", "1", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == default
+    rows = [
+        line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith(("idle", "busy"))
+    ]
+    counts = sorted({default, 1})
+    assert sorted((r[0].strip(), int(r[1])) for r in rows) == [
+        (n, c) for n in ("busy", "idle") for c in counts
+    ]
+    assert len(started) == 1 and started[0].poll() is not None

@@ -171,6 +171,30 @@ def test_cli_chat_over_a_pipe(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -
     assert stopped == [first, session.reply("Hi again")]
 
 
+def test_cli_chat_threads_set_the_cpu_threads_and_zero_is_refused(ckpt: Path, monkeypatch, capsys) -> None:
+    """`--threads 1`: beside a busy process a decode on one thread is faster (benchmarks.decode_threads);
+    the count reaches torch, and the replies are those of the default thread count."""
+    import torch
+
+    default = torch.get_num_threads()
+
+    def chat(*extra: str) -> str:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("Hello\n"))
+        argv = ["chat", "--ckpt", str(ckpt), "--max-new-tokens", "8", "--seed", "1", "--device", "cpu"]
+        assert cli.main([*argv, *extra]) == 0
+        return capsys.readouterr().out
+
+    try:
+        plain = chat()
+        assert torch.get_num_threads() == default
+        assert chat("--threads", "1") == plain and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(default)
+    with pytest.raises(SystemExit):
+        cli.main(["chat", "--threads", "0"])
+    assert "--threads: must be 1 or more, got 0" in capsys.readouterr().err
+
+
 def test_cli_chats_with_the_hugging_face_export_as_with_the_checkpoint(
     ckpt: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

@@ -416,12 +416,34 @@ def test_ipv6_loopback_serves_when_the_machine_has_it(enc) -> None:
 def test_cli_bind_errors_are_one_line(monkeypatch, capsys) -> None:
     import pipeline.chat
 
-    monkeypatch.setattr(pipeline.chat, "load_chat_model", lambda ckpt, device, log=None: tiny_gpt())
+    monkeypatch.setattr(
+        pipeline.chat, "load_chat_model", lambda ckpt, device, log=None, threads=None: tiny_gpt()
+    )
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert run(parser.parse_args(["--port", "70000"])) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("serve: cannot bind 127.0.0.1:70000") and "\n" not in err
+
+
+def test_serve_threads_reach_the_model_loader_and_zero_is_refused(monkeypatch, capsys) -> None:
+    """`serve --threads N` sets the CPU threads the model runs on (see test_chat's test of the loader)."""
+    import pipeline.chat
+
+    seen = []
+
+    def load(ckpt, device, log=None, threads=None):
+        seen.append(threads)
+        raise FileNotFoundError("no model here")
+
+    monkeypatch.setattr(pipeline.chat, "load_chat_model", load)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--threads", "1"])) == 2 and run(parser.parse_args([])) == 2
+    assert seen == [1, None]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threads", "0"])
+    assert "--threads: must be 1 or more, got 0" in capsys.readouterr().err
 
 
 def test_the_url_printed_at_start_is_one_a_client_can_use_on_ipv6(monkeypatch, capsys) -> None:
@@ -430,7 +452,9 @@ def test_the_url_printed_at_start_is_one_a_client_can_use_on_ipv6(monkeypatch, c
     import pipeline.chat
     from pipeline.serve import ChatHTTPServer
 
-    monkeypatch.setattr(pipeline.chat, "load_chat_model", lambda ckpt, device, log=None: tiny_gpt())
+    monkeypatch.setattr(
+        pipeline.chat, "load_chat_model", lambda ckpt, device, log=None, threads=None: tiny_gpt()
+    )
 
     def stop_at_once(self, poll_interval: float = 0.5) -> None:
         raise KeyboardInterrupt  # as Ctrl-C would: run() returns after printing its URL

@@ -1,0 +1,119 @@
+"""Decode speed by CPU thread count, on an idle CPU and beside a busy process (chat/serve --threads).
+
+The KV-cache engine decodes at batch 1 (random weights, a 32-token prompt, greedy, no stops) with
+torch's default thread count (one per core) and with each count of --threads: first alone, then
+beside a child process that keeps the cores busy with torch matmuls at its own default thread count,
+as a training run would. Prints new tokens/s (prefill included, median of --repeats runs) and each
+count's ratio to the default's in the same condition.
+
+torch's CPU kernels run on an OpenMP team that waits, spinning, at each kernel's end for its slowest
+thread; beside a busy process that thread is often descheduled, and a decode step made of hundreds of
+short kernels crawls. The tokens are the same at any thread count (checked here, row by row).
+
+    python -m benchmarks.decode_threads                    # GPT-2 124M shape, threads 1
+    python -m benchmarks.decode_threads --model cpu-tiny   # the default profile's shape
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.args import positive_int, positive_ints  # noqa: E402
+from pipeline.engine import Engine  # noqa: E402
+from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
+from pipeline.params import load_params, project_root  # noqa: E402
+from pipeline.sampling import SamplingParams  # noqa: E402
+
+# The busy neighbour: matmuls on torch's default thread count until it is killed.
+BUSY = "import torch\na = torch.randn(512, 512)\nwhile True:\n    a = torch.tanh(a @ a)\n"
+
+
+def model_config(name: str) -> GPTConfig:
+    if name == "cpu-tiny":
+        profile = load_params(project_root() / "params.yaml")["train_profiles"]["cpu-tiny"]
+        keys = ("n_layer", "n_head", "n_embd", "block_size")
+        return GPTConfig(**{k: profile[k] for k in keys})
+    return GPTConfig(block_size=1024, **GPT2_PRESETS[name])
+
+
+@contextlib.contextmanager
+def busy_process(warmup_s: float = 2.0) -> Iterator[subprocess.Popen]:
+    """A child process keeping the CPU busy for the body of the `with`; killed and reaped after."""
+    proc = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        time.sleep(warmup_s)  # past its torch import, into the loop
+        if proc.poll() is not None:
+            raise RuntimeError(f"the busy process exited at once (status {proc.returncode})")
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def decode(
+    engine: Engine, prompt: list[int], new_tokens: int, threads: int, repeats: int
+) -> tuple[float, list[int]]:
+    """(new tokens/s by the median of `repeats` runs after a warm-up, the tokens) at `threads`."""
+    torch.set_num_threads(threads)
+    greedy = SamplingParams(temperature=0.0)
+
+    def run() -> list[int]:
+        return engine.generate_ids([prompt], new_tokens, greedy, stop_token_ids=())[0]
+
+    tokens = run()  # warm-up: the cache and this thread count's kernels
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return new_tokens / statistics.median(times), tokens
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["cpu-tiny", "gpt2"], default="gpt2", help="shape (default gpt2, 124M)")
+    p.add_argument("--threads", type=positive_ints, default="1", help="counts beside the default (default 1)")
+    p.add_argument("--new-tokens", type=positive_int, default=64, help="tokens per run (default 64)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per row (default 3)")
+    args = p.parse_args(argv)
+    default = torch.get_num_threads()
+    counts = [default, *(n for n in args.threads if n != default)]
+    torch.manual_seed(0)
+    model = GPT(model_config(args.model)).eval()
+    engine = Engine(model)
+    prompt = torch.randint(0, 50256, (32,), generator=torch.Generator().manual_seed(1)).tolist()
+    print(
+        f"{args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), CPU, batch 1, "
+        f"prompt 32 + {args.new_tokens} new tokens, greedy; torch's default: {default} threads",
+        flush=True,
+    )
+    header = f"{'neighbour':<10} | {'threads':>7} | {'tok/s':>8} | {'vs default':>10}"
+    print(header + "\n" + "-" * len(header), flush=True)
+    first_tokens = None
+    for neighbour in ("idle", "busy"):
+        with busy_process() if neighbour == "busy" else contextlib.nullcontext():
+            base = None
+            for n in counts:
+                tps, tokens = decode(engine, prompt, args.new_tokens, n, args.repeats)
+                first_tokens = first_tokens or tokens
+                if tokens != first_tokens:
+                    raise RuntimeError(f"{n} threads ({neighbour}) decoded other tokens than {counts[0]}")
+                base = base or tps
+                print(f"{neighbour:<10} | {n:>7} | {tps:>8.1f} | {tps / base:>9.2f}x", flush=True)
+    torch.set_num_threads(default)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
