@@ -80,6 +80,21 @@ def decode(
     return new_tokens / statistics.median(times), tokens
 
 
+def compare(engine: Engine, prompt: list[int], new_tokens: int, counts: list[int], repeats: int) -> None:
+    """A row per neighbour (idle, busy) and thread count; the first count is the ratios' base."""
+    first_tokens = None
+    for neighbour in ("idle", "busy"):
+        with busy_process() if neighbour == "busy" else contextlib.nullcontext():
+            base = None
+            for n in counts:
+                tps, tokens = decode(engine, prompt, new_tokens, n, repeats)
+                first_tokens = first_tokens or tokens
+                if tokens != first_tokens:
+                    raise RuntimeError(f"{n} threads ({neighbour}) decoded other tokens than {counts[0]}")
+                base = base or tps
+                print(f"{neighbour:<10} | {n:>7} | {tps:>8.1f} | {tps / base:>9.2f}x", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["cpu-tiny", "gpt2"], default="gpt2", help="shape (default gpt2, 124M)")
@@ -98,20 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         f"prompt 32 + {args.new_tokens} new tokens, greedy; torch's default: {default} threads",
         flush=True,
     )
+    if counts == [default]:
+        print(f"(every count asked for is the default, {default}: no other count to compare)", flush=True)
     header = f"{'neighbour':<10} | {'threads':>7} | {'tok/s':>8} | {'vs default':>10}"
     print(header + "\n" + "-" * len(header), flush=True)
-    first_tokens = None
-    for neighbour in ("idle", "busy"):
-        with busy_process() if neighbour == "busy" else contextlib.nullcontext():
-            base = None
-            for n in counts:
-                tps, tokens = decode(engine, prompt, args.new_tokens, n, args.repeats)
-                first_tokens = first_tokens or tokens
-                if tokens != first_tokens:
-                    raise RuntimeError(f"{n} threads ({neighbour}) decoded other tokens than {counts[0]}")
-                base = base or tps
-                print(f"{neighbour:<10} | {n:>7} | {tps:>8.1f} | {tps / base:>9.2f}x", flush=True)
-    torch.set_num_threads(default)
+    try:
+        compare(engine, prompt, args.new_tokens, counts, args.repeats)
+    finally:  # a failed row must not leave the caller's process (a test run) on another count
+        torch.set_num_threads(default)
     return 0
 
 

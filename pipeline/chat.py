@@ -26,7 +26,7 @@ DEFAULT_CKPT = "model/ckpt"
 CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf"
 THREADS_HELP = (
     "CPU threads the model runs on (default: torch's, one per core); on a CPU another program keeps "
-    "busy (a training run), 1 can reply many times faster (benchmarks.decode_threads)"
+    "busy (a training run), 1 replied about twice as fast here (benchmarks.decode_threads)"
 )
 
 

@@ -105,6 +105,11 @@ class ResponsesRequest(ChatRequest):
         return req
 
 
+def _quoted(value: Any) -> str:
+    """A client's value in an error, cut to 60 characters: a 1 MB string must not come back whole."""
+    return repr(value)[:60]
+
+
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     """A 400 for each field that asks what this server cannot do (ignored, it would come back 200
     as something else: a reply without the stored context, tool call or JSON the client counts on)."""
@@ -123,7 +128,7 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     for item in include or []:
         if not isinstance(item, str) or item not in INCLUDABLE:
             raise RequestError(
-                f"`include` {repr(item)[:60]} is not supported (this server has no tools, log-probabilities or "
+                f"`include` {_quoted(item)} is not supported (this server has no tools, log-probabilities or "
                 "image inputs)",
                 "include",
             )
@@ -150,9 +155,8 @@ def _add_input(conversation: Conversation, items: Any) -> None:
             raise RequestError(f"{where} must be a message object", where)
         kind = item.get("type", "message")
         if kind != "message":
-            shown = repr(kind)[:60]
             raise RequestError(
-                f"{where}.type {shown} is not supported: only message items (this server calls no "
+                f"{where}.type {_quoted(kind)} is not supported: only message items (this server calls no "
                 "tools, and keeps no items to refer to)",
                 f"{where}.type",
             )

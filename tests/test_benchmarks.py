@@ -217,7 +217,9 @@ def test_the_model_load_benchmark_loads_the_same_weights_both_ways(capsys) -> No
     assert "same weights: yes" in capsys.readouterr().out
 
 
-def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_neighbour(monkeypatch, capsys):
+def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_neighbour(
+    monkeypatch, capsys
+) -> None:
     """benchmarks.decode_threads (chat/serve --threads): a row per neighbour and thread count, the
     same tokens at every count (it raises otherwise), and its busy child process gone at the end."""
     from benchmarks import decode_threads as dt

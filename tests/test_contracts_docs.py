@@ -350,7 +350,7 @@ def test_meta_json_has_the_documented_shape(tokens: tuple[Path, dict]) -> None:
 
 def test_metrics_json_and_sources_csv_are_the_documented_ones(tokens: tuple[Path, dict]) -> None:
     """metrics.json: per split `conversations`, `tokens`, `loss_tokens` and the same three per
-    source; sources.csv: `source,tokens,loss_tokens,conversations`, largest first."""
+    source; sources.csv: `source,tokens,loss_tokens,conversations`, largest first; lengths.csv."""
     out, _ = tokens
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     for split in ("train", "val"):
@@ -361,6 +361,18 @@ def test_metrics_json_and_sources_csv_are_the_documented_ones(tokens: tuple[Path
         table = list(csv.reader(f))
     assert table[0] == ["source", "tokens", "loss_tokens", "conversations"]
     assert [int(r[1]) for r in table[1:]] == sorted((int(r[1]) for r in table[1:]), reverse=True)
+    # lengths.csv: `length,conversations,tokens`, a row per bin from `1-32` to `8193+`, as documented
+    assert (
+        "(`length,conversations,tokens`: one row per bin `1-32`, `33-64`, ... `4097-8192`, `8193+`" in SHARDS
+    )
+    with (out / "lengths.csv").open(encoding="utf-8") as f:
+        lengths = list(csv.reader(f))
+    assert lengths[0] == ["length", "conversations", "tokens"]
+    assert [r[0] for r in lengths[1:3]] == ["1-32", "33-64"] and [r[0] for r in lengths[-2:]] == [
+        "4097-8192",
+        "8193+",
+    ]
+    assert sum(int(r[1]) for r in lengths[1:]) == metrics["train"]["conversations"]
 
 
 def test_the_numpy_recipe_reads_the_shards(tokens: tuple[Path, dict]) -> None:

@@ -30,7 +30,7 @@ def _put(folder: Path, name: str, body: bytes) -> None:
 def test_a_jsonl_file_whose_first_line_nests_too_deeply_is_refused_in_one_line(tmp_path: Path) -> None:
     # No format key in the head, so the format is unknown, and the refusal's hint parses the first
     # line: json.loads raised RecursionError there, a traceback instead of the one-line error.
-    _put(tmp_path, "deep.jsonl", b"[" * 5000 + b"\n")
+    _put(tmp_path, "deep.jsonl", b"[" * 100_000 + b"\n")  # past any Python's limit
     with pytest.raises(
         SourceError,
         match=r"deep\.jsonl: cannot tell its format \(its first line is not JSON: nested too deeply\)",

@@ -274,7 +274,9 @@ def test_tokenize_dataset_outputs(tmp_path: Path) -> None:
     assert [b[0] for b in bins][:3] == ["1-32", "33-64", "65-128"] and bins[-1][0] == "8193+"
     for label, n, total in bins:
         low, _, high = label.rstrip("+").partition("-")
-        inside = [n for n in want_lengths if int(low) <= n <= (int(high) if high else sys.maxsize)]
+        inside = [
+            length for length in want_lengths if int(low) <= length <= (int(high) if high else sys.maxsize)
+        ]
         assert (int(n), int(total)) == (len(inside), sum(inside)), label
     assert sum(int(b[1]) for b in bins) == metrics["train"]["conversations"]
     assert sum(int(b[2]) for b in bins) == metrics["train"]["tokens"]
@@ -416,7 +418,7 @@ CRASH_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     import pipeline.shards as shards
-    from pipeline.encode import LENGTH_BOUNDS, count_by_length, length_label, tokenize_dataset
+    from pipeline.encode import tokenize_dataset
 
     dataset, out, split = sys.argv[1:4]
     close = shards._OpenShard.close
