@@ -535,6 +535,29 @@ def test_chatbot_arena_repeated_question_ids_never_merge(tmp_path: Path) -> None
     assert answers == ["a1", "a2", "a3", "a4"]  # four records, four conversations per side
 
 
+def test_chatbot_arena_a_filtered_record_with_empty_conversations_is_still_counted(tmp_path: Path) -> None:
+    """A record is never dropped unseen (as add_messages counts an empty list): a moderated or
+    both-bad battle whose two lists are empty made no row at all, in no count."""
+    flagged = {
+        "question_id": "f",
+        "openai_moderation": {"flagged": True},
+        "conversation_a": [],
+        "conversation_b": [],
+    }
+    both_bad = {"question_id": "t", "winner": "tie (bothbad)", "conversation_a": [], "conversation_b": []}
+    (tmp_path / "d.jsonl").write_text(_jsonl(flagged) + _jsonl(both_bad))
+    raw = get_adapter("chatbot_arena")(tmp_path, _spec("chatbot_arena"), {})
+    assert raw.select("origin", "filter", "conv_key").rows() == [
+        ("d.jsonl:1", "moderation_flagged", "f:a"),
+        ("d.jsonl:2", "arena_both_bad", "t:a"),
+    ]
+    report = normalize_rows(raw, max_turn_chars=16_000).report
+    assert report["rows_read"] == 2 and report["rows_filtered"] == {
+        "moderation_flagged": 1,
+        "arena_both_bad": 1,
+    }
+
+
 @pytest.mark.parametrize(
     ("adapter", "name", "body", "check"),
     [

@@ -57,6 +57,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
             qid = record_key(obj.get("question_id"), fallback, used)
             moderated = _skip_reason(obj, language)
             kept = _kept_side(obj)
+            before = len(rows)
             for side in SIDES:
                 messages = obj.get(f"conversation_{side}")
                 key = f"{qid}:{side}"
@@ -78,4 +79,6 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
                     role_map=ROLE_MAP,
                     list_name=f"conversation_{side}",
                 )
+            if len(rows) == before:  # filtered with both lists empty: a record read is still counted
+                rows.skip(origin, moderated or "arena_both_bad", conv_key=f"{qid}:{kept or 'a'}")
     return rows.frame()
