@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.args import positive_int, positive_ints  # noqa: E402
+from benchmarks.decode import repeat_timed  # noqa: E402
 from pipeline.engine import Engine  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
 from pipeline.params import load_params, project_root  # noqa: E402
@@ -72,11 +73,7 @@ def decode(
         return engine.generate_ids([prompt], new_tokens, greedy, stop_token_ids=())[0]
 
     tokens = run()  # warm-up: the cache and this thread count's kernels
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
+    times = repeat_timed(run, torch.device("cpu"), repeats)
     return new_tokens / statistics.median(times), tokens
 
 
