@@ -54,12 +54,49 @@ def test_sample_exchange_escape_codes_are_shown_not_run(tmp_path: Path) -> None:
     assert lines[1].startswith(r"bot: \x1b]52;c;cm0gLXJmIH4K\x07")
 
 
-def test_the_terminal_escapes_exactly_what_normalize_quarantines() -> None:
-    """terminal.inert's control set is schema's, written again (importing schema would pull polars into
-    make repro's report): a character one of them adds must be added to the other."""
+def test_the_terminal_escapes_what_normalize_quarantines_and_the_bidi_controls() -> None:
+    """terminal.inert escapes every character normalize quarantines (one pattern, CONTROL_CHARS), and
+    the bidi embeddings, overrides and isolates too, which normalize keeps: right-to-left text uses
+    them, and only showing them raw misleads."""
     from pipeline import schema, terminal
 
-    assert terminal._CONTROL.pattern == schema._CONTROL_CHARS
+    assert schema._CONTROL_CHARS == terminal.CONTROL_CHARS
+    quarantined = re.compile(schema._CONTROL_CHARS)
+    for code in range(0x3000):
+        char = chr(code)
+        if quarantined.fullmatch(char):
+            assert inert(char) == repr(char)[1:-1], hex(code)
+    for char in BIDI_CONTROLS:
+        assert not quarantined.search(char), hex(ord(char))
+
+
+# The explicit bidi embeddings, overrides and isolates: LRE RLE PDF LRO RLO, LRI RLI FSI PDI.
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_inert_escapes_bidi_controls_and_keeps_right_to_left_text() -> None:
+    """An RLO in a reply showed the rest of its line reversed where the terminal lays out bidi text:
+    `inert` wrote it raw (it is not a control character, so the control set missed it)."""
+    for char in BIDI_CONTROLS:
+        assert inert(f"a{char}b") == f"a\\u{ord(char):04x}b"
+    # Letters written right to left, and the one-character marks (LRM, RLM, ALM), which reorder
+    # nothing past their neighbours, stay as they are.
+    rtl = "שלום \u200fعالم\u200e \u061c!"
+    assert inert(rtl) == rtl
+
+
+def test_chat_reply_bidi_override_is_shown_as_its_escape() -> None:
+    """`nanochatgpt chat` writes a reply piece by piece: the override, alone in its piece or not, is
+    shown as `\\u202e` and the text around it in the order it was written."""
+    enc = get_encoding()
+    reply = "pay \u202eusd 001\u202c to alice"
+    engine = Engine(ScriptedGPT([enc.encode_ordinary(reply) + [END_OF_TURN_ID]]), enc=enc)
+    session = ChatSession(engine, temperature=0.0, max_new_tokens=100)
+    out = io.StringIO()
+    assert chat_loop(session, io.StringIO("hello\n"), out, io.StringIO()) == 0
+    shown = out.getvalue()
+    assert not any(char in shown for char in BIDI_CONTROLS), repr(shown)
+    assert "pay \\u202eusd 001\\u202c to alice" in shown
 
 
 def test_transcripts_md_holds_no_control_character_a_reply_wrote(tmp_path: Path) -> None:
