@@ -27,8 +27,9 @@ HTTP/2, a URI or headers over its limits, a method HTTP does not define: 501), a
 panic in a Rust extension (a BaseException), is a 500 rather than a connection closed unanswered.
 The server binds to 127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
 Built on the standard library's http.server: a small local endpoint, not a production gateway.
-A request must arrive whole within request_deadline (60 s) of its first byte; a body over 1 MiB is
-refused with 413 (before "100 Continue", and read off the socket, bounded, so the client sees it).
+A body over 1 MiB is refused with 413 (before "100 Continue", and read off the socket, bounded, so
+the client sees it). Connections are pipeline/httpconn.py's: at most 64 at once (more are answered
+503 at once), and a request must arrive whole within request_deadline (60 s) of its first byte.
 
 Web pages the user visits must not reach it (cf. Ollama's CVE-2024-28224): bound to a loopback
 address, the server answers 403 to any request whose Host header is not localhost, 127.0.0.1,
@@ -46,15 +47,13 @@ import io
 import ipaddress
 import json
 import re
-import selectors
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -63,14 +62,10 @@ from pipeline.argtypes import whole_number
 from pipeline.chat import CKPT_HELP, DEFAULT_CKPT, THREADS_HELP
 from pipeline.chatapi import MAX_WAITING, ChatService, ClientLeft, Event, ServerBusy, error_body
 from pipeline.chatrequest import ChatRequest, RequestError
+from pipeline.httpconn import MAX_BODY_BYTES, ChatHTTPServer, ChatHTTPServerV6, DeadlineReader
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-LISTEN_BACKLOG = 128  # connections the kernel holds for accept() (socketserver's default: 5)
-MAX_CONNECTIONS = 64  # connections served at once (each has a thread); more get 503 at once
-MAX_REFUSED_LINGERING = 64  # refused connections drained at once (one thread for all); more close at once
-REFUSED_LINGER_SECONDS = 1.0  # how long a refused connection's request is read and dropped
-MAX_BODY_BYTES = 1 << 20  # a chat request is text; anything larger is refused (413) before it is read
 MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/responses": "POST"}
@@ -118,9 +113,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # rfile reads through a clock that enforces request_deadline (see _DeadlineReader).
+        # rfile reads through a clock that enforces request_deadline (see DeadlineReader).
         self.rfile.close()
-        self._reader = _DeadlineReader(self.connection, self.timeout, self.request_deadline)
+        self._reader = DeadlineReader(self.connection, self.timeout, self.request_deadline)
         self.rfile = io.BufferedReader(self._reader)
 
     def handle_one_request(self) -> None:
@@ -275,16 +270,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._streaming = False
         try:
-            req = api.parse(self._body())
-            session = self.service.prepare(req)  # a 400 is said at once, never after the line
-            with self.service.turn(self._client_left):
-                # Requests queue for the engine; one whose client gave up meanwhile is not generated.
-                if self._client_left():
-                    raise ClientLeft("while its request waited: not generated")
-                if req.stream:  # a stream stops at the first write that fails
-                    self._sse(api.stream(self.service, req, session))
-                else:
-                    self._json(HTTPStatus.OK, api.complete(self.service, req, self._client_left, session))
+            self._generate(api)
         except RequestError as e:
             self._error(e.status, str(e), "invalid_request_error", e.param, code=e.code)
         except ServerBusy as e:
@@ -308,6 +294,20 @@ class Handler(BaseHTTPRequestHandler):
                     headers={"x-should-retry": "false"},
                 )
             self.close_connection = True
+
+    def _generate(self, api: Api) -> None:
+        """The request parsed, its turn at the engine awaited, and the reply sent, whole or as a
+        stream; what goes wrong is raised for do_POST to answer."""
+        req = api.parse(self._body())
+        session = self.service.prepare(req)  # a 400 is said at once, never after the line
+        with self.service.turn(self._client_left):
+            # Requests queue for the engine; one whose client gave up meanwhile is not generated.
+            if self._client_left():
+                raise ClientLeft("while its request waited: not generated")
+            if req.stream:  # a stream stops at the first write that fails
+                self._sse(api.stream(self.service, req, session))
+            else:
+                self._json(HTTPStatus.OK, api.complete(self.service, req, self._client_left, session))
 
     def _body(self) -> Any:
         codings = [
@@ -486,228 +486,8 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"serve: {self.address_string()} {message}\n")
 
 
-class _DeadlineReader(io.RawIOBase):
-    """A handler's socket as its rfile's raw stream, with a total deadline per request.
-
-    Each read waits at most `idle` seconds (http.server's per-read timeout) and, once a request's
-    first byte has arrived, no later than `deadline` (set then, `budget` seconds on; the handler
-    clears it between requests). Past it a read raises TimeoutError: http.server closes the
-    connection on one in the request line or headers, _body answers 408.
-    """
-
-    def __init__(self, sock: socket.socket, idle: float | None, budget: float) -> None:
-        self.sock = sock
-        self.idle = idle
-        self.budget = budget
-        self.deadline: float | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        wait = self.idle
-        if self.deadline is not None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("the request did not arrive whole in time")
-            wait = left if wait is None else min(wait, left)
-        self.sock.settimeout(wait)
-        try:
-            n = self.sock.recv_into(buffer)
-        finally:
-            self.sock.settimeout(self.idle)  # writes keep the plain timeout
-        if n and self.deadline is None:
-            self.deadline = time.monotonic() + self.budget
-        return n
-
-
 # C0 and C1 control characters -> \xNN, as http.server's own logger writes them (Python >= 3.11.4).
 _CONTROL_CHARS_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
-class _Reaper:
-    """Lingering close for refused connections: one daemon thread reads and drops what each client
-    still sends, for up to `seconds` (and `max_bytes`: a request the server would take, 1 MiB of
-    body and its headers, fits), then closes it.
-
-    Closing a socket with unread data resets the connection: a client that writes its whole
-    request before reading (http.client, urllib, the OpenAI SDK) then got BrokenPipeError or a
-    reset instead of the 503 waiting for it. The refusing thread (the accept loop) must never wait
-    on a client, so it only hands the socket over; with `capacity` sockets held, add() says no
-    and the caller closes at once (the reset, but nothing grows without bound)."""
-
-    def __init__(self, capacity: int, seconds: float, max_bytes: int = 2 * MAX_BODY_BYTES) -> None:
-        self.capacity = capacity
-        self.seconds = seconds
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()  # guards the fields below (the thread and add/close share them)
-        self._incoming: list[socket.socket] = []  # handed over, not yet watched by the thread
-        self._held = 0  # sockets handed over and not yet closed
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._wake_r: socket.socket | None = None  # a byte on this pair wakes the thread
-        self._wake_w: socket.socket | None = None
-
-    def add(self, sock: socket.socket) -> bool:
-        """Take `sock` (its reply sent, its write side shut) to drain and close; False when full
-        or closed (the caller closes it). Never waits."""
-        with self._lock:
-            if self._closed or self._held >= self.capacity:
-                return False
-            if self._thread is None:  # started on the first refusal: most servers never refuse
-                self._wake_r, self._wake_w = socket.socketpair()
-                self._wake_r.setblocking(False)
-                self._wake_w.setblocking(False)
-                self._thread = threading.Thread(target=self._run, name="refused-connections", daemon=True)
-                self._thread.start()
-            self._held += 1
-            self._incoming.append(sock)
-            self._wake()
-        return True
-
-    def close(self) -> None:
-        """Close every held socket (the thread does, and ends)."""
-        with self._lock:
-            self._closed = True
-            if self._thread is not None:
-                self._wake()
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is pending already
-            self._wake_w.send(b"x")
-
-    def _run(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._wake_r, selectors.EVENT_READ)
-        draining: dict[socket.socket, list[float]] = {}  # socket -> [deadline, bytes left]
-        try:
-            while True:
-                now = time.monotonic()
-                wait = min((d for d, _ in draining.values()), default=now + 3600) - now
-                for key, _ in selector.select(max(0.0, wait)):
-                    if key.fileobj is self._wake_r:
-                        with contextlib.suppress(OSError):
-                            self._wake_r.recv(4096)
-                        continue
-                    sock = key.fileobj
-                    try:
-                        data = sock.recv(1 << 16)
-                    except BlockingIOError:
-                        continue
-                    except OSError:  # reset by the client: nothing left to wait for
-                        data = b""
-                    draining[sock][1] -= len(data)
-                    if not data or draining[sock][1] <= 0:  # the client closed, or sent enough
-                        self._drop(selector, draining, sock)
-                with self._lock:
-                    incoming, self._incoming = self._incoming, []
-                    closed = self._closed
-                deadline = time.monotonic() + self.seconds
-                for sock in incoming:
-                    try:
-                        sock.setblocking(False)
-                        selector.register(sock, selectors.EVENT_READ)
-                    except (OSError, ValueError):  # closed meanwhile
-                        self._release(sock)
-                        continue
-                    draining[sock] = [deadline, self.max_bytes]
-                now = time.monotonic()
-                for sock in [s for s, (d, _) in draining.items() if closed or d <= now]:
-                    self._drop(selector, draining, sock)
-                if closed:
-                    return
-        finally:  # closed, or a bug: either way nothing is taken or held any more
-            with self._lock:
-                self._closed = True
-                left = [*draining, *self._incoming]
-                self._incoming.clear()
-                self._held -= len(left)
-                self._wake_r.close()
-                self._wake_w.close()
-            for sock in left:
-                sock.close()
-            selector.close()
-
-    def _drop(self, selector: selectors.BaseSelector, draining: dict, sock: socket.socket) -> None:
-        selector.unregister(sock)
-        del draining[sock]
-        self._release(sock)
-
-    def _release(self, sock: socket.socket) -> None:
-        sock.close()
-        with self._lock:
-            self._held -= 1
-
-
-class ChatHTTPServer(ThreadingHTTPServer):
-    """http.server's threading server, with room in the kernel's queue and a cap on connections.
-
-    Each connection has a thread for as long as it lives (an idle keep-alive or a request trickling
-    in, up to Handler.timeout / request_deadline): without a cap, 300 half-sent requests held 300
-    threads. Past max_connections a new connection is answered 503 at once, and its request is read
-    and dropped by one thread for all such connections (_Reaper) before it closes."""
-
-    # socketserver listens with a backlog of 5: a burst of clients while a generation keeps the
-    # CPUs busy was reset by the kernel before the server could answer them 503.
-    request_queue_size = LISTEN_BACKLOG
-    daemon_threads = True
-    max_connections = MAX_CONNECTIONS
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._open = 0  # connections with a thread
-        self._open_lock = threading.Lock()
-        self._reaper = _Reaper(MAX_REFUSED_LINGERING, REFUSED_LINGER_SECONDS)
-        super().__init__(*args, **kwargs)
-
-    def server_close(self) -> None:
-        super().server_close()
-        self._reaper.close()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            full = self._open >= self.max_connections
-            if not full:
-                self._open += 1
-        if full:
-            self._refuse(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:  # no thread started: it will not count itself out
-            with self._open_lock:
-                self._open -= 1
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._open_lock:
-                self._open -= 1
-
-    def _refuse(self, request: socket.socket) -> None:
-        """503 on the accept thread, without reading the request: a small write to a new socket
-        does not block, and nothing here may wait on the client. The request is then read and
-        dropped by the reaper (see _Reaper), or, with it full, the socket closes at once."""
-        message = f"too many connections (at most {self.max_connections} at once); try again shortly"
-        body = json.dumps(error_body(message, "server_error"))
-        head = (
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-        )
-        try:
-            request.setblocking(False)
-            request.send((head + body).encode())
-            request.shutdown(socket.SHUT_WR)  # the reply is whole: the client may read it now
-        except OSError:  # the client is gone already
-            self.shutdown_request(request)
-            return
-        if not self._reaper.add(request):
-            self.shutdown_request(request)
-
-
-class ChatHTTPServerV6(ChatHTTPServer):
-    address_family = socket.AF_INET6
 
 
 def make_server(service: ChatService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> ChatHTTPServer:

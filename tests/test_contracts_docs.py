@@ -18,7 +18,7 @@ import pytest
 import yaml
 from safetensors import safe_open
 
-from pipeline import chatapi, chatsession, serve, stops
+from pipeline import chatapi, chatsession, httpconn, serve, stops
 from pipeline.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_model
 from pipeline.datasetformat import CONVERSATION_SCHEMA, SplitWriter, assemble_conversations, parse_text
 from pipeline.encode import tokenize_dataset
@@ -546,8 +546,8 @@ def test_serving_limits_are_the_documented_ones() -> None:
     serving = _section(CONTRACTS, "Serving")
     assert "127.0.0.1:8000" in serving and (serve.DEFAULT_HOST, serve.DEFAULT_PORT) == ("127.0.0.1", 8000)
     assert "`--max-waiting` requests (default 8)" in serving and chatapi.MAX_WAITING == 8
-    assert "when 64\nconnections are open" in serving and serve.MAX_CONNECTIONS == 64
-    assert "(at most 1 MiB)" in serving and serve.MAX_BODY_BYTES == 2**20
+    assert "when 64\nconnections are open" in serving and httpconn.MAX_CONNECTIONS == 64
+    assert "(at most 1 MiB)" in serving and httpconn.MAX_BODY_BYTES == 2**20
     assert "up to four" in serving and stops.MAX_STOP_STRINGS == 4
     assert "more than 10,000 whitespace characters" in serving and chatsession.MAX_WHITESPACE_RUN == 10_000
     assert "more than 30 combining marks" in serving and chatsession.MAX_COMBINING_RUN == 30

@@ -450,7 +450,7 @@ def test_the_url_printed_at_start_is_one_a_client_can_use_on_ipv6(monkeypatch, c
     """`serve --host ::1` printed http://::1:PORT/v1/..., which curl rejects (an IPv6 address goes
     in brackets): the URL printed must name the host and port it serves."""
     import pipeline.chat
-    from pipeline.serve import ChatHTTPServer
+    from pipeline.httpconn import ChatHTTPServer
 
     monkeypatch.setattr(
         pipeline.chat, "load_chat_model", lambda ckpt, device, log=None, threads=None: tiny_gpt()

@@ -1,0 +1,268 @@
+"""Connections for pipeline/serve.py's HTTP server: how many are served, how a refused one is
+closed, and how long a request may take to arrive.
+
+    ChatHTTPServer    http.server's threading server with a kernel backlog of LISTEN_BACKLOG and at
+                      most MAX_CONNECTIONS connections at once (each has a thread); past that a new
+                      connection is answered 503 on the accept thread, without reading its request
+    _Reaper           the lingering close of those refused connections: one daemon thread reads and
+                      drops what each client still sends, briefly and bounded, then closes it, so a
+                      client that writes its whole request before reading gets the 503, not a reset
+    DeadlineReader    a handler's socket as its rfile, with a deadline for the whole request on top
+                      of the per-read timeout: a client pacing one byte a minute cannot hold a thread
+
+What is said on a connection (routes, the Host check, bodies, errors) is serve.py's Handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import selectors
+import socket
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from pipeline.chatapi import error_body
+
+LISTEN_BACKLOG = 128  # connections the kernel holds for accept() (socketserver's default: 5)
+MAX_CONNECTIONS = 64  # connections served at once (each has a thread); more get 503 at once
+MAX_REFUSED_LINGERING = 64  # refused connections drained at once (one thread for all); more close at once
+REFUSED_LINGER_SECONDS = 1.0  # how long a refused connection's request is read and dropped
+# A chat request is text: serve.Handler refuses a larger body (413) before reading it; the reaper
+# reads up to twice it off a refused connection (a request the server would take, and its headers).
+MAX_BODY_BYTES = 1 << 20
+
+
+class DeadlineReader(io.RawIOBase):
+    """A handler's socket as its rfile's raw stream, with a total deadline per request.
+
+    Each read waits at most `idle` seconds (http.server's per-read timeout) and, once a request's
+    first byte has arrived, no later than `deadline` (set then, `budget` seconds on; the handler
+    clears it between requests). Past it a read raises TimeoutError: http.server closes the
+    connection on one in the request line or headers, serve.Handler._body answers 408.
+    """
+
+    def __init__(self, sock: socket.socket, idle: float | None, budget: float) -> None:
+        self.sock = sock
+        self.idle = idle
+        self.budget = budget
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wait = self.idle
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request did not arrive whole in time")
+            wait = left if wait is None else min(wait, left)
+        self.sock.settimeout(wait)
+        try:
+            n = self.sock.recv_into(buffer)
+        finally:
+            self.sock.settimeout(self.idle)  # writes keep the plain timeout
+        if n and self.deadline is None:
+            self.deadline = time.monotonic() + self.budget
+        return n
+
+
+class _Reaper:
+    """Lingering close for refused connections: one daemon thread reads and drops what each client
+    still sends, for up to `seconds` (and `max_bytes`: a request the server would take, 1 MiB of
+    body and its headers, fits), then closes it.
+
+    Closing a socket with unread data resets the connection: a client that writes its whole
+    request before reading (http.client, urllib, the OpenAI SDK) then got BrokenPipeError or a
+    reset instead of the 503 waiting for it. The refusing thread (the accept loop) must never wait
+    on a client, so it only hands the socket over; with `capacity` sockets held, add() says no
+    and the caller closes at once (the reset, but nothing grows without bound)."""
+
+    def __init__(self, capacity: int, seconds: float, max_bytes: int = 2 * MAX_BODY_BYTES) -> None:
+        self.capacity = capacity
+        self.seconds = seconds
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()  # guards the fields below (the thread and add/close share them)
+        self._incoming: list[socket.socket] = []  # handed over, not yet watched by the thread
+        self._held = 0  # sockets handed over and not yet closed
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._wake_r: socket.socket | None = None  # a byte on this pair wakes the thread
+        self._wake_w: socket.socket | None = None
+
+    def add(self, sock: socket.socket) -> bool:
+        """Take `sock` (its reply sent, its write side shut) to drain and close; False when full
+        or closed (the caller closes it). Never waits."""
+        with self._lock:
+            if self._closed or self._held >= self.capacity:
+                return False
+            if self._thread is None:  # started on the first refusal: most servers never refuse
+                self._wake_r, self._wake_w = socket.socketpair()
+                self._wake_r.setblocking(False)
+                self._wake_w.setblocking(False)
+                self._thread = threading.Thread(target=self._run, name="refused-connections", daemon=True)
+                self._thread.start()
+            self._held += 1
+            self._incoming.append(sock)
+            self._wake()
+        return True
+
+    def close(self) -> None:
+        """Close every held socket (the thread does, and ends)."""
+        with self._lock:
+            self._closed = True
+            if self._thread is not None:
+                self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is pending already
+            self._wake_w.send(b"x")
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        draining: dict[socket.socket, list[float]] = {}  # socket -> [deadline, bytes left]
+        try:
+            while True:
+                now = time.monotonic()
+                wait = min((d for d, _ in draining.values()), default=now + 3600) - now
+                for key, _ in selector.select(max(0.0, wait)):
+                    self._read(selector, draining, key.fileobj)
+                with self._lock:
+                    incoming, self._incoming = self._incoming, []
+                    closed = self._closed
+                self._watch(selector, draining, incoming)
+                now = time.monotonic()
+                for sock in [s for s, (d, _) in draining.items() if closed or d <= now]:
+                    self._drop(selector, draining, sock)
+                if closed:
+                    return
+        finally:  # closed, or a bug: either way nothing is taken or held any more
+            self._let_go(selector, draining)
+
+    def _read(self, selector: selectors.BaseSelector, draining: dict, sock: Any) -> None:
+        """Read and drop what `sock` has; close it once its client closed or sent max_bytes. On the
+        wake-up socket, only clear the wake-ups (what they ask for is done after each select)."""
+        if sock is self._wake_r:
+            with contextlib.suppress(OSError):
+                self._wake_r.recv(4096)
+            return
+        try:
+            data = sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:  # reset by the client: nothing left to wait for
+            data = b""
+        draining[sock][1] -= len(data)
+        if not data or draining[sock][1] <= 0:  # the client closed, or sent enough
+            self._drop(selector, draining, sock)
+
+    def _watch(self, selector: selectors.BaseSelector, draining: dict, incoming: list[socket.socket]) -> None:
+        """Start draining the sockets just handed over, each until `seconds` from now."""
+        deadline = time.monotonic() + self.seconds
+        for sock in incoming:
+            try:
+                sock.setblocking(False)
+                selector.register(sock, selectors.EVENT_READ)
+            except (OSError, ValueError):  # closed meanwhile
+                self._release(sock)
+                continue
+            draining[sock] = [deadline, self.max_bytes]
+
+    def _let_go(self, selector: selectors.BaseSelector, draining: dict) -> None:
+        """Refuse any more sockets and close every one held, the thread's wake-up pair too."""
+        with self._lock:
+            self._closed = True
+            left = [*draining, *self._incoming]
+            self._incoming.clear()
+            self._held -= len(left)
+            self._wake_r.close()
+            self._wake_w.close()
+        for sock in left:
+            sock.close()
+        selector.close()
+
+    def _drop(self, selector: selectors.BaseSelector, draining: dict, sock: socket.socket) -> None:
+        selector.unregister(sock)
+        del draining[sock]
+        self._release(sock)
+
+    def _release(self, sock: socket.socket) -> None:
+        sock.close()
+        with self._lock:
+            self._held -= 1
+
+
+class ChatHTTPServer(ThreadingHTTPServer):
+    """http.server's threading server, with room in the kernel's queue and a cap on connections.
+
+    Each connection has a thread for as long as it lives (an idle keep-alive or a request trickling
+    in, up to serve.Handler's timeout / request_deadline): without a cap, 300 half-sent requests held 300
+    threads. Past max_connections a new connection is answered 503 at once, and its request is read
+    and dropped by one thread for all such connections (_Reaper) before it closes."""
+
+    # socketserver listens with a backlog of 5: a burst of clients while a generation keeps the
+    # CPUs busy was reset by the kernel before the server could answer them 503.
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open = 0  # connections with a thread
+        self._open_lock = threading.Lock()
+        self._reaper = _Reaper(MAX_REFUSED_LINGERING, REFUSED_LINGER_SECONDS)
+        super().__init__(*args, **kwargs)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._reaper.close()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            full = self._open >= self.max_connections
+            if not full:
+                self._open += 1
+        if full:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: it will not count itself out
+            with self._open_lock:
+                self._open -= 1
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open -= 1
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 on the accept thread, without reading the request: a small write to a new socket
+        does not block, and nothing here may wait on the client. The request is then read and
+        dropped by the reaper (see _Reaper), or, with it full, the socket closes at once."""
+        message = f"too many connections (at most {self.max_connections} at once); try again shortly"
+        body = json.dumps(error_body(message, "server_error"))
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            request.setblocking(False)
+            request.send((head + body).encode())
+            request.shutdown(socket.SHUT_WR)  # the reply is whole: the client may read it now
+        except OSError:  # the client is gone already
+            self.shutdown_request(request)
+            return
+        if not self._reaper.add(request):
+            self.shutdown_request(request)
+
+
+class ChatHTTPServerV6(ChatHTTPServer):
+    address_family = socket.AF_INET6
