@@ -3,8 +3,10 @@
 The KV-cache engine decodes at batch 1 (random weights, a 32-token prompt, greedy, no stops) with
 torch's default thread count (one per core) and with each count of --threads: first alone, then
 beside a child process that keeps the cores busy with torch matmuls at its own default thread count,
-as a training run would. Prints new tokens/s (prefill included, median of --repeats runs) and each
-count's ratio to the default's in the same condition.
+as a training run would. Then the same with the thread tuner of `--threads auto`, chat's and serve's
+default (pipeline/threadtuner.py: a fresh one per condition, its row named `auto:<the count it
+settled on>`; its first runs include its first turn at the other count). Prints new tokens/s (prefill
+included, median of --repeats runs) and each row's ratio to the default count's in the same condition.
 
 torch's CPU kernels run on an OpenMP team that waits, spinning, at each kernel's end for its slowest
 thread; beside a busy process that thread is often descheduled, and a decode step made of hundreds of
@@ -35,6 +37,7 @@ from pipeline.engine import Engine  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
 from pipeline.params import load_params, project_root  # noqa: E402
 from pipeline.sampling import SamplingParams  # noqa: E402
+from pipeline.threadtuner import ThreadTuner, candidate_counts  # noqa: E402
 
 # The busy neighbour: matmuls on torch's default thread count until it is killed.
 BUSY = "import torch\na = torch.randn(512, 512)\nwhile True:\n    a = torch.tanh(a @ a)\n"
@@ -65,7 +68,8 @@ def busy_process(warmup_s: float = 2.0) -> Iterator[subprocess.Popen]:
 def decode(
     engine: Engine, prompt: list[int], new_tokens: int, threads: int, repeats: int
 ) -> tuple[float, list[int]]:
-    """(new tokens/s by the median of `repeats` runs after a warm-up, the tokens) at `threads`."""
+    """(new tokens/s by the median of `repeats` runs after a warm-up, the tokens) at `threads`, the
+    engine's thread tuner then picking the count of each decode step if it has one."""
     torch.set_num_threads(threads)
     greedy = SamplingParams(temperature=0.0)
 
@@ -77,19 +81,27 @@ def decode(
     return new_tokens / statistics.median(times), tokens
 
 
-def compare(engine: Engine, prompt: list[int], new_tokens: int, counts: list[int], repeats: int) -> None:
-    """A row per neighbour (idle, busy) and thread count; the first count is the ratios' base."""
+def compare(model: GPT, prompt: list[int], new_tokens: int, counts: list[int], repeats: int) -> None:
+    """A row per neighbour (idle, busy) and thread count, then the tuner's row (`auto`, starting
+    from the first count); the first count is the ratios' base."""
+    fixed = Engine(model)
     first_tokens = None
     for neighbour in ("idle", "busy"):
         with busy_process() if neighbour == "busy" else contextlib.nullcontext():
             base = None
-            for n in counts:
-                tps, tokens = decode(engine, prompt, new_tokens, n, repeats)
+            # A tuner of its own per condition: what it learnt idle must not carry into the busy rows.
+            tuner = ThreadTuner(candidate_counts(counts[0]), torch.set_num_threads)
+            for n, engine in [*((n, fixed) for n in counts), (None, Engine(model, thread_tuner=tuner))]:
+                tps, tokens = decode(engine, prompt, new_tokens, n or counts[0], repeats)
+                label = str(n) if n else f"auto:{tuner.chosen}"
                 first_tokens = first_tokens or tokens
                 if tokens != first_tokens:
-                    raise RuntimeError(f"{n} threads ({neighbour}) decoded other tokens than {counts[0]}")
+                    raise RuntimeError(f"{label} threads ({neighbour}) decoded other tokens than {counts[0]}")
                 base = base or tps
-                print(f"{neighbour:<10} | {n:>7} | {tps:>8.1f} | {tps / base:>9.2f}x", flush=True)
+                print(f"{neighbour:<10} | {label:>7} | {tps:>8.1f} | {tps / base:>9.2f}x", flush=True)
+            print(
+                f"{'':<10} | (auto over {tuner.counts}: {tuner.switches} switches, last chose {tuner.chosen})"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     counts = [default, *(n for n in args.threads if n != default)]
     torch.manual_seed(0)
     model = GPT(model_config(args.model)).eval()
-    engine = Engine(model)
     prompt = torch.randint(0, 50256, (32,), generator=torch.Generator().manual_seed(1)).tolist()
     print(
         f"{args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), CPU, batch 1, "
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'neighbour':<10} | {'threads':>7} | {'tok/s':>8} | {'vs default':>10}"
     print(header + "\n" + "-" * len(header), flush=True)
     try:
-        compare(engine, prompt, args.new_tokens, counts, args.repeats)
+        compare(model, prompt, args.new_tokens, counts, args.repeats)
     finally:  # a failed row must not leave the caller's process (a test run) on another count
         torch.set_num_threads(default)
     return 0

@@ -20,3 +20,18 @@ def whole_number(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def whole_number_or(word: str, minimum: int) -> Callable[[str], int | str]:
+    """argparse `type=`: `word` itself (`auto`) or an int of at least `minimum`."""
+    number = whole_number(minimum)
+
+    def parse(text: str) -> int | str:
+        if text == word:
+            return word
+        try:
+            return number(text)
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{e} (or {word})") from None
+
+    return parse

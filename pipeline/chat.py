@@ -16,17 +16,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.argtypes import whole_number
+from pipeline.argtypes import whole_number_or
 from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
 from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
 from pipeline.terminal import inert
+from pipeline.threadtuner import AUTO
 
 DEFAULT_CKPT = "model/ckpt"
 CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf"
 THREADS_HELP = (
-    "CPU threads the model runs on (default: torch's, one per core); on a CPU another program keeps "
-    "busy (a training run), 1 replied about twice as fast here (benchmarks.decode_threads)"
+    "CPU threads the model runs on: auto (the default) times the decode at 1, half and all the cores "
+    "and keeps the fastest, again every few seconds (beside a busy program 1 thread replied about twice "
+    "as fast here, idle all of them: benchmarks.decode_threads); N: always N"
 )
 
 
@@ -68,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the decode step: faster tokens on a GPU after a compilation per shape",
     )
-    parser.add_argument("--threads", type=whole_number(1), default=None, help=THREADS_HELP)
+    parser.add_argument("--threads", type=whole_number_or(AUTO, 1), default=AUTO, help=THREADS_HELP)
 
 
 def _read_context(args: argparse.Namespace) -> str | None:
@@ -98,8 +100,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"chat: {e}", file=sys.stderr)
         return 2
 
-    from pipeline.engine import Engine
-
     try:
         model = load_chat_model(
             args.ckpt,
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         session = ChatSession(
-            Engine(model, compile_decode=args.compile),
+            make_engine(model, args),
             context=context,
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
@@ -162,21 +162,17 @@ def load_chat_model(
     ckpt: str | Path,
     device_name: str = "auto",
     log: Callable[[str], None] | None = None,
-    threads: int | None = None,
+    threads: int | str | None = None,
 ):
     """The GPT of `ckpt` on the device, ready to decode (bf16 on a GPU that has it). `ckpt` is this
     project's checkpoint (model/ckpt) or a Hugging Face GPT-2 folder, such as its export model/hf:
     the folder a user is handed is what they should be able to chat with. `log` hears what the user
-    should know about a folder (by default stderr). `threads` sets this process's CPU threads."""
+    should know about a folder (by default stderr). `threads`, a number, sets this process's CPU
+    threads (`auto` is the engine's thread tuner: make_engine)."""
     import torch
 
-    if threads is not None:
-        # torch runs CPU kernels on an OpenMP team (a thread per core by default) that waits at each
-        # kernel's end, spinning, for its slowest thread. Beside another busy process one of them is
-        # often descheduled, and a decode step, hundreds of short kernels, crawls. GPT-2 124M at
-        # batch 1 on 2 cores beside a process of torch matmuls: 1 thread decoded 1.7-1.9x as fast
-        # as 2 (benchmarks/decode_threads.py), once 10x; idle, 2 threads are ~1.5x as fast as 1.
-        torch.set_num_threads(threads)
+    if isinstance(threads, int):
+        torch.set_num_threads(threads)  # why a count matters: pipeline/threadtuner.py
 
     from pipeline import hf
     from pipeline.checkpoint import load_model
@@ -201,6 +197,14 @@ def load_chat_model(
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         model = model.to(torch.bfloat16)  # decoding reads every weight per token: half the bytes
     return model
+
+
+def make_engine(model, args: argparse.Namespace):
+    """The engine chat and serve decode with: `--compile`, and `--threads auto`'s thread tuner."""
+    from pipeline.engine import Engine
+    from pipeline.threadtuner import auto_tuner
+
+    return Engine(model, compile_decode=args.compile, thread_tuner=auto_tuner(args.threads))
 
 
 def untrained_markers(folder: Path) -> list[str]:

@@ -31,6 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from pipeline.model import GPT, KVCache
 from pipeline.sampling import SamplingParams, sample
 from pipeline.stops import StopStringDecoder, check_stop_strings
+from pipeline.threadtuner import ThreadTuner
 from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, ENDOFTEXT_ID, HUMAN_ID, N_VOCAB
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,8 @@ class Engine:
     cuda_graphs: None = on when the model is on CUDA. compile_decode: run the static-shape decode
     step through torch.compile (one compilation per cache shape; worth it for long sessions on a
     GPU). bucket: cache lengths are rounded up to a multiple of this (capped at block_size), so few
-    shapes (graphs, compilations) serve many prompt lengths.
+    shapes (graphs, compilations) serve many prompt lengths. thread_tuner: on a CPU, runs each
+    decode step at the thread count that has been fastest lately (pipeline/threadtuner.py).
     Caches are reused between calls, so an Engine runs one generation at a time (finish or close
     one stream before starting the next).
     """
@@ -158,9 +160,12 @@ class Engine:
         compile_decode: bool = False,
         bucket: int | None = None,
         max_cached_shapes: int = 4,
+        thread_tuner: ThreadTuner | None = None,
     ) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        # CPU threads are what the tuner picks: on a GPU the kernels run elsewhere.
+        self.thread_tuner = thread_tuner if self.device.type == "cpu" else None
         self.block_size = model.config.block_size
         on_cuda = self.device.type == "cuda"
         self.cuda_graphs = on_cuda if cuda_graphs is None else (cuda_graphs and on_cuda)
@@ -229,12 +234,17 @@ class Engine:
                     ready.record()
                 if step + 1 < max_new_tokens:
                     # Launch the next step now; reading `host` below waits only for the copy.
-                    logits = slot.decode(tokens.view(-1, 1))
+                    logits = self._decode_step(slot, tokens.view(-1, 1))
                     cache.advance()
                 if ready is not None:
                     ready.synchronize()
                 new = host.tolist()
             yield new
+
+    def _decode_step(self, slot: _Slot, tokens: torch.Tensor) -> torch.Tensor:
+        if self.thread_tuner is None:
+            return slot.decode(tokens)
+        return self.thread_tuner.timed(lambda: slot.decode(tokens))
 
     def generate_ids(
         self,

@@ -58,11 +58,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline import responsesapi
-from pipeline.argtypes import whole_number
-from pipeline.chat import CKPT_HELP, DEFAULT_CKPT, THREADS_HELP
+from pipeline.argtypes import whole_number, whole_number_or
+from pipeline.chat import CKPT_HELP, DEFAULT_CKPT, THREADS_HELP, make_engine
 from pipeline.chatapi import MAX_WAITING, ChatService, ClientLeft, Event, ServerBusy, error_body
 from pipeline.chatrequest import ChatRequest, RequestError
 from pipeline.httpconn import MAX_BODY_BYTES, ChatHTTPServer, ChatHTTPServerV6, DeadlineReader
+from pipeline.threadtuner import AUTO
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -533,7 +534,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the decode step (GPU)")
-    parser.add_argument("--threads", type=whole_number(1), default=None, help=THREADS_HELP)
+    parser.add_argument("--threads", type=whole_number_or(AUTO, 1), default=AUTO, help=THREADS_HELP)
     parser.add_argument(
         "--max-waiting",
         type=whole_number(0),
@@ -554,7 +555,6 @@ def base_url(host: str, port: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.chat import load_chat_model
-    from pipeline.engine import Engine
 
     try:
         model = load_chat_model(
@@ -566,7 +566,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"serve: {e}", file=sys.stderr)
         return 2
-    engine = Engine(model, compile_decode=args.compile)
+    engine = make_engine(model, args)
     service = ChatService(engine, model_name=args.model_name, max_waiting=args.max_waiting)
     try:
         server = make_server(service, args.host, args.port)

@@ -220,8 +220,9 @@ def test_the_model_load_benchmark_loads_the_same_weights_both_ways(capsys) -> No
 def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_neighbour(
     monkeypatch, capsys
 ) -> None:
-    """benchmarks.decode_threads (chat/serve --threads): a row per neighbour and thread count, the
-    same tokens at every count (it raises otherwise), and its busy child process gone at the end."""
+    """benchmarks.decode_threads (chat/serve --threads): a row per neighbour and thread count and one
+    for the thread tuner (`auto:<count it chose>`), the same tokens in every row (it raises
+    otherwise), and its busy child process gone at the end."""
     from benchmarks import decode_threads as dt
 
     started = []
@@ -233,13 +234,17 @@ def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_nei
 
     monkeypatch.setattr(dt.subprocess, "Popen", popen)
     default = torch.get_num_threads()
-    assert dt.main(["--model", "cpu-tiny", "--new-tokens", "4", "--repeats", "1", "--threads", "1"]) == 0
+    # 16 tokens: 30 decode steps, past the tuner's first probe (6 steps at each of up to 2 counts)
+    assert dt.main(["--model", "cpu-tiny", "--new-tokens", "16", "--repeats", "1", "--threads", "1"]) == 0
     assert torch.get_num_threads() == default
     rows = [
         line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith(("idle", "busy"))
     ]
     counts = sorted({default, 1})
-    assert sorted((r[0].strip(), int(r[1])) for r in rows) == [
+    fixed = [r for r in rows if not r[1].strip().startswith("auto:")]
+    assert sorted((r[0].strip(), int(r[1])) for r in fixed) == [
         (n, c) for n in ("busy", "idle") for c in counts
     ]
+    tuned = [(r[0].strip(), int(r[1].strip().removeprefix("auto:"))) for r in rows if r not in fixed]
+    assert sorted(n for n, _ in tuned) == ["busy", "idle"] and all(c in counts for _, c in tuned)
     assert len(started) == 1 and started[0].poll() is not None

@@ -173,7 +173,8 @@ def test_cli_chat_over_a_pipe(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -
 
 def test_cli_chat_threads_set_the_cpu_threads_and_zero_is_refused(ckpt: Path, monkeypatch, capsys) -> None:
     """`--threads N`: beside a busy process a decode on one thread is faster (benchmarks.decode_threads);
-    the count reaches torch, and the replies are those of the default thread count."""
+    the count reaches torch, and the replies are those of the default thread count, as are those of
+    `--threads auto` (the default), whose steps run at whichever count has been fastest."""
     import torch
 
     default = torch.get_num_threads()
@@ -186,14 +187,19 @@ def test_cli_chat_threads_set_the_cpu_threads_and_zero_is_refused(ckpt: Path, mo
         return capsys.readouterr().out
 
     try:
-        plain = chat()
+        plain = chat("--threads", str(default))
         assert torch.get_num_threads() == default
         assert chat("--threads", str(other)) == plain and torch.get_num_threads() == other
+        torch.set_num_threads(default)
+        assert chat() == plain == chat("--threads", "auto")
     finally:
         torch.set_num_threads(default)
-    with pytest.raises(SystemExit):
-        cli.main(["chat", "--threads", "0"])
-    assert "--threads: must be 1 or more, got 0" in capsys.readouterr().err
+    for bad in ("0", "many"):
+        with pytest.raises(SystemExit):
+            cli.main(["chat", "--threads", bad])
+    err = capsys.readouterr().err
+    assert "--threads: must be 1 or more, got 0 (or auto)" in err
+    assert "--threads: must be a whole number, got 'many' (or auto)" in err
 
 
 def test_cli_chats_with_the_hugging_face_export_as_with_the_checkpoint(

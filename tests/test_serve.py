@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+import torch
 from test_engine_support import ScriptedGPT, tiny_gpt
 
 from pipeline.chatapi import ChatService
@@ -427,23 +428,32 @@ def test_cli_bind_errors_are_one_line(monkeypatch, capsys) -> None:
 
 
 def test_serve_threads_reach_the_model_loader_and_zero_is_refused(monkeypatch, capsys) -> None:
-    """`serve --threads N` sets the CPU threads the model runs on (see test_chat's test of the loader)."""
+    """`serve --threads N` sets the CPU threads the model runs on (see test_chat's test of the loader);
+    `auto`, the default, gives the engine a thread tuner (pipeline/threadtuner.py) and a number none."""
     import pipeline.chat
+    import pipeline.serve
 
-    seen = []
+    seen, engines = [], []
 
     def load(ckpt, device, log=None, threads=None):
         seen.append(threads)
-        raise FileNotFoundError("no model here")
+        return tiny_gpt()
+
+    def no_server(service, host, port):
+        engines.append(service.engine)
+        raise OSError("not this time")
 
     monkeypatch.setattr(pipeline.chat, "load_chat_model", load)
+    monkeypatch.setattr(pipeline.serve, "make_server", no_server)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # a count to choose, on any machine
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert run(parser.parse_args(["--threads", "1"])) == 2 and run(parser.parse_args([])) == 2
-    assert seen == [1, None]
+    assert seen == [1, "auto"]
+    assert engines[0].thread_tuner is None and engines[1].thread_tuner.counts == (1, 2)
     with pytest.raises(SystemExit):
         parser.parse_args(["--threads", "0"])
-    assert "--threads: must be 1 or more, got 0" in capsys.readouterr().err
+    assert "--threads: must be 1 or more, got 0 (or auto)" in capsys.readouterr().err
 
 
 def test_the_url_printed_at_start_is_one_a_client_can_use_on_ipv6(monkeypatch, capsys) -> None:

@@ -1,0 +1,183 @@
+"""The CPU thread count a decode runs on, picked by timing decode steps at each count (`--threads auto`,
+the default of `nanochatgpt chat` and `serve` on a CPU).
+
+torch runs CPU kernels on an OpenMP team, a thread per core by default, that waits, spinning, at each
+kernel's end for its slowest thread. A decode step at batch 1 is hundreds of short kernels. On an idle
+machine the whole team wins (2 threads decoded GPT-2 124M ~1.5x as fast as 1 on 2 cores); beside a
+busy process, a training run say, one of the team is often descheduled and every kernel waits for it
+(1 thread then decoded 1.7-1.9x as fast as 2: benchmarks/decode_threads.py). Which count wins depends
+on a load that comes and goes, so no count fixed at start is right for long: the tuner keeps the mean
+step time of each count, gives the other counts a short turn every few seconds of decoding (5% of the
+time), and runs at whichever is quickest.
+
+The count changes nothing in the output: torch's CPU kernels give the same logits at any thread count
+(tests/test_threadtuner.py checks it on this machine's torch), so a `--seed` reply is the same.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# A count's cost is the mean of its step times over its last two stints (a turn, or the time it ran
+# between rounds), at most its last WINDOW steps: enough steps to take in the waits below, none from
+# before the stint that a load left or arrived in. A mean, not a median: beside a busy process most
+# steps at the whole team's size are as quick as idle, and every 10 to 25 steps one waits 50-150 ms
+# for a descheduled thread; those waits are where its time goes.
+WINDOW = 32
+STINTS = 2
+# Seconds of decoding (the timed steps, not the time between replies) between rounds of turns at the
+# other counts, and the share of that time a turn takes (at least MIN_TURN steps). A round that changes
+# nothing doubles the time to the next, up to MAX_EXPLORE_SECONDS: beside a busy process a turn of
+# GPT-2 124M at 2 threads costs about 0.6 s, a third of 2 s of decoding.
+EXPLORE_SECONDS = 2.0
+MAX_EXPLORE_SECONDS = 8.0
+EXPLORE_SHARE = 0.05
+MIN_TURN = 4
+# A round starts at once when the median of the count in use's last WATCH steps is SLOWDOWN times its
+# mean at the last round: a load has arrived. (A load that leaves shows at the next round: the count
+# in use, 1 thread, runs no faster for it.) A median: single waits must not start rounds.
+WATCH = 8
+SLOWDOWN = 2.0
+# Another count takes over when its mean step is under this share of the count in use's: a smaller
+# gain is within the noise of a few dozen steps.
+MARGIN = 0.9
+
+
+def candidate_counts(default: int) -> tuple[int, ...]:
+    """1, half the cores and all of them: where the team's size matters (1 against all) without
+    trying every count on a many-core machine."""
+    return tuple(sorted({1, max(1, default // 2), default}))
+
+
+class ThreadTuner:
+    """Runs each decode step at the thread count whose recent steps were quickest (see the module doc).
+
+    It starts at the largest count (torch's default). After a few steps, then every EXPLORE_SECONDS
+    to MAX_EXPLORE_SECONDS of decoding or when the steps slow down SLOWDOWN times, it gives each other
+    count a turn of a few steps; after the round, the count with the lowest mean step time over its
+    last WINDOW steps is used, if it beats the one in use by MARGIN. The first step after a change
+    of count is not counted (the team regroups).
+    `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
+    One generation at a time: the engine's steps call `timed` one after another.
+    """
+
+    def __init__(
+        self,
+        counts: Sequence[int],
+        set_threads: Callable[[int], None],
+        clock: Callable[[], float] = time.perf_counter,
+        explore_seconds: float = EXPLORE_SECONDS,
+        max_explore_seconds: float = MAX_EXPLORE_SECONDS,
+    ) -> None:
+        if not counts or min(counts) < 1:
+            raise ValueError(f"thread counts must be >= 1, got {list(counts)}")
+        self.counts = tuple(sorted(set(counts)))
+        self.chosen = self.counts[-1]  # the count in use between turns
+        self.switches = 0  # how often the chosen count changed (for the benchmark and tests)
+        self._set_threads = set_threads
+        self._clock = clock
+        self._explore_seconds = explore_seconds
+        self._max_explore_seconds = max(explore_seconds, max_explore_seconds)
+        self._stints: dict[int, deque[list[float]]] = {c: deque(maxlen=STINTS) for c in self.counts}
+        self._current: int | None = None
+        self._regrouping = False  # the step under way is the first at its count
+        self._turn: list[int] = []  # counts still to be given a turn in this round
+        self._turn_left = 0  # counted steps left in the current turn
+        # Seconds of decoding until the next round: the first comes after MIN_TURN * 2 steps' worth.
+        self._until_round: float | None = None
+        self._interval = explore_seconds  # the time between rounds, doubled by each idle one
+        self._reference = 0.0  # the chosen count's mean step at the last round
+
+    def timed(self, step: Callable[[], T]) -> T:
+        """`step()` run at the count due now, its time recorded."""
+        count = self._turn[0] if self._turn else self.chosen
+        # Set at every step (it costs under a microsecond): whatever else changed the count meanwhile,
+        # the step runs at the one its time is recorded for.
+        self._set_threads(count)
+        if count != self._current:
+            self._current = count
+            self._regrouping = True
+            self._stints[count].append([])
+        start = self._clock()
+        result = step()
+        self._record(count, self._clock() - start)
+        return result
+
+    def mean_step(self, count: int) -> float | None:
+        """`count`'s mean counted step over its last STINTS stints, at most WINDOW steps, in seconds
+        (None before it has MIN_TURN)."""
+        times = [t for stint in self._stints[count] for t in stint][-WINDOW:]
+        return sum(times) / len(times) if len(times) >= MIN_TURN else None
+
+    def _record(self, count: int, seconds: float) -> None:
+        if self._regrouping:
+            self._regrouping = False
+        else:
+            self._stints[count][-1].append(seconds)
+        if self._turn:
+            self._turn_left -= 1
+            if self._turn_left <= 0:
+                self._turn.pop(0)
+                self._start_turn() if self._turn else self._choose()
+            return
+        if self._until_round is None:  # the first steps: how long one takes sets the first round
+            mean = self.mean_step(count)
+            if mean is not None:
+                self._until_round = MIN_TURN * mean
+            return
+        self._until_round -= seconds
+        if len(self.counts) > 1 and (self._until_round <= 0 or self._slowed_down()):
+            self._turn = [c for c in self.counts if c != self.chosen]
+            self._start_turn()
+
+    def _slowed_down(self) -> bool:
+        stints = self._stints[self.chosen]
+        recent = stints[-1][-WATCH:]
+        if len(recent) < WATCH or self._reference <= 0:
+            return False
+        if statistics.median(recent) <= SLOWDOWN * self._reference:
+            return False
+        # A new load: only its steps say what this count costs now, and the next round comes soon.
+        stints.clear()
+        stints.append(recent)
+        self._interval = self._explore_seconds
+        return True
+
+    def _start_turn(self) -> None:
+        # A turn's length is EXPLORE_SHARE of the time between rounds, in steps at the chosen count's
+        # pace; +1 for the step not counted.
+        pace = self.mean_step(self.chosen) or 1.0
+        self._turn_left = 1 + max(MIN_TURN, int(EXPLORE_SHARE * self._explore_seconds / pace))
+
+    def _choose(self) -> None:
+        means = {c: m for c in self.counts if (m := self.mean_step(c)) is not None}
+        best = min(means, key=lambda c: (means[c], -c))
+        if best != self.chosen and means[best] < MARGIN * means.get(self.chosen, float("inf")):
+            self.chosen = best
+            self.switches += 1
+            self._interval = self._explore_seconds
+        else:
+            self._interval = min(2 * self._interval, self._max_explore_seconds)
+        self._until_round = self._interval
+        self._reference = means.get(self.chosen, 0.0)
+
+
+AUTO = "auto"
+
+
+def auto_tuner(threads: int | str) -> ThreadTuner | None:
+    """The tuner `--threads auto` asks for, where there is a count to choose (torch's default is more
+    than 1); None for a fixed count (`--threads N`, set by pipeline.chat.load_chat_model). An Engine on
+    a GPU drops it."""
+    import torch
+
+    default = torch.get_num_threads()
+    if threads != AUTO or default < 2:
+        return None
+    return ThreadTuner(candidate_counts(default), torch.set_num_threads)

@@ -1,0 +1,213 @@
+"""pipeline.threadtuner: the decode's CPU thread count, picked by timing steps (`--threads auto`).
+
+The tuner is driven by a fake clock whose steps take what a `cost` table says for the count they run
+at, so each test knows which count is fastest and when that changes."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from test_engine_support import tiny_gpt
+
+from pipeline.engine import Engine
+from pipeline.sampling import SamplingParams
+from pipeline.threadtuner import ThreadTuner, auto_tuner, candidate_counts
+
+
+class FakeCPU:
+    """A clock and a thread setting: a step at `count` threads takes cost[count] seconds, or what
+    cost[count](n) says for the n-th step at that count."""
+
+    def __init__(self, cost: dict) -> None:
+        self.cost = cost
+        self.now = 0.0
+        self.threads: int | None = None
+        self.steps_at: dict[int, int] = {}
+
+    def set_threads(self, count: int) -> None:
+        self.threads = count
+
+    def clock(self) -> float:
+        return self.now
+
+    def step(self) -> int:
+        assert self.threads is not None
+        n = self.steps_at.get(self.threads, 0)
+        cost = self.cost[self.threads]
+        self.now += cost(n) if callable(cost) else cost
+        self.steps_at[self.threads] = n + 1
+        return self.threads
+
+    def tuner(self, **kwargs) -> ThreadTuner:
+        return ThreadTuner(sorted(self.cost), self.set_threads, self.clock, **kwargs)
+
+
+def run(cpu: FakeCPU, tuner: ThreadTuner, steps: int) -> list[int]:
+    """The count each of `steps` decode steps ran at."""
+    return [tuner.timed(cpu.step) for _ in range(steps)]
+
+
+IDLE = {1: 0.030, 2: 0.020}  # the whole team is faster
+BUSY = {1: 0.030, 2: 0.070}  # beside a busy process, one of the team is often descheduled
+
+
+def test_idle_the_whole_team_keeps_running_after_one_turn_at_one_thread() -> None:
+    cpu = FakeCPU(IDLE)
+    tuner = cpu.tuner()
+    counts = run(cpu, tuner, 60)
+    assert counts[0] == 2  # torch's default first
+    assert tuner.chosen == 2 and tuner.switches == 0
+    assert 1 in counts[:20] and counts[20:] == [2] * 40  # one short turn at 1 thread, early
+
+
+def test_beside_a_busy_process_one_thread_takes_over_within_a_few_steps() -> None:
+    cpu = FakeCPU(BUSY)
+    tuner = cpu.tuner()
+    counts = run(cpu, tuner, 60)
+    assert tuner.chosen == 1 and tuner.switches == 1
+    assert counts[20:] == [1] * 40
+
+
+def test_the_mean_step_decides_not_the_typical_one() -> None:
+    """Beside a busy process most steps of the whole team are quick and every few one waits long for
+    a descheduled thread: those waits are where the time goes. By the median, 2 threads (7 ms) would
+    beat 1 (10 ms); by the mean (26 ms) they lose."""
+    cpu = FakeCPU({1: 0.010, 2: lambda n: 0.100 if n % 5 == 4 else 0.007})
+    tuner = cpu.tuner()
+    run(cpu, tuner, 80)
+    assert tuner.chosen == 1
+
+
+def test_a_slow_first_step_after_a_switch_does_not_decide() -> None:
+    """The first step at a new count pays for regrouping the team: counted, it would make 1 thread
+    look slower than 2 here (0.5 s more in a turn of 5 steps)."""
+    cpu = FakeCPU({1: lambda n: 0.5 if n == 0 else 0.030, 2: BUSY[2]})
+    tuner = cpu.tuner()
+    run(cpu, tuner, 40)
+    assert tuner.chosen == 1
+
+
+def test_rounds_come_by_seconds_of_decoding_not_of_waiting() -> None:
+    """The time between replies (a user typing) is not decoding: counted, every short reply would
+    spend itself on turns at the other count."""
+    cpu = FakeCPU(IDLE)
+    tuner = cpu.tuner(explore_seconds=1.0, max_explore_seconds=1.0)
+    run(cpu, tuner, 20)  # past the first round
+    counts = []
+    for _ in range(10):  # ten replies of 4 steps, a minute apart: 0.8 s of decoding in all
+        cpu.now += 60.0
+        counts += run(cpu, tuner, 4)
+    assert counts == [2] * 40
+    counts = run(cpu, tuner, 20)  # and past 1 s of decoding: a turn at 1 thread
+    assert 1 in counts
+
+
+def test_rounds_that_change_nothing_come_less_often() -> None:
+    """Each round that keeps the count doubles the decoding time to the next, up to
+    max_explore_seconds: a turn at the losing count costs time (beside a busy process, GPT-2 124M at
+    2 threads took 0.6 s for one)."""
+    cpu = FakeCPU(IDLE)
+    tuner = cpu.tuner(explore_seconds=1.0, max_explore_seconds=4.0)
+    starts, last = [], 2
+    for _ in range(1500):  # 30 s of decoding
+        before = cpu.now
+        count = tuner.timed(cpu.step)
+        if count == 1 and last == 2:
+            starts.append(before)
+        last = count
+    gaps = [round(b - a) for a, b in itertools.pairwise(starts)]  # each a wait plus a turn of 0.15 s
+    assert gaps[:3] == [2, 4, 4] and set(gaps) == {2, 4}
+    assert tuner.chosen == 2 and tuner.switches == 0
+
+
+def test_a_load_that_arrives_starts_a_round_at_once() -> None:
+    cpu = FakeCPU(dict(IDLE))
+    tuner = cpu.tuner()
+    run(cpu, tuner, 80)  # past the first round, the next 2 s of decoding away (100 steps)
+    assert tuner.chosen == 2
+    cpu.cost = dict(BUSY)  # a training run starts beside the chat
+    counts = run(cpu, tuner, 30)
+    # Only the steps since it came count for 2 threads: with the 24 before it, their mean (33 ms)
+    # would not show 1 thread (30 ms) to be the faster. 8 steps to see it, a turn of 5, then 1 thread.
+    assert tuner.chosen == 1 and counts[13:] == [1] * 17
+
+
+def test_a_load_that_leaves_is_found_at_the_next_round() -> None:
+    """One thread runs as fast with the neighbour gone as beside it: nothing slows down to show that
+    the whole team would now win, so the timed rounds find it: the first averages its turn with the
+    turn before, beside the load; the second has only steps without it."""
+    cpu = FakeCPU(dict(BUSY))
+    tuner = cpu.tuner(explore_seconds=1.0, max_explore_seconds=2.0)
+    run(cpu, tuner, 30)
+    assert tuner.chosen == 1
+    cpu.cost = dict(IDLE)
+    run(cpu, tuner, int(2 * 2.0 / IDLE[1]) + 20)
+    assert tuner.chosen == 2 and tuner.switches == 2
+
+
+def test_a_count_changed_by_someone_else_is_set_again_before_the_next_step() -> None:
+    """The tuner sets the count at every step: a step must run at the count its time is kept for."""
+    cpu = FakeCPU(BUSY)
+    tuner = cpu.tuner()
+    run(cpu, tuner, 30)
+    cpu.threads = 2  # e.g. a benchmark or a library between two replies
+    assert run(cpu, tuner, 1) == [1]
+
+
+def test_candidate_counts_and_bad_counts() -> None:
+    assert candidate_counts(1) == (1,)
+    assert candidate_counts(2) == (1, 2)
+    assert candidate_counts(16) == (1, 8, 16)
+    with pytest.raises(ValueError, match="thread counts must be >= 1"):
+        ThreadTuner([0, 2], lambda n: None)
+    with pytest.raises(ValueError, match="thread counts must be >= 1"):
+        ThreadTuner([], lambda n: None)
+
+
+def test_auto_tuner_only_for_auto_and_more_than_one_default_thread(monkeypatch) -> None:
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    tuner = auto_tuner("auto")
+    assert tuner is not None and tuner.counts == (1, 2, 4)
+    assert auto_tuner(3) is None  # a fixed count: load_chat_model sets it
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert auto_tuner("auto") is None  # nothing to choose
+
+
+def test_switching_counts_mid_reply_changes_no_token() -> None:
+    """The count is only speed: a sampled reply whose steps keep changing between 1 and 2 threads (a
+    round every step) is the reply at torch's default count."""
+    model = tiny_gpt()
+    default = torch.get_num_threads()
+    sampling = SamplingParams(temperature=1.0, seed=7)
+    prompt = [[5, 17, 99, 3]]
+    try:
+        plain = Engine(model).generate_ids(prompt, 60, sampling, stop_token_ids=())
+        seen: list[int] = []
+
+        def set_threads(n: int) -> None:
+            seen.append(n)
+            torch.set_num_threads(n)
+
+        tuner = ThreadTuner((1, 2), set_threads, explore_seconds=0.0)
+        tuned = Engine(model, thread_tuner=tuner).generate_ids(prompt, 60, sampling, stop_token_ids=())
+    finally:
+        torch.set_num_threads(default)
+    assert tuned == plain
+    assert seen.count(1) > 5 and seen.count(2) > 5  # it did switch, many times
+
+
+def test_the_engine_times_only_its_decode_steps_with_the_tuner() -> None:
+    """Each decode step (not the prefill) goes through the tuner: 20 new tokens, 19 steps fed back."""
+    model = tiny_gpt()
+    default = torch.get_num_threads()
+    tuner = ThreadTuner((default,), torch.set_num_threads)
+    timed = []
+    real = tuner.timed
+    tuner.timed = lambda step: timed.append(1) or real(step)  # type: ignore[method-assign]
+    try:
+        Engine(model, thread_tuner=tuner).generate_ids([[1, 2, 3]], 20, SamplingParams(), stop_token_ids=())
+    finally:
+        torch.set_num_threads(default)
+    assert len(timed) == 19
