@@ -596,6 +596,80 @@ def test_chatterbot_refuses_yaml_aliases(tmp_path: Path) -> None:
     assert result.report["rows_read"] == result.report["rows_kept"] + result.report["rows_quarantined"] == 3
 
 
+def _chatterbot_turns(folder: Path, options: dict | None = None) -> dict[str, list[tuple[str, str]]]:
+    result = normalize_rows(
+        get_adapter("chatterbot")(folder, _spec("chatterbot", options), {}), max_turn_chars=16_000
+    )
+    report = result.report
+    assert report["rows_read"] == report["rows_kept"] + report["rows_quarantined"]
+    out: dict[str, list[tuple[str, str]]] = {}
+    for cid, role, text in result.turns.select("conversation_id", "role", "text").rows():
+        out.setdefault(cid, []).append((role, text))
+    return out
+
+
+def test_chatterbot_answer_variants_are_one_conversation_per_reply(tmp_path: Path) -> None:
+    """chatterbot-corpus english/computers.yml and emotion.yml write a statement then its alternative
+    replies in one list (gunthercox/chatterbot-corpus#80). Read as a dialogue, the second reply was a
+    human turn and the third the bot's answer to it; a file named in `answer_variants` gives one
+    conversation per reply, and a file not named is still read as a dialogue."""
+    (tmp_path / "data").mkdir()
+    lists = (
+        "conversations:\n"
+        "- - Which is better Windows or macOS?\n"
+        "  - It depends on which machine you're using to talk to me!\n"
+        "  - I'd prefer to not hurt your feelings.\n"
+        "  - Linux, always Linux!\n"
+        "- - Are you sad?\n"
+        "  - No.\n"
+    )
+    (tmp_path / "data" / "computers.yml").write_text(lists)
+    (tmp_path / "data" / "talk.yml").write_text(lists)
+    turns = _chatterbot_turns(tmp_path, {"answer_variants": ["data/computers.yml"]})
+    q = ("human", "Which is better Windows or macOS?")
+    assert turns["chatterbot:data/computers:0/1"] == [
+        q,
+        ("bot", "It depends on which machine you're using to talk to me!"),
+    ]
+    assert turns["chatterbot:data/computers:0/2"] == [q, ("bot", "I'd prefer to not hurt your feelings.")]
+    assert turns["chatterbot:data/computers:0/3"] == [q, ("bot", "Linux, always Linux!")]
+    assert turns["chatterbot:data/computers:1"] == [
+        ("human", "Are you sad?"),
+        ("bot", "No."),
+    ]  # a pair: as ever
+    assert "chatterbot:data/computers:0" not in turns  # no dialogue of the replies
+    # A file not named stays a dialogue: four turns, alternating.
+    assert [r for r, _ in turns["chatterbot:data/talk:0"]] == ["human", "bot", "human", "bot"]
+    # Without the option every file is a dialogue.
+    plain = _chatterbot_turns(tmp_path)
+    assert plain["chatterbot:data/computers:0"][2] == ("human", "I'd prefer to not hurt your feelings.")
+
+
+def test_chatterbot_answer_variants_must_name_a_data_file(tmp_path: Path) -> None:
+    """A misspelt path would leave its file read as dialogues without a word: refused, naming it."""
+    from pipeline.sources.errors import SourceError
+
+    (tmp_path / "a.yml").write_text("conversations:\n- [Hi, Hello, Hey]\n")
+    with pytest.raises(SourceError, match=r"answer_variants names b\.yml.*its files: a\.yml"):
+        get_adapter("chatterbot")(tmp_path, _spec("chatterbot", {"answer_variants": ["b.yml"]}), {})
+    with pytest.raises(SourceError, match="answer_variants must be a list"):
+        get_adapter("chatterbot")(tmp_path, _spec("chatterbot", {"answer_variants": "a.yml"}), {})
+
+
+def test_default_chatterbot_reads_the_corpus_variant_files_as_variants() -> None:
+    """sources.yaml names the two chatterbot-corpus files whose lists are alternative replies, and
+    both are files of the installed package (a renamed file would stop the stage, not pass)."""
+    import chatterbot_corpus
+
+    from pipeline.sources.registry import load_registry
+
+    spec = load_registry()["chatterbot"]
+    named = spec.options["answer_variants"]
+    assert named == ["data/english/computers.yml", "data/english/emotion.yml"]
+    package = Path(chatterbot_corpus.__file__).parent
+    assert all((package / rel).is_file() for rel in named)
+
+
 def test_line_reader_limit_is_exact_and_reading_goes_on(tmp_path: Path) -> None:
     """A line of `max_bytes` bytes (before its LF) reads; one byte more is `line_length` with its
     full size and a short preview, and the next lines keep their numbers."""

@@ -60,6 +60,10 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 _LANGUAGE = "a language name as the data spells it (text), or null for every language"
 
 # adapter name -> the `options:` it reads (sources.yaml): any other key is refused on load, so a
@@ -68,6 +72,9 @@ _LANGUAGE = "a language name as the data spells it (text), or null for every lan
 OPTIONS: dict[str, dict[str, Option]] = {
     "babylm": {"max_lines": Option("a whole number of lines >= 0 (0 = no limit)", _is_count, 32)},
     "chatbot_arena": {"language": Option(_LANGUAGE, _is_text)},
+    "chatterbot": {
+        "answer_variants": Option("a list of file paths (text) inside the source's folder", _is_text_list, ())
+    },
     "oasst1": {"language": Option(_LANGUAGE, _is_text)},
     "twitter": {"pairs": Option("true or false", _is_bool, False)},
 }

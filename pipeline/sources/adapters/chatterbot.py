@@ -5,6 +5,16 @@ Positions alternate human / bot; an empty conversation (`- []`) is quarantined a
 a second `conversations:` list in one file (`duplicate_key`; the first is read). The
 YAML is read as a node tree, not as Python values, so an answer written `Yes` or `42` keeps its
 exact upstream text (PyYAML would turn it into a bool or an int) and every row knows its line number.
+
+Some upstream files use a list differently: a statement followed by alternative replies to it, not
+a dialogue (the maintainer on english/computers.yml, gunthercox/chatterbot-corpus#80: "those
+represent different possible answers to the same question"; english/emotion.yml is written the
+same way). Read as a dialogue, the second reply would be a human turn and the third the bot's
+answer to it ("Which is better Windows or macOS?" / "It depends..." / human: "I'd prefer to not
+hurt your feelings." / bot: "Linux, always Linux!"). The files named in `options.answer_variants`
+(paths inside the source's folder) are read as such: a list [s, r1, r2, ...] of three or more
+becomes one conversation [s, rk] per reply, keyed `<file>:<i>/<k>`, the statement's row repeated
+in each (so rows_read counts it once per reply); a list of two is one conversation as ever.
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ from typing import Any
 import polars as pl
 import yaml
 
+from pipeline.sources.adapters import option
+from pipeline.sources.errors import SourceError
 from pipeline.sources.readers import data_files, line_of, read_whole
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
@@ -22,9 +34,18 @@ from pipeline.sources.rows import RawRows
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
+    variants = set(option(spec, "answer_variants"))
+    read_rels: set[str] = set()
     for path in data_files(raw_dir, (".yml", ".yaml")):
         rel = path.relative_to(raw_dir).as_posix()
-        read_file(path, rel, rows, key_prefix=str(Path(rel).with_suffix("")))
+        read_rels.add(rel)
+        read_file(path, rel, rows, key_prefix=str(Path(rel).with_suffix("")), answer_variants=rel in variants)
+    missing = sorted(variants - read_rels)
+    if missing:  # a misspelt path would leave that file read as dialogues, silently
+        raise SourceError(
+            f"{spec.name}: `options:` answer_variants names {', '.join(missing)}, which is not a data file "
+            f"of the source (its files: {', '.join(sorted(read_rels)) or 'none'}) in sources.yaml"
+        )
     return rows.frame()
 
 
@@ -58,7 +79,7 @@ def _repeated_keys(node: yaml.Node | None, key: str) -> list[yaml.Node]:
     return found[1:]
 
 
-def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str) -> None:
+def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str, *, answer_variants: bool = False) -> None:
     whole = read_whole(path)  # a .gz decompressed (data_files selects x.yml.gz), a byte-order mark dropped
     if not whole.ok:
         rows.bad(f"{rel}:{whole.line}", whole.check, whole.reason)
@@ -103,10 +124,20 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str) -> None:
                 f"{rel}:{conv.start_mark.line + 1}", "missing_field", "conversation is empty", conv_key=key
             )
             continue
-        for j, node in enumerate(conv.value):
-            origin = f"{rel}:{node.start_mark.line + 1}"
-            role = "human" if j % 2 == 0 else "bot"
-            if not isinstance(node, yaml.ScalarNode):
-                rows.bad(origin, "missing_field", "utterance is not a plain string", conv_key=key, role=role)
-                continue
-            rows.add(key, node.value, origin, role=role)
+        if answer_variants and len(conv.value) > 2:  # a statement and its alternative replies
+            statement, *replies = conv.value
+            for k, reply in enumerate(replies, 1):
+                _add_conversation(rows, rel, f"{key}/{k}", [statement, reply])
+        else:
+            _add_conversation(rows, rel, key, conv.value)
+
+
+def _add_conversation(rows: RawRows, rel: str, key: str, nodes: list[yaml.Node]) -> None:
+    """One row per utterance node; positions alternate human / bot."""
+    for j, node in enumerate(nodes):
+        origin = f"{rel}:{node.start_mark.line + 1}"
+        role = "human" if j % 2 == 0 else "bot"
+        if not isinstance(node, yaml.ScalarNode):
+            rows.bad(origin, "missing_field", "utterance is not a plain string", conv_key=key, role=role)
+            continue
+        rows.add(key, node.value, origin, role=role)
