@@ -110,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"chat: {e}", file=sys.stderr)
         return 2
+    engine = make_engine(model, args)
     try:
         session = ChatSession(
-            make_engine(model, args),
+            engine,
             context=context,
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
@@ -140,7 +141,13 @@ def run(args: argparse.Namespace) -> int:
     # subcommand's parser, `check` imports it) installs one with SA_RESTART, under which Ctrl-C at
     # the prompt did nothing until Enter, and then quit with the message typed.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    code = chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
+    try:
+        code = chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
+    finally:
+        # The tuner's last count (1 thread, or a turn's) must not outlive the chat in a process that
+        # goes on (cli.main called in-process: the tests, a notebook).
+        if engine.thread_tuner is not None:
+            engine.thread_tuner.restore()
     if code in (EXIT_BROKEN_PIPE, EXIT_IO_ERROR):  # Python's final flush of stdout would fail again
         silence_stdout()
     return code
@@ -173,6 +180,8 @@ def load_chat_model(
 
     if isinstance(threads, int):
         torch.set_num_threads(threads)  # why a count matters: pipeline/threadtuner.py
+    elif threads not in (None, AUTO):
+        raise ValueError(f"threads must be a whole number or {AUTO!r}, got {threads!r}")
 
     from pipeline import hf
     from pipeline.checkpoint import load_model

@@ -7,8 +7,8 @@ machine the whole team wins (2 threads decoded GPT-2 124M ~1.5x as fast as 1 on 
 busy process, a training run say, one of the team is often descheduled and every kernel waits for it
 (1 thread then decoded 1.7-1.9x as fast as 2: benchmarks/decode_threads.py). Which count wins depends
 on a load that comes and goes, so no count fixed at start is right for long: the tuner keeps the mean
-step time of each count, gives the other counts a short turn every few seconds of decoding (5% of the
-time), and runs at whichever is quickest.
+step time of each count, gives the other counts a short turn (a few steps) every few seconds of
+decoding, never more than a fifth of it, and runs at whichever is quickest.
 
 The count changes nothing in the output: torch's CPU kernels give the same logits at any thread count
 (tests/test_threadtuner.py checks it on this machine's torch), so a `--seed` reply is the same.
@@ -39,6 +39,11 @@ EXPLORE_SECONDS = 2.0
 MAX_EXPLORE_SECONDS = 8.0
 EXPLORE_SHARE = 0.05
 MIN_TURN = 4
+# The count in use decodes at least this many times as long as the last round of turns took before
+# the next round: with steps of a second or more (a large model, a long context, a loaded CPU) a
+# turn of MIN_TURN steps outlasts EXPLORE_SECONDS, and rounds every few seconds spent half the time
+# at the slower count.
+ROUND_SPACING = 4.0
 # A round starts at once when the median of the count in use's last WATCH steps is SLOWDOWN times its
 # mean at the last round: a load has arrived. (A load that leaves shows at the next round: the count
 # in use, 1 thread, runs no faster for it.) A median: single waits must not start rounds.
@@ -59,8 +64,9 @@ class ThreadTuner:
     """Runs each decode step at the thread count whose recent steps were quickest (see the module doc).
 
     It starts at the largest count (torch's default). After a few steps, then every EXPLORE_SECONDS
-    to MAX_EXPLORE_SECONDS of decoding or when the steps slow down SLOWDOWN times, it gives each other
-    count a turn of a few steps; after the round, the count with the lowest mean step time over its
+    to MAX_EXPLORE_SECONDS of decoding (and at least ROUND_SPACING times the last round's own time)
+    or when the steps slow down SLOWDOWN times, it gives each other count a turn of a few steps;
+    after the round, the count with the lowest mean step time over its
     last WINDOW steps is used, if it beats the one in use by MARGIN. The first step after a change
     of count is not counted (the team regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
@@ -93,6 +99,7 @@ class ThreadTuner:
         self._until_round: float | None = None
         self._interval = explore_seconds  # the time between rounds, doubled by each idle one
         self._reference = 0.0  # the chosen count's mean step at the last round
+        self._round_seconds = 0.0  # decoding time of the round under way (its turns)
 
     def timed(self, step: Callable[[], T]) -> T:
         """`step()` run at the count due now, its time recorded."""
@@ -109,6 +116,12 @@ class ThreadTuner:
         self._record(count, self._clock() - start)
         return result
 
+    def restore(self) -> None:
+        """Set the largest count again (torch's default, where the tuner started): a run that ends
+        mid-turn, or at 1 thread, must not leave its caller's process on it."""
+        self._set_threads(self.counts[-1])
+        self._current = None  # the next step regroups whatever count it runs at
+
     def mean_step(self, count: int) -> float | None:
         """`count`'s mean counted step over its last STINTS stints, at most WINDOW steps, in seconds
         (None before it has MIN_TURN)."""
@@ -121,6 +134,7 @@ class ThreadTuner:
         else:
             self._stints[count][-1].append(seconds)
         if self._turn:
+            self._round_seconds += seconds
             self._turn_left -= 1
             if self._turn_left <= 0:
                 self._turn.pop(0)
@@ -132,8 +146,12 @@ class ThreadTuner:
                 self._until_round = MIN_TURN * mean
             return
         self._until_round -= seconds
-        if len(self.counts) > 1 and (self._until_round <= 0 or self._slowed_down()):
+        # The count in use needs MIN_TURN steps of its own since the last round to be compared: with
+        # fewer, it had no mean and any other count took over, however slow.
+        due = len(self._stints[self.chosen][-1]) >= MIN_TURN
+        if len(self.counts) > 1 and due and (self._until_round <= 0 or self._slowed_down()):
             self._turn = [c for c in self.counts if c != self.chosen]
+            self._round_seconds = 0.0
             self._start_turn()
 
     def _slowed_down(self) -> bool:
@@ -164,7 +182,7 @@ class ThreadTuner:
             self._interval = self._explore_seconds
         else:
             self._interval = min(2 * self._interval, self._max_explore_seconds)
-        self._until_round = self._interval
+        self._until_round = max(self._interval, ROUND_SPACING * self._round_seconds)
         self._reference = means.get(self.chosen, 0.0)
 
 

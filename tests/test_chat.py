@@ -202,6 +202,50 @@ def test_cli_chat_threads_set_the_cpu_threads_and_zero_is_refused(ckpt: Path, mo
     assert "--threads: must be a whole number, got 'many' (or auto)" in err
 
 
+def test_cli_chat_leaves_the_thread_count_as_it_found_it(ckpt: Path, monkeypatch, capsys) -> None:
+    """`--threads auto` set torch's count at each step and left the process on the last one (1
+    thread, or a turn's): every test after a chat in the same pytest process ran on 1 thread, and
+    `auto` found nothing to choose. Here a fake clock makes 1 thread the quicker."""
+    import torch
+
+    import pipeline.threadtuner
+    from pipeline.threadtuner import ThreadTuner
+
+    default = torch.get_num_threads()
+    seen: list[int] = []
+    now = [0.0]
+
+    def set_threads(n: int) -> None:
+        seen.append(n)
+        torch.set_num_threads(n)
+
+    def clock() -> float:  # a step at n threads takes n hundredths of a second
+        now[0] += 0.01 * torch.get_num_threads()
+        return now[0]
+
+    monkeypatch.setattr(
+        pipeline.threadtuner, "auto_tuner", lambda threads: ThreadTuner((1, 2), set_threads, clock)
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Hello\nHow are you?\nTell me more.\n"))
+    try:
+        torch.set_num_threads(2)
+        argv = ["chat", "--ckpt", str(ckpt), "--max-new-tokens", "40", "--seed", "1", "--device", "cpu"]
+        assert cli.main(argv) == 0
+        assert seen.count(1) > 5  # it ran at 1 thread
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(default)
+    capsys.readouterr()
+
+
+def test_load_chat_model_refuses_a_thread_count_it_cannot_read(ckpt: Path) -> None:
+    """A caller's `threads="3"` (text, not a number) was ignored: the model ran at torch's default."""
+    from pipeline.chat import load_chat_model
+
+    with pytest.raises(ValueError, match="threads must be a whole number or 'auto', got '3'"):
+        load_chat_model(ckpt, "cpu", threads="3")
+
+
 def test_cli_chats_with_the_hugging_face_export_as_with_the_checkpoint(
     ckpt: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

@@ -211,3 +211,28 @@ def test_the_engine_times_only_its_decode_steps_with_the_tuner() -> None:
     finally:
         torch.set_num_threads(default)
     assert len(timed) == 19
+
+
+@pytest.mark.parametrize("cost", [{1: 9.0, 2: 3.0}, {1: 1.5, 2: 1.0}])
+def test_slow_steps_keep_the_faster_count_and_turns_under_a_fifth_of_the_time(cost: dict) -> None:
+    """Steps of a second or more (a large model, a long context, a loaded CPU): a turn of a few steps
+    outlasts the seconds between rounds. Rounds then came after a step or two at the count in use,
+    which had no mean and lost to the other, 3x slower (28 switches, 81% of the time at it at 3 s a
+    step; at 1 s, 49% of it)."""
+    cpu = FakeCPU(cost)
+    tuner = cpu.tuner()
+    counts = run(cpu, tuner, 400)
+    assert tuner.chosen == 2 and tuner.switches == 0
+    slow_time = sum(cost[c] for c in counts if c == 1)
+    assert slow_time < 0.25 * cpu.now
+
+
+def test_restore_sets_the_default_count_again() -> None:
+    """A chat that ends at 1 thread, or mid-turn, must not leave its caller's process there."""
+    cpu = FakeCPU(BUSY)
+    tuner = cpu.tuner()
+    run(cpu, tuner, 30)
+    assert cpu.threads == 1
+    tuner.restore()
+    assert cpu.threads == 2
+    assert run(cpu, tuner, 3) == [1, 1, 1]  # and it goes on at the count it chose
