@@ -39,6 +39,9 @@ EXPLORE_SECONDS = 2.0
 MAX_EXPLORE_SECONDS = 8.0
 EXPLORE_SHARE = 0.05
 MIN_TURN = 4
+# Steps at torch's default count before the first round: enough to take in a wait or two beside a busy
+# process (after 8, the default's mean had often seen none, beat 1 thread's, and held for seconds).
+FIRST_ROUND_STEPS = 16
 # The count in use decodes at least this many times as long as the last round of turns took before
 # the next round: with steps of a second or more (a large model, a long context, a loaded CPU) a
 # turn of MIN_TURN steps outlasts EXPLORE_SECONDS, and rounds every few seconds spent half the time
@@ -63,12 +66,12 @@ def candidate_counts(default: int) -> tuple[int, ...]:
 class ThreadTuner:
     """Runs each decode step at the thread count whose recent steps were quickest (see the module doc).
 
-    It starts at the largest count (torch's default). After a few steps, then every EXPLORE_SECONDS
-    to MAX_EXPLORE_SECONDS of decoding (and at least ROUND_SPACING times the last round's own time)
-    or when the steps slow down SLOWDOWN times, it gives each other count a turn of a few steps;
-    after the round, the count with the lowest mean step time over its
-    last WINDOW steps is used, if it beats the one in use by MARGIN. The first step after a change
-    of count is not counted (the team regroups).
+    It starts at the largest count (torch's default). After FIRST_ROUND_STEPS steps, then after
+    EXPLORE_SECONDS of decoding, twice as long after each round that changes nothing up to
+    MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last round's own time), or when the
+    steps slow down SLOWDOWN times, it gives each other count a turn of a few steps. After the round, the count with the lowest mean
+    step time over its last stints is used, if it beats the one in use by MARGIN. The first step
+    after a change of count is not counted (the team regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
     One generation at a time: the engine's steps call `timed` one after another.
     """
@@ -95,9 +98,11 @@ class ThreadTuner:
         self._regrouping = False  # the step under way is the first at its count
         self._turn: list[int] = []  # counts still to be given a turn in this round
         self._turn_left = 0  # counted steps left in the current turn
-        # Seconds of decoding until the next round: the first comes after MIN_TURN * 2 steps' worth.
+        # Seconds of decoding until the next round: the first comes after FIRST_ROUND_STEPS steps.
         self._until_round: float | None = None
-        self._interval = explore_seconds  # the time between rounds, doubled by each idle one
+        # The time between rounds, doubled by each that changes nothing: from half the base, so the
+        # first (on few steps) is checked again soon, EXPLORE_SECONDS after it.
+        self._interval = explore_seconds / 2
         self._reference = 0.0  # the chosen count's mean step at the last round
         self._round_seconds = 0.0  # decoding time of the round under way (its turns)
 
@@ -143,7 +148,7 @@ class ThreadTuner:
         if self._until_round is None:  # the first steps: how long one takes sets the first round
             mean = self.mean_step(count)
             if mean is not None:
-                self._until_round = MIN_TURN * mean
+                self._until_round = (FIRST_ROUND_STEPS - MIN_TURN) * mean
             return
         self._until_round -= seconds
         # The count in use needs MIN_TURN steps of its own since the last round to be compared: with
