@@ -8,7 +8,7 @@ busy process, a training run say, one of the team is often descheduled and every
 (1 thread then decoded 1.7-1.9x as fast as 2: benchmarks/decode_threads.py). Which count wins depends
 on a load that comes and goes, so no count fixed at start is right for long: the tuner keeps the mean
 step time of each count, gives the other counts a short turn (a few steps) every few seconds of
-decoding, never more than a fifth of it, and runs at whichever is quickest.
+decoding (about a fifth of it at most), and runs at whichever is quickest.
 
 The count changes nothing in the output: torch's CPU kernels give the same logits at any thread count
 (tests/test_threadtuner.py checks it on this machine's torch), so a `--seed` reply is the same.
@@ -69,9 +69,9 @@ class ThreadTuner:
     It starts at the largest count (torch's default). After FIRST_ROUND_STEPS steps, then after
     EXPLORE_SECONDS of decoding, twice as long after each round that changes nothing up to
     MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last round's own time), or when the
-    steps slow down SLOWDOWN times, it gives each other count a turn of a few steps. After the round, the count with the lowest mean
-    step time over its last stints is used, if it beats the one in use by MARGIN. The first step
-    after a change of count is not counted (the team regroups).
+    steps slow down SLOWDOWN times, it gives each other count a turn of a few steps. After the
+    round, the count with the lowest mean step time over its last stints is used, if it beats the
+    one in use by MARGIN. The first step after a change of count is not counted (the team regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
     One generation at a time: the engine's steps call `timed` one after another.
     """
@@ -166,7 +166,9 @@ class ThreadTuner:
             return False
         if statistics.median(recent) <= SLOWDOWN * self._reference:
             return False
-        # A new load: only its steps say what this count costs now, and the next round comes soon.
+        # A new load: only its steps say what this count costs now. The round after this one comes
+        # EXPLORE_SECONDS after it if this one changes the count, else twice that (sooner, in phased
+        # loads, spent a third of the time at the slower count: test_threadtuner's slow phases).
         stints.clear()
         stints.append(recent)
         self._interval = self._explore_seconds
