@@ -5,8 +5,12 @@ torch's default thread count (one per core) and with each count of --threads: fi
 beside a child process that keeps the cores busy with torch matmuls at its own default thread count,
 as a training run would. Then the same with the thread tuner of `--threads auto`, chat's and serve's
 default (pipeline/threadtuner.py: a fresh one per condition, its row named `auto:<the count it
-settled on>`; its first runs include its first turn at the other count). Prints new tokens/s (prefill
-included, median of --repeats runs) and each row's ratio to the default count's in the same condition.
+settled on>`; its first runs include its first turn at the other count). Then each tuner meets the
+other condition: the idle one beside the busy process (`busy, was idle`: a training run starts while
+you chat), the busy one idle again (`idle, was busy`: it ends), timed from their first run so the time
+they take to adapt counts. Prints new tokens/s (prefill included; the median of --repeats runs after
+a warm-up, or all of them for a tuner meeting a new condition) and each row's ratio to the default
+count's in the same condition.
 
 torch's CPU kernels run on an OpenMP team that waits, spinning, at each kernel's end for its slowest
 thread; beside a busy process that thread is often descheduled, and a decode step made of hundreds of
@@ -66,42 +70,63 @@ def busy_process(warmup_s: float = 2.0) -> Iterator[subprocess.Popen]:
 
 
 def decode(
-    engine: Engine, prompt: list[int], new_tokens: int, threads: int, repeats: int
+    engine: Engine, prompt: list[int], new_tokens: int, threads: int, repeats: int, warm_up: bool = True
 ) -> tuple[float, list[int]]:
-    """(new tokens/s by the median of `repeats` runs after a warm-up, the tokens) at `threads`, the
-    engine's thread tuner then picking the count of each decode step if it has one."""
+    """(new tokens/s, the tokens) at `threads`, the engine's thread tuner then picking the count of
+    each decode step if it has one. With a warm-up, tokens/s is the median of `repeats` runs after
+    it; without (a tuner meeting a new load), all the runs' tokens over all their time, so the
+    tuner's time to adapt counts."""
     torch.set_num_threads(threads)
     greedy = SamplingParams(temperature=0.0)
 
     def run() -> list[int]:
         return engine.generate_ids([prompt], new_tokens, greedy, stop_token_ids=())[0]
 
-    tokens = run()  # warm-up: the cache and this thread count's kernels
+    tokens = run() if warm_up else []  # warm-up: the cache and this thread count's kernels
     times = repeat_timed(run, torch.device("cpu"), repeats)
+    if not warm_up:
+        return new_tokens * len(times) / sum(times), run()
     return new_tokens / statistics.median(times), tokens
 
 
 def compare(model: GPT, prompt: list[int], new_tokens: int, counts: list[int], repeats: int) -> None:
-    """A row per neighbour (idle, busy) and thread count, then the tuner's row (`auto`, starting
-    from the first count); the first count is the ratios' base."""
+    """A row per neighbour (idle, busy) and thread count, then the tuner's row (`auto`, a fresh one
+    per neighbour); the first count is the ratios' base. Then the tuners meet the other condition:
+    the idle one beside the busy process (a load arrives: `busy, was idle`), the busy one idle again
+    (it leaves: `idle, was busy`), timed from their first run."""
     fixed = Engine(model)
-    first_tokens = None
+    first_tokens: list[int] = []
+    tuned: dict[str, Engine] = {}
+    base: dict[str, float] = {}
+
+    def row(neighbour: str, label: str, tps: float, tokens: list[int]) -> None:
+        nonlocal first_tokens
+        first_tokens = first_tokens or tokens
+        if tokens != first_tokens:
+            raise RuntimeError(f"{label} threads ({neighbour}) decoded other tokens than {counts[0]}")
+        ratio = tps / base.setdefault(neighbour.split(",")[0], tps)
+        print(f"{neighbour:<14} | {label:>7} | {tps:>8.1f} | {ratio:>9.2f}x", flush=True)
+
+    def auto_row(neighbour: str, engine: Engine, warm_up: bool) -> None:
+        tuner = engine.thread_tuner
+        assert tuner is not None
+        before = tuner.switches
+        tps, tokens = decode(engine, prompt, new_tokens, counts[0], repeats, warm_up)
+        row(neighbour, f"auto:{tuner.chosen}", tps, tokens)
+        print(
+            f"{'':<14} | (auto over {tuner.counts}: {tuner.switches - before} switches, chose {tuner.chosen})"
+        )
+
     for neighbour in ("idle", "busy"):
         with busy_process() if neighbour == "busy" else contextlib.nullcontext():
-            base = None
-            # A tuner of its own per condition: what it learnt idle must not carry into the busy rows.
+            for n in counts:
+                row(neighbour, str(n), *decode(fixed, prompt, new_tokens, n, repeats))
             tuner = ThreadTuner(candidate_counts(counts[0]), torch.set_num_threads)
-            for n, engine in [*((n, fixed) for n in counts), (None, Engine(model, thread_tuner=tuner))]:
-                tps, tokens = decode(engine, prompt, new_tokens, n or counts[0], repeats)
-                label = str(n) if n else f"auto:{tuner.chosen}"
-                first_tokens = first_tokens or tokens
-                if tokens != first_tokens:
-                    raise RuntimeError(f"{label} threads ({neighbour}) decoded other tokens than {counts[0]}")
-                base = base or tps
-                print(f"{neighbour:<10} | {label:>7} | {tps:>8.1f} | {tps / base:>9.2f}x", flush=True)
-            print(
-                f"{'':<10} | (auto over {tuner.counts}: {tuner.switches} switches, last chose {tuner.chosen})"
-            )
+            tuned[neighbour] = Engine(model, thread_tuner=tuner)
+            auto_row(neighbour, tuned[neighbour], warm_up=True)
+            if neighbour == "busy":
+                auto_row("busy, was idle", tuned["idle"], warm_up=False)
+    auto_row("idle, was busy", tuned["busy"], warm_up=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if counts == [default]:
         print(f"(every count asked for is the default, {default}: no other count to compare)", flush=True)
-    header = f"{'neighbour':<10} | {'threads':>7} | {'tok/s':>8} | {'vs default':>10}"
+    header = f"{'neighbour':<14} | {'threads':>7} | {'tok/s':>8} | {'vs default':>10}"
     print(header + "\n" + "-" * len(header), flush=True)
     try:
         compare(model, prompt, args.new_tokens, counts, args.repeats)

@@ -220,9 +220,9 @@ def test_the_model_load_benchmark_loads_the_same_weights_both_ways(capsys) -> No
 def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_neighbour(
     monkeypatch, capsys
 ) -> None:
-    """benchmarks.decode_threads (chat/serve --threads): a row per neighbour and thread count and one
-    for the thread tuner (`auto:<count it chose>`), the same tokens in every row (it raises
-    otherwise), and its busy child process gone at the end."""
+    """benchmarks.decode_threads (chat/serve --threads): a row per neighbour and thread count, one
+    for a fresh thread tuner (`auto:<count it chose>`) and one for each tuner in the other condition,
+    the same tokens in every row (it raises otherwise), and its busy child process gone at the end."""
     from benchmarks import decode_threads as dt
 
     started = []
@@ -234,7 +234,7 @@ def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_nei
 
     monkeypatch.setattr(dt.subprocess, "Popen", popen)
     default = torch.get_num_threads()
-    # 16 tokens: 30 decode steps, past the tuner's first probe (6 steps at each of up to 2 counts)
+    # 16 tokens: 30 decode steps a row (with its warm-up), past a fresh tuner's first round (step 17)
     assert dt.main(["--model", "cpu-tiny", "--new-tokens", "16", "--repeats", "1", "--threads", "1"]) == 0
     assert torch.get_num_threads() == default
     rows = [
@@ -246,5 +246,7 @@ def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_nei
         (n, c) for n in ("busy", "idle") for c in counts
     ]
     tuned = [(r[0].strip(), int(r[1].strip().removeprefix("auto:"))) for r in rows if r not in fixed]
-    assert sorted(n for n, _ in tuned) == ["busy", "idle"] and all(c in counts for _, c in tuned)
+    # a fresh tuner per condition, then each meets the other condition (a load arrives, it leaves)
+    assert sorted(n for n, _ in tuned) == ["busy", "busy, was idle", "idle", "idle, was busy"]
+    assert all(c in counts for _, c in tuned)
     assert len(started) == 1 and started[0].poll() is not None
