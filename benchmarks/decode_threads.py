@@ -78,15 +78,17 @@ def decode(
     tuner's time to adapt counts."""
     torch.set_num_threads(threads)
     greedy = SamplingParams(temperature=0.0)
+    tokens: list[int] = []
 
     def run() -> list[int]:
-        return engine.generate_ids([prompt], new_tokens, greedy, stop_token_ids=())[0]
+        tokens[:] = engine.generate_ids([prompt], new_tokens, greedy, stop_token_ids=())[0]
+        return tokens
 
-    tokens = run() if warm_up else []  # warm-up: the cache and this thread count's kernels
+    if warm_up:
+        run()  # the cache and this thread count's kernels
     times = repeat_timed(run, torch.device("cpu"), repeats)
-    if not warm_up:
-        return new_tokens * len(times) / sum(times), run()
-    return new_tokens / statistics.median(times), tokens
+    rate = new_tokens / statistics.median(times) if warm_up else new_tokens * len(times) / sum(times)
+    return rate, tokens
 
 
 def compare(model: GPT, prompt: list[int], new_tokens: int, counts: list[int], repeats: int) -> None:
@@ -97,22 +99,29 @@ def compare(model: GPT, prompt: list[int], new_tokens: int, counts: list[int], r
     fixed = Engine(model)
     first_tokens: list[int] = []
     tuned: dict[str, Engine] = {}
-    base: dict[str, float] = {}
+    base: dict[str, float] = {}  # each condition's tokens/s at the first count
 
-    def row(neighbour: str, label: str, tps: float, tokens: list[int]) -> None:
+    def row(neighbour: str, label: str, tps: float, tokens: list[int], came_from: str | None = None) -> None:
         nonlocal first_tokens
         first_tokens = first_tokens or tokens
+        shown = f"{neighbour}, was {came_from}" if came_from else neighbour
         if tokens != first_tokens:
-            raise RuntimeError(f"{label} threads ({neighbour}) decoded other tokens than {counts[0]}")
-        ratio = tps / base.setdefault(neighbour.split(",")[0], tps)
-        print(f"{neighbour:<14} | {label:>7} | {tps:>8.1f} | {ratio:>9.2f}x", flush=True)
+            raise RuntimeError(f"{label} threads ({shown}) decoded other tokens than {counts[0]}")
+        ratio = tps / base.setdefault(neighbour, tps)
+        print(f"{shown:<14} | {label:>7} | {tps:>8.1f} | {ratio:>9.2f}x", flush=True)
 
-    def auto_row(neighbour: str, engine: Engine, warm_up: bool) -> None:
+    def auto_row(neighbour: str, came_from: str | None = None) -> None:
+        """The tuner made in `came_from` (a fresh one, warmed up, if None) beside `neighbour`."""
+        if came_from is None:
+            tuned[neighbour] = Engine(
+                model, thread_tuner=ThreadTuner(candidate_counts(counts[0]), torch.set_num_threads)
+            )
+        engine = tuned[came_from or neighbour]
         tuner = engine.thread_tuner
         assert tuner is not None
         before = tuner.switches
-        tps, tokens = decode(engine, prompt, new_tokens, counts[0], repeats, warm_up)
-        row(neighbour, f"auto:{tuner.chosen}", tps, tokens)
+        tps, tokens = decode(engine, prompt, new_tokens, counts[0], repeats, warm_up=came_from is None)
+        row(neighbour, f"auto:{tuner.chosen}", tps, tokens, came_from)
         print(
             f"{'':<14} | (auto over {tuner.counts}: {tuner.switches - before} switches, chose {tuner.chosen})"
         )
@@ -121,12 +130,10 @@ def compare(model: GPT, prompt: list[int], new_tokens: int, counts: list[int], r
         with busy_process() if neighbour == "busy" else contextlib.nullcontext():
             for n in counts:
                 row(neighbour, str(n), *decode(fixed, prompt, new_tokens, n, repeats))
-            tuner = ThreadTuner(candidate_counts(counts[0]), torch.set_num_threads)
-            tuned[neighbour] = Engine(model, thread_tuner=tuner)
-            auto_row(neighbour, tuned[neighbour], warm_up=True)
+            auto_row(neighbour)
             if neighbour == "busy":
-                auto_row("busy, was idle", tuned["idle"], warm_up=False)
-    auto_row("idle, was busy", tuned["busy"], warm_up=False)
+                auto_row("busy", came_from="idle")
+    auto_row("idle", came_from="busy")
 
 
 def main(argv: list[str] | None = None) -> int:

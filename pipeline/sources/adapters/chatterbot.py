@@ -35,17 +35,15 @@ from pipeline.sources.rows import RawRows
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     variants = set(option(spec, "answer_variants"))
-    read_rels: set[str] = set()
-    for path in data_files(raw_dir, (".yml", ".yaml")):
-        rel = path.relative_to(raw_dir).as_posix()
-        read_rels.add(rel)
-        read_file(path, rel, rows, key_prefix=str(Path(rel).with_suffix("")), answer_variants=rel in variants)
-    missing = sorted(variants - read_rels)
+    paths = {path.relative_to(raw_dir).as_posix(): path for path in data_files(raw_dir, (".yml", ".yaml"))}
+    missing = sorted(variants - paths.keys())
     if missing:  # a misspelt path would leave that file read as dialogues, silently
         raise SourceError(
             f"{spec.name}: `options:` answer_variants names {', '.join(missing)}, which is not a data file "
-            f"of the source (its files: {', '.join(sorted(read_rels)) or 'none'}) in sources.yaml"
+            f"of the source (its files: {', '.join(sorted(paths)) or 'none'}) in sources.yaml"
         )
+    for rel, path in paths.items():
+        read_file(path, rel, rows, key_prefix=str(Path(rel).with_suffix("")), answer_variants=rel in variants)
     return rows.frame()
 
 
