@@ -48,10 +48,16 @@ FIRST_ROUND_STEPS = 16
 # at the slower count.
 ROUND_SPACING = 4.0
 # A round starts at once when the median of the count in use's last WATCH steps is SLOWDOWN times its
-# mean at the last round: a load has arrived. (A load that leaves shows at the next round: the count
-# in use, 1 thread, runs no faster for it.) A median: single waits must not start rounds.
+# mean at the last round: a load has arrived. A median: single waits must not start rounds.
 WATCH = 8
 SLOWDOWN = 2.0
+# A load that leaves shows too: one thread beside a busy process decodes about 1.5x slower than
+# alone (GPT-2 124M: 15-18 tokens/s against 27-28, benchmarks/decode_threads.py), so when the median
+# of the last WATCH steps is under the median at the last round by SPEEDUP, a round starts, at least
+# EXPLORE_SECONDS of decoding after the last (quick and slow phases beside a busy process must not
+# start one each). Before, the load's end was found at the next timed round, up to
+# MAX_EXPLORE_SECONDS later, all that time on 1 thread at 0.7x the whole team's speed.
+SPEEDUP = 1.25
 # Another count takes over when its mean step is under this share of the count in use's: a smaller
 # gain is within the noise of a few dozen steps.
 MARGIN = 0.9
@@ -69,9 +75,9 @@ class ThreadTuner:
     It starts at the largest count (torch's default). After FIRST_ROUND_STEPS steps, then after
     EXPLORE_SECONDS of decoding, twice as long after each round that changes nothing up to
     MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last round's own time), or when the
-    steps slow down SLOWDOWN times, it gives each other count a turn of a few steps. After the
-    round, the count with the lowest mean step time over its last stints is used, if it beats the
-    one in use by MARGIN. The first step after a change of count is not counted (the team regroups).
+    steps slow down SLOWDOWN times or speed up SPEEDUP times (a load arrived or left), it gives each
+    other count a turn of a few steps. After the round, the count with the lowest mean step time
+    over its last stints is used, if it beats the one in use by MARGIN. The first step after a change of count is not counted (the team regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
     One generation at a time: the engine's steps call `timed` one after another.
     """
@@ -97,14 +103,15 @@ class ThreadTuner:
         self._current: int | None = None
         self._regrouping = False  # the step under way is the first at its count
         self._turn: list[int] = []  # counts still to be given a turn in this round
-        self._turn_left = 0  # counted steps left in the current turn
         # Seconds of decoding until the next round: the first comes after FIRST_ROUND_STEPS steps.
         self._until_round: float | None = None
         # The time between rounds, doubled by each that changes nothing: from half the base, so the
         # first (on few steps) is checked again soon, EXPLORE_SECONDS after it.
         self._interval = explore_seconds / 2
         self._reference = 0.0  # the chosen count's mean step at the last round
+        self._reference_median = 0.0  # and its median step
         self._round_seconds = 0.0  # decoding time of the round under way (its turns)
+        self._since_round = 0.0  # seconds of decoding at the chosen count since the last round
 
     def timed(self, step: Callable[[], T]) -> T:
         """`step()` run at the count due now, its time recorded."""
@@ -130,8 +137,11 @@ class ThreadTuner:
     def mean_step(self, count: int) -> float | None:
         """`count`'s mean counted step over its last STINTS stints, at most WINDOW steps, in seconds
         (None before it has MIN_TURN)."""
-        times = [t for stint in self._stints[count] for t in stint][-WINDOW:]
+        times = self._recent_steps(count)
         return sum(times) / len(times) if len(times) >= MIN_TURN else None
+
+    def _recent_steps(self, count: int) -> list[float]:
+        return [t for stint in self._stints[count] for t in stint][-WINDOW:]
 
     def _record(self, count: int, seconds: float) -> None:
         if self._regrouping:
@@ -140,10 +150,14 @@ class ThreadTuner:
             self._stints[count][-1].append(seconds)
         if self._turn:
             self._round_seconds += seconds
-            self._turn_left -= 1
-            if self._turn_left <= 0:
+            # A turn lasts EXPLORE_SHARE of the time between rounds, and MIN_TURN counted steps at
+            # least. (Counted in steps at the count in use's pace, a turn of a count 15x slower
+            # took 15x as long: 1.5 s beside quick 1-thread steps.)
+            turn = self._stints[count][-1]
+            if len(turn) >= MIN_TURN and sum(turn) >= EXPLORE_SHARE * self._explore_seconds:
                 self._turn.pop(0)
-                self._start_turn() if self._turn else self._choose()
+                if not self._turn:
+                    self._choose()
             return
         if self._until_round is None:  # the first steps: how long one takes sets the first round
             mean = self.mean_step(count)
@@ -151,34 +165,36 @@ class ThreadTuner:
                 self._until_round = (FIRST_ROUND_STEPS - MIN_TURN) * mean
             return
         self._until_round -= seconds
+        self._since_round += seconds
         # The count in use needs MIN_TURN steps of its own since the last round to be compared: with
         # fewer, it had no mean and any other count took over, however slow.
         due = len(self._stints[self.chosen][-1]) >= MIN_TURN
-        if len(self.counts) > 1 and due and (self._until_round <= 0 or self._slowed_down()):
+        if len(self.counts) > 1 and due and (self._until_round <= 0 or self._load_changed()):
             self._turn = [c for c in self.counts if c != self.chosen]
             self._round_seconds = 0.0
-            self._start_turn()
 
-    def _slowed_down(self) -> bool:
-        stints = self._stints[self.chosen]
-        recent = stints[-1][-WATCH:]
+    def _load_changed(self) -> bool:
+        """Whether the count in use's recent steps say a load arrived (SLOWDOWN) or left (SPEEDUP)."""
+        recent = self._stints[self.chosen][-1][-WATCH:]
         if len(recent) < WATCH or self._reference <= 0:
             return False
-        if statistics.median(recent) <= SLOWDOWN * self._reference:
+        typical = statistics.median(recent)
+        arrived = typical > SLOWDOWN * self._reference
+        left = typical * SPEEDUP < self._reference_median and self._since_round >= self._explore_seconds
+        if not (arrived or left):
             return False
-        # A new load: only its steps say what this count costs now. The round after this one comes
-        # EXPLORE_SECONDS after it if this one changes the count, else twice that (sooner, in phased
-        # loads, spent a third of the time at the slower count: test_threadtuner's slow phases).
-        stints.clear()
-        stints.append(recent)
-        self._interval = self._explore_seconds
+        # Only steps taken since the change say what a count costs now: the other counts' stints
+        # were timed before it (a turn beside the load that has since left would count against the
+        # whole team for two more rounds), and the count in use keeps its last WATCH steps.
+        for stints in self._stints.values():
+            stints.clear()
+        self._stints[self.chosen].append(recent)
+        if arrived:
+            # The round after this one comes EXPLORE_SECONDS after it if this one changes the count,
+            # else twice that (sooner, in phased loads, spent a third of the time at the slower
+            # count: test_threadtuner's slow phases).
+            self._interval = self._explore_seconds
         return True
-
-    def _start_turn(self) -> None:
-        # A turn's length is EXPLORE_SHARE of the time between rounds, in steps at the chosen count's
-        # pace; +1 for the step not counted.
-        pace = self.mean_step(self.chosen) or 1.0
-        self._turn_left = 1 + max(MIN_TURN, int(EXPLORE_SHARE * self._explore_seconds / pace))
 
     def _choose(self) -> None:
         means = {c: m for c in self.counts if (m := self.mean_step(c)) is not None}
@@ -190,7 +206,10 @@ class ThreadTuner:
         else:
             self._interval = min(2 * self._interval, self._max_explore_seconds)
         self._until_round = max(self._interval, ROUND_SPACING * self._round_seconds)
+        self._since_round = 0.0
         self._reference = means.get(self.chosen, 0.0)
+        recent = self._recent_steps(self.chosen)
+        self._reference_median = statistics.median(recent) if recent else 0.0
 
 
 AUTO = "auto"

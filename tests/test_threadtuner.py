@@ -13,7 +13,7 @@ from test_engine_support import tiny_gpt
 
 from pipeline.engine import Engine
 from pipeline.sampling import SamplingParams
-from pipeline.threadtuner import ThreadTuner, auto_tuner, candidate_counts
+from pipeline.threadtuner import EXPLORE_SECONDS, MIN_TURN, ThreadTuner, auto_tuner, candidate_counts
 
 
 class FakeCPU:
@@ -134,10 +134,10 @@ def test_a_load_that_arrives_starts_a_round_at_once() -> None:
     assert tuner.chosen == 1 and counts[13:] == [1] * 17
 
 
-def test_a_load_that_leaves_is_found_at_the_next_round() -> None:
-    """One thread runs as fast with the neighbour gone as beside it: nothing slows down to show that
-    the whole team would now win, so the timed rounds find it: the first averages its turn with the
-    turn before, beside the load; the second has only steps without it."""
+def test_a_load_that_leaves_without_speeding_up_one_thread_is_found_at_the_timed_rounds() -> None:
+    """Where one thread runs as fast with the neighbour gone as beside it, no step says that the
+    whole team would now win: the timed rounds find it, the first averaging its turn with the turn
+    before, beside the load; the second has only steps without it."""
     cpu = FakeCPU(dict(BUSY))
     tuner = cpu.tuner(explore_seconds=1.0, max_explore_seconds=2.0)
     run(cpu, tuner, 30)
@@ -145,6 +145,34 @@ def test_a_load_that_leaves_is_found_at_the_next_round() -> None:
     cpu.cost = dict(IDLE)
     run(cpu, tuner, int(2 * 2.0 / IDLE[1]) + 20)
     assert tuner.chosen == 2 and tuner.switches == 2
+
+
+def test_a_load_that_leaves_starts_a_round_when_one_thread_speeds_up() -> None:
+    """One thread beside a busy process is slower than alone (GPT-2 124M: 15-18 tokens/s against
+    27-28). When its steps speed up by SPEEDUP, a round comes once EXPLORE_SECONDS of decoding have
+    passed since the last, not at the timed round up to MAX_EXPLORE_SECONDS (8 s) away; and only
+    turns taken since then count, so the old turn at 2 threads beside the load does not hold it back."""
+    busy = {1: 0.045, 2: 0.070}
+    cpu = FakeCPU(dict(busy))
+    tuner = cpu.tuner()
+    run(cpu, tuner, 600)  # 27 s of decoding: rounds that change nothing, 8 s apart by now
+    assert tuner.chosen == 1 and tuner.switches == 1
+    cpu.cost = dict(IDLE)
+    left = cpu.now
+    while tuner.chosen == 1 and cpu.now - left < 10.0:
+        run(cpu, tuner, 1)
+    assert tuner.chosen == 2 and cpu.now - left < EXPLORE_SECONDS + 0.5
+
+
+def test_a_turn_at_a_much_slower_count_is_a_few_steps_not_as_many_as_the_quick_count_takes() -> None:
+    """A turn lasts a share of the time between rounds: at a count 15x slower than the one in use it is
+    MIN_TURN steps (plus the uncounted first), not the 50 that the quick count's 0.1 s holds."""
+    cpu = FakeCPU({1: 0.002, 2: 0.030})
+    tuner = cpu.tuner()
+    counts = run(cpu, tuner, 5000)
+    assert tuner.chosen == 1
+    stretches = [len(list(g)) for c, g in itertools.groupby(counts[17:]) if c == 2]
+    assert stretches and max(stretches) == MIN_TURN + 1
 
 
 def test_a_count_changed_by_someone_else_is_set_again_before_the_next_step() -> None:
