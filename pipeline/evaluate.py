@@ -326,9 +326,23 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     (shards vs val.parquet, a broken shard or parquet); FileNotFoundError for a missing input.
     """
     from pipeline.engine import Engine
+    from pipeline.threadtuner import AUTO, auto_tuner
 
     cfg = check_eval_params(cfg, model.config.block_size)
-    sessions = check_prompts_fit(Engine(model), cfg["prompts"], cfg)  # before minutes of scoring
+    # The replies decode as `nanochatgpt chat` does by default (`--threads auto`), so that
+    # decode_tokens_per_s is the speed chat gives on this machine as it is: on torch's default count,
+    # a busy process beside the stage (a second repro, a test run) took the cpu-tiny figure from
+    # 193 to 6 tokens/s. The count changes no token (tests/test_threadtuner.py).
+    tuner = auto_tuner(AUTO)
+    try:
+        return _evaluate(model, val_dir, val_parquet, cfg, Engine(model, thread_tuner=tuner))
+    finally:
+        if tuner is not None:  # the caller's process (a test run, a notebook) keeps torch's default
+            tuner.restore()
+
+
+def _evaluate(model: GPT, val_dir: Path, val_parquet: Path, cfg: dict, engine: Engine) -> EvalResult:
+    sessions = check_prompts_fit(engine, cfg["prompts"], cfg)  # before minutes of scoring
     try:  # data that disagree (shards vs val.parquet, broken shards or parquet) raise ValueError
         sources = val_sources(val_parquet)  # read first: a bad file is said before minutes of scoring
         loss = bot_token_loss(model, val_dir, batch_size=EVAL_BATCH, max_batches=cfg["eval_iters"])
@@ -413,7 +427,8 @@ def run_transcripts(
     budget. A transcript's `stopped` says how a reply ended (at <endOfText>: True, empty or not),
     for transcripts.md's note on why it ended. decode_tokens_per_s:
     decode steps (reply tokens and the token that ended each) per second of reply_result, prefill
-    included, after one untimed warm-up reply.
+    included, after one untimed warm-up reply (on the sessions' engine: evaluate_model's decodes at
+    chat's default thread count, `--threads auto`).
     """
     from pipeline.chatsession import clean_text
     from pipeline.engine import Engine
