@@ -10,7 +10,7 @@ import torch
 
 from benchmarks import train_throughput as tt
 from pipeline import attention
-from pipeline.model import GPTConfig
+from pipeline.model import GPT, GPTConfig
 from pipeline.params import section
 from pipeline.trainconfig import TrainConfig
 
@@ -250,3 +250,35 @@ def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_nei
     assert sorted(n for n, _ in tuned) == ["busy", "busy, was idle", "idle", "idle, was busy"]
     assert all(c in counts for _, c in tuned)
     assert len(started) == 1 and started[0].poll() is not None
+
+
+def test_the_evaluate_thread_benchmark_decodes_the_same_transcripts_both_ways(
+    monkeypatch, tmp_path, capsys
+) -> None:
+    """benchmarks.evaluate_threads: the stage's scripted chats on torch's default count and through the
+    tuner, idle and beside a busy process: four rows, the same transcripts (it raises otherwise), and
+    torch's default count given back. (The first scripted chat, 8 tokens a reply: an untrained model
+    runs every reply to its budget.)"""
+    from benchmarks import evaluate_threads
+    from pipeline.checkpoint import save_model
+    from pipeline.params import load_params
+
+    def short_params(path: Path) -> dict:
+        params = load_params(path)
+        params["evaluate"].update(prompts=params["evaluate"]["prompts"][:1], max_new_tokens=8)
+        return params
+
+    monkeypatch.setattr(evaluate_threads, "load_params", short_params)
+
+    torch.manual_seed(0)
+    save_model(GPT(GPTConfig(block_size=128, n_layer=1, n_head=2, n_embd=16)).eval(), tmp_path / "ckpt")
+    default = torch.get_num_threads()
+    assert evaluate_threads.main(["--ckpt", str(tmp_path / "ckpt")]) == 0
+    assert torch.get_num_threads() == default
+    rows = [
+        line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith(("idle", "busy"))
+    ]
+    assert [(r[0].strip(), r[1].strip().split()[0]) for r in rows] == [
+        (n, label) for n in ("idle", "busy") for label in ("default", "auto")
+    ]
+    assert all(float(r[2]) > 0 for r in rows)
