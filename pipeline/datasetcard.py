@@ -101,7 +101,8 @@ def _split_key(stats: Mapping[str, Any]) -> str:
         return "the deduplicated text (copies found this way never sit in both)"
     return (
         f"each conversation's opening (its first turn, or first exchange, once that holds {floor:,} "
-        "characters, else all of it: copies, and conversations that open alike, never sit in both)"
+        "characters; else, for a prompt and its answer alone, the prompt; else all of it: copies, "
+        "conversations that open alike and answers to one prompt never sit in both)"
     )
 
 

@@ -2,20 +2,26 @@
 
 The split is keyed on a conversation's *opening*: its first turn when that holds at least
 `build.split_opening_chars` characters of folded text (as the dedup key folds it), else its first
-exchange (human turn + bot turn) when those two reach it, else the whole conversation. Keying on
+exchange (human turn + bot turn) when those two reach it; else, for a conversation of one exchange
+(a prompt and its answer), its prompt; else the whole conversation. Keying on
 content, not the conversation id, is what makes a leak impossible: a conversation and every
 duplicate of it have the same opening, so even if dedup were off they could not straddle the
 split. Keying on the opening, not the whole conversation, also keeps together what dedup rightly
 keeps twice: a conversation that is the start of another (a thread scraped before and after more
 replies, Ubuntu v2's context rows cut from one dialogue at several points) and dialogues on one
-long prompt (arena battles), whose shared turns would otherwise sit in train and val at once.
+long prompt (arena battles), whose shared turns would otherwise sit in train and val at once, and
+short answers to one short prompt (chatterbot's answer variants; one prompt in two of its files):
+keyed whole, 25 of the default data's 87 one-exchange val conversations had their prompt in a train
+one with another answer.
 
 The character floor is what stops the opening from grouping unrelated dialogues: on turns alone,
 every chat that starts "hello" / "hi" would share a split (in the default data, 187 conversations
-start with a two-turn greeting that is also a conversation of its own; at a floor of 80 or more
-no two default conversations share an opening). Known gaps: a shared start shorter than the
-floor, or one whose first exchange is short but whose later turns match (many short IRC lines),
-can still sit on both sides. The build measures what they leave (`LeakAudit` below): each
+start with a two-turn greeting that is also a conversation of its own). The prompt alone keys only
+a conversation that is one exchange under the floor: the answers to "hello" alone (63 in the
+default data) are one item, the longer chats that open with it are still drawn one by one. Known
+gaps: a shared start shorter than the floor in a longer chat, a short prompt whose answers take
+its exchange past the floor, or a chat whose first exchange is short but whose later turns match
+(many short IRC lines), can still sit on both sides. The build measures what they leave (`LeakAudit` below): each
 variant's stats.json `totals.leak_audit`, its metrics.json and its dataset card give how many val
 turns of at least the same floor of folded characters are also a turn in train (text alone, at
 any turn and role), and their share: in the default data 0 of 1,781 val turns at the floor of 100
@@ -46,7 +52,8 @@ _U64 = 1 << 64
 def opening_key_agg(min_chars: int) -> pl.Expr:
     """An aggregation (inside the group_by on the conversation, beside dedup.conversation_key_aggs)
     giving the opening's 64-bit key: the XOR of dedup's row hashes `_h1` over turn 0, or turns 0-1,
-    the first that holds `min_chars` folded characters (`_fchars` per row), else over every turn.
+    the first that holds `min_chars` folded characters (`_fchars` per row); else, for a conversation
+    of one exchange (a prompt and its answer), over turn 0, its prompt; else over every turn.
     `min_chars` 0 keys every conversation whole (the split then keeps only duplicates together).
     64 bits are plenty: the key only decides the split, and a collision ties two splits, no more.
     Plain sums and XORs of per-row values, which polars' streaming group_by keeps as accumulators.
@@ -64,6 +71,13 @@ def opening_key_agg(min_chars: int) -> pl.Expr:
         .then(first_turn.then(h).otherwise(zero).bitwise_xor())
         .when(first_exchange.then(chars).otherwise(0).sum() >= min_chars)
         .then(first_exchange.then(h).otherwise(zero).bitwise_xor())
+        # Short answers to one short prompt (chatterbot's answer variants, "What is your location" in
+        # two files) are one item: keyed whole, 25 of the 87 one-exchange val conversations had their
+        # prompt in a train one. Only where the exchange is under the floor, so nothing that shared a
+        # key before is parted (a one-exchange key under the floor was its whole, duplicate, text),
+        # and longer chats that open with the same greeting are still drawn one by one.
+        .when(turn.max() == 1)
+        .then(first_turn.then(h).otherwise(zero).bitwise_xor())
         .otherwise(whole)
         .alias(OPENING_COLUMN)
     )

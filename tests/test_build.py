@@ -29,7 +29,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "build" / "mixed.yaml"
 # polars 2.1.0 (pinned): the dedup key and split/order hashes of one fixed conversation (since the
 # key drops a turn's final punctuation mark, "Hello!" is keyed as "hello").
 GOLDEN_KEY = (315385603720216532, 4056788547700140566)
-GOLDEN_HASHES = (229670755605081607, 13934879213652581675)
+GOLDEN_HASHES = (11791401036103636407, 13934879213652581675)
 TURN_LINE = re.compile(r"^<(human|bot)> .+ <endOfText>$")
 
 
@@ -594,6 +594,33 @@ def test_conversations_that_open_alike_share_a_split(tmp_path, opening):
         assert threads > 50 and battles > 50
 
 
+@pytest.mark.parametrize("opening", [100, 0])
+def test_short_answers_to_one_short_prompt_share_a_split(tmp_path, opening):
+    """One-exchange conversations whose prompt and answer are both under the floor (chatterbot's
+    answer variants, one prompt in two files): alternative answers to one prompt are one item, on
+    one side of the split. Longer chats that open with that prompt are still drawn one by one. With
+    split_opening_chars 0 (whole conversations only) the answers straddle: the test can fail."""
+    registry = {"a": {"kind": "package", "licence": "MIT", "commercial": True}}
+    rows: list[dict] = []
+    for i in range(200):
+        prompt = f"Question {i}?"
+        for k in range(3):
+            rows += conversation_rows(f"a:q{i}/{k}", [prompt, f"Answer {k}."], "a", "MIT", True)
+        rows += conversation_rows(
+            f"a:chat{i}", [prompt, "Let me think.", f"About {i}?", "Yes."], "a", "MIT", True
+        )
+    write_corpus(tmp_path, {"a": rows})
+    run_build(tmp_path, ["a"], registry, val_fraction=0.5, split_opening_chars=opening)
+    split_of = dict(read_dataset(tmp_path, "full").select("conversation_id", "split").iter_rows())
+    assert len(split_of) == 800  # nothing deduplicated away
+    apart = sum(len({split_of[f"a:q{i}/{k}"] for k in range(3)}) > 1 for i in range(200))
+    with_the_answers = sum(split_of[f"a:chat{i}"] == split_of[f"a:q{i}/0"] for i in range(200))
+    if opening:
+        assert apart == 0 and 60 < with_the_answers < 140
+    else:
+        assert apart > 100
+
+
 def test_a_checkout_path_with_glob_characters_reads_its_own_files(tmp_path):
     """polars globs a path by default: under "run[1]/" the build read "run1/"'s turn tables (or none)."""
     registry = {"a": {"kind": "package", "licence": "MIT", "commercial": True}}
@@ -662,7 +689,8 @@ def test_dedup_key_and_split_hash_are_pinned():
     )
     key = rows.select(*dedup.conversation_key_aggs(), split.opening_key_agg(100))
     hashes = key.select(split.split_hash(1337).alias("s"), split.order_hash(1337).alias("o"))
-    assert key["opening"].item() == key["k1"].item()  # a short conversation's opening is all of it
+    # a short one-exchange conversation's opening is its prompt (turn 0), its k1 is all of it
+    assert key["opening"].item() == rows["_h1"][0] != key["k1"].item()
     assert (key.select("k1", "k2").row(0), hashes.row(0)) == (GOLDEN_KEY, GOLDEN_HASHES)
 
 
