@@ -24,8 +24,8 @@ its exchange past the floor, or a chat whose first exchange is short but whose l
 (many short IRC lines), can still sit on both sides. The build measures what they leave (`LeakAudit` below): each
 variant's stats.json `totals.leak_audit`, its metrics.json and its dataset card give how many val
 turns of at least the same floor of folded characters are also a turn in train (text alone, at
-any turn and role), and their share: in the default data 0 of 1,781 val turns at the floor of 100
-(on the same split, 3 of 3,579 at 50 and 56 of 5,220 at 20: small talk such as "What kind of
+any turn and role), and their share: in the default data 0 of 1,782 val turns at the floor of 100
+(on the same split, 3 of 3,579 at 50 and 57 of 5,245 at 20: small talk such as "What kind of
 music do you like?"). The opening stops at the first exchange for memory: on the 1 GB benchmark
 (`python -m benchmarks.build`) it raised the build's peak RSS from 1.50 to 1.77 GB, an opening of
 up to four turns (two 64-bit keys) to 2.23 GB, and a sort inside the group_by (the way to look at
