@@ -29,18 +29,14 @@ from pipeline.checkpoint import load_model  # noqa: E402
 from pipeline.engine import Engine  # noqa: E402
 from pipeline.evaluate import check_eval_params, check_prompts_fit, run_transcripts  # noqa: E402
 from pipeline.params import load_params, project_root  # noqa: E402
-from pipeline.threadtuner import AUTO, auto_tuner  # noqa: E402
+from pipeline.threadtuner import AUTO, auto_tuner, restoring  # noqa: E402
 
 
 def transcripts_rate(model, cfg: dict, tuned: bool) -> tuple[float, list]:
     """(the stage's decode_tokens_per_s, its transcripts) on a fresh engine, with a fresh tuner if `tuned`."""
-    tuner = auto_tuner(AUTO) if tuned else None
-    try:
+    with restoring(auto_tuner(AUTO) if tuned else None) as tuner:
         sessions = check_prompts_fit(Engine(model, thread_tuner=tuner), cfg["prompts"], cfg)
         transcripts, figures = run_transcripts(model, cfg["prompts"], cfg, sessions)
-    finally:
-        if tuner is not None:
-            tuner.restore()
     return figures["decode_tokens_per_s"], transcripts
 
 

@@ -77,7 +77,8 @@ class BuildConfig:
     val_fraction: float = 0.05
     seed: int = 1337
     # Conversations with the same first turn, or first exchange, of at least this many folded
-    # characters share a split (pipeline.split); 0 keeps only whole-conversation duplicates together.
+    # characters share a split, as do one-exchange conversations under it with the same prompt
+    # (pipeline.split); 0 keeps only whole-conversation duplicates together.
     split_opening_chars: int = 100
     caps: Mapping[str, int] = field(default_factory=dict)
     export_text: bool = True

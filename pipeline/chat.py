@@ -21,7 +21,7 @@ from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
 from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
 from pipeline.terminal import inert
-from pipeline.threadtuner import AUTO
+from pipeline.threadtuner import AUTO, restoring
 
 DEFAULT_CKPT = "model/ckpt"
 CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf"
@@ -141,13 +141,10 @@ def run(args: argparse.Namespace) -> int:
     # subcommand's parser, `check` imports it) installs one with SA_RESTART, under which Ctrl-C at
     # the prompt did nothing until Enter, and then quit with the message typed.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    # The tuner's last count (1 thread, or a turn's) must not outlive the chat in a process that
+    # goes on (cli.main called in-process: the tests, a notebook).
+    with restoring(engine.thread_tuner):
         code = chat_loop(session, sys.stdin, sys.stdout, sys.stderr)
-    finally:
-        # The tuner's last count (1 thread, or a turn's) must not outlive the chat in a process that
-        # goes on (cli.main called in-process: the tests, a notebook).
-        if engine.thread_tuner is not None:
-            engine.thread_tuner.restore()
     if code in (EXIT_BROKEN_PIPE, EXIT_IO_ERROR):  # Python's final flush of stdout would fail again
         silence_stdout()
     return code

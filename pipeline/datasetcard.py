@@ -102,7 +102,7 @@ def _split_key(stats: Mapping[str, Any]) -> str:
     return (
         f"each conversation's opening (its first turn, or first exchange, once that holds {floor:,} "
         "characters; else, for a prompt and its answer alone, the prompt; else all of it: copies, "
-        "conversations that open alike and answers to one prompt never sit in both)"
+        "conversations that open alike and short answers to one short prompt never sit in both)"
     )
 
 

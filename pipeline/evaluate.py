@@ -326,19 +326,15 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     (shards vs val.parquet, a broken shard or parquet); FileNotFoundError for a missing input.
     """
     from pipeline.engine import Engine
-    from pipeline.threadtuner import AUTO, auto_tuner
+    from pipeline.threadtuner import AUTO, auto_tuner, restoring
 
     cfg = check_eval_params(cfg, model.config.block_size)
     # The replies decode as `nanochatgpt chat` does by default (`--threads auto`), so that
     # decode_tokens_per_s is the speed chat gives on this machine as it is: on torch's default count,
     # a busy process beside the stage (a second repro, a test run) took the cpu-tiny figure from
     # 193 to 6 tokens/s. The count changes no token (tests/test_threadtuner.py).
-    tuner = auto_tuner(AUTO)
-    try:
+    with restoring(auto_tuner(AUTO)) as tuner:
         return _evaluate(model, val_dir, val_parquet, cfg, Engine(model, thread_tuner=tuner))
-    finally:
-        if tuner is not None:  # the caller's process (a test run, a notebook) keeps torch's default
-            tuner.restore()
 
 
 def _evaluate(model: GPT, val_dir: Path, val_parquet: Path, cfg: dict, engine: Engine) -> EvalResult:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -53,10 +54,12 @@ WATCH = 8
 SLOWDOWN = 2.0
 # A load that leaves shows too: one thread beside a busy process decodes about 1.5x slower than
 # alone (GPT-2 124M: 15-18 tokens/s against 27-28, benchmarks/decode_threads.py), so when the median
-# of the last WATCH steps is under the median at the last round by SPEEDUP, a round starts, at least
-# EXPLORE_SECONDS of decoding after the last (quick and slow phases beside a busy process must not
-# start one each). Before, the load's end was found at the next timed round, up to
-# MAX_EXPLORE_SECONDS later, all that time on 1 thread at 0.7x the whole team's speed.
+# of the last WATCH steps is under the median at the last round by SPEEDUP, a round starts, once
+# EXPLORE_SECONDS of decoding (and ROUND_SPACING times the last round's time) have passed since the
+# last: quick and slow phases beside a busy process must not start one each. Before, the load's end
+# was found at the next timed round, up to MAX_EXPLORE_SECONDS later, all that time on 1 thread at
+# 0.7x the whole team's speed. Other speed-ups start a round too (a reply with a short context after
+# long ones): a turn wasted, no more, at those spacings.
 SPEEDUP = 1.25
 # Another count takes over when its mean step is under this share of the count in use's: a smaller
 # gain is within the noise of a few dozen steps.
@@ -75,9 +78,11 @@ class ThreadTuner:
     It starts at the largest count (torch's default). After FIRST_ROUND_STEPS steps, then after
     EXPLORE_SECONDS of decoding, twice as long after each round that changes nothing up to
     MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last round's own time), or when the
-    steps slow down SLOWDOWN times or speed up SPEEDUP times (a load arrived or left), it gives each
-    other count a turn of a few steps. After the round, the count with the lowest mean step time
-    over its last stints is used, if it beats the one in use by MARGIN. The first step after a change of count is not counted (the team regroups).
+    steps slow down SLOWDOWN times or speed up SPEEDUP times (a load arrived or left; a speed-up
+    waits for the spacing of timed rounds), it gives each other count a turn of a few steps. After
+    the round, the count with the lowest mean step time over its last stints is used, if it beats
+    the one in use by MARGIN. The first step after a change of count is not counted (the team
+    regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
     One generation at a time: the engine's steps call `timed` one after another.
     """
@@ -150,11 +155,16 @@ class ThreadTuner:
             self._stints[count][-1].append(seconds)
         if self._turn:
             self._round_seconds += seconds
-            # A turn lasts EXPLORE_SHARE of the time between rounds, and MIN_TURN counted steps at
-            # least. (Counted in steps at the count in use's pace, a turn of a count 15x slower
-            # took 15x as long: 1.5 s beside quick 1-thread steps.)
+            # A turn lasts EXPLORE_SHARE of EXPLORE_SECONDS in its own steps, and MIN_TURN counted
+            # steps at least. (Counted in steps at the count in use's pace, a turn of a count 15x
+            # slower took 15x as long: 1.5 s beside quick 1-thread steps.) By its median pace, not
+            # its sum: ended by the sum, a turn tends to end right after a long wait, and its mean
+            # came out 1.5x its count's true mean (4 ms steps with a 100 ms wait 1 in 15).
             turn = self._stints[count][-1]
-            if len(turn) >= MIN_TURN and sum(turn) >= EXPLORE_SHARE * self._explore_seconds:
+            if (
+                len(turn) >= MIN_TURN
+                and len(turn) * statistics.median(turn) >= EXPLORE_SHARE * self._explore_seconds
+            ):
                 self._turn.pop(0)
                 if not self._turn:
                     self._choose()
@@ -180,15 +190,18 @@ class ThreadTuner:
             return False
         typical = statistics.median(recent)
         arrived = typical > SLOWDOWN * self._reference
-        left = typical * SPEEDUP < self._reference_median and self._since_round >= self._explore_seconds
+        spaced = self._since_round >= max(self._explore_seconds, ROUND_SPACING * self._round_seconds)
+        left = typical * SPEEDUP < self._reference_median and spaced
         if not (arrived or left):
             return False
         # Only steps taken since the change say what a count costs now: the other counts' stints
         # were timed before it (a turn beside the load that has since left would count against the
-        # whole team for two more rounds), and the count in use keeps its last WATCH steps.
+        # whole team for two more rounds), and the count in use keeps its last MIN_TURN steps (the
+        # median of WATCH passes its bound at about the fifth step after a change: the WATCH steps
+        # still held some from before it, and made the count in use look as it was).
         for stints in self._stints.values():
             stints.clear()
-        self._stints[self.chosen].append(recent)
+        self._stints[self.chosen].append(recent[-MIN_TURN:])
         if arrived:
             # The round after this one comes EXPLORE_SECONDS after it if this one changes the count,
             # else twice that (sooner, in phased loads, spent a third of the time at the slower
@@ -225,3 +238,15 @@ def auto_tuner(threads: int | str) -> ThreadTuner | None:
     if threads != AUTO or default < 2:
         return None
     return ThreadTuner(candidate_counts(default), torch.set_num_threads)
+
+
+@contextmanager
+def restoring(tuner: ThreadTuner | None) -> Iterator[ThreadTuner | None]:
+    """`tuner` for the block, torch's default count set again when it ends however it ends: a run
+    that ends mid-turn, or at 1 thread, must not leave its caller's process (a test run, a notebook,
+    the stage's own later work) on that count. None (no tuner) is passed through."""
+    try:
+        yield tuner
+    finally:
+        if tuner is not None:
+            tuner.restore()

@@ -257,8 +257,10 @@ def test_the_evaluate_thread_benchmark_decodes_the_same_transcripts_both_ways(
 ) -> None:
     """benchmarks.evaluate_threads: the stage's scripted chats on torch's default count and through the
     tuner, idle and beside a busy process: four rows, the same transcripts (it raises otherwise), and
-    torch's default count given back. (The first scripted chat, 8 tokens a reply: an untrained model
+    torch's default count given back by each tuner. (The first scripted chat, 8 tokens a reply: an untrained model
     runs every reply to its budget.)"""
+    from test_threadtuner import SpyTuner
+
     from benchmarks import evaluate_threads
     from pipeline.checkpoint import save_model
     from pipeline.params import load_params
@@ -269,6 +271,8 @@ def test_the_evaluate_thread_benchmark_decodes_the_same_transcripts_both_ways(
         return params
 
     monkeypatch.setattr(evaluate_threads, "load_params", short_params)
+    made: list[SpyTuner] = []
+    monkeypatch.setattr(evaluate_threads, "auto_tuner", SpyTuner.maker(made))
 
     torch.manual_seed(0)
     save_model(GPT(GPTConfig(block_size=128, n_layer=1, n_head=2, n_embd=16)).eval(), tmp_path / "ckpt")
@@ -282,3 +286,5 @@ def test_the_evaluate_thread_benchmark_decodes_the_same_transcripts_both_ways(
         (n, label) for n in ("idle", "busy") for label in ("default", "auto")
     ]
     assert all(float(r[2]) > 0 for r in rows)
+    # a tuner per `auto` row, each through decode steps and given torch's default back
+    assert len(made) == 2 and all(t.set_counts and t.restored for t in made)

@@ -445,28 +445,15 @@ def test_evaluate_model_decodes_at_chats_default_thread_count(
     """The replies go through `--threads auto`'s tuner, as chat's do, so decode_tokens_per_s is what
     chat gives on the machine as it is (on torch's default count, a busy process beside the stage
     took the cpu-tiny figure from 193 to 6 tokens/s); and the tuner gives torch's default back."""
+    from test_threadtuner import SpyTuner
+
     from pipeline import threadtuner
     from pipeline.evaluate import evaluate_model
 
-    class SpyTuner(threadtuner.ThreadTuner):
-        restored = False
-
-        def restore(self) -> None:
-            self.restored = True
-            super().restore()
-
-    made: list[tuple[SpyTuner, list[int]]] = []
-
-    def auto_tuner(threads: int | str) -> SpyTuner:
-        assert threads == threadtuner.AUTO
-        counts: list[int] = []  # what it would set: torch's own count is left alone here
-        made.append((SpyTuner((1, 2), counts.append), counts))
-        return made[-1][0]
-
-    monkeypatch.setattr(threadtuner, "auto_tuner", auto_tuner)
+    made: list[SpyTuner] = []
+    monkeypatch.setattr(threadtuner, "auto_tuner", SpyTuner.maker(made))
     (tmp_path / "val").mkdir()
     pq.write_table(pa.table({"source": pa.array([], pa.string())}), tmp_path / "val.parquet")
     result = evaluate_model(tiny(32), tmp_path / "val", tmp_path / "val.parquet", EVAL)
     assert result.metrics["replies"] == 1 and len(made) == 1
-    tuner, counts = made[0]
-    assert len(counts) > 2 and tuner.restored  # decode steps set their count, then the default came back
+    assert len(made[0].set_counts) > 2 and made[0].restored  # decode steps set their count, then the default

@@ -6,6 +6,7 @@ at, so each test knows which count is fastest and when that changes."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from test_engine_support import tiny_gpt
 
 from pipeline.engine import Engine
 from pipeline.sampling import SamplingParams
-from pipeline.threadtuner import EXPLORE_SECONDS, MIN_TURN, ThreadTuner, auto_tuner, candidate_counts
+from pipeline.threadtuner import AUTO, EXPLORE_SECONDS, MIN_TURN, ThreadTuner, auto_tuner, candidate_counts
 
 
 class FakeCPU:
@@ -42,6 +43,31 @@ class FakeCPU:
 
     def tuner(self, **kwargs) -> ThreadTuner:
         return ThreadTuner(sorted(self.cost), self.set_threads, self.clock, **kwargs)
+
+
+class SpyTuner(ThreadTuner):
+    """A tuner over 1 and 2 threads that sets no real count (it keeps the counts it would set) and
+    says whether it was given back torch's default (`restore`)."""
+
+    def __init__(self) -> None:
+        self.set_counts: list[int] = []
+        self.restored = False
+        super().__init__((1, 2), self.set_counts.append)
+
+    def restore(self) -> None:
+        self.restored = True
+        super().restore()
+
+    @staticmethod
+    def maker(made: list[SpyTuner]) -> Callable[[int | str], SpyTuner]:
+        """An `auto_tuner` stand-in that asks for `auto` and keeps every tuner it makes in `made`."""
+
+        def auto_tuner(threads: int | str) -> SpyTuner:
+            assert threads == AUTO
+            made.append(SpyTuner())
+            return made[-1]
+
+        return auto_tuner
 
 
 def run(cpu: FakeCPU, tuner: ThreadTuner, steps: int) -> list[int]:
@@ -268,6 +294,54 @@ def test_slow_phases_of_one_thread_do_not_start_a_round_each() -> None:
     assert tuner.chosen == 1
     time_at_2 = 0.030 * counts.count(2)
     assert time_at_2 < 0.25 * cpu.now
+
+
+@pytest.mark.parametrize(
+    "quick, slow, phase, two", [(1.0, 2.0, 12, 2.5), (0.5, 1.0, 10, 1.2)], ids=["1s-2s", "0.5s-1s"]
+)
+def test_slow_steps_in_phases_start_rounds_no_oftener_than_the_timed_ones(
+    quick: float, slow: float, phase: int, two: float
+) -> None:
+    """Steps of a second or more at 1 thread, in quick and slow phases: each quick phase is a speed-up,
+    and a round that came 2 s after the last (a few steps) gave the slower count 0.29 and 0.31 of
+    the time. A speed-up waits for the timed rounds' spacing too (ROUND_SPACING times the last
+    round's time): under a quarter."""
+    cpu = FakeCPU({1: lambda n: slow if (n // phase) % 2 else quick, 2: two})
+    tuner = cpu.tuner()
+    counts = run(cpu, tuner, 600)
+    assert tuner.chosen == 1
+    assert two * counts.count(2) < 0.25 * cpu.now
+
+
+@pytest.mark.parametrize(
+    "load, chosen",
+    [({1: 0.050, 2: 0.045}, 2), ({1: 0.060, 2: 0.080}, 1)],
+    ids=["old-turn-of-the-other-count", "old-steps-of-the-count-in-use"],
+)
+def test_after_a_load_arrives_only_steps_since_it_count(load: dict, chosen: int) -> None:
+    """After an idle start (1 thread 30 ms, 2 threads 20 ms), a load slows both counts; only steps
+    taken beside it may decide. Averaged with its turn from before the load, 1 thread (40 ms) looked
+    quicker than the whole team (45 ms) and took over. And the slowdown shows at about the fifth slow
+    step, when the last WATCH steps still hold three from before: counted, the whole team's mean
+    (58 ms) hid that 1 thread (60 ms) now beats it (80 ms)."""
+    cpu = FakeCPU(dict(IDLE))
+    tuner = cpu.tuner()
+    run(cpu, tuner, 80)
+    assert tuner.chosen == 2
+    cpu.cost = load
+    run(cpu, tuner, 60)
+    assert tuner.chosen == chosen and tuner.switches == (chosen != 2)
+
+
+def test_a_turn_is_not_cut_at_the_long_wait_it_just_took() -> None:
+    """A turn lasts 0.1 s at its steps' typical pace: ended by their sum, 1 thread's first turn (4 ms
+    steps, one 100 ms wait at its 11th) ended on the wait, its mean (12.7 ms) lost to the whole
+    team's 10 ms, and the quicker count was not tried again for seconds."""
+    cpu = FakeCPU({1: lambda n: 0.100 if n == 11 else 0.004, 2: 0.010})
+    tuner = cpu.tuner()
+    counts = run(cpu, tuner, 60)
+    assert counts[17:28] == [1] * 11  # the turn goes on past the wait
+    assert tuner.chosen == 1
 
 
 def test_restore_sets_the_default_count_again() -> None:
