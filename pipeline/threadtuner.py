@@ -52,15 +52,18 @@ ROUND_SPACING = 4.0
 # mean at the last round: a load has arrived. A median: single waits must not start rounds.
 WATCH = 8
 SLOWDOWN = 2.0
-# A load that leaves shows too: one thread beside a busy process decodes about 1.5x slower than
-# alone (GPT-2 124M: 15-18 tokens/s against 27-28, benchmarks/decode_threads.py), so when the median
-# of the last WATCH steps is under the median at the last round by SPEEDUP, a round starts, once
-# EXPLORE_SECONDS of decoding (and ROUND_SPACING times the last round's time) have passed since the
-# last: quick and slow phases beside a busy process must not start one each. Before, the load's end
-# was found at the next timed round, up to MAX_EXPLORE_SECONDS later, all that time on 1 thread at
-# 0.7x the whole team's speed. Other speed-ups start a round too (a reply with a short context after
-# long ones): a turn wasted, no more, at those spacings.
+# A load that leaves can show too: one thread beside a busy process decodes about 1.5x slower than
+# alone (GPT-2 124M: 15-18 tokens/s against 27-28, benchmarks/decode_threads.py), though much of
+# that is in waits, and its median step may differ less (40 against 37 ms in one trace: then the
+# timed rounds find it). When the median of the last WATCH steps is under the median at the last
+# round by SPEEDUP, a round starts, once EXPLORE_SECONDS of decoding (and ROUND_SPACING times the
+# last round's time) have passed since the last: quick and slow phases beside a busy process must
+# not start one each. Before, the load's end was found at the next timed round only, up to
+# MAX_EXPLORE_SECONDS later, all that time on 1 thread at 0.7x the whole team's speed. Other
+# speed-ups start a round too (a reply with a short context after long ones): a turn wasted, no
+# more, at those spacings.
 SPEEDUP = 1.25
+ARRIVED, LEFT = "arrived", "left"  # what the count in use's steps say of a load (_load_change)
 # Another count takes over when its mean step is under this share of the count in use's: a smaller
 # gain is within the noise of a few dozen steps.
 MARGIN = 0.9
@@ -179,35 +182,46 @@ class ThreadTuner:
         # The count in use needs MIN_TURN steps of its own since the last round to be compared: with
         # fewer, it had no mean and any other count took over, however slow.
         due = len(self._stints[self.chosen][-1]) >= MIN_TURN
-        if len(self.counts) > 1 and due and (self._until_round <= 0 or self._load_changed()):
-            self._turn = [c for c in self.counts if c != self.chosen]
-            self._round_seconds = 0.0
+        if len(self.counts) < 2 or not due:
+            return
+        change = self._load_change()
+        spaced = self._since_round >= max(self._explore_seconds, ROUND_SPACING * self._round_seconds)
+        if self._until_round <= 0 or change == ARRIVED or (change == LEFT and spaced):
+            self._start_round(change)
 
-    def _load_changed(self) -> bool:
-        """Whether the count in use's recent steps say a load arrived (SLOWDOWN) or left (SPEEDUP)."""
+    def _load_change(self) -> str | None:
+        """ARRIVED, LEFT or None: what the count in use's last WATCH steps say against its steps at
+        the last round (SLOWDOWN times its mean, or SPEEDUP times quicker than its median)."""
         recent = self._stints[self.chosen][-1][-WATCH:]
         if len(recent) < WATCH or self._reference <= 0:
-            return False
+            return None
         typical = statistics.median(recent)
-        arrived = typical > SLOWDOWN * self._reference
-        spaced = self._since_round >= max(self._explore_seconds, ROUND_SPACING * self._round_seconds)
-        left = typical * SPEEDUP < self._reference_median and spaced
-        if not (arrived or left):
-            return False
-        # Only steps taken since the change say what a count costs now: the other counts' stints
-        # were timed before it (a turn beside the load that has since left would count against the
-        # whole team for two more rounds), and the count in use keeps its last MIN_TURN steps (the
-        # median of WATCH passes its bound at about the fifth step after a change: the WATCH steps
-        # still held some from before it, and made the count in use look as it was).
-        for stints in self._stints.values():
-            stints.clear()
-        self._stints[self.chosen].append(recent[-MIN_TURN:])
-        if arrived:
+        if typical > SLOWDOWN * self._reference:
+            return ARRIVED
+        if typical * SPEEDUP < self._reference_median:
+            return LEFT
+        return None
+
+    def _start_round(self, change: str | None) -> None:
+        if change is not None:
+            # Only steps taken since the change say what a count costs now, also at a timed round
+            # that comes before a speed-up may start one: the other counts' stints were timed
+            # before it (a turn beside a load that has since left counts against the whole team:
+            # in one GPT-2 124M trace, 2 threads' mean of 257 ms idle, most of it a turn at 300 ms
+            # beside the load, kept 1 thread for 8 s more). The count in use keeps its last MIN_TURN steps
+            # (the median of WATCH passes its bound at about the fifth step after a change: the
+            # WATCH steps still held some from before it, and made the count in use look as it was).
+            recent = self._stints[self.chosen][-1][-MIN_TURN:]
+            for stints in self._stints.values():
+                stints.clear()
+            self._stints[self.chosen].append(recent)
+        if change == ARRIVED:
             # The round after this one comes EXPLORE_SECONDS after it if this one changes the count,
             # else twice that (sooner, in phased loads, spent a third of the time at the slower
             # count: test_threadtuner's slow phases).
             self._interval = self._explore_seconds
-        return True
+        self._turn = [c for c in self.counts if c != self.chosen]
+        self._round_seconds = 0.0
 
     def _choose(self) -> None:
         means = {c: m for c in self.counts if (m := self.mean_step(c)) is not None}

@@ -14,7 +14,15 @@ from test_engine_support import tiny_gpt
 
 from pipeline.engine import Engine
 from pipeline.sampling import SamplingParams
-from pipeline.threadtuner import AUTO, EXPLORE_SECONDS, MIN_TURN, ThreadTuner, auto_tuner, candidate_counts
+from pipeline.threadtuner import (
+    AUTO,
+    EXPLORE_SECONDS,
+    MAX_EXPLORE_SECONDS,
+    MIN_TURN,
+    ThreadTuner,
+    auto_tuner,
+    candidate_counts,
+)
 
 
 class FakeCPU:
@@ -331,6 +339,22 @@ def test_after_a_load_arrives_only_steps_since_it_count(load: dict, chosen: int)
     cpu.cost = load
     run(cpu, tuner, 60)
     assert tuner.chosen == chosen and tuner.switches == (chosen != 2)
+
+
+def test_a_timed_round_after_a_load_left_drops_the_turns_taken_beside_it() -> None:
+    """Beside a load whose 2-thread steps crawl (500 ms), a round takes 2.5 s and a speed-up must
+    wait 10 s after it; the timed round comes first. Its 2-thread mean held the turn taken beside
+    the load (GPT-2 124M: 235 ms, against 24 ms idle) and kept 1 thread for 8 s more (13.8 s in
+    all): a timed round that finds the count in use sped up (or slowed down) drops the old turns."""
+    cpu = FakeCPU({1: 0.045, 2: 0.500})
+    tuner = cpu.tuner()
+    run(cpu, tuner, 400)
+    assert tuner.chosen == 1
+    cpu.cost = dict(IDLE)
+    left = cpu.now
+    while tuner.chosen == 1 and cpu.now - left < 30.0:
+        run(cpu, tuner, 1)
+    assert tuner.chosen == 2 and cpu.now - left < MAX_EXPLORE_SECONDS
 
 
 def test_a_turn_is_not_cut_at_the_long_wait_it_just_took() -> None:
