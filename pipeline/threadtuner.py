@@ -118,7 +118,7 @@ class ThreadTuner:
         self._interval = explore_seconds / 2
         self._reference = 0.0  # the chosen count's mean step at the last round
         self._reference_median = 0.0  # and its median step
-        self._round_seconds = 0.0  # decoding time of the round under way (its turns)
+        self._round_seconds = 0.0  # decoding time of the round under way, or of the last one
         self._since_round = 0.0  # seconds of decoding at the chosen count since the last round
 
     def timed(self, step: Callable[[], T]) -> T:
@@ -205,20 +205,22 @@ class ThreadTuner:
     def _start_round(self, change: str | None) -> None:
         if change is not None:
             # Only steps taken since the change say what a count costs now, also at a timed round
-            # that comes before a speed-up may start one: the other counts' stints were timed
-            # before it (a turn beside a load that has since left counts against the whole team:
-            # in one GPT-2 124M trace, 2 threads' mean of 257 ms idle, most of it a turn at 300 ms
-            # beside the load, kept 1 thread for 8 s more). The count in use keeps its last MIN_TURN steps
-            # (the median of WATCH passes its bound at about the fifth step after a change: the
-            # WATCH steps still held some from before it, and made the count in use look as it was).
+            # (a speed-up's spacing ends on the same step as the timed wait, or before it): the
+            # other counts' stints were timed before it (a turn beside a load that has since left
+            # counts against the whole team: in one GPT-2 124M trace, 2 threads' mean of 257 ms
+            # idle, most of it a turn at 300 ms beside the load, kept 1 thread for 8 s more). The
+            # count in use keeps its last MIN_TURN steps (the median of WATCH passes its bound at
+            # about the fifth step after a change: the WATCH steps still held some from before it,
+            # and made the count in use look as it was).
             recent = self._stints[self.chosen][-1][-MIN_TURN:]
             for stints in self._stints.values():
                 stints.clear()
             self._stints[self.chosen].append(recent)
         if change == ARRIVED:
             # The round after this one comes EXPLORE_SECONDS after it if this one changes the count,
-            # else twice that (sooner, in phased loads, spent a third of the time at the slower
-            # count: test_threadtuner's slow phases).
+            # else twice that, not the MAX_EXPLORE_SECONDS that quiet rounds had spread to
+            # (test_threadtuner: a round started by a load that arrives). Sooner, in phased loads,
+            # rounds spent a third of the time at the slower count (its slow-phases test).
             self._interval = self._explore_seconds
         self._turn = [c for c in self.counts if c != self.chosen]
         self._round_seconds = 0.0

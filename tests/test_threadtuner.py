@@ -17,7 +17,6 @@ from pipeline.sampling import SamplingParams
 from pipeline.threadtuner import (
     AUTO,
     EXPLORE_SECONDS,
-    MAX_EXPLORE_SECONDS,
     MIN_TURN,
     ThreadTuner,
     auto_tuner,
@@ -342,19 +341,38 @@ def test_after_a_load_arrives_only_steps_since_it_count(load: dict, chosen: int)
 
 
 def test_a_timed_round_after_a_load_left_drops_the_turns_taken_beside_it() -> None:
-    """Beside a load whose 2-thread steps crawl (500 ms), a round takes 2.5 s and a speed-up must
-    wait 10 s after it; the timed round comes first. Its 2-thread mean held the turn taken beside
-    the load (GPT-2 124M: 235 ms, against 24 ms idle) and kept 1 thread for 8 s more (13.8 s in
+    """Beside a load whose 2-thread steps crawl (500 ms), a round takes 2.5 s: the next timed round
+    and a speed-up's round both wait 10 s (4 x 2.5 s), and fall on one step, where the timed round
+    dropped nothing (the speed-up was not looked at). Its 2-thread mean held the turn taken beside
+    the load (a GPT-2 124M trace: 257 ms, against 29 ms idle) and kept 1 thread for 8 s more (13.8 s in
     all): a timed round that finds the count in use sped up (or slowed down) drops the old turns."""
     cpu = FakeCPU({1: 0.045, 2: 0.500})
     tuner = cpu.tuner()
     run(cpu, tuner, 400)
     assert tuner.chosen == 1
     cpu.cost = dict(IDLE)
-    left = cpu.now
+    left, counts = cpu.now, []
     while tuner.chosen == 1 and cpu.now - left < 30.0:
-        run(cpu, tuner, 1)
-    assert tuner.chosen == 2 and cpu.now - left < MAX_EXPLORE_SECONDS
+        counts += run(cpu, tuner, 1)
+    # The first round after it left decides: one turn at 2 threads, not two rounds (8 s more).
+    assert tuner.chosen == 2 and [c for c, _ in itertools.groupby(counts)] == [1, 2]
+
+
+def test_a_round_started_by_a_load_that_arrives_sets_the_next_one_two_base_intervals_later() -> None:
+    """Rounds that changed nothing had spread to MAX_EXPLORE_SECONDS; a load arrives and the round it
+    starts keeps the count: the next round comes 2 * EXPLORE_SECONDS after, not 8 s (nor 2 s)."""
+    cpu = FakeCPU(dict(IDLE))
+    tuner = cpu.tuner()
+    run(cpu, tuner, 600)
+    cpu.cost = {1: 0.060, 2: 0.045}  # both slower; 2 threads still win
+    starts, last = [], 2
+    for _ in range(400):
+        before = cpu.now
+        count = tuner.timed(cpu.step)
+        if count == 1 and last == 2:
+            starts.append(before)
+        last = count
+    assert tuner.chosen == 2 and round(starts[1] - starts[0]) == 2 * EXPLORE_SECONDS
 
 
 def test_a_turn_is_not_cut_at_the_long_wait_it_just_took() -> None:
