@@ -331,7 +331,7 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     cfg = check_eval_params(cfg, model.config.block_size)
     # The replies decode as `nanochatgpt chat` does by default (`--threads auto`), so that
     # decode_tokens_per_s is the speed chat gives on this machine as it is: on torch's default count,
-    # a busy process beside the stage (a second repro, a test run) took the cpu-tiny figure from
+    # a busy process beside the stage (a numpy job on one core, here) took the cpu-tiny figure from
     # 193 to 6 tokens/s. The count changes no token (tests/test_threadtuner.py).
     with restoring(auto_tuner(AUTO)) as tuner:
         return _evaluate(model, val_dir, val_parquet, cfg, Engine(model, thread_tuner=tuner))
