@@ -41,7 +41,7 @@ from pipeline.engine import Engine  # noqa: E402
 from pipeline.model import GPT, GPT2_PRESETS, GPTConfig  # noqa: E402
 from pipeline.params import load_params, project_root  # noqa: E402
 from pipeline.sampling import SamplingParams  # noqa: E402
-from pipeline.threadtuner import ThreadTuner, candidate_counts  # noqa: E402
+from pipeline.threadtuner import default_tuner  # noqa: E402
 
 # The busy neighbour: matmuls on torch's default thread count until it is killed.
 BUSY = "import torch\na = torch.randn(512, 512)\nwhile True:\n    a = torch.tanh(a @ a)\n"
@@ -113,9 +113,7 @@ def compare(model: GPT, prompt: list[int], new_tokens: int, counts: list[int], r
     def auto_row(neighbour: str, came_from: str | None = None) -> None:
         """The tuner made in `came_from` (a fresh one, warmed up, if None) beside `neighbour`."""
         if came_from is None:
-            tuned[neighbour] = Engine(
-                model, thread_tuner=ThreadTuner(candidate_counts(counts[0]), torch.set_num_threads)
-            )
+            tuned[neighbour] = Engine(model, thread_tuner=default_tuner(counts[0]))
         engine = tuned[came_from or neighbour]
         tuner = engine.thread_tuner
         assert tuner is not None

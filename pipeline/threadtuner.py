@@ -8,7 +8,9 @@ busy process, a training run say, one of the team is often descheduled and every
 (1 thread then decoded 1.7-1.9x as fast as 2: benchmarks/decode_threads.py). Which count wins depends
 on a load that comes and goes, so no count fixed at start is right for long: the tuner keeps the mean
 step time of each count, gives the other counts a short turn (a few steps) every few seconds of
-decoding (about a fifth of it at most), and runs at whichever is quickest.
+decoding (about a fifth of it at most), and runs at whichever is quickest. It tries them at once when
+the steps slow down, or when the cores other processes use move (pipeline/cpuload.py): a load came or
+went.
 
 The count changes nothing in the output: torch's CPU kernels give the same logits at any thread count
 (tests/test_threadtuner.py checks it on this machine's torch), so a `--seed` reply is the same.
@@ -22,6 +24,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
+
+from pipeline.cpuload import NeighbourLoad
 
 T = TypeVar("T")
 
@@ -64,6 +68,13 @@ SLOWDOWN = 2.0
 # more, at those spacings.
 SPEEDUP = 1.25
 ARRIVED, LEFT = "arrived", "left"  # what the count in use's steps say of a load (_load_change)
+# Where the tuner has a NeighbourLoad (pipeline/cpuload.py: `--threads auto` has one), a round also
+# starts when the cores other processes use moved by LOAD_STEP from the reading the count in use was
+# chosen on, once ROUND_SPACING times the last round's time has passed: the sign the step times miss
+# when a load leaves (above). Half a core: the busy process of benchmarks/decode_threads.py reads 1.3
+# cores and its absence 0.01 on 2 cores; a neighbour's share moves less than that when this process
+# changes its own count (1.35 to 1.0 cores), and the readings are taken at the count in use only.
+LOAD_STEP = 0.5
 # Another count takes over when its mean step is under this share of the count in use's: a smaller
 # gain is within the noise of a few dozen steps.
 MARGIN = 0.9
@@ -82,10 +93,11 @@ class ThreadTuner:
     EXPLORE_SECONDS of decoding, twice as long after each round that changes nothing up to
     MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last round's own time), or when the
     steps slow down SLOWDOWN times or speed up SPEEDUP times (a load arrived or left; a speed-up
-    waits for the spacing of timed rounds), it gives each other count a turn of a few steps. After
-    the round, the count with the lowest mean step time over its last stints is used, if it beats
-    the one in use by MARGIN. The first step after a change of count is not counted (the team
-    regroups).
+    waits for the spacing of timed rounds), or when the cores other processes use move by LOAD_STEP
+    (`neighbours`, after ROUND_SPACING times the last round's time), it gives each other count a turn
+    of a few steps. After the round, the count with the lowest mean step time over its last stints
+    is used, if it beats the one in use by MARGIN. The first step after a change of count is not
+    counted (the team regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
     One generation at a time: the engine's steps call `timed` one after another.
     """
@@ -97,6 +109,7 @@ class ThreadTuner:
         clock: Callable[[], float] = time.perf_counter,
         explore_seconds: float = EXPLORE_SECONDS,
         max_explore_seconds: float = MAX_EXPLORE_SECONDS,
+        neighbours: NeighbourLoad | None = None,
     ) -> None:
         if not counts or min(counts) < 1:
             raise ValueError(f"thread counts must be >= 1, got {list(counts)}")
@@ -120,6 +133,7 @@ class ThreadTuner:
         self._reference_median = 0.0  # and its median step
         self._round_seconds = 0.0  # decoding time of the round under way, or of the last one
         self._since_round = 0.0  # seconds of decoding at the chosen count since the last round
+        self._neighbours = neighbours
 
     def timed(self, step: Callable[[], T]) -> T:
         """`step()` run at the count due now, its time recorded."""
@@ -133,7 +147,10 @@ class ThreadTuner:
             self._stints[count].append([])
         start = self._clock()
         result = step()
-        self._record(count, self._clock() - start)
+        end = self._clock()
+        if self._neighbours is not None and not self._turn:
+            self._neighbours.observe(start, end)
+        self._record(count, end - start)
         return result
 
     def restore(self) -> None:
@@ -188,6 +205,8 @@ class ThreadTuner:
         spaced = self._since_round >= max(self._explore_seconds, ROUND_SPACING * self._round_seconds)
         if self._until_round <= 0 or change == ARRIVED or (change == LEFT and spaced):
             self._start_round(change)
+        elif (seen := self._neighbour_change()) and self._since_round >= ROUND_SPACING * self._round_seconds:
+            self._start_round(seen)
 
     def _load_change(self) -> str | None:
         """ARRIVED, LEFT or None: what the count in use's last WATCH steps say against its steps at
@@ -201,6 +220,13 @@ class ThreadTuner:
         if typical * SPEEDUP < self._reference_median:
             return LEFT
         return None
+
+    def _neighbour_change(self) -> str | None:
+        """ARRIVED or LEFT where the other processes' cores moved by LOAD_STEP since the last round."""
+        shift = self._neighbours.shift() if self._neighbours is not None else 0.0
+        if abs(shift) < LOAD_STEP:
+            return None
+        return ARRIVED if shift > 0 else LEFT
 
     def _start_round(self, change: str | None) -> None:
         if change is not None:
@@ -239,6 +265,8 @@ class ThreadTuner:
         self._reference = means.get(self.chosen, 0.0)
         recent = self._recent_steps(self.chosen)
         self._reference_median = statistics.median(recent) if recent else 0.0
+        if self._neighbours is not None:
+            self._neighbours.mark()
 
 
 AUTO = "auto"
@@ -253,7 +281,15 @@ def auto_tuner(threads: int | str) -> ThreadTuner | None:
     default = torch.get_num_threads()
     if threads != AUTO or default < 2:
         return None
-    return ThreadTuner(candidate_counts(default), torch.set_num_threads)
+    return default_tuner(default)
+
+
+def default_tuner(default: int) -> ThreadTuner:
+    """`--threads auto`'s tuner over `default` (torch's thread count): 1, half and all of it, the other
+    processes' cores watched."""
+    import torch
+
+    return ThreadTuner(candidate_counts(default), torch.set_num_threads, neighbours=NeighbourLoad())
 
 
 @contextmanager

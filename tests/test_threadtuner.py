@@ -1,7 +1,8 @@
 """pipeline.threadtuner: the decode's CPU thread count, picked by timing steps (`--threads auto`).
 
 The tuner is driven by a fake clock whose steps take what a `cost` table says for the count they run
-at, so each test knows which count is fastest and when that changes."""
+at, so each test knows which count is fastest and when that changes; the cores other processes use
+(`load`) are as fake."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 import torch
 from test_engine_support import tiny_gpt
 
+from pipeline.cpuload import NeighbourLoad
 from pipeline.engine import Engine
 from pipeline.sampling import SamplingParams
 from pipeline.threadtuner import (
     AUTO,
     EXPLORE_SECONDS,
+    MAX_EXPLORE_SECONDS,
     MIN_TURN,
     ThreadTuner,
     auto_tuner,
@@ -26,13 +29,24 @@ from pipeline.threadtuner import (
 
 class FakeCPU:
     """A clock and a thread setting: a step at `count` threads takes cost[count] seconds, or what
-    cost[count](n) says for the n-th step at that count."""
+    cost[count](n) says for the n-th step at that count. Other processes use `load` cores meanwhile
+    (`others`: their CPU seconds so far, as pipeline.cpuload.others_cpu_seconds counts them)."""
 
-    def __init__(self, cost: dict) -> None:
+    def __init__(self, cost: dict, load: float = 0.0) -> None:
         self.cost = cost
+        self.load = load
         self.now = 0.0
+        self.used_by_others = 0.0
         self.threads: int | None = None
         self.steps_at: dict[int, int] = {}
+
+    def wait(self, seconds: float, load: float | None = None) -> None:
+        """Time between steps (a reply's end, a user typing), the others using `load` cores in it."""
+        self.now += seconds
+        self.used_by_others += seconds * (self.load if load is None else load)
+
+    def others(self) -> float:
+        return self.used_by_others
 
     def set_threads(self, count: int) -> None:
         self.threads = count
@@ -44,12 +58,14 @@ class FakeCPU:
         assert self.threads is not None
         n = self.steps_at.get(self.threads, 0)
         cost = self.cost[self.threads]
-        self.now += cost(n) if callable(cost) else cost
+        self.wait(cost(n) if callable(cost) else cost)
         self.steps_at[self.threads] = n + 1
         return self.threads
 
-    def tuner(self, **kwargs) -> ThreadTuner:
-        return ThreadTuner(sorted(self.cost), self.set_threads, self.clock, **kwargs)
+    def tuner(self, watch: bool = False, **kwargs) -> ThreadTuner:
+        """A tuner over the counts in `cost`, watching the others' `load` if `watch`."""
+        neighbours = NeighbourLoad(self.others) if watch else None
+        return ThreadTuner(sorted(self.cost), self.set_threads, self.clock, neighbours=neighbours, **kwargs)
 
 
 class SpyTuner(ThreadTuner):
@@ -130,7 +146,7 @@ def test_rounds_come_by_seconds_of_decoding_not_of_waiting() -> None:
     run(cpu, tuner, 30)  # past the first round: the next is 1 s of decoding away
     counts = []
     for _ in range(10):  # ten replies of 4 steps, a minute apart: 0.8 s of decoding in all
-        cpu.now += 60.0
+        cpu.wait(60.0)
         counts += run(cpu, tuner, 4)
     assert counts == [2] * 40
     counts = run(cpu, tuner, 20)  # and past 1 s of decoding: a turn at 1 thread
@@ -395,3 +411,105 @@ def test_restore_sets_the_default_count_again() -> None:
     tuner.restore()
     assert cpu.threads == 2
     assert run(cpu, tuner, 3) == [1, 1, 1]  # and it goes on at the count it chose
+
+
+def steps_until_chosen(cpu: FakeCPU, tuner: ThreadTuner, count: int, limit: float) -> float:
+    """Decode until `tuner` runs at `count` or `limit` seconds have passed; the seconds it took."""
+    start = cpu.now
+    while tuner.chosen != count and cpu.now - start < limit:
+        run(cpu, tuner, 1)
+    return cpu.now - start
+
+
+@pytest.mark.parametrize("watch", [True, False], ids=["watched", "steps-only"])
+def test_a_load_that_leaves_is_seen_in_the_cores_the_others_use(watch: bool) -> None:
+    """One thread decodes as fast with the neighbour gone as beside it (its steps say nothing), and
+    rounds that changed nothing are MAX_EXPLORE_SECONDS apart by now. The cores the others use fall
+    from 1.3 to 0: watched, the whole team takes over within 2 s; from the steps alone, only at the
+    timed round."""
+    cpu = FakeCPU(dict(BUSY), load=1.3)
+    tuner = cpu.tuner(watch=watch)
+    run(cpu, tuner, 700)  # 21 s of decoding, rounds 8 s apart
+    assert tuner.chosen == 1 and tuner.switches == 1
+    cpu.cost, cpu.load = dict(IDLE), 0.0
+    took = steps_until_chosen(cpu, tuner, 2, 2 * MAX_EXPLORE_SECONDS)
+    assert tuner.chosen == 2
+    assert took < 2.0 if watch else took > 2.0
+
+
+def test_a_load_that_arrives_on_cores_the_steps_do_not_feel_starts_one_round() -> None:
+    """The others' cores rise (a process on cores this one does not share) and no count is slower:
+    one round tries the other count, and the reading after it is the new reference, so no more
+    rounds come than the timed ones."""
+    rounds = {}
+    for watch in (True, False):
+        cpu = FakeCPU(dict(IDLE))
+        tuner = cpu.tuner(watch=watch)
+        run(cpu, tuner, 700)
+        cpu.load = 1.0
+        counts = run(cpu, tuner, 700)
+        assert tuner.chosen == 2
+        rounds[watch] = [c for c, _ in itertools.groupby(counts)].count(1)
+    assert rounds[True] == rounds[False] + 1
+
+
+def test_the_pause_between_replies_is_not_read_as_a_load_that_arrived() -> None:
+    """While this process waits for the user, a busy neighbour takes the cores it leaves (2 cores,
+    not the 1.3 it gets beside a decode). A reading across the pause would look like a load that
+    arrived and start a round after every reply: the tuner does as it does unwatched."""
+    counts = {}
+    for watch in (True, False):
+        cpu = FakeCPU(dict(BUSY), load=1.3)
+        tuner = cpu.tuner(watch=watch)
+        counts[watch] = []
+        for _ in range(30):  # replies of 40 steps, 5 s apart
+            counts[watch] += run(cpu, tuner, 40)
+            cpu.wait(5.0, load=2.0)
+    assert counts[True] == counts[False]
+
+
+def test_a_neighbour_that_keeps_coming_and_going_gets_under_a_quarter_of_the_time() -> None:
+    """The others' cores swing between 0 and 1.3 every 0.6 s and each swing is a change; a round
+    waits ROUND_SPACING times the last round's time. With slow steps (a turn at 1 thread takes 1.5 s)
+    a round at each swing spent most of the time at the slower count."""
+    cpu = FakeCPU({1: 0.300, 2: 0.100})
+    tuner = cpu.tuner(watch=True)
+    counts = []
+    for n in range(3000):
+        cpu.load = 1.3 if (n // 6) % 2 else 0.0
+        counts += run(cpu, tuner, 1)
+    assert tuner.chosen == 2
+    assert 0.300 * counts.count(1) < 0.25 * cpu.now
+
+
+def test_a_load_that_leaves_is_seen_across_short_replies() -> None:
+    """Replies of a small model (64 tokens of 5 ms, a second apart) are shorter than a reading of the
+    others' cores: readings add up the replies' steps, and the reference from beside the load
+    outlasts the pauses, so the whole team is back within a few replies of the load's end, not at
+    the timed round 8 s of decoding (25 replies) away."""
+    cpu = FakeCPU({1: 0.005, 2: 0.012}, load=1.3)
+    tuner = cpu.tuner(watch=True)
+    for _ in range(100):
+        run(cpu, tuner, 64)
+        cpu.wait(1.0, load=2.0)
+    assert tuner.chosen == 1
+    cpu.cost, cpu.load = {1: 0.005, 2: 0.003}, 0.0
+    replies = 0
+    while tuner.chosen == 1 and replies < 30:
+        run(cpu, tuner, 64)
+        cpu.wait(1.0)
+        replies += 1
+    assert tuner.chosen == 2 and replies <= 4
+
+
+def test_a_load_that_leaves_right_after_a_round_is_held_to_the_reading_before_it() -> None:
+    """The count in use was chosen on the reading taken before the round's turns: a load that leaves
+    as the round ends, before any reading after it, still shows (the first reading after the round,
+    without the load, would have been the reference: nothing moved until the timed round 8 s on)."""
+    cpu = FakeCPU(dict(BUSY), load=1.3)
+    tuner = cpu.tuner(watch=True)
+    counts = run(cpu, tuner, 700)
+    while counts[-2:] != [2, 1]:  # to the end of a turn at 2 threads: back on 1
+        counts += run(cpu, tuner, 1)
+    cpu.cost, cpu.load = dict(IDLE), 0.0
+    assert steps_until_chosen(cpu, tuner, 2, 2 * MAX_EXPLORE_SECONDS) < 2.0

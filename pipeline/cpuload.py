@@ -1,0 +1,106 @@
+"""How many cores the machine's other processes keep busy while this one decodes: the thread tuner's
+sign that a load arrived or left (pipeline/threadtuner.py).
+
+A decode step's own times say it poorly. Beside a busy torch process one thread's *median* step is
+close to its idle one (34-57 ms against 37-38 ms for GPT-2 124M; the load shows in rare long waits),
+so a neighbour that leaves went unseen for up to 8 s of decoding. The CPU time the others use says it
+at once: the machine's busy time less this process's, over half a second of decoding, read 1.3 cores
+beside benchmarks/decode_threads.py's busy process and 0.01 without it, on this 2-core machine, at
+either thread count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psutil
+
+# A reading covers at least this many seconds of decoding: the kernel counts CPU time in ticks of
+# 1-10 ms, so a reading over 0.5 s is within a few hundredths of a core. It may span several replies:
+# one of a small model (64 tokens of cpu-tiny, 0.3 s) is shorter.
+WINDOW_SECONDS = 0.5
+# More time than this between two steps (a reply's end, a user typing) is not decoding: the step
+# after it is not counted. A busy neighbour gets the cores this process leaves while it waits (1.3
+# cores beside a decode, 2 while this process waits, on 2 cores), and a reading across the wait would
+# look like a load that arrived.
+GAP_SECONDS = 0.05
+# The others' CPU seconds are read at a step's end once this much time has passed since the last
+# read (a read took 30-45 us a step here: every step, 1% of cpu-tiny's 3.5 ms steps), and at the
+# first step after a pause, which drops the time since the last read (a pause's others are in it).
+READ_SECONDS = 0.02
+
+
+def others_cpu_seconds() -> float:
+    """CPU seconds every other process has used since boot: the busy time of all cores (psutil's, as
+    its cpu_percent counts it: not idle, not waiting for I/O, guest time once) less this process's."""
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    # Linux counts a guest's time in user time too: once is enough.
+    guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+    return sum(times) - idle - guest - time.process_time()
+
+
+class NeighbourLoad:
+    """The cores other processes used over the last reading (WINDOW_SECONDS of decoding), against the
+    reading the count in use was chosen on: the last one before the tuner's last round of turns
+    (`mark`), or the first one ever.
+
+    `observe(start, end)` is a decode step's start and end on the tuner's clock, for the steps at the
+    count in use only. It reads the others' CPU seconds at a step's end every READ_SECONDS, and
+    counts the time between two reads unless a pause of more than GAP_SECONDS came between two of its
+    steps. `others` is others_cpu_seconds; tests give their own. If it fails (a /proc that cannot be
+    read), the watch stops and says nothing again.
+    """
+
+    def __init__(self, others: Callable[[], float] = others_cpu_seconds) -> None:
+        self._others = others
+        self._last: tuple[float, float] | None = None  # (clock, others' CPU seconds) at the last read
+        self._last_end: float | None = None  # the last step's end
+        self._used = 0.0  # others' CPU seconds and decoding seconds in the reading under way
+        self._seconds = 0.0
+        self._reference: float | None = None  # cores at the reading the count in use was chosen on
+        self._latest: float | None = None  # cores at the last reading since
+        self.broken = False
+
+    def observe(self, start: float, end: float) -> None:
+        if self.broken:
+            return
+        paused = self._last_end is None or start - self._last_end > GAP_SECONDS
+        self._last_end = end
+        if not paused and self._last is not None and end - self._last[0] < READ_SECONDS:
+            return
+        try:
+            used = self._others()
+        except (OSError, psutil.Error):
+            self.broken = True
+            self._reference = self._latest = None
+            return
+        last, self._last = self._last, (end, used)
+        if last is None or paused:
+            return
+        self._used += used - last[1]
+        self._seconds += end - last[0]
+        if self._seconds >= WINDOW_SECONDS:
+            self._latest = self._used / self._seconds
+            self._used = self._seconds = 0.0
+            if self._reference is None:
+                self._reference = self._latest
+
+    def shift(self) -> float:
+        """The last reading less the reference, in cores: above 0, others use more than they did when
+        the count was chosen (a load arrived); below, less (one left). 0 until a reading since the
+        last `mark`."""
+        if self._reference is None or self._latest is None:
+            return 0.0
+        return self._latest - self._reference
+
+    def mark(self) -> None:
+        """A count is chosen: the last reading, taken before the round's turns, is its reference (a
+        round started by a shift is chosen on the load that moved), and the next reading starts
+        afresh (the turns' steps are not observed)."""
+        if self._latest is not None:
+            self._reference = self._latest
+        self._latest = None
+        self._last = self._last_end = None
+        self._used = self._seconds = 0.0

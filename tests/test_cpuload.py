@@ -1,0 +1,140 @@
+"""pipeline.cpuload: the cores other processes use, the thread tuner's sign that a load came or went."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline.cpuload import GAP_SECONDS, READ_SECONDS, WINDOW_SECONDS, NeighbourLoad, others_cpu_seconds
+
+SPIN = "import time\nend = time.perf_counter() + {seconds}\nwhile time.perf_counter() < end:\n    pass\n"
+
+
+def spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_others_cpu_seconds_counts_another_process_and_not_this_one() -> None:
+    """A child spinning 0.6 s adds its CPU time; this process spinning 0.6 s adds next to none."""
+    before = others_cpu_seconds()
+    subprocess.run([sys.executable, "-c", SPIN.format(seconds=0.6)], check=True)
+    child = others_cpu_seconds() - before
+    before = others_cpu_seconds()
+    spin(0.6)
+    own = others_cpu_seconds() - before
+    assert child >= 0.5
+    assert own < 0.25
+
+
+class FakeOthers:
+    """The others' CPU seconds so far: `load` cores since the last `advance`."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.used = 0.0
+        self.load = 0.0
+        self.fail = False
+
+    def advance(self, seconds: float) -> tuple[float, float]:
+        start = self.now
+        self.now += seconds
+        self.used += self.load * seconds
+        return start, self.now
+
+    def __call__(self) -> float:
+        if self.fail:
+            raise OSError("/proc/stat: permission denied")
+        return self.used
+
+
+def steps(watch: NeighbourLoad, others: FakeOthers, n: int, seconds: float = 0.02) -> None:
+    for _ in range(n):
+        watch.observe(*others.advance(seconds))
+
+
+READING = int(WINDOW_SECONDS / 0.02) + 1  # steps of 20 ms in a reading
+
+
+def test_the_shift_is_the_last_reading_against_the_one_the_count_was_chosen_on() -> None:
+    others = FakeOthers()
+    others.load = 1.3
+    watch = NeighbourLoad(others)
+    steps(watch, others, READING)  # the first reading: the reference
+    assert watch.shift() == 0.0
+    others.load = 0.0
+    steps(watch, others, READING)
+    assert watch.shift() == pytest.approx(-1.3, abs=0.05)
+    watch.mark()  # a count is chosen on the load that moved: it is the reference now
+    assert watch.shift() == 0.0
+    steps(watch, others, 3 * READING)
+    assert watch.shift() == pytest.approx(0.0, abs=0.05)
+    others.load = 1.0
+    steps(watch, others, 2 * READING)  # a reading with no step from before
+    assert watch.shift() == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_reading_adds_up_short_replies() -> None:
+    """Replies of a small model are shorter than a reading (64 tokens of cpu-tiny: 0.3 s): the
+    steps of several replies make one, each reply's first step, after the pause, not counted."""
+    others = FakeOthers()
+    others.load = 1.3
+    watch = NeighbourLoad(others)
+    for _ in range(3):
+        steps(watch, others, 10)
+        others.advance(1.0)
+    assert watch.shift() == 0.0  # 27 counted steps: 0.54 s, the reference
+    others.load = 0.0
+    for _ in range(10):
+        steps(watch, others, 10)
+        others.advance(1.0)
+    assert watch.shift() == pytest.approx(-1.3, abs=0.05)
+
+
+def test_a_reading_spans_only_steps_that_follow_each_other() -> None:
+    """After a pause longer than GAP_SECONDS the reading starts again: the others' cores in the
+    pause (here 2, against 1.3 beside the steps) are not in it."""
+    others = FakeOthers()
+    others.load = 1.3
+    watch = NeighbourLoad(others)
+    steps(watch, others, 30)
+    shifts = []
+    for _ in range(10):
+        others.load = 2.0
+        others.advance(10 * GAP_SECONDS)
+        others.load = 1.3
+        for _ in range(30):
+            steps(watch, others, 1)
+            shifts.append(watch.shift())
+    assert max(map(abs, shifts)) == pytest.approx(0.0, abs=0.05)
+
+
+def test_a_watch_that_cannot_read_says_nothing_again() -> None:
+    others = FakeOthers()
+    watch = NeighbourLoad(others)
+    steps(watch, others, 30)
+    others.fail = True
+    steps(watch, others, 30)
+    assert watch.broken and watch.shift() == 0.0
+    others.fail, others.load = False, 2.0
+    steps(watch, others, 60)
+    assert watch.shift() == 0.0
+
+
+def test_short_steps_are_read_every_read_seconds_not_every_step() -> None:
+    """A read costs tens of microseconds: steps of 1 ms are read every READ_SECONDS, and the reading
+    is the same."""
+    others = FakeOthers()
+    others.load = 1.3
+    reads = []
+    watch = NeighbourLoad(lambda: reads.append(1) or others())
+    steps(watch, others, 1000, seconds=0.001)
+    assert len(reads) <= 1.0 / READ_SECONDS + 2
+    assert watch.shift() == 0.0
+    others.load = 0.5
+    steps(watch, others, 1000, seconds=0.001)
+    assert watch.shift() == pytest.approx(-0.8, abs=0.05)
