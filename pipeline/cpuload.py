@@ -5,8 +5,8 @@ A decode step's own times say it poorly. Beside a busy torch process one thread'
 close to its idle one (34-57 ms against 37-38 ms for GPT-2 124M; the load shows in rare long waits),
 so a neighbour that leaves went unseen for up to 8 s of decoding. The CPU time the others use says it
 at once: the machine's busy time less this process's, over half a second of decoding, read 1.3 cores
-beside benchmarks/decode_threads.py's busy process and 0.01 without it, on this 2-core machine, at
-either thread count.
+beside benchmarks/decode_threads.py's busy process (1.0 while this one decoded on both cores) and
+0.01 without it, on this 2-core machine.
 """
 
 from __future__ import annotations

@@ -204,7 +204,11 @@ class ThreadTuner:
         change = self._load_change()
         spaced = self._since_round >= max(self._explore_seconds, ROUND_SPACING * self._round_seconds)
         if self._until_round <= 0 or change == ARRIVED or (change == LEFT and spaced):
-            self._start_round(change)
+            # A timed round that comes due after the others' cores moved is their round: with slow
+            # steps ROUND_SPACING times the last round's time is the timed wait too, and both come
+            # due on one step. Taken as a timed one, it kept the other counts' turns from before
+            # the move (tests/test_threadtuner.py: a load that leaves as slow steps ...).
+            self._start_round(change or self._neighbour_change())
         elif (seen := self._neighbour_change()) and self._since_round >= ROUND_SPACING * self._round_seconds:
             self._start_round(seen)
 
@@ -222,7 +226,8 @@ class ThreadTuner:
         return None
 
     def _neighbour_change(self) -> str | None:
-        """ARRIVED or LEFT where the other processes' cores moved by LOAD_STEP since the last round."""
+        """ARRIVED or LEFT where the other processes' cores moved by LOAD_STEP from the reading the
+        count in use was chosen on (the last before the last round, or an older one: NeighbourLoad)."""
         shift = self._neighbours.shift() if self._neighbours is not None else 0.0
         if abs(shift) < LOAD_STEP:
             return None

@@ -513,3 +513,54 @@ def test_a_load_that_leaves_right_after_a_round_is_held_to_the_reading_before_it
         counts += run(cpu, tuner, 1)
     cpu.cost, cpu.load = dict(IDLE), 0.0
     assert steps_until_chosen(cpu, tuner, 2, 2 * MAX_EXPLORE_SECONDS) < 2.0
+
+
+def test_a_load_that_leaves_as_slow_steps_wait_out_the_spacing_starts_the_round_that_comes_due() -> None:
+    """With slow steps (a large model: a turn at 2 threads beside the load takes 3.5 s) ROUND_SPACING
+    times the last round's time outlasts the timed rounds' wait, so the round the others' cores call
+    for comes due on the timed round's step. It is theirs all the same: the turns at 2 threads from
+    beside the load are dropped, and the first turn after the load left brings the whole team back
+    (kept, they made its mean 0.45 s against 1 thread's 0.3 s, and the switch waited 9 s more)."""
+    cpu = FakeCPU({1: 0.3, 2: 0.7}, load=1.3)
+    tuner = cpu.tuner(watch=True)
+    run(cpu, tuner, 400)
+    assert tuner.chosen == 1
+    cpu.cost, cpu.load = {1: 0.3, 2: 0.2}, 0.0
+    counts: list[int] = []
+    while tuner.chosen == 1 and len(counts) < 200:
+        counts += run(cpu, tuner, 1)
+    counts += run(cpu, tuner, 5)
+    assert [c for c, _ in itertools.groupby(counts)] == [1, 2]
+
+
+class YieldingCPU(FakeCPU):
+    """A neighbour whose share follows this process's count: `shares[threads]` cores beside a step
+    at `threads` (it takes the cores a smaller team leaves)."""
+
+    def __init__(self, cost: dict, shares: dict[int, float]) -> None:
+        super().__init__(cost)
+        self.shares = shares
+
+    def wait(self, seconds: float, load: float | None = None) -> None:
+        share = self.shares[self.threads] if self.threads is not None else 0.0
+        super().wait(seconds, share if load is None else load)
+
+
+@pytest.mark.parametrize(
+    ("cost", "shares"),
+    [(dict(BUSY), {1: 1.35, 2: 1.0}), ({1: 0.3, 2: 0.1}, {1: 1.3, 2: 0.3})],
+    ids=["its-share-moves-less-than-a-load-step", "turns-longer-than-a-reading"],
+)
+def test_a_neighbour_whose_share_follows_this_process_count_starts_no_round(
+    cost: dict, shares: dict[int, float]
+) -> None:
+    """The readings are taken at the count in use only, and a neighbour's share moves by less than
+    LOAD_STEP when this process changes its count (1.35 to 1.0 cores): the tuner does as it does
+    unwatched. (A turn of slow steps at 1 thread outlasts a reading: read, it became the reference,
+    and the reading at 2 threads after it started a round every ROUND_SPACING turns' time.)"""
+    counts = {}
+    for watch in (True, False):
+        cpu = YieldingCPU(cost, shares)
+        tuner = cpu.tuner(watch=watch)
+        counts[watch] = run(cpu, tuner, 1500)
+    assert counts[True] == counts[False]
