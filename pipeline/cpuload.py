@@ -16,10 +16,14 @@ from collections.abc import Callable
 
 import psutil
 
-# A reading covers at least this many seconds of decoding: the kernel counts CPU time in ticks of
-# 1-10 ms, so a reading over 0.5 s is within a few hundredths of a core. It may span several replies:
-# one of a small model (64 tokens of cpu-tiny, 0.3 s) is shorter.
+# A reading covers at least this many seconds of decoding, and SECONDS_PER_CORE for each core the
+# machine has: Linux counts each core's time in ticks of 10 ms, so a reading can be off by a tick per
+# core at each end, 2 x 10 ms x cores over its length. At 0.08 s a core that is at most a quarter of
+# the tuner's half-core step (pipeline/threadtuner.py LOAD_STEP); on 2 cores, 0.08 of a core over
+# 0.5 s (readings here of an idle machine: -0.01 to 0.03). A reading may span several replies: one
+# of a small model (64 tokens of cpu-tiny, 0.3 s) is shorter.
 WINDOW_SECONDS = 0.5
+SECONDS_PER_CORE = 0.08
 # More time than this between two steps (a reply's end, a user typing) is not decoding: the step
 # after it is not counted. A busy neighbour gets the cores this process leaves while it waits (1.3
 # cores beside a decode, 2 while this process waits, on 2 cores), and a reading across the wait would
@@ -42,19 +46,21 @@ def others_cpu_seconds() -> float:
 
 
 class NeighbourLoad:
-    """The cores other processes used over the last reading (WINDOW_SECONDS of decoding), against the
+    """The cores other processes used over the last reading (`window_seconds` of decoding), against the
     reading the count in use was chosen on: the last one before the tuner's last round of turns
     (`mark`), or the first one ever.
 
     `observe(start, end)` is a decode step's start and end on the tuner's clock, for the steps at the
     count in use only. It reads the others' CPU seconds at a step's end every READ_SECONDS, and
     counts the time between two reads unless a pause of more than GAP_SECONDS came between two of its
-    steps. `others` is others_cpu_seconds; tests give their own. If it fails (a /proc that cannot be
-    read), the watch stops and says nothing again.
+    steps. `others` is others_cpu_seconds and `cores` the machine's (psutil's count); tests give
+    their own. If it fails (a /proc that cannot be read), the watch stops and says nothing again.
     """
 
-    def __init__(self, others: Callable[[], float] = others_cpu_seconds) -> None:
+    def __init__(self, others: Callable[[], float] = others_cpu_seconds, cores: int | None = None) -> None:
         self._others = others
+        cores = cores or psutil.cpu_count() or 1
+        self.window_seconds = max(WINDOW_SECONDS, SECONDS_PER_CORE * cores)
         self._last: tuple[float, float] | None = None  # (clock, others' CPU seconds) at the last read
         self._last_end: float | None = None  # the last step's end
         self._used = 0.0  # others' CPU seconds and decoding seconds in the reading under way
@@ -81,7 +87,7 @@ class NeighbourLoad:
             return
         self._used += used - last[1]
         self._seconds += end - last[0]
-        if self._seconds >= WINDOW_SECONDS:
+        if self._seconds >= self.window_seconds:
             self._latest = self._used / self._seconds
             self._used = self._seconds = 0.0
             if self._reference is None:
@@ -95,11 +101,16 @@ class NeighbourLoad:
             return 0.0
         return self._latest - self._reference
 
-    def mark(self) -> None:
-        """A count is chosen: the last reading, taken before the round's turns, is its reference (a
-        round started by a shift is chosen on the load that moved), and the next reading starts
-        afresh (the turns' steps are not observed)."""
-        if self._latest is not None:
+    def mark(self, keep_reference: bool = True) -> None:
+        """A count is chosen: the next reading starts afresh (the round's turns are not observed).
+        The count kept, the last reading before the turns is its reference (a round started by a
+        shift is chosen on the load that moved; a load that leaves as the round ends still shows).
+        A new count (`keep_reference=False`) is held to the first reading at it: a neighbour's share
+        follows this process's count (1.3 cores beside 1 thread, 1.0 beside 2 here; on many cores
+        it can move by several), and the reading at the old count would start a round of its own."""
+        if not keep_reference:
+            self._reference = None
+        elif self._latest is not None:
             self._reference = self._latest
         self._latest = None
         self._last = self._last_end = None

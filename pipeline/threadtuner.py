@@ -72,8 +72,9 @@ ARRIVED, LEFT = "arrived", "left"  # what the count in use's steps say of a load
 # starts when the cores other processes use moved by LOAD_STEP from the reading the count in use was
 # chosen on, once ROUND_SPACING times the last round's time has passed: the sign the step times miss
 # when a load leaves (above). Half a core: the busy process of benchmarks/decode_threads.py reads 1.3
-# cores and its absence 0.01 on 2 cores; a neighbour's share moves less than that when this process
-# changes its own count (1.35 to 1.0 cores), and the readings are taken at the count in use only.
+# cores and its absence 0.01 on 2 cores. A neighbour's share also follows this process's count (1.3
+# cores beside 1 thread, 1.0 beside 2; on many cores it may move by more than LOAD_STEP): readings
+# are taken at the count in use only, and a new count is held to the first reading at it.
 LOAD_STEP = 0.5
 # Another count takes over when its mean step is under this share of the count in use's: a smaller
 # gain is within the noise of a few dozen steps.
@@ -259,7 +260,8 @@ class ThreadTuner:
     def _choose(self) -> None:
         means = {c: m for c in self.counts if (m := self.mean_step(c)) is not None}
         best = min(means, key=lambda c: (means[c], -c))
-        if best != self.chosen and means[best] < MARGIN * means.get(self.chosen, float("inf")):
+        switched = best != self.chosen and means[best] < MARGIN * means.get(self.chosen, float("inf"))
+        if switched:
             self.chosen = best
             self.switches += 1
             self._interval = self._explore_seconds
@@ -271,7 +273,7 @@ class ThreadTuner:
         recent = self._recent_steps(self.chosen)
         self._reference_median = statistics.median(recent) if recent else 0.0
         if self._neighbours is not None:
-            self._neighbours.mark()
+            self._neighbours.mark(keep_reference=not switched)
 
 
 AUTO = "auto"

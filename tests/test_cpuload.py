@@ -11,7 +11,14 @@ from typing import NamedTuple
 import pytest
 
 from pipeline import cpuload
-from pipeline.cpuload import GAP_SECONDS, READ_SECONDS, WINDOW_SECONDS, NeighbourLoad, others_cpu_seconds
+from pipeline.cpuload import (
+    GAP_SECONDS,
+    READ_SECONDS,
+    SECONDS_PER_CORE,
+    WINDOW_SECONDS,
+    NeighbourLoad,
+    others_cpu_seconds,
+)
 
 SPIN = "import time\nend = time.perf_counter() + {seconds}\nwhile time.perf_counter() < end:\n    pass\n"
 
@@ -120,7 +127,7 @@ READING = int(WINDOW_SECONDS / 0.02) + 1  # steps of 20 ms in a reading
 def test_the_shift_is_the_last_reading_against_the_one_the_count_was_chosen_on() -> None:
     others = FakeOthers()
     others.load = 1.3
-    watch = NeighbourLoad(others)
+    watch = NeighbourLoad(others, cores=2)
     steps(watch, others, READING)  # the first reading: the reference
     assert watch.shift() == 0.0
     others.load = 0.0
@@ -140,7 +147,7 @@ def test_a_reading_adds_up_short_replies() -> None:
     steps of several replies make one, each reply's first step, after the pause, not counted."""
     others = FakeOthers()
     others.load = 1.3
-    watch = NeighbourLoad(others)
+    watch = NeighbourLoad(others, cores=2)
     for _ in range(3):
         steps(watch, others, 10)
         others.advance(1.0)
@@ -157,7 +164,7 @@ def test_a_reading_spans_only_steps_that_follow_each_other() -> None:
     pause (here 2, against 1.3 beside the steps) are not in it."""
     others = FakeOthers()
     others.load = 1.3
-    watch = NeighbourLoad(others)
+    watch = NeighbourLoad(others, cores=2)
     steps(watch, others, 30)
     shifts = []
     for _ in range(10):
@@ -173,7 +180,7 @@ def test_a_reading_spans_only_steps_that_follow_each_other() -> None:
 def test_a_watch_that_cannot_read_says_nothing_again() -> None:
     """Not even the shift it read before it failed."""
     others = FakeOthers()
-    watch = NeighbourLoad(others)
+    watch = NeighbourLoad(others, cores=2)
     steps(watch, others, 30)
     others.load = 2.0
     steps(watch, others, 2 * READING)
@@ -192,7 +199,7 @@ def test_short_steps_are_read_every_read_seconds_not_every_step() -> None:
     others = FakeOthers()
     others.load = 1.3
     reads = []
-    watch = NeighbourLoad(lambda: reads.append(1) or others())
+    watch = NeighbourLoad(lambda: reads.append(1) or others(), cores=2)
     steps(watch, others, 1000, seconds=0.001)
     assert len(reads) <= 1.0 / READ_SECONDS + 2
     assert watch.shift() == 0.0
@@ -206,7 +213,7 @@ def test_a_reading_after_a_mark_has_no_step_from_before_it() -> None:
     it: the load there (1.3 cores) has left, and the shift is all of it."""
     others = FakeOthers()
     others.load = 1.3
-    watch = NeighbourLoad(others)
+    watch = NeighbourLoad(others, cores=2)
     steps(watch, others, READING)  # the reference
     steps(watch, others, 20)  # 0.4 s: short of a reading
     watch.mark()
@@ -214,3 +221,32 @@ def test_a_reading_after_a_mark_has_no_step_from_before_it() -> None:
     others.load = 0.0
     steps(watch, others, READING)
     assert watch.shift() == pytest.approx(-1.3, abs=0.05)
+
+
+def test_a_reading_is_longer_on_more_cores() -> None:
+    """Each core's time is counted in ticks: a reading over 16 cores lasts 16 x SECONDS_PER_CORE
+    (1.28 s), so the ticks it may miss stay under a quarter of the tuner's half-core step."""
+    assert NeighbourLoad(FakeOthers(), cores=2).window_seconds == WINDOW_SECONDS
+    others = FakeOthers()
+    others.load = 1.0
+    watch = NeighbourLoad(others, cores=16)
+    assert watch.window_seconds == pytest.approx(16 * SECONDS_PER_CORE)
+    steps(watch, others, int(16 * SECONDS_PER_CORE / 0.02) + 1)  # the reference
+    others.load = 0.0
+    steps(watch, others, READING)  # a 2-core reading's length: not a reading here
+    assert watch.shift() == 0.0
+    steps(watch, others, int(16 * SECONDS_PER_CORE / 0.02))
+    assert watch.shift() < -0.5
+
+
+def test_a_new_count_is_held_to_the_first_reading_at_it() -> None:
+    """The neighbour's share follows this process's count: after a switch (`mark(keep_reference=
+    False)`) the reading at the old count is not the reference."""
+    others = FakeOthers()
+    others.load = 0.3  # beside 2 threads
+    watch = NeighbourLoad(others, cores=2)
+    steps(watch, others, 2 * READING)
+    watch.mark(keep_reference=False)
+    others.load = 1.3  # beside 1 thread
+    steps(watch, others, 3 * READING)
+    assert watch.shift() == pytest.approx(0.0, abs=0.05)

@@ -64,7 +64,7 @@ class FakeCPU:
 
     def tuner(self, watch: bool = False, **kwargs) -> ThreadTuner:
         """A tuner over the counts in `cost`, watching the others' `load` if `watch`."""
-        neighbours = NeighbourLoad(self.others) if watch else None
+        neighbours = NeighbourLoad(self.others, cores=2) if watch else None
         return ThreadTuner(sorted(self.cost), self.set_threads, self.clock, neighbours=neighbours, **kwargs)
 
 
@@ -548,8 +548,12 @@ class YieldingCPU(FakeCPU):
 
 @pytest.mark.parametrize(
     ("cost", "shares"),
-    [(dict(BUSY), {1: 1.35, 2: 1.0}), ({1: 0.3, 2: 0.1}, {1: 1.3, 2: 0.3})],
-    ids=["its-share-moves-less-than-a-load-step", "turns-longer-than-a-reading"],
+    [
+        (dict(BUSY), {1: 1.35, 2: 1.0}),
+        ({1: 0.3, 2: 0.1}, {1: 1.3, 2: 0.3}),
+        (dict(BUSY), {1: 1.3, 2: 0.3}),
+    ],
+    ids=["its-share-moves-less-than-a-load-step", "turns-longer-than-a-reading", "after-a-switch"],
 )
 def test_a_neighbour_whose_share_follows_this_process_count_starts_no_round(
     cost: dict, shares: dict[int, float]
@@ -557,7 +561,9 @@ def test_a_neighbour_whose_share_follows_this_process_count_starts_no_round(
     """The readings are taken at the count in use only, and a neighbour's share moves by less than
     LOAD_STEP when this process changes its count (1.35 to 1.0 cores): the tuner does as it does
     unwatched. (A turn of slow steps at 1 thread outlasts a reading: read, it became the reference,
-    and the reading at 2 threads after it started a round every ROUND_SPACING turns' time.)"""
+    and the reading at 2 threads after it started a round every ROUND_SPACING turns' time. On many
+    cores the share can move by more than LOAD_STEP, and after a switch the reading at the old count
+    was the reference: the first at the new one started a round.)"""
     counts = {}
     for watch in (True, False):
         cpu = YieldingCPU(cost, shares)
