@@ -135,6 +135,12 @@ class ThreadTuner:
         self._round_seconds = 0.0  # decoding time of the round under way, or of the last one
         self._since_round = 0.0  # seconds of decoding at the chosen count since the last round
         self._neighbours = neighbours
+        # The quickest round so far: a round the others' cores start for a load that left waits
+        # ROUND_SPACING times this, not times the last round's time. The last was taken beside the
+        # load, and its turns at the whole team crawled (cpu-tiny: 0.85 s for 5 steps): 4x that kept
+        # 1 thread for 3.4 s of decoding after the load had gone. Without the load, turns are as
+        # quick as they were before it came.
+        self._quickest_round = float("inf")
 
     def timed(self, step: Callable[[], T]) -> T:
         """`step()` run at the count due now, its time recorded."""
@@ -210,7 +216,9 @@ class ThreadTuner:
             # due on one step. Taken as a timed one, it kept the other counts' turns from before
             # the move (tests/test_threadtuner.py: a load that leaves as slow steps ...).
             self._start_round(change or self._neighbour_change())
-        elif (seen := self._neighbour_change()) and self._since_round >= ROUND_SPACING * self._round_seconds:
+        elif (seen := self._neighbour_change()) and self._since_round >= ROUND_SPACING * (
+            self._quickest_round if seen == LEFT else self._round_seconds
+        ):
             self._start_round(seen)
 
     def _load_change(self) -> str | None:
@@ -258,6 +266,7 @@ class ThreadTuner:
         self._round_seconds = 0.0
 
     def _choose(self) -> None:
+        self._quickest_round = min(self._quickest_round, self._round_seconds)
         means = {c: m for c in self.counts if (m := self.mean_step(c)) is not None}
         best = min(means, key=lambda c: (means[c], -c))
         switched = best != self.chosen and means[best] < MARGIN * means.get(self.chosen, float("inf"))

@@ -570,3 +570,20 @@ def test_a_neighbour_whose_share_follows_this_process_count_starts_no_round(
         tuner = cpu.tuner(watch=watch)
         counts[watch] = run(cpu, tuner, 1500)
     assert counts[True] == counts[False]
+
+
+def test_a_load_that_leaves_after_a_slow_round_beside_it_is_acted_on_at_once() -> None:
+    """Beside the load a turn at 2 threads crawls (5 steps of 0.5 s), and rounds wait 4x the last
+    round's time: 10 s. The load leaves right after such a round: the turns without it are as quick
+    as the idle ones before it came, so the round the others' cores call for waits 4x the quickest
+    round's time, and the whole team is back within 2 s (not 10)."""
+    cpu = FakeCPU(dict(IDLE))
+    tuner = cpu.tuner(watch=True)
+    run(cpu, tuner, 200)  # idle rounds: quick
+    cpu.cost, cpu.load = {1: 0.030, 2: 0.500}, 1.3
+    counts = run(cpu, tuner, 300)
+    assert tuner.chosen == 1
+    while counts[-2:] != [2, 1]:  # to the end of a slow turn at 2 threads
+        counts += run(cpu, tuner, 1)
+    cpu.cost, cpu.load = dict(IDLE), 0.0
+    assert steps_until_chosen(cpu, tuner, 2, 4 * MAX_EXPLORE_SECONDS) < 2.0
