@@ -73,9 +73,9 @@ ARRIVED, LEFT = "arrived", "left"  # what the count in use's steps say of a load
 # chosen on, once ROUND_SPACING times the last round's time has passed (the quickest round's, for a
 # load that left: _quickest_round): the sign the step times miss when a load leaves (above). Half a
 # core: the busy process of benchmarks/decode_threads.py reads 1.3 cores and its absence 0.01 on 2
-# cores. A neighbour's share also follows this process's count (1.3
-# cores beside 1 thread, 1.0 beside 2; on many cores it may move by more than LOAD_STEP): readings
-# are taken at the count in use only, and a new count is held to the first reading at it.
+# cores. A neighbour's share also follows this process's count (1.3 cores beside 1 thread, 1.0
+# beside 2; on many cores it may move by more than LOAD_STEP): readings are taken at the count in use
+# only, and a new count is held to the first reading at it.
 LOAD_STEP = 0.5
 # Another count takes over when its mean step is under this share of the count in use's: a smaller
 # gain is within the noise of a few dozen steps.
@@ -97,9 +97,9 @@ class ThreadTuner:
     steps slow down SLOWDOWN times or speed up SPEEDUP times (a load arrived or left; a speed-up
     waits for the spacing of timed rounds), or when the cores other processes use move by LOAD_STEP
     (`neighbours`, after ROUND_SPACING times the last round's time, or the quickest round's where
-    they fell), it gives each other count a turn of a few steps. After the round, the count with the lowest mean step time over its last stints
-    is used, if it beats the one in use by MARGIN. The first step after a change of count is not
-    counted (the team regroups).
+    they fell), it gives each other count a turn of a few steps. After the round, the count with the
+    lowest mean step time over its last stints is used, if it beats the one in use by MARGIN. The
+    first step after a change of count is not counted (the team regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
     One generation at a time: the engine's steps call `timed` one after another.
     """
