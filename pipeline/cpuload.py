@@ -17,11 +17,11 @@ from collections.abc import Callable
 import psutil
 
 # A reading covers at least this many seconds of decoding, and SECONDS_PER_CORE for each core the
-# machine has: Linux counts each core's time in ticks of 10 ms, so a reading can be off by a tick per
-# core at each end, 2 x 10 ms x cores over its length. At 0.08 s a core that is at most a quarter of
-# the tuner's half-core step (pipeline/threadtuner.py LOAD_STEP); on 2 cores, 0.08 of a core over
-# 0.5 s (readings here of an idle machine: -0.01 to 0.03). A reading may span several replies: one
-# of a small model (64 tokens of cpu-tiny, 0.3 s) is shorter.
+# machine has: Linux counts each core's time in ticks of 10 ms, each read cut to a tick, so a run of
+# steps read from end to end is off by under a tick per core, 10 ms x cores over its length. At 0.08 s
+# a core that is under a quarter of the tuner's half-core step (pipeline/threadtuner.py LOAD_STEP); on
+# 2 cores, 0.04 of a core over 0.5 s (readings here of an idle machine: -0.01 to 0.03). A reading may
+# span several replies, each its own run (one of a small model, 64 tokens of cpu-tiny, is 0.3 s).
 WINDOW_SECONDS = 0.5
 SECONDS_PER_CORE = 0.08
 # More time than this between two steps (a reply's end, a user typing) is not decoding: the step
@@ -67,6 +67,9 @@ class NeighbourLoad:
         self._seconds = 0.0
         self._reference: float | None = None  # cores at the reading the count in use was chosen on
         self._latest: float | None = None  # cores at the last reading since
+        # After a switch, the reading before it and whether the new count is smaller: the bound the
+        # first reading at the new count is held to as the reference (`mark`).
+        self._before_switch: tuple[float, bool] | None = None
         self.broken = False
 
     def observe(self, start: float, end: float) -> None:
@@ -91,7 +94,7 @@ class NeighbourLoad:
             self._latest = self._used / self._seconds
             self._used = self._seconds = 0.0
             if self._reference is None:
-                self._reference = self._latest
+                self._reference = self._held_to_switch(self._latest)
 
     def shift(self) -> float:
         """The last reading less the reference, in cores: above 0, others use more than they did when
@@ -101,17 +104,30 @@ class NeighbourLoad:
             return 0.0
         return self._latest - self._reference
 
-    def mark(self, keep_reference: bool = True) -> None:
+    def mark(self, keep_reference: bool = True, fewer: bool = True) -> None:
         """A count is chosen: the next reading starts afresh (the round's turns are not observed).
         The count kept, the last reading before the turns is its reference (a round started by a
         shift is chosen on the load that moved; a load that leaves as the round ends still shows).
         A new count (`keep_reference=False`) is held to the first reading at it: a neighbour's share
         follows this process's count (1.3 cores beside 1 thread, 1.0 beside 2 here; on many cores
-        it can move by several), and the reading at the old count would start a round of its own."""
+        it can move by several), and the reading at the old count would start a round of its own.
+        It only moves one way: up after a switch to `fewer` threads, down after one to more. So the
+        reference is the first reading, or the one before the switch where it moved the other way:
+        a load that left (or came) as the count changed, before the first reading, still shows."""
+        before = self._latest if self._latest is not None else self._reference
+        self._before_switch = None
         if not keep_reference:
             self._reference = None
+            if before is not None:
+                self._before_switch = (before, fewer)
         elif self._latest is not None:
             self._reference = self._latest
         self._latest = None
         self._last = self._last_end = None
         self._used = self._seconds = 0.0
+
+    def _held_to_switch(self, reading: float) -> float:
+        if self._before_switch is None:
+            return reading
+        (before, fewer), self._before_switch = self._before_switch, None
+        return max(reading, before) if fewer else min(reading, before)

@@ -70,12 +70,13 @@ SPEEDUP = 1.25
 ARRIVED, LEFT = "arrived", "left"  # what the count in use's steps say of a load (_load_change)
 # Where the tuner has a NeighbourLoad (pipeline/cpuload.py: `--threads auto` has one), a round also
 # starts when the cores other processes use moved by LOAD_STEP from the reading the count in use was
-# chosen on, once ROUND_SPACING times the last round's time has passed (the quickest round's, for a
-# load that left: _quickest_round): the sign the step times miss when a load leaves (above). Half a
-# core: the busy process of benchmarks/decode_threads.py reads 1.3 cores and its absence 0.01 on 2
-# cores. A neighbour's share also follows this process's count (1.3 cores beside 1 thread, 1.0
-# beside 2; on many cores it may move by more than LOAD_STEP): readings are taken at the count in use
-# only, and a new count is held to the first reading at it.
+# chosen on, once ROUND_SPACING times the last round's time has passed (for a load that left, the
+# quickest round's, and EXPLORE_SECONDS: _quickest_round): the sign the step times miss when a load
+# leaves (above). Half a core: the busy process of benchmarks/decode_threads.py reads 1.3 cores and
+# its absence 0.01 on 2 cores. A neighbour's share also follows this process's count (1.3 cores
+# beside 1 thread, 1.0 beside 2; on many cores it may move by more than LOAD_STEP): readings are
+# taken at the count in use only, and a new count is held to the first reading at it, as far as a
+# switch can move it (NeighbourLoad.mark).
 LOAD_STEP = 0.5
 # Another count takes over when its mean step is under this share of the count in use's: a smaller
 # gain is within the noise of a few dozen steps.
@@ -96,8 +97,9 @@ class ThreadTuner:
     MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last round's own time), or when the
     steps slow down SLOWDOWN times or speed up SPEEDUP times (a load arrived or left; a speed-up
     waits for the spacing of timed rounds), or when the cores other processes use move by LOAD_STEP
-    (`neighbours`, after ROUND_SPACING times the last round's time, or the quickest round's where
-    they fell), it gives each other count a turn of a few steps. After the round, the count with the
+    (`neighbours`, after ROUND_SPACING times the last round's time; where they fell, after
+    EXPLORE_SECONDS and ROUND_SPACING times the quickest round's), it gives each other count a turn
+    of a few steps. After the round, the count with the
     lowest mean step time over its last stints is used, if it beats the one in use by MARGIN. The
     first step after a change of count is not counted (the team regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
@@ -137,10 +139,12 @@ class ThreadTuner:
         self._since_round = 0.0  # seconds of decoding at the chosen count since the last round
         self._neighbours = neighbours
         # The quickest round so far: a round the others' cores start for a load that left waits
-        # ROUND_SPACING times this, not times the last round's time. The last was taken beside the
-        # load, and its turns at the whole team crawled (cpu-tiny: 0.85 s for 5 steps): 4x that kept
-        # 1 thread for 3.4 s of decoding after the load had gone. Without the load, turns are as
-        # quick as they were before it came.
+        # ROUND_SPACING times this (and EXPLORE_SECONDS, as a speed-up's round does), not times the
+        # last round's time. The last was taken beside the load, and its turns at the whole team
+        # crawled (cpu-tiny: 0.85 s for 5 steps): 4x that kept 1 thread for 3.4 s of decoding after
+        # the load had gone. Without the load, turns are as quick as they were before it came.
+        # Without EXPLORE_SECONDS, a load on for 5 s and off for 1 s cost 0.69x the tokens of a
+        # tuner that reads only its steps (tests/test_threadtuner.py): a round at every leave.
         self._quickest_round = float("inf")
 
     def timed(self, step: Callable[[], T]) -> T:
@@ -217,8 +221,10 @@ class ThreadTuner:
             # due on one step. Taken as a timed one, it kept the other counts' turns from before
             # the move (tests/test_threadtuner.py: a load that leaves as slow steps ...).
             self._start_round(change or self._neighbour_change())
-        elif (seen := self._neighbour_change()) and self._since_round >= ROUND_SPACING * (
-            self._quickest_round if seen == LEFT else self._round_seconds
+        elif (seen := self._neighbour_change()) and self._since_round >= (
+            max(self._explore_seconds, ROUND_SPACING * self._quickest_round)
+            if seen == LEFT
+            else ROUND_SPACING * self._round_seconds
         ):
             self._start_round(seen)
 
@@ -271,6 +277,7 @@ class ThreadTuner:
         means = {c: m for c in self.counts if (m := self.mean_step(c)) is not None}
         best = min(means, key=lambda c: (means[c], -c))
         switched = best != self.chosen and means[best] < MARGIN * means.get(self.chosen, float("inf"))
+        fewer = best < self.chosen
         if switched:
             self.chosen = best
             self.switches += 1
@@ -283,7 +290,7 @@ class ThreadTuner:
         recent = self._recent_steps(self.chosen)
         self._reference_median = statistics.median(recent) if recent else 0.0
         if self._neighbours is not None:
-            self._neighbours.mark(keep_reference=not switched)
+            self._neighbours.mark(keep_reference=not switched, fewer=fewer)
 
 
 AUTO = "auto"

@@ -250,3 +250,18 @@ def test_a_new_count_is_held_to_the_first_reading_at_it() -> None:
     others.load = 1.3  # beside 1 thread
     steps(watch, others, 3 * READING)
     assert watch.shift() == pytest.approx(0.0, abs=0.05)
+
+
+@pytest.mark.parametrize(("fewer", "load"), [(True, 0.0), (False, 2.0)], ids=["left", "arrived"])
+def test_a_load_that_moves_as_the_count_changes_still_shows(fewer: bool, load: float) -> None:
+    """A neighbour's share only rises after a switch to fewer threads (and only falls after one to
+    more): the first reading at the new count is the reference as far as that goes. A load that left
+    (came) as the count changed moved it the other way: the reading before the switch holds."""
+    others = FakeOthers()
+    others.load = 1.0
+    watch = NeighbourLoad(others, cores=2)
+    steps(watch, others, 2 * READING)
+    watch.mark(keep_reference=False, fewer=fewer)
+    others.load = load
+    steps(watch, others, READING)
+    assert watch.shift() == pytest.approx(load - 1.0, abs=0.05)
