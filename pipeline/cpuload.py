@@ -104,19 +104,20 @@ class NeighbourLoad:
             return 0.0
         return self._latest - self._reference
 
-    def mark(self, keep_reference: bool = True, fewer: bool = True) -> None:
+    def mark(self, fewer: bool | None = None) -> None:
         """A count is chosen: the next reading starts afresh (the round's turns are not observed).
-        The count kept, the last reading before the turns is its reference (a round started by a
-        shift is chosen on the load that moved; a load that leaves as the round ends still shows).
-        A new count (`keep_reference=False`) is held to the first reading at it: a neighbour's share
-        follows this process's count (1.3 cores beside 1 thread, 1.0 beside 2 here; on many cores
-        it can move by several), and the reading at the old count would start a round of its own.
+        The count kept (`fewer` None), the last reading before the turns is its reference (a round
+        started by a shift is chosen on the load that moved; a load that leaves as the round ends
+        still shows). A new count (`fewer`: whether it has fewer threads) is held to the first
+        reading at it: a neighbour's share follows this process's count (1.3 cores beside 1 thread,
+        1.0 beside 2 here; on many cores it can move by several), and the reading at the old count
+        would start a round of its own.
         It only moves one way: up after a switch to `fewer` threads, down after one to more. So the
         reference is the first reading, or the one before the switch where it moved the other way:
         a load that left (or came) as the count changed, before the first reading, still shows."""
         before = self._latest if self._latest is not None else self._reference
         self._before_switch = None
-        if not keep_reference:
+        if fewer is not None:
             self._reference = None
             if before is not None:
                 self._before_switch = (before, fewer)

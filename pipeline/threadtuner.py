@@ -221,11 +221,7 @@ class ThreadTuner:
             # due on one step. Taken as a timed one, it kept the other counts' turns from before
             # the move (tests/test_threadtuner.py: a load that leaves as slow steps ...).
             self._start_round(change or self._neighbour_change())
-        elif (seen := self._neighbour_change()) and self._since_round >= (
-            max(self._explore_seconds, ROUND_SPACING * self._quickest_round)
-            if seen == LEFT
-            else ROUND_SPACING * self._round_seconds
-        ):
+        elif seen := self._neighbour_round():
             self._start_round(seen)
 
     def _load_change(self) -> str | None:
@@ -248,6 +244,17 @@ class ThreadTuner:
         if abs(shift) < LOAD_STEP:
             return None
         return ARRIVED if shift > 0 else LEFT
+
+    def _neighbour_round(self) -> str | None:
+        """_neighbour_change's ARRIVED or LEFT once its round's spacing has passed since the last round:
+        ROUND_SPACING times the last round's time; for a load that left, EXPLORE_SECONDS and
+        ROUND_SPACING times the quickest round's (_quickest_round)."""
+        seen = self._neighbour_change()
+        if seen == LEFT:
+            wait = max(self._explore_seconds, ROUND_SPACING * self._quickest_round)
+        else:
+            wait = ROUND_SPACING * self._round_seconds
+        return seen if seen is not None and self._since_round >= wait else None
 
     def _start_round(self, change: str | None) -> None:
         if change is not None:
@@ -277,7 +284,7 @@ class ThreadTuner:
         means = {c: m for c in self.counts if (m := self.mean_step(c)) is not None}
         best = min(means, key=lambda c: (means[c], -c))
         switched = best != self.chosen and means[best] < MARGIN * means.get(self.chosen, float("inf"))
-        fewer = best < self.chosen
+        fewer = best < self.chosen if switched else None  # for the neighbour watch: None, count kept
         if switched:
             self.chosen = best
             self.switches += 1
@@ -290,7 +297,7 @@ class ThreadTuner:
         recent = self._recent_steps(self.chosen)
         self._reference_median = statistics.median(recent) if recent else 0.0
         if self._neighbours is not None:
-            self._neighbours.mark(keep_reference=not switched, fewer=fewer)
+            self._neighbours.mark(fewer)
 
 
 AUTO = "auto"

@@ -240,13 +240,13 @@ def test_a_reading_is_longer_on_more_cores() -> None:
 
 
 def test_a_new_count_is_held_to_the_first_reading_at_it() -> None:
-    """The neighbour's share follows this process's count: after a switch (`mark(keep_reference=
-    False)`) the reading at the old count is not the reference."""
+    """The neighbour's share follows this process's count: after a switch (`mark(fewer=
+    True)`) the reading at the old count is not the reference."""
     others = FakeOthers()
     others.load = 0.3  # beside 2 threads
     watch = NeighbourLoad(others, cores=2)
     steps(watch, others, 2 * READING)
-    watch.mark(keep_reference=False)
+    watch.mark(fewer=True)
     others.load = 1.3  # beside 1 thread
     steps(watch, others, 3 * READING)
     assert watch.shift() == pytest.approx(0.0, abs=0.05)
@@ -261,7 +261,7 @@ def test_a_load_that_moves_as_the_count_changes_still_shows(fewer: bool, load: f
     others.load = 1.0
     watch = NeighbourLoad(others, cores=2)
     steps(watch, others, 2 * READING)
-    watch.mark(keep_reference=False, fewer=fewer)
+    watch.mark(fewer=fewer)
     others.load = load
     steps(watch, others, READING)
     assert watch.shift() == pytest.approx(load - 1.0, abs=0.05)
