@@ -16,21 +16,20 @@ one with another answer.
 
 The character floor is what stops the opening from grouping unrelated dialogues: on turns alone,
 every chat that starts "hello" / "hi" would share a split (in the default data, 187 conversations
-start with a two-turn greeting that is also a conversation of its own). The prompt alone keys only
-a conversation that is one exchange under the floor: the short answers to "hello" alone are one
-item (65 one-exchange conversations of the default data open with it), the longer chats that
-open with it are still drawn one by one. Known
-gaps: a shared start shorter than the floor in a longer chat, a short prompt whose answers take
-its exchange past the floor, or a chat whose first exchange is short but whose later turns match
-(many short IRC lines), can still sit on both sides. The build measures what they leave
-(`LeakAudit` below): each variant's stats.json `totals.leak_audit`, its metrics.json and its
-dataset card give how many val turns of at least the same floor of folded characters are also a
-turn in train (text alone, at any turn and role), and their share: in the default data 0 of 1,782 val turns at the floor of 100
-(on the same split, 3 of 3,579 at 50 and 57 of 5,245 at 20: small talk such as "What kind of
-music do you like?"). The opening stops at the first exchange for memory: on the 1 GB benchmark
-(`python -m benchmarks.build`) it raised the build's peak RSS from 1.50 to 1.77 GB, an opening of
-up to four turns (two 64-bit keys) to 2.23 GB, and a sort inside the group_by (the way to look at
-any number of turns) made the plan an in-memory one: 2.54 GB.
+start with a two-turn greeting that is also a conversation of its own). The prompt alone keys only a
+conversation that is one exchange under the floor: the short answers to "hello" alone are one item
+(65 one-exchange conversations of the default data open with it), the longer chats that open with it
+are still drawn one by one. Known gaps: a shared start shorter than the floor in a longer chat, a
+short prompt whose answers take its exchange past the floor, or a chat whose first exchange is short
+but whose later turns match (many short IRC lines), can still sit on both sides. The build measures
+what they leave (`LeakAudit` below): each variant's stats.json `totals.leak_audit`, its metrics.json
+and its dataset card give how many val turns of at least the same floor of folded characters are
+also a turn in train (text alone, at any turn and role), and their share: in the default data 0 of
+1,782 val turns at the floor of 100 (on the same split, 3 of 3,579 at 50 and 57 of 5,245 at 20:
+small talk such as "What kind of music do you like?"). The opening stops at the first exchange for
+memory: on the 1 GB benchmark (`python -m benchmarks.build`) it raised the build's peak RSS from
+1.50 to 1.77 GB, an opening of up to four turns (two 64-bit keys) to 2.23 GB, and a sort inside the
+group_by (the way to look at any number of turns) made the plan an in-memory one: 2.54 GB.
 
 Two hashes with different seeds are used: one decides the split (over the opening), the other
 orders conversations (a seeded shuffle, over the whole dedup key) and picks which ones a

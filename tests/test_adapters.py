@@ -947,3 +947,47 @@ def test_whole_file_adapters_quarantine_a_damaged_gzip(tmp_path: Path) -> None:
     result = _read("chitchat", tmp_path)
     [(origin, check, reason)] = result.quarantine.select("origin", "check", "reason").rows()
     assert (origin, check) == ("dataset.json.gz:1", "gzip") and "BadGzipFile" in reason
+
+
+def test_chitchat_joins_a_message_cut_at_the_apps_limit_with_its_rest(tmp_path: Path) -> None:
+    """chitchat's app cut a message at 175 characters and sent the rest as the sender's next one: the
+    two are one row joined with a space (a newline split the sentence), a chain of cuts is one row,
+    and the origin names every piece. A cut message that ends its turn, or whose next utterance is
+    unreadable or from another sender, stays a row of its own, as read; a 174-character one is not
+    a cut."""
+    from pipeline.sources.adapters.chitchat import UPSTREAM_CUT
+
+    cut, cut2 = "a" * (UPSTREAM_CUT - 5) + " I re", "b" * UPSTREAM_CUT
+    short = "c" * (UPSTREAM_CUT - 1)
+
+    def u(text: str | None, sender: str = "x") -> dict:
+        return {"sender": sender} if text is None else {"text": text, "sender": sender}
+
+    messages = [
+        [u(cut), u("ally think so"), u("New line")],  # the cut and its rest, then a message of its own
+        [u("reply", "y")],
+        [u(cut), u(cut2), u("the rest")],  # a chain of cuts
+        [u(cut2, "y")],  # a cut that ends its turn
+        [u(cut), u(None), u("after a bad one"), u(short), u("not cut")],
+        [u(cut2, "y"), u("from another sender", "z")],
+    ]
+    (tmp_path / "dataset.json").write_text(json.dumps({"c": {"messages": messages}}))
+    raw = get_adapter("chitchat")(tmp_path, _spec("chitchat"), {})
+    good = raw.filter(pl.col("check").is_null())
+    assert good.select("origin", "text").rows() == [
+        ("dataset.json:c/0/0-1", f"{cut} ally think so"),
+        ("dataset.json:c/0/2", "New line"),
+        ("dataset.json:c/1/0", "reply"),
+        ("dataset.json:c/2/0-2", f"{cut} {cut2} the rest"),
+        ("dataset.json:c/3/0", cut2),
+        ("dataset.json:c/4/0", cut),
+        ("dataset.json:c/4/2", "after a bad one"),
+        ("dataset.json:c/4/3", short),
+        ("dataset.json:c/4/4", "not cut"),
+        ("dataset.json:c/5/0", cut2),
+        ("dataset.json:c/5/1", "from another sender"),
+    ]
+    assert raw.filter(pl.col("check").is_not_null())["origin"].to_list() == ["dataset.json:c/4/1"]
+    result = _read("chitchat", tmp_path)
+    assert result.turns["text"][0] == f"{cut} ally think so\nNew line"
+    assert _reconciles(result.report)

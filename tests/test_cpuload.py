@@ -265,3 +265,45 @@ def test_a_load_that_moves_as_the_count_changes_still_shows(fewer: bool, load: f
     others.load = load
     steps(watch, others, READING)
     assert watch.shift() == pytest.approx(load - 1.0, abs=0.05)
+
+
+STEP = 1 / 32  # a step's seconds, exact in binary: the reading's end falls on a known step
+
+
+def steps_to_a_reading(watch: NeighbourLoad, others: FakeOthers) -> int:
+    """The counted steps of STEP seconds `watch` takes to finish a reading after a `mark`: the load
+    falls from 1.0 to 0 cores at the mark, so the reading after it shows as a shift."""
+    others.load = 1.0
+    steps(watch, others, 200, seconds=STEP)  # readings at 1.0 core: the reference the mark keeps
+    watch.mark()
+    others.load = 0.0
+    steps(watch, others, 1, seconds=STEP)  # the first step after a mark is not counted
+    counted = 0
+    while watch.shift() == 0.0 and counted < 200:
+        steps(watch, others, 1, seconds=STEP)
+        counted += 1
+    assert watch.shift() == pytest.approx(-1.0)
+    return counted
+
+
+@pytest.mark.parametrize(("cores", "seconds"), [(1, 0.5), (2, 0.5), (6, 0.5), (7, 0.56), (16, 1.28)])
+def test_a_reading_lasts_the_longer_of_half_a_second_and_80_ms_a_core(cores: int, seconds: float) -> None:
+    """The documented rule with its numbers: a reading covers max(0.5 s, 0.08 s x cores) of
+    decoding, so on 16 cores no reading ends before 1.28 s (a shorter one misses up to 10 ms of
+    ticks a core, past a quarter of the tuner's half-core step), and one ends on the step that
+    reaches it."""
+    others = FakeOthers()
+    counted = steps_to_a_reading(NeighbourLoad(others, cores=cores), others)
+    assert (counted - 1) * STEP < seconds <= counted * STEP
+
+
+@pytest.mark.parametrize(("machine", "seconds"), [(16, 1.28), (2, 0.5), (None, 0.5)])
+def test_a_watch_without_a_core_count_counts_the_machine_cores(
+    monkeypatch: pytest.MonkeyPatch, machine: int | None, seconds: float
+) -> None:
+    """`cores` unset is psutil's count of the machine's cores: on 16 a reading lasts 1.28 s as with
+    cores=16, not the 0.5 s of one core. Where psutil cannot tell (None), one core's."""
+    monkeypatch.setattr(cpuload.psutil, "cpu_count", lambda logical=True: machine)
+    others = FakeOthers()
+    counted = steps_to_a_reading(NeighbourLoad(others), others)
+    assert (counted - 1) * STEP < seconds <= counted * STEP

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.schema import QUARANTINE_SCHEMA, validate
+from pipeline.sources.adapters.chitchat import UPSTREAM_CUT
 from pipeline.sources.normalize import output_paths
 from stages import download as download_stage
 from stages import normalize as normalize_stage
@@ -80,8 +81,21 @@ def test_chitchat_conversations(built: Path) -> None:
     paths = output_paths("chitchat", built)
     turns, quarantine = pl.read_parquet(paths["turns"]), pl.read_parquet(paths["quarantine"])
     report = json.loads(paths["report"].read_text())
-    # every utterance is a row; every conversation is kept or (with its reason) quarantined
-    assert report["rows_read"] == sum(len(turn) for conv in data.values() for turn in conv["messages"])
+    # every utterance is a row, but a message the app cut at UPSTREAM_CUT characters and the next
+    # utterance of its turn, which carries it on, are one; every conversation is kept or (with its
+    # reason) quarantined
+    utterances = [turn for conv in data.values() for turn in conv["messages"]]
+    carried_on = sum(
+        len(before["text"]) == UPSTREAM_CUT
+        for turn in utterances
+        for before, after in zip(turn, turn[1:], strict=False)
+        if before["sender"] == after["sender"]
+    )
+    assert carried_on > 1000
+    assert report["rows_read"] == sum(len(turn) for turn in utterances) - carried_on
+    # the cut and its rest are joined with a space, not split by a line break
+    lines = turns["text"].str.split("\n").to_list()
+    assert not [t for t in lines if any(len(line) == UPSTREAM_CUT for line in t[:-1])]
     seen = set(turns["conversation_id"]) | set(quarantine["conversation_id"].drop_nulls())
     assert seen == {f"chitchat:{k}" for k in data}
     # one chat-room conversation each turn of which is a list of utterances by one sender

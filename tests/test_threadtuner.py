@@ -625,3 +625,29 @@ def test_a_neighbour_that_comes_for_seconds_and_leaves_for_one_costs_the_watch_l
             tokens += 1
         rates[watch] = tokens / cpu.now
     assert rates[True] > 0.9 * rates[False]
+
+
+def test_a_load_that_arrives_after_a_slow_round_waits_four_times_that_round() -> None:
+    """A round for a load that arrives waits ROUND_SPACING times the last round's time, not the
+    quickest round's (nor EXPLORE_SECONDS), as one for a load that left does: the last round was
+    taken beside a load that is still there, and its turns at 2 threads crawl (5 steps of 0.5 s:
+    2.5 s). Another load then comes on cores the steps do not feel: its round comes 10 s of decoding
+    later, not 0.6 s (4x the idle rounds' 0.15 s) or 2 s, where a crawling turn would take a
+    quarter of the time or more. Quiet rounds are 32 s apart by now: the round is the watch's."""
+    waits = {}
+    for watch in (True, False):
+        cpu = FakeCPU(dict(IDLE))
+        tuner = cpu.tuner(watch=watch, max_explore_seconds=4 * MAX_EXPLORE_SECONDS)
+        run(cpu, tuner, 200)  # idle rounds: quick
+        cpu.cost, cpu.load = {1: 0.030, 2: 0.500}, 1.3
+        counts = run(cpu, tuner, 3000)  # 1 thread, slow rounds, quiet ones 16 s apart and more
+        assert tuner.chosen == 1
+        while counts[-2:] != [2, 1]:  # to the end of a slow turn at 2 threads
+            counts += run(cpu, tuner, 1)
+        cpu.load = 2.3
+        ended = cpu.now - cpu.cost[1]  # the round ended at that step at 1 thread's start
+        while run(cpu, tuner, 1) == [1] and cpu.now - ended < 4 * MAX_EXPLORE_SECONDS:
+            pass
+        waits[watch] = cpu.now - cpu.cost[2] - ended  # seconds at 1 thread before the next turn
+    assert 4 * 2.5 <= waits[True] < 4 * 2.5 + 0.1
+    assert waits[False] > 4 * 2.5 + 1.0
