@@ -7,12 +7,20 @@ so a neighbour that leaves went unseen for up to 8 s of decoding. The CPU time t
 at once: the machine's busy time less this process's, over half a second of decoding, read 1.3 cores
 beside benchmarks/decode_threads.py's busy process (1.0 while this one decoded on both cores) and
 0.01 without it, on this 2-core machine.
+
+Where this process may run on only some of the machine's cores (`taskset`, a container's cpuset),
+only those are read: a load on the other cores does not take this process's, and a reading of a few
+cores is as short as on a small machine (a reading lasts 0.08 s a core read: 5 s on a 64-core host).
+A container limited by a CPU quota alone (`docker --cpus`) still reads the whole host.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psutil
 
@@ -35,14 +43,39 @@ GAP_SECONDS = 0.05
 READ_SECONDS = 0.02
 
 
-def others_cpu_seconds() -> float:
-    """CPU seconds every other process has used since boot: the busy time of all cores (psutil's, as
-    its cpu_percent counts it: not idle, not waiting for I/O, guest time once) less this process's."""
-    times = psutil.cpu_times()
+def others_cpu_seconds(cpus: Sequence[int] | None = None) -> float:
+    """CPU seconds every other process has used since boot on `cpus` (core ids; None: every core): their
+    busy time (psutil's, as its cpu_percent counts it: not idle, not waiting for I/O, guest time once)
+    less this process's, which runs on them only."""
+    if cpus is None:
+        busy = _busy_seconds(psutil.cpu_times())
+    else:
+        per_core = psutil.cpu_times(percpu=True)
+        busy = sum(_busy_seconds(per_core[cpu]) for cpu in cpus)
+    return busy - time.process_time()
+
+
+def _busy_seconds(times: Any) -> float:  # a psutil cpu_times() named tuple
     idle = times.idle + getattr(times, "iowait", 0.0)
     # Linux counts a guest's time in user time too: once is enough.
     guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
-    return sum(times) - idle - guest - time.process_time()
+    return sum(times) - idle - guest
+
+
+def watched_cpus() -> tuple[int, ...] | None:
+    """The cores this process may run on, where they are fewer than the machine's and the OS tells
+    (Linux's sched_getaffinity); None: the whole machine is read. Also None where a core is offline:
+    psutil lists the per-core times of online cores only, in order, so its list is indexed by core
+    id only when every configured core is in it."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        configured = os.sysconf("SC_NPROCESSORS_CONF")
+        online = len(psutil.cpu_times(percpu=True))
+    except (AttributeError, ValueError, OSError, psutil.Error):  # not Linux; no /proc
+        return None
+    if not cpus or len(cpus) >= online or online != configured or max(cpus) >= online:
+        return None
+    return tuple(sorted(cpus))
 
 
 class NeighbourLoad:
@@ -53,11 +86,16 @@ class NeighbourLoad:
     `observe(start, end)` is a decode step's start and end on the tuner's clock, for the steps at the
     count in use only. It reads the others' CPU seconds at a step's end every READ_SECONDS, and
     counts the time between two reads unless a pause of more than GAP_SECONDS came between two of its
-    steps. `others` is others_cpu_seconds and `cores` the machine's (psutil's count); tests give
-    their own. If it fails (a /proc that cannot be read), the watch stops and says nothing again.
+    steps. `others` is others_cpu_seconds over watched_cpus (this process's cores) and `cores` their
+    number, else the machine's (psutil's count); tests give their own. If it fails (a /proc that
+    cannot be read), the watch stops and says nothing again.
     """
 
-    def __init__(self, others: Callable[[], float] = others_cpu_seconds, cores: int | None = None) -> None:
+    def __init__(self, others: Callable[[], float] | None = None, cores: int | None = None) -> None:
+        if others is None:
+            cpus = watched_cpus()
+            others = functools.partial(others_cpu_seconds, cpus)
+            cores = cores or (len(cpus) if cpus else None)
         self._others = others
         cores = cores or psutil.cpu_count() or 1
         self.window_seconds = max(WINDOW_SECONDS, SECONDS_PER_CORE * cores)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pipeline.cpuload import (
     WINDOW_SECONDS,
     NeighbourLoad,
     others_cpu_seconds,
+    watched_cpus,
 )
 
 SPIN = "import time\nend = time.perf_counter() + {seconds}\nwhile time.perf_counter() < end:\n    pass\n"
@@ -307,3 +309,105 @@ def test_a_watch_without_a_core_count_counts_the_machine_cores(
     others = FakeOthers()
     counted = steps_to_a_reading(NeighbourLoad(others), others)
     assert (counted - 1) * STEP < seconds <= counted * STEP
+
+
+def core(busy: float) -> FakeTimes:
+    """One core's psutil.cpu_times(percpu=True) entry, `busy` seconds of it busy (user)."""
+    return FakeTimes(busy, 0, 0, 100, 0, 0, 0, 0, 0, 0)
+
+
+def test_others_on_some_cores_are_their_busy_time_less_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the cores given only, each counted as the whole machine is; this process runs there only."""
+    monkeypatch.setattr(cpuload.time, "process_time", lambda: 1.0)
+    monkeypatch.setattr(cpuload.psutil, "cpu_times", lambda percpu=False: [core(2), core(30), core(500)])
+    assert others_cpu_seconds((1,)) == pytest.approx(30 - 1.0)
+    assert others_cpu_seconds((0, 2)) == pytest.approx(2 + 500 - 1.0)
+
+
+def machine(monkeypatch: pytest.MonkeyPatch, allowed: set[int], online: int, configured: int) -> None:
+    """A Linux machine whose process may run on `allowed`, with `online` of `configured` cores up."""
+    monkeypatch.setattr(cpuload.os, "sched_getaffinity", lambda pid: allowed, raising=False)
+    monkeypatch.setattr(cpuload.os, "sysconf", lambda name: configured)
+    monkeypatch.setattr(cpuload.psutil, "cpu_times", lambda percpu=False: [core(0)] * online)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "online", "configured", "watched"),
+    [
+        ({5, 2}, 8, 8, (2, 5)),  # pinned to two of eight cores: those two
+        (set(range(8)), 8, 8, None),  # every core: the whole machine, in one read
+        ({1}, 3, 4, None),  # a core offline: psutil's per-core list is not indexed by core id
+        ({9}, 8, 8, None),  # a core id psutil does not list
+    ],
+)
+def test_the_watch_reads_the_cores_this_process_may_run_on(
+    monkeypatch: pytest.MonkeyPatch, allowed: set[int], online: int, configured: int, watched: tuple | None
+) -> None:
+    machine(monkeypatch, allowed, online, configured)
+    assert watched_cpus() == watched
+
+
+def test_without_an_affinity_call_the_whole_machine_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS and Windows have no sched_getaffinity."""
+    monkeypatch.delattr(cpuload.os, "sched_getaffinity", raising=False)
+    assert watched_cpus() is None
+
+
+def test_a_watch_on_few_cores_of_a_big_machine_reads_those_and_reads_as_quickly_as_on_a_small_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pinned to 2 of 64 cores, a reading lasts 0.5 s (0.08 s a core of 64 would be 5.12 s), and the
+    others' seconds are those cores' only: a load on the other 62 is not this process's neighbour."""
+    machine(monkeypatch, {3, 4}, 64, 64)
+    busy = [0.0] * 64
+    monkeypatch.setattr(cpuload.psutil, "cpu_times", lambda percpu=False: [core(b) for b in busy])
+    monkeypatch.setattr(cpuload.psutil, "cpu_count", lambda logical=True: 64)
+    monkeypatch.setattr(cpuload.time, "process_time", lambda: 0.0)
+    watch = NeighbourLoad()
+    assert watch.window_seconds == WINDOW_SECONDS
+    before = watch._others()
+    busy[10] += 7.0  # elsewhere
+    busy[4] += 0.25
+    assert watch._others() - before == pytest.approx(0.25)
+
+
+PINNED_SPIN = "import os\nos.sched_setaffinity(0, {{{cpu}}})\n" + SPIN
+READ_PINNED = """import os, time
+os.sched_setaffinity(0, {0})
+from pipeline.cpuload import others_cpu_seconds, watched_cpus
+cpus = watched_cpus()
+assert cpus == (0,), cpus
+pinned, whole = others_cpu_seconds(cpus), others_cpu_seconds()
+time.sleep(0.6)
+print(others_cpu_seconds(cpus) - pinned, others_cpu_seconds() - whole)
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to pin"
+)
+@pytest.mark.parametrize("spinning_on", [0, 1])
+def test_a_process_pinned_to_one_core_sees_a_load_on_its_core_only(spinning_on: int) -> None:
+    """Real processes: a reader pinned to core 0 while another process spins 1.5 s pinned to core 0 or
+    to core 1. Its own core's reading shows the spin only when it is on core 0; the whole machine's
+    shows it either way. The machine's other processes come and go: the best of three tries."""
+
+    def reading() -> tuple[float, float]:
+        spinner = subprocess.Popen([sys.executable, "-c", PINNED_SPIN.format(cpu=spinning_on, seconds=1.5)])
+        try:
+            time.sleep(0.3)  # the spinner is up
+            out = subprocess.run(
+                [sys.executable, "-c", READ_PINNED], capture_output=True, text=True, check=True
+            )
+        finally:
+            spinner.kill()
+            spinner.wait()
+        pinned, whole = map(float, out.stdout.split())
+        return pinned, whole
+
+    tries = [reading() for _ in range(3)]
+    assert max(whole for _, whole in tries) >= 0.45
+    if spinning_on == 0:
+        assert max(pinned for pinned, _ in tries) >= 0.3
+    else:
+        assert min(pinned for pinned, _ in tries) < 0.2
