@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psutil
@@ -63,12 +63,15 @@ def _busy_seconds(times: Any) -> float:  # a psutil cpu_times() named tuple
 
 
 def watched_cpus() -> tuple[int, ...] | None:
-    """The cores this process may run on, where they are fewer than the machine's and the OS tells
-    (Linux's sched_getaffinity); None: the whole machine is read. Also None where a core is offline:
-    psutil lists the per-core times of online cores only, in order, so its list is indexed by core
-    id only when every configured core is in it."""
+    """The cores this process may run on (any of its threads), where they are fewer than the machine's
+    and the OS tells (Linux's sched_getaffinity); None: the whole machine is read. Also None where a
+    core is offline: psutil lists the per-core times of online cores only, in order, so its list is
+    indexed by core id only when every configured core is in it; and where OpenMP binds its threads
+    (`_openmp_binds_threads`)."""
+    if _openmp_binds_threads(os.environ):
+        return None
     try:
-        cpus = os.sched_getaffinity(0)
+        cpus = _process_cpus()
         configured = os.sysconf("SC_NPROCESSORS_CONF")
         online = len(psutil.cpu_times(percpu=True))
     except (AttributeError, ValueError, OSError, psutil.Error):  # not Linux; no /proc
@@ -76,6 +79,35 @@ def watched_cpus() -> tuple[int, ...] | None:
     if not cpus or len(cpus) >= online or online != configured or max(cpus) >= online:
         return None
     return tuple(sorted(cpus))
+
+
+def _process_cpus() -> set[int]:
+    """The cores any thread of this process may run on. sched_getaffinity(0) is the calling thread's
+    mask only: a thread bound to fewer cores (an OpenMP worker pinned to one) would run, and count in
+    process_time, on cores a watch of the caller's mask does not read."""
+    cpus = set(os.sched_getaffinity(0))
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return cpus
+    for tid in tids:
+        try:
+            cpus |= os.sched_getaffinity(int(tid))
+        except (OSError, ValueError):  # the thread ended meanwhile
+            continue
+    return cpus
+
+
+def _openmp_binds_threads(env: Mapping[str, str]) -> bool:
+    """Whether the OpenMP runtime torch loads (GNU libgomp) binds its threads to cores: it binds the
+    main thread to the first place as torch is imported (OMP_PROC_BIND=true there: sched_getaffinity
+    says {0} of 2 cores), before the workers that run on the others exist, so no mask read then
+    holds the process's cores. OMP_PLACES or GOMP_CPU_AFFINITY alone bind too; OMP_PROC_BIND=false
+    turns it off."""
+    bind = env.get("OMP_PROC_BIND", "").strip().lower()
+    if bind:
+        return bind != "false"
+    return bool(env.get("OMP_PLACES", "").strip() or env.get("GOMP_CPU_AFFINITY", "").strip())
 
 
 class NeighbourLoad:

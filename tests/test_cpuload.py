@@ -326,6 +326,8 @@ def test_others_on_some_cores_are_their_busy_time_less_this_process(monkeypatch:
 
 def machine(monkeypatch: pytest.MonkeyPatch, allowed: set[int], online: int, configured: int) -> None:
     """A Linux machine whose process may run on `allowed`, with `online` of `configured` cores up."""
+    for name in ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY"):  # no OpenMP binding
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cpuload.os, "sched_getaffinity", lambda pid: allowed, raising=False)
     monkeypatch.setattr(cpuload.os, "sysconf", lambda name: configured)
     monkeypatch.setattr(cpuload.psutil, "cpu_times", lambda percpu=False: [core(0)] * online)
@@ -345,6 +347,71 @@ def test_the_watch_reads_the_cores_this_process_may_run_on(
 ) -> None:
     machine(monkeypatch, allowed, online, configured)
     assert watched_cpus() == watched
+
+
+def test_the_watch_reads_the_cores_of_every_thread_of_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sched_getaffinity(0) is the calling thread's mask: where the main thread is bound to core 0 and
+    a worker to core 1 (OpenMP's binding), the process runs on both, and so is the whole machine read;
+    a worker's mask inside the main one's adds nothing."""
+    machine(monkeypatch, {0}, 4, 4)
+    masks = {0: {0}, 101: {0}, 102: {1}}
+    monkeypatch.setattr(cpuload.os, "sched_getaffinity", lambda pid: masks[pid], raising=False)
+    monkeypatch.setattr(cpuload.os, "listdir", lambda path: ["101", "102"])
+    assert watched_cpus() == (0, 1)
+    masks[102] = {0}
+    assert watched_cpus() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("env", "binds"),
+    [
+        ({}, False),
+        ({"OMP_PROC_BIND": "true"}, True),
+        ({"OMP_PROC_BIND": "spread,close"}, True),
+        ({"OMP_PROC_BIND": "FALSE", "OMP_PLACES": "cores"}, False),
+        ({"OMP_PLACES": "cores"}, True),
+        ({"GOMP_CPU_AFFINITY": "0-1"}, True),
+        ({"OMP_NUM_THREADS": "2"}, False),
+    ],
+)
+def test_where_openmp_binds_its_threads_the_whole_machine_is_read(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], binds: bool
+) -> None:
+    """libgomp binds the main thread to one core as torch is imported, before its workers (bound to
+    the other cores) exist: no thread's mask then holds the process's cores (each case checked with
+    torch here: OMP_PROC_BIND=false stops it, OMP_PLACES alone starts it)."""
+    machine(monkeypatch, {0}, 2, 2)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert (watched_cpus() is None) == binds
+
+
+OPENMP_BOUND = """import time, torch
+from pipeline.cpuload import others_cpu_seconds, watched_cpus
+cpus = watched_cpus()
+x = torch.randn(768, 768)
+before = others_cpu_seconds(cpus)
+end = time.perf_counter() + 1.0
+while time.perf_counter() < end:
+    x @ x
+print(cpus, others_cpu_seconds(cpus) - before)
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) != 2, reason="needs exactly 2 cores"
+)
+def test_torch_with_openmp_binding_is_not_read_as_a_negative_load() -> None:
+    """Found in review: with OMP_PROC_BIND=true, importing torch binds the main thread to core 0 and
+    its worker to core 1. The watch read core 0 only but subtracted both threads' CPU time: -0.97
+    cores over a second of 2-thread matmuls on an idle machine. Now the whole machine is read."""
+    env = {**os.environ, "OMP_PROC_BIND": "true", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", OPENMP_BOUND], capture_output=True, text=True, check=True, env=env
+    )
+    watched, used = out.stdout.rsplit(maxsplit=1)
+    assert watched == "None"
+    assert float(used) > -0.3
 
 
 def test_without_an_affinity_call_the_whole_machine_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -388,12 +455,14 @@ print(others_cpu_seconds(cpus) - pinned, others_cpu_seconds() - whole)
 )
 @pytest.mark.parametrize("spinning_on", [0, 1])
 def test_a_process_pinned_to_one_core_sees_a_load_on_its_core_only(spinning_on: int) -> None:
-    """Real processes: a reader pinned to core 0 while another process spins 1.5 s pinned to core 0 or
-    to core 1. Its own core's reading shows the spin only when it is on core 0; the whole machine's
-    shows it either way. The machine's other processes come and go: the best of three tries."""
+    """Real processes: a reader pinned to core 0 while another process spins pinned to core 0 or to
+    core 1 (over 0.6 s). Its own core's reading shows the spin only when it is on core 0: the spin on
+    core 1 shows in the whole machine's reading and not in its own (whatever else keeps core 0 busy,
+    another test run say, is in both). A slow start can end a try early: up to five tries, the first
+    that reads so ends them. The spinner outlasts any read and is stopped after it."""
 
     def reading() -> tuple[float, float]:
-        spinner = subprocess.Popen([sys.executable, "-c", PINNED_SPIN.format(cpu=spinning_on, seconds=1.5)])
+        spinner = subprocess.Popen([sys.executable, "-c", PINNED_SPIN.format(cpu=spinning_on, seconds=30)])
         try:
             time.sleep(0.3)  # the spinner is up
             out = subprocess.run(
@@ -405,9 +474,10 @@ def test_a_process_pinned_to_one_core_sees_a_load_on_its_core_only(spinning_on: 
         pinned, whole = map(float, out.stdout.split())
         return pinned, whole
 
-    tries = [reading() for _ in range(3)]
-    assert max(whole for _, whole in tries) >= 0.45
-    if spinning_on == 0:
-        assert max(pinned for pinned, _ in tries) >= 0.3
-    else:
-        assert min(pinned for pinned, _ in tries) < 0.2
+    def as_it_should(pinned: float, whole: float) -> bool:
+        return pinned >= 0.3 if spinning_on == 0 else whole - pinned >= 0.45
+
+    tries = []
+    while len(tries) < 5 and not (tries and as_it_should(*tries[-1])):
+        tries.append(reading())
+    assert as_it_should(*tries[-1]), tries
