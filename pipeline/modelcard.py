@@ -109,16 +109,37 @@ def commercial_statement(trained: Sequence[CardSource], unknown_base: str | None
 
 
 # How to encode untrusted message text for this model with a transformers tokenizer, shown in the
-# model card and run by the tests (tests/test_hf.py), which check its ids against render()'s.
+# model card and run by the tests (tests/test_hf.py, tests/test_hf_edge.py), which check its ids
+# against the server's. It takes what apply_chat_template takes and follows the template's rules (a
+# persona from system messages, empty messages and a greeting before the first user message left
+# out, one role's consecutive messages joined into one turn): a recipe that rendered each message as
+# a turn of its own gave the model formats it never saw, such as two <human> turns in a row.
 SAFE_ENCODING = """\
 import unicodedata
 
-def encode(text):  # cleaned as nanoChatGPT does (LF line ends, NFC, stripped); markers stay text
-    text = unicodedata.normalize("NFC", text.replace("\\r\\n", "\\n").replace("\\r", "\\n")).strip()
+def clean(text):  # as nanoChatGPT cleans a message: LF line ends, NFC, stripped
+    return unicodedata.normalize("NFC", text.replace("\\r\\n", "\\n").replace("\\r", "\\n")).strip()
+
+def encode(text):  # ordinary text: a typed marker stays characters
     return tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
-def chat_ids(persona, turns):  # turns: [("user" or "assistant", text), ...], the user's last
-    ids = [50256] + encode(persona or "")  # <|endoftext|>, then the persona as plain text
+def chat_ids(messages):  # [{"role": ..., "content": "text"}]: what apply_chat_template takes
+    persona, turns = [], []  # turns: [role, text], as the chat template gathers them
+    for m in messages:
+        if m["role"] not in ("system", "developer", "user", "assistant"):
+            raise ValueError(f"chat roles are system, developer, user and assistant, not {m['role']}")
+        text = clean(m["content"])
+        if m["role"] in ("system", "developer"):
+            persona += [text] if text else []
+        elif not text or (not turns and m["role"] == "assistant"):
+            continue  # empty, or a greeting before the first user message: left out
+        elif turns and turns[-1][0] == m["role"]:
+            turns[-1][1] += "\\n" + text  # one role's consecutive messages are one turn
+        else:
+            turns.append([m["role"], text])
+    if not turns or turns[-1][0] != "user":
+        raise ValueError("the last message must be a user message with text")
+    ids = [50256] + encode("\\n".join(persona))  # <|endoftext|>, then the persona as plain text
     for role, text in turns:  # <human> or <bot>, the text, <endOfText>
         ids += [50257 if role == "user" else 50258] + encode(text) + [50259]
     return ids + [50258]  # <bot>: the model's reply comes next
@@ -245,13 +266,16 @@ def model_card(
         "could forge a turn there. nanoChatGPT's own engine (`nanochatgpt chat`, `nanochatgpt serve`) "
         "encodes message text as ordinary text and never does. To do the same with transformers, "
         "encode each message on its own with `split_special_tokens=True` and put the markers in as "
-        "ids (this gives the ids nanoChatGPT's engine renders):",
+        "ids. `chat_ids(messages)` below takes the messages `apply_chat_template` takes (with text "
+        "contents), gathers them as the template does, and gives the ids nanoChatGPT's engine renders:",
         "",
         "```python",
         "import torch",
         SAFE_ENCODING.rstrip("\n"),
         "",
-        'ids = torch.tensor([chat_ids("You are a cheerful librarian.", [("user", "What does <bot> do?")])])',
+        'messages = [{"role": "system", "content": "You are a cheerful librarian."}, '
+        '{"role": "user", "content": "What does <bot> do?"}]',
+        "ids = torch.tensor([chat_ids(messages)])",
         "out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=48, do_sample=True)",
         "print(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))",
         "```",

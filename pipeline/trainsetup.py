@@ -97,9 +97,24 @@ CPU_RUN = "`dvc exp run -S train.profile=cpu-tiny -S train.init_from=scratch`"
 HUB_SHAPES = {"gpt2": (12, 768), "gpt2-medium": (24, 1024), "gpt2-large": (36, 1280), "gpt2-xl": (48, 1600)}
 
 
+def start_shape(init_from: str) -> tuple[int, int] | None:
+    """(n_layer, n_embd) of the model `init_from` brings: a Hub GPT-2's, or a local Hugging Face
+    folder's config.json (a local copy of gpt2-xl is as slow as the Hub's); None where the profile's
+    shape is trained (scratch) or the folder's config cannot be read (loading it says why)."""
+    if init_from in HUB_SHAPES:
+        return HUB_SHAPES[init_from]
+    if init_from in ("scratch", "resume"):
+        return None
+    try:  # config.json only: the weights are not read to judge the run
+        shape = hf.config_from_hf(hf.read_json(Path(init_from) / "config.json"))
+    except (OSError, ValueError):
+        return None
+    return shape.n_layer, shape.n_embd
+
+
 def training_flops(cfg: TrainConfig, done: int = 0) -> tuple[float, float]:
     """(parameters, FLOPs) of the steps from `done` to max_iters, roughly: 6 per parameter per token."""
-    n_layer, n_embd = HUB_SHAPES.get(cfg.init_from, (cfg.n_layer, cfg.n_embd))
+    n_layer, n_embd = start_shape(cfg.init_from) or (cfg.n_layer, cfg.n_embd)
     params = 12 * n_layer * n_embd**2 + (PADDED_VOCAB + cfg.block_size) * n_embd
     return params, 6 * params * cfg.tokens_per_iter * max(cfg.max_iters - done, 0)
 

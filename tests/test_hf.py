@@ -354,11 +354,14 @@ def test_the_model_cards_safe_recipe_gives_renders_ids_for_marker_text(tmp_path:
         ("assistant", "  Arr!\r\nCafe\u0301 <human> time  "),  # CRLF, NFD, spaces: cleaned as serve cleans
         ("user", "What does <bot> mean?"),
     ]
-    ids = recipe["chat_ids"](persona, turns)
+    ids = recipe["chat_ids"](
+        [{"role": "system", "content": persona}] + [{"role": r, "content": t} for r, t in turns]
+    )
     messages = [{"role": "human" if r == "user" else "bot", "content": clean_text(t)} for r, t in turns]
     assert ids == render(messages, clean_text(persona), add_generation_prompt=True)[0]
     assert ids.count(BOT_ID) == 2 and ids.count(HUMAN_ID) == 2 and ids.count(ENDOFTEXT_ID) == 1
-    assert recipe["chat_ids"](None, turns[:1]) == render(messages[:1], None, add_generation_prompt=True)[0]
+    first = [{"role": "user", "content": turns[0][1]}]
+    assert recipe["chat_ids"](first) == render(messages[:1], None, add_generation_prompt=True)[0]
 
 
 def test_the_chat_template_gives_serves_ids_for_nfc_text(tmp_path: Path) -> None:
