@@ -282,14 +282,41 @@ def decide(conv: pl.DataFrame, sources: Sequence[SourceInput], cfg: BuildConfig)
     candidates = conv.filter(pl.col("status").is_null()).with_columns(
         split_u=split.split_hash(cfg.seed), order_h=split.order_hash(cfg.seed)
     )
-    fated = dedup_and_cap(candidates, {ranks[n]: c for n, c in cfg.caps.items()})
-    kept = split.assign_split(fated.filter(pl.col("status") == KEPT), cfg.val_fraction)
+    caps = {ranks[n]: c for n, c in cfg.caps.items()}
+    fated = dedup_and_cap(candidates, caps)
+    others = _other_variants_kept(conv, cfg, caps)
+    kept = split.assign_split(fated.filter(pl.col("status") == KEPT), cfg.val_fraction, others)
     return pl.concat(
         [settled, fated.filter(pl.col("status") != KEPT), kept], how="diagonal_relaxed"
     ).with_columns(
         cross_source_duplicate=(pl.col("status") == DUPLICATE) & (pl.col("first_rank") != pl.col("rank")),
         part=part_expr(count_parts(conv, cfg)),
     )
+
+
+def _other_variants_kept(conv: pl.DataFrame, cfg: BuildConfig, caps: Mapping[int, int]) -> list[pl.Series]:
+    """The split hashes (`split_u`) of what each other variant keeps, for split.assign_split: a
+    tiny variant's split moves are made in both, so no conversation is train in one variant and
+    val in the other. A variant of the same conversations (every one commercial) keeps the same.
+
+    Without caps, the hashes a variant keeps are those of its candidates: a duplicate has the
+    opening of the copy kept, so dedup drops no hash. A cap can, so then dedup and caps are run."""
+    valid = conv.filter(pl.col("check").is_null())
+    own = valid.filter(eligible_expr(cfg.variant)).height
+    out = []
+    for variant in VARIANTS:
+        candidates = valid.filter(eligible_expr(variant))
+        if variant == cfg.variant or candidates.height == own:
+            continue
+        candidates = candidates.select(
+            "rank", "conversation_id", *dedup.KEY_COLUMNS, "chars", split_u=split.split_hash(cfg.seed)
+        )
+        if caps:
+            candidates = dedup_and_cap(
+                candidates.with_columns(order_h=split.order_hash(cfg.seed)), caps
+            ).filter(pl.col("status") == KEPT)
+        out.append(candidates["split_u"])
+    return out
 
 
 def dedup_and_cap(candidates: pl.DataFrame, caps: Mapping[int, int]) -> pl.DataFrame:

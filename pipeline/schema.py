@@ -18,7 +18,7 @@ import pandera.polars as pa
 import polars as pl
 
 from pipeline import paramcheck
-from pipeline.sources.licences import UNKNOWN_LICENCES
+from pipeline.sources.licences import NON_COMMERCIAL_PATTERN, UNKNOWN_LICENCES
 from pipeline.terminal import CONTROL_CHARS
 
 ROLES = ("human", "bot")
@@ -74,9 +74,12 @@ def licence_known(licence: pl.Expr | None = None) -> pl.Expr:
 
 
 def commercial_ok(commercial: pl.Expr | None = None, licence: pl.Expr | None = None) -> pl.Expr:
-    """True where a row may train a commercial model: flagged commercial AND a known licence."""
+    """True where a row may train a commercial model: flagged commercial AND a known licence whose
+    name does not forbid it (as pipeline.sources.licences.commercial_eligible)."""
     flag = pl.col("commercial") if commercial is None else commercial
-    return flag.fill_null(False) & licence_known(licence)
+    lic = pl.col("licence") if licence is None else licence
+    forbids = lic.str.strip_chars().str.contains(f"(?i){NON_COMMERCIAL_PATTERN}").fill_null(False)
+    return flag.fill_null(False) & licence_known(licence) & ~forbids
 
 
 def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, str]]:

@@ -38,6 +38,7 @@ per-source cap keeps, so a cap never favours either split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
@@ -99,26 +100,55 @@ def val_threshold(val_fraction: float) -> int:
     return min(int(val_fraction * _U64), _U64 - 1)
 
 
-def assign_split(kept: pl.DataFrame, val_fraction: float) -> pl.DataFrame:
+def assign_split(kept: pl.DataFrame, val_fraction: float, others: Sequence[pl.Series] = ()) -> pl.DataFrame:
     """Add `split` ("train" | "val") from the `split_u` column.
 
     On a tiny corpus the hash share can leave val empty; then the conversation with the
     smallest split hash moves to val (deterministic, and still keyed on the dedup key). It can
     as well leave train empty (a large val_fraction), and training needs a conversation: then the
     one with the largest split hash moves to train. A corpus of one conversation keeps it in train.
+
+    `others` are the `split_u` of the other variants' kept conversations. A move made for any
+    variant is made in every one, so that a conversation held by both variants sits in the same
+    split in both: moved for the commercial variant alone, a conversation of the full variant's
+    train was the commercial variant's val, and a run trained on one variant and validated on the
+    other had seen it (see `split_moves`).
     """
     threshold = val_threshold(val_fraction)
-    is_val = pl.col("split_u") < pl.lit(threshold, dtype=pl.UInt64)
-    if kept.height == 1:  # nothing to validate against, and training needs it
-        is_val = pl.lit(False)
-    out = kept.with_columns(split=pl.when(is_val).then(pl.lit("val")).otherwise(pl.lit("train")))
-    if val_fraction > 0 and kept.height >= 2:
-        for split, extreme in (("val", pl.col("split_u").min()), ("train", pl.col("split_u").max())):
-            if not (out["split"] == split).any():
-                out = out.with_columns(
-                    split=pl.when(pl.col("split_u") == extreme).then(pl.lit(split)).otherwise(pl.col("split"))
-                )
-    return out
+    to_train, to_val = split_moves([kept["split_u"], *others], val_fraction)
+    u = pl.col("split_u")
+    moved_train, moved_val = (pl.Series(m, dtype=pl.UInt64).implode() for m in (to_train, to_val))
+    is_val = ((u < pl.lit(threshold, dtype=pl.UInt64)) & ~u.is_in(moved_train)) | u.is_in(moved_val)
+    return kept.with_columns(split=pl.when(is_val).then(pl.lit("val")).otherwise(pl.lit("train")))
+
+
+def split_moves(variants: Sequence[pl.Series], val_fraction: float) -> tuple[list[int], list[int]]:
+    """The split hashes that leave their hash's split (to train, to val), given each variant's kept
+    `split_u`: the same answer for every variant, whichever is being built.
+
+    Per variant: one conversation alone goes to train; otherwise (val_fraction > 0) a variant with no
+    train gets its largest hash moved to train, then one with no val (after those moves) its
+    smallest hash not moved to train moved to val. A variant whose only val candidate another
+    variant moved to train keeps an empty val (two conversations between two variants that need
+    them on opposite sides cannot be split both ways).
+    """
+    threshold = val_threshold(val_fraction)
+    sets = [s.drop_nulls().unique() for s in variants]
+    to_train: set[int] = set()
+    for s in sets:
+        if s.len() == 1:
+            to_train.add(int(s[0]))
+        elif val_fraction > 0 and s.len() >= 2 and not (s >= threshold).any():
+            to_train.add(int(s.max()))  # type: ignore[arg-type]
+    to_val: set[int] = set()
+    for s in sets:
+        if val_fraction <= 0 or s.len() < 2:
+            continue
+        left = s.filter(~s.is_in(pl.Series(sorted(to_train), dtype=pl.UInt64).implode()))
+        moved = s.is_in(pl.Series(sorted(to_val), dtype=pl.UInt64).implode()).any()
+        if left.len() and not ((left < threshold).any() or moved):
+            to_val.add(int(left.min()))  # type: ignore[arg-type]
+    return sorted(to_train), sorted(to_val)
 
 
 def apply_caps(kept: pl.DataFrame, caps: dict[int, int]) -> pl.DataFrame:

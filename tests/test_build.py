@@ -645,6 +645,26 @@ def test_a_single_conversation_goes_to_train(val_fraction: float) -> None:
         ]
 
 
+def test_a_split_move_for_one_variant_is_made_in_the_other() -> None:
+    """The full variant holds a (val by its hash) and b (train); the commercial variant a alone, which
+    goes to train there (one conversation alone). Split on its own, the full variant kept a in val: a
+    was trained on by one variant and validated on by the other. Now a is train in both and the full
+    variant's val gets b instead."""
+    from pipeline.split import assign_split, val_threshold
+
+    a, b = 1, val_threshold(0.5) + 1
+    full = pl.DataFrame({"split_u": [a, b]}, schema={"split_u": pl.UInt64})
+    commercial = full.head(1)
+    both = {
+        "full": assign_split(full, 0.5, [commercial["split_u"]]),
+        "commercial": assign_split(commercial, 0.5, [full["split_u"]]),
+    }
+    assert both["full"]["split"].to_list() == ["train", "val"]
+    assert both["commercial"]["split"].to_list() == ["train"]
+    # Without the other variant's conversations the old answer stands: a is val.
+    assert assign_split(full, 0.5)["split"].to_list() == ["val", "train"]
+
+
 def test_build_splits_every_conversation_by_the_hash_of_its_opening(tmp_path):
     """The split column the build writes is assign_split of split_hash over each kept conversation's
     opening key (computed here from the input turn tables), not a hash of anything else: a hash of

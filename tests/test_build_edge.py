@@ -490,3 +490,58 @@ def test_non_commercial_copies_neither_spend_a_cap_nor_shadow_a_commercial_copy(
     stats, kept = capped_build(tmp_path, ["nc", "a"], {"a": 100}, variant="full")
     assert set(kept) == {"nc"} and len(kept["nc"]) == 20
     assert stats["a"]["rows_filtered"]["cap"] == 0 and stats["a"]["duplicate_rows_removed"] == 40
+
+
+# ----------------------------------------------------------------------------- the variants agree
+
+
+def _splits(root: Path, variant: str) -> dict[str, str]:
+    d = root / "data/dataset" / variant
+    return {
+        cid: split
+        for split in ("train", "val")
+        for cid in pl.read_parquet(d / f"{split}.parquet")["conversation_id"].to_list()
+    }
+
+
+@pytest.mark.parametrize("n_good", [1, 2, 3, 5])
+@pytest.mark.parametrize("caps", [{}, {"nc": 150}])
+def test_a_conversation_in_both_variants_sits_in_the_same_split(tmp_path, n_good, caps):
+    """A tiny commercial variant beside a larger full one: the split's fallback (a variant without val
+    gets its smallest hash moved there; one conversation alone goes to train) moved conversations in
+    the commercial variant alone, so that good:2 was the full variant's train and the commercial
+    variant's val: a run trained on full and validated on commercial (or the reverse) had seen it."""
+    write_tables(
+        tmp_path,
+        {"good": many("good", n_good), "nc": many("nc", 40, licence="CC-BY-NC-4.0", commercial=False)},
+    )
+    for seed in range(6):
+        for variant in ("full", "commercial"):
+            build(tmp_path, ["good", "nc"], variant, val_fraction=0.05, seed=seed, caps=caps)
+        full, commercial = _splits(tmp_path, "full"), _splits(tmp_path, "commercial")
+        assert set(commercial) == {f"good:{i}" for i in range(n_good)} <= set(full)
+        assert {c: full[c] for c in commercial} == commercial, f"seed {seed}"
+        assert "train" in commercial.values() and "val" in full.values()
+        if n_good >= 2:  # and each variant still has both splits
+            assert set(commercial.values()) == {"train", "val"}
+
+
+def test_a_non_commercial_licence_never_enters_the_commercial_variant_whatever_its_flag(tmp_path):
+    """sources.yaml and the sidecar check refuse `commercial: true` under CC-BY-NC-*, but the build
+    only asked for a flag and a known licence: a turn table they never checked (written by hand, or
+    by a normalize from before a sidecar was corrected) put such rows in the commercial variant, while
+    the model card (datasetcard.stats_terms) called them non-commercial."""
+    registry = {**REGISTRY, "flagged_nc": {"kind": "url", "licence": "cc-by-nc-4.0", "commercial": True}}
+    contrib = many("contrib/ok", 2, licence="CC-BY-4.0") + many(
+        "contrib/bad", 2, licence="MIT OR CC-BY-NC-4.0", commercial=True
+    )
+    write_tables(tmp_path, {"flagged_nc": many("flagged_nc", 3), "contrib": contrib})
+    cfg = BuildConfig(variant="commercial", val_fraction=0.2)
+    stats = build_variant(tmp_path, ["flagged_nc", "contrib"], registry, cfg).stats
+    d = tmp_path / "data/dataset/commercial"
+    held = pl.concat([pl.read_parquet(d / f"{s}.parquet") for s in ("train", "val")])
+    assert sorted(set(held["source"])) == ["contrib/ok"]
+    assert stats["sources"]["flagged_nc"]["rows_filtered"]["not_commercial"] == 6
+    assert stats["sources"]["contrib"]["rows_filtered"]["not_commercial"] == 4
+    full = build_variant(tmp_path, ["flagged_nc", "contrib"], registry, BuildConfig(variant="full")).stats
+    assert not full["sources"]["contrib"]["parts"]["contrib/bad"]["commercial"]

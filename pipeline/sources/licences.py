@@ -47,11 +47,11 @@ COMMERCIAL_OK = frozenset(
 # "NC" as a part of the name, not inside a word (CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-NC4.0), or
 # words that limit use to non-commercial purposes ("non-commercial", "not for commercial use",
 # "research use only", "academic use only", "personal use only").
-_NON_COMMERCIAL = re.compile(
+NON_COMMERCIAL_PATTERN = (
     r"(^|[^a-z])nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
-    r"|\b(research|academic|personal|educational|evaluation)\b.*\bonly\b",
-    re.IGNORECASE,
+    r"|\b(research|academic|personal|educational|evaluation)\b.*\bonly\b"
 )
+_NON_COMMERCIAL = re.compile(NON_COMMERCIAL_PATTERN, re.IGNORECASE)
 
 
 def is_unknown(licence: str) -> bool:
@@ -60,9 +60,11 @@ def is_unknown(licence: str) -> bool:
 
 
 def commercial_eligible(flag: bool, licence: str) -> bool:
-    """What the commercial variant takes: flagged commercial AND under a known licence (the row-wise
-    form is pipeline.schema.commercial_ok)."""
-    return flag and not is_unknown(licence)
+    """What the commercial variant takes: flagged commercial AND under a known licence that does not
+    forbid commercial use by its name (the row-wise form is pipeline.schema.commercial_ok). The
+    registry and sidecar checks refuse such a flag already; the build re-applies it, so a turn table
+    they did not check (written by hand or by an older normalize) cannot carry one in."""
+    return flag and not is_unknown(licence) and not is_non_commercial(licence)
 
 
 def is_non_commercial(licence: str) -> bool:
