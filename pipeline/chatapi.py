@@ -304,9 +304,12 @@ class ChatService:
 
     def _chunks(self, reply: Reply, include_usage: bool) -> Iterator[dict[str, Any]]:
         head = self._envelope("chat.completion.chunk")
+        # OpenAI: with include_usage "all other chunks will also include a usage field, but with a
+        # null value" (a client that reads chunk["usage"] would get KeyError); without it, none.
+        usage: dict[str, None] = {"usage": None} if include_usage else {}
 
         def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
-            return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **usage}
 
         with contextlib.closing(reply):
             yield chunk({"role": "assistant", "content": ""})

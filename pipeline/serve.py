@@ -246,7 +246,7 @@ class Handler(BaseHTTPRequestHandler):
                 # An OpenAI client whose base_url lacks /v1 (many local servers take both): say so,
                 # or "no route POST /chat/completions" leaves the user looking for a bug.
                 message += f"; the API is under /v1 (/v1{self.route}): a client's base_url ends in /v1"
-            self._error(HTTPStatus.NOT_FOUND, message, "not_found_error")
+            self._error(HTTPStatus.NOT_FOUND, message, "invalid_request_error")  # as OpenAI types its 404
 
     # HTTP's other methods answer in the same JSON error format; one HTTP does not define is
     # answered 501 (RFC 9110 9.1: an unrecognized method), also in JSON (send_error).
@@ -311,9 +311,17 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(HTTPStatus.OK, api.complete(self.service, req, self._client_left, session))
 
     def _body(self) -> Any:
+        # Repeated Transfer-Encoding lines are one comma-separated list (RFC 9110 5.3).
         codings = [
-            c.strip().lower() for c in self.headers.get("Transfer-Encoding", "").split(",") if c.strip()
+            c.strip().lower()
+            for line in self.headers.get_all("Transfer-Encoding") or []
+            for c in line.split(",")
+            if c.strip()
         ]
+        if codings and self.headers.get("Content-Length") is not None:
+            # The coding frames the body, but a proxy may have framed it by the length and sent
+            # what follows as its own request (smuggling): RFC 9112 6.1 says close after the reply.
+            self.close_connection = True
         if codings and codings != ["chunked"]:
             raise RequestError(f"Transfer-Encoding {', '.join(codings)} is not supported (only chunked)")
         try:

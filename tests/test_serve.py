@@ -181,6 +181,8 @@ def test_stream_usage_comes_as_openai_sends_it_when_asked(enc) -> None:
         status, bad = post(url, {**body, "stream": True, "stream_options": {"include_usage": "yes"}})
     *chunks, usage, done = events
     assert done == "[DONE]" and usage["choices"] == [] and usage["usage"] == whole["usage"]
+    # OpenAI's other chunks then carry "usage": null (a client reading chunk["usage"] would get KeyError)
+    assert all("usage" in c and c["usage"] is None for c in chunks)
     assert usage["id"] == chunks[0]["id"] and usage["object"] == "chat.completion.chunk"
     assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
     assert status == 400 and bad["error"]["param"] == "stream_options"
@@ -531,6 +533,28 @@ def test_chunked_request_bodies_are_read(enc) -> None:
         assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["object"] == "chat.completion"
         reply = _raw(url, head + b"zz\r\n{}\r\n0\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 400") and b"chunk" in reply
+
+
+def test_a_body_framed_two_ways_is_answered_and_the_connection_closed(enc) -> None:
+    """RFC 9112 6.1: Transfer-Encoding overrides a Content-Length sent with it, but such a request may
+    be smuggling one past a proxy that framed it by the length, so the server MUST close the
+    connection after its reply. It kept the connection and answered the bytes after the body as
+    another request. Repeated Transfer-Encoding lines are one list (RFC 9110 5.3): two "chunked"
+    lines are chunked twice, refused as "chunked, chunked" is; the first line alone was taken."""
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    then = b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        reply = _raw(url, head + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + then)
+        assert reply.startswith(b"HTTP/1.1 200") and b"chat.completion" in reply, reply[:200]
+        assert reply.count(b"HTTP/1.1 ") == 1 and b"\r\nConnection: close\r\n" in reply
+        # the same request without the Content-Length keeps the connection: the next is answered
+        reply = _raw(url, head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked + then)
+        assert reply.count(b"HTTP/1.1 200") == 2, reply[:400]
+        twice = b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        reply = _raw(url, head + twice + b"%x\r\n%s\r\n" % (len(chunked), chunked) + b"0\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 400") and b"chunked, chunked is not supported" in reply, reply
 
 
 def test_max_completion_tokens_too_large_is_named_as_such(enc) -> None:

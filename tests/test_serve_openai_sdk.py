@@ -249,6 +249,9 @@ def test_a_base_url_without_v1_is_told_where_the_api_is(tiny) -> None:
             with pytest.raises(openai.NotFoundError) as e:
                 call()
             assert "/v1" in e.value.message and "base_url" in e.value.message
+            # OpenAI's own 404 for a URL it has no route for ("Invalid URL (POST /x)") is of type
+            # invalid_request_error: there is no "not_found_error" among its error types
+            assert e.value.type == "invalid_request_error" and e.value.code is None
 
 
 def test_the_async_client_streams(tiny) -> None:
