@@ -88,3 +88,57 @@ def test_a_corrupt_zip_member_is_one_line(tmp_path: Path, compression: int, head
         extract(p, ("d/*.csv",), tmp_path / "out", name="demo", origin="a.zip")
     assert str(err.value).startswith(f"demo: cannot extract archive a.zip ({raised}: ")
     assert "\n" not in str(err.value)
+
+
+def _long_named_tar(path: Path, names: list[str], fmt: int) -> Path:
+    """A .tar.gz of one-byte members named `names`, in tarfile format `fmt` (GNU: a name over 100
+    bytes goes in a long-name header before its member; PAX: in a pax record)."""
+    with tarfile.open(path, mode="w:gz", format=fmt) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    return path
+
+
+def _deep(length: int, tag: str) -> str:
+    """A member name of about `length` characters under d/, in folders of 100 (NAME_MAX is 255)."""
+    return "d/" + "/".join([tag * 100] * (length // 101)) + ".csv"
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_an_extended_header_too_large_for_memory_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch, fmt: int
+) -> None:
+    """tarfile reads a GNU long name or a pax record whole into memory: 400 MB of zeros declared as
+    one packs into 1.8 MB of .tar.gz and took 820 MB to list. Past MAX_HEADER it is refused in one
+    line before it is read, nothing written (the limit is lowered here; a 300-byte name passes)."""
+    from pipeline.sources import archive
+    from pipeline.sources.errors import SourceError
+
+    monkeypatch.setattr(archive, "MAX_HEADER", 4096)
+    ok = _long_named_tar(tmp_path / "ok.tar.gz", [_deep(300, "a")], fmt)
+    got = archive.extract(ok, ("d/**/*.csv",), tmp_path / "ok", name="demo", origin="ok")
+    assert got["members_extracted"] == 1
+    path = _long_named_tar(tmp_path / "a.tar.gz", [_deep(5000, "a")], fmt)
+    with pytest.raises(SourceError) as err:
+        archive.extract(path, ("d/**/*.csv",), tmp_path / "out", name="demo", origin="a.tar.gz")
+    msg = str(err.value)
+    assert msg.startswith("demo: archive a.tar.gz holds an extended header (long name or pax record) of ")
+    assert "at most 4,096 each" in msg and "`local_path:`" in msg and "\n" not in msg
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_extended_headers_are_bounded_in_all_too(tmp_path: Path, monkeypatch) -> None:
+    """Each under MAX_HEADER, many long names are kept for their members: MAX_HEADERS bounds them all."""
+    from pipeline.sources import archive
+    from pipeline.sources.errors import SourceError
+
+    monkeypatch.setattr(archive, "MAX_HEADERS", 10_000)
+    names = [_deep(3000, str(i)) for i in range(4)]
+    path = _long_named_tar(tmp_path / "a.tar.gz", names, tarfile.GNU_FORMAT)
+    with pytest.raises(SourceError, match=r"holds an extended header .* of [\d,]+ bytes in all"):
+        archive.extract(path, ("d/**/*.csv",), tmp_path / "out", name="demo", origin="a.tar.gz")
+    three = _long_named_tar(tmp_path / "b.tar.gz", names[:3], tarfile.GNU_FORMAT)  # 3 x 3,000 bytes or so
+    got = archive.extract(three, ("d/**/*.csv",), tmp_path / "out2", name="demo", origin="b.tar.gz")
+    assert got["members_extracted"] == 3

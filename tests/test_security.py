@@ -500,6 +500,22 @@ def test_redirect_away_from_http_is_refused(tmp_path: Path, cache: Path, redirec
     assert not (tmp_path / "x.txt").exists()
 
 
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "data:,token%3Dhunter2"])
+def test_a_redirect_urllib_refuses_itself_says_where_it_pointed(
+    tmp_path: Path, cache: Path, redirecting, target: str
+) -> None:
+    """urllib refuses a redirect to file:// or data: by itself, before the http(s) rule, and the
+    message was a bare "(HTTP 302)": the same one line as for ftp://, naming the target."""
+    from pipeline.sources.http import fetch_url
+
+    url, handler = redirecting
+    handler.target = target
+    with pytest.raises(SourceError) as err:
+        fetch_url(url, "0" * 64, tmp_path / "x.txt", name="demo")
+    assert f"(HTTP 302: redirect to a non-http(s) URL: {target})" in str(err.value)
+    assert not (tmp_path / "x.txt").exists() and not any(cache.glob("*"))
+
+
 class _Huge(http.server.BaseHTTPRequestHandler):
     """Declares an exabyte, sends a few bytes (a client that trusted it would write until the disk
     is full)."""

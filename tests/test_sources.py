@@ -682,6 +682,121 @@ def test_a_download_cut_short_keeps_its_part_and_resumes(
     assert dest.read_bytes() == handler.payload and not part.exists()
 
 
+class _OtherPartHandler(http.server.BaseHTTPRequestHandler):
+    """Answers a Range request with a 206 whose Content-Range starts at `start`, not where asked."""
+
+    payload = b""
+    start = 0
+
+    def do_GET(self) -> None:  # noqa: N802
+        ranged = self.headers.get("Range") is not None
+        body = self.payload[self.start :] if ranged else self.payload
+        self.send_response(206 if ranged else 200)
+        if ranged:
+            self.send_header(
+                "Content-Range", f"bytes {self.start}-{len(self.payload) - 1}/{len(self.payload)}"
+            )
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_range_answered_with_another_part_is_not_appended(root: Path) -> None:
+    """A server answering `Range: bytes=50000-` with the whole file as a 206 (Content-Range 0-...):
+    appended to the kept 50,000 bytes, that made a wrong file refused as "check the pin" though pin
+    and server were right. Now a reply from byte 0 starts the file over, and one from elsewhere
+    drops the partial file with a message saying so (the rerun fetches it whole)."""
+    from pipeline.sources.http import fetch_url
+
+    handler = type("Handler", (_OtherPartHandler,), {"payload": os.urandom(200_000)})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/f.bin"
+        sha = hashlib.sha256(handler.payload).hexdigest()
+        part = root / "dl-cache" / f"{sha}.part"
+        part.parent.mkdir(parents=True)
+        part.write_bytes(handler.payload[:50_000])
+        fetch_url(url, sha, root / "out" / "f.bin", name="demo")
+        assert (root / "out" / "f.bin").read_bytes() == handler.payload and not part.exists()
+        part.write_bytes(handler.payload[:50_000])
+        handler.start = 10_000
+        with pytest.raises(SourceError) as err:
+            fetch_url(url, sha, root / "out2" / "f.bin", name="demo")
+        msg = str(err.value)
+        assert msg.startswith(
+            f"demo: {url} answered a request for its bytes from 50,000 on with bytes from 10,000"
+        )
+        assert "check the pin" not in msg and not part.exists() and not (root / "out2").exists()
+        fetch_url(url, sha, root / "out2" / "f.bin", name="demo")  # no Range asked: the whole file
+        assert (root / "out2" / "f.bin").read_bytes() == handler.payload
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class _UnsizedHandler(http.server.BaseHTTPRequestHandler):
+    """A chunked reply (no size declared) of `payload`, 1 MiB a chunk."""
+
+    protocol_version = "HTTP/1.1"
+    payload = b""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for i in range(0, len(self.payload), 1 << 20):
+                chunk = self.payload[i : i + (1 << 20)]
+                self.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client stopped reading
+            pass
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_download_of_undeclared_size_stops_before_the_disk_is_full(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunked reply declares no size, so the check against the free space before the first byte
+    cannot be made: a server streaming without end filled the disk, and the kept .part refilled it
+    on each resume. The download stops before it leaves less than RESERVE free, the part kept."""
+    from types import SimpleNamespace
+
+    from pipeline.sources import http as web
+
+    handler = type("Handler", (_UnsizedHandler,), {"payload": os.urandom(12 << 20)})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    sha = hashlib.sha256(handler.payload).hexdigest()
+    part = root / "dl-cache" / f"{sha}.part"
+
+    def disk_usage(path: Path) -> SimpleNamespace:  # 5 MiB above the reserve, less what is written
+        return SimpleNamespace(free=web.RESERVE + (5 << 20) - (part.stat().st_size if part.exists() else 0))
+
+    monkeypatch.setattr(web.shutil, "disk_usage", disk_usage)
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/f.bin"
+        with pytest.raises(SourceError) as err:
+            web.fetch_url(url, sha, root / "out" / "f.bin", name="demo")
+        msg = str(err.value)
+        assert re.match(
+            rf"^demo: download of {re.escape(url)} stopped at [\d,]+ bytes: the server declares no size", msg
+        )
+        assert "rerun to resume" in msg and "\n" not in msg
+        assert 4 << 20 <= part.stat().st_size <= 5 << 20 and not (root / "out").exists()
+        assert handler.payload.startswith(part.read_bytes())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_a_chunked_download_cut_short_is_one_line(
     root: Path, cut_server: tuple[str, type[_CutHandler]]
 ) -> None:

@@ -11,7 +11,10 @@ module, to `out/<its path in the archive>`, opened with 'xb' (a second member of
 refused, not silently laid over the first). Before that, the selection's sizes as the archive
 declares them (exact for tar; zipfile reads no more than a zip entry declares) are checked against
 the free disk space, so an archive that would fill the disk (a "zip bomb" among them) is refused
-with its figures, not half written; so is an archive of more than MAX_MEMBERS members.
+with its figures, not half written; so is an archive of more than MAX_MEMBERS members, and a tar
+whose extended headers (a GNU long name, a pax record) would take more memory than MAX_HEADER each or
+MAX_HEADERS in all: tarfile reads one whole into memory, and a gigabyte of zeros declared as a
+member's long name packs into a megabyte of .tar.gz.
 """
 
 from __future__ import annotations
@@ -40,6 +43,37 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 # it reads) and its selected files an inode each: 10 million empty members pack into a 50 MB
 # .tar.gz. A corpus archive with more files than that is better unpacked and read by `local_path:`.
 MAX_MEMBERS = 1_000_000
+# An extended header (GNU long name or link name, pax record) is read whole into memory by tarfile,
+# and what it says is kept for the member (a long name, pax fields): a real one holds a path or a few
+# timestamps, a few hundred bytes. MAX_HEADERS bounds what all of them may hold, about what
+# MAX_MEMBERS members' headers take anyway.
+MAX_HEADER = 1 << 20
+MAX_HEADERS = 256 << 20
+_EXTENDED = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
+
+
+class _OversizedHeader(tarfile.TarError):
+    """A tar extended header over MAX_HEADER, or the archive's over MAX_HEADERS (not a ReadError:
+    tarfile.open would take that for 'not this compression' and try the next)."""
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's TarInfo, refusing an extended header before tarfile reads it into memory."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED:
+            total = getattr(tar, "_extended_bytes", 0) + self.size
+            if self.size > MAX_HEADER or total > MAX_HEADERS:
+                over = f"{self.size:,} bytes" if self.size > MAX_HEADER else f"{total:,} bytes in all"
+                raise _OversizedHeader(f"an extended header (long name or pax record) of {over}")
+            tar._extended_bytes = total  # type: ignore[attr-defined]
+        return super()._proc_member(tar)  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -110,8 +144,13 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
 
 def _format(path: Path) -> str | None:
     """The archive's format: tar (any compression tarfile reads), zip, or None for neither."""
-    if tarfile.is_tarfile(path):
-        return "tar"
+    try:
+        with tarfile.open(path, tarinfo=_BoundedTarInfo):  # tarfile.is_tarfile, headers bounded
+            return "tar"
+    except _OversizedHeader:
+        return "tar"  # extract's listing says why it is refused
+    except tarfile.TarError:
+        pass
     return "zip" if zipfile.is_zipfile(path) else None
 
 
@@ -124,7 +163,7 @@ def _listing(path: Path, fmt: str) -> Iterator[tuple[list[Member], Callable[[], 
     if fmt == "tar":
 
         def tar_pass() -> Iterator[Member]:
-            with tarfile.open(path, mode="r|*") as tar:
+            with tarfile.open(path, mode="r|*", tarinfo=_BoundedTarInfo) as tar:
                 for info in tar:
                     kind = _tar_kind(info)
                     # a stream reads the member it stands on only: opened before the next one
@@ -225,6 +264,12 @@ def extract(
                         continue
                     with m.opener() as src, open(dest, "xb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
+    except _OversizedHeader as e:
+        raise SourceError(
+            f"{name}: archive {origin} holds {e} (at most {MAX_HEADER:,} each, {MAX_HEADERS:,} in all: "
+            f"tarfile reads each into memory); the archive is refused; unpack it yourself and point "
+            f"`local_path:` for {name} at the folder"
+        ) from None
     # zlib.error / lzma.LZMAError: a corrupt deflate or LZMA member of a zip (bzip2 raises OSError)
     except (
         tarfile.TarError,

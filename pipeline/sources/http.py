@@ -3,10 +3,13 @@
 Bytes go to `<cache>/<sha256>.part` first; an interrupted download resumes from where it
 stopped with an HTTP Range request (a server that ignores Range restarts it from zero). A connection
 that closes before the size the server declared (Content-Length, or Content-Range's total) keeps
-the partial file for that resume: it is not hashed, nor taken for a wrong pin. The
-file is handed over only once its sha256 matches the pin, so a truncated or tampered file
-never reaches data/raw. A plain file is then moved into data/raw; an archive stays in the cache
-as `<cache>/<sha256>` (cached_url) and only its selected members are extracted (archive.py).
+the partial file for that resume: it is not hashed, nor taken for a wrong pin. A 206 reply that
+starts elsewhere than asked is never appended (from byte 0 it starts the file over; from elsewhere
+the partial file is dropped). A reply that declares no size stops before it leaves less than
+RESERVE free on the cache's disk. The file is handed over only once its sha256 matches the pin, so
+a truncated or tampered file never reaches data/raw. A plain file is then moved into data/raw; an
+archive stays in the cache as `<cache>/<sha256>` (cached_url) and only its selected members are
+extracted (archive.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import urllib.request
 from email.message import Message
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from tqdm import tqdm
 
@@ -28,7 +31,10 @@ from pipeline.atomic import sha256_file
 from pipeline.sources.errors import SourceError
 
 CHUNK = 1 << 20
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+\d+-\d+/(\d+)\s*$")
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-\d+/(\d+)\s*$")
+# Free space a reply that declares no size (chunked) may not write into: nothing else bounds it, and a
+# server streaming without end would fill the disk (and the kept .part refill it on every resume).
+RESERVE = 256 << 20
 SCHEMES = ("http", "https")  # what a download is; urllib also opens file://, ftp:// and data:
 
 
@@ -46,6 +52,22 @@ class _RefusedRedirect(urllib.error.HTTPError):
 
 class _WebRedirects(urllib.request.HTTPRedirectHandler):
     """urllib's redirects, to http(s) only: its own rule also follows one to ftp://."""
+
+    def http_error_302(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Message
+    ) -> IO[bytes] | None:
+        # urllib refuses a redirect to file:// (or data:) itself, before redirect_request, as a bare
+        # "HTTP 302" that said nothing of where it pointed: the same refusal as for ftp:// instead
+        target = headers.get("location") or headers.get("uri")
+        if target is not None:
+            newurl = urljoin(req.full_url, target)
+            if not _web_url(newurl):
+                raise _RefusedRedirect(
+                    newurl, code, f"redirect to a non-http(s) URL: {newurl[:150]}", headers, fp
+                )
+        return super().http_error_302(req, fp, code, msg, headers)  # type: ignore[no-any-return]
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     def redirect_request(
         self,
@@ -77,9 +99,20 @@ def _declared_size(resp: http.client.HTTPResponse, start: int) -> int | None:
     else `start` + Content-Length; None when neither says (a chunked reply)."""
     total = _CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
     if total:
-        return int(total.group(1))
+        return int(total.group(2))
     length = (resp.headers.get("Content-Length") or "").strip()
     return start + int(length) if length.isdigit() else None
+
+
+def _reply_start(resp: http.client.HTTPResponse, have: int) -> int:
+    """Where in the file the reply's body starts: 0 for a whole file (200), Content-Range's first
+    byte for a part (206; one without a Content-Range is taken at its word, `have`). A server may
+    answer a Range with another part than asked, the whole file from 0 say: appended to the kept
+    bytes, that made a file whose hash the pin refused ("check the pin") though both were right."""
+    if resp.status != 206:
+        return 0
+    sent = _CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
+    return have if sent is None else int(sent.group(1))
 
 
 def _interrupted(name: str, url: str, have: int, total: int | None, why: str, hint: str) -> SourceError:
@@ -98,6 +131,19 @@ def _check_space(total: int | None, got: int, cache: Path, name: str, url: str, 
         raise SourceError(
             f"{name}: {url} is {total:,} bytes, {total - got:,} more than the download cache {cache} has "
             f"free ({free:,}); free disk space or set NANOCHATGPT_DOWNLOAD_CACHE to a larger disk, {hint}"
+        )
+
+
+def _check_room(block: int, got: int, cache: Path, name: str, url: str, hint: str) -> None:
+    """Stop a download of undeclared size before its next `block` bytes leave less than RESERVE
+    free on the disk holding the cache; the partial file is kept, to resume once there is room."""
+    free = shutil.disk_usage(cache).free
+    if free - block < RESERVE:
+        raise SourceError(
+            f"{name}: download of {url} stopped at {got:,} bytes: the server declares no size and the "
+            f"download cache {cache} has {free:,} bytes free (a download stops before it leaves less than "
+            f"{RESERVE:,}); free disk space or set NANOCHATGPT_DOWNLOAD_CACHE to a larger disk, then "
+            f"rerun to resume, {hint}"
         )
 
 
@@ -120,7 +166,14 @@ def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) ->
     got, total = have, None
     try:
         with _OPENER.open(request, timeout=timeout) as resp:
-            resumed = have > 0 and resp.status == 206
+            start = _reply_start(resp, have)
+            if start not in (0, have):  # neither the rest asked for nor the whole file
+                part.unlink(missing_ok=True)
+                raise SourceError(
+                    f"{name}: {url} answered a request for its bytes from {have:,} on with bytes from "
+                    f"{start:,} on; the partial download is dropped, rerun to fetch it whole, {hint}"
+                )
+            resumed = have > 0 and start == have
             got = have if resumed else 0
             total = _declared_size(resp, got)
             _check_space(total, got, cache, name, url, hint)
@@ -138,6 +191,8 @@ def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) ->
                 # A clean close part-way ends read() with b"" like the end of the file does: only
                 # the byte count against the declared size tells the two apart (checked below).
                 while block := resp.read(CHUNK):
+                    if total is None:  # a declared size was checked against the free space above
+                        _check_room(len(block), got, cache, name, url, hint)
                     out.write(block)
                     got += len(block)
                     bar.update(len(block))
