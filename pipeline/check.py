@@ -239,11 +239,14 @@ def _count(n: int, word: str) -> str:
 
 
 def format_summary(s: dict[str, Any]) -> str:
+    # A file's name is the contributor's (or an archive's) and is quoted by origins, reasons and
+    # errors: ESC or a line break in it must not reach the terminal, so every such field is shown
+    # printable (one line, inert), as `quarantine` shows origins and reasons.
     if "error" in s:  # a file the pipeline would refuse: its one line
-        return f"check: {s['error']}"
+        return f"check: {printable(s['error'])}"
     said = s.get("description")
     lines = [
-        f"{s['file']} ({s['format']}, {s['licence']}; commercial variant: "
+        f"{printable(s['file'])} ({s['format']}, {printable(s['licence'])}; commercial variant: "
         f"{'yes' if s['commercial'] else 'no, ' + (s.get('commercial_why_not') or 'not eligible')})",
         # what the dataset card and NOTICE.md will describe the file by, on one line, inert here
         f"  described as: {printable(' '.join(said.split()))}"
@@ -254,7 +257,10 @@ def format_summary(s: dict[str, Any]) -> str:
     ]
     if s["by_check"]:
         lines.append("  quarantined by rule: " + ", ".join(f"{k} {v}" for k, v in s["by_check"].items()))
-        lines += [f"    {origin}  {check}: {reason}" for origin, check, reason in s["examples"]]
+        lines += [
+            f"    {printable(origin)}  {check}: {printable(reason)}"
+            for origin, check, reason in s["examples"]
+        ]
     lines += [f"  warning: {w}" for w in s.get("warnings", [])]
     return "\n".join(lines)
 
@@ -286,10 +292,10 @@ def run(args: argparse.Namespace) -> int:
         skipped = not_read_by_the_pipeline(list(args.files), root / spec.location)
         summaries, _ = check_files(list(args.files), root)
     except SourceError as e:
-        print(f"check: {e}", file=sys.stderr)
+        print(f"check: {printable(str(e))}", file=sys.stderr)
         return 1
     for line in skipped:
-        print(f"check: {line}", file=sys.stderr)
+        print(f"check: {printable(line)}", file=sys.stderr)
     if not summaries:
         if not skipped:
             print(
@@ -305,11 +311,13 @@ def run(args: argparse.Namespace) -> int:
     # their CI) must not read exit 0 as "it goes in".
     empty = [s["file"] for s in checked if s["rows_kept"] == 0]
     for name in empty:
-        print(f"check: {name}: no row kept, so nothing from it reaches the dataset", file=sys.stderr)
+        print(
+            f"check: {printable(name)}: no row kept, so nothing from it reaches the dataset", file=sys.stderr
+        )
     if refused and len(summaries) > 1:  # the lines above may have scrolled by
         print(
             f"check: {len(refused)} of {_count(len(summaries), 'file')} refused: "
-            + ", ".join(s["file"] for s in refused),
+            + ", ".join(printable(s["file"]) for s in refused),
             file=sys.stderr,
         )
     return 1 if skipped or refused or empty or (args.strict and quarantined) else 0

@@ -13,7 +13,6 @@ normalize stages depend on: editing this command must not re-run them.)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import atomic
+from pipeline import atomic, jsonout
 from pipeline.buildinputs import BuildError, read_json_object
 from pipeline.params import project_root, shown_path
 from pipeline.sources.errors import SourceError
@@ -115,6 +114,7 @@ def read_source(
         table = pl.read_parquet(paths["quarantine"], columns=columns)
     except (pl.exceptions.PolarsError, OSError) as e:  # a report without the record: nothing vouched
         raise _unreadable(name, shown["quarantine"], e, remake) from None
+    table = _checked_columns(table, name, shown["quarantine"], remake)
     counted = report.get("rows_quarantined")
     if isinstance(counted, int) and counted != table.height:  # a report without the record, by hand
         raise SourceError(
@@ -157,6 +157,22 @@ def read_source(
     )
 
 
+def _checked_columns(table: pl.DataFrame, name: str, shown: str, remake: str) -> pl.DataFrame:
+    """`table` with its columns checked as normalize writes them (pipeline.schema.QUARANTINE_SCHEMA):
+    text, and a rule on every row. A quarantine that passed no report's record (copied in by hand)
+    may hold anything: an integer or null `check` was a TypeError traceback. A missing origin or
+    reason is shown empty."""
+    for column in table.columns:
+        if table.schema[column] not in (pl.String(), pl.Null()):
+            raise SourceError(
+                f"{name}: {shown}: column '{column}' must be text, found {table.schema[column]}: {remake}"
+            )
+    if table["check"].null_count():
+        row = int(table["check"].is_null().arg_true()[0])
+        raise SourceError(f"{name}: {shown}: row {row} names no rule in column 'check': {remake}")
+    return table.with_columns(pl.col("reason", "origin").cast(pl.String).fill_null(""))
+
+
 def _unreadable(name: str, shown: str, error: Exception, remake: str) -> SourceError:
     """polars' (or the OS's) refusal of a quarantine, in one line."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -173,7 +189,9 @@ def _listed_rows(path: Path, rows: int, check: str | None, only: str | None) -> 
         scan = scan.filter(pl.col("source") == only)
     if check:
         scan = scan.filter(pl.col("check") == check)
-    return scan.head(rows).select("check", "reason", "origin", "text").collect().to_dicts()
+    # a missing origin or reason is shown empty, as in _checked_columns
+    fields = ("check", pl.col("reason", "origin").fill_null(""), "text")
+    return scan.head(rows).select(*fields).collect().to_dicts()
 
 
 def _excerpt(text: str | None) -> str:
@@ -186,18 +204,19 @@ def _excerpt(text: str | None) -> str:
 def format_source(q: SourceQuarantine, check: str | None) -> str:
     read = f" of {q.rows_read:,} rows read" if isinstance(q.rows_read, int) else ""
     lines = [f"{q.source}: {q.rows_quarantined:,}{read} quarantined ({q.path})"]
-    width = max((len(c) for c in q.by_check), default=0)
+    # rule names are normalize's, but a quarantine copied in by hand may name anything: inert too
+    width = max((len(printable(c)) for c in q.by_check), default=0)
     for rule, n in q.by_check.items():
         if check and rule != check:
             continue
         ex = q.first[rule]
         # origins and reasons quote the upstream file (a record id, a file name): ESC there stays inert
         lines.append(
-            f"  {rule.ljust(width)}  {n:>9,}  first: {printable(ex['origin'])}: {printable(ex['reason'])}"
+            f"  {printable(rule).ljust(width)}  {n:>9,}  first: {printable(ex['origin'])}: {printable(ex['reason'])}"
         )
         for row in q.rows:  # the rule's own rows, under its line
             if row["check"] == rule:
-                lines.append(f"    {printable(row['origin'])}  {row['check']}: {printable(row['reason'])}")
+                lines.append(f"    {printable(row['origin'])}  {printable(rule)}: {printable(row['reason'])}")
                 lines.append(f"      text: {_excerpt(row['text'])}")
     return "\n".join(lines)
 
@@ -247,12 +266,12 @@ def run(args: argparse.Namespace) -> int:
         caught = sorted({rule for q in found for rule in q.by_check})  # a misspelt rule: the right name
         problems.append(
             f"no row was quarantined by `{args.check}` in {', '.join(q.source for q in found)} "
-            f"(rules that caught rows there: {', '.join(caught) or 'none'})"
+            f"(rules that caught rows there: {', '.join(map(printable, caught)) or 'none'})"
         )
     # with --check, the sources whose quarantine holds that rule only, in both forms
     found = [q for q in found if not args.check or args.check in q.by_check]
     if args.json:
-        print(json.dumps([asdict(q) for q in found], indent=2, ensure_ascii=False))
+        print(jsonout.dumps([asdict(q) for q in found]))
     else:
         shown = [format_source(q, args.check) for q in found]
         if shown:

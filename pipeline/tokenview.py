@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import itertools
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -26,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import jsonout
+from pipeline.argtypes import whole_number
 from pipeline.buildinputs import VARIANTS
 from pipeline.params import load_params, load_yaml, outside_root_hint, project_root, shown_path
 from pipeline.shards import TokenShards
-from pipeline.terminal import printable
+from pipeline.terminal import inert, printable
 
 OPEN, CLOSE = "⟦", "⟧"  # around the loss's text, where there is no colour
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=whole_number(0),  # numpy's seeds are 0 or more: -1 was "expected non-negative integer"
         help="with --windows: the sampler's seed (default train.seed: step 1's first rows)",
     )
     parser.add_argument(
@@ -105,13 +106,15 @@ def loss_spans(ids: np.ndarray, mask: np.ndarray, turn_breaks: bool = False) -> 
     the span where its last byte lies. `turn_breaks` starts each turn's marker token (the special
     id, never a user's typed `<bot>`) on a new line, for reading; the spans then differ from the
     training text by those line breaks."""
-    from pipeline.tokenizer import BOT_ID, HUMAN_ID, get_encoding
+    from pipeline.tokenizer import BOT_ID, HUMAN_ID, N_VOCAB, get_encoding
 
     enc = get_encoding()
     breaks = {HUMAN_ID, BOT_ID} if turn_breaks else set()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     spans: list[Span] = []
     flags = np.asarray(mask, dtype=bool)
+    if len(ids) and int(np.max(ids)) >= N_VOCAB:  # a damaged shard: decoding it was a KeyError traceback
+        raise ValueError(f"token id {int(np.max(ids))} lies outside the vocabulary (0..{N_VOCAB - 1})")
     cuts = [0, *(np.flatnonzero(flags[1:] != flags[:-1]) + 1).tolist(), len(ids)]
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         if a == b:
@@ -143,7 +146,13 @@ def open_split(root: Path, variant: str, split: str) -> TokenShards:
         else:
             advice = f": run `dvc repro {stage}`"
         raise FileNotFoundError(f"{shown_path(split_dir, root)}: no token split here{advice}")
-    return TokenShards(split_dir)
+    try:
+        return TokenShards(split_dir)
+    except ValueError as e:  # numpy's own ("cannot mmap an empty file") names no file: say where
+        if str(split_dir) in str(e):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{shown_path(split_dir, root)}: a shard file is unreadable ({first})") from None
 
 
 def _locked_outputs(root: Path, stage: str) -> bool:
@@ -237,7 +246,9 @@ def conversations(
             f"{_held_elsewhere(root, variant, split, source)}"
         )
     picked: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for i, (ids, mask) in itertools.islice(enumerate(shards.iter_conversations()), index, None):
+    # clamped: islice refuses a start past sys.maxsize, and past the split there is nothing to show
+    start = min(index, shards.n_conversations)
+    for i, (ids, mask) in itertools.islice(enumerate(shards.iter_conversations()), start, None):
         if len(picked) == count:
             break
         if source and sources is not None and sources[i] != source:
@@ -258,11 +269,19 @@ def conversations(
             source=sources[i] if sources else None,
             tokens=len(ids),
             loss_tokens=int(np.count_nonzero(mask)),
-            spans=loss_spans(ids, mask, turn_breaks),
+            spans=_spans(ids, mask, turn_breaks, f"{shown_path(shards.split_dir, root)} conversation {i}"),
         )
         for i, ids, mask in picked
     ]
     return shards, shown, unnamed and f"{unnamed}: they are shown unnamed"
+
+
+def _spans(ids: np.ndarray, mask: np.ndarray, turn_breaks: bool, where: str) -> list[Span]:
+    """loss_spans, its refusal of a damaged shard's token naming `where` the token is."""
+    try:
+        return loss_spans(ids, mask, turn_breaks)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 def _held_elsewhere(root: Path, variant: str, split: str, source: str) -> str:
@@ -299,8 +318,15 @@ def format_conversation(c: ShownConversation, shards: TokenShards, root: Path, c
 
 
 def _body(spans: list[Span], color: bool) -> str:
+    # The text as terminal.inert shows a model's reply: its line breaks kept, any other control
+    # character and every bidi override written as an escape. Normalize quarantines control
+    # characters but keeps bidi controls (right-to-left text uses them), and shards made another way
+    # may hold anything: raw, an RLO shown the rest of its line reversed, ⟦ ⟧ included, and an ESC
+    # reached the terminal.
     return "".join(
-        (f"{GREEN}{s.text}{RESET}" if color else f"{OPEN}{s.text}{CLOSE}") if s.loss else s.text
+        (f"{GREEN}{inert(s.text)}{RESET}" if color else f"{OPEN}{inert(s.text)}{CLOSE}")
+        if s.loss
+        else inert(s.text)
         for s in spans
     )
 
@@ -338,7 +364,7 @@ def training_windows(
                 window_align=cfg.window_align,
                 tokens=len(ids),
                 loss_tokens=int(flags.sum()),
-                spans=loss_spans(ids, flags, turn_breaks),
+                spans=_spans(ids, flags, turn_breaks, f"{shown_path(shards.split_dir, root)} window row {r}"),
             )
         )
     return shards, shown
@@ -357,7 +383,7 @@ def format_window(w: ShownWindow, shards: TokenShards, root: Path, color: bool) 
 def _show(shown: list[Any], text: Callable[[Any, bool], str], args: argparse.Namespace) -> None:
     """Print `shown` as JSON (--json) or as text, coloured as --color says."""
     if args.json:
-        print(json.dumps([asdict(c) for c in shown], indent=2, ensure_ascii=False))
+        print(jsonout.dumps([asdict(c) for c in shown]))
         return
     # auto: colour at a terminal, unless NO_COLOR (https://no-color.org) asks for none
     color = args.color == "always" or (

@@ -272,3 +272,23 @@ def test_the_description_is_shown_as_the_card_will_describe_the_file(
     out = capsys.readouterr().out
     assert "  described as: Chats \\x1b[31mI wrote myself\n" in out and "\x1b" not in out
     assert "  no description: the dataset card will name the file only" in out
+
+
+def test_a_file_name_holding_terminal_escapes_is_shown_inert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug hunt: a contributed file's name is quoted by its header, its origins (file:line), its
+    reasons and its errors, and an ESC in it (here: erase the line, set the window title) reached
+    the terminal raw, while its description was already shown inert."""
+    evil = "chats\x1b[2K\x1b]0;title\x07"
+    lost = put(tmp_path, f"{evil}.txt", "<bot> a bot turn first <endOfText>\nnot a turn at all\n")
+    lonely = tmp_path / f"{evil}-alone.txt"
+    lonely.write_text(GOOD)
+    assert cli.main(["check", str(lost), str(lonely), str(tmp_path / f"{evil}-missing.txt")]) == 1
+    captured = capsys.readouterr()
+    shown = "chats\\x1b[2K\\x1b]0;title\\x07"
+    assert "\x1b" not in captured.out + captured.err and "\x07" not in captured.out + captured.err
+    assert f"{shown}.txt (nanochatgpt" in captured.out and f"    {shown}.txt:1  " in captured.out
+    assert f"{shown}-alone.txt: no sidecar" in captured.err
+    assert f"{shown}-missing.txt: no such file" in captured.err
+    assert f"{shown}.txt: no row kept" in captured.err

@@ -276,3 +276,67 @@ def test_a_source_params_yaml_does_not_enable_is_told_to_enable_it(
     params.write_text("sources: [\n")  # unreadable: naming a source does not need it; the stage's advice
     assert cli.main(["quarantine", "oasst1"]) == 1
     assert "run `dvc repro normalize@oasst1`, or `dvc pull`" in capsys.readouterr().err
+
+
+def _hand_made(project: Path, table: pl.DataFrame) -> None:
+    """`table` as contrib's quarantine, beside a report without its record that counts its rows."""
+    report_path = output_paths("contrib", project)["report"]
+    report = _report(project)
+    del report["outputs"]
+    report_path.write_text(json.dumps({**report, "rows_quarantined": table.height}))
+    table.write_parquet(output_paths("contrib", project)["quarantine"])
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        (
+            pl.DataFrame({"check": [1], "reason": ["r"], "origin": ["o"], "text": ["t"]}),
+            "column 'check' must be text, found Int64",
+        ),
+        (
+            pl.DataFrame(
+                {"check": ["a", None], "reason": ["r", "r"], "origin": ["o", "o"], "text": ["t", "t"]}
+            ),
+            "row 1 names no rule in column 'check'",
+        ),
+    ],
+)
+def test_a_hand_made_quarantine_of_other_types_is_one_line(
+    project: Path, table: pl.DataFrame, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug hunt: nothing vouches for a quarantine beside a report without its record, and an
+    integer or null rule was a TypeError traceback (len() of the rule's name)."""
+    _hand_made(project, table)
+    for argv in ([], ["--rows", "1"], ["--check", "a"]):
+        assert cli.main(["quarantine", "contrib", *argv]) == 1
+        err = capsys.readouterr().err
+        assert (
+            err
+            == f"quarantine: contrib: data/quarantine/contrib.parquet: {said}: run `dvc repro normalize@contrib`\n"
+        )
+
+
+def test_a_hand_made_rule_and_text_are_shown_inert_and_json_escapes_c1_and_bidi(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug hunt: a rule's name was printed raw (ESC [2J cleared the screen), a missing origin was a
+    traceback with --rows, and --json wrote a text's C1 CSI (U+009B) and RLO raw."""
+    evil = "t\x1b[31m\x9b2J\u202e"
+    _hand_made(
+        project,
+        pl.DataFrame(
+            {"check": ["rule\x1b[2J"], "reason": ["r"], "origin": [None], "text": [evil]},
+            schema={"check": pl.String, "reason": pl.String, "origin": pl.String, "text": pl.String},
+        ),
+    )
+    assert cli.main(["quarantine", "contrib", "--rows", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out
+    assert "  rule\\x1b[2J          1  first: : r\n" in out and "      rule\\x1b[2J: r\n" in out
+    assert cli.main(["quarantine", "contrib", "--check", "nope"]) == 1
+    assert "(rules that caught rows there: rule\\x1b[2J)" in capsys.readouterr().err
+    assert cli.main(["quarantine", "contrib", "--rows", "1", "--json"]) == 0
+    text = capsys.readouterr().out
+    assert "\x9b" not in text and "\u202e" not in text
+    assert json.loads(text)[0]["rows"][0]["text"] == evil

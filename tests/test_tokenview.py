@@ -348,3 +348,70 @@ def test_a_missing_split_names_its_stage_and_a_pull_when_dvc_lock_records_it(
         err = capsys.readouterr().err
         assert err.startswith("tokens: data/tokens/commercial/train: no token split here (dvc.lock records")
         assert err.rstrip().endswith("run `dvc pull tokenize@commercial` or `dvc repro tokenize@commercial`")
+
+
+def test_text_holding_terminal_controls_prints_inert_and_json_keeps_it_exact(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug hunt: the conversation's text was printed raw. Normalize keeps bidi overrides (an RLO
+    showed the rest of its line reversed, the loss's ⟦ ⟧ included) and shards made another way may
+    hold ESC (clear the screen, set the title); --json escaped ESC but wrote the C1 CSI (U+009B) and
+    the RLO raw."""
+    evil = "hi \x1b[2J\x1b]0;title\x07 \x9b2J \u202eesrever"
+    persona = "terse \u202e"
+    rows = [("demo:e", "demo", persona, [(False, evil), (True, f"ok {evil}")])]
+    path = project / "data" / "dataset" / "full" / "train.parquet"
+    _dataset(rows).write_parquet(path)
+    split = project / "data" / "tokens" / "full" / "train"
+    shutil.rmtree(split)
+    enc = encode_conversations([persona], [2], [False, True], [evil, f"ok {evil}"])
+    writer = ShardWriter(split, 1000)
+    writer.add(enc.ids, enc.mask, enc.lengths)
+    writer.close()
+    assert cli.main(["tokens", "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in out, repr(raw)
+    shown = "hi \\x1b[2J\\x1b]0;title\\x07 \\x9b2J \\u202eesrever"
+    assert f"<|endoftext|>terse \\u202e\n<human>{shown}<endOfText>\n<bot>{OPEN}ok {shown}" in out
+    assert cli.main(["tokens", "--json"]) == 0
+    text = capsys.readouterr().out
+    assert "\x9b" not in text and "\u202e" not in text
+    spans = json.loads(text)[0]["spans"]
+    assert "".join(s["text"] for s in spans) == decode(enc.ids)
+
+
+def test_damaged_shards_are_one_line_naming_the_split(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug hunt: an id past the vocabulary was a KeyError traceback, and an empty shard file said
+    only numpy's "cannot mmap an empty file"."""
+    split = project / "data" / "tokens" / "full" / "train"
+    tokens = split / "tokens-00000.bin"
+    ids = np.fromfile(tokens, dtype="<u2")
+    ids[2] = 60000
+    ids.tofile(tokens)
+    assert cli.main(["tokens", "--color", "never"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "tokens: data/tokens/full/train conversation 0: token id 60000 lies outside the vocabulary (0..50259)\n"
+    )
+    tokens.write_bytes(b"")
+    (split / "mask-00000.bin").write_bytes(b"")
+    assert cli.main(["tokens"]) == 1
+    err = capsys.readouterr().err
+    assert err == "tokens: data/tokens/full/train: a shard file is unreadable (cannot mmap an empty file)\n"
+
+
+def test_a_negative_seed_or_an_index_past_any_count_is_said_plainly(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug hunt: `--seed -1` said numpy's "expected non-negative integer" naming no option, and an
+    --index past sys.maxsize said "Indices for islice() must be None or an integer"."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["tokens", "--windows", "1", "--seed", "-1"])
+    assert exit_.value.code == 2
+    assert "argument --seed: must be 0 or more, got -1" in capsys.readouterr().err
+    assert cli.main(["tokens", "--index", str(10**30)]) == 1
+    assert f"no conversation at or after {10**30} in data/tokens/full/train" in capsys.readouterr().err
