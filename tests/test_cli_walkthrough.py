@@ -81,6 +81,35 @@ def test_sources_shows_the_committed_reports_count_before_its_table_is_pulled(tm
     assert {r["name"]: r["rows"] for r in rows}["chitchat"] == 5 and problems == []
 
 
+@pytest.mark.parametrize(
+    ("chitchat", "problem"),
+    [
+        (
+            b'<<<<<<< HEAD\n{"rows_kept": 5}\n=======\n{"rows_kept": 6}\n>>>>>>> b\n',
+            "cannot be read as JSON (line 1",
+        ),
+        (b"\xff\xfe{}", "cannot be read as JSON ("),
+        (b"[1, 2]", "is not a normalize report (no whole-number rows_kept)"),
+        (b'{"rows_kept": "5"}', "is not a normalize report (no whole-number rows_kept)"),
+    ],
+)
+def test_sources_names_a_report_it_cannot_read(tmp_path: Path, chitchat: bytes, problem: str) -> None:
+    """The reports are kept in git: a merge conflict left one that is not JSON, and the table showed
+    "-" (as if never normalized) with no word and exit 0; a list or a text count was a traceback.
+    A contrib report whose per-file entries are malformed shows those counts as unknown."""
+    _project(tmp_path, _sources(["chitchat", "contrib"]))
+    normalized = tmp_path / "data" / "normalized"
+    normalized.mkdir(parents=True)
+    (normalized / "chitchat.report.json").write_bytes(chitchat)
+    contrib = {"rows_kept": 4, "by_source": {"contrib/nanochatgpt-sample": 4}}
+    (normalized / "contrib.report.json").write_text(json.dumps(contrib))
+    rows, problems = table.source_rows(tmp_path)
+    shown = {r["name"]: r["rows"] for r in rows}
+    assert shown["chitchat"] == "-" and shown["contrib"] == 4 and shown["contrib/nanochatgpt-sample"] == "-"
+    assert len(problems) == 1 and problems[0].startswith(f"data/normalized/chitchat.report.json {problem}")
+    assert problems[0].endswith("or run `dvc repro normalize@chitchat`")
+
+
 def test_sources_with_registry_names_only_has_no_problem(tmp_path: Path) -> None:
     _project(tmp_path, _sources(["chitchat", "chatterbot", "contrib"]))
     assert table.source_rows(tmp_path)[1] == []

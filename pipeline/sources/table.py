@@ -32,12 +32,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _report(root: Path, name: str) -> dict[str, Any] | None:
+def _report(root: Path, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the source's normalize report, None), or (None, why it cannot be read): the reports are kept
+    in git, so a merge conflict can leave one that is not JSON, and its count was shown as "-" with
+    exit 0, as if the source had not been normalized; None, None where there is no report."""
     path = output_paths(name, root)["report"]
+    rel = f"data/normalized/{path.name}"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        why = f"line {e.lineno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e)
+        return None, f"{rel} cannot be read as JSON ({printable(why)}): {_RERUN.format(name=name)}"
+    if not isinstance(report, dict) or type(report.get("rows_kept")) is not int:
+        return (
+            None,
+            f"{rel} is not a normalize report (no whole-number rows_kept): {_RERUN.format(name=name)}",
+        )
+    return report, None
+
+
+# What a report that cannot be shown is told to do: `dvc checkout` restores the committed one.
+_RERUN = (
+    "its rows are not shown; restore it (`git checkout` / `dvc checkout`) or run `dvc repro normalize@{name}`"
+)
+
+
+def _per_file(report: dict[str, Any] | None) -> dict[str, Any]:
+    """The contrib report's rows kept per contributed file: {source: count}, only well-formed entries."""
+    by_source = (report or {}).get("by_source")
+    if not isinstance(by_source, dict):
+        return {}
+    return {
+        source: entry["rows_kept"]
+        for source, entry in by_source.items()
+        if isinstance(entry, dict) and type(entry.get("rows_kept")) is int
+    }
 
 
 def _describes_table(report: dict[str, Any], root: Path, name: str) -> bool:
@@ -74,7 +105,9 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
         if name not in registry
     ]
     for name, spec in registry.items():
-        report = _report(root, name)
+        report, unreadable = _report(root, name)
+        if unreadable:
+            problems.append(unreadable)
         if report is not None and not _describes_table(report, root, name):
             problems.append(
                 f"data/normalized/{name}.parquet is not the table its report was written with (a "
@@ -102,11 +135,11 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
         except SourceError as e:
             problems.append(str(e))
             continue
-        per_file = (report or {}).get("by_source", {})
+        per_file = _per_file(report)
         for cf in files:
             # Every file that was read has an entry (rows_read per file); none means the file came
             # after the last normalize, so its count is not known yet.
-            kept = per_file.get(cf.source, {}).get("rows_kept", "-")
+            kept = per_file.get(cf.source, "-")
             rows.append(
                 {
                     "name": cf.source,
