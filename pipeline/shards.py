@@ -26,7 +26,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,15 +217,25 @@ class Shard:
         return len(self.starts)
 
 
+def _mapped(path: Path, open_array: Callable[[Path], np.ndarray]) -> np.ndarray:
+    """`open_array(path)`, numpy's refusal named by the file: "cannot mmap an empty file", "Size of
+    available data is not a multiple of the data-type size" or a pickled .npy said nothing of which
+    of a split's files was at fault."""
+    try:
+        return open_array(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable shard file ({e})") from None
+
+
 def _open_shard(split_dir: Path, index: int) -> Shard:
     tokens_name, mask_name, starts_name = shard_files(index)
     tokens_path = split_dir / tokens_name
     for name in (mask_name, starts_name):
         if not (split_dir / name).is_file():
             raise ValueError(f"{split_dir}: {tokens_name} has no {name}")
-    tokens = np.memmap(tokens_path, dtype=TOKEN_DTYPE, mode="r")
-    mask = np.memmap(split_dir / mask_name, dtype=MASK_DTYPE, mode="r")
-    starts = np.load(split_dir / starts_name, mmap_mode="r", allow_pickle=False)
+    tokens = _mapped(tokens_path, lambda p: np.memmap(p, dtype=TOKEN_DTYPE, mode="r"))
+    mask = _mapped(split_dir / mask_name, lambda p: np.memmap(p, dtype=MASK_DTYPE, mode="r"))
+    starts = _mapped(split_dir / starts_name, lambda p: np.load(p, mmap_mode="r", allow_pickle=False))
     where = f"{split_dir}/{tokens_name}"
     if len(mask) != len(tokens):
         raise ValueError(f"{where}: {len(tokens)} tokens but {mask_name} has {len(mask)} bytes")

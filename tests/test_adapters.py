@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.schema import QUARANTINE_SCHEMA, TURN_SCHEMA, validate
@@ -765,6 +767,139 @@ def test_hackernews_parquet_with_float_parents_keeps_its_threads(tmp_path: Path)
     ]
     assert set(result.turns.filter(pl.col("conversation_id") == "hackernews:2")["context"]) == {
         "Hacker News: Ask HN: What & why?"
+    }
+
+
+# The Hub serves oasst1 and chatbot_arena as parquet (sources.yaml `files: ["data/*.parquet"]`), with
+# nested columns the JSON-lines fixtures above do not have. Schemas as the dataset cards' `dataset_info`
+# declare them: huggingface.co/datasets/OpenAssistant/oasst1 (README.md) and
+# lmsys/chatbot_arena_conversations (README.md; the same card as its mirror agie-ai/lmsys-chatbot_arena_conversations).
+_DETOXIFY = (
+    "toxicity",
+    "severe_toxicity",
+    "obscene",
+    "identity_attack",
+    "insult",
+    "threat",
+    "sexual_explicit",
+)
+_OASST_SCHEMA = pa.schema(
+    [
+        *[(name, pa.string()) for name in ("message_id", "parent_id", "user_id", "created_date", "text")],
+        ("role", pa.string()),
+        ("lang", pa.string()),
+        ("review_count", pa.int32()),
+        ("review_result", pa.bool_()),
+        ("deleted", pa.bool_()),
+        ("rank", pa.int32()),
+        ("synthetic", pa.bool_()),
+        ("model_name", pa.string()),
+        ("detoxify", pa.struct([(k, pa.float64()) for k in _DETOXIFY])),
+        ("message_tree_id", pa.string()),
+        ("tree_state", pa.string()),
+        ("emojis", pa.struct([("name", pa.list_(pa.string())), ("count", pa.list_(pa.int32()))])),
+        (
+            "labels",
+            pa.struct(
+                [
+                    ("name", pa.list_(pa.string())),
+                    ("value", pa.list_(pa.float64())),
+                    ("count", pa.list_(pa.int32())),
+                ]
+            ),
+        ),
+    ]
+)
+
+
+def test_oasst1_reads_the_hub_parquet(tmp_path: Path) -> None:
+    """data/train-*.parquet with the card's nested columns (detoxify, emojis, labels) and int32 rank:
+    the best-ranked thread is kept, as from the .messages.jsonl export."""
+    msgs = [
+        json.loads(line)
+        for line in (FIXTURES / "oasst1" / "2023-04-12_oasst_all.messages.jsonl")
+        .read_bytes()
+        .splitlines()[:7]
+    ]
+    for msg in msgs:
+        msg["emojis"] = {"name": ["+1"], "count": [2]}
+        msg["labels"] = {"name": ["spam"], "value": [0.0], "count": [3]}
+        msg["detoxify"] = {k: 0.01 for k in _DETOXIFY}
+    (tmp_path / "data").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist(msgs, schema=_OASST_SCHEMA), tmp_path / "data" / "train-00000-of-00001.parquet"
+    )
+    result = _run("oasst1", tmp_path)
+    assert _by_conversation(result.turns) == {
+        "oasst1:p1": [
+            "Can you explain tides?",
+            "Best answer: the moon's gravity.",
+            "And the sun?",
+            "The sun matters too, less so.",
+        ]
+    }
+    assert result.quarantine.height == 0
+
+
+_MODERATION = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "self-harm",
+    "sexual",
+    "sexual/minors",
+    "violence",
+)
+
+
+def test_chatbot_arena_reads_the_hub_parquet(tmp_path: Path) -> None:
+    """data/train-*.parquet: conversation_a/_b as lists of {content, role} structs, openai_moderation
+    and toxic_chat_tag as nested structs (category names with `/` and `-`)."""
+    tag = pa.struct([("flagged", pa.bool_()), ("probability", pa.float64())])
+    conv = pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))
+    categories = pa.struct([(c, pa.bool_()) for c in _MODERATION])
+    scores = pa.struct([(c, pa.float64()) for c in _MODERATION])
+    schema = pa.schema(
+        [
+            *[(name, pa.string()) for name in ("question_id", "model_a", "model_b", "winner", "judge")],
+            ("conversation_a", conv),
+            ("conversation_b", conv),
+            ("turn", pa.int64()),
+            ("anony", pa.bool_()),
+            ("language", pa.string()),
+            ("tstamp", pa.float64()),
+            (
+                "openai_moderation",
+                pa.struct([("categories", categories), ("category_scores", scores), ("flagged", pa.bool_())]),
+            ),
+            ("toxic_chat_tag", pa.struct([("roberta-large", tag), ("t5-large", tag)])),
+        ]
+    )
+    records = [
+        json.loads(line)
+        for line in (FIXTURES / "chatbot_arena" / "train.jsonl").read_bytes().splitlines()[:3]
+    ]
+    for rec in records:
+        flagged = rec["openai_moderation"]["flagged"]
+        rec["openai_moderation"] = {
+            "categories": {c: False for c in _MODERATION},
+            "category_scores": {c: 0.0 for c in _MODERATION},
+            "flagged": flagged,
+        }
+        clean = {"flagged": False, "probability": 0.01}
+        rec["toxic_chat_tag"] = {"roberta-large": clean, "t5-large": clean}
+    (tmp_path / "data").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist(records, schema=schema), tmp_path / "data" / "train-00000-of-00001.parquet"
+    )
+    result = _run("chatbot_arena", tmp_path)
+    assert _by_conversation(result.turns) == {
+        "chatbot_arena:q1:b": ["What is the capital of France?", "The capital is Paris."]
+    }
+    assert result.report["rows_filtered"] == {
+        "arena_not_preferred": 2,
+        "moderation_flagged": 4,
+        "language": 4,
     }
 
 

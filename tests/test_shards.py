@@ -765,3 +765,28 @@ def test_lengths_bins_hold_their_bounds_and_count_what_is_past_the_last() -> Non
         "8193+": (2, 108_193),
     }
     assert count_by_length(np.zeros(0, dtype=np.int64)).sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("part", "content", "numpy_says"),
+    [
+        (0, b"", "cannot mmap an empty file"),
+        (0, b"\x00\x00\x00", "not a multiple"),
+        (2, b"\x80\x04K\x01.", "pickle"),  # a pickle where starts-*.npy should be: never loaded
+        (2, b"not an npy file", ""),
+    ],
+)
+def test_a_shard_file_numpy_cannot_open_is_named(
+    tmp_path: Path, part: int, content: bytes, numpy_says: str
+) -> None:
+    """numpy's refusal ("cannot mmap an empty file", a pickled .npy) said nothing of which of the
+    split's files was at fault: the error names it, and keeps numpy's words."""
+    from pipeline.shards import shard_files
+
+    directory = tmp_path / "train"
+    _write_shards(directory, _rendered(_conversations(6, 2)), shard_tokens=10_000)
+    bad = directory / shard_files(0)[part]
+    bad.write_bytes(content)
+    with pytest.raises(ValueError, match="not a readable shard file") as e:
+        TokenShards(directory)
+    assert str(e.value).startswith(f"{bad}: ") and numpy_says in str(e.value)
