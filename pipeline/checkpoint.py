@@ -213,19 +213,22 @@ def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def save_run_checkpoint(
-    model: GPT,
-    state: dict[str, Any],
-    run_dir: str | Path,
-    step: int,
-    extra: Callable[[Path], None] | None = None,
-) -> Path:
-    """Add `run_dir/step-NNNNNNNN/` (atomically: temp dir + rename), then drop older steps.
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a read-only folder); one line for the user."""
 
-    `extra(folder)` may add files of its own before the rename (the run's plot history)."""
-    run_dir = Path(run_dir)
+
+def error_gist(e: BaseException) -> str:
+    """An error's type and first line: enough to tell a full disk from a read-only folder."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+
+
+def _write_step(
+    model: GPT, state: dict[str, Any], target: Path, extra: Callable[[Path], None] | None
+) -> None:
+    """Write `target` (a step folder) whole into a hidden temporary beside it, then rename it in."""
+    run_dir = target.parent
     run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(prefix=".step-", suffix=".tmp", dir=run_dir))
     try:
         save_model(model, tmp)
@@ -243,6 +246,33 @@ def save_run_checkpoint(
         atomic.fsync_dir(run_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_run_checkpoint(
+    model: GPT,
+    state: dict[str, Any],
+    run_dir: str | Path,
+    step: int,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Add `run_dir/step-NNNNNNNN/` (atomically: temp dir + rename), then drop older steps.
+
+    `extra(folder)` may add files of its own before the rename (the run's plot history)."""
+    run_dir = Path(run_dir)
+    target = run_dir / f"step-{step:08d}"
+    try:
+        _write_step(model, state, target, extra)
+    except Exception as e:  # the disk full, the folder read-only: safetensors' error names no file
+        kept = latest_run_checkpoint(run_dir)
+        left = (
+            f"its checkpoint {kept.name} is kept: the next run of these settings resumes from it "
+            "(once the disk has room or the folder is writable)"
+            if kept is not None
+            else "the run has no earlier checkpoint (the next run starts afresh)"
+        )
+        raise CheckpointWriteError(
+            f"{target}: cannot write this run checkpoint ({error_gist(e)}); {left}"
+        ) from e
     # Older steps, and what a save killed half-way left (a full-size `.step-*.tmp` copy, or the
     # `.step-*.old` a re-save set aside): nothing else would ever remove those hidden folders. An
     # old step is first renamed to a hidden `.step-*.old` (one atomic step): a kill while its files

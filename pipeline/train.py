@@ -484,6 +484,13 @@ def finish(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> None:
     """The run's outputs: model/ckpt (replaced as a whole) and model/metrics.json. The transformers
     export (model/hf, pipeline.hfexport.export_run) is a stage of its own, so that a new model card or
     chat template is a re-export of seconds, never a re-training."""
-    with atomic.atomic_dir(paths.ckpt_dir) as tmp:
-        checkpoint.save_model(model, tmp)
-    atomic.write_json(paths.metrics_file, summary)
+    try:
+        with atomic.atomic_dir(paths.ckpt_dir) as tmp:
+            checkpoint.save_model(model, tmp)
+        atomic.write_json(paths.metrics_file, summary)
+    except Exception as e:  # the disk full, the folder read-only: safetensors' error names no file
+        raise checkpoint.CheckpointWriteError(
+            f"cannot write {paths.ckpt_dir} and {paths.metrics_file} ({checkpoint.error_gist(e)}); the "
+            f"run's final checkpoint in {paths.run_dir} is kept: the next run writes them from it, "
+            "running no step again (once the disk has room or the folder is writable)"
+        ) from e

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import attention, device, hf, paramcheck
+from pipeline import atomic, attention, device, hf, paramcheck
 
 # Knobs that change what is logged or saved, not the weights: they may differ on resume.
 # (The attention kernel too: kernels agree to rounding, and `auto` may pick another on another GPU.)
@@ -231,10 +231,11 @@ class TrainConfig:
         return self.init_from not in ("scratch", "resume", *hf.HUB_REPOS)
 
     def fingerprint(self, data_dir: Path) -> str:
-        """What decides the weights: config (minus logging knobs), the data's meta.json, the code
-        (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face directory the files
-        there that decide its first weights (hf.source_digest). (hf.py, which loads pretrained weights,
-        is code of the run; the export, hfexport.py, is not: a new model card never retrains.)
+        """What decides the weights: config (minus logging knobs), the data (data_digest: its
+        meta.json), the code (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face
+        directory the files there that decide its first weights (hf.source_digest). (hf.py, which
+        loads pretrained weights, is code of the run; the export, hfexport.py, is not: a new model
+        card never retrains.)
 
         The directory's contents count because init_from is only a path: after its weights change,
         an unfinished run of the same settings must not resume as if nothing had. (A Hub name is a
@@ -242,13 +243,30 @@ class TrainConfig:
         h = hashlib.sha256()
         trajectory = {k: v for k, v in dataclasses.asdict(self).items() if k not in NON_TRAJECTORY_KEYS}
         h.update(json.dumps(trajectory, sort_keys=True).encode())
-        meta = data_dir / "meta.json"
-        h.update(meta.read_bytes() if meta.exists() else b"no meta.json")
+        h.update(data_digest(data_dir))
         for name in FINGERPRINT_CODE:
             h.update(Path(__file__).with_name(name).read_bytes())
         if self.init_from_folder:
             h.update(f"init_from files: {hf.source_digest(self.init_from)}".encode())
         return h.hexdigest()
+
+
+def data_digest(data_dir: Path) -> bytes:
+    """What the fingerprint records of the token shards: meta.json, which holds every shard file's
+    sha256 (check_data refuses shards that differ from it). Shards without one (written by
+    ShardWriter alone, or by hand) are hashed file by file: recorded as just "no meta.json", a run
+    whose shards were replaced between a kill and its rerun resumed on the new ones (its sampler
+    position applied to other data, "same config, data and code" said the log)."""
+    meta = data_dir / "meta.json"
+    if meta.exists():
+        return meta.read_bytes()
+    h = hashlib.sha256(b"no meta.json")
+    for split in ("train", "val"):
+        folder = data_dir / split
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.is_file():
+                h.update(f"{split}/{path.name} {atomic.sha256_file(path)}\n".encode())
+    return h.hexdigest().encode()
 
 
 # Field type (as written in the dataclass) -> what params.yaml must hold for it.

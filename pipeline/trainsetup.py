@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline import checkpoint, device, hf
+from pipeline import atomic, checkpoint, device, hf
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.runstate import STATE_KEYS
@@ -260,8 +260,8 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
             )
         saved = json.loads(state["config"])
         # An extension that died between its final checkpoint and finish(): finalise it. (With its
-        # model/ckpt written, the run is done: asking to extend it without more steps is refused.)
-        died_finishing = not (paths.ckpt_dir / checkpoint.WEIGHTS_FILE).exists()
+        # outputs written, the run is done: asking to extend it without more steps is refused.)
+        died_finishing = not finished(paths, latest, int(state["step"]))
         if state["step"] == cfg.max_iters == saved["max_iters"] and died_finishing:
             rt.log(f"the run at {latest} reached max_iters but has no model/ckpt yet: finalising it")
             return _resume(cfg, latest, state, rt)
@@ -312,6 +312,21 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
         shutil.rmtree(paths.run_dir)
     device.barrier(rt.dist)
     return Start(model)
+
+
+def finished(paths: TrainPaths, ckpt: Path, step: int) -> bool:
+    """Whether finish() wrote the outputs of the run checkpoint `ckpt` (at `step`): model/ckpt holds
+    its weights and model/metrics.json, written last, its step. DVC deletes both before the stage
+    runs; a run started by hand (torchrun) finds those of the run it extended, and an extension
+    killed before finish() was refused as "at step N already", its outputs left stale for good."""
+    weights = paths.ckpt_dir / checkpoint.WEIGHTS_FILE
+    try:
+        iters = json.loads(paths.metrics_file.read_text(encoding="utf-8")).get("iters")
+    except (OSError, ValueError, AttributeError):  # missing, torn, or not a summary
+        return False
+    if iters != step or not weights.is_file():
+        return False
+    return atomic.fingerprint_mismatch(weights, atomic.fingerprint(ckpt / checkpoint.WEIGHTS_FILE)) is None
 
 
 def extension_notice(cfg: TrainConfig, step: int, planned: int) -> str:

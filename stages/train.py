@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.checkpoint import latest_run_checkpoint
+from pipeline.checkpoint import CheckpointWriteError, latest_run_checkpoint
 from pipeline.device import dist_info_from_env, keep_freed_memory
 from pipeline.params import load_params, project_root
 from pipeline.train import train
@@ -37,7 +37,7 @@ def main() -> int:
     keep_freed_memory()  # ~1.6x on CPU: no page faults for every step's vocabulary-sized tensors
     try:
         summary = train(cfg, paths)
-    except TrainSetupError as e:
+    except (TrainSetupError, CheckpointWriteError) as e:
         say(str(e))
         return 1
     except KeyboardInterrupt:  # Ctrl-C is how a run is stopped: where it stands, not a traceback

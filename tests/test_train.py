@@ -525,6 +525,33 @@ def test_unfinished_run_resumes_automatically(tokens: Path, tmp_path: Path) -> N
     assert seen == [1, 2, 3]
 
 
+def test_an_unfinished_run_is_not_resumed_on_shards_that_changed_without_a_meta_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shards without meta.json were fingerprinted as just "no meta.json": after they were replaced,
+    the killed run resumed on the new ones (its sampler position on other data), logging "same
+    config, data and code". Their bytes count now: the run starts afresh, saying why."""
+    data = write_tokens(tmp_path / "tokens" / "full")
+    assert not (data / "meta.json").exists()
+    cfg = tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4)
+    paths = paths_in(tmp_path / "out", data)
+    with pytest.raises(Stopped):
+        train(cfg, paths, on_step=stop_at(5))
+    shutil.rmtree(data)
+    write_tokens(data, seed=1)  # other conversations, same layout
+    capsys.readouterr()
+    seen: list[int] = []
+    train(cfg, paths, on_step=seen.append)
+    assert seen == list(range(1, 9))
+    assert "discarding the unfinished run" in capsys.readouterr().err
+    # The same shards again: resumed as before.
+    with pytest.raises(Stopped):
+        train(tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4, lr=5e-3), paths, on_step=stop_at(5))
+    seen.clear()
+    train(tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4, lr=5e-3), paths, on_step=seen.append)
+    assert seen == [5, 6, 7, 8]
+
+
 def test_a_second_run_on_the_same_run_folder_is_refused_while_the_first_lives(
     tokens: Path, tmp_path: Path
 ) -> None:
@@ -730,6 +757,32 @@ def test_an_extension_killed_after_its_final_checkpoint_is_finalised_too(
     assert all(torch.equal(want_w[k], got_w[k]) for k in want_w)
     with pytest.raises(TrainSetupError, match="is at step 6 already; set max_iters above 6"):
         train(tiny_config(**{**short, "max_iters": 5}, init_from="resume"), paths)
+
+
+def test_an_extension_killed_before_its_outputs_is_finalised_where_they_are_still_the_old_runs(
+    tokens: Path, tmp_path: Path
+) -> None:
+    """Started by hand (torchrun, no DVC to clear the outputs), a killed extension found the
+    extended run's model/ckpt and metrics.json in place: it was refused as "at step 6 already", its
+    outputs left those of step 4. It is finalised now; once finished, extending without more steps
+    is refused as before."""
+    short = dict(max_iters=4, ckpt_interval=2, eval_interval=2)
+    straight = paths_in(tmp_path / "straight", tokens)
+    train(tiny_config(**short), straight)
+    want = train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), straight)
+    paths = paths_in(tmp_path / "killed", tokens)
+    train(tiny_config(**short), paths)
+    with pytest.raises(Stopped):  # after the step-6 checkpoint, before model/ckpt and metrics.json
+        train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths, on_step=stop_at(6))
+    assert json.loads(paths.metrics_file.read_text())["iters"] == 4
+    seen: list[int] = []
+    got = train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths, on_step=seen.append)
+    assert seen == [] and got["iters"] == 6 and got["val_loss"] == want["val_loss"]
+    assert json.loads(paths.metrics_file.read_text())["iters"] == 6
+    want_w, got_w = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
+    assert all(torch.equal(want_w[k], got_w[k]) for k in want_w)
+    with pytest.raises(TrainSetupError, match="is at step 6 already; set max_iters above 6"):
+        train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths)
 
 
 def test_finalising_under_other_eval_settings_measures_the_val_loss_again(
