@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
@@ -201,7 +202,10 @@ def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: s
 def save_state(state: dict[str, Any], ckpt_dir: str | Path) -> None:
     """Write the training state (plain tensors/numbers/strings only) atomically as state.pt."""
     with atomic.atomic_path(Path(ckpt_dir) / STATE_FILE) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as e:  # torch's file writer on a full disk: "file write failed", "unexpected pos"
+            raise OSError(f"torch.save failed ({error_gist(e)})") from e
 
 
 def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
@@ -215,6 +219,12 @@ def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
 
 class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (a full disk, a read-only folder); one line for the user."""
+
+
+# What a write the disk or the folder refuses raises: OSError (save_state turns torch.save's into
+# one) and safetensors' own error, which names no file. Anything else is a bug, whose traceback must
+# not be turned into one line that blames the disk.
+WRITE_ERRORS = (OSError, SafetensorError)
 
 
 def error_gist(e: BaseException) -> str:
@@ -262,7 +272,7 @@ def save_run_checkpoint(
     target = run_dir / f"step-{step:08d}"
     try:
         _write_step(model, state, target, extra)
-    except Exception as e:  # the disk full, the folder read-only: safetensors' error names no file
+    except WRITE_ERRORS as e:  # the disk full, the folder read-only
         kept = latest_run_checkpoint(run_dir)
         left = (
             f"its checkpoint {kept.name} is kept: the next run of these settings resumes from it "

@@ -24,8 +24,8 @@ from typing import Any
 
 import psutil
 
-# A reading covers at least this many seconds of decoding, and SECONDS_PER_CORE for each core the
-# machine has: Linux counts each core's time in ticks of 10 ms, each read cut to a tick, so a run of
+# A reading covers at least this many seconds of decoding, and SECONDS_PER_CORE for each core read
+# (watched_cpus'): Linux counts each core's time in ticks of 10 ms, each read cut to a tick, so a run of
 # steps read from end to end is off by under a tick per core, 10 ms x cores over its length. At 0.08 s
 # a core that is under a quarter of the tuner's half-core step (pipeline/threadtuner.py LOAD_STEP); on
 # 2 cores, 0.04 of a core over 0.5 s (readings here of an idle machine: -0.01 to 0.03). A reading may

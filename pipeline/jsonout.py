@@ -13,9 +13,11 @@ import json
 import re
 from typing import Any
 
-# DEL, C1, and the bidi controls pipeline.terminal.BIDI_CONTROLS names (LRE..RLO, LRI..PDI). In JSON
-# text they can only stand inside a string, where a \u escape means the same character.
-_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+from pipeline.terminal import BIDI_CONTROLS
+
+# DEL, C1, and the bidi controls (LRE..RLO, LRI..PDI). In JSON text they can only stand inside a
+# string, where a \u escape means the same character.
+_RAW_IN_JSON = re.compile(rf"[\x7f-\x9f]|{BIDI_CONTROLS}")
 
 
 def dumps(value: Any) -> str:

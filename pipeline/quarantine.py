@@ -211,9 +211,8 @@ def format_source(q: SourceQuarantine, check: str | None) -> str:
             continue
         ex = q.first[rule]
         # origins and reasons quote the upstream file (a record id, a file name): ESC there stays inert
-        lines.append(
-            f"  {printable(rule).ljust(width)}  {n:>9,}  first: {printable(ex['origin'])}: {printable(ex['reason'])}"
-        )
+        first = f"{printable(ex['origin'])}: {printable(ex['reason'])}"
+        lines.append(f"  {printable(rule).ljust(width)}  {n:>9,}  first: {first}")
         for row in q.rows:  # the rule's own rows, under its line
             if row["check"] == rule:
                 lines.append(f"    {printable(row['origin'])}  {printable(rule)}: {printable(row['reason'])}")

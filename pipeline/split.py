@@ -108,9 +108,9 @@ def assign_split(kept: pl.DataFrame, val_fraction: float, others: Sequence[pl.Se
     as well leave train empty (a large val_fraction), and training needs a conversation: then the
     one with the largest split hash moves to train. A corpus of one conversation keeps it in train.
 
-    `others` are the `split_u` of the other variants' kept conversations. A move made for any
-    variant is made in every one, so that a conversation held by both variants sits in the same
-    split in both: moved for the commercial variant alone, a conversation of the full variant's
+    `others` are the `split_u` of the other variants' kept conversations. The moves made for them
+    are made here too, so that a conversation held by both variants sits in the same split in
+    both: moved for the commercial variant alone, a conversation of the full variant's
     train was the commercial variant's val, and a run trained on one variant and validated on the
     other had seen it (see `split_moves`).
     """
@@ -124,13 +124,16 @@ def assign_split(kept: pl.DataFrame, val_fraction: float, others: Sequence[pl.Se
 
 def split_moves(variants: Sequence[pl.Series], val_fraction: float) -> tuple[list[int], list[int]]:
     """The split hashes that leave their hash's split (to train, to val), given each variant's kept
-    `split_u`: the same answer for every variant, whichever is being built.
+    `split_u`, the variant being built first. A conversation two variants share gets the same moves
+    whichever of them is built: the moves to train do not depend on the order, and those to val
+    differ at most by one the variant built first alone holds (its own pick, made before the other's
+    pick, which gave it a val too, was known).
 
     Per variant: one conversation alone goes to train; otherwise (val_fraction > 0) a variant with no
-    train gets its largest hash moved to train, then one with no val (after those moves) its
-    smallest hash not moved to train moved to val. A variant whose only val candidate another
-    variant moved to train keeps an empty val (two conversations between two variants that need
-    them on opposite sides cannot be split both ways).
+    train gets its largest hash moved to train, then one with no val (after those moves and the moves
+    to val made for the variants before it) its smallest hash not moved to train moved to val. A
+    variant whose only val candidate another variant moved to train keeps an empty val (two
+    conversations between two variants that need them on opposite sides cannot be split both ways).
     """
     threshold = val_threshold(val_fraction)
     sets = [s.drop_nulls().unique() for s in variants]

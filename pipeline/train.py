@@ -488,7 +488,7 @@ def finish(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> None:
         with atomic.atomic_dir(paths.ckpt_dir) as tmp:
             checkpoint.save_model(model, tmp)
         atomic.write_json(paths.metrics_file, summary)
-    except Exception as e:  # the disk full, the folder read-only: safetensors' error names no file
+    except checkpoint.WRITE_ERRORS as e:  # the disk full, the folder read-only
         raise checkpoint.CheckpointWriteError(
             f"cannot write {paths.ckpt_dir} and {paths.metrics_file} ({checkpoint.error_gist(e)}); the "
             f"run's final checkpoint in {paths.run_dir} is kept: the next run writes them from it, "

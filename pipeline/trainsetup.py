@@ -263,7 +263,8 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
         # outputs written, the run is done: asking to extend it without more steps is refused.)
         died_finishing = not finished(paths, latest, int(state["step"]))
         if state["step"] == cfg.max_iters == saved["max_iters"] and died_finishing:
-            rt.log(f"the run at {latest} reached max_iters but has no model/ckpt yet: finalising it")
+            # model/ckpt may be there, but the extended run's (finished() tells them apart)
+            rt.log(f"the run at {latest} reached max_iters but has not written its model/ckpt: finalising it")
             return _resume(cfg, latest, state, rt)
         if state["step"] >= cfg.max_iters:
             raise TrainSetupError(

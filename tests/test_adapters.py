@@ -773,7 +773,8 @@ def test_hackernews_parquet_with_float_parents_keeps_its_threads(tmp_path: Path)
 # The Hub serves oasst1 and chatbot_arena as parquet (sources.yaml `files: ["data/*.parquet"]`), with
 # nested columns the JSON-lines fixtures above do not have. Schemas as the dataset cards' `dataset_info`
 # declare them: huggingface.co/datasets/OpenAssistant/oasst1 (README.md) and
-# lmsys/chatbot_arena_conversations (README.md; the same card as its mirror agie-ai/lmsys-chatbot_arena_conversations).
+# lmsys/chatbot_arena_conversations (README.md; the same card as its mirror
+# agie-ai/lmsys-chatbot_arena_conversations).
 _DETOXIFY = (
     "toxicity",
     "severe_toxicity",

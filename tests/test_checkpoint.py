@@ -14,6 +14,8 @@ import torch
 from pipeline import checkpoint
 from pipeline.model import GPT, GPTConfig
 from pipeline.optim import make_optimizer
+from pipeline.train import finish
+from pipeline.trainconfig import TrainPaths
 
 
 def _tiny() -> GPT:
@@ -177,3 +179,42 @@ def test_skipping_the_initialisation_leaves_other_work_alone() -> None:
     assert torch.equal(made, torch.tensor([0.0, 2.0, 4.0]))
     torch.nn.init.normal_(t)  # and outside it, initialisation works again
     assert not torch.equal(t, torch.ones(3))
+
+
+def test_a_bug_while_writing_a_checkpoint_is_not_blamed_on_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: both writes caught every Exception as "cannot write" (once the disk has room), so a
+    bug there (a TypeError, say) became one line blaming the disk, its traceback gone. Only what a
+    refused write raises is that line; a bug keeps its own error."""
+    model = _tiny()
+    paths = TrainPaths(data_dir=tmp_path / "data", run_dir=tmp_path / "run", ckpt_dir=tmp_path / "ckpt")
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug in the writer")
+
+    monkeypatch.setattr(checkpoint, "save_model", bug)
+    with pytest.raises(TypeError, match="a bug in the writer"):
+        checkpoint.save_run_checkpoint(model, _state(model, 5), paths.run_dir, 5)
+    with pytest.raises(TypeError, match="a bug in the writer"):
+        finish(model, paths, {"iters": 5})
+
+
+def test_a_state_write_the_disk_refuses_is_a_checkpoint_write_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.save's writer raises RuntimeError on a full disk (not OSError): still the one line."""
+    model = _tiny()
+    state = _state(model, 5)
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(
+        checkpoint.CheckpointWriteError,
+        match=r"step-00000005: cannot write this run checkpoint \(OSError: torch.save failed \(RuntimeError: "
+        r"\[enforce fail.*\); the run has no earlier checkpoint",
+    ):
+        checkpoint.save_run_checkpoint(model, state, tmp_path / "run", 5)
+    assert list((tmp_path / "run").iterdir()) == []  # no half-written step left behind

@@ -209,7 +209,8 @@ def test_the_cards_recipe_refuses_what_the_server_refuses(export: Path, messages
 
 
 def test_the_cards_untrusted_text_example_runs(export: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The card's second example, pasted after its first (which defines tok and model), as a reader runs it."""
+    """The card's second example, pasted after its first (which defines tok and model), as a reader
+    runs it."""
     facts = modelcard.ModelFacts(2, 2, 32, 128, 1, "full", "scratch", 1, 1, None, None)
     blocks = [b.split("```", 1)[0] for b in modelcard.model_card(facts, []).split("```python\n")[1:]]
     assert len(blocks) == 2 and "chat_ids(messages)" in blocks[1]

@@ -312,8 +312,8 @@ def test_a_hand_made_quarantine_of_other_types_is_one_line(
         assert cli.main(["quarantine", "contrib", *argv]) == 1
         err = capsys.readouterr().err
         assert (
-            err
-            == f"quarantine: contrib: data/quarantine/contrib.parquet: {said}: run `dvc repro normalize@contrib`\n"
+            err == f"quarantine: contrib: data/quarantine/contrib.parquet: {said}: "
+            "run `dvc repro normalize@contrib`\n"
         )
 
 

@@ -394,14 +394,17 @@ def test_damaged_shards_are_one_line_naming_the_split(
     assert cli.main(["tokens", "--color", "never"]) == 1
     err = capsys.readouterr().err
     assert (
-        err
-        == "tokens: data/tokens/full/train conversation 0: token id 60000 lies outside the vocabulary (0..50259)\n"
+        err == "tokens: data/tokens/full/train conversation 0: token id 60000 lies outside the vocabulary "
+        "(0..50259)\n"
     )
     tokens.write_bytes(b"")
     (split / "mask-00000.bin").write_bytes(b"")
     assert cli.main(["tokens"]) == 1
     err = capsys.readouterr().err
-    assert err == "tokens: data/tokens/full/train: a shard file is unreadable (cannot mmap an empty file)\n"
+    assert err == (
+        "tokens: data/tokens/full/train/tokens-00000.bin: not a readable shard file "
+        "(cannot mmap an empty file)\n"
+    )
 
 
 def test_a_negative_seed_or_an_index_past_any_count_is_said_plainly(

@@ -165,8 +165,8 @@ def test_a_model_ckpt_write_that_fails_keeps_the_final_checkpoint_to_finalise(
         patch.setattr(atomic, "atomic_dir", full_disk)
         with pytest.raises(
             CheckpointWriteError,
-            match=rf"cannot write {re.escape(str(paths.ckpt_dir))} and .*\(OSError: \[Errno 28\] No space left"
-            rf" on device\); the run's final checkpoint in {re.escape(str(paths.run_dir))} is kept",
+            match=rf"cannot write {re.escape(str(paths.ckpt_dir))} and .*\(OSError: \[Errno 28\] No space "
+            rf"left on device\); the run's final checkpoint in {re.escape(str(paths.run_dir))} is kept",
         ):
             train(cfg, paths)
     assert not paths.ckpt_dir.exists()
