@@ -182,8 +182,9 @@ def bot_token_loss(
     return LossReport(
         loss=loss,
         # exp overflows a float past a loss of ~709.8 (a diverged run, when the figure matters most):
-        # infinite, which metrics.json writes as null
-        perplexity=(math.exp(loss) if loss < MAX_EXP_ARG else math.inf) if count else float("nan"),
+        # infinite, which metrics.json writes as null. A NaN loss (NaN weights) keeps a NaN perplexity:
+        # `nan < x` is False, and the summary line said "ppl inf" of a loss it printed as nan.
+        perplexity=(math.inf if loss >= MAX_EXP_ARG else math.exp(loss)) if count else float("nan"),
         tokens=count,
         windows=windows,
         split_tokens=shards.loss_tokens(),
@@ -317,6 +318,20 @@ class EvalResult:
         return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in measured.items()}
 
 
+def check_vocab(model: GPT) -> None:
+    """EvalSetupError unless the model has an embedding for every token id the tokenizer writes: a
+    checkpoint of a smaller vocabulary (GPT-2's own 50257, without the chat tokens) failed in the
+    val-loss pass with torch's "IndexError: index out of range in self", naming neither cause nor file."""
+    from pipeline.tokenizer import N_VOCAB
+
+    if model.config.vocab_size < N_VOCAB:
+        raise EvalSetupError(
+            f"model/ckpt/config.json vocab_size: the checkpoint's vocabulary has {model.config.vocab_size} "
+            f"tokens, but the tokenizer writes ids up to {N_VOCAB - 1} (GPT-2's BPE and the chat tokens): "
+            "not a model of this tokenizer; train one with `dvc repro train`"
+        )
+
+
 def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> EvalResult:
     """The whole evaluation of a loaded model: bot-token loss over the val split (`val_dir`, token
     shards), the same per source (`val_parquet` names each val conversation's source), and the
@@ -328,6 +343,7 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     from pipeline.engine import Engine
     from pipeline.threadtuner import AUTO, auto_tuner, restoring
 
+    check_vocab(model)
     cfg = check_eval_params(cfg, model.config.block_size)
     # The replies decode as `nanochatgpt chat` does by default (`--threads auto`), so that
     # decode_tokens_per_s is the speed chat gives on this machine as it is: on torch's default count,
@@ -359,6 +375,12 @@ def _evaluate(model: GPT, val_dir: Path, val_parquet: Path, cfg: dict, engine: E
     if not loss.tokens:  # an empty val split (build.val_fraction 0), or windows missing every bot token
         where = "the val split holds" if not loss.split_tokens else "the evaluate.eval_iters windows hold"
         warnings.insert(0, f"{val_dir}: {where} no bot token; val_loss_bot and val_ppl_bot are null")
+    elif not math.isfinite(loss.loss):  # NaN logits: else a null loss that no line explains
+        warnings.insert(
+            0,
+            f"{val_dir}: the loss is {loss.loss} (the model's outputs are not finite: a diverged or "
+            "damaged checkpoint); val_loss_bot and val_ppl_bot are null",
+        )
     transcripts, figures = run_transcripts(model, cfg["prompts"], cfg, sessions)
     return EvalResult(loss, by_source, transcripts, figures, warnings)
 

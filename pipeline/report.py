@@ -24,7 +24,9 @@ def _metric(path: str, key: str) -> str:
     p = Path(path)
     if not p.exists():
         return "-"
-    value = json.loads(p.read_text()).get(key, "-")
+    value = json.loads(p.read_text()).get(key)
+    if value is None:  # absent, or null: not measured (an empty val split, NaN weights); not "None"
+        return "-"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 

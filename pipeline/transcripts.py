@@ -36,11 +36,13 @@ TRANSCRIPT_INDENT = "    "
 # reply turned "**bot:**" into code), a "<" that starts a tag, comment or autolink (raw HTML goes
 # through to the page; "<!--" hid the "**bot:**" after it), an "&" that starts an entity reference
 # ("&amp;", "&#42;" showed as "&" and "*": the text the model wrote, web text's escapes included,
-# was not what the page showed), and a backslash before punctuation (it would cancel the escape
-# that follows it). Each gets a backslash, which Markdown shows as the character itself; "<3",
-# "a\b", "a & b" and everything else stay as written. Emphasis (`*`, `_`) is left alone: it styles
-# text but cannot hide or swallow a turn's marker. plain_text reads it back.
-_MARKUP = re.compile(r"`|<(?=[A-Za-z/!?])|&(?=#?[0-9A-Za-z]+;)|\\(?=[!-/:-@\[-`{-~])")
+# was not what the page showed), a "[" that opens a link or an image ("[docs](http://x)" showed
+# "docs" with its address hidden, "![a](http://x/p.png)" fetched and showed a picture), and a
+# backslash before punctuation (it would cancel the escape that follows it). Each gets a backslash,
+# which Markdown shows as the character itself; "<3", "a\b", "a & b" and everything else stay as
+# written. Emphasis (`*`, `_`) is left alone: it styles text but cannot hide or swallow a turn's
+# marker. plain_text reads it back.
+_MARKUP = re.compile(r"`|<(?=[A-Za-z/!?])|&(?=#?[0-9A-Za-z]+;)|\[|\\(?=[!-/:-@\[-`{-~])")
 
 
 # A blank line would end the paragraph, and the text's later lines (indented) would then render as
@@ -61,7 +63,7 @@ def markdown_text(line: str) -> str:
 NO_PERSONA = "(none)"
 
 
-_ESCAPED = re.compile(r"\\([\\`<&(])")
+_ESCAPED = re.compile(r"\\([\\`<&(\[])")
 
 
 def plain_text(line: str) -> str:

@@ -20,11 +20,10 @@ def main() -> int:
     # data/tokens/full/val as the user would type it rather than an absolute path.
     cwd = Path.cwd().resolve()
     base = root.relative_to(cwd) if root.is_relative_to(cwd) else root
-    params = load_params(root / "params.yaml")
     keep_freed_memory()  # the val loss projects onto the vocabulary too: no page faults per batch
-    train = params.get("train") or {}
-    variant = str(train.get("variant"))
     try:
+        params, variant = read_params(root / "params.yaml")
+        train = params.get("train") or {}
         try:
             model = load_model(base / "model" / "ckpt", resolve_device(train.get("device", "auto")))
         except (ValueError, RuntimeError) as e:  # unreadable checkpoint, CUDA asked for but absent
@@ -46,6 +45,21 @@ def main() -> int:
         f"{result.figures['replies']} replies, stop rate {result.figures['stop_rate']:.2f}"
     )
     return 0
+
+
+def read_params(path: Path) -> tuple[dict, str]:
+    """params.yaml and its `train.variant`, or EvalSetupError in one line: a params.yaml that is no
+    YAML was a traceback, and a missing variant read data/tokens/None/val, which names no setting."""
+    try:
+        params = load_params(path)
+    except (ValueError, OSError) as e:  # no valid YAML (load_yaml names file and line), unreadable
+        raise EvalSetupError(str(e)) from None
+    variant = (params.get("train") or {}).get("variant")
+    if not isinstance(variant, str) or not variant.isidentifier():
+        raise EvalSetupError(
+            f"params.yaml train.variant: expected a dataset variant name like full, got {variant!r}"
+        )
+    return params, variant
 
 
 def write_outputs(out: Path, result: EvalResult) -> None:

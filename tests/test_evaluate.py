@@ -457,3 +457,53 @@ def test_evaluate_model_decodes_at_chats_default_thread_count(
     result = evaluate_model(tiny(32), tmp_path / "val", tmp_path / "val.parquet", EVAL)
     assert result.metrics["replies"] == 1 and len(made) == 1
     assert len(made[0].set_counts) > 2 and made[0].restored  # decode steps set their count, then the default
+
+
+def test_a_link_or_image_in_a_text_is_shown_as_written() -> None:
+    """ "[docs](http://x)" rendered as a link showing "docs" (its address hidden) and "![a](url)" as a
+    picture fetched from anywhere: the page showed what the model or prompt had not written."""
+    import html as html_lib
+    import re
+
+    markdown_it = pytest.importorskip("markdown_it")
+    persona = "see [the site](http://p.example)"
+    human = "read [docs](http://x.example) and ![img](http://evil.example/p.png) [ref]"
+    bot = "[click](http://y.example)\n[ref]: http://hidden.example"
+    text = transcripts_markdown([Transcript(persona, [(human, bot)], [True])])
+    rendered = markdown_it.MarkdownIt().render(text)
+    assert "<a " not in rendered and "<img" not in rendered
+    shown = html_lib.unescape(re.sub(r"<[^>]+>", "", rendered))
+    for written in (persona, human, *bot.splitlines()):
+        assert written in shown
+
+
+def test_a_checkpoint_without_the_chat_tokens_is_refused_in_one_line(tmp_path: Path) -> None:
+    """GPT-2's own vocabulary (50257) has no row for <human>, <bot> or <endOfText>: the val-loss pass
+    died with torch's "IndexError: index out of range in self", naming neither cause nor file."""
+    from pipeline.evaluate import EvalSetupError, evaluate_model
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=50257, n_layer=1, n_head=2, n_embd=16)).eval()
+    with pytest.raises(
+        EvalSetupError, match=r"vocab_size: the checkpoint's vocabulary has 50257 tokens.*50259"
+    ):
+        evaluate_model(model, tmp_path / "val", tmp_path / "val.parquet", EVAL)
+
+
+def test_a_nan_loss_is_said_and_its_perplexity_is_not_infinite(val_dir: Path, tmp_path: Path) -> None:
+    """NaN weights gave a NaN loss, which the summary printed beside "ppl inf" (`nan < x` is False),
+    and metrics.json's null loss with no line saying why."""
+    from pipeline.evaluate import evaluate_model
+
+    model = tiny(32)
+    with torch.no_grad():
+        model.transformer.ln_f.weight.fill_(float("nan"))
+    sources = ["s"] * TokenShards(val_dir).n_conversations
+    pq.write_table(pa.table({"source": sources}), tmp_path / "val.parquet")
+    result = evaluate_model(model, val_dir, tmp_path / "val.parquet", {**EVAL, "prompts": []})
+    assert np.isnan(result.loss.loss) and np.isnan(result.loss.perplexity)
+    assert result.metrics["val_loss_bot"] is None and result.metrics["val_ppl_bot"] is None
+    assert result.warnings[0] == (
+        f"{val_dir}: the loss is nan (the model's outputs are not finite: a diverged or damaged "
+        "checkpoint); val_loss_bot and val_ppl_bot are null"
+    )

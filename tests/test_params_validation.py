@@ -5,6 +5,7 @@ the stage) and `evaluate` (check_eval_params, the transcripts and the stage)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -333,3 +334,34 @@ def test_evaluate_stage_one_line_errors_and_json_without_nan(
         .split("\x1b[A")[-1]
         .startswith("evaluate: data/tokens/full/val: 3 conversations but 2 sources given")
     ), err
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("train: {variant: full}\nevaluate:\n  seed: 1\n\tx: 2\n", r"params\.yaml:4: not valid YAML"),
+        (
+            "evaluate: {seed: 1}\n",
+            r"^evaluate: params\.yaml train\.variant: expected a dataset variant.* None$",
+        ),
+        ("train: {variant: ../x}\n", r"^evaluate: params\.yaml train\.variant: .* got '\.\./x'$"),
+    ],
+)
+def test_evaluate_stage_says_a_params_file_it_cannot_read_in_one_line(
+    params: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A params.yaml that is no YAML was a traceback from `python -m stages.evaluate`, and one
+    without train.variant said data/dataset/None/val.parquet was missing, naming no setting."""
+    from stages import evaluate as stage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    _evaluate_project(tmp_path, EVAL)
+    (tmp_path / "params.yaml").write_text(params)
+    assert stage.main() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.report import sample_exchange
+from pipeline.report import _metric, sample_exchange
 from pipeline.transcripts import Transcript, markdown_text, plain_text, transcripts_markdown
 
 TRANSCRIPTS = [
@@ -102,7 +102,7 @@ def test_texts_are_printed_as_written_not_as_their_markdown_escapes(tmp_path: Pa
     ]
 
 
-@given(st.text(alphabet=st.sampled_from("ab \\`<>!/3\t&#;("), min_size=1).filter(lambda s: s.strip(" \t")))
+@given(st.text(alphabet=st.sampled_from("ab \\`<>!/3\t&#;([]"), min_size=1).filter(lambda s: s.strip(" \t")))
 def test_plain_text_undoes_markdown_text(line: str) -> None:
     assert plain_text(markdown_text(line)) == line
 
@@ -135,4 +135,17 @@ def test_a_persona_that_says_none_is_not_read_as_no_persona(tmp_path: Path) -> N
         "",
         "human: Q",
         "bot: A",
+    ]
+
+
+def test_a_null_metric_is_shown_as_not_measured(tmp_path: Path) -> None:
+    """metrics.json writes a figure it could not measure as null (an empty val split, NaN weights):
+    `make repro` printed "val loss on bot tokens None"."""
+    path = tmp_path / "metrics.json"
+    path.write_text('{"val_loss_bot": null, "stop_rate": 0.5, "replies": 3}')
+    assert [_metric(str(path), key) for key in ("val_loss_bot", "stop_rate", "replies", "absent")] == [
+        "-",
+        "0.500",
+        "3",
+        "-",
     ]
