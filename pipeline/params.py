@@ -106,3 +106,16 @@ def section(name: str, path: str | os.PathLike[str] | None = None) -> dict[str, 
     if name not in params:
         raise KeyError(f"params.yaml has no '{name}' section")
     return params[name]
+
+
+def train_variant(params: dict[str, Any]) -> str:
+    """params.yaml's `train.variant`, the dataset variant the train and evaluate stages read: a name
+    such as `full`, else ValueError in one line naming the setting (a missing one read
+    data/dataset/None/, which names none; `../x` would read outside data/dataset/)."""
+    train = params.get("train")
+    variant = train.get("variant") if isinstance(train, dict) else None
+    if not isinstance(variant, str) or not variant.isidentifier():
+        raise ValueError(
+            f"params.yaml train.variant: expected a dataset variant name like full, got {variant!r}"
+        )
+    return variant

@@ -10,7 +10,7 @@ from pipeline import atomic
 from pipeline.checkpoint import load_model
 from pipeline.device import keep_freed_memory, resolve_device
 from pipeline.evaluate import EvalResult, EvalSetupError, evaluate_model, source_loss_csv
-from pipeline.params import load_params, project_root
+from pipeline.params import load_params, project_root, train_variant
 from pipeline.transcripts import transcripts_markdown
 
 
@@ -51,15 +51,10 @@ def read_params(path: Path) -> tuple[dict, str]:
     """params.yaml and its `train.variant`, or EvalSetupError in one line: a params.yaml that is no
     YAML was a traceback, and a missing variant read data/tokens/None/val, which names no setting."""
     try:
-        params = load_params(path)
-    except (ValueError, OSError) as e:  # no valid YAML (load_yaml names file and line), unreadable
+        params = load_params(path)  # no valid YAML: load_yaml names file and line
+        return params, train_variant(params)
+    except (ValueError, OSError) as e:
         raise EvalSetupError(str(e)) from None
-    variant = (params.get("train") or {}).get("variant")
-    if not isinstance(variant, str) or not variant.isidentifier():
-        raise EvalSetupError(
-            f"params.yaml train.variant: expected a dataset variant name like full, got {variant!r}"
-        )
-    return params, variant
 
 
 def write_outputs(out: Path, result: EvalResult) -> None:

@@ -12,26 +12,23 @@ import sys
 
 from pipeline.checkpoint import CheckpointWriteError, latest_run_checkpoint
 from pipeline.device import dist_info_from_env, keep_freed_memory
-from pipeline.params import load_params, project_root
+from pipeline.params import load_params, project_root, train_variant
 from pipeline.train import train
 from pipeline.trainconfig import TrainConfig, TrainPaths
 from pipeline.trainsetup import TrainSetupError
 
 
 def main() -> int:
-    everything = load_params()
-    params = everything.get("train")
     try:
+        everything = load_params()  # no valid YAML: load_yaml names file and line
+        params = everything.get("train")
         if not isinstance(params, dict):
             raise ValueError("params.yaml: no `train:` section (a mapping of training settings)")
         cfg = TrainConfig.from_params(params, everything.get("train_profiles"))
-        variant = params.get("variant")
-        if not isinstance(variant, str) or not variant.isidentifier():
-            raise ValueError(
-                f"params.yaml train.variant: expected a dataset variant name like full, got {variant!r}"
-            )
-    except (KeyError, ValueError) as e:  # a settings mistake: one line, no traceback
-        print(f"train: {e.args[0]}", file=sys.stderr)  # args[0]: a KeyError's str() adds quotes
+        variant = train_variant(everything)
+    except (KeyError, ValueError, OSError) as e:  # a settings mistake: one line, no traceback
+        # args[0]: a KeyError's str() adds quotes (an OSError's args[0] is its errno)
+        print(f"train: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 1
     paths = TrainPaths.under(project_root(), variant)
     keep_freed_memory()  # ~1.6x on CPU: no page faults for every step's vocabulary-sized tensors

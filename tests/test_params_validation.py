@@ -365,3 +365,30 @@ def test_evaluate_stage_says_a_params_file_it_cannot_read_in_one_line(
     assert stage.main() == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(message, err[0]), err
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("train: {variant: full}\n  x: 2\n\ty: 3\n", r"^train: .*params\.yaml:\d+: not valid YAML"),
+        (None, r"^train: .*No such file or directory: .*params\.yaml"),
+    ],
+)
+def test_train_stage_says_a_params_file_it_cannot_read_in_one_line(
+    params: str | None,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As the evaluate stage: a params.yaml that is no YAML, or none at all, was a traceback from
+    `python -m stages.train`."""
+    from stages import train as stage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    if params is not None:
+        (tmp_path / "params.yaml").write_text(params)
+    assert stage.main() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
