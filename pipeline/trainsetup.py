@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import filecmp
 import json
 import shutil
 import sys
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline import atomic, checkpoint, device, hf
+from pipeline import checkpoint, device, hf
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.runstate import STATE_KEYS
@@ -327,7 +328,8 @@ def finished(paths: TrainPaths, ckpt: Path, step: int) -> bool:
         return False
     if iters != step or not weights.is_file():
         return False
-    return atomic.fingerprint_mismatch(weights, atomic.fingerprint(ckpt / checkpoint.WEIGHTS_FILE)) is None
+    # sizes first, then the bytes, each file read once (hashing the run's copy first read both whole)
+    return filecmp.cmp(weights, ckpt / checkpoint.WEIGHTS_FILE, shallow=False)
 
 
 def extension_notice(cfg: TrainConfig, step: int, planned: int) -> str:
