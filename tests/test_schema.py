@@ -17,6 +17,7 @@ from pipeline.schema import (
     row_violations,
     validate,
 )
+from pipeline.sources.licences import commercial_eligible, is_unknown
 
 
 def turns(*conversations: tuple[str, list[tuple[str, str]]], **overrides) -> pl.DataFrame:
@@ -195,3 +196,16 @@ def test_commercial_ok_needs_flag_and_known_licence():
         False,
         False,
     ]
+
+
+@pytest.mark.parametrize(
+    "placeholder", ["N/A", "n/a", "NA", "?", "-", "TBD", "todo", "Unspecified", " not specified "]
+)
+def test_placeholder_licences_are_unknown(placeholder):
+    # a form's placeholder is not a licence name: with a reason it must still stay out of the
+    # commercial variant, as `unknown` does (it had passed as an unlisted licence)
+    assert is_unknown(placeholder)
+    assert not commercial_eligible(True, placeholder)
+    df = pl.DataFrame({"licence": [placeholder], "commercial": [True]})
+    assert df.select(licence_known())["licence"].to_list() == [False]
+    assert df.select(commercial_ok())["commercial"].to_list() == [False]

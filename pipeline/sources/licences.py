@@ -12,8 +12,25 @@ from __future__ import annotations
 
 import re
 
-# Licence values that say "we do not know": such data never enters the commercial variant.
-UNKNOWN_LICENCES = ("", "unknown", "noassertion", "none", "other", "per-file")
+# Licence values that say "we do not know": such data never enters the commercial variant. The
+# placeholders people type into a form field (N/A, ?, TBD) say it too: taken as names, they were
+# treated as an unlisted licence, which a `commercial_reason` let into the commercial variant.
+UNKNOWN_LICENCES = (
+    "",
+    "unknown",
+    "noassertion",
+    "none",
+    "other",
+    "per-file",
+    "n/a",
+    "na",
+    "?",
+    "-",
+    "tbd",
+    "todo",
+    "unspecified",
+    "not specified",
+)
 
 # Licences (SPDX ids) that allow use of the data to train a commercial model.
 COMMERCIAL_OK = frozenset(
