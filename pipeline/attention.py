@@ -38,6 +38,8 @@ import torch.distributed as dist
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from pipeline.errortext import first_line
+
 # Setting name -> (torch's SDPBackend name, its switch in torch.backends.cuda, the switch's query).
 KERNELS: dict[str, tuple[str, str, str]] = {
     "flash": ("FLASH_ATTENTION", "enable_flash_sdp", "flash_sdp_enabled"),
@@ -75,8 +77,8 @@ def _priority_api() -> tuple[Callable[[], list[int]], Callable[[list[int]], None
 
 def _first_line(e: BaseException) -> str:
     """An error's first line, without torch's "(Triggered internally at ...)" (or its type, if empty)."""
-    text = str(e).split(" (Triggered internally at")[0].strip()
-    return (text.splitlines() or [type(e).__name__])[0][:100]
+    text = first_line(e).split(" (Triggered internally at")[0].strip()
+    return (text or type(e).__name__)[:100]
 
 
 # How torch's warnings name each kernel when it explains why the kernel was not used.

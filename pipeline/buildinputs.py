@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import atomic, paramcheck
+from pipeline.errortext import first_line
 from pipeline.params import shown_path
 from pipeline.schema import MAX_TURN_CHARS, max_turn_chars_setting
 from pipeline.sources import licences
@@ -214,8 +215,7 @@ def _check_readable(path: Path, display: str) -> None:
     try:
         pl.scan_parquet(path, glob=False).collect_schema()
     except (pl.exceptions.PolarsError, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BuildError(f"{display}: not a readable parquet file ({first})") from None
+        raise BuildError(f"{display}: not a readable parquet file ({first_line(e)})") from None
 
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
 from pipeline import atomic
+from pipeline.errortext import gist
 from pipeline.model import GPT, GPTConfig
 from pipeline.params import outside_root_hint
 
@@ -205,7 +206,7 @@ def save_state(state: dict[str, Any], ckpt_dir: str | Path) -> None:
         try:
             torch.save(state, tmp)
         except RuntimeError as e:  # torch's file writer on a full disk: "file write failed", "unexpected pos"
-            raise OSError(f"torch.save failed ({error_gist(e)})") from e
+            raise OSError(f"torch.save failed ({gist(e)})") from e
 
 
 def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
@@ -225,12 +226,6 @@ class CheckpointWriteError(RuntimeError):
 # one) and safetensors' own error, which names no file. Anything else is a bug, whose traceback must
 # not be turned into one line that blames the disk.
 WRITE_ERRORS = (OSError, SafetensorError)
-
-
-def error_gist(e: BaseException) -> str:
-    """An error's type and first line: enough to tell a full disk from a read-only folder."""
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
 
 
 def _write_step(
@@ -280,9 +275,7 @@ def save_run_checkpoint(
             if kept is not None
             else "the run has no earlier checkpoint (the next run starts afresh)"
         )
-        raise CheckpointWriteError(
-            f"{target}: cannot write this run checkpoint ({error_gist(e)}); {left}"
-        ) from e
+        raise CheckpointWriteError(f"{target}: cannot write this run checkpoint ({gist(e)}); {left}") from e
     # Older steps, and what a save killed half-way left (a full-size `.step-*.tmp` copy, or the
     # `.step-*.old` a re-save set aside): nothing else would ever remove those hidden folders. An
     # old step is first renamed to a hidden `.step-*.old` (one atomic step): a kill while its files

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq  # parquet metadata only (row groups); installed wi
 from tqdm import tqdm
 
 from pipeline import atomic, paramcheck
+from pipeline.errortext import first_line
 from pipeline.shards import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -145,7 +146,7 @@ def check_input(path: Path) -> int:
         schema = pl.scan_parquet(path, glob=False).collect_schema()
         rows = int(pq.read_metadata(path).num_rows)
     except (pl.exceptions.PolarsError, OSError, ValueError) as e:  # pyarrow's ArrowInvalid: ValueError
-        raise ValueError(f"{path}: not a readable parquet file ({_first_line(e)})") from None
+        raise ValueError(f"{path}: not a readable parquet file ({first_line(e)})") from None
     for name in INPUT_COLUMNS:
         if name not in schema:
             raise ValueError(f"{path}: column '{name}' is missing (columns: {list(schema)})")
@@ -163,10 +164,6 @@ def check_input(path: Path) -> int:
         if schema[name] not in allowed:
             raise ValueError(f"{path}: column '{name}' must be a string column, found {schema[name]}")
     return rows
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _is_list_of_struct(dtype: pl.DataType) -> bool:

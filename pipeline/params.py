@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.errortext import first_line
+
 DEFAULT_PARAMS = "params.yaml"
 
 
@@ -81,7 +83,7 @@ def yaml_error(e: yaml.YAMLError, where: str) -> str:
     mark = getattr(e, "problem_mark", None)
     if mark is not None:
         where = f"{where}:{mark.line + 1}"
-    what = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+    what = getattr(e, "problem", None) or first_line(e)
     return f"{where}: not valid YAML ({what})"
 
 

@@ -22,6 +22,7 @@ import polars as pl
 
 from pipeline import atomic, jsonout
 from pipeline.buildinputs import BuildError, read_json_object
+from pipeline.errortext import first_line
 from pipeline.params import project_root, shown_path
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
@@ -175,8 +176,7 @@ def _checked_columns(table: pl.DataFrame, name: str, shown: str, remake: str) ->
 
 def _unreadable(name: str, shown: str, error: Exception, remake: str) -> SourceError:
     """polars' (or the OS's) refusal of a quarantine, in one line."""
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return SourceError(f"{name}: {shown} is unreadable ({first_line}): {remake}")
+    return SourceError(f"{name}: {shown} is unreadable ({first_line(error)}): {remake}")
 
 
 def _listed_rows(path: Path, rows: int, check: str | None, only: str | None) -> list[dict[str, Any]]:

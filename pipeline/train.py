@@ -47,6 +47,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from pipeline import atomic, attention, checkpoint, device
+from pipeline.errortext import gist
 from pipeline.lr import lr_at
 from pipeline.model import GPT, masked_token_losses
 from pipeline.optim import make_optimizer
@@ -490,7 +491,7 @@ def finish(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> None:
         atomic.write_json(paths.metrics_file, summary)
     except checkpoint.WRITE_ERRORS as e:  # the disk full, the folder read-only
         raise checkpoint.CheckpointWriteError(
-            f"cannot write {paths.ckpt_dir} and {paths.metrics_file} ({checkpoint.error_gist(e)}); the "
+            f"cannot write {paths.ckpt_dir} and {paths.metrics_file} ({gist(e)}); the "
             f"run's final checkpoint in {paths.run_dir} is kept: the next run writes them from it, "
             "running no step again (once the disk has room or the folder is writable)"
         ) from e

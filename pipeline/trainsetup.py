@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import checkpoint, device, hf
+from pipeline.errortext import first_line, gist
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.runstate import STATE_KEYS
@@ -392,7 +393,7 @@ def _load_state(ckpt: Path) -> dict[str, Any]:
         state = checkpoint.load_state(ckpt)
     except Exception as e:  # truncated, not a torch file, a pickle weights_only refuses
         raise UnreadableState(
-            ckpt, f"cannot read this run's training state ({type(e).__name__}: {_first_sentence(e)})"
+            ckpt, f"cannot read this run's training state ({_first_sentence(gist(e))})"
         ) from None
     missing = sorted(STATE_KEYS - set(state)) if isinstance(state, dict) else ["(not a mapping)"]
     if missing:
@@ -408,9 +409,8 @@ class UnreadableState(TrainSetupError):
         super().__init__(f"{self.problem}; delete {ckpt.parent} to start afresh")
 
 
-def _first_sentence(e: BaseException) -> str:
+def _first_sentence(text: str) -> str:
     """The gist of a library's error message (torch's run to several sentences and lines)."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return text.split(". ")[0]
 
 
@@ -419,7 +419,7 @@ def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime) ->
         model = checkpoint.load_model(ckpt, "cpu", dropout=cfg.dropout).train()
     except (OSError, ValueError, RuntimeError) as e:
         raise TrainSetupError(
-            f"{ckpt}: cannot load the run's weights ({_first_sentence(e)}); delete {ckpt.parent} to start afresh"
+            f"{ckpt}: cannot load the run's weights ({_first_sentence(first_line(e))}); delete {ckpt.parent} to start afresh"
         ) from None
     if cfg.block_size > model.config.block_size:
         raise TrainSetupError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline.errortext import first_line
 from pipeline.params import load_params, project_root
 
 
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, pl.exceptions.PolarsError) as e:
         # A user's mistake (params, a bad or missing dataset row, a too-long conversation) is one
         # line naming the file, row or key; the message already says where.
-        lines = str(e).strip().splitlines() or [type(e).__name__]
-        print(f"tokenize@{args.variant}: {lines[0]}", file=sys.stderr)
+        print(f"tokenize@{args.variant}: {first_line(e)}", file=sys.stderr)
         return 1
     for split, info in meta["splits"].items():
         print(

@@ -20,6 +20,7 @@ PLUMBING = {
     "pipeline/__init__.py",
     "pipeline/atomic.py",
     "pipeline/params.py",
+    "pipeline/errortext.py",
     "pipeline/cli.py",
     "pipeline/sources/errors.py",
     "pipeline/sources/__init__.py",  # re-exports SourceError

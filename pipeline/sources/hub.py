@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from pipeline.errortext import gist
 from pipeline.sources.errors import SourceError
 from pipeline.sources.globs import hub_patterns
 from pipeline.sources.registry import SourceSpec
@@ -99,9 +100,8 @@ def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> Snapshot:
             f"{spec.name}: {where} not found ({type(e).__name__}); fix sources.yaml {hint}"
         ) from None
     except Exception as e:  # no network, offline cache miss, HTTP errors: all the same to the user
-        first = (str(e).strip().splitlines() or [""])[0][:200]
         raise SourceError(
-            f"{spec.name}: cannot fetch {where} ({type(e).__name__}: {first}); run with network access, {hint}"
+            f"{spec.name}: cannot fetch {where} ({gist(e, 200)}); run with network access, {hint}"
         ) from None
     finally:
         hf_logging.set_verbosity(verbosity)

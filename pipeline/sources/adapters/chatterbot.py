@@ -25,6 +25,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from pipeline.errortext import first_line
 from pipeline.sources.adapters import option
 from pipeline.sources.errors import SourceError
 from pipeline.sources.readers import data_files, line_of, read_whole
@@ -91,7 +92,7 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str, *, answer_va
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
-        rows.bad(f"{rel}:{line}", "yaml_parse", f"not valid YAML ({str(e).splitlines()[0]})")
+        rows.bad(f"{rel}:{line}", "yaml_parse", f"not valid YAML ({first_line(e)})")
         return
     except RecursionError:  # the composer recurses once per nesting level
         rows.bad(f"{rel}:1", "yaml_parse", "not valid YAML (nested too deeply)")
