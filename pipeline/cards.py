@@ -133,6 +133,9 @@ _MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]<&~])")
 # are part of writing (Persian, Hindi and other scripts; emoji sequences such as 👨‍👩‍👧), so a card
 # shows them as they are. The other format characters (bidi overrides, U+200B) are still escaped.
 _JOINERS = frozenset("\u200c\u200d")
+# An escaped underscore inside a word (`chatbot\_arena`): there it opens no emphasis, so a name can
+# keep it as typed.
+_INTRAWORD_UNDERSCORE = re.compile(r"(?<=[^\W_])\\_(?=[^\W_])")
 # One character as a reader sees it (Unicode extended grapheme clusters, which `re` cannot match).
 _GRAPHEME = regex.compile(r"\X")
 
@@ -207,6 +210,15 @@ def markdown_text(text: Any, limit: int = DESCRIPTION_MAX) -> str:
         one = one[: _cut_at(one, limit - 1)].rstrip() + "…"
     inert = "".join(c if c in _JOINERS else printable(c) for c in one)
     return _MARKDOWN_SYNTAX.sub(r"\\\1", inert)
+
+
+def inline_name(text: Any) -> str:
+    """A source name or licence id in running text or a heading (NOTICE.md's `## <source>`, the
+    cards' lists of left-out and non-commercial sources): a contributed file's name is its file
+    stem and its licence its sidecar's text, so either may hold a line break, `<img ...>`, `**` or a
+    link. markdown_text makes it inert on one line; an underscore inside a word stays as typed
+    (`chatbot_arena`), since it opens no emphasis there."""
+    return _INTRAWORD_UNDERSCORE.sub("_", markdown_text(text))
 
 
 def _cut_at(text: str, at: int) -> int:

@@ -21,6 +21,7 @@ from pipeline.cards import (
     cell,
     front_matter,
     hub_licence,
+    inline_name,
     licence_name,
     markdown_text,
     source_link,
@@ -188,7 +189,7 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
     ]
     barred = [s for s in held if not s.commercial]
     if barred:  # the one restriction a reader must not miss (the table's `no` cells are easy to skim)
-        names = ", ".join(f"{s.name} ({s.licence})" for s in barred)
+        names = ", ".join(f"{inline_name(s.name)} ({inline_name(s.licence)})" for s in barred)
         lines += [
             f"**Not for commercial use as a whole.** Part of it is under terms that do not allow training "
             f"a commercial model, or under unknown terms: {names}. The `commercial` variant leaves "
@@ -233,7 +234,7 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
             f"{c.get('train', 0):,} / {c.get('val', 0):,} | {cell(what)} |"
         )
     if left_out:
-        names = ", ".join(f"{s.name} ({s.licence})" for s in left_out)
+        names = ", ".join(f"{inline_name(s.name)} ({inline_name(s.licence)})" for s in left_out)
         lines += ["", f"Enabled but holding nothing in this variant: {names}."]
     lines += [
         "",

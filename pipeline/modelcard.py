@@ -20,6 +20,7 @@ from pipeline.cards import (
     cell,
     front_matter,
     hub_licence,
+    inline_name,
     licence_name,
     markdown_text,
 )
@@ -101,7 +102,7 @@ def commercial_statement(trained: Sequence[CardSource], unknown_base: str | None
             "model, so these weights may be used commercially, under the terms of each source's licence "
             "(keep the copyright notices of MIT / BSD / Apache sources and credit CC-BY sources)."
         )
-    names = ", ".join(f"{s.name} ({s.licence})" for s in barred)
+    names = ", ".join(f"{inline_name(s.name)} ({inline_name(s.licence)})" for s in barred)
     return (
         "**Commercial use: not allowed.** Part of the training data is under terms that do not allow "
         f"commercial use, or under unknown terms: {names}. Do not use these weights commercially."
@@ -222,7 +223,7 @@ def model_card(
     ]
     for row, t in zip(source_tokens, trained, strict=True):
         lines.append(
-            f"| {cell(row['source'])} | {cell(t.licence)} | {'yes' if t.commercial else 'no'} | "
+            f"| {cell(inline_name(row['source']))} | {cell(inline_name(t.licence))} | {'yes' if t.commercial else 'no'} | "
             f"{int(row['tokens']):,} | {int(row['loss_tokens']):,} | {int(row['conversations']):,} |"
         )
     lines += [

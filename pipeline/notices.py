@@ -44,7 +44,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.buildinputs import BuildError, read_json_object
-from pipeline.cards import NOTICE_FILE, CardSource, source_link
+from pipeline.cards import NOTICE_FILE, CardSource, inline_name, source_link
 from pipeline.datasetcard import is_held
 from pipeline.sources.registry import SIDECAR_SUFFIXES
 
@@ -434,7 +434,7 @@ def notice(variant: str, notices: Sequence[SourceNotice]) -> str:
         s = n.source
         link = source_link(s.kind, s.location) if s.kind != "contrib" else ""
         lines += [
-            f"## {s.name}",
+            f"## {inline_name(s.name)}",  # a contributed file's stem may hold a line break or HTML
             "",
             f"- licence: {_code(s.licence)} ({'its sidecar' if s.kind == 'contrib' else 'sources.yaml'})",
             f"- commercial use: {'yes' if s.commercial else 'no'}",

@@ -3,6 +3,8 @@ tables that do not break."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -421,3 +423,24 @@ def test_the_card_says_what_the_split_is_keyed_on(floor: int, says: str) -> None
     stats = _stats({"a": {"licence": "MIT", "conversations": {"train": 5, "val": 1}}}, 5, 1)
     stats["params"]["split_opening_chars"] = floor
     assert says in datasetcard.dataset_card("full", stats, [cards.CardSource("a", "MIT", True)])
+
+
+def test_a_contributed_files_odd_name_and_licence_stay_inert_in_the_model_card() -> None:
+    """A contributed file's name is its stem and its licence its sidecar's text: the model card's
+    table and its commercial verdict once wrote them raw, so `<img ...>` was HTML on the Hub and
+    `**x**` bold, where the dataset card and LICENSE.md showed them as typed."""
+    name, licence = "contrib/nc_<img src=x onerror=alert(1)>", "Own <b>terms</b> **x**"
+    rows = [token_row("chatbot_arena"), token_row(name)]
+    terms = {
+        "chatbot_arena": cards.CardSource("chatbot_arena", "MIT", True),
+        name: cards.CardSource(name, licence, False),
+    }
+    card = modelcard.model_card(facts_of(variant="full"), rows, terms)
+    body = card.split("---\n", 2)[2]
+    assert not re.search(r"(?<!\\)<(img|b)\b", body)
+    assert (
+        "| contrib/nc\\_\\<img src=x onerror=alert(1)> | Own \\<b>terms\\</b> \\*\\*x\\*\\* | no | 100 |"
+        in card
+    )
+    assert "contrib/nc\\_\\<img src=x onerror=alert(1)> (Own \\<b>terms\\</b> \\*\\*x\\*\\*)" in card
+    assert "| chatbot_arena | MIT | yes |" in card  # an underscore inside a word reads as typed

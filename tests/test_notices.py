@@ -170,3 +170,51 @@ def test_a_text_with_backtick_fences_stays_inside_its_block(root: Path) -> None:
     text = notice("full", [source_notice(root, CardSource("contrib/odd", "MIT", True, "contrib"))])
     assert "\n````yaml\n" in text and text.rstrip().endswith("````")
     assert not re.search(r"^## Fake", text, flags=re.MULTILINE)
+
+
+# A contributed file's name is its file stem and its licence its sidecar's text: either may hold a
+# line break, HTML or Markdown, which the card and NOTICE.md must show as typed, not act on.
+ODD_STEM = "odd\n---\n<img src=x onerror=alert(1)>"
+ODD_LICENCE = "LicenseRef-Own <b>terms</b> | **x**"
+
+
+def _odd_project(root: Path) -> None:
+    """Downloads and turn tables of a commercial file with a line break and HTML in its name and
+    a non-commercial one with HTML in its licence (and, for the card's lists, in its name)."""
+    files = {
+        ODD_STEM: ("MIT", True),
+        "nc_<i>x": (ODD_LICENCE, False),  # a file name holds no `/`
+    }
+    rows: list[dict] = []
+    for stem, (licence, commercial) in files.items():
+        (root / "data/contrib" / f"{stem}.txt").write_text("<human> hi <endOfText>\n<bot> yo <endOfText>\n")
+        sidecar = {"licence": licence, "commercial": commercial, "description": "odd"}
+        (root / "data/contrib" / f"{stem}.yaml").write_text(yaml.safe_dump(sidecar))
+        rows += _rows(f"contrib/{stem}", 3, licence, commercial)
+    download(load_registry(root / "sources.yaml")["contrib"], root)
+    out = root / "data" / "normalized"
+    out.mkdir(parents=True)
+    pl.DataFrame(rows, schema=TURN_SCHEMA).write_parquet(out / "contrib.parquet")
+
+
+def test_odd_names_and_licences_of_contributed_files_stay_inert(root: Path) -> None:
+    _odd_project(root)
+    registry = {"contrib": REGISTRY["contrib"]}
+    texts = {}
+    for variant in ("full", "commercial"):
+        build_variant(root, ["contrib"], registry, BuildConfig(variant=variant, val_fraction=0.2))
+        folder = root / "data/dataset" / variant
+        texts[variant] = {f.name: f.read_text(encoding="utf-8") for f in folder.glob("*.md")}
+        yaml.safe_load(texts[variant]["README.md"].split("---\n")[1])  # the Hub header still parses
+    # NOTICE.md: one heading per source it holds, its name on one line and no tag in it
+    for variant, held in (("full", 2), ("commercial", 1)):
+        headings = re.findall(r"^## .*$", texts[variant]["NOTICE.md"], flags=re.MULTILINE)
+        assert len(headings) == held, headings
+        assert "## contrib/odd --- \\<img src=x onerror=alert(1)>" in headings
+        assert not re.search(r"^(---|<img)", texts[variant]["NOTICE.md"], flags=re.MULTILINE)
+    # the full card's non-commercial warning and the commercial card's left-out list: no raw HTML
+    for variant in ("full", "commercial"):
+        card = texts[variant]["README.md"]
+        line = next(x for x in card.splitlines() if "contrib/nc" in x and "(" in x and not x.startswith("|"))
+        assert not re.search(r"(?<!\\)<", line), line  # every `<` escaped: no tag opens
+        assert "contrib/nc\\_\\<i>x (LicenseRef-Own \\<b>terms\\</b> | \\*\\*x\\*\\*)" in line
