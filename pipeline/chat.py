@@ -11,6 +11,8 @@ for torch.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -86,14 +88,69 @@ def _read_context(args: argparse.Namespace) -> str | None:
         # model as three tokens it never saw in training
         return path.read_text(encoding="utf-8-sig").strip()
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read context file {path}: {e}") from e
+        # `--context "@everyone: be kind"` meant as text looks for a file named "everyone: be kind"
+        at = isinstance(e, FileNotFoundError) and args.context is not None
+        hint = " (--context @FILE reads FILE; a persona that begins with @ is written @@...)" if at else ""
+        raise ValueError(f"cannot read context file {path}: {e}{hint}") from e
+
+
+# Where Python's surrogateescape puts the bytes of an argument that are not UTF-8 (0x80..0xFF become
+# U+DC80..U+DCFF); any lone surrogate is no Unicode character either.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_undecodable(text: str, flag: str) -> None:
+    """ValueError for an argument that is not UTF-8 text (`--context $'Caf\\xe9'` from a Latin-1
+    terminal or file): tiktoken read such a persona's bytes as U+FFFD, and a stop string holding one
+    could never match the model's UTF-8 text, both silently, where `--context @FILE` refuses the
+    same bytes and `serve` refuses a lone surrogate."""
+    found = _LONE_SURROGATE.search(text)
+    if found is None:
+        return
+    code = ord(found.group())
+    what = f"byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate (U+{code:04X})"
+    raise ValueError(f"{flag} is not UTF-8 text: {what} at character {found.start() + 1}")
+
+
+def _closed_streams() -> list[str]:
+    """One error line per closed standard stream the chat cannot do without (`<&-`, `>&-`): Python
+    sets such a stream to None, and the chat ended in an AttributeError traceback. A closed stderr
+    (`2>&-`) only loses the messages: print(file=None) would write them into the replies on stdout."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (the process's stderr until it exits)
+    closed = []
+    if sys.stdin is None:
+        closed.append("cannot read stdin: it is closed")
+    if sys.stdout is None:
+        closed.append("cannot write the reply to stdout: it is closed")
+    return closed
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C ended
 
 
 def run(args: argparse.Namespace) -> int:
     """Interactive chat on stdin/stdout (a pipe works too). /reset clears history, /exit or EOF quits."""
     try:
+        return _run(args)
+    except KeyboardInterrupt:
+        # Ctrl-C before the prompt, while torch imports and the model loads (seconds on a CPU): it
+        # quits as at the prompt, where it printed a traceback of whatever was being imported.
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    closed = _closed_streams()  # before the model loads: it is no use without them
+    if closed:
+        for line in closed:
+            print(f"chat: {line}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    try:
         context = _read_context(args)
         stop = check_stop_strings(args.stop)
+        for text, flag in [(context or "", "--context"), *((s, "--stop") for s in stop)]:
+            _refuse_undecodable(text, flag)
         if args.top_k < 0:  # SamplingParams would say "unset": here 0 is how to say it
             raise ValueError(f"--top-k must be >= 1, or 0 for no limit, got {args.top_k}")
     except ValueError as e:
@@ -234,7 +291,7 @@ def chat_loop(session: ChatSession, stdin, stdout, stderr) -> int:
         return _loop(session, stdin, stdout, stderr)
     except KeyboardInterrupt:
         print(file=stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # stdout's reader left (`nanochatgpt chat | head`): nobody to answer
         return EXIT_BROKEN_PIPE
     except StreamError as e:  # stdout cannot take the reply (a full disk) or stdin cannot be read (EIO)
@@ -331,7 +388,10 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
             if interactive:  # Ctrl-D at the prompt: end its line for the shell
                 print(file=stderr)
             return 0
-        text = line.rstrip("\r\n")
+        # A byte-order mark starts a file from a Windows editor (each file's first line, joined by
+        # `cat`): the persona file drops it (utf-8-sig), and a message must too, or "\ufeff/exit" is
+        # sent to the model (as tokens it never saw in training) instead of quitting.
+        text = line.rstrip("\r\n").removeprefix("\ufeff")
         command = text.strip().lower()
         if not command:
             continue

@@ -798,3 +798,99 @@ def test_evaluate_names_the_prompt_with_a_long_whitespace_run(enc, prompt: dict,
         check_prompts_fit(scripted_engine(enc), [prompt], cfg)
     assert str(e.value).startswith(f"params.yaml evaluate.{where}text has ") and "\n" not in str(e.value)
     assert "whitespace characters in a row" in str(e.value)
+
+
+# ---- found by a bug hunt of the chat CLI (session 26) ---------------------------------------------
+
+
+def test_a_closed_stdin_or_stdout_is_a_one_line_error_and_a_closed_stderr_stays_out_of_the_replies(
+    ckpt: Path, monkeypatch, capsys
+) -> None:
+    """`chat <&-` and `chat >&-` (Python sets a closed stream to None) ended in an AttributeError
+    traceback, and with `2>&-` every error line and prompt went into the replies on stdout (print
+    with file=None writes to stdout)."""
+    argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu", "--max-new-tokens", "4", "--seed", "1"]
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stdin", None)
+        assert cli.main(argv) == 1
+    assert capsys.readouterr().err == "chat: cannot read stdin: it is closed\n"
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stdin", io.StringIO("hi\n"))
+        m.setattr(sys, "stdout", None)
+        assert cli.main(argv) == 1
+    assert capsys.readouterr().err == "chat: cannot write the reply to stdout: it is closed\n"
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stdin", io.StringIO("word " * 300 + "\nhi\n"))
+        m.setattr(sys, "stderr", None)
+        assert cli.main(argv) == 0
+        sys.stderr.close()  # the chat's stand-in for the closed stream (os.devnull)
+    out = capsys.readouterr().out
+    assert "chat:" not in out and out.count("\n") == 1, out
+
+
+def test_arguments_that_are_not_utf8_are_refused(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`--context $'Caf\\xe9'` (Latin-1 bytes: Python's surrogateescape makes them U+DCxx) reached
+    the model as U+FFFD, and such a --stop could never match: both silently, where `--context @FILE`
+    refuses the same bytes and serve refuses a lone surrogate. A file name is any bytes, though."""
+    argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu", "--max-new-tokens", "4"]
+    for extra, message in [
+        (["--context", "Caf\udce9 owner"], "chat: --context is not UTF-8 text: byte 0xE9 at character 4"),
+        (["--stop", "x", "--stop", "\udce9"], "chat: --stop is not UTF-8 text: byte 0xE9 at character 1"),
+        (
+            ["--context", "@@\ud800"],
+            "chat: --context is not UTF-8 text: a lone surrogate (U+D800) at character 2",
+        ),
+    ]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+        assert cli.main([*argv, *extra]) == 2
+        assert capsys.readouterr().err == message + "\n"
+    persona = tmp_path / os.fsdecode(b"caf\xe9.txt")  # a Latin-1 file name holding UTF-8 text
+    persona.write_text("Café owner.", encoding="utf-8")
+    seen: list[str | None] = []
+    monkeypatch.setattr("pipeline.chatsession.ChatSession.__init__", _record_context(seen))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main([*argv, "--context", f"@{persona}", "--stop", "é"]) == 0
+    assert seen == ["Café owner."]
+
+
+def test_a_byte_order_mark_starting_a_piped_line_is_dropped(enc) -> None:
+    """`chat < messages.txt` from a Windows editor: the BOM began the first message (tokens the model
+    never saw in training), and a first line "/exit" was sent to the model instead of quitting.
+    Each file joined by `cat` starts with its own."""
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    out = io.StringIO()
+    stdin = io.StringIO("\ufeffhello\r\n\ufeff/exit\r\nnever read\r\n")
+    assert chat_loop(session, stdin, out, io.StringIO()) == 0
+    assert out.getvalue() == "Sure thing\n"
+    assert [m["content"] for m in session.history] == ["hello", "Sure thing"]
+
+
+def test_ctrl_c_while_the_model_loads_quits_as_at_the_prompt(ckpt: Path, monkeypatch, capsys) -> None:
+    """Importing torch and loading the model take seconds on a CPU: Ctrl-C then printed a traceback
+    of whatever was being imported, where at the prompt it quits with 130 and an ended line."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pipeline.chat.load_chat_model", interrupted)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    try:
+        code = cli.main(["chat", "--ckpt", str(ckpt), "--device", "cpu"])
+    except KeyboardInterrupt:  # (not raised: it would end the whole test run)
+        pytest.fail("Ctrl-C while the model loads escaped the chat as a traceback")
+    assert code == 130 and capsys.readouterr() == ("", "\n")
+
+
+def test_a_persona_at_that_is_no_file_says_how_to_start_a_persona_with_at(tmp_path: Path) -> None:
+    """`--context "@everyone: be kind"`, meant as text, said only that no such file exists."""
+    import argparse
+
+    from pipeline.chat import _read_context
+
+    with pytest.raises(ValueError) as e:
+        _read_context(argparse.Namespace(context="@everyone: be kind", context_file=None))
+    assert str(e.value).startswith("cannot read context file everyone: be kind: [Errno 2]")
+    assert str(e.value).endswith("a persona that begins with @ is written @@...)")
+    with pytest.raises(ValueError) as e:  # --context-file names a file and nothing else
+        _read_context(argparse.Namespace(context=None, context_file=tmp_path / "absent.txt"))
+    assert "@@" not in str(e.value)
