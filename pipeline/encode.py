@@ -110,6 +110,10 @@ def to_batch(frame: pl.DataFrame, origin: str = "<frame>", row_offset: int = 0) 
     for rule, bad in (
         (f"a message's role is not one of {list(ROLES)}", roles.is_null() | ~roles.is_in(ROLES)),
         ("a message's content is null", contents.is_null()),
+        # The turn table's text is never empty (docs/contracts.md); a dataset made another way (an
+        # OpenAI-style export, whose assistant messages may be "") trained <bot><endOfText>: the
+        # empty reply evaluate counts as no clean stop.
+        ("a message's content is empty", contents.str.len_bytes() == 0),
     ):
         if bad.any():
             i = int(np.searchsorted(np.cumsum(n_np), int(bad.arg_true()[0]), side="right"))

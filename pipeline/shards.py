@@ -407,6 +407,42 @@ class TokenShards:
             windows = [windows[i] for i in picks.tolist()]
         return windows
 
+    def check_contents(self) -> None:
+        """Read every shard whole for what ShardWriter guarantees of the bytes: ids in [0, N_VOCAB),
+        mask bytes 0 or 1, and <|endoftext|> at each conversation start and nowhere else.
+
+        A split with a meta.json needs none of it (its sha256 vouch for the writer's bytes); one
+        made by hand does: an id past the model's vocabulary stopped training with an IndexError
+        (a device assert on CUDA) only when a window drew it, hours in, and starts that miss the
+        <|endoftext|> put windows and their persona headers mid-conversation. ValueError names the
+        file, the offset and the rule.
+        """
+        for shard in self.shards:
+            where = f"{self.split_dir / shard.name}"
+            bad = np.flatnonzero(shard.tokens >= N_VOCAB)
+            if len(bad):
+                raise ValueError(
+                    f"{where}: token {int(bad[0])} is id {int(shard.tokens[bad[0]])}, "
+                    f"outside the vocabulary [0, {N_VOCAB})"
+                )
+            bad = np.flatnonzero(shard.mask > 1)
+            if len(bad):
+                mask_name = "mask-" + shard.name.removeprefix("tokens-")
+                raise ValueError(
+                    f"{self.split_dir / mask_name}: byte {int(bad[0])} is {int(shard.mask[bad[0]])}, "
+                    "a loss mask holds 0 or 1"
+                )
+            starts = np.asarray(shard.starts)
+            eot = np.flatnonzero(shard.tokens == ENDOFTEXT_ID)
+            if not np.array_equal(eot, starts):
+                # the first offset where the two lists part: a start without <|endoftext|> or a stray one
+                k = int(np.argmax(np.append(eot[: len(starts)] != starts[: len(eot)], True)))
+                if k < len(starts) and (k >= len(eot) or starts[k] < eot[k]):
+                    rule = f"conversation {k} starts at token {int(starts[k])}, which is not <|endoftext|>"
+                else:
+                    rule = f"token {int(eot[k])} is <|endoftext|> inside a conversation (no start there)"
+                raise ValueError(f"{where}: {rule} ({ENDOFTEXT_ID} opens each conversation, and only that)")
+
     def loss_tokens(self) -> int:
         """Tokens of the split in the loss (mask 1): what a full evaluation scores."""
         return sum(int(np.count_nonzero(s.mask)) for s in self.shards)

@@ -149,11 +149,13 @@ PROBE_WINDOWS = 256
 def check_data(data_dir: Path, rt: Runtime, cfg: TrainConfig | None = None) -> None:
     """Refuse, before any work, token shards that cannot train a run; warn when validation is empty.
 
-    The shards must match their meta.json (sha256 of every file, counts, special ids), the train
-    split must hold at least one loss (bot) token, and an empty val split means no val loss. With
-    `cfg`, windows of its block_size must reach bot tokens: a window starts at a human turn, so a
-    block_size of a few tokens sees only human text and every step's gradient is zero (a run that
-    "trained" and changed nothing); under half of them reaching one is worth a warning.
+    The shards must match their meta.json (sha256 of every file, counts, special ids); shards
+    without one are read whole for ids, mask bytes and conversation starts
+    (TokenShards.check_contents). The train split must hold at least one loss (bot) token, and an
+    empty val split means no val loss. With `cfg`, windows of its block_size must reach bot
+    tokens: a window starts at a human turn, so a block_size of a few tokens sees only human text
+    and every step's gradient is zero (a run that "trained" and changed nothing); under half of
+    them reaching one is worth a warning.
     """
     from pipeline.shards import TokenShards, verify_variant
 
@@ -166,6 +168,9 @@ def check_data(data_dir: Path, rt: Runtime, cfg: TrainConfig | None = None) -> N
     try:
         meta = verify_variant(data_dir) if (data_dir / "meta.json").exists() else None
         train_split, val_split = TokenShards(data_dir / "train"), TokenShards(data_dir / "val")
+        if meta is None:  # no sha256 vouch for the writer's bytes: read them (ids, mask, starts)
+            train_split.check_contents()
+            val_split.check_contents()
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise TrainSetupError(f"{data_dir}: broken token shards: {e} (re-run `dvc repro tokenize`)") from None
     if train_split.n_conversations == 0:

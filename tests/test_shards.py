@@ -379,6 +379,10 @@ def _leftovers(out: Path) -> list[str]:
             lambda r: r[3]["messages"][0].update(content=None),
             r"row 3 \(conversation_id 's1:3'\): a message's content",
         ),
+        (  # an empty reply (an OpenAI-style export's assistant "") trained <bot><endOfText>
+            lambda r: r[9]["messages"][1].update(content=""),
+            r"row 9 \(conversation_id 's1:9'\): a message's content is empty",
+        ),
     ],
 )
 def test_bad_rows_fail_with_file_row_and_rule(tmp_path: Path, change, message: str) -> None:
@@ -607,6 +611,45 @@ def test_training_refuses_shards_that_differ_from_meta(tmp_path: Path) -> None:
     (out / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"meta\.json: special_ids .* differ"):
         verify_variant(out)
+
+
+@pytest.mark.parametrize(
+    ("file", "offset", "value", "message"),
+    [
+        # an id past the model's 50304 rows: IndexError (a CUDA device assert) once a window drew it
+        ("train/tokens-00000.bin", 5, 60000, r"tokens-00000\.bin: token 5 is id 60000, outside"),
+        # an id of the padding rows, which the exported tokenizer cannot decode
+        ("val/tokens-00000.bin", 3, 50270, r"val/tokens-00000\.bin: token 3 is id 50270"),
+        ("train/mask-00000.bin", 7, 2, r"mask-00000\.bin: byte 7 is 2, a loss mask holds 0 or 1"),
+        # a stray <|endoftext|> mid-conversation: turn windows started there as at a conversation
+        ("train/tokens-00000.bin", 4, ENDOFTEXT_ID, r"token 4 is <\|endoftext\|> inside a conversation"),
+        # the second conversation's <|endoftext|> overwritten: its start no longer opens one
+        ("train/tokens-00000.bin", "start 1", 11, r"conversation 1 starts at token \d+, which is not"),
+    ],
+)
+def test_training_reads_shards_without_meta_whole_before_it_starts(
+    tmp_path: Path, file: str, offset: int | str, value: int, message: str
+) -> None:
+    """Shards without meta.json (written by ShardWriter alone, or by hand) train; nothing vouched
+    for their bytes, and check_data looked only for a loss token: an id past the vocabulary passed
+    and stopped the run with an IndexError whenever a window first drew it."""
+    from pipeline.device import DistInfo
+    from pipeline.trainsetup import Runtime, TrainSetupError, check_data
+
+    dataset, _ = _dataset(tmp_path / "dataset", n_train=20, n_val=4)
+    out = tmp_path / "tokens"
+    _tokenize(dataset, out)
+    (out / "meta.json").unlink()
+    rt = Runtime(device=torch.device("cpu"), dtype=torch.float32, dist=DistInfo())
+    check_data(out, rt)  # as the writer wrote them: fine
+    if isinstance(offset, str):  # "start k": the offset of conversation k
+        offset = int(np.load(out / file.replace("tokens-", "starts-").replace(".bin", ".npy"))[1])
+    dtype = np.uint8 if "mask" in file else np.dtype("<u2")
+    data = np.fromfile(out / file, dtype=dtype)
+    data[offset] = value
+    data.tofile(out / file)
+    with pytest.raises(TrainSetupError, match=message):
+        check_data(out, rt)
 
 
 def test_training_refuses_windows_too_short_to_reach_a_bot_token(
