@@ -86,6 +86,7 @@ def summarize(
         "device": str(rt.device.type),
         "processes": rt.dist.world_size,
         "init_from": progress.origin or cfg.init_from,
+        "variant": cfg.variant,  # the export labels the model card with it (stages/export.py checks)
     }
     if peak and flops_per_token is not None:
         summary["mfu"] = _round(flops_per_token * tok_s / (peak * rt.dist.world_size))

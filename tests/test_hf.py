@@ -598,6 +598,32 @@ def test_export_run_with_a_metric_missing_names_the_file_and_key(
     assert err == f"export: {model / 'metrics.json'}: missing 'initial_val_loss' (re-run train)\n"
 
 
+def test_the_export_stage_refuses_weights_trained_on_another_variant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The card, licence and NOTICE follow params.yaml's train.variant: exported by hand after that
+    param changed, weights trained on the full variant were labelled commercial-only."""
+    from pipeline import checkpoint
+    from stages import export
+
+    model = tmp_path / "model"
+    checkpoint.save_model(_our_tiny(), model / "ckpt")
+    metrics = {"params": 1, "init_from": "scratch", "iters": 2, "tokens_per_iter": 8}
+    (model / "metrics.json").write_text(json.dumps({**metrics, "variant": "full"}))
+    (tmp_path / "data" / "tokens" / "commercial").mkdir(parents=True)
+    (tmp_path / "params.yaml").write_text("train: {variant: commercial}\n")
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert export.main() == 1
+    assert capsys.readouterr().err == (
+        f"export: {model / 'metrics.json'}: the weights were trained on the full variant, but params.yaml "
+        "train.variant is commercial: run `dvc repro train` first (or set train.variant back)\n"
+    )
+    assert not (model / "hf").exists()
+    (model / "metrics.json").write_text(json.dumps({**metrics, "variant": "commercial"}))
+    assert export.trained_variant_error(model / "metrics.json", "commercial") is None
+
+
 def test_the_exported_tokenizer_pads_batches_with_endoftext(tmp_path: Path) -> None:
     """generation_config.json pads with <|endoftext|>, but the tokenizer had no pad token: a batched
     apply_chat_template(..., padding=True) failed. On the right by default (a plain forward pass
