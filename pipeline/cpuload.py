@@ -11,7 +11,12 @@ beside benchmarks/decode_threads.py's busy process (1.0 while this one decoded o
 Where this process may run on only some of the machine's cores (`taskset`, a container's cpuset),
 only those are read: a load on the other cores does not take this process's, and a reading of a few
 cores is as short as on a small machine (a reading lasts 0.08 s a core read: 5 s on a 64-core host).
-A container limited by a CPU quota alone (`docker --cpus`) still reads the whole host.
+Where a CPU quota (`docker --cpus=1.5`: pipeline/cpuquota.py) allows fewer cores than those, the
+CPU time of the processes that share the quota is read instead, from the limiting cgroup's own
+count (cgroup v2's cpu.stat, v1's cpuacct.usage): they take this process's share of it, while the
+other containers on a 64-core host do not (a host's load moving by many cores would start round
+after round), and one file is read, not 64 cores. A load from outside that slows this process
+still shows in its step times. Where that count cannot be read, the cores are read as before.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import psutil
+
+from pipeline.cpuquota import Quota, usage_seconds
 
 # A reading covers at least this many seconds of decoding, and SECONDS_PER_CORE for each core read
 # (watched_cpus'): Linux counts each core's time in ticks of 10 ms, each read cut to a tick, so a run of
@@ -53,6 +61,28 @@ def others_cpu_seconds(cpus: Sequence[int] | None = None) -> float:
         per_core = psutil.cpu_times(percpu=True)
         busy = sum(_busy_seconds(per_core[cpu]) for cpu in cpus)
     return busy - time.process_time()
+
+
+def others_in_cgroup(directory: Path) -> float:
+    """CPU seconds every other process of cgroup `directory` (the one whose quota this process
+    shares, and those below it) has used: the cgroup's count less this process's, which is in it."""
+    return usage_seconds(directory) - time.process_time()
+
+
+def default_watch(quota: Quota | None) -> tuple[Callable[[], float], int | None]:
+    """What a NeighbourLoad reads by default, and over how many cores (None: the machine's): the
+    others in `quota`'s cgroup where the quota allows fewer cores than this process may run on and
+    its count can be read, else the others on watched_cpus."""
+    cpus = watched_cpus()
+    cores = len(cpus) if cpus else psutil.cpu_count() or 1
+    if quota is not None and quota.cores < cores:
+        try:
+            usage_seconds(quota.directory)
+        except OSError:  # v1 with cpuacct mounted apart: the cores are read instead
+            pass
+        else:
+            return functools.partial(others_in_cgroup, quota.directory), quota.threads
+    return functools.partial(others_cpu_seconds, cpus), len(cpus) if cpus else None
 
 
 def _busy_seconds(times: Any) -> float:  # a psutil cpu_times() named tuple
@@ -119,15 +149,17 @@ class NeighbourLoad:
     count in use only. It reads the others' CPU seconds at a step's end every READ_SECONDS, and
     counts the time between two reads unless a pause of more than GAP_SECONDS came between two of its
     steps. `others` is others_cpu_seconds over watched_cpus (this process's cores) and `cores` their
-    number, else the machine's (psutil's count); tests give their own. If it fails (a /proc that
-    cannot be read), the watch stops and says nothing again.
+    number, else the machine's (psutil's count), or, under a `quota` that allows fewer cores, the
+    others in its cgroup and the quota's threads (default_watch); tests give their own. If it fails
+    (a /proc or cgroup file that cannot be read), the watch stops and says nothing again.
     """
 
-    def __init__(self, others: Callable[[], float] | None = None, cores: int | None = None) -> None:
+    def __init__(
+        self, others: Callable[[], float] | None = None, cores: int | None = None, quota: Quota | None = None
+    ) -> None:
         if others is None:
-            cpus = watched_cpus()
-            others = functools.partial(others_cpu_seconds, cpus)
-            cores = cores or (len(cpus) if cpus else None)
+            others, watched = default_watch(quota)
+            cores = cores or watched
         self._others = others
         cores = cores or psutil.cpu_count() or 1
         self.window_seconds = max(WINDOW_SECONDS, SECONDS_PER_CORE * cores)

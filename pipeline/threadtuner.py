@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from pipeline.cpuload import NeighbourLoad
+from pipeline.cpuquota import cpu_quota
 
 T = TypeVar("T")
 
@@ -83,17 +84,21 @@ LOAD_STEP = 0.5
 MARGIN = 0.9
 
 
-def candidate_counts(default: int) -> tuple[int, ...]:
+def candidate_counts(default: int, limit: int | None = None) -> tuple[int, ...]:
     """1, half the cores and all of them: where the team's size matters (1 against all) without
-    trying every count on a many-core machine."""
-    return tuple(sorted({1, max(1, default // 2), default}))
+    trying every count on a many-core machine. `limit` (a CPU quota's threads: cpuquota.Quota) caps
+    them all: the one place the counts are capped. Threads past a quota run only to be throttled,
+    and the team waits for them at every kernel's end; neither torch's default count nor OpenMP's
+    looks at a quota (they count the cores the process may run on)."""
+    top = default if limit is None else max(1, min(default, limit))
+    return tuple(sorted({1, max(1, top // 2), top}))
 
 
 class ThreadTuner:
     """Runs each decode step at the thread count whose recent steps were quickest (see the module doc).
 
-    It starts at the largest count (torch's default). After FIRST_ROUND_STEPS steps, then after
-    EXPLORE_SECONDS of decoding, twice as long after each round that changes nothing up to
+    It starts at the largest count (torch's default, or as much of it as a CPU quota allows). After
+    FIRST_ROUND_STEPS steps, then after EXPLORE_SECONDS of decoding, twice as long after each round that changes nothing up to
     MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last round's own time), or when the
     steps slow down SLOWDOWN times or speed up SPEEDUP times (a load arrived or left; a speed-up
     waits for the spacing of timed rounds), or when the cores other processes use move by LOAD_STEP
@@ -114,10 +119,14 @@ class ThreadTuner:
         explore_seconds: float = EXPLORE_SECONDS,
         max_explore_seconds: float = MAX_EXPLORE_SECONDS,
         neighbours: NeighbourLoad | None = None,
+        restore_count: int | None = None,
     ) -> None:
         if not counts or min(counts) < 1:
             raise ValueError(f"thread counts must be >= 1, got {list(counts)}")
         self.counts = tuple(sorted(set(counts)))
+        # The count `restore` sets: torch's default, which is more than the largest count where a
+        # CPU quota capped them (default_tuner).
+        self._restore_count = restore_count or self.counts[-1]
         self.chosen = self.counts[-1]  # the count in use between turns
         self.switches = 0  # how often the chosen count changed (for the benchmark and tests)
         self._set_threads = set_threads
@@ -166,9 +175,10 @@ class ThreadTuner:
         return result
 
     def restore(self) -> None:
-        """Set the largest count again (torch's default, where the tuner started): a run that ends
-        mid-turn, or at 1 thread, must not leave its caller's process on it."""
-        self._set_threads(self.counts[-1])
+        """Set torch's default count again (`restore_count`, else the largest count, where the tuner
+        started): a run that ends mid-turn, or at 1 thread, must not leave its caller's process on
+        it."""
+        self._set_threads(self._restore_count)
         self._current = None  # the next step regroups whatever count it runs at
 
     def mean_step(self, count: int) -> float | None:
@@ -316,11 +326,16 @@ def auto_tuner(threads: int | str) -> ThreadTuner | None:
 
 
 def default_tuner(default: int) -> ThreadTuner:
-    """`--threads auto`'s tuner over `default` (torch's thread count): 1, half and all of it, the other
-    processes' cores watched."""
+    """`--threads auto`'s tuner over `default` (torch's thread count): 1, half and all of it, no more
+    than this process's CPU quota allows (cpuquota.py), the other processes' cores watched (the
+    quota's cgroup's, under a quota: NeighbourLoad). Under a quota of a core it holds 1 thread, with
+    nothing to choose or watch; its `restore` sets `default` again either way."""
     import torch
 
-    return ThreadTuner(candidate_counts(default), torch.set_num_threads, neighbours=NeighbourLoad())
+    quota = cpu_quota()
+    counts = candidate_counts(default, quota.threads if quota else None)
+    neighbours = NeighbourLoad(quota=quota) if len(counts) > 1 else None
+    return ThreadTuner(counts, torch.set_num_threads, neighbours=neighbours, restore_count=default)
 
 
 @contextmanager

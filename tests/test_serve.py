@@ -434,6 +434,7 @@ def test_serve_threads_reach_the_model_loader_and_zero_is_refused(monkeypatch, c
     `auto`, the default, gives the engine a thread tuner (pipeline/threadtuner.py) and a number none."""
     import pipeline.chat
     import pipeline.serve
+    import pipeline.threadtuner
 
     seen, engines = [], []
 
@@ -448,6 +449,7 @@ def test_serve_threads_reach_the_model_loader_and_zero_is_refused(monkeypatch, c
     monkeypatch.setattr(pipeline.chat, "load_chat_model", load)
     monkeypatch.setattr(pipeline.serve, "make_server", no_server)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # a count to choose, on any machine
+    monkeypatch.setattr(pipeline.threadtuner, "cpu_quota", lambda: None)  # even in a 1-core container
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert run(parser.parse_args(["--threads", "1"])) == 2 and run(parser.parse_args([])) == 2

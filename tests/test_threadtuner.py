@@ -13,6 +13,7 @@ import pytest
 import torch
 from test_engine_support import tiny_gpt
 
+from pipeline import threadtuner
 from pipeline.cpuload import NeighbourLoad
 from pipeline.engine import Engine
 from pipeline.sampling import SamplingParams
@@ -245,6 +246,7 @@ def test_candidate_counts_and_bad_counts() -> None:
 
 def test_auto_tuner_only_for_auto_and_more_than_one_default_thread(monkeypatch) -> None:
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(threadtuner, "cpu_quota", lambda: None)  # a quota caps them: test_cpuquota.py
     tuner = auto_tuner("auto")
     assert tuner is not None and tuner.counts == (1, 2, 4)
     assert auto_tuner(3) is None  # a fixed count: load_chat_model sets it
