@@ -73,7 +73,14 @@ def infer_format(path: Path) -> str | None:
         return "nanochatgpt"
     if suffix not in (".jsonl", ".json"):
         return None
-    return _json_format(_head(path))
+    head = _head(path).lstrip("\ufeff \t\r\n")
+    # The first record's own keys first: a key of that name deeper inside it (`"meta":
+    # {"conversations": 3}` before `messages`) read an openai file as sharegpt, and every record was
+    # quarantined. Where they name neither (a record cut off at the head, a header line), the first
+    # such key in the text, as before.
+    keys = _first_record_keys(head) or set()
+    found = [fmt for fmt, key in _CONVERSATION_KEYS.items() if key in keys]
+    return found[0] if found else _json_format(head)
 
 
 def _head(path: Path) -> str:
@@ -88,7 +95,12 @@ def _first_record_hint(path: Path) -> str:
     no JSON (a broken export reads the same from every line), or the keys it holds instead."""
     if path.suffix.lower() != ".jsonl" or not path.is_file():
         return ""
-    line = next((ln for ln in _head(path).splitlines() if ln.strip()), None)
+    # Lines as the JSONL reader splits them (readers.iter_jsonl): at LF (at CR in an old Mac file),
+    # after the byte-order mark. splitlines also splits at U+2028 and friends, which JSON strings may
+    # hold as they are, and a BOM is no JSON: both made a valid first line read as "not JSON".
+    head = _head(path).removeprefix("\ufeff")
+    lines = head.split("\r") if "\r" in head and "\n" not in head else head.split("\n")
+    line = next((ln for ln in lines if ln.strip()), None)
     if line is None:
         return ""
     try:

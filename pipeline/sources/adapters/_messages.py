@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.sources.adapters._records import objects
-from pipeline.sources.readers import iter_json_records
+from pipeline.sources.adapters._records import readable
+from pipeline.sources.readers import Record, iter_json_records
 from pipeline.sources.rows import RawRows
 
 CONTEXT = "context"  # a role_map value: the message becomes the conversation's context
@@ -19,6 +19,9 @@ def content_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
+        # No parts: an empty message, as "" is, not an unreadable one (which cuts its conversation).
+        if not value:
+            return ""
         parts = [p.get("text") for p in value if isinstance(p, dict) and p.get("type", "text") == "text"]
         if parts and all(isinstance(p, str) for p in parts):
             return "\n".join(parts)
@@ -36,13 +39,17 @@ def add_messages(
     role_map: dict[str, str],
     list_name: str,
     context: str | None = None,
+    record_text: str | None = None,
 ) -> None:
-    """One row per message; system-like messages become the conversation context (counted as filtered)."""
+    """One row per message; system-like messages become the conversation context (counted as filtered).
+    `record_text`: what the record held, kept as the quarantined row's text when it has no messages."""
     if not isinstance(messages, list):
-        rows.bad(origin, "missing_field", f"record has no `{list_name}` list", conv_key=key)
+        rows.bad(origin, "missing_field", f"record has no `{list_name}` list", conv_key=key, text=record_text)
         return
     if not messages:  # a record that holds nothing is still a record read: count it, never drop it
-        rows.bad(origin, "missing_field", f"record's `{list_name}` list is empty", conv_key=key)
+        rows.bad(
+            origin, "missing_field", f"record's `{list_name}` list is empty", conv_key=key, text=record_text
+        )
         return
     system = [
         content_text(m.get(text_field))
@@ -60,18 +67,23 @@ def add_messages(
             continue
         raw_role = str(m[role_field])
         role = role_map.get(raw_role.lower(), raw_role)
-        if role == CONTEXT:
-            rows.skip(where, "system_message_as_context", conv_key=key)
-            continue
         value = m.get(text_field)
         text = content_text(value)
+        # A system message whose content cannot be read (a number, image parts only) would leave its
+        # conversation without the persona it was written for, counted as a context that was never
+        # used: it breaks its conversation instead, as a context with control characters does. One
+        # without content holds nothing to lose, as an empty one.
+        if role == CONTEXT and (text is not None or value is None):
+            rows.skip(where, "system_message_as_context", conv_key=key)
+            continue
         if text is None:
             reason = (
                 f"message has no `{text_field}` text"
                 if value is None
                 else f"`{text_field}` must be a string or a list of text parts, not {_preview(value)}"
             )
-            rows.bad(where, "missing_field", reason, conv_key=key, role=role, text=_preview(value))
+            shown_role = raw_role if role == CONTEXT else role  # the quarantine shows `system`, as read
+            rows.bad(where, "missing_field", reason, conv_key=key, role=shown_role, text=_preview(value))
             continue
         rows.add(key, text, where, role=role, context=ctx)
 
@@ -119,14 +131,37 @@ def read_message_file(
     """A JSON list / JSONL file of records that each hold a message list under `list_name`; the
     conversation id is the record's `id` when it has one (see `record_key`), else its record/line number."""
     used: set[str] = set()
-    for origin, line, obj in objects(iter_json_records(path), rel, rows):
+    for origin, rec in readable(iter_json_records(path), rel, rows):
+        if not isinstance(rec.value, dict):  # `[...]`, a string, a number: no record to take fields from
+            kind = _JSON_KINDS.get(type(rec.value), type(rec.value).__name__)
+            reason = f"record is a JSON {kind}, not an object with a `{list_name}` list"
+            # its own conversation key, as any record's: it breaks no record that has an id like its line
+            key = f"{key_prefix}{record_key(None, rec.line, used)}"
+            rows.bad(origin, "missing_field", reason, conv_key=key, text=_record_text(rec))
+            continue
+        obj = rec.value
+        messages = obj.get(list_name)
         add_messages(
             rows,
-            f"{key_prefix}{record_key(obj.get('id'), line, used)}",
+            f"{key_prefix}{record_key(obj.get('id'), rec.line, used)}",
             origin,
-            obj.get(list_name),
+            messages,
             role_field=role_field,
             text_field=text_field,
             role_map=role_map,
             list_name=list_name,
+            # only a record with no message to read needs it (a `Messages` typo, say): quarantined
+            # with what it held, so `nanochatgpt quarantine` shows the record, not an empty row
+            record_text=None if isinstance(messages, list) and messages else _record_text(rec),
         )
+
+
+# How a JSON value that is not an object is named in a reason (JSON's words, not Python's).
+_JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "true/false"}
+_JSON_KINDS[type(None)] = "null"
+
+
+def _record_text(rec: Record) -> str:
+    """A record as read: its JSONL line, or (a .json list's item, which has no line) its JSON; a long
+    one is cut to a preview by RawRows."""
+    return rec.raw or json.dumps(rec.value, ensure_ascii=False)
