@@ -238,8 +238,9 @@ def load_chat_model(
         raise ValueError(f"threads must be a whole number or {AUTO!r}, got {threads!r}")
 
     from pipeline import hf
-    from pipeline.checkpoint import load_model
+    from pipeline.checkpoint import CONFIG_FILE, load_model
     from pipeline.device import resolve_device
+    from pipeline.vocabcheck import check_vocab
 
     log = log or (lambda line: print(line, file=sys.stderr))
     device = resolve_device(device_name)
@@ -257,6 +258,9 @@ def load_chat_model(
         raise FileNotFoundError(f"no model at {ckpt}: `dvc repro export` makes it")
     else:
         model = load_model(ckpt, device)
+        # A checkpoint without the chat tokens: one line now, not an IndexError at the first reply.
+        # (A Hugging Face folder without them is padded on load: hf.load_pretrained, warned above.)
+        check_vocab(model, str(Path(ckpt) / CONFIG_FILE))
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         model = model.to(torch.bfloat16)  # decoding reads every weight per token: half the bytes
     return model

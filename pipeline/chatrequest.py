@@ -2,7 +2,8 @@
 
 ChatRequest.parse validates a chat completions body: `system` (or `developer`) messages become the
 persona, `user` turns <human> turns, `assistant` turns <bot> turns, each message cleaned as training
-text was (Conversation), with the sampling knobs and stop strings range-checked; a bad field raises
+text was (Conversation), with the sampling knobs and stop strings range-checked (OpenAI's ranges,
+where OpenAI's API refuses a value); a bad field raises
 RequestError naming it, and what the server cannot give (tools, JSON mode, logprobs, audio) is
 refused by refuse_unsupported rather than answered with plain text. The Responses API
 (pipeline/responsesapi.py) builds a ChatRequest from its own body (ChatRequest.build, FieldNames for
@@ -53,7 +54,8 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
     came back 200 with plain text: an agent read "the model chose no tool", a JSON-mode client
     crashed in json.loads, a logprobs reader found no logprobs, an audio client found no audio.
     (Sampling knobs it does not have, presence/frequency penalties and logit_bias, only shade the
-    text: those are ignored, as the README says.)"""
+    text: those are ignored, as the README says, once _check_ignored_knobs finds them in OpenAI's
+    ranges.)"""
     for key in ("tools", "functions"):
         if body.get(key):
             raise RequestError(f"`{key}` is not supported: this model cannot call tools", key)
@@ -203,6 +205,12 @@ class ChatRequest:
         for s in req.stop:  # the reply is UTF-8 text: a stop with a lone surrogate would never match
             _refuse_lone_surrogates(s, "stop")
         req.check_values()
+        # Last, so that a body with several mistakes keeps the error it had before these were checked.
+        _check_ignored_knobs(body)
+        if body.get("stream_options") is not None and not req.stream:
+            # OpenAI's 400: a client that asked for usage in a stream and got a whole reply would
+            # wait for a usage chunk that never comes.
+            raise RequestError("`stream_options` is only allowed when `stream` is true", "stream_options")
         return req
 
     @classmethod
@@ -246,6 +254,13 @@ class ChatRequest:
             raise RequestError(
                 f"seed must be in {INT64[0]}..{INT64[1]} (a 64-bit integer), got {self.seed}", "seed"
             )
+        # OpenAI's range (the sampler, and so chat's --temperature, takes any finite value >= 0):
+        # a client tested here would be refused there. After the sampler's checks, as it was accepted
+        # before: a body with several mistakes keeps the error it had.
+        if self.temperature > MAX_TEMPERATURE:
+            raise RequestError(
+                f"temperature must be in [0, {MAX_TEMPERATURE:g}], got {self.temperature}", "temperature"
+            )
         self.seed = seed
 
 
@@ -266,6 +281,36 @@ def request_object(body: Any) -> dict[str, Any]:
 
 
 INT64 = (-(2**63), 2**63 - 1)  # OpenAI's seed: any signed 64-bit integer
+MAX_TEMPERATURE = 2.0  # OpenAI's temperature is in [0, 2]
+PENALTIES = ("presence_penalty", "frequency_penalty")  # OpenAI's range: [-2, 2]
+MAX_LOGIT_BIAS = 100  # OpenAI's logit_bias values: [-100, 100]
+
+
+def _check_ignored_knobs(body: dict[str, Any]) -> None:
+    """A 400 for a penalty or logit_bias that OpenAI refuses: they are ignored here (they only shade
+    the text), but a value out of range taken with a 200 let a client's bug pass here and fail on
+    OpenAI's API."""
+    for key in PENALTIES:
+        value = _optional(body, (key,), float)
+        if value is not None and not -2.0 <= value <= 2.0:  # NaN too
+            raise RequestError(f"`{key}` must be in [-2, 2], got {value}", key)
+    bias = body.get("logit_bias")
+    if bias is None:
+        return
+    wrong = RequestError(
+        f"`logit_bias` must be an object of token ids (digits) to numbers in [-{MAX_LOGIT_BIAS}, {MAX_LOGIT_BIAS}]",
+        "logit_bias",
+    )
+    if not isinstance(bias, dict):
+        raise wrong
+    for token, value in bias.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if (
+            not (token.isascii() and token.isdigit())
+            or not number
+            or not -MAX_LOGIT_BIAS <= value <= MAX_LOGIT_BIAS
+        ):
+            raise wrong
 
 
 def _sampler_seed(seed: int | None) -> int | None:

@@ -31,6 +31,7 @@ from pipeline import paramcheck
 from pipeline.chatsession import max_reply_budget, reply_budget_range
 from pipeline.model import GPT, masked_token_losses
 from pipeline.transcripts import Transcript, said_nothing
+from pipeline.vocabcheck import check_vocab
 
 # The largest x with a finite math.exp(x) (about 709.78).
 MAX_EXP_ARG = math.log(sys.float_info.max)
@@ -318,20 +319,6 @@ class EvalResult:
         return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in measured.items()}
 
 
-def check_vocab(model: GPT) -> None:
-    """EvalSetupError unless the model has an embedding for every token id the tokenizer writes: a
-    checkpoint of a smaller vocabulary (GPT-2's own 50257, without the chat tokens) failed in the
-    val-loss pass with torch's "IndexError: index out of range in self", naming neither cause nor file."""
-    from pipeline.tokenizer import N_VOCAB
-
-    if model.config.vocab_size < N_VOCAB:
-        raise EvalSetupError(
-            f"model/ckpt/config.json vocab_size: the checkpoint's vocabulary has {model.config.vocab_size} "
-            f"tokens, but the tokenizer writes ids up to {N_VOCAB - 1} (GPT-2's BPE and the chat tokens): "
-            "not a model of this tokenizer; train one with `dvc repro train`"
-        )
-
-
 def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> EvalResult:
     """The whole evaluation of a loaded model: bot-token loss over the val split (`val_dir`, token
     shards), the same per source (`val_parquet` names each val conversation's source), and the
@@ -343,7 +330,7 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     from pipeline.engine import Engine
     from pipeline.threadtuner import AUTO, auto_tuner, restoring
 
-    check_vocab(model)
+    check_vocab(model, "model/ckpt/config.json", EvalSetupError)
     cfg = check_eval_params(cfg, model.config.block_size)
     # The replies decode as `nanochatgpt chat` does by default (`--threads auto`), so that
     # decode_tokens_per_s is the speed chat gives on this machine as it is: on torch's default count,

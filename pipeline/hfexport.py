@@ -207,9 +207,12 @@ def export_run(
     licence and copyright texts of its sources), is copied beside the card: weights passed on
     under MIT, BSD or Apache terms owe those notices too, and model/hf is what gets uploaded."""
     from pipeline import datasetcard, modelcard
-    from pipeline.checkpoint import load_model
+    from pipeline.checkpoint import CONFIG_FILE, load_model
+    from pipeline.vocabcheck import check_vocab
 
     model = load_model(ckpt_dir)
+    # Without the chat tokens' rows, export_hf wrote a config.json of 50260 tokens over fewer rows.
+    check_vocab(model, str(Path(ckpt_dir) / CONFIG_FILE))
     summary = read_json(Path(metrics_file))
     for key, kinds in METRICS_KEYS.items():
         if key not in summary:

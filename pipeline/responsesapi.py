@@ -87,7 +87,9 @@ class ResponsesRequest(ChatRequest):
         req.check_values()
         truncation = body.get("truncation")
         if truncation is not None and truncation not in TRUNCATION:
-            raise RequestError(f'`truncation` must be "auto" or "disabled", got {truncation!r}', "truncation")
+            raise RequestError(
+                f'`truncation` must be "auto" or "disabled", got {_quoted(truncation)}', "truncation"
+            )
         req.keep_all_turns = truncation == "disabled"
         req.settings = {
             "instructions": instructions,

@@ -289,6 +289,24 @@ def test_cli_errors_are_one_line(ckpt: Path, monkeypatch, capsys, extra: list[st
     assert message in err and "\n" not in err
 
 
+def test_a_checkpoint_without_the_chat_tokens_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """GPT-2's own vocabulary (50257) has no row for <human>, <bot> or <endOfText>: the first reply
+    died with torch's "IndexError: index out of range in self" and a traceback. Refused at load,
+    as evaluate refuses it (pipeline/vocabcheck.py), naming the file that sets vocab_size."""
+    from pipeline.model import GPT, GPTConfig
+
+    save_model(GPT(GPTConfig(block_size=32, vocab_size=50257, n_layer=1, n_head=2, n_embd=16)), tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Hello\n"))
+    assert cli.main(["chat", "--ckpt", str(tmp_path), "--device", "cpu", "--max-new-tokens", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        f"chat: {tmp_path / 'config.json'} vocab_size: the checkpoint's vocabulary has 50257"
+    )
+    assert "50259" in err and "\n" not in err
+
+
 def test_importing_chat_does_not_import_torch() -> None:
     code = "import sys, pipeline.chat; print('torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]

@@ -624,6 +624,36 @@ def test_the_export_stage_refuses_weights_trained_on_another_variant(
     assert export.trained_variant_error(model / "metrics.json", "commercial") is None
 
 
+def test_export_refuses_a_checkpoint_without_the_chat_tokens_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint of GPT-2's own vocabulary (50257) has no rows for <human>, <bot>, <endOfText>:
+    the export wrote a model/hf whose config.json said 50260 tokens over 50257 rows of weights
+    (transformers then refuses it, or a client samples ids it cannot embed). Refused as evaluate
+    refuses it (pipeline/vocabcheck.py), naming the checkpoint's config.json and vocab_size."""
+    from pipeline import checkpoint
+    from stages import export
+
+    model = tmp_path / "model"
+    checkpoint.save_model(
+        GPT(GPTConfig(block_size=16, vocab_size=GPT2_VOCAB, n_layer=1, n_head=2, n_embd=8)), model / "ckpt"
+    )
+    metrics = {"params": 1, "init_from": "scratch", "iters": 2, "tokens_per_iter": 8}
+    (model / "metrics.json").write_text(
+        json.dumps({**metrics, "initial_val_loss": 9.0, "val_loss": 8.0, "variant": "full"})
+    )
+    (tmp_path / "data" / "tokens" / "full").mkdir(parents=True)
+    (tmp_path / "params.yaml").write_text("train: {variant: full}\n")
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert export.main() == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"export: {model / 'ckpt' / 'config.json'} vocab_size: the checkpoint's vocabulary has 50257"
+    )
+    assert err.count("\n") == 1 and not (model / "hf").exists()
+
+
 def test_the_exported_tokenizer_pads_batches_with_endoftext(tmp_path: Path) -> None:
     """generation_config.json pads with <|endoftext|>, but the tokenizer had no pad token: a batched
     apply_chat_template(..., padding=True) failed. On the right by default (a plain forward pass

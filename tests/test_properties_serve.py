@@ -139,7 +139,7 @@ PARAMS: dict[str, st.SearchStrategy] = {
     "stream_options": st.one_of(
         st.none(), st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}), junk
     ),
-    "presence_penalty": junk,  # ignored, as documented
+    "presence_penalty": st.one_of(numbers(st.floats(-2, 2)), junk),  # checked, then ignored
     "logit_bias": junk,
     "user": junk,
     "model": junk,
@@ -153,7 +153,7 @@ any_body = st.one_of(bodies, bodies, bodies, junk)
 stop_text = st.one_of(st.text(min_size=1, max_size=4), st.sampled_from(["e", " ", "the", ".", "\n", "<bot>"]))
 VALID_PARAMS: dict[str, st.SearchStrategy] = {
     "max_tokens": st.one_of(st.integers(1, 24), st.sampled_from([1, 2.0, 24]), st.none()),
-    "temperature": st.one_of(st.floats(0, 2), st.sampled_from([0, 0.0, 1e-300, 1e308]), st.none()),
+    "temperature": st.one_of(st.floats(0, 2), st.sampled_from([0, 0.0, 1e-300, 2]), st.none()),
     "top_p": st.one_of(st.floats(0, 1), st.sampled_from([0, 1, 1e-9]), st.none()),
     "top_k": st.one_of(st.integers(0, 60), st.sampled_from([1, 10**30, 5.0]), st.none()),
     "seed": st.one_of(
@@ -162,10 +162,12 @@ VALID_PARAMS: dict[str, st.SearchStrategy] = {
     "n": st.sampled_from([1, 1.0, None]),
     "stop": st.one_of(st.none(), stop_text, st.lists(stop_text, max_size=4)),
     "stream": st.sampled_from([True, False, None]),
-    "stream_options": st.one_of(
+    "stream_options": st.one_of(  # only with stream true (OpenAI's rule): else a 400
         st.none(), st.fixed_dictionaries({}, optional={"include_usage": st.booleans()})
     ),
-    "presence_penalty": junk,  # ignored, as documented
+    "presence_penalty": st.one_of(st.floats(-2, 2), st.none()),  # checked, then ignored
+    "frequency_penalty": st.sampled_from([-2, 0, 2.0, None]),
+    "logit_bias": st.sampled_from([{}, {"50256": -100}, {"0": 100, "1": 0.5}, None]),
     "user": junk,
     "unknown_field_xyz": junk,
 }
@@ -181,7 +183,7 @@ valid_messages = st.lists(
 BAD_VALUES: dict[str, list[Any]] = {
     "max_tokens": [0, -1, 1.5, "5", True, math.nan, 10**400],
     "max_completion_tokens": [0, -3, 2.5, "5", False, math.inf, 10**30],
-    "temperature": [-0.1, "hot", True, math.nan, math.inf, 10**400, [1]],
+    "temperature": [-0.1, "hot", True, math.nan, math.inf, 10**400, [1], 2.01, 1e308],
     "top_p": [-0.1, 1.01, "1", math.nan, False],
     "top_k": [-1, 1.5, "3", True, math.inf],
     "seed": [-(2**63) - 1, MAX_SEED + 1, 10**30, 0.5, True, "7"],
@@ -192,6 +194,9 @@ BAD_VALUES: dict[str, list[Any]] = {
     "tools": [[{"type": "function"}]],
     "response_format": [{"type": "json_object"}, "json"],
     "logprobs": [True],
+    "presence_penalty": [-2.01, 3, "0", True, math.nan, math.inf],
+    "frequency_penalty": [2.5, -100, [0], False, math.nan],
+    "logit_bias": [[], "x", {"a": 1}, {"1": 101}, {"1": "1"}, {"1": True}, {"1": math.nan}],
 }
 one_bad_field = st.sampled_from(sorted(BAD_VALUES)).flatmap(
     lambda key: st.tuples(st.just(key), st.sampled_from(BAD_VALUES[key]))

@@ -173,11 +173,11 @@ def test_stream_usage_comes_as_openai_sends_it_when_asked(enc) -> None:
         "messages": [{"role": "user", "content": "Tell me something."}],
         "temperature": 0,
         "max_tokens": 20,
-        "stream_options": {"include_usage": True},
     }
+    usage_please = {"stream_options": {"include_usage": True}}
     with serving(Engine(tiny_gpt(), enc=enc)) as url:
         _, whole = post(url, body)
-        events = post_stream(url, {**body, "stream": True})
+        events = post_stream(url, {**body, **usage_please, "stream": True})
         status, bad = post(url, {**body, "stream": True, "stream_options": {"include_usage": "yes"}})
     *chunks, usage, done = events
     assert done == "[DONE]" and usage["choices"] == [] and usage["usage"] == whole["usage"]
@@ -427,6 +427,34 @@ def test_cli_bind_errors_are_one_line(monkeypatch, capsys) -> None:
     assert run(parser.parse_args(["--port", "70000"])) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("serve: cannot bind 127.0.0.1:70000") and "\n" not in err
+
+
+def test_serve_refuses_a_checkpoint_without_the_chat_tokens_in_one_line(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """A checkpoint of GPT-2's own vocabulary (50257) served, and every request then failed with a
+    500 (torch's IndexError on the chat tokens' ids): refused at start, as chat and evaluate
+    refuse it (pipeline/vocabcheck.py), before the server binds."""
+    import pipeline.serve
+    from pipeline.checkpoint import save_model
+    from pipeline.model import GPT, GPTConfig
+
+    save_model(GPT(GPTConfig(block_size=32, vocab_size=50257, n_layer=1, n_head=2, n_embd=16)), tmp_path)
+    bound = []
+
+    def no_server(service, host, port):  # without the check: no server, no hang in serve_forever
+        bound.append(port)
+        raise OSError("not this time")
+
+    monkeypatch.setattr(pipeline.serve, "make_server", no_server)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--ckpt", str(tmp_path), "--device", "cpu"])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        f"serve: {tmp_path / 'config.json'} vocab_size: the checkpoint's vocabulary has 50257"
+    )
+    assert "\n" not in err and bound == []
 
 
 def test_serve_threads_reach_the_model_loader_and_zero_is_refused(monkeypatch, capsys) -> None:
@@ -1277,6 +1305,42 @@ def test_what_the_server_cannot_give_is_a_400_not_plain_text(
     with serving(Engine(tiny_gpt(), enc=enc)) as url:
         status, reply = post(url, {"messages": [{"role": "user", "content": "a"}], "max_tokens": 2, **extra})
     assert status == 400 and reply["error"]["param"] == param and words in reply["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "words"),
+    [
+        ({"temperature": 2.5}, "temperature", "temperature must be in [0, 2], got 2.5"),
+        ({"temperature": 1e308}, "temperature", "temperature must be in [0, 2]"),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed when `stream` is true"),
+        ({"stream": False, "stream_options": {}}, "stream_options", "only allowed when `stream` is true"),
+        ({"presence_penalty": 2.5}, "presence_penalty", "must be in [-2, 2], got 2.5"),
+        ({"frequency_penalty": -3}, "frequency_penalty", "must be in [-2, 2], got -3"),
+        ({"frequency_penalty": "0"}, "frequency_penalty", "must be a number"),
+        ({"logit_bias": {"50256": 101}}, "logit_bias", "numbers in [-100, 100]"),
+        ({"logit_bias": {"eos": 1}}, "logit_bias", "token ids (digits)"),
+        ({"logit_bias": [1]}, "logit_bias", "must be an object"),
+    ],
+)
+def test_what_openai_refuses_is_refused_here_too(enc, extra: dict, param: str, words: str) -> None:
+    """Taken with a 200, these passed a client's test here and failed on OpenAI's API, which answers
+    each with a 400 naming the field: temperature outside [0, 2], stream_options without stream
+    (the client waited for a usage chunk of a whole reply), penalties outside [-2, 2], logit_bias
+    values outside [-100, 100]. The penalties and logit_bias are still ignored once checked."""
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, {"messages": [{"role": "user", "content": "a"}], "max_tokens": 2, **extra})
+        assert status == 400, reply
+        assert reply["error"]["param"] == param and reply["error"]["type"] == "invalid_request_error"
+        assert words in reply["error"]["message"], reply
+        edges = {
+            "temperature": 2,
+            "presence_penalty": -2,
+            "frequency_penalty": 2,
+            "logit_bias": {"50256": -100},
+        }
+        stream = {"stream": True, "stream_options": {"include_usage": False}}
+        assert post(url, {"messages": [{"role": "user", "content": "a"}], "max_tokens": 2, **edges})[0] == 200
+        assert post_stream(url, {"messages": [{"role": "user", "content": "a"}], "max_tokens": 2, **stream})
 
 
 def test_what_clients_send_by_default_is_accepted(enc) -> None:

@@ -280,6 +280,8 @@ def test_a_failure_mid_stream_ends_with_error_and_response_failed() -> None:
         ({"max_output_tokens": 0}, "max_output_tokens", "at least 1"),
         ({"max_output_tokens": 5000}, "max_output_tokens", "at most"),
         ({"temperature": -1}, "temperature", "temperature"),
+        ({"temperature": 2.5}, "temperature", "temperature must be in [0, 2]"),  # OpenAI's range
+        ({"top_p": 1.5}, "top_p", "top_p must be in [0, 1]"),
         ({"input": []}, "input", "non-empty"),
         (
             {"input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
@@ -482,3 +484,13 @@ def test_an_unsupported_include_item_is_quoted_short_as_an_input_type_is() -> No
     with pytest.raises(RequestError, match="is not supported") as caught:
         _refuse_unsupported({"include": ["x" * 1_000_000]})
     assert caught.value.param == "include" and len(str(caught.value)) < 200
+
+
+def test_a_bad_truncation_is_quoted_short_as_an_include_item_is() -> None:
+    """A 1 MB `truncation` string came back whole in the 400's message."""
+    from pipeline.chatrequest import RequestError
+    from pipeline.responsesapi import ResponsesRequest
+
+    with pytest.raises(RequestError, match="`truncation` must be") as caught:
+        ResponsesRequest.parse({"input": "hi", "truncation": "x" * 1_000_000})
+    assert caught.value.param == "truncation" and len(str(caught.value)) < 200
