@@ -218,7 +218,8 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "Each row's `licence` column names the terms of the source it came from, and `commercial` says "
         "whether those terms allow training a commercial model. Passing these files on means meeting "
         f"each licence below: keep `{NOTICE_FILE}`, beside this card, with them (it holds each source's "
-        "licence and copyright text as the source shipped it, or says that it shipped none) and credit "
+        "licence and copyright text as the source shipped it, or this repository's copy of it where the "
+        "source shipped none, or says that there is none) and credit "
         "the authors as each licence asks.",
         "",
         "| source | licence | commercial | conversations (train / val) | from |",

@@ -204,7 +204,8 @@ def model_card(
         *(
             [
                 f"`{NOTICE_FILE}`, beside this card, holds the licence and copyright text each source of "
-                "the training variant shipped (or says that it shipped none): keep it with the weights.",
+                "the training variant shipped (or this repository's copy of it where the source shipped "
+                "none, or says that there is none): keep it with the weights.",
                 "",
             ]
             if notice

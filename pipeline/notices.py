@@ -26,7 +26,11 @@ longer match its manifest stops the build. What each kind records:
   schema) states no terms, and the whole card stays recorded beside the data;
 - url: with `archive: true`, the members its `licence_files:` selects; a single file, nothing;
 - a `local_path:` folder: the licence and notice files at its top (a hub copy's card too, and in an
-  unpacked archive the files `licence_files:` selects); a single file, nothing.
+  unpacked archive the files `licence_files:` selects); a single file, nothing;
+- any kind but contrib, besides: the licence text committed to this repository that the entry's
+  `licence_text:` names (for a source whose own distribution carries none, such as the chatterbot
+  wheel), as `.licence/repository/<name>` with `licence_text` in the manifest. It comes first, is
+  said to be the repository's copy (naming the file), and stands in for the "no licence text" line.
 
 Where nothing was recorded the notice says where the terms are to be read. A recorded text is cut
 at TEXT_MAX characters (with a line saying so): a licence is far shorter, anything longer is not
@@ -80,6 +84,9 @@ class SourceNotice:
     facts: list[str] = field(default_factory=list)  # Markdown list items: origin, author, pin
     texts: list[Text] = field(default_factory=list)
     missing: str = ""  # the honest line when no licence text was recorded
+    # what a reader must know of the texts that were recorded; unlike `missing`, it stays beside a
+    # repository copy (`_with_repository_copy`)
+    caveat: str = ""
 
 
 def _code(text: str) -> str:
@@ -256,8 +263,13 @@ def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
         f"{'them' if texts else 'it'}."
     )
     if texts and manifest.get("read_offline"):
-        missing = f"**Perhaps not every licence file:** {cache_only}"
-    elif manifest.get("read_offline"):
+        return SourceNotice(
+            source,
+            facts + card_facts,
+            texts + card_texts,
+            caveat=f"**Perhaps not every licence file:** {cache_only}",
+        )
+    if manifest.get("read_offline"):
         missing = (
             f"**No licence text recorded:** {cache_only} Until then the licence id above is the one "
             "sources.yaml records; include the text of that licence when you pass the data on."
@@ -387,6 +399,34 @@ def _contrib(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> Sour
     )
 
 
+def _repository_copy(raw: Path, manifest: Mapping[str, Any], name: str) -> Text | None:
+    """The licence text committed to this repository that the download recorded for the source
+    (sources.yaml `licence_text:`, manifest `licence_text`), or None when there is none."""
+    entry = manifest.get("licence_text")
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry.get("from"):
+        raise BuildError(
+            f"{raw / MANIFEST}: `licence_text` must be {{path, from}}, not {entry!r:.80}; "
+            f"re-run `dvc repro download@{name}`"
+        )
+    rel, origin = entry["path"], str(entry["from"])
+    caption = (
+        f"{_code(PurePosixPath(origin).name)}, this repository's copy of the source's licence text "
+        f"({_code(origin)}, named by `licence_text:` in sources.yaml; recorded as "
+        f"{_code(f'data/raw/{name}/{rel}')}):"
+    )
+    return _recorded_text(caption, raw, manifest, rel, name)
+
+
+def _with_repository_copy(notice: SourceNotice, copy: Text | None) -> SourceNotice:
+    """`notice` with the repository's copy first among its texts; it replaces the line saying that no
+    licence text was recorded (a caveat on the recorded ones stays)."""
+    if copy is None:
+        return notice
+    return SourceNotice(notice.source, notice.facts, [copy, *notice.texts], caveat=notice.caveat)
+
+
 def source_notice(root: Path, source: CardSource) -> SourceNotice:
     """What NOTICE.md says about `source` (a registry source, or a contributed file `contrib/<stem>`),
     from data/raw/<source>/ under `root`."""
@@ -406,12 +446,14 @@ def source_notice(root: Path, source: CardSource) -> SourceNotice:
     if source.kind == "contrib":
         return _contrib(source, raw, manifest)
     if manifest.get("local_path"):
-        return _local(source, raw, manifest)
-    if source.kind == "package":
-        return _package(source, raw, manifest)
-    if source.kind == "url":
-        return _url(source, raw, manifest)
-    return _hub(source, raw, manifest)
+        found = _local(source, raw, manifest)
+    elif source.kind == "package":
+        found = _package(source, raw, manifest)
+    elif source.kind == "url":
+        found = _url(source, raw, manifest)
+    else:
+        found = _hub(source, raw, manifest)
+    return _with_repository_copy(found, _repository_copy(raw, manifest, top))
 
 
 def notice(variant: str, notices: Sequence[SourceNotice]) -> str:
@@ -443,8 +485,7 @@ def notice(variant: str, notices: Sequence[SourceNotice]) -> str:
             *(f"- {fact}" for fact in n.facts),
             "",
         ]
-        if n.missing:
-            lines += [n.missing, ""]
+        lines += [line for text in (n.missing, n.caveat) if text for line in (text, "")]
         for t in n.texts:
             lines += [t.caption, "", *_fence(t), ""]
     return "\n".join(lines)

@@ -32,6 +32,8 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (read from tmp_path/hf-cache) and no token (tests/test_sources.py, test_notices*.py)."""
     shutil.copy(REPO / "sources.yaml", tmp_path / "sources.yaml")
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    # the licence texts sources.yaml's `licence_text:` entries name (checked on load)
+    shutil.copytree(REPO / "data" / "licences", tmp_path / "data" / "licences")
     (tmp_path / "data" / "contrib").mkdir(parents=True)
     monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

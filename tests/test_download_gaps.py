@@ -58,7 +58,10 @@ def _manifest(raw: Path) -> dict:
 
 
 def _notice_missing(root: Path) -> str:
-    return source_notice(root, CardSource("oasst1", "Apache-2.0", True, "hf_dataset", OASST)).missing
+    """What the notice says of the licence texts it lacks: its line that none was recorded, or its
+    caveat on those that were (a caveat stays beside a repository copy, pipeline/notices.py)."""
+    n = source_notice(root, CardSource("oasst1", "Apache-2.0", True, "hf_dataset", OASST))
+    return n.missing or n.caveat
 
 
 @pytest.mark.parametrize("listing", [True, False], ids=["listed", "unlisted"])
@@ -186,3 +189,21 @@ def test_only_package_specs_gain_the_recorded_key(tmp_path: Path) -> None:
     registry = load_registry()
     kinds = {spec.kind: "recorded" in fetch_spec(spec, tmp_path) for spec in registry.values()}
     assert kinds == {"package": True, "hf_dataset": False, "url": False, "contrib": False}
+
+
+@pytest.mark.parametrize("cached", [{"LICENSE": REPO_FILES["LICENSE"]}, {}], ids=["licence", "none"])
+def test_a_repository_copy_replaces_the_no_licence_line_and_keeps_the_offline_caveat(
+    root: Path, cached: dict[str, bytes]
+) -> None:
+    """`licence_text:` on a hub source: the repository's copy comes first; it stands in for "no
+    licence text recorded", while the caveat that the cache may lack some of the repo's files stays."""
+    _cache(root, {**DATA, **cached}, True)
+    spec = dataclasses.replace(
+        load_registry()["oasst1"], licence_text="data/licences/chatterbot_corpus-1.3.3/license.md"
+    )
+    download(spec, root)
+    n = source_notice(root, CardSource("oasst1", "Apache-2.0", True, "hf_dataset", OASST))
+    assert "this repository's copy" in n.texts[0].caption and "Gunther Cox" in n.texts[0].body
+    assert n.missing == ""
+    assert n.caveat.startswith("**Perhaps not every licence file:**") == bool(cached)
+    assert len(n.texts) == 1 + len(cached)

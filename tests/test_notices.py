@@ -28,6 +28,8 @@ CHITCHAT_LICENCE = Path(
         "chitchat_dataset-0.9.0.dist-info/LICENSE"
     )
 )
+# The BSD-3-Clause text of chatterbot-corpus's sdist, committed here (data/licences/README.md)
+BSD_COPY = "data/licences/chatterbot_corpus-1.3.3/license.md"
 REGISTRY = {
     "chitchat": {"kind": "package", "licence": "MIT", "commercial": True, "location": "chitchat_dataset"},
     "chatterbot": {
@@ -111,7 +113,14 @@ def test_a_package_download_records_its_licence_files_where_no_adapter_reads_the
     assert manifest["licence_files"] == []  # the wheel ships none
     assert manifest["upstream"]["author"] == "Gunther Cox"
     assert "License :: OSI Approved :: BSD License" in manifest["upstream"]["license_classifiers"]
-    assert not (chatterbot / ".licence").exists()
+    # ... so sources.yaml names the sdist's text committed to this repository (`licence_text:`)
+    assert manifest["licence_text"] == {"path": ".licence/repository/license.md", "from": BSD_COPY}
+    recorded = chatterbot / ".licence/repository/license.md"
+    assert recorded.read_bytes() == (REPO / BSD_COPY).read_bytes()
+    assert {f["path"]: f["sha256"] for f in manifest["files"]}[
+        recorded.relative_to(chatterbot).as_posix()
+    ] == (sha256_file(REPO / BSD_COPY))
+    assert all(".licence" not in p.parts for p in data_files(chatterbot, ("",)))
 
 
 def test_each_variants_notice_lists_exactly_its_sources_with_their_recorded_texts(root: Path) -> None:
@@ -124,11 +133,14 @@ def test_each_variants_notice_lists_exactly_its_sources_with_their_recorded_text
         # chitchat: the MIT text, whole, as recorded (the copyright line with it)
         assert CHITCHAT_LICENCE.read_text(encoding="utf-8").rstrip("\n") in sections["chitchat"]
         assert "Copyright (c) 2019 Perception, Control and Cognition Lab" in sections["chitchat"]
-        # chatterbot: says it shipped no licence text, names what the metadata says, invents nothing
+        # chatterbot: its wheel ships no licence text, so the repository's copy (`licence_text:`) is
+        # reproduced whole, saying where it came from, with what the metadata says
         bot = sections["chatterbot"]
-        assert "shipped no licence file" in bot and "`BSD-3-Clause`" in bot
+        assert "shipped no licence file" not in bot and "`BSD-3-Clause`" in bot
         assert "Gunther Cox" in bot and "https://github.com/gunthercox/chatterbot-corpus" in bot
-        assert "copyright (c)" not in bot.lower() and "```" not in bot
+        assert "this repository's copy of the source's licence text" in bot and f"`{BSD_COPY}`" in bot
+        assert (REPO / BSD_COPY).read_text(encoding="utf-8").rstrip("\n") in bot
+        assert "Copyright (c) 2017, Gunther Cox All rights reserved." in bot
         # a contributed file: its sidecar as contributed
         assert "Chats by Ada Example, CC-BY" in sections["contrib/ok"]
     assert "Chats by Nils Example" in full and "Chats by Nils Example" not in commercial
@@ -158,6 +170,41 @@ def test_the_notice_is_taken_from_the_recorded_bytes_not_the_installed_package(r
     (raw / "manifest.json").write_text(json.dumps(manifest))
     text = _sections(_build(root, "commercial"))["chitchat"]
     assert "Someone Recorded" in text and "Perception, Control" not in text
+
+
+def test_a_package_without_licence_text_says_so_honestly(root: Path) -> None:
+    """Without `licence_text:`, a wheel that ships no licence file gets the plain "No licence text"
+    paragraph, and no copyright line is invented."""
+    entries = yaml.safe_load((root / "sources.yaml").read_text())
+    del entries["chatterbot"]["licence_text"]
+    (root / "sources.yaml").write_text(yaml.safe_dump(entries, sort_keys=False))
+    _project(root)
+    bot = _sections(_build(root, "commercial"))["chatterbot"]
+    assert "shipped no licence file" in bot and "`BSD-3-Clause`" in bot and "Gunther Cox" in bot
+    assert "copyright (c)" not in bot.lower() and "```" not in bot
+    assert "repository's copy" not in bot
+
+
+def test_a_tampered_repository_copy_stops_the_build(root: Path) -> None:
+    """The repository's copy is read from data/raw like any recorded text: bytes that no longer
+    match the manifest stop the build, and the committed file is never read by it."""
+    _project(root)
+    (root / BSD_COPY).write_text("Copyright (c) 2099, Nobody\n")  # the build never reads it
+    assert "Copyright (c) 2017, Gunther Cox" in _sections(_build(root, "commercial"))["chatterbot"]
+    recorded = root / "data/raw/chatterbot/.licence/repository/license.md"
+    recorded.write_text("Copyright (c) 2099, Someone Else\n")
+    with pytest.raises(
+        BuildError, match=r"\.licence/repository/license\.md: its bytes are not the ones .*manifest\.json"
+    ):
+        _build(root, "commercial")
+    recorded.unlink()
+    with pytest.raises(BuildError, match=r"repository/license\.md: named by .*manifest\.json but missing"):
+        _build(root, "commercial")
+    manifest_path = root / "data/raw/chatterbot/manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "licence_text": "license.md"}))
+    with pytest.raises(BuildError, match=r"manifest\.json: `licence_text` must be \{path, from\}"):
+        _build(root, "commercial")
 
 
 def test_a_text_with_backtick_fences_stays_inside_its_block(root: Path) -> None:

@@ -203,6 +203,7 @@ def test_the_default_sources_download_and_normalize_without_the_network(
     for name in ("sources.yaml", "params.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "data" / "contrib", tmp_path / "data" / "contrib")
+    shutil.copytree(ROOT / "data" / "licences", tmp_path / "data" / "licences")  # `licence_text:` files
     monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)

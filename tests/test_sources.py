@@ -378,7 +378,7 @@ def test_package_download_copies_exact_bytes_without_importing(root: Path) -> No
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["source"] == "chatterbot" and manifest["licence"] == "BSD-3-Clause"
     assert manifest["revision"].startswith("chatterbot-corpus==")
-    assert len(manifest["files"]) == 21
+    assert len(manifest["files"]) == 22  # 21 data files and the BSD text sources.yaml's `licence_text:` names
     for f in manifest["files"]:
         assert (
             sha256_file(folder / f["path"]) == f["sha256"]

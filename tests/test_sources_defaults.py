@@ -29,6 +29,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for name in ("sources.yaml", "params.yaml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "data" / "contrib", root / "data" / "contrib")
+    shutil.copytree(REPO / "data" / "licences", root / "data" / "licences")  # `licence_text:` files
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NANOCHATGPT_ROOT", str(root))
         for name in DEFAULTS:

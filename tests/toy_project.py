@@ -23,6 +23,7 @@ COPY = [
     "dvc.yaml",
     "sources.yaml",
     "data/contrib",
+    "data/licences",  # the licence texts sources.yaml's `licence_text:` names
     ".dvc/config",
     ".dvc/.gitignore",
     ".dvc/plots",  # the project's plot templates

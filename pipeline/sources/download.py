@@ -29,7 +29,7 @@ from pipeline.sources.contrib import (
     shown_link,
 )
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, brief, local_target
+from pipeline.sources.registry import SourceSpec, brief, check_licence_text, local_target
 
 MANIFEST = "manifest.json"
 # Where a download keeps the licence and notice files its upstream ships (a package's .dist-info
@@ -56,6 +56,9 @@ _DATA_SUFFIXES = (
     ".zip",
     ".tar",
 )
+# Where a `licence_text:` file (the repository's copy of a source's licence) is recorded, below
+# LICENCE_DIR: apart from the files the source itself ships, which keep their own paths there.
+REPOSITORY_COPY = "repository"
 # A Hub dataset's card: where its licence (front matter `license:`) and citation are stated. The
 # download records it whole (pipeline/notices.py reproduces only those parts).
 CARD = "README.md"
@@ -437,6 +440,24 @@ def _from_url(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     return {"location": spec.location, "revision": spec.sha256}
 
 
+def _repository_licence(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
+    """Copy the file `licence_text:` names (committed to this repository, for a source whose own
+    distribution carries no licence text) into out/.licence/repository/; what the manifest says of
+    it: `licence_text`, {"path": recorded path, "from": the path sources.yaml gives}. {} when unset.
+    Recorded like the source's own licence files, so that the build reads it from data/raw alone."""
+    if not spec.licence_text:
+        return {}
+    src = check_licence_text(f"sources.yaml: {spec.name}", spec.licence_text, root)
+    rel = (PurePosixPath(LICENCE_DIR) / REPOSITORY_COPY / src.name).as_posix()
+    if (out / rel).exists():  # an archive member or a hub file of that path: never overwrite upstream's
+        raise SourceError(
+            f"{spec.name}: the download already holds {rel}, where the `licence_text:` copy is recorded; "
+            f"rename the file `licence_text:` names for {spec.name} in sources.yaml"
+        )
+    _copy(src, out / rel)
+    return {"licence_text": {"path": rel, "from": spec.licence_text}}
+
+
 FETCHERS = {"package": _from_package, "contrib": _from_contrib, "hf_dataset": _from_hub, "url": _from_url}
 
 
@@ -495,6 +516,7 @@ def download(spec: SourceSpec, root: Path | None = None) -> Path:
     remove_stale(target)  # a killed download's partial copy (a hub snapshot can be gigabytes)
     with atomic_dir(target) as tmp:
         fetched = fetch(spec, root, tmp)
+        fetched.update(_repository_licence(spec, root, tmp))
         if (tmp / MANIFEST).exists():  # an upstream file of that name would be silently replaced
             raise SourceError(
                 f"{spec.name}: the download holds a top-level {MANIFEST}, the name of the pipeline's own "

@@ -12,7 +12,8 @@ re-normalize (docs/contracts.md), and a contributed file re-runs only download@c
 Files read from this machine are part of the spec too: the sha256 of each file a `local_path:`
 or a `kind: package` download copies (a `local_path:` folder's LICENSE/NOTICE files and card, which
 it records for NOTICE.md, among them), and for a package, under `recorded`, of its .dist-info licence
-files and METADATA, which the download records for NOTICE.md. DVC cannot list those paths in dvc.yaml (they differ per
+files and METADATA, which the download records for NOTICE.md; and, under `licence_text`, of the
+licence text committed to this repository that a `licence_text:` names. DVC cannot list those paths in dvc.yaml (they differ per
 source and per machine), so the registry stage is `always_changed`: it runs on every
 `dvc repro`, and a download re-runs exactly when its JSON's bytes change, that is when an edited
 local file, or an upgraded package, changes what it would copy.
@@ -26,7 +27,7 @@ from typing import Any
 from pipeline import atomic
 from pipeline.sources.download import files_on_disk, package_records
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec
+from pipeline.sources.registry import REGISTRY_FILE, SourceSpec, check_licence_text
 
 # SourceSpec fields that decide the download or the normalized table; what is left out
 # (commercial, commercial_reason, description) only matters from the build on.
@@ -57,6 +58,9 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
     # which members go to .licence/ (the archive's sha256 pins their bytes); absent when unset
     if spec.licence_files:
         out["licence_files"] = list(spec.licence_files)
+    if spec.licence_text:
+        # the committed licence text the download records: editing it must re-run the download
+        out["licence_text"] = {"path": spec.licence_text, "sha256": _licence_text_sha256(spec, root)}
     try:
         on_disk = files_on_disk(spec, root)
     except SourceError:
@@ -76,6 +80,19 @@ def fetch_spec(spec: SourceSpec, root: Path) -> dict[str, Any]:
             {"path": recorded, "sha256": atomic.sha256_file(path)} for recorded, path in package_records(spec)
         ]
     return out
+
+
+def _licence_text_sha256(spec: SourceSpec, root: Path) -> str | None:
+    """sha256 of the file `licence_text:` names, or None while it is missing or unfit: as for missing
+    local files, the download then fails on its own with the one-line fix (check_licence_text), and
+    once the file is mended this JSON changes and the download runs."""
+    assert spec.licence_text is not None
+    try:
+        return atomic.sha256_file(
+            check_licence_text(f"{REGISTRY_FILE}: {spec.name}", spec.licence_text, root)
+        )
+    except SourceError:
+        return None
 
 
 def write_fetch_specs(specs: list[SourceSpec], root: Path, out_dir: Path) -> list[Path]:

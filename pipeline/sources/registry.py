@@ -29,6 +29,9 @@ KINDS = ("package", "contrib", "hf_dataset", "url")
 # A contributed file's sidecar (pipeline/sources/contrib.py reads it). Here, not there: the build
 # tells a recorded sidecar from a data file by it (pipeline/notices.py) and runs no contrib code.
 SIDECAR_SUFFIXES = (".yaml", ".yml")
+# The largest `licence_text:` file taken: pipeline/notices.py reproduces a recorded text whole up to
+# its TEXT_MAX characters, and the longest common licence (GPL-3.0) is about 35,000 bytes.
+LICENCE_TEXT_MAX = 65_536
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -71,6 +74,7 @@ class SourceSpec:
     token_env: str = "HF_TOKEN"
     archive: bool = False
     licence_files: tuple[str, ...] = ()  # url + archive: members holding its licence/notice texts
+    licence_text: str | None = None  # a committed licence text, repo-relative (check_licence_text)
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
@@ -235,6 +239,9 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
             "digits, '.', '_', '-' and '/', no '..')"
         )
     description = text_field(at, "description", raw.get("description"))
+    # its form only: the file is checked by what reads it (check_licence_text), the registry stage
+    # and the download, so that a copy of sources.yaml without data/licences/ still lists sources
+    licence_text = _licence_text_field(at, raw["kind"], raw.get("licence_text"))
     return SourceSpec(
         name=name,
         kind=raw["kind"],
@@ -252,8 +259,65 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         token_env=token_env or "HF_TOKEN",
         archive=archive,
         licence_files=tuple(licence_files),
+        licence_text=licence_text,
         options=dict(options),
     )
+
+
+def _licence_text_field(at: str, kind: str, value: Any) -> str | None:
+    """`licence_text:`: a repository-relative path (POSIX, no '..'), or None when absent."""
+    if value is None:
+        return None
+    if kind == "contrib":  # each contributed file's terms are its own sidecar's
+        raise SourceError(
+            f"{at}: `licence_text:` is not for a contrib source (each contributed file's sidecar states "
+            "its terms); remove it"
+        )
+    if not isinstance(value, str) or not value.strip():
+        raise SourceError(
+            f"{at}: `licence_text:` must be the path of a licence file committed to this repository "
+            f"(data/licences/...), not {brief(value)}"
+        )
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts:
+        # the file travels with the commit: a path outside the checkout is not in anyone else's
+        raise SourceError(
+            f"{at}: `licence_text:` {brief(value)} is outside the repository; give a path relative to "
+            "its root (no leading '/', no '..' parts), e.g. data/licences/<name>/LICENSE"
+        )
+    return value
+
+
+def check_licence_text(at: str, value: str, root: Path) -> Path:
+    """The file `licence_text:` names under `root` (the repository): it must exist there (a link may
+    not lead out of it), be a regular file of at most LICENCE_TEXT_MAX bytes, and hold UTF-8 text.
+    SourceError (`at`: `licence_text:` <path> <rule>; the fix) otherwise."""
+    path = root / value
+    if not path.exists():
+        raise SourceError(
+            f"{at}: `licence_text:` {brief(value)} does not exist in the repository ({path}); commit the "
+            "licence text there or fix the path"
+        )
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise SourceError(
+            f"{at}: `licence_text:` {brief(value)} is a link to {brief(str(path.resolve()), 150)}, outside "
+            "the repository; commit the text itself"
+        )
+    if not path.is_file():
+        raise SourceError(f"{at}: `licence_text:` {brief(value)} is not a file; name the licence file itself")
+    size = path.stat().st_size
+    if size > LICENCE_TEXT_MAX:
+        raise SourceError(
+            f"{at}: `licence_text:` {brief(value)} is {size:,} bytes, more than the {LICENCE_TEXT_MAX:,} a "
+            "licence text is taken at (NOTICE.md reproduces it whole); name the licence text alone"
+        )
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SourceError(
+            f"{at}: `licence_text:` {brief(value)} is not UTF-8 text (byte {e.start}); save it as UTF-8"
+        ) from None
+    return path
 
 
 def _globs_field(at: str, key: str, value: Any) -> list[str]:
