@@ -26,8 +26,9 @@ from pipeline.sources.normalize import METRICS_COUNTS, NormalizeResult, summary_
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
-# Short labels of the run, not numbers; the model card reads init_from (pipeline/hfexport.py).
-LABELS = {"model/metrics.json": {"device", "init_from"}}
+# Short labels of the run, not numbers; the model card reads init_from (pipeline/hfexport.py), the export
+# stage the variant (stages/export.py).
+LABELS = {"model/metrics.json": {"device", "init_from", "variant"}}
 # Per-source token counts (docs/shards.md): 3 numbers per source and split. Moving them would change
 # data/tokens/<variant>, which train depends on as a whole folder, and so retrain.
 PER_SOURCE = re.compile(r"data/tokens/[^/]+/metrics\.json")
