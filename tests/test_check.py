@@ -161,6 +161,25 @@ def test_an_unknown_role_is_named_as_the_file_spelled_it(tmp_path: Path) -> None
     assert reasons == ["role 'wizard' is not one this format maps to human or bot"]
 
 
+def test_the_turn_tables_own_role_names_are_unknown_roles_in_a_message_format(tmp_path: Path) -> None:
+    """`bot` and `human` are no openai roles (CONTRIBUTING.md: `user` is the human, `assistant` the
+    bot): they were kept as turns, because the adapter passed an unmapped role on as spelled and
+    those two spellings are the turn table's own, while `Bot` or `gpt` were quarantined."""
+    from pipeline.check import check_files
+
+    record = '{"messages": [{"role": "human", "content": "hi"}, {"role": "bot", "content": "poof"}]}\n'
+    good = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+    f = put(tmp_path, "roles.jsonl", good + record)
+    (summary,), quarantine = check_files([f], ROOT)
+    assert summary["rows_kept"] == 2 and summary["by_check"] == {"role_valid": 2}
+    reasons = quarantine.filter(quarantine["check"] == "role_valid")["reason"].to_list()
+    assert reasons == [f"role '{r}' is not one this format maps to human or bot" for r in ("human", "bot")]
+    # ShareGPT exports do write `bot` for the model: that format maps it, so it stays a turn there.
+    share = '{"conversations": [{"from": "human", "value": "hi"}, {"from": "bot", "value": "poof"}]}\n'
+    (summary,), _ = check_files([put(tmp_path, "share.jsonl", share)], ROOT)
+    assert summary["rows_kept"] == 2 and summary["by_check"] == {}
+
+
 def test_files_in_data_contrib_that_dvc_repro_skips_are_said(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -66,8 +66,20 @@ def add_messages(
             rows.bad(where, "missing_field", f"message has no `{role_field}`", conv_key=key, text=shown)
             continue
         raw_role = str(m[role_field])
-        role = role_map.get(raw_role.lower(), raw_role)
+        role = role_map.get(raw_role.lower())
         value = m.get(text_field)
+        if role is None:
+            # Checked here, not left to normalize's role_valid: an unmapped `bot` or `human` (the
+            # turn table's own names) would pass that check, though `Bot` and `gpt` in openai fail it.
+            rows.bad(
+                where,
+                "role_valid",
+                f"role '{raw_role}' is not one this format maps to human or bot",
+                conv_key=key,
+                role=raw_role,
+                text=content_text(value) or _preview(value),
+            )
+            continue
         text = content_text(value)
         # A system message whose content cannot be read (a number, image parts only) would leave its
         # conversation without the persona it was written for, counted as a context that was never

@@ -26,6 +26,7 @@ ROLE_MAP = {
     "bard": "bot",
     "assistant": "bot",
     "model": "bot",
+    "bot": "bot",  # read before unmapped roles were refused (_messages.py); kept for such exports
     "system": CONTEXT,
 }
 
