@@ -2,23 +2,27 @@
 
 See pipeline/sources/fetchspec.py for why the downloads depend on these files instead of sources.yaml.
 It also removes what a source taken out of params.yaml `sources:` left under data/
-(pipeline/sources/leftovers.py): the builds hash those folders whole.
+(pipeline/sources/leftovers.py): the builds hash those folders whole. And, as the stage every repro
+runs first, it refuses an unknown train.variant or train.profile before DVC reaches (and clears) the
+train stage (pipeline/trainchoice.py).
 """
 
 from __future__ import annotations
 
 import sys
 
-from pipeline.params import project_root
+from pipeline.params import DEFAULT_PARAMS, load_params, project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.fetchspec import write_fetch_specs
 from pipeline.sources.leftovers import find_leftovers, remove_leftovers
 from pipeline.sources.registry import enabled_specs
+from pipeline.trainchoice import check_train_choice
 
 
 def main() -> int:
     root = project_root()
     try:
+        check_train_choice(load_params(root / DEFAULT_PARAMS))
         specs, registry = enabled_specs(root)
     except (SourceError, ValueError) as e:
         print(f"registry: {e}", file=sys.stderr)
