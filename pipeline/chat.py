@@ -117,7 +117,8 @@ def _closed_streams() -> list[str]:
     sets such a stream to None, and the chat ended in an AttributeError traceback. A closed stderr
     (`2>&-`) only loses the messages: print(file=None) would write them into the replies on stdout."""
     if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (the process's stderr until it exits)
+        # the process's stderr until it exits
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
     closed = []
     if sys.stdin is None:
         closed.append("cannot read stdin: it is closed")

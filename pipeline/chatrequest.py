@@ -298,7 +298,8 @@ def _check_ignored_knobs(body: dict[str, Any]) -> None:
     if bias is None:
         return
     wrong = RequestError(
-        f"`logit_bias` must be an object of token ids (digits) to numbers in [-{MAX_LOGIT_BIAS}, {MAX_LOGIT_BIAS}]",
+        "`logit_bias` must be an object of token ids (digits) to numbers in "
+        f"[-{MAX_LOGIT_BIAS}, {MAX_LOGIT_BIAS}]",
         "logit_bias",
     )
     if not isinstance(bias, dict):

@@ -224,7 +224,8 @@ def model_card(
     ]
     for row, t in zip(source_tokens, trained, strict=True):
         lines.append(
-            f"| {cell(inline_name(row['source']))} | {cell(inline_name(t.licence))} | {'yes' if t.commercial else 'no'} | "
+            f"| {cell(inline_name(row['source']))} | {cell(inline_name(t.licence))} | "
+            f"{'yes' if t.commercial else 'no'} | "
             f"{int(row['tokens']):,} | {int(row['loss_tokens']):,} | {int(row['conversations']):,} |"
         )
     lines += [

@@ -98,15 +98,15 @@ class ThreadTuner:
     """Runs each decode step at the thread count whose recent steps were quickest (see the module doc).
 
     It starts at the largest count (torch's default, or as much of it as a CPU quota allows). After
-    FIRST_ROUND_STEPS steps, then after EXPLORE_SECONDS of decoding, twice as long after each round that changes nothing up to
-    MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last round's own time), or when the
-    steps slow down SLOWDOWN times or speed up SPEEDUP times (a load arrived or left; a speed-up
-    waits for the spacing of timed rounds), or when the cores other processes use move by LOAD_STEP
-    (`neighbours`, after ROUND_SPACING times the last round's time; where they fell, after
-    EXPLORE_SECONDS and ROUND_SPACING times the quickest round's), it gives each other count a turn
-    of a few steps. After the round, the count with the
-    lowest mean step time over its last stints is used, if it beats the one in use by MARGIN. The
-    first step after a change of count is not counted (the team regroups).
+    FIRST_ROUND_STEPS steps, then after EXPLORE_SECONDS of decoding, twice as long after each round
+    that changes nothing up to MAX_EXPLORE_SECONDS (and at least ROUND_SPACING times the last
+    round's own time), or when the steps slow down SLOWDOWN times or speed up SPEEDUP times (a load
+    arrived or left; a speed-up waits for the spacing of timed rounds), or when the cores other
+    processes use move by LOAD_STEP (`neighbours`, after ROUND_SPACING times the last round's time;
+    where they fell, after EXPLORE_SECONDS and ROUND_SPACING times the quickest round's), it gives
+    each other count a turn of a few steps. After the round, the count with the lowest mean step
+    time over its last stints is used, if it beats the one in use by MARGIN. The first step after a
+    change of count is not counted (the team regroups).
     `set_threads` and `clock` are torch.set_num_threads and time.perf_counter; tests give their own.
     One generation at a time: the engine's steps call `timed` one after another.
     """

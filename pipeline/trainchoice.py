@@ -33,8 +33,11 @@ def check_train_choice(params: dict[str, Any]) -> None:
     if "profile" in train:
         profile = train["profile"]
         profiles = params.get("train_profiles")
-        names = sorted(profiles) if isinstance(profiles, dict) else []
-        if not isinstance(profile, str) or profile not in names:
+        if not isinstance(profile, str) or not isinstance(profiles, dict) or profile not in profiles:
+            # listed here only, and by their text: YAML reads a profile named `2048` or `on` as a
+            # number or a boolean, and sorting those beside names is a TypeError (a traceback that
+            # stopped every repro, for a profile the run does not even use)
+            names = sorted(profiles, key=str) if isinstance(profiles, dict) else []
             raise ValueError(
                 f"params.yaml train.profile={profile!r} is not one of {names} (the keys of train_profiles:)"
             )

@@ -68,3 +68,17 @@ def test_the_registry_stage_refuses_before_writing_anything(
     err = capsys.readouterr().err
     assert err.startswith("registry: params.yaml train.variant='Full' is not one of full, commercial")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_profile_yaml_reads_as_a_number_or_boolean_is_no_traceback() -> None:
+    """A profile named `2048` or `on` (YAML 1.1 reads them as an int and a bool) beside `cpu-tiny`:
+    the run's own profile passes, and an unknown one is still the one-line ValueError. Sorting the
+    names eagerly raised a TypeError, which the registry stage does not catch: every repro stopped
+    with a traceback, though neither DVC nor the train stage minds such a key."""
+    params = _params()
+    params["train_profiles"][2048] = dict(params["train_profiles"]["cpu-tiny"])
+    params["train_profiles"][True] = dict(params["train_profiles"]["cpu-tiny"])
+    check_train_choice(params)
+    params["train"]["profile"] = "nope"
+    with pytest.raises(ValueError, match=r"train.profile='nope' is not one of \[2048, True, 'cpu-tiny'"):
+        check_train_choice(params)

@@ -13,10 +13,10 @@ Files read from this machine are part of the spec too: the sha256 of each file a
 or a `kind: package` download copies (a `local_path:` folder's LICENSE/NOTICE files and card, which
 it records for NOTICE.md, among them), and for a package, under `recorded`, of its .dist-info licence
 files and METADATA, which the download records for NOTICE.md; and, under `licence_text`, of the
-licence text committed to this repository that a `licence_text:` names. DVC cannot list those paths in dvc.yaml (they differ per
-source and per machine), so the registry stage is `always_changed`: it runs on every
-`dvc repro`, and a download re-runs exactly when its JSON's bytes change, that is when an edited
-local file, or an upgraded package, changes what it would copy.
+licence text committed to this repository that a `licence_text:` names. DVC cannot list those
+paths in dvc.yaml (they differ per source and per machine), so the registry stage is
+`always_changed`: it runs on every `dvc repro`, and a download re-runs exactly when its JSON's
+bytes change, that is when an edited local file, or an upgraded package, changes what it would copy.
 """
 
 from __future__ import annotations
