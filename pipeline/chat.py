@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.argtypes import whole_number_or
-from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError
+from pipeline.chatsession import LONE_SURROGATE, ChatSession, NoRoomError, ReplyBudgetError
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
 from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
 from pipeline.terminal import inert
@@ -94,17 +93,13 @@ def _read_context(args: argparse.Namespace) -> str | None:
         raise ValueError(f"cannot read context file {path}: {e}{hint}") from e
 
 
-# Where Python's surrogateescape puts the bytes of an argument that are not UTF-8 (0x80..0xFF become
-# U+DC80..U+DCFF); any lone surrogate is no Unicode character either.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _refuse_undecodable(text: str, flag: str) -> None:
     """ValueError for an argument that is not UTF-8 text (`--context $'Caf\\xe9'` from a Latin-1
     terminal or file): tiktoken read such a persona's bytes as U+FFFD, and a stop string holding one
     could never match the model's UTF-8 text, both silently, where `--context @FILE` refuses the
     same bytes and `serve` refuses a lone surrogate."""
-    found = _LONE_SURROGATE.search(text)
+    # Python's surrogateescape puts an argument's bytes that are not UTF-8 at U+DC80..U+DCFF
+    found = LONE_SURROGATE.search(text)
     if found is None:
         return
     code = ord(found.group())

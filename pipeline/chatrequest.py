@@ -12,12 +12,11 @@ the names its errors use). Serving it is pipeline/chatapi.py's job.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from pipeline.chatsession import clean_text
+from pipeline.chatsession import LONE_SURROGATE, clean_text
 from pipeline.stops import check_stop_strings
 
 PERSONA_ROLES = frozenset(
@@ -349,15 +348,12 @@ def content_text(content: Any, where: str, kinds: frozenset[str]) -> str:
     raise RequestError(f"{where} must be a string or a list of text parts", where)
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins a valid pair into one character
-
-
 def _refuse_lone_surrogates(text: str, where: str) -> None:
     """A 400 for a lone surrogate (JSON's "\\ud800" without its pair): no Unicode character, so no
     UTF-8 text; tiktoken silently turned it into U+FFFD, and the model read other text than sent."""
     if text.isascii():
         return
-    found = _LONE_SURROGATE.search(text)
+    found = LONE_SURROGATE.search(text)  # json.loads joins a valid pair into one character
     if found is not None:
         raise RequestError(
             f"{where} has a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}: "

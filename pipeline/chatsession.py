@@ -39,6 +39,9 @@ MAX_COMBINING_RUN = 30
 # only inner runs count.
 MAX_WHITESPACE_RUN = 10_000
 
+# A lone UTF-16 surrogate (a JSON "\ud800" without its pair, an argument's undecodable byte): no
+# Unicode character, so no UTF-8 text; tiktoken reads it as U+FFFD. Chat and serve refuse it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _WHITESPACE = re.compile(r"\s*")  # Python's \s (str.isspace) has every character tiktoken's \s has
 
 

@@ -25,12 +25,11 @@ import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from pipeline.cpuquota import Quota, usage_seconds
+from pipeline.cpuquota import Quota, usage_reader
 
 # A reading covers at least this many seconds of decoding, and SECONDS_PER_CORE for each core read
 # (watched_cpus'): Linux counts each core's time in ticks of 10 ms, each read cut to a tick, so a run of
@@ -63,10 +62,11 @@ def others_cpu_seconds(cpus: Sequence[int] | None = None) -> float:
     return busy - time.process_time()
 
 
-def others_in_cgroup(directory: Path) -> float:
-    """CPU seconds every other process of cgroup `directory` (the one whose quota this process
-    shares, and those below it) has used: the cgroup's count less this process's, which is in it."""
-    return usage_seconds(directory) - time.process_time()
+def others_in_cgroup(usage: Callable[[], float]) -> float:
+    """CPU seconds every other process of a cgroup (the one whose quota this process shares, and
+    those below it; `usage`, cpuquota.usage_reader) has used: its count less this process's, which is
+    in it."""
+    return usage() - time.process_time()
 
 
 def default_watch(quota: Quota | None) -> tuple[Callable[[], float], int | None]:
@@ -77,11 +77,11 @@ def default_watch(quota: Quota | None) -> tuple[Callable[[], float], int | None]
     cores = len(cpus) if cpus else psutil.cpu_count() or 1
     if quota is not None and quota.cores < cores:
         try:
-            usage_seconds(quota.directory)
+            usage = usage_reader(quota.directory)
         except OSError:  # v1 with cpuacct mounted apart: the cores are read instead
             pass
         else:
-            return functools.partial(others_in_cgroup, quota.directory), quota.threads
+            return functools.partial(others_in_cgroup, usage), quota.threads
     return functools.partial(others_cpu_seconds, cpus), len(cpus) if cpus else None
 
 

@@ -18,6 +18,7 @@ tuner's choice, and without it the tuner works as on an unlimited machine.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -119,15 +120,38 @@ def _read(file: Path) -> str:
         return ""
 
 
+def usage_reader(directory: Path) -> Callable[[], float]:
+    """A reader of the CPU seconds the processes of cgroup `directory` (and below it) have used:
+    v2's cpu.stat usage_usec, or v1's cpuacct.usage (nanoseconds) where cpuacct is mounted with cpu,
+    as Docker does. The file is chosen here, once: v1's cpu.stat exists but holds no usage_usec, and
+    the watch reads every 20 ms of decoding. OSError where neither can be read (the caller reads the
+    host's cores instead), and from the reader if its file can no longer be read."""
+    for read in (_v2_usage, _v1_usage):
+        if read(directory) is not None:
+            return functools.partial(_usage_or_error, read, directory)
+    raise OSError(f"{directory}: no cpu.stat usage_usec or cpuacct.usage to read the cgroup's CPU time")
+
+
 def usage_seconds(directory: Path) -> float:
-    """The CPU seconds the processes of cgroup `directory` (and below it) have used: v2's cpu.stat
-    usage_usec, or v1's cpuacct.usage (nanoseconds) where cpuacct is mounted with cpu, as Docker
-    does. OSError where neither can be read (the caller reads the host's cores instead)."""
+    """The CPU seconds cgroup `directory` has used, read once (usage_reader)."""
+    return usage_reader(directory)()
+
+
+def _v2_usage(directory: Path) -> float | None:
     for line in _read(directory / "cpu.stat").splitlines():
         name, _, value = line.partition(" ")
         if name == "usage_usec" and value.strip().isdigit():
             return int(value) / 1e6
+    return None
+
+
+def _v1_usage(directory: Path) -> float | None:
     usage = _read(directory / "cpuacct.usage")
-    if usage.isdigit():
-        return int(usage) / 1e9
-    raise OSError(f"{directory}: no cpu.stat usage_usec or cpuacct.usage to read the cgroup's CPU time")
+    return int(usage) / 1e9 if usage.isdigit() else None
+
+
+def _usage_or_error(read: Callable[[Path], float | None], directory: Path) -> float:
+    seconds = read(directory)
+    if seconds is None:
+        raise OSError(f"{directory}: its CPU time can no longer be read")
+    return seconds

@@ -50,13 +50,14 @@ from typing import Any
 from pipeline.buildinputs import BuildError, read_json_object
 from pipeline.cards import NOTICE_FILE, CardSource, inline_name, source_link
 from pipeline.datasetcard import is_held
-from pipeline.sources.registry import SIDECAR_SUFFIXES
+from pipeline.sources.registry import LICENCE_TEXT_MAX, SIDECAR_SUFFIXES
 
 MANIFEST = (
     "manifest.json"  # pipeline.sources.download.MANIFEST (not imported: the build runs no download code)
 )
 # The longest common licence texts (GPL-3.0, AGPL-3.0) are about 35,000 characters: each is whole.
-TEXT_MAX = 65_536
+# The registry's cap on a `licence_text:` file, so that such a text is always reproduced whole.
+TEXT_MAX = LICENCE_TEXT_MAX
 # What is reproduced of a dataset card's licence and citation sections, all together.
 CARD_MAX = 12_000
 _CARD_KEY = re.compile(r"^(license\w*|extra_gated_prompt)\s*:")  # front matter keys stating terms
@@ -262,14 +263,10 @@ def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
         f"`dvc repro download@{source.name}` with network access to record "
         f"{'them' if texts else 'it'}."
     )
+    caveat = ""
     if texts and manifest.get("read_offline"):
-        return SourceNotice(
-            source,
-            facts + card_facts,
-            texts + card_texts,
-            caveat=f"**Perhaps not every licence file:** {cache_only}",
-        )
-    if manifest.get("read_offline"):
+        caveat = f"**Perhaps not every licence file:** {cache_only}"
+    elif manifest.get("read_offline"):
         missing = (
             f"**No licence text recorded:** {cache_only} Until then the licence id above is the one "
             "sources.yaml records; include the text of that licence when you pass the data on."
@@ -281,7 +278,7 @@ def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
             f"{', and what the dataset card states of its terms is below' if card_texts else ''}. Include the "
             "text of that licence when you pass the data on, and keep any notice or citation its authors ask for."
         )
-    return SourceNotice(source, facts + card_facts, texts + card_texts, missing)
+    return SourceNotice(source, facts + card_facts, texts + card_texts, missing, caveat=caveat)
 
 
 def _url(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:

@@ -73,13 +73,12 @@ def infer_format(path: Path) -> str | None:
         return "nanochatgpt"
     if suffix not in (".jsonl", ".json"):
         return None
-    head = _head(path).lstrip("\ufeff \t\r\n")
+    head = _start(path)
     # The first record's own keys first: a key of that name deeper inside it (`"meta":
     # {"conversations": 3}` before `messages`) read an openai file as sharegpt, and every record was
     # quarantined. Where they name neither (a record cut off at the head, a header line), the first
     # such key in the text, as before.
-    keys = _first_record_keys(head) or set()
-    found = [fmt for fmt, key in _CONVERSATION_KEYS.items() if key in keys]
+    found = _record_formats(_first_record_keys(head))
     return found[0] if found else _json_format(head)
 
 
@@ -88,6 +87,17 @@ def _head(path: Path) -> str:
     to tell its format."""
     with open_binary(path) as f:
         return f.read(65536).decode("utf-8", errors="replace")
+
+
+def _start(path: Path) -> str:
+    """The file's head from its first record on (past a byte-order mark and blank space)."""
+    return _head(path).lstrip("\ufeff \t\r\n")
+
+
+def _record_formats(keys: set[str] | None) -> list[str]:
+    """The JSON formats whose conversation key is among a first record's top-level `keys` (openai
+    first, as the guess takes it); none where there is no record to read."""
+    return [fmt for fmt, key in _CONVERSATION_KEYS.items() if keys is not None and key in keys]
 
 
 def _first_record_hint(path: Path) -> str:
@@ -140,12 +150,11 @@ def format_clash(path: Path, declared: str) -> str | None:
     if path.name.lower().endswith(".parquet"):
         return None
     try:
-        text = _head(path).lstrip("\ufeff \t\r\n")
+        text = _start(path)
     except (OSError, EOFError, zlib.error):  # unreadable or a damaged .gz: the reader names that
         return None
     keys = _first_record_keys(text)
-    # The JSON formats whose conversation key the first record has (openai first, as the guess).
-    found = [fmt for fmt, key in _CONVERSATION_KEYS.items() if keys is not None and key in keys]
+    found = _record_formats(keys)
     if declared == "nanochatgpt":
         if found and not _MARKER.search(text):
             return f"it holds JSON records with `{_CONVERSATION_KEYS[found[0]]}`, which is {found[0]}"

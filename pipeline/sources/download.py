@@ -29,7 +29,7 @@ from pipeline.sources.contrib import (
     shown_link,
 )
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import SourceSpec, brief, check_licence_text, local_target
+from pipeline.sources.registry import REGISTRY_FILE, SourceSpec, brief, check_licence_text, local_target
 
 MANIFEST = "manifest.json"
 # Where a download keeps the licence and notice files its upstream ships (a package's .dist-info
@@ -447,14 +447,15 @@ def _repository_licence(spec: SourceSpec, root: Path, out: Path) -> dict[str, An
     Recorded like the source's own licence files, so that the build reads it from data/raw alone."""
     if not spec.licence_text:
         return {}
-    src = check_licence_text(f"sources.yaml: {spec.name}", spec.licence_text, root)
-    rel = (PurePosixPath(LICENCE_DIR) / REPOSITORY_COPY / src.name).as_posix()
+    data = check_licence_text(f"{REGISTRY_FILE}: {spec.name}", spec.licence_text, root)
+    rel = (PurePosixPath(LICENCE_DIR) / REPOSITORY_COPY / PurePosixPath(spec.licence_text).name).as_posix()
     if (out / rel).exists():  # an archive member or a hub file of that path: never overwrite upstream's
         raise SourceError(
             f"{spec.name}: the download already holds {rel}, where the `licence_text:` copy is recorded; "
             f"rename the file `licence_text:` names for {spec.name} in sources.yaml"
         )
-    _copy(src, out / rel)
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    (out / rel).write_bytes(data)  # the bytes checked, not a second read of a file that may change
     return {"licence_text": {"path": rel, "from": spec.licence_text}}
 
 

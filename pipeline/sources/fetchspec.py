@@ -21,6 +21,7 @@ bytes change, that is when an edited local file, or an upgraded package, changes
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,9 @@ def _licence_text_sha256(spec: SourceSpec, root: Path) -> str | None:
     once the file is mended this JSON changes and the download runs."""
     assert spec.licence_text is not None
     try:
-        return atomic.sha256_file(
+        return hashlib.sha256(
             check_licence_text(f"{REGISTRY_FILE}: {spec.name}", spec.licence_text, root)
-        )
+        ).hexdigest()
     except SourceError:
         return None
 

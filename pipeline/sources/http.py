@@ -67,22 +67,9 @@ class _WebRedirects(urllib.request.HTTPRedirectHandler):
                 )
         return super().http_error_302(req, fp, code, msg, headers)  # type: ignore[no-any-return]
 
+    # urllib calls redirect_request only from http_error_302, after the check above: its own quoting
+    # and path fix-up of the target change neither its scheme nor its host, so no second check there.
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: Message,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if not _web_url(newurl):
-            raise _RefusedRedirect(
-                newurl, code, f"redirect to a non-http(s) URL: {newurl[:150]}", headers, fp
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 _OPENER = urllib.request.build_opener(_WebRedirects)

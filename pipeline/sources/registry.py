@@ -288,10 +288,11 @@ def _licence_text_field(at: str, kind: str, value: Any) -> str | None:
     return value
 
 
-def check_licence_text(at: str, value: str, root: Path) -> Path:
-    """The file `licence_text:` names under `root` (the repository): it must exist there (a link may
-    not lead out of it), be a regular file of at most LICENCE_TEXT_MAX bytes, and hold UTF-8 text.
-    SourceError (`at`: `licence_text:` <path> <rule>; the fix) otherwise."""
+def check_licence_text(at: str, value: str, root: Path) -> bytes:
+    """The bytes of the file `licence_text:` names under `root` (the repository), read once for its
+    checks and its callers (the fetch spec hashes them, the download records them): it must exist
+    there (a link may not lead out of it), be a regular file of at most LICENCE_TEXT_MAX bytes, and
+    hold UTF-8 text. SourceError (`at`: `licence_text:` <path> <rule>; the fix) otherwise."""
     path = root / value
     if not path.exists():
         raise SourceError(
@@ -311,13 +312,14 @@ def check_licence_text(at: str, value: str, root: Path) -> Path:
             f"{at}: `licence_text:` {brief(value)} is {size:,} bytes, more than the {LICENCE_TEXT_MAX:,} a "
             "licence text is taken at (NOTICE.md reproduces it whole); name the licence text alone"
         )
+    data = path.read_bytes()
     try:
-        path.read_bytes().decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SourceError(
             f"{at}: `licence_text:` {brief(value)} is not UTF-8 text (byte {e.start}); save it as UTF-8"
         ) from None
-    return path
+    return data
 
 
 def _globs_field(at: str, key: str, value: Any) -> list[str]:

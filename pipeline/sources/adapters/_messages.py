@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,20 @@ def add_messages(
     role_map: dict[str, str],
     list_name: str,
     context: str | None = None,
-    record_text: str | None = None,
+    record_text: Callable[[], str] | None = None,
 ) -> None:
     """One row per message; system-like messages become the conversation context (counted as filtered).
-    `record_text`: what the record held, kept as the quarantined row's text when it has no messages."""
-    if not isinstance(messages, list):
-        rows.bad(origin, "missing_field", f"record has no `{list_name}` list", conv_key=key, text=record_text)
-        return
-    if not messages:  # a record that holds nothing is still a record read: count it, never drop it
-        rows.bad(
-            origin, "missing_field", f"record's `{list_name}` list is empty", conv_key=key, text=record_text
+    `record_text`: what the record held, kept as the quarantined row's text when it has no messages
+    (called only then: a .json list's item is turned back into JSON for it)."""
+    if not isinstance(messages, list) or not messages:
+        # a record that holds nothing is still a record read: count it, never drop it
+        reason = (
+            f"record's `{list_name}` list is empty"
+            if isinstance(messages, list)
+            else f"record has no `{list_name}` list"
         )
+        text = record_text() if record_text is not None else None
+        rows.bad(origin, "missing_field", reason, conv_key=key, text=text)
         return
     system = [
         content_text(m.get(text_field))
@@ -152,25 +156,30 @@ def read_message_file(
             rows.bad(origin, "missing_field", reason, conv_key=key, text=_record_text(rec))
             continue
         obj = rec.value
-        messages = obj.get(list_name)
         add_messages(
             rows,
             f"{key_prefix}{record_key(obj.get('id'), rec.line, used)}",
             origin,
-            messages,
+            obj.get(list_name),
             role_field=role_field,
             text_field=text_field,
             role_map=role_map,
             list_name=list_name,
-            # only a record with no message to read needs it (a `Messages` typo, say): quarantined
-            # with what it held, so `nanochatgpt quarantine` shows the record, not an empty row
-            record_text=None if isinstance(messages, list) and messages else _record_text(rec),
+            # a record with no message to read (a `Messages` typo, say) is quarantined with what it
+            # held, so `nanochatgpt quarantine` shows the record, not an empty row
+            record_text=lambda rec=rec: _record_text(rec),
         )
 
 
 # How a JSON value that is not an object is named in a reason (JSON's words, not Python's).
-_JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "true/false"}
-_JSON_KINDS[type(None)] = "null"
+_JSON_KINDS = {
+    list: "list",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "true/false",
+    type(None): "null",
+}
 
 
 def _record_text(rec: Record) -> str:
