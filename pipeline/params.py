@@ -121,3 +121,23 @@ def train_variant(params: dict[str, Any]) -> str:
             f"params.yaml train.variant: expected a dataset variant name like full, got {variant!r}"
         )
     return variant
+
+
+def train_profile(train: dict[str, Any], profiles: Any) -> tuple[str, dict[str, Any]]:
+    """(name, settings) of the profile `train.profile` names in `profiles` (params.yaml's top-level
+    `train_profiles:`), else ValueError in one line naming the setting. Checked by the registry stage
+    (trainchoice: before DVC clears the train stage's outputs) and by TrainConfig.from_params."""
+    name = train.get("profile")
+    if not isinstance(profiles, dict):
+        raise ValueError("params.yaml train_profiles: expected a mapping of profile name -> settings")
+    if not isinstance(name, str) or name not in profiles:
+        # listed by their text: YAML reads a profile named `2048` or `on` as a number or a boolean,
+        # and sorting those beside names is a TypeError (a traceback for a profile nobody uses)
+        raise ValueError(
+            f"params.yaml train.profile={name!r} is not one of {sorted(profiles, key=str)} "
+            "(the keys of train_profiles:)"
+        )
+    settings = profiles[name]
+    if not isinstance(settings, dict):
+        raise ValueError(f"params.yaml train_profiles.{name}: expected a mapping of settings")
+    return name, settings

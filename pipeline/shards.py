@@ -203,10 +203,15 @@ class ShardWriter:
 class Shard:
     """One shard, memory-mapped read-only."""
 
-    name: str
+    index: int
     tokens: np.ndarray  # uint16 memmap
     mask: np.ndarray  # uint8 memmap
     starts: np.ndarray  # int64 (memmapped .npy)
+
+    @property
+    def name(self) -> str:
+        """Its tokens file's name (the mask's and starts' follow from it: shard_files)."""
+        return shard_files(self.index)[0]
 
     @property
     def n_tokens(self) -> int:
@@ -245,7 +250,7 @@ def _open_shard(split_dir: Path, index: int) -> Shard:
         raise ValueError(f"{where}: {starts_name} offsets must increase from 0 and stay inside the shard")
     if tokens[0] != ENDOFTEXT_ID:
         raise ValueError(f"{where}: a shard must begin with <|endoftext|> ({ENDOFTEXT_ID})")
-    return Shard(tokens_name, tokens, mask, starts)
+    return Shard(index, tokens, mask, starts)
 
 
 class TokenShards:
@@ -427,9 +432,8 @@ class TokenShards:
                 )
             bad = np.flatnonzero(shard.mask > 1)
             if len(bad):
-                mask_name = "mask-" + shard.name.removeprefix("tokens-")
                 raise ValueError(
-                    f"{self.split_dir / mask_name}: byte {int(bad[0])} is {int(shard.mask[bad[0]])}, "
+                    f"{self.split_dir / shard_files(shard.index)[1]}: byte {int(bad[0])} is {int(shard.mask[bad[0]])}, "
                     "a loss mask holds 0 or 1"
                 )
             starts = np.asarray(shard.starts)

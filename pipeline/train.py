@@ -54,7 +54,7 @@ from pipeline.optim import make_optimizer
 from pipeline.runlock import RunLocked, exclusive_run
 from pipeline.runlog import RunLogger, snapshot_plots
 from pipeline.runstate import Progress, make_state, restore_state
-from pipeline.trainconfig import TrainConfig, TrainPaths
+from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest
 from pipeline.trainmetrics import Interval, summarize, train_flops_per_token
 from pipeline.trainsetup import Runtime, TrainSetupError, check_data, init_model, setup_runtime
 
@@ -292,8 +292,7 @@ class Run:
         check_data(paths.data_dir, rt, cfg)
         for warning in cfg.warnings():
             rt.log(f"warning: {warning}")
-        fingerprint = cfg.fingerprint(paths.data_dir)
-        start = init_model(cfg, paths, rt, fingerprint)
+        start = init_model(cfg, paths, rt, data_digest(paths.data_dir))
         raw = start.model.to(rt.device).train()
         n_params = raw.num_params()
         rt.log(
@@ -337,7 +336,7 @@ class Run:
             cfg=cfg,
             paths=paths,
             rt=rt,
-            fingerprint=fingerprint,
+            fingerprint=start.fingerprint,
             raw=raw,
             model=model,
             eval_model=eval_model,

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.buildinputs import VARIANTS
-from pipeline.params import train_variant
+from pipeline.params import train_profile, train_variant
 
 
 def check_train_choice(params: dict[str, Any]) -> None:
     """ValueError in one line naming the setting when `train.variant` is not a build variant or
-    `train.profile` is not a key of `train_profiles:`. A params.yaml without them passes: DVC cannot
+    `train.profile` does not name a mapping in `train_profiles:` (params.train_profile, which the
+    train stage's TrainConfig checks with too). A params.yaml without them passes: DVC cannot
     interpolate dvc.yaml then and stops before running anything; the train stage checks the rest."""
     train = params.get("train")
     if not isinstance(train, dict):
@@ -31,13 +32,4 @@ def check_train_choice(params: dict[str, Any]) -> None:
                 "(the dataset variants dvc.yaml's build stage makes)"
             )
     if "profile" in train:
-        profile = train["profile"]
-        profiles = params.get("train_profiles")
-        if not isinstance(profile, str) or not isinstance(profiles, dict) or profile not in profiles:
-            # listed here only, and by their text: YAML reads a profile named `2048` or `on` as a
-            # number or a boolean, and sorting those beside names is a TypeError (a traceback that
-            # stopped every repro, for a profile the run does not even use)
-            names = sorted(profiles, key=str) if isinstance(profiles, dict) else []
-            raise ValueError(
-                f"params.yaml train.profile={profile!r} is not one of {names} (the keys of train_profiles:)"
-            )
+        train_profile(train, params.get("train_profiles"))

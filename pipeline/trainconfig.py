@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic, attention, device, hf, paramcheck
+from pipeline.params import train_profile
 
 # Knobs that change what is logged or saved, not the weights: they may differ on resume.
 # (The attention kernel too: kernels agree to rounding, and `auto` may pick another on another GPU.)
@@ -113,15 +114,7 @@ class TrainConfig:
                 "params.yaml train.profiles: profiles are the top-level `train_profiles:` section now "
                 "(the train stage tracks only the one train.profile names)"
             )
-        profile_name = train.get("profile")
-        profiles = profiles or {}
-        if not isinstance(profiles, dict):
-            raise ValueError("params.yaml train_profiles: expected a mapping of profile name -> settings")
-        if not isinstance(profile_name, str) or profile_name not in profiles:
-            raise KeyError(f"params.yaml train.profile={profile_name!r} is not one of {sorted(profiles)}")
-        profile = profiles[profile_name]
-        if not isinstance(profile, dict):
-            raise ValueError(f"params.yaml train_profiles.{profile_name}: expected a mapping of settings")
+        profile_name, profile = train_profile(train, profiles or {})
         kinds = {f.name: f.type for f in dataclasses.fields(cls)}
         merged: dict[str, Any] = {}
         origin: dict[str, str] = {}
@@ -230,9 +223,9 @@ class TrainConfig:
         """Whether the run starts from a local Hugging Face directory (not scratch, resume or a Hub name)."""
         return self.init_from not in ("scratch", "resume", *hf.HUB_REPOS)
 
-    def fingerprint(self, data_dir: Path) -> str:
-        """What decides the weights: config (minus logging knobs), the data (data_digest: its
-        meta.json), the code (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face
+    def fingerprint(self, data: bytes) -> str:
+        """What decides the weights: config (minus logging knobs), the data (`data`, the shards'
+        data_digest, taken once per run: shards without meta.json are hashed file by file), the code (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face
         directory the files there that decide its first weights (hf.source_digest). (hf.py, which
         loads pretrained weights, is code of the run; the export, hfexport.py, is not: a new model
         card never retrains.)
@@ -243,7 +236,7 @@ class TrainConfig:
         h = hashlib.sha256()
         trajectory = {k: v for k, v in dataclasses.asdict(self).items() if k not in NON_TRAJECTORY_KEYS}
         h.update(json.dumps(trajectory, sort_keys=True).encode())
-        h.update(data_digest(data_dir))
+        h.update(data)
         for name in FINGERPRINT_CODE:
             h.update(Path(__file__).with_name(name).read_bytes())
         if self.init_from_folder:

@@ -208,6 +208,7 @@ class Start:
     """Where a run starts: its model (on CPU) and, when resuming, the saved state and its directory."""
 
     model: GPT
+    fingerprint: str  # what decides this run's weights (TrainConfig.fingerprint): saved in its state
     state: dict[str, Any] | None = None
     source: Path | None = None
 
@@ -248,8 +249,10 @@ def discard_notice(cfg: TrainConfig, state: dict[str, Any], ckpt: Path) -> str:
     return f"warning: discarding the unfinished run at {ckpt} (step {step} of {planned}): {why}; {how}"
 
 
-def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: str) -> Start:
-    """Build the model for `cfg.init_from`, or pick up an unfinished run with the same fingerprint."""
+def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, data: bytes) -> Start:
+    """Build the model for `cfg.init_from`, or pick up an unfinished run with the same fingerprint.
+    `data` is the shards' data_digest, taken once: both fingerprints below are of it."""
+    fingerprint = cfg.fingerprint(data)
     latest = checkpoint.latest_run_checkpoint(paths.run_dir)
     if cfg.init_from == "resume":
         if latest is None:
@@ -272,7 +275,7 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
         if state["step"] == cfg.max_iters == saved["max_iters"] and died_finishing:
             # model/ckpt may be there, but the extended run's (finished() tells them apart)
             rt.log(f"the run at {latest} reached max_iters but has not written its model/ckpt: finalising it")
-            return _resume(cfg, latest, state, rt)
+            return _resume(cfg, latest, state, rt, fingerprint)
         if state["step"] >= cfg.max_iters:
             raise TrainSetupError(
                 f"init_from=resume: the run under {paths.run_dir} is at step {state['step']} already; "
@@ -283,10 +286,10 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
         origin = str(state.get("origin") or saved.get("init_from") or cfg.init_from)
         refuse_endless_cpu_run(dataclasses.replace(cfg, init_from=origin), rt, done=int(state["step"]))
         same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
-        if same.fingerprint(paths.data_dir) != state["fingerprint"]:
+        if same.fingerprint(data) != state["fingerprint"]:
             rt.log("warning: the data or the code changed since this run's checkpoint; extending it anyway")
         rt.log(extension_notice(cfg, int(state["step"]), saved["max_iters"]))
-        return _resume(cfg, latest, state, rt)
+        return _resume(cfg, latest, state, rt, fingerprint)
     leftover: dict[str, Any] | None = None  # the state of the run in model/run, if it can be read
     if latest is not None:
         try:
@@ -305,7 +308,7 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
                 rt.log(f"resuming the unfinished run at {latest} (same config, data and code)")
             else:
                 rt.log(f"the run at {latest} reached max_iters but has no model/ckpt yet: finalising it")
-            return _resume(cfg, latest, leftover, rt)
+            return _resume(cfg, latest, leftover, rt, fingerprint)
     # A fresh run: refused here, if at all, before a Hub download, before model/run is replaced, and
     # before a leftover run is logged as discarded.
     refuse_endless_cpu_run(cfg, rt)
@@ -319,7 +322,7 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, fingerprint: st
     if rt.dist.is_main and paths.run_dir.exists():
         shutil.rmtree(paths.run_dir)
     device.barrier(rt.dist)
-    return Start(model)
+    return Start(model, fingerprint)
 
 
 def finished(paths: TrainPaths, ckpt: Path, step: int) -> bool:
@@ -419,15 +422,17 @@ def _first_sentence(text: str) -> str:
     return text.split(". ")[0]
 
 
-def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime) -> Start:
+def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime, fingerprint: str) -> Start:
     try:
         model = checkpoint.load_model(ckpt, "cpu", dropout=cfg.dropout).train()
     except (OSError, ValueError, RuntimeError) as e:
         raise TrainSetupError(
-            f"{ckpt}: cannot load the run's weights ({_first_sentence(first_line(e))}); delete {ckpt.parent} to start afresh"
+            f"{ckpt}: cannot load the run's weights ({_first_sentence(first_line(e))}); "
+            f"delete {ckpt.parent} to start afresh"
         ) from None
     if cfg.block_size > model.config.block_size:
         raise TrainSetupError(
-            f"params.yaml train block_size {cfg.block_size} exceeds the checkpoint's {model.config.block_size}"
+            f"params.yaml train block_size {cfg.block_size} exceeds the checkpoint's "
+            f"{model.config.block_size}"
         )
-    return Start(model, state, ckpt)
+    return Start(model, fingerprint, state, ckpt)

@@ -24,14 +24,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline import checkpoint, hfexport
+from pipeline import atomic, checkpoint, hfexport
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.optim import param_groups
 from pipeline.shards import ShardWriter
 from pipeline.tokenizer import ENDOFTEXT_ID, render
 from pipeline.train import MaskedLM, train
-from pipeline.trainconfig import TrainConfig, TrainPaths
+from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest
 from pipeline.trainsetup import TrainSetupError, refuse_endless_cpu_run, setup_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +132,9 @@ def test_params_yaml_profiles_parse() -> None:
 def test_unknown_profile_or_key_is_refused() -> None:
     base, profiles = {"variant": "full", "profile": "p", "init_from": "scratch"}, {"p": {"max_iters": 3}}
     assert TrainConfig.from_params(base, profiles).max_iters == 3
-    with pytest.raises(KeyError, match="train.profile='q'"):
+    with pytest.raises(
+        ValueError, match=r"train.profile='q' is not one of \['p'\] \(the keys of train_profiles:\)"
+    ):
         TrainConfig.from_params({**base, "profile": "q"}, profiles)
     with pytest.raises(KeyError, match=r"train_profiles.p.max_iter\b"):
         TrainConfig.from_params(base, {"p": {"max_iter": 3}})
@@ -416,7 +418,7 @@ import json, os, sys, time
 from collections.abc import Callable
 from pathlib import Path
 from pipeline.train import train
-from pipeline.trainconfig import TrainConfig, TrainPaths
+from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest
 cfg = TrainConfig(**json.loads(sys.argv[1]))
 root, data = Path(sys.argv[2]), Path(sys.argv[3])
 kill_at = int(os.environ.get("KILL_AT", "0"))
@@ -527,7 +529,7 @@ def test_unfinished_run_resumes_automatically(tokens: Path, tmp_path: Path) -> N
 
 
 def test_an_unfinished_run_is_not_resumed_on_shards_that_changed_without_a_meta_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Shards without meta.json were fingerprinted as just "no meta.json": after they were replaced,
     the killed run resumed on the new ones (its sampler position on other data), logging "same
@@ -551,6 +553,17 @@ def test_an_unfinished_run_is_not_resumed_on_shards_that_changed_without_a_meta_
     seen.clear()
     train(tiny_config(max_iters=8, ckpt_interval=4, eval_interval=4, lr=5e-3), paths, on_step=seen.append)
     assert seen == [5, 6, 7, 8]
+    # Extended with init_from: resume, each shard file is hashed once: the extension's fingerprint
+    # and the extended run's (is the data the same?) share one data digest.
+    hashed: list[Path] = []
+    sha256_file = atomic.sha256_file
+    monkeypatch.setattr(atomic, "sha256_file", lambda p: hashed.append(Path(p)) or sha256_file(p))
+    seen.clear()
+    extend = tiny_config(max_iters=10, ckpt_interval=4, eval_interval=4, lr=5e-3, init_from="resume")
+    train(extend, paths, on_step=seen.append)
+    assert seen == [9, 10]
+    shard_files = sorted(p for p in data.rglob("*") if p.is_file())
+    assert sorted(p for p in hashed if p.is_relative_to(data)) == shard_files
 
 
 def test_a_second_run_on_the_same_run_folder_is_refused_while_the_first_lives(
@@ -1022,7 +1035,7 @@ def test_resume_compares_the_dataset_variant() -> None:
     state = {"config": json.dumps(dataclasses.asdict(commercial))}
     assert resume_mismatch(full, state) == {"variant": ("commercial", "full")}
     assert resume_mismatch(commercial, state) == {}
-    assert commercial.fingerprint(ROOT) != full.fingerprint(ROOT)
+    assert commercial.fingerprint(b"shards") != full.fingerprint(b"shards")
 
 
 def test_fingerprint_hashes_the_code_that_decides_the_weights() -> None:
@@ -1130,12 +1143,12 @@ def test_fingerprint_follows_the_files_of_a_local_init_from(tmp_path: Path) -> N
     folder changed an unfinished run still resumed as "same config, data and code"."""
     start = _local_start(tmp_path / "start")
     cfg = tiny_config(init_from=str(start))
-    first = cfg.fingerprint(tmp_path)
-    assert cfg.fingerprint(tmp_path) == first  # nothing changed
+    first = cfg.fingerprint(data_digest(tmp_path))
+    assert cfg.fingerprint(data_digest(tmp_path)) == first  # nothing changed
     _local_start(start, seed=4)  # other weights, same path and shape
-    assert cfg.fingerprint(tmp_path) != first
+    assert cfg.fingerprint(data_digest(tmp_path)) != first
     # A folder that is gone or not a model does not break the fingerprint (loading it says why).
-    assert tiny_config(init_from=str(tmp_path / "gone")).fingerprint(tmp_path) != first
+    assert tiny_config(init_from=str(tmp_path / "gone")).fingerprint(data_digest(tmp_path)) != first
 
 
 def test_an_unfinished_run_from_a_local_folder_is_not_resumed_after_its_weights_change(

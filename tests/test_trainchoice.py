@@ -13,6 +13,7 @@ import yaml
 
 from pipeline.buildinputs import VARIANTS
 from pipeline.trainchoice import check_train_choice
+from pipeline.trainconfig import TrainConfig
 from stages import registry as registry_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,4 +82,17 @@ def test_a_profile_yaml_reads_as_a_number_or_boolean_is_no_traceback() -> None:
     check_train_choice(params)
     params["train"]["profile"] = "nope"
     with pytest.raises(ValueError, match=r"train.profile='nope' is not one of \[2048, True, 'cpu-tiny'"):
+        check_train_choice(params)
+    # The train stage's own check (`python -m stages.train` run by hand) is the same one: it sorted
+    # the names eagerly too, a TypeError traceback where the stage prints settings mistakes in a line.
+    with pytest.raises(ValueError, match=r"train.profile='nope' is not one of \[2048, True, 'cpu-tiny'"):
+        TrainConfig.from_params(params["train"], params["train_profiles"])
+
+
+def test_a_profile_that_is_no_mapping_is_refused_before_dvc_clears_the_model() -> None:
+    """`train_profiles: {cpu-tiny: 3}` (or `-S train_profiles.cpu-tiny=3`): the registry stage said
+    nothing and the train stage refused it only after DVC had cleared its outputs."""
+    params = _params()
+    params["train_profiles"]["cpu-tiny"] = 3
+    with pytest.raises(ValueError, match=r"^params.yaml train_profiles.cpu-tiny: expected a mapping"):
         check_train_choice(params)
