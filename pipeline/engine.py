@@ -75,6 +75,17 @@ class Generation:
         return len(self.token_ids)
 
 
+def _thread_invariant(decode: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+    """`decode(tokens)` with the same logits at any CPU thread count, for the thread tuner, which
+    changes the count between steps. torch's CPU flash-attention kernel does not give them: for one
+    query row its result moves with the count (2.13: ~1e-7 in attention, ~1e-6 in the logits of a
+    GPT-2 layer shape at 1 vs 2 threads), which can flip a greedy near-tie or a seeded draw, so a
+    `--seed` reply would depend on the counts the timings picked. The math backend's one-row
+    products do not move (a prefill's many rows do not either: it needs nothing)."""
+    with sdpa_kernel([SDPBackend.MATH]):
+        return decode(tokens)
+
+
 class _DecodeGraph:
     """A decode step on static input/output buffers, captured once and replayed."""
 
@@ -244,7 +255,9 @@ class Engine:
     def _decode_step(self, slot: _Slot, tokens: torch.Tensor) -> torch.Tensor:
         if self.thread_tuner is None:
             return slot.decode(tokens)
-        return self.thread_tuner.timed(lambda: slot.decode(tokens))
+        if slot.step != self.model.decode_step:  # compiled: its kernels were chosen when it compiled
+            return self.thread_tuner.timed(lambda: slot.decode(tokens))
+        return self.thread_tuner.timed(lambda: _thread_invariant(slot.decode, tokens))
 
     def generate_ids(
         self,

@@ -12,8 +12,10 @@ decoding (about a fifth of it at most), and runs at whichever is quickest. It tr
 the steps slow down, or when the cores other processes use move (pipeline/cpuload.py): a load came or
 went.
 
-The count changes nothing in the output: torch's CPU kernels give the same logits at any thread count
-(tests/test_threadtuner.py checks it on this machine's torch), so a `--seed` reply is the same.
+The count changes nothing in the output: a tuned decode step runs its attention on torch's math
+backend, whose logits are the same at any thread count (its CPU flash kernel's, for the one query row
+of a decode step, were not: pipeline.engine._thread_invariant), so a `--seed` reply is the same
+(tests/test_threadtuner.py checks it on this machine's torch). A compiled step keeps its own kernels.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_engine_support import TINY, ScriptedGPT, tiny_gpt
 
-from pipeline.chatsession import ChatSession, NoRoomError, clean_text
+from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, clean_text, max_reply_budget
 from pipeline.engine import STOP_TOKEN_IDS, Engine, Generation
 from pipeline.model import GPT
 from pipeline.sampling import SamplingParams, sample
@@ -338,11 +338,21 @@ def chats(draw: st.DrawFn) -> tuple[list[str], str, str | None, int]:
 
 @settings(PROPERTY, max_examples=40)
 @given(chats())
+# A budget past max_reply_budget (block_size - 5) is refused as such, before any room is counted:
+# the strategy draws up to block_size - 1, and these drew NoRoomError's check (they failed unseen,
+# the derandomized examples never reached 124..127).
+@example(([], "hi", None, BLOCK - 1))
+@example(([], "hi", "persona", max_reply_budget(BLOCK) + 1))
 def test_chat_prompt_keeps_the_persona_and_the_newest_whole_exchanges_that_fit(case) -> None:
     """ChatSession.prompt_ids is render() of the persona, the newest whole (human, bot) exchanges
     that fit block_size minus the reply budget, the new message and <bot>: the layout of a training
-    window at a later turn (docs/shards.md). It refuses a persona or a message that leaves no room."""
+    window at a later turn (docs/shards.md). It refuses a reply budget past max_reply_budget, and a
+    persona or a message that leaves no room."""
     history, message, context, budget = case
+    if budget > max_reply_budget(BLOCK):
+        with pytest.raises(ReplyBudgetError):
+            ChatSession(SCRIPTED_ENGINE, context=context, max_new_tokens=budget)
+        return
     room = BLOCK - budget
     ctx = clean_text(context) if context else None
     fixed = len(render([], ctx, enc=ENC, add_generation_prompt=True)[0])

@@ -279,6 +279,34 @@ def test_switching_counts_mid_reply_changes_no_token() -> None:
     assert seen.count(1) > 5 and changes >= 6  # it did switch: to 1 thread and back, again and again
 
 
+def test_a_tuned_decode_step_gives_the_same_logits_at_any_thread_count() -> None:
+    """The logits themselves, not only the tokens of one reply (a difference of 1e-6 flips a token
+    only now and then): torch's CPU flash attention gave a decode step (one query row) logits that
+    moved with the count, ~2e-6 for this model at 1 vs 2 threads, so a seeded reply could change
+    with the counts the tuner's timings picked. Tuned steps run their attention on the math backend."""
+    model = tiny_gpt()
+    default = torch.get_num_threads()
+    tuner = ThreadTuner((1, 2), torch.set_num_threads)
+    engine = Engine(model, thread_tuner=tuner)
+    prompt = torch.tensor([[5, 17, 99, 3, 250, 8, 1000, 42] * 5])  # 41+ keys: 32 or fewer matched
+    logits = []
+    try:
+        for count in (1, 2):
+            tuner.chosen = count  # the count the step runs at (no turn is due: 0 steps timed)
+            slot = engine._slot(1, 64)
+            slot.cache.reset()
+            with torch.inference_mode():
+                model(prompt, cache=slot.cache)
+                steps = []
+                for token in (7, 11, 13):
+                    steps.append(engine._decode_step(slot, torch.tensor([[token]])))
+                    slot.cache.advance()
+            logits.append(torch.cat(steps))
+    finally:
+        torch.set_num_threads(default)
+    assert torch.equal(logits[0], logits[1]), (logits[0] - logits[1]).abs().max()
+
+
 def test_the_engine_times_only_its_decode_steps_with_the_tuner() -> None:
     """Each decode step (not the prefill) goes through the tuner: 20 new tokens, 19 steps fed back."""
     model = tiny_gpt()
