@@ -68,9 +68,9 @@ from pipeline.schema import (
     TURN_SCHEMA,
     commercial_ok,
     frame_rules,
-    licence_known,
     row_violations,
 )
+from pipeline.sources import licences
 
 # A failing row is encoded as (turn + 1) * _CODE_BASE + check index, so that the conversation's
 # first failing turn and its check survive a streaming `min` aggregation.
@@ -131,32 +131,52 @@ def row_checks(src: SourceInput, max_chars: int) -> list[tuple[str, pl.Expr, str
     ]
 
 
+# Where a contributed file's terms are stated (a registry entry's: sources.yaml).
+SIDECAR = "the sidecar"
+
+
 def warn_unknown_licences(sources: list[SourceInput]) -> list[str]:
-    """Say which sources (or contributed files) claim commercial use under an unknown licence and so
-    stay out of the commercial variant; returns the messages (printed to stderr)."""
+    """Say which sources (or contributed files) claim commercial use under a licence that keeps them
+    out of the commercial variant (unknown, or one that forbids it); returns the messages (printed
+    to stderr)."""
     messages = []
     for src in sources:
         if src.contrib:
+            # each file's terms are its rows' own: the ones commercial_ok leaves out despite the flag
             files = (
                 pl.scan_parquet(src.path, glob=False)
-                .filter(pl.col("commercial").fill_null(False) & ~licence_known())
-                .select(pl.col("source").unique().sort())
-                .collect()["source"]
-                .to_list()
+                .filter(pl.col("commercial").fill_null(False) & ~commercial_ok())
+                .select("source", "licence")
+                .unique()
+                .sort("source", "licence")
+                .collect()
+                .iter_rows()
             )
-            messages += [
-                f"build: {name}: licence unknown, so it stays out of the commercial variant despite "
-                f"`commercial: true` (name its licence in the sidecar)"
-                for name in files
-            ]
+            messages += [_kept_out(name, licence or "", SIDECAR) for name, licence in files]
         elif src.commercial and not src.commercial_eligible:
-            messages.append(
-                f"build: {src.name}: licence {src.licence!r} is not known, so it stays out of the "
-                "commercial variant despite `commercial: true` (name its licence in sources.yaml)"
-            )
+            messages.append(_kept_out(src.name, src.licence, "sources.yaml"))
     for message in messages:
         print(message, file=sys.stderr)
     return messages
+
+
+def _kept_out(name: str, licence: str, where: str) -> str:
+    """The warning for flagged data its licence keeps out (licences.licence_bar's two cases); an
+    unknown licence's wording is as it was, per registry entry or contributed file."""
+    if not licences.is_unknown(licence):  # then the licence forbids commercial use by its name
+        return (
+            f"build: {name}: licence {licence!r} forbids commercial use, so it stays out of the "
+            f"commercial variant despite `commercial: true` (set `commercial: false` in {where})"
+        )
+    if where == SIDECAR:
+        return (
+            f"build: {name}: licence unknown, so it stays out of the commercial variant despite "
+            "`commercial: true` (name its licence in the sidecar)"
+        )
+    return (
+        f"build: {name}: licence {licence!r} is not known, so it stays out of the "
+        f"commercial variant despite `commercial: true` (name its licence in {where})"
+    )
 
 
 def scan_source(src: SourceInput, cfg: BuildConfig) -> pl.LazyFrame:
@@ -284,7 +304,7 @@ def decide(conv: pl.DataFrame, sources: Sequence[SourceInput], cfg: BuildConfig)
     )
     caps = {ranks[n]: c for n, c in cfg.caps.items()}
     fated = dedup_and_cap(candidates, caps)
-    others = _other_variants_kept(conv, cfg, caps)
+    others = _other_variants_kept(conv, cfg, caps, candidates.height)
     kept = split.assign_split(fated.filter(pl.col("status") == KEPT), cfg.val_fraction, others)
     return pl.concat(
         [settled, fated.filter(pl.col("status") != KEPT), kept], how="diagonal_relaxed"
@@ -294,15 +314,18 @@ def decide(conv: pl.DataFrame, sources: Sequence[SourceInput], cfg: BuildConfig)
     )
 
 
-def _other_variants_kept(conv: pl.DataFrame, cfg: BuildConfig, caps: Mapping[int, int]) -> list[pl.Series]:
+def _other_variants_kept(
+    conv: pl.DataFrame, cfg: BuildConfig, caps: Mapping[int, int], own: int
+) -> list[pl.Series]:
     """The split hashes (`split_u`) of what each other variant keeps, for split.assign_split: a
     tiny variant's split moves are made in both, so no conversation is train in one variant and
-    val in the other. A variant of the same conversations (every one commercial) keeps the same.
+    val in the other. A variant of the same conversations (every one commercial) keeps the same:
+    `own` is how many candidates this variant has (decide's, valid and in the variant), compared
+    with each other variant's.
 
     Without caps, the hashes a variant keeps are those of its candidates: a duplicate has the
     opening of the copy kept, so dedup drops no hash. A cap can, so then dedup and caps are run."""
     valid = conv.filter(pl.col("check").is_null())
-    own = valid.filter(eligible_expr(cfg.variant)).height
     out = []
     for variant in VARIANTS:
         candidates = valid.filter(eligible_expr(variant))

@@ -206,10 +206,7 @@ class ChatRequest:
         req.check_values()
         # Last, so that a body with several mistakes keeps the error it had before these were checked.
         _check_ignored_knobs(body)
-        if body.get("stream_options") is not None and not req.stream:
-            # OpenAI's 400: a client that asked for usage in a stream and got a whole reply would
-            # wait for a usage chunk that never comes.
-            raise RequestError("`stream_options` is only allowed when `stream` is true", "stream_options")
+        req.refuse_stray_stream_options(body)
         return req
 
     @classmethod
@@ -235,6 +232,12 @@ class ChatRequest:
         if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
             raise RequestError("`stream_options` must be an object", "stream_options")
         return req
+
+    def refuse_stray_stream_options(self, body: dict[str, Any]) -> None:
+        """OpenAI's 400 (both APIs) for `stream_options` without `stream: true`: a client that asked
+        for usage in a stream and got a whole reply would wait for a usage chunk that never comes."""
+        if body.get("stream_options") is not None and not self.stream:
+            raise RequestError("`stream_options` is only allowed when `stream` is true", "stream_options")
 
     def check_values(self) -> None:
         """A 400 for a reply budget under 1 or a sampling value out of range; `seed` becomes the

@@ -36,7 +36,7 @@ from pipeline.sources.contrib import (
     shown,
 )
 from pipeline.sources.errors import SourceError
-from pipeline.sources.licences import commercial_eligible
+from pipeline.sources.licences import commercial_eligible, is_unknown, licence_bar
 from pipeline.sources.registry import SIDECAR_SUFFIXES, get_source, load_registry
 from pipeline.terminal import printable
 
@@ -229,9 +229,12 @@ def _why_not_commercial(flag: bool, licence: str) -> str | None:
     """Why the commercial variant leaves a file out (None when it takes it)."""
     if not flag:
         return "its sidecar says commercial: false"
-    if not commercial_eligible(flag, licence):
+    bar = licence_bar(licence)
+    if bar is None:
+        return None
+    if is_unknown(licence):
         return "licence unknown: name its SPDX id in the sidecar"
-    return None
+    return f"{bar}: set commercial: false in the sidecar"
 
 
 def _count(n: int, word: str) -> str:

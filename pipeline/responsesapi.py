@@ -10,7 +10,8 @@ the oldest turns are dropped to fit, as in chat completions; "disabled": a 400 i
 safety_identifier, and the extensions top_k and seed. Refused with a 400 naming the field: what
 needs a stored response (previous_response_id, conversation, prompt, background), tools, a text
 format other than text, non-text input (images, files, audio), log-probabilities, any `include`
-but reasoning.encrypted_content (there is no reasoning to include).
+but reasoning.encrypted_content (there is no reasoning to include), and (as chat completions)
+`stream_options` without `stream: true`.
 
 The reply is a `response` object with one assistant message of one output_text part, status
 "completed", or "incomplete" (incomplete_details.reason "max_output_tokens") when the budget ran
@@ -104,6 +105,7 @@ class ResponsesRequest(ChatRequest):
             "truncation": truncation or "auto",
             "user": _string(body, "user"),
         }
+        req.refuse_stray_stream_options(body)  # last, as chat's: a body's first mistake stays the one named
         return req
 
 

@@ -15,7 +15,7 @@ from pipeline.params import DEFAULT_PARAMS, load_params, project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.fetchspec import write_fetch_specs
 from pipeline.sources.leftovers import find_leftovers, remove_leftovers
-from pipeline.sources.registry import enabled_specs
+from pipeline.sources.registry import FETCH_SPECS, enabled_specs
 from pipeline.trainchoice import check_train_choice
 
 
@@ -27,8 +27,8 @@ def main() -> int:
     except (SourceError, ValueError) as e:
         print(f"registry: {e}", file=sys.stderr)
         return 1
-    written = write_fetch_specs(specs, root, root / "data" / "registry")
-    print(f"registry: {len(written)} sources -> data/registry/")
+    written = write_fetch_specs(specs, root, root / FETCH_SPECS)
+    print(f"registry: {len(written)} sources -> {FETCH_SPECS}/")
     for name, paths in find_leftovers(root, {s.name for s in specs}, registry.values()).items():
         remove_leftovers(paths)
         shown = ", ".join(p.relative_to(root).as_posix() for p in paths)

@@ -1127,3 +1127,20 @@ def test_chitchat_joins_a_message_cut_at_the_apps_limit_with_its_rest(tmp_path: 
     result = _read("chitchat", tmp_path)
     assert result.turns["text"][0] == f"{cut} ally think so\nNew line"
     assert _reconciles(result.report)
+
+
+@pytest.mark.parametrize("adapter", ["hackernews", "arithmetic", "chatbot_arena"])
+def test_a_record_that_is_no_object_is_quarantined_saying_what_it_is(tmp_path: Path, adapter: str) -> None:
+    """_records.objects read a JSONL line holding a list, a string or a number as {}: the adapter
+    then quarantined it as an object missing its fields (`item has no integer id`; arithmetic twice,
+    once per field), and its text was lost. Now it is one row saying what it is, with its line, as
+    the contrib path words it."""
+    lines = ["[1, 2]", '"hello"', "42", "null", "true"]
+    (tmp_path / "r.jsonl").write_text("".join(f"{line}\n" for line in lines))
+    result = _read(adapter, tmp_path)
+    kinds = ["list", "string", "number", "null", "true/false"]
+    assert result.quarantine.select("origin", "check", "reason", "text").rows() == [
+        (f"r.jsonl:{i}", "missing_field", f"record is a JSON {kind}, not an object", line)
+        for i, (line, kind) in enumerate(zip(lines, kinds, strict=True), start=1)
+    ]
+    assert result.report["rows_read"] == len(lines) and _reconciles(result.report)

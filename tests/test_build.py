@@ -958,3 +958,44 @@ def test_dataset_card_splits_load_with_datasets(corpus, monkeypatch):
     assert (ds["train"].num_rows, ds["validation"].num_rows) == (conv["train"], conv["val"])
     body = (root / "data/dataset/full/README.md").read_text(encoding="utf-8")
     assert f"| train | {conv['train']:,} |" in body and f"| validation | {conv['val']:,} |" in body
+
+
+def test_flagged_data_under_a_non_commercial_licence_is_warned_about_by_its_real_bar(
+    tmp_path: Path, capsys
+) -> None:
+    """The warning said "is not known" for a registry entry flagged under CC-BY-NC (the build keeps
+    it out because that licence forbids commercial use), and nothing at all for such a contributed
+    file (it was looked for among unknown licences only). Each now says what keeps it out, as
+    commercial_eligible decides; an unknown licence keeps its wording."""
+    from pipeline.buildinputs import SourceInput
+
+    table = tmp_path / "contrib.parquet"
+    rows = [
+        *conversation_rows("c:1", ["q", "a"], "contrib/nc", "CC-BY-NC-4.0", True),
+        *conversation_rows("c:2", ["q", "a"], "contrib/unk", "unknown", True),
+        *conversation_rows("c:3", ["q", "a"], "contrib/ok", "MIT", True),
+        *conversation_rows("c:4", ["q", "a"], "contrib/off", "CC-BY-NC-4.0", False),
+    ]
+    pl.DataFrame(rows, schema=TURN_SCHEMA).write_parquet(table)
+
+    def source(name: str, kind: str, licence: str) -> SourceInput:
+        return SourceInput(name, 0, table, name, kind, licence, True)
+
+    messages = build_mod.warn_unknown_licences(
+        [
+            source("nc", "package", "CC-BY-NC-SA-4.0"),
+            source("unk", "package", "unknown"),
+            source("contrib", "contrib", "per-file"),
+        ]
+    )
+    assert messages == [
+        "build: nc: licence 'CC-BY-NC-SA-4.0' forbids commercial use, so it stays out of the commercial "
+        "variant despite `commercial: true` (set `commercial: false` in sources.yaml)",
+        "build: unk: licence 'unknown' is not known, so it stays out of the commercial variant despite "
+        "`commercial: true` (name its licence in sources.yaml)",
+        "build: contrib/nc: licence 'CC-BY-NC-4.0' forbids commercial use, so it stays out of the "
+        "commercial variant despite `commercial: true` (set `commercial: false` in the sidecar)",
+        "build: contrib/unk: licence unknown, so it stays out of the commercial variant despite "
+        "`commercial: true` (name its licence in the sidecar)",
+    ]
+    assert capsys.readouterr().err.splitlines() == messages

@@ -311,3 +311,15 @@ def test_a_file_name_holding_terminal_escapes_is_shown_inert(
     assert f"{shown}-alone.txt: no sidecar" in captured.err
     assert f"{shown}-missing.txt: no such file" in captured.err
     assert f"{shown}.txt: no row kept" in captured.err
+
+
+def test_why_a_flagged_file_is_kept_out_names_its_licence_bar() -> None:
+    """`check` said "licence unknown: name its SPDX id" for every flagged file the commercial variant
+    leaves out, also one whose licence forbids commercial use (naming an SPDX id would not help)."""
+    from pipeline.check import _why_not_commercial
+
+    assert _why_not_commercial(True, "CC-BY-NC-4.0") == (
+        "the licence CC-BY-NC-4.0 forbids commercial use: set commercial: false in the sidecar"
+    )
+    assert _why_not_commercial(True, "unknown") == "licence unknown: name its SPDX id in the sidecar"
+    assert _why_not_commercial(True, "MIT") is None

@@ -15,7 +15,7 @@ import yaml
 from pipeline.atomic import sha256_file
 from pipeline.sources.download import download
 from pipeline.sources.errors import SourceError
-from pipeline.sources.fetchspec import fetch_spec
+from pipeline.sources.fetchspec import fetch_spec, write_fetch_specs
 from pipeline.sources.registry import (
     LICENCE_TEXT_MAX,
     SourceSpec,
@@ -142,3 +142,25 @@ def test_the_repository_sources_yaml_names_the_sdist_text_of_chatterbot() -> Non
     digest = sha256_file(repo / spec.licence_text)
     assert digest == "a3ef744f9a7ddfb090596aeabe99c145adfe0d14f3eafdfb6a70207caded8aea"
     assert digest in (repo / "data/licences/README.md").read_text(encoding="utf-8")
+
+
+def test_the_download_refuses_a_text_edited_since_the_registry_stage_hashed_it(tmp_path: Path) -> None:
+    """The registry stage hashes the text into data/registry/<name>.json, the file DVC re-runs the
+    download by; the download copied whatever the file held when it ran, so a text edited between the
+    two was recorded under the old text's spec (and the next repro, seeing the spec unchanged, never
+    re-ran the download). It refuses in one line naming the file and both hashes."""
+    path = _write(tmp_path, b"BSD-3-Clause text\n")
+    spec = _parse(tmp_path, TEXT)
+    write_fetch_specs([spec], tmp_path, tmp_path / "data/registry")
+    recorded = sha256_file(path)
+    path.write_bytes(b"BSD-3-Clause text, edited mid-repro\n")
+    with pytest.raises(SourceError) as e:
+        download(spec, tmp_path)
+    assert str(e.value) == (
+        f"pkg: `licence_text:` {TEXT} has sha256 {sha256_file(path)}, but the registry stage recorded "
+        f"{recorded} in data/registry/pkg.json (edited during the repro?); run `dvc repro` again"
+    )
+    assert not (tmp_path / "data/raw/pkg").exists()
+    write_fetch_specs([spec], tmp_path, tmp_path / "data/registry")  # the next repro's registry stage
+    copy = download(spec, tmp_path) / ".licence/repository/LICENSE"
+    assert copy.read_bytes() == path.read_bytes()

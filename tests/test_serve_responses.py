@@ -400,7 +400,6 @@ def test_parse_maps_the_body_onto_a_chat_request() -> None:
             "text": {"format": {"type": "text"}, "verbosity": "low"},
             "include": ["reasoning.encrypted_content"],
             "reasoning": {"effort": "low"},
-            "stream_options": {"include_obfuscation": False},
         }
     )
     assert (req.context, req.history, req.user_text) == (
@@ -494,3 +493,23 @@ def test_a_bad_truncation_is_quoted_short_as_an_include_item_is() -> None:
     with pytest.raises(RequestError, match="`truncation` must be") as caught:
         ResponsesRequest.parse({"input": "hi", "truncation": "x" * 1_000_000})
     assert caught.value.param == "truncation" and len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("stream", [None, False])
+def test_stream_options_without_stream_is_refused_as_chat_refuses_it(stream: bool | None) -> None:
+    """/v1/chat/completions refuses `stream_options` without `stream: true` (OpenAI's 400); /v1/responses
+    took it and answered a whole response. Both now run the one check (ChatRequest)."""
+    from pipeline.chatrequest import ChatRequest, RequestError
+
+    options = {"stream_options": {"include_obfuscation": False}}
+    if stream is not None:
+        options["stream"] = stream
+    with pytest.raises(RequestError) as responses:
+        ResponsesRequest.parse({"input": "hi", **options})
+    with pytest.raises(RequestError) as chat:
+        ChatRequest.parse({"messages": [{"role": "user", "content": "hi"}], **options})
+    assert (str(responses.value), responses.value.param) == (str(chat.value), chat.value.param)
+    assert responses.value.param == "stream_options" and "only allowed when `stream` is true" in str(
+        chat.value
+    )
+    assert ResponsesRequest.parse({"input": "hi", **options, "stream": True}).stream

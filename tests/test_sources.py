@@ -1484,3 +1484,27 @@ def test_an_unguessable_jsonl_says_what_its_first_line_holds(tmp_path: Path, bod
     _contrib(tmp_path, "chats.jsonl", "\n" + body, {"licence": "MIT", "commercial": True})
     with pytest.raises(SourceError, match=r"chats.jsonl: cannot tell its format \(" + hint):
         scan_contrib(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("flag", "licence", "said"),
+    [
+        (True, "CC-BY-NC-4.0", "flagged commercial, but the licence CC-BY-NC-4.0 forbids commercial use: "),
+        (True, " research use only ", "flagged commercial, but the licence research use only forbids "),
+        (True, "unknown", "flagged commercial, but the licence is unknown: "),
+        (True, "MIT", ""),
+        (False, "CC-BY-NC-4.0", ""),
+    ],
+)
+def test_the_sources_reason_names_what_keeps_a_flagged_source_out(
+    flag: bool, licence: str, said: str
+) -> None:
+    """`nanochatgpt sources --reasons` said "the licence is unknown" for every flagged source the build
+    leaves out, also one whose licence forbids commercial use; it says the bar commercial_eligible
+    applies (licences.licence_bar), and nothing before the stated reason when the build takes it."""
+    from pipeline.sources.licences import commercial_eligible
+    from pipeline.sources.table import _reason
+
+    shown = _reason(flag, licence, "stated")
+    assert shown.startswith(said) and shown.endswith("stated")
+    assert (shown == "stated") == (commercial_eligible(flag, licence) or not flag)

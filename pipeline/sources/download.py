@@ -8,6 +8,7 @@ the `local_path:` override.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -29,7 +30,14 @@ from pipeline.sources.contrib import (
     shown_link,
 )
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import REGISTRY_FILE, SourceSpec, brief, check_licence_text, local_target
+from pipeline.sources.registry import (
+    FETCH_SPECS,
+    REGISTRY_FILE,
+    SourceSpec,
+    brief,
+    check_licence_text,
+    local_target,
+)
 
 MANIFEST = "manifest.json"
 # Where a download keeps the licence and notice files its upstream ships (a package's .dist-info
@@ -448,6 +456,7 @@ def _repository_licence(spec: SourceSpec, root: Path, out: Path) -> dict[str, An
     if not spec.licence_text:
         return {}
     data = check_licence_text(f"{REGISTRY_FILE}: {spec.name}", spec.licence_text, root)
+    _check_registered_hash(spec, root, hashlib.sha256(data).hexdigest())
     rel = (PurePosixPath(LICENCE_DIR) / REPOSITORY_COPY / PurePosixPath(spec.licence_text).name).as_posix()
     if (out / rel).exists():  # an archive member or a hub file of that path: never overwrite upstream's
         raise SourceError(
@@ -457,6 +466,31 @@ def _repository_licence(spec: SourceSpec, root: Path, out: Path) -> dict[str, An
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
     (out / rel).write_bytes(data)  # the bytes checked, not a second read of a file that may change
     return {"licence_text": {"path": rel, "from": spec.licence_text}}
+
+
+def _check_registered_hash(spec: SourceSpec, root: Path, got: str) -> None:
+    """Refuse a `licence_text:` file whose bytes are not those the registry stage hashed into
+    data/registry/<name>.json (fetchspec), the file DVC re-runs this download by: a copy edited
+    between the two stages would be recorded under the spec of the text before, and the next repro,
+    seeing that spec unchanged, would never re-run the download to record the edit. A download run
+    without that file (by hand, or by a test) has nothing to compare with."""
+    rel = f"{FETCH_SPECS}/{spec.name}.json"
+    try:
+        registered = json.loads((root / rel).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(
+            f"{spec.name}: {rel} cannot be read ({e}); run `dvc repro` (its registry stage rewrites it)"
+        ) from None
+    entry = registered.get("licence_text") if isinstance(registered, dict) else None
+    recorded = entry.get("sha256") if isinstance(entry, dict) else None
+    if recorded != got:
+        raise SourceError(
+            f"{spec.name}: `licence_text:` {spec.licence_text} has sha256 {got}, but the registry stage "
+            f"recorded {recorded or 'none'} in {rel} (edited during the repro?); "
+            "run `dvc repro` again"
+        )
 
 
 FETCHERS = {"package": _from_package, "contrib": _from_contrib, "hf_dataset": _from_hub, "url": _from_url}

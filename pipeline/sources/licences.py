@@ -81,7 +81,19 @@ def commercial_eligible(flag: bool, licence: str) -> bool:
     forbid commercial use by its name (the row-wise form is pipeline.schema.commercial_ok). The
     registry and sidecar checks refuse such a flag already; the build re-applies it, so a turn table
     they did not check (written by hand or by an older normalize) cannot carry one in."""
-    return flag and not is_unknown(licence) and not is_non_commercial(licence)
+    return flag and licence_bar(licence) is None
+
+
+def licence_bar(licence: str) -> str | None:
+    """Why the licence alone keeps flagged data out of the commercial variant, in words for a
+    message ("the licence is unknown", "the licence CC-BY-NC-4.0 forbids commercial use"), or None
+    when it does not: commercial_eligible's rule, so that what `sources`, `check` and the build say
+    is what the build does."""
+    if is_unknown(licence):
+        return "the licence is unknown"
+    if is_non_commercial(licence):
+        return f"the licence {licence.strip()} forbids commercial use"
+    return None
 
 
 def is_non_commercial(licence: str) -> bool:

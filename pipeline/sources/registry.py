@@ -25,6 +25,8 @@ from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import is_known_commercial, is_non_commercial, is_unknown
 
 REGISTRY_FILE = "sources.yaml"
+# Where the registry stage writes each enabled source's fetch spec, <name>.json (fetchspec.py).
+FETCH_SPECS = "data/registry"
 KINDS = ("package", "contrib", "hf_dataset", "url")
 # A contributed file's sidecar (pipeline/sources/contrib.py reads it). Here, not there: the build
 # tells a recorded sidecar from a data file by it (pipeline/notices.py) and runs no contrib code.

@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.params import project_root
 from pipeline.sources.contrib import contrib_folder, scan_contrib
 from pipeline.sources.errors import SourceError
-from pipeline.sources.licences import commercial_eligible
+from pipeline.sources.licences import commercial_eligible, licence_bar
 from pipeline.sources.normalize import OUTPUTS_KEY, output_paths
 from pipeline.sources.registry import REGISTRY_FILE, enabled_sources, load_registry
 from pipeline.terminal import printable
@@ -155,8 +155,11 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
 
 
 def _reason(flag: bool, licence: str, reason: str) -> str:
-    if flag and not commercial_eligible(flag, licence):
-        return f"flagged commercial, but the licence is unknown: kept out of the commercial variant. {reason}"
+    """The stated reason, after why the build keeps a flagged source out (its licence's bar): the
+    bar was always worded "unknown", also for a licence that forbids commercial use."""
+    bar = licence_bar(licence) if flag else None
+    if bar:
+        return f"flagged commercial, but {bar}: kept out of the commercial variant. {reason}"
     return reason
 
 

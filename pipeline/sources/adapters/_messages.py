@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import Record, iter_json_records
+from pipeline.sources.adapters._records import json_kind, readable, record_text
+from pipeline.sources.readers import iter_json_records
 from pipeline.sources.rows import RawRows
 
 CONTEXT = "context"  # a role_map value: the message becomes the conversation's context
@@ -149,11 +149,10 @@ def read_message_file(
     used: set[str] = set()
     for origin, rec in readable(iter_json_records(path), rel, rows):
         if not isinstance(rec.value, dict):  # `[...]`, a string, a number: no record to take fields from
-            kind = _JSON_KINDS.get(type(rec.value), type(rec.value).__name__)
-            reason = f"record is a JSON {kind}, not an object with a `{list_name}` list"
+            reason = f"record is {json_kind(rec.value)}, not an object with a `{list_name}` list"
             # its own conversation key, as any record's: it breaks no record that has an id like its line
             key = f"{key_prefix}{record_key(None, rec.line, used)}"
-            rows.bad(origin, "missing_field", reason, conv_key=key, text=_record_text(rec))
+            rows.bad(origin, "missing_field", reason, conv_key=key, text=record_text(rec))
             continue
         obj = rec.value
         add_messages(
@@ -167,22 +166,5 @@ def read_message_file(
             list_name=list_name,
             # a record with no message to read (a `Messages` typo, say) is quarantined with what it
             # held, so `nanochatgpt quarantine` shows the record, not an empty row
-            record_text=lambda rec=rec: _record_text(rec),
+            record_text=lambda rec=rec: record_text(rec),
         )
-
-
-# How a JSON value that is not an object is named in a reason (JSON's words, not Python's).
-_JSON_KINDS = {
-    list: "list",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "true/false",
-    type(None): "null",
-}
-
-
-def _record_text(rec: Record) -> str:
-    """A record as read: its JSONL line, or (a .json list's item, which has no line) its JSON; a long
-    one is cut to a preview by RawRows."""
-    return rec.raw or json.dumps(rec.value, ensure_ascii=False)

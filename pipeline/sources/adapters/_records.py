@@ -6,6 +6,7 @@ Kept here so that every adapter quarantines an unreadable record the same way (o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,39 @@ def readable(records: Iterable[Record], rel: str, rows: RawRows) -> Iterator[tup
 
 def objects(records: Iterable[Record], rel: str, rows: RawRows) -> Iterator[tuple[str, int, dict[str, Any]]]:
     """`readable` for JSON/parquet records as (origin, line, object); a value that is not an object
-    reads as {} so that the adapter reports its fields as missing rather than crashing."""
+    (a JSONL line holding a list, a string, a number) is quarantined on the way, saying what it is
+    and holding its text. It was read as {}, so the adapter quarantined it as an object missing its
+    fields (arithmetic: twice), without the text that would show the record was no object."""
     for origin, rec in readable(records, rel, rows):
-        yield origin, rec.line, rec.value if isinstance(rec.value, dict) else {}
+        if not isinstance(rec.value, dict):
+            rows.bad(
+                origin,
+                "missing_field",
+                f"record is {json_kind(rec.value)}, not an object",
+                text=record_text(rec),
+            )
+            continue
+        yield origin, rec.line, rec.value
+
+
+# How a JSON value that is not an object is named in a reason (JSON's words, not Python's), as the
+# contrib path (_messages.read_message_file) names it.
+_JSON_KINDS = {
+    list: "list",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "true/false",
+    type(None): "null",
+}
+
+
+def json_kind(value: Any) -> str:
+    """`a JSON list`, `a JSON number`, ...: what a record that is not an object holds."""
+    return f"a JSON {_JSON_KINDS.get(type(value), type(value).__name__)}"
+
+
+def record_text(rec: Record) -> str:
+    """A record as read: its JSONL line, or (a .json list's item, which has no line) its JSON; a long
+    one is cut to a preview by RawRows."""
+    return rec.raw or json.dumps(rec.value, ensure_ascii=False, default=str)
