@@ -19,7 +19,8 @@ from pipeline.sources.registry import SourceSpec
 FIXTURE = Path(__file__).parent / "fixtures" / "sources" / "empathetic_dialogues"
 HEADER = "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
 # The committed fixture's rows as the adapter read them before the format checks existed:
-# (conv_key, speaker, text, origin, check); the utf8 row's text is the raw line, left out here.
+# (conv_key, speaker, text, origin, check); the utf8 row's text is the raw line, left out here. An
+# unreadable line names its conversation (its first field), so that losing it cuts that conversation.
 FIXTURE_ROWS = [
     (
         "hit:0_conv:1",
@@ -41,12 +42,18 @@ FIXTURE_ROWS = [
     ("hit:1_conv:2", "3", "", "empatheticdialogues/train.csv:7", None),
     ("hit:1_conv:2", "2", "of the dark", "empatheticdialogues/train.csv:8", None),
     ("hit:1_conv:2", "3", "That's normal.", "empatheticdialogues/train.csv:9", None),
-    (None, None, "hit:2_conv:3,1,proud", "empatheticdialogues/train.csv:10", "csv_fields"),
+    ("hit:2_conv:3", None, "hit:2_conv:3,1,proud", "empatheticdialogues/train.csv:10", "csv_fields"),
     ("hit:2_conv:3", "5", "Thanks!", "empatheticdialogues/train.csv:11", None),
     ("hit:3_conv:4", None, None, "empatheticdialogues/train.csv:12", "missing_field"),
     ("hit:3_conv:4", "7", "Hi", "empatheticdialogues/train.csv:13", None),
-    (None, None, "hit:4_conv:5,1,x,p,1,a,b,c,d,e", "empatheticdialogues/train.csv:14", "csv_fields"),
-    (None, None, None, "empatheticdialogues/train.csv:15", "utf8"),
+    (
+        "hit:4_conv:5",
+        None,
+        "hit:4_conv:5,1,x,p,1,a,b,c,d,e",
+        "empatheticdialogues/train.csv:14",
+        "csv_fields",
+    ),
+    ("hit:5_conv:6", None, None, "empatheticdialogues/train.csv:15", "utf8"),
     (
         "hit:6_conv:12",
         "5",

@@ -402,7 +402,9 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
             joined = delimiter.join(str(v) for v in row.values() if v is not None)
             if _SURROGATE.search(joined):
                 clean = joined.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
-                yield Record(line, None, clean, "utf8", "invalid UTF-8 in this CSV record")
+                # the fields stay with the record (not ok: never read as data), so that an adapter
+                # can still name the conversation whose utterance it lost
+                yield Record(line, row, clean, "utf8", "invalid UTF-8 in this CSV record")
             else:
                 yield Record(line, row, joined)
 

@@ -35,7 +35,10 @@ def read_line_dialogues(
         count += 1
         return key
 
-    for rec in iter_lines(path, lone_cr=True):
+    # By CR only in an old Mac file (as _read_pairs): a stray CR inside an LF line split it into two
+    # utterances, so every later unlabeled line of the conversation changed speaker, and every later
+    # origin named the wrong line.
+    for rec in iter_lines(path, lone_cr=cr_only(path)):
         origin = f"{rel}:{rec.line}"
         if not rec.ok:
             rows.bad(origin, rec.check, rec.reason, conv_key=start(rec.line), text=rec.raw)

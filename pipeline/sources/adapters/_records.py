@@ -33,12 +33,22 @@ def read_each_file(
     return rows.frame()
 
 
-def readable(records: Iterable[Record], rel: str, rows: RawRows) -> Iterator[tuple[str, Record]]:
-    """Each readable record with its origin `rel:line`; an unreadable one is quarantined on the way."""
+def readable(
+    records: Iterable[Record],
+    rel: str,
+    rows: RawRows,
+    conv_key: Callable[[Record], str | None] | None = None,
+) -> Iterator[tuple[str, Record]]:
+    """Each readable record with its origin `rel:line`; an unreadable one is quarantined on the way.
+
+    `conv_key` names the conversation an unreadable record belongs to, for formats of one record
+    per utterance (CSV rows): without its key a lost utterance breaks nothing, so the turns around
+    it join up (the human turns before and after a lost bot reply merge into one)."""
     for rec in records:
         origin = f"{rel}:{rec.line}"
         if not rec.ok:
-            rows.bad(origin, rec.check, rec.reason, text=rec.raw)
+            key = conv_key(rec) if conv_key is not None else None
+            rows.bad(origin, rec.check, rec.reason, conv_key=key or None, text=rec.raw)
             continue
         yield origin, rec
 

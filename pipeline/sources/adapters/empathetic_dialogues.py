@@ -141,6 +141,12 @@ def _csv_records(path: Path) -> Iterator[Record]:
         yield Record(rec.line, dict(zip(COLUMNS, parts[: len(COLUMNS)], strict=False)), rec.raw)
 
 
+def _line_conv(rec: Record) -> str | None:
+    """An unreadable line's conv_id (its first field), so that losing it cuts its conversation
+    rather than joining the speaker's turns on either side of it into one."""
+    return rec.raw.split(",", 1)[0].strip() or None
+
+
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     for path in data_files(raw_dir, (".csv", ".parquet")):
@@ -149,13 +155,14 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         if is_csv and (problem := _format_problem(path)) is not None:
             _refuse(rows, path, rel, problem)
             continue
-        for origin, rec in readable(_csv_records(path) if is_csv else iter_parquet(path), rel, rows):
+        records = _csv_records(path) if is_csv else iter_parquet(path)
+        for origin, rec in readable(records, rel, rows, _line_conv if is_csv else None):
             r = rec.value
             conv, speaker, text = r.get("conv_id"), r.get("speaker_idx"), r.get("utterance")
             if not conv or speaker in (None, "") or text is None:
-                rows.bad(
-                    origin, "missing_field", "needs conv_id, speaker_idx and utterance", conv_key=conv or None
-                )
+                # str: a parquet export may hold conv_id as a number, which the text column refused
+                key = str(conv) if conv else None
+                rows.bad(origin, "missing_field", "needs conv_id, speaker_idx and utterance", conv_key=key)
                 continue
             rows.add(str(conv), _unescape(str(text)), origin, speaker=str(speaker))
     return rows.frame()

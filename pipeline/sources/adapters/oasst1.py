@@ -84,7 +84,9 @@ def _drop_reason(msg: dict[str, Any], lang: str | None) -> str | None:
 
 def _rank_key(msg: dict[str, Any]) -> tuple:
     rank = msg.get("rank")
-    if not isinstance(rank, (int, float)):  # text or a list would not compare with a number
+    # text or a list would not compare with a number, and NaN (a pandas-written null) compares
+    # false both ways, so `min` kept whichever came first: an unranked reply beat the best one
+    if not isinstance(rank, (int, float)) or rank != rank:
         rank = None
     return (
         rank is None,
@@ -100,6 +102,9 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     messages: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
     order: list[str] = []
+    # Unusable messages, quarantined after the threads: written first under their tree's key, one
+    # on any branch (an unranked reply without text, say) cut the tree's good thread away.
+    late: list[tuple[str, str, str, str | None]] = []  # (origin, check, reason, tree)
     for path in data_files(raw_dir, (".parquet", ".jsonl", ".json")):
         rel = path.relative_to(raw_dir).as_posix()
         if not data_name(path).endswith((".parquet", ".jsonl", ".json")):
@@ -114,21 +119,23 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
                     continue
                 tree = _tree_id(msg)
                 if not isinstance(msg, dict) or any(not isinstance(msg.get(k), str) for k in REQUIRED):
-                    rows.bad(where, "missing_field", f"message needs {', '.join(REQUIRED)}", conv_key=tree)
+                    late.append((where, "missing_field", f"message needs {', '.join(REQUIRED)}", tree))
                     continue
                 if not isinstance(msg.get("parent_id"), (str, type(None))):
                     # a list or object cannot be looked up as a message id (it is unhashable)
-                    rows.bad(where, "missing_field", "parent_id must be a message id or null", conv_key=tree)
+                    late.append((where, "missing_field", "parent_id must be a message id or null", tree))
                     continue
                 if msg["message_id"] in messages:
-                    rows.bad(
-                        where, "duplicate_id", f"message_id {msg['message_id']} appears twice", conv_key=tree
+                    late.append(
+                        (where, "duplicate_id", f"message_id {msg['message_id']} appears twice", tree)
                     )
                     continue
                 messages[msg["message_id"]] = msg
                 origins[msg["message_id"]] = where
                 order.append(msg["message_id"])
     _threads(rows, messages, origins, order, lang)
+    for where, check, reason, tree in late:
+        rows.bad(where, check, reason, conv_key=tree)
     return rows.frame()
 
 

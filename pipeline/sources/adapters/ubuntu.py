@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import data_files, iter_csv
+from pipeline.sources.readers import Record, data_files, iter_csv
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -122,10 +122,22 @@ def _refuse(rows: RawRows, rel: str, header: list[str], problem: str, records: I
     )
 
 
+def _dialogue_key(rec: Record) -> str | None:
+    """A dialogueText record's conversation, `folder/dialogueID` (or the id alone), also for a
+    record quarantined for its bytes (iter_csv keeps its fields): losing an utterance must cut its
+    dialogue, not join the turns either side of it into one. None for a v2 record (its own
+    conversation) or one whose fields were not read."""
+    r = rec.value
+    if not isinstance(r, dict) or "Context" in r:
+        return None
+    dialogue = r.get("dialogueID")
+    return f"{r['folder']}/{dialogue}" if r.get("folder") and dialogue else dialogue
+
+
 def _read_file(path: Path, rel: str, rows: RawRows) -> None:
     records = iter_csv(path)
     checked = False
-    for origin, rec in readable(records, rel, rows):
+    for origin, rec in readable(records, rel, rows, _dialogue_key):
         r = rec.value
         if not checked:  # the first readable record's keys are the header (DictReader's fieldnames)
             header = [k for k in r if k is not None]
@@ -137,8 +149,7 @@ def _read_file(path: Path, rel: str, rows: RawRows) -> None:
         if "Context" in r:
             _read_v2(rows, origin, f"{Path(rel).with_suffix('')}:{rec.line}", r)
             continue
-        dialogue = r.get("dialogueID")
-        key = f"{r['folder']}/{dialogue}" if r.get("folder") and dialogue else dialogue
+        key = _dialogue_key(rec)
         if not key or not r.get("from") or r.get("text") is None:
             rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
             continue

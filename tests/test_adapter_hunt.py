@@ -1,0 +1,181 @@
+"""Adapter defects found by a bug hunt on the upstream formats: a lost utterance that silently
+joined the speaker's turns on either side of it (ubuntu, EmpatheticDialogues), an unusable oasst1
+message that cut its tree's good thread away, and an oasst1 NaN rank that beat the best reply.
+
+Each case is counted: rows_read reconciles with kept + quarantined + filtered.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.sources.adapters import get_adapter
+from pipeline.sources.normalize import NormalizeResult, normalize_rows
+from pipeline.sources.registry import SourceSpec
+
+ED_HEADER = b"conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
+
+
+def _run(adapter: str, folder: Path) -> NormalizeResult:
+    spec = SourceSpec(adapter, "hf_dataset", "x/y", adapter, "MIT", True)
+    return normalize_rows(get_adapter(adapter)(folder, spec, {}))
+
+
+def _reconciles(report: dict) -> bool:
+    return report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] + sum(
+        report["rows_filtered"].values()
+    )
+
+
+def _turns(result: NormalizeResult) -> list[tuple[str, str, str]]:
+    return result.turns.select("conversation_id", "role", "text").rows()
+
+
+# --- a lost utterance of a one-row-per-utterance CSV ----------------------------------------------
+
+
+def test_ubuntu_unreadable_utterance_cuts_its_dialogue(tmp_path: Path) -> None:
+    """bob's reply holds invalid UTF-8: it was quarantined without its dialogue, so alice's two
+    utterances around it merged into one human turn ("my wifi is down\\nthanks it works")."""
+    (tmp_path / "dialogueText.csv").write_bytes(
+        b"folder,dialogueID,date,from,to,text\n"
+        b"3,1.tsv,d,alice,,my wifi is down\n"
+        b"3,1.tsv,d,bob,alice,try \xff restarting\n"
+        b"3,1.tsv,d,alice,bob,thanks it works\n"
+        b"3,1.tsv,d,bob,alice,np\n"
+        b"3,2.tsv,d,carol,,hi\n"
+        b"3,2.tsv,d,dave,carol,hello\n"
+    )
+    result = _run("ubuntu", tmp_path)
+    assert _turns(result) == [("ubuntu:3/2.tsv", "human", "hi"), ("ubuntu:3/2.tsv", "bot", "hello")]
+    q = result.quarantine
+    assert q.select("origin", "check").rows() == [
+        ("dialogueText.csv:2", "conversation_broken"),
+        ("dialogueText.csv:3", "utf8"),
+        ("dialogueText.csv:4", "conversation_broken"),
+        ("dialogueText.csv:5", "conversation_broken"),
+    ]
+    assert q["conversation_id"][1] == "ubuntu:3/1.tsv"
+    assert _reconciles(result.report)
+
+
+def test_empathetic_dialogues_unreadable_line_cuts_its_conversation(tmp_path: Path) -> None:
+    """A line with invalid UTF-8 or the wrong number of fields is the listener's reply: quarantined
+    without its conv_id, the speaker's lines before and after it merged into one human turn."""
+    (tmp_path / "train.csv").write_bytes(
+        ED_HEADER
+        + b"hit:1,1,sad,p,1,I lost my dog,,\n"
+        + b"hit:1,2,sad,p,2,Oh \xff no,,\n"
+        + b"hit:1,3,sad,p,1,Thanks,,\n"
+        + b"hit:1,4,sad,p,2,Welcome,,\n"
+        + b"hit:2,1,sad,p,1,I lost my cat,,\n"
+        + b"hit:2,2,sad,p,2,Oh no,,,,,,\n"
+        + b"hit:2,3,sad,p,1,Thanks,,\n"
+        + b"hit:2,4,sad,p,2,Welcome,,\n"
+        + b"hit:3,1,sad,p,1,Good news,,\n"
+        + b"hit:3,2,sad,p,2,Great,,\n"
+    )
+    result = _run("empathetic_dialogues", tmp_path)
+    conv = "empathetic_dialogues:hit:3"
+    assert _turns(result) == [(conv, "human", "Good news"), (conv, "bot", "Great")]
+    checks = result.quarantine.select("origin", "check").rows()
+    assert ("train.csv:3", "utf8") in checks and ("train.csv:7", "csv_fields") in checks
+    assert result.report["quarantined_by_check"] == {"conversation_broken": 6, "csv_fields": 1, "utf8": 1}
+    assert _reconciles(result.report)
+
+
+# --- oasst1 trees ---------------------------------------------------------------------------------
+
+
+def _msg(mid: str, parent: str | None, role: str, text: object, **extra: object) -> str:
+    record = {"message_id": mid, "parent_id": parent, "message_tree_id": "t1", "role": role, "text": text}
+    return json.dumps({**record, "lang": "en", **extra}) + "\n"
+
+
+def test_oasst1_unusable_message_off_the_thread_keeps_the_thread(tmp_path: Path) -> None:
+    """A lower-ranked reply without text (or a duplicated message id) was quarantined under its
+    tree's key before the thread was written, so the whole good thread went as conversation_broken."""
+    (tmp_path / "m.messages.jsonl").write_text(
+        _msg("p", None, "prompter", "Q?")
+        + _msg("a1", "p", "assistant", "best", rank=0)
+        + _msg("a2", "p", "assistant", None, rank=1)
+        + _msg("q2", "a1", "prompter", "more?")
+        + _msg("a3", "q2", "assistant", "yes", rank=0)
+        + _msg("a3", "q2", "assistant", "again", rank=1)
+    )
+    result = _run("oasst1", tmp_path)
+    assert [text for _, _, text in _turns(result)] == ["Q?", "best", "more?", "yes"]
+    assert result.quarantine.select("origin", "check", "conversation_id").rows() == [
+        ("m.messages.jsonl:3", "missing_field", "oasst1:t1"),
+        ("m.messages.jsonl:6", "duplicate_id", "oasst1:t1"),
+    ]
+    assert _reconciles(result.report)
+
+
+def test_oasst1_nan_rank_is_unranked(tmp_path: Path) -> None:
+    """A NaN rank (a pandas-written null) compares false both ways, so `min` kept the unranked reply
+    that came first over the best-ranked one."""
+    pl.DataFrame(
+        {
+            "message_id": ["p", "a2", "a1"],
+            "parent_id": [None, "p", "p"],
+            "message_tree_id": ["t1"] * 3,
+            "role": ["prompter", "assistant", "assistant"],
+            "text": ["Q?", "unranked", "best"],
+            "rank": [None, float("nan"), 0.0],
+        }
+    ).write_parquet(tmp_path / "train.parquet")
+    result = _run("oasst1", tmp_path)
+    assert [text for _, _, text in _turns(result)] == ["Q?", "best"]
+    assert result.report["rows_filtered"] == {"oasst_not_selected": 1} and _reconciles(result.report)
+
+
+def test_empathetic_dialogues_parquet_numeric_conv_id_with_a_missing_utterance(tmp_path: Path) -> None:
+    """A parquet export with conv_id as a number: its readable rows were keyed str(conv_id), but a row
+    without utterance passed the number itself as conv_key, and polars refused the whole source
+    with a TypeError traceback."""
+    pl.DataFrame(
+        {
+            "conv_id": [7, 7, 7, 8, 8],
+            "utterance_idx": [1, 2, 3, 1, 2],
+            "speaker_idx": [1, 0, 1, 1, 0],
+            "utterance": ["hi", None, "x", "hello", "hey"],
+        }
+    ).write_parquet(tmp_path / "train.parquet")
+    result = _run("empathetic_dialogues", tmp_path)
+    conv = "empathetic_dialogues:8"
+    assert _turns(result) == [(conv, "human", "hello"), (conv, "bot", "hey")]
+    assert result.quarantine.select("conversation_id", "check").rows() == [
+        ("empathetic_dialogues:7", "conversation_broken"),
+        ("empathetic_dialogues:7", "missing_field"),
+        ("empathetic_dialogues:7", "conversation_broken"),
+    ]
+    assert _reconciles(result.report)
+
+
+# --- line-per-utterance text ------------------------------------------------------------------------
+
+
+def test_babylm_stray_cr_does_not_shift_the_speakers(tmp_path: Path) -> None:
+    """A CR inside an LF line ended a line: "to the shop ,\\rthe one ..." became two utterances, so
+    every later unlabeled line changed speaker (the question "what for ?" was read as the bot's)
+    and named the wrong line. An old Mac file (CRs only) is still read by CR."""
+    (tmp_path / "bnc_spoken.txt").write_bytes(
+        b"where are you going ?\nto the shop ,\rthe one by the station .\nwhat for ?\nbread .\n"
+    )
+    result = _run("babylm", tmp_path)
+    conv = "babylm:bnc_spoken.txt:1"
+    assert _turns(result) == [
+        (conv, "human", "where are you going ?"),
+        (conv, "bot", "to the shop ,\nthe one by the station ."),
+        (conv, "human", "what for ?"),
+        (conv, "bot", "bread ."),
+    ]
+    assert result.report["rows_read"] == 4 and _reconciles(result.report)
+    (tmp_path / "bnc_spoken.txt").write_bytes(b"hi\rhello\r\rnew one\ranswer\r")
+    mac = _run("babylm", tmp_path)
+    assert [text for _, _, text in _turns(mac)] == ["hi", "hello", "new one", "answer"]
+    assert mac.turns["conversation_id"].n_unique() == 2
