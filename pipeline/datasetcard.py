@@ -122,11 +122,16 @@ def _leak_audit(stats: Mapping[str, Any]) -> list[str]:
         return []
     floor = int(audit["min_chars"])
     which = "with any text" if floor <= 1 else f"of at least {floor:,} characters"
+    turns, chars = (
+        # From the counts, not stats.json's shares: those have 6 decimals, and a leak under 5e-7 of
+        # a huge val split (1 turn of 3M) rounds to 0.0 there, which the card would call "0%".
+        int(audit[f"val_{what}_in_train"]) / max(int(audit[f"val_{what}_checked"]), 1)
+        for what in ("turns", "characters")
+    )
     return [
         f"Leak check: {int(audit['val_turns_in_train']):,} of {int(audit['val_turns_checked']):,} "
         f"validation turns {which} (as deduplication folds text) also occur as a turn in train "
-        f"({_percent(float(audit['val_turns_in_train_share']))} of those turns, "
-        f"{_percent(float(audit['val_characters_in_train_share']))} of their characters; "
+        f"({_percent(turns)} of those turns, {_percent(chars)} of their characters; "
         "`stats.json` `totals.leak_audit`). Shorter turns are not counted: greetings and one-word "
         "replies recur in any corpus.",
         "",
@@ -179,8 +184,8 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         f"Multi-turn `<human>`/`<bot>` conversations for chat fine-tuning, holding {scope}. Built by "
         "`dvc repro build@" + variant + "` from each source's validated turn table: "
         "deduplicated across sources (copies that differ only in letter case, spacing, runs of "
-        "punctuation, a turn's final punctuation mark, typographic quotes, invisible characters or "
-        "Unicode compatibility forms count as one; a conversation that continues another still counts "
+        "punctuation, a turn's final punctuation mark, typographic quotes or dashes, invisible "
+        "characters or Unicode compatibility forms count as one; a conversation that continues another still counts "
         "as different), split into "
         f"train and validation by a seeded hash of {_split_key(stats)}, with rejected rows kept in "
         "`quarantine.parquet` beside their reason.",

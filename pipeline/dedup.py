@@ -15,7 +15,9 @@ and a dialogue must never sit in train and val at once.
 
 Before that, invisible and compatibility variants are folded, since copy-paste and scrapers
 add them without changing what a reader sees: format characters (Unicode category Cf: zero
-width space/joiners, word joiner, BOM, soft hyphen, bidi marks) are dropped, then NFKC maps
+width space/joiners, word joiner, BOM, soft hyphen, bidi marks) and the other default-ignorable
+code points (variation selectors, such as the U+FE0F a phone adds after "❤", which is category
+Mn, not Cf; the Hangul fillers) are dropped, then NFKC maps
 compatibility forms to their plain letters ("ｈｅｌｌｏ" -> "hello", "ﬁ" -> "fi", "x²" -> "x2",
 "！" -> "!", NBSP -> space, "…" -> "..."). Both come before the case, space and punctuation
 rules, so that what NFKC produces is folded like typed text ("wait…" == "wait..." == "wait").
@@ -25,6 +27,8 @@ side to err on. Only the key is folded: the stored text keeps every character (n
 it NFC). Typographic quotes are not compatibility forms, yet phones and word processors put
 them in for the typed ones: "I’m" and "I'm", “hi” and "hi" would be two keys, and the same line
 could sit in train and val. The key maps them (U+2018-U+201F, the primes and the modifier apostrophe) to ' and ".
+Dashes likewise ("wait -- what" typed, "wait — what" after smart punctuation): U+2010-U+2015 and the
+minus sign key as "-".
 
 Case is folded with `to_lowercase`, which is not full Unicode case folding (polars has no
 casefold, and a Python UDF would cost far more than the rest of the key). The one difference
@@ -48,8 +52,11 @@ KEY_SEEDS = (0x6E61_6E6F, 0x6368_6174)
 KEY_COLUMNS = ("k1", "k2")
 
 # Invisible format characters (zero width space/joiners, word joiner, BOM, soft hyphen, bidi
-# marks, ...): dropped from the key.
-_FORMAT_CHARS = r"\p{Cf}"
+# marks, ...) and the rest of Unicode's default-ignorable code points: dropped from the key. Those
+# are mostly variation selectors (U+FE0E/FE0F after an emoji, an ideographic variant), which only
+# pick a glyph, and phones add U+FE0F on their own: "I love you ❤️" and "I love you ❤" were two
+# keys, so the copies could sit in train and val. The rest are blanks such as the Hangul filler.
+_FORMAT_CHARS = r"[\p{Cf}\p{Default_Ignorable_Code_Point}]"
 # Whitespace runs (and any whitespace but a plain space) -> one space. Matching only what
 # changes keeps the regex cheap: most text has single spaces only.
 _SPACE_RUN = r"\s\s+|[^\S ]"
@@ -58,7 +65,8 @@ _SPACE_RUN = r"\s\s+|[^\S ]"
 _PUNCT_RUN = r" ?([\p{P}\p{S}])[ \p{P}\p{S}]*"
 # A punctuation mark that ends the turn, once _PUNCT_RUN has made its run one mark.
 _FINAL_PUNCT = r"\p{P}$"
-# Typed variants that NFKC keeps: typographic quotes and primes -> ASCII quotes; sharp s -> "ss"
+# Typed variants that NFKC keeps: typographic quotes and primes -> ASCII quotes, dashes -> "-"
+# (NFKC has made U+2011 the hyphen U+2010); sharp s -> "ss"
 # (what casefold gives). All are non-ASCII, so they fold in the non-ASCII branch only.
 TYPED_VARIANTS = {
     # NFKC has made a double prime (U+2033, typed for inches) two primes: it reads as ", and it comes
@@ -67,17 +75,20 @@ TYPED_VARIANTS = {
     # U+02BC, the modifier letter apostrophe, is what some keyboards type for "it's"
     **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u02bc", "'"),
     **dict.fromkeys("\u201c\u201d\u201e\u201f", '"'),
+    # Dashes and the minus sign: smart punctuation turns a typed "--" into an em dash and word
+    # processors a spaced "-" into an en dash (a run of marks keys as its first, so "--" is "-").
+    **dict.fromkeys("\u2010\u2012\u2013\u2014\u2015\u2212", "-"),
     "\u00df": "ss",
     "\u1e9e": "ss",
 }
 
 
 def fold_text(text: pl.Expr) -> pl.Expr:
-    """The text as the dedup key sees it: format characters dropped, NFKC, typographic quotes and
-    sharp s mapped, lower case, whitespace and punctuation runs folded, a final punctuation mark
-    dropped."""
-    # Every Cf character, NFKC change and typed variant is non-ASCII, and NFKC costs more than
-    # the rest of the key: ASCII rows (len_bytes == len_chars, the cheap test) skip them.
+    """The text as the dedup key sees it: format and ignorable characters dropped, NFKC,
+    typographic quotes, dashes and sharp s mapped, lower case, whitespace and punctuation runs
+    folded, a final punctuation mark dropped."""
+    # Every Cf or ignorable character, NFKC change and typed variant is non-ASCII, and NFKC
+    # costs more than the rest of the key: ASCII rows (len_bytes == len_chars, the cheap test) skip them.
     compat = (
         text.str.replace_all(_FORMAT_CHARS, "")
         .str.normalize("NFKC")

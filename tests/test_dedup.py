@@ -33,10 +33,23 @@ def row_keys(texts: list[str]) -> list[tuple[int, int]]:
 
 
 def py_fold(text: str) -> str:
-    """An independent (pure Python) statement of the key's folding: drop Cf, NFKC, then the case,
-    whitespace and punctuation folding that tests/test_build.py states for plain text."""
-    visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    """An independent (pure Python) statement of the key's folding: drop Cf and ignorables, NFKC,
+    then the case, whitespace and punctuation folding that tests/test_build.py states for plain text."""
+    visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf" and not is_ignorable(ch))
     return py_fold_plain(unicodedata.normalize("NFKC", visible).translate(TYPED))
+
+
+# Unicode's Default_Ignorable_Code_Point, written out (Python's unicodedata has no lookup).
+IGNORABLE = [
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+]  # fmt: skip
+
+
+def is_ignorable(ch: str) -> bool:
+    return any(low <= ord(ch) <= high for low, high in IGNORABLE)
 
 
 # The typed variants the key maps, written out here rather than read from dedup.TYPED_VARIANTS.
@@ -53,6 +66,12 @@ TYPED = str.maketrans(
         "‟": '"',
         "ß": "ss",
         "ẞ": "ss",
+        "‐": "-",
+        "‒": "-",
+        "–": "-",
+        "—": "-",
+        "―": "-",
+        "−": "-",
     }
 )
 
@@ -109,6 +128,28 @@ def test_visible_differences_stay_distinct(a, b):
 
 
 @pytest.mark.parametrize(
+    "selected, plain",
+    [
+        ("I love you \u2764\ufe0f", "I love you \u2764"),  # a phone's emoji presentation of the heart
+        ("Done \u2714\ufe0f thanks", "Done \u2714 thanks"),
+        ("Step 1\ufe0f\u20e3 first", "Step 1\u20e3 first"),  # a keycap
+        ("\u263a\ufe0e see you", "\u263a see you"),  # text presentation
+        ("\u845b\U000e0100\u57ce", "\u845b\u57ce"),  # an ideographic variation sequence
+        ("hi \u3164", "hi"),  # a Hangul filler, a blank that chat apps let through
+        ("re\u034fad", "read"),  # a combining grapheme joiner
+    ],
+)
+def test_variation_selectors_and_other_ignorables_fold_away(selected, plain):
+    """A review: a variation selector (Mn, not Cf) only picks a glyph, and phones add U+FE0F after
+    an emoji on their own, yet "I love you ❤️" and "I love you ❤" were two keys, so the copies could
+    sit in train and val. A different emoji still counts."""
+    assert fold([selected]) == fold([plain])
+    key, plain_key = row_keys([selected, plain])
+    assert key == plain_key
+    assert fold(["I love you \u2764\ufe0f"]) != fold(["I love you \U0001f49b\ufe0f"])
+
+
+@pytest.mark.parametrize(
     "typed, plain",
     [
         ("I’m fine, it’s ‘ok’", "I'm fine, it's 'ok'"),
@@ -118,9 +159,15 @@ def test_visible_differences_stay_distinct(a, b):
         ("itʼs", "it's"),  # the modifier letter apostrophe
         ("Straße", "Strasse"),  # casefold's ss, as for "STRASSE"
         ("GROẞ", "gross"),
+        # Smart punctuation's em dash for a typed "--", a word processor's en dash for " - ", a minus.
+        ("Wait \u2014 what?", "Wait -- what?"),
+        ("Wait\u2014what", "wait - what"),
+        ("pages 3\u20135", "pages 3-5"),
+        ("\u22125 degrees", "-5 degrees"),  # a minus sign; still not "5 degrees"
+        ("well\u2011known", "well-known"),  # a non-breaking hyphen
     ],
 )
-def test_typographic_quotes_and_sharp_s_share_the_key(typed, plain):
+def test_typographic_quotes_dashes_and_sharp_s_share_the_key(typed, plain):
     assert fold([typed]) == fold([plain]) == fold([plain.upper()])
     key, plain_key = row_keys([typed, plain])
     assert key == plain_key
@@ -143,7 +190,8 @@ def test_fold_matches_a_pure_python_reference():
         "aB é\t\n!?.,;-'\"€😀  xyZ"  # what the old key folded already
         "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u202a\u202c"  # format characters (Cf)
         "ＡｂＣ！？\u3000\u00a0\ufb01\u00b2\u2026\u0301"  # compatibility forms, a combining accent
-        "’“”ßẞ"  # typed variants
+        "’“”ßẞ–—‑−"  # typed variants
+        "\u2764\ufe0f\ufe0e\u3164\u034f"  # an emoji, variation selectors, a Hangul filler, a CGJ
     )
     samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))) for _ in range(1000)]
     assert fold(samples) == [py_fold(t) for t in samples]

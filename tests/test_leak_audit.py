@@ -16,6 +16,7 @@ from test_build_edge import rows as edge_rows
 
 from pipeline.build import build_variant
 from pipeline.buildinputs import BuildConfig
+from pipeline.datasetcard import _leak_audit
 from pipeline.dedup import fold_text
 from pipeline.schema import TURN_SCHEMA
 
@@ -204,3 +205,36 @@ def test_the_audit_matches_a_count_over_the_written_files_across_many_parts(tmp_
         tmp_path, tables, variant="commercial", val_fraction=0.3, split_opening_chars=floor, part_chars=2_000
     )
     assert audit(again) == seen[1]
+
+
+def test_copies_that_differ_by_a_variation_selector_never_straddle_the_split(tmp_path):
+    """A review: a phone adds U+FE0F after "❤" on its own; the copy without it was another dedup key
+    and another opening, so of these two kept conversations one was train and the other val (and the
+    audit, folding alike, could not see it). Now the second is the first's duplicate."""
+    stats = build(
+        tmp_path,
+        {
+            "good": rows("good:a", ["I love you \u2764\ufe0f", "Love you too \u2764\ufe0f"], "good")
+            + rows("good:b", ["I love you \u2764", "Love you too \u2764"], "good")
+        },
+    )
+    assert split_of(tmp_path) == {"good:a": "train"}
+    assert stats["sources"]["good"]["duplicates_removed"]["conversations"] == 1
+
+
+def test_the_card_never_calls_a_leak_in_a_huge_val_split_zero():
+    """stats.json's shares have 6 decimals: 1 leaked turn of 3M checked (and 150 characters of 450M)
+    is a share of 0.0 there, and the card, reading the share, said "(0% of those turns, 0% of their
+    characters)" beside "1 of 3,000,000". It reads the counts."""
+    leak = {
+        "min_chars": 100,
+        "val_turns_checked": 3_000_000,
+        "val_turns_in_train": 1,
+        "val_turns_in_train_share": 0.0,
+        "val_characters_checked": 450_000_000,
+        "val_characters_in_train": 150,
+        "val_characters_in_train_share": 0.0,
+    }
+    card = "".join(_leak_audit({"totals": {"leak_audit": leak, "conversations": {"val": 10}}}))
+    assert "1 of 3,000,000" in card and "0%" not in card
+    assert "(under 0.01% of those turns, under 0.01% of their characters" in card
