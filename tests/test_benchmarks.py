@@ -191,6 +191,27 @@ def test_the_first_case_runs_whatever_budget_is_left() -> None:
     assert tt.past_budget(3, elapsed=141.0, budget=140.0)
 
 
+def test_the_budget_counts_from_the_process_start(monkeypatch, capsys) -> None:
+    """gpu_check.sh's time limit counts from the process's start, and it hands on that limit less
+    70 s; the budget counted from the first case, so torch's import, CUDA's start-up and the
+    attention probe came on top, and a case could start too late to compile before the limit. A
+    fake clock: 100 s have passed when the cases begin, against a budget of 50."""
+    import types
+
+    ran: list[str] = []
+    monkeypatch.setattr(tt, "STARTED", 0.0, raising=False)
+    monkeypatch.setattr(tt, "time", types.SimpleNamespace(perf_counter=lambda: 100.0))
+    monkeypatch.setattr(tt.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(tt.torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    monkeypatch.setattr(tt.device, "set_tf32", lambda enabled: None)
+    monkeypatch.setattr(tt.device, "keep_freed_memory", lambda: True)
+    monkeypatch.setattr(tt, "with_fastest_attention", lambda cases: cases)
+    monkeypatch.setattr(tt, "run_case", lambda case, *a, **k: ran.append(case.objective) or [])
+    assert tt.main(["--no-cpu", "--budget", "50"]) == 0
+    assert ran == ["full"]  # the first case (350M, full head) only: it always runs
+    assert capsys.readouterr().out.count("skipped (past the 50 s budget)") == len(tt.cuda_cases(False)) - 1
+
+
 def test_the_quarantine_benchmark_lists_the_same_rows_both_ways(capsys) -> None:
     """benchmarks.quarantine at a small size: the command's lazy read and the eager baseline agree."""
     from benchmarks import quarantine
@@ -288,3 +309,18 @@ def test_the_evaluate_thread_benchmark_decodes_the_same_transcripts_both_ways(
     assert all(float(r[2]) > 0 for r in rows)
     # a tuner per `auto` row, each through decode steps and given torch's default back
     assert len(made) == 2 and all(t.set_counts and t.restored for t in made)
+
+
+def test_the_attention_benchmark_times_both_backends_and_the_math_one_keeps_its_logits(capsys) -> None:
+    """benchmarks.decode_attention: a row per context and thread count with both backends timed,
+    and the math backend (what a tuned decode step runs) gives the same logits at 1 and 2 threads."""
+    from benchmarks import decode_attention as da
+
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=64)
+    rows, drift = da.measure(cfg, contexts=[8, 40], threads=[1, 2], repeats=1, steps=1)
+    assert [(r.context, r.threads) for r in rows] == [(8, 1), (8, 2), (40, 1), (40, 2)]
+    assert all(r.ms["default"] > 0 and r.ms["math"] > 0 for r in rows)
+    assert drift["math"] == 0.0
+    assert da.main(["--model", "cpu-tiny", "--contexts", "16", "--threads", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "math/default" in out and "largest logit difference between 1 threads, math: 0" in out

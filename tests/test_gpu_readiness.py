@@ -81,3 +81,34 @@ def test_train_throughput_no_cpu_without_cuda_refuses(
     assert train_throughput.main(["--no-cpu", "--json", str(tmp_path / "t.json")]) == 2
     assert "no CUDA device" in capsys.readouterr().err
     assert (tmp_path / "t.json").read_text().strip() == "[]"
+
+
+def test_gpu_check_runs_only_the_tests_that_need_the_gpu(tmp_path: Path) -> None:
+    """The check's test step ran the CPU tests of its files first (about 80 s of CPU compilation
+    here; CI runs them anyway), so the CUDA tests, last in each file, could be cut at the step's
+    limit. Every benchmark fails at once here (a stand-in python); pytest only collects."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in "-m pytest "*) exec {sys.executable} "$@" --collect-only;; '
+        "*cuda.is_available*) exit 0;; esac\nexit 1\n"
+    )
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "PYTHON": str(fake / "python"),
+        "OUT": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    collected = (tmp_path / "tests.txt").read_text()
+    assert "test_cuda_graph_decode_equals_eager_and_cpu" in collected, done.stdout + collected
+    assert "test_bf16_compiled_training_learns_and_reports_mfu" in collected
+    assert "test_greedy_equals_full_recomputation" not in collected  # a CPU test
+    assert "test_compiled_decode_step_equals_eager_and_writes_only_the_new_slot" not in collected
