@@ -64,11 +64,32 @@ class DistInfo:
 
 
 def dist_info_from_env() -> DistInfo:
-    """Read torchrun's environment; no variables means a single process."""
+    """Read torchrun's environment; no variables means a single process. ValueError: not integers."""
     return DistInfo(
-        rank=int(os.environ.get("RANK", 0)),
-        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        rank=_env_int("RANK", 0),
+        local_rank=_env_int("LOCAL_RANK", 0),
+        world_size=_env_int("WORLD_SIZE", 1),
+    )
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: not an integer (torchrun sets it)") from None
+
+
+def dist_env_problem(info: DistInfo) -> str | None:
+    """Why `info` cannot be a process torchrun started (None: it can). A RANK left exported in a
+    shell made a lone run a non-main rank: it trained, then wrote no checkpoint, model or line."""
+    if info.world_size >= 1 and 0 <= info.local_rank <= info.rank < info.world_size:
+        return None
+    return (
+        f"RANK {info.rank}, LOCAL_RANK {info.local_rank}, WORLD_SIZE {info.world_size} in the environment: "
+        "torchrun sets 0 <= LOCAL_RANK <= RANK < WORLD_SIZE"
     )
 
 
@@ -110,6 +131,17 @@ def destroy_process_group() -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def all_ok(info: DistInfo, ok: bool, device: torch.device) -> bool:
+    """Whether `ok` holds on every process (a collective: every rank must call it). A check that only
+    one rank makes (the main process's run lock) ends all ranks alike, not the others in a collective
+    that its peer left (gloo's "Connection closed by peer" traceback)."""
+    if not info.enabled:
+        return ok
+    failed = torch.tensor([0 if ok else 1], device=device)  # NCCL reduces only tensors on the GPU
+    dist.all_reduce(failed)
+    return int(failed.item()) == 0
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -242,18 +242,19 @@ def train(
     rt = setup_runtime(cfg)
     try:
         with contextlib.ExitStack() as held:
+            refused = None
             if rt.dist.is_main:  # the only writer of the run folder holds its lock for the whole run
                 try:
                     lock = paths.run_dir.with_name(paths.run_dir.name + ".lock")
                     held.enter_context(exclusive_run(lock, warn=lambda m: rt.log(f"warning: {m}")))
                 except RunLocked as e:
-                    raise TrainSetupError(str(e)) from None
+                    refused = str(e)
+            if not device.all_ok(rt.dist, refused is None, rt.device):  # the other ranks stop with it
+                raise TrainSetupError(refused or "the main process (rank 0) could not lock the run folder")
             run = Run.start(cfg, paths, rt, wall_start)
             run.loop(on_step)
             summary = run.summary()
-            if rt.dist.is_main:
-                finish(run.raw, paths, summary)
-            device.barrier(rt.dist)
+            main_writes(rt, lambda: finish(run.raw, paths, summary))
             return summary
     finally:
         device.destroy_process_group()
@@ -448,24 +449,25 @@ class Run:
         return val
 
     def save_run_checkpoint(self) -> None:
-        if self.rt.dist.is_main:
-            state = make_state(
-                self.progress,
-                self.optimizer,
-                self.scaler,
-                self.batches,
-                self.fingerprint,
-                self.cfg,
-                self.wall_seconds(),
-            )
-            checkpoint.save_run_checkpoint(
-                self.raw,
-                state,
-                self.paths.run_dir,
-                self.progress.step,
-                extra=lambda folder: snapshot_plots(self.paths.live_dir, folder),
-            )
-        device.barrier(self.rt.dist)
+        main_writes(self.rt, self.write_run_checkpoint)
+
+    def write_run_checkpoint(self) -> None:
+        state = make_state(
+            self.progress,
+            self.optimizer,
+            self.scaler,
+            self.batches,
+            self.fingerprint,
+            self.cfg,
+            self.wall_seconds(),
+        )
+        checkpoint.save_run_checkpoint(
+            self.raw,
+            state,
+            self.paths.run_dir,
+            self.progress.step,
+            extra=lambda folder: snapshot_plots(self.paths.live_dir, folder),
+        )
 
     def wall_seconds(self) -> float:
         """The run's wall time: earlier processes (to their last checkpoint) and this one so far."""
@@ -477,6 +479,22 @@ class Run:
             flops = self.flops_per_token(self.timed_loss_tokens / max(self.timed_tokens, 1))
         return summarize(
             self.progress, self.cfg, self.rt, self.n_params, flops, self.peak, self.wall_seconds()
+        )
+
+
+def main_writes(rt: Runtime, write: Callable[[], None]) -> None:
+    """`write` (the run's files) on the main process while the others wait for it. A write error
+    there ends every rank with it: the others, left waiting in a collective, ended in gloo's
+    "Connection closed by peer" traceback (their line is one that stages.train's say() leaves out)."""
+    failed: checkpoint.CheckpointWriteError | None = None
+    if rt.dist.is_main:
+        try:
+            write()
+        except checkpoint.CheckpointWriteError as e:
+            failed = e
+    if not device.all_ok(rt.dist, failed is None, rt.device):  # a barrier too: the others wait here
+        raise failed or checkpoint.CheckpointWriteError(
+            "the main process (rank 0) could not write the run's files"
         )
 
 

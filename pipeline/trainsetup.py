@@ -64,8 +64,18 @@ class Runtime:
             tqdm.write(f"train: {msg}", file=sys.stderr)
 
 
+# How a refused torchrun environment ends: one process needs none of it.
+DIST_ENV_FIX = "unset RANK, LOCAL_RANK and WORLD_SIZE for one process, or start several with torchrun"
+
+
 def setup_runtime(cfg: TrainConfig) -> Runtime:
-    info = device.dist_info_from_env()
+    try:
+        info = device.dist_info_from_env()
+    except ValueError as e:
+        raise TrainSetupError(f"{e}; {DIST_ENV_FIX}") from None
+    problem = device.dist_env_problem(info)
+    if problem is not None:
+        raise TrainSetupError(f"{problem}; {DIST_ENV_FIX}")
     if cfg.grad_accum % info.world_size:  # before anything is loaded or discarded
         raise TrainSetupError(
             f"grad_accum {cfg.grad_accum} must be a multiple of the {info.world_size} processes (each "
@@ -78,7 +88,12 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         raise TrainSetupError(f"params.yaml train.device: {e}") from None
     if dev.type == "cuda" and dev.index is not None:
         torch.cuda.set_device(dev)  # DDP: this process's GPU becomes the default for NCCL and allocations
-    device.init_process_group(info, dev)
+    try:
+        device.init_process_group(info, dev)
+    except ValueError as e:  # env:// rendezvous without MASTER_ADDR/MASTER_PORT: WORLD_SIZE set by hand
+        raise TrainSetupError(
+            f"WORLD_SIZE {info.world_size}: cannot join the other processes ({first_line(e)}); {DIST_ENV_FIX}"
+        ) from None
     device.set_tf32(cfg.tf32)
     return Runtime(device=dev, dtype=device.resolve_dtype(cfg.dtype, dev), dist=info)
 

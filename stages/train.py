@@ -68,7 +68,11 @@ def say(msg: str, after_bar: bool = False) -> None:
     """One line from the main process only: under torchrun every rank reaches the same end (a setup
     error is the same on each), and N copies of it, with N different timings, would only confuse.
     `after_bar`: the run's progress bar may still hold the line (an interrupt leaves it unclosed)."""
-    if dist_info_from_env().is_main:
+    try:
+        is_main = dist_info_from_env().is_main
+    except ValueError:  # a RANK that is no number: the refusal of it must still be read
+        is_main = True
+    if is_main:
         sys.stderr.write(("\n" if after_bar else "") + f"train: {msg}\n")
 
 
