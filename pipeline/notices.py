@@ -63,7 +63,10 @@ CARD_MAX = 12_000
 _CARD_KEY = re.compile(r"^(license\w*|extra_gated_prompt)\s*:")  # front matter keys stating terms
 _TOP_KEY = re.compile(r"^[^\s#-][^:]*:")  # a top-level front matter key (not indented, not a list item)
 _TERMS_HEADING = re.compile(r"licen[cs]|citation|\bcite\b|copyright|\bterms\b", re.IGNORECASE)
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
+# Greedy `(.*)` and the title stripped after (_terms_sections): a lazy `(.*?)` before `[ \t]*$` tried
+# the trailing-space run at every character of a line (quadratic: a card line of a million spaces
+# took an hour).
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 NO_LICENCE_FILE = "LICENSE, LICENCE, COPYING or NOTICE file"
 
@@ -203,7 +206,9 @@ def _terms_sections(card: str) -> list[str]:
             continue
         heading = _HEADING.match(line)
         if heading:
-            headings.append((i, len(heading.group(1)), (heading.group(2) or "").rstrip("#").strip()))
+            headings.append(
+                (i, len(heading.group(1)), (heading.group(2) or "").rstrip(" \t").rstrip("#").strip())
+            )
     sections: list[str] = []
     taken = -1
     for n, (i, level, title) in enumerate(headings):

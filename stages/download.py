@@ -7,6 +7,7 @@ import sys
 from pipeline.sources.download import download, unpinned_notice
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import get_source
+from pipeline.terminal import inert
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_source(argv[0])
         folder = download(spec)
     except SourceError as e:
-        print(f"download: {e}", file=sys.stderr)
+        print(f"download: {inert(str(e))}", file=sys.stderr)  # names from contributed files
         return 1
     print(f"download {argv[0]}: {folder}")
     if notice := unpinned_notice(spec, folder):

@@ -771,3 +771,71 @@ def test_hf_added_token_id_that_is_no_number_names_the_file(tmp_path: Path, toke
         match=r"tokenizer_config\.json: added token '\[PAD\]' at id .*expected a string at an integer id",
     ):
         hf.declared_tokens(path)
+
+
+# ------------------------------------------------------------------------------- regex backtracking
+
+
+def _seconds(call, *args: object) -> float:
+    import time
+
+    start = time.perf_counter()
+    call(*args)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["arithmetic", "hn_paragraph", "hn_tag", "card_heading", "licence"],
+)
+def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
+    """Each pattern tried a run of whitespace (or of `<`) from every position in it: 50,000
+    characters took seconds and a field or card line of a megabyte (a few KB of .gz or parquet)
+    stalled normalize, the build's NOTICE.md or a sidecar's licence check for up to an hour. Now a
+    few milliseconds, and the same text comes out for ordinary input."""
+    from pipeline import notices
+    from pipeline.sources import licences
+    from pipeline.sources.adapters import arithmetic, hackernews
+
+    n = 50_000
+    call, hostile = {
+        "arithmetic": (arithmetic.as_question, " " * n + "x"),
+        "hn_paragraph": (hackernews.html_to_text, "<p" + " " * n),
+        "hn_tag": (hackernews.html_to_text, "<" * n),
+        "card_heading": (notices._terms_sections, "# a" + " " * n + "b\n\n## Licence ##  \nMIT\n"),
+        "licence": (licences.is_non_commercial, "research " * (n // 9)),  # a sidecar's `licence:`
+    }[case]
+    assert _seconds(call, hostile) < 1.0
+    assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"
+    assert arithmetic.as_question("2 + 2\n answer:") == "2 + 2"
+    assert hackernews.html_to_text("a<p>b<br />c < p  / >d <i>e</i> 1<2") == "a\nb\nc \nd e 1<2"
+    assert notices._terms_sections("# x\n## Licence ##  \nMIT\n# y") == ["## Licence ##  \nMIT"]
+    assert [licences.is_non_commercial(t) for t in ("research, then use only", "research\nonly", "MIT")] == [
+        True,
+        False,
+        False,
+    ]
+
+
+# ------------------------------------------------------------------------------- terminal escapes
+
+
+@pytest.mark.parametrize("stage", ["download", "normalize", "registry"])
+def test_stage_errors_show_escape_codes_in_file_names_as_escapes(monkeypatch, capsys, stage: str) -> None:
+    """A file committed to data/contrib as `ESC]0;...BEL.txt` (any byte but / is a name) is named
+    in the stages' one-line errors: printed raw, `dvc repro` retitled or cleared the terminal."""
+    import importlib
+
+    module = importlib.import_module(f"stages.{stage}")
+    name = "\x1b]0;pwned\x07\x1b[2Jchat.txt"
+
+    def hostile(*args: object, **kwargs: object) -> None:
+        raise SourceError(f"data/contrib/{name}: no sidecar")
+
+    for attr in ("get_source", "enabled_specs", "check_train_choice"):
+        if hasattr(module, attr):
+            monkeypatch.setattr(module, attr, hostile)
+    assert (module.main(["contrib"]) if stage != "registry" else module.main()) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    assert err == f"{stage}: data/contrib/\\x1b]0;pwned\\x07\\x1b[2Jchat.txt: no sidecar\n"

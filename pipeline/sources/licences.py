@@ -64,11 +64,17 @@ COMMERCIAL_OK = frozenset(
 # "NC" as a part of the name, not inside a word (CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-NC4.0), or
 # words that limit use to non-commercial purposes ("non-commercial", "not for commercial use",
 # "research use only", "academic use only", "personal use only").
-NON_COMMERCIAL_PATTERN = (
-    r"(^|[^a-z])nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
-    r"|\b(research|academic|personal|educational|evaluation)\b.*\bonly\b"
-)
-_NON_COMMERCIAL = re.compile(NON_COMMERCIAL_PATTERN, re.IGNORECASE)
+_NAMED_PATTERN = r"(^|[^a-z])nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
+_RESTRICTING_PATTERN = r"\b(research|academic|personal|educational|evaluation)\b"
+NON_COMMERCIAL_PATTERN = rf"{_NAMED_PATTERN}|{_RESTRICTING_PATTERN}.*\bonly\b"
+# NON_COMMERCIAL_PATTERN in parts, for Python's backtracking engine (polars' engine, schema.py, is
+# linear): the whole of it tried `.*\bonly\b` after every restricting word, so a licence of
+# "research " repeated over a megabyte (a sidecar's field) took twenty minutes. The first such word
+# of a line is enough: an `only` after a later one is after the first too (`.` stops at a line
+# break, so per line).
+_NAMED_NON_COMMERCIAL = re.compile(_NAMED_PATTERN, re.IGNORECASE)
+_RESTRICTING_WORD = re.compile(_RESTRICTING_PATTERN, re.IGNORECASE)
+_ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
 
 
 def is_unknown(licence: str) -> bool:
@@ -98,7 +104,14 @@ def licence_bar(licence: str) -> str | None:
 
 def is_non_commercial(licence: str) -> bool:
     """True when the licence's name says it forbids commercial use."""
-    return bool(_NON_COMMERCIAL.search(licence.strip()))
+    name = licence.strip()
+    if _NAMED_NON_COMMERCIAL.search(name):
+        return True
+    for line in name.split("\n"):
+        word = _RESTRICTING_WORD.search(line)
+        if word and _ONLY.search(line, word.end()):
+            return True
+    return False
 
 
 def is_known_commercial(licence: str) -> bool:
