@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,7 @@ def remove_stale(target: str | os.PathLike[str]) -> None:
         p for p in target.parent.glob(f".{glob.escape(target.name)}.*.tmp") if temp_name.fullmatch(p.name)
     ]
     for stale in [*leftovers, target.with_name(f".{target.name}.old")]:
-        if not _in_use(stale):
-            _remove(stale)
+        _remove_unless_in_use(stale)
 
 
 def _remove(path: Path) -> None:
@@ -64,21 +63,27 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _in_use(path: Path) -> bool:
-    """Whether a live write holds `path` (an flock, which the kernel drops when its holder dies)."""
+def _remove_unless_in_use(path: Path) -> None:
+    """Delete `path` unless a live write holds it (an flock, which the kernel drops when its holder
+    dies). The lock is kept while deleting: a write that creates its temporary and locks it a
+    moment later then either finds it gone (_held_temporary makes another) or keeps it."""
     if path.is_symlink():
-        return False
+        _remove(path)
+        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return False
+        _remove(path)
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
     except BlockingIOError:
-        return True
-    except OSError:  # a filesystem without flock: nothing tells a live write from a killed one
-        return False
+        os.close(fd)
+        return  # a live write's
+    except OSError:
+        pass  # a filesystem without flock: nothing tells a live write from a killed one
+    try:
+        _remove(path)
     finally:
         os.close(fd)
 
@@ -87,6 +92,34 @@ def _hold(fd: int) -> None:
     """flock a temporary for the length of its write (see remove_stale)."""
     with contextlib.suppress(OSError):
         fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+# Another run's cleanup deletes a new temporary only in the instant before it is locked: a few tries
+# are plenty, and a bound keeps a folder something else keeps emptying from looping for ever.
+_MAKE_ATTEMPTS = 100
+
+
+def _held_temporary(make: Callable[[], str]) -> tuple[int, Path]:
+    """Make a temporary with `make` (its name) and lock it; the fd holds the lock. Another run's
+    remove_stale can delete it in the instant between the two (the name looks like a killed write's
+    leftover): the concurrent write then failed (FileNotFoundError) or renamed an unlocked copy that
+    a third run deleted. Locked, it is checked to be still there under its name, else made anew."""
+    for _ in range(_MAKE_ATTEMPTS):
+        name = make()
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        _hold(fd)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(name)):
+                return fd, Path(name)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise OSError(
+        f"{name}: removed {_MAKE_ATTEMPTS} times as it was made; is something deleting that folder?"
+    )
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -146,15 +179,22 @@ def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
+def _made_file(**mkstemp: Any) -> str:
+    """mkstemp's new file, by name (_held_temporary opens and locks it)."""
+    fd, name = tempfile.mkstemp(**mkstemp)
+    os.close(fd)
+    return name
+
+
 @contextlib.contextmanager
 def _temporary(target: Path) -> Iterator[Path]:
     """A held temporary file next to `target` (a killed write's leftovers removed first); it is
     deleted on the way out unless the caller renamed it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)  # a killed write's temporary
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    _hold(fd)
-    tmp_path = Path(tmp)
+    fd, tmp_path = _held_temporary(
+        lambda: _made_file(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    )
     try:
         yield tmp_path
     finally:
@@ -212,11 +252,11 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)  # a killed write's copy (a whole dataset or model) and its set-aside old one
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    give_default_mode(tmp)  # what is created inside gets the umask's modes by itself
-    fd = os.open(tmp, os.O_RDONLY)
-    _hold(fd)
+    fd, tmp = _held_temporary(
+        lambda: tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    )
     try:
+        give_default_mode(tmp)  # what is created inside gets the umask's modes by itself
         yield tmp
         # Some writers make private files whatever the umask (safetensors' save_file: 0600), which
         # another user or a container under another uid then cannot load.

@@ -182,3 +182,31 @@ def test_an_output_that_is_a_link_is_replaced_and_later_writes_still_work(tmp_pa
     assert (target / "config.json").read_text() == "2" and not target.is_symlink()
     assert sorted(p.name for p in target.parent.iterdir()) == ["hf"]
     assert (elsewhere / "kept.txt").read_text() == "not ours to delete"  # a link is not followed
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_another_runs_cleanup_just_before_the_lock_does_not_break_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A new temporary is named like a killed write's leftover until it is locked: another run's
+    remove_stale in that instant deleted it, and the write failed (FileNotFoundError), or renamed an
+    unlocked copy that a third run's cleanup deleted. Three processes writing one target 300 times
+    each failed 1-3 times each."""
+    target = tmp_path / "out"
+    real_hold = atomic._hold
+    raced: list[int] = []
+
+    def cleanup_then_hold(fd: int) -> None:
+        if not raced:  # a concurrent run's cleanup, between the temporary's creation and its lock
+            raced.append(fd)
+            atomic.remove_stale(target)
+        real_hold(fd)
+
+    monkeypatch.setattr(atomic, "_hold", cleanup_then_hold)
+    written = atomic.atomic_dir(target) if kind == "folder" else atomic.atomic_path(target)
+    with written as tmp:
+        (tmp / "a.txt" if kind == "folder" else tmp).write_text("new")
+        atomic.remove_stale(target)  # and another one while this write is under way
+    assert raced
+    assert (target / "a.txt" if kind == "folder" else target).read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -1508,3 +1509,57 @@ def test_the_sources_reason_names_what_keeps_a_flagged_source_out(
     shown = _reason(flag, licence, "stated")
     assert shown.startswith(said) and shown.endswith("stated")
     assert (shown == "stated") == (commercial_eligible(flag, licence) or not flag)
+
+
+class _SlowHandler(_RangeHandler):
+    """Sends its body in small pieces, so that two downloads overlap."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        rng = self.headers.get("Range")
+        start = int(re.match(r"bytes=(\d+)-", rng).group(1)) if rng else 0
+        body = self.payload[start:]
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for at in range(0, len(body), 20_000):
+            self.wfile.write(body[at : at + 20_000])
+            self.wfile.flush()
+            time.sleep(0.01)
+
+
+def test_two_downloads_of_one_pinned_file_at_once_both_get_it_whole(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download cache (~/.cache, shared by every clone) keeps a partial file under the pin's
+    sha256: two clones running `dvc repro` at once wrote into the same `<sha256>.part`, and each got
+    "has sha256 ..., expected the pinned ...; check the pin" for a pin that was right (or, had one
+    finished first, the other appended to the file it had just checked and moved)."""
+    from pipeline.sources.http import fetch_url
+
+    monkeypatch.setenv("NANOCHATGPT_DOWNLOAD_CACHE", str(root / "cache"))
+    handler = type("Handler", (_SlowHandler,), {"payload": os.urandom(300_000), "ranges": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/corpus.txt"
+    sha = hashlib.sha256(handler.payload).hexdigest()
+    errors: list[BaseException] = []
+
+    def fetch(n: int) -> None:
+        try:
+            fetch_url(url, sha, root / f"out{n}" / "f.bin", name=f"demo{n}")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=fetch, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert errors == []
+    for n in range(2):
+        assert (root / f"out{n}" / "f.bin").read_bytes() == handler.payload
+    assert sorted(p.name for p in (root / "cache").iterdir()) == []  # no part, no lock left

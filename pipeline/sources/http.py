@@ -14,12 +14,16 @@ extracted (archive.py).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import http.client
 import os
 import re
 import shutil
+import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 from typing import IO
@@ -134,10 +138,7 @@ def _check_room(block: int, got: int, cache: Path, name: str, url: str, hint: st
         )
 
 
-def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) -> Path:
-    """`<cache>/<sha256>.part`, complete and matching the pin: resumed from a partial earlier run,
-    kept (and SourceError raised) when the connection ends short of the declared size, deleted (and
-    SourceError raised) when the whole file's hash differs."""
+def _refuse_non_web(url: str, name: str, hint: str) -> None:
     if not _web_url(url):
         # `location: file:///home/you/.ssh/id_rsa` would read a file of this machine (and print its
         # sha256); a file already here is what `local_path:` is for
@@ -145,6 +146,12 @@ def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) ->
             f"{name}: cannot download {url[:150]}: a url source's `location:` must be an https:// (or "
             f"http://) URL; {hint}"
         )
+
+
+def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) -> Path:
+    """`<cache>/<sha256>.part`, complete and matching the pin: resumed from a partial earlier run,
+    kept (and SourceError raised) when the connection ends short of the declared size, deleted (and
+    SourceError raised) when the whole file's hash differs. The caller has refused a non-web URL."""
     cache = download_cache()
     cache.mkdir(parents=True, exist_ok=True)
     part = cache / f"{sha256}.part"
@@ -206,9 +213,11 @@ def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) ->
 def fetch_url(url: str, sha256: str, dest: Path, *, name: str, timeout: float = 60.0) -> None:
     """Download `url` to `dest`, resuming a previous partial download; raise SourceError on failure."""
     hint = f"or set `local_path:` for {name} in sources.yaml to the file you already have"
-    part = _download(url, sha256, name=name, hint=hint, timeout=timeout)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(part, dest)
+    _refuse_non_web(url, name, hint)  # before the cache is touched
+    with _one_download_of(sha256, name):
+        part = _download(url, sha256, name=name, hint=hint, timeout=timeout)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(part, dest)
 
 
 def cached_url(url: str, sha256: str, *, name: str, timeout: float = 60.0) -> Path:
@@ -216,10 +225,54 @@ def cached_url(url: str, sha256: str, *, name: str, timeout: float = 60.0) -> Pa
     and only its selected members go to data/raw, so a changed `files:` re-extracts without a
     download). A kept file is hashed again before use; one that no longer matches is fetched anew."""
     hint = f"or set `local_path:` for {name} in sources.yaml to the archive you already have"
+    _refuse_non_web(url, name, hint)  # before the cache is touched
     kept = download_cache() / sha256
-    if kept.is_file() and sha256_file(kept) == sha256:
-        return kept
-    kept.unlink(missing_ok=True)
-    part = _download(url, sha256, name=name, hint=hint, timeout=timeout)
-    part.replace(kept)
+    with _one_download_of(sha256, name):
+        if kept.is_file() and sha256_file(kept) == sha256:
+            return kept
+        kept.unlink(missing_ok=True)
+        part = _download(url, sha256, name=name, hint=hint, timeout=timeout)
+        part.replace(kept)
     return kept
+
+
+@contextlib.contextmanager
+def _one_download_of(sha256: str, name: str) -> Iterator[None]:
+    """Hold `<cache>/<sha256>.lock` (an flock, dropped by the kernel when its holder dies) while the
+    pinned file is downloaded into `<sha256>.part` and moved out. The cache is shared by every clone
+    of the project: two `dvc repro` at once wrote into one part file, and each was told to "check
+    the pin" of a right pin. The second waits, then finds the file kept (cached_url) or fetches it
+    again (fetch_url moved the part away)."""
+    cache = download_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    fd = _lock_file(cache / f"{sha256}.lock", name)
+    try:
+        yield
+    finally:
+        # Deleted while still locked: a run that waited on it sees it gone and locks a new one.
+        (cache / f"{sha256}.lock").unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _lock_file(path: Path, name: str) -> int:
+    """An fd holding an flock on the file at `path` (made if missing), once it is still that file:
+    a holder deletes it before it lets go, so a waiter may have locked a file no longer there."""
+    told = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not told:
+                print(
+                    f"{name}: waiting for another download of the same file into {path.parent}",
+                    file=sys.stderr,
+                )
+                told = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks: as before, nothing keeps two downloads apart
+            return fd
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        os.close(fd)
