@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = model_config(args.model)
     contexts = args.contexts or [c for c in (64, 256, 1000) if c <= cfg.block_size] or [cfg.block_size]
-    if max(contexts) > cfg.block_size:
-        ap.error(f"--contexts: {max(contexts)} exceeds the model's block_size {cfg.block_size}")
+    if max(contexts) > cfg.block_size or min(contexts) < 2:
+        ap.error(f"--contexts: each from 2 (a prompt token and the step's) to block_size {cfg.block_size}")
     rows, drift = measure(cfg, contexts, args.threads, args.repeats, args.steps)
     print(f"decode step, batch 1, {args.model} shape: median of {args.repeats} runs of {args.steps} steps")
     print(f"{'context':>8} {'threads':>8} {'default ms':>11} {'math ms':>8} {'math/default':>13}")

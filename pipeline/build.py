@@ -131,11 +131,7 @@ def row_checks(src: SourceInput, max_chars: int) -> list[tuple[str, pl.Expr, str
     ]
 
 
-# Where a contributed file's terms are stated (a registry entry's: sources.yaml).
-SIDECAR = "the sidecar"
-
-
-def warn_unknown_licences(sources: list[SourceInput]) -> list[str]:
+def warn_licences_kept_out(sources: list[SourceInput]) -> list[str]:
     """Say which sources (or contributed files) claim commercial use under a licence that keeps them
     out of the commercial variant (unknown, or one that forbids it); returns the messages (printed
     to stderr)."""
@@ -152,23 +148,24 @@ def warn_unknown_licences(sources: list[SourceInput]) -> list[str]:
                 .collect()
                 .iter_rows()
             )
-            messages += [_kept_out(name, licence or "", SIDECAR) for name, licence in files]
+            messages += [_kept_out(name, licence or "", contributed=True) for name, licence in files]
         elif src.commercial and not src.commercial_eligible:
-            messages.append(_kept_out(src.name, src.licence, "sources.yaml"))
+            messages.append(_kept_out(src.name, src.licence, contributed=False))
     for message in messages:
         print(message, file=sys.stderr)
     return messages
 
 
-def _kept_out(name: str, licence: str, where: str) -> str:
-    """The warning for flagged data its licence keeps out (licences.licence_bar's two cases); an
-    unknown licence's wording is as it was, per registry entry or contributed file."""
+def _kept_out(name: str, licence: str, *, contributed: bool) -> str:
+    """The warning for flagged data its licence keeps out (licences.licence_bar's two cases), told
+    where its terms are stated: a contributed file's sidecar, or a registry entry's sources.yaml."""
+    where = "the sidecar" if contributed else "sources.yaml"
     if not licences.is_unknown(licence):  # then the licence forbids commercial use by its name
         return (
             f"build: {name}: licence {licence!r} forbids commercial use, so it stays out of the "
             f"commercial variant despite `commercial: true` (set `commercial: false` in {where})"
         )
-    if where == SIDECAR:
+    if contributed:
         return (
             f"build: {name}: licence unknown, so it stays out of the commercial variant despite "
             "`commercial: true` (name its licence in the sidecar)"
@@ -572,7 +569,7 @@ def build_variant(
 
     sources = resolve_sources(root, names, registry)
     if cfg.variant == "commercial":
-        warn_unknown_licences(sources)
+        warn_licences_kept_out(sources)
     file_rows = {
         src.rank: pl.scan_parquet(src.path, glob=False).select(pl.len()).collect().item() for src in sources
     }

@@ -226,7 +226,9 @@ def _style_warnings(cf: Any) -> list[str]:
 
 
 def _why_not_commercial(flag: bool, licence: str) -> str | None:
-    """Why the commercial variant leaves a file out (None when it takes it)."""
+    """Why the commercial variant leaves a file out (None when it takes it), by licences.licence_bar,
+    the build's rule. (scan_contrib refuses a flagged sidecar under a licence that forbids
+    commercial use before this is asked; the wording is for any caller that has not.)"""
     if not flag:
         return "its sidecar says commercial: false"
     bar = licence_bar(licence)

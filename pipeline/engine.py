@@ -81,7 +81,8 @@ def _thread_invariant(decode: Callable[[torch.Tensor], torch.Tensor], tokens: to
     query row its result moves with the count (2.13: ~1e-7 in attention, ~1e-6 in the logits of a
     GPT-2 layer shape at 1 vs 2 threads), which can flip a greedy near-tie or a seeded draw, so a
     `--seed` reply would depend on the counts the timings picked. The math backend's one-row
-    products do not move (a prefill's many rows do not either: it needs nothing)."""
+    products do not move. (A prefill's do, in its linear layers at a few rows: decode_tokens runs
+    it at the tuner's restore count.)"""
     with sdpa_kernel([SDPBackend.MATH]):
         return decode(tokens)
 
@@ -233,6 +234,10 @@ class Engine:
             rows = [[PAD_ID] * (longest - len(p)) + list(p) for p in prompts]
             idx = torch.tensor(rows, dtype=torch.long, device=self.device)
             generator = params.generator(self.device)
+            if self.thread_tuner is not None:
+                # The prefill at one count, whatever the last reply's steps left set: its linear
+                # layers' few-row products move with the count (~1e-6 at 5 to 11 rows on torch 2.13).
+                self.thread_tuner.restore()
             logits, _ = self.model(idx, cache=cache)
             logits = logits[:, -1]
             host = torch.empty(len(prompts), dtype=torch.long, pin_memory=self.device.type == "cuda")

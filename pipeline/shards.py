@@ -432,9 +432,9 @@ class TokenShards:
                 )
             bad = np.flatnonzero(shard.mask > 1)
             if len(bad):
+                mask_file = self.split_dir / shard_files(shard.index)[1]
                 raise ValueError(
-                    f"{self.split_dir / shard_files(shard.index)[1]}: byte {int(bad[0])} is {int(shard.mask[bad[0]])}, "
-                    "a loss mask holds 0 or 1"
+                    f"{mask_file}: byte {int(bad[0])} is {int(shard.mask[bad[0]])}, a loss mask holds 0 or 1"
                 )
             starts = np.asarray(shard.starts)
             eot = np.flatnonzero(shard.tokens == ENDOFTEXT_ID)

@@ -14,8 +14,10 @@ went.
 
 The count changes nothing in the output: a tuned decode step runs its attention on torch's math
 backend, whose logits are the same at any thread count (its CPU flash kernel's, for the one query row
-of a decode step, were not: pipeline.engine._thread_invariant), so a `--seed` reply is the same
-(tests/test_threadtuner.py checks it on this machine's torch). A compiled step keeps its own kernels.
+of a decode step, were not: pipeline.engine._thread_invariant), and the prefill runs at the tuner's
+restore count, whatever count the last reply left, so a `--seed` reply is the same
+(tests/test_threadtuner.py checks it on this machine's torch). Not with `--compile`: a compiled step
+keeps the kernels it was compiled with, whose logits can move with the count (~3e-7).
 """
 
 from __future__ import annotations

@@ -486,11 +486,11 @@ def main_writes(rt: Runtime, write: Callable[[], None]) -> None:
     """`write` (the run's files) on the main process while the others wait for it. A write error
     there ends every rank with it: the others, left waiting in a collective, ended in gloo's
     "Connection closed by peer" traceback (their line is one that stages.train's say() leaves out)."""
-    failed: checkpoint.CheckpointWriteError | None = None
+    failed: Exception | None = None
     if rt.dist.is_main:
         try:
             write()
-        except checkpoint.CheckpointWriteError as e:
+        except Exception as e:  # any: a bug's traceback too is raised here once the others know
             failed = e
     if not device.all_ok(rt.dist, failed is None, rt.device):  # a barrier too: the others wait here
         raise failed or checkpoint.CheckpointWriteError(

@@ -225,8 +225,9 @@ class TrainConfig:
 
     def fingerprint(self, data: bytes) -> str:
         """What decides the weights: config (minus logging knobs), the data (`data`, the shards'
-        data_digest, taken once per run: shards without meta.json are hashed file by file), the code (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face
-        directory the files there that decide its first weights (hf.source_digest). (hf.py, which
+        data_digest, taken once per run: shards without meta.json are hashed file by file), the
+        code (FINGERPRINT_CODE), and for a run that starts from a local Hugging Face directory the
+        files there that decide its first weights (hf.source_digest). (hf.py, which
         loads pretrained weights, is code of the run; the export, hfexport.py, is not: a new model
         card never retrains.)
 

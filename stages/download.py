@@ -7,7 +7,7 @@ import sys
 from pipeline.sources.download import download, unpinned_notice
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import get_source
-from pipeline.terminal import inert
+from pipeline.terminal import printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_source(argv[0])
         folder = download(spec)
     except SourceError as e:
-        print(f"download: {inert(str(e))}", file=sys.stderr)  # names from contributed files
+        print(f"download: {printable(str(e))}", file=sys.stderr)  # contrib names: one line, inert
         return 1
     print(f"download {argv[0]}: {folder}")
     if notice := unpinned_notice(spec, folder):

@@ -9,7 +9,7 @@ from pipeline.sources.download import raw_dir
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import normalize_source, nothing_kept_warning, write_outputs
 from pipeline.sources.registry import get_source
-from pipeline.terminal import inert
+from pipeline.terminal import printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = normalize_source(get_source(name), raw_dir(name), load_params().get("normalize") or {})
     except SourceError as e:
-        print(f"normalize: {inert(str(e))}", file=sys.stderr)  # names from contributed files
+        print(f"normalize: {printable(str(e))}", file=sys.stderr)  # contrib names: one line, inert
         return 1
     write_outputs(result, name)
     r = result.report

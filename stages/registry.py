@@ -16,7 +16,7 @@ from pipeline.sources.errors import SourceError
 from pipeline.sources.fetchspec import write_fetch_specs
 from pipeline.sources.leftovers import find_leftovers, remove_leftovers
 from pipeline.sources.registry import FETCH_SPECS, enabled_specs
-from pipeline.terminal import inert
+from pipeline.terminal import printable
 from pipeline.trainchoice import check_train_choice
 
 
@@ -26,7 +26,7 @@ def main() -> int:
         check_train_choice(load_params(root / DEFAULT_PARAMS))
         specs, registry = enabled_specs(root)
     except (SourceError, ValueError) as e:
-        print(f"registry: {inert(str(e))}", file=sys.stderr)  # names from contributed files
+        print(f"registry: {printable(str(e))}", file=sys.stderr)  # contrib names: one line, inert
         return 1
     written = write_fetch_specs(specs, root, root / FETCH_SPECS)
     print(f"registry: {len(written)} sources -> {FETCH_SPECS}/")

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from pipeline.sources.adapters import get_adapter
 from pipeline.sources.normalize import NormalizeResult, normalize_rows
@@ -59,6 +60,28 @@ def test_ubuntu_unreadable_utterance_cuts_its_dialogue(tmp_path: Path) -> None:
         ("dialogueText.csv:5", "conversation_broken"),
     ]
     assert q["conversation_id"][1] == "ubuntu:3/1.tsv"
+    assert _reconciles(result.report)
+
+
+def test_ubuntu_utterance_lost_before_its_fields_were_read_cuts_its_dialogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record lost for its size (csv_parse) has no fields, so it named no dialogue and alice's two
+    utterances around bob's lost reply still merged into one human turn."""
+    from pipeline.sources import readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 200)
+    (tmp_path / "dialogueText.csv").write_bytes(
+        b"folder,dialogueID,date,from,to,text\n"
+        b"3,1.tsv,d,alice,,my wifi is down\n"
+        b"3,1.tsv,d,bob,alice," + b"x" * 300 + b"\n"
+        b"3,1.tsv,d,alice,bob,thanks it works\n"
+        b"3,1.tsv,d,bob,alice,np\n"
+        b"3,2.tsv,d,carol,,hi\n"
+        b"3,2.tsv,d,dave,carol,hello\n"
+    )
+    result = _run("ubuntu", tmp_path)
+    assert _turns(result) == [("ubuntu:3/2.tsv", "human", "hi"), ("ubuntu:3/2.tsv", "bot", "hello")]
     assert _reconciles(result.report)
 
 
@@ -136,17 +159,17 @@ def test_oasst1_nan_rank_is_unranked(tmp_path: Path) -> None:
 def test_empathetic_dialogues_parquet_numeric_conv_id_with_a_missing_utterance(tmp_path: Path) -> None:
     """A parquet export with conv_id as a number: its readable rows were keyed str(conv_id), but a row
     without utterance passed the number itself as conv_key, and polars refused the whole source
-    with a TypeError traceback."""
+    with a TypeError traceback. A conv_id of 0 is a conversation like any other (not "missing")."""
     pl.DataFrame(
         {
-            "conv_id": [7, 7, 7, 8, 8],
+            "conv_id": [7, 7, 7, 0, 0],
             "utterance_idx": [1, 2, 3, 1, 2],
             "speaker_idx": [1, 0, 1, 1, 0],
             "utterance": ["hi", None, "x", "hello", "hey"],
         }
     ).write_parquet(tmp_path / "train.parquet")
     result = _run("empathetic_dialogues", tmp_path)
-    conv = "empathetic_dialogues:8"
+    conv = "empathetic_dialogues:0"
     assert _turns(result) == [(conv, "human", "hello"), (conv, "bot", "hey")]
     assert result.quarantine.select("conversation_id", "check").rows() == [
         ("empathetic_dialogues:7", "conversation_broken"),

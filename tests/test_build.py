@@ -981,7 +981,7 @@ def test_flagged_data_under_a_non_commercial_licence_is_warned_about_by_its_real
     def source(name: str, kind: str, licence: str) -> SourceInput:
         return SourceInput(name, 0, table, name, kind, licence, True)
 
-    messages = build_mod.warn_unknown_licences(
+    messages = build_mod.warn_licences_kept_out(
         [
             source("nc", "package", "CC-BY-NC-SA-4.0"),
             source("unk", "package", "unknown"),

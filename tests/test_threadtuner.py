@@ -307,6 +307,37 @@ def test_a_tuned_decode_step_gives_the_same_logits_at_any_thread_count() -> None
     assert torch.equal(logits[0], logits[1]), (logits[0] - logits[1]).abs().max()
 
 
+@pytest.mark.parametrize("length", [5, 6, 9])
+def test_a_reply_gives_the_same_logits_whatever_count_the_last_one_left(
+    monkeypatch: pytest.MonkeyPatch, length: int
+) -> None:
+    """The prefill is not a tuned step: it ran at whatever count the last reply's steps left set, and
+    its linear layers' few-row products (5 to 11 prompt tokens) moved ~2e-6 between 1 and 2 threads,
+    so the second reply of a seeded chat could depend on the counts the tuner had picked."""
+    from pipeline import engine as engine_module
+
+    model = tiny_gpt()
+    default = torch.get_num_threads()
+    seen: list[torch.Tensor] = []
+    sample = engine_module.sample
+    monkeypatch.setattr(
+        engine_module, "sample", lambda logits, *a: seen.append(logits.clone()) or sample(logits, *a)
+    )
+    prompt = [5, 17, 99, 3, 250, 8, 1000, 42, 77][:length]
+    runs = []
+    try:
+        for left in (1, 2):
+            tuner = ThreadTuner((1, 2), torch.set_num_threads, restore_count=2)
+            torch.set_num_threads(left)  # what the last reply's steps left set
+            seen.clear()
+            with torch.inference_mode():
+                Engine(model, thread_tuner=tuner).generate_ids([prompt], 3)
+            runs.append(torch.cat(seen))
+    finally:
+        torch.set_num_threads(default)
+    assert torch.equal(runs[0], runs[1]), (runs[0] - runs[1]).abs().max()
+
+
 def test_the_engine_times_only_its_decode_steps_with_the_tuner() -> None:
     """Each decode step (not the prefill) goes through the tuner: 20 new tokens, 19 steps fed back."""
     model = tiny_gpt()

@@ -418,7 +418,7 @@ import json, os, sys, time
 from collections.abc import Callable
 from pathlib import Path
 from pipeline.train import train
-from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest
+from pipeline.trainconfig import TrainConfig, TrainPaths
 cfg = TrainConfig(**json.loads(sys.argv[1]))
 root, data = Path(sys.argv[2]), Path(sys.argv[3])
 kill_at = int(os.environ.get("KILL_AT", "0"))

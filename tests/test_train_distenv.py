@@ -120,8 +120,13 @@ from pipeline.trainconfig import TrainConfig, TrainPaths
 what = os.environ["FAIL"]
 def fail(*args, **kwargs):
     raise checkpoint.CheckpointWriteError("disk full")
+def bug(*args, **kwargs):
+    raise RuntimeError("a bug in finish")
 if os.environ["RANK"] == "0":
-    if what == "ckpt":
+    if what == "bug":
+        import pipeline.train
+        pipeline.train.finish = bug
+    elif what == "ckpt":
         checkpoint.save_run_checkpoint = fail
     else:
         import pipeline.train
@@ -150,6 +155,20 @@ def test_a_write_error_of_the_main_process_ends_every_rank_the_same_way(
     assert "FAILED 0: disk full" in proc.stdout, proc.stdout + proc.stderr[-3000:]
     assert "FAILED 1: the main process (rank 0) could not write the run's files" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_bug_in_the_main_process_write_ends_the_others_without_a_gloo_traceback(
+    tokens: Path, tmp_path: Path
+) -> None:
+    """Not only a write error: any exception of rank 0's write (a bug in finish) left the others in
+    the collective, ending in gloo's "Connection closed by peer". The bug keeps its traceback."""
+    cfg = {**TINY, "device": "cpu", "max_iters": 2, "ckpt_interval": 2, "eval_interval": 2}
+    proc = _torchrun(WRITE_FAILS_DRIVER, cfg, tmp_path / "job", tokens, tmp_path, FAIL="bug")
+    assert proc.returncode != 0
+    assert "FAILED 1: the main process (rank 0) could not write the run's files" in proc.stdout
+    assert "RuntimeError: a bug in finish" in proc.stderr
+    assert "Connection closed by peer" not in proc.stderr
 
 
 def _torchrun(

@@ -37,7 +37,8 @@ _PREVIEW = 200  # bytes of an over-long line kept to show in quarantine
 
 @dataclass(frozen=True)
 class Record:
-    """One upstream record: `value` when readable, else `check`/`reason` say why not."""
+    """One upstream record: `value` when readable, else `check`/`reason` say why not (a CSV record
+    refused for its bytes still carries its fields in `value`, to name its conversation by)."""
 
     line: int
     value: Any

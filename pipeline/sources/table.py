@@ -155,8 +155,9 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
 
 
 def _reason(flag: bool, licence: str, reason: str) -> str:
-    """The stated reason, after why the build keeps a flagged source out (its licence's bar): the
-    bar was always worded "unknown", also for a licence that forbids commercial use."""
+    """The stated reason, after why the build keeps a flagged source out (licences.licence_bar, the
+    build's own rule). The registry refuses a flagged entry under a licence that forbids commercial
+    use, so only "unknown" reaches here from sources.yaml; the wording serves both."""
     bar = licence_bar(licence) if flag else None
     if bar:
         return f"flagged commercial, but {bar}: kept out of the commercial variant. {reason}"

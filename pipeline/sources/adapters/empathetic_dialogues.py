@@ -159,9 +159,9 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         for origin, rec in readable(records, rel, rows, _line_conv if is_csv else None):
             r = rec.value
             conv, speaker, text = r.get("conv_id"), r.get("speaker_idx"), r.get("utterance")
-            if not conv or speaker in (None, "") or text is None:
-                # str: a parquet export may hold conv_id as a number, which the text column refused
-                key = str(conv) if conv else None
+            if conv in (None, "") or speaker in (None, "") or text is None:
+                # str: a parquet export may hold conv_id as a number (0 too), which the text column refused
+                key = None if conv in (None, "") else str(conv)
                 rows.bad(origin, "missing_field", "needs conv_id, speaker_idx and utterance", conv_key=key)
                 continue
             rows.add(str(conv), _unescape(str(text)), origin, speaker=str(speaker))

@@ -137,7 +137,12 @@ def _dialogue_key(rec: Record) -> str | None:
 def _read_file(path: Path, rel: str, rows: RawRows) -> None:
     records = iter_csv(path)
     checked = False
-    for origin, rec in readable(records, rel, rows, _dialogue_key):
+    # A record lost before its fields were read (an over-long field) names no dialogue: it cuts the
+    # one of the record before it (records come in dialogue order), else the turns around it join.
+    # The lambda reads last_key when a record is lost, as the loop has left it: late binding wanted.
+    last_key: str | None = None
+    lost_key = lambda lost: _dialogue_key(lost) or last_key  # noqa: B023, E731
+    for origin, rec in readable(records, rel, rows, lost_key):
         r = rec.value
         if not checked:  # the first readable record's keys are the header (DictReader's fieldnames)
             header = [k for k in r if k is not None]
@@ -149,7 +154,7 @@ def _read_file(path: Path, rel: str, rows: RawRows) -> None:
         if "Context" in r:
             _read_v2(rows, origin, f"{Path(rel).with_suffix('')}:{rec.line}", r)
             continue
-        key = _dialogue_key(rec)
+        key = last_key = _dialogue_key(rec)
         if not key or not r.get("from") or r.get("text") is None:
             rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
             continue
