@@ -38,13 +38,25 @@ def _turns(result: NormalizeResult) -> list[tuple[str, str, str]]:
 # --- a lost utterance of a one-row-per-utterance CSV ----------------------------------------------
 
 
-def test_ubuntu_unreadable_utterance_cuts_its_dialogue(tmp_path: Path) -> None:
-    """bob's reply holds invalid UTF-8: it was quarantined without its dialogue, so alice's two
-    utterances around it merged into one human turn ("my wifi is down\\nthanks it works")."""
+@pytest.mark.parametrize(
+    ("bob", "check"),
+    [(b"try \xff restarting", "utf8"), (b"x" * 300, "csv_parse")],
+    ids=["bad-bytes", "too-long"],
+)
+def test_ubuntu_unreadable_utterance_cuts_its_dialogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bob: bytes, check: str
+) -> None:
+    """bob's reply holds invalid UTF-8, or is too long to be read: it was quarantined without its
+    dialogue, so alice's two utterances around it merged into one human turn ("my wifi is
+    down\nthanks it works"). A record lost for its size has no fields: it cuts the dialogue of the
+    record before it."""
+    from pipeline.sources import readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 200)
     (tmp_path / "dialogueText.csv").write_bytes(
         b"folder,dialogueID,date,from,to,text\n"
         b"3,1.tsv,d,alice,,my wifi is down\n"
-        b"3,1.tsv,d,bob,alice,try \xff restarting\n"
+        b"3,1.tsv,d,bob,alice," + bob + b"\n"
         b"3,1.tsv,d,alice,bob,thanks it works\n"
         b"3,1.tsv,d,bob,alice,np\n"
         b"3,2.tsv,d,carol,,hi\n"
@@ -55,33 +67,11 @@ def test_ubuntu_unreadable_utterance_cuts_its_dialogue(tmp_path: Path) -> None:
     q = result.quarantine
     assert q.select("origin", "check").rows() == [
         ("dialogueText.csv:2", "conversation_broken"),
-        ("dialogueText.csv:3", "utf8"),
+        ("dialogueText.csv:3", check),
         ("dialogueText.csv:4", "conversation_broken"),
         ("dialogueText.csv:5", "conversation_broken"),
     ]
     assert q["conversation_id"][1] == "ubuntu:3/1.tsv"
-    assert _reconciles(result.report)
-
-
-def test_ubuntu_utterance_lost_before_its_fields_were_read_cuts_its_dialogue(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A record lost for its size (csv_parse) has no fields, so it named no dialogue and alice's two
-    utterances around bob's lost reply still merged into one human turn."""
-    from pipeline.sources import readers
-
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 200)
-    (tmp_path / "dialogueText.csv").write_bytes(
-        b"folder,dialogueID,date,from,to,text\n"
-        b"3,1.tsv,d,alice,,my wifi is down\n"
-        b"3,1.tsv,d,bob,alice," + b"x" * 300 + b"\n"
-        b"3,1.tsv,d,alice,bob,thanks it works\n"
-        b"3,1.tsv,d,bob,alice,np\n"
-        b"3,2.tsv,d,carol,,hi\n"
-        b"3,2.tsv,d,dave,carol,hello\n"
-    )
-    result = _run("ubuntu", tmp_path)
-    assert _turns(result) == [("ubuntu:3/2.tsv", "human", "hi"), ("ubuntu:3/2.tsv", "bot", "hello")]
     assert _reconciles(result.report)
 
 
