@@ -82,7 +82,7 @@ def _thread_invariant(decode: Callable[[torch.Tensor], torch.Tensor], tokens: to
     GPT-2 layer shape at 1 vs 2 threads), which can flip a greedy near-tie or a seeded draw, so a
     `--seed` reply would depend on the counts the timings picked. The math backend's one-row
     products do not move. (A prefill's do, in its linear layers at a few rows: decode_tokens runs
-    it at the tuner's restore count.)"""
+    it at the tuner's largest count.)"""
     with sdpa_kernel([SDPBackend.MATH]):
         return decode(tokens)
 
@@ -237,7 +237,7 @@ class Engine:
             if self.thread_tuner is not None:
                 # The prefill at one count, whatever the last reply's steps left set: its linear
                 # layers' few-row products move with the count (~1e-6 at 5 to 11 rows on torch 2.13).
-                self.thread_tuner.restore()
+                self.thread_tuner.before_untimed()
             logits, _ = self.model(idx, cache=cache)
             logits = logits[:, -1]
             host = torch.empty(len(prompts), dtype=torch.long, pin_memory=self.device.type == "cuda")

@@ -15,7 +15,7 @@ went.
 The count changes nothing in the output: a tuned decode step runs its attention on torch's math
 backend, whose logits are the same at any thread count (its CPU flash kernel's, for the one query row
 of a decode step, were not: pipeline.engine._thread_invariant), and the prefill runs at the tuner's
-restore count, whatever count the last reply left, so a `--seed` reply is the same
+largest count, whatever count the last reply left, so a `--seed` reply is the same
 (tests/test_threadtuner.py checks it on this machine's torch). Not with `--compile`: a compiled step
 keeps the kernels it was compiled with, whose logits can move with the count (~3e-7).
 """
@@ -177,6 +177,13 @@ class ThreadTuner:
             self._neighbours.observe(start, end)
         self._record(count, end - start)
         return result
+
+    def before_untimed(self) -> None:
+        """Set the largest count (as capped by a CPU quota) for work the tuner does not time, such as
+        a prefill: always the same count, so its logits do not depend on the one the last reply's
+        steps left set, and never above the quota (restore's torch default can be)."""
+        self._set_threads(self.counts[-1])
+        self._current = None  # the next timed step regroups whatever count it runs at
 
     def restore(self) -> None:
         """Set torch's default count again (`restore_count`, else the largest count, where the tuner

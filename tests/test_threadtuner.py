@@ -338,6 +338,21 @@ def test_a_reply_gives_the_same_logits_whatever_count_the_last_one_left(
     assert torch.equal(runs[0], runs[1]), (runs[0] - runs[1]).abs().max()
 
 
+def test_the_prefill_never_runs_above_a_quota_cap() -> None:
+    """Under a CPU quota the tuner's counts stop below torch's default (its restore count): the
+    prefill ran at that default, the throttled count the quota cap exists to avoid."""
+    model = tiny_gpt()
+    default = torch.get_num_threads()
+    counts: list[int] = []
+    tuner = ThreadTuner((1,), lambda n: counts.append(n) or torch.set_num_threads(n), restore_count=2)
+    try:
+        with torch.inference_mode():
+            Engine(model, thread_tuner=tuner).generate_ids([[5, 17, 99]], 3)
+    finally:
+        torch.set_num_threads(default)
+    assert counts and set(counts) == {1}
+
+
 def test_the_engine_times_only_its_decode_steps_with_the_tuner() -> None:
     """Each decode step (not the prefill) goes through the tuner: 20 new tokens, 19 steps fed back."""
     model = tiny_gpt()
