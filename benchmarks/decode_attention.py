@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.args import positive_int, positive_ints  # noqa: E402
 from benchmarks.decode_threads import model_config  # noqa: E402
+from pipeline.engine import _thread_invariant  # noqa: E402
 from pipeline.model import GPT, GPTConfig, KVCache  # noqa: E402
 
 BACKENDS = ("default", "math")
@@ -41,10 +41,10 @@ class Row:
 
 
 def _step(model: GPT, cache: KVCache, token: torch.Tensor, backend: str) -> torch.Tensor:
-    """One decode step at the cache's current length (not advanced: every call repeats it)."""
+    """One decode step at the cache's current length (not advanced: every call repeats it); "math"
+    as the engine runs a tuned step (engine._thread_invariant)."""
     if backend == "math":
-        with sdpa_kernel([SDPBackend.MATH]):
-            return model.decode_step(token, cache)
+        return _thread_invariant(lambda t: model.decode_step(t, cache), token)
     return model.decode_step(token, cache)
 
 

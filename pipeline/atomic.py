@@ -66,7 +66,7 @@ def _remove(path: Path) -> None:
 def _remove_unless_in_use(path: Path) -> None:
     """Delete `path` unless a live write holds it (an flock, which the kernel drops when its holder
     dies). The lock is kept while deleting: a write that creates its temporary and locks it a
-    moment later then either finds it gone (_held_temporary makes another) or keeps it."""
+    moment later then either finds it gone (held_file makes another) or keeps it."""
     if path.is_symlink():
         _remove(path)
         return
@@ -88,9 +88,16 @@ def _remove_unless_in_use(path: Path) -> None:
         os.close(fd)
 
 
-def _hold(fd: int) -> None:
-    """flock a temporary for the length of its write (see remove_stale)."""
+def _hold(fd: int, on_wait: Callable[[], None] | None = None) -> None:
+    """flock `fd` (a temporary for the length of its write: see remove_stale), calling `on_wait`
+    first when another process holds it. A filesystem without flock: nothing to hold."""
     with contextlib.suppress(OSError):
+        if on_wait is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                on_wait()
         fcntl.flock(fd, fcntl.LOCK_EX)
 
 
@@ -99,18 +106,19 @@ def _hold(fd: int) -> None:
 _MAKE_ATTEMPTS = 100
 
 
-def _held_temporary(make: Callable[[], str]) -> tuple[int, Path]:
-    """Make a temporary with `make` (its name) and lock it; the fd holds the lock. Another run's
-    remove_stale can delete it in the instant between the two (the name looks like a killed write's
-    leftover): the concurrent write then failed (FileNotFoundError) or renamed an unlocked copy that
-    a third run deleted. Locked, it is checked to be still there under its name, else made anew."""
+def held_file(make: Callable[[], str], on_wait: Callable[[], None] | None = None) -> tuple[int, Path]:
+    """Make a file or folder with `make` (its name) and lock it; the fd holds the lock (`on_wait`:
+    see _hold). Another process can delete it in the instant between the two (remove_stale: the
+    name of a temporary looks like a killed write's leftover; a lock file's holder deletes it as it
+    lets go): the concurrent write then failed (FileNotFoundError) or renamed an unlocked copy that a
+    third run deleted. Locked, it is checked to be still there under its name, else made anew."""
     for _ in range(_MAKE_ATTEMPTS):
         name = make()
         try:
             fd = os.open(name, os.O_RDONLY)
         except FileNotFoundError:
             continue
-        _hold(fd)
+        _hold(fd, on_wait)
         try:
             if os.path.samestat(os.fstat(fd), os.stat(name)):
                 return fd, Path(name)
@@ -180,7 +188,7 @@ def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 
 def _made_file(**mkstemp: Any) -> str:
-    """mkstemp's new file, by name (_held_temporary opens and locks it)."""
+    """mkstemp's new file, by name (held_file opens and locks it)."""
     fd, name = tempfile.mkstemp(**mkstemp)
     os.close(fd)
     return name
@@ -192,9 +200,7 @@ def _temporary(target: Path) -> Iterator[Path]:
     deleted on the way out unless the caller renamed it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)  # a killed write's temporary
-    fd, tmp_path = _held_temporary(
-        lambda: _made_file(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    )
+    fd, tmp_path = held_file(lambda: _made_file(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp_path
     finally:
@@ -252,9 +258,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)  # a killed write's copy (a whole dataset or model) and its set-aside old one
-    fd, tmp = _held_temporary(
-        lambda: tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    )
+    fd, tmp = held_file(lambda: tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         give_default_mode(tmp)  # what is created inside gets the umask's modes by itself
         yield tmp

@@ -4,6 +4,7 @@ was (old content, or absent) and no temporary beside it; a write that succeeds r
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -196,11 +197,11 @@ def test_another_runs_cleanup_just_before_the_lock_does_not_break_the_write(
     real_hold = atomic._hold
     raced: list[int] = []
 
-    def cleanup_then_hold(fd: int) -> None:
+    def cleanup_then_hold(fd: int, on_wait: Callable[[], None] | None = None) -> None:
         if not raced:  # a concurrent run's cleanup, between the temporary's creation and its lock
             raced.append(fd)
             atomic.remove_stale(target)
-        real_hold(fd)
+        real_hold(fd, on_wait)
 
     monkeypatch.setattr(atomic, "_hold", cleanup_then_hold)
     written = atomic.atomic_dir(target) if kind == "folder" else atomic.atomic_path(target)

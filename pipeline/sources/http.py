@@ -15,7 +15,6 @@ extracted (archive.py).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import os
 import re
@@ -31,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 from tqdm import tqdm
 
-from pipeline.atomic import sha256_file
+from pipeline.atomic import held_file, sha256_file
 from pipeline.sources.errors import SourceError
 
 CHUNK = 1 << 20
@@ -151,9 +150,9 @@ def _refuse_non_web(url: str, name: str, hint: str) -> None:
 def _download(url: str, sha256: str, *, name: str, hint: str, timeout: float) -> Path:
     """`<cache>/<sha256>.part`, complete and matching the pin: resumed from a partial earlier run,
     kept (and SourceError raised) when the connection ends short of the declared size, deleted (and
-    SourceError raised) when the whole file's hash differs. The caller has refused a non-web URL."""
+    SourceError raised) when the whole file's hash differs. The caller has refused a non-web URL and
+    holds the cache's lock for it (_one_download_of, which made the cache folder)."""
     cache = download_cache()
-    cache.mkdir(parents=True, exist_ok=True)
     part = cache / f"{sha256}.part"
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -245,34 +244,20 @@ def _one_download_of(sha256: str, name: str) -> Iterator[None]:
     again (fetch_url moved the part away)."""
     cache = download_cache()
     cache.mkdir(parents=True, exist_ok=True)
-    fd = _lock_file(cache / f"{sha256}.lock", name)
+    lock = cache / f"{sha256}.lock"
+    told: list[bool] = []  # `waiting` is said once, however often the lock file is made anew
+
+    def waiting() -> None:
+        if not told:
+            print(f"{name}: waiting for another download of the same file into {cache}", file=sys.stderr)
+            told.append(True)
+
+    # A holder deletes it before it lets go, so a waiter may have locked a file no longer there:
+    # held_file makes it anew then.
+    fd, _ = held_file(lambda: (lock.touch(), str(lock))[1], on_wait=waiting)
     try:
         yield
     finally:
         # Deleted while still locked: a run that waited on it sees it gone and locks a new one.
-        (cache / f"{sha256}.lock").unlink(missing_ok=True)
-        os.close(fd)
-
-
-def _lock_file(path: Path, name: str) -> int:
-    """An fd holding an flock on the file at `path` (made if missing), once it is still that file:
-    a holder deletes it before it lets go, so a waiter may have locked a file no longer there."""
-    told = False
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not told:
-                print(
-                    f"{name}: waiting for another download of the same file into {path.parent}",
-                    file=sys.stderr,
-                )
-                told = True
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a filesystem without locks: as before, nothing keeps two downloads apart
-            return fd
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
-                return fd
+        lock.unlink(missing_ok=True)
         os.close(fd)
