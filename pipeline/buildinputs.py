@@ -15,7 +15,7 @@ import polars as pl
 
 from pipeline import atomic, paramcheck
 from pipeline.errortext import first_line
-from pipeline.params import shown_path
+from pipeline.params import settings, shown_path
 from pipeline.schema import MAX_TURN_CHARS, max_turn_chars_setting
 from pipeline.sources import licences
 from pipeline.sources.registry import listed_twice
@@ -95,11 +95,8 @@ class BuildConfig:
         OverflowError traceback, `caps: [x]` an AttributeError, a negative cap silently dropped
         the whole source and `export_text: "false"` meant true.
         """
-        build = params.get("build") or {}
-        normalize = params.get("normalize") or {}
-        if not isinstance(build, Mapping) or not isinstance(normalize, Mapping):
-            raise BuildError("params.yaml build / normalize: expected a mapping of settings")
         try:
+            build, normalize = settings(params, "build"), settings(params, "normalize")
             paramcheck.known_keys("build", build, BUILD_KEYS)
             raw_caps = build.get("caps") or {}
             if not isinstance(raw_caps, Mapping):

@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.params import load_params, project_root
+from pipeline.params import load_params, project_root, settings
 from pipeline.schema import empty_quarantine
 from pipeline.sources.adapters.nanochatgpt import colon_turns
 from pipeline.sources.contrib import (
@@ -36,7 +36,7 @@ from pipeline.sources.contrib import (
     shown,
 )
 from pipeline.sources.errors import SourceError
-from pipeline.sources.licences import commercial_eligible, is_unknown, licence_bar
+from pipeline.sources.licences import commercial_eligible, licence_bar
 from pipeline.sources.registry import SIDECAR_SUFFIXES, get_source, load_registry
 from pipeline.terminal import printable
 
@@ -91,8 +91,9 @@ def check_files(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], An
         refuse_link(folder, "folder")  # a folder named on the command line is the user's, link or not
     groups, missing = _by_folder(files) if files else ({folder: contrib_entries(folder)}, [])
     try:
-        params = load_params(root / "params.yaml").get("normalize") or {}
-    except ValueError as e:  # params.yaml that is not YAML (the message names file and line): one line
+        params = settings(load_params(root / "params.yaml"), "normalize")
+    except ValueError as e:  # params.yaml that is not YAML (the message names file and line), a
+        # `normalize:` that is no mapping: one line
         raise SourceError(str(e)) from None
     summaries: list[dict[str, Any]] = [{"file": str(f), "error": f"{f}: no such file"} for f in missing]
     quarantines = [empty_quarantine()]
@@ -234,9 +235,9 @@ def _why_not_commercial(flag: bool, licence: str) -> str | None:
     bar = licence_bar(licence)
     if bar is None:
         return None
-    if is_unknown(licence):
+    if bar.unknown:
         return "licence unknown: name its SPDX id in the sidecar"
-    return f"{bar}: set commercial: false in the sidecar"
+    return f"{bar.words}: set commercial: false in the sidecar"
 
 
 def _count(n: int, word: str) -> str:

@@ -132,11 +132,6 @@ def usage_reader(directory: Path) -> Callable[[], float]:
     raise OSError(f"{directory}: no cpu.stat usage_usec or cpuacct.usage to read the cgroup's CPU time")
 
 
-def usage_seconds(directory: Path) -> float:
-    """The CPU seconds cgroup `directory` has used, read once (usage_reader)."""
-    return usage_reader(directory)()
-
-
 def _v2_usage(directory: Path) -> float | None:
     for line in _read(directory / "cpu.stat").splitlines():
         name, _, value = line.partition(" ")

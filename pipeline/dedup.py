@@ -47,16 +47,12 @@ from __future__ import annotations
 
 import polars as pl
 
+from pipeline.invisible import INVISIBLE_CHARS
+
 # Fixed seeds: the dedup key must not move when params change (only the split seed may).
 KEY_SEEDS = (0x6E61_6E6F, 0x6368_6174)
 KEY_COLUMNS = ("k1", "k2")
 
-# Invisible format characters (zero width space/joiners, word joiner, BOM, soft hyphen, bidi
-# marks, ...) and the rest of Unicode's default-ignorable code points: dropped from the key. Those
-# are mostly variation selectors (U+FE0E/FE0F after an emoji, an ideographic variant), which only
-# pick a glyph, and phones add U+FE0F on their own: "I love you ❤️" and "I love you ❤" were two
-# keys, so the copies could sit in train and val. The rest are blanks such as the Hangul filler.
-_FORMAT_CHARS = r"[\p{Cf}\p{Default_Ignorable_Code_Point}]"
 # Whitespace runs (and any whitespace but a plain space) -> one space. Matching only what
 # changes keeps the regex cheap: most text has single spaces only.
 _SPACE_RUN = r"\s\s+|[^\S ]"
@@ -90,7 +86,7 @@ def fold_text(text: pl.Expr) -> pl.Expr:
     # Every Cf or ignorable character, NFKC change and typed variant is non-ASCII, and NFKC
     # costs more than the rest of the key: ASCII rows (len_bytes == len_chars, the cheap test) skip them.
     compat = (
-        text.str.replace_all(_FORMAT_CHARS, "")
+        text.str.replace_all(INVISIBLE_CHARS, "")
         .str.normalize("NFKC")
         .str.replace_many(list(TYPED_VARIANTS), list(TYPED_VARIANTS.values()), leftmost=True)
     )

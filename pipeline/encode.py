@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from pipeline import atomic, paramcheck
 from pipeline.errortext import first_line
+from pipeline.invisible import blank
 from pipeline.shards import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -112,8 +113,13 @@ def to_batch(frame: pl.DataFrame, origin: str = "<frame>", row_offset: int = 0) 
         ("a message's content is null", contents.is_null()),
         # The turn table's text is never empty (docs/contracts.md); a dataset made another way (an
         # OpenAI-style export, whose assistant messages may be "") trained <bot><endOfText>: the
-        # empty reply evaluate counts as no clean stop.
-        ("a message's content is empty", contents.str.len_bytes() == 0),
+        # empty reply evaluate counts as no clean stop. Empty as the schema's `text_present` means
+        # it (schema.blank, the one rule): whitespace or invisible characters alone ("\n", a
+        # Hangul filler) train the same invisible reply.
+        (
+            "a message's content is empty (or only whitespace or invisible characters)",
+            contents.to_frame("c").select(blank(pl.col("c"))).to_series(),
+        ),
     ):
         if bad.any():
             i = int(np.searchsorted(np.cumsum(n_np), int(bad.arg_true()[0]), side="right"))

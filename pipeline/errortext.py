@@ -7,6 +7,9 @@ quotes them through here, so an empty message (a bare `KeyError()`) still says s
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 def first_line(e: BaseException, limit: int | None = None) -> str:
     """The message's first line (the error's type name when the message is empty), at most `limit`
@@ -22,3 +25,19 @@ def gist(e: BaseException, limit: int = 300) -> str:
     lines = str(e).strip().splitlines()
     text = lines[0].strip()[:limit] if lines else ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def run_stage(stage: str, main: Callable[[], int]) -> int:
+    """A stage's `main()`, its exit status; Ctrl-C (SIGINT) is one line and status 130 (128 + SIGINT,
+    as a shell reports it), not a traceback. Every stage writes its outputs atomically (whole, or
+    not at all), so an interrupted one leaves those of its last run as they were; the line says so.
+    The line names `stage` and its item (the first argument): build@full."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        name = "@".join([stage, *sys.argv[1:2]])
+        # on a terminal, off the line the ^C echo (or a progress bar) holds
+        sys.stderr.write(
+            ("\n" if sys.stderr.isatty() else "") + f"{name}: interrupted; its outputs are unchanged\n"
+        )
+        return 130

@@ -31,7 +31,6 @@ from pipeline import paramcheck
 from pipeline.chatsession import max_reply_budget, reply_budget_range
 from pipeline.model import GPT, masked_token_losses
 from pipeline.transcripts import Transcript, said_nothing
-from pipeline.vocabcheck import check_vocab
 
 # The largest x with a finite math.exp(x) (about 709.78).
 MAX_EXP_ARG = math.log(sys.float_info.max)
@@ -330,7 +329,6 @@ def evaluate_model(model: GPT, val_dir: Path, val_parquet: Path, cfg: Any) -> Ev
     from pipeline.engine import Engine
     from pipeline.threadtuner import AUTO, auto_tuner, restoring
 
-    check_vocab(model, "model/ckpt/config.json", EvalSetupError)
     cfg = check_eval_params(cfg, model.config.block_size)
     # The replies decode as `nanochatgpt chat` does by default (`--threads auto`), so that
     # decode_tokens_per_s is the speed chat gives on this machine as it is: on torch's default count,

@@ -190,6 +190,21 @@ METRICS_KEYS: dict[str, tuple[type, ...]] = {
 }
 
 
+def check_trained_variant(summary: dict, metrics_file: Path, variant: str) -> None:
+    """ValueError unless the weights of `summary` (train's `metrics_file`) were trained on `variant`,
+    the one exported. The card, licence and NOTICE come from params.yaml's train.variant; `python
+    -m stages.export` run by hand after that param changed, without re-training, would label
+    weights trained on the full variant as commercial-only. Under `dvc repro` train re-runs first
+    (it depends on train.variant), so this never fires there."""
+    trained = summary.get("variant")
+    if trained is None or trained == variant:  # a metrics.json from before train recorded it
+        return
+    raise ValueError(
+        f"{metrics_file}: the weights were trained on the {trained} variant, but params.yaml "
+        f"train.variant is {variant}: run `dvc repro train` first (or set train.variant back)"
+    )
+
+
 def export_run(
     ckpt_dir: str | Path,
     out_dir: str | Path,
@@ -214,6 +229,7 @@ def export_run(
     # Without the chat tokens' rows, export_hf wrote a config.json of 50260 tokens over fewer rows.
     check_vocab(model, str(Path(ckpt_dir) / CONFIG_FILE))
     summary = read_json(Path(metrics_file))
+    check_trained_variant(summary, Path(metrics_file), Path(data_dir).name)
     for key, kinds in METRICS_KEYS.items():
         if key not in summary:
             raise ValueError(f"{metrics_file}: missing {key!r} (re-run train)")

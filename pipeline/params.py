@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,20 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_params(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     return load_yaml(path or project_root() / DEFAULT_PARAMS)
+
+
+def settings(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """params.yaml's `name:` section (a stage's namespace: normalize, build, ...): {} when absent or
+    left empty (`build:` with nothing under it: the defaults), else the mapping; ValueError in one
+    line naming the section for anything else. The stages read `params.get(name) or {}`, which took
+    `normalize: 0`, `build: []` or `build: false` for an empty section and ran on the defaults,
+    unsaid."""
+    value = params.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"params.yaml {name}: expected a mapping of settings, got {value!r:.80}")
+    return value
 
 
 def section(name: str, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import pandera.polars as pa
 import polars as pl
 
 from pipeline import paramcheck
+from pipeline.invisible import blank
 from pipeline.sources.licences import NON_COMMERCIAL_PATTERN, UNKNOWN_LICENCES
 from pipeline.terminal import CONTROL_CHARS
 
@@ -89,8 +90,8 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
     earlier ones hold (e.g. `text_length` runs only on present text).
     """
     text = pl.col("text")
-    # Only non-ASCII text can hold a format character or change under NFC: ASCII rows skip the regex
-    # and the normalisation below (the byte/char comparison is the cheap test).
+    # Only non-ASCII text can change under NFC: ASCII rows skip the normalisation below (the
+    # byte/char comparison is the cheap test).
     non_ascii = text.str.len_bytes() != text.str.len_chars()
     return [
         (
@@ -106,13 +107,7 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
         ),
         (
             "text_present",
-            # Invisible format characters alone (a zero-width space, say: not whitespace, so strip
-            # keeps it) are no text either: a bot turn of them would teach an invisible reply.
-            text.is_null()
-            | (text.str.strip_chars() == "")
-            | pl.when(non_ascii)
-            .then(text.str.replace_all(r"\p{Cf}", "").str.strip_chars() == "")
-            .otherwise(False),
+            blank(text),
             "text is empty (or only invisible characters)",
         ),
         ("text_length", text.str.len_chars() > max_chars, f"text longer than {max_chars} characters"),

@@ -242,15 +242,12 @@ def train(
     rt = setup_runtime(cfg)
     try:
         with contextlib.ExitStack() as held:
-            refused = None
-            if rt.dist.is_main:  # the only writer of the run folder holds its lock for the whole run
-                try:
-                    lock = paths.run_dir.with_name(paths.run_dir.name + ".lock")
-                    held.enter_context(exclusive_run(lock, warn=lambda m: rt.log(f"warning: {m}")))
-                except RunLocked as e:
-                    refused = str(e)
-            if not device.all_ok(rt.dist, refused is None, rt.device):  # the other ranks stop with it
-                raise TrainSetupError(refused or "the main process (rank 0) could not lock the run folder")
+            # the only writer of the run folder holds its lock for the whole run; the others stop with it
+            on_main(
+                rt,
+                lambda: lock_run(held, paths, rt),
+                TrainSetupError("the main process (rank 0) could not lock the run folder"),
+            )
             run = Run.start(cfg, paths, rt, wall_start)
             run.loop(on_step)
             summary = run.summary()
@@ -482,20 +479,41 @@ class Run:
         )
 
 
-def main_writes(rt: Runtime, write: Callable[[], None]) -> None:
-    """`write` (the run's files) on the main process while the others wait for it. A write error
-    there ends every rank with it: the others, left waiting in a collective, ended in gloo's
-    "Connection closed by peer" traceback (their line is one that stages.train's say() leaves out)."""
+def on_main(rt: Runtime, action: Callable[[], None], others: Exception) -> None:
+    """`action` on the main process alone while the others wait for it. An exception there ends
+    every rank: raised on the main process, `others` on the rest. The others, left waiting in a
+    collective, ended in gloo's "Connection closed by peer" traceback (their line is one that
+    stages.train's say() leaves out)."""
     failed: Exception | None = None
     if rt.dist.is_main:
         try:
-            write()
+            action()
         except Exception as e:  # any: a bug's traceback too is raised here once the others know
             failed = e
     if not device.all_ok(rt.dist, failed is None, rt.device):  # a barrier too: the others wait here
-        raise failed or checkpoint.CheckpointWriteError(
-            "the main process (rank 0) could not write the run's files"
-        )
+        raise failed or others
+
+
+def main_writes(rt: Runtime, write: Callable[[], None]) -> None:
+    """`write` (the run's files) on the main process while the others wait for it (on_main)."""
+    on_main(
+        rt,
+        write,
+        checkpoint.CheckpointWriteError("the main process (rank 0) could not write the run's files"),
+    )
+
+
+def lock_run(held: contextlib.ExitStack, paths: TrainPaths, rt: Runtime) -> None:
+    """Hold the run folder's lock in `held`, or TrainSetupError in one line: another run holds it,
+    or it cannot be taken at all (its folder cannot be made: a path through a file, no permission),
+    which was a traceback here and left the other ranks in gloo's."""
+    lock = paths.run_dir.with_name(paths.run_dir.name + ".lock")
+    try:
+        held.enter_context(exclusive_run(lock, warn=lambda m: rt.log(f"warning: {m}")))
+    except RunLocked as e:
+        raise TrainSetupError(str(e)) from None
+    except OSError as e:
+        raise TrainSetupError(f"{lock}: cannot take the run's lock ({gist(e)})") from None
 
 
 def finish(model: GPT, paths: TrainPaths, summary: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import sys
 
 from pipeline.build import build_variant
 from pipeline.buildinputs import VARIANTS, BuildConfig, BuildError
+from pipeline.errortext import run_stage
 from pipeline.params import load_params, project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import load_registry
@@ -20,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m stages.build {{{'|'.join(VARIANTS)}}}", file=sys.stderr)
         return 2
     root = project_root()
-    params = load_params(root / "params.yaml")
-    try:
+    try:  # params.yaml that is no YAML is a ValueError naming its file and line, as a bad setting is
+        params = load_params(root / "params.yaml")
         cfg = BuildConfig.from_params(argv[0], params)
         result = build_variant(root, params.get("sources") or [], load_registry(root / "sources.yaml"), cfg)
     except (BuildError, SourceError, ValueError) as e:
@@ -44,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("build", main))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from pipeline.errortext import run_stage
 from pipeline.sources.download import download, unpinned_notice
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import get_source
@@ -28,4 +29,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("download", main))

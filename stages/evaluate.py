@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from pipeline import atomic
-from pipeline.checkpoint import load_model
+from pipeline.checkpoint import CONFIG_FILE, load_model
 from pipeline.device import keep_freed_memory, resolve_device
 from pipeline.evaluate import EvalResult, EvalSetupError, evaluate_model, source_loss_csv
 from pipeline.params import load_params, project_root, train_variant
 from pipeline.transcripts import transcripts_markdown
+from pipeline.vocabcheck import check_vocab
 
 
 def main() -> int:
@@ -24,10 +25,16 @@ def main() -> int:
     try:
         params, variant = read_params(root / "params.yaml")
         train = params.get("train") or {}
+        try:  # `device 'gpu': expected ...` named no setting: the device is params.yaml's train.device
+            device = resolve_device(train.get("device", "auto"))
+        except (ValueError, RuntimeError) as e:  # no device name, or CUDA asked for but absent
+            raise EvalSetupError(f"params.yaml train.device: {e}") from None
+        ckpt = base / "model" / "ckpt"
         try:
-            model = load_model(base / "model" / "ckpt", resolve_device(train.get("device", "auto")))
-        except (ValueError, RuntimeError) as e:  # unreadable checkpoint, CUDA asked for but absent
+            model = load_model(ckpt, device)
+        except (ValueError, RuntimeError) as e:  # unreadable checkpoint
             raise EvalSetupError(str(e)) from None
+        check_vocab(model, str(ckpt / CONFIG_FILE), EvalSetupError)  # before the val-loss pass
         result = evaluate_model(
             model,
             base / "data" / "tokens" / variant / "val",

@@ -6,37 +6,19 @@ and never re-runs training.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from pipeline.hfexport import export_run
-from pipeline.params import load_params, project_root
-
-
-def trained_variant_error(metrics_file: Path, variant: object) -> str | None:
-    """Why the weights cannot be exported as `variant`'s, or None. The card, licence and NOTICE come
-    from params.yaml's train.variant; `python -m stages.export` run by hand after that param changed,
-    without re-training, would label weights trained on the full variant as commercial-only. Under
-    `dvc repro` train re-runs first (it depends on train.variant), so this never fires there."""
-    try:
-        trained = json.loads(metrics_file.read_text(encoding="utf-8")).get("variant")
-    except (OSError, ValueError, AttributeError):  # missing or unreadable: export_run names the file
-        return None
-    if trained is None or trained == variant:  # a metrics.json from before train recorded it
-        return None
-    return (
-        f"{metrics_file}: the weights were trained on the {trained} variant, but params.yaml "
-        f"train.variant is {variant}: run `dvc repro train` first (or set train.variant back)"
-    )
+from pipeline.params import load_params, project_root, train_variant
 
 
 def main() -> int:
     root = project_root()
-    variant = (load_params().get("train") or {}).get("variant")
-    mismatch = trained_variant_error(root / "model" / "metrics.json", variant)
-    if mismatch:
-        print(f"export: {mismatch}", file=sys.stderr)
+    try:  # params.yaml that is no YAML, a `train:` that is no mapping, no variant name: one line
+        variant = train_variant(load_params())
+    except (ValueError, OSError) as e:
+        print(f"export: {e}", file=sys.stderr)
         return 1
     try:
         export_run(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.params import load_params
+from pipeline.errortext import run_stage
+from pipeline.params import load_params, settings
 from pipeline.sources.download import raw_dir
 from pipeline.sources.errors import SourceError
 from pipeline.sources.normalize import normalize_source, nothing_kept_warning, write_outputs
@@ -18,8 +19,13 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m stages.normalize <source>", file=sys.stderr)
         return 2
     name = argv[0]
+    try:  # params.yaml that is no YAML, or a `normalize:` that is no mapping: one line, before any work
+        params = settings(load_params(), "normalize")
+    except (ValueError, OSError) as e:
+        print(f"normalize: {e}", file=sys.stderr)
+        return 1
     try:
-        result = normalize_source(get_source(name), raw_dir(name), load_params().get("normalize") or {})
+        result = normalize_source(get_source(name), raw_dir(name), params)
     except SourceError as e:
         print(f"normalize: {printable(str(e))}", file=sys.stderr)  # contrib names: one line, inert
         return 1
@@ -37,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("normalize", main))

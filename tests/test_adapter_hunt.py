@@ -192,3 +192,132 @@ def test_babylm_stray_cr_does_not_shift_the_speakers(tmp_path: Path) -> None:
     mac = _run("babylm", tmp_path)
     assert [text for _, _, text in _turns(mac)] == ["hi", "hello", "new one", "answer"]
     assert mac.turns["conversation_id"].n_unique() == 2
+
+
+def test_nanochatgpt_stray_cr_is_text_not_a_line_end(tmp_path: Path) -> None:
+    """The seed's own format read every lone CR as a line end: a CR inside an LF line shifted every
+    later origin by a line, and two ("\\r\\r", a pasted Windows line end) made a blank line, which
+    ends a conversation: the turn was quarantined as unclosed and the reply after it lost. As in the
+    other text formats, only a file whose lines all end with a lone CR is read by CR."""
+    (tmp_path / "chat.txt").write_bytes(
+        b"<human> hi there\r\rhow are you? <endOfText>\n<bot> fine\rthanks <endOfText>\n\n"
+        b"<human> next <endOfText>\n<bot> ok <endOfText>\n"
+    )
+    result = _run("nanochatgpt", tmp_path)
+    assert _turns(result) == [
+        ("nanochatgpt:chat:1", "human", "hi there\n\nhow are you?"),
+        ("nanochatgpt:chat:1", "bot", "fine\nthanks"),
+        ("nanochatgpt:chat:4", "human", "next"),
+        ("nanochatgpt:chat:4", "bot", "ok"),
+    ]
+    assert result.quarantine.is_empty() and result.report["rows_read"] == 4
+    # an old Mac file (lone CRs only) is still read by CR: its blank line ends a conversation
+    (tmp_path / "chat.txt").write_bytes(
+        b"<human> a <endOfText>\r<bot> b <endOfText>\r\r<human> c <endOfText>\r<bot> d <endOfText>\r"
+    )
+    mac = _run("nanochatgpt", tmp_path)
+    assert [(c, t) for c, _, t in _turns(mac)] == [
+        ("nanochatgpt:chat:1", "a"),
+        ("nanochatgpt:chat:1", "b"),
+        ("nanochatgpt:chat:4", "c"),
+        ("nanochatgpt:chat:4", "d"),
+    ]
+
+
+# --- an empty utterance between two rows of one speaker ---------------------------------------------
+
+
+def _normalize_utterances(utterances: list[tuple[str, str]], *, explicit: bool) -> NormalizeResult:
+    from pipeline.sources.rows import RawRows
+
+    rows = RawRows("s", "MIT", True)
+    for n, (who, text) in enumerate(utterances, 1):
+        rows.add("c", text, f"f:{n}", **({"role": who} if explicit else {"speaker": who}))
+    return normalize_rows(rows.frame())
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["by-speaker", "by-role"])
+@pytest.mark.parametrize("empty", ["", "  ", "\u3164"], ids=["empty", "spaces", "hangul-filler"])
+def test_empty_reply_between_one_speakers_rows_cuts_like_a_lost_one(explicit: bool, empty: str) -> None:
+    """An empty reply was dropped as breaking nothing, so the rows of the other speaker on either
+    side of it merged into one turn ("how are you?\\nhello?"), a turn no one wrote, while a lost
+    (unreadable) reply cuts its conversation. Now the empty one cuts it the same way, counted."""
+    a, b = ("human", "bot") if explicit else ("A", "B")
+    seq = [(a, "hi"), (b, "hello"), (a, "how are you?"), (b, empty), (a, "hello?"), (b, "sorry")]
+    result = _normalize_utterances(seq, explicit=explicit)
+    assert _turns(result) == [
+        ("s:c", "human", "hi"),
+        ("s:c", "bot", "hello"),
+        ("s:c", "human", "how are you?"),
+    ]
+    assert result.quarantine.select("origin", "check").rows() == [
+        ("f:4", "text_present"),
+        ("f:5", "conversation_broken"),
+        ("f:6", "conversation_broken"),
+    ]
+    assert "row f:4 (text_present)" in result.quarantine["reason"][1]
+    assert result.report["rows_read"] == 6 and _reconciles(result.report)
+
+
+@pytest.mark.parametrize(
+    ("seq", "texts"),
+    [
+        # the speaker's own empty row: its rows would have merged anyway
+        (
+            [("A", "hi"), ("B", "yo"), ("A", "so"), ("A", ""), ("A", "then"), ("B", "ok")],
+            ["hi", "yo", "so\nthen", "ok"],
+        ),
+        # an empty row before its speaker's next row joins nothing
+        ([("A", "hi"), ("B", ""), ("B", "yo"), ("A", "so"), ("B", "ok")], ["hi", "yo", "so", "ok"]),
+        # at either end there is nothing to join: a leading empty row does not make its speaker the human
+        ([("B", ""), ("A", "hi"), ("B", "yo"), ("A", "")], ["hi", "yo"]),
+    ],
+    ids=["own-speaker", "before-own-speaker", "ends"],
+)
+def test_empty_row_that_joins_nothing_breaks_nothing(seq: list[tuple[str, str]], texts: list[str]) -> None:
+    result = _normalize_utterances(seq, explicit=False)
+    assert [text for _, _, text in _turns(result)] == texts
+    assert set(result.quarantine["check"]) == {"text_present"}
+    assert result.report["rows_read"] == len(seq) and _reconciles(result.report)
+
+
+def test_chitchat_empty_utterance_between_one_senders_messages_cuts(tmp_path: Path) -> None:
+    """As read from an upstream file: a chitchat reply of only Hangul fillers (invisible, so empty)."""
+    messages = [
+        [{"text": "hi", "sender": "a", "timestamp": 1}],
+        [{"text": "hello", "sender": "b", "timestamp": 2}],
+        [{"text": "how are you?", "sender": "a", "timestamp": 3}],
+        [{"text": "\u3164\u3164", "sender": "b", "timestamp": 4}],
+        [{"text": "hello?", "sender": "a", "timestamp": 5}],
+        [{"text": "sorry", "sender": "b", "timestamp": 6}],
+    ]
+    (tmp_path / "dataset.json").write_text(json.dumps({"u1": {"messages": messages}}))
+    result = _run("chitchat", tmp_path)
+    assert [text for _, _, text in _turns(result)] == ["hi", "hello", "how are you?"]
+    assert result.report["quarantined_by_check"] == {"conversation_broken": 2, "text_present": 1}
+    assert _reconciles(result.report)
+
+
+def test_chitchat_id_repeated_in_another_file_is_not_merged(tmp_path: Path) -> None:
+    """chitchat ids carry no file prefix: a source of two files holding one uuid read both
+    conversations as one (`chitchat:u1`, four turns, nothing quarantined). The later one is now a
+    `duplicate_id`, as a repeat within one file is, and counted."""
+
+    def conversation(first: str, reply: str) -> dict:
+        return {"messages": [[{"text": first, "sender": "a"}], [{"text": reply, "sender": "b"}]]}
+
+    (tmp_path / "a.json").write_text(json.dumps({"u1": conversation("hi", "hello")}))
+    (tmp_path / "b.json").write_text(
+        json.dumps({"u1": conversation("yo", "sup"), "u2": conversation("q", "a")})
+    )
+    result = _run("chitchat", tmp_path)
+    assert _turns(result) == [
+        ("chitchat:u1", "human", "hi"),
+        ("chitchat:u1", "bot", "hello"),
+        ("chitchat:u2", "human", "q"),
+        ("chitchat:u2", "bot", "a"),
+    ]
+    [(origin, check, reason)] = result.quarantine.select("origin", "check", "reason").rows()
+    assert (origin, check) == ("b.json:u1", "duplicate_id")
+    assert reason == "conversation id u1 appears twice in the source (first in a.json); the first is read"
+    assert _reconciles(result.report)

@@ -13,7 +13,7 @@ import torch
 
 from pipeline import cpuload, threadtuner
 from pipeline.cpuload import default_watch
-from pipeline.cpuquota import Quota, cpu_quota, usage_seconds
+from pipeline.cpuquota import Quota, cpu_quota, usage_reader
 from pipeline.threadtuner import ThreadTuner, auto_tuner, candidate_counts
 
 
@@ -160,6 +160,11 @@ def test_this_machine_reads_without_error() -> None:
     """Whatever cgroups this machine has, the real files read as a quota or none."""
     quota = cpu_quota()
     assert quota is None or quota.threads >= 1
+
+
+def usage_seconds(directory: Path) -> float:
+    """The CPU seconds cgroup `directory` has used, read once (as cpuload's watch reads it)."""
+    return usage_reader(directory)()
 
 
 def test_usage_seconds_v2_v1_and_neither(tmp_path: Path) -> None:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from pipeline.errortext import first_line, gist
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -31,3 +39,43 @@ def test_a_limit_cuts_a_foreign_message() -> None:
     assert first_line(e, 10) == "x" * 10
     assert gist(e) == "RuntimeError: " + "x" * 300
     assert gist(e, 5) == "RuntimeError: xxxxx"
+
+
+# `python -m stages.<stage> <item>` held inside its main() (in the first project function it calls),
+# saying "ready" once it is there: a SIGINT then lands where a Ctrl-C during the stage's work would.
+HELD_STAGE = """
+import runpy, sys, time
+import pipeline.params, pipeline.sources.registry
+def hold(*args, **kwargs):
+    print("ready", flush=True)
+    time.sleep(60)
+pipeline.params.load_params = hold
+pipeline.sources.registry.get_source = hold
+sys.argv = ["python -m stages." + sys.argv[1], sys.argv[2]]
+runpy.run_module("stages." + sys.argv[0].rpartition(".")[2], run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("stage", "item"),
+    [("download", "alpaca"), ("normalize", "alpaca"), ("build", "full"), ("tokenize", "full")],
+)
+def test_ctrl_c_in_a_data_stage_is_one_line_and_status_130(stage: str, item: str, tmp_path: Path) -> None:
+    """Ctrl-C during a data stage printed a Python traceback (KeyboardInterrupt) and ended by the
+    signal. One line now, that its outputs are unchanged (they are written atomically), status 130."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NANOCHATGPT_ROOT": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HELD_STAGE, stage, item],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err) == (130, f"{stage}@{item}: interrupted; its outputs are unchanged\n")

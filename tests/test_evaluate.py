@@ -477,17 +477,29 @@ def test_a_link_or_image_in_a_text_is_shown_as_written() -> None:
         assert written in shown
 
 
-def test_a_checkpoint_without_the_chat_tokens_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_checkpoint_without_the_chat_tokens_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """GPT-2's own vocabulary (50257) has no row for <human>, <bot> or <endOfText>: the val-loss pass
-    died with torch's "IndexError: index out of range in self", naming neither cause nor file."""
-    from pipeline.evaluate import EvalSetupError, evaluate_model
+    died with torch's "IndexError: index out of range in self", naming neither cause nor file. The
+    file is the checkpoint's the stage read, as from the cwd (run from the project's parent:
+    project/model/ckpt/config.json; it said model/ckpt/config.json wherever the stage ran from)."""
+    from pipeline import checkpoint
+    from stages import evaluate as stage
 
+    root = tmp_path / "project"
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=32, vocab_size=50257, n_layer=1, n_head=2, n_embd=16)).eval()
-    with pytest.raises(
-        EvalSetupError, match=r"vocab_size: the checkpoint's vocabulary has 50257 tokens.*50259"
-    ):
-        evaluate_model(model, tmp_path / "val", tmp_path / "val.parquet", EVAL)
+    checkpoint.save_model(model, root / "model" / "ckpt")
+    (root / "params.yaml").write_text("train: {variant: full, device: cpu}\n")
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(root))
+    monkeypatch.chdir(tmp_path)
+    assert stage.main() == 1
+    config = Path("project") / "model" / "ckpt" / "config.json"
+    assert capsys.readouterr().err.startswith(
+        f"evaluate: {config} vocab_size: the checkpoint's vocabulary has 50257 tokens, "
+        "but the tokenizer writes ids up to 50259"
+    )
 
 
 def test_a_nan_loss_is_said_and_its_perplexity_is_not_infinite(val_dir: Path, tmp_path: Path) -> None:

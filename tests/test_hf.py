@@ -610,7 +610,8 @@ def test_the_export_stage_refuses_weights_trained_on_another_variant(
     checkpoint.save_model(_our_tiny(), model / "ckpt")
     metrics = {"params": 1, "init_from": "scratch", "iters": 2, "tokens_per_iter": 8}
     (model / "metrics.json").write_text(json.dumps({**metrics, "variant": "full"}))
-    (tmp_path / "data" / "tokens" / "commercial").mkdir(parents=True)
+    tokens = tmp_path / "data" / "tokens" / "commercial"
+    tokens.mkdir(parents=True)
     (tmp_path / "params.yaml").write_text("train: {variant: commercial}\n")
     monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -620,8 +621,14 @@ def test_the_export_stage_refuses_weights_trained_on_another_variant(
         "train.variant is commercial: run `dvc repro train` first (or set train.variant back)\n"
     )
     assert not (model / "hf").exists()
+    # export_run itself refuses (the stage used to read metrics.json a second time to check)
+    metrics = {**metrics, "initial_val_loss": 9.0, "val_loss": 8.0}
+    (model / "metrics.json").write_text(json.dumps({**metrics, "variant": "full"}))
+    with pytest.raises(ValueError, match=r"metrics\.json: the weights were trained on the full variant"):
+        hfexport.export_run(model / "ckpt", model / "hf", model / "metrics.json", tokens)
     (model / "metrics.json").write_text(json.dumps({**metrics, "variant": "commercial"}))
-    assert export.trained_variant_error(model / "metrics.json", "commercial") is None
+    hfexport.export_run(model / "ckpt", model / "hf", model / "metrics.json", tokens)
+    assert (model / "hf" / "README.md").is_file()
 
 
 def test_export_refuses_a_checkpoint_without_the_chat_tokens_in_one_line(

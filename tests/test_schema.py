@@ -111,6 +111,42 @@ def test_text_of_invisible_characters_only_is_empty(text):
     assert first_row_violation(set_cell(good(), 1, "text", "ok\u200b"))[1] is None
 
 
+# The Hangul fillers (U+115F, U+1160, U+3164, U+FFA0) are letters (Lo), not format characters, yet
+# draw nothing: default-ignorable code points, as a variation selector (Mn) and the combining
+# grapheme joiner are. The dedup key already dropped them; the empty-text rule kept them as a reply.
+@pytest.mark.parametrize(
+    "text", ["\u3164", "\u115f\u1160", " \uffa0 ", "\ufe0f", "\u034f\u200b", "\u3164\n\u3164"]
+)
+def test_text_of_default_ignorable_characters_only_is_empty(text):
+    df = set_cell(good(), 1, "text", text)
+    assert first_row_violation(df)[1] == "text_present"
+    assert first_row_violation(set_cell(good(), 1, "text", "ok\u3164"))[1] is None
+
+
+def test_blank_and_the_dedup_key_share_one_definition_of_invisible():
+    """What `blank` calls invisible is what the dedup key drops: a text is blank exactly when its
+    key's folded text holds nothing but space (checked over every assigned non-ASCII code point below
+    U+10000 but the punctuation the key drops at a turn's end, and what it maps to punctuation)."""
+    import unicodedata
+
+    from pipeline.dedup import TYPED_VARIANTS, fold_text
+    from pipeline.invisible import blank
+
+    chars = [chr(c) for c in range(0x80, 0x10000) if unicodedata.category(chr(c)) not in ("Cs", "Cn")]
+    chars = [
+        c
+        for c in chars
+        if c not in TYPED_VARIANTS
+        and unicodedata.category(unicodedata.normalize("NFKC", c)[:1] or "a")[0] not in "PS"
+    ]
+    df = pl.DataFrame({"text": chars}).with_columns(
+        blank=blank(pl.col("text")), folded=fold_text(pl.col("text")).str.strip_chars() == ""
+    )
+    # NFKC maps some visible characters to a space (U+00A0, U+2000...): whitespace, blank both ways.
+    differ = df.filter(pl.col("blank") != pl.col("folded"))
+    assert differ.is_empty(), [f"U+{ord(c):04X}" for c in differ.get_column("text").to_list()[:20]]
+
+
 def test_every_row_rule_has_a_case():
     assert {name for name, _, _ in row_violations()} == {c[0] for c in ROW_CASES}
 

@@ -383,6 +383,16 @@ def _leftovers(out: Path) -> list[str]:
             lambda r: r[9]["messages"][1].update(content=""),
             r"row 9 \(conversation_id 's1:9'\): a message's content is empty",
         ),
+        # blank as the turn table's `text_present` rule means it (pipeline.schema.blank): whitespace
+        # or invisible characters alone, which the tokenizer took as a reply
+        (
+            lambda r: r[4]["messages"][1].update(content=" \n\t"),
+            r"row 4 \(conversation_id 's1:4'\): a message's content is empty \(or only whitespace",
+        ),
+        (
+            lambda r: r[6]["messages"][0].update(content="\u3164\u200b"),
+            r"row 6 \(conversation_id 's1:6'\): a message's content is empty",
+        ),
     ],
 )
 def test_bad_rows_fail_with_file_row_and_rule(tmp_path: Path, change, message: str) -> None:

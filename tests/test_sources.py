@@ -1477,6 +1477,9 @@ def test_twitter_is_the_gzipped_github_file(root: Path, serve) -> None:
         ("{'messages': [{'role': 'user', 'content': 'hi'}]}\n", r"its first line is not JSON: Expecting"),
         ('{"prompt": "hi", "completion": "hello"}\n', r"its first record's keys: 'prompt', 'completion'"),
         ('["hi", "hello"]\n', r"its first line is a JSON list, not an object"),
+        # named in JSON's words, as the quarantine names a record that is no object (readers.json_kind)
+        ('"hi"\n', r"its first line is a JSON string, not an object"),
+        ("null\n", r"its first line is a JSON null, not an object"),
     ],
 )
 def test_an_unguessable_jsonl_says_what_its_first_line_holds(tmp_path: Path, body: str, hint: str) -> None:

@@ -111,6 +111,34 @@ def test_a_refusal_of_the_main_process_alone_ends_every_rank_the_same_way(
     assert not (root / "run").exists() and not (root / "ckpt").exists()
 
 
+def test_a_run_lock_that_cannot_be_taken_is_a_setup_error(tokens: Path, tmp_path: Path) -> None:
+    """An OSError of the lock other than another run's hold (its folder cannot be made: here a
+    path through a file) was a traceback, and under torchrun left the other ranks in gloo's."""
+    (tmp_path / "job").write_text("a file where the run's folder goes")
+    with pytest.raises(
+        TrainSetupError, match=r"job/run\.lock: cannot take the run's lock \(FileExistsError: "
+    ):
+        train(tiny_config(max_iters=2), paths_in(tmp_path / "job", tokens))
+
+
+@pytest.mark.slow
+def test_a_lock_error_of_the_main_process_alone_ends_every_rank_the_same_way(
+    tokens: Path, tmp_path: Path
+) -> None:
+    """Rank 0 raised the lock's OSError and left; rank 1 died in gloo's "Connection closed by peer"."""
+    root = tmp_path / "job"
+    root.write_text("a file where the run's folder goes")
+    cfg = {**TINY, "device": "cpu", "max_iters": 2}
+    proc = _torchrun(REFUSAL_DRIVER, cfg, root, tokens, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # (the ranks share torchrun's stdout: their lines may run into each other)
+    assert "REFUSED 1: the main process (rank 0) could not lock the run folder" in proc.stdout, (
+        proc.stdout + proc.stderr[-3000:]
+    )
+    assert f"REFUSED 0: {root / 'run.lock'}: cannot take the run's lock (FileExistsError" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
 WRITE_FAILS_DRIVER = """
 import json, os, sys
 from pathlib import Path

@@ -16,7 +16,7 @@ import yaml
 
 from pipeline.params import safe_load, yaml_error
 from pipeline.sources.errors import SourceError
-from pipeline.sources.readers import open_binary
+from pipeline.sources.readers import cr_only, json_kind, open_binary
 from pipeline.sources.registry import (
     SIDECAR_SUFFIXES,
     SourceSpec,
@@ -105,11 +105,12 @@ def _first_record_hint(path: Path) -> str:
     no JSON (a broken export reads the same from every line), or the keys it holds instead."""
     if path.suffix.lower() != ".jsonl" or not path.is_file():
         return ""
-    # Lines as the JSONL reader splits them (readers.iter_jsonl): at LF (at CR in an old Mac file),
-    # after the byte-order mark. splitlines also splits at U+2028 and friends, which JSON strings may
-    # hold as they are, and a BOM is no JSON: both made a valid first line read as "not JSON".
+    # Lines as the JSONL reader splits them (readers.iter_jsonl): at LF (at CR in an old Mac file,
+    # by the reader's own test), after the byte-order mark. splitlines also splits at U+2028 and
+    # friends, which JSON strings may hold as they are, and a BOM is no JSON: both made a valid
+    # first line read as "not JSON".
     head = _head(path).removeprefix("\ufeff")
-    lines = head.split("\r") if "\r" in head and "\n" not in head else head.split("\n")
+    lines = head.split("\r") if cr_only(path) else head.split("\n")
     line = next((ln for ln in lines if ln.strip()), None)
     if line is None:
         return ""
@@ -122,7 +123,7 @@ def _first_record_hint(path: Path) -> str:
     if isinstance(record, dict):
         keys = ", ".join(map(brief, list(record)[:8])) or "none"
         return f" (its first record's keys: {keys}; no `messages` or `conversations`)"
-    return f" (its first line is a JSON {type(record).__name__}, not an object)"
+    return f" (its first line is {json_kind(record)}, not an object)"
 
 
 def _json_format(head: str) -> str | None:

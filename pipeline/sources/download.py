@@ -36,6 +36,7 @@ from pipeline.sources.registry import (
     SourceSpec,
     brief,
     check_licence_text,
+    fetch_spec_file,
     local_target,
 )
 
@@ -474,7 +475,7 @@ def _check_registered_hash(spec: SourceSpec, root: Path, got: str) -> None:
     between the two stages would be recorded under the spec of the text before, and the next repro,
     seeing that spec unchanged, would never re-run the download to record the edit. A download run
     without that file (by hand, or by a test) has nothing to compare with."""
-    rel = f"{FETCH_SPECS}/{spec.name}.json"
+    rel = fetch_spec_file(Path(FETCH_SPECS), spec.name).as_posix()
     try:
         registered = json.loads((root / rel).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -28,7 +28,7 @@ from typing import Any
 from pipeline import atomic
 from pipeline.sources.download import files_on_disk, package_records
 from pipeline.sources.errors import SourceError
-from pipeline.sources.registry import REGISTRY_FILE, SourceSpec, check_licence_text
+from pipeline.sources.registry import REGISTRY_FILE, SourceSpec, check_licence_text, fetch_spec_file
 
 # SourceSpec fields that decide the download or the normalized table; what is left out
 # (commercial, commercial_reason, description) only matters from the build on.
@@ -100,5 +100,5 @@ def write_fetch_specs(specs: list[SourceSpec], root: Path, out_dir: Path) -> lis
     """Write one <name>.json per spec into `out_dir` (replaced as a whole, atomically)."""
     with atomic.atomic_dir(out_dir) as tmp:
         for spec in specs:
-            atomic.write_json(tmp / f"{spec.name}.json", fetch_spec(spec, root))
-    return [out_dir / f"{spec.name}.json" for spec in specs]
+            atomic.write_json(fetch_spec_file(tmp, spec.name), fetch_spec(spec, root))
+    return [fetch_spec_file(out_dir, spec.name) for spec in specs]

@@ -11,6 +11,7 @@ licence here is a statement about it, so add one only after reading it.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 # Licence values that say "we do not know": such data never enters the commercial variant. The
 # placeholders people type into a form field (N/A, ?, TBD) say it too: taken as names, they were
@@ -90,15 +91,21 @@ def commercial_eligible(flag: bool, licence: str) -> bool:
     return flag and licence_bar(licence) is None
 
 
-def licence_bar(licence: str) -> str | None:
-    """Why the licence alone keeps flagged data out of the commercial variant, in words for a
-    message ("the licence is unknown", "the licence CC-BY-NC-4.0 forbids commercial use"), or None
-    when it does not: commercial_eligible's rule, so that what `sources`, `check` and the build say
-    is what the build does."""
+class LicenceBar(NamedTuple):
+    """Why a licence keeps flagged data out of the commercial variant."""
+
+    unknown: bool  # True: the licence is unknown; False: its name forbids commercial use
+    words: str  # for a message: "the licence is unknown", "the licence CC-BY-NC-4.0 forbids commercial use"
+
+
+def licence_bar(licence: str) -> LicenceBar | None:
+    """Why the licence alone keeps flagged data out of the commercial variant, or None when it does
+    not: commercial_eligible's rule, so that what `sources`, `check` and the build say is what the
+    build does. Which of the two cases it is comes with the words: a caller's advice differs."""
     if is_unknown(licence):
-        return "the licence is unknown"
+        return LicenceBar(unknown=True, words="the licence is unknown")
     if is_non_commercial(licence):
-        return f"the licence {licence.strip()} forbids commercial use"
+        return LicenceBar(unknown=False, words=f"the licence {licence.strip()} forbids commercial use")
     return None
 
 

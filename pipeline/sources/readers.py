@@ -654,3 +654,20 @@ def data_files(raw_dir: Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list
         if data_name(p).endswith(suffixes):
             out.append(p)
     return out
+
+
+# How a JSON value that is not an object is named in a reason (JSON's words, not Python's): the
+# adapters' quarantine (adapters/_records) and contrib's format hint.
+_JSON_KINDS = {
+    list: "list",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "true/false",
+    type(None): "null",
+}
+
+
+def json_kind(value: Any) -> str:
+    """`a JSON list`, `a JSON number`, ...: what a record that is not an object holds."""
+    return f"a JSON {_JSON_KINDS.get(type(value), type(value).__name__)}"

@@ -46,6 +46,12 @@ _HF_WORDS = frozenset({"HF", "HUGGING", "HUGGINGFACE"})
 _TOKEN_WORD_RE = re.compile(r"TOKEN[0-9]*")
 
 
+def fetch_spec_file(folder: Path, source: str) -> Path:
+    """`source`'s fetch spec in `folder`: the registry stage writes it (into a temporary copy of
+    FETCH_SPECS), and the download compares its licence text with the one it records."""
+    return folder / f"{source}.json"
+
+
 def _hf_token_name(name: str) -> bool:
     """`name` is an upper-case variable name with a Hugging Face word and a TOKEN word."""
     words = name.split("_")

@@ -159,8 +159,8 @@ def _reason(flag: bool, licence: str, reason: str) -> str:
     build's own rule). The registry refuses a flagged entry under a licence that forbids commercial
     use, so only "unknown" reaches here from sources.yaml; the wording serves both."""
     bar = licence_bar(licence) if flag else None
-    if bar:
-        return f"flagged commercial, but {bar}: kept out of the commercial variant. {reason}"
+    if bar is not None:
+        return f"flagged commercial, but {bar.words}: kept out of the commercial variant. {reason}"
     return reason
 
 

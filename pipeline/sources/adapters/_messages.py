@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.sources.adapters._records import json_kind, readable, record_text
+from pipeline.sources.adapters._records import object_records, record_text
 from pipeline.sources.readers import iter_json_records
 from pipeline.sources.rows import RawRows
 
@@ -147,13 +147,16 @@ def read_message_file(
     """A JSON list / JSONL file of records that each hold a message list under `list_name`; the
     conversation id is the record's `id` when it has one (see `record_key`), else its record/line number."""
     used: set[str] = set()
-    for origin, rec in readable(iter_json_records(path), rel, rows):
-        if not isinstance(rec.value, dict):  # `[...]`, a string, a number: no record to take fields from
-            reason = f"record is {json_kind(rec.value)}, not an object with a `{list_name}` list"
-            # its own conversation key, as any record's: it breaks no record that has an id like its line
-            key = f"{key_prefix}{record_key(None, rec.line, used)}"
-            rows.bad(origin, "missing_field", reason, conv_key=key, text=record_text(rec))
-            continue
+    # A record that is no object (`[...]`, a string, a number) has no fields to take: quarantined
+    # under its own conversation key, as any record's, so it breaks no record that has an id like its line.
+    records = object_records(
+        iter_json_records(path),
+        rel,
+        rows,
+        holding=f" with a `{list_name}` list",
+        conv_key=lambda rec: f"{key_prefix}{record_key(None, rec.line, used)}",
+    )
+    for origin, rec in records:
         obj = rec.value
         add_messages(
             rows,

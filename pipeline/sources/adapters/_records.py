@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.sources.readers import Record, data_files
+from pipeline.sources.readers import Record, data_files, json_kind
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -53,38 +53,38 @@ def readable(
         yield origin, rec
 
 
-def objects(records: Iterable[Record], rel: str, rows: RawRows) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """`readable` for JSON/parquet records as (origin, line, object); a value that is not an object
-    (a JSONL line holding a list, a string, a number) is quarantined on the way, saying what it is
-    and holding its text. It was read as {}, so the adapter quarantined it as an object missing its
-    fields (arithmetic: twice), without the text that would show the record was no object."""
+def object_records(
+    records: Iterable[Record],
+    rel: str,
+    rows: RawRows,
+    *,
+    holding: str = "",
+    conv_key: Callable[[Record], str] | None = None,
+) -> Iterator[tuple[str, Record]]:
+    """`readable` for JSON/parquet records whose value is an object; a value that is not one (a
+    JSONL line holding a list, a string, a number) is quarantined on the way, saying what it is
+    (`record is a JSON list, not an object` + `holding`, what the object should have held) and
+    holding its text. It was read as {}, so the adapter quarantined it as an object missing its
+    fields (arithmetic: twice), without the text that would show the record was no object.
+    `conv_key` gives such a record a conversation key of its own, for formats that key each record
+    (a record's key is reserved in order, so no later record takes it)."""
     for origin, rec in readable(records, rel, rows):
         if not isinstance(rec.value, dict):
             rows.bad(
                 origin,
                 "missing_field",
-                f"record is {json_kind(rec.value)}, not an object",
+                f"record is {json_kind(rec.value)}, not an object{holding}",
+                conv_key=conv_key(rec) if conv_key is not None else None,
                 text=record_text(rec),
             )
             continue
+        yield origin, rec
+
+
+def objects(records: Iterable[Record], rel: str, rows: RawRows) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """`object_records` as (origin, line, object)."""
+    for origin, rec in object_records(records, rel, rows):
         yield origin, rec.line, rec.value
-
-
-# How a JSON value that is not an object is named in a reason (JSON's words, not Python's), as the
-# contrib path (_messages.read_message_file) names it.
-_JSON_KINDS = {
-    list: "list",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "true/false",
-    type(None): "null",
-}
-
-
-def json_kind(value: Any) -> str:
-    """`a JSON list`, `a JSON number`, ...: what a record that is not an object holds."""
-    return f"a JSON {_JSON_KINDS.get(type(value), type(value).__name__)}"
 
 
 def record_text(rec: Record) -> str:

@@ -7,8 +7,9 @@ one turn in normalize, joined with a newline), except a message the chat app cut
 limit (`UPSTREAM_CUT`): it and the utterance that carries on after it are one row, joined with a
 space, so a sentence is not broken by a line. A conversation with no utterance at all
 (`"messages": []`, or only empty turns) is quarantined as one row: read, so counted. A conversation
-id that appears twice in the file (JSON keeps only the last) keeps its first conversation; each later
-one is quarantined as one row (`duplicate_id`), so it is counted rather than silently dropped. A
+id that appears twice in the file (JSON keeps only the last), or again in another file of the source,
+keeps its first conversation; each later one is quarantined as one row (`duplicate_id`), so it is
+counted rather than silently dropped or merged into the first. A
 conversation holding a key given twice in one object (`"messages"` twice, an utterance with two
 `"text"`s) is quarantined as one row (`duplicate_key`): JSON would keep one value, unseen.
 """
@@ -43,6 +44,10 @@ UPSTREAM_CUT = 175
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     rows = RawRows(spec.name, spec.licence, spec.commercial)
+    # Conversation ids are the upstream uuids, with no file prefix (`chitchat:<uuid>`, stable since
+    # the first release): over every file of the source, so that an id a second file repeats is
+    # quarantined as `duplicate_id` too, not merged with the first file's conversation into one.
+    seen: dict[str, str] = {}  # id -> the file it was first read from
     for path in data_files(raw_dir, (".json",)):
         rel = path.relative_to(raw_dir).as_posix()
         whole = read_whole(path)  # a .gz decompressed, a byte-order mark dropped
@@ -65,17 +70,17 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         if not isinstance(data, dict):
             rows.bad(f"{rel}:1", "missing_field", "expected an object of conversation id -> conversation")
             continue
-        seen: set[str] = set()
         repeats = bool(decoder.repeated)  # else no conversation holds a repeated key: no walk
         for conv_id, conv in data.pairs if isinstance(data, RepeatedKeys) else data.items():
             if conv_id in seen:
+                where = "the file" if seen[conv_id] == rel else f"the source (first in {seen[conv_id]})"
                 rows.bad(
                     f"{rel}:{_label(conv_id)}",
                     "duplicate_id",
-                    f"conversation id {conv_id} appears twice in the file; the first is read",
+                    f"conversation id {conv_id} appears twice in {where}; the first is read",
                 )  # no conv_key: under the first one's key it would cut that conversation short
                 continue
-            seen.add(conv_id)
+            seen[conv_id] = rel
             key = first_repeat(conv) if repeats else None
             if key is not None:  # e.g. `"messages"` twice: one of the lists would be dropped unseen
                 rows.bad(

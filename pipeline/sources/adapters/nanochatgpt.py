@@ -2,7 +2,9 @@
 
 Markers are matched case-insensitively, so the seed's `<Bot>` and `<endOftext>` spellings work.
 Conversation boundaries: a blank line, a `<|endoftext|>` separator, or the end of the file. Lines
-end at LF, CRLF or a lone CR (old Mac files), so a blank line is one whatever the editor wrote.
+end at LF or CRLF, and at a lone CR in a file whose lines all end so (an old Mac file: readers.cr_only),
+so a blank line is one whatever the editor wrote; a stray CR inside an LF line is part of its text
+(normalize folds it to a newline), as in the other text formats.
 Within a conversation:
   * a turn starts at `<human>`/`<bot>` and ends at `<endOfText>`; it may span several lines (its
     lines are joined with a newline), so files written with one turn per line and files with one
@@ -24,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._records import read_each_file
-from pipeline.sources.readers import iter_lines
+from pipeline.sources.readers import cr_only, iter_lines
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -118,7 +120,10 @@ class _Parser:
 
 def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str = "") -> None:
     parser = _Parser(rows, rel, key_prefix)
-    for rec in iter_lines(path, lone_cr=True):
+    # By CR only in an old Mac file: a stray CR inside an LF line split it, so every later origin
+    # named the wrong line, and two of them ("\r\r", a pasted Windows line end) made a blank line
+    # that ended the conversation mid-turn.
+    for rec in iter_lines(path, lone_cr=cr_only(path)):
         if rec.ok:
             parser.line(rec.value, rec.line)
         else:

@@ -24,6 +24,7 @@ train) as real replies, since only valid/test may go without one.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,14 +135,22 @@ def _dialogue_key(rec: Record) -> str | None:
     return f"{r['folder']}/{dialogue}" if r.get("folder") and dialogue else dialogue
 
 
+@dataclass
+class _LostKey:
+    """The dialogue of a record lost before its fields were read (an over-long field): it names
+    none, so it cuts the one of the record read before it (records come in dialogue order), else
+    the turns around it join. The reading loop keeps `last` up to date."""
+
+    last: str | None = None
+
+    def __call__(self, lost: Record) -> str | None:
+        return _dialogue_key(lost) or self.last
+
+
 def _read_file(path: Path, rel: str, rows: RawRows) -> None:
     records = iter_csv(path)
     checked = False
-    # A record lost before its fields were read (an over-long field) names no dialogue: it cuts the
-    # one of the record before it (records come in dialogue order), else the turns around it join.
-    # The lambda reads last_key when a record is lost, as the loop has left it: late binding wanted.
-    last_key: str | None = None
-    lost_key = lambda lost: _dialogue_key(lost) or last_key  # noqa: B023, E731
+    lost_key = _LostKey()
     for origin, rec in readable(records, rel, rows, lost_key):
         r = rec.value
         if not checked:  # the first readable record's keys are the header (DictReader's fieldnames)
@@ -154,7 +163,7 @@ def _read_file(path: Path, rel: str, rows: RawRows) -> None:
         if "Context" in r:
             _read_v2(rows, origin, f"{Path(rel).with_suffix('')}:{rec.line}", r)
             continue
-        key = last_key = _dialogue_key(rec)
+        key = lost_key.last = _dialogue_key(rec)
         if not key or not r.get("from") or r.get("text") is None:
             rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
             continue

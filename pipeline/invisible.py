@@ -1,0 +1,33 @@
+"""What counts as no text: one definition for every stage that asks (the turn table's `text_present`
+rule and its context, pipeline.schema and normalize; the dedup key, pipeline.dedup; tokenize's check
+of a dataset it did not build, pipeline.encode). Polars only: tokenize imports it without pandera."""
+
+from __future__ import annotations
+
+import polars as pl
+
+# Invisible format characters (zero width space/joiners, word joiner, BOM, soft hyphen, bidi
+# marks, ...) and the rest of Unicode's default-ignorable code points. Those are mostly variation selectors (U+FE0E/FE0F after an emoji, an ideographic variant), which only
+# pick a glyph, and phones add U+FE0F on their own: "I love you ❤️" and "I love you ❤" were two
+# keys, so the copies could sit in train and val. The rest are blanks such as the Hangul fillers
+# (U+115F, U+1160, U+3164, U+FFA0: letters, category Lo, that draw nothing). The one definition of
+# an invisible character, for the dedup key (pipeline.dedup drops them) and for `blank` below.
+INVISIBLE_CHARS = r"[\p{Cf}\p{Default_Ignorable_Code_Point}]"
+
+
+def blank(text: pl.Expr) -> pl.Expr:
+    """True where `text` holds nothing a reader sees: null, whitespace, or invisible characters alone
+    (INVISIBLE_CHARS: format characters such as a zero-width space, which strip keeps, and the other
+    default-ignorable code points, such as the Hangul filler U+3164, a letter that draws nothing).
+    A bot turn of them would teach an invisible reply. U+2800 (the Braille blank) is no such
+    character: a symbol of Braille text, kept as the dedup key keeps it."""
+    # Only non-ASCII text can hold an invisible character: ASCII rows skip the regex (the
+    # byte/char comparison is the cheap test).
+    non_ascii = text.str.len_bytes() != text.str.len_chars()
+    return (
+        text.is_null()
+        | (text.str.strip_chars() == "")
+        | pl.when(non_ascii)
+        .then(text.str.replace_all(INVISIBLE_CHARS, "").str.strip_chars() == "")
+        .otherwise(False)
+    )
