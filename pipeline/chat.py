@@ -176,7 +176,9 @@ def _run(args: argparse.Namespace) -> int:
             stop=stop,
         )
     except NoRoomError as e:
-        print(f"chat: {e.describe('--context', '--max-new-tokens')}", file=sys.stderr)
+        # name the option the persona came from: a --context-file user has typed no --context
+        persona_flag = "--context-file" if args.context_file is not None else "--context"
+        print(f"chat: {e.describe(persona_flag, '--max-new-tokens')}", file=sys.stderr)
         return 2
     except ReplyBudgetError as e:
         print(f"chat: {e.describe('--max-new-tokens')}", file=sys.stderr)

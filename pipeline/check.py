@@ -139,14 +139,19 @@ def _check_folder(
         summaries += mine
         quarantines.append(q)
     if not any("error" in s for s in summaries):  # no file alone is refused: the folder's error then
-        summaries.append(_refused(folder, chosen, whole))
+        summaries.append(_refused(folder, chosen, whole, each=False))
     return summaries, quarantines
 
 
-def _refused(folder: Path, unit: list[Path], e: SourceError) -> dict[str, Any]:
-    """The summary of files the pipeline refuses: named by the data file (else the sidecar)."""
-    named = ([p for p in unit if p.suffix.lower() not in SIDECAR_SUFFIXES] or unit)[:1]
-    return {"file": str(Path(shown(folder), *(p.name for p in named))), "error": str(e)}
+def _refused(folder: Path, unit: list[Path], e: SourceError, each: bool = True) -> dict[str, Any]:
+    """The summary of files the pipeline refuses: named by the data file (else the sidecar). Two
+    data files of one stem are refused together: `also` names the others, so that the closing
+    count and list take each refused data file (they named the first only, and a.txt beside a.jsonl
+    read as not refused). `each=False`: a folder's own error, named by its first file as before."""
+    named = [p for p in unit if p.suffix.lower() not in SIDECAR_SUFFIXES] or unit[:1]
+    named = named if each else named[:1]
+    paths = [str(Path(shown(folder), p.name)) for p in named]
+    return {"file": paths[0], "also": paths[1:], "error": str(e)}
 
 
 def _check_scratch(
@@ -320,10 +325,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"check: {printable(name)}: no row kept, so nothing from it reaches the dataset", file=sys.stderr
         )
-    if refused and len(summaries) > 1:  # the lines above may have scrolled by
+    files = sum(1 + len(s.get("also", [])) for s in summaries)
+    if refused and files > 1:  # the lines above may have scrolled by
+        names = [name for s in refused for name in (s["file"], *s.get("also", []))]
         print(
-            f"check: {len(refused)} of {_count(len(summaries), 'file')} refused: "
-            + ", ".join(printable(s["file"]) for s in refused),
+            f"check: {len(names)} of {_count(files, 'file')} refused: " + ", ".join(map(printable, names)),
             file=sys.stderr,
         )
     return 1 if skipped or refused or empty or (args.strict and quarantined) else 0

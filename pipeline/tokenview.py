@@ -237,7 +237,7 @@ def conversations(
         held = ", ".join(sorted(set(sources))) or "none"
         raise ValueError(
             f"no conversation from {source} in {shown} (its sources: {held})"
-            f"{_held_elsewhere(root, variant, split, source)}"
+            f"{_held_elsewhere(root, variant, split, source) or _normalized_since(root, variant, source)}"
         )
     picked: list[tuple[int, np.ndarray, np.ndarray]] = []
     # clamped: islice refuses a start past sys.maxsize, and past the split there is nothing to show
@@ -298,6 +298,38 @@ def _held_elsewhere(root: Path, variant: str, split: str, source: str) -> str:
             option = f"--split {s}" if v == variant else f"--variant {v} --split {s}"
             found.append(f"{n:,} in {v}'s {s} split ({option})")
     return f"; it has {', '.join(found)}" if found else ""
+
+
+def _normalized_since(root: Path, variant: str, source: str) -> str:
+    """A hint ("" when none) for a source that normalize keeps rows of but the variant's build has
+    not seen: a file added to data/contrib/ and only `dvc repro normalize@contrib` run (CONTRIBUTING's
+    step 3) read "no conversation from contrib/<name>", as if the file had been dropped."""
+    import json
+
+    name = source.split("/", 1)[0]
+    report_path = root / "data" / "normalized" / f"{name}.report.json"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        stats = json.loads((root / "data" / "dataset" / variant / "stats.json").read_text(encoding="utf-8"))
+        counts = report.get("by_source", {}).get(source) if "/" in source else report
+        kept = int((counts or {}).get("rows_kept") or 0)
+        seen = stats.get("sources", {}).get(name)
+        if seen is not None and "/" in source:  # the build saw the contributed files its report named
+            seen = seen.get("normalize", {}).get("by_source", {}).get(source)
+    except (OSError, ValueError, TypeError, AttributeError):  # missing or unlike these files: no hint
+        return ""
+    # the commercial build would leave a non-commercial file out again (a registry source's report
+    # does not say): only a file's own `commercial: true` earns the hint there
+    if (
+        not kept
+        or seen is not None
+        or (variant == "commercial" and (counts or {}).get("commercial") is not True)
+    ):
+        return ""
+    return (
+        f"; {shown_path(report_path, root)} keeps {kept:,} of its rows, but the {variant} dataset was "
+        f"built before them (`dvc repro tokenize@{variant}` builds them in)"
+    )
 
 
 def format_conversation(c: ShownConversation, shards: TokenShards, root: Path, color: bool) -> str:

@@ -523,6 +523,23 @@ def test_no_room_errors_name_what_the_user_gave(enc, ckpt: Path, monkeypatch, ca
     assert err.startswith("chat: --context is 200 tokens; with --max-new-tokens 16 at most 107 fit"), err
 
 
+def test_a_too_long_context_file_is_named_as_the_option_given(
+    ckpt: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """`chat --context-file FILE` with a persona too long for the window said "--context is 200
+    tokens", an option the user never typed."""
+    persona = tmp_path / "persona.txt"
+    persona.write_text("word " * 200, encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu", "--max-new-tokens", "16"]
+    assert cli.main([*argv, "--context-file", str(persona)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("chat: --context-file is 200 tokens; with --max-new-tokens 16 at most 107 fit"), err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    assert cli.main([*argv, "--context", f"@{persona}"]) == 2  # --context @FILE: the option typed
+    assert capsys.readouterr().err.startswith("chat: --context is 200 tokens")
+
+
 def test_reset_restarts_the_seeded_replies() -> None:
     """Each reply is seeded with seed + replies so far; /reset kept the count, so after it the same
     message got another reply than in a fresh chat with the same --seed."""

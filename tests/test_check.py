@@ -276,6 +276,22 @@ def test_a_data_file_sharing_its_stem_fails_the_check_as_it_fails_the_pipeline(
     assert cli.main(["check", str(tmp_path / "chats.txt")]) == 0
 
 
+def test_the_closing_line_counts_and_names_both_files_of_a_stem_clash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """a.jsonl and a.txt beside one sidecar, and a good b.txt: the last line said "1 of 2 files
+    refused: a.jsonl", as if a.txt were checked and fine, and three data files were two."""
+    put(tmp_path, "a.txt", GOOD)
+    (tmp_path / "a.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+    )
+    put(tmp_path, "b.txt", GOOD)
+    assert cli.main(["check", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{tmp_path}/b.txt (nanochatgpt" in out
+    assert err.splitlines()[-1] == f"check: 2 of 3 files refused: {tmp_path}/a.jsonl, {tmp_path}/a.txt", err
+
+
 def test_the_description_is_shown_as_the_card_will_describe_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -200,8 +200,8 @@ def test_check_reports_every_file_of_a_folder_in_one_run(
         "inbox/e_orphan.yaml",
     ]
     assert lines[-1] == (
-        "check: 5 of 7 files refused: missing.txt, inbox/b_nosidecar.txt, inbox/c_quoted.txt, "
-        "inbox/d_twin.jsonl, inbox/e_orphan.yaml"
+        "check: 6 of 8 files refused: missing.txt, inbox/b_nosidecar.txt, inbox/c_quoted.txt, "
+        "inbox/d_twin.jsonl, inbox/d_twin.txt, inbox/e_orphan.yaml"
     )
 
 

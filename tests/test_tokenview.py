@@ -191,6 +191,42 @@ def test_a_source_held_only_by_the_other_split_or_variant_says_where(
     assert "; it has" not in capsys.readouterr().err  # held nowhere: no hint
 
 
+def test_a_source_normalized_after_the_build_says_to_rebuild(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CONTRIBUTING's step 3 runs `dvc repro normalize@contrib` alone; `tokens --source
+    contrib/support` then said only "no conversation from contrib/support", as if the file were
+    dropped, where the dataset was built before it."""
+    normalized = project / "data" / "normalized"
+    normalized.mkdir(parents=True)
+    report = {"source": "contrib", "rows_kept": 8, "by_source": {"contrib/support": {"rows_kept": 8}}}
+    (normalized / "contrib.report.json").write_text(json.dumps(report))
+    stats = {"sources": {"contrib": {"normalize": {"by_source": {"contrib/old": {"rows_kept": 2}}}}}}
+    stats_path = project / "data" / "dataset" / "full" / "stats.json"
+    stats_path.write_text(json.dumps(stats))
+    assert cli.main(["tokens", "--source", "contrib/support"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "no conversation from contrib/support in data/dataset/full/train.parquet (its sources: chitchat, demo); "
+        "data/normalized/contrib.report.json keeps 8 of its rows, but the full dataset was built before "
+        "them (`dvc repro tokenize@full` builds them in)"
+    ) in err, err
+    # the commercial build takes a file only under its own `commercial: true`
+    shutil.copytree(project / "data" / "tokens" / "full", project / "data" / "tokens" / "commercial")
+    shutil.copytree(project / "data" / "dataset" / "full", project / "data" / "dataset" / "commercial")
+    assert cli.main(["tokens", "--variant", "commercial", "--source", "contrib/support"]) == 1
+    assert "built before" not in capsys.readouterr().err
+    report["by_source"]["contrib/support"]["commercial"] = True
+    (normalized / "contrib.report.json").write_text(json.dumps(report))
+    assert cli.main(["tokens", "--variant", "commercial", "--source", "contrib/support"]) == 1
+    assert "(`dvc repro tokenize@commercial` builds them in)" in capsys.readouterr().err
+    # a build that saw the file (its rows all removed as duplicates, say): no such hint
+    stats["sources"]["contrib"]["normalize"]["by_source"]["contrib/support"] = {"rows_kept": 8}
+    stats_path.write_text(json.dumps(stats))
+    assert cli.main(["tokens", "--source", "contrib/support"]) == 1
+    assert "built before" not in capsys.readouterr().err
+
+
 def test_an_empty_split_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """build.val_fraction: 0 leaves data/tokens/<variant>/val without a shard."""
     ShardWriter(project / "data" / "tokens" / "full" / "val", 1000).close()
