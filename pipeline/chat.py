@@ -18,18 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.argtypes import whole_number_or
-from pipeline.chatsession import LONE_SURROGATE, ChatSession, NoRoomError, ReplyBudgetError
+from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, not_utf8_text
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
-from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
+from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
 from pipeline.terminal import inert
-from pipeline.threadtuner import AUTO, restoring
+from pipeline.threadtuner import AUTO, fixed_threads, restoring
 
 DEFAULT_CKPT = "model/ckpt"
 CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf"
 THREADS_HELP = (
     "CPU threads the model runs on: auto (the default) times the decode at 1, half and all the cores "
     "and keeps the fastest, again every few seconds (beside a busy program 1 thread replied about twice "
-    "as fast here, idle all of them: benchmarks.decode_threads); N: always N"
+    "as fast here, idle all of them: benchmarks.decode_threads); N: always N, capped at the CPU quota"
 )
 
 
@@ -63,7 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="TEXT",
-        help=f"end the reply before TEXT (repeatable, up to {MAX_STOP_STRINGS})",
+        help=(
+            f"end the reply before TEXT (repeatable, up to {MAX_STOP_STRINGS}, "
+            f"each at most {MAX_STOP_CHARS} characters)"
+        ),
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument(
@@ -97,14 +100,18 @@ def _refuse_undecodable(text: str, flag: str) -> None:
     """ValueError for an argument that is not UTF-8 text (`--context $'Caf\\xe9'` from a Latin-1
     terminal or file): tiktoken read such a persona's bytes as U+FFFD, and a stop string holding one
     could never match the model's UTF-8 text, both silently, where `--context @FILE` refuses the
-    same bytes and `serve` refuses a lone surrogate."""
-    # Python's surrogateescape puts an argument's bytes that are not UTF-8 at U+DC80..U+DCFF
-    found = LONE_SURROGATE.search(text)
-    if found is None:
-        return
-    code = ord(found.group())
-    what = f"byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate (U+{code:04X})"
-    raise ValueError(f"{flag} is not UTF-8 text: {what} at character {found.start() + 1}")
+    same bytes and `serve` refuses a lone surrogate (with the same check: not_utf8_text)."""
+    message = not_utf8_text(text, flag, escaped_bytes=True)
+    if message is not None:
+        raise ValueError(message)
+
+
+def _stop_strings(stop: list[str] | None) -> tuple[str, ...]:
+    """`--stop`'s strings, checked as serve checks `stop`: a ValueError naming the option."""
+    try:
+        return check_stop_strings(stop)
+    except ValueError as e:
+        raise ValueError(f"--stop: {e}") from None
 
 
 def _closed_streams() -> list[str]:
@@ -144,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_IO_ERROR
     try:
         context = _read_context(args)
-        stop = check_stop_strings(args.stop)
+        stop = _stop_strings(args.stop)
         for text, flag in [(context or "", "--context"), *((s, "--stop") for s in stop)]:
             _refuse_undecodable(text, flag)
         if args.top_k < 0:  # SamplingParams would say "unset": here 0 is how to say it
@@ -230,8 +237,10 @@ def load_chat_model(
     threads (`auto` is the engine's thread tuner: make_engine)."""
     import torch
 
+    log = log or (lambda line: print(line, file=sys.stderr))
     if isinstance(threads, int):
-        torch.set_num_threads(threads)  # why a count matters: pipeline/threadtuner.py
+        # why a count matters, and why not past the CPU quota: pipeline/threadtuner.py
+        torch.set_num_threads(fixed_threads(threads, log))
     elif threads not in (None, AUTO):
         raise ValueError(f"threads must be a whole number or {AUTO!r}, got {threads!r}")
 
@@ -240,7 +249,6 @@ def load_chat_model(
     from pipeline.device import resolve_device
     from pipeline.vocabcheck import check_vocab
 
-    log = log or (lambda line: print(line, file=sys.stderr))
     device = resolve_device(device_name)
     if is_hf_folder(ckpt):
         folder = Path(ckpt).resolve()  # resolved: a folder named like a Hub model (`gpt2`) is a folder

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from pipeline.chatsession import LONE_SURROGATE, clean_text
+from pipeline.chatsession import clean_text, not_utf8_text
 from pipeline.stops import check_stop_strings
 
 PERSONA_ROLES = frozenset(
@@ -354,15 +354,9 @@ def content_text(content: Any, where: str, kinds: frozenset[str]) -> str:
 def _refuse_lone_surrogates(text: str, where: str) -> None:
     """A 400 for a lone surrogate (JSON's "\\ud800" without its pair): no Unicode character, so no
     UTF-8 text; tiktoken silently turned it into U+FFFD, and the model read other text than sent."""
-    if text.isascii():
-        return
-    found = LONE_SURROGATE.search(text)  # json.loads joins a valid pair into one character
-    if found is not None:
-        raise RequestError(
-            f"{where} has a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}: "
-            "text must be valid Unicode (a surrogate pair's halves come together)",
-            where,
-        )
+    message = not_utf8_text(text, where)
+    if message is not None:
+        raise RequestError(message, where)
 
 
 def _optional(body: dict, keys: tuple[str, ...], kind: type, default: Any = None) -> Any:

@@ -42,6 +42,29 @@ MAX_WHITESPACE_RUN = 10_000
 # A lone UTF-16 surrogate (a JSON "\ud800" without its pair, an argument's undecodable byte): no
 # Unicode character, so no UTF-8 text; tiktoken reads it as U+FFFD. Chat and serve refuse it.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def not_utf8_text(text: str, where: str, *, escaped_bytes: bool = False) -> str | None:
+    """The error message refusing `text` (None: it is UTF-8 text), naming `where` (the field or
+    option) and its first lone surrogate: tiktoken would read it as U+FFFD, so the model would see
+    other text than sent, and a stop string holding one could never match. The one check chat's
+    arguments and serve's fields share. `escaped_bytes`: text that Python decoded with
+    surrogateescape (a command-line argument), whose U+DC80..U+DCFF are bytes that were not UTF-8
+    and are named as such."""
+    if text.isascii():  # most text: no surrogate, at no cost
+        return None
+    found = LONE_SURROGATE.search(text)  # json.loads joins a valid pair into one character
+    if found is None:
+        return None
+    code, at = ord(found.group()), found.start() + 1
+    if escaped_bytes and 0xDC80 <= code <= 0xDCFF:
+        return f"{where} is not UTF-8 text: byte 0x{code - 0xDC00:02X} at character {at}"
+    return (
+        f"{where} is not UTF-8 text: a lone surrogate (U+{code:04X}) at character {at}"
+        " (half a UTF-16 surrogate pair: a pair's halves must come together)"
+    )
+
+
 _WHITESPACE = re.compile(r"\s*")  # Python's \s (str.isspace) has every character tiktoken's \s has
 
 

@@ -138,6 +138,16 @@ def _leak_audit(stats: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _why_left_out(variant: str, source: CardSource) -> str:
+    """Why an enabled source holds nothing here. A BSD source flagged `commercial: false` read
+    "chatterbot (BSD-3-Clause)" in the commercial card: its licence allows commercial use, so a
+    reader could not tell that the flag, not the licence, kept it out."""
+    if variant == "commercial" and not source.commercial:
+        bar = licences.licence_bar(source.licence)
+        return bar.words if bar else "flagged `commercial: false`"
+    return "no conversation kept (its counts are in `stats.json`)"
+
+
 def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardSource]) -> str:
     """The README.md of data/dataset/<variant>/ (from its stats.json and the registry terms)."""
     totals = stats["totals"]
@@ -240,7 +250,9 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
             f"{c.get('train', 0):,} / {c.get('val', 0):,} | {cell(what)} |"
         )
     if left_out:
-        names = ", ".join(f"{inline_name(s.name)} ({inline_name(s.licence)})" for s in left_out)
+        names = ", ".join(
+            f"{inline_name(s.name)} ({inline_name(s.licence)}; {_why_left_out(variant, s)})" for s in left_out
+        )
         lines += ["", f"Enabled but holding nothing in this variant: {names}."]
     lines += [
         "",

@@ -7,8 +7,9 @@ from __future__ import annotations
 import polars as pl
 
 # Invisible format characters (zero width space/joiners, word joiner, BOM, soft hyphen, bidi
-# marks, ...) and the rest of Unicode's default-ignorable code points. Those are mostly variation selectors (U+FE0E/FE0F after an emoji, an ideographic variant), which only
-# pick a glyph, and phones add U+FE0F on their own: "I love you ❤️" and "I love you ❤" were two
+# marks, ...) and the rest of Unicode's default-ignorable code points. Those are mostly variation
+# selectors (U+FE0E/FE0F after an emoji, an ideographic variant), which only pick a glyph, and
+# phones add U+FE0F on their own: "I love you ❤️" and "I love you ❤" were two
 # keys, so the copies could sit in train and val. The rest are blanks such as the Hangul fillers
 # (U+115F, U+1160, U+3164, U+FFA0: letters, category Lo, that draw nothing). The one definition of
 # an invisible character, for the dedup key (pipeline.dedup drops them) and for `blank` below.

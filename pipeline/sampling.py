@@ -72,9 +72,7 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
         values, indices = logits, None
     probs = torch.softmax(values, dim=-1)
     if params.top_p is not None and params.top_p < 1.0:
-        # Keep the smallest prefix whose mass reaches top_p; the best token is always kept.
-        before = torch.cumsum(probs, dim=-1) - probs
-        probs = probs.masked_fill(before >= params.top_p, 0.0)
+        probs = _nucleus(probs, params.top_p)
     # Draw with the exponential race (argmax of p / E, E ~ Exp(1)): what torch.multinomial does for
     # one sample, minus its input check, which reads a value back to the host and so would stall
     # the decode loop on every token.
@@ -82,3 +80,18 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     race.clamp_(min=torch.finfo(race.dtype).tiny)  # E = 0 would make a 0-probability token win (0/0)
     choice = (probs / race).argmax(dim=-1, keepdim=True)
     return (choice if indices is None else indices.gather(-1, choice)).squeeze(-1)
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """`probs` (sorted descending along the last dim) with what falls outside the nucleus set to 0.
+
+    The nucleus is the smallest prefix whose mass reaches top_p (the best token always in), widened
+    to every token as likely as its last one: tied tokens at the boundary are all in. Cut inside a
+    tie, the prefix kept whichever tied tokens the sort put first, so the same distribution at other
+    token ids kept other tokens (transformers' TopPLogitsWarper 5.x cuts inside a tie the same way).
+    """
+    before = torch.cumsum(probs, dim=-1) - probs
+    kept = (before < top_p).sum(dim=-1, keepdim=True)  # >= 1: the best token's `before` is 0
+    boundary = probs.gather(-1, kept - 1)  # the least likely token of the prefix
+    # Equal logits give bit-equal probabilities (softmax is elementwise past its sum), so == is exact.
+    return probs.masked_fill(probs < boundary, 0.0)

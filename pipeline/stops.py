@@ -16,10 +16,17 @@ from collections.abc import Sequence
 import tiktoken
 
 MAX_STOP_STRINGS = 4
+# OpenAI documents no length for a stop string; AWS Bedrock's stopSequences take up to 1,000
+# characters each. A cap is needed: streaming holds back up to a stop string's length of text, and
+# checking the held tail costs up to the square of that length at a token that breaks a near-match
+# (four 10,000-character stops: 29 ms for that token, a 1 MiB request's could take seconds). At
+# 1,000 that token costs ~1 ms, and no reply a chat model writes needs a longer marker.
+MAX_STOP_CHARS = 1000
 
 
 def check_stop_strings(stop: Sequence[str] | str | None) -> tuple[str, ...]:
-    """Normalise `stop` to a tuple; at most four non-empty strings (as the OpenAI API)."""
+    """Normalise `stop` to a tuple; at most four non-empty strings (as the OpenAI API), each of at
+    most MAX_STOP_CHARS characters."""
     if stop is None:
         return ()
     if isinstance(stop, str):
@@ -30,6 +37,11 @@ def check_stop_strings(stop: Sequence[str] | str | None) -> tuple[str, ...]:
     for s in stop:
         if not isinstance(s, str) or not s:
             raise ValueError(f"stop strings must be non-empty strings, got {s!r}")
+        if len(s) > MAX_STOP_CHARS:
+            raise ValueError(
+                f"a stop string may have at most {MAX_STOP_CHARS} characters, got one of {len(s)}"
+                f" starting {s[:20]!r}"
+            )
     return stop
 
 

@@ -349,6 +349,21 @@ def default_tuner(default: int) -> ThreadTuner:
     return ThreadTuner(counts, torch.set_num_threads, neighbours=neighbours, restore_count=default)
 
 
+def fixed_threads(threads: int, log: Callable[[str], None]) -> int:
+    """`--threads N` as this process's CPU quota allows (cpuquota.py), as `--threads auto` tries no
+    more: threads past the quota only get the whole cgroup throttled, and each decode step then waits
+    for the next period. Capped with a line to `log` rather than refused: `--threads $(nproc)` in a
+    `docker --cpus=2` container asks for the host's cores (nproc counts the cores it may run on)."""
+    quota = cpu_quota()
+    if quota is None or threads <= quota.threads:
+        return threads
+    log(
+        f"--threads {threads} is more than this process's CPU quota of {quota.cores:g} cores keeps "
+        f"running ({quota.directory}): using {quota.threads}"
+    )
+    return quota.threads
+
+
 @contextmanager
 def restoring(tuner: ThreadTuner | None) -> Iterator[ThreadTuner | None]:
     """`tuner` for the block, torch's default count set again when it ends however it ends: a run

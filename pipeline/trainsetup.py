@@ -199,7 +199,13 @@ def check_data(data_dir: Path, rt: Runtime, cfg: TrainConfig | None = None) -> N
         raise TrainSetupError(f"{data_dir / 'train'}: no loss token (bot turn) in the train split")
     if cfg is not None:
         probe = np.random.default_rng(0)
-        _, _, mask = train_split.sample_batch(PROBE_WINDOWS, cfg.block_size, probe, cfg.window_align)
+        # A window past its shard's end is padding (mask 0), and a turn-aligned one holds at most a
+        # header and the rest of the shard: twice the longest shard reaches every bot token a
+        # longer window would. A typo'd block_size of 10**12 asked numpy for 1.8 PiB here, a
+        # traceback before the run's own size checks could refuse it in one line.
+        longest = max(shard.n_tokens for shard in train_split.shards)
+        window = min(cfg.block_size, 2 * longest)
+        _, _, mask = train_split.sample_batch(PROBE_WINDOWS, window, probe, cfg.window_align)
         reaching = float(mask.any(axis=1).mean())
         if reaching == 0:
             raise TrainSetupError(

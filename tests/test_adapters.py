@@ -71,12 +71,11 @@ CASES: dict[str, dict] = {
     },
     "chatterbot": {
         "big": _append("data/english/fixture.yml", f"- - {BIG}\n  - ok\n"),
-        # "Tell me a secret" / '' / "Fine, keep it.": the empty reply cuts its conversation, as a lost
-        # one does (its two human rows merged into one turn, quarantined as has_bot_turn)
         "checks": {
             "text_present": 1,
+            "has_bot_turn": 2,
             "missing_field": 2,
-            "conversation_broken": 4,
+            "conversation_broken": 2,
             "utf8": 1,
         },
         "turns": {
@@ -240,10 +239,8 @@ CASES: dict[str, dict] = {
             "text_present": 1,
             "csv_fields": 2,
             "missing_field": 1,
-            # hit:2_conv:3's line 1 has too few fields: its conversation is cut there (line 2 too);
-            # hit:1_conv:2's empty reply between speaker 2's two rows cuts it as a lost one would
-            # (they merged into "I was scared\nof the dark"): its 3 other rows
-            "conversation_broken": 5,
+            # hit:2_conv:3's line 1 has too few fields: its conversation is cut there (line 2 too)
+            "conversation_broken": 2,
             "utf8": 1,
         },
         "turns": {
@@ -253,6 +250,7 @@ CASES: dict[str, dict] = {
                 "This was a best friend. I miss her.",
                 "Where has she gone?",
             ],
+            "empathetic_dialogues:hit:1_conv:2": ["I was scared\nof the dark", "That's normal."],
             # valid.csv: 9 fields (inline label candidates), read as 8
             "empathetic_dialogues:hit:6_conv:12": [
                 "A car nearly hit me this morning, on my way to work.",

@@ -117,6 +117,7 @@ def test_card_header_parses_and_lists_each_held_licence_once():
     )
     registry = {
         "a": cards.CardSource("a", "MIT", True, "package", "a_pkg", "A | corpus\nwith lines"),
+        "b": cards.CardSource("b", "MIT", True),
         "nc": cards.CardSource("nc", "CC-BY-NC-4.0", False, "hf_dataset", "org/nc"),
         "contrib": cards.CardSource("contrib", "per-file", False, "contrib", "data/contrib"),
     }
@@ -131,7 +132,31 @@ def test_card_header_parses_and_lists_each_held_licence_once():
     assert len(rows) == 1 and rows[0].count(" | ") == 4  # the pipe in the description is escaped
     assert "A \\| corpus with lines (https://pypi.org/project/a-pkg/)" in rows[0]
     assert "| contrib/notes | CC-BY-4.0 | yes | 2 / 0 |" in card
-    assert "holding nothing in this variant: b (MIT), nc (CC-BY-NC-4.0)" in card
+    assert (
+        "holding nothing in this variant: b (MIT; no conversation kept (its counts are in `stats.json`)), "
+        "nc (CC-BY-NC-4.0; the licence CC-BY-NC-4.0 forbids commercial use)"
+    ) in card
+
+
+def test_the_left_out_line_says_why_each_source_holds_nothing():
+    """A BSD source flagged `commercial: false` in sources.yaml read "bot (BSD-3-Clause)" in the
+    commercial card, as if its licence kept it out; the flag, the licence, unknown terms or no row
+    kept are now told apart (a walkthrough's finding)."""
+    stats = stats_of(
+        a=("MIT", 10, 2, None),
+        bot=("BSD-3-Clause", 0, 0, None),
+        odd=("unknown", 0, 0, None),
+    )
+    registry = {
+        "a": cards.CardSource("a", "MIT", True),
+        "bot": cards.CardSource("bot", "BSD-3-Clause", False),
+        "odd": cards.CardSource("odd", "unknown", False),
+    }
+    card = datasetcard.dataset_card("commercial", stats, datasetcard.dataset_sources(stats, registry))
+    assert "bot (BSD-3-Clause; flagged `commercial: false`)" in card
+    assert "odd (unknown; the licence is unknown)" in card
+    full = datasetcard.dataset_card("full", stats, datasetcard.dataset_sources(stats, registry))
+    assert "bot (BSD-3-Clause; no conversation kept (its counts are in `stats.json`))" in full
 
 
 def test_a_full_card_holding_non_commercial_data_says_so_up_front():

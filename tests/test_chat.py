@@ -202,6 +202,38 @@ def test_cli_chat_threads_set_the_cpu_threads_and_zero_is_refused(ckpt: Path, mo
     assert "--threads: must be a whole number, got 'many' (or auto)" in err
 
 
+def test_cli_threads_past_the_cpu_quota_are_capped_with_a_notice(ckpt: Path, monkeypatch, capsys) -> None:
+    """`--threads 64` under a 1.5-core quota ran 64 threads, throttled by the kernel every period,
+    where `--threads auto` tries no more than the quota's 2. The count is capped, saying so once;
+    a count within the quota, or no quota, is taken as given."""
+    import torch
+
+    import pipeline.threadtuner
+    from pipeline.cpuquota import Quota
+
+    default = torch.get_num_threads()
+    quota: list[Quota | None] = [Quota(150_000, 100_000, Path("/sys/fs/cgroup/box"))]
+    monkeypatch.setattr(pipeline.threadtuner, "cpu_quota", lambda: quota[0])
+
+    def chat(threads: int) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu", "--threads", str(threads)]
+        assert cli.main(argv) == 0
+        return torch.get_num_threads(), capsys.readouterr().err
+
+    try:
+        assert chat(64) == (
+            2,
+            "chat: --threads 64 is more than this process's CPU quota of 1.5 cores keeps running "
+            "(/sys/fs/cgroup/box): using 2\n",
+        )
+        assert chat(1) == (1, "")
+        quota[0] = None
+        assert chat(3) == (3, "")
+    finally:
+        torch.set_num_threads(default)
+
+
 def test_cli_chat_leaves_the_thread_count_as_it_found_it(ckpt: Path, monkeypatch, capsys) -> None:
     """`--threads auto` set torch's count at each step and left the process on the last one (1
     thread, or a turn's): every test after a chat in the same pytest process ran on 1 thread, and
@@ -271,7 +303,8 @@ def test_cli_chats_with_the_hugging_face_export_as_with_the_checkpoint(
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--stop", "a", "--stop", "b", "--stop", "c", "--stop", "d", "--stop", "e"], "at most 4"),
+        (["--stop", "a", "--stop", "b", "--stop", "c", "--stop", "d", "--stop", "e"], "--stop: at most 4"),
+        (["--stop", "x" * 1001], "--stop: a stop string may have at most 1000 characters, got one of 1001"),
         (["--context", "@/nonexistent/persona.txt"], "cannot read context file"),
         (["--ckpt", "/nonexistent/ckpt"], "no checkpoint"),
         (["--temperature", "-1"], "temperature"),
@@ -873,7 +906,8 @@ def test_arguments_that_are_not_utf8_are_refused(ckpt: Path, tmp_path: Path, mon
         (["--stop", "x", "--stop", "\udce9"], "chat: --stop is not UTF-8 text: byte 0xE9 at character 1"),
         (
             ["--context", "@@\ud800"],
-            "chat: --context is not UTF-8 text: a lone surrogate (U+D800) at character 2",
+            "chat: --context is not UTF-8 text: a lone surrogate (U+D800) at character 2"
+            " (half a UTF-16 surrogate pair: a pair's halves must come together)",
         ),
     ]:
         monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
@@ -886,6 +920,29 @@ def test_arguments_that_are_not_utf8_are_refused(ckpt: Path, tmp_path: Path, mon
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli.main([*argv, "--context", f"@{persona}", "--stop", "é"]) == 0
     assert seen == ["Café owner."]
+
+
+def test_chat_and_serve_refuse_a_lone_surrogate_in_the_same_words(ckpt: Path, monkeypatch, capsys) -> None:
+    """chat's arguments and serve's fields were checked by two near-copies that named the same
+    surrogate differently ("--stop is not UTF-8 text: a lone surrogate (U+D800) at character 2" and
+    "stop has a lone surrogate (U+D800) at character 2: text must be valid Unicode ..."). One check
+    (chatsession.not_utf8_text) now words both; only an argument's undecodable byte is named as a byte."""
+    from pipeline.chatrequest import ChatRequest, RequestError
+
+    for stop, served in [("x\ud800", "x\ud800"), ("\udce9", "\udce9")]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        assert cli.main(["chat", "--ckpt", str(ckpt), "--device", "cpu", "--stop", stop]) == 2
+        said = capsys.readouterr().err.removeprefix("chat: --stop").strip()
+        with pytest.raises(RequestError) as e:
+            ChatRequest.parse({"messages": [{"role": "user", "content": "hi"}], "stop": served})
+        assert e.value.param == "stop"
+        if stop == "\udce9":  # from the command line, a byte that was not UTF-8; in JSON, an escape
+            assert said == "is not UTF-8 text: byte 0xE9 at character 1"
+            assert str(e.value).removeprefix("stop") == " is not UTF-8 text: a lone surrogate (U+DCE9)" + (
+                " at character 1 (half a UTF-16 surrogate pair: a pair's halves must come together)"
+            )
+        else:
+            assert said == str(e.value).removeprefix("stop").strip()
 
 
 def test_a_byte_order_mark_starting_a_piped_line_is_dropped(enc) -> None:

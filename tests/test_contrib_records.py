@@ -140,10 +140,9 @@ def test_check_tells_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_an_empty_content_list_is_an_empty_message_as_empty_text_is(tmp_path: Path) -> None:
     """`content: []` holds no part, as `""` holds no character: the message drops itself
     (`text_present`), where it cut its conversation as unreadable ("must be ... a list of text parts,
-    not []"), and an empty system message is no context, as before. (Between two user messages an
-    empty reply cuts its conversation, as a lost one does: tests/test_adapter_hunt.py.)"""
+    not []"), and an empty system message is no context, as before."""
     empty = {"role": "assistant", "content": []}
-    record = {"messages": [GOOD["messages"][0], empty, GOOD["messages"][1]]}
+    record = {"messages": [GOOD["messages"][0], empty, *GOOD["messages"]]}
     _put(tmp_path, "e.jsonl", [json.dumps(record), _system([])])
     result = _normalize(tmp_path)
     assert result.quarantine.select("origin", "check").rows() == [("e.jsonl:1/messages[1]", "text_present")]

@@ -14,7 +14,7 @@ from test_engine_support import ScriptedGPT, tiny_gpt
 from pipeline.engine import STOP_TOKEN_IDS, Engine
 from pipeline.model import GPT
 from pipeline.sampling import SamplingParams, sample
-from pipeline.stops import StopStringDecoder
+from pipeline.stops import MAX_STOP_CHARS, StopStringDecoder, check_stop_strings
 from pipeline.tokenizer import BOT_ID, END_OF_TURN_ID, ENDOFTEXT_ID, HUMAN_ID, N_VOCAB, get_encoding
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -130,6 +130,22 @@ def test_tokens_tied_with_the_kth_keep_their_chance_under_top_k() -> None:
     assert torch.allclose(drawn[:5].float(), expected, rtol=0.1)  # each tied token about 7.6%
 
 
+def test_tokens_tied_at_the_top_p_boundary_are_all_kept_wherever_they_sit() -> None:
+    """top_p 0.5 over (0.4, 0.3, 0.3): the prefix reaches 0.5 at the first 0.3, and the cut kept
+    whichever tied token the sort put first, so the same distribution at other token ids kept other
+    tokens. Every token as likely as the boundary one is now kept, in any order, with or without top_k."""
+    for order in ([0.4, 0.3, 0.3], [0.3, 0.3, 0.4], [0.3, 0.4, 0.3]):
+        logits = torch.log(torch.tensor([order])).repeat(3000, 1)
+        for top_k in (None, 3):
+            g = torch.Generator().manual_seed(0)
+            drawn = sample(logits, SamplingParams(temperature=1.0, top_k=top_k, top_p=0.5), g)
+            assert set(drawn.tolist()) == {0, 1, 2}, (order, top_k)
+    # Ties below the boundary stay out: 0.5 + 0.3 reach 0.7 before the tied 0.1s.
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.1]])).repeat(3000, 1)
+    g = torch.Generator().manual_seed(0)
+    assert set(sample(logits, SamplingParams(temperature=1.0, top_p=0.7), g).tolist()) == {0, 1}
+
+
 def test_bad_sampling_params_and_overflow_are_refused(model: GPT) -> None:
     for bad in (
         dict(temperature=-1.0),
@@ -228,6 +244,20 @@ def test_a_stop_inside_another_cuts_the_same_however_the_text_is_tokenized(piece
     decoder = StopStringDecoder(enc, ["abcd", "bc"])
     shown = "".join(decoder.feed(t) for piece in pieces for t in enc.encode_ordinary(piece)) + decoder.flush()
     assert shown == "a" and decoder.stopped
+
+
+def test_a_stop_string_longer_than_the_cap_is_refused(enc) -> None:
+    """Streaming holds back up to a stop string's length, and a token that breaks a near-match
+    rechecks every held suffix: four 10,000-character stops cost 29 ms at that token, a 1 MiB
+    request's far more. A stop of MAX_STOP_CHARS is taken, one more character is refused."""
+    longest = "x" * MAX_STOP_CHARS
+    assert check_stop_strings([longest]) == (longest,)
+    with pytest.raises(
+        ValueError, match=f"at most {MAX_STOP_CHARS} characters, got one of 1001 starting 'xxx"
+    ):
+        check_stop_strings(["ok", longest + "y"])
+    with pytest.raises(ValueError, match="at most"):
+        StopStringDecoder(enc, longest + "y")
 
 
 def test_stops_apply_per_row_in_a_batch(enc) -> None:

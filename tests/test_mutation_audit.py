@@ -10,6 +10,7 @@ bound, the dropout seeds per step and the loss scaler across a resume.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import polars as pl
@@ -36,13 +37,20 @@ from pipeline.trainsetup import Runtime
 
 
 def test_top_p_keeps_the_smallest_prefix_that_reaches_the_mass() -> None:
-    """Four tokens of exactly 0.25 each: top_p 0.5 is reached by two of them, so a third (whose
-    mass before it is exactly 0.5) is never drawn. Kills `before >= top_p` -> `before > top_p`."""
-    logits = torch.zeros(4000, 4)
-    drawn = sample(logits, SamplingParams(temperature=1.0, top_p=0.5), torch.Generator().manual_seed(0))
-    assert len(set(drawn.tolist())) == 2
+    """Masses 0.25, 0.25, 0.25, 0.125, 0.125 (exact in float32): top_p 0.75 is reached by the first
+    three, so the fourth (whose mass before it is exactly 0.75, and below the boundary's 0.25) is
+    never drawn. Kills `before < top_p` -> `before <= top_p` in sampling._nucleus. Ties at the
+    boundary are all in (session 28): four tokens of 0.25 at top_p 0.5 keep all four, where the
+    prefix cut kept the two the sort put first."""
+    logits = torch.tensor([0.0, 0.0, 0.0, -math.log(2), -math.log(2)]).repeat(4000, 1)
     drawn = sample(logits, SamplingParams(temperature=1.0, top_p=0.75), torch.Generator().manual_seed(0))
-    assert len(set(drawn.tolist())) == 3
+    assert set(drawn.tolist()) == {0, 1, 2}
+    drawn = sample(logits, SamplingParams(temperature=1.0, top_p=0.8), torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) == {0, 1, 2, 3, 4}  # past 0.75 the 0.125s tie at the boundary
+    drawn = sample(
+        torch.zeros(4000, 4), SamplingParams(temperature=1.0, top_p=0.5), torch.Generator().manual_seed(0)
+    )
+    assert len(set(drawn.tolist())) == 4
 
 
 def test_a_zero_from_the_exponential_race_never_picks_a_filtered_token(

@@ -248,6 +248,11 @@ def test_stop_strings_cut_the_reply_streamed_or_not(enc) -> None:
             "at most 4",
         ),
         ({"messages": [{"role": "user", "content": "a"}], "stop": [""]}, "stop", "non-empty"),
+        (  # streaming would hold back and recheck up to a stop string's length per token
+            {"messages": [{"role": "user", "content": "a"}], "stop": ["ok", "x" * 1001]},
+            "stop",
+            "at most 1000 characters, got one of 1001",
+        ),
         ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 0}, "max_tokens", "at least 1"),
         ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 5000}, "max_tokens", "at most 123"),
         ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 2.5}, "max_tokens", "integer"),

@@ -694,6 +694,10 @@ def test_training_refuses_windows_too_short_to_reach_a_bot_token(
     # the shortest are refused, the next warned, the rest fine, each kind in one run
     assert verdicts == sorted(verdicts, key=["refused", "warned", "fine"].index)
     assert {"refused", "warned", "fine"} <= set(verdicts)
+    # A typo'd block_size is the run's size checks' to refuse: the probe asked numpy for
+    # 256 x (10**12 + 1) tokens (a MemoryError traceback); windows past the data reach what it holds.
+    check_data(out, rt, cfg(10**12))
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_a_tokenize_worker_dies_with_its_stage() -> None:

@@ -61,19 +61,23 @@ def _run(
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_params_yaml_that_is_no_yaml_is_one_line(
-    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        (NOT_YAML, "params.yaml:3: not valid YAML"),
+        (NOT_A_MAPPING, "params.yaml: expected a mapping at the top level"),
+    ],
+    ids=["no-yaml", "no-mapping"],
+)
+def test_an_unreadable_params_yaml_is_one_line(
+    stage: str,
+    params: str,
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    err = _run(stage, NOT_YAML, tmp_path, monkeypatch, capsys)
-    assert "params.yaml:3: not valid YAML" in err
-
-
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_params_yaml_that_is_no_mapping_is_one_line(
-    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    err = _run(stage, NOT_A_MAPPING, tmp_path, monkeypatch, capsys)
-    assert "params.yaml: expected a mapping at the top level" in err
+    assert says in _run(stage, params, tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize(

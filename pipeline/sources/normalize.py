@@ -19,10 +19,9 @@ Order of the rules (the first that fails names the row's check):
     anything else fails `role_valid`;
  4. a conversation is cut at its first bad row: the rows after it go to quarantine as
     `conversation_broken` (what came before still stands on its own). An empty row is the one
-    exception: it carries nothing later turns could depend on, so dropping it breaks nothing,
-    unless its speaker's turn stood between two rows of one other speaker: dropped, it would let
-    those two merge into one turn across a reply that was never kept, so it cuts as a lost
-    (unreadable) row does (`_empty_row_breaks`);
+    exception: it carries nothing later turns could depend on, so dropping it breaks nothing. Between
+    two rows of one other speaker it lets them merge into one turn (step 6), as serve and the chat
+    template read an empty message sent back (a reply that was only <endOfText> opens no turn);
  5. bot rows before the first human row fail `first_turn_human` (the rest stands);
  6. consecutive rows of one role merge into one turn; a merged turn that grows past the length
     limit fails `text_length` and cuts the conversation there, as in 4;
@@ -81,28 +80,10 @@ def clean_text(expr: pl.Expr) -> pl.Expr:
 
 
 def _quarantine(
-    rows: pl.DataFrame, check: str | pl.Expr, reason: str | pl.Expr, breaks: bool | pl.Expr
+    rows: pl.DataFrame, check: str | pl.Expr, reason: str | pl.Expr, breaks: bool
 ) -> pl.DataFrame:
     lit = lambda v: pl.lit(v, pl.String) if isinstance(v, str) else v  # noqa: E731
-    cuts = pl.lit(breaks) if isinstance(breaks, bool) else breaks
-    return rows.with_columns(q_check=lit(check), q_reason=lit(reason), q_breaks=cuts)
-
-
-def _empty_row_breaks(empty: pl.Expr) -> pl.Expr:
-    """Per row (of rows sorted upstream): True for an `empty` row whose conversation's kept rows on
-    either side are one speaker's while it is another's (or no one's it names). Dropped, it would let
-    that speaker's two rows merge into one turn across the lost reply (human "how are you?", an empty
-    bot reply, human "hello?" became one human turn), so it cuts its conversation as an unreadable
-    row does. An empty row beside its own speaker's rows, or at either end, breaks nothing.
-
-    The speaker is the row's explicit role, else its speaker label: roles from speakers are only
-    derived later, from the rows kept, and a leading empty row must not decide who the human is."""
-    who = pl.coalesce(pl.col("role"), pl.col("speaker"))
-    kept_who = pl.when(~empty).then(who)
-    before = kept_who.shift(1).forward_fill().over("conversation_id")
-    after = kept_who.shift(-1).backward_fill().over("conversation_id")
-    joins = before.is_not_null() & (before == after)
-    return empty & joins & (who.is_null() | (who != before)).fill_null(True)
+    return rows.with_columns(q_check=lit(check), q_reason=lit(reason), q_breaks=pl.lit(breaks))
 
 
 def _break_points(quarantined: list[pl.DataFrame]) -> pl.DataFrame:
@@ -170,12 +151,8 @@ def normalize_rows(
         if check in _LATER:
             continue
         mask = bad.fill_null(False)
-        breaks: bool | pl.Expr = check not in _NON_BREAKING
-        if check == "text_present":  # the flag is computed with the rows around it, before the filter
-            live = live.with_columns(_breaks=_empty_row_breaks(mask))
-            breaks = pl.col("_breaks")
-        quarantined.append(_quarantine(live.filter(mask), check, reason, breaks))
-        live = live.filter(~mask).drop("_breaks", strict=False)
+        quarantined.append(_quarantine(live.filter(mask), check, reason, check not in _NON_BREAKING))
+        live = live.filter(~mask)
 
     # 3. roles by speaker where the format has no explicit role
     live = live.sort("idx")
@@ -246,12 +223,15 @@ def normalize_rows(
     reason = (
         pl.when(was_cut)
         .then(
+            # "...; 1 turn(s) left" read as if this row were the turn left: it is one of the too few
             pl.format(
-                "row {} ({}) of conversation {} was quarantined; {} turn(s) left",
+                "row {} ({}) of conversation {} was quarantined, and the {} turn(s) before it are too "
+                "few to keep (at least {}: a human turn and a bot turn)",
                 "b_origin",
                 "b_check",
                 "conversation_id",
                 "_n",
+                pl.lit(min_turns),
             )
         )
         .otherwise(
