@@ -20,6 +20,7 @@ from pathlib import Path
 from pipeline.argtypes import whole_number_or
 from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, not_utf8_text
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
+from pipeline.invisible import blank_text
 from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
 from pipeline.terminal import inert
 from pipeline.threadtuner import AUTO, fixed_threads, restoring
@@ -403,7 +404,7 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
         # sent to the model (as tokens it never saw in training) instead of quitting.
         text = line.rstrip("\r\n").removeprefix("\ufeff")
         command = text.strip().lower()
-        if not command:
+        if blank_text(command):  # invisible characters alone are no message, as in training
             continue
         if command in EXIT_COMMANDS:
             return 0

@@ -17,6 +17,7 @@ from http import HTTPStatus
 from typing import Any
 
 from pipeline.chatsession import clean_text, not_utf8_text
+from pipeline.invisible import blank_text
 from pipeline.stops import check_stop_strings
 
 PERSONA_ROLES = frozenset(
@@ -110,11 +111,11 @@ class Conversation:
             text = clean_text(content)
         except ValueError as e:  # a run of combining marks or whitespace too long to take safely
             raise RequestError(f"{where}: {e}", where) from None
-        if role in PERSONA_ROLES:  # anywhere, as OpenAI takes them: the persona, as in training
-            if text:
-                self.persona.append(text)
+        # Blank as normalize has it (invisible characters alone too): no turn, and no persona.
+        if blank_text(text):
             return
-        if not text:
+        if role in PERSONA_ROLES:  # anywhere, as OpenAI takes them: the persona, as in training
+            self.persona.append(text)
             return
         turn = "human" if role == "user" else "bot"
         if not self.turns and turn == "bot":  # a greeting before the first user message: left out, as

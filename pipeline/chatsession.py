@@ -20,6 +20,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from pipeline.invisible import blank_text
 from pipeline.stops import check_stop_strings
 
 if TYPE_CHECKING:
@@ -233,7 +234,8 @@ class ChatSession:
         from pipeline.tokenizer import render
 
         self.engine = engine
-        self.context = clean_text(context or "") or None
+        cleaned = clean_text(context or "")
+        self.context = None if blank_text(cleaned) else cleaned  # as normalize drops a blank context
         if max_new_tokens is None:
             max_new_tokens = default_reply_budget(engine.block_size)
         self.max_new_tokens = max_new_tokens

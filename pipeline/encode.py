@@ -114,7 +114,7 @@ def to_batch(frame: pl.DataFrame, origin: str = "<frame>", row_offset: int = 0) 
         # The turn table's text is never empty (docs/contracts.md); a dataset made another way (an
         # OpenAI-style export, whose assistant messages may be "") trained <bot><endOfText>: the
         # empty reply evaluate counts as no clean stop. Empty as the schema's `text_present` means
-        # it (schema.blank, the one rule): whitespace or invisible characters alone ("\n", a
+        # it (invisible.blank, the one rule): whitespace or invisible characters alone ("\n", a
         # Hangul filler) train the same invisible reply.
         (
             "a message's content is empty (or only whitespace or invisible characters)",

@@ -1,10 +1,17 @@
 """What counts as no text: one definition for every stage that asks (the turn table's `text_present`
 rule and its context, pipeline.schema and normalize; the dedup key, pipeline.dedup; tokenize's check
-of a dataset it did not build, pipeline.encode). Polars only: tokenize imports it without pandera."""
+of a dataset it did not build, pipeline.encode) and for what chat and serve take as an empty message
+(`blank_text`, so a message that is no turn in training opens none there). Polars is imported only
+by `blank`: serve and chat run without it, and tokenize imports this module without pandera."""
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING
+
+import regex  # tiktoken's own dependency; Python's `re` has no \p{Default_Ignorable_Code_Point}
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # Invisible format characters (zero width space/joiners, word joiner, BOM, soft hyphen, bidi
 # marks, ...) and the rest of Unicode's default-ignorable code points. Those are mostly variation
@@ -16,6 +23,17 @@ import polars as pl
 INVISIBLE_CHARS = r"[\p{Cf}\p{Default_Ignorable_Code_Point}]"
 
 
+def blank_text(text: str) -> bool:
+    """`blank` for one string: whitespace or invisible characters alone (tests check the two agree
+    on every code point). An assistant message of only U+3164 opened a bot turn in serve while
+    normalize dropped the same row and merged the messages around it."""
+    return _BLANK.fullmatch(text) is not None
+
+
+# Unicode's White_Space, as polars' strip_chars has it: str.strip also strips U+001C..U+001F.
+_BLANK = regex.compile(rf"(?:{INVISIBLE_CHARS}|\p{{White_Space}})*")
+
+
 def blank(text: pl.Expr) -> pl.Expr:
     """True where `text` holds nothing a reader sees: null, whitespace, or invisible characters alone
     (INVISIBLE_CHARS: format characters such as a zero-width space, which strip keeps, and the other
@@ -24,6 +42,8 @@ def blank(text: pl.Expr) -> pl.Expr:
     character: a symbol of Braille text, kept as the dedup key keeps it."""
     # Only non-ASCII text can hold an invisible character: ASCII rows skip the regex (the
     # byte/char comparison is the cheap test).
+    import polars as pl
+
     non_ascii = text.str.len_bytes() != text.str.len_chars()
     return (
         text.is_null()

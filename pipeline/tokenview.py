@@ -324,12 +324,30 @@ def _normalized_since(root: Path, variant: str, source: str) -> str:
         not kept
         or seen is not None
         or (variant == "commercial" and (counts or {}).get("commercial") is not True)
+        or not _still_enabled(root, source)
     ):
         return ""
     return (
         f"; {shown_path(report_path, root)} keeps {kept:,} of its rows, but the {variant} dataset was "
         f"built before them (`dvc repro tokenize@{variant}` builds them in)"
     )
+
+
+def _still_enabled(root: Path, source: str) -> bool:
+    """A rebuild would take `source` in: it is in params.yaml's `sources` and, for a contributed file,
+    its file is still in data/contrib/. A disabled source's (or a deleted file's) normalize outputs
+    stay on disk until the registry stage clears them, and the hint told to rebuild them in."""
+    from pipeline.sources.registry import SIDECAR_SUFFIXES
+
+    name, _, part = source.partition("/")
+    try:
+        enabled = load_params(root / "params.yaml").get("sources")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(enabled, list) or name not in enabled:
+        return False
+    files = (root / "data" / "contrib").glob(f"{part}.*") if part else ()
+    return not part or any(f.suffix.lower() not in SIDECAR_SUFFIXES for f in files)
 
 
 def format_conversation(c: ShownConversation, shards: TokenShards, root: Path, color: bool) -> str:

@@ -986,3 +986,16 @@ def test_a_persona_at_that_is_no_file_says_how_to_start_a_persona_with_at(tmp_pa
     with pytest.raises(ValueError) as e:  # --context-file names a file and nothing else
         _read_context(argparse.Namespace(context=None, context_file=tmp_path / "absent.txt"))
     assert "@@" not in str(e.value)
+
+
+def test_an_invisible_message_is_no_turn_and_an_invisible_persona_no_persona(enc) -> None:
+    """normalize drops a row of invisible characters alone (a Hangul filler, a zero-width space) and
+    merges the rows around it; serve opened a bot turn of U+3164 there, and chat kept a persona of
+    U+200B, prompts the model never saw in training."""
+    from pipeline.chatrequest import Conversation
+
+    served = Conversation()
+    for role, text in [("system", "\u200b"), ("user", "hi"), ("assistant", "\u3164"), ("user", "again")]:
+        served.add(role, text, "messages")
+    assert served.persona == [] and served.turns == [("human", ["hi", "again"])]
+    assert ChatSession(scripted_engine(enc), context="\u200b \u3164").context is None

@@ -245,3 +245,15 @@ def test_placeholder_licences_are_unknown(placeholder):
     df = pl.DataFrame({"licence": [placeholder], "commercial": [True]})
     assert df.select(licence_known())["licence"].to_list() == [False]
     assert df.select(commercial_ok())["commercial"].to_list() == [False]
+
+
+def test_blank_text_is_blank_for_one_string():
+    """chat and serve ask `blank_text` (no polars there) what normalize asks `blank`: the two agree on
+    every code point, alone and beside a space (str.strip alone also strips U+001C..U+001F)."""
+    from pipeline.invisible import blank, blank_text
+
+    texts = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    texts += [f" {t}\t" for t in texts[:0x3200]] + ["", "\u3164 \u200b", "x\u3164"]
+    expected = pl.select(blank(pl.Series(texts))).to_series().to_list()
+    differ = [f"{t!r}" for t, b in zip(texts, expected, strict=True) if blank_text(t) != b]
+    assert not differ, differ[:20]

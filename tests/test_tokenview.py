@@ -204,6 +204,11 @@ def test_a_source_normalized_after_the_build_says_to_rebuild(
     stats = {"sources": {"contrib": {"normalize": {"by_source": {"contrib/old": {"rows_kept": 2}}}}}}
     stats_path = project / "data" / "dataset" / "full" / "stats.json"
     stats_path.write_text(json.dumps(stats))
+    params = project / "params.yaml"
+    params.write_text("train:\n  variant: full\nsources: [chitchat, demo, contrib]\n")
+    contributed = project / "data" / "contrib" / "support.jsonl"
+    contributed.parent.mkdir(parents=True)
+    contributed.write_text("{}\n")
     assert cli.main(["tokens", "--source", "contrib/support"]) == 1
     err = capsys.readouterr().err
     assert (
@@ -211,6 +216,15 @@ def test_a_source_normalized_after_the_build_says_to_rebuild(
         "data/normalized/contrib.report.json keeps 8 of its rows, but the full dataset was built before "
         "them (`dvc repro tokenize@full` builds them in)"
     ) in err, err
+    # a rebuild would not take it in: the file deleted since, or contrib no longer enabled
+    contributed.rename(contributed.with_suffix(".yaml"))
+    assert cli.main(["tokens", "--source", "contrib/support"]) == 1
+    assert "built before" not in capsys.readouterr().err
+    contributed.with_suffix(".yaml").rename(contributed)
+    params.write_text("train:\n  variant: full\nsources: [chitchat, demo]\n")
+    assert cli.main(["tokens", "--source", "contrib/support"]) == 1
+    assert "built before" not in capsys.readouterr().err
+    params.write_text("train:\n  variant: full\nsources: [chitchat, demo, contrib]\n")
     # the commercial build takes a file only under its own `commercial: true`
     shutil.copytree(project / "data" / "tokens" / "full", project / "data" / "tokens" / "commercial")
     shutil.copytree(project / "data" / "dataset" / "full", project / "data" / "dataset" / "commercial")
