@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline import atomic
 from pipeline.checkpoint import CONFIG_FILE, load_model
 from pipeline.device import keep_freed_memory, resolve_device
+from pipeline.errortext import run_stage
 from pipeline.evaluate import EvalResult, EvalSetupError, evaluate_model, source_loss_csv
 from pipeline.params import load_params, project_root, train_variant
 from pipeline.transcripts import transcripts_markdown
@@ -76,4 +77,4 @@ def write_outputs(out: Path, result: EvalResult) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("evaluate", main))

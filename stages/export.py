@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pipeline.errortext import run_stage
 from pipeline.hfexport import export_run
 from pipeline.params import load_params, project_root, train_variant
 
@@ -37,4 +38,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("export", main))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from pipeline.errortext import run_stage
 from pipeline.params import DEFAULT_PARAMS, load_params, project_root
 from pipeline.sources.errors import SourceError
 from pipeline.sources.fetchspec import write_fetch_specs
@@ -41,4 +42,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage("registry", main))

@@ -51,21 +51,30 @@ def hold(*args, **kwargs):
     time.sleep(60)
 pipeline.params.load_params = hold
 pipeline.sources.registry.get_source = hold
-sys.argv = ["python -m stages." + sys.argv[1], sys.argv[2]]
+sys.argv = ["python -m stages." + sys.argv[1], *sys.argv[2:]]
 runpy.run_module("stages." + sys.argv[0].rpartition(".")[2], run_name="__main__", alter_sys=True)
 """
 
 
 @pytest.mark.parametrize(
     ("stage", "item"),
-    [("download", "alpaca"), ("normalize", "alpaca"), ("build", "full"), ("tokenize", "full")],
+    [
+        ("registry", None),
+        ("download", "alpaca"),
+        ("normalize", "alpaca"),
+        ("build", "full"),
+        ("tokenize", "full"),
+        ("export", None),
+        ("evaluate", None),
+    ],
 )
-def test_ctrl_c_in_a_data_stage_is_one_line_and_status_130(stage: str, item: str, tmp_path: Path) -> None:
-    """Ctrl-C during a data stage printed a Python traceback (KeyboardInterrupt) and ended by the
-    signal. One line now, that its outputs are unchanged (they are written atomically), status 130."""
+def test_ctrl_c_in_a_stage_is_one_line_and_status_130(stage: str, item: str | None, tmp_path: Path) -> None:
+    """Ctrl-C during a stage printed a Python traceback (KeyboardInterrupt) and ended by the signal.
+    One line now, that its outputs are unchanged (they are written atomically), status 130. (train
+    has its own: where the run stands, tests/test_train*.)"""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NANOCHATGPT_ROOT": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", HELD_STAGE, stage, item],
+        [sys.executable, "-c", HELD_STAGE, stage, *([item] if item else [])],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -78,4 +87,5 @@ def test_ctrl_c_in_a_data_stage_is_one_line_and_status_130(stage: str, item: str
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert (proc.returncode, err) == (130, f"{stage}@{item}: interrupted; its outputs are unchanged\n")
+    name = f"{stage}@{item}" if item else stage
+    assert (proc.returncode, err) == (130, f"{name}: interrupted; its outputs are unchanged\n")
