@@ -11,16 +11,19 @@ Every rule is written once, as polars expressions, and used twice:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.polars as pa
 import polars as pl
 
 from pipeline import paramcheck
 from pipeline.invisible import blank
 from pipeline.sources.licences import NON_COMMERCIAL_PATTERN, UNKNOWN_LICENCES
 from pipeline.terminal import CONTROL_CHARS
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 ROLES = ("human", "bot")
 MAX_TURN_CHARS = 16_000
@@ -167,10 +170,14 @@ def frame_rules() -> list[tuple[str, pl.Expr, str]]:
 
 def _frame_check(name: str, ok: pl.Expr) -> pa.Check:
     """A frame rule as a pandera check, broadcast to every row of each conversation (pandera wants a row mask)."""
+    import pandera.polars as pa
+
     return pa.Check(lambda data: data.lazyframe.select(ok.over("conversation_id").alias("ok")), name=name)
 
 
 def _row_check(name: str, bad: pl.Expr) -> pa.Check:
+    import pandera.polars as pa
+
     return pa.Check(lambda data: data.lazyframe.select((~bad).fill_null(False).alias("ok")), name=name)
 
 
@@ -183,29 +190,45 @@ _EXTRA_ROW_CHECKS = (
     "context_no_control_chars",
 )
 
-# Every rule of the turn table; the last gate before a table is written. Column types and simple
-# bounds live on the columns; the other row rules and every frame rule reuse the expressions of
-# `row_violations` / `frame_rules`, so the quarantine and the gate cannot drift apart.
-TurnSchema = pa.DataFrameSchema(
-    columns={
-        "conversation_id": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
-        "turn": pa.Column(pl.Int32, pa.Check.ge(0)),
-        "role": pa.Column(pl.String, pa.Check.isin(list(ROLES))),
-        "text": pa.Column(pl.String, pa.Check.str_length(min_value=1, max_value=MAX_TURN_CHARS)),
-        "source": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
-        "licence": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
-        "commercial": pa.Column(pl.Boolean),
-        "context": pa.Column(pl.String, nullable=True),
-    },
-    checks=[_row_check(name, bad) for name, bad, _ in row_violations() if name in _EXTRA_ROW_CHECKS]
-    + [_frame_check(name, ok) for name, ok, _ in frame_rules()],
-    name="TurnSchema",
-    strict=True,
-    coerce=False,
-    unique=["conversation_id", "turn"],
-)
+
+@functools.cache
+def turn_schema() -> pa.DataFrameSchema:
+    """Every rule of the turn table; the last gate before a table is written. Column types and simple
+    bounds live on the columns; the other row rules and every frame rule reuse the expressions of
+    `row_violations` / `frame_rules`, so the quarantine and the gate cannot drift apart.
+
+    Built on first use, not at import: importing pandera takes ~0.5 s, and the stages that only read
+    this module's rules and limits (registry, which every `dvc repro` runs; download; the CLI's
+    checks) never validate a table."""
+    import pandera.polars as pa
+
+    return pa.DataFrameSchema(
+        columns={
+            "conversation_id": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+            "turn": pa.Column(pl.Int32, pa.Check.ge(0)),
+            "role": pa.Column(pl.String, pa.Check.isin(list(ROLES))),
+            "text": pa.Column(pl.String, pa.Check.str_length(min_value=1, max_value=MAX_TURN_CHARS)),
+            "source": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+            "licence": pa.Column(pl.String, pa.Check.str_length(min_value=1)),
+            "commercial": pa.Column(pl.Boolean),
+            "context": pa.Column(pl.String, nullable=True),
+        },
+        checks=[_row_check(name, bad) for name, bad, _ in row_violations() if name in _EXTRA_ROW_CHECKS]
+        + [_frame_check(name, ok) for name, ok, _ in frame_rules()],
+        name="TurnSchema",
+        strict=True,
+        coerce=False,
+        unique=["conversation_id", "turn"],
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """`pipeline.schema.TurnSchema`, the gate, built (and pandera imported) when first asked for."""
+    if name == "TurnSchema":
+        return turn_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate(df: pl.DataFrame) -> pl.DataFrame:
     """Raise pandera's SchemaErrors (naming every failed check) unless `df` is a valid turn table."""
-    return TurnSchema.validate(df.select(TURN_COLUMNS), lazy=True)
+    return turn_schema().validate(df.select(TURN_COLUMNS), lazy=True)

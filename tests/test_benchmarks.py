@@ -324,3 +324,13 @@ def test_the_attention_benchmark_times_both_backends_and_the_math_one_keeps_its_
     assert da.main(["--model", "cpu-tiny", "--contexts", "16", "--threads", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "math/default" in out and "largest logit difference between 1 threads, math: 0" in out
+
+
+def test_the_stage_start_benchmark_writes_the_same_outputs_both_ways(capsys) -> None:
+    """benchmarks.stage_start, one run of each step: the stages as they ran before and as they run now
+    write the same registry JSON and download."""
+    from benchmarks import stage_start
+
+    assert stage_start.main(["--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "outputs identical: True" in out and "registry" in out and "download" in out

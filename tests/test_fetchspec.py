@@ -233,3 +233,36 @@ def test_package_data_linked_outside_the_package_is_refused(
     with pytest.raises(SourceError, match=r"linkedpkg/dataset\.json: links to .*secret\.env', outside"):
         download(spec, tmp_path)
     assert fetch_spec(spec, tmp_path)["contents"] == []
+
+
+def test_the_installed_distributions_are_read_once_per_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """importlib.metadata.packages_distributions() parses every installed RECORD (~0.3 s): a package
+    download asked for it three times, the registry once per package source. A folder put on
+    sys.path afterwards is still seen (the index is per path)."""
+    import importlib.metadata
+
+    from pipeline.sources import download as dl
+
+    calls = []
+    real = importlib.metadata.packages_distributions
+
+    def counted() -> dict:
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", counted)
+    monkeypatch.syspath_prepend(str(tmp_path))  # a path no earlier test cached
+    spec = _specs()["chitchat"]
+    fetch_spec(spec, tmp_path)
+    download(spec, tmp_path)
+    assert len(calls) == 1
+    site = tmp_path / "site"
+    (site / "gapdata-1.0.dist-info").mkdir(parents=True)
+    (site / "gapdata-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: gapdata\nVersion: 1.0\n"
+    )
+    (site / "gapdata-1.0.dist-info" / "top_level.txt").write_text("gapdata\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert dl._package_version("gapdata") == "gapdata==1.0" and len(calls) == 2

@@ -3,6 +3,8 @@ maps (a MapArray is a ListArray to isinstance, but Arrow cannot flatten it) and 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -68,3 +70,14 @@ def test_a_dictionary_inside_a_fixed_size_list_is_counted_before_it_is_expanded(
     )
     rows, problems = _rows(path)
     assert problems == [] and rows == pq.read_table(path).to_pylist()
+
+
+@pytest.mark.parametrize("stage", ["registry", "download", "normalize"])
+def test_a_stage_that_reads_no_parquet_does_not_import_pyarrow(stage: str) -> None:
+    """pyarrow (~0.2 s) is imported by the parquet reader when a source has a parquet file, not with
+    pipeline.sources.readers, which registry and download import (through contrib) for its JSON
+    and line helpers, and normalize for every adapter."""
+    code = f"import sys, stages.{stage}\nprint('pyarrow' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"

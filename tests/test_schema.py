@@ -3,6 +3,10 @@ the expressions the stages quarantine with (pipeline/schema.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pandera.errors
 import polars as pl
 import pytest
@@ -257,3 +261,21 @@ def test_blank_text_is_blank_for_one_string():
     expected = pl.select(blank(pl.Series(texts))).to_series().to_list()
     differ = [f"{t!r}" for t, b in zip(texts, expected, strict=True) if blank_text(t) != b]
     assert not differ, differ[:20]
+
+
+def test_the_registry_stage_does_not_import_pandera() -> None:
+    """pandera (with pandas, ~0.5 s) is imported when a table is first validated, not with the
+    rules: the registry stage, which every `dvc repro` runs, reads the limits of pipeline.schema
+    (trainchoice -> buildinputs) and never validates."""
+    code = "import sys, stages.registry, pipeline.schema\nprint('pandera' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
+
+
+def test_the_gate_is_one_schema_built_on_first_use() -> None:
+    from pipeline import schema
+
+    assert schema.TurnSchema is schema.turn_schema() and schema.TurnSchema.name == "TurnSchema"
+    with pytest.raises(AttributeError, match="no attribute 'TurnSchemas'"):
+        _ = schema.TurnSchemas

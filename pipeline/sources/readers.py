@@ -17,11 +17,15 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pyarrow as pa  # installed with datasets
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+# pyarrow (installed with datasets; ~0.2 s to import) is imported by the parquet readers that use it,
+# not here: the download and registry stages import this module (through contrib) for its JSON and
+# line helpers, and every source read by the default `dvc repro` is JSON or text.
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
 
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark, which Windows editors write at the start of a file
@@ -452,6 +456,8 @@ def _batch_rows(metadata: pq.FileMetaData, limit: int) -> int:
 
 def _dense(kind: pa.DataType) -> pa.DataType:
     """`kind` with every dictionary (at any depth) replaced by its value type: what the rows hold."""
+    import pyarrow as pa
+
     if pa.types.is_dictionary(kind):
         return _dense(kind.value_type)
     if pa.types.is_struct(kind):
@@ -471,6 +477,8 @@ def _dense(kind: pa.DataType) -> pa.DataType:
 
 def _is_text(kind: pa.DataType) -> bool:
     """A type whose values have a length in bytes (what a dictionary can repeat at length)."""
+    import pyarrow as pa
+
     checks = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
     return any(check(kind) for check in checks)
 
@@ -486,13 +494,20 @@ def _dictionary_columns(parquet: pq.ParquetFile) -> list[str]:
     ]
 
 
-_LIST_ARRAYS = (pa.ListArray, pa.LargeListArray, pa.FixedSizeListArray)  # a MapArray is a ListArray too
+def _is_list_array(array: pa.Array) -> bool:
+    """A list-typed array, whose entries `_list_entries` walks."""
+    import pyarrow as pa
+
+    # a MapArray is a ListArray too
+    return isinstance(array, (pa.ListArray, pa.LargeListArray, pa.FixedSizeListArray))
 
 
 def _list_entries(array: pa.ListArray | pa.LargeListArray | pa.FixedSizeListArray) -> list[pa.Array]:
     """The values a list array's rows hold (its slice only), as arrays: a map's keys and items.
     A MapArray is a ListArray to isinstance, but Arrow has no `flatten` for it (a map column made
     every parquet file holding one unreadable)."""
+    import pyarrow as pa
+
     if isinstance(array, pa.MapArray):
         start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()
         return [array.keys.slice(start, end - start), array.items.slice(start, end - start)]
@@ -501,9 +516,11 @@ def _list_entries(array: pa.ListArray | pa.LargeListArray | pa.FixedSizeListArra
 
 def _dictionaries(array: pa.Array) -> Iterator[pa.Array]:
     """The dictionaries (their values) in `array`, at any depth."""
+    import pyarrow as pa
+
     if isinstance(array, pa.DictionaryArray):
         yield array.dictionary
-    elif isinstance(array, _LIST_ARRAYS):
+    elif _is_list_array(array):
         for entries in _list_entries(array):
             yield from _dictionaries(entries)
     elif isinstance(array, pa.StructArray):
@@ -525,6 +542,9 @@ def _expanding_columns(path: Path, parquet: pq.ParquetFile, limit: int) -> list[
     reading one row of each row group with the dictionaries kept (the whole page comes with it),
     and only where the footer leaves it possible: no value is longer than its chunk's declared size
     (probing a file of 20,000 small row groups took longer than reading it)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     metadata = parquet.metadata
     index = {parquet.schema.column(c).path: c for c in range(metadata.num_columns)}
     groups = range(metadata.num_row_groups)
@@ -556,13 +576,16 @@ def _expanding_columns(path: Path, parquet: pq.ParquetFile, limit: int) -> list[
 def _dense_nbytes(array: pa.Array) -> int:
     """About what `array` takes once its dictionaries are expanded, counted without expanding them:
     a dictionary's text value counts once for each row that refers to it (its length and an offset)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if isinstance(array, pa.DictionaryArray):
         values = array.dictionary
         if _is_text(values.type):
             referenced = pc.sum(pc.binary_length(values).take(array.indices)).as_py() or 0
             return int(referenced) + 8 * len(array)
         return _dense_nbytes(values.take(array.indices))  # numbers: no bigger than their indices
-    if isinstance(array, _LIST_ARRAYS):
+    if _is_list_array(array):
         return 8 * len(array) + sum(_dense_nbytes(entries) for entries in _list_entries(array))
     if isinstance(array, pa.StructArray):
         return sum(_dense_nbytes(child) for child in array.flatten())
@@ -591,6 +614,9 @@ def iter_parquet(path: Path) -> Iterator[Record]:
     remains is the expansion no footer or dictionary shows (a footer that understates its values,
     a list of DELTA_BYTE_ARRAY values sharing one long prefix), up to one batch of it; batches are
     smaller where DELTA_BYTE_ARRAY could repeat long values (_batch_rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     row = 0
     try:
         parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every row group read
