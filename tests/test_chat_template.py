@@ -17,7 +17,7 @@ from pipeline import hfexport
 from pipeline.chatapi import ChatService
 from pipeline.chatrequest import ChatRequest, RequestError
 from pipeline.engine import Engine
-from pipeline.tokenizer import CHAT_TEMPLATE, get_encoding
+from pipeline.tokenizer import CHAT_TEMPLATE, END_OF_TURN_ID, get_encoding
 
 transformers = pytest.importorskip("transformers")
 
@@ -62,6 +62,12 @@ CONVERSATIONS = [
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": "caf\u00e9 \u2615\r\u65e5\u672c"},
         {"role": "user", "content": "a\r\n\r\nb\rc"},
+    ],
+    [  # NFD text and canonical singletons read as NFC, as the server and training read them
+        {"role": "system", "content": "Caf\u0065\u0301 \u212b"},
+        {"role": "user", "content": "e\u0301"},
+        {"role": "assistant", "content": "A\u030a \u0f73"},
+        {"role": "user", "content": "\u1e0b\u0323 \u2126"},
     ],
 ]
 
@@ -267,3 +273,140 @@ def test_an_assistant_tool_call_is_refused_by_the_template_as_by_the_server(toke
         tokenizer.apply_chat_template(messages, tokenize=False)
     with pytest.raises(RequestError, match="tool"):
         ChatRequest.parse({"messages": messages})
+
+
+def _trained(record: list[dict], tmp_path: Path) -> tuple[list[int], str] | None:
+    """The training ids of an OpenAI-style record (the real adapter, normalize and render) and its
+    last turn's text; None where normalize quarantines any row but an empty one (or a bot row
+    before the first user turn), which it leaves out as serve does."""
+    from pipeline.sources.adapters.openai_messages import read_file
+    from pipeline.sources.normalize import normalize_rows
+    from pipeline.sources.rows import RawRows
+    from pipeline.tokenizer import render
+
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"id": "c1", "messages": record}) + "\n")
+    rows = RawRows("demo", "CC0-1.0", True)
+    read_file(path, "x.jsonl", rows)
+    result = normalize_rows(rows.frame())
+    if not result.quarantine["check"].is_in(["text_present", "first_turn_human"]).all():
+        return None
+    turns = result.turns.sort("turn")
+    ids, _ = render(
+        [{"role": r, "content": t} for r, t in zip(turns["role"], turns["text"], strict=True)],
+        turns["context"][0],
+    )
+    return ids, turns["text"][-1]
+
+
+@pytest.mark.parametrize(
+    "persona",
+    [["You are Ann.", "\ufe0f"], ["\u200b", "You are Ann."], ["Be brief.", " \u3164 ", "Be kind."]],
+)
+def test_a_system_message_of_invisible_characters_adds_no_persona_line_in_training(
+    service, persona, tmp_path: Path
+):
+    """Serve leaves out a system message of invisible characters alone (as an empty one); training
+    took it into the context as a line of its own ("You are Ann.\\n\\ufe0f"), so the server asked
+    with another persona than the model learned for those messages. (The template cannot tell such
+    a message from text: the known gap, see CHAT_TEMPLATE.)"""
+    record = [
+        *({"role": "system", "content": p} for p in persona),
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Yo"},
+    ]
+    trained = _trained(record, tmp_path)
+    assert trained is not None
+    req = ChatRequest.parse({"messages": record[:-1]})
+    assert trained[0][: -len(get_encoding().encode_ordinary("Yo")) - 1] == service.session(req).prompt_ids(
+        req.user_text
+    )
+
+
+# Tricky text for the property below: whitespace of every kind, CR/CRLF, invisible characters, NFD
+# pairs and canonical singletons (U+212B, U+0F73), combining marks, emoji, and long text. Marker
+# look-alikes are left out: inside a message a Hugging Face tokenizer reads them as the markers (the
+# documented difference, tested above with the model card's recipe).
+_PIECES = [
+    *("", " ", "  ", "\n", "\t", "\r", "\r\n", "\u00a0", "\u2000", "\u3000", "\u2028", "\u1680", "\u202f"),
+    *("\u200b", "\u3164", "\ufe0f", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e"),
+    *("\u0301", "e\u0301", "\u00e9", "\u212b", "A\u030a", "\u0345", "\u0f73", "\u2800", "\U0001f600"),
+    *("a", "Hi", "x y", "'s", "caf\u00e9", "\u65e5\u672c", "word " * 1500),
+]
+
+
+def _texts():
+    from hypothesis import strategies as st
+
+    plain = st.text(st.characters(blacklist_categories=("Cc", "Cs")) | st.sampled_from("\t\n\r"), max_size=8)
+    text = st.lists(st.sampled_from(_PIECES), max_size=5).map("".join) | plain
+    parts = st.lists(text, max_size=3).map(lambda ts: [{"type": "text", "text": t} for t in ts])
+    return text | parts
+
+
+def _invisible_only(messages: list[dict]) -> bool:
+    """A message of invisible characters alone: the server leaves it out, the template cannot tell
+    (Jinja has no Unicode properties): the one known difference."""
+    from pipeline.chatsession import clean_text
+    from pipeline.invisible import blank_text
+
+    for m in messages:
+        c = m["content"]
+        text = clean_text(c if isinstance(c, str) else "\n".join(p["text"] for p in c), check_runs=False)
+        if text and blank_text(text):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def roomy_service():
+    """A server whose context window holds every generated conversation whole (no turn dropped)."""
+    from pipeline.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=16384)).eval()
+    return ChatService(Engine(model, enc=get_encoding()))
+
+
+def test_training_serve_and_template_agree_on_random_conversations(
+    tokenizer, roomy_service, tmp_path_factory
+):
+    """Property: for any OpenAI-style record that training keeps whole, the server's prompt for the
+    messages before the reply is the training ids up to the reply's text, and the template's prompt
+    is the server's (but for a message of invisible characters alone). It found a system message of
+    invisible characters alone taken into the training persona as a line, and NFD text that the
+    template did not normalize."""
+    from hypothesis import HealthCheck, example, given, settings
+    from hypothesis import strategies as st
+
+    enc = get_encoding()
+    message = st.builds(
+        lambda role, content: {"role": role, "content": content},
+        st.sampled_from(["system", "developer", "user", "assistant"]),
+        _texts(),
+    )
+
+    # The examples it found, kept (the derandomized search need not meet them again).
+    @example([{"role": "system", "content": "Be brief."}, {"role": "system", "content": "\ufe0f"}], "Hi")
+    @example([{"role": "developer", "content": "\u212b"}], "\u0301\u2000\u200b")
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(message, max_size=6), _texts())
+    def check(history: list[dict], question) -> None:
+        asked = [*history, {"role": "user", "content": question or "q"}]
+        record = [*asked, {"role": "assistant", "content": "Fine."}]
+        try:
+            req = ChatRequest.parse({"messages": asked, "max_tokens": 1})
+        except RequestError:  # a last user message of nothing visible: training has no such turn
+            return
+        served = roomy_service.session(req).prompt_ids(req.user_text)
+        trained = _trained(record, tmp_path_factory.mktemp("rec"))
+        if trained is not None:
+            ids, reply = trained
+            assert ids[: len(served)] == served
+            assert ids[len(served) :] == [*enc.encode_ordinary(reply), END_OF_TURN_ID]
+        if not _invisible_only(asked):
+            templated = tokenizer.apply_chat_template(
+                asked, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+            assert templated["input_ids"] == served
+
+    check()

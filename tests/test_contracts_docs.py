@@ -482,6 +482,7 @@ _HF_FILES = {
     "model.safetensors",
     "vocab.json",
     "merges.txt",
+    "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
     "added_tokens.json",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.invisible import blank_text
 from pipeline.sources.adapters._records import object_records, record_text
 from pipeline.sources.readers import iter_json_records
 from pipeline.sources.rows import RawRows
@@ -60,7 +61,10 @@ def add_messages(
         for m in messages
         if isinstance(m, dict) and role_map.get(str(m.get(role_field)).lower()) == CONTEXT
     ]
-    parts = [p.strip() for p in [context, *system] if isinstance(p, str) and p.strip()]
+    # A system message of nothing visible (whitespace, or invisible characters alone: U+FE0F, U+200B)
+    # adds no line, as normalize drops such a row from the turns and serve leaves out such a message
+    # (tests/test_chat_template.py): "A\n\ufe0f" was a persona the server never sends.
+    parts = [p.strip() for p in [context, *system] if isinstance(p, str) and p.strip() and not blank_text(p)]
     ctx = "\n".join(parts) or None
     for i, m in enumerate(messages):
         where = f"{origin}/{list_name}[{i}]"
