@@ -172,7 +172,7 @@ def _check_scratch(
             shutil.copyfile(p, inbox / p.name)
         here = dataclasses.replace(spec, location=str(inbox), local_path=None)
         try:
-            terms = {cf.source: cf for cf in scan_contrib(inbox)}
+            terms = {cf.source: cf for cf in scan_contrib(inbox, spec.name)}
             raw = download(here, root=Path(scratch))
             result = normalize_source(here, raw, params)
         except SourceError as e:  # name the contributor's files, not the scratch copies

@@ -627,3 +627,96 @@ def test_a_format_that_fits_the_file_is_taken(tmp_path: Path, name: str, body: s
     _put(tmp_path, name, body, sidecar={**MIT, "format": declared})
     [cf] = scan_contrib(tmp_path)
     assert cf.format == declared
+
+
+def test_invisible_characters_between_turns_are_no_text_in_a_txt_file(tmp_path: Path) -> None:
+    """A zero-width space between two turns, or a line of a word joiner or a Hangul filler alone,
+    is no text (pipeline.invisible, as for a turn or the dedup key): the space after `<endOfText>`
+    is ignored and the line is a blank line. Found by fuzzing contributed files: each was
+    quarantined as `format`, "text outside a <human>/<bot> turn", a text nobody could see, and
+    cut its conversation."""
+    body = (
+        "<human> a <endOfText>\u200b<bot> b <endOfText>\n"
+        "\u2060\n"
+        "<human> c <endOfText>\n<bot> d <endOfText>\n"
+        "\u3164 \u200b\n"
+        "<human> e <endOfText>\n<bot> f <endOfText>\n"
+    )
+    _put(tmp_path, "zw.txt", body)
+    result = _normalize(tmp_path)
+    assert result.quarantine.height == 0, result.quarantine.select("check", "origin", "reason").rows()
+    assert _conversations(result) == {
+        "contrib/zw:1": ["a", "b"],
+        "contrib/zw:3": ["c", "d"],
+        "contrib/zw:6": ["e", "f"],
+    }
+    # Inside a conversation such a line ends it, as a line of spaces does: two broken halves.
+    _put(tmp_path, "zw.txt", "<human> a <endOfText>\n\u200b\n<bot> b <endOfText>\n")
+    spaces = tmp_path / "sp"
+    spaces.mkdir()
+    _put(spaces, "zw.txt", "<human> a <endOfText>\n \n<bot> b <endOfText>\n")
+    got, want = _normalize(tmp_path).quarantine, _normalize(spaces).quarantine
+    assert got.select("check", "origin", "reason").rows() == want.select("check", "origin", "reason").rows()
+    assert set(got["check"]) == {"has_bot_turn", "first_turn_human"}
+
+
+def test_a_colon_in_a_data_file_name_is_refused(tmp_path: Path) -> None:
+    """A conversation id is `contrib/<stem>:<id>`: a.jsonl's record `"id": "b:1"` and line 1 of
+    a:b.txt were both `contrib/a:b:1`, one conversation made of two files, and normalize stopped
+    on the turn schema's check with a traceback (found by fuzzing contributed files)."""
+    _put(tmp_path, "a.jsonl", _pair("q from a", "ans a", id="b:1"))
+    _put(tmp_path, "a:b.txt", "<human> q from a:b <endOfText>\n<bot> ans ab <endOfText>\n")
+    with pytest.raises(SourceError, match=r"a:b\.txt: a ':' in a data file's name is not allowed") as e:
+        _normalize(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+SOURCES_TWO_CONTRIB = """\
+contrib:
+  kind: contrib
+  location: data/contrib
+  adapter: contrib
+  licence: per-file
+  commercial: false
+team:
+  kind: contrib
+  location: data/contrib
+  local_path: upstream/team
+  adapter: contrib
+  licence: per-file
+  commercial: false
+"""
+
+
+def test_a_contrib_entry_of_another_name_keeps_its_rows_under_its_own_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second contrib-kind entry (`team`, reading upstream/team/ by `local_path:`) labelled its
+    rows `contrib/<stem>`, as data/contrib/'s: the build takes an entry's rows only as
+    `<entry>/<file>`, so it quarantined every one of them (source_registered), and an a.txt in both
+    folders gave two conversations one id, both quarantined (conversation_id_unique). Found by
+    fuzzing contributed files."""
+    from pipeline.build import build_variant
+    from pipeline.buildinputs import BuildConfig
+    from pipeline.sources.download import download, raw_dir
+    from pipeline.sources.normalize import normalize_source
+    from pipeline.sources.registry import load_registry
+
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
+    (tmp_path / "sources.yaml").write_text(SOURCES_TWO_CONTRIB)
+    for folder, word in (("data/contrib", "one"), ("upstream/team", "two")):
+        (tmp_path / folder).mkdir(parents=True)
+        _put(tmp_path / folder, "a.txt", f"<human> q {word} <endOfText>\n<bot> a {word} <endOfText>\n")
+    registry = load_registry(tmp_path / "sources.yaml")
+    for name in ("contrib", "team"):
+        download(registry[name], tmp_path)
+        result = normalize_source(registry[name], raw_dir(name, tmp_path), {})
+        write_outputs(result, name, tmp_path)
+    assert set(result.turns["conversation_id"]) == {"team/a:1"}
+    assert set(result.report["by_source"]) == {"team/a"}
+    assert result.report["by_source"]["team/a"]["licence"] == "MIT"
+    cfg = BuildConfig(variant="full", val_fraction=0.0, seed=1, caps={})
+    stats = build_variant(tmp_path, ["contrib", "team"], registry, cfg).stats
+    train = pl.read_parquet(tmp_path / "data/dataset/full/train.parquet")
+    assert sorted(train["conversation_id"]) == ["contrib/a:1", "team/a:1"]
+    assert stats["totals"]["rows_quarantined"] == 0

@@ -5,6 +5,7 @@ validated (licence and commercial flag under the registry's rules, format declar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -59,11 +60,14 @@ class ContribFile:
     format: str
     description: str = ""
     commercial_reason: str | None = None
+    registry_name: str = "contrib"  # the sources.yaml entry that reads it (kind: contrib)
 
     @property
     def source(self) -> str:
-        """The `source` column value of its rows: `contrib/<file stem>`."""
-        return f"contrib/{self.path.stem}"
+        """The `source` column value of its rows: `<entry>/<file stem>`, `contrib/<stem>` for data/contrib/.
+        The build takes an entry's rows only under its own name (pipeline/build.py row_checks), and
+        two entries holding an a.txt each would otherwise share conversation ids."""
+        return f"{self.registry_name}/{self.path.stem}"
 
 
 def infer_format(path: Path) -> str | None:
@@ -314,8 +318,9 @@ def contrib_entries(folder: Path) -> list[Path]:
     return [p for p in entries if p.is_file()]
 
 
-def scan_contrib(folder: str | Path) -> list[ContribFile]:
-    """Every contributed data file of `folder` with its validated sidecar, sorted by name.
+def scan_contrib(folder: str | Path, name: str = "contrib") -> list[ContribFile]:
+    """Every contributed data file of `folder` with its validated sidecar, sorted by name; `name` is
+    the sources.yaml entry reading the folder (each file's rows are the source `<name>/<stem>`).
 
     A data file without a sidecar (or a sidecar without licence/commercial) is refused with
     one line saying what to add; so is a sidecar whose data file is missing.
@@ -333,6 +338,15 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
             f"contrib: {shown(folder)}: {clash} share the stem {stem!r} (one sidecar names one data"
             " file); give each its own name"
         )
+    for path in data_files:
+        # The stem is the part of a conversation id before its first ':' (contrib/<stem>:<id>): with
+        # a ':' in it, a.jsonl's record `"id": "b:1"` and line 1 of a:b.txt were one conversation
+        # of two files (normalize stopped on the turn schema's check with a traceback).
+        if ":" in path.stem:
+            raise SourceError(
+                f"{shown(path)}: a ':' in a data file's name is not allowed (it ends the file's part "
+                "of each conversation id, contrib/<name>:<id>); rename the file and its sidecar"
+            )
     for sidecar in sorted(sidecars):
         if sidecar.stem not in stems:
             notes = sorted(
@@ -361,7 +375,7 @@ def scan_contrib(folder: str | Path) -> list[ContribFile]:
         wide = _wide_encoding(path)
         if wide:
             raise SourceError(f"{shown(path)}: the file is {wide}; save it as UTF-8 (the only encoding read)")
-        files.append(parse_sidecar(path, sidecar))
+        files.append(dataclasses.replace(parse_sidecar(path, sidecar), registry_name=name))
     return files
 
 

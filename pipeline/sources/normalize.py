@@ -306,7 +306,8 @@ def _report(
         "conversations_kept": turns.get_column("conversation_id").n_unique(),
     }
     sources = sorted(read_by_source)
-    if len(sources) > 1 or any(s.startswith("contrib/") for s in sources):
+    # A contributed file's rows are the source `<entry>/<stem>` (registry names hold no '/').
+    if len(sources) > 1 or any("/" in s for s in sources):
         per = {}
         for s in sources:
             t = turns.filter(pl.col("source") == s)
@@ -320,7 +321,7 @@ def _report(
                 "turns_kept": t.height,
                 "conversations_kept": t.get_column("conversation_id").n_unique(),
             }
-            if s.startswith("contrib/"):
+            if "/" in s:
                 licence, commercial = terms_by_source[s]
                 per[s] |= {"licence": licence, "commercial": bool(commercial)}
         report["by_source"] = per
@@ -357,18 +358,18 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
     result = normalize_rows(raw, max_turn_chars=max_chars, min_turns=min_turns)
     report = {"source": spec.name, **result.report}
     if spec.adapter == "contrib":
-        _describe_files(report, folder)
+        _describe_files(report, folder, spec.name)
     return NormalizeResult(result.turns, result.quarantine, report)
 
 
-def _describe_files(report: dict[str, Any], folder: Path) -> None:
+def _describe_files(report: dict[str, Any], folder: Path, name: str) -> None:
     """Add each contributed file's sidecar `description:` to its `by_source` entry: the rows carry
     a file's licence and flag, but not its description, which the build's dataset card and
     NOTICE.md show for the file (stats.json `parts`)."""
     from pipeline.sources.adapters.contrib import descriptions
 
     per_file = report.get("by_source", {})
-    for source, text in descriptions(folder).items():
+    for source, text in descriptions(folder, name).items():
         if source in per_file:
             per_file[source]["description"] = text
 

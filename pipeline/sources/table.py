@@ -131,7 +131,7 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
         if not is_contrib:
             continue
         try:
-            files = scan_contrib(contrib_folder(spec, root))
+            files = scan_contrib(contrib_folder(spec, root), name)
         except SourceError as e:
             problems.append(str(e))
             continue

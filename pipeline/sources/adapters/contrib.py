@@ -29,7 +29,7 @@ READERS = {
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
     frames = []
-    for cf in scan_contrib(raw_dir):
+    for cf in scan_contrib(raw_dir, spec.name):
         rows = RawRows(cf.source, cf.licence, cf.commercial)
         READERS[cf.format](cf.path, cf.path.name, rows)
         if not len(rows):  # e.g. a JSON file holding `[]`: as empty as an empty file, which is refused
@@ -43,12 +43,12 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     return concat(frames)
 
 
-def descriptions(raw_dir: Path) -> dict[str, str]:
+def descriptions(raw_dir: Path, name: str = "contrib") -> dict[str, str]:
     """Each contributed file's sidecar `description:` by source (`contrib/<stem>`), as written but
     stripped; a file whose sidecar has none (or only spaces) is left out. The text is the
     contributor's: whoever shows it escapes it for where it goes (pipeline.cards.markdown_text)."""
     out: dict[str, str] = {}
-    for cf in scan_contrib(raw_dir):
+    for cf in scan_contrib(raw_dir, name):
         # A YAML escape ("\\ud83d") can give a lone surrogate, which the report (UTF-8 JSON) cannot
         # hold: written as its escape, as RawRows writes one in the rows.
         text = cf.description.strip().encode("utf-8", "backslashreplace").decode("utf-8")

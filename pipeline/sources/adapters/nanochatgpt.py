@@ -11,7 +11,8 @@ Within a conversation:
     rendered conversation per line both read. A turn cut short by the next marker, a blank line or
     the end of the file is a broken turn: quarantined (`turn_unclosed`), which cuts its conversation;
   * consecutive turns of one role merge (normalize), a leading `<bot>` turn is quarantined;
-  * text outside any turn is quarantined (`format`), as is a line that is not valid UTF-8.
+  * text outside any turn is quarantined (`format`), as is a line that is not valid UTF-8; whitespace
+    and invisible characters alone (pipeline.invisible) are no text: such a line is a blank line.
 The conversation id is the file's line number where the conversation starts, with `.2`, `.3`, ...
 for the second, third, ... conversation starting on one line (rendered conversations joined by
 `<|endoftext|>` on one line, as a decoded token shard reads).
@@ -25,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.invisible import blank_text
 from pipeline.sources.adapters._records import read_each_file
 from pipeline.sources.readers import cr_only, iter_lines
 from pipeline.sources.registry import SourceSpec
@@ -84,7 +86,7 @@ class _Parser:
     def text(self, chunk: str, line: int) -> None:
         if self.turn is not None:
             self.turn[2].append(chunk)
-        elif chunk.strip():
+        elif not blank_text(chunk):  # a zero-width space between turns is no text, as spaces are not
             reason = (
                 f"the rest of the turn of line {self.cut_turn}, which an unreadable line cut"
                 if self.cut_turn is not None
@@ -93,7 +95,10 @@ class _Parser:
             self.rows.bad(f"{self.rel}:{line}", "format", reason, conv_key=self.key(line), text=chunk)
 
     def line(self, text: str, n: int) -> None:
-        if not text.strip():
+        # A line of invisible characters alone (a zero-width space, a word joiner) is as blank as one
+        # of spaces, by the one definition normalize and the dedup key use: the editor shows a blank
+        # line, and a `format` quarantine of "text outside a turn" named text nobody could see.
+        if blank_text(text):
             self.end_conversation(
                 f"before the blank line at line {n} (a blank line ends a conversation, so a turn "
                 "cannot hold one: use the openai format for text with blank lines)"
