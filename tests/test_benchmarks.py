@@ -117,7 +117,17 @@ def test_a_failed_attention_probe_leaves_the_cases_to_run(monkeypatch, capsys):
     assert "attention probe failed: OutOfMemoryError" in capsys.readouterr().out
 
 
-def test_a_failed_naive_baseline_keeps_the_engine_rows(monkeypatch, tmp_path, capsys):
+@pytest.fixture
+def small_gpt2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--model gpt2` at one narrow layer, for tests of benchmarks.decode's bookkeeping (rows, runs,
+    statistics, failures) that no assertion ties to the 124M shape: its CPU init alone took seconds
+    a call. The vocabulary and block size stay the preset's."""
+    from benchmarks import decode
+
+    monkeypatch.setitem(decode.GPT2_PRESETS, "gpt2", dict(n_layer=1, n_head=2, n_embd=32))
+
+
+def test_a_failed_naive_baseline_keeps_the_engine_rows(monkeypatch, tmp_path, capsys, small_gpt2):
     """The naive generate ran outside the per-variant guard: its failure (on the GPU, a kernel the
     full-context forward meets and the engine does not) ended the decode benchmark with no row."""
     import json
@@ -136,7 +146,9 @@ def test_a_failed_naive_baseline_keeps_the_engine_rows(monkeypatch, tmp_path, ca
     assert row["batch"] == 1 and row["tokens_per_sec"] > 0 and row["naive_tokens_per_sec"] is None
 
 
-def test_decode_scores_the_engine_and_the_naive_generate_by_the_same_statistic(monkeypatch, tmp_path, capsys):
+def test_decode_scores_the_engine_and_the_naive_generate_by_the_same_statistic(
+    monkeypatch, tmp_path, capsys, small_gpt2
+):
     """The engine was scored as the best of 3 runs and the naive generate by one run, which
     flattered the speedup. Both are now the median of --repeats runs; the naive repeats stop at
     --naive-seconds (the GPU check's time limit), and the rows and header say what was counted."""
@@ -254,6 +266,12 @@ def test_the_thread_benchmark_decodes_alike_at_each_count_and_reaps_its_busy_nei
         return started[-1]
 
     monkeypatch.setattr(dt.subprocess, "Popen", popen)
+    # The cpu-tiny profile's shape as --model cpu-tiny reads it, cut to one layer: the
+    # rows, the tokens compared across them and the reaping do not depend on the depth, but beside the
+    # busy neighbour each kernel of a decode step can wait out a descheduled thread (the benchmark's
+    # subject), so the real shape's four layers only made it slower.
+    real_config = dt.model_config
+    monkeypatch.setattr(dt, "model_config", lambda name: replace(real_config(name), n_layer=1))
     default = torch.get_num_threads()
     # 16 tokens: 30 decode steps a row (with its warm-up), past a fresh tuner's first round (step 17)
     assert dt.main(["--model", "cpu-tiny", "--new-tokens", "16", "--repeats", "1", "--threads", "1"]) == 0

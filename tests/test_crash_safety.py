@@ -113,6 +113,7 @@ def _evaluate_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNa
     monkeypatch.setattr(stage, "project_root", lambda: tmp_path)
     monkeypatch.setattr(stage, "keep_freed_memory", lambda: None)
     monkeypatch.setattr(stage, "load_model", lambda *args: None)
+    monkeypatch.setattr(stage, "check_vocab", lambda *args: None)  # no model to check
     monkeypatch.setattr(stage, "evaluate_model", lambda *args: result)
     monkeypatch.setattr(stage, "transcripts_markdown", lambda transcripts: "new transcripts\n")
     monkeypatch.setattr(stage, "source_loss_csv", lambda sources: "source,new\n")

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import socket
+import types
 from pathlib import Path
 
 import pytest
@@ -106,11 +107,19 @@ def test_offline_a_cache_without_the_data_still_fails_with_huggingface_hubs_reas
 def no_network(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Hub out of reach with HF_HUB_OFFLINE unset: its endpoint is a closed local port."""
     import huggingface_hub.constants as hub_constants
+    import huggingface_hub.utils._http as hub_http
 
     with socket.socket() as s:  # a port nothing listens on once this closes
         s.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at its import: `root` had set it when this file ran
+    # alone, so the Hub was never tried (offline mode), and unset when an earlier test had imported it.
+    # Unset here whatever the order: each request meets the closed port.
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    # Its retries of a refused connection still all run, without their 1+2+4+8+8 s of back-off waits
+    # (time.sleep is the only use of `time` in that module).
+    monkeypatch.setattr(hub_http, "time", types.SimpleNamespace(sleep=lambda seconds: None))
     monkeypatch.setattr(hub_constants, "ENDPOINT", endpoint)
     monkeypatch.setattr(
         hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"
