@@ -27,17 +27,15 @@ def gist(e: BaseException, limit: int = 300) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def run_stage(stage: str, main: Callable[[], int]) -> int:
+def run_stage(stage: str, main: Callable[[], int], after: str = "its outputs are unchanged") -> int:
     """A stage's `main()`, its exit status; Ctrl-C (SIGINT) is one line and status 130 (128 + SIGINT,
     as a shell reports it), not a traceback. Every stage writes its outputs atomically (whole, or
     not at all), so an interrupted one leaves those of its last run as they were; the line says so.
-    The line names `stage` and its item (the first argument): build@full."""
+    The line names `stage` and its item (the first argument): build@full; `after` says what stands."""
     try:
         return main()
     except KeyboardInterrupt:
         name = "@".join([stage, *sys.argv[1:2]])
         # on a terminal, off the line the ^C echo (or a progress bar) holds
-        sys.stderr.write(
-            ("\n" if sys.stderr.isatty() else "") + f"{name}: interrupted; its outputs are unchanged\n"
-        )
+        sys.stderr.write(("\n" if sys.stderr.isatty() else "") + f"{name}: interrupted; {after}\n")
         return 130

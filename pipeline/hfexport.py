@@ -143,7 +143,9 @@ def tokenizer_json(vocab_bpe: Path, encoder_json: Path) -> dict:
     as NFC (pipeline.chatsession.clean_text), and Jinja cannot normalize: without it, an NFD "é" (or
     U+212B ANGSTROM SIGN) in a message gave apply_chat_template other ids than the server's and the
     training text's. The markers are matched before normalization (`normalized` false)."""
-    merges = [line.split(" ") for line in vocab_bpe.read_text(encoding="utf-8").splitlines()[1:] if line]
+    # "a b" strings, as GPT-2's own tokenizer.json: tokenizers before 0.20 (transformers 4.x before
+    # ~4.45) cannot read merges written as pairs, and byte-level symbols never hold a space.
+    merges = [line for line in vocab_bpe.read_text(encoding="utf-8").splitlines()[1:] if line]
     byte_level = {"add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     return {
         "version": "1.0",

@@ -42,4 +42,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage("registry", main))
+    # Its specs are swapped in whole, but a disabled source's folders are removed after them: an
+    # interrupt there leaves part of one, and dvc.lock unwritten (the next repro runs this again).
+    sys.exit(
+        run_stage(
+            "registry", main, "`dvc repro` runs it again (a disabled source's folders may be half removed)"
+        )
+    )

@@ -88,4 +88,10 @@ def test_ctrl_c_in_a_stage_is_one_line_and_status_130(stage: str, item: str | No
     finally:
         proc.kill()
     name = f"{stage}@{item}" if item else stage
-    assert (proc.returncode, err) == (130, f"{name}: interrupted; its outputs are unchanged\n")
+    # registry swaps its specs in whole, then removes a disabled source's folders: not all-or-nothing
+    after = (
+        "`dvc repro` runs it again (a disabled source's folders may be half removed)"
+        if stage == "registry"
+        else "its outputs are unchanged"
+    )
+    assert (proc.returncode, err) == (130, f"{name}: interrupted; {after}\n")

@@ -391,6 +391,12 @@ def test_the_chat_template_gives_serves_ids_for_decomposed_text(tmp_path: Path) 
     assert template(messages) == ours  # NFD as typed
     nfc = [{**m, "content": unicodedata.normalize("NFC", m["content"])} for m in messages]
     assert template(nfc) == ours
+    # merges as GPT-2's own tokenizer.json writes them ("a b"): tokenizers < 0.20 (transformers 4.x
+    # before ~4.45) refused the file with merges written as pairs ("untagged enum ModelWrapper")
+    written = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"]
+    assert written == [
+        line for line in (out / "merges.txt").read_text(encoding="utf-8").splitlines()[1:] if line
+    ]
 
 
 def _export_inputs(tmp_path: Path, init_from: str, sources: dict[str, tuple[dict, str]]) -> Path:
