@@ -306,7 +306,7 @@ def _normalized_since(root: Path, variant: str, source: str) -> str:
     step 3) read "no conversation from contrib/<name>", as if the file had been dropped."""
     import json
 
-    name = source.split("/", 1)[0]
+    name = source.partition("/")[0]
     report_path = root / "data" / "normalized" / f"{name}.report.json"
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -334,20 +334,26 @@ def _normalized_since(root: Path, variant: str, source: str) -> str:
 
 
 def _still_enabled(root: Path, source: str) -> bool:
-    """A rebuild would take `source` in: it is in params.yaml's `sources` and, for a contributed file,
-    its file is still in data/contrib/. A disabled source's (or a deleted file's) normalize outputs
-    stay on disk until the registry stage clears them, and the hint told to rebuild them in."""
-    from pipeline.sources.registry import SIDECAR_SUFFIXES
+    """A rebuild would take `source` in: it is in params.yaml's `sources` and, for a contributed file
+    (`<entry>/<stem>`), a data file of that stem is still in its entry's folder (data/contrib/, or
+    the entry's `local_path:`). A disabled source's (or a deleted file's) normalize outputs stay on
+    disk until the registry stage clears them, and the hint told to rebuild them in."""
+    from pipeline.sources.contrib import contrib_folder
+    from pipeline.sources.errors import SourceError
+    from pipeline.sources.registry import REGISTRY_FILE, SIDECAR_SUFFIXES, get_source, load_registry
 
     name, _, part = source.partition("/")
     try:
         enabled = load_params(root / "params.yaml").get("sources")
-    except (OSError, ValueError, AttributeError):
+        if not isinstance(enabled, list) or name not in enabled:
+            return False
+        if not part:
+            return True
+        folder = contrib_folder(get_source(name, load_registry(root / REGISTRY_FILE)), root)
+        # stems compared exactly: a glob of `a[1].*` matched other names, or none
+        return any(f.stem == part and f.suffix.lower() not in SIDECAR_SUFFIXES for f in folder.iterdir())
+    except (OSError, ValueError, AttributeError, SourceError):  # unreadable settings, no such folder
         return False
-    if not isinstance(enabled, list) or name not in enabled:
-        return False
-    files = (root / "data" / "contrib").glob(f"{part}.*") if part else ()
-    return not part or any(f.suffix.lower() not in SIDECAR_SUFFIXES for f in files)
 
 
 def format_conversation(c: ShownConversation, shards: TokenShards, root: Path, color: bool) -> str:

@@ -206,6 +206,7 @@ def test_a_source_normalized_after_the_build_says_to_rebuild(
     stats_path.write_text(json.dumps(stats))
     params = project / "params.yaml"
     params.write_text("train:\n  variant: full\nsources: [chitchat, demo, contrib]\n")
+    (project / "sources.yaml").write_text(CONTRIB_ENTRIES)
     contributed = project / "data" / "contrib" / "support.jsonl"
     contributed.parent.mkdir(parents=True)
     contributed.write_text("{}\n")
@@ -239,6 +240,45 @@ def test_a_source_normalized_after_the_build_says_to_rebuild(
     stats_path.write_text(json.dumps(stats))
     assert cli.main(["tokens", "--source", "contrib/support"]) == 1
     assert "built before" not in capsys.readouterr().err
+
+
+CONTRIB_ENTRIES = """\
+contrib:
+  kind: contrib
+  location: data/contrib
+  adapter: contrib
+  licence: per-file
+  commercial: false
+team:
+  kind: contrib
+  location: data/contrib
+  local_path: upstream/team
+  adapter: contrib
+  licence: per-file
+  commercial: false
+"""
+
+
+def test_the_rebuild_hint_looks_in_the_files_own_folder(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A contrib-kind entry other than `contrib` reads its own folder (`local_path:`): the hint looked
+    in data/contrib/ for every entry's file, and by glob (`a[1].*` matches `a1.jsonl`, not itself)."""
+    normalized = project / "data" / "normalized"
+    normalized.mkdir(parents=True)
+    report = {"source": "team", "rows_kept": 3, "by_source": {"team/a[1]": {"rows_kept": 3}}}
+    (normalized / "team.report.json").write_text(json.dumps(report))
+    (project / "data" / "dataset" / "full" / "stats.json").write_text(json.dumps({"sources": {}}))
+    (project / "params.yaml").write_text("train:\n  variant: full\nsources: [chitchat, demo, team]\n")
+    (project / "sources.yaml").write_text(CONTRIB_ENTRIES)
+    folder = project / "upstream" / "team"
+    folder.mkdir(parents=True)
+    (folder / "a1.jsonl").write_text("{}\n")  # what the glob `a[1].*` matched
+    assert cli.main(["tokens", "--source", "team/a[1]"]) == 1
+    assert "built before" not in capsys.readouterr().err
+    (folder / "a[1].jsonl").write_text("{}\n")
+    assert cli.main(["tokens", "--source", "team/a[1]"]) == 1
+    assert "data/normalized/team.report.json keeps 3 of its rows" in capsys.readouterr().err
 
 
 def test_an_empty_split_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
