@@ -65,7 +65,7 @@ def _project_copy(work: Path) -> None:
     shutil.copytree(ROOT / "data" / "contrib", work / "data" / "contrib", dirs_exist_ok=True)
 
 
-def run_stage(work: Path, stage: str, before: bool) -> float:
+def time_stage(work: Path, stage: str, before: bool) -> float:
     """Seconds of one run of the stage, in a fresh process."""
     code = (_EAGER_IMPORTS[stage] + _BEFORE if before else "") + _RUN.format(
         module=f"stages.{stage}", args=STAGES[stage]
@@ -99,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         _project_copy(work)
         for before in (True, False):  # warm the page cache and record each side's outputs
             for stage in STAGES:
-                run_stage(work, stage, before)
+                time_stage(work, stage, before)
             digests[before] = outputs_digest(work)
         for _ in range(args.runs):
             for stage in STAGES:
                 for before in (True, False):
-                    times.setdefault((stage, before), []).append(run_stage(work, stage, before))
+                    times.setdefault((stage, before), []).append(time_stage(work, stage, before))
     print(f"{'stage':<10}{'before s':>10}{'now s':>8}{'ratio':>7}   spread before / now (min-max)")
     for stage in STAGES:
         old, new = times[(stage, True)], times[(stage, False)]

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.chatsession import clean_text, not_utf8_text
 from pipeline.invisible import blank_text
-from pipeline.stops import check_stop_strings
+from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
 
 PERSONA_ROLES = frozenset(
     {"system", "developer"}
@@ -197,7 +197,9 @@ class ChatRequest:
         req.include_usage = bool(include)
         stop = body.get("stop")
         if not (stop is None or isinstance(stop, (str, list))):
-            raise RequestError("`stop` must be a string or a list of up to 4 strings", "stop")
+            raise RequestError(
+                f"`stop` must be a string or a list of up to {MAX_STOP_STRINGS} strings", "stop"
+            )
         try:
             req.stop = list(check_stop_strings(stop))
         except ValueError as e:

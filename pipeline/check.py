@@ -147,7 +147,7 @@ def _refused(folder: Path, unit: list[Path], e: SourceError, each: bool = True) 
     """The summary of files the pipeline refuses: named by the data file (else the sidecar). Two
     data files of one stem are refused together: `also` names the others, so that the closing
     count and list take each refused data file (they named the first only, and a.txt beside a.jsonl
-    read as not refused). `each=False`: a folder's own error, named by its first file as before."""
+    read as not refused). `each=False`: a folder's own error, named by its first data file only."""
     named = [p for p in unit if p.suffix.lower() not in SIDECAR_SUFFIXES] or unit[:1]
     named = named if each else named[:1]
     paths = [str(Path(shown(folder), p.name)) for p in named]

@@ -51,7 +51,7 @@ def _code(text: str) -> str:
 
 
 def contributed_file(location: str, part: str, terms: Mapping[str, Any]) -> str:
-    """How the card, its LICENSE.md and NOTICE.md describe contributed file `part` (`contrib/<stem>`):
+    """How the card, its LICENSE.md and NOTICE.md describe contributed file `part` (`<entry>/<stem>`):
     its sidecar's description (stats.json `parts`, escaped as Markdown on one line) and where the
     file is; a part without one (no `description:`, or stats from before it was recorded) by its
     place alone."""

@@ -29,8 +29,9 @@ def gist(e: BaseException, limit: int = 300) -> str:
 
 def run_stage(stage: str, main: Callable[[], int], after: str = "its outputs are unchanged") -> int:
     """A stage's `main()`, its exit status; Ctrl-C (SIGINT) is one line and status 130 (128 + SIGINT,
-    as a shell reports it), not a traceback. Every stage writes its outputs atomically (whole, or
-    not at all), so an interrupted one leaves those of its last run as they were; the line says so.
+    as a shell reports it), not a traceback. A stage that writes its outputs atomically (whole, or
+    not at all) leaves those of its last run as they were, the line's default `after`; one that
+    does not says what stands instead.
     The line names `stage` and its item (the first argument): build@full; `after` says what stands."""
     try:
         return main()

@@ -281,7 +281,8 @@ def export_run(
     # Without the chat tokens' rows, export_hf wrote a config.json of 50260 tokens over fewer rows.
     check_vocab(model, str(Path(ckpt_dir) / CONFIG_FILE))
     summary = read_json(Path(metrics_file))
-    check_trained_variant(summary, Path(metrics_file), Path(data_dir).name)
+    variant = Path(data_dir).name  # data/tokens/<variant>
+    check_trained_variant(summary, Path(metrics_file), variant)
     for key, kinds in METRICS_KEYS.items():
         if key not in summary:
             raise ValueError(f"{metrics_file}: missing {key!r} (re-run train)")
@@ -298,7 +299,7 @@ def export_run(
         n_embd=c.n_embd,
         block_size=c.block_size,
         params=summary["params"],
-        variant=Path(data_dir).name,
+        variant=variant,
         init_from=summary["init_from"],
         iters=summary["iters"],
         tokens_per_iter=summary["tokens_per_iter"],

@@ -267,7 +267,9 @@ def model_card(
         "encodes message text as ordinary text and never does. To do the same with transformers, "
         "encode each message on its own with `split_special_tokens=True` and put the markers in as "
         "ids. `chat_ids(messages)` below takes the messages `apply_chat_template` takes (with text "
-        "contents), gathers them as the template does, and gives the ids nanoChatGPT's engine renders:",
+        "contents), gathers them as the template does, and gives the ids nanoChatGPT's engine renders "
+        "(but for a message of invisible characters alone, such as a zero-width space, which the "
+        "engine leaves out and this recipe, like the template, keeps):",
         "",
         "```python",
         "import torch",

@@ -430,7 +430,7 @@ def _with_repository_copy(notice: SourceNotice, copy: Text | None) -> SourceNoti
 
 
 def source_notice(root: Path, source: CardSource) -> SourceNotice:
-    """What NOTICE.md says about `source` (a registry source, or a contributed file `contrib/<stem>`),
+    """What NOTICE.md says about `source` (a registry source, or a contributed file `<entry>/<stem>`),
     from data/raw/<source>/ under `root`."""
     top = source.name.split("/", 1)[0] if source.kind == "contrib" else source.name
     raw = root / "data" / "raw" / top

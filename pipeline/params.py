@@ -117,14 +117,6 @@ def settings(params: Mapping[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def section(name: str, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """One stage's namespace of params.yaml (e.g. `train`)."""
-    params = load_params(path)
-    if name not in params:
-        raise KeyError(f"params.yaml has no '{name}' section")
-    return params[name]
-
-
 def train_variant(params: dict[str, Any]) -> str:
     """params.yaml's `train.variant`, the dataset variant the train and evaluate stages read: a name
     such as `full`, else ValueError in one line naming the setting (a missing one read

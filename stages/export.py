@@ -26,9 +26,9 @@ def main() -> int:
             root / "model" / "ckpt",
             root / "model" / "hf",
             root / "model" / "metrics.json",
-            root / "data" / "tokens" / str(variant),
-            root / "data" / "dataset" / str(variant) / "stats.json",
-            root / "data" / "dataset" / str(variant) / "NOTICE.md",
+            root / "data" / "tokens" / variant,
+            root / "data" / "dataset" / variant / "stats.json",
+            root / "data" / "dataset" / variant / "NOTICE.md",
         )
     except (OSError, ValueError, KeyError) as e:  # no trained model yet, or unreadable files
         print(f"export: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)

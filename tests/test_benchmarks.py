@@ -11,7 +11,7 @@ import torch
 from benchmarks import train_throughput as tt
 from pipeline import attention
 from pipeline.model import GPT, GPTConfig
-from pipeline.params import section
+from pipeline.params import load_params
 from pipeline.trainconfig import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +61,9 @@ def test_the_350m_cases_train_what_the_gpt2_medium_profile_trains():
     """The GPU check's 350M figures stand for `train.profile: gpt2-medium`: same shape, micro-batch,
     window, dtype and compilation, and its grad_accum is the second row's. A profile edit in
     params.yaml must not leave the check measuring another set-up."""
-    train = section("train", ROOT / "params.yaml")
-    profile = TrainConfig.from_params(
-        {**train, "profile": "gpt2-medium"}, section("train_profiles", ROOT / "params.yaml")
-    )
+    params = load_params(ROOT / "params.yaml")
+    train = params["train"]
+    profile = TrainConfig.from_params({**train, "profile": "gpt2-medium"}, params["train_profiles"])
     medium = [c for c in tt.cuda_cases(quick=False) if c.name.startswith("gpt2-medium")]
     assert {c.objective for c in medium} == {"full", "gathered"}
     for c in medium:

@@ -409,7 +409,7 @@ def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
         raise SourceError(
             f"{spec.name}: local_path {folder} is not a folder; fix `local_path:` for {spec.name} in sources.yaml"
         )
-    for cf in scan_contrib(folder):  # refuses a data file without a valid sidecar
+    for cf in scan_contrib(folder, spec.name):  # refuses a data file without a valid sidecar
         _copy(cf.path, out / cf.path.name)
         _copy(cf.sidecar, out / cf.sidecar.name)
     fetched: dict[str, Any] = {"location": spec.location, "revision": None}
