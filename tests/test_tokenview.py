@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from test_contrib_edge import (
+    SOURCES_TWO_CONTRIB as CONTRIB_ENTRIES,  # contrib and a second contrib-kind entry
+)
 
 from pipeline import cli
 from pipeline.params import load_params
@@ -240,23 +243,6 @@ def test_a_source_normalized_after_the_build_says_to_rebuild(
     stats_path.write_text(json.dumps(stats))
     assert cli.main(["tokens", "--source", "contrib/support"]) == 1
     assert "built before" not in capsys.readouterr().err
-
-
-CONTRIB_ENTRIES = """\
-contrib:
-  kind: contrib
-  location: data/contrib
-  adapter: contrib
-  licence: per-file
-  commercial: false
-team:
-  kind: contrib
-  location: data/contrib
-  local_path: upstream/team
-  adapter: contrib
-  licence: per-file
-  commercial: false
-"""
 
 
 def test_the_rebuild_hint_looks_in_the_files_own_folder(
