@@ -40,10 +40,10 @@ def blank(text: pl.Expr) -> pl.Expr:
     default-ignorable code points, such as the Hangul filler U+3164, a letter that draws nothing).
     A bot turn of them would teach an invisible reply. U+2800 (the Braille blank) is no such
     character: a symbol of Braille text, kept as the dedup key keeps it."""
-    # Only non-ASCII text can hold an invisible character: ASCII rows skip the regex (the
-    # byte/char comparison is the cheap test).
     import polars as pl
 
+    # Only non-ASCII text can hold an invisible character: ASCII rows skip the regex (the
+    # byte/char comparison is the cheap test).
     non_ascii = text.str.len_bytes() != text.str.len_chars()
     return (
         text.is_null()

@@ -134,10 +134,11 @@ def normalize_rows(
 
     unread = pl.col("check").is_not_null()
     key = pl.col("conv_key")
+    context = clean_text(pl.col("context"))
     df = df.with_columns(
         text=pl.when(unread).then(pl.col("text")).otherwise(clean_text(pl.col("text"))),
         # A context of nothing visible (empty, or invisible characters alone) is no context.
-        context=pl.when(~blank(clean_text(pl.col("context")))).then(clean_text(pl.col("context"))),
+        context=pl.when(~blank(context)).then(context),
         conversation_id=pl.when(key.is_not_null() & (key != "")).then(pl.col("source") + ":" + key),
     )
     quarantined: list[pl.DataFrame] = []
