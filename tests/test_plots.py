@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,3 +32,19 @@ def test_the_plot_page_needs_no_network(tmp_path: Path) -> None:
     for library in ("vega@5.20.2", "vega-lite@5.2.0", "vega-embed@6.18.2"):
         assert f"<!-- {library} " in page
     assert "{plot_divs}" not in page
+
+
+def test_each_single_file_plot_says_what_it_shows() -> None:
+    """DVC titles a plot with its file's path when dvc.yaml gives none: two variants' bar charts read
+    `data/tokens/full/sources.csv` and `data/tokens/commercial/sources.csv` in `dvc plots show` and
+    `dvc plots diff`. A folder of plots (dvclive's) is left out: one title would name every file in it."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    untitled = [
+        path
+        for stage in stages.values()
+        for entry in (stage.get("do", stage).get("plots") or [])
+        if isinstance(entry, dict)
+        for path, options in entry.items()
+        if Path(path).suffix and not (options or {}).get("title")
+    ]
+    assert not untitled, f"dvc.yaml: plots with no title (shown as their path): {untitled}"
