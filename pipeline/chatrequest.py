@@ -108,7 +108,7 @@ class Conversation:
         """One message: `role` one of ROLES, `content` its text, `where` the field it came in."""
         _refuse_lone_surrogates(content, where)
         try:
-            text = clean_text(content)
+            text = clean_text(content, bot=role == "assistant")  # a reply sent back, as chat keeps it
         except ValueError as e:  # a run of combining marks or whitespace too long to take safely
             raise RequestError(f"{where}: {e}", where) from None
         # Blank as normalize has it (invisible characters alone too): no turn, and no persona.

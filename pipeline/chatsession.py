@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.invisible import blank_text
 from pipeline.stops import check_stop_strings
+from pipeline.terminal import CONTROL_CHARS
 
 if TYPE_CHECKING:
     from pipeline.engine import Engine, Generation
@@ -69,15 +70,17 @@ def not_utf8_text(text: str, where: str, *, escaped_bytes: bool = False) -> str 
 _WHITESPACE = re.compile(r"\s*")  # Python's \s (str.isspace) has every character tiktoken's \s has
 
 
-def clean_text(text: str, *, check_runs: bool = True) -> str:
+def clean_text(text: str, *, check_runs: bool = True, bot: bool = False) -> str:
     """The training text's form (pipeline.sources.normalize.clean_text): CRLF/CR -> LF, NFC, stripped.
 
     Raises ValueError for text with a run of more than MAX_COMBINING_RUN combining characters,
-    before it is normalized (and after: a few characters decompose into two), or an inner run of
-    more than MAX_WHITESPACE_RUN whitespace characters (the tokenizer panics near a million).
-    `check_runs=False` is for the model's own replies: bounded by max_new_tokens, they cannot
-    stall NFC nor reach the tokenizer's limit, and a reply must join the history whatever the
-    model wrote."""
+    before it is normalized (and after: a few characters decompose into two), an inner run of
+    more than MAX_WHITESPACE_RUN whitespace characters (the tokenizer panics near a million), or a
+    control character (check_control_chars) unless `bot`. `check_runs=False` is for the model's own
+    replies: bounded by max_new_tokens, they cannot stall NFC nor reach the tokenizer's limit, and a
+    reply must join the history whatever the model wrote. `bot`: a bot turn, which may be such a
+    reply sent back (serve's assistant messages): the model does write control characters (the
+    evaluate transcripts escape them), and chat keeps its reply as written, so serve must too."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.isascii():  # else already NFC, no combining marks: most messages, at no cost
         if check_runs:
@@ -87,8 +90,31 @@ def clean_text(text: str, *, check_runs: bool = True) -> str:
             _check_combining_runs(text, " once normalized (NFC)")
     stripped = text.strip()
     if check_runs:
-        _check_whitespace_runs(stripped, offset=len(text) - len(text.lstrip()))
+        offset = len(text) - len(text.lstrip())
+        if not bot:
+            check_control_chars(stripped, offset)
+        _check_whitespace_runs(stripped, offset)
     return stripped
+
+
+_CONTROL_CHAR = re.compile(CONTROL_CHARS)
+
+
+def check_control_chars(text: str, offset: int = 0) -> None:
+    """ValueError for a control character (C0 but tab and newline, DEL, C1) in `text` (stripped
+    text, which started `offset` characters into the message): training quarantines a message
+    holding one (pipeline.schema's text_no_control_chars, and its conversation from there on), so
+    the model never read one, and serve took "a\\x1bb" as text the model never saw in any turn. (A
+    vertical tab, form feed or NEL at an edge is whitespace, stripped here as in training; U+001C..
+    U+001F at an edge, which str.strip strips, training stripped from a system message and
+    quarantined in a turn: here they go, and the model reads the text it would have read.)"""
+    found = _CONTROL_CHAR.search(text)
+    if found is not None:
+        raise ValueError(
+            f"text holds a control character (U+{ord(found.group()):04X}) at character "
+            f"{offset + found.start() + 1}; training text has none (C0 and C1 control characters other "
+            "than tab and newline, and DEL)"
+        )
 
 
 def _check_combining_runs(text: str, when: str) -> None:
@@ -308,7 +334,7 @@ class ChatSession:
         Turns alternate from a human turn (older ones are dropped in human+bot pairs)."""
         if role not in ("human", "bot"):
             raise ValueError(f"role must be human or bot, got {role!r}")
-        text = clean_text(text, check_runs=not generated)
+        text = clean_text(text, check_runs=not generated, bot=role == "bot")
         self.history.append({"role": role, "content": text})
         self._lengths.append(2 + len(self.engine.enc.encode_ordinary(text)))
 

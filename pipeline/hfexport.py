@@ -23,12 +23,12 @@ from safetensors.torch import save_file
 
 from pipeline import atomic
 from pipeline.cards import NOTICE_FILE
+from pipeline.chattemplate import CHAT_TEMPLATE
 from pipeline.hf import CONV1D_SUFFIXES, GPT2_VOCAB, HUB_REPOS, read_json
 from pipeline.model import GPT, GPTConfig
 from pipeline.tokenizer import (
     BOT,
     BOT_ID,
-    CHAT_TEMPLATE,
     END_OF_TURN,
     END_OF_TURN_ID,
     ENDOFTEXT,
@@ -124,7 +124,7 @@ def tokenizer_files(block_size: int) -> dict[str, dict]:
             # transformers 5 reads this too; its 5.x-only `extra_special_tokens` list is left out,
             # since transformers 4.x takes that key as a dict and fails to load the tokenizer
             "additional_special_tokens": chat_tokens,
-            "chat_template": CHAT_TEMPLATE,  # apply_chat_template renders our format (tested)
+            "chat_template": CHAT_TEMPLATE,  # our format, cleaned as served (tested)
         },
         "special_tokens_map.json": {
             "bos_token": ENDOFTEXT,

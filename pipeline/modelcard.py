@@ -269,7 +269,7 @@ def model_card(
         "ids. `chat_ids(messages)` below takes the messages `apply_chat_template` takes (with text "
         "contents), gathers them as the template does, and gives the ids nanoChatGPT's engine renders "
         "(but for a message of invisible characters alone, such as a zero-width space, which the "
-        "engine leaves out and this recipe, like the template, keeps):",
+        "engine and the template leave out and this recipe keeps):",
         "",
         "```python",
         "import torch",

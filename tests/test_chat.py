@@ -126,6 +126,18 @@ def test_chat_loop_commands_and_eof(enc) -> None:
     assert chat_loop(session, io.StringIO("one more"), io.StringIO(), io.StringIO()) == 0  # EOF
 
 
+def test_a_message_with_a_control_character_is_refused_and_the_chat_goes_on(enc) -> None:
+    """Training quarantines text holding a control character (ESC, NUL, DEL, C1), so the model never
+    read one: a pasted escape sequence is an error naming it, not a prompt, and the chat goes on.
+    Form feeds and vertical tabs at the edges are whitespace, stripped as in training."""
+    session = ChatSession(scripted_engine(enc), temperature=0.0)
+    out, err = io.StringIO(), io.StringIO()
+    assert chat_loop(session, io.StringIO("a\x1b[31mb\n\x0chi\x0b\n"), out, err) == 0
+    assert err.getvalue().startswith("chat: text holds a control character (U+001B) at character 2;")
+    assert out.getvalue() == "Sure thing\n"
+    assert [m["content"] for m in session.history if m["role"] == "human"] == ["hi"]
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("ckpt")

@@ -1,4 +1,4 @@
-"""The exported tokenizer's chat template (pipeline.tokenizer.CHAT_TEMPLATE) gives the server's ids.
+"""The exported tokenizer's chat template (pipeline.chattemplate.CHAT_TEMPLATE) gives the server's ids.
 
 Whoever loads model/hf with transformers and calls `apply_chat_template` must feed the model what
 `nanochatgpt serve` feeds it for the same OpenAI-style messages, or the model sees a format it was
@@ -16,8 +16,10 @@ from test_engine_support import tiny_gpt
 from pipeline import hfexport
 from pipeline.chatapi import ChatService
 from pipeline.chatrequest import ChatRequest, RequestError
+from pipeline.chattemplate import CHAT_TEMPLATE, CONTROL_CODES, INVISIBLE_RANGES
 from pipeline.engine import Engine
-from pipeline.tokenizer import CHAT_TEMPLATE, END_OF_TURN_ID, get_encoding
+from pipeline.responsesapi import ResponsesRequest
+from pipeline.tokenizer import END_OF_TURN_ID, get_encoding
 
 transformers = pytest.importorskip("transformers")
 
@@ -77,7 +79,8 @@ def tokenizer(tmp_path_factory):
     out = tmp_path_factory.mktemp("hf") / "model"
     model = tiny_gpt()
     hfexport.export_hf(model, out)
-    assert json.loads((Path(out) / "tokenizer_config.json").read_text())["chat_template"] == CHAT_TEMPLATE
+    exported = json.loads((Path(out) / "tokenizer_config.json").read_text())["chat_template"]
+    assert exported == CHAT_TEMPLATE
     return transformers.AutoTokenizer.from_pretrained(out)
 
 
@@ -277,8 +280,8 @@ def test_an_assistant_tool_call_is_refused_by_the_template_as_by_the_server(toke
 
 def _trained(record: list[dict], tmp_path: Path) -> tuple[list[int], str] | None:
     """The training ids of an OpenAI-style record (the real adapter, normalize and render) and its
-    last turn's text; None where normalize quarantines any row but an empty one (or a bot row
-    before the first user turn), which it leaves out as serve does."""
+    last turn's text; None where normalize keeps no turn, or quarantines any row but an empty one
+    (or a bot row before the first user turn), which it leaves out as serve does."""
     from pipeline.sources.adapters.openai_messages import read_file
     from pipeline.sources.normalize import normalize_rows
     from pipeline.sources.rows import RawRows
@@ -289,7 +292,10 @@ def _trained(record: list[dict], tmp_path: Path) -> tuple[list[int], str] | None
     rows = RawRows("demo", "CC0-1.0", True)
     read_file(path, "x.jsonl", rows)
     result = normalize_rows(rows.frame())
-    if not result.quarantine["check"].is_in(["text_present", "first_turn_human"]).all():
+    if (
+        result.turns.is_empty()
+        or not result.quarantine["check"].is_in(["text_present", "first_turn_human"]).all()
+    ):
         return None
     turns = result.turns.sort("turn")
     ids, _ = render(
@@ -308,8 +314,8 @@ def test_a_system_message_of_invisible_characters_adds_no_persona_line_in_traini
 ):
     """Serve leaves out a system message of invisible characters alone (as an empty one); training
     took it into the context as a line of its own ("You are Ann.\\n\\ufe0f"), so the server asked
-    with another persona than the model learned for those messages. (The template cannot tell such
-    a message from text: the known gap, see CHAT_TEMPLATE.)"""
+    with another persona than the model learned for those messages. (The template leaves it out too:
+    test_the_template_leaves_out_a_message_of_invisible_characters_alone.)"""
     record = [
         *({"role": "system", "content": p} for p in persona),
         {"role": "user", "content": "Hi"},
@@ -332,6 +338,16 @@ _PIECES = [
     *("\u200b", "\u3164", "\ufe0f", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e"),
     *("\u0301", "e\u0301", "\u00e9", "\u212b", "A\u030a", "\u0345", "\u0f73", "\u2800", "\U0001f600"),
     *("a", "Hi", "x y", "'s", "caf\u00e9", "\u65e5\u672c", "word " * 1500),
+    *(
+        "\x1b",
+        "\x00",
+        "\x85",
+        "\x0b",
+        "\x0c",
+        "\x1f",
+        "\x7f",
+        "\x9b",
+    ),  # controls; VT, FF, NEL are White_Space
 ]
 
 
@@ -342,20 +358,6 @@ def _texts():
     text = st.lists(st.sampled_from(_PIECES), max_size=5).map("".join) | plain
     parts = st.lists(text, max_size=3).map(lambda ts: [{"type": "text", "text": t} for t in ts])
     return text | parts
-
-
-def _invisible_only(messages: list[dict]) -> bool:
-    """A message of invisible characters alone: the server leaves it out, the template cannot tell
-    (Jinja has no Unicode properties): the one known difference."""
-    from pipeline.chatsession import clean_text
-    from pipeline.invisible import blank_text
-
-    for m in messages:
-        c = m["content"]
-        text = clean_text(c if isinstance(c, str) else "\n".join(p["text"] for p in c), check_runs=False)
-        if text and blank_text(text):
-            return True
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -372,11 +374,12 @@ def test_training_serve_and_template_agree_on_random_conversations(
 ):
     """Property: for any OpenAI-style record that training keeps whole, the server's prompt for the
     messages before the reply is the training ids up to the reply's text, and the template's prompt
-    is the server's (but for a message of invisible characters alone). It found a system message of
-    invisible characters alone taken into the training persona as a line, and NFD text that the
-    template did not normalize."""
+    is the server's; a message the server refuses for a control character, training quarantines and
+    the template refuses. It found a system message of invisible characters alone taken into the
+    training persona as a line, and NFD text that the template did not normalize."""
     from hypothesis import HealthCheck, example, given, settings
     from hypothesis import strategies as st
+    from jinja2.exceptions import TemplateError
 
     enc = get_encoding()
     message = st.builds(
@@ -393,20 +396,134 @@ def test_training_serve_and_template_agree_on_random_conversations(
     def check(history: list[dict], question) -> None:
         asked = [*history, {"role": "user", "content": question or "q"}]
         record = [*asked, {"role": "assistant", "content": "Fine."}]
+        trained = _trained(record, tmp_path_factory.mktemp("rec"))
         try:
             req = ChatRequest.parse({"messages": asked, "max_tokens": 1})
-        except RequestError:  # a last user message of nothing visible: training has no such turn
+        except RequestError as e:  # a last user message of nothing visible: training has no such turn
+            if "control character" in str(e):
+                assert trained is None
+                with pytest.raises(TemplateError, match="control character"):
+                    tokenizer.apply_chat_template(asked, add_generation_prompt=True, tokenize=False)
             return
         served = roomy_service.session(req).prompt_ids(req.user_text)
-        trained = _trained(record, tmp_path_factory.mktemp("rec"))
         if trained is not None:
             ids, reply = trained
             assert ids[: len(served)] == served
             assert ids[len(served) :] == [*enc.encode_ordinary(reply), END_OF_TURN_ID]
-        if not _invisible_only(asked):
-            templated = tokenizer.apply_chat_template(
-                asked, add_generation_prompt=True, tokenize=True, return_dict=True
-            )
-            assert templated["input_ids"] == served
+        templated = tokenizer.apply_chat_template(
+            asked, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        assert templated["input_ids"] == served
 
     check()
+
+
+@pytest.mark.parametrize(
+    "text", ["a\x1b[31mb", "\x1fhi\x1f x", "\x00", "x\x7fy", "hi\x85there", "\x0b\x07", " \u200b\x9b"]
+)
+@pytest.mark.parametrize("role", ["system", "developer", "user"])
+def test_a_control_character_is_refused_as_training_quarantines_it(
+    tokenizer, service, text, role, tmp_path: Path
+):
+    """Training quarantines a message holding a control character (C0 but tab and newline, DEL,
+    C1) once stripped, and the conversation from it on: the model never read one. Serve took "a\\x1bb" as text (a 200), the template rendered it: now a 400 naming the
+    message, the template's error, and the chat CLI's (a ValueError it prints)."""
+    from jinja2.exceptions import TemplateError
+
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": role, "content": text},
+        {"role": "user", "content": "q"},
+    ]
+    assert _trained([*messages, {"role": "assistant", "content": "Yo"}], tmp_path) is None
+    with pytest.raises(RequestError, match=r"messages\[1\]\.content: text holds a control character") as e:
+        ChatRequest.parse({"messages": messages})
+    assert e.value.param == "messages[1].content"
+    with pytest.raises(RequestError, match=r"input\[1\]\.content: text holds a control character"):
+        ResponsesRequest.parse({"input": messages})
+    with pytest.raises(TemplateError, match="control character"):
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    with pytest.raises(ValueError, match="control character"):
+        service.session(ChatRequest.parse({"messages": [{"role": "user", "content": "Hi"}]})).prompt_ids(text)
+
+
+def test_an_assistant_message_keeps_its_control_characters_as_chat_keeps_a_reply(tokenizer, service):
+    """The model writes control characters (the evaluate transcripts escape them) and chat keeps its
+    reply as written: a client sending that reply back gets the same prompt from serve and the
+    template, not a 400 it cannot mend."""
+    reply = "x\x1b[0my\x07"
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "q"},
+    ]
+    req = ChatRequest.parse({"messages": messages})
+    served = service.session(req).prompt_ids(req.user_text)
+    templated = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    assert templated["input_ids"] == served
+    chat = service.session(ChatRequest.parse({"messages": messages[:1]}))
+    chat.add_turn("human", "Hi")
+    chat.add_turn("bot", reply, generated=True)
+    assert chat.prompt_ids("q") == served
+
+
+@pytest.mark.parametrize("text", ["hi\x85", "\x0chi\x0b", "\x85 hi\tthere\n\x0c"])
+def test_whitespace_control_characters_at_the_edges_are_stripped_as_in_training(
+    tokenizer, service, text, tmp_path: Path
+):
+    """VT, FF and NEL are Unicode White_Space: normalize strips them from a message's edges (and
+    keeps the row), so serve and the template take the message too, as the same prompt."""
+    messages = [{"role": "user", "content": text}]
+    trained = _trained([*messages, {"role": "assistant", "content": "Yo"}], tmp_path)
+    assert trained is not None
+    req = ChatRequest.parse({"messages": messages})
+    served = service.session(req).prompt_ids(req.user_text)
+    assert trained[0][: len(served)] == served
+    templated = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    assert templated["input_ids"] == served
+
+
+@pytest.mark.parametrize(
+    "blank", ["\u3164", "\u200b", " \ufeff\u200d ", "\U000e0001\u2060", "\u00ad\n\ufe0f", "\u115f\u1160"]
+)
+@pytest.mark.parametrize("role", ["system", "user", "assistant"])
+def test_the_template_leaves_out_a_message_of_invisible_characters_alone(tokenizer, service, blank, role):
+    """The server (and normalize) leave out a message of whitespace and invisible characters alone
+    (pipeline.invisible); the template took it as text (a <bot> turn of U+3164, a persona line
+    of U+200B), a prompt the server never builds."""
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": role, "content": blank},
+        {"role": "user", "content": "there \u200b"},
+    ]
+    req = ChatRequest.parse({"messages": messages})
+    served = service.session(req).prompt_ids(req.user_text)
+    templated = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    assert templated["input_ids"] == served
+
+
+def test_the_templates_invisible_ranges_are_pipeline_invisibles():
+    """The template's ranges (Jinja has no Unicode properties) are INVISIBLE_CHARS, code point by
+    code point (a `regex` upgrade with a newer Unicode would fail here, not drift)."""
+    import regex
+
+    from pipeline.invisible import INVISIBLE_CHARS
+
+    invisible = regex.compile(INVISIBLE_CHARS)
+    expected = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000 and invisible.match(chr(c))]
+    assert [c for lo, hi in INVISIBLE_RANGES for c in range(lo, hi + 1)] == expected
+
+
+def test_the_templates_control_characters_are_the_schemas():
+    import re
+
+    from pipeline.terminal import CONTROL_CHARS
+
+    expected = [c for c in range(0x110000) if re.fullmatch(CONTROL_CHARS, chr(c))]
+    assert list(CONTROL_CODES) == expected
