@@ -101,6 +101,14 @@ class ClientLeft(Exception):
     """The client closed its connection before its reply was generated: nobody to generate it for."""
 
 
+class ServerStopping(Exception):
+    """The server is shutting down (ChatService.stop): a waiting request is refused (503) and a
+    generation stops at its next piece (a stream ends with an error event)."""
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; try again once it is back")
+
+
 class ChatService:
     """Turns ChatRequests into replies with one Engine (one generation at a time)."""
 
@@ -128,6 +136,23 @@ class ChatService:
         # A running mean of how long a generation holds the engine (None until the first): what a
         # refused client is told to wait (Retry-After), since each finished turn frees a place.
         self._turn_seconds: float | None = None
+        self._stopping = threading.Event()  # set by stop(): nothing more is generated
+
+    def stop(self, timeout: float) -> bool:
+        """Stop generating, for a server shutting down: waiting requests leave the line and a
+        generation stops at its next piece (ServerStopping). True once the engine is free, and it
+        is then held for good, so no generation starts; False when it was not free within `timeout`.
+
+        Why: a generation still running in a daemon thread while the interpreter exits aborted the
+        process inside torch ("terminate called without an active exception", SIGABRT)."""
+        self._stopping.set()
+        with self._line:
+            self._line.notify_all()  # waiters see it now, not at their next poll
+        return self.lock.acquire(timeout=timeout)
+
+    def _check_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise ServerStopping
 
     @contextlib.contextmanager
     def turn(self, client_left: Callable[[], bool] | None = None) -> Iterator[None]:
@@ -151,9 +176,11 @@ class ChatService:
             self._wait_for_turn(ticket, client_left)
             # The head of the line alone waits for the engine itself (only it can contend for it).
             while not self.lock.acquire(timeout=WAIT_POLL_SECONDS):
+                self._check_stopping()
                 if client_left is not None and client_left():
                     raise ClientLeft("while its request waited: not generated")
             try:
+                self._check_stopping()  # stop() waits for the lock: let it have it
                 start = time.monotonic()
                 yield
                 # Only a turn that generated teaches the mean: one that ended at once (a client
@@ -172,6 +199,7 @@ class ChatService:
         with self._line:
             while self._serving != ticket:
                 self._line.wait(WAIT_POLL_SECONDS)
+                self._check_stopping()
                 if self._serving != ticket and client_left is not None and client_left():
                     raise ClientLeft("while its request waited: not generated")
 
@@ -248,12 +276,19 @@ class ChatService:
         here, before the first piece, so that the caller can still answer it."""
         session = session or self.session(req)
         results: list[Generation] = []
-        pieces = session.stream(req.user_text, results)
+        pieces = self._until_stopped(session.stream(req.user_text, results))
         try:
             first = next(pieces, None)
         except ValueError as e:  # the new message alone does not fit the window
             raise _no_room(e, req) from e
         return Reply(session, first, pieces, results)
+
+    def _until_stopped(self, pieces: Iterator[str]) -> Iterator[str]:
+        """`pieces`, ended by ServerStopping once stop() is called (closing them stops the engine)."""
+        with contextlib.closing(pieces):  # type: ignore[type-var] - a generator, which closes
+            for piece in pieces:
+                self._check_stopping()
+                yield piece
 
     def reply(
         self,
@@ -367,4 +402,9 @@ def _with_done(chunks: Iterator[dict[str, Any]]) -> Iterator[Event]:
 
 def _error_event(e: BaseException) -> list[Event]:
     """How a chat completions stream ends when generation fails: OpenAI's clients raise on it."""
-    return [(None, error_body(f"internal error: {type(e).__name__}", "server_error"))]
+    return [(None, error_body(failure_message(e), "server_error"))]
+
+
+def failure_message(e: BaseException) -> str:
+    """What a stream's error event says of the failure that ended it."""
+    return str(e) if isinstance(e, ServerStopping) else f"internal error: {type(e).__name__}"

@@ -22,6 +22,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -215,7 +216,27 @@ class ChatHTTPServer(ThreadingHTTPServer):
         self._open = 0  # connections with a thread
         self._open_lock = threading.Lock()
         self._reaper = _Reaper(MAX_REFUSED_LINGERING, REFUSED_LINGER_SECONDS)
+        self._answering = 0  # requests read whole and not yet answered (see answering())
+        self._answered = threading.Condition()
         super().__init__(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count a request, read whole, until its reply is written: a server shutting down waits
+        for those (wait_answered) so that their clients get the reply, not a connection cut."""
+        with self._answered:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answered:
+                self._answering -= 1
+                self._answered.notify_all()
+
+    def wait_answered(self, timeout: float) -> bool:
+        """Wait until every request counted by answering() is answered; False at `timeout`."""
+        with self._answered:
+            return self._answered.wait_for(lambda: self._answering == 0, timeout)
 
     def server_close(self) -> None:
         super().server_close()

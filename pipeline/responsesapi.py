@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeline.chatapi import ChatService, Event, Reply, ended_on_failure
+from pipeline.chatapi import ChatService, Event, Reply, ended_on_failure, failure_message
 from pipeline.chatrequest import (
     ROLES,
     ChatRequest,
@@ -285,7 +285,7 @@ class _Response:
     def failure(self, e: BaseException) -> list[Event]:
         """How a stream ends when generation fails midway: an error event, then response.failed
         with what was written (status incomplete: the message never finished)."""
-        message = f"internal error: {type(e).__name__}"
+        message = failure_message(e)
         output = [self.message("incomplete", [_text_part("".join(self.text))])] if self.text else []
         error = {"code": "server_error", "message": message}
         return [

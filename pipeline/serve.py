@@ -25,6 +25,8 @@ client has closed its connection is not generated, and a reply stops once its cl
 Every error is OpenAI's JSON error object, http.server's own included (a malformed request line,
 HTTP/2, a URI or headers over its limits, a method HTTP does not define: 501), and a bug, even a
 panic in a Rust extension (a BaseException), is a 500 rather than a connection closed unanswered.
+Ctrl-C or SIGTERM stops it: the generation in flight stops at its next piece (a stream ends with
+an error event), the requests waiting are answered 503, then it exits (ChatService.stop, _stop).
 The server binds to 127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
 Built on the standard library's http.server: a small local endpoint, not a production gateway.
 A body over 1 MiB is refused with 413 (before "100 Continue", and read off the socket, bounded, so
@@ -47,6 +49,7 @@ import io
 import ipaddress
 import json
 import re
+import signal
 import socket
 import sys
 import time
@@ -60,13 +63,22 @@ from urllib.parse import unquote, urlsplit
 from pipeline import responsesapi
 from pipeline.argtypes import whole_number, whole_number_or
 from pipeline.chat import CKPT_HELP, DEFAULT_CKPT, THREADS_HELP, make_engine
-from pipeline.chatapi import MAX_WAITING, ChatService, ClientLeft, Event, ServerBusy, error_body
+from pipeline.chatapi import (
+    MAX_WAITING,
+    ChatService,
+    ClientLeft,
+    Event,
+    ServerBusy,
+    ServerStopping,
+    error_body,
+)
 from pipeline.chatrequest import ChatRequest, RequestError
 from pipeline.httpconn import MAX_BODY_BYTES, ChatHTTPServer, ChatHTTPServerV6, DeadlineReader
 from pipeline.threadtuner import AUTO
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+STOP_SECONDS = 10.0  # how long a shutdown waits for the generation in flight to stop
 MAX_TRAILER_LINES = 64  # a chunked body's trailer fields (read and ignored)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/responses": "POST"}
@@ -270,6 +282,13 @@ class Handler(BaseHTTPRequestHandler):
             )
             return
         self._streaming = False
+        # Entered once the body is read (_generate), left once the reply is written: see _stop.
+        self._answering = contextlib.ExitStack()
+        with self._answering:
+            self._answer(api)
+
+    def _answer(self, api: Api) -> None:
+        """Generate the reply (_generate), or answer what went wrong instead."""
         try:
             self._generate(api)
         except RequestError as e:
@@ -279,6 +298,10 @@ class Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(e), "server_error", headers=headers)
         except ClientLeft as e:
             self.log_message("client left %s", e)
+            self.close_connection = True
+        except ServerStopping as e:  # a stream has said so in its error event already
+            if not self._streaming:
+                self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(e), "server_error")
             self.close_connection = True
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -299,7 +322,9 @@ class Handler(BaseHTTPRequestHandler):
     def _generate(self, api: Api) -> None:
         """The request parsed, its turn at the engine awaited, and the reply sent, whole or as a
         stream; what goes wrong is raised for do_POST to answer."""
-        req = api.parse(self._body())
+        body = self._body()
+        self._answering.enter_context(self.server.answering())
+        req = api.parse(body)
         session = self.service.prepare(req)  # a 400 is said at once, never after the line
         with self.service.turn(self._client_left):
             # Requests queue for the engine; one whose client gave up meanwhile is not generated.
@@ -581,6 +606,20 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
         print(f"serve: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
+    try:
+        with _sigterm_as_ctrl_c():
+            _announce(server, args.model_name)  # after: whoever reads it may send SIGTERM at once
+            server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        _stop(server, service)
+    return 0
+
+
+def _announce(server: ChatHTTPServer, model_name: str) -> None:
+    """The lines that say the server is up, and where."""
     host, port = server.server_address[:2]
     if server.RequestHandlerClass.allowed_hosts is None:  # not a loopback address
         print(
@@ -588,14 +627,38 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"serve: {base_url(host, port)}/v1/chat/completions and /v1/responses (model {args.model_name!r}); "
+        f"serve: {base_url(host, port)}/v1/chat/completions and /v1/responses (model {model_name!r}); "
         "Ctrl-C stops",
         file=sys.stderr,
     )
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (systemd, docker stop, kill) stops the server as Ctrl-C does, rather than killing it
+    mid-reply; the handler it replaces is put back after."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        yield
     finally:
-        server.server_close()
-    return 0
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(server: ChatHTTPServer, service: ChatService) -> None:
+    """Stop the generation in flight and the requests waiting, and let their clients have their
+    answers (a 503, or a stream's error event), before the interpreter exits: a generation left
+    running in a daemon thread aborted the process inside torch, and the rest were cut unanswered.
+    A request still arriving is not waited for. A second Ctrl-C exits at once."""
+    with contextlib.suppress(KeyboardInterrupt):
+        deadline = time.monotonic() + STOP_SECONDS
+        if service.stop(STOP_SECONDS) and server.wait_answered(max(0.0, deadline - time.monotonic())):
+            print("serve: stopped", file=sys.stderr)
+        else:
+            print(
+                f"serve: the requests in flight did not end within {STOP_SECONDS:g} s; exiting anyway",
+                file=sys.stderr,
+            )

@@ -1577,3 +1577,85 @@ def test_an_assistant_message_with_null_content_is_left_out_like_an_empty_one() 
     for role in ("user", "system"):
         with pytest.raises(RequestError, match="must be a string or a list of text parts"):
             parse({"role": role, "content": None}, {"role": "user", "content": "x"})
+
+
+class PausesAtStep3(ScriptedGPT):
+    """Holds its third decode step until the test releases it: a generation in flight, on demand."""
+
+    def __init__(self, scripts: list[list[int]]) -> None:
+        super().__init__(scripts)
+        self.steps = 0
+        self.paused = threading.Event()
+        self.release = threading.Event()
+
+    def decode_step(self, idx, cache):
+        self.steps += 1
+        if self.steps == 3:
+            self.paused.set()
+            assert self.release.wait(30)
+        return super().decode_step(idx, cache)
+
+
+def test_stopping_ends_the_generation_and_answers_the_waiting(enc) -> None:
+    """Ctrl-C with a generation in flight aborted the process inside torch (SIGABRT, "terminate
+    called without an active exception"): its daemon thread still ran as the interpreter exited,
+    and the requests waiting were cut unanswered. stop() ends both, and the clients get answers."""
+    model = PausesAtStep3([scripted(enc, "word " * 100)])
+    service = ChatService(Engine(model, enc=enc))
+    talk = {"messages": [{"role": "user", "content": "talk"}], "max_tokens": 120}
+    answers: dict[str, object] = {}
+    with serving_service(service) as (url, server):
+        streaming = threading.Thread(
+            target=lambda: answers.update(stream=post_stream(url, {**talk, "stream": True}))
+        )
+        streaming.start()
+        assert model.paused.wait(30)
+        waiting = threading.Thread(target=lambda: answers.update(wait=post(url, talk)))
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while service._admitted < 2 and time.monotonic() < deadline:  # the second is in line
+            time.sleep(0.01)
+        stopping = threading.Thread(target=lambda: answers.update(stopped=service.stop(30)))
+        stopping.start()
+        while not service._stopping.is_set():
+            time.sleep(0.01)
+        model.release.set()
+        for thread in (streaming, waiting, stopping):
+            thread.join(30)
+        assert server.wait_answered(5)
+    assert answers["stopped"] is True and model.steps < 3 + 2  # stopped at the next piece
+    status, reply = answers["wait"]
+    assert status == 503 and reply["error"]["message"].startswith("the server is shutting down")
+    *_, last = answers["stream"]
+    assert last["error"]["message"].startswith("the server is shutting down")  # not [DONE]: no reply
+
+
+def test_sigterm_stops_serve_as_ctrl_c_does(tmp_path) -> None:
+    """SIGTERM (systemd, docker stop) killed the server with no reply to anyone in flight; it now
+    stops as Ctrl-C does: `serve: stopped` and exit status 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pipeline.chat, argparse\n"
+        "from test_engine_support import tiny_gpt\n"
+        "from pipeline.serve import add_arguments, run\n"
+        "pipeline.chat.load_chat_model = lambda *a, **k: tiny_gpt()\n"
+        "p = argparse.ArgumentParser(); add_arguments(p)\n"
+        "sys.exit(run(p.parse_args(['--port', '0', '--threads', '1'])))\n"
+    )
+    tests = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.path.dirname(tests)])}
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stderr:
+            if "Ctrl-C stops" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(30) == 0, rest
+    finally:
+        proc.kill()
+    assert rest.strip() == "serve: stopped"
