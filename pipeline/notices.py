@@ -42,8 +42,10 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -113,14 +115,38 @@ def _fence(text: Text) -> list[str]:
     return [f"{fence}{text.language}", text.body.rstrip("\n"), fence]
 
 
-def _manifest(raw: Path) -> dict[str, Any] | None:
+class _Manifest(dict[str, Any]):
+    """A download manifest with its `files` indexed once: data/contrib/'s manifest lists every
+    contributed file, and NOTICE.md reads it for each of them (re-read and re-scanned per file, 2,000
+    files took a build 60 s, time quadratic in the files)."""
+
+    @cached_property
+    def listed(self) -> dict[Any, Any]:
+        return _listed(self.get("files"))
+
+    @cached_property
+    def sidecars(self) -> dict[str, list[str]]:
+        """Top-level sidecars by stem."""
+        found: dict[str, list[str]] = defaultdict(list)
+        for f in self.get("files") or []:
+            rel = PurePosixPath(str(f.get("path"))) if isinstance(f, dict) else None
+            if rel is not None and "/" not in str(rel) and rel.suffix.lower() in SIDECAR_SUFFIXES:
+                found[rel.stem].append(str(rel))
+        return found
+
+
+def _listed(files: Any) -> dict[Any, Any]:
+    return {f.get("path"): f.get("sha256") for f in files or [] if isinstance(f, dict)}
+
+
+def _manifest(raw: Path) -> _Manifest | None:
     path = raw / MANIFEST
-    return read_json_object(path, "download manifest") if path.is_file() else None
+    return _Manifest(read_json_object(path, "download manifest")) if path.is_file() else None
 
 
 def _recorded(raw: Path, manifest: Mapping[str, Any], rel: str, name: str) -> str:
     """The text of data/raw/<name>/<rel>, checked against the sha256 the manifest recorded for it."""
-    listed = {f.get("path"): f.get("sha256") for f in manifest.get("files") or [] if isinstance(f, dict)}
+    listed = manifest.listed if isinstance(manifest, _Manifest) else _listed(manifest.get("files"))
     path = raw / rel
     fix = f"re-run `dvc repro download@{name}`"
     if rel not in listed or not path.is_file():
@@ -376,14 +402,7 @@ def _package(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> Sour
 
 def _contrib(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
     stem = source.name.split("/", 1)[-1]
-    sidecars = [
-        str(f.get("path"))
-        for f in manifest.get("files") or []
-        if isinstance(f, dict)
-        and "/" not in str(f.get("path"))
-        and PurePosixPath(str(f.get("path"))).stem == stem
-        and PurePosixPath(str(f.get("path"))).suffix.lower() in SIDECAR_SUFFIXES
-    ]
+    sidecars = (manifest if isinstance(manifest, _Manifest) else _Manifest(manifest)).sidecars.get(stem, [])
     texts = [
         Text(
             f"The sidecar {_code(rel)}, as contributed (recorded as {_code(f'data/raw/{raw.name}/{rel}')}):",
@@ -429,12 +448,16 @@ def _with_repository_copy(notice: SourceNotice, copy: Text | None) -> SourceNoti
     return SourceNotice(notice.source, notice.facts, [copy, *notice.texts], caveat=notice.caveat)
 
 
-def source_notice(root: Path, source: CardSource) -> SourceNotice:
+def source_notice(
+    root: Path, source: CardSource, manifests: dict[Path, _Manifest | None] | None = None
+) -> SourceNotice:
     """What NOTICE.md says about `source` (a registry source, or a contributed file `<entry>/<stem>`),
-    from data/raw/<source>/ under `root`."""
+    from data/raw/<source>/ under `root`. `manifests` keeps each folder's manifest read once, for
+    the contributed files that share one."""
     top = source.name.split("/", 1)[0] if source.kind == "contrib" else source.name
     raw = root / "data" / "raw" / top
-    manifest = _manifest(raw)
+    manifests = {} if manifests is None else manifests
+    manifest = manifests[raw] if raw in manifests else manifests.setdefault(raw, _manifest(raw))
     if manifest is None:
         print(
             f"build: {source.name}: no {raw / MANIFEST}, so NOTICE.md holds no licence text for it",
@@ -498,6 +521,7 @@ def write_notice(
 ) -> None:
     """NOTICE.md into `out`: every source (and contributed file) that holds data in the variant."""
     included = [s for s in rows if is_held(stats, s.name)]
+    manifests: dict[Path, _Manifest | None] = {}
     (out / NOTICE_FILE).write_text(
-        notice(variant, [source_notice(root, s) for s in included]), encoding="utf-8"
+        notice(variant, [source_notice(root, s, manifests) for s in included]), encoding="utf-8"
     )

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import polars as pl
 import pytest
@@ -235,6 +235,33 @@ def test_contrib_sidecar_needs_licence_and_commercial(tmp_path: Path, sidecar: d
     _contrib(tmp_path, "chats.txt", "<human> a <endOfText>\n", sidecar)
     with pytest.raises(SourceError, match=message):
         scan_contrib(tmp_path)
+
+
+def test_contrib_sidecars_are_paired_by_lookup_not_by_scanning_every_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each data file's sidecar was found by comparing the stem of every sidecar: 5,000 files took ~25
+    million stem comparisons (minutes in each of registry, download, normalize and check). Counted,
+    not timed: pairing must take a few stems per file, however many files the folder holds."""
+    n = 200
+    for i in range(n):
+        _contrib(
+            tmp_path,
+            f"f{i}.txt",
+            "<human> a <endOfText>\n<bot> b <endOfText>\n",
+            {"licence": "MIT", "commercial": True},
+        )
+    stems = 0
+    stem = PurePath.stem
+
+    def counted(self: PurePath) -> str:
+        nonlocal stems
+        stems += 1
+        return stem.fget(self)
+
+    monkeypatch.setattr(PurePath, "stem", property(counted))
+    assert len(scan_contrib(tmp_path)) == n
+    assert stems < 20 * n  # quadratic pairing made it n * 2n = 80,000
 
 
 def test_contrib_format_is_inferred(tmp_path: Path) -> None:
@@ -1566,3 +1593,27 @@ def test_two_downloads_of_one_pinned_file_at_once_both_get_it_whole(
     for n in range(2):
         assert (root / f"out{n}" / "f.bin").read_bytes() == handler.payload
     assert sorted(p.name for p in (root / "cache").iterdir()) == []  # no part, no lock left
+
+
+def test_normalize_nests_no_window_inside_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`x.over(conv).cum_sum().over(conv)` took polars 2.1 time quadratic in the conversations (200,000
+    two-row conversations: 4 s each in steps 3 and 6 of normalize_rows, 400,000: ~16 s). Checked on
+    the expressions, not timed: none given to with_columns holds two windows."""
+    from pipeline.sources.normalize import normalize_rows
+    from pipeline.sources.rows import RawRows
+
+    rows = RawRows("contrib/x", "MIT", True)
+    for i in range(3):
+        rows.add(str(i), f"hi {i}", f"x.jsonl:{i}/messages[0]", speaker="A")
+        rows.add(str(i), "yo", f"x.jsonl:{i}/messages[1]", speaker="B")
+    nested: list[str] = []
+    with_columns = pl.DataFrame.with_columns
+
+    def recorded(self: pl.DataFrame, *exprs: object, **named: object) -> pl.DataFrame:
+        nested.extend(str(e) for e in (*exprs, *named.values()) if str(e).count(".over(") > 1)
+        return with_columns(self, *exprs, **named)
+
+    monkeypatch.setattr(pl.DataFrame, "with_columns", recorded)
+    result = normalize_rows(rows.frame())
+    assert result.turns.height == 6 and result.turns.get_column("role").to_list() == ["human", "bot"] * 3
+    assert nested == []

@@ -159,11 +159,14 @@ def normalize_rows(
     live = live.sort("idx")
     spk = pl.col("speaker")
     changed = (spk != spk.shift(1)).fill_null(True).over("conversation_id")
-    live = live.with_columns(_block=changed.cast(pl.Int32).cum_sum().over("conversation_id"))
+    # In two steps: a window nested in another's (`changed.cum_sum().over(...)`) made polars 2.1 take
+    # time quadratic in the conversations (400,000 of two rows: 3.0 s against 0.24 s for 100,000).
+    live = live.with_columns(_changed=changed)
+    live = live.with_columns(_block=pl.col("_changed").cast(pl.Int32).cum_sum().over("conversation_id"))
     by_speaker = pl.when(spk.is_not_null()).then(
         pl.when(pl.col("_block") % 2 == 1).then(pl.lit("human")).otherwise(pl.lit("bot"))
     )
-    live = live.with_columns(role=pl.coalesce(pl.col("role"), by_speaker)).drop("_block")
+    live = live.with_columns(role=pl.coalesce(pl.col("role"), by_speaker)).drop("_block", "_changed")
     role_bad = next(bad for check, bad, _ in row_violations(max_turn_chars) if check == "role_valid")
     mask = role_bad.fill_null(False)
     # The role as the file spelled it, when the format's map did not know it (CONTRIBUTING.md lists
@@ -187,7 +190,9 @@ def normalize_rows(
 
     # 6. merge runs of one role into turns; a merged turn may still be too long
     role_changed = (pl.col("role") != pl.col("role").shift(1)).fill_null(True).over("conversation_id")
-    live = live.with_columns(turn=(role_changed.cast(pl.Int32).cum_sum().over("conversation_id") - 1))
+    live = live.with_columns(_changed=role_changed)  # not nested in the cum_sum's window (step 3)
+    live = live.with_columns(turn=pl.col("_changed").cast(pl.Int32).cum_sum().over("conversation_id") - 1)
+    live = live.drop("_changed")
     turn_len = (pl.col("text").str.len_chars().sum() + pl.len() - 1).over("conversation_id", "turn")
     live = live.with_columns(_turn_len=turn_len, _turn_rows=pl.len().over("conversation_id", "turn"))
     too_long = pl.col("_turn_len") > max_turn_chars
