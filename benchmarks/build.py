@@ -15,6 +15,13 @@ so that its peak RSS is its own (os.wait4 rusage):
   build          pipeline.build.build_variant("full"), with its own phase timings
 
 and prints seconds, MB/s of JSONL input and peak RSS for each. Target: build peak RSS <= 2 GB.
+
+The `normalize` step is a streaming stand-in, so its RSS says nothing of the real stage's, which holds
+a source in memory: measured (s29, polars 2.1, short OpenAI-messages conversations) at a peak of
+~11-12x the input file (770 MB for a 64 MB JSONL, 728 MB for the same as a .json list; ~13-14x
+before RawRows wrote its rows into polars in chunks and normalize let go of each frame it was done
+with). The floor is the rows frame (~3.4x: twelve string columns of 16-byte views a row) beside the
+turn table being grouped from it. To measure it: `/usr/bin/time -f %M nanochatgpt check FILE`.
 """
 
 from __future__ import annotations

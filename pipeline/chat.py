@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.argtypes import whole_number_or
-from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, not_utf8_text
+from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, clean_text, not_utf8_text
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
 from pipeline.invisible import blank_text
 from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
@@ -107,6 +107,16 @@ def _refuse_undecodable(text: str, flag: str) -> None:
         raise ValueError(message)
 
 
+def _refuse_unclean(persona: str, flag: str) -> None:
+    """ValueError naming `flag` for a persona clean_text refuses (a control character, which
+    training quarantines; a run of whitespace or combining marks over its limit): ChatSession said
+    so without naming the option, and only once the model had loaded."""
+    try:
+        clean_text(persona)
+    except ValueError as e:
+        raise ValueError(f"{flag}: {e}") from None
+
+
 def _stop_strings(stop: list[str] | None) -> tuple[str, ...]:
     """`--stop`'s strings, checked as serve checks `stop`: a ValueError naming the option."""
     try:
@@ -153,8 +163,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         context = _read_context(args)
         stop = _stop_strings(args.stop)
-        for text, flag in [(context or "", "--context"), *((s, "--stop") for s in stop)]:
+        persona_flag = "--context-file" if args.context_file is not None else "--context"
+        for text, flag in [(context or "", persona_flag), *((s, "--stop") for s in stop)]:
             _refuse_undecodable(text, flag)
+        _refuse_unclean(context or "", persona_flag)
         if args.top_k < 0:  # SamplingParams would say "unset": here 0 is how to say it
             raise ValueError(f"--top-k must be >= 1, or 0 for no limit, got {args.top_k}")
     except ValueError as e:

@@ -41,3 +41,14 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NANOCHATGPT_DOWNLOAD_CACHE", str(tmp_path / "dl-cache"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def toy_repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The toy project (tests/toy_project.py, with fixtures/e2e/contrib) after its one `dvc repro`,
+    and the environment its commands run in. Built once per session, as it is the suite's costliest
+    setup (the whole graph, training included): the tests never touch it, each takes `copy_project`."""
+    from toy_project import E2E_CONTRIB, make_project
+
+    repo = tmp_path_factory.mktemp("toy-repro")
+    return repo, make_project(repo, extra_contrib=E2E_CONTRIB)

@@ -19,7 +19,7 @@ from pipeline.sources.adapters import contrib, get_adapter
 from pipeline.sources.adapters._messages import record_key
 from pipeline.sources.normalize import NormalizeResult, normalize_rows
 from pipeline.sources.registry import SourceSpec
-from pipeline.sources.rows import RawRows
+from pipeline.sources.rows import RAW_SCHEMA, RawRows
 
 CUT = "\\ud83d"  # as JSON / YAML double quotes write it: the high half of an emoji's surrogate pair
 
@@ -156,6 +156,40 @@ def test_raw_rows_escape_every_field() -> None:
     assert "`speaker`" in frame["reason"][2]
     assert frame["text"][3].startswith("x \\ud83d") and len(frame["text"][3]) == 2001  # cut to a preview
     assert frame["text"][4] == "\\ud83d"
+
+
+def _mixed_rows(chunk_rows: int) -> RawRows:
+    """Every kind of row RawRows takes (escaped surrogates, a cut preview, a skip, nulls), seven of them."""
+    rows = RawRows("s", "MIT", True, chunk_rows=chunk_rows)
+    rows.add("c", "fine", "f\udcff.jsonl:1", role="human")
+    rows.add("c", "hi", "f:2", role="bot", context="persona \ud83d")
+    rows.add("c", "hi", "f:3", speaker="\udc00")
+    rows.bad("f:4", "json_parse", "broken", conv_key="c", text="x \ud83d" + "y" * 3000)
+    rows.skip("f:5", "some_filter", conv_key="c", text="\ud83d")
+    rows.add(None, None, "f:6")
+    rows.add("d", "é " * 5000, "f:7", role="human", context="p")
+    return rows
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 7, 8])
+def test_raw_rows_in_chunks_make_the_same_frame(chunk_rows: int) -> None:
+    """RawRows moves its rows into polars every `chunk_rows` rows (memory: Python lists of a whole
+    file took ~2x its frame): the frame is the one built from unchunked rows, one chunk per column
+    (normalize needs one), and the same when asked for twice."""
+    whole = _mixed_rows(1_000_000).frame()
+    rows = _mixed_rows(chunk_rows)
+    assert len(rows) == 7
+    frame = rows.frame()
+    assert frame.equals(whole, null_equal=True) and frame.schema == whole.schema
+    assert all(s.n_chunks() == 1 for s in frame.get_columns())
+    assert rows.frame().equals(whole, null_equal=True)
+    rows.add("e", "more", "f:8", role="bot")  # rows added after a frame() still come in order
+    assert len(rows) == 8 and rows.frame().get_column("origin").to_list()[-2:] == ["f:7", "f:8"]
+
+
+def test_raw_rows_without_rows_make_an_empty_frame() -> None:
+    frame = RawRows("s", "MIT", True, chunk_rows=2).frame()
+    assert frame.height == 0 and frame.schema == pl.Schema(RAW_SCHEMA)
 
 
 def test_undecodable_file_name(tmp_path: Path) -> None:

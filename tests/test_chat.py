@@ -585,6 +585,32 @@ def test_a_too_long_context_file_is_named_as_the_option_given(
     assert capsys.readouterr().err.startswith("chat: --context is 200 tokens")
 
 
+def test_a_persona_with_a_control_character_is_refused_naming_the_option(
+    ckpt: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A persona holding a control character (a form feed between two pages of a file) is refused
+    as a message is, since training quarantines it; the refusal said "chat: text holds a control
+    character (U+000C) at character 9", naming no option, after the model had loaded."""
+    persona = tmp_path / "persona.txt"
+    persona.write_text("Be kind.\fPage two.\n", encoding="utf-8")
+    argv = ["chat", "--ckpt", str(ckpt), "--device", "cpu", "--max-new-tokens", "4"]
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model loaded for a persona refused at once")
+
+    monkeypatch.setattr("pipeline.chat.load_chat_model", no_model)
+    for extra, flag in [
+        (["--context-file", str(persona)], "--context-file"),
+        (["--context", f"@{persona}"], "--context"),
+        (["--context", "\n a\x1b[31mb"], "--context"),
+    ]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+        assert cli.main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"chat: {flag}: text holds a control character (U+00"), err
+        assert err.count("\n") == 1
+
+
 def test_reset_restarts_the_seeded_replies() -> None:
     """Each reply is seeded with seed + replies so far; /reset kept the count, so after it the same
     message got another reply than in a fresh chat with the same --seed."""
@@ -780,7 +806,7 @@ def test_a_persona_with_too_many_combining_marks_is_a_one_line_exit_2(
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
-    assert err.startswith("chat: text has 31 combining characters") and "\n" not in err
+    assert err.startswith("chat: --context: text has 31 combining characters") and "\n" not in err
     assert captured.out == ""
 
 
@@ -858,7 +884,7 @@ def test_a_persona_with_a_long_whitespace_run_is_a_one_line_exit_2(ckpt: Path, m
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
-    assert err.startswith("chat: text has 10001 whitespace characters") and "\n" not in err
+    assert err.startswith("chat: --context: text has 10001 whitespace characters") and "\n" not in err
     assert captured.out == ""
 
 

@@ -488,7 +488,11 @@ def test_whitespace_control_characters_at_the_edges_are_stripped_as_in_training(
 
 
 @pytest.mark.parametrize(
-    "blank", ["\u3164", "\u200b", " \ufeff\u200d ", "\U000e0001\u2060", "\u00ad\n\ufe0f", "\u115f\u1160"]
+    "blank",
+    [
+        *("\u3164", "\u200b", " \ufeff\u200d ", "\U000e0001\u2060", "\u00ad\n\ufe0f", "\u115f\u1160"),
+        "\u200b \u2060" * 300,  # longer than the walk's chunk (chattemplate._WALK_CHUNK)
+    ],
 )
 @pytest.mark.parametrize("role", ["system", "user", "assistant"])
 def test_the_template_leaves_out_a_message_of_invisible_characters_alone(tokenizer, service, blank, role):
@@ -527,3 +531,61 @@ def test_the_templates_control_characters_are_the_schemas():
 
     expected = [c for c in range(0x110000) if re.fullmatch(CONTROL_CHARS, chr(c))]
     assert list(CONTROL_CODES) == expected
+
+
+@pytest.mark.parametrize("reply", ["\u200b\x1c\u200b", "\ufeff\x1f\ufeff", "\u3164\x1d \u3164"])
+def test_an_assistant_message_of_invisible_characters_and_a_separator_is_kept_by_both(
+    tokenizer, service, reply
+):
+    """U+001C..U+001F are whitespace to str.strip (Jinja's trim) but not Unicode White_Space, so
+    invisible.blank_text keeps such an assistant message (a reply sent back keeps its control
+    characters) where the template's walk took the separator for whitespace and left the turn out."""
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "q"},
+    ]
+    req = ChatRequest.parse({"messages": messages})
+    served = service.session(req).prompt_ids(req.user_text)
+    templated = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    assert templated["input_ids"] == served
+
+
+# plain text, a BOM or an RTL mark first, and its first visible character past the walk's first chunk
+@pytest.mark.parametrize("start", ["", "\ufeff", "\u200f", "\u200b\n" * 300])
+def test_the_template_renders_a_long_message_without_walking_it(start):
+    """The template walked every character of every message (a loop's `if` filter does not stop
+    the loop): a 100 KB message took over a second where it took a millisecond, for text that
+    needs no walk (it does not start with an invisible character) or only up to its first visible
+    one. Counted, not timed: the template is rendered as transformers renders it (a sandboxed Jinja
+    environment) with a `trim` (the last filter of a cleaned text) whose result counts the
+    characters a loop takes from it, or from a slice of it."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    walked = [0]
+
+    class Counted(str):
+        def __iter__(self):
+            for ch in str.__iter__(self):
+                walked[0] += 1
+                yield ch
+
+        def __getitem__(self, key):
+            return Counted(str.__getitem__(self, key))
+
+    def raise_exception(message: str) -> None:
+        raise AssertionError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["trim"] = lambda value: Counted(value.strip())
+    env.globals["raise_exception"] = raise_exception
+    template = env.from_string(CHAT_TEMPLATE)
+    text = start + "word " * 80_000
+    messages = [{"role": "system", "content": text}, {"role": "user", "content": text}]
+    rendered = template.render(messages=messages, add_generation_prompt=True)
+    assert rendered.count("word") == 160_000
+    # Each text is cleaned twice (a message, then the persona or turn it makes), and each walk
+    # takes at most the opening before the first visible character and the rest of its chunk.
+    assert walked[0] <= 4 * (len(start) + 256), walked[0]

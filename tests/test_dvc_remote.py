@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from toy_project import ROOT, make_project, run
+from toy_project import ROOT, copy_project, run
 
 # What a pull does not give: the training run's resume state and its lock (pipeline/runlock.py) are
 # no DVC outputs (README, "Training and resuming"), so they stay where the model was trained.
@@ -87,19 +87,18 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_push_then_clone_and_pull_gives_every_output_and_re_runs_nothing(tmp_path: Path) -> None:
+def test_push_then_clone_and_pull_gives_every_output_and_re_runs_nothing(
+    tmp_path: Path, toy_repro: tuple[Path, dict[str, str]]
+) -> None:
     """The README's share workflow on the real dvc.yaml: repro, commit, push; clone, pull. The clone
     holds every output byte for byte (the resume state aside), `dvc status` lists only `registry`,
     and `dvc repro` runs nothing else there and leaves git clean; `dvc pull export` alone gives
     model/hf without the data."""
     a, b, c, store = (tmp_path / name for name in ("a", "b", "c", "store"))
-    # the real graph at toy scale, a few steps of training
-    env = make_project(
-        a,
-        profile={"max_iters": 4, "warmup_iters": 1, "eval_interval": 2, "eval_iters": 1, "ckpt_interval": 2},
-        prompts=1,
-        max_new_tokens=4,
-    )
+    # the real graph at toy scale, a few steps of training: a copy of the session's `dvc repro`
+    # (conftest.py), which test_e2e.py shares, as building it takes the most time of any setup
+    built, env = toy_repro
+    copy_project(built, a)
     dvc = [sys.executable, "-m", "dvc"]
     # the remote in .dvc/config.local (`--local`), as for a personal path: nothing committed names it
     _run([*dvc, "remote", "add", "-d", "--local", "shared", str(store)], a, env)

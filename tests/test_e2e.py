@@ -16,11 +16,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from toy_project import make_project, run
+from toy_project import copy_project, run
 
-# Contributed files added to the project's own data/contrib: a non-commercial one (CC-BY-NC-4.0,
-# `commercial: false`) whose rows the full variant holds and the commercial variant must drop.
-E2E_CONTRIB = Path(__file__).parent / "fixtures" / "e2e" / "contrib"
+# The toy project holds tests/fixtures/e2e/contrib (toy_project.E2E_CONTRIB): a non-commercial file
+# (CC-BY-NC-4.0, `commercial: false`) whose rows the full variant holds and the commercial variant must drop.
 NC_LICENCE = "CC-BY-NC-4.0"
 NC_CONVERSATIONS = 3  # in fixtures/e2e/contrib/nc-sample.txt
 NC_TURNS = 8
@@ -28,9 +27,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    repo = tmp_path_factory.mktemp("repo")
-    env = make_project(repo, extra_contrib=E2E_CONTRIB)
+def project(
+    tmp_path_factory: pytest.TempPathFactory, toy_repro: tuple[Path, dict[str, str]]
+) -> tuple[Path, dict[str, str]]:
+    """This module's copy of the session's toy project (conftest.py): its tests re-run stages in it."""
+    built, env = toy_repro
+    repo = tmp_path_factory.mktemp("repo") / "project"
+    copy_project(built, repo)
     return repo, env
 
 
@@ -142,65 +145,63 @@ def test_metrics_and_second_repro_is_a_no_op(project: tuple[Path, dict]) -> None
     assert lengths["content"]["encoding"]["y"] == {
         "field": "length",
         "type": "nominal",
-        "title": "length",
+        "title": "length in tokens",  # dvc.yaml's y_label
         "sort": None,
     }
     assert [d["length"] for d in lengths["content"]["data"]["values"]][:2] == ["1-32", "33-64"]
 
 
-def test_a_flipped_flag_or_a_new_contrib_file_reruns_only_what_it_changes(project: tuple[Path, dict]) -> None:
+@pytest.fixture
+def own_project(tmp_path: Path, toy_repro: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str]]:
+    """A copy of the session's toy project for one test that edits the registry and re-runs stages:
+    thrown away after it, so nothing has to be put back (nor re-run) for the tests after it."""
+    built, env = toy_repro
+    copy_project(built, tmp_path / "project")
+    return tmp_path / "project", env
+
+
+def test_a_flipped_flag_or_a_new_contrib_file_reruns_only_what_it_changes(
+    own_project: tuple[Path, dict],
+) -> None:
     """docs/contracts.md: flipping a commercial flag is a re-mix, never a re-download or re-normalize; a file
     dropped into data/contrib/ re-runs only the contrib chain."""
-    repo, env = project
+    repo, env = own_project
     registry = repo / "sources.yaml"
-    original = registry.read_text()
     added = repo / "data/contrib/extra.txt"
-    try:
-        entries = yaml.safe_load(original)
-        entries["chatterbot"]["commercial"] = False
-        registry.write_text(yaml.safe_dump(entries, sort_keys=False))
-        added.write_text("<human> Is this new? <endOfText>\n<bot> Brand new. <endOfText>\n")
-        added.with_suffix(".yaml").write_text("licence: CC0-1.0\ncommercial: true\ndescription: test\n")
-        out = run(
-            [sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env
-        ).stdout
-        assert "Running stage 'registry'" in out
-        assert "Stage 'download@chatterbot' didn't change, skipping" in out
-        assert "Stage 'normalize@chatterbot' didn't change, skipping" in out
-        assert "Running stage 'download@contrib'" in out and "Running stage 'normalize@contrib'" in out
-    finally:
-        registry.write_text(original)
-        added.unlink(missing_ok=True)
-        added.with_suffix(".yaml").unlink(missing_ok=True)
-        run([sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env)
+    entries = yaml.safe_load(registry.read_text())
+    entries["chatterbot"]["commercial"] = False
+    registry.write_text(yaml.safe_dump(entries, sort_keys=False))
+    added.write_text("<human> Is this new? <endOfText>\n<bot> Brand new. <endOfText>\n")
+    added.with_suffix(".yaml").write_text("licence: CC0-1.0\ncommercial: true\ndescription: test\n")
+    out = run(
+        [sys.executable, "-m", "dvc", "repro", "normalize@chatterbot", "normalize@contrib"], repo, env
+    ).stdout
+    assert "Running stage 'registry'" in out
+    assert "Stage 'download@chatterbot' didn't change, skipping" in out
+    assert "Stage 'normalize@chatterbot' didn't change, skipping" in out
+    assert "Running stage 'download@contrib'" in out and "Running stage 'normalize@contrib'" in out
 
 
-def test_an_edited_file_under_local_path_reruns_its_download(project: tuple[Path, dict]) -> None:
+def test_an_edited_file_under_local_path_reruns_its_download(own_project: tuple[Path, dict]) -> None:
     """DVC cannot name files under a `local_path:` as deps; the registry stage hashes them instead."""
     import chatterbot_corpus
 
-    repo, env = project
+    repo, env = own_project
     registry = repo / "sources.yaml"
-    original = registry.read_text()
     mine = repo / "mine"
     shutil.copytree(Path(chatterbot_corpus.__file__).parent / "data", mine / "data")
     stages = ["normalize@chatterbot"]
-    try:
-        entries = yaml.safe_load(original)
-        entries["chatterbot"]["local_path"] = "mine"
-        registry.write_text(yaml.safe_dump(entries, sort_keys=False))
-        out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
-        assert "Running stage 'download@chatterbot'" in out
-        (mine / "README.md").write_text("not one of `files:`\n")
-        out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
-        assert "Stage 'download@chatterbot' didn't change, skipping" in out
-        greetings = mine / "data/english/greetings.yml"
-        greetings.write_text(greetings.read_text() + "- - Is this file watched?\n  - It is now.\n")
-        out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
-        assert "Running stage 'download@chatterbot'" in out and "Running stage 'normalize@chatterbot'" in out
-        turns = pl.read_parquet(repo / "data/normalized/chatterbot.parquet")
-        assert "It is now." in turns["text"].to_list()
-    finally:
-        registry.write_text(original)
-        shutil.rmtree(mine, ignore_errors=True)
-        run([sys.executable, "-m", "dvc", "repro", *stages], repo, env)
+    entries = yaml.safe_load(registry.read_text())
+    entries["chatterbot"]["local_path"] = "mine"
+    registry.write_text(yaml.safe_dump(entries, sort_keys=False))
+    out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+    assert "Running stage 'download@chatterbot'" in out
+    (mine / "README.md").write_text("not one of `files:`\n")
+    out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+    assert "Stage 'download@chatterbot' didn't change, skipping" in out
+    greetings = mine / "data/english/greetings.yml"
+    greetings.write_text(greetings.read_text() + "- - Is this file watched?\n  - It is now.\n")
+    out = run([sys.executable, "-m", "dvc", "repro", *stages], repo, env).stdout
+    assert "Running stage 'download@chatterbot'" in out and "Running stage 'normalize@chatterbot'" in out
+    turns = pl.read_parquet(repo / "data/normalized/chatterbot.parquet")
+    assert "It is now." in turns["text"].to_list()

@@ -55,6 +55,12 @@ def _dataset(conversations: list) -> pl.DataFrame:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """data/dataset/full/train.parquet and the shards tokenize makes of it, in a bare project."""
+    monkeypatch.setenv("NANOCHATGPT_ROOT", str(write_project(tmp_path)))
+    return tmp_path
+
+
+def write_project(tmp_path: Path) -> Path:
+    """The `project` fixture's files under `tmp_path` (tests/test_mutation_audit2.py uses them too)."""
     (tmp_path / "params.yaml").write_text("train:\n  variant: full\n")
     dataset = tmp_path / "data" / "dataset" / "full"
     dataset.mkdir(parents=True)
@@ -69,7 +75,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     writer = ShardWriter(tmp_path / "data" / "tokens" / "full" / "train", int(enc.lengths[:2].sum()))
     writer.add(enc.ids, enc.mask, enc.lengths)
     writer.close()
-    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
     return tmp_path
 
 

@@ -1,6 +1,7 @@
 """The real pipeline at toy scale in a temporary git repository: dvc.yaml, stages/ and pipeline/
 copied as a commit holds them, two offline sources (chatterbot, contrib), a one-layer model trained
-for a few steps. Shared by the end-to-end tests (test_e2e.py, test_dvc_remote.py)."""
+for a few steps. Shared by the end-to-end tests (test_e2e.py, test_dvc_remote.py): conftest.py's
+session-scoped `toy_repro` runs the one `dvc repro` they need, and each takes a copy of it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Contributed files the shared toy project adds to the project's own data/contrib: a non-commercial
+# one (CC-BY-NC-4.0, `commercial: false`) whose rows the full variant holds and the commercial
+# variant must drop (test_e2e.py).
+E2E_CONTRIB = Path(__file__).parent / "fixtures" / "e2e" / "contrib"
 # What a commit of the project holds that the pipeline needs (.dvc/.gitignore keeps the cache and
 # config.local out of a commit, as in a real checkout).
 COPY = [
@@ -104,3 +109,11 @@ def make_project(
     run(["git", "init", "-q"], repo, env)
     run([sys.executable, "-m", "dvc", "repro"], repo, env)
     return env
+
+
+def copy_project(src: Path, dst: Path) -> None:
+    """A copy of the repository `src` (git, DVC cache, outputs) at `dst`, for a test that changes it.
+    DVC's own temporary state (.dvc/tmp: locks, the updater, experiments) stays behind; it is
+    rebuilt on demand. Outputs, the cache and dvc.lock carry no absolute path, so the copy is as
+    up to date as `src` (test_dvc_remote.py checks exactly that for a clone at another path)."""
+    shutil.copytree(src, dst, symlinks=True, ignore=lambda d, _: ["tmp"] if Path(d) == src / ".dvc" else [])

@@ -121,6 +121,10 @@ def normalize_rows(
     # empties the first file's chunk, polars 2.1's `pl.format` (the quarantine reasons) panics
     # ("assertion failed: i < self.len()") instead of quarantining (found by tests/test_properties_data.py).
     df = raw.rechunk().with_row_index("idx")
+    # Memory: a source's rows are held a few times over at most (the scale hunt found ~11x the input
+    # file), so every frame is let go once the next is built. The caller's frame goes too when it was
+    # passed inline (normalize_source), as do `df` after step 1 and `live` before the gate.
+    del raw
     rows_read = df.height
     rows_filtered = dict(sorted(Counter(df.get_column("filter").drop_nulls().to_list()).items()))
     # Per source (one per contributed file), in one pass: rows read, so each file reconciles too, and
@@ -130,7 +134,9 @@ def normalize_rows(
     read_by_source = {s: n for s, n, _, _ in per_source.iter_rows()}
     terms_by_source = {s: (licence, commercial) for s, _, licence, commercial in per_source.iter_rows()}
     filtered_by_source = df.filter(pl.col("filter").is_not_null()).group_by("source", "filter").len()
-    df = df.filter(pl.col("filter").is_null()).drop("filter")
+    if filtered_by_source.height:  # else a copy of every row for nothing
+        df = df.filter(pl.col("filter").is_null())
+    df = df.drop("filter")
 
     unread = pl.col("check").is_not_null()
     key = pl.col("conv_key")
@@ -140,20 +146,22 @@ def normalize_rows(
         # A context of nothing visible (empty, or invisible characters alone) is no context.
         context=pl.when(~blank(context)).then(context),
         conversation_id=pl.when(key.is_not_null() & (key != "")).then(pl.col("source") + ":" + key),
-    )
+    ).drop("conv_key")  # columns no later step reads are dropped as soon as they are done with
     quarantined: list[pl.DataFrame] = []
 
     # 1. unreadable rows
     quarantined.append(_quarantine(df.filter(unread), pl.col("check"), pl.col("reason"), True))
-    live = df.filter(~unread)
+    live = df.filter(~unread).drop("check", "reason")  # the quarantine's come from q_check, q_reason
+    del df
 
     # 2. row rules (role comes later: it may be derived from the speaker)
     for check, bad, reason in row_violations(max_turn_chars):
         if check in _LATER:
             continue
-        mask = bad.fill_null(False)
+        mask = live.select(bad.fill_null(False)).to_series()
         quarantined.append(_quarantine(live.filter(mask), check, reason, check not in _NON_BREAKING))
-        live = live.filter(~mask)
+        if mask.any():  # else filtering would copy every row to keep them all
+            live = live.filter(~mask)
 
     # 3. roles by speaker where the format has no explicit role
     live = live.sort("idx")
@@ -166,7 +174,9 @@ def normalize_rows(
     by_speaker = pl.when(spk.is_not_null()).then(
         pl.when(pl.col("_block") % 2 == 1).then(pl.lit("human")).otherwise(pl.lit("bot"))
     )
-    live = live.with_columns(role=pl.coalesce(pl.col("role"), by_speaker)).drop("_block", "_changed")
+    live = live.with_columns(role=pl.coalesce(pl.col("role"), by_speaker)).drop(
+        "_block", "_changed", "speaker"
+    )
     role_bad = next(bad for check, bad, _ in row_violations(max_turn_chars) if check == "role_valid")
     mask = role_bad.fill_null(False)
     # The role as the file spelled it, when the format's map did not know it (CONTRIBUTING.md lists
@@ -252,10 +262,22 @@ def normalize_rows(
     live = live.filter(~short).drop("_n", "_has_bot")
 
     turns = _turns(live)
+    kept = live.get_column("source").value_counts().iter_rows()
+    kept_by_source: dict[str, int] = {s: n for s, n in kept}
+    rows_kept = live.height
+    del live
     validate(turns)
     quarantine = _quarantine_frame(quarantined)
     report = _report(
-        rows_read, live, turns, quarantine, rows_filtered, read_by_source, filtered_by_source, terms_by_source
+        rows_read,
+        rows_kept,
+        kept_by_source,
+        turns,
+        quarantine,
+        rows_filtered,
+        read_by_source,
+        filtered_by_source,
+        terms_by_source,
     )
     return NormalizeResult(turns, quarantine, report)
 
@@ -265,8 +287,12 @@ def _turns(live: pl.DataFrame) -> pl.DataFrame:
     context = live.group_by("conversation_id").agg(
         _ctx=pl.col("context").drop_nulls().first(), _first=pl.col("idx").min()
     )
+    # Only the columns a turn keeps (not `origin`, the longest): sort and group copy what they are
+    # given. (Lazy was tried: a higher peak, and a parquet of other bytes.)
+    kept = ("conversation_id", "turn", "idx", "role", "text", "source", "licence", "commercial")
     turns = (
-        live.sort("idx")
+        live.select(kept)
+        .sort("idx")
         .group_by("conversation_id", "turn", maintain_order=True)
         .agg(
             pl.col("role").first(),
@@ -292,7 +318,8 @@ def _quarantine_frame(parts: list[pl.DataFrame]) -> pl.DataFrame:
 
 def _report(
     rows_read: int,
-    live: pl.DataFrame,
+    rows_kept: int,
+    kept_by_source: dict[str, int],
     turns: pl.DataFrame,
     quarantine: pl.DataFrame,
     filtered: dict[str, int],
@@ -303,12 +330,12 @@ def _report(
     by_check = dict(sorted(Counter(quarantine.get_column("check").to_list()).items()))
     report: dict[str, Any] = {
         "rows_read": rows_read,
-        "rows_kept": live.height,
+        "rows_kept": rows_kept,
         "rows_quarantined": quarantine.height,
         "rows_filtered": filtered,
         "quarantined_by_check": by_check,
         "turns_kept": turns.height,
-        "rows_merged": live.height - turns.height,
+        "rows_merged": rows_kept - turns.height,
         "conversations_kept": turns.get_column("conversation_id").n_unique(),
     }
     sources = sorted(read_by_source)
@@ -319,7 +346,7 @@ def _report(
             t = turns.filter(pl.col("source") == s)
             per[s] = {
                 "rows_read": read_by_source[s],
-                "rows_kept": live.filter(pl.col("source") == s).height,
+                "rows_kept": kept_by_source.get(s, 0),
                 "rows_filtered": dict(
                     sorted(filtered_by_source.filter(pl.col("source") == s).drop("source").iter_rows())
                 ),
@@ -360,8 +387,10 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
         min_turns = paramcheck.integer("normalize.min_turns", params.get("min_turns", 2))
     except ValueError as e:
         raise SourceError(str(e)) from None
-    raw = get_adapter(spec.adapter)(folder, spec, params)
-    result = normalize_rows(raw, max_turn_chars=max_chars, min_turns=min_turns)
+    # Passed inline, not held in a variable here: normalize_rows lets the adapter's frame go
+    # once it has its own copy, where a variable of this frame would keep it to the end.
+    read = get_adapter(spec.adapter)
+    result = normalize_rows(read(folder, spec, params), max_turn_chars=max_chars, min_turns=min_turns)
     report = {"source": spec.name, **result.report}
     if spec.adapter == "contrib":
         _describe_files(report, folder, spec.name)

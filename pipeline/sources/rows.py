@@ -57,15 +57,34 @@ def _escape_surrogates(value: str) -> str:
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-class RawRows:
-    """Column-wise builder (append is cheap; the frame is built once)."""
+# Rows held as Python lists before they move into polars: a row of Python strings takes more than
+# in polars, and a file's rows held as lists to the end stood beside the frame built from them
+# (measured, 400,000 rows of a 32 MB JSONL: 225 MB while the frame was built, 180 MB in chunks).
+CHUNK_ROWS = 50_000
 
-    def __init__(self, source: str, licence: str, commercial: bool) -> None:
+
+class RawRows:
+    """Column-wise builder: rows are appended to Python lists, which move into polars every
+    `chunk_rows` rows; `frame()` joins the chunks into one contiguous frame."""
+
+    def __init__(self, source: str, licence: str, commercial: bool, *, chunk_rows: int = CHUNK_ROWS) -> None:
         self.source, self.licence, self.commercial = source, licence, commercial
         self._cols: dict[str, list] = {name: [] for name in RAW_SCHEMA}
+        self._chunks: dict[str, list[pl.Series]] = {name: [] for name in RAW_SCHEMA}
+        self._chunk_rows = max(1, chunk_rows)
+        self._flushed = 0  # rows already moved into `_chunks`
 
     def __len__(self) -> int:
-        return len(self._cols["origin"])
+        return self._flushed + len(self._cols["origin"])
+
+    def _flush(self) -> None:
+        """Move the rows held as lists into a polars chunk per column."""
+        if not self._cols["origin"]:
+            return
+        for name, col in self._cols.items():
+            self._chunks[name].append(pl.Series(name, col, dtype=RAW_SCHEMA[name]))
+            self._cols[name] = []
+        self._flushed += len(self._chunks["origin"][-1])
 
     def _append(self, **values: object) -> None:
         """The one door into the frame: every row (add, bad, skip) of every adapter passes here, so a
@@ -89,6 +108,8 @@ class RawRows:
             values["text"] = text[:_BAD_TEXT_PREVIEW] + "…"
         for name, col in self._cols.items():
             col.append(values.get(name))
+        if len(self._cols["origin"]) >= self._chunk_rows:
+            self._flush()
 
     def add(
         self,
@@ -122,7 +143,22 @@ class RawRows:
         self._append(conv_key=conv_key, origin=origin, filter=reason, text=text)
 
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(self._cols, schema=RAW_SCHEMA)
+        """The rows as one frame, each column one chunk (normalize needs one: see normalize_rows).
+        Joined a column at a time, the column's chunks let go as it is joined: the peak is the
+        frame and one column, not the frame twice."""
+        self._flush()
+        columns = [self._column(name) for name in RAW_SCHEMA]
+        return pl.DataFrame(columns)
+
+    def _column(self, name: str) -> pl.Series:
+        """One column joined into one chunk, kept as the column's only chunk (frame() may be called again)."""
+        chunks = self._chunks.pop(name)
+        if not chunks:
+            column = pl.Series(name, [], dtype=RAW_SCHEMA[name])
+        else:
+            column = pl.concat(chunks, rechunk=True) if len(chunks) > 1 else chunks[0]
+        self._chunks[name] = [column]
+        return column
 
 
 def concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
