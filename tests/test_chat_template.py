@@ -426,8 +426,9 @@ def test_a_control_character_is_refused_as_training_quarantines_it(
     tokenizer, service, text, role, tmp_path: Path
 ):
     """Training quarantines a message holding a control character (C0 but tab and newline, DEL,
-    C1) once stripped, and the conversation from it on: the model never read one. Serve took "a\\x1bb" as text (a 200), the template rendered it: now a 400 naming the
-    message, the template's error, and the chat CLI's (a ValueError it prints)."""
+    C1) once stripped, and the conversation from it on: the model never read one. Serve took
+    "a\\x1bb" as text (a 200) and the template rendered it: now a 400 naming the message, the
+    template's error, and the chat CLI's (a ValueError it prints)."""
     from jinja2.exceptions import TemplateError
 
     messages = [
@@ -447,11 +448,8 @@ def test_a_control_character_is_refused_as_training_quarantines_it(
         service.session(ChatRequest.parse({"messages": [{"role": "user", "content": "Hi"}]})).prompt_ids(text)
 
 
-def test_an_assistant_message_keeps_its_control_characters_as_chat_keeps_a_reply(tokenizer, service):
-    """The model writes control characters (the evaluate transcripts escape them) and chat keeps its
-    reply as written: a client sending that reply back gets the same prompt from serve and the
-    template, not a 400 it cannot mend."""
-    reply = "x\x1b[0my\x07"
+def _served_and_templated_after_a_reply(tokenizer, service, reply: str) -> tuple[list[int], list[int]]:
+    """The prompt ids of Hi / `reply` / q from serve and from the exported template."""
     messages = [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": reply},
@@ -462,8 +460,17 @@ def test_an_assistant_message_keeps_its_control_characters_as_chat_keeps_a_reply
     templated = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=True, return_dict=True
     )
-    assert templated["input_ids"] == served
-    chat = service.session(ChatRequest.parse({"messages": messages[:1]}))
+    return served, templated["input_ids"]
+
+
+def test_an_assistant_message_keeps_its_control_characters_as_chat_keeps_a_reply(tokenizer, service):
+    """The model writes control characters (the evaluate transcripts escape them) and chat keeps its
+    reply as written: a client sending that reply back gets the same prompt from serve and the
+    template, not a 400 it cannot mend."""
+    reply = "x\x1b[0my\x07"
+    served, templated = _served_and_templated_after_a_reply(tokenizer, service, reply)
+    assert templated == served
+    chat = service.session(ChatRequest.parse({"messages": [{"role": "user", "content": "Hi"}]}))
     chat.add_turn("human", "Hi")
     chat.add_turn("bot", reply, generated=True)
     assert chat.prompt_ids("q") == served
@@ -540,17 +547,8 @@ def test_an_assistant_message_of_invisible_characters_and_a_separator_is_kept_by
     """U+001C..U+001F are whitespace to str.strip (Jinja's trim) but not Unicode White_Space, so
     invisible.blank_text keeps such an assistant message (a reply sent back keeps its control
     characters) where the template's walk took the separator for whitespace and left the turn out."""
-    messages = [
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": reply},
-        {"role": "user", "content": "q"},
-    ]
-    req = ChatRequest.parse({"messages": messages})
-    served = service.session(req).prompt_ids(req.user_text)
-    templated = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=True
-    )
-    assert templated["input_ids"] == served
+    served, templated = _served_and_templated_after_a_reply(tokenizer, service, reply)
+    assert templated == served
 
 
 # plain text, a BOM or an RTL mark first, and its first visible character past the walk's first chunk

@@ -7,8 +7,9 @@ vocabulary bound (pipeline.shards), the end of the learning-rate schedule (pipel
 folder swaps and fingerprints (pipeline.atomic), the dedup key and which copy is kept
 (pipeline.dedup), the tokens view (pipeline.tokenview), the quarantine account
 (pipeline.quarantine), normalize's and build's count reconciliation (pipeline.sources.normalize,
-pipeline.buildstats) and train's data check (pipeline.trainsetup.check_data). The audit's table (mutations tried,
-killed, equivalent) is in the session notes; the survivors judged equivalent are not tested.
+pipeline.buildstats) and train's data check (pipeline.trainsetup.check_data). The audit's table
+(mutations tried, killed, equivalent) is in the session notes; the survivors judged equivalent are
+not tested.
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ def _uncached_outputs() -> list[str]:
     return paths
 
 
-# README's ways back to the committed run: `[<index reset> -- PATHS && ]git checkout HEAD -- PATHS && dvc checkout`
+# README's ways back to the committed run:
+# `[<index reset> -- PATHS && ]git checkout HEAD -- PATHS && dvc checkout`
 WAY_BACK = re.compile(
     r"`((?:git rm -r -q -f --cached -- ([^`\n]*?) && )?git checkout HEAD -- ([^`\n]*?)) && dvc checkout`"
 )
