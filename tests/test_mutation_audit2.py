@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -460,7 +461,10 @@ def normalize_report(kept_sources: list[str], quarantined_sources: list[str]) ->
         {"check": ["text_present"] * len(quarantined_sources), "source": quarantined_sources}
     )
     filtered = pl.DataFrame(schema={"source": pl.String, "reason": pl.String, "n": pl.Int64})
-    return normalize_counts(4, live, live, quarantined, {}, {"a": 2, "b": 2}, filtered, {})
+    kept_by_source = dict(Counter(kept_sources))
+    return normalize_counts(
+        4, live.height, kept_by_source, live, quarantined, {}, {"a": 2, "b": 2}, filtered, {}
+    )
 
 
 def test_normalize_counts_each_sources_rows_and_refuses_any_that_do_not_add_up() -> None:
