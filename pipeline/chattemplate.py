@@ -24,6 +24,10 @@ fear and renders them.) tests/test_chat_template.py checks all of it against the
 
 from __future__ import annotations
 
+import re
+
+from pipeline.terminal import CONTROL_CHARS
+
 # pipeline.invisible.INVISIBLE_CHARS as code point ranges (Jinja has no Unicode properties; a test
 # checks them against the regex, code point by code point).
 INVISIBLE_RANGES = (
@@ -33,9 +37,9 @@ INVISIBLE_RANGES = (
     (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
     (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
 )  # fmt: skip
-# The control characters normalize's schema quarantines (pipeline.terminal.CONTROL_CHARS: C0 but
-# tab and newline, DEL, C1).
-CONTROL_CODES = (*range(0x9), *range(0xB, 0x20), *range(0x7F, 0xA0))
+# The control characters normalize's schema quarantines (C0 but tab and newline, DEL, C1), read off
+# the one definition (all below U+0100).
+CONTROL_CODES = tuple(c for c in range(0x100) if re.fullmatch(CONTROL_CHARS, chr(c)))
 _WALK_CHUNK = 256  # characters the invisible-text walk takes at a time (see _clean_macro)
 
 

@@ -122,7 +122,8 @@ class _Manifest(dict[str, Any]):
 
     @cached_property
     def listed(self) -> dict[Any, Any]:
-        return _listed(self.get("files"))
+        """sha256 by path, as recorded."""
+        return {f.get("path"): f.get("sha256") for f in self.get("files") or [] if isinstance(f, dict)}
 
     @cached_property
     def sidecars(self) -> dict[str, list[str]]:
@@ -135,18 +136,14 @@ class _Manifest(dict[str, Any]):
         return found
 
 
-def _listed(files: Any) -> dict[Any, Any]:
-    return {f.get("path"): f.get("sha256") for f in files or [] if isinstance(f, dict)}
-
-
 def _manifest(raw: Path) -> _Manifest | None:
     path = raw / MANIFEST
     return _Manifest(read_json_object(path, "download manifest")) if path.is_file() else None
 
 
-def _recorded(raw: Path, manifest: Mapping[str, Any], rel: str, name: str) -> str:
+def _recorded(raw: Path, manifest: _Manifest, rel: str, name: str) -> str:
     """The text of data/raw/<name>/<rel>, checked against the sha256 the manifest recorded for it."""
-    listed = manifest.listed if isinstance(manifest, _Manifest) else _listed(manifest.get("files"))
+    listed = manifest.listed
     path = raw / rel
     fix = f"re-run `dvc repro download@{name}`"
     if rel not in listed or not path.is_file():
@@ -170,16 +167,14 @@ def _cut(body: str, limit: int, recorded: str) -> tuple[str, str]:
     return body[:limit], note
 
 
-def _recorded_text(caption: str, raw: Path, manifest: Mapping[str, Any], rel: str, name: str) -> Text:
+def _recorded_text(caption: str, raw: Path, manifest: _Manifest, rel: str, name: str) -> Text:
     """The recorded file `rel` as a Text: `caption` names it, and ends in ':' (a cut one says so)."""
     recorded = f"data/raw/{name}/{rel}"
     body, note = _cut(_recorded(raw, manifest, rel, name), TEXT_MAX, recorded)
     return Text(f"{caption.removesuffix(':')}{note}:", "text", body)
 
 
-def _licence_texts(
-    name: str, raw: Path, manifest: Mapping[str, Any], describe: Callable[[str], str]
-) -> list[Text]:
+def _licence_texts(name: str, raw: Path, manifest: _Manifest, describe: Callable[[str], str]) -> list[Text]:
     """The licence files the download recorded (the manifest's `licence_files`) as Texts, each
     captioned `describe(rel)` and where it is recorded."""
     return [
@@ -245,7 +240,7 @@ def _terms_sections(card: str) -> list[str]:
     return sections
 
 
-def _card(raw: Path, manifest: Mapping[str, Any], name: str) -> tuple[list[str], list[Text]]:
+def _card(raw: Path, manifest: _Manifest, name: str) -> tuple[list[str], list[Text]]:
     """(facts, texts) of the recorded dataset card: what it states of the terms, verbatim."""
     rel = manifest.get("card")
     if not rel:
@@ -266,7 +261,7 @@ def _card(raw: Path, manifest: Mapping[str, Any], name: str) -> tuple[list[str],
     return [f"dataset card: recorded as {_code(recorded)}{said}"], texts
 
 
-def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+def _hub(source: CardSource, raw: Path, manifest: _Manifest) -> SourceNotice:
     pin = manifest.get("revision")
     facts = [f"pinned at {_code(pin)}"] if pin else []
     if "licence_files" not in manifest:  # downloaded before the repo's licence files were recorded
@@ -312,7 +307,7 @@ def _hub(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
     return SourceNotice(source, facts + card_facts, texts + card_texts, missing, caveat=caveat)
 
 
-def _url(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+def _url(source: CardSource, raw: Path, manifest: _Manifest) -> SourceNotice:
     pin = manifest.get("revision")
     facts = [f"sha256 of the download: {_code(pin)}"] if pin else []
     texts = _licence_texts(
@@ -336,7 +331,7 @@ def _url(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNo
     return SourceNotice(source, facts, texts, missing)
 
 
-def _local(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+def _local(source: CardSource, raw: Path, manifest: _Manifest) -> SourceNotice:
     where = f"`local_path:` {_code(manifest['local_path'])}"
     texts = _licence_texts(
         source.name, raw, manifest, lambda rel: f"{_member(rel)}, as the local copy holds it"
@@ -361,7 +356,7 @@ def _local(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> Source
     return SourceNotice(source, facts, texts + card_texts, missing)
 
 
-def _package(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+def _package(source: CardSource, raw: Path, manifest: _Manifest) -> SourceNotice:
     up = manifest.get("upstream")
     if not isinstance(up, dict):
         return SourceNotice(
@@ -400,9 +395,9 @@ def _package(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> Sour
     return SourceNotice(source, facts, texts, missing)
 
 
-def _contrib(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> SourceNotice:
+def _contrib(source: CardSource, raw: Path, manifest: _Manifest) -> SourceNotice:
     stem = source.name.split("/", 1)[-1]
-    sidecars = (manifest if isinstance(manifest, _Manifest) else _Manifest(manifest)).sidecars.get(stem, [])
+    sidecars = manifest.sidecars.get(stem, [])
     texts = [
         Text(
             f"The sidecar {_code(rel)}, as contributed (recorded as {_code(f'data/raw/{raw.name}/{rel}')}):",
@@ -420,7 +415,7 @@ def _contrib(source: CardSource, raw: Path, manifest: Mapping[str, Any]) -> Sour
     )
 
 
-def _repository_copy(raw: Path, manifest: Mapping[str, Any], name: str) -> Text | None:
+def _repository_copy(raw: Path, manifest: _Manifest, name: str) -> Text | None:
     """The licence text committed to this repository that the download recorded for the source
     (sources.yaml `licence_text:`, manifest `licence_text`), or None when there is none."""
     entry = manifest.get("licence_text")
@@ -457,7 +452,9 @@ def source_notice(
     top = source.name.split("/", 1)[0] if source.kind == "contrib" else source.name
     raw = root / "data" / "raw" / top
     manifests = {} if manifests is None else manifests
-    manifest = manifests[raw] if raw in manifests else manifests.setdefault(raw, _manifest(raw))
+    if raw not in manifests:
+        manifests[raw] = _manifest(raw)
+    manifest = manifests[raw]
     if manifest is None:
         print(
             f"build: {source.name}: no {raw / MANIFEST}, so NOTICE.md holds no licence text for it",
