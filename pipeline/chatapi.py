@@ -150,6 +150,11 @@ class ChatService:
             self._line.notify_all()  # waiters see it now, not at their next poll
         return self.lock.acquire(timeout=timeout)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether stop() was called: the server answers every request 503 from then on."""
+        return self._stopping.is_set()
+
     def _check_stopping(self) -> None:
         if self._stopping.is_set():
             raise ServerStopping

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.chatsession import clean_text, not_utf8_text
 from pipeline.invisible import blank_text
-from pipeline.stops import MAX_STOP_STRINGS, check_stop_strings
+from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
 
 PERSONA_ROLES = frozenset(
     {"system", "developer"}
@@ -47,6 +47,23 @@ class RequestError(ValueError):
 # OpenAI's code for a request that does not fit the context window: clients that shorten the
 # history on it (rather than parse the message) need it spelled so.
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+# OpenAI's codes for a field's value it refuses (the openai SDKs expose it as the error's `.code`):
+# a number out of range says which bound and whether the field is an integer or a decimal, as
+# {"param": "temperature", "code": "decimal_above_max_value"}; a value of the wrong JSON type is
+# invalid_type; one outside a field's set of choices is invalid_value; one OpenAI takes but this
+# server does not (n=2) is unsupported_value, as OpenAI says of a value a model does not take.
+INVALID_TYPE = "invalid_type"
+INVALID_VALUE = "invalid_value"
+UNSUPPORTED_VALUE = "unsupported_value"
+ARRAY_ABOVE_MAX_LENGTH = "array_above_max_length"
+STRING_ABOVE_MAX_LENGTH = "string_above_max_length"
+
+
+def range_code(value: float, low: float, kind: type) -> str:
+    """OpenAI's code for `value` outside its field's range: below `low`, or else above the top;
+    `kind` int (integer_...) or float (decimal_...)."""
+    number = "integer" if kind is int else "decimal"
+    return f"{number}_below_min_value" if value < low else f"{number}_above_max_value"
 
 
 def refuse_unsupported(body: dict[str, Any]) -> None:
@@ -162,8 +179,10 @@ class ChatRequest:
     @classmethod
     def parse(cls, body: Any) -> ChatRequest:
         body = request_object(body)
-        if _optional(body, ("n",), int) not in (None, 1):
-            raise RequestError("only n=1 is supported", "n")
+        n = _optional(body, ("n",), int)
+        if n is not None and n != 1:  # OpenAI takes 1..128: more is this server's limit, not a bad value
+            code = UNSUPPORTED_VALUE if n > 1 else range_code(n, 1, int)
+            raise RequestError("only n=1 is supported", "n", code=code)
         refuse_unsupported(body)
         conversation = Conversation()
         messages = body.get("messages")
@@ -198,12 +217,14 @@ class ChatRequest:
         stop = body.get("stop")
         if not (stop is None or isinstance(stop, (str, list))):
             raise RequestError(
-                f"`stop` must be a string or a list of up to {MAX_STOP_STRINGS} strings", "stop"
+                f"`stop` must be a string or a list of up to {MAX_STOP_STRINGS} strings",
+                "stop",
+                code=INVALID_TYPE,
             )
         try:
             req.stop = list(check_stop_strings(stop))
         except ValueError as e:
-            raise RequestError(f"`stop`: {e}", "stop") from None
+            raise RequestError(f"`stop`: {e}", "stop", code=_stop_code(stop)) from None
         for s in req.stop:  # the reply is UTF-8 text: a stop with a lone surrogate would never match
             _refuse_lone_surrogates(s, "stop")
         req.check_values()
@@ -229,7 +250,11 @@ class ChatRequest:
             seed=_optional(body, ("seed",), int),
         )
         if req.top_k is not None and req.top_k < 0:  # SamplingParams would say "unset"
-            raise RequestError(f"top_k must be >= 1, or 0 or null for no limit, got {req.top_k}", "top_k")
+            raise RequestError(
+                f"top_k must be >= 1, or 0 or null for no limit, got {req.top_k}",
+                "top_k",
+                code=range_code(req.top_k, 0, int),
+            )
         req.top_k = req.top_k or None  # 0 = no limit (as vLLM)
         req.stream = flag(body, "stream", False)
         if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
@@ -246,27 +271,44 @@ class ChatRequest:
         """A 400 for a reply budget under 1 or a sampling value out of range; `seed` becomes the
         sampler's (see _sampler_seed)."""
         if self.max_tokens is not None and self.max_tokens < 1:
-            raise RequestError(f"{self.names.budget} must be at least 1", self.names.budget)
+            raise RequestError(
+                f"{self.names.budget} must be at least 1",
+                self.names.budget,
+                code=range_code(self.max_tokens, 1, int),
+            )
         from pipeline.sampling import SamplingParams  # imports torch: not at the CLI's start-up
 
         seed = _sampler_seed(self.seed)
         try:
             SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=seed)
         except ValueError as e:  # the message starts with the field's name
-            raise RequestError(str(e), str(e).split()[0]) from None
+            name = str(e).split()[0]
+            raise RequestError(str(e), name, code=self._sampling_code(name)) from None
         # after SamplingParams, which checks the seed last: the first mistake named stays the same
         if self.seed is not None and not INT64[0] <= self.seed <= INT64[1]:
             raise RequestError(
-                f"seed must be in {INT64[0]}..{INT64[1]} (a 64-bit integer), got {self.seed}", "seed"
+                f"seed must be in {INT64[0]}..{INT64[1]} (a 64-bit integer), got {self.seed}",
+                "seed",
+                code=range_code(self.seed, INT64[0], int),
             )
         # OpenAI's range (the sampler, and so chat's --temperature, takes any finite value >= 0):
         # a client tested here would be refused there. After the sampler's checks, as it was accepted
         # before: a body with several mistakes keeps the error it had.
         if self.temperature > MAX_TEMPERATURE:
             raise RequestError(
-                f"temperature must be in [0, {MAX_TEMPERATURE:g}], got {self.temperature}", "temperature"
+                f"temperature must be in [0, {MAX_TEMPERATURE:g}], got {self.temperature}",
+                "temperature",
+                code=range_code(self.temperature, 0.0, float),
             )
         self.seed = seed
+
+    def _sampling_code(self, name: str) -> str:
+        """The range code of the sampling value SamplingParams refused (each has 0 as its floor;
+        the seed, wrapped into the sampler's range first, never is)."""
+        if name == "top_k":
+            return range_code(self.top_k or 0, 1, int)
+        value = self.top_p if name == "top_p" else self.temperature
+        return range_code(value if value is not None else 0.0, 0.0, float)
 
 
 def flag(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -297,8 +339,10 @@ def _check_ignored_knobs(body: dict[str, Any]) -> None:
     OpenAI's API."""
     for key in PENALTIES:
         value = _optional(body, (key,), float)
-        if value is not None and not -2.0 <= value <= 2.0:  # NaN too
-            raise RequestError(f"`{key}` must be in [-2, 2], got {value}", key)
+        if value is not None and not -2.0 <= value <= 2.0:  # _optional refuses NaN
+            raise RequestError(
+                f"`{key}` must be in [-2, 2], got {value}", key, code=range_code(value, -2.0, float)
+            )
     bias = body.get("logit_bias")
     if bias is None:
         return
@@ -306,6 +350,7 @@ def _check_ignored_knobs(body: dict[str, Any]) -> None:
         "`logit_bias` must be an object of token ids (digits) to numbers in "
         f"[-{MAX_LOGIT_BIAS}, {MAX_LOGIT_BIAS}]",
         "logit_bias",
+        code=INVALID_VALUE,
     )
     if not isinstance(bias, dict):
         raise wrong
@@ -317,6 +362,17 @@ def _check_ignored_knobs(body: dict[str, Any]) -> None:
             or not -MAX_LOGIT_BIAS <= value <= MAX_LOGIT_BIAS
         ):
             raise wrong
+
+
+def _stop_code(stop: str | list[Any]) -> str:
+    """OpenAI's code for the `stop` check_stop_strings refused: too many, one too long, or one
+    empty or not a string."""
+    if isinstance(stop, list) and len(stop) > MAX_STOP_STRINGS:
+        return ARRAY_ABOVE_MAX_LENGTH
+    strings = [stop] if isinstance(stop, str) else stop
+    if any(isinstance(s, str) and len(s) > MAX_STOP_CHARS for s in strings):
+        return STRING_ABOVE_MAX_LENGTH
+    return INVALID_VALUE
 
 
 def _sampler_seed(seed: int | None) -> int | None:
@@ -367,7 +423,9 @@ def _optional(body: dict, keys: tuple[str, ...], kind: type, default: Any = None
         value = body.get(key)
         if value is None:
             continue
-        wrong = RequestError(f"`{key}` must be a{'n integer' if kind is int else ' number'}", key)
+        wrong = RequestError(
+            f"`{key}` must be a{'n integer' if kind is int else ' number'}", key, code=INVALID_TYPE
+        )
         # bool is an int in Python; a JSON true is never a number here.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise wrong

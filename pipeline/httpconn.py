@@ -22,7 +22,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -46,10 +46,17 @@ class DeadlineReader(io.RawIOBase):
     connection on one in the request line or headers, serve.Handler._body answers 408.
     """
 
-    def __init__(self, sock: socket.socket, idle: float | None, budget: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        idle: float | None,
+        budget: float,
+        began: Callable[[], None] | None = None,
+    ) -> None:
         self.sock = sock
         self.idle = idle
         self.budget = budget
+        self.began = began  # called at each request's first byte (serve.Handler counts it in flight)
         self.deadline: float | None = None
 
     def readable(self) -> bool:
@@ -69,6 +76,8 @@ class DeadlineReader(io.RawIOBase):
             self.sock.settimeout(self.idle)  # writes keep the plain timeout
         if n and self.deadline is None:
             self.deadline = time.monotonic() + self.budget
+            if self.began is not None:
+                self.began()
         return n
 
 
@@ -216,14 +225,14 @@ class ChatHTTPServer(ThreadingHTTPServer):
         self._open = 0  # connections with a thread
         self._open_lock = threading.Lock()
         self._reaper = _Reaper(MAX_REFUSED_LINGERING, REFUSED_LINGER_SECONDS)
-        self._answering = 0  # requests read whole and not yet answered (see answering())
+        self._answering = 0  # requests begun (a first byte read) and not yet answered (see answering())
         self._answered = threading.Condition()
         super().__init__(*args, **kwargs)
 
     @contextlib.contextmanager
     def answering(self) -> Iterator[None]:
-        """Count a request, read whole, until its reply is written: a server shutting down waits
-        for those (wait_answered) so that their clients get the reply, not a connection cut."""
+        """Count a request, from its first byte, until its reply is written: a server shutting down
+        waits for those (wait_answered) so that their clients get the reply, not a connection cut."""
         with self._answered:
             self._answering += 1
         try:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.chatapi import ChatService, Event, Reply, ended_on_failure, failure_message
 from pipeline.chatrequest import (
+    INVALID_VALUE,
     ROLES,
     ChatRequest,
     Conversation,
@@ -89,7 +90,9 @@ class ResponsesRequest(ChatRequest):
         truncation = body.get("truncation")
         if truncation is not None and truncation not in TRUNCATION:
             raise RequestError(
-                f'`truncation` must be "auto" or "disabled", got {_quoted(truncation)}', "truncation"
+                f'`truncation` must be "auto" or "disabled", got {_quoted(truncation)}',
+                "truncation",
+                code=INVALID_VALUE,
             )
         req.keep_all_turns = truncation == "disabled"
         req.settings = {
@@ -185,7 +188,9 @@ def _verbosity(body: dict[str, Any]) -> str:
     if value is None:
         return "medium"  # OpenAI's default
     if value not in VERBOSITY:
-        raise RequestError(f"`text.verbosity` must be one of {', '.join(VERBOSITY)}", "text.verbosity")
+        raise RequestError(
+            f"`text.verbosity` must be one of {', '.join(VERBOSITY)}", "text.verbosity", code=INVALID_VALUE
+        )
     return value
 
 

@@ -48,6 +48,7 @@ import contextlib
 import io
 import ipaddress
 import json
+import os
 import re
 import signal
 import socket
@@ -128,7 +129,9 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         # rfile reads through a clock that enforces request_deadline (see DeadlineReader).
         self.rfile.close()
-        self._reader = DeadlineReader(self.connection, self.timeout, self.request_deadline)
+        self._reader = DeadlineReader(
+            self.connection, self.timeout, self.request_deadline, self._request_began
+        )
         self.rfile = io.BufferedReader(self._reader)
 
     def handle_one_request(self) -> None:
@@ -136,7 +139,15 @@ class Handler(BaseHTTPRequestHandler):
         # The body was read, or given up on. Until this request's headers are parsed there is no
         # body to know of (a 414 comes before them; the last request's headers are stale).
         self._body_done = True
-        super().handle_one_request()
+        self._request = contextlib.ExitStack()  # left once this request is answered (_request_began)
+        with self._request:
+            super().handle_one_request()
+
+    def _request_began(self) -> None:
+        """A request's first byte arrived: a server stopping waits for its answer (wait_answered),
+        which is a 503 once its headers are read (parse_request). Counted only from the body's end,
+        a request that arrived as Ctrl-C came was cut by the exit, unanswered."""
+        self._request.enter_context(self.server.answering())
 
     def parse_request(self) -> bool:
         """http.server's parsing, then the checks every request passes before its method runs."""
@@ -149,6 +160,9 @@ class Handler(BaseHTTPRequestHandler):
         refusal = self._host_refusal()
         if refusal:
             self._error(HTTPStatus.FORBIDDEN, refusal, "permission_error")
+            return False
+        if self.service.stopping:  # its body is not read: the 503 says all there is to say
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(ServerStopping()), "server_error")
             return False
         if self.command != "POST" and self._has_body():
             # Only POST reads a body: an unread one would be parsed as the next request line on
@@ -282,10 +296,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             return
         self._streaming = False
-        # Entered once the body is read (_generate), left once the reply is written: see _stop.
-        self._answering = contextlib.ExitStack()
-        with self._answering:
-            self._answer(api)
+        self._answer(api)
 
     def _answer(self, api: Api) -> None:
         """Generate the reply (_generate), or answer what went wrong instead."""
@@ -323,7 +334,6 @@ class Handler(BaseHTTPRequestHandler):
         """The request parsed, its turn at the engine awaited, and the reply sent, whole or as a
         stream; what goes wrong is raised for do_POST to answer."""
         body = self._body()
-        self._answering.enter_context(self.server.answering())
         req = api.parse(body)
         session = self.service.prepare(req)  # a 400 is said at once, never after the line
         with self.service.turn(self._client_left):
@@ -424,6 +434,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: HTTPStatus, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
+        if self.service.stopping:  # a keep-alive connection carries no next request: it would be cut
+            self.close_connection = True
         try:
             self.send_response(status)
             for name, value in (headers or {}).items():
@@ -606,15 +618,17 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
         print(f"serve: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
-    try:
-        with _sigterm_as_ctrl_c():
+    # One handler from start to exit: a second signal must find it even between serve_forever's
+    # end and _stop (the default SIGTERM handler there killed it, 143, without a word).
+    with _stop_signals():
+        try:
             _announce(server, args.model_name)  # after: whoever reads it may send SIGTERM at once
             server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        _stop(server, service)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+            _stop(server, service)
     return 0
 
 
@@ -633,26 +647,45 @@ def _announce(server: ChatHTTPServer, model_name: str) -> None:
     )
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (systemd, docker stop, kill) stops the server as Ctrl-C does, rather than killing it
-    mid-reply; the handler it replaces is put back after."""
+def _stop_signals() -> Iterator[None]:
+    """The first Ctrl-C or SIGTERM (systemd, docker stop, kill) stops the server (KeyboardInterrupt,
+    then _stop), rather than killing it mid-reply; a second one, while it stops, exits at once with
+    a line that says so and the shell's status for that signal (130 for Ctrl-C, 143 for SIGTERM),
+    no traceback. The handlers they replace are put back after."""
+    signalled = False
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal signalled
+        if not signalled:
+            signalled = True
+            raise KeyboardInterrupt
+        with contextlib.suppress(OSError, ValueError):
+            print(
+                "serve: stopping now, without waiting for the requests in flight", file=sys.stderr, flush=True
+            )
+        # os._exit, not sys.exit: the generation still running in a daemon thread aborted the
+        # interpreter's exit inside torch (see ChatService.stop), and this must not wait on it.
+        os._exit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _stop(server: ChatHTTPServer, service: ChatService) -> None:
     """Stop the generation in flight and the requests waiting, and let their clients have their
     answers (a 503, or a stream's error event), before the interpreter exits: a generation left
     running in a daemon thread aborted the process inside torch, and the rest were cut unanswered.
-    A request still arriving is not waited for. A second Ctrl-C exits at once."""
+    A request that has begun to arrive is waited for too (and answered 503 once its headers are
+    read); the listening socket is closed first (run), so a new connection is refused, not cut,
+    and an idle keep-alive connection closes. A second Ctrl-C exits at once (_stop_signals)."""
     with contextlib.suppress(KeyboardInterrupt):
         deadline = time.monotonic() + STOP_SECONDS
         if service.stop(STOP_SECONDS) and server.wait_answered(max(0.0, deadline - time.monotonic())):

@@ -1659,3 +1659,178 @@ def test_sigterm_stops_serve_as_ctrl_c_does(tmp_path) -> None:
     finally:
         proc.kill()
     assert rest.strip() == "serve: stopped"
+
+
+# ---- session 30: OpenAI's error codes, a shutdown's late connections and its second signal ---------
+
+RANGE_CODES = [
+    ({"temperature": 2.5}, "temperature", "decimal_above_max_value"),
+    ({"temperature": -0.5}, "temperature", "decimal_below_min_value"),
+    ({"top_p": 1.5}, "top_p", "decimal_above_max_value"),
+    ({"top_p": -0.1}, "top_p", "decimal_below_min_value"),
+    ({"top_k": -1}, "top_k", "integer_below_min_value"),
+    ({"seed": 2**63}, "seed", "integer_above_max_value"),
+    ({"seed": -(2**63) - 1}, "seed", "integer_below_min_value"),
+    ({"temperature": "hot"}, "temperature", "invalid_type"),
+    ({"max_tokens": 0}, "max_tokens", "integer_below_min_value"),
+]
+
+
+@pytest.mark.parametrize(("extra", "param", "code"), RANGE_CODES)
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_out_of_range_values_carry_openais_codes_on_both_apis(
+    extra: dict, param: str, code: str, api: str
+) -> None:
+    """They said "code": null; OpenAI says which bound a value broke ("decimal_above_max_value"),
+    and the openai SDK hands it to the caller as the error's .code. Both APIs say the same."""
+    from pipeline.chatrequest import ChatRequest, RequestError
+    from pipeline.responsesapi import ResponsesRequest
+
+    if api == "chat":
+        parse, body = ChatRequest.parse, {"messages": [{"role": "user", "content": "hi"}], **extra}
+    else:
+        extra = {("max_output_tokens" if k == "max_tokens" else k): v for k, v in extra.items()}
+        param = "max_output_tokens" if param == "max_tokens" else param
+        parse, body = ResponsesRequest.parse, {"input": "hi", **extra}
+    with pytest.raises(RequestError) as e:
+        parse(body)
+    assert (e.value.param, e.value.code) == (param, code)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "code"),
+    [
+        ({"n": 2}, "n", "unsupported_value"),
+        ({"n": 0}, "n", "integer_below_min_value"),
+        ({"presence_penalty": 3}, "presence_penalty", "decimal_above_max_value"),
+        ({"frequency_penalty": -3}, "frequency_penalty", "decimal_below_min_value"),
+        ({"logit_bias": {"50256": 500}}, "logit_bias", "invalid_value"),
+        ({"stop": list("abcde")}, "stop", "array_above_max_length"),
+        ({"stop": "x" * 1001}, "stop", "string_above_max_length"),
+        ({"stop": [""]}, "stop", "invalid_value"),
+    ],
+)
+def test_chat_only_fields_carry_openais_codes_over_http(enc, extra: dict, param: str, code: str) -> None:
+    with serving(Engine(tiny_gpt(), enc=enc)) as url:
+        status, reply = post(url, {"messages": [{"role": "user", "content": "hi"}], **extra})
+    assert status == 400 and (reply["error"]["param"], reply["error"]["code"]) == (param, code), reply
+
+
+def test_responses_choices_are_invalid_value() -> None:
+    from pipeline.chatrequest import RequestError
+    from pipeline.responsesapi import ResponsesRequest
+
+    for extra, param in (
+        ({"truncation": "x"}, "truncation"),
+        ({"text": {"verbosity": "x"}}, "text.verbosity"),
+    ):
+        with pytest.raises(RequestError) as e:
+            ResponsesRequest.parse({"input": "hi", **extra})
+        assert (e.value.param, e.value.code) == (param, "invalid_value")
+
+
+_BLOCKING_SERVE = (
+    "import sys, threading, argparse, pipeline.chat\n"
+    "from test_engine_support import tiny_gpt\n"
+    "from pipeline.serve import add_arguments, run\n"
+    "model = tiny_gpt()\n"
+    "def stuck(idx, cache):  # a generation that never reaches its next piece\n"
+    "    print('decoding', file=sys.stderr, flush=True)\n"
+    "    threading.Event().wait(120)\n"
+    "model.decode_step = stuck\n"
+    "pipeline.chat.load_chat_model = lambda *a, **k: model\n"
+    "p = argparse.ArgumentParser(); add_arguments(p)\n"
+    "sys.exit(run(p.parse_args(['--port', '0', '--threads', '1'])))\n"
+)
+
+
+@pytest.mark.parametrize("second", ["SIGTERM", "SIGINT"])
+def test_a_second_signal_while_stopping_exits_at_once_with_a_line(second: str) -> None:
+    """A second SIGTERM while serve waited for a stuck generation killed it silently (143: the
+    default handler was back); it now says so and exits at once, 128 + the signal, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    tests = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.path.dirname(tests)])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKING_SERVE], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        for line in proc.stderr:
+            if "Ctrl-C stops" in line:
+                url = re.search(r"http://[^/]+", line).group(0)
+                break
+        client = _connect(url)
+        client.sendall(_chat("localhost"))
+        for line in proc.stderr:
+            if line.strip() == "decoding":
+                break
+        proc.send_signal(signal.SIGTERM)
+
+        # The first signal is being handled once the listening socket is closed.
+        def refused() -> bool:
+            try:
+                _connect(url, timeout=1).close()
+            except OSError:
+                return True
+            return False
+
+        assert _wait_until(refused, timeout=10)
+        start = time.monotonic()
+        proc.send_signal(getattr(signal, second))
+        status = proc.wait(10)
+        rest = proc.stderr.read()
+        client.close()
+    finally:
+        proc.kill()
+    assert status == 128 + getattr(signal, second), rest
+    assert time.monotonic() - start < 5  # not the 10 s the stop waits for the generation
+    assert rest.strip().splitlines()[-1].startswith("serve: stopping now"), rest
+    assert "Traceback" not in rest
+
+
+def test_a_request_arriving_as_the_server_stops_gets_a_503_not_a_cut(enc) -> None:
+    """The stop waited only for requests whose body was read: one whose first bytes had arrived
+    when Ctrl-C came was cut unanswered by the exit. The listening socket is closed first (new
+    connections are refused, as uvicorn, gunicorn and Go's Shutdown do), and a request begun is
+    waited for and answered 503, OpenAI's error body, before the process may exit."""
+    from pipeline import serve
+
+    service = ChatService(Engine(tiny_gpt(), enc=enc))
+    with serving_service(service) as (url, server):
+        client = _connect(url)
+        request = _chat("localhost")
+        client.sendall(request[:10])  # the request has begun to arrive
+        _wait_until(lambda: server._answering == 1, timeout=2)
+        server.shutdown()
+        server.server_close()  # as run() does: no new connection is taken
+        with pytest.raises(ConnectionRefusedError):
+            _connect(url, timeout=5)
+        stopper = threading.Thread(target=serve._stop, args=(server, service))
+        stopper.start()
+        stopper.join(0.5)
+        assert stopper.is_alive()  # it waits for the request begun
+        client.sendall(request[10:])
+        reply = client.makefile("rb").read()
+        stopper.join(10)
+        assert not stopper.is_alive()
+        client.close()
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head
+    error = json.loads(body)["error"]
+    assert error["message"].startswith("the server is shutting down") and error["type"] == "server_error"
+
+
+def test_a_keep_alive_connection_closes_after_its_reply_once_stopping(enc) -> None:
+    """Once stopping, a reply says Connection: close: the next request on it would be cut."""
+    service = ChatService(Engine(tiny_gpt(), enc=enc))
+    with serving_service(service) as (url, server):
+        service.stop(5)
+        client = _connect(url, timeout=5)
+        client.sendall(_request("GET", "/health", "localhost"))
+        reply = client.makefile("rb").read()  # the server closes: read() ends
+        client.close()
+    assert reply.startswith(b"HTTP/1.1 503") and b"Connection: close" in reply

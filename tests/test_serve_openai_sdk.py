@@ -159,9 +159,14 @@ def test_the_sdks_stream_and_parse_helpers_read_the_replies(hello) -> None:
             "context_length_exceeded",
             "fit",
         ),
-        ({"n": 2}, "n", None, "n=1"),
-        ({"seed": 2**63}, "seed", None, "64-bit"),  # OpenAI's seed is an int64 (a negative one is taken)
-        ({"stop": list("abcde")}, "stop", None, "at most 4"),
+        ({"n": 2}, "n", "unsupported_value", "n=1"),
+        (
+            {"seed": 2**63},
+            "seed",
+            "integer_above_max_value",
+            "64-bit",
+        ),  # OpenAI's seed is an int64 (a negative one is taken)
+        ({"stop": list("abcde")}, "stop", "array_above_max_length", "at most 4"),
         ({"response_format": {"type": "json_object"}}, "response_format", None, "JSON"),
     ],
 )
