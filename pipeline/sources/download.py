@@ -20,11 +20,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline.atomic import atomic_dir, remove_stale, sha256_file, write_json
+from pipeline.atomic import atomic_dir, json_bytes, remove_stale, sha256_file, write_json
 from pipeline.params import project_root
 from pipeline.sources import globs
 from pipeline.sources.contrib import (
     LINK_RULE,
+    ContribFile,
     contrib_entries,
     contrib_folder,
     scan_contrib,
@@ -402,14 +403,18 @@ def _from_package(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
     }
 
 
-def _from_contrib(spec: SourceSpec, root: Path, out: Path) -> dict[str, Any]:
-    """Contributed files and their sidecars, from data/contrib/ or the folder `local_path:` names."""
+def _from_contrib(
+    spec: SourceSpec, root: Path, out: Path, scanned: list[ContribFile] | None = None
+) -> dict[str, Any]:
+    """Contributed files and their sidecars, from data/contrib/ or the folder `local_path:` names.
+    `scanned`: the caller's scan_contrib of that folder, which is then not read again."""
     folder = contrib_folder(spec, root)
     if spec.local_path and not folder.is_dir():
         raise SourceError(
             f"{spec.name}: local_path {folder} is not a folder; fix `local_path:` for {spec.name} in sources.yaml"
         )
-    for cf in scan_contrib(folder, spec.name):  # refuses a data file without a valid sidecar
+    # refuses a data file without a valid sidecar
+    for cf in scan_contrib(folder, spec.name) if scanned is None else scanned:
         _copy(cf.path, out / cf.path.name)
         _copy(cf.sidecar, out / cf.sidecar.name)
     fetched: dict[str, Any] = {"location": spec.location, "revision": None}
@@ -554,14 +559,26 @@ def unpinned_notice(spec: SourceSpec, folder: Path) -> str | None:
     )
 
 
-def download(spec: SourceSpec, root: Path | None = None) -> Path:
-    """Fetch `spec` into data/raw/<name>/ (atomically) and return that folder."""
+def download(
+    spec: SourceSpec,
+    root: Path | None = None,
+    *,
+    scanned: list[ContribFile] | None = None,
+    durable: bool = True,
+) -> Path:
+    """Fetch `spec` into data/raw/<name>/ (atomically) and return that folder. For a contrib
+    source, `scanned` is the caller's scan_contrib of its folder (not scanned again); `durable=False`
+    (a throwaway `root`: atomic_dir says why) writes without fsyncs."""
     root = root or project_root()
     target = raw_dir(spec.name, root)
     # a contrib folder keeps its own rules (sidecars, no documentation) wherever it is
     fetch = _from_local if spec.local_path and spec.kind != "contrib" else FETCHERS[spec.kind]
+    if scanned is not None:
+        if spec.kind != "contrib":
+            raise ValueError(f"{spec.name}: a contrib scan passed for a {spec.kind} source")
+        fetch = functools.partial(_from_contrib, scanned=scanned)
     remove_stale(target)  # a killed download's partial copy (a hub snapshot can be gigabytes)
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, durable=durable) as tmp:
         fetched = fetch(spec, root, tmp)
         fetched.update(_repository_licence(spec, root, tmp))
         if (tmp / MANIFEST).exists():  # an upstream file of that name would be silently replaced
@@ -569,5 +586,9 @@ def download(spec: SourceSpec, root: Path | None = None) -> Path:
                 f"{spec.name}: the download holds a top-level {MANIFEST}, the name of the pipeline's own "
                 f"record of it; narrow `files:` for {spec.name} in sources.yaml to leave it out"
             )
-        write_json(tmp / MANIFEST, manifest(spec, tmp, fetched))
+        record = manifest(spec, tmp, fetched)
+        if durable:
+            write_json(tmp / MANIFEST, record)
+        else:  # the same bytes, unsynced: atomic_dir publishes the folder whole in any case
+            (tmp / MANIFEST).write_bytes(json_bytes(record))
     return target

@@ -31,10 +31,11 @@ Order of the rules (the first that fails names the row's check):
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -52,6 +53,9 @@ from pipeline.schema import (
 )
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import SourceSpec
+
+if TYPE_CHECKING:
+    from pipeline.sources.contrib import ContribFile
 
 # params.yaml `normalize`: the rules' two bounds (an adapter's own settings are its `options:` in
 # sources.yaml, so that editing one re-runs only that source)
@@ -366,9 +370,14 @@ def _report(
     return report
 
 
-def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> NormalizeResult:
-    """Read data/raw/<name>/ with the source's adapter and apply the rules; `params` = params.yaml `normalize`."""
+def normalize_source(
+    spec: SourceSpec, folder: Path, params: dict[str, Any], scanned: list[ContribFile] | None = None
+) -> NormalizeResult:
+    """Read data/raw/<name>/ with the source's adapter and apply the rules; `params` = params.yaml
+    `normalize`. A contrib folder is scanned once (its rows and its files' descriptions both come
+    from the scan), or not at all where the caller passes its scan_contrib of `folder` (`scanned`)."""
     from pipeline.sources.adapters import get_adapter
+    from pipeline.sources.contrib import scan_contrib
     from pipeline.sources.download import MANIFEST
 
     if not (folder / MANIFEST).is_file():
@@ -390,21 +399,26 @@ def normalize_source(spec: SourceSpec, folder: Path, params: dict[str, Any]) -> 
     # Passed inline, not held in a variable here: normalize_rows lets the adapter's frame go
     # once it has its own copy, where a variable of this frame would keep it to the end.
     read = get_adapter(spec.adapter)
+    if spec.adapter == "contrib":
+        scanned = scan_contrib(folder, spec.name) if scanned is None else scanned
+        read = functools.partial(read, scanned=scanned)
     result = normalize_rows(read(folder, spec, params), max_turn_chars=max_chars, min_turns=min_turns)
     report = {"source": spec.name, **result.report}
     if spec.adapter == "contrib":
-        _describe_files(report, folder, spec.name)
+        _describe_files(report, folder, spec.name, scanned)
     return NormalizeResult(result.turns, result.quarantine, report)
 
 
-def _describe_files(report: dict[str, Any], folder: Path, name: str) -> None:
+def _describe_files(
+    report: dict[str, Any], folder: Path, name: str, scanned: list[ContribFile] | None = None
+) -> None:
     """Add each contributed file's sidecar `description:` to its `by_source` entry: the rows carry
     a file's licence and flag, but not its description, which the build's dataset card and
     NOTICE.md show for the file (stats.json `parts`)."""
     from pipeline.sources.adapters.contrib import descriptions
 
     per_file = report.get("by_source", {})
-    for source, text in descriptions(folder, name).items():
+    for source, text in descriptions(folder, name, scanned).items():
         if source in per_file:
             per_file[source]["description"] = text
 

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters import nanochatgpt, openai_messages, sharegpt
-from pipeline.sources.contrib import scan_contrib
+from pipeline.sources.contrib import ContribFile, scan_contrib
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows, concat
@@ -27,9 +27,14 @@ READERS = {
 }
 
 
-def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
+def read(
+    raw_dir: Path, spec: SourceSpec, params: dict[str, Any], scanned: list[ContribFile] | None = None
+) -> pl.DataFrame:
+    """The rows of every contributed file of `raw_dir`; `scanned`: the caller's scan_contrib of
+    `raw_dir` (normalize_source scans once for this and `descriptions`; each scan parses every
+    sidecar with PyYAML, ~1 ms a file)."""
     frames = []
-    for cf in scan_contrib(raw_dir, spec.name):
+    for cf in scan_contrib(raw_dir, spec.name) if scanned is None else scanned:
         rows = RawRows(cf.source, cf.licence, cf.commercial)
         READERS[cf.format](cf.path, cf.path.name, rows)
         if not len(rows):  # e.g. a JSON file holding `[]`: as empty as an empty file, which is refused
@@ -43,12 +48,15 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     return concat(frames)
 
 
-def descriptions(raw_dir: Path, name: str = "contrib") -> dict[str, str]:
+def descriptions(
+    raw_dir: Path, name: str = "contrib", scanned: list[ContribFile] | None = None
+) -> dict[str, str]:
     """Each contributed file's sidecar `description:` by source (`contrib/<stem>`), as written but
     stripped; a file whose sidecar has none (or only spaces) is left out. The text is the
-    contributor's: whoever shows it escapes it for where it goes (pipeline.cards.markdown_text)."""
+    contributor's: whoever shows it escapes it for where it goes (pipeline.cards.markdown_text).
+    `scanned`: the caller's scan_contrib of `raw_dir`, as for `read`."""
     out: dict[str, str] = {}
-    for cf in scan_contrib(raw_dir, name):
+    for cf in scan_contrib(raw_dir, name) if scanned is None else scanned:
         # A YAML escape ("\\ud83d") can give a lone surrogate, which the report (UTF-8 JSON) cannot
         # hold: written as its escape, as RawRows writes one in the rows.
         text = cf.description.strip().encode("utf-8", "backslashreplace").decode("utf-8")
