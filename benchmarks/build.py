@@ -21,7 +21,10 @@ a source in memory: measured (s29, polars 2.1, short OpenAI-messages conversatio
 ~11-12x the input file (770 MB for a 64 MB JSONL, 728 MB for the same as a .json list; ~13-14x
 before RawRows wrote its rows into polars in chunks and normalize let go of each frame it was done
 with). The floor is the rows frame (~3.4x: twelve string columns of 16-byte views a row) beside the
-turn table being grouped from it. To measure it: `/usr/bin/time -f %M nanochatgpt check FILE`.
+turn table being grouped from it. s30 made the repeated columns Categorical (~2x) and took the rules
+a slice of whole conversations at a time: 120 MB of mixed contrib files 1070 -> 760 MB; near 30 MB
+the interpreter, pandera and the parquet writer (~250 MB) dominate and little changed. To measure it: `--memory` (the real rules on the first source's
+file), or `/usr/bin/time -f %M nanochatgpt check FILE`.
 """
 
 from __future__ import annotations
@@ -176,6 +179,20 @@ def child_normalize(work: Path) -> dict:
     return {}
 
 
+def child_normalize_rules(work: Path) -> dict:
+    """The real normalize (pipeline.sources.normalize: RawRows, every rule, pandera's gate) of the
+    first source's file, as the contrib adapter reads it: its peak RSS is the stage's (--memory)."""
+    from pipeline.sources.adapters import openai_messages
+    from pipeline.sources.normalize import normalize_rows
+    from pipeline.sources.rows import RawRows
+
+    path = work / "raw" / f"{SOURCES[0]}.jsonl"
+    rows = RawRows(f"contrib/{SOURCES[0]}", "MIT", True)
+    openai_messages.read_file(path, path.name, rows)
+    result = normalize_rows(rows.frame())
+    return {"file_mb": path.stat().st_size / (1 << 20), "turns": result.turns.height}
+
+
 def child_build(work: Path) -> dict:
     from pipeline.build import build_variant
     from pipeline.buildinputs import BuildConfig
@@ -210,6 +227,7 @@ CHILDREN = {
     "normalize": child_normalize,
     "read-parquet": child_read_parquet,
     "build": child_build,
+    "normalize-rules": child_normalize_rules,  # with --memory only
 }
 
 
@@ -220,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = parser_with_children(__doc__, CHILDREN)
     parser.add_argument(
         "--size-mb", type=positive_int, default=1024, help="JSONL to generate, in MB (default 1024)"
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="also run the real normalize on the first source's file and print its peak RSS against the "
+        "file's size (it holds the file in memory: use a --size-mb of a few hundred at most)",
     )
     args = parser.parse_args(argv)
     if ran_as_child(args, CHILDREN):
@@ -234,12 +258,19 @@ def main(argv: list[str] | None = None) -> int:
             f"generated {mb:.0f} MB of OpenAI-messages JSONL ({len(SOURCES)} sources) in "
             f"{time.perf_counter() - t0:.1f}s -> {work}"
         )
-        results = {step: run_child("benchmarks.build", step, work) for step in CHILDREN}
+        steps = [step for step in CHILDREN if step != "normalize-rules" or args.memory]
+        results = {step: run_child("benchmarks.build", step, work) for step in steps}
         parquet_mb = sum(p.stat().st_size for p in (work / "data/normalized").glob("*.parquet")) / (1 << 20)
         print(f"turn tables: {parquet_mb:.0f} MB parquet\n")
         print(f"{'step':<14}{'seconds':>9}{'MB/s':>9}{'peak RSS MB':>13}")
         for step, (seconds, rss, _) in results.items():
             print(f"{step:<14}{seconds:>9.2f}{mb / seconds:>9.1f}{rss:>13.0f}")
+        if args.memory:
+            _, rss, info = results["normalize-rules"]
+            print(
+                f"\nnormalize (real rules) of {SOURCES[0]}.jsonl ({info['file_mb']:.0f} MB): peak RSS "
+                f"{rss:.0f} MB = {rss / info['file_mb']:.1f}x the file (s29 measured ~11x)"
+            )
         seconds, rss, info = results["build"]
         print(f"\nbuild phases (s): {info['phases']}")
         print(
