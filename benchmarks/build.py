@@ -23,8 +23,9 @@ before RawRows wrote its rows into polars in chunks and normalize let go of each
 with). The floor is the rows frame (~3.4x: twelve string columns of 16-byte views a row) beside the
 turn table being grouped from it. s30 made the repeated columns Categorical (~2x) and took the rules
 a slice of whole conversations at a time: 120 MB of mixed contrib files 1070 -> 760 MB; near 30 MB
-the interpreter, pandera and the parquet writer (~250 MB) dominate and little changed. To measure it: `--memory` (the real rules on the first source's
-file), or `/usr/bin/time -f %M nanochatgpt check FILE`.
+the interpreter, pandera and the parquet writer (~250 MB) dominate and little changed. To measure
+it: `--memory` (the real rules on the first source's file), or `/usr/bin/time -f %M nanochatgpt
+check FILE`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ import importlib
 import os
 import sys
 
+from pipeline.streamencoding import escape_unencodable, unopenable_root
+
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
 
 # subcommand -> (module with `add_arguments(parser)` and `run(args) -> int`, help)
@@ -32,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The commands that open the project's parquet files with polars by their absolute paths
+READS_TABLES = frozenset({"tokens", "quarantine"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nanochatgpt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(args_list)
+    escape_unencodable(sys.stdout, sys.stderr)  # chat sets its own handler (replace) on stdout
+    if args.command in READS_TABLES:
+        from pipeline.params import project_root
+
+        unopenable = unopenable_root(project_root())
+        if unopenable is not None:
+            print(f"{args.command}: {unopenable}", file=sys.stderr)
+            return 1
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except BrokenPipeError:  # stdout's reader left (`nanochatgpt sources | head -3`): nobody to tell

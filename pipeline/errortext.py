@@ -33,10 +33,17 @@ def run_stage(stage: str, main: Callable[[], int], after: str = "its outputs are
     not at all) leaves those of its last run as they were, the line's default `after`; one that
     does not says what stands instead.
     The line names `stage` and its item (the first argument): build@full; `after` says what stands."""
+    name = "@".join([stage, *sys.argv[1:2]])
+    from pipeline.params import project_root  # pipeline.params imports this module
+    from pipeline.streamencoding import unopenable_root
+
+    unopenable = unopenable_root(project_root())
+    if unopenable is not None:
+        print(f"{name}: {unopenable}", file=sys.stderr)
+        return 1
     try:
         return main()
     except KeyboardInterrupt:
-        name = "@".join([stage, *sys.argv[1:2]])
         # on a terminal, off the line the ^C echo (or a progress bar) holds
         sys.stderr.write(("\n" if sys.stderr.isatty() else "") + f"{name}: interrupted; {after}\n")
         return 130

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
+from pipeline.streamencoding import writes_utf8
 from pipeline.terminal import BIDI_CONTROLS
 
 # DEL, C1, and the bidi controls (LRE..RLO, LRI..PDI). In JSON text they can only stand inside a
@@ -21,6 +23,9 @@ _RAW_IN_JSON = re.compile(rf"[\x7f-\x9f]|{BIDI_CONTROLS}")
 
 
 def dumps(value: Any) -> str:
-    """`value` as indented JSON, non-ASCII text kept and every terminal control character escaped."""
-    text = json.dumps(value, indent=2, ensure_ascii=False)
+    """`value` as indented JSON, non-ASCII text kept and every terminal control character escaped.
+
+    To a stdout that is not UTF-8 (an ASCII or Latin-1 locale) all non-ASCII text is escaped as JSON
+    escapes it (surrogate pairs past U+FFFF): the stream's own escapes (`\\U0001f642`) are no JSON."""
+    text = json.dumps(value, indent=2, ensure_ascii=not writes_utf8(sys.stdout))
     return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
