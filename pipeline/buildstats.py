@@ -133,9 +133,9 @@ def _contrib_parts(parts: pl.DataFrame, plan: pl.DataFrame, src: SourceInput) ->
     commercial variant, every conversation quarantined here or every row at normalize): the dataset
     card names it among what was left out. `plan` is this source's conversations; a file's terms
     come from what was written, else from its planned conversations, else from the normalize report.
-    Its sidecar's `description` comes from the report alone (rows do not carry it), and is left out
-    when the report has none for it (a report written before it was recorded): the card then
-    describes the file by its location only.
+    Its sidecar's `description` and `attribution` come from the report alone (rows do not carry
+    them), and are left out when the report has none for it (a sidecar without the field, or a
+    report written before it was recorded): the card then describes the file by its location only.
     """
     out: dict[str, Any] = {}
     mine = parts.filter(pl.col("rank") == src.rank)
@@ -160,9 +160,10 @@ def _contrib_parts(parts: pl.DataFrame, plan: pl.DataFrame, src: SourceInput) ->
         counts = _split_counts(mine.filter(pl.col("source") == source), src.rank)
         out[source] = {"licence": licence or "unknown", "commercial": bool(commercial), **counts}
         part = reported.get(source)
-        description = part.get("description") if isinstance(part, dict) else None
-        if isinstance(description, str) and description.strip():
-            out[source]["description"] = description.strip()
+        for key in ("description", "attribution"):
+            said = part.get(key) if isinstance(part, dict) else None
+            if isinstance(said, str) and said.strip():
+                out[source][key] = said.strip()
     return out
 
 

@@ -150,6 +150,8 @@ class CardSource:
     kind: str = ""
     location: str = ""
     description: str = ""
+    # a contributed file's sidecar `attribution:` (who to credit, where from), as written
+    attribution: str = ""
 
 
 def hub_licence(licence: str) -> str:
@@ -210,6 +212,12 @@ def markdown_text(text: Any, limit: int = DESCRIPTION_MAX) -> str:
         one = one[: _cut_at(one, limit - 1)].rstrip() + "…"
     inert = "".join(c if c in _JOINERS else printable(c) for c in one)
     return _MARKDOWN_SYNTAX.sub(r"\\\1", inert)
+
+
+def credit_text(text: str) -> str:
+    """A contributor's `attribution:` as inert Markdown on one line (markdown_text), never cut: an
+    attribution licence asks for the credit as given, and the sidecar keeps it to one line."""
+    return markdown_text(text, limit=max(len(text), 1))
 
 
 def inline_name(text: Any) -> str:

@@ -37,7 +37,7 @@ from pipeline.sources.contrib import (
     shown,
 )
 from pipeline.sources.errors import SourceError
-from pipeline.sources.licences import commercial_eligible, licence_bar
+from pipeline.sources.licences import commercial_eligible, licence_bar, needs_attribution
 from pipeline.sources.registry import SIDECAR_SUFFIXES, get_source, load_registry
 from pipeline.terminal import printable
 
@@ -184,7 +184,7 @@ def _check_scratch(
             result = normalize_source(here, raw, params, _copied(scanned, raw))
         except SourceError as e:  # name the contributor's files, not the scratch copies
             raise SourceError(str(e).replace(str(inbox), shown_folder)) from None
-        warnings = {source: _style_warnings(cf) for source, cf in terms.items()}
+        warnings = {source: _style_warnings(cf) + _attribution_warnings(cf) for source, cf in terms.items()}
     by_source = result.report.get("by_source", {})
     q = result.quarantine
     summaries = []
@@ -200,6 +200,7 @@ def _check_scratch(
                 "commercial_why_not": _why_not_commercial(cf.commercial, cf.licence),
                 # as the report records it, whence the dataset card and NOTICE.md describe the file
                 "description": counts.get("description"),
+                "attribution": counts.get("attribution"),
                 "rows_read": counts.get("rows_read", 0),
                 "rows_kept": counts.get("rows_kept", 0),
                 "conversations": counts.get("conversations_kept", 0),
@@ -248,6 +249,20 @@ def _style_warnings(cf: Any) -> list[str]:
     ]
 
 
+def _attribution_warnings(cf: Any) -> list[str]:
+    """A file under an attribution licence (CC-BY-*, ODC-By, ODbL: licences.needs_attribution)
+    whose sidecar names no one to credit: the card shows only the start of a description, and
+    passing the data on without the credit the licence asks for breaks it."""
+    if cf.attribution or not needs_attribution(cf.licence):
+        return []
+    return [
+        f"the licence {printable(cf.licence.strip())} asks for a credit wherever the data goes, and the "
+        "sidecar has no `attribution:`: add who to credit and where the data comes from "
+        '(`attribution: "© 2025 Jane Doe, https://example.org/chats"`), which NOTICE.md and the '
+        "dataset card give in full"
+    ]
+
+
 def _why_not_commercial(flag: bool, licence: str) -> str | None:
     """Why the commercial variant leaves a file out (None when it takes it), by licences.licence_bar,
     the build's rule. (scan_contrib refuses a flagged sidecar under a licence that forbids
@@ -280,6 +295,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  described as: {printable(' '.join(said.split()))}"
         if said
         else "  no description: the dataset card will name the file only (add `description:` to its sidecar)",
+        *([f"  credited as: {printable(s['attribution'])}"] if s.get("attribution") else []),
         f"  rows read {s['rows_read']}: {s['rows_kept']} kept ({_count(s['conversations'], 'conversation')}), "
         f"{s['rows_filtered']} filtered, {s['rows_quarantined']} quarantined",
     ]

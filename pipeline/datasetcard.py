@@ -19,6 +19,7 @@ from pipeline.cards import (
     NOTICE_FILE,
     CardSource,
     cell,
+    credit_text,
     front_matter,
     hub_licence,
     inline_name,
@@ -78,6 +79,7 @@ def dataset_sources(stats: Mapping[str, Any], registry: Mapping[str, CardSource]
                         commercial=bool(terms["commercial"]),
                         kind="contrib",
                         description=contributed_file(spec.location, part, terms),
+                        attribution=str(terms.get("attribution") or "").strip(),
                     )
                 )
             continue
@@ -245,8 +247,9 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         c = counts.get("conversations", {})
         link = source_link(s.kind, s.location)
         what = f"{s.description} ({link})" if s.description and link else (s.description or link)
+        commercial = "yes" if s.commercial else "no"
         lines.append(
-            f"| {cell(markdown_text(s.name))} | {cell(markdown_text(s.licence))} | {'yes' if s.commercial else 'no'} | "
+            f"| {cell(markdown_text(s.name))} | {cell(_licence_cell(s))} | {commercial} | "
             f"{c.get('train', 0):,} / {c.get('val', 0):,} | {cell(what)} |"
         )
     if left_out:
@@ -287,6 +290,13 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "",
     ]
     return "\n".join(lines)
+
+
+def _licence_cell(source: CardSource) -> str:
+    """The card's licence cell: the licence id, and beside it the credit its sidecar's
+    `attribution:` gives (whole: an attribution licence asks for it as given; NOTICE.md has it too)."""
+    licence = markdown_text(source.licence)
+    return f"{licence} (credit: {credit_text(source.attribution)})" if source.attribution else licence
 
 
 def _other(sources: Sequence[CardSource]) -> list[CardSource]:

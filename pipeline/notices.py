@@ -14,7 +14,7 @@ longer match its manifest stops the build. What each kind records:
 - package: the licence files of its .dist-info (`.licence/...`) and its metadata (author, project
   URLs, licence fields and classifiers) in the manifest's `upstream`;
 - contrib: the contributor's sidecar, reproduced as written (it is the only terms record a
-  contributed file has);
+  contributed file has), its `attribution:` (the credit) also given on its own line;
 - hf_dataset: the LICENSE*/LICENCE*/COPYING*/NOTICE*/AUTHORS* files at the repo's root and its
   dataset card (README.md), at the pinned commit (`.licence/...`). The licence and notice files are
   reproduced whole; of the card only its terms: the front matter's `license*` keys (and a gated
@@ -50,7 +50,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.buildinputs import BuildError, read_json_object
-from pipeline.cards import NOTICE_FILE, CardSource, inline_name, source_link
+from pipeline.cards import NOTICE_FILE, CardSource, credit_text, inline_name, source_link
 from pipeline.datasetcard import is_held
 from pipeline.sources.registry import LICENCE_TEXT_MAX, SIDECAR_SUFFIXES
 
@@ -501,6 +501,8 @@ def notice(variant: str, notices: Sequence[SourceNotice]) -> str:
             f"## {inline_name(s.name)}",  # a contributed file's stem may hold a line break or HTML
             "",
             f"- licence: {_code(s.licence)} ({'its sidecar' if s.kind == 'contrib' else 'sources.yaml'})",
+            # the credit an attribution licence asks for, whole, as the sidecar's `attribution:` gives it
+            *([f"- attribution: {credit_text(s.attribution)}"] if s.attribution else []),
             f"- commercial use: {'yes' if s.commercial else 'no'}",
             *([f"- from: {link}"] if link else []),
             *([f"- description: {' '.join(s.description.split())}"] if s.description else []),

@@ -124,7 +124,9 @@ def test_check_warns_about_turns_that_start_with_a_colon(
 def test_a_smiley_or_a_colon_later_in_the_turn_is_no_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fine = put(tmp_path, "fine.txt", "<human> :) thanks <endOfText>\n<bot> Note: yes <endOfText>\n")
+    # credited, so its CC-BY licence asks for nothing more (test_contrib_attribution.py)
+    credited = SIDECAR + 'attribution: "Test author"\n'
+    fine = put(tmp_path, "fine.txt", "<human> :) thanks <endOfText>\n<bot> Note: yes <endOfText>\n", credited)
     assert cli.main(["check", str(fine)]) == 0
     assert "warning" not in capsys.readouterr().out
 

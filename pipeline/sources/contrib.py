@@ -9,11 +9,13 @@ import dataclasses
 import json
 import os
 import re
+import unicodedata
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -44,7 +46,15 @@ CONTRIB_IGNORED = (
     "manifest.json",
 )
 CONTRIB_DOC_SUFFIXES = (".md", ".rst")
-SIDECAR_FIELDS = ("licence", "license", "commercial", "commercial_reason", "description", "format")
+SIDECAR_FIELDS = (
+    "licence",
+    "license",
+    "commercial",
+    "commercial_reason",
+    "description",
+    "format",
+    "attribution",
+)
 SIDECAR_MAX_DEPTH = 8  # YAML nesting a sidecar may have (its fields are text and true/false)
 
 # What a symbolic link among the files a source copies is refused with (see refuse_link).
@@ -63,6 +73,9 @@ class ContribFile:
     description: str = ""
     commercial_reason: str | None = None
     registry_name: str = "contrib"  # the sources.yaml entry that reads it (kind: contrib)
+    # Who to credit and where the data comes from (an attribution licence's credit: creator,
+    # copyright notice, link), reproduced whole by NOTICE.md and beside the licence on the card.
+    attribution: str = ""
 
     @property
     def source(self) -> str:
@@ -449,6 +462,7 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
             "(CONTRIBUTING.md shows each)"
         )
     description = text_field(shown(sidecar), "description", meta.get("description"))
+    attribution = one_line_text(shown(sidecar), "attribution", meta.get("attribution"))
     clash = format_clash(path, declared) if declared is not None and path.is_file() else None
     if clash:
         raise SourceError(
@@ -470,4 +484,33 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
         format=fmt,
         description=description or "",
         commercial_reason=meta.get("commercial_reason"),
+        attribution=attribution,
     )
+
+
+# Bidi embeddings, overrides and isolates: they reorder the text around them as shown, so a credit
+# could read as another name than the one it holds.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def one_line_text(where: str, key: str, value: Any) -> str:
+    """A sidecar's one-line text field (`attribution:`), stripped; "" when absent. A list or mapping
+    is refused (text_field), and so is a character that is no part of a one-line credit: a line
+    break or other control character (C0, DEL, C1), a line or paragraph separator, a bidi control,
+    or a lone surrogate (from a YAML escape). NOTICE.md reproduces the text whole, so it is refused
+    here, named, rather than shown escaped there."""
+    text = (text_field(where, key, value) or "").strip()
+    for at, char in enumerate(text, 1):
+        category = unicodedata.category(char)
+        if category in ("Cc", "Zl", "Zp", "Cs") or char in _BIDI_CONTROLS:
+            raise SourceError(
+                f"{where}: `{key}:` must be one line of plain text, without control characters; "
+                f"character {at} is {_char_name(char)}: remove it"
+            )
+    return text
+
+
+def _char_name(char: str) -> str:
+    """A character for an error message: its code point and, where Unicode has one, its name."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")

@@ -76,6 +76,11 @@ NON_COMMERCIAL_PATTERN = rf"{_NAMED_PATTERN}|{_RESTRICTING_PATTERN}.*\bonly\b"
 _NAMED_NON_COMMERCIAL = re.compile(_NAMED_PATTERN, re.IGNORECASE)
 _RESTRICTING_WORD = re.compile(_RESTRICTING_PATTERN, re.IGNORECASE)
 _ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
+# Licences whose terms ask whoever passes the data on to credit its creator and source by name:
+# Creative Commons' BY family (CC-BY-4.0, CC-BY-SA-4.0, CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0;
+# "CC BY 4.0" as people write it too) and the Open Data Commons attribution licences (ODC-By,
+# ODbL). `nanochatgpt check` asks for a sidecar's `attribution:` under them.
+_ATTRIBUTION = re.compile(r"cc[-_ ]?by(?![a-z])|odc[-_ ]?by(?![a-z])|odbl(?![a-z])", re.IGNORECASE)
 
 
 def is_unknown(licence: str) -> bool:
@@ -124,3 +129,9 @@ def is_non_commercial(licence: str) -> bool:
 def is_known_commercial(licence: str) -> bool:
     """True when the licence is on the list of those known to allow commercial use."""
     return licence.strip().lower() in COMMERCIAL_OK
+
+
+def needs_attribution(licence: str) -> bool:
+    """True when the licence's name says it asks for a credit (creator, copyright notice, licence,
+    link to the source) from whoever passes the data on."""
+    return _ATTRIBUTION.match(licence.strip()) is not None

@@ -490,15 +490,20 @@ def normalize_source(
 def _describe_files(
     report: dict[str, Any], folder: Path, name: str, scanned: list[ContribFile] | None = None
 ) -> None:
-    """Add each contributed file's sidecar `description:` to its `by_source` entry: the rows carry
-    a file's licence and flag, but not its description, which the build's dataset card and
-    NOTICE.md show for the file (stats.json `parts`)."""
-    from pipeline.sources.adapters.contrib import descriptions
+    """Add each contributed file's sidecar `description:` and `attribution:` to its `by_source`
+    entry: the rows carry a file's licence and flag, but not these, which the build's dataset card
+    and NOTICE.md show for the file (stats.json `parts`). A key is written only where the sidecar
+    has the field, so a report (and the build's outputs) of files without one stay as they were."""
+    from pipeline.sources.adapters.contrib import attributions, descriptions
 
     per_file = report.get("by_source", {})
-    for source, text in descriptions(folder, name, scanned).items():
-        if source in per_file:
-            per_file[source]["description"] = text
+    for key, texts in (
+        ("description", descriptions(folder, name, scanned)),
+        ("attribution", attributions(folder, name, scanned)),
+    ):
+        for source, text in texts.items():
+            if source in per_file:
+                per_file[source][key] = text
 
 
 def output_paths(name: str, root: Path | None = None) -> dict[str, Path]:

@@ -1,7 +1,8 @@
 """`nanochatgpt sources`: the registry as a table (licence, commercial, enabled, rows kept).
 
 Rows come from data/normalized/<name>.report.json when that source has been normalized, else
-"-". Each contributed file is listed on its own line under `contrib`, with its sidecar's licence.
+"-". Each contributed file is listed on its own line under `contrib`, with its sidecar's licence
+(and, with --json, its `attribution:`).
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def source_rows(root: Path | None = None) -> tuple[list[dict[str, Any]], list[st
                     "enabled": name in enabled,
                     "rows": kept,
                     "reason": _reason(cf.commercial, cf.licence, cf.commercial_reason or cf.description),
+                    # its sidecar's credit ("" for none), in --json only: the table has no room for it
+                    "attribution": cf.attribution,
                 }
             )
     return rows, problems
