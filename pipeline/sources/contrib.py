@@ -344,17 +344,24 @@ def contrib_entries(folder: Path) -> list[Path]:
     return [p for p in entries if p.is_file()]
 
 
-def scan_contrib(folder: str | Path, name: str = "contrib") -> list[ContribFile]:
+def scan_contrib(
+    folder: str | Path, name: str = "contrib", entries: list[Path] | None = None
+) -> list[ContribFile]:
     """Every contributed data file of `folder` with its validated sidecar, sorted by name; `name` is
     the sources.yaml entry reading the folder (each file's rows are the source `<name>/<stem>`).
 
     A data file without a sidecar (or a sidecar without licence/commercial) is refused with
     one line saying what to add; so is a sidecar whose data file is missing.
+
+    `entries`: some of the folder's contrib_entries, all those of a stem, scanned as if they were
+    the folder's only files (`nanochatgpt check` asks which of a folder's files the pipeline would
+    refuse, by the same rules and words, without a copy of the folder for each). Every rule is one
+    of a stem's files, so a folder passes when each of its stems passes alone.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"contrib: folder {shown(folder)} is missing")
-    entries = contrib_entries(folder)
+    entries = contrib_entries(folder) if entries is None else entries
     sidecars = {p for p in entries if p.suffix.lower() in SIDECAR_SUFFIXES}
     data_files = [p for p in entries if p not in sidecars]
     stems = Counter(p.stem for p in data_files)  # counted once: list.count per stem was quadratic
