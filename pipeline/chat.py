@@ -22,6 +22,7 @@ from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, cle
 from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
 from pipeline.invisible import blank_text
 from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
+from pipeline.streamencoding import argument_text, read_utf8_for_ascii, utf8_in_disguise
 from pipeline.terminal import inert
 from pipeline.threadtuner import AUTO, fixed_threads, restoring
 
@@ -81,11 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _read_context(args: argparse.Namespace) -> str | None:
     path: Path | None = args.context_file
     if args.context and args.context.startswith("@@"):  # a persona that begins with @, as text
-        return args.context[1:]
+        return _argument(args.context[1:], "--context")
     if args.context and args.context.startswith("@"):
-        path = Path(args.context[1:])
+        path = Path(args.context[1:])  # a file name: as Python decoded it, or it names no file
     if path is None:
-        return args.context
+        return None if args.context is None else _argument(args.context, "--context")
     try:
         # utf-8-sig: Windows Notepad's "UTF-8" starts the file with a BOM, which would reach the
         # model as three tokens it never saw in training
@@ -95,6 +96,17 @@ def _read_context(args: argparse.Namespace) -> str | None:
         at = isinstance(e, FileNotFoundError) and args.context is not None
         hint = " (--context @FILE reads FILE; a persona that begins with @ is written @@...)" if at else ""
         raise ValueError(f"cannot read context file {path}: {e}{hint}") from e
+
+
+def _argument(arg: str, flag: str) -> str:
+    """A text argument as its bytes say in a locale that is not UTF-8 (streamencoding): an ASCII
+    one read a UTF-8 `--context` as surrogates (refused as "not UTF-8 text: byte 0xC3"), a Latin-1
+    one as mojibake, which is refused (ValueError) naming the fix rather than sent to the model."""
+    text = argument_text(arg)
+    mislabelled = utf8_in_disguise(text, sys.getfilesystemencoding(), flag)
+    if mislabelled is not None:
+        raise ValueError(mislabelled)
+    return text
 
 
 def _refuse_undecodable(text: str, flag: str) -> None:
@@ -119,8 +131,9 @@ def _refuse_unclean(persona: str, flag: str) -> None:
 
 def _stop_strings(stop: list[str] | None) -> tuple[str, ...]:
     """`--stop`'s strings, checked as serve checks `stop`: a ValueError naming the option."""
+    texts = None if stop is None else [_argument(s, "--stop") for s in stop]  # its own message
     try:
-        return check_stop_strings(stop)
+        return check_stop_strings(texts)
     except ValueError as e:
         raise ValueError(f"--stop: {e}") from None
 
@@ -208,6 +221,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     # Undecodable input or unprintable output must not end the chat with a traceback (strict
     # decoding is the default under e.g. en_US.UTF-8): such characters become U+FFFD / "?".
+    read_utf8_for_ascii(sys.stdin)  # an ASCII locale's stdin turned UTF-8 text into U+FFFD
     for stream in (sys.stdin, sys.stdout):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
@@ -426,6 +440,10 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
             continue
         if command == "/help":
             print(HELP, file=stderr, flush=True)
+            continue
+        mislabelled = utf8_in_disguise(text, getattr(stdin, "encoding", None), "the message")
+        if mislabelled is not None:  # a UTF-8 file piped in a Latin-1 locale: not mojibake to the model
+            print(f"chat: {mislabelled}", file=stderr, flush=True)
             continue
         pieces = session.stream(text)
         try:

