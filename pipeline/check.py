@@ -173,6 +173,8 @@ def _account_parts(
     `quarantines`; where they are refused together, each half again (a stem refused alone gets
     the error): a few runs for a few refused files among thousands, not one run a file. Returns
     the error of `parts` together (None when they went through)."""
+    if not parts:  # every stem refused by its scan: an empty batch, whose halves are empty too
+        return None
     scanned = sorted((cf for _, scan in parts for cf in scan), key=lambda cf: cf.path)  # as scanned whole
     try:
         summaries, q = _account(spec, folder, inbox, scanned, params)

@@ -296,3 +296,24 @@ def test_one_refused_file_among_many_takes_a_few_scratch_runs_not_one_a_file(
     # the scan's refusals: one run of the rest; normalize's: the halves that hold it, down to it
     runs = 1 if how != "nothing read" else 1 + 2 * 6  # 40 files: 6 halvings
     assert sum(normalized.values()) <= runs and sum(downloaded.values()) <= runs  # were 41 each
+
+
+def test_every_file_refused_by_the_scan_runs_nothing_and_a_bad_setting_does_not_recurse(
+    tmp_path: Path,
+) -> None:
+    """With every stem refused by the scan, an empty batch went through download and normalize;
+    a params.yaml `normalize` setting they refuse then refused the empty batch, whose halves are
+    empty too: a RecursionError traceback instead of each file's error."""
+    from pipeline import check
+    from pipeline.sources.registry import get_source, load_registry
+
+    folder = tmp_path / "mine"
+    corpus(folder, 2)
+    for stem in ("f000", "f001"):
+        spoil(folder, stem, "no sidecar")
+    spec = get_source("contrib", load_registry(ROOT / "sources.yaml"))
+    chosen = contrib.contrib_entries(folder)
+    params = {"min_turns": "two"}
+    got = check._check_folder(spec, folder, chosen, params)
+    assert got == per_file(spec, folder, chosen, params)
+    assert [": no sidecar;" in s["error"] for s in got[0]] == [True, True]
