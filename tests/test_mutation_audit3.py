@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_engine_support import ScriptedGPT, tiny_gpt
 
 from pipeline import checkpoint, hf
+from pipeline.engine import Engine
 from pipeline.model import GPT, GPTConfig
 from pipeline.optim import make_optimizer
 from pipeline.runstate import STATE_KEYS, Progress, make_state, restore_state
 from pipeline.sampling import MAX_SEED, SamplingParams, sample
-from pipeline.tokenizer import PADDED_VOCAB
+from pipeline.tokenizer import END_OF_TURN_ID, PADDED_VOCAB, get_encoding
 from pipeline.trainconfig import TrainConfig
 
 # ---------------------------------------------------------------- sampling
@@ -55,10 +57,73 @@ def test_top_k_of_all_but_one_token_never_draws_the_worst() -> None:
     assert set(drawn.tolist()) == {0, 1, 2}
 
 
+def test_top_p_one_is_no_limit_and_draws_as_plain_sampling() -> None:
+    """Mutation: the nucleus applied when top_p is 1 too. top_p 1 keeps the logits unsorted, so
+    the nucleus would cut at whichever token comes last in vocabulary order, not at the least
+    likely: here token 0 (the least likely, first) would never be drawn."""
+    logits = torch.tensor([[0.0, 2.0, 1.0]]).repeat(3000, 1)
+    drawn = sample(logits, SamplingParams(top_p=1.0), torch.Generator().manual_seed(0))
+    plain = sample(logits, SamplingParams(), torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, plain) and set(drawn.tolist()) == {0, 1, 2}
+
+
 def test_the_largest_seed_is_accepted() -> None:
     """Mutation: `seed < MAX_SEED`. MAX_SEED itself is a valid torch generator seed."""
     params = SamplingParams(seed=MAX_SEED)
     assert params.generator(torch.device("cpu")).initial_seed() == MAX_SEED
+
+
+# ---------------------------------------------------------------- engine
+
+
+def test_a_seeded_reply_draws_fresh_noise_at_every_token() -> None:
+    """Mutation: a new generator (params.generator) made at every decode step. Each step would then
+    draw the same noise, so a near-uniform distribution gives the same token again and again."""
+    engine = Engine(tiny_gpt())
+    ids = engine.generate_ids([[1, 2, 3]], 12, SamplingParams(temperature=1e4, seed=0), stop_token_ids=())[0]
+    assert len(set(ids)) > 6, ids
+
+
+def test_generate_ids_cuts_before_the_stop_token_and_stops_decoding() -> None:
+    """Mutations: generate_ids keeping the stop token, and generate_ids without its early break
+    (it would run the whole budget after every row stopped)."""
+    engine = Engine(ScriptedGPT([[5, END_OF_TURN_ID, 7, 8]]))
+    steps = 0
+    decode = engine.decode_tokens
+
+    def counted(*args, **kwargs):
+        nonlocal steps
+        for tokens in decode(*args, **kwargs):
+            steps += 1
+            yield tokens
+
+    engine.decode_tokens = counted  # type: ignore[method-assign]
+    assert engine.generate_ids([[1, 2]], 20) == [[5]]
+    assert steps == 2
+
+
+def test_a_stop_string_the_end_of_the_budget_completes_is_a_stop() -> None:
+    """Mutation: finish_reason "length" whenever the budget ran out. A character cut short by the
+    end decodes to U+FFFD, which completes the stop string here: the reply stopped, as documented."""
+    engine = Engine(ScriptedGPT([[64, 158]]), enc=get_encoding())  # "a", then byte 0xE2 alone
+    (result,) = engine.generate([[1]], 2, stop="\ufffd")
+    assert (result.text, result.finish_reason) == ("a", "stop")
+
+
+def test_the_least_recently_used_cache_shape_is_the_one_dropped() -> None:
+    """Mutation: evicting the most recently used cache slot. Shapes A, B, A, C with room for two
+    keep A (used since B) and drop B."""
+    engine = Engine(tiny_gpt(), max_cached_shapes=2, bucket=8)
+    for prompt in ([1], [1] * 9, [1], [1] * 17):  # cache lengths 8, 16, 8, 24
+        engine.generate_ids([prompt], 1)
+    assert list(engine._slots) == [(1, 8), (1, 24)]
+
+
+def test_an_empty_prompt_in_a_batch_is_refused() -> None:
+    """Mutation: the empty-prompt check made `min(lengths) < 0` (never true). An empty row would be
+    all padding, attended to by nothing, and generate from garbage."""
+    with pytest.raises(ValueError, match="at least one token"):
+        Engine(tiny_gpt()).generate_ids([[1, 2], []], 2)
 
 
 # ---------------------------------------------------------------- optimizer
@@ -211,3 +276,28 @@ def test_padding_rows_are_the_mean_of_gpt2s_own_rows_only() -> None:
     assert torch.equal(
         padded[hf.GPT2_VOCAB + 3 :], torch.tensor([[1.0, 0.0]]).expand(PADDED_VOCAB - hf.GPT2_VOCAB - 3, 2)
     )
+
+
+def test_a_row_named_as_another_token_is_reset_to_the_mean_of_gpt2s_own_rows(tmp_path: Path) -> None:
+    """Mutation: check_added_rows averaging every row, the checkpoint's added ones and the padding
+    too. A `[PAD]` row reset to the mean starts as an average GPT-2 token, as pad_vocab's new rows."""
+    (tmp_path / "added_tokens.json").write_text(json.dumps({"[PAD]": hf.GPT2_VOCAB}))
+    wte = torch.zeros(PADDED_VOCAB, 2)
+    wte[: hf.GPT2_VOCAB, 0] = 1.0
+    wte[hf.GPT2_VOCAB :] = 1000.0  # the [PAD] row and the rows past it, far from the rest
+    lines = hf.check_added_rows(wte, hf.GPT2_VOCAB + 1, tmp_path)
+    assert len(lines) == 1 and "'[PAD]' in added_tokens.json" in lines[0]
+    assert torch.equal(wte[hf.GPT2_VOCAB], torch.tensor([1.0, 0.0]))
+
+
+def test_the_causal_mask_buffers_of_a_gpt2_checkpoint_are_not_taken_as_weights() -> None:
+    """Mutation: `.attn.masked_bias` dropped from IGNORED_SUFFIXES. Older transformers saved both
+    mask buffers with GPT-2's weights; they are no parameters of the model and would be refused as
+    unexpected keys."""
+    tensors = {
+        "wte.weight": torch.zeros(hf.GPT2_VOCAB, 2),
+        "h.0.attn.bias": torch.ones(1, 1, 4, 4),
+        "h.0.attn.masked_bias": torch.tensor(-1e4),
+    }
+    state = hf.state_from_hf(tensors)
+    assert sorted(state) == ["lm_head.weight", "transformer.wte.weight"]
