@@ -5,7 +5,9 @@ Covered here: the build's commercial guards and contributed-file checks (pipelin
 and counts (pipeline.buildinputs, pipeline.buildstats), the train/val split (pipeline.split), the
 turn-table rules (pipeline.schema), NOTICE.md (pipeline.notices) and the dataset and model cards
 (pipeline.datasetcard, pipeline.modelcard). The audit's table (mutations tried, killed, equivalent)
-is in the session notes; the survivors judged equivalent are not tested.
+is in the session notes; the survivors judged equivalent are not tested. Continued by s30-mut6 (the
+split's moves and caps, the dataset card's held sources, splits and leak check, the build's inputs;
+pipeline.schema's 14 mutations were all killed by the existing suite or equivalent).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import pytest
 from test_build import conversation_rows, run_build, write_corpus
 
 from pipeline import build as build_mod
-from pipeline import notices, split
-from pipeline.buildinputs import CommercialLeakError
+from pipeline import datasetcard, notices, split
+from pipeline.buildinputs import BuildConfig, BuildError, CommercialLeakError, SourceInput
+from pipeline.cards import CardSource
 
 CONTRIB = {"contrib": {"kind": "contrib", "licence": "per-file", "commercial": False}}
 MIT = {"kind": "package", "licence": "MIT", "commercial": True}
@@ -165,3 +168,124 @@ def test_a_val_fraction_of_one_is_refused() -> None:
     split.val_threshold."""
     with pytest.raises(ValueError, match=r"build.val_fraction must be in \[0, 1\), got 1.0"):
         split.val_threshold(1.0)
+
+
+def _u(*values: int) -> pl.Series:
+    return pl.Series(values, dtype=pl.UInt64)
+
+
+def test_an_empty_train_takes_the_largest_hash() -> None:
+    """All hashes in val: the one with the largest hash moves to train, the rest stay. Kills
+    `s.max()` -> `s.min()` in split.split_moves."""
+    assert split.split_moves([_u(1, 2, 3)], 0.99) == ([3], [])
+
+
+def test_an_empty_val_takes_the_smallest_hash() -> None:
+    """No hash in val: the one with the smallest hash moves to val. Kills `left.min()` ->
+    `left.max()` in split.split_moves."""
+    top = 1 << 63
+    assert split.split_moves([_u(top, top + 1, top + 2)], 0.01) == ([], [top])
+
+
+def test_a_variant_given_a_val_by_an_earlier_move_gets_no_second() -> None:
+    """A variant that already holds a conversation moved to val for the variant before it needs no
+    move of its own. Kills dropping `or moved` in split.split_moves (it moved its smallest too)."""
+    w, x, y = (1 << 63) + 1, (1 << 63) + 2, (1 << 63) + 3
+    assert split.split_moves([_u(x, y), _u(w, x)], 0.01) == ([], [x])
+
+
+def test_a_conversation_that_reaches_the_cap_exactly_is_kept() -> None:
+    """The cap is the characters kept: a running total equal to it is within it. Kills
+    `running > cap` -> `running >= cap` in split.apply_caps."""
+    kept = pl.DataFrame(
+        {"rank": [0, 0, 0], "chars": [5, 5, 1], "order_h": [1, 2, 3], "conversation_id": ["a", "b", "c"]}
+    )
+    assert split.apply_caps(kept, {0: 10})["capped"].to_list() == [False, False, True]
+
+
+# ---------------------------------------------------------------- the dataset card (pipeline/datasetcard.py)
+
+_CARD_SOURCES = [
+    CardSource("mit", "MIT", True),
+    CardSource("nc", "CC-BY-NC-4.0", False),
+    CardSource("gone", "LicenseRef-Custom", False),
+]
+
+
+def _card_stats(val: int = 1, floor: int = 100) -> dict:
+    """stats.json of a variant holding mit (3 train, `val` val) and nc (val only), and not `gone`
+    (a non-commercial source under a licence the Hub has no id for)."""
+    conv = lambda train, v: {"conversations": {"train": train, "val": v}}  # noqa: E731
+    audit = {"min_chars": floor, "val_turns_checked": 4, "val_turns_in_train": 0}
+    audit |= {"val_characters_checked": 40, "val_characters_in_train": 0}
+    return {
+        "sources": {
+            "mit": {"licence": "MIT", **conv(3, val)},
+            "nc": {"licence": "CC-BY-NC-4.0", **conv(0, 2 * val)},
+            "gone": {"licence": "LicenseRef-Custom", **conv(0, 0)},
+        },
+        "totals": {**conv(3, 3 * val), "leak_audit": audit},
+        "params": {"seed": 1, "val_fraction": 0.05, "caps": None, "split_opening_chars": floor},
+    }
+
+
+def test_a_source_held_in_val_alone_is_listed_as_held() -> None:
+    """A source whose conversations all fell to val is held: in the card's table (and so in
+    NOTICE.md), not among the sources left out. Kills `train + val > 0` -> `train > 0` in
+    datasetcard.is_held."""
+    stats = _card_stats()
+    card = datasetcard.dataset_card("full", stats, _CARD_SOURCES)
+    assert datasetcard.is_held(stats, "nc")
+    assert "| nc | CC-BY-NC-4.0 | no | 0 / 2 |" in card
+    assert "holding nothing in this variant: gone (" in card
+
+
+def test_a_card_without_val_states_no_leak_check() -> None:
+    """With no val conversations there is nothing to check for leaks: the card says nothing of it
+    even when stats.json has a leak_audit. Kills dropping the `or not totals.conversations.val` test
+    of datasetcard._leak_audit."""
+    card = datasetcard.dataset_card("full", _card_stats(val=0), _CARD_SOURCES)
+    assert "Leak check" not in card
+    assert "Leak check: 0 of 4 validation turns" in datasetcard.dataset_card(
+        "full", _card_stats(), _CARD_SOURCES
+    )
+
+
+# ---------------------------------------------------------------- build inputs (pipeline/buildinputs.py)
+
+
+def test_registry_terms_are_read_strictly(tmp_path: Path) -> None:
+    """A commercial flag other than YAML `true` is no flag, and a missing licence is `unknown` (so the
+    source is not commercial-eligible). Kills, in buildinputs.resolve_sources: `get("commercial") is
+    True` -> `bool(get("commercial"))`; the licence default `unknown` -> ""."""
+    write_corpus(tmp_path, {"a": _plain("a", 1, "MIT", True), "b": _plain("b", 1, "MIT", True)})
+    registry = {
+        "a": {"kind": "package", "licence": "MIT", "commercial": "yes"},
+        "b": {"kind": "package", "commercial": True},
+    }
+    a, b = build_mod.resolve_sources(tmp_path, ["a", "b"], registry)
+    assert (a.commercial, a.commercial_eligible) == (False, False)
+    assert (b.licence, b.commercial, b.commercial_eligible) == ("unknown", True, False)
+
+
+def test_only_the_contrib_kind_is_contributed_files() -> None:
+    """Kills `self.kind == "contrib"` -> `self.kind.startswith("contrib")` in SourceInput.contrib."""
+    source = SourceInput("x", 0, Path("x"), "x", kind="contributions", licence="MIT", commercial=True)
+    assert not source.contrib
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [([], "`sources` is empty"), (["a", "a"], "lists a more than once")],
+)
+def test_the_source_list_must_be_non_empty_and_without_repeats(tmp_path: Path, names, message) -> None:
+    """Kills dropping the empty-list and the listed-twice checks of buildinputs.resolve_sources."""
+    with pytest.raises(BuildError, match=message):
+        build_mod.resolve_sources(tmp_path, names, {})
+
+
+def test_split_opening_chars_defaults_to_100() -> None:
+    """params.yaml without `build.split_opening_chars` keys the split on openings of 100 characters, as
+    BuildConfig, the README and docs/contracts.md say. Kills the default 100 -> 0 in
+    BuildConfig.from_params (which would key every conversation whole)."""
+    assert BuildConfig.from_params("full", {"build": {}}).split_opening_chars == 100
