@@ -317,7 +317,7 @@ def flag(body: dict[str, Any], key: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise RequestError(f"`{key}` must be true or false", key)
+        raise RequestError(f"`{key}` must be true or false", key, code=INVALID_TYPE)
     return value
 
 

@@ -45,6 +45,9 @@ LOADS_PACKAGES = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before argparse, whose --help and usage go out before any command runs (`tokens --help`
+    # names its loss markers). chat sets its own handler (replace) on stdout.
+    escape_unencodable(sys.stdout, sys.stderr)
     parser = argparse.ArgumentParser(prog="nanochatgpt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     args_list = sys.argv[1:] if argv is None else argv
@@ -59,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(args_list)
-    escape_unencodable(sys.stdout, sys.stderr)  # chat sets its own handler (replace) on stdout
     if args.command in READS_TABLES:
         from pipeline.params import project_root
 

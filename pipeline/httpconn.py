@@ -74,11 +74,17 @@ class DeadlineReader(io.RawIOBase):
             n = self.sock.recv_into(buffer)
         finally:
             self.sock.settimeout(self.idle)  # writes keep the plain timeout
-        if n and self.deadline is None:
+        if n:
+            self.start()
+        return n
+
+    def start(self) -> None:
+        """Start the request's clock, and call `began`, unless its first byte read already did: a
+        request pipelined behind the last one reached the buffer with that one's reads."""
+        if self.deadline is None:
             self.deadline = time.monotonic() + self.budget
             if self.began is not None:
                 self.began()
-        return n
 
 
 class _Reaper:

@@ -151,6 +151,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """http.server's parsing, then the checks every request passes before its method runs."""
+        self._reader.start()  # a pipelined request's line came from the buffer: no read started it
         self._expects_continue = False  # the client waits for "100 Continue" before its body
         self._continue_sent = False
         self._body_done = True  # its errors (400, 431, 505) come before the headers are known
@@ -663,7 +664,8 @@ def _stop_signals() -> Iterator[None]:
         if not signalled:
             signalled = True
             raise KeyboardInterrupt
-        with contextlib.suppress(OSError, ValueError):
+        # RuntimeError: the signal came inside the main thread's own write to stderr (reentrant)
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
             print(
                 "serve: stopping now, without waiting for the requests in flight", file=sys.stderr, flush=True
             )

@@ -111,8 +111,9 @@ def argument_text(arg: str) -> str:
 def utf8_in_disguise(text: str, encoding: str | None, where: str) -> str | None:
     """The error refusing `text` (None: none), which was decoded with an 8-bit `encoding` (a
     Latin-1 locale) from bytes that are UTF-8 text: `café` piped from a UTF-8 file reads `cafÃ©`,
-    which would reach the model as that mojibake, silently. Latin-1 text is almost never valid
-    UTF-8 (an Ã or Â followed by a symbol or C1 control), so such bytes are taken to be UTF-8."""
+    which would reach the model as that mojibake, silently. Latin-1 text is seldom valid UTF-8
+    (one of Â..ß followed by a symbol or C1 control, or à..ï by two), so such bytes are taken to
+    be UTF-8; the rare Latin-1 text that is, such as `NESTLÉ®` (UTF-8 `NESTLɮ`), is refused too."""
     codec = _codec(encoding)
     if text.isascii() or codec is None or codec in ("utf-8", "ascii"):
         return None

@@ -59,6 +59,23 @@ def test_tokens_json_to_an_ascii_terminal_is_the_same_json(tmp_path: Path, env: 
     assert json.loads(ascii_.stdout) == json.loads(utf8.stdout.encode("latin-1").decode("utf-8"))
 
 
+@pytest.mark.parametrize("env", ASCII_TERMINALS, ids=["C-locale", "ascii"])
+def test_help_to_an_ascii_terminal_is_escaped(env: dict[str, str]) -> None:
+    """argparse prints --help before main() reached escape_unencodable: `tokens --help` (which
+    names its loss markers) ended in a UnicodeEncodeError traceback."""
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "PYTHONUTF8")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "tokens", "--help"],
+        cwd=ROOT,
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        encoding="latin-1",
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "\\u27e6" in proc.stdout, proc.stdout
+
+
 # An ASCII locale without UTF-8 mode decodes the file names' UTF-8 bytes with surrogateescape, a
 # Latin-1 one into other characters: polars (Rust) takes a path as UTF-8 text and could open no file
 # under a non-ASCII project folder. Every stage after download ended in a traceback ("Object does not

@@ -6,6 +6,7 @@ The server runs in a thread on a free port; requests go through urllib, as any c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import re
@@ -1716,6 +1717,22 @@ def test_chat_only_fields_carry_openais_codes_over_http(enc, extra: dict, param:
     assert status == 400 and (reply["error"]["param"], reply["error"]["code"]) == (param, code), reply
 
 
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_true_false_field_of_another_type_is_invalid_type_on_both_apis(api: str) -> None:
+    """`temperature: "hot"` said invalid_type, `stream: "yes"` said null: OpenAI says invalid_type."""
+    from pipeline.chatrequest import ChatRequest, RequestError
+    from pipeline.responsesapi import ResponsesRequest
+
+    parse, body = (
+        (ChatRequest.parse, {"messages": [{"role": "user", "content": "hi"}]})
+        if api == "chat"
+        else (ResponsesRequest.parse, {"input": "hi"})
+    )
+    with pytest.raises(RequestError) as e:
+        parse({**body, "stream": "yes"})
+    assert (e.value.param, e.value.code) == ("stream", "invalid_type")
+
+
 def test_responses_choices_are_invalid_value() -> None:
     from pipeline.chatrequest import RequestError
     from pipeline.responsesapi import ResponsesRequest
@@ -1792,6 +1809,30 @@ def test_a_second_signal_while_stopping_exits_at_once_with_a_line(second: str) -
     assert "Traceback" not in rest
 
 
+def test_a_second_signal_exits_even_when_it_interrupts_a_write_to_stderr(monkeypatch) -> None:
+    """A signal handler that prints can land inside the main thread's own write to stderr (the
+    stop's last line): the buffer refuses the reentrant write with a RuntimeError, which escaped
+    the handler, so the second signal ended in a traceback instead of exiting."""
+    import os
+    import signal
+    import sys
+
+    from pipeline import serve
+
+    class MidWrite(io.StringIO):
+        def write(self, text: str) -> int:
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    with serve._stop_signals():
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+        monkeypatch.setattr(sys, "stderr", MidWrite())
+        signal.raise_signal(signal.SIGTERM)
+    assert exits == [128 + signal.SIGTERM]
+
+
 def test_a_request_arriving_as_the_server_stops_gets_a_503_not_a_cut(enc) -> None:
     """The stop waited only for requests whose body was read: one whose first bytes had arrived
     when Ctrl-C came was cut unanswered by the exit. The listening socket is closed first (new
@@ -1804,7 +1845,7 @@ def test_a_request_arriving_as_the_server_stops_gets_a_503_not_a_cut(enc) -> Non
         client = _connect(url)
         request = _chat("localhost")
         client.sendall(request[:10])  # the request has begun to arrive
-        _wait_until(lambda: server._answering == 1, timeout=2)
+        assert _wait_until(lambda: server._answering == 1, timeout=10)
         server.shutdown()
         server.server_close()  # as run() does: no new connection is taken
         with pytest.raises(ConnectionRefusedError):
@@ -1822,6 +1863,28 @@ def test_a_request_arriving_as_the_server_stops_gets_a_503_not_a_cut(enc) -> Non
     assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head
     error = json.loads(body)["error"]
     assert error["message"].startswith("the server is shutting down") and error["type"] == "server_error"
+
+
+def test_pipelined_requests_are_each_counted_in_flight(enc) -> None:
+    """Requests written back to back (HTTP pipelining) reach the buffer with the first one's read:
+    the second read no byte off the socket, so it was never counted, and a stop during its
+    generation did not wait for it (before, every request was counted once its body was read)."""
+    service = ChatService(Engine(tiny_gpt(), enc=enc))
+    with serving_service(service) as (url, server):
+        counted: list[str] = []
+        answering = server.answering
+
+        def counting() -> contextlib.AbstractContextManager[None]:
+            counted.append("request")
+            return answering()
+
+        server.answering = counting
+        client = _connect(url, timeout=10)
+        client.sendall(_request("GET", "/health", "localhost") + _chat("localhost"))
+        reply = client.makefile("rb").read()  # the chat request says Connection: close
+        client.close()
+    assert reply.count(b"HTTP/1.1 200") == 2, reply
+    assert len(counted) == 2
 
 
 def test_a_keep_alive_connection_closes_after_its_reply_once_stopping(enc) -> None:
