@@ -351,3 +351,13 @@ def test_the_stage_start_benchmark_writes_the_same_outputs_both_ways(capsys) -> 
     assert stage_start.main(["--runs", "1"]) == 0
     out = capsys.readouterr().out
     assert "outputs identical: True" in out and "registry" in out and "download" in out
+
+
+def test_the_check_benchmark_gives_the_same_accounts_both_ways(capsys) -> None:
+    """benchmarks.check_contrib at a small size: the folder check and the per-file baseline agree,
+    and the refused file is counted."""
+    from benchmarks import check_contrib
+
+    assert check_contrib.main(["--files", "7", "--refused", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "7 files, 2 refused" in out and "the same accounts" in out
