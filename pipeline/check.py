@@ -260,11 +260,13 @@ def _account(
         result = normalize_source(here, raw, params, _copied(scanned, raw))
     by_source = result.report.get("by_source", {})
     q = result.quarantine
+    # Each file's rows, split once: a filter per file read the whole quarantine once a file.
+    quarantined = {key[0]: rows for key, rows in q.partition_by("source", as_dict=True).items()}
     summaries = []
     for cf in sorted(scanned, key=lambda cf: cf.source):
         source = cf.source
         counts = by_source.get(source, {})
-        mine = q.filter(pl.col("source") == source)
+        mine = quarantined.get(source, q.clear())
         summaries.append(
             {
                 "file": str(Path(shown(folder)) / cf.path.name),

@@ -79,11 +79,9 @@ def unopenable_root(root: Path) -> str | None:
             return None
     except UnicodeEncodeError:  # a lone surrogate: no UTF-8 text at all
         pass
-    shown = os.fsencode(name).decode("utf-8", "backslashreplace")  # the folder as the shell names it
     return (
-        f"the project's path {ascii(shown)[1:-1]} is not ASCII, and this locale decodes file names as "
-        f"{sys.getfilesystemencoding()}: polars takes them as UTF-8 and can open none of its files; "
-        + UTF8_FIX
+        f"the project's path {_not_ascii_here(name)}: polars takes them as UTF-8 and can open none "
+        f"of its files; {UTF8_FIX}"
     )
 
 
@@ -145,11 +143,15 @@ def unloadable_package(*modules: str) -> str | None:
             continue
         except UnicodeEncodeError:  # a lone surrogate
             pass
-        folder = os.path.dirname(origin)  # the package's folder, as the shell names it
-        shown = os.fsencode(folder).decode("utf-8", "backslashreplace")
         return (
-            f"{module} is installed at {ascii(shown)[1:-1]}, which is not ASCII, and this locale "
-            f"decodes file names as {sys.getfilesystemencoding()}: {module} cannot load from there; "
-            f"{UTF8_FIX}"
+            f"{module} is installed at {_not_ascii_here(os.path.dirname(origin), ', which')}: "
+            f"{module} cannot load from there; {UTF8_FIX}"
         )
     return None
+
+
+def _not_ascii_here(path: str, joiner: str = "") -> str:
+    """`path` as the shell names it (its bytes read as UTF-8, the rest escaped), and why this locale
+    cannot hand it on: "<path> is not ASCII, and this locale decodes file names as <encoding>"."""
+    shown = ascii(os.fsencode(path).decode("utf-8", "backslashreplace"))[1:-1]
+    return f"{shown}{joiner} is not ASCII, and this locale decodes file names as {sys.getfilesystemencoding()}"

@@ -483,25 +483,21 @@ def normalize_source(
     result = normalize_rows(read(folder, spec, params), max_turn_chars=max_chars, min_turns=min_turns)
     report = {"source": spec.name, **result.report}
     if spec.adapter == "contrib":
-        _describe_files(report, folder, spec.name, scanned)
+        _describe_files(report, scanned)
     return NormalizeResult(result.turns, result.quarantine, report)
 
 
-def _describe_files(
-    report: dict[str, Any], folder: Path, name: str, scanned: list[ContribFile] | None = None
-) -> None:
-    """Add each contributed file's sidecar `description:` and `attribution:` to its `by_source`
-    entry: the rows carry a file's licence and flag, but not these, which the build's dataset card
-    and NOTICE.md show for the file (stats.json `parts`). A key is written only where the sidecar
-    has the field, so a report (and the build's outputs) of files without one stay as they were."""
-    from pipeline.sources.adapters.contrib import attributions, descriptions
+def _describe_files(report: dict[str, Any], scanned: list[ContribFile]) -> None:
+    """Add each contributed file's sidecar `description:` and `attribution:` (from `scanned`, the
+    scan the rows were read by) to its `by_source` entry: the rows carry a file's licence and flag,
+    but not these, which the build's dataset card and NOTICE.md show for the file (stats.json
+    `parts`). A key is written only where the sidecar has the field, so a report (and the build's
+    outputs) of files without one stay as they were."""
+    from pipeline.sources.adapters.contrib import sidecar_texts
 
     per_file = report.get("by_source", {})
-    for key, texts in (
-        ("description", descriptions(folder, name, scanned)),
-        ("attribution", attributions(folder, name, scanned)),
-    ):
-        for source, text in texts.items():
+    for key in ("description", "attribution"):
+        for source, text in sidecar_texts(scanned, key).items():
             if source in per_file:
                 per_file[source][key] = text
 

@@ -4,7 +4,7 @@ The format comes from the sidecar's `format:` or the file extension (see infer_f
 pipeline/sources/contrib.py); the file is then read by that format's adapter. A file from which
 nothing at all is read (a JSON list `[]`) stops the stage, as an empty file stops the download.
 Each file's sidecar `description:` and `attribution:` go into the normalize report
-(`descriptions`, `attributions`), whence the dataset card and NOTICE.md describe and credit the file.
+(`sidecar_texts`), whence the dataset card and NOTICE.md describe and credit the file.
 """
 
 from __future__ import annotations
@@ -48,33 +48,16 @@ def read(
     return concat(frames)
 
 
-def descriptions(
-    raw_dir: Path, name: str = "contrib", scanned: list[ContribFile] | None = None
-) -> dict[str, str]:
-    """Each contributed file's sidecar `description:` by source (`contrib/<stem>`), as written but
-    stripped; a file whose sidecar has none (or only spaces) is left out. The text is the
-    contributor's: whoever shows it escapes it for where it goes (pipeline.cards.markdown_text).
-    `scanned`: the caller's scan_contrib of `raw_dir`, as for `read`."""
-    files = scan_contrib(raw_dir, name) if scanned is None else scanned
-    return _texts({cf.source: cf.description for cf in files})
-
-
-def attributions(
-    raw_dir: Path, name: str = "contrib", scanned: list[ContribFile] | None = None
-) -> dict[str, str]:
-    """Each contributed file's sidecar `attribution:` by source, as `descriptions` gives theirs
-    (one line already: parse_sidecar refuses control characters in it)."""
-    files = scan_contrib(raw_dir, name) if scanned is None else scanned
-    return _texts({cf.source: cf.attribution for cf in files})
-
-
-def _texts(by_source: dict[str, str]) -> dict[str, str]:
-    """The non-blank texts of `by_source`, stripped and made writable as UTF-8 JSON."""
+def sidecar_texts(scanned: list[ContribFile], field: str) -> dict[str, str]:
+    """Each scanned file's sidecar text `field` (`description` or `attribution`) by source
+    (`contrib/<stem>`), as written but stripped; a file whose sidecar has none (or only spaces) is
+    left out. The text is the contributor's: whoever shows it escapes it for where it goes
+    (pipeline.cards.markdown_text, credit_text)."""
     out: dict[str, str] = {}
-    for source, said in by_source.items():
+    for cf in scanned:
         # A YAML escape ("\\ud83d") can give a lone surrogate, which the report (UTF-8 JSON) cannot
         # hold: written as its escape, as RawRows writes one in the rows.
-        text = said.strip().encode("utf-8", "backslashreplace").decode("utf-8")
+        text = getattr(cf, field).strip().encode("utf-8", "backslashreplace").decode("utf-8")
         if text:
-            out[source] = text
+            out[cf.source] = text
     return out
