@@ -3,12 +3,14 @@ closed, and how long a request may take to arrive.
 
     ChatHTTPServer    http.server's threading server with a kernel backlog of LISTEN_BACKLOG and at
                       most MAX_CONNECTIONS connections at once (each has a thread); past that a new
-                      connection is answered 503 on the accept thread, without reading its request
+                      connection is answered 503 on the accept thread, without reading its request;
+                      at close, so is each connection still in the kernel's accept queue
     _Reaper           the lingering close of those refused connections: one daemon thread reads and
                       drops what each client still sends, briefly and bounded, then closes it, so a
                       client that writes its whole request before reading gets the 503, not a reset
     DeadlineReader    a handler's socket as its rfile, with a deadline for the whole request on top
-                      of the per-read timeout: a client pacing one byte a minute cannot hold a thread
+                      of the per-read timeout: a client pacing one byte a minute cannot hold a thread;
+                      once the server stops, a request that stopped arriving is cut after a grace
 
 What is said on a connection (routes, the Host check, bodies, errors) is serve.py's Handler.
 """
@@ -26,7 +28,7 @@ from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from pipeline.chatapi import error_body
+from pipeline.chatapi import ServerStopping, error_body
 
 LISTEN_BACKLOG = 128  # connections the kernel holds for accept() (socketserver's default: 5)
 MAX_CONNECTIONS = 64  # connections served at once (each has a thread); more get 503 at once
@@ -35,15 +37,25 @@ REFUSED_LINGER_SECONDS = 1.0  # how long a refused connection's request is read 
 # A chat request is text: serve.Handler refuses a larger body (413) before reading it; the reaper
 # reads up to twice it off a refused connection (a request the server would take, and its headers).
 MAX_BODY_BYTES = 1 << 20
+# Once the server stops, a request still arriving has this long with no byte of it before it is cut
+# (408) and the stop goes on: a client that sent a byte and stalled held the stop for STOP_SECONDS.
+ARRIVAL_GRACE_SECONDS = 1.0
+STOP_POLL_SECONDS = 0.1  # how often a read of a request under way looks whether the stop began
 
 
 class DeadlineReader(io.RawIOBase):
-    """A handler's socket as its rfile's raw stream, with a total deadline per request.
+    """A handler's socket as its rfile's raw stream, with a total deadline per request, cut short
+    once the server stops.
 
     Each read waits at most `idle` seconds (http.server's per-read timeout) and, once a request's
     first byte has arrived, no later than `deadline` (set then, `budget` seconds on; the handler
     clears it between requests). Past it a read raises TimeoutError: http.server closes the
     connection on one in the request line or headers, serve.Handler._body answers 408.
+
+    Once `stopped()` gives the time a stop began, a request still arriving has `grace` seconds for
+    each read: one that stopped arriving is cut (TimeoutError, with `cut_by_stop` set) rather than
+    held for its whole deadline, while one whose bytes keep coming is not cut. A read of a request
+    under way waits in slices of STOP_POLL_SECONDS so that it sees the stop begin.
     """
 
     def __init__(
@@ -52,31 +64,57 @@ class DeadlineReader(io.RawIOBase):
         idle: float | None,
         budget: float,
         began: Callable[[], None] | None = None,
+        stopped: Callable[[], float | None] | None = None,
+        grace: float = ARRIVAL_GRACE_SECONDS,
     ) -> None:
         self.sock = sock
         self.idle = idle
         self.budget = budget
         self.began = began  # called at each request's first byte (serve.Handler counts it in flight)
+        self.stopped = stopped  # when the server began to stop (monotonic), or None
+        self.grace = grace
         self.deadline: float | None = None
+        self.cut_by_stop = False  # the last TimeoutError was the stop's grace running out
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        wait = self.idle
+        began = time.monotonic()
+        while True:
+            wait = self._wait(began)
+            self.sock.settimeout(wait)
+            try:
+                n = self.sock.recv_into(buffer)
+            except TimeoutError:
+                continue  # a slice or a limit ran out: _wait says which
+            finally:
+                self.sock.settimeout(self.idle)  # writes keep the plain timeout
+            if n:
+                self.start()
+            return n
+
+    def _wait(self, began: float) -> float | None:
+        """How long the next recv of a read begun at `began` may wait; TimeoutError once a limit
+        (idle, the request's deadline, the stop's grace) has passed."""
+        now = time.monotonic()
+        ends = [] if self.idle is None else [began + self.idle]
+        stopped = self.stopped() if self.stopped is not None and self.deadline is not None else None
         if self.deadline is not None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
+            if self.deadline <= now:
                 raise TimeoutError("the request did not arrive whole in time")
-            wait = left if wait is None else min(wait, left)
-        self.sock.settimeout(wait)
-        try:
-            n = self.sock.recv_into(buffer)
-        finally:
-            self.sock.settimeout(self.idle)  # writes keep the plain timeout
-        if n:
-            self.start()
-        return n
+            ends.append(self.deadline)
+        if stopped is not None:  # no byte for `grace` since the stop began (or this read, if later)
+            if max(stopped, began) + self.grace <= now:
+                self.cut_by_stop = True
+                raise TimeoutError(f"the request stopped arriving for {self.grace:g} s as the server stopped")
+            ends.append(max(stopped, began) + self.grace)
+        if ends and min(ends) <= now:
+            raise TimeoutError("timed out")  # idle: as the socket's own timeout says it
+        wait = None if not ends else min(ends) - now
+        if self.deadline is not None and self.stopped is not None and stopped is None:
+            wait = STOP_POLL_SECONDS if wait is None else min(wait, STOP_POLL_SECONDS)  # see the stop come
+        return wait
 
     def start(self) -> None:
         """Start the request's clock, and call `began`, unless its first byte read already did: a
@@ -128,11 +166,20 @@ class _Reaper:
         return True
 
     def close(self) -> None:
-        """Close every held socket (the thread does, and ends)."""
+        """Take no more sockets; those held still get their linger (each up to `seconds`, less once
+        its client closes), then the thread closes them and ends (see join)."""
         with self._lock:
             self._closed = True
             if self._thread is not None:
                 self._wake()
+
+    def join(self, timeout: float) -> bool:
+        """Wait until close() has let every held socket go; False at `timeout`."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is pending already
@@ -153,11 +200,11 @@ class _Reaper:
                     closed = self._closed
                 self._watch(selector, draining, incoming)
                 now = time.monotonic()
-                for sock in [s for s, (d, _) in draining.items() if closed or d <= now]:
+                for sock in [s for s, (d, _) in draining.items() if d <= now]:
                     self._drop(selector, draining, sock)
-                if closed:
+                if closed and not draining:  # closed: the last linger is over
                     return
-        finally:  # closed, or a bug: either way nothing is taken or held any more
+        finally:  # done, or a bug: either way nothing is taken or held any more
             self._let_go(selector, draining)
 
     def _read(self, selector: selectors.BaseSelector, draining: dict, sock: Any) -> None:
@@ -233,6 +280,7 @@ class ChatHTTPServer(ThreadingHTTPServer):
         self._reaper = _Reaper(MAX_REFUSED_LINGERING, REFUSED_LINGER_SECONDS)
         self._answering = 0  # requests begun (a first byte read) and not yet answered (see answering())
         self._answered = threading.Condition()
+        self.stopped_at: float | None = None  # when server_close began the stop (monotonic)
         super().__init__(*args, **kwargs)
 
     @contextlib.contextmanager
@@ -253,9 +301,36 @@ class ChatHTTPServer(ThreadingHTTPServer):
         with self._answered:
             return self._answered.wait_for(lambda: self._answering == 0, timeout)
 
+    def wait_refused(self, timeout: float) -> bool:
+        """Wait until the connections refused (503) have had their lingering close (_Reaper), so an
+        exit does not reset them; False at `timeout`. Call after server_close."""
+        return self._reaper.join(timeout)
+
     def server_close(self) -> None:
+        """Stop: answer 503 to the connections waiting in the kernel's accept queue (closing the
+        listener reset them: their clients saw ECONNRESET, not why), then close the listener. From
+        here a request still arriving has a short grace (DeadlineReader), and refused connections
+        their lingering close (wait_refused). Call after serve_forever has returned."""
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        self._refuse_queued()
         super().server_close()
         self._reaper.close()
+
+    def _refuse_queued(self) -> None:
+        """Accept, without waiting, what the kernel has queued, and answer each 503 (_refuse). At
+        most the queue's size: a client connecting meanwhile does not keep this going. One that
+        connects between the last accept and the close is still reset, as is one past the
+        reaper's capacity (it is answered, then closed at once)."""
+        if self.socket.fileno() < 0:  # closed already
+            return
+        self.socket.setblocking(False)
+        for _ in range(self.request_queue_size):
+            try:
+                request, _ = self.socket.accept()
+            except OSError:  # BlockingIOError: the queue is empty
+                return
+            self._refuse(request, str(ServerStopping()), retry_after=False)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
@@ -279,15 +354,19 @@ class ChatHTTPServer(ThreadingHTTPServer):
             with self._open_lock:
                 self._open -= 1
 
-    def _refuse(self, request: socket.socket) -> None:
+    def _refuse(self, request: socket.socket, message: str = "", retry_after: bool = True) -> None:
         """503 on the accept thread, without reading the request: a small write to a new socket
         does not block, and nothing here may wait on the client. The request is then read and
-        dropped by the reaper (see _Reaper), or, with it full, the socket closes at once."""
-        message = f"too many connections (at most {self.max_connections} at once); try again shortly"
+        dropped by the reaper (see _Reaper), or, with it full, the socket closes at once. Without
+        `message`, the refusal says the server has too many connections."""
+        message = (
+            message or f"too many connections (at most {self.max_connections} at once); try again shortly"
+        )
         body = json.dumps(error_body(message, "server_error"))
+        retry = "Retry-After: 1\r\n" if retry_after else ""  # a server stopping has no "when"
         head = (
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+            f"Content-Length: {len(body)}\r\n{retry}Connection: close\r\n\r\n"
         )
         try:
             request.setblocking(False)

@@ -26,7 +26,9 @@ Every error is OpenAI's JSON error object, http.server's own included (a malform
 HTTP/2, a URI or headers over its limits, a method HTTP does not define: 501), and a bug, even a
 panic in a Rust extension (a BaseException), is a 500 rather than a connection closed unanswered.
 Ctrl-C or SIGTERM stops it: the generation in flight stops at its next piece (a stream ends with
-an error event), the requests waiting are answered 503, then it exits (ChatService.stop, _stop).
+an error event), the requests waiting are answered 503, so are the connections still in the
+kernel's accept queue and the requests still arriving (408 for one with no byte for
+arrival_grace, 1 s), then it exits (ChatService.stop, _stop).
 The server binds to 127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
 Built on the standard library's http.server: a small local endpoint, not a production gateway.
 A body over 1 MiB is refused with 413 (before "100 Continue", and read off the socket, bounded, so
@@ -74,7 +76,13 @@ from pipeline.chatapi import (
     error_body,
 )
 from pipeline.chatrequest import ChatRequest, RequestError
-from pipeline.httpconn import MAX_BODY_BYTES, ChatHTTPServer, ChatHTTPServerV6, DeadlineReader
+from pipeline.httpconn import (
+    ARRIVAL_GRACE_SECONDS,
+    MAX_BODY_BYTES,
+    ChatHTTPServer,
+    ChatHTTPServerV6,
+    DeadlineReader,
+)
 from pipeline.threadtuner import AUTO
 
 DEFAULT_HOST = "127.0.0.1"
@@ -114,6 +122,9 @@ class Handler(BaseHTTPRequestHandler):
     # Seconds from a request's first byte to the end of its body, however the client paces it: one
     # byte every 59 s would pass `timeout` forever and hold a thread. Class attributes: tests shrink them.
     request_deadline = 60.0
+    # Once the server stops, a request still arriving is cut (408) when no byte of it comes for
+    # this long, so that a stalled client does not hold the stop for STOP_SECONDS.
+    arrival_grace = ARRIVAL_GRACE_SECONDS
     max_body_bytes = MAX_BODY_BYTES
     # After a reply to a request whose body was not read (413, 415, ...), up to this much of the
     # body is read and dropped before closing, as nginx's lingering close does: a client that writes
@@ -130,18 +141,40 @@ class Handler(BaseHTTPRequestHandler):
         # rfile reads through a clock that enforces request_deadline (see DeadlineReader).
         self.rfile.close()
         self._reader = DeadlineReader(
-            self.connection, self.timeout, self.request_deadline, self._request_began
+            self.connection,
+            self.timeout,
+            self.request_deadline,
+            self._request_began,
+            stopped=lambda: getattr(self.server, "stopped_at", None),
+            grace=self.arrival_grace,
         )
         self.rfile = io.BufferedReader(self._reader)
 
     def handle_one_request(self) -> None:
         self._reader.deadline = None  # the next request's clock starts with its first byte
+        self._reader.cut_by_stop = False
+        self._replied = False
+        # Not the last request's: a request cut before its line was read is answered without them.
+        self.command = self.requestline = ""
         # The body was read, or given up on. Until this request's headers are parsed there is no
         # body to know of (a 414 comes before them; the last request's headers are stale).
         self._body_done = True
         self._request = contextlib.ExitStack()  # left once this request is answered (_request_began)
         with self._request:
             super().handle_one_request()
+            if self._reader.cut_by_stop and not self._replied:
+                # Cut in its line or headers: http.server closed without a word; say why.
+                self.send_error(HTTPStatus.REQUEST_TIMEOUT, self._cut_by_stop_message())
+
+    def _cut_by_stop_message(self) -> str:
+        return (
+            f"the server is shutting down, and this request stopped arriving: no byte of it came "
+            f"for {self.arrival_grace:g} s; send it again once the server is back"
+        )
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._replied = True  # a status line is out: a request cut now has had its answer
+        super().send_response(code, message)
 
     def _request_began(self) -> None:
         """A request's first byte arrived: a server stopping waits for its answer (wait_answered),
@@ -364,11 +397,13 @@ class Handler(BaseHTTPRequestHandler):
             raw = self._read_chunked() if codings else self._read_sized()
         except TimeoutError:
             self._body_done = True  # given up on: a client this slow is not waited for again (_linger)
-            raise RequestError(
-                f"the request did not arrive in time (a read waits {self.timeout} s, a whole request "
-                f"{self.request_deadline:g} s)",
-                status=HTTPStatus.REQUEST_TIMEOUT,
-            ) from None
+            message = (
+                self._cut_by_stop_message()
+                if self._reader.cut_by_stop
+                else f"the request did not arrive in time (a read waits {self.timeout} s, a whole request "
+                f"{self.request_deadline:g} s)"
+            )
+            raise RequestError(message, status=HTTPStatus.REQUEST_TIMEOUT) from None
         self._body_done = True
         try:
             return json.loads(raw)
@@ -628,7 +663,6 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            server.server_close()
             _stop(server, service)
     return 0
 
@@ -685,12 +719,19 @@ def _stop(server: ChatHTTPServer, service: ChatService) -> None:
     """Stop the generation in flight and the requests waiting, and let their clients have their
     answers (a 503, or a stream's error event), before the interpreter exits: a generation left
     running in a daemon thread aborted the process inside torch, and the rest were cut unanswered.
-    A request that has begun to arrive is waited for too (and answered 503 once its headers are
-    read); the listening socket is closed first (run), so a new connection is refused, not cut,
-    and an idle keep-alive connection closes. A second Ctrl-C exits at once (_stop_signals)."""
+    The listening socket is closed first (server_close), so a new connection is refused, not cut;
+    those the kernel had queued are answered 503 before it closes, and an idle keep-alive
+    connection closes. A request that has begun to arrive is waited for too (and answered 503 once
+    its headers are read), unless it stops arriving: no byte of it for Handler.arrival_grace is a
+    408. A second Ctrl-C exits at once (_stop_signals). Call once serve_forever has returned."""
     with contextlib.suppress(KeyboardInterrupt):
         deadline = time.monotonic() + STOP_SECONDS
-        if service.stop(STOP_SECONDS) and server.wait_answered(max(0.0, deadline - time.monotonic())):
+        server.server_close()
+        if (
+            service.stop(STOP_SECONDS)
+            and server.wait_answered(max(0.0, deadline - time.monotonic()))
+            and server.wait_refused(max(0.0, deadline - time.monotonic()))
+        ):
             print("serve: stopped", file=sys.stderr)
         else:
             print(

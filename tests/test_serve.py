@@ -1841,7 +1841,8 @@ def test_a_request_arriving_as_the_server_stops_gets_a_503_not_a_cut(enc) -> Non
     from pipeline import serve
 
     service = ChatService(Engine(tiny_gpt(), enc=enc))
-    with serving_service(service) as (url, server):
+    # A long grace: the rest comes after the 0.5 s below, however slow this machine is.
+    with serving_service(service, arrival_grace=30) as (url, server):
         client = _connect(url)
         request = _chat("localhost")
         client.sendall(request[:10])  # the request has begun to arrive
@@ -1897,3 +1898,90 @@ def test_a_keep_alive_connection_closes_after_its_reply_once_stopping(enc) -> No
         reply = client.makefile("rb").read()  # the server closes: read() ends
         client.close()
     assert reply.startswith(b"HTTP/1.1 503") and b"Connection: close" in reply
+
+
+def _stopping(server, service) -> threading.Thread:
+    """serve._stop in a daemon thread, as run() calls it once serve_forever has returned."""
+    from pipeline import serve
+
+    server.shutdown()
+    stopper = threading.Thread(target=serve._stop, args=(server, service), daemon=True)
+    stopper.start()
+    return stopper
+
+
+@pytest.mark.parametrize("phase", ["request line", "body"])
+def test_a_request_stalled_as_the_server_stops_gets_a_408_after_a_short_grace(enc, phase: str) -> None:
+    """A client that had sent one byte and stalled held the whole stop for STOP_SECONDS (10 s), then
+    "did not end within". A request still arriving once the stop begins now has `arrival_grace`
+    (no byte of it for that long: it is cut), then a 408 with Connection: close, and the stop ends."""
+    service = ChatService(Engine(tiny_gpt(), enc=enc))
+    with serving_service(service, arrival_grace=0.3) as (url, server):
+        client = _connect(url, timeout=10)
+        if phase == "request line":
+            client.sendall(b"P")
+        else:  # its headers read (the server asks for the body), 5 bytes of it missing
+            head, body = _chat("localhost").split(b"\r\n\r\n", 1)
+            client.sendall(head.replace(b"\r\n", b"\r\nExpect: 100-continue\r\n", 1) + b"\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+            client.sendall(body[:-5])
+        assert _wait_until(lambda: server._answering == 1, timeout=10)
+        start = time.monotonic()
+        stopper = _stopping(server, service)
+        stopper.join(5)
+        took = time.monotonic() - start
+        assert not stopper.is_alive(), "the stop waited on the stalled request"
+        reply = client.makefile("rb").read()
+        client.close()
+    assert took < 3  # the grace (0.3 s) and a poll, not STOP_SECONDS
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 408") and b"Connection: close" in head, reply
+    assert json.loads(body)["error"]["message"].startswith("the server is shutting down")
+
+
+def test_a_request_arriving_steadily_as_the_server_stops_is_not_cut_at_the_grace(enc) -> None:
+    """The grace is for a request that stopped arriving, not a slow one: a piece every 0.1 s keeps
+    it going for three times its 0.5 s of grace, and it gets the stop's 503, not a 408."""
+    service = ChatService(Engine(tiny_gpt(), enc=enc))
+    with serving_service(service, arrival_grace=0.5) as (url, server):
+        client = _connect(url, timeout=10)
+        request = _chat("localhost")
+        client.sendall(request[:1])
+        assert _wait_until(lambda: server._answering == 1, timeout=10)
+        stopper = _stopping(server, service)
+        step = len(request) // 15 + 1
+        for i in range(1, len(request), step):  # 15 pieces, ~1.5 s in all
+            time.sleep(0.1)
+            client.sendall(request[i : i + step])
+        reply = client.makefile("rb").read()
+        stopper.join(5)
+        assert not stopper.is_alive()
+        client.close()
+    assert reply.startswith(b"HTTP/1.1 503"), reply
+    assert b"the server is shutting down" in reply
+
+
+def test_connections_queued_when_the_listener_closes_get_the_503_not_a_reset(enc) -> None:
+    """Connections the kernel had accepted but the server had not (its accept queue) were reset when
+    the listening socket closed: their clients saw ConnectionResetError, not why. They are now
+    accepted at the close and answered 503, OpenAI's error body, with Connection: close."""
+    service = ChatService(Engine(tiny_gpt(), enc=enc))
+    with serving_service(service) as (url, server):
+        server.shutdown()  # as after Ctrl-C: no more accept()s; the kernel still queues
+        clients = [_connect(url, timeout=10) for _ in range(3)]
+        for client in clients:
+            client.sendall(_chat("localhost"))
+        time.sleep(0.1)  # the requests are in the server's receive buffers, unread
+        server.server_close()
+        replies = []
+        for client in clients:
+            try:
+                replies.append(client.makefile("rb").read())
+            except ConnectionResetError as e:
+                replies.append(repr(e).encode())
+            client.close()
+    for reply in replies:
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head, reply
+        error = json.loads(body)["error"]
+        assert error["message"].startswith("the server is shutting down") and error["type"] == "server_error"
