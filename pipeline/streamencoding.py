@@ -154,4 +154,6 @@ def _not_ascii_here(path: str, joiner: str = "") -> str:
     """`path` as the shell names it (its bytes read as UTF-8, the rest escaped), and why this locale
     cannot hand it on: "<path> is not ASCII, and this locale decodes file names as <encoding>"."""
     shown = ascii(os.fsencode(path).decode("utf-8", "backslashreplace"))[1:-1]
-    return f"{shown}{joiner} is not ASCII, and this locale decodes file names as {sys.getfilesystemencoding()}"
+    return (
+        f"{shown}{joiner} is not ASCII, and this locale decodes file names as {sys.getfilesystemencoding()}"
+    )
