@@ -1,9 +1,17 @@
 """Shared test settings, and the `root` fixture of the tests that download and build sources."""
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+# Before anything imports torch (libgomp reads it once, as it loads; the tests' subprocesses inherit
+# it): OpenMP threads that wait for work sleep instead of spinning. On a machine whose cores are
+# shared (CI beside `make repro`), a spinning thread holds a core the thread it waits for needs, and
+# each small kernel waits out a time slice: a tiny model's decode step took ~20x as long. Where
+# threads wait is only speed, never a result; a policy set by the caller is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,3 +60,17 @@ def toy_repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
     repo = tmp_path_factory.mktemp("toy-repro")
     return repo, make_project(repo, extra_contrib=E2E_CONTRIB)
+
+
+@pytest.fixture(scope="session")
+def straight_kill_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(tokens, run folder): synthetic token shards and tests/test_train.py's KILL_RUN trained on them
+    uninterrupted, in a fresh process as the kill tests run theirs. Trained once per session: the kill
+    tests of tests/test_train.py and tests/test_train_resume.py only read its weights and logs, and
+    train their killed runs on the same shards."""
+    from test_train import KILL_RUN, _run_driver, write_tokens
+
+    base = tmp_path_factory.mktemp("straight-kill-run")
+    tokens = write_tokens(base / "tokens" / "full")
+    _run_driver(KILL_RUN, base / "straight", tokens)
+    return tokens, base / "straight"

@@ -476,10 +476,17 @@ def _weights(root: Path) -> dict[str, torch.Tensor]:
     return load_file(str(root / "ckpt" / checkpoint.WEIGHTS_FILE))
 
 
+# The run the kill tests interrupt (here and in tests/test_train_resume.py). Its uninterrupted run,
+# which they compare with, is tests/conftest.py's session fixture `straight_kill_run`.
+KILL_RUN = {**TINY, "device": "cpu", "max_iters": 12, "ckpt_interval": 4, "eval_interval": 6}
+
+
 @pytest.mark.slow
-def test_kill_9_then_resume_ends_with_identical_weights(tokens: Path, tmp_path: Path) -> None:
-    cfg = {**TINY, "device": "cpu", "max_iters": 12, "ckpt_interval": 4, "eval_interval": 6}
-    _run_driver(cfg, tmp_path / "straight", tokens)
+def test_kill_9_then_resume_ends_with_identical_weights(
+    straight_kill_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cfg = KILL_RUN
+    tokens, straight = straight_kill_run
 
     killed = tmp_path / "killed"
     # step 6: checkpoint of step 4 on disk, steps 5-6 not saved
@@ -488,14 +495,14 @@ def test_kill_9_then_resume_ends_with_identical_weights(tokens: Path, tmp_path: 
     assert not (killed / "ckpt").exists()
 
     _run_driver({**cfg, "init_from": "resume"}, killed, tokens)
-    want, got = _weights(tmp_path / "straight"), _weights(killed)
+    want, got = _weights(straight), _weights(killed)
     assert want.keys() == got.keys()
     for name in want:
         assert torch.equal(want[name], got[name]), name
     # The logged trajectory is the same too, without the killed run's unsaved steps 5-6 twice.
     for name in ("train/loss", "val/loss"):
-        straight = (tmp_path / f"straight/live/plots/metrics/{name}.tsv").read_text()
-        assert (killed / f"live/plots/metrics/{name}.tsv").read_text() == straight
+        logged = (straight / f"live/plots/metrics/{name}.tsv").read_text()
+        assert (killed / f"live/plots/metrics/{name}.tsv").read_text() == logged
 
 
 class Stopped(Exception):

@@ -21,10 +21,10 @@ import pytest
 import torch
 import yaml
 from test_train import (
+    KILL_RUN,
     TINY,
     Stopped,
     _env,
-    _run_driver,
     _weights,
     kill_after_lines,
     paths_in,
@@ -68,10 +68,10 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_a_kill_during_a_checkpoint_write_resumes_to_the_uninterrupted_weights(
-    tokens: Path, tmp_path: Path
+    straight_kill_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    cfg = {**TINY, "device": "cpu", "max_iters": 12, "ckpt_interval": 4, "eval_interval": 6}
-    _run_driver(cfg, tmp_path / "straight", tokens)
+    cfg = KILL_RUN
+    tokens, straight = straight_kill_run
 
     killed = tmp_path / "killed"
     steps = [f"STEP {i}" for i in range(1, 8)] + ["SAVING"]  # steps 1-7, then the save
@@ -89,12 +89,12 @@ def test_a_kill_during_a_checkpoint_write_resumes_to_the_uninterrupted_weights(
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.split() == [w for i in range(5, 13) for w in ("STEP", str(i))]
-    want, got = _weights(tmp_path / "straight"), _weights(killed)
+    want, got = _weights(straight), _weights(killed)
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     assert sorted(p.name for p in (killed / "run").iterdir()) == ["step-00000012"]  # no torn copy left
     for name in ("train/loss", "val/loss", "train/grad_norm"):
-        straight = (tmp_path / f"straight/live/plots/metrics/{name}.tsv").read_text()
-        assert (killed / f"live/plots/metrics/{name}.tsv").read_text() == straight
+        logged = (straight / f"live/plots/metrics/{name}.tsv").read_text()
+        assert (killed / f"live/plots/metrics/{name}.tsv").read_text() == logged
 
 
 def _limit_file_size() -> None:
