@@ -160,7 +160,8 @@ def _kept_out(name: str, licence: str, *, contributed: bool) -> str:
     """The warning for flagged data its licence keeps out (licences.licence_bar's two cases), told
     where its terms are stated: a contributed file's sidecar, or a registry entry's sources.yaml."""
     where = "the sidecar" if contributed else "sources.yaml"
-    if not licences.is_unknown(licence):  # then the licence forbids commercial use by its name
+    bar = licences.licence_bar(licence)
+    if bar is not None and not bar.unknown:  # the licence (or every alternative of it) forbids it
         return (
             f"build: {name}: licence {licence!r} forbids commercial use, so it stays out of the "
             f"commercial variant despite `commercial: true` (set `commercial: false` in {where})"

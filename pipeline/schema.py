@@ -19,7 +19,7 @@ import polars as pl
 
 from pipeline import paramcheck
 from pipeline.invisible import blank
-from pipeline.sources.licences import NON_COMMERCIAL_PATTERN, UNKNOWN_LICENCES
+from pipeline.sources.licences import UNKNOWN_LICENCES, licence_bar
 from pipeline.terminal import CONTROL_CHARS
 
 if TYPE_CHECKING:
@@ -78,12 +78,24 @@ def licence_known(licence: pl.Expr | None = None) -> pl.Expr:
 
 
 def commercial_ok(commercial: pl.Expr | None = None, licence: pl.Expr | None = None) -> pl.Expr:
-    """True where a row may train a commercial model: flagged commercial AND a known licence whose
-    name does not forbid it (as pipeline.sources.licences.commercial_eligible)."""
+    """True where a row may train a commercial model: flagged commercial AND a known licence that
+    does not forbid it (pipeline.sources.licences.commercial_eligible, the very function).
+
+    A regex cannot read an SPDX expression (`MIT OR CC-BY-NC-4.0` allows commercial use, `MIT AND
+    CC-BY-NC-4.0` does not; parentheses nest), so the licence rule runs in Python once per distinct
+    licence of the batch: a table holds a handful of them, however many rows."""
     flag = pl.col("commercial") if commercial is None else commercial
     lic = pl.col("licence") if licence is None else licence
-    forbids = lic.str.strip_chars().str.contains(f"(?i){NON_COMMERCIAL_PATTERN}").fill_null(False)
-    return flag.fill_null(False) & licence_known(licence) & ~forbids
+    allows = lic.map_batches(_licences_allow, return_dtype=pl.Boolean(), is_elementwise=True)
+    return flag.fill_null(False) & allows.fill_null(False)
+
+
+def _licences_allow(licence: pl.Series) -> pl.Series:
+    """Per row: licences.licence_bar finds nothing against the licence (null: False), decided once
+    per distinct value."""
+    distinct = licence.unique().drop_nulls().to_list()
+    allowed = {value: licence_bar(value) is None for value in distinct}
+    return licence.replace_strict(allowed, default=False, return_dtype=pl.Boolean())
 
 
 def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, str]]:

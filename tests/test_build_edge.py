@@ -531,17 +531,21 @@ def test_a_non_commercial_licence_never_enters_the_commercial_variant_whatever_i
     """sources.yaml and the sidecar check refuse `commercial: true` under CC-BY-NC-*, but the build
     only asked for a flag and a known licence: a turn table they never checked (written by hand, or
     by a normalize from before a sidecar was corrected) put such rows in the commercial variant, while
-    the model card (datasetcard.stats_terms) called them non-commercial."""
+    the model card (datasetcard.stats_terms) called them non-commercial. An SPDX expression counts
+    as a whole: `MIT AND CC-BY-NC-4.0` forbids it, `MIT OR CC-BY-NC-4.0` (MIT, at the recipient's
+    choice) does not."""
     registry = {**REGISTRY, "flagged_nc": {"kind": "url", "licence": "cc-by-nc-4.0", "commercial": True}}
-    contrib = many("contrib/ok", 2, licence="CC-BY-4.0") + many(
-        "contrib/bad", 2, licence="MIT OR CC-BY-NC-4.0", commercial=True
+    contrib = (
+        many("contrib/ok", 2, licence="CC-BY-4.0")
+        + many("contrib/bad", 2, licence="MIT AND CC-BY-NC-4.0", commercial=True)
+        + many("contrib/either", 2, licence="MIT OR CC-BY-NC-4.0", commercial=True)
     )
     write_tables(tmp_path, {"flagged_nc": many("flagged_nc", 3), "contrib": contrib})
     cfg = BuildConfig(variant="commercial", val_fraction=0.2)
     stats = build_variant(tmp_path, ["flagged_nc", "contrib"], registry, cfg).stats
     d = tmp_path / "data/dataset/commercial"
     held = pl.concat([pl.read_parquet(d / f"{s}.parquet") for s in ("train", "val")])
-    assert sorted(set(held["source"])) == ["contrib/ok"]
+    assert sorted(set(held["source"])) == ["contrib/either", "contrib/ok"]
     assert stats["sources"]["flagged_nc"]["rows_filtered"]["not_commercial"] == 6
     assert stats["sources"]["contrib"]["rows_filtered"]["not_commercial"] == 4
     full = build_variant(tmp_path, ["flagged_nc", "contrib"], registry, BuildConfig(variant="full")).stats

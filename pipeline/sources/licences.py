@@ -6,12 +6,33 @@ claim it, and a licence outside the short list below, which is known to allow co
 claim it only with a `commercial_reason` (a person's stated reason, shown by `nanochatgpt sources
 --reasons`). Names are compared case-insensitively. The list is deliberately short: adding a
 licence here is a statement about it, so add one only after reading it.
+
+A value with an upper-case AND, OR or WITH in it is an SPDX license expression (SPDX spec, annex
+"SPDX license expressions": operators are upper case, ids any case; `+` binds tightest, then WITH,
+AND, OR; parentheses group) and is read part by part (`expression`, `standing`):
+- AND (every part's terms apply): barred if any part is; known-commercial only if every part is;
+- OR (the recipient chooses): barred only if every alternative is; known-commercial if one is;
+- WITH: the licence part decides (the exception adds permissions; it takes none away);
+- `X+` ("X or a later version"): X decides, since the recipient may keep to X;
+- attribution: asked for if ANY part asks for it, alternatives included. The data is passed on (full
+  variant, Hub) under whichever alternative its recipients choose, and a credit given when it was
+  not needed costs a line, while one left out when it was needed breaks the licence.
+A malformed expression (`MIT AND`, `(MIT`, `AND`) is refused where licences are validated
+(registry.check_licence, for sources.yaml and sidecars); anywhere else it reads as unknown, which
+keeps its data out of the commercial variant. Anything else (one id, free text such as "research
+use only" or "CC BY 4.0", the placeholders) is read whole, as one name, as before.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import re
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Licence values that say "we do not know": such data never enters the commercial variant. The
 # placeholders people type into a form field (N/A, ?, TBD) say it too: taken as names, they were
@@ -67,9 +88,9 @@ COMMERCIAL_OK = frozenset(
 # "research use only", "academic use only", "personal use only").
 _NAMED_PATTERN = r"(^|[^a-z])nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
 _RESTRICTING_PATTERN = r"\b(research|academic|personal|educational|evaluation)\b"
-NON_COMMERCIAL_PATTERN = rf"{_NAMED_PATTERN}|{_RESTRICTING_PATTERN}.*\bonly\b"
-# NON_COMMERCIAL_PATTERN in parts, for Python's backtracking engine (polars' engine, schema.py, is
-# linear): the whole of it tried `.*\bonly\b` after every restricting word, so a licence of
+# A name is non-commercial when _NAMED_PATTERN matches it, or an `only` follows a restricting word
+# on a line. Kept in parts for Python's backtracking engine: `{_RESTRICTING_PATTERN}.*\bonly\b` as one
+# regex tried `.*\bonly\b` after every restricting word, so a licence of
 # "research " repeated over a megabyte (a sidecar's field) took twenty minutes. The first such word
 # of a line is enough: an `only` after a later one is after the first too (`.` stops at a line
 # break, so per line).
@@ -84,8 +105,236 @@ _ATTRIBUTION = re.compile(r"cc[-_ ]?by(?![a-z])|odc[-_ ]?by(?![a-z])|odbl(?![a-z
 
 
 def is_unknown(licence: str) -> bool:
-    """True when the licence value says "we do not know" (`unknown`, empty, NOASSERTION, ...)."""
+    """True when the licence value as a whole says "we do not know" (`unknown`, empty, NOASSERTION,
+    ...). An expression with an unknown part is not one: `standing` says what it allows."""
     return licence.strip().lower() in UNKNOWN_LICENCES
+
+
+class Standing(enum.IntEnum):
+    """What a licence allows for commercial use, worst first: AND takes the worst of its parts, OR
+    the best of its alternatives (an order, so that both are min / max)."""
+
+    NON_COMMERCIAL = 0  # its name forbids commercial use: barred, and no reason can flag it
+    UNKNOWN = 1  # unknown (or a malformed expression): barred from the commercial variant
+    UNLISTED = 2  # not barred, but not on COMMERCIAL_OK: flagging it needs a `commercial_reason`
+    KNOWN = 3  # on COMMERCIAL_OK
+
+
+class ExpressionError(ValueError):
+    """A licence value that reads as an SPDX expression but breaks its grammar (the message says
+    where, for the registry's and sidecar check's one-line refusal)."""
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One licence of an expression: its id as written (without `+`), and the exception, if any."""
+
+    name: str
+    plus: bool = False
+    exception: str = ""
+
+
+@dataclass(frozen=True)
+class Op:
+    """AND (every part applies) or OR (the recipient chooses one alternative)."""
+
+    op: str
+    parts: tuple[Leaf | Op, ...]
+
+
+Expr = Leaf | Op
+
+_OPERATORS = ("AND", "OR", "WITH")
+# Parentheses nest at most this deep: the parser recurses per level, and a sidecar's `licence:` of
+# a million "(" must be refused in one line, not end in a RecursionError.
+MAX_NESTING = 32
+# A token: a parenthesis, or a run of anything else up to a space or parenthesis.
+_TOKEN = re.compile(r"\(|\)|[^\s()]+")
+# SPDX: idstring = 1*(ALPHA / DIGIT / "-" / "."); an id, a LicenseRef-x, DocumentRef-x:LicenseRef-y.
+_IDSTRING = r"[A-Za-z0-9.\-]+"
+_LICENCE_ID = re.compile(rf"(?:DocumentRef-{_IDSTRING}:)?{_IDSTRING}(\+)?", re.IGNORECASE)
+_EXCEPTION_ID = re.compile(rf"(?:DocumentRef-{_IDSTRING}:)?{_IDSTRING}", re.IGNORECASE)
+
+
+def _tokens(licence: str) -> list[str]:
+    return _TOKEN.findall(licence)
+
+
+def _quoted(token: str) -> str:
+    """A token for a message: quoted and escaped (a control character stays inert), and cut short
+    (a sidecar's field can be a megabyte long)."""
+    return repr(token if len(token) <= 40 else token[:40] + "...")
+
+
+def is_expression(licence: str) -> bool:
+    """True when the value is meant as an SPDX expression: an upper-case operator word in it, an
+    id with `+` ("GPL-2.0+"), or parentheses around one word or none, balanced or not ("(MIT)",
+    "(MIT", "()"). Free text ("research use only", "CC BY 4.0 (attribution)") is not: it reads as
+    one name."""
+    tokens = _tokens(licence)
+    if any(t in _OPERATORS for t in tokens):
+        return True
+    words = [t for t in tokens if t not in "()"]
+    if len(words) > 1:
+        return False
+    if len(tokens) > len(words):  # parentheses around one word or none
+        return True
+    if not words:
+        return False
+    match = _LICENCE_ID.fullmatch(words[0])
+    return match is not None and match.group(1) is not None
+
+
+class _Parser:
+    """Recursive descent over the grammar, lowest precedence first:
+    or := and ("OR" and)* ; and := term ("AND" term)* ; term := "(" or ")" | id["+"] ["WITH" exception]
+    """
+
+    def __init__(self, licence: str) -> None:
+        self.tokens = _tokens(licence)
+        self.at = 0
+        self.depth = 0
+
+    def parse(self) -> Expr:
+        if not self.tokens:
+            raise ExpressionError("the expression is empty")
+        expr = self._or()
+        if self.at < len(self.tokens):
+            raise ExpressionError(
+                f"expected AND, OR or the end after {self._previous()}, found {self._next()}"
+            )
+        return expr
+
+    def _next(self) -> str:
+        return _quoted(self.tokens[self.at]) if self.at < len(self.tokens) else "the end"
+
+    def _previous(self) -> str:
+        return _quoted(self.tokens[self.at - 1]) if self.at else "the start"
+
+    def _take(self, token: str) -> bool:
+        if self.at < len(self.tokens) and self.tokens[self.at] == token:
+            self.at += 1
+            return True
+        return False
+
+    def _joined(self, op: str, part: Callable[[], Expr]) -> Expr:
+        parts = [part()]
+        while self._take(op):
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else Op(op, tuple(parts))
+
+    def _or(self) -> Expr:
+        return self._joined("OR", self._and)
+
+    def _and(self) -> Expr:
+        return self._joined("AND", self._term)
+
+    def _term(self) -> Expr:
+        if self._take("("):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise ExpressionError(f"parentheses nest deeper than {MAX_NESTING} levels")
+            expr = self._or()
+            self.depth -= 1
+            if not self._take(")"):
+                raise ExpressionError(
+                    f"'(' is not closed: expected ')' after {self._previous()}, found {self._next()}"
+                )
+            return expr
+        if self.at >= len(self.tokens) or self.tokens[self.at] in (*_OPERATORS, ")"):
+            raise ExpressionError(f"expected a licence id after {self._previous()}, found {self._next()}")
+        word = self.tokens[self.at]
+        match = _LICENCE_ID.fullmatch(word)
+        if match is None:
+            raise ExpressionError(
+                f"{_quoted(word)} is not an SPDX licence id (letters, digits, '-' and '.'; "
+                "LicenseRef-... for others)"
+            )
+        self.at += 1
+        leaf = Leaf(name=word.removesuffix("+"), plus=match.group(1) is not None)
+        if not self._take("WITH"):
+            return leaf
+        if self.at >= len(self.tokens) or _EXCEPTION_ID.fullmatch(self.tokens[self.at]) is None:
+            raise ExpressionError(f"expected an exception id after 'WITH', found {self._next()}")
+        if self.tokens[self.at] in _OPERATORS:
+            raise ExpressionError(f"expected an exception id after 'WITH', found {self._next()}")
+        self.at += 1
+        return Leaf(leaf.name, leaf.plus, self.tokens[self.at - 1])
+
+
+@functools.lru_cache(maxsize=256)
+def expression(licence: str) -> Expr | None:
+    """The parsed SPDX expression, or None when the value is not one (then it reads as one name, as
+    it always has). Raises ExpressionError when it is meant as one and breaks the grammar."""
+    name = licence.strip()
+    if not is_expression(name):
+        return None
+    return _Parser(name).parse()
+
+
+def expression_error(licence: str) -> str | None:
+    """Why the value, meant as an SPDX expression, is not a valid one (None when it is, or is not
+    an expression at all): the registry and the sidecar check refuse it with this reason."""
+    try:
+        expression(licence)
+    except ExpressionError as error:
+        return str(error)
+    return None
+
+
+def operator_case_hint(licence: str) -> str:
+    """A hint for a value that would be an SPDX expression with its operators in upper case (`MIT
+    and CC-BY-4.0` reads as one unlisted name, per the spec's case rule): "" when there is none."""
+    tokens = _tokens(licence)
+    if not any(t in ("and", "or", "with", "And", "Or", "With") for t in tokens):
+        return ""
+    upper = " ".join(t.upper() if t.upper() in _OPERATORS else t for t in tokens)
+    if expression_error(upper) is not None:
+        return ""
+    return f" (SPDX operators are upper case: `{upper}` is read part by part, as an expression)"
+
+
+def _name_standing(name: str) -> Standing:
+    """One name's standing: the rules a licence value that is not an expression has always had."""
+    if is_unknown(name):
+        return Standing.UNKNOWN
+    if _name_non_commercial(name):
+        return Standing.NON_COMMERCIAL
+    if name.strip().lower() in COMMERCIAL_OK:
+        return Standing.KNOWN
+    return Standing.UNLISTED
+
+
+def _expr_standing(expr: Expr) -> Standing:
+    if isinstance(expr, Leaf):
+        return _name_standing(expr.name)  # WITH and `+`: the licence part decides
+    standings = [_expr_standing(part) for part in expr.parts]
+    return min(standings) if expr.op == "AND" else max(standings)
+
+
+def _leaves(expr: Expr) -> list[Leaf]:
+    return [expr] if isinstance(expr, Leaf) else [leaf for part in expr.parts for leaf in _leaves(part)]
+
+
+@functools.lru_cache(maxsize=256)
+def standing(licence: str) -> Standing:
+    """What the licence value allows for commercial use (an expression read part by part; a
+    malformed one as unknown, so that its data stays out of the commercial variant)."""
+    try:
+        expr = expression(licence)
+    except ExpressionError:
+        return Standing.UNKNOWN
+    return _name_standing(licence) if expr is None else _expr_standing(expr)
+
+
+def _culprits(licence: str, worst: Standing) -> str:
+    """Which parts of a (valid) expression bar it, for a message: " (through CC-BY-NC-4.0)"; ""
+    for one name."""
+    expr = expression(licence)
+    if expr is None:
+        return ""
+    parts = sorted({leaf.name for leaf in _leaves(expr) if _name_standing(leaf.name) == worst})
+    return f" (through {', '.join(parts)})"
 
 
 def commercial_eligible(flag: bool, licence: str) -> bool:
@@ -109,12 +358,37 @@ def licence_bar(licence: str) -> LicenceBar | None:
     build does. Which of the two cases it is comes with the words: a caller's advice differs."""
     if is_unknown(licence):
         return LicenceBar(unknown=True, words="the licence is unknown")
-    if is_non_commercial(licence):
-        return LicenceBar(unknown=False, words=f"the licence {licence.strip()} forbids commercial use")
+    error = expression_error(licence)
+    if error is not None:
+        return LicenceBar(
+            unknown=True, words=f"the licence {licence.strip()} is not a valid SPDX expression ({error})"
+        )
+    rank = standing(licence)
+    if rank == Standing.UNKNOWN:  # an expression with an unknown part (or only unknown alternatives)
+        return LicenceBar(
+            unknown=True,
+            words=f"the licence {licence.strip()} is unknown in part{_culprits(licence, rank)}",
+        )
+    if rank == Standing.NON_COMMERCIAL:
+        return LicenceBar(
+            unknown=False,
+            words=f"the licence {licence.strip()} forbids commercial use{_culprits(licence, rank)}",
+        )
     return None
 
 
 def is_non_commercial(licence: str) -> bool:
+    """True when the licence forbids commercial use: its name says so, or (an SPDX expression) a
+    part of an AND or every alternative of an OR does (`standing`)."""
+    try:
+        if expression(licence) is not None:
+            return standing(licence) == Standing.NON_COMMERCIAL
+    except ExpressionError:
+        pass  # malformed: read whole, as a name (standing calls it unknown, which bars it too)
+    return _name_non_commercial(licence)
+
+
+def _name_non_commercial(licence: str) -> bool:
     """True when the licence's name says it forbids commercial use."""
     name = licence.strip()
     if _NAMED_NON_COMMERCIAL.search(name):
@@ -127,11 +401,20 @@ def is_non_commercial(licence: str) -> bool:
 
 
 def is_known_commercial(licence: str) -> bool:
-    """True when the licence is on the list of those known to allow commercial use."""
-    return licence.strip().lower() in COMMERCIAL_OK
+    """True when the licence is on the list of those known to allow commercial use (an expression:
+    every part of an AND, some alternative of an OR that is not barred)."""
+    return standing(licence) == Standing.KNOWN
 
 
 def needs_attribution(licence: str) -> bool:
     """True when the licence's name says it asks for a credit (creator, copyright notice, licence,
-    link to the source) from whoever passes the data on."""
-    return _ATTRIBUTION.match(licence.strip()) is not None
+    link to the source) from whoever passes the data on; an expression when any of its licences
+    does, alternatives included (the module docstring says why). A malformed expression when an
+    attribution licence is named anywhere in it."""
+    try:
+        expr = expression(licence)
+    except ExpressionError:
+        return _ATTRIBUTION.search(licence) is not None
+    if expr is None:
+        return _ATTRIBUTION.match(licence.strip()) is not None
+    return any(_ATTRIBUTION.match(leaf.name) is not None for leaf in _leaves(expr))

@@ -22,7 +22,13 @@ import yaml
 
 from pipeline.params import load_params, outside_root_hint, project_root, safe_load, yaml_error
 from pipeline.sources.errors import SourceError
-from pipeline.sources.licences import is_known_commercial, is_non_commercial, is_unknown
+from pipeline.sources.licences import (
+    expression_error,
+    is_known_commercial,
+    is_non_commercial,
+    is_unknown,
+    operator_case_hint,
+)
 
 REGISTRY_FILE = "sources.yaml"
 # Where the registry stage writes each enabled source's fetch spec, <name>.json (fetchspec.py).
@@ -135,6 +141,13 @@ def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> Non
         raise SourceError(
             f"{where}: `licence:` must be text such as CC-BY-4.0 (quote it), not {brief(licence)}"
         )
+    error = expression_error(licence)
+    if error is not None:  # whatever the flag: a misread licence would misstate its attribution too
+        raise SourceError(
+            f"{where}: licence {brief(licence.strip())} is not a valid SPDX expression: {error} (upper-case "
+            "AND, OR and WITH join licence ids, as in `MIT AND CC-BY-4.0` or `(MIT OR Apache-2.0) AND "
+            "CC-BY-4.0`; free text takes none of them)"
+        )
     if commercial is None:
         raise SourceError(
             f"{where}: `commercial:` is missing (true or false: may a commercial model train on it?)"
@@ -162,7 +175,7 @@ def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> Non
         raise SourceError(
             f"{where}: licence {brief(name)} is not one this project knows to allow commercial use "
             "(pipeline/sources/licences.py); check it and add `commercial_reason:` saying why it does, "
-            "or set `commercial: false`"
+            f"or set `commercial: false`{operator_case_hint(name)}"
         )
 
 
