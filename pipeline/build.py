@@ -116,18 +116,20 @@ def _input_columns(src: SourceInput) -> list[pl.Expr]:
     return exprs
 
 
+def belongs_expr(src: SourceInput) -> pl.Expr:
+    """True where a row's `source` is this registry entry's (`<name>`, or `<name>/<file>` for a
+    contributed table); false where it names another source or none."""
+    source = pl.col("source")
+    belongs = source.str.starts_with(f"{src.name}/") if src.contrib else source == src.name
+    return belongs.fill_null(False)
+
+
 def row_checks(src: SourceInput, max_chars: int) -> list[tuple[str, pl.Expr, str]]:
     """The turn table's row rules plus: the row's source belongs to this registry entry."""
-    source = pl.col("source")
-    if src.contrib:
-        belongs = source.str.starts_with(f"{src.name}/")
-        expected = f"'{src.name}/<file>'"
-    else:
-        belongs = source == src.name
-        expected = f"'{src.name}'"
+    expected = f"'{src.name}/<file>'" if src.contrib else f"'{src.name}'"
     return [
         *row_violations(max_chars),
-        ("source_registered", ~belongs, f"source must be {expected} in {src.display}"),
+        ("source_registered", ~belongs_expr(src), f"source must be {expected} in {src.display}"),
     ]
 
 
@@ -187,7 +189,12 @@ def scan_source(src: SourceInput, cfg: BuildConfig) -> pl.LazyFrame:
     lf = pl.scan_parquet(src.path, glob=False).select(_input_columns(src)).with_row_index("row")
     if not src.contrib:
         lf = lf.with_columns(licence=pl.lit(src.licence), commercial=pl.lit(src.commercial))
-    eligible = pl.lit(src.commercial_eligible) if not src.contrib else commercial_ok()
+    # A row naming another source (or none) has no established terms: the registry's (or its
+    # sidecar's) are this entry's, and the row says it is not this entry's. Quarantined in the full
+    # variant (source_registered), it stays out of the commercial one, whose quarantine.parquet
+    # ships in the folder too: it held such rows, labelled as the non-commercial source they named.
+    terms_ok = pl.lit(src.commercial_eligible) if not src.contrib else commercial_ok()
+    eligible = terms_ok & belongs_expr(src)
     # In the datasets `commercial` says what the commercial variant does with the row: a flag
     # under an unknown licence stays out of it, so such rows say false in the full variant too.
     # (A missing flag stays missing: the row checks quarantine it as `commercial_present`.)

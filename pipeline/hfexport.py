@@ -291,6 +291,13 @@ def export_run(
             raise ValueError(
                 f"{metrics_file}: {key} {json.dumps(value)} is not what train writes (re-run train)"
             )
+    # Optional (a metrics.json from before train recorded it): weights that also learned an earlier
+    # build of the data, which the card then calls fit for no commercial use.
+    earlier_data = summary.get("data_changed", False)
+    if not isinstance(earlier_data, bool):
+        raise ValueError(
+            f"{metrics_file}: data_changed {json.dumps(earlier_data)} is not what train writes (re-run train)"
+        )
     terms = datasetcard.stats_terms(read_json(Path(stats_file))) if stats_file is not None else {}
     c = model.config
     facts = modelcard.ModelFacts(
@@ -306,10 +313,11 @@ def export_run(
         initial_val_loss=summary["initial_val_loss"],
         val_loss=summary["val_loss"],
         base_model=HUB_REPOS.get(summary["init_from"]),
+        earlier_data=earlier_data,
     )
     sources_csv = Path(data_dir) / "sources.csv"
     rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
     notice = Path(notice_file).read_text(encoding="utf-8") if notice_file is not None else None
     card = modelcard.model_card(facts, rows, terms, notice=notice is not None)
-    licence = modelcard.model_licence_file(rows, terms, modelcard.unrecorded_base(facts))
+    licence = modelcard.model_licence_file(rows, terms, modelcard.unrecorded_base(facts), earlier_data)
     export_hf(model, out_dir, card=card, licence=licence, notice=notice)

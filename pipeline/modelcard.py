@@ -43,6 +43,9 @@ class ModelFacts:
     initial_val_loss: float | None
     val_loss: float | None
     base_model: str | None = None  # the Hub repository init_from named (openai-community/gpt2, ...)
+    # The run was extended (init_from: resume) after its data changed (model/metrics.json
+    # `data_changed`): the weights also learned an earlier build of the data, which no record describes.
+    earlier_data: bool = False
 
 
 def _loss(x: float | None) -> str:
@@ -81,15 +84,28 @@ def unrecorded_base(facts: ModelFacts) -> str | None:
     return facts.init_from if facts.init_from != "scratch" and not facts.base_model else None
 
 
-def commercial_statement(trained: Sequence[CardSource], unknown_base: str | None = None) -> str:
+def commercial_statement(
+    trained: Sequence[CardSource], unknown_base: str | None = None, earlier_data: bool = False
+) -> str:
     """One plain sentence: may the weights be used commercially (only if every source allows it,
-    and the weights did not start from `unknown_base`, a local checkpoint of unrecorded terms)."""
+    the weights did not start from `unknown_base`, a local checkpoint of unrecorded terms, and did
+    not also learn `earlier_data`, a build of the data the card has no record of)."""
     if not trained:
         return (
             "**Commercial use: unknown.** No record of the training data's sources came with this "
             "model: do not use it commercially until you know them."
         )
     barred = [s for s in trained if not s.commercial]
+    if not barred and earlier_data:
+        # the sources listed are the current build's: a file taken out of the commercial variant
+        # (its flag corrected) is in the weights but in no table here
+        return (
+            "**Commercial use: not established.** Every source listed here allows training a commercial "
+            "model, but the run was extended (`init_from: resume`) after its training data changed: the "
+            "weights also learned an earlier build of the data, of which this card has no record. Do not "
+            "use them commercially unless every source of that build allowed it too (a model trained from "
+            "scratch on the current data says so here)."
+        )
     if not barred and unknown_base:
         return (
             "**Commercial use: depends on the base model.** Every source of the training data allows "
@@ -167,7 +183,7 @@ def model_card(
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "language": ["en"],
-        **(model_licence(trained) if not unknown_base else {"license": "unknown"}),
+        **(model_licence(trained) if not (unknown_base or facts.earlier_data) else {"license": "unknown"}),
         **({"base_model": facts.base_model} if facts.base_model else {}),
         "tags": ["gpt2", "conversational", "nanochatgpt"],
     }
@@ -199,7 +215,7 @@ def model_card(
         "",
         "## Training data and licences (train split)",
         "",
-        commercial_statement(trained, unknown_base),
+        commercial_statement(trained, unknown_base, facts.earlier_data),
         "",
         *(
             [
@@ -290,6 +306,7 @@ def model_licence_file(
     source_tokens: Sequence[Mapping[str, Any]],
     terms: Mapping[str, CardSource],
     unknown_base: str | None = None,
+    earlier_data: bool = False,
 ) -> str | None:
     """LICENSE.md for a model whose training sources share no single licence the Hub knows (the
     card's `license_link` points here), else None: each source's terms and the commercial verdict."""
@@ -308,7 +325,7 @@ def model_licence_file(
             for s in trained
         ),
         "",
-        commercial_statement(trained, unknown_base),
+        commercial_statement(trained, unknown_base, earlier_data),
         "",
     ]
     return "\n".join(lines)

@@ -40,10 +40,17 @@ class Progress:
     # Where the run's weights first came from (scratch, gpt2*, a directory): an extension
     # (init_from=resume) keeps it, so metrics.json and the model card name the real start.
     origin: str | None = None
+    # The sha256 of the token shards' data_digest the run trains on now, and whether its weights
+    # also trained on other data: an extension (init_from=resume) after the variant was rebuilt
+    # (a file's commercial flag corrected, say). Sticky, so that the model card never calls weights
+    # fit for commercial use from the current data's sources alone (pipeline/modelcard.py).
+    data_sha: str | None = None
+    data_changed: bool = False
 
 
 # What a state.pt must hold for restore_state to continue the run. make_state also writes
-# train_tokens, train_seconds, wall_seconds and origin; a state without them (older code) still resumes.
+# train_tokens, train_seconds, wall_seconds, origin, data_sha and data_changed; a state without them
+# (older code) still resumes.
 STATE_KEYS = frozenset(
     {
         "step",
@@ -90,6 +97,8 @@ def make_state(
         "train_seconds": progress.train_seconds,
         "wall_seconds": wall_seconds,
         "origin": progress.origin or cfg.init_from,
+        "data_sha": progress.data_sha,
+        "data_changed": progress.data_changed,
     }
 
 
@@ -123,4 +132,6 @@ def restore_state(
         train_seconds=float(state.get("train_seconds", 0.0)),
         earlier_wall_seconds=float(state.get("wall_seconds", 0.0)),
         origin=state.get("origin") or json.loads(state["config"]).get("init_from"),
+        data_sha=state.get("data_sha"),
+        data_changed=state.get("data_changed") is True,
     )

@@ -54,7 +54,7 @@ from pipeline.optim import make_optimizer
 from pipeline.runlock import RunLocked, exclusive_run
 from pipeline.runlog import RunLogger, snapshot_plots
 from pipeline.runstate import Progress, make_state, restore_state
-from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest
+from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest, data_sha
 from pipeline.trainmetrics import Interval, summarize, train_flops_per_token
 from pipeline.trainsetup import Runtime, TrainSetupError, check_data, init_model, setup_runtime
 
@@ -290,7 +290,8 @@ class Run:
         check_data(paths.data_dir, rt, cfg)
         for warning in cfg.warnings():
             rt.log(f"warning: {warning}")
-        start = init_model(cfg, paths, rt, data_digest(paths.data_dir))
+        data = data_digest(paths.data_dir)
+        start = init_model(cfg, paths, rt, data)
         raw = start.model.to(rt.device).train()
         n_params = raw.num_params()
         rt.log(
@@ -322,6 +323,8 @@ class Run:
         if start.state is not None:
             progress = restore_state(start.state, optimizer, scaler, batches)
             rt.log(f"resumed at step {progress.step} from {start.source}")
+        progress.data_sha = data_sha(data)
+        progress.data_changed = progress.data_changed or start.data_changed
         logger = RunLogger(
             paths.live_dir,
             rt.dist.is_main,

@@ -263,6 +263,12 @@ def data_digest(data_dir: Path) -> bytes:
     return h.hexdigest().encode()
 
 
+def data_sha(data: bytes) -> str:
+    """The sha256 (hex) of a data_digest: what a run's state records of the data it trains on, so
+    that an extension on other data is told from one on the same (pipeline.trainsetup.data_changed)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 # Field type (as written in the dataclass) -> what params.yaml must hold for it.
 _KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 

@@ -87,6 +87,9 @@ def summarize(
         "processes": rt.dist.world_size,
         "init_from": progress.origin or cfg.init_from,
         "variant": cfg.variant,  # the export labels the model card with it (stages/export.py checks)
+        # weights that also learned other data than the variant's current build (an extension after
+        # a rebuild): the model card then claims no commercial use
+        "data_changed": progress.data_changed,
     }
     if peak and flops_per_token is not None:
         summary["mfu"] = _round(flops_per_token * tok_s / (peak * rt.dist.world_size))

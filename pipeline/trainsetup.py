@@ -40,7 +40,7 @@ from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.runstate import STATE_KEYS
 from pipeline.tokenizer import PADDED_VOCAB
-from pipeline.trainconfig import NON_TRAJECTORY_KEYS, TrainConfig, TrainPaths
+from pipeline.trainconfig import NON_TRAJECTORY_KEYS, TrainConfig, TrainPaths, data_sha
 
 
 class TrainSetupError(ValueError):
@@ -232,6 +232,30 @@ class Start:
     fingerprint: str  # what decides this run's weights (TrainConfig.fingerprint): saved in its state
     state: dict[str, Any] | None = None
     source: Path | None = None
+    # An extension of weights that trained on other data than the shards now in data_dir (the
+    # variant was rebuilt since): the run records it, and the model card claims no commercial use.
+    data_changed: bool = False
+
+
+def data_changed(state: dict[str, Any], data: bytes, fingerprint: str) -> bool:
+    """Whether the run saved in `state` trained on other data than `data` (the shards' data_digest).
+    A state from before `data_sha` was saved tells data from code apart by nothing but its
+    fingerprint (`fingerprint`: the run's settings, on `data`, with today's code): a change of
+    either counts, since the data may be what changed."""
+    saved = state.get("data_sha")
+    if isinstance(saved, str):
+        return saved != data_sha(data)
+    return fingerprint != state["fingerprint"]
+
+
+def _warn_data_changed(changed: bool, rt: Runtime) -> None:
+    """Say, when `changed`, that the run continues weights of other data, and what that costs."""
+    if changed:
+        rt.log(
+            "warning: the training data changed since this run's checkpoint (the variant was rebuilt): "
+            "the weights also learned the earlier data, so the model card will not call them fit for "
+            "commercial use; train from scratch for a model of the current data alone"
+        )
 
 
 # What `init_from: resume` may change about a run: extend it (max_iters), and say "resume".
@@ -290,13 +314,16 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, data: bytes) ->
                 "init_from: scratch, or ask for the run's settings)"
             )
         saved = json.loads(state["config"])
+        same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
+        changed = data_changed(state, data, same.fingerprint(data))
         # An extension that died between its final checkpoint and finish(): finalise it. (With its
         # outputs written, the run is done: asking to extend it without more steps is refused.)
         died_finishing = not finished(paths, latest, int(state["step"]))
         if state["step"] == cfg.max_iters == saved["max_iters"] and died_finishing:
             # model/ckpt may be there, but the extended run's (finished() tells them apart)
             rt.log(f"the run at {latest} reached max_iters but has not written its model/ckpt: finalising it")
-            return _resume(cfg, latest, state, rt, fingerprint)
+            _warn_data_changed(changed, rt)
+            return dataclasses.replace(_resume(cfg, latest, state, rt, fingerprint), data_changed=changed)
         if state["step"] >= cfg.max_iters:
             raise TrainSetupError(
                 f"init_from=resume: the run under {paths.run_dir} is at step {state['step']} already; "
@@ -306,11 +333,11 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, data: bytes) ->
         # `origin` (not the config, which an extension saves with init_from: resume) names its start.
         origin = str(state.get("origin") or saved.get("init_from") or cfg.init_from)
         refuse_endless_cpu_run(dataclasses.replace(cfg, init_from=origin), rt, done=int(state["step"]))
-        same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
         if same.fingerprint(data) != state["fingerprint"]:
             rt.log("warning: the data or the code changed since this run's checkpoint; extending it anyway")
         rt.log(extension_notice(cfg, int(state["step"]), saved["max_iters"]))
-        return _resume(cfg, latest, state, rt, fingerprint)
+        _warn_data_changed(changed, rt)
+        return dataclasses.replace(_resume(cfg, latest, state, rt, fingerprint), data_changed=changed)
     leftover: dict[str, Any] | None = None  # the state of the run in model/run, if it can be read
     if latest is not None:
         try:
