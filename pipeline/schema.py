@@ -19,10 +19,12 @@ import polars as pl
 
 from pipeline import paramcheck
 from pipeline.invisible import blank
-from pipeline.sources.licences import UNKNOWN_LICENCES, licence_bar
+from pipeline.sources.licences import is_unknown, licence_bar
 from pipeline.terminal import CONTROL_CHARS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandera.polars as pa
 
 ROLES = ("human", "bot")
@@ -72,9 +74,11 @@ def empty_quarantine() -> pl.DataFrame:
 
 
 def licence_known(licence: pl.Expr | None = None) -> pl.Expr:
-    """True where the licence names something (an SPDX id), not `unknown` / empty / null."""
+    """True where the licence names something (an SPDX id), not `unknown` / empty / null
+    (licences.is_unknown, the very function, once per distinct licence: polars' strip_chars keeps
+    U+001C..U+001F, which str.strip drops, and neither drops a zero-width space)."""
     lic = pl.col("licence") if licence is None else licence
-    return lic.is_not_null() & ~lic.str.strip_chars().str.to_lowercase().is_in(UNKNOWN_LICENCES)
+    return lic.map_batches(_licences_known, return_dtype=pl.Boolean(), is_elementwise=True).fill_null(False)
 
 
 def commercial_ok(commercial: pl.Expr | None = None, licence: pl.Expr | None = None) -> pl.Expr:
@@ -91,11 +95,19 @@ def commercial_ok(commercial: pl.Expr | None = None, licence: pl.Expr | None = N
 
 
 def _licences_allow(licence: pl.Series) -> pl.Series:
-    """Per row: licences.licence_bar finds nothing against the licence (null: False), decided once
-    per distinct value."""
-    distinct = licence.unique().drop_nulls().to_list()
-    allowed = {value: licence_bar(value) is None for value in distinct}
-    return licence.replace_strict(allowed, default=False, return_dtype=pl.Boolean())
+    """Per row: licences.licence_bar finds nothing against the licence (null: False)."""
+    return _per_licence(licence, lambda value: licence_bar(value) is None)
+
+
+def _licences_known(licence: pl.Series) -> pl.Series:
+    """Per row: the licence is not a placeholder for "unknown" (null: False)."""
+    return _per_licence(licence, lambda value: not is_unknown(value))
+
+
+def _per_licence(licence: pl.Series, rule: Callable[[str], bool]) -> pl.Series:
+    """`rule` of each row's licence, decided once per distinct value (a table holds a handful)."""
+    decided = {value: rule(value) for value in licence.unique().drop_nulls().to_list()}
+    return licence.replace_strict(decided, default=False, return_dtype=pl.Boolean())
 
 
 def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, str]]:

@@ -786,7 +786,7 @@ def _seconds(call, *args: object) -> float:
 
 @pytest.mark.parametrize(
     "case",
-    ["arithmetic", "hn_paragraph", "hn_tag", "card_heading", "licence"],
+    ["arithmetic", "hn_paragraph", "hn_tag", "card_heading", "licence", "licence_forbidding"],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
     """Each pattern tried a run of whitespace (or of `<`) from every position in it: 50,000
@@ -804,6 +804,7 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
         "hn_tag": (hackernews.html_to_text, "<" * n),
         "card_heading": (notices._terms_sections, "# a" + " " * n + "b\n\n## Licence ##  \nMIT\n"),
         "licence": (licences.is_non_commercial, "research " * (n // 9)),  # a sidecar's `licence:`
+        "licence_forbidding": (licences.is_non_commercial, "commercial " * (n // 11)),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

@@ -31,6 +31,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+import regex  # Python's `re` has no \p{Default_Ignorable_Code_Point}
+
+from pipeline.invisible import INVISIBLE_CHARS
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -86,8 +90,16 @@ COMMERCIAL_OK = frozenset(
 # "NC" as a part of the name, not inside a word (CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-NC4.0), or
 # words that limit use to non-commercial purposes ("non-commercial", "not for commercial use",
 # "research use only", "academic use only", "personal use only").
-_NAMED_PATTERN = r"(^|[^a-z])nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
+# "NC" run into "BY" too (CC-BYNC-4.0, CCBYNC4.0), and "no commercial use".
+_NAMED_PATTERN = (
+    r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
+    r"|\bno[-_ ]commercial"
+)
 _RESTRICTING_PATTERN = r"\b(research|academic|personal|educational|evaluation)\b"
+# "commercial use prohibited", "commercial use is not allowed": a forbidding word after "commercial"
+# on a line (found in two steps, as `only` after a restricting word, and for the same reason).
+_COMMERCIAL_WORD = re.compile(r"\bcommercial\b", re.IGNORECASE)
+_FORBIDDING = re.compile(r"\b(prohibited|forbidden|banned|not[-_ ](allowed|permitted))\b", re.IGNORECASE)
 # A name is non-commercial when _NAMED_PATTERN matches it, or an `only` follows a restricting word
 # on a line. Kept in parts for Python's backtracking engine: `{_RESTRICTING_PATTERN}.*\bonly\b` as one
 # regex tried `.*\bonly\b` after every restricting word, so a licence of
@@ -97,6 +109,7 @@ _RESTRICTING_PATTERN = r"\b(research|academic|personal|educational|evaluation)\b
 _NAMED_NON_COMMERCIAL = re.compile(_NAMED_PATTERN, re.IGNORECASE)
 _RESTRICTING_WORD = re.compile(_RESTRICTING_PATTERN, re.IGNORECASE)
 _ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
+_INVISIBLE = regex.compile(INVISIBLE_CHARS)
 # Licences whose terms ask whoever passes the data on to credit its creator and source by name:
 # Creative Commons' BY family (CC-BY-4.0, CC-BY-SA-4.0, CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0;
 # "CC BY 4.0" as people write it too) and the Open Data Commons attribution licences (ODC-By,
@@ -107,7 +120,14 @@ _ATTRIBUTION = re.compile(r"cc[-_ ]?by(?![a-z])|odc[-_ ]?by(?![a-z])|odbl(?![a-z
 def is_unknown(licence: str) -> bool:
     """True when the licence value as a whole says "we do not know" (`unknown`, empty, NOASSERTION,
     ...). An expression with an unknown part is not one: `standing` says what it allows."""
-    return licence.strip().lower() in UNKNOWN_LICENCES
+    return _plain(licence) in UNKNOWN_LICENCES
+
+
+def _plain(licence: str) -> str:
+    """The value as a placeholder is compared: invisible characters dropped (a zero-width space
+    pasted after "unknown" made it a licence name, which a `commercial_reason` let into the
+    commercial variant), then stripped of spaces and a closing full stop ("Unknown."), lower case."""
+    return _INVISIBLE.sub("", licence).strip().removesuffix(".").strip().lower()
 
 
 class Standing(enum.IntEnum):
@@ -396,6 +416,9 @@ def _name_non_commercial(licence: str) -> bool:
     for line in name.split("\n"):
         word = _RESTRICTING_WORD.search(line)
         if word and _ONLY.search(line, word.end()):
+            return True
+        word = _COMMERCIAL_WORD.search(line)
+        if word and _FORBIDDING.search(line, word.end()):
             return True
     return False
 
