@@ -328,8 +328,10 @@ class ChatHTTPServer(ThreadingHTTPServer):
         for _ in range(self.request_queue_size):
             try:
                 request, _ = self.socket.accept()
-            except OSError:  # BlockingIOError: the queue is empty
+            except BlockingIOError:  # the queue is empty
                 return
+            except OSError:  # one connection aborted (ECONNABORTED, accept(2)'s pending errors): next
+                continue
             self._refuse(request, str(ServerStopping()), retry_after=False)
 
     def process_request(self, request: Any, client_address: Any) -> None:

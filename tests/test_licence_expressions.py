@@ -69,6 +69,11 @@ def test_the_known_wrong_results_of_single_name_reading() -> None:
         ("GPL-2.0-or-later WITH Classpath-exception-2.0", Standing.UNLISTED, False),
         ("Apache-2.0 WITH LLVM-exception", Standing.KNOWN, False),
         ("CC-BY-NC-4.0 WITH LicenseRef-nc-free", Standing.NON_COMMERCIAL, True),
+        # ... unless the exception may take something away (read as the licence part, each was known)
+        ("MIT WITH no-commercial-use", Standing.NON_COMMERCIAL, False),
+        ("CC-BY-4.0 WITH LicenseRef-Non-Commercial", Standing.NON_COMMERCIAL, True),
+        ("Apache-2.0 WITH Commons-Clause", Standing.UNLISTED, False),
+        ("MIT OR Apache-2.0 WITH LicenseRef-research-only", Standing.KNOWN, False),
         ("MIT+", Standing.KNOWN, False),
         ("CC-BY-4.0+ AND MIT", Standing.KNOWN, True),
         # ids in any case; DocumentRef
@@ -219,6 +224,20 @@ def test_sources_yaml_judges_a_commercial_claim_by_the_whole_expression() -> Non
     assert str(e.value).endswith(
         "set `commercial: false` (SPDX operators are upper case: `mit AND cc-by-4.0` is read part by "
         "part, as an expression)"
+    )
+
+
+def test_an_exception_that_restricts_the_licence_is_not_read_as_the_licence_alone() -> None:
+    """SPDX exceptions add permissions, but an exception written into a licence value can restrict it
+    (`Apache-2.0 WITH Commons-Clause`): read as the licence part, these took no reason to flag."""
+    with pytest.raises(SourceError, match="does not allow commercial use, but commercial is true"):
+        parse_entry("web", _entry("MIT WITH no-commercial-use", reason="read it"))
+    with pytest.raises(SourceError, match="is not one this project knows"):
+        parse_entry("web", _entry("Apache-2.0 WITH Commons-Clause"))
+    assert licence_bar("MIT AND CC-BY-4.0 WITH LicenseRef-NC") == licences.LicenceBar(
+        unknown=False,
+        words="the licence MIT AND CC-BY-4.0 WITH LicenseRef-NC forbids commercial use "
+        "(through CC-BY-4.0 WITH LicenseRef-NC)",
     )
 
 

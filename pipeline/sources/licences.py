@@ -12,7 +12,9 @@ A value with an upper-case AND, OR or WITH in it is an SPDX license expression (
 AND, OR; parentheses group) and is read part by part (`expression`, `standing`):
 - AND (every part's terms apply): barred if any part is; known-commercial only if every part is;
 - OR (the recipient chooses): barred only if every alternative is; known-commercial if one is;
-- WITH: the licence part decides (the exception adds permissions; it takes none away);
+- WITH: the licence part decides, unless the exception may take something away: one whose name
+  forbids commercial use bars it, and one not on PERMISSIVE_EXCEPTIONS leaves it unlisted at best
+  (SPDX exceptions only add permissions, but `Apache-2.0 WITH Commons-Clause` is written in the wild);
 - `X+` ("X or a later version"): X decides, since the recipient may keep to X;
 - attribution: asked for if ANY part asks for it, alternatives included. The data is passed on (full
   variant, Hub) under whichever alternative its recipients choose, and a credit given when it was
@@ -86,6 +88,10 @@ COMMERCIAL_OK = frozenset(
         "MPL-2.0",
     )
 )
+
+# Exceptions (SPDX ids) known to add permissions only: a licence WITH one of them stands as the
+# licence alone does. Any other may restrict it (a LicenseRef-..., the Commons Clause).
+PERMISSIVE_EXCEPTIONS = frozenset(s.lower() for s in ("LLVM-exception",))
 
 # "NC" as a part of the name, not inside a word (CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-NC4.0), or
 # words that limit use to non-commercial purposes ("non-commercial", "not for commercial use",
@@ -325,9 +331,20 @@ def _name_standing(name: str) -> Standing:
     return Standing.UNLISTED
 
 
+def _leaf_standing(leaf: Leaf) -> Standing:
+    """One licence of an expression: `+` leaves it to the licence; an exception may lower it. Read
+    as the licence part alone, `MIT WITH no-commercial-use` was known to allow commercial use."""
+    own = _name_standing(leaf.name)
+    if not leaf.exception or leaf.exception.lower() in PERMISSIVE_EXCEPTIONS:
+        return own
+    if _name_non_commercial(leaf.exception):
+        return Standing.NON_COMMERCIAL
+    return min(own, Standing.UNLISTED)
+
+
 def _expr_standing(expr: Expr) -> Standing:
     if isinstance(expr, Leaf):
-        return _name_standing(expr.name)  # WITH and `+`: the licence part decides
+        return _leaf_standing(expr)
     standings = [_expr_standing(part) for part in expr.parts]
     return min(standings) if expr.op == "AND" else max(standings)
 
@@ -353,8 +370,12 @@ def _culprits(licence: str, worst: Standing) -> str:
     expr = expression(licence)
     if expr is None:
         return ""
-    parts = sorted({leaf.name for leaf in _leaves(expr) if _name_standing(leaf.name) == worst})
+    parts = sorted({_shown(leaf) for leaf in _leaves(expr) if _leaf_standing(leaf) == worst})
     return f" (through {', '.join(parts)})"
+
+
+def _shown(leaf: Leaf) -> str:
+    return f"{leaf.name} WITH {leaf.exception}" if leaf.exception else leaf.name
 
 
 def commercial_eligible(flag: bool, licence: str) -> bool:
