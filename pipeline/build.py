@@ -163,7 +163,9 @@ def _kept_out(name: str, licence: str, *, contributed: bool) -> str:
     where its terms are stated: a contributed file's sidecar, or a registry entry's sources.yaml."""
     where = "the sidecar" if contributed else "sources.yaml"
     bar = licences.licence_bar(licence)
-    if bar is not None and not bar.unknown:  # the licence (or every alternative of it) forbids it
+    if (
+        bar is not None and not bar.unknown
+    ):  # the licence forbids it (a part of an AND, every alternative of an OR)
         return (
             f"build: {name}: licence {licence!r} forbids commercial use, so it stays out of the "
             f"commercial variant despite `commercial: true` (set `commercial: false` in {where})"
@@ -184,7 +186,8 @@ def scan_source(src: SourceInput, cfg: BuildConfig) -> pl.LazyFrame:
 
     The registry is authoritative for licence/commercial (flipping a flag re-runs only build);
     contributed files keep each row's own terms. `commercial` becomes the row's eligibility for the
-    commercial variant (flagged and under a known licence).
+    commercial variant (flagged, under a known licence that allows it, and the row's source this
+    entry's own).
     """
     lf = pl.scan_parquet(src.path, glob=False).select(_input_columns(src)).with_row_index("row")
     if not src.contrib:

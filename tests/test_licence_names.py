@@ -31,6 +31,10 @@ ALLOWING = [
     "commercial use allowed",
     "commercial use permitted (see LICENSE)",
     "prohibited words list, commercial",  # the forbidding word comes before "commercial"
+    "No commercial restrictions",
+    "no-commercial-limitation",
+    "Commercial use is not prohibited",
+    "Commercial use permitted; modifications not allowed",
     "Apache-2.0 (no warranty)",
     "CC-BY-SA-4.0",
 ]

@@ -93,19 +93,23 @@ COMMERCIAL_OK = frozenset(
 # licence alone does. Any other may restrict it (a LicenseRef-..., the Commons Clause).
 PERMISSIVE_EXCEPTIONS = frozenset(s.lower() for s in ("LLVM-exception",))
 
-# "NC" as a part of the name, not inside a word (CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-NC4.0), or
-# words that limit use to non-commercial purposes ("non-commercial", "not for commercial use",
-# "research use only", "academic use only", "personal use only").
-# "NC" run into "BY" too (CC-BYNC-4.0, CCBYNC4.0), and "no commercial use".
+# "NC" as a part of the name, not inside a word (CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-NC4.0) or run
+# into "BY" (CC-BYNC-4.0, CCBYNC4.0), or words that limit use to non-commercial purposes
+# ("non-commercial", "not for commercial use", "no commercial use"; not "no commercial
+# restrictions", which says the opposite). "research use only" and the like: _RESTRICTING_PATTERN.
 _NAMED_PATTERN = (
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
-    r"|\bno[-_ ]commercial"
+    r"|\bno[-_ ]commercial(?![-_ ](restriction|limitation))"
 )
 _RESTRICTING_PATTERN = r"\b(research|academic|personal|educational|evaluation)\b"
 # "commercial use prohibited", "commercial use is not allowed": a forbidding word after "commercial"
-# on a line (found in two steps, as `only` after a restricting word, and for the same reason).
+# in a clause (up to a `;` or the line's end: "commercial use permitted; modifications not allowed"
+# forbids something else), found in two steps, as `only` after a restricting word, and for the same
+# reason. "not prohibited" does not forbid.
 _COMMERCIAL_WORD = re.compile(r"\bcommercial\b", re.IGNORECASE)
-_FORBIDDING = re.compile(r"\b(prohibited|forbidden|banned|not[-_ ](allowed|permitted))\b", re.IGNORECASE)
+_FORBIDDING = re.compile(
+    r"(?<!\bnot[-_ ])\b(prohibited|forbidden|banned)\b|\bnot[-_ ](allowed|permitted)\b", re.IGNORECASE
+)
 # A name is non-commercial when _NAMED_PATTERN matches it, or an `only` follows a restricting word
 # on a line. Kept in parts for Python's backtracking engine: `{_RESTRICTING_PATTERN}.*\bonly\b` as one
 # regex tried `.*\bonly\b` after every restricting word, so a licence of
@@ -380,7 +384,8 @@ def _shown(leaf: Leaf) -> str:
 
 def commercial_eligible(flag: bool, licence: str) -> bool:
     """What the commercial variant takes: flagged commercial AND under a known licence that does not
-    forbid commercial use by its name (the row-wise form is pipeline.schema.commercial_ok). The
+    forbid commercial use (licence_bar: by its name, or by the parts of an SPDX expression; the
+    row-wise form is pipeline.schema.commercial_ok). The
     registry and sidecar checks refuse such a flag already; the build re-applies it, so a turn table
     they did not check (written by hand or by an older normalize) cannot carry one in."""
     return flag and licence_bar(licence) is None
@@ -389,7 +394,7 @@ def commercial_eligible(flag: bool, licence: str) -> bool:
 class LicenceBar(NamedTuple):
     """Why a licence keeps flagged data out of the commercial variant."""
 
-    unknown: bool  # True: the licence is unknown; False: its name forbids commercial use
+    unknown: bool  # True: the licence is unknown (or malformed); False: it forbids commercial use
     words: str  # for a message: "the licence is unknown", "the licence CC-BY-NC-4.0 forbids commercial use"
 
 
@@ -438,9 +443,10 @@ def _name_non_commercial(licence: str) -> bool:
         word = _RESTRICTING_WORD.search(line)
         if word and _ONLY.search(line, word.end()):
             return True
-        word = _COMMERCIAL_WORD.search(line)
-        if word and _FORBIDDING.search(line, word.end()):
-            return True
+        for clause in line.split(";"):
+            word = _COMMERCIAL_WORD.search(clause)
+            if word and _FORBIDDING.search(clause, word.end()):
+                return True
     return False
 
 
