@@ -1963,17 +1963,21 @@ def test_a_request_arriving_steadily_as_the_server_stops_is_not_cut_at_the_grace
     assert b"the server is shutting down" in reply
 
 
-def test_connections_queued_when_the_listener_closes_get_the_503_not_a_reset(enc) -> None:
-    """Connections the kernel had accepted but the server had not (its accept queue) were reset when
-    the listening socket closed: their clients saw ConnectionResetError, not why. They are now
-    accepted at the close and answered 503, OpenAI's error body, with Connection: close."""
+def _replies_of_queued_connections(
+    enc, n: int, listener: Callable[[socket.socket], object] | None = None
+) -> list[bytes]:
+    """What each of `n` clients reads (or `repr` of its reset) when its connection, its request sent,
+    is still in the kernel's accept queue as the server closes its listener (`listener` wraps the
+    listening socket first, if given)."""
     service = ChatService(Engine(tiny_gpt(), enc=enc))
     with serving_service(service) as (url, server):
         server.shutdown()  # as after Ctrl-C: no more accept()s; the kernel still queues
-        clients = [_connect(url, timeout=10) for _ in range(3)]
+        clients = [_connect(url, timeout=10) for _ in range(n)]
         for client in clients:
             client.sendall(_chat("localhost"))
         time.sleep(0.1)  # the requests are in the server's receive buffers, unread
+        if listener is not None:
+            server.socket = listener(server.socket)
         server.server_close()
         replies = []
         for client in clients:
@@ -1982,6 +1986,14 @@ def test_connections_queued_when_the_listener_closes_get_the_503_not_a_reset(enc
             except ConnectionResetError as e:
                 replies.append(repr(e).encode())
             client.close()
+    return replies
+
+
+def test_connections_queued_when_the_listener_closes_get_the_503_not_a_reset(enc) -> None:
+    """Connections the kernel had accepted but the server had not (its accept queue) were reset when
+    the listening socket closed: their clients saw ConnectionResetError, not why. They are now
+    accepted at the close and answered 503, OpenAI's error body, with Connection: close."""
+    replies = _replies_of_queued_connections(enc, 3)
     for reply in replies:
         head, _, body = reply.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head, reply
@@ -2010,21 +2022,12 @@ class _AbortingListener:
 def test_a_connection_aborted_in_the_accept_queue_does_not_leave_the_rest_reset(enc) -> None:
     """Found in review: _refuse_queued stopped at any accept() error, so one connection aborted in the
     queue left those behind it to be reset as the listener closed, without the 503."""
-    service = ChatService(Engine(tiny_gpt(), enc=enc))
-    with serving_service(service) as (url, server):
-        server.shutdown()
-        clients = [_connect(url, timeout=10) for _ in range(2)]
-        for client in clients:
-            client.sendall(_chat("localhost"))
-        time.sleep(0.1)
-        server.socket = listener = _AbortingListener(server.socket)
-        server.server_close()
-        replies = []
-        for client in clients:
-            try:
-                replies.append(client.makefile("rb").read())
-            except ConnectionResetError as e:
-                replies.append(repr(e).encode())
-            client.close()
-    assert listener.aborted
+    listeners: list[_AbortingListener] = []
+
+    def abort_first(sock: socket.socket) -> _AbortingListener:
+        listeners.append(_AbortingListener(sock))
+        return listeners[0]
+
+    replies = _replies_of_queued_connections(enc, 2, listener=abort_first)
+    assert listeners[0].aborted
     assert all(reply.startswith(b"HTTP/1.1 503") for reply in replies), replies
