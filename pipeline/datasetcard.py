@@ -338,11 +338,11 @@ def is_held(stats: Mapping[str, Any], name: str) -> bool:
 def stats_terms(stats: Mapping[str, Any]) -> dict[str, CardSource]:
     """Each source's terms as a variant's stats.json records them (the build's own figures, so a
     model card needs no registry): contributed files one by one, as in the dataset card. A source
-    counts as commercial only as the build counts it: flagged so, under a known licence, and not
-    under a licence whose name forbids commercial use."""
+    counts as commercial only as the build counts it (licences.commercial_eligible): flagged so,
+    under a known licence that does not forbid commercial use."""
 
     def commercial(flag: Any, licence: str) -> bool:
-        return licences.commercial_eligible(flag is True, licence) and not licences.is_non_commercial(licence)
+        return licences.commercial_eligible(flag is True, licence)
 
     registry = {  # the flags as recorded; the rule is applied once, below, to every row
         name: CardSource(

@@ -385,9 +385,9 @@ def _shown(leaf: Leaf) -> str:
 def commercial_eligible(flag: bool, licence: str) -> bool:
     """What the commercial variant takes: flagged commercial AND under a known licence that does not
     forbid commercial use (licence_bar: by its name, or by the parts of an SPDX expression; the
-    row-wise form is pipeline.schema.commercial_ok). The
-    registry and sidecar checks refuse such a flag already; the build re-applies it, so a turn table
-    they did not check (written by hand or by an older normalize) cannot carry one in."""
+    row-wise form is pipeline.schema.commercial_ok). The registry and sidecar checks refuse such a
+    flag already; the build re-applies it, so a turn table they did not check (written by hand or
+    by an older normalize) cannot carry one in."""
     return flag and licence_bar(licence) is None
 
 
