@@ -248,13 +248,20 @@ def data_changed(state: dict[str, Any], data: bytes, fingerprint: str) -> bool:
     return fingerprint != state["fingerprint"]
 
 
-def _warn_data_changed(changed: bool, rt: Runtime) -> None:
-    """Say, when `changed`, that the run continues weights of other data, and what that costs."""
+def _warn_data_changed(changed: bool, state: dict[str, Any], rt: Runtime) -> None:
+    """Say, when `changed`, that the run continues weights of other data, and what that costs. A
+    state saved before `data_sha` cannot tell the data from the code: the line says either."""
     if changed:
+        what = (
+            "the training data changed since this run's checkpoint (the variant was rebuilt): the "
+            "weights also learned the earlier data"
+            if isinstance(state.get("data_sha"), str)
+            else "the data or the code changed since this run's checkpoint, which predates the record "
+            "of its data: the weights may have learned other data"
+        )
         rt.log(
-            "warning: the training data changed since this run's checkpoint (the variant was rebuilt): "
-            "the weights also learned the earlier data, so the model card will not call them fit for "
-            "commercial use; train from scratch for a model of the current data alone"
+            f"warning: {what}, so the model card will not call them fit for commercial use; train from "
+            "scratch for a model of the current data alone"
         )
 
 
@@ -315,14 +322,15 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, data: bytes) ->
             )
         saved = json.loads(state["config"])
         same = dataclasses.replace(cfg, max_iters=saved["max_iters"], init_from=saved["init_from"])
-        changed = data_changed(state, data, same.fingerprint(data))
+        same_fingerprint = same.fingerprint(data)  # the saved run's settings, on today's data and code
+        changed = data_changed(state, data, same_fingerprint)
         # An extension that died between its final checkpoint and finish(): finalise it. (With its
         # outputs written, the run is done: asking to extend it without more steps is refused.)
         died_finishing = not finished(paths, latest, int(state["step"]))
         if state["step"] == cfg.max_iters == saved["max_iters"] and died_finishing:
             # model/ckpt may be there, but the extended run's (finished() tells them apart)
             rt.log(f"the run at {latest} reached max_iters but has not written its model/ckpt: finalising it")
-            _warn_data_changed(changed, rt)
+            _warn_data_changed(changed, state, rt)
             return dataclasses.replace(_resume(cfg, latest, state, rt, fingerprint), data_changed=changed)
         if state["step"] >= cfg.max_iters:
             raise TrainSetupError(
@@ -333,10 +341,12 @@ def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, data: bytes) ->
         # `origin` (not the config, which an extension saves with init_from: resume) names its start.
         origin = str(state.get("origin") or saved.get("init_from") or cfg.init_from)
         refuse_endless_cpu_run(dataclasses.replace(cfg, init_from=origin), rt, done=int(state["step"]))
-        if same.fingerprint(data) != state["fingerprint"]:
-            rt.log("warning: the data or the code changed since this run's checkpoint; extending it anyway")
+        # One warning for what moved: the data's (which says what it costs), else the code's.
+        if not changed and same_fingerprint != state["fingerprint"]:
+            what = "the code or the files in init_from" if same.init_from_folder else "the code"
+            rt.log(f"warning: {what} changed since this run's checkpoint; extending it anyway")
         rt.log(extension_notice(cfg, int(state["step"]), saved["max_iters"]))
-        _warn_data_changed(changed, rt)
+        _warn_data_changed(changed, state, rt)
         return dataclasses.replace(_resume(cfg, latest, state, rt, fingerprint), data_changed=changed)
     leftover: dict[str, Any] | None = None  # the state of the run in model/run, if it can be read
     if latest is not None:

@@ -24,7 +24,7 @@ from test_cards import facts_of, header_of, token_row
 from test_hf import _export_inputs
 from test_train import paths_in, tiny_config, write_tokens
 
-from pipeline import cards, hfexport, modelcard
+from pipeline import cards, hfexport, modelcard, trainsetup
 from pipeline.train import train
 
 REGISTRY = {
@@ -110,3 +110,39 @@ def test_the_export_reads_data_changed_from_the_run(tmp_path: Path) -> None:
     metrics_file.write_text(json.dumps({**metrics, "data_changed": "no"}))
     with pytest.raises(ValueError, match=r"metrics\.json: data_changed \"no\" is not what train writes"):
         hfexport.export_run(tmp_path / "ckpt", out, metrics_file, tokens, tmp_path / "stats.json")
+
+
+def _warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("train: warning:")]
+
+
+def test_an_extension_names_what_changed_in_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An extension on rebuilt data logged two warnings (\"the data or the code changed\" and the
+    data's own); one on new code alone named the data too. Now one line names what moved."""
+    data = write_tokens(tmp_path / "tokens" / "commercial")
+    paths = paths_in(tmp_path, data)
+    train(tiny_config(**SHORT), paths)
+    capsys.readouterr()
+    write_tokens(data, seed=1)  # the variant is rebuilt
+    train(tiny_config(**{**SHORT, "max_iters": 3}, init_from="resume"), paths)
+    (line,) = _warnings(capsys.readouterr().err)
+    assert "the training data changed" in line and "code" not in line
+    # the same data, other code: the fingerprint moves while the data's sha does not
+    real = trainsetup.TrainConfig.fingerprint
+    monkeypatch.setattr(trainsetup.TrainConfig, "fingerprint", lambda self, d: real(self, d) + "-new-code")
+    summary = train(tiny_config(**{**SHORT, "max_iters": 4}, init_from="resume"), paths)
+    (line,) = _warnings(capsys.readouterr().err)
+    assert line == "train: warning: the code changed since this run's checkpoint; extending it anyway"
+    assert summary["data_changed"] is True  # still the earlier extension's record
+    # a state saved before data_sha was recorded (and the code moved back): the fingerprint alone
+    # cannot tell the data from the code
+    monkeypatch.undo()
+    load = trainsetup._load_state
+    monkeypatch.setattr(
+        trainsetup, "_load_state", lambda ckpt: {k: v for k, v in load(ckpt).items() if k != "data_sha"}
+    )
+    train(tiny_config(**{**SHORT, "max_iters": 5}, init_from="resume"), paths)
+    (line,) = _warnings(capsys.readouterr().err)
+    assert "the data or the code changed" in line and "predates the record of its data" in line
