@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import socket
+import sys
 import types
 from pathlib import Path
 
@@ -145,6 +146,72 @@ def test_without_network_a_listed_cache_with_the_data_still_downloads(root: Path
     manifest = _manifest(raw)
     assert manifest["card"] == ".licence/README.md" and manifest["licence_files"] == []
     assert manifest["read_offline"] is True
+
+
+def test_without_network_a_hub_client_closed_by_a_sibling_worker_does_not_fail_the_download(
+    root: Path, no_network: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huggingface_hub fetches a snapshot's files on parallel workers sharing one httpx client, and a
+    worker whose connection is refused closes it (close_session): a sibling that had just taken it
+    from get_session failed the download ("RuntimeError: Cannot send a request, as the client has
+    been closed"), in about 1 run in 10 of the test above, where LICENSE and NOTICE are both fetched.
+    Here that interleaving every time: the one file to fetch gets a client closed before its use."""
+    import huggingface_hub.utils._http as hub_http
+
+    get_session = hub_http.get_session
+    handed: list = []  # the clients the file requests' retry loop took
+
+    def get_session_then_a_sibling_closes_it():
+        client = get_session()
+        # only the file requests (LICENSE's, the one file to fetch): not, say, huggingface_hub's
+        # first-use fetch of its agent registry, which goes through here too
+        if sys._getframe(1).f_code is hub_http._http_backoff_base.__code__:
+            if not handed:
+                hub_http.close_session()  # what a sibling's refused connection does meanwhile
+            handed.append(client)
+        return client
+
+    monkeypatch.setattr(hub_http, "get_session", get_session_then_a_sibling_closes_it)
+    _cache(root, {**DATA, "NOTICE": REPO_FILES["NOTICE"], "README.md": REPO_FILES["README.md"]}, listing=True)
+    raw = download(load_registry()["oasst1"], root)
+    manifest = _manifest(raw)
+    assert manifest["licence_files"] == [".licence/NOTICE"] and manifest["card"] == ".licence/README.md"
+    assert manifest["read_offline"] is True
+    # the first request met the closed client; the later ones each a fresh one (their refused
+    # connections closed it in turn)
+    assert handed[0].is_closed and len({id(c) for c in handed}) > 1
+
+
+@pytest.mark.parametrize("race", [True, False], ids=["client-emptied", "another-error"])
+def test_only_a_lost_race_on_the_hub_client_is_retried_and_one_file_at_a_time(
+    root: Path, monkeypatch: pytest.MonkeyPatch, race: bool
+) -> None:
+    """The other face of that race: close_session() empties the global between get_session()'s
+    check and its return, and the worker calls None.request. Retried one file at a time (no sibling
+    left to race); any other error is the download's, reported at once."""
+    import huggingface_hub
+
+    snapshot_download = huggingface_hub.snapshot_download
+    workers: list = []  # each call's max_workers
+
+    def first_call_fails(repo_id: str, **kwargs: object) -> str:
+        workers.append(kwargs.get("max_workers"))
+        if len(workers) == 1 and race:
+            raise AttributeError("'NoneType' object has no attribute 'request'", name="request", obj=None)
+        if len(workers) == 1:
+            raise RuntimeError("dictionary changed size during iteration")
+        return snapshot_download(repo_id, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", first_call_fails)
+    _cache(root, REPO_FILES, listing=True)
+    if race:
+        raw = download(load_registry()["oasst1"], root)
+        assert _manifest(raw)["licence_files"] == [".licence/LICENSE", ".licence/NOTICE"]
+        assert workers[1:] == [1]  # the retry ran one file at a time
+    else:
+        with pytest.raises(SourceError, match="RuntimeError: dictionary changed size"):
+            download(load_registry()["oasst1"], root)
+        assert len(workers) == 1  # not retried
 
 
 def _installed_package(site: Path, licence: bytes, version: str = "1.0") -> None:

@@ -112,6 +112,25 @@ def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> Snapshot:
 def _snapshot_download(
     spec: SourceSpec, token: str | None, patterns: list[str] | None, local_files_only: bool
 ) -> str:
+    """huggingface_hub's snapshot_download, once more one file at a time when its parallel fetch
+    tripped over its own shared HTTP client (`_shared_client_race`). Files already fetched stay in
+    the cache, so the second call only asks for those the first did not get."""
+    try:
+        return _snapshot(spec, token, patterns, local_files_only, workers=_HUB_WORKERS)
+    except (RuntimeError, AttributeError) as e:
+        if not _shared_client_race(e):
+            raise
+        # One worker: no sibling can close the client between its get_session() and its request.
+        return _snapshot(spec, token, patterns, local_files_only, workers=1)
+
+
+# huggingface_hub's own default for snapshot_download's parallel file fetches
+_HUB_WORKERS = 8
+
+
+def _snapshot(
+    spec: SourceSpec, token: str | None, patterns: list[str] | None, local_files_only: bool, workers: int
+) -> str:
     from huggingface_hub import snapshot_download
 
     return snapshot_download(
@@ -122,7 +141,19 @@ def _snapshot_download(
         token=token,
         cache_dir=_cache_dir(),
         local_files_only=local_files_only,
+        max_workers=workers,
     )
+
+
+def _shared_client_race(e: BaseException) -> bool:
+    """`e` is huggingface_hub (2.4.0) losing a race on its process-wide httpx client: a worker whose
+    connection failed (the Hub out of reach) calls close_session(), which closes the client a sibling
+    worker has just taken from get_session() and not yet sent on ("Cannot send a request, as the
+    client has been closed"), or empties the global between get_session()'s check and its return
+    (None.request). Neither says anything of the Hub or the cache: the files were never asked for."""
+    if isinstance(e, RuntimeError):
+        return "client has been closed" in str(e)
+    return isinstance(e, AttributeError) and e.obj is None and e.name in ("request", "stream")
 
 
 def _cache_dir() -> str | None:
