@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_readme_walkthrough import benchmark_parser
 
 from pipeline import chat
 from pipeline.buildinputs import BUILD_KEYS
@@ -128,19 +129,8 @@ def _readme_benchmark_options() -> dict[str, set[str]]:
 def test_readme_benchmark_options_exist(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each option README's Benchmarks tables give a benchmark (`--size-mb`, `--repeats`, ...) is
     one its parser takes: a renamed option would leave a recipe that stops on a usage error."""
-    parsers: list[argparse.ArgumentParser] = []
-
-    class Parsed(Exception):
-        pass
-
-    def capture(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        parsers.append(self)
-        raise Parsed
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
-    with pytest.raises(Parsed):
-        importlib.import_module(f"benchmarks.{module}").main([])
-    taken = {o for action in parsers[0]._actions for o in action.option_strings}
+    parser = benchmark_parser(importlib.import_module(f"benchmarks.{module}").main, monkeypatch)
+    taken = {o for action in parser._actions for o in action.option_strings}
     unknown = sorted(_readme_benchmark_options()[module] - taken)
     assert not unknown, f"README.md gives benchmarks.{module} options it does not take: {unknown}"
 

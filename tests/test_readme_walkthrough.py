@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,10 +80,10 @@ def test_a_size_below_one_is_a_usage_error(benchmark: str, argv: list[str], opti
     assert "usage:" in err and option in err, err
 
 
-@pytest.mark.parametrize("benchmark", sorted(BENCHMARKS))
-def test_every_benchmark_option_says_what_it_sets(benchmark: str, monkeypatch) -> None:
-    """decode's --model, --device, --prompt-len, --new-tokens and tokenize_throughput's --workers
-    showed in --help with no word on what they set or their default."""
+def benchmark_parser(
+    main: Callable[[list[str]], object], monkeypatch: pytest.MonkeyPatch
+) -> argparse.ArgumentParser:
+    """The parser a benchmark's `main` builds, caught at its parse_args (nothing of it runs)."""
     parsers: list[argparse.ArgumentParser] = []
 
     class Parsed(Exception):
@@ -94,10 +95,17 @@ def test_every_benchmark_option_says_what_it_sets(benchmark: str, monkeypatch) -
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
     with pytest.raises(Parsed):
-        BENCHMARKS[benchmark].main([])
+        main([])
+    return parsers[0]
+
+
+@pytest.mark.parametrize("benchmark", sorted(BENCHMARKS))
+def test_every_benchmark_option_says_what_it_sets(benchmark: str, monkeypatch) -> None:
+    """decode's --model, --device, --prompt-len, --new-tokens and tokenize_throughput's --workers
+    showed in --help with no word on what they set or their default."""
     silent = [
         action.option_strings[0]
-        for action in parsers[0]._actions
+        for action in benchmark_parser(BENCHMARKS[benchmark].main, monkeypatch)._actions
         if action.option_strings and not (action.help or "").strip()
     ]
     assert not silent, f"benchmarks.{benchmark} --help: options without help: {silent}"
