@@ -36,6 +36,22 @@ def run_child(module: str, step: str, work: Path) -> tuple[float, float, dict]:
     return seconds, usage.ru_maxrss / 1024, json.loads(out.decode().strip().splitlines()[-1])
 
 
+ROWS_FILE = "rows"  # in the work folder: how a `generate` step hears its row count
+
+
+def generate_in_child(module: str, work: Path, rows: int) -> int:
+    """The bytes `module`'s `generate` step reports, run for `rows` rows in its own process (a forked
+    one starts from its parent's peak RSS, which generating would set). A child takes only
+    `--workdir`, so the count goes through the work folder (read back with rows_asked)."""
+    work.joinpath(ROWS_FILE).write_text(str(rows))
+    return run_child(module, "generate", work)[2]["bytes"]
+
+
+def rows_asked(work: Path) -> int:
+    """In a `generate` child: the row count generate_in_child passed."""
+    return int(work.joinpath(ROWS_FILE).read_text())
+
+
 Children = Mapping[str, Callable[[Path], dict]]
 
 

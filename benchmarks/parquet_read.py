@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.args import positive_int
-from benchmarks.child import measure_steps, parser_with_children, ran_as_child, run_child, work_folder
+from benchmarks.child import (
+    generate_in_child,
+    measure_steps,
+    parser_with_children,
+    ran_as_child,
+    rows_asked,
+    work_folder,
+)
 from pipeline.sources.readers import Record, iter_parquet
 
 FILE = "train.parquet"
@@ -109,7 +116,7 @@ def child_batched(work: Path) -> dict:
 
 def child_generate(work: Path) -> dict:
     # In a child: a forked process starts from its parent's peak RSS, which generating would set.
-    return {"bytes": generate(work / FILE, int(work.joinpath("rows").read_text()))}
+    return {"bytes": generate(work / FILE, rows_asked(work))}
 
 
 CHILDREN = {"generate": child_generate, "whole": child_whole, "batched": child_batched}
@@ -124,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with work_folder(args.workdir, "bench-parquet-") as work:
-        work.joinpath("rows").write_text(str(args.rows_k * 1000))
-        size = run_child("benchmarks.parquet_read", "generate", work)[2]["bytes"]
+        size = generate_in_child("benchmarks.parquet_read", work, args.rows_k * 1000)
         print(f"parquet: {args.rows_k * 1000:,} rows, {size / 1e6:.0f} MB -> {work}")
         results = measure_steps("benchmarks.parquet_read", MEASURED, work)
         (_, rss_whole, whole), (_, rss_batched, batched) = results["whole"], results["batched"]

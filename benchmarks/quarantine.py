@@ -25,7 +25,14 @@ import numpy as np
 import polars as pl
 
 from benchmarks.args import positive_int
-from benchmarks.child import measure_steps, parser_with_children, ran_as_child, run_child, work_folder
+from benchmarks.child import (
+    generate_in_child,
+    measure_steps,
+    parser_with_children,
+    ran_as_child,
+    rows_asked,
+    work_folder,
+)
 
 SOURCE = "bench"
 RULES = ("text_length", "has_bot_turn", "text_present")
@@ -85,7 +92,7 @@ def child_command(root: Path) -> dict:
 def child_generate(root: Path) -> dict:
     # In a child too: a forked process starts from its parent's peak RSS, and the generated table
     # (~1 GB of Python strings at the default size) would set both measured steps' floor.
-    return {"bytes": generate(root, int(root.joinpath("rows").read_text()))}
+    return {"bytes": generate(root, rows_asked(root))}
 
 
 CHILDREN = {"generate": child_generate, "eager": child_eager, "command": child_command}
@@ -102,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with work_folder(args.workdir, "bench-quarantine-") as work:
-        work.joinpath("rows").write_text(str(args.rows_k * 1000))
-        size = run_child("benchmarks.quarantine", "generate", work)[2]["bytes"]
+        size = generate_in_child("benchmarks.quarantine", work, args.rows_k * 1000)
         print(f"quarantine: {args.rows_k * 1000:,} rows, {size / 1e6:.0f} MB parquet -> {work}")
         print(f"\n--check {CHECK} --rows {LISTED}")
         results = measure_steps("benchmarks.quarantine", MEASURED, work)

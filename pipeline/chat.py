@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.argtypes import whole_number_or
 from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, clean_text, not_utf8_text
@@ -25,6 +26,9 @@ from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
 from pipeline.streamencoding import argument_text, read_utf8_for_ascii, utf8_in_disguise
 from pipeline.terminal import inert
 from pipeline.threadtuner import AUTO, fixed_threads, restoring
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 DEFAULT_CKPT = "model/ckpt"
 CKPT_HELP = f"checkpoint directory (default {DEFAULT_CKPT}), or a Hugging Face GPT-2 folder such as model/hf"
@@ -186,17 +190,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"chat: {e}", file=sys.stderr)
         return 2
 
-    try:
-        model = load_chat_model(
-            args.ckpt,
-            args.device,
-            log=lambda line: print(f"chat: {line}", file=sys.stderr),
-            threads=args.threads,
-        )
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"chat: {e}", file=sys.stderr)
+    engine = load_engine(args, "chat")
+    if engine is None:
         return 2
-    engine = make_engine(model, args)
     try:
         session = ChatSession(
             engine,
@@ -305,6 +301,23 @@ def make_engine(model, args: argparse.Namespace):
     from pipeline.threadtuner import auto_tuner
 
     return Engine(model, compile_decode=args.compile, thread_tuner=auto_tuner(args.threads))
+
+
+def load_engine(args: argparse.Namespace, prog: str) -> Engine | None:
+    """make_engine over load_chat_model of the command's `--ckpt`, `--device` and `--threads`, for
+    chat and serve alike: the loader's lines go to stderr as `prog: ...`, and so does a model that
+    cannot be loaded, which returns None (the command exits 2)."""
+    try:
+        model = load_chat_model(
+            args.ckpt,
+            args.device,
+            log=lambda line: print(f"{prog}: {line}", file=sys.stderr),
+            threads=args.threads,
+        )
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return None
+    return make_engine(model, args)
 
 
 def untrained_markers(folder: Path) -> list[str]:

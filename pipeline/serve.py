@@ -65,7 +65,7 @@ from urllib.parse import unquote, urlsplit
 
 from pipeline import responsesapi
 from pipeline.argtypes import whole_number, whole_number_or
-from pipeline.chat import CKPT_HELP, DEFAULT_CKPT, THREADS_HELP, make_engine
+from pipeline.chat import CKPT_HELP, DEFAULT_CKPT, THREADS_HELP, load_engine
 from pipeline.chatapi import (
     MAX_WAITING,
     ChatService,
@@ -635,19 +635,9 @@ def base_url(host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.chat import load_chat_model
-
-    try:
-        model = load_chat_model(
-            args.ckpt,
-            args.device,
-            log=lambda line: print(f"serve: {line}", file=sys.stderr),
-            threads=args.threads,
-        )
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"serve: {e}", file=sys.stderr)
+    engine = load_engine(args, "serve")
+    if engine is None:
         return 2
-    engine = make_engine(model, args)
     service = ChatService(engine, model_name=args.model_name, max_waiting=args.max_waiting)
     try:
         server = make_server(service, args.host, args.port)
