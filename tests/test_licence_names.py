@@ -24,6 +24,9 @@ FORBIDDING = [
     "CCBYNC4.0",
     "CC-BYNC-4.0",
     "cc by nc 4.0",
+    "Redistribution commercially is prohibited",  # "commercially" was no "commercial" word
+    "for researchers only",  # the people: "researchers" was no restricting word
+    "Academics only",
 ]
 ALLOWING = [
     "MIT",
@@ -37,6 +40,9 @@ ALLOWING = [
     "Commercial use permitted; modifications not allowed",
     "Apache-2.0 (no warranty)",
     "CC-BY-SA-4.0",
+    "free for TV commercials; resale prohibited",  # advertisements, and another clause
+    "used commercially worldwide",
+    "researchers welcome, commercial use allowed",
 ]
 
 
@@ -56,7 +62,7 @@ def test_wordings_that_do_not_forbid_it_stay_as_they_were(licence: str) -> None:
     assert licences.licence_bar(licence) is None
 
 
-UNKNOWN = ["Unknown.", "unknown\u200b", "\ufeffN/A", " NONE. ", "\u200b", "unknown\u00ad"]
+UNKNOWN = ["Unknown.", "unknown\u200b", "\ufeffN/A", " NONE. ", "\u200b", "unknown\u00ad", "TBA", "tbc."]
 
 
 @pytest.mark.parametrize("licence", UNKNOWN)

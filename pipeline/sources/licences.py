@@ -58,6 +58,8 @@ UNKNOWN_LICENCES = (
     "todo",
     "unspecified",
     "not specified",
+    "tba",  # "to be announced / confirmed": not decided yet, so not known
+    "tbc",
 )
 
 # Licences (SPDX ids) that allow use of the data to train a commercial model.
@@ -101,12 +103,14 @@ _NAMED_PATTERN = (
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
     r"|\bno[-_ ]commercial(?![-_ ](restriction|limitation))"
 )
-_RESTRICTING_PATTERN = r"\b(research|academic|personal|educational|evaluation)\b"
+# The people, too: "for researchers only", "academics only".
+_RESTRICTING_PATTERN = r"\b(research(ers?)?|academics?|personal|educational|evaluation)\b"
 # "commercial use prohibited", "commercial use is not allowed": a forbidding word after "commercial"
 # in a clause (up to a `;` or the line's end: "commercial use permitted; modifications not allowed"
 # forbids something else), found in two steps, as `only` after a restricting word, and for the same
-# reason. "not prohibited" does not forbid.
-_COMMERCIAL_WORD = re.compile(r"\bcommercial\b", re.IGNORECASE)
+# reason. "not prohibited" does not forbid. "Redistributing it commercially is prohibited" says it
+# too; "commercials" (advertisements) does not.
+_COMMERCIAL_WORD = re.compile(r"\bcommercial(ly)?\b", re.IGNORECASE)
 _FORBIDDING = re.compile(
     r"(?<!\bnot[-_ ])\b(prohibited|forbidden|banned)\b|\bnot[-_ ](allowed|permitted)\b", re.IGNORECASE
 )
