@@ -215,3 +215,38 @@ def test_only_a_completed_response_says_when_it_completed_and_a_failure_before_t
     _, failed = _Response(service, req).failure(RuntimeError("at once"))[-1]
     assert isinstance(failed, dict) and failed["response"]["output"] == []
     assert failed["response"]["completed_at"] is None
+
+
+def _post(url: str, body: bytes, length: int, close_after: bool = False) -> bytes:
+    """A raw POST whose Content-Length says `length`; `close_after`: the client then shuts its
+    sending side (a body cut short), as a client that died would."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Connection: close\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(head + body)
+        if close_after:
+            conn.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: conn.recv(65536), b""))
+
+
+def test_a_body_of_exactly_the_limit_is_read_and_a_short_one_refused() -> None:
+    """serve._read_sized: `length > max_body_bytes` made `>=` (a body of exactly the limit refused
+    413), and `if len(raw) < length` made `if False` (a body shorter than its Content-Length, here
+    still valid JSON, answered as if whole)."""
+    from test_serve import CHAT_BODY, serving_service
+
+    service = ChatService(Engine(tiny_gpt(), enc=get_encoding()))
+    with serving_service(service, max_body_bytes=len(CHAT_BODY)) as (url, _):
+        assert _post(url, CHAT_BODY, len(CHAT_BODY)).startswith(b"HTTP/1.1 200 ")
+        assert _post(url, CHAT_BODY + b" ", len(CHAT_BODY) + 1).startswith(b"HTTP/1.1 413 ")
+    with serving_service(service, max_body_bytes=1000) as (url, _):
+        reply = _post(url, CHAT_BODY, len(CHAT_BODY) + 10, close_after=True)
+        assert reply.startswith(b"HTTP/1.1 400 ")
+        assert (
+            f"the request body ended after {len(CHAT_BODY)} of {len(CHAT_BODY) + 10} bytes".encode() in reply
+        )
