@@ -6,14 +6,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import polars as pl
 import pytest
-from test_quarantine_cli import BROKEN, GOOD, _hand_made
-from test_quarantine_cli import _normalize as normalize_contrib
+from test_quarantine_cli import _hand_made, contrib_project
 
 from pipeline import cli
 from pipeline.datasetformat import assemble_conversations, conversation_block, parse_text
@@ -28,17 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def contrib_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project whose contrib source went through the real download and normalize."""
-    for name in ("sources.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    contrib = tmp_path / "data" / "contrib"
-    contrib.mkdir(parents=True)
-    (contrib / "mixed.txt").write_text(GOOD * 2 + BROKEN)
-    (contrib / "mixed.yaml").write_text("licence: CC0-1.0\ncommercial: true\ndescription: test\n")
-    normalize_contrib(tmp_path)
-    monkeypatch.setenv("NANOCHATGPT_ROOT", str(tmp_path))
-    return tmp_path
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return contrib_project(tmp_path, monkeypatch)
 
 
 def _rules_table(rules: list[str]) -> pl.DataFrame:
@@ -55,11 +44,11 @@ def _rules_table(rules: list[str]) -> pl.DataFrame:
 
 
 def test_quarantine_rules_are_listed_most_rows_first_then_by_name(
-    contrib_project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Kills quarantine.read_source: `.sort(["len", "check"], descending=[True, False])` dropped from
     by_check (the rules came in group_by's order, neither by count nor by name)."""
-    _hand_made(contrib_project, _rules_table(["b", "d", "d", "c", "c", "a", "a", "a"]))
+    _hand_made(project, _rules_table(["b", "d", "d", "c", "c", "a", "a", "a"]))
     for _ in range(3):  # group_by's own order varies between runs: one pass could match by chance
         assert cli.main(["quarantine", "contrib", "--json"]) == 0
         (account,) = json.loads(capsys.readouterr().out)
@@ -70,11 +59,11 @@ def test_quarantine_rules_are_listed_most_rows_first_then_by_name(
 
 
 def test_quarantine_first_example_is_the_rules_first_row_in_the_file(
-    contrib_project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Kills quarantine.read_source: `group_by("check").first()` changed to `.last()` (the example
     shown for each rule was its last row, not the first the rule caught)."""
-    _hand_made(contrib_project, _rules_table(["a", "b", "a", "b", "a"]))
+    _hand_made(project, _rules_table(["a", "b", "a", "b", "a"]))
     assert cli.main(["quarantine", "contrib", "--json"]) == 0
     (account,) = json.loads(capsys.readouterr().out)
     assert account["first"] == {
@@ -86,12 +75,10 @@ def test_quarantine_first_example_is_the_rules_first_row_in_the_file(
     assert "first: f.txt:0: reason 0" in out and "first: f.txt:1: reason 1" in out
 
 
-def test_quarantine_check_alone_lists_ten_rows(
-    contrib_project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_quarantine_check_alone_lists_ten_rows(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Kills quarantine.run: the `--check` default of `--rows` changed from 10 (README/--help: "default
     with --check: 10")."""
-    _hand_made(contrib_project, _rules_table(["a"] * 12 + ["b"]))
+    _hand_made(project, _rules_table(["a"] * 12 + ["b"]))
     assert cli.main(["quarantine", "contrib", "--check", "a", "--json"]) == 0
     (account,) = json.loads(capsys.readouterr().out)
     assert [row["origin"] for row in account["rows"]] == [f"f.txt:{i}" for i in range(10)]
@@ -101,12 +88,12 @@ def test_quarantine_check_alone_lists_ten_rows(
 
 
 def test_quarantine_missing_beside_a_report_without_its_record_is_named_missing(
-    contrib_project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Kills quarantine.read_source: `or (problem == "unrecorded" and not ...is_file())` dropped (a
     report without its `outputs` record and no quarantine file said "unreadable (No such file...)"
     instead of naming the file missing and how to fetch it)."""
-    paths = output_paths("contrib", contrib_project)
+    paths = output_paths("contrib", project)
     report = json.loads(paths["report"].read_text())
     del report["outputs"]
     paths["report"].write_text(json.dumps(report))
@@ -118,13 +105,13 @@ def test_quarantine_missing_beside_a_report_without_its_record_is_named_missing(
 
 
 def test_quarantine_short_text_of_control_characters_stays_a_short_line(
-    contrib_project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Kills quarantine._excerpt: `or not text.isprintable()` dropped. A short text of control
     characters was shown by its full repr: each one 4 to 10 characters escaped, so 150 of them made a
     600-character line; `brief` cuts it like a long text."""
     table = _rules_table(["a"]).with_columns(text=pl.lit("\x1b" * 150))
-    _hand_made(contrib_project, table)
+    _hand_made(project, table)
     assert cli.main(["quarantine", "contrib", "--rows", "1"]) == 0
     (line,) = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("text: ")]
     assert "\x1b" not in line and "\\x1b" in line

@@ -23,6 +23,10 @@ BROKEN = "<human> never closed\n<bot> ok <endOfText>\n\n<human> <endOfText>\n<bo
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return contrib_project(tmp_path, monkeypatch)
+
+
+def contrib_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project whose contrib source went through the real download and normalize, as the stages do."""
     for name in ("sources.yaml", "params.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
