@@ -22,8 +22,6 @@ from pipeline.tokenizer import N_VOCAB
 from pipeline.trainmetrics import summarize
 from pipeline.vocabcheck import VocabError, check_vocab
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
