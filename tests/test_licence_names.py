@@ -27,6 +27,38 @@ FORBIDDING = [
     "Redistribution commercially is prohibited",  # "commercially" was no "commercial" word
     "for researchers only",  # the people: "researchers" was no restricting word
     "Academics only",
+    # licence audit (licids): Hub and SPDX ids whose terms allow non-commercial use only, though
+    # the id does not say so; each was unlisted, which a `commercial_reason` let through
+    "deepfloyd-if-license",
+    "intel-research",
+    "h-research",
+    "apple-amlr",
+    "NCGL-UK-2.0",
+    "Prosperity-3.0.0",
+    "PolyForm-Strict-1.0.0",
+    "MIT AND apple-amlr",
+    # use granted for a restricting purpose, without an "only"
+    "free for academic use",
+    "For research use",
+    "Research and educational use",
+    "Free for academic and research use",
+    "released for research purposes",
+    "Intel Research Use License Agreement",
+    "H Research License",
+    "Free for non-profit use",
+    "Non-profit use only",
+    "for not-for-profit purposes only",
+    "scientific use only",
+    # the terms as written leave commercial use to a separate licence
+    "commercial use requires permission",
+    "Commercial use requires written permission",
+    "commercial use requires a license",
+    "commercial use subject to prior written approval",
+    "commercial use: contact the authors",
+    "contact us for commercial licensing",
+    "Contact the authors for commercial use",
+    "Commercial licenses available",
+    "commercial licensing available on request",
 ]
 ALLOWING = [
     "MIT",
@@ -43,6 +75,18 @@ ALLOWING = [
     "free for TV commercials; resale prohibited",  # advertisements, and another clause
     "used commercially worldwide",
     "researchers welcome, commercial use allowed",
+    # licence audit (licids): what the new rules must leave alone
+    "Academic Free License v3.0",  # AFL-3.0: permissive
+    "Educational Community License 2.0",  # ECL-2.0: Apache-like
+    "research use welcome",  # welcomes one use, restricts none
+    "Free for research and commercial use",
+    "for research use and commercial use",
+    "commercial use requires attribution",  # a credit, not a permission
+    "Commercial use subject to the terms of CC-BY-4.0",
+    "Contact: data@example.org, free for commercial use",
+    "commercially available",
+    "No permission required for commercial use",
+    "released by a non-profit under MIT",
 ]
 
 
@@ -62,7 +106,16 @@ def test_wordings_that_do_not_forbid_it_stay_as_they_were(licence: str) -> None:
     assert licences.licence_bar(licence) is None
 
 
-UNKNOWN = ["Unknown.", "unknown\u200b", "\ufeffN/A", " NONE. ", "\u200b", "unknown\u00ad", "TBA", "tbc."]
+UNKNOWN = [
+    *["Unknown.", "unknown\u200b", "\ufeffN/A", " NONE. ", "\u200b", "unknown\u00ad", "TBA", "tbc."],
+    # licence audit (licids): placeholders and pointers as written in dataset cards, each read as an
+    # unlisted name, which a `commercial_reason` let into the commercial variant
+    *["N.A.", "Unknown license", "No license", "not stated", "none specified", "Not provided"],
+    *["unlicensed", "Custom", "custom license", "various", "Mixed", "Multiple licenses", "cc"],
+    "Creative Commons",
+    *["see LICENSE", "See LICENSE file", "see below", "same as upstream", "as per the original dataset"],
+    *["other (see LICENSE)", "unknown (see README)", "per-file (see NOTICE)"],
+]
 
 
 @pytest.mark.parametrize("licence", UNKNOWN)
@@ -71,6 +124,54 @@ def test_pasted_placeholders_are_unknown(licence: str) -> None:
     bar = licences.licence_bar(licence)
     assert bar is not None and bar.unknown
     assert not licences.commercial_eligible(True, licence)
+
+
+NOT_UNKNOWN = ["(MIT)", "MIT (see LICENSE)", "Unlicense", "seeds licence", "CC-BY-4.0", "cc0-1.0"]
+
+
+@pytest.mark.parametrize("licence", NOT_UNKNOWN)
+def test_names_beside_the_placeholders_are_not_unknown(licence: str) -> None:
+    assert not licences.is_unknown(licence)
+    assert licences.standing(licence) != licences.Standing.UNKNOWN
+
+
+# The Hub's ids for ODC-By-1.0, ODbL-1.0 and PDDL-1.0 (each licence has one version): read as names,
+# they were unlisted while the SPDX ids were known.
+@pytest.mark.parametrize(("licence", "attribution"), [("odc-by", True), ("odbl", True), ("pddl", False)])
+def test_the_hubs_ids_for_listed_licences_are_known(licence: str, attribution: bool) -> None:
+    assert licences.is_known_commercial(licence)
+    assert licences.needs_attribution(licence) is attribution
+
+
+# Attribution licences by their titles (as a card's text or a sidecar spells them out) and the
+# government open licences that ask for the source to be acknowledged: none asked for a credit.
+ATTRIBUTION = [
+    "Creative Commons Attribution 4.0",
+    "Creative Commons Attribution 4.0 International",
+    "Attribution 4.0 International",
+    "Attribution-ShareAlike 4.0 International",
+    "Attribution-NonCommercial 4.0 International",
+    "Creative Commons BY-NC",
+    "Open Data Commons Attribution License",
+    "Open Data Commons Open Database License (ODbL)",
+    "OGL-UK-3.0",
+    "OGL-Canada-2.0",
+    "DL-DE-BY-2.0",
+    "etalab-2.0",
+    "NLOD-2.0",
+    "MIT AND OGL-UK-3.0",
+]
+NO_ATTRIBUTION = ["MIT", "No attribution required", "Apache-2.0, without attribution", "DL-DE-ZERO-2.0"]
+
+
+@pytest.mark.parametrize("licence", ATTRIBUTION)
+def test_attribution_licences_by_title_ask_for_a_credit(licence: str) -> None:
+    assert licences.needs_attribution(licence)
+
+
+@pytest.mark.parametrize("licence", NO_ATTRIBUTION)
+def test_names_that_ask_for_no_credit_stay_so(licence: str) -> None:
+    assert not licences.needs_attribution(licence)
 
 
 def test_the_row_wise_known_rule_is_the_python_one() -> None:

@@ -786,7 +786,19 @@ def _seconds(call, *args: object) -> float:
 
 @pytest.mark.parametrize(
     "case",
-    ["arithmetic", "hn_paragraph", "hn_tag", "card_heading", "licence", "licence_forbidding"],
+    [
+        "arithmetic",
+        "hn_paragraph",
+        "hn_tag",
+        "card_heading",
+        "licence",
+        "licence_forbidding",
+        "licence_permission",
+        "licence_permission_words",
+        "licence_purpose",
+        "licence_note",
+        "licence_attribution",
+    ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
     """Each pattern tried a run of whitespace (or of `<`) from every position in it: 50,000
@@ -805,6 +817,14 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
         "card_heading": (notices._terms_sections, "# a" + " " * n + "b\n\n## Licence ##  \nMIT\n"),
         "licence": (licences.is_non_commercial, "research " * (n // 9)),  # a sidecar's `licence:`
         "licence_forbidding": (licences.is_non_commercial, "commercial " * (n // 11)),
+        "licence_permission": (licences.is_non_commercial, "commercial" + " " * n + "x"),
+        "licence_permission_words": (
+            licences.is_non_commercial,
+            "commercial use requires " + "a " * (n // 2),
+        ),
+        "licence_purpose": (licences.is_non_commercial, "for research and " * (n // 17)),
+        "licence_note": (licences.is_unknown, "other" + " " * n + "(x)"),
+        "licence_attribution": (licences.needs_attribution, "no " * (n // 3) + "attribution"),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

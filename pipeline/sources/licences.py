@@ -1,11 +1,13 @@
 """What a licence says about commercial use, as far as this project can tell from its name.
 
 A registry entry or sidecar claims `commercial: true`; this module keeps that claim honest where the
-licence name speaks for itself: a non-commercial licence (CC-BY-NC-*, "research only") can never
-claim it, and a licence outside the short list below, which is known to allow commercial use, can
-claim it only with a `commercial_reason` (a person's stated reason, shown by `nanochatgpt sources
---reasons`). Names are compared case-insensitively. The list is deliberately short: adding a
-licence here is a statement about it, so add one only after reading it.
+licence name speaks for itself: a non-commercial licence (CC-BY-NC-*, "research only", "free for
+academic use", "commercial use requires permission", or an id whose terms say so, NON_COMMERCIAL_IDS)
+can never claim it, a value that names no licence ("unknown", "see LICENSE") keeps its data out of
+the commercial variant, and a licence outside the short list below, which is known to allow
+commercial use, can claim it only with a `commercial_reason` (a person's stated reason, shown by
+`nanochatgpt sources --reasons`). Names are compared case-insensitively. The list is deliberately
+short: adding a licence here is a statement about it, so add one only after reading it.
 
 A value with an upper-case AND, OR or WITH in it is an SPDX license expression (SPDX spec, annex
 "SPDX license expressions": operators are upper case, ids any case; `+` binds tightest, then WITH,
@@ -60,7 +62,33 @@ UNKNOWN_LICENCES = (
     "not specified",
     "tba",  # "to be announced / confirmed": not decided yet, so not known
     "tbc",
+    # More of the same, as written in dataset cards: none names a licence, so none says what the
+    # data allows. Read as names, each was unlisted, which a `commercial_reason` let through.
+    "n.a",
+    "not stated",
+    "not provided",
+    "not available",
+    "none specified",
+    "no license",
+    "no licence",
+    "unknown license",
+    "unknown licence",
+    "unlicensed",  # no licence at all (The Unlicense is `Unlicense`)
+    "custom",  # the Hub's `other`: the terms are elsewhere
+    "custom license",
+    "custom licence",
+    "various",
+    "mixed",
+    "multiple",
+    "multiple licenses",
+    "multiple licences",
+    # Some Creative Commons licence: the Hub's `cc` does not say which, and four of them are NC.
+    "cc",
+    "creative commons",
 )
+# A value that points elsewhere for its terms ("see LICENSE", "same as upstream", "as per the
+# original dataset") names no licence: unknown, as the Hub's `other` and `per-file` are.
+_POINTER = re.compile(r"(see|refer[-_ ]to|same[-_ ]as|as[-_ ]per)\b")
 
 # Licences (SPDX ids) that allow use of the data to train a commercial model.
 COMMERCIAL_OK = frozenset(
@@ -91,6 +119,10 @@ COMMERCIAL_OK = frozenset(
     )
 )
 
+# The Hub's ids for licences on the list: each has one version, 1.0, so the id without it is the same
+# licence (pipeline/cards.py maps the other way). Read as names, they were unlisted.
+_HUB_IDS = {"odc-by": "odc-by-1.0", "odbl": "odbl-1.0", "pddl": "pddl-1.0"}
+
 # Exceptions (SPDX ids) known to add permissions only: a licence WITH one of them stands as the
 # licence alone does. Any other may restrict it (a LicenseRef-..., the Commons Clause).
 PERMISSIVE_EXCEPTIONS = frozenset(s.lower() for s in ("LLVM-exception",))
@@ -103,8 +135,11 @@ _NAMED_PATTERN = (
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
     r"|\bno[-_ ]commercial(?![-_ ](restriction|limitation))"
 )
-# The people, too: "for researchers only", "academics only".
-_RESTRICTING_PATTERN = r"\b(research(ers?)?|academics?|personal|educational|evaluation)\b"
+# The people, too: "for researchers only", "academics only"; "non-profit use only" is as narrow.
+_RESTRICTING_PATTERN = (
+    r"\b(research(ers?)?|academics?|personal|educational|evaluation|scientific"
+    r"|non[-_ ]?profit|not[-_ ]for[-_ ]profit)\b"
+)
 # "commercial use prohibited", "commercial use is not allowed": a forbidding word after "commercial"
 # in a clause (up to a `;` or the line's end: "commercial use permitted; modifications not allowed"
 # forbids something else), found in two steps, as `only` after a restricting word, and for the same
@@ -124,17 +159,89 @@ _NAMED_NON_COMMERCIAL = re.compile(_NAMED_PATTERN, re.IGNORECASE)
 _RESTRICTING_WORD = re.compile(_RESTRICTING_PATTERN, re.IGNORECASE)
 _ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
 _INVISIBLE = regex.compile(INVISIBLE_CHARS)
+# Licences whose name does not say it, but whose terms allow non-commercial use only: the Hub's
+# deepfloyd-if-license (non-commercial research), intel-research and apple-amlr ("solely for research
+# purposes", "non-commercial scientific research"), h-research (a research licence by its name);
+# SPDX's NCGL-UK-2.0 (Non-Commercial Government Licence), Prosperity-3.0.0 and PolyForm-Strict-1.0.0
+# (non-commercial use only). Each was unlisted, which a `commercial_reason` let into the variant.
+NON_COMMERCIAL_IDS = frozenset(
+    s.lower()
+    for s in (
+        "deepfloyd-if-license",
+        "intel-research",
+        "h-research",
+        "apple-amlr",
+        "NCGL-UK-2.0",
+        "Prosperity-3.0.0",
+        "PolyForm-Strict-1.0.0",
+    )
+)
+# "free for academic use", "for research purposes", "Research and educational use", "Intel Research
+# Use License": a use granted for a restricting purpose, which leaves commercial use out. Read word
+# by word (one pass, no backtracking: see _NAMED_NON_COMMERCIAL). Not "research use welcome": the
+# purpose must follow "for", end the line, or name the licence.
+_WORDS = re.compile(r"[a-z]+")
+_NON_PROFIT = re.compile(r"\bnon[-_ ]?profit\b|\bnot[-_ ]for[-_ ]profit\b")
+_PURPOSE_WORDS = frozenset(
+    ("research", "researchers", "academic", "personal", "educational", "evaluation", "scientific")
+    + ("nonprofit",)
+)
+_USE_WORDS = frozenset(("use", "uses", "usage", "purpose", "purposes"))
+_LICENCE_WORDS = frozenset(("licence", "license", "agreement"))
+# "commercial use requires permission", "commercial licensing available", "commercial use: contact
+# us", "contact the authors for commercial use": the terms as written leave commercial use out (a
+# separate licence, once granted, is what the `licence:` should then name). The words must follow
+# "commercial" directly, and what is required must be a permission: "commercial use allowed, no
+# attribution required" and "commercial use requires attribution" stay as they were.
+_SEP = r"[-_ :,]++"  # possessive (Python 3.11): a separator run is never given back, char by char
+_PERMISSION = (
+    rf"(?:(?:a|an|the|our|prior|written|explicit|express|separate){_SEP})*"
+    r"(?:permission|licen[cs](?:e|ing)|agreement|approval|consent|authori[sz]ation|contract)"
+)
+_NEEDS_PERMISSION = re.compile(
+    rf"\bcommercial(ly)?{_SEP}(?:(?:use|usage|purposes?|redistribution|distribution|exploitation"
+    rf"|applications?|users?){_SEP})?(?:(?:is|are|only|may{_SEP}be){_SEP})?"
+    rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|with|by){_SEP}{_PERMISSION}"
+    rf"|upon{_SEP}request|on{_SEP}request|contact|by{_SEP}arrangement)\b"
+    rf"|\bcommercial{_SEP}licen[cs](?:es?|ing){_SEP}(?:(?:is|are){_SEP})?(?:available|on{_SEP}request)\b",
+    re.IGNORECASE,
+)
+_CONTACT = re.compile(r"\bcontact\b", re.IGNORECASE)
+_FOR_COMMERCIAL = re.compile(r"(?<!free[-_ ])\bfor[-_ ]commercial\b", re.IGNORECASE)
 # Licences whose terms ask whoever passes the data on to credit its creator and source by name:
 # Creative Commons' BY family (CC-BY-4.0, CC-BY-SA-4.0, CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0;
 # "CC BY 4.0" as people write it too) and the Open Data Commons attribution licences (ODC-By,
 # ODbL). `nanochatgpt check` asks for a sidecar's `attribution:` under them.
-_ATTRIBUTION = re.compile(r"cc[-_ ]?by(?![a-z])|odc[-_ ]?by(?![a-z])|odbl(?![a-z])", re.IGNORECASE)
+_ATTRIBUTION = re.compile(
+    r"cc[-_ ]?by(?![a-z])|odc[-_ ]?by(?![a-z])|odbl(?![a-z])"
+    # government open licences, which ask for the source to be acknowledged: the UK's and Canada's
+    # OGL, Germany's DL-DE-BY, France's Etalab (Licence Ouverte), Norway's NLOD
+    r"|ogl[-_]|dl[-_]de[-_]by(?![a-z])|etalab(?![a-z])|licence[-_ ]ouverte|nlod(?![a-z])",
+    re.IGNORECASE,
+)
+# The same licences by their titles, anywhere in a name: "Creative Commons Attribution 4.0",
+# "Attribution-NonCommercial 4.0 International", "Open Data Commons Open Database License".
+# Not "no attribution required".
+_ATTRIBUTION_TITLE = re.compile(
+    r"(?<!\bno[-_ ])(?<!\bwithout[-_ ])\battribution\b|\bopen[-_ ]database[-_ ]licen[cs]e\b"
+    r"|\bcreative[-_ ]commons[-_ ]by\b",
+    re.IGNORECASE,
+)
 
 
 def is_unknown(licence: str) -> bool:
     """True when the licence value as a whole says "we do not know" (`unknown`, empty, NOASSERTION,
-    ...). An expression with an unknown part is not one: `standing` says what it allows."""
-    return _plain(licence) in UNKNOWN_LICENCES
+    ...), or points elsewhere for its terms ("see LICENSE", "unknown (see README)"). An expression
+    with an unknown part is not one: `standing` says what it allows."""
+    plain = _plain(licence)
+    if plain in UNKNOWN_LICENCES or _POINTER.match(plain):
+        return True
+    # a placeholder with a note: "other (see LICENSE)", "per-file (see NOTICE)"; found with str
+    # methods, not a regex: `\s*\(` from every space of a long run of spaces is quadratic
+    note = plain.rfind("(")
+    if plain.endswith(")") and note > 0:
+        return plain[:note].strip().removesuffix(".").strip() in UNKNOWN_LICENCES
+    return False
 
 
 def _plain(licence: str) -> str:
@@ -334,7 +441,8 @@ def _name_standing(name: str) -> Standing:
         return Standing.UNKNOWN
     if _name_non_commercial(name):
         return Standing.NON_COMMERCIAL
-    if name.strip().lower() in COMMERCIAL_OK:
+    key = name.strip().lower()
+    if _HUB_IDS.get(key, key) in COMMERCIAL_OK:
         return Standing.KNOWN
     return Standing.UNLISTED
 
@@ -441,17 +549,47 @@ def is_non_commercial(licence: str) -> bool:
 def _name_non_commercial(licence: str) -> bool:
     """True when the licence's name says it forbids commercial use."""
     name = licence.strip()
-    if _NAMED_NON_COMMERCIAL.search(name):
+    if _NAMED_NON_COMMERCIAL.search(name) or name.lower() in NON_COMMERCIAL_IDS:
+        return True
+    if _NEEDS_PERMISSION.search(name):
         return True
     for line in name.split("\n"):
         word = _RESTRICTING_WORD.search(line)
         if word and _ONLY.search(line, word.end()):
             return True
+        if _COMMERCIAL_WORD.search(line) is None and _for_a_purpose(line):
+            return True
         for clause in line.split(";"):
             word = _COMMERCIAL_WORD.search(clause)
             if word and _FORBIDDING.search(clause, word.end()):
                 return True
+            word = _CONTACT.search(clause)
+            if word and _FOR_COMMERCIAL.search(clause, word.end()):
+                return True
     return False
+
+
+def _for_a_purpose(line: str) -> bool:
+    """True when the line grants use for a restricting purpose (_PURPOSE_WORDS): "free for academic
+    use", "research purposes", "Intel Research Use License". A line that names commercial use says
+    more than this reads (the other rules read it)."""
+    words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", line.lower()))
+    start = -1  # where the current run of purpose words ("academic and research") starts
+    used = False  # a use word ("use", "purposes") has followed the run
+    for at, word in enumerate(words):
+        if start >= 0 and word in _LICENCE_WORDS:
+            return True
+        if not used and word in _PURPOSE_WORDS:
+            start = at if start < 0 else start
+        elif start >= 0 and not used and word in ("and", "or"):
+            continue
+        elif start >= 0 and not used and word in _USE_WORDS:
+            if start > 0 and words[start - 1] == "for":
+                return True
+            used = True
+        else:
+            start, used = (at if word in _PURPOSE_WORDS else -1), False
+    return start == 0 and used  # the whole line is the purpose: "research use", "academic use"
 
 
 def is_known_commercial(licence: str) -> bool:
@@ -470,5 +608,6 @@ def needs_attribution(licence: str) -> bool:
     except ExpressionError:
         return _ATTRIBUTION.search(licence) is not None
     if expr is None:
-        return _ATTRIBUTION.match(licence.strip()) is not None
+        name = licence.strip()
+        return _ATTRIBUTION.match(name) is not None or _ATTRIBUTION_TITLE.search(name) is not None
     return any(_ATTRIBUTION.match(leaf.name) is not None for leaf in _leaves(expr))
