@@ -59,6 +59,15 @@ FORBIDDING = [
     "Contact the authors for commercial use",
     "Commercial licenses available",
     "commercial licensing available on request",
+    # review (licrev): close variants the rules above missed
+    "For commercial use, please contact us",  # "please" before "contact"
+    "commercial use: please contact the authors",
+    "commercial use (contact us)",
+    "commercial use \u2014 contact us",  # an em dash
+    "commercial use requires the authors' permission",  # a possessive before the permission
+    "commercial use requires a paid license",
+    "LicenseRef-academic-use",  # as "academic use", behind SPDX's prefix for a custom licence
+    "LicenseRef-research-use",
 ]
 ALLOWING = [
     "MIT",
@@ -87,6 +96,12 @@ ALLOWING = [
     "commercially available",
     "No permission required for commercial use",
     "released by a non-profit under MIT",
+    # review (licrev): each was barred as non-commercial, which no `commercial_reason` can undo
+    "Apache-2.0; contact us for commercial support",  # support, not use
+    "CC-BY-4.0 (contact: data@example.org for commercial questions)",
+    "Free for commercial use, contact us with questions",
+    "commercial use with a licence notice",  # a notice, not a permission
+    "free for personal use\ncommercial use allowed",  # read as on one line
 ]
 
 
@@ -160,8 +175,15 @@ ATTRIBUTION = [
     "etalab-2.0",
     "NLOD-2.0",
     "MIT AND OGL-UK-3.0",
+    "Open Government Licence v3.0",  # review (licrev): the OGL's title, beside its ids
+    "MIT AND LicenseRef-Creative-Commons-Attribution-4.0",  # a part by its title, as one name is
 ]
-NO_ATTRIBUTION = ["MIT", "No attribution required", "Apache-2.0, without attribution", "DL-DE-ZERO-2.0"]
+NO_ATTRIBUTION = [
+    *["MIT", "No attribution required", "Apache-2.0, without attribution", "DL-DE-ZERO-2.0"],
+    # review (licrev): "attribution" followed by what says it is not asked for
+    *["Attribution not required", "CC0-1.0 (attribution optional)", "attribution: none"],
+    "MIT (attribution appreciated)",
+]
 
 
 @pytest.mark.parametrize("licence", ATTRIBUTION)

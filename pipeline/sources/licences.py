@@ -193,21 +193,36 @@ _LICENCE_WORDS = frozenset(("licence", "license", "agreement"))
 # separate licence, once granted, is what the `licence:` should then name). The words must follow
 # "commercial" directly, and what is required must be a permission: "commercial use allowed, no
 # attribution required" and "commercial use requires attribution" stay as they were.
-_SEP = r"[-_ :,]++"  # possessive (Python 3.11): a separator run is never given back, char by char
+# A dash or "(" separates as a comma does: "commercial use \u2014 contact us", "commercial use (contact".
+_SEP = r"[-_ :,(\u2013\u2014]++"  # possessive (Python 3.11): a run is never given back, char by char
+# A permission may be someone's ("the authors' permission") or paid for ("a paid licence"); a
+# licence notice or text is a credit, not a permission ("commercial use with a licence notice").
 _PERMISSION = (
-    rf"(?:(?:a|an|the|our|prior|written|explicit|express|separate){_SEP})*"
+    rf"(?:(?:a|an|the|our|prior|written|explicit|express|separate|paid|[a-z]+'s?){_SEP})*"
     r"(?:permission|licen[cs](?:e|ing)|agreement|approval|consent|authori[sz]ation|contract)"
+    rf"(?!{_SEP}(?:notices?|text|files?|copy|header)\b)"
 )
+
+# No granting word before "for commercial": "free for commercial use, contact us with questions"
+# grants it (the contact is for questions). Lookbehinds, fixed width: one per word.
+_GRANTING = ("free", "ok", "allowed", "permitted")
+_NOT_GRANTED_FOR = "".join(rf"(?<!\b{word}[-_ ]for[-_ ])" for word in _GRANTING)  # before "commercial"
+_NOT_GRANTED = "".join(rf"(?<!\b{word}[-_ ])" for word in _GRANTING)  # before "for commercial"
 _NEEDS_PERMISSION = re.compile(
-    rf"\bcommercial(ly)?{_SEP}(?:(?:use|usage|purposes?|redistribution|distribution|exploitation"
-    rf"|applications?|users?){_SEP})?(?:(?:is|are|only|may{_SEP}be){_SEP})?"
+    rf"{_NOT_GRANTED_FOR}\bcommercial(ly)?{_SEP}"
+    rf"(?:(?:use|usage|purposes?|redistribution|distribution|exploitation|applications?|users?){_SEP})?"
+    rf"(?:(?:is|are|only|may{_SEP}be){_SEP})?"
     rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|with|by){_SEP}{_PERMISSION}"
-    rf"|upon{_SEP}request|on{_SEP}request|contact|by{_SEP}arrangement)\b"
+    rf"|upon{_SEP}request|on{_SEP}request|(?:please{_SEP})?contact|by{_SEP}arrangement)\b"
     rf"|\bcommercial{_SEP}licen[cs](?:es?|ing){_SEP}(?:(?:is|are){_SEP})?(?:available|on{_SEP}request)\b",
     re.IGNORECASE,
 )
 _CONTACT = re.compile(r"\bcontact\b", re.IGNORECASE)
-_FOR_COMMERCIAL = re.compile(r"(?<!free[-_ ])\bfor[-_ ]commercial\b", re.IGNORECASE)
+# What the contact is for must be the use or its licence: not "contact us for commercial support".
+_FOR_COMMERCIAL = re.compile(
+    rf"{_NOT_GRANTED}\bfor[-_ ]commercial[-_ ](?:use|usage|purposes?|licen[cs](?:es?|ing)|rights|terms)\b",
+    re.IGNORECASE,
+)
 # Licences whose terms ask whoever passes the data on to credit its creator and source by name:
 # Creative Commons' BY family (CC-BY-4.0, CC-BY-SA-4.0, CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0;
 # "CC BY 4.0" as people write it too) and the Open Data Commons attribution licences (ODC-By,
@@ -221,10 +236,12 @@ _ATTRIBUTION = re.compile(
 )
 # The same licences by their titles, anywhere in a name: "Creative Commons Attribution 4.0",
 # "Attribution-NonCommercial 4.0 International", "Open Data Commons Open Database License".
-# Not "no attribution required".
+# "Open Government Licence v3.0". Not "no attribution required", "attribution not required",
+# "attribution optional".
 _ATTRIBUTION_TITLE = re.compile(
-    r"(?<!\bno[-_ ])(?<!\bwithout[-_ ])\battribution\b|\bopen[-_ ]database[-_ ]licen[cs]e\b"
-    r"|\bcreative[-_ ]commons[-_ ]by\b",
+    r"(?<!\bno[-_ ])(?<!\bwithout[-_ ])\battribution\b"
+    r"(?![-_ :]*+(?:is[-_ ])?(?:not|none|optional|appreciated|unnecessary)\b)"
+    r"|\bopen[-_ ](?:database|government)[-_ ]licen[cs]e\b|\bcreative[-_ ]commons[-_ ]by\b",
     re.IGNORECASE,
 )
 
@@ -553,11 +570,14 @@ def _name_non_commercial(licence: str) -> bool:
         return True
     if _NEEDS_PERMISSION.search(name):
         return True
+    # A value that names commercial use says more than _for_a_purpose reads, on any of its lines:
+    # "free for personal use\ncommercial use allowed" as it does on one line.
+    names_commercial = _COMMERCIAL_WORD.search(name) is not None
     for line in name.split("\n"):
         word = _RESTRICTING_WORD.search(line)
         if word and _ONLY.search(line, word.end()):
             return True
-        if _COMMERCIAL_WORD.search(line) is None and _for_a_purpose(line):
+        if not names_commercial and _for_a_purpose(line):
             return True
         for clause in line.split(";"):
             word = _COMMERCIAL_WORD.search(clause)
@@ -574,6 +594,8 @@ def _for_a_purpose(line: str) -> bool:
     use", "research purposes", "Intel Research Use License". A line that names commercial use says
     more than this reads (the other rules read it)."""
     words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", line.lower()))
+    if words[:1] == ["licenseref"]:  # an SPDX id for custom terms: `LicenseRef-academic-use`
+        words = words[1:]
     start = -1  # where the current run of purpose words ("academic and research") starts
     used = False  # a use word ("use", "purposes") has followed the run
     for at, word in enumerate(words):
@@ -608,6 +630,11 @@ def needs_attribution(licence: str) -> bool:
     except ExpressionError:
         return _ATTRIBUTION.search(licence) is not None
     if expr is None:
-        name = licence.strip()
-        return _ATTRIBUTION.match(name) is not None or _ATTRIBUTION_TITLE.search(name) is not None
-    return any(_ATTRIBUTION.match(leaf.name) is not None for leaf in _leaves(expr))
+        return _name_needs_attribution(licence.strip())
+    return any(_name_needs_attribution(leaf.name) for leaf in _leaves(expr))
+
+
+def _name_needs_attribution(name: str) -> bool:
+    """One name (or an expression's licence): an attribution licence's id, or its title anywhere
+    ("LicenseRef-Creative-Commons-Attribution-4.0" as a part reads as it does alone)."""
+    return _ATTRIBUTION.match(name) is not None or _ATTRIBUTION_TITLE.search(name) is not None
