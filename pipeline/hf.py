@@ -54,6 +54,14 @@ MATHS_FLAGS = {
     "scale_attn_by_inverse_layer_idx": (False, "the model does not scale attention by layer"),
     "add_cross_attention": (False, "the model is a decoder only, without cross-attention weights"),
 }
+# GPT2Config's attribute_map: alias -> GPT-2 name. transformers reads the alias over the GPT-2 name
+# when a config.json holds both, so an unequal pair would run with other heads (or layers) there.
+CONFIG_ALIASES = {
+    "hidden_size": "n_embd",
+    "max_position_embeddings": "n_positions",
+    "num_attention_heads": "n_head",
+    "num_hidden_layers": "n_layer",
+}
 # Buffers some GPT-2 checkpoints carry (the causal mask): not weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 # Where a Hugging Face directory says which token each id past GPT-2's vocabulary is (the files
@@ -120,6 +128,7 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
             ": a nanoChatGPT checkpoint (model/ckpt); use its Hugging Face export (model/hf)" if ours else ""
         )
         raise ValueError(f"{where}: model_type {hf.get('model_type')!r} is not gpt2{hint}")
+    hf = resolve_aliases(hf, where)
     for key in ("n_embd", "n_layer", "n_head", "n_positions", "vocab_size"):
         value = hf.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -160,14 +169,33 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
     )
 
 
+def resolve_aliases(hf: dict, where: str) -> dict:
+    """`hf` with each GPT-2 size under its GPT-2 name, taken from its alias (CONFIG_ALIASES) where
+    only that is given, as transformers does; both given and unequal is refused (which one the
+    folder's author meant is unknowable, and transformers would take the alias)."""
+    out = dict(hf)
+    for alias, name in CONFIG_ALIASES.items():
+        if alias not in hf:
+            continue
+        if name in hf and hf[name] != hf[alias]:
+            raise ValueError(
+                f"{where}: {name} {json.dumps(hf[name])} and its alias {alias} {json.dumps(hf[alias])} "
+                f"disagree (transformers reads {alias}); keep one of them"
+            )
+        out[name] = hf[alias]
+    return out
+
+
 def state_from_hf(
     tensors: dict[str, torch.Tensor], vocab_size: int = PADDED_VOCAB, where: str = "model.safetensors"
 ) -> dict[str, torch.Tensor]:
     """Hugging Face GPT-2 tensors -> our state dict (names, Conv1D transposed, vocab padded).
 
     An lm_head.weight is accepted only as a copy of wte (our lm_head is wte): an untied head would
-    be dropped and the model would compute other logits."""
+    be dropped and the model would compute other logits. A name given with and without the
+    `transformer.` prefix must hold one value."""
     out: dict[str, torch.Tensor] = {}
+    tensors = tied_wte(tensors)
     head = tensors.get("lm_head.weight")
     wte_in = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
     if head is not None and (wte_in is None or not torch.equal(head, wte_in)):
@@ -179,6 +207,13 @@ def state_from_hf(
         if name.endswith(IGNORED_SUFFIXES) or name == "lm_head.weight":
             continue  # causal-mask buffers; lm_head is tied to wte (checked above)
         key = name.removeprefix("transformer.")
+        twin = f"transformer.{key}"
+        if name == key and twin in tensors and not torch.equal(t, tensors[twin]):
+            # GPT2Model's name beside GPT2LMHeadModel's, other values: one would win by file order
+            raise ValueError(
+                f"{where}: {name} and {twin} are both in the checkpoint, with other values; "
+                f"transformers reads {twin}: remove {name}"
+            )
         t = t.float()
         if key.endswith(CONV1D_SUFFIXES):
             t = t.t()
@@ -189,6 +224,14 @@ def state_from_hf(
     out["transformer.wte.weight"] = pad_vocab(wte, vocab_size)
     out["lm_head.weight"] = out["transformer.wte.weight"]
     return out
+
+
+def tied_wte(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` with the tied embedding under wte's name where only lm_head.weight holds it: a
+    shared tensor is saved under one name, and safetensors' save_model keeps lm_head's."""
+    if "lm_head.weight" in tensors and not {"transformer.wte.weight", "wte.weight"} & tensors.keys():
+        return {**tensors, "transformer.wte.weight": tensors["lm_head.weight"]}
+    return tensors
 
 
 def pad_vocab(wte: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -220,6 +263,7 @@ def load_pretrained(
             tensors.update(load_file(str(p), device="cpu"))
         except Exception as e:  # safetensors' own error type: truncated, not safetensors at all
             raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
+    tensors = tied_wte(tensors)
     own_rows = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
     if own_rows is not None and own_rows.shape[0] != hf_config["vocab_size"]:
         # Padding would hide it: an embedding of 1,000 rows under a config of 50,257 trained on,

@@ -1,0 +1,138 @@
+"""Hugging Face GPT-2 folders whose config.json or weight names can be read two ways: each loads with
+transformers' own logits or is refused in one line naming the file and the setting. (The plain
+variants, sharded, half precision, GPT2Model's names, refused flags, are in test_hf_edge.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline import hf
+from pipeline.tokenizer import get_encoding
+
+transformers = pytest.importorskip("transformers")
+
+
+def _tiny(path: Path, **config) -> None:
+    """A tiny GPT-2 by transformers' save_pretrained, its attention sharp enough (c_attn scaled up) that
+    the number of heads changes the logits well past float32 noise, as in a trained model."""
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, **config)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "ln_" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+            if name.endswith("attn.c_attn.weight"):
+                p.mul_(20)
+    model.save_pretrained(path)
+
+
+def _edit_config(path: Path, drop: tuple[str, ...] = (), **values) -> None:
+    config = json.loads((path / "config.json").read_text())
+    for key in drop:
+        del config[key]
+    (path / "config.json").write_text(json.dumps({**config, **values}))
+
+
+def _theirs(path: Path) -> torch.Tensor:
+    model = transformers.GPT2LMHeadModel.from_pretrained(path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(_ids()).logits
+
+
+def _ids() -> torch.Tensor:
+    return torch.tensor([get_encoding().encode_ordinary("Hello there! How are you doing today, my friend?")])
+
+
+def _assert_transformers_logits(path: Path) -> None:
+    want = _theirs(path)
+    with torch.no_grad():
+        got = hf.load_pretrained(str(path), log=lambda _: None).eval().logits_all(_ids())
+    torch.testing.assert_close(got[..., : want.shape[-1]], want, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("alias", "value"),
+    [
+        ("num_attention_heads", 4),
+        ("hidden_size", 64),
+        ("num_hidden_layers", 3),
+        ("max_position_embeddings", 32),
+    ],
+)
+def test_an_alias_that_disagrees_with_the_gpt2_name_is_refused_naming_both(
+    tmp_path: Path, alias: str, value: int
+) -> None:
+    """transformers reads `num_attention_heads` over `n_head` (and so for each alias of GPT2Config):
+    a folder holding both, unequal, ran with n_head's heads here and the alias's there; the weights
+    have the same shapes for any head count, so nothing else would catch it."""
+    _tiny(tmp_path)
+    _edit_config(tmp_path, **{alias: value})
+    name = transformers.GPT2Config.attribute_map[alias]
+    with pytest.raises(ValueError) as e:
+        hf.load_pretrained(str(tmp_path))
+    message = str(e.value)
+    assert "\n" not in message and str(tmp_path / "config.json") in message
+    assert f"{name} " in message and f"{alias} {value}" in message
+
+
+def test_the_head_count_alias_changes_transformers_logits(tmp_path: Path) -> None:
+    """Why the refusal above matters: with the heads of `num_attention_heads`, transformers' logits
+    are not those of n_head's count (the fixture's attention is sharp enough to tell)."""
+    _tiny(tmp_path / "two")
+    _tiny(tmp_path / "four")
+    _edit_config(tmp_path / "four", num_attention_heads=4)
+    assert (_theirs(tmp_path / "two") - _theirs(tmp_path / "four")).abs().max() > 1e-2
+
+
+def test_an_alias_alone_is_read_as_transformers_reads_it(tmp_path: Path) -> None:
+    """A config.json that names the head count only as num_attention_heads (a hand-written one):
+    transformers runs it with those heads, and so do we."""
+    _tiny(tmp_path)
+    _edit_config(tmp_path, drop=("n_head",), num_attention_heads=4)
+    assert hf.load_pretrained(str(tmp_path)).config.n_head == 4
+    _assert_transformers_logits(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["transformer.wte.weight", "transformer.h.0.ln_1.weight"])
+def test_a_tensor_stored_under_both_names_with_other_values_is_refused(tmp_path: Path, name: str) -> None:
+    """`wte.weight` (GPT2Model's name) beside `transformer.wte.weight` (GPT2LMHeadModel's): one of them
+    silently won by dictionary order, while transformers reads the prefixed one."""
+    _tiny(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    tensors = load_file(str(weights))
+    bare = name.removeprefix("transformer.")
+    save_file({**tensors, bare: tensors[name] * 2}, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ValueError) as e:
+        hf.load_pretrained(str(tmp_path))
+    message = str(e.value)
+    assert "\n" not in message and str(tmp_path) in message
+    assert name in message and f"{bare} " in message
+
+
+def test_the_same_tensor_under_both_names_loads(tmp_path: Path) -> None:
+    _tiny(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    tensors = load_file(str(weights))
+    bare = {"wte.weight": tensors["transformer.wte.weight"].clone()}
+    save_file({**tensors, **bare}, str(weights), metadata={"format": "pt"})
+    _assert_transformers_logits(tmp_path)
+
+
+def test_the_tied_matrix_stored_only_as_lm_head_loads(tmp_path: Path) -> None:
+    """safetensors' save_model keeps one name of a shared tensor, here lm_head.weight, not wte:
+    transformers ties wte to it. It was refused as "lm_head.weight differs from wte.weight"."""
+    from safetensors.torch import save_model
+
+    _tiny(tmp_path)
+    model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, dtype=torch.float32)
+    (tmp_path / "model.safetensors").unlink()
+    save_model(model, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    stored = load_file(str(tmp_path / "model.safetensors"))
+    assert "lm_head.weight" in stored and "transformer.wte.weight" not in stored
+    _assert_transformers_logits(tmp_path)
