@@ -214,3 +214,14 @@ def _entry(licence: str, reason: str) -> dict[str, object]:
         "commercial": True,
         "commercial_reason": reason,
     }
+
+
+def test_a_barred_wording_is_quoted_and_the_way_out_named() -> None:
+    """Free text ran into the sentence (`licence commercial use requires permission does not allow
+    ...`), and a person holding a separate commercial licence was told only `commercial: false`."""
+    with pytest.raises(SourceError) as e:
+        parse_entry("web", _entry("commercial use requires permission", reason="we asked"))
+    assert "licence 'commercial use requires permission' does not allow commercial use" in str(e.value)
+    assert "where a separate licence grants commercial use, name that one" in str(e.value)
+    with pytest.raises(SourceError, match="licence CC-BY-NC-4.0 does not allow commercial use"):
+        parse_entry("web", _entry("CC-BY-NC-4.0", reason="we asked"))

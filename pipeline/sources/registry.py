@@ -162,9 +162,10 @@ def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> Non
         return
     name = licence.strip()
     if is_non_commercial(name):
+        shown = brief(name) if any(c.isspace() for c in name) else _plain(name)  # free text: quoted
         raise SourceError(
-            f"{where}: licence {_plain(name)} does not allow commercial use, but commercial is true; "
-            "set `commercial: false`"
+            f"{where}: licence {shown} does not allow commercial use, but commercial is true; set "
+            "`commercial: false` (or, where a separate licence grants commercial use, name that one)"
         )
     if is_unknown(name) and not (reason or "").strip():
         raise SourceError(
