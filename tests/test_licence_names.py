@@ -59,6 +59,9 @@ FORBIDDING = [
     "Contact the authors for commercial use",
     "Commercial licenses available",
     "commercial licensing available on request",
+    # a restricted purpose beside a mention of commercial use that does not grant it (the review)
+    "Free for academic use. Commercial users must obtain a licence",
+    "For academic use. Commercial use: see website",
     # review (licrev): close variants the rules above missed
     "For commercial use, please contact us",  # "please" before "contact"
     "commercial use: please contact the authors",
@@ -96,6 +99,7 @@ ALLOWING = [
     "commercially available",
     "No permission required for commercial use",
     "released by a non-profit under MIT",
+    "commercial use requires licence attribution",  # a credit, not a permission (the review)
     # review (licrev): each was barred as non-commercial, which no `commercial_reason` can undo
     "Apache-2.0; contact us for commercial support",  # support, not use
     "CC-BY-4.0 (contact: data@example.org for commercial questions)",
@@ -141,7 +145,10 @@ def test_pasted_placeholders_are_unknown(licence: str) -> None:
     assert not licences.commercial_eligible(True, licence)
 
 
-NOT_UNKNOWN = ["(MIT)", "MIT (see LICENSE)", "Unlicense", "seeds licence", "CC-BY-4.0", "cc0-1.0"]
+NOT_UNKNOWN = [
+    *["(MIT)", "MIT (see LICENSE)", "Unlicense", "seeds licence", "CC-BY-4.0", "cc0-1.0"],
+    "See-Saw License",  # a name that starts with a pointer word (the review)
+]
 
 
 @pytest.mark.parametrize("licence", NOT_UNKNOWN)

@@ -88,7 +88,9 @@ UNKNOWN_LICENCES = (
 )
 # A value that points elsewhere for its terms ("see LICENSE", "same as upstream", "as per the
 # original dataset") names no licence: unknown, as the Hub's `other` and `per-file` are.
-_POINTER = re.compile(r"(see|refer[-_ ]to|same[-_ ]as|as[-_ ]per)\b")
+# A pointer word ends at a space, a colon or the end ("See-Saw License" names a licence); "same-as-
+# upstream" is one too.
+_POINTER = re.compile(r"(see|refer[-_ ]to|same[-_ ]as|as[-_ ]per)(?:[\s:]|$)|(same|as)[-_](as|per)[-_]")
 
 # Licences (SPDX ids) that allow use of the data to train a commercial model.
 COMMERCIAL_OK = frozenset(
@@ -200,7 +202,7 @@ _SEP = r"[-_ :,(\u2013\u2014]++"  # possessive (Python 3.11): a run is never giv
 _PERMISSION = (
     rf"(?:(?:a|an|the|our|prior|written|explicit|express|separate|paid|[a-z]+'s?){_SEP})*"
     r"(?:permission|licen[cs](?:e|ing)|agreement|approval|consent|authori[sz]ation|contract)"
-    rf"(?!{_SEP}(?:notices?|text|files?|copy|header)\b)"
+    rf"(?!{_SEP}(?:notices?|text|files?|copy|header|attribution|credit)\b)"
 )
 
 # No granting word before "for commercial": "free for commercial use, contact us with questions"
@@ -218,6 +220,14 @@ _NEEDS_PERMISSION = re.compile(
     re.IGNORECASE,
 )
 _CONTACT = re.compile(r"\bcontact\b", re.IGNORECASE)
+# Wordings that grant commercial use beside a restricted purpose: "free for research and commercial
+# use", "commercial use allowed", "free for commercial use".
+_GRANTS_COMMERCIAL = re.compile(
+    r"\b(?:and|or)[-_ ]commercial\b"
+    r"|\bcommercial(?:ly)?[-_ ](?:(?:use|usage)[-_ ])?(?:is[-_ ])?(?:allowed|permitted|ok|welcome|granted)\b"
+    r"|\b(?:free|ok|allowed|permitted)[-_ ]for[-_ ]commercial\b",
+    re.IGNORECASE,
+)
 # What the contact is for must be the use or its licence: not "contact us for commercial support".
 _FOR_COMMERCIAL = re.compile(
     rf"{_NOT_GRANTED}\bfor[-_ ]commercial[-_ ](?:use|usage|purposes?|licen[cs](?:es?|ing)|rights|terms)\b",
@@ -570,14 +580,15 @@ def _name_non_commercial(licence: str) -> bool:
         return True
     if _NEEDS_PERMISSION.search(name):
         return True
-    # A value that names commercial use says more than _for_a_purpose reads, on any of its lines:
-    # "free for personal use\ncommercial use allowed" as it does on one line.
-    names_commercial = _COMMERCIAL_WORD.search(name) is not None
+    # A value that grants commercial use says more than _for_a_purpose reads, on any of its lines:
+    # "free for personal use\ncommercial use allowed" as it does on one line. One that only names it
+    # ("Free for academic use. Commercial users must obtain a licence") is read as restricted.
+    grants_commercial = _GRANTS_COMMERCIAL.search(name) is not None
     for line in name.split("\n"):
         word = _RESTRICTING_WORD.search(line)
         if word and _ONLY.search(line, word.end()):
             return True
-        if not names_commercial and _for_a_purpose(line):
+        if not grants_commercial and _for_a_purpose(line):
             return True
         for clause in line.split(";"):
             word = _COMMERCIAL_WORD.search(clause)
