@@ -232,3 +232,15 @@ def test_a_barred_wording_is_quoted_and_the_way_out_named() -> None:
     assert "where a separate licence grants commercial use, name that one" in str(e.value)
     with pytest.raises(SourceError, match="licence CC-BY-NC-4.0 does not allow commercial use"):
         parse_entry("web", _entry("CC-BY-NC-4.0", reason="we asked"))
+
+
+def test_an_unknown_licence_is_shown_short_with_the_advice_that_works() -> None:
+    """A pointer ("see LICENSE ...") is unknown whatever its length, and its whole text went into the
+    one-line error, line breaks and all; the advice (add a reason) could not work, since the build
+    keeps data of an unknown licence out of the commercial variant whatever the reason says."""
+    entry = {**_entry("see LICENSE\nline two\n" + "x" * 300, reason=""), "commercial_reason": None}
+    with pytest.raises(SourceError) as e:
+        parse_entry("web", entry)
+    message = str(e.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert "(unknown) but commercial is true; name the licence you established (an SPDX id)" in message

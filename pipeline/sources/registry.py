@@ -168,9 +168,12 @@ def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> Non
             "`commercial: false` (or, where a separate licence grants commercial use, name that one)"
         )
     if is_unknown(name) and not (reason or "").strip():
+        # (a reason alone would not do: the build keeps data of an unknown licence out of the
+        # commercial variant whatever it says; a pointer such as "see LICENSE" can be long text)
         raise SourceError(
-            f"{where}: licence is {name or 'empty'} but commercial is true; add `commercial_reason:` saying why "
-            "commercial use is allowed, or set `commercial: false`"
+            f"{where}: licence is {brief(name) if name else 'empty'} (unknown) but commercial is true; name "
+            "the licence you established (an SPDX id) with a `commercial_reason:` saying why it allows "
+            "commercial use, or set `commercial: false`"
         )
     if not is_known_commercial(name) and not (reason or "").strip():
         raise SourceError(
