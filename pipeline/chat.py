@@ -295,7 +295,7 @@ def load_chat_model(
     return model
 
 
-def make_engine(model, args: argparse.Namespace):
+def make_engine(model, args: argparse.Namespace) -> Engine:
     """The engine chat and serve decode with: `--compile`, and `--threads auto`'s thread tuner."""
     from pipeline.engine import Engine
     from pipeline.threadtuner import auto_tuner
@@ -304,9 +304,9 @@ def make_engine(model, args: argparse.Namespace):
 
 
 def load_engine(args: argparse.Namespace, prog: str) -> Engine | None:
-    """make_engine over load_chat_model of the command's `--ckpt`, `--device` and `--threads`, for
-    chat and serve alike: the loader's lines go to stderr as `prog: ...`, and so does a model that
-    cannot be loaded, which returns None (the command exits 2)."""
+    """The engine chat and serve decode with, of the model their `--ckpt`, `--device` and `--threads`
+    name: the loader's lines go to stderr as `prog: ...`, and so does why a model cannot be loaded,
+    which returns None (the command exits 2)."""
     try:
         model = load_chat_model(
             args.ckpt,

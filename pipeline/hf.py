@@ -128,11 +128,12 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
             ": a nanoChatGPT checkpoint (model/ckpt); use its Hugging Face export (model/hf)" if ours else ""
         )
         raise ValueError(f"{where}: model_type {hf.get('model_type')!r} is not gpt2{hint}")
-    hf = resolve_aliases(hf, where)
+    hf, written = resolve_aliases(hf, where)
     for key in ("n_embd", "n_layer", "n_head", "n_positions", "vocab_size"):
         value = hf.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
+            # named as the file has it: an alias alone is the one to correct
+            raise ValueError(f"{where}: {written.get(key, key)} must be a positive integer, got {value!r}")
     if hf["n_embd"] % hf["n_head"]:
         raise ValueError(f"{where}: n_embd {hf['n_embd']} is not a multiple of n_head {hf['n_head']}")
     act = hf.get("activation_function", "gelu_new")
@@ -169,11 +170,13 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
     )
 
 
-def resolve_aliases(hf: dict, where: str) -> dict:
+def resolve_aliases(hf: dict, where: str) -> tuple[dict, dict[str, str]]:
     """`hf` with each GPT-2 size under its GPT-2 name, taken from its alias (CONFIG_ALIASES) where
-    only that is given, as transformers does; both given and unequal is refused (which one the
-    folder's author meant is unknowable, and transformers would take the alias)."""
+    only that is given, as transformers does, and {GPT-2 name: alias} for those; both given and
+    unequal is refused (which one the folder's author meant is unknowable, and transformers would
+    take the alias)."""
     out = dict(hf)
+    written: dict[str, str] = {}
     for alias, name in CONFIG_ALIASES.items():
         if alias not in hf:
             continue
@@ -182,8 +185,10 @@ def resolve_aliases(hf: dict, where: str) -> dict:
                 f"{where}: {name} {json.dumps(hf[name])} and its alias {alias} {json.dumps(hf[alias])} "
                 f"disagree (transformers reads {alias}); keep one of them"
             )
+        if name not in hf:
+            written[name] = alias
         out[name] = hf[alias]
-    return out
+    return out, written
 
 
 def state_from_hf(
@@ -263,7 +268,7 @@ def load_pretrained(
             tensors.update(load_file(str(p), device="cpu"))
         except Exception as e:  # safetensors' own error type: truncated, not safetensors at all
             raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
-    tensors = tied_wte(tensors)
+    tensors = tied_wte(tensors)  # here too: the row checks below read wte (state_from_hf ties it again)
     own_rows = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
     if own_rows is not None and own_rows.shape[0] != hf_config["vocab_size"]:
         # Padding would hide it: an embedding of 1,000 rows under a config of 50,257 trained on,

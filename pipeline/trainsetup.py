@@ -256,8 +256,8 @@ def _warn_data_changed(changed: bool, state: dict[str, Any], rt: Runtime) -> Non
             "the training data changed since this run's checkpoint (the variant was rebuilt): the "
             "weights also learned the earlier data"
             if isinstance(state.get("data_sha"), str)
-            else "the data or the code changed since this run's checkpoint, which predates the record "
-            "of its data: the weights may have learned other data"
+            else "the data or the code changed since this run's checkpoint (saved before runs recorded "
+            "their data, so the two cannot be told apart): the weights may have learned other data"
         )
         rt.log(
             f"warning: {what}, so the model card will not call them fit for commercial use; train from "

@@ -145,4 +145,4 @@ def test_an_extension_names_what_changed_in_one_warning(
     )
     train(tiny_config(**{**SHORT, "max_iters": 5}, init_from="resume"), paths)
     (line,) = _warnings(capsys.readouterr().err)
-    assert "the data or the code changed" in line and "predates the record of its data" in line
+    assert "the data or the code changed" in line and "saved before runs recorded their data" in line

@@ -136,3 +136,15 @@ def test_the_tied_matrix_stored_only_as_lm_head_loads(tmp_path: Path) -> None:
     stored = load_file(str(tmp_path / "model.safetensors"))
     assert "lm_head.weight" in stored and "transformer.wte.weight" not in stored
     _assert_transformers_logits(tmp_path)
+
+
+def test_a_bad_alias_alone_is_named_as_the_file_has_it() -> None:
+    """A config.json with only `num_attention_heads: "4"` was told `n_head must be a positive
+    integer`: a key the file does not have."""
+    config = {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_positions": 64, "vocab_size": 50257}
+    with pytest.raises(
+        ValueError, match=r"^config\.json: num_attention_heads must be a positive integer, got '4'$"
+    ):
+        hf.config_from_hf({**config, "num_attention_heads": "4"})
+    with pytest.raises(ValueError, match=r"^config\.json: n_head must be a positive integer, got None$"):
+        hf.config_from_hf(config)

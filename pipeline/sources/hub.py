@@ -109,6 +109,10 @@ def fetch_snapshot(spec: SourceSpec, also: tuple[str, ...] = ()) -> Snapshot:
     return Snapshot(snapshot, snapshot.name, complete and _listed(spec, snapshot.name))
 
 
+# huggingface_hub's own default for snapshot_download's parallel file fetches
+_HUB_WORKERS = 8
+
+
 def _snapshot_download(
     spec: SourceSpec, token: str | None, patterns: list[str] | None, local_files_only: bool
 ) -> str:
@@ -122,10 +126,6 @@ def _snapshot_download(
             raise
         # One worker: no sibling can close the client between its get_session() and its request.
         return _snapshot(spec, token, patterns, local_files_only, workers=1)
-
-
-# huggingface_hub's own default for snapshot_download's parallel file fetches
-_HUB_WORKERS = 8
 
 
 def _snapshot(

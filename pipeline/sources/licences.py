@@ -185,8 +185,16 @@ NON_COMMERCIAL_IDS = frozenset(
 _WORDS = re.compile(r"[a-z]+")
 _NON_PROFIT = re.compile(r"\bnon[-_ ]?profit\b|\bnot[-_ ]for[-_ ]profit\b")
 _PURPOSE_WORDS = frozenset(
-    ("research", "researchers", "academic", "personal", "educational", "evaluation", "scientific")
-    + ("nonprofit",)
+    (
+        "research",
+        "researchers",
+        "academic",
+        "personal",
+        "educational",
+        "evaluation",
+        "scientific",
+        "nonprofit",
+    )
 )
 _USE_WORDS = frozenset(("use", "uses", "usage", "purpose", "purposes"))
 _LICENCE_WORDS = frozenset(("licence", "license", "agreement"))
