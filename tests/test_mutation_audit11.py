@@ -57,32 +57,29 @@ def test_added_tokens_json_lists_every_chat_token_past_gpt2s_vocabulary(exported
     assert added == {HUMAN: HUMAN_ID, BOT: BOT_ID, END_OF_TURN: END_OF_TURN_ID}
 
 
-def test_export_run_refuses_a_true_or_false_where_train_writes_a_number(tmp_path: Path) -> None:
-    """Mutation hfexport.export_run: `isinstance(value, bool) or` dropped from the metrics type check.
-    A bool is an int to isinstance, so `"params": true` would pass and the card would show "True"
-    parameters; train never writes a bool there."""
-    checkpoint.save_model(_tiny(), tmp_path / "ckpt")
-    metrics = {"params": True, "init_from": "scratch", "iters": 2, "tokens_per_iter": 8}
-    metrics |= {"initial_val_loss": 9.0, "val_loss": 8.0}
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-    tokens = tmp_path / "tokens" / "full"
-    tokens.mkdir(parents=True)
-    with pytest.raises(ValueError, match=r"metrics\.json: params true is not what train writes"):
-        hfexport.export_run(tmp_path / "ckpt", tmp_path / "hf", tmp_path / "metrics.json", tokens)
-    assert not (tmp_path / "hf").exists()
-
-
-def test_export_run_refuses_a_data_changed_that_is_not_true_or_false(tmp_path: Path) -> None:
-    """Mutation hfexport.export_run: the `data_changed` bool check skipped (`if False:`). A string
-    such as "no" is truthy: the card would then call the weights fit for no commercial use on a
-    value train never wrote; the export says to re-run train instead."""
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        ({"params": True}, r"metrics\.json: params true is not what train writes"),
+        ({"data_changed": "no"}, r'metrics\.json: data_changed "no" is not what train writes'),
+    ],
+    ids=["params-bool", "data_changed-text"],
+)
+def test_export_run_refuses_a_metric_of_a_type_train_never_writes(
+    tmp_path: Path, wrong: dict, message: str
+) -> None:
+    """Mutations hfexport.export_run: `isinstance(value, bool) or` dropped from the metrics type check
+    (a bool is an int to isinstance, so `"params": true` would pass and the card would show "True"
+    parameters), and the `data_changed` bool check skipped (`if False:`; a string such as "no" is
+    truthy: the card would then call the weights fit for no commercial use on a value train never
+    wrote). The export says to re-run train instead, and writes nothing."""
     checkpoint.save_model(_tiny(), tmp_path / "ckpt")
     metrics = {"params": 1, "init_from": "scratch", "iters": 2, "tokens_per_iter": 8}
-    metrics |= {"initial_val_loss": 9.0, "val_loss": 8.0, "data_changed": "no"}
+    metrics |= {"initial_val_loss": 9.0, "val_loss": 8.0, **wrong}
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     tokens = tmp_path / "tokens" / "full"
     tokens.mkdir(parents=True)
-    with pytest.raises(ValueError, match=r'metrics\.json: data_changed "no" is not what train writes'):
+    with pytest.raises(ValueError, match=message):
         hfexport.export_run(tmp_path / "ckpt", tmp_path / "hf", tmp_path / "metrics.json", tokens)
     assert not (tmp_path / "hf").exists()
 

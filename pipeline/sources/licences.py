@@ -233,7 +233,7 @@ _CONTACT = re.compile(r"\bcontact\b", re.IGNORECASE)
 _GRANTS_COMMERCIAL = re.compile(
     r"\b(?:and|or)[-_ ]commercial\b"
     r"|\bcommercial(?:ly)?[-_ ](?:(?:use|usage)[-_ ])?(?:is[-_ ])?(?:allowed|permitted|ok|welcome|granted)\b"
-    r"|\b(?:free|ok|allowed|permitted)[-_ ]for[-_ ]commercial\b",
+    rf"|\b(?:{'|'.join(_GRANTING)})[-_ ]for[-_ ]commercial\b",
     re.IGNORECASE,
 )
 # What the contact is for must be the use or its licence: not "contact us for commercial support".
