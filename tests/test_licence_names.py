@@ -71,6 +71,35 @@ FORBIDDING = [
     "commercial use requires a paid license",
     "LicenseRef-academic-use",  # as "academic use", behind SPDX's prefix for a custom licence
     "LicenseRef-research-use",
+    # follow-up hunt (licE): wordings from dataset cards that read as unlisted, which a
+    # `commercial_reason` let into the commercial variant. Other ways to say "contact":
+    "get in touch for commercial use",
+    "Email us for commercial use",
+    "reach out to us for commercial licensing",
+    "inquire about commercial use",
+    # commercial use left to a paid agreement, or to a licence named after the permission
+    "commercial use requires a fee",
+    "commercial use is subject to a fee",
+    "commercial use requires payment of royalties",
+    "commercial use requires a commercial license",
+    "commercial use: licence required",
+    "commercial license required",
+    "paid licence required for commercial use",
+    "A separate license is required for commercial use",
+    "written permission needed for any commercial use",
+    # purposes that grant a look at the data, or private use, not training a commercial model
+    "for testing and evaluation purposes",
+    "testing purposes only",
+    "for benchmarking only",
+    "for demonstration purposes only",
+    "for teaching use",
+    "for private use only",
+    "free for private use",
+    # an offer of a commercial licence beside a restriction, or alone, is no dual licence
+    "GPL-3.0; commercial licenses available; research use only",
+    "MIT; commercial use requires permission",
+    "Proprietary; commercial licenses available",
+    "CC-BY-NC-4.0; commercial licenses available",
 ]
 ALLOWING = [
     "MIT",
@@ -106,6 +135,27 @@ ALLOWING = [
     "Free for commercial use, contact us with questions",
     "commercial use with a licence notice",  # a notice, not a permission
     "free for personal use\ncommercial use allowed",  # read as on one line
+    # follow-up hunt (licE): what the new wordings must leave alone
+    "No license fee required for commercial use",  # "no" before the permission grants it
+    "no prior written permission required for commercial use",
+    "commercial use requires no fee",
+    "commercial use, no licence required",
+    "Free for commercial use, email us with questions",  # the email is for questions
+    "email: data@example.org for commercial questions",
+    "contact us about commercial support",
+    "free for private and commercial use",
+    # they limit passing the data on, not commercial use (a company's internal use is commercial):
+    # unlisted, so a person who read the terms may flag it, with a `commercial_reason`
+    "internal use only",
+    "for internal use",
+    "not for resale",
+    "not for redistribution",
+    # dual licensing: the open licence allows commercial use; the offer is of other terms
+    "GPL-3.0; commercial licenses available",
+    "GPL-3.0-or-later (commercial licensing available on request)",
+    "AGPL-3.0 or commercial",
+    "AGPL-3.0; contact us for commercial licensing",
+    "MIT; commercial licenses available",
 ]
 
 
@@ -155,6 +205,90 @@ NOT_UNKNOWN = [
 def test_names_beside_the_placeholders_are_not_unknown(licence: str) -> None:
     assert not licences.is_unknown(licence)
     assert licences.standing(licence) != licences.Standing.UNKNOWN
+
+
+# The purposes one word list names (licences._PURPOSES): each restricts in both rules that read it, as
+# "X only" and as "for X purposes"; they were two near-copies of one list, and "researcher" and
+# "academics" were in one only. Testing, benchmarking, demonstration, teaching and private use were
+# in neither: "for testing and evaluation purposes" read as unlisted.
+@pytest.mark.parametrize(
+    "purpose",
+    [
+        *["research", "researcher", "researchers", "academic", "academics", "personal", "private"],
+        *["educational", "teaching", "evaluation", "testing", "benchmarking", "demonstration"],
+        *["scientific", "non-profit", "nonprofit", "not-for-profit"],
+    ],
+)
+def test_each_restricting_purpose_bars_both_ways(purpose: str) -> None:
+    assert licences.is_non_commercial(f"{purpose} only")
+    assert licences.is_non_commercial(f"for {purpose} purposes")
+    assert licences.is_non_commercial(f"{purpose} use")
+
+
+# Dual licensing: an open licence (on the list, or a GNU one) beside an offer of a commercial licence
+# was barred as "commercial licenses available" alone is, though the work is usable under the open
+# licence. It reads as unlisted now: a `commercial_reason` lets it in, as it does for GPL-3.0 alone.
+@pytest.mark.parametrize(
+    "licence", ["GPL-3.0; commercial licenses available", "MIT (commercial licenses available)"]
+)
+def test_a_dual_licence_reads_as_unlisted_and_a_reason_lets_it_in(licence: str) -> None:
+    assert licences.standing(licence) == licences.Standing.UNLISTED
+    assert licences.commercial_eligible(True, licence)
+    with pytest.raises(SourceError, match="is not one this project knows to allow commercial use"):
+        parse_entry("web", {**_entry(licence, reason=""), "commercial_reason": None})
+    assert parse_entry("web", _entry(licence, reason="GPL-3.0 allows commercial use")).commercial
+
+
+# Listed licences by the names people write for them: each read as unlisted (a reason was asked for
+# MIT's own name). Whole values only: what restricts, or names no licence, stays as it was.
+SPELLED_OUT = {
+    "MIT License": "MIT",
+    "The MIT License": "MIT",
+    "MIT Licence": "MIT",
+    "Apache License 2.0": "Apache-2.0",
+    "Apache License, Version 2.0": "Apache-2.0",
+    "Apache 2.0": "Apache-2.0",
+    "BSD 3-Clause License": "BSD-3-Clause",
+    "BSD 2-Clause License": "BSD-2-Clause",
+    "CC BY 4.0": "CC-BY-4.0",
+    "CC BY-SA 4.0": "CC-BY-SA-4.0",
+    "CC BY 3.0 Unported": "CC-BY-3.0",
+    "Creative Commons Attribution 4.0 International": "CC-BY-4.0",
+    "Creative Commons Attribution-ShareAlike 4.0 International": "CC-BY-SA-4.0",
+    "Attribution 4.0 International": "CC-BY-4.0",
+    "CC0": "CC0-1.0",
+    "CC0 1.0 Universal": "CC0-1.0",
+    "Creative Commons Zero v1.0 Universal": "CC0-1.0",
+    "The Unlicense": "Unlicense",
+    "Mozilla Public License 2.0": "MPL-2.0",
+}
+
+
+@pytest.mark.parametrize(("name", "spdx"), SPELLED_OUT.items())
+def test_a_listed_licence_by_its_spelled_out_name_reads_as_its_id(name: str, spdx: str) -> None:
+    assert licences.standing(name) == licences.Standing.KNOWN == licences.standing(spdx)
+    assert licences.needs_attribution(name) == licences.needs_attribution(spdx)
+    assert parse_entry("web", {**_entry(name, reason=""), "commercial_reason": None}).commercial
+
+
+@pytest.mark.parametrize(
+    ("licence", "standing_of"),
+    [
+        ("CC BY-NC 4.0", licences.Standing.NON_COMMERCIAL),
+        ("Creative Commons Attribution-NonCommercial 4.0 International", licences.Standing.NON_COMMERCIAL),
+        ("Creative Commons", licences.Standing.UNKNOWN),
+        ("CC BY 4.0 (attribution)", licences.Standing.UNLISTED),  # more than the name: read whole
+        ("CC BY-SA 2.0", licences.Standing.UNLISTED),  # CC-BY-SA-2.0 is not on the list
+        ("CC BY-ND 4.0", licences.Standing.UNLISTED),  # no derivatives: not on the list
+        ("Public Domain", licences.Standing.UNLISTED),  # a claim to check, not a licence's name
+        ("MIT-like License", licences.Standing.UNLISTED),
+        ("Apache License", licences.Standing.UNLISTED),  # which version?
+    ],
+)
+def test_names_beside_the_spelled_out_ones_stay_as_they_were(
+    licence: str, standing_of: licences.Standing
+) -> None:
+    assert licences.standing(licence) == standing_of
 
 
 # The Hub's ids for ODC-By-1.0, ODbL-1.0 and PDDL-1.0 (each licence has one version): read as names,

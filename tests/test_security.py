@@ -798,6 +798,13 @@ def _seconds(call, *args: object) -> float:
         "licence_purpose",
         "licence_note",
         "licence_attribution",
+        "licence_permission_commercial",
+        "licence_required_for",
+        "licence_no_required_for",
+        "licence_contact",
+        "licence_offer",
+        "licence_offer_words",
+        "licence_spelled",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -825,6 +832,22 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
         "licence_purpose": (licences.is_non_commercial, "for research and " * (n // 17)),
         "licence_note": (licences.is_unknown, "other" + " " * n + "(x)"),
         "licence_attribution": (licences.needs_attribution, "no " * (n // 3) + "attribution"),
+        # licE: a permission's "commercial" (once, not a run), the permission before "required for
+        # commercial" (and the "no" looked back for), other ways to say "contact", a dual licence's
+        # offer after an open licence's id, a spelled-out name's separators
+        "licence_permission_commercial": (
+            licences.is_non_commercial,
+            "commercial use requires a " + "commercial " * (n // 11),
+        ),
+        "licence_required_for": (licences.is_non_commercial, "paid " * (n // 5) + "licence required for x"),
+        "licence_no_required_for": (
+            licences.is_non_commercial,
+            "no licence required for commercial use, " * (n // 40),
+        ),
+        "licence_contact": (licences.is_non_commercial, "get in touch " * (n // 13)),
+        "licence_offer": (licences.is_non_commercial, "MIT" + " " * n + "or commercial x"),
+        "licence_offer_words": (licences.is_non_commercial, "GPL-3.0; " + "a " * (n // 2) + "x"),
+        "licence_spelled": (licences.standing, "MIT" + " -," * (n // 3) + "x"),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

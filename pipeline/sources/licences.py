@@ -24,7 +24,10 @@ AND, OR; parentheses group) and is read part by part (`expression`, `standing`):
 A malformed expression (`MIT AND`, `(MIT`, `AND`) is refused where licences are validated
 (registry.check_licence, for sources.yaml and sidecars); anywhere else it reads as unknown, which
 keeps its data out of the commercial variant. Anything else (one id, free text such as "research
-use only" or "CC BY 4.0", the placeholders) is read whole, as one name, as before.
+use only" or "CC BY 4.0", the placeholders) is read whole, as one name, as before: a listed licence by
+its spelled-out name ("MIT License", "CC BY 4.0") as its id (_SPELLED_OUT), and an open licence's id
+followed only by an offer of a commercial licence ("GPL-3.0; commercial licenses available", dual
+licensing) as unlisted, not barred (_COMMERCIAL_OFFER).
 """
 
 from __future__ import annotations
@@ -125,6 +128,50 @@ COMMERCIAL_OK = frozenset(
 # licence (pipeline/cards.py maps the other way). Read as names, they were unlisted.
 _HUB_IDS = {"odc-by": "odc-by-1.0", "odbl": "odbl-1.0", "pddl": "pddl-1.0"}
 
+
+def _spelled_out() -> dict[str, str]:
+    """Listed licences by the names people write for them ("MIT License", "Apache License, Version
+    2.0", "CC BY 4.0", "Creative Commons Attribution 4.0 International"), as `_spelled` leaves them,
+    to their SPDX ids. Read as names, each was unlisted. Whole values only: "CC BY-NC 4.0" is no key
+    (and is barred before this is read), nor is "Creative Commons" (unknown)."""
+    names = {
+        "mit": ("mit license", "mit license (mit)", "expat license"),
+        "apache-2.0": (
+            *("apache 2.0", "apache license 2.0", "apache license version 2.0", "apache license v2.0"),
+            "apache software license 2.0",
+        ),
+        "bsd-2-clause": ("bsd 2 clause", "bsd 2 clause license", "simplified bsd license"),
+        "bsd-3-clause": ("bsd 3 clause", "bsd 3 clause license", "new bsd license", "revised bsd license"),
+        "isc": ("isc license",),
+        "zlib": ("zlib license",),
+        "mpl-2.0": ("mpl 2.0", "mozilla public license 2.0"),
+        # CC0 has one version, 1.0, as ODC-By has (_HUB_IDS)
+        "cc0-1.0": ("cc0", "cc0 1.0", "cc0 1.0 universal", "creative commons zero v1.0 universal"),
+        "unlicense": ("unlicense",),  # "The Unlicense"
+    }
+    table = {name: spdx for spdx, spelled in names.items() for name in spelled}
+    kinds = {"by": ("attribution",), "by sa": ("attribution sharealike", "attribution share alike")}
+    for version in ("2.0", "2.5", "3.0", "4.0"):
+        for short, titles in kinds.items():
+            spdx = f"cc-{short.replace(' ', '-')}-{version}"
+            for title in (f"cc {short}", *(f"creative commons {t}" for t in titles), *titles):
+                for edition in ("", " international", " unported", " generic"):
+                    table[f"{title} {version}{edition}"] = spdx
+                    table[f"{title} {version}{edition} license"] = spdx
+    return {name: spdx for name, spdx in table.items() if spdx in COMMERCIAL_OK}  # CC-BY-SA-2.0 is not
+
+
+_SPELLED_OUT = _spelled_out()
+_SPELLING_SEP = re.compile(r"[\s,_-]+")
+
+
+def _spelled(name: str) -> str:
+    """A name as _SPELLED_OUT keys it: lower case, one space for each run of spaces, dashes, commas
+    and underscores, "licence" spelled "license", without a leading "The"."""
+    words = _SPELLING_SEP.sub(" ", name.strip().lower()).strip().replace("licence", "license")
+    return words.removeprefix("the ")
+
+
 # Exceptions (SPDX ids) known to add permissions only: a licence WITH one of them stands as the
 # licence alone does. Any other may restrict it (a LicenseRef-..., the Commons Clause).
 PERMISSIVE_EXCEPTIONS = frozenset(s.lower() for s in ("LLVM-exception",))
@@ -137,11 +184,30 @@ _NAMED_PATTERN = (
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
     r"|\bno[-_ ]commercial(?![-_ ](restriction|limitation))"
 )
-# The people, too: "for researchers only", "academics only"; "non-profit use only" is as narrow.
-_RESTRICTING_PATTERN = (
-    r"\b(research(ers?)?|academics?|personal|educational|evaluation|scientific"
-    r"|non[-_ ]?profit|not[-_ ]for[-_ ]profit)\b"
+# Purposes (and people) a use may be granted for that leave commercial use out, one list for both
+# rules that read them: "research use only" (_RESTRICTING_WORD) and "free for academic use", "for
+# testing and evaluation purposes" (_for_a_purpose). "for researchers only", "academics only"; "for
+# private use" is personal use; testing, benchmarking and demonstration grant a look at the data,
+# not training on it; "non-profit use only" is as narrow (_NON_PROFIT spells it one word).
+_PURPOSES = (
+    "research",
+    "researcher",
+    "researchers",
+    "academic",
+    "academics",
+    "personal",
+    "private",
+    "educational",
+    "teaching",
+    "evaluation",
+    "testing",
+    "benchmarking",
+    "demonstration",
+    "scientific",
+    "nonprofit",
 )
+_NON_PROFIT_PATTERN = r"\bnon[-_ ]?profit\b|\bnot[-_ ]for[-_ ]profit\b"
+_RESTRICTING_PATTERN = rf"\b(?:{'|'.join(_PURPOSES)})\b|{_NON_PROFIT_PATTERN}"
 # "commercial use prohibited", "commercial use is not allowed": a forbidding word after "commercial"
 # in a clause (up to a `;` or the line's end: "commercial use permitted; modifications not allowed"
 # forbids something else), found in two steps, as `only` after a restricting word, and for the same
@@ -183,19 +249,8 @@ NON_COMMERCIAL_IDS = frozenset(
 # by word (one pass, no backtracking: see _NAMED_NON_COMMERCIAL). Not "research use welcome": the
 # purpose must follow "for", end the line, or name the licence.
 _WORDS = re.compile(r"[a-z]+")
-_NON_PROFIT = re.compile(r"\bnon[-_ ]?profit\b|\bnot[-_ ]for[-_ ]profit\b")
-_PURPOSE_WORDS = frozenset(
-    (
-        "research",
-        "researchers",
-        "academic",
-        "personal",
-        "educational",
-        "evaluation",
-        "scientific",
-        "nonprofit",
-    )
-)
+_NON_PROFIT = re.compile(_NON_PROFIT_PATTERN)
+_PURPOSE_WORDS = frozenset(_PURPOSES)
 _USE_WORDS = frozenset(("use", "uses", "usage", "purpose", "purposes"))
 _LICENCE_WORDS = frozenset(("licence", "license", "agreement"))
 # "commercial use requires permission", "commercial licensing available", "commercial use: contact
@@ -205,13 +260,22 @@ _LICENCE_WORDS = frozenset(("licence", "license", "agreement"))
 # attribution required" and "commercial use requires attribution" stay as they were.
 # A dash or "(" separates as a comma does: "commercial use \u2014 contact us", "commercial use (contact".
 _SEP = r"[-_ :,(\u2013\u2014]++"  # possessive (Python 3.11): a run is never given back, char by char
-# A permission may be someone's ("the authors' permission") or paid for ("a paid licence"); a
-# licence notice or text is a credit, not a permission ("commercial use with a licence notice").
+# A permission may be someone's ("the authors' permission") or paid for ("a paid licence", "a fee",
+# "royalties": commercial use is then left to a separate, paid agreement); a licence notice or text
+# is a credit, not a permission ("commercial use with a licence notice").
+_PERMISSION_ADJECTIVES = "a|an|the|our|prior|written|explicit|express|separate|additional|paid|[a-z]+'s?"
+_PERMISSION_NOUN = (
+    r"(?:permission|licen[cs](?:e|ing)|agreement|approval|consent|authori[sz]ation|contract"
+    r"|fee|payment|royalt(?:y|ie))s?"
+)
 _PERMISSION = (
-    rf"(?:(?:a|an|the|our|prior|written|explicit|express|separate|paid|[a-z]+'s?){_SEP})*"
-    r"(?:permission|licen[cs](?:e|ing)|agreement|approval|consent|authori[sz]ation|contract)"
+    # "a commercial licence": one "commercial", last (a run of them from every "commercial" of a
+    # value of "commercial " repeated is quadratic)
+    rf"(?:(?:{_PERMISSION_ADJECTIVES}){_SEP})*(?:commercial{_SEP})?{_PERMISSION_NOUN}"
     rf"(?!{_SEP}(?:notices?|text|files?|copy|header|attribution|credit)\b)"
 )
+# Ways to say "contact": "get in touch for commercial use", "email us for commercial licensing".
+_CONTACT_PATTERN = rf"contact|get{_SEP}in{_SEP}touch|e-?mail|reach{_SEP}out|write{_SEP}to|[ei]nquire"
 
 # No granting word before "for commercial": "free for commercial use, contact us with questions"
 # grants it (the contact is for questions). Lookbehinds, fixed width: one per word.
@@ -223,11 +287,48 @@ _NEEDS_PERMISSION = re.compile(
     rf"(?:(?:use|usage|purposes?|redistribution|distribution|exploitation|applications?|users?){_SEP})?"
     rf"(?:(?:is|are|only|may{_SEP}be){_SEP})?"
     rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|with|by){_SEP}{_PERMISSION}"
-    rf"|upon{_SEP}request|on{_SEP}request|(?:please{_SEP})?contact|by{_SEP}arrangement)\b"
-    rf"|\bcommercial{_SEP}licen[cs](?:es?|ing){_SEP}(?:(?:is|are){_SEP})?(?:available|on{_SEP}request)\b",
+    rf"|{_PERMISSION}{_SEP}(?:(?:is|are){_SEP})?(?:required|needed|necessary)"  # "licence required"
+    rf"|upon{_SEP}request|on{_SEP}request|(?:please{_SEP})?(?:{_CONTACT_PATTERN})|by{_SEP}arrangement)\b"
+    rf"|\bcommercial{_SEP}licen[cs](?:es?|ing){_SEP}(?:(?:is|are){_SEP})?"
+    rf"(?:available|on{_SEP}request|required|needed|necessary)\b",
     re.IGNORECASE,
 )
-_CONTACT = re.compile(r"\bcontact\b", re.IGNORECASE)
+# The same, the permission first: "paid licence required for commercial use", "a separate license is
+# required for commercial use". Found from the permission's word on (linear: no adjectives run, which
+# from every word of a long value would be quadratic); a "no" before it ("No permission required for
+# commercial use", "no prior written permission ...") grants it: _required_for_commercial reads it.
+_REQUIRED_FOR_COMMERCIAL = re.compile(
+    rf"\b{_PERMISSION_NOUN}{_SEP}(?:(?:is|are){_SEP})?(?:required|needed|necessary){_SEP}"
+    rf"(?:for|before){_SEP}(?:any{_SEP})?commercial(?:ly)?\b",
+    re.IGNORECASE,
+)
+# What may stand between that "no" and the permission: "no prior written permission", "no licence fee".
+_BEFORE_PERMISSION = frozenset(
+    ("a", "an", "the", "our", "prior", "written", "explicit", "express", "separate", "additional")
+    + ("paid", "commercial", "licence", "license", "s")  # "s": of "the authors's"
+)
+_CONTACT = re.compile(rf"\b(?:{_CONTACT_PATTERN})\b", re.IGNORECASE)
+# Dual licensing: an open licence that allows commercial use, beside an offer of a commercial licence
+# ("GPL-3.0; commercial licenses available", "AGPL-3.0 or commercial"). The offer is for those who
+# want other terms (no copyleft); the work is usable under the open licence, so the value is not
+# barred: it reads as unlisted (free text, not an id on the list: a `commercial_reason` says that the
+# open licence was read). Only the whole value is read so: an open licence's id, then nothing but the
+# offer ("MIT; commercial use requires permission" restricts, and stays barred; so does the offer
+# alone, "contact us for commercial licensing"). Open: on COMMERCIAL_OK, or the GNU licences.
+_GNU = re.compile(r"[al]?gpl(?:-\d(?:\.\d)?(?:-only|-or-later)?\+?)?", re.IGNORECASE)
+_OFFER_SEP = r"[-\s:,;(/\u2013\u2014]++"
+_OFFERED = rf"(?:available(?:{_OFFER_SEP}on{_OFFER_SEP}request)?|on{_OFFER_SEP}request)"
+_COMMERCIAL_OFFER = re.compile(
+    # "or commercial", "/ a commercial license", "; commercial licenses are also available"
+    rf"{_OFFER_SEP}(?:(?:or|and){_OFFER_SEP})?(?:(?:a|an|separate|also){_OFFER_SEP})*commercial"
+    rf"(?:{_OFFER_SEP}licen[cs](?:es?|ing)(?:{_OFFER_SEP}(?:(?:is|are|also){_OFFER_SEP})*{_OFFERED})?)?"
+    # "; contact us for commercial licensing"
+    rf"|{_OFFER_SEP}(?:please{_OFFER_SEP})?(?:{_CONTACT_PATTERN}){_OFFER_SEP}(?:us|the{_OFFER_SEP}authors?)"
+    rf"{_OFFER_SEP}for{_OFFER_SEP}(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}licen[cs](?:es?|ing)",
+    re.IGNORECASE,
+)
+_OFFER_END = re.compile(r"[\s.)]*")
+_LEADING_ID = re.compile(r"[a-z0-9.+-]+", re.IGNORECASE)
 # Wordings that grant commercial use beside a restricted purpose: "free for research and commercial
 # use", "commercial use allowed", "free for commercial use".
 _GRANTS_COMMERCIAL = re.compile(
@@ -238,7 +339,8 @@ _GRANTS_COMMERCIAL = re.compile(
 )
 # What the contact is for must be the use or its licence: not "contact us for commercial support".
 _FOR_COMMERCIAL = re.compile(
-    rf"{_NOT_GRANTED}\bfor[-_ ]commercial[-_ ](?:use|usage|purposes?|licen[cs](?:es?|ing)|rights|terms)\b",
+    rf"{_NOT_GRANTED}\b(?:for|about|regarding)[-_ ]commercial[-_ ]"
+    r"(?:use|usage|purposes?|licen[cs](?:es?|ing)|rights|terms)\b",
     re.IGNORECASE,
 )
 # Licences whose terms ask whoever passes the data on to credit its creator and source by name:
@@ -477,7 +579,8 @@ def _name_standing(name: str) -> Standing:
     if _name_non_commercial(name):
         return Standing.NON_COMMERCIAL
     key = name.strip().lower()
-    if _HUB_IDS.get(key, key) in COMMERCIAL_OK:
+    key = _SPELLED_OUT.get(_spelled(key), _HUB_IDS.get(key, key))
+    if key in COMMERCIAL_OK:
         return Standing.KNOWN
     return Standing.UNLISTED
 
@@ -586,6 +689,8 @@ def _name_non_commercial(licence: str) -> bool:
     name = licence.strip()
     if _NAMED_NON_COMMERCIAL.search(name) or name.lower() in NON_COMMERCIAL_IDS:
         return True
+    if _dual_licensed(name):
+        return False
     if _NEEDS_PERMISSION.search(name):
         return True
     # A value that grants commercial use says more than _for_a_purpose reads, on any of its lines:
@@ -605,6 +710,33 @@ def _name_non_commercial(licence: str) -> bool:
             word = _CONTACT.search(clause)
             if word and _FOR_COMMERCIAL.search(clause, word.end()):
                 return True
+            if _required_for_commercial(clause):
+                return True
+    return False
+
+
+def _dual_licensed(name: str) -> bool:
+    """True when the value is an open licence's id and an offer of a commercial licence beside it
+    ("GPL-3.0; commercial licenses available", "AGPL-3.0 or commercial"): see _COMMERCIAL_OFFER."""
+    match = _LEADING_ID.match(name)
+    if match is None:
+        return False
+    key = match.group().lower()
+    open_ = _HUB_IDS.get(key, key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None
+    offer = _COMMERCIAL_OFFER.match(name, match.end()) if open_ else None
+    return offer is not None and _OFFER_END.fullmatch(name, offer.end()) is not None
+
+
+def _required_for_commercial(clause: str) -> bool:
+    """True when the clause says a permission (or a fee) is required for commercial use, not that
+    none is: "licence required for commercial use", not "no licence required for commercial use"."""
+    for match in _REQUIRED_FOR_COMMERCIAL.finditer(clause):
+        # the words just before it (a bounded look back: each match reads a few dozen characters)
+        before = _WORDS.findall(clause[max(0, match.start() - 80) : match.start()].lower())
+        while before and before[-1] in _BEFORE_PERMISSION:
+            before.pop()
+        if not before or before[-1] not in ("no", "without"):
+            return True
     return False
 
 
