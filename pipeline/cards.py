@@ -158,7 +158,7 @@ def hub_licence(licence: str) -> str:
     """The Hub's id for an SPDX licence: `unknown` stays unknown, an id the Hub lacks is `other`."""
     if licences.is_unknown(licence):
         return "unknown"
-    key = licence.strip().lower()
+    key = licences.listed_id(licence)  # "MIT License" is `mit`, as "odc-by" is `odc-by`
     key = _HUB_ALIASES.get(key, key)
     if key in HUB_LICENCES:
         return key

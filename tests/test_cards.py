@@ -43,6 +43,11 @@ from pipeline import cards, datasetcard, modelcard
         ("LGPL-2.0-only", "lgpl"),
         ("GPL-1.0-or-later", "gpl"),
         ("GFDL-1.3-no-invariants-only", "gfdl"),
+        # a listed licence by its spelled-out name is its id, not `other`
+        ("MIT License", "mit"),
+        ("Apache License, Version 2.0", "apache-2.0"),
+        ("CC BY 4.0", "cc-by-4.0"),
+        ("Creative Commons Attribution-ShareAlike 4.0 International", "cc-by-sa-4.0"),
     ],
 )
 def test_hub_licence_ids(licence, hub):

@@ -172,6 +172,13 @@ def _spelled(name: str) -> str:
     return words.removeprefix("the ")
 
 
+def listed_id(name: str) -> str:
+    """The SPDX id (lower case) of a listed licence written as the Hub or people write it ("odc-by",
+    "MIT License", "CC BY 4.0"); any other name, lower-cased."""
+    key = name.strip().lower()
+    return _SPELLED_OUT.get(_spelled(key), _HUB_IDS.get(key, key))
+
+
 # Exceptions (SPDX ids) known to add permissions only: a licence WITH one of them stands as the
 # licence alone does. Any other may restrict it (a LicenseRef-..., the Commons Clause).
 PERMISSIVE_EXCEPTIONS = frozenset(s.lower() for s in ("LLVM-exception",))
@@ -578,9 +585,7 @@ def _name_standing(name: str) -> Standing:
         return Standing.UNKNOWN
     if _name_non_commercial(name):
         return Standing.NON_COMMERCIAL
-    key = name.strip().lower()
-    key = _SPELLED_OUT.get(_spelled(key), _HUB_IDS.get(key, key))
-    if key in COMMERCIAL_OK:
+    if listed_id(name) in COMMERCIAL_OK:
         return Standing.KNOWN
     return Standing.UNLISTED
 
