@@ -44,12 +44,14 @@ HUB_REPOS: dict[str, str] = {
     "gpt2-xl": "openai-community/gpt2-xl",
 }
 GPT2_VOCAB = 50257  # GPT-2's own tokens (ids 0..50256)
+# transformers' GPT2Config default for a config.json without n_positions (it never reads n_ctx as it)
+GPT2_POSITIONS = 1024
 # Hugging Face's GPT-2 Conv1D layers: weight is (in_features, out_features).
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # config.json flags of transformers' GPT2Config that change what the model computes:
 # key -> (the only value our model implements, which is also transformers' default; why).
+# (tie_word_embeddings false is read against the weights: check_head.)
 MATHS_FLAGS = {
-    "tie_word_embeddings": (True, "the model's lm_head is its wte; an own lm_head.weight would be dropped"),
     "scale_attn_weights": (True, "the model scales attention scores by 1/sqrt(head_dim)"),
     "scale_attn_by_inverse_layer_idx": (False, "the model does not scale attention by layer"),
     "add_cross_attention": (False, "the model is a decoder only, without cross-attention weights"),
@@ -128,7 +130,19 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
             ": a nanoChatGPT checkpoint (model/ckpt); use its Hugging Face export (model/hf)" if ours else ""
         )
         raise ValueError(f"{where}: model_type {hf.get('model_type')!r} is not gpt2{hint}")
+    quantized = hf.get("quantization_config")
+    if quantized is not None:
+        # transformers hands such weights to a quantization library (and refuses without it); read
+        # as plain tensors they are integer codes without their scales: garbage logits
+        method = quantized.get("quant_method") if isinstance(quantized, dict) else quantized
+        raise ValueError(
+            f"{where}: quantization_config ({json.dumps(method)[:60]}) unsupported: a quantized "
+            "checkpoint's weights are not the float tensors the model reads; use the unquantized model"
+        )
     hf, written = resolve_aliases(hf, where)
+    # transformers' default where n_positions (and its alias) is absent; wpe's rows must then agree
+    # (load_pretrained's check_positions), so it is no guess
+    hf.setdefault("n_positions", GPT2_POSITIONS)
     for key in ("n_embd", "n_layer", "n_head", "n_positions", "vocab_size"):
         value = hf.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -153,6 +167,10 @@ def config_from_hf(hf: dict, *, dropout: float = 0.0, where: str = "config.json"
     for key, (ours, why) in MATHS_FLAGS.items():
         if hf.get(key, ours) != ours:
             raise ValueError(f"{where}: {key} {json.dumps(hf[key])} unsupported ({why})")
+    if not isinstance(hf.get("tie_word_embeddings", True), bool):
+        raise ValueError(
+            f"{where}: tie_word_embeddings must be true or false, got {json.dumps(hf['tie_word_embeddings'])}"
+        )
     if not GPT2_VOCAB <= hf["vocab_size"] <= PADDED_VOCAB:
         # Fewer rows than GPT-2's BPE: not a GPT-2-tokenizer model; its ids would mean other words.
         raise ValueError(
@@ -262,12 +280,9 @@ def load_pretrained(
     config_path, weight_paths = resolve_files(source, cache_dir)
     hf_config = read_json(config_path)
     cfg = config_from_hf(hf_config, dropout=dropout, where=str(config_path))
-    tensors: dict[str, torch.Tensor] = {}
-    for p in weight_paths:
-        try:
-            tensors.update(load_file(str(p), device="cpu"))
-        except Exception as e:  # safetensors' own error type: truncated, not safetensors at all
-            raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
+    tensors, origin = read_weights(weight_paths)
+    check_head(tensors, origin, config_path, tied=hf_config.get("tie_word_embeddings", True))
+    check_positions(tensors, origin, config_path, hf_config)
     tensors = tied_wte(tensors)  # here too: the row checks below read wte (state_from_hf ties it again)
     own_rows = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
     if own_rows is not None and own_rows.shape[0] != hf_config["vocab_size"]:
@@ -282,6 +297,75 @@ def load_pretrained(
         for line in check_added_rows(state["transformer.wte.weight"], own_rows.shape[0], config_path.parent):
             (log or _stderr)(line)
     return model_from_state(cfg, state, where=f"{weight_paths[0].parent} (against {config_path.name})")
+
+
+def read_weights(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, Path]]:
+    """(name -> tensor, name -> the file holding it) over the weight files; a tensor that is not a
+    float (int8 codes of a quantized checkpoint, say) is refused: .float() would make garbage of it."""
+    tensors: dict[str, torch.Tensor] = {}
+    origin: dict[str, Path] = {}
+    for p in paths:
+        try:
+            part = load_file(str(p), device="cpu")
+        except Exception as e:  # safetensors' own error type: truncated, not safetensors at all
+            raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
+        for name, t in part.items():
+            # the causal-mask buffers of old checkpoints are bool/uint8 and are not read
+            if not t.is_floating_point() and not name.endswith(IGNORED_SUFFIXES):
+                raise ValueError(
+                    f"{p}: {name} is {str(t.dtype).removeprefix('torch.')}, not a float tensor "
+                    "(a quantized checkpoint?); only float weights are read"
+                )
+            origin[name] = p
+        tensors.update(part)
+    return tensors, origin
+
+
+def check_head(tensors: dict[str, torch.Tensor], origin: dict[str, Path], config: Path, tied: bool) -> None:
+    """Refuse an lm_head.weight the model cannot compute with (its lm_head is wte).
+
+    Untied (tie_word_embeddings false): transformers reads lm_head.weight as its own matrix, and one
+    equal to wte gives the tied logits, so that loads; without it (or without wte) transformers
+    starts the missing one at random. Tied with an lm_head.weight unlike wte: transformers (5.23)
+    warns that it will not tie them and runs it untied: not a model whose head is wte either."""
+    head = tensors.get("lm_head.weight")
+    wte = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))  # transformers reads the first
+    if not tied and (head is None or wte is None):
+        missing = "lm_head.weight" if head is None else "wte.weight"
+        raise ValueError(
+            f"{config}: tie_word_embeddings false unsupported without {missing} in {config.parent} "
+            "(transformers would start it at random)"
+        )
+    if head is not None and wte is not None and not torch.equal(head, wte):
+        if tied:
+            why = (
+                f"while {config.name} ties them (tie_word_embeddings true): transformers (5.23) warns and "
+                "runs such a folder untied; the model ties them and would drop it"
+            )
+            raise ValueError(f"{origin['lm_head.weight']}: lm_head.weight differs from wte.weight {why}")
+        raise ValueError(
+            f"{config}: tie_word_embeddings false unsupported: lm_head.weight in {origin['lm_head.weight']} "
+            "differs from wte.weight (an untied output head; the model's head is its wte)"
+        )
+
+
+def check_positions(
+    tensors: dict[str, torch.Tensor], origin: dict[str, Path], config: Path, hf_config: dict
+) -> None:
+    """A config.json without n_positions (an old one with n_ctx only, say) runs in transformers with
+    GPT2_POSITIONS positions, never n_ctx; a wpe.weight of other rows is refused there too: here in
+    one line saying what to add."""
+    if {"n_positions", "max_position_embeddings"} & hf_config.keys():
+        return
+    name = "transformer.wpe.weight" if "transformer.wpe.weight" in tensors else "wpe.weight"
+    wpe = tensors.get(name)
+    if wpe is None or wpe.shape[0] == GPT2_POSITIONS:
+        return
+    n_ctx = f", not n_ctx {json.dumps(hf_config['n_ctx'])}" if "n_ctx" in hf_config else ""
+    raise ValueError(
+        f"{config}: no n_positions, so transformers takes {GPT2_POSITIONS} positions{n_ctx}, but {name} "
+        f'in {origin[name]} has {wpe.shape[0]} rows: add "n_positions": {wpe.shape[0]}'
+    )
 
 
 def declared_tokens(folder: Path) -> dict[int, list[tuple[str, str]]]:
