@@ -11,10 +11,11 @@ from pipeline.tokenizer import PADDED_VOCAB
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=128)
 
 
-def tiny_gpt(seed: int = 0) -> GPT:
-    """A tiny random GPT whose greedy continuations vary (GPT-2's 0.02 init makes them repeat)."""
+def tiny_gpt(seed: int = 0, **shape: int) -> GPT:
+    """A tiny random GPT whose greedy continuations vary (GPT-2's 0.02 init makes them repeat);
+    `shape` overrides TINY's."""
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(**TINY))
+    model = GPT(GPTConfig(**{**TINY, **shape}))
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() >= 2:
