@@ -7,23 +7,10 @@ import json
 from pathlib import Path
 
 import polars as pl
+from test_adapters import _spec
 
 from pipeline.sources.adapters import get_adapter
 from pipeline.sources.normalize import normalize_rows
-from pipeline.sources.registry import SourceSpec
-
-
-def _spec(adapter: str, options: dict | None = None) -> SourceSpec:
-    return SourceSpec(
-        name=adapter,
-        kind="hf_dataset",
-        location="x/y",
-        adapter=adapter,
-        licence="CC-BY-4.0",
-        commercial=True,
-        revision="main",
-        options=options or {},
-    )
 
 
 def _read(adapter: str, folder: Path, options: dict | None = None):

@@ -3,43 +3,10 @@ mutant that the suite let through; its docstring names the mutation."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
-
-from pipeline.sources.adapters import get_adapter
-from pipeline.sources.normalize import normalize_rows
-from pipeline.sources.registry import SourceSpec
-
-
-def _spec(adapter: str, options: dict | None = None) -> SourceSpec:
-    return SourceSpec(
-        name=adapter,
-        kind="hf_dataset",
-        location="x/y",
-        adapter=adapter,
-        licence="CC-BY-4.0",
-        commercial=True,
-        revision="main",
-        options=options or {},
-    )
-
-
-def _read(adapter: str, folder: Path, options: dict | None = None):
-    return normalize_rows(get_adapter(adapter)(folder, _spec(adapter, options), {}), max_turn_chars=16_000)
-
-
-def _jsonl(*objs: object) -> str:
-    return "".join(json.dumps(o) + "\n" for o in objs)
-
-
-def _turns(result) -> dict[str, list[tuple[str, str]]]:
-    """conversation id -> [(role, text), ...] in turn order."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for cid, role, text in result.turns.select("conversation_id", "role", "text").iter_rows():
-        out.setdefault(cid, []).append((role, text))
-    return out
+from test_mutation_audit14 import _jsonl, _read, _turns
 
 
 def _quarantined(result) -> list[tuple[str, str]]:
