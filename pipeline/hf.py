@@ -220,7 +220,7 @@ def state_from_hf(
     out: dict[str, torch.Tensor] = {}
     tensors = tied_wte(tensors)
     head = tensors.get("lm_head.weight")
-    wte_in = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
+    wte_in = wte_of(tensors)
     if head is not None and (wte_in is None or not torch.equal(head, wte_in)):
         raise ValueError(
             f"{where}: lm_head.weight differs from wte.weight (an untied output head); "
@@ -247,6 +247,12 @@ def state_from_hf(
     out["transformer.wte.weight"] = pad_vocab(wte, vocab_size)
     out["lm_head.weight"] = out["transformer.wte.weight"]
     return out
+
+
+def wte_of(tensors: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The token embedding under GPT2LMHeadModel's name, else GPT2Model's (transformers reads the
+    first where both are given: state_from_hf refuses the pair with other values)."""
+    return tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
 
 
 def tied_wte(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -284,7 +290,7 @@ def load_pretrained(
     check_head(tensors, origin, config_path, tied=hf_config.get("tie_word_embeddings", True))
     check_positions(tensors, origin, config_path, hf_config)
     tensors = tied_wte(tensors)  # here too: the row checks below read wte (state_from_hf ties it again)
-    own_rows = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))
+    own_rows = wte_of(tensors)
     if own_rows is not None and own_rows.shape[0] != hf_config["vocab_size"]:
         # Padding would hide it: an embedding of 1,000 rows under a config of 50,257 trained on,
         # every id past 999 a copy of the mean row. Weights and config are from different models.
@@ -329,7 +335,7 @@ def check_head(tensors: dict[str, torch.Tensor], origin: dict[str, Path], config
     starts the missing one at random. Tied with an lm_head.weight unlike wte: transformers (5.23)
     warns that it will not tie them and runs it untied: not a model whose head is wte either."""
     head = tensors.get("lm_head.weight")
-    wte = tensors.get("transformer.wte.weight", tensors.get("wte.weight"))  # transformers reads the first
+    wte = wte_of(tensors)
     if not tied and (head is None or wte is None):
         missing = "lm_head.weight" if head is None else "wte.weight"
         raise ValueError(

@@ -100,6 +100,8 @@ FORBIDDING = [
     "MIT; commercial use requires permission",
     "Proprietary; commercial licenses available",
     "CC-BY-NC-4.0; commercial licenses available",
+    # review (revL): the "no" looked back for belongs to another sentence
+    "Free to use without a licence. A paid licence is required for commercial use.",
 ]
 ALLOWING = [
     "MIT",
@@ -156,6 +158,15 @@ ALLOWING = [
     "AGPL-3.0 or commercial",
     "AGPL-3.0; contact us for commercial licensing",
     "MIT; commercial licenses available",
+    # review (revL): more words between the "no" and the permission, each read as required
+    "No fee or permission required for commercial use",
+    "Without any fee required for commercial use",
+    "No author's permission is required for commercial use",
+    # review (revL): a listed id as people write it ("cc0" is CC0-1.0, as "MIT" reads alone)
+    "cc0; commercial licenses available",
+    # review (revL): a copy of the licence is a credit, as "a licence copy" is
+    "A copy of the license is required for commercial use",
+    "CC-BY-4.0; a copy of the licence is needed for commercial redistribution",
 ]
 
 

@@ -309,10 +309,19 @@ _REQUIRED_FOR_COMMERCIAL = re.compile(
     rf"(?:for|before){_SEP}(?:any{_SEP})?commercial(?:ly)?\b",
     re.IGNORECASE,
 )
-# What may stand between that "no" and the permission: "no prior written permission", "no licence fee".
-_BEFORE_PERMISSION = frozenset(
-    ("a", "an", "the", "our", "prior", "written", "explicit", "express", "separate", "additional")
-    + ("paid", "commercial", "licence", "license", "s")  # "s": of "the authors's"
+# That "no" and what may stand between it and the permission, in one sentence: "no prior written
+# permission", "no licence fee", "no fee or permission", "without any fee", "no author's permission".
+# A "." ends the sentence: "free without a licence. A licence is required for commercial use" requires
+# one. Read over a bounded look-back (_required_for_commercial), to its end (\Z).
+_NO_BEFORE_PERMISSION = re.compile(
+    rf"\b(?:no|without)(?:[-_\s,]++(?:any|or|and|commercial|{_PERMISSION_ADJECTIVES}|{_PERMISSION_NOUN}))*"
+    r"[-_\s,]++\Z",
+    re.IGNORECASE,
+)
+# "a copy of the licence is required for commercial use": a credit, as "a licence copy" is (_PERMISSION)
+_CREDIT_BEFORE_PERMISSION = re.compile(
+    r"\b(?:copy|copies|text|notice|url|link)[-_\s]++of(?:[-_\s]++(?:the|this|a|an|our))?[-_\s]++\Z",
+    re.IGNORECASE,
 )
 _CONTACT = re.compile(rf"\b(?:{_CONTACT_PATTERN})\b", re.IGNORECASE)
 # Dual licensing: an open licence that allows commercial use, beside an offer of a commercial licence
@@ -323,6 +332,7 @@ _CONTACT = re.compile(rf"\b(?:{_CONTACT_PATTERN})\b", re.IGNORECASE)
 # offer ("MIT; commercial use requires permission" restricts, and stays barred; so does the offer
 # alone, "contact us for commercial licensing"). Open: on COMMERCIAL_OK, or the GNU licences.
 _GNU = re.compile(r"[al]?gpl(?:-\d(?:\.\d)?(?:-only|-or-later)?\+?)?", re.IGNORECASE)
+# _SEP's separators, and what may stand between the id and its offer: "GPL-3.0; ...", "MIT / ..."
 _OFFER_SEP = r"[-\s:,;(/\u2013\u2014]++"
 _OFFERED = rf"(?:available(?:{_OFFER_SEP}on{_OFFER_SEP}request)?|on{_OFFER_SEP}request)"
 _COMMERCIAL_OFFER = re.compile(
@@ -334,8 +344,8 @@ _COMMERCIAL_OFFER = re.compile(
     rf"{_OFFER_SEP}for{_OFFER_SEP}(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}licen[cs](?:es?|ing)",
     re.IGNORECASE,
 )
-_OFFER_END = re.compile(r"[\s.)]*")
-_LEADING_ID = re.compile(r"[a-z0-9.+-]+", re.IGNORECASE)
+_OFFER_END = re.compile(r"[\s.)]*")  # after the offer: a full stop, the ")" of "MIT (or commercial)"
+_LEADING_ID = re.compile(r"[a-z0-9.+-]+", re.IGNORECASE)  # an SPDX id's characters ("GPL-2.0+")
 # Wordings that grant commercial use beside a restricted purpose: "free for research and commercial
 # use", "commercial use allowed", "free for commercial use".
 _GRANTS_COMMERCIAL = re.compile(
@@ -727,20 +737,19 @@ def _dual_licensed(name: str) -> bool:
     if match is None:
         return False
     key = match.group().lower()
-    open_ = _HUB_IDS.get(key, key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None
+    open_ = listed_id(key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None
     offer = _COMMERCIAL_OFFER.match(name, match.end()) if open_ else None
     return offer is not None and _OFFER_END.fullmatch(name, offer.end()) is not None
 
 
 def _required_for_commercial(clause: str) -> bool:
     """True when the clause says a permission (or a fee) is required for commercial use, not that
-    none is: "licence required for commercial use", not "no licence required for commercial use"."""
+    none is, nor a credit: "licence required for commercial use", not "no licence required for
+    commercial use" or "a copy of the licence is required for commercial use"."""
     for match in _REQUIRED_FOR_COMMERCIAL.finditer(clause):
-        # the words just before it (a bounded look back: each match reads a few dozen characters)
-        before = _WORDS.findall(clause[max(0, match.start() - 80) : match.start()].lower())
-        while before and before[-1] in _BEFORE_PERMISSION:
-            before.pop()
-        if not before or before[-1] not in ("no", "without"):
+        # the text just before it: a bounded look-back, so each match reads a few dozen characters
+        before = clause[max(0, match.start() - 80) : match.start()]
+        if _NO_BEFORE_PERMISSION.search(before) is None and _CREDIT_BEFORE_PERMISSION.search(before) is None:
             return True
     return False
 
