@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.checkpoint import CheckpointWriteError, latest_run_checkpoint
-from pipeline.device import dist_info_from_env, keep_freed_memory
+from pipeline.device import dist_info_from_env, exit_process, keep_freed_memory
 from pipeline.params import load_params, project_root, train_variant
 from pipeline.train import train
 from pipeline.trainconfig import TrainConfig, TrainPaths
@@ -77,4 +77,4 @@ def say(msg: str, after_bar: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())  # under torchrun, past the C++ teardown that could abort a rank

@@ -4,7 +4,9 @@ writing no checkpoint, no model and no line, and exit 0; WORLD_SIZE alone ended 
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from test_train import HOLD_LOCK, TINY, _env, paths_in, tiny_config, write_tokens
 
+from pipeline import device
 from pipeline.train import train
 from pipeline.trainsetup import TrainSetupError
 from stages import train as stage
@@ -73,6 +76,7 @@ def test_the_stage_says_the_refusal_in_one_line(
 REFUSAL_DRIVER = """
 import json, os, sys
 from pathlib import Path
+from pipeline.device import exit_process
 from pipeline.train import train
 from pipeline.trainconfig import TrainConfig, TrainPaths
 from pipeline.trainsetup import TrainSetupError
@@ -83,6 +87,7 @@ try:
     train(TrainConfig(**json.loads(sys.argv[1])), paths)
 except TrainSetupError as e:
     print(f"REFUSED {os.environ['RANK']}: {e}", flush=True)
+exit_process(0)  # as stages.train ends: a normal exit could abort in gloo's teardown
 """
 
 
@@ -143,6 +148,7 @@ WRITE_FAILS_DRIVER = """
 import json, os, sys
 from pathlib import Path
 from pipeline import checkpoint
+from pipeline.device import exit_process
 from pipeline.train import train
 from pipeline.trainconfig import TrainConfig, TrainPaths
 what = os.environ["FAIL"]
@@ -166,6 +172,7 @@ try:
     train(TrainConfig(**json.loads(sys.argv[1])), paths)
 except checkpoint.CheckpointWriteError as e:
     print(f"FAILED {os.environ['RANK']}: {e}", flush=True)
+exit_process(0)  # as stages.train ends: a normal exit could abort in gloo's teardown
 """
 
 
@@ -215,3 +222,37 @@ def _torchrun(
         text=True,
         timeout=120,
     )
+
+
+class _Flushed(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed: list[str] = []
+
+    def flush(self) -> None:
+        self.flushed.append(self.getvalue())
+
+
+def test_a_torchrun_rank_ends_past_the_cpp_teardown_with_its_output_flushed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stages.train ends through exit_process: a rank of several leaves by os._exit (its normal exit,
+    the C++ static destructors with gloo's threads alive, aborted rank 0 in CI after it had said its
+    error), its output flushed first; a lone process exits as usual (exit handlers run)."""
+    exits: list[int] = []
+    out, err = _Flushed(), _Flushed()
+    monkeypatch.setattr(os, "_exit", exits.append)
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    out.write("FAILED 1: the line a rank says last")
+    err.write("train: warning")
+    device.exit_process(3)
+    assert exits == [3]
+    assert out.flushed == ["FAILED 1: the line a rank says last"] and err.flushed == ["train: warning"]
+    for name in DIST_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as lone:
+        device.exit_process(3)
+    assert lone.value.code == 3 and exits == [3]
