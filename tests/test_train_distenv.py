@@ -4,7 +4,6 @@ writing no checkpoint, no model and no line, and exit 0; WORLD_SIZE alone ended 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_mutation_audit18 import Flushed
 from test_train import HOLD_LOCK, TINY, _env, paths_in, tiny_config, write_tokens
 
 from pipeline import device
@@ -224,15 +224,6 @@ def _torchrun(
     )
 
 
-class _Flushed(io.StringIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.flushed: list[str] = []
-
-    def flush(self) -> None:
-        self.flushed.append(self.getvalue())
-
-
 def test_a_torchrun_rank_ends_past_the_cpp_teardown_with_its_output_flushed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -240,7 +231,7 @@ def test_a_torchrun_rank_ends_past_the_cpp_teardown_with_its_output_flushed(
     the C++ static destructors with gloo's threads alive, aborted rank 0 in CI after it had said its
     error), its output flushed first; a lone process exits as usual (exit handlers run)."""
     exits: list[int] = []
-    out, err = _Flushed(), _Flushed()
+    out, err = Flushed(), Flushed()
     monkeypatch.setattr(os, "_exit", exits.append)
     monkeypatch.setattr(sys, "stdout", out)
     monkeypatch.setattr(sys, "stderr", err)
@@ -250,7 +241,7 @@ def test_a_torchrun_rank_ends_past_the_cpp_teardown_with_its_output_flushed(
     err.write("train: warning")
     device.exit_process(3)
     assert exits == [3]
-    assert out.flushed == ["FAILED 1: the line a rank says last"] and err.flushed == ["train: warning"]
+    assert out.seen == ["FAILED 1: the line a rank says last"] and err.seen == ["train: warning"]
     for name in DIST_VARS:
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(SystemExit) as lone:
