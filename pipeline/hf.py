@@ -289,7 +289,9 @@ def load_pretrained(
     tensors, origin = read_weights(weight_paths)
     check_head(tensors, origin, config_path, tied=hf_config.get("tie_word_embeddings", True))
     check_positions(tensors, origin, config_path, hf_config)
-    tensors = tied_wte(tensors)  # here too: the row checks below read wte (state_from_hf ties it again)
+    # here too: the row checks below read wte. lm_head.weight, compared with wte by check_head, is
+    # dropped: state_from_hf (whose check serves direct callers) need not compare it again
+    tensors = {name: t for name, t in tied_wte(tensors).items() if name != "lm_head.weight"}
     own_rows = wte_of(tensors)
     if own_rows is not None and own_rows.shape[0] != hf_config["vocab_size"]:
         # Padding would hide it: an embedding of 1,000 rows under a config of 50,257 trained on,
