@@ -11,6 +11,7 @@ for torch.
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 import signal
 import sys
@@ -95,11 +96,26 @@ def _read_context(args: argparse.Namespace) -> str | None:
         # utf-8-sig: Windows Notepad's "UTF-8" starts the file with a BOM, which would reach the
         # model as three tokens it never saw in training
         return path.read_text(encoding="utf-8-sig").strip()
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        # in the words `--context` uses for the same bytes, not the codec's ("position 3")
+        raise ValueError(f"cannot read context file {path}: {_not_utf8(path.read_bytes())}") from None
+    except OSError as e:
         # `--context "@everyone: be kind"` meant as text looks for a file named "everyone: be kind"
         at = isinstance(e, FileNotFoundError) and args.context is not None
         hint = " (--context @FILE reads FILE; a persona that begins with @ is written @@...)" if at else ""
         raise ValueError(f"cannot read context file {path}: {e}{hint}") from e
+
+
+def _not_utf8(raw: bytes) -> str:
+    """What is wrong with bytes that do not decode as UTF-8 (a byte-order mark allowed): the first
+    bad byte and its offset in the file."""
+    skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        at = skip + e.start
+        return f"not UTF-8 text (byte 0x{raw[at]:02X} at byte {at}); save it as UTF-8"
+    return "not UTF-8 text; save it as UTF-8"
 
 
 def _argument(arg: str, flag: str) -> str:

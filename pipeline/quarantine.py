@@ -127,7 +127,13 @@ def read_source(
         by_source = report.get("by_source") or {}
         if only not in by_source:
             held = ", ".join(sorted(by_source)) or "none"
-            raise SourceError(f"{only}: not a source of {shown['report']} (its sources: {held})")
+            # a file added since normalize ran is a source the report has not met yet: say how
+            since = (
+                f"; a file added since that report was written is counted once you {remake}"
+                if enabled
+                else ""
+            )
+            raise SourceError(f"{only}: not a source of {shown['report']} (its sources: {held}){since}")
         table = table.filter(pl.col("source") == only)
         rows_read = (by_source[only] or {}).get("rows_read")
         table = table.drop("source")

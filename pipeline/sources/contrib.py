@@ -21,7 +21,7 @@ import yaml
 
 from pipeline.params import safe_load, yaml_error
 from pipeline.sources.errors import SourceError
-from pipeline.sources.readers import cr_only, json_kind, open_binary
+from pipeline.sources.readers import cr_only, data_name, json_kind, open_binary
 from pipeline.sources.registry import (
     SIDECAR_SUFFIXES,
     SourceSpec,
@@ -87,7 +87,8 @@ class ContribFile:
 
 def infer_format(path: Path) -> str | None:
     """Contributed-file format from the extension; for JSON(L), from the first record's keys."""
-    suffix = path.suffix.lower()
+    # a .jsonl.gz by its inner name, as the readers and format_clash read its content
+    suffix = Path(data_name(path)).suffix.lower()
     if suffix == ".txt":
         return "nanochatgpt"
     if suffix not in (".jsonl", ".json"):
@@ -121,9 +122,13 @@ def _record_formats(keys: set[str] | None) -> list[str]:
 
 def _first_record_hint(path: Path) -> str:
     """Why a .jsonl file's format could not be guessed, from its first non-blank line: that it is
-    no JSON (a broken export reads the same from every line), or the keys it holds instead."""
-    if path.suffix.lower() != ".jsonl" or not path.is_file():
+    no JSON (a broken export reads the same from every line), or the keys it holds instead; for a
+    .json file, from its first record (_json_record_hint)."""
+    suffix = Path(data_name(path)).suffix.lower()
+    if suffix not in (".jsonl", ".json") or not path.is_file():
         return ""
+    if suffix == ".json":
+        return _json_record_hint(_start(path))
     # Lines as the JSONL reader splits them (readers.iter_jsonl): at LF (at CR in an old Mac file,
     # by the reader's own test), after the byte-order mark. splitlines also splits at U+2028 and
     # friends, which JSON strings may hold as they are, and a BOM is no JSON: both made a valid
@@ -139,10 +144,32 @@ def _first_record_hint(path: Path) -> str:
         return f" (its first line is not JSON: {exc})"
     except RecursionError:  # `[[[[...` a few thousand deep: json.loads recurses once per level
         return " (its first line is not JSON: nested too deeply)"
+    return _record_hint(record, "first line")
+
+
+def _json_record_hint(head: str) -> str:
+    """The .json half of _first_record_hint: a list with no record (CONTRIBUTING's `[]`, which the
+    refusal sent to `format:`, only for the next run to say the file was empty), or the keys or kind
+    of its first record (another tool's columns were named for a .jsonl, never for a .json list).
+    Nothing where the head holds no whole record: the reader says what is wrong with it."""
+    at = 1 if head.startswith("[") else 0
+    at = len(head) - len(head[at:].lstrip(" \t\r\n"))
+    if head.startswith("[") and head[at:].startswith("]"):
+        return " (it is an empty list: no record to guess the format from)"
+    try:
+        record, _ = json.JSONDecoder().raw_decode(head, at)
+    except (ValueError, RecursionError):  # not JSON, or cut off at the 64 KiB head
+        return ""
+    return _record_hint(record, "first record")
+
+
+def _record_hint(record: object, what: str) -> str:
+    """The keys a first record holds where no format's conversation key is among them, or what it is
+    where it is no object (in JSON's words, as the quarantine names such a record)."""
     if isinstance(record, dict):
         keys = ", ".join(map(brief, list(record)[:8])) or "none"
         return f" (its first record's keys: {keys}; no `messages` or `conversations`)"
-    return f" (its first line is {json_kind(record)}, not an object)"
+    return f" (its {what} is {json_kind(record)}, not an object)"
 
 
 def _json_format(head: str) -> str | None:
