@@ -807,6 +807,10 @@ def _seconds(call, *args: object) -> float:
         "licence_offer",
         "licence_offer_words",
         "licence_spelled",
+        "licence_data_part",
+        "licence_email_removed",
+        "licence_offer_spelled",
+        "licence_no_licence_needed",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -850,6 +854,19 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
         "licence_offer": (licences.is_non_commercial, "MIT" + " " * n + "or commercial x"),
         "licence_offer_words": (licences.is_non_commercial, "GPL-3.0; " + "a " * (n // 2) + "x"),
         "licence_spelled": (licences.standing, "MIT" + " -," * (n // 3) + "x"),
+        # licB: a purpose word naming a part of the data, "email" as a noun (each read once, then the
+        # next contact word), a spelled-out name before an offer (its first words only, each a
+        # prefix), "no commercial licence required" at a clause's end
+        "licence_data_part": (licences.is_non_commercial, "testing split " * (n // 14) + "only"),
+        "licence_email_removed": (
+            licences.is_non_commercial,
+            "email addresses removed " * (n // 24) + "for commercial use",
+        ),
+        "licence_offer_spelled": (licences.is_non_commercial, "MIT License " * (n // 12) + "x"),
+        "licence_no_licence_needed": (
+            licences.is_non_commercial,
+            "no commercial license required" + " " * n + "x",
+        ),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

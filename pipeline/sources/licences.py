@@ -26,14 +26,19 @@ A malformed expression (`MIT AND`, `(MIT`, `AND`) is refused where licences are 
 keeps its data out of the commercial variant. Anything else (one id, free text such as "research
 use only" or "CC BY 4.0", the placeholders) is read whole, as one name, as before: a listed licence by
 its spelled-out name ("MIT License", "CC BY 4.0") as its id (_SPELLED_OUT), and an open licence's id
-followed only by an offer of a commercial licence ("GPL-3.0; commercial licenses available", dual
-licensing) as unlisted, not barred (_COMMERCIAL_OFFER).
+or a listed licence's spelled-out name followed only by an offer of a commercial licence ("GPL-3.0;
+commercial licenses available", "MIT License; commercial licenses available", dual licensing) as
+unlisted, not barred (_COMMERCIAL_OFFER). A note about the data beside a licence is no restriction: a
+purpose word naming a part of the data ("testing split only has 500 rows", _DATA_PART), "email" as a
+noun for what was removed ("email addresses removed", _EMAIL_REMOVED), "no commercial licence
+required" (it grants); such a value reads as free text, unlisted.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -187,9 +192,14 @@ PERMISSIVE_EXCEPTIONS = frozenset(s.lower() for s in ("LLVM-exception",))
 # into "BY" (CC-BYNC-4.0, CCBYNC4.0), or words that limit use to non-commercial purposes
 # ("non-commercial", "not for commercial use", "no commercial use"; not "no commercial
 # restrictions", which says the opposite). "research use only" and the like: _RESTRICTING_PATTERN.
+# Nor "no commercial licence required" where the clause ends there: it grants commercial use; "no
+# commercial licence required for research" implies one is for commercial use, and stays barred.
+_NO_LICENCE_NEEDED = (
+    r"licen[cs](?:es?|ing)[-_ ](?:(?:is|are)[-_ ])?(?:required|needed|necessary)(?=[-_ ]*+(?:[.;,)]|$))"
+)
 _NAMED_PATTERN = (
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
-    r"|\bno[-_ ]commercial(?![-_ ](restriction|limitation))"
+    rf"|\bno[-_ ]commercial(?![-_ ](restriction|limitation|{_NO_LICENCE_NEEDED}))"
 )
 # Purposes (and people) a use may be granted for that leave commercial use out, one list for both
 # rules that read them: "research use only" (_RESTRICTING_WORD) and "free for academic use", "for
@@ -214,7 +224,11 @@ _PURPOSES = (
     "nonprofit",
 )
 _NON_PROFIT_PATTERN = r"\bnon[-_ ]?profit\b|\bnot[-_ ]for[-_ ]profit\b"
-_RESTRICTING_PATTERN = rf"\b(?:{'|'.join(_PURPOSES)})\b|{_NON_PROFIT_PATTERN}"
+# A purpose word that names a part of the data ("private messages removed; only public posts", "testing
+# split only has 500 rows") is no purpose: the `only` after it restricted an open licence. Parts of a
+# dataset only; not "data" ("research data only" may mean research use), nor "information".
+_DATA_PART = r"(?:splits?|sets?|subsets?|folds?|partitions?|messages?|posts|conversations?|chats?)\b"
+_RESTRICTING_PATTERN = rf"\b(?:{'|'.join(_PURPOSES)})\b(?![-_ ]{_DATA_PART})|{_NON_PROFIT_PATTERN}"
 # "commercial use prohibited", "commercial use is not allowed": a forbidding word after "commercial"
 # in a clause (up to a `;` or the line's end: "commercial use permitted; modifications not allowed"
 # forbids something else), found in two steps, as `only` after a restricting word, and for the same
@@ -289,14 +303,16 @@ _CONTACT_PATTERN = rf"contact|get{_SEP}in{_SEP}touch|e-?mail|reach{_SEP}out|writ
 _GRANTING = ("free", "ok", "allowed", "permitted")
 _NOT_GRANTED_FOR = "".join(rf"(?<!\b{word}[-_ ]for[-_ ])" for word in _GRANTING)  # before "commercial"
 _NOT_GRANTED = "".join(rf"(?<!\b{word}[-_ ])" for word in _GRANTING)  # before "for commercial"
+# Not after "no": "no commercial licence required" grants it (_NAMED_PATTERN bars any other "no
+# commercial ..." that would match here).
 _NEEDS_PERMISSION = re.compile(
-    rf"{_NOT_GRANTED_FOR}\bcommercial(ly)?{_SEP}"
+    rf"{_NOT_GRANTED_FOR}(?<!\bno[-_ ])\bcommercial(ly)?{_SEP}"
     rf"(?:(?:use|usage|purposes?|redistribution|distribution|exploitation|applications?|users?){_SEP})?"
     rf"(?:(?:is|are|only|may{_SEP}be){_SEP})?"
     rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|with|by){_SEP}{_PERMISSION}"
     rf"|{_PERMISSION}{_SEP}(?:(?:is|are){_SEP})?(?:required|needed|necessary)"  # "licence required"
     rf"|upon{_SEP}request|on{_SEP}request|(?:please{_SEP})?(?:{_CONTACT_PATTERN})|by{_SEP}arrangement)\b"
-    rf"|\bcommercial{_SEP}licen[cs](?:es?|ing){_SEP}(?:(?:is|are){_SEP})?"
+    rf"|(?<!\bno[-_ ])\bcommercial{_SEP}licen[cs](?:es?|ing){_SEP}(?:(?:is|are){_SEP})?"
     rf"(?:available|on{_SEP}request|required|needed|necessary)\b",
     re.IGNORECASE,
 )
@@ -324,6 +340,16 @@ _CREDIT_BEFORE_PERMISSION = re.compile(
     re.IGNORECASE,
 )
 _CONTACT = re.compile(rf"\b(?:{_CONTACT_PATTERN})\b", re.IGNORECASE)
+# "email" as a noun, what was done to the data: "email addresses removed for commercial use" asks for
+# no contact (read as one, it barred the data). Only with such a verb: "email address for commercial
+# licensing: ..." and "email: x@example.org for commercial use" ask for one.
+_EMAIL_REMOVED = re.compile(
+    r"e-?mail(?:[-_ ](?:address(?:es)?|headers?))?[-_ ]"
+    r"(?:(?:is|are|was|were|has[-_ ]been|have[-_ ]been)[-_ ])?"
+    r"(?:removed|redacted|deleted|stripped|scrubbed|masked|anonymi[sz]ed|pseudonymi[sz]ed|filtered|dropped)"
+    r"\b",
+    re.IGNORECASE,
+)
 # Dual licensing: an open licence that allows commercial use, beside an offer of a commercial licence
 # ("GPL-3.0; commercial licenses available", "AGPL-3.0 or commercial"). The offer is for those who
 # want other terms (no copyleft); the work is usable under the open licence, so the value is not
@@ -346,6 +372,9 @@ _COMMERCIAL_OFFER = re.compile(
 )
 _OFFER_END = re.compile(r"[\s.)]*")  # after the offer: a full stop, the ")" of "MIT (or commercial)"
 _LEADING_ID = re.compile(r"[a-z0-9.+-]+", re.IGNORECASE)  # an SPDX id's characters ("GPL-2.0+")
+# A word of a spelled-out name: a run up to one of the offer's separators ("MIT", "License", "(MIT)")
+_NAME_WORD = re.compile(r"[^-\s:,;(/\u2013\u2014]++")
+_SPELLED_WORDS = max(len(_NAME_WORD.findall(name)) for name in _SPELLED_OUT)
 # Wordings that grant commercial use beside a restricted purpose: "free for research and commercial
 # use", "commercial use allowed", "free for commercial use".
 _GRANTS_COMMERCIAL = re.compile(
@@ -722,8 +751,7 @@ def _name_non_commercial(licence: str) -> bool:
             word = _COMMERCIAL_WORD.search(clause)
             if word and _FORBIDDING.search(clause, word.end()):
                 return True
-            word = _CONTACT.search(clause)
-            if word and _FOR_COMMERCIAL.search(clause, word.end()):
+            if _asks_contact(clause):
                 return True
             if _required_for_commercial(clause):
                 return True
@@ -731,15 +759,37 @@ def _name_non_commercial(licence: str) -> bool:
 
 
 def _dual_licensed(name: str) -> bool:
-    """True when the value is an open licence's id and an offer of a commercial licence beside it
-    ("GPL-3.0; commercial licenses available", "AGPL-3.0 or commercial"): see _COMMERCIAL_OFFER."""
+    """True when the value is an open licence's id, or a listed licence's spelled-out name ("MIT
+    License", "Apache License, Version 2.0"), and an offer of a commercial licence beside it ("GPL-3.0;
+    commercial licenses available", "AGPL-3.0 or commercial"): see _COMMERCIAL_OFFER."""
     match = _LEADING_ID.match(name)
     if match is None:
         return False
     key = match.group().lower()
-    open_ = listed_id(key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None
-    offer = _COMMERCIAL_OFFER.match(name, match.end()) if open_ else None
+    if (listed_id(key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None) and _offered(name, match.end()):
+        return True
+    # A spelled-out name ends after one of its first few words (_SPELLED_WORDS at most): each is tried
+    # as its end, so that the name's own words ("License") are not read as the offer's
+    for word in itertools.islice(_NAME_WORD.finditer(name), _SPELLED_WORDS):
+        if _spelled(name[: word.end()]) in _SPELLED_OUT and _offered(name, word.end()):
+            return True
+    return False
+
+
+def _offered(name: str, at: int) -> bool:
+    """True when all that follows `at` in the value is an offer of a commercial licence."""
+    offer = _COMMERCIAL_OFFER.match(name, at)
     return offer is not None and _OFFER_END.fullmatch(name, offer.end()) is not None
+
+
+def _asks_contact(clause: str) -> bool:
+    """True when the clause asks to be contacted about commercial use ("contact us for commercial
+    use"), the first contact word that is no noun for what was removed (_EMAIL_REMOVED) deciding, as
+    the first restricting word does for an `only`: a "for commercial" after a later one is after it."""
+    for word in _CONTACT.finditer(clause):
+        if _EMAIL_REMOVED.match(clause, word.start()) is None:
+            return _FOR_COMMERCIAL.search(clause, word.end()) is not None
+    return False
 
 
 def _required_for_commercial(clause: str) -> bool:
