@@ -12,6 +12,10 @@ least one `/`, so the Hub never sends a top-level `train.csv`. Here:
 * `hub_patterns(patterns)`: fnmatch patterns for huggingface_hub's `allow_patterns` that take every
   file `select` takes (a few more at most, where fnmatch's `*` crosses a `/`; download._select then
   leaves those out), never fewer.
+
+Names match case-sensitively, as pathlib's do on POSIX (and as `files:` is documented): a source is
+pinned (a Hub revision, an archive's checksum), so its file names cannot change under its globs. A
+data file's suffix in another letter case (X.JSONL) is read by the adapters (readers.has_suffix).
 """
 
 from __future__ import annotations

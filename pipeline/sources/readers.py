@@ -105,7 +105,7 @@ class _CappedGzip(io.RawIOBase):
 
 def open_binary(path: Path) -> IO[bytes]:
     """A data file's bytes; a .gz decompressed as it is read, and no further than unpacked_limit."""
-    if path.suffix != ".gz":
+    if path.suffix.lower() != ".gz":  # X.TXT.GZ too, as data_name reads it
         return open(path, "rb")
     return io.BufferedReader(_CappedGzip(path), buffer_size=1 << 20)
 
@@ -138,8 +138,15 @@ def _tolerate_damaged_gzip(reader: Callable[..., Iterator[Record]]) -> Callable[
 
 
 def data_name(path: Path) -> str:
-    """The file name without a trailing .gz (so `x.jsonl.gz` is handled as `.jsonl`)."""
-    return path.name[:-3] if path.name.endswith(".gz") else path.name
+    """The file name without a trailing .gz in any letter case (so `x.jsonl.GZ` is handled as `.jsonl`)."""
+    return path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+
+
+def has_suffix(path: Path, suffixes: str | tuple[str, ...]) -> bool:
+    """Whether the file's data name (data_name) ends with one of `suffixes` (given in lower case), in
+    any letter case: a suffix names a format whatever its case, and an upstream file renamed to
+    TRAIN.JSONL was otherwise skipped, or read by the wrong reader, without a word."""
+    return data_name(path).lower().endswith(suffixes)
 
 
 def line_of(raw: bytes, offset: int) -> int:
@@ -342,7 +349,7 @@ def read_whole(path: Path) -> Record:
 def iter_json_records(path: Path) -> Iterator[Record]:
     """A .json file holding a list of records (or a JSONL file): record numbers stand in for lines.
     A record holding an object with a key given twice is quarantined (`duplicate_key`)."""
-    if data_name(path).lower().endswith(".jsonl"):
+    if has_suffix(path, ".jsonl"):
         yield from iter_jsonl(path)
         return
     raw = _whole_bytes(path)
@@ -667,22 +674,22 @@ def iter_parquet(path: Path) -> Iterator[Record]:
 
 def iter_table_records(path: Path) -> Iterator[Record]:
     """Dispatch on the extension: .parquet, .jsonl, .json, .csv."""
-    name = data_name(path)
-    if name.endswith(".parquet"):
+    if has_suffix(path, ".parquet"):
         return iter_parquet(path)
-    if name.endswith(".csv"):
+    if has_suffix(path, ".csv"):
         return iter_csv(path)
     return iter_json_records(path)
 
 
 def data_files(raw_dir: Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list[Path]:
-    """The data files of a raw download (manifest and hidden files excluded), in a stable order."""
+    """The data files of a raw download with these (lower-case) suffixes in any letter case (has_suffix),
+    manifest and hidden files excluded, in a stable order."""
     out = []
     for p in sorted(raw_dir.rglob("*")):
         rel = p.relative_to(raw_dir)
         if not p.is_file() or rel.name == "manifest.json" or any(part.startswith(".") for part in rel.parts):
             continue
-        if data_name(p).endswith(suffixes):
+        if has_suffix(p, suffixes):
             out.append(p)
     return out
 

@@ -7,6 +7,7 @@ Kept here so that every adapter quarantines an unreadable record the same way (o
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,23 @@ def read_each_file(
     raw_dir: Path, spec: SourceSpec, suffixes: tuple[str, ...], read_file: FileReader
 ) -> pl.DataFrame:
     """`read_file` over every data file with these suffixes; conversation keys are prefixed by
-    the file's path without its suffix (`train/chat:`), so keys of different files never collide."""
+    the file's key stem (`train/chat:`, key_stems), so keys of different files never collide."""
     rows = RawRows(spec.name, spec.licence, spec.commercial)
-    for path in data_files(raw_dir, suffixes):
-        rel = path.relative_to(raw_dir).as_posix()
-        read_file(path, rel, rows, key_prefix=f"{Path(rel).with_suffix('')}:")
+    paths = {path.relative_to(raw_dir).as_posix(): path for path in data_files(raw_dir, suffixes)}
+    for rel, stem in key_stems(list(paths)).items():
+        read_file(paths[rel], rel, rows, key_prefix=f"{stem}:")
     return rows.frame()
+
+
+def key_stems(rels: list[str]) -> dict[str, str]:
+    """Each file's conversation-key stem: its relative path without its suffix (`train/chat`), or the
+    whole path where another file has that stem. chat.json beside chat.jsonl (or chat.txt beside
+    chat.TXT) both gave `chat:1`, and normalize merged their first records into one conversation."""
+    stems = {rel: str(Path(rel).with_suffix("")) for rel in rels}
+    counts = Counter(stems.values())
+    out = {rel: stem if counts[stem] == 1 else rel for rel, stem in stems.items()}
+    # a whole path may still equal another file's stem (a.txt beside a.TXT and a.txt.txt): paths are unique
+    return out if len(set(out.values())) == len(out) else {rel: rel for rel in rels}
 
 
 def readable(

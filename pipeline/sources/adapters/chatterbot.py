@@ -27,6 +27,7 @@ import yaml
 
 from pipeline.errortext import first_line
 from pipeline.sources.adapters import option
+from pipeline.sources.adapters._records import key_stems
 from pipeline.sources.errors import SourceError
 from pipeline.sources.readers import data_files, line_of, read_whole
 from pipeline.sources.registry import SourceSpec
@@ -43,8 +44,8 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
             f"{spec.name}: `options:` answer_variants names {', '.join(missing)}, which is not a data file "
             f"of the source (its files: {', '.join(sorted(paths)) or 'none'}) in sources.yaml"
         )
-    for rel, path in paths.items():
-        read_file(path, rel, rows, key_prefix=str(Path(rel).with_suffix("")), answer_variants=rel in variants)
+    for rel, stem in key_stems(list(paths)).items():
+        read_file(paths[rel], rel, rows, key_prefix=stem, answer_variants=rel in variants)
     return rows.frame()
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import Record, data_files, data_name, iter_lines, iter_parquet
+from pipeline.sources.readers import Record, data_files, has_suffix, iter_lines, iter_parquet
 from pipeline.sources.registry import SourceSpec, brief
 from pipeline.sources.rows import RawRows
 
@@ -151,7 +151,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     rows = RawRows(spec.name, spec.licence, spec.commercial)
     for path in data_files(raw_dir, (".csv", ".parquet")):
         rel = path.relative_to(raw_dir).as_posix()
-        is_csv = data_name(path).endswith(".csv")
+        is_csv = has_suffix(path, ".csv")
         if is_csv and (problem := _format_problem(path)) is not None:
             _refuse(rows, path, rel, problem)
             continue

@@ -24,7 +24,7 @@ import polars as pl
 
 from pipeline.sources.adapters import option
 from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import Record, data_files, data_name, iter_table_records
+from pipeline.sources.readers import Record, data_files, iter_table_records
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -107,8 +107,6 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     late: list[tuple[str, str, str, str | None]] = []  # (origin, check, reason, tree)
     for path in data_files(raw_dir, (".parquet", ".jsonl", ".json")):
         rel = path.relative_to(raw_dir).as_posix()
-        if not data_name(path).endswith((".parquet", ".jsonl", ".json")):
-            continue
         for origin, rec in readable(iter_table_records(path), rel, rows):
             for suffix, msg, problem in _flatten(rec):
                 where = f"{origin}{'/' + suffix if suffix else ''}"
