@@ -811,6 +811,9 @@ def _seconds(call, *args: object) -> float:
         "licence_email_removed",
         "licence_offer_spelled",
         "licence_no_licence_needed",
+        "licence_only_first_run",
+        "licence_only_first_limits",
+        "licence_only_first_clauses",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -866,6 +869,14 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
         "licence_no_licence_needed": (
             licences.is_non_commercial,
             "no commercial license required" + " " * n + "x",
+        ),
+        # licG: a limiting word before a purpose (one run of purpose words read once, each limiting
+        # word reading on to the next, a value split at each clause break)
+        "licence_only_first_run": (licences.is_non_commercial, "only " + "research and " * (n // 13)),
+        "licence_only_first_limits": (licences.is_non_commercial, "restricted to the " * (n // 18)),
+        "licence_only_first_clauses": (
+            licences.is_non_commercial,
+            "restricted to the research code, " * (n // 33),
         ),
     }[case]
     assert _seconds(call, hostile) < 1.0

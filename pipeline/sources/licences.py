@@ -28,7 +28,11 @@ use only" or "CC BY 4.0", the placeholders) is read whole, as one name, as befor
 its spelled-out name ("MIT License", "CC BY 4.0") as its id (_SPELLED_OUT), and an open licence's id
 or a listed licence's spelled-out name followed only by an offer of a commercial licence ("GPL-3.0;
 commercial licenses available", "MIT License; commercial licenses available", dual licensing) as
-unlisted, not barred (_COMMERCIAL_OFFER). A note about the data beside a licence is no restriction: a
+unlisted, not barred (_COMMERCIAL_OFFER). A limiting word bars a restricting purpose before it as
+`only` after it does: "Only academic use permitted", "Restricted to personal use", "Can only be used for
+research" as "academic use only" (_limited_to_a_purpose: within a clause, a few words apart, and not
+where a noun follows the purpose word: "only the research code is included"; not negated: "not limited
+to research"). A note about the data beside a licence is no restriction: a
 purpose word naming a part of the data ("testing split only has 500 rows", _DATA_PART), "email" as a
 noun for what was removed ("email addresses removed", _EMAIL_REMOVED), "no commercial licence
 required" (it grants); such a value reads as free text, unlisted.
@@ -239,7 +243,8 @@ _FORBIDDING = re.compile(
     r"(?<!\bnot[-_ ])\b(prohibited|forbidden|banned)\b|\bnot[-_ ](allowed|permitted)\b", re.IGNORECASE
 )
 # A name is non-commercial when _NAMED_PATTERN matches it, or an `only` follows a restricting word
-# on a line. Kept in parts for Python's backtracking engine: `{_RESTRICTING_PATTERN}.*\bonly\b` as one
+# on a line (or precedes one in a clause: _limited_to_a_purpose). Kept in parts for Python's
+# backtracking engine: `{_RESTRICTING_PATTERN}.*\bonly\b` as one
 # regex tried `.*\bonly\b` after every restricting word, so a licence of
 # "research " repeated over a megabyte (a sidecar's field) took twenty minutes. The first such word
 # of a line is enough: an `only` after a later one is after the first too (`.` stops at a line
@@ -274,6 +279,48 @@ _NON_PROFIT = re.compile(_NON_PROFIT_PATTERN)
 _PURPOSE_WORDS = frozenset(_PURPOSES)
 _USE_WORDS = frozenset(("use", "uses", "usage", "purpose", "purposes"))
 _LICENCE_WORDS = frozenset(("licence", "license", "agreement"))
+# `only` (or "solely", "restricted to", ...) BEFORE a restricting purpose: "Only academic use
+# permitted", "Use is limited to academic research", "Restricted to personal use", "Can only be used
+# for research". Read as "academic use only" is, but word by word within a clause (up to a `;`, `,`,
+# `.`, a bracket or the line's end) and bounded: the limiting word, at most _MAX_BETWEEN words of how a
+# use is granted (_BETWEEN_WORDS: "be used for the purposes of"), a run of purpose words ("academic
+# and research"), then the clause's end or a word saying it is a use, a purpose or who may use it
+# (_AFTER_PURPOSE_WORDS). A purpose word naming a thing ("only the research code is included",
+# "only personal names were removed", "only research papers", "only personal data removed") or a
+# part of the data ("only the research split") is followed by that noun, so reads as a note.
+# "restricted"/"limited"/"confined" count only before "to", "reserved" before "for" ("limited
+# testing" says how much); a negation before the limiting word grants ("not limited to research",
+# "not only for research", "isn't restricted to ...").
+_LIMITING_WORDS = frozenset(("only", "solely", "exclusively", "strictly"))
+_LIMITING_BEFORE = {"restricted": "to", "limited": "to", "confined": "to", "reserved": "for"}
+_NEGATING_WORDS = frozenset(("not", "no", "never", "t"))  # "t": "isn't" as _WORDS splits it
+_BETWEEN_WORDS = frozenset(
+    (
+        *("for", "to", "in", "within", "at", "by", "of", "the", "a", "an", "your", "their", "own"),
+        *("be", "is", "are", "being", "use", "used", "uses", "usage", "using", "purpose", "purposes"),
+        *("such", "as", "intended", "provided", "made", "available", "licensed", "licenced"),
+        *("permitted", "allowed", "granted", "distributed", "released"),
+    )
+)
+_MAX_BETWEEN = 6  # "be used for the purposes of": six
+_AFTER_PURPOSE_WORDS = frozenset(
+    (
+        *_USE_WORDS,
+        *_LICENCE_WORDS,
+        *("only", "is", "are", "may", "can", "must", "permitted", "allowed", "granted", "authorised"),
+        *("authorized", "institutions", "institution"),
+        *("organisations", "organizations", "organisation", "organization", "community", "communities"),
+        *("users", "user", "settings", "setting", "contexts", "context", "labs", "laboratories"),
+        *("groups", "entities", "bodies", "projects", "activities", "work", "studies", "study"),
+        *("applications", "environments"),
+    )
+)
+# "Only for evaluation of models", "restricted to research at universities": a preposition after the
+# run says where or of what the use is, but only where fillers lead to it ("for", "to"): right after
+# the limiting word the purpose word is a noun being listed ("only testing of the English subset was
+# done"), which is a note.
+_AFTER_PURPOSE_PREPOSITIONS = frozenset(("of", "in", "at", "by", "on", "within"))
+_CLAUSE_BREAK = re.compile(r"[;,.()\[\]!?]")
 # "commercial use requires permission", "commercial licensing available", "commercial use: contact
 # us", "contact the authors for commercial use": the terms as written leave commercial use out (a
 # separate licence, once granted, is what the `licence:` should then name). The words must follow
@@ -745,6 +792,8 @@ def _name_non_commercial(licence: str) -> bool:
         word = _RESTRICTING_WORD.search(line)
         if word and _ONLY.search(line, word.end()):
             return True
+        if _limited_to_a_purpose(line):
+            return True
         if not grants_commercial and _for_a_purpose(line):
             return True
         for clause in line.split(";"):
@@ -802,6 +851,45 @@ def _required_for_commercial(clause: str) -> bool:
         if _NO_BEFORE_PERMISSION.search(before) is None and _CREDIT_BEFORE_PERMISSION.search(before) is None:
             return True
     return False
+
+
+def _limited_to_a_purpose(line: str) -> bool:
+    """True when a clause of the line limits use to a restricting purpose, the limiting word first:
+    "Only academic use permitted", "Restricted to personal use" (_LIMITING_WORDS says how it is read).
+    Linear: each limiting word reads on to the next word that is neither a filler nor a purpose."""
+    for clause in _CLAUSE_BREAK.split(line):
+        words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", clause.lower()))
+        for at, word in enumerate(words):
+            if at > 0 and words[at - 1] in _NEGATING_WORDS:
+                continue
+            if word in _LIMITING_WORDS:
+                start = at + 1
+            elif word in _LIMITING_BEFORE and words[at + 1 : at + 2] == [_LIMITING_BEFORE[word]]:
+                start = at + 2
+            else:
+                continue
+            if _purpose_follows(words, start):
+                return True
+    return False
+
+
+def _purpose_follows(words: list[str], at: int) -> bool:
+    """True when, from `at`, a few fillers (_BETWEEN_WORDS) lead to a run of purpose words that ends
+    the clause or is followed by one of _AFTER_PURPOSE_WORDS."""
+    first, end = at, min(len(words), at + _MAX_BETWEEN)
+    while at < end and words[at] in _BETWEEN_WORDS:
+        at += 1
+    if at >= len(words) or words[at] not in _PURPOSE_WORDS:
+        return False
+    led = at > first  # a filler led to the run
+    # the run: "academic and research", "testing or evaluation" (a comma has ended the clause)
+    while at + 1 < len(words) and (
+        words[at + 1] in _PURPOSE_WORDS
+        or (words[at + 1] in ("and", "or") and words[at + 2 : at + 3] and words[at + 2] in _PURPOSE_WORDS)
+    ):
+        at += 1 if words[at + 1] in _PURPOSE_WORDS else 2
+    after = words[at + 1] if at + 1 < len(words) else None
+    return after is None or after in _AFTER_PURPOSE_WORDS or (after in _AFTER_PURPOSE_PREPOSITIONS and led)
 
 
 def _for_a_purpose(line: str) -> bool:
