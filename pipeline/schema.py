@@ -12,6 +12,7 @@ Every rule is written once, as polars expressions, and used twice:
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,7 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 
 # Control characters other than \n and \t (C0, DEL, C1): the ones a terminal would act on.
 _CONTROL_CHARS = CONTROL_CHARS
+_FIRST_CONTROL_CHAR = re.compile(CONTROL_CHARS)
 
 
 def empty_turns() -> pl.DataFrame:
@@ -160,6 +162,34 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
         ("licence_present", pl.col("licence").is_null() | (pl.col("licence") == ""), "licence is missing"),
         ("commercial_present", pl.col("commercial").is_null(), "commercial flag is missing"),
     ]
+
+
+# The row rules whose quarantine reason says more than the rule's own words: which character, where.
+_CONTROL_CHECKS = {"text_no_control_chars": "text", "context_no_control_chars": "context"}
+
+
+def row_reason(check: str, reason: str) -> str | pl.Expr:
+    """The quarantine reason of a row that breaks `check` (`reason`: row_violations' words for it).
+    For a control character, the first one found and where: "text holds control characters" left a
+    contributor searching a long turn for an invisible character. Per row, in Python: only the rows
+    that break the rule are given it, and a source holds few of them."""
+    column = _CONTROL_CHECKS.get(check)
+    if column is None:
+        return reason
+    return pl.col(column).map_batches(
+        lambda values: pl.Series([_first_control_char(v, reason) for v in values], dtype=pl.String),
+        return_dtype=pl.String,
+        is_elementwise=True,
+    )
+
+
+def _first_control_char(text: str | None, reason: str) -> str:
+    """`reason` and the first control character of `text`, as chat and serve name one they refuse:
+    its code point and its (1-based) character position in the text as cleaned (stripped, NFC)."""
+    found = _FIRST_CONTROL_CHAR.search(text or "")
+    if found is None:  # not a row this rule quarantines: its words alone
+        return reason
+    return f"{reason} (the first, U+{ord(found.group()):04X}, at character {found.start() + 1})"
 
 
 def frame_rules() -> list[tuple[str, pl.Expr, str]]:

@@ -4,7 +4,9 @@ The shards are numbers (docs/shards.md): uint16 ids beside a mask that is 1 wher
 Whether the loss really falls on the bot's words and the `<endOfText>` closing them, and nowhere in
 the human's turns, the persona or the markers, is the project's central promise, and it deserves
 a look with one's own eyes: this decodes conversations from data/tokens/<variant>/<split>/ and
-prints them with every token the loss counts shown in green (at a terminal) or between ⟦ and ⟧.
+prints them with every token the loss counts shown in green (at a terminal) or between ⟦ and ⟧,
+and every real special token (a turn's marker, `<endOfText>`) in reverse video or between ⟪ and ⟫:
+a `<bot>` a user typed is text, and must not read as a turn of the bot.
 Each conversation is named by its row of data/dataset/<variant>/<split>.parquet (one row per
 conversation, in shard order), so `--source` can pick one source's conversations; the rows shown
 are rendered again and compared with the shards' tokens, so a dataset rebuilt since (as many rows,
@@ -33,7 +35,11 @@ from pipeline.shards import TokenShards
 from pipeline.terminal import inert, printable
 
 OPEN, CLOSE = "⟦", "⟧"  # around the loss's text, where there is no colour
+SPECIAL_OPEN, SPECIAL_CLOSE = "⟪", "⟫"  # around a real special token, where there is no colour
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
+REVERSE, REVERSE_OFF = "\x1b[7m", "\x1b[27m"  # a real special token, at a terminal
+# The marks written as escapes where the text itself holds them: a typed "⟪<bot>⟫" is not a marker.
+_MARKS_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in (OPEN, CLOSE, SPECIAL_OPEN, SPECIAL_CLOSE)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--color",
         choices=("auto", "always", "never"),
         default="auto",
-        help="green for the loss's tokens (auto: at a terminal, unless NO_COLOR is set); otherwise ⟦ ⟧ around them",
+        help="green for the loss's tokens and reverse video for special tokens (auto: at a terminal, unless "
+        "NO_COLOR is set); otherwise ⟦ ⟧ and ⟪ ⟫ around them",
     )
     parser.add_argument(
         "--windows",
@@ -68,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --windows: the sampler's seed (default train.seed: step 1's first rows)",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print spans of text with their loss flag as JSON"
+        "--json",
+        action="store_true",
+        help="print spans of text with their loss flag as JSON (each special token a span, `special`)",
     )
 
 
@@ -76,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Span:
     text: str
     loss: bool
+    special: bool = False  # one special token (loss_spans' `specials`), not text that looks like one
 
 
 @dataclass(frozen=True)
@@ -100,13 +110,17 @@ class ShownWindow:
     spans: list[Span]
 
 
-def loss_spans(ids: np.ndarray, mask: np.ndarray, turn_breaks: bool = False) -> list[Span]:
+def loss_spans(
+    ids: np.ndarray, mask: np.ndarray, turn_breaks: bool = False, specials: bool = False
+) -> list[Span]:
     """The conversation's text cut where the mask changes. Token bytes go through one incremental
     UTF-8 decoder, so a character split across tokens (and across a mask change) prints whole, in
     the span where its last byte lies. `turn_breaks` starts each turn's marker token (the special
     id, never a user's typed `<bot>`) on a new line, for reading; the spans then differ from the
-    training text by those line breaks."""
-    from pipeline.tokenizer import BOT_ID, HUMAN_ID, N_VOCAB, get_encoding
+    training text by those line breaks. With `specials`, each special token (SPECIAL_TOKENS: the
+    markers, `<endOfText>`, `<|endoftext|>`) is a span of its own, `special`: decoded, a typed
+    `<bot>` is the very same characters as the control token."""
+    from pipeline.tokenizer import BOT_ID, HUMAN_ID, N_VOCAB, SPECIAL_TOKENS, get_encoding
 
     enc = get_encoding()
     breaks = {HUMAN_ID, BOT_ID} if turn_breaks else set()
@@ -115,20 +129,33 @@ def loss_spans(ids: np.ndarray, mask: np.ndarray, turn_breaks: bool = False) -> 
     flags = np.asarray(mask, dtype=bool)
     if len(ids) and int(np.max(ids)) >= N_VOCAB:  # a damaged shard: decoding it was a KeyError traceback
         raise ValueError(f"token id {int(np.max(ids))} lies outside the vocabulary (0..{N_VOCAB - 1})")
-    cuts = [0, *(np.flatnonzero(flags[1:] != flags[:-1]) + 1).tolist(), len(ids)]
+    special = np.isin(ids, list(SPECIAL_TOKENS.values())) if specials else np.zeros(len(ids), dtype=bool)
+    changes = (flags[1:] != flags[:-1]) | special[1:] | special[:-1]  # a special token stands alone
+    cuts = [0, *(np.flatnonzero(changes) + 1).tolist(), len(ids)]
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         if a == b:
+            continue
+        if special[a]:
+            # its line break, and any character left cut short before it (U+FFFD), are text
+            lead = b"\n" if int(ids[a]) in breaks and a > 1 else b""
+            _add(spans, Span(decoder.decode(lead, final=True), bool(flags[a])))
+            _add(spans, Span(enc.decode_single_token_bytes(int(ids[a])).decode(), bool(flags[a]), True))
             continue
         raw = b"".join(
             (b"\n" if int(t) in breaks and a + k > 1 else b"") + enc.decode_single_token_bytes(int(t))
             for k, t in enumerate(ids[a:b])
         )
-        text = decoder.decode(raw, final=b == len(ids))
-        if spans and spans[-1].loss == bool(flags[a]):  # an empty span between them: join
-            spans[-1] = Span(spans[-1].text + text, spans[-1].loss)
-        elif text:
-            spans.append(Span(text, bool(flags[a])))
+        _add(spans, Span(decoder.decode(raw, final=b == len(ids)), bool(flags[a])))
     return spans
+
+
+def _add(spans: list[Span], span: Span) -> None:
+    """Append `span`, joined to the last one when both are text of one loss flag (an empty span may
+    have lain between them); an empty text span is dropped."""
+    if spans and not (span.special or spans[-1].special) and spans[-1].loss == span.loss:
+        spans[-1] = Span(spans[-1].text + span.text, span.loss)
+    elif span.text:
+        spans.append(span)
 
 
 def open_split(root: Path, variant: str, split: str) -> TokenShards:
@@ -271,9 +298,10 @@ def conversations(
 
 
 def _spans(ids: np.ndarray, mask: np.ndarray, turn_breaks: bool, where: str) -> list[Span]:
-    """loss_spans, its refusal of a damaged shard's token naming `where` the token is."""
+    """loss_spans with the special tokens apart, its refusal of a damaged shard's token naming
+    `where` the token is."""
     try:
-        return loss_spans(ids, mask, turn_breaks)
+        return loss_spans(ids, mask, turn_breaks, specials=True)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
 
@@ -372,13 +400,21 @@ def _body(spans: list[Span], color: bool) -> str:
     # character and every bidi override written as an escape. Normalize quarantines control
     # characters but keeps bidi controls (right-to-left text uses them), and shards made another way
     # may hold anything: raw, an RLO shown the rest of its line reversed, ⟦ ⟧ included, and an ESC
-    # reached the terminal.
-    return "".join(
-        (f"{GREEN}{inert(s.text)}{RESET}" if color else f"{OPEN}{inert(s.text)}{CLOSE}")
-        if s.loss
-        else inert(s.text)
-        for s in spans
-    )
+    # reached the terminal. Each run of spans the loss counts is marked once, and a real special
+    # token within it apart, so that a `<bot>` typed in a turn does not read as the bot's turn.
+    shown = []
+    for loss, run in itertools.groupby(spans, key=lambda s: s.loss):
+        text = "".join(_span_text(s, color) for s in run)
+        shown.append((f"{GREEN}{text}{RESET}" if color else f"{OPEN}{text}{CLOSE}") if loss else text)
+    return "".join(shown)
+
+
+def _span_text(span: Span, color: bool) -> str:
+    """A span as _body shows it: a special token in reverse video (colour) or between ⟪ ⟫, text inert
+    and, without colour, with any ⟦ ⟧ ⟪ ⟫ of its own escaped (they would read as the view's marks)."""
+    if span.special:
+        return f"{REVERSE}{span.text}{REVERSE_OFF}" if color else f"{SPECIAL_OPEN}{span.text}{SPECIAL_CLOSE}"
+    return inert(span.text) if color else inert(span.text).translate(_MARKS_ESCAPED)
 
 
 def training_windows(
@@ -440,7 +476,11 @@ def _show(shown: list[Any], text: Callable[[Any, bool], str], args: argparse.Nam
         args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     )
     if not color:
-        print(f"(the loss counts the tokens between {OPEN} and {CLOSE})")
+        print(
+            f"(the loss counts the tokens between {OPEN} and {CLOSE}; {SPECIAL_OPEN} {SPECIAL_CLOSE} mark "
+            f"each real special token, such as {SPECIAL_OPEN}<bot>{SPECIAL_CLOSE}: the same characters "
+            "without them are text)"
+        )
     print("\n\n".join(text(c, color) for c in shown))
 
 

@@ -230,7 +230,10 @@ def test_a_system_message_meets_the_text_rules_as_context(tmp_path: Path) -> Non
     checks = Counter(result.quarantine["check"].to_list())
     assert checks == {"context_no_control_chars": 2, "context_length": 2}  # each conversation's two turns
     reasons = set(result.quarantine["reason"].to_list())
-    assert {"context holds control characters", "context longer than 16000 characters"} <= reasons
+    assert {
+        "context holds control characters (the first, U+0000, at character 9)",
+        "context longer than 16000 characters",
+    } <= reasons
     assert _reconciles(result.report)
 
 

@@ -43,8 +43,10 @@ def test_tokens_prints_to_an_ascii_terminal_with_escapes(tmp_path: Path, env: di
     proc = _tokens(write_project(tmp_path), **env)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     # what the terminal cannot show is written as its escape, the rest as it is
-    assert "(the loss counts the tokens between \\u27e6 and \\u27e7)" in proc.stdout
-    assert "<bot>\\u27e6hello! \\U0001f642 caf\\xe9<endOfText>\\u27e7" in proc.stdout
+    assert "(the loss counts the tokens between \\u27e6 and \\u27e7; \\u27ea \\u27eb mark" in proc.stdout
+    assert (
+        "\\u27ea<bot>\\u27eb\\u27e6hello! \\U0001f642 caf\\xe9\\u27ea<endOfText>\\u27eb\\u27e7" in proc.stdout
+    )
 
 
 @pytest.mark.parametrize("env", ASCII_TERMINALS, ids=["C-locale", "ascii"])

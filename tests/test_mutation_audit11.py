@@ -271,7 +271,7 @@ def test_an_invalid_utf8_line_names_the_byte_where_the_damage_starts(tmp_path: P
     path.write_bytes(b"ok\nab\xffcd\n")
     assert [(r.check, r.reason) for r in iter_lines(path)] == [
         (None, None),
-        ("utf8", "invalid UTF-8 at byte 2"),
+        ("utf8", "invalid UTF-8 at byte 2 of the line"),
     ]
 
 

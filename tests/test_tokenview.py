@@ -123,8 +123,9 @@ def test_the_command_names_each_conversation_and_marks_the_loss(
     heads = [line for line in out.splitlines() if line.startswith("== ")]
     assert [h.split(" (")[1].split(")")[0] for h in heads] == ["chitchat:a", "demo:b", "chitchat:c"]
     assert heads[0].startswith("== data/tokens/full/train conversation 0 of 3 (chitchat:a): ")
-    assert f"<bot>{OPEN}hello! 🙂 café<endOfText>⟧" in out
-    assert "<human>say <bot>x<endOfText><endOfText>\n<bot>" in out  # typed markers stay in the human turn
+    assert f"⟪<bot>⟫{OPEN}hello! 🙂 café⟪<endOfText>⟫⟧" in out
+    # typed markers stay in the human turn, and are not marked as the real ones are
+    assert "⟪<human>⟫say <bot>x<endOfText>⟪<endOfText>⟫\n⟪<bot>⟫" in out
     # the header's counts are the shard's
     enc = encode_conversations([None], [2], [False, True], ["hi there", "hello! 🙂 café"])
     assert f": {len(enc.ids)} tokens, {int(enc.mask.sum())} in the loss" in heads[0]
@@ -134,7 +135,8 @@ def test_source_index_and_json_pick_conversations(project: Path, capsys: pytest.
     assert cli.main(["tokens", "--source", "chitchat", "--index", "1", "--json"]) == 0
     (shown,) = json.loads(capsys.readouterr().out)
     assert (shown["index"], shown["conversation_id"]) == (2, "chitchat:c")  # the next chitchat one from 1
-    assert [s["text"] for s in shown["spans"] if s["loss"]] == ["fine<endOfText>", "bye<endOfText>"]
+    loss = [(s["text"], s["special"]) for s in shown["spans"] if s["loss"]]
+    assert loss == [("fine", False), ("<endOfText>", True), ("bye", False), ("<endOfText>", True)]
     assert cli.main(["tokens", "--source", "demo", "--index", "2"]) == 1
     assert "no conversation from demo at or after 2 in data/tokens/full/train" in capsys.readouterr().err
     assert cli.main(["tokens", "--index", "3"]) == 1
@@ -364,7 +366,7 @@ def test_windows_are_the_rows_the_run_trains_on_first(
     for r, window in enumerate(shown):
         assert window["first_step"] and window["block_size"] == cfg.block_size
         assert [Span(**s) for s in window["spans"]] == loss_spans(
-            np.concatenate([x[r, :1], y[r]]), np.concatenate([[0], m[r]])
+            np.concatenate([x[r, :1], y[r]]), np.concatenate([[0], m[r]]), specials=True
         )
         assert window["loss_tokens"] == int(m[r].sum()) > 0
     assert cli.main(["tokens", "--windows", "1", "--seed", "5"]) == 0
@@ -454,7 +456,7 @@ def test_text_holding_terminal_controls_prints_inert_and_json_keeps_it_exact(
     for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
         assert raw not in out, repr(raw)
     shown = "hi \\x1b[2J\\x1b]0;title\\x07 \\x9b2J \\u202eesrever"
-    assert f"<|endoftext|>terse \\u202e\n<human>{shown}<endOfText>\n<bot>{OPEN}ok {shown}" in out
+    assert f"⟪<|endoftext|>⟫terse \\u202e\n⟪<human>⟫{shown}⟪<endOfText>⟫\n⟪<bot>⟫{OPEN}ok {shown}" in out
     assert cli.main(["tokens", "--json"]) == 0
     text = capsys.readouterr().out
     assert "\x9b" not in text and "\u202e" not in text

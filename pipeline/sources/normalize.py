@@ -49,6 +49,7 @@ from pipeline.schema import (
     QUARANTINE_SCHEMA,
     TURN_SCHEMA,
     max_turn_chars_setting,
+    row_reason,
     row_violations,
     validate,
 )
@@ -247,7 +248,8 @@ def _normalize_slice(
         if check in _LATER:
             continue
         mask = live.select(bad.fill_null(False)).to_series()
-        quarantined.append(_quarantine(live.filter(mask), check, reason, check not in _NON_BREAKING))
+        broken = live.filter(mask)
+        quarantined.append(_quarantine(broken, check, row_reason(check, reason), check not in _NON_BREAKING))
         if mask.any():  # else filtering would copy every row to keep them all
             live = live.filter(~mask)
 

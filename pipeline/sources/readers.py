@@ -155,10 +155,12 @@ def line_of(raw: bytes, offset: int) -> int:
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:
+    """A line's text (bad bytes as U+FFFD) and, when it is not UTF-8, the reason: the byte counted
+    from the line's start (0-based), as the whole-file readers count theirs from the file's."""
     try:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError as e:
-        return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start}"
+        return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start} of the line"
 
 
 def _bounded_lines(f: IO[bytes], cap: int) -> Iterator[tuple[bytes, int | None]]:

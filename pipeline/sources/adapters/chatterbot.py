@@ -88,7 +88,7 @@ def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str, *, answer_va
     try:
         root = yaml.compose(raw.decode("utf-8"), Loader=_NoAliasLoader)
     except UnicodeDecodeError as e:
-        rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start}")
+        rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start} of the file")
         return
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

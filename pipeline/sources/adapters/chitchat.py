@@ -59,7 +59,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
         try:
             data = decoder.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
-            rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start}")
+            rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start} of the file")
             continue
         except json.JSONDecodeError as e:
             rows.bad(f"{rel}:{e.lineno}", "json_parse", f"broken JSON ({e.msg} at column {e.colno})")
