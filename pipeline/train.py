@@ -240,6 +240,7 @@ def train(
     """
     wall_start = time.perf_counter()
     rt = setup_runtime(cfg)
+    run: Run | None = None
     try:
         with contextlib.ExitStack() as held:
             # the only writer of the run folder holds its lock for the whole run; the others stop with it
@@ -254,6 +255,8 @@ def train(
             main_writes(rt, lambda: finish(run.raw, paths, summary))
             return summary
     finally:
+        if run is not None:  # (a traceback on its way up still holds the run: its frames' locals)
+            run.release_wrapper()
         device.destroy_process_group()
 
 
@@ -353,6 +356,11 @@ class Run:
             and progress.step >= cfg.max_iters
             and json.loads(start.state.get("config") or "{}").get("eval_iters") != cfg.eval_iters,
         )
+
+    def release_wrapper(self) -> None:
+        """Drop the DDP wrapper once the run is over: its reducer holds the process group, so gloo's
+        threads outlived destroy_process_group while it was alive (into the interpreter's exit)."""
+        self.model = self.eval_model
 
     def loop(self, on_step: Callable[[int], None] | None = None) -> None:
         cfg, progress = self.cfg, self.progress
