@@ -10,7 +10,7 @@ closed, and how long a request may take to arrive.
                       client that writes its whole request before reading gets the 503, not a reset
     DeadlineReader    a handler's socket as its rfile, with a deadline for the whole request on top
                       of the per-read timeout: a client pacing one byte a minute cannot hold a thread;
-                      once the server stops, a request that stopped arriving is cut after a grace
+                      once the server stops, a request still arriving is cut after a grace
 
 What is said on a connection (routes, the Host check, bodies, errors) is serve.py's Handler.
 """
@@ -37,9 +37,13 @@ REFUSED_LINGER_SECONDS = 1.0  # how long a refused connection's request is read 
 # A chat request is text: serve.Handler refuses a larger body (413) before reading it; the reaper
 # reads up to twice it off a refused connection (a request the server would take, and its headers).
 MAX_BODY_BYTES = 1 << 20
-# Once the server stops, a request still arriving has this long with no byte of it before it is cut
-# (408) and the stop goes on: a client that sent a byte and stalled held the stop for STOP_SECONDS.
+# Once the server stops, a request still arriving has this long to arrive whole; then it is cut (408
+# if no byte of it came meanwhile, else 503) and the stop goes on. Counted from the stop, not from each
+# byte: a client that sent a byte and stalled, or one sending a byte a second, held the stop for
+# STOP_SECONDS.
 ARRIVAL_GRACE_SECONDS = 1.0
+STALLED = "stalled"  # DeadlineReader.cut_by_stop: no byte of the request since the stop began (408)
+UNFINISHED = "unfinished"  # bytes came since the stop began, but not the whole request (503)
 STOP_POLL_SECONDS = 0.1  # how often a read of a request under way looks whether the stop began
 
 
@@ -52,9 +56,9 @@ class DeadlineReader(io.RawIOBase):
     clears it between requests). Past it a read raises TimeoutError: http.server closes the
     connection on one in the request line or headers, serve.Handler._body answers 408.
 
-    Once `stopped()` gives the time a stop began, a request still arriving has `grace` seconds for
-    each read: one that stopped arriving is cut (TimeoutError, with `cut_by_stop` set) rather than
-    held for its whole deadline, while one whose bytes keep coming is not cut. A read of a request
+    Once `stopped()` gives the time a stop began, a request still arriving has `grace` seconds from
+    then, whatever its byte rate: past that a read raises TimeoutError, with `cut_by_stop` saying
+    whether any byte came since the stop (UNFINISHED) or none did (STALLED). A read of a request
     under way waits in slices of STOP_POLL_SECONDS so that it sees the stop begin.
     """
 
@@ -74,7 +78,8 @@ class DeadlineReader(io.RawIOBase):
         self.stopped = stopped  # when the server began to stop (monotonic), or None
         self.grace = grace
         self.deadline: float | None = None
-        self.cut_by_stop = False  # the last TimeoutError was the stop's grace running out
+        self.cut_by_stop: str | None = None  # STALLED or UNFINISHED: the stop's grace ran out
+        self.last_byte: float | None = None  # when a recv last returned data (monotonic)
 
     def readable(self) -> bool:
         return True
@@ -91,6 +96,7 @@ class DeadlineReader(io.RawIOBase):
             finally:
                 self.sock.settimeout(self.idle)  # writes keep the plain timeout
             if n:
+                self.last_byte = time.monotonic()
                 self.start()
             return n
 
@@ -104,11 +110,14 @@ class DeadlineReader(io.RawIOBase):
             if self.deadline <= now:
                 raise TimeoutError("the request did not arrive whole in time")
             ends.append(self.deadline)
-        if stopped is not None:  # no byte for `grace` since the stop began (or this read, if later)
-            if max(stopped, began) + self.grace <= now:
-                self.cut_by_stop = True
-                raise TimeoutError(f"the request stopped arriving for {self.grace:g} s as the server stopped")
-            ends.append(max(stopped, began) + self.grace)
+        if stopped is not None:  # the stop's grace, from the stop: a byte now and then does not extend it
+            if stopped + self.grace <= now:
+                arrived = self.last_byte is not None and self.last_byte >= stopped
+                self.cut_by_stop = UNFINISHED if arrived else STALLED
+                raise TimeoutError(
+                    f"the request was not whole {self.grace:g} s after the server began to stop"
+                )
+            ends.append(stopped + self.grace)
         if ends and min(ends) <= now:
             raise TimeoutError("timed out")  # idle: as the socket's own timeout says it
         wait = None if not ends else min(ends) - now

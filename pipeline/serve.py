@@ -27,8 +27,9 @@ HTTP/2, a URI or headers over its limits, a method HTTP does not define: 501), a
 panic in a Rust extension (a BaseException), is a 500 rather than a connection closed unanswered.
 Ctrl-C or SIGTERM stops it: the generation in flight stops at its next piece (a stream ends with
 an error event), the requests waiting are answered 503, so are the connections still in the
-kernel's accept queue and the requests still arriving (408 for one with no byte for
-arrival_grace, 1 s), then it exits (ChatService.stop, _stop).
+kernel's accept queue and the requests still arriving (once they have arrived, or arrival_grace,
+1 s, after the stop began, whatever their pace: 408 for one with no byte since), then it exits
+(ChatService.stop, _stop).
 The server binds to 127.0.0.1 unless --host says otherwise; it has no authentication, so only expose it on purpose.
 Built on the standard library's http.server: a small local endpoint, not a production gateway.
 A body over 1 MiB is refused with 413 (before "100 Continue", and read off the socket, bounded, so
@@ -79,6 +80,8 @@ from pipeline.chatrequest import ChatRequest, RequestError
 from pipeline.httpconn import (
     ARRIVAL_GRACE_SECONDS,
     MAX_BODY_BYTES,
+    STALLED,
+    UNFINISHED,
     ChatHTTPServer,
     ChatHTTPServerV6,
     DeadlineReader,
@@ -122,8 +125,8 @@ class Handler(BaseHTTPRequestHandler):
     # Seconds from a request's first byte to the end of its body, however the client paces it: one
     # byte every 59 s would pass `timeout` forever and hold a thread. Class attributes: tests shrink them.
     request_deadline = 60.0
-    # Once the server stops, a request still arriving is cut (408) when no byte of it comes for
-    # this long, so that a stalled client does not hold the stop for STOP_SECONDS.
+    # Once the server stops, a request still arriving has this long to arrive whole, then it is cut:
+    # 408 if no byte of it came meanwhile, else 503. A slow client does not hold the stop for STOP_SECONDS.
     arrival_grace = ARRIVAL_GRACE_SECONDS
     max_body_bytes = MAX_BODY_BYTES
     # After a reply to a request whose body was not read (413, 415, ...), up to this much of the
@@ -152,7 +155,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self._reader.deadline = None  # the next request's clock starts with its first byte
-        self._reader.cut_by_stop = False
+        self._reader.cut_by_stop = None
         self._replied = False
         # Not the last request's: a request cut before its line was read is answered without them.
         self.command = self.requestline = ""
@@ -162,14 +165,16 @@ class Handler(BaseHTTPRequestHandler):
         self._request = contextlib.ExitStack()  # left once this request is answered (_request_began)
         with self._request:
             super().handle_one_request()
-            if self._reader.cut_by_stop and not self._replied:
+            if self._reader.cut_by_stop == STALLED and not self._replied:
                 # Cut in its line or headers: http.server closed without a word; say why.
                 self.send_error(HTTPStatus.REQUEST_TIMEOUT, self._cut_by_stop_message())
+            elif self._reader.cut_by_stop == UNFINISHED and not self._replied:
+                self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, str(ServerStopping()))
 
     def _cut_by_stop_message(self) -> str:
         return (
             f"the server is shutting down, and this request stopped arriving: no byte of it came "
-            f"for {self.arrival_grace:g} s; send it again once the server is back"
+            f"for {self.arrival_grace:g} s after the stop began; send it again once the server is back"
         )
 
     def send_response(self, code: int, message: str | None = None) -> None:
@@ -397,6 +402,8 @@ class Handler(BaseHTTPRequestHandler):
             raw = self._read_chunked() if codings else self._read_sized()
         except TimeoutError:
             self._body_done = True  # given up on: a client this slow is not waited for again (_linger)
+            if self._reader.cut_by_stop == UNFINISHED:  # still arriving when the stop's grace ran out
+                raise ServerStopping() from None  # the 503 of every request the stop refuses
             message = (
                 self._cut_by_stop_message()
                 if self._reader.cut_by_stop
@@ -529,6 +536,9 @@ class Handler(BaseHTTPRequestHandler):
         client still writing its body then sees BrokenPipeError instead of the reply."""
         self._body_done = True
         self._reader.deadline = time.monotonic() + self.linger_seconds
+        # The reply is out: the stop's grace is for requests still arriving, and would cut this drain
+        # at once past it (a request that came after the stop's grace, answered 503, then reset).
+        self._reader.stopped = None
         left = self.linger_bytes
         if self.headers.get("Transfer-Encoding") is None:
             with contextlib.suppress(RequestError):  # all of it is unread: no need to wait for the close
@@ -712,8 +722,9 @@ def _stop(server: ChatHTTPServer, service: ChatService) -> None:
     The listening socket is closed first (server_close), so a new connection is refused, not cut;
     those the kernel had queued are answered 503 before it closes, and an idle keep-alive
     connection closes. A request that has begun to arrive is waited for too (and answered 503 once
-    its headers are read), unless it stops arriving: no byte of it for Handler.arrival_grace is a
-    408. A second Ctrl-C exits at once (_stop_signals). Call once serve_forever has returned."""
+    its headers are read), for Handler.arrival_grace from the stop at most, whatever its pace: then
+    it is a 503, or a 408 if no byte of it came meanwhile. A second Ctrl-C exits at once
+    (_stop_signals). Call once serve_forever has returned."""
     with contextlib.suppress(KeyboardInterrupt):
         deadline = time.monotonic() + STOP_SECONDS
         server.server_close()

@@ -1940,29 +1940,6 @@ def test_a_request_stalled_as_the_server_stops_gets_a_408_after_a_short_grace(en
     assert json.loads(body)["error"]["message"].startswith("the server is shutting down")
 
 
-def test_a_request_arriving_steadily_as_the_server_stops_is_not_cut_at_the_grace(enc) -> None:
-    """The grace is for a request that stopped arriving, not a slow one: a piece every 0.1 s keeps
-    it going for half as long again as its 1 s of grace (a grace that wide: a loaded machine may
-    stall the client's thread for a few tenths), and it gets the stop's 503, not a 408."""
-    service = ChatService(Engine(tiny_gpt(), enc=enc))
-    with serving_service(service, arrival_grace=1.0) as (url, server):
-        client = _connect(url, timeout=10)
-        request = _chat("localhost")
-        client.sendall(request[:1])
-        assert _wait_until(lambda: server._answering == 1, timeout=10)
-        stopper = _stopping(server, service)
-        step = len(request) // 15 + 1
-        for i in range(1, len(request), step):  # 15 pieces, ~1.5 s in all
-            time.sleep(0.1)
-            client.sendall(request[i : i + step])
-        reply = client.makefile("rb").read()
-        stopper.join(5)
-        assert not stopper.is_alive()
-        client.close()
-    assert reply.startswith(b"HTTP/1.1 503"), reply
-    assert b"the server is shutting down" in reply
-
-
 def _replies_of_queued_connections(
     enc, n: int, listener: Callable[[socket.socket], object] | None = None
 ) -> list[bytes]:
