@@ -244,7 +244,10 @@ def _write_step(
         if target.exists() and atomic.exchange(tmp, target):
             pass  # the same step saved again (a resumed run): the old copy is now at tmp, removed below
         elif target.exists():  # no exchange here: set the old one aside first
-            os.replace(target, tmp.with_name(f".{target.name}.old"))
+            aside = tmp.with_name(f".{target.name}.old")
+            # A save killed after its own set-aside left one: renaming onto a full folder fails.
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(target, aside)
             os.replace(tmp, target)
         else:
             os.replace(tmp, target)

@@ -210,8 +210,10 @@ def model_card(
         # Which val loss: the trainer's sample, which the evaluate stage's whole-split figure (read
         # beside it by someone comparing runs) differs from by its sampling noise (about 0.05 nats).
         "The val loss is the training run's: bot tokens of the `eval_iters` batches of windows it "
-        "samples evenly from the val split. The evaluate stage scores the whole split "
-        "(`model/eval/metrics.json`).",
+        "samples evenly from the val split. The evaluate stage scores the whole split unless "
+        # the export reads no evaluate setting: the card cannot know whether it was limited
+        "`evaluate.eval_iters` limits it (`model/eval/metrics.json`: `val_bot_tokens_share` is the "
+        "share scored).",
         "",
         "## Training data and licences (train split)",
         "",

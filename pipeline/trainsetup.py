@@ -281,7 +281,8 @@ def resume_mismatch(
 
 def discard_notice(cfg: TrainConfig, state: dict[str, Any], ckpt: Path) -> str:
     """The line logged before a leftover run of another fingerprint is deleted: its step, why it
-    cannot be resumed automatically, and (when it was unfinished) how to continue it instead."""
+    cannot be resumed automatically, and (when it was unfinished) what would have continued it. In
+    the past tense: the folder is deleted right after this line, so it is no advice for this run."""
     differ = resume_mismatch(cfg, state, ignore=NON_TRAJECTORY_KEYS)
     why = (
         ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in sorted(differ.items()))
@@ -295,10 +296,13 @@ def discard_notice(cfg: TrainConfig, state: dict[str, Any], ckpt: Path) -> str:
     if isinstance(planned, int) and step >= planned:  # finished: its model is the previous model/ckpt
         return f"replacing the finished run at {ckpt} (step {step}): {why}"
     if set(differ) <= {"max_iters", "init_from"}:
-        how = "`init_from: resume` continues it instead"
+        how = "`init_from: resume` would have continued it"
     else:
-        how = "to continue it instead, set those back and `init_from: resume`"
-    return f"warning: discarding the unfinished run at {ckpt} (step {step} of {planned}): {why}; {how}"
+        how = "with those set back, `init_from: resume` would have continued it"
+    return (
+        f"warning: discarding the unfinished run at {ckpt} (step {step} of {planned}): {why}; "
+        f"it is deleted as this run starts ({how})"
+    )
 
 
 def init_model(cfg: TrainConfig, paths: TrainPaths, rt: Runtime, data: bytes) -> Start:

@@ -709,7 +709,7 @@ def test_discarding_an_unfinished_run_says_why(
     tokens: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unfinished run of another fingerprint used to be deleted without a word: the log now names
-    it, its step, what changed, and how to continue it instead (the decision itself is unchanged)."""
+    it, its step, what changed, and what would have continued it (the decision itself is unchanged)."""
     paths = paths_in(tmp_path, tokens)
     short = dict(max_iters=4, ckpt_interval=2, eval_interval=4)
 
@@ -736,13 +736,14 @@ def test_discarding_an_unfinished_run_says_why(
     line, seen = run(lr=5e-3)
     assert seen[0] == 1  # started afresh, as before
     assert line.startswith("train: warning: discarding the unfinished run at ")
-    assert "step-00000002 (step 2 of 4): lr 0.01 (now 0.005); to continue it instead, set those back" in line
+    assert "step-00000002 (step 2 of 4): lr 0.01 (now 0.005); it is deleted as this run starts" in line
     # Same settings, other code (any edit of a FINGERPRINT_CODE file): init_from=resume continues it.
     monkeypatch.setattr(TrainConfig, "fingerprint", lambda self, data_dir: "edited")
     line, seen = run(lr=5e-3)
     assert seen[0] == 1
     assert line.endswith(
-        "(step 2 of 4): the code or the data changed; `init_from: resume` continues it instead"
+        "(step 2 of 4): the code or the data changed; it is deleted as this run starts "
+        "(`init_from: resume` would have continued it)"
     )
 
 
