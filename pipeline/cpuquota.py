@@ -135,14 +135,21 @@ def usage_reader(directory: Path) -> Callable[[], float]:
 def _v2_usage(directory: Path) -> float | None:
     for line in _read(directory / "cpu.stat").splitlines():
         name, _, value = line.partition(" ")
-        if name == "usage_usec" and value.strip().isdigit():
-            return int(value) / 1e6
+        if name == "usage_usec" and (usec := _count(value)) is not None:
+            return usec / 1e6
     return None
 
 
 def _v1_usage(directory: Path) -> float | None:
-    usage = _read(directory / "cpuacct.usage")
-    return int(usage) / 1e9 if usage.isdigit() else None
+    nanoseconds = _count(_read(directory / "cpuacct.usage"))
+    return nanoseconds / 1e9 if nanoseconds is not None else None
+
+
+def _count(text: str) -> int | None:
+    """A whole number of ASCII digits, None for anything else: str.isdigit alone passes superscripts
+    ("\u00b2") that int() refuses, and a garbled count must stop the watch (OSError), not the decode."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _usage_or_error(read: Callable[[Path], float | None], directory: Path) -> float:

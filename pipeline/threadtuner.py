@@ -141,6 +141,10 @@ class ThreadTuner:
         self._current: int | None = None
         self._regrouping = False  # the step under way is the first at its count
         self._turn: list[int] = []  # counts still to be given a turn in this round
+        # The counted steps of the turn under way, across replies: a reply's prefill starts a new
+        # stint, and a turn held to one stint never ended where every reply was shorter than a turn
+        # (cpu-tiny's 3.5 ms steps: 29 steps), and the decode stayed at the turn's count for good.
+        self._turn_steps: list[float] = []
         # Seconds of decoding until the next round: the first comes after FIRST_ROUND_STEPS steps.
         self._until_round: float | None = None
         # The time between rounds, doubled by each that changes nothing: from half the base, so the
@@ -202,9 +206,9 @@ class ThreadTuner:
         return [t for stint in self._stints[count] for t in stint][-WINDOW:]
 
     def _record(self, count: int, seconds: float) -> None:
-        if self._regrouping:
-            self._regrouping = False
-        else:
+        counted = not self._regrouping
+        self._regrouping = False
+        if counted:
             self._stints[count][-1].append(seconds)
         if self._turn:
             self._round_seconds += seconds
@@ -213,12 +217,15 @@ class ThreadTuner:
             # slower took 15x as long: 1.5 s beside quick 1-thread steps.) By its median pace, not
             # its sum: ended by the sum, a turn tends to end right after a long wait, and its mean
             # came out 1.5x its count's true mean (4 ms steps with a 100 ms wait 1 in 15).
-            turn = self._stints[count][-1]
+            if counted:
+                self._turn_steps.append(seconds)
+            turn = self._turn_steps
             if (
                 len(turn) >= MIN_TURN
                 and len(turn) * statistics.median(turn) >= EXPLORE_SHARE * self._explore_seconds
             ):
                 self._turn.pop(0)
+                self._turn_steps = []
                 if not self._turn:
                     self._choose()
             return
@@ -298,6 +305,7 @@ class ThreadTuner:
             # rounds spent a third of the time at the slower count (its slow-phases test).
             self._interval = self._explore_seconds
         self._turn = [c for c in self.counts if c != self.chosen]
+        self._turn_steps = []
         self._round_seconds = 0.0
 
     def _choose(self) -> None:
