@@ -42,6 +42,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 STEP_DIR = re.compile(r"^step-(\d{8})$")
+SET_ASIDE = re.compile(r"^\.step-(\d{8})\.old$")  # a step renamed aside (a re-save, a prune)
 _LAYER = re.compile(r"^transformer\.h\.(\d+)\.")
 
 
@@ -294,13 +295,52 @@ def save_run_checkpoint(
     return target
 
 
+def _complete(step_dir: Path) -> bool:
+    return (step_dir / STATE_FILE).exists() and (step_dir / WEIGHTS_FILE).exists()
+
+
+def _complete_steps(run_dir: Path) -> list[Path]:
+    steps = [p for p in run_dir.iterdir() if p.is_dir() and STEP_DIR.match(p.name)]
+    return sorted(p for p in steps if _complete(p))
+
+
+def _put_back_set_aside(run_dir: Path) -> None:
+    """Rename a re-save's set-aside `.step-N.old` back to `step-N/` when it is the run's newest whole
+    copy. Without renameat2 a re-save of step N renames the old copy aside, then the new one in: a
+    kill (or Ctrl-C) between the two left only the `.old` (older steps pruned long before), and the
+    next run found no checkpoint, trained afresh and deleted it. A `.old` of a step older than one
+    that is there is what a prune left (perhaps half-deleted): never resumed from.
+    Only the run lock's holder writes the run folder; a reader putting a copy back in the instant
+    between a live re-save's renames makes that save fail (CheckpointWriteError, step N kept)."""
+    steps = _complete_steps(run_dir)
+    newest = int(STEP_DIR.match(steps[-1].name).group(1)) if steps else -1
+    candidates = sorted(
+        (int(m.group(1)), p)
+        for p in run_dir.glob(".step-*.old")
+        if (m := SET_ASIDE.match(p.name)) and p.is_dir() and not p.is_symlink()
+    )
+    if not candidates or candidates[-1][0] <= newest or not _complete(candidates[-1][1]):
+        return
+    step, aside = candidates[-1]
+    target = run_dir / f"step-{step:08d}"
+    if target.exists() or target.is_symlink():
+        return  # another rank put it back first, or a step-N without weights or state: not ours
+    try:
+        os.replace(aside, target)
+    except OSError:  # another rank put it back first, or a folder we may not write: read as it is
+        return
+    atomic.fsync_dir(run_dir)  # the next run must not find it set aside again after a power loss
+
+
 def run_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete step directories of a run, oldest first (hidden temporaries are ignored)."""
+    """Complete step directories of a run, oldest first (hidden temporaries are ignored; a re-save's
+    set-aside copy that is the newest whole one is put back first: _put_back_set_aside). Listed after
+    the put-back, by every rank: one that lost the race to put it back still lists the step."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    steps = [p for p in run_dir.iterdir() if p.is_dir() and STEP_DIR.match(p.name)]
-    return sorted(p for p in steps if (p / STATE_FILE).exists() and (p / WEIGHTS_FILE).exists())
+    _put_back_set_aside(run_dir)
+    return _complete_steps(run_dir)
 
 
 def latest_run_checkpoint(run_dir: str | Path) -> Path | None:

@@ -30,6 +30,12 @@ class RunLocked(RuntimeError):
     """Another live process holds the run folder's lock."""
 
 
+def guarded(lock_file: Path) -> Path:
+    """The folder `<folder>.lock` guards (model/run for model/run.lock): the refusal names it, not
+    the lock's parent (model/, which also holds model/ckpt and model/live)."""
+    return lock_file.with_name(lock_file.name.removesuffix(".lock"))
+
+
 @contextlib.contextmanager
 def exclusive_run(lock_file: Path, warn: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold `lock_file` exclusively for the block, or raise RunLocked naming the holder's pid. On a
@@ -45,7 +51,7 @@ def exclusive_run(lock_file: Path, warn: Callable[[str], None] | None = None) ->
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise RunLocked(
-                f"another training run (pid {holder}) is using {lock_file.parent}; wait for it to end or "
+                f"another training run (pid {holder}) is using {guarded(lock_file)}; wait for it to end or "
                 f"stop it (`kill {holder}`; a torchrun killed with -9 leaves its workers running)"
             ) from None
         except OSError as e:

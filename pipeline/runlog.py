@@ -118,9 +118,15 @@ def restore_plots(checkpoint: Path, live_dir: Path) -> None:
 
 
 def trim_plots(live_dir: Path, step: int) -> None:
-    """Drop plot rows after `step`: a resumed run redoes the steps after its checkpoint (no duplicates)."""
+    """Drop plot rows after `step`: a resumed run redoes the steps after its checkpoint (no duplicates).
+    An empty file is removed: dvclive creates a .tsv and writes its header and first row as it closes
+    it, so a kill in between leaves it empty, and dvclive writes a header only into a file it creates."""
     for tsv in _plots(live_dir).rglob("*.tsv"):
-        header, *rows = tsv.read_text().splitlines()
+        lines = tsv.read_text().splitlines()
+        if not lines:
+            tsv.unlink()
+            continue
+        header, *rows = lines
         kept = [r for r in rows if int(r.split("\t", 1)[0]) <= step]
         if len(kept) != len(rows):
             atomic.write_text(tsv, "\n".join([header, *kept]) + "\n")

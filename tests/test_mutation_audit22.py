@@ -87,7 +87,7 @@ def test_run_lock_makes_its_folder_and_names_it_when_refused(tmp_path: Path) -> 
     lock = tmp_path / "model" / "run.lock"
     with exclusive_run(lock), pytest.raises(RunLocked) as e, exclusive_run(lock):
         pass
-    assert f"is using {lock.parent};" in str(e.value)
+    assert f"is using {lock.with_suffix('')};" in str(e.value)
 
 
 # ---------------------------------------------------------------- runstate
