@@ -27,10 +27,15 @@ class RunLogger:
         initial: int,
         resume: bool,
         history: Path | None = None,
+        unlogged: tuple[str, ...] = (),
     ) -> None:
         """`history`: the checkpoint folder a resumed run starts from; its plot snapshot replaces what
-        `live_dir` holds (DVC deletes a stage's plots before running it again)."""
+        `live_dir` holds (DVC deletes a stage's plots before running it again). `unlogged`: metrics
+        dvc.yaml plots that this run never logs (mfu off CUDA): close() leaves each a header-only
+        file, an empty chart, where a missing one made `dvc plots show` say it "failed to load"."""
         self.live = None
+        self.live_dir = live_dir
+        self.unlogged = unlogged
         self.bar = tqdm(
             total=total,
             initial=initial,
@@ -64,6 +69,17 @@ class RunLogger:
         self.bar.close()
         if self.live is not None:
             self.live.end()
+            for name in self.unlogged:
+                write_empty_plot(self.live_dir, name)
+
+
+def write_empty_plot(live_dir: Path, name: str) -> None:
+    """A metric's plot file with dvclive's header and no rows, unless the file is there (a run that
+    did log it, resumed here on another device, keeps its rows)."""
+    path = live_dir / "plots" / "metrics" / f"{name}.tsv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"step\t{Path(name).name}\n")
 
 
 def make_live(live_dir: Path, resume: bool) -> Any:  # a dvclive.Live (imported lazily: rank 0 only)

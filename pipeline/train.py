@@ -328,6 +328,7 @@ class Run:
             rt.log(f"resumed at step {progress.step} from {start.source}")
         progress.data_sha = data_sha(data)
         progress.data_changed = progress.data_changed or start.data_changed
+        peak = device.peak_flops(rt.device)
         logger = RunLogger(
             paths.live_dir,
             rt.dist.is_main,
@@ -335,6 +336,7 @@ class Run:
             progress.step,
             resume=start.state is not None,
             history=start.source if start.state is not None else None,
+            unlogged=() if peak else ("mfu",),  # MFU needs the GPU's peak FLOP/s
         )
         return cls(
             cfg=cfg,
@@ -350,7 +352,7 @@ class Run:
             progress=progress,
             logger=logger,
             n_params=n_params,
-            peak=device.peak_flops(rt.device),
+            peak=peak,
             wall_start=wall_start,
             remeasure_val=start.state is not None
             and progress.step >= cfg.max_iters

@@ -37,7 +37,8 @@ def test_the_plot_page_needs_no_network(tmp_path: Path) -> None:
 def test_each_single_file_plot_says_what_it_shows() -> None:
     """DVC titles a plot with its file's path when dvc.yaml gives none: two variants' bar charts read
     `data/tokens/full/sources.csv` and `data/tokens/commercial/sources.csv` in `dvc plots show` and
-    `dvc plots diff`. A folder of plots (dvclive's) is left out: one title would name every file in it."""
+    `dvc plots diff`. The stages' plots only: test_plots34 checks the top-level ones (the training
+    curves) and that no plot is a folder."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     untitled = [
         path

@@ -327,24 +327,39 @@ def unreadable_json(e: Exception) -> str:
     return str(e).split(";")[0][:200]
 
 
-def _whole_bytes(path: Path) -> bytes:
-    """A file's bytes, a .gz decompressed and a leading byte-order mark dropped (json.loads refuses
-    one). A damaged .gz raises one of _GZIP_ERRORS."""
+def _stored_bytes(path: Path) -> bytes:
+    """A file's bytes as stored, a .gz decompressed. A damaged .gz raises one of _GZIP_ERRORS."""
     with open_binary(path) as f:  # a .gz stops at its unpacked limit: never holds what a bomb unpacks to
-        raw = f.read()
+        return f.read()
+
+
+def _whole_bytes(path: Path) -> bytes:
+    """A file's bytes (_stored_bytes), a leading byte-order mark dropped (json.loads refuses one)."""
+    raw = _stored_bytes(path)
     return raw[len(BOM) :] if raw.startswith(BOM) else raw
 
 
 def read_whole(path: Path) -> Record:
     """A whole data file for a format parsed in one piece (a JSON object, a YAML document):
-    Record(1, its bytes) as _whole_bytes reads them, or, for a damaged .gz, Record(1, None, "",
-    "gzip", why), since no part of such a file is usable."""
+    Record(1, its bytes as stored, a byte-order mark kept: decode them with decode_whole), or, for
+    a damaged .gz, Record(1, None, "", "gzip", why), since no part of such a file is usable."""
     try:
-        return Record(1, _whole_bytes(path), "")
+        return Record(1, _stored_bytes(path), "")
     except GzipBombError as e:
         return Record(1, None, "", "gzip", f"gzip file not read: {e}"[:300])
     except _GZIP_ERRORS as e:
         return Record(1, None, "", "gzip", f"damaged gzip file, not read: {type(e).__name__}: {e}"[:300])
+
+
+def decode_whole(raw: bytes) -> str:
+    """A whole file's text (read_whole's bytes), a leading byte-order mark dropped. A
+    UnicodeDecodeError's offsets count from the file's first byte, the mark's 3 included: a
+    quarantine says "at byte N of the file", where an editor or `xxd` finds it."""
+    skipped = len(BOM) if raw.startswith(BOM) else 0
+    try:
+        return raw[skipped:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UnicodeDecodeError(e.encoding, raw, e.start + skipped, e.end + skipped, e.reason) from None
 
 
 @_tolerate_damaged_gzip

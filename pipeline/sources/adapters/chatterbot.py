@@ -29,7 +29,7 @@ from pipeline.errortext import first_line
 from pipeline.sources.adapters import option
 from pipeline.sources.adapters._records import key_stems
 from pipeline.sources.errors import SourceError
-from pipeline.sources.readers import data_files, line_of, read_whole
+from pipeline.sources.readers import data_files, decode_whole, line_of, read_whole
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -80,13 +80,13 @@ def _repeated_keys(node: yaml.Node | None, key: str) -> list[yaml.Node]:
 
 
 def read_file(path: Path, rel: str, rows: RawRows, key_prefix: str, *, answer_variants: bool = False) -> None:
-    whole = read_whole(path)  # a .gz decompressed (data_files selects x.yml.gz), a byte-order mark dropped
+    whole = read_whole(path)  # a .gz decompressed (data_files selects x.yml.gz)
     if not whole.ok:
         rows.bad(f"{rel}:{whole.line}", whole.check, whole.reason)
         return
     raw = whole.value
     try:
-        root = yaml.compose(raw.decode("utf-8"), Loader=_NoAliasLoader)
+        root = yaml.compose(decode_whole(raw), Loader=_NoAliasLoader)
     except UnicodeDecodeError as e:
         rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start} of the file")
         return

@@ -26,6 +26,7 @@ from pipeline.sources.readers import (
     JsonDecoder,
     RepeatedKeys,
     data_files,
+    decode_whole,
     first_repeat,
     line_of,
     read_whole,
@@ -50,14 +51,14 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     seen: dict[str, str] = {}  # id -> the file it was first read from
     for path in data_files(raw_dir, (".json",)):
         rel = path.relative_to(raw_dir).as_posix()
-        whole = read_whole(path)  # a .gz decompressed, a byte-order mark dropped
+        whole = read_whole(path)  # a .gz decompressed (decode_whole drops a byte-order mark)
         if not whole.ok:
             rows.bad(f"{rel}:{whole.line}", whole.check, whole.reason)
             continue
         raw = whole.value
         decoder = JsonDecoder()
         try:
-            data = decoder.loads(raw.decode("utf-8"))
+            data = decoder.loads(decode_whole(raw))
         except UnicodeDecodeError as e:
             rows.bad(f"{rel}:{line_of(raw, e.start)}", "utf8", f"invalid UTF-8 at byte {e.start} of the file")
             continue
