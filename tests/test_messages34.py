@@ -51,13 +51,14 @@ def test_an_invalid_utf8_byte_of_a_line_says_it_counts_from_the_line(tmp_path: P
     assert [r.reason for r in iter_lines(path)] == [None, "invalid UTF-8 at byte 2 of the line"]
 
 
-@pytest.mark.parametrize(
-    ("name", "adapter", "body"),
-    [
-        ("dataset.json", "chitchat", b'{"c": {"messages": [\n"caf\xe9"]}}'),
-        ("a.yml", "chatterbot", b"conversations:\n- [hi, caf\xe9]\n"),
-    ],
-)
+# chitchat's and chatterbot's whole-file reads, each with an invalid byte (also test_plots34's)
+WHOLE_FILE_CASES = [
+    ("dataset.json", "chitchat", b'{"c": {"messages": [\n"caf\xe9"]}}'),
+    ("a.yml", "chatterbot", b"conversations:\n- [hi, caf\xe9]\n"),
+]
+
+
+@pytest.mark.parametrize(("name", "adapter", "body"), WHOLE_FILE_CASES)
 def test_an_invalid_utf8_byte_of_a_whole_file_says_it_counts_from_the_file(
     tmp_path: Path, name: str, adapter: str, body: bytes
 ) -> None:

@@ -8,12 +8,12 @@ names it. All are fast: tiny models, no training loop.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from test_mutation_audit3 import _Batches
 
 from pipeline import atomic, checkpoint
 from pipeline.model import GPT, GPTConfig
@@ -91,17 +91,6 @@ def test_run_lock_makes_its_folder_and_names_it_when_refused(tmp_path: Path) -> 
 
 
 # ---------------------------------------------------------------- runstate
-
-
-class _Batches:
-    def __init__(self, position: int) -> None:
-        self.position = position
-
-    def state(self) -> str:
-        return json.dumps({"position": self.position})
-
-    def restore(self, state: str) -> None:
-        self.position = json.loads(state)["position"]
 
 
 def _tiny() -> GPT:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from test_messages34 import WHOLE_FILE_CASES
 
 from pipeline.sources.normalize import normalize_rows
 from pipeline.sources.readers import BOM
@@ -135,13 +136,7 @@ def test_train_and_val_loss_are_one_chart() -> None:
     assert loss in charts, "dvc.yaml: train and val loss are not drawn on one chart"
 
 
-@pytest.mark.parametrize(
-    ("name", "adapter", "body"),
-    [
-        ("dataset.json", "chitchat", b'{"c": {"messages": [\n"caf\xe9"]}}'),
-        ("a.yml", "chatterbot", b"conversations:\n- [hi, caf\xe9]\n"),
-    ],
-)
+@pytest.mark.parametrize(("name", "adapter", "body"), WHOLE_FILE_CASES)
 def test_an_invalid_utf8_byte_after_a_byte_order_mark_counts_from_the_file_as_stored(
     tmp_path: Path, name: str, adapter: str, body: bytes
 ) -> None:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from test_engine_support import tiny_gpt
+from test_mutation_audit12 import _one_reply
 from test_serve import (
     CHAT_BODY,
     PausesAtStep3,
@@ -66,13 +67,7 @@ def _trickle_until_answered(client: socket.socket, data: bytes) -> int:
 def _reply(client: socket.socket) -> tuple[bytes, dict]:
     """One reply's head and JSON body (read to its Content-Length: bytes the client sent after the
     server closed may reset the connection once the reply is in)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += client.recv(4096)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
-    while len(body) < length:
-        body += client.recv(4096)
+    head, _, body = _one_reply(client).partition(b"\r\n\r\n")
     return head, json.loads(body)
 
 
