@@ -23,7 +23,10 @@ before RawRows wrote its rows into polars in chunks and normalize let go of each
 with). The floor is the rows frame (~3.4x: twelve string columns of 16-byte views a row) beside the
 turn table being grouped from it. s30 made the repeated columns Categorical (~2x) and took the rules
 a slice of whole conversations at a time: 120 MB of mixed contrib files 1070 -> 760 MB; near 30 MB
-the interpreter, pandera and the parquet writer (~250 MB) dominate and little changed. To measure
+the interpreter, pandera and the parquet writer (~250 MB) dominate and little changed. s34 let the
+rows frame go a chunk at a time as the slices are done and gave pandera's gate a slice at a time:
+this child (which had held every row to the end) 32 / 64 / 194 MB: 373 -> 289, 505 -> 375,
+1056 -> 633 MB (the child alone letting go of its rows: 339, 476, 817). To measure
 it: `--memory` (the real rules on the first source's file), or `/usr/bin/time -f %M nanochatgpt
 check FILE`.
 """
@@ -188,9 +191,15 @@ def child_normalize_rules(work: Path) -> dict:
     from pipeline.sources.rows import RawRows
 
     path = work / "raw" / f"{SOURCES[0]}.jsonl"
-    rows = RawRows(f"contrib/{SOURCES[0]}", "MIT", True)
-    openai_messages.read_file(path, path.name, rows)
-    result = normalize_rows(rows.frame())
+
+    def read() -> pl.DataFrame:
+        # As an adapter does: its RawRows goes once the frame is returned, so that normalize_rows
+        # can let go of the rows it is done with (a RawRows held here kept every row to the end).
+        rows = RawRows(f"contrib/{SOURCES[0]}", "MIT", True)
+        openai_messages.read_file(path, path.name, rows)
+        return rows.frame()
+
+    result = normalize_rows(read())  # inline, as normalize_source passes it
     return {"file_mb": path.stat().st_size / (1 << 20), "turns": result.turns.height}
 
 

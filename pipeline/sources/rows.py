@@ -148,22 +148,19 @@ class RawRows:
         self._append(conv_key=conv_key, origin=origin, filter=reason, text=text)
 
     def frame(self) -> pl.DataFrame:
-        """The rows as one frame, each column one chunk (normalize needs one: see normalize_rows).
-        Joined a column at a time, the column's chunks let go as it is joined: the peak is the
-        frame and one column, not the frame twice."""
+        """The rows as one frame, each column the chunks it was moved into polars in (no copy).
+        Memory: kept in chunks so that normalize_rows can let go of the rows it is done with a
+        chunk at a time (a frame of one chunk per column is let go only whole, at the end): joined,
+        the frame and the turn table being built from it stood in memory together."""
         self._flush()
-        columns = [self._column(name) for name in RAW_SCHEMA]
-        return pl.DataFrame(columns)
+        return pl.DataFrame([self._column(name) for name in RAW_SCHEMA])
 
     def _column(self, name: str) -> pl.Series:
-        """One column joined into one chunk, kept as the column's only chunk (frame() may be called again)."""
-        chunks = self._chunks.pop(name)
+        """One column: its chunks as one Series, not copied into one (frame() may be called again)."""
+        chunks = self._chunks[name]
         if not chunks:
-            column = pl.Series(name, [], dtype=RAW_SCHEMA[name])
-        else:
-            column = pl.concat(chunks, rechunk=True) if len(chunks) > 1 else chunks[0]
-        self._chunks[name] = [column]
-        return column
+            return pl.Series(name, [], dtype=RAW_SCHEMA[name])
+        return pl.concat(chunks, rechunk=False) if len(chunks) > 1 else chunks[0]
 
 
 def concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
