@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.argtypes import whole_number_or
 from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, clean_text, not_utf8_text
-from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
+from pipeline.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, silence_stdout
 from pipeline.invisible import blank_text
 from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
 from pipeline.streamencoding import argument_text, read_utf8_for_ascii, utf8_in_disguise
@@ -173,9 +173,6 @@ def _closed_streams() -> list[str]:
     return closed
 
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C ended
-
-
 def run(args: argparse.Namespace) -> int:
     """Interactive chat on stdin/stdout (a pipe works too). /reset clears history, /exit or EOF quits."""
     try:
@@ -232,12 +229,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"chat: {e}", file=sys.stderr)
         return 2
     # Undecodable input or unprintable output must not end the chat with a traceback (strict
-    # decoding is the default under e.g. en_US.UTF-8): such characters become U+FFFD / "?".
+    # decoding is the default under e.g. en_US.UTF-8): output that cannot be written becomes "?";
+    # input bytes that are not UTF-8 are kept as lone surrogates, for _loop to refuse that message
+    # by byte (as a Latin-1 --context is), not sent to the model as U+FFFD.
     read_utf8_for_ascii(sys.stdin)  # an ASCII locale's stdin turned UTF-8 text into U+FFFD
-    for stream in (sys.stdin, sys.stdout):
+    for stream, errors in ((sys.stdin, "surrogateescape"), (sys.stdout, "replace")):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
-            reconfigure(errors="replace")
+            reconfigure(errors=errors)
     # Python's own Ctrl-C handler, which interrupts a read: importing polars (the CLI builds every
     # subcommand's parser, `check` imports it) installs one with SA_RESTART, under which Ctrl-C at
     # the prompt did nothing until Enter, and then quit with the message typed.
@@ -470,8 +469,11 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
         if command == "/help":
             print(HELP, file=stderr, flush=True)
             continue
-        mislabelled = utf8_in_disguise(text, getattr(stdin, "encoding", None), "the message")
-        if mislabelled is not None:  # a UTF-8 file piped in a Latin-1 locale: not mojibake to the model
+        mislabelled = not_utf8_text(text, "the message", escaped_bytes=True) or utf8_in_disguise(
+            text, getattr(stdin, "encoding", None), "the message"
+        )
+        if mislabelled is not None:  # a Latin-1 file piped in a UTF-8 locale, or a UTF-8 one in a Latin-1
+            # locale: not U+FFFD or mojibake to the model
             print(f"chat: {mislabelled}", file=stderr, flush=True)
             continue
         pieces = session.stream(text)

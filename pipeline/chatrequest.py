@@ -57,6 +57,17 @@ INVALID_VALUE = "invalid_value"
 UNSUPPORTED_VALUE = "unsupported_value"
 ARRAY_ABOVE_MAX_LENGTH = "array_above_max_length"
 STRING_ABOVE_MAX_LENGTH = "string_above_max_length"
+# OpenAI's code for a parameter its endpoint does not have ("Unknown parameter: 'stop'.").
+UNKNOWN_PARAMETER = "unknown_parameter"
+
+# The Responses API's fields, sent to chat completions: what each is called here. Ignored, they
+# came back 200 as something else: `instructions` beside `messages` lost the persona, and
+# `max_output_tokens` 3 gave a reply of the default 32 tokens.
+RESPONSES_ONLY_FIELDS = {
+    "max_output_tokens": "the reply budget here is `max_completion_tokens` (or `max_tokens`)",
+    "instructions": "send the persona as a `system` message in `messages`",
+    "input": "the conversation here is `messages`",
+}
 
 
 def range_code(value: float, low: float, kind: type) -> str:
@@ -93,6 +104,17 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
         raise RequestError('only `modalities` ["text"] is supported (no audio output)', "modalities")
     if body.get("audio"):
         raise RequestError("`audio` output is not supported: this model writes text only", "audio")
+
+
+def refuse_other_apis_fields(body: dict[str, Any], fields: dict[str, str], theirs: str, this: str) -> None:
+    """A 400 for a field of the other API (`theirs`), set to anything but null: `fields` maps each to
+    what to send to this one instead. Checked last, so that a body with other mistakes keeps the
+    error it had: these fields were ignored before."""
+    for key, instead in fields.items():
+        if body.get(key) is not None:
+            raise RequestError(
+                f"`{key}` is a {theirs} field, not a {this} one: {instead}", key, code=UNKNOWN_PARAMETER
+            )
 
 
 @dataclass(frozen=True)
@@ -231,6 +253,7 @@ class ChatRequest:
         # Last, so that a body with several mistakes keeps the error it had before these were checked.
         _check_ignored_knobs(body)
         req.refuse_stray_stream_options(body)
+        refuse_other_apis_fields(body, RESPONSES_ONLY_FIELDS, "/v1/responses", "/v1/chat/completions")
         return req
 
     @classmethod

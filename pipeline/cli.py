@@ -44,7 +44,20 @@ LOADS_PACKAGES = {
 }
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C ended
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C in the half second before a command runs (its module importing, torch's check):
+        # it quits as chat and serve do while their model loads, where it printed a traceback.
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     # Before argparse, whose --help and usage go out before any command runs (`tokens --help`
     # names its loss markers). chat sets its own handler (replace) on stdout.
     escape_unencodable(sys.stdout, sys.stderr)

@@ -40,6 +40,7 @@ from pipeline.chatrequest import (
     RequestError,
     content_text,
     flag,
+    refuse_other_apis_fields,
     refuse_unsupported,
     request_object,
 )
@@ -60,6 +61,15 @@ NEEDS_STORAGE = {
     "conversation": "this server keeps no conversations: send the whole conversation in `input`",
     "prompt": "stored prompts are not supported: send `instructions` and `input`",
     "context_management": "server-side compaction is not supported: this server keeps no context",
+}
+
+# Chat completions' fields, sent here: what the Responses API calls them (RESPONSES_ONLY_FIELDS
+# is the other way). Ignored, `max_tokens` 3 came back with a 32-token reply and a `stop` was run past.
+CHAT_ONLY_FIELDS = {
+    "max_tokens": "the reply budget here is `max_output_tokens`",
+    "max_completion_tokens": "the reply budget here is `max_output_tokens`",
+    "stop": "the Responses API has no stop strings: send the request to /v1/chat/completions",
+    "messages": "the conversation here is `input` (a string, or message items)",
 }
 
 
@@ -109,6 +119,7 @@ class ResponsesRequest(ChatRequest):
             "user": _string(body, "user"),
         }
         req.refuse_stray_stream_options(body)  # last, as chat's: a body's first mistake stays the one named
+        refuse_other_apis_fields(body, CHAT_ONLY_FIELDS, "/v1/chat/completions", "/v1/responses")
         return req
 
 

@@ -77,6 +77,7 @@ from pipeline.chatapi import (
     error_body,
 )
 from pipeline.chatrequest import ChatRequest, RequestError
+from pipeline.cli import EXIT_INTERRUPTED
 from pipeline.httpconn import (
     ARRIVAL_GRACE_SECONDS,
     MAX_BODY_BYTES,
@@ -645,7 +646,13 @@ def base_url(host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = load_engine(args, "serve")
+    try:
+        engine = load_engine(args, "serve")
+    except KeyboardInterrupt:
+        # Ctrl-C while torch imports and the model loads (seconds on a CPU), before _stop_signals:
+        # it quits as chat does there (exit 130), where it printed a traceback of that import.
+        print("\nserve: stopped before it started listening", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if engine is None:
         return 2
     service = ChatService(engine, model_name=args.model_name, max_waiting=args.max_waiting)
