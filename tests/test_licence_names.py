@@ -14,6 +14,23 @@ from pipeline.sources import licences
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import parse_entry
 
+
+def assert_barred(licence: str) -> None:
+    """Barred by its wording (not as unknown): no `commercial_reason` lets it into the variant."""
+    assert licences.is_non_commercial(licence)
+    bar = licences.licence_bar(licence)
+    assert bar is not None and not bar.unknown
+    assert not licences.commercial_eligible(True, licence)
+
+
+def assert_unlisted(licence: str) -> None:
+    """Not barred, not listed: a `commercial_reason` lets it in."""
+    assert not licences.is_non_commercial(licence)
+    assert licences.standing(licence) == licences.Standing.UNLISTED
+    assert licences.licence_bar(licence) is None
+    assert licences.commercial_eligible(True, licence)
+
+
 FORBIDDING = [
     "no commercial use",
     "No-Commercial",
@@ -172,10 +189,7 @@ ALLOWING = [
 
 @pytest.mark.parametrize("licence", FORBIDDING)
 def test_wordings_that_forbid_commercial_use_bar_the_data(licence: str) -> None:
-    assert licences.is_non_commercial(licence)
-    bar = licences.licence_bar(licence)
-    assert bar is not None and not bar.unknown
-    assert not licences.commercial_eligible(True, licence)
+    assert_barred(licence)
     with pytest.raises(SourceError, match="does not allow commercial use"):
         parse_entry("web", _entry(licence, reason="our lawyer says so"))
 

@@ -7,6 +7,7 @@ variant (session 34). Notes about the data that put `only` before a purpose word
 from __future__ import annotations
 
 import pytest
+from test_licence_names import assert_unlisted
 
 from pipeline.sources import licences
 from pipeline.sources.errors import SourceError
@@ -109,10 +110,7 @@ NOT_BARRED = [
 
 @pytest.mark.parametrize("licence", NOT_BARRED)
 def test_notes_with_only_before_a_word_that_is_no_purpose_stay_unlisted(licence: str) -> None:
-    assert not licences.is_non_commercial(licence)
-    assert licences.standing(licence) == Standing.UNLISTED
-    assert licences.licence_bar(licence) is None
-    assert licences.commercial_eligible(True, licence)
+    assert_unlisted(licence)
 
 
 @pytest.mark.parametrize(

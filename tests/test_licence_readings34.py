@@ -8,6 +8,7 @@ wordings beside them stay barred."""
 from __future__ import annotations
 
 import pytest
+from test_licence_names import assert_barred, assert_unlisted
 
 from pipeline.sources import licences
 from pipeline.sources.licences import Standing
@@ -34,10 +35,7 @@ NOT_BARRED = [
 
 @pytest.mark.parametrize("licence", NOT_BARRED)
 def test_notes_beside_an_open_licence_do_not_bar_it(licence: str) -> None:
-    assert not licences.is_non_commercial(licence)
-    assert licences.licence_bar(licence) is None
-    assert licences.standing(licence) == Standing.UNLISTED
-    assert licences.commercial_eligible(True, licence)
+    assert_unlisted(licence)
 
 
 STILL_BARRED = [
@@ -73,10 +71,7 @@ STILL_BARRED = [
 
 @pytest.mark.parametrize("licence", STILL_BARRED)
 def test_restrictive_wordings_beside_them_stay_barred(licence: str) -> None:
-    assert licences.is_non_commercial(licence)
-    bar = licences.licence_bar(licence)
-    assert bar is not None and not bar.unknown
-    assert not licences.commercial_eligible(True, licence)
+    assert_barred(licence)
 
 
 @pytest.mark.parametrize("licence", ["MIT", "BSD-3-Clause", "CC0-1.0"])
