@@ -196,10 +196,12 @@ PERMISSIVE_EXCEPTIONS = frozenset(s.lower() for s in ("LLVM-exception",))
 # into "BY" (CC-BYNC-4.0, CCBYNC4.0), or words that limit use to non-commercial purposes
 # ("non-commercial", "not for commercial use", "no commercial use"; not "no commercial
 # restrictions", which says the opposite). "research use only" and the like: _RESTRICTING_PATTERN.
-# Nor "no commercial licence required" where the clause ends there: it grants commercial use; "no
-# commercial licence required for research" implies one is for commercial use, and stays barred.
+# Nor "no commercial licence required" where the sentence ends there: it grants commercial use; "no
+# commercial licence required for research" implies one is for commercial use, and stays barred, as
+# does one qualified after a comma, which goes on with the same sentence ("..., for research",
+# "..., personal use": the rules that read the rest of the value take neither for a restriction).
 _NO_LICENCE_NEEDED = (
-    r"licen[cs](?:es?|ing)[-_ ](?:(?:is|are)[-_ ])?(?:required|needed|necessary)(?=[-_ ]*+(?:[.;,)]|$))"
+    r"licen[cs](?:es?|ing)[-_ ](?:(?:is|are)[-_ ])?(?:required|needed|necessary)(?=[-_ ]*+(?:[.;)]|$))"
 )
 _NAMED_PATTERN = (
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
@@ -294,6 +296,10 @@ _LICENCE_WORDS = frozenset(("licence", "license", "agreement"))
 _LIMITING_WORDS = frozenset(("only", "solely", "exclusively", "strictly"))
 _LIMITING_BEFORE = {"restricted": "to", "limited": "to", "confined": "to", "reserved": "for"}
 _NEGATING_WORDS = frozenset(("not", "no", "never", "t"))  # "t": "isn't" as _WORDS splits it
+# Words a negation may stand before the limiting word across ("not strictly limited", "not be
+# restricted"), _NEGATION_REACH of them at most: a bounded look back keeps the reading linear.
+_NEGATION_BRIDGE = _LIMITING_WORDS | {"be", "been", "being"}
+_NEGATION_REACH = 2
 _BETWEEN_WORDS = frozenset(
     (
         *("for", "to", "in", "within", "at", "by", "of", "the", "a", "an", "your", "their", "own"),
@@ -860,7 +866,7 @@ def _limited_to_a_purpose(line: str) -> bool:
     for clause in _CLAUSE_BREAK.split(line):
         words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", clause.lower()))
         for at, word in enumerate(words):
-            if at > 0 and words[at - 1] in _NEGATING_WORDS:
+            if _negated(words, at):
                 continue
             if word in _LIMITING_WORDS:
                 start = at + 1
@@ -870,6 +876,18 @@ def _limited_to_a_purpose(line: str) -> bool:
                 continue
             if _purpose_follows(words, start):
                 return True
+    return False
+
+
+def _negated(words: list[str], at: int) -> bool:
+    """True when a negation stands before words[at], across at most _NEGATION_REACH words that only
+    say how the limit is put: "not strictly limited to research", "shall not be restricted to ..."
+    grant, as "not limited to" does (read as limits, they barred the data)."""
+    for back in range(at - 1, max(-1, at - 2 - _NEGATION_REACH), -1):
+        if words[back] in _NEGATING_WORDS:
+            return True
+        if words[back] not in _NEGATION_BRIDGE:
+            return False
     return False
 
 

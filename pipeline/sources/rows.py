@@ -70,7 +70,7 @@ CHUNK_ROWS = 50_000
 
 class RawRows:
     """Column-wise builder: rows are appended to Python lists, which move into polars every
-    `chunk_rows` rows; `frame()` joins the chunks into one contiguous frame."""
+    `chunk_rows` rows; `frame()` is a frame of those chunks, not joined (see frame)."""
 
     def __init__(self, source: str, licence: str, commercial: bool, *, chunk_rows: int = CHUNK_ROWS) -> None:
         self.source, self.licence, self.commercial = source, licence, commercial
