@@ -11,7 +11,6 @@ for torch.
 from __future__ import annotations
 
 import argparse
-import codecs
 import os
 import signal
 import sys
@@ -23,6 +22,7 @@ from pipeline.argtypes import whole_number_or
 from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, clean_text, not_utf8_text
 from pipeline.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, silence_stdout
 from pipeline.invisible import blank_text
+from pipeline.sources.readers import decode_whole
 from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
 from pipeline.streamencoding import argument_text, read_utf8_for_ascii, utf8_in_disguise
 from pipeline.terminal import inert
@@ -108,13 +108,11 @@ def _read_context(args: argparse.Namespace) -> str | None:
 
 def _not_utf8(raw: bytes) -> str:
     """What is wrong with bytes that do not decode as UTF-8 (a byte-order mark allowed): the first
-    bad byte and its offset in the file."""
-    skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    bad byte and its offset in the file (decode_whole counts it from the file's first byte)."""
     try:
-        raw[skip:].decode("utf-8")
+        decode_whole(raw)
     except UnicodeDecodeError as e:
-        at = skip + e.start
-        return f"not UTF-8 text (byte 0x{raw[at]:02X} at byte {at}); save it as UTF-8"
+        return f"not UTF-8 text (byte 0x{raw[e.start]:02X} at byte {e.start}); save it as UTF-8"
     return "not UTF-8 text; save it as UTF-8"
 
 

@@ -21,7 +21,7 @@ import yaml
 
 from pipeline.params import safe_load, yaml_error
 from pipeline.sources.errors import SourceError
-from pipeline.sources.readers import cr_only, data_name, json_kind, open_binary
+from pipeline.sources.readers import cr_only, data_suffix, json_kind, open_binary
 from pipeline.sources.registry import (
     SIDECAR_SUFFIXES,
     SourceSpec,
@@ -88,7 +88,7 @@ class ContribFile:
 def infer_format(path: Path) -> str | None:
     """Contributed-file format from the extension; for JSON(L), from the first record's keys."""
     # a .jsonl.gz by its inner name, as the readers and format_clash read its content
-    suffix = Path(data_name(path)).suffix.lower()
+    suffix = data_suffix(path)
     if suffix == ".txt":
         return "nanochatgpt"
     if suffix not in (".jsonl", ".json"):
@@ -124,7 +124,7 @@ def _first_record_hint(path: Path) -> str:
     """Why a .jsonl file's format could not be guessed, from its first non-blank line: that it is
     no JSON (a broken export reads the same from every line), or the keys it holds instead; for a
     .json file, from its first record (_json_record_hint)."""
-    suffix = Path(data_name(path)).suffix.lower()
+    suffix = data_suffix(path)
     if suffix not in (".jsonl", ".json") or not path.is_file():
         return ""
     if suffix == ".json":

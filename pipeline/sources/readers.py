@@ -142,6 +142,11 @@ def data_name(path: Path) -> str:
     return path.name[:-3] if path.name.lower().endswith(".gz") else path.name
 
 
+def data_suffix(path: Path) -> str:
+    """The data name's (data_name) last suffix in lower case: `.jsonl` for `x.JSONL.gz`."""
+    return Path(data_name(path)).suffix.lower()
+
+
 def has_suffix(path: Path, suffixes: str | tuple[str, ...]) -> bool:
     """Whether the file's data name (data_name) ends with one of `suffixes` (given in lower case), in
     any letter case: a suffix names a format whatever its case, and an upstream file renamed to
