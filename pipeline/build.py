@@ -64,9 +64,11 @@ from pipeline.buildstats import card_sources, compute_stats, summary_metrics, wr
 from pipeline.datasetformat import SplitWriter, assemble_conversations
 from pipeline.notices import write_notice
 from pipeline.schema import (
+    CONTROL_CHECKS,
     QUARANTINE_SCHEMA,
     TURN_SCHEMA,
     commercial_ok,
+    first_control_char,
     frame_rules,
     row_violations,
 )
@@ -474,8 +476,43 @@ def _quarantine_rows(rows: pl.DataFrame, sources: Sequence[SourceInput]) -> pl.D
         pl.lit(":row "),
         pl.col("row").cast(pl.String),
     )
-    return rows.with_columns(origin=origin).select(
-        "rank", "row", *[pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()]
+    return (
+        _name_control_chars(rows)
+        .with_columns(origin=origin)
+        .select("rank", "row", *[pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])
+    )
+
+
+def _name_control_chars(rows: pl.DataFrame) -> pl.DataFrame:
+    """A control-character quarantine's reason with the first such character and where, as
+    normalize's says (schema.first_control_char): "turn 1: text holds control characters (the first,
+    U+0007, at character 5)"; the row says its conversation_id. The plan keeps no text (it reads the
+    corpus in one streaming pass), so its reason names the turn only; the rows quarantined, text
+    and all, are at hand here. `code` (the first failing row, as the plan encodes it) says which."""
+    failing = (
+        rows.filter(
+            pl.col("check").is_in(list(CONTROL_CHECKS)) & (pl.col("turn") == pl.col("code") // _CODE_BASE - 1)
+        )
+        .sort("row")
+        .unique(["rank", "conversation_id"], keep="first", maintain_order=True)
+    )
+    if not failing.height:
+        return rows
+    named = pl.DataFrame(
+        {
+            "rank": failing["rank"],
+            "conversation_id": failing["conversation_id"],
+            "_named": [
+                first_control_char(row[CONTROL_CHECKS[row["check"]]], row["reason"])
+                for row in failing.iter_rows(named=True)
+            ],
+        },
+        schema_overrides={"_named": pl.String},
+    )
+    return (
+        rows.join(named, on=["rank", "conversation_id"], how="left", nulls_equal=True, maintain_order="left")
+        .with_columns(reason=pl.coalesce("_named", "reason"))
+        .drop("_named")
     )
 
 
@@ -492,7 +529,7 @@ def _write_parts(
     Returns (_WRITTEN_SCHEMA counts, quarantined rows per rank, the leak audit: split.LeakAudit).
     """
     fate = plan.filter(pl.col("status").is_in([KEPT, QUARANTINED])).select(
-        "rank", "conversation_id", "part", "status", "split", "order_h", "check", "reason"
+        "rank", "conversation_id", "part", "status", "split", "order_h", "check", "reason", "code"
     )
     (tmp / "text").mkdir()  # DVC tracks text/ as an out: it exists (empty) even without export_text
     counts, quarantined = [], []

@@ -136,13 +136,46 @@ def restore_plots(checkpoint: Path, live_dir: Path) -> None:
 def trim_plots(live_dir: Path, step: int) -> None:
     """Drop plot rows after `step`: a resumed run redoes the steps after its checkpoint (no duplicates).
     An empty file is removed: dvclive creates a .tsv and writes its header and first row as it closes
-    it, so a kill in between leaves it empty, and dvclive writes a header only into a file it creates."""
+    it, so a kill in between leaves it empty, and dvclive writes a header only into a file it creates.
+    A file that is only a header without its line end (a write cut short) is removed for that reason.
+
+    A row that is not a whole dvclive row (_row_step) is dropped where it lies after the last row kept
+    by its step: the end of a write cut short (a kill, a full disk), or garbage a power loss left
+    there. Its step would be after the checkpoint's (dvclive logs a step before its checkpoint is
+    written), and dvclive's next rows would follow it on its line. One in the middle, before a row
+    that is kept, was not left by a cut write (rows were appended after it): it stays, as it is.
+    What cannot be read is not ours to judge, the history around it is the checkpoint's, and trimming
+    must not drop anything that was there before the step resumed from."""
     for tsv in _plots(live_dir).rglob("*.tsv"):
-        lines = tsv.read_text().splitlines()
-        if not lines:
+        lines = tsv.read_bytes().splitlines(keepends=True)
+        if not lines or (len(lines) == 1 and not lines[0].endswith(b"\n")):
             tsv.unlink()
             continue
         header, *rows = lines
-        kept = [r for r in rows if int(r.split("\t", 1)[0]) <= step]
+        fields = header.count(b"\t") + 1
+        steps = [_row_step(row, fields) for row in rows]
+        # Everything after the last row kept by its step is the part the resume redoes (or a torn end).
+        last = max((i for i, s in enumerate(steps) if s is not None and s <= step), default=-1)
+        kept = [
+            r
+            for i, (r, s) in enumerate(zip(rows, steps, strict=True))
+            if (i < last if s is None else s <= step)
+        ]
         if len(kept) != len(rows):
-            atomic.write_text(tsv, "\n".join([header, *kept]) + "\n")
+            atomic.write_bytes(tsv, b"".join([header, *kept]))
+
+
+def _row_step(row: bytes, fields: int) -> int | None:
+    """The step of a whole dvclive row (its line end, the header's number of tab-separated fields, an
+    integer step, numbers after it), else None: dvclive writes a row and its line end in one write."""
+    if not row.endswith(b"\n"):
+        return None
+    values = row.rstrip(b"\r\n").split(b"\t")
+    if len(values) != fields:
+        return None
+    try:
+        for value in values[1:]:
+            float(value)
+        return int(values[0])
+    except ValueError:
+        return None

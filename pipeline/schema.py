@@ -165,7 +165,7 @@ def row_violations(max_chars: int = MAX_TURN_CHARS) -> list[tuple[str, pl.Expr, 
 
 
 # The row rules whose quarantine reason says more than the rule's own words: which character, where.
-_CONTROL_CHECKS = {"text_no_control_chars": "text", "context_no_control_chars": "context"}
+CONTROL_CHECKS = {"text_no_control_chars": "text", "context_no_control_chars": "context"}
 
 
 def row_reason(check: str, reason: str) -> str | pl.Expr:
@@ -173,17 +173,17 @@ def row_reason(check: str, reason: str) -> str | pl.Expr:
     For a control character, the first one found and where: "text holds control characters" left a
     contributor searching a long turn for an invisible character. Per row, in Python: only the rows
     that break the rule are given it, and a source holds few of them."""
-    column = _CONTROL_CHECKS.get(check)
+    column = CONTROL_CHECKS.get(check)
     if column is None:
         return reason
     return pl.col(column).map_batches(
-        lambda values: pl.Series([_first_control_char(v, reason) for v in values], dtype=pl.String),
+        lambda values: pl.Series([first_control_char(v, reason) for v in values], dtype=pl.String),
         return_dtype=pl.String,
         is_elementwise=True,
     )
 
 
-def _first_control_char(text: str | None, reason: str) -> str:
+def first_control_char(text: str | None, reason: str) -> str:
     """`reason` and the first control character of `text`, as chat and serve name one they refuse:
     its code point and its (1-based) character position in the text as cleaned (stripped, NFC)."""
     found = _FIRST_CONTROL_CHAR.search(text or "")

@@ -139,10 +139,11 @@ class ThreadTuner:
         self._max_explore_seconds = max(explore_seconds, max_explore_seconds)
         self._stints: dict[int, deque[list[float]]] = {c: deque(maxlen=STINTS) for c in self.counts}
         self._current: int | None = None
+        self._stint_count: int | None = None  # the count of the stint under way
         self._regrouping = False  # the step under way is the first at its count
         self._turn: list[int] = []  # counts still to be given a turn in this round
-        # The counted steps of the turn under way, across replies: a reply's prefill starts a new
-        # stint, and a turn held to one stint never ended where every reply was shorter than a turn
+        # The counted steps of the turn under way, across replies (a reply's prefill once started a
+        # new stint): a turn held to one reply never ended where every reply was shorter than a turn
         # (cpu-tiny's 3.5 ms steps: 29 steps), and the decode stayed at the turn's count for good.
         self._turn_steps: list[float] = []
         # Seconds of decoding until the next round: the first comes after FIRST_ROUND_STEPS steps.
@@ -173,6 +174,11 @@ class ThreadTuner:
         if count != self._current:
             self._current = count
             self._regrouping = True
+        if count != self._stint_count:
+            # A stint is a turn or the time between rounds: a reply's prefill (before_untimed) ends
+            # none. Ended there, replies of MIN_TURN decode steps or fewer (the first regroups) never
+            # held MIN_TURN steps in one: no round came due, nor a load change, for good.
+            self._stint_count = count
             self._stints[count].append([])
         start = self._clock()
         result = step()

@@ -198,7 +198,9 @@ def test_a_conversation_is_quarantined_under_its_first_failing_row(tmp_path: Pat
     q = pl.read_parquet(tmp_path / "data/dataset/full/quarantine.parquet")
     assert q["conversation_id"].to_list() == ["a:bad"] * 4  # the whole conversation
     assert set(q["check"]) == {"text_no_control_chars"}
-    assert set(q["reason"]) == {"turn 1: text holds control characters"}
+    assert set(q["reason"]) == {
+        "turn 1: text holds control characters (the first, U+0007, at character 6)"  # "ring \x07"
+    }
 
 
 def test_quarantine_rows_are_in_input_order_across_write_parts(tmp_path: Path) -> None:

@@ -814,6 +814,9 @@ def _seconds(call, *args: object) -> float:
         "licence_only_first_run",
         "licence_only_first_limits",
         "licence_only_first_clauses",
+        "licence_contact_after",
+        "licence_offer_contact_after",
+        "licence_made_by",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -878,6 +881,14 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
             licences.is_non_commercial,
             "restricted to the research code, " * (n // 33),
         ),
+        # licB (session 35): a contact after the commercial phrase, in a value and in an offer beside
+        # an open licence (a full stop may end its name); a limiting word after how the data was made
+        "licence_contact_after": (licences.is_non_commercial, "commercial licensing inquiries " * (n // 31)),
+        "licence_offer_contact_after": (
+            licences.is_non_commercial,
+            "MIT. for commercial licensing" + " " * n + "x",
+        ),
+        "licence_made_by": (licences.is_non_commercial, "annotated only by " * (n // 18)),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

@@ -27,12 +27,15 @@ keeps its data out of the commercial variant. Anything else (one id, free text s
 use only" or "CC BY 4.0", the placeholders) is read whole, as one name, as before: a listed licence by
 its spelled-out name ("MIT License", "CC BY 4.0") as its id (_SPELLED_OUT), and an open licence's id
 or a listed licence's spelled-out name followed only by an offer of a commercial licence ("GPL-3.0;
-commercial licenses available", "MIT License; commercial licenses available", dual licensing) as
-unlisted, not barred (_COMMERCIAL_OFFER). A limiting word bars a restricting purpose before it as
+commercial licenses available", "MIT License. For commercial licensing, contact us", dual licensing)
+as unlisted, not barred (_COMMERCIAL_OFFER); the offer alone ("For commercial licensing, contact
+us", "contact us for commercial licensing") leaves commercial use to a licence not granted, and bars.
+A limiting word bars a restricting purpose before it as
 `only` after it does: "Only academic use permitted", "Restricted to personal use", "Can only be used for
 research" as "academic use only" (_limited_to_a_purpose: within a clause, a few words apart, and not
 where a noun follows the purpose word: "only the research code is included"; not negated: "not limited
-to research"). A note about the data beside a licence is no restriction: a
+to research"; not who made the data or where: "annotated only by research groups", _MADE_WORDS). A
+note about the data beside a licence is no restriction: a
 purpose word naming a part of the data ("testing split only has 500 rows", _DATA_PART), "email" as a
 noun for what was removed ("email addresses removed", _EMAIL_REMOVED), "no commercial licence
 required" (it grants); such a value reads as free text, unlisted.
@@ -326,6 +329,17 @@ _AFTER_PURPOSE_WORDS = frozenset(
 # the limiting word the purpose word is a noun being listed ("only testing of the English subset was
 # done"), which is a note.
 _AFTER_PURPOSE_PREPOSITIONS = frozenset(("of", "in", "at", "by", "on", "within"))
+# How the data was made, just before the limiting word: then "by", "in", "at" name who made it or
+# where ("annotated only by research groups", "collected only in research settings"), not a use (read
+# as a limit, they barred the data). "for" still names a purpose: "collected only for research".
+_MADE_WORDS = frozenset(
+    (
+        *("annotated", "collected", "gathered", "recorded", "labelled", "labeled", "written"),
+        *("authored", "created", "produced", "generated", "curated", "compiled", "transcribed"),
+        *("translated", "reviewed", "validated", "verified", "sourced", "crawled", "scraped"),
+    )
+)
+_MADE_BY = frozenset(("by", "in", "at", "within"))
 _CLAUSE_BREAK = re.compile(r"[;,.()\[\]!?]")
 # "commercial use requires permission", "commercial licensing available", "commercial use: contact
 # us", "contact the authors for commercial use": the terms as written leave commercial use out (a
@@ -360,7 +374,10 @@ _NOT_GRANTED = "".join(rf"(?<!\b{word}[-_ ])" for word in _GRANTING)  # before "
 # commercial ..." that would match here).
 _NEEDS_PERMISSION = re.compile(
     rf"{_NOT_GRANTED_FOR}(?<!\bno[-_ ])\bcommercial(ly)?{_SEP}"
-    rf"(?:(?:use|usage|purposes?|redistribution|distribution|exploitation|applications?|users?){_SEP})?"
+    rf"(?:(?:use|usage|purposes?|redistribution|distribution|exploitation|applications?|users?"
+    # "For commercial licensing, contact us", "commercial rights: contact ...": a contact after the
+    # licence's own word asks for one, as "contact us for commercial licensing" does (_FOR_COMMERCIAL)
+    rf"|licen[cs](?:es?|ing)|rights|terms){_SEP}(?:(?:inquiries|enquiries){_SEP})?)?"
     rf"(?:(?:is|are|only|may{_SEP}be){_SEP})?"
     rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|with|by){_SEP}{_PERMISSION}"
     rf"|{_PERMISSION}{_SEP}(?:(?:is|are){_SEP})?(?:required|needed|necessary)"  # "licence required"
@@ -413,14 +430,22 @@ _EMAIL_REMOVED = re.compile(
 _GNU = re.compile(r"[al]?gpl(?:-\d(?:\.\d)?(?:-only|-or-later)?\+?)?", re.IGNORECASE)
 # _SEP's separators, and what may stand between the id and its offer: "GPL-3.0; ...", "MIT / ..."
 _OFFER_SEP = r"[-\s:,;(/\u2013\u2014]++"
-_OFFERED = rf"(?:available(?:{_OFFER_SEP}on{_OFFER_SEP}request)?|on{_OFFER_SEP}request)"
+_OFFERED = rf"(?:available(?:{_OFFER_SEP}(?:up)?on{_OFFER_SEP}request)?|(?:up)?on{_OFFER_SEP}request)"
 _COMMERCIAL_OFFER = re.compile(
+    # A full stop may end the licence's name before its offer: "MIT. Commercial licenses available"
+    # says what "MIT; commercial licenses available" does (_dual_licensed leaves the stop to this).
+    r"\.?(?:"
+    # "; for commercial licensing, contact us", "/ commercial licenses: email us" (first: the next
+    # alternative would take "; commercial licenses" and leave the contact unread)
+    rf"{_OFFER_SEP}(?:for{_OFFER_SEP})?(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}licen[cs](?:es?|ing)"
+    rf"(?:{_OFFER_SEP}(?:inquiries|enquiries))?{_OFFER_SEP}(?:please{_OFFER_SEP})?(?:{_CONTACT_PATTERN})"
+    rf"{_OFFER_SEP}(?:us|the{_OFFER_SEP}authors?)"
     # "or commercial", "/ a commercial license", "; commercial licenses are also available"
-    rf"{_OFFER_SEP}(?:(?:or|and){_OFFER_SEP})?(?:(?:a|an|separate|also){_OFFER_SEP})*commercial"
+    rf"|{_OFFER_SEP}(?:(?:or|and){_OFFER_SEP})?(?:(?:a|an|separate|also){_OFFER_SEP})*commercial"
     rf"(?:{_OFFER_SEP}licen[cs](?:es?|ing)(?:{_OFFER_SEP}(?:(?:is|are|also){_OFFER_SEP})*{_OFFERED})?)?"
     # "; contact us for commercial licensing"
     rf"|{_OFFER_SEP}(?:please{_OFFER_SEP})?(?:{_CONTACT_PATTERN}){_OFFER_SEP}(?:us|the{_OFFER_SEP}authors?)"
-    rf"{_OFFER_SEP}for{_OFFER_SEP}(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}licen[cs](?:es?|ing)",
+    rf"{_OFFER_SEP}for{_OFFER_SEP}(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}licen[cs](?:es?|ing))",
     re.IGNORECASE,
 )
 _OFFER_END = re.compile(r"[\s.)]*")  # after the offer: a full stop, the ")" of "MIT (or commercial)"
@@ -820,15 +845,23 @@ def _dual_licensed(name: str) -> bool:
     match = _LEADING_ID.match(name)
     if match is None:
         return False
-    key = match.group().lower()
-    if (listed_id(key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None) and _offered(name, match.end()):
+    end = _before_full_stop(name, match.end())
+    key = name[:end].lower()
+    if (listed_id(key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None) and _offered(name, end):
         return True
     # A spelled-out name ends after one of its first few words (_SPELLED_WORDS at most): each is tried
     # as its end, so that the name's own words ("License") are not read as the offer's
     for word in itertools.islice(_NAME_WORD.finditer(name), _SPELLED_WORDS):
-        if _spelled(name[: word.end()]) in _SPELLED_OUT and _offered(name, word.end()):
+        end = _before_full_stop(name, word.end())
+        if _spelled(name[:end]) in _SPELLED_OUT and _offered(name, end):
             return True
     return False
+
+
+def _before_full_stop(name: str, end: int) -> int:
+    """Where the name ending at `end` ends without the full stop a sentence put after it ("MIT."):
+    an id's characters and a name's word take the "." in, and "mit." is no listed licence."""
+    return end - 1 if name[end - 1 : end] == "." else end
 
 
 def _offered(name: str, at: int) -> bool:
@@ -870,6 +903,8 @@ def _limited_to_a_purpose(line: str) -> bool:
                 continue
             if word in _LIMITING_WORDS:
                 start = at + 1
+                if _says_who_made(words, at):
+                    continue
             elif word in _LIMITING_BEFORE and words[at + 1 : at + 2] == [_LIMITING_BEFORE[word]]:
                 start = at + 2
             else:
@@ -877,6 +912,12 @@ def _limited_to_a_purpose(line: str) -> bool:
             if _purpose_follows(words, start):
                 return True
     return False
+
+
+def _says_who_made(words: list[str], at: int) -> bool:
+    """True when the limiting word words[at] says who made the data or where, not who may use it:
+    "annotated only by research groups" (_MADE_WORDS)."""
+    return 0 < at < len(words) - 1 and words[at - 1] in _MADE_WORDS and words[at + 1] in _MADE_BY
 
 
 def _negated(words: list[str], at: int) -> bool:

@@ -159,13 +159,16 @@ def line_of(raw: bytes, offset: int) -> int:
     return raw.count(b"\n", 0, offset) + 1
 
 
-def _decode(raw: bytes) -> tuple[str, str | None]:
+def _decode(raw: bytes, skipped: int = 0) -> tuple[str, str | None]:
     """A line's text (bad bytes as U+FFFD) and, when it is not UTF-8, the reason: the byte counted
-    from the line's start (0-based), as the whole-file readers count theirs from the file's."""
+    from the line's start (0-based), as the whole-file readers count theirs from the file's. `skipped`:
+    the bytes of a byte-order mark taken off the line's start, counted as decode_whole counts the
+    file's (an editor or `xxd` shows the line with them)."""
     try:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError as e:
-        return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start} of the line"
+        where = e.start + skipped
+        return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {where} of the line"
 
 
 def _bounded_lines(f: IO[bytes], cap: int) -> Iterator[tuple[bytes, int | None]]:
@@ -200,8 +203,8 @@ def iter_lines(path: Path, *, lone_cr: bool = False, max_bytes: int | None = Non
     n = 0
     with open_binary(path) as f:
         for chunk, too_long in _bounded_lines(f, cap):
-            if chunk.startswith(BOM):  # the file's start, or one of several files joined by `cat`
-                chunk = chunk[len(BOM) :]
+            skipped = len(BOM) if chunk.startswith(BOM) else 0  # the file's start, or a file joined by `cat`
+            chunk = chunk[skipped:]
             if too_long is not None:
                 n += 1
                 reason = (
@@ -213,7 +216,8 @@ def iter_lines(path: Path, *, lone_cr: bool = False, max_bytes: int | None = Non
             chunk = chunk.rstrip(b"\n").rstrip(b"\r")
             for raw in chunk.split(b"\r") if lone_cr else [chunk]:
                 n += 1
-                text, err = _decode(raw)
+                text, err = _decode(raw, skipped)
+                skipped = 0  # the mark is the first piece's only (a lone CR ends a line too)
                 yield Record(n, text if err is None else None, text, "utf8" if err else None, err)
 
 
