@@ -263,9 +263,16 @@ def dataset_card(variant: str, stats: Mapping[str, Any], sources: Sequence[CardS
         "",
         "- `train.parquet`, `val.parquet`: one conversation per row. `conversation_id` (string), "
         "`messages` (list of `{role: human|bot, content}`), `context` (persona text or null), `source`, "
-        "`licence`, `commercial`.",
-        "- `text/`: the same conversations in nanoChatGPT's text format (one `<human> ... <endOfText>` "
-        "line per turn).",
+        "`licence`, `commercial`. nanoChatGPT's model's chat template takes OpenAI's roles (it refuses "
+        "`human`): given `human` as `user`, `bot` as `assistant` and `context` as a `system` message "
+        "before them (when it is not null), it renders a row to the ids nanoChatGPT trains on.",
+        # the card travels alone (hf upload): a reader of text/ has no docs/contracts.md to say
+        # which of a line's backslashes are escapes and that an escaped marker is typed text
+        "- `text/`: the same conversations in nanoChatGPT's text format: one `<human> ... <endOfText>` "
+        "or `<bot> ... <endOfText>` line per turn, a persona as a plain first line, a blank line after "
+        "each conversation. In a line's text a newline is written `\\n`, a backslash `\\\\` and "
+        "marker text `<\\bot>` (so that no reader finds a turn boundary inside text); nanoChatGPT's "
+        "`pipeline.datasetformat.parse_text` reads it back exactly.",
         "- `quarantine.parquet`: rows the build rejected, with the rule they broke.",
         f"- `{NOTICE_FILE}`: the licence and copyright notices of every source above.",
         "- `stats.json`: per-source counts that reconcile rows read with rows kept, filtered, "

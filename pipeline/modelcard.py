@@ -277,6 +277,14 @@ def model_card(
         "`padding=True`): each prompt must end where its reply begins. The tokenizer pads on the right "
         "by default, which a plain forward pass (training, scoring) needs.",
         "",
+        # generate() does not trim a long prompt: past the position table it fails with a bare
+        # IndexError, which a reader extending the example to a longer chat met with no hint why
+        f"The model has {facts.block_size:,} positions: the prompt plus `max_new_tokens` must fit in "
+        f"{facts.block_size:,} tokens (`generate()` fails with `IndexError: index out of range in self` "
+        "once a token past them is fed in). For a longer chat, leave out the oldest exchanges (a user "
+        "message and the reply to it) until it fits, keeping the `system` persona, as `nanochatgpt "
+        "chat` and `serve` do.",
+        "",
         "### Untrusted text",
         "",
         "A Hugging Face tokenizer turns marker text inside a message into the marker itself (a typed "
