@@ -472,6 +472,21 @@ def kill_after_lines(driver: str, cfg: dict, root: Path, data: Path, lines: list
     assert proc.returncode == -signal.SIGKILL
 
 
+def resume_in_process(cfg: dict, root: Path, data: Path) -> list[int]:
+    """DRIVER's run (`cfg` in `root` on `data`) in this process, with the one torch thread its process
+    has (OMP_NUM_THREADS=1, as straight_kill_run's): the same kernels, so the same weights bit for bit,
+    without a fresh process's imports (torch, dvclive, dynamo: more CPU than the steps). The steps it
+    trained."""
+    seen: list[int] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(TrainConfig(**cfg), paths_in(root, data), on_step=seen.append)
+    finally:
+        torch.set_num_threads(threads)
+    return seen
+
+
 def _weights(root: Path) -> dict[str, torch.Tensor]:
     return load_file(str(root / "ckpt" / checkpoint.WEIGHTS_FILE))
 
@@ -494,7 +509,7 @@ def test_kill_9_then_resume_ends_with_identical_weights(
     assert [p.name for p in checkpoint.run_checkpoints(killed / "run")] == ["step-00000004"]
     assert not (killed / "ckpt").exists()
 
-    _run_driver({**cfg, "init_from": "resume"}, killed, tokens)
+    assert resume_in_process({**cfg, "init_from": "resume"}, killed, tokens) == list(range(5, 13))
     want, got = _weights(straight), _weights(killed)
     assert want.keys() == got.keys()
     for name in want:
@@ -747,19 +762,31 @@ def test_discarding_an_unfinished_run_says_why(
     )
 
 
+EXTENSION_SHORT = dict(max_iters=4, ckpt_interval=2, eval_interval=2)
+
+
+@pytest.fixture(scope="module")
+def extended_straight(tokens: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """(summary, folder): a 4-step run extended to 6 uninterrupted, the reference both cases of
+    test_an_extension_killed_after_its_final_checkpoint_is_finalised_too compare with (trained once:
+    the same settings on the same shards give the same weights; the tests only read it)."""
+    root = tmp_path_factory.mktemp("extended-straight")
+    straight = paths_in(root, tokens)
+    train(tiny_config(**EXTENSION_SHORT), straight)
+    return train(tiny_config(**{**EXTENSION_SHORT, "max_iters": 6}, init_from="resume"), straight), root
+
+
 @pytest.mark.parametrize("dvc_cleared_outputs", [True, False])
 def test_an_extension_killed_after_its_final_checkpoint_is_finalised_too(
-    tokens: Path, tmp_path: Path, dvc_cleared_outputs: bool
+    tokens: Path, tmp_path: Path, dvc_cleared_outputs: bool, extended_straight: tuple[dict, Path]
 ) -> None:
     """With init_from: resume the same settings raised "is at step N already", and going back to
     scratch discarded the extension; now the extension is finalised like any finished run. Started
     by hand (torchrun, no DVC to clear the outputs), the killed extension found the extended run's
     model/ckpt and metrics.json in place: it was refused as "at step 6 already", its outputs left
     those of step 4. Once finished, extending without more steps is refused as before."""
-    short = dict(max_iters=4, ckpt_interval=2, eval_interval=2)
-    straight = paths_in(tmp_path / "straight", tokens)
-    train(tiny_config(**short), straight)
-    want = train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), straight)
+    short = EXTENSION_SHORT
+    want, straight = extended_straight
     paths = paths_in(tmp_path / "killed", tokens)
     train(tiny_config(**short), paths)
     if dvc_cleared_outputs:
@@ -771,7 +798,7 @@ def test_an_extension_killed_after_its_final_checkpoint_is_finalised_too(
     got = train(tiny_config(**{**short, "max_iters": 6}, init_from="resume"), paths, on_step=seen.append)
     assert seen == [] and got["iters"] == 6 and got["val_loss"] == want["val_loss"]
     assert json.loads(paths.metrics_file.read_text())["iters"] == 6
-    want_w, got_w = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
+    want_w, got_w = _weights(straight), _weights(tmp_path / "killed")
     assert all(torch.equal(want_w[k], got_w[k]) for k in want_w)
     for max_iters in (5, 6):
         with pytest.raises(TrainSetupError, match="is at step 6 already; set max_iters above 6"):
@@ -1254,7 +1281,7 @@ def test_freed_tensors_are_reused_not_faulted_in_again() -> None:
         "def step():\n"
         "    x = torch.ones(64 << 20, dtype=torch.uint8)  # a step's worth: made, used, freed\n"
         "    del x\n"
-        "for _ in range(100): step()\n"
+        "for _ in range(100 if sys.argv[1] == 'on' else 10): step()\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "for _ in range(30): step()\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
@@ -1269,7 +1296,10 @@ def test_freed_tensors_are_reused_not_faulted_in_again() -> None:
     # (16,384 of 4 KiB, or a few dozen where transparent huge pages back the tensor); with it, next
     # to none. The warm-up is needed because glibc's heap reaches its steady state only once the
     # small chunks freed beside each tensor (held in tcache, so not yet merged) let the big ones
-    # coalesce: 6-10 steps here, more on the CI machine, where counting from step 10 failed.
+    # coalesce: 6-10 steps here, more on the CI machine, where counting from step 10 failed. Without
+    # it (off) no heap state carries a tensor's pages from one step to the next (64 MiB is above
+    # glibc's largest mmap threshold, 32 MiB: each is mapped and unmapped whole), so every step faults
+    # alike from the first: 10 steps of warm-up there, as its 100 only cost ~6 CPU s of fresh pages.
     off = faults("off")
     on = faults("on")
     assert off >= 30, off

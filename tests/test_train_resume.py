@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import resource
@@ -28,6 +27,7 @@ from test_train import (
     _weights,
     kill_after_lines,
     paths_in,
+    resume_in_process,
     stop_at,
     write_tokens,
 )
@@ -80,15 +80,8 @@ def test_a_kill_during_a_checkpoint_write_resumes_to_the_uninterrupted_weights(
     assert len(torn) == 1 and (torn[0] / checkpoint.WEIGHTS_FILE).exists()  # the write it died in
     assert [p.name for p in checkpoint.run_checkpoints(killed / "run")] == ["step-00000004"]
 
-    again = subprocess.run(  # the same settings: resumed automatically after the step-4 checkpoint
-        [sys.executable, "-c", SAVE_DRIVER, json.dumps(cfg), str(killed), str(tokens)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.split() == [w for i in range(5, 13) for w in ("STEP", str(i))]
+    # the same settings: resumed automatically after the step-4 checkpoint
+    assert resume_in_process(cfg, killed, tokens) == list(range(5, 13))
     want, got = _weights(straight), _weights(killed)
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     assert sorted(p.name for p in (killed / "run").iterdir()) == ["step-00000012"]  # no torn copy left
