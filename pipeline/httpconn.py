@@ -284,6 +284,9 @@ class ChatHTTPServer(ThreadingHTTPServer):
     max_connections = MAX_CONNECTIONS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Whether a stop signal has come (serve.run sets it): its KeyboardInterrupt may have been
+        # lost (serve.StopSignal), so serve_forever looks at each turn of its loop (service_actions).
+        self.stop_asked: Callable[[], bool] | None = None
         self._open = 0  # connections with a thread
         self._open_lock = threading.Lock()
         self._reaper = _Reaper(MAX_REFUSED_LINGERING, REFUSED_LINGER_SECONDS)
@@ -342,6 +345,13 @@ class ChatHTTPServer(ThreadingHTTPServer):
             except OSError:  # one connection aborted (ECONNABORTED, accept(2)'s pending errors): next
                 continue
             self._refuse(request, str(ServerStopping()), retry_after=False)
+
+    def service_actions(self) -> None:
+        """After each turn of serve_forever's loop (at most poll_interval, 0.5 s, apart): end it, as
+        Ctrl-C's KeyboardInterrupt would have, once a stop signal has come."""
+        super().service_actions()
+        if self.stop_asked is not None and self.stop_asked():
+            raise KeyboardInterrupt
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:

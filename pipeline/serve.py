@@ -495,7 +495,8 @@ class Handler(BaseHTTPRequestHandler):
             self.log_message("client left before the %d reply", status)
             self.close_connection = True
             return
-        if self.close_connection and self._body_unread():
+        # A request cut by the stop's grace (its line, headers or body) has the rest of it unread too.
+        if self.close_connection and (self._reader.cut_by_stop or self._body_unread()):
             self._linger()
 
     def _error(
@@ -534,14 +535,17 @@ class Handler(BaseHTTPRequestHandler):
     def _linger(self) -> None:
         """Read and drop the rest of an unread body (up to linger_bytes / linger_seconds) after the
         reply, before the connection closes: closing on unread data resets the connection, and a
-        client still writing its body then sees BrokenPipeError instead of the reply."""
+        client still writing its body then sees BrokenPipeError instead of the reply. A request cut
+        by the stop is drained the same way, so the stop waits linger_seconds more at most."""
         self._body_done = True
         self._reader.deadline = time.monotonic() + self.linger_seconds
         # The reply is out: the stop's grace is for requests still arriving, and would cut this drain
         # at once past it (a request that came after the stop's grace, answered 503, then reset).
         self._reader.stopped = None
         left = self.linger_bytes
-        if self.headers.get("Transfer-Encoding") is None:
+        # A request cut in its line or headers has no headers of its own (they may be the last
+        # request's): what is left of it is not known, so only linger_bytes bounds it.
+        if not self._reader.cut_by_stop and self.headers.get("Transfer-Encoding") is None:
             with contextlib.suppress(RequestError):  # all of it is unread: no need to wait for the close
                 left = min(left, self._content_length())
         with contextlib.suppress(OSError, ValueError):
@@ -646,13 +650,28 @@ def base_url(host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # One handler from the first moment to exit: a signal must find it while torch imports and the
+    # model loads (SIGTERM there killed it, 143, without a word), and a second one between
+    # serve_forever's end and _stop (the default SIGTERM handler there did the same).
+    with _stop_signals() as stop:
+        return _run(args, stop)
+
+
+def _run(args: argparse.Namespace, stop: StopSignal) -> int:
     try:
         engine = load_engine(args, "serve")
+        stop.check()  # its KeyboardInterrupt may have been swallowed while the model loaded
     except KeyboardInterrupt:
-        # Ctrl-C while torch imports and the model loads (seconds on a CPU), before _stop_signals:
-        # it quits as chat does there (exit 130), where it printed a traceback of that import.
-        print("\nserve: stopped before it started listening", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        # Ctrl-C while torch imports and the model loads (seconds on a CPU): it quits as chat does
+        # there (exit 130), where it printed a traceback of that import.
+        return _stopped_loading(stop)
+    except Exception:
+        # A stop signal's KeyboardInterrupt swallowed inside an import (torch's C code carries on
+        # past a numpy import that failed) leaves that module half made: its next import fails
+        # ("cannot load module more than once per process", a traceback). That is the signal's doing.
+        if not stop.asked():
+            raise
+        return _stopped_loading(stop)
     if engine is None:
         return 2
     service = ChatService(engine, model_name=args.model_name, max_waiting=args.max_waiting)
@@ -661,17 +680,20 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
         print(f"serve: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
-    # One handler from start to exit: a second signal must find it even between serve_forever's
-    # end and _stop (the default SIGTERM handler there killed it, 143, without a word).
-    with _stop_signals():
-        try:
-            _announce(server, args.model_name)  # after: whoever reads it may send SIGTERM at once
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            _stop(server, service)
+    server.stop_asked = stop.asked  # serve_forever looks at each turn of its loop (service_actions)
+    try:
+        _announce(server, args.model_name)  # after: whoever reads it may send SIGTERM at once
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(server, service)
     return 0
+
+
+def _stopped_loading(stop: StopSignal) -> int:
+    print("\nserve: stopped before it started listening", file=sys.stderr)
+    return EXIT_INTERRUPTED if stop.signum is None else 128 + stop.signum
 
 
 def _announce(server: ChatHTTPServer, model_name: str) -> None:
@@ -692,18 +714,36 @@ def _announce(server: ChatHTTPServer, model_name: str) -> None:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class StopSignal:
+    """Which stop signal has come (None: none yet), set by _stop_signals' handler before it raises
+    KeyboardInterrupt. That exception can be lost: raised in a finalizer (a __del__, a weakref
+    callback: "Exception ignored") or in Python code that C code called and then cleared the error
+    of, as imports and torch's loading do. The first Ctrl-C then did nothing (a second one stopped
+    serve), so run() also looks here where it goes on (check, asked)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def asked(self) -> bool:
+        return self.signum is not None
+
+    def check(self) -> None:
+        """KeyboardInterrupt again if a stop signal has come."""
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _stop_signals() -> Iterator[None]:
+def _stop_signals() -> Iterator[StopSignal]:
     """The first Ctrl-C or SIGTERM (systemd, docker stop, kill) stops the server (KeyboardInterrupt,
     then _stop), rather than killing it mid-reply; a second one, while it stops, exits at once with
     a line that says so and the shell's status for that signal (130 for Ctrl-C, 143 for SIGTERM),
-    no traceback. The handlers they replace are put back after."""
-    signalled = False
+    no traceback. The handlers they replace are put back after. Yields what signal came."""
+    stop = StopSignal()
 
     def on_signal(signum: int, frame: Any) -> None:
-        nonlocal signalled
-        if not signalled:
-            signalled = True
+        if stop.signum is None:
+            stop.signum = signum
             raise KeyboardInterrupt
         # RuntimeError: the signal came inside the main thread's own write to stderr (reentrant)
         with contextlib.suppress(OSError, ValueError, RuntimeError):
@@ -716,7 +756,7 @@ def _stop_signals() -> Iterator[None]:
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
-        yield
+        yield stop
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

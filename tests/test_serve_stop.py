@@ -4,6 +4,7 @@ _stop's last line)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import select
@@ -35,6 +36,7 @@ from pipeline.tokenizer import get_encoding
 
 GRACE = 0.5  # the tests' arrival_grace: short, yet wide enough for a loaded machine's client thread
 PACE = 0.02  # seconds between a trickling client's bytes (it never pauses for the grace)
+JSON_HEADERS = "Content-Type: application/json\r\nContent-Length: "
 SHUTTING_DOWN = "the server is shutting down; try again once it is back"
 
 
@@ -165,6 +167,46 @@ def test_a_request_come_after_the_grace_gets_its_503_not_a_reset(enc) -> None:
         reply = json.loads(resp.read())
         conn.close()
     assert resp.status == 503 and reply["error"]["message"] == SHUTTING_DOWN
+
+
+@pytest.mark.parametrize(
+    ("cut", "status"), [("head", b"408"), ("body, stalled", b"408"), ("body, arriving", b"503")]
+)
+def test_a_request_cut_by_the_stop_has_its_rest_drained_so_its_client_reads_the_reply(
+    enc, cut: str, status: bytes
+) -> None:
+    """A request cut by the stop's grace was answered, then closed with the rest of it unread: a
+    client that sends its whole request before reading (http.client, the SDKs) got BrokenPipeError
+    or a reset writing the rest, never the 408 / 503. The rest is now read and dropped after the
+    reply (the lingering close of a refused body), bounded by linger_seconds."""
+    service = ChatService(Engine(tiny_gpt(), enc=enc))
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 300_000}]}).encode()
+    head = _request("POST", "/v1/chat/completions", "localhost", f"{JSON_HEADERS}{len(body)}\r\n")
+    before, rest = (head[:30], head[30:] + body) if cut == "head" else (head + body[:1000], body[1000:])
+    grace = GRACE if cut == "body, arriving" else 0.1  # room for its byte; else no need to wait
+    with serving_service(service, arrival_grace=grace) as (url, server):
+        server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted sockets inherit it
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the rest cannot sit in buffers
+        client.settimeout(30)
+        client.connect(("127.0.0.1", server.server_address[1]))
+        client.sendall(before)
+        assert _wait_until(lambda: server._answering == 1)
+        stopper = _stopping(server, service)
+        if cut == "body, arriving":  # a byte since the stop: 503, not 408
+            assert _wait_until(lambda: server.stopped_at is not None)
+            client.sendall(rest[:1])
+            rest = rest[1:]
+        assert select.select([client], [], [], 30)[0]  # cut and answered: the client writes the rest
+        client.sendall(rest)
+        reply = client.makefile("rb").read()  # to the server's end of its reply (shutdown)
+        client.close()
+        stopper.join(30)
+    assert not stopper.is_alive()
+    assert reply.startswith(b"HTTP/1.1 " + status) and b"Connection: close" in reply, reply[:200]
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["message"].startswith(
+        "the server is shutting down"
+    )
 
 
 # ---- DeadlineReader's stop rule on a clock the test sets ------------------------------------------
@@ -331,3 +373,81 @@ def test_the_stop_says_did_not_end_when_any_wait_ran_out(capsys, late: str | Non
             err
             == f"serve: the requests in flight did not end within {serve.STOP_SECONDS:g} s; exiting anyway"
         )
+
+
+# ---- a stop signal whose KeyboardInterrupt was lost ------------------------------------------------
+
+
+def _serve_args(*extra: str):
+    import argparse
+
+    from pipeline import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    return parser.parse_args(["--port", "0", *extra])
+
+
+def _ctrl_c_lost() -> None:
+    """Ctrl-C whose KeyboardInterrupt is dropped where it is raised: in a finalizer (a __del__:
+    "Exception ignored"), or in Python code that C code called and then cleared the error of."""
+    import signal
+
+    with contextlib.suppress(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.parametrize("then", ["loads", "fails"])
+def test_ctrl_c_lost_while_the_model_loads_still_stops_serve(enc, monkeypatch, capsys, then: str) -> None:
+    """Seen with a loop of SIGINTs 0-2 s after `nanochatgpt serve` began: once the first one did
+    nothing (the server came up, a second one stopped it), once it ended in a traceback of numpy's
+    ImportError "cannot load module more than once per process". Its KeyboardInterrupt was raised,
+    and dropped, inside the loading; the handler now records the signal, and serve looks at it."""
+    from pipeline import serve
+
+    def loads(args, prog):
+        _ctrl_c_lost()
+        if then == "fails":  # the module the lost KeyboardInterrupt left half imported
+            raise ImportError("cannot load module more than once per process")
+        return Engine(tiny_gpt(), enc=enc)
+
+    def make_server(*args):
+        pytest.fail("serve went on to listen after Ctrl-C")
+
+    monkeypatch.setattr(serve, "load_engine", loads)
+    monkeypatch.setattr(serve, "make_server", make_server)
+    assert serve.run(_serve_args()) == 130
+    assert capsys.readouterr().err.strip() == "serve: stopped before it started listening"
+
+
+def test_ctrl_c_lost_while_serving_still_stops_serve(enc, monkeypatch, capsys) -> None:
+    """The same once serving: a KeyboardInterrupt dropped in the accept loop (here in
+    verify_request) left the server up. serve_forever now looks at the signal after each turn."""
+    from pipeline import serve
+
+    made: list = []
+    real_make_server = serve.make_server
+
+    def make_server(service, host, port):
+        server = real_make_server(service, host, port)
+        server.verify_request = lambda request, address: _ctrl_c_lost() or True
+        made.append(server)
+        return server
+
+    left_up: list[bool] = []
+
+    def client() -> None:  # connects (the lost Ctrl-C), then waits for the stop; ends a hang if none
+        assert _wait_until(lambda: bool(made))  # bound: a connection waits for accept()
+        _connect(f"http://127.0.0.1:{made[0].server_address[1]}").close()
+        if not _wait_until(lambda: made[0].socket.fileno() < 0, timeout=20):
+            left_up.append(True)
+            made[0].shutdown()
+
+    monkeypatch.setattr(serve, "load_engine", lambda args, prog: Engine(tiny_gpt(), enc=enc))
+    monkeypatch.setattr(serve, "make_server", make_server)
+    connecting = threading.Thread(target=client, daemon=True)
+    connecting.start()
+    assert serve.run(_serve_args()) == 0
+    connecting.join(30)
+    assert not left_up, "Ctrl-C lost: the server stayed up"
+    assert capsys.readouterr().err.strip().endswith("serve: stopped")
