@@ -93,7 +93,9 @@ def read_utf8_for_ascii(stream: TextIO) -> None:
     locale says: its terminal sends Latin-1 (utf8_in_disguise catches a piped UTF-8 file)."""
     reconfigure = getattr(stream, "reconfigure", None)
     if reconfigure is not None and _codec(getattr(stream, "encoding", None)) == "ascii":
-        reconfigure(encoding="utf-8")
+        # reconfigure(encoding=...) alone resets errors to strict (a byte that is not UTF-8 would
+        # raise, where the ASCII stream kept it as a surrogate): it is passed on.
+        reconfigure(encoding="utf-8", errors=getattr(stream, "errors", None) or "strict")
 
 
 def argument_text(arg: str) -> str:
