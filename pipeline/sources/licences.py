@@ -203,8 +203,10 @@ PERMISSIVE_EXCEPTIONS = frozenset(s.lower() for s in ("LLVM-exception",))
 # commercial licence required for research" implies one is for commercial use, and stays barred, as
 # does one qualified after a comma, which goes on with the same sentence ("..., for research",
 # "..., personal use": the rules that read the rest of the value take neither for a restriction).
+# "licence", "license", "licences", "licensing": the word in either spelling and its forms
+_LICENCE_WORD = r"licen[cs](?:es?|ing)"
 _NO_LICENCE_NEEDED = (
-    r"licen[cs](?:es?|ing)[-_ ](?:(?:is|are)[-_ ])?(?:required|needed|necessary)(?=[-_ ]*+(?:[.;)]|$))"
+    rf"{_LICENCE_WORD}[-_ ](?:(?:is|are)[-_ ])?(?:required|needed|necessary)(?=[-_ ]*+(?:[.;)]|$))"
 )
 _NAMED_PATTERN = (
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
@@ -377,12 +379,12 @@ _NEEDS_PERMISSION = re.compile(
     rf"(?:(?:use|usage|purposes?|redistribution|distribution|exploitation|applications?|users?"
     # "For commercial licensing, contact us", "commercial rights: contact ...": a contact after the
     # licence's own word asks for one, as "contact us for commercial licensing" does (_FOR_COMMERCIAL)
-    rf"|licen[cs](?:es?|ing)|rights|terms){_SEP}(?:(?:inquiries|enquiries){_SEP})?)?"
+    rf"|{_LICENCE_WORD}|rights|terms){_SEP}(?:(?:inquiries|enquiries){_SEP})?)?"
     rf"(?:(?:is|are|only|may{_SEP}be){_SEP})?"
     rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|with|by){_SEP}{_PERMISSION}"
     rf"|{_PERMISSION}{_SEP}(?:(?:is|are){_SEP})?(?:required|needed|necessary)"  # "licence required"
     rf"|upon{_SEP}request|on{_SEP}request|(?:please{_SEP})?(?:{_CONTACT_PATTERN})|by{_SEP}arrangement)\b"
-    rf"|(?<!\bno[-_ ])\bcommercial{_SEP}licen[cs](?:es?|ing){_SEP}(?:(?:is|are){_SEP})?"
+    rf"|(?<!\bno[-_ ])\bcommercial{_SEP}{_LICENCE_WORD}{_SEP}(?:(?:is|are){_SEP})?"
     rf"(?:available|on{_SEP}request|required|needed|necessary)\b",
     re.IGNORECASE,
 )
@@ -430,6 +432,8 @@ _EMAIL_REMOVED = re.compile(
 _GNU = re.compile(r"[al]?gpl(?:-\d(?:\.\d)?(?:-only|-or-later)?\+?)?", re.IGNORECASE)
 # _SEP's separators, and what may stand between the id and its offer: "GPL-3.0; ...", "MIT / ..."
 _OFFER_SEP = r"[-\s:,;(/\u2013\u2014]++"
+# "contact us", "please email the authors": a request to be contacted by the licence's makers
+_CONTACT_US = rf"(?:please{_OFFER_SEP})?(?:{_CONTACT_PATTERN}){_OFFER_SEP}(?:us|the{_OFFER_SEP}authors?)"
 _OFFERED = rf"(?:available(?:{_OFFER_SEP}(?:up)?on{_OFFER_SEP}request)?|(?:up)?on{_OFFER_SEP}request)"
 _COMMERCIAL_OFFER = re.compile(
     # A full stop may end the licence's name before its offer: "MIT. Commercial licenses available"
@@ -437,15 +441,14 @@ _COMMERCIAL_OFFER = re.compile(
     r"\.?(?:"
     # "; for commercial licensing, contact us", "/ commercial licenses: email us" (first: the next
     # alternative would take "; commercial licenses" and leave the contact unread)
-    rf"{_OFFER_SEP}(?:for{_OFFER_SEP})?(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}licen[cs](?:es?|ing)"
-    rf"(?:{_OFFER_SEP}(?:inquiries|enquiries))?{_OFFER_SEP}(?:please{_OFFER_SEP})?(?:{_CONTACT_PATTERN})"
-    rf"{_OFFER_SEP}(?:us|the{_OFFER_SEP}authors?)"
+    rf"{_OFFER_SEP}(?:for{_OFFER_SEP})?(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}{_LICENCE_WORD}"
+    rf"(?:{_OFFER_SEP}(?:inquiries|enquiries))?{_OFFER_SEP}{_CONTACT_US}"
     # "or commercial", "/ a commercial license", "; commercial licenses are also available"
     rf"|{_OFFER_SEP}(?:(?:or|and){_OFFER_SEP})?(?:(?:a|an|separate|also){_OFFER_SEP})*commercial"
-    rf"(?:{_OFFER_SEP}licen[cs](?:es?|ing)(?:{_OFFER_SEP}(?:(?:is|are|also){_OFFER_SEP})*{_OFFERED})?)?"
+    rf"(?:{_OFFER_SEP}{_LICENCE_WORD}(?:{_OFFER_SEP}(?:(?:is|are|also){_OFFER_SEP})*{_OFFERED})?)?"
     # "; contact us for commercial licensing"
-    rf"|{_OFFER_SEP}(?:please{_OFFER_SEP})?(?:{_CONTACT_PATTERN}){_OFFER_SEP}(?:us|the{_OFFER_SEP}authors?)"
-    rf"{_OFFER_SEP}for{_OFFER_SEP}(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}licen[cs](?:es?|ing))",
+    rf"|{_OFFER_SEP}{_CONTACT_US}"
+    rf"{_OFFER_SEP}for{_OFFER_SEP}(?:a{_OFFER_SEP})?commercial{_OFFER_SEP}{_LICENCE_WORD})",
     re.IGNORECASE,
 )
 _OFFER_END = re.compile(r"[\s.)]*")  # after the offer: a full stop, the ")" of "MIT (or commercial)"
@@ -464,7 +467,7 @@ _GRANTS_COMMERCIAL = re.compile(
 # What the contact is for must be the use or its licence: not "contact us for commercial support".
 _FOR_COMMERCIAL = re.compile(
     rf"{_NOT_GRANTED}\b(?:for|about|regarding)[-_ ]commercial[-_ ]"
-    r"(?:use|usage|purposes?|licen[cs](?:es?|ing)|rights|terms)\b",
+    rf"(?:use|usage|purposes?|{_LICENCE_WORD}|rights|terms)\b",
     re.IGNORECASE,
 )
 # Licences whose terms ask whoever passes the data on to credit its creator and source by name:
@@ -916,8 +919,14 @@ def _limited_to_a_purpose(line: str) -> bool:
 
 def _says_who_made(words: list[str], at: int) -> bool:
     """True when the limiting word words[at] says who made the data or where, not who may use it:
-    "annotated only by research groups" (_MADE_WORDS)."""
-    return 0 < at < len(words) - 1 and words[at - 1] in _MADE_WORDS and words[at + 1] in _MADE_BY
+    "annotated only by research groups" (_MADE_WORDS). Not after "be": "may be translated only by
+    research institutions", "can be collected only in research settings" say who may do it, a use."""
+    return (
+        0 < at < len(words) - 1
+        and words[at - 1] in _MADE_WORDS
+        and words[at + 1] in _MADE_BY
+        and words[at - 2 : at - 1] != ["be"]
+    )
 
 
 def _negated(words: list[str], at: int) -> bool:
