@@ -817,6 +817,10 @@ def _seconds(call, *args: object) -> float:
         "licence_contact_after",
         "licence_offer_contact_after",
         "licence_made_by",
+        "licence_granted_run",
+        "licence_granted_heads",
+        "licence_negated_use",
+        "licence_negated_heads",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -889,6 +893,12 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
             "MIT. for commercial licensing" + " " * n + "x",
         ),
         "licence_made_by": (licences.is_non_commercial, "annotated only by " * (n // 18)),
+        # redR (session 35): a use granted for a purpose that ends the clause (a long run of purpose
+        # words after a granting word; granting words each reading on), a negation reaching "commercial"
+        "licence_granted_run": (licences.is_non_commercial, "free for " + "research and " * (n // 13) + "x"),
+        "licence_granted_heads": (licences.is_non_commercial, "freely available for " * (n // 21) + "x"),
+        "licence_negated_use": (licences.is_non_commercial, "not " + "be used for " * (n // 12) + "x"),
+        "licence_negated_heads": (licences.is_non_commercial, "cannot " * (n // 7) + "x"),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

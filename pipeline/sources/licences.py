@@ -30,6 +30,10 @@ or a listed licence's spelled-out name followed only by an offer of a commercial
 commercial licenses available", "MIT License. For commercial licensing, contact us", dual licensing)
 as unlisted, not barred (_COMMERCIAL_OFFER); the offer alone ("For commercial licensing, contact
 us", "contact us for commercial licensing") leaves commercial use to a licence not granted, and bars.
+A value that denies commercial use ("You may not use the material for commercial purposes", as CC
+BY-NC's legal code says it, "cannot be used commercially": _negated_commercial_use) bars, as does a
+use granted for a purpose that ends the clause ("Free for research": _granted_for_a_purpose), and
+"commercial" misspelt ("Non-comercial", "NonCommerical": _COMMERCIAL_SPELLING) reads as spelt right.
 A limiting word bars a restricting purpose before it as
 `only` after it does: "Only academic use permitted", "Restricted to personal use", "Can only be used for
 research" as "academic use only" (_limited_to_a_purpose: within a clause, a few words apart, and not
@@ -208,9 +212,17 @@ _LICENCE_WORD = r"licen[cs](?:es?|ing)"
 _NO_LICENCE_NEEDED = (
     rf"{_LICENCE_WORD}[-_ ](?:(?:is|are)[-_ ])?(?:required|needed|necessary)(?=[-_ ]*+(?:[.;)]|$))"
 )
+# "commercial" as it gets misspelt on cards ("Non-comercial", "NonCommerical", "commercal"): read as
+# other words, each left a non-commercial licence unlisted, which a `commercial_reason` let through
+_COMMERCIAL_SPELLING = r"comm?er(?:c?ial|ical|cal)"
 _NAMED_PATTERN = (
-    r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|non[-_ ]?commercial|not[-_ ]for[-_ ]commercial"
-    rf"|\bno[-_ ]commercial(?![-_ ](restriction|limitation|{_NO_LICENCE_NEEDED}))"
+    # "CC BY NC" run into "SA" or "ND" too: "CCBYNCSA", "ccbyncnd4.0" (after "cc": "published by NCSA"
+    # names the NCSA licence, which allows commercial use)
+    r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|cc[-_ ]?by[-_ ]?nc[-_ ]?(?:sa|nd)([^a-z]|$)"
+    rf"|non[-_ ]?{_COMMERCIAL_SPELLING}|not[-_ ]for[-_ ]{_COMMERCIAL_SPELLING}"
+    # a non-production licence (Mistral AI's MNPL) allows testing and research, not commercial use
+    r"|non[-_ ]?production"
+    rf"|\bno[-_ ]{_COMMERCIAL_SPELLING}(?![-_ ](restriction|limitation|{_NO_LICENCE_NEEDED}))"
 )
 # Purposes (and people) a use may be granted for that leave commercial use out, one list for both
 # rules that read them: "research use only" (_RESTRICTING_WORD) and "free for academic use", "for
@@ -245,7 +257,7 @@ _RESTRICTING_PATTERN = rf"\b(?:{'|'.join(_PURPOSES)})\b(?![-_ ]{_DATA_PART})|{_N
 # forbids something else), found in two steps, as `only` after a restricting word, and for the same
 # reason. "not prohibited" does not forbid. "Redistributing it commercially is prohibited" says it
 # too; "commercials" (advertisements) does not.
-_COMMERCIAL_WORD = re.compile(r"\bcommercial(ly)?\b", re.IGNORECASE)
+_COMMERCIAL_WORD = re.compile(rf"\b{_COMMERCIAL_SPELLING}(ly)?\b", re.IGNORECASE)
 _FORBIDDING = re.compile(
     r"(?<!\bnot[-_ ])\b(prohibited|forbidden|banned)\b|\bnot[-_ ](allowed|permitted)\b", re.IGNORECASE
 )
@@ -272,6 +284,7 @@ NON_COMMERCIAL_IDS = frozenset(
         "intel-research",
         "h-research",
         "apple-amlr",
+        "qwen-research",  # the Qwen RESEARCH LICENSE AGREEMENT: non-commercial use, as h-research
         "NCGL-UK-2.0",
         "Prosperity-3.0.0",
         "PolyForm-Strict-1.0.0",
@@ -343,6 +356,38 @@ _MADE_WORDS = frozenset(
 )
 _MADE_BY = frozenset(("by", "in", "at", "within"))
 _CLAUSE_BREAK = re.compile(r"[;,.()\[\]!?]")
+# A use granted for a restricting purpose that ends the clause, without the use word _for_a_purpose
+# reads after it: "Free for research", "Freely available for academic research", "Intended for
+# research", "For academic research", "Permission is granted to use this dataset for research". A
+# granting word (or a clause's first "for") leads to it across fillers with a "for" among them; the
+# purpose run ends the clause or is followed by a use word or "only". Not "provided by researchers",
+# "released to the research community" (no "for": who made it, who it is shared with), "for research
+# and development" (the run does not end there).
+_GRANTING_HEADS = frozenset(
+    (
+        *("free", "freely", "available", "intended", "granted", "provided", "distributed", "released"),
+        *("licensed", "licenced", "permitted", "allowed", "usable"),
+    )
+)
+_GRANT_FILLERS = _BETWEEN_WORDS | frozenset(
+    ("free", "freely", "charge", "this", "these", "that", "data", "dataset", "datasets", "corpus", "it")
+)
+# "You may not use the material for commercial purposes" (CC BY-NC's own legal code), "cannot be
+# used commercially", "does not allow commercial use", "It is forbidden to use this data for
+# commercial purposes": a negation (or a forbidding word) that reaches "commercial" across a few
+# words of how a use is put (_NEGATED_FILLERS); any other word stops it: "does not restrict
+# commercial use", "not only for research but for commercial use", "no permission needed for ...".
+_NEGATED_HEADS = frozenset(("not", "cannot", "never", "t"))  # "t": "can't", "don't" as _WORDS splits them
+_FORBIDDING_HEADS = frozenset(("prohibited", "forbidden", "banned"))
+_NEGATED_FILLERS = frozenset(
+    (
+        *("be", "used", "use", "using", "for", "any", "the", "this", "that", "these", "those", "its"),
+        *("data", "dataset", "datasets", "corpus", "material", "materials", "work", "content", "it"),
+        *("them", "in", "a", "an", "to", "of", "or", "and", "otherwise", "allow", "allows", "permit"),
+        *("permits", "authorise", "authorize", "redistributed", "distributed", "shared", "sold"),
+    )
+)
+_MAX_NEGATED = 8  # "not be redistributed or used for any commercial": seven
 # "commercial use requires permission", "commercial licensing available", "commercial use: contact
 # us", "contact the authors for commercial use": the terms as written leave commercial use out (a
 # separate licence, once granted, is what the `licence:` should then name). The words must follow
@@ -810,8 +855,9 @@ def is_non_commercial(licence: str) -> bool:
 
 
 def _name_non_commercial(licence: str) -> bool:
-    """True when the licence's name says it forbids commercial use."""
-    name = licence.strip()
+    """True when the licence's name says it forbids commercial use. Invisible characters are dropped
+    first: a soft hyphen in "Non\u00adcommercial" (pasted from a web page) hid the word."""
+    name = _INVISIBLE.sub("", licence).strip()
     if _NAMED_NON_COMMERCIAL.search(name) or name.lower() in NON_COMMERCIAL_IDS:
         return True
     if _dual_licensed(name):
@@ -828,7 +874,9 @@ def _name_non_commercial(licence: str) -> bool:
             return True
         if _limited_to_a_purpose(line):
             return True
-        if not grants_commercial and _for_a_purpose(line):
+        if not grants_commercial and (_for_a_purpose(line) or _granted_for_a_purpose(line)):
+            return True
+        if _negated_commercial_use(line):
             return True
         for clause in line.split(";"):
             word = _COMMERCIAL_WORD.search(clause)
@@ -914,6 +962,58 @@ def _limited_to_a_purpose(line: str) -> bool:
                 continue
             if _purpose_follows(words, start):
                 return True
+    return False
+
+
+def _granted_for_a_purpose(line: str) -> bool:
+    """True when a clause of the line grants use for a restricting purpose that ends it: "Free for
+    research" (_GRANTING_HEADS says how it is read). Linear: each head reads on a bounded few words."""
+    for clause in _CLAUSE_BREAK.split(line):
+        words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", clause.lower()))
+        for at, word in enumerate(words):
+            head = (word in _GRANTING_HEADS and not _negated(words, at)) or (at == 0 and word == "for")
+            if head and _purpose_ends(words, at):
+                return True
+    return False
+
+
+def _purpose_ends(words: list[str], head: int) -> bool:
+    """True when, after words[head], fillers with a "for" among them (or the head itself "for") lead to
+    a run of purpose words that ends the clause or is followed by a use word or "only"."""
+    at, end = head + 1, min(len(words), head + 1 + _MAX_BETWEEN)
+    led = words[head] == "for"
+    while at < end and words[at] in _GRANT_FILLERS:
+        led = led or words[at] == "for"
+        at += 1
+    if not led or at >= len(words) or words[at] not in _PURPOSE_WORDS:
+        return False
+    while at + 1 < len(words) and (
+        words[at + 1] in _PURPOSE_WORDS
+        or (words[at + 1] in ("and", "or") and words[at + 2 : at + 3] and words[at + 2] in _PURPOSE_WORDS)
+    ):
+        at += 1 if words[at + 1] in _PURPOSE_WORDS else 2
+    after = words[at + 1] if at + 1 < len(words) else None
+    return after is None or after in _USE_WORDS or after == "only"
+
+
+def _negated_commercial_use(line: str) -> bool:
+    """True when a clause of the line denies commercial use: a negation or forbidding word that
+    reaches "commercial(ly)" across at most _MAX_NEGATED of _NEGATED_FILLERS. "not prohibited" and the
+    like are no denial. Linear: each head reads a bounded few words on."""
+    for clause in _CLAUSE_BREAK.split(line):
+        words = _WORDS.findall(clause.lower())
+        for at, word in enumerate(words):
+            if word in _FORBIDDING_HEADS:
+                if _negated(words, at):
+                    continue
+            elif word not in _NEGATED_HEADS:
+                continue
+            stop = min(len(words), at + 1 + _MAX_NEGATED)
+            for later in range(at + 1, stop):
+                if _COMMERCIAL_WORD.fullmatch(words[later]):
+                    return True
+                if words[later] not in _NEGATED_FILLERS:
+                    break
     return False
 
 
