@@ -659,8 +659,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, stop: StopSignal) -> int:
     try:
-        engine = load_engine(args, "serve")
-        stop.check()  # its KeyboardInterrupt may have been swallowed while the model loaded
+        ready = _ready(args, stop)
     except KeyboardInterrupt:
         # Ctrl-C while torch imports and the model loads (seconds on a CPU): it quits as chat does
         # there (exit 130), where it printed a traceback of that import.
@@ -672,15 +671,9 @@ def _run(args: argparse.Namespace, stop: StopSignal) -> int:
         if not stop.asked():
             raise
         return _stopped_loading(stop)
-    if engine is None:
+    if ready is None:
         return 2
-    service = ChatService(engine, model_name=args.model_name, max_waiting=args.max_waiting)
-    try:
-        server = make_server(service, args.host, args.port)
-    except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
-        print(f"serve: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr)
-        return 2
-    server.stop_asked = stop.asked  # serve_forever looks at each turn of its loop (service_actions)
+    server, service = ready  # no call from here into the try (Python runs a pending signal handler at a call)
     try:
         _announce(server, args.model_name)  # after: whoever reads it may send SIGTERM at once
         server.serve_forever()
@@ -689,6 +682,24 @@ def _run(args: argparse.Namespace, stop: StopSignal) -> int:
     finally:
         _stop(server, service)
     return 0
+
+
+def _ready(args: argparse.Namespace, stop: StopSignal) -> tuple[ChatHTTPServer, ChatService] | None:
+    """The model loaded and the server bound, not yet serving; None where it cannot be (said on
+    stderr: exit 2). All of it under _run's handling of a stop signal: one between the load and
+    serve_forever (ChatService, the bind) left run() itself, and cli.main took SIGTERM for Ctrl-C."""
+    engine = load_engine(args, "serve")
+    stop.check()  # its KeyboardInterrupt may have been swallowed while the model loaded
+    if engine is None:
+        return None
+    service = ChatService(engine, model_name=args.model_name, max_waiting=args.max_waiting)
+    try:
+        server = make_server(service, args.host, args.port)
+    except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
+        print(f"serve: cannot bind {args.host}:{args.port}: {e}", file=sys.stderr)
+        return None
+    server.stop_asked = stop.asked  # serve_forever looks at each turn of its loop (service_actions)
+    return server, service
 
 
 def _stopped_loading(stop: StopSignal) -> int:
