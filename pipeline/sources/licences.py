@@ -313,7 +313,10 @@ _LICENCE_WORDS = frozenset(("licence", "license", "agreement"))
 # "not only for research", "isn't restricted to ...").
 _LIMITING_WORDS = frozenset(("only", "solely", "exclusively", "strictly"))
 _LIMITING_BEFORE = {"restricted": "to", "limited": "to", "confined": "to", "reserved": "for"}
-_NEGATING_WORDS = frozenset(("not", "no", "never", "t"))  # "t": "isn't" as _WORDS splits it
+_NEGATING_WORDS = frozenset(("not", "no", "never"))
+# "isn't", "can't", "don’t" read as "is not" (_clause_words): a bare "t" word is also "Flan-T5" or
+# "AT&T" ("Flan-T5 restricted to research" read as "not restricted", a grant)
+_CONTRACTED_NOT = re.compile(r"n['\u2019]t\b")
 # Words a negation may stand before the limiting word across ("not strictly limited", "not be
 # restricted"), _NEGATION_REACH of them at most: a bounded look back keeps the reading linear.
 _NEGATION_BRIDGE = _LIMITING_WORDS | {"be", "been", "being"}
@@ -376,8 +379,9 @@ _GRANT_FILLERS = _BETWEEN_WORDS | frozenset(
 # used commercially", "does not allow commercial use", "It is forbidden to use this data for
 # commercial purposes": a negation (or a forbidding word) that reaches "commercial" across a few
 # words of how a use is put (_NEGATED_FILLERS); any other word stops it: "does not restrict
-# commercial use", "not only for research but for commercial use", "no permission needed for ...".
-_NEGATED_HEADS = frozenset(("not", "cannot", "never", "t"))  # "t": "can't", "don't" as _WORDS splits them
+# commercial use", "not only for research but for commercial use", "no permission needed for ...",
+# "whether or not commercial" (both offered). "can't", "don't": _clause_words reads them as "not".
+_NEGATED_HEADS = frozenset(("not", "cannot", "never"))
 _FORBIDDING_HEADS = frozenset(("prohibited", "forbidden", "banned"))
 _NEGATED_FILLERS = frozenset(
     (
@@ -943,12 +947,18 @@ def _required_for_commercial(clause: str) -> bool:
     return False
 
 
+def _clause_words(clause: str) -> list[str]:
+    """The clause's words, lower case, as the word-by-word readers take them: "non-profit" one word
+    (_NON_PROFIT), "n't" as "not" (_CONTRACTED_NOT)."""
+    return _WORDS.findall(_NON_PROFIT.sub("nonprofit", _CONTRACTED_NOT.sub(" not", clause.lower())))
+
+
 def _limited_to_a_purpose(line: str) -> bool:
     """True when a clause of the line limits use to a restricting purpose, the limiting word first:
     "Only academic use permitted", "Restricted to personal use" (_LIMITING_WORDS says how it is read).
     Linear: each limiting word reads on to the next word that is neither a filler nor a purpose."""
     for clause in _CLAUSE_BREAK.split(line):
-        words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", clause.lower()))
+        words = _clause_words(clause)
         for at, word in enumerate(words):
             if _negated(words, at):
                 continue
@@ -969,7 +979,7 @@ def _granted_for_a_purpose(line: str) -> bool:
     """True when a clause of the line grants use for a restricting purpose that ends it: "Free for
     research" (_GRANTING_HEADS says how it is read). Linear: each head reads on a bounded few words."""
     for clause in _CLAUSE_BREAK.split(line):
-        words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", clause.lower()))
+        words = _clause_words(clause)
         for at, word in enumerate(words):
             head = (word in _GRANTING_HEADS and not _negated(words, at)) or (at == 0 and word == "for")
             if head and _purpose_ends(words, at):
@@ -987,12 +997,7 @@ def _purpose_ends(words: list[str], head: int) -> bool:
         at += 1
     if not led or at >= len(words) or words[at] not in _PURPOSE_WORDS:
         return False
-    while at + 1 < len(words) and (
-        words[at + 1] in _PURPOSE_WORDS
-        or (words[at + 1] in ("and", "or") and words[at + 2 : at + 3] and words[at + 2] in _PURPOSE_WORDS)
-    ):
-        at += 1 if words[at + 1] in _PURPOSE_WORDS else 2
-    after = words[at + 1] if at + 1 < len(words) else None
+    after = _after_run(words, at)
     return after is None or after in _USE_WORDS or after == "only"
 
 
@@ -1001,12 +1006,12 @@ def _negated_commercial_use(line: str) -> bool:
     reaches "commercial(ly)" across at most _MAX_NEGATED of _NEGATED_FILLERS. "not prohibited" and the
     like are no denial. Linear: each head reads a bounded few words on."""
     for clause in _CLAUSE_BREAK.split(line):
-        words = _WORDS.findall(clause.lower())
+        words = _clause_words(clause)
         for at, word in enumerate(words):
             if word in _FORBIDDING_HEADS:
                 if _negated(words, at):
                     continue
-            elif word not in _NEGATED_HEADS:
+            elif word not in _NEGATED_HEADS or words[max(0, at - 2) : at] == ["whether", "or"]:
                 continue
             stop = min(len(words), at + 1 + _MAX_NEGATED)
             for later in range(at + 1, stop):
@@ -1050,14 +1055,19 @@ def _purpose_follows(words: list[str], at: int) -> bool:
     if at >= len(words) or words[at] not in _PURPOSE_WORDS:
         return False
     led = at > first  # a filler led to the run
-    # the run: "academic and research", "testing or evaluation" (a comma has ended the clause)
+    after = _after_run(words, at)
+    return after is None or after in _AFTER_PURPOSE_WORDS or (after in _AFTER_PURPOSE_PREPOSITIONS and led)
+
+
+def _after_run(words: list[str], at: int) -> str | None:
+    """The word after the run of purpose words starting at words[at] ("academic and research",
+    "testing or evaluation": a comma has ended the clause), None where the run ends the clause."""
     while at + 1 < len(words) and (
         words[at + 1] in _PURPOSE_WORDS
         or (words[at + 1] in ("and", "or") and words[at + 2 : at + 3] and words[at + 2] in _PURPOSE_WORDS)
     ):
         at += 1 if words[at + 1] in _PURPOSE_WORDS else 2
-    after = words[at + 1] if at + 1 < len(words) else None
-    return after is None or after in _AFTER_PURPOSE_WORDS or (after in _AFTER_PURPOSE_PREPOSITIONS and led)
+    return words[at + 1] if at + 1 < len(words) else None
 
 
 def _for_a_purpose(line: str) -> bool:
