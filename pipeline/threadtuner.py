@@ -142,10 +142,6 @@ class ThreadTuner:
         self._stint_count: int | None = None  # the count of the stint under way
         self._regrouping = False  # the step under way is the first at its count
         self._turn: list[int] = []  # counts still to be given a turn in this round
-        # The counted steps of the turn under way, across replies (a reply's prefill once started a
-        # new stint): a turn held to one reply never ended where every reply was shorter than a turn
-        # (cpu-tiny's 3.5 ms steps: 29 steps), and the decode stayed at the turn's count for good.
-        self._turn_steps: list[float] = []
         # Seconds of decoding until the next round: the first comes after FIRST_ROUND_STEPS steps.
         self._until_round: float | None = None
         # The time between rounds, doubled by each that changes nothing: from half the base, so the
@@ -175,9 +171,11 @@ class ThreadTuner:
             self._current = count
             self._regrouping = True
         if count != self._stint_count:
-            # A stint is a turn or the time between rounds: a reply's prefill (before_untimed) ends
-            # none. Ended there, replies of MIN_TURN decode steps or fewer (the first regroups) never
-            # held MIN_TURN steps in one: no round came due, nor a load change, for good.
+            # A stint is a turn or the time between rounds, across replies: a reply's prefill
+            # (before_untimed) ends none. Ended there, a turn never ended where every reply was
+            # shorter than a turn (cpu-tiny's 3.5 ms steps: 29 steps) and the decode stayed at the
+            # turn's count for good; replies of MIN_TURN decode steps or fewer (the first regroups)
+            # never held MIN_TURN steps in one: no round came due, nor a load change.
             self._stint_count = count
             self._stints[count].append([])
         start = self._clock()
@@ -223,15 +221,12 @@ class ThreadTuner:
             # slower took 15x as long: 1.5 s beside quick 1-thread steps.) By its median pace, not
             # its sum: ended by the sum, a turn tends to end right after a long wait, and its mean
             # came out 1.5x its count's true mean (4 ms steps with a 100 ms wait 1 in 15).
-            if counted:
-                self._turn_steps.append(seconds)
-            turn = self._turn_steps
+            turn = self._stints[count][-1]  # the turn's counted steps: its own stint (timed)
             if (
                 len(turn) >= MIN_TURN
                 and len(turn) * statistics.median(turn) >= EXPLORE_SHARE * self._explore_seconds
             ):
                 self._turn.pop(0)
-                self._turn_steps = []
                 if not self._turn:
                     self._choose()
             return
@@ -311,7 +306,6 @@ class ThreadTuner:
             # rounds spent a third of the time at the slower count (its slow-phases test).
             self._interval = self._explore_seconds
         self._turn = [c for c in self.counts if c != self.chosen]
-        self._turn_steps = []
         self._round_seconds = 0.0
 
     def _choose(self) -> None:
