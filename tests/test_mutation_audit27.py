@@ -1,9 +1,9 @@
 """Mutation audit 27: the training run's setup decisions (pipeline/trainsetup.py), called directly.
 
 The resume / finalise / discard decisions of init_model were covered only by tests that train for
-seconds; these call the decision with its checkpoint reading stubbed out (no model, no training), so
-a mutant that resumes a run of other settings or data is caught by the fast suite. Each test's
-docstring names the mutation it kills.
+seconds; these call the decision on a run folder written by pipeline.checkpoint's own writer (a model
+of a few thousand parameters, no training), so a mutant that resumes a run of other settings or data
+is caught by the fast suite. Each test's docstring names the mutation it kills.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from test_train import paths_in, tiny_config
 from pipeline import argtypes, checkpoint, hf, params, trainchoice, trainsetup, workers
 from pipeline.device import DistInfo
 from pipeline.lr import lr_at
+from pipeline.model import GPT, GPTConfig
 from pipeline.shards import ShardWriter
 from pipeline.tokenizer import render
 from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest, data_sha
@@ -53,26 +57,53 @@ def saved_state(cfg: TrainConfig, step: int, data: bytes = DATA, **over: Any) ->
     return {**state, **over}
 
 
-@pytest.fixture
-def run_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Put a run checkpoint with `state` under the run folder; loading weights and building a model
-    are stubbed (a resumed Start carries the state, a fresh one none)."""
+def run_state(cfg: TrainConfig, step: int, data: bytes = DATA, **over: Any) -> dict[str, Any]:
+    """saved_state with the rest of what a run saves (runstate.STATE_KEYS), so init_model reads it."""
+    rest = {
+        "best_val_loss": None,
+        "initial_val_loss": None,
+        "last_val_loss": None,
+        "recent_train_losses": [],
+        "optimizer": {},
+        "scaler": {},
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": None,
+        "data_rng": "{}",
+    }
+    return {**rest, **saved_state(cfg, step, data, **over)}
 
-    def put(state: dict[str, Any] | None) -> TrainPaths:
+
+def tiny_model() -> GPT:
+    """A model small enough to save and load in milliseconds, with tiny_config's block_size (a
+    resume refuses a checkpoint of a shorter context)."""
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=tiny_config().block_size, vocab_size=64, n_layer=1, n_head=2, n_embd=8))
+
+
+@pytest.fixture
+def run_of(tmp_path: Path):
+    """Write, with pipeline.checkpoint's own writer, a run checkpoint holding `state` (None: no run);
+    with `finished`, the outputs finish() writes for it too (model/ckpt of its weights, metrics.json)."""
+
+    def put(state: dict[str, Any] | None, finished: bool = False) -> TrainPaths:
         paths = paths_in(tmp_path, tmp_path / "data")
-        ckpt = paths.run_dir / f"step-{state['step'] if state else 0}"
-        ckpt.mkdir(parents=True)
-        monkeypatch.setattr(checkpoint, "latest_run_checkpoint", lambda d: ckpt if state else None)
-        monkeypatch.setattr(trainsetup, "_load_state", lambda c: state)
-        monkeypatch.setattr(
-            trainsetup,
-            "_resume",
-            lambda cfg, c, s, rt, fp: Start(model=None, fingerprint=fp, state=s, source=c),
-        )
-        monkeypatch.setattr(trainsetup, "fresh_model", lambda cfg, rt: None)
+        if state is not None:
+            checkpoint.save_run_checkpoint(tiny_model(), state, paths.run_dir, state["step"])
+        if finished:
+            checkpoint.save_model(tiny_model(), paths.ckpt_dir)
+            paths.metrics_file.write_text(json.dumps({"iters": state["step"]}), encoding="utf-8")
         return paths
 
     return put
+
+
+def resumed_from(start: Start, paths: TrainPaths, step: int) -> bool:
+    """Whether `start` continues the run checkpoint at `step`: its state, its folder and its weights."""
+    source = paths.run_dir / f"step-{step:08d}"
+    if start.state is None or start.state["step"] != step or start.source != source:
+        return False
+    saved = checkpoint.load_model(source).state_dict()
+    return all(torch.equal(v, saved[k]) for k, v in start.model.state_dict().items())
 
 
 # ---------------------------------------------------------------- init_from: resume
@@ -81,7 +112,7 @@ def run_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_resume_refuses_a_run_of_another_seed_naming_it(run_of) -> None:
     """Kills trainsetup.init_model `if differ:` -> `if False:` (a resume continued a run of other
     settings) and EXTENSION_KEYS gaining "seed" (the seed no longer compared)."""
-    paths = run_of(saved_state(tiny_config(seed=1, max_iters=10), step=5))
+    paths = run_of(run_state(tiny_config(seed=1, max_iters=10), step=5))
     with pytest.raises(TrainSetupError, match=r"other settings: seed 1 \(asked: 2\)"):
         trainsetup.init_model(
             tiny_config(seed=2, max_iters=20, init_from="resume"), paths, LoggedRuntime(), DATA
@@ -98,25 +129,21 @@ def test_resume_mismatch_ignores_only_the_extension_and_logging_keys() -> None:
     assert set(trainsetup.resume_mismatch(other, state)) == {"dropout", "seed"}
 
 
-def test_resume_of_a_finished_run_without_more_steps_is_refused(
-    run_of, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_of_a_finished_run_without_more_steps_is_refused(run_of) -> None:
     """Kills init_model `state["step"] >= cfg.max_iters` -> `>` and dropping `and died_finishing`
     (a finished run, its outputs written, was "finalised" again instead of refused)."""
-    paths = run_of(saved_state(tiny_config(max_iters=10), step=10))
-    monkeypatch.setattr(trainsetup, "finished", lambda *a: True)
+    paths = run_of(run_state(tiny_config(max_iters=10), step=10), finished=True)
     with pytest.raises(TrainSetupError, match="is at step 10 already; set max_iters above 10"):
         trainsetup.init_model(tiny_config(max_iters=10, init_from="resume"), paths, LoggedRuntime(), DATA)
 
 
-def test_resume_of_a_run_that_died_finishing_finalises_it(run_of, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_of_a_run_that_died_finishing_finalises_it(run_of) -> None:
     """Kills init_model's finalise branch `if state["step"] == cfg.max_iters == ... and died_finishing:`
     -> `if False:` (an extension killed before finish() was refused as "at step N already" for good)."""
-    paths = run_of(saved_state(tiny_config(max_iters=10), step=10))
-    monkeypatch.setattr(trainsetup, "finished", lambda *a: False)
+    paths = run_of(run_state(tiny_config(max_iters=10), step=10))  # no model/ckpt, no metrics.json
     rt = LoggedRuntime()
     start = trainsetup.init_model(tiny_config(max_iters=10, init_from="resume"), paths, rt, DATA)
-    assert start.state is not None and start.state["step"] == 10
+    assert resumed_from(start, paths, 10)
     assert any("finalising it" in line for line in rt.lines)
 
 
@@ -124,7 +151,7 @@ def test_an_extension_on_the_same_data_from_an_old_state_is_not_called_changed(r
     """Kills init_model `same = dataclasses.replace(cfg, max_iters=saved[...], ...)` -> `same = cfg`:
     a state without data_sha is judged by the saved run's fingerprint, which an extension's other
     max_iters must not change (it marked unchanged data as changed: no commercial use)."""
-    state = saved_state(tiny_config(max_iters=10), step=10)
+    state = run_state(tiny_config(max_iters=10), step=10)
     del state["data_sha"]
     paths = run_of(state)
     rt = LoggedRuntime()
@@ -135,7 +162,7 @@ def test_an_extension_on_the_same_data_from_an_old_state_is_not_called_changed(r
 
 def test_an_extension_on_other_data_is_recorded_as_changed(run_of) -> None:
     """Kills data_changed `return saved != data_sha(data)` -> `return False`."""
-    paths = run_of(saved_state(tiny_config(max_iters=10), step=10, data=b"old tokens"))
+    paths = run_of(run_state(tiny_config(max_iters=10), step=10, data=b"old tokens"))
     rt = LoggedRuntime()
     start = trainsetup.init_model(tiny_config(max_iters=20, init_from="resume"), paths, rt, DATA)
     assert start.data_changed is True
@@ -150,7 +177,7 @@ def test_data_changed_without_a_recorded_data_sha_follows_the_fingerprint() -> N
 
 def test_an_extension_after_a_code_change_says_so(run_of) -> None:
     """Kills init_model's code-change warning `if not changed and same_fingerprint != ...` -> `if False`."""
-    paths = run_of(saved_state(tiny_config(max_iters=10), step=10, fingerprint="older code"))
+    paths = run_of(run_state(tiny_config(max_iters=10), step=10, fingerprint="older code"))
     rt = LoggedRuntime()
     trainsetup.init_model(tiny_config(max_iters=20, init_from="resume"), paths, rt, DATA)
     assert any("the code changed since this run's checkpoint" in line for line in rt.lines)
@@ -160,7 +187,7 @@ def test_an_extension_is_judged_by_the_shape_of_the_hub_model_it_started_from(ru
     """Kills init_model `origin = str(state.get("origin") or ...)` -> `origin = cfg.init_from`: a
     run extended from gpt2-xl on `device: auto` without a GPU trains gpt2-xl, not the profile's 2 layers."""
     cfg = tiny_config(device="auto", max_iters=10)
-    paths = run_of(saved_state(cfg, step=10, origin="gpt2-xl"))
+    paths = run_of(run_state(cfg, step=10, origin="gpt2-xl"))
     with pytest.raises(TrainSetupError, match="found no GPU"):
         trainsetup.init_model(
             dataclasses.replace(cfg, max_iters=100_000, init_from="resume"), paths, LoggedRuntime(), DATA
@@ -173,7 +200,7 @@ def test_an_extension_is_judged_by_the_shape_of_the_hub_model_it_started_from(ru
 def test_a_leftover_run_of_other_settings_is_discarded_not_resumed(run_of) -> None:
     """Kills init_model dropping `leftover["fingerprint"] == fingerprint` (a killed run of other
     settings was resumed automatically) and dropping the rmtree of the run folder."""
-    paths = run_of(saved_state(tiny_config(seed=1, max_iters=10), step=5))
+    paths = run_of(run_state(tiny_config(seed=1, max_iters=10), step=5))
     rt = LoggedRuntime()
     start = trainsetup.init_model(tiny_config(seed=2, max_iters=10), paths, rt, DATA)
     assert start.state is None
@@ -185,10 +212,10 @@ def test_a_leftover_run_at_max_iters_of_the_same_fingerprint_is_finalised(run_of
     """Kills init_model `leftover["step"] <= cfg.max_iters` -> `<` (a run killed after its final
     checkpoint was discarded and trained again from scratch)."""
     cfg = tiny_config(max_iters=10)
-    paths = run_of(saved_state(cfg, step=10))
+    paths = run_of(run_state(cfg, step=10))
     rt = LoggedRuntime()
     start = trainsetup.init_model(cfg, paths, rt, DATA)
-    assert start.state is not None and start.source is not None
+    assert resumed_from(start, paths, 10)
     assert any("reached max_iters but has no model/ckpt yet" in line for line in rt.lines)
 
 
@@ -257,12 +284,12 @@ def test_the_endless_cpu_refusal_counts_only_the_steps_left() -> None:
     assert trainsetup.training_flops(cfg, done=cfg.max_iters)[1] == 0
 
 
-def test_a_state_missing_keys_is_unreadable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_state_missing_keys_is_unreadable(run_of) -> None:
     """Kills _load_state `if missing:` -> `if False:` (a state of other code was resumed, failing later
     on a KeyError mid-run instead of starting afresh)."""
-    monkeypatch.setattr(checkpoint, "load_state", lambda c: {"step": 3})
+    paths = run_of({"step": 3})
     with pytest.raises(trainsetup.UnreadableState, match="not a training state of this code"):
-        trainsetup._load_state(tmp_path / "step-3")
+        trainsetup.init_model(tiny_config(init_from="resume"), paths, LoggedRuntime(), DATA)
 
 
 def test_start_shape_reads_a_local_folders_config(tmp_path: Path) -> None:
@@ -402,7 +429,9 @@ def test_a_count_or_its_word_takes_the_word_and_names_it_in_refusals() -> None:
 
 def test_a_pool_worker_arranges_to_die_with_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kills workers.start_worker dropping `die_with_parent()` (a worker of a killed stage ran on,
-    holding its output pipe open)."""
+    holding its output pipe open) and calling it after get_encoding() (a worker stuck loading the
+    encoding outlived its stage). The real-process test below catches the first, not the order; these
+    stubs replace public functions of workers, no private code."""
     calls: list[str] = []
     monkeypatch.setattr(workers, "die_with_parent", lambda: calls.append("die_with_parent"))
     monkeypatch.setattr(workers, "get_encoding", lambda: calls.append("get_encoding"))
@@ -410,29 +439,62 @@ def test_a_pool_worker_arranges_to_die_with_the_stage(monkeypatch: pytest.Monkey
     assert calls == ["die_with_parent", "get_encoding"]
 
 
-class FakeLibc:
-    """libc whose prctl succeeds without touching this process (the test runner must not get a
-    parent-death signal)."""
+# The tokenize stage and its pool worker, for real: a subreaper (so that the orphaned worker is its
+# child to wait for) forks a "stage", which forks a worker that runs the pool's initializer and says
+# its pid; the stage is then killed -9 and the subreaper prints how its worker ended (as
+# os.waitstatus_to_exitcode: -9 for SIGKILL), or how it never got going.
+_STAGE_KILLED = """
+import ctypes, os, signal, time
+from pipeline.workers import start_worker
 
-    def prctl(self, *args: int) -> int:
-        return 0
+signal.alarm(10)  # a worker that outlives its stage must not hang the test: this process ends
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+r, w = os.pipe()
+stage = os.fork()
+if stage == 0:
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # the stage itself goes with this process, whatever happens
+    if os.fork() == 0:
+        start_worker()
+        os.write(w, b"%d" % os.getpid())
+        time.sleep(15)  # a stage-less worker that the code under test let live ends anyway
+        os._exit(0)
+    os.close(w)  # the worker's end alone: an early exit of it reads as EOF below
+    signal.pause()
+    os._exit(0)
+os.close(w)
+pid = os.read(r, 32)  # empty: the worker exited before saying it was up
+os.kill(stage, signal.SIGKILL)
+os.waitpid(stage, 0)
+if not pid:
+    print("the worker exited while its stage lived")
+else:
+    print(os.waitstatus_to_exitcode(os.waitpid(int(pid), 0)[1]))
+"""
 
 
-def test_a_worker_whose_parent_lives_keeps_running(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kills workers.die_with_parent `os.getppid() != parent` -> `==` (every worker exited at once
-    while its stage lived)."""
-
-    def exit_(code: int) -> None:
-        raise AssertionError(f"os._exit({code}) while the parent lives")
-
-    monkeypatch.setattr(workers.ctypes, "CDLL", lambda *a, **k: FakeLibc())
-    monkeypatch.setattr(workers.os, "_exit", exit_)
-    workers.die_with_parent()
+@pytest.mark.skipif(sys.platform != "linux", reason="prctl: PR_SET_PDEATHSIG and a child subreaper")
+def test_a_worker_gets_sigkill_when_its_stage_is_killed() -> None:
+    """W4 of audit 27. Kills workers.die_with_parent's `signal.SIGKILL` -> `signal.SIGTERM` (a worker
+    whose code handles or ignores SIGTERM, as libraries do, outlived a killed stage, holding its output
+    pipe open; SIGKILL no handler can catch), dropping start_worker's `die_with_parent()` (the worker
+    is not signalled at all), and `os.getppid() != parent` -> `==` (every worker exited at once while
+    its stage lived). Real processes (one interpreter, two forks), the signal as the kernel reports it."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _STAGE_KILLED], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(-signal.SIGKILL)
 
 
 def test_without_prctl_the_watcher_waits_while_the_parent_lives(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kills workers.die_with_parent's watch loop `while os.getppid() == parent` -> `!=` (where prctl
-    fails the fallback thread exited the worker at once). The thread runs inline; its first sleep ends it."""
+    fails the fallback thread exited the worker at once). The thread runs inline; its first sleep ends it.
+
+    Stubs kept on purpose: on Linux prctl(PR_SET_PDEATHSIG) does not fail, so the fallback runs only
+    where ctypes.CDLL is made to fail, and a real watcher polls once a second (a real run of it would
+    take seconds and a timed wait); os._exit must not end the test runner."""
 
     class FailingLibc:
         def prctl(self, *args: int) -> int:
