@@ -679,7 +679,15 @@ def _run(args: argparse.Namespace, stop: StopSignal) -> int:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    except Exception as e:
+        # Said before the stop drains: a Ctrl-C there exits at once, and the traceback that this
+        # error would print after the stop is then never printed.
+        print(f"serve: the server failed ({type(e).__name__}: {e}); stopping", file=sys.stderr)
+        raise
     finally:
+        # However serve_forever ended (a signal, or an error of its own), the stop has begun: a signal
+        # now is the "exit at once" one, not a first one for _stop to swallow as it drains.
+        stop.stopping = True
         _stop(server, service)
     return 0
 
@@ -734,6 +742,7 @@ class StopSignal:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.stopping = False  # the stop (_stop) under way: any signal exits at once
 
     def asked(self) -> bool:
         return self.signum is not None
@@ -753,7 +762,7 @@ def _stop_signals() -> Iterator[StopSignal]:
     stop = StopSignal()
 
     def on_signal(signum: int, frame: Any) -> None:
-        if stop.signum is None:
+        if stop.signum is None and not stop.stopping:
             stop.signum = signum
             raise KeyboardInterrupt
         # RuntimeError: the signal came inside the main thread's own write to stderr (reentrant)

@@ -451,3 +451,74 @@ def test_ctrl_c_lost_while_serving_still_stops_serve(enc, monkeypatch, capsys) -
     connecting.join(30)
     assert not left_up, "Ctrl-C lost: the server stayed up"
     assert capsys.readouterr().err.strip().endswith("serve: stopped")
+
+
+# ---- session 36: a stop signal while the stop drains after serve_forever failed -------------------
+
+
+class _Exited(BaseException):
+    """os._exit, made to return to the test: what it was called with."""
+
+
+def _exit_returns(code: int) -> None:
+    raise _Exited(code)
+
+
+class _FailingServer(_StopParts):
+    """A server whose accept loop ends on an error of its own (not a stop signal), and whose drain
+    is where the user presses Ctrl-C."""
+
+    server_address = ("127.0.0.1", 8000)
+
+    def serve_forever(self) -> None:
+        raise RuntimeError("accept loop broke")
+
+    def stop(self, timeout: float) -> bool:
+        import signal
+
+        signal.raise_signal(signal.SIGINT)  # the first stop signal, while the stop waits
+        return True
+
+
+def test_ctrl_c_while_the_stop_drains_after_an_error_exits_at_once(monkeypatch, capsys) -> None:
+    """serve_forever ending on an unrelated error runs the stop (_stop) as Ctrl-C does, but no signal
+    had come: a first Ctrl-C during its drain was taken for the first stop signal, its
+    KeyboardInterrupt was swallowed by _stop, and serve went on to exit by the error (a traceback,
+    status 1) with the generation it had been waiting for still running. During the stop, any
+    signal is the "exit at once" one: the line that says so and 130."""
+    import os
+
+    from pipeline import serve
+
+    parts = _FailingServer(stopped=True, answered=True, refused=True)
+    monkeypatch.setattr(serve, "_ready", lambda args, stop: (parts, parts))
+    monkeypatch.setattr(serve, "_announce", lambda server, name: None)
+    monkeypatch.setattr(os, "_exit", _exit_returns)
+    with pytest.raises(_Exited) as exited:
+        serve.run(_serve_args())
+    assert exited.value.args == (130,)
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "serve: the server failed (RuntimeError: accept loop broke); stopping",
+        "serve: stopping now, without waiting for the requests in flight",
+    ]
+
+
+class _FailingQuietServer(_FailingServer):
+    def stop(self, timeout: float) -> bool:
+        return True
+
+
+def test_an_error_of_serve_forever_is_said_then_stops_then_raises(monkeypatch, capsys) -> None:
+    """Without a signal, serve_forever's own error is named before the stop drains (so a Ctrl-C in
+    the drain cannot leave it unsaid), the stop runs, and the error still ends serve (its traceback)."""
+    from pipeline import serve
+
+    parts = _FailingQuietServer(stopped=True, answered=True, refused=True)
+    monkeypatch.setattr(serve, "_ready", lambda args, stop: (parts, parts))
+    monkeypatch.setattr(serve, "_announce", lambda server, name: None)
+    with pytest.raises(RuntimeError, match="accept loop broke"):
+        serve.run(_serve_args())
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "serve: the server failed (RuntimeError: accept loop broke); stopping",
+        "serve: stopped",
+    ]
