@@ -821,6 +821,14 @@ def _seconds(call, *args: object) -> float:
         "licence_granted_heads",
         "licence_negated_use",
         "licence_negated_heads",
+        "licence_made_by_only",
+        "licence_made_by_run",
+        "licence_rights_reserved",
+        "licence_with_named",
+        "licence_purpose_clause",
+        "licence_purpose_clauses",
+        "licence_granted_to",
+        "licence_described",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -899,6 +907,23 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
         "licence_granted_heads": (licences.is_non_commercial, "freely available for " * (n // 21) + "x"),
         "licence_negated_use": (licences.is_non_commercial, "not " + "be used for " * (n // 12) + "x"),
         "licence_negated_heads": (licences.is_non_commercial, "cannot " * (n // 7) + "x"),
+        # licB (session 36): purpose words after how the data was made (each reads a bounded look-back),
+        # commercial rights reserved, "with the license" at a clause's end, a purpose as a note (one
+        # long run; many short clauses), "to" leading to a purpose, "is not a commercial ..."
+        "licence_made_by_only": (licences.is_non_commercial, "annotated by research " * (n // 22) + "only"),
+        "licence_made_by_run": (
+            licences.is_non_commercial,
+            "annotated by " + "research " * (n // 9) + "only",
+        ),
+        "licence_rights_reserved": (licences.is_non_commercial, "commercial use rights are " * (n // 26)),
+        "licence_with_named": (
+            licences.is_non_commercial,
+            "commercial rights with the license" + " " * n + "x",
+        ),
+        "licence_purpose_clause": (licences.is_non_commercial, "research and " * (n // 13) + "use"),
+        "licence_purpose_clauses": (licences.is_non_commercial, "research use/" * (n // 13) + "x"),
+        "licence_granted_to": (licences.is_non_commercial, "available to " * (n // 13) + "x"),
+        "licence_described": (licences.is_non_commercial, "is not a commercial " * (n // 20)),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

@@ -34,6 +34,14 @@ A value that denies commercial use ("You may not use the material for commercial
 BY-NC's legal code says it, "cannot be used commercially": _negated_commercial_use) bars, as does a
 use granted for a purpose that ends the clause ("Free for research": _granted_for_a_purpose), and
 "commercial" misspelt ("Non-comercial", "NonCommerical": _COMMERCIAL_SPELLING) reads as spelt right.
+A use granted to people who are a purpose ("Available to academic researchers") bars where they end
+the clause, as does a purpose with its use word as a note beside a licence ("CC BY 4.0 (academic
+use)", "MIT / personal use") or a custom id naming only a purpose (`LicenseRef-academic`:
+_purpose_clause), "Commercial rights reserved", and the Academic Public License (_NON_COMMERCIAL_NAMES).
+What a thing is ("This is not a commercial product": _describes) is no denial of commercial use, nor
+is "production and non-production use", nor "commercial rights with the license" a need for another;
+an `only` after who made the data, in its clause ("annotated by research groups only":
+_only_after_a_purpose), is no limit, as one before it is not.
 A limiting word bars a restricting purpose before it as
 `only` after it does: "Only academic use permitted", "Restricted to personal use", "Can only be used for
 research" as "academic use only" (_limited_to_a_purpose: within a clause, a few words apart, and not
@@ -220,8 +228,12 @@ _NAMED_PATTERN = (
     # names the NCSA licence, which allows commercial use)
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|cc[-_ ]?by[-_ ]?nc[-_ ]?(?:sa|nd)([^a-z]|$)"
     rf"|non[-_ ]?{_COMMERCIAL_SPELLING}|not[-_ ]for[-_ ]{_COMMERCIAL_SPELLING}"
-    # a non-production licence (Mistral AI's MNPL) allows testing and research, not commercial use
-    r"|non[-_ ]?production"
+    # a non-production licence (Mistral AI's MNPL) allows testing and research, not commercial use;
+    # "production and non-production use" grants both (lookbehinds, fixed width)
+    r"|(?<!production[-_ ]and[-_ ])(?<!production[-_ ]or[-_ ])non[-_ ]?production"
+    # "Commercial rights reserved": the rights to commercial use are kept back, not granted
+    rf"|\b{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?rights?[-_ ]"
+    r"(?:(?:are|is)[-_ ])?(?:strictly[-_ ])?reserved\b"
     rf"|\bno[-_ ]{_COMMERCIAL_SPELLING}(?![-_ ](restriction|limitation|{_NO_LICENCE_NEEDED}))"
 )
 # Purposes (and people) a use may be granted for that leave commercial use out, one list for both
@@ -290,6 +302,11 @@ NON_COMMERCIAL_IDS = frozenset(
         "PolyForm-Strict-1.0.0",
     )
 )
+# Licences by their names (a version after it too), as _spelled leaves them, whose terms allow
+# non-commercial use only: the Academic Public License (openCARP's text, for one) grants use "for any
+# non-commercial purpose" and asks commercial users to contact its makers for a licence. Read as a
+# name, it was unlisted.
+_NON_COMMERCIAL_NAMES = re.compile(r"academic public license(?: v(?:ersion)?)?(?: ?\d+(?:\.\d+)?)?")
 # "free for academic use", "for research purposes", "Research and educational use", "Intel Research
 # Use License": a use granted for a restricting purpose, which leaves commercial use out. Read word
 # by word (one pass, no backtracking: see _NAMED_NON_COMMERCIAL). Not "research use welcome": the
@@ -358,7 +375,13 @@ _MADE_WORDS = frozenset(
     )
 )
 _MADE_BY = frozenset(("by", "in", "at", "within"))
+# How far _made_by_before looks back, and the words of a run (or an article) it reads back across
+_MADE_LOOK_BACK = 80
+_RUN_BEFORE = _PURPOSE_WORDS | {"and", "or", "the", "a", "an"}
 _CLAUSE_BREAK = re.compile(r"[;,.()\[\]!?]")
+# A note on a licence is set off by these too: "CC BY 4.0 / personal use", "MIT: academic use"
+# (a "." before a digit is a version's: "CC BY 4.0 research use" is one clause, read as before)
+_PURPOSE_CLAUSE_BREAK = re.compile(r"([;,()\[\]!?/:|\u2013\u2014]|\.(?!\d)|\s-\s)")
 # A use granted for a restricting purpose that ends the clause, without the use word _for_a_purpose
 # reads after it: "Free for research", "Freely available for academic research", "Intended for
 # research", "For academic research", "Permission is granted to use this dataset for research". A
@@ -391,6 +414,14 @@ _NEGATED_FILLERS = frozenset(
         *("permits", "authorise", "authorize", "redistributed", "distributed", "shared", "sold"),
     )
 )
+# "This is not a commercial product": what the thing is (_describes), not a use denied
+_COPULAS = frozenset(("is", "are", "was", "were"))
+_DESCRIBED_NOUNS = frozenset(
+    (
+        *("product", "products", "project", "entity", "company", "organisation", "organization"),
+        *("enterprise", "venture", "service", "offering", "tool", "software"),
+    )
+)
 _MAX_NEGATED = 8  # "not be redistributed or used for any commercial": seven
 # "commercial use requires permission", "commercial licensing available", "commercial use: contact
 # us", "contact the authors for commercial use": the terms as written leave commercial use out (a
@@ -421,6 +452,7 @@ _CONTACT_PATTERN = rf"contact|get{_SEP}in{_SEP}touch|e-?mail|reach{_SEP}out|writ
 _GRANTING = ("free", "ok", "allowed", "permitted")
 _NOT_GRANTED_FOR = "".join(rf"(?<!\b{word}[-_ ]for[-_ ])" for word in _GRANTING)  # before "commercial"
 _NOT_GRANTED = "".join(rf"(?<!\b{word}[-_ ])" for word in _GRANTING)  # before "for commercial"
+_WITH_NAMED = rf"with(?!(?<=\brights[-_ ]with){_SEP}the{_SEP}{_LICENCE_WORD}[\s.)]*+(?:;|$))"
 # Not after "no": "no commercial licence required" grants it (_NAMED_PATTERN bars any other "no
 # commercial ..." that would match here).
 _NEEDS_PERMISSION = re.compile(
@@ -430,7 +462,10 @@ _NEEDS_PERMISSION = re.compile(
     # licence's own word asks for one, as "contact us for commercial licensing" does (_FOR_COMMERCIAL)
     rf"|{_LICENCE_WORD}|rights|terms){_SEP}(?:(?:inquiries|enquiries){_SEP})?)?"
     rf"(?:(?:is|are|only|may{_SEP}be){_SEP})?"
-    rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|with|by){_SEP}{_PERMISSION}"
+    # "commercial rights with the license" (the licence named, at the clause's end) says they come
+    # with it, not that another is needed; "only with the license", "with a license" need one, and
+    # "commercial use with the license" may mean a licence to be bought: kept barred
+    rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|{_WITH_NAMED}|by){_SEP}{_PERMISSION}"
     rf"|{_PERMISSION}{_SEP}(?:(?:is|are){_SEP})?(?:required|needed|necessary)"  # "licence required"
     rf"|upon{_SEP}request|on{_SEP}request|(?:please{_SEP})?(?:{_CONTACT_PATTERN})|by{_SEP}arrangement)\b"
     rf"|(?<!\bno[-_ ])\bcommercial{_SEP}{_LICENCE_WORD}{_SEP}(?:(?:is|are){_SEP})?"
@@ -864,6 +899,8 @@ def _name_non_commercial(licence: str) -> bool:
     name = _INVISIBLE.sub("", licence).strip()
     if _NAMED_NON_COMMERCIAL.search(name) or name.lower() in NON_COMMERCIAL_IDS:
         return True
+    if _NON_COMMERCIAL_NAMES.fullmatch(_spelled(name)):
+        return True
     if _dual_licensed(name):
         return False
     if _NEEDS_PERMISSION.search(name):
@@ -873,12 +910,13 @@ def _name_non_commercial(licence: str) -> bool:
     # ("Free for academic use. Commercial users must obtain a licence") is read as restricted.
     grants_commercial = _GRANTS_COMMERCIAL.search(name) is not None
     for line in name.split("\n"):
-        word = _RESTRICTING_WORD.search(line)
-        if word and _ONLY.search(line, word.end()):
+        if _only_after_a_purpose(line):
             return True
         if _limited_to_a_purpose(line):
             return True
-        if not grants_commercial and (_for_a_purpose(line) or _granted_for_a_purpose(line)):
+        if not grants_commercial and (
+            _for_a_purpose(line) or _granted_for_a_purpose(line) or _purpose_clause(line)
+        ):
             return True
         if _negated_commercial_use(line):
             return True
@@ -891,6 +929,38 @@ def _name_non_commercial(licence: str) -> bool:
             if _required_for_commercial(clause):
                 return True
     return False
+
+
+def _only_after_a_purpose(line: str) -> bool:
+    """True when an `only` follows a restricting word on the line: "research use only". The first
+    such word decides (an `only` after a later one is after it too), unless it says who made the data
+    or where and the `only` is in its clause: "annotated by research groups only" is a note
+    (_made_by_before), "annotated by researchers; use only ..." reads as before."""
+    only = brk = -1  # where the next `only` and clause break start: found again once passed (linear)
+    for word in _RESTRICTING_WORD.finditer(line):
+        if only < word.end():
+            found = _ONLY.search(line, word.end())
+            if found is None:
+                return False
+            only = found.start()
+        if brk < word.end():
+            found = _CLAUSE_BREAK.search(line, word.end())
+            brk = len(line) if found is None else found.start()
+        # made-by's own `only`: the next one in the same clause ("by research groups only; ...")
+        if not (brk > only and _made_by_before(line, word.start())):
+            return True
+    return False
+
+
+def _made_by_before(line: str, at: int) -> bool:
+    """True when the purpose word at `at` follows how the data was made and "by", "in", "at":
+    "annotated by (academic) research groups", "collected in research settings" (_MADE_WORDS). Not
+    after "be": "may be translated by research institutions only" says who may do it, a use. Read
+    over a bounded look-back, so each purpose word of a long value reads a few dozen characters."""
+    words = _WORDS.findall(line[max(0, at - _MADE_LOOK_BACK) : at].lower())
+    while words and words[-1] in _RUN_BEFORE:  # the run's earlier words: "by academic research"
+        words.pop()
+    return len(words) >= 2 and words[-1] in _MADE_BY and words[-2] in _MADE_WORDS and words[-3:-2] != ["be"]
 
 
 def _dual_licensed(name: str) -> bool:
@@ -989,16 +1059,19 @@ def _granted_for_a_purpose(line: str) -> bool:
 
 def _purpose_ends(words: list[str], head: int) -> bool:
     """True when, after words[head], fillers with a "for" among them (or the head itself "for") lead to
-    a run of purpose words that ends the clause or is followed by a use word or "only"."""
+    a run of purpose words that ends the clause or is followed by a use word or "only"; or fillers with
+    a "to" among them lead to one that ends the clause: "Available to academic researchers" (who may
+    have it), not "released to the research community" (who it was shared with)."""
     at, end = head + 1, min(len(words), head + 1 + _MAX_BETWEEN)
-    led = words[head] == "for"
+    led, to = words[head] == "for", False
     while at < end and words[at] in _GRANT_FILLERS:
         led = led or words[at] == "for"
+        to = to or words[at] == "to"
         at += 1
-    if not led or at >= len(words) or words[at] not in _PURPOSE_WORDS:
+    if not (led or to) or at >= len(words) or words[at] not in _PURPOSE_WORDS:
         return False
     after = _after_run(words, at)
-    return after is None or after in _USE_WORDS or after == "only"
+    return after is None or (led and (after in _USE_WORDS or after == "only"))
 
 
 def _negated_commercial_use(line: str) -> bool:
@@ -1016,10 +1089,26 @@ def _negated_commercial_use(line: str) -> bool:
             stop = min(len(words), at + 1 + _MAX_NEGATED)
             for later in range(at + 1, stop):
                 if _COMMERCIAL_WORD.fullmatch(words[later]):
+                    if _describes(words, at, later):
+                        break
                     return True
                 if words[later] not in _NEGATED_FILLERS:
                     break
     return False
+
+
+def _describes(words: list[str], at: int, commercial: int) -> bool:
+    """True when the negation at words[at] says what the thing is, not how it may be used: "This is
+    not a commercial product" (a copula, "not a", "commercial" and a noun of _DESCRIBED_NOUNS)."""
+    return (
+        at > 0
+        and words[at - 1] in _COPULAS
+        and words[at] == "not"
+        and commercial == at + 2
+        and words[at + 1] in ("a", "an")
+        and words[commercial + 1 : commercial + 2] != []
+        and words[commercial + 1] in _DESCRIBED_NOUNS
+    )
 
 
 def _says_who_made(words: list[str], at: int) -> bool:
@@ -1062,12 +1151,37 @@ def _purpose_follows(words: list[str], at: int) -> bool:
 def _after_run(words: list[str], at: int) -> str | None:
     """The word after the run of purpose words starting at words[at] ("academic and research",
     "testing or evaluation": a comma has ended the clause), None where the run ends the clause."""
+    end = _run_end(words, at)
+    return words[end] if end < len(words) else None
+
+
+def _run_end(words: list[str], at: int) -> int:
+    """Where the run of purpose words starting at words[at] ends (the index after its last word)."""
     while at + 1 < len(words) and (
         words[at + 1] in _PURPOSE_WORDS
         or (words[at + 1] in ("and", "or") and words[at + 2 : at + 3] and words[at + 2] in _PURPOSE_WORDS)
     ):
         at += 1 if words[at + 1] in _PURPOSE_WORDS else 2
-    return words[at + 1] if at + 1 < len(words) else None
+    return at + 1
+
+
+def _purpose_clause(line: str) -> bool:
+    """True when a clause of the line is a restricting purpose and its use word alone, as a note on
+    the licence before it: "CC BY 4.0 (academic use)", "MIT / personal use"; or, behind SPDX's prefix
+    for custom terms, the purpose alone: `LicenseRef-academic` (as `LicenseRef-academic-use`)."""
+    parts = _PURPOSE_CLAUSE_BREAK.split(line)  # clauses, each followed by its separator
+    for clause, sep in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
+        if sep == ":":  # a label: "Research use: allowed" says what is allowed, not that it only is
+            continue
+        words = _clause_words(clause)
+        custom = words[:1] == ["licenseref"]
+        words = words[1:] if custom else words
+        if not words or words[0] not in _PURPOSE_WORDS:
+            continue
+        rest = words[_run_end(words, 0) :]
+        if (custom and not rest) or (0 < len(rest) <= 2 and all(w in _USE_WORDS for w in rest)):
+            return True
+    return False
 
 
 def _for_a_purpose(line: str) -> bool:
