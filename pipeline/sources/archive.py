@@ -11,7 +11,11 @@ module, to `out/<its path in the archive>`, opened with 'xb' (a second member of
 refused, not silently laid over the first). Before that, the selection's sizes as the archive
 declares them (exact for tar; zipfile reads no more than a zip entry declares) are checked against
 the free disk space, so an archive that would fill the disk (a "zip bomb" among them) is refused
-with its figures, not half written; so is an archive of more than MAX_MEMBERS members, and a tar
+with its figures, not half written; so is a selection unpacking to more than the readers allow a .gz
+(readers.unpacked_limit: MAX_GZIP_RATIO times the archive's size, past UNPACKED_FLOOR), whatever
+the free space: a 1 MB zip of 1 GiB of zeros, or a small tar of one file and hundreds of hard links
+to it (each a full copy once extracted), is no corpus; so is an archive of more than MAX_MEMBERS
+members, and a tar
 whose extended headers (a GNU long name, a pax record) would take more memory than MAX_HEADER each or
 MAX_HEADERS in all: tarfile reads one whole into memory, and a gigabyte of zeros declared as a
 member's long name packs into a megabyte of .tar.gz.
@@ -34,7 +38,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from pipeline.sources import globs
+from pipeline.sources import globs, readers
 from pipeline.sources.errors import SourceError
 from pipeline.sources.registry import brief
 
@@ -229,6 +233,12 @@ def extract(
                 if m.kind == "hardlink" and m.link and not _unsafe(m.link)  # else skipped, counted
             }
             linked = {rel for rel in globs.select(links, patterns) if links[rel] in counts}
+            for rel in sorted(linked):  # which of the copies it means is unknowable
+                if counts[links[rel]] > 1:
+                    raise SourceError(
+                        f"{name}: archive {origin} holds {brief(links[rel], 100)} twice (a hard link, "
+                        f"{brief(rel, 100)}, names it); refused"
+                    )
             counts.update(linked)
             wanted = set(globs.select(counts, patterns))
             _check_wanted(wanted, counts, name, origin, key)
@@ -245,6 +255,7 @@ def extract(
             sizes = {_relative(m.name): m.size for m in files}
             # (a selected hard link is in `wanted` under its own name, with its target's size)
             need = sum(sizes[r] if r in sizes else sizes[links[r]] for r in wanted)
+            _check_ratio(need, path, name, origin, key)
             _check_space(need, out, name, origin, key)
             skipped = Counter(m.kind for m in members if m.kind not in ("file", "dir"))
             skipped["hardlink"] -= len(linked)
@@ -284,6 +295,19 @@ def extract(
         kind = "zlib.error" if isinstance(e, zlib.error) else type(e).__name__  # not a bare "error"
         raise SourceError(f"{name}: cannot extract archive {origin} ({kind}: {brief(str(e), 150)})") from None
     return {"members_extracted": len(wanted), "members_skipped": dict(sorted((+skipped).items()))}
+
+
+def _check_ratio(need: int, path: Path, name: str, origin: str, key: str = "files") -> None:
+    """Refuse, before a byte is written, a selection unpacking to more than a .gz may
+    (readers.unpacked_limit): only the free space bounded it, and a bomb that fits fills the disk."""
+    limit = readers.unpacked_limit(path)
+    if need > limit:
+        raise SourceError(
+            f"{name}: the members of archive {origin} that `{key}:` selects unpack to {need:,} bytes, more "
+            f"than {readers.MAX_GZIP_RATIO} times the archive's size (at most {limit:,}), which no corpus "
+            f"does; the archive is refused; if it is real, unpack it yourself and point `local_path:` for "
+            f"{name} at the folder"
+        )
 
 
 def _check_space(need: int, out: Path, name: str, origin: str, key: str = "files") -> None:

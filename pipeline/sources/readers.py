@@ -415,6 +415,28 @@ def iter_json_records(path: Path) -> Iterator[Record]:
             yield Record(i, item, "")
 
 
+class _End:
+    """Whether csv.reader has asked for a line past the file's last (_until_end)."""
+
+    reached = False
+
+
+def _until_end(lines: Iterator[str], end: _End) -> Iterator[str]:
+    """`lines`, noting in `end` that csv.reader asked for more after the last. It asks only from
+    inside a double-quoted field (a record ends at its line's end otherwise), and, not strict, then
+    hands the field over with every line up to the end of the file in it."""
+    yield from lines
+    end.reached = True
+
+
+def _open_quote(start: int, lines: int) -> str:
+    """The reason of a record whose double quote is never closed (iter_csv)."""
+    return (
+        f"a double-quoted field opened in the record at line {start:,} is never closed: the {lines:,} "
+        "line(s) from there to the end of the file were read into it; close the quote; not read"
+    )
+
+
 @_tolerate_damaged_gzip
 def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
     """csv.DictReader rows as Records (line = the line the record ends on); bad UTF-8 -> `utf8`; a
@@ -422,14 +444,23 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
 
     The csv module's default field limit (128 KiB) would abort the file on one long turn; no limit
     at all would hold a field of any size (a quoted field of 1 GB of lines packs into a 1 MB .gz,
-    and takes several GB to parse), where the line readers stop at MAX_LINE_BYTES."""
+    and takes several GB to parse), where the line readers stop at MAX_LINE_BYTES. A double quote
+    never closed (its field would hold every line to the end of the file) -> `csv_parse`, the
+    record's fields kept in `value` to name its conversation by."""
     cap = MAX_LINE_BYTES
     csv.field_size_limit(cap)
     with open_binary(path) as fb:
         text = io.TextIOWrapper(fb, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.DictReader(text, delimiter=delimiter)
+        end = _End()
+        reader = csv.DictReader(_until_end(text, end), delimiter=delimiter)
         while True:
             try:
+                # the header first (DictReader reads it with the first record): a quote it leaves
+                # open takes the whole file, and no record was read, nor quarantined
+                if not reader.line_num and reader.fieldnames is not None and end.reached:
+                    yield Record(1, None, "", "csv_parse", _open_quote(1, reader.line_num))
+                    return
+                start = reader.line_num + 1
                 row = next(reader)
             except StopIteration:
                 return
@@ -442,6 +473,9 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
                 yield Record(reader.reader.line_num, None, "", "csv_parse", reason[:300])
                 continue
             line = reader.line_num
+            if end.reached:  # a record is handed over at the end of the file only from an open quote
+                yield Record(start, row, "", "csv_parse", _open_quote(start, line - start + 1))
+                return
             joined = delimiter.join(str(v) for v in row.values() if v is not None)
             if _SURROGATE.search(joined):
                 clean = joined.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
