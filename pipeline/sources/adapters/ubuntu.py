@@ -19,6 +19,9 @@ records were not read, as a file that cannot be read at all is elsewhere (yaml_p
 parquet_read). Read row by row, such a file was a million identical `missing_field` rows that never
 named the header; and a train file without Label read its wrong answers (Label 0, half of v2
 train) as real replies, since only valid/test may go without one.
+
+A record with more fields than its header (a comma left unquoted in a text) is quarantined as
+`csv_fields`, as empathetic_dialogues does: its fields are shifted, so none can be trusted.
 """
 
 from __future__ import annotations
@@ -147,6 +150,21 @@ class _LostKey:
         return _dialogue_key(lost) or self.last
 
 
+def _refuse_fields(rows: RawRows, origin: str, rec: Record, key: str | None) -> None:
+    """A record with more fields than its header (a comma left unquoted in a text): its fields are
+    shifted, so none is read. Read, a dialogueText row kept its text up to the comma and dropped the
+    rest unseen, and a v2 row took the tail of its Context for the response."""
+    named = [v for k, v in rec.value.items() if k is not None]
+    fields = [*named, *rec.value[None]]  # the record as written (rec.raw shows the extras as a list)
+    rows.bad(
+        origin,
+        "csv_fields",
+        f"{len(fields)} fields, the header has {len(named)} (a comma left unquoted?)",
+        conv_key=key,
+        text=",".join(fields),
+    )
+
+
 def _read_file(path: Path, rel: str, rows: RawRows) -> None:
     records = iter_csv(path)
     checked = False
@@ -160,10 +178,16 @@ def _read_file(path: Path, rel: str, rows: RawRows) -> None:
                 _refuse(rows, rel, header, problem, records)
                 return
             checked = True
-        if "Context" in r:
-            _read_v2(rows, origin, f"{Path(rel).with_suffix('')}:{rec.line}", r)
+        v2_key = f"{Path(rel).with_suffix('')}:{rec.line}" if "Context" in r else None
+        if v2_key is None:
+            lost_key.last = _dialogue_key(rec)
+        if None in r:  # DictReader's key for the fields past the header's
+            _refuse_fields(rows, origin, rec, v2_key or lost_key.last)
             continue
-        key = lost_key.last = _dialogue_key(rec)
+        if v2_key is not None:
+            _read_v2(rows, origin, v2_key, r)
+            continue
+        key = lost_key.last
         if not key or not r.get("from") or r.get("text") is None:
             rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
             continue
