@@ -359,6 +359,24 @@ CASES: dict[str, dict] = {
         },
         "filtered": {"partner_persona": 1, "persona_used_as_context": 5, "silence": 1},
     },
+    "dailydialog": {
+        "big": _append("ijcnlp_dailydialog/dialogues_text.txt", f"{BIG} __eou__ ok __eou__\n"),
+        # an empty utterance (line 3), a cut line (4), invalid UTF-8 (5), one speaker alone (6)
+        "checks": {"text_present": 1, "format": 1, "utf8": 1, "has_bot_turn": 1},
+        "turns": {
+            "dailydialog:ijcnlp_dailydialog/dialogues_text.txt:2": [
+                "Can you do push-ups ?",
+                "Of course I can .",
+            ],
+            # the empty utterance keeps its place: A's two utterances around it make one turn
+            "dailydialog:ijcnlp_dailydialog/dialogues_text.txt:3": ["Hi .\nAre you there ?", "Yes ."],
+            "dailydialog:ijcnlp_dailydialog/dialogues_text.txt:4": [
+                "Where are you going ?",
+                "To the station .",
+            ],
+        },
+        "filtered": {},
+    },
 }
 # Adapters that read a format other adapters also read are covered through those (contrib: test_sources).
 COVERED_ELSEWHERE = {"contrib"}

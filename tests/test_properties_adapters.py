@@ -41,6 +41,7 @@ FOLDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "chatbot_arena": ("chatbot_arena", {}),
     "chatterbot": ("chatterbot", {}),
     "chitchat": ("chitchat", {}),
+    "dailydialog": ("dailydialog", {}),
     "empathetic_dialogues": ("empathetic_dialogues", {}),
     "hackernews": ("hackernews", {}),
     "nanochatgpt": ("nanochatgpt", {}),

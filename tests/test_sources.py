@@ -70,6 +70,7 @@ def test_registry_has_every_source_with_licences() -> None:
         "ubuntu": ("unknown", False),
         "hackernews": ("unknown", False),
         "arithmetic": ("unknown", False),
+        "dailydialog": ("CC-BY-NC-SA-4.0", False),
     }
     for name, (licence, commercial) in expected.items():
         assert (reg[name].licence, reg[name].commercial) == (licence, commercial), name
@@ -78,12 +79,13 @@ def test_registry_has_every_source_with_licences() -> None:
     hub = [s for s in reg.values() if s.kind == "hf_dataset"]
     assert len(hub) == 6 and all(s.revision for s in hub)
     # ParlAI's archives, pinned to the sha256 ParlAI's build.py (and HF's dataset_infos.json) declare;
-    # the twitter file has no published hash, so it has no pin (its download asks for one)
+    # the twitter file and the DailyDialog zip have no published hash, so no pin (the download asks for one)
     urls = {s.name: s for s in reg.values() if s.kind == "url"}
     assert {n: (s.archive, s.sha256 is not None) for n, s in urls.items()} == {
         "empathetic_dialogues": (True, True),
         "personachat": (True, True),
         "twitter": (False, False),
+        "dailydialog": (True, False),
     }
     assert reg["oasst1"].revision == OASST_REV and reg["oasst1"].location == "OpenAssistant/oasst1"
     assert reg["chatbot_arena"].gated and reg["chatbot_arena"].token_env == "HF_TOKEN"

@@ -36,6 +36,7 @@ ADAPTERS: dict[str, str] = {
     "twitter": "twitter",
     "arithmetic": "arithmetic",
     "personachat": "personachat",
+    "dailydialog": "dailydialog",
 }
 
 
