@@ -15,10 +15,9 @@ with its figures, not half written; so is a selection unpacking to more than the
 (readers.unpacked_limit: MAX_GZIP_RATIO times the archive's size, past UNPACKED_FLOOR), whatever
 the free space: a 1 MB zip of 1 GiB of zeros, or a small tar of one file and hundreds of hard links
 to it (each a full copy once extracted), is no corpus; so is an archive of more than MAX_MEMBERS
-members, and a tar
-whose extended headers (a GNU long name, a pax record) would take more memory than MAX_HEADER each or
-MAX_HEADERS in all: tarfile reads one whole into memory, and a gigabyte of zeros declared as a
-member's long name packs into a megabyte of .tar.gz.
+members, and a tar whose extended headers (a GNU long name, a pax record) would take more memory than
+MAX_HEADER each or MAX_HEADERS in all: tarfile reads one whole into memory, and a gigabyte of zeros
+declared as a member's long name packs into a megabyte of .tar.gz.
 """
 
 from __future__ import annotations

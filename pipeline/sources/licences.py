@@ -233,7 +233,7 @@ _NAMED_PATTERN = (
     r"|(?<!production[-_ ]and[-_ ])(?<!production[-_ ]or[-_ ])non[-_ ]?production"
     # "Commercial rights reserved": the rights to commercial use are kept back, not granted
     rf"|\b{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?rights?[-_ ]"
-    r"(?:(?:are|is)[-_ ])?(?:strictly[-_ ])?reserved\b"
+    r"(?:(?:are|is|remain|remains)[-_ ])?(?:strictly[-_ ])?reserved\b"
     rf"|\bno[-_ ]{_COMMERCIAL_SPELLING}(?![-_ ](restriction|limitation|{_NO_LICENCE_NEEDED}))"
 )
 # Purposes (and people) a use may be granted for that leave commercial use out, one list for both
@@ -452,7 +452,7 @@ _CONTACT_PATTERN = rf"contact|get{_SEP}in{_SEP}touch|e-?mail|reach{_SEP}out|writ
 _GRANTING = ("free", "ok", "allowed", "permitted")
 _NOT_GRANTED_FOR = "".join(rf"(?<!\b{word}[-_ ]for[-_ ])" for word in _GRANTING)  # before "commercial"
 _NOT_GRANTED = "".join(rf"(?<!\b{word}[-_ ])" for word in _GRANTING)  # before "for commercial"
-_WITH_NAMED = rf"with(?!(?<=\brights[-_ ]with){_SEP}the{_SEP}{_LICENCE_WORD}[\s.)]*+(?:;|$))"
+_WITH_NAMED = rf"with(?!(?<=\brights[-_ ]with){_SEP}the{_SEP}{_LICENCE_WORD}[\s.)]*+$)"
 # Not after "no": "no commercial licence required" grants it (_NAMED_PATTERN bars any other "no
 # commercial ..." that would match here).
 _NEEDS_PERMISSION = re.compile(
@@ -462,9 +462,10 @@ _NEEDS_PERMISSION = re.compile(
     # licence's own word asks for one, as "contact us for commercial licensing" does (_FOR_COMMERCIAL)
     rf"|{_LICENCE_WORD}|rights|terms){_SEP}(?:(?:inquiries|enquiries){_SEP})?)?"
     rf"(?:(?:is|are|only|may{_SEP}be){_SEP})?"
-    # "commercial rights with the license" (the licence named, at the clause's end) says they come
+    # "commercial rights with the license" (the licence named, at the value's end) says they come
     # with it, not that another is needed; "only with the license", "with a license" need one, and
-    # "commercial use with the license" may mean a licence to be bought: kept barred
+    # "commercial use with the license" may mean a licence to be bought: kept barred, as is a clause
+    # after it ("; contact us", "; license fee applies"), which may say how that licence is had
     rf"(?:(?:requires?|required|needs?|subject{_SEP}to|only{_SEP}with|{_WITH_NAMED}|by){_SEP}{_PERMISSION}"
     rf"|{_PERMISSION}{_SEP}(?:(?:is|are){_SEP})?(?:required|needed|necessary)"  # "licence required"
     rf"|upon{_SEP}request|on{_SEP}request|(?:please{_SEP})?(?:{_CONTACT_PATTERN})|by{_SEP}arrangement)\b"
@@ -1086,14 +1087,26 @@ def _negated_commercial_use(line: str) -> bool:
                     continue
             elif word not in _NEGATED_HEADS or words[max(0, at - 2) : at] == ["whether", "or"]:
                 continue
-            stop = min(len(words), at + 1 + _MAX_NEGATED)
-            for later in range(at + 1, stop):
-                if _COMMERCIAL_WORD.fullmatch(words[later]):
-                    if _describes(words, at, later):
-                        break
-                    return True
-                if words[later] not in _NEGATED_FILLERS:
-                    break
+            if _reaches_commercial(words, at):
+                return True
+    return False
+
+
+def _reaches_commercial(words: list[str], at: int) -> bool:
+    """True when the negation at words[at] reaches "commercial(ly)" across _NEGATED_FILLERS within
+    _MAX_NEGATED words. What the thing is ("not a commercial product", _describes) is passed over,
+    not an end: the negation still reaches a use after it ("not a commercial product or for
+    commercial use")."""
+    later, stop = at + 1, min(len(words), at + 1 + _MAX_NEGATED)
+    while later < stop:
+        if _COMMERCIAL_WORD.fullmatch(words[later]):
+            if not _describes(words, at, later):
+                return True
+            later += 2  # the noun (_DESCRIBED_NOUNS) after it
+        elif words[later] not in _NEGATED_FILLERS:
+            return False
+        else:
+            later += 1
     return False
 
 

@@ -416,16 +416,25 @@ def iter_json_records(path: Path) -> Iterator[Record]:
 
 
 class _End:
-    """Whether csv.reader has asked for a line past the file's last (_until_end)."""
+    """What csv.reader has read of the file (_until_end): whether it asked for a line past the last,
+    and `start`, once cleared, the first line holding text read since: where the record being read
+    starts, as DictReader skips the blank lines before it (they are not part of it)."""
 
     reached = False
+    start = 0
+
+
+_BLANK_LINES = frozenset(("\n", "\r\n", "\r"))  # lines as newline="" splits them: csv reads no record
 
 
 def _until_end(lines: Iterator[str], end: _End) -> Iterator[str]:
     """`lines`, noting in `end` that csv.reader asked for more after the last. It asks only from
     inside a double-quoted field (a record ends at its line's end otherwise), and, not strict, then
     hands the field over with every line up to the end of the file in it."""
-    yield from lines
+    for number, line in enumerate(lines, 1):
+        if not end.start and line not in _BLANK_LINES:
+            end.start = number
+        yield line
     end.reached = True
 
 
@@ -460,7 +469,7 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
                 if not reader.line_num and reader.fieldnames is not None and end.reached:
                     yield Record(1, None, "", "csv_parse", _open_quote(1, reader.line_num))
                     return
-                start = reader.line_num + 1
+                end.start = 0
                 row = next(reader)
             except StopIteration:
                 return
@@ -474,7 +483,7 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
                 continue
             line = reader.line_num
             if end.reached:  # a record is handed over at the end of the file only from an open quote
-                yield Record(start, row, "", "csv_parse", _open_quote(start, line - start + 1))
+                yield Record(end.start, row, "", "csv_parse", _open_quote(end.start, line - end.start + 1))
                 return
             joined = delimiter.join(str(v) for v in row.values() if v is not None)
             if _SURROGATE.search(joined):

@@ -39,7 +39,7 @@ def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFram
     for path in data_files(raw_dir, (".txt",)):
         rel = path.relative_to(raw_dir).as_posix()
         for rec in iter_lines(path, lone_cr=cr_only(path)):
-            origin, key = f"{rel}:{rec.line}", f"{rel}:{rec.line}"
+            origin = key = f"{rel}:{rec.line}"  # a dialogue is its line
             if not rec.ok:
                 rows.bad(origin, rec.check, rec.reason, conv_key=key, text=rec.raw)
             elif rec.value.strip():  # a blank line holds no dialogue
