@@ -829,6 +829,11 @@ def _seconds(call, *args: object) -> float:
         "licence_purpose_clauses",
         "licence_granted_to",
         "licence_described",
+        "licence_both_uses",
+        "licence_both_uses_runs",
+        "licence_both_uses_apart",
+        "licence_open_list",
+        "licence_open_list_heads",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -924,6 +929,19 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
         "licence_purpose_clauses": (licences.is_non_commercial, "research use/" * (n // 13) + "x"),
         "licence_granted_to": (licences.is_non_commercial, "available to " * (n // 13) + "x"),
         "licence_described": (licences.is_non_commercial, "is not a commercial " * (n // 20)),
+        # licI (session 36): a pair that names both uses (each clause read once, a long run of pairs,
+        # the words before one), a list of who may have the data after a comma (each clause once)
+        "licence_both_uses": (licences.is_non_commercial, "commercial and non-commercial use, " * (n // 35)),
+        "licence_both_uses_runs": (licences.is_non_commercial, "non-commercial and " * (n // 19)),
+        "licence_both_uses_apart": (
+            licences.is_non_commercial,
+            "fee " * (n // 4) + "commercial and non-commercial use",
+        ),
+        "licence_open_list": (
+            licences.is_non_commercial,
+            "available to researchers, " + "companies, " * (n // 11) + "x",
+        ),
+        "licence_open_list_heads": (licences.is_non_commercial, "available to researchers, " * (n // 26)),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

@@ -39,7 +39,10 @@ the clause, as does a purpose with its use word as a note beside a licence ("CC 
 use)", "MIT / personal use") or a custom id naming only a purpose (`LicenseRef-academic`:
 _purpose_clause), "Commercial rights reserved", and the Academic Public License (_NON_COMMERCIAL_NAMES).
 What a thing is ("This is not a commercial product": _describes) is no denial of commercial use, nor
-is "production and non-production use", nor "commercial rights with the license" a need for another;
+is "production and non-production use" or "for commercial and non-commercial use" (_BOTH_USES), nor
+is "Available to researchers, companies and the public" a limit to researchers (_OPEN_RECIPIENTS):
+each grants commercial use and reads as unlisted free text, nor "commercial rights with the license"
+a need for another;
 an `only` after who made the data, in its clause ("annotated by research groups only":
 _only_after_a_purpose), is no limit, as one before it is not.
 A limiting word bars a restricting purpose before it as
@@ -284,6 +287,32 @@ _NAMED_NON_COMMERCIAL = re.compile(_NAMED_PATTERN, re.IGNORECASE)
 _RESTRICTING_WORD = re.compile(_RESTRICTING_PATTERN, re.IGNORECASE)
 _ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
 _INVISIBLE = regex.compile(INVISIBLE_CHARS)
+# A pair that names both uses and ends its clause, as a grant ("Free for commercial and non-commercial
+# use", "for both commercial and non-commercial purposes", "non-commercial or commercial use
+# permitted") grants commercial use: its "non-commercial" is no limit (read as one, it barred the
+# data). _both_uses reads such a pair as "commercial" alone before _NAMED_NON_COMMERCIAL, so "no
+# commercial and non-commercial use" and "not for commercial and ..." still bar, as does a second
+# "non-commercial" ("non-commercial and non-commercial": the "non-" before the pair is kept); the
+# other rules read the value as written. Not a pair that goes on ("commercial and non-commercial use:
+# see LICENSE", "... users who obtain a licence", "... research"), nor one after terms set apart
+# (_NOT_A_GRANT).
+_PAIRED_WITH = r"[-_ ]++(?:and/or|and|or|&|as[-_ ]well[-_ ]as)[-_ ]++"
+_BOTH_USES = re.compile(
+    rf"(?:(?<![a-z]){_COMMERCIAL_SPELLING}{_PAIRED_WITH}non[-_ ]?{_COMMERCIAL_SPELLING}"
+    rf"|\bnon[-_ ]?{_COMMERCIAL_SPELLING}{_PAIRED_WITH}{_COMMERCIAL_SPELLING})"
+    r"(?=(?:[-_ ]++(?:uses?|usage|purposes?|applications?|projects?))?"
+    r"(?:[-_ ]++(?:(?:is|are)[-_ ]++)?(?:permitted|allowed|ok|welcome|granted))?[-_ ]*+\Z)",
+    re.IGNORECASE,
+)
+# Words before the pair, in its clause, that set the two uses apart rather than grant both: "Separate
+# licences for commercial and non-commercial use", "Fees apply for ...", "Different terms for ...".
+_NOT_A_GRANT = frozenset(
+    (
+        *("licence", "license", "licences", "licenses", "licensing", "agreement", "agreements"),
+        *("separate", "separately", "different", "distinct", "terms", "conditions", "fee", "fees"),
+        *("price", "prices", "pricing", "paid", "subscription", "permission", "request", "contact"),
+    )
+)
 # Licences whose name does not say it, but whose terms allow non-commercial use only: the Hub's
 # deepfloyd-if-license (non-commercial research), intel-research and apple-amlr ("solely for research
 # purposes", "non-commercial scientific research"), h-research (a research licence by its name);
@@ -379,6 +408,7 @@ _MADE_BY = frozenset(("by", "in", "at", "within"))
 _MADE_LOOK_BACK = 80
 _RUN_BEFORE = _PURPOSE_WORDS | {"and", "or", "the", "a", "an"}
 _CLAUSE_BREAK = re.compile(r"[;,.()\[\]!?]")
+_CLAUSE_BREAK_KEPT = re.compile(r"([;,.()\[\]!?])")  # the same, each break kept (re.split)
 # A note on a licence is set off by these too: "CC BY 4.0 / personal use", "MIT: academic use"
 # (a "." before a digit is a version's: "CC BY 4.0 research use" is one clause, read as before)
 _PURPOSE_CLAUSE_BREAK = re.compile(r"([;,()\[\]!?/:|\u2013\u2014]|\.(?!\d)|\s-\s)")
@@ -397,6 +427,31 @@ _GRANTING_HEADS = frozenset(
 )
 _GRANT_FILLERS = _BETWEEN_WORDS | frozenset(
     ("free", "freely", "charge", "this", "these", "that", "data", "dataset", "datasets", "corpus", "it")
+)
+# A purpose run that ends its clause at a comma, after which the list of who may have the data goes on
+# with a commercial recipient: "Available to researchers, companies and the public", "Free for
+# researchers, industry and individuals" (the comma ended the clause after "researchers", which
+# barred the data). Only a list: the clauses after the comma must be of _LIST_WORDS alone, so "...,
+# not companies", "..., excluding companies", "..., free of charge" and "..., companies and the
+# public for research purposes" read as before. Without a commercial recipient ("researchers,
+# students and teachers") the purpose still ends the grant.
+_OPEN_RECIPIENTS = frozenset(
+    (
+        *("companies", "company", "businesses", "business", "industry", "industries", "enterprises"),
+        *("startups", "corporations", "firms", "public", "everyone", "everybody", "anyone", "anybody"),
+        "commercial",
+    )
+)
+_LIST_WORDS = (
+    _OPEN_RECIPIENTS
+    | _PURPOSE_WORDS
+    | frozenset(
+        (
+            *("and", "or", "the", "a", "an", "general", "all", "any", "users", "user", "entities"),
+            *("organisations", "organizations", "individuals", "people", "students", "educators"),
+            *("teachers", "universities", "institutions", "developers", "government", "governments"),
+        )
+    )
 )
 # "You may not use the material for commercial purposes" (CC BY-NC's own legal code), "cannot be
 # used commercially", "does not allow commercial use", "It is forbidden to use this data for
@@ -898,7 +953,7 @@ def _name_non_commercial(licence: str) -> bool:
     """True when the licence's name says it forbids commercial use. Invisible characters are dropped
     first: a soft hyphen in "Non\u00adcommercial" (pasted from a web page) hid the word."""
     name = _INVISIBLE.sub("", licence).strip()
-    if _NAMED_NON_COMMERCIAL.search(name) or name.lower() in NON_COMMERCIAL_IDS:
+    if _NAMED_NON_COMMERCIAL.search(_both_uses(name)) or name.lower() in NON_COMMERCIAL_IDS:
         return True
     if _NON_COMMERCIAL_NAMES.fullmatch(_spelled(name)):
         return True
@@ -930,6 +985,18 @@ def _name_non_commercial(licence: str) -> bool:
             if _required_for_commercial(clause):
                 return True
     return False
+
+
+def _both_uses(name: str) -> str:
+    """The value with each pair that grants both uses (_BOTH_USES: one at most, at a clause's end)
+    read as "commercial", unless its clause sets them apart first (_NOT_A_GRANT). Linear: each
+    clause is read once."""
+    parts = _CLAUSE_BREAK_KEPT.split(name)
+    for at in range(0, len(parts), 2):
+        pair = _BOTH_USES.search(parts[at])
+        if pair is not None and _NOT_A_GRANT.isdisjoint(_WORDS.findall(parts[at][: pair.start()].lower())):
+            parts[at] = parts[at][: pair.start()] + "commercial" + parts[at][pair.end() :]
+    return "".join(parts)
 
 
 def _only_after_a_purpose(line: str) -> bool:
@@ -1049,20 +1116,34 @@ def _limited_to_a_purpose(line: str) -> bool:
 def _granted_for_a_purpose(line: str) -> bool:
     """True when a clause of the line grants use for a restricting purpose that ends it: "Free for
     research" (_GRANTING_HEADS says how it is read). Linear: each head reads on a bounded few words."""
-    for clause in _CLAUSE_BREAK.split(line):
-        words = _clause_words(clause)
+    parts = _CLAUSE_BREAK_KEPT.split(line)  # clauses, each followed by its break
+    clauses = [_clause_words(clause) for clause in parts[::2]]
+    listed = _open_lists(clauses, parts[1::2])
+    for words, open_list in zip(clauses, listed, strict=True):
         for at, word in enumerate(words):
             head = (word in _GRANTING_HEADS and not _negated(words, at)) or (at == 0 and word == "for")
-            if head and _purpose_ends(words, at):
+            if head and _purpose_ends(words, at, open_list):
                 return True
     return False
 
 
-def _purpose_ends(words: list[str], head: int) -> bool:
+def _open_lists(clauses: list[list[str]], breaks: list[str]) -> list[bool]:
+    """For each clause (its words), whether a comma after it goes on with a list of who may have the
+    data that names a commercial recipient (_OPEN_RECIPIENTS). Read from the end, each clause once."""
+    listed = [False] * len(clauses)
+    for at in range(len(clauses) - 2, -1, -1):
+        words = clauses[at + 1]
+        if breaks[at] == "," and words and all(word in _LIST_WORDS for word in words):
+            listed[at] = listed[at + 1] or any(word in _OPEN_RECIPIENTS for word in words)
+    return listed
+
+
+def _purpose_ends(words: list[str], head: int, open_list: bool = False) -> bool:
     """True when, after words[head], fillers with a "for" among them (or the head itself "for") lead to
     a run of purpose words that ends the clause or is followed by a use word or "only"; or fillers with
     a "to" among them lead to one that ends the clause: "Available to academic researchers" (who may
-    have it), not "released to the research community" (who it was shared with)."""
+    have it), not "released to the research community" (who it was shared with). A run that ends the
+    clause where a list naming a commercial recipient goes on after it (`open_list`) ends no grant."""
     at, end = head + 1, min(len(words), head + 1 + _MAX_BETWEEN)
     led, to = words[head] == "for", False
     while at < end and words[at] in _GRANT_FILLERS:
@@ -1072,7 +1153,7 @@ def _purpose_ends(words: list[str], head: int) -> bool:
     if not (led or to) or at >= len(words) or words[at] not in _PURPOSE_WORDS:
         return False
     after = _after_run(words, at)
-    return after is None or (led and (after in _USE_WORDS or after == "only"))
+    return (after is None and not open_list) or (led and (after in _USE_WORDS or after == "only"))
 
 
 def _negated_commercial_use(line: str) -> bool:
