@@ -834,6 +834,9 @@ def _seconds(call, *args: object) -> float:
         "licence_both_uses_apart",
         "licence_open_list",
         "licence_open_list_heads",
+        "licence_production_pairs",
+        "licence_production_pair_apart",
+        "licence_non_dashes",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -942,6 +945,16 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
             "available to researchers, " + "companies, " * (n // 11) + "x",
         ),
         "licence_open_list_heads": (licences.is_non_commercial, "available to researchers, " * (n // 26)),
+        # licK (session 36): a production pair that must end its clause, "non" before a Unicode dash
+        "licence_production_pairs": (
+            licences.is_non_commercial,
+            "production and non-production " * (n // 30),
+        ),
+        "licence_production_pair_apart": (
+            licences.is_non_commercial,
+            "fee " * (n // 4) + "production and non-production use",
+        ),
+        "licence_non_dashes": (licences.is_non_commercial, "non\u2011" * (n // 4) + "x"),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

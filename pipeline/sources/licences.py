@@ -231,9 +231,9 @@ _NAMED_PATTERN = (
     # names the NCSA licence, which allows commercial use)
     r"(^|[^a-z])nc([^a-z]|$)|by[-_ ]?nc([^a-z]|$)|cc[-_ ]?by[-_ ]?nc[-_ ]?(?:sa|nd)([^a-z]|$)"
     rf"|non[-_ ]?{_COMMERCIAL_SPELLING}|not[-_ ]for[-_ ]{_COMMERCIAL_SPELLING}"
-    # a non-production licence (Mistral AI's MNPL) allows testing and research, not commercial use;
-    # "production and non-production use" grants both (lookbehinds, fixed width)
-    r"|(?<!production[-_ ]and[-_ ])(?<!production[-_ ]or[-_ ])non[-_ ]?production"
+    # a non-production licence (Mistral AI's MNPL) allows testing and research, not commercial use
+    # ("production and non-production use" grants both where it ends its clause: _both_uses)
+    r"|non[-_ ]?production"
     # "Commercial rights reserved": the rights to commercial use are kept back, not granted
     rf"|\b{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?rights?[-_ ]"
     r"(?:(?:are|is|remain|remains)[-_ ])?(?:strictly[-_ ])?reserved\b"
@@ -297,13 +297,24 @@ _INVISIBLE = regex.compile(INVISIBLE_CHARS)
 # see LICENSE", "... users who obtain a licence", "... research"), nor one after terms set apart
 # (_NOT_A_GRANT).
 _PAIRED_WITH = r"[-_ ]++(?:and/or|and|or|&|as[-_ ]well[-_ ]as)[-_ ]++"
+_ENDS_A_GRANT = (
+    r"(?=(?:[-_ ]++(?:uses?|usage|purposes?|applications?|projects?))?"
+    r"(?:[-_ ]++(?:(?:is|are)[-_ ]++)?(?:permitted|allowed|ok|welcome|granted))?[-_ ]*+\Z)"
+)
 _BOTH_USES = re.compile(
     rf"(?:(?<![a-z]){_COMMERCIAL_SPELLING}{_PAIRED_WITH}non[-_ ]?{_COMMERCIAL_SPELLING}"
-    rf"|\bnon[-_ ]?{_COMMERCIAL_SPELLING}{_PAIRED_WITH}{_COMMERCIAL_SPELLING})"
-    r"(?=(?:[-_ ]++(?:uses?|usage|purposes?|applications?|projects?))?"
-    r"(?:[-_ ]++(?:(?:is|are)[-_ ]++)?(?:permitted|allowed|ok|welcome|granted))?[-_ ]*+\Z)",
+    rf"|\bnon[-_ ]?{_COMMERCIAL_SPELLING}{_PAIRED_WITH}{_COMMERCIAL_SPELLING}){_ENDS_A_GRANT}",
     re.IGNORECASE,
 )
+# "Free for production and non-production use" grants both, as the commercial pair does, and only
+# where it ends its clause as that one does: "... by non-profits only", "production or non-production
+# research use" go on to a limit (a lookbehind on "non-production" anywhere let them through)
+_BOTH_PRODUCTION = re.compile(
+    rf"(?<![a-z])production{_PAIRED_WITH}non[-_ ]?production{_ENDS_A_GRANT}", re.IGNORECASE
+)
+# A Unicode hyphen or dash after "non" ("non\u2011commercial", "Non\u2013commercial", as pasted from a
+# web page): read as "-", which the patterns know; "non\u2011commercial" was no word of theirs
+_NON_DASH = re.compile(r"(?<![a-z])(non)[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]", re.IGNORECASE)
 # Words before the pair, in its clause, that set the two uses apart rather than grant both: "Separate
 # licences for commercial and non-commercial use", "Fees apply for ...", "Different terms for ...".
 _NOT_A_GRANT = frozenset(
@@ -459,7 +470,7 @@ _LIST_WORDS = (
 # words of how a use is put (_NEGATED_FILLERS); any other word stops it: "does not restrict
 # commercial use", "not only for research but for commercial use", "no permission needed for ...",
 # "whether or not commercial" (both offered). "can't", "don't": _clause_words reads them as "not".
-_NEGATED_HEADS = frozenset(("not", "cannot", "never"))
+_NEGATED_HEADS = frozenset(("not", "cannot", "never", "nor"))  # "..., nor for commercial use"
 _FORBIDDING_HEADS = frozenset(("prohibited", "forbidden", "banned"))
 _NEGATED_FILLERS = frozenset(
     (
@@ -467,6 +478,7 @@ _NEGATED_FILLERS = frozenset(
         *("data", "dataset", "datasets", "corpus", "material", "materials", "work", "content", "it"),
         *("them", "in", "a", "an", "to", "of", "or", "and", "otherwise", "allow", "allows", "permit"),
         *("permits", "authorise", "authorize", "redistributed", "distributed", "shared", "sold"),
+        *("licensed", "licenced"),  # "not licensed for commercial use"
     )
 )
 # "This is not a commercial product": what the thing is (_describes), not a use denied
@@ -952,7 +964,7 @@ def is_non_commercial(licence: str) -> bool:
 def _name_non_commercial(licence: str) -> bool:
     """True when the licence's name says it forbids commercial use. Invisible characters are dropped
     first: a soft hyphen in "Non\u00adcommercial" (pasted from a web page) hid the word."""
-    name = _INVISIBLE.sub("", licence).strip()
+    name = _NON_DASH.sub(r"\1-", _INVISIBLE.sub("", licence)).strip()
     if _NAMED_NON_COMMERCIAL.search(_both_uses(name)) or name.lower() in NON_COMMERCIAL_IDS:
         return True
     if _NON_COMMERCIAL_NAMES.fullmatch(_spelled(name)):
@@ -989,13 +1001,15 @@ def _name_non_commercial(licence: str) -> bool:
 
 def _both_uses(name: str) -> str:
     """The value with each pair that grants both uses (_BOTH_USES: one at most, at a clause's end)
-    read as "commercial", unless its clause sets them apart first (_NOT_A_GRANT). Linear: each
-    clause is read once."""
+    read as "commercial" (a production pair, _BOTH_PRODUCTION, as "production"), unless its clause
+    sets them apart first (_NOT_A_GRANT). Linear: each clause is read once."""
     parts = _CLAUSE_BREAK_KEPT.split(name)
     for at in range(0, len(parts), 2):
-        pair = _BOTH_USES.search(parts[at])
-        if pair is not None and _NOT_A_GRANT.isdisjoint(_WORDS.findall(parts[at][: pair.start()].lower())):
-            parts[at] = parts[at][: pair.start()] + "commercial" + parts[at][pair.end() :]
+        for pattern, word in ((_BOTH_USES, "commercial"), (_BOTH_PRODUCTION, "production")):
+            pair = pattern.search(parts[at])
+            before = _WORDS.findall(parts[at][: pair.start()].lower()) if pair is not None else ()
+            if pair is not None and _NOT_A_GRANT.isdisjoint(before):
+                parts[at] = parts[at][: pair.start()] + word + parts[at][pair.end() :]
     return "".join(parts)
 
 
@@ -1179,12 +1193,14 @@ def _reaches_commercial(words: list[str], at: int) -> bool:
     not an end: the negation still reaches a use after it ("not a commercial product or for
     commercial use")."""
     later, stop = at + 1, min(len(words), at + 1 + _MAX_NEGATED)
+    described = False  # once it is, more of what it is ("product or service") reads on to a use
     while later < stop:
         if _COMMERCIAL_WORD.fullmatch(words[later]):
             if not _describes(words, at, later):
                 return True
             later += 2  # the noun (_DESCRIBED_NOUNS) after it
-        elif words[later] not in _NEGATED_FILLERS:
+            described = True
+        elif words[later] not in _NEGATED_FILLERS and not (described and words[later] in _DESCRIBED_NOUNS):
             return False
         else:
             later += 1
