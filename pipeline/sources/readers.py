@@ -446,10 +446,33 @@ def _open_quote(start: int, lines: int) -> str:
     )
 
 
+def _csv_header(reader: csv.DictReader, end: _End, cap: int) -> Record | None:
+    """Read the header into `reader.fieldnames`: the first line holding text, as pandas and polars
+    take it (DictReader took a blank first line as an empty header, and every record then came back
+    as {None: [...]}). None when it is read (or the file holds no text); else the record refusing
+    the file: a header cannot be skipped as a record is, since the next record would become it."""
+    try:
+        header = next((row for row in reader.reader if row), None)
+    except csv.Error as e:  # a field over the limit: the header's names are unknown
+        reason = (
+            f"the CSV header (line {end.start:,}) cannot be read ({e}; the limit is {cap:,} characters "
+            "a field), so no column can be named; the file is not read"
+        )
+        return Record(end.start, None, "", "csv_parse", reason[:300])
+    if header is not None and end.reached:  # an open quote took every line after it
+        return Record(
+            end.start, None, "", "csv_parse", _open_quote(end.start, reader.reader.line_num - end.start + 1)
+        )
+    reader.fieldnames = header
+    return None
+
+
 @_tolerate_damaged_gzip
 def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
     """csv.DictReader rows as Records (line = the line the record ends on); bad UTF-8 -> `utf8`; a
     field longer than MAX_LINE_BYTES characters -> `csv_parse` at the line where the limit is passed.
+    The header is the first line holding text; one that cannot be read (an open quote, a field over
+    the limit) is one `csv_parse` record at its line, and the file is not read further.
 
     The csv module's default field limit (128 KiB) would abort the file on one long turn; no limit
     at all would hold a field of any size (a quoted field of 1 GB of lines packs into a 1 MB .gz,
@@ -462,13 +485,11 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
         text = io.TextIOWrapper(fb, encoding="utf-8-sig", errors="surrogateescape", newline="")
         end = _End()
         reader = csv.DictReader(_until_end(text, end), delimiter=delimiter)
+        if (refused := _csv_header(reader, end, cap)) is not None:
+            yield refused
+            return
         while True:
             try:
-                # the header first (DictReader reads it with the first record): a quote it leaves
-                # open takes the whole file, and no record was read, nor quarantined
-                if not reader.line_num and reader.fieldnames is not None and end.reached:
-                    yield Record(1, None, "", "csv_parse", _open_quote(1, reader.line_num))
-                    return
                 end.start = 0
                 row = next(reader)
             except StopIteration:

@@ -14,7 +14,8 @@ Fields are taken by position, so a CSV file in another shape is refused whole, n
 shifted or cut turns: one quarantined row at the line that shows it, with the rule and a reason
 that says how many lines were not read (as a file no reader can take is: ubuntu's `csv_header`,
 yaml_parse, gzip):
-* `csv_header`: a header line (line 1 naming a column) whose first six names are not
+* `csv_header`: a header line (the first line holding text, naming a column: blank lines before
+  it are let be, as pandas and polars skip them) whose first six names are not
   conv_id..utterance in order (a column removed or moved would shift every field), or whose
   names after those are not selfeval, tags;
 * `csv_quoted`: a file with no `_comma_` anywhere and a line that a CSV reader splits otherwise
@@ -54,8 +55,25 @@ def _unescape(value: str) -> str:
     return value.replace(COMMA, ",")
 
 
+def _holds_text(rec: Record) -> bool:
+    """A line that is not blank; an unreadable one counts (it may be the header, unseen)."""
+    return not rec.ok or bool(rec.raw.strip())
+
+
+def _first_lines(path: Path) -> Iterator[tuple[bool, Record]]:
+    """Each line with whether it is the first holding text (_holds_text), the one a header is on.
+    Line 1 alone was checked: a header after a blank line was neither checked nor skipped, and was
+    read as a conversation's row (a header with its columns moved then shifted every field)."""
+    seen = False
+    for rec in iter_lines(path):
+        first = not seen and _holds_text(rec)
+        seen = seen or first
+        yield first, rec
+
+
 def _is_header(line: str) -> bool:
-    """Line 1 names columns (it was skipped as a header whenever it started with conv_id)."""
+    """The first line holding text names columns (it was skipped as a header whenever it started
+    with conv_id)."""
     return line.startswith("conv_id") or bool(_HEADER_NAMES.intersection(line.split(",")))
 
 
@@ -88,12 +106,12 @@ def _format_problem(path: Path) -> tuple[int, str, str] | None:
     docstring): a header other than COLUMNS, or a quoted CSV export in a file holding no `_comma_`;
     None for one that is."""
     quoted: int | None = None  # the first line a CSV reader splits otherwise than commas
-    for rec in iter_lines(path):
+    for first, rec in _first_lines(path):
         if not rec.ok:
             continue  # quarantined when the file is read
-        if rec.line == 1 and _is_header(rec.value):
+        if first and _is_header(rec.value):
             if (problem := _header_problem(rec.value)) is not None:
-                return 1, "csv_header", problem
+                return rec.line, "csv_header", problem
             continue
         if COMMA in rec.value:
             return None  # upstream's escape: commas are never quoted in this file
@@ -121,8 +139,8 @@ def _refuse(rows: RawRows, path: Path, rel: str, problem: tuple[int, str, str]) 
 def _csv_records(path: Path) -> Iterator[Record]:
     """Split on commas (upstream escapes them); the header line is not a record. (A file in
     another shape is refused before: _format_problem.)"""
-    for rec in iter_lines(path):
-        if rec.line == 1 and rec.ok and _is_header(rec.value):
+    for first, rec in _first_lines(path):
+        if first and rec.ok and _is_header(rec.value):
             continue
         if not rec.ok or not rec.raw.strip():
             if not rec.ok:
