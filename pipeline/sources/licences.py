@@ -294,8 +294,8 @@ _INVISIBLE = regex.compile(INVISIBLE_CHARS)
 # commercial and non-commercial use" and "not for commercial and ..." still bar, as does a second
 # "non-commercial" ("non-commercial and non-commercial": the "non-" before the pair is kept); the
 # other rules read the value as written. Not a pair that goes on ("commercial and non-commercial use:
-# see LICENSE", "... users who obtain a licence", "... research"), nor one after terms set apart
-# (_NOT_A_GRANT).
+# see LICENSE", "... users who obtain a licence", "... research"), nor one after words that grant
+# nothing (_GRANTS_BEFORE_A_PAIR).
 _PAIRED_WITH = r"[-_ ]++(?:and/or|and|or|&|as[-_ ]well[-_ ]as)[-_ ]++"
 _ENDS_A_GRANT = (
     r"(?=(?:[-_ ]++(?:uses?|usage|purposes?|applications?|projects?))?"
@@ -313,16 +313,10 @@ _BOTH_PRODUCTION = re.compile(
     rf"(?<![a-z])production{_PAIRED_WITH}non[-_ ]?production{_ENDS_A_GRANT}", re.IGNORECASE
 )
 # A Unicode hyphen or dash after "non" ("non\u2011commercial", "Non\u2013commercial", as pasted from a
-# web page): read as "-", which the patterns know; "non\u2011commercial" was no word of theirs
-_NON_DASH = re.compile(r"(?<![a-z])(non)[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]", re.IGNORECASE)
-# Words before the pair, in its clause, that set the two uses apart rather than grant both: "Separate
-# licences for commercial and non-commercial use", "Fees apply for ...", "Different terms for ...".
-_NOT_A_GRANT = frozenset(
-    (
-        *("licence", "license", "licences", "licenses", "licensing", "agreement", "agreements"),
-        *("separate", "separately", "different", "distinct", "terms", "conditions", "fee", "fees"),
-        *("price", "prices", "pricing", "paid", "subscription", "permission", "request", "contact"),
-    )
+# web page), or a no-break space ("Non\u00a0commercial"): read as "-", which the patterns know;
+# "non\u2011commercial" was no word of theirs
+_NON_DASH = re.compile(
+    r"(?<![a-z])(non)[\u2010-\u2015\u2212\ufe58\ufe63\uff0d\u00a0\u2007\u202f]", re.IGNORECASE
 )
 # Licences whose name does not say it, but whose terms allow non-commercial use only: the Hub's
 # deepfloyd-if-license (non-commercial research), intel-research and apple-amlr ("solely for research
@@ -438,6 +432,14 @@ _GRANTING_HEADS = frozenset(
 )
 _GRANT_FILLERS = _BETWEEN_WORDS | frozenset(
     ("free", "freely", "charge", "this", "these", "that", "data", "dataset", "datasets", "corpus", "it")
+)
+# The words a pair (_BOTH_USES, _BOTH_PRODUCTION) may follow in its clause and still grant both uses:
+# "Free of charge for ...", "Can be used for ...", "Suitable for both ...". Any other word may set
+# the uses apart or ask for leave ("Separate licences for ...", "Fees apply for ...", "Ask the authors
+# for commercial and non-commercial use"): a list of such words (licence, fee, contact) missed
+# "ask", "email", "apply" and any other, and each read unlisted where it had barred.
+_GRANTS_BEFORE_A_PAIR = _GRANT_FILLERS | frozenset(
+    ("both", "can", "may", "usable", "suitable", "any", "all", "open", "ok", "and", "or")
 )
 # A purpose run that ends its clause at a comma, after which the list of who may have the data goes on
 # with a commercial recipient: "Available to researchers, companies and the public", "Free for
@@ -1001,14 +1003,14 @@ def _name_non_commercial(licence: str) -> bool:
 
 def _both_uses(name: str) -> str:
     """The value with each pair that grants both uses (_BOTH_USES: one at most, at a clause's end)
-    read as "commercial" (a production pair, _BOTH_PRODUCTION, as "production"), unless its clause
-    sets them apart first (_NOT_A_GRANT). Linear: each clause is read once."""
+    read as "commercial" (a production pair, _BOTH_PRODUCTION, as "production") where only words
+    that grant come before it in its clause (_GRANTS_BEFORE_A_PAIR). Linear: each clause is read once."""
     parts = _CLAUSE_BREAK_KEPT.split(name)
     for at in range(0, len(parts), 2):
         for pattern, word in ((_BOTH_USES, "commercial"), (_BOTH_PRODUCTION, "production")):
             pair = pattern.search(parts[at])
             before = _WORDS.findall(parts[at][: pair.start()].lower()) if pair is not None else ()
-            if pair is not None and _NOT_A_GRANT.isdisjoint(before):
+            if pair is not None and _GRANTS_BEFORE_A_PAIR.issuperset(before):
                 parts[at] = parts[at][: pair.start()] + word + parts[at][pair.end() :]
     return "".join(parts)
 

@@ -132,7 +132,7 @@ def _refuse(rows: RawRows, path: Path, rel: str, problem: tuple[int, str, str]) 
     """The whole file as one quarantined row at the line that shows `problem`; its lines are
     counted, not read, so the reason says what the file held."""
     line, check, reason = problem
-    lines = sum(1 for rec in iter_lines(path) if not rec.ok or rec.raw.strip())
+    lines = sum(1 for rec in iter_lines(path) if _holds_text(rec))
     rows.bad(f"{rel}:{line}", check, f"{reason}; the file is not read ({lines:,} lines)")
 
 

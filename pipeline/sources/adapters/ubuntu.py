@@ -14,7 +14,7 @@
 The header is checked once per file, before its first record is read: a file whose header lacks a
 column its layout needs (dialogueText: dialogueID, from, text; v2: Context and a response column;
 a v2 train file, i.e. `Utterance` and no Distractor_N columns: Label) is refused as one quarantined
-row (`csv_header`, at `file:1`) that names the missing column(s), the header found and how many
+row (`csv_header`, at the header's line: the first holding text, as iter_csv reads it) that names the missing column(s), the header found and how many
 records were not read, as a file that cannot be read at all is elsewhere (yaml_parse, gzip,
 parquet_read). Read row by row, such a file was a million identical `missing_field` rows that never
 named the header; and a train file without Label read its wrong answers (Label 0, half of v2
@@ -34,7 +34,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import Record, data_files, iter_csv
+from pipeline.sources.readers import Record, data_files, iter_csv, iter_lines
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -112,13 +112,21 @@ def header_problem(header: list[str]) -> str | None:
     return None
 
 
-def _refuse(rows: RawRows, rel: str, header: list[str], problem: str, records: Iterator[object]) -> None:
+def _header_line(path: Path) -> int:
+    """The header's line: the first that is not blank (iter_csv skips blank lines before it, so it
+    was named line 1 when it was not)."""
+    return next((rec.line for rec in iter_lines(path) if not rec.ok or rec.raw), 1)
+
+
+def _refuse(
+    rows: RawRows, path: Path, rel: str, header: list[str], problem: str, records: Iterator[object]
+) -> None:
     """The whole file as one quarantined row at its header line; its records are counted, not read."""
     unread = 1 + sum(1 for _ in records)  # the record that showed the header, and every later one
     shown = ",".join(header)
     shown = shown if len(shown) <= 300 else shown[:300] + "…"
     rows.bad(
-        f"{rel}:1",
+        f"{rel}:{_header_line(path)}",
         "csv_header",
         f"header lacks what its layout needs ({problem}); header found: {shown}; "
         f"file not read ({unread:,} record(s) under it)",
@@ -175,7 +183,7 @@ def _read_file(path: Path, rel: str, rows: RawRows) -> None:
             header = [k for k in r if k is not None]
             problem = header_problem(header)
             if problem is not None:
-                _refuse(rows, rel, header, problem, records)
+                _refuse(rows, path, rel, header, problem, records)
                 return
             checked = True
         v2_key = f"{Path(rel).with_suffix('')}:{rec.line}" if "Context" in r else None
