@@ -59,3 +59,23 @@ STILL_UNLISTED = [
 @pytest.mark.parametrize("licence", STILL_UNLISTED)
 def test_relaxed_patterns_that_grant_commercial_use_stay_unlisted(licence: str) -> None:
     assert_unlisted(licence)
+
+
+# The last review's leftovers: "neither" did not head a negation, and "permitted" stopped one
+# ("not licenced or permitted for commercial use" read unlisted).
+NEGATIONS_NOW_READ = [
+    "Not licenced or permitted for commercial use",
+    "Not permitted for commercial use",
+    "Neither for commercial use nor for resale",
+    "Neither commercial use nor redistribution is allowed",
+]
+
+
+@pytest.mark.parametrize("licence", NEGATIONS_NOW_READ)
+def test_neither_and_not_permitted_reach_commercial(licence: str) -> None:
+    assert_barred(licence)
+
+
+def test_bsd_neither_clause_is_not_a_commercial_ban() -> None:
+    """BSD-3-Clause's own sentence opens with "Neither": it names no commercial use."""
+    assert_unlisted("Neither the name of the copyright holder nor the names of its contributors may be used")

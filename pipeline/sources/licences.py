@@ -472,7 +472,7 @@ _LIST_WORDS = (
 # words of how a use is put (_NEGATED_FILLERS); any other word stops it: "does not restrict
 # commercial use", "not only for research but for commercial use", "no permission needed for ...",
 # "whether or not commercial" (both offered). "can't", "don't": _clause_words reads them as "not".
-_NEGATED_HEADS = frozenset(("not", "cannot", "never", "nor"))  # "..., nor for commercial use"
+_NEGATED_HEADS = frozenset(("not", "cannot", "never", "nor", "neither"))  # "..., nor for commercial use"
 _FORBIDDING_HEADS = frozenset(("prohibited", "forbidden", "banned"))
 _NEGATED_FILLERS = frozenset(
     (
@@ -480,7 +480,7 @@ _NEGATED_FILLERS = frozenset(
         *("data", "dataset", "datasets", "corpus", "material", "materials", "work", "content", "it"),
         *("them", "in", "a", "an", "to", "of", "or", "and", "otherwise", "allow", "allows", "permit"),
         *("permits", "authorise", "authorize", "redistributed", "distributed", "shared", "sold"),
-        *("licensed", "licenced"),  # "not licensed for commercial use"
+        *("licensed", "licenced", "permitted"),  # "not licensed (or permitted) for commercial use"
     )
 )
 # "This is not a commercial product": what the thing is (_describes), not a use denied
