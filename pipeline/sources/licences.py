@@ -39,21 +39,20 @@ the clause, as does a purpose with its use word as a note beside a licence ("CC 
 use)", "MIT / personal use") or a custom id naming only a purpose (`LicenseRef-academic`:
 _purpose_clause), "Commercial rights reserved", and the Academic Public License (_NON_COMMERCIAL_NAMES).
 What a thing is ("This is not a commercial product": _describes) is no denial of commercial use, nor
-is "production and non-production use" or "for commercial and non-commercial use" (_BOTH_USES), nor
-is "Available to researchers, companies and the public" a limit to researchers (_OPEN_RECIPIENTS):
-each grants commercial use and reads as unlisted free text, nor "commercial rights with the license"
-a need for another;
-an `only` after who made the data, in its clause ("annotated by research groups only":
-_only_after_a_purpose), is no limit, as one before it is not.
-A limiting word bars a restricting purpose before it as
-`only` after it does: "Only academic use permitted", "Restricted to personal use", "Can only be used for
-research" as "academic use only" (_limited_to_a_purpose: within a clause, a few words apart, and not
-where a noun follows the purpose word: "only the research code is included"; not negated: "not limited
-to research"; not who made the data or where: "annotated only by research groups", _MADE_WORDS). A
-note about the data beside a licence is no restriction: a
-purpose word naming a part of the data ("testing split only has 500 rows", _DATA_PART), "email" as a
-noun for what was removed ("email addresses removed", _EMAIL_REMOVED), "no commercial licence
-required" (it grants); such a value reads as free text, unlisted.
+is "commercial rights with the license" (_WITH_NAMED) a need for another licence. "for commercial and
+non-commercial use" (_BOTH_USES), "production and non-production use" (_BOTH_PRODUCTION) and
+"Available to researchers, companies and the public" (_OPEN_RECIPIENTS) grant commercial use, not a
+limit; each such value reads as unlisted free text. An `only` after who made the data, in its clause
+("annotated by research groups only": _only_after_a_purpose), is no limit, as one before it is not.
+A limiting word bars a restricting purpose before it as `only` after it does: "Only academic use
+permitted", "Restricted to personal use", "Can only be used for research" as "academic use only"
+(_limited_to_a_purpose: within a clause, a few words apart, and not where a noun follows the purpose
+word: "only the research code is included"; not negated: "not limited to research"; not who made the
+data or where: "annotated only by research groups", _MADE_WORDS). A note about the data beside a
+licence is no restriction: a purpose word naming a part of the data ("testing split only has 500
+rows", _DATA_PART), "email" as a noun for what was removed ("email addresses removed",
+_EMAIL_REMOVED), "no commercial licence required" (it grants); such a value reads as free text,
+unlisted.
 """
 
 from __future__ import annotations
@@ -290,12 +289,12 @@ _INVISIBLE = regex.compile(INVISIBLE_CHARS)
 # A pair that names both uses and ends its clause, as a grant ("Free for commercial and non-commercial
 # use", "for both commercial and non-commercial purposes", "non-commercial or commercial use
 # permitted") grants commercial use: its "non-commercial" is no limit (read as one, it barred the
-# data). _both_uses reads such a pair as "commercial" alone before _NAMED_NON_COMMERCIAL, so "no
-# commercial and non-commercial use" and "not for commercial and ..." still bar, as does a second
-# "non-commercial" ("non-commercial and non-commercial": the "non-" before the pair is kept); the
-# other rules read the value as written. Not a pair that goes on ("commercial and non-commercial use:
-# see LICENSE", "... users who obtain a licence", "... research"), nor one after words that grant
-# nothing (_GRANTS_BEFORE_A_PAIR).
+# data). _both_uses reads such a pair as "commercial" alone before _NAMED_NON_COMMERCIAL; the other
+# rules read the value as written. Not a pair that goes on ("commercial and non-commercial use: see
+# LICENSE", "... users who obtain a licence", "... research"), nor one after any word but those that
+# grant (_GRANTS_BEFORE_A_PAIR): "no commercial and non-commercial use", "not for commercial and
+# ...", "Ask the authors for ..." and a second "non-commercial" ("non-commercial and non-commercial":
+# "non" comes before the pair) are read as written, and bar.
 _PAIRED_WITH = r"[-_ ]++(?:and/or|and|or|&|as[-_ ]well[-_ ]as)[-_ ]++"
 _ENDS_A_GRANT = (
     r"(?=(?:[-_ ]++(?:uses?|usage|purposes?|applications?|projects?))?"
@@ -430,9 +429,9 @@ _GRANTING_HEADS = frozenset(
         *("licensed", "licenced", "permitted", "allowed", "usable"),
     )
 )
-_GRANT_FILLERS = _BETWEEN_WORDS | frozenset(
-    ("free", "freely", "charge", "this", "these", "that", "data", "dataset", "datasets", "corpus", "it")
-)
+# The data, as the word-by-word readers pass over it: "free for this dataset ...", "not use the data ..."
+_THE_DATA = ("this", "these", "that", "it", "data", "dataset", "datasets", "corpus")
+_GRANT_FILLERS = _BETWEEN_WORDS | frozenset(("free", "freely", "charge", *_THE_DATA))
 # The words a pair (_BOTH_USES, _BOTH_PRODUCTION) may follow in its clause and still grant both uses:
 # "Free of charge for ...", "Can be used for ...", "Suitable for both ...". Any other word may set
 # the uses apart or ask for leave ("Separate licences for ...", "Fees apply for ...", "Ask the authors
@@ -472,12 +471,14 @@ _LIST_WORDS = (
 # words of how a use is put (_NEGATED_FILLERS); any other word stops it: "does not restrict
 # commercial use", "not only for research but for commercial use", "no permission needed for ...",
 # "whether or not commercial" (both offered). "can't", "don't": _clause_words reads them as "not".
-_NEGATED_HEADS = frozenset(("not", "cannot", "never", "nor", "neither"))  # "..., nor for commercial use"
+# "..., nor for commercial use", "Neither for commercial use nor ..."
+_NEGATED_HEADS = frozenset(("not", "cannot", "never", "nor", "neither"))
 _FORBIDDING_HEADS = frozenset(("prohibited", "forbidden", "banned"))
 _NEGATED_FILLERS = frozenset(
     (
-        *("be", "used", "use", "using", "for", "any", "the", "this", "that", "these", "those", "its"),
-        *("data", "dataset", "datasets", "corpus", "material", "materials", "work", "content", "it"),
+        *_THE_DATA,
+        *("be", "used", "use", "using", "for", "any", "the", "those", "its"),
+        *("material", "materials", "work", "content"),
         *("them", "in", "a", "an", "to", "of", "or", "and", "otherwise", "allow", "allows", "permit"),
         *("permits", "authorise", "authorize", "redistributed", "distributed", "shared", "sold"),
         *("licensed", "licenced", "permitted"),  # "not licensed (or permitted) for commercial use"
@@ -521,6 +522,7 @@ _CONTACT_PATTERN = rf"contact|get{_SEP}in{_SEP}touch|e-?mail|reach{_SEP}out|writ
 _GRANTING = ("free", "ok", "allowed", "permitted")
 _NOT_GRANTED_FOR = "".join(rf"(?<!\b{word}[-_ ]for[-_ ])" for word in _GRANTING)  # before "commercial"
 _NOT_GRANTED = "".join(rf"(?<!\b{word}[-_ ])" for word in _GRANTING)  # before "for commercial"
+# "with", except in "rights with the license" at the value's end (_NEEDS_PERMISSION's comment says why)
 _WITH_NAMED = rf"with(?!(?<=\brights[-_ ]with){_SEP}the{_SEP}{_LICENCE_WORD}[\s.)]*+$)"
 # Not after "no": "no commercial licence required" grants it (_NAMED_PATTERN bars any other "no
 # commercial ..." that would match here).
@@ -1154,7 +1156,7 @@ def _open_lists(clauses: list[list[str]], breaks: list[str]) -> list[bool]:
     return listed
 
 
-def _purpose_ends(words: list[str], head: int, open_list: bool = False) -> bool:
+def _purpose_ends(words: list[str], head: int, open_list: bool) -> bool:
     """True when, after words[head], fillers with a "for" among them (or the head itself "for") lead to
     a run of purpose words that ends the clause or is followed by a use word or "only"; or fillers with
     a "to" among them lead to one that ends the clause: "Available to academic researchers" (who may
@@ -1218,7 +1220,7 @@ def _describes(words: list[str], at: int, commercial: int) -> bool:
         and words[at] == "not"
         and commercial == at + 2
         and words[at + 1] in ("a", "an")
-        and words[commercial + 1 : commercial + 2] != []
+        and commercial + 1 < len(words)
         and words[commercial + 1] in _DESCRIBED_NOUNS
     )
 

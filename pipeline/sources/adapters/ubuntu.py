@@ -14,11 +14,12 @@
 The header is checked once per file, before its first record is read: a file whose header lacks a
 column its layout needs (dialogueText: dialogueID, from, text; v2: Context and a response column;
 a v2 train file, i.e. `Utterance` and no Distractor_N columns: Label) is refused as one quarantined
-row (`csv_header`, at the header's line: the first holding text, as iter_csv reads it) that names the missing column(s), the header found and how many
-records were not read, as a file that cannot be read at all is elsewhere (yaml_parse, gzip,
-parquet_read). Read row by row, such a file was a million identical `missing_field` rows that never
-named the header; and a train file without Label read its wrong answers (Label 0, half of v2
-train) as real replies, since only valid/test may go without one.
+row (`csv_header`, at the header's line: the first holding text, as iter_csv reads it) that names
+the missing column(s), the header found and how many records were not read, as a file that cannot
+be read at all is elsewhere (yaml_parse, gzip, parquet_read). Read row by row, such a file was a
+million identical `missing_field` rows that never named the header; and a train file without Label
+read its wrong answers (Label 0, half of v2 train) as real replies, since only valid/test may go
+without one.
 
 A record with more fields than its header (a comma left unquoted in a text) is quarantined as
 `csv_fields`, as empathetic_dialogues does: its fields are shifted, so none can be trusted.
@@ -113,8 +114,8 @@ def header_problem(header: list[str]) -> str | None:
 
 
 def _header_line(path: Path) -> int:
-    """The header's line: the first that is not blank (iter_csv skips blank lines before it, so it
-    was named line 1 when it was not)."""
+    """The header's line: the first that is not empty (iter_csv skips empty lines before it, so it
+    was named line 1 when it was not; a line of spaces is a header to csv, so it counts here)."""
     return next((rec.line for rec in iter_lines(path) if not rec.ok or rec.raw), 1)
 
 
