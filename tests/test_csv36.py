@@ -140,3 +140,30 @@ def test_a_quote_left_open_in_a_header_after_blank_lines_names_its_line(tmp_path
     records = list(readers.iter_csv(path))
     assert [(r.line, r.value, r.check) for r in records] == [(3, None, "csv_parse")]
     assert "at line 3 is never closed: the 3 line(s)" in str(records[0].reason)
+
+
+# --- lines of spaces and lone CRs before the header (the final review) --------------------------
+
+
+def test_iter_csv_skips_a_line_of_spaces_before_the_header(tmp_path: Path) -> None:
+    """A line of spaces was taken for the header (`{'  ': 'a', None: ['b']}`), where
+    empathetic_dialogues skips it: the header is the first line holding text in both."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"  \n\t\na,b\n1,2\n")
+    assert [(r.line, r.value, r.check) for r in readers.iter_csv(path)] == [(4, {"a": "1", "b": "2"}, None)]
+
+
+def test_ubuntu_reads_a_file_with_a_line_of_spaces_before_its_header(tmp_path: Path) -> None:
+    """It was refused whole (`csv_header`, the line of spaces named as the header)."""
+    (tmp_path / "dialogueText.csv").write_bytes(b"   \n" + DIALOGUE)
+    result = _run("ubuntu", tmp_path)
+    assert _texts(result) == [("human", "hi"), ("bot", "hello")]
+    assert result.quarantine.height == 0 and _reconciles(result.report)
+
+
+def test_ubuntu_names_the_header_line_of_a_lone_cr_file(tmp_path: Path) -> None:
+    """csv splits lines at a lone CR (an old Mac file) and the header-line lookup did not: a refused
+    header on line 3 was named line 1."""
+    (tmp_path / "dialogueText.csv").write_bytes(b"\r\rdialogueID,date\rd1,x\r")
+    result = _run("ubuntu", tmp_path)
+    assert result.quarantine.select("origin", "check").rows() == [("dialogueText.csv:3", "csv_header")]

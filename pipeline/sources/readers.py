@@ -424,15 +424,12 @@ class _End:
     start = 0
 
 
-_BLANK_LINES = frozenset(("\n", "\r\n", "\r"))  # lines as newline="" splits them: csv reads no record
-
-
 def _until_end(lines: Iterator[str], end: _End) -> Iterator[str]:
     """`lines`, noting in `end` that csv.reader asked for more after the last. It asks only from
     inside a double-quoted field (a record ends at its line's end otherwise), and, not strict, then
     hands the field over with every line up to the end of the file in it."""
     for number, line in enumerate(lines, 1):
-        if not end.start and line not in _BLANK_LINES:
+        if not end.start and line.strip():  # the first line holding text (_holds_text)
             end.start = number
         yield line
     end.reached = True
@@ -446,13 +443,19 @@ def _open_quote(start: int, lines: int) -> str:
     )
 
 
+def _holds_text(row: list[str]) -> bool:
+    """Whether a csv row came from a line holding text: not an empty line ([]) nor one of spaces
+    alone (['  ']); such lines before the header are skipped, as pandas skips them."""
+    return len(row) > 1 or (len(row) == 1 and bool(row[0].strip()))
+
+
 def _csv_header(reader: csv.DictReader, end: _End, cap: int) -> Record | None:
     """Read the header into `reader.fieldnames`: the first line holding text, as pandas and polars
     take it (DictReader took a blank first line as an empty header, and every record then came back
     as {None: [...]}). None when it is read (or the file holds no text); else the record refusing
     the file: a header cannot be skipped as a record is, since the next record would become it."""
     try:
-        header = next((row for row in reader.reader if row), None)
+        header = next((row for row in reader.reader if _holds_text(row)), None)
     except csv.Error as e:  # a field over the limit: the header's names are unknown
         reason = (
             f"the CSV header (line {end.start:,}) cannot be read ({e}; the limit is {cap:,} characters "

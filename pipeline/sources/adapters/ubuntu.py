@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import Record, data_files, iter_csv, iter_lines
+from pipeline.sources.readers import Record, cr_only, data_files, iter_csv, iter_lines
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -114,9 +114,10 @@ def header_problem(header: list[str]) -> str | None:
 
 
 def _header_line(path: Path) -> int:
-    """The header's line: the first that is not empty (iter_csv skips empty lines before it, so it
-    was named line 1 when it was not; a line of spaces is a header to csv, so it counts here)."""
-    return next((rec.line for rec in iter_lines(path) if not rec.ok or rec.raw), 1)
+    """The header's line, as iter_csv takes it: the first holding text (empty lines and lines of
+    spaces before it are skipped), lines split as csv splits them (a lone CR ends one too)."""
+    lines = iter_lines(path, lone_cr=cr_only(path))
+    return next((rec.line for rec in lines if not rec.ok or rec.raw.strip()), 1)
 
 
 def _refuse(
