@@ -415,13 +415,14 @@ def iter_json_records(path: Path) -> Iterator[Record]:
             yield Record(i, item, "")
 
 
+@dataclass
 class _End:
     """What csv.reader has read of the file (_until_end): whether it asked for a line past the last,
     and `start`, once cleared, the first line holding text read since: where the record being read
     starts, as DictReader skips the blank lines before it (they are not part of it)."""
 
-    reached = False
-    start = 0
+    reached: bool = False
+    start: int = 0
 
 
 def _until_end(lines: Iterator[str], end: _End) -> Iterator[str]:
@@ -429,7 +430,7 @@ def _until_end(lines: Iterator[str], end: _End) -> Iterator[str]:
     inside a double-quoted field (a record ends at its line's end otherwise), and, not strict, then
     hands the field over with every line up to the end of the file in it."""
     for number, line in enumerate(lines, 1):
-        if not end.start and line.strip():  # the first line holding text (_holds_text)
+        if not end.start and line.strip():  # the first line holding text (_row_holds_text)
             end.start = number
         yield line
     end.reached = True
@@ -443,7 +444,14 @@ def _open_quote(start: int, lines: int) -> str:
     )
 
 
-def _holds_text(row: list[str]) -> bool:
+def holds_text(rec: Record) -> bool:
+    """Whether a line record (iter_lines) holds text: not blank; an unreadable one counts (it may
+    be a header, unseen). The line-reading adapters skip such lines before a header, as iter_csv
+    does (_row_holds_text)."""
+    return not rec.ok or bool(rec.raw.strip())
+
+
+def _row_holds_text(row: list[str]) -> bool:
     """Whether a csv row came from a line holding text: not an empty line ([]) nor one of spaces
     alone (['  ']); such lines before the header are skipped, as pandas skips them."""
     return len(row) > 1 or (len(row) == 1 and bool(row[0].strip()))
@@ -455,7 +463,7 @@ def _csv_header(reader: csv.DictReader, end: _End, cap: int) -> Record | None:
     as {None: [...]}). None when it is read (or the file holds no text); else the record refusing
     the file: a header cannot be skipped as a record is, since the next record would become it."""
     try:
-        header = next((row for row in reader.reader if _holds_text(row)), None)
+        header = next((row for row in reader.reader if _row_holds_text(row)), None)
     except csv.Error as e:  # a field over the limit: the header's names are unknown
         reason = (
             f"the CSV header (line {end.start:,}) cannot be read ({e}; the limit is {cap:,} characters "

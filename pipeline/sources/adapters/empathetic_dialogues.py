@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import Record, data_files, has_suffix, iter_lines, iter_parquet
+from pipeline.sources.readers import Record, data_files, has_suffix, holds_text, iter_lines, iter_parquet
 from pipeline.sources.registry import SourceSpec, brief
 from pipeline.sources.rows import RawRows
 
@@ -55,18 +55,13 @@ def _unescape(value: str) -> str:
     return value.replace(COMMA, ",")
 
 
-def _holds_text(rec: Record) -> bool:
-    """A line that is not blank; an unreadable one counts (it may be the header, unseen)."""
-    return not rec.ok or bool(rec.raw.strip())
-
-
 def _first_lines(path: Path) -> Iterator[tuple[bool, Record]]:
-    """Each line with whether it is the first holding text (_holds_text), the one a header is on.
+    """Each line with whether it is the first holding text (holds_text), the one a header is on.
     Line 1 alone was checked: a header after a blank line was neither checked nor skipped, and was
     read as a conversation's row (a header with its columns moved then shifted every field)."""
     seen = False
     for rec in iter_lines(path):
-        first = not seen and _holds_text(rec)
+        first = not seen and holds_text(rec)
         seen = seen or first
         yield first, rec
 
@@ -132,7 +127,7 @@ def _refuse(rows: RawRows, path: Path, rel: str, problem: tuple[int, str, str]) 
     """The whole file as one quarantined row at the line that shows `problem`; its lines are
     counted, not read, so the reason says what the file held."""
     line, check, reason = problem
-    lines = sum(1 for rec in iter_lines(path) if _holds_text(rec))
+    lines = sum(1 for rec in iter_lines(path) if holds_text(rec))
     rows.bad(f"{rel}:{line}", check, f"{reason}; the file is not read ({lines:,} lines)")
 
 

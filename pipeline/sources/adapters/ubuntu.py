@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import Record, cr_only, data_files, iter_csv, iter_lines
+from pipeline.sources.readers import Record, cr_only, data_files, holds_text, iter_csv, iter_lines
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -117,7 +117,7 @@ def _header_line(path: Path) -> int:
     """The header's line, as iter_csv takes it: the first holding text (empty lines and lines of
     spaces before it are skipped), lines split as csv splits them (a lone CR ends one too)."""
     lines = iter_lines(path, lone_cr=cr_only(path))
-    return next((rec.line for rec in lines if not rec.ok or rec.raw.strip()), 1)
+    return next((rec.line for rec in lines if holds_text(rec)), 1)
 
 
 def _refuse(
@@ -188,16 +188,16 @@ def _read_file(path: Path, rel: str, rows: RawRows) -> None:
                 _refuse(rows, path, rel, header, problem, records)
                 return
             checked = True
-        v2_key = f"{Path(rel).with_suffix('')}:{rec.line}" if "Context" in r else None
-        if v2_key is None:
-            lost_key.last = _dialogue_key(rec)
+        v2 = "Context" in r  # a v2 record is its own conversation
+        key = f"{Path(rel).with_suffix('')}:{rec.line}" if v2 else _dialogue_key(rec)
+        if not v2:
+            lost_key.last = key
         if None in r:  # DictReader's key for the fields past the header's
-            _refuse_fields(rows, origin, rec, v2_key or lost_key.last)
+            _refuse_fields(rows, origin, rec, key)
             continue
-        if v2_key is not None:
-            _read_v2(rows, origin, v2_key, r)
+        if v2:
+            _read_v2(rows, origin, key, r)
             continue
-        key = lost_key.last
         if not key or not r.get("from") or r.get("text") is None:
             rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
             continue
