@@ -194,8 +194,6 @@ def extract(
     manifest: {"members_extracted": n, "members_skipped": {kind: count}}. `origin` names the archive in
     messages (its URL or local path), `key` the sources.yaml field the patterns come from (`files:`,
     or `licence_files:` for the members holding its licence, extracted into data/raw/<name>/.licence/)."""
-    where = f"data/raw/{name}"
-    hint = f"fix `{key}:` for {name} in sources.yaml"
     fmt = _format(path)
     if fmt is None:
         raise SourceError(
@@ -204,76 +202,10 @@ def extract(
         )
     try:
         with _listing(path, fmt) as (members, second_pass):
-            if len(members) > MAX_MEMBERS:
-                raise SourceError(
-                    f"{name}: archive {origin} holds more than {MAX_MEMBERS:,} members (listing them takes "
-                    f"gigabytes of memory, and as many files); unpack it yourself and point `local_path:` "
-                    f"for {name} at the folder"
-                )
-            for m in members:
-                if "\\" in m.name:
-                    raise SourceError(
-                        f"{name}: archive {origin} names a member {brief(m.name, 100)} with '\\' as its "
-                        f"folder separator (a Windows zip); unpack it and point `local_path:` for {name} at "
-                        "the folder"
-                    )
-                if _unsafe(m.name):
-                    raise SourceError(
-                        f"{name}: archive {origin} has a member named {brief(m.name, 100)}, which would be "
-                        f"written outside {where}; the archive is refused"
-                    )
-            files = [m for m in members if m.kind == "file"]
-            counts = Counter(_relative(m.name) for m in files)
-            # A tar stores the second name of a hard-linked file as a link to the first: a selected
-            # link gets its target's bytes (the target comes earlier in the stream).
-            links = {
-                _relative(m.name): _relative(m.link)
-                for m in members
-                if m.kind == "hardlink" and m.link and not _unsafe(m.link)  # else skipped, counted
-            }
-            linked = {rel for rel in globs.select(links, patterns) if links[rel] in counts}
-            for rel in sorted(linked):  # which of the copies it means is unknowable
-                if counts[links[rel]] > 1:
-                    raise SourceError(
-                        f"{name}: archive {origin} holds {brief(links[rel], 100)} twice (a hard link, "
-                        f"{brief(rel, 100)}, names it); refused"
-                    )
-            counts.update(linked)
-            wanted = set(globs.select(counts, patterns))
-            _check_wanted(wanted, counts, name, origin, key)
-            # every `files:` glob must select a member (as in a folder, download._select_each): a
-            # misspelt one among several would drop its files without a word. `licence_files:` globs
-            # may be listed in hope (LICENSE*, NOTICE*): one of them matching is enough.
-            unmatched = globs.unmatched(wanted, patterns)
-            if not wanted or (key == "files" and unmatched):
-                shown = ", ".join(unmatched if wanted else patterns) or "*"
-                raise SourceError(f"{name}: archive {origin} has no file matching {shown}; {hint}")
-            copies: dict[str, list[str]] = {}
-            for rel in sorted(linked):
-                copies.setdefault(links[rel], []).append(rel)
-            sizes = {_relative(m.name): m.size for m in files}
-            # (a selected hard link is in `wanted` under its own name, with its target's size)
-            need = sum(sizes[r] if r in sizes else sizes[links[r]] for r in wanted)
-            _check_ratio(need, path, name, origin, key)
-            _check_space(need, out, name, origin, key)
-            skipped = Counter(m.kind for m in members if m.kind not in ("file", "dir"))
-            skipped["hardlink"] -= len(linked)
-            for m in second_pass():
-                rel = _relative(m.name)
-                dests = ([rel] if rel in wanted else []) + copies.get(rel, [])
-                if m.opener is None or not dests:
-                    continue
-                for i, dest_rel in enumerate(dests):
-                    dest = out / dest_rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    if not dest.parent.resolve().is_relative_to(out.resolve()):  # cannot happen: _unsafe
-                        raise SourceError(f"{name}: archive member {brief(m.name, 100)} leaves {where}")
-                    if i:  # a hard link's copy of the member just written
-                        with open(out / dests[0], "rb") as src, open(dest, "xb") as dst:
-                            shutil.copyfileobj(src, dst, 1 << 20)
-                        continue
-                    with m.opener() as src, open(dest, "xb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
+            # Every check runs on the listing, before a byte is written: a refused archive leaves
+            # nothing behind to be mistaken for its contents.
+            plan = _plan(members, patterns, path, out, _Where(name, origin, key))
+            _copy_out(second_pass(), plan, out, name)
     except _OversizedHeader as e:
         raise SourceError(
             f"{name}: archive {origin} holds {e} (at most {MAX_HEADER:,} each, {MAX_HEADERS:,} in all: "
@@ -293,7 +225,134 @@ def extract(
     ) as e:
         kind = "zlib.error" if isinstance(e, zlib.error) else type(e).__name__  # not a bare "error"
         raise SourceError(f"{name}: cannot extract archive {origin} ({kind}: {brief(str(e), 150)})") from None
-    return {"members_extracted": len(wanted), "members_skipped": dict(sorted((+skipped).items()))}
+    return {"members_extracted": len(plan.wanted), "members_skipped": dict(sorted((+plan.skipped).items()))}
+
+
+@dataclass(frozen=True)
+class _Where:
+    """What extract's messages name: the source, the archive (URL or local path) and the
+    sources.yaml field whose globs select its members."""
+
+    name: str
+    origin: str
+    key: str
+
+    @property
+    def hint(self) -> str:
+        return f"fix `{self.key}:` for {self.name} in sources.yaml"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the second pass writes, decided from the listing alone."""
+
+    wanted: set[str]  # selected paths below `out`: regular files, and hard links under their own name
+    copies: dict[str, list[str]]  # a regular file's path -> the selected hard links to it, sorted
+    skipped: Counter[str]  # members not written, by kind (for the manifest)
+
+
+def _plan(members: list[Member], patterns: tuple[str, ...], path: Path, out: Path, at: _Where) -> _Plan:
+    """Check the whole listing and decide what is written; raise SourceError for a refused archive."""
+    _check_names(members, at.name, at.origin)
+    files = [m for m in members if m.kind == "file"]
+    counts = Counter(_relative(m.name) for m in files)
+    links, linked = _selected_links(members, counts, patterns, at)
+    counts.update(linked)  # a selected link is a file of its own name once extracted
+    wanted = set(globs.select(counts, patterns))
+    _check_wanted(wanted, counts, at.name, at.origin, at.key)
+    _check_matched(wanted, patterns, at)
+    copies: dict[str, list[str]] = {}
+    for rel in sorted(linked):
+        copies.setdefault(links[rel], []).append(rel)
+    sizes = {_relative(m.name): m.size for m in files}
+    # (a selected hard link is in `wanted` under its own name, with its target's size)
+    need = sum(sizes[r] if r in sizes else sizes[links[r]] for r in wanted)
+    _check_ratio(need, path, at.name, at.origin, at.key)
+    _check_space(need, out, at.name, at.origin, at.key)
+    skipped = Counter(m.kind for m in members if m.kind not in ("file", "dir"))
+    skipped["hardlink"] -= linked.total()  # written as copies, so not skipped
+    return _Plan(wanted, copies, skipped)
+
+
+def _check_names(members: list[Member], name: str, origin: str) -> None:
+    """Refuse an archive too long to list, or one with a member name that could not be laid out
+    below data/raw/<name> as it is: any such name refuses the whole archive, selected or not."""
+    if len(members) > MAX_MEMBERS:
+        raise SourceError(
+            f"{name}: archive {origin} holds more than {MAX_MEMBERS:,} members (listing them takes "
+            f"gigabytes of memory, and as many files); unpack it yourself and point `local_path:` "
+            f"for {name} at the folder"
+        )
+    for m in members:
+        if "\\" in m.name:
+            raise SourceError(
+                f"{name}: archive {origin} names a member {brief(m.name, 100)} with '\\' as its "
+                f"folder separator (a Windows zip); unpack it and point `local_path:` for {name} at "
+                "the folder"
+            )
+        if _unsafe(m.name):
+            raise SourceError(
+                f"{name}: archive {origin} has a member named {brief(m.name, 100)}, which would be "
+                f"written outside data/raw/{name}; the archive is refused"
+            )
+
+
+def _selected_links(
+    members: list[Member], counts: Counter[str], patterns: tuple[str, ...], at: _Where
+) -> tuple[dict[str, str], Counter[str]]:
+    """(every usable hard link's path -> its target's path, the links `patterns` select whose target
+    is a regular file with the number of link members of each name). A tar stores the second name
+    of a hard-linked file as a link to the first: a selected link gets its target's bytes (the
+    target comes earlier in the stream)."""
+    pairs = [
+        (_relative(m.name), _relative(m.link))
+        for m in members
+        if m.kind == "hardlink" and m.link and not _unsafe(m.link)  # else skipped, counted
+    ]
+    links = dict(pairs)
+    selected = {rel for rel in globs.select(links, patterns) if links[rel] in counts}
+    # Counted per member, not per name: two links of one name (`links` keeps the last) are one name
+    # twice, refused by _check_wanted as two files of one name are, not the last silently winning.
+    linked = Counter(rel for rel, _ in pairs if rel in selected)
+    for rel in sorted(linked):  # which of the copies it means is unknowable
+        if counts[links[rel]] > 1:
+            raise SourceError(
+                f"{at.name}: archive {at.origin} holds {brief(links[rel], 100)} twice (a hard link, "
+                f"{brief(rel, 100)}, names it); refused"
+            )
+    return links, linked
+
+
+def _check_matched(wanted: set[str], patterns: tuple[str, ...], at: _Where) -> None:
+    """Every `files:` glob must select a member (as in a folder, download._select_each): a misspelt
+    one among several would drop its files without a word. `licence_files:` globs may be listed in
+    hope (LICENSE*, NOTICE*): one of them matching is enough."""
+    unmatched = globs.unmatched(wanted, patterns)
+    if not wanted or (at.key == "files" and unmatched):
+        shown = ", ".join(unmatched if wanted else patterns) or "*"
+        raise SourceError(f"{at.name}: archive {at.origin} has no file matching {shown}; {at.hint}")
+
+
+def _copy_out(stream: Iterator[Member], plan: _Plan, out: Path, name: str) -> None:
+    """Write each planned member as the pass over the archive reaches it: a stream reads only the
+    member it stands on, so a member's hard-link copies are made from its file just written."""
+    for m in stream:
+        rel = _relative(m.name)
+        dests = ([rel] if rel in plan.wanted else []) + plan.copies.get(rel, [])
+        if m.opener is None or not dests:
+            continue
+        for i, dest_rel in enumerate(dests):
+            dest = out / dest_rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.parent.resolve().is_relative_to(out.resolve()):  # cannot happen: _unsafe
+                raise SourceError(f"{name}: archive member {brief(m.name, 100)} leaves data/raw/{name}")
+            # 'xb': a second member of one name is refused, never laid over the first
+            if i:  # a hard link's copy of the member just written (the stream has moved past its bytes)
+                with open(out / dests[0], "rb") as src, open(dest, "xb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                continue
+            with m.opener() as src, open(dest, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _check_ratio(need: int, path: Path, name: str, origin: str, key: str = "files") -> None:

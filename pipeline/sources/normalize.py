@@ -243,6 +243,40 @@ def _normalize_slice(
 ) -> tuple[pl.DataFrame, pl.DataFrame, Counter[str]]:
     """Rules 1-7 on a slice of whole conversations: its turn table (not yet validated), its
     quarantine and its rows kept by source."""
+    work = _Work(_prepared(df), [], max_turn_chars, min_turns)
+    del df  # a view of the caller's rows frame: the rules work on `work.live` alone
+    _quarantine_unread(work)  # 1
+    _apply_row_rules(work)  # 2
+    _assign_roles(work)  # 3
+    _cut_broken(work)  # 4
+    _drop_leading_bot_rows(work)  # 5
+    _merge_turns(work)  # 6
+    _cut_broken(work)  # (6) a turn too long cuts its conversation as a bad row does
+    _quarantine_short(work)  # 7
+    live, quarantined = work.live, work.quarantined
+    del work
+    turns = _turns(live)
+    kept_by_source = Counter(dict(live.get_column("source").value_counts().iter_rows()))
+    del live
+    return _owned(turns), _owned(_quarantine_frame(quarantined)), kept_by_source
+
+
+@dataclass
+class _Work:
+    """A slice's state between the rules. Memory: the rows still standing are held here only, so
+    each step's `work.live = ...` lets the frame it replaces go at once (as one local variable did
+    when the rules were one function), where a step taking and returning a frame would keep its
+    input alive in the caller until it returned."""
+
+    live: pl.DataFrame  # the rows not yet quarantined, with `idx` (upstream order)
+    quarantined: list[pl.DataFrame]  # each rule's quarantined rows (_quarantine's columns)
+    max_turn_chars: int
+    min_turns: int
+
+
+def _prepared(df: pl.DataFrame) -> pl.DataFrame:
+    """The slice as the rules read it: one chunk per column, strings, no filtered rows, text and
+    context cleaned, `conversation_id` (source:conv_key, none without a key) for `conv_key`."""
     # One chunk per column: the contrib adapter concatenates a frame per file, and once a filter below
     # empties the first file's chunk, polars 2.1's `pl.format` (the quarantine reasons) panics
     # ("assertion failed: i < self.len()") instead of quarantining (found by tests/test_properties_data.py).
@@ -258,94 +292,129 @@ def _normalize_slice(
     unread = pl.col("check").is_not_null()
     key = pl.col("conv_key")
     context = clean_text(pl.col("context"))
-    df = df.with_columns(
+    return df.with_columns(
         text=pl.when(unread).then(pl.col("text")).otherwise(clean_text(pl.col("text"))),
         # A context of nothing visible (empty, or invisible characters alone) is no context.
         context=pl.when(~blank(context)).then(context),
         conversation_id=pl.when(key.is_not_null() & (key != "")).then(pl.col("source") + ":" + key),
     ).drop("conv_key")  # columns no later step reads are dropped as soon as they are done with
-    quarantined: list[pl.DataFrame] = []
 
-    # 1. unreadable rows
-    quarantined.append(_quarantine(df.filter(unread), pl.col("check"), pl.col("reason"), True))
-    live = df.filter(~unread).drop("check", "reason")  # the quarantine's come from q_check, q_reason
-    del df
 
-    # 2. row rules (role comes later: it may be derived from the speaker)
-    for check, bad, reason in row_violations(max_turn_chars):
+def _quarantine_unread(work: _Work) -> None:
+    """1. Rows the adapter could not read (it set their check and reason)."""
+    unread = pl.col("check").is_not_null()
+    work.quarantined.append(_quarantine(work.live.filter(unread), pl.col("check"), pl.col("reason"), True))
+    # the quarantine's come from q_check, q_reason
+    work.live = work.live.filter(~unread).drop("check", "reason")
+
+
+def _apply_row_rules(work: _Work) -> None:
+    """2. pipeline.schema's row rules, but roles (they may yet be derived from the speaker) and
+    turn numbers (they exist only after merging)."""
+    for check, bad, reason in row_violations(work.max_turn_chars):
         if check in _LATER:
             continue
-        mask = live.select(bad.fill_null(False)).to_series()
-        broken = live.filter(mask)
-        quarantined.append(_quarantine(broken, check, row_reason(check, reason), check not in _NON_BREAKING))
+        mask = work.live.select(bad.fill_null(False)).to_series()
+        broken = work.live.filter(mask)
+        breaks = check not in _NON_BREAKING
+        work.quarantined.append(_quarantine(broken, check, row_reason(check, reason), breaks))
         if mask.any():  # else filtering would copy every row to keep them all
-            live = live.filter(~mask)
+            work.live = work.live.filter(~mask)
 
-    # 3. roles by speaker where the format has no explicit role
-    live = live.sort("idx")
+
+def _assign_roles(work: _Work) -> None:
+    """3. Roles by speaker where the format has no explicit role (first speaker human, flipping at
+    each change of speaker); a role that is still neither human nor bot fails `role_valid`."""
+    work.live = work.live.sort("idx")
     spk = pl.col("speaker")
     changed = (spk != spk.shift(1)).fill_null(True).over("conversation_id")
     # In two steps: a window nested in another's (`changed.cum_sum().over(...)`) made polars 2.1 take
     # time quadratic in the conversations (400,000 of two rows: 3.0 s against 0.24 s for 100,000).
-    live = live.with_columns(_changed=changed)
-    live = live.with_columns(_block=pl.col("_changed").cast(pl.Int32).cum_sum().over("conversation_id"))
+    work.live = work.live.with_columns(_changed=changed)
+    work.live = work.live.with_columns(
+        _block=pl.col("_changed").cast(pl.Int32).cum_sum().over("conversation_id")
+    )
     by_speaker = pl.when(spk.is_not_null()).then(
         pl.when(pl.col("_block") % 2 == 1).then(pl.lit("human")).otherwise(pl.lit("bot"))
     )
-    live = live.with_columns(role=pl.coalesce(pl.col("role"), by_speaker)).drop(
+    work.live = work.live.with_columns(role=pl.coalesce(pl.col("role"), by_speaker)).drop(
         "_block", "_changed", "speaker"
     )
-    role_bad = next(bad for check, bad, _ in row_violations(max_turn_chars) if check == "role_valid")
+    role_bad = next(bad for check, bad, _ in row_violations(work.max_turn_chars) if check == "role_valid")
     mask = role_bad.fill_null(False)
     # The role as the file spelled it, when the format's map did not know it (CONTRIBUTING.md lists
     # each contributed format's roles).
     detail = pl.format("role '{}' is not one this format maps to human or bot", pl.col("role").fill_null(""))
-    quarantined.append(_quarantine(live.filter(mask), "role_valid", detail, True))
-    live = live.filter(~mask)
+    work.quarantined.append(_quarantine(work.live.filter(mask), "role_valid", detail, True))
+    work.live = work.live.filter(~mask)
 
-    # 4. cut conversations at their first bad row
-    live, cut = _cut(live, _break_points(quarantined))
-    quarantined.append(cut)
 
-    # 5. bot rows before the first human row
+def _cut_broken(work: _Work) -> None:
+    """4. Cut each conversation at its first bad row (quarantined so far, with q_breaks)."""
+    work.live, cut = _cut(work.live, _break_points(work.quarantined))
+    work.quarantined.append(cut)
+
+
+def _drop_leading_bot_rows(work: _Work) -> None:
+    """5. Bot rows before a conversation's first human row (the rest of it stands)."""
     seen_human = (pl.col("role") == "human").cast(pl.Int32).cum_sum().over("conversation_id")
-    live = live.with_columns(_seen=seen_human)
+    work.live = work.live.with_columns(_seen=seen_human)
     leading = pl.col("_seen") == 0
-    quarantined.append(
-        _quarantine(live.filter(leading), "first_turn_human", "conversation starts with a bot turn", False)
+    work.quarantined.append(
+        _quarantine(
+            work.live.filter(leading), "first_turn_human", "conversation starts with a bot turn", False
+        )
     )
-    live = live.filter(~leading).drop("_seen")
+    work.live = work.live.filter(~leading).drop("_seen")
 
-    # 6. merge runs of one role into turns; a merged turn may still be too long
+
+def _merge_turns(work: _Work) -> None:
+    """6. Number the turns (a run of one role is one turn); quarantine a conversation's first turn
+    whose merged text is past the length limit (the caller then cuts what follows it)."""
     role_changed = (pl.col("role") != pl.col("role").shift(1)).fill_null(True).over("conversation_id")
-    live = live.with_columns(_changed=role_changed)  # not nested in the cum_sum's window (step 3)
-    live = live.with_columns(turn=pl.col("_changed").cast(pl.Int32).cum_sum().over("conversation_id") - 1)
-    live = live.drop("_changed")
+    work.live = work.live.with_columns(_changed=role_changed)  # not nested in the cum_sum's window (step 3)
+    work.live = work.live.with_columns(
+        turn=pl.col("_changed").cast(pl.Int32).cum_sum().over("conversation_id") - 1
+    )
+    work.live = work.live.drop("_changed")
+    # the turn's text once joined with "\n" (_turns)
     turn_len = (pl.col("text").str.len_chars().sum() + pl.len() - 1).over("conversation_id", "turn")
-    live = live.with_columns(_turn_len=turn_len, _turn_rows=pl.len().over("conversation_id", "turn"))
-    too_long = pl.col("_turn_len") > max_turn_chars
+    work.live = work.live.with_columns(
+        _turn_len=turn_len, _turn_rows=pl.len().over("conversation_id", "turn")
+    )
+    too_long = pl.col("_turn_len") > work.max_turn_chars
     first_long = pl.when(too_long).then(pl.col("turn")).min().over("conversation_id")
-    live = live.with_columns(_first_long=first_long)
-    in_long = pl.col("turn") == pl.col("_first_long")
+    work.live = work.live.with_columns(_first_long=first_long)
+    in_long = (pl.col("turn") == pl.col("_first_long")).fill_null(False)
     reason = pl.format(
         "{} rows merged into a turn of {} characters (limit {})",
         "_turn_rows",
         "_turn_len",
-        pl.lit(max_turn_chars),
+        pl.lit(work.max_turn_chars),
     )
-    quarantined.append(_quarantine(live.filter(in_long.fill_null(False)), "text_length", reason, True))
-    live = live.filter(~in_long.fill_null(False)).drop("_turn_len", "_turn_rows", "_first_long")
-    live, cut = _cut(live, _break_points(quarantined))
-    quarantined.append(cut)
+    work.quarantined.append(_quarantine(work.live.filter(in_long), "text_length", reason, True))
+    work.live = work.live.filter(~in_long).drop("_turn_len", "_turn_rows", "_first_long")
 
-    # 7. too few turns (after any cut)
-    breaks = _break_points(quarantined)
-    live = live.with_columns(
+
+def _quarantine_short(work: _Work) -> None:
+    """7. Conversations left with fewer than `min_turns` turns (after any cut), quarantined whole."""
+    breaks = _break_points(work.quarantined)
+    work.live = work.live.with_columns(
         _n=pl.col("turn").max().over("conversation_id") + 1,
         _has_bot=(pl.col("role") == "bot").any().over("conversation_id"),
     )
-    short = pl.col("_n") < min_turns
-    short_rows = live.filter(short).join(breaks, on="conversation_id", how="left").sort("idx")
+    short = pl.col("_n") < work.min_turns
+    short_rows = work.live.filter(short).join(breaks, on="conversation_id", how="left").sort("idx")
+    check, reason = _short_check_reason(work.min_turns)
+    work.quarantined.append(
+        _quarantine(short_rows, check, reason, False).drop("b_idx", "b_origin", "b_check")
+    )
+    work.live = work.live.filter(~short).drop("_n", "_has_bot")
+
+
+def _short_check_reason(min_turns: int) -> tuple[pl.Expr, pl.Expr]:
+    """The check and reason of a too-short conversation's rows (joined with its _break_points): a
+    conversation cut short by a bad row names that row, as its other rows after the cut do."""
     was_cut = pl.col("b_idx").is_not_null()
     check = (
         pl.when(was_cut)
@@ -376,13 +445,7 @@ def _normalize_slice(
             )
         )
     )
-    quarantined.append(_quarantine(short_rows, check, reason, False).drop("b_idx", "b_origin", "b_check"))
-    live = live.filter(~short).drop("_n", "_has_bot")
-
-    turns = _turns(live)
-    kept_by_source = Counter(dict(live.get_column("source").value_counts().iter_rows()))
-    del live
-    return _owned(turns), _owned(_quarantine_frame(quarantined)), kept_by_source
+    return check, reason
 
 
 def _owned(df: pl.DataFrame) -> pl.DataFrame:
