@@ -41,6 +41,11 @@ THREADS_HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # the in-chat commands, which `--help` is where a newcomer looks for them first
+    parser.epilog = (
+        "In the chat: /reset clears the conversation (the persona stays), /exit or /quit (or end of "
+        "input) quits, /help lists these; Ctrl-C stops a reply, and at the prompt quits."
+    )
     parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=CKPT_HELP)
     ctx = parser.add_mutually_exclusive_group()
     ctx.add_argument(

@@ -405,6 +405,25 @@ def not_read_by_the_pipeline(files: list[Path], contrib: Path) -> list[str]:
     return lines
 
 
+def subfolders_not_read(contrib: Path) -> list[str]:
+    """A line for each subfolder of data/contrib/ that holds files: `dvc repro` reads none of them,
+    and `check` with no argument passed over them in silence, so a corpus put in its own folder
+    looked checked. A note only: CONTRIBUTING.md lets subfolders sit there, skipped."""
+    if not contrib.is_dir() or contrib.is_symlink():  # a linked folder is refused by check_files
+        return []
+    lines = []
+    for d in sorted(contrib.iterdir()):
+        if d.name.startswith(".") or d.is_symlink() or not d.is_dir():
+            continue
+        n = sum(1 for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if n:
+            lines.append(
+                f"note: {shown(d)}/ holds {_count(n, 'file')} that `dvc repro` will not read: data/contrib/ "
+                "takes the files at its top level only; move a corpus file and its sidecar up to add it"
+            )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     root = project_root()
     try:
@@ -414,6 +433,9 @@ def run(args: argparse.Namespace) -> int:
     except SourceError as e:
         print(f"check: {printable(str(e))}", file=sys.stderr)
         return 1
+    if not args.files:  # (a folder named on the command line is the user's choice)
+        for line in subfolders_not_read(root / spec.location):
+            print(f"check: {printable(line)}", file=sys.stderr)
     for line in skipped:
         print(f"check: {printable(line)}", file=sys.stderr)
     if not summaries:

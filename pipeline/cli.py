@@ -9,6 +9,14 @@ import sys
 
 from pipeline.streamencoding import escape_unencodable, unloadable_package, unopenable_root
 
+# What `nanochatgpt --help` says first: the module docstring above is for readers of the code.
+DESCRIPTION = (
+    "nanoChatGPT's command line: chat with the trained model or serve it over HTTP, list the sources "
+    "and what normalize quarantined, show the tokens training sees, and check contributed corpus "
+    "files. Run it from the project's root (the folder holding params.yaml) or set NANOCHATGPT_ROOT."
+)
+EPILOG = "`nanochatgpt COMMAND --help` lists a command's options."
+
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
 
 # subcommand -> (module with `add_arguments(parser)` and `run(args) -> int`, help)
@@ -61,7 +69,7 @@ def _main(argv: list[str] | None) -> int:
     # Before argparse, whose --help and usage go out before any command runs (`tokens --help`
     # names its loss markers). chat sets its own handler (replace) on stdout.
     escape_unencodable(sys.stdout, sys.stderr)
-    parser = argparse.ArgumentParser(prog="nanochatgpt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="nanochatgpt", description=DESCRIPTION, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
     args_list = sys.argv[1:] if argv is None else argv
     # The command is the first argument (the top level has no option but --help). Only its module
@@ -70,7 +78,8 @@ def _main(argv: list[str] | None) -> int:
     # their help, which is all `nanochatgpt --help` and a misspelt command's error show.
     chosen = args_list[0] if args_list and args_list[0] in COMMANDS else None
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text)
+        # description: `nanochatgpt check --help` says what the command does, not only its options
+        p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
         if name == chosen:
             importlib.import_module(module).add_arguments(p)

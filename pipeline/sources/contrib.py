@@ -478,7 +478,12 @@ def parse_sidecar(path: Path, sidecar: Path) -> ContribFile:
     except RecursionError:
         raise SourceError(f"{shown(sidecar)}: not valid YAML (nested too deeply)") from None
     if not isinstance(meta, dict):
-        raise SourceError(f"{shown(sidecar)}: expected `licence:`, `commercial:` and `description:` fields")
+        # (description is optional; saying what was found points at a stray "- " or a bare value)
+        found = "a list" if isinstance(meta, list) else f"the single value {brief(meta)}"
+        raise SourceError(
+            f"{shown(sidecar)}: expected fields written `key: value`, one a line (`licence:` and "
+            f"`commercial:`, `description:` optional; CONTRIBUTING.md shows a sidecar), not {found}"
+        )
     unknown = field_names(k for k in meta if k not in SIDECAR_FIELDS)
     if unknown:
         raise SourceError(

@@ -170,8 +170,10 @@ def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> Non
     if is_unknown(name) and not (reason or "").strip():
         # (a reason alone would not do: the build keeps data of an unknown licence out of the
         # commercial variant whatever it says; a pointer such as "see LICENSE" can be long text)
+        # `licence: unknown` itself is not echoed back as "'unknown' (unknown)"
+        said = "unknown" if name.casefold() == "unknown" else f"{brief(name) if name else 'empty'} (unknown)"
         raise SourceError(
-            f"{where}: licence is {brief(name) if name else 'empty'} (unknown) but commercial is true; name "
+            f"{where}: licence is {said} but commercial is true; name "
             "the licence you established (an SPDX id) with a `commercial_reason:` saying why it allows "
             "commercial use, or set `commercial: false`"
         )
@@ -185,84 +187,20 @@ def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> Non
 
 def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
     """Validate one registry entry; raise SourceError (one line) naming the entry and the rule."""
-    from pipeline.sources.adapters import ADAPTERS, option_error  # local: keeps `import registry` light
-
     at = f"{where}: {_plain(name)}"
-    if not _NAME_RE.match(name):
-        raise SourceError(f"{at}: source names are lower-case letters, digits, '_' and '-'")
-    if not isinstance(raw, dict):
-        raise SourceError(f"{at}: expected a mapping of fields")
-    known = set(SourceSpec.__dataclass_fields__) - {"name"}
-    unknown = field_names(k for k in raw if k not in known)
-    if unknown:
-        raise SourceError(f"{at}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    for key in ("kind", "location", "adapter"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise SourceError(f"{at}: `{key}:` is missing")
-    if raw["kind"] not in KINDS:
-        raise SourceError(f"{at}: kind must be one of {', '.join(KINDS)}, not {brief(raw['kind'])}")
-    if raw["adapter"] not in ADAPTERS:
-        raise SourceError(
-            f"{at}: unknown adapter {brief(raw['adapter'])} (known: {', '.join(sorted(ADAPTERS))})"
-        )
+    # The checks run in this order, so an entry with several faults is told of the same one first.
+    _check_shape(at, name, raw)
     check_licence(at, raw.get("licence"), raw.get("commercial"), raw.get("commercial_reason"))
     files = _globs_field(at, "files", raw.get("files"))
-    sha = raw.get("sha256")
-    if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
-        raise SourceError(f"{at}: `sha256:` must be 64 lower-case hex digits")
-    if raw["kind"] == "package" and not files:
-        raise SourceError(f"{at}: a package source lists the data files it copies in `files:`")
-    if raw["kind"] == "hf_dataset" and not raw.get("revision"):
-        raise SourceError(f"{at}: a hf_dataset source needs a pinned `revision:` (a commit sha)")
-    options = raw.get("options") or {}
-    if not isinstance(options, dict):
-        raise SourceError(f"{at}: `options:` must be a mapping")
-    for key, value in options.items():
-        error = option_error(raw["adapter"], key, value)
-        if error is not None:
-            raise SourceError(f"{at}: {error}")
-    gated = False if raw.get("gated") is None else raw["gated"]
-    if not isinstance(gated, bool):  # bool("false") is True: never coerce
-        raise SourceError(f"{at}: `gated:` must be true or false, not {brief(gated)}")
-    archive = False if raw.get("archive") is None else raw["archive"]
-    if not isinstance(archive, bool):
-        raise SourceError(f"{at}: `archive:` must be true or false, not {brief(archive)}")
-    if archive and raw["kind"] != "url":
-        raise SourceError(
-            f"{at}: `archive: true` is for url sources (a .tar/.tar.gz/.tgz/.zip download whose members "
-            "`files:` selects); remove it"
-        )
-    licence_files = _globs_field(at, "licence_files", raw.get("licence_files"))
-    if licence_files and not (raw["kind"] == "url" and archive):
-        # a hub download records the repo's root LICENSE/NOTICE files and card by itself; a plain
-        # url file or a package has no members to choose from
-        raise SourceError(
-            f"{at}: `licence_files:` selects the members of a downloaded archive that hold its licence "
-            "and notices, so it is for url sources with `archive: true`; remove it"
-        )
-    local_path = raw.get("local_path")
-    if local_path is not None and (not isinstance(local_path, str) or not local_path.strip()):
-        raise SourceError(f"{at}: `local_path:` must be a path to a file or folder, not {brief(local_path)}")
-    token_env = raw.get("token_env")
-    if token_env is not None and (not isinstance(token_env, str) or not token_env.strip()):
-        raise SourceError(
-            f"{at}: `token_env:` must be the name of an environment variable, not {brief(token_env)}"
-        )
-    if token_env is not None and not _hf_token_name(token_env):
-        # its value is sent to the Hub as the bearer token: `token_env: AWS_SECRET_ACCESS_KEY` in an
-        # edited sources.yaml would hand that secret to huggingface.co (or whatever HF_ENDPOINT says)
-        raise SourceError(
-            f"{at}: `token_env:` {brief(token_env)} must name a Hugging Face token variable: upper-case "
-            "letters, digits and '_', with an HF, HUGGING or HUGGINGFACE part and a TOKEN part (HF_TOKEN, "
-            "HUGGING_FACE_HUB_TOKEN); any other variable's value would be sent to the Hub"
-        )
-    revision = text_field(at, "revision", raw.get("revision"))
-    if revision is not None and not _safe_revision(revision):
-        # huggingface_hub joins a branch or tag name into its cache paths (refs/<revision>) as it is
-        raise SourceError(
-            f"{at}: `revision:` {brief(revision)} is not a commit sha, branch or tag name (letters, "
-            "digits, '.', '_', '-' and '/', no '..')"
-        )
+    sha = _sha256_field(at, raw.get("sha256"))
+    _check_kind_needs(at, raw, files)
+    options = _options_field(at, raw["adapter"], raw.get("options"))
+    gated = _flag_field(at, "gated", raw.get("gated"))
+    archive = _archive_field(at, raw["kind"], raw.get("archive"))
+    licence_files = _licence_files_field(at, raw["kind"], archive, raw.get("licence_files"))
+    local_path = _local_path_field(at, raw.get("local_path"))
+    token_env = _token_env_field(at, raw.get("token_env"))
+    revision = _revision_field(at, raw.get("revision"))
     description = text_field(at, "description", raw.get("description"))
     # its form only: the file is checked by what reads it (check_licence_text), the registry stage
     # and the download, so that a copy of sources.yaml without data/licences/ still lists sources
@@ -287,6 +225,129 @@ def parse_entry(name: str, raw: Any, where: str = REGISTRY_FILE) -> SourceSpec:
         licence_text=licence_text,
         options=dict(options),
     )
+
+
+def _check_shape(at: str, name: str, raw: Any) -> None:
+    """The entry's name, that it is a mapping of known fields, and its kind, location and adapter:
+    what every other check reads."""
+    from pipeline.sources.adapters import ADAPTERS  # local: keeps `import registry` light
+
+    if not _NAME_RE.match(name):
+        raise SourceError(f"{at}: source names are lower-case letters, digits, '_' and '-'")
+    if not isinstance(raw, dict):
+        raise SourceError(f"{at}: expected a mapping of fields")
+    known = set(SourceSpec.__dataclass_fields__) - {"name"}
+    unknown = field_names(k for k in raw if k not in known)
+    if unknown:
+        raise SourceError(f"{at}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for key in ("kind", "location", "adapter"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise SourceError(f"{at}: `{key}:` is missing")
+    if raw["kind"] not in KINDS:
+        raise SourceError(f"{at}: kind must be one of {', '.join(KINDS)}, not {brief(raw['kind'])}")
+    if raw["adapter"] not in ADAPTERS:
+        raise SourceError(
+            f"{at}: unknown adapter {brief(raw['adapter'])} (known: {', '.join(sorted(ADAPTERS))})"
+        )
+
+
+def _sha256_field(at: str, value: Any) -> str | None:
+    """`sha256:`: 64 lower-case hex digits (the download's pin), or None when absent."""
+    if value is not None and (not isinstance(value, str) or not _SHA256_RE.match(value)):
+        raise SourceError(f"{at}: `sha256:` must be 64 lower-case hex digits")
+    return value
+
+
+def _check_kind_needs(at: str, raw: dict[str, Any], files: list[str]) -> None:
+    """What a kind cannot do without: a package copies only the files it lists, and a hub dataset
+    is pinned to a commit (a branch moves, and the data with it)."""
+    if raw["kind"] == "package" and not files:
+        raise SourceError(f"{at}: a package source lists the data files it copies in `files:`")
+    if raw["kind"] == "hf_dataset" and not raw.get("revision"):
+        raise SourceError(f"{at}: a hf_dataset source needs a pinned `revision:` (a commit sha)")
+
+
+def _options_field(at: str, adapter: str, value: Any) -> dict[Any, Any]:
+    """`options:`: a mapping (none when absent) of settings the adapter takes, each checked by it."""
+    from pipeline.sources.adapters import option_error  # local: keeps `import registry` light
+
+    options = value or {}
+    if not isinstance(options, dict):
+        raise SourceError(f"{at}: `options:` must be a mapping")
+    for key, setting in options.items():
+        error = option_error(adapter, key, setting)
+        if error is not None:
+            raise SourceError(f"{at}: {error}")
+    return options
+
+
+def _flag_field(at: str, key: str, value: Any) -> bool:
+    """A true/false field, false when absent; text such as "false" is refused, never coerced
+    (bool("false") is True)."""
+    flag = False if value is None else value
+    if not isinstance(flag, bool):
+        raise SourceError(f"{at}: `{key}:` must be true or false, not {brief(flag)}")
+    return flag
+
+
+def _archive_field(at: str, kind: str, value: Any) -> bool:
+    """`archive:`: only a url download is an archive whose members `files:` selects."""
+    archive = _flag_field(at, "archive", value)
+    if archive and kind != "url":
+        raise SourceError(
+            f"{at}: `archive: true` is for url sources (a .tar/.tar.gz/.tgz/.zip download whose members "
+            "`files:` selects); remove it"
+        )
+    return archive
+
+
+def _licence_files_field(at: str, kind: str, archive: bool, value: Any) -> list[str]:
+    """`licence_files:`: globs of an archive's members holding its licence and notices."""
+    licence_files = _globs_field(at, "licence_files", value)
+    if licence_files and not (kind == "url" and archive):
+        # a hub download records the repo's root LICENSE/NOTICE files and card by itself; a plain
+        # url file or a package has no members to choose from
+        raise SourceError(
+            f"{at}: `licence_files:` selects the members of a downloaded archive that hold its licence "
+            "and notices, so it is for url sources with `archive: true`; remove it"
+        )
+    return licence_files
+
+
+def _local_path_field(at: str, value: Any) -> str | None:
+    """`local_path:`: a file or folder to read instead of downloading, or None when absent."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise SourceError(f"{at}: `local_path:` must be a path to a file or folder, not {brief(value)}")
+    return value
+
+
+def _token_env_field(at: str, value: Any) -> str | None:
+    """`token_env:`: the variable holding a Hugging Face token, or None when absent."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise SourceError(
+            f"{at}: `token_env:` must be the name of an environment variable, not {brief(value)}"
+        )
+    if value is not None and not _hf_token_name(value):
+        # its value is sent to the Hub as the bearer token: `token_env: AWS_SECRET_ACCESS_KEY` in an
+        # edited sources.yaml would hand that secret to huggingface.co (or whatever HF_ENDPOINT says)
+        raise SourceError(
+            f"{at}: `token_env:` {brief(value)} must name a Hugging Face token variable: upper-case "
+            "letters, digits and '_', with an HF, HUGGING or HUGGINGFACE part and a TOKEN part (HF_TOKEN, "
+            "HUGGING_FACE_HUB_TOKEN); any other variable's value would be sent to the Hub"
+        )
+    return value
+
+
+def _revision_field(at: str, value: Any) -> str | None:
+    """`revision:`: a commit sha, branch or tag name, or None when absent."""
+    revision = text_field(at, "revision", value)
+    if revision is not None and not _safe_revision(revision):
+        # huggingface_hub joins a branch or tag name into its cache paths (refs/<revision>) as it is
+        raise SourceError(
+            f"{at}: `revision:` {brief(revision)} is not a commit sha, branch or tag name (letters, "
+            "digits, '.', '_', '-' and '/', no '..')"
+        )
+    return revision
 
 
 def _licence_text_field(at: str, kind: str, value: Any) -> str | None:
