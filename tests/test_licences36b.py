@@ -55,7 +55,8 @@ STILL_UNLISTED = [
     "Free for any use, including commercial use",
     "Academic and commercial use permitted",
     "Available to researchers and companies",
-    "Available to researchers and students",
+    # "Available to researchers and students" was here: students are people of a purpose as
+    # researchers are (session 37), so it limits who may have the data, and bars (test_licences37)
 ]
 
 

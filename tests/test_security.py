@@ -837,6 +837,13 @@ def _seconds(call, *args: object) -> float:
         "licence_production_pairs",
         "licence_production_pair_apart",
         "licence_non_dashes",
+        "licence_rights_for_reserved",
+        "licence_reserve_rights",
+        "licence_plus_notes",
+        "licence_holders",
+        "licence_pairs_under",
+        "licence_pairs_led",
+        "licence_use_heads",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -955,6 +962,28 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
             "fee " * (n // 4) + "production and non-production use",
         ),
         "licence_non_dashes": (licences.is_non_commercial, "non\u2011" * (n // 4) + "x"),
+        # licC (session 37): commercial rights kept back in other words, a purpose after " +", who
+        # holds a purpose after "to", a pair "under" a licence or after one that leads the value (each
+        # pair reads a bounded few characters on), the use itself heading a grant
+        "licence_rights_for_reserved": (
+            licences.is_non_commercial,
+            "rights for commercial use are strictly " * (n // 39),
+        ),
+        "licence_reserve_rights": (
+            licences.is_non_commercial,
+            "reserves all rights to commercial " * (n // 34),
+        ),
+        "licence_plus_notes": (licences.is_non_commercial, "MIT +" + " +" * (n // 2) + "x"),
+        "licence_holders": (licences.is_non_commercial, "available to research institutions " * (n // 35)),
+        "licence_pairs_under": (
+            licences.is_non_commercial,
+            "commercial and non-commercial use under " * (n // 40) + "MIT",
+        ),
+        "licence_pairs_led": (
+            licences.is_non_commercial,
+            "MIT licence for " + "commercial and non-commercial " * (n // 30),
+        ),
+        "licence_use_heads": (licences.is_non_commercial, "use for " * (n // 8) + "x"),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

@@ -42,8 +42,15 @@ What a thing is ("This is not a commercial product": _describes) is no denial of
 is "commercial rights with the license" (_WITH_NAMED) a need for another licence. "for commercial and
 non-commercial use" (_BOTH_USES), "production and non-production use" (_BOTH_PRODUCTION) and
 "Available to researchers, companies and the public" (_OPEN_RECIPIENTS) grant commercial use, not a
-limit; each such value reads as unlisted free text. An `only` after who made the data, in its clause
-("annotated by research groups only": _only_after_a_purpose), is no limit, as one before it is not.
+limit; each such value reads as unlisted free text, as does such a pair after a listed licence that
+leads the value or before "under" one ("MIT licence for commercial and non-commercial use", "... use
+under CC BY 4.0", as "MIT; free for commercial use" reads). People of a purpose ("Available to
+students") and a purpose with who holds it ("Available to academic institutions": _HOLDERS) bar as
+"Available to academic researchers" does; so do a purpose alone as a note ("CC BY 4.0 (academic)",
+"MIT + research use"), the use itself granted for one ("use for research") and commercial rights kept
+back in other words ("Rights for commercial use reserved", "The authors reserve all commercial rights").
+An `only` after who made the data, in its clause ("annotated by research groups only":
+_only_after_a_purpose), is no limit, as one before it is not.
 A limiting word bars a restricting purpose before it as `only` after it does: "Only academic use
 permitted", "Restricted to personal use", "Can only be used for research" as "academic use only"
 (_limited_to_a_purpose: within a clause, a few words apart, and not where a noun follows the purpose
@@ -69,7 +76,7 @@ import regex  # Python's `re` has no \p{Default_Ignorable_Code_Point}
 from pipeline.invisible import INVISIBLE_CHARS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 # Licence values that say "we do not know": such data never enters the commercial variant. The
 # placeholders people type into a form field (N/A, ?, TBD) say it too: taken as names, they were
@@ -225,6 +232,8 @@ _NO_LICENCE_NEEDED = (
 # "commercial" as it gets misspelt on cards ("Non-comercial", "NonCommerical", "commercal"): read as
 # other words, each left a non-commercial licence unlisted, which a `commercial_reason` let through
 _COMMERCIAL_SPELLING = r"comm?er(?:c?ial|ical|cal)"
+# kept back: "reserved", "are strictly reserved", "remain retained"
+_RESERVED = r"(?:(?:are|is|remain|remains)[-_ ])?(?:strictly[-_ ])?(?:reserved|retained)\b"
 _NAMED_PATTERN = (
     # "CC BY NC" run into "SA" or "ND" too: "CCBYNCSA", "ccbyncnd4.0" (after "cc": "published by NCSA"
     # names the NCSA licence, which allows commercial use)
@@ -233,22 +242,36 @@ _NAMED_PATTERN = (
     # a non-production licence (Mistral AI's MNPL) allows testing and research, not commercial use
     # ("production and non-production use" grants both where it ends its clause: _both_uses)
     r"|non[-_ ]?production"
-    # "Commercial rights reserved": the rights to commercial use are kept back, not granted
-    rf"|\b{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?rights?[-_ ]"
-    r"(?:(?:are|is|remain|remains)[-_ ])?(?:strictly[-_ ])?reserved\b"
+    # "Commercial rights reserved": the rights to commercial use are kept back, not granted; so are
+    # "Commercial use reserved", "Rights for commercial use are reserved", "Commercial rights retained
+    # by the authors", "The authors reserve all commercial rights" (_RESERVED)
+    rf"|\b{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?(?:rights?[-_ ])?{_RESERVED}"
+    rf"|\brights?[-_ ](?:for|to|of)[-_ ]{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?"
+    rf"{_RESERVED}"
+    r"|\breserves?[-_ ](?:(?:all|the|its|their)[-_ ])?(?:rights?[-_ ](?:for|to|of)[-_ ])?"
+    rf"{_COMMERCIAL_SPELLING}[-_ ](?:use|usage|exploitation|rights?)\b"
     rf"|\bno[-_ ]{_COMMERCIAL_SPELLING}(?![-_ ](restriction|limitation|{_NO_LICENCE_NEEDED}))"
 )
 # Purposes (and people) a use may be granted for that leave commercial use out, one list for both
 # rules that read them: "research use only" (_RESTRICTING_WORD) and "free for academic use", "for
 # testing and evaluation purposes" (_for_a_purpose). "for researchers only", "academics only"; "for
 # private use" is personal use; testing, benchmarking and demonstration grant a look at the data,
-# not training on it; "non-profit use only" is as narrow (_NON_PROFIT spells it one word).
+# not training on it; "non-profit use only" is as narrow (_NON_PROFIT spells it one word). Students,
+# teachers, scholars, academia and universities are people (or places) of a purpose as researchers
+# are: "Available to students", "Free for students and educators" read unlisted.
 _PURPOSES = (
     "research",
     "researcher",
     "researchers",
     "academic",
     "academics",
+    "academia",
+    "scholars",
+    "student",
+    "students",
+    "teachers",
+    "educators",
+    "universities",
     "personal",
     "private",
     "educational",
@@ -296,15 +319,25 @@ _INVISIBLE = regex.compile(INVISIBLE_CHARS)
 # ...", "Ask the authors for ..." and a second "non-commercial" ("non-commercial and non-commercial":
 # "non" comes before the pair) are read as written, and bar.
 _PAIRED_WITH = r"[-_ ]++(?:and/or|and|or|&|as[-_ ]well[-_ ]as)[-_ ]++"
-_ENDS_A_GRANT = (
-    r"(?=(?:[-_ ]++(?:uses?|usage|purposes?|applications?|projects?))?"
-    r"(?:[-_ ]++(?:(?:is|are)[-_ ]++)?(?:permitted|allowed|ok|welcome|granted))?[-_ ]*+\Z)"
+_PAIR_TAIL = (
+    r"(?:[-_ ]++(?:uses?|usage|purposes?|applications?|projects?))?"
+    r"(?:[-_ ]++(?:(?:is|are)[-_ ]++)?(?:permitted|allowed|ok|welcome|granted))?"
 )
+_ENDS_A_GRANT = rf"(?={_PAIR_TAIL}[-_ ]*+\Z)"
+# The pair (group 1) and its tail: where it ends its clause, or goes on only to "under" a listed
+# licence ("Free for commercial and non-commercial use under CC BY 4.0"), _both_uses reads it a grant
 _BOTH_USES = re.compile(
-    rf"(?:(?<![a-z]){_COMMERCIAL_SPELLING}{_PAIRED_WITH}non[-_ ]?{_COMMERCIAL_SPELLING}"
-    rf"|\bnon[-_ ]?{_COMMERCIAL_SPELLING}{_PAIRED_WITH}{_COMMERCIAL_SPELLING}){_ENDS_A_GRANT}",
+    rf"((?<![a-z]){_COMMERCIAL_SPELLING}{_PAIRED_WITH}non[-_ ]?{_COMMERCIAL_SPELLING}"
+    rf"|\bnon[-_ ]?{_COMMERCIAL_SPELLING}{_PAIRED_WITH}{_COMMERCIAL_SPELLING}){_PAIR_TAIL}",
     re.IGNORECASE,
 )
+_CLAUSE_ENDS = re.compile(r"[-_ ]*+")
+_UNDER = re.compile(r"[-_ ]++under[-_ ]++(.+)", re.IGNORECASE | re.DOTALL)
+# How far a listed licence's name may stand after a pair's "under", and a pair after a listed licence
+# that leads its value ("MIT licence for ..."): bounded, so that each pair of a long value reads a few
+# dozen characters
+_UNDER_REACH = 80
+_LEAD_REACH = 40
 # "Free for production and non-production use" grants both, as the commercial pair does, and only
 # where it ends its clause as that one does: "... by non-profits only", "production or non-production
 # research use" go on to a limit (a lookbehind on "non-production" anywhere let them through)
@@ -413,12 +446,14 @@ _MADE_LOOK_BACK = 80
 _RUN_BEFORE = _PURPOSE_WORDS | {"and", "or", "the", "a", "an"}
 _CLAUSE_BREAK = re.compile(r"[;,.()\[\]!?]")
 _CLAUSE_BREAK_KEPT = re.compile(r"([;,.()\[\]!?])")  # the same, each break kept (re.split)
-# A note on a licence is set off by these too: "CC BY 4.0 / personal use", "MIT: academic use"
-# (a "." before a digit is a version's: "CC BY 4.0 research use" is one clause, read as before)
-_PURPOSE_CLAUSE_BREAK = re.compile(r"([;,()\[\]!?/:|\u2013\u2014]|\.(?!\d)|\s-\s)")
+# A note on a licence is set off by these too: "CC BY 4.0 / personal use", "MIT: academic use", "MIT
+# + research use" (a "." before a digit is a version's: "CC BY 4.0 research use" is one clause, read as
+# before; a "+" after a space, not an id's "GPL-2.0+")
+_PURPOSE_CLAUSE_BREAK = re.compile(r"([;,()\[\]!?/:|\u2013\u2014]|\.(?!\d)|\s-\s|\s\+)")
 # A use granted for a restricting purpose that ends the clause, without the use word _for_a_purpose
 # reads after it: "Free for research", "Freely available for academic research", "Intended for
-# research", "For academic research", "Permission is granted to use this dataset for research". A
+# research", "For academic research", "Permission is granted to use this dataset for research", "Use
+# for research" (after "annotated by research groups only,": who made it, then the use). A
 # granting word (or a clause's first "for") leads to it across fillers with a "for" among them; the
 # purpose run ends the clause or is followed by a use word or "only". Not "provided by researchers",
 # "released to the research community" (no "for": who made it, who it is shared with), "for research
@@ -427,6 +462,19 @@ _GRANTING_HEADS = frozenset(
     (
         *("free", "freely", "available", "intended", "granted", "provided", "distributed", "released"),
         *("licensed", "licenced", "permitted", "allowed", "usable"),
+        # the use (or the licence) itself: "use for research", "may be used for research", "MIT
+        # licence for research" grant it for the purpose as "free for research" does
+        *("use", "used", "uses", "licence", "license"),
+    )
+)
+# Who holds a purpose, after its run: "Available to academic institutions", "Provided to research labs"
+# name who may have the data as "to academic researchers" does, where the noun ends the clause. Not
+# "community": "released to the research community" says who it was shared with.
+_HOLDERS = frozenset(
+    (
+        *("institutions", "institution", "institutes", "institute", "users", "groups", "labs"),
+        *("laboratories", "organisations", "organizations", "partners", "centres", "centers"),
+        *("departments", "teams", "staff", "members", "bodies", "entities"),
     )
 )
 # The data, as the word-by-word readers pass over it: "free for this dataset ...", "not use the data ..."
@@ -1004,17 +1052,60 @@ def _name_non_commercial(licence: str) -> bool:
 
 
 def _both_uses(name: str) -> str:
-    """The value with each pair that grants both uses (_BOTH_USES: one at most, at a clause's end)
-    read as "commercial" (a production pair, _BOTH_PRODUCTION, as "production") where only words
-    that grant come before it in its clause (_GRANTS_BEFORE_A_PAIR). Linear: each clause is read once."""
+    """The value with each pair that grants both uses (_BOTH_USES: at a clause's end, or "under" a
+    listed licence at the value's) read as "commercial" (a production pair, _BOTH_PRODUCTION, as
+    "production") where only words that grant come before it in its clause (_GRANTS_BEFORE_A_PAIR),
+    or after a listed licence that leads the value ("MIT licence for ...": _pair_led). Linear: each
+    clause is read once, and each pair a bounded few characters beyond it."""
     parts = _CLAUSE_BREAK_KEPT.split(name)
-    for at in range(0, len(parts), 2):
-        for pattern, word in ((_BOTH_USES, "commercial"), (_BOTH_PRODUCTION, "production")):
-            pair = pattern.search(parts[at])
+    leads = list(_listed_name_ends(name))
+    start = 0  # where parts[at] starts in the value
+    for at, part in enumerate(parts):
+        if at % 2 == 0:
+            parts[at] = _granting_pair(name, start, part, leads)
+            pair = _BOTH_PRODUCTION.search(parts[at])
             before = _WORDS.findall(parts[at][: pair.start()].lower()) if pair is not None else ()
             if pair is not None and _GRANTS_BEFORE_A_PAIR.issuperset(before):
-                parts[at] = parts[at][: pair.start()] + word + parts[at][pair.end() :]
+                parts[at] = parts[at][: pair.start()] + "production" + parts[at][pair.end() :]
+        start += len(part)
     return "".join(parts)
+
+
+def _granting_pair(name: str, start: int, clause: str, leads: list[int]) -> str:
+    """The clause (at `start` in the value) with its first pair that grants both uses read as
+    "commercial": the pair must end its clause or go on only to "under" a listed licence
+    (_pair_ends), and follow only words that grant (_pair_led)."""
+    for pair in _BOTH_USES.finditer(clause):
+        if _pair_ends(name, start, clause, pair.end()) and _pair_led(
+            name, start + pair.start(), clause[: pair.start()], leads
+        ):
+            return clause[: pair.start()] + "commercial" + clause[pair.end(1) :]
+    return clause
+
+
+def _pair_ends(name: str, start: int, clause: str, end: int) -> bool:
+    """True when the pair and its tail (ending at `end` in the clause, which starts at `start` in the
+    value) end their clause, or all that follows in the value is "under" a listed licence: "... use
+    under CC BY 4.0" (the "." of "4.0" is a clause break). Not "under CC BY-NC 4.0", "under a separate
+    licence". Read in place, not sliced: a clause of many pairs reads each a few characters on."""
+    if _CLAUSE_ENDS.fullmatch(clause, end):
+        return True
+    end += start
+    under = _UNDER.fullmatch(name, end) if len(name) - end <= _UNDER_REACH else None
+    return under is not None and listed_id(under.group(1).strip().removesuffix(".").strip()) in COMMERCIAL_OK
+
+
+def _pair_led(name: str, start: int, before: str, leads: list[int]) -> bool:
+    """True when only words that grant come before the pair in its clause (`before`), or between a
+    listed licence leading the value (ending at one of `leads`) and the pair (at `start`), a licence's
+    own word among them: "MIT licence for", "MIT: free for". Not "MIT licence, ask for", "No MIT ..."."""
+    if _GRANTS_BEFORE_A_PAIR.issuperset(_WORDS.findall(before.lower())):
+        return True
+    words = _GRANTS_BEFORE_A_PAIR | _LICENCE_WORDS
+    return any(
+        0 <= start - lead <= _LEAD_REACH and words.issuperset(_WORDS.findall(name[lead:start].lower()))
+        for lead in leads
+    )
 
 
 def _only_after_a_purpose(line: str) -> bool:
@@ -1053,20 +1144,25 @@ def _dual_licensed(name: str) -> bool:
     """True when the value is an open licence's id, or a listed licence's spelled-out name ("MIT
     License", "Apache License, Version 2.0"), and an offer of a commercial licence beside it ("GPL-3.0;
     commercial licenses available", "AGPL-3.0 or commercial"): see _COMMERCIAL_OFFER."""
+    return any(_offered(name, end) for end in _listed_name_ends(name))
+
+
+def _listed_name_ends(name: str) -> Iterator[int]:
+    """Where an open licence's id (on COMMERCIAL_OK, or a GNU licence) or a listed licence's
+    spelled-out name that leads the value may end: "MIT" of "MIT licence for ...", "Apache 2.0"."""
     match = _LEADING_ID.match(name)
     if match is None:
-        return False
+        return
     end = _before_full_stop(name, match.end())
     key = name[:end].lower()
-    if (listed_id(key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None) and _offered(name, end):
-        return True
+    if listed_id(key) in COMMERCIAL_OK or _GNU.fullmatch(key) is not None:
+        yield end
     # A spelled-out name ends after one of its first few words (_SPELLED_WORDS at most): each is tried
-    # as its end, so that the name's own words ("License") are not read as the offer's
+    # as its end, so that the name's own words ("License") are not read as what follows it
     for word in itertools.islice(_NAME_WORD.finditer(name), _SPELLED_WORDS):
         end = _before_full_stop(name, word.end())
-        if _spelled(name[:end]) in _SPELLED_OUT and _offered(name, end):
-            return True
-    return False
+        if _spelled(name[:end]) in _SPELLED_OUT:
+            yield end
 
 
 def _before_full_stop(name: str, end: int) -> int:
@@ -1160,8 +1256,10 @@ def _purpose_ends(words: list[str], head: int, open_list: bool) -> bool:
     """True when, after words[head], fillers with a "for" among them (or the head itself "for") lead to
     a run of purpose words that ends the clause or is followed by a use word or "only"; or fillers with
     a "to" among them lead to one that ends the clause: "Available to academic researchers" (who may
-    have it), not "released to the research community" (who it was shared with). A run that ends the
-    clause where a list naming a commercial recipient goes on after it (`open_list`) ends no grant."""
+    have it), not "released to the research community" (who it was shared with). A run and who holds
+    it (_HOLDERS: "academic institutions") ending the clause ends it as the run alone does. A run that
+    ends the clause where a list naming a commercial recipient goes on after it (`open_list`) ends no
+    grant."""
     at, end = head + 1, min(len(words), head + 1 + _MAX_BETWEEN)
     led, to = words[head] == "for", False
     while at < end and words[at] in _GRANT_FILLERS:
@@ -1170,8 +1268,11 @@ def _purpose_ends(words: list[str], head: int, open_list: bool) -> bool:
         at += 1
     if not (led or to) or at >= len(words) or words[at] not in _PURPOSE_WORDS:
         return False
-    after = _after_run(words, at)
-    return (after is None and not open_list) or (led and (after in _USE_WORDS or after == "only"))
+    end = _run_end(words, at)
+    after = words[end] if end < len(words) else None
+    # who holds the purpose, ending the clause (or before "only"): as if the run had ended it
+    held = after in _HOLDERS and len(words) - end <= 2 and words[end + 1 :] in ([], ["only"])
+    return ((after is None or held) and not open_list) or (led and (after in _USE_WORDS or after == "only"))
 
 
 def _negated_commercial_use(line: str) -> bool:
@@ -1281,10 +1382,12 @@ def _run_end(words: list[str], at: int) -> int:
 
 def _purpose_clause(line: str) -> bool:
     """True when a clause of the line is a restricting purpose and its use word alone, as a note on
-    the licence before it: "CC BY 4.0 (academic use)", "MIT / personal use"; or, behind SPDX's prefix
-    for custom terms, the purpose alone: `LicenseRef-academic` (as `LicenseRef-academic-use`)."""
+    the licence before it: "CC BY 4.0 (academic use)", "MIT / personal use", or the purpose alone
+    after a clause ("CC BY 4.0 (academic)", "MIT: research"); or, behind SPDX's prefix for custom
+    terms, the purpose alone: `LicenseRef-academic` (as `LicenseRef-academic-use`)."""
     parts = _PURPOSE_CLAUSE_BREAK.split(line)  # clauses, each followed by its separator
-    for clause, sep in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
+    seps = parts[1::2]
+    for index, (clause, sep) in enumerate(itertools.zip_longest(parts[::2], seps, fillvalue="")):
         if sep == ":":  # a label: "Research use: allowed" says what is allowed, not that it only is
             continue
         words = _clause_words(clause)
@@ -1293,7 +1396,11 @@ def _purpose_clause(line: str) -> bool:
         if not words or words[0] not in _PURPOSE_WORDS:
             continue
         rest = words[_run_end(words, 0) :]
-        if (custom and not rest) or (0 < len(rest) <= 2 and all(w in _USE_WORDS for w in rest)):
+        # the purpose alone is a note only after something it is a note on ("research" alone, the
+        # whole value, reads as before: free text, unlisted), and not after a comma, which may go on
+        # with a list ("Available to researchers, educators, companies and the public")
+        note = custom or (index > 0 and seps[index - 1] != ",")
+        if (not rest and note) or (0 < len(rest) <= 2 and all(w in _USE_WORDS for w in rest)):
             return True
     return False
 
