@@ -457,13 +457,23 @@ def _row_holds_text(row: list[str]) -> bool:
     return len(row) > 1 or (len(row) == 1 and bool(row[0].strip()))
 
 
+def _header_row(rows: Iterator[list[str]], end: _End) -> list[str] | None:
+    """The first row holding text (_row_holds_text), with `end.start` its first line. A line such as
+    `""` holds text as a line but none as a row: it is skipped, and the header starts after it."""
+    for row in rows:
+        if _row_holds_text(row):
+            return row
+        end.start = 0
+    return None
+
+
 def _csv_header(reader: csv.DictReader, end: _End, cap: int) -> Record | None:
     """Read the header into `reader.fieldnames`: the first line holding text, as pandas and polars
     take it (DictReader took a blank first line as an empty header, and every record then came back
     as {None: [...]}). None when it is read (or the file holds no text); else the record refusing
     the file: a header cannot be skipped as a record is, since the next record would become it."""
     try:
-        header = next((row for row in reader.reader if _row_holds_text(row)), None)
+        header = _header_row(reader.reader, end)
     except csv.Error as e:  # a field over the limit: the header's names are unknown
         reason = (
             f"the CSV header (line {end.start:,}) cannot be read ({e}; the limit is {cap:,} characters "
@@ -478,8 +488,22 @@ def _csv_header(reader: csv.DictReader, end: _End, cap: int) -> Record | None:
     return None
 
 
-@_tolerate_damaged_gzip
-def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
+class CsvRecords(Iterator[Record]):
+    """iter_csv's records, one at a time, and `header_line`: the line its header was taken from (the
+    first holding text; where a header that cannot be read is refused), numbered as its records'
+    lines are. A caller refusing a file for its header names that line: finding it again read the
+    file a second time (a .gz unpacked anew), and split its lines otherwise than csv does. None
+    until the first record is asked for (the header is read then), and in a file holding no text."""
+
+    def __init__(self, path: Path, delimiter: str) -> None:
+        self.header_line: int | None = None
+        self._records = _csv_records(path, delimiter, self)
+
+    def __next__(self) -> Record:
+        return next(self._records)
+
+
+def iter_csv(path: Path, delimiter: str = ",") -> CsvRecords:
     """csv.DictReader rows as Records (line = the line the record ends on); bad UTF-8 -> `utf8`; a
     field longer than MAX_LINE_BYTES characters -> `csv_parse` at the line where the limit is passed.
     The header is the first line holding text; one that cannot be read (an open quote, a field over
@@ -489,14 +513,22 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
     at all would hold a field of any size (a quoted field of 1 GB of lines packs into a 1 MB .gz,
     and takes several GB to parse), where the line readers stop at MAX_LINE_BYTES. A double quote
     never closed (its field would hold every line to the end of the file) -> `csv_parse`, the
-    record's fields kept in `value` to name its conversation by."""
+    record's fields kept in `value` to name its conversation by. The header's line: `header_line`."""
+    return CsvRecords(path, delimiter)
+
+
+@_tolerate_damaged_gzip
+def _csv_records(path: Path, delimiter: str, found: CsvRecords) -> Iterator[Record]:
+    """iter_csv's records; `found.header_line` is set once the header is read."""
     cap = MAX_LINE_BYTES
     csv.field_size_limit(cap)
     with open_binary(path) as fb:
         text = io.TextIOWrapper(fb, encoding="utf-8-sig", errors="surrogateescape", newline="")
         end = _End()
         reader = csv.DictReader(_until_end(text, end), delimiter=delimiter)
-        if (refused := _csv_header(reader, end, cap)) is not None:
+        refused = _csv_header(reader, end, cap)
+        found.header_line = end.start or None  # cleared below for each record; 0: no line held text
+        if refused is not None:
             yield refused
             return
         while True:

@@ -14,7 +14,7 @@
 The header is checked once per file, before its first record is read: a file whose header lacks a
 column its layout needs (dialogueText: dialogueID, from, text; v2: Context and a response column;
 a v2 train file, i.e. `Utterance` and no Distractor_N columns: Label) is refused as one quarantined
-row (`csv_header`, at the header's line: the first holding text, as iter_csv reads it) that names
+row (`csv_header`, at the header's line: iter_csv's `header_line`, the first holding text) that names
 the missing column(s), the header found and how many records were not read, as a file that cannot
 be read at all is elsewhere (yaml_parse, gzip, parquet_read). Read row by row, such a file was a
 million identical `missing_field` rows that never named the header; and a train file without Label
@@ -27,7 +27,6 @@ A record with more fields than its header (a comma left unquoted in a text) is q
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.adapters._records import readable
-from pipeline.sources.readers import Record, cr_only, data_files, holds_text, iter_csv, iter_lines
+from pipeline.sources.readers import CsvRecords, Record, data_files, iter_csv
 from pipeline.sources.registry import SourceSpec
 from pipeline.sources.rows import RawRows
 
@@ -113,22 +112,13 @@ def header_problem(header: list[str]) -> str | None:
     return None
 
 
-def _header_line(path: Path) -> int:
-    """The header's line, as iter_csv takes it: the first holding text (empty lines and lines of
-    spaces before it are skipped), lines split as csv splits them (a lone CR ends one too)."""
-    lines = iter_lines(path, lone_cr=cr_only(path))
-    return next((rec.line for rec in lines if holds_text(rec)), 1)
-
-
-def _refuse(
-    rows: RawRows, path: Path, rel: str, header: list[str], problem: str, records: Iterator[object]
-) -> None:
+def _refuse(rows: RawRows, rel: str, records: CsvRecords, header: list[str], problem: str) -> None:
     """The whole file as one quarantined row at its header line; its records are counted, not read."""
     unread = 1 + sum(1 for _ in records)  # the record that showed the header, and every later one
     shown = ",".join(header)
     shown = shown if len(shown) <= 300 else shown[:300] + "…"
     rows.bad(
-        f"{rel}:{_header_line(path)}",
+        f"{rel}:{records.header_line}",
         "csv_header",
         f"header lacks what its layout needs ({problem}); header found: {shown}; "
         f"file not read ({unread:,} record(s) under it)",
@@ -175,33 +165,59 @@ def _refuse_fields(rows: RawRows, origin: str, rec: Record, key: str | None) -> 
     )
 
 
+def _header_refused(rows: RawRows, rel: str, records: CsvRecords, first: Record) -> bool:
+    """Whether the file was refused for its header (then quarantined whole: _refuse). The first
+    readable record's keys are the header (DictReader's fieldnames): checked once, before any
+    record is read, since a header lacking a column would make every record a `missing_field`."""
+    header = [k for k in first.value if k is not None]
+    problem = header_problem(header)
+    if problem is None:
+        return False
+    _refuse(rows, rel, records, header, problem)
+    return True
+
+
+def _v2_key(rel: str, rec: Record) -> str | None:
+    """A v2 record's conversation: the record itself (file:line); None for a dialogueText record."""
+    return f"{Path(rel).with_suffix('')}:{rec.line}" if "Context" in rec.value else None
+
+
+def _read_dialogue_text(rows: RawRows, origin: str, key: str | None, r: dict[str, str]) -> None:
+    """One utterance of the dialogueText dump, or a `missing_field` row when a column it needs is empty."""
+    if not key or not r.get("from") or r.get("text") is None:
+        rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
+        return
+    rows.add(key, r["text"], origin, speaker=r["from"])
+
+
+def _read_record(rows: RawRows, rel: str, origin: str, rec: Record, lost_key: _LostKey) -> None:
+    """One readable record, in whichever layout it is. A record with fields past the header's is
+    refused in either layout (DictReader's key None holds them), since its fields are shifted."""
+    r = rec.value
+    v2_key = _v2_key(rel, rec)
+    key = v2_key or _dialogue_key(rec)
+    if v2_key is None:  # a dialogueText record: a record lost after it cuts its dialogue (_LostKey)
+        lost_key.last = key
+    if None in r:
+        _refuse_fields(rows, origin, rec, key)
+    elif v2_key is not None:
+        _read_v2(rows, origin, v2_key, r)
+    else:
+        _read_dialogue_text(rows, origin, key, r)
+
+
 def _read_file(path: Path, rel: str, rows: RawRows) -> None:
+    """One CSV file's rows into `rows`: its header checked on the first readable record, then each
+    record read, unreadable ones quarantined on the way (readable) with the dialogue they cut."""
     records = iter_csv(path)
-    checked = False
     lost_key = _LostKey()
+    checked = False
     for origin, rec in readable(records, rel, rows, lost_key):
-        r = rec.value
-        if not checked:  # the first readable record's keys are the header (DictReader's fieldnames)
-            header = [k for k in r if k is not None]
-            problem = header_problem(header)
-            if problem is not None:
-                _refuse(rows, path, rel, header, problem, records)
-                return
+        if not checked:
+            if _header_refused(rows, rel, records, rec):
+                return  # the records left were counted by _refuse, not read
             checked = True
-        v2 = "Context" in r  # a v2 record is its own conversation
-        key = f"{Path(rel).with_suffix('')}:{rec.line}" if v2 else _dialogue_key(rec)
-        if not v2:
-            lost_key.last = key
-        if None in r:  # DictReader's key for the fields past the header's
-            _refuse_fields(rows, origin, rec, key)
-            continue
-        if v2:
-            _read_v2(rows, origin, key, r)
-            continue
-        if not key or not r.get("from") or r.get("text") is None:
-            rows.bad(origin, "missing_field", "needs dialogueID, from and text", conv_key=key or None)
-            continue
-        rows.add(key, r["text"], origin, speaker=r["from"])
+        _read_record(rows, rel, origin, rec, lost_key)
 
 
 def read(raw_dir: Path, spec: SourceSpec, params: dict[str, Any]) -> pl.DataFrame:
