@@ -98,17 +98,29 @@ def _read_context(args: argparse.Namespace) -> str | None:
     if path is None:
         return None if args.context is None else _argument(args.context, "--context")
     try:
-        # utf-8-sig: Windows Notepad's "UTF-8" starts the file with a BOM, which would reach the
-        # model as three tokens it never saw in training
-        return path.read_text(encoding="utf-8-sig").strip()
-    except UnicodeDecodeError:
-        # in the words `--context` uses for the same bytes, not the codec's ("position 3")
-        raise ValueError(f"cannot read context file {path}: {_not_utf8(path.read_bytes())}") from None
+        with path.open("rb") as f:
+            raw = f.read(MAX_PERSONA_BYTES + 1)
     except OSError as e:
         # `--context "@everyone: be kind"` meant as text looks for a file named "everyone: be kind"
         at = isinstance(e, FileNotFoundError) and args.context is not None
         hint = " (--context @FILE reads FILE; a persona that begins with @ is written @@...)" if at else ""
         raise ValueError(f"cannot read context file {path}: {e}{hint}") from e
+    if len(raw) > MAX_PERSONA_BYTES:  # read whole, /dev/zero or a stray log filled the memory
+        raise ValueError(
+            f"cannot read context file {path}: it is over {MAX_PERSONA_BYTES} bytes, far more than "
+            "the model's context window holds"
+        )
+    try:
+        # A byte-order mark is dropped (as utf-8-sig did): Windows Notepad's "UTF-8" starts the file
+        # with one, which would reach the model as three tokens it never saw in training.
+        return decode_whole(raw).strip()
+    except UnicodeDecodeError:
+        # in the words `--context` uses for the same bytes, not the codec's ("position 3")
+        raise ValueError(f"cannot read context file {path}: {_not_utf8(raw)}") from None
+
+
+# The largest persona file read: serve's body limit (1 MiB), far past any model's window.
+MAX_PERSONA_BYTES = 1 << 20
 
 
 def _not_utf8(raw: bytes) -> str:
@@ -429,9 +441,32 @@ def line_reader(stdin, stdout, stderr) -> Callable[[], str]:
     def read_plain() -> str:
         if stdin.isatty():
             print(PROMPT, end="", file=stderr, flush=True)
-        return stdin.readline()
+        return bounded_line(stdin)
 
     return read_plain
+
+
+# The longest line read as a message: serve's body limit (1 MiB), and far past any model's window. A
+# pipe without newlines (`chat < /dev/zero`, a binary file) was read whole into memory by readline().
+MAX_MESSAGE_CHARS = 1 << 20
+
+
+class MessageTooLong(Exception):
+    """A line over MAX_MESSAGE_CHARS, read and dropped in bounded pieces: _loop says so and goes on."""
+
+
+def bounded_line(stdin) -> str:
+    """stdin's next line ("" at end of input) of at most MAX_MESSAGE_CHARS characters; a longer one
+    is read to its end in pieces of that size, dropped, and raised as MessageTooLong."""
+    line = stdin.readline(MAX_MESSAGE_CHARS + 1)
+    if len(line) <= MAX_MESSAGE_CHARS or line.endswith("\n"):
+        return line
+    while (rest := stdin.readline(MAX_MESSAGE_CHARS)) and not rest.endswith("\n"):
+        pass  # the rest of the line, dropped as it comes: memory stays bounded however long it is
+    raise MessageTooLong(
+        f"a line of over {MAX_MESSAGE_CHARS} characters was skipped: no message that long fits the "
+        "model's context window"
+    )
 
 
 def _load_readline():  # -> the readline module, or None where Python was built without it
@@ -451,7 +486,11 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
         print(HELP, file=stderr)
     read_line = line_reader(stdin, stdout, stderr)
     while True:
-        line = _read(read_line)
+        try:
+            line = _read(read_line)
+        except MessageTooLong as e:
+            print(f"chat: {e}", file=stderr, flush=True)
+            continue
         if not line:  # EOF
             if interactive:  # Ctrl-D at the prompt: end its line for the shell
                 print(file=stderr)

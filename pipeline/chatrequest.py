@@ -252,6 +252,7 @@ class ChatRequest:
         req.check_values()
         # Last, so that a body with several mistakes keeps the error it had before these were checked.
         _check_ignored_knobs(body)
+        check_strings(body, ("model", "user"))
         req.refuse_stray_stream_options(body)
         refuse_other_apis_fields(body, RESPONSES_ONLY_FIELDS, "/v1/responses", "/v1/chat/completions")
         return req
@@ -385,6 +386,16 @@ def _check_ignored_knobs(body: dict[str, Any]) -> None:
             or not -MAX_LOGIT_BIAS <= value <= MAX_LOGIT_BIAS
         ):
             raise wrong
+
+
+def check_strings(body: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """A 400 for each of `keys` set to anything but a string or null: fields that only name things
+    (the model, the end user), ignored here, which OpenAI refuses of another type; taken with a 200,
+    `"model": ["gpt-4o"]` or `"user": {"id": 1}` let a client's bug pass here and fail there."""
+    for key in keys:
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RequestError(f"`{key}` must be a string", key, code=INVALID_TYPE)
 
 
 def _stop_code(stop: str | list[Any]) -> str:

@@ -38,6 +38,7 @@ from pipeline.chatrequest import (
     Conversation,
     FieldNames,
     RequestError,
+    check_strings,
     content_text,
     flag,
     refuse_other_apis_fields,
@@ -118,6 +119,7 @@ class ResponsesRequest(ChatRequest):
             "truncation": truncation or "auto",
             "user": _string(body, "user"),
         }
+        check_strings(body, ("model",))  # `user` is _string's, above
         req.refuse_stray_stream_options(body)  # last, as chat's: a body's first mistake stays the one named
         refuse_other_apis_fields(body, CHAT_ONLY_FIELDS, "/v1/chat/completions", "/v1/responses")
         return req

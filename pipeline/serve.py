@@ -617,6 +617,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", default=DEFAULT_CKPT, help=CKPT_HELP)
     parser.add_argument(
         "--host",
+        type=_bind_address,
         default=DEFAULT_HOST,
         help=f"address to bind (default {DEFAULT_HOST}: this machine only, and only requests whose Host "
         "is localhost, 127.0.0.1, [::1] or the bound address, against DNS rebinding; another address "
@@ -638,6 +639,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"requests that may wait while one generates (default {MAX_WAITING}); more are answered "
         "503 with Retry-After at once",
     )
+
+
+def _bind_address(value: str) -> str:
+    """--host, refused when blank: socket's "" is every interface, so `--host "$HOST"` with HOST unset
+    exposed the server to the network, when leaving --host out keeps it on this machine."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "an empty address would listen on every interface: leave --host out for this machine only, "
+            "or give 0.0.0.0 (or ::) to expose the server on purpose"
+        )
+    return value
 
 
 def base_url(host: str, port: int) -> str:

@@ -168,7 +168,8 @@ VALID_PARAMS: dict[str, st.SearchStrategy] = {
     "presence_penalty": st.one_of(st.floats(-2, 2), st.none()),  # checked, then ignored
     "frequency_penalty": st.sampled_from([-2, 0, 2.0, None]),
     "logit_bias": st.sampled_from([{}, {"50256": -100}, {"0": 100, "1": 0.5}, None]),
-    "user": junk,
+    "user": st.one_of(st.none(), text),  # ignored, but a string (else OpenAI's 400 invalid_type)
+    "model": st.one_of(st.none(), text),
     "unknown_field_xyz": junk,
 }
 valid_bodies = st.fixed_dictionaries({"messages": conversation}, optional=VALID_PARAMS)
@@ -197,6 +198,8 @@ BAD_VALUES: dict[str, list[Any]] = {
     "presence_penalty": [-2.01, 3, "0", True, math.nan, math.inf],
     "frequency_penalty": [2.5, -100, [0], False, math.nan],
     "logit_bias": [[], "x", {"a": 1}, {"1": 101}, {"1": "1"}, {"1": True}, {"1": math.nan}],
+    "model": [["gpt-4o"], 5, {"id": "x"}, False],
+    "user": [{"id": 1}, 7, ["u"], True],
 }
 one_bad_field = st.sampled_from(sorted(BAD_VALUES)).flatmap(
     lambda key: st.tuples(st.just(key), st.sampled_from(BAD_VALUES[key]))
