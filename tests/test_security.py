@@ -844,6 +844,7 @@ def _seconds(call, *args: object) -> float:
         "licence_pairs_under",
         "licence_pairs_led",
         "licence_use_heads",
+        "licence_pair_led_value_end",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -984,6 +985,11 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
             "MIT licence for " + "commercial and non-commercial " * (n // 30),
         ),
         "licence_use_heads": (licences.is_non_commercial, "use for " * (n // 8) + "x"),
+        # a pair after a listed licence reads on to the value's end (_VALUE_ENDS) across a long run
+        "licence_pair_led_value_end": (
+            licences.is_non_commercial,
+            "MIT licence for commercial and non-commercial use" + " ." * (n // 2) + "x",
+        ),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

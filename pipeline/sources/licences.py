@@ -42,15 +42,17 @@ What a thing is ("This is not a commercial product": _describes) is no denial of
 is "commercial rights with the license" (_WITH_NAMED) a need for another licence. "for commercial and
 non-commercial use" (_BOTH_USES), "production and non-production use" (_BOTH_PRODUCTION) and
 "Available to researchers, companies and the public" (_OPEN_RECIPIENTS) grant commercial use, not a
-limit; each such value reads as unlisted free text, as does such a pair after a listed licence that
-leads the value or before "under" one ("MIT licence for commercial and non-commercial use", "... use
-under CC BY 4.0", as "MIT; free for commercial use" reads). People of a purpose ("Available to
-students") and a purpose with who holds it ("Available to academic institutions": _HOLDERS) bar as
-"Available to academic researchers" does; so do a purpose alone as a note ("CC BY 4.0 (academic)",
-"MIT + research use"), the use itself granted for one ("use for research") and commercial rights kept
-back in other words ("Rights for commercial use reserved", "The authors reserve all commercial rights").
-An `only` after who made the data, in its clause ("annotated by research groups only":
-_only_after_a_purpose), is no limit, as one before it is not.
+limit where the pair ends the value; each such value reads as unlisted free text, as does such a pair
+after a listed licence that leads the value and ending it, or before "under" one ("MIT licence for
+commercial and non-commercial use", "... use under CC BY 4.0", as "MIT; free for commercial use" reads;
+not "MIT licence for commercial and non-commercial use. Fee required.", which the pair's
+"non-commercial" bars). People of a purpose ("Available to students") and a purpose with who holds it
+("Available to academic institutions": _HOLDERS) bar as "Available to academic researchers" does; so do
+a purpose alone as a note ("CC BY 4.0 (academic)", "MIT + research use"), the use itself granted for one
+("use for research") and commercial rights kept back in other words ("Rights for commercial use
+reserved", "The authors reserve all commercial rights"). An `only` after who made the data, in its
+clause ("annotated by research groups only": _only_after_a_purpose), is no limit, as one before it is
+not.
 A limiting word bars a restricting purpose before it as `only` after it does: "Only academic use
 permitted", "Restricted to personal use", "Can only be used for research" as "academic use only"
 (_limited_to_a_purpose: within a clause, a few words apart, and not where a noun follows the purpose
@@ -244,10 +246,13 @@ _NAMED_PATTERN = (
     r"|non[-_ ]?production"
     # "Commercial rights reserved": the rights to commercial use are kept back, not granted; so are
     # "Commercial use reserved", "Rights for commercial use are reserved", "Commercial rights retained
-    # by the authors", "The authors reserve all commercial rights" (_RESERVED)
-    rf"|\b{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?(?:rights?[-_ ])?{_RESERVED}"
-    rf"|\brights?[-_ ](?:for|to|of)[-_ ]{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?"
+    # by the authors", "The authors reserve all commercial rights" (_RESERVED); "Commercial rights:
+    # reserved", "Rights for commercial purposes reserved" (not "retain": "You retain all commercial
+    # rights to your outputs" is a licensee's)
+    rf"|\b{_COMMERCIAL_SPELLING}:?[-_ ](?:(?:use|usage|exploitation|purposes?):?[-_ ])?(?:rights?:?[-_ ])?"
     rf"{_RESERVED}"
+    rf"|\brights?[-_ ](?:for|to|of)[-_ ]{_COMMERCIAL_SPELLING}[-_ ]"
+    rf"(?:(?:use|usage|exploitation|purposes?):?[-_ ])?{_RESERVED}"
     r"|\breserves?[-_ ](?:(?:all|the|its|their)[-_ ])?(?:rights?[-_ ](?:for|to|of)[-_ ])?"
     rf"{_COMMERCIAL_SPELLING}[-_ ](?:use|usage|exploitation|rights?)\b"
     rf"|\bno[-_ ]{_COMMERCIAL_SPELLING}(?![-_ ](restriction|limitation|{_NO_LICENCE_NEEDED}))"
@@ -309,7 +314,7 @@ _NAMED_NON_COMMERCIAL = re.compile(_NAMED_PATTERN, re.IGNORECASE)
 _RESTRICTING_WORD = re.compile(_RESTRICTING_PATTERN, re.IGNORECASE)
 _ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
 _INVISIBLE = regex.compile(INVISIBLE_CHARS)
-# A pair that names both uses and ends its clause, as a grant ("Free for commercial and non-commercial
+# A pair that names both uses and ends the value, as a grant ("Free for commercial and non-commercial
 # use", "for both commercial and non-commercial purposes", "non-commercial or commercial use
 # permitted") grants commercial use: its "non-commercial" is no limit (read as one, it barred the
 # data). _both_uses reads such a pair as "commercial" alone before _NAMED_NON_COMMERCIAL; the other
@@ -324,14 +329,18 @@ _PAIR_TAIL = (
     r"(?:[-_ ]++(?:(?:is|are)[-_ ]++)?(?:permitted|allowed|ok|welcome|granted))?"
 )
 _ENDS_A_GRANT = rf"(?={_PAIR_TAIL}[-_ ]*+\Z)"
-# The pair (group 1) and its tail: where it ends its clause, or goes on only to "under" a listed
-# licence ("Free for commercial and non-commercial use under CC BY 4.0"), _both_uses reads it a grant
+_PAIR_TAIL_RE = re.compile(_PAIR_TAIL, re.IGNORECASE)
+# The pair (group 1) and its tail: where it ends the value (_VALUE_ENDS), or goes on only to "under" a
+# listed licence ("Free for commercial and non-commercial use under CC BY 4.0"), _both_uses reads it a
+# grant; one that ends only its clause ("... use. Fee required.") is read as written
 _BOTH_USES = re.compile(
     rf"((?<![a-z]){_COMMERCIAL_SPELLING}{_PAIRED_WITH}non[-_ ]?{_COMMERCIAL_SPELLING}"
     rf"|\bnon[-_ ]?{_COMMERCIAL_SPELLING}{_PAIRED_WITH}{_COMMERCIAL_SPELLING}){_PAIR_TAIL}",
     re.IGNORECASE,
 )
 _CLAUSE_ENDS = re.compile(r"[-_ ]*+")
+# A pair ends the value where only spaces and a full stop (or "!") follow it: _pair_ends_value
+_VALUE_ENDS = re.compile(r"[-_\s.!]*+")
 _UNDER = re.compile(r"[-_ ]++under[-_ ]++(.+)", re.IGNORECASE | re.DOTALL)
 # How far a listed licence's name may stand after a pair's "under", and a pair after a listed licence
 # that leads its value ("MIT licence for ..."): bounded, so that each pair of a long value reads a few
@@ -467,6 +476,12 @@ _GRANTING_HEADS = frozenset(
         *("use", "used", "uses", "licence", "license"),
     )
 )
+# The use itself as a head says what the data is for, unless it is a condition ("Please cite us if you
+# use it for research", "cite when used for research") or says how the data has been used ("Widely used
+# for research"): each of these barred once "use" became a head, where it had read unlisted
+_USE_HEADS = frozenset(("use", "used", "uses"))
+_CONDITIONS = frozenset(("if", "when", "whenever", "once"))
+_TOLD_HOW = frozenset(("widely", "commonly", "often", "frequently", "originally", "previously"))
 # Who holds a purpose, after its run: "Available to academic institutions", "Provided to research labs"
 # name who may have the data as "to academic researchers" does, where the noun ends the clause. Not
 # "community": "released to the research community" says who it was shared with.
@@ -1052,11 +1067,11 @@ def _name_non_commercial(licence: str) -> bool:
 
 
 def _both_uses(name: str) -> str:
-    """The value with each pair that grants both uses (_BOTH_USES: at a clause's end, or "under" a
-    listed licence at the value's) read as "commercial" (a production pair, _BOTH_PRODUCTION, as
-    "production") where only words that grant come before it in its clause (_GRANTS_BEFORE_A_PAIR),
-    or after a listed licence that leads the value ("MIT licence for ...": _pair_led). Linear: each
-    clause is read once, and each pair a bounded few characters beyond it."""
+    """The value with each pair that grants both uses (_BOTH_USES: at the value's end, or "under" a
+    listed licence at it) read as "commercial" (a production pair, _BOTH_PRODUCTION, as "production")
+    where only words that grant come before it in its clause (_GRANTS_BEFORE_A_PAIR), or after a
+    listed licence that leads the value ("MIT licence for ...": _pair_led). Linear: each clause is
+    read once, and each pair a bounded few characters beyond it (or the spaces and stops after it)."""
     parts = _CLAUSE_BREAK_KEPT.split(name)
     leads = list(_listed_name_ends(name))
     start = 0  # where parts[at] starts in the value
@@ -1066,18 +1081,25 @@ def _both_uses(name: str) -> str:
             pair = _BOTH_PRODUCTION.search(parts[at])
             before = _WORDS.findall(parts[at][: pair.start()].lower()) if pair is not None else ()
             if pair is not None and _GRANTS_BEFORE_A_PAIR.issuperset(before):
-                parts[at] = parts[at][: pair.start()] + "production" + parts[at][pair.end() :]
+                # the pair ends its clause, read from its end: a commercial pair before it is rewritten
+                ends = start + len(part) - len(parts[at]) + _PAIR_TAIL_RE.match(parts[at], pair.end()).end()
+                if _pair_ends_value(name, ends):
+                    parts[at] = parts[at][: pair.start()] + "production" + parts[at][pair.end() :]
         start += len(part)
     return "".join(parts)
 
 
 def _granting_pair(name: str, start: int, clause: str, leads: list[int]) -> str:
     """The clause (at `start` in the value) with its first pair that grants both uses read as
-    "commercial": the pair must end its clause or go on only to "under" a listed licence
-    (_pair_ends), and follow only words that grant (_pair_led)."""
+    "commercial": the pair must end the value, or go on only to "under" a listed licence
+    (_pair_ends, _pair_ends_value), and follow only words that grant, in its clause or after a listed
+    licence that leads the value (_pair_led)."""
     for pair in _BOTH_USES.finditer(clause):
-        if _pair_ends(name, start, clause, pair.end()) and _pair_led(
-            name, start + pair.start(), clause[: pair.start()], leads
+        if not _pair_ends(name, start, clause, pair.end()):
+            continue
+        led = _GRANTS_BEFORE_A_PAIR.issuperset(_WORDS.findall(clause[: pair.start()].lower()))
+        if (led or _pair_led(name, start + pair.start(), leads)) and _pair_ends_value(
+            name, start + pair.end()
         ):
             return clause[: pair.start()] + "commercial" + clause[pair.end(1) :]
     return clause
@@ -1088,19 +1110,28 @@ def _pair_ends(name: str, start: int, clause: str, end: int) -> bool:
     value) end their clause, or all that follows in the value is "under" a listed licence: "... use
     under CC BY 4.0" (the "." of "4.0" is a clause break). Not "under CC BY-NC 4.0", "under a separate
     licence". Read in place, not sliced: a clause of many pairs reads each a few characters on."""
-    if _CLAUSE_ENDS.fullmatch(clause, end):
-        return True
-    end += start
+    return _CLAUSE_ENDS.fullmatch(clause, end) is not None or _under_listed(name, start + end)
+
+
+def _under_listed(name: str, end: int) -> bool:
+    """True when all that follows `end` in the value is "under" a listed licence."""
     under = _UNDER.fullmatch(name, end) if len(name) - end <= _UNDER_REACH else None
     return under is not None and listed_id(under.group(1).strip().removesuffix(".").strip()) in COMMERCIAL_OK
 
 
-def _pair_led(name: str, start: int, before: str, leads: list[int]) -> bool:
-    """True when only words that grant come before the pair in its clause (`before`), or between a
-    listed licence leading the value (ending at one of `leads`) and the pair (at `start`), a licence's
-    own word among them: "MIT licence for", "MIT: free for". Not "MIT licence, ask for", "No MIT ..."."""
-    if _GRANTS_BEFORE_A_PAIR.issuperset(_WORDS.findall(before.lower())):
-        return True
+def _pair_ends_value(name: str, end: int) -> bool:
+    """True when the pair and its tail (ending at `end` in the value) end the value, but for a full
+    stop, or go on only "under" a listed licence. A pair that ended only its clause let what follows
+    be read as if the pair said "commercial" alone: "MIT licence for commercial and non-commercial
+    use. Fee required.", "Free for commercial and non-commercial use (ask the authors)", "..., except
+    by companies" read unlisted, where the pair's "non-commercial" bars them."""
+    return _VALUE_ENDS.fullmatch(name, end) is not None or _under_listed(name, end)
+
+
+def _pair_led(name: str, start: int, leads: list[int]) -> bool:
+    """True when only words that grant come between a listed licence leading the value (ending at one
+    of `leads`) and the pair (at `start`), a licence's own word among them: "MIT licence for", "MIT:
+    free for". Not "MIT licence, ask for", "No MIT ..."."""
     words = _GRANTS_BEFORE_A_PAIR | _LICENCE_WORDS
     return any(
         0 <= start - lead <= _LEAD_REACH and words.issuperset(_WORDS.findall(name[lead:start].lower()))
@@ -1234,8 +1265,15 @@ def _granted_for_a_purpose(line: str) -> bool:
     clauses = [_clause_words(clause) for clause in parts[::2]]
     listed = _open_lists(clauses, parts[1::2])
     for words, open_list in zip(clauses, listed, strict=True):
+        # an "if" or "when" seen in the clause: a use after it is a condition, but for "only if",
+        # which limits the use to it ("Allowed only when used for research")
+        condition = False
         for at, word in enumerate(words):
+            if word in _CONDITIONS:
+                condition = at == 0 or words[at - 1] != "only"
             head = (word in _GRANTING_HEADS and not _negated(words, at)) or (at == 0 and word == "for")
+            if head and word in _USE_HEADS and (condition or (at > 0 and words[at - 1] in _TOLD_HOW)):
+                continue
             if head and _purpose_ends(words, at, open_list):
                 return True
     return False
