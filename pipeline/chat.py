@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from pipeline.argtypes import whole_number_or
 from pipeline.chatsession import ChatSession, NoRoomError, ReplyBudgetError, clean_text, not_utf8_text
 from pipeline.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, silence_stdout
-from pipeline.invisible import blank_text
+from pipeline.invisible import blank_text, visible
 from pipeline.sources.readers import decode_whole
 from pipeline.stops import MAX_STOP_CHARS, MAX_STOP_STRINGS, check_stop_strings
 from pipeline.streamencoding import argument_text, read_utf8_for_ascii, utf8_in_disguise
@@ -499,7 +499,7 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
         # `cat`): the persona file drops it (utf-8-sig), and a message must too, or "\ufeff/exit" is
         # sent to the model (as tokens it never saw in training) instead of quitting.
         text = line.rstrip("\r\n").removeprefix("\ufeff")
-        command = text.strip().lower()
+        command = visible(text).strip().lower()  # "/reset" padded with a zero-width space is /reset
         if blank_text(command):  # invisible characters alone are no message, as in training
             continue
         if command in EXIT_COMMANDS:

@@ -253,6 +253,8 @@ class ChatRequest:
         # Last, so that a body with several mistakes keeps the error it had before these were checked.
         _check_ignored_knobs(body)
         check_strings(body, ("model", "user"))
+        for i, m in enumerate(messages):  # each a dict with a role by now (the loop above)
+            check_strings(m, ("name",), f"messages[{i}].")
         req.refuse_stray_stream_options(body)
         refuse_other_apis_fields(body, RESPONSES_ONLY_FIELDS, "/v1/responses", "/v1/chat/completions")
         return req
@@ -388,14 +390,15 @@ def _check_ignored_knobs(body: dict[str, Any]) -> None:
             raise wrong
 
 
-def check_strings(body: dict[str, Any], keys: tuple[str, ...]) -> None:
+def check_strings(body: dict[str, Any], keys: tuple[str, ...], where: str = "") -> None:
     """A 400 for each of `keys` set to anything but a string or null: fields that only name things
-    (the model, the end user), ignored here, which OpenAI refuses of another type; taken with a 200,
-    `"model": ["gpt-4o"]` or `"user": {"id": 1}` let a client's bug pass here and fail there."""
+    (the model, the end user, a message's author), ignored here, which OpenAI refuses of another
+    type; taken with a 200, `"model": ["gpt-4o"]` or `"user": {"id": 1}` let a client's bug pass
+    here and fail there. `where` prefixes the field's name: `messages[2].` for a message's."""
     for key in keys:
         value = body.get(key)
         if value is not None and not isinstance(value, str):
-            raise RequestError(f"`{key}` must be a string", key, code=INVALID_TYPE)
+            raise RequestError(f"`{where}{key}` must be a string", f"{where}{key}", code=INVALID_TYPE)
 
 
 def _stop_code(stop: str | list[Any]) -> str:

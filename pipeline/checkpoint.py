@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 from pipeline import atomic
 from pipeline.errortext import gist
 from pipeline.model import GPT, GPTConfig
-from pipeline.params import outside_root_hint
+from pipeline.params import root_first
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -150,7 +150,6 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
     """The model of a checkpoint directory, in eval mode; `dropout` overrides the saved one (training)."""
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / WEIGHTS_FILE).exists():
-        hint = outside_root_hint(Path.cwd()) if not ckpt_dir.is_absolute() else ""  # read from the cwd
         # Training is the cure only for the project's own checkpoint; a typed path that does not
         # exist is a typo far more often than a model not yet trained. And a trained one is usually
         # in DVC's cache (cleared by a failed `dvc exp run`, say): restoring it takes a second, while
@@ -164,7 +163,9 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu", dropout
             why = f"the folder holds no {WEIGHTS_FILE}"
         else:
             why = "no such folder"
-        raise FileNotFoundError(f"no checkpoint at {ckpt_dir}: {why}{hint}")
+        message = f"no checkpoint at {ckpt_dir}: {why}"
+        # a relative path is read from the cwd, whatever NANOCHATGPT_ROOT says
+        raise FileNotFoundError(message if ckpt_dir.is_absolute() else root_first(message, Path.cwd()))
     refuse_special(ckpt_dir / WEIGHTS_FILE)
     cfg = load_config(ckpt_dir)
     if dropout is not None:

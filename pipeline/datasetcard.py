@@ -146,7 +146,12 @@ def _why_left_out(variant: str, source: CardSource) -> str:
     reader could not tell that the flag, not the licence, kept it out."""
     if variant == "commercial" and not source.commercial:
         bar = licences.licence_bar(source.licence)
-        return bar.words if bar else "flagged `commercial: false`"
+        if bar is None:
+            return "flagged `commercial: false`"
+        # The line names the licence just before: "nc (CC-BY-NC-4.0; the licence CC-BY-NC-4.0
+        # forbids commercial use)" said it twice
+        named = f"the licence {source.licence.strip()} "
+        return f"its licence {bar.words.removeprefix(named)}" if bar.words.startswith(named) else bar.words
     return "no conversation kept (its counts are in `stats.json`)"
 
 

@@ -34,6 +34,15 @@ def blank_text(text: str) -> bool:
 _BLANK = regex.compile(rf"(?:{INVISIBLE_CHARS}|\p{{White_Space}})*")
 
 
+def visible(text: str) -> str:
+    """`text` without its invisible characters (INVISIBLE_CHARS), as the dedup key reads it: chat
+    sent "/reset\u200b" (a word joiner, a zero-width space pasted along) to the model as a message."""
+    return _INVISIBLE.sub("", text)
+
+
+_INVISIBLE = regex.compile(INVISIBLE_CHARS)
+
+
 def blank(text: pl.Expr) -> pl.Expr:
     """True where `text` holds nothing a reader sees: null, whitespace, or invisible characters alone
     (INVISIBLE_CHARS: format characters such as a zero-width space, which strip keeps, and the other

@@ -26,21 +26,28 @@ def shown_path(path: Path, root: Path) -> str:
 
 
 def outside_root_hint(base: Path | None = None) -> str:
-    """For an error about a project path that is missing: where the project's root is when the
-    command ran from elsewhere (`nanochatgpt check` from data/contrib/ said the registry was
-    missing; `chat` from /tmp said to train a model that exists), or "" when it ran from the root.
-    `base` is the folder the missing path was read from: project_root() by default, the current
-    directory for a path the user typed."""
+    """Where the project's root is when the command ran from elsewhere (`nanochatgpt check` from
+    data/contrib/ said the registry was missing; `chat` from /tmp said to train a model that
+    exists), or "" when it ran from the root. `base` is the folder the missing path was read from:
+    project_root() by default, the current directory for a path the user typed."""
     root = base.resolve() if base is not None else project_root()
     if (root / DEFAULT_PARAMS).is_file():
         return ""
     above = next(
         (d for d in root.parents if (d / DEFAULT_PARAMS).is_file() and (d / "dvc.yaml").is_file()), None
     )
-    where = f"the project's root, {above}" if above else "the project's root (where params.yaml is)"
+    where = f"the project's root, {above}" if above else "the project's root, where params.yaml is"
     if base is None and "NANOCHATGPT_ROOT" in os.environ:
-        return f" (paths are read from NANOCHATGPT_ROOT, {root}: point it at {where})"
-    return f" (paths are read from {root}: run the command from {where})"
+        return f"paths are read from NANOCHATGPT_ROOT, {root}, not the project's root: point it at {where}"
+    return f"paths are read from {root}, not the project's root: run the command from {where}"
+
+
+def root_first(message: str, base: Path | None = None) -> str:
+    """An error about a missing project path, led by outside_root_hint when there is one: from /tmp,
+    `chat` opened with "`dvc checkout model/ckpt` restores..." and named the real cause last, and a
+    newcomer ran dvc checkout in /tmp. The message follows in parentheses, as the symptom."""
+    hint = outside_root_hint(base)
+    return f"{hint} ({message})" if hint else message
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

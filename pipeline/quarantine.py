@@ -30,6 +30,25 @@ from pipeline.sources.registry import REGISTRY_FILE, brief, enabled_sources, loa
 from pipeline.terminal import printable
 
 TEXT_LIMIT = 160  # characters of a quarantined row's text shown with --rows
+# The rules that quarantine a row besides pipeline.schema's row rules: the readers' and adapters'
+# (a row or file they could not read) and normalize's own (a conversation cut or too short).
+# `--check nope` said "no row was quarantined by `nope`", as if it were a rule that caught nothing.
+# (tests/test_polish37.py checks this list against the code of pipeline/sources.)
+READ_AND_CONVERSATION_RULES = frozenset(
+    {
+        *("conversation_broken", "first_turn_human", "has_bot_turn", "min_turns"),
+        *("csv_fields", "csv_header", "csv_parse", "csv_quoted", "duplicate_id", "duplicate_key"),
+        *("format", "gzip", "json_parse", "line_length", "missing_field", "parent_cycle"),
+        *("parent_missing", "parquet_read", "turn_unclosed", "utf8", "yaml_parse"),
+    }
+)
+
+
+def known_rules() -> list[str]:
+    """Every rule that can quarantine a row, sorted."""
+    from pipeline.schema import row_violations
+
+    return sorted(READ_AND_CONVERSATION_RULES | {name for name, _, _ in row_violations()})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -239,6 +258,20 @@ def _enabled_or_none(root: Path) -> list[str] | None:
         return None
 
 
+def _nothing_caught(check: str, found: list[SourceQuarantine]) -> str:
+    """Why `--check` shows no row: `check` is no rule (the known ones named), or a rule that caught
+    nothing in these sources (the rules that did named: a misspelt rule, the right name)."""
+    rules = known_rules()
+    sources = ", ".join(q.source for q in found)
+    caught = ", ".join(map(printable, sorted({rule for q in found for rule in q.by_check}))) or "none"
+    if check not in rules:
+        return (
+            f"`{printable(check)}` is not a rule (rules that caught rows in {sources}: {caught}; "
+            f"all rules: {', '.join(rules)})"
+        )
+    return f"no row was quarantined by `{check}` in {sources} (rules that caught rows there: {caught})"
+
+
 def run(args: argparse.Namespace) -> int:
     root = project_root()
     rows = args.rows if args.rows is not None else (10 if args.check else 0)
@@ -268,11 +301,7 @@ def run(args: argparse.Namespace) -> int:
         except (SourceError, BuildError) as e:
             problems.append(str(e))
     if args.check and found and not any(args.check in q.by_check for q in found):
-        caught = sorted({rule for q in found for rule in q.by_check})  # a misspelt rule: the right name
-        problems.append(
-            f"no row was quarantined by `{args.check}` in {', '.join(q.source for q in found)} "
-            f"(rules that caught rows there: {', '.join(map(printable, caught)) or 'none'})"
-        )
+        problems.append(_nothing_caught(args.check, found))
     # with --check, the sources whose quarantine holds that rule only, in both forms
     found = [q for q in found if not args.check or args.check in q.by_check]
     if args.json:

@@ -30,7 +30,7 @@ import numpy as np
 from pipeline import jsonout
 from pipeline.argtypes import whole_number
 from pipeline.buildinputs import VARIANTS
-from pipeline.params import load_params, load_yaml, outside_root_hint, project_root, shown_path
+from pipeline.params import load_params, load_yaml, project_root, root_first, shown_path
 from pipeline.shards import TokenShards
 from pipeline.terminal import inert, printable
 
@@ -516,7 +516,7 @@ def _failure(error: Exception, root: Path) -> str:
         message = f"{shown_path(Path(error.filename), root)}: no such file"
     else:
         message = _relative(error, root)
-    return f"{message}{outside_root_hint()}"
+    return root_first(message)
 
 
 def run(args: argparse.Namespace) -> int:

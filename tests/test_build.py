@@ -908,9 +908,7 @@ def test_dataset_card_names_the_terms_of_what_each_variant_holds(corpus):
     assert sorted(com["license"]) == sorted(x.lower() for x in held)
     body = (root / "data/dataset/commercial/README.md").read_text(encoding="utf-8")
     assert "| contrib/ok | CC-BY-4.0 | yes |" in body
-    assert (
-        "persona (CC-BY-NC-4.0; the licence CC-BY-NC-4.0 forbids commercial use)" in body
-    )  # left out, and why
+    assert "persona (CC-BY-NC-4.0; its licence forbids commercial use)" in body  # left out, and why
     assert "| persona |" not in body
 
 

@@ -89,7 +89,7 @@ def test_commercial_variant_of_only_non_commercial_sources_is_empty_not_a_crash(
     assert s["reconciles"] and s["rows_filtered"]["not_commercial"] == s["rows_read"] == 12
     assert "holds no conversations" in capsys.readouterr().err
     card = (d / "README.md").read_text(encoding="utf-8")
-    assert "nc (CC-BY-NC-4.0; the licence CC-BY-NC-4.0 forbids commercial use)" in card
+    assert "nc (CC-BY-NC-4.0; its licence forbids commercial use)" in card
     assert "holds no conversations" in card
     meta = tokenize_dataset(d, tmp_path / "tokens", shard_tokens=1000, workers=0, batch_conversations=4)
     assert meta["splits"]["train"]["n_conversations"] == 0
@@ -140,7 +140,7 @@ def test_card_names_contributed_files_left_out_of_a_variant(tmp_path):
     assert parts["contrib/nc"]["conversations"] == {"train": 0, "val": 0}
     assert parts["contrib/nc"]["licence"] == "CC-BY-NC-4.0" and parts["contrib/nc"]["commercial"] is False
     card = (tmp_path / "data/dataset/commercial/README.md").read_text(encoding="utf-8")
-    assert "contrib/nc (CC-BY-NC-4.0; the licence CC-BY-NC-4.0 forbids commercial use)" in card
+    assert "contrib/nc (CC-BY-NC-4.0; its licence forbids commercial use)" in card
     assert "| contrib/ok | CC-BY-4.0 | yes |" in card and "| contrib/nc |" not in card
     assert card_header(tmp_path / "data/dataset/commercial/README.md")["license"] == ["cc-by-4.0", "mit"]
 

@@ -139,7 +139,7 @@ def test_card_header_parses_and_lists_each_held_licence_once():
     assert "| contrib/notes | CC-BY-4.0 | yes | 2 / 0 |" in card
     assert (
         "holding nothing in this variant: b (MIT; no conversation kept (its counts are in `stats.json`)), "
-        "nc (CC-BY-NC-4.0; the licence CC-BY-NC-4.0 forbids commercial use)"
+        "nc (CC-BY-NC-4.0; its licence forbids commercial use)"
     ) in card
 
 

@@ -65,9 +65,9 @@ def test_a_command_run_outside_the_root_says_where_the_root_is(
     assert cli.main(["check", "mine.txt"]) == 1
     err = capsys.readouterr().err
     assert "the source registry is missing" in err
-    assert (
-        f"paths are read from {contrib.resolve()}: run the command from the project's root, {tmp_path.resolve()})"
-        in err
+    assert err.startswith(
+        f"check: paths are read from {contrib.resolve()}, not the project's root: run the command from the "
+        f"project's root, {tmp_path.resolve()} ("
     )
 
     monkeypatch.chdir(tmp_path)  # at the root: the same error has no hint (the registry is missing there)

@@ -109,8 +109,8 @@ def test_a_rule_that_caught_nothing_is_said(project: Path, capsys: pytest.Captur
     captured = capsys.readouterr()
     assert captured.out == ""
     assert (
-        "no row was quarantined by `text-present` in contrib (rules that caught rows there: "
-        "conversation_broken, first_turn_human, text_present, turn_unclosed)"
+        "`text-present` is not a rule (rules that caught rows in contrib: "
+        "conversation_broken, first_turn_human, text_present, turn_unclosed; all rules: "
     ) in captured.err
     # --json leaves out a source whose quarantine lacks the rule, as the text does
     assert cli.main(["quarantine", "contrib", "--check", "text-present", "--json"]) == 1
@@ -339,7 +339,7 @@ def test_a_hand_made_rule_and_text_are_shown_inert_and_json_escapes_c1_and_bidi(
     assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out
     assert "  rule\\x1b[2J          1  first: : r\n" in out and "      rule\\x1b[2J: r\n" in out
     assert cli.main(["quarantine", "contrib", "--check", "nope"]) == 1
-    assert "(rules that caught rows there: rule\\x1b[2J)" in capsys.readouterr().err
+    assert "(rules that caught rows in contrib: rule\\x1b[2J; all rules: " in capsys.readouterr().err
     assert cli.main(["quarantine", "contrib", "--rows", "1", "--json"]) == 0
     text = capsys.readouterr().out
     assert "\x9b" not in text and "\u202e" not in text

@@ -395,15 +395,18 @@ def test_run_outside_the_root_says_where_paths_are_read_from(
     (project / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.delenv("NANOCHATGPT_ROOT")
     monkeypatch.chdir(project / "data")
-    here = f"(paths are read from {project / 'data'}: run the command from the project's root, {project})"
+    here = (
+        f"tokens: paths are read from {project / 'data'}, not the project's root: run the command from "
+        f"the project's root, {project} ("
+    )
     for argv, said in [
-        (["tokens"], "params.yaml: no such file "),
-        (["tokens", "--windows", "1"], "params.yaml: no such file "),
-        (["tokens", "--variant", "full"], "data/tokens/full/train: no token split here"),
+        (["tokens"], "(params.yaml: no such file)"),
+        (["tokens", "--windows", "1"], "(params.yaml: no such file)"),
+        (["tokens", "--variant", "full"], "(data/tokens/full/train: no token split here"),
     ]:
         assert cli.main(argv) == 1
         err = capsys.readouterr().err
-        assert err.startswith(f"tokens: {said}") and err.rstrip().endswith(here), err
+        assert err.startswith(here) and said in err, err  # the cause first, the symptom after
         assert "Errno" not in err
 
 

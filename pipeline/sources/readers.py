@@ -475,6 +475,9 @@ def _csv_header(reader: csv.DictReader, end: _End, cap: int) -> Record | None:
     try:
         header = _header_row(reader.reader, end)
     except csv.Error as e:  # a field over the limit: the header's names are unknown
+        # A line of spaces alone is no text (_until_end leaves `start` unset), yet one over the limit
+        # is refused here: the line csv.reader stopped on, where "line 0" was named
+        end.start = end.start or reader.reader.line_num
         reason = (
             f"the CSV header (line {end.start:,}) cannot be read ({e}; the limit is {cap:,} characters "
             "a field), so no column can be named; the file is not read"

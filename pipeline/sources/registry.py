@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.params import load_params, outside_root_hint, project_root, safe_load, yaml_error
+from pipeline.params import load_params, project_root, root_first, safe_load, yaml_error
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import (
     expression_error,
@@ -441,7 +441,7 @@ def load_registry(path: str | Path | None = None) -> dict[str, SourceSpec]:
         with open(path, encoding="utf-8") as f:
             data = safe_load(f) or {}
     except FileNotFoundError:
-        raise SourceError(f"{path}: the source registry is missing{outside_root_hint()}") from None
+        raise SourceError(root_first(f"{path}: the source registry is missing")) from None
     except yaml.YAMLError as e:
         raise SourceError(yaml_error(e, str(path))) from None
     except RecursionError:
