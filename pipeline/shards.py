@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,11 +226,13 @@ class Shard:
 def _mapped(path: Path, open_array: Callable[[Path], np.ndarray]) -> np.ndarray:
     """`open_array(path)`, numpy's refusal named by the file: "cannot mmap an empty file", "Size of
     available data is not a multiple of the data-type size" or a pickled .npy said nothing of which
-    of a split's files was at fault."""
+    of a split's files was at fault. A .npy header damaged inside its dict fails numpy's parse of it
+    with tokenize's TokenError (or a SyntaxError), no ValueError: that was a traceback."""
     try:
         return open_array(path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable shard file ({e})") from None
+    except (OSError, ValueError, SyntaxError, tokenize.TokenError) as e:
+        why = "its .npy header is damaged" if isinstance(e, SyntaxError | tokenize.TokenError) else str(e)
+        raise ValueError(f"{path}: not a readable shard file ({why})") from None
 
 
 def _open_shard(split_dir: Path, index: int) -> Shard:

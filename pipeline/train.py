@@ -56,7 +56,14 @@ from pipeline.runlog import RunLogger, snapshot_plots
 from pipeline.runstate import Progress, make_state, restore_state
 from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest, data_sha
 from pipeline.trainmetrics import Interval, summarize, train_flops_per_token
-from pipeline.trainsetup import Runtime, TrainSetupError, check_data, init_model, setup_runtime
+from pipeline.trainsetup import (
+    Runtime,
+    TrainSetupError,
+    check_data,
+    init_model,
+    refuse_oversized,
+    setup_runtime,
+)
 
 # ---------------------------------------------------------------- data
 
@@ -290,6 +297,7 @@ class Run:
 
     @classmethod
     def start(cls, cfg: TrainConfig, paths: TrainPaths, rt: Runtime, wall_start: float) -> Run:
+        refuse_oversized(cfg, rt)
         check_data(paths.data_dir, rt, cfg)
         for warning in cfg.warnings():
             rt.log(f"warning: {warning}")
@@ -324,7 +332,13 @@ class Run:
         batches = GlobalBatches(paths.data_dir / "train", cfg, rt, cfg.seed)
         progress = Progress(origin=cfg.init_from)
         if start.state is not None:
-            progress = restore_state(start.state, optimizer, scaler, batches)
+            try:
+                progress = restore_state(start.state, optimizer, scaler, batches)
+            except ValueError as e:  # a tampered or foreign state.pt: restore_state names the field
+                raise TrainSetupError(
+                    f"{start.source / checkpoint.STATE_FILE}: cannot restore this run's training state "
+                    f"({e}); delete {paths.run_dir} to start afresh"
+                ) from None
             rt.log(f"resumed at step {progress.step} from {start.source}")
         progress.data_sha = data_sha(data)
         progress.data_changed = progress.data_changed or start.data_changed

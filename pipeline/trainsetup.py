@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import filecmp
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -151,6 +152,53 @@ def refuse_endless_cpu_run(cfg: TrainConfig, rt: Runtime, done: int = 0) -> None
             f"{hours:,.0f} hours even on a fast CPU ({CPU_FLOPS / 1e12:g} TFLOP/s). Train it on a GPU, "
             f"use the CPU profile ({CPU_RUN}), or set train.device: cpu to run it here anyway"
         )
+
+
+# What training costs in memory that no setting can lower: a float32 parameter with its gradient and
+# AdamW's two moments (16 bytes), and a token of the global batch as the sampler's arrays (x and y
+# int64, the mask uint8: 17 bytes; every process draws the whole global batch).
+TRAIN_BYTES_PER_PARAM = 16
+BATCH_BYTES_PER_TOKEN = 17
+
+
+def memory_of(dev: torch.device) -> int | None:
+    """Bytes of memory `dev` has in all (a GPU's, or the machine's for the CPU); None if unknown."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_properties(dev).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def refuse_oversized(cfg: TrainConfig, rt: Runtime) -> None:
+    """TrainSetupError when the global batch's token arrays, or a scratch model's parameters with
+    their gradients and optimizer moments, cannot fit in memory at all. A typo (block_size 10**12,
+    batch_size 2**40, n_layer 10**9) was an allocator traceback, a MemoryError, or layers built one
+    by one until the kernel's OOM killer ended the process. (A pretrained or resumed model is no
+    bigger than its weights file, and a block_size beyond its context is refused by name.)"""
+    host = memory_of(torch.device("cpu"))
+    batch = cfg.tokens_per_iter * BATCH_BYTES_PER_TOKEN
+    if host is not None and batch > host:
+        raise TrainSetupError(
+            f"params.yaml train batch_size {cfg.batch_size} x grad_accum {cfg.grad_accum} x block_size "
+            f"{cfg.block_size}: a global batch of {cfg.tokens_per_iter:,} tokens needs {_gib(batch)} for "
+            f"its token arrays alone, more than this machine's {_gib(host)} of memory"
+        )
+    mem = memory_of(rt.device)
+    if cfg.init_from != "scratch" or mem is None:
+        return
+    params = 12 * cfg.n_layer * cfg.n_embd**2 + (PADDED_VOCAB + cfg.block_size) * cfg.n_embd
+    if params * TRAIN_BYTES_PER_PARAM > mem:
+        raise TrainSetupError(
+            f"params.yaml train n_layer {cfg.n_layer}, n_embd {cfg.n_embd}, block_size {cfg.block_size}: "
+            f"a model of about {params:.2g} parameters needs {_gib(params * TRAIN_BYTES_PER_PARAM)} to "
+            f"train (weights, gradients, optimizer moments), more than the {_gib(mem)} of {rt.device}"
+        )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
 
 
 # ---------------------------------------------------------------- data
@@ -468,7 +516,30 @@ def _load_state(ckpt: Path) -> dict[str, Any]:
     missing = sorted(STATE_KEYS - set(state)) if isinstance(state, dict) else ["(not a mapping)"]
     if missing:
         raise UnreadableState(ckpt, f"not a training state of this code (missing {missing})")
+    problem = _state_problem(ckpt, state)
+    if problem is not None:
+        raise UnreadableState(ckpt, problem)
     return state
+
+
+def _state_problem(ckpt: Path, state: dict[str, Any]) -> str | None:
+    """What is wrong with the fields init_model decides by (step, fingerprint, config), if anything.
+    A tampered or foreign state.pt with `step: "4"` was a TypeError traceback, `step: -3` resumed and
+    trained 7 steps to reach 4, and a config that is no JSON object a JSONDecodeError traceback."""
+    step = state["step"]
+    match = checkpoint.STEP_DIR.match(ckpt.name)
+    # bool is an int to Python; the folder's name is the step its writer saved (save_run_checkpoint)
+    if type(step) is not int or (match is not None and step != int(match.group(1))):
+        return f"step {repr(step)[:40]} is not this folder's step ({ckpt.name})"
+    if not isinstance(state["fingerprint"], str):
+        return "fingerprint is not a string"
+    try:
+        config = json.loads(state["config"]) if isinstance(state["config"], str) else None
+    except ValueError:  # JSONDecodeError, or an integer of thousands of digits
+        config = None
+    if not isinstance(config, dict):
+        return "config is not the JSON text of the run's settings"
+    return None
 
 
 class UnreadableState(TrainSetupError):
