@@ -98,7 +98,6 @@ STILL_UNLISTED = [
     "Academic Free License",  # AFL: allows commercial use
     "Released to the research community",
     "Available to researchers and companies",
-    "Available to researchers worldwide",
     "CC-BY-4.0 (research use welcome)",
     "CC BY 4.0 research use",  # a version's "." ends no clause: no note set off
     # a label before what is allowed: a list of uses, not a limit to one

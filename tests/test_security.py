@@ -845,6 +845,17 @@ def _seconds(call, *args: object) -> float:
         "licence_pairs_led",
         "licence_use_heads",
         "licence_pair_led_value_end",
+        "licence_rights_kept",
+        "licence_rights_kept_dashes",
+        "licence_keeper_retains",
+        "licence_reserved_label",
+        "licence_university",
+        "licence_holder_tail",
+        "licence_notes_and",
+        "licence_notes_plus",
+        "licence_labels",
+        "licence_comma_note",
+        "licence_licensed_under",
     ],
 )
 def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
@@ -990,6 +1001,23 @@ def test_regexes_over_upstream_text_take_linear_time(case: str) -> None:
             licences.is_non_commercial,
             "MIT licence for commercial and non-commercial use" + " ." * (n // 2) + "x",
         ),
+        # licK (session 37): commercial rights kept by who made the data (a long run of dashes before
+        # "reserved"), "university" before a purpose, what follows who holds a purpose (a bounded
+        # few words per head), a purpose note after "&", "+", "|", a label or a comma, "Licensed under"
+        "licence_rights_kept": (licences.is_non_commercial, "commercial rights remain with the " * (n // 34)),
+        "licence_rights_kept_dashes": (licences.is_non_commercial, "commercial use" + " -" * (n // 2) + "x"),
+        "licence_keeper_retains": (licences.is_non_commercial, "the authors retain all " * (n // 23)),
+        "licence_reserved_label": (licences.is_non_commercial, "reserved: " * (n // 10) + "commercial"),
+        "licence_university": (licences.is_non_commercial, "university " * (n // 11)),
+        "licence_holder_tail": (
+            licences.is_non_commercial,
+            "available to research institutions and " * (n // 39),
+        ),
+        "licence_notes_and": (licences.is_non_commercial, "research & " * (n // 11)),
+        "licence_notes_plus": (licences.is_non_commercial, "MIT+research" * (n // 12)),
+        "licence_labels": (licences.is_non_commercial, "genre: academic | " * (n // 18)),
+        "licence_comma_note": (licences.is_non_commercial, "MIT, " + "research, " * (n // 10)),
+        "licence_licensed_under": (licences.is_non_commercial, "licensed under " * (n // 15)),
     }[case]
     assert _seconds(call, hostile) < 1.0
     assert arithmetic.as_question("Question: 2+2?  Answer:  ") == "2+2?"

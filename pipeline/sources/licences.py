@@ -62,6 +62,15 @@ licence is no restriction: a purpose word naming a part of the data ("testing sp
 rows", _DATA_PART), "email" as a noun for what was removed ("email addresses removed",
 _EMAIL_REMOVED), "no commercial licence required" (it grants); such a value reads as free text,
 unlisted.
+"Education" is a purpose, and "university" before a purpose, who holds one or a use ("university
+staff", "university use": _UNIVERSITY) reads as "academic", not in a university's name; who holds a
+purpose followed by where or how ("Available to academic users upon request", "... worldwide",
+"... and universities": _HOLDER_TAIL) bars; so do a purpose note after "+" or "&" without spaces
+("MIT+research use"; not "commercial & research use") or after a comma that follows a listed licence
+alone ("MIT, academic"), and commercial rights kept by who made the data ("Commercial rights remain
+with the authors", "The authors retain commercial rights": _KEEPER; not "You retain ..."). A purpose
+after a field's name ("Genre: academic": _LABELS) or alone after "|" ("CC BY 4.0 | academic") is no
+note, and a pair after "Licensed under" a listed licence grants as one after the licence alone.
 """
 
 from __future__ import annotations
@@ -236,6 +245,21 @@ _NO_LICENCE_NEEDED = (
 _COMMERCIAL_SPELLING = r"comm?er(?:c?ial|ical|cal)"
 # kept back: "reserved", "are strictly reserved", "remain retained"
 _RESERVED = r"(?:(?:are|is|remain|remains)[-_ ])?(?:strictly[-_ ])?(?:reserved|retained)\b"
+# What sets "reserved" apart from what it keeps back: a space, a colon, or a dash ("Commercial use \u2014
+# reserved", "Commercial use - reserved"); possessive, so a long run is never given back
+_NOTE_SEP = r"(?:[-_ ]*+[:\u2013\u2014][-_ ]*+|[-_ ]++)"
+# Who made the data, keeping commercial rights back: "the authors", "the (original) creators", "the
+# university", "us"; not "you", "the user", "the licensee" (rights that stay with them are granted)
+_KEEPER = (
+    r"(?:(?:the|its|their|our)[-_ ])?(?:original[-_ ])?(?:authors?|creators?|owners?|(?:copyright|rights)"
+    r"[-_ ]holders?|licensors?|publishers?|developers?|maintainers?|universit(?:y|ies)|institutes?"
+    r"|compan(?:y|ies)|organi[sz]ations?|us)\b"
+)
+# How rights are kept: "remain with", "stay with", "belong to", "are held by", "are owned by"
+_KEPT_BY = (
+    r"(?:(?:remains?|stays?|rests?|lies?)[-_ ]with|belongs?[-_ ]to"
+    r"|(?:(?:are|is|remain|remains)[-_ ])?(?:held|kept|owned|retained)[-_ ]by)"
+)
 _NAMED_PATTERN = (
     # "CC BY NC" run into "SA" or "ND" too: "CCBYNCSA", "ccbyncnd4.0" (after "cc": "published by NCSA"
     # names the NCSA licence, which allows commercial use)
@@ -247,10 +271,19 @@ _NAMED_PATTERN = (
     # "Commercial rights reserved": the rights to commercial use are kept back, not granted; so are
     # "Commercial use reserved", "Rights for commercial use are reserved", "Commercial rights retained
     # by the authors", "The authors reserve all commercial rights" (_RESERVED); "Commercial rights:
-    # reserved", "Rights for commercial purposes reserved" (not "retain": "You retain all commercial
-    # rights to your outputs" is a licensee's)
-    rf"|\b{_COMMERCIAL_SPELLING}:?[-_ ](?:(?:use|usage|exploitation|purposes?):?[-_ ])?(?:rights?:?[-_ ])?"
-    rf"{_RESERVED}"
+    # reserved", "Rights for commercial purposes reserved", "Commercial use \u2014 reserved" (_NOTE_SEP)
+    rf"|\b{_COMMERCIAL_SPELLING}{_NOTE_SEP}(?:(?:use|usage|exploitation|purposes?){_NOTE_SEP})?"
+    rf"(?:rights?{_NOTE_SEP})?{_RESERVED}"
+    # "Reserved: commercial use" (a label, then what it keeps back), unless a grant follows
+    rf"|\breserved[ ]*+(?:[:\u2013\u2014]|-[ ])[-_ ]*+{_COMMERCIAL_SPELLING}[-_ ]"
+    r"(?:use|usage|exploitation|rights?)\b"
+    r"(?![-_ ]++(?:(?:is|are)[-_ ]++)?(?:allowed|permitted|ok|welcome|granted)\b)"
+    # "Commercial rights remain with the authors", "... belong to the university", "... are held by
+    # the authors", "The authors retain commercial rights": kept by those who made the data (_KEEPER),
+    # not by "you" ("You retain all commercial rights to your outputs" is a licensee's)
+    rf"|\b{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?rights?[-_ ]{_KEPT_BY}[-_ ]{_KEEPER}"
+    rf"|\b{_KEEPER}[-_ ](?:retains?|keeps?|holds?)[-_ ](?:(?:all|the|their|its|any)[-_ ])?"
+    rf"{_COMMERCIAL_SPELLING}[-_ ](?:(?:use|usage|exploitation)[-_ ])?rights?\b"
     rf"|\brights?[-_ ](?:for|to|of)[-_ ]{_COMMERCIAL_SPELLING}[-_ ]"
     rf"(?:(?:use|usage|exploitation|purposes?):?[-_ ])?{_RESERVED}"
     r"|\breserves?[-_ ](?:(?:all|the|its|their)[-_ ])?(?:rights?[-_ ](?:for|to|of)[-_ ])?"
@@ -280,6 +313,7 @@ _PURPOSES = (
     "personal",
     "private",
     "educational",
+    "education",
     "teaching",
     "evaluation",
     "testing",
@@ -293,7 +327,29 @@ _NON_PROFIT_PATTERN = r"\bnon[-_ ]?profit\b|\bnot[-_ ]for[-_ ]profit\b"
 # split only has 500 rows") is no purpose: the `only` after it restricted an open licence. Parts of a
 # dataset only; not "data" ("research data only" may mean research use), nor "information".
 _DATA_PART = r"(?:splits?|sets?|subsets?|folds?|partitions?|messages?|posts|conversations?|chats?)\b"
-_RESTRICTING_PATTERN = rf"\b(?:{'|'.join(_PURPOSES)})\b(?![-_ ]{_DATA_PART})|{_NON_PROFIT_PATTERN}"
+# Who holds a purpose, after its run: "Available to academic institutions", "Provided to research labs"
+# name who may have the data as "to academic researchers" does, where the noun ends the clause. Not
+# "community": "released to the research community" says who it was shared with.
+_HOLDERS = frozenset(
+    (
+        *("institutions", "institution", "institutes", "institute", "users", "groups", "labs"),
+        *("laboratories", "organisations", "organizations", "partners", "centres", "centers"),
+        *("departments", "teams", "staff", "members", "bodies", "entities", "faculty", "personnel"),
+    )
+)
+# "university" (or "college") before a purpose, who holds one or a use ("university staff", "university
+# students", "university use") is a purpose as "academic" is: read as "academic" (_academic). Not
+# before anything else: "Created at Stanford University", "University of X", "Stanford University
+# License" name a place or a licence.
+_UNIVERSITY = re.compile(
+    r"\b(?:university|college)(?=[-_ ]++(?:"
+    + "|".join(sorted((*_PURPOSES, *_HOLDERS, "use", "uses", "usage", "purpose", "purposes"), key=len)[::-1])
+    + r")\b)",
+    re.IGNORECASE,
+)
+_RESTRICTING_PATTERN = (
+    rf"\b(?:{'|'.join(_PURPOSES)})\b(?![-_ ]{_DATA_PART})|{_NON_PROFIT_PATTERN}|{_UNIVERSITY.pattern}"
+)
 # "commercial use prohibited", "commercial use is not allowed": a forbidding word after "commercial"
 # in a clause (up to a `;` or the line's end: "commercial use permitted; modifications not allowed"
 # forbids something else), found in two steps, as `only` after a restricting word, and for the same
@@ -346,6 +402,13 @@ _UNDER = re.compile(r"[-_ ]++under[-_ ]++(.+)", re.IGNORECASE | re.DOTALL)
 # that leads its value ("MIT licence for ..."): bounded, so that each pair of a long value reads a few
 # dozen characters
 _UNDER_REACH = 80
+# "Licensed under" (or "Released under", ...) before a listed licence that leads the value: a pair
+# after it grants as one after the licence alone ("Licensed under MIT for commercial and non-commercial
+# use" as "MIT licence for ..."; read as written, it barred)
+_LICENSED_UNDER = re.compile(
+    r"(?:licen[cs]ed|released|distributed|available|provided|published|shared)[-_ ]++under[-_ ]++",
+    re.IGNORECASE,
+)
 _LEAD_REACH = 40
 # "Free for production and non-production use" grants both, as the commercial pair does, and only
 # where it ends its clause as that one does: "... by non-profits only", "production or non-production
@@ -457,8 +520,17 @@ _CLAUSE_BREAK = re.compile(r"[;,.()\[\]!?]")
 _CLAUSE_BREAK_KEPT = re.compile(r"([;,.()\[\]!?])")  # the same, each break kept (re.split)
 # A note on a licence is set off by these too: "CC BY 4.0 / personal use", "MIT: academic use", "MIT
 # + research use" (a "." before a digit is a version's: "CC BY 4.0 research use" is one clause, read as
-# before; a "+" after a space, not an id's "GPL-2.0+")
-_PURPOSE_CLAUSE_BREAK = re.compile(r"([;,()\[\]!?/:|\u2013\u2014]|\.(?!\d)|\s-\s|\s\+)")
+# before; a "+" after a space or before a letter, not an id's "GPL-2.0+": "MIT+research use"); "MIT &
+# research use" (but "commercial & research use" names both uses: _purpose_clause)
+_PURPOSE_CLAUSE_BREAK = re.compile(r"([;,()\[\]!?/:|&\u2013\u2014]|\.(?!\d)|\s-\s|\s\+|\+(?=[A-Za-z]))")
+# A field's name before a colon says what the data is about, not what it may be used for: "Genre:
+# academic", "Topic: research", "Domain: education" (each read as a purpose note, barred)
+_LABELS = frozenset(
+    (
+        *("genre", "genres", "topic", "topics", "domain", "domains", "subject", "subjects", "category"),
+        *("categories", "field", "fields", "tag", "tags", "keywords", "register", "style", "type"),
+    )
+)
 # A use granted for a restricting purpose that ends the clause, without the use word _for_a_purpose
 # reads after it: "Free for research", "Freely available for academic research", "Intended for
 # research", "For academic research", "Permission is granted to use this dataset for research", "Use
@@ -482,16 +554,13 @@ _GRANTING_HEADS = frozenset(
 _USE_HEADS = frozenset(("use", "used", "uses"))
 _CONDITIONS = frozenset(("if", "when", "whenever", "once"))
 _TOLD_HOW = frozenset(("widely", "commonly", "often", "frequently", "originally", "previously"))
-# Who holds a purpose, after its run: "Available to academic institutions", "Provided to research labs"
-# name who may have the data as "to academic researchers" does, where the noun ends the clause. Not
-# "community": "released to the research community" says who it was shared with.
-_HOLDERS = frozenset(
-    (
-        *("institutions", "institution", "institutes", "institute", "users", "groups", "labs"),
-        *("laboratories", "organisations", "organizations", "partners", "centres", "centers"),
-        *("departments", "teams", "staff", "members", "bodies", "entities"),
-    )
+# What may follow who holds a purpose (or the run itself) and still end the grant: where ("worldwide"),
+# how ("upon request"), or more people of a purpose ("and universities"), _HOLDER_TAIL_REACH words at
+# most. Not "and companies", "and the public": a commercial recipient (or anyone) is no limit.
+_HOLDER_TAIL = (
+    _PURPOSE_WORDS | _HOLDERS | {"only", "worldwide", "globally", "upon", "on", "request", "and", "or"}
 )
+_HOLDER_TAIL_REACH = 4
 # The data, as the word-by-word readers pass over it: "free for this dataset ...", "not use the data ..."
 _THE_DATA = ("this", "these", "that", "it", "data", "dataset", "datasets", "corpus")
 _GRANT_FILLERS = _BETWEEN_WORDS | frozenset(("free", "freely", "charge", *_THE_DATA))
@@ -1074,6 +1143,9 @@ def _both_uses(name: str) -> str:
     read once, and each pair a bounded few characters beyond it (or the spaces and stops after it)."""
     parts = _CLAUSE_BREAK_KEPT.split(name)
     leads = list(_listed_name_ends(name))
+    under = _LICENSED_UNDER.match(name)  # "Licensed under MIT for ...": the licence leads it too
+    if under is not None:
+        leads += [under.end() + end for end in _listed_name_ends(name[under.end() :])]
     start = 0  # where parts[at] starts in the value
     for at, part in enumerate(parts):
         if at % 2 == 0:
@@ -1233,7 +1305,15 @@ def _required_for_commercial(clause: str) -> bool:
 def _clause_words(clause: str) -> list[str]:
     """The clause's words, lower case, as the word-by-word readers take them: "non-profit" one word
     (_NON_PROFIT), "n't" as "not" (_CONTRACTED_NOT)."""
-    return _WORDS.findall(_NON_PROFIT.sub("nonprofit", _CONTRACTED_NOT.sub(" not", clause.lower())))
+    return _WORDS.findall(
+        _NON_PROFIT.sub("nonprofit", _CONTRACTED_NOT.sub(" not", _academic(clause.lower())))
+    )
+
+
+def _academic(text: str) -> str:
+    """The text with "university" before a purpose, who holds one or a use read as "academic"
+    (_UNIVERSITY): "university staff" is academic staff."""
+    return _UNIVERSITY.sub("academic", text)
 
 
 def _limited_to_a_purpose(line: str) -> bool:
@@ -1308,8 +1388,12 @@ def _purpose_ends(words: list[str], head: int, open_list: bool) -> bool:
         return False
     end = _run_end(words, at)
     after = words[end] if end < len(words) else None
-    # who holds the purpose, ending the clause (or before "only"): as if the run had ended it
-    held = after in _HOLDERS and len(words) - end <= 2 and words[end + 1 :] in ([], ["only"])
+    # who holds the purpose, ending the clause or followed only by _HOLDER_TAIL ("only", "worldwide",
+    # "upon request", "and universities"): as if the run had ended it. Sliced only when short, so each
+    # head reads a few words
+    rest = end + 1 if after in _HOLDERS else end
+    tail = words[rest:] if len(words) - rest <= _HOLDER_TAIL_REACH else ["..."]
+    held = _HOLDER_TAIL.issuperset(tail) and tail[-1:] not in (["and"], ["or"])
     return ((after is None or held) and not open_list) or (led and (after in _USE_WORDS or after == "only"))
 
 
@@ -1433,21 +1517,43 @@ def _purpose_clause(line: str) -> bool:
         words = words[1:] if custom else words
         if not words or words[0] not in _PURPOSE_WORDS:
             continue
+        # "commercial & research use" names both uses, as "commercial and research use" does
+        if index > 0 and seps[index - 1].strip() == "&" and _COMMERCIAL_WORD.search(parts[2 * index - 2]):
+            continue
         rest = words[_run_end(words, 0) :]
-        # the purpose alone is a note only after something it is a note on ("research" alone, the
-        # whole value, reads as before: free text, unlisted), and not after a comma, which may go on
-        # with a list ("Available to researchers, educators, companies and the public")
-        note = custom or (index > 0 and seps[index - 1] != ",")
+        note = custom or _a_note(parts, index)
         if (not rest and note) or (0 < len(rest) <= 2 and all(w in _USE_WORDS for w in rest)):
             return True
     return False
+
+
+def _a_note(parts: list[str], index: int) -> bool:
+    """True when the purpose alone, clause `index` of `parts` (clauses and their separators, as
+    _purpose_clause splits them), is a note on what comes before it. Not the whole value ("research"
+    alone reads as before: free text, unlisted); not after "|", which sets off a table's next field
+    ("CC BY 4.0 | academic"), nor after a field's name ("Genre: academic": _LABELS); and after a comma
+    (which may go on with a list: "Available to researchers, educators, companies and the public")
+    only where a listed licence alone comes before it and the purpose ends the value: "MIT, academic"."""
+    if index == 0:
+        return False
+    sep, before = parts[2 * index - 1].strip(), parts[2 * index - 2]
+    label = _clause_words(before)[-1:] if sep == ":" else []
+    if sep == "|" or (label and label[0] in _LABELS):
+        return False
+    if sep == ",":  # read once, for the second clause only: each clause reads no others (linear)
+        return (
+            index == 1
+            and listed_id(before.strip()) in COMMERCIAL_OK
+            and not any(_WORDS.search(later.lower()) for later in parts[2 * index + 2 :: 2])
+        )
+    return True
 
 
 def _for_a_purpose(line: str) -> bool:
     """True when the line grants use for a restricting purpose (_PURPOSE_WORDS): "free for academic
     use", "research purposes", "Intel Research Use License". A line that names commercial use says
     more than this reads (the other rules read it)."""
-    words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", line.lower()))
+    words = _WORDS.findall(_NON_PROFIT.sub("nonprofit", _academic(line.lower())))
     if words[:1] == ["licenseref"]:  # an SPDX id for custom terms: `LicenseRef-academic-use`
         words = words[1:]
     start = -1  # where the current run of purpose words ("academic and research") starts
