@@ -42,6 +42,7 @@ from pipeline.model import GPT, GPTConfig
 from pipeline.runstate import STATE_KEYS
 from pipeline.tokenizer import PADDED_VOCAB
 from pipeline.trainconfig import NON_TRAJECTORY_KEYS, TrainConfig, TrainPaths, data_sha
+from pipeline.vocabcheck import check_vocab
 
 
 class TrainSetupError(ValueError):
@@ -563,6 +564,13 @@ def _resume(cfg: TrainConfig, ckpt: Path, state: dict[str, Any], rt: Runtime, fi
             f"{ckpt}: cannot load the run's weights ({_first_sentence(first_line(e))}); "
             f"delete {ckpt.parent} to start afresh"
         ) from None
+    # A folder placed by hand (or of another project) whose weights, and optimizer moments with
+    # them, have fewer rows than the tokenizer's ids loaded and restored, then failed at the first
+    # step with torch's IndexError. Deleting it is the way out: with a fingerprint that matches, a
+    # run of init_from: scratch would resume the same folder again.
+    check_vocab(
+        model, str(ckpt / checkpoint.CONFIG_FILE), TrainSetupError, f"delete {ckpt.parent} to start afresh"
+    )
     if cfg.block_size > model.config.block_size:
         raise TrainSetupError(
             f"params.yaml train block_size {cfg.block_size} exceeds the checkpoint's "

@@ -28,7 +28,7 @@ from pipeline.device import DistInfo
 from pipeline.lr import lr_at
 from pipeline.model import GPT, GPTConfig
 from pipeline.shards import ShardWriter
-from pipeline.tokenizer import render
+from pipeline.tokenizer import PADDED_VOCAB, render
 from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest, data_sha
 from pipeline.trainsetup import Runtime, Start, TrainSetupError
 
@@ -75,9 +75,11 @@ def run_state(cfg: TrainConfig, step: int, data: bytes = DATA, **over: Any) -> d
 
 def tiny_model() -> GPT:
     """A model small enough to save and load in milliseconds, with tiny_config's block_size (a
-    resume refuses a checkpoint of a shorter context)."""
+    resume refuses a checkpoint of a shorter context) and the vocabulary a run of this code has (a
+    resume refuses one without the chat tokens: test_vocab37)."""
     torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=tiny_config().block_size, vocab_size=64, n_layer=1, n_head=2, n_embd=8))
+    shape = dict(block_size=tiny_config().block_size, n_layer=1, n_head=2, n_embd=8)
+    return GPT(GPTConfig(vocab_size=PADDED_VOCAB, **shape))
 
 
 @pytest.fixture
