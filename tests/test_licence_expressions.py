@@ -109,7 +109,7 @@ def test_a_bar_names_the_parts_that_bar_it() -> None:
         # not expressions: read whole, as before (lower-case operators are words, per SPDX)
         ("research use only", Standing.NON_COMMERCIAL, False),
         ("Non-Commercial use", Standing.NON_COMMERCIAL, False),
-        # CC-BY-4.0 as people write it (licences._SPELLED_OUT; it read as unlisted before, a name
+        # CC-BY-4.0 as people write it (licencetables._SPELLED_OUT; it read as unlisted before, a name
         # unknown to the list): not an expression, read whole
         ("CC BY 4.0", Standing.KNOWN, True),
         ("CC BY 4.0 (attribution)", Standing.UNLISTED, True),

@@ -232,7 +232,7 @@ def test_names_beside_the_placeholders_are_not_unknown(licence: str) -> None:
     assert licences.standing(licence) != licences.Standing.UNKNOWN
 
 
-# The purposes one word list names (licences._PURPOSES): each restricts in both rules that read it, as
+# The purposes one word list names (licencetext._PURPOSES): each restricts in both rules that read it, as
 # "X only" and as "for X purposes"; they were two near-copies of one list, and "researcher" and
 # "academics" were in one only. Testing, benchmarking, demonstration, teaching and private use were
 # in neither: "for testing and evaluation purposes" read as unlisted.

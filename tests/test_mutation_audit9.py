@@ -39,44 +39,44 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("name", ["NCSA", "University of Illinois/NCSA Open Source License"])
 def test_nc_at_the_start_of_a_word_is_not_the_nc_part(name: str) -> None:
-    """Kills licences._NAMED_PATTERN: `(^|[^a-z])nc([^a-z]|$)` -> `(^|[^a-z])nc` (no boundary after
+    """Kills licencetext._NAMED_PATTERN: `(^|[^a-z])nc([^a-z]|$)` -> `(^|[^a-z])nc` (no boundary after
     "nc"): the permissive NCSA licence read as non-commercial."""
     assert not is_non_commercial(name)
     assert standing(name) == Standing.UNLISTED
 
 
 def test_by_followed_by_a_word_starting_nc_is_not_by_nc() -> None:
-    """Kills licences._NAMED_PATTERN: `by[-_ ]?nc([^a-z]|$)` -> `by[-_ ]?nc` (no boundary after "nc"):
+    """Kills licencetext._NAMED_PATTERN: `by[-_ ]?nc([^a-z]|$)` -> `by[-_ ]?nc` (no boundary after "nc"):
     "by NCSA" is a maker's name, not CC's BY-NC."""
     assert not is_non_commercial("BSD-style licence as published by NCSA")
 
 
 def test_no_commercial_inside_a_word_is_not_no_commercial() -> None:
-    """Kills licences._NAMED_PATTERN: `\\bno[-_ ]commercial` -> `no[-_ ]commercial` (no boundary
+    """Kills licencetext._NAMED_PATTERN: `\\bno[-_ ]commercial` -> `no[-_ ]commercial` (no boundary
     before "no"): a name ending in "no" before "Commercial" read as "no commercial"."""
     assert not is_non_commercial("Domino Commercial Licence")
 
 
 def test_a_restricting_word_inside_a_longer_word_does_not_restrict() -> None:
-    """Kills licences._RESTRICTING_PATTERN: word boundaries dropped around the restricting words:
+    """Kills licencetext._RESTRICTING_PATTERN: word boundaries dropped around the restricting words:
     "interpersonal" is not "personal", so "... (attribution only)" did not restrict it."""
     assert not is_non_commercial("Interpersonal Dialogue Licence (attribution only)")
 
 
 def test_only_inside_a_longer_word_is_not_only() -> None:
-    """Kills licences._ONLY: `\\bonly\\b` -> `only`: "readonly" after a restricting word read as
+    """Kills licencetext._ONLY: `\\bonly\\b` -> `only`: "readonly" after a restricting word read as
     "... only"."""
     assert not is_non_commercial("Research-Commons-1.0 (readonly mirror)")
 
 
 def test_commercial_inside_a_longer_word_is_not_commercial() -> None:
-    """Kills licences._COMMERCIAL_WORD: `\\bcommercial\\b` -> `commercial`: "commercials" (adverts)
+    """Kills licencetext._COMMERCIAL_WORD: `\\bcommercial\\b` -> `commercial`: "commercials" (adverts)
     followed by a forbidding word read as "commercial use ... prohibited"."""
     assert not is_non_commercial("TV commercials archive licence, resale prohibited")
 
 
 def test_only_before_the_restricting_word_does_not_restrict() -> None:
-    """Kills licences._name_non_commercial: `_ONLY.search(line, word.end())` -> `_ONLY.search(line)`
+    """Kills licencetext._name_non_commercial: `_ONLY.search(line, word.end())` -> `_ONLY.search(line)`
     (an `only` anywhere on the line, even before the restricting word)."""
     assert not is_non_commercial("Only attribution is required; research and commercial use welcome")
 
@@ -86,7 +86,7 @@ def test_only_before_the_restricting_word_does_not_restrict() -> None:
     ["research use welcome\nonly attribution is asked for", "commercial use welcome\nresale prohibited"],
 )
 def test_the_rules_apply_per_line(name: str) -> None:
-    """Kills licences._name_non_commercial: `for line in name.split("\\n")` -> `for line in [name]`:
+    """Kills licencetext._name_non_commercial: `for line in name.split("\\n")` -> `for line in [name]`:
     a restricting word and an `only` (or "commercial" and a forbidding word) on different lines
     read as one sentence."""
     assert not is_non_commercial(name)
@@ -101,14 +101,14 @@ def test_two_words_in_parentheses_are_free_text_not_an_expression() -> None:
 
 
 def test_one_level_past_the_nesting_limit_is_refused() -> None:
-    """Kills licences._Parser._term: `self.depth > MAX_NESTING` -> `> MAX_NESTING + 1`."""
+    """Kills licenceexpr._Parser._term: `self.depth > MAX_NESTING` -> `> MAX_NESTING + 1`."""
     depth = licences.MAX_NESTING + 1
     nested = "(" * depth + "MIT" + ")" * depth
     assert expression_error(nested) == f"parentheses nest deeper than {licences.MAX_NESTING} levels"
 
 
 def test_nesting_depth_counts_open_parentheses_not_groups_seen() -> None:
-    """Kills licences._Parser._term: `self.depth -= 1` dropped after a group closes: many groups side
+    """Kills licenceexpr._Parser._term: `self.depth -= 1` dropped after a group closes: many groups side
     by side (no deeper than one) were refused as too deeply nested."""
     flat = " AND ".join(["(MIT OR Apache-2.0)"] * (licences.MAX_NESTING + 5))
     assert expression_error(flat) is None
@@ -117,7 +117,7 @@ def test_nesting_depth_counts_open_parentheses_not_groups_seen() -> None:
 
 @pytest.mark.parametrize("value", ["MIT WITH AND", "MIT WITH OR Apache-2.0", "MIT WITH WITH"])
 def test_an_operator_is_not_an_exception_id(value: str) -> None:
-    """Kills licences._Parser._term: the check that the token after WITH is not an operator
+    """Kills licenceexpr._Parser._term: the check that the token after WITH is not an operator
     dropped: `MIT WITH AND` parsed as MIT with an exception named "AND"."""
     assert expression_error(value) == f"expected an exception id after 'WITH', found {value.split()[2]!r}"
     assert standing(value) == Standing.UNKNOWN

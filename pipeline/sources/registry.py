@@ -5,7 +5,7 @@ which adapter reads it, and under which licence it may be used. Licence rules ar
 here, at load time, so that no later stage can mix in data of unclear status by accident:
 an entry (or a sidecar) may claim `commercial: true` only under a licence that allows it: never
 under a non-commercial one (CC-BY-NC-*), and under `unknown` or a licence not on the list of
-pipeline/sources/licences.py only with a `commercial_reason` saying why the user believes that is
+pipeline/sources/licencetables.py only with a `commercial_reason` saying why the user believes that is
 allowed. (The sidecars of contributed files are read by pipeline/sources/contrib.py, which applies
 the same check_licence.)
 """
@@ -180,8 +180,8 @@ def check_licence(where: str, licence: Any, commercial: Any, reason: Any) -> Non
     if not is_known_commercial(name) and not (reason or "").strip():
         raise SourceError(
             f"{where}: licence {brief(name)} is not one this project knows to allow commercial use "
-            "(pipeline/sources/licences.py); check it and add `commercial_reason:` saying why it does, "
-            f"or set `commercial: false`{operator_case_hint(name)}"
+            "(its list: COMMERCIAL_OK in pipeline/sources/licencetables.py); check it and add "
+            f"`commercial_reason:` saying why it does, or set `commercial: false`{operator_case_hint(name)}"
         )
 
 
