@@ -241,6 +241,21 @@ def test_the_parquet_read_benchmark_sees_the_same_rows_both_ways(capsys) -> None
     assert "same rows and text: yes" in out and "3,000 rows" in out
 
 
+def test_the_archive_list_benchmark_lists_the_same_members_both_ways(tmp_path) -> None:
+    """benchmarks.archive_list's steps at a small size, in this process (its main runs each in a
+    child of its own): archive's listing and tarfile's stream reader agree on every archive."""
+    from benchmarks import archive_list
+
+    archive_list.generate(tmp_path, zeros_mib=1, bz2_mib=1, text_mib=1, small=30)
+    counts = {}
+    for name in archive_list.ARCHIVES:
+        tmp_path.joinpath(archive_list.CURRENT).write_text(name)
+        before, now = archive_list.child_stream(tmp_path), archive_list.child_new(tmp_path)
+        assert (before["members"], before["sha256"]) == (now["members"], now["sha256"]), name
+        counts[name] = now["members"]
+    assert counts == {"zeros.tar.gz": 1, "zeros.tar.bz2": 1, "text.tar.gz": 1, "small.tar.gz": 30}
+
+
 def test_the_model_load_benchmark_loads_the_same_weights_both_ways(capsys) -> None:
     """benchmarks.model_load at a tiny size: load_model and the initialise-then-load baseline agree."""
     from benchmarks import model_load
