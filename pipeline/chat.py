@@ -496,7 +496,7 @@ def _loop(session: ChatSession, stdin, stdout, stderr) -> int:
                 print(file=stderr)
             return 0
         # A byte-order mark starts a file from a Windows editor (each file's first line, joined by
-        # `cat`): the persona file drops it (utf-8-sig), and a message must too, or "\ufeff/exit" is
+        # `cat`): the persona file drops it (decode_whole), and a message must too, or "\ufeff/exit" is
         # sent to the model (as tokens it never saw in training) instead of quitting.
         text = line.rstrip("\r\n").removeprefix("\ufeff")
         command = visible(text).strip().lower()  # "/reset" padded with a zero-width space is /reset

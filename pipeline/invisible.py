@@ -35,8 +35,9 @@ _BLANK = regex.compile(rf"(?:{INVISIBLE_CHARS}|\p{{White_Space}})*")
 
 
 def visible(text: str) -> str:
-    """`text` without its invisible characters (INVISIBLE_CHARS), as the dedup key reads it: chat
-    sent "/reset\u200b" (a word joiner, a zero-width space pasted along) to the model as a message."""
+    """`text` without its invisible characters (INVISIBLE_CHARS), as the dedup key and the licence
+    readers (licencetables, licencetext) read it: chat sent "/reset" with a zero-width space (U+200B)
+    or a word joiner (U+2060) pasted along to the model as a message."""
     return _INVISIBLE.sub("", text)
 
 

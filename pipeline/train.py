@@ -58,6 +58,7 @@ from pipeline.trainconfig import TrainConfig, TrainPaths, data_digest, data_sha
 from pipeline.trainmetrics import Interval, summarize, train_flops_per_token
 from pipeline.trainsetup import (
     Runtime,
+    Start,
     TrainSetupError,
     check_data,
     init_model,
@@ -267,6 +268,25 @@ def train(
         device.destroy_process_group()
 
 
+def _restored(
+    start: Start,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batches: GlobalBatches,
+    run_dir: Path,
+) -> Progress:
+    """restore_state of `start`, a resume (its state and source set); TrainSetupError naming its
+    state.pt (and the field, in restore_state's words) when a tampered or foreign one cannot be
+    restored."""
+    try:
+        return restore_state(start.state, optimizer, scaler, batches)
+    except ValueError as e:
+        raise TrainSetupError(
+            f"{start.source / checkpoint.STATE_FILE}: cannot restore this run's training state "
+            f"({e}); delete {run_dir} to start afresh"
+        ) from None
+
+
 @dataclass
 class Run:
     """One training run's live objects; `loop` advances it to max_iters."""
@@ -332,13 +352,7 @@ class Run:
         batches = GlobalBatches(paths.data_dir / "train", cfg, rt, cfg.seed)
         progress = Progress(origin=cfg.init_from)
         if start.state is not None:
-            try:
-                progress = restore_state(start.state, optimizer, scaler, batches)
-            except ValueError as e:  # a tampered or foreign state.pt: restore_state names the field
-                raise TrainSetupError(
-                    f"{start.source / checkpoint.STATE_FILE}: cannot restore this run's training state "
-                    f"({e}); delete {paths.run_dir} to start afresh"
-                ) from None
+            progress = _restored(start, optimizer, scaler, batches, paths.run_dir)
             rt.log(f"resumed at step {progress.step} from {start.source}")
         progress.data_sha = data_sha(data)
         progress.data_changed = progress.data_changed or start.data_changed

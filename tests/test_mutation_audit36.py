@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from test_mutation_audit27 import LoggedRuntime, run_state, tiny_model
-from test_redteam37b import _Batches, _saved_state, _tiny
+from test_polish37 import refused_csv_header
+from test_redteam37b import _restore, _saved_state
 from test_train import paths_in, tiny_config
 
 from pipeline import chat, checkpoint, trainsetup
 from pipeline.chatrequest import ChatRequest, RequestError
-from pipeline.optim import make_optimizer
-from pipeline.runstate import restore_state
 from pipeline.tokenizer import PADDED_VOCAB
 
 # ---------------------------------------------------------------- chat.bounded_line
@@ -88,19 +86,6 @@ def test_sources_whose_quarantine_caught_nothing_are_said_to_have_caught_none() 
 
 
 # ---------------------------------------------------------------- runstate.restore_state
-
-
-def _restore(state: dict[str, Any], scaler_enabled: bool = False) -> None:
-    rng = torch.get_rng_state()
-    try:
-        restore_state(
-            state,
-            make_optimizer(_tiny(), lr=1e-2, weight_decay=0.1),
-            torch.amp.GradScaler("cpu", enabled=scaler_enabled),
-            _Batches(),
-        )
-    finally:
-        torch.set_rng_state(rng)
 
 
 def test_recent_losses_that_are_no_numbers_are_refused_at_restore() -> None:
@@ -254,18 +239,6 @@ def test_a_header_whose_quoted_field_runs_past_the_limit_is_named_by_its_first_l
     """Kills readers._csv_header `end.start = end.start or reader.reader.line_num` -> `= line_num`:
     a header whose quoted field spans lines past the field limit was named by the line csv.reader
     stopped on (line 12 here), not the line the header starts on (2), as header_line says."""
-    import csv
-
-    from pipeline.sources import readers
-
-    limit = csv.field_size_limit()
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)  # 64 MiB in the real reader
-    path = tmp_path / "t.csv"
-    path.write_text('\na,"' + ("y" * 100 + "\n") * 20 + '"\n1,2\n', encoding="utf-8")
-    try:
-        found = readers.iter_csv(path)
-        (record,) = list(found)
-    finally:
-        csv.field_size_limit(limit)  # iter_csv sets the module's limit for the process
+    record, found = refused_csv_header(tmp_path, monkeypatch, '\na,"' + ("y" * 100 + "\n") * 20 + '"\n1,2\n')
     assert (record.line, record.check, found.header_line) == (2, "csv_parse", 2)
     assert record.reason.startswith("the CSV header (line 2) cannot be read")

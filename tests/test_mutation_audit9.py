@@ -93,7 +93,7 @@ def test_the_rules_apply_per_line(name: str) -> None:
 
 
 def test_two_words_in_parentheses_are_free_text_not_an_expression() -> None:
-    """Kills licences.is_expression: `if len(words) > 1: return False` -> `> 2`: "Apache-2.0
+    """Kills licenceexpr.is_expression: `if len(words) > 1: return False` -> `> 2`: "Apache-2.0
     (modified)" read as a malformed expression (unknown) instead of one unlisted name."""
     assert not is_expression("Apache-2.0 (modified)")
     assert expression_error("Apache-2.0 (modified)") is None
@@ -146,7 +146,7 @@ def test_culprits_name_only_the_parts_of_the_worst_standing() -> None:
 
 
 def test_no_case_hint_when_the_upper_case_form_is_malformed() -> None:
-    """Kills licences.operator_case_hint: the `expression_error(upper) is not None` check dropped: a
+    """Kills licenceexpr.operator_case_hint: the `expression_error(upper) is not None` check dropped: a
     hint offered an upper-case form (`MIT AND`) that is itself refused."""
     assert operator_case_hint("MIT and") == ""
     assert operator_case_hint("MIT and Apache-2.0") != ""

@@ -169,14 +169,23 @@ def test_a_csv_header_refused_after_an_over_long_line_of_spaces_names_that_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A line of more than the field limit of spaces before the header: the refusal named "line 0"."""
+    record, found = refused_csv_header(tmp_path, monkeypatch, "\n" + " " * 2000 + "\na,b\n1,2\n")
+    assert (record.line, record.check, found.header_line) == (2, "csv_parse", 2)
+    assert record.reason.startswith("the CSV header (line 2) cannot be read")
+
+
+def refused_csv_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> tuple[readers.Record, readers.CsvRecords]:
+    """(the one record, iter_csv's records) of a CSV file of `text` read under a field limit of 1000
+    characters, a header past it refused."""
     limit = csv.field_size_limit()
     monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)  # 64 MiB in the real reader
     path = tmp_path / "t.csv"
-    path.write_text("\n" + " " * 2000 + "\na,b\n1,2\n", encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     try:
         found = readers.iter_csv(path)
         (record,) = list(found)
     finally:
         csv.field_size_limit(limit)  # iter_csv sets the module's limit for the process
-    assert (record.line, record.check, found.header_line) == (2, "csv_parse", 2)
-    assert record.reason.startswith("the CSV header (line 2) cannot be read")
+    return record, found

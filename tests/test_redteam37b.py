@@ -92,6 +92,20 @@ def _saved_state() -> dict[str, Any]:
     return make_state(Progress(step=3), opt, scaler, _Batches(), "fp", tiny_config())
 
 
+def _restore(state: dict[str, Any], scaler_enabled: bool = False) -> Progress:
+    """restore_state(state) into a fresh tiny model's optimizer, the process's RNG state kept."""
+    rng = torch.get_rng_state()
+    try:
+        return restore_state(
+            state,
+            make_optimizer(_tiny(), lr=1e-2, weight_decay=0.1),
+            torch.amp.GradScaler("cpu", enabled=scaler_enabled),
+            _Batches(),
+        )
+    finally:
+        torch.set_rng_state(rng)
+
+
 def _moments_of_another_shape(state: dict[str, Any]) -> None:
     moments = next(iter(state["optimizer"]["state"].values()))
     moments["exp_avg"] = torch.zeros(3)
@@ -117,32 +131,13 @@ def test_restore_state_names_the_field_it_cannot_restore(tamper: Any, field: str
     loaded without a word, to fail at the run's first step."""
     state = _saved_state()
     tamper(state)
-    rng = torch.get_rng_state()
-    try:
-        with pytest.raises(ValueError, match=f"^{field}"):
-            restore_state(
-                state,
-                make_optimizer(_tiny(), lr=1e-2, weight_decay=0.1),
-                torch.amp.GradScaler("cpu", enabled=False),
-                _Batches(),
-            )
-    finally:
-        torch.set_rng_state(rng)
+    with pytest.raises(ValueError, match=f"^{field}"):
+        _restore(state)
 
 
 def test_an_untampered_state_restores() -> None:
     """The wrapping changes nothing for a state as the run saved it."""
-    state = _saved_state()
-    rng = torch.get_rng_state()
-    try:
-        progress = restore_state(
-            state,
-            make_optimizer(_tiny(), lr=1e-2, weight_decay=0.1),
-            torch.amp.GradScaler("cpu", enabled=False),
-            _Batches(),
-        )
-    finally:
-        torch.set_rng_state(rng)
+    progress = _restore(_saved_state())
     assert progress.step == 3
 
 

@@ -18,8 +18,9 @@ to it (each a full copy once extracted), is no corpus; so is an archive of more 
 members, and a tar whose extended headers (a GNU long name, a pax record) would take more memory than
 MAX_HEADER each or MAX_HEADERS in all: tarfile reads one whole into memory, and a gigabyte of zeros
 declared as a member's long name packs into a megabyte of .tar.gz. A compressed tar is decompressed
-by gzip's, bz2's or lzma's file reader, a block at a time, never a whole compressed block at once
-(tarfile's own stream reader would: a few KB of .tar.bz2 can hold gigabytes of zeros).
+by gzip's, bz2's or lzma's file reader, a buffer's worth at a time, never all that one compressed
+block expands to at once (tarfile's own stream reader did: a few KB of .tar.bz2 can hold gigabytes of
+zeros).
 """
 
 from __future__ import annotations

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import re
 
-import regex  # Python's `re` has no \p{Default_Ignorable_Code_Point}
-
-from pipeline.invisible import INVISIBLE_CHARS
+from pipeline.invisible import visible
 
 # Licence values that say "we do not know": such data never enters the commercial variant. The
 # placeholders people type into a form field (N/A, ?, TBD) say it too: taken as names, they were
@@ -178,9 +176,6 @@ NON_COMMERCIAL_IDS = frozenset(
 # non-commercial purpose" and asks commercial users to contact its makers for a licence. Read as a
 # name, it was unlisted.
 _NON_COMMERCIAL_NAMES = re.compile(r"academic public license(?: v(?:ersion)?)?(?: ?\d+(?:\.\d+)?)?")
-# Dropped before a value is read: a zero-width space or soft hyphen hides a word (_plain, and
-# licencetext._name_non_commercial)
-_INVISIBLE = regex.compile(INVISIBLE_CHARS)
 
 
 def is_unknown(licence: str) -> bool:
@@ -202,4 +197,4 @@ def _plain(licence: str) -> str:
     """The value as a placeholder is compared: invisible characters dropped (a zero-width space
     pasted after "unknown" made it a licence name, which a `commercial_reason` let into the
     commercial variant), then stripped of spaces and a closing full stop ("Unknown."), lower case."""
-    return _INVISIBLE.sub("", licence).strip().removesuffix(".").strip().lower()
+    return visible(licence).strip().removesuffix(".").strip().lower()

@@ -62,8 +62,8 @@ import itertools
 import re
 from typing import TYPE_CHECKING
 
+from pipeline.invisible import visible
 from pipeline.sources.licencetables import (
-    _INVISIBLE,
     _NON_COMMERCIAL_NAMES,
     _SPELLED_OUT,
     COMMERCIAL_OK,
@@ -587,7 +587,7 @@ _FOR_COMMERCIAL = re.compile(
 def _name_non_commercial(licence: str) -> bool:
     """True when the licence's name says it forbids commercial use. Invisible characters are dropped
     first: a soft hyphen in "Non\u00adcommercial" (pasted from a web page) hid the word."""
-    name = _NON_DASH.sub(r"\1-", _INVISIBLE.sub("", licence)).strip()
+    name = _NON_DASH.sub(r"\1-", visible(licence)).strip()
     if _NAMED_NON_COMMERCIAL.search(_both_uses(name)) or name.lower() in NON_COMMERCIAL_IDS:
         return True
     if _NON_COMMERCIAL_NAMES.fullmatch(_spelled(name)):

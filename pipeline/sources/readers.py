@@ -530,7 +530,7 @@ def _csv_records(path: Path, delimiter: str, found: CsvRecords) -> Iterator[Reco
         end = _End()
         reader = csv.DictReader(_until_end(text, end), delimiter=delimiter)
         refused = _csv_header(reader, end, cap)
-        found.header_line = end.start or None  # cleared below for each record; 0: no line held text
+        found.header_line = end.start or None  # before the loop clears end.start; 0: no line held text
         if refused is not None:
             yield refused
             return
