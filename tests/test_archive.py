@@ -169,3 +169,44 @@ def test_a_compressed_tar_is_read_a_block_at_a_time(tmp_path: Path, compression:
     assert got == {"members_extracted": 1, "members_skipped": {}}
     assert (tmp_path / "out" / "d" / "a.csv").read_bytes() == b"text\nhi\n"
     assert peak < 4 << 20, f"peak {peak:,} bytes"
+
+
+@pytest.mark.parametrize("after", [b"trailing garbage", b"\0" * 100 + b"x"])
+def test_bytes_after_the_gzip_stream_of_a_tar_gz_are_ignored(tmp_path: Path, after: bytes) -> None:
+    """gzip(1) says "trailing garbage ignored", and tarfile's own reader (before session 37) stopped at
+    the end of the stream: gzip.GzipFile took the bytes for a second member's header and refused a
+    .tar.gz with anything appended ("BadGzipFile: Not a gzipped file")."""
+
+    from pipeline.sources.archive import extract
+
+    p = tmp_path / "a.tar.gz"
+    p.write_bytes(_tar([("d/a.csv", "file", b"x\n")]) + after)  # _tar writes a .tar.gz
+    got = extract(p, ("d/*.csv",), tmp_path / "out", name="demo", origin=str(p))
+    assert got == {"members_extracted": 1, "members_skipped": {}}
+    assert (tmp_path / "out/d/a.csv").read_bytes() == b"x\n"
+
+
+def test_a_tar_gz_of_several_gzip_members_is_read_whole(tmp_path: Path) -> None:
+    """`cat a.gz b.gz`: a stream of members is one file's bytes, as gzip(1) and GzipFile read it."""
+    import gzip
+
+    from pipeline.sources.archive import extract
+
+    raw = gzip.decompress(_tar([("d/a.csv", "file", b"x\n" * 5000), ("d/b.csv", "file", b"y\n")]))
+    p = tmp_path / "a.tar.gz"
+    p.write_bytes(gzip.compress(raw[:7000]) + gzip.compress(raw[7000:]))
+    got = extract(p, ("d/*.csv",), tmp_path / "out", name="demo", origin=str(p))
+    assert got["members_extracted"] == 2
+    assert (tmp_path / "out/d/b.csv").read_bytes() == b"y\n"
+
+
+def test_a_truncated_tar_gz_is_still_refused(tmp_path: Path) -> None:
+
+    from pipeline.sources.archive import extract
+    from pipeline.sources.errors import SourceError
+
+    data = _tar([("d/a.csv", "file", random.Random(0).randbytes(50_000))])
+    p = tmp_path / "a.tar.gz"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SourceError, match=r"cannot extract archive .*EOFError"):
+        extract(p, ("d/*.csv",), tmp_path / "out", name="demo", origin=str(p))

@@ -18,15 +18,14 @@ to it (each a full copy once extracted), is no corpus; so is an archive of more 
 members, and a tar whose extended headers (a GNU long name, a pax record) would take more memory than
 MAX_HEADER each or MAX_HEADERS in all: tarfile reads one whole into memory, and a gigabyte of zeros
 declared as a member's long name packs into a megabyte of .tar.gz. A compressed tar is decompressed
-by gzip's, bz2's or lzma's file reader, a buffer's worth at a time, never all that one compressed
-block expands to at once (tarfile's own stream reader did: a few KB of .tar.bz2 can hold gigabytes of
-zeros).
+by a reader of gzip members (_GzipMembers), bz2's or lzma's, a buffer's worth at a time, never all
+that one compressed block expands to at once (tarfile's own stream reader did: a few KB of .tar.bz2
+can hold gigabytes of zeros).
 """
 
 from __future__ import annotations
 
 import bz2
-import gzip
 import io
 import lzma
 import re
@@ -166,7 +165,7 @@ def _format(path: Path) -> str | None:
 
 @contextmanager
 def _decompressed(path: Path) -> Iterator[IO[bytes]]:
-    """The tar stream inside `path`: decompressed by gzip's, bz2's or lzma's reader (recognised by its
+    """The tar stream inside `path`: decompressed by _GzipMembers, bz2's or lzma's reader (recognised by its
     first bytes as tarfile's "r|*" does), or the file itself for a plain tar.
 
     tarfile's own stream reader decompresses each 10 KB it reads in one go and then copies what is
@@ -179,7 +178,7 @@ def _decompressed(path: Path) -> Iterator[IO[bytes]]:
         head = f.read(10)
         f.seek(0)
         if head.startswith(b"\x1f\x8b\x08"):
-            f = stack.enter_context(gzip.GzipFile(fileobj=f, mode="rb"))
+            f = _GzipMembers(f)
         elif head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
             f = stack.enter_context(bz2.BZ2File(f))
         elif head.startswith((b"\x5d\x00\x00\x80", b"\xfd7zXZ")):  # .lzma (alone) or .xz
@@ -190,6 +189,50 @@ def _decompressed(path: Path) -> Iterator[IO[bytes]]:
         # tarfile asks for 10 KB at a time: served from a 256 KiB buffer, the decompressor's Python
         # layers run once per 256 KiB (listing 32 MiB of text members: about a tenth faster)
         yield stack.enter_context(io.BufferedReader(f, buffer_size=_BUFFER))  # type: ignore[arg-type]
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _GzipMembers(io.RawIOBase):
+    """The data of a file's gzip members, one after another as gzip.GzipFile reads them, ending where
+    the bytes after a member (past any zero padding) begin no other, as gzip(1) does ("trailing
+    garbage ignored"): GzipFile took them for a member's header and refused the archive, where
+    tarfile's own reader had stopped at its stream's end. A truncated member is an EOFError, as in
+    GzipFile; a corrupt one zlib's error (CRC included)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer, CRC checked
+        self._pending = b""  # compressed bytes read and not yet taken by the decompressor
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._done:
+            if not self._pending:
+                self._pending = self._f.read(_BUFFER)
+                if not self._pending:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            out = self._member.decompress(self._pending, len(b))  # at most what was asked: bounded
+            self._pending = self._member.unconsumed_tail
+            if self._member.eof:
+                self._next_member(self._member.unused_data)
+            if out:
+                b[: len(out)] = out
+                return len(out)
+        return 0
+
+    def _next_member(self, rest: bytes) -> None:
+        """Start on the member `rest` (the bytes after the one just ended) begins, or end the data."""
+        while len(rest.lstrip(b"\0")) < len(_GZIP_MAGIC) and (more := self._f.read(_BUFFER)):
+            rest = rest.lstrip(b"\0") + more
+        rest = rest.lstrip(b"\0")
+        self._done = not rest.startswith(_GZIP_MAGIC)
+        self._member = zlib.decompressobj(wbits=31)
+        self._pending = rest
 
 
 @contextmanager
