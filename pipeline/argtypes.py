@@ -6,17 +6,25 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+# The largest count taken unless an option says less: a C int, what torch, numpy and polars take.
+# Past it, `--threads 99999999999999999999` was torch's "Overflow when unpacking long long", naming
+# no option, and `quarantine --rows` with as many an OverflowError traceback from polars.
+INT_MAX = 2**31 - 1
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """argparse `type=`: an int of at least `minimum` ("must be 1 or more, got 0")."""
+
+def whole_number(minimum: int, maximum: int = INT_MAX) -> Callable[[str], int]:
+    """argparse `type=`: an int from `minimum` to `maximum` ("must be 1 or more, got 0")."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        except ValueError:  # a word, or more digits than int() takes: the text cut short
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text[:40]!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        if value > maximum:
+            got = f"{value:,}" if value < 10**30 else f"a number of {len(str(value))} digits"
+            raise argparse.ArgumentTypeError(f"must be {maximum:,} or less, got {got}")
         return value
 
     return parse

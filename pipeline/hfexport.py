@@ -257,6 +257,29 @@ def check_trained_variant(summary: dict, metrics_file: Path, variant: str) -> No
     )
 
 
+# sources.csv's columns (tokenize writes them) and those the model card reads as counts
+SOURCES_COLUMNS = ("source", "tokens", "loss_tokens", "conversations")
+
+
+def token_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of the training split's sources.csv, checked as the card reads them: a file
+    damaged or edited by hand was a csv.Error traceback (a field past csv's limit), or a message
+    naming no file ("invalid literal for int()", codecs' "can't decode byte 0xff")."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not the CSV tokenize writes ({e}): re-run tokenize") from None
+    for n, row in enumerate(rows, start=2):  # line 1 is the header
+        for column in SOURCES_COLUMNS:
+            value = row.get(column)
+            if value is None or (column != "source" and not value.isdigit()):
+                raise ValueError(
+                    f"{path}: line {n}: {column} {value!r:.60} is not what tokenize writes (re-run tokenize)"
+                )
+    return rows
+
+
 def export_run(
     ckpt_dir: str | Path,
     out_dir: str | Path,
@@ -316,7 +339,7 @@ def export_run(
         earlier_data=earlier_data,
     )
     sources_csv = Path(data_dir) / "sources.csv"
-    rows = list(csv.DictReader(sources_csv.open(encoding="utf-8"))) if sources_csv.is_file() else []
+    rows = token_rows(sources_csv) if sources_csv.is_file() else []
     notice = Path(notice_file).read_text(encoding="utf-8") if notice_file is not None else None
     card = modelcard.model_card(facts, rows, terms, notice=notice is not None)
     licence = modelcard.model_licence_file(rows, terms, modelcard.unrecorded_base(facts), earlier_data)

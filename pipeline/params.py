@@ -101,9 +101,17 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
             data = safe_load(f) or {}
         except yaml.YAMLError as e:  # a repeated key, a tab: one line naming the file and line
             raise ValueError(yaml_error(e, str(path))) from None
+        except UnicodeDecodeError as e:  # codecs' message named no file ("can't decode byte 0xff")
+            raise ValueError(not_utf8(path, e)) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def not_utf8(path: str | os.PathLike[str], e: UnicodeDecodeError) -> str:
+    """A YAML file's decoding error in one line naming the file (a file saved as Latin-1, say)."""
+    # (no offset: PyYAML decodes the file in blocks, and the error's position is within one)
+    return f"{path}: not UTF-8 text (a byte 0x{e.object[e.start]:02x}): save it as UTF-8"
 
 
 def load_params(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import atomic, jsonout
+from pipeline.argtypes import INT_MAX
 from pipeline.buildinputs import BuildError, read_json_object
 from pipeline.errortext import first_line
 from pipeline.params import project_root, shown_path
@@ -30,6 +31,7 @@ from pipeline.sources.registry import REGISTRY_FILE, brief, enabled_sources, loa
 from pipeline.terminal import printable
 
 TEXT_LIMIT = 160  # characters of a quarantined row's text shown with --rows
+FIELD_LIMIT = 500  # characters of a rule, origin or reason shown (normalize's are far shorter)
 # The rules that quarantine a row besides pipeline.schema's row rules: the readers' and adapters'
 # (a row or file they could not read) and normalize's own (a conversation cut or too short).
 # `--check nope` said "no row was quarantined by `nope`", as if it were a rule that caught nothing.
@@ -152,7 +154,9 @@ def read_source(
                 if enabled
                 else ""
             )
-            raise SourceError(f"{only}: not a source of {shown['report']} (its sources: {held}){since}")
+            raise SourceError(
+                f"{printable(only)}: not a source of {shown['report']} (its sources: {printable(held)}){since}"
+            )
         table = table.filter(pl.col("source") == only)
         rows_read = (by_source[only] or {}).get("rows_read")
         table = table.drop("source")
@@ -226,21 +230,30 @@ def _excerpt(text: str | None) -> str:
     return brief(text, TEXT_LIMIT // 2) if len(text) > TEXT_LIMIT or not text.isprintable() else repr(text)
 
 
+def _field(text: str) -> str:
+    """A rule, origin or reason on one line, inert at a terminal, cut at FIELD_LIMIT characters.
+    Normalize writes short ones, but a quarantine copied in by hand may hold anything: a 1 MB rule
+    name padded every rule's line to a megabyte, a 1 MB reason printed whole on each of its lines."""
+    if len(text) <= FIELD_LIMIT:
+        return printable(text)
+    return f"{printable(text[:FIELD_LIMIT])}... ({len(text):,} characters)"
+
+
 def format_source(q: SourceQuarantine, check: str | None) -> str:
     read = f" of {q.rows_read:,} rows read" if isinstance(q.rows_read, int) else ""
     lines = [f"{q.source}: {q.rows_quarantined:,}{read} quarantined ({q.path})"]
     # rule names are normalize's, but a quarantine copied in by hand may name anything: inert too
-    width = max((len(printable(c)) for c in q.by_check), default=0)
+    width = max((len(_field(c)) for c in q.by_check), default=0)
     for rule, n in q.by_check.items():
         if check and rule != check:
             continue
         ex = q.first[rule]
         # origins and reasons quote the upstream file (a record id, a file name): ESC there stays inert
-        first = f"{printable(ex['origin'])}: {printable(ex['reason'])}"
-        lines.append(f"  {printable(rule).ljust(width)}  {n:>9,}  first: {first}")
+        first = f"{_field(ex['origin'])}: {_field(ex['reason'])}"
+        lines.append(f"  {_field(rule).ljust(width)}  {n:>9,}  first: {first}")
         for row in q.rows:  # the rule's own rows, under its line
             if row["check"] == rule:
-                lines.append(f"    {printable(row['origin'])}  {printable(rule)}: {printable(row['reason'])}")
+                lines.append(f"    {_field(row['origin'])}  {_field(rule)}: {_field(row['reason'])}")
                 lines.append(f"      text: {_excerpt(row['text'])}")
     return "\n".join(lines)
 
@@ -278,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
     if rows < 0:
         print("quarantine: --rows takes a count, 0 or more", file=sys.stderr)
         return 2
+    # past every row is all of them: polars' head took no more than a C long (an OverflowError traceback)
+    rows = min(rows, INT_MAX)
     try:
         registry = load_registry(root / REGISTRY_FILE)
         names = args.sources or enabled_sources(root / "params.yaml")
@@ -286,7 +301,9 @@ def run(args: argparse.Namespace) -> int:
         # file) is that file's part of its registry source's quarantine
         unknown = [n for n in names if _registry_name(n) not in registry]
         if unknown:
-            raise SourceError(f"{', '.join(unknown)}: not in {REGISTRY_FILE} (known: {', '.join(registry)})")
+            # typed (or pasted) names: an escape code among them is shown, not run
+            typed = ", ".join(map(printable, unknown))
+            raise SourceError(f"{typed}: not in {REGISTRY_FILE} (known: {', '.join(registry)})")
     except (SourceError, ValueError) as e:  # ValueError: params.yaml that is not YAML, in one line
         print(f"quarantine: {e}", file=sys.stderr)
         return 1

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from pipeline.terminal import inert
+from pipeline.cli import EXIT_BROKEN_PIPE, silence_stdout
+from pipeline.errortext import first_line
+from pipeline.terminal import inert, printable
 from pipeline.transcripts import NO_PERSONA, plain_text
 
 ARTIFACTS = [
@@ -24,10 +27,19 @@ def _metric(path: str, key: str) -> str:
     p = Path(path)
     if not p.exists():
         return "-"
-    value = json.loads(p.read_text()).get(key)
+    # A file cut short, not UTF-8 or not an object (a crash mid-write, an edit): said, where it was
+    # a traceback ending the report after its first lines.
+    try:
+        metrics = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return f"({path} is unreadable: {printable(first_line(e))})"
+    if not isinstance(metrics, dict):
+        return f"({path} is not a JSON object)"
+    value = metrics.get(key)
     if value is None:  # absent, or null: not measured (an empty val split, NaN weights); not "None"
         return "-"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    # a hand-edited string may hold an escape code: shown, not run
+    return f"{value:.3f}" if isinstance(value, float) else printable(str(value))
 
 
 # `make repro` puts .venv/bin on its own PATH only: a bare `nanochatgpt` or `dvc` suggested here
@@ -52,9 +64,13 @@ def sample_exchange(transcripts: Path, max_lines: int = 12) -> list[str]:
     """
     if not transcripts.exists():
         return [f"(no transcripts: run `{VENV_BIN}dvc repro evaluate`)"]
+    try:
+        text = transcripts.read_text(encoding="utf-8")
+    except (OSError, ValueError) as e:  # not UTF-8 (a UnicodeDecodeError), a folder: said, not a traceback
+        return [f"({transcripts} is unreadable: {printable(first_line(e))})"]
     conversations: list[list[str]] = []
     indent = ""
-    for raw in transcripts.read_text(encoding="utf-8").splitlines():
+    for raw in text.splitlines():
         line = raw.rstrip()
         if raw[:1].isspace():  # a later line of the text above (a blank one is left out here)
             if conversations and conversations[-1] and line.strip():
@@ -106,5 +122,16 @@ def main() -> None:
     print("(or `source .venv/bin/activate` once per shell, then the bare commands)")
 
 
+def run() -> int:
+    """main(), quiet when its reader leaves: `python -m pipeline.report | head -3` printed a
+    BrokenPipeError traceback, and Python's last flush of stdout another."""
+    try:
+        main()
+    except BrokenPipeError:
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

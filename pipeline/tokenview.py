@@ -42,6 +42,12 @@ REVERSE, REVERSE_OFF = "\x1b[7m", "\x1b[27m"  # a real special token, at a termi
 _MARKS_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in (OPEN, CLOSE, SPECIAL_OPEN, SPECIAL_CLOSE)}
 
 
+# More windows than any profile's step draws (batch_size x grad_accum: 64 at most), and few enough
+# that drawing them at once, as one batch, stays a few megabytes: 10**8 was a MemoryError traceback
+# (or, with no limit on the process, the machine's memory).
+MAX_WINDOWS = 1000
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variant", choices=VARIANTS, help="dataset variant (default: params.yaml train.variant)"
@@ -61,13 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "always", "never"),
         default="auto",
         help="green for the loss's tokens and reverse video for special tokens (auto: at a terminal, unless "
-        "NO_COLOR is set); otherwise ⟦ ⟧ and ⟪ ⟫ around them",
+        "NO_COLOR is set or TERM=dumb); otherwise ⟦ ⟧ and ⟪ ⟫ around them",
     )
     parser.add_argument(
         "--windows",
         type=int,
         metavar="N",
-        help="show N training windows instead, drawn as the trainer draws them (train split)",
+        help=f"show N training windows instead (1 to {MAX_WINDOWS}), drawn as the trainer draws them "
+        "(train split)",
     )
     parser.add_argument(
         "--seed",
@@ -203,6 +210,10 @@ def _dataset_rows(path: Path, n: int) -> tuple[list[str] | None, list[str] | Non
         return None, None
     if rows.height != n:
         return None, None
+    # as the build writes them, text on every row: a table of other columns' types (ids as numbers,
+    # a null source) named no conversation but stopped --source at a TypeError traceback
+    if any(rows[c].dtype != pl.String or rows[c].null_count() for c in rows.columns):
+        return None, None
     return rows["conversation_id"].to_list(), rows["source"].to_list()
 
 
@@ -263,7 +274,7 @@ def conversations(
     if source and sources is not None and source not in set(sources):  # a typo, or `contrib` for a file
         held = ", ".join(sorted(set(sources))) or "none"
         raise ValueError(
-            f"no conversation from {source} in {shown} (its sources: {held})"
+            f"no conversation from {printable(source)} in {shown} (its sources: {printable(held)})"
             f"{_held_elsewhere(root, variant, split, source) or _normalized_since(root, variant, source)}"
         )
     picked: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -471,9 +482,13 @@ def _show(shown: list[Any], text: Callable[[Any, bool], str], args: argparse.Nam
     if args.json:
         print(jsonout.dumps([asdict(c) for c in shown]))
         return
-    # auto: colour at a terminal, unless NO_COLOR (https://no-color.org) asks for none
+    # auto: colour at a terminal, unless NO_COLOR (https://no-color.org) asks for none or the
+    # terminal says it has no escape codes (TERM=dumb: an editor's shell buffer printed ESC[32m)
     color = args.color == "always" or (
-        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        args.color == "auto"
+        and sys.stdout.isatty()
+        and not os.environ.get("NO_COLOR")
+        and os.environ.get("TERM") != "dumb"
     )
     if not color:
         print(
@@ -485,6 +500,9 @@ def _show(shown: list[Any], text: Callable[[Any, bool], str], args: argparse.Nam
 
 
 def _run_windows(args: argparse.Namespace, root: Path) -> int:
+    if args.windows > MAX_WINDOWS:
+        print(f"tokens: --windows takes {MAX_WINDOWS:,} at most, got {args.windows:,}", file=sys.stderr)
+        return 2
     if args.windows < 1 or args.split != "train" or args.source or args.index or args.count != 1:
         print(
             "tokens: --windows takes 1 or more, and draws from the train split: not with --split val, "
@@ -547,7 +565,7 @@ def run(args: argparse.Namespace) -> int:
     if note:
         print(f"tokens: {note}", file=sys.stderr)
     if not shown:
-        which = f" from {args.source}" if args.source else ""
+        which = f" from {printable(args.source)}" if args.source else ""  # typed, or pasted: inert
         print(
             f"tokens: no conversation{which} at or after {args.index} in {where} "
             f"({shards.n_conversations:,} conversations)",

@@ -337,6 +337,7 @@ def test_colour_at_a_terminal_unless_no_color_says_otherwise(
     out = _Terminal()
     monkeypatch.setattr(sys, "stdout", out)
     monkeypatch.setenv("NO_COLOR", no_color)
+    monkeypatch.setenv("TERM", "xterm")  # not the runner's own: TERM=dumb asks for no colour
     assert cli.main(["tokens", *flag]) == 0
     assert ("\x1b[32m" in out.getvalue()) is green
     assert (OPEN in out.getvalue()) is not green

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.params import load_params, project_root, root_first, safe_load, yaml_error
+from pipeline.params import load_params, not_utf8, project_root, root_first, safe_load, yaml_error
 from pipeline.sources.errors import SourceError
 from pipeline.sources.licences import (
     expression_error,
@@ -446,6 +446,8 @@ def load_registry(path: str | Path | None = None) -> dict[str, SourceSpec]:
         raise SourceError(yaml_error(e, str(path))) from None
     except RecursionError:
         raise SourceError(f"{path}: not valid YAML (nested too deeply)") from None
+    except UnicodeDecodeError as e:  # `nanochatgpt sources` printed it as a traceback
+        raise SourceError(not_utf8(path, e)) from None
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected a mapping of source name -> entry")
     return {str(name): parse_entry(str(name), entry, str(path)) for name, entry in data.items()}
